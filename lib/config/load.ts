@@ -1,0 +1,155 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError, validateConfig } from './validate';
+import type { SluiceConfig } from './types';
+
+type Raw = Record<string, unknown>;
+
+/** Context keys Sluice owns; anything else in CDK context (feature flags, aws:*) is CDK's. */
+const SLUICE_KEYS = [
+  'prefix', 'env', 'alarmEmail', 'removalPolicy', 'lifecycle', 'metadata', 'athena', 'opensearch', 'local',
+  'pipelines', 'pipelineDefaults', 'environments',
+];
+
+/** The project root: where cdk.json and schemas/ live. */
+export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
+
+/**
+ * Builds the configuration from CDK context the way CDK users expect:
+ * cdk.json defaults, then `environments.<env>` for the chosen env, then `-c key.path=value` overrides.
+ *
+ * `context` is every context value in effect (cdk.json's and `-c`'s). Dotted keys are overrides:
+ * `pipelines.iot.shards=8`. Their values arrive as strings from the command line, so they are read as
+ * JSON when they parse (8, true, ["lake"]) and list-valued keys also accept "lake,metadata".
+ */
+export function configFromContext(context: Raw, options: { knownSchemas?: readonly string[] } = {}): SluiceConfig {
+  const base: Raw = {};
+  const overrides: Array<[string[], unknown]> = [];
+  const problems: string[] = [];
+  for (const [key, value] of Object.entries(context)) {
+    const parts = key.split('.');
+    if (!SLUICE_KEYS.includes(parts[0])) continue;
+    if (parts.length === 1) base[key] = parseContextValue(value);
+    else overrides.push([parts, parseContextValue(value)]);
+  }
+
+  // `-c env=prod` replaces cdk.json's env before the per-environment overlay is chosen.
+  const env = typeof base.env === 'string' ? base.env : 'dev';
+  const environments = (base.environments ?? {}) as Raw;
+  const overlay = environments[env];
+  let merged: Raw = { ...base, env };
+  delete merged.environments;
+  if (overlay !== undefined) merged = deepMerge(merged, overlay as Raw);
+
+  for (const [parts, value] of overrides) {
+    const problem = setPath(merged, parts, value);
+    if (problem) problems.push(problem);
+  }
+
+  const defaults = (merged.pipelineDefaults ?? {}) as Raw;
+  delete merged.pipelineDefaults;
+  const pipelines = (merged.pipelines ?? {}) as Raw;
+  const expanded: Raw = {};
+  for (const [name, p] of Object.entries(pipelines)) {
+    expanded[name] = deepMerge(defaults, (p ?? {}) as Raw);
+  }
+  merged.pipelines = expanded;
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return validateConfig(merged, options);
+}
+
+/** Reads cdk.json's context from a project directory (the CLI and the twin use the same defaults as `cdk synth`). */
+export function readCdkJsonContext(dir: string = PROJECT_ROOT): Raw {
+  const file = path.join(dir, 'cdk.json');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new ConfigError([`cdk.json: not found at ${file}; run Sluice from its project directory`]);
+  }
+  try {
+    const parsed = JSON.parse(text) as { context?: Raw };
+    return parsed.context ?? {};
+  } catch (err) {
+    throw new ConfigError([`cdk.json: ${file} is not valid JSON (${(err as Error).message})`]);
+  }
+}
+
+/** Pipelines that have a schema file in schemas/. */
+export function knownSchemaNames(dir: string = PROJECT_ROOT): string[] {
+  const schemaDir = path.join(dir, 'schemas');
+  if (!fs.existsSync(schemaDir)) return [];
+  return fs.readdirSync(schemaDir)
+    .filter((f) => f.endsWith('.schema.json'))
+    .map((f) => f.slice(0, -'.schema.json'.length))
+    .sort();
+}
+
+/**
+ * Parses `key=value` pairs as `-c` does and loads the configuration with cdk.json's defaults.
+ * Used by the CLI and the local twin so `sluice local up -c pipelines.iot.shards=2` means what it means to cdk.
+ */
+export function loadConfig(overrides: readonly string[] = [], dir: string = PROJECT_ROOT): SluiceConfig {
+  const context: Raw = { ...readCdkJsonContext(dir) };
+  for (const pair of overrides) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new ConfigError([`-c ${pair}: expected key=value, e.g. -c pipelines.iot.shards=8`]);
+    context[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return configFromContext(context, { knownSchemas: knownSchemaNames(dir) });
+}
+
+function parseContextValue(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const trimmed = value.trim();
+  if (trimmed === '') return value;
+  try {
+    return JSON.parse(trimmed);
+  } catch {
+    return value;
+  }
+}
+
+const LIST_KEYS = new Set(['destinations']);
+
+function setPath(target: Raw, parts: string[], value: unknown): string | undefined {
+  const key = parts.join('.');
+  let node: Raw = target;
+  for (let i = 0; i < parts.length - 1; i++) {
+    const part = parts[i];
+    if (isPrototypeKey(part)) return `${key}: "${part}" is not a configuration key`;
+    const next = node[part];
+    if (next === undefined) {
+      if (parts[0] === 'pipelines' && i === 1) {
+        const known = Object.keys((target.pipelines ?? {}) as Raw);
+        return `${key}: unknown pipeline "${part}"; known pipelines are ${known.join(', ')} (add new ones to cdk.json)`;
+      }
+      node[part] = {};
+    } else if (typeof next !== 'object' || next === null || Array.isArray(next)) {
+      return `${key}: "${parts.slice(0, i + 1).join('.')}" is not an object, so it has no key "${parts[i + 1]}"`;
+    }
+    node = node[part] as Raw;
+  }
+  const last = parts[parts.length - 1];
+  if (isPrototypeKey(last)) return `${key}: "${last}" is not a configuration key`;
+  node[last] = LIST_KEYS.has(last) && typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+  return undefined;
+}
+
+function isPrototypeKey(part: string): boolean {
+  return part === '__proto__' || part === 'constructor' || part === 'prototype';
+}
+
+function deepMerge(base: Raw, over: Raw): Raw {
+  const out: Raw = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = isPlainObject(b) && isPlainObject(v) ? deepMerge(b, v) : v;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Raw {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

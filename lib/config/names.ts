@@ -1,0 +1,27 @@
+import type { SluiceConfig } from './types';
+
+/** Physical names, decided in one place so the stack, the twin and the CLI agree. */
+export interface ResourceNames {
+  readonly stream: string;
+  readonly lakeDeliveryStream: string;
+  readonly searchDeliveryStream: string;
+  /** Glue database (underscores: Athena identifiers do not take "-"). */
+  readonly glueDatabase: string;
+  /** Glue table for the pipeline. */
+  readonly glueTable: string;
+  readonly indexPrefix: string;
+  readonly dlq: string;
+}
+
+export function resourceNames(config: Pick<SluiceConfig, 'prefix' | 'env'>, pipeline: string): ResourceNames {
+  const base = `${config.prefix}-${config.env}-${pipeline}`;
+  return {
+    stream: base,
+    lakeDeliveryStream: `${base}-lake`,
+    searchDeliveryStream: `${base}-search`,
+    glueDatabase: `${config.prefix}_${config.env}`.replace(/-/g, '_'),
+    glueTable: pipeline.replace(/-/g, '_'),
+    indexPrefix: pipeline,
+    dlq: `${config.prefix}-${config.env}-dlq`,
+  };
+}

@@ -1,0 +1,256 @@
+import {
+  DESTINATIONS,
+  INDEX_ROTATIONS,
+  OPENSEARCH_MODES,
+  REMOVAL_POLICIES,
+  SOURCES,
+  STREAM_ENCRYPTION,
+  type PipelineConfig,
+  type SluiceConfig,
+} from './types';
+
+/** Thrown for a configuration AWS (or Sluice) would reject; lists every problem, one per line. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid Sluice configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Raw = Record<string, unknown>;
+
+/**
+ * Reads a raw (merged) configuration object into a typed SluiceConfig, collecting every problem.
+ * Each problem names the key, the value and what is allowed, so `cdk synth` fails before CloudFormation would.
+ */
+export function validateConfig(raw: Raw, options: { knownSchemas?: readonly string[] } = {}): SluiceConfig {
+  const v = new Reader();
+  const cfg = v.object(raw, '', ['prefix', 'env', 'alarmEmail', 'removalPolicy', 'lifecycle', 'metadata', 'athena', 'opensearch', 'local', 'pipelines']);
+
+  const prefix = v.pattern(cfg, 'prefix', /^[a-z][a-z0-9-]{0,19}$/, 'lower-case letters, digits and "-", starting with a letter, at most 20 characters');
+  const env = v.pattern(cfg, 'env', /^[a-z][a-z0-9-]{0,9}$/, 'lower-case letters, digits and "-", starting with a letter, at most 10 characters');
+  const alarmEmail = cfg.alarmEmail === undefined || cfg.alarmEmail === '' ? undefined
+    : v.pattern(cfg, 'alarmEmail', /^[^@\s]+@[^@\s]+\.[^@\s]+$/, 'an e-mail address');
+  const removalPolicy = v.oneOf(cfg, 'removalPolicy', REMOVAL_POLICIES);
+
+  const lc = v.object(cfg.lifecycle, 'lifecycle', ['infrequentAccessDays', 'glacierDays', 'errorExpirationDays']);
+  const infrequentAccessDays = v.int(lc, 'lifecycle.infrequentAccessDays', 30, 3650, 'S3 moves objects to STANDARD_IA no sooner than 30 days');
+  const glacierDays = v.int(lc, 'lifecycle.glacierDays', 1, 36500);
+  if (glacierDays < infrequentAccessDays + 30) {
+    v.problem(`lifecycle.glacierDays: ${glacierDays} must be at least 30 days after lifecycle.infrequentAccessDays (${infrequentAccessDays}), as S3 requires`);
+  }
+  const errorExpirationDays = v.int(lc, 'lifecycle.errorExpirationDays', 1, 3650);
+
+  const md = v.object(cfg.metadata, 'metadata', ['ttlDays']);
+  const ttlDays = v.int(md, 'metadata.ttlDays', 1, 3650);
+
+  const at = v.object(cfg.athena, 'athena', ['bytesScannedCutoffMiB']);
+  const bytesScannedCutoffMiB = v.int(at, 'athena.bytesScannedCutoffMiB', 10, 1024 * 1024, 'Athena accepts a cutoff of at least 10 MB');
+
+  const os = v.object(cfg.opensearch, 'opensearch', ['mode', 'endpoint', 'domainArn', 'engineVersion', 'instanceType', 'instanceCount', 'volumeGiB']);
+  const mode = v.oneOf(os, 'opensearch.mode', OPENSEARCH_MODES);
+  const endpoint = os.endpoint === undefined || os.endpoint === '' ? undefined
+    : v.pattern(os, 'opensearch.endpoint', /^https:\/\/[A-Za-z0-9.-]+(:\d+)?\/?$/, 'an https:// URL of the domain endpoint');
+  const domainArn = os.domainArn === undefined || os.domainArn === '' ? undefined
+    : v.pattern(os, 'opensearch.domainArn', /^arn:aws[a-z-]*:es:[a-z0-9-]+:\d{12}:domain\/[a-z][a-z0-9-]{2,27}$/, 'an OpenSearch domain ARN (arn:aws:es:<region>:<account>:domain/<name>)');
+  const engineVersion = v.pattern(os, 'opensearch.engineVersion', /^OpenSearch_\d+\.\d+$/, 'e.g. "OpenSearch_2.19"');
+  const instanceType = v.pattern(os, 'opensearch.instanceType', /^[a-z0-9]+\.[a-z0-9]+\.search$/, 'an OpenSearch instance type such as "t3.small.search"');
+  const instanceCount = v.int(os, 'opensearch.instanceCount', 1, 80);
+  const volumeGiB = v.int(os, 'opensearch.volumeGiB', 10, 16384);
+
+  const lo = v.object(cfg.local, 'local', ['firehosePort', 'kinesisPort', 'dynamoPort', 'bufferSizeMiB', 'bufferIntervalSeconds']);
+  const local = {
+    firehosePort: v.int(lo, 'local.firehosePort', 1, 65535),
+    kinesisPort: v.int(lo, 'local.kinesisPort', 1, 65535),
+    dynamoPort: v.int(lo, 'local.dynamoPort', 1, 65535),
+    bufferSizeMiB: v.number(lo, 'local.bufferSizeMiB', 0.001, 128),
+    bufferIntervalSeconds: v.number(lo, 'local.bufferIntervalSeconds', 0, 900),
+  };
+
+  const pipelinesRaw = v.object(cfg.pipelines, 'pipelines', undefined);
+  const pipelines: Record<string, PipelineConfig> = {};
+  const names = Object.keys(pipelinesRaw);
+  if (names.length === 0) v.problem('pipelines: at least one pipeline is required');
+  for (const name of names) {
+    const p = readPipeline(v, name, pipelinesRaw[name], prefix, env, options.knownSchemas);
+    if (p) pipelines[name] = p;
+  }
+
+  const usesSearch = Object.values(pipelines).some((p) => p.destinations.includes('search'));
+  if (usesSearch && mode === 'existing' && (!endpoint || !domainArn)) {
+    v.problem('opensearch: mode "existing" needs both opensearch.endpoint and opensearch.domainArn');
+  }
+
+  v.throwIfAny();
+  return {
+    prefix, env, alarmEmail, removalPolicy,
+    lifecycle: { infrequentAccessDays, glacierDays, errorExpirationDays },
+    metadata: { ttlDays },
+    athena: { bytesScannedCutoffMiB },
+    opensearch: { mode, endpoint, domainArn, engineVersion, instanceType, instanceCount, volumeGiB },
+    local,
+    pipelines,
+  };
+}
+
+function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env: string, knownSchemas?: readonly string[]): PipelineConfig | undefined {
+  const key = `pipelines.${name}`;
+  if (!/^[a-z][a-z0-9-]{0,30}$/.test(name)) {
+    v.problem(`${key}: pipeline name "${name}" must be lower-case letters, digits and "-", starting with a letter, at most 31 characters`);
+    return undefined;
+  }
+  if (knownSchemas && !knownSchemas.includes(name)) {
+    v.problem(`${key}: no schema for pipeline "${name}"; add schemas/${name}.schema.json (known: ${knownSchemas.join(', ')})`);
+  }
+  // Firehose names are limited to 64 characters; the longest suffix is "-search".
+  const longest = `${prefix}-${env}-${name}-search`;
+  if (longest.length > 64) {
+    v.problem(`${key}: delivery stream name "${longest}" would be ${longest.length} characters; Firehose allows 64 — shorten prefix, env or pipeline name`);
+  }
+  const p = v.object(raw, key, ['source', 'shards', 'retentionHours', 'streamEncryption', 'destinations', 'buffering', 'transform', 'consumer', 'search']);
+  const source = v.oneOf(p, `${key}.source`, SOURCES);
+  const shards = p.shards === 'on-demand' ? 'on-demand' as const : v.int(p, `${key}.shards`, 1, 500, 'or "on-demand"');
+  const retentionHours = v.int(p, `${key}.retentionHours`, 24, 8760, 'Kinesis retention is 24 hours to 365 days');
+  const streamEncryption = v.oneOf(p, `${key}.streamEncryption`, STREAM_ENCRYPTION);
+  const destinations = v.list(p, `${key}.destinations`, DESTINATIONS);
+  if (destinations.length === 0) v.problem(`${key}.destinations: at least one of ${DESTINATIONS.join(', ')} is required`);
+  if (new Set(destinations).size !== destinations.length) v.problem(`${key}.destinations: [${destinations.join(', ')}] names a destination twice`);
+  if (source === 'direct-put') {
+    for (const d of destinations) {
+      if (d !== 'lake') {
+        v.problem(`${key}.destinations: "${d}" needs a Kinesis stream to read, but source is "direct-put"; a direct-put pipeline delivers to "lake" only (set source to "kinesis" or remove "${d}")`);
+      }
+    }
+  }
+
+  const b = v.object(p.buffering, `${key}.buffering`, ['sizeMiB', 'intervalSeconds']);
+  const buffering = {
+    sizeMiB: v.int(b, `${key}.buffering.sizeMiB`, 64, 128, 'Firehose requires at least 64 MiB with Parquet conversion and dynamic partitioning'),
+    intervalSeconds: v.int(b, `${key}.buffering.intervalSeconds`, 60, 900, 'Firehose requires at least 60 s with dynamic partitioning'),
+  };
+
+  const t = v.object(p.transform, `${key}.transform`, ['memoryMiB', 'timeoutSeconds', 'processorBufferMiB', 'processorIntervalSeconds', 'retries']);
+  const transform = {
+    memoryMiB: v.int(t, `${key}.transform.memoryMiB`, 128, 10240),
+    timeoutSeconds: v.int(t, `${key}.transform.timeoutSeconds`, 1, 300, 'Firehose waits at most 5 minutes for a transform invocation'),
+    processorBufferMiB: v.number(t, `${key}.transform.processorBufferMiB`, 0.2, 3, 'the Firehose processor buffer hint'),
+    processorIntervalSeconds: v.int(t, `${key}.transform.processorIntervalSeconds`, 0, 900),
+    retries: v.int(t, `${key}.transform.retries`, 0, 300),
+  };
+
+  const c = v.object(p.consumer, `${key}.consumer`, ['batchSize', 'batchWindowSeconds', 'maxRetries', 'maxRecordAgeSeconds', 'parallelization', 'memoryMiB', 'timeoutSeconds']);
+  const consumer = {
+    batchSize: v.int(c, `${key}.consumer.batchSize`, 1, 10000),
+    batchWindowSeconds: v.int(c, `${key}.consumer.batchWindowSeconds`, 0, 300),
+    maxRetries: v.int(c, `${key}.consumer.maxRetries`, 0, 10000, 'bounded, so a poison record cannot block its shard'),
+    maxRecordAgeSeconds: v.int(c, `${key}.consumer.maxRecordAgeSeconds`, 60, 604800, 'bounded, so a poison record cannot block its shard'),
+    parallelization: v.int(c, `${key}.consumer.parallelization`, 1, 10),
+    memoryMiB: v.int(c, `${key}.consumer.memoryMiB`, 128, 10240),
+    timeoutSeconds: v.int(c, `${key}.consumer.timeoutSeconds`, 1, 900),
+  };
+
+  const s = v.object(p.search, `${key}.search`, ['bufferingSizeMiB', 'bufferingIntervalSeconds', 'retrySeconds', 'rotation']);
+  const search = {
+    bufferingSizeMiB: v.int(s, `${key}.search.bufferingSizeMiB`, 1, 100),
+    bufferingIntervalSeconds: v.int(s, `${key}.search.bufferingIntervalSeconds`, 0, 900),
+    retrySeconds: v.int(s, `${key}.search.retrySeconds`, 0, 7200),
+    rotation: v.oneOf(s, `${key}.search.rotation`, INDEX_ROTATIONS),
+  };
+
+  return { name, source, shards, retentionHours, streamEncryption, destinations, buffering, transform, consumer, search };
+}
+
+/** Reads typed values out of raw objects, recording problems instead of throwing at the first one. */
+class Reader {
+  private readonly problems: string[] = [];
+
+  problem(message: string): void {
+    this.problems.push(message);
+  }
+
+  throwIfAny(): void {
+    if (this.problems.length > 0) throw new ConfigError(this.problems);
+  }
+
+  object(raw: unknown, key: string, allowed: readonly string[] | undefined): Raw {
+    const where = key || 'configuration';
+    if (raw === undefined) {
+      this.problem(`${where}: missing; it must be an object`);
+      return {};
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      this.problem(`${where}: ${show(raw)} must be an object`);
+      return {};
+    }
+    if (allowed) {
+      for (const k of Object.keys(raw)) {
+        if (!allowed.includes(k)) this.problem(`${key ? `${key}.` : ''}${k}: unknown key; allowed keys are ${allowed.join(', ')}`);
+      }
+    }
+    return raw as Raw;
+  }
+
+  number(obj: Raw, key: string, min: number, max: number, why?: string): number {
+    const value = obj[leaf(key)];
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      this.problem(`${key}: ${show(value)} must be a number from ${min} to ${max}${why ? ` (${why})` : ''}`);
+      return min;
+    }
+    if (value < min || value > max) {
+      this.problem(`${key}: ${value} is out of range; allowed ${min}–${max}${why ? ` (${why})` : ''}`);
+    }
+    return value;
+  }
+
+  int(obj: Raw, key: string, min: number, max: number, why?: string): number {
+    const value = obj[leaf(key)];
+    if (typeof value !== 'number' || !Number.isInteger(value)) {
+      this.problem(`${key}: ${show(value)} must be a whole number from ${min} to ${max}${why ? ` (${why})` : ''}`);
+      return min;
+    }
+    return this.number(obj, key, min, max, why);
+  }
+
+  oneOf<T extends string>(obj: Raw, key: string, allowed: readonly T[]): T {
+    const value = obj[leaf(key)];
+    if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+      this.problem(`${key}: ${show(value)} is not allowed; use one of ${allowed.map((a) => `"${a}"`).join(', ')}`);
+      return allowed[0];
+    }
+    return value as T;
+  }
+
+  list<T extends string>(obj: Raw, key: string, allowed: readonly T[]): T[] {
+    const value = obj[leaf(key)];
+    if (!Array.isArray(value)) {
+      this.problem(`${key}: ${show(value)} must be a list drawn from ${allowed.join(', ')}`);
+      return [];
+    }
+    const out: T[] = [];
+    for (const item of value) {
+      if (typeof item === 'string' && (allowed as readonly string[]).includes(item)) out.push(item as T);
+      else this.problem(`${key}: unknown destination ${show(item)}; use one of ${allowed.map((a) => `"${a}"`).join(', ')}`);
+    }
+    return out;
+  }
+
+  pattern(obj: Raw, key: string, re: RegExp, what: string): string {
+    const value = obj[leaf(key)];
+    if (typeof value !== 'string' || !re.test(value)) {
+      this.problem(`${key}: ${show(value)} is not valid; expected ${what}`);
+      return typeof value === 'string' ? value : '';
+    }
+    return value;
+  }
+}
+
+function leaf(key: string): string {
+  const i = key.lastIndexOf('.');
+  return i < 0 ? key : key.slice(i + 1);
+}
+
+function show(value: unknown): string {
+  if (value === undefined) return 'missing value';
+  const s = JSON.stringify(value);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}

@@ -1,0 +1,713 @@
+/**
+ * The local twin's Amazon Data Firehose endpoint: an HTTP server speaking the AWS JSON 1.1 protocol
+ * (`POST /`, `X-Amz-Target: Firehose_20150804.<Operation>`) for PutRecord, PutRecordBatch,
+ * DescribeDeliveryStream and ListDeliveryStreams, so the AWS SDKs, boto3 and the AWS CLI work
+ * against it unchanged with `--endpoint-url`, error handling included.
+ *
+ * This file owns the wire protocol and AWS's request limits; buffering and delivery live behind
+ * {@link FirehoseBackend}. Shapes, constraints and error codes follow botocore's Firehose model
+ * (`firehose/2015-08-04/service-2.json`) and the service's observed answers, cited where used.
+ * Signatures are not verified: any Authorization header is accepted.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface LocalDeliveryStream {
+  readonly name: string;
+  readonly arn: string;
+  readonly type: 'DirectPut' | 'KinesisStreamAsSource';
+  readonly sourceStreamArn?: string;
+  readonly createdAt: Date;
+  readonly destinations: ReadonlyArray<Record<string, unknown>>;
+  /** The role Firehose reads the source Kinesis stream with; omitted from the description when unset. */
+  readonly sourceRoleArn?: string;
+  /** Changes whenever a destination changes. @default '1' */
+  readonly versionId?: string;
+  /** Server-side encryption as DescribeDeliveryStream reports it. @default { Status: 'DISABLED' } */
+  readonly encryption?: Readonly<{ Status: string; KeyType?: string; KeyARN?: string }>;
+}
+
+export type IngestResult = { ok: true } | { ok: false; errorCode: string; errorMessage: string };
+
+export interface FirehoseBackend {
+  listDeliveryStreams(): ReadonlyArray<LocalDeliveryStream>;
+  findDeliveryStream(name: string): LocalDeliveryStream | undefined;
+  /** Accepts already-validated records (decoded bytes) with ids and arrival time; returns one result per record, in order. */
+  ingest(
+    streamName: string,
+    records: ReadonlyArray<{ recordId: string; data: Buffer; arrivalTimestamp: number }>,
+  ): Promise<IngestResult[]>;
+}
+
+export interface FirehoseApiOptions {
+  /** Interface to listen on. @default '127.0.0.1' */
+  host?: string;
+  /** Port to listen on; 0 picks any free port. @default 4573 */
+  port?: number;
+  backend: FirehoseBackend;
+  /** Largest request body read, in bytes; larger ones get a 413. @default 8 MiB (8,388,608) */
+  maxBodyBytes?: number;
+  /** Account id named in ResourceNotFoundException messages. @default '000000000000' */
+  accountId?: string;
+  /** Told about every backend failure answered with ServiceUnavailableException. @default ignore */
+  onBackendError?: (error: unknown, context: { operation: string; streamName: string; requestId: string }) => void;
+}
+
+export interface RunningFirehoseApi {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** AWS's fixed PutRecord/PutRecordBatch limits (API reference; botocore model `Data.max`, `PutRecordBatchRequestEntryList.max`). */
+export const FIREHOSE_LIMITS = { maxRecordBytes: 1024000, maxBatchRecords: 500, maxBatchBytes: 4194304 } as const;
+
+export const DEFAULT_FIREHOSE_PORT = 4573;
+const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+const DEFAULT_ACCOUNT_ID = '000000000000';
+const TARGET_PREFIX = 'Firehose_20150804.';
+const CONTENT_TYPE = 'application/x-amz-json-1.1';
+
+// botocore model: DeliveryStreamName, DestinationId, ListDeliveryStreamsInputLimit, DeliveryStreamType.
+const STREAM_NAME_PATTERN = '[a-zA-Z0-9_.-]+';
+const DESTINATION_ID_PATTERN = '[a-zA-Z0-9-]+';
+const STREAM_TYPES = ['DirectPut', 'KinesisStreamAsSource', 'MSKAsSource', 'DatabaseAsSource'] as const;
+const MAX_LIST_LIMIT = 10000;
+const DEFAULT_LIST_LIMIT = 10;
+
+type JsonObject = Record<string, unknown>;
+
+/** An error answered in AWS JSON form: `{"__type": code, "message": ...}` plus `x-amzn-ErrorType`. */
+class FirehoseApiError extends Error {
+  readonly httpStatus: number;
+
+  constructor(readonly code: string, message: string, httpStatus?: number) {
+    super(message);
+    this.httpStatus = httpStatus ?? httpStatusFor(code);
+  }
+}
+
+/**
+ * ServiceUnavailableException is the model's only server fault (`"fault": true`, no explicit
+ * status), which Smithy's awsJson1_1 maps to 500; SDKs retry 500 and 503 alike. Everything else
+ * the client caused is a 400, as AWS answers them.
+ */
+function httpStatusFor(code: string): number {
+  switch (code) {
+    case 'ServiceUnavailableException':
+    case 'InternalFailure':
+      return 500;
+    case 'RequestEntityTooLargeException':
+      return 413;
+    default:
+      return 400;
+  }
+}
+
+function serializationError(message: string): FirehoseApiError {
+  return new FirehoseApiError('SerializationException', message);
+}
+
+/** Collects constraint violations and reports them the way AWS's request validation does. */
+class ValidationErrors {
+  private readonly violations: string[] = [];
+
+  add(renderedValue: string, path: string, constraint: string): void {
+    this.violations.push(`Value ${renderedValue} at '${path}' failed to satisfy constraint: ${constraint}`);
+  }
+
+  throwIfAny(): void {
+    const count = this.violations.length;
+    if (count === 0) return;
+    const summary = `${count} validation error${count === 1 ? '' : 's'} detected: `;
+    throw new FirehoseApiError('ValidationException', summary + this.violations.join('; '));
+  }
+}
+
+function quoted(value: string): string {
+  return `'${value}'`;
+}
+
+/** AWS renders a blob in validation messages as the Java ByteBuffer that held it. */
+function renderBlob(data: Buffer): string {
+  return `java.nio.HeapByteBuffer[pos=0 lim=${data.length} cap=${data.length}]`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading request members. Wrong JSON types are SerializationException (the body cannot be read
+// as the operation's input); values of the right type that break the model's constraints are
+// ValidationException.
+// ---------------------------------------------------------------------------------------------
+
+function optionalString(input: JsonObject, key: string): string | undefined {
+  const value = input[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') {
+    throw serializationError(`${key} must be a JSON string, got ${describeJsonType(value)}.`);
+  }
+  return value;
+}
+
+function optionalInteger(input: JsonObject, key: string): number | undefined {
+  const value = input[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw serializationError(`${key} must be a JSON integer, got ${describeJsonType(value)}.`);
+  }
+  return value;
+}
+
+function describeJsonType(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  return `a ${typeof value} (${JSON.stringify(value)})`;
+}
+
+function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const BASE64_BODY = /^[A-Za-z0-9+/]*$/;
+
+/**
+ * Decodes a blob member. Node's decoder silently skips characters outside the alphabet, which
+ * would hand the backend bytes the producer never sent, so the text is checked first.
+ * Standard alphabet only; trailing `=` padding is optional, as in most JSON codecs.
+ */
+function decodeBase64Member(value: unknown, path: string): Buffer {
+  if (typeof value !== 'string') {
+    throw serializationError(`${path} must be a base64-encoded JSON string, got ${describeJsonType(value)}.`);
+  }
+  const unpadded = value.endsWith('==') ? value.slice(0, -2) : value.endsWith('=') ? value.slice(0, -1) : value;
+  const wellFormed =
+    BASE64_BODY.test(unpadded) &&
+    unpadded.length % 4 !== 1 &&
+    (unpadded.length === value.length || value.length % 4 === 0);
+  if (!wellFormed) {
+    throw serializationError(
+      `${path} is not valid base64 (standard alphabet A-Z a-z 0-9 + /, optional = padding); ` +
+        'encode the record bytes with base64 before sending them.',
+    );
+  }
+  return Buffer.from(unpadded, 'base64');
+}
+
+function validateStreamName(name: string | undefined, path: string, errors: ValidationErrors, required: boolean): void {
+  if (name === undefined) {
+    if (required) errors.add('null', path, 'Member must not be null');
+    return;
+  }
+  if (name.length < 1) errors.add(quoted(name), path, 'Member must have length greater than or equal to 1');
+  if (name.length > 64) errors.add(quoted(name), path, 'Member must have length less than or equal to 64');
+  if (!new RegExp(`^${STREAM_NAME_PATTERN}$`).test(name)) {
+    errors.add(quoted(name), path, `Member must satisfy regular expression pattern: ${STREAM_NAME_PATTERN}`);
+  }
+}
+
+function validateLimit(limit: number | undefined, path: string, errors: ValidationErrors): void {
+  if (limit === undefined) return;
+  if (limit < 1) errors.add(quoted(String(limit)), path, 'Member must have value greater than or equal to 1');
+  if (limit > MAX_LIST_LIMIT) {
+    errors.add(quoted(String(limit)), path, `Member must have value less than or equal to ${MAX_LIST_LIMIT}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Record ids
+// ---------------------------------------------------------------------------------------------
+
+let recordSequence = 0n;
+const processNonce = randomBytes(8);
+
+/**
+ * Firehose answers opaque 224-character base64 record ids. These have the same shape: a per-process
+ * nonce and a counter (unique within and, with overwhelming odds, across runs) then random bytes.
+ */
+function newRecordId(): string {
+  const head = Buffer.alloc(16);
+  processNonce.copy(head, 0);
+  recordSequence += 1n;
+  head.writeBigUInt64BE(recordSequence, 8);
+  return Buffer.concat([head, randomBytes(152)]).toString('base64');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------------------------
+
+interface OperationContext {
+  readonly backend: FirehoseBackend;
+  readonly accountId: string;
+  readonly requestId: string;
+  readonly operation: string;
+  readonly onBackendError?: FirehoseApiOptions['onBackendError'];
+}
+
+type Operation = (input: JsonObject, context: OperationContext) => Promise<JsonObject>;
+
+interface IncomingRecord {
+  readonly data: Buffer;
+}
+
+function findStreamOrThrow(name: string, context: OperationContext): LocalDeliveryStream {
+  const stream = context.backend.findDeliveryStream(name);
+  if (!stream) {
+    throw new FirehoseApiError('ResourceNotFoundException', `Firehose ${name} under account ${context.accountId} not found.`);
+  }
+  return stream;
+}
+
+/** Direct puts to a Kinesis-sourced stream are refused, word for word as AWS does (see AWS-FACTS.md). */
+function assertAcceptsDirectPut(stream: LocalDeliveryStream): void {
+  if (stream.type === 'KinesisStreamAsSource') {
+    throw new FirehoseApiError(
+      'InvalidArgumentException',
+      'This operation is not permitted on KinesisStreamAsSource delivery stream type.',
+    );
+  }
+}
+
+function isEncrypted(stream: LocalDeliveryStream): boolean {
+  return stream.encryption?.Status === 'ENABLED';
+}
+
+/**
+ * Hands records to the backend. A record is acknowledged only when the backend says ok for it; if
+ * the backend throws or answers out of contract, the whole call is ServiceUnavailableException so
+ * the producer retries everything (Firehose is at-least-once, so a retry may duplicate, never lose).
+ */
+async function ingest(
+  streamName: string,
+  records: ReadonlyArray<IncomingRecord>,
+  context: OperationContext,
+): Promise<Array<{ recordId: string; result: IngestResult }>> {
+  const arrivalTimestamp = Date.now();
+  const batch = records.map((record) => ({ recordId: newRecordId(), data: record.data, arrivalTimestamp }));
+  let results: IngestResult[];
+  try {
+    results = await context.backend.ingest(streamName, batch);
+    if (!Array.isArray(results) || results.length !== batch.length) {
+      throw new Error(
+        `backend returned ${Array.isArray(results) ? results.length : typeof results} results for ${batch.length} records`,
+      );
+    }
+  } catch (error) {
+    context.onBackendError?.(error, { operation: context.operation, streamName, requestId: context.requestId });
+    throw new FirehoseApiError(
+      'ServiceUnavailableException',
+      `Delivery stream ${streamName} could not accept the records (${errorText(error)}); ` +
+        'no record of this request was acknowledged. Back off and retry.',
+    );
+  }
+  return batch.map((record, index) => ({ recordId: record.recordId, result: results[index] }));
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+const putRecord: Operation = async (input, context) => {
+  const streamName = optionalString(input, 'DeliveryStreamName');
+  const record = input.Record;
+  if (record !== undefined && record !== null && !isJsonObject(record)) {
+    throw serializationError(`Record must be a JSON object like {"Data": "<base64>"}, got ${describeJsonType(record)}.`);
+  }
+  const rawData = record?.Data;
+  const data = rawData === undefined || rawData === null ? undefined : decodeBase64Member(rawData, 'Record.Data');
+
+  const errors = new ValidationErrors();
+  validateStreamName(streamName, 'deliveryStreamName', errors, true);
+  if (record === undefined || record === null) {
+    errors.add('null', 'record', 'Member must not be null');
+  } else if (data === undefined) {
+    errors.add('null', 'record.data', 'Member must not be null');
+  } else if (data.length > FIREHOSE_LIMITS.maxRecordBytes) {
+    errors.add(
+      quoted(renderBlob(data)),
+      'record.data',
+      `Member must have length less than or equal to ${FIREHOSE_LIMITS.maxRecordBytes}`,
+    );
+  }
+  errors.throwIfAny();
+
+  const stream = findStreamOrThrow(streamName!, context);
+  assertAcceptsDirectPut(stream);
+  const [outcome] = await ingest(stream.name, [{ data: data! }], context);
+  if (!outcome.result.ok) {
+    throw new FirehoseApiError(outcome.result.errorCode, outcome.result.errorMessage);
+  }
+  return { RecordId: outcome.recordId, Encrypted: isEncrypted(stream) };
+};
+
+const putRecordBatch: Operation = async (input, context) => {
+  const streamName = optionalString(input, 'DeliveryStreamName');
+  const rawRecords = input.Records;
+  if (rawRecords !== undefined && rawRecords !== null && !Array.isArray(rawRecords)) {
+    throw serializationError(`Records must be a JSON array of {"Data": "<base64>"}, got ${describeJsonType(rawRecords)}.`);
+  }
+  const entries: unknown[] = Array.isArray(rawRecords) ? rawRecords : [];
+  const records: Array<Buffer | undefined | null> = entries.map((entry, index) => {
+    if (entry === null || entry === undefined) return null;
+    if (!isJsonObject(entry)) {
+      throw serializationError(`Records[${index}] must be a JSON object like {"Data": "<base64>"}, got ${describeJsonType(entry)}.`);
+    }
+    const rawData = entry.Data;
+    return rawData === undefined || rawData === null ? undefined : decodeBase64Member(rawData, `Records[${index}].Data`);
+  });
+
+  const errors = new ValidationErrors();
+  validateStreamName(streamName, 'deliveryStreamName', errors, true);
+  if (rawRecords === undefined || rawRecords === null) {
+    errors.add('null', 'records', 'Member must not be null');
+  } else if (records.length < 1) {
+    errors.add(quoted('[]'), 'records', 'Member must have length greater than or equal to 1');
+  } else if (records.length > FIREHOSE_LIMITS.maxBatchRecords) {
+    // Observed from the service: `1 validation error detected: Value '[Record(data=java.nio.HeapByteBuffer[...]), ...]'
+    // at 'records' failed to satisfy constraint: Member must have length less than or equal to 500`.
+    const rendered = records.map((data) => (data ? `Record(data=${renderBlob(data)})` : 'Record(data=null)')).join(', ');
+    errors.add(quoted(`[${rendered}]`), 'records', `Member must have length less than or equal to ${FIREHOSE_LIMITS.maxBatchRecords}`);
+  }
+  // List members are addressed 1-based, as in AWS's `records.97.member.data`.
+  records.forEach((data, index) => {
+    const path = `records.${index + 1}.member`;
+    if (data === null) errors.add('null', path, 'Member must not be null');
+    else if (data === undefined) errors.add('null', `${path}.data`, 'Member must not be null');
+    else if (data.length > FIREHOSE_LIMITS.maxRecordBytes) {
+      errors.add(
+        quoted(renderBlob(data)),
+        `${path}.data`,
+        `Member must have length less than or equal to ${FIREHOSE_LIMITS.maxRecordBytes}`,
+      );
+    }
+  });
+  errors.throwIfAny();
+
+  const stream = findStreamOrThrow(streamName!, context);
+  assertAcceptsDirectPut(stream);
+  const batch = records as Buffer[];
+  const totalBytes = batch.reduce((sum, data) => sum + data.length, 0);
+  if (totalBytes > FIREHOSE_LIMITS.maxBatchBytes) {
+    // The 4 MiB total is not a model constraint but a service check: AWS answers
+    // `InvalidArgumentException: Records size exceeds 4 MB limit` (observed with boto3; the
+    // 500-record cap, a model constraint, is a ValidationException instead).
+    throw new FirehoseApiError('InvalidArgumentException', 'Records size exceeds 4 MB limit');
+  }
+
+  const outcomes = await ingest(stream.name, batch.map((data) => ({ data })), context);
+  let failedPutCount = 0;
+  const requestResponses = outcomes.map(({ recordId, result }) => {
+    if (result.ok) return { RecordId: recordId };
+    failedPutCount += 1;
+    return { ErrorCode: result.errorCode, ErrorMessage: result.errorMessage };
+  });
+  return { FailedPutCount: failedPutCount, Encrypted: isEncrypted(stream), RequestResponses: requestResponses };
+};
+
+const describeDeliveryStream: Operation = async (input, context) => {
+  const streamName = optionalString(input, 'DeliveryStreamName');
+  const limit = optionalInteger(input, 'Limit');
+  const exclusiveStartDestinationId = optionalString(input, 'ExclusiveStartDestinationId');
+
+  const errors = new ValidationErrors();
+  validateStreamName(streamName, 'deliveryStreamName', errors, true);
+  validateLimit(limit, 'limit', errors);
+  if (exclusiveStartDestinationId !== undefined) {
+    const id = exclusiveStartDestinationId;
+    if (id.length < 1) errors.add(quoted(id), 'exclusiveStartDestinationId', 'Member must have length greater than or equal to 1');
+    if (id.length > 100) errors.add(quoted(id), 'exclusiveStartDestinationId', 'Member must have length less than or equal to 100');
+    if (!new RegExp(`^${DESTINATION_ID_PATTERN}$`).test(id)) {
+      errors.add(quoted(id), 'exclusiveStartDestinationId', `Member must satisfy regular expression pattern: ${DESTINATION_ID_PATTERN}`);
+    }
+  }
+  errors.throwIfAny();
+
+  const stream = findStreamOrThrow(streamName!, context);
+  let destinations = [...stream.destinations];
+  if (exclusiveStartDestinationId !== undefined) {
+    const start = destinations.findIndex((d) => d.DestinationId === exclusiveStartDestinationId);
+    destinations = start >= 0 ? destinations.slice(start + 1) : destinations;
+  }
+  const page = destinations.slice(0, limit ?? MAX_LIST_LIMIT);
+  const createTimestamp = stream.createdAt.getTime() / 1000;
+
+  const description: JsonObject = {
+    DeliveryStreamName: stream.name,
+    DeliveryStreamARN: stream.arn,
+    DeliveryStreamStatus: 'ACTIVE',
+    DeliveryStreamEncryptionConfiguration: stream.encryption ?? { Status: 'DISABLED' },
+    DeliveryStreamType: stream.type,
+    VersionId: stream.versionId ?? '1',
+    CreateTimestamp: createTimestamp,
+    Destinations: page,
+    HasMoreDestinations: page.length < destinations.length,
+  };
+  if (stream.type === 'KinesisStreamAsSource') {
+    description.Source = {
+      KinesisStreamSourceDescription: {
+        ...(stream.sourceStreamArn !== undefined && { KinesisStreamARN: stream.sourceStreamArn }),
+        ...(stream.sourceRoleArn !== undefined && { RoleARN: stream.sourceRoleArn }),
+        DeliveryStartTimestamp: createTimestamp,
+      },
+    };
+  }
+  return { DeliveryStreamDescription: description };
+};
+
+const listDeliveryStreams: Operation = async (input, context) => {
+  const limit = optionalInteger(input, 'Limit');
+  const type = optionalString(input, 'DeliveryStreamType');
+  const exclusiveStart = optionalString(input, 'ExclusiveStartDeliveryStreamName');
+
+  const errors = new ValidationErrors();
+  validateLimit(limit, 'limit', errors);
+  if (type !== undefined && !(STREAM_TYPES as readonly string[]).includes(type)) {
+    errors.add(quoted(type), 'deliveryStreamType', `Member must satisfy enum value set: [${STREAM_TYPES.join(', ')}]`);
+  }
+  validateStreamName(exclusiveStart, 'exclusiveStartDeliveryStreamName', errors, false);
+  errors.throwIfAny();
+
+  // Names come back in alphabetical order; the exclusive start need not name an existing stream.
+  const names = context.backend
+    .listDeliveryStreams()
+    .filter((stream) => type === undefined || stream.type === type)
+    .map((stream) => stream.name)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    .filter((name) => exclusiveStart === undefined || name > exclusiveStart);
+  const pageSize = limit ?? DEFAULT_LIST_LIMIT;
+  return { DeliveryStreamNames: names.slice(0, pageSize), HasMoreDeliveryStreams: names.length > pageSize };
+};
+
+const OPERATIONS: Readonly<Record<string, Operation>> = {
+  PutRecord: putRecord,
+  PutRecordBatch: putRecordBatch,
+  DescribeDeliveryStream: describeDeliveryStream,
+  ListDeliveryStreams: listDeliveryStreams,
+};
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------------------------
+
+type BodyOutcome =
+  | { kind: 'complete'; body: Buffer }
+  /** `drained` = the whole body was read (and discarded), so the connection can stay open. */
+  | { kind: 'tooLarge'; drained: boolean }
+  | { kind: 'aborted' };
+
+function declaredContentLength(req: IncomingMessage): number | undefined {
+  const header = req.headers['content-length'];
+  if (header === undefined) return undefined;
+  const length = Number(header);
+  return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+}
+
+/**
+ * Reads at most `maxBytes` of body into memory. Past that the rest is read and thrown away, up to
+ * `drainLimit`, so that the 413 reaches a client still uploading (closing on unread data resets the
+ * connection, and the client would see ECONNRESET instead of the answer). Beyond `drainLimit`, or
+ * when the declared length already says so, the connection is closed without reading further.
+ */
+function readBoundedBody(req: IncomingMessage, maxBytes: number, drainLimit: number): Promise<BodyOutcome> {
+  const declared = declaredContentLength(req);
+  if (declared !== undefined && declared > drainLimit) {
+    return Promise.resolve({ kind: 'tooLarge', drained: false });
+  }
+  return new Promise((resolve) => {
+    let chunks: Buffer[] = [];
+    let received = 0;
+    let settled = false;
+    const settle = (outcome: BodyOutcome): void => {
+      if (settled) return;
+      settled = true;
+      resolve(outcome);
+    };
+    req.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > drainLimit) {
+        req.pause();
+        chunks = [];
+        settle({ kind: 'tooLarge', drained: false });
+      } else if (received > maxBytes) {
+        chunks = [];
+      } else {
+        chunks.push(chunk);
+      }
+    });
+    req.on('end', () => {
+      settle(received > maxBytes ? { kind: 'tooLarge', drained: true } : { kind: 'complete', body: Buffer.concat(chunks, received) });
+    });
+    req.on('error', () => settle({ kind: 'aborted' }));
+    req.on('close', () => settle({ kind: 'aborted' }));
+  });
+}
+
+/** Starts the endpoint; resolves once it listens. */
+export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFirehoseApi> {
+  const host = options.host ?? DEFAULT_HOST;
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
+    throw new Error(`maxBodyBytes must be a positive integer number of bytes, got ${maxBodyBytes}`);
+  }
+  const drainLimit = maxBodyBytes * 4;
+  const accountId = options.accountId ?? DEFAULT_ACCOUNT_ID;
+
+  let closing = false;
+  let inFlight = 0;
+  const server = createServer();
+
+  const send = (res: ServerResponse, requestId: string, status: number, payload: JsonObject, extra: Record<string, string> = {}): void => {
+    if (res.headersSent || res.destroyed) return;
+    const body = Buffer.from(JSON.stringify(payload), 'utf8');
+    res.writeHead(status, {
+      'Content-Type': CONTENT_TYPE,
+      'Content-Length': String(body.length),
+      'x-amzn-RequestId': requestId,
+      ...(closing && { Connection: 'close' }),
+      ...extra,
+    });
+    res.end(body);
+  };
+
+  const sendError = (res: ServerResponse, requestId: string, error: FirehoseApiError, extra: Record<string, string> = {}): void => {
+    send(res, requestId, error.httpStatus, { __type: error.code, message: error.message }, { 'x-amzn-ErrorType': error.code, ...extra });
+  };
+
+  const tooLarge = (): FirehoseApiError =>
+    new FirehoseApiError(
+      'RequestEntityTooLargeException',
+      `Request body exceeds this endpoint's ${maxBodyBytes}-byte limit; ` +
+        `send at most ${FIREHOSE_LIMITS.maxBatchRecords} records and ${FIREHOSE_LIMITS.maxBatchBytes} bytes of data per PutRecordBatch.`,
+    );
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const requestId = randomUUID();
+    const bodyOutcome = await readBoundedBody(req, maxBodyBytes, drainLimit);
+    if (bodyOutcome.kind === 'aborted') {
+      res.destroy();
+      return;
+    }
+    if (bodyOutcome.kind === 'tooLarge') {
+      sendError(res, requestId, tooLarge(), bodyOutcome.drained ? {} : { Connection: 'close' });
+      return;
+    }
+    if (req.method !== 'POST') {
+      sendError(res, requestId, new FirehoseApiError('UnknownOperationException', `${req.method} is not supported; send POST / with X-Amz-Target: ${TARGET_PREFIX}<Operation>.`), { Allow: 'POST' });
+      return;
+    }
+    const target = req.headers['x-amz-target'];
+    if (typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) {
+      const found = target === undefined ? 'no X-Amz-Target header' : `X-Amz-Target ${JSON.stringify(target)}`;
+      sendError(res, requestId, new FirehoseApiError('UnknownOperationException', `Got ${found}; expected ${TARGET_PREFIX}<Operation>.`));
+      return;
+    }
+    const operationName = target.slice(TARGET_PREFIX.length);
+    const operation = Object.hasOwn(OPERATIONS, operationName) ? OPERATIONS[operationName] : undefined;
+    if (!operation) {
+      const supported = Object.keys(OPERATIONS).join(', ');
+      sendError(res, requestId, new FirehoseApiError('UnknownOperationException', `Operation ${operationName} is not supported by the local Firehose endpoint; supported: ${supported}.`));
+      return;
+    }
+    if (closing) {
+      sendError(res, requestId, new FirehoseApiError('ServiceUnavailableException', 'The local Firehose endpoint is shutting down; retry against the next run.'));
+      return;
+    }
+
+    const text = bodyOutcome.body.toString('utf8');
+    let input: unknown;
+    try {
+      // Some clients send no body for operations without required members.
+      input = text.trim() === '' ? {} : JSON.parse(text);
+    } catch (error) {
+      sendError(res, requestId, serializationError(`Request body is not valid JSON: ${errorText(error)}.`));
+      return;
+    }
+    if (!isJsonObject(input)) {
+      sendError(res, requestId, serializationError(`Request body must be a JSON object, got ${describeJsonType(input)}.`));
+      return;
+    }
+
+    try {
+      const output = await operation(input, { backend: options.backend, accountId, requestId, operation: operationName, onBackendError: options.onBackendError });
+      send(res, requestId, 200, output);
+    } catch (error) {
+      if (error instanceof FirehoseApiError) {
+        sendError(res, requestId, error);
+      } else {
+        // listDeliveryStreams/findDeliveryStream threw: the backend is at fault, not the caller.
+        options.onBackendError?.(error, { operation: operationName, streamName: typeof input.DeliveryStreamName === 'string' ? input.DeliveryStreamName : '', requestId });
+        sendError(res, requestId, new FirehoseApiError('ServiceUnavailableException', `The local Firehose backend failed: ${errorText(error)}. Back off and retry.`));
+      }
+    }
+  };
+
+  let allSettled: (() => void) | undefined;
+  const track = (req: IncomingMessage, res: ServerResponse): void => {
+    inFlight += 1;
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      inFlight -= 1;
+      if (closing) {
+        server.closeIdleConnections();
+        if (inFlight === 0) allSettled?.();
+      }
+    };
+    res.on('finish', finish);
+    res.on('close', finish);
+    handle(req, res).catch(() => {
+      // Only a broken socket gets here; there is no one left to answer.
+      res.destroy();
+    });
+  };
+
+  server.on('request', track);
+  // Refuse a declared oversized body before the client uploads it (curl sends Expect for large bodies).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const declared = declaredContentLength(req);
+    if (declared !== undefined && declared > maxBodyBytes) {
+      inFlight += 1;
+      res.on('close', () => {
+        inFlight -= 1;
+        if (closing && inFlight === 0) allSettled?.();
+      });
+      sendError(res, randomUUID(), tooLarge(), { Connection: 'close' });
+      return;
+    }
+    res.writeContinue();
+    track(req, res);
+  });
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? DEFAULT_FIREHOSE_PORT, host, () => {
+      server.off('error', reject);
+      const { port } = server.address() as AddressInfo;
+      const urlHost = host.includes(':') ? `[${host}]` : host;
+      let closed: Promise<void> | undefined;
+      resolve({
+        url: `http://${urlHost}:${port}`,
+        port,
+        close(): Promise<void> {
+          closed ??= new Promise<void>((resolveClose) => {
+            closing = true;
+            server.close(() => resolveClose());
+            server.closeIdleConnections();
+            // Deferred a turn so the last response's bytes reach the socket before it is closed;
+            // by then no request is in flight, so only idle or half-sent connections remain.
+            allSettled = () => setImmediate(() => server.closeAllConnections());
+            if (inFlight === 0) allSettled();
+          });
+          return closed;
+        },
+      });
+    });
+  });
+}

@@ -1,0 +1,141 @@
+import type { Column, LogicalType, SchemaModel } from './model';
+
+/** Hive type for Glue (lower case, as Glue stores it). */
+export function hiveType(t: LogicalType): string {
+  switch (t.kind) {
+    case 'string': return 'string';
+    case 'timestamp': return 'timestamp';
+    case 'date': return 'date';
+    case 'int': return 'int';
+    case 'bigint': return 'bigint';
+    case 'double': return 'double';
+    case 'boolean': return 'boolean';
+    case 'struct': return `struct<${t.fields.map((f) => `${f.name}:${hiveType(f.type)}`).join(',')}>`;
+    case 'array': return `array<${hiveType(t.items)}>`;
+    case 'map': return `map<string,${hiveType(t.values)}>`;
+  }
+}
+
+/** DuckDB type the local twin writes to Parquet. TIMESTAMP is UTC without zone, as Firehose's Parquet is. */
+export function duckDbType(t: LogicalType): string {
+  switch (t.kind) {
+    case 'string': return 'VARCHAR';
+    case 'timestamp': return 'TIMESTAMP';
+    case 'date': return 'DATE';
+    case 'int': return 'INTEGER';
+    case 'bigint': return 'BIGINT';
+    case 'double': return 'DOUBLE';
+    case 'boolean': return 'BOOLEAN';
+    case 'struct': return `STRUCT(${t.fields.map((f) => `${quoteIdent(f.name)} ${duckDbType(f.type)}`).join(', ')})`;
+    case 'array': return `${duckDbType(t.items)}[]`;
+    case 'map': return `MAP(VARCHAR, ${duckDbType(t.values)})`;
+  }
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+export interface GlueColumn {
+  readonly name: string;
+  readonly type: string;
+  readonly comment?: string;
+}
+
+/** Glue table columns (partition keys excluded) and partition keys. */
+export function glueColumns(model: SchemaModel): { columns: GlueColumn[]; partitionKeys: GlueColumn[] } {
+  return {
+    columns: model.tableColumns.map((c) => ({ name: c.name, type: hiveType(c.type), comment: c.description?.slice(0, 255) })),
+    partitionKeys: model.partitionKeys.map((k) => ({ name: k.name, type: k.hiveType })),
+  };
+}
+
+/** Parquet columns as the twin writes them: name → DuckDB type, in table order. */
+export function parquetColumns(model: SchemaModel): Array<{ name: string; type: string }> {
+  return model.tableColumns.map((c) => ({ name: c.name, type: duckDbType(c.type) }));
+}
+
+type Mapping = Record<string, unknown>;
+
+/** OpenSearch field mapping of one logical type. */
+export function openSearchField(t: LogicalType, name: string): Mapping {
+  switch (t.kind) {
+    case 'string':
+      if (t.format === 'ipv4' || t.format === 'ipv6') return { type: 'ip' };
+      // Identifiers, codes and enums are matched exactly; free text also gets a keyword sub-field for aggregations.
+      if (t.enum || t.format || name === 'id' || name.endsWith('_id') || (t.maxLength !== undefined && t.maxLength <= 256)) {
+        return { type: 'keyword', ignore_above: 1024 };
+      }
+      return { type: 'text', fields: { keyword: { type: 'keyword', ignore_above: 256 } } };
+    case 'timestamp': return { type: 'date', format: 'strict_date_optional_time||epoch_millis' };
+    case 'date': return { type: 'date', format: 'strict_date' };
+    case 'int': return { type: 'integer' };
+    case 'bigint': return { type: 'long' };
+    case 'double': return { type: 'double' };
+    case 'boolean': return { type: 'boolean' };
+    case 'struct':
+      if (t.geoPoint) return { type: 'geo_point' };
+      return { properties: Object.fromEntries(t.fields.map((f) => [f.name, openSearchField(f.type, f.name)])) };
+    case 'array': return openSearchField(t.items, name);
+    case 'map': return { type: 'flat_object' };
+  }
+}
+
+/** Index template for the pipeline's search indices (`<pipeline>-*`, one per rotation period). */
+export function openSearchIndexTemplate(model: SchemaModel): Mapping {
+  const properties = Object.fromEntries(model.enrichedColumns.map((c) => [c.name, openSearchField(c.type, c.name)]));
+  return {
+    index_patterns: [`${model.pipeline}-*`],
+    template: {
+      settings: { number_of_shards: 1, number_of_replicas: 1, 'index.mapping.total_fields.limit': 1000 },
+      mappings: { dynamic: 'strict', _source: { enabled: true }, properties },
+    },
+    _meta: { source: `schemas/${model.pipeline}.schema.json`, version: model.extensions.version },
+  };
+}
+
+/** TypeScript declarations of the record before and after enrichment. */
+export function typeScriptTypes(model: SchemaModel): string {
+  const base = typeName(model.pipeline);
+  const lines = [
+    `/** ${model.title}: the record producers send (schemas/${model.pipeline}.schema.json v${model.extensions.version}). */`,
+    `export interface ${base}Record {`,
+    ...model.inputColumns.map((c) => member(c, false, '  ')),
+    '}',
+    '',
+    `/** ${model.title} after the Sluice transform: PII masked, enriched, keys as Glue columns. */`,
+    `export interface ${base}EnrichedRecord {`,
+    ...model.enrichedColumns.map((c) => member(c, true, '  ')),
+    '}',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+export function typeName(pipeline: string): string {
+  return pipeline.split(/[^a-zA-Z0-9]+/).filter(Boolean).map((p) => p[0].toUpperCase() + p.slice(1)).join('');
+}
+
+function member(c: Column, columnNames: boolean, indent: string): string {
+  const key = columnNames ? c.name : c.jsonKey;
+  const safeKey = /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? key : JSON.stringify(key);
+  return `${indent}${safeKey}${c.required ? '' : '?'}: ${tsType(c.type, columnNames, indent)};`;
+}
+
+function tsType(t: LogicalType, columnNames: boolean, indent: string): string {
+  switch (t.kind) {
+    case 'string': return t.enum ? t.enum.map((v) => JSON.stringify(v)).join(' | ') : 'string';
+    case 'timestamp': return 'string';
+    case 'date': return 'string';
+    case 'int':
+    case 'bigint':
+    case 'double': return 'number';
+    case 'boolean': return 'boolean';
+    case 'struct': return `{\n${t.fields.map((f) => member(f, columnNames, `${indent}  `)).join('\n')}\n${indent}}`;
+    case 'array': {
+      const inner = tsType(t.items, columnNames, indent);
+      return t.items.kind === 'string' && t.items.enum ? `Array<${inner}>` : `${inner}[]`;
+    }
+    case 'map': return `Record<string, ${tsType(t.values, columnNames, indent)}>`;
+  }
+}

@@ -1,0 +1,62 @@
+import type { SchemaModel } from './model';
+
+/**
+ * The lake's S3 key layout, written once. The Firehose data prefix, the Athena partition-projection
+ * `storage.location.template` and the twin's concrete paths are all rendered from `partitionSegments`,
+ * so they cannot drift apart.
+ */
+
+export const DATA_ROOT = 'data';
+export const ERRORS_ROOT = 'errors';
+export const SEARCH_BACKUP_ROOT = 'search-backup';
+
+/** `data/<pipeline>/` */
+export function dataRoot(pipeline: string): string {
+  return `${DATA_ROOT}/${pipeline}/`;
+}
+
+/** Partition segments in path order: `event_type=…/year=…/month=…/day=…/hour=…/`. */
+export function partitionSegments(model: SchemaModel, render: (partitionKey: string) => string): string {
+  return model.partitionKeys.map((k) => `${k.name}=${render(k.name)}/`).join('');
+}
+
+/** The Firehose `Prefix` with dynamic partitioning: keys come from the transform's `metadata.partitionKeys`. */
+export function firehoseDataPrefix(model: SchemaModel): string {
+  return dataRoot(model.pipeline) + partitionSegments(model, (k) => `!{partitionKeyFromLambda:${k}}`);
+}
+
+/** The Firehose `ErrorOutputPrefix`: one folder per error type, then the arrival hour. */
+export function firehoseErrorPrefix(pipeline: string): string {
+  return `${ERRORS_ROOT}/${pipeline}/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/`;
+}
+
+/** Prefix under which the search delivery stream backs up documents OpenSearch refused. */
+export function searchBackupPrefix(pipeline: string): string {
+  return `${SEARCH_BACKUP_ROOT}/${pipeline}/`;
+}
+
+/** Athena partition projection `storage.location.template` for the pipeline's table. */
+export function projectionLocationTemplate(model: SchemaModel, bucketName: string): string {
+  return `s3://${bucketName}/${dataRoot(model.pipeline)}${partitionSegments(model, (k) => `\${${k}}`)}`;
+}
+
+/** Table parameters that turn on partition projection (Glue `Parameters`). */
+export function projectionParameters(model: SchemaModel, bucketName: string): Record<string, string> {
+  const params: Record<string, string> = {
+    'projection.enabled': 'true',
+    'storage.location.template': projectionLocationTemplate(model, bucketName),
+  };
+  for (const key of model.partitionKeys) {
+    for (const [setting, value] of Object.entries(key.projection)) params[`projection.${key.name}.${setting}`] = value;
+  }
+  return params;
+}
+
+/** A concrete partition path for given partition key values, e.g. for the twin and the metadata table. */
+export function partitionPath(model: SchemaModel, values: Readonly<Record<string, string>>): string {
+  return dataRoot(model.pipeline) + partitionSegments(model, (k) => {
+    const v = values[k];
+    if (v === undefined) throw new Error(`partition key "${k}" has no value for pipeline ${model.pipeline}`);
+    return v;
+  });
+}

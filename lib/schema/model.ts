@@ -1,0 +1,421 @@
+/**
+ * Reads a record contract (JSON Schema 2020-12 with the `x-sluice` keyword) into one column model.
+ * Every derived artifact — Glue columns, DuckDB types, the OpenSearch mapping, TypeScript types —
+ * is rendered from this model, so they cannot disagree. Pure: no I/O, safe to bundle into Lambdas.
+ */
+
+export type LogicalType =
+  | { readonly kind: 'string'; readonly enum?: readonly string[]; readonly format?: string; readonly maxLength?: number }
+  | { readonly kind: 'timestamp' }
+  | { readonly kind: 'date' }
+  | { readonly kind: 'int' }
+  | { readonly kind: 'bigint' }
+  | { readonly kind: 'double' }
+  | { readonly kind: 'boolean' }
+  | { readonly kind: 'struct'; readonly fields: readonly Column[]; readonly geoPoint: boolean }
+  | { readonly kind: 'array'; readonly items: LogicalType }
+  | { readonly kind: 'map'; readonly values: LogicalType };
+
+export interface Column {
+  /** Glue / Parquet column name: lower case, Hive-safe. */
+  readonly name: string;
+  /** The key producers send in JSON. */
+  readonly jsonKey: string;
+  readonly type: LogicalType;
+  readonly required: boolean;
+  readonly description?: string;
+}
+
+export const PII_MASKS = ['last4', 'hash', 'redact', 'drop'] as const;
+export type PiiMask = (typeof PII_MASKS)[number];
+
+export interface MoneyRule {
+  readonly amountField: string;
+  readonly currencyField: string;
+  readonly minorUnitsField: string;
+  readonly defaultCurrency?: string;
+}
+
+/** The documented `x-sluice` keyword, after validation. Field names are JSON keys of top-level properties. */
+export interface SluiceExtensions {
+  readonly version: string;
+  /** Unique id of a record: OpenSearch document id and DynamoDB key. */
+  readonly idField: string;
+  /** A `date-time` field: drives year/month/day/hour partitions. */
+  readonly eventTimeField: string;
+  /** String fields that become S3 partitions (before the time partitions), in path order. */
+  readonly partitionFields: readonly string[];
+  /** The device or user a record is about (last-seen items in DynamoDB). */
+  readonly entityField?: string;
+  readonly pii: Readonly<Record<string, PiiMask>>;
+  readonly money?: MoneyRule;
+  /** Column names for JSON keys that are not usable as Hive column names (e.g. reserved words). */
+  readonly columns: Readonly<Record<string, string>>;
+}
+
+export interface PartitionKey {
+  readonly name: string;
+  /** Hive type in the Glue table. */
+  readonly hiveType: 'string' | 'int';
+  /** Partition projection settings for Athena. */
+  readonly projection: Readonly<Record<string, string>>;
+}
+
+export interface SchemaModel {
+  readonly pipeline: string;
+  readonly title: string;
+  readonly extensions: SluiceExtensions;
+  /** Columns of the record as producers send it (names already mapped to column names). */
+  readonly inputColumns: readonly Column[];
+  /** Columns of the record after the transform: masked, enriched, keys normalised. */
+  readonly enrichedColumns: readonly Column[];
+  /** Columns of the Glue table / Parquet file: enriched columns less the partition fields. */
+  readonly tableColumns: readonly Column[];
+  readonly partitionKeys: readonly PartitionKey[];
+}
+
+/** A schema the derivation cannot represent faithfully; names the JSON pointer of the offending node. */
+export class SchemaDerivationError extends Error {
+  constructor(readonly schemaPath: string, readonly problem: string, readonly pipeline?: string) {
+    super(`${pipeline ? `schemas/${pipeline}.schema.json` : 'schema'} at ${schemaPath || '/'}: ${problem}`);
+    this.name = 'SchemaDerivationError';
+  }
+}
+
+/** Name of the struct column the transform adds; user schemas may not use it. */
+export const ENRICHMENT_COLUMN = 'sluice';
+export const TIME_PARTITIONS = ['year', 'month', 'day', 'hour'] as const;
+
+/** Fields of the `sluice` struct every enriched record carries. */
+export const ENRICHMENT_FIELDS: readonly Column[] = [
+  col('arrival_time', { kind: 'timestamp' }, true, 'When Firehose (or the stream) received the record.'),
+  col('processed_at', { kind: 'timestamp' }, true, 'When the transform processed the record.'),
+  col('source', { kind: 'string', enum: ['kinesis', 'direct-put'] }, true, 'How the record entered the pipeline.'),
+  col('shard_id', { kind: 'string' }, false, 'Kinesis shard, for Kinesis-sourced records.'),
+  col('sequence_number', { kind: 'string' }, false, 'Kinesis sequence number, for Kinesis-sourced records.'),
+  col('schema_version', { kind: 'string' }, true, 'x-sluice.version of the schema that validated the record.'),
+  col('quality_score', { kind: 'double' }, true, 'Share of the schema\'s optional fields present, 0–1.'),
+];
+
+/**
+ * Words Athena's DDL reserves (from the Athena documentation's reserved-keywords list);
+ * a column named so breaks CREATE TABLE and unquoted queries, so the schema must map it.
+ */
+export const HIVE_RESERVED = new Set([
+  'all', 'alter', 'and', 'array', 'as', 'authorization', 'between', 'bigint', 'binary', 'boolean', 'both', 'by', 'case',
+  'cashe', 'cast', 'char', 'column', 'conf', 'constraint', 'commit', 'create', 'cross', 'cube', 'current', 'current_date',
+  'current_timestamp', 'cursor', 'database', 'date', 'dayofweek', 'decimal', 'delete', 'describe', 'distinct', 'div',
+  'double', 'drop', 'else', 'end', 'exchange', 'exists', 'extended', 'external', 'extract', 'false', 'fetch', 'float',
+  'floor', 'following', 'for', 'foreign', 'from', 'full', 'function', 'grant', 'group', 'grouping', 'having', 'if',
+  'import', 'in', 'inner', 'insert', 'int', 'integer', 'intersect', 'interval', 'into', 'is', 'join', 'lateral', 'left',
+  'less', 'like', 'local', 'macro', 'map', 'more', 'none', 'not', 'null', 'numeric', 'of', 'on', 'only', 'or', 'order',
+  'out', 'outer', 'over', 'partialscan', 'partition', 'percent', 'preceding', 'precision', 'preserve', 'primary',
+  'procedure', 'range', 'reads', 'reduce', 'regexp', 'references', 'revoke', 'right', 'rlike', 'rollback', 'rollup',
+  'row', 'rows', 'select', 'set', 'smallint', 'start', 'table', 'tablesample', 'then', 'time', 'timestamp', 'to',
+  'transform', 'trigger', 'true', 'truncate', 'unbounded', 'union', 'uniquejoin', 'update', 'user', 'using',
+  'utc_timestamp', 'values', 'varchar', 'views', 'when', 'where', 'window', 'with',
+]);
+
+const INT32_MIN = -2147483648;
+const INT32_MAX = 2147483647;
+const SUPPORTED_KEYWORDS = new Set([
+  '$schema', '$id', '$comment', 'title', 'description', 'examples', 'default', 'deprecated', 'readOnly', 'writeOnly',
+  'type', 'properties', 'required', 'additionalProperties', 'items', 'enum', 'const', 'format',
+  'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf',
+  'minLength', 'maxLength', 'pattern', 'minItems', 'maxItems', 'uniqueItems', 'minProperties', 'maxProperties',
+  'x-sluice',
+]);
+
+type JsonSchema = Record<string, unknown>;
+
+/** Builds the column model of a pipeline's schema, or throws SchemaDerivationError naming the schema path. */
+export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
+  const fail = (at: string, problem: string): never => {
+    throw new SchemaDerivationError(at, problem, pipeline);
+  };
+  if (!isObject(schema)) fail('', 'a schema must be a JSON object');
+  const root = schema as JsonSchema;
+  if (root.$schema !== 'https://json-schema.org/draft/2020-12/schema') {
+    fail('/$schema', `must be "https://json-schema.org/draft/2020-12/schema", got ${JSON.stringify(root.$schema)}`);
+  }
+  if (root.type !== 'object' || !isObject(root.properties)) fail('', 'the record schema must be {"type": "object", "properties": {...}}');
+
+  const extensions = readExtensions(root, fail);
+  const inputColumns = structFields(root, '', extensions.columns, fail);
+  const byKey = new Map(inputColumns.map((c) => [c.jsonKey, c]));
+
+  const field = (key: string, what: string): Column => {
+    const c = byKey.get(key);
+    if (!c) return fail('/x-sluice', `${what} "${key}" is not a top-level property of the schema`);
+    return c;
+  };
+  const id = field(extensions.idField, 'idField');
+  if (id.type.kind !== 'string') fail(`/properties/${id.jsonKey}`, 'the idField must be a string');
+  if (!id.required) fail('/required', `the idField "${id.jsonKey}" must be required`);
+  const time = field(extensions.eventTimeField, 'eventTimeField');
+  if (time.type.kind !== 'timestamp') fail(`/properties/${time.jsonKey}`, 'the eventTimeField must be {"type": "string", "format": "date-time"}');
+  if (!time.required) fail('/required', `the eventTimeField "${time.jsonKey}" must be required`);
+  for (const key of extensions.partitionFields) {
+    const c = field(key, 'partition field');
+    if (c.type.kind !== 'string') fail(`/properties/${key}`, 'a partition field must be a string');
+    if (!c.required) fail('/required', `the partition field "${key}" must be required, or records would have no partition`);
+    if ((TIME_PARTITIONS as readonly string[]).includes(c.name)) fail(`/properties/${key}`, `"${c.name}" collides with the time partition of the same name`);
+  }
+  if (extensions.entityField) field(extensions.entityField, 'entityField');
+  for (const [fieldPath, mask] of Object.entries(extensions.pii)) {
+    const c = columnAt(inputColumns, fieldPath);
+    if (!c) fail(`/x-sluice/pii/${fieldPath}`, `PII field "${fieldPath}" is not a property of the schema (nested fields are written a.b)`);
+    else if (c.type.kind !== 'string') fail(`/x-sluice/pii/${fieldPath}`, `PII mask "${mask}" applies to strings only`);
+    if (fieldPath === extensions.idField || extensions.partitionFields.includes(fieldPath) || fieldPath === extensions.eventTimeField) {
+      fail(`/x-sluice/pii/${fieldPath}`, 'the id, event-time and partition fields cannot be masked');
+    }
+  }
+  if (extensions.money) {
+    const m = extensions.money;
+    const amount = field(m.amountField, 'money.amountField');
+    if (amount.type.kind !== 'double' && amount.type.kind !== 'int' && amount.type.kind !== 'bigint') {
+      fail(`/properties/${m.amountField}`, 'money.amountField must be a number');
+    }
+    const currency = field(m.currencyField, 'money.currencyField');
+    if (currency.type.kind !== 'string') fail(`/properties/${m.currencyField}`, 'money.currencyField must be a string');
+    if (!currency.required && !m.defaultCurrency) {
+      fail('/x-sluice/money', `"${m.currencyField}" is optional, so money.defaultCurrency is required`);
+    }
+    if (byKey.has(m.minorUnitsField) || inputColumns.some((c) => c.name === m.minorUnitsField)) {
+      fail('/x-sluice/money/minorUnitsField', `"${m.minorUnitsField}" already exists in the schema`);
+    }
+  }
+  if (inputColumns.some((c) => c.name === ENRICHMENT_COLUMN)) {
+    fail(`/properties/${ENRICHMENT_COLUMN}`, `"${ENRICHMENT_COLUMN}" is reserved for the enrichment the transform adds`);
+  }
+
+  const enrichedColumns: Column[] = [];
+  for (const c of maskedColumns(inputColumns, extensions.pii, '')) {
+    enrichedColumns.push(c);
+    if (extensions.money && c.jsonKey === extensions.money.amountField) {
+      enrichedColumns.push(col(extensions.money.minorUnitsField, { kind: 'bigint' }, c.required,
+        `${c.jsonKey} in the currency's minor units (e.g. cents), exact.`));
+    }
+  }
+  enrichedColumns.push(col(ENRICHMENT_COLUMN, { kind: 'struct', fields: ENRICHMENT_FIELDS, geoPoint: false }, true,
+    'Ingest metadata added by the Sluice transform.'));
+
+  const partitionColumnNames = extensions.partitionFields.map((k) => byKey.get(k)!.name);
+  const tableColumns = enrichedColumns.filter((c) => !partitionColumnNames.includes(c.name));
+
+  const partitionKeys: PartitionKey[] = [
+    ...partitionColumnNames.map((name): PartitionKey => {
+      const t = byKey.get(extensions.partitionFields[partitionColumnNames.indexOf(name)])!.type;
+      // An enum lets Athena enumerate partitions; otherwise the value must be given in every query.
+      const projection: Record<string, string> = t.kind === 'string' && t.enum
+        ? { type: 'enum', values: t.enum.map(sanitizedPartitionValue).join(',') }
+        : { type: 'injected' };
+      return { name, hiveType: 'string', projection };
+    }),
+    { name: 'year', hiveType: 'int', projection: { type: 'integer', range: '2000,2100' } },
+    { name: 'month', hiveType: 'int', projection: { type: 'integer', range: '1,12', digits: '2' } },
+    { name: 'day', hiveType: 'int', projection: { type: 'integer', range: '1,31', digits: '2' } },
+    { name: 'hour', hiveType: 'int', projection: { type: 'integer', range: '0,23', digits: '2' } },
+  ];
+
+  return {
+    pipeline,
+    title: typeof root.title === 'string' ? root.title : pipeline,
+    extensions,
+    inputColumns,
+    enrichedColumns,
+    tableColumns,
+    partitionKeys,
+  };
+}
+
+/**
+ * The partition value a string becomes in an S3 path: lower-case letters, digits, "_" and "-" only,
+ * at most 64 characters. Values that come out empty are not allowed (the transform fails the record).
+ * Shared by the transform (paths) and the projection (enum values) so both agree.
+ */
+export function sanitizedPartitionValue(value: string): string {
+  return value
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, '_')
+    .replace(/^[_-]+|[_-]+$/g, '')
+    .slice(0, 64);
+}
+
+function readExtensions(root: JsonSchema, fail: (at: string, problem: string) => never): SluiceExtensions {
+  const x = root['x-sluice'];
+  if (!isObject(x)) return fail('/x-sluice', 'missing: every Sluice schema declares x-sluice {version, idField, eventTimeField, partitionFields, pii}');
+  const allowed = ['version', 'idField', 'eventTimeField', 'partitionFields', 'entityField', 'pii', 'money', 'columns'];
+  for (const k of Object.keys(x)) if (!allowed.includes(k)) fail(`/x-sluice/${k}`, `unknown key; allowed: ${allowed.join(', ')}`);
+  const str = (k: string): string => {
+    const v = x[k];
+    if (typeof v !== 'string' || v === '') return fail(`/x-sluice/${k}`, 'must be a non-empty string');
+    return v;
+  };
+  const version = str('version');
+  if (!/^\d+\.\d+\.\d+$/.test(version)) fail('/x-sluice/version', `"${version}" must be a semantic version like 1.0.0`);
+  const partitionFields = x.partitionFields ?? [];
+  if (!Array.isArray(partitionFields) || partitionFields.some((f) => typeof f !== 'string')) {
+    fail('/x-sluice/partitionFields', 'must be a list of top-level string field names');
+  }
+  const pii = x.pii ?? {};
+  if (!isObject(pii)) fail('/x-sluice/pii', 'must be an object of field name → mask');
+  for (const [k, mask] of Object.entries(pii as Record<string, unknown>)) {
+    if (!(PII_MASKS as readonly unknown[]).includes(mask)) fail(`/x-sluice/pii/${k}`, `mask ${JSON.stringify(mask)} is not one of ${PII_MASKS.join(', ')}`);
+  }
+  let money: MoneyRule | undefined;
+  if (x.money !== undefined) {
+    const m = x.money;
+    if (!isObject(m) || typeof m.amountField !== 'string' || typeof m.currencyField !== 'string' || typeof m.minorUnitsField !== 'string'
+      || (m.defaultCurrency !== undefined && typeof m.defaultCurrency !== 'string')) {
+      fail('/x-sluice/money', 'must be {amountField, currencyField, minorUnitsField, defaultCurrency?} with string values');
+    }
+    money = m as unknown as MoneyRule;
+  }
+  const columns = x.columns ?? {};
+  if (!isObject(columns) || Object.values(columns).some((v) => typeof v !== 'string')) {
+    fail('/x-sluice/columns', 'must be an object of JSON key → column name');
+  }
+  return {
+    version,
+    idField: str('idField'),
+    eventTimeField: str('eventTimeField'),
+    partitionFields: partitionFields as string[],
+    entityField: x.entityField === undefined ? undefined : str('entityField'),
+    pii: pii as Record<string, PiiMask>,
+    money,
+    columns: columns as Record<string, string>,
+  };
+}
+
+/** The column at a dotted JSON path (`payment_method.card_number`), if any. */
+export function columnAt(columns: readonly Column[], dottedPath: string): Column | undefined {
+  const [head, ...rest] = dottedPath.split('.');
+  const c = columns.find((x) => x.jsonKey === head);
+  if (!c || rest.length === 0) return c;
+  return c.type.kind === 'struct' ? columnAt(c.type.fields, rest.join('.')) : undefined;
+}
+
+/** Columns after PII masking: masked strings stay strings, dropped fields disappear. */
+function maskedColumns(columns: readonly Column[], pii: Readonly<Record<string, PiiMask>>, at: string): Column[] {
+  const out: Column[] = [];
+  for (const c of columns) {
+    const here = at + c.jsonKey;
+    const mask = pii[here];
+    if (mask === 'drop') continue;
+    if (mask) {
+      out.push({ ...c, type: { kind: 'string' }, description: `${c.description ?? c.jsonKey} (PII, masked: ${mask})` });
+    } else if (c.type.kind === 'struct' && Object.keys(pii).some((k) => k.startsWith(`${here}.`))) {
+      out.push({ ...c, type: { ...c.type, fields: maskedColumns(c.type.fields, pii, `${here}.`) } });
+    } else {
+      out.push(c);
+    }
+  }
+  return out;
+}
+
+function structFields(node: JsonSchema, at: string, renames: Readonly<Record<string, string>>, fail: (at: string, problem: string) => never): Column[] {
+  const props = node.properties as Record<string, unknown>;
+  const required = Array.isArray(node.required) ? (node.required as string[]) : [];
+  const out: Column[] = [];
+  const seen = new Map<string, string>();
+  for (const [key, sub] of Object.entries(props)) {
+    const path = `${at}/properties/${key}`;
+    const name = at === '' && renames[key] !== undefined ? renames[key] : key.toLowerCase();
+    if (!/^[a-z_][a-z0-9_]*$/.test(name) || name.length > 255) {
+      fail(path, `"${key}" cannot be a Glue column name (letters, digits and "_" only)${at === '' ? '; map it with x-sluice.columns' : ''}`);
+    }
+    if (HIVE_RESERVED.has(name)) {
+      fail(path, `"${name}" is a reserved word in Athena DDL${at === '' ? '; map it to another column name with x-sluice.columns' : '; rename the field'}`);
+    }
+    const clash = seen.get(name);
+    if (clash !== undefined) fail(path, `"${key}" and "${clash}" are the same column "${name}" once lower-cased`);
+    seen.set(name, key);
+    if (!isObject(sub)) fail(path, 'must be a schema object');
+    const s = sub as JsonSchema;
+    out.push({
+      name,
+      jsonKey: key,
+      type: logicalType(s, path, fail),
+      required: required.includes(key),
+      description: typeof s.description === 'string' ? s.description : undefined,
+    });
+  }
+  for (const r of required) if (!(r in props)) fail(`${at}/required`, `"${r}" is required but not defined in properties`);
+  return out;
+}
+
+function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: string) => never): LogicalType {
+  for (const k of Object.keys(s)) {
+    if (!SUPPORTED_KEYWORDS.has(k)) {
+      fail(at, `keyword "${k}" has no faithful Glue/Parquet representation; describe the field with a single type`);
+    }
+  }
+  let type = s.type;
+  if (Array.isArray(type)) {
+    const nonNull = type.filter((t) => t !== 'null');
+    if (nonNull.length !== 1) fail(at, `type ${JSON.stringify(type)} mixes types; a column has exactly one type`);
+    type = nonNull[0];
+  }
+  if (type === undefined && Array.isArray(s.enum) && s.enum.every((v) => typeof v === 'string')) type = 'string';
+  if (type === undefined && typeof s.const === 'string') type = 'string';
+  switch (type) {
+    case 'string': {
+      if (s.format === 'date-time') return { kind: 'timestamp' };
+      if (s.format === 'date') return { kind: 'date' };
+      const enumValues = Array.isArray(s.enum) ? (s.enum as unknown[]) : typeof s.const === 'string' ? [s.const] : undefined;
+      if (enumValues && !enumValues.every((v) => typeof v === 'string')) fail(`${at}/enum`, 'a string enum must list strings only');
+      return {
+        kind: 'string',
+        enum: enumValues as string[] | undefined,
+        format: typeof s.format === 'string' ? s.format : undefined,
+        maxLength: typeof s.maxLength === 'number' ? s.maxLength : undefined,
+      };
+    }
+    case 'integer': {
+      const lo = numberOr(s.minimum, s.exclusiveMinimum);
+      const hi = numberOr(s.maximum, s.exclusiveMaximum);
+      return lo !== undefined && hi !== undefined && lo >= INT32_MIN && hi <= INT32_MAX ? { kind: 'int' } : { kind: 'bigint' };
+    }
+    case 'number':
+      return { kind: 'double' };
+    case 'boolean':
+      return { kind: 'boolean' };
+    case 'array': {
+      if (!isObject(s.items)) fail(at, 'an array needs an "items" schema to become array<…>');
+      return { kind: 'array', items: logicalType(s.items as JsonSchema, `${at}/items`, fail) };
+    }
+    case 'object': {
+      if (isObject(s.properties) && Object.keys(s.properties as object).length > 0) {
+        if (s.additionalProperties !== undefined && s.additionalProperties !== false) {
+          fail(`${at}/additionalProperties`, 'an object with properties must set additionalProperties to false: extra keys would have no column');
+        }
+        const fields = structFields(s, at, {}, fail);
+        const geoPoint = fields.length === 2
+          && fields.every((f) => (f.name === 'lat' || f.name === 'lon') && f.type.kind === 'double' && f.required);
+        return { kind: 'struct', fields, geoPoint };
+      }
+      if (isObject(s.additionalProperties)) {
+        return { kind: 'map', values: logicalType(s.additionalProperties as JsonSchema, `${at}/additionalProperties`, fail) };
+      }
+      return fail(at, 'an object needs "properties" (a struct) or an "additionalProperties" schema (a map<string,…>); without either its values have no column type');
+    }
+    default:
+      return fail(at, type === undefined ? 'missing "type"' : `type ${JSON.stringify(type)} is not supported`);
+  }
+}
+
+function numberOr(a: unknown, b: unknown): number | undefined {
+  if (typeof a === 'number') return a;
+  if (typeof b === 'number') return b;
+  return undefined;
+}
+
+function col(name: string, type: LogicalType, required: boolean, description?: string): Column {
+  return { name, jsonKey: name, type, required, description };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
