@@ -10,7 +10,10 @@ export interface ResourceNames {
   /** Glue table for the pipeline. */
   readonly glueTable: string;
   readonly indexPrefix: string;
+  /** Queue of failed records (from error objects), redriven by `sluice replay`. */
   readonly dlq: string;
+  /** On-failure destination of the metadata consumer's event source mapping (batch metadata only). */
+  readonly consumerDlq: string;
 }
 
 export function resourceNames(config: Pick<SluiceConfig, 'prefix' | 'env'>, pipeline: string): ResourceNames {
@@ -23,5 +26,6 @@ export function resourceNames(config: Pick<SluiceConfig, 'prefix' | 'env'>, pipe
     glueTable: pipeline.replace(/-/g, '_'),
     indexPrefix: pipeline,
     dlq: `${config.prefix}-${config.env}-dlq`,
+    consumerDlq: `${config.prefix}-${config.env}-consumer-dlq`,
   };
 }
