@@ -71,21 +71,28 @@ const TARGET_PREFIX = 'Firehose_20150804.';
 const CONTENT_TYPE = 'application/x-amz-json-1.1';
 
 // botocore model: DeliveryStreamName, DestinationId, ListDeliveryStreamsInputLimit, DeliveryStreamType.
-const STREAM_NAME_PATTERN = '[a-zA-Z0-9_.-]+';
-const DESTINATION_ID_PATTERN = '[a-zA-Z0-9-]+';
+interface StringConstraint {
+  readonly maxLength: number;
+  readonly pattern: string;
+}
+const STREAM_NAME: StringConstraint = { maxLength: 64, pattern: '[a-zA-Z0-9_.-]+' };
+const DESTINATION_ID: StringConstraint = { maxLength: 100, pattern: '[a-zA-Z0-9-]+' };
 const STREAM_TYPES = ['DirectPut', 'KinesisStreamAsSource', 'MSKAsSource', 'DatabaseAsSource'] as const;
 const MAX_LIST_LIMIT = 10000;
 const DEFAULT_LIST_LIMIT = 10;
 
 type JsonObject = Record<string, unknown>;
+type Headers = Record<string, string>;
 
 /** An error answered in AWS JSON form: `{"__type": code, "message": ...}` plus `x-amzn-ErrorType`. */
 class FirehoseApiError extends Error {
   readonly httpStatus: number;
+  readonly headers: Headers;
 
-  constructor(readonly code: string, message: string, httpStatus?: number) {
+  constructor(readonly code: string, message: string, options: { httpStatus?: number; headers?: Headers } = {}) {
     super(message);
-    this.httpStatus = httpStatus ?? httpStatusFor(code);
+    this.httpStatus = options.httpStatus ?? httpStatusFor(code);
+    this.headers = options.headers ?? {};
   }
 }
 
@@ -195,15 +202,22 @@ function decodeBase64Member(value: unknown, path: string): Buffer {
   return Buffer.from(unpadded, 'base64');
 }
 
-function validateStreamName(name: string | undefined, path: string, errors: ValidationErrors, required: boolean): void {
-  if (name === undefined) {
-    if (required) errors.add('null', path, 'Member must not be null');
+function validateString(
+  value: string | undefined,
+  path: string,
+  constraint: StringConstraint,
+  errors: ValidationErrors,
+  options: { required: boolean },
+): void {
+  if (value === undefined) {
+    if (options.required) errors.add('null', path, 'Member must not be null');
     return;
   }
-  if (name.length < 1) errors.add(quoted(name), path, 'Member must have length greater than or equal to 1');
-  if (name.length > 64) errors.add(quoted(name), path, 'Member must have length less than or equal to 64');
-  if (!new RegExp(`^${STREAM_NAME_PATTERN}$`).test(name)) {
-    errors.add(quoted(name), path, `Member must satisfy regular expression pattern: ${STREAM_NAME_PATTERN}`);
+  const { maxLength, pattern } = constraint;
+  if (value.length < 1) errors.add(quoted(value), path, 'Member must have length greater than or equal to 1');
+  if (value.length > maxLength) errors.add(quoted(value), path, `Member must have length less than or equal to ${maxLength}`);
+  if (!new RegExp(`^(?:${pattern})$`).test(value)) {
+    errors.add(quoted(value), path, `Member must satisfy regular expression pattern: ${pattern}`);
   }
 }
 
@@ -319,7 +333,7 @@ const putRecord: Operation = async (input, context) => {
   const data = rawData === undefined || rawData === null ? undefined : decodeBase64Member(rawData, 'Record.Data');
 
   const errors = new ValidationErrors();
-  validateStreamName(streamName, 'deliveryStreamName', errors, true);
+  validateString(streamName, 'deliveryStreamName', STREAM_NAME, errors, { required: true });
   if (record === undefined || record === null) {
     errors.add('null', 'record', 'Member must not be null');
   } else if (data === undefined) {
@@ -352,14 +366,15 @@ const putRecordBatch: Operation = async (input, context) => {
   const records: Array<Buffer | undefined | null> = entries.map((entry, index) => {
     if (entry === null || entry === undefined) return null;
     if (!isJsonObject(entry)) {
-      throw serializationError(`Records[${index}] must be a JSON object like {"Data": "<base64>"}, got ${describeJsonType(entry)}.`);
+      const found = describeJsonType(entry);
+      throw serializationError(`Records[${index}] must be a JSON object like {"Data": "<base64>"}, got ${found}.`);
     }
     const rawData = entry.Data;
     return rawData === undefined || rawData === null ? undefined : decodeBase64Member(rawData, `Records[${index}].Data`);
   });
 
   const errors = new ValidationErrors();
-  validateStreamName(streamName, 'deliveryStreamName', errors, true);
+  validateString(streamName, 'deliveryStreamName', STREAM_NAME, errors, { required: true });
   if (rawRecords === undefined || rawRecords === null) {
     errors.add('null', 'records', 'Member must not be null');
   } else if (records.length < 1) {
@@ -368,7 +383,8 @@ const putRecordBatch: Operation = async (input, context) => {
     // Observed from the service: `1 validation error detected: Value '[Record(data=java.nio.HeapByteBuffer[...]), ...]'
     // at 'records' failed to satisfy constraint: Member must have length less than or equal to 500`.
     const rendered = records.map((data) => (data ? `Record(data=${renderBlob(data)})` : 'Record(data=null)')).join(', ');
-    errors.add(quoted(`[${rendered}]`), 'records', `Member must have length less than or equal to ${FIREHOSE_LIMITS.maxBatchRecords}`);
+    const constraint = `Member must have length less than or equal to ${FIREHOSE_LIMITS.maxBatchRecords}`;
+    errors.add(quoted(`[${rendered}]`), 'records', constraint);
   }
   // List members are addressed 1-based, as in AWS's `records.97.member.data`.
   records.forEach((data, index) => {
@@ -412,16 +428,9 @@ const describeDeliveryStream: Operation = async (input, context) => {
   const exclusiveStartDestinationId = optionalString(input, 'ExclusiveStartDestinationId');
 
   const errors = new ValidationErrors();
-  validateStreamName(streamName, 'deliveryStreamName', errors, true);
+  validateString(streamName, 'deliveryStreamName', STREAM_NAME, errors, { required: true });
   validateLimit(limit, 'limit', errors);
-  if (exclusiveStartDestinationId !== undefined) {
-    const id = exclusiveStartDestinationId;
-    if (id.length < 1) errors.add(quoted(id), 'exclusiveStartDestinationId', 'Member must have length greater than or equal to 1');
-    if (id.length > 100) errors.add(quoted(id), 'exclusiveStartDestinationId', 'Member must have length less than or equal to 100');
-    if (!new RegExp(`^${DESTINATION_ID_PATTERN}$`).test(id)) {
-      errors.add(quoted(id), 'exclusiveStartDestinationId', `Member must satisfy regular expression pattern: ${DESTINATION_ID_PATTERN}`);
-    }
-  }
+  validateString(exclusiveStartDestinationId, 'exclusiveStartDestinationId', DESTINATION_ID, errors, { required: false });
   errors.throwIfAny();
 
   const stream = findStreamOrThrow(streamName!, context);
@@ -466,7 +475,7 @@ const listDeliveryStreams: Operation = async (input, context) => {
   if (type !== undefined && !(STREAM_TYPES as readonly string[]).includes(type)) {
     errors.add(quoted(type), 'deliveryStreamType', `Member must satisfy enum value set: [${STREAM_TYPES.join(', ')}]`);
   }
-  validateStreamName(exclusiveStart, 'exclusiveStartDeliveryStreamName', errors, false);
+  validateString(exclusiveStart, 'exclusiveStartDeliveryStreamName', STREAM_NAME, errors, { required: false });
   errors.throwIfAny();
 
   // Names come back in alphabetical order; the exclusive start need not name an existing stream.
@@ -490,6 +499,42 @@ const OPERATIONS: Readonly<Record<string, Operation>> = {
 // ---------------------------------------------------------------------------------------------
 // HTTP
 // ---------------------------------------------------------------------------------------------
+
+/** The operation a request names, or the error AWS answers when it names none it knows. */
+function operationFor(req: IncomingMessage): { name: string; run: Operation } {
+  if (req.method !== 'POST') {
+    const message = `${req.method} is not supported; send POST / with X-Amz-Target: ${TARGET_PREFIX}<Operation>.`;
+    throw new FirehoseApiError('UnknownOperationException', message, { httpStatus: 405, headers: { Allow: 'POST' } });
+  }
+  const target = req.headers['x-amz-target'];
+  if (typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) {
+    const found = target === undefined ? 'no X-Amz-Target header' : `X-Amz-Target ${JSON.stringify(target)}`;
+    throw new FirehoseApiError('UnknownOperationException', `Got ${found}; expected ${TARGET_PREFIX}<Operation>.`);
+  }
+  const name = target.slice(TARGET_PREFIX.length);
+  if (!Object.hasOwn(OPERATIONS, name)) {
+    const supported = Object.keys(OPERATIONS).join(', ');
+    const message = `Operation ${name} is not supported by the local Firehose endpoint; supported: ${supported}.`;
+    throw new FirehoseApiError('UnknownOperationException', message);
+  }
+  return { name, run: OPERATIONS[name] };
+}
+
+function parseRequestBody(body: Buffer): JsonObject {
+  const text = body.toString('utf8');
+  // An empty body reads as `{}`, as some clients send nothing for operations without required members.
+  if (text.trim() === '') return {};
+  let input: unknown;
+  try {
+    input = JSON.parse(text);
+  } catch (error) {
+    throw serializationError(`Request body is not valid JSON: ${errorText(error)}.`);
+  }
+  if (!isJsonObject(input)) {
+    throw serializationError(`Request body must be a JSON object, got ${describeJsonType(input)}.`);
+  }
+  return input;
+}
 
 type BodyOutcome =
   | { kind: 'complete'; body: Buffer }
@@ -537,7 +582,8 @@ function readBoundedBody(req: IncomingMessage, maxBytes: number, drainLimit: num
       }
     });
     req.on('end', () => {
-      settle(received > maxBytes ? { kind: 'tooLarge', drained: true } : { kind: 'complete', body: Buffer.concat(chunks, received) });
+      if (received > maxBytes) settle({ kind: 'tooLarge', drained: true });
+      else settle({ kind: 'complete', body: Buffer.concat(chunks, received) });
     });
     req.on('error', () => settle({ kind: 'aborted' }));
     req.on('close', () => settle({ kind: 'aborted' }));
@@ -558,7 +604,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   let inFlight = 0;
   const server = createServer();
 
-  const send = (res: ServerResponse, requestId: string, status: number, payload: JsonObject, extra: Record<string, string> = {}): void => {
+  const send = (res: ServerResponse, requestId: string, status: number, payload: JsonObject, headers: Headers = {}): void => {
     if (res.headersSent || res.destroyed) return;
     const body = Buffer.from(JSON.stringify(payload), 'utf8');
     res.writeHead(status, {
@@ -566,80 +612,56 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       'Content-Length': String(body.length),
       'x-amzn-RequestId': requestId,
       ...(closing && { Connection: 'close' }),
-      ...extra,
+      ...headers,
     });
     res.end(body);
   };
 
-  const sendError = (res: ServerResponse, requestId: string, error: FirehoseApiError, extra: Record<string, string> = {}): void => {
-    send(res, requestId, error.httpStatus, { __type: error.code, message: error.message }, { 'x-amzn-ErrorType': error.code, ...extra });
+  const sendError = (res: ServerResponse, requestId: string, error: FirehoseApiError): void => {
+    const headers = { 'x-amzn-ErrorType': error.code, ...error.headers };
+    send(res, requestId, error.httpStatus, { __type: error.code, message: error.message }, headers);
   };
 
-  const tooLarge = (): FirehoseApiError =>
+  const tooLarge = (drained: boolean): FirehoseApiError =>
     new FirehoseApiError(
       'RequestEntityTooLargeException',
-      `Request body exceeds this endpoint's ${maxBodyBytes}-byte limit; ` +
-        `send at most ${FIREHOSE_LIMITS.maxBatchRecords} records and ${FIREHOSE_LIMITS.maxBatchBytes} bytes of data per PutRecordBatch.`,
+      `Request body exceeds this endpoint's ${maxBodyBytes}-byte limit; send at most ` +
+        `${FIREHOSE_LIMITS.maxBatchRecords} records and ${FIREHOSE_LIMITS.maxBatchBytes} bytes of data per PutRecordBatch.`,
+      { headers: drained ? {} : { Connection: 'close' } },
     );
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const requestId = randomUUID();
-    const bodyOutcome = await readBoundedBody(req, maxBodyBytes, drainLimit);
-    if (bodyOutcome.kind === 'aborted') {
+    const body = await readBoundedBody(req, maxBodyBytes, drainLimit);
+    if (body.kind === 'aborted') {
       res.destroy();
       return;
     }
-    if (bodyOutcome.kind === 'tooLarge') {
-      sendError(res, requestId, tooLarge(), bodyOutcome.drained ? {} : { Connection: 'close' });
+    if (body.kind === 'tooLarge') {
+      sendError(res, requestId, tooLarge(body.drained));
       return;
     }
-    if (req.method !== 'POST') {
-      sendError(res, requestId, new FirehoseApiError('UnknownOperationException', `${req.method} is not supported; send POST / with X-Amz-Target: ${TARGET_PREFIX}<Operation>.`), { Allow: 'POST' });
-      return;
-    }
-    const target = req.headers['x-amz-target'];
-    if (typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) {
-      const found = target === undefined ? 'no X-Amz-Target header' : `X-Amz-Target ${JSON.stringify(target)}`;
-      sendError(res, requestId, new FirehoseApiError('UnknownOperationException', `Got ${found}; expected ${TARGET_PREFIX}<Operation>.`));
-      return;
-    }
-    const operationName = target.slice(TARGET_PREFIX.length);
-    const operation = Object.hasOwn(OPERATIONS, operationName) ? OPERATIONS[operationName] : undefined;
-    if (!operation) {
-      const supported = Object.keys(OPERATIONS).join(', ');
-      sendError(res, requestId, new FirehoseApiError('UnknownOperationException', `Operation ${operationName} is not supported by the local Firehose endpoint; supported: ${supported}.`));
-      return;
-    }
-    if (closing) {
-      sendError(res, requestId, new FirehoseApiError('ServiceUnavailableException', 'The local Firehose endpoint is shutting down; retry against the next run.'));
-      return;
-    }
-
-    const text = bodyOutcome.body.toString('utf8');
-    let input: unknown;
+    let operationName = '';
+    let input: JsonObject = {};
     try {
-      // Some clients send no body for operations without required members.
-      input = text.trim() === '' ? {} : JSON.parse(text);
-    } catch (error) {
-      sendError(res, requestId, serializationError(`Request body is not valid JSON: ${errorText(error)}.`));
-      return;
-    }
-    if (!isJsonObject(input)) {
-      sendError(res, requestId, serializationError(`Request body must be a JSON object, got ${describeJsonType(input)}.`));
-      return;
-    }
-
-    try {
-      const output = await operation(input, { backend: options.backend, accountId, requestId, operation: operationName, onBackendError: options.onBackendError });
-      send(res, requestId, 200, output);
+      const operation = operationFor(req);
+      operationName = operation.name;
+      if (closing) {
+        throw new FirehoseApiError('ServiceUnavailableException', 'The local Firehose endpoint is shutting down; retry later.');
+      }
+      input = parseRequestBody(body.body);
+      const context = { backend: options.backend, accountId, requestId, operation: operationName, onBackendError: options.onBackendError };
+      send(res, requestId, 200, await operation.run(input, context));
     } catch (error) {
       if (error instanceof FirehoseApiError) {
         sendError(res, requestId, error);
-      } else {
-        // listDeliveryStreams/findDeliveryStream threw: the backend is at fault, not the caller.
-        options.onBackendError?.(error, { operation: operationName, streamName: typeof input.DeliveryStreamName === 'string' ? input.DeliveryStreamName : '', requestId });
-        sendError(res, requestId, new FirehoseApiError('ServiceUnavailableException', `The local Firehose backend failed: ${errorText(error)}. Back off and retry.`));
+        return;
       }
+      // Only the backend's listDeliveryStreams/findDeliveryStream throw anything else: its fault, not the caller's.
+      const streamName = typeof input.DeliveryStreamName === 'string' ? input.DeliveryStreamName : '';
+      options.onBackendError?.(error, { operation: operationName, streamName, requestId });
+      const message = `The local Firehose backend failed: ${errorText(error)}. Back off and retry.`;
+      sendError(res, requestId, new FirehoseApiError('ServiceUnavailableException', message));
     }
   };
 
@@ -674,7 +696,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
         inFlight -= 1;
         if (closing && inFlight === 0) allSettled?.();
       });
-      sendError(res, randomUUID(), tooLarge(), { Connection: 'close' });
+      sendError(res, randomUUID(), tooLarge(false));
       return;
     }
     res.writeContinue();

@@ -305,7 +305,7 @@ function maskedColumns(columns: readonly Column[], pii: Readonly<Record<string, 
     const mask = pii[here];
     if (mask === 'drop') continue;
     if (mask) {
-      out.push({ ...c, type: { kind: 'string' }, description: `${c.description ?? c.jsonKey} (PII, masked: ${mask})` });
+      out.push({ ...c, type: { kind: 'string', format: `pii-${mask}` }, description: `${c.description ?? c.jsonKey} (PII, masked: ${mask})` });
     } else if (c.type.kind === 'struct' && Object.keys(pii).some((k) => k.startsWith(`${here}.`))) {
       out.push({ ...c, type: { ...c.type, fields: maskedColumns(c.type.fields, pii, `${here}.`) } });
     } else {
@@ -418,4 +418,27 @@ function col(name: string, type: LogicalType, required: boolean, description?: s
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * A record with its keys renamed to column names at every level (what OpenX JSON → Parquet expects).
+ * Keys the columns do not know are left out: they have no column to land in.
+ */
+export function renameToColumns(columns: readonly Column[], record: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const c of columns) {
+    if (!Object.prototype.hasOwnProperty.call(record, c.jsonKey)) continue;
+    out[c.name] = renameValue(c.type, record[c.jsonKey]);
+  }
+  return out;
+}
+
+function renameValue(t: LogicalType, value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (t.kind === 'struct' && !Array.isArray(value)) return renameToColumns(t.fields, value as Record<string, unknown>);
+  if (t.kind === 'array' && Array.isArray(value)) return value.map((v) => renameValue(t.items, v));
+  if (t.kind === 'map' && !Array.isArray(value)) {
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, renameValue(t.values, v)]));
+  }
+  return value;
 }

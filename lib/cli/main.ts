@@ -1,0 +1,42 @@
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config';
+import { SchemaDerivationError } from '../schema/model';
+import { UserError } from './output';
+import { registerSchemaCommand } from './schema-command';
+
+/** Builds the `sluice` program. Each command registers itself; `run` maps errors to exit codes. */
+export function buildProgram(): Command {
+  const program = new Command('sluice')
+    .description('Sluice: a Firehose delivery pipeline on AWS, and its local twin')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerSchemaCommand(program);
+  return program;
+}
+
+/** Runs the CLI; user mistakes print a message (no stack trace) and exit 2; failures exit 1. */
+export async function run(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof UserError) {
+      console.error(`sluice: ${err.message}`);
+      return err.exitCode;
+    }
+    if (err instanceof ConfigError || err instanceof SchemaDerivationError) {
+      console.error(`sluice: ${err.message}`);
+      return 2;
+    }
+    console.error(`sluice: ${(err as Error).stack ?? String(err)}`);
+    return 1;
+  }
+}
+
+if (require.main === module || process.argv[1]?.endsWith('sluice.js') || process.argv[1]?.endsWith('sluice')) {
+  void run(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,77 @@
+import type { Command } from 'commander';
+import { glueColumns, loadModel, openSearchIndexTemplate, parquetColumns, projectionParameters, firehoseDataPrefix, firehoseErrorPrefix, typeScriptTypes, listSchemas } from '../schema';
+import { formatTable, toJson, UserError } from './output';
+
+export function registerSchemaCommand(program: Command): void {
+  program
+    .command('schema')
+    .description('show what a pipeline\'s schema derives: Glue columns, partition keys, Parquet types, OpenSearch mapping, validator summary')
+    .argument('<pipeline>', 'pipeline name (a file schemas/<pipeline>.schema.json)')
+    .option('--json', 'print the artifacts as JSON for scripts')
+    .option('--types', 'also print the TypeScript record types')
+    .addHelpText('after', '\nExamples:\n  $ sluice schema iot\n  $ sluice schema transactions --json | jq .glue.columns')
+    .action((pipeline: string, opts: { json?: boolean; types?: boolean }) => {
+      if (!listSchemas().includes(pipeline)) {
+        throw new UserError(`unknown pipeline "${pipeline}"; known pipelines: ${listSchemas().join(', ')}`);
+      }
+      const model = loadModel(pipeline);
+      const glue = glueColumns(model);
+      const template = openSearchIndexTemplate(model);
+      const x = model.extensions;
+      const validator = {
+        schemaVersion: x.version,
+        precompiled: `transforms/shared/generated/${pipeline}.validate.js`,
+        required: model.inputColumns.filter((c) => c.required).map((c) => c.jsonKey),
+        optional: model.inputColumns.filter((c) => !c.required).map((c) => c.jsonKey),
+        idField: x.idField,
+        eventTimeField: x.eventTimeField,
+        partitionFields: x.partitionFields,
+        pii: x.pii,
+      };
+      const artifacts = {
+        pipeline,
+        glue,
+        projection: projectionParameters(model, '<data-bucket>'),
+        firehose: { prefix: firehoseDataPrefix(model), errorOutputPrefix: firehoseErrorPrefix(pipeline) },
+        parquet: parquetColumns(model),
+        opensearch: template,
+        validator,
+        ...(opts.types ? { typescript: typeScriptTypes(model) } : {}),
+      };
+      if (opts.json) {
+        console.log(toJson(artifacts));
+        return;
+      }
+      const parquetType = new Map(artifacts.parquet.map((c) => [c.name, c.type]));
+      const mapping = (template as { template: { mappings: { properties: Record<string, { type?: string }> } } }).template.mappings.properties;
+      console.log(`${model.title} — schemas/${pipeline}.schema.json v${x.version}\n`);
+      console.log('Glue columns');
+      console.log(formatTable(['column', 'hive type', 'parquet (duckdb)', 'opensearch'], glue.columns.map((c) => [
+        c.name, c.type, abbreviate(parquetType.get(c.name) ?? ''), mapping[c.name]?.type ?? 'object',
+      ])));
+      console.log('\nPartition keys (in the S3 path, not in the files)');
+      console.log(formatTable(['key', 'hive type', 'projection'], model.partitionKeys.map((k) => [
+        k.name, k.hiveType, Object.entries(k.projection).map(([a, b]) => `${a}=${b}`).join(' '),
+      ])));
+      console.log(`\nFirehose prefix        ${artifacts.firehose.prefix}`);
+      console.log(`Error output prefix    ${artifacts.firehose.errorOutputPrefix}`);
+      console.log(`Projection template    ${artifacts.projection['storage.location.template']}`);
+      console.log(`\nOpenSearch index template  ${(template as { index_patterns: string[] }).index_patterns.join(', ')}  (${Object.keys(mapping).length} fields, dynamic: strict)`);
+      for (const [field, m] of Object.entries(mapping)) {
+        if (m.type === 'geo_point' || m.type === 'date' || m.type === 'ip') console.log(`  ${field}: ${m.type}`);
+      }
+      console.log('\nValidator (JSON Schema 2020-12, precompiled with ajv standalone)');
+      console.log(`  code         ${validator.precompiled}`);
+      console.log(`  required     ${validator.required.join(', ')}`);
+      console.log(`  optional     ${validator.optional.join(', ')}`);
+      console.log(`  id / time    ${validator.idField} / ${validator.eventTimeField}`);
+      console.log(`  PII          ${Object.entries(x.pii).map(([f, m]) => `${f} → ${m}`).join(', ') || '(none)'}`);
+      if (opts.types) console.log(`\n${artifacts.typescript}`);
+    });
+}
+
+/** Keeps the table readable: nested DuckDB types repeat the Hive column beside them. */
+function abbreviate(type: string): string {
+  const m = /^STRUCT\((.*)\)$/.exec(type);
+  return m ? `STRUCT(${m[1].split(/, (?=["a-z_]+ )/).length} fields)` : type;
+}

@@ -1,0 +1,371 @@
+/**
+ * The emulators the local twin runs: kinesis-mock (npm `kinesis-local`) as a child process we own,
+ * and dynalite in-process. Both listen on loopback only unless a host says otherwise.
+ */
+import { ChildProcess, spawn } from 'child_process';
+import { mkdir } from 'fs/promises';
+import * as http from 'http';
+import * as net from 'net';
+import * as path from 'path';
+import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
+import { dynamoClient, kinesisClient, localRegion } from './aws-clients';
+
+export interface RunningService {
+  /** What runs, for messages: `kinesis-mock`, `dynalite`. */
+  readonly name: string;
+  /** Where AWS SDK clients point, e.g. `http://127.0.0.1:4568`. */
+  readonly endpoint: string;
+  readonly port: number;
+  /** Where the emulator keeps its state on disk; undefined when it lives in memory only. */
+  readonly stateDir?: string;
+  /** The child process, for emulators that run out of process. */
+  readonly pid?: number;
+  /** Shuts the emulator down (flushing what it persists); safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+export interface KinesisEmulatorOptions {
+  /** Address to listen on. @default '127.0.0.1' */
+  readonly host?: string;
+  /** Plain-HTTP port, the one clients use. @default 4568 */
+  readonly port?: number;
+  /** kinesis-mock always serves TLS too; this keeps it off other services' ports. @default a free port */
+  readonly tlsPort?: number;
+  /** The twin's data dir; streams are persisted in `<dataDir>/kinesis/kinesis-data.json`. @default none */
+  readonly dataDir?: string;
+  /** Persist streams and records across restarts. @default true when dataDir is given */
+  readonly persist?: boolean;
+  /** How long to wait for the emulator to answer ListStreams. @default 30_000 */
+  readonly readyTimeoutMs?: number;
+  /** How long stop() waits after SIGTERM before SIGKILL. @default 10_000 */
+  readonly stopGraceMs?: number;
+}
+
+export interface DynamoEmulatorOptions {
+  /** Address to listen on. @default '127.0.0.1' */
+  readonly host?: string;
+  /** @default 4569 */
+  readonly port?: number;
+  /** The twin's data dir; tables live in the LevelDB store `<dataDir>/dynamodb/`. @default in memory */
+  readonly dataDir?: string;
+}
+
+export const KINESIS_DEFAULT_PORT = 4568;
+export const DYNAMO_DEFAULT_PORT = 4569;
+const LOOPBACK = '127.0.0.1';
+const KINESIS_STATE_FILE = 'kinesis-data.json';
+
+/** Asks the OS for a port that is free right now on `host`. */
+export async function freePort(host: string = LOOPBACK): Promise<number> {
+  const server = net.createServer();
+  await listen(server, 0, host);
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+// kinesis-mock hard-codes its listen address (ip4s Host "0.0.0.0", passed to Node as listen(port),
+// i.e. every interface, IPv4 and IPv6) and has no setting for it in 0.6.2. This bootstrap, run with
+// `node -e` before its main.js, rewrites those listen(port) calls to listen on SLUICE_BIND_HOST. It
+// also keeps the mock from outliving us: when the IPC channel to the parent closes (the parent
+// exited or was killed) the mock gets SIGTERM. On SIGTERM, open sockets are dropped after a short
+// drain, because the mock's HTTP server otherwise waits 30 s for idle keep-alive connections before
+// it runs its final persist; a last-resort exit follows if shutdown still hangs.
+const KINESIS_BOOTSTRAP = `
+'use strict';
+const net = require('net');
+const host = process.env.SLUICE_BIND_HOST;
+const sockets = new Set();
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  this.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  if (typeof args[0] === 'number') {
+    const callback = typeof args[args.length - 1] === 'function' ? args.pop() : undefined;
+    return listen.call(this, { port: args[0], host }, callback);
+  }
+  return listen.apply(this, args);
+};
+process.once('SIGTERM', () => {
+  setTimeout(() => { for (const socket of sockets) socket.destroy(); }, 500).unref();
+  setTimeout(() => process.exit(143), 8000).unref();
+});
+process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+require(process.env.SLUICE_KINESIS_MAIN);
+`;
+
+/** kinesis-mock's simulated delays (500 ms each by default), shortened so local streams settle at once. */
+const KINESIS_FAST_TRANSITIONS = Object.fromEntries(
+  [
+    'CREATE_STREAM_DURATION',
+    'DELETE_STREAM_DURATION',
+    'REGISTER_STREAM_CONSUMER_DURATION',
+    'DEREGISTER_STREAM_CONSUMER_DURATION',
+    'START_STREAM_ENCRYPTION_DURATION',
+    'STOP_STREAM_ENCRYPTION_DURATION',
+    'MERGE_SHARDS_DURATION',
+    'SPLIT_SHARD_DURATION',
+    'UPDATE_SHARD_COUNT_DURATION',
+    'UPDATE_STREAM_MODE_DURATION',
+  ].map((name) => [name, '10ms']),
+);
+
+/**
+ * Starts kinesis-mock as a child process and resolves once it answers ListStreams.
+ * The child is stopped when this process exits, and stops itself if this process dies.
+ */
+export async function startKinesis(options: KinesisEmulatorOptions = {}): Promise<RunningService> {
+  const name = 'kinesis-mock';
+  const host = options.host ?? LOOPBACK;
+  const port = options.port ?? KINESIS_DEFAULT_PORT;
+  const persist = options.persist ?? options.dataDir !== undefined;
+  if (persist && options.dataDir === undefined) {
+    throw new Error(`${name}: persist is on but no dataDir was given; pass dataDir or set persist: false`);
+  }
+  const stateDir = persist ? path.resolve(options.dataDir as string, 'kinesis') : undefined;
+
+  await assertPortFree(name, host, port);
+  const tlsPort = options.tlsPort ?? (await freePort(host));
+  await assertPortFree(`${name} (TLS)`, host, tlsPort);
+  if (stateDir) await mkdir(stateDir, { recursive: true });
+
+  const packageDir = path.dirname(require.resolve('kinesis-local/package.json'));
+  // A clean environment, so a user's AWS_ACCOUNT_ID, LOG_LEVEL or INITIALIZE_STREAMS does not leak in.
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    SLUICE_BIND_HOST: host,
+    SLUICE_KINESIS_MAIN: path.join(packageDir, 'main.js'),
+    KINESIS_MOCK_PLAIN_PORT: String(port),
+    KINESIS_MOCK_TLS_PORT: String(tlsPort),
+    AWS_REGION: localRegion(),
+    LOG_LEVEL: 'WARN',
+    ...KINESIS_FAST_TRANSITIONS,
+    SHOULD_PERSIST_DATA: String(persist),
+    LOAD_DATA_IF_EXISTS: String(persist),
+    ...(stateDir ? { PERSIST_PATH: stateDir, PERSIST_FILE_NAME: KINESIS_STATE_FILE } : {}),
+  };
+
+  // kinesis-mock reads its TLS certificate (server.json) from the working directory.
+  const child = spawn(process.execPath, ['-e', KINESIS_BOOTSTRAP], {
+    cwd: packageDir,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  const output = new OutputTail();
+  child.stdout?.on('data', (chunk: Buffer) => output.add('stdout', chunk));
+  child.stderr?.on('data', (chunk: Buffer) => output.add('stderr', chunk));
+
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
+  const killOnExit = (): void => {
+    child.kill('SIGTERM');
+  };
+  process.once('exit', killOnExit);
+  void exited.then(() => process.removeListener('exit', killOnExit));
+
+  const endpoint = endpointFor(host, port);
+  const stop = runOnce(() => stopChild(child, exited, options.stopGraceMs ?? 10_000));
+  try {
+    await waitForKinesis(child, exited, endpoint, options.readyTimeoutMs ?? 30_000, output);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { name, endpoint, port, stateDir, pid: child.pid, stop };
+}
+
+async function waitForKinesis(
+  child: ChildProcess,
+  exited: Promise<void>,
+  endpoint: string,
+  timeoutMs: number,
+  output: OutputTail,
+): Promise<void> {
+  const client = kinesisClient(endpoint, { maxAttempts: 1 });
+  const deadline = Date.now() + timeoutMs;
+  let spawnError: Error | undefined;
+  child.once('error', (err) => (spawnError = err));
+  let childGone = false;
+  void exited.then(() => (childGone = true));
+  try {
+    for (;;) {
+      if (childGone) {
+        const how = spawnError
+          ? `could not be started (${spawnError.message})`
+          : `exited (${child.signalCode ?? `code ${child.exitCode}`})`;
+        throw new Error(`kinesis-mock ${how} before it answered on ${endpoint}.${output.describe()}`);
+      }
+      try {
+        await client.send(new ListStreamsCommand({ Limit: 1 }));
+        return;
+      } catch {
+        // Not listening yet.
+      }
+      if (Date.now() > deadline) {
+        throw new Error(
+          `kinesis-mock did not answer ListStreams on ${endpoint} within ${timeoutMs} ms.${output.describe()}`,
+        );
+      }
+      await Promise.race([delay(100), exited]);
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+async function stopChild(child: ChildProcess, exited: Promise<void>, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const forceKill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(forceKill);
+}
+
+/** Options dynalite takes (it ships no types). */
+interface DynaliteOptions {
+  path?: string;
+  createTableMs?: number;
+  deleteTableMs?: number;
+  updateTableMs?: number;
+}
+type Dynalite = (options: DynaliteOptions) => http.Server;
+
+/** Starts dynalite in this process; tables persist in `<dataDir>/dynamodb/` when a dataDir is given. */
+export async function startDynamo(options: DynamoEmulatorOptions = {}): Promise<RunningService> {
+  const name = 'dynalite';
+  const host = options.host ?? LOOPBACK;
+  const port = options.port ?? DYNAMO_DEFAULT_PORT;
+  const stateDir = options.dataDir === undefined ? undefined : path.resolve(options.dataDir, 'dynamodb');
+
+  await assertPortFree(name, host, port);
+  if (stateDir) await assertLevelDbOpens(stateDir);
+
+  // Loaded here, not at import: it pulls in LevelDB's native binding, which Kinesis-only users never need.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const dynalite = require('dynalite') as Dynalite;
+  // Short, not zero: tables still pass through CREATING, so code that skips the wait fails here too.
+  const server = dynalite({ path: stateDir, createTableMs: 10, deleteTableMs: 10, updateTableMs: 10 });
+  try {
+    await listen(server, port, host);
+  } catch (err) {
+    throw new Error(`${name} cannot listen on ${host}:${port}: ${(err as Error).message}`);
+  }
+
+  const endpoint = endpointFor(host, port);
+  const stop = runOnce(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        // dynalite's close() waits for open requests and then closes its LevelDB store.
+        server.close((err?: Error) => (err ? reject(err) : resolve()));
+      }),
+  );
+  const client = dynamoClient(endpoint, { maxAttempts: 1 });
+  try {
+    await client.send(new ListTablesCommand({ Limit: 1 }));
+  } catch (err) {
+    await stop();
+    throw new Error(`${name} started on ${endpoint} but does not answer ListTables: ${(err as Error).message}`);
+  } finally {
+    client.destroy();
+  }
+  return { name, endpoint, port, stateDir, stop };
+}
+
+/**
+ * dynalite opens its store lazily and, if that fails, throws from inside its request handler, which
+ * crashes the process. Opening the store first turns a held lock (another twin on the same data dir)
+ * or a broken native binding into an error the caller can report.
+ */
+async function assertLevelDbOpens(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  try {
+    // The same `level` dynalite itself resolves, so this checks the binding it will use.
+    const levelPath = require.resolve('level', { paths: [path.dirname(require.resolve('dynalite'))] });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Level } = require(levelPath) as {
+      Level: new (location: string) => { open(): Promise<void>; close(): Promise<void> };
+    };
+    const db = new Level(dir);
+    await db.open();
+    await db.close();
+  } catch (err) {
+    const cause = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
+    throw new Error(
+      `dynalite cannot open its LevelDB store in ${dir}: ${cause}. ` +
+        'If another local twin uses this data dir, stop it or pass a different data dir.',
+    );
+  }
+}
+
+async function assertPortFree(name: string, host: string, port: number): Promise<void> {
+  const probe = net.createServer();
+  try {
+    await listen(probe, port, host);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason = code === 'EADDRINUSE' ? 'the port is already in use' : (err as Error).message;
+    throw new Error(
+      `${name} cannot listen on ${host}:${port}: ${reason}. Stop whatever holds the port or choose another port.`,
+    );
+  }
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}
+
+function listen(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.removeListener('error', onError);
+      resolve();
+    });
+  });
+}
+
+function endpointFor(host: string, port: number): string {
+  // Clients cannot usefully dial a wildcard address; loopback reaches the same server.
+  const dialHost = host === '0.0.0.0' || host === '::' ? LOOPBACK : host;
+  return `http://${dialHost.includes(':') ? `[${dialHost}]` : dialHost}:${port}`;
+}
+
+function runOnce(action: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => (running ??= action());
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The last lines a child wrote, kept so a failed start can say why. */
+class OutputTail {
+  private static readonly MAX_LINES = 20;
+  private readonly lines: string[] = [];
+  private partial: Record<'stdout' | 'stderr', string> = { stdout: '', stderr: '' };
+
+  add(stream: 'stdout' | 'stderr', chunk: Buffer): void {
+    const text = this.partial[stream] + chunk.toString('utf8');
+    const complete = text.split('\n');
+    this.partial[stream] = complete.pop() ?? '';
+    for (const line of complete) this.push(stream, line);
+  }
+
+  describe(): string {
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (this.partial[stream]) this.push(stream, this.partial[stream]);
+      this.partial[stream] = '';
+    }
+    return this.lines.length === 0 ? ' It wrote nothing.' : `\nLast output:\n${this.lines.join('\n')}`;
+  }
+
+  private push(stream: 'stdout' | 'stderr', line: string): void {
+    if (line.trim() === '') return;
+    this.lines.push(`  [${stream}] ${line}`);
+    if (this.lines.length > OutputTail.MAX_LINES) this.lines.shift();
+  }
+}

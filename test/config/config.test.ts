@@ -1,0 +1,161 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ConfigError, configFromContext, loadConfig, readCdkJsonContext, resourceNames } from '../../lib/config';
+
+const defaults = () => readCdkJsonContext();
+const load = (...overrides: string[]) => loadConfig(overrides);
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ConfigError) return [...e.problems];
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration defaults (cdk.json context)', () => {
+  test('load with the four default pipelines', () => {
+    const config = load();
+    expect(config.env).toBe('dev');
+    expect(Object.keys(config.pipelines)).toEqual(['clickstream', 'iot', 'transactions', 'app-events']);
+    expect(config.pipelines['app-events'].source).toBe('direct-put');
+    expect(config.pipelines['app-events'].destinations).toEqual(['lake']);
+    expect(config.pipelines.clickstream.destinations).toEqual(['lake', 'search', 'metadata']);
+    expect(config.pipelines.transactions.retentionHours).toBe(720);
+    expect(config.pipelines.transactions.streamEncryption).toBe('customer-managed');
+    // pipelineDefaults fill what a pipeline does not say
+    expect(config.pipelines.iot.buffering).toEqual({ sizeMiB: 128, intervalSeconds: 300 });
+  });
+
+  test('resource names come from prefix, env and pipeline', () => {
+    const names = resourceNames(load('env=prod'), 'app-events');
+    expect(names.stream).toBe('sluice-prod-app-events');
+    expect(names.lakeDeliveryStream).toBe('sluice-prod-app-events-lake');
+    expect(names.glueDatabase).toBe('sluice_prod');
+    expect(names.glueTable).toBe('app_events');
+  });
+});
+
+describe('-c overrides work the way CDK users expect', () => {
+  test('env=prod applies the prod overlay', () => {
+    const config = load('env=prod');
+    expect(config.env).toBe('prod');
+    expect(config.removalPolicy).toBe('retain');
+    expect(config.opensearch.instanceCount).toBe(2);
+  });
+
+  test('dotted keys reach into pipelines, with numbers parsed from strings', () => {
+    const config = load('env=prod', 'pipelines.iot.shards=8', 'pipelines.iot.buffering.intervalSeconds=120');
+    expect(config.pipelines.iot.shards).toBe(8);
+    expect(config.pipelines.iot.buffering.intervalSeconds).toBe(120);
+    expect(config.pipelines.clickstream.shards).toBe(2);
+  });
+
+  test('on-demand shards, list values as JSON or comma-separated', () => {
+    const config = load('pipelines.iot.shards=on-demand', 'pipelines.iot.destinations=lake,search', 'pipelines.clickstream.destinations=["lake"]');
+    expect(config.pipelines.iot.shards).toBe('on-demand');
+    expect(config.pipelines.iot.destinations).toEqual(['lake', 'search']);
+    expect(config.pipelines.clickstream.destinations).toEqual(['lake']);
+  });
+
+  test('CDK keys that are not Sluice\'s are ignored', () => {
+    const config = configFromContext({ ...defaults(), '@aws-cdk/core:newStyleStackSynthesis': true, 'aws:cdk:enable-path-metadata': true });
+    expect(config.prefix).toBe('sluice');
+  });
+
+  test('an override of an unknown pipeline is a typo, not a new pipeline', () => {
+    expect(problemsOf(() => load('pipelines.iott.shards=8'))).toEqual([
+      'pipelines.iott.shards: unknown pipeline "iott"; known pipelines are clickstream, iot, transactions, app-events (add new ones to cdk.json)',
+    ]);
+  });
+
+  test('prototype keys cannot be set', () => {
+    expect(problemsOf(() => load('pipelines.__proto__.polluted=1'))[0]).toMatch(/"__proto__" is not a configuration key/);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  test('a malformed -c pair is explained', () => {
+    expect(problemsOf(() => load('pipelines.iot.shards'))[0]).toMatch(/expected key=value/);
+  });
+});
+
+describe('values AWS would reject fail with the key, the value and the allowed range', () => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ['Firehose buffer < 64 MiB with Parquet conversion', ['pipelines.iot.buffering.sizeMiB=32'], /^pipelines\.iot\.buffering\.sizeMiB: 32 is out of range; allowed 64–128 \(Firehose requires at least 64 MiB with Parquet conversion/],
+    ['Firehose buffer above 128 MiB', ['pipelines.iot.buffering.sizeMiB=256'], /^pipelines\.iot\.buffering\.sizeMiB: 256 is out of range; allowed 64–128/],
+    ['buffer interval < 60 s with dynamic partitioning', ['pipelines.iot.buffering.intervalSeconds=30'], /^pipelines\.iot\.buffering\.intervalSeconds: 30 is out of range; allowed 60–900/],
+    ['processor buffer below 0.2 MiB', ['pipelines.iot.transform.processorBufferMiB=0.1'], /^pipelines\.iot\.transform\.processorBufferMiB: 0\.1 is out of range; allowed 0\.2–3/],
+    ['processor buffer above 3 MiB', ['pipelines.iot.transform.processorBufferMiB=5'], /^pipelines\.iot\.transform\.processorBufferMiB: 5 is out of range; allowed 0\.2–3/],
+    ['retention below 24 h', ['pipelines.iot.retentionHours=12'], /^pipelines\.iot\.retentionHours: 12 is out of range; allowed 24–8760/],
+    ['retention above 8760 h', ['pipelines.iot.retentionHours=9000'], /^pipelines\.iot\.retentionHours: 9000 is out of range; allowed 24–8760/],
+    ['an unknown destination', ['pipelines.iot.destinations=lake,warehouse'], /^pipelines\.iot\.destinations: unknown destination "warehouse"; use one of "lake", "search", "metadata"/],
+    ['no destination', ['pipelines.iot.destinations=[]'], /^pipelines\.iot\.destinations: at least one of lake, search, metadata is required/],
+    ['search on a direct-put pipeline', ['pipelines.app-events.destinations=lake,search'], /^pipelines\.app-events\.destinations: "search" needs a Kinesis stream to read, but source is "direct-put"/],
+    ['metadata on a direct-put pipeline', ['pipelines.app-events.destinations=lake,metadata'], /^pipelines\.app-events\.destinations: "metadata" needs a Kinesis stream/],
+    ['an unknown source', ['pipelines.iot.source=kafka'], /^pipelines\.iot\.source: "kafka" is not allowed; use one of "kinesis", "direct-put"/],
+    ['zero shards', ['pipelines.iot.shards=0'], /^pipelines\.iot\.shards: 0 is out of range; allowed 1–500 \(or "on-demand"\)/],
+    ['fractional shards', ['pipelines.iot.shards=1.5'], /^pipelines\.iot\.shards: 1\.5 must be a whole number/],
+    ['transform timeout beyond Firehose\'s 5 minutes', ['pipelines.iot.transform.timeoutSeconds=600'], /^pipelines\.iot\.transform\.timeoutSeconds: 600 is out of range; allowed 1–300/],
+    ['consumer batch above 10,000', ['pipelines.iot.consumer.batchSize=20000'], /^pipelines\.iot\.consumer\.batchSize: 20000 is out of range; allowed 1–10000/],
+    ['consumer window above 300 s', ['pipelines.iot.consumer.batchWindowSeconds=301'], /^pipelines\.iot\.consumer\.batchWindowSeconds: 301 is out of range; allowed 0–300/],
+    ['unbounded consumer retries', ['pipelines.iot.consumer.maxRetries=-1'], /^pipelines\.iot\.consumer\.maxRetries: -1 is out of range; allowed 0–10000 \(bounded/],
+    ['record age below 60 s', ['pipelines.iot.consumer.maxRecordAgeSeconds=30'], /^pipelines\.iot\.consumer\.maxRecordAgeSeconds: 30 is out of range; allowed 60–604800/],
+    ['parallelization above 10', ['pipelines.iot.consumer.parallelization=11'], /^pipelines\.iot\.consumer\.parallelization: 11 is out of range; allowed 1–10/],
+    ['OpenSearch buffer above 100 MB', ['pipelines.clickstream.search.bufferingSizeMiB=101'], /^pipelines\.clickstream\.search\.bufferingSizeMiB: 101 is out of range; allowed 1–100/],
+    ['OpenSearch retry above 7200 s', ['pipelines.clickstream.search.retrySeconds=7201'], /^pipelines\.clickstream\.search\.retrySeconds: 7201 is out of range; allowed 0–7200/],
+    ['an unknown index rotation', ['pipelines.clickstream.search.rotation=Daily'], /^pipelines\.clickstream\.search\.rotation: "Daily" is not allowed; use one of "NoRotation", "OneHour", "OneDay", "OneWeek", "OneMonth"/],
+    ['Glacier sooner than 30 days after IA', ['lifecycle.glacierDays=45'], /^lifecycle\.glacierDays: 45 must be at least 30 days after lifecycle\.infrequentAccessDays \(30\)/],
+    ['IA sooner than 30 days', ['lifecycle.infrequentAccessDays=7'], /^lifecycle\.infrequentAccessDays: 7 is out of range; allowed 30–3650/],
+    ['an Athena cutoff below 10 MB', ['athena.bytesScannedCutoffMiB=1'], /^athena\.bytesScannedCutoffMiB: 1 is out of range; allowed 10–/],
+    ['an unknown top-level key', ['regoin=eu-west-1'], /^$/], // not a Sluice key: CDK context, ignored
+    ['an unknown pipeline key', ['pipelines.iot.shard=2'], /^pipelines\.iot\.shard: unknown key; allowed keys are source, shards/],
+    ['a malformed alarm e-mail', ['alarmEmail=ops-at-example'], /^alarmEmail: "ops-at-example" is not valid; expected an e-mail address/],
+    ['an upper-case prefix', ['prefix=Sluice'], /^prefix: "Sluice" is not valid/],
+    ['an existing OpenSearch domain without endpoint', ['opensearch.mode=existing'], /^opensearch: mode "existing" needs both opensearch\.endpoint and opensearch\.domainArn/],
+    ['an OpenSearch instance type that is not one', ['opensearch.instanceType=m5.large'], /^opensearch\.instanceType: "m5\.large" is not valid; expected an OpenSearch instance type/],
+  ];
+
+  test.each(cases)('%s', (_name, overrides, expected) => {
+    if (expected.source === '^$') {
+      expect(() => load(...overrides)).not.toThrow();
+      return;
+    }
+    const problems = problemsOf(() => load(...overrides));
+    expect(problems.some((p) => expected.test(p))).toBe(true);
+  });
+
+  test('names too long for Firehose (64 characters) are rejected before deploy', () => {
+    const ctx = { ...defaults(), prefix: 'averyveryverylongpfx', env: 'production' } as Record<string, unknown>;
+    ctx.pipelines = { 'clickstream-enriched-events': { destinations: ['lake'] } };
+    expect(problemsOf(() => configFromContext(ctx))).toEqual([
+      'pipelines.clickstream-enriched-events: delivery stream name "averyveryverylongpfx-production-clickstream-enriched-events-search" would be 66 characters; Firehose allows 64 — shorten prefix, env or pipeline name',
+    ]);
+  });
+
+  test('every problem is reported at once', () => {
+    const problems = problemsOf(() => load('pipelines.iot.shards=0', 'pipelines.iot.retentionHours=1', 'pipelines.iot.buffering.sizeMiB=1'));
+    expect(problems).toHaveLength(3);
+  });
+
+  test('the error message lists each problem on its own line', () => {
+    expect(() => load('pipelines.iot.shards=0')).toThrow(/^Invalid Sluice configuration:\n {2}- pipelines\.iot\.shards: 0 is out of range/);
+  });
+
+  test('a pipeline without a schema file is rejected', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-config-'));
+    const ctx = defaults() as { pipelines: Record<string, unknown> };
+    ctx.pipelines = { ...ctx.pipelines, orders: {} };
+    fs.writeFileSync(path.join(dir, 'cdk.json'), JSON.stringify({ context: ctx }));
+    fs.mkdirSync(path.join(dir, 'schemas'));
+    for (const p of ['clickstream', 'iot', 'transactions', 'app-events']) fs.writeFileSync(path.join(dir, 'schemas', `${p}.schema.json`), '{}');
+    expect(problemsOf(() => loadConfig([], dir))).toContain('pipelines.orders: no schema for pipeline "orders"; add schemas/orders.schema.json (known: app-events, clickstream, iot, transactions)');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a missing cdk.json is explained', () => {
+    expect(problemsOf(() => loadConfig([], os.tmpdir()))[0]).toMatch(/^cdk\.json: not found at .*; run Sluice from its project directory$/);
+  });
+});

@@ -1,0 +1,361 @@
+import { spawn } from 'child_process';
+import { existsSync, readFileSync } from 'fs';
+import { mkdtemp, rm, writeFile } from 'fs/promises';
+import * as net from 'net';
+import { tmpdir } from 'os';
+import * as path from 'path';
+import { CreateTableCommand, DescribeTableCommand, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  CreateStreamCommand,
+  DescribeStreamSummaryCommand,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  KinesisClient,
+  ListShardsCommand,
+  PutRecordsCommand,
+} from '@aws-sdk/client-kinesis';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import {
+  dynamoClient,
+  dynamoDocumentClient,
+  firehoseClient,
+  kinesisClient,
+} from '../../lib/local/aws-clients';
+import { freePort, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+
+// Each kinesis-mock start costs about a second; a loaded machine may need more.
+jest.setTimeout(120_000);
+
+const tempDirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'sluice-emulators-'));
+  tempDirs.push(dir);
+  return dir;
+}
+afterAll(async () => {
+  await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const result = await check();
+    if (result !== undefined) return result;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** Holds a port the way another program would, so a start on it must fail. */
+async function occupyPort(): Promise<{ port: number; release(): Promise<void> }> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    release: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Addresses a TCP port is listening on, from the kernel's socket tables (Linux only). */
+function listeningAddresses(port: number): string[] {
+  const addresses: string[] = [];
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!existsSync(file)) continue;
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      if (!local || state !== '0A') continue; // 0A = LISTEN
+      const [hexAddress, hexPort] = local.split(':');
+      if (parseInt(hexPort, 16) !== port) continue;
+      addresses.push(
+        hexAddress.length === 8
+          ? (hexAddress.match(/../g) ?? []).reverse().map((byte) => parseInt(byte, 16)).join('.')
+          : `ipv6:${hexAddress}`,
+      );
+    }
+  }
+  return addresses;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // An exited child of a parent that is gone may linger as a zombie until it is reaped.
+  const stat = `/proc/${pid}/stat`;
+  return !existsSync(stat) || readFileSync(stat, 'utf8').split(') ')[1]?.[0] !== 'Z';
+}
+
+async function createActiveStream(client: KinesisClient, streamName: string): Promise<void> {
+  await client.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: 1 }));
+  await eventually(`stream ${streamName} to become ACTIVE`, async () => {
+    const { StreamDescriptionSummary } = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
+    return StreamDescriptionSummary?.StreamStatus === 'ACTIVE' ? true : undefined;
+  });
+}
+
+async function readAll(client: KinesisClient, streamName: string): Promise<string[]> {
+  const { Shards } = await client.send(new ListShardsCommand({ StreamName: streamName }));
+  const data: string[] = [];
+  for (const shard of Shards ?? []) {
+    const { ShardIterator } = await client.send(
+      new GetShardIteratorCommand({ StreamName: streamName, ShardId: shard.ShardId, ShardIteratorType: 'TRIM_HORIZON' }),
+    );
+    const { Records } = await client.send(new GetRecordsCommand({ ShardIterator }));
+    data.push(...(Records ?? []).map((record) => Buffer.from(record.Data ?? []).toString('utf8')));
+  }
+  return data;
+}
+
+async function putRecords(client: KinesisClient, streamName: string, payloads: string[]): Promise<void> {
+  const result = await client.send(
+    new PutRecordsCommand({
+      StreamName: streamName,
+      Records: payloads.map((payload, i) => ({ Data: Buffer.from(payload), PartitionKey: `key-${i}` })),
+    }),
+  );
+  expect(result.FailedRecordCount).toBe(0);
+}
+
+describe('freePort', () => {
+  it('returns a port that can be bound on loopback', async () => {
+    const port = await freePort();
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    expect(port).toBeGreaterThan(0);
+  });
+});
+
+describe('local AWS clients', () => {
+  it.each([
+    ['kinesis', kinesisClient],
+    ['dynamodb', dynamoClient],
+    ['firehose', firehoseClient],
+  ] as const)('%s: HTTP/1.1 handler, dummy credentials, local region', async (_service, factory) => {
+    const client = factory('http://127.0.0.1:1');
+    try {
+      expect(client.config.requestHandler).toBeInstanceOf(NodeHttpHandler);
+      await expect(client.config.credentials()).resolves.toMatchObject({ accessKeyId: 'local', secretAccessKey: 'local' });
+      await expect(client.config.region()).resolves.toBe(process.env.AWS_REGION || 'us-east-1');
+      await expect(client.config.maxAttempts()).resolves.toBe(3);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('gives the document client the same settings', async () => {
+    const client = dynamoDocumentClient('http://127.0.0.1:1', { maxAttempts: 1 });
+    try {
+      expect(client.config.requestHandler).toBeInstanceOf(NodeHttpHandler);
+      await expect(client.config.maxAttempts()).resolves.toBe(1);
+    } finally {
+      client.destroy();
+    }
+  });
+});
+
+describe('kinesis-mock', () => {
+  let kinesis: RunningService;
+  let client: KinesisClient;
+
+  beforeAll(async () => {
+    kinesis = await startKinesis({ port: await freePort() });
+    client = kinesisClient(kinesis.endpoint);
+  });
+  afterAll(async () => {
+    client?.destroy();
+    await kinesis?.stop();
+  });
+
+  it('reports an endpoint on loopback', () => {
+    expect(kinesis).toMatchObject({ name: 'kinesis-mock', endpoint: `http://127.0.0.1:${kinesis.port}` });
+    expect(kinesis.stateDir).toBeUndefined();
+  });
+
+  const onLinux = existsSync('/proc/net/tcp') ? it : it.skip;
+  onLinux('listens on 127.0.0.1 only, although kinesis-mock itself binds every interface', () => {
+    expect(listeningAddresses(kinesis.port)).toEqual(['127.0.0.1']);
+  });
+
+  it('round-trips records: CreateStream, ACTIVE, PutRecords, GetRecords', async () => {
+    await createActiveStream(client, 'round-trip');
+    const payloads = ['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}'];
+    await putRecords(client, 'round-trip', payloads);
+
+    expect(await readAll(client, 'round-trip')).toEqual(payloads);
+  });
+
+  it('keeps streams and records across a restart on the same data dir', async () => {
+    const dataDir = await tempDir();
+    const port = await freePort();
+    const first = await startKinesis({ port, dataDir });
+    const firstClient = kinesisClient(first.endpoint);
+    try {
+      expect(first.stateDir).toBe(path.join(dataDir, 'kinesis'));
+      await createActiveStream(firstClient, 'durable');
+      await putRecords(firstClient, 'durable', ['a', 'b']);
+    } finally {
+      // The connection stays open on purpose: stop() must still flush promptly.
+      await first.stop();
+      firstClient.destroy();
+    }
+    expect(existsSync(path.join(dataDir, 'kinesis', 'kinesis-data.json'))).toBe(true);
+
+    const second = await startKinesis({ port, dataDir });
+    const secondClient = kinesisClient(second.endpoint);
+    try {
+      expect(await readAll(secondClient, 'durable')).toEqual(['a', 'b']);
+    } finally {
+      secondClient.destroy();
+      await second.stop();
+    }
+  });
+
+  it('refuses a port in use and names it', async () => {
+    const held = await occupyPort();
+    try {
+      await expect(startKinesis({ port: held.port })).rejects.toThrow(
+        `kinesis-mock cannot listen on 127.0.0.1:${held.port}: the port is already in use`,
+      );
+    } finally {
+      await held.release();
+    }
+  });
+
+  it('asks for a data dir when persistence is on', async () => {
+    await expect(startKinesis({ persist: true })).rejects.toThrow(/no dataDir was given/);
+  });
+
+  describe('does not outlive its parent', () => {
+    /** Starts kinesis-mock from a separate Node process and returns that process and the mock's pid. */
+    async function startInOtherProcess(then: 'exit' | 'wait'): Promise<{ parentPid: number; mockPid: number }> {
+      const dir = await tempDir();
+      const script = path.join(dir, 'parent.js');
+      await writeFile(
+        script,
+        `const { startKinesis } = require(${JSON.stringify(path.resolve(__dirname, '../../lib/local/emulators.ts'))});
+startKinesis({ port: ${await freePort()} }).then((kinesis) => {
+  process.stdout.write(kinesis.pid + '\\n');
+  if (${JSON.stringify(then)} === 'exit') process.exit(0);
+});`,
+      );
+      const parent = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), script], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const mockPid = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        parent.stdout.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          if (out.includes('\n')) resolve(Number(out.trim()));
+        });
+        parent.once('exit', (code) => reject(new Error(`parent exited with ${code} before kinesis-mock started`)));
+      });
+      return { parentPid: parent.pid as number, mockPid };
+    }
+
+    it('stops when the parent exits', async () => {
+      const { mockPid } = await startInOtherProcess('exit');
+      await eventually('kinesis-mock to stop', async () => (isRunning(mockPid) ? undefined : true), 15_000);
+    });
+
+    it('stops when the parent is killed outright', async () => {
+      const { parentPid, mockPid } = await startInOtherProcess('wait');
+      expect(isRunning(mockPid)).toBe(true);
+      process.kill(parentPid, 'SIGKILL');
+      await eventually('kinesis-mock to stop', async () => (isRunning(mockPid) ? undefined : true), 15_000);
+    });
+  });
+});
+
+describe('dynalite', () => {
+  async function createActiveTable(endpoint: string, tableName: string): Promise<void> {
+    const client = dynamoClient(endpoint);
+    try {
+      await client.send(
+        new CreateTableCommand({
+          TableName: tableName,
+          AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+          KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+          BillingMode: 'PAY_PER_REQUEST',
+        }),
+      );
+      await eventually(`table ${tableName} to become ACTIVE`, async () => {
+        const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
+        return Table?.TableStatus === 'ACTIVE' ? true : undefined;
+      });
+    } finally {
+      client.destroy();
+    }
+  }
+
+  it('serves CreateTable, PutItem and GetItem in memory on loopback', async () => {
+    const dynamo = await startDynamo({ port: await freePort() });
+    const client = dynamoClient(dynamo.endpoint);
+    try {
+      expect(dynamo).toMatchObject({ name: 'dynalite', endpoint: `http://127.0.0.1:${dynamo.port}` });
+      expect(dynamo.stateDir).toBeUndefined();
+      if (existsSync('/proc/net/tcp')) expect(listeningAddresses(dynamo.port)).toEqual(['127.0.0.1']);
+
+      await createActiveTable(dynamo.endpoint, 'metadata');
+      await client.send(
+        new PutItemCommand({ TableName: 'metadata', Item: { pk: { S: 'record-1' }, bytes: { N: '42' } } }),
+      );
+      const { Item } = await client.send(new GetItemCommand({ TableName: 'metadata', Key: { pk: { S: 'record-1' } } }));
+      expect(Item).toEqual({ pk: { S: 'record-1' }, bytes: { N: '42' } });
+    } finally {
+      client.destroy();
+      await dynamo.stop();
+    }
+  });
+
+  it('keeps tables and items across a restart on the same data dir', async () => {
+    const dataDir = await tempDir();
+    const port = await freePort();
+    const first = await startDynamo({ port, dataDir });
+    const firstClient = dynamoDocumentClient(first.endpoint);
+    try {
+      expect(first.stateDir).toBe(path.join(dataDir, 'dynamodb'));
+      await createActiveTable(first.endpoint, 'durable');
+      await firstClient.send(new PutCommand({ TableName: 'durable', Item: { pk: 'a', note: 'kept', dropped: undefined } }));
+    } finally {
+      firstClient.destroy();
+      await first.stop();
+    }
+
+    const second = await startDynamo({ port, dataDir });
+    const secondClient = dynamoDocumentClient(second.endpoint);
+    try {
+      const { Item } = await secondClient.send(new GetCommand({ TableName: 'durable', Key: { pk: 'a' } }));
+      expect(Item).toEqual({ pk: 'a', note: 'kept' });
+    } finally {
+      secondClient.destroy();
+      await second.stop();
+    }
+  });
+
+  it('refuses a data dir another instance holds, instead of crashing on the first request', async () => {
+    const dataDir = await tempDir();
+    const first = await startDynamo({ port: await freePort(), dataDir });
+    try {
+      await expect(startDynamo({ port: await freePort(), dataDir })).rejects.toThrow(
+        `dynalite cannot open its LevelDB store in ${path.join(dataDir, 'dynamodb')}`,
+      );
+    } finally {
+      await first.stop();
+    }
+  });
+
+  it('refuses a port in use and names it', async () => {
+    const held = await occupyPort();
+    try {
+      await expect(startDynamo({ port: held.port })).rejects.toThrow(
+        `dynalite cannot listen on 127.0.0.1:${held.port}: the port is already in use`,
+      );
+    } finally {
+      await held.release();
+    }
+  });
+});

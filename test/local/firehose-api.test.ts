@@ -1,0 +1,821 @@
+/**
+ * The local Firehose endpoint, driven the way users drive AWS: through @aws-sdk/client-firehose
+ * (and boto3 and the AWS CLI when they are installed), plus raw HTTP for what no SDK sends.
+ * Behind it sits an in-memory backend, so every check reads the public surfaces: API responses
+ * and the records the backend was handed.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import {
+  DescribeDeliveryStreamCommand,
+  FirehoseClient,
+  ListDeliveryStreamsCommand,
+  PutRecordBatchCommand,
+  PutRecordCommand,
+} from '@aws-sdk/client-firehose';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import fc from 'fast-check';
+import {
+  FIREHOSE_LIMITS,
+  startFirehoseApi,
+  type FirehoseBackend,
+  type IngestResult,
+  type LocalDeliveryStream,
+  type RunningFirehoseApi,
+} from '../../lib/local/firehose-api';
+
+const ACCOUNT = '000000000000';
+const REGION = 'us-east-1';
+const CREATED_AT = new Date('2026-01-15T10:20:30.000Z');
+
+const arnOf = (name: string): string => `arn:aws:firehose:${REGION}:${ACCOUNT}:deliverystream/${name}`;
+const s3Destination = (id: string): Record<string, unknown> => ({
+  DestinationId: id,
+  ExtendedS3DestinationDescription: { BucketARN: 'arn:aws:s3:::sluice-local-lake', Prefix: 'data/app-events/' },
+});
+
+const DIRECT_PUT: LocalDeliveryStream = {
+  name: 'sluice-local-app-events-lake',
+  arn: arnOf('sluice-local-app-events-lake'),
+  type: 'DirectPut',
+  createdAt: CREATED_AT,
+  destinations: [s3Destination('destinationId-000000000001')],
+};
+const KINESIS_SOURCED: LocalDeliveryStream = {
+  name: 'sluice-local-clickstream-lake',
+  arn: arnOf('sluice-local-clickstream-lake'),
+  type: 'KinesisStreamAsSource',
+  sourceStreamArn: `arn:aws:kinesis:${REGION}:${ACCOUNT}:stream/sluice-local-clickstream`,
+  sourceRoleArn: `arn:aws:iam::${ACCOUNT}:role/sluice-local-clickstream-source`,
+  createdAt: CREATED_AT,
+  versionId: '3',
+  destinations: [s3Destination('destinationId-000000000001'), s3Destination('destinationId-000000000002')],
+};
+const MORE_STREAMS: LocalDeliveryStream[] = ['sluice-local-iot-lake', 'sluice-local-clickstream-search', 'a-first'].map((name) => ({
+  name,
+  arn: arnOf(name),
+  type: name.includes('iot') || name.includes('search') ? 'KinesisStreamAsSource' : 'DirectPut',
+  createdAt: CREATED_AT,
+  destinations: [],
+}));
+
+interface IngestedRecord {
+  streamName: string;
+  recordId: string;
+  data: Buffer;
+  arrivalTimestamp: number;
+}
+
+/** Records whatever it acknowledges; tests script per-record failures or a whole-call failure. */
+class InMemoryBackend implements FirehoseBackend {
+  readonly acknowledged: IngestedRecord[] = [];
+  ingestCalls = 0;
+  /** Decides each record's fate; default accepts all. */
+  decide: (data: Buffer, index: number) => IngestResult = () => ({ ok: true });
+  /** When set, replaces ingest entirely (to throw, or to hold the call open). */
+  override?: (records: ReadonlyArray<{ recordId: string; data: Buffer; arrivalTimestamp: number }>) => Promise<IngestResult[]>;
+
+  constructor(private readonly streams: ReadonlyArray<LocalDeliveryStream>) {}
+
+  listDeliveryStreams(): ReadonlyArray<LocalDeliveryStream> {
+    return this.streams;
+  }
+
+  findDeliveryStream(name: string): LocalDeliveryStream | undefined {
+    return this.streams.find((stream) => stream.name === name);
+  }
+
+  async ingest(streamName: string, records: ReadonlyArray<{ recordId: string; data: Buffer; arrivalTimestamp: number }>): Promise<IngestResult[]> {
+    this.ingestCalls += 1;
+    if (this.override) return this.override(records);
+    const results = records.map((record, index) => this.decide(record.data, index));
+    records.forEach((record, index) => {
+      if (results[index].ok) this.acknowledged.push({ streamName, ...record, data: Buffer.from(record.data) });
+    });
+    return results;
+  }
+
+  reset(): void {
+    this.acknowledged.length = 0;
+    this.ingestCalls = 0;
+    this.decide = () => ({ ok: true });
+    this.override = undefined;
+  }
+}
+
+const backend = new InMemoryBackend([DIRECT_PUT, KINESIS_SOURCED, ...MORE_STREAMS]);
+let api: RunningFirehoseApi;
+let firehose: FirehoseClient;
+
+function newClient(maxAttempts = 1): FirehoseClient {
+  return new FirehoseClient({
+    endpoint: api.url,
+    region: REGION,
+    credentials: { accessKeyId: 'AKIDLOCALTWIN', secretAccessKey: 'local-secret' },
+    maxAttempts,
+    requestHandler: new NodeHttpHandler({ connectionTimeout: 2_000, requestTimeout: 30_000 }),
+  });
+}
+
+beforeAll(async () => {
+  api = await startFirehoseApi({ port: 0, backend });
+  firehose = newClient();
+});
+
+afterAll(async () => {
+  firehose.destroy();
+  await api.close();
+});
+
+beforeEach(() => backend.reset());
+
+interface AwsErrorExpectation {
+  name: string;
+  status: number;
+  message?: string | RegExp;
+}
+
+/** Asserts the SDK surfaced the error as AWS would: name, HTTP status and message. */
+async function expectAwsError(call: Promise<unknown>, expected: AwsErrorExpectation): Promise<void> {
+  const error = await call.then(
+    () => {
+      throw new Error(`expected ${expected.name}, but the call succeeded`);
+    },
+    (e: unknown) => e as { name: string; message: string; $metadata: { httpStatusCode?: number; requestId?: string } },
+  );
+  expect(error.name).toBe(expected.name);
+  expect(error.$metadata.httpStatusCode).toBe(expected.status);
+  expect(error.$metadata.requestId).toMatch(/^[0-9a-f-]{36}$/);
+  if (typeof expected.message === 'string') expect(error.message).toBe(expected.message);
+  else if (expected.message) expect(error.message).toMatch(expected.message);
+}
+
+const bytes = (length: number, fill = 0x61): Uint8Array => new Uint8Array(length).fill(fill);
+
+interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  json: Record<string, unknown>;
+}
+
+/** A bare HTTP request, for what the SDKs never send (broken JSON, no target, huge bodies). */
+function rawRequest(
+  options: { method?: string; headers?: Record<string, string>; body?: Buffer | string; chunks?: Buffer[] },
+): Promise<RawResponse> {
+  const url = new URL(api.url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: url.hostname, port: url.port, path: '/', method: options.method ?? 'POST', headers: options.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, json: text ? JSON.parse(text) : {} });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    if (options.chunks) {
+      for (const chunk of options.chunks) req.write(chunk);
+      req.end();
+    } else {
+      req.end(options.body);
+    }
+  });
+}
+
+const jsonHeaders = (operation: string): Record<string, string> => ({
+  'Content-Type': 'application/x-amz-json-1.1',
+  'X-Amz-Target': `Firehose_20150804.${operation}`,
+});
+
+function expectAwsJsonError(response: RawResponse, status: number, code: string): void {
+  expect(response.status).toBe(status);
+  expect(response.headers['content-type']).toBe('application/x-amz-json-1.1');
+  expect(response.headers['x-amzn-errortype']).toBe(code);
+  expect(response.headers['x-amzn-requestid']).toMatch(/^[0-9a-f-]{36}$/);
+  expect(response.json.__type).toBe(code);
+  expect(typeof response.json.message).toBe('string');
+}
+
+describe('PutRecord', () => {
+  it('acknowledges a record with a unique opaque id and hands the exact bytes to the backend', async () => {
+    const before = Date.now();
+    const first = await firehose.send(new PutRecordCommand({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: Buffer.from('{"a":1}\n') } }));
+    const second = await firehose.send(new PutRecordCommand({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: Buffer.from('{"a":2}\n') } }));
+
+    expect(first.Encrypted).toBe(false);
+    expect(first.RecordId).toMatch(/^[A-Za-z0-9+/=]{56,}$/);
+    expect(second.RecordId).not.toBe(first.RecordId);
+    expect(first.$metadata.httpStatusCode).toBe(200);
+    expect(first.$metadata.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(backend.acknowledged.map((r) => [r.streamName, r.recordId, r.data.toString()])).toEqual([
+      [DIRECT_PUT.name, first.RecordId, '{"a":1}\n'],
+      [DIRECT_PUT.name, second.RecordId, '{"a":2}\n'],
+    ]);
+    expect(backend.acknowledged[0].arrivalTimestamp).toBeGreaterThanOrEqual(before);
+    expect(backend.acknowledged[1].arrivalTimestamp).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('accepts a record of exactly 1,024,000 bytes and an empty record', async () => {
+    await firehose.send(new PutRecordCommand({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: bytes(FIREHOSE_LIMITS.maxRecordBytes) } }));
+    await firehose.send(new PutRecordCommand({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: new Uint8Array(0) } }));
+    expect(backend.acknowledged.map((r) => r.data.length)).toEqual([1024000, 0]);
+  });
+
+  it('rejects a record of 1,024,001 bytes with ValidationException in AWS wording', async () => {
+    await expectAwsError(
+      firehose.send(new PutRecordCommand({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: bytes(1024001) } })),
+      {
+        name: 'ValidationException',
+        status: 400,
+        message:
+          "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=1024001 cap=1024001]' at 'record.data' " +
+          'failed to satisfy constraint: Member must have length less than or equal to 1024000',
+      },
+    );
+    expect(backend.ingestCalls).toBe(0);
+  });
+
+  it('answers ResourceNotFoundException for an unknown stream', async () => {
+    await expectAwsError(
+      firehose.send(new PutRecordCommand({ DeliveryStreamName: 'no-such-stream', Record: { Data: bytes(3) } })),
+      { name: 'ResourceNotFoundException', status: 400, message: `Firehose no-such-stream under account ${ACCOUNT} not found.` },
+    );
+  });
+
+  it('refuses a KinesisStreamAsSource stream with InvalidArgumentException', async () => {
+    await expectAwsError(
+      firehose.send(new PutRecordCommand({ DeliveryStreamName: KINESIS_SOURCED.name, Record: { Data: bytes(3) } })),
+      { name: 'InvalidArgumentException', status: 400, message: 'This operation is not permitted on KinesisStreamAsSource delivery stream type.' },
+    );
+    expect(backend.ingestCalls).toBe(0);
+  });
+
+  it('raises the backend’s refusal of the record as the call’s error', async () => {
+    backend.decide = () => ({ ok: false, errorCode: 'ServiceUnavailableException', errorMessage: 'Slow down.' });
+    await expectAwsError(
+      firehose.send(new PutRecordCommand({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: bytes(3) } })),
+      { name: 'ServiceUnavailableException', status: 500, message: 'Slow down.' },
+    );
+    expect(backend.acknowledged).toHaveLength(0);
+  });
+});
+
+describe('PutRecordBatch', () => {
+  const records = (count: number, size = 10): Array<{ Data: Uint8Array }> =>
+    Array.from({ length: count }, (_, i) => ({ Data: bytes(size, 0x30 + (i % 10)) }));
+
+  it('accepts 500 records and answers one RecordId per record, in request order', async () => {
+    const result = await firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: records(500) }));
+    expect(result.FailedPutCount).toBe(0);
+    expect(result.Encrypted).toBe(false);
+    expect(result.RequestResponses).toHaveLength(500);
+    expect(result.RequestResponses!.map((r) => r.RecordId)).toEqual(backend.acknowledged.map((r) => r.recordId));
+    expect(new Set(backend.acknowledged.map((r) => r.recordId)).size).toBe(500);
+    expect(backend.acknowledged.map((r) => r.data[0])).toEqual(Array.from({ length: 500 }, (_, i) => 0x30 + (i % 10)));
+  });
+
+  it('rejects 501 records with ValidationException and hands nothing to the backend', async () => {
+    await expectAwsError(firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: records(501) })), {
+      name: 'ValidationException',
+      status: 400,
+      message: /^1 validation error detected: Value '\[Record\(data=java\.nio\.HeapByteBuffer\[pos=0 lim=10 cap=10\]\), .*\]' at 'records' failed to satisfy constraint: Member must have length less than or equal to 500$/,
+    });
+    expect(backend.ingestCalls).toBe(0);
+  });
+
+  it('rejects an empty batch with ValidationException', async () => {
+    await expectAwsError(firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: [] })), {
+      name: 'ValidationException',
+      status: 400,
+      message: "1 validation error detected: Value '[]' at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1",
+    });
+  });
+
+  it('accepts exactly 4 MiB of data in one batch and rejects one byte more with InvalidArgumentException', async () => {
+    // 4 × 1,024,000 + 98,304 = 4,194,304 bytes.
+    const atLimit = [...records(4, FIREHOSE_LIMITS.maxRecordBytes), { Data: bytes(98_304) }];
+    const ok = await firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: atLimit }));
+    expect(ok.FailedPutCount).toBe(0);
+    expect(backend.acknowledged.reduce((sum, r) => sum + r.data.length, 0)).toBe(FIREHOSE_LIMITS.maxBatchBytes);
+
+    backend.reset();
+    const overLimit = [...records(4, FIREHOSE_LIMITS.maxRecordBytes), { Data: bytes(98_305) }];
+    await expectAwsError(firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: overLimit })), {
+      name: 'InvalidArgumentException',
+      status: 400,
+      message: 'Records size exceeds 4 MB limit',
+    });
+    expect(backend.ingestCalls).toBe(0);
+  });
+
+  it('names every oversized record by its 1-based position', async () => {
+    const batch = [{ Data: bytes(5) }, { Data: bytes(1024001) }, { Data: bytes(1024000) }, { Data: bytes(1024002) }];
+    await expectAwsError(firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: batch })), {
+      name: 'ValidationException',
+      status: 400,
+      message:
+        "2 validation errors detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=1024001 cap=1024001]' at 'records.2.member.data' " +
+        'failed to satisfy constraint: Member must have length less than or equal to 1024000; ' +
+        "Value 'java.nio.HeapByteBuffer[pos=0 lim=1024002 cap=1024002]' at 'records.4.member.data' " +
+        'failed to satisfy constraint: Member must have length less than or equal to 1024000',
+    });
+  });
+
+  it('surfaces per-record backend failures in RequestResponses and FailedPutCount', async () => {
+    backend.decide = (_data, index) =>
+      index % 3 === 1 ? { ok: false, errorCode: 'ServiceUnavailableException', errorMessage: 'Slow down.' } : { ok: true };
+    const result = await firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: records(7) }));
+
+    expect(result.FailedPutCount).toBe(2);
+    const responses = result.RequestResponses!;
+    expect(responses).toHaveLength(7);
+    responses.forEach((response, index) => {
+      if (index % 3 === 1) {
+        expect(response).toEqual({ ErrorCode: 'ServiceUnavailableException', ErrorMessage: 'Slow down.' });
+      } else {
+        expect(response.ErrorCode).toBeUndefined();
+        expect(response.RecordId).toMatch(/^[A-Za-z0-9+/=]{56,}$/);
+      }
+    });
+    expect(responses.filter((r) => r.RecordId).map((r) => r.RecordId)).toEqual(backend.acknowledged.map((r) => r.recordId));
+  });
+
+  it('answers ServiceUnavailableException (500) when the backend throws, acknowledging nothing', async () => {
+    backend.override = async () => {
+      throw new Error('buffer store unavailable');
+    };
+    await expectAwsError(firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: records(3) })), {
+      name: 'ServiceUnavailableException',
+      status: 500,
+      message: /buffer store unavailable/,
+    });
+  });
+
+  it('lets the SDK retry a call the backend failed, so the records arrive', async () => {
+    let failuresLeft = 1;
+    backend.override = async (batch) => {
+      if (failuresLeft-- > 0) throw new Error('transient');
+      return batch.map(() => ({ ok: true }));
+    };
+    const retrying = newClient(3);
+    try {
+      const result = await retrying.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: records(2) }));
+      expect(result.FailedPutCount).toBe(0);
+      expect(result.$metadata.attempts).toBe(2);
+      expect(backend.ingestCalls).toBe(2);
+    } finally {
+      retrying.destroy();
+    }
+  });
+
+  it('treats a backend answering the wrong number of results as a failure of the whole call', async () => {
+    backend.override = async () => [{ ok: true }];
+    await expectAwsError(firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: records(2) })), {
+      name: 'ServiceUnavailableException',
+      status: 500,
+    });
+  });
+
+  it('refuses a KinesisStreamAsSource stream and an unknown stream', async () => {
+    await expectAwsError(firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: KINESIS_SOURCED.name, Records: records(1) })), {
+      name: 'InvalidArgumentException',
+      status: 400,
+      message: 'This operation is not permitted on KinesisStreamAsSource delivery stream type.',
+    });
+    await expectAwsError(firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: 'missing', Records: records(1) })), {
+      name: 'ResourceNotFoundException',
+      status: 400,
+      message: `Firehose missing under account ${ACCOUNT} not found.`,
+    });
+    expect(backend.ingestCalls).toBe(0);
+  });
+
+  it('delivers any byte strings to the backend unchanged and in order (property)', async () => {
+    const record = fc.oneof(
+      fc.uint8Array({ maxLength: 64 }),
+      fc.uint8Array({ minLength: 1000, maxLength: 5000 }),
+      fc.string({ unit: 'binary' }).map((s) => new TextEncoder().encode(s)),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(record, { minLength: 1, maxLength: 40 }), async (datas) => {
+        backend.reset();
+        const result = await firehose.send(
+          new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: datas.map((Data) => ({ Data })) }),
+        );
+        expect(result.FailedPutCount).toBe(0);
+        expect(backend.acknowledged.map((r) => r.data.toString('hex'))).toEqual(datas.map((d) => Buffer.from(d).toString('hex')));
+        expect(result.RequestResponses!.map((r) => r.RecordId)).toEqual(backend.acknowledged.map((r) => r.recordId));
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
+
+describe('DescribeDeliveryStream', () => {
+  it('describes a DirectPut stream', async () => {
+    const { DeliveryStreamDescription: description } = await firehose.send(
+      new DescribeDeliveryStreamCommand({ DeliveryStreamName: DIRECT_PUT.name }),
+    );
+    expect(description).toEqual({
+      DeliveryStreamName: DIRECT_PUT.name,
+      DeliveryStreamARN: DIRECT_PUT.arn,
+      DeliveryStreamStatus: 'ACTIVE',
+      DeliveryStreamType: 'DirectPut',
+      DeliveryStreamEncryptionConfiguration: { Status: 'DISABLED' },
+      VersionId: '1',
+      CreateTimestamp: CREATED_AT,
+      Destinations: DIRECT_PUT.destinations,
+      HasMoreDestinations: false,
+    });
+  });
+
+  it('describes a Kinesis-sourced stream with its source', async () => {
+    const { DeliveryStreamDescription: description } = await firehose.send(
+      new DescribeDeliveryStreamCommand({ DeliveryStreamName: KINESIS_SOURCED.name }),
+    );
+    expect(description?.DeliveryStreamType).toBe('KinesisStreamAsSource');
+    expect(description?.VersionId).toBe('3');
+    expect(description?.Source).toEqual({
+      KinesisStreamSourceDescription: {
+        KinesisStreamARN: KINESIS_SOURCED.sourceStreamArn,
+        RoleARN: KINESIS_SOURCED.sourceRoleArn,
+        DeliveryStartTimestamp: CREATED_AT,
+      },
+    });
+    expect(description?.Destinations).toEqual(KINESIS_SOURCED.destinations);
+  });
+
+  it('pages destinations with Limit and ExclusiveStartDestinationId', async () => {
+    const first = await firehose.send(new DescribeDeliveryStreamCommand({ DeliveryStreamName: KINESIS_SOURCED.name, Limit: 1 }));
+    expect(first.DeliveryStreamDescription?.Destinations?.map((d) => d.DestinationId)).toEqual(['destinationId-000000000001']);
+    expect(first.DeliveryStreamDescription?.HasMoreDestinations).toBe(true);
+    const rest = await firehose.send(
+      new DescribeDeliveryStreamCommand({ DeliveryStreamName: KINESIS_SOURCED.name, ExclusiveStartDestinationId: 'destinationId-000000000001' }),
+    );
+    expect(rest.DeliveryStreamDescription?.Destinations?.map((d) => d.DestinationId)).toEqual(['destinationId-000000000002']);
+    expect(rest.DeliveryStreamDescription?.HasMoreDestinations).toBe(false);
+  });
+
+  it('answers ResourceNotFoundException for an unknown stream and ValidationException for a malformed name', async () => {
+    await expectAwsError(firehose.send(new DescribeDeliveryStreamCommand({ DeliveryStreamName: 'ghost' })), {
+      name: 'ResourceNotFoundException',
+      status: 400,
+      message: `Firehose ghost under account ${ACCOUNT} not found.`,
+    });
+    await expectAwsError(firehose.send(new DescribeDeliveryStreamCommand({ DeliveryStreamName: 'bad name!' })), {
+      name: 'ValidationException',
+      status: 400,
+      message: "1 validation error detected: Value 'bad name!' at 'deliveryStreamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+    });
+  });
+});
+
+describe('ListDeliveryStreams', () => {
+  const allNames = [DIRECT_PUT, KINESIS_SOURCED, ...MORE_STREAMS].map((s) => s.name).sort();
+
+  it('lists names alphabetically, ten by default', async () => {
+    const result = await firehose.send(new ListDeliveryStreamsCommand({}));
+    expect(result).toMatchObject({ DeliveryStreamNames: allNames, HasMoreDeliveryStreams: false });
+  });
+
+  it('pages with Limit and ExclusiveStartDeliveryStreamName', async () => {
+    const first = await firehose.send(new ListDeliveryStreamsCommand({ Limit: 2 }));
+    expect(first.DeliveryStreamNames).toEqual(allNames.slice(0, 2));
+    expect(first.HasMoreDeliveryStreams).toBe(true);
+    const next = await firehose.send(new ListDeliveryStreamsCommand({ Limit: 2, ExclusiveStartDeliveryStreamName: first.DeliveryStreamNames![1] }));
+    expect(next.DeliveryStreamNames).toEqual(allNames.slice(2, 4));
+    const last = await firehose.send(new ListDeliveryStreamsCommand({ Limit: 2, ExclusiveStartDeliveryStreamName: next.DeliveryStreamNames![1] }));
+    expect(last.DeliveryStreamNames).toEqual(allNames.slice(4));
+    expect(last.HasMoreDeliveryStreams).toBe(false);
+  });
+
+  it('filters by DeliveryStreamType', async () => {
+    const direct = await firehose.send(new ListDeliveryStreamsCommand({ DeliveryStreamType: 'DirectPut' }));
+    expect(direct.DeliveryStreamNames).toEqual(['a-first', DIRECT_PUT.name]);
+    const msk = await firehose.send(new ListDeliveryStreamsCommand({ DeliveryStreamType: 'MSKAsSource' }));
+    expect(msk.DeliveryStreamNames).toEqual([]);
+  });
+
+  it('rejects a Limit outside 1–10000 with ValidationException', async () => {
+    await expectAwsError(firehose.send(new ListDeliveryStreamsCommand({ Limit: 0 })), {
+      name: 'ValidationException',
+      status: 400,
+      message: "1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
+    });
+    await expectAwsError(firehose.send(new ListDeliveryStreamsCommand({ Limit: 10001 })), {
+      name: 'ValidationException',
+      status: 400,
+      message: /Member must have value less than or equal to 10000$/,
+    });
+    const max = await firehose.send(new ListDeliveryStreamsCommand({ Limit: 10000 }));
+    expect(max.DeliveryStreamNames).toEqual(allNames);
+  });
+});
+
+describe('raw HTTP', () => {
+  it('stamps every response with x-amzn-RequestId and the AWS JSON 1.1 content type', async () => {
+    const response = await rawRequest({ headers: jsonHeaders('ListDeliveryStreams'), body: '{}' });
+    expect(response.status).toBe(200);
+    expect(response.headers['content-type']).toBe('application/x-amz-json-1.1');
+    expect(response.headers['x-amzn-requestid']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('answers SerializationException for malformed JSON', async () => {
+    const response = await rawRequest({ headers: jsonHeaders('PutRecord'), body: '{"DeliveryStreamName": "x", "Record": {' });
+    expectAwsJsonError(response, 400, 'SerializationException');
+    expect(backend.ingestCalls).toBe(0);
+  });
+
+  it('answers SerializationException for a body that is not a JSON object, or members of the wrong type', async () => {
+    expectAwsJsonError(await rawRequest({ headers: jsonHeaders('PutRecord'), body: '[1,2]' }), 400, 'SerializationException');
+    expectAwsJsonError(
+      await rawRequest({ headers: jsonHeaders('PutRecordBatch'), body: JSON.stringify({ DeliveryStreamName: DIRECT_PUT.name, Records: { Data: 'YQ==' } }) }),
+      400,
+      'SerializationException',
+    );
+    expectAwsJsonError(await rawRequest({ headers: jsonHeaders('ListDeliveryStreams'), body: '{"Limit": "10"}' }), 400, 'SerializationException');
+  });
+
+  it('answers SerializationException for Data that is not valid base64', async () => {
+    for (const data of ['not base64!', 'YQ=x', 'Y', 'YQ===']) {
+      const response = await rawRequest({
+        headers: jsonHeaders('PutRecordBatch'),
+        body: JSON.stringify({ DeliveryStreamName: DIRECT_PUT.name, Records: [{ Data: 'YQ==' }, { Data: data }] }),
+      });
+      expectAwsJsonError(response, 400, 'SerializationException');
+      expect(response.json.message).toContain('Records[1].Data');
+    }
+    expect(backend.ingestCalls).toBe(0);
+  });
+
+  it('accepts unpadded base64', async () => {
+    const response = await rawRequest({ headers: jsonHeaders('PutRecord'), body: JSON.stringify({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: 'aGk' } }) });
+    expect(response.status).toBe(200);
+    expect(backend.acknowledged[0].data.toString()).toBe('hi');
+  });
+
+  it('answers ValidationException for missing required members', async () => {
+    const response = await rawRequest({ headers: jsonHeaders('PutRecord'), body: '{}' });
+    expectAwsJsonError(response, 400, 'ValidationException');
+    expect(response.json.message).toBe(
+      "2 validation errors detected: Value null at 'deliveryStreamName' failed to satisfy constraint: Member must not be null; " +
+        "Value null at 'record' failed to satisfy constraint: Member must not be null",
+    );
+  });
+
+  it('answers UnknownOperationException without an X-Amz-Target header, with another service’s, or for an unsupported operation', async () => {
+    expectAwsJsonError(await rawRequest({ headers: { 'Content-Type': 'application/x-amz-json-1.1' }, body: '{}' }), 400, 'UnknownOperationException');
+    expectAwsJsonError(
+      await rawRequest({ headers: { ...jsonHeaders('x'), 'X-Amz-Target': 'Kinesis_20131202.PutRecord' }, body: '{}' }),
+      400,
+      'UnknownOperationException',
+    );
+    const unsupported = await rawRequest({ headers: jsonHeaders('CreateDeliveryStream'), body: '{}' });
+    expectAwsJsonError(unsupported, 400, 'UnknownOperationException');
+    expect(unsupported.json.message).toContain('CreateDeliveryStream');
+  });
+
+  it('answers 405 to methods other than POST', async () => {
+    const response = await rawRequest({ method: 'GET', headers: jsonHeaders('ListDeliveryStreams') });
+    expectAwsJsonError(response, 405, 'UnknownOperationException');
+    expect(response.headers.allow).toBe('POST');
+  });
+
+  it('answers 413 to a body over 8 MiB, declared or streamed, and stays up', async () => {
+    const oversized = Buffer.alloc(8 * 1024 * 1024 + 1, 0x20);
+    const declared = await rawRequest({ headers: { ...jsonHeaders('PutRecordBatch'), 'Content-Length': String(oversized.length) }, body: oversized });
+    expectAwsJsonError(declared, 413, 'RequestEntityTooLargeException');
+
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    const streamed = await rawRequest({ headers: jsonHeaders('PutRecordBatch'), chunks: Array.from({ length: 9 }, () => chunk) });
+    expectAwsJsonError(streamed, 413, 'RequestEntityTooLargeException');
+
+    const after = await firehose.send(new ListDeliveryStreamsCommand({}));
+    expect(after.$metadata.httpStatusCode).toBe(200);
+    expect(backend.ingestCalls).toBe(0);
+  });
+
+  it('refuses a declared huge body without reading it', async () => {
+    const url = new URL(api.url);
+    const response = await new Promise<RawResponse>((resolve, reject) => {
+      const req = httpRequest(
+        { host: url.hostname, port: url.port, path: '/', method: 'POST', agent: false, headers: { ...jsonHeaders('PutRecord'), 'Content-Length': String(2 ** 30) } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            req.destroy();
+            try {
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, json: JSON.parse(Buffer.concat(chunks).toString()) });
+            } catch (error) {
+              reject(error);
+            }
+          });
+        },
+      );
+      req.on('error', reject);
+      req.flushHeaders(); // send the headers, then never the gigabyte
+    });
+    expectAwsJsonError(response, 413, 'RequestEntityTooLargeException');
+  });
+
+  it('refuses an oversized body announced with Expect: 100-continue before it is sent', async () => {
+    const url = new URL(api.url);
+    const outcome = await new Promise<{ status: number; continued: boolean }>((resolve, reject) => {
+      let continued = false;
+      const req = httpRequest({
+        host: url.hostname,
+        port: url.port,
+        path: '/',
+        method: 'POST',
+        agent: false,
+        headers: { ...jsonHeaders('PutRecordBatch'), 'Content-Length': String(9 * 1024 * 1024), Expect: '100-continue' },
+      });
+      req.on('continue', () => {
+        continued = true;
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, continued }));
+        req.destroy();
+      });
+      req.on('error', (error) => (continued ? undefined : reject(error)));
+      req.flushHeaders();
+    });
+    expect(outcome).toEqual({ status: 413, continued: false });
+  });
+});
+
+describe('close()', () => {
+  it('stops accepting connections and waits for requests in flight, whose records are acknowledged', async () => {
+    const ownBackend = new InMemoryBackend([DIRECT_PUT]);
+    const ownApi = await startFirehoseApi({ port: 0, backend: ownBackend });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const ingestStarted = new Promise<void>((resolve) => (entered = resolve));
+    ownBackend.override = async (records) => {
+      entered();
+      await held;
+      return records.map(() => ({ ok: true }));
+    };
+    const client = new FirehoseClient({
+      endpoint: ownApi.url,
+      region: REGION,
+      credentials: { accessKeyId: 'AKIDLOCALTWIN', secretAccessKey: 'local-secret' },
+      maxAttempts: 1,
+      requestHandler: new NodeHttpHandler(),
+    });
+    try {
+      const put = client.send(new PutRecordCommand({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: bytes(4) } }));
+      await ingestStarted;
+      let closed = false;
+      const closing = ownApi.close().then(() => {
+        closed = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(closed).toBe(false);
+      await expect(rawConnect(ownApi.port)).rejects.toThrow(/ECONNREFUSED/);
+
+      release();
+      const result = await put;
+      expect(result.RecordId).toBeDefined();
+      await closing;
+      expect(closed).toBe(true);
+    } finally {
+      release();
+      client.destroy();
+      await ownApi.close();
+    }
+  });
+
+  it('applies a smaller maxBodyBytes and resolves close() at once when idle', async () => {
+    const ownApi = await startFirehoseApi({ port: 0, backend, maxBodyBytes: 1024 });
+    const url = new URL(ownApi.url);
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path: '/', agent: false, headers: jsonHeaders('ListDeliveryStreams') }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end(Buffer.alloc(1025, 0x20));
+    });
+    expect(status).toBe(413);
+    await ownApi.close();
+  });
+});
+
+function rawConnect(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/', agent: false, headers: jsonHeaders('ListDeliveryStreams') }, (res) => {
+      res.resume();
+      resolve();
+    });
+    req.on('error', reject);
+    req.end('{}');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other clients, when installed. They run as child processes against the same endpoint.
+// ---------------------------------------------------------------------------------------------
+
+/** Environment that keeps the AWS CLI and boto3 away from the user's config and the network. */
+function offlineAwsEnv(): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: 'AKIDLOCALTWIN',
+    AWS_SECRET_ACCESS_KEY: 'local-secret',
+    AWS_SESSION_TOKEN: '',
+    AWS_DEFAULT_REGION: REGION,
+    AWS_REGION: REGION,
+    AWS_CONFIG_FILE: '/nonexistent/sluice-aws-config',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/sluice-aws-credentials',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_PAGER: '',
+    AWS_MAX_ATTEMPTS: '1',
+    AWS_RETRY_MODE: 'standard',
+  };
+}
+
+function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(command, args, { env: offlineAwsEnv(), timeout: 45_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const awsCliVersion = (() => {
+  const probe = spawnSync('aws', ['--version'], { encoding: 'utf8', env: offlineAwsEnv(), timeout: 20_000 });
+  const match = /aws-cli\/(\d+)\./.exec(`${probe.stdout ?? ''}${probe.stderr ?? ''}`);
+  return probe.status === 0 && match ? Number(match[1]) : undefined;
+})();
+const hasBoto3 = spawnSync('python3', ['-c', 'import boto3'], { timeout: 20_000 }).status === 0;
+
+const cliTest = awsCliVersion === undefined ? it.skip : it;
+const cliTitle =
+  awsCliVersion === undefined
+    ? 'AWS CLI — skipped: no working `aws` on PATH'
+    : `AWS CLI v${awsCliVersion} puts, describes and lists against the endpoint and reports its errors`;
+
+describe('other AWS clients', () => {
+  cliTest(cliTitle, async () => {
+    const endpoint = ['--endpoint-url', api.url, '--output', 'json'];
+    // CLI v2 reads blob arguments as base64 unless told otherwise; v1 sends the text as is.
+    const binaryFormat = awsCliVersion! >= 2 ? ['--cli-binary-format', 'raw-in-base64-out'] : [];
+    const put = await run('aws', ['firehose', 'put-record', ...endpoint, ...binaryFormat, '--delivery-stream-name', DIRECT_PUT.name, '--record', 'Data=hello-cli']);
+    expect(put.stderr).toBe('');
+    expect(JSON.parse(put.stdout)).toMatchObject({ Encrypted: false, RecordId: expect.any(String) });
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual(['hello-cli']);
+
+    const list = await run('aws', ['firehose', 'list-delivery-streams', ...endpoint, '--limit', '2']);
+    expect(JSON.parse(list.stdout)).toMatchObject({ HasMoreDeliveryStreams: true });
+
+    const missing = await run('aws', ['firehose', 'describe-delivery-stream', ...endpoint, '--delivery-stream-name', 'ghost']);
+    expect(missing.code).not.toBe(0);
+    // The CLI may add "(reached max retries: 0)" before the colon.
+    expect(missing.stderr).toMatch(/\(ResourceNotFoundException\) when calling the DescribeDeliveryStream operation.*: Firehose ghost under account 000000000000 not found\./);
+  });
+
+  (hasBoto3 ? it : it.skip)(
+    hasBoto3 ? 'boto3 puts a batch and raises the modeled exceptions' : 'boto3 — skipped: python3 with boto3 is not installed',
+    async () => {
+      const script = `
+import json, sys, boto3
+c = boto3.client("firehose", endpoint_url=sys.argv[1])
+out = {}
+r = c.put_record_batch(DeliveryStreamName=sys.argv[2], Records=[{"Data": b"\\x00\\xffboto"}, {"Data": b""}])
+out["failed"] = r["FailedPutCount"]; out["ids"] = len([e for e in r["RequestResponses"] if "RecordId" in e])
+try:
+    c.put_record(DeliveryStreamName=sys.argv[3], Record={"Data": b"x"})
+except c.exceptions.InvalidArgumentException as e:
+    out["kinesis"] = [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"], bool(e.response["ResponseMetadata"]["RequestId"])]
+try:
+    c.describe_delivery_stream(DeliveryStreamName="ghost")
+except c.exceptions.ResourceNotFoundException as e:
+    out["missing"] = e.response["Error"]["Message"]
+try:
+    c.put_record_batch(DeliveryStreamName=sys.argv[2], Records=[{"Data": b"x"}] * 501)
+except c.exceptions.ClientError as e:
+    out["tooMany"] = e.response["Error"]["Code"]
+print(json.dumps(out))
+`;
+      const result = await run('python3', ['-c', script, api.url, DIRECT_PUT.name, KINESIS_SOURCED.name]);
+      expect(result.stderr).toBe('');
+      expect(JSON.parse(result.stdout)).toEqual({
+        failed: 0,
+        ids: 2,
+        kinesis: ['InvalidArgumentException', 400, true],
+        missing: `Firehose ghost under account ${ACCOUNT} not found.`,
+        tooMany: 'ValidationException',
+      });
+      expect(backend.acknowledged.map((r) => r.data.toString('latin1'))).toEqual(['\x00\xffboto', '']);
+    },
+  );
+});

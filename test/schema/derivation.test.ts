@@ -1,0 +1,134 @@
+import { glueColumns, hiveType, listSchemas, loadModel, openSearchIndexTemplate, parquetColumns, projectionParameters, firehoseDataPrefix, readSchema, typeScriptTypes } from '../../lib/schema';
+import { describeSchema, SchemaDerivationError } from '../../lib/schema/model';
+
+const PIPELINES = ['app-events', 'clickstream', 'iot', 'transactions'];
+
+describe('schema derivation', () => {
+  test('every default pipeline has a schema', () => {
+    expect(listSchemas()).toEqual(PIPELINES);
+  });
+
+  test.each(PIPELINES)('%s: Glue columns, Parquet columns and OpenSearch mapping name the same fields', (pipeline) => {
+    const model = loadModel(pipeline);
+    const glue = glueColumns(model);
+    const parquet = parquetColumns(model);
+    const mapping = openSearchIndexTemplate(model) as { template: { mappings: { properties: Record<string, unknown> } } };
+    expect(parquet.map((c) => c.name)).toEqual(glue.columns.map((c) => c.name));
+    // OpenSearch documents keep the partition fields (they are not in the path there).
+    const partitionFields = model.partitionKeys.map((k) => k.name);
+    expect(Object.keys(mapping.template.mappings.properties).filter((n) => !partitionFields.includes(n)))
+      .toEqual(glue.columns.map((c) => c.name));
+    for (const c of glue.columns) {
+      expect(c.name).toMatch(/^[a-z_][a-z0-9_]*$/);
+      expect(partitionFields).not.toContain(c.name);
+    }
+    expect(glue.partitionKeys.map((k) => k.name)).toEqual([...model.extensions.partitionFields, 'year', 'month', 'day', 'hour']);
+  });
+
+  test('iot: Hive types follow the rules (bounded integers → int, numbers → double, date-time → timestamp, lat/lon → struct)', () => {
+    const { columns } = glueColumns(loadModel('iot'));
+    const type = (name: string) => columns.find((c) => c.name === name)?.type;
+    expect(type('event_id')).toBe('string');
+    expect(type('event_time')).toBe('timestamp');
+    expect(type('temperature_c')).toBe('double');
+    expect(type('battery_pct')).toBe('int');
+    expect(type('uptime_s')).toBe('bigint'); // no upper bound → bigint
+    expect(type('alert_code')).toBe('string'); // enum → string
+    expect(type('location')).toBe('struct<lat:double,lon:double>');
+    expect(type('tags')).toBe('array<string>');
+    expect(type('event_type')).toBeUndefined(); // a partition key, not a column
+    expect(type('sluice')).toBe('struct<arrival_time:timestamp,processed_at:timestamp,source:string,shard_id:string,sequence_number:string,schema_version:string,quality_score:double>');
+  });
+
+  test('iot: OpenSearch mapping uses keyword, date, geo_point and numeric types', () => {
+    const props = (openSearchIndexTemplate(loadModel('iot')) as { template: { mappings: { properties: Record<string, Record<string, unknown>> } } })
+      .template.mappings.properties;
+    expect(props.event_id.type).toBe('keyword');
+    expect(props.event_type.type).toBe('keyword');
+    expect(props.event_time.type).toBe('date');
+    expect(props.location.type).toBe('geo_point');
+    expect(props.temperature_c.type).toBe('double');
+    expect(props.battery_pct.type).toBe('integer');
+    expect(props.uptime_s.type).toBe('long');
+  });
+
+  test('transactions: PII masks keep string columns, money adds exact minor units', () => {
+    const model = loadModel('transactions');
+    const { columns } = glueColumns(model);
+    expect(columns.find((c) => c.name === 'amount_minor')?.type).toBe('bigint');
+    expect(columns.find((c) => c.name === 'email')?.type).toBe('string');
+    expect(columns.find((c) => c.name === 'payment_method')?.type).toBe('struct<type:string,card_brand:string,card_number:string,wallet:string>');
+    expect(model.extensions.pii).toEqual({ 'payment_method.card_number': 'last4', email: 'hash', ip_address: 'redact' });
+    const mapping = openSearchIndexTemplate(model) as { template: { mappings: { properties: Record<string, Record<string, unknown>> } } };
+    expect(mapping.template.mappings.properties.ip_address.type).toBe('keyword'); // masked: no longer an IP
+  });
+
+  test('app-events: a Hive reserved word is mapped to its column name; a string map becomes map<string,string>', () => {
+    const model = loadModel('app-events');
+    const { columns } = glueColumns(model);
+    expect(columns.map((c) => c.name)).toContain('event_timestamp');
+    expect(columns.map((c) => c.name)).not.toContain('timestamp');
+    expect(columns.find((c) => c.name === 'attributes')?.type).toBe('map<string,string>');
+    expect(typeScriptTypes(model)).toContain('  timestamp: string;');
+    expect(typeScriptTypes(model)).toContain('  event_timestamp: string;');
+  });
+
+  test.each(PIPELINES)('%s: the Firehose prefix and the projection template are the same layout', (pipeline) => {
+    const model = loadModel(pipeline);
+    const template = projectionParameters(model, 'bucket')['storage.location.template'];
+    const asFirehose = template.replace('s3://bucket/', '').replace(/\$\{([a-z_]+)\}/g, '!{partitionKeyFromLambda:$1}');
+    expect(asFirehose).toBe(firehoseDataPrefix(model));
+    expect(template).toMatch(new RegExp(`^s3://bucket/data/${pipeline}/event_type=\\$\\{event_type\\}/year=\\$\\{year\\}/month=\\$\\{month\\}/day=\\$\\{day\\}/hour=\\$\\{hour\\}/$`));
+  });
+
+  test('partition projection enumerates enum partition values and bounds time', () => {
+    const params = projectionParameters(loadModel('clickstream'), 'b');
+    expect(params['projection.event_type.type']).toBe('enum');
+    expect(params['projection.event_type.values']).toBe('page_view,click,scroll,session_start,session_end,add_to_cart');
+    expect(params['projection.month.digits']).toBe('2');
+    expect(params['projection.year.range']).toBe('2000,2100');
+  });
+
+  test('hive types of nested arrays and maps', () => {
+    expect(hiveType({ kind: 'array', items: { kind: 'struct', geoPoint: false, fields: [{ name: 'a', jsonKey: 'a', required: true, type: { kind: 'bigint' } }] } }))
+      .toBe('array<struct<a:bigint>>');
+    expect(hiveType({ kind: 'map', values: { kind: 'double' } })).toBe('map<string,double>');
+  });
+});
+
+describe('schemas the derivation cannot represent fail with the schema path', () => {
+  const base = () => JSON.parse(JSON.stringify(readSchema('iot'))) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+  const cases: Array<[string, (s: Record<string, any>) => void, RegExp]> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
+    ['oneOf across types', (s) => { s.properties.reading = { oneOf: [{ type: 'string' }, { type: 'number' }] }; }, /at \/properties\/reading: keyword "oneOf"/],
+    ['a type list mixing types', (s) => { s.properties.reading = { type: ['string', 'number'] }; }, /at \/properties\/reading: type \["string","number"\] mixes types/],
+    ['names that collide once lower-cased', (s) => { s.properties.Device_ID = { type: 'string' }; }, /at \/properties\/Device_ID: "Device_ID" and "device_id" are the same column "device_id"/],
+    ['an additionalProperties map without a value schema', (s) => { s.properties.extras = { type: 'object', additionalProperties: true }; }, /at \/properties\/extras: an object needs "properties"/],
+    ['an array without items', (s) => { s.properties.readings = { type: 'array' }; }, /at \/properties\/readings: an array needs an "items" schema/],
+    ['a Hive reserved word', (s) => { s.properties.date = { type: 'string' }; }, /at \/properties\/date: "date" is a reserved word in Athena DDL/],
+    ['a name Glue cannot hold', (s) => { s.properties['temp-f'] = { type: 'number' }; }, /at \/properties\/temp-f: "temp-f" cannot be a Glue column name/],
+    ['no x-sluice keyword', (s) => { delete s['x-sluice']; }, /at \/x-sluice: missing/],
+    ['an event-time field that is not a date-time', (s) => { s['x-sluice'].eventTimeField = 'device_id'; }, /at \/properties\/device_id: the eventTimeField must be/],
+    ['a PII mask on a number', (s) => { s['x-sluice'].pii = { temperature_c: 'hash' }; }, /at \/x-sluice\/pii\/temperature_c: PII mask "hash" applies to strings only/],
+    ['an unknown PII mask', (s) => { s['x-sluice'].pii = { device_id: 'rot13' }; }, /at \/x-sluice\/pii\/device_id: mask "rot13" is not one of/],
+    ['a nested object open to extra keys', (s) => { s.properties.location.additionalProperties = true; }, /at \/properties\/location\/additionalProperties: an object with properties must set additionalProperties to false/],
+    ['$ref', (s) => { s.properties.loc2 = { $ref: '#/properties/location' }; }, /at \/properties\/loc2: keyword "\$ref"/],
+    ['an optional partition field', (s) => { s.required = s.required.filter((r: string) => r !== 'event_type'); }, /the partition field "event_type" must be required/],
+    ['a schema of another draft', (s) => { s.$schema = 'http://json-schema.org/draft-07/schema#'; }, /at \/\$schema: must be/],
+    ['the reserved enrichment column', (s) => { s.properties.sluice = { type: 'string' }; }, /at \/properties\/sluice: "sluice" is reserved/],
+  ];
+
+  test.each(cases)('%s', (_name, mutate, message) => {
+    const schema = base();
+    mutate(schema);
+    let error: unknown;
+    try {
+      describeSchema('iot', schema);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(SchemaDerivationError);
+    expect((error as Error).message).toMatch(/^schemas\/iot\.schema\.json at /);
+    expect((error as Error).message).toMatch(message);
+  });
+});
