@@ -1,0 +1,126 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { resourceNames, type SluiceConfig } from '../config';
+import { duckDbType, loadModel, quoteIdent, type SchemaModel } from '../schema';
+import { dataRoot } from '../schema/layout';
+import { bucketDir, localBucketName } from './paths';
+
+export interface QueryResult {
+  readonly columns: string[];
+  readonly rows: unknown[][];
+  /** Parquet files the query read, and how many the tables hold: partition pruning at work. */
+  readonly filesRead: number;
+  readonly filesTotal: number;
+  readonly elapsedMs: number;
+}
+
+/**
+ * Athena-style SQL over the twin's Parquet with DuckDB. The Glue database is a DuckDB schema and each
+ * pipeline's Glue table a view over its hive-partitioned files, so `SELECT … FROM sluice_dev.iot` runs
+ * unchanged here and on Athena (for the SQL both dialects share).
+ */
+export class LocalAthena {
+  private constructor(
+    private readonly connection: DuckDBConnection,
+    private readonly instance: DuckDBInstance,
+    private readonly dataDir: string,
+    private readonly config: SluiceConfig,
+    private readonly profilePath: string,
+  ) {}
+
+  static async open(dataDir: string, config: SluiceConfig): Promise<LocalAthena> {
+    const instance = await DuckDBInstance.create(':memory:');
+    const connection = await instance.connect();
+    // No network here: never try to download an extension.
+    await connection.run('SET autoinstall_known_extensions = false');
+    const profilePath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-query-')), 'profile.json');
+    return new LocalAthena(connection, instance, dataDir, config, profilePath);
+  }
+
+  /** The Glue database name (a DuckDB schema) and the pipelines with a lake table. */
+  get database(): string {
+    return Object.keys(this.config.pipelines).length > 0 ? resourceNames(this.config, Object.keys(this.config.pipelines)[0]).glueDatabase : '';
+  }
+
+  /** (Re)defines the views, so files written since the last query are seen. */
+  private async defineViews(): Promise<number> {
+    const database = this.database;
+    let filesTotal = 0;
+    await this.connection.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(database)}`);
+    for (const pipeline of Object.keys(this.config.pipelines)) {
+      if (!this.config.pipelines[pipeline].destinations.includes('lake')) continue;
+      const model = loadModel(pipeline);
+      const table = `${quoteIdent(database)}.${quoteIdent(resourceNames(this.config, pipeline).glueTable)}`;
+      const root = path.join(bucketDir(this.dataDir, localBucketName(this.config)), dataRoot(pipeline));
+      const files = countParquet(root);
+      filesTotal += files;
+      await this.connection.run(`CREATE OR REPLACE VIEW ${table} AS ${files > 0 ? scanSql(model, root) : emptySql(model)}`);
+    }
+    await this.connection.run(`USE ${quoteIdent(database)}`);
+    return filesTotal;
+  }
+
+  async query(sql: string): Promise<QueryResult> {
+    const started = Date.now();
+    const filesTotal = await this.defineViews();
+    await this.connection.run("SET enable_profiling = 'json'");
+    await this.connection.run(`SET profiling_output = ${sqlString(this.profilePath)}`);
+    let reader;
+    try {
+      reader = await this.connection.runAndReadAll(sql);
+    } finally {
+      await this.connection.run('SET enable_profiling = \'no_output\'').catch(() => undefined);
+    }
+    const filesRead = filesReadFromProfile(this.profilePath);
+    return {
+      columns: reader.columnNames(),
+      rows: reader.getRowsJS() as unknown[][],
+      filesRead,
+      filesTotal,
+      elapsedMs: Date.now() - started,
+    };
+  }
+
+  close(): void {
+    this.connection.closeSync();
+    this.instance.closeSync();
+    fs.rmSync(path.dirname(this.profilePath), { recursive: true, force: true });
+  }
+}
+
+function scanSql(model: SchemaModel, root: string): string {
+  const hiveTypes = model.partitionKeys.map((k) => `${sqlString(k.name)}: ${k.hiveType === 'int' ? 'INTEGER' : 'VARCHAR'}`).join(', ');
+  const columns = [...model.tableColumns.map((c) => quoteIdent(c.name)), ...model.partitionKeys.map((k) => quoteIdent(k.name))];
+  return `SELECT ${columns.join(', ')} FROM read_parquet(${sqlString(path.join(root, '**', '*.parquet'))}, hive_partitioning = true, hive_types = {${hiveTypes}}, union_by_name = true)`;
+}
+
+/** A typed, empty table: queries on a pipeline with no data yet return no rows instead of failing. */
+function emptySql(model: SchemaModel): string {
+  const columns = [
+    ...model.tableColumns.map((c) => `CAST(NULL AS ${duckDbType(c.type)}) AS ${quoteIdent(c.name)}`),
+    ...model.partitionKeys.map((k) => `CAST(NULL AS ${k.hiveType === 'int' ? 'INTEGER' : 'VARCHAR'}) AS ${quoteIdent(k.name)}`),
+  ];
+  return `SELECT ${columns.join(', ')} WHERE false`;
+}
+
+function countParquet(dir: string): number {
+  if (!fs.existsSync(dir)) return 0;
+  let n = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && entry.name.endsWith('.parquet')) n++;
+  }
+  return n;
+}
+
+function filesReadFromProfile(file: string): number {
+  if (!fs.existsSync(file)) return 0;
+  let total = 0;
+  for (const m of fs.readFileSync(file, 'utf8').matchAll(/"Total Files Read":\s*"?(\d+)"?/g)) total += Number(m[1]);
+  return total;
+}
+
+export function sqlString(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}

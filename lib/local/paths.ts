@@ -1,0 +1,34 @@
+import * as path from 'node:path';
+import type { SluiceConfig } from '../config';
+
+/** The twin's data-dir layout (DESIGN.md "The local twin"), written once. */
+
+/** Default data dir: `.sluice/` in the working directory. */
+export function defaultDataDir(cwd: string = process.cwd()): string {
+  return path.join(cwd, '.sluice');
+}
+
+/** The one data bucket the twin writes, as the stack's data bucket (whose AWS name CloudFormation picks). */
+export function localBucketName(config: Pick<SluiceConfig, 'prefix' | 'env'>): string {
+  return `${config.prefix}-${config.env}-data`;
+}
+
+export function s3Dir(dataDir: string): string {
+  return path.join(dataDir, 's3');
+}
+
+export function bucketDir(dataDir: string, bucket: string): string {
+  return path.join(s3Dir(dataDir), bucket);
+}
+
+export function dlqDir(dataDir: string): string {
+  return path.join(dataDir, 'dlq');
+}
+
+export function dlqPath(dataDir: string, queue: string): string {
+  return path.join(dlqDir(dataDir), `${queue}.jsonl`);
+}
+
+export function openSearchDir(dataDir: string): string {
+  return path.join(dataDir, 'opensearch');
+}

@@ -1,0 +1,45 @@
+import { run } from '../../lib/cli/main';
+
+async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out.push(a.join(' ')); });
+  const error = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err.push(a.join(' ')); });
+  const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => { err.push(String(chunk)); return true; });
+  try {
+    const code = await run(argv);
+    return { code, out: out.join('\n'), err: err.join('') };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+    write.mockRestore();
+  }
+}
+
+describe('sluice schema', () => {
+  test('prints Glue columns, partition keys, OpenSearch mapping and validator summary', async () => {
+    const { code, out } = await capture(['schema', 'iot']);
+    expect(code).toBe(0);
+    expect(out).toMatch(/Glue columns/);
+    expect(out).toMatch(/temperature_c\s+double\s+DOUBLE\s+double/);
+    expect(out).toMatch(/Partition keys[\s\S]*event_type\s+string\s+type=enum values=telemetry,alert,heartbeat,firmware_update/);
+    expect(out).toMatch(/location: geo_point/);
+    expect(out).toMatch(/required\s+event_id, event_type, event_time, device_id, temperature_c, battery_pct/);
+  });
+
+  test('--json gives scripts every artifact', async () => {
+    const { code, out } = await capture(['schema', 'transactions', '--json']);
+    expect(code).toBe(0);
+    const parsed = JSON.parse(out) as { glue: { columns: Array<{ name: string; type: string }> }; opensearch: { index_patterns: string[] }; validator: { pii: Record<string, string> } };
+    expect(parsed.glue.columns.find((c) => c.name === 'amount_minor')?.type).toBe('bigint');
+    expect(parsed.opensearch.index_patterns).toEqual(['transactions-*']);
+    expect(parsed.validator.pii.email).toBe('hash');
+  });
+
+  test('an unknown pipeline is a usage error with the known names', async () => {
+    const { code, err } = await capture(['schema', 'orders']);
+    expect(code).toBe(2);
+    expect(err).toMatch(/unknown pipeline "orders"; known pipelines: app-events, clickstream, iot, transactions/);
+    expect(err).not.toMatch(/at .*\.ts:\d+/); // no stack trace for a user mistake
+  });
+});
