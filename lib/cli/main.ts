@@ -2,15 +2,31 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config';
 import { SchemaDerivationError } from '../schema/model';
 import { UserError } from './output';
+import { registerCostCommand } from './cost-command';
+import { registerPutCommand } from './put-command';
+import { registerQueryCommand } from './query-command';
+import { registerReplayCommand } from './replay-command';
 import { registerSchemaCommand } from './schema-command';
+import { registerSearchCommand } from './search-command';
 
 /** Builds the `sluice` program. Each command registers itself; `run` maps errors to exit codes. */
 export function buildProgram(): Command {
   const program = new Command('sluice')
     .description('Sluice: a Firehose delivery pipeline on AWS, and its local twin')
     .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', [
+      '',
+      'Commands run against the local twin (start it with `npx sluice local up`) unless given --aws.',
+      'Exit status: 0 ok · 1 the work ran and did not succeed (records not accepted or not queryable in time, records left',
+      '  in the dead-letter queue, a query the engine refused) · 2 usage, configuration or environment problem',
+    ].join('\n'))
     .exitOverride();
   registerSchemaCommand(program);
+  registerPutCommand(program);
+  registerQueryCommand(program);
+  registerSearchCommand(program);
+  registerReplayCommand(program);
+  registerCostCommand(program);
   return program;
 }
 

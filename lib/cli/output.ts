@@ -41,3 +41,28 @@ export function formatBytes(bytes: number): string {
 export function toJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? (Number.isSafeInteger(Number(v)) ? Number(v) : v.toString()) : v), 2);
 }
+
+/** A query value as text in a table or CSV: dates as ISO-8601 UTC, nested values as JSON. */
+export function displayValue(value: unknown): Cell {
+  if (value === null || value === undefined) return value;
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
+  if (typeof value === 'object') return toJson(value).replace(/\s*\n\s*/g, ' ');
+  return value as Cell;
+}
+
+/** RFC 4180 CSV with a header line; NULL is an empty field. */
+export function toCsv(headers: readonly string[], rows: ReadonlyArray<readonly unknown[]>): string {
+  const field = (v: unknown): string => {
+    const cell = displayValue(v);
+    if (cell === null || cell === undefined) return '';
+    const text = String(cell);
+    return /[",\r\n]/.test(text) || text !== text.trim() ? `"${text.replace(/"/g, '""')}"` : text;
+  };
+  return [headers, ...rows].map((r) => r.map(field).join(',')).join('\r\n');
+}
+
+/** Rows as JSON objects keyed by column name, for `--json`. */
+export function rowsAsObjects(headers: readonly string[], rows: ReadonlyArray<readonly unknown[]>): Array<Record<string, unknown>> {
+  return rows.map((r) => Object.fromEntries(headers.map((h, i) => [h, r[i] instanceof Date ? (r[i] as Date).toISOString() : r[i]])));
+}

@@ -14,6 +14,8 @@ export interface ResourceNames {
   readonly dlq: string;
   /** On-failure destination of the metadata consumer's event source mapping (batch metadata only). */
   readonly consumerDlq: string;
+  /** Athena workgroup the lake is queried in (one per stack). */
+  readonly athenaWorkGroup: string;
 }
 
 export function resourceNames(config: Pick<SluiceConfig, 'prefix' | 'env'>, pipeline: string): ResourceNames {
@@ -27,5 +29,6 @@ export function resourceNames(config: Pick<SluiceConfig, 'prefix' | 'env'>, pipe
     indexPrefix: pipeline,
     dlq: `${config.prefix}-${config.env}-dlq`,
     consumerDlq: `${config.prefix}-${config.env}-consumer-dlq`,
+    athenaWorkGroup: `${config.prefix}-${config.env}`,
   };
 }

@@ -32,7 +32,10 @@ export interface KinesisEmulatorOptions {
   readonly port?: number;
   /** kinesis-mock always serves TLS too; this keeps it off other services' ports. @default a free port */
   readonly tlsPort?: number;
-  /** The twin's data dir; streams are persisted in `<dataDir>/kinesis/kinesis-data.json`. @default none */
+  /**
+   * The twin's data dir; streams and records are persisted in `<dataDir>/kinesis/kinesis-data.json`,
+   * written every 5 s and on stop(). @default none
+   */
   readonly dataDir?: string;
   /** Persist streams and records across restarts. @default true when dataDir is given */
   readonly persist?: boolean;
@@ -67,11 +70,13 @@ export async function freePort(host: string = LOOPBACK): Promise<number> {
 
 // kinesis-mock hard-codes its listen address (ip4s Host "0.0.0.0", passed to Node as listen(port),
 // i.e. every interface, IPv4 and IPv6) and has no setting for it in 0.6.2. This bootstrap, run with
-// `node -e` before its main.js, rewrites those listen(port) calls to listen on SLUICE_BIND_HOST. It
-// also keeps the mock from outliving us: when the IPC channel to the parent closes (the parent
-// exited or was killed) the mock gets SIGTERM. On SIGTERM, open sockets are dropped after a short
-// drain, because the mock's HTTP server otherwise waits 30 s for idle keep-alive connections before
-// it runs its final persist; a last-resort exit follows if shutdown still hangs.
+// `node -e` before its main.js, rewrites those listen(port) calls to listen on SLUICE_BIND_HOST.
+// It also makes shutdown prompt and certain:
+// - when the IPC channel to the parent closes (the parent exited or was killed), the mock gets SIGTERM;
+// - on SIGTERM, open sockets are failed after a short drain: the mock's HTTP server otherwise waits
+//   30 s for idle keep-alive connections before its final persist, and it only notices a socket is
+//   gone when the socket errors (a plain destroy() is not enough);
+// - the last-resort exit uses the real process.exit, which cats-effect replaces with a graceful one.
 const KINESIS_BOOTSTRAP = `
 'use strict';
 const net = require('net');
@@ -89,9 +94,11 @@ net.Server.prototype.listen = function (...args) {
   }
   return listen.apply(this, args);
 };
+const exit = process.exit.bind(process);
 process.once('SIGTERM', () => {
-  setTimeout(() => { for (const socket of sockets) socket.destroy(); }, 500).unref();
-  setTimeout(() => process.exit(143), 8000).unref();
+  const shutdown = new Error('kinesis-mock is shutting down');
+  setTimeout(() => { for (const socket of sockets) socket.destroy(shutdown); }, 500).unref();
+  setTimeout(() => exit(143), 8000).unref();
 });
 process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
 require(process.env.SLUICE_KINESIS_MAIN);
@@ -136,6 +143,7 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
   // A clean environment, so a user's AWS_ACCOUNT_ID, LOG_LEVEL or INITIALIZE_STREAMS does not leak in.
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
+    SystemRoot: process.env.SystemRoot, // Node on Windows needs it
     SLUICE_BIND_HOST: host,
     SLUICE_KINESIS_MAIN: path.join(packageDir, 'main.js'),
     KINESIS_MOCK_PLAIN_PORT: String(port),
@@ -246,14 +254,13 @@ export async function startDynamo(options: DynamoEmulatorOptions = {}): Promise<
   if (stateDir) await assertLevelDbOpens(stateDir);
 
   // Loaded here, not at import: it pulls in LevelDB's native binding, which Kinesis-only users never need.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const dynalite = require('dynalite') as Dynalite;
   // Short, not zero: tables still pass through CREATING, so code that skips the wait fails here too.
   const server = dynalite({ path: stateDir, createTableMs: 10, deleteTableMs: 10, updateTableMs: 10 });
   try {
     await listen(server, port, host);
   } catch (err) {
-    throw new Error(`${name} cannot listen on ${host}:${port}: ${(err as Error).message}`);
+    throw new Error(`${name} cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
   }
 
   const endpoint = endpointFor(host, port);
@@ -269,7 +276,9 @@ export async function startDynamo(options: DynamoEmulatorOptions = {}): Promise<
     await client.send(new ListTablesCommand({ Limit: 1 }));
   } catch (err) {
     await stop();
-    throw new Error(`${name} started on ${endpoint} but does not answer ListTables: ${(err as Error).message}`);
+    throw new Error(`${name} started on ${endpoint} but does not answer ListTables: ${(err as Error).message}`, {
+      cause: err,
+    });
   } finally {
     client.destroy();
   }
@@ -286,7 +295,6 @@ async function assertLevelDbOpens(dir: string): Promise<void> {
   try {
     // The same `level` dynalite itself resolves, so this checks the binding it will use.
     const levelPath = require.resolve('level', { paths: [path.dirname(require.resolve('dynalite'))] });
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { Level } = require(levelPath) as {
       Level: new (location: string) => { open(): Promise<void>; close(): Promise<void> };
     };
@@ -294,10 +302,12 @@ async function assertLevelDbOpens(dir: string): Promise<void> {
     await db.open();
     await db.close();
   } catch (err) {
-    const cause = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
+    // classic-level says only "Database failed to open"; the reason (e.g. the lock) is its cause.
+    const reason = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
     throw new Error(
-      `dynalite cannot open its LevelDB store in ${dir}: ${cause}. ` +
+      `dynalite cannot open its LevelDB store in ${dir}: ${reason}. ` +
         'If another local twin uses this data dir, stop it or pass a different data dir.',
+      { cause: err },
     );
   }
 }
@@ -311,6 +321,7 @@ async function assertPortFree(name: string, host: string, port: number): Promise
     const reason = code === 'EADDRINUSE' ? 'the port is already in use' : (err as Error).message;
     throw new Error(
       `${name} cannot listen on ${host}:${port}: ${reason}. Stop whatever holds the port or choose another port.`,
+      { cause: err },
     );
   }
   await new Promise<void>((resolve) => probe.close(() => resolve()));

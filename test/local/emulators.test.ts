@@ -225,6 +225,20 @@ describe('kinesis-mock', () => {
     }
   });
 
+  it('explains an early exit with the last lines the child wrote', async () => {
+    // The same port twice passes the free-port checks, then the mock's second bind fails.
+    const port = await freePort();
+    const start = startKinesis({ port, tlsPort: port });
+    await expect(start).rejects.toThrow(`kinesis-mock exited (code 1) before it answered on http://127.0.0.1:${port}`);
+    await expect(start).rejects.toThrow(/Last output:\n.*\[stderr\].*Address already in use/);
+  });
+
+  it('gives up after readyTimeoutMs', async () => {
+    await expect(startKinesis({ port: await freePort(), readyTimeoutMs: 1 })).rejects.toThrow(
+      /kinesis-mock did not answer ListStreams on http:\/\/127\.0\.0\.1:\d+ within 1 ms/,
+    );
+  });
+
   it('asks for a data dir when persistence is on', async () => {
     await expect(startKinesis({ persist: true })).rejects.toThrow(/no dataDir was given/);
   });

@@ -1,0 +1,98 @@
+import type { Command } from 'commander';
+import { estimateCost, formatUsd, MODEL, type CostEstimate } from './cost';
+import { addConfigOption, configFrom, examples, parseRate, parseSize, requirePipeline } from './options';
+import { formatNumber, formatTable, toJson } from './output';
+import { OPENSEARCH_INSTANCE_HOUR, PRICES, PRICES_ASSUMED_ON, PRICES_REGION, type PriceName } from './prices';
+import { io } from './progress';
+
+interface CostFlags {
+  readonly context?: string[];
+  readonly rate: string;
+  readonly size: string;
+  readonly pipeline: string[];
+  readonly json?: boolean;
+}
+
+export function registerCostCommand(program: Command): void {
+  const command = program
+    .command('cost')
+    .description('estimate the monthly AWS cost of the configured pipelines at an event rate and size, line by line, and the Kinesis shards the rate needs')
+    .option('--rate <records/s>', 'events per second into each pipeline: 200, 200/s, 5k/s, 12000/min', '100/s')
+    .option('--size <bytes>', 'average record size as sent: 800B, 1KB (1,000 B), 1KiB (1,024 B)', '1KB')
+    .option('-p, --pipeline <name>', 'only this pipeline (repeatable; default: every configured pipeline)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--json', 'print the estimate, prices and assumptions as JSON');
+  addConfigOption(command);
+  command.addHelpText('after', [
+    examples(
+      'sluice cost --rate 500/s --size 1.2KB',
+      'sluice cost --rate 5k/s --size 800B -p clickstream',
+      'sluice cost -c env=prod --rate 2000 --json | jq .total',
+    ),
+    `\nPrices are AWS ${PRICES_REGION} list prices assumed on ${PRICES_ASSUMED_ON} (lib/cli/prices.ts names each one's pricing page): check them before you rely on them.`,
+    'Exit status: 0 ok · 2 usage or configuration problem',
+  ].join('\n'));
+  command.action((flags: CostFlags) => {
+    const config = configFrom(flags);
+    const ratePerSecond = parseRate(flags.rate, '--rate');
+    const recordBytes = parseSize(flags.size, '--size');
+    const pipelines = flags.pipeline.length > 0 ? flags.pipeline : undefined;
+    for (const p of pipelines ?? []) requirePipeline(config, p);
+    const estimate = estimateCost(config, { ratePerSecond, recordBytes, pipelines });
+    if (flags.json) {
+      io.out(toJson({ ...estimate, prices: usedPrices(estimate), pricesAssumedOn: PRICES_ASSUMED_ON, region: PRICES_REGION, model: MODEL }));
+      return;
+    }
+    printEstimate(estimate, config.env);
+  });
+}
+
+function usedPrices(estimate: CostEstimate): Record<string, unknown> {
+  const names = new Set<PriceName>(estimate.lines.flatMap((l) => l.prices));
+  const out: Record<string, unknown> = {};
+  for (const name of names) out[name] = PRICES[name];
+  return out;
+}
+
+function printEstimate(e: CostEstimate, env: string): void {
+  const { ratePerSecond, recordBytes } = e.inputs;
+  io.out(`Monthly cost estimate (env ${env}) at ${formatNumber(ratePerSecond)} records/s of ${formatNumber(recordBytes)} bytes per pipeline`);
+  io.out(`= ${formatNumber(Math.round(ratePerSecond * 2_628_000))} records and ${formatNumber(Math.round((ratePerSecond * recordBytes * 2_628_000) / 1024 ** 3 * 100) / 100)} GB per pipeline per month (730 h)\n`);
+  io.out(formatTable(['pipeline', 'service', 'item', 'USD/month', 'formula'], e.lines.map((l) => [
+    l.pipeline, l.service, l.item, l.monthlyUsd === null ? 'n/a' : formatUsd(l.monthlyUsd), l.formula,
+  ])));
+  io.out('');
+  io.out(formatTable(['pipeline', 'USD/month'], [
+    ...Object.entries(e.totalsByPipeline).map(([p, t]) => [p, formatUsd(t)]),
+    ['total', formatUsd(e.total)],
+  ]));
+  if (e.lines.some((l) => l.monthlyUsd === null)) io.out('(lines marked n/a have no price in the table and are not in the total)');
+
+  if (e.shards.length > 0) {
+    io.out('\nKinesis shards the write rate needs (1 MiB/s and 1,000 records/s per shard)');
+    io.out(formatTable(['pipeline', 'MiB/s', 'for bytes', 'for records', 'needed', 'configured', 'check'], e.shards.map((s) => [
+      s.pipeline, Math.round(s.mibPerSecond * 1000) / 1000, s.forBytes, s.forRecords, s.needed, String(s.configured),
+      s.enough ? 'ok' : `too few: set -c pipelines.${s.pipeline}.shards=${s.needed}`,
+    ])));
+  }
+
+  const used = new Set<PriceName>(e.lines.flatMap((l) => l.prices));
+  io.out(`\nUnit prices assumed (AWS ${PRICES_REGION} list prices as of ${PRICES_ASSUMED_ON}; assumptions to check on the pages named)`);
+  const rows = [...used].map((name) => [PRICES[name].service, PRICES[name].unit, `$${PRICES[name].usd}`, PRICES[name].source]);
+  const openSearch = e.lines.find((l) => l.service === 'OpenSearch' && l.item.startsWith('instances'));
+  if (openSearch) {
+    const type = /\((.+)\)/.exec(openSearch.item)?.[1] ?? '';
+    const hourly = OPENSEARCH_INSTANCE_HOUR[type];
+    if (hourly) rows.push([hourly.service, `${hourly.unit} (${type})`, `$${hourly.usd}`, hourly.source]);
+  }
+  io.out(formatTable(['service', 'unit', 'price', 'source'], rows));
+
+  io.out('\nModel assumptions (lib/cli/cost.ts MODEL)');
+  io.out([
+    `  Parquet is ${MODEL.parquetRatio} × the JSON size; S3 storage is shown at steady state under the configured lifecycle`,
+    `  transform Lambda: ${MODEL.transformBaseMs} ms + ${MODEL.transformPerRecordMs} ms per record per invocation; metadata consumer: ${MODEL.consumerBaseMs} ms + ${MODEL.consumerPerRecordMs} ms per record`,
+    `  the metadata consumer uses ${MODEL.metadataWriteUnitsPerRecord} write units and keeps one ${MODEL.metadataItemBytes}-byte item per record; Lambdas run on arm64`,
+    '  provisioned streams are priced with enough shards for the rate (the configured count when it is larger)',
+  ].join('\n'));
+  io.out('\nNot included');
+  io.out(e.notModelled.map((n) => `  ${n}`).join('\n'));
+}

@@ -1,0 +1,309 @@
+/**
+ * A month of the configured pipelines at a given event rate and size, line by line, each line with
+ * its formula and the unit prices it used (lib/cli/prices.ts). Pure: configuration in, estimate out.
+ * What the prices cannot say (how long a Lambda runs, how well Parquet compresses) is an explicit,
+ * printed assumption in MODEL.
+ */
+import type { PipelineConfig, SluiceConfig } from '../config';
+import { loadModel } from '../schema';
+import { formatNumber } from './output';
+import {
+  FIREHOSE_BILLING_INCREMENT_BYTES,
+  GB,
+  HOURS_PER_MONTH,
+  KINESIS_PUT_PAYLOAD_UNIT_BYTES,
+  OPENSEARCH_INSTANCE_HOUR,
+  PRICES,
+  SECONDS_PER_MONTH,
+  SHARD_WRITE_BYTES_PER_SECOND,
+  SHARD_WRITE_RECORDS_PER_SECOND,
+  type PriceName,
+} from './prices';
+
+/** Assumptions of the model beyond list prices; printed with every estimate. */
+export const MODEL = {
+  /** Parquet (Snappy) bytes per byte of JSON: columnar compression of repetitive event data. */
+  parquetRatio: 0.25,
+  /** Transform Lambda run time per invocation: fixed part plus a per-record part. */
+  transformBaseMs: 20,
+  transformPerRecordMs: 0.02,
+  /** Metadata consumer run time per invocation (it writes to DynamoDB). */
+  consumerBaseMs: 20,
+  consumerPerRecordMs: 0.1,
+  /** The metadata consumer's event item per record, kept for metadata.ttlDays. */
+  metadataItemBytes: 300,
+  /**
+   * Write request units per record (transforms/metadata-consumer/store.ts): the event item in a
+   * TransactWriteItems (2 units, transactional) and the entity's last-seen update (1); the per-minute
+   * counters are summed per batch and left out.
+   */
+  metadataWriteUnitsPerRecord: 3,
+  /** A partition key without an enum (injected projection) is assumed to take this many values at once. */
+  injectedPartitionValues: 10,
+  /** An on-demand stream's shards, for per-shard behaviour (Lambda batching); AWS starts on-demand streams at 4. */
+  onDemandShards: 4,
+} as const;
+
+export interface CostInputs {
+  /** Records per second, per pipeline. */
+  readonly ratePerSecond: number;
+  /** Average record size in bytes, as the producer sends it. */
+  readonly recordBytes: number;
+  /** Only these pipelines. @default every configured pipeline */
+  readonly pipelines?: readonly string[];
+}
+
+export interface CostLine {
+  /** The pipeline, or "(shared)" for what all pipelines share. */
+  readonly pipeline: string;
+  readonly service: string;
+  readonly item: string;
+  /** How the amount is computed, with the numbers. */
+  readonly formula: string;
+  /** USD per month; null when the model has no price for it (named in the formula). */
+  readonly monthlyUsd: number | null;
+  readonly prices: readonly PriceName[];
+}
+
+export interface ShardNeed {
+  readonly pipeline: string;
+  readonly configured: number | 'on-demand';
+  readonly mibPerSecond: number;
+  readonly forBytes: number;
+  readonly forRecords: number;
+  /** Shards the write rate needs: 1 MiB/s and 1,000 records/s per shard. */
+  readonly needed: number;
+  /** The configuration has enough (always true for on-demand, which scales itself). */
+  readonly enough: boolean;
+}
+
+export interface CostEstimate {
+  readonly inputs: CostInputs;
+  readonly lines: CostLine[];
+  readonly totalsByPipeline: Record<string, number>;
+  readonly total: number;
+  readonly shards: ShardNeed[];
+  /** What is left out. */
+  readonly notModelled: string[];
+}
+
+/** Shards for a write rate: 1 MiB/s and 1,000 records/s per shard (Kinesis Data Streams quotas). */
+export function shardsNeeded(ratePerSecond: number, recordBytes: number): { forBytes: number; forRecords: number; needed: number } {
+  const forBytes = Math.ceil((ratePerSecond * recordBytes) / SHARD_WRITE_BYTES_PER_SECOND);
+  const forRecords = Math.ceil(ratePerSecond / SHARD_WRITE_RECORDS_PER_SECOND);
+  return { forBytes, forRecords, needed: Math.max(1, forBytes, forRecords) };
+}
+
+const usd = (n: number) => (n > 0 && n < 0.01 ? `$${n.toPrecision(2)}` : `$${n.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`);
+const plural = (n: number, word: string) => `${formatNumber(n)} ${word}${n === 1 ? '' : 's'}`;
+const unitUsd = (name: PriceName) => `$${PRICES[name].usd}`;
+const qty = (n: number) => (n >= 100 ? formatNumber(Math.round(n)) : formatNumber(Math.round(n * 100) / 100));
+const gb = (bytes: number) => bytes / GB;
+const roundUp = (bytes: number, increment: number) => Math.ceil(bytes / increment) * increment;
+
+export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEstimate {
+  const names = inputs.pipelines ?? Object.keys(config.pipelines);
+  const lines: CostLine[] = [];
+  const shards: ShardNeed[] = [];
+  const r = inputs.ratePerSecond;
+  const size = inputs.recordBytes;
+  const records = r * SECONDS_PER_MONTH;
+  const rawBytes = records * size;
+  const add = (pipeline: string, service: string, item: string, formula: string, monthlyUsd: number | null, prices: PriceName[]) =>
+    lines.push({ pipeline, service, item, formula, monthlyUsd, prices });
+
+  for (const name of names) {
+    const p = config.pipelines[name];
+    const needs = shardsNeeded(r, size);
+    let shardCount: number = MODEL.onDemandShards;
+    if (p.source === 'kinesis') {
+      const onDemand = p.shards === 'on-demand';
+      shardCount = onDemand ? MODEL.onDemandShards : Math.max(p.shards as number, needs.needed);
+      shards.push({
+        pipeline: name,
+        configured: p.shards,
+        mibPerSecond: (r * size) / SHARD_WRITE_BYTES_PER_SECOND,
+        ...needs,
+        enough: onDemand || (p.shards as number) >= needs.needed,
+      });
+      kinesisLines(name, p, needs.needed, records, rawBytes, size, add);
+    }
+
+    const deliveryStreams = (['lake', 'search'] as const).filter((d) => p.destinations.includes(d));
+    for (const d of deliveryStreams) {
+      const billed = records * roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES);
+      add(name, 'Firehose', `ingestion (${d})`,
+        `${qty(records)} records × ${roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES) / 1024} KB (${formatNumber(size)} B rounded up to 5 KB) = ${qty(gb(billed))} GB × ${unitUsd('firehoseIngestionGB')}`,
+        gb(billed) * PRICES.firehoseIngestionGB.usd, ['firehoseIngestionGB']);
+      // The transform runs in both delivery streams (search mode in the search one).
+      const sources = p.source === 'kinesis' ? shardCount : 1;
+      const bufferBytes = p.transform.processorBufferMiB * 1024 * 1024;
+      const bySize = (r * size) / bufferBytes;
+      const byTime = p.transform.processorIntervalSeconds > 0 ? sources / p.transform.processorIntervalSeconds : r;
+      const invocationsPerSecond = Math.min(r, Math.max(bySize, byTime));
+      const invocations = invocationsPerSecond * SECONDS_PER_MONTH;
+      const recordsPerInvocation = r / invocationsPerSecond;
+      const seconds = (MODEL.transformBaseMs + MODEL.transformPerRecordMs * recordsPerInvocation) / 1000;
+      const memoryGB = p.transform.memoryMiB / 1024;
+      add(name, 'Lambda', `transform duration (${d})`,
+        `${qty(invocations)} invocations × ${qty(seconds * 1000)} ms × ${qty(memoryGB)} GB = ${qty(invocations * seconds * memoryGB)} GB-s × ${unitUsd('lambdaArmGBSecond')}`,
+        invocations * seconds * memoryGB * PRICES.lambdaArmGBSecond.usd, ['lambdaArmGBSecond']);
+      add(name, 'Lambda', `transform requests (${d})`,
+        `${qty(invocations)} invocations (one per ${p.transform.processorBufferMiB} MiB or ${p.transform.processorIntervalSeconds} s per ${p.source === 'kinesis' ? 'shard' : 'stream'}) ÷ 1M × ${unitUsd('lambdaRequestsPerMillion')}`,
+        (invocations / 1e6) * PRICES.lambdaRequestsPerMillion.usd, ['lambdaRequestsPerMillion']);
+      if (d === 'lake') lakeLines(name, p, config, r, size, records, rawBytes, add);
+    }
+
+    if (p.destinations.includes('metadata')) {
+      const byBatch = r / p.consumer.batchSize;
+      const byWindow = (shardCount * p.consumer.parallelization) / Math.max(1, p.consumer.batchWindowSeconds);
+      const invocationsPerSecond = Math.min(r, Math.max(byBatch, byWindow));
+      const invocations = invocationsPerSecond * SECONDS_PER_MONTH;
+      const seconds = (MODEL.consumerBaseMs + MODEL.consumerPerRecordMs * (r / invocationsPerSecond)) / 1000;
+      const memoryGB = p.consumer.memoryMiB / 1024;
+      add(name, 'Lambda', 'metadata consumer duration',
+        `${qty(invocations)} invocations × ${qty(seconds * 1000)} ms × ${qty(memoryGB)} GB = ${qty(invocations * seconds * memoryGB)} GB-s × ${unitUsd('lambdaArmGBSecond')}`,
+        invocations * seconds * memoryGB * PRICES.lambdaArmGBSecond.usd, ['lambdaArmGBSecond']);
+      add(name, 'Lambda', 'metadata consumer requests',
+        `${qty(invocations)} invocations (batches of ≤ ${p.consumer.batchSize}, ${p.consumer.batchWindowSeconds} s window, ${plural(shardCount, 'shard')} × ${p.consumer.parallelization}) ÷ 1M × ${unitUsd('lambdaRequestsPerMillion')}`,
+        (invocations / 1e6) * PRICES.lambdaRequestsPerMillion.usd, ['lambdaRequestsPerMillion']);
+      const wru = records * MODEL.metadataWriteUnitsPerRecord;
+      add(name, 'DynamoDB', 'metadata writes',
+        `${qty(wru)} write request units (${MODEL.metadataWriteUnitsPerRecord} per record: transactional event item + entity last-seen) ÷ 1M × ${unitUsd('dynamoWriteRequestUnitsPerMillion')}`,
+        (wru / 1e6) * PRICES.dynamoWriteRequestUnitsPerMillion.usd, ['dynamoWriteRequestUnitsPerMillion']);
+      const stored = r * config.metadata.ttlDays * 86_400 * MODEL.metadataItemBytes;
+      add(name, 'DynamoDB', 'metadata storage',
+        `${qty(r * config.metadata.ttlDays * 86_400)} items (${config.metadata.ttlDays}-day TTL) × ${MODEL.metadataItemBytes} B = ${qty(gb(stored))} GB × ${unitUsd('dynamoStorageGBMonth')}`,
+        gb(stored) * PRICES.dynamoStorageGBMonth.usd, ['dynamoStorageGBMonth']);
+    }
+  }
+
+  const selected = names.map((n) => config.pipelines[n]);
+  if (selected.some((p) => p.destinations.includes('search'))) {
+    const os = config.opensearch;
+    if (os.mode === 'existing') {
+      add('(shared)', 'OpenSearch', 'existing domain', `opensearch.mode is "existing" (${os.endpoint ?? 'endpoint'}): its cost is outside this stack`, 0, []);
+    } else {
+      const hourly = OPENSEARCH_INSTANCE_HOUR[os.instanceType];
+      add('(shared)', 'OpenSearch', `instances (${os.instanceType})`,
+        hourly
+          ? `${os.instanceCount} × ${HOURS_PER_MONTH} h × $${hourly.usd}/instance-hour`
+          : `${os.instanceCount} × ${HOURS_PER_MONTH} h × (no price for ${os.instanceType} in lib/cli/prices.ts: look it up on ${PRICES.openSearchGp3GBMonth.source})`,
+        hourly ? os.instanceCount * HOURS_PER_MONTH * hourly.usd : null, []);
+      add('(shared)', 'OpenSearch', 'storage (gp3)',
+        `${plural(os.instanceCount, 'node')} × ${os.volumeGiB} GB × ${unitUsd('openSearchGp3GBMonth')}`,
+        os.instanceCount * os.volumeGiB * PRICES.openSearchGp3GBMonth.usd, ['openSearchGp3GBMonth']);
+    }
+  }
+  if (selected.length > 0) {
+    add('(shared)', 'KMS', 'data key', `1 customer-managed key (bucket, queues, table, Athena results) × ${unitUsd('kmsKeyMonth')}`, PRICES.kmsKeyMonth.usd, ['kmsKeyMonth']);
+    add('(shared)', 'CloudWatch', 'dashboard', `1 dashboard × ${unitUsd('cloudWatchDashboardMonth')} (free if the account has fewer than 3)`, PRICES.cloudWatchDashboardMonth.usd, ['cloudWatchDashboardMonth']);
+  }
+
+  const totalsByPipeline: Record<string, number> = {};
+  for (const l of lines) totalsByPipeline[l.pipeline] = (totalsByPipeline[l.pipeline] ?? 0) + (l.monthlyUsd ?? 0);
+  const total = Object.values(totalsByPipeline).reduce((a, b) => a + b, 0);
+  return {
+    inputs,
+    lines,
+    totalsByPipeline,
+    total,
+    shards,
+    notModelled: [
+      `Athena queries: ${unitUsd('athenaPerTBScanned')} per TB scanned, 10 MB minimum per query (partition pruning keeps it small)`,
+      'CloudWatch Logs ingestion and storage, custom metrics (EMF) and alarms',
+      'SQS dead-letter queues (traffic only on failures), S3 GET requests, Glue Data Catalog (free tier: 1M objects)',
+      'Data transfer out of AWS, and KMS requests (the bucket key keeps those few)',
+      'Free tiers, Savings Plans and reserved OpenSearch instances',
+    ],
+  };
+}
+
+type Add = (pipeline: string, service: string, item: string, formula: string, monthlyUsd: number | null, prices: PriceName[]) => void;
+
+function kinesisLines(name: string, p: PipelineConfig, needed: number, records: number, rawBytes: number, size: number, add: Add): void {
+  const consumers = (['lake', 'search'] as const).filter((d) => p.destinations.includes(d)).length;
+  const efo = p.destinations.includes('metadata');
+  if (p.shards === 'on-demand') {
+    add(name, 'Kinesis', 'on-demand stream', `${HOURS_PER_MONTH} stream-hours × ${unitUsd('kinesisOnDemandStreamHour')}`,
+      HOURS_PER_MONTH * PRICES.kinesisOnDemandStreamHour.usd, ['kinesisOnDemandStreamHour']);
+    const written = records * roundUp(size, 1024);
+    add(name, 'Kinesis', 'on-demand writes', `${qty(records)} records × ${roundUp(size, 1024) / 1024} KB (rounded up to 1 KB) = ${qty(gb(written))} GB × ${unitUsd('kinesisOnDemandIngestGB')}`,
+      gb(written) * PRICES.kinesisOnDemandIngestGB.usd, ['kinesisOnDemandIngestGB']);
+    if (consumers > 0) {
+      add(name, 'Kinesis', 'on-demand reads (Firehose)', `${qty(gb(rawBytes))} GB × ${consumers} delivery stream${consumers > 1 ? 's' : ''} × ${unitUsd('kinesisOnDemandRetrievalGB')}`,
+        gb(rawBytes) * consumers * PRICES.kinesisOnDemandRetrievalGB.usd, ['kinesisOnDemandRetrievalGB']);
+    }
+    if (efo) {
+      add(name, 'Kinesis', 'on-demand enhanced fan-out reads (metadata consumer)', `${qty(gb(rawBytes))} GB × ${unitUsd('kinesisOnDemandEfoRetrievalGB')}`,
+        gb(rawBytes) * PRICES.kinesisOnDemandEfoRetrievalGB.usd, ['kinesisOnDemandEfoRetrievalGB']);
+    }
+    if (p.retentionHours > 24) add(name, 'Kinesis', 'extended retention', `${p.retentionHours} h retention on an on-demand stream: not modelled, see ${PRICES.kinesisShardHour.source}`, null, []);
+  } else {
+    const shards = Math.max(p.shards, needed);
+    const sized = shards === p.shards ? plural(shards, 'shard') : `${plural(shards, 'shard')} (configured ${p.shards}; the rate needs ${needed})`;
+    add(name, 'Kinesis', 'shard-hours', `${sized} × ${HOURS_PER_MONTH} h × ${unitUsd('kinesisShardHour')}`,
+      shards * HOURS_PER_MONTH * PRICES.kinesisShardHour.usd, ['kinesisShardHour']);
+    const units = records * Math.ceil(size / KINESIS_PUT_PAYLOAD_UNIT_BYTES);
+    add(name, 'Kinesis', 'PUT payload units', `${qty(records)} records × ${Math.ceil(size / KINESIS_PUT_PAYLOAD_UNIT_BYTES)} unit (25 KB each) ÷ 1M × ${unitUsd('kinesisPutPayloadUnitsPerMillion')}`,
+      (units / 1e6) * PRICES.kinesisPutPayloadUnitsPerMillion.usd, ['kinesisPutPayloadUnitsPerMillion']);
+    if (p.retentionHours > 24) {
+      add(name, 'Kinesis', 'extended retention (to 7 days)', `${plural(shards, 'shard')} × ${HOURS_PER_MONTH} h × ${unitUsd('kinesisExtendedRetentionShardHour')} (retention ${p.retentionHours} h)`,
+        shards * HOURS_PER_MONTH * PRICES.kinesisExtendedRetentionShardHour.usd, ['kinesisExtendedRetentionShardHour']);
+    }
+    if (p.retentionHours > 168) {
+      const kept = (rawBytes / SECONDS_PER_MONTH) * (p.retentionHours - 168) * 3600;
+      add(name, 'Kinesis', 'long-term retention (beyond 7 days)', `${qty(gb(kept))} GB held for the ${p.retentionHours - 168} h beyond 7 days × ${unitUsd('kinesisLongTermRetentionGBMonth')}`,
+        gb(kept) * PRICES.kinesisLongTermRetentionGBMonth.usd, ['kinesisLongTermRetentionGBMonth']);
+    }
+    if (efo) {
+      add(name, 'Kinesis', 'enhanced fan-out consumer (metadata)', `${plural(shards, 'consumer-shard')} × ${HOURS_PER_MONTH} h × ${unitUsd('kinesisEfoConsumerShardHour')}`,
+        shards * HOURS_PER_MONTH * PRICES.kinesisEfoConsumerShardHour.usd, ['kinesisEfoConsumerShardHour']);
+      add(name, 'Kinesis', 'enhanced fan-out retrieval', `${qty(gb(rawBytes))} GB × ${unitUsd('kinesisEfoRetrievalGB')}`,
+        gb(rawBytes) * PRICES.kinesisEfoRetrievalGB.usd, ['kinesisEfoRetrievalGB']);
+    }
+  }
+  if (p.streamEncryption === 'customer-managed') {
+    add(name, 'KMS', 'stream key', `1 customer-managed key × ${unitUsd('kmsKeyMonth')}`, PRICES.kmsKeyMonth.usd, ['kmsKeyMonth']);
+  }
+}
+
+function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: number, size: number, records: number, rawBytes: number, add: Add): void {
+  const billed = records * roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES);
+  add(name, 'Firehose', 'format conversion (Parquet)', `${qty(gb(billed))} GB (5 KB rounding) × ${unitUsd('firehoseFormatConversionGB')}`,
+    gb(billed) * PRICES.firehoseFormatConversionGB.usd, ['firehoseFormatConversionGB']);
+  add(name, 'Firehose', 'dynamic partitioning (data)', `${qty(gb(rawBytes))} GB processed × ${unitUsd('firehoseDynamicPartitioningGB')}`,
+    gb(rawBytes) * PRICES.firehoseDynamicPartitioningGB.usd, ['firehoseDynamicPartitioningGB']);
+
+  // One object per active partition per buffer flush (interval or size, whichever comes first).
+  const model = loadModel(name);
+  const valueKeys = model.partitionKeys.filter((k) => !['year', 'month', 'day', 'hour'].includes(k.name));
+  const partitionValues = valueKeys.reduce((n, k) => n * (k.projection.type === 'enum' ? k.projection.values.split(',').length : MODEL.injectedPartitionValues), 1);
+  const perInterval = r * p.buffering.intervalSeconds;
+  const active = Math.max(1, Math.min(partitionValues, perInterval));
+  const bufferBytes = p.buffering.sizeMiB * 1024 * 1024;
+  const flushesPerSecond = Math.max(1 / p.buffering.intervalSeconds, (r * size) / active / bufferBytes);
+  const objects = active * flushesPerSecond * SECONDS_PER_MONTH;
+  const why = `${qty(active)} active partitions × one object per ${p.buffering.intervalSeconds} s or ${p.buffering.sizeMiB} MiB`;
+  add(name, 'Firehose', 'dynamic partitioning (objects)', `${qty(objects)} objects (${why}) ÷ 1,000 × ${unitUsd('firehoseDynamicPartitioningObjectsPerThousand')}`,
+    (objects / 1000) * PRICES.firehoseDynamicPartitioningObjectsPerThousand.usd, ['firehoseDynamicPartitioningObjectsPerThousand']);
+  add(name, 'S3', 'PUT requests (Parquet objects)', `${qty(objects)} objects ÷ 1,000 × ${unitUsd('s3PutPerThousand')}`,
+    (objects / 1000) * PRICES.s3PutPerThousand.usd, ['s3PutPerThousand']);
+
+  const parquetPerDay = r * size * 86_400 * MODEL.parquetRatio;
+  const lc = config.lifecycle;
+  const standard = parquetPerDay * lc.infrequentAccessDays;
+  add(name, 'S3', 'Standard storage (steady state)', `${qty(gb(standard))} GB (${lc.infrequentAccessDays} days of Parquet at ${MODEL.parquetRatio} × JSON size) × ${unitUsd('s3StandardGBMonth')}`,
+    gb(standard) * PRICES.s3StandardGBMonth.usd, ['s3StandardGBMonth']);
+  const ia = parquetPerDay * (lc.glacierDays - lc.infrequentAccessDays);
+  add(name, 'S3', 'Standard-IA storage (steady state)', `${qty(gb(ia))} GB (days ${lc.infrequentAccessDays}–${lc.glacierDays}) × ${unitUsd('s3StandardIaGBMonth')}`,
+    gb(ia) * PRICES.s3StandardIaGBMonth.usd, ['s3StandardIaGBMonth']);
+  const monthOfData = parquetPerDay * (HOURS_PER_MONTH / 24);
+  add(name, 'S3', 'Glacier Instant Retrieval (per month kept)', `${qty(gb(monthOfData))} GB per month of data older than ${lc.glacierDays} days × ${unitUsd('s3GlacierInstantGBMonth')} (grows by this each month)`,
+    gb(monthOfData) * PRICES.s3GlacierInstantGBMonth.usd, ['s3GlacierInstantGBMonth']);
+  add(name, 'S3', 'lifecycle transitions', `${qty(objects)} objects ÷ 1,000 × (${unitUsd('s3TransitionToIaPerThousand')} + ${unitUsd('s3TransitionToGlacierInstantPerThousand')})`,
+    (objects / 1000) * (PRICES.s3TransitionToIaPerThousand.usd + PRICES.s3TransitionToGlacierInstantPerThousand.usd),
+    ['s3TransitionToIaPerThousand', 's3TransitionToGlacierInstantPerThousand']);
+}
+
+export { usd as formatUsd };

@@ -1,0 +1,190 @@
+/**
+ * The dead-letter queue `sluice replay` drains, in both places: SQS on AWS, the twin's JSONL file
+ * (lib/local/dlq-file.ts) locally; the replay ledger that keeps a second run from re-putting a record
+ * whose message outlived its replay; and reading the records that messages point at in S3.
+ */
+import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  ChangeMessageVisibilityBatchCommand,
+  DeleteMessageBatchCommand,
+  ReceiveMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import { resourceNames } from '../config';
+import { DlqFile } from '../local/dlq-file';
+import { ObjectStore } from '../local/object-store';
+import { ttlFrom } from '../../transforms/shared';
+import { objectText, parseErrorLines } from '../../transforms/failure-router/error-records';
+import { explained } from './errors';
+import { UserError } from './output';
+import { OutputKeys } from './stack-outputs';
+import type { AwsTarget, LocalTarget, Target } from './target';
+
+export interface ReceivedMessage {
+  /** Stable for the message across receives (SQS MessageId, the line locally). */
+  readonly id: string;
+  /** Pass to delete/release. */
+  readonly handle: string;
+  readonly body: string;
+}
+
+export interface DeadLetterQueue {
+  /** "SQS queue https://…/sluice-dev-dlq", "sluice-dev-dlq.jsonl in .sluice/dlq". */
+  readonly description: string;
+  /** Up to 10 messages; they stay hidden from other receivers until deleted or released. */
+  receive(max: number): Promise<ReceivedMessage[]>;
+  delete(messages: readonly ReceivedMessage[]): Promise<void>;
+  /** Makes messages visible again at once (they were not replayed). */
+  release(messages: readonly ReceivedMessage[]): Promise<void>;
+  close(): void;
+}
+
+/** Remembers which dead-letter messages (by dedupe key) were re-put, so a retried delete never re-puts twice. */
+export interface ReplayLedger {
+  has(dedupeKey: string): Promise<boolean>;
+  mark(dedupeKey: string): Promise<void>;
+}
+
+/** Reads an object (a pointer message's error object). */
+export type ObjectReader = (bucket: string, key: string) => Promise<Buffer>;
+
+export interface DeadLetterAccess {
+  readonly queue: DeadLetterQueue;
+  readonly ledger: ReplayLedger;
+  readonly readObject: ObjectReader;
+}
+
+/** How long received messages stay hidden while a replay works on them. */
+const VISIBILITY_SECONDS = 300;
+/** Ledger entries outlive any message: SQS keeps messages at most 14 days. */
+const LEDGER_TTL_DAYS = 15;
+
+/** The ledger's key in the twin's DLQ dedupe set and in the metadata table, apart from the failure router's claims. */
+export function replayLedgerKey(dedupeKey: string): string {
+  return `replayed#${dedupeKey}`;
+}
+
+export async function deadLettersFor(target: Target): Promise<DeadLetterAccess> {
+  return target.kind === 'local' ? localDeadLetters(target) : awsDeadLetters(target);
+}
+
+function localDeadLetters(target: LocalTarget): DeadLetterAccess {
+  const queueName = resourceNames(target.config, Object.keys(target.config.pipelines)[0]).dlq;
+  const file = new DlqFile({ dataDir: target.dataDir, queue: queueName, visibilityTimeoutSeconds: VISIBILITY_SECONDS });
+  const store = new ObjectStore(target.dataDir);
+  return {
+    queue: {
+      description: `${queueName} (${file.path})`,
+      async receive(max) {
+        const messages = await file.receive(max);
+        return messages.map((m) => ({ id: `line ${m.line}`, handle: m.receiptHandle, body: m.body }));
+      },
+      async delete(messages) {
+        if (messages.length > 0) await file.delete(messages.map((m) => m.handle));
+      },
+      // The file's visibility lives in this process only: the next run sees every undeleted message.
+      async release() {},
+      close() {},
+    },
+    ledger: {
+      has: (key) => file.hasDedupeKey(replayLedgerKey(key)),
+      mark: async (key) => {
+        await file.claim(replayLedgerKey(key));
+      },
+    },
+    readObject: (bucket, key) => store.getObject(bucket, key),
+  };
+}
+
+async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
+  const outputs = await target.outputs();
+  const queueUrl = outputs.require(OutputKeys.DlqUrl, 'sluice replay');
+  const tableName = outputs.require(OutputKeys.MetadataTableName, 'the replay ledger');
+  const sqs = new SQSClient(target.clientConfig);
+  const dynamo = new DynamoDBClient(target.clientConfig);
+  const s3 = new S3Client(target.clientConfig);
+  const sqsContext = { service: 'SQS', resource: `queue ${queueUrl}` };
+  const ledgerKey = (dedupeKey: string) => ({ pk: { S: replayLedgerKey(dedupeKey) }, sk: { S: 'replayed' } });
+  const entries = (messages: readonly ReceivedMessage[]) => messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.handle }));
+  return {
+    queue: {
+      description: `SQS queue ${queueUrl}`,
+      async receive(max) {
+        const response = await explained(sqsContext, () => sqs.send(new ReceiveMessageCommand({
+          QueueUrl: queueUrl,
+          MaxNumberOfMessages: max,
+          VisibilityTimeout: VISIBILITY_SECONDS,
+          // Long polling asks every SQS server, so an empty answer means an empty queue.
+          WaitTimeSeconds: 2,
+        })));
+        return (response.Messages ?? []).map((m) => ({ id: m.MessageId ?? '', handle: m.ReceiptHandle ?? '', body: m.Body ?? '' }));
+      },
+      async delete(messages) {
+        for (let i = 0; i < messages.length; i += 10) {
+          const batch = messages.slice(i, i + 10);
+          const response = await explained(sqsContext, () => sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries(batch) })));
+          if ((response.Failed ?? []).length > 0) {
+            const f = response.Failed![0];
+            throw new Error(`SQS could not delete ${response.Failed!.length} replayed message(s) (${f.Code}: ${f.Message}); the ledger keeps the next run from re-putting them`);
+          }
+        }
+      },
+      async release(messages) {
+        for (let i = 0; i < messages.length; i += 10) {
+          const batch = messages.slice(i, i + 10);
+          try {
+            await sqs.send(new ChangeMessageVisibilityBatchCommand({
+              QueueUrl: queueUrl,
+              Entries: entries(batch).map((e) => ({ ...e, VisibilityTimeout: 0 })),
+            }));
+          } catch {
+            // They become visible on their own when the visibility timeout passes.
+          }
+        }
+      },
+      close() {
+        sqs.destroy();
+        dynamo.destroy();
+        s3.destroy();
+      },
+    },
+    ledger: {
+      async has(dedupeKey) {
+        const response = await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new GetItemCommand({ TableName: tableName, Key: ledgerKey(dedupeKey), ConsistentRead: true })));
+        return response.Item !== undefined;
+      },
+      async mark(dedupeKey) {
+        await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new PutItemCommand({
+          TableName: tableName,
+          Item: {
+            ...ledgerKey(dedupeKey),
+            replayed_at: { S: new Date().toISOString() },
+            ttl: { N: String(ttlFrom(new Date(), LEDGER_TTL_DAYS)) },
+          },
+        })));
+      },
+    },
+    async readObject(bucket, key) {
+      const response = await explained({ service: 'S3', resource: `s3://${bucket}/${key}` }, () => s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })));
+      return Buffer.from(await response.Body!.transformToByteArray());
+    },
+  };
+}
+
+/** The base64 record of one line of an error object (a pointer message's target). */
+export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: string; key: string; line: number }): Promise<string> {
+  let bytes: Buffer;
+  try {
+    bytes = await readObject(pointer.bucket, pointer.key);
+  } catch (err) {
+    if ((err as { name?: string; code?: string }).name === 'NoSuchKey' || (err as { code?: string }).code === 'NoSuchKey' || (err as { name?: string }).name === 'NoSuchKeyError') {
+      throw new UserError(`s3://${pointer.bucket}/${pointer.key} is gone (error objects expire after lifecycle.errorExpirationDays)`, 1);
+    }
+    throw err;
+  }
+  const line = parseErrorLines(objectText(bytes)).find((l) => l.line === pointer.line);
+  if (!line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} has no line ${pointer.line}`, 1);
+  if ('problem' in line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} line ${pointer.line}: ${line.problem}`, 1);
+  return line.rawData;
+}

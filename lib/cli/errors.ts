@@ -1,0 +1,102 @@
+/**
+ * Turns what the network and the AWS SDK throw into messages that say what went wrong and what to do.
+ * Anything a user can fix (nothing listening, no credentials, no region, a missing resource, no
+ * permission) becomes a UserError: message only, exit 2.
+ */
+import { UserError } from './output';
+
+export interface FailureContext {
+  /** What was being called, for messages: "the twin's Firehose API", "Athena". */
+  readonly service: string;
+  /** The endpoint, when it is the twin's (or one the user gave). */
+  readonly endpoint?: string;
+  /** How to bring the endpoint up, when it is local. */
+  readonly startHint?: string;
+  /** What the call was about: "delivery stream sluice-dev-app-events-lake". */
+  readonly resource?: string;
+}
+
+interface ErrorLike {
+  name?: string;
+  code?: string;
+  message?: string;
+  errors?: unknown[];
+  cause?: unknown;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** The socket-level error code (ECONNREFUSED, ENOTFOUND, ...) anywhere in an error's causes. */
+export function networkErrorCode(err: unknown, depth = 0): string | undefined {
+  if (!err || typeof err !== 'object' || depth > 4) return undefined;
+  const e = err as ErrorLike;
+  if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return e.code;
+  // The AWS SDK wraps socket errors ("AWS SDK error wrapper for Error: connect ECONNREFUSED …") without the code.
+  const inMessage = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|EHOSTUNREACH)\b/.exec(e.message ?? '');
+  if (inMessage) return inMessage[1];
+  for (const inner of e.errors ?? []) {
+    const code = networkErrorCode(inner, depth + 1);
+    if (code) return code;
+  }
+  return networkErrorCode(e.cause, depth + 1);
+}
+
+/** "nothing is listening on 127.0.0.1:4573" for a URL. */
+function hostPort(endpoint: string): string {
+  try {
+    const u = new URL(endpoint);
+    return `${u.hostname}:${u.port || (u.protocol === 'https:' ? 443 : 80)}`;
+  } catch {
+    return endpoint;
+  }
+}
+
+/** Maps an error to a UserError when the user can act on it; returns other errors unchanged. */
+export function explainFailure(err: unknown, context: FailureContext): Error {
+  if (err instanceof UserError) return err;
+  const e = (err ?? {}) as ErrorLike;
+  const name = e.name ?? '';
+  const message = e.message ?? String(err);
+  const about = context.resource ? ` (${context.resource})` : '';
+
+  const net = networkErrorCode(err);
+  if (net === 'ECONNREFUSED' && context.endpoint) {
+    return new UserError(`nothing is listening on ${hostPort(context.endpoint)}${context.startHint ? `: ${context.startHint}` : ` (${context.service})`}`);
+  }
+  if (net === 'ENOTFOUND' || net === 'EAI_AGAIN') {
+    return new UserError(`cannot resolve the host of ${context.service}${context.endpoint ? ` at ${context.endpoint}` : ''} (${net}): check the endpoint and your network`);
+  }
+  if (net === 'ECONNRESET' || net === 'ETIMEDOUT' || net === 'ECONNREFUSED') {
+    return new UserError(`${context.service}${context.endpoint ? ` at ${context.endpoint}` : ''} dropped the connection (${net}); is it running and reachable?`);
+  }
+  if (name === 'CredentialsProviderError' || /Could not load credentials/i.test(message)) {
+    return new UserError('no AWS credentials found: configure them as for the AWS CLI (aws configure, AWS_PROFILE, aws sso login, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)');
+  }
+  if (/Region is missing/i.test(message)) {
+    return new UserError('no AWS region: pass --region, or set AWS_REGION (or a region in your AWS profile)');
+  }
+  if (['ExpiredToken', 'ExpiredTokenException', 'RequestExpired'].includes(name)) {
+    return new UserError(`your AWS credentials have expired (${name}): refresh them (e.g. aws sso login) and try again`);
+  }
+  if (['UnrecognizedClientException', 'InvalidClientTokenId', 'InvalidSignatureException', 'SignatureDoesNotMatch'].includes(name)) {
+    return new UserError(`AWS rejected your credentials (${name}: ${message}); check AWS_PROFILE or your access keys`);
+  }
+  if (name === 'AccessDeniedException' || name === 'AccessDenied' || e.$metadata?.httpStatusCode === 403) {
+    return new UserError(`${context.service} denied access${about}: ${message}. Your AWS identity needs permission for this call.`);
+  }
+  if (name === 'InvalidArgumentException' && /KinesisStreamAsSource/.test(message)) {
+    return new UserError(`${context.service} refused the record${about}: ${message} The delivery stream reads a Kinesis stream; records go to the stream (is the pipeline's source configured as it is deployed?)`);
+  }
+  if (name === 'ResourceNotFoundException' || name === 'NoSuchBucket' || name === 'QueueDoesNotExist' || name === 'AWS.SimpleQueueService.NonExistentQueue') {
+    return new UserError(`${context.service}: not found${about}: ${message}${context.startHint ? `. ${context.startHint}` : ''}`);
+  }
+  return err instanceof Error ? err : new Error(message);
+}
+
+/** Runs a call and rethrows its failure explained. */
+export async function explained<T>(context: FailureContext, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw explainFailure(err, context);
+  }
+}

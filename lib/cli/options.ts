@@ -1,0 +1,132 @@
+/**
+ * Flags every command shares, and the parsers for the values users type (`5m`, `200/s`, `1.5KB`).
+ * Parsers throw UserError naming the flag and an example, so a typo exits 2 with a message.
+ */
+import { Option, type Command } from 'commander';
+import { loadConfig, type SluiceConfig } from '../config';
+import { UserError } from './output';
+
+/** `-c key=value`, repeatable, exactly as `cdk -c`: the same overrides the stack and the twin read. */
+export function addConfigOption(command: Command): Command {
+  return command.option(
+    '-c, --context <key=value>',
+    'override configuration as `cdk -c` does (repeatable), e.g. -c env=prod -c pipelines.iot.shards=4',
+    (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+  );
+}
+
+/** Where a command runs: the local twin (default) or a deployed stack. */
+export interface TargetFlags {
+  readonly context?: string[];
+  readonly aws?: boolean;
+  readonly stack?: string;
+  readonly region?: string;
+  readonly dataDir?: string;
+  readonly endpointFirehose?: string;
+  readonly endpointKinesis?: string;
+  readonly endpointOpensearch?: string;
+}
+
+/** The flags that pick the twin or AWS, and the twin's endpoints (each also an environment variable). */
+export function addTargetOptions(command: Command, uses: { firehose?: boolean; kinesis?: boolean; opensearch?: boolean; dataDir?: boolean } = {}): Command {
+  addConfigOption(command);
+  command
+    .option('--aws', 'run against the deployed stack (standard AWS credential chain and region) instead of the local twin')
+    .option('--stack <name>', 'CloudFormation stack whose outputs name the resources (with --aws; default <prefix>-<env>, env SLUICE_STACK)')
+    .option('--region <region>', 'AWS region (with --aws; default: AWS_REGION or your profile\'s region)');
+  if (uses.dataDir) {
+    command.addOption(new Option('--data-dir <dir>', 'the local twin\'s data dir (default .sluice in the working directory)').env('SLUICE_DATA_DIR'));
+  }
+  if (uses.firehose) {
+    command.addOption(new Option('--endpoint-firehose <url>', 'the twin\'s Firehose API (default http://127.0.0.1:<local.firehosePort>)').env('SLUICE_FIREHOSE_ENDPOINT'));
+  }
+  if (uses.kinesis) {
+    command.addOption(new Option('--endpoint-kinesis <url>', 'the twin\'s Kinesis API (default http://127.0.0.1:<local.kinesisPort>)').env('SLUICE_KINESIS_ENDPOINT'));
+  }
+  if (uses.opensearch) {
+    command.addOption(new Option('--endpoint-opensearch <url>', 'an OpenSearch to query locally (default: none)').env('OPENSEARCH_URL'));
+  }
+  return command;
+}
+
+/** `--progress`: progress lines on stderr even when it is not a terminal. */
+export function addProgressOption(command: Command): Command {
+  return command.option('--progress', 'report progress on stderr even when it is not a terminal (it always is on a terminal)');
+}
+
+/** Loads the configuration with the command's `-c` overrides. */
+export function configFrom(flags: Pick<TargetFlags, 'context'>): SluiceConfig {
+  return loadConfig(flags.context ?? []);
+}
+
+/** The configured pipeline, or a UserError listing the configured ones. */
+export function requirePipeline(config: SluiceConfig, pipeline: string): SluiceConfig['pipelines'][string] {
+  const p = config.pipelines[pipeline];
+  if (!p) {
+    throw new UserError(`unknown pipeline "${pipeline}"; configured pipelines: ${Object.keys(config.pipelines).join(', ')}`);
+  }
+  return p;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `90s`, `5m`, `1h30m`, `500ms`, `2d`; a bare number is seconds. */
+export function parseDuration(value: string, flag: string): number {
+  const text = value.trim().toLowerCase();
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) {
+    throw new UserError(`${flag} ${JSON.stringify(value)}: expected a duration such as 30s, 5m, 1h30m or 500ms`);
+  }
+  const ms = parts.reduce((sum, p) => sum + Number(p[1]) * DURATION_UNITS[p[2]], 0);
+  if (!(ms > 0)) throw new UserError(`${flag} ${JSON.stringify(value)}: the duration must be more than zero`);
+  return ms;
+}
+
+const RATE_UNITS: Record<string, number> = { s: 1, sec: 1, min: 1 / 60, m: 1 / 60, h: 1 / 3600, hr: 1 / 3600 };
+
+/** Records (events) per second: `200`, `200/s`, `5k/s`, `12000/min`, `1M/h`. */
+export function parseRate(value: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([km]?)\s*(?:\/\s*(s|sec|min|m|h|hr))?\s*$/i.exec(value);
+  if (!m) throw new UserError(`${flag} ${JSON.stringify(value)}: expected records per second such as 200, 200/s, 5k/s or 12000/min`);
+  const scale = m[2].toLowerCase() === 'k' ? 1e3 : m[2].toLowerCase() === 'm' ? 1e6 : 1;
+  const perSecond = Number(m[1]) * scale * RATE_UNITS[(m[3] ?? 's').toLowerCase()];
+  if (!(perSecond > 0)) throw new UserError(`${flag} ${JSON.stringify(value)}: the rate must be more than zero`);
+  return perSecond;
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1000, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3 };
+
+/** Bytes: `800`, `800B`, `1KB` (1,000), `1KiB` (1,024), `2.5MB`. */
+export function parseSize(value: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$/i.exec(value);
+  if (!m) throw new UserError(`${flag} ${JSON.stringify(value)}: expected a size such as 800B, 1KB, 1KiB or 2.5MB`);
+  const bytes = Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()];
+  if (!(bytes >= 1)) throw new UserError(`${flag} ${JSON.stringify(value)}: the size must be at least 1 byte`);
+  return Math.round(bytes);
+}
+
+/** A whole number in [min, max]. */
+export function parseCount(value: string, flag: string, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number(value.replace(/_/g, ''));
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new UserError(`${flag} ${JSON.stringify(value)}: expected a whole number from ${min.toLocaleString('en-US')} to ${max.toLocaleString('en-US')}`);
+  }
+  return n;
+}
+
+/** `1h` → "1 h", 90_000 → "1 m 30 s": durations as people read them. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+  const minutes = Math.floor(ms / 60_000);
+  const seconds = Math.round((ms % 60_000) / 1000);
+  if (minutes < 60) return seconds > 0 ? `${minutes} m ${seconds} s` : `${minutes} m`;
+  const hours = Math.floor(minutes / 60);
+  return `${hours} h ${minutes % 60} m`;
+}
+
+/** Help text: an "Examples:" block, the way every command ends its --help. */
+export function examples(...lines: string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}`;
+}

@@ -1,0 +1,88 @@
+/**
+ * Progress for work that takes more than a second: on stderr, only when stderr is a terminal or the
+ * user asked with --progress, so stdout stays clean for --json and --csv.
+ */
+
+/** Where commands write; tests replace process.stdout/stderr writes, so these read them at call time. */
+export const io = {
+  out(text: string): void {
+    process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  },
+  err(text: string): void {
+    process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+  },
+  stderrIsTTY(): boolean {
+    return process.stderr.isTTY === true;
+  },
+};
+
+export interface ProgressOptions {
+  /** --progress: report even when stderr is not a terminal. */
+  readonly forced?: boolean;
+  /** Quiet until the work has taken this long. @default 1000 */
+  readonly afterMs?: number;
+  /** Least time between two reports when stderr is not a terminal. @default 2000 */
+  readonly everyMs?: number;
+}
+
+export class Progress {
+  private readonly enabled: boolean;
+  private readonly tty: boolean;
+  private readonly started = Date.now();
+  private readonly afterMs: number;
+  private readonly everyMs: number;
+  private lastReport = 0;
+  private lineOpen = false;
+
+  constructor(options: ProgressOptions = {}) {
+    this.tty = io.stderrIsTTY();
+    this.enabled = this.tty || options.forced === true;
+    this.afterMs = options.afterMs ?? 1000;
+    this.everyMs = options.everyMs ?? 2000;
+  }
+
+  /** A silent progress, for library calls that report nothing. */
+  static none(): Progress {
+    return new Progress({ forced: false, afterMs: Number.POSITIVE_INFINITY });
+  }
+
+  get elapsedMs(): number {
+    return Date.now() - this.started;
+  }
+
+  /** Reports the current state; on a terminal it rewrites one line, elsewhere it prints a line now and then. */
+  update(text: string): void {
+    if (!this.enabled) return;
+    const now = Date.now();
+    if (now - this.started < this.afterMs) return;
+    if (this.tty) {
+      if (now - this.lastReport < 100) return;
+      this.lastReport = now;
+      process.stderr.write(`\r\x1b[2K${text}`);
+      this.lineOpen = true;
+      return;
+    }
+    if (now - this.lastReport < this.everyMs) return;
+    this.lastReport = now;
+    io.err(text);
+  }
+
+  /** Reports `describe()` every quarter second while `work` runs (shown once it has taken a second). */
+  async during<T>(describe: () => string, work: Promise<T>): Promise<T> {
+    if (!this.enabled) return work;
+    const timer = setInterval(() => this.update(describe()), 250);
+    try {
+      return await work;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /** Ends the progress line, so what follows starts on a clean line. */
+  done(): void {
+    if (this.lineOpen) {
+      process.stderr.write('\r\x1b[2K');
+      this.lineOpen = false;
+    }
+  }
+}

@@ -1,0 +1,356 @@
+import * as fs from 'node:fs';
+import type { Command } from 'commander';
+import { readSchema } from '../schema';
+import { createRng, sampleRecord, type Rng } from '../schema/sample';
+import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
+import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, parseDuration, parseRate, requirePipeline, type TargetFlags } from './options';
+import { formatNumber, toJson, UserError } from './output';
+import { io, Progress } from './progress';
+import { sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord } from './record-sender';
+import { searchBackendFor } from './search-backend';
+import { sqlEngineFor } from './sql';
+import { entryPointFor, resolveTarget, type Target } from './target';
+import { verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult } from './verify';
+
+interface PutFlags extends TargetFlags {
+  readonly count?: string;
+  readonly duration?: string;
+  readonly rate?: string;
+  readonly file?: string;
+  readonly seed?: string;
+  readonly batchSize: string;
+  readonly maxAttempts: string;
+  readonly verify?: boolean;
+  readonly timeout?: string;
+  readonly poll?: string;
+  readonly json?: boolean;
+  readonly progress?: boolean;
+}
+
+/** A record ready to send, with what the transform will make of it. */
+interface PreparedRecord extends OutgoingRecord {
+  /** Set when the record passes the schema: it should become a Parquet row (and a document). */
+  readonly expected?: ExpectedRecord;
+  /** Why the transform will fail it, when it will. */
+  readonly failure?: string;
+}
+
+const DEFAULT_COUNT = 10;
+const DEFAULT_DURATION_RATE = 100;
+
+export function registerPutCommand(program: Command): void {
+  const command = program
+    .command('put')
+    .description('send records through a pipeline\'s real entry point (the smoke test; with --rate/--duration a steady load), then optionally wait until they are queryable')
+    .argument('<pipeline>', 'a configured pipeline (cdk.json context "pipelines")')
+    .option('-n, --count <n>', `records to send (default ${DEFAULT_COUNT}; all lines with --file; unlimited with --duration)`)
+    .option('-d, --duration <time>', 'keep sending for this long: 30s, 5m, 1h')
+    .option('-r, --rate <records/s>', `send at this steady rate: 50, 50/s, 2k/s, 600/min (default: as fast as accepted; ${DEFAULT_DURATION_RATE}/s with --duration)`)
+    .option('-f, --file <records.ndjson>', 'send these records, one JSON object per line ("-" for standard input), instead of generated ones')
+    .option('--seed <n>', 'seed for generated records (same seed, same records apart from their times)')
+    .option('--batch-size <n>', 'records per API call, 1–500 (PutRecord when a call carries one record to Firehose)', '500')
+    .option('--max-attempts <n>', 'attempts per record before giving up on it (backoff with jitter between)', '8')
+    .option('--verify', 'wait until the records are queryable: Parquet rows through Athena/DuckDB, documents through OpenSearch')
+    .option('--timeout <time>', 'with --verify, how long to wait (default 60s locally; on AWS 1.5 × the buffer interval + 3m)')
+    .option('--poll <time>', 'with --verify, time between checks (default 1s locally, 20s on AWS)')
+    .option('--json', 'print the outcome as JSON');
+  addTargetOptions(command, { dataDir: true, firehose: true, kinesis: true, opensearch: true });
+  addProgressOption(command);
+  command.addHelpText('after', [
+    examples(
+      'sluice put app-events --verify',
+      'sluice put iot --count 1000 --verify --timeout 2m',
+      'sluice put clickstream --rate 200/s --duration 10m --progress',
+      'sluice put transactions --file fixtures/payments.ndjson --verify --json',
+      'sluice put app-events --aws --stack sluice-prod --count 5 --verify',
+    ),
+    '\nDirectPut pipelines receive Firehose PutRecord/PutRecordBatch; Kinesis-sourced ones Kinesis PutRecords (partition key: the',
+    'record\'s entity, else its id). Records a call fails are retried with exponential backoff; --verify counts the event ids sent.',
+    'Exit status: 0 all accepted (and queryable with --verify) · 1 records not accepted, or not queryable in time · 2 usage, configuration or environment problem',
+  ].join('\n'));
+  command.action(async (pipeline: string, flags: PutFlags) => {
+    await put(pipeline, flags);
+  });
+}
+
+async function put(pipeline: string, flags: PutFlags): Promise<void> {
+  const batchSize = parseCount(flags.batchSize, '--batch-size', 1, 500);
+  const maxAttempts = parseCount(flags.maxAttempts, '--max-attempts', 1, 100);
+  const durationMs = flags.duration !== undefined ? parseDuration(flags.duration, '--duration') : undefined;
+  if (flags.file !== undefined && durationMs !== undefined) throw new UserError('--duration generates records; with --file, pace the file with --rate instead');
+  const rate = flags.rate !== undefined ? parseRate(flags.rate, '--rate') : durationMs !== undefined ? DEFAULT_DURATION_RATE : undefined;
+  const count = flags.count !== undefined ? parseCount(flags.count, '--count') : flags.file !== undefined || durationMs !== undefined ? Number.POSITIVE_INFINITY : DEFAULT_COUNT;
+  if (!flags.verify && (flags.timeout !== undefined || flags.poll !== undefined)) throw new UserError('--timeout and --poll apply to --verify');
+
+  const target = resolveTarget(flags);
+  const pipelineConfig = requirePipeline(target.config, pipeline);
+  let schema: PipelineSchema;
+  try {
+    schema = pipelineSchema(pipeline);
+  } catch (err) {
+    throw new UserError((err as Error).message);
+  }
+  const source = flags.file !== undefined ? fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now());
+  const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout') : defaultTimeoutMs(target, pipelineConfig.buffering.intervalSeconds);
+  const pollMs = flags.poll !== undefined ? parseDuration(flags.poll, '--poll') : target.kind === 'local' ? 1000 : 20_000;
+
+  const entry = await entryPointFor(target, pipeline);
+  const progress = new Progress({ forced: flags.progress });
+  let report: SendReport;
+  try {
+    report = await sendAll(entry, source, { count, rate, durationMs, batchSize, maxAttempts, progress });
+  } finally {
+    progress.done();
+    entry.close();
+  }
+
+  const summary: Record<string, unknown> = {
+    pipeline,
+    target: target.label,
+    entryPoint: { kind: entry.kind, name: entry.name },
+    sent: report.sent,
+    accepted: report.accepted,
+    failed: report.sent - report.accepted,
+    failedByCode: report.failedByCode,
+    retried: report.retries,
+    willFailValidation: report.invalid,
+    elapsedMs: report.elapsedMs,
+    recordsPerSecond: Math.round((report.accepted / Math.max(report.elapsedMs, 1)) * 1000 * 10) / 10,
+  };
+  if (!flags.json) {
+    io.out(`${pipeline}: ${formatNumber(report.sent)} record${report.sent === 1 ? '' : 's'} → ${entry.description} (${target.label})`);
+    io.out(`  accepted ${formatNumber(report.accepted)} · failed ${formatNumber(report.sent - report.accepted)} · retried ${formatNumber(report.retries)} · ${formatDuration(report.elapsedMs)} (${formatNumber(summary.recordsPerSecond as number)} records/s)`);
+    for (const [code, n] of Object.entries(report.failedByCode)) io.out(`  not accepted: ${code} ×${formatNumber(n)}`);
+    if (report.invalid > 0) {
+      io.out(`  ${formatNumber(report.invalid)} record${report.invalid === 1 ? '' : 's'} will fail the transform and go to the dead-letter queue (\`sluice replay\`):`);
+      for (const [reason, n] of Object.entries(report.invalidByReason).slice(0, 5)) io.out(`    ×${n}  ${reason}`);
+    }
+  }
+
+  let verification: VerifyResult[] = [];
+  if (flags.verify && report.accepted > 0) {
+    verification = await verifyAll(target, pipeline, schema, [...report.expected.values()], {
+      timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, json: flags.json === true,
+    });
+  }
+  const verified = verification.every((v) => v.passed);
+  if (flags.verify) summary.verify = { passed: verified, timeoutMs, results: verification };
+
+  if (flags.json) io.out(toJson(summary));
+  else if (flags.verify) {
+    for (const v of verification) {
+      io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} ${v.passed ? `after ${formatDuration(v.elapsedMs)}` : `after ${formatDuration(v.elapsedMs)} (missing e.g. ${v.missingSample.join(', ')})`}`);
+    }
+    const expectedCount = report.expected.size;
+    if (expectedCount === 0) io.out('PASS: nothing to verify (no record accepted that passes the schema)');
+    else if (verified) io.out(`PASS: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records queryable after ${formatDuration(Math.max(...verification.map((v) => v.elapsedMs)))}`);
+    else io.out(`FAIL: not every record became queryable within ${formatDuration(timeoutMs)}`);
+  }
+
+  const notAccepted = report.sent - report.accepted;
+  if (notAccepted > 0) {
+    throw new UserError(`${formatNumber(notAccepted)} of ${formatNumber(report.sent)} records were not accepted after ${maxAttempts} attempts (${Object.entries(report.failedByCode).map(([c, n]) => `${c} ×${n}`).join(', ')})`, 1);
+  }
+  if (!verified) {
+    const failed = verification.filter((v) => !v.passed).map((v) => `${v.where}: ${v.found}/${v.expected}`).join('; ');
+    throw new UserError(`verify failed after ${formatDuration(timeoutMs)}: ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.`, 1);
+  }
+}
+
+/** Locally the twin flushes in seconds; on AWS the Firehose buffer interval dominates (dynamic partitioning: up to ~1.5×). */
+function defaultTimeoutMs(target: Target, bufferIntervalSeconds: number): number {
+  return target.kind === 'local' ? 60_000 : Math.round(1.5 * bufferIntervalSeconds * 1000) + 180_000;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+interface RecordSource {
+  /** Up to n records; fewer when the source runs out. */
+  take(n: number): PreparedRecord[];
+}
+
+/** What the transform will make of a record: the full transform's verdict (schema, event time, money, size). */
+function prepare(schema: PipelineSchema, data: Buffer): PreparedRecord {
+  const analysis = analyzeRecord(schema, data);
+  const reason = analysis.kind === 'valid' ? failureReason(schema.pipeline, data) : '';
+  if (analysis.kind === 'valid' && reason === '') {
+    return { data, partitionKey: (analysis.entity || analysis.id || 'unkeyed').slice(0, 256), expected: { id: analysis.id, partitionKeys: analysis.partitionKeys } };
+  }
+  const failure = analysis.kind === 'failed' ? describeFailure(analysis.failure) : analysis.kind === 'empty' ? 'dropped: the record is empty' : reason;
+  return { data, partitionKey: `unkeyed-${Math.floor(Math.random() * 1e9)}`, failure };
+}
+
+/** Generated records, each one the transform accepts (the sampler can draw values a Sluice rule refuses, e.g. cents in JPY). */
+function generatedSource(schema: PipelineSchema, seed: number): RecordSource {
+  const rng: Rng = createRng(seed);
+  const jsonSchema = readSchema(schema.pipeline);
+  const draw = (now: Date): PreparedRecord => {
+    for (let attempt = 0; ; attempt++) {
+      const record = prepare(schema, Buffer.from(JSON.stringify(sampleRecord(jsonSchema, rng, { now }))));
+      if (record.expected || attempt >= 100) return record;
+    }
+  };
+  return {
+    take(n) {
+      const now = new Date();
+      return Array.from({ length: n }, () => draw(now));
+    },
+  };
+}
+
+function fileSource(file: string, schema: PipelineSchema): RecordSource {
+  let text: Buffer;
+  try {
+    text = fs.readFileSync(file === '-' ? 0 : file);
+  } catch (err) {
+    throw new UserError(`cannot read --file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  // Lines as bytes, exactly as written (less the line break): a record's bytes are what is sent.
+  const lines: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i <= text.length; i++) {
+    if (i === text.length || text[i] === 0x0a) {
+      let line = text.subarray(start, i);
+      if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
+      if (line.toString('utf8').trim() !== '') lines.push(Buffer.from(line));
+      start = i + 1;
+    }
+  }
+  if (lines.length === 0) throw new UserError(`--file ${file} has no records: expected one JSON object per line`);
+  let next = 0;
+  return {
+    take(n) {
+      const out = lines.slice(next, next + n).map((line) => prepare(schema, line));
+      next += out.length;
+      return out;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+
+interface SendReport {
+  sent: number;
+  accepted: number;
+  retries: number;
+  failedByCode: Record<string, number>;
+  invalid: number;
+  invalidByReason: Record<string, number>;
+  /** Accepted records that pass the schema, by id. */
+  expected: Map<string, ExpectedRecord>;
+  startedAt: number;
+  elapsedMs: number;
+}
+
+interface SendOptions {
+  readonly count: number;
+  readonly rate?: number;
+  readonly durationMs?: number;
+  readonly batchSize: number;
+  readonly maxAttempts: number;
+  readonly progress: Progress;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Sends `count` records (or until `durationMs`), paced to `rate` on average, never bursting more than a second's worth. */
+async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOptions): Promise<SendReport> {
+  const report: SendReport = {
+    sent: 0, accepted: 0, retries: 0, failedByCode: {}, invalid: 0, invalidByReason: {}, expected: new Map(), startedAt: Date.now(), elapsedMs: 0,
+  };
+  const { rate, durationMs, batchSize, progress } = options;
+  const deadline = durationMs !== undefined ? report.startedAt + durationMs : Number.POSITIVE_INFINITY;
+  let interrupted = false;
+  const onInterrupt = () => {
+    interrupted = true;
+  };
+  // Ctrl-C during a load test stops sending and still reports (and verifies) what was sent.
+  process.once('SIGINT', onInterrupt);
+  try {
+    while (report.sent < options.count && Date.now() < deadline && !interrupted) {
+      let n = Math.min(batchSize, options.count - report.sent);
+      if (rate !== undefined) {
+        const elapsed = (Date.now() - report.startedAt) / 1000;
+        const due = Math.floor(rate * elapsed) + 1 - report.sent;
+        if (due <= 0) {
+          const nextDueMs = ((report.sent / rate) - elapsed) * 1000;
+          await sleep(Math.min(Math.max(nextDueMs, 1), 1000, Math.max(deadline - Date.now(), 1)));
+          continue;
+        }
+        n = Math.min(n, due, Math.max(1, Math.ceil(rate)));
+      }
+      const batch = source.take(n);
+      if (batch.length === 0) break;
+      const result = await sendRecords(entry, batch, {
+        maxAttempts: options.maxAttempts,
+        onRetry: ({ records, errorCodes, delayMs }) => progress.update(`retrying ${records} records in ${delayMs} ms (${Object.entries(errorCodes).map(([c, k]) => `${c} ×${k}`).join(', ')})`),
+      });
+      report.sent += batch.length;
+      report.retries += result.retries;
+      result.outcomes.forEach((outcome, i) => {
+        const record = batch[i];
+        if (!outcome.ok) return;
+        report.accepted++;
+        if (record.expected) report.expected.set(record.expected.id, record.expected);
+        if (record.failure) {
+          report.invalid++;
+          report.invalidByReason[record.failure] = (report.invalidByReason[record.failure] ?? 0) + 1;
+        }
+      });
+      for (const [code, k] of Object.entries(summarizeFailures(result.outcomes))) report.failedByCode[code] = (report.failedByCode[code] ?? 0) + k;
+      const elapsedMs = Date.now() - report.startedAt;
+      const perSecond = report.accepted / Math.max(elapsedMs / 1000, 0.001);
+      const of = Number.isFinite(options.count) ? `/${formatNumber(options.count)}` : '';
+      const left = Number.isFinite(deadline) ? ` · ${formatDuration(Math.max(0, deadline - Date.now()))} left` : '';
+      progress.update(`${entry.name}: sent ${formatNumber(report.sent)}${of} · accepted ${formatNumber(report.accepted)} · ${formatNumber(Math.round(perSecond))} records/s${left}`);
+    }
+  } finally {
+    process.removeListener('SIGINT', onInterrupt);
+  }
+  report.elapsedMs = Date.now() - report.startedAt;
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verifying
+
+async function verifyAll(
+  target: Target,
+  pipeline: string,
+  schema: PipelineSchema,
+  expected: ExpectedRecord[],
+  options: { timeoutMs: number; pollMs: number; progress: Progress; startedAt: number; json: boolean },
+): Promise<VerifyResult[]> {
+  if (expected.length === 0) return [];
+  const p = target.config.pipelines[pipeline];
+  const results: VerifyResult[] = [];
+  try {
+    if (p.destinations.includes('lake')) {
+      const engine = await sqlEngineFor(target);
+      try {
+        results.push(await verifyLake(engine, target.config, schema.model, expected, options));
+      } finally {
+        engine.close();
+      }
+    }
+    if (p.destinations.includes('search')) {
+      const backend = await searchBackendFor(target);
+      if (backend) {
+        try {
+          results.push(await verifySearch(backend, target.config, schema.model, expected, options));
+        } finally {
+          await backend.close();
+        }
+      } else if (target.kind === 'local') {
+        results.push(await verifyBulkFiles(target.dataDir, target.config, schema.model, expected, options));
+      } else if (!options.json) {
+        io.err('verify search: skipped, the stack has no OpenSearch endpoint output (OpenSearchEndpoint)');
+      }
+    }
+  } finally {
+    options.progress.done();
+  }
+  return results;
+}

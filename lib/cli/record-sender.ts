@@ -1,0 +1,226 @@
+/**
+ * Sends records through a pipeline's real entry point — Firehose PutRecord/PutRecordBatch for a
+ * DirectPut pipeline, Kinesis PutRecords otherwise — within the APIs' limits, and retries the
+ * records a call failed (throttling, service errors) with capped exponential backoff and full jitter.
+ */
+import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
+import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { explainFailure, type FailureContext } from './errors';
+
+export interface OutgoingRecord {
+  readonly data: Buffer;
+  /** Kinesis partition key (ignored by Firehose). */
+  readonly partitionKey: string;
+}
+
+export type RecordOutcome = { readonly ok: true } | { readonly ok: false; readonly errorCode: string; readonly errorMessage: string };
+
+export interface ApiLimits {
+  readonly maxRecords: number;
+  readonly maxBatchBytes: number;
+  readonly maxRecordBytes: number;
+  /** Kinesis counts the partition key towards both record and batch size. */
+  readonly countsPartitionKey: boolean;
+}
+
+/** Firehose API reference: 500 records, 4 MiB per PutRecordBatch, 1,000 KiB per record. */
+export const FIREHOSE_API_LIMITS: ApiLimits = { maxRecords: 500, maxBatchBytes: 4 * 1024 * 1024, maxRecordBytes: 1_024_000, countsPartitionKey: false };
+/** Kinesis API reference: 500 records, 5 MiB per PutRecords (partition keys included), 1 MiB per record. */
+export const KINESIS_API_LIMITS: ApiLimits = { maxRecords: 500, maxBatchBytes: 5 * 1024 * 1024, maxRecordBytes: 1024 * 1024, countsPartitionKey: true };
+
+/** One pipeline's entry point: one API call per batch, one outcome per record. */
+export interface EntryPoint {
+  readonly kind: 'firehose' | 'kinesis';
+  /** Delivery stream or stream name. */
+  readonly name: string;
+  readonly limits: ApiLimits;
+  /** For messages: "Firehose delivery stream sluice-dev-app-events-lake". */
+  readonly description: string;
+  /** How to reach and explain failures of the endpoint. */
+  readonly failureContext: FailureContext;
+  /** One API call; `attempt` is 1 for a record's first send. */
+  putBatch(records: readonly OutgoingRecord[], attempt: number): Promise<RecordOutcome[]>;
+  close(): void;
+}
+
+export function firehoseEntryPoint(client: FirehoseClient, deliveryStream: string, failureContext: Omit<FailureContext, 'resource'>): EntryPoint {
+  const description = `Firehose delivery stream ${deliveryStream}`;
+  return {
+    kind: 'firehose',
+    name: deliveryStream,
+    limits: FIREHOSE_API_LIMITS,
+    description,
+    failureContext: { ...failureContext, resource: description },
+    async putBatch(records, attempt) {
+      if (records.length === 1 && attempt === 1) {
+        // PutRecord for a single record, as a producer sending one event would; it fails as a whole.
+        // Retries go through PutRecordBatch, whose answer is per record.
+        try {
+          await client.send(new PutRecordCommand({ DeliveryStreamName: deliveryStream, Record: { Data: records[0].data } }));
+          return [{ ok: true }];
+        } catch (err) {
+          const retryable = retryableCallError(err);
+          if (retryable) return [retryable];
+          throw err;
+        }
+      }
+      const response = await client.send(new PutRecordBatchCommand({ DeliveryStreamName: deliveryStream, Records: records.map((r) => ({ Data: r.data })) }));
+      return (response.RequestResponses ?? []).map((r): RecordOutcome =>
+        r.ErrorCode ? { ok: false, errorCode: r.ErrorCode, errorMessage: r.ErrorMessage ?? '' } : { ok: true });
+    },
+    close: () => client.destroy(),
+  };
+}
+
+export function kinesisEntryPoint(client: KinesisClient, stream: string, failureContext: Omit<FailureContext, 'resource'>): EntryPoint {
+  const description = `Kinesis stream ${stream}`;
+  return {
+    kind: 'kinesis',
+    name: stream,
+    limits: KINESIS_API_LIMITS,
+    description,
+    failureContext: { ...failureContext, resource: description },
+    async putBatch(records) {
+      const response = await client.send(new PutRecordsCommand({
+        StreamName: stream,
+        Records: records.map((r) => ({ Data: r.data, PartitionKey: r.partitionKey })),
+      }));
+      return (response.Records ?? []).map((r): RecordOutcome =>
+        r.ErrorCode ? { ok: false, errorCode: r.ErrorCode, errorMessage: r.ErrorMessage ?? '' } : { ok: true });
+    },
+    close: () => client.destroy(),
+  };
+}
+
+/** Call-level errors that mean "slow down or try again", after the SDK's own retries gave up. */
+const RETRYABLE_CALL_ERRORS = new Set([
+  'ServiceUnavailableException', 'ThrottlingException', 'ProvisionedThroughputExceededException', 'LimitExceededException',
+  'InternalFailure', 'InternalServerError', 'RequestTimeout', 'TimeoutError',
+]);
+
+/** Per-record codes that no retry fixes (the stream's KMS key is unusable, the record is too big). */
+const PERMANENT_RECORD_ERRORS = new Set([
+  'KMSDisabledException', 'KMSInvalidStateException', 'KMSAccessDeniedException', 'KMSNotFoundException',
+  'KMSOptInRequired', 'InvalidKMSResourceException', 'RecordTooLarge',
+]);
+
+function retryableCallError(err: unknown): RecordOutcome | undefined {
+  const e = err as { name?: string; message?: string; $retryable?: unknown };
+  if (e && (RETRYABLE_CALL_ERRORS.has(e.name ?? '') || e.$retryable)) {
+    return { ok: false, errorCode: e.name ?? 'Error', errorMessage: e.message ?? '' };
+  }
+  return undefined;
+}
+
+export interface RetryOptions {
+  /** Attempts per record, the first included. @default 8 */
+  readonly maxAttempts?: number;
+  /** @default 100 */
+  readonly baseDelayMs?: number;
+  /** @default 5000 */
+  readonly maxDelayMs?: number;
+  /** Told before each backoff: how many records are retried, and why. */
+  readonly onRetry?: (info: { attempt: number; records: number; errorCodes: Record<string, number>; delayMs: number }) => void;
+  /** Replaced in tests. */
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly random?: () => number;
+}
+
+export interface SendResult {
+  /** One outcome per input record, in input order: the last attempt's. */
+  readonly outcomes: RecordOutcome[];
+  /** Records sent again after a failed attempt (a record retried twice counts twice). */
+  readonly retries: number;
+  readonly calls: number;
+}
+
+const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function recordBytes(record: OutgoingRecord, limits: ApiLimits): number {
+  return record.data.length + (limits.countsPartitionKey ? Buffer.byteLength(record.partitionKey, 'utf8') : 0);
+}
+
+/** Splits record indexes into batches within the API's count and size limits, in order. */
+export function planBatches(records: readonly OutgoingRecord[], indexes: readonly number[], limits: ApiLimits): number[][] {
+  const batches: number[][] = [];
+  let current: number[] = [];
+  let bytes = 0;
+  for (const i of indexes) {
+    const size = recordBytes(records[i], limits);
+    if (current.length > 0 && (current.length >= limits.maxRecords || bytes + size > limits.maxBatchBytes)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(i);
+    bytes += size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+/**
+ * Sends every record, retrying the ones that fail until they are accepted or `maxAttempts` is spent.
+ * A call-level error that is not "try again" (no such stream, access denied, nothing listening) is
+ * thrown, explained for the user.
+ */
+export async function sendRecords(entry: EntryPoint, records: readonly OutgoingRecord[], options: RetryOptions = {}): Promise<SendResult> {
+  const maxAttempts = options.maxAttempts ?? 8;
+  const baseDelayMs = options.baseDelayMs ?? 100;
+  const maxDelayMs = options.maxDelayMs ?? 5000;
+  const sleep = options.sleep ?? sleepMs;
+  const random = options.random ?? Math.random;
+  const outcomes: RecordOutcome[] = records.map(() => ({ ok: false, errorCode: 'NotSent', errorMessage: 'not sent' }));
+  let pending: number[] = [];
+  records.forEach((record, i) => {
+    if (recordBytes(record, entry.limits) > entry.limits.maxRecordBytes) {
+      outcomes[i] = {
+        ok: false,
+        errorCode: 'RecordTooLarge',
+        errorMessage: `${record.data.length} bytes; ${entry.kind === 'firehose' ? 'Firehose' : 'Kinesis'} takes at most ${entry.limits.maxRecordBytes} per record`,
+      };
+    } else {
+      pending.push(i);
+    }
+  });
+  let retries = 0;
+  let calls = 0;
+  for (let attempt = 1; pending.length > 0; attempt++) {
+    const failed: number[] = [];
+    for (const batch of planBatches(records, pending, entry.limits)) {
+      calls++;
+      let results: RecordOutcome[];
+      try {
+        results = await entry.putBatch(batch.map((i) => records[i]), attempt);
+      } catch (err) {
+        const retryable = retryableCallError(err);
+        if (!retryable) throw explainFailure(err, entry.failureContext);
+        results = batch.map(() => retryable);
+      }
+      batch.forEach((recordIndex, k) => {
+        const result = results[k] ?? { ok: false, errorCode: 'MissingResponse', errorMessage: 'the response had no entry for this record' };
+        outcomes[recordIndex] = result;
+        if (!result.ok && !PERMANENT_RECORD_ERRORS.has(result.errorCode)) failed.push(recordIndex);
+      });
+    }
+    if (failed.length === 0 || attempt >= maxAttempts) break;
+    const delayMs = Math.round(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)));
+    const errorCodes: Record<string, number> = {};
+    for (const i of failed) {
+      const o = outcomes[i];
+      if (!o.ok) errorCodes[o.errorCode] = (errorCodes[o.errorCode] ?? 0) + 1;
+    }
+    options.onRetry?.({ attempt, records: failed.length, errorCodes, delayMs });
+    await sleep(delayMs);
+    retries += failed.length;
+    pending = failed;
+  }
+  return { outcomes, retries, calls };
+}
+
+/** "ProvisionedThroughputExceededException ×3, InternalFailure ×1" */
+export function summarizeFailures(outcomes: readonly RecordOutcome[]): Record<string, number> {
+  const byCode: Record<string, number> = {};
+  for (const o of outcomes) if (!o.ok) byCode[o.errorCode] = (byCode[o.errorCode] ?? 0) + 1;
+  return byCode;
+}

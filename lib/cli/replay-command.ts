@@ -1,0 +1,304 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import type { Command } from 'commander';
+import type { DlqMessage } from '../../transforms/failure-router/handler';
+import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '../../transforms/shared';
+import { deadLettersFor, rawDataAt, type DeadLetterAccess, type ReceivedMessage } from './dead-letters';
+import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
+import { formatNumber, formatTable, toJson, UserError } from './output';
+import { io, Progress } from './progress';
+import { sendRecords, type EntryPoint } from './record-sender';
+import { entryPointFor, resolveTarget, START_TWIN_HINT, type Target } from './target';
+
+interface ReplayFlags extends TargetFlags {
+  readonly pipeline?: string;
+  readonly dryRun?: boolean;
+  readonly max?: string;
+  readonly maxAttempts: string;
+  readonly json?: boolean;
+  readonly progress?: boolean;
+}
+
+/** What became of one dead-letter message. */
+export type ReplayOutcome =
+  | 'replayed' // re-put and accepted, message deleted
+  | 'would-replay' // --dry-run: passes now
+  | 'already-replayed' // the ledger says a previous run re-put it: message deleted
+  | 'duplicate' // the same record as another message of this run: replayed once, message deleted
+  | 'still-failing' // fails validation still: kept
+  | 'not-replayable' // holds the transformed record (conversion, OpenSearch), or no data: kept
+  | 'put-failed' // the entry point did not accept it after retries: kept
+  | 'unreadable'; // not a Sluice dead-letter message: kept
+
+interface Tally {
+  pipeline: string;
+  outcome: ReplayOutcome;
+  reason: string;
+}
+
+/** Error types whose record is the producer's bytes, so re-putting it at the entry point is meaningful. */
+const REPLAYABLE_ERROR_TYPES = new Set(['processing-failed']);
+
+export function registerReplayCommand(program: Command): void {
+  const command = program
+    .command('replay')
+    .description('redrive the dead-letter queue: re-validate each failed record against the current schema, re-put the ones that pass, delete their messages')
+    .option('-p, --pipeline <name>', 'only messages of this pipeline (others stay in the queue)')
+    .option('--dry-run', 'report what would be replayed; put nothing, delete nothing')
+    .option('--max <n>', 'read at most this many messages')
+    .option('--max-attempts <n>', 'attempts per record at the entry point before it counts as not accepted', '8')
+    .option('--json', 'print the outcome per message and the totals as JSON');
+  addTargetOptions(command, { dataDir: true, firehose: true, kinesis: true });
+  addProgressOption(command);
+  command.addHelpText('after', [
+    examples(
+      'sluice replay --dry-run',
+      'sluice replay --pipeline iot',
+      'sluice replay --aws --stack sluice-prod --max 500 --json',
+    ),
+    '\nMessages come from SQS (the stack output DlqUrl) with --aws, from <data-dir>/dlq/<prefix>-<env>-dlq.jsonl locally.',
+    'A message is deleted only after its record was accepted by the pipeline\'s entry point, and each replay is recorded',
+    '(the metadata table on AWS, the queue\'s dedupe file locally), so running replay again does not duplicate records.',
+    'Records that failed Parquet conversion or OpenSearch indexing hold the transformed record, not the producer\'s: they are',
+    'reported as not replayable and kept.',
+    'Exit status: 0 every message read was replayed (or nothing to do) · 1 some records still fail or were not accepted · 2 usage, configuration or environment problem',
+  ].join('\n'));
+  command.action(async (flags: ReplayFlags) => {
+    await replay(flags);
+  });
+}
+
+async function replay(flags: ReplayFlags): Promise<void> {
+  const max = flags.max !== undefined ? parseCount(flags.max, '--max') : Number.POSITIVE_INFINITY;
+  const maxAttempts = parseCount(flags.maxAttempts, '--max-attempts', 1, 100);
+  const target = resolveTarget(flags);
+  if (flags.pipeline !== undefined) requirePipeline(target.config, flags.pipeline);
+  if (target.kind === 'local' && !fs.existsSync(target.dataDir)) {
+    throw new UserError(`no twin data dir at ${target.dataDir}: ${START_TWIN_HINT} (or pass --data-dir / SLUICE_DATA_DIR)`);
+  }
+  const access = await deadLettersFor(target);
+  const progress = new Progress({ forced: flags.progress });
+  const started = Date.now();
+  const results: Array<Tally & { message: string; dedupeKey?: string }> = [];
+  const entryPoints = new Map<string, EntryPoint>();
+  try {
+    await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress);
+  } finally {
+    progress.done();
+    for (const e of entryPoints.values()) e.close();
+    access.queue.close();
+  }
+
+  const counts = countBy(results, (r) => r.outcome);
+  const failing = results.filter((r) => !['replayed', 'would-replay', 'already-replayed', 'duplicate'].includes(r.outcome));
+  if (flags.json) {
+    io.out(toJson({ queue: access.queue.description, dryRun: flags.dryRun === true, read: results.length, outcomes: counts, messages: results, elapsedMs: Date.now() - started }));
+  } else {
+    printReport(access, results, counts, flags.dryRun === true, Date.now() - started);
+  }
+  if (failing.length > 0) {
+    throw new UserError(`${formatNumber(failing.length)} of ${formatNumber(results.length)} dead-letter record${results.length === 1 ? '' : 's'} ${flags.dryRun ? 'would not be replayed' : 'not replayed'}; they stay in the queue`, 1);
+  }
+}
+
+async function drain(
+  target: Target,
+  access: DeadLetterAccess,
+  flags: Omit<ReplayFlags, 'max' | 'maxAttempts'> & { max: number; maxAttempts: number },
+  entryPoints: Map<string, EntryPoint>,
+  results: Array<Tally & { message: string; dedupeKey?: string }>,
+  progress: Progress,
+): Promise<void> {
+  const { queue, ledger } = access;
+  const seenMessages = new Set<string>();
+  const seenRecords = new Map<string, string>(); // pipeline + sha256(record) → dedupe key of the message replayed for it
+  const kept: ReceivedMessage[] = [];
+  try {
+    while (results.length < flags.max) {
+      const messages = (await queue.receive(Math.min(10, flags.max - results.length))).filter((m) => !seenMessages.has(m.id));
+      if (messages.length === 0) break;
+      const toDelete: ReceivedMessage[] = [];
+      const toPut = new Map<string, Array<{ message: ReceivedMessage; dlq: DlqMessage; data: Buffer }>>();
+      for (const message of messages) {
+        seenMessages.add(message.id);
+        const dlq = parseMessage(message.body);
+        if (typeof dlq === 'string') {
+          // Whose it is cannot be told: reported only when replaying every pipeline.
+          if (flags.pipeline === undefined) results.push({ message: message.id, pipeline: '?', outcome: 'unreadable', reason: dlq });
+          kept.push(message);
+          continue;
+        }
+        const record = { message: message.id, dedupeKey: dlq.dedupeKey, pipeline: dlq.pipeline };
+        if (flags.pipeline !== undefined && dlq.pipeline !== flags.pipeline) {
+          kept.push(message); // Not ours to judge: not in the report either.
+          continue;
+        }
+        if (!target.config.pipelines[dlq.pipeline] || !isKnownPipeline(dlq.pipeline)) {
+          results.push({ ...record, outcome: 'unreadable', reason: `pipeline "${dlq.pipeline}" is not configured here` });
+          kept.push(message);
+          continue;
+        }
+        if (await ledger.has(dlq.dedupeKey)) {
+          // Other messages for the same record are duplicates of this replay.
+          if (dlq.rawData !== undefined) seenRecords.set(recordKeyOf(dlq.pipeline, Buffer.from(dlq.rawData, 'base64')), message.id);
+          results.push({ ...record, outcome: 'already-replayed', reason: 'replayed by an earlier run; message deleted' });
+          if (!flags.dryRun) toDelete.push(message);
+          else kept.push(message);
+          continue;
+        }
+        if (!REPLAYABLE_ERROR_TYPES.has(dlq.errorType)) {
+          results.push({ ...record, outcome: 'not-replayable', reason: notReplayableReason(dlq) });
+          kept.push(message);
+          continue;
+        }
+        let base64: string | undefined = dlq.rawData;
+        try {
+          if (base64 === undefined && dlq.pointer) base64 = await rawDataAt(access.readObject, dlq.pointer);
+        } catch (err) {
+          if (!(err instanceof UserError)) throw err;
+          results.push({ ...record, outcome: 'not-replayable', reason: err.message });
+          kept.push(message);
+          continue;
+        }
+        if (base64 === undefined) {
+          results.push({ ...record, outcome: 'not-replayable', reason: 'the message carries neither rawData nor a pointer to it' });
+          kept.push(message);
+          continue;
+        }
+        const data = Buffer.from(base64, 'base64');
+        const reason = failureReason(dlq.pipeline, data);
+        if (reason !== '') {
+          results.push({ ...record, outcome: 'still-failing', reason });
+          kept.push(message);
+          continue;
+        }
+        // Two messages for one record (its lake and search deliveries both failed it): re-put it once.
+        const recordKey = recordKeyOf(dlq.pipeline, data);
+        if (seenRecords.has(recordKey)) {
+          results.push({ ...record, outcome: 'duplicate', reason: `the same record as message ${seenRecords.get(recordKey)}` });
+          if (flags.dryRun) {
+            kept.push(message);
+          } else {
+            // Its record is replayed (or was): recorded like a replay, so a lost delete never re-puts it.
+            await ledger.mark(dlq.dedupeKey);
+            toDelete.push(message);
+          }
+          continue;
+        }
+        seenRecords.set(recordKey, message.id);
+        if (flags.dryRun) {
+          results.push({ ...record, outcome: 'would-replay', reason: 'passes the current schema' });
+          kept.push(message);
+          continue;
+        }
+        const list = toPut.get(dlq.pipeline) ?? [];
+        list.push({ message, dlq, data });
+        toPut.set(dlq.pipeline, list);
+      }
+
+      for (const [pipeline, items] of toPut) {
+        let entry = entryPoints.get(pipeline);
+        if (!entry) {
+          entry = await entryPointFor(target, pipeline);
+          entryPoints.set(pipeline, entry);
+        }
+        const schema = pipelineSchema(pipeline);
+        const outcome = await sendRecords(entry, items.map(({ data }) => {
+          const analysis = analyzeRecord(schema, data);
+          const key = analysis.kind === 'valid' ? analysis.entity || analysis.id : createHash('sha256').update(data).digest('hex');
+          return { data, partitionKey: key.slice(0, 256) };
+        }), { maxAttempts: flags.maxAttempts });
+        for (let i = 0; i < items.length; i++) {
+          const { message, dlq } = items[i];
+          const o = outcome.outcomes[i];
+          const record = { message: message.id, dedupeKey: dlq.dedupeKey, pipeline };
+          if (o.ok) {
+            // Recorded before the delete: if the delete fails, the next run deletes without re-putting.
+            await ledger.mark(dlq.dedupeKey);
+            toDelete.push(message);
+            results.push({ ...record, outcome: 'replayed', reason: `re-put to ${entry.description}` });
+          } else {
+            kept.push(message);
+            results.push({ ...record, outcome: 'put-failed', reason: `${o.errorCode}: ${o.errorMessage}` });
+          }
+        }
+      }
+      await queue.delete(toDelete);
+      progress.update(`replay: read ${formatNumber(results.length)} messages · ${formatNumber(results.filter((r) => r.outcome === 'replayed').length)} replayed`);
+    }
+  } finally {
+    await queue.release(kept);
+  }
+}
+
+/** One record of one pipeline, whichever messages carry it. */
+function recordKeyOf(pipeline: string, data: Buffer): string {
+  return `${pipeline}\n${createHash('sha256').update(data).digest('hex')}`;
+}
+
+function parseMessage(body: string): DlqMessage | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    return 'the message body is not JSON';
+  }
+  const m = value as Partial<DlqMessage>;
+  if (typeof m !== 'object' || m === null || typeof m.dedupeKey !== 'string' || typeof m.pipeline !== 'string' || typeof m.errorType !== 'string') {
+    return 'not a Sluice dead-letter message (no dedupeKey, pipeline or errorType)';
+  }
+  if (m.rawData !== undefined && typeof m.rawData !== 'string') return 'rawData is not a base64 string';
+  return m as DlqMessage;
+}
+
+function notReplayableReason(m: DlqMessage): string {
+  if (m.errorType === 'format-conversion-failed') {
+    return `format-conversion-failed holds the transformed record, not the producer's; fix the Glue schema or the transform, then re-send from the source (${m.reason})`;
+  }
+  if (/OpenSearch|elasticsearch/i.test(m.errorType)) {
+    return `${m.errorType}: the lake has this record; only its document is missing from OpenSearch — fix the mapping or the domain, then re-index (${m.reason})`;
+  }
+  return `${m.errorType} records are not replayed through the entry point (${m.reason})`;
+}
+
+function countBy<T>(items: readonly T[], key: (t: T) => string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const item of items) out[key(item)] = (out[key(item)] ?? 0) + 1;
+  return out;
+}
+
+const OUTCOME_LABEL: Record<ReplayOutcome, string> = {
+  replayed: 'replayed (message deleted)',
+  'would-replay': 'would replay (passes the schema now)',
+  'already-replayed': 'already replayed (message deleted)',
+  duplicate: 'duplicate of a replayed record (message deleted)',
+  'still-failing': 'still failing (kept)',
+  'not-replayable': 'not replayable (kept)',
+  'put-failed': 'not accepted by the entry point (kept)',
+  unreadable: 'unreadable (kept)',
+};
+
+function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, counts: Record<string, number>, dryRun: boolean, elapsedMs: number): void {
+  io.out(`${dryRun ? 'replay --dry-run' : 'replay'}: ${formatNumber(results.length)} dead-letter message${results.length === 1 ? '' : 's'} from ${access.queue.description} · ${formatDuration(elapsedMs)}`);
+  if (results.length === 0) {
+    io.out('nothing to replay');
+    return;
+  }
+  io.out(formatTable(['outcome', 'records'], Object.entries(counts).map(([o, n]) => [OUTCOME_LABEL[o as ReplayOutcome] ?? o, n])));
+  const byPipeline = countBy(results.filter((r) => r.outcome === 'replayed' || r.outcome === 'would-replay'), (r) => r.pipeline);
+  if (Object.keys(byPipeline).length > 0) {
+    io.out(`\n${dryRun ? 'would replay' : 'replayed'} by pipeline: ${Object.entries(byPipeline).map(([p, n]) => `${p} ${n}`).join(', ')}`);
+  }
+  const failing = results.filter((r) => ['still-failing', 'not-replayable', 'put-failed', 'unreadable'].includes(r.outcome));
+  if (failing.length > 0) {
+    const groups = new Map<string, { pipeline: string; outcome: string; reason: string; n: number }>();
+    for (const r of failing) {
+      const k = `${r.pipeline}\n${r.outcome}\n${r.reason}`;
+      const g = groups.get(k) ?? { pipeline: r.pipeline, outcome: r.outcome, reason: r.reason, n: 0 };
+      g.n++;
+      groups.set(k, g);
+    }
+    io.out('\nnot replayed, by reason');
+    io.out(formatTable(['pipeline', 'outcome', 'records', 'reason'], [...groups.values()].sort((a, b) => b.n - a.n).map((g) => [g.pipeline, g.outcome, g.n, g.reason])));
+  }
+}

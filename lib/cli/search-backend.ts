@@ -1,0 +1,151 @@
+/**
+ * OpenSearch through the official client: `OPENSEARCH_URL` (or --endpoint-opensearch) against the
+ * twin, SigV4-signed requests to the stack's domain with --aws. Without an OpenSearch to ask, the
+ * twin keeps the exact `_bulk` bodies under `<data-dir>/opensearch/`; `bulkDocuments` reads those.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+import { Client } from '@opensearch-project/opensearch';
+import { AwsSigv4Signer } from '@opensearch-project/opensearch/aws-v3';
+import { openSearchDir } from '../local/paths';
+import { explainFailure, type FailureContext } from './errors';
+import { UserError } from './output';
+import { OutputKeys } from './stack-outputs';
+import type { Target } from './target';
+
+export interface SearchHit {
+  readonly _index: string;
+  readonly _id: string;
+  readonly _score?: number | null;
+  readonly _source?: Record<string, unknown>;
+}
+
+export interface SearchResponseBody {
+  readonly took?: number;
+  readonly hits: { readonly total?: { value: number; relation: string } | number; readonly hits: SearchHit[] };
+  readonly aggregations?: Record<string, { buckets?: Array<{ key: unknown; key_as_string?: string; doc_count: number }> } & Record<string, unknown>>;
+}
+
+export interface SearchBackend {
+  /** "OpenSearch at http://127.0.0.1:9200", "OpenSearch domain https://search-…(SigV4)". */
+  readonly description: string;
+  /** Runs a search; an index pattern that matches nothing answers no hits, as `ignore_unavailable` does. */
+  search(index: string, body: Record<string, unknown>): Promise<SearchResponseBody>;
+  close(): Promise<void>;
+}
+
+/** How to give the CLI an OpenSearch, for the message when there is none. */
+export const NO_OPENSEARCH_HINT = [
+  'no OpenSearch to ask.',
+  'Locally, run one (e.g. `docker run -p 9200:9200 -e discovery.type=single-node -e DISABLE_SECURITY_PLUGIN=true opensearchproject/opensearch:2`),',
+  'start the twin with OPENSEARCH_URL=http://127.0.0.1:9200 so it indexes there, and pass the same OPENSEARCH_URL (or --endpoint-opensearch) here;',
+  'without one, the twin writes its _bulk bodies under <data-dir>/opensearch/.',
+  'Against AWS, add --aws: the endpoint comes from the stack output OpenSearchEndpoint (or opensearch.endpoint in cdk.json).',
+].join(' ');
+
+/** The OpenSearch of a target, or undefined when there is none configured (the caller says what to do). */
+export async function searchBackendFor(target: Target): Promise<SearchBackend | undefined> {
+  if (target.kind === 'local') {
+    const url = target.endpoints.openSearch;
+    if (!url) return undefined;
+    const context: FailureContext = { service: 'OpenSearch', endpoint: url, startHint: `start OpenSearch there, or fix OPENSEARCH_URL / --endpoint-opensearch (${url})` };
+    return clientBackend(new Client({ node: url, requestTimeout: 30_000 }), `OpenSearch at ${url}`, context);
+  }
+  const outputs = await target.outputs();
+  const endpoint = outputs.get(OutputKeys.OpenSearchEndpoint) ?? target.config.opensearch.endpoint;
+  if (!endpoint) return undefined;
+  const node = /^https?:\/\//.test(endpoint) ? endpoint : `https://${endpoint}`;
+  // The domain's access policy names the stack's query role: assume it when the stack has one.
+  const roleArn = outputs.get(OutputKeys.OpenSearchQueryRoleArn);
+  const getCredentials = roleArn
+    ? fromTemporaryCredentials({ params: { RoleArn: roleArn, RoleSessionName: 'sluice-search', DurationSeconds: 3600 }, clientConfig: { region: outputs.region } })
+    : fromNodeProviderChain();
+  const client = new Client({
+    ...AwsSigv4Signer({ region: outputs.region, service: 'es', getCredentials }),
+    node,
+    requestTimeout: 30_000,
+  });
+  const as = roleArn ? `, as ${roleArn.split('/').pop()}` : '';
+  return clientBackend(client, `OpenSearch domain ${node} (SigV4, ${outputs.region}${as})`, { service: 'OpenSearch', endpoint: node });
+}
+
+function clientBackend(client: Client, description: string, context: FailureContext): SearchBackend {
+  return {
+    description,
+    async search(index, body) {
+      try {
+        const response = await client.search({ index, body, ignore_unavailable: true, allow_no_indices: true } as Parameters<Client['search']>[0]);
+        return response.body as unknown as SearchResponseBody;
+      } catch (err) {
+        throw explainOpenSearchFailure(err, context);
+      }
+    },
+    close: () => client.close(),
+  };
+}
+
+interface OpenSearchErrorLike {
+  name?: string;
+  message?: string;
+  statusCode?: number;
+  meta?: { body?: { error?: { type?: string; reason?: string; root_cause?: Array<{ reason?: string }> } | string } };
+}
+
+/** Query errors (a bad query string, an unknown field) are the user's to fix: exit 1 with OpenSearch's reason. */
+export function explainOpenSearchFailure(err: unknown, context: FailureContext): Error {
+  const e = err as OpenSearchErrorLike;
+  if (e?.name === 'ResponseError') {
+    const body = e.meta?.body;
+    const error = typeof body === 'object' ? body?.error : undefined;
+    const reason = typeof error === 'object' ? (error.root_cause?.[0]?.reason ?? error.reason ?? error.type) : (typeof body === 'string' ? body : e.message);
+    if (e.statusCode === 401 || e.statusCode === 403) {
+      return new UserError(`${context.service} refused the request (HTTP ${e.statusCode}): ${reason ?? ''}. Your identity needs access to the domain (its access policy or fine-grained access control).`);
+    }
+    if (e.statusCode === 400) return new UserError(`OpenSearch refused the query: ${reason}`, 1);
+    return new UserError(`OpenSearch answered HTTP ${e.statusCode}: ${reason}`, 1);
+  }
+  if (e?.name === 'ConnectionError' || e?.name === 'TimeoutError') {
+    const refused = /ECONNREFUSED/.test(e.message ?? '');
+    if (refused && context.endpoint) return explainFailure(Object.assign(new Error(e.message), { code: 'ECONNREFUSED' }), context);
+    return new UserError(`cannot reach ${context.service}${context.endpoint ? ` at ${context.endpoint}` : ''}: ${e.message}`);
+  }
+  return explainFailure(err, context);
+}
+
+/**
+ * Documents in the twin's `_bulk` bodies (no OPENSEARCH_URL), written as
+ * `<data-dir>/opensearch/<pipeline>/<index>/<n>.ndjson` (lib/local/search-sink.ts): action lines and
+ * document lines; every document is yielded with the index its action named.
+ */
+export function* bulkDocuments(dataDir: string, pipeline: string): Generator<{ index: string; doc: Record<string, unknown> }> {
+  const root = path.join(openSearchDir(dataDir), pipeline);
+  if (!fs.existsSync(root)) return;
+  const files = fs.readdirSync(root, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ndjson'))
+    .map((e) => path.join(e.parentPath, e.name))
+    .sort();
+  for (const file of files) {
+    let index = '';
+    let expectDoc = false;
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      if (line.trim() === '') continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) continue;
+      const obj = value as Record<string, unknown>;
+      const keys = Object.keys(obj);
+      if (!expectDoc && keys.length === 1 && ['index', 'create', 'update', 'delete'].includes(keys[0]) && typeof obj[keys[0]] === 'object') {
+        index = String((obj[keys[0]] as { _index?: unknown })._index ?? '');
+        expectDoc = keys[0] !== 'delete';
+        continue;
+      }
+      expectDoc = false;
+      yield { index, doc: (obj.doc as Record<string, unknown> | undefined) ?? obj };
+    }
+  }
+}

@@ -1,0 +1,216 @@
+import * as fs from 'node:fs';
+import type { Command } from 'commander';
+import { resourceNames } from '../config';
+import { loadModel, openSearchIndexTemplate, type SchemaModel } from '../schema';
+import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, parseDuration, requirePipeline, type TargetFlags } from './options';
+import { displayValue, formatTable, toJson, UserError } from './output';
+import { io, Progress } from './progress';
+import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
+import { resolveTarget } from './target';
+
+interface SearchFlags extends TargetFlags {
+  readonly dsl?: string;
+  readonly since?: string;
+  readonly size: string;
+  readonly countBy?: string;
+  readonly top: string;
+  readonly fields?: string;
+  readonly index?: string;
+  readonly json?: boolean;
+  readonly progress?: boolean;
+}
+
+type Mapping = { type?: string; properties?: Record<string, Mapping>; fields?: Record<string, Mapping> };
+
+export function registerSearchCommand(program: Command): void {
+  const command = program
+    .command('search')
+    .description('search a pipeline\'s OpenSearch indices: query-string syntax or a DSL file, hits as a table, counts per field with --count-by')
+    .argument('<pipeline>', 'a pipeline with the search destination')
+    .argument('[query]', 'OpenSearch query-string syntax, e.g. \'event_type:click AND device.type:mobile\' (default: everything)')
+    .option('--dsl <file.json>', 'a search body (or just a query clause) in OpenSearch Query DSL; combined with the query string and --since')
+    .option('--since <time>', 'only events newer than this, by event time: 15m, 1h, 7d')
+    .option('--size <n>', 'hits to show', '20')
+    .option('--count-by <field>', 'count documents per value of a field (a terms aggregation) instead of listing hits')
+    .option('--top <n>', 'with --count-by, how many values', '20')
+    .option('--fields <a,b,c>', 'columns of the hits table (dotted paths into the document)')
+    .option('--index <pattern>', 'index pattern (default <pipeline>-*, the rotated indices Firehose writes)')
+    .option('--json', 'print the hits (or buckets) and total as JSON');
+  addTargetOptions(command, { opensearch: true });
+  addProgressOption(command);
+  command.addHelpText('after', [
+    examples(
+      'OPENSEARCH_URL=http://127.0.0.1:9200 sluice search clickstream \'event_type:add_to_cart\' --since 1h',
+      'sluice search clickstream --count-by device.type --since 1d',
+      'sluice search clickstream --dsl slow-pages.json --fields event_time,page.path,duration_ms',
+      'sluice search clickstream \'user_id:"user-42"\' --aws --json',
+    ),
+    '\nLocally the CLI asks OPENSEARCH_URL (or --endpoint-opensearch); with --aws the stack\'s domain, SigV4-signed with your AWS credentials.',
+    'Exit status: 0 ok (also with no hits) · 1 OpenSearch refused the query · 2 usage, configuration or environment problem (e.g. no OpenSearch)',
+  ].join('\n'));
+  command.action(async (pipeline: string, query: string | undefined, flags: SearchFlags) => {
+    const target = resolveTarget(flags);
+    const p = requirePipeline(target.config, pipeline);
+    if (!p.destinations.includes('search')) {
+      throw new UserError(`pipeline "${pipeline}" does not deliver to search (destinations: ${p.destinations.join(', ')}); query its lake with \`sluice query\``);
+    }
+    const model = loadModel(pipeline);
+    const size = parseCount(flags.size, '--size', 0, 10_000);
+    const top = parseCount(flags.top, '--top', 1, 10_000);
+    const body = buildSearchBody(model, {
+      query,
+      dsl: flags.dsl !== undefined ? readDsl(flags.dsl) : undefined,
+      sinceMs: flags.since !== undefined ? parseDuration(flags.since, '--since') : undefined,
+      size: flags.countBy !== undefined && !command.getOptionValueSource('size')?.startsWith('cli') ? 0 : size,
+      countBy: flags.countBy,
+      top,
+    });
+    const backend = await searchBackendFor(target);
+    if (!backend) throw new UserError(NO_OPENSEARCH_HINT);
+    const index = flags.index ?? `${resourceNames(target.config, pipeline).indexPrefix}-*`;
+    const progress = new Progress({ forced: flags.progress });
+    const started = Date.now();
+    let response: SearchResponseBody;
+    try {
+      response = await progress.during(() => `searching ${index} on ${backend.description} · ${formatDuration(Date.now() - started)}`, backend.search(index, body));
+    } finally {
+      progress.done();
+      await backend.close();
+    }
+    printResponse(model, response, { index, json: flags.json === true, fields: flags.fields, countBy: flags.countBy, elapsedMs: Date.now() - started, where: backend.description });
+  });
+}
+
+function readDsl(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UserError(`cannot read --dsl ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('expected a JSON object');
+    return value as Record<string, unknown>;
+  } catch (err) {
+    throw new UserError(`--dsl ${file} is not a JSON object: ${(err as Error).message}`);
+  }
+}
+
+/** Keys of a whole search body; anything else in a --dsl file is taken as a query clause. */
+const BODY_KEYS = new Set(['query', 'aggs', 'aggregations', 'sort', 'size', 'from', '_source', 'track_total_hits', 'post_filter', 'highlight', 'search_after', 'fields']);
+
+/** The event-time field as indexed (the column name the enriched record carries). */
+export function eventTimeField(model: SchemaModel): string {
+  return model.enrichedColumns.find((c) => c.jsonKey === model.extensions.eventTimeField)?.name ?? model.extensions.eventTimeField;
+}
+
+/** A field path to aggregate on: text fields have their `.keyword` sub-field; unknown paths are a UserError. */
+export function aggregatableField(model: SchemaModel, field: string): string {
+  const properties = (openSearchIndexTemplate(model) as { template: { mappings: { properties: Record<string, Mapping> } } }).template.mappings.properties;
+  let node: Mapping | undefined = { properties };
+  const parts = field.replace(/\.keyword$/, '').split('.');
+  for (const part of parts) node = node?.properties?.[part];
+  if (!node || node.properties) {
+    const leaves: string[] = [];
+    const walk = (props: Record<string, Mapping>, prefix: string) => {
+      for (const [k, v] of Object.entries(props)) {
+        if (v.properties) walk(v.properties, `${prefix}${k}.`);
+        else leaves.push(`${prefix}${k}`);
+      }
+    };
+    walk(properties, '');
+    throw new UserError(`--count-by ${field}: not a field of the ${model.pipeline} index; fields: ${leaves.join(', ')}`);
+  }
+  return node.type === 'text' && node.fields?.keyword ? `${parts.join('.')}.keyword` : parts.join('.');
+}
+
+export interface SearchRequest {
+  readonly query?: string;
+  readonly dsl?: Record<string, unknown>;
+  readonly sinceMs?: number;
+  readonly size: number;
+  readonly countBy?: string;
+  readonly top: number;
+}
+
+/** The search body: the query string, the DSL and --since combined with bool/filter; newest first. */
+export function buildSearchBody(model: SchemaModel, request: SearchRequest): Record<string, unknown> {
+  const dsl = request.dsl ?? {};
+  const isBody = Object.keys(dsl).some((k) => BODY_KEYS.has(k));
+  const body: Record<string, unknown> = isBody ? { ...dsl } : {};
+  const must: unknown[] = [];
+  if (isBody && body.query !== undefined) must.push(body.query);
+  if (!isBody && request.dsl !== undefined) must.push(dsl);
+  if (request.query !== undefined && request.query.trim() !== '') {
+    must.push({ query_string: { query: request.query, default_operator: 'AND', lenient: true } });
+  }
+  const filter: unknown[] = [];
+  if (request.sinceMs !== undefined) filter.push({ range: { [eventTimeField(model)]: { gte: `now-${Math.max(1, Math.round(request.sinceMs / 1000))}s` } } });
+  body.query = must.length === 0 && filter.length === 0
+    ? { match_all: {} }
+    : must.length === 1 && filter.length === 0
+      ? must[0]
+      : { bool: { ...(must.length > 0 ? { must } : {}), ...(filter.length > 0 ? { filter } : {}) } };
+  if (body.size === undefined) body.size = request.size;
+  if (body.sort === undefined && (body.size as number) > 0) body.sort = [{ [eventTimeField(model)]: { order: 'desc', unmapped_type: 'date' } }];
+  body.track_total_hits = true;
+  if (request.countBy !== undefined) {
+    body.aggs = { ...(body.aggs as object | undefined), count_by: { terms: { field: aggregatableField(model, request.countBy), size: request.top } } };
+  }
+  return body;
+}
+
+/** Default columns: the event time, the id, the partition fields, the entity. */
+function defaultFields(model: SchemaModel): string[] {
+  const x = model.extensions;
+  const column = (key: string) => model.enrichedColumns.find((c) => c.jsonKey === key)?.name ?? key;
+  const fields = [eventTimeField(model), column(x.idField), ...x.partitionFields.map(column)];
+  if (x.entityField) fields.push(column(x.entityField));
+  return [...new Set(fields)];
+}
+
+function valueAt(doc: Record<string, unknown> | undefined, path: string): unknown {
+  let node: unknown = doc;
+  for (const part of path.split('.')) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+function totalOf(response: SearchResponseBody): number {
+  const t = response.hits.total;
+  return typeof t === 'number' ? t : (t?.value ?? response.hits.hits.length);
+}
+
+function printResponse(
+  model: SchemaModel,
+  response: SearchResponseBody,
+  options: { index: string; json: boolean; fields?: string; countBy?: string; elapsedMs: number; where: string },
+): void {
+  const total = totalOf(response);
+  const buckets = response.aggregations?.count_by?.buckets;
+  if (options.json) {
+    io.out(toJson({
+      index: options.index,
+      total,
+      hits: response.hits.hits.map((h) => ({ _index: h._index, _id: h._id, ...h._source })),
+      ...(buckets ? { countBy: { field: options.countBy, buckets: buckets.map((b) => ({ value: b.key_as_string ?? b.key, count: b.doc_count })) } } : {}),
+      ...(response.aggregations ? { aggregations: response.aggregations } : {}),
+    }));
+    return;
+  }
+  if (buckets) {
+    io.out(formatTable([options.countBy ?? 'value', 'documents'], buckets.map((b) => [displayValue(b.key_as_string ?? b.key), b.doc_count])));
+    const other = (response.aggregations?.count_by?.sum_other_doc_count as number | undefined) ?? 0;
+    if (other > 0) io.out(`(${other.toLocaleString('en-US')} more documents in other values; raise --top)`);
+  }
+  if (response.hits.hits.length > 0) {
+    if (buckets) io.out('');
+    const fields = options.fields ? options.fields.split(',').map((f) => f.trim()).filter(Boolean) : defaultFields(model);
+    io.out(formatTable(fields, response.hits.hits.map((h) => fields.map((f) => displayValue(valueAt(h._source, f))))));
+  }
+  const shown = response.hits.hits.length;
+  io.out(`\n${total.toLocaleString('en-US')} matching document${total === 1 ? '' : 's'}${shown > 0 && shown < total ? ` (showing ${shown})` : ''} in ${options.index} · ${options.where} · ${formatDuration(options.elapsedMs)}`);
+}

@@ -1,0 +1,277 @@
+/**
+ * Athena SQL in both places: DuckDB over the twin's Parquet (lib/local/athena.ts), or Athena in the
+ * stack's workgroup — start, poll with progress, page through the results. The same SQL runs on both
+ * for what the two dialects share, because the Glue database and table names exist in both.
+ */
+import * as fs from 'node:fs';
+import {
+  AthenaClient,
+  BatchGetNamedQueryCommand,
+  GetQueryExecutionCommand,
+  GetQueryResultsCommand,
+  ListNamedQueriesCommand,
+  StartQueryExecutionCommand,
+  StopQueryExecutionCommand,
+  type ColumnInfo,
+} from '@aws-sdk/client-athena';
+import { resourceNames } from '../config';
+import { LocalAthena } from '../local/athena';
+import { bucketDir, localBucketName } from '../local/paths';
+import { explained, explainFailure } from './errors';
+import { formatBytes, UserError } from './output';
+import type { Progress } from './progress';
+import { OutputKeys } from './stack-outputs';
+import { START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
+
+export interface SqlStats {
+  readonly engine: 'duckdb' | 'athena';
+  readonly elapsedMs: number;
+  /** DuckDB: Parquet files read, and how many the tables hold (partition pruning at work). */
+  readonly filesRead?: number;
+  readonly filesTotal?: number;
+  /** Athena: bytes scanned (what a query costs) and the query execution id. */
+  readonly bytesScanned?: number;
+  readonly queryExecutionId?: string;
+  /** Rows left out because of --max-rows. */
+  readonly truncated?: boolean;
+}
+
+export interface SqlResult {
+  readonly columns: string[];
+  readonly rows: unknown[][];
+  readonly stats: SqlStats;
+}
+
+export interface SavedQuery {
+  readonly name: string;
+  readonly description?: string;
+  readonly sql: string;
+  readonly database?: string;
+}
+
+export interface SqlEngine {
+  /** "DuckDB over .sluice/s3/…", "Athena workgroup sluice-dev". */
+  readonly description: string;
+  readonly database: string;
+  run(sql: string, options: { progress: Progress; maxRows?: number; database?: string }): Promise<SqlResult>;
+  savedQueries(): Promise<SavedQuery[]>;
+  close(): void;
+}
+
+/** A query the engine ran and refused or failed (bad SQL, a cutoff hit): exit 1, message only. */
+export class QueryFailedError extends UserError {
+  constructor(message: string) {
+    super(message, 1);
+    this.name = 'QueryFailedError';
+  }
+}
+
+export async function sqlEngineFor(target: Target): Promise<SqlEngine> {
+  return target.kind === 'local' ? localSqlEngine(target) : athenaSqlEngine(target, new AthenaClient(target.clientConfig));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local: DuckDB
+
+async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
+  const lake = bucketDir(target.dataDir, localBucketName(target.config));
+  if (!fs.existsSync(target.dataDir)) {
+    throw new UserError(`no twin data dir at ${target.dataDir}: ${START_TWIN_HINT} (or pass --data-dir / SLUICE_DATA_DIR)`);
+  }
+  const athena = await LocalAthena.open(target.dataDir, target.config);
+  return {
+    description: `DuckDB over ${lake}`,
+    database: athena.database,
+    async run(sql, { progress, maxRows }) {
+      const started = Date.now();
+      let result;
+      try {
+        result = await progress.during(() => `DuckDB: running · ${Math.round((Date.now() - started) / 1000)} s`, athena.query(sql));
+      } catch (err) {
+        throw new QueryFailedError(`DuckDB refused the query: ${(err as Error).message}`);
+      }
+      const truncated = maxRows !== undefined && result.rows.length > maxRows;
+      return {
+        columns: result.columns,
+        rows: truncated ? result.rows.slice(0, maxRows) : result.rows,
+        stats: { engine: 'duckdb', elapsedMs: result.elapsedMs, filesRead: result.filesRead, filesTotal: result.filesTotal, truncated },
+      };
+    },
+    async savedQueries() {
+      return localSavedQueries(target);
+    },
+    close: () => athena.close(),
+  };
+}
+
+/** The stack's saved queries, rendered from the same code that defines them in the stack. */
+function localSavedQueries(target: LocalTarget): SavedQuery[] {
+  // Loaded on demand: it brings in aws-cdk-lib, which other commands do not need.
+  const { savedQueries } = require('../infra/athena-workspace') as typeof import('../infra/athena-workspace');
+  const { loadModel } = require('../schema') as typeof import('../schema');
+  const out: SavedQuery[] = [];
+  for (const [pipeline, p] of Object.entries(target.config.pipelines)) {
+    if (!p.destinations.includes('lake')) continue;
+    const names = resourceNames(target.config, pipeline);
+    const queries = savedQueries(names.glueDatabase, { model: loadModel(pipeline), tableName: names.glueTable, errorTableName: `${names.glueTable}_errors` });
+    out.push(...queries.map((q) => ({ name: q.name, description: q.description, sql: q.sql, database: names.glueDatabase })));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AWS: Athena
+
+export interface AthenaPolling {
+  /** First wait between GetQueryExecution calls; doubles up to maxMs. @default 300 */
+  readonly initialMs?: number;
+  /** @default 2000 */
+  readonly maxMs?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Athena in the stack's workgroup. */
+export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, polling: AthenaPolling = {}): Promise<SqlEngine> {
+  const outputs = await target.outputs();
+  // Sluice names the workgroup and database itself (lib/config/names.ts); the stack's outputs, when present, win.
+  const names = resourceNames(target.config, Object.keys(target.config.pipelines)[0]);
+  const workGroup = outputs.get(OutputKeys.AthenaWorkGroupName) ?? names.athenaWorkGroup;
+  const database = outputs.get(OutputKeys.GlueDatabaseName) ?? names.glueDatabase;
+  const context = { service: 'Athena', resource: `workgroup ${workGroup}` };
+  const sleep = polling.sleep ?? sleepMs;
+  return {
+    description: `Athena workgroup ${workGroup} (${outputs.region})`,
+    database,
+    async run(sql, { progress, maxRows, database: db }) {
+      const started = Date.now();
+      let queryExecutionId: string | undefined;
+      // Ctrl-C stops the query in Athena too, instead of leaving it to run (and bill) on its own; the
+      // poll below then sees it CANCELLED and reports so.
+      const onInterrupt = () => {
+        if (queryExecutionId) void explained(context, () => client.send(new StopQueryExecutionCommand({ QueryExecutionId: queryExecutionId }))).catch(() => undefined);
+      };
+      process.once('SIGINT', onInterrupt);
+      try {
+        let start;
+        try {
+          start = await client.send(new StartQueryExecutionCommand({
+            QueryString: sql,
+            WorkGroup: workGroup,
+            QueryExecutionContext: { Database: db ?? database },
+          }));
+        } catch (err) {
+          if ((err as { name?: string }).name === 'InvalidRequestException') throw new QueryFailedError(`Athena refused the query: ${(err as Error).message}`);
+          throw explainFailure(err, context);
+        }
+        queryExecutionId = start.QueryExecutionId;
+        if (!queryExecutionId) throw new Error('Athena StartQueryExecution returned no QueryExecutionId');
+
+        let wait = polling.initialMs ?? 300;
+        let bytesScanned = 0;
+        for (;;) {
+          const { QueryExecution: q } = await explained(context, () => client.send(new GetQueryExecutionCommand({ QueryExecutionId: queryExecutionId })));
+          const state = q?.Status?.State ?? 'UNKNOWN';
+          bytesScanned = q?.Statistics?.DataScannedInBytes ?? bytesScanned;
+          if (state === 'SUCCEEDED') break;
+          if (state === 'FAILED' || state === 'CANCELLED') {
+            const reason = q?.Status?.AthenaError?.ErrorMessage ?? q?.Status?.StateChangeReason ?? 'no reason given';
+            throw new QueryFailedError(`Athena query ${queryExecutionId} ${state.toLowerCase()}: ${reason}`);
+          }
+          progress.update(`Athena ${state.toLowerCase()} · ${Math.round((Date.now() - started) / 1000)} s · ${formatBytes(bytesScanned)} scanned · ${queryExecutionId}`);
+          await sleep(wait);
+          wait = Math.min(wait * 2, polling.maxMs ?? 2000);
+        }
+
+        const columns: ColumnInfo[] = [];
+        const rows: unknown[][] = [];
+        let nextToken: string | undefined;
+        let first = true;
+        let truncated = false;
+        do {
+          const page = await explained(context, () => client.send(new GetQueryResultsCommand({ QueryExecutionId: queryExecutionId, NextToken: nextToken, MaxResults: 1000 })));
+          if (first) columns.push(...(page.ResultSet?.ResultSetMetadata?.ColumnInfo ?? []));
+          let data = page.ResultSet?.Rows ?? [];
+          // For SELECT, Athena's first row repeats the column names.
+          if (first && data.length > 0 && columns.length > 0 && data[0].Data?.every((d, i) => d.VarCharValue === columns[i]?.Name)) data = data.slice(1);
+          first = false;
+          for (const row of data) {
+            if (maxRows !== undefined && rows.length >= maxRows) {
+              truncated = true;
+              break;
+            }
+            rows.push(columns.map((c, i) => athenaValue(row.Data?.[i]?.VarCharValue, c.Type)));
+          }
+          nextToken = truncated ? undefined : page.NextToken;
+          progress.update(`Athena: fetched ${rows.length.toLocaleString('en-US')} rows`);
+        } while (nextToken);
+        return {
+          columns: columns.map((c) => c.Name ?? ''),
+          rows,
+          stats: { engine: 'athena', elapsedMs: Date.now() - started, bytesScanned, queryExecutionId, truncated },
+        };
+      } finally {
+        process.removeListener('SIGINT', onInterrupt);
+      }
+    },
+    async savedQueries() {
+      const ids: string[] = [];
+      let nextToken: string | undefined;
+      do {
+        const page = await explained(context, () => client.send(new ListNamedQueriesCommand({ WorkGroup: workGroup, NextToken: nextToken, MaxResults: 50 })));
+        ids.push(...(page.NamedQueryIds ?? []));
+        nextToken = page.NextToken;
+      } while (nextToken);
+      const out: SavedQuery[] = [];
+      for (let i = 0; i < ids.length; i += 50) {
+        const batch = await explained(context, () => client.send(new BatchGetNamedQueryCommand({ NamedQueryIds: ids.slice(i, i + 50) })));
+        for (const q of batch.NamedQueries ?? []) {
+          if (q.Name && q.QueryString) out.push({ name: q.Name, description: q.Description, sql: q.QueryString, database: q.Database });
+        }
+      }
+      return out.sort((a, b) => a.name.localeCompare(b.name));
+    },
+    close: () => client.destroy(),
+  };
+}
+
+/** Athena returns every value as text; numbers and booleans become JSON numbers and booleans again. */
+function athenaValue(text: string | undefined, type: string | undefined): unknown {
+  if (text === undefined) return null;
+  switch ((type ?? '').toLowerCase()) {
+    case 'tinyint':
+    case 'smallint':
+    case 'integer':
+    case 'int': {
+      const n = Number(text);
+      return Number.isFinite(n) ? n : text;
+    }
+    case 'bigint': {
+      const n = Number(text);
+      return Number.isSafeInteger(n) ? n : text;
+    }
+    case 'float':
+    case 'real':
+    case 'double':
+    case 'decimal': {
+      const n = Number(text);
+      return Number.isFinite(n) ? n : text;
+    }
+    case 'boolean':
+      return text === 'true' ? true : text === 'false' ? false : text;
+    default:
+      return text;
+  }
+}
+
+/** A saved query by name: exact, else case-insensitive, else the one name that contains the text. */
+export function findSavedQuery(queries: readonly SavedQuery[], name: string): SavedQuery {
+  const exact = queries.find((q) => q.name === name) ?? queries.find((q) => q.name.toLowerCase() === name.toLowerCase());
+  if (exact) return exact;
+  const partial = queries.filter((q) => q.name.toLowerCase().includes(name.toLowerCase()));
+  if (partial.length === 1) return partial[0];
+  const list = (partial.length > 1 ? partial : queries).map((q) => `  ${q.name}`).join('\n');
+  if (queries.length === 0) throw new UserError('the stack has no saved queries');
+  throw new UserError(`${partial.length > 1 ? `"${name}" matches ${partial.length} saved queries` : `no saved query named "${name}"`}; saved queries:\n${list}`);
+}

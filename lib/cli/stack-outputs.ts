@@ -1,0 +1,63 @@
+/**
+ * A deployed stack's CloudFormation outputs: how `--aws` finds what CloudFormation named (the data
+ * bucket, the queues, the workgroup, the OpenSearch endpoint). Names Sluice decides itself (streams,
+ * delivery streams, Glue database and tables) come from the configuration, as the stack's do.
+ */
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import type { SluiceConfig } from '../config';
+import { explainFailure } from './errors';
+import { UserError } from './output';
+import { OutputKeys, pipelineOutputKey, stackName } from '../infra/outputs';
+
+export { OutputKeys, pipelineOutputKey };
+
+/** The stack `cdk deploy` creates for a configuration (lib/infra/outputs.ts), unless --stack or SLUICE_STACK says otherwise. */
+export function defaultStackName(config: Pick<SluiceConfig, 'prefix' | 'env'>): string {
+  return process.env.SLUICE_STACK || stackName(config);
+}
+
+export class StackOutputs {
+  private constructor(readonly stackName: string, readonly region: string, private readonly values: ReadonlyMap<string, string>) {}
+
+  /** Reads the outputs of a stack; a stack that is missing or not deployed is a UserError. */
+  static async load(client: CloudFormationClient, stackName: string): Promise<StackOutputs> {
+    const region = await client.config.region().catch((err: unknown) => {
+      throw explainFailure(err, { service: 'CloudFormation' });
+    });
+    let response;
+    try {
+      response = await client.send(new DescribeStacksCommand({ StackName: stackName }));
+    } catch (err) {
+      const e = err as { name?: string; message?: string };
+      if (e.name === 'ValidationError' && /does not exist/i.test(e.message ?? '')) {
+        throw new UserError(`stack "${stackName}" does not exist in ${region}: deploy it with \`npx cdk deploy\`, or name yours with --stack NAME (or --region)`);
+      }
+      throw explainFailure(err, { service: 'CloudFormation', resource: `stack ${stackName}` });
+    }
+    const stack = response.Stacks?.[0];
+    if (!stack) throw new UserError(`stack "${stackName}" does not exist in ${region}: deploy it with \`npx cdk deploy\``);
+    // Outputs of a stack being created, rolled back or deleted name nothing usable; an update keeps them.
+    const status = stack.StackStatus ?? '';
+    if (/^(CREATE_IN_PROGRESS|CREATE_FAILED|ROLLBACK_|DELETE_)/.test(status)) {
+      throw new UserError(`stack "${stackName}" is ${status}; wait for (or redo) a successful \`npx cdk deploy\``);
+    }
+    const values = new Map<string, string>();
+    for (const o of stack.Outputs ?? []) {
+      if (o.OutputKey && o.OutputValue !== undefined) values.set(o.OutputKey, o.OutputValue);
+    }
+    return new StackOutputs(stackName, region, values);
+  }
+
+  get(key: string): string | undefined {
+    return this.values.get(key);
+  }
+
+  /** The output, or a UserError naming the stack, the key and what needs it. */
+  require(key: string, neededFor: string): string {
+    const value = this.values.get(key);
+    if (value === undefined || value === '') {
+      throw new UserError(`stack "${this.stackName}" has no output ${key}, which ${neededFor} needs: redeploy with this version of Sluice (\`npx cdk deploy\`)`);
+    }
+    return value;
+  }
+}

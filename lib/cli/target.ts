@@ -1,0 +1,123 @@
+/**
+ * Where a command runs: the local twin (the default) or a deployed stack (`--aws`). Every command
+ * resolves one Target from its flags, then asks the per-concern helpers (entry points, SQL, search,
+ * dead letters) for what it needs, so the same command code drives both.
+ */
+import * as path from 'node:path';
+import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
+import { FirehoseClient } from '@aws-sdk/client-firehose';
+import { KinesisClient } from '@aws-sdk/client-kinesis';
+import { resourceNames, type SluiceConfig } from '../config';
+import { firehoseClient, kinesisClient } from '../local/aws-clients';
+import { defaultDataDir } from '../local/paths';
+import type { FailureContext } from './errors';
+import { configFrom, requirePipeline, type TargetFlags } from './options';
+import { UserError } from './output';
+import { firehoseEntryPoint, kinesisEntryPoint, type EntryPoint } from './record-sender';
+import { defaultStackName, pipelineOutputKey, StackOutputs } from './stack-outputs';
+
+/** How to start what a local command needs. */
+export const START_TWIN_HINT = 'start the twin with `npx sluice local up`';
+
+export interface LocalTarget {
+  readonly kind: 'local';
+  readonly config: SluiceConfig;
+  readonly dataDir: string;
+  readonly endpoints: { readonly firehose: string; readonly kinesis: string; readonly openSearch?: string };
+  /** For messages: "the local twin (.sluice)". */
+  readonly label: string;
+}
+
+export interface AwsTarget {
+  readonly kind: 'aws';
+  readonly config: SluiceConfig;
+  readonly stackName: string;
+  /** Client settings from the flags; the SDK's chain fills in the rest (credentials, and region when not given). */
+  readonly clientConfig: { region?: string };
+  /** The stack's outputs, read once on first use. */
+  outputs(): Promise<StackOutputs>;
+  readonly label: string;
+}
+
+export type Target = LocalTarget | AwsTarget;
+
+/** Resolves the target from a command's flags (loading the configuration with its `-c` overrides). */
+export function resolveTarget(flags: TargetFlags): Target {
+  const config = configFrom(flags);
+  if (flags.aws) {
+    const stackName = flags.stack ?? defaultStackName(config);
+    const clientConfig = flags.region ? { region: flags.region } : {};
+    let outputs: Promise<StackOutputs> | undefined;
+    return {
+      kind: 'aws',
+      config,
+      stackName,
+      clientConfig,
+      outputs() {
+        outputs ??= (async () => {
+          const client = new CloudFormationClient(clientConfig);
+          try {
+            return await StackOutputs.load(client, stackName);
+          } finally {
+            client.destroy();
+          }
+        })();
+        return outputs;
+      },
+      label: `stack ${stackName}${flags.region ? ` (${flags.region})` : ''}`,
+    };
+  }
+  for (const flag of ['stack', 'region'] as const) {
+    if (flags[flag] !== undefined) throw new UserError(`--${flag} applies to a deployed stack; add --aws (without it, commands run against the local twin)`);
+  }
+  const dataDir = path.resolve(flags.dataDir ?? defaultDataDir());
+  return {
+    kind: 'local',
+    config,
+    dataDir,
+    endpoints: {
+      firehose: localUrl(flags.endpointFirehose, config.local.firehosePort, '--endpoint-firehose'),
+      kinesis: localUrl(flags.endpointKinesis, config.local.kinesisPort, '--endpoint-kinesis'),
+      openSearch: flags.endpointOpensearch ? checkedUrl(flags.endpointOpensearch, '--endpoint-opensearch / OPENSEARCH_URL') : undefined,
+    },
+    label: `the local twin at ${path.relative(process.cwd(), dataDir) || '.'}`,
+  };
+}
+
+function localUrl(given: string | undefined, port: number, flag: string): string {
+  return given ? checkedUrl(given, flag) : `http://127.0.0.1:${port}`;
+}
+
+function checkedUrl(value: string, flag: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UserError(`${flag} ${JSON.stringify(value)}: expected a URL such as http://127.0.0.1:4573`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UserError(`${flag} ${JSON.stringify(value)}: expected an http:// or https:// URL`);
+  return value.replace(/\/+$/, '');
+}
+
+/** The pipeline's real entry point: its Kinesis stream, or for a DirectPut pipeline its lake delivery stream. */
+export async function entryPointFor(target: Target, pipeline: string): Promise<EntryPoint> {
+  const p = requirePipeline(target.config, pipeline);
+  const names = resourceNames(target.config, pipeline);
+  if (target.kind === 'local') {
+    if (p.source === 'kinesis') {
+      const context: FailureContext = { service: 'the twin\'s Kinesis API', endpoint: target.endpoints.kinesis, startHint: START_TWIN_HINT };
+      return kinesisEntryPoint(kinesisClient(target.endpoints.kinesis), names.stream, context);
+    }
+    const context: FailureContext = { service: 'the twin\'s Firehose API', endpoint: target.endpoints.firehose, startHint: START_TWIN_HINT };
+    return firehoseEntryPoint(firehoseClient(target.endpoints.firehose), names.lakeDeliveryStream, context);
+  }
+  // Sluice names streams itself (lib/config/names.ts); an output, when the stack has one, wins.
+  const outputs = await target.outputs();
+  const hint = `is stack ${target.stackName} deployed with pipeline "${pipeline}"?`;
+  if (p.source === 'kinesis') {
+    const stream = outputs.get(pipelineOutputKey(pipeline, 'StreamName')) ?? names.stream;
+    return kinesisEntryPoint(new KinesisClient(target.clientConfig), stream, { service: 'Kinesis', startHint: hint });
+  }
+  const deliveryStream = outputs.get(pipelineOutputKey(pipeline, 'LakeDeliveryStreamName')) ?? names.lakeDeliveryStream;
+  return firehoseEntryPoint(new FirehoseClient(target.clientConfig), deliveryStream, { service: 'Firehose', startHint: hint });
+}

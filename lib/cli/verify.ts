@@ -1,0 +1,153 @@
+/**
+ * `put --verify`: waits until records are queryable where users look for them — Parquet rows through
+ * Athena/DuckDB, documents through OpenSearch — counting the event ids that were sent, with partition
+ * predicates so Athena scans only the partitions those records land in.
+ */
+import * as path from 'node:path';
+import { resourceNames, type SluiceConfig } from '../config';
+import { sqlString } from '../local/athena';
+import { openSearchDir } from '../local/paths';
+import { quoteIdent, type SchemaModel } from '../schema';
+import type { Progress } from './progress';
+import { bulkDocuments, type SearchBackend } from './search-backend';
+import type { SqlEngine } from './sql';
+
+/** A record that should become queryable: its id and the partition values the transform gives it. */
+export interface ExpectedRecord {
+  readonly id: string;
+  readonly partitionKeys: Readonly<Record<string, string>>;
+}
+
+export interface VerifyResult {
+  readonly where: string;
+  readonly expected: number;
+  readonly found: number;
+  /** Until the last record was found, or until giving up. */
+  readonly elapsedMs: number;
+  readonly passed: boolean;
+  /** A few of the ids not found, for the message. */
+  readonly missingSample: string[];
+}
+
+export interface WaitOptions {
+  readonly timeoutMs: number;
+  readonly pollMs: number;
+  readonly progress: Progress;
+  /** When the clock started (the first record sent). */
+  readonly startedAt: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** Ids per query: keeps an Athena query string far below its 256 KB limit. */
+const IDS_PER_QUERY = 1000;
+/** More distinct partitions than this in one query: filter by the ids alone. */
+const MAX_PARTITION_TERMS = 48;
+
+const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Polls `findSome` for the missing ids until all are found or the time is up. */
+async function waitFor(
+  label: string,
+  unit: string,
+  expected: readonly ExpectedRecord[],
+  findSome: (missing: ExpectedRecord[]) => Promise<Set<string>>,
+  options: WaitOptions,
+): Promise<VerifyResult> {
+  const missing = new Map(expected.map((e) => [e.id, e]));
+  const deadline = options.startedAt + options.timeoutMs;
+  const sleep = options.sleep ?? sleepMs;
+  let lastFoundAt = Date.now();
+  for (;;) {
+    const found = await findSome([...missing.values()]);
+    if (found.size > 0) lastFoundAt = Date.now();
+    for (const id of found) missing.delete(id);
+    const done = expected.length - missing.size;
+    options.progress.update(`verify ${label}: ${done.toLocaleString('en-US')}/${expected.length.toLocaleString('en-US')} ${unit} · ${Math.round((Date.now() - options.startedAt) / 1000)} s`);
+    if (missing.size === 0 || Date.now() + options.pollMs > deadline) break;
+    await sleep(options.pollMs);
+  }
+  const passed = missing.size === 0;
+  return {
+    where: label,
+    expected: expected.length,
+    found: expected.length - missing.size,
+    elapsedMs: (passed ? lastFoundAt : Date.now()) - options.startedAt,
+    passed,
+    missingSample: [...missing.keys()].slice(0, 5),
+  };
+}
+
+/** Column names (and their Hive types) of the id and the partition keys in the Glue table. */
+function lakeColumns(model: SchemaModel): { id: string; intKeys: Set<string> } {
+  const id = model.tableColumns.find((c) => c.jsonKey === model.extensions.idField) ?? model.enrichedColumns.find((c) => c.jsonKey === model.extensions.idField);
+  if (!id) throw new Error(`schemas/${model.pipeline}.schema.json: the idField has no column`);
+  return { id: id.name, intKeys: new Set(model.partitionKeys.filter((k) => k.hiveType === 'int').map((k) => k.name)) };
+}
+
+/**
+ * `SELECT DISTINCT id FROM db.table WHERE (partition = … OR …) AND id IN (…)`: the partition terms let
+ * Athena's projection read only the partitions the records land in.
+ */
+export function lakeVerifySql(model: SchemaModel, database: string, table: string, batch: readonly ExpectedRecord[]): string {
+  const { id, intKeys } = lakeColumns(model);
+  const literal = (key: string, value: string) => (intKeys.has(key) ? String(Number(value)) : sqlString(value));
+  const terms = new Set<string>();
+  for (const e of batch) {
+    const keys = model.partitionKeys.map((k) => k.name).filter((k) => e.partitionKeys[k] !== undefined);
+    terms.add(`(${keys.map((k) => `${quoteIdent(k)} = ${literal(k, e.partitionKeys[k])}`).join(' AND ')})`);
+  }
+  const where = [`${quoteIdent(id)} IN (${batch.map((e) => sqlString(e.id)).join(', ')})`];
+  if (terms.size > 0 && terms.size <= MAX_PARTITION_TERMS && !terms.has('()')) where.unshift(`(${[...terms].sort().join(' OR ')})`);
+  return `SELECT DISTINCT ${quoteIdent(id)} AS id FROM ${quoteIdent(database)}.${quoteIdent(table)} WHERE ${where.join(' AND ')}`;
+}
+
+export async function verifyLake(engine: SqlEngine, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
+  const names = resourceNames(config, model.pipeline);
+  const database = engine.database || names.glueDatabase;
+  return waitFor(`lake (${database}.${names.glueTable})`, 'rows', expected, async (missing) => {
+    const found = new Set<string>();
+    for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
+      const result = await engine.run(lakeVerifySql(model, database, names.glueTable, missing.slice(i, i + IDS_PER_QUERY)), { progress: options.progress });
+      for (const row of result.rows) found.add(String(row[0]));
+    }
+    return found;
+  }, options);
+}
+
+/** The mapped field a document's id is in (a keyword field), e.g. `event_id`. */
+function idField(model: SchemaModel): string {
+  return lakeColumns(model).id;
+}
+
+export async function verifySearch(backend: SearchBackend, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
+  const index = `${resourceNames(config, model.pipeline).indexPrefix}-*`;
+  const field = idField(model);
+  return waitFor(`search (${index})`, 'documents', expected, async (missing) => {
+    const found = new Set<string>();
+    for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
+      const ids = missing.slice(i, i + IDS_PER_QUERY).map((e) => e.id);
+      const response = await backend.search(index, { size: ids.length, _source: [field], query: { terms: { [field]: ids } } });
+      for (const hit of response.hits.hits) {
+        const value = hit._source?.[field];
+        if (typeof value === 'string') found.add(value);
+      }
+    }
+    return found;
+  }, options);
+}
+
+/** The twin without an OpenSearch: the documents are in its `_bulk` bodies. */
+export async function verifyBulkFiles(dataDir: string, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
+  const prefix = `${resourceNames(config, model.pipeline).indexPrefix}-`;
+  const field = idField(model);
+  return waitFor(`search (_bulk bodies under ${path.join(openSearchDir(dataDir), model.pipeline)})`, 'documents', expected, async (missing) => {
+    const wanted = new Set(missing.map((e) => e.id));
+    const found = new Set<string>();
+    for (const { index, doc } of bulkDocuments(dataDir, model.pipeline)) {
+      const value = doc[field];
+      if ((index === '' || index.startsWith(prefix)) && typeof value === 'string' && wanted.has(value)) found.add(value);
+    }
+    return found;
+  }, options);
+}
+

@@ -1,0 +1,102 @@
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { ERRORS_ROOT, SEARCH_BACKUP_ROOT } from '../schema';
+import { SluiceFunction } from './function';
+import { DLQ_RETENTION } from './metadata-store';
+import { acknowledgeRule, acknowledgeWildcards } from './nag';
+
+export interface FailureRouterProps {
+  /** The data bucket whose error objects and search backups are routed. */
+  readonly bucket: s3.Bucket;
+  /** The failure router's dedupe ledger. */
+  readonly table: dynamodb.ITable;
+  /** Name of the dead-letter queue (from resourceNames). */
+  readonly dlqName: string;
+  /** Days the dedupe ledger's items live. */
+  readonly ledgerTtlDays: number;
+  /** Encrypts the queue (failed records carry the raw, unmasked payload). */
+  readonly key: kms.IKey;
+  readonly removalPolicy: RemovalPolicy;
+}
+
+/** The prefixes whose new objects are failures to route. */
+export const FAILURE_PREFIXES = [`${ERRORS_ROOT}/`, `${SEARCH_BACKUP_ROOT}/`] as const;
+
+/**
+ * The dead-letter queue of failed records and the function that fills it: every error object Firehose writes
+ * (errors/) and every document backup OpenSearch refused (search-backup/) is read and its records are sent to the
+ * queue, from which `sluice replay` redrives them.
+ */
+export class FailureRouter extends Construct {
+  readonly dlq: sqs.Queue;
+  readonly function: SluiceFunction;
+
+  constructor(scope: Construct, id: string, props: FailureRouterProps) {
+    super(scope, id);
+    this.dlq = new sqs.Queue(this, 'Dlq', {
+      queueName: props.dlqName,
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: props.key,
+      dataKeyReuse: Duration.hours(1),
+      retentionPeriod: DLQ_RETENTION,
+      enforceSSL: true,
+      removalPolicy: props.removalPolicy,
+    });
+    acknowledgeRule(this.dlq, 'AwsSolutions-SQS3',
+      'This queue is the dead-letter queue of failed records; it is drained by `sluice replay`, not by a consumer that could need its own DLQ.');
+
+    this.function = new SluiceFunction(this, 'Router', {
+      handler: 'failure-router',
+      description: 'Sluice: sends the records of Firehose error objects and search backups to the dead-letter queue',
+      memoryMiB: 512,
+      timeout: Duration.minutes(5),
+      logRemovalPolicy: props.removalPolicy,
+      environment: {
+        SLUICE_DLQ_URL: this.dlq.queueUrl,
+        SLUICE_METADATA_TABLE: props.table.tableName,
+        SLUICE_METADATA_TTL_DAYS: String(props.ledgerTtlDays),
+      },
+    });
+    const role = this.function.role;
+    this.dlq.grantSendMessages(role);
+    props.table.grantReadWriteData(role);
+    for (const prefix of FAILURE_PREFIXES) {
+      props.bucket.grantRead(role, `${prefix}*`);
+      props.bucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(this.function.function), { prefix });
+    }
+
+    acknowledgeWildcards(role, [
+      ...FAILURE_PREFIXES.map((prefix) => ({
+        resource: `${props.bucket.bucketArn}/${prefix}*`,
+        reason: `Reads the failure objects under ${prefix} only (object keys are evaluated by Firehose at delivery).`,
+      })),
+      { action: 's3:GetObject*', reason: 'From bucket.grantRead, limited to the failure prefixes.' },
+      { action: 's3:GetBucket*', reason: 'From bucket.grantRead (bucket location).' },
+      { action: 's3:List*', reason: 'From bucket.grantRead on the data bucket.' },
+      { action: 'kms:GenerateDataKey*', reason: 'Sending to the encrypted dead-letter queue.' },
+      { action: 'kms:ReEncrypt*', reason: 'From the table grant on the data key.' },
+    ]);
+    this.acknowledgeNotificationsHandler();
+  }
+
+  /** Failed records waiting for `sluice replay`. */
+  metricDlqDepth(): cloudwatch.Metric {
+    return this.dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });
+  }
+
+  /** The CDK's bucket-notifications function is a stack-level singleton that `addEventNotification` created. */
+  private acknowledgeNotificationsHandler(): void {
+    const handler = Stack.of(this).node.children.find((c) => c.node.id.startsWith('BucketNotificationsHandler'));
+    if (!handler) return;
+    acknowledgeRule(handler, 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      'The CDK\'s bucket-notifications custom resource; it runs only at deploy time to configure the data bucket\'s notifications.');
+    acknowledgeRule(handler, 'AwsSolutions-IAM5[Resource::*]',
+      'The CDK\'s bucket-notifications custom resource needs s3:PutBucketNotification on buckets it does not know at synth time.');
+  }
+}

@@ -1,0 +1,88 @@
+import { CustomResource, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { Construct } from 'constructs';
+import { openSearchIndexTemplate, type SchemaModel } from '../schema';
+import { SluiceFunction } from './function';
+import { acknowledgeRule, acknowledgeWildcards } from './nag';
+import type { SearchDomain } from './search-domain';
+
+export interface IndexTemplatesProps {
+  readonly domain: SearchDomain;
+  /** @default RemovalPolicy.DESTROY */
+  readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/**
+ * Applies each search pipeline's index template (derived from its schema) to the domain at deploy time, through a
+ * custom resource whose function signs its requests with SigV4 (transforms/index-template).
+ */
+export class IndexTemplates extends Construct {
+  /** The function that applies templates (for alarms). */
+  readonly function: SluiceFunction;
+  private readonly provider: cr.Provider;
+  private readonly domain: SearchDomain;
+
+  constructor(scope: Construct, id: string, props: IndexTemplatesProps) {
+    super(scope, id);
+    this.domain = props.domain;
+    const fn = this.function = new SluiceFunction(this, 'Apply', {
+      handler: 'index-template',
+      description: 'Applies Sluice index templates to the OpenSearch domain (CloudFormation custom resource)',
+      memoryMiB: 256,
+      timeout: Duration.minutes(5),
+      logRemovalPolicy: props.logRemovalPolicy,
+      // Bundle the SigV4 signer rather than rely on the copy inside the runtime's AWS SDK.
+      externalModules: [],
+    });
+    props.domain.grant(fn.role, 'manage-templates', ['_index_template/*']);
+
+    this.provider = new cr.Provider(this, 'Provider', {
+      onEventHandler: fn.function,
+      logGroup: new logs.LogGroup(this, 'ProviderLogs', {
+        retention: SluiceFunction.LOG_RETENTION,
+        removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.DESTROY,
+      }),
+    });
+    acknowledgeRule(this.provider, 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      'The CDK Provider framework\'s own function role; it only invokes the index-template function and writes its logs.');
+    acknowledgeRule(this.provider, 'AwsSolutions-L1',
+      'The CDK Provider framework picks its own function runtime; the runtime moves with aws-cdk-lib upgrades.');
+    acknowledgeWildcards(this.provider, [{
+      resource: `${fn.function.functionArn}:*`,
+      reason: 'The Provider framework may invoke any version of the index-template function, and only that function.',
+    }]);
+  }
+
+  /** Applies the pipeline's index template: `index_patterns` <pipeline>-*, mappings from the schema. */
+  add(model: SchemaModel): CustomResource {
+    const template = indexTemplateFor(model, this.domain.dataNodes);
+    const resource = new CustomResource(this, `${model.pipeline}-template`, {
+      serviceToken: this.provider.serviceToken,
+      resourceType: 'Custom::SluiceIndexTemplate',
+      properties: {
+        Endpoint: this.domain.endpointHostname,
+        TemplateName: model.pipeline,
+        // JSON text, so numbers and booleans in the template are not turned into strings by CloudFormation.
+        TemplateBody: JSON.stringify(template),
+      },
+    });
+    // Apply the template only once the domain's access policy names our role.
+    if (this.domain.domain) resource.node.addDependency(this.domain.domain);
+    return resource;
+  }
+}
+
+/**
+ * The schema's index template, with replicas capped at what the domain can place: a replica never shares a node
+ * with its primary, so on a single-node domain (the dev size) a replica would stay unassigned and every index yellow.
+ */
+export function indexTemplateFor(model: SchemaModel, dataNodes: number | undefined): Record<string, unknown> {
+  const template = openSearchIndexTemplate(model);
+  const settings = (template.template as { settings?: Record<string, unknown> } | undefined)?.settings;
+  const replicas = settings?.number_of_replicas;
+  if (settings && dataNodes !== undefined && typeof replicas === 'number' && replicas > dataNodes - 1) {
+    settings.number_of_replicas = Math.max(0, dataNodes - 1);
+  }
+  return template;
+}

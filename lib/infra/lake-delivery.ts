@@ -1,0 +1,162 @@
+import { Aws, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import type * as glue from 'aws-cdk-lib/aws-glue';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { firehoseDataPrefix, firehoseErrorPrefix, type SchemaModel } from '../schema';
+import { acknowledgeRule, acknowledgeWildcards } from './nag';
+import { TransformProcessor, transformInvocationProblems, type TransformInvocation } from './transform-processor';
+import { assertValidProps } from './errors';
+
+export interface LakeDeliveryProps {
+  readonly deliveryStreamName: string;
+  /** The pipeline's schema: the prefix's partition keys come from it. */
+  readonly model: SchemaModel;
+  /** Where Parquet lands (data/<pipeline>/…) and error objects go (errors/<pipeline>/…). */
+  readonly bucket: s3.IBucket;
+  /** The Glue table whose columns are the Parquet schema. */
+  readonly table: glue.CfnTable;
+  /** The Kinesis stream to read. @default - DirectPut: applications write to the delivery stream */
+  readonly source?: kinesis.IStream;
+  /** The record-transform Lambda in lake mode: validates, enriches, returns partition keys. */
+  readonly transform: lambda.IFunction;
+  readonly transformInvocation: TransformInvocation;
+  /** Flush after this much data (Firehose: 64–128 MiB with Parquet conversion). @default Size.mebibytes(128) */
+  readonly bufferingSize?: Size;
+  /** Flush after this long (Firehose: 60–900 s with dynamic partitioning). @default Duration.seconds(300) */
+  readonly bufferingInterval?: Duration;
+  /** How long Firehose retries delivering a partition before it becomes an error object. @default Duration.seconds(300) */
+  readonly retryDuration?: Duration;
+  /** @default RemovalPolicy.DESTROY */
+  readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/** Delivery log retention. */
+const DELIVERY_LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
+
+/**
+ * A Firehose stream that writes a pipeline's records to the lake: the transform Lambda validates and enriches
+ * each record and returns its partition keys, Firehose converts to Parquet (Snappy) through the pipeline's
+ * Glue table and writes data/<pipeline>/<partition>=…/; failures land under errors/<pipeline>/<error type>/.
+ */
+export class LakeDelivery extends Construct {
+  readonly deliveryStream: firehose.DeliveryStream;
+  readonly role: iam.Role;
+  readonly logGroup: logs.LogGroup;
+  /** The buffering interval, for freshness alarms. */
+  readonly bufferingInterval: Duration;
+  /** True when the source is a Kinesis stream. */
+  readonly kinesisSource: boolean;
+
+  constructor(scope: Construct, id: string, props: LakeDeliveryProps) {
+    super(scope, id);
+    const size = props.bufferingSize ?? Size.mebibytes(128);
+    this.bufferingInterval = props.bufferingInterval ?? Duration.seconds(300);
+    const retry = props.retryDuration ?? Duration.seconds(300);
+    const problems = transformInvocationProblems(props.transformInvocation);
+    const mib = size.toKibibytes() / 1024;
+    if (mib < 64 || mib > 128) {
+      problems.push(`bufferingSize must be 64–128 MiB (Firehose's range with Parquet conversion and dynamic partitioning), got ${mib} MiB`);
+    }
+    const interval = this.bufferingInterval.toSeconds();
+    if (interval < 60 || interval > 900) {
+      problems.push(`bufferingInterval must be 60–900 s (Firehose's range with dynamic partitioning), got ${interval} s`);
+    }
+    if (retry.toSeconds() < 0 || retry.toSeconds() > 7200) {
+      problems.push(`retryDuration must be 0–7200 s, got ${retry.toSeconds()} s`);
+    }
+    if (!/^[a-zA-Z0-9_.-]{1,64}$/.test(props.deliveryStreamName)) {
+      problems.push(`deliveryStreamName "${props.deliveryStreamName}" must be 1–64 letters, digits, "_", "." or "-"`);
+    }
+    assertValidProps(this, problems);
+    this.kinesisSource = props.source !== undefined;
+
+    this.role = new iam.Role(this, 'Role', {
+      description: `Firehose ${props.deliveryStreamName}: reads the source, invokes the transform, writes the lake`,
+      assumedBy: new iam.ServicePrincipal('firehose.amazonaws.com', {
+        conditions: { StringEquals: { 'sts:ExternalId': Aws.ACCOUNT_ID } },
+      }),
+    });
+    this.logGroup = new logs.LogGroup(this, 'DeliveryLogs', {
+      retention: DELIVERY_LOG_RETENTION,
+      removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.DESTROY,
+    });
+
+    const destination = new firehose.S3Bucket(props.bucket, {
+      role: this.role,
+      dataOutputPrefix: firehoseDataPrefix(props.model),
+      errorOutputPrefix: firehoseErrorPrefix(props.model.pipeline),
+      bufferingSize: size,
+      bufferingInterval: this.bufferingInterval,
+      processors: [new TransformProcessor(props.transform, props.transformInvocation)],
+      dataFormatConversion: {
+        schemaConfiguration: firehose.SchemaConfiguration.fromCfnTable(props.table),
+        // The transform writes column names already, so no key mapping is needed.
+        inputFormat: firehose.InputFormat.OPENX_JSON,
+        outputFormat: new firehose.ParquetOutputFormat({ compression: firehose.ParquetCompression.SNAPPY }),
+      },
+      dynamicPartitioning: { enabled: true, retryDuration: retry },
+      loggingConfig: new firehose.EnableLogging(this.logGroup),
+    });
+
+    this.deliveryStream = new firehose.DeliveryStream(this, 'DeliveryStream', {
+      deliveryStreamName: props.deliveryStreamName,
+      destination,
+      role: this.role,
+      source: props.source ? new firehose.KinesisStreamSource(props.source) : undefined,
+      // Server-side encryption applies to DirectPut only; a Kinesis source is encrypted on the stream itself.
+      encryption: props.source ? undefined : firehose.StreamEncryption.awsOwnedKey(),
+    });
+
+    // The L2 adds a region → Firehose CIDR mapping to every stack it is in (for Redshift and Splunk security groups);
+    // with an S3 destination nothing looks it up.
+    acknowledgeRule(Stack.of(this), 'CloudFormation-Validate::W7001',
+      'The unreferenced mapping is the Firehose CIDR table the DeliveryStream L2 always adds; unused with an S3 destination.');
+    if (props.source) {
+      acknowledgeRule(this.deliveryStream, 'AwsSolutions-KDF1',
+        'Firehose rejects server-side encryption on a stream with a Kinesis source; the source Kinesis stream is KMS-encrypted and Firehose keeps records encrypted in transit.');
+    }
+    acknowledgeWildcards(this.role, [
+      { resource: `${props.bucket.bucketArn}/*`, reason: 'Added by the L2 S3Bucket destination: Firehose writes data/<pipeline>/ and errors/<pipeline>/ objects of the data bucket (prefixes evaluated at delivery).' },
+      { action: 's3:GetObject*', reason: 'From the L2 S3Bucket destination grant (read/write on the data bucket), needed for multipart uploads.' },
+      { action: 's3:GetBucket*', reason: 'From the L2 S3Bucket destination grant: Firehose reads the bucket location.' },
+      { action: 's3:List*', reason: 'From the L2 S3Bucket destination grant: Firehose lists multipart uploads.' },
+      { action: 's3:DeleteObject*', reason: 'From the L2 S3Bucket destination grant (read/write); Firehose cleans up failed multipart parts.' },
+      { action: 's3:Abort*', reason: 'From the L2 S3Bucket destination grant: Firehose aborts failed multipart uploads.' },
+      { action: 'kms:GenerateDataKey*', reason: 'From the bucket grant: objects are encrypted with the data key.' },
+      { action: 'kms:ReEncrypt*', reason: 'From the bucket grant on the data key (read/write).' },
+      { resource: '*', reason: 'glue:GetSchemaVersion on "*" is added by SchemaConfiguration.fromCfnTable (Glue Schema Registry, unused here); the Glue table actions themselves are scoped to the table.' },
+    ]);
+  }
+
+  /** Age of the oldest record not yet delivered to S3, seconds. */
+  metricDataFreshness(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deliveryStream.metric('DeliveryToS3.DataFreshness', { statistic: 'Maximum', period: Duration.minutes(5), ...props });
+  }
+
+  /** Share of successful S3 puts (1 = all succeeded). */
+  metricDeliverySuccess(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deliveryStream.metric('DeliveryToS3.Success', { statistic: 'Average', period: Duration.minutes(5), ...props });
+  }
+
+  /** Records throttled: PutRecord(Batch) for DirectPut, reads from the stream for a Kinesis source. */
+  metricThrottledRecords(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    const name = this.kinesisSource ? 'ThrottledGetRecords' : 'ThrottledRecords';
+    return this.deliveryStream.metric(name, { statistic: 'Sum', period: Duration.minutes(5), ...props });
+  }
+
+  /** Records Firehose could not convert to Parquet. */
+  metricFailedConversions(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deliveryStream.metric('FailedConversion.Records', { statistic: 'Sum', period: Duration.minutes(5), ...props });
+  }
+
+  /** Records that reached the delivery stream. */
+  metricIncomingRecords(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deliveryStream.metricIncomingRecords({ statistic: 'Sum', period: Duration.minutes(5), ...props });
+  }
+}

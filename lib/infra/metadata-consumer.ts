@@ -1,0 +1,96 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { KinesisConsumerEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { ConsumerConfig } from '../config';
+import { SluiceFunction } from './function';
+import type { MetadataStore } from './metadata-store';
+import { acknowledgeWildcards } from './nag';
+import { assertValidProps } from './errors';
+
+export interface MetadataConsumerProps {
+  readonly pipeline: string;
+  readonly stream: kinesis.IStream;
+  readonly store: MetadataStore;
+  /** Batching, retries and sizing of the consumer. */
+  readonly consumer: ConsumerConfig;
+  /** Days metadata items live before DynamoDB's TTL removes them. */
+  readonly ttlDays: number;
+  /** @default RemovalPolicy.DESTROY */
+  readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/** Name of the enhanced fan-out consumer; unique per stream, so the same on every stream. */
+export const METADATA_STREAM_CONSUMER_NAME = 'sluice-metadata-consumer';
+
+/**
+ * The metadata consumer Lambda reading a pipeline's stream through an enhanced fan-out consumer (its own 2 MiB/s per
+ * shard, so it does not share read throughput with the Firehose streams), with bounded retries, bisection and
+ * partial batch failures; batches it gives up on are reported to the on-failure queue.
+ */
+export class MetadataConsumer extends Construct {
+  readonly function: SluiceFunction;
+  readonly streamConsumer: kinesis.StreamConsumer;
+  readonly eventSource: KinesisConsumerEventSource;
+
+  constructor(scope: Construct, id: string, props: MetadataConsumerProps) {
+    super(scope, id);
+    const c = props.consumer;
+    const problems: string[] = [];
+    const range = (key: string, value: number, min: number, max: number, why = '') => {
+      if (!Number.isInteger(value) || value < min || value > max) problems.push(`consumer.${key} must be a whole number from ${min} to ${max}${why}, got ${value}`);
+    };
+    range('batchSize', c.batchSize, 1, 10000, ' (Lambda\'s Kinesis batch size)');
+    range('batchWindowSeconds', c.batchWindowSeconds, 0, 300);
+    range('maxRetries', c.maxRetries, 0, 10000, ' (bounded, so a poison record cannot block its shard)');
+    range('maxRecordAgeSeconds', c.maxRecordAgeSeconds, 60, 604800);
+    range('parallelization', c.parallelization, 1, 10);
+    range('timeoutSeconds', c.timeoutSeconds, 1, 900);
+    if (!Number.isInteger(props.ttlDays) || props.ttlDays < 1) problems.push(`ttlDays must be a whole number ≥ 1, got ${props.ttlDays}`);
+    assertValidProps(this, problems);
+
+    this.function = new SluiceFunction(this, 'Consumer', {
+      handler: 'metadata-consumer',
+      description: `Sluice ${props.pipeline}: writes record metadata to DynamoDB`,
+      memoryMiB: c.memoryMiB,
+      timeout: Duration.seconds(c.timeoutSeconds),
+      logRemovalPolicy: props.logRemovalPolicy,
+      environment: {
+        SLUICE_PIPELINE: props.pipeline,
+        SLUICE_METADATA_TABLE: props.store.table.tableName,
+        SLUICE_METADATA_TTL_DAYS: String(props.ttlDays),
+      },
+    });
+    props.store.table.grantReadWriteData(this.function.role);
+    acknowledgeWildcards(this.function.role, [
+      { action: 'kms:GenerateDataKey*', reason: 'From the table grant: items are encrypted with the data key (GenerateDataKey and GenerateDataKeyWithoutPlaintext).' },
+      { action: 'kms:ReEncrypt*', reason: 'From the table grant on the data key (ReEncryptFrom/To), scoped to that key.' },
+    ]);
+
+    this.streamConsumer = new kinesis.StreamConsumer(this, 'StreamConsumer', {
+      streamConsumerName: METADATA_STREAM_CONSUMER_NAME,
+      stream: props.stream,
+    });
+    this.eventSource = new KinesisConsumerEventSource(this.streamConsumer, {
+      // A new stream: start at its beginning so records written before the mapping exists are not skipped.
+      startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+      batchSize: c.batchSize,
+      maxBatchingWindow: Duration.seconds(c.batchWindowSeconds),
+      bisectBatchOnError: true,
+      retryAttempts: c.maxRetries,
+      maxRecordAge: Duration.seconds(c.maxRecordAgeSeconds),
+      parallelizationFactor: c.parallelization,
+      reportBatchItemFailures: true,
+      onFailure: new SqsDlq(props.store.consumerDlq as sqs.IQueue),
+    });
+    this.function.function.addEventSource(this.eventSource);
+  }
+
+  /** How far behind the stream's tip the consumer reads, milliseconds. */
+  metricIteratorAge(): cloudwatch.Metric {
+    return this.function.function.metric('IteratorAge', { statistic: 'Maximum', period: Duration.minutes(5) });
+  }
+}

@@ -1,0 +1,251 @@
+import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import { Construct } from 'constructs';
+import type { FailureRouter } from './failure-router';
+import type { SluiceFunction } from './function';
+import type { LakeDelivery } from './lake-delivery';
+import type { MetadataConsumer } from './metadata-consumer';
+import type { MetadataStore } from './metadata-store';
+import type { PipelineStream } from './pipeline-stream';
+import type { SearchDelivery } from './search-delivery';
+import type { SearchDomain } from './search-domain';
+
+/** What to watch of one pipeline. */
+export interface MonitoredPipeline {
+  readonly name: string;
+  readonly stream?: PipelineStream;
+  readonly lake?: LakeDelivery;
+  readonly search?: SearchDelivery;
+  /** Transform functions, by the destination they serve. */
+  readonly transforms: ReadonlyArray<{ readonly destination: 'lake' | 'search'; readonly function: SluiceFunction }>;
+  readonly consumer?: MetadataConsumer;
+}
+
+export interface PipelineDashboardProps {
+  readonly pipelines: readonly MonitoredPipeline[];
+  readonly failureRouter: FailureRouter;
+  readonly metadataStore: MetadataStore;
+  readonly searchDomain?: SearchDomain;
+  /** Other functions to alarm on (e.g. the index-template function). @default - none */
+  readonly otherFunctions?: ReadonlyArray<{ readonly name: string; readonly function: SluiceFunction }>;
+  /** E-mail address subscribed to the alarm topic. @default - no subscription */
+  readonly alarmEmail?: string;
+  readonly removalPolicy: RemovalPolicy;
+}
+
+/**
+ * Thresholds, in one place so the docs and tests can quote them. Periods are 5 minutes unless noted.
+ */
+export const ALARM_THRESHOLDS = {
+  /** Kinesis: oldest unread record of the polling (Firehose) readers, and of the EFO consumer. */
+  iteratorAgeMs: 10 * 60 * 1000,
+  /** Fraction of a function's timeout that its longest invocation may reach. */
+  durationShareOfTimeout: 0.8,
+  /** Free storage of the fullest OpenSearch node, as a share of its volume. */
+  freeStorageShare: 0.25,
+  /** Data freshness may exceed the buffering interval by this much before it alarms (conversion and partitioning add latency). */
+  freshnessSlackSeconds: 900,
+} as const;
+
+/**
+ * One CloudWatch dashboard of every pipeline and alarms that notify an SNS topic: Kinesis iterator age and write
+ * throttling; Firehose data freshness, throttled records and delivery success; Lambda errors, throttles and
+ * duration near the timeout; dead-letter queue depth; OpenSearch cluster status, write blocks and free storage.
+ */
+export class PipelineDashboard extends Construct {
+  readonly dashboard: cloudwatch.Dashboard;
+  readonly topic: sns.Topic;
+  readonly alarms: cloudwatch.Alarm[] = [];
+  private readonly action: actions.SnsAction;
+
+  constructor(scope: Construct, id: string, props: PipelineDashboardProps) {
+    super(scope, id);
+    // CloudWatch cannot publish to a topic encrypted with the AWS-managed SNS key, so the topic has its own key.
+    const key = new kms.Key(this, 'TopicKey', {
+      description: 'Encrypts the Sluice alarm topic',
+      enableKeyRotation: true,
+      removalPolicy: props.removalPolicy,
+    });
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+      actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+      resources: ['*'],
+      conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+    }));
+    this.topic = new sns.Topic(this, 'AlarmTopic', { displayName: 'Sluice alarms', masterKey: key, enforceSSL: true });
+    if (props.alarmEmail) this.topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+    this.action = new actions.SnsAction(this.topic);
+
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      defaultInterval: Duration.hours(3),
+      periodOverride: cloudwatch.PeriodOverride.AUTO,
+    });
+
+    for (const p of props.pipelines) this.watchPipeline(p);
+    this.watchFailures(props.failureRouter, props.metadataStore);
+    if (props.searchDomain) this.watchDomain(props.searchDomain);
+    for (const other of props.otherFunctions ?? []) this.watchFunction(other.function, other.name);
+
+    this.dashboard.addWidgets(new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24 }));
+  }
+
+  private watchPipeline(p: MonitoredPipeline): void {
+    const widgets: cloudwatch.IWidget[] = [];
+    widgets.push(new cloudwatch.TextWidget({ markdown: `## ${p.name}`, width: 24, height: 1 }));
+
+    if (p.stream) {
+      const s = p.stream;
+      widgets.push(new cloudwatch.GraphWidget({
+        title: `${p.name}: Kinesis`,
+        left: [s.stream.metricIncomingRecords({ statistic: 'Sum', period: Duration.minutes(5) }), s.metricWriteThrottles()],
+        right: [s.metricIteratorAge()],
+        width: 8,
+      }));
+      this.alarm(`${p.name}-stream-iterator-age`, s.metricIteratorAge(), {
+        threshold: ALARM_THRESHOLDS.iteratorAgeMs, evaluationPeriods: 3, datapointsToAlarm: 3,
+        description: `${p.name}: Firehose has not read the stream's oldest records for over 10 minutes (records expire after the stream's retention).`,
+      });
+      this.alarm(`${p.name}-stream-write-throttles`, s.metricWriteThrottles(), {
+        threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 3,
+        description: `${p.name}: producers have been throttled for 15 minutes; add shards or switch to on-demand.`,
+      });
+    }
+
+    for (const delivery of [p.lake, p.search]) {
+      if (!delivery) continue;
+      const kind = delivery === p.lake ? 'lake' : 'search';
+      const freshnessLimit = delivery.bufferingInterval.toSeconds() + ALARM_THRESHOLDS.freshnessSlackSeconds;
+      widgets.push(new cloudwatch.GraphWidget({
+        title: `${p.name}: Firehose ${kind}`,
+        left: [delivery.metricDataFreshness()],
+        right: [delivery.metricDeliverySuccess(), delivery.metricThrottledRecords()],
+        width: 8,
+      }));
+      this.alarm(`${p.name}-${kind}-freshness`, delivery.metricDataFreshness(), {
+        threshold: freshnessLimit, evaluationPeriods: 2, datapointsToAlarm: 2,
+        description: `${p.name}: the oldest record waiting for ${kind} delivery is older than the buffering interval + 15 minutes (${freshnessLimit} s).`,
+      });
+      this.alarm(`${p.name}-${kind}-throttled`, delivery.metricThrottledRecords(), {
+        threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 3,
+        description: `${p.name}: the ${kind} delivery stream has been throttled for 15 minutes.`,
+      });
+      this.alarm(`${p.name}-${kind}-delivery-success`, delivery.metricDeliverySuccess(), {
+        threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
+        description: `${p.name}: ${kind} deliveries have been failing for 15 minutes; see the delivery log group.`,
+      });
+    }
+
+    for (const t of p.transforms) widgets.push(this.watchFunction(t.function, `${p.name}-${t.destination}-transform`, false));
+    if (p.consumer) {
+      widgets.push(this.watchFunction(p.consumer.function, `${p.name}-consumer`, false));
+      this.alarm(`${p.name}-consumer-iterator-age`, p.consumer.metricIteratorAge(), {
+        threshold: ALARM_THRESHOLDS.iteratorAgeMs, evaluationPeriods: 3, datapointsToAlarm: 3,
+        description: `${p.name}: the metadata consumer is more than 10 minutes behind the stream.`,
+      });
+    }
+    this.dashboard.addWidgets(...widgets);
+  }
+
+  private watchFunction(fn: SluiceFunction, name: string, addWidget = true): cloudwatch.IWidget {
+    const f = fn.function;
+    const duration = f.metricDuration({ statistic: 'Maximum', period: Duration.minutes(5) });
+    const nearTimeout = Math.floor(fn.timeout.toMilliseconds() * ALARM_THRESHOLDS.durationShareOfTimeout);
+    this.alarm(`${name}-errors`, f.metricErrors({ statistic: 'Sum', period: Duration.minutes(5) }), {
+      threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 2,
+      description: `${name}: the function failed in 2 of the last 3 five-minute periods; see its log group.`,
+    });
+    this.alarm(`${name}-throttles`, f.metricThrottles({ statistic: 'Sum', period: Duration.minutes(5) }), {
+      threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 2,
+      description: `${name}: invocations were throttled; raise the account's concurrency limit or reserve concurrency.`,
+    });
+    this.alarm(`${name}-duration`, duration, {
+      threshold: nearTimeout, evaluationPeriods: 3, datapointsToAlarm: 2,
+      description: `${name}: an invocation took over 80% of the ${fn.timeout.toSeconds()} s timeout.`,
+    });
+    const widget = new cloudwatch.GraphWidget({
+      title: `${name}: Lambda`,
+      left: [f.metricInvocations({ statistic: 'Sum', period: Duration.minutes(5) }), f.metricErrors({ statistic: 'Sum', period: Duration.minutes(5) })],
+      right: [duration],
+      width: 8,
+    });
+    if (addWidget) this.dashboard.addWidgets(widget);
+    return widget;
+  }
+
+  private watchFailures(router: FailureRouter, store: MetadataStore): void {
+    this.watchFunction(router.function, 'failure-router');
+    this.alarm('dlq-not-empty', router.metricDlqDepth(), {
+      threshold: 1, evaluationPeriods: 1,
+      description: 'Failed records are waiting in the dead-letter queue; inspect them and run `sluice replay`.',
+    });
+    this.alarm('consumer-dlq-not-empty', store.metricConsumerDlqDepth(), {
+      threshold: 1, evaluationPeriods: 1,
+      description: 'A metadata consumer gave up on a batch; the queue holds its shard and sequence range (re-read the stream within its retention).',
+    });
+    this.dashboard.addWidgets(new cloudwatch.GraphWidget({
+      title: 'Dead-letter queues',
+      left: [router.metricDlqDepth(), store.metricConsumerDlqDepth()],
+      width: 8,
+    }));
+  }
+
+  private watchDomain(domain: SearchDomain): void {
+    const red = domain.metricClusterRed();
+    const blocked = domain.metricWritesBlocked();
+    const free = domain.metricFreeStorage();
+    if (red) {
+      this.alarm('opensearch-cluster-red', red, {
+        threshold: 1, evaluationPeriods: 1,
+        description: 'OpenSearch cluster status is red: a primary shard is unassigned and some documents cannot be indexed or searched.',
+      });
+    }
+    if (blocked) {
+      this.alarm('opensearch-writes-blocked', blocked, {
+        threshold: 1, evaluationPeriods: 1,
+        description: 'OpenSearch is blocking writes (storage or memory pressure); documents go to the search backup prefix.',
+      });
+    }
+    if (free && domain.volumeGiB !== undefined) {
+      const thresholdMiB = Math.floor(domain.volumeGiB * 1024 * ALARM_THRESHOLDS.freeStorageShare);
+      this.alarm('opensearch-free-storage', free, {
+        threshold: thresholdMiB, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 1,
+        description: `OpenSearch: the fullest node has under 25% of its ${domain.volumeGiB} GiB left (${thresholdMiB} MiB); delete old indices or grow the volume.`,
+      });
+    }
+    const metrics = [red, blocked, free].filter((m): m is cloudwatch.Metric => m !== undefined);
+    if (metrics.length > 0) this.dashboard.addWidgets(new cloudwatch.GraphWidget({ title: 'OpenSearch', left: metrics, width: 8 }));
+  }
+
+  private alarm(id: string, metric: cloudwatch.IMetric, o: {
+    threshold: number;
+    evaluationPeriods: number;
+    datapointsToAlarm?: number;
+    comparisonOperator?: cloudwatch.ComparisonOperator;
+    description: string;
+  }): cloudwatch.Alarm {
+    const alarm = new cloudwatch.Alarm(this, id, {
+      metric,
+      threshold: o.threshold,
+      evaluationPeriods: o.evaluationPeriods,
+      datapointsToAlarm: o.datapointsToAlarm,
+      comparisonOperator: o.comparisonOperator ?? cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      // No data means no traffic, not a failure.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription: o.description,
+    });
+    alarm.addAlarmAction(this.action);
+    alarm.addOkAction(this.action);
+    this.alarms.push(alarm);
+    return alarm;
+  }
+
+  /** Console URL of the dashboard. */
+  get dashboardUrl(): string {
+    return `https://${Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${this.dashboard.dashboardName}`;
+  }
+}

@@ -1,0 +1,240 @@
+import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as opensearch from 'aws-cdk-lib/aws-opensearchservice';
+import { Construct } from 'constructs';
+import { acknowledgeRule, acknowledgeWildcards } from './nag';
+import { assertValidProps } from './errors';
+
+/** A domain Sluice creates: a small single-node dev size unless configured otherwise. */
+export interface NewDomainOptions {
+  /** e.g. "OpenSearch_2.19" */
+  readonly engineVersion: string;
+  /** e.g. "t3.small.search" */
+  readonly instanceType: string;
+  /** Data nodes: 1, an even number (two zones) or a multiple of 3 (three zones). */
+  readonly instanceCount: number;
+  /** EBS gp3 volume per data node, GiB. */
+  readonly volumeGiB: number;
+  readonly removalPolicy: RemovalPolicy;
+}
+
+/** A domain that already exists (its access policy is the owner's to edit). */
+export interface ExistingDomainOptions {
+  /** https:// endpoint of the domain. */
+  readonly endpoint: string;
+  readonly domainArn: string;
+}
+
+export interface SearchDomainProps {
+  /** Exactly one of `create` and `existing`. */
+  readonly create?: NewDomainOptions;
+  readonly existing?: ExistingDomainOptions;
+}
+
+/** HTTP actions a role may send to the domain. */
+export type DomainAccess = 'write' | 'read' | 'manage-templates';
+
+const ACCESS_ACTIONS: Record<DomainAccess, string[]> = {
+  write: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPost', 'es:ESHttpPut'],
+  read: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPost'],
+  'manage-templates': ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPut', 'es:ESHttpDelete'],
+};
+
+/** Domain log retention. */
+const DOMAIN_LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
+
+/**
+ * The OpenSearch domain search pipelines deliver to — created here (encrypted at rest, node-to-node encryption,
+ * HTTPS with TLS 1.2+, access limited to the roles granted through this construct) or imported from configuration —
+ * and the role users assume to query it.
+ */
+export class SearchDomain extends Construct {
+  readonly domainArn: string;
+  /** Host name of the domain endpoint, without https://. */
+  readonly endpointHostname: string;
+  /** The domain, when this construct created it. */
+  readonly domain?: opensearch.Domain;
+  /** Role for people and tools that query the domain (`sluice search`); anyone in the account allowed to assume it. */
+  readonly queryRole: iam.Role;
+  /** EBS volume per data node, GiB, for the free-storage alarm; undefined for an existing domain. */
+  readonly volumeGiB?: number;
+  /** Data nodes of a domain created here; undefined for an existing domain. */
+  readonly dataNodes?: number;
+
+  constructor(scope: Construct, id: string, props: SearchDomainProps) {
+    super(scope, id);
+    if ((props.create === undefined) === (props.existing === undefined)) {
+      assertValidProps(this, ['give exactly one of "create" (a new domain) and "existing" (endpoint and ARN of a domain)']);
+    }
+
+    if (props.existing) {
+      const endpoint = props.existing.endpoint.replace(/\/+$/, '');
+      const problems: string[] = [];
+      if (!/^https:\/\/[A-Za-z0-9.-]+(:\d+)?$/.test(endpoint)) {
+        problems.push(`existing endpoint "${props.existing.endpoint}" must be the domain's https:// URL`);
+      }
+      if (!/^arn:aws[a-z-]*:es:[a-z0-9-]+:\d{12}:domain\/[a-z][a-z0-9-]{2,27}$/.test(props.existing.domainArn)) {
+        problems.push(`existing domainArn "${props.existing.domainArn}" must look like arn:aws:es:<region>:<account>:domain/<name>`);
+      }
+      assertValidProps(this, problems);
+      this.domainArn = props.existing.domainArn;
+      this.endpointHostname = endpoint.replace(/^https:\/\//, '');
+    } else {
+      this.domain = this.createDomain(props.create!);
+      this.domainArn = this.domain.domainArn;
+      this.endpointHostname = this.domain.domainEndpoint;
+      this.volumeGiB = props.create!.volumeGiB;
+      this.dataNodes = props.create!.instanceCount;
+    }
+
+    this.queryRole = new iam.Role(this, 'QueryRole', {
+      description: 'Queries the Sluice OpenSearch domain (read-only HTTP: GET, HEAD, POST for _search)',
+      assumedBy: new iam.AccountRootPrincipal(),
+      maxSessionDuration: Duration.hours(1),
+    });
+    this.grant(this.queryRole, 'read');
+    // Created by the first access-policy statement above.
+    if (this.domain) this.acknowledgeAccessPolicyHandler();
+  }
+
+  /**
+   * Lets `role` send the given HTTP actions to the domain: an identity policy on the role, and — for a domain
+   * created here — a statement naming the role in the domain's access policy.
+   */
+  grant(role: iam.IRole, access: DomainAccess, paths: readonly string[] = ['*']): void {
+    const actions = ACCESS_ACTIONS[access];
+    const resources = paths.map((p) => `${this.domainArn}/${p}`);
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources }));
+    this.domain?.addAccessPolicies(new iam.PolicyStatement({ principals: [new iam.ArnPrincipal(role.roleArn)], actions, resources }));
+    const wildcards = resources.filter((r) => r.includes('*'));
+    acknowledgeWildcards(role, wildcards.map((resource) => ({
+      resource,
+      reason: 'HTTP paths of this one OpenSearch domain (indices are created per rotation period, so they cannot be listed in advance).',
+    })));
+  }
+
+  /** Cluster health: 1 when red (a primary shard is unassigned). */
+  metricClusterRed(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.domain?.metricClusterStatusRed({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
+  }
+
+  /** Free storage of the fullest node, MiB. */
+  metricFreeStorage(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.domain?.metricFreeStorageSpace({ statistic: 'Minimum', period: Duration.minutes(5), ...props });
+  }
+
+  /** 1 when the cluster blocks writes (out of storage or memory pressure). */
+  metricWritesBlocked(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.domain?.metricClusterIndexWritesBlocked({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
+  }
+
+  /**
+   * The domain's access policy is applied by the CDK's AwsCustomResource (it names roles created after the domain);
+   * its function is a stack-level singleton.
+   */
+  private acknowledgeAccessPolicyHandler(): void {
+    const handler = Stack.of(this).node.tryFindChild(AWS_CUSTOM_RESOURCE_SINGLETON_ID);
+    if (!handler) return;
+    acknowledgeRule(handler, 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      'The CDK AwsCustomResource function that sets the OpenSearch access policy; it runs only at deploy time and its own policy allows es:UpdateDomainConfig on this domain only.');
+    acknowledgeRule(handler, 'AwsSolutions-L1',
+      'The CDK AwsCustomResource function picks its own runtime; it moves with aws-cdk-lib upgrades.');
+  }
+
+  private createDomain(o: NewDomainOptions): opensearch.Domain {
+    const problems: string[] = [];
+    const version = /^OpenSearch_(\d+\.\d+)$/.exec(o.engineVersion);
+    if (!version) problems.push(`engineVersion "${o.engineVersion}" must look like "OpenSearch_2.19"`);
+    if (!/^[a-z0-9]+\.[a-z0-9]+\.search$/.test(o.instanceType)) problems.push(`instanceType "${o.instanceType}" must be an OpenSearch instance type such as "t3.small.search"`);
+    if (!Number.isInteger(o.instanceCount) || o.instanceCount < 1) problems.push(`instanceCount must be a whole number ≥ 1, got ${o.instanceCount}`);
+    const zones = zoneCount(o.instanceCount);
+    if (zones === undefined && Number.isInteger(o.instanceCount) && o.instanceCount > 1) {
+      problems.push(`instanceCount ${o.instanceCount} cannot be spread evenly over availability zones; use 1, an even number (two zones) or a multiple of 3 (three zones)`);
+    }
+    if (!Number.isInteger(o.volumeGiB) || o.volumeGiB < 10) problems.push(`volumeGiB must be a whole number ≥ 10, got ${o.volumeGiB}`);
+    const t3Limit = T3_MAX_VOLUME_GIB[o.instanceType];
+    if (t3Limit !== undefined && o.volumeGiB > t3Limit) {
+      problems.push(`volumeGiB ${o.volumeGiB} exceeds the ${t3Limit} GiB EBS limit of ${o.instanceType}; choose a larger instance type or a smaller volume`);
+    }
+    assertValidProps(this, problems);
+
+    const retainLogs = o.removalPolicy;
+    const appLogs = new logs.LogGroup(this, 'AppLogs', { retention: DOMAIN_LOG_RETENTION, removalPolicy: retainLogs });
+    const slowSearchLogs = new logs.LogGroup(this, 'SlowSearchLogs', { retention: DOMAIN_LOG_RETENTION, removalPolicy: retainLogs });
+    const slowIndexLogs = new logs.LogGroup(this, 'SlowIndexLogs', { retention: DOMAIN_LOG_RETENTION, removalPolicy: retainLogs });
+    // A native resource policy instead of the L2's custom resource: OpenSearch may write to these three groups only.
+    const logPolicy = new logs.CfnResourcePolicy(this, 'LogPublishingPolicy', {
+      policyName: `${Stack.of(this).stackName}-opensearch-logs`,
+      policyDocument: Stack.of(this).toJsonString({
+        Version: '2012-10-17',
+        Statement: [{
+          Effect: 'Allow',
+          Principal: { Service: 'es.amazonaws.com' },
+          Action: ['logs:PutLogEvents', 'logs:CreateLogStream'],
+          Resource: [appLogs.logGroupArn, slowSearchLogs.logGroupArn, slowIndexLogs.logGroupArn],
+          Condition: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+        }],
+      }),
+    });
+
+    const domain = new opensearch.Domain(this, 'Domain', {
+      version: opensearch.EngineVersion.openSearch(version![1]),
+      capacity: {
+        dataNodes: o.instanceCount,
+        dataNodeInstanceType: o.instanceType,
+        // Multi-AZ with standby needs three zones, dedicated masters and no T3: not the dev size.
+        multiAzWithStandbyEnabled: false,
+      },
+      ebs: { enabled: true, volumeSize: o.volumeGiB, volumeType: ec2.EbsDeviceVolumeType.GP3 },
+      zoneAwareness: zones ? { enabled: true, availabilityZoneCount: zones } : { enabled: false },
+      encryptionAtRest: { enabled: true },
+      nodeToNodeEncryption: true,
+      enforceHttps: true,
+      tlsSecurityPolicy: opensearch.TLSSecurityPolicy.TLS_1_2,
+      logging: {
+        appLogEnabled: true,
+        appLogGroup: appLogs,
+        slowSearchLogEnabled: true,
+        slowSearchLogGroup: slowSearchLogs,
+        slowIndexLogEnabled: true,
+        slowIndexLogGroup: slowIndexLogs,
+      },
+      suppressLogsResourcePolicy: true,
+      offPeakWindowEnabled: true,
+      removalPolicy: o.removalPolicy,
+    });
+    domain.node.addDependency(logPolicy);
+
+    acknowledgeRule(domain, 'AwsSolutions-OS1',
+      'Public endpoint on purpose: Firehose delivers to it without a VPC, NAT or interface endpoints; every request must be SigV4-signed by a role named in the access policy.');
+    acknowledgeRule(domain, 'AwsSolutions-OS3',
+      'Access is by IAM principal (the delivery, query and index-template roles), not by source IP: Firehose and Lambda have no fixed addresses.');
+    acknowledgeRule(domain, 'AwsSolutions-OS4',
+      'No dedicated master nodes at the configured size; add them (and more data nodes) for production clusters beyond a few nodes.');
+    if (!zones) {
+      acknowledgeRule(domain, 'AwsSolutions-OS7',
+        'A single data node (the dev size) cannot be zone-aware; set opensearch.instanceCount to an even number or a multiple of 3 to spread over zones.');
+    }
+    return domain;
+  }
+}
+
+/** Construct id of the CDK's AwsCustomResource singleton function (aws-cdk-lib/custom-resources). */
+const AWS_CUSTOM_RESOURCE_SINGLETON_ID = 'AWS679f53fac002430cb0da5b7982bd2287';
+
+/** EBS volume limits of the burstable types (larger types allow far more than configuration permits to matter). */
+const T3_MAX_VOLUME_GIB: Record<string, number> = {
+  't3.small.search': 100,
+  't3.medium.search': 200,
+};
+
+/** Zones to spread `count` data nodes over: undefined for one node or a count no zone layout divides evenly. */
+function zoneCount(count: number): 2 | 3 | undefined {
+  if (count <= 1) return undefined;
+  if (count % 3 === 0) return 3;
+  if (count % 2 === 0) return 2;
+  return undefined;
+}

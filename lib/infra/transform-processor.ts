@@ -1,0 +1,74 @@
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import type * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type { Construct } from 'constructs';
+import { InvalidPropsError } from './errors';
+import { acknowledgeWildcards } from './nag';
+
+/** How Firehose calls the transform Lambda. */
+export interface TransformInvocation {
+  /** Buffer hint before invoking the function, MiB (Firehose: 0.2–3). */
+  readonly bufferSizeMiB: number;
+  /** Buffer interval before invoking the function, seconds (Firehose: 0–900). */
+  readonly bufferIntervalSeconds: number;
+  /** Retries of a failed invocation before its records become processing-failed (Firehose: 0–300). */
+  readonly retries: number;
+}
+
+/** Checks invocation settings against Firehose's ranges; returns the problems (empty when valid). */
+export function transformInvocationProblems(s: TransformInvocation): string[] {
+  const problems: string[] = [];
+  if (!(s.bufferSizeMiB >= 0.2 && s.bufferSizeMiB <= 3)) {
+    problems.push(`transform bufferSizeMiB must be 0.2–3 (Firehose's Lambda buffer hint), got ${s.bufferSizeMiB}`);
+  }
+  if (!Number.isInteger(s.bufferIntervalSeconds) || s.bufferIntervalSeconds < 0 || s.bufferIntervalSeconds > 900) {
+    problems.push(`transform bufferIntervalSeconds must be a whole number from 0 to 900, got ${s.bufferIntervalSeconds}`);
+  }
+  if (!Number.isInteger(s.retries) || s.retries < 0 || s.retries > 300) {
+    problems.push(`transform retries must be a whole number from 0 to 300, got ${s.retries}`);
+  }
+  return problems;
+}
+
+/**
+ * The Lambda processor parameters, every one written out. (The L2 `LambdaFunctionProcessor` leaves out
+ * `retries: 0` and cannot express a buffer hint below 1 MiB, so a configured value could silently become the
+ * service default.)
+ */
+export function transformProcessorParameters(fn: lambda.IFunction, role: iam.IRole, s: TransformInvocation): firehose.CfnDeliveryStream.ProcessorParameterProperty[] {
+  return [
+    { parameterName: 'LambdaArn', parameterValue: fn.functionArn },
+    { parameterName: 'RoleArn', parameterValue: role.roleArn },
+    { parameterName: 'BufferSizeInMBs', parameterValue: String(s.bufferSizeMiB) },
+    { parameterName: 'BufferIntervalInSeconds', parameterValue: String(s.bufferIntervalSeconds) },
+    { parameterName: 'NumberOfRetries', parameterValue: String(s.retries) },
+  ];
+}
+
+/** Lets the delivery stream's role invoke the transform, and says why the grant ends in `:*`. */
+export function grantTransformInvoke(fn: lambda.IFunction, role: iam.IRole): void {
+  fn.grantInvoke(role);
+  acknowledgeWildcards(role, [{
+    resource: `${fn.functionArn}:*`,
+    reason: 'Added by grantInvoke: the transform function\'s own versions and aliases, nothing else.',
+  }]);
+}
+
+/** The record-transform Lambda as a Firehose processor for the L2 `S3Bucket` destination. */
+export class TransformProcessor implements firehose.IDataProcessor {
+  readonly props: firehose.DataProcessorProps = {};
+
+  constructor(private readonly fn: lambda.IFunction, private readonly invocation: TransformInvocation) {
+    const problems = transformInvocationProblems(invocation);
+    if (problems.length > 0) throw new InvalidPropsError('TransformProcessor', problems);
+  }
+
+  bind(_scope: Construct, options: firehose.DataProcessorBindOptions): firehose.DataProcessorConfig {
+    grantTransformInvoke(this.fn, options.role);
+    return {
+      processorType: 'Lambda',
+      processorIdentifier: { parameterName: 'LambdaArn', parameterValue: this.fn.functionArn },
+      parameters: transformProcessorParameters(this.fn, options.role, this.invocation),
+    };
+  }
+}

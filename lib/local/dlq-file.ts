@@ -1,0 +1,648 @@
+/**
+ * The local twin's stand-in for an SQS queue: `<data-dir>/dlq/<queue>.jsonl`, one message body per
+ * line (DESIGN.md "The local twin"). No SQS emulator speaks today's SQS JSON protocol, so the twin's
+ * failure router and event source mapping append here and `sluice replay` receives and deletes here.
+ *
+ * Files of one queue, all in `<data-dir>/dlq/`:
+ * - `<queue>.jsonl`   the messages, exactly one body per line, in send order. Users may read it.
+ * - `<queue>.deleted` the delete ledger: a header naming the data file's identity (device and inode),
+ *                     then one `<line> <hash>` entry per deleted message. The file is only appended to,
+ *                     so a delete survives a crash once `delete()` returns.
+ * - `<queue>.dedupe`  claimed dedupe keys, one JSON string per line, append-only.
+ * - `<queue>.lock`    present only while an operation runs; it holds the owner's pid.
+ *
+ * Why the ledger instead of rewriting the data file on every delete: an append is atomic and cheap,
+ * a rewrite is neither. Deleted lines are dropped by compaction (an atomic rewrite), only when no
+ * message received here is still in flight and most lines are deleted. A ledger entry applies only
+ * if the data file is the one its header names AND the line still hashes the same, so a crash in the
+ * middle of a compaction (new data file in place, old ledger still there) or a hand-edited file can
+ * at worst bring deleted messages back (a duplicate), never hide a message that was not deleted.
+ *
+ * Operations are serialized per file within a process (every DlqFile on the same path shares one
+ * queue) and across processes by the lock file, so the twin appending and `sluice replay` deleting
+ * at the same time never interleave partial lines or lose an append to a compaction.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { dlqPath } from './paths';
+
+export interface DlqFileOptions {
+  /** The twin's data dir; the queue lives in `<dataDir>/dlq/`. */
+  readonly dataDir: string;
+  /** Queue name, as SQS allows it: 1–80 of `A-Z a-z 0-9 - _`, optionally ending in `.fifo`. */
+  readonly queue: string;
+  /**
+   * How long a received message stays hidden from further receives, as SQS's visibility timeout.
+   * Kept in memory: a restart makes every undeleted message visible again. @default 30
+   */
+  readonly visibilityTimeoutSeconds?: number;
+  /** Compact once at least this many lines are deleted and they are at least half the file. @default 1000 */
+  readonly compactAfterDeleted?: number;
+  /** How long an operation waits for another process's lock before failing. @default 10_000 */
+  readonly lockTimeoutMs?: number;
+}
+
+export interface DlqMessage {
+  /** Opaque; pass it to `delete()`. Valid until the file is compacted or rewritten. */
+  readonly receiptHandle: string;
+  /** The message body, exactly as sent. */
+  readonly body: string;
+  /** 1-based line of the body in `<queue>.jsonl` (as `sed -n '<line>p'` shows it). */
+  readonly line: number;
+}
+
+export interface DlqDeleteResult {
+  /** Messages this call deleted. */
+  readonly deleted: number;
+  /**
+   * Handles that named no current message: already deleted, or issued before the file was compacted or
+   * replaced. Like SQS, a stale handle is not an error; the message (if any) stays and shows up again.
+   */
+  readonly unknown: string[];
+}
+
+/** SQS's largest message body since January 2026 (it was 256 KiB before). */
+export const DLQ_MAX_BODY_BYTES = 1_048_576;
+/** SQS's ReceiveMessage MaxNumberOfMessages range is 1–10. */
+export const DLQ_MAX_RECEIVE = 10;
+
+const QUEUE_NAME = /^[A-Za-z0-9_-]{1,75}(\.fifo)?$|^[A-Za-z0-9_-]{1,80}$/;
+const LEDGER_VERSION = 1;
+const NEWLINE = 0x0a;
+
+/**
+ * Writes `data` to `file` so that a reader or a crash sees either the old content or the new, never a
+ * mix: write a temporary file beside it, fsync, rename over, fsync the directory.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  const dir = path.dirname(file);
+  await mkdir(dir, { recursive: true });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    const handle = await open(tmp, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDir(dir);
+}
+
+/** Makes a rename or a file creation in `dir` durable. */
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** One line of the data file. */
+interface Line {
+  readonly body: string;
+  readonly hash: string;
+}
+
+/** What one process knows of a queue's files; shared by every DlqFile on the same path. */
+class QueueState {
+  /** Serializes this process's operations on the queue. */
+  tail: Promise<unknown> = Promise.resolve();
+  // The data file as last read: identity, the bytes that form complete lines, and those lines.
+  dataId: string | undefined;
+  dataBytes = 0;
+  lines: Line[] = [];
+  // The ledger as last read; `ledgerFor` is the data identity its header names.
+  ledgerId: string | undefined;
+  ledgerBytes = 0;
+  ledgerFor: string | undefined;
+  ledgerEntries: Array<{ line: number; hash: string }> = [];
+  // The dedupe set as last read.
+  dedupeId: string | undefined;
+  dedupeBytes = 0;
+  dedupeKeys = new Set<string>();
+  /** Lines received here and not deleted, with the time they become visible again. */
+  inFlight = new Map<number, number>();
+}
+
+const queues = new Map<string, QueueState>();
+
+export class DlqFile {
+  /** `<dataDir>/dlq/<queue>.jsonl` */
+  readonly path: string;
+  readonly deletedPath: string;
+  readonly dedupePath: string;
+  readonly lockPath: string;
+  private readonly visibilityMs: number;
+  private readonly compactAfterDeleted: number;
+  private readonly lockTimeoutMs: number;
+  private readonly state: QueueState;
+
+  constructor(options: DlqFileOptions) {
+    if (!QUEUE_NAME.test(options.queue)) {
+      throw new Error(
+        `DLQ queue name "${options.queue}" is not a valid SQS queue name: use 1–80 characters of A-Z, a-z, 0-9, "-" and "_" (a FIFO queue ends in ".fifo").`,
+      );
+    }
+    const visibility = options.visibilityTimeoutSeconds ?? 30;
+    if (!Number.isFinite(visibility) || visibility < 0 || visibility > 43_200) {
+      throw new Error(`visibilityTimeoutSeconds must be 0–43,200 (SQS's range), got ${visibility}.`);
+    }
+    this.visibilityMs = visibility * 1000;
+    this.compactAfterDeleted = Math.max(1, options.compactAfterDeleted ?? 1000);
+    this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
+    this.path = path.resolve(dlqPath(options.dataDir, options.queue));
+    const stem = this.path.slice(0, -'.jsonl'.length);
+    this.deletedPath = `${stem}.deleted`;
+    this.dedupePath = `${stem}.dedupe`;
+    this.lockPath = `${stem}.lock`;
+    let state = queues.get(this.path);
+    if (!state) {
+      state = new QueueState();
+      queues.set(this.path, state);
+    }
+    this.state = state;
+  }
+
+  /** Appends the bodies, in order, and returns once they are on disk (fsync). */
+  async send(bodies: readonly string[]): Promise<void> {
+    bodies.forEach((body, index) => assertValidBody(body, index));
+    if (bodies.length === 0) return;
+    await this.exclusive(async () => {
+      await this.refreshData();
+      await this.appendData(bodies);
+    });
+  }
+
+  /**
+   * Sends the bodies unless `dedupeKey` was claimed before, and claims it; true when it sent.
+   * The bodies reach the disk before the key, so a crash in between can repeat the send on the next
+   * attempt but never lose it (which claim-then-send could).
+   */
+  async sendOnce(dedupeKey: string, bodies: readonly string[]): Promise<boolean> {
+    assertValidDedupeKey(dedupeKey);
+    bodies.forEach((body, index) => assertValidBody(body, index));
+    return this.exclusive(async () => {
+      await this.refreshDedupe();
+      if (this.state.dedupeKeys.has(dedupeKey)) return false;
+      await this.refreshData();
+      if (bodies.length > 0) await this.appendData(bodies);
+      await this.appendDedupe(dedupeKey);
+      return true;
+    });
+  }
+
+  /** Claims a dedupe key persistently: true the first time it is claimed, false ever after. */
+  async claim(dedupeKey: string): Promise<boolean> {
+    assertValidDedupeKey(dedupeKey);
+    return this.exclusive(async () => {
+      await this.refreshDedupe();
+      if (this.state.dedupeKeys.has(dedupeKey)) return false;
+      await this.appendDedupe(dedupeKey);
+      return true;
+    });
+  }
+
+  async hasDedupeKey(dedupeKey: string): Promise<boolean> {
+    return this.exclusive(async () => {
+      await this.refreshDedupe();
+      return this.state.dedupeKeys.has(dedupeKey);
+    });
+  }
+
+  /**
+   * Up to `max` (1–10, as SQS) visible messages, oldest first. Each stays hidden from further receives
+   * in this process for the visibility timeout, or until it is deleted.
+   */
+  async receive(max: number = DLQ_MAX_RECEIVE): Promise<DlqMessage[]> {
+    if (!Number.isInteger(max) || max < 1 || max > DLQ_MAX_RECEIVE) {
+      throw new Error(`receive(max): max must be an integer 1–${DLQ_MAX_RECEIVE} (SQS's MaxNumberOfMessages), got ${max}.`);
+    }
+    return this.exclusive(async () => {
+      await this.refreshAll();
+      const now = Date.now();
+      const deleted = this.deletedLines();
+      const messages: DlqMessage[] = [];
+      for (let index = 0; index < this.state.lines.length && messages.length < max; index++) {
+        const line = index + 1;
+        if (deleted.has(line)) continue;
+        const visibleAt = this.state.inFlight.get(line);
+        if (visibleAt !== undefined && visibleAt > now) continue;
+        this.state.inFlight.set(line, now + this.visibilityMs);
+        messages.push({ receiptHandle: receiptHandle(this.state.dataId as string, line), body: this.state.lines[index].body, line });
+      }
+      return messages;
+    });
+  }
+
+  /** Deletes received messages; the deletion is on disk when this returns. */
+  async delete(receiptHandles: readonly string[]): Promise<DlqDeleteResult> {
+    return this.exclusive(async () => {
+      await this.refreshAll();
+      const deleted = this.deletedLines();
+      const entries: Array<{ line: number; hash: string }> = [];
+      const unknown: string[] = [];
+      for (const handle of receiptHandles) {
+        const parsed = parseReceiptHandle(handle);
+        const line = parsed && parsed.dataId === this.state.dataId ? parsed.line : undefined;
+        if (line === undefined || line > this.state.lines.length || deleted.has(line)) {
+          unknown.push(handle);
+          continue;
+        }
+        deleted.add(line);
+        entries.push({ line, hash: this.state.lines[line - 1].hash });
+        this.state.inFlight.delete(line);
+      }
+      if (entries.length > 0) await this.appendLedger(entries);
+      if (this.compactionIsSafe(deleted.size)) await this.compactLocked();
+      return { deleted: entries.length, unknown };
+    });
+  }
+
+  /** Messages not deleted (visible or in flight), as SQS's ApproximateNumberOfMessages plus NotVisible. */
+  async count(): Promise<number> {
+    return this.exclusive(async () => {
+      await this.refreshAll();
+      return this.state.lines.length - this.deletedLines().size;
+    });
+  }
+
+  /**
+   * Rewrites the data file without deleted lines and starts a fresh ledger. Receipt handles issued
+   * before become unknown, so this runs on its own only when none is in flight here.
+   */
+  async compact(): Promise<void> {
+    await this.exclusive(async () => {
+      await this.refreshAll();
+      await this.compactLocked();
+    });
+  }
+
+  // ---- serialization -------------------------------------------------------------------------
+
+  /** Runs `action` after every earlier operation of this process on the queue, holding the lock file. */
+  private exclusive<T>(action: () => Promise<T>): Promise<T> {
+    const run = this.state.tail.then(async () => {
+      await mkdir(path.dirname(this.path), { recursive: true });
+      const release = await this.lock();
+      try {
+        return await action();
+      } finally {
+        await release();
+      }
+    });
+    this.state.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Takes `<queue>.lock` (exclusive create), breaking it when the process that holds it is gone. */
+  private async lock(): Promise<() => Promise<void>> {
+    const deadline = Date.now() + this.lockTimeoutMs;
+    const token = `${process.pid} ${randomBytes(6).toString('hex')}`;
+    for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
+      try {
+        await writeFile(this.lockPath, token, { flag: 'wx' });
+        return async () => {
+          // Only remove the lock if it is still ours (a stale-lock breaker could have replaced it).
+          const current = await readFile(this.lockPath, 'utf8').catch(() => undefined);
+          if (current === token) await rm(this.lockPath, { force: true });
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const holder = await readFile(this.lockPath, 'utf8').catch(() => '');
+      const pid = Number(holder.split(' ')[0]);
+      if (holder !== '' && !processIsAlive(pid)) {
+        // The holder died mid-operation; appends are single writes and torn tails are repaired on
+        // the next append, so its lock can go.
+        const again = await readFile(this.lockPath, 'utf8').catch(() => '');
+        if (again === holder) await rm(this.lockPath, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(
+          `DLQ ${this.path} is locked by process ${holder.split(' ')[0] || 'unknown'} (lock file ${this.lockPath}) for more than ${this.lockTimeoutMs} ms. ` +
+            'If no such process is running, delete the lock file.',
+        );
+      }
+      await delay(wait);
+    }
+  }
+
+  // ---- reading -------------------------------------------------------------------------------
+
+  private async refreshAll(): Promise<void> {
+    await this.refreshData();
+    await this.refreshLedger();
+  }
+
+  /** Brings `lines` up to date with the data file, reading only what was appended when it can. */
+  private async refreshData(): Promise<void> {
+    const s = this.state;
+    const info = await statOrUndefined(this.path);
+    const id = info && fileId(info);
+    if (!info || id !== s.dataId || info.size < s.dataBytes) {
+      if (id !== s.dataId) s.inFlight.clear();
+      s.dataId = id;
+      s.dataBytes = 0;
+      s.lines = [];
+      if (!info) return;
+    }
+    const { text, bytes } = await readCompleteLines(this.path, s.dataBytes, info.size);
+    s.dataBytes += bytes;
+    for (const body of text) s.lines.push({ body, hash: hashOf(body) });
+  }
+
+  private async refreshLedger(): Promise<void> {
+    const s = this.state;
+    const info = await statOrUndefined(this.deletedPath);
+    const id = info && fileId(info);
+    if (!info || id !== s.ledgerId || info.size < s.ledgerBytes) {
+      s.ledgerId = id;
+      s.ledgerBytes = 0;
+      s.ledgerFor = undefined;
+      s.ledgerEntries = [];
+      if (!info) return;
+    }
+    const { text, bytes } = await readCompleteLines(this.deletedPath, s.ledgerBytes, info.size);
+    s.ledgerBytes += bytes;
+    for (const line of text) {
+      if (s.ledgerFor === undefined) {
+        s.ledgerFor = parseLedgerHeader(line) ?? 'unreadable';
+        continue;
+      }
+      const match = /^(\d+) ([0-9a-f]+)$/.exec(line);
+      if (match) s.ledgerEntries.push({ line: Number(match[1]), hash: match[2] });
+    }
+  }
+
+  private async refreshDedupe(): Promise<void> {
+    const s = this.state;
+    const info = await statOrUndefined(this.dedupePath);
+    const id = info && fileId(info);
+    if (!info || id !== s.dedupeId || info.size < s.dedupeBytes) {
+      s.dedupeId = id;
+      s.dedupeBytes = 0;
+      s.dedupeKeys = new Set();
+      if (!info) return;
+    }
+    const { text, bytes } = await readCompleteLines(this.dedupePath, s.dedupeBytes, info.size);
+    s.dedupeBytes += bytes;
+    for (const line of text) {
+      try {
+        const key: unknown = JSON.parse(line);
+        if (typeof key === 'string') s.dedupeKeys.add(key);
+      } catch {
+        // A line that is not a JSON string was not written by claim(); it claims nothing.
+      }
+    }
+  }
+
+  /** Lines the ledger deletes: only entries for this data file whose line still has the same content. */
+  private deletedLines(): Set<number> {
+    const s = this.state;
+    const deleted = new Set<number>();
+    if (s.ledgerFor === undefined || s.ledgerFor !== s.dataId) return deleted;
+    for (const { line, hash } of s.ledgerEntries) {
+      if (line >= 1 && line <= s.lines.length && s.lines[line - 1].hash === hash) deleted.add(line);
+    }
+    return deleted;
+  }
+
+  // ---- writing -------------------------------------------------------------------------------
+
+  private async appendData(bodies: readonly string[]): Promise<void> {
+    const s = this.state;
+    const created = s.dataId === undefined;
+    await appendDurably(this.path, s.dataBytes, bodies.map((body) => `${body}\n`).join(''));
+    if (created) await syncDir(path.dirname(this.path));
+    // Re-read: picks up the new file's identity and the appended lines alike.
+    await this.refreshData();
+  }
+
+  private async appendDedupe(key: string): Promise<void> {
+    const created = this.state.dedupeId === undefined;
+    await appendDurably(this.dedupePath, this.state.dedupeBytes, `${JSON.stringify(key)}\n`);
+    if (created) await syncDir(path.dirname(this.dedupePath));
+    await this.refreshDedupe();
+  }
+
+  private async appendLedger(entries: ReadonlyArray<{ line: number; hash: string }>): Promise<void> {
+    const s = this.state;
+    const text = entries.map((e) => `${e.line} ${e.hash}\n`).join('');
+    if (s.ledgerId !== undefined && s.ledgerFor === s.dataId) {
+      await appendDurably(this.deletedPath, s.ledgerBytes, text);
+    } else {
+      // No ledger yet, or one left over from a data file that was since replaced: start afresh.
+      await writeFileAtomic(this.deletedPath, ledgerHeader(s.dataId as string) + text);
+    }
+    await this.refreshLedger();
+  }
+
+  private compactionIsSafe(deletedCount: number): boolean {
+    if (deletedCount === 0) return false;
+    const now = Date.now();
+    for (const visibleAt of this.state.inFlight.values()) if (visibleAt > now) return false;
+    const all = deletedCount === this.state.lines.length;
+    return all || (deletedCount >= this.compactAfterDeleted && deletedCount * 2 >= this.state.lines.length);
+  }
+
+  /**
+   * The new data file is complete and fsynced before it replaces the old one, and its fresh ledger
+   * (naming the new file) replaces the old ledger only after that, so every crash point leaves either
+   * the old pair, or the new data file with a ledger that no longer applies to it — and the new file
+   * already lacks the deleted lines.
+   */
+  private async compactLocked(): Promise<void> {
+    const s = this.state;
+    if (s.dataId === undefined) return;
+    const deleted = this.deletedLines();
+    if (deleted.size === 0) return;
+    const kept = s.lines.filter((_, index) => !deleted.has(index + 1));
+    const dir = path.dirname(this.path);
+    const tmp = path.join(dir, `.${path.basename(this.path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    try {
+      const handle = await open(tmp, 'w');
+      let newId: string;
+      try {
+        await handle.writeFile(kept.map((line) => `${line.body}\n`).join(''));
+        await handle.sync();
+        newId = fileId(await handle.stat());
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, this.path);
+      await syncDir(dir);
+      await writeFileAtomic(this.deletedPath, ledgerHeader(newId));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    s.inFlight.clear();
+    await this.refreshAll();
+  }
+}
+
+/**
+ * A value as an SQS message body: compact JSON (no raw line breaks) with U+FFFE and U+FFFF escaped,
+ * the two characters JSON.stringify leaves raw that SQS refuses. JSON.parse gives the value back.
+ */
+export function toSqsBody(value: unknown): string {
+  const json = JSON.stringify(value);
+  if (json === undefined) throw new Error(`toSqsBody: ${typeof value} has no JSON form.`);
+  return json.replace(/[\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+}
+
+function assertValidBody(body: unknown, index: number): asserts body is string {
+  if (typeof body !== 'string' || body.length === 0) {
+    throw new Error(`DLQ message ${index}: a body must be a non-empty string, got ${typeof body === 'string' ? 'an empty string' : typeof body}.`);
+  }
+  const newline = body.search(/[\r\n]/);
+  if (newline !== -1) {
+    throw new Error(
+      `DLQ message ${index}: the body has a raw line break at character ${newline}; the queue file holds one body per line. ` +
+        'Serialize bodies compactly with JSON.stringify(value), which escapes line breaks.',
+    );
+  }
+  const bad = firstCharacterSqsRejects(body);
+  if (bad !== undefined) {
+    throw new Error(
+      `DLQ message ${index}: character ${bad.index} (U+${bad.code.toString(16).toUpperCase().padStart(4, '0')}) is not allowed in an SQS message body. ` +
+        'Build bodies with toSqsBody(value), which escapes every character SQS refuses.',
+    );
+  }
+  const bytes = Buffer.byteLength(body, 'utf8');
+  if (bytes > DLQ_MAX_BODY_BYTES) {
+    throw new Error(`DLQ message ${index}: the body is ${bytes} bytes; SQS takes at most ${DLQ_MAX_BODY_BYTES} (1 MiB).`);
+  }
+}
+
+function assertValidDedupeKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || key.length === 0) {
+    throw new Error(`A dedupe key must be a non-empty string, got ${typeof key === 'string' ? 'an empty string' : typeof key}.`);
+  }
+}
+
+/** SQS accepts #x9 | #xA | #xD | #x20–#xD7FF | #xE000–#xFFFD | #x10000–#x10FFFF; line breaks are refused earlier. */
+function firstCharacterSqsRejects(body: string): { index: number; code: number } | undefined {
+  for (let index = 0; index < body.length; index++) {
+    const code = body.charCodeAt(index);
+    if (code >= 0x20 && code < 0xd800) continue;
+    if (code === 0x09) continue;
+    if (code >= 0xd800 && code <= 0xdbff) {
+      const next = body.charCodeAt(index + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        index++;
+        continue;
+      }
+      return { index, code };
+    }
+    if (code >= 0xe000 && code <= 0xfffd) continue;
+    return { index, code };
+  }
+  return undefined;
+}
+
+function hashOf(body: string): string {
+  return createHash('sha256').update(body, 'utf8').digest('hex').slice(0, 16);
+}
+
+function fileId(info: Stats): string {
+  return `${info.dev}.${info.ino}`;
+}
+
+function ledgerHeader(dataId: string): string {
+  return `${JSON.stringify({ sluiceDlqLedger: LEDGER_VERSION, data: dataId })}\n`;
+}
+
+function parseLedgerHeader(line: string): string | undefined {
+  try {
+    const header = JSON.parse(line) as { sluiceDlqLedger?: unknown; data?: unknown };
+    return header.sluiceDlqLedger === LEDGER_VERSION && typeof header.data === 'string' ? header.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function receiptHandle(dataId: string, line: number): string {
+  return `${dataId}.${line}`;
+}
+
+function parseReceiptHandle(handle: string): { dataId: string; line: number } | undefined {
+  const match = /^(\d+\.\d+)\.(\d+)$/.exec(handle);
+  return match ? { dataId: match[1], line: Number(match[2]) } : undefined;
+}
+
+async function statOrUndefined(file: string): Promise<Stats | undefined> {
+  try {
+    return await stat(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The complete lines in [from, size) of a file: a trailing fragment without its newline (a write cut
+ * short by a crash) is left out and not counted, so the next append truncates it away.
+ */
+async function readCompleteLines(file: string, from: number, size: number): Promise<{ text: string[]; bytes: number }> {
+  if (size <= from) return { text: [], bytes: 0 };
+  const handle = await open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(size - from);
+    let filled = 0;
+    while (filled < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, from + filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    const end = buffer.lastIndexOf(NEWLINE, filled - 1);
+    if (end === -1) return { text: [], bytes: 0 };
+    const text = buffer.subarray(0, end).toString('utf8').split('\n');
+    return { text, bytes: end + 1 };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Appends `text` in one write and fsyncs it. `completeBytes` is where the last complete line ends; a
+ * torn fragment after it (from a writer that crashed) is cut off first so lines never run together.
+ */
+async function appendDurably(file: string, completeBytes: number, text: string): Promise<void> {
+  const handle = await open(file, 'a+');
+  try {
+    const { size } = await handle.stat();
+    if (size > completeBytes) await handle.truncate(completeBytes);
+    await handle.write(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function processIsAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  // Operations in this process are serialized before they take the lock, so a lock naming this pid
+  // was left by an earlier process that had the same pid (a container restarted as pid 1, say).
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,284 @@
+/**
+ * The local twin's S3: objects are files at `<dataDir>/s3/<bucket>/<key>`, keys exactly as Firehose
+ * writes them.
+ *
+ * Writes are atomic and durable: the body goes to a temporary file under `<dataDir>/s3/.tmp/`, is
+ * fsynced, renamed into place and the directory fsynced, so a reader (or a crash) sees either no
+ * object or the whole object. A key that would resolve outside `<dataDir>/s3/<bucket>/` — `..`
+ * segments, absolute paths, NUL, a symlink planted inside the bucket — is refused with
+ * InvalidObjectKeyError and nothing is written.
+ *
+ * Disk errors (ENOSPC, EROFS, EACCES, EIO, …) are thrown as the Node errors they are; callers
+ * decide to retry with `isRetryableStorageError`. Every successful put emits `objectCreated`.
+ */
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { s3Dir } from './paths';
+
+/** S3's limit on key length, in UTF-8 bytes. */
+export const MAX_KEY_BYTES = 1024;
+const MAX_SEGMENT_BYTES = 255;
+const TEMP_DIR = '.tmp';
+/** S3 can hold both `a/b` and `a/b/c`; a file system cannot (Firehose's keys never do this). */
+const FILE_FOLDER_CLASH = 'the twin stores keys as files, so a key cannot also be the folder of another key (e.g. "a/b" and "a/b/c")';
+
+export interface ObjectCreatedEvent {
+  readonly bucket: string;
+  readonly key: string;
+  readonly size: number;
+}
+
+export interface ObjectSummary {
+  readonly key: string;
+  readonly size: number;
+  readonly lastModified: Date;
+}
+
+/** A key or bucket name the store will not map to a file. Not retryable: the name itself is wrong. */
+export class InvalidObjectKeyError extends Error {
+  constructor(readonly bucket: string, readonly key: string, problem: string) {
+    super(`s3://${bucket}/${key.length > 200 ? `${key.slice(0, 200)}…` : key}: ${problem}`);
+    this.name = 'InvalidObjectKeyError';
+  }
+}
+
+/** Thrown by getObject for a key that does not exist (S3's NoSuchKey). */
+export class NoSuchKeyError extends Error {
+  readonly code = 'NoSuchKey';
+
+  constructor(readonly bucket: string, readonly key: string) {
+    super(`s3://${bucket}/${key}: no such key`);
+    this.name = 'NoSuchKeyError';
+  }
+}
+
+const RETRYABLE_CODES = new Set([
+  'ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'EAGAIN', 'ETXTBSY', 'EEXIST', 'ENOENT',
+]);
+
+/**
+ * True for storage errors that may go away on their own or by an operator's hand (disk full,
+ * read-only remount, permissions, I/O errors, too many open files): the caller should back off and
+ * retry rather than give up on acknowledged data.
+ */
+export function isRetryableStorageError(error: unknown): boolean {
+  if (error instanceof InvalidObjectKeyError) return false;
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && RETRYABLE_CODES.has(code);
+}
+
+export interface ObjectStoreEvents {
+  objectCreated: [event: ObjectCreatedEvent];
+}
+
+export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
+  /** `<dataDir>/s3` */
+  readonly root: string;
+  private readonly tempDir: string;
+
+  constructor(dataDir: string) {
+    super();
+    this.root = path.resolve(s3Dir(dataDir));
+    this.tempDir = path.join(this.root, TEMP_DIR);
+  }
+
+  /** The directory that holds a bucket's objects. */
+  bucketPath(bucket: string): string {
+    const problem = bucketNameProblem(bucket);
+    if (problem) throw new InvalidObjectKeyError(bucket, '', `bucket name ${JSON.stringify(bucket)} ${problem}`);
+    return path.join(this.root, bucket);
+  }
+
+  /** The file an object lives in; throws InvalidObjectKeyError for a key that cannot be one. */
+  pathFor(bucket: string, key: string): string {
+    const bucketDir = this.bucketPath(bucket);
+    const problem = objectKeyProblem(key);
+    if (problem) throw new InvalidObjectKeyError(bucket, key, problem);
+    const file = path.resolve(bucketDir, ...key.split('/'));
+    if (!isInside(bucketDir, file)) throw new InvalidObjectKeyError(bucket, key, `resolves outside ${bucketDir}`);
+    return file;
+  }
+
+  /** Writes an object atomically (temp file, fsync, rename, directory fsync). */
+  async putObject(bucket: string, key: string, body: Uint8Array | string): Promise<ObjectCreatedEvent> {
+    const target = this.pathFor(bucket, key);
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    const temp = await this.newTempFile();
+    try {
+      const handle = await fs.promises.open(temp, 'wx');
+      try {
+        await handle.writeFile(bytes);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await this.commit(bucket, key, temp, target);
+    } catch (error) {
+      await fs.promises.rm(temp, { force: true }).catch(() => undefined);
+      throw error;
+    }
+    return this.created(bucket, key, bytes.byteLength);
+  }
+
+  /**
+   * Moves a finished file (e.g. a Parquet file DuckDB wrote) into place as an object, atomically.
+   * The source is fsynced first and is gone afterwards; on failure it is left where it was, so the
+   * caller can retry with the same file.
+   */
+  async putObjectFromFile(bucket: string, key: string, sourceFile: string): Promise<ObjectCreatedEvent> {
+    const target = this.pathFor(bucket, key);
+    const handle = await fs.promises.open(sourceFile, 'r+');
+    let size: number;
+    try {
+      size = (await handle.stat()).size;
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await this.commit(bucket, key, sourceFile, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+      // Different file systems: copy through a temp file next to the target, then drop the source.
+      await this.putObject(bucket, key, await fs.promises.readFile(sourceFile));
+      await fs.promises.rm(sourceFile, { force: true });
+      return { bucket, key, size };
+    }
+    return this.created(bucket, key, size);
+  }
+
+  async getObject(bucket: string, key: string): Promise<Buffer> {
+    try {
+      return await fs.promises.readFile(this.pathFor(bucket, key));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') throw new NoSuchKeyError(bucket, key);
+      throw error;
+    }
+  }
+
+  async deleteObject(bucket: string, key: string): Promise<void> {
+    await fs.promises.rm(this.pathFor(bucket, key), { force: true });
+  }
+
+  /** Objects whose key starts with `prefix`, in S3's order (UTF-8 byte order of keys). */
+  async listObjects(bucket: string, prefix = ''): Promise<ObjectSummary[]> {
+    const bucketDir = this.bucketPath(bucket);
+    // Walk only the deepest directory the prefix names.
+    const dirPart = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+    if (dirPart && objectKeyProblem(`${dirPart}/x`)) return [];
+    const start = dirPart ? path.join(bucketDir, ...dirPart.split('/')) : bucketDir;
+    if (start !== bucketDir && !isInside(bucketDir, start)) return [];
+    const out: ObjectSummary[] = [];
+    const walk = async (dir: string, keyPrefix: string): Promise<void> => {
+      let entries: fs.Dirent[];
+      try {
+        entries = await fs.promises.readdir(dir, { withFileTypes: true });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') return;
+        throw error;
+      }
+      for (const entry of entries) {
+        const key = keyPrefix + entry.name;
+        if (entry.isDirectory()) {
+          if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) await walk(path.join(dir, entry.name), `${key}/`);
+        } else if (entry.isFile() && key.startsWith(prefix)) {
+          const stat = await fs.promises.stat(path.join(dir, entry.name));
+          out.push({ key, size: stat.size, lastModified: stat.mtime });
+        }
+      }
+    };
+    await walk(start, dirPart ? `${dirPart}/` : '');
+    return out.sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
+  }
+
+  /** A fresh path in the store's temp directory (same file system as the buckets, so renames are atomic). */
+  async newTempFile(suffix = ''): Promise<string> {
+    await fs.promises.mkdir(this.tempDir, { recursive: true });
+    return path.join(this.tempDir, `${randomUUID()}${suffix}`);
+  }
+
+  private async commit(bucket: string, key: string, source: string, target: string): Promise<void> {
+    const dir = path.dirname(target);
+    try {
+      await fs.promises.mkdir(dir, { recursive: true });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'ENOTDIR') throw new InvalidObjectKeyError(bucket, key, FILE_FOLDER_CLASH);
+      throw error;
+    }
+    // A symlink planted inside the bucket must not carry the write elsewhere.
+    const [realBucket, realDir] = await Promise.all([
+      fs.promises.realpath(this.bucketPath(bucket)),
+      fs.promises.realpath(dir),
+    ]);
+    if (!isInside(realBucket, realDir) && realBucket !== realDir) {
+      throw new InvalidObjectKeyError(bucket, key, `its directory resolves to ${realDir}, outside the bucket (symlink?)`);
+    }
+    try {
+      await fs.promises.rename(source, target);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'ENOTDIR') throw new InvalidObjectKeyError(bucket, key, FILE_FOLDER_CLASH);
+      throw error;
+    }
+    await syncDirectory(dir);
+  }
+
+  private created(bucket: string, key: string, size: number): ObjectCreatedEvent {
+    const event: ObjectCreatedEvent = { bucket, key, size };
+    try {
+      this.emit('objectCreated', event);
+    } catch (error) {
+      // The object is written; a failing subscriber must not make the write look failed (the writer would retry and duplicate it).
+      process.emitWarning(`objectCreated listener failed for s3://${bucket}/${key}: ${(error as Error).message}`);
+    }
+    return event;
+  }
+}
+
+/** Why a key cannot be an object in the twin, or undefined when it can. */
+export function objectKeyProblem(key: string): string | undefined {
+  if (typeof key !== 'string' || key === '') return 'the key is empty';
+  if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) return `the key is longer than ${MAX_KEY_BYTES} bytes`;
+  if (key.includes('\u0000')) return 'the key contains NUL';
+  if (key.startsWith('/')) return 'the key starts with "/"';
+  if (key.endsWith('/')) return 'the key ends with "/" (a folder marker cannot be a file here)';
+  for (const segment of key.split('/')) {
+    if (segment === '') return 'the key has an empty path segment ("//")';
+    if (segment === '.' || segment === '..') return `the key has a "${segment}" path segment`;
+    if (Buffer.byteLength(segment, 'utf8') > MAX_SEGMENT_BYTES) return `a path segment is longer than ${MAX_SEGMENT_BYTES} bytes`;
+  }
+  return undefined;
+}
+
+/** S3 bucket naming rules (3–63 characters: lower-case letters, digits, "." and "-"). */
+export function bucketNameProblem(bucket: string): string | undefined {
+  if (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    return 'must be 3–63 characters of lower-case letters, digits, "." and "-", starting and ending with a letter or digit';
+  }
+  if (bucket.includes('..')) return 'must not contain ".."';
+  return undefined;
+}
+
+function isInside(parent: string, child: string): boolean {
+  const relative = path.relative(parent, child);
+  return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  let handle: fs.promises.FileHandle | undefined;
+  try {
+    handle = await fs.promises.open(dir, 'r');
+    await handle.sync();
+  } catch (error) {
+    // Some file systems refuse fsync on directories (EINVAL/EISDIR); the rename itself is still atomic.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM') throw error;
+  } finally {
+    await handle?.close();
+  }
+}

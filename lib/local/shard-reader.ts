@@ -1,0 +1,1048 @@
+/**
+ * Reads a Kinesis data stream through the Kinesis API, the way Firehose's Kinesis source and Lambda's
+ * stream poller do: ListShards, GetShardIterator, then GetRecords in a loop per shard. Used by the
+ * local twin for every consumer of a stream (the lake and search delivery streams, the metadata
+ * consumer's event source mapping), each under its own consumer name with its own checkpoints.
+ *
+ * Delivery is at-least-once and in order per shard: a shard's checkpoint — the last sequence number
+ * handed to `onRecords` — advances only after the callback for that batch resolved, and is written
+ * atomically to `<dataDir>/kinesis-checkpoints/<consumer>/<stream>.json`. A crash, or a failed
+ * callback, re-delivers from the checkpoint; a clean stop re-delivers nothing that was acknowledged.
+ *
+ * Resharding: a child shard (from a split or a merge) is read only after every parent it names has
+ * been read to its end, so records of one partition key stay in order across a reshard.
+ *
+ * Starting position: a shard with no checkpoint is read from TRIM_HORIZON by default. In AWS,
+ * Firehose starts a Kinesis-sourced delivery stream at LATEST (and Lambda at whatever the mapping
+ * says); the twin differs on purpose: its streams are created by `local up` moments before the
+ * consumers attach, and a producer that starts first must not lose its first records. Pass
+ * `startingPosition: 'LATEST'` for AWS's behaviour. Either way, a checkpoint wins over the setting, and
+ * child shards discovered later are read from their start (TRIM_HORIZON), as Firehose and KCL do.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import {
+  DescribeStreamSummaryCommand,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  KinesisClient,
+  ListShardsCommand,
+  type ChildShard,
+  type Shard,
+  type ShardIteratorType,
+  type _Record,
+} from '@aws-sdk/client-kinesis';
+import { writeFileAtomic } from './dlq-file';
+
+/** The Kinesis calls a reader makes; `kinesisReadApi(client)` adapts an SDK client, tests may fake it. */
+export interface KinesisReadApi {
+  describeStream(streamName: string, signal?: AbortSignal): Promise<{ streamArn: string; status: string }>;
+  /** Every shard the stream still holds (all pages), closed ones included. */
+  listShards(streamName: string, signal?: AbortSignal): Promise<Shard[]>;
+  getShardIterator(request: ShardIteratorRequest, signal?: AbortSignal): Promise<string>;
+  getRecords(shardIterator: string, limit: number, signal?: AbortSignal): Promise<RecordsPage>;
+}
+
+export interface ShardIteratorRequest {
+  readonly streamName: string;
+  readonly shardId: string;
+  readonly type: Extract<ShardIteratorType, 'TRIM_HORIZON' | 'LATEST' | 'AFTER_SEQUENCE_NUMBER'>;
+  /** With AFTER_SEQUENCE_NUMBER. */
+  readonly sequenceNumber?: string;
+}
+
+export interface RecordsPage {
+  readonly records: _Record[];
+  /** Absent once a closed shard has been read to its end. */
+  readonly nextShardIterator?: string;
+  readonly millisBehindLatest?: number;
+  readonly childShards?: ChildShard[];
+}
+
+/** Adapts an AWS SDK Kinesis client (for the twin: `kinesisClient(endpoint)`, HTTP/1.1). */
+export function kinesisReadApi(client: KinesisClient): KinesisReadApi {
+  return {
+    async describeStream(streamName, signal) {
+      const out = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }), { abortSignal: signal });
+      const summary = out.StreamDescriptionSummary;
+      return { streamArn: summary?.StreamARN ?? '', status: summary?.StreamStatus ?? 'UNKNOWN' };
+    },
+    async listShards(streamName, signal) {
+      const shards: Shard[] = [];
+      let nextToken: string | undefined;
+      do {
+        // ListShards takes either the stream name or a NextToken, never both.
+        const out = await client.send(
+          new ListShardsCommand(nextToken ? { NextToken: nextToken } : { StreamName: streamName }),
+          { abortSignal: signal },
+        );
+        shards.push(...(out.Shards ?? []));
+        nextToken = out.NextToken;
+      } while (nextToken);
+      return shards;
+    },
+    async getShardIterator(request, signal) {
+      const out = await client.send(
+        new GetShardIteratorCommand({
+          StreamName: request.streamName,
+          ShardId: request.shardId,
+          ShardIteratorType: request.type,
+          StartingSequenceNumber: request.sequenceNumber,
+        }),
+        { abortSignal: signal },
+      );
+      if (!out.ShardIterator) throw new Error(`GetShardIterator returned no iterator for ${request.shardId}`);
+      return out.ShardIterator;
+    },
+    async getRecords(shardIterator, limit, signal) {
+      const out = await client.send(new GetRecordsCommand({ ShardIterator: shardIterator, Limit: limit }), { abortSignal: signal });
+      return {
+        records: out.Records ?? [],
+        nextShardIterator: out.NextShardIterator ?? undefined,
+        millisBehindLatest: out.MillisBehindLatest,
+        childShards: out.ChildShards,
+      };
+    },
+  };
+}
+
+export type StartingPosition = 'TRIM_HORIZON' | 'LATEST';
+
+/** Context handed to `onRecords` with each batch. */
+export interface DeliveryContext {
+  /** Aborted when `stop()` is called: a callback that retries on its own should give up then. */
+  readonly signal: AbortSignal;
+}
+
+export interface BatchingOptions {
+  /** Most records per `onRecords` call. */
+  readonly maxRecords: number;
+  /** Most bytes per call, as measured by `recordBytes`; a single larger record still goes alone. @default no limit */
+  readonly maxBytes?: number;
+  /** How a record counts against `maxBytes`. @default its data length */
+  readonly recordBytes?: (record: _Record) => number;
+  /**
+   * Wait up to this long, from the first record buffered, for a full batch (Lambda's
+   * MaximumBatchingWindowInSeconds). 0 delivers whatever each GetRecords call returned. @default 0
+   */
+  readonly windowMs?: number;
+}
+
+export interface ShardReaderOptions {
+  /** An SDK client pointed at the stream's endpoint, or any KinesisReadApi. */
+  readonly client: KinesisClient | KinesisReadApi;
+  readonly streamName: string;
+  /** Who reads; checkpoints are per consumer, so two consumers each see every record. */
+  readonly consumerName: string;
+  /** The twin's data dir; checkpoints go to `<dataDir>/kinesis-checkpoints/<consumer>/<stream>.json`. */
+  readonly dataDir: string;
+  /**
+   * Called with each batch, in sequence order per shard, one batch at a time per shard. The shard's
+   * checkpoint advances once the promise resolves; a rejection re-delivers the same batch after a
+   * backoff (until `stop()`).
+   */
+  readonly onRecords: (shardId: string, records: _Record[], context: DeliveryContext) => Promise<void>;
+  /** Where a shard without a checkpoint starts (see the file comment). @default 'TRIM_HORIZON' */
+  readonly startingPosition?: StartingPosition;
+  /** Pause between GetRecords calls on a shard that is caught up: Firehose and Lambda poll once a second. @default 1000 */
+  readonly pollIntervalMs?: number;
+  /**
+   * Shortest gap between two GetRecords calls on one shard, even when behind: Kinesis allows five
+   * calls per second per shard, shared by every non-EFO consumer. @default 200
+   */
+  readonly minCallGapMs?: number;
+  /** GetRecords Limit, 1–10,000 (the API's maximum; a call also returns at most 10 MiB). @default 10_000 */
+  readonly maxRecordsPerCall?: number;
+  /** Group records into batches across GetRecords calls (Lambda's batching). @default each call's records, as returned */
+  readonly batching?: BatchingOptions;
+  /** Exponential backoff after a failed call or callback: first delay and cap. @default { baseMs: 100, maxMs: 10_000 } */
+  readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number };
+  /** How often to list shards to notice resharding (a shard reaching its end also triggers it). @default 10_000 */
+  readonly shardSyncIntervalMs?: number;
+  /** How long `start()` waits for the stream to become ACTIVE. @default 30_000 */
+  readonly streamReadyTimeoutMs?: number;
+  /** Told about every failed call, callback or checkpoint write; the reader retries regardless. @default a JSON line on stderr */
+  readonly onError?: (error: unknown, context: ReaderErrorContext) => void;
+}
+
+export interface ReaderErrorContext {
+  readonly streamName: string;
+  readonly consumerName: string;
+  readonly operation: 'ListShards' | 'GetShardIterator' | 'GetRecords' | 'onRecords' | 'checkpoint';
+  readonly shardId?: string;
+  /** What the reader does next. */
+  readonly action: 'retry' | 'retry-after-backoff' | 'new-iterator';
+}
+
+export type ShardPhase = 'waiting-for-parents' | 'reading' | 'ended';
+
+export interface ShardStats {
+  readonly shardId: string;
+  readonly phase: ShardPhase;
+  /** Last sequence number acknowledged by the callback (and written to the checkpoint file). */
+  readonly checkpoint?: string;
+  readonly recordsDelivered: number;
+  readonly batchesDelivered: number;
+  readonly getRecordsCalls: number;
+  /** From the last GetRecords answer: how far the shard's tip is ahead of what was read. */
+  readonly millisBehindLatest?: number;
+  /** Arrival time of the last delivered record. */
+  readonly lastArrival?: Date;
+  /** Records read but waiting for their batch to fill. */
+  readonly buffered: number;
+}
+
+export interface ShardReaderStats {
+  readonly streamName: string;
+  readonly consumerName: string;
+  readonly recordsDelivered: number;
+  readonly batchesDelivered: number;
+  readonly getRecordsCalls: number;
+  /** Calls answered ProvisionedThroughputExceeded / LimitExceeded (after the SDK's own retries). */
+  readonly throttled: number;
+  /** Other failed calls (network, expired iterators, server errors). */
+  readonly failedCalls: number;
+  readonly callbackFailures: number;
+  /** Largest MillisBehindLatest over the shards still being read. */
+  readonly millisBehindLatest: number;
+  /**
+   * Like Lambda's IteratorAge: now minus the arrival of the last delivered record, largest over shards
+   * that are not caught up (0 when every shard is).
+   */
+  readonly iteratorAgeMs: number;
+  readonly shards: ShardStats[];
+}
+
+const THROTTLING_ERRORS = new Set(['ProvisionedThroughputExceededException', 'LimitExceededException', 'KMSThrottlingException']);
+const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
+/** Where a consumer's checkpoints for a stream live. */
+export function checkpointPath(dataDir: string, consumerName: string, streamName: string): string {
+  return path.join(dataDir, 'kinesis-checkpoints', consumerName, `${streamName}.json`);
+}
+
+/** The checkpoint file: per shard the last acknowledged sequence number, and whether it was read to its end. */
+interface CheckpointDocument {
+  readonly version: 1;
+  readonly streamName: string;
+  readonly consumerName: string;
+  readonly updatedAt: string;
+  readonly shards: Record<string, { sequenceNumber?: string; ended?: boolean }>;
+}
+
+interface ShardState {
+  readonly shardId: string;
+  readonly parents: readonly string[];
+  /** Open when listed at first start (no EndingSequenceNumber): where LATEST applies. */
+  readonly openAtFirstStart: boolean;
+  phase: ShardPhase;
+  checkpoint?: string;
+  recordsDelivered: number;
+  batchesDelivered: number;
+  getRecordsCalls: number;
+  millisBehindLatest?: number;
+  lastArrival?: Date;
+  buffered: number;
+  /** Set when a GetRecords call that started in drain generation N found nothing more: N. */
+  caughtUpGeneration: number;
+  readonly alarm: Alarm;
+  worker?: Promise<void>;
+}
+
+/** Readers running in this process, by checkpoint file: two readers must not share one. */
+const activeCheckpoints = new Set<string>();
+
+export class ShardReader {
+  readonly streamName: string;
+  readonly consumerName: string;
+  /** `<dataDir>/kinesis-checkpoints/<consumer>/<stream>.json` */
+  readonly checkpointFile: string;
+  private readonly api: KinesisReadApi;
+  private readonly onRecords: ShardReaderOptions['onRecords'];
+  private readonly startingPosition: StartingPosition;
+  private readonly pollIntervalMs: number;
+  private readonly minCallGapMs: number;
+  private readonly maxRecordsPerCall: number;
+  private readonly maxBatchRecords: number;
+  private readonly maxBatchBytes: number;
+  private readonly recordBytes: (record: _Record) => number;
+  private readonly windowMs: number;
+  private readonly backoffBaseMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly shardSyncIntervalMs: number;
+  private readonly streamReadyTimeoutMs: number;
+  private readonly reportError: NonNullable<ShardReaderOptions['onError']>;
+
+  private readonly shards = new Map<string, ShardState>();
+  private ended = new Set<string>();
+  private phase: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  private readonly abort = new AbortController();
+  private arn: string | undefined;
+  private firstStart = false;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | undefined;
+  private syncAgain = false;
+  private drainGeneration = 0;
+  private draining = 0;
+  private readonly progress = new Alarm();
+  private pendingWrite: Promise<void> | undefined;
+  private lastWrite: Promise<void> = Promise.resolve();
+  private throttled = 0;
+  private failedCalls = 0;
+  private callbackFailures = 0;
+
+  constructor(options: ShardReaderOptions) {
+    for (const [key, value] of [
+      ['streamName', options.streamName],
+      ['consumerName', options.consumerName],
+    ] as const) {
+      if (!NAME.test(value) || value === '.' || value === '..') {
+        throw new Error(`ShardReader: ${key} "${value}" must be 1–128 characters of A-Z, a-z, 0-9, "_", "." and "-" (as Kinesis names are).`);
+      }
+    }
+    this.streamName = options.streamName;
+    this.consumerName = options.consumerName;
+    this.checkpointFile = path.resolve(checkpointPath(options.dataDir, options.consumerName, options.streamName));
+    this.api = options.client instanceof KinesisClient ? kinesisReadApi(options.client) : options.client;
+    this.onRecords = options.onRecords;
+    this.startingPosition = options.startingPosition ?? 'TRIM_HORIZON';
+    this.pollIntervalMs = nonNegative('pollIntervalMs', options.pollIntervalMs ?? 1000);
+    this.minCallGapMs = nonNegative('minCallGapMs', options.minCallGapMs ?? 200);
+    this.maxRecordsPerCall = options.maxRecordsPerCall ?? 10_000;
+    if (!Number.isInteger(this.maxRecordsPerCall) || this.maxRecordsPerCall < 1 || this.maxRecordsPerCall > 10_000) {
+      throw new Error(`ShardReader: maxRecordsPerCall must be an integer 1–10,000 (GetRecords' Limit), got ${this.maxRecordsPerCall}.`);
+    }
+    const batching = options.batching;
+    this.maxBatchRecords = batching?.maxRecords ?? Number.POSITIVE_INFINITY;
+    if (batching && (!Number.isInteger(batching.maxRecords) || batching.maxRecords < 1)) {
+      throw new Error(`ShardReader: batching.maxRecords must be a positive integer, got ${batching.maxRecords}.`);
+    }
+    this.maxBatchBytes = batching?.maxBytes ?? Number.POSITIVE_INFINITY;
+    this.recordBytes = batching?.recordBytes ?? ((record) => record.Data?.length ?? 0);
+    this.windowMs = nonNegative('batching.windowMs', batching?.windowMs ?? 0);
+    this.backoffBaseMs = nonNegative('backoff.baseMs', options.backoff?.baseMs ?? 100);
+    this.backoffMaxMs = nonNegative('backoff.maxMs', options.backoff?.maxMs ?? 10_000);
+    this.shardSyncIntervalMs = nonNegative('shardSyncIntervalMs', options.shardSyncIntervalMs ?? 10_000);
+    this.streamReadyTimeoutMs = nonNegative('streamReadyTimeoutMs', options.streamReadyTimeoutMs ?? 30_000);
+    this.reportError = options.onError ?? defaultErrorReporter;
+  }
+
+  /** The stream's ARN, known once `start()` resolved. */
+  get streamArn(): string {
+    if (this.arn === undefined) throw new Error(`ShardReader(${this.consumerName}/${this.streamName}): streamArn is known only after start().`);
+    return this.arn;
+  }
+
+  /**
+   * Loads the checkpoints, waits for the stream to be ACTIVE, lists its shards and starts reading.
+   * Resolves once reading has started; fails if the stream does not exist or the checkpoint file is unreadable.
+   */
+  async start(): Promise<void> {
+    if (this.phase !== 'new') throw new Error(`ShardReader(${this.consumerName}/${this.streamName}) was already started; create a new reader to read again.`);
+    if (activeCheckpoints.has(this.checkpointFile)) {
+      throw new Error(
+        `ShardReader: consumer "${this.consumerName}" is already reading stream "${this.streamName}" in this process (checkpoints ${this.checkpointFile}); give each reader its own consumer name.`,
+      );
+    }
+    activeCheckpoints.add(this.checkpointFile);
+    this.phase = 'running';
+    try {
+      await this.loadCheckpoints();
+      await this.waitForStream();
+      await this.syncShards();
+    } catch (err) {
+      this.phase = 'stopped';
+      activeCheckpoints.delete(this.checkpointFile);
+      this.abort.abort();
+      throw err;
+    }
+    this.scheduleSync();
+  }
+
+  /**
+   * Stops polling: an in-flight GetRecords is abandoned, an in-flight callback is awaited (and its
+   * batch checkpointed if it succeeds), records buffered for a batch are dropped (they are re-read
+   * next time, as they were never acknowledged). Resolves once the checkpoint file is written.
+   */
+  async stop(): Promise<void> {
+    if (this.phase === 'new') {
+      this.phase = 'stopped';
+      return;
+    }
+    if (this.phase === 'stopped') return;
+    if (this.phase === 'stopping') {
+      await this.settled();
+      return;
+    }
+    this.phase = 'stopping';
+    clearTimeout(this.syncTimer);
+    this.abort.abort();
+    for (const shard of this.shards.values()) shard.alarm.wake(true);
+    this.progress.wake(true);
+    await this.settled();
+    this.phase = 'stopped';
+    activeCheckpoints.delete(this.checkpointFile);
+  }
+
+  /**
+   * Reads until every shard is caught up: each open shard has answered a GetRecords call made after
+   * drain() was called with no records and MillisBehindLatest 0, every shard that ended had its
+   * children read the same way, and every record read was delivered (partial batches are flushed at
+   * once). Polling then goes on as before. Rejects after `timeoutMs`, naming the shards still behind.
+   */
+  async drain(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.phase !== 'running') throw new Error(`ShardReader(${this.consumerName}/${this.streamName}): drain() needs a started reader (it is ${this.phase}).`);
+    const generation = ++this.drainGeneration;
+    this.draining++;
+    const deadline = options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
+    try {
+      for (const shard of this.shards.values()) shard.alarm.wake();
+      await this.syncShards();
+      for (;;) {
+        const behind = this.shardsBehind(generation);
+        if (behind.length === 0) return;
+        if (this.phase !== 'running') throw new Error(`ShardReader(${this.consumerName}/${this.streamName}) stopped while draining.`);
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          throw new Error(
+            `ShardReader(${this.consumerName}/${this.streamName}): not caught up after ${options.timeoutMs} ms; still behind: ${behind.join(', ')}.`,
+          );
+        }
+        await this.progress.sleep(Math.min(left, 1000));
+      }
+    } finally {
+      this.draining--;
+    }
+  }
+
+  stats(): ShardReaderStats {
+    const shards = [...this.shards.values()].map(
+      (s): ShardStats => ({
+        shardId: s.shardId,
+        phase: s.phase,
+        checkpoint: s.checkpoint,
+        recordsDelivered: s.recordsDelivered,
+        batchesDelivered: s.batchesDelivered,
+        getRecordsCalls: s.getRecordsCalls,
+        millisBehindLatest: s.millisBehindLatest,
+        lastArrival: s.lastArrival,
+        buffered: s.buffered,
+      }),
+    );
+    const reading = shards.filter((s) => s.phase === 'reading');
+    const now = Date.now();
+    return {
+      streamName: this.streamName,
+      consumerName: this.consumerName,
+      recordsDelivered: sum(shards.map((s) => s.recordsDelivered)),
+      batchesDelivered: sum(shards.map((s) => s.batchesDelivered)),
+      getRecordsCalls: sum(shards.map((s) => s.getRecordsCalls)),
+      throttled: this.throttled,
+      failedCalls: this.failedCalls,
+      callbackFailures: this.callbackFailures,
+      millisBehindLatest: Math.max(0, ...reading.map((s) => s.millisBehindLatest ?? 0)),
+      iteratorAgeMs: Math.max(
+        0,
+        ...reading
+          .filter((s) => (s.millisBehindLatest ?? 0) > 0 || s.buffered > 0)
+          .map((s) => (s.lastArrival ? now - s.lastArrival.getTime() : 0)),
+      ),
+      shards,
+    };
+  }
+
+  // ---- shards ------------------------------------------------------------------------------
+
+  private async loadCheckpoints(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.checkpointFile, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.firstStart = true;
+      return;
+    }
+    const unreadable = (why: string): Error =>
+      new Error(
+        `Kinesis checkpoint file ${this.checkpointFile} is unreadable (${why}). Delete it to re-read stream "${this.streamName}" from the start for consumer "${this.consumerName}".`,
+      );
+    let doc: CheckpointDocument;
+    try {
+      doc = JSON.parse(text) as CheckpointDocument;
+    } catch (err) {
+      throw unreadable((err as Error).message);
+    }
+    if (doc === null || typeof doc !== 'object' || doc.version !== 1 || typeof doc.shards !== 'object' || doc.shards === null) {
+      throw unreadable('expected {"version": 1, "shards": {...}}');
+    }
+    for (const [shardId, entry] of Object.entries(doc.shards)) {
+      if (entry.ended) this.ended.add(shardId);
+      if (entry.sequenceNumber !== undefined || entry.ended) {
+        this.shards.set(shardId, this.newShardState(shardId, [], false, entry.sequenceNumber, entry.ended ? 'ended' : 'waiting-for-parents'));
+      }
+    }
+  }
+
+  private newShardState(shardId: string, parents: string[], openAtFirstStart: boolean, checkpoint: string | undefined, phase: ShardPhase): ShardState {
+    return {
+      shardId,
+      parents,
+      openAtFirstStart,
+      phase,
+      checkpoint,
+      recordsDelivered: 0,
+      batchesDelivered: 0,
+      getRecordsCalls: 0,
+      buffered: 0,
+      caughtUpGeneration: 0,
+      alarm: new Alarm(),
+    };
+  }
+
+  private async waitForStream(): Promise<void> {
+    const deadline = Date.now() + this.streamReadyTimeoutMs;
+    for (;;) {
+      let status: string;
+      try {
+        const description = await this.api.describeStream(this.streamName, this.abort.signal);
+        this.arn = description.streamArn;
+        status = description.status;
+      } catch (err) {
+        if (errorName(err) === 'ResourceNotFoundException') {
+          throw new Error(`ShardReader(${this.consumerName}): Kinesis stream "${this.streamName}" does not exist. Create it before starting its consumers.`, {
+            cause: err,
+          });
+        }
+        throw err;
+      }
+      if (status === 'ACTIVE' || status === 'UPDATING') return;
+      if (Date.now() > deadline) {
+        throw new Error(`ShardReader(${this.consumerName}): Kinesis stream "${this.streamName}" is still ${status} after ${this.streamReadyTimeoutMs} ms.`);
+      }
+      await delay(50);
+    }
+  }
+
+  /** Lists shards and starts a worker for every shard whose parents are all read; one listing at a time. */
+  private syncShards(): Promise<void> {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      try {
+        do {
+          this.syncAgain = false;
+          await this.syncShardsOnce();
+        } while (this.syncAgain && this.phase === 'running');
+      } finally {
+        this.syncing = undefined;
+      }
+    })();
+    return this.syncing;
+  }
+
+  private async syncShardsOnce(): Promise<void> {
+    if (this.phase !== 'running') return;
+    let listed: Shard[];
+    try {
+      listed = await this.api.listShards(this.streamName, this.abort.signal);
+    } catch (err) {
+      if (this.phase !== 'running') return;
+      this.failedCalls++;
+      this.report(err, 'ListShards', undefined, 'retry');
+      return;
+    }
+    const present = new Set(listed.map((s) => s.ShardId as string));
+    // Shards known only from the checkpoint file and no longer listed were trimmed past retention.
+    for (const [shardId, shard] of this.shards) {
+      if (!present.has(shardId) && shard.worker === undefined) this.shards.delete(shardId);
+    }
+    for (const shard of listed) {
+      const shardId = shard.ShardId as string;
+      const parents = [shard.ParentShardId, shard.AdjacentParentShardId].filter((id): id is string => id !== undefined);
+      const open = shard.SequenceNumberRange?.EndingSequenceNumber === undefined;
+      const known = this.shards.get(shardId);
+      if (!known) {
+        // With LATEST at the very first start, closed shards hold nothing new: count them as read.
+        const skip = this.firstStart && this.startingPosition === 'LATEST' && !open;
+        if (skip) this.ended.add(shardId);
+        this.shards.set(shardId, this.newShardState(shardId, parents, this.firstStart && open, undefined, skip ? 'ended' : 'waiting-for-parents'));
+      } else if (known.parents.length === 0 && parents.length > 0) {
+        // Loaded from the checkpoint file, which does not keep lineage: take it from the listing.
+        this.shards.set(shardId, { ...known, parents });
+      }
+    }
+    this.firstStart = false;
+    // A parent no longer listed was trimmed past retention: nothing of it is left to read first.
+    for (const shard of this.shards.values()) {
+      if (shard.phase !== 'waiting-for-parents') continue;
+      if (shard.parents.every((parent) => this.ended.has(parent) || !present.has(parent))) {
+        shard.phase = 'reading';
+        shard.worker = this.readShard(shard).catch((err: unknown) => {
+          // Only a bug gets here (every expected failure is retried inside); keep the reader's state honest.
+          shard.phase = 'waiting-for-parents';
+          shard.worker = undefined;
+          this.report(err, 'GetRecords', shard.shardId, 'retry');
+        });
+      }
+    }
+    this.progress.wake();
+  }
+
+  private scheduleSync(): void {
+    if (this.phase !== 'running' || this.shardSyncIntervalMs === 0) return;
+    this.syncTimer = setTimeout(() => {
+      void this.syncShards().finally(() => this.scheduleSync());
+    }, this.shardSyncIntervalMs);
+    this.syncTimer.unref();
+  }
+
+  private shardsBehind(generation: number): string[] {
+    const behind: string[] = [];
+    for (const shard of this.shards.values()) {
+      if (shard.phase === 'ended') continue;
+      if (shard.phase === 'waiting-for-parents') {
+        // Waiting on a parent that is itself behind is covered by the parent; one whose parents all
+        // ended is about to start.
+        if (shard.parents.every((parent) => this.ended.has(parent))) behind.push(`${shard.shardId} (starting)`);
+        continue;
+      }
+      if (shard.caughtUpGeneration < generation || shard.buffered > 0) behind.push(shard.shardId);
+    }
+    if (this.syncing) behind.push('(listing shards)');
+    return behind;
+  }
+
+  // ---- reading one shard -------------------------------------------------------------------
+
+  private async readShard(shard: ShardState): Promise<void> {
+    const signal = this.abort.signal;
+    // The last sequence number taken from the stream (delivered or buffered): where a new iterator starts.
+    let readPosition = shard.checkpoint;
+    let iterator: string | undefined;
+    let failures = 0;
+    let lastCallAt = 0;
+    const buffer: _Record[] = [];
+    let bufferedSince = 0;
+
+    while (this.phase === 'running') {
+      let page: RecordsPage;
+      const generation = this.drainGeneration;
+      try {
+        if (iterator === undefined) {
+          iterator = await this.api.getShardIterator(this.iteratorRequest(shard, readPosition), signal);
+        }
+        const gap = lastCallAt + this.minCallGapMs - Date.now();
+        if (gap > 0) await shard.alarm.sleep(gap, { onlyStop: true });
+        if (this.phase !== 'running') break;
+        lastCallAt = Date.now();
+        page = await this.api.getRecords(iterator, this.maxRecordsPerCall, signal);
+      } catch (err) {
+        if (this.phase !== 'running') break;
+        const name = errorName(err);
+        const operation = iterator === undefined ? 'GetShardIterator' : 'GetRecords';
+        if (name === 'ExpiredIteratorException' && failures === 0) {
+          this.failedCalls++;
+          this.report(err, operation, shard.shardId, 'new-iterator');
+          iterator = undefined;
+          failures++;
+          continue;
+        }
+        if (THROTTLING_ERRORS.has(name)) {
+          // The iterator stays valid: the same call is simply made again, later.
+          this.throttled++;
+        } else {
+          this.failedCalls++;
+          iterator = undefined;
+        }
+        this.report(err, operation, shard.shardId, 'retry-after-backoff');
+        await shard.alarm.sleep(this.backoff(failures++), { onlyStop: true });
+        continue;
+      }
+      failures = 0;
+      shard.getRecordsCalls++;
+      shard.millisBehindLatest = page.millisBehindLatest;
+      if (page.records.length > 0) {
+        if (buffer.length === 0) bufferedSince = Date.now();
+        buffer.push(...page.records);
+        readPosition = page.records[page.records.length - 1].SequenceNumber;
+      }
+      shard.buffered = buffer.length;
+      iterator = page.nextShardIterator;
+      const atEnd = iterator === undefined;
+
+      // Deliver full batches at once; the rest when the window closes, the shard ends or a drain asks.
+      while (buffer.length > 0) {
+        const { count, full } = this.nextBatch(buffer);
+        const flush = full || atEnd || this.draining > 0 || Date.now() - bufferedSince >= this.windowMs;
+        if (!flush) break;
+        const batch = buffer.splice(0, count);
+        shard.buffered = buffer.length;
+        if (!(await this.deliver(shard, batch, signal))) return;
+        bufferedSince = Date.now();
+      }
+
+      if (atEnd) {
+        shard.phase = 'ended';
+        this.ended.add(shard.shardId);
+        await this.persist();
+        this.progress.wake();
+        // Its children (a split or a merge) can start now.
+        void this.syncShards();
+        return;
+      }
+      if (page.records.length === 0 && (page.millisBehindLatest ?? 0) === 0 && buffer.length === 0) {
+        shard.caughtUpGeneration = generation;
+        this.progress.wake();
+      }
+
+      const behind = page.records.length >= this.maxRecordsPerCall || (page.millisBehindLatest ?? 0) > 0;
+      let wait = behind || this.draining > 0 ? 0 : this.pollIntervalMs;
+      if (buffer.length > 0) wait = Math.min(wait, Math.max(0, bufferedSince + this.windowMs - Date.now()));
+      if (wait > 0) await shard.alarm.sleep(wait);
+    }
+  }
+
+  private iteratorRequest(shard: ShardState, readPosition: string | undefined): ShardIteratorRequest {
+    if (readPosition !== undefined) {
+      return { streamName: this.streamName, shardId: shard.shardId, type: 'AFTER_SEQUENCE_NUMBER', sequenceNumber: readPosition };
+    }
+    const type = this.startingPosition === 'LATEST' && shard.openAtFirstStart ? 'LATEST' : 'TRIM_HORIZON';
+    return { streamName: this.streamName, shardId: shard.shardId, type };
+  }
+
+  /** How many buffered records form the next batch, and whether a limit (not the buffer's end) cut it. */
+  private nextBatch(buffer: readonly _Record[]): { count: number; full: boolean } {
+    let bytes = 0;
+    let count = 0;
+    while (count < buffer.length && count < this.maxBatchRecords) {
+      const size = this.recordBytes(buffer[count]);
+      if (count > 0 && bytes + size > this.maxBatchBytes) return { count, full: true };
+      bytes += size;
+      count++;
+    }
+    return { count, full: count === this.maxBatchRecords || bytes >= this.maxBatchBytes };
+  }
+
+  /** Hands a batch to the callback until it succeeds; false when the reader stopped first. */
+  private async deliver(shard: ShardState, records: _Record[], signal: AbortSignal): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.phase !== 'running') return false;
+      try {
+        await this.onRecords(shard.shardId, records, { signal });
+        break;
+      } catch (err) {
+        if (this.phase !== 'running') return false;
+        this.callbackFailures++;
+        this.report(err, 'onRecords', shard.shardId, 'retry-after-backoff');
+        await shard.alarm.sleep(this.backoff(attempt), { onlyStop: true });
+      }
+    }
+    // The callback resolved — even if stop() was called meanwhile, this batch is done: checkpoint it.
+    const last = records[records.length - 1];
+    shard.checkpoint = last.SequenceNumber;
+    shard.lastArrival = last.ApproximateArrivalTimestamp;
+    shard.recordsDelivered += records.length;
+    shard.batchesDelivered++;
+    await this.persist();
+    this.progress.wake();
+    return this.phase === 'running';
+  }
+
+  private backoff(attempt: number): number {
+    const ceiling = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** Math.min(attempt, 30));
+    // Equal jitter: never less than half the ceiling, so a failing endpoint is not hammered.
+    return ceiling / 2 + Math.random() * (ceiling / 2);
+  }
+
+  // ---- checkpoints -------------------------------------------------------------------------
+
+  /** Writes the checkpoint file; calls made while a write is queued share the next write. */
+  private persist(): Promise<void> {
+    if (this.pendingWrite) return this.pendingWrite;
+    const write = this.lastWrite
+      .then(async () => {
+        this.pendingWrite = undefined;
+        await this.writeCheckpoints();
+      })
+      .catch((err: unknown) => {
+        // The position in memory still advanced; only a crash before the next successful write re-delivers.
+        this.report(err, 'checkpoint', undefined, 'retry');
+      });
+    this.pendingWrite = write;
+    this.lastWrite = write;
+    return write;
+  }
+
+  private async writeCheckpoints(): Promise<void> {
+    const shards: CheckpointDocument['shards'] = {};
+    for (const shard of [...this.shards.values()].sort((a, b) => a.shardId.localeCompare(b.shardId))) {
+      if (shard.checkpoint === undefined && shard.phase !== 'ended') continue;
+      shards[shard.shardId] = shard.phase === 'ended' ? { sequenceNumber: shard.checkpoint, ended: true } : { sequenceNumber: shard.checkpoint };
+    }
+    const doc: CheckpointDocument = {
+      version: 1,
+      streamName: this.streamName,
+      consumerName: this.consumerName,
+      updatedAt: new Date().toISOString(),
+      shards,
+    };
+    await mkdir(path.dirname(this.checkpointFile), { recursive: true });
+    await writeFileAtomic(this.checkpointFile, `${JSON.stringify(doc, null, 2)}\n`);
+  }
+
+  /** Resolves when every worker, listing and checkpoint write has finished. */
+  private async settled(): Promise<void> {
+    for (;;) {
+      const workers = [...this.shards.values()].map((s) => s.worker).filter((w): w is Promise<void> => w !== undefined);
+      await Promise.allSettled(workers);
+      if (this.syncing) await this.syncing.catch(() => undefined);
+      await this.lastWrite;
+      const again = [...this.shards.values()].some((s) => s.worker !== undefined && !workers.includes(s.worker));
+      if (!again && !this.syncing && !this.pendingWrite) return;
+    }
+  }
+
+  private report(error: unknown, operation: ReaderErrorContext['operation'], shardId: string | undefined, action: ReaderErrorContext['action']): void {
+    try {
+      this.reportError(error, { streamName: this.streamName, consumerName: this.consumerName, operation, shardId, action });
+    } catch {
+      // A failing error reporter must not stop the reader.
+    }
+  }
+}
+
+function defaultErrorReporter(error: unknown, context: ReaderErrorContext): void {
+  const err = error as { name?: string; message?: string };
+  console.warn(
+    JSON.stringify({
+      level: 'WARN',
+      component: 'shard-reader',
+      message: `${context.operation} failed`,
+      error: err?.name ?? 'Error',
+      errorMessage: err?.message ?? String(error),
+      ...context,
+    }),
+  );
+}
+
+/** A sleep that `wake()` cuts short: woken by drain and progress (unless `onlyStop`), always by stop. */
+class Alarm {
+  private waiters = new Set<{ resolve: () => void; onlyStop: boolean }>();
+  private stopped = false;
+
+  sleep(ms: number, options: { onlyStop?: boolean } = {}): Promise<void> {
+    if (this.stopped || ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiter = {
+        onlyStop: options.onlyStop ?? false,
+        resolve: () => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve();
+        },
+      };
+      const timer = setTimeout(waiter.resolve, ms);
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Wakes sleepers; `stop` wakes every sleeper for good. */
+  wake(stop = false): void {
+    if (stop) this.stopped = true;
+    for (const waiter of [...this.waiters]) if (stop || !waiter.onlyStop) waiter.resolve();
+  }
+}
+
+function errorName(err: unknown): string {
+  if (err && typeof err === 'object') {
+    const e = err as { name?: unknown; code?: unknown };
+    if (typeof e.name === 'string' && e.name !== 'Error') return e.name;
+    if (typeof e.code === 'string') return e.code;
+    if (typeof e.name === 'string') return e.name;
+  }
+  return 'Error';
+}
+
+function nonNegative(key: string, value: number): number {
+  if (!Number.isFinite(value) || value < 0) throw new Error(`ShardReader: ${key} must be a number ≥ 0, got ${value}.`);
+  return value;
+}
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---- an in-memory stream, for fast tests of stream consumers ----------------------------------
+
+type MemoryOperation = 'DescribeStreamSummary' | 'ListShards' | 'GetShardIterator' | 'GetRecords';
+
+interface MemoryShard {
+  readonly shard: Shard;
+  readonly records: _Record[];
+  closed: boolean;
+  childShards?: ChildShard[];
+}
+
+/**
+ * A Kinesis stream in memory behind KinesisReadApi: put records, split and merge shards, and make
+ * calls fail, without an emulator. The real thing (kinesis-mock) is for integration tests; this is
+ * for testing what a consumer does with records, failures and resharding in milliseconds.
+ */
+export class MemoryKinesis implements KinesisReadApi {
+  /** Calls made, by operation. */
+  readonly calls: Record<MemoryOperation, number> = { DescribeStreamSummary: 0, ListShards: 0, GetShardIterator: 0, GetRecords: 0 };
+  private readonly streams = new Map<string, MemoryShard[]>();
+  private readonly failures: Array<{ operation: MemoryOperation; name: string; times: number }> = [];
+  private sequence = 0;
+
+  constructor(private readonly accountId = '000000000000', private readonly region = 'us-east-1') {}
+
+  createStream(streamName: string, shardCount: number): void {
+    const shards: MemoryShard[] = [];
+    for (let i = 0; i < shardCount; i++) shards.push(this.newShard(shards.length, {}));
+    this.streams.set(streamName, shards);
+  }
+
+  /** Appends a record to the shard its partition key maps to (or to `shardId`); returns where it went. */
+  putRecord(
+    streamName: string,
+    partitionKey: string,
+    data: Uint8Array | string,
+    options: { shardId?: string; arrival?: Date } = {},
+  ): { shardId: string; sequenceNumber: string } {
+    const open = this.stream(streamName).filter((s) => !s.closed);
+    const target = options.shardId
+      ? open.find((s) => s.shard.ShardId === options.shardId)
+      : open[[...partitionKey].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7) % open.length];
+    if (!target) throw new Error(`MemoryKinesis: no open shard ${options.shardId ?? ''} in ${streamName}`);
+    const sequenceNumber = `49${String(++this.sequence).padStart(54, '0')}`;
+    target.records.push({
+      SequenceNumber: sequenceNumber,
+      PartitionKey: partitionKey,
+      Data: typeof data === 'string' ? Buffer.from(data) : data,
+      ApproximateArrivalTimestamp: options.arrival ?? new Date(),
+    });
+    return { shardId: target.shard.ShardId as string, sequenceNumber };
+  }
+
+  /** Closes a shard and opens two children, as SplitShard does. */
+  splitShard(streamName: string, shardId: string): string[] {
+    const parent = this.openShard(streamName, shardId);
+    parent.closed = true;
+    const shards = this.stream(streamName);
+    const children = [0, 1].map(() => this.newShard(shards.length, { ParentShardId: shardId }));
+    shards.push(...children);
+    parent.childShards = children.map((c) => ({ ShardId: c.shard.ShardId, ParentShards: [shardId], HashKeyRange: c.shard.HashKeyRange }));
+    return children.map((c) => c.shard.ShardId as string);
+  }
+
+  /** Closes two shards and opens one child, as MergeShards does. */
+  mergeShards(streamName: string, shardId: string, adjacentShardId: string): string {
+    const parents = [this.openShard(streamName, shardId), this.openShard(streamName, adjacentShardId)];
+    const shards = this.stream(streamName);
+    const child = this.newShard(shards.length, { ParentShardId: shardId, AdjacentParentShardId: adjacentShardId });
+    shards.push(child);
+    for (const parent of parents) {
+      parent.closed = true;
+      parent.childShards = [{ ShardId: child.shard.ShardId, ParentShards: [shardId, adjacentShardId], HashKeyRange: child.shard.HashKeyRange }];
+    }
+    return child.shard.ShardId as string;
+  }
+
+  /** The next `times` calls of `operation` fail with an error named `name` (e.g. ProvisionedThroughputExceededException). */
+  failNext(operation: MemoryOperation, name: string, times = 1): void {
+    this.failures.push({ operation, name, times });
+  }
+
+  async describeStream(streamName: string): Promise<{ streamArn: string; status: string }> {
+    this.enter('DescribeStreamSummary');
+    this.stream(streamName);
+    return { streamArn: `arn:aws:kinesis:${this.region}:${this.accountId}:stream/${streamName}`, status: 'ACTIVE' };
+  }
+
+  async listShards(streamName: string): Promise<Shard[]> {
+    this.enter('ListShards');
+    return this.stream(streamName).map((s) => s.shard);
+  }
+
+  async getShardIterator(request: ShardIteratorRequest): Promise<string> {
+    this.enter('GetShardIterator');
+    const shard = this.stream(request.streamName).find((s) => s.shard.ShardId === request.shardId);
+    if (!shard) throw named('ResourceNotFoundException', `Shard ${request.shardId} in stream ${request.streamName} not found`);
+    let index = 0;
+    if (request.type === 'LATEST') index = shard.records.length;
+    if (request.type === 'AFTER_SEQUENCE_NUMBER') {
+      const after = BigInt(request.sequenceNumber as string);
+      index = shard.records.findIndex((r) => BigInt(r.SequenceNumber as string) > after);
+      if (index === -1) index = shard.records.length;
+    }
+    return JSON.stringify({ stream: request.streamName, shard: request.shardId, index });
+  }
+
+  async getRecords(shardIterator: string, limit: number): Promise<RecordsPage> {
+    this.enter('GetRecords');
+    const { stream, shard: shardId, index } = JSON.parse(shardIterator) as { stream: string; shard: string; index: number };
+    const shard = this.stream(stream).find((s) => s.shard.ShardId === shardId) as MemoryShard;
+    const records = shard.records.slice(index, index + limit);
+    const next = index + records.length;
+    const remaining = shard.records[next];
+    if (shard.closed && !remaining) return { records, millisBehindLatest: 0, childShards: shard.childShards };
+    return {
+      records,
+      nextShardIterator: JSON.stringify({ stream, shard: shardId, index: next }),
+      millisBehindLatest: remaining ? Math.max(1, Date.now() - (remaining.ApproximateArrivalTimestamp as Date).getTime()) : 0,
+    };
+  }
+
+  private enter(operation: MemoryOperation): void {
+    this.calls[operation]++;
+    const failure = this.failures.find((f) => f.operation === operation);
+    if (!failure) return;
+    if (--failure.times <= 0) this.failures.splice(this.failures.indexOf(failure), 1);
+    throw named(failure.name, `${operation} failed (injected by MemoryKinesis)`);
+  }
+
+  private stream(streamName: string): MemoryShard[] {
+    const shards = this.streams.get(streamName);
+    if (!shards) throw named('ResourceNotFoundException', `Stream ${streamName} under account ${this.accountId} not found.`);
+    return shards;
+  }
+
+  private openShard(streamName: string, shardId: string): MemoryShard {
+    const shard = this.stream(streamName).find((s) => s.shard.ShardId === shardId && !s.closed);
+    if (!shard) throw new Error(`MemoryKinesis: ${shardId} is not an open shard of ${streamName}`);
+    return shard;
+  }
+
+  private newShard(index: number, lineage: Pick<Shard, 'ParentShardId' | 'AdjacentParentShardId'>): MemoryShard {
+    const starting = `49${String(this.sequence + 1).padStart(54, '0')}`;
+    const shard: Shard = {
+      ShardId: `shardId-${String(index).padStart(12, '0')}`,
+      ...lineage,
+      HashKeyRange: { StartingHashKey: '0', EndingHashKey: '0' },
+      SequenceNumberRange: { StartingSequenceNumber: starting },
+    };
+    const memory: MemoryShard = {
+      get shard(): Shard {
+        // A closed shard has an ending sequence number, as ListShards reports it.
+        const ending = memory.records.at(-1)?.SequenceNumber ?? starting;
+        return memory.closed ? { ...shard, SequenceNumberRange: { StartingSequenceNumber: starting, EndingSequenceNumber: ending } } : shard;
+      },
+      records: [],
+      closed: false,
+    };
+    return memory;
+  }
+}
+
+function named(name: string, message: string): Error {
+  const error = new Error(message);
+  error.name = name;
+  return error;
+}

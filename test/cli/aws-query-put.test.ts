@@ -1,0 +1,203 @@
+/**
+ * `--aws` for put and query: no account is reachable here, so the SDK clients are mocked
+ * (aws-sdk-client-mock) and the tests check the calls the CLI makes and their parameters.
+ */
+import {
+  AthenaClient,
+  BatchGetNamedQueryCommand,
+  GetQueryExecutionCommand,
+  GetQueryResultsCommand,
+  ListNamedQueriesCommand,
+  StartQueryExecutionCommand,
+} from '@aws-sdk/client-athena';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
+import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { mockClient } from 'aws-sdk-client-mock';
+import { sluice } from './helpers';
+
+const cfn = mockClient(CloudFormationClient);
+const athena = mockClient(AthenaClient);
+const kinesis = mockClient(KinesisClient);
+const firehose = mockClient(FirehoseClient);
+
+const OUTPUTS = {
+  DataBucketName: 'sluice-dev-databucket-1a2b3c',
+  GlueDatabaseName: 'sluice_dev',
+  AthenaWorkGroupName: 'sluice-dev-wg',
+  IotStreamName: 'sluice-dev-iot',
+  AppEventsLakeDeliveryStreamName: 'sluice-dev-app-events-lake',
+};
+
+const savedEnv = { ...process.env };
+beforeAll(() => {
+  process.env.AWS_REGION = 'eu-west-1';
+});
+afterAll(() => {
+  process.env = savedEnv;
+});
+beforeEach(() => {
+  for (const m of [cfn, athena, kinesis, firehose]) m.reset();
+  cfn.on(DescribeStacksCommand).resolves({
+    Stacks: [{
+      StackName: 'sluice-dev',
+      StackStatus: 'UPDATE_COMPLETE',
+      CreationTime: new Date(),
+      Outputs: Object.entries(OUTPUTS).map(([OutputKey, OutputValue]) => ({ OutputKey, OutputValue })),
+    }],
+  });
+});
+
+/** Athena that runs a query in one poll and answers with `pages` of rows (first page with the header row). */
+function athenaAnswers(columns: Array<{ Name: string; Type: string }>, pages: string[][][], scanned = 1_572_864): void {
+  athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-1' });
+  athena.on(GetQueryExecutionCommand)
+    .resolvesOnce({ QueryExecution: { Status: { State: 'RUNNING' }, Statistics: { DataScannedInBytes: 0 } } })
+    .resolves({ QueryExecution: { Status: { State: 'SUCCEEDED' }, Statistics: { DataScannedInBytes: scanned } } });
+  const toRow = (values: string[]) => ({ Data: values.map((v) => (v === 'NULL' ? {} : { VarCharValue: v })) });
+  const chain = athena.on(GetQueryResultsCommand);
+  pages.forEach((rows, i) => {
+    const page = {
+      ResultSet: {
+        ResultSetMetadata: { ColumnInfo: columns },
+        Rows: [...(i === 0 ? [toRow(columns.map((c) => c.Name))] : []), ...rows.map(toRow)],
+      },
+      NextToken: i < pages.length - 1 ? `page-${i + 1}` : undefined,
+    };
+    chain.resolvesOnce(page);
+  });
+}
+
+describe('sluice query --aws (Athena)', () => {
+  test('starts the query in the stack\'s workgroup and database, polls, pages through the results', async () => {
+    athenaAnswers([{ Name: 'event_type', Type: 'varchar' }, { Name: 'events', Type: 'bigint' }], [[['alert', '3'], ['telemetry', '40']], [['heartbeat', 'NULL']]]);
+    const { code, stdout, stderr } = await sluice('query', '--aws', 'SELECT event_type, count(*) AS events FROM iot GROUP BY 1', '--json');
+    expect(code).toBe(0);
+    expect(cfn.commandCalls(DescribeStacksCommand)[0].args[0].input).toEqual({ StackName: 'sluice-dev' });
+    expect(athena.commandCalls(StartQueryExecutionCommand)[0].args[0].input).toEqual({
+      QueryString: 'SELECT event_type, count(*) AS events FROM iot GROUP BY 1',
+      WorkGroup: 'sluice-dev-wg',
+      QueryExecutionContext: { Database: 'sluice_dev' },
+    });
+    expect(athena.commandCalls(GetQueryExecutionCommand)).toHaveLength(2);
+    expect(athena.commandCalls(GetQueryResultsCommand).map((c) => c.args[0].input.NextToken)).toEqual([undefined, 'page-1']);
+    expect(JSON.parse(stdout)).toEqual([
+      { event_type: 'alert', events: 3 },
+      { event_type: 'telemetry', events: 40 },
+      { event_type: 'heartbeat', events: null },
+    ]);
+    expect(stderr).toMatch(/3 rows · scanned 1\.5 MiB \(≈ \$0\.000050 at \$5\/TB, 10 MB minimum\) · query q-1 · /);
+  });
+
+  test('a table for people, with bytes scanned under it', async () => {
+    athenaAnswers([{ Name: 'n', Type: 'integer' }], [[['7']]], 25_000_000);
+    const { code, stdout } = await sluice('query', '--aws', '--stack', 'sluice-prod', '--region', 'us-east-1', 'SELECT 7 AS n');
+    expect(code).toBe(0);
+    expect(cfn.commandCalls(DescribeStacksCommand)[0].args[0].input).toEqual({ StackName: 'sluice-prod' });
+    expect(await cfn.commandCalls(DescribeStacksCommand)[0].thisValue.config.region()).toBe('us-east-1');
+    expect(stdout).toMatch(/n\n─\n7\n\n1 row · scanned 23\.8 MiB/);
+  });
+
+  test('a failed query exits 1 with Athena\'s reason', async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-2' });
+    athena.on(GetQueryExecutionCommand).resolves({
+      QueryExecution: { Status: { State: 'FAILED', AthenaError: { ErrorMessage: "COLUMN_NOT_FOUND: line 1:8: Column 'nope' cannot be resolved" } } },
+    });
+    const { code, stderr } = await sluice('query', '--aws', 'SELECT nope FROM iot');
+    expect(code).toBe(1);
+    expect(stderr).toBe("sluice: Athena query q-2 failed: COLUMN_NOT_FOUND: line 1:8: Column 'nope' cannot be resolved\n");
+  });
+
+  test('--saved runs a named query of the workgroup, in its database', async () => {
+    athena.on(ListNamedQueriesCommand)
+      .resolvesOnce({ NamedQueryIds: ['a', 'b'], NextToken: 'more' })
+      .resolves({ NamedQueryIds: ['c'] });
+    athena.on(BatchGetNamedQueryCommand).resolves({
+      NamedQueries: [
+        { Name: 'iot: events per event_type per hour (today, UTC)', QueryString: 'SELECT 1', Database: 'sluice_dev', NamedQueryId: 'a' },
+        { Name: 'iot: failed records by reason', QueryString: 'SELECT 2 AS failed', Database: 'sluice_dev', NamedQueryId: 'b' },
+        { Name: 'iot: top device_id by events (today, UTC)', QueryString: 'SELECT 3', Database: 'sluice_dev', NamedQueryId: 'c' },
+      ],
+    });
+    athenaAnswers([{ Name: 'failed', Type: 'integer' }], [[['2']]]);
+    const { code, stdout } = await sluice('query', '--aws', '--saved', 'failed records', '--json');
+    expect(code).toBe(0);
+    expect(athena.commandCalls(ListNamedQueriesCommand).map((c) => c.args[0].input)).toEqual([
+      { WorkGroup: 'sluice-dev-wg', NextToken: undefined, MaxResults: 50 },
+      { WorkGroup: 'sluice-dev-wg', NextToken: 'more', MaxResults: 50 },
+    ]);
+    expect(athena.commandCalls(BatchGetNamedQueryCommand)[0].args[0].input).toEqual({ NamedQueryIds: ['a', 'b', 'c'] });
+    expect(athena.commandCalls(StartQueryExecutionCommand)[0].args[0].input).toMatchObject({ QueryString: 'SELECT 2 AS failed', QueryExecutionContext: { Database: 'sluice_dev' } });
+    expect(JSON.parse(stdout)).toEqual([{ failed: 2 }]);
+  });
+
+  test('a stack that does not exist, or no credentials, are usage errors', async () => {
+    cfn.on(DescribeStacksCommand).rejects(Object.assign(new Error('Stack with id sluice-dev does not exist'), { name: 'ValidationError' }));
+    const missing = await sluice('query', '--aws', 'SELECT 1');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toBe('sluice: stack "sluice-dev" does not exist in eu-west-1: deploy it with `npx cdk deploy`, or name yours with --stack NAME (or --region)\n');
+
+    cfn.on(DescribeStacksCommand).rejects(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }));
+    const noCredentials = await sluice('query', '--aws', 'SELECT 1');
+    expect(noCredentials.code).toBe(2);
+    expect(noCredentials.stderr).toMatch(/^sluice: no AWS credentials found: configure them as for the AWS CLI/);
+  });
+
+  test('a stack still being created is not used', async () => {
+    cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_IN_PROGRESS', CreationTime: new Date() }] });
+    const { code, stderr } = await sluice('query', '--aws', 'SELECT 1');
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/stack "sluice-dev" is CREATE_IN_PROGRESS/);
+  });
+});
+
+describe('sluice put --aws', () => {
+  test('Kinesis PutRecords to the stream the stack names; only the records a call failed are sent again', async () => {
+    kinesis.on(PutRecordsCommand)
+      .resolvesOnce({ FailedRecordCount: 1, Records: [{ SequenceNumber: '1', ShardId: 's' }, { ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: 'Rate exceeded' }, { SequenceNumber: '3', ShardId: 's' }] })
+      .resolves({ FailedRecordCount: 0, Records: [{ SequenceNumber: '4', ShardId: 's' }] });
+    const { code, stdout } = await sluice('put', 'iot', '--aws', '--count', '3');
+    expect(code).toBe(0);
+    const calls = kinesis.commandCalls(PutRecordsCommand).map((c) => c.args[0].input);
+    expect(calls).toHaveLength(2);
+    expect(calls[0].StreamName).toBe('sluice-dev-iot');
+    expect(calls[0].Records).toHaveLength(3);
+    for (const r of calls[0].Records!) expect(r.PartitionKey).toBe((JSON.parse(Buffer.from(r.Data!).toString()) as { device_id: string }).device_id);
+    expect(calls[1].Records).toEqual([calls[0].Records![1]]);
+    expect(stdout).toMatch(/accepted 3 · failed 0 · retried 1/);
+  });
+
+  test('Firehose PutRecord for one record, PutRecordBatch (≤ 500 each) for more, to the DirectPut stream', async () => {
+    firehose.on(PutRecordCommand).resolves({ RecordId: 'r' });
+    firehose.on(PutRecordBatchCommand).callsFake((input: { Records: unknown[] }) => ({ FailedPutCount: 0, RequestResponses: input.Records.map(() => ({ RecordId: 'r' })) }));
+    expect((await sluice('put', 'app-events', '--aws', '--count', '1')).code).toBe(0);
+    expect(firehose.commandCalls(PutRecordCommand).map((c) => c.args[0].input.DeliveryStreamName)).toEqual(['sluice-dev-app-events-lake']);
+    expect((await sluice('put', 'app-events', '--aws', '--count', '600')).code).toBe(0);
+    expect(firehose.commandCalls(PutRecordBatchCommand).map((c) => c.args[0].input.Records?.length)).toEqual([500, 100]);
+  });
+
+  test('--verify asks Athena for the ids it sent, within their partitions, until all are there', async () => {
+    firehose.on(PutRecordBatchCommand).callsFake((input: { Records: unknown[] }) => ({ FailedPutCount: 0, RequestResponses: input.Records.map(() => ({ RecordId: 'r' })) }));
+    const queries: string[] = [];
+    athena.on(StartQueryExecutionCommand).callsFake((input: { QueryString: string }) => {
+      queries.push(input.QueryString);
+      return { QueryExecutionId: `q-${queries.length}` };
+    });
+    athena.on(GetQueryExecutionCommand).resolves({ QueryExecution: { Status: { State: 'SUCCEEDED' }, Statistics: { DataScannedInBytes: 10 } } });
+    // First poll: two of the five ids are there; second poll: the rest.
+    athena.on(GetQueryResultsCommand).callsFake(() => {
+      const sql = queries[queries.length - 1];
+      const ids = [...(/IN \(([^)]*)\)$/.exec(sql)?.[1] ?? '').matchAll(/'([^']+)'/g)].map((m) => m[1]);
+      const found = queries.length === 1 ? ids.slice(0, 2) : ids;
+      return { ResultSet: { ResultSetMetadata: { ColumnInfo: [{ Name: 'id', Type: 'varchar' }] }, Rows: [{ Data: [{ VarCharValue: 'id' }] }, ...found.map((id) => ({ Data: [{ VarCharValue: id }] }))] } };
+    });
+    const { code, stdout } = await sluice('put', 'app-events', '--aws', '--count', '5', '--verify', '--poll', '10ms');
+    expect(code).toBe(0);
+    expect(queries).toHaveLength(2);
+    expect(queries[0]).toMatch(/^SELECT DISTINCT "event_id" AS id FROM "sluice_dev"\."app_events" WHERE \(\("event_type" = '[a-z]+' AND "year" = \d{4} AND "month" = \d+ AND "day" = \d+ AND "hour" = \d+\)( OR .*)?\) AND "event_id" IN \(('[0-9a-f-]{36}'(, )?){5}\)$/);
+    expect([...queries[1].matchAll(/'[0-9a-f-]{36}'/g)]).toHaveLength(3);
+    expect(athena.commandCalls(StartQueryExecutionCommand)[0].args[0].input.WorkGroup).toBe('sluice-dev-wg');
+    expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 5\/5 after/);
+    expect(stdout).toMatch(/PASS: 5 of 5 records queryable/);
+  });
+});

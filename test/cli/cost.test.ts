@@ -1,0 +1,109 @@
+import fc from 'fast-check';
+import { estimateCost, shardsNeeded } from '../../lib/cli/cost';
+import { PRICES, PRICES_ASSUMED_ON } from '../../lib/cli/prices';
+import { config, sluice } from './helpers';
+
+const MONTH_SECONDS = 730 * 3600;
+const line = (e: ReturnType<typeof estimateCost>, pipeline: string, item: string) => {
+  const found = e.lines.find((l) => l.pipeline === pipeline && l.item === item);
+  if (!found) throw new Error(`no line ${pipeline} / ${item}; lines: ${e.lines.map((l) => `${l.pipeline}/${l.item}`).join(', ')}`);
+  return found;
+};
+
+describe('shards needed (1 MiB/s and 1,000 records/s per shard)', () => {
+  test('examples', () => {
+    expect(shardsNeeded(1000, 1024)).toEqual({ forBytes: 1, forRecords: 1, needed: 1 });
+    expect(shardsNeeded(1001, 100)).toEqual({ forBytes: 1, forRecords: 2, needed: 2 });
+    expect(shardsNeeded(500, 5000)).toEqual({ forBytes: 3, forRecords: 1, needed: 3 });
+    expect(shardsNeeded(0.01, 10)).toEqual({ forBytes: 1, forRecords: 1, needed: 1 });
+  });
+
+  test('property: the count is enough, and one fewer is not', () => {
+    fc.assert(fc.property(fc.double({ min: 0.001, max: 1e6, noNaN: true }), fc.integer({ min: 1, max: 1024 * 1024 }), (rate, size) => {
+      const { needed } = shardsNeeded(rate, size);
+      expect(needed * 1024 * 1024).toBeGreaterThanOrEqual(rate * size);
+      expect(needed * 1000).toBeGreaterThanOrEqual(rate);
+      if (needed > 1) expect((needed - 1) * 1024 * 1024 < rate * size || (needed - 1) * 1000 < rate).toBe(true);
+    }));
+  });
+});
+
+describe('estimateCost', () => {
+  test('Firehose bills each record in 5 KB increments', () => {
+    const at = (size: number) => line(estimateCost(config, { ratePerSecond: 1, recordBytes: size, pipelines: ['app-events'] }), 'app-events', 'ingestion (lake)').monthlyUsd!;
+    const perGB = PRICES.firehoseIngestionGB.usd;
+    expect(at(1)).toBeCloseTo((MONTH_SECONDS * 5120) / 1024 ** 3 * perGB, 10);
+    expect(at(5120)).toBe(at(1));
+    expect(at(5121)).toBeCloseTo(2 * at(1), 10);
+  });
+
+  test('Kinesis lines: shard-hours with the shards the rate needs, PUT units of 25 KB, retention, enhanced fan-out', () => {
+    const e = estimateCost(config, { ratePerSecond: 3000, recordBytes: 2000, pipelines: ['transactions'] });
+    const shards = line(e, 'transactions', 'shard-hours');
+    expect(shards.monthlyUsd).toBeCloseTo(6 * 730 * 0.015, 10); // 3000 × 2000 B = 5.7 MiB/s → 6 shards
+    expect(shards.formula).toBe('6 shards (configured 1; the rate needs 6) × 730 h × $0.015');
+    expect(line(e, 'transactions', 'PUT payload units').monthlyUsd).toBeCloseTo((3000 * MONTH_SECONDS / 1e6) * 0.014, 10);
+    expect(line(e, 'transactions', 'extended retention (to 7 days)').monthlyUsd).toBeCloseTo(6 * 730 * 0.02, 10);
+    expect(line(e, 'transactions', 'long-term retention (beyond 7 days)').formula).toMatch(/held for the 552 h beyond 7 days/);
+    expect(line(e, 'transactions', 'enhanced fan-out consumer (metadata)').monthlyUsd).toBeCloseTo(6 * 730 * 0.015, 10);
+    expect(line(e, 'transactions', 'stream key').monthlyUsd).toBe(1);
+    expect(e.shards).toEqual([expect.objectContaining({ pipeline: 'transactions', configured: 1, needed: 6, enough: false })]);
+  });
+
+  test('every line of a pipeline: conversion and dynamic partitioning per GB, Lambda GB-seconds, S3, DynamoDB; OpenSearch shared', () => {
+    const e = estimateCost(config, { ratePerSecond: 100, recordBytes: 1000 });
+    const items = new Set(e.lines.filter((l) => l.pipeline === 'clickstream').map((l) => `${l.service}: ${l.item}`));
+    for (const expected of [
+      'Kinesis: shard-hours', 'Kinesis: PUT payload units', 'Firehose: ingestion (lake)', 'Firehose: ingestion (search)',
+      'Firehose: format conversion (Parquet)', 'Firehose: dynamic partitioning (data)', 'Firehose: dynamic partitioning (objects)',
+      'Lambda: transform duration (lake)', 'Lambda: transform requests (lake)', 'Lambda: metadata consumer duration',
+      'S3: Standard storage (steady state)', 'S3: PUT requests (Parquet objects)', 'DynamoDB: metadata writes', 'DynamoDB: metadata storage',
+    ]) expect(items).toContain(expected);
+    expect(line(e, '(shared)', 'instances (t3.small.search)').monthlyUsd).toBeCloseTo(730 * 0.036, 10);
+    expect(e.total).toBeCloseTo(e.lines.reduce((s, l) => s + (l.monthlyUsd ?? 0), 0), 6);
+    // A DirectPut pipeline has no Kinesis lines.
+    expect(e.lines.filter((l) => l.pipeline === 'app-events' && l.service === 'Kinesis')).toEqual([]);
+    expect(e.shards.map((s) => s.pipeline)).toEqual(['clickstream', 'iot', 'transactions']);
+  });
+
+  test('cost grows with the rate', () => {
+    fc.assert(fc.property(fc.double({ min: 0.1, max: 5000, noNaN: true }), fc.double({ min: 1.01, max: 10, noNaN: true }), (rate, factor) => {
+      const low = estimateCost(config, { ratePerSecond: rate, recordBytes: 800 }).total;
+      const high = estimateCost(config, { ratePerSecond: rate * factor, recordBytes: 800 }).total;
+      expect(high).toBeGreaterThanOrEqual(low);
+    }), { numRuns: 50 });
+  });
+});
+
+describe('sluice cost', () => {
+  test('prints each line with its formula, the totals, the shards needed and the prices with their sources', async () => {
+    const { code, stdout } = await sluice('cost', '--rate', '5k/s', '--size', '1.2KB');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/Monthly cost estimate \(env dev\) at 5,000 records\/s of 1,200 bytes per pipeline/);
+    expect(stdout).toMatch(/iot\s+Firehose\s+ingestion \(lake\)\s+\$[\d,]+\.\d\d\s+13,140,000,000 records × 5 KB \(1,200 B rounded up to 5 KB\) = [\d,]+ GB × \$0\.029/);
+    expect(stdout).toMatch(/clickstream\s+5\.72\s+6\s+5\s+6\s+2\s+too few: set -c pipelines\.clickstream\.shards=6/);
+    expect(stdout).toMatch(/total\s+\$[\d,]+\.\d\d/);
+    expect(stdout).toContain(`AWS us-east-1 list prices as of ${PRICES_ASSUMED_ON}; assumptions to check`);
+    expect(stdout).toMatch(/Amazon Data Firehose\s+GB ingested \(each record rounded up to 5 KB\), first 500 TB\/month\s+\$0\.029\s+https:\/\/aws\.amazon\.com\/firehose\/pricing\//);
+    expect(stdout).toMatch(/Not included\n {2}Athena queries: \$5 per TB scanned/);
+  });
+
+  test('--json and -p for scripts; -c applies configuration overrides', async () => {
+    const { code, stdout } = await sluice('cost', '--rate', '100', '--size', '500B', '-p', 'iot', '-c', 'pipelines.iot.shards=4', '--json');
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as { total: number; lines: Array<{ pipeline: string; item: string; monthlyUsd: number }>; shards: unknown[]; prices: Record<string, { usd: number; source: string }>; pricesAssumedOn: string };
+    expect(new Set(report.lines.map((l) => l.pipeline))).toEqual(new Set(['iot', '(shared)']));
+    expect(report.lines.find((l) => l.item === 'shard-hours')?.monthlyUsd).toBeCloseTo(4 * 730 * 0.015, 10);
+    expect(report.shards).toEqual([expect.objectContaining({ configured: 4, needed: 1, enough: true })]);
+    expect(report.prices.kinesisShardHour).toEqual(expect.objectContaining({ usd: 0.015, source: 'https://aws.amazon.com/kinesis/data-streams/pricing/' }));
+    expect(report.pricesAssumedOn).toBe(PRICES_ASSUMED_ON);
+  });
+
+  test('usage mistakes exit 2', async () => {
+    expect((await sluice('cost', '--size', 'big')).stderr).toMatch(/--size "big": expected a size such as 800B, 1KB, 1KiB or 2.5MB/);
+    expect((await sluice('cost', '-p', 'orders')).code).toBe(2);
+    const bad = await sluice('cost', '-c', 'pipelines.iot.shards=0');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/pipelines\.iot\.shards: 0 is out of range/);
+  });
+});

@@ -1,0 +1,173 @@
+/**
+ * Shared by the CLI tests: running `sluice` in-process with its output captured, a data dir laid out
+ * like the twin's, and a miniature of the twin's lake path (transform → Parquet under the Firehose
+ * prefix) for records the tests hand it.
+ */
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadConfig, type SluiceConfig } from '../../lib/config';
+import { run } from '../../lib/cli/main';
+import type { FirehoseBackend, IngestResult, LocalDeliveryStream } from '../../lib/local/firehose-api';
+import { ParquetWriter } from '../../lib/local/parquet-writer';
+import { localBucketName } from '../../lib/local/paths';
+import { partitionPath } from '../../lib/schema';
+import { pipelineSchema, transformRecord } from '../../transforms/shared';
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `sluice <argv>` in this process; stdout and stderr as the user would see them. */
+export async function sluice(...argv: string[]): Promise<CliResult> {
+  return capture(run, argv);
+}
+
+/**
+ * Runs `sluice <argv>` with every module loaded afresh, as a new process would: nothing held in
+ * memory by an earlier run (e.g. the twin's DLQ visibility timeouts) carries over.
+ */
+export async function sluiceAfresh(...argv: string[]): Promise<CliResult> {
+  let fresh: typeof run | undefined;
+  jest.isolateModules(() => {
+    fresh = (require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run;
+  });
+  return capture(fresh as typeof run, argv);
+}
+
+async function capture(runCli: typeof run, argv: string[]): Promise<CliResult> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const stdout = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    out.push(String(chunk));
+    return true;
+  });
+  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    err.push(String(chunk));
+    return true;
+  });
+  const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
+    out.push(`${a.join(' ')}\n`);
+  });
+  const error = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
+    err.push(`${a.join(' ')}\n`);
+  });
+  try {
+    const code = await runCli(argv);
+    return { code, stdout: out.join(''), stderr: err.join('') };
+  } finally {
+    stdout.mockRestore();
+    stderr.mockRestore();
+    log.mockRestore();
+    error.mockRestore();
+  }
+}
+
+export const config: SluiceConfig = loadConfig();
+
+export function tempDataDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-cli-'));
+  return dir;
+}
+
+/** A stack-free, no-stack-trace check: user-facing errors name the problem without "at file.ts:1". */
+export function expectNoStackTrace(text: string): void {
+  expect(text).not.toMatch(/\n\s+at .+:\d+:\d+/);
+}
+
+/**
+ * The twin's lake path for a batch of producer records, as `sluice local up` runs it: the transform
+ * (lake mode), then Parquet per partition under `<data-dir>/s3/<bucket>/data/<pipeline>/…`.
+ * Answers how many records landed.
+ */
+export async function deliverToLake(dataDir: string, pipeline: string, records: readonly Buffer[], arrivalMs = Date.now()): Promise<number> {
+  const schema = pipelineSchema(pipeline);
+  const byPartition = new Map<string, Buffer[]>();
+  for (const data of records) {
+    const outcome = transformRecord(schema, data, { arrivalMs }, { destination: 'lake', piiHashKey: 'test-key', processedAt: new Date(arrivalMs) });
+    if (outcome.result !== 'Ok' || !outcome.partitionKeys) continue;
+    const prefix = partitionPath(schema.model, outcome.partitionKeys);
+    const list = byPartition.get(prefix) ?? [];
+    list.push(outcome.data);
+    byPartition.set(prefix, list);
+  }
+  const writer = await ParquetWriter.open(schema.model, { workDir: path.join(dataDir, 'tmp-parquet'), threads: 1 });
+  let rows = 0;
+  try {
+    for (const [prefix, batch] of byPartition) {
+      // Written aside and renamed into place, as the twin's object store does: readers never see half a file.
+      const file = path.join(dataDir, 's3', localBucketName(config), prefix, `sluice-dev-${pipeline}-lake-1-${randomUUID()}.parquet`);
+      const staged = path.join(dataDir, 'tmp-parquet', `${randomUUID()}.parquet`);
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      const written = await writer.convert(batch, staged);
+      if (written.rows > 0) fs.renameSync(staged, file);
+      rows += written.rows;
+    }
+  } finally {
+    await writer.close();
+  }
+  return rows;
+}
+
+export interface IngestedRecord {
+  readonly streamName: string;
+  readonly data: Buffer;
+}
+
+/**
+ * A Firehose backend with the stack's delivery streams (DirectPut for direct-put pipelines,
+ * KinesisStreamAsSource otherwise). Tests script failures with `decide`; `onIngest` sees what was
+ * acknowledged (e.g. to deliver it to the lake).
+ */
+export class RecordingBackend implements FirehoseBackend {
+  readonly acknowledged: IngestedRecord[] = [];
+  calls = 0;
+  decide: (data: Buffer, call: number, index: number) => IngestResult = () => ({ ok: true });
+  onIngest?: (streamName: string, records: Buffer[]) => Promise<void>;
+  private readonly streams: LocalDeliveryStream[];
+
+  constructor(cfg: SluiceConfig = config) {
+    this.streams = Object.entries(cfg.pipelines).map(([name, p]) => {
+      const stream = `${cfg.prefix}-${cfg.env}-${name}-lake`;
+      return {
+        name: stream,
+        arn: `arn:aws:firehose:us-east-1:000000000000:deliverystream/${stream}`,
+        type: p.source === 'direct-put' ? 'DirectPut' : 'KinesisStreamAsSource',
+        createdAt: new Date(),
+        destinations: [],
+      };
+    });
+  }
+
+  listDeliveryStreams(): ReadonlyArray<LocalDeliveryStream> {
+    return this.streams;
+  }
+
+  findDeliveryStream(name: string): LocalDeliveryStream | undefined {
+    return this.streams.find((s) => s.name === name);
+  }
+
+  async ingest(streamName: string, records: ReadonlyArray<{ recordId: string; data: Buffer; arrivalTimestamp: number }>): Promise<IngestResult[]> {
+    const call = ++this.calls;
+    const results = records.map((r, i) => this.decide(r.data, call, i));
+    const accepted = records.filter((_, i) => results[i].ok).map((r) => Buffer.from(r.data));
+    for (const data of accepted) this.acknowledged.push({ streamName, data });
+    if (this.onIngest && accepted.length > 0) await this.onIngest(streamName, accepted);
+    return results;
+  }
+
+  reset(): void {
+    this.acknowledged.length = 0;
+    this.calls = 0;
+    this.decide = () => ({ ok: true });
+    this.onIngest = undefined;
+  }
+}
+
+/** The JSON of what a backend acknowledged. */
+export function acknowledgedJson(backend: RecordingBackend): Array<Record<string, unknown>> {
+  return backend.acknowledged.map((r) => JSON.parse(r.data.toString('utf8')) as Record<string, unknown>);
+}

@@ -1,0 +1,130 @@
+/**
+ * `sluice put` for Kinesis-sourced pipelines against kinesis-mock (the twin's Kinesis emulator), and
+ * `--verify` across lake and search with a stand-in for the twin's readers: it consumes the stream
+ * and writes Parquet and `_bulk` bodies the way the twin does.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  CreateStreamCommand,
+  DescribeStreamSummaryCommand,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  ListShardsCommand,
+  type KinesisClient,
+} from '@aws-sdk/client-kinesis';
+import { kinesisClient } from '../../lib/local/aws-clients';
+import { freePort, startKinesis, type RunningService } from '../../lib/local/emulators';
+import { openSearchDir } from '../../lib/local/paths';
+import { pipelineSchema, transformRecord } from '../../transforms/shared';
+import { validators } from '../../transforms/shared/generated';
+import { deliverToLake, sluice, tempDataDir } from './helpers';
+
+let kinesis: RunningService;
+let client: KinesisClient;
+let dataDir: string;
+
+async function createStream(name: string): Promise<void> {
+  await client.send(new CreateStreamCommand({ StreamName: name, ShardCount: 2 }));
+  for (let i = 0; i < 100; i++) {
+    const { StreamDescriptionSummary } = await client.send(new DescribeStreamSummaryCommand({ StreamName: name }));
+    if (StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`stream ${name} never became ACTIVE`);
+}
+
+/** Every record in the stream so far, with its partition key. */
+async function readStream(name: string): Promise<Array<{ partitionKey: string; data: Buffer }>> {
+  const { Shards } = await client.send(new ListShardsCommand({ StreamName: name }));
+  const out: Array<{ partitionKey: string; data: Buffer }> = [];
+  for (const shard of Shards ?? []) {
+    let { ShardIterator: iterator } = await client.send(new GetShardIteratorCommand({ StreamName: name, ShardId: shard.ShardId, ShardIteratorType: 'TRIM_HORIZON' }));
+    for (let page = 0; iterator && page < 20; page++) {
+      const response = await client.send(new GetRecordsCommand({ ShardIterator: iterator }));
+      for (const r of response.Records ?? []) out.push({ partitionKey: r.PartitionKey ?? '', data: Buffer.from(r.Data ?? []) });
+      if ((response.Records ?? []).length === 0) break;
+      iterator = response.NextShardIterator;
+    }
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  kinesis = await startKinesis({ port: await freePort() });
+  client = kinesisClient(kinesis.endpoint);
+  await createStream('sluice-dev-iot');
+  await createStream('sluice-dev-clickstream');
+}, 120_000);
+afterAll(async () => {
+  client?.destroy();
+  await kinesis?.stop();
+});
+beforeEach(() => {
+  dataDir = tempDataDir();
+});
+afterEach(() => {
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('sluice put (Kinesis-sourced pipeline)', () => {
+  test('sends generated records with PutRecords, keyed by the record\'s entity', async () => {
+    const { code, stdout } = await sluice('put', 'iot', '--count', '25', '--endpoint-kinesis', kinesis.endpoint, '--data-dir', dataDir);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/iot: 25 records → Kinesis stream sluice-dev-iot/);
+    const records = await readStream('sluice-dev-iot');
+    expect(records).toHaveLength(25);
+    for (const r of records) {
+      const json = JSON.parse(r.data.toString()) as { device_id: string };
+      expect(validators.iot(json)).toBe(true);
+      expect(r.partitionKey).toBe(json.device_id);
+    }
+  });
+
+  test('a stream that does not exist is a usage error that says so', async () => {
+    const { code, stderr } = await sluice('put', 'transactions', '--endpoint-kinesis', kinesis.endpoint, '--data-dir', dataDir);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/the twin's Kinesis API: not found \(Kinesis stream sluice-dev-transactions\)/);
+    expect(stderr).toMatch(/start the twin with `npx sluice local up`/);
+  });
+
+  test('--verify waits for both the lake rows and the search documents (the twin\'s _bulk bodies without OPENSEARCH_URL)', async () => {
+    // Stand-in for the twin's lake and search readers of the clickstream stream.
+    const seen = new Set<string>();
+    const schema = pipelineSchema('clickstream');
+    let polling: Promise<void> | undefined;
+    let files = 0;
+    const poll = async (): Promise<void> => {
+      const fresh = (await readStream('sluice-dev-clickstream')).filter((r) => !seen.has(r.data.toString()));
+      for (const r of fresh) seen.add(r.data.toString());
+      if (fresh.length === 0) return;
+      await deliverToLake(dataDir, 'clickstream', fresh.map((r) => r.data));
+      const bulk: string[] = [];
+      for (const r of fresh) {
+        const out = transformRecord(schema, r.data, { arrivalMs: Date.now() }, { destination: 'search', piiHashKey: 'k', processedAt: new Date() });
+        if (out.result === 'Ok') bulk.push(JSON.stringify({ index: { _index: `clickstream-${new Date().toISOString().slice(0, 10)}`, _id: out.id } }), out.data.toString().trim());
+      }
+      // As lib/local/search-sink.ts lays them out: <data-dir>/opensearch/<pipeline>/<index>/<n>.ndjson
+      const dir = path.join(openSearchDir(dataDir), 'clickstream', `clickstream-${new Date().toISOString().slice(0, 10)}`);
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, `${String(++files).padStart(8, '0')}.ndjson`), `${bulk.join('\n')}\n`);
+    };
+    const timer = setInterval(() => {
+      polling ??= poll().finally(() => {
+        polling = undefined;
+      });
+    }, 200);
+    try {
+      const { code, stdout, stderr } = await sluice('put', 'clickstream', '--count', '15', '--verify', '--timeout', '30s', '--poll', '250ms',
+        '--endpoint-kinesis', kinesis.endpoint, '--data-dir', dataDir);
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      expect(stdout).toMatch(/verify lake \(sluice_dev\.clickstream\): 15\/15 after/);
+      expect(stdout).toMatch(/verify search \(_bulk bodies under .*\/opensearch\/clickstream\): 15\/15 after/);
+      expect(stdout).toMatch(/PASS: 15 of 15 records queryable after/);
+    } finally {
+      clearInterval(timer);
+      await polling;
+    }
+  });
+});

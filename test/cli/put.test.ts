@@ -1,0 +1,159 @@
+/**
+ * `sluice put` against the twin's Firehose endpoint (lib/local/firehose-api.ts) with a recording
+ * backend; `--verify` against Parquet the test delivers the way the twin does.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { freePort } from '../../lib/local/emulators';
+import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
+import { validators } from '../../transforms/shared/generated';
+import { acknowledgedJson, deliverToLake, expectNoStackTrace, RecordingBackend, sluice, tempDataDir } from './helpers';
+
+const backend = new RecordingBackend();
+let api: RunningFirehoseApi;
+let dataDir: string;
+
+beforeAll(async () => {
+  api = await startFirehoseApi({ port: 0, backend });
+});
+afterAll(async () => {
+  await api.close();
+});
+beforeEach(() => {
+  backend.reset();
+  dataDir = tempDataDir();
+});
+afterEach(() => {
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+const put = (...args: string[]) => sluice('put', ...args, '--endpoint-firehose', api.url, '--data-dir', dataDir);
+const unavailable = { ok: false as const, errorCode: 'ServiceUnavailableException', errorMessage: 'Slow down.' };
+
+describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
+  test('sends 10 generated records that pass the schema to the lake delivery stream', async () => {
+    const { code, stdout, stderr } = await put('app-events');
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(backend.acknowledged).toHaveLength(10);
+    expect(new Set(backend.acknowledged.map((r) => r.streamName))).toEqual(new Set(['sluice-dev-app-events-lake']));
+    for (const record of acknowledgedJson(backend)) expect(validators['app-events'](record)).toBe(true);
+    expect(new Set(acknowledgedJson(backend).map((r) => r.event_id)).size).toBe(10);
+    expect(stdout).toMatch(/app-events: 10 records → Firehose delivery stream sluice-dev-app-events-lake \(the local twin/);
+    expect(stdout).toMatch(/accepted 10 · failed 0 · retried 0/);
+  });
+
+  test('batches within the API limit: --count 1200 takes three PutRecordBatch calls', async () => {
+    const { code } = await put('app-events', '--count', '1200');
+    expect(code).toBe(0);
+    expect(backend.acknowledged).toHaveLength(1200);
+    expect(backend.calls).toBe(3);
+  });
+
+  test('retries only the records a call failed, until they are accepted', async () => {
+    backend.decide = (_data, call, index) => (call === 1 && index % 2 === 0 ? unavailable : { ok: true });
+    const { code, stdout } = await put('app-events', '--count', '10');
+    expect(code).toBe(0);
+    expect(backend.calls).toBe(2);
+    expect(backend.acknowledged).toHaveLength(10);
+    expect(new Set(acknowledgedJson(backend).map((r) => r.event_id)).size).toBe(10);
+    expect(stdout).toMatch(/accepted 10 · failed 0 · retried 5/);
+  });
+
+  test('gives up after --max-attempts and exits 1, naming the error codes', async () => {
+    backend.decide = (_data, _call, index) => (index === 0 ? unavailable : { ok: true });
+    const { code, stdout, stderr } = await put('app-events', '--count', '4', '--batch-size', '4', '--max-attempts', '3');
+    expect(code).toBe(1);
+    expect(backend.calls).toBe(3);
+    expect(stdout).toMatch(/not accepted: ServiceUnavailableException ×1/);
+    expect(stderr).toMatch(/sluice: 1 of 4 records were not accepted after 3 attempts \(ServiceUnavailableException ×1\)/);
+    expectNoStackTrace(stderr);
+  });
+
+  test('nothing listening: exit 2 and how to start the twin', async () => {
+    const port = await freePort();
+    const { code, stderr } = await sluice('put', 'app-events', '--endpoint-firehose', `http://127.0.0.1:${port}`, '--data-dir', dataDir);
+    expect(code).toBe(2);
+    expect(stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${port}: start the twin with \`npx sluice local up\`\n`);
+  });
+
+  test('--file sends each line exactly as written and says which records the transform will fail', async () => {
+    const file = path.join(dataDir, 'records.ndjson');
+    const good = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: `user-${n}`, event_type: 'login', timestamp: '2026-11-22T10:00:00Z' });
+    const bad = JSON.stringify({ event_id: '6f1c2b9e-0000-4000-8000-000000000009', event_type: 'login', timestamp: '2026-11-22T10:00:00Z' });
+    fs.writeFileSync(file, `${good(1)}\r\n${good(2)}\n\n${bad}\n${good(3)}`);
+    const { code, stdout } = await put('app-events', '--file', file);
+    expect(code).toBe(0);
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual([good(1), good(2), bad, good(3)]);
+    expect(stdout).toMatch(/1 record will fail the transform and go to the dead-letter queue/);
+    expect(stdout).toMatch(/×1 {2}schema \(required\): \/user_id is required/);
+  });
+
+  test('--rate paces the records; --duration keeps sending for that long', async () => {
+    let started = Date.now();
+    expect((await put('app-events', '--count', '30', '--rate', '60/s')).code).toBe(0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    expect(backend.acknowledged).toHaveLength(30);
+
+    backend.reset();
+    started = Date.now();
+    const { code, stdout } = await put('app-events', '--duration', '1s', '--rate', '20');
+    expect(code).toBe(0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(backend.acknowledged.length).toBeGreaterThanOrEqual(17);
+    expect(backend.acknowledged.length).toBeLessThanOrEqual(22);
+    expect(stdout).toMatch(/records\/s\)/);
+  });
+
+  test('--json: one JSON document on stdout; --progress writes to stderr only', async () => {
+    const { code, stdout } = await put('app-events', '--count', '5', '--json', '--progress');
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as Record<string, unknown>;
+    expect(report).toMatchObject({ pipeline: 'app-events', sent: 5, accepted: 5, failed: 0, entryPoint: { kind: 'firehose', name: 'sluice-dev-app-events-lake' } });
+  });
+
+  test('usage mistakes exit 2 with the flag named', async () => {
+    expect((await put('app-events', '--rate', 'fast')).stderr).toMatch(/--rate "fast": expected records per second/);
+    expect((await put('app-events', '--count', '0')).code).toBe(2);
+    expect((await put('app-events', '--file', 'x.ndjson', '--duration', '1m')).stderr).toMatch(/--duration generates records/);
+    expect((await put('app-events', '--timeout', '1m')).stderr).toMatch(/--timeout and --poll apply to --verify/);
+    const unknown = await put('orders');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown pipeline "orders"; configured pipelines: clickstream, iot, transactions, app-events/);
+    expect(backend.calls).toBe(0);
+  });
+});
+
+describe('sluice put --verify (twin lake through DuckDB)', () => {
+  test('PASS with the counts and the time it took once every record is a Parquet row', async () => {
+    backend.onIngest = async (_stream, records) => {
+      await deliverToLake(dataDir, 'app-events', records);
+    };
+    const { code, stdout, stderr } = await put('app-events', '--count', '12', '--verify');
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 12\/12 after \d/);
+    expect(stdout).toMatch(/PASS: 12 of 12 records queryable after \d/);
+  });
+
+  test('counts only the ids it sent: rows already in the lake do not make it pass', async () => {
+    // Someone else's rows are there; ours never land.
+    await deliverToLake(dataDir, 'app-events', [Buffer.from(JSON.stringify({ event_id: '6f1c2b9e-0000-4000-8000-000000000001', user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() }))]);
+    const { code, stdout, stderr } = await put('app-events', '--count', '3', '--verify', '--timeout', '2s', '--poll', '300ms');
+    expect(code).toBe(1);
+    expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 0\/3 after .* \(missing e\.g\. /);
+    expect(stdout).toMatch(/FAIL: not every record became queryable within 2\.0 s/);
+    expect(stderr).toMatch(/sluice: verify failed after 2\.0 s: lake \(sluice_dev\.app_events\): 0\/3\. Records may still be buffered/);
+  });
+
+  test('--json carries the verification', async () => {
+    backend.onIngest = async (_stream, records) => {
+      await deliverToLake(dataDir, 'app-events', records);
+    };
+    const { code, stdout } = await put('app-events', '--count', '4', '--verify', '--json');
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as { verify: { passed: boolean; results: Array<{ expected: number; found: number; passed: boolean }> } };
+    expect(report.verify.passed).toBe(true);
+    expect(report.verify.results).toEqual([expect.objectContaining({ expected: 4, found: 4, passed: true })]);
+  });
+});

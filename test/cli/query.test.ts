@@ -1,0 +1,112 @@
+/**
+ * `sluice query` against the twin: Parquet fixtures written into a temp data dir laid out like the
+ * twin's (by the transform and the twin's Parquet writer), queried through DuckDB.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readSchema } from '../../lib/schema';
+import { sampleRecords } from '../../lib/schema/sample';
+import { pipelineSchema, transformRecord } from '../../transforms/shared';
+import { deliverToLake, expectNoStackTrace, sluice, tempDataDir } from './helpers';
+
+let dataDir: string;
+const NOW = new Date('2026-11-22T12:30:00Z');
+/** iot records the transform accepts, with their event types. */
+let records: Array<Record<string, unknown>>;
+
+beforeAll(async () => {
+  dataDir = tempDataDir();
+  const schema = pipelineSchema('iot');
+  records = sampleRecords(readSchema('iot'), 60, 7, { now: NOW })
+    .filter((r) => transformRecord(schema, Buffer.from(JSON.stringify(r)), { arrivalMs: NOW.getTime() }, { destination: 'lake', piiHashKey: 'k', processedAt: NOW }).result === 'Ok');
+  const landed = await deliverToLake(dataDir, 'iot', records.map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
+  expect(landed).toBe(records.length);
+});
+afterAll(() => {
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+const query = (...args: string[]) => sluice('query', ...args, '--data-dir', dataDir);
+const alerts = () => records.filter((r) => r.event_type === 'alert').length;
+
+describe('sluice query (DuckDB over the twin)', () => {
+  test('prints a table and the files read, with the Glue table name working unqualified', async () => {
+    const { code, stdout, stderr } = await query('SELECT count(*) AS events FROM iot');
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(new RegExp(`events\\n─+\\n\\s*${records.length}\\n`));
+    expect(stdout).toMatch(/1 row · read (\d+) of \1 Parquet files · \d+ ms/);
+  });
+
+  test('partition predicates prune files, and the footer shows it', async () => {
+    const { code, stdout } = await query("SELECT count(*) AS n FROM sluice_dev.iot WHERE event_type = 'alert'");
+    expect(code).toBe(0);
+    expect(stdout).toMatch(new RegExp(`n\\n─+\\n\\s*${alerts()}\\n`));
+    const [, read, total] = /read (\d+) of (\d+) Parquet files/.exec(stdout) ?? [];
+    expect(Number(read)).toBeGreaterThan(0);
+    expect(Number(read)).toBeLessThan(Number(total));
+  });
+
+  test('--json prints rows as objects (numbers as numbers); statistics go to stderr', async () => {
+    const { code, stdout, stderr } = await query('SELECT event_type, count(*) AS n FROM iot GROUP BY 1 ORDER BY 1', '--json');
+    expect(code).toBe(0);
+    const rows = JSON.parse(stdout) as Array<{ event_type: string; n: number }>;
+    expect(rows.reduce((s, r) => s + r.n, 0)).toBe(records.length);
+    expect(rows.map((r) => r.event_type)).toEqual([...new Set(records.map((r) => r.event_type as string))].sort());
+    expect(stderr).toMatch(/rows · read \d+ of \d+ Parquet files/);
+  });
+
+  test('--csv prints RFC 4180 CSV with a header; nested values as JSON', async () => {
+    const { code, stdout } = await query('SELECT event_id, sluice.schema_version AS v, location FROM iot ORDER BY event_id LIMIT 2', '--csv');
+    expect(code).toBe(0);
+    const lines = stdout.trimEnd().split('\r\n');
+    expect(lines[0]).toBe('event_id,v,location');
+    expect(lines).toHaveLength(3);
+    expect(lines[1]).toMatch(/^[0-9a-f-]{36},1\.0\.0,/);
+  });
+
+  test('timestamps print as ISO-8601 UTC', async () => {
+    const { stdout } = await query('SELECT max(event_time) AS latest FROM iot', '--json');
+    expect((JSON.parse(stdout) as Array<{ latest: string }>)[0].latest).toMatch(/^2026-11-22T1[12]:\d\d:\d\d\.\d{3}Z$/);
+  });
+
+  test('a query DuckDB refuses exits 1 with its message, no stack trace', async () => {
+    const { code, stderr } = await query('SELECT no_such_column FROM iot');
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^sluice: DuckDB refused the query: Binder Error: .*no_such_column/);
+    expectNoStackTrace(stderr);
+  });
+
+  test('--file reads the query from a file', async () => {
+    const file = path.join(dataDir, 'q.sql');
+    fs.writeFileSync(file, 'SELECT count(*) AS n FROM iot\n');
+    const { code, stdout } = await query('--file', file, '--json');
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual([{ n: records.length }]);
+  });
+
+  test('the stack\'s saved queries run here too', async () => {
+    const list = await query('--list-saved');
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/iot: events per event_type per hour \(today, UTC\)/);
+    expect(list.stdout).toMatch(/iot: top device_id by events \(today, UTC\)/);
+
+    const saved = await query('--saved', 'iot: top device_id', '--json');
+    expect(saved.code).toBe(0);
+    expect(Array.isArray(JSON.parse(saved.stdout))).toBe(true);
+
+    const ambiguous = await query('--saved', 'events per event_type');
+    expect(ambiguous.code).toBe(2);
+    expect(ambiguous.stderr).toMatch(/"events per event_type" matches \d+ saved queries; saved queries:\n {2}/);
+  });
+
+  test('usage mistakes exit 2', async () => {
+    expect((await query()).stderr).toMatch(/give a query: sluice query "SELECT …"/);
+    expect((await query('SELECT 1', '--json', '--csv')).stderr).toMatch(/choose one of --json and --csv/);
+    expect((await query('SELECT 1', '--saved', 'x')).stderr).toMatch(/give one of: a SQL argument, --file, --saved, --list-saved/);
+    const missing = await sluice('query', 'SELECT 1', '--data-dir', path.join(dataDir, 'nope'));
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/no twin data dir at .*nope: start the twin with `npx sluice local up`/);
+    expect((await query('SELECT 1', '--region', 'eu-west-1')).stderr).toMatch(/--region applies to a deployed stack; add --aws/);
+  });
+});

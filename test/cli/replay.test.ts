@@ -1,0 +1,253 @@
+/**
+ * `sluice replay` against the twin's dead-letter file (lib/local/dlq-file.ts), its S3 (error objects a
+ * pointer message names) and its Firehose endpoint; then against SQS, DynamoDB and Firehose mocks.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { FirehoseClient, PutRecordCommand } from '@aws-sdk/client-firehose';
+import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { mockClient, type AwsClientStub } from 'aws-sdk-client-mock';
+import { DlqFile } from '../../lib/local/dlq-file';
+import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
+import { localBucketName } from '../../lib/local/paths';
+import type { DlqMessage } from '../../transforms/failure-router/handler';
+import { config, RecordingBackend, sluice, sluiceAfresh, tempDataDir } from './helpers';
+
+const backend = new RecordingBackend();
+let api: RunningFirehoseApi;
+let dataDir: string;
+let dlq: DlqFile;
+
+const appEvent = (n: number, extra: Record<string, unknown> = {}) => JSON.stringify({
+  event_id: `0b6b5a2e-1111-4000-8000-${String(n).padStart(12, '0')}`, user_id: `user-${n}`, event_type: 'purchase', amount: 12.5, currency: 'EUR', timestamp: '2026-11-22T09:30:00Z', ...extra,
+});
+const missingUser = JSON.stringify({ event_id: '0b6b5a2e-1111-4000-8000-000000000099', event_type: 'login', timestamp: '2026-11-22T09:30:00Z' });
+const badIot = JSON.stringify({ event_id: '0b6b5a2e-2222-4000-8000-000000000001', event_type: 'telemetry' });
+
+function message(n: number, pipeline: string, raw: string | undefined, extra: Partial<DlqMessage> = {}): DlqMessage {
+  return {
+    dedupeKey: `dedupe-${n}`,
+    pipeline,
+    errorType: 'processing-failed',
+    errorCode: 'Lambda.FunctionError',
+    errorMessage: 'The Lambda function was invoked but it returned an error.',
+    reason: 'the record passes the schema now',
+    ...(raw !== undefined ? { rawData: Buffer.from(raw).toString('base64') } : {}),
+    source: { bucket: localBucketName(config), key: `errors/${pipeline}/processing-failed/2026/11/22/09/x`, line: n },
+    attemptsMade: 4,
+    arrivalTimestamp: 1_795_000_000_000,
+    ...extra,
+  };
+}
+
+/** The error object a pointer message points at: Firehose processing-failed lines. */
+const POINTER = { bucket: localBucketName(config), key: 'errors/app-events/processing-failed/2026/11/22/09/sluice-dev-app-events-lake-1-2026-11-22-09-31-00-abc', line: 2 };
+
+async function seedQueue(): Promise<void> {
+  const object = path.join(dataDir, 's3', POINTER.bucket, ...POINTER.key.split('/'));
+  fs.mkdirSync(path.dirname(object), { recursive: true });
+  const errorLine = (raw: string) => JSON.stringify({ attemptsMade: 4, arrivalTimestamp: 1_795_000_000_000, errorCode: 'Lambda.FunctionError', errorMessage: 'timeout', attemptEndingTimestamp: 1_795_000_100_000, rawData: Buffer.from(raw).toString('base64'), lambdaArn: 'arn:aws:lambda:us-east-1:000000000000:function:t' });
+  fs.writeFileSync(object, `${errorLine(appEvent(50))}\n${errorLine(appEvent(2))}\n`);
+  await dlq.send([
+    JSON.stringify(message(1, 'app-events', appEvent(1))),
+    JSON.stringify(message(2, 'app-events', undefined, { pointer: POINTER })),
+    JSON.stringify(message(3, 'app-events', appEvent(1))), // the same record as message 1 (its search delivery failed too)
+    JSON.stringify(message(4, 'app-events', missingUser, { reason: 'schema (required): /user_id is required' })),
+    JSON.stringify(message(5, 'app-events', '{"event_id":"x","sluice":{}}', { errorType: 'format-conversion-failed', errorCode: 'DataFormatConversion.MalformedData', reason: 'Parquet conversion failed: …' })),
+    'hello, not JSON',
+    JSON.stringify(message(7, 'iot', badIot, { reason: 'schema (required)' })),
+  ]);
+}
+
+beforeAll(async () => {
+  api = await startFirehoseApi({ port: 0, backend });
+});
+afterAll(async () => {
+  await api.close();
+});
+beforeEach(async () => {
+  backend.reset();
+  dataDir = tempDataDir();
+  dlq = new DlqFile({ dataDir, queue: 'sluice-dev-dlq' });
+  await seedQueue();
+});
+afterEach(() => {
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+const replay = (...args: string[]) => sluice('replay', ...args, '--data-dir', dataDir, '--endpoint-firehose', api.url);
+/** A later run, as a new process: the first run's hold on the messages it kept is gone. */
+const replayAgain = (...args: string[]) => sluiceAfresh('replay', ...args, '--data-dir', dataDir, '--endpoint-firehose', api.url);
+const remaining = () => fs.readFileSync(dlq.path, 'utf8');
+
+describe('sluice replay (twin)', () => {
+  test('re-puts the records that pass now, deletes only their messages, reports the rest by reason', async () => {
+    const { code, stdout, stderr } = await replay();
+    expect(code).toBe(1);
+    expect(stderr).toBe('sluice: 4 of 7 dead-letter records not replayed; they stay in the queue\n');
+    // Message 1's record once (message 3 is the same record), message 2's from the error object it points at.
+    expect(backend.acknowledged.map((r) => [r.streamName, r.data.toString()])).toEqual([
+      ['sluice-dev-app-events-lake', appEvent(1)],
+      ['sluice-dev-app-events-lake', appEvent(2)],
+    ]);
+    expect(stdout).toMatch(/replay: 7 dead-letter messages from sluice-dev-dlq/);
+    expect(stdout).toMatch(/replayed \(message deleted\)\s+2/);
+    expect(stdout).toMatch(/duplicate of a replayed record \(message deleted\)\s+1/);
+    expect(stdout).toMatch(/still failing \(kept\)\s+2/);
+    expect(stdout).toMatch(/replayed by pipeline: app-events 2/);
+    expect(stdout).toMatch(/app-events\s+still-failing\s+1\s+schema \(required\): \/user_id is required/);
+    expect(stdout).toMatch(/iot\s+still-failing\s+1\s+schema \(required\): \/event_time is required; \/device_id is required/);
+    expect(stdout).toMatch(/app-events\s+not-replayable\s+1\s+format-conversion-failed holds the transformed record/);
+    expect(stdout).toMatch(/\?\s+unreadable\s+1\s+the message body is not JSON/);
+    expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(4);
+  });
+
+  test('running it twice does not duplicate records', async () => {
+    await replay();
+    expect(backend.acknowledged).toHaveLength(2);
+    const second = await replayAgain('--json');
+    expect(second.code).toBe(1);
+    expect(backend.acknowledged).toHaveLength(2);
+    const report = JSON.parse(second.stdout) as { read: number; outcomes: Record<string, number> };
+    expect(report.read).toBe(4);
+    expect(report.outcomes).toEqual({ 'still-failing': 2, 'not-replayable': 1, unreadable: 1 });
+  });
+
+  test('a message whose record a previous run re-put (its delete was lost) is deleted, not re-put', async () => {
+    await dlq.claim('replayed#dedupe-1');
+    const { stdout } = await replay('--json');
+    const report = JSON.parse(stdout) as { messages: Array<{ dedupeKey?: string; outcome: string }> };
+    expect(report.messages.find((m) => m.dedupeKey === 'dedupe-1')?.outcome).toBe('already-replayed');
+    // Message 3 carries the same record: a duplicate of that replay, deleted too.
+    expect(report.messages.find((m) => m.dedupeKey === 'dedupe-3')?.outcome).toBe('duplicate');
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual([appEvent(2)]);
+    expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(4);
+  });
+
+  test('--dry-run puts and deletes nothing', async () => {
+    const before = remaining();
+    const { code, stdout } = await replay('--dry-run');
+    expect(code).toBe(1);
+    expect(backend.calls).toBe(0);
+    expect(remaining()).toBe(before);
+    expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(7);
+    expect(stdout).toMatch(/replay --dry-run: 7 dead-letter messages/);
+    expect(stdout).toMatch(/would replay \(passes the schema now\)\s+2/);
+  });
+
+  test('--pipeline leaves other pipelines\' messages alone; --max bounds the messages read', async () => {
+    const iot = await replay('--pipeline', 'iot', '--json');
+    expect(JSON.parse(iot.stdout)).toMatchObject({ read: 1, outcomes: { 'still-failing': 1 } });
+    expect(backend.calls).toBe(0);
+
+    const two = await replayAgain('--max', '2', '--json');
+    expect(two.code).toBe(0);
+    expect(JSON.parse(two.stdout)).toMatchObject({ read: 2, outcomes: { replayed: 2 } });
+  });
+
+  test('records the entry point does not accept stay in the queue; exit 1', async () => {
+    backend.decide = () => ({ ok: false, errorCode: 'ServiceUnavailableException', errorMessage: 'Slow down.' });
+    const { code, stdout } = await replay('--pipeline', 'app-events', '--max-attempts', '2', '--json');
+    expect(code).toBe(1);
+    const report = JSON.parse(stdout) as { outcomes: Record<string, number> };
+    expect(report.outcomes['put-failed']).toBe(2);
+    expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(6); // only the duplicate went
+  });
+
+  test('an empty queue exits 0; a missing data dir exits 2', async () => {
+    const empty = tempDataDir();
+    const ok = await sluice('replay', '--data-dir', empty);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/nothing to replay/);
+    const missing = await sluice('replay', '--data-dir', path.join(empty, 'nope'));
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/no twin data dir/);
+    fs.rmSync(empty, { recursive: true, force: true });
+  });
+});
+
+describe('sluice replay --aws', () => {
+  // Mocked here, not at the top: the twin tests above use real clients.
+  let cfn: AwsClientStub<CloudFormationClient>;
+  let sqs: AwsClientStub<SQSClient>;
+  let dynamo: AwsClientStub<DynamoDBClient>;
+  let firehose: AwsClientStub<FirehoseClient>;
+  const QUEUE = 'https://sqs.eu-west-1.amazonaws.com/123456789012/sluice-dev-dlq';
+  const order: string[] = [];
+  const savedRegion = process.env.AWS_REGION;
+
+  beforeAll(() => {
+    process.env.AWS_REGION = 'eu-west-1';
+    cfn = mockClient(CloudFormationClient);
+    sqs = mockClient(SQSClient);
+    dynamo = mockClient(DynamoDBClient);
+    firehose = mockClient(FirehoseClient);
+  });
+  afterAll(() => {
+    process.env.AWS_REGION = savedRegion;
+    for (const m of [cfn, sqs, dynamo, firehose]) m.restore();
+  });
+  beforeEach(() => {
+    order.length = 0;
+    for (const m of [cfn, sqs, dynamo, firehose]) m.reset();
+    cfn.on(DescribeStacksCommand).resolves({
+      Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [
+        { OutputKey: 'DlqUrl', OutputValue: QUEUE }, { OutputKey: 'MetadataTableName', OutputValue: 'sluice-dev-metadata' },
+      ] }],
+    });
+    sqs.on(ReceiveMessageCommand)
+      .resolvesOnce({ Messages: [
+        { MessageId: 'm-1', ReceiptHandle: 'rh-1', Body: JSON.stringify(message(1, 'app-events', appEvent(1))) },
+        { MessageId: 'm-4', ReceiptHandle: 'rh-4', Body: JSON.stringify(message(4, 'app-events', missingUser)) },
+      ] })
+      .resolves({});
+    sqs.on(DeleteMessageBatchCommand).callsFake(async () => {
+      order.push('delete');
+      return { Successful: [{ Id: '0' }], Failed: [] };
+    });
+    sqs.on(ChangeMessageVisibilityBatchCommand).resolves({ Successful: [], Failed: [] });
+    dynamo.on(PutItemCommand).callsFake(async () => {
+      order.push('ledger');
+      return {};
+    });
+    firehose.on(PutRecordCommand).callsFake(async () => {
+      order.push('put');
+      return { RecordId: 'r-1' };
+    });
+  });
+
+  test('receives from the stack\'s queue, re-puts, records the replay, then deletes; failing messages become visible again', async () => {
+    dynamo.on(GetItemCommand).resolves({});
+    const { code, stdout } = await sluice('replay', '--aws');
+    expect(code).toBe(1);
+    expect(sqs.commandCalls(ReceiveMessageCommand)[0].args[0].input).toEqual({ QueueUrl: QUEUE, MaxNumberOfMessages: 10, VisibilityTimeout: 300, WaitTimeSeconds: 2 });
+    expect(dynamo.commandCalls(GetItemCommand)[0].args[0].input).toEqual({
+      TableName: 'sluice-dev-metadata', Key: { pk: { S: 'replayed#dedupe-1' }, sk: { S: 'replayed' } }, ConsistentRead: true,
+    });
+    expect(firehose.commandCalls(PutRecordCommand).map((c) => [c.args[0].input.DeliveryStreamName, Buffer.from(c.args[0].input.Record!.Data!).toString()]))
+      .toEqual([['sluice-dev-app-events-lake', appEvent(1)]]);
+    expect(dynamo.commandCalls(PutItemCommand)[0].args[0].input).toMatchObject({ TableName: 'sluice-dev-metadata', Item: { pk: { S: 'replayed#dedupe-1' }, sk: { S: 'replayed' }, ttl: { N: expect.stringMatching(/^\d+$/) } } });
+    expect(order).toEqual(['put', 'ledger', 'delete']);
+    expect(sqs.commandCalls(DeleteMessageBatchCommand).map((c) => c.args[0].input)).toEqual([{ QueueUrl: QUEUE, Entries: [{ Id: '0', ReceiptHandle: 'rh-1' }] }]);
+    expect(sqs.commandCalls(ChangeMessageVisibilityBatchCommand).map((c) => c.args[0].input)).toEqual([
+      { QueueUrl: QUEUE, Entries: [{ Id: '0', ReceiptHandle: 'rh-4', VisibilityTimeout: 0 }] },
+    ]);
+    expect(stdout).toMatch(/from SQS queue https:\/\/sqs\.eu-west-1\.amazonaws\.com\/123456789012\/sluice-dev-dlq/);
+  });
+
+  test('a message the ledger knows is deleted without a second put', async () => {
+    dynamo.on(GetItemCommand).resolves({ Item: { pk: { S: 'replayed#dedupe-1' } } });
+    await sluice('replay', '--aws', '--pipeline', 'app-events');
+    expect(firehose.commandCalls(PutRecordCommand)).toHaveLength(0);
+    expect(order).toEqual(['delete']);
+  });
+
+  test('a stack without the queue output says what to do', async () => {
+    cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [] }] });
+    const { code, stderr } = await sluice('replay', '--aws');
+    expect(code).toBe(2);
+    expect(stderr).toBe('sluice: stack "sluice-dev" has no output DlqUrl, which sluice replay needs: redeploy with this version of Sluice (`npx cdk deploy`)\n');
+  });
+});

@@ -1,0 +1,233 @@
+/**
+ * `sluice search` with the official OpenSearch client against a stand-in OpenSearch on loopback that
+ * records each request and answers as OpenSearch does; with --aws the requests must be SigV4-signed.
+ */
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { AssumeRoleCommand, STSClient } from '@aws-sdk/nested-clients/sts';
+import { mockClient } from 'aws-sdk-client-mock';
+import { freePort } from '../../lib/local/emulators';
+import { expectNoStackTrace, sluice } from './helpers';
+
+interface SeenRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: Record<string, unknown>;
+}
+
+let server: Server;
+let url: string;
+const seen: SeenRequest[] = [];
+let answer: (req: SeenRequest) => { status: number; body: unknown } = () => ({ status: 200, body: hitsResponse([]) });
+
+function hitsResponse(docs: Array<Record<string, unknown>>, total = docs.length, aggregations?: unknown): unknown {
+  return {
+    took: 3,
+    timed_out: false,
+    hits: { total: { value: total, relation: 'eq' }, hits: docs.map((d, i) => ({ _index: 'clickstream-2026-11-22', _id: `doc-${i}`, _score: null, _source: d })) },
+    ...(aggregations ? { aggregations } : {}),
+  };
+}
+
+const cfn = mockClient(CloudFormationClient);
+const savedEnv = { ...process.env };
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString();
+      const request = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: text ? JSON.parse(text) as Record<string, unknown> : {} };
+      seen.push(request);
+      const { status, body } = answer(request);
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  process.env.AWS_REGION = 'eu-west-1';
+});
+afterAll(async () => {
+  process.env = savedEnv;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+beforeEach(() => {
+  seen.length = 0;
+  answer = () => ({ status: 200, body: hitsResponse([]) });
+  cfn.reset();
+});
+
+const search = (...args: string[]) => sluice('search', ...args, '--endpoint-opensearch', url);
+
+describe('sluice search (OPENSEARCH_URL)', () => {
+  test('a query string, newest first, hits as a table with the event time, id, partition and entity fields', async () => {
+    answer = () => ({
+      status: 200,
+      body: hitsResponse([
+        { event_time: '2026-11-22T10:00:00.000Z', event_id: 'e-1', event_type: 'click', user_id: 'user-1', page: { path: '/a' } },
+        { event_time: '2026-11-22T09:59:00.000Z', event_id: 'e-2', event_type: 'click', user_id: 'user-2', page: { path: '/b' } },
+      ], 57),
+    });
+    const { code, stdout, stderr } = await search('clickstream', 'event_type:click AND device.type:mobile', '--since', '1h');
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(seen).toHaveLength(1);
+    expect(seen[0].method).toBe('POST');
+    expect(decodeURIComponent(seen[0].url)).toMatch(/^\/clickstream-\*\/_search\?/);
+    expect(seen[0].url).toMatch(/ignore_unavailable=true/);
+    expect(seen[0].body).toEqual({
+      query: {
+        bool: {
+          must: [{ query_string: { query: 'event_type:click AND device.type:mobile', default_operator: 'AND', lenient: true } }],
+          filter: [{ range: { event_time: { gte: 'now-3600s' } } }],
+        },
+      },
+      size: 20,
+      sort: [{ event_time: { order: 'desc', unmapped_type: 'date' } }],
+      track_total_hits: true,
+    });
+    expect(stdout).toMatch(/event_time\s+event_id\s+event_type\s+user_id\n/);
+    expect(stdout).toMatch(/2026-11-22T10:00:00\.000Z\s+e-1\s+click\s+user-1/);
+    expect(stdout).toMatch(/57 matching documents \(showing 2\) in clickstream-\* · OpenSearch at http:\/\/127\.0\.0\.1:\d+/);
+  });
+
+  test('--count-by: a terms aggregation (keyword sub-field for text), shown as a table', async () => {
+    answer = () => ({
+      status: 200,
+      body: hitsResponse([], 30, { count_by: { doc_count_error_upper_bound: 0, sum_other_doc_count: 4, buckets: [{ key: 'mobile', doc_count: 20 }, { key: 'desktop', doc_count: 6 }] } }),
+    });
+    const { code, stdout } = await search('clickstream', '--count-by', 'device.type', '--top', '2');
+    expect(code).toBe(0);
+    expect(seen[0].body).toMatchObject({ query: { match_all: {} }, size: 0, aggs: { count_by: { terms: { field: 'device.type', size: 2 } } } });
+    expect(seen[0].body.sort).toBeUndefined();
+    expect(stdout).toMatch(/device\.type\s+documents\n─+\s+─+\nmobile\s+20\ndesktop\s+6\n/);
+    expect(stdout).toMatch(/4 more documents in other values; raise --top/);
+
+    await search('clickstream', '--count-by', 'page.title');
+    expect(seen[1].body).toMatchObject({ aggs: { count_by: { terms: { field: 'page.title.keyword' } } } });
+  });
+
+  test('--dsl: a whole body or a bare query clause, combined with the query string', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-dsl-'));
+    fs.writeFileSync(path.join(dir, 'clause.json'), JSON.stringify({ range: { duration_ms: { gte: 5000 } } }));
+    fs.writeFileSync(path.join(dir, 'body.json'), JSON.stringify({ query: { term: { event_type: 'click' } }, size: 3, _source: ['event_id'] }));
+    expect((await search('clickstream', 'user_id:user-1', '--dsl', path.join(dir, 'clause.json'))).code).toBe(0);
+    expect(seen[0].body.query).toEqual({ bool: { must: [{ range: { duration_ms: { gte: 5000 } } }, { query_string: { query: 'user_id:user-1', default_operator: 'AND', lenient: true } }] } });
+    expect((await search('clickstream', '--dsl', path.join(dir, 'body.json'), '--json')).code).toBe(0);
+    expect(seen[1].body).toMatchObject({ query: { term: { event_type: 'click' } }, size: 3, _source: ['event_id'] });
+    fs.writeFileSync(path.join(dir, 'bad.json'), '{ nope');
+    const bad = await search('clickstream', '--dsl', path.join(dir, 'bad.json'));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--dsl .*bad\.json is not a JSON object/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('--json prints total, hits and buckets for scripts', async () => {
+    answer = () => ({ status: 200, body: hitsResponse([{ event_id: 'e-1' }], 1, { count_by: { buckets: [{ key: 'click', doc_count: 1 }] } }) });
+    const { code, stdout } = await search('clickstream', '--count-by', 'event_type', '--size', '1', '--json');
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({
+      index: 'clickstream-*',
+      total: 1,
+      hits: [{ _index: 'clickstream-2026-11-22', _id: 'doc-0', event_id: 'e-1' }],
+      countBy: { field: 'event_type', buckets: [{ value: 'click', count: 1 }] },
+    });
+    expect(seen[0].body.size).toBe(1);
+  });
+
+  test('a query OpenSearch refuses exits 1 with its reason', async () => {
+    answer = () => ({
+      status: 400,
+      body: { error: { root_cause: [{ type: 'query_shard_exception', reason: 'Failed to parse query [event_type:(]' }], type: 'search_phase_execution_exception', reason: 'all shards failed' }, status: 400 },
+    });
+    const { code, stderr } = await search('clickstream', 'event_type:(');
+    expect(code).toBe(1);
+    expect(stderr).toBe('sluice: OpenSearch refused the query: Failed to parse query [event_type:(]\n');
+  });
+
+  test('without an OpenSearch, a clear message says how to provide one', async () => {
+    const saved = process.env.OPENSEARCH_URL;
+    delete process.env.OPENSEARCH_URL;
+    try {
+      const { code, stderr } = await sluice('search', 'clickstream', 'x');
+      expect(code).toBe(2);
+      expect(stderr).toMatch(/^sluice: no OpenSearch to ask\. Locally, run one .* pass the same OPENSEARCH_URL \(or --endpoint-opensearch\) here/);
+      expect(stderr).toMatch(/Against AWS, add --aws/);
+    } finally {
+      if (saved !== undefined) process.env.OPENSEARCH_URL = saved;
+    }
+  });
+
+  test('OPENSEARCH_URL pointing at nothing, a pipeline without search, an unknown field: usage errors', async () => {
+    const port = await freePort();
+    const down = await sluice('search', 'clickstream', 'x', '--endpoint-opensearch', `http://127.0.0.1:${port}`);
+    expect(down.code).toBe(2);
+    expect(down.stderr).toMatch(new RegExp(`^sluice: nothing is listening on 127\\.0\\.0\\.1:${port}: start OpenSearch there`));
+    expectNoStackTrace(down.stderr);
+
+    const noSearch = await search('iot', 'x');
+    expect(noSearch.code).toBe(2);
+    expect(noSearch.stderr).toMatch(/pipeline "iot" does not deliver to search \(destinations: lake, metadata\); query its lake with `sluice query`/);
+
+    const field = await search('clickstream', '--count-by', 'colour');
+    expect(field.code).toBe(2);
+    expect(field.stderr).toMatch(/--count-by colour: not a field of the clickstream index; fields: event_id, event_type, .*device\.type/);
+    expect(seen).toHaveLength(0);
+  });
+});
+
+describe('sluice search --aws', () => {
+  test('signs requests with SigV4 for the es service in the stack\'s region, at the stack\'s endpoint', async () => {
+    process.env.AWS_ACCESS_KEY_ID = 'AKIDEXAMPLE';
+    process.env.AWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
+    cfn.on(DescribeStacksCommand).resolves({
+      Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [{ OutputKey: 'OpenSearchEndpoint', OutputValue: url }] }],
+    });
+    answer = () => ({ status: 200, body: hitsResponse([{ event_id: 'e-9' }]) });
+    const { code, stdout } = await sluice('search', 'clickstream', 'event_id:e-9', '--aws', '--fields', 'event_id');
+    expect(code).toBe(0);
+    const auth = String(seen[0].headers.authorization);
+    expect(auth).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/eu-west-1\/es\/aws4_request, SignedHeaders=.*host.*x-amz-date.*, Signature=[0-9a-f]{64}$/);
+    expect(seen[0].headers['x-amz-content-sha256']).toMatch(/^[0-9a-f]{64}$/);
+    expect(stdout).toMatch(/event_id\n─+\ne-9\n/);
+    expect(stdout).toMatch(/OpenSearch domain http:\/\/127\.0\.0\.1:\d+ \(SigV4, eu-west-1\)/);
+  });
+
+  test('assumes the stack\'s OpenSearch query role when it has one', async () => {
+    const sts = mockClient(STSClient);
+    try {
+      sts.on(AssumeRoleCommand).resolves({
+        Credentials: { AccessKeyId: 'ASIAQUERYROLE', SecretAccessKey: 'secret', SessionToken: 'token', Expiration: new Date(Date.now() + 3_600_000) },
+        AssumedRoleUser: { Arn: 'arn:aws:sts::123456789012:assumed-role/SluiceQueryRole/sluice-search', AssumedRoleId: 'AROA:sluice-search' },
+      });
+      cfn.on(DescribeStacksCommand).resolves({
+        Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [
+          { OutputKey: 'OpenSearchEndpoint', OutputValue: url },
+          { OutputKey: 'OpenSearchQueryRoleArn', OutputValue: 'arn:aws:iam::123456789012:role/SluiceQueryRole' },
+        ] }],
+      });
+      const { code, stdout } = await sluice('search', 'clickstream', '--aws', '--json');
+      expect(code).toBe(0);
+      expect(JSON.parse(stdout)).toMatchObject({ total: 0 });
+      expect(sts.commandCalls(AssumeRoleCommand)[0].args[0].input).toMatchObject({ RoleArn: 'arn:aws:iam::123456789012:role/SluiceQueryRole', RoleSessionName: 'sluice-search' });
+      expect(String(seen[0].headers.authorization)).toMatch(/^AWS4-HMAC-SHA256 Credential=ASIAQUERYROLE\/\d{8}\/eu-west-1\/es\/aws4_request/);
+      expect(seen[0].headers['x-amz-security-token']).toBe('token');
+    } finally {
+      sts.restore();
+    }
+  });
+
+  test('a stack without an OpenSearch endpoint gets the same guidance', async () => {
+    cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [] }] });
+    const { code, stderr } = await sluice('search', 'clickstream', 'x', '--aws');
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/no OpenSearch to ask/);
+  });
+});

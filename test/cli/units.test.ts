@@ -1,0 +1,152 @@
+/** The pieces every command leans on: value parsers, the record sender's batching and retries, CSV. */
+import fc from 'fast-check';
+import { parseCount, parseDuration, parseRate, parseSize } from '../../lib/cli/options';
+import { toCsv, UserError } from '../../lib/cli/output';
+import { Progress } from '../../lib/cli/progress';
+import {
+  FIREHOSE_API_LIMITS,
+  KINESIS_API_LIMITS,
+  planBatches,
+  sendRecords,
+  type EntryPoint,
+  type OutgoingRecord,
+  type RecordOutcome,
+} from '../../lib/cli/record-sender';
+
+describe('value parsers', () => {
+  test.each([
+    ['30s', 30_000], ['5m', 300_000], ['1h30m', 5_400_000], ['500ms', 500], ['2d', 172_800_000], ['90', 90_000], ['1.5h', 5_400_000],
+  ])('duration %s', (text, ms) => expect(parseDuration(text, '--d')).toBe(ms));
+
+  test.each([['200', 200], ['200/s', 200], ['5k/s', 5000], ['600/min', 10], ['3600/h', 1], ['1M/h', 1e6 / 3600]])('rate %s', (text, perSecond) => {
+    expect(parseRate(text, '--rate')).toBeCloseTo(perSecond, 10);
+  });
+
+  test.each([['800', 800], ['800B', 800], ['1KB', 1000], ['1KiB', 1024], ['2.5MB', 2_500_000], ['1 MiB', 1_048_576]])('size %s', (text, bytes) => {
+    expect(parseSize(text, '--size')).toBe(bytes);
+  });
+
+  test('bad values are UserErrors naming the flag and an example', () => {
+    for (const [f, flag, v] of [[parseDuration, '--duration', '5 minutes'], [parseRate, '--rate', '-3'], [parseSize, '--size', 'lots'], [parseCount, '--count', '1.5']] as const) {
+      expect(() => f(v, flag)).toThrow(UserError);
+      expect(() => f(v, flag)).toThrow(new RegExp(`^${flag} "${v}": expected`));
+    }
+    expect(() => parseDuration('0s', '--timeout')).toThrow(/must be more than zero/);
+    expect(() => parseCount('501', '--batch-size', 1, 500)).toThrow(/from 1 to 500/);
+  });
+
+  test('property: any sum of units parses to its milliseconds', () => {
+    fc.assert(fc.property(fc.nat(48), fc.nat(59), fc.nat(59), (h, m, s) => {
+      fc.pre(h + m + s > 0);
+      const text = `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${s ? `${s}s` : ''}`;
+      expect(parseDuration(text, '--d')).toBe(((h * 60 + m) * 60 + s) * 1000);
+    }));
+  });
+});
+
+describe('planBatches', () => {
+  const record = (bytes: number, key = 'k'): OutgoingRecord => ({ data: Buffer.alloc(bytes), partitionKey: key });
+
+  test('property: batches keep order and every record, within the count and size limits', () => {
+    fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 1_100_000 }), { maxLength: 1200 }), fc.boolean(), (sizes, kinesis) => {
+      const limits = kinesis ? KINESIS_API_LIMITS : FIREHOSE_API_LIMITS;
+      const records = sizes.map((s) => record(Math.min(s, limits.maxRecordBytes - 1)));
+      const batches = planBatches(records, records.map((_, i) => i), limits);
+      expect(batches.flat()).toEqual(records.map((_, i) => i));
+      for (const b of batches) {
+        expect(b.length).toBeLessThanOrEqual(limits.maxRecords);
+        const bytes = b.reduce((sum, i) => sum + records[i].data.length + (limits.countsPartitionKey ? 1 : 0), 0);
+        expect(b.length === 1 || bytes <= limits.maxBatchBytes).toBe(true);
+      }
+    }), { numRuns: 60 });
+  });
+});
+
+describe('sendRecords', () => {
+  function fakeEntry(answer: (records: readonly OutgoingRecord[], call: number) => RecordOutcome[] | Error): EntryPoint & { calls: OutgoingRecord[][] } {
+    const calls: OutgoingRecord[][] = [];
+    return {
+      kind: 'kinesis', name: 's', limits: KINESIS_API_LIMITS, description: 'Kinesis stream s', failureContext: { service: 'Kinesis', resource: 'Kinesis stream s' }, calls,
+      async putBatch(records) {
+        calls.push([...records]);
+        const result = answer(records, calls.length);
+        if (result instanceof Error) throw result;
+        return result;
+      },
+      close() {},
+    };
+  }
+  const records = (n: number) => Array.from({ length: n }, (_, i) => ({ data: Buffer.from(`r${i}`), partitionKey: `k${i}` }));
+  const ok: RecordOutcome = { ok: true };
+  const throttled: RecordOutcome = { ok: false, errorCode: 'ProvisionedThroughputExceededException', errorMessage: 'Rate exceeded' };
+  const noSleep = { sleep: async () => undefined };
+
+  test('retries only the failed records, with exponential backoff and full jitter', async () => {
+    const delays: number[] = [];
+    const entry = fakeEntry((rs, call) => rs.map((r) => (call < 3 && r.partitionKey === 'k1' ? throttled : ok)));
+    const result = await sendRecords(entry, records(3), { sleep: async (ms) => { delays.push(ms); }, random: () => 1, baseDelayMs: 100 });
+    expect(result.outcomes.every((o) => o.ok)).toBe(true);
+    expect(entry.calls.map((c) => c.map((r) => r.partitionKey))).toEqual([['k0', 'k1', 'k2'], ['k1'], ['k1']]);
+    expect(delays).toEqual([100, 200]);
+    expect(result.retries).toBe(2);
+  });
+
+  test('stops after maxAttempts and reports the last error per record', async () => {
+    const entry = fakeEntry((rs) => rs.map(() => throttled));
+    const result = await sendRecords(entry, records(2), { ...noSleep, maxAttempts: 4 });
+    expect(entry.calls).toHaveLength(4);
+    expect(result.outcomes).toEqual([throttled, throttled]);
+  });
+
+  test('does not retry what no retry fixes: KMS errors, oversized records', async () => {
+    const kms: RecordOutcome = { ok: false, errorCode: 'KMSAccessDeniedException', errorMessage: 'denied' };
+    const entry = fakeEntry((rs) => rs.map(() => kms));
+    const result = await sendRecords(entry, [...records(1), { data: Buffer.alloc(KINESIS_API_LIMITS.maxRecordBytes + 1), partitionKey: 'big' }], noSleep);
+    expect(entry.calls).toHaveLength(1);
+    expect(result.outcomes[0]).toEqual(kms);
+    expect(result.outcomes[1]).toMatchObject({ ok: false, errorCode: 'RecordTooLarge' });
+  });
+
+  test('a throttled call is retried as a whole; a call the user must fix is thrown, explained', async () => {
+    const throttledCall = fakeEntry((rs, call) => (call === 1 ? Object.assign(new Error('slow down'), { name: 'ThrottlingException' }) : rs.map(() => ok)));
+    expect((await sendRecords(throttledCall, records(2), noSleep)).outcomes).toEqual([ok, ok]);
+
+    const missing = fakeEntry(() => Object.assign(new Error('Stream s under account 1 not found.'), { name: 'ResourceNotFoundException' }));
+    await expect(sendRecords(missing, records(1), noSleep)).rejects.toThrow(new UserError('Kinesis: not found (Kinesis stream s): Stream s under account 1 not found.'));
+  });
+});
+
+describe('toCsv', () => {
+  test('quotes what needs quoting; NULL is empty; dates ISO; nested JSON', () => {
+    expect(toCsv(['a', 'b', 'c', 'd'], [['x,y', 'say "hi"', null, new Date('2026-01-02T03:04:05Z')], [' pad', 1n, { k: [1] }, true]]))
+      .toBe('a,b,c,d\r\n"x,y","say ""hi""",,2026-01-02T03:04:05.000Z\r\n" pad",1,"{ ""k"": [ 1 ] }",true');
+  });
+});
+
+describe('Progress', () => {
+  function captureStderr(fn: () => void): string {
+    const chunks: string[] = [];
+    const spy = jest.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => {
+      chunks.push(String(c));
+      return true;
+    });
+    const out = jest.spyOn(process.stdout, 'write');
+    try {
+      fn();
+      expect(out).not.toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
+      out.mockRestore();
+    }
+    return chunks.join('');
+  }
+
+  test('silent when stderr is not a terminal, unless --progress; never on stdout', () => {
+    expect(captureStderr(() => new Progress({ afterMs: 0 }).update('working'))).toBe('');
+    expect(captureStderr(() => new Progress({ forced: true, afterMs: 0, everyMs: 0 }).update('working'))).toBe('working\n');
+  });
+
+  test('quiet for the first second', () => {
+    expect(captureStderr(() => new Progress({ forced: true }).update('working'))).toBe('');
+  });
+});

@@ -1,0 +1,113 @@
+import { createHash, createHmac } from 'node:crypto';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
+import {
+  applyIndexTemplate,
+  isRetryable,
+  NodeSha256,
+  readProperties,
+  regionOf,
+  type HttpResult,
+  type TemplateRequest,
+} from '../../transforms/index-template/handler';
+
+const body = JSON.stringify({ index_patterns: ['iot-*'], template: { settings: { number_of_shards: 1 } } });
+const props = { ServiceToken: 'arn:aws:lambda:eu-west-1:123456789012:function:provider', Endpoint: 'search-x-abc.eu-west-1.es.amazonaws.com', TemplateName: 'iot', TemplateBody: body };
+
+function event(type: 'Create' | 'Update' | 'Delete', physicalId = 'search-x-abc.eu-west-1.es.amazonaws.com/_index_template/iot'): CloudFormationCustomResourceEvent {
+  const base = {
+    ServiceToken: props.ServiceToken, ResponseURL: 'https://example.com', StackId: 'stack', RequestId: 'req', LogicalResourceId: 'Template',
+    ResourceType: 'Custom::SluiceIndexTemplate', ResourceProperties: props,
+  };
+  if (type === 'Create') return { ...base, RequestType: 'Create' };
+  if (type === 'Update') return { ...base, RequestType: 'Update', PhysicalResourceId: physicalId, OldResourceProperties: props };
+  return { ...base, RequestType: 'Delete', PhysicalResourceId: physicalId };
+}
+
+/** A sender that answers from a script and records what it was asked. */
+function scripted(...answers: Array<HttpResult | Error>) {
+  const requests: TemplateRequest[] = [];
+  const send = async (r: TemplateRequest) => {
+    requests.push(r);
+    const next = answers.shift() ?? { status: 200, body: '{}' };
+    if (next instanceof Error) throw next;
+    return next;
+  };
+  return { send, requests };
+}
+const clock = () => {
+  let t = 0;
+  return { now: () => t, sleep: async (ms: number) => { t += ms; } };
+};
+
+describe('index-template custom resource', () => {
+  // The handler logs JSON lines for CloudWatch; keep test output quiet.
+  beforeEach(() => jest.spyOn(console, 'log').mockImplementation(() => undefined));
+  afterEach(() => jest.restoreAllMocks());
+
+  test('Create puts the template body, signed for the endpoint\'s region', async () => {
+    const { send, requests } = scripted({ status: 200, body: '{"acknowledged":true}' });
+    const result = await applyIndexTemplate(event('Create'), send, { region: 'us-east-1', deadline: 60_000, ...clock() });
+    expect(requests).toEqual([{ hostname: props.Endpoint, region: 'eu-west-1', method: 'PUT', path: '/_index_template/iot', body }]);
+    expect(result).toEqual({ PhysicalResourceId: 'search-x-abc.eu-west-1.es.amazonaws.com/_index_template/iot', Data: { TemplateName: 'iot' } });
+  });
+
+  test('retries while the new domain refuses (403) or throttles, then succeeds', async () => {
+    const { send, requests } = scripted({ status: 403, body: 'not yet' }, new Error('ECONNRESET'), { status: 429, body: '' }, { status: 200, body: '{}' });
+    await applyIndexTemplate(event('Update'), send, { deadline: 60_000, ...clock() });
+    expect(requests).toHaveLength(4);
+  });
+
+  test('a rejected template fails the deployment with OpenSearch\'s answer; retries stop at the deadline', async () => {
+    await expect(applyIndexTemplate(event('Create'), scripted({ status: 400, body: 'mapper_parsing_exception' }).send, { deadline: 60_000, ...clock() }))
+      .rejects.toThrow(/answered 400: mapper_parsing_exception/);
+    const forever = scripted(...Array.from({ length: 100 }, () => ({ status: 503, body: 'unavailable' })));
+    await expect(applyIndexTemplate(event('Create'), forever.send, { deadline: 60_000, ...clock() })).rejects.toThrow(/answered 503/);
+    expect(forever.requests.length).toBeLessThan(10);
+  });
+
+  test('Delete removes the template but never blocks stack deletion', async () => {
+    const gone = scripted({ status: 404, body: '' });
+    expect(await applyIndexTemplate(event('Delete', 'pid'), gone.send, { deadline: 60_000, ...clock() })).toEqual({ PhysicalResourceId: 'pid' });
+    expect(gone.requests[0]).toMatchObject({ method: 'DELETE', path: '/_index_template/iot' });
+    const broken = scripted(...Array.from({ length: 100 }, () => new Error('ENOTFOUND')));
+    expect(await applyIndexTemplate(event('Delete', 'pid'), broken.send, { deadline: 60_000, ...clock() })).toEqual({ PhysicalResourceId: 'pid' });
+  });
+
+  test('properties are checked and named when wrong', () => {
+    expect(readProperties({ ...props, Endpoint: 'https://search-x.eu-west-1.es.amazonaws.com/' }).hostname).toBe('search-x.eu-west-1.es.amazonaws.com');
+    expect(() => readProperties({ ...props, TemplateName: 'Bad Name' })).toThrow(/TemplateName: "Bad Name" is not a valid index template name/);
+    expect(() => readProperties({ ...props, TemplateBody: '{' })).toThrow(/TemplateBody: not valid JSON/);
+    expect(() => readProperties({ ...props, Endpoint: '' })).toThrow(/Endpoint: missing/);
+  });
+
+  test('region from the endpoint, else the function\'s; which statuses are worth a retry', () => {
+    expect(regionOf('search-x-abc.ap-southeast-2.es.amazonaws.com', 'us-east-1')).toBe('ap-southeast-2');
+    expect(regionOf('vpc-x.example.internal', 'eu-central-1')).toBe('eu-central-1');
+    expect(() => regionOf('localhost', undefined)).toThrow(/AWS_REGION/);
+    expect([403, 429, 500, 503].every(isRetryable)).toBe(true);
+    expect([200, 400, 404].some(isRetryable)).toBe(false);
+  });
+
+  test('the SigV4 hash and HMAC match node:crypto', async () => {
+    const hash = new NodeSha256();
+    hash.update(new TextEncoder().encode('payload'));
+    expect(Buffer.from(await hash.digest()).toString('hex')).toBe(createHash('sha256').update('payload').digest('hex'));
+    const hmac = new NodeSha256('secret');
+    hmac.update(new TextEncoder().encode('data'));
+    expect(Buffer.from(await hmac.digest()).toString('hex')).toBe(createHmac('sha256', 'secret').update('data').digest('hex'));
+  });
+
+  test('signing with it reproduces the published SigV4 test vector (get-vanilla)', async () => {
+    const signer = new SignatureV4({
+      credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' },
+      region: 'us-east-1', service: 'service', sha256: NodeSha256, applyChecksum: false,
+    });
+    const signed = await signer.sign(
+      { method: 'GET', protocol: 'https:', hostname: 'example.amazonaws.com', path: '/', query: {}, headers: { host: 'example.amazonaws.com' } },
+      { signingDate: new Date('2015-08-30T12:36:00Z') },
+    );
+    expect(signed.headers.authorization).toBe('AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, '
+      + 'SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31');
+  });
+});

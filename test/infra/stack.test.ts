@@ -1,0 +1,435 @@
+import { Match } from 'aws-cdk-lib/assertions';
+import { resourceNames } from '../../lib/config';
+import {
+  ALARM_THRESHOLDS,
+  ATHENA_RESULTS_ROOT,
+  indexTemplateFor,
+  METADATA_STREAM_CONSUMER_NAME,
+  OutputKeys,
+  pipelineOutputKey,
+  savedQueries,
+} from '../../lib/infra';
+import {
+  firehoseDataPrefix,
+  firehoseErrorPrefix,
+  glueColumns,
+  loadModel,
+  openSearchIndexTemplate,
+  projectionParameters,
+  searchBackupPrefix,
+} from '../../lib/schema';
+import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
+import { flatten, iamStatements, resourcesOf, resourceWhere, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
+
+// One synthesis of the default (dev) configuration, shared by every assertion below.
+let dev: Synthesized;
+beforeAll(() => {
+  dev = synthesize();
+}, 120_000);
+
+const bucketRef = () => {
+  const [id] = resourcesOf(dev.template, 'AWS::S3::Bucket').find(([, p]) => JSON.stringify(p).includes('aws:kms'))!;
+  return id;
+};
+const lakePipelines = () => Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('lake'));
+
+describe('cdk-nag AwsSolutions', () => {
+  test('no unacknowledged findings', () => {
+    expect(unacknowledgedNagFindings(dev.app)).toEqual([]);
+  });
+});
+
+describe('lake delivery', () => {
+  test('the Firehose prefix and the Glue projection come from one layout and agree, for every lake pipeline', () => {
+    expect(lakePipelines().length).toBeGreaterThan(0);
+    for (const p of lakePipelines()) {
+      const names = resourceNames(dev.config, p.name);
+      const model = loadModel(p.name);
+      const [, stream] = resourceWhere(dev.template, 'AWS::KinesisFirehose::DeliveryStream', { DeliveryStreamName: names.lakeDeliveryStream });
+      const s3 = stream.ExtendedS3DestinationConfiguration as Record<string, unknown>;
+      expect(s3.Prefix).toBe(firehoseDataPrefix(model));
+
+      const tables = resourcesOf(dev.template, 'AWS::Glue::Table').filter(([, t]) => (t.TableInput as { Name: string }).Name === names.glueTable);
+      expect(tables).toHaveLength(1);
+      const input = tables[0][1].TableInput as { Parameters: Record<string, unknown>; PartitionKeys: Array<{ Name: string }> };
+      const template = flatten(input.Parameters['storage.location.template']);
+      // The projection template is the Firehose prefix with each !{partitionKeyFromLambda:k} as ${k}.
+      const fromPrefix = `s3://<${bucketRef()}>/${(s3.Prefix as string).replace(/!\{partitionKeyFromLambda:([a-z0-9_]+)\}/g, '${$1}')}`;
+      expect(template).toBe(fromPrefix);
+      expect(template).toBe(flatten(projectionParameters(model, `<${bucketRef()}>`)['storage.location.template']));
+      // Partition columns in prefix order, as the projection enumerates them.
+      const prefixKeys = [...(s3.Prefix as string).matchAll(/!\{partitionKeyFromLambda:([a-z0-9_]+)\}/g)].map((m) => m[1]);
+      expect(input.PartitionKeys.map((k) => k.Name)).toEqual(prefixKeys);
+      expect(input.PartitionKeys.map((k) => k.Name)).toEqual(glueColumns(model).partitionKeys.map((k) => k.name));
+    }
+  });
+
+  test('Parquet (Snappy) conversion through the pipeline table, dynamic partitioning, buffering from configuration', () => {
+    for (const p of lakePipelines()) {
+      const names = resourceNames(dev.config, p.name);
+      dev.template.hasResourceProperties('AWS::KinesisFirehose::DeliveryStream', {
+        DeliveryStreamName: names.lakeDeliveryStream,
+        DeliveryStreamType: p.source === 'kinesis' ? 'KinesisStreamAsSource' : 'DirectPut',
+        ExtendedS3DestinationConfiguration: {
+          BufferingHints: { SizeInMBs: p.buffering.sizeMiB, IntervalInSeconds: p.buffering.intervalSeconds },
+          CompressionFormat: Match.absent(),
+          DataFormatConversionConfiguration: {
+            Enabled: true,
+            InputFormatConfiguration: { Deserializer: { OpenXJsonSerDe: {} } },
+            OutputFormatConfiguration: { Serializer: { ParquetSerDe: { Compression: 'SNAPPY' } } },
+            SchemaConfiguration: Match.objectLike({ DatabaseName: names.glueDatabase, VersionId: 'LATEST', Region: { Ref: 'AWS::Region' } }),
+          },
+          DynamicPartitioningConfiguration: { Enabled: true, RetryOptions: { DurationInSeconds: 300 } },
+          ErrorOutputPrefix: firehoseErrorPrefix(p.name),
+          CloudWatchLoggingOptions: Match.objectLike({ Enabled: true }),
+          ProcessingConfiguration: {
+            Enabled: true,
+            Processors: [{
+              Type: 'Lambda',
+              Parameters: Match.arrayWith([
+                { ParameterName: 'BufferSizeInMBs', ParameterValue: String(p.transform.processorBufferMiB) },
+                { ParameterName: 'BufferIntervalInSeconds', ParameterValue: String(p.transform.processorIntervalSeconds) },
+                { ParameterName: 'NumberOfRetries', ParameterValue: String(p.transform.retries) },
+              ]),
+            }],
+          },
+        },
+      });
+      expect(p.buffering.sizeMiB).toBeGreaterThanOrEqual(64);
+    }
+    expect(firehoseErrorPrefix('x')).toContain('!{firehose:error-output-type}');
+  });
+
+  test('DirectPut streams are encrypted; Kinesis-sourced ones rely on the stream\'s encryption', () => {
+    dev.template.hasResourceProperties('AWS::KinesisFirehose::DeliveryStream', {
+      DeliveryStreamType: 'DirectPut',
+      DeliveryStreamEncryptionConfigurationInput: { KeyType: 'AWS_OWNED_CMK' },
+    });
+    for (const [, s] of resourcesOf(dev.template, 'AWS::KinesisFirehose::DeliveryStream')) {
+      if (s.DeliveryStreamType === 'KinesisStreamAsSource') expect(s.DeliveryStreamEncryptionConfigurationInput).toBeUndefined();
+    }
+  });
+
+  test('each transform runs in the mode of its destination, Node.js 22, bundled (not inline)', () => {
+    const transforms = resourcesOf(dev.template, 'AWS::Lambda::Function').filter(([, f]) => JSON.stringify(f).includes('SLUICE_DESTINATION'));
+    const modes = transforms.map(([, f]) => {
+      const env = (f.Environment as { Variables: Record<string, string> }).Variables;
+      return `${env.SLUICE_PIPELINE}:${env.SLUICE_DESTINATION}`;
+    }).sort();
+    const expected = Object.values(dev.config.pipelines).flatMap((p) => p.destinations.filter((d) => d !== 'metadata').map((d) => `${p.name}:${d}`)).sort();
+    expect(modes).toEqual(expected);
+    for (const [, f] of transforms) {
+      expect(f).toMatchObject({ Runtime: 'nodejs22.x', Handler: 'index.handler', Architectures: ['arm64'] });
+      expect((f.Code as Record<string, unknown>).ZipFile).toBeUndefined();
+    }
+  });
+
+  test('only transforms of pipelines that hash PII get the hash key secret', () => {
+    const withSecret = resourcesOf(dev.template, 'AWS::Lambda::Function')
+      .filter(([, f]) => JSON.stringify(f).includes('SLUICE_PII_HASH_KEY_SECRET_ARN'))
+      .map(([, f]) => (f.Environment as { Variables: Record<string, string> }).Variables.SLUICE_PIPELINE);
+    const hashing = Object.keys(dev.config.pipelines).filter((p) => Object.values(loadModel(p).extensions.pii).includes('hash'));
+    expect(withSecret.sort()).toEqual(hashing.sort());
+    expect(hashing).toContain('transactions');
+  });
+});
+
+describe('catalog and Athena', () => {
+  test('table columns come from the schema, partition keys are not repeated as columns', () => {
+    for (const p of lakePipelines()) {
+      const { columns, partitionKeys } = glueColumns(loadModel(p.name));
+      const [, t] = resourcesOf(dev.template, 'AWS::Glue::Table').find(([, x]) => (x.TableInput as { Name: string }).Name === resourceNames(dev.config, p.name).glueTable)!;
+      const input = t.TableInput as { StorageDescriptor: { Columns: Array<{ Name: string; Type: string }> }; TableType: string; Parameters: Record<string, string> };
+      expect(input.StorageDescriptor.Columns.map((c) => [c.Name, c.Type])).toEqual(columns.map((c) => [c.name, c.type]));
+      const partitionNames = new Set(partitionKeys.map((k) => k.name));
+      expect(input.StorageDescriptor.Columns.some((c) => partitionNames.has(c.Name))).toBe(false);
+      expect(input.TableType).toBe('EXTERNAL_TABLE');
+      expect(input.Parameters['projection.enabled']).toBe('true');
+    }
+  });
+
+  test('the workgroup enforces encrypted results and a bytes-scanned cutoff', () => {
+    dev.template.hasResourceProperties('AWS::Athena::WorkGroup', {
+      Name: resourceNames(dev.config, 'iot').athenaWorkGroup,
+      WorkGroupConfiguration: {
+        EnforceWorkGroupConfiguration: true,
+        BytesScannedCutoffPerQuery: dev.config.athena.bytesScannedCutoffMiB * 1024 * 1024,
+        ResultConfiguration: {
+          EncryptionConfiguration: { EncryptionOption: 'SSE_KMS', KmsKey: Match.anyValue() },
+          OutputLocation: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([`/${ATHENA_RESULTS_ROOT}/`])] }),
+        },
+      },
+    });
+  });
+
+  test('saved queries answer the first questions for every lake pipeline', () => {
+    const queries = resourcesOf(dev.template, 'AWS::Athena::NamedQuery').map(([, q]) => q);
+    for (const p of lakePipelines()) {
+      const names = resourceNames(dev.config, p.name);
+      const mine = queries.filter((q) => String(q.Name).startsWith(`${p.name}:`));
+      expect(mine.map((q) => q.Name)).toEqual(expect.arrayContaining([
+        expect.stringContaining('events per'),
+        expect.stringContaining('failed records by reason'),
+        expect.stringMatching(/top .* by events/),
+      ]));
+      for (const q of mine) expect(q.Database).toBe(names.glueDatabase);
+    }
+  });
+
+  test('the failed-records query reads the error type from the key segment Firehose writes it to', () => {
+    const [q] = savedQueries('db', { model: loadModel('iot'), tableName: 'iot', errorTableName: 'iot_errors' }).filter((x) => x.name.includes('failed'));
+    const segment = Number(/split_part\("\$path", '\/', (\d+)\)/.exec(q.sql)![1]);
+    const key = `s3://bucket/${firehoseErrorPrefix('iot').replace('!{firehose:error-output-type}', 'processing-failed').replace('!{timestamp:yyyy/MM/dd/HH}', '2026/01/02/03')}file`;
+    expect(key.split('/')[segment - 1]).toBe('processing-failed');
+  });
+});
+
+describe('streams', () => {
+  test('one Kinesis stream per Kinesis pipeline: shards, retention and encryption from configuration', () => {
+    const kinesisPipelines = Object.values(dev.config.pipelines).filter((p) => p.source === 'kinesis');
+    expect(resourcesOf(dev.template, 'AWS::Kinesis::Stream')).toHaveLength(kinesisPipelines.length);
+    for (const p of kinesisPipelines) {
+      dev.template.hasResourceProperties('AWS::Kinesis::Stream', {
+        Name: resourceNames(dev.config, p.name).stream,
+        RetentionPeriodHours: p.retentionHours,
+        ...(p.shards === 'on-demand' ? { StreamModeDetails: { StreamMode: 'ON_DEMAND' } } : { ShardCount: p.shards }),
+        StreamEncryption: p.streamEncryption === 'customer-managed'
+          ? { EncryptionType: 'KMS', KeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${p.name}StreamKey`), 'Arn'] } }
+          : { EncryptionType: 'KMS', KeyId: 'alias/aws/kinesis' },
+      });
+    }
+    expect(dev.config.pipelines.transactions.streamEncryption).toBe('customer-managed');
+  });
+});
+
+describe('metadata consumer', () => {
+  test('reads through an enhanced fan-out consumer with bounded retries, bisection, partial failures and an SQS on-failure destination', () => {
+    const [dlqId] = resourceWhere(dev.template, 'AWS::SQS::Queue', { QueueName: resourceNames(dev.config, 'iot').consumerDlq });
+    const consumers = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('metadata'));
+    expect(resourcesOf(dev.template, 'AWS::Lambda::EventSourceMapping')).toHaveLength(consumers.length);
+    expect(resourcesOf(dev.template, 'AWS::Kinesis::StreamConsumer')).toHaveLength(consumers.length);
+    for (const p of consumers) {
+      dev.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        EventSourceArn: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${p.name}MetadataConsumerStreamConsumer`), 'ConsumerARN'] },
+        BatchSize: p.consumer.batchSize,
+        MaximumBatchingWindowInSeconds: p.consumer.batchWindowSeconds,
+        BisectBatchOnFunctionError: true,
+        MaximumRetryAttempts: p.consumer.maxRetries,
+        MaximumRecordAgeInSeconds: p.consumer.maxRecordAgeSeconds,
+        ParallelizationFactor: p.consumer.parallelization,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [dlqId, 'Arn'] } } },
+      });
+    }
+    dev.template.hasResourceProperties('AWS::Kinesis::StreamConsumer', { ConsumerName: METADATA_STREAM_CONSUMER_NAME });
+  });
+
+  test('the table: on demand, point-in-time recovery, TTL, KMS, the key schema the writers use', () => {
+    dev.template.hasResourceProperties('AWS::DynamoDB::Table', {
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: [
+        { AttributeName: METADATA_TABLE_KEYS.partitionKey, KeyType: 'HASH' },
+        { AttributeName: METADATA_TABLE_KEYS.sortKey, KeyType: 'RANGE' },
+      ],
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      TimeToLiveSpecification: { AttributeName: METADATA_TABLE_KEYS.ttlAttribute, Enabled: true },
+      SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: Match.anyValue() },
+    });
+  });
+});
+
+describe('failures and storage', () => {
+  test('dead-letter queues are KMS-encrypted and keep messages 14 days', () => {
+    for (const name of [resourceNames(dev.config, 'iot').dlq, resourceNames(dev.config, 'iot').consumerDlq]) {
+      dev.template.hasResourceProperties('AWS::SQS::Queue', {
+        QueueName: name,
+        MessageRetentionPeriod: 14 * 24 * 3600,
+        KmsMasterKeyId: Match.anyValue(),
+      });
+    }
+  });
+
+  test('the failure router is notified of new objects under errors/ and search-backup/', () => {
+    const [, notifications] = resourcesOf(dev.template, 'Custom::S3BucketNotifications')[0];
+    const configs = (notifications.NotificationConfiguration as { LambdaFunctionConfigurations: Array<{ Events: string[]; Filter: { Key: { FilterRules: Array<{ Name: string; Value: string }> } } }> }).LambdaFunctionConfigurations;
+    expect(configs.map((c) => [c.Events, c.Filter.Key.FilterRules])).toEqual([
+      [['s3:ObjectCreated:*'], [{ Name: 'prefix', Value: 'errors/' }]],
+      [['s3:ObjectCreated:*'], [{ Name: 'prefix', Value: 'search-backup/' }]],
+    ]);
+  });
+
+  test('the data bucket: public access blocked, TLS only, KMS, lifecycle from configuration, access logs', () => {
+    const lc = dev.config.lifecycle;
+    dev.template.hasResourceProperties('AWS::S3::Bucket', {
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ BucketKeyEnabled: true, ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: Match.anyValue() } }] },
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+      LoggingConfiguration: { DestinationBucketName: Match.anyValue(), LogFilePrefix: 'data-bucket/' },
+      LifecycleConfiguration: {
+        Rules: Match.arrayWith([
+          Match.objectLike({ Prefix: 'data/', Transitions: [
+            { StorageClass: 'STANDARD_IA', TransitionInDays: lc.infrequentAccessDays },
+            { StorageClass: 'GLACIER_IR', TransitionInDays: lc.glacierDays },
+          ] }),
+          Match.objectLike({ Prefix: 'errors/', ExpirationInDays: lc.errorExpirationDays }),
+          Match.objectLike({ Prefix: 'search-backup/', ExpirationInDays: lc.errorExpirationDays }),
+        ]),
+      },
+    });
+    dev.template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: bucketRef() },
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+  });
+});
+
+describe('search', () => {
+  test('the domain: encryption at rest, node-to-node, HTTPS with TLS 1.2+, dev size from configuration', () => {
+    const os = dev.config.opensearch;
+    dev.template.hasResourceProperties('AWS::OpenSearchService::Domain', {
+      EngineVersion: os.engineVersion,
+      ClusterConfig: Match.objectLike({ InstanceType: os.instanceType, InstanceCount: os.instanceCount }),
+      EBSOptions: { EBSEnabled: true, VolumeSize: os.volumeGiB, VolumeType: 'gp3' },
+      EncryptionAtRestOptions: { Enabled: true },
+      NodeToNodeEncryptionOptions: { Enabled: true },
+      DomainEndpointOptions: { EnforceHTTPS: true, TLSSecurityPolicy: Match.stringLikeRegexp('^Policy-Min-TLS-1-2') },
+    });
+  });
+
+  test('the domain access policy names only our roles (no anonymous access)', () => {
+    const [, policy] = resourcesOf(dev.template, 'Custom::OpenSearchAccessPolicy')[0];
+    const create = flatten(policy.Create);
+    expect(create).not.toMatch(/\\"AWS\\":\\"\*\\"/);
+    expect(create).toMatch(/SearchQueryRole/);
+    expect(create).toMatch(/clickstreamSearchRole/);
+    expect(create).toMatch(/IndexTemplatesApplyRole/);
+  });
+
+  test('search delivery: daily indices, retry, failed-document backup, transform in search mode', () => {
+    for (const p of Object.values(dev.config.pipelines).filter((x) => x.destinations.includes('search'))) {
+      const names = resourceNames(dev.config, p.name);
+      dev.template.hasResourceProperties('AWS::KinesisFirehose::DeliveryStream', {
+        DeliveryStreamName: names.searchDeliveryStream,
+        DeliveryStreamType: 'KinesisStreamAsSource',
+        AmazonopensearchserviceDestinationConfiguration: Match.objectLike({
+          IndexName: names.indexPrefix,
+          IndexRotationPeriod: p.search.rotation,
+          BufferingHints: { SizeInMBs: p.search.bufferingSizeMiB, IntervalInSeconds: p.search.bufferingIntervalSeconds },
+          RetryOptions: { DurationInSeconds: p.search.retrySeconds },
+          S3BackupMode: 'FailedDocumentsOnly',
+          S3Configuration: Match.objectLike({ Prefix: searchBackupPrefix(p.name), CompressionFormat: 'UNCOMPRESSED' }),
+          DocumentIdOptions: { DefaultDocumentIdFormat: 'FIREHOSE_DEFAULT' },
+        }),
+      });
+    }
+    expect(dev.config.pipelines.clickstream.search.rotation).toBe('OneDay');
+  });
+
+  test('the index template is the one derived from the schema, applied by the signing custom resource', () => {
+    const [, cr] = resourcesOf(dev.template, 'Custom::SluiceIndexTemplate')[0];
+    expect(cr.TemplateName).toBe('clickstream');
+    const applied = JSON.parse(cr.TemplateBody as string) as { template: { settings: Record<string, unknown>; mappings: unknown } };
+    const derived = openSearchIndexTemplate(loadModel('clickstream')) as { template: { settings: Record<string, unknown>; mappings: unknown } };
+    expect(applied.template.mappings).toEqual(derived.template.mappings);
+    expect(applied).toEqual(indexTemplateFor(loadModel('clickstream'), dev.config.opensearch.instanceCount));
+    // The dev domain has one data node: no replicas, or every index would stay yellow.
+    expect(dev.config.opensearch.instanceCount).toBe(1);
+    expect(applied.template.settings.number_of_replicas).toBe(0);
+    dev.template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Description: Match.stringLikeRegexp('index templates'),
+    });
+  });
+});
+
+describe('IAM', () => {
+  test('no statement grants every action of a service or every action', () => {
+    const broad = iamStatements(dev.template).filter((s) => s.Effect === 'Allow' && s.Action.some((a) => a === '*' || a.endsWith(':*')));
+    expect(broad).toEqual([]);
+  });
+
+  test('"*" resources only where AWS offers nothing narrower', () => {
+    const star = iamStatements(dev.template).filter((s) => s.Effect === 'Allow' && s.Resource.includes('*'));
+    // glue:GetSchemaVersion comes with the L2 conversion binding (Schema Registry, unused); the bucket-notifications
+    // custom resource configures a bucket it cannot name at synth time.
+    const allowed = new Set(['glue:GetSchemaVersion', 's3:PutBucketNotification']);
+    for (const s of star) expect(s.Action.filter((a) => !allowed.has(a))).toEqual([]);
+  });
+
+  test('each Firehose role reads only its own stream and invokes only its own transform', () => {
+    for (const p of Object.values(dev.config.pipelines).filter((x) => x.source === 'kinesis' && x.destinations.includes('lake'))) {
+      const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith(`${p.name}LakeRole`));
+      const kinesis = statements.filter((s) => s.Action.some((a) => a.startsWith('kinesis:')));
+      expect(kinesis.flatMap((s) => s.Resource)).toEqual([expect.stringMatching(new RegExp(`^<${p.name}Stream[A-Z0-9]+\\.Arn>$`))]);
+      const invoke = statements.filter((s) => s.Action.includes('lambda:InvokeFunction'));
+      expect(invoke.flatMap((s) => s.Resource).every((r) => r.startsWith(`<${p.name}LakeTransformFunction`))).toBe(true);
+    }
+  });
+});
+
+describe('monitoring', () => {
+  const alarms = () => resourcesOf(dev.template, 'AWS::CloudWatch::Alarm').map(([, a]) => a);
+  const alarmsOn = (metric: string) => alarms().filter((a) => a.MetricName === metric);
+
+  test('every alarm notifies the topic, on alarm and on recovery', () => {
+    const [topicId] = resourcesOf(dev.template, 'AWS::SNS::Topic')[0];
+    expect(alarms().length).toBeGreaterThan(0);
+    for (const a of alarms()) {
+      expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
+      expect(a.OKActions).toEqual([{ Ref: topicId }]);
+    }
+  });
+
+  test('thresholds: iterator age, throttling, freshness, delivery success, DLQ depth, Lambda, OpenSearch', () => {
+    const kinesisPipelines = Object.values(dev.config.pipelines).filter((p) => p.source === 'kinesis');
+    expect(alarmsOn('GetRecords.IteratorAgeMilliseconds')).toHaveLength(kinesisPipelines.length);
+    for (const a of alarmsOn('GetRecords.IteratorAgeMilliseconds')) expect(a.Threshold).toBe(ALARM_THRESHOLDS.iteratorAgeMs);
+    expect(alarmsOn('WriteProvisionedThroughputExceeded')).toHaveLength(kinesisPipelines.length);
+
+    const lakes = lakePipelines();
+    expect(alarmsOn('DeliveryToS3.DataFreshness')).toHaveLength(lakes.length);
+    for (const p of lakes) {
+      const [streamId] = resourceWhere(dev.template, 'AWS::KinesisFirehose::DeliveryStream', { DeliveryStreamName: resourceNames(dev.config, p.name).lakeDeliveryStream });
+      const freshness = alarmsOn('DeliveryToS3.DataFreshness').find((a) => JSON.stringify(a.Dimensions).includes(`"${streamId}"`))!;
+      expect(freshness.Threshold).toBe(p.buffering.intervalSeconds + ALARM_THRESHOLDS.freshnessSlackSeconds);
+    }
+    expect(alarmsOn('DeliveryToS3.Success').every((a) => a.Threshold === 1 && a.ComparisonOperator === 'LessThanThreshold')).toBe(true);
+    expect(alarmsOn('ThrottledGetRecords').length + alarmsOn('ThrottledRecords').length).toBe(
+      lakes.length + Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('search')).length,
+    );
+
+    const dlq = alarmsOn('ApproximateNumberOfMessagesVisible');
+    expect(dlq).toHaveLength(2);
+    for (const a of dlq) expect(a).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
+
+    const functions = resourcesOf(dev.template, 'AWS::Lambda::Function').filter(([, f]) => f.Runtime === 'nodejs22.x');
+    expect(alarmsOn('Errors')).toHaveLength(functions.length);
+    expect(alarmsOn('Throttles')).toHaveLength(functions.length);
+    for (const [id, f] of functions) {
+      const duration = alarmsOn('Duration').find((a) => JSON.stringify(a.Dimensions).includes(id))!;
+      expect(duration.Threshold).toBe(Math.floor((f.Timeout as number) * 1000 * ALARM_THRESHOLDS.durationShareOfTimeout));
+    }
+
+    expect(alarmsOn('ClusterStatus.red')).toHaveLength(1);
+    const free = alarmsOn('FreeStorageSpace')[0];
+    expect(free).toMatchObject({ ComparisonOperator: 'LessThanThreshold', Threshold: Math.floor(dev.config.opensearch.volumeGiB * 1024 * ALARM_THRESHOLDS.freeStorageShare) });
+  });
+
+  test('one dashboard', () => {
+    expect(resourcesOf(dev.template, 'AWS::CloudWatch::Dashboard')).toHaveLength(1);
+  });
+});
+
+describe('outputs', () => {
+  test('stable, export-free keys for the CLI and scripts', () => {
+    const outputs = dev.template.toJSON().Outputs as Record<string, { Value: unknown; Export?: unknown }>;
+    for (const key of Object.values(OutputKeys)) expect(outputs).toHaveProperty([key]);
+    for (const p of Object.values(dev.config.pipelines)) {
+      if (p.source === 'kinesis') expect(outputs).toHaveProperty([pipelineOutputKey(p.name, 'StreamName')]);
+      if (p.destinations.includes('lake')) expect(outputs).toHaveProperty([pipelineOutputKey(p.name, 'LakeDeliveryStreamName')]);
+      if (p.destinations.includes('search')) expect(outputs).toHaveProperty([pipelineOutputKey(p.name, 'SearchDeliveryStreamName')]);
+    }
+    expect(pipelineOutputKey('app-events', 'StreamName')).toBe('AppEventsStreamName');
+    expect(Object.values(outputs).filter((o) => o.Export !== undefined)).toEqual([]);
+    expect(flatten(outputs.OpenSearchEndpoint.Value)).toMatch(/^https:\/\/<SearchDomain[A-Z0-9]+\.DomainEndpoint>$/);
+  });
+});

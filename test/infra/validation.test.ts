@@ -1,0 +1,125 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { App, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import * as glue from 'aws-cdk-lib/aws-glue';
+import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { PROJECT_ROOT, readCdkJsonContext } from '../../lib/config';
+import {
+  AthenaWorkspace,
+  DataStorage,
+  InvalidPropsError,
+  LakeDelivery,
+  PipelineStream,
+  SearchDelivery,
+  SearchDomain,
+  type TransformInvocation,
+} from '../../lib/infra';
+import { loadModel } from '../../lib/schema';
+
+// Constructs are checked in isolation with imported (code-less) functions and buckets: no bundling, no synth.
+function scope() {
+  // cdk.json's context carries the feature flags the app runs with.
+  const stack = new Stack(new App({ context: readCdkJsonContext() }), 'Test');
+  return {
+    stack,
+    fn: lambda.Function.fromFunctionArn(stack, 'Fn', 'arn:aws:lambda:eu-west-1:123456789012:function:transform'),
+    bucket: s3.Bucket.fromBucketName(stack, 'Bucket', 'data-bucket'),
+    stream: kinesis.Stream.fromStreamArn(stack, 'Stream', 'arn:aws:kinesis:eu-west-1:123456789012:stream/s'),
+  };
+}
+const invocation: TransformInvocation = { bufferSizeMiB: 1, bufferIntervalSeconds: 60, retries: 3 };
+
+function messageOf(build: () => unknown): string {
+  try {
+    build();
+  } catch (err) {
+    expect(err).toBeInstanceOf(InvalidPropsError);
+    return (err as Error).message;
+  }
+  throw new Error('expected the construct to reject its props');
+}
+
+describe('constructs reject what AWS would reject, naming the value and the range', () => {
+  const lake = (overrides: Partial<ConstructorParameters<typeof LakeDelivery>[2]>) => {
+    const { stack, fn, bucket } = scope();
+    const model = loadModel('iot');
+    const table = new glue.CfnTable(stack, 'Table', { catalogId: '123456789012', databaseName: 'db', tableInput: { name: 'iot' } });
+    return () => new LakeDelivery(stack, 'Lake', {
+      deliveryStreamName: 'sluice-dev-iot-lake', model, bucket, table, transform: fn, transformInvocation: invocation, ...overrides,
+    });
+  };
+
+  test('Firehose buffer below 64 MiB with Parquet conversion', () => {
+    expect(messageOf(lake({ bufferingSize: Size.mebibytes(32) }))).toMatch(/bufferingSize must be 64–128 MiB .*got 32 MiB/);
+  });
+
+  test('buffer interval below 60 s with dynamic partitioning, and a processor buffer hint outside 0.2–3 MB', () => {
+    const message = messageOf(lake({ bufferingInterval: Duration.seconds(30), transformInvocation: { ...invocation, bufferSizeMiB: 5 } }));
+    expect(message).toMatch(/bufferingInterval must be 60–900 s .*got 30 s/);
+    expect(message).toMatch(/bufferSizeMiB must be 0\.2–3 .*got 5/);
+  });
+
+  test('index rotation the index template cannot match', () => {
+    const { stack, fn, bucket, stream } = scope();
+    const domain = new SearchDomain(stack, 'Domain', {
+      existing: { endpoint: 'https://search-logs-abc.eu-west-1.es.amazonaws.com', domainArn: 'arn:aws:es:eu-west-1:123456789012:domain/logs' },
+    });
+    expect(messageOf(() => new SearchDelivery(stack, 'Search', {
+      deliveryStreamName: 'sluice-dev-clickstream-search', model: loadModel('clickstream'), indexName: 'clickstream', domain, source: stream,
+      bucket, transform: fn, transformInvocation: invocation, rotation: 'NoRotation',
+    }))).toMatch(/rotation "NoRotation" writes to the index "clickstream", which the index template pattern "clickstream-\*" does not match/);
+  });
+
+  test('OpenSearch data nodes that no zone layout divides, and a volume over the instance type\'s limit', () => {
+    const { stack } = scope();
+    const message = messageOf(() => new SearchDomain(stack, 'Domain', {
+      create: { engineVersion: 'OpenSearch_2.19', instanceType: 't3.small.search', instanceCount: 5, volumeGiB: 200, removalPolicy: RemovalPolicy.DESTROY },
+    }));
+    expect(message).toMatch(/instanceCount 5 cannot be spread evenly/);
+    expect(message).toMatch(/volumeGiB 200 exceeds the 100 GiB EBS limit of t3\.small\.search/);
+  });
+
+  test('Kinesis shards and retention, Athena cutoff, S3 lifecycle order', () => {
+    expect(messageOf(() => new PipelineStream(scope().stack, 'S', { streamName: 's', shards: 0, retentionHours: 12, encryption: 'aws-managed', removalPolicy: RemovalPolicy.DESTROY })))
+      .toMatch(/shards must be "on-demand" or a whole number from 1 to 500, got 0.*retentionHours must be a whole number from 24 to 8760.*got 12/s);
+    const { stack, bucket } = scope();
+    const key = new DataStorage(stack, 'Storage', { infrequentAccessDays: 30, glacierDays: 90, errorExpirationDays: 30, removalPolicy: RemovalPolicy.DESTROY }).key;
+    expect(messageOf(() => new AthenaWorkspace(stack, 'Athena', { workGroupName: 'wg', databaseName: 'db', bucket, key, bytesScannedCutoffMiB: 5, pipelines: [] })))
+      .toMatch(/bytesScannedCutoffMiB must be a whole number ≥ 10 .*got 5/);
+    expect(messageOf(() => new DataStorage(scope().stack, 'S', { infrequentAccessDays: 30, glacierDays: 40, errorExpirationDays: 30, removalPolicy: RemovalPolicy.DESTROY })))
+      .toMatch(/glacierDays must be ≥ infrequentAccessDays \+ 30 \(60\).*got 40/);
+  });
+});
+
+const outdir = path.join(PROJECT_ROOT, 'cdk.out', `test-${process.pid}`);
+afterAll(() => fs.rmSync(outdir, { recursive: true, force: true }));
+
+/** Runs bin/app.ts the way `cdk synth -c …` does (context in CDK_CONTEXT_JSON) and returns its exit code and stderr. */
+function runApp(overrides: Record<string, string>): { status: number | null; stderr: string } {
+  const result = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'run-ts.js'), path.join(PROJECT_ROOT, 'bin', 'app.ts')], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, CDK_CONTEXT_JSON: JSON.stringify({ ...readCdkJsonContext(), ...overrides }), CDK_OUTDIR: outdir },
+    encoding: 'utf8',
+    timeout: 90_000,
+  });
+  return { status: result.status, stderr: result.stderr };
+}
+
+describe('`cdk synth` with a configuration AWS would reject fails with a clear message and no stack trace', () => {
+  test('a Firehose buffer below 64 MiB (configuration check)', () => {
+    const { status, stderr } = runApp({ 'pipelines.iot.buffering.sizeMiB': '32' });
+    expect(status).not.toBe(0);
+    expect(stderr).toMatch(/pipelines\.iot\.buffering\.sizeMiB: 32 is out of range; allowed 64–128/);
+    expect(stderr).not.toMatch(/^\s+at /m);
+  }, 90_000);
+
+  test('an OpenSearch node count no zone layout divides (construct check)', () => {
+    const { status, stderr } = runApp({ 'opensearch.instanceCount': '5' });
+    expect(status).not.toBe(0);
+    expect(stderr).toMatch(/Invalid settings for sluice-dev\/Search:\n {2}- instanceCount 5 cannot be spread evenly over availability zones/);
+    expect(stderr).not.toMatch(/^\s+at /m);
+  }, 90_000);
+});

@@ -1,0 +1,62 @@
+import { Match } from 'aws-cdk-lib/assertions';
+import { resourcesOf, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
+
+// The configurations users deploy besides the default: prod (`-c env=prod`) and an existing OpenSearch domain.
+describe('env=prod', () => {
+  let prod: Synthesized;
+  beforeAll(() => {
+    prod = synthesize({ env: 'prod' });
+  }, 120_000);
+
+  test('no unacknowledged cdk-nag findings', () => {
+    expect(unacknowledgedNagFindings(prod.app)).toEqual([]);
+  });
+
+  test('data is retained on stack deletion and the domain spreads over zones', () => {
+    for (const type of ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::Kinesis::Stream', 'AWS::KMS::Key', 'AWS::OpenSearchService::Domain', 'AWS::SQS::Queue']) {
+      const resources = Object.values(prod.template.findResources(type)) as Array<{ DeletionPolicy?: string }>;
+      expect(resources.length).toBeGreaterThan(0);
+      for (const r of resources) expect(r.DeletionPolicy).toBe('Retain');
+    }
+    expect(resourcesOf(prod.template, 'Custom::S3AutoDeleteObjects')).toHaveLength(0);
+    prod.template.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: true });
+    const os = prod.config.opensearch;
+    prod.template.hasResourceProperties('AWS::OpenSearchService::Domain', {
+      ClusterConfig: Match.objectLike({
+        InstanceType: os.instanceType,
+        InstanceCount: os.instanceCount,
+        ZoneAwarenessEnabled: true,
+        ZoneAwarenessConfig: { AvailabilityZoneCount: 2 },
+      }),
+      EBSOptions: Match.objectLike({ VolumeSize: os.volumeGiB }),
+    });
+    const [, template] = resourcesOf(prod.template, 'Custom::SluiceIndexTemplate')[0];
+    expect(JSON.parse(template.TemplateBody as string).template.settings.number_of_replicas).toBe(1);
+  });
+});
+
+describe('opensearch.mode=existing', () => {
+  const endpoint = 'https://search-logs-abc123.eu-west-1.es.amazonaws.com';
+  const domainArn = 'arn:aws:es:eu-west-1:123456789012:domain/logs';
+  let existing: Synthesized;
+  beforeAll(() => {
+    existing = synthesize({ 'opensearch.mode': 'existing', 'opensearch.endpoint': endpoint, 'opensearch.domainArn': domainArn, alarmEmail: 'ops@example.com' });
+  }, 120_000);
+
+  test('no domain is created; delivery, templates and grants target the configured one', () => {
+    expect(unacknowledgedNagFindings(existing.app)).toEqual([]);
+    expect(resourcesOf(existing.template, 'AWS::OpenSearchService::Domain')).toHaveLength(0);
+    existing.template.hasResourceProperties('AWS::KinesisFirehose::DeliveryStream', {
+      AmazonopensearchserviceDestinationConfiguration: Match.objectLike({ DomainARN: domainArn }),
+    });
+    existing.template.hasResourceProperties('Custom::SluiceIndexTemplate', { Endpoint: 'search-logs-abc123.eu-west-1.es.amazonaws.com' });
+    existing.template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['es:ESHttpPut']), Resource: `${domainArn}/_index_template/*` })]) },
+    });
+    expect(existing.template.toJSON().Outputs.OpenSearchEndpoint.Value).toBe(endpoint);
+  });
+
+  test('the alarm e-mail from configuration subscribes to the alarm topic', () => {
+    existing.template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
+  });
+});

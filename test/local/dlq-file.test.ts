@@ -1,0 +1,322 @@
+/**
+ * The twin's SQS stand-in, checked through its public surface: what send/receive/delete/claim
+ * return, and what the files under `<data-dir>/dlq/` hold. A "restart" loads the module afresh, so
+ * nothing survives but the files.
+ */
+import { spawn } from 'node:child_process';
+import { appendFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import fc from 'fast-check';
+import { DlqFile, DLQ_MAX_BODY_BYTES, toSqsBody } from '../../lib/local/dlq-file';
+
+type DlqModule = typeof import('../../lib/local/dlq-file');
+
+/** The module as a new process would load it: no shared in-memory state with earlier instances. */
+function afterRestart(): DlqModule {
+  let loaded: DlqModule | undefined;
+  jest.isolateModules(() => {
+    loaded = require('../../lib/local/dlq-file') as DlqModule;
+  });
+  return loaded as DlqModule;
+}
+
+const body = (n: number): string => JSON.stringify({ recordId: `r-${n}`, errorCode: 'Lambda.FunctionError', n });
+const linesOf = (file: string): string[] => readFileSync(file, 'utf8').split('\n').slice(0, -1);
+
+let dataDir: string;
+beforeEach(() => {
+  dataDir = mkdtempSync(path.join(tmpdir(), 'sluice-dlq-'));
+});
+afterEach(() => {
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('DlqFile', () => {
+  test('writes one body per line in <data-dir>/dlq/<queue>.jsonl', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'sluice-local-dlq' });
+    await dlq.send([body(1), body(2)]);
+    await dlq.send([body(3)]);
+    expect(dlq.path).toBe(path.join(dataDir, 'dlq', 'sluice-local-dlq.jsonl'));
+    expect(readFileSync(dlq.path, 'utf8')).toBe(`${body(1)}\n${body(2)}\n${body(3)}\n`);
+    expect(await dlq.count()).toBe(3);
+  });
+
+  test('receive, delete and count survive a restart; undeleted messages come back in order', async () => {
+    const before = new DlqFile({ dataDir, queue: 'q' });
+    await before.send([1, 2, 3, 4, 5].map(body));
+    const received = await before.receive(3);
+    expect(received.map((m) => [m.line, m.body])).toEqual([
+      [1, body(1)],
+      [2, body(2)],
+      [3, body(3)],
+    ]);
+    const result = await before.delete([received[0].receiptHandle, received[2].receiptHandle]);
+    expect(result).toEqual({ deleted: 2, unknown: [] });
+    // Received and not deleted: hidden until its visibility timeout passes.
+    expect((await before.receive(10)).map((m) => m.line)).toEqual([4, 5]);
+
+    const { DlqFile: Restarted } = afterRestart();
+    const after = new Restarted({ dataDir, queue: 'q' });
+    expect(await after.count()).toBe(3);
+    const again = await after.receive(10);
+    expect(again.map((m) => [m.line, m.body])).toEqual([
+      [2, body(2)],
+      [4, body(4)],
+      [5, body(5)],
+    ]);
+    // The data file is untouched by deletes (only compaction rewrites it); the ledger holds them.
+    expect(linesOf(after.path)).toHaveLength(5);
+    expect(linesOf(after.deletedPath)).toHaveLength(3);
+    await after.delete(again.map((m) => m.receiptHandle));
+    expect(await after.count()).toBe(0);
+    expect(await new (afterRestart().DlqFile)({ dataDir, queue: 'q' }).count()).toBe(0);
+  });
+
+  test('a received message becomes visible again after the visibility timeout', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'vis', visibilityTimeoutSeconds: 0.05 });
+    await dlq.send([body(1)]);
+    expect(await dlq.receive(1)).toHaveLength(1);
+    expect(await dlq.receive(1)).toHaveLength(0);
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect((await dlq.receive(1)).map((m) => m.body)).toEqual([body(1)]);
+  });
+
+  test('deleting twice, or with a made-up handle, deletes nothing else', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    await dlq.send([body(1), body(2)]);
+    const [first] = await dlq.receive(1);
+    expect(await dlq.delete([first.receiptHandle])).toEqual({ deleted: 1, unknown: [] });
+    expect(await dlq.delete([first.receiptHandle, 'nonsense', '1.2.99'])).toEqual({
+      deleted: 0,
+      unknown: [first.receiptHandle, 'nonsense', '1.2.99'],
+    });
+    expect(await dlq.count()).toBe(1);
+  });
+
+  test('compacts once everything is deleted; old receipt handles no longer delete anything', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q', visibilityTimeoutSeconds: 0 });
+    await dlq.send([body(1), body(2)]);
+    const received = await dlq.receive(10);
+    await dlq.delete(received.map((m) => m.receiptHandle));
+    expect(readFileSync(dlq.path, 'utf8')).toBe('');
+    await dlq.send([body(3)]);
+    const [next] = await dlq.receive(10);
+    expect([next.line, next.body]).toEqual([1, body(3)]);
+    expect(await dlq.delete([received[0].receiptHandle])).toEqual({ deleted: 0, unknown: [received[0].receiptHandle] });
+    expect(await dlq.count()).toBe(1);
+  });
+
+  test('compacts when most lines are deleted and nothing is in flight, keeping the rest in order', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q', compactAfterDeleted: 3, visibilityTimeoutSeconds: 0 });
+    await dlq.send([1, 2, 3, 4, 5].map(body));
+    const received = await dlq.receive(4);
+    await dlq.delete([received[0], received[1], received[3]].map((m) => m.receiptHandle));
+    expect(linesOf(dlq.path)).toEqual([body(3), body(5)]);
+    expect((await dlq.receive(10)).map((m) => [m.line, m.body])).toEqual([
+      [1, body(3)],
+      [2, body(5)],
+    ]);
+  });
+
+  test('a crash between the two renames of a compaction loses nothing (identical bodies included)', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    const same = JSON.stringify({ same: true });
+    await dlq.send([same, same, body(3)]);
+    const [first] = await dlq.receive(1);
+    await dlq.delete([first.receiptHandle]);
+    // What compaction writes first: the data file without line 1, as a new file renamed into place.
+    // The crash comes before the ledger (which still deletes "line 1") is replaced.
+    const replacement = `${dlq.path}.new`;
+    writeFileSync(replacement, `${same}\n${body(3)}\n`);
+    renameSync(replacement, dlq.path);
+
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect(await after.count()).toBe(2);
+    expect((await after.receive(10)).map((m) => m.body)).toEqual([same, body(3)]);
+  });
+
+  test('a line torn by a crash mid-append is not a message, and the next send cuts it off', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    await dlq.send([body(1)]);
+    appendFileSync(dlq.path, '{"recordId":"half-writ');
+
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect(await after.count()).toBe(1);
+    await after.send([body(2)]);
+    expect(linesOf(after.path)).toEqual([body(1), body(2)]);
+  });
+
+  test('a deleted line edited in place is not hidden: ledger entries match content, not just line numbers', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    await dlq.send([body(1), body(2)]);
+    const [first] = await dlq.receive(1);
+    await dlq.delete([first.receiptHandle]);
+    // Same file (same inode), first line replaced: someone edited the queue by hand.
+    writeFileSync(dlq.path, `${body(7)}\n${body(2)}\n`, { flag: 'r+' });
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect((await after.receive(10)).map((m) => m.body)).toEqual([body(7), body(2)]);
+  });
+
+  test('claim() is true exactly once per key, across instances and restarts', async () => {
+    const a = new DlqFile({ dataDir, queue: 'q' });
+    const b = new DlqFile({ dataDir, queue: 'q' });
+    const key = 's3://bucket/errors/app/processing-failed/2026/11/22/obj-1#3\nwith a newline';
+    const results = await Promise.all([a.claim(key), b.claim(key), a.claim(key), b.claim(key)]);
+    expect(results.filter(Boolean)).toHaveLength(1);
+    expect(await a.hasDedupeKey(key)).toBe(true);
+    expect(await a.hasDedupeKey('other')).toBe(false);
+
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect(await after.claim(key)).toBe(false);
+    expect(await after.claim('other')).toBe(true);
+    expect(linesOf(after.dedupePath)).toHaveLength(2);
+  });
+
+  test('sendOnce() sends a key\'s bodies once, however often it is retried', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    expect(await dlq.sendOnce('obj-1', [body(1), body(2)])).toBe(true);
+    expect(await dlq.sendOnce('obj-1', [body(1), body(2)])).toBe(false);
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect(await after.sendOnce('obj-1', [body(1), body(2)])).toBe(false);
+    expect(await after.count()).toBe(2);
+  });
+
+  test('concurrent sends from two instances on one file never interleave lines', async () => {
+    const a = new DlqFile({ dataDir, queue: 'q' });
+    const b = new DlqFile({ dataDir, queue: 'q' });
+    const big = (who: string, n: number): string => JSON.stringify({ who, n, pad: 'x'.repeat(70_000 + n) });
+    await Promise.all(
+      Array.from({ length: 40 }, (_, n) => (n % 2 === 0 ? a : b).send([big(n % 2 === 0 ? 'a' : 'b', n), big('batch', n)])),
+    );
+    const lines = linesOf(a.path);
+    expect(lines).toHaveLength(80);
+    const parsed = lines.map((line) => JSON.parse(line) as { who: string; n: number });
+    // Each send's two bodies stay adjacent: one write per send.
+    for (let i = 0; i < parsed.length; i += 2) {
+      expect(parsed[i + 1]).toMatchObject({ who: 'batch', n: parsed[i].n });
+    }
+    expect(await b.count()).toBe(80);
+  });
+
+  test('another process appending while this one deletes and compacts loses no message', async () => {
+    const queue = 'shared';
+    const child = spawn(
+      process.execPath,
+      [
+        '--require',
+        require.resolve('tsx/cjs'),
+        '-e',
+        `const { DlqFile } = require(${JSON.stringify(require.resolve('../../lib/local/dlq-file'))});
+         (async () => {
+           const dlq = new DlqFile({ dataDir: ${JSON.stringify(dataDir)}, queue: ${JSON.stringify(queue)} });
+           for (let i = 0; i < 150; i++) await dlq.send([JSON.stringify({ from: 'child', i })]);
+         })().catch((err) => { console.error(err); process.exit(1); });`,
+      ],
+      { stdio: ['ignore', 'inherit', 'inherit'] },
+    );
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    let childDone = false;
+    void exited.then(() => (childDone = true));
+
+    const dlq = new DlqFile({ dataDir, queue, visibilityTimeoutSeconds: 0, compactAfterDeleted: 5 });
+    const seen: string[] = [];
+    for (let i = 0; i < 150; i++) await dlq.send([JSON.stringify({ from: 'parent', i })]);
+    // Receive and delete everything, over and over, while the child keeps appending: compaction
+    // runs whenever all lines are deleted.
+    for (;;) {
+      const batch = await dlq.receive(10);
+      seen.push(...batch.map((m) => m.body));
+      await dlq.delete(batch.map((m) => m.receiptHandle));
+      if (batch.length === 0 && childDone) {
+        if ((await dlq.count()) === 0) break;
+      }
+    }
+    expect(await exited).toBe(0);
+    const expected = [
+      ...Array.from({ length: 150 }, (_, i) => JSON.stringify({ from: 'parent', i })),
+      ...Array.from({ length: 150 }, (_, i) => JSON.stringify({ from: 'child', i })),
+    ];
+    expect([...seen].sort()).toEqual([...expected].sort());
+    expect(existsSync(dlq.lockPath)).toBe(false);
+  }, 60_000);
+
+  test('a lock left by a dead process is broken; a live one is waited for and named', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q', lockTimeoutMs: 200 });
+    await dlq.send([body(1)]);
+    writeFileSync(dlq.lockPath, '999999999 deadbeef');
+    expect(await dlq.count()).toBe(1);
+    expect(existsSync(dlq.lockPath)).toBe(false);
+
+    writeFileSync(dlq.lockPath, `${process.ppid} cafe`);
+    await expect(dlq.count()).rejects.toThrow(`is locked by process ${process.ppid}`);
+    rmSync(dlq.lockPath);
+  });
+
+  describe('bodies', () => {
+    test('a raw line break is refused with what to do instead', async () => {
+      const dlq = new DlqFile({ dataDir, queue: 'q' });
+      await expect(dlq.send(['{"a":\n1}'])).rejects.toThrow(/raw line break at character 5.*JSON\.stringify/);
+      await expect(dlq.send([JSON.stringify({ a: 1 }, null, 2)])).rejects.toThrow('raw line break');
+      await expect(dlq.send(['x\ry'])).rejects.toThrow('raw line break');
+      await expect(dlq.send([''])).rejects.toThrow('non-empty');
+      expect(existsSync(dlq.path)).toBe(false);
+    });
+
+    test('characters SQS refuses are refused; toSqsBody escapes them', async () => {
+      const dlq = new DlqFile({ dataDir, queue: 'q' });
+      await expect(dlq.send([JSON.stringify('\uffff')])).rejects.toThrow(/U\+FFFF.*toSqsBody/);
+      await expect(dlq.send(['"\ud800"'])).rejects.toThrow('U+D800');
+      await expect(dlq.send(['a\u0000b'])).rejects.toThrow('U+0000');
+      await dlq.send([toSqsBody('\uffff\ufffe')]);
+      const [message] = await dlq.receive(1);
+      expect(message.body).toBe('"\\uffff\\ufffe"');
+      expect(JSON.parse(message.body)).toBe('\uffff\ufffe');
+    });
+
+    test('bodies up to 1 MiB are taken, larger ones refused', async () => {
+      const dlq = new DlqFile({ dataDir, queue: 'q' });
+      const fits = JSON.stringify('é'.repeat((DLQ_MAX_BODY_BYTES - 2) / 2));
+      expect(Buffer.byteLength(fits)).toBe(DLQ_MAX_BODY_BYTES);
+      await dlq.send([fits]);
+      await expect(dlq.send([JSON.stringify('x'.repeat(DLQ_MAX_BODY_BYTES))])).rejects.toThrow('at most 1048576');
+      expect((await dlq.receive(1))[0].body).toBe(fits);
+    });
+
+    test('queue names and receive sizes follow SQS', () => {
+      expect(() => new DlqFile({ dataDir, queue: '../escape' })).toThrow('not a valid SQS queue name');
+      expect(() => new DlqFile({ dataDir, queue: 'a'.repeat(81) })).toThrow('not a valid SQS queue name');
+      expect(() => new DlqFile({ dataDir, queue: 'orders.fifo' })).not.toThrow();
+      return expect(new DlqFile({ dataDir, queue: 'q' }).receive(11)).rejects.toThrow('1–10');
+    });
+
+    test('any string, as a JSON body, comes back exactly (newlines, unicode, lone surrogates)', async () => {
+      const tricky = fc.constantFrom('\n', '\r', '\r\n', '\u2028', '\u2029', '\ufffe', '\uffff', '\ud800', '\udfff', '"', '\\', '\u0000', '\t', '😀');
+      const text = fc.string({ unit: fc.oneof(tricky, fc.string({ unit: 'binary', minLength: 1, maxLength: 1 })), maxLength: 40 });
+      let run = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(text, { minLength: 1, maxLength: 5 }), async (values) => {
+          const dlq = new DlqFile({ dataDir, queue: `prop-${run++}` });
+          await dlq.send(values.map((value) => toSqsBody({ value })));
+          const received = await dlq.receive(10);
+          expect(received.map((m) => (JSON.parse(m.body) as { value: string }).value)).toEqual(values);
+          expect(linesOf(dlq.path)).toHaveLength(values.length);
+        }),
+        { numRuns: 150 },
+      );
+    });
+
+    test('any JSON value round-trips through toSqsBody', async () => {
+      const dlq = new DlqFile({ dataDir, queue: 'json', visibilityTimeoutSeconds: 0 });
+      await fc.assert(
+        fc.asyncProperty(fc.jsonValue(), async (value) => {
+          await dlq.send([toSqsBody(value)]);
+          const [message] = await dlq.receive(1);
+          await dlq.delete([message.receiptHandle]);
+          expect(JSON.parse(message.body)).toEqual(JSON.parse(JSON.stringify(value)));
+        }),
+        { numRuns: 100 },
+      );
+    });
+  });
+});

@@ -1,0 +1,161 @@
+/**
+ * The twin's S3 on a real temp directory: keys map to files exactly, writes are atomic, keys that
+ * would leave the bucket are refused, and disk errors surface as retryable errors.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import fc from 'fast-check';
+import {
+  InvalidObjectKeyError,
+  isRetryableStorageError,
+  NoSuchKeyError,
+  ObjectStore,
+  objectKeyProblem,
+  type ObjectCreatedEvent,
+} from '../../lib/local/object-store';
+
+let dataDir: string;
+let store: ObjectStore;
+
+beforeEach(async () => {
+  dataDir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'sluice-s3-'));
+  store = new ObjectStore(dataDir);
+});
+
+afterEach(async () => {
+  jest.restoreAllMocks();
+  await fs.promises.rm(dataDir, { recursive: true, force: true });
+});
+
+/** Every file under a directory, relative, sorted. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await fs.promises.readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name))).sort();
+}
+
+describe('ObjectStore', () => {
+  it('stores objects at <dataDir>/s3/<bucket>/<key> and reads them back', async () => {
+    await store.putObject('lake', 'data/clickstream/event_type=click/part-1.parquet', Buffer.from('PAR1'));
+    await store.putObject('lake', 'errors/x.json', '{"a":1}\n');
+    expect(await fs.promises.readFile(path.join(dataDir, 's3/lake/data/clickstream/event_type=click/part-1.parquet'), 'utf8')).toBe('PAR1');
+    expect((await store.getObject('lake', 'errors/x.json')).toString()).toBe('{"a":1}\n');
+    await expect(store.getObject('lake', 'errors/missing.json')).rejects.toThrow(NoSuchKeyError);
+  });
+
+  it('lists by prefix in S3 key order, without temp files', async () => {
+    for (const key of ['b/2', 'a/1', 'a/10', 'a/1x/y', 'ab', 'a/é', 'a/Z']) await store.putObject('lake', key, key);
+    expect((await store.listObjects('lake')).map((o) => o.key)).toEqual(['a/1', 'a/10', 'a/1x/y', 'a/Z', 'a/é', 'ab', 'b/2']);
+    expect((await store.listObjects('lake', 'a/1')).map((o) => o.key)).toEqual(['a/1', 'a/10', 'a/1x/y']);
+    expect((await store.listObjects('lake', 'a/')).map((o) => o.key)).toEqual(['a/1', 'a/10', 'a/1x/y', 'a/Z', 'a/é']);
+    expect((await store.listObjects('lake', 'a')).map((o) => o.key)).toEqual(['a/1', 'a/10', 'a/1x/y', 'a/Z', 'a/é', 'ab']);
+    expect((await store.listObjects('lake', 'a/1x/')).map((o) => o.key)).toEqual(['a/1x/y']);
+    expect(await store.listObjects('lake', 'nothing/')).toEqual([]);
+    expect(await store.listObjects('empty-bucket')).toEqual([]);
+    const [first] = await store.listObjects('lake', 'a/1');
+    expect(first.size).toBe(3);
+    expect(await filesUnder(path.join(dataDir, 's3', '.tmp'))).toEqual([]);
+  });
+
+  it('emits objectCreated after each put, and a throwing subscriber does not fail the put', async () => {
+    const events: ObjectCreatedEvent[] = [];
+    store.on('objectCreated', (e) => events.push(e));
+    store.on('objectCreated', () => {
+      throw new Error('subscriber bug');
+    });
+    const warn = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    await store.putObject('lake', 'errors/a', 'abc');
+    const temp = await store.newTempFile('.parquet');
+    await fs.promises.writeFile(temp, 'PAR1PAR1');
+    await store.putObjectFromFile('lake', 'data/b.parquet', temp);
+    expect(events).toEqual([{ bucket: 'lake', key: 'errors/a', size: 3 }, { bucket: 'lake', key: 'data/b.parquet', size: 8 }]);
+    expect(fs.existsSync(temp)).toBe(false);
+    expect(warn).toHaveBeenCalled();
+  });
+
+  it('replaces an object atomically: a reader sees the old or the new body, never a mix', async () => {
+    await store.putObject('lake', 'k', 'old');
+    const file = store.pathFor('lake', 'k');
+    const before = fs.statSync(file).ino;
+    await store.putObject('lake', 'k', 'new-body');
+    expect(fs.readFileSync(file, 'utf8')).toBe('new-body');
+    // A rename, not an in-place rewrite.
+    expect(fs.statSync(file).ino).not.toBe(before);
+  });
+
+  it('says clearly that a key cannot also be the folder of another key (a file-system limit)', async () => {
+    await store.putObject('lake', 'a/1', 'x');
+    await expect(store.putObject('lake', 'a/1/x', 'y')).rejects.toThrow(/cannot also be the folder of another key/);
+    await store.putObject('lake', 'b/1/x', 'y');
+    await expect(store.putObject('lake', 'b/1', 'x')).rejects.toThrow(InvalidObjectKeyError);
+  });
+
+  it.each([
+    ['a parent traversal', '../outside', /"\.\." path segment/],
+    ['a nested traversal', 'a/../../outside', /"\.\." path segment/],
+    ['an absolute path', '/etc/passwd', /starts with "\/"/],
+    ['an empty segment', 'a//b', /empty path segment/],
+    ['an empty key', '', /empty/],
+    ['a folder marker', 'folder/', /ends with "\/"/],
+    ['NUL', 'nul\u0000', /NUL/],
+    ['a dot segment', './x', /"\." path segment/],
+    ['1025 bytes', 'k'.repeat(1025), /longer than 1024 bytes/],
+    ['a 256-byte segment', `${'s'.repeat(256)}/x`, /longer than 255 bytes/],
+  ])('refuses a key with %s and writes nothing', async (_label, key, message) => {
+    await expect(store.putObject('lake', key, 'x')).rejects.toThrow(InvalidObjectKeyError);
+    await expect(store.putObject('lake', key, 'x')).rejects.toThrow(message);
+    expect(await filesUnder(dataDir)).toEqual([]);
+    expect(isRetryableStorageError(new InvalidObjectKeyError('lake', key, 'x'))).toBe(false);
+  });
+
+  it('refuses bad bucket names', async () => {
+    for (const bucket of ['..', 'a', 'UPPER', 'a/b', '.tmp', 'x'.repeat(64), 'a..b']) {
+      await expect(store.putObject(bucket, 'k', 'x')).rejects.toThrow(/bucket name/);
+    }
+  });
+
+  it('refuses a write through a symlink planted inside the bucket', async () => {
+    const outside = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'sluice-outside-'));
+    try {
+      await fs.promises.mkdir(path.join(dataDir, 's3', 'lake'), { recursive: true });
+      await fs.promises.symlink(outside, path.join(dataDir, 's3', 'lake', 'link'));
+      await expect(store.putObject('lake', 'link/escaped', 'x')).rejects.toThrow(/outside the bucket/);
+      expect(await filesUnder(outside)).toEqual([]);
+    } finally {
+      await fs.promises.rm(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('surfaces a disk error as a retryable error and leaves no object or temp file behind', async () => {
+    const enospc = Object.assign(new Error('ENOSPC: no space left on device, rename'), { code: 'ENOSPC' });
+    jest.spyOn(fs.promises, 'rename').mockRejectedValueOnce(enospc);
+    const error = await store.putObject('lake', 'data/x', 'body').catch((e: unknown) => e);
+    expect(error).toBe(enospc);
+    expect(isRetryableStorageError(error)).toBe(true);
+    expect(await filesUnder(dataDir)).toEqual([]);
+    await store.putObject('lake', 'data/x', 'body');
+    expect((await store.getObject('lake', 'data/x')).toString()).toBe('body');
+  });
+
+  it('classifies storage errors', () => {
+    for (const code of ['ENOSPC', 'EROFS', 'EACCES', 'EIO', 'EMFILE', 'EDQUOT']) {
+      expect(isRetryableStorageError(Object.assign(new Error(code), { code }))).toBe(true);
+    }
+    expect(isRetryableStorageError(Object.assign(new Error('x'), { code: 'ENAMETOOLONG' }))).toBe(false);
+    expect(isRetryableStorageError(new Error('no code'))).toBe(false);
+  });
+
+  it('maps any key it accepts to a file inside the bucket (property)', () => {
+    const bucketDir = store.bucketPath('lake');
+    const segment = fc.oneof(fc.constantFrom('..', '.', '', '%2F', '\\', '\u0000', 'a'), fc.string({ maxLength: 20 }));
+    fc.assert(fc.property(fc.array(segment, { minLength: 1, maxLength: 8 }).map((s) => s.join('/')), (key) => {
+      if (objectKeyProblem(key) !== undefined) {
+        expect(() => store.pathFor('lake', key)).toThrow(InvalidObjectKeyError);
+        return;
+      }
+      const file = store.pathFor('lake', key);
+      expect(file.startsWith(bucketDir + path.sep)).toBe(true);
+      expect(path.relative(bucketDir, file).split(path.sep).join('/')).toBe(key);
+    }), { numRuns: 2000 });
+  });
+});

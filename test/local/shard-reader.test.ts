@@ -1,0 +1,484 @@
+/**
+ * ShardReader: fast checks against MemoryKinesis (failures, resharding, checkpoints), and the
+ * real thing against kinesis-mock started with startKinesis.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import {
+  CreateStreamCommand,
+  DescribeStreamSummaryCommand,
+  KinesisClient,
+  ListShardsCommand,
+  PutRecordsCommand,
+  SplitShardCommand,
+  type _Record,
+} from '@aws-sdk/client-kinesis';
+import { kinesisClient } from '../../lib/local/aws-clients';
+import { freePort, startKinesis, type RunningService } from '../../lib/local/emulators';
+import {
+  MemoryKinesis,
+  ShardReader,
+  checkpointPath,
+  type ReaderErrorContext,
+  type ShardReaderOptions,
+} from '../../lib/local/shard-reader';
+
+const STREAM = 'sluice-local-clickstream';
+const text = (record: _Record): string => Buffer.from(record.Data ?? new Uint8Array()).toString('utf8');
+
+interface Delivery {
+  shardId: string;
+  records: string[];
+  sequenceNumbers: string[];
+}
+
+let dataDir: string;
+beforeEach(() => {
+  dataDir = mkdtempSync(path.join(tmpdir(), 'sluice-reader-'));
+});
+afterEach(() => {
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** A reader that records what it was handed; quick polling for tests. */
+function recordingReader(
+  client: ShardReaderOptions['client'],
+  overrides: Partial<ShardReaderOptions> = {},
+): { reader: ShardReader; deliveries: Delivery[]; errors: Array<{ error: unknown; context: ReaderErrorContext }> } {
+  const deliveries: Delivery[] = [];
+  const errors: Array<{ error: unknown; context: ReaderErrorContext }> = [];
+  const reader = new ShardReader({
+    client,
+    streamName: STREAM,
+    consumerName: 'test-consumer',
+    dataDir,
+    pollIntervalMs: 10,
+    minCallGapMs: 0,
+    backoff: { baseMs: 1, maxMs: 5 },
+    onRecords: async (shardId, records) => {
+      deliveries.push({ shardId, records: records.map(text), sequenceNumbers: records.map((r) => r.SequenceNumber as string) });
+    },
+    onError: (error, context) => errors.push({ error, context }),
+    ...overrides,
+  });
+  return { reader, deliveries, errors };
+}
+
+const allRecords = (deliveries: Delivery[]): string[] => deliveries.flatMap((d) => d.records);
+const perShard = (deliveries: Delivery[], shardId: string): string[] => deliveries.filter((d) => d.shardId === shardId).flatMap((d) => d.records);
+
+describe('ShardReader (in-memory stream)', () => {
+  let kinesis: MemoryKinesis;
+  beforeEach(() => {
+    kinesis = new MemoryKinesis();
+    kinesis.createStream(STREAM, 2);
+  });
+
+  test('delivers every record once, in order per shard, and checkpoints the last one', async () => {
+    const put = Array.from({ length: 40 }, (_, i) => kinesis.putRecord(STREAM, `key-${i % 7}`, `r${i}`));
+    const { reader, deliveries } = recordingReader(kinesis);
+    await reader.start();
+    await reader.drain({ timeoutMs: 5000 });
+    await reader.stop();
+
+    expect(allRecords(deliveries).sort()).toEqual(put.map((_, i) => `r${i}`).sort());
+    for (const shardId of ['shardId-000000000000', 'shardId-000000000001']) {
+      const expected = put.flatMap((p, i) => (p.shardId === shardId ? [`r${i}`] : []));
+      expect(perShard(deliveries, shardId)).toEqual(expected);
+    }
+    const file = checkpointPath(dataDir, 'test-consumer', STREAM);
+    expect(reader.checkpointFile).toBe(path.resolve(file));
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { shards: Record<string, { sequenceNumber: string }> };
+    for (const shardId of Object.keys(doc.shards)) {
+      const last = put.filter((p) => p.shardId === shardId).at(-1);
+      expect(doc.shards[shardId].sequenceNumber).toBe(last?.sequenceNumber);
+    }
+    expect(reader.stats()).toMatchObject({ recordsDelivered: 40, throttled: 0, failedCalls: 0, millisBehindLatest: 0 });
+  });
+
+  test('after a clean stop, a new reader delivers only what came later', async () => {
+    for (let i = 0; i < 10; i++) kinesis.putRecord(STREAM, `k${i}`, `old-${i}`);
+    const first = recordingReader(kinesis);
+    await first.reader.start();
+    await first.reader.drain({ timeoutMs: 5000 });
+    await first.reader.stop();
+    expect(allRecords(first.deliveries)).toHaveLength(10);
+
+    for (let i = 0; i < 5; i++) kinesis.putRecord(STREAM, `k${i}`, `new-${i}`);
+    const second = recordingReader(kinesis);
+    await second.reader.start();
+    await second.reader.drain({ timeoutMs: 5000 });
+    await second.reader.stop();
+    expect(allRecords(second.deliveries).sort()).toEqual(['new-0', 'new-1', 'new-2', 'new-3', 'new-4']);
+  });
+
+  test('a batch whose callback never finished (a crash) is delivered again; acknowledged ones are not', async () => {
+    const first = kinesis.putRecord(STREAM, 'k', 'acknowledged', { shardId: 'shardId-000000000000' });
+    const { reader } = recordingReader(kinesis, {
+      onRecords: async (_shardId, records, { signal }) => {
+        if (text(records[0]) === 'acknowledged') return;
+        // Never completes: the process "dies" (stop) with this batch in flight.
+        await new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('crashed'))));
+      },
+    });
+    await reader.start();
+    await reader.drain({ timeoutMs: 5000 });
+    kinesis.putRecord(STREAM, 'k', 'in-flight-1', { shardId: 'shardId-000000000000' });
+    kinesis.putRecord(STREAM, 'k', 'in-flight-2', { shardId: 'shardId-000000000000' });
+    await waitFor(() => reader.stats().getRecordsCalls > 0 && kinesis.calls.GetRecords > 4);
+    await reader.stop();
+    expect(reader.stats().shards.find((s) => s.shardId === 'shardId-000000000000')?.checkpoint).toBe(first.sequenceNumber);
+
+    const again = recordingReader(kinesis);
+    await again.reader.start();
+    await again.reader.drain({ timeoutMs: 5000 });
+    await again.reader.stop();
+    expect(allRecords(again.deliveries)).toEqual(['in-flight-1', 'in-flight-2']);
+  });
+
+  test('a failing callback gets the same batch again, and the shard does not move on until it succeeds', async () => {
+    for (let i = 0; i < 3; i++) kinesis.putRecord(STREAM, 'k', `r${i}`, { shardId: 'shardId-000000000001' });
+    let failuresLeft = 2;
+    const handed: string[][] = [];
+    const { reader, errors } = recordingReader(kinesis, {
+      onRecords: async (_shardId, records) => {
+        handed.push(records.map(text));
+        if (failuresLeft-- > 0) throw new Error('downstream unavailable');
+      },
+    });
+    await reader.start();
+    await reader.drain({ timeoutMs: 5000 });
+    await reader.stop();
+    expect(handed).toEqual([
+      ['r0', 'r1', 'r2'],
+      ['r0', 'r1', 'r2'],
+      ['r0', 'r1', 'r2'],
+    ]);
+    expect(errors.map((e) => e.context.operation)).toEqual(['onRecords', 'onRecords']);
+    expect(reader.stats().callbackFailures).toBe(2);
+  });
+
+  test('throttling, expired iterators and network errors lose no position and duplicate nothing', async () => {
+    for (let i = 0; i < 20; i++) kinesis.putRecord(STREAM, `k${i}`, `r${i}`);
+    kinesis.failNext('GetShardIterator', 'TimeoutError', 1);
+    kinesis.failNext('GetRecords', 'ProvisionedThroughputExceededException', 3);
+    const { reader, deliveries, errors } = recordingReader(kinesis, { maxRecordsPerCall: 3 });
+    await reader.start();
+    await waitFor(() => allRecords(deliveries).length >= 6);
+    kinesis.failNext('GetRecords', 'ExpiredIteratorException', 1);
+    kinesis.failNext('GetRecords', 'ECONNRESET', 2);
+    for (let i = 20; i < 30; i++) kinesis.putRecord(STREAM, `k${i}`, `r${i}`);
+    await reader.drain({ timeoutMs: 5000 });
+    await reader.stop();
+
+    const got = allRecords(deliveries);
+    expect(got).toHaveLength(30);
+    expect(new Set(got).size).toBe(30);
+    const stats = reader.stats();
+    expect(stats.throttled).toBe(3);
+    expect(stats.failedCalls).toBe(4);
+    expect(errors.map((e) => e.context.action)).toContain('new-iterator');
+    // Limit 3 per call: no delivery was larger.
+    expect(Math.max(...deliveries.map((d) => d.records.length))).toBeLessThanOrEqual(3);
+  });
+
+  test('after a split, the children are read only once the parent is read to its end', async () => {
+    const order: Array<{ shardId: string; data: string }> = [];
+    for (let i = 0; i < 5; i++) kinesis.putRecord(STREAM, 'k', `parent-${i}`, { shardId: 'shardId-000000000000' });
+    const children = kinesis.splitShard(STREAM, 'shardId-000000000000');
+    for (let i = 0; i < 3; i++) kinesis.putRecord(STREAM, 'k', `child-a-${i}`, { shardId: children[0] });
+    for (let i = 0; i < 3; i++) kinesis.putRecord(STREAM, 'k', `child-b-${i}`, { shardId: children[1] });
+    const releaseParent = deferred();
+    const { reader } = recordingReader(kinesis, {
+      onRecords: async (shardId, records) => {
+        if (shardId === 'shardId-000000000000') await releaseParent.promise;
+        order.push(...records.map((r) => ({ shardId, data: text(r) })));
+      },
+    });
+    await reader.start();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The parent's batch is held: nothing from its children may have been delivered.
+    expect(order).toEqual([]);
+    expect(reader.stats().shards.filter((s) => children.includes(s.shardId)).map((s) => s.phase)).toEqual(['waiting-for-parents', 'waiting-for-parents']);
+    releaseParent.resolve();
+    await reader.drain({ timeoutMs: 5000 });
+    await reader.stop();
+
+    const firstChild = order.findIndex((o) => o.shardId !== 'shardId-000000000000');
+    expect(order.slice(0, firstChild).map((o) => o.data)).toEqual(['parent-0', 'parent-1', 'parent-2', 'parent-3', 'parent-4']);
+    expect(order.filter((o) => o.shardId === children[0]).map((o) => o.data)).toEqual(['child-a-0', 'child-a-1', 'child-a-2']);
+    expect(order.filter((o) => o.shardId === children[1]).map((o) => o.data)).toEqual(['child-b-0', 'child-b-1', 'child-b-2']);
+    const doc = JSON.parse(readFileSync(reader.checkpointFile, 'utf8')) as { shards: Record<string, { ended?: boolean }> };
+    expect(doc.shards['shardId-000000000000'].ended).toBe(true);
+
+    // Restarted: the ended parent is not read again, and its children resume from their checkpoints.
+    kinesis.putRecord(STREAM, 'k', 'child-a-later', { shardId: children[0] });
+    const again = recordingReader(kinesis);
+    await again.reader.start();
+    await again.reader.drain({ timeoutMs: 5000 });
+    await again.reader.stop();
+    expect(allRecords(again.deliveries)).toEqual(['child-a-later']);
+  });
+
+  test('after a merge, the child waits for both parents', async () => {
+    kinesis.putRecord(STREAM, 'a', 'left', { shardId: 'shardId-000000000000' });
+    kinesis.putRecord(STREAM, 'b', 'right', { shardId: 'shardId-000000000001' });
+    const child = kinesis.mergeShards(STREAM, 'shardId-000000000000', 'shardId-000000000001');
+    kinesis.putRecord(STREAM, 'a', 'merged', { shardId: child });
+    const { reader, deliveries } = recordingReader(kinesis);
+    await reader.start();
+    await reader.drain({ timeoutMs: 5000 });
+    await reader.stop();
+    const records = allRecords(deliveries);
+    expect(records.indexOf('merged')).toBeGreaterThan(records.indexOf('left'));
+    expect(records.indexOf('merged')).toBeGreaterThan(records.indexOf('right'));
+    expect(records).toHaveLength(3);
+  });
+
+  test('a new shard appearing while running is picked up (shard sync)', async () => {
+    const { reader, deliveries } = recordingReader(kinesis, { shardSyncIntervalMs: 20 });
+    await reader.start();
+    const [child] = kinesis.splitShard(STREAM, 'shardId-000000000001');
+    kinesis.putRecord(STREAM, 'k', 'in-child', { shardId: child });
+    await waitFor(() => allRecords(deliveries).includes('in-child'));
+    await reader.stop();
+  });
+
+  test('batching: full batches at once, the rest when the window closes', async () => {
+    for (let i = 0; i < 7; i++) kinesis.putRecord(STREAM, 'k', `r${i}`, { shardId: 'shardId-000000000000' });
+    const delivered: Array<{ at: number; records: string[] }> = [];
+    const started = Date.now();
+    const { reader } = recordingReader(kinesis, {
+      batching: { maxRecords: 3, windowMs: 300 },
+      onRecords: async (_shardId, records) => {
+        delivered.push({ at: Date.now() - started, records: records.map(text) });
+      },
+    });
+    await reader.start();
+    await waitFor(() => delivered.length === 3, 3000);
+    await reader.stop();
+    expect(delivered.map((d) => d.records)).toEqual([['r0', 'r1', 'r2'], ['r3', 'r4', 'r5'], ['r6']]);
+    expect(delivered[1].at).toBeLessThan(200);
+    expect(delivered[2].at).toBeGreaterThanOrEqual(250);
+  });
+
+  test('LATEST skips what was there before the first start, then reads everything new', async () => {
+    kinesis.putRecord(STREAM, 'k', 'before');
+    const { reader, deliveries } = recordingReader(kinesis, { startingPosition: 'LATEST' });
+    await reader.start();
+    await reader.drain({ timeoutMs: 5000 });
+    kinesis.putRecord(STREAM, 'k', 'after');
+    await reader.drain({ timeoutMs: 5000 });
+    await reader.stop();
+    expect(allRecords(deliveries)).toEqual(['after']);
+  });
+
+  test('drain() gives up after its timeout and names the shard that is behind', async () => {
+    kinesis.putRecord(STREAM, 'k', 'poison', { shardId: 'shardId-000000000001' });
+    const { reader } = recordingReader(kinesis, {
+      onRecords: async () => {
+        throw new Error('always fails');
+      },
+    });
+    await reader.start();
+    await expect(reader.drain({ timeoutMs: 200 })).rejects.toThrow(/still behind: shardId-000000000001/);
+    await reader.stop();
+  });
+
+  test('one consumer name per stream and process; a missing stream is named', async () => {
+    const first = recordingReader(kinesis);
+    await first.reader.start();
+    await expect(recordingReader(kinesis).reader.start()).rejects.toThrow('already reading stream');
+    await first.reader.stop();
+
+    const missing = new ShardReader({ client: kinesis, streamName: 'nope', consumerName: 'c', dataDir, onRecords: async () => undefined });
+    await expect(missing.start()).rejects.toThrow('Kinesis stream "nope" does not exist');
+    expect(() => new ShardReader({ client: kinesis, streamName: STREAM, consumerName: '../up', dataDir, onRecords: async () => undefined })).toThrow(
+      'consumerName "../up"',
+    );
+  });
+
+  test('an unreadable checkpoint file stops the start with what to do', async () => {
+    const { reader } = recordingReader(kinesis);
+    rmSync(path.dirname(reader.checkpointFile), { recursive: true, force: true });
+    require('node:fs').mkdirSync(path.dirname(reader.checkpointFile), { recursive: true });
+    require('node:fs').writeFileSync(reader.checkpointFile, '{"version":1,"shards":');
+    await expect(reader.start()).rejects.toThrow(/unreadable .*Delete it to re-read/);
+  });
+});
+
+describe('ShardReader against kinesis-mock', () => {
+  let kinesis: RunningService;
+  let client: KinesisClient;
+
+  beforeAll(async () => {
+    kinesis = await startKinesis({ port: await freePort() });
+    client = kinesisClient(kinesis.endpoint);
+  });
+  afterAll(async () => {
+    client?.destroy();
+    await kinesis?.stop();
+  });
+
+  async function createStream(name: string, shards: number): Promise<void> {
+    await client.send(new CreateStreamCommand({ StreamName: name, ShardCount: shards }));
+    await waitForActive(name);
+  }
+  async function waitForActive(name: string): Promise<void> {
+    for (;;) {
+      const out = await client.send(new DescribeStreamSummaryCommand({ StreamName: name }));
+      if (out.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+  /** Puts records {key, n} with n counting up per key; returns them in put order. */
+  async function put(name: string, count: number, keys: number, from = 0): Promise<Array<{ key: string; n: number }>> {
+    const records = Array.from({ length: count }, (_, i) => ({ key: `device-${(from + i) % keys}`, n: from + i }));
+    for (let i = 0; i < records.length; i += 500) {
+      const chunk = records.slice(i, i + 500);
+      const out = await client.send(
+        new PutRecordsCommand({
+          StreamName: name,
+          Records: chunk.map((r) => ({ PartitionKey: r.key, Data: Buffer.from(JSON.stringify(r)) })),
+        }),
+      );
+      expect(out.FailedRecordCount ?? 0).toBe(0);
+    }
+    return records;
+  }
+
+  test('reads 1,000 records over 2 shards exactly once, in order; a restart reads nothing twice', async () => {
+    const stream = 'sluice-local-iot';
+    await createStream(stream, 2);
+    const written = await put(stream, 1000, 37);
+
+    const seen: Array<{ shardId: string; key: string; n: number; seq: bigint }> = [];
+    const reader = new ShardReader({
+      client,
+      streamName: stream,
+      consumerName: 'lake',
+      dataDir,
+      pollIntervalMs: 50,
+      minCallGapMs: 0,
+      onRecords: async (shardId, records) => {
+        for (const record of records) {
+          const { key, n } = JSON.parse(text(record)) as { key: string; n: number };
+          seen.push({ shardId, key, n, seq: BigInt(record.SequenceNumber as string) });
+        }
+      },
+    });
+    await reader.start();
+    expect(reader.streamArn).toMatch(/^arn:aws:kinesis:[a-z0-9-]+:\d{12}:stream\/sluice-local-iot$/);
+    await reader.drain({ timeoutMs: 20_000 });
+
+    expect(seen).toHaveLength(1000);
+    expect(new Set(seen.map((s) => s.n)).size).toBe(1000);
+    const shards = new Set(seen.map((s) => s.shardId));
+    expect(shards.size).toBe(2);
+    for (const shardId of shards) {
+      const sequence = seen.filter((s) => s.shardId === shardId).map((s) => s.seq);
+      expect(sequence.every((seq, i) => i === 0 || seq > sequence[i - 1])).toBe(true);
+    }
+    for (let k = 0; k < 37; k++) {
+      const ns = seen.filter((s) => s.key === `device-${k}`).map((s) => s.n);
+      expect(ns).toEqual(written.filter((w) => w.key === `device-${k}`).map((w) => w.n));
+    }
+
+    // More records while running, then a clean stop and a restart from the checkpoint.
+    await put(stream, 100, 37, 1000);
+    await reader.drain({ timeoutMs: 20_000 });
+    await reader.stop();
+    expect(seen).toHaveLength(1100);
+
+    await put(stream, 50, 37, 1100);
+    const after: number[] = [];
+    const restarted = new ShardReader({
+      client,
+      streamName: stream,
+      consumerName: 'lake',
+      dataDir,
+      pollIntervalMs: 50,
+      minCallGapMs: 0,
+      onRecords: async (_shardId, records) => {
+        after.push(...records.map((r) => (JSON.parse(text(r)) as { n: number }).n));
+      },
+    });
+    await restarted.start();
+    await restarted.drain({ timeoutMs: 20_000 });
+    await restarted.stop();
+    expect(after.sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => 1100 + i));
+
+    // A second consumer of the same stream has its own checkpoints and reads everything.
+    let search = 0;
+    const other = new ShardReader({
+      client,
+      streamName: stream,
+      consumerName: 'search',
+      dataDir,
+      pollIntervalMs: 50,
+      minCallGapMs: 0,
+      onRecords: async (_shardId, records) => {
+        search += records.length;
+      },
+    });
+    await other.start();
+    await other.drain({ timeoutMs: 20_000 });
+    await other.stop();
+    expect(search).toBe(1150);
+    expect(existsSync(checkpointPath(dataDir, 'search', stream))).toBe(true);
+  });
+
+  test('follows a real SplitShard: parent first, then its children', async () => {
+    const stream = 'sluice-local-split';
+    await createStream(stream, 1);
+    await put(stream, 30, 5);
+    const [parent] = (await client.send(new ListShardsCommand({ StreamName: stream }))).Shards ?? [];
+    const range = parent.HashKeyRange as { StartingHashKey: string; EndingHashKey: string };
+    const middle = (BigInt(range.StartingHashKey) + BigInt(range.EndingHashKey)) / 2n;
+    await client.send(new SplitShardCommand({ StreamName: stream, ShardToSplit: parent.ShardId, NewStartingHashKey: middle.toString() }));
+    await waitForActive(stream);
+    await put(stream, 30, 5, 30);
+
+    const seen: Array<{ shardId: string; key: string; n: number }> = [];
+    const reader = new ShardReader({
+      client,
+      streamName: stream,
+      consumerName: 'lake',
+      dataDir,
+      pollIntervalMs: 50,
+      minCallGapMs: 0,
+      onRecords: async (shardId, records) => {
+        seen.push(...records.map((r) => ({ shardId, ...(JSON.parse(text(r)) as { key: string; n: number }) })));
+      },
+    });
+    await reader.start();
+    await reader.drain({ timeoutMs: 20_000 });
+    await reader.stop();
+
+    expect(seen).toHaveLength(60);
+    const lastOfParent = seen.map((s) => s.shardId).lastIndexOf(parent.ShardId as string);
+    expect(lastOfParent).toBe(29);
+    expect(new Set(seen.slice(30).map((s) => s.shardId)).size).toBe(2);
+    // Per partition key, order holds across the split.
+    for (let k = 0; k < 5; k++) {
+      const ns = seen.filter((s) => s.key === `device-${k}`).map((s) => s.n);
+      expect(ns).toEqual([...ns].sort((a, b) => a - b));
+    }
+    expect(reader.stats().shards.find((s) => s.shardId === parent.ShardId)?.phase).toBe('ended');
+  });
+});
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}

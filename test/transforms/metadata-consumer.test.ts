@@ -1,0 +1,178 @@
+import type { KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { createMetadataConsumer, metadataConsumerFromEnv, METADATA_TABLE_KEYS } from '../../transforms/metadata-consumer/handler';
+import { b64, capturedTelemetry, fixture, quietTelemetry } from './helpers';
+import { faulty, startDynalite, transactional, type LocalDynamo } from './dynamo';
+
+const NOW = new Date('2026-11-22T14:00:00.000Z');
+const TTL = Math.floor(NOW.getTime() / 1000) + 30 * 86_400;
+const event = fixture<KinesisStreamEvent>('kinesis-esm.json');
+
+let local: LocalDynamo;
+beforeEach(async () => {
+  local = await startDynalite();
+});
+afterEach(async () => {
+  await local.close();
+});
+
+function consumer(dynamo: DynamoDBDocumentClient, extra: Partial<Parameters<typeof createMetadataConsumer>[0]> = {}) {
+  return createMetadataConsumer({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo, now: () => NOW, sleep: async () => {}, ...quietTelemetry(), ...extra });
+}
+
+async function counters(): Promise<Record<string, unknown>> {
+  const items = await local.scan();
+  return Object.fromEntries(items.filter((i) => String(i.pk).startsWith('count#')).map((i) => [`${i.pk} ${i.sk}`, { events: i.events, bytes: i.bytes }]));
+}
+
+async function table(): Promise<Array<Record<string, unknown>>> {
+  return (await local.scan()).sort((a, b) => `${a.pk}${a.sk}`.localeCompare(`${b.pk}${b.sk}`));
+}
+
+const sizes = event.Records.map((r) => Buffer.from(r.kinesis.data, 'base64').length);
+const EXPECTED_COUNTERS = {
+  'count#iot#telemetry 2026-11-22T13:40': { events: 2, bytes: sizes[0] + sizes[4] },
+  'count#iot#alert 2026-11-22T13:41': { events: 1, bytes: sizes[1] },
+  'count#iot#telemetry 2026-11-22T13:42': { events: 1, bytes: sizes[2] },
+};
+
+describe.each([
+  ['TransactWriteItems (AWS)', (l: LocalDynamo) => transactional(l).client],
+  ['sequential fallback (dynalite, the local twin)', (l: LocalDynamo) => l.client],
+])('metadata consumer with %s', (_name, clientFor) => {
+  it('writes event items, per-minute counters and last-seen items', async () => {
+    const out = await consumer(clientFor(local))(event);
+    expect(out).toEqual({ batchItemFailures: [] });
+    expect(await counters()).toEqual(EXPECTED_COUNTERS);
+    const items = await table();
+    const first = items.find((i) => i.pk === 'event#iot#5a4d0a3d-7e1f-4f9c-8ca8-000000000000');
+    expect(first).toEqual({
+      pk: 'event#iot#5a4d0a3d-7e1f-4f9c-8ca8-000000000000',
+      sk: 'event',
+      pipeline: 'iot',
+      event_id: '5a4d0a3d-7e1f-4f9c-8ca8-000000000000',
+      event_type: 'telemetry',
+      event_time: '2026-11-22T13:40:00.000Z',
+      arrival_time: new Date(Math.round(event.Records[0].kinesis.approximateArrivalTimestamp * 1000)).toISOString(),
+      shard_id: 'shardId-000000000006',
+      sequence_number: event.Records[0].kinesis.sequenceNumber,
+      size_bytes: sizes[0],
+      partition_path: 'data/iot/event_type=telemetry/year=2026/month=11/day=22/hour=13/',
+      entity: 'dev-0000a1b2',
+      written_at: NOW.toISOString(),
+      ttl: TTL,
+    });
+    expect(items.filter((i) => String(i.pk).startsWith('event#'))).toHaveLength(4);
+    const entity = items.find((i) => i.pk === 'entity#iot#dev-0000a1b2');
+    expect(entity).toMatchObject({ sk: 'last-seen', last_event_type: 'alert', last_event_time: '2026-11-22T13:41:01.000Z', last_event_id: '5a4d0a3d-7e1f-4f9c-8ca8-000000000001', ttl: TTL });
+    expect(items.find((i) => i.pk === 'entity#iot#dev-00c0ffee')).toMatchObject({ last_event_time: '2026-11-22T13:42:02.000Z' });
+    for (const i of items) expect(i[METADATA_TABLE_KEYS.ttlAttribute]).toBe(TTL);
+  });
+
+  it('replaying the same batch (and overlapping ones) leaves every counter unchanged', async () => {
+    const handle = consumer(clientFor(local));
+    await handle(event);
+    const before = await table();
+    const t = capturedTelemetry();
+    try {
+      const again = await createMetadataConsumer({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: clientFor(local), now: () => NOW, sleep: async () => {}, logger: t.logger, metrics: t.metrics })(event);
+      expect(again).toEqual({ batchItemFailures: [] });
+    } finally {
+      t.restore();
+    }
+    expect(t.lines.find((l) => l.message === 'batch recorded')).toMatchObject({ recorded: 0, duplicates: 4, malformed: 1, failed: 0 });
+    await handle({ Records: event.Records.slice(2) });
+    await handle({ Records: [event.Records[4], event.Records[0]] });
+    expect(await counters()).toEqual(EXPECTED_COUNTERS);
+    expect(await table()).toEqual(before);
+  });
+
+  it('counts an event id repeated inside one batch once', async () => {
+    const out = await consumer(clientFor(local))({ Records: [event.Records[0], { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '1' } }] });
+    expect(out.batchItemFailures).toEqual([]);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 1, bytes: sizes[0] } });
+  });
+
+  it('an older batch replayed later does not move last-seen back', async () => {
+    const handle = consumer(clientFor(local));
+    await handle({ Records: [event.Records[1]] });
+    await handle({ Records: [event.Records[0]] });
+    const entity = (await table()).find((i) => i.pk === 'entity#iot#dev-0000a1b2');
+    expect(entity).toMatchObject({ last_event_type: 'alert', last_event_time: '2026-11-22T13:41:01.000Z' });
+  });
+});
+
+describe('metadata consumer: failures', () => {
+  it('skips and logs malformed records (counted, never reported for retry)', async () => {
+    const kpl = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '9', data: Buffer.from([0xf3, 0x89, 0x9a, 0xc2, 1, 2]).toString('base64') } };
+    const invalid = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '8', data: b64({ event_id: 'x' }) } };
+    const t = capturedTelemetry();
+    let out;
+    try {
+      out = await createMetadataConsumer({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: transactional(local).client, now: () => NOW, logger: t.logger, metrics: t.metrics })({
+        Records: [event.Records[3], kpl, invalid],
+      });
+    } finally {
+      t.restore();
+    }
+    expect(out).toEqual({ batchItemFailures: [] });
+    const skipped = t.lines.filter((l) => l.message === 'malformed record skipped');
+    expect(skipped.map((l) => l.sequenceNumber)).toEqual([event.Records[3].kinesis.sequenceNumber, '9', '8']);
+    expect(String(skipped[0].reason)).toMatch(/^json \(syntax\)/);
+    expect(String(skipped[1].reason)).toMatch(/KPL-aggregated/);
+    expect(String(skipped[2].reason)).toMatch(/^schema \(required\): \/event_type is required; .*; \/event_id must match format "uuid"$/);
+    expect(t.lines.find((l) => 'MalformedRecords' in l)).toMatchObject({ MalformedRecords: 3, EventsRecorded: 0, pipeline: 'iot' });
+    expect(await local.scan()).toEqual([]);
+  });
+
+  it('retries throttled and conflicting writes with backoff, then succeeds', async () => {
+    const { client } = transactional(local, { throttleNext: 2, conflictNext: 2 });
+    const out = await consumer(client)(event);
+    expect(out.batchItemFailures).toEqual([]);
+    expect(await counters()).toEqual(EXPECTED_COUNTERS);
+  });
+
+  it('reports the failed chunk and every later record when throttling outlasts the retries; the retry completes exactly once', async () => {
+    const healthy = transactional(local).client;
+    let transactions = 0;
+    // Two transactions succeed, then DynamoDB throttles everything.
+    const flaky = {
+      send: async (command: { constructor: { name: string } }) => {
+        if (command.constructor.name === 'TransactWriteCommand' && ++transactions > 2) {
+          const err = new Error('Rate exceeded');
+          err.name = 'ProvisionedThroughputExceededException';
+          throw err;
+        }
+        return healthy.send(command as never);
+      },
+    } as unknown as DynamoDBDocumentClient;
+    const out = await consumer(flaky, { eventsPerTransaction: 1 })(event);
+    const valid = [0, 1, 2, 4].map((i) => event.Records[i].kinesis.sequenceNumber);
+    expect(out.batchItemFailures).toEqual([{ itemIdentifier: valid[2] }, { itemIdentifier: valid[3] }]);
+
+    // Lambda resumes at the lowest reported sequence number.
+    const resumeAt = event.Records.findIndex((r) => r.kinesis.sequenceNumber === out.batchItemFailures[0].itemIdentifier);
+    const retry = await consumer(healthy, { eventsPerTransaction: 1 })({ Records: event.Records.slice(resumeAt) });
+    expect(retry.batchItemFailures).toEqual([]);
+    // And an at-least-once redelivery of the whole batch changes nothing.
+    await consumer(healthy)(event);
+    expect(await counters()).toEqual(EXPECTED_COUNTERS);
+  });
+
+  it('reports every valid record when DynamoDB is unavailable for the whole invocation', async () => {
+    const out = await consumer(faulty(local, { throttleAlways: true }))(event);
+    expect(out.batchItemFailures.map((f) => f.itemIdentifier)).toEqual([0, 1, 2, 4].map((i) => event.Records[i].kinesis.sequenceNumber));
+  });
+
+  it('is configured from the environment', () => {
+    expect(() => metadataConsumerFromEnv({})).toThrow(/SLUICE_PIPELINE/);
+    expect(() => metadataConsumerFromEnv({ SLUICE_PIPELINE: 'iot' })).toThrow(/SLUICE_METADATA_TABLE/);
+    expect(() => metadataConsumerFromEnv({ SLUICE_PIPELINE: 'iot', SLUICE_METADATA_TABLE: 't', SLUICE_METADATA_TTL_DAYS: 'soon' })).toThrow(/SLUICE_METADATA_TTL_DAYS/);
+    expect(typeof metadataConsumerFromEnv({ SLUICE_PIPELINE: 'iot', SLUICE_METADATA_TABLE: 't', AWS_REGION: 'us-east-1' })).toBe('function');
+  });
+});
+
+// Keep the fixture honest: it is what Lambda's Kinesis event source mapping delivers.
+it('fixture: Kinesis ESM records carry eventID <shard>:<sequence>', () => {
+  for (const r of event.Records as KinesisStreamRecord[]) expect(r.eventID).toBe(`shardId-000000000006:${r.kinesis.sequenceNumber}`);
+});

@@ -1,0 +1,249 @@
+import { compileValidator } from '../../lib/schema/validator';
+import { describeSchema } from '../../lib/schema/model';
+import { FIREHOSE_MAX_RECORD_BYTES } from '../../transforms/shared/limits';
+import { toMinorUnits } from '../../transforms/shared/money';
+import { maskValue } from '../../transforms/shared/pii';
+import { pipelineSchema, type PipelineSchema } from '../../transforms/shared/pipeline';
+import { failureReason, transformRecord, type TransformOutcome } from '../../transforms/shared/record';
+import { parseDateTime } from '../../transforms/shared/timestamps';
+import { decodeJson } from '../../transforms/shared/json';
+
+const settings = { destination: 'lake' as const, piiHashKey: 'k', processedAt: new Date('2026-11-22T14:00:00Z') };
+const ingest = { arrivalMs: Date.parse('2026-11-22T13:59:00Z') };
+
+const iot = {
+  event_id: '5a4d0a3d-7e1f-4f9c-8ca8-000000000001',
+  event_type: 'telemetry',
+  event_time: '2026-11-22T13:40:00Z',
+  device_id: 'dev-0000a1b2',
+  temperature_c: 21.5,
+  battery_pct: 87,
+};
+
+function run(pipeline: string, data: string | Buffer): TransformOutcome {
+  return transformRecord(pipelineSchema(pipeline), typeof data === 'string' ? Buffer.from(data, 'utf8') : data, ingest, settings);
+}
+
+function reasonOf(o: TransformOutcome): string {
+  if (o.result !== 'ProcessingFailed') throw new Error(`expected ProcessingFailed, got ${o.result}`);
+  return `${o.failure.category} ${o.failure.field} ${o.failure.rule}: ${o.failure.message}`;
+}
+
+describe('timestamps', () => {
+  it.each([
+    ['2026-11-22T13:45:12Z', '2026-11-22T13:45:12.000Z'],
+    ['2026-11-22t13:45:12.1z', '2026-11-22T13:45:12.100Z'],
+    ['2026-11-22 13:45:12.123456789+05:30', '2026-11-22T08:15:12.123Z'],
+    ['2026-11-22T23:59:59.9999-01', '2026-11-23T00:59:59.999Z'],
+    ['2026-11-22T00:30:00+0100', '2026-11-21T23:30:00.000Z'],
+    ['2016-12-31T23:59:60Z', '2016-12-31T23:59:59.999Z'],
+    ['2024-02-29T00:00:00Z', '2024-02-29T00:00:00.000Z'],
+  ])('%s → %s', (input, iso) => {
+    expect(parseDateTime(input)?.iso).toBe(iso);
+  });
+
+  it.each(['2026-11-22', '2026-11-22T13:45:12', '2023-02-29T00:00:00Z', '2026-13-01T00:00:00Z', '2026-11-22T24:00:00Z', '2026-11-22TT13:45:12Z', '٢٠٢٦-11-22T13:45:12Z'])(
+    'rejects %s',
+    (input) => {
+      expect(parseDateTime(input)).toBeUndefined();
+    },
+  );
+});
+
+describe('money', () => {
+  it.each([
+    [19.99, 'USD', 1999],
+    [0.1, 'EUR', 10],
+    [1500, 'JPY', 1500],
+    [1.234, 'KWD', 1234],
+    [1e-2, 'USD', 1],
+    [1000000, 'GBP', 100000000],
+    [-5.5, 'CHF', -550],
+  ])('%p %s → %p', (amount, currency, minor) => {
+    expect(toMinorUnits(amount, currency)).toEqual({ ok: true, value: minor });
+  });
+
+  it('refuses to round: more decimals than the currency has is an error, and says so', () => {
+    expect(toMinorUnits(19.999, 'USD')).toEqual({ ok: false, message: "19.999 USD has more than 2 decimal places, the currency's minor unit" });
+    expect(toMinorUnits(1.5, 'JPY')).toMatchObject({ ok: false });
+    expect(toMinorUnits(1e300, 'USD')).toMatchObject({ ok: false, message: expect.stringContaining('2^53') });
+    expect(toMinorUnits(1, 'usd')).toMatchObject({ ok: false, message: expect.stringContaining('ISO 4217') });
+  });
+});
+
+describe('PII masks', () => {
+  it('keeps the last four characters, never a whole short value', () => {
+    expect(maskValue('last4', '4111111111111111', 'k')).toBe('1111');
+    expect(maskValue('last4', '1234', 'k')).toBe('[redacted]');
+    expect(maskValue('last4', 'ab😀cde', 'k')).toBe('😀cde');
+  });
+  it('hashes with the key (same input, same key → same hash; other key → other hash)', () => {
+    const a = maskValue('hash', 'alice@example.com', 'k1');
+    expect(a).toMatch(/^[0-9a-f]{64}$/);
+    expect(maskValue('hash', 'alice@example.com', 'k1')).toBe(a);
+    expect(maskValue('hash', 'alice@example.com', 'k2')).not.toBe(a);
+  });
+  it('redacts and drops', () => {
+    expect(maskValue('redact', '10.0.0.1', 'k')).toBe('[redacted]');
+    expect(maskValue('drop', '10.0.0.1', 'k')).toBeUndefined();
+  });
+});
+
+describe('decodeJson', () => {
+  it('never quotes record content in its reasons', () => {
+    const d = decodeJson(Buffer.from('x4111111111111111'));
+    expect(d).toMatchObject({ ok: false, rule: 'syntax' });
+    expect(JSON.stringify(d)).not.toContain('4111');
+  });
+});
+
+describe('hostile input: every case is Ok or ProcessingFailed with a reason, never a throw', () => {
+  const valid = JSON.stringify(iot);
+
+  it('invalid UTF-8 (including overlong and surrogate encodings) fails with the byte offset', () => {
+    for (const bad of [[0xff], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82]]) {
+      const bytes = Buffer.concat([Buffer.from('{"a":"'), Buffer.from(bad), Buffer.from('"}')]);
+      expect(reasonOf(run('iot', bytes))).toBe('encoding / utf8: is not valid UTF-8 (first bad byte at offset 6)');
+    }
+  });
+
+  it('a UTF-8 byte order mark is accepted; a BOM in the middle is not JSON', () => {
+    expect(run('iot', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(valid)])).result).toBe('Ok');
+    expect(run('iot', `${valid}\ufeff`).result).toBe('ProcessingFailed');
+  });
+
+  it('raw control characters are invalid JSON; escaped NUL is data the schema judges', () => {
+    expect(reasonOf(run('iot', valid.replace('dev-0000a1b2', 'dev-0000a1b2\u0001')))).toMatch(/^json \/ syntax: is not valid JSON \(Bad control character/);
+    expect(reasonOf(run('iot', valid.replace('"TH', '"TH').replace('"telemetry"', '"tele\\u0000metry"')))).toMatch(/^schema \/event_type enum/);
+    const nulModel = JSON.stringify({ ...iot, device_model: 'TH\u0000200' });
+    expect(run('iot', nulModel).result).toBe('Ok');
+  });
+
+  it('__proto__ and constructor keys never touch prototypes', () => {
+    const proto = valid.replace('{', '{"__proto__":{"polluted":true},');
+    expect(reasonOf(run('iot', proto))).toContain('/__proto__');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(reasonOf(run('iot', valid.replace('{', '{"constructor":"x",')))).toContain('/constructor');
+    // In a map (app-events attributes), such keys are data and come out as data.
+    const app = '{"event_id":"6f1c2a9e-4b7d-4c1e-9f2a-3d5b7c9e1a20","user_id":"u","event_type":"login","timestamp":"2026-11-22T18:45:12Z","attributes":{"__proto__":"a","constructor":"b","toString":"c"}}';
+    const out = run('app-events', app);
+    expect(out.result).toBe('Ok');
+    const doc = JSON.parse((out as { data: Buffer }).data.toString()) as { attributes: Record<string, string> };
+    expect(Object.getPrototypeOf(doc.attributes)).toBe(Object.prototype);
+    expect(Object.keys(doc.attributes)).toEqual(['__proto__', 'constructor', 'toString']);
+    expect(Object.getOwnPropertyDescriptor(doc.attributes, '__proto__')?.value).toBe('a');
+  });
+
+  it('integers beyond 2^53 fail instead of silently losing precision', () => {
+    expect(reasonOf(run('iot', valid.replace('}', ',"uptime_s":9007199254740993}')))).toBe(
+      'value /uptime_s safeInteger: is beyond ±(2^53 − 1): JSON parsers, Athena and OpenSearch would read a different number',
+    );
+    expect(run('iot', valid.replace('}', ',"uptime_s":9007199254740991}')).result).toBe('Ok');
+    expect(reasonOf(run('iot', valid.replace('21.5', '1e400')))).toMatch(/^schema \/temperature_c/);
+  });
+
+  it('deep nesting fails fast', () => {
+    const deep = valid.replace('}', `,"location":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    const started = Date.now();
+    expect(reasonOf(run('iot', deep))).toMatch(/^schema \/location type/);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('huge strings in pattern, format and free-text fields fail fast', () => {
+    const huge = 'a'.repeat(900_000);
+    for (const [pipeline, field, base] of [
+      ['iot', 'device_id', iot],
+      ['iot', 'firmware_version', iot],
+      ['transactions', 'email', null],
+      ['clickstream', 'page', null],
+    ] as const) {
+      const record = base ? { ...base, [field]: huge } : { event_id: 'x', [field]: field === 'page' ? { url: `https://${huge}`, path: huge } : `${huge}@${huge}.com` };
+      const started = Date.now();
+      const o = run(pipeline, JSON.stringify(record));
+      expect(o.result).toBe('ProcessingFailed');
+      expect(Date.now() - started).toBeLessThan(3000);
+    }
+  });
+
+  it('unpaired surrogates in strings fail: UTF-8 cannot carry them', () => {
+    const o = run('iot', valid.replace('"TH', '"TH').replace('}', ',"device_model":"TH-\\ud800"}'));
+    expect(reasonOf(o)).toBe('encoding /device_model utf16: holds an unpaired surrogate (\\uD800–\\uDFFF), which UTF-8 cannot encode');
+  });
+
+  it('non-object JSON is named', () => {
+    expect(reasonOf(run('iot', '[1,2]'))).toBe('json / type: must be a JSON object, got an array');
+    expect(reasonOf(run('iot', 'null'))).toBe('json / type: must be a JSON object, got null');
+    expect(reasonOf(run('iot', '"s"'))).toBe('json / type: must be a JSON object, got a string');
+    expect(run('iot', ' \r\n\t').result).toBe('Dropped');
+    expect(run('iot', '').result).toBe('Dropped');
+  });
+
+  it('event time outside 2000–2100 (after conversion to UTC) fails', () => {
+    expect(reasonOf(run('iot', JSON.stringify({ ...iot, event_time: '2100-12-31T23:30:00-01:00' })))).toBe(
+      "event-time /event_time range: is in UTC year 2101; the lake's partitions cover 2000–2100",
+    );
+    expect(run('iot', JSON.stringify({ ...iot, event_time: '2100-12-31T23:30:00Z' })).result).toBe('Ok');
+    expect(run('iot', JSON.stringify({ ...iot, event_time: '2000-01-01T00:30:00+01:00' })).result).toBe('ProcessingFailed');
+  });
+});
+
+describe('partition values and size limits (schemas that allow what the shipped ones do not)', () => {
+  const schema = {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    type: 'object',
+    'x-sluice': { version: '2.0.0', idField: 'id', eventTimeField: 'at', partitionFields: ['kind'], pii: {} },
+    required: ['id', 'at', 'kind'],
+    additionalProperties: false,
+    properties: {
+      id: { type: 'string' },
+      at: { type: 'string', format: 'date-time' },
+      kind: { type: 'string' },
+      blob: { type: 'string' },
+    },
+  };
+  const open: PipelineSchema = { pipeline: 'open' as PipelineSchema['pipeline'], model: describeSchema('open', schema), validate: compileValidator(schema) };
+  const go = (record: object) => transformRecord(open, Buffer.from(JSON.stringify(record)), ingest, settings);
+
+  it.each([
+    ['../../etc', 'etc'],
+    ['a/b', 'a_b'],
+    ['Page View', 'page_view'],
+    ['ＦＵＬＬ', 'full'],
+    ['x'.repeat(500), 'x'.repeat(64)],
+  ])('%s becomes the partition value %s', (kind, value) => {
+    const o = go({ id: '1', at: '2026-01-01T00:00:00Z', kind });
+    expect(o).toMatchObject({ result: 'Ok', partitionKeys: { kind: value, year: '2026', month: '01', day: '01', hour: '00' } });
+  });
+
+  it.each(['', '..', '/', '\u0000\u0001', '   ', '日本'])('%j cannot name a partition: the record fails with the field and why', (kind) => {
+    const o = go({ id: '1', at: '2026-01-01T00:00:00Z', kind });
+    expect(o.result).toBe('ProcessingFailed');
+    expect(o.result === 'ProcessingFailed' && o.failure).toMatchObject({ category: 'partition', field: '/kind', rule: 'partition' });
+  });
+
+  it('a record over 1,000 KiB once enriched fails with its size', () => {
+    const fits = go({ id: '1', at: '2026-01-01T00:00:00Z', kind: 'k', blob: 'x'.repeat(FIREHOSE_MAX_RECORD_BYTES - 1000) });
+    expect(fits.result).toBe('Ok');
+    const blob = 'x'.repeat(FIREHOSE_MAX_RECORD_BYTES - 150);
+    const input = JSON.stringify({ id: '1', at: '2026-01-01T00:00:00Z', kind: 'k', blob });
+    expect(Buffer.byteLength(input)).toBeLessThan(FIREHOSE_MAX_RECORD_BYTES);
+    const o = go(JSON.parse(input));
+    expect(o.result === 'ProcessingFailed' && o.failure).toMatchObject({ category: 'size', rule: 'maxRecordBytes' });
+  });
+});
+
+describe('failureReason', () => {
+  it('recomputes the transform reason from raw bytes', () => {
+    expect(failureReason('iot', Buffer.from(JSON.stringify({ ...iot, battery_pct: 101 })))).toBe('schema (maximum): /battery_pct must be <= 100');
+    expect(failureReason('iot', Buffer.from([0xc3]))).toBe('encoding (utf8): / is not valid UTF-8 (first bad byte at offset 0)');
+    expect(failureReason('iot', Buffer.from('{"a":'))).toBe('json (syntax): / is not valid JSON (Unexpected end of JSON input)');
+    expect(failureReason('iot', Buffer.from(JSON.stringify(iot)))).toBe('');
+    expect(failureReason('iot', Buffer.from('\n'))).toMatch(/^dropped \(empty-record\)/);
+  });
+
+  it('caps long issue lists', () => {
+    const many = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`extra${i}`, i]));
+    const reason = failureReason('iot', Buffer.from(JSON.stringify({ ...iot, ...many })));
+    expect(reason).toMatch(/; and 40 more$/);
+  });
+});

@@ -1,0 +1,322 @@
+/**
+ * Failure router: S3 ObjectCreated on the error prefixes → one SQS dead-letter message per failed
+ * record, with the reason recomputed by the validator, sent in batches.
+ *
+ * Idempotent under redelivered S3 events: each record's dedupe key (from bucket, key and line) is
+ * claimed before its message is sent, and a claimed key is never sent again. A message that still
+ * cannot be sent after retries has its claim released (when the ledger supports it) and the
+ * invocation fails, so S3's retry of the event sends exactly what is missing.
+ */
+import { createHash } from 'node:crypto';
+import type { S3Event } from 'aws-lambda';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES } from '../shared/limits';
+import { metadataKeys, ttlFrom } from '../shared/metadata-table';
+import { failureReason } from '../shared/record';
+import { backoffDelay, mapWithConcurrency, sleep } from '../shared/retry';
+import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
+import { decodeS3Key, locateErrorObject, objectText, OPENSEARCH_FAILED, parseErrorLines, type ErrorLine, type ErrorObjectLocation } from './error-records';
+
+export { decodeS3Key, locateErrorObject, parseErrorLines } from './error-records';
+
+export interface S3LineLocation {
+  readonly bucket: string;
+  readonly key: string;
+  /** 1-based line of the error object. */
+  readonly line: number;
+}
+
+/** The body of one dead-letter message (JSON). */
+export interface DlqMessage {
+  /** sha256 of `s3://<bucket>/<key>#<line>`, hex: the same failed record always gets the same key. */
+  readonly dedupeKey: string;
+  readonly pipeline: string;
+  /** processing-failed, format-conversion-failed, AmazonOpenSearchService-failed, … */
+  readonly errorType: string;
+  readonly errorCode: string;
+  readonly errorMessage: string;
+  /** Why the record failed, recomputed from its bytes where they are the producer's (processing-failed). */
+  readonly reason: string;
+  /** Base64 of the record as Firehose wrote it; absent when the message carries a pointer instead. */
+  readonly rawData?: string;
+  /** Where to read the record when it was too large for an SQS message. */
+  readonly pointer?: S3LineLocation;
+  readonly source: S3LineLocation;
+  readonly attemptsMade: number;
+  /** Epoch ms when Firehose first received the record. */
+  readonly arrivalTimestamp: number;
+}
+
+export interface FailureRouterOptions {
+  readObject(bucket: string, key: string): Promise<Buffer>;
+  /** Sends up to 10 messages (one SQS batch); answers the dedupe keys that were not accepted. */
+  send(messages: DlqMessage[]): Promise<{ failedIds: string[] }>;
+  /** True the first time a dedupe key is claimed, false ever after. */
+  claim(dedupeKey: string): Promise<boolean>;
+  /** Undoes a claim whose message could not be sent, so a retried event sends it. @default none: such messages are logged as lost */
+  release?(dedupeKey: string): Promise<void>;
+  /** Largest message body, bytes; a record that does not fit goes as a pointer. @default 262144 (SQS) */
+  readonly maxMessageBytes?: number;
+  /** Largest batch (sum of bodies), bytes. @default maxMessageBytes (SQS caps a SendMessageBatch at the message size) */
+  readonly maxBatchBytes?: number;
+  /** Send attempts for a message before it counts as failed. @default 5 */
+  readonly sendAttempts?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+}
+
+export interface RouteResult {
+  /** Messages sent (pointers included). */
+  readonly sent: number;
+  /** Records skipped because their dedupe key was already claimed. */
+  readonly duplicates: number;
+  /** Messages sent as pointers. */
+  readonly pointers: number;
+}
+
+export type FailureRouter = (event: S3Event) => Promise<RouteResult>;
+
+/** The dedupe key of one line of one object. */
+export function dedupeKeyOf(bucket: string, key: string, line: number): string {
+  return createHash('sha256').update(`s3://${bucket}/${key}#${line}`).digest('hex');
+}
+
+export function createFailureRouter(options: FailureRouterOptions): FailureRouter {
+  const maxMessageBytes = options.maxMessageBytes ?? SQS_MAX_MESSAGE_BYTES;
+  const maxBatchBytes = options.maxBatchBytes ?? maxMessageBytes;
+  const attempts = options.sendAttempts ?? 5;
+  const pause = options.sleep ?? sleep;
+  const telemetry = createTelemetry('failure-router', {}, options);
+  const { logger } = telemetry;
+
+  return async (event) => {
+    let sent = 0;
+    let duplicates = 0;
+    let pointers = 0;
+    let unreadable = 0;
+    let rejected = 0;
+    const unsent: DlqMessage[] = [];
+    for (const record of event.Records ?? []) {
+      const bucket = record.s3?.bucket?.name;
+      const rawKey = record.s3?.object?.key;
+      if (!record.eventName?.startsWith('ObjectCreated') || typeof bucket !== 'string' || typeof rawKey !== 'string') {
+        rejected++;
+        logger.warn('not an ObjectCreated event for an S3 object; ignored', { eventName: record.eventName });
+        continue;
+      }
+      const key = decodeS3Key(rawKey);
+      const where = key === undefined ? { reason: 'the key is not valid URL encoding' } : locateErrorObject(key);
+      if ('reason' in where) {
+        rejected++;
+        logger.warn('object is not a Firehose error object; ignored', { bucket, key: key ?? rawKey, reason: where.reason });
+        continue;
+      }
+      const text = objectText(await options.readObject(bucket, key!));
+      const messages: DlqMessage[] = [];
+      for (const line of parseErrorLines(text)) {
+        if ('problem' in line) {
+          unreadable++;
+          logger.error('error line unreadable; it stays in S3 only', { bucket, key, line: line.line, problem: line.problem });
+          continue;
+        }
+        messages.push(fitted(messageFor(where, bucket, key!, line), maxMessageBytes));
+      }
+      const claims = await mapWithConcurrency(messages, 16, (m) =>
+        options.claim(m.dedupeKey).then((claimed) => ({ claimed }), (error: unknown) => ({ claimed: false, error })));
+      const claimError = claims.find((c) => 'error' in c);
+      if (claimError && 'error' in claimError) {
+        // Claimed but never sent would be lost on the retry: give those claims back first.
+        if (options.release) await Promise.all(messages.filter((_, i) => claims[i].claimed).map((m) => options.release!(m.dedupeKey)));
+        throw new Error(`claiming dedupe keys for s3://${bucket}/${key} failed: ${errorMessage(claimError.error)}`, { cause: claimError.error });
+      }
+      const fresh = messages.filter((_, i) => claims[i].claimed);
+      duplicates += messages.length - fresh.length;
+      const failed = await sendAll(fresh);
+      for (const m of fresh) {
+        if (failed.has(m.dedupeKey)) continue;
+        sent++;
+        if (m.pointer) pointers++;
+      }
+      unsent.push(...fresh.filter((m) => failed.has(m.dedupeKey)));
+      logger.info('error object routed', { bucket, key, pipeline: where.pipeline, errorType: where.errorType, lines: messages.length, duplicates: messages.length - fresh.length, failed: failed.size });
+    }
+
+    publishCounts(telemetry, {
+      DlqMessagesSent: sent,
+      DlqPointersSent: pointers,
+      DlqDuplicatesSkipped: duplicates,
+      DlqSendFailures: unsent.length,
+      UnreadableErrorLines: unreadable,
+      RejectedObjects: rejected,
+    });
+
+    if (unsent.length > 0) {
+      const keys = unsent.map((m) => m.dedupeKey);
+      if (options.release) {
+        await Promise.all(keys.map((k) => options.release!(k)));
+        throw new Error(`${unsent.length} dead-letter message(s) could not be sent; their claims were released so the retried event sends them`);
+      }
+      logger.error('dead-letter messages could not be sent; the records remain in their error objects', {
+        lost: unsent.map((m) => ({ dedupeKey: m.dedupeKey, ...m.source })),
+      });
+    }
+    return { sent, duplicates, pointers };
+  };
+
+  /** Sends in SQS-sized batches, retrying rejected entries; answers the keys never accepted. */
+  async function sendAll(messages: readonly DlqMessage[]): Promise<Set<string>> {
+    let pending = [...messages];
+    for (let attempt = 0; pending.length > 0 && attempt < attempts; attempt++) {
+      if (attempt > 0) await pause(backoffDelay(attempt - 1, { baseMs: 100, capMs: 5000 }));
+      const failedNow: DlqMessage[] = [];
+      for (const batch of sqsBatches(pending, maxBatchBytes)) {
+        let failedIds: readonly string[];
+        try {
+          failedIds = (await options.send(batch)).failedIds;
+        } catch (err) {
+          logger.warn('SendMessageBatch failed; retrying its messages', { attempt: attempt + 1, messages: batch.length, error: errorMessage(err) });
+          failedIds = batch.map((m) => m.dedupeKey);
+        }
+        const failedSet = new Set(failedIds);
+        failedNow.push(...batch.filter((m) => failedSet.has(m.dedupeKey)));
+      }
+      pending = failedNow;
+    }
+    return new Set(pending.map((m) => m.dedupeKey));
+  }
+}
+
+function messageFor(where: ErrorObjectLocation, bucket: string, key: string, line: ErrorLine): DlqMessage {
+  return {
+    dedupeKey: dedupeKeyOf(bucket, key, line.line),
+    pipeline: where.pipeline,
+    errorType: where.errorType,
+    errorCode: line.errorCode,
+    errorMessage: line.errorMessage,
+    reason: reasonFor(where, line),
+    rawData: line.rawData,
+    source: { bucket, key, line: line.line },
+    attemptsMade: line.attemptsMade,
+    arrivalTimestamp: line.arrivalTimestamp,
+  };
+}
+
+/**
+ * processing-failed records are the producer's bytes: the validator says what is wrong with them.
+ * Other error types hold what the transform produced (conversion, OpenSearch), so Firehose's own
+ * error is the reason.
+ */
+export function reasonFor(where: ErrorObjectLocation, line: Pick<ErrorLine, 'errorCode' | 'errorMessage' | 'rawData' | 'esDocumentId' | 'esIndexName'>): string {
+  const firehoseSays = `${line.errorCode || 'no error code'}: ${line.errorMessage || 'no message'}`;
+  if (where.errorType === 'processing-failed') {
+    let recomputed: string;
+    try {
+      recomputed = failureReason(where.pipeline, Buffer.from(line.rawData, 'base64'));
+    } catch (err) {
+      recomputed = `could not recompute the reason (${errorMessage(err)})`;
+    }
+    return recomputed !== '' ? recomputed : `the record passes the ${where.pipeline} schema and limits now; Firehose reported ${firehoseSays}`;
+  }
+  if (where.errorType === OPENSEARCH_FAILED || where.errorType === 'elasticsearch-failed') {
+    return `OpenSearch refused document ${line.esDocumentId ?? '(no id)'} in index ${line.esIndexName ?? '(unknown)'}: ${firehoseSays}`;
+  }
+  if (where.errorType === 'format-conversion-failed') return `Parquet conversion failed: ${firehoseSays}`;
+  return `Firehose ${where.errorType}: ${firehoseSays}`;
+}
+
+function bodyBytes(m: DlqMessage): number {
+  return Buffer.byteLength(JSON.stringify(m));
+}
+
+/** The message as sent: a pointer instead of the data when it would not fit, long texts clipped. */
+export function fitted(m: DlqMessage, maxBytes: number): DlqMessage {
+  if (bodyBytes(m) <= maxBytes) return m;
+  const { rawData: _rawData, ...rest } = m;
+  let pointed: DlqMessage = { ...rest, pointer: m.source };
+  for (const limit of [8192, 1024, 128]) {
+    if (bodyBytes(pointed) <= maxBytes) break;
+    pointed = { ...pointed, errorMessage: clip(pointed.errorMessage, limit), reason: clip(pointed.reason, limit), errorCode: clip(pointed.errorCode, 256) };
+  }
+  return pointed;
+}
+
+function clip(s: string, limit: number): string {
+  return s.length <= limit ? s : `${s.slice(0, limit)}… (${s.length - limit} more characters)`;
+}
+
+/** Splits messages into SendMessageBatch calls: at most 10 entries and `maxBatchBytes` of bodies each. */
+export function sqsBatches(messages: readonly DlqMessage[], maxBatchBytes: number): DlqMessage[][] {
+  const batches: DlqMessage[][] = [];
+  let current: DlqMessage[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const size = bodyBytes(m);
+    if (current.length > 0 && (current.length === SQS_MAX_BATCH_ENTRIES || bytes + size > maxBatchBytes)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(m);
+    bytes += size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+let fromEnv: FailureRouter | undefined;
+
+/** The Lambda entry point: SLUICE_DLQ_URL (SQS), SLUICE_METADATA_TABLE (dedupe ledger), SLUICE_METADATA_TTL_DAYS. */
+export const handler: FailureRouter = (event) => {
+  fromEnv ??= failureRouterFromEnv(process.env);
+  return fromEnv(event);
+};
+
+export function failureRouterFromEnv(env: NodeJS.ProcessEnv): FailureRouter {
+  const queueUrl = env.SLUICE_DLQ_URL;
+  if (!queueUrl) throw new Error('SLUICE_DLQ_URL is not set: the URL of the dead-letter queue');
+  const tableName = env.SLUICE_METADATA_TABLE;
+  if (!tableName) throw new Error('SLUICE_METADATA_TABLE is not set: the table that holds the dedupe ledger');
+  const ttlDays = Number(env.SLUICE_METADATA_TTL_DAYS ?? '30');
+  const s3 = new S3Client({});
+  const sqs = new SQSClient({});
+  const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+  const fifo = queueUrl.endsWith('.fifo');
+  return createFailureRouter({
+    async readObject(bucket, key) {
+      const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      if (!answer.Body) return Buffer.alloc(0);
+      return Buffer.from(await answer.Body.transformToByteArray());
+    },
+    async send(messages) {
+      const answer = await sqs.send(new SendMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: messages.map((m) => ({
+          Id: m.dedupeKey,
+          MessageBody: JSON.stringify(m),
+          ...(fifo ? { MessageGroupId: m.pipeline, MessageDeduplicationId: m.dedupeKey } : {}),
+        })),
+      }));
+      return { failedIds: (answer.Failed ?? []).map((f) => f.Id ?? '').filter((id) => id !== '') };
+    },
+    async claim(dedupeKey) {
+      try {
+        await dynamo.send(new PutCommand({
+          TableName: tableName,
+          Item: { ...metadataKeys.dlqClaim(dedupeKey), claimed_at: new Date().toISOString(), ttl: ttlFrom(new Date(), ttlDays > 0 ? ttlDays : 30) },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }));
+        return true;
+      } catch (err) {
+        if ((err as { name?: string }).name === 'ConditionalCheckFailedException') return false;
+        throw err;
+      }
+    },
+    async release(dedupeKey) {
+      await dynamo.send(new DeleteCommand({ TableName: tableName, Key: metadataKeys.dlqClaim(dedupeKey) }));
+    },
+  });
+}

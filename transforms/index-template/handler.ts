@@ -1,0 +1,211 @@
+/**
+ * CloudFormation custom resource (behind the CDK Provider framework) that applies a pipeline's OpenSearch index
+ * template: PUT _index_template/<name> on Create/Update, DELETE on Delete. Requests are signed with SigV4 using the
+ * function's role, which the domain's access policy names.
+ */
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import * as https from 'node:https';
+import { fromEnv } from '@aws-sdk/credential-provider-env';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { Checksum, HttpRequest, SourceData } from '@smithy/types';
+import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
+
+/** Resource properties, as the stack passes them (CloudFormation turns every scalar into a string). */
+export interface IndexTemplateProperties {
+  /** Domain endpoint, with or without https:// */
+  readonly Endpoint: string;
+  readonly TemplateName: string;
+  /** The template body as JSON text (a string, so numbers and booleans survive CloudFormation). */
+  readonly TemplateBody: string;
+}
+
+/** What the Provider framework expects back. */
+export interface ProviderResponse {
+  readonly PhysicalResourceId: string;
+  readonly Data?: Record<string, string>;
+}
+
+export interface TemplateRequest {
+  readonly hostname: string;
+  readonly region: string;
+  readonly method: 'PUT' | 'DELETE';
+  readonly path: string;
+  readonly body?: string;
+}
+
+export interface HttpResult {
+  readonly status: number;
+  readonly body: string;
+}
+
+/** Sends one signed request; replaced in tests. */
+export type SendSigned = (request: TemplateRequest) => Promise<HttpResult>;
+
+const log = (level: 'INFO' | 'WARN' | 'ERROR', message: string, extra: Record<string, unknown> = {}): void => {
+  console.log(JSON.stringify({ level, message, ...extra }));
+};
+
+/** Reads and checks the resource properties; throws naming the property that is wrong. */
+export function readProperties(raw: Record<string, unknown>): { hostname: string; templateName: string; body?: string } {
+  const endpoint = raw.Endpoint;
+  const name = raw.TemplateName;
+  if (typeof endpoint !== 'string' || endpoint === '') throw new Error('Endpoint: missing; expected the OpenSearch domain endpoint');
+  if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9_-]{0,254}$/.test(name)) {
+    throw new Error(`TemplateName: ${JSON.stringify(name)} is not a valid index template name (lower-case letters, digits, "_" and "-")`);
+  }
+  const hostname = endpoint.replace(/^https:\/\//, '').replace(/\/+$/, '');
+  if (!/^[A-Za-z0-9.-]+$/.test(hostname)) throw new Error(`Endpoint: "${endpoint}" is not a host name or https:// URL`);
+  let body: string | undefined;
+  if (raw.TemplateBody !== undefined) {
+    if (typeof raw.TemplateBody !== 'string') throw new Error('TemplateBody: expected the template as JSON text');
+    try {
+      JSON.parse(raw.TemplateBody);
+    } catch (err) {
+      throw new Error(`TemplateBody: not valid JSON (${(err as Error).message})`, { cause: err });
+    }
+    body = raw.TemplateBody;
+  }
+  return { hostname, templateName: name, body };
+}
+
+/** The region to sign for: the one in an AWS domain endpoint (….<region>.es.amazonaws.com), else the function's. */
+export function regionOf(hostname: string, fallback: string | undefined): string {
+  const m = /\.([a-z]{2}(?:-[a-z]+)+-\d+)\.es\.amazonaws\.com$/.exec(hostname);
+  const region = m?.[1] ?? fallback;
+  if (!region) throw new Error(`cannot tell the region of ${hostname}, and AWS_REGION is not set`);
+  return region;
+}
+
+/** Statuses worth retrying: IAM and access-policy changes take a while to reach a new domain (403), throttling, server errors. */
+export function isRetryable(status: number): boolean {
+  return status === 403 || status === 408 || status === 429 || status >= 500;
+}
+
+/** Handles one custom-resource event with the given sender and clock (the Lambda entry point wires the real ones). */
+export async function applyIndexTemplate(
+  event: CloudFormationCustomResourceEvent,
+  send: SendSigned,
+  options: { region?: string; deadline: number; now?: () => number; sleep?: (ms: number) => Promise<void> },
+): Promise<ProviderResponse> {
+  const props = readProperties(event.ResourceProperties);
+  const region = regionOf(props.hostname, options.region);
+  const path = `/_index_template/${props.templateName}`;
+  const physicalId = `${props.hostname}${path}`;
+
+  if (event.RequestType === 'Delete') {
+    // Tearing down must not hang on a domain that is gone or refuses us: the template only matters while the domain does.
+    try {
+      const result = await sendWithRetry(send, { hostname: props.hostname, region, method: 'DELETE', path }, options);
+      if (result.status !== 404 && (result.status < 200 || result.status >= 300)) {
+        log('WARN', 'could not delete the index template; leaving it', { template: props.templateName, status: result.status, body: result.body.slice(0, 500) });
+      }
+    } catch (err) {
+      log('WARN', 'could not delete the index template; leaving it', { template: props.templateName, error: (err as Error).message });
+    }
+    return { PhysicalResourceId: event.PhysicalResourceId };
+  }
+
+  if (props.body === undefined) throw new Error('TemplateBody: missing; expected the index template as JSON text');
+  const result = await sendWithRetry(send, { hostname: props.hostname, region, method: 'PUT', path, body: props.body }, options);
+  if (result.status < 200 || result.status >= 300) {
+    throw new Error(`PUT ${path} on ${props.hostname} answered ${result.status}: ${result.body.slice(0, 1000)}`);
+  }
+  log('INFO', 'index template applied', { template: props.templateName, host: props.hostname, requestType: event.RequestType });
+  return { PhysicalResourceId: physicalId, Data: { TemplateName: props.templateName } };
+}
+
+async function sendWithRetry(
+  send: SendSigned,
+  request: TemplateRequest,
+  options: { deadline: number; now?: () => number; sleep?: (ms: number) => Promise<void> },
+): Promise<HttpResult> {
+  const now = options.now ?? Date.now;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  let delay = 2000;
+  for (let attempt = 1; ; attempt++) {
+    let result: HttpResult | undefined;
+    let error: Error | undefined;
+    try {
+      result = await send(request);
+    } catch (err) {
+      error = err as Error;
+    }
+    if (result && !isRetryable(result.status)) return result;
+    const outOfTime = now() + delay >= options.deadline;
+    if (outOfTime) {
+      if (result) return result;
+      throw error ?? new Error(`${request.method} ${request.path} failed`);
+    }
+    log('WARN', 'retrying', { attempt, method: request.method, path: request.path, status: result?.status, error: error?.message });
+    await sleep(delay);
+    delay = Math.min(delay * 2, 30_000);
+  }
+}
+
+/** SHA-256 (and HMAC-SHA-256 when given a secret) from node:crypto, in the shape SignatureV4 expects. */
+export class NodeSha256 implements Checksum {
+  private hash: Hash | Hmac;
+
+  constructor(private readonly secret?: SourceData) {
+    this.hash = this.create();
+  }
+
+  update(data: Uint8Array): void {
+    this.hash.update(data);
+  }
+
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+
+  reset(): void {
+    this.hash = this.create();
+  }
+
+  private create(): Hash | Hmac {
+    return this.secret === undefined ? createHash('sha256') : createHmac('sha256', toBuffer(this.secret));
+  }
+}
+
+function toBuffer(data: SourceData): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return Buffer.from(data);
+}
+
+/** Signs with the function's credentials and sends over HTTPS. */
+export async function sendSigned(request: TemplateRequest): Promise<HttpResult> {
+  const signer = new SignatureV4({ credentials: fromEnv(), region: request.region, service: 'es', sha256: NodeSha256 });
+  const unsigned: HttpRequest = {
+    method: request.method,
+    protocol: 'https:',
+    hostname: request.hostname,
+    path: request.path,
+    query: {},
+    headers: { host: request.hostname, 'content-type': 'application/json', ...(request.body ? { 'content-length': String(Buffer.byteLength(request.body)) } : {}) },
+    body: request.body,
+  };
+  const signed = await signer.sign(unsigned);
+  return new Promise<HttpResult>((resolve, reject) => {
+    const req = https.request(
+      { method: signed.method, hostname: signed.hostname, path: signed.path, headers: signed.headers, timeout: 30_000 },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${request.method} ${request.path} timed out after 30 s`)));
+    req.on('error', reject);
+    if (request.body) req.write(request.body);
+    req.end();
+  });
+}
+
+export async function handler(event: CloudFormationCustomResourceEvent, context: Context): Promise<ProviderResponse> {
+  log('INFO', 'event', { requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
+  // Leave 15 s to report back before the function times out.
+  const deadline = Date.now() + context.getRemainingTimeInMillis() - 15_000;
+  return applyIndexTemplate(event, sendSigned, { region: process.env.AWS_REGION, deadline });
+}

@@ -1,0 +1,219 @@
+/**
+ * Kinesis event source mapping consumer: records every event's metadata in DynamoDB (event item,
+ * per-minute counters per event type, entity last-seen), exactly once in effect.
+ *
+ * Partial batch responses (`ReportBatchItemFailures`): a write that keeps failing reports its
+ * record and every later one, so Lambda retries from there and nothing after it is skipped;
+ * records already written are then recognised as duplicates. Malformed records are counted, logged
+ * and skipped — never reported, so a poison record cannot block its shard.
+ */
+import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { partitionPath } from '../../lib/schema/layout';
+import { metadataKeys, METADATA_TABLE_KEYS, MAX_KEY_VALUE_CHARS, ttlFrom } from '../shared/metadata-table';
+import { pipelineSchema, type PipelineSchema } from '../shared/pipeline';
+import { analyzeRecord, describeFailure } from '../shared/record';
+import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
+import { MetadataStore, transactionChunks, WriteFailure, type EventFacts } from './store';
+
+export { METADATA_TABLE_KEYS, metadataKeys };
+export { minuteOf } from './store';
+
+export interface MetadataConsumerOptions {
+  readonly pipeline: string;
+  readonly tableName: string;
+  /** Days items live (the table's TTL attribute). */
+  readonly ttlDays: number;
+  readonly dynamo: DynamoDBDocumentClient;
+  /** @default () => new Date() */
+  readonly now?: () => Date;
+  /** How long one invocation keeps retrying throttled writes before reporting them. @default 20000 */
+  readonly retryBudgetMs?: number;
+  /** Events per DynamoDB transaction. @default 50 */
+  readonly eventsPerTransaction?: number;
+  /** @default setTimeout-based; tests pass one that does not wait */
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+}
+
+export type MetadataConsumer = (event: KinesisStreamEvent) => Promise<KinesisStreamBatchResponse>;
+
+/** First bytes of a Kinesis Producer Library aggregated record: Lambda does not de-aggregate them. */
+const KPL_MAGIC = Buffer.from([0xf3, 0x89, 0x9a, 0xc2]);
+
+export function createMetadataConsumer(options: MetadataConsumerOptions): MetadataConsumer {
+  const schema = pipelineSchema(options.pipeline);
+  if (!(options.ttlDays > 0)) throw new Error(`ttlDays must be a positive number of days, got ${options.ttlDays}`);
+  if (!options.tableName) throw new Error('tableName is required: the metadata table the consumer writes to');
+  const now = options.now ?? (() => new Date());
+  const telemetry = createTelemetry('metadata-consumer', { pipeline: options.pipeline }, options);
+  const { logger } = telemetry;
+  let warnedFallback = false;
+
+  return async (event) => {
+    const started = Date.now();
+    const at = now();
+    const records = event.Records ?? [];
+    const events: EventFacts[] = [];
+    const seenIds = new Set<string>();
+    let malformed = 0;
+    let repeatedInBatch = 0;
+    for (const r of records) {
+      const facts = eventFacts(schema, r);
+      if ('reason' in facts) {
+        malformed++;
+        logger.warn('malformed record skipped', { sequenceNumber: r.kinesis?.sequenceNumber, eventID: r.eventID, reason: facts.reason });
+        continue;
+      }
+      // The same event id twice in one batch is one event: the first occurrence counts.
+      if (seenIds.has(facts.eventId)) {
+        repeatedInBatch++;
+        continue;
+      }
+      seenIds.add(facts.eventId);
+      events.push(facts);
+    }
+
+    let retries = 0;
+    const store = new MetadataStore({
+      pipeline: options.pipeline,
+      tableName: options.tableName,
+      dynamo: options.dynamo,
+      ttl: ttlFrom(at, options.ttlDays),
+      writtenAt: at.toISOString(),
+      deadline: started + (options.retryBudgetMs ?? 20_000),
+      sleep: options.sleep,
+      eventsPerTransaction: options.eventsPerTransaction,
+      onRetry: () => {
+        retries++;
+      },
+    });
+    let recorded = 0;
+    let duplicates = repeatedInBatch;
+    const done: EventFacts[] = [];
+    let failedFrom: EventFacts | undefined;
+    for (const chunk of transactionChunks(events, options.eventsPerTransaction ?? 50)) {
+      try {
+        const result = await store.recordChunk(chunk);
+        recorded += result.recorded;
+        duplicates += result.duplicates;
+        done.push(...chunk);
+      } catch (err) {
+        failedFrom = chunk[0];
+        logger.error('metadata write failed; reporting the rest of the batch for retry', {
+          sequenceNumber: chunk[0].sequenceNumber,
+          records: events.length - done.length,
+          retryable: err instanceof WriteFailure ? err.retryable : undefined,
+          error: errorMessage(err),
+        });
+        break;
+      }
+    }
+    if (store.usesSequentialFallback && !warnedFallback) {
+      warnedFallback = true;
+      logger.warn('DynamoDB endpoint has no TransactWriteItems (e.g. dynalite); writing event and counter items sequentially');
+    }
+
+    const failedEntities = new Set<string>();
+    for (const f of await store.updateEntities(done)) {
+      failedEntities.add(f.entity);
+      logger.error('entity last-seen update failed', { entity: f.entity.slice(0, MAX_KEY_VALUE_CHARS), error: errorMessage(f.error) });
+    }
+
+    const failedIds = new Set<string>();
+    let reporting = false;
+    for (const e of events) {
+      if (e === failedFrom) reporting = true;
+      if (reporting || (e.entity !== undefined && failedEntities.has(e.entity))) failedIds.add(e.sequenceNumber);
+    }
+    // In batch order, so the lowest sequence number (where Lambda resumes) comes first.
+    const batchItemFailures = records
+      .map((r) => r.kinesis?.sequenceNumber)
+      .filter((s): s is string => s !== undefined && failedIds.has(s))
+      .map((itemIdentifier) => ({ itemIdentifier }));
+
+    logger.info('batch recorded', {
+      records: records.length,
+      recorded,
+      duplicates,
+      malformed,
+      failed: batchItemFailures.length,
+      retries,
+      firstSequenceNumber: records[0]?.kinesis?.sequenceNumber,
+      durationMs: Date.now() - started,
+    });
+    publishCounts(telemetry, {
+      EventsRecorded: recorded,
+      DuplicateEvents: duplicates,
+      MalformedRecords: malformed,
+      RecordsReportedForRetry: batchItemFailures.length,
+      WriteRetries: retries,
+    });
+    return { batchItemFailures };
+  };
+}
+
+/** What the table records about one Kinesis record, or why it cannot be recorded. */
+export function eventFacts(schema: PipelineSchema, r: KinesisStreamRecord): EventFacts | { reason: string } {
+  const k = r.kinesis;
+  if (!k || typeof k.data !== 'string' || typeof k.sequenceNumber !== 'string') return { reason: 'not a Kinesis record: kinesis.data or sequenceNumber missing' };
+  const bytes = Buffer.from(k.data, 'base64');
+  if (bytes.subarray(0, 4).equals(KPL_MAGIC)) {
+    return { reason: 'KPL-aggregated record: the event source mapping does not de-aggregate; disable KPL aggregation for this stream' };
+  }
+  const analysis = analyzeRecord(schema, bytes);
+  if (analysis.kind === 'empty') return { reason: 'empty record' };
+  if (analysis.kind === 'failed') return { reason: describeFailure(analysis.failure) };
+  const x = schema.model.extensions;
+  const typeField = x.partitionFields[0];
+  const typeColumn = schema.model.inputColumns.find((c) => c.jsonKey === typeField);
+  const eventType = typeField !== undefined ? String(analysis.record[typeField]) : 'all';
+  const eventTypeKey = typeColumn ? analysis.partitionKeys[typeColumn.name] : 'all';
+  const clip = (s: string) => s.slice(0, MAX_KEY_VALUE_CHARS);
+  return {
+    sequenceNumber: k.sequenceNumber,
+    eventId: clip(analysis.id),
+    eventType: clip(eventType),
+    eventTypeKey,
+    eventTime: analysis.eventTime.iso,
+    arrivalTime: kinesisArrivalIso(k.approximateArrivalTimestamp),
+    shardId: shardIdOf(r.eventID),
+    sizeBytes: bytes.length,
+    partitionPath: partitionPath(schema.model, analysis.partitionKeys),
+    entity: analysis.entity !== undefined ? clip(analysis.entity) : undefined,
+  };
+}
+
+/** The ESM's eventID is `<shardId>:<sequenceNumber>`. */
+export function shardIdOf(eventID: string | undefined): string {
+  if (!eventID) return 'unknown';
+  const colon = eventID.indexOf(':');
+  return colon === -1 ? eventID : eventID.slice(0, colon);
+}
+
+/** The ESM gives arrival as epoch seconds with a fraction. */
+function kinesisArrivalIso(seconds: number): string {
+  const d = new Date(Math.round(seconds * 1000));
+  return Number.isNaN(d.getTime()) ? new Date(0).toISOString() : d.toISOString();
+}
+
+let fromEnv: MetadataConsumer | undefined;
+
+/** The Lambda entry point, configured by SLUICE_PIPELINE, SLUICE_METADATA_TABLE and SLUICE_METADATA_TTL_DAYS. */
+export const handler: MetadataConsumer = (event) => {
+  fromEnv ??= metadataConsumerFromEnv(process.env);
+  return fromEnv(event);
+};
+
+export function metadataConsumerFromEnv(env: NodeJS.ProcessEnv): MetadataConsumer {
+  const pipeline = env.SLUICE_PIPELINE;
+  if (!pipeline) throw new Error('SLUICE_PIPELINE is not set: name the pipeline this consumer serves');
+  const tableName = env.SLUICE_METADATA_TABLE;
+  if (!tableName) throw new Error('SLUICE_METADATA_TABLE is not set: name the metadata table');
+  const ttlDays = Number(env.SLUICE_METADATA_TTL_DAYS ?? '30');
+  if (!(ttlDays > 0)) throw new Error(`SLUICE_METADATA_TTL_DAYS must be a positive number, got ${JSON.stringify(env.SLUICE_METADATA_TTL_DAYS)}`);
+  const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
+  return createMetadataConsumer({ pipeline, tableName, ttlDays, dynamo });
+}

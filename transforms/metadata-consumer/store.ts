@@ -1,0 +1,346 @@
+/**
+ * Writes of the metadata consumer, with exactly-once effect under at-least-once delivery.
+ *
+ * The event item is put only if absent, in the same TransactWriteItems call as the counter
+ * increments its events contribute: either both happen or neither, so a redelivered record finds
+ * its event item, is recognised as a duplicate, and adds nothing. Counters of a chunk are summed
+ * per item first (a transaction may touch an item once). The entity's last-seen item is a
+ * conditional "newer wins" update: idempotent by itself, so it stays outside the transaction and is
+ * re-applied for duplicates too.
+ *
+ * Endpoints without TransactWriteItems (dynalite, the local twin's DynamoDB) get the same items from
+ * a sequential conditional put then counter update per event. That keeps exactly-once effect under
+ * redelivery; only a crash between those two writes of one event could lose its count.
+ */
+import { PutCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
+import { metadataKeys } from '../shared/metadata-table';
+import { backoffDelay, mapWithConcurrency, sleep } from '../shared/retry';
+
+/** One valid event, as the table records it. */
+export interface EventFacts {
+  /** Kinesis sequence number: the batch item identifier. */
+  readonly sequenceNumber: string;
+  readonly eventId: string;
+  /** The event type as sent. */
+  readonly eventType: string;
+  /** The event type as its partition value (lower case, S3-safe): the counter key. */
+  readonly eventTypeKey: string;
+  /** UTC ISO-8601 with milliseconds. */
+  readonly eventTime: string;
+  readonly arrivalTime: string;
+  readonly shardId: string;
+  readonly sizeBytes: number;
+  readonly partitionPath: string;
+  readonly entity?: string;
+}
+
+export interface StoreOptions {
+  readonly pipeline: string;
+  readonly tableName: string;
+  readonly dynamo: DynamoDBDocumentClient;
+  /** `ttl` (epoch seconds) for items written now. */
+  readonly ttl: number;
+  readonly writtenAt: string;
+  /** Give up retrying throttled or conflicting writes at this time (epoch ms). */
+  readonly deadline: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+  /** Events per transaction (each transaction also holds one update per counter it touches). @default 50 */
+  readonly eventsPerTransaction?: number;
+  /** Attempts per write before it counts as failed. @default 10 */
+  readonly maxAttempts?: number;
+  /** Called once per write retry, with the reason. */
+  readonly onRetry?: (reason: string) => void;
+}
+
+export interface ChunkResult {
+  /** Events whose item and counter contribution were written now. */
+  readonly recorded: number;
+  /** Events already recorded (redelivered, or repeated in the batch). */
+  readonly duplicates: number;
+}
+
+/** A write that still failed when retries ran out; `retryable` says whether a later invocation may succeed. */
+export class WriteFailure extends Error {
+  constructor(message: string, readonly retryable: boolean, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'WriteFailure';
+  }
+}
+
+const RETRYABLE_ERRORS = new Set([
+  'ProvisionedThroughputExceededException',
+  'ThrottlingException',
+  'RequestLimitExceeded',
+  'InternalServerError',
+  'ServiceUnavailable',
+  'TransactionInProgressException',
+  'TransactionConflictException',
+  'LimitExceededException',
+]);
+const RETRYABLE_CANCELLATIONS = new Set(['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded', 'RequestLimitExceeded']);
+
+interface AwsError {
+  readonly name?: string;
+  readonly message?: string;
+  readonly CancellationReasons?: ReadonlyArray<{ readonly Code?: string; readonly Message?: string }>;
+  readonly $retryable?: unknown;
+}
+
+function asAwsError(err: unknown): AwsError {
+  return typeof err === 'object' && err !== null ? (err as AwsError) : { message: String(err) };
+}
+
+/** Splits events, in order, into chunks that fit one transaction (events + distinct counters ≤ 100). */
+export function transactionChunks(events: readonly EventFacts[], eventsPerTransaction: number): EventFacts[][] {
+  const chunks: EventFacts[][] = [];
+  let current: EventFacts[] = [];
+  let counters = new Set<string>();
+  for (const e of events) {
+    const key = counterKey(e);
+    const nextCounters = counters.has(key) ? counters.size : counters.size + 1;
+    if (current.length > 0 && (current.length + 1 > eventsPerTransaction || current.length + 1 + nextCounters > DYNAMO_MAX_TRANSACTION_ITEMS)) {
+      chunks.push(current);
+      current = [];
+      counters = new Set();
+    }
+    current.push(e);
+    counters.add(key);
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+function counterKey(e: EventFacts): string {
+  return `${e.eventTypeKey}\n${minuteOf(e.eventTime)}`;
+}
+
+/** `YYYY-MM-DDTHH:mm` of an ISO timestamp. */
+export function minuteOf(iso: string): string {
+  return iso.slice(0, 16);
+}
+
+export class MetadataStore {
+  private transactions: 'unknown' | 'supported' | 'unsupported' = 'unknown';
+  private readonly pause: (ms: number) => Promise<void>;
+
+  constructor(private readonly options: StoreOptions) {
+    this.pause = options.sleep ?? sleep;
+  }
+
+  /** Whether the endpoint answered TransactWriteItems with UnknownOperationException. */
+  get usesSequentialFallback(): boolean {
+    return this.transactions === 'unsupported';
+  }
+
+  /** Records a chunk of events (at most one per event id) and their counter contributions. */
+  async recordChunk(events: readonly EventFacts[]): Promise<ChunkResult> {
+    if (this.transactions !== 'unsupported') {
+      try {
+        return await this.recordTransactionally(events);
+      } catch (err) {
+        if (asAwsError(err).name !== 'UnknownOperationException') throw err;
+        this.transactions = 'unsupported';
+      }
+    }
+    return this.recordSequentially(events);
+  }
+
+  private async recordTransactionally(events: readonly EventFacts[]): Promise<ChunkResult> {
+    let pending = [...events];
+    let duplicates = 0;
+    let attempt = 0;
+    while (pending.length > 0) {
+      const counters = summedCounters(pending);
+      try {
+        await this.options.dynamo.send(new TransactWriteCommand({
+          TransactItems: [
+            ...pending.map((e) => ({ Put: this.eventPut(e) })),
+            ...counters.map((c) => ({ Update: this.counterUpdate(c) })),
+          ],
+        }));
+        this.transactions = 'supported';
+        return { recorded: pending.length, duplicates };
+      } catch (err) {
+        const e = asAwsError(err);
+        if (e.name === 'TransactionCanceledException' && e.CancellationReasons) {
+          const reasons = e.CancellationReasons;
+          const seen = pending.filter((_, i) => reasons[i]?.Code === 'ConditionalCheckFailed');
+          if (seen.length > 0) {
+            // Those events were recorded by an earlier delivery: drop them and retry the rest at once.
+            duplicates += seen.length;
+            pending = pending.filter((_, i) => reasons[i]?.Code !== 'ConditionalCheckFailed');
+            continue;
+          }
+          const codes = reasons.map((r) => r.Code ?? 'None').filter((c) => c !== 'None');
+          if (codes.length > 0 && codes.every((c) => RETRYABLE_CANCELLATIONS.has(c))) {
+            await this.backoff(attempt++, `transaction cancelled: ${[...new Set(codes)].join(', ')}`, err);
+            continue;
+          }
+          throw new WriteFailure(`transaction cancelled: ${reasons.map((r) => `${r.Code ?? 'None'}${r.Message ? ` (${r.Message})` : ''}`).join(', ')}`, false, { cause: err });
+        }
+        if (this.isRetryable(e)) {
+          await this.backoff(attempt++, e.name ?? 'retryable error', err);
+          continue;
+        }
+        throw err;
+      }
+    }
+    return { recorded: 0, duplicates };
+  }
+
+  private async recordSequentially(events: readonly EventFacts[]): Promise<ChunkResult> {
+    let recorded = 0;
+    let duplicates = 0;
+    for (const e of events) {
+      const fresh = await this.withRetries(async () => {
+        try {
+          await this.options.dynamo.send(new PutCommand(this.eventPut(e)));
+          return true;
+        } catch (err) {
+          if (asAwsError(err).name === 'ConditionalCheckFailedException') return false;
+          throw err;
+        }
+      });
+      if (!fresh) {
+        duplicates++;
+        continue;
+      }
+      const [counter] = summedCounters([e]);
+      await this.withRetries(() => this.options.dynamo.send(new UpdateCommand(this.counterUpdate(counter))));
+      recorded++;
+    }
+    return { recorded, duplicates };
+  }
+
+  /**
+   * Moves each entity's last-seen item forward to its newest event among `events` ("newer wins",
+   * ties broken by event id), so replays and out-of-order batches never move it back.
+   * Returns the entities whose update failed for good.
+   */
+  async updateEntities(events: readonly EventFacts[], concurrency = 8): Promise<Array<{ entity: string; error: unknown }>> {
+    const newest = new Map<string, EventFacts>();
+    for (const e of events) {
+      if (e.entity === undefined) continue;
+      const seen = newest.get(e.entity);
+      if (!seen || seen.eventTime < e.eventTime || (seen.eventTime === e.eventTime && seen.eventId < e.eventId)) newest.set(e.entity, e);
+    }
+    const failures: Array<{ entity: string; error: unknown }> = [];
+    await mapWithConcurrency([...newest.values()], concurrency, async (e) => {
+      try {
+        await this.withRetries(async () => {
+          try {
+            await this.options.dynamo.send(new UpdateCommand(this.entityUpdate(e)));
+          } catch (err) {
+            if (asAwsError(err).name !== 'ConditionalCheckFailedException') throw err;
+            // A newer event already set it: nothing to do.
+          }
+        });
+      } catch (error) {
+        failures.push({ entity: e.entity!, error });
+      }
+    });
+    return failures;
+  }
+
+  private eventPut(e: EventFacts) {
+    const o = this.options;
+    return {
+      TableName: o.tableName,
+      Item: {
+        ...metadataKeys.event(o.pipeline, e.eventId),
+        pipeline: o.pipeline,
+        event_id: e.eventId,
+        event_type: e.eventType,
+        event_time: e.eventTime,
+        arrival_time: e.arrivalTime,
+        shard_id: e.shardId,
+        sequence_number: e.sequenceNumber,
+        size_bytes: e.sizeBytes,
+        partition_path: e.partitionPath,
+        ...(e.entity !== undefined ? { entity: e.entity } : {}),
+        written_at: o.writtenAt,
+        ttl: o.ttl,
+      },
+      ConditionExpression: 'attribute_not_exists(pk)',
+    };
+  }
+
+  private counterUpdate(c: SummedCounter) {
+    const o = this.options;
+    return {
+      TableName: o.tableName,
+      Key: metadataKeys.counter(o.pipeline, c.eventTypeKey, c.minute),
+      UpdateExpression: 'ADD #events :events, #bytes :bytes SET #pipeline = :pipeline, #eventType = :eventType, #minute = :minute, #ttl = :ttl',
+      ExpressionAttributeNames: { '#events': 'events', '#bytes': 'bytes', '#pipeline': 'pipeline', '#eventType': 'event_type', '#minute': 'minute', '#ttl': 'ttl' },
+      ExpressionAttributeValues: { ':events': c.events, ':bytes': c.bytes, ':pipeline': o.pipeline, ':eventType': c.eventTypeKey, ':minute': c.minute, ':ttl': o.ttl },
+    };
+  }
+
+  private entityUpdate(e: EventFacts) {
+    const o = this.options;
+    return {
+      TableName: o.tableName,
+      Key: metadataKeys.entity(o.pipeline, e.entity!),
+      UpdateExpression:
+        'SET #pipeline = :pipeline, #entity = :entity, #eventId = :eventId, #eventType = :eventType, #eventTime = :eventTime, #arrival = :arrival, #ttl = :ttl',
+      ConditionExpression: 'attribute_not_exists(#eventTime) OR #eventTime < :eventTime OR (#eventTime = :eventTime AND #eventId <= :eventId)',
+      ExpressionAttributeNames: {
+        '#pipeline': 'pipeline', '#entity': 'entity', '#eventId': 'last_event_id', '#eventType': 'last_event_type',
+        '#eventTime': 'last_event_time', '#arrival': 'last_arrival_time', '#ttl': 'ttl',
+      },
+      ExpressionAttributeValues: {
+        ':pipeline': o.pipeline, ':entity': e.entity!, ':eventId': e.eventId, ':eventType': e.eventType,
+        ':eventTime': e.eventTime, ':arrival': e.arrivalTime, ':ttl': o.ttl,
+      },
+    };
+  }
+
+  private isRetryable(e: AwsError): boolean {
+    return RETRYABLE_ERRORS.has(e.name ?? '') || (typeof e.$retryable === 'object' && e.$retryable !== null);
+  }
+
+  private async withRetries<T>(work: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await work();
+      } catch (err) {
+        const e = asAwsError(err);
+        if (!this.isRetryable(e)) throw err;
+        await this.backoff(attempt, e.name ?? 'retryable error', err);
+      }
+    }
+  }
+
+  /** Waits before the next attempt, or gives up (WriteFailure, retryable) when the deadline would pass. */
+  private async backoff(attempt: number, reason: string, cause: unknown): Promise<void> {
+    const delay = backoffDelay(attempt);
+    if (attempt + 1 >= (this.options.maxAttempts ?? 10) || Date.now() + delay >= this.options.deadline) {
+      throw new WriteFailure(`gave up after ${attempt + 1} attempt${attempt === 0 ? '' : 's'}: ${reason}`, true, { cause });
+    }
+    this.options.onRetry?.(reason);
+    await this.pause(delay);
+  }
+}
+
+interface SummedCounter {
+  readonly eventTypeKey: string;
+  readonly minute: string;
+  readonly events: number;
+  readonly bytes: number;
+}
+
+function summedCounters(events: readonly EventFacts[]): SummedCounter[] {
+  const sums = new Map<string, { eventTypeKey: string; minute: string; events: number; bytes: number }>();
+  for (const e of events) {
+    const key = counterKey(e);
+    const s = sums.get(key);
+    if (s) {
+      s.events++;
+      s.bytes += e.sizeBytes;
+    } else {
+      sums.set(key, { eventTypeKey: e.eventTypeKey, minute: minuteOf(e.eventTime), events: 1, bytes: e.sizeBytes });
+    }
+  }
+  return [...sums.values()];
+}

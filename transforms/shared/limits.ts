@@ -1,0 +1,23 @@
+/** Service limits the Lambdas are built against (AWS-FACTS.md; Firehose, Lambda and SQS quotas). */
+
+/** Firehose's largest record, 1,000 KiB: a bigger transformed record cannot be delivered. */
+export const FIREHOSE_MAX_RECORD_BYTES = 1_024_000;
+
+/** Lambda's synchronous response payload limit (6 MB = 6,291,456 bytes). */
+export const LAMBDA_MAX_RESPONSE_BYTES = 6_291_456;
+
+/**
+ * What the transform lets its response grow to: the Lambda limit less a margin for the response
+ * envelope and for rounding in the size estimate of each entry.
+ */
+export const TRANSFORM_RESPONSE_BUDGET_BYTES = LAMBDA_MAX_RESPONSE_BYTES - 64 * 1024;
+
+/** SQS's message size cap the failure router writes to (256 KiB), and the same cap for a whole SendMessageBatch. */
+export const SQS_MAX_MESSAGE_BYTES = 262_144;
+export const SQS_MAX_BATCH_ENTRIES = 10;
+
+/** DynamoDB TransactWriteItems: at most 100 actions per call. */
+export const DYNAMO_MAX_TRANSACTION_ITEMS = 100;
+
+/** How much of an untrusted value a reason or log line quotes. */
+export const MAX_REASON_CHARS = 1_000;

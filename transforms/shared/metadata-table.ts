@@ -1,0 +1,32 @@
+/**
+ * The metadata table's single-table design. The CDK stack and the local twin create the table from
+ * METADATA_TABLE_KEYS; the metadata consumer and the failure router write the items below. Every
+ * item carries `ttl` (epoch seconds), the table's TTL attribute.
+ *
+ * | item                     | pk                                  | sk                  |
+ * | ------------------------ | ----------------------------------- | ------------------- |
+ * | event                    | `event#<pipeline>#<event id>`       | `event`             |
+ * | per-minute counter       | `count#<pipeline>#<event type>`     | `YYYY-MM-DDTHH:mm`  |
+ * | entity last seen         | `entity#<pipeline>#<entity id>`     | `last-seen`         |
+ * | failure-router claim     | `dlq#<dedupe key>`                  | `claim`             |
+ *
+ * Counters are keyed by the event-time minute (UTC), so a Query on `count#<pipeline>#<type>` with
+ * `sk BETWEEN` gives a time series.
+ */
+
+export const METADATA_TABLE_KEYS = { partitionKey: 'pk', sortKey: 'sk', ttlAttribute: 'ttl' } as const;
+
+export const metadataKeys = {
+  event: (pipeline: string, eventId: string) => ({ pk: `event#${pipeline}#${eventId}`, sk: 'event' }),
+  counter: (pipeline: string, eventType: string, minute: string) => ({ pk: `count#${pipeline}#${eventType}`, sk: minute }),
+  entity: (pipeline: string, entityId: string) => ({ pk: `entity#${pipeline}#${entityId}`, sk: 'last-seen' }),
+  dlqClaim: (dedupeKey: string) => ({ pk: `dlq#${dedupeKey}`, sk: 'claim' }),
+} as const;
+
+/** `ttl` of an item written at `now` that should live `days`. */
+export function ttlFrom(now: Date, days: number): number {
+  return Math.floor(now.getTime() / 1000) + Math.round(days * 86_400);
+}
+
+/** DynamoDB keys are at most 2,048 bytes (partition) / 1,024 (sort); values from records are clipped to stay well within. */
+export const MAX_KEY_VALUE_CHARS = 512;

@@ -1,0 +1,66 @@
+/**
+ * Amounts in a currency's minor units (cents, pence, yen), computed exactly from the decimal the
+ * producer wrote rather than by floating-point multiplication (19.99 × 100 is 1998.9999999999998).
+ */
+
+/** ISO 4217 currencies whose minor unit is not 1/100; every other three-letter code has two decimals. */
+const MINOR_UNIT_DIGITS: Readonly<Record<string, number>> = {
+  BIF: 0, CLP: 0, DJF: 0, GNF: 0, ISK: 0, JPY: 0, KMF: 0, KRW: 0, PYG: 0, RWF: 0, UGX: 0, UYI: 0, VND: 0, VUV: 0,
+  XAF: 0, XOF: 0, XPF: 0,
+  BHD: 3, IQD: 3, JOD: 3, KWD: 3, LYD: 3, OMR: 3, TND: 3,
+  CLF: 4, UYW: 4,
+};
+
+/** Decimal digits of a currency's minor unit; undefined when the code is not an ISO 4217 form (three capitals). */
+export function minorUnitDigits(currency: string): number | undefined {
+  if (!/^[A-Z]{3}$/.test(currency)) return undefined;
+  return Object.prototype.hasOwnProperty.call(MINOR_UNIT_DIGITS, currency) ? MINOR_UNIT_DIGITS[currency] : 2;
+}
+
+export type MinorUnits = { readonly ok: true; readonly value: number } | { readonly ok: false; readonly message: string };
+
+/**
+ * `amount` in minor units of `currency`. Fails, saying why, when the currency is not an ISO code,
+ * when the amount has more decimals than the currency has (19.999 USD is not a whole number of
+ * cents: rounding would invent money), or when the result is beyond 2^53 (no exact JSON number).
+ */
+export function toMinorUnits(amount: number, currency: string): MinorUnits {
+  const digits = minorUnitDigits(currency);
+  if (digits === undefined) return { ok: false, message: `currency "${currency.slice(0, 16)}" is not an ISO 4217 code` };
+  if (!Number.isFinite(amount)) return { ok: false, message: 'amount is not a finite number' };
+  // The shortest decimal that round-trips to the same double: what the producer most likely wrote.
+  const text = String(amount);
+  const fast = fastMinorUnits(text, digits);
+  if (fast !== undefined) return { ok: true, value: fast };
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:e([+-]\d+))?$/.exec(text);
+  if (!m) return { ok: false, message: 'amount is not a decimal number' };
+  const [, sign, whole, fraction = '', exp = '0'] = m;
+  const scale = digits + Number(exp) - fraction.length;
+  let mantissa = BigInt(whole + fraction);
+  if (scale >= 0) {
+    mantissa *= 10n ** BigInt(scale);
+  } else {
+    const divisor = 10n ** BigInt(-scale);
+    if (mantissa % divisor !== 0n) {
+      return { ok: false, message: `${amount} ${currency} has more than ${digits} decimal place${digits === 1 ? '' : 's'}, the currency's minor unit` };
+    }
+    mantissa /= divisor;
+  }
+  const value = Number(sign === '-' ? -mantissa : mantissa);
+  if (!Number.isSafeInteger(value)) return { ok: false, message: `${amount} ${currency} in minor units is beyond 2^53 and has no exact JSON number` };
+  return { ok: true, value: value === 0 ? 0 : value };
+}
+
+/** Plain decimals with few digits (nearly every amount): no BigInt needed. Undefined otherwise. */
+function fastMinorUnits(text: string, digits: number): number | undefined {
+  if (text.length > 15 || text.includes('e')) return undefined;
+  const dot = text.indexOf('.');
+  if (dot === -1) {
+    const value = Number(text) * 10 ** digits;
+    return Number.isSafeInteger(value) ? value + 0 : undefined;
+  }
+  const fraction = text.length - dot - 1;
+  if (fraction > digits) return undefined;
+  const value = Number(text.slice(0, dot) + text.slice(dot + 1) + '0'.repeat(digits - fraction));
+  return Number.isSafeInteger(value) ? value + 0 : undefined;
+}

@@ -1,0 +1,34 @@
+/** Exponential backoff with full jitter (the AWS Architecture Blog's recommendation for contended writes). */
+
+export interface BackoffOptions {
+  /** First delay ceiling in ms. @default 50 */
+  readonly baseMs?: number;
+  /** Largest delay ceiling in ms. @default 2000 */
+  readonly capMs?: number;
+}
+
+/** Delay before retry number `attempt` (0 for the first retry). */
+export function backoffDelay(attempt: number, options: BackoffOptions = {}, random: () => number = Math.random): number {
+  const base = options.baseMs ?? 50;
+  const cap = options.capMs ?? 2000;
+  const ceiling = Math.min(cap, base * 2 ** Math.min(attempt, 20));
+  return Math.floor(random() * ceiling);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Runs `work` over `items` with at most `limit` in flight, results in input order. */
+export async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i], i);
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}
