@@ -3,6 +3,7 @@ import { ConfigError } from '../config';
 import { SchemaDerivationError } from '../schema/model';
 import { UserError } from './output';
 import { registerCostCommand } from './cost-command';
+import { registerLocalCommands } from './local-command';
 import { registerPutCommand } from './put-command';
 import { registerQueryCommand } from './query-command';
 import { registerReplayCommand } from './replay-command';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
       '  in the dead-letter queue, a query the engine refused) · 2 usage, configuration or environment problem',
     ].join('\n'))
     .exitOverride();
+  registerLocalCommands(program);
   registerSchemaCommand(program);
   registerPutCommand(program);
   registerQueryCommand(program);

@@ -35,8 +35,16 @@ export function sampleRecord(schema: object, rng: Rng, options: SampleOptions = 
     optionalRate: options.optionalRate ?? 0.7,
     edgy: options.edgy ?? false,
   });
-  return value as Record<string, unknown>;
+  const record = value as Record<string, unknown>;
+  const money = ((schema as JsonSchema)['x-sluice'] as { money?: { amountField: string; currencyField: string } } | undefined)?.money;
+  // Zero-decimal currencies (JPY, ...) have no cents: an amount with decimals would be refused by the transform.
+  if (money && typeof record[money.amountField] === 'number' && ZERO_DECIMAL_CURRENCIES.has(String(record[money.currencyField]))) {
+    record[money.amountField] = Math.max(1, Math.round(record[money.amountField] as number));
+  }
+  return record;
 }
+
+const ZERO_DECIMAL_CURRENCIES = new Set(['BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX', 'UYI', 'VND', 'VUV', 'XAF', 'XOF', 'XPF']);
 
 export function sampleRecords(schema: object, count: number, seed: number, options: SampleOptions = {}): Array<Record<string, unknown>> {
   const rng = createRng(seed);

@@ -1,0 +1,313 @@
+import * as fs from 'node:fs';
+import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException, type _Record } from '@aws-sdk/client-kinesis';
+import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
+import type { S3Event } from 'aws-lambda';
+import { resourceNames, type SluiceConfig } from '../config';
+import { loadModel } from '../schema';
+import { createTransformHandler } from '../../transforms/record-transform/handler';
+import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
+import { createFailureRouter } from '../../transforms/failure-router/handler';
+import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
+import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from './aws-clients';
+import { DeliveryEngine, engineOptionsFromConfig, type DeliveryCounters } from './delivery-stream';
+import { DlqFile, toSqsBody } from './dlq-file';
+import { freePort, startDynamo, startKinesis, type RunningService } from './emulators';
+import { EventSourceMapping, queueDestination } from './event-source-mapping';
+import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
+import { ObjectStore } from './object-store';
+import { localBucketName } from './paths';
+import { SearchSink } from './search-sink';
+import { ShardReader } from './shard-reader';
+
+const ACCOUNT = '000000000000';
+
+export interface TwinOptions {
+  readonly config: SluiceConfig;
+  readonly dataDir: string;
+  /** Address every server binds. @default 127.0.0.1 (loopback only) */
+  readonly host?: string;
+  /** Ports; 0 picks a free one. @default config.local.* */
+  readonly ports?: { readonly firehose?: number; readonly kinesis?: number; readonly dynamo?: number };
+  /** Bulk requests go here when set; otherwise the bodies are written under <dataDir>/opensearch/. */
+  readonly openSearchUrl?: string;
+  /** Key of the `hash` PII mask. @default SLUICE_PII_HASH_KEY or a fixed local key */
+  readonly piiHashKey?: string;
+  /** How often the readers poll a caught-up shard. @default 250 */
+  readonly pollIntervalMs?: number;
+  /** Told about retried failures inside the twin (one line each). @default stderr */
+  readonly log?: (line: string) => void;
+}
+
+export interface PipelineSummary {
+  readonly pipeline: string;
+  readonly lake?: DeliveryCounters;
+  readonly search?: DeliveryCounters;
+  readonly metadata?: { readonly invocations: number; readonly recordsSucceeded: number; readonly batchesToDestination: number };
+}
+
+export interface Twin {
+  readonly dataDir: string;
+  readonly bucket: string;
+  readonly endpoints: { readonly firehose: string; readonly kinesis: string; readonly dynamo: string };
+  readonly metadataTable: string;
+  /** Waits until every record put so far is delivered: readers caught up, buffers flushed, error objects routed. */
+  settle(timeoutMs?: number): Promise<void>;
+  summary(): PipelineSummary[];
+  dlqCount(): Promise<{ records: number; consumer: number }>;
+  /** Stops taking records, flushes every buffer, stops the emulators. */
+  stop(): Promise<void>;
+}
+
+/** Names the twin gives what the stack would name through CloudFormation. */
+export function metadataTableName(config: Pick<SluiceConfig, 'prefix' | 'env'>): string {
+  return `${config.prefix}-${config.env}-metadata`;
+}
+
+/**
+ * Starts the local twin: kinesis-mock and dynalite as children it owns, the Firehose endpoint, one
+ * delivery engine per delivery stream (the real transform handler as processor), Kinesis readers for
+ * Kinesis-sourced streams, the metadata consumer under a local event source mapping, and the failure
+ * router on every error object. What exists on the data dir is kept.
+ */
+export async function startTwin(options: TwinOptions): Promise<Twin> {
+  const { config, dataDir } = options;
+  const host = options.host ?? '127.0.0.1';
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const pollIntervalMs = options.pollIntervalMs ?? 250;
+  const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? 'sluice-local-pii-key';
+  fs.mkdirSync(dataDir, { recursive: true });
+  const bucket = localBucketName(config);
+  const region = localRegion();
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.splice(0).reverse()) await stop().catch((e: unknown) => log(`sluice: while stopping: ${(e as Error).message}`));
+  };
+
+  try {
+    const portOrFree = async (port: number) => (port === 0 ? freePort(host) : port);
+    const kinesis: RunningService = await startKinesis({ host, port: await portOrFree(options.ports?.kinesis ?? config.local.kinesisPort), dataDir });
+    stops.push(() => kinesis.stop());
+    const dynamo: RunningService = await startDynamo({ host, port: await portOrFree(options.ports?.dynamo ?? config.local.dynamoPort), dataDir });
+    stops.push(() => dynamo.stop());
+    const kc = kinesisClient(kinesis.endpoint);
+    const doc = dynamoDocumentClient(dynamo.endpoint);
+    const tableName = metadataTableName(config);
+    await ensureMetadataTable(dynamoClient(dynamo.endpoint), tableName);
+
+    const names = (p: string) => resourceNames(config, p);
+    const anyName = Object.keys(config.pipelines)[0];
+    const dlq = new DlqFile({ dataDir, queue: names(anyName).dlq });
+    const consumerDlq = new DlqFile({ dataDir, queue: names(anyName).consumerDlq });
+
+    const store = new ObjectStore(dataDir);
+    const router = createFailureRouter({
+      readObject: (b, k) => store.getObject(b, k),
+      send: async (messages) => {
+        await dlq.send(messages.map((m) => toSqsBody(m)));
+        return { failedIds: [] };
+      },
+      claim: (key) => dlq.claim(key),
+    });
+    const routing = new Set<Promise<unknown>>();
+    store.on('objectCreated', ({ bucket: b, key, size }) => {
+      if (!key.startsWith('errors/') && !key.startsWith('search-backup/')) return;
+      const event = s3Event(b, key, size, region);
+      const p = router(event).catch((e: unknown) => log(`sluice: failure router on s3://${b}/${key}: ${(e as Error).message}`));
+      routing.add(p);
+      void p.finally(() => routing.delete(p));
+    });
+
+    const engines = new Map<string, { engine: DeliveryEngine; pipeline: string; kind: 'lake' | 'search' }>();
+    const readers: ShardReader[] = [];
+    const mappings = new Map<string, EventSourceMapping>();
+    const descriptions: LocalDeliveryStream[] = [];
+    const createdAt = new Date();
+
+    for (const [pipeline, p] of Object.entries(config.pipelines)) {
+      const model = loadModel(pipeline);
+      const streamArn = `arn:aws:kinesis:${region}:${ACCOUNT}:stream/${names(pipeline).stream}`;
+      if (p.source === 'kinesis') await ensureStream(kc, names(pipeline).stream, p.shards === 'on-demand' ? 2 : p.shards);
+      for (const kind of ['lake', 'search'] as const) {
+        if (!p.destinations.includes(kind)) continue;
+        const sink = kind === 'search'
+          ? new SearchSink({ model, dataDir, url: options.openSearchUrl ?? null, rotation: p.search.rotation, retrySeconds: Math.min(p.search.retrySeconds, 10) })
+          : undefined;
+        const engine = await DeliveryEngine.open(engineOptionsFromConfig(config, pipeline, kind, {
+          dataDir, model, store, sink, region, accountId: ACCOUNT,
+          sourceKinesisStreamArn: p.source === 'kinesis' ? streamArn : undefined,
+          processor: createTransformHandler({ pipeline, destination: kind, piiHashKey }),
+          onError: (e, context) => log(`sluice: ${pipeline} ${kind}: ${context}: ${(e as Error).message}`),
+        }));
+        stops.push(() => engine.stop());
+        const streamName = kind === 'lake' ? names(pipeline).lakeDeliveryStream : names(pipeline).searchDeliveryStream;
+        engines.set(streamName, { engine, pipeline, kind });
+        descriptions.push({
+          name: streamName,
+          arn: engine.streamArn,
+          type: p.source === 'kinesis' ? 'KinesisStreamAsSource' : 'DirectPut',
+          sourceStreamArn: p.source === 'kinesis' ? streamArn : undefined,
+          createdAt,
+          destinations: [kind === 'lake'
+            ? { DestinationId: 'destinationId-000000000001', ExtendedS3DestinationDescription: { BucketARN: `arn:aws:s3:::${bucket}`, Prefix: 'data/', DataFormatConversionConfiguration: { Enabled: true } } }
+            : { DestinationId: 'destinationId-000000000001', AmazonopensearchserviceDestinationDescription: { IndexName: pipeline, IndexRotationPeriod: p.search.rotation } }],
+        });
+        if (p.source === 'kinesis') {
+          const reader = new ShardReader({
+            client: kc, streamName: names(pipeline).stream, consumerName: streamName, dataDir, pollIntervalMs,
+            onRecords: async (shardId, records) => {
+              const results = await engine.ingest(records.map((r) => kinesisToFirehose(shardId, r)));
+              const refused = results.find((r) => !r.ok);
+              // Not checkpointed: the reader offers the batch again, as Firehose retries its source reads.
+              if (refused && !refused.ok) throw new Error(`${streamName} refused records: ${refused.errorCode}: ${refused.errorMessage}`);
+            },
+            onError: (e) => log(`sluice: reading ${names(pipeline).stream} for ${streamName}: ${(e as Error).message}`),
+          });
+          await reader.start();
+          stops.push(() => reader.stop());
+          readers.push(reader);
+        }
+      }
+      if (p.source === 'kinesis' && p.destinations.includes('metadata')) {
+        const functionName = `${names(pipeline).stream}-metadata-consumer`;
+        const mapping = new EventSourceMapping({
+          client: kc, streamName: names(pipeline).stream, dataDir, functionName,
+          handler: createMetadataConsumer({ pipeline, tableName, ttlDays: config.metadata.ttlDays, dynamo: doc }),
+          batchSize: p.consumer.batchSize,
+          // Scaled down like the Firehose buffers, so local results show up in seconds.
+          batchWindowSeconds: Math.min(p.consumer.batchWindowSeconds, config.local.bufferIntervalSeconds),
+          maxRetryAttempts: p.consumer.maxRetries,
+          maxRecordAgeSeconds: p.consumer.maxRecordAgeSeconds,
+          bisectBatchOnFunctionError: true,
+          reportBatchItemFailures: true,
+          functionTimeoutSeconds: p.consumer.timeoutSeconds,
+          onFailure: queueDestination(consumerDlq),
+          pollIntervalMs,
+          region,
+          onError: (e, c) => log(`sluice: ${functionName} ${c.operation} on ${c.shardId}: ${(e as Error).message}`),
+        });
+        await mapping.start();
+        stops.push(() => mapping.stop());
+        mappings.set(pipeline, mapping);
+      }
+    }
+
+    const backend: FirehoseBackend = {
+      listDeliveryStreams: () => descriptions,
+      findDeliveryStream: (name) => descriptions.find((d) => d.name === name),
+      ingest: async (name, records) => {
+        const target = engines.get(name);
+        if (!target) throw new Error(`no engine for ${name}`);
+        return target.engine.ingest(records);
+      },
+    };
+    const api: RunningFirehoseApi = await startFirehoseApi({
+      host, port: options.ports?.firehose ?? config.local.firehosePort, backend,
+      onBackendError: (e: unknown) => log(`sluice: firehose endpoint: ${(e as Error).message}`),
+    });
+    stops.push(() => api.close());
+
+    const settle = async (timeoutMs = 60_000) => {
+      await Promise.all(readers.map((r) => r.drain({ timeoutMs })));
+      await Promise.all([...mappings.values()].map((m) => m.drain({ timeoutMs })));
+      await Promise.all([...engines.values()].map(({ engine }) => engine.flush()));
+      while (routing.size > 0) await Promise.all([...routing]);
+    };
+
+    return {
+      dataDir,
+      bucket,
+      endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint },
+      metadataTable: tableName,
+      settle,
+      summary: () => Object.keys(config.pipelines).map((pipeline) => {
+        const lake = engines.get(names(pipeline).lakeDeliveryStream)?.engine.counters;
+        const search = engines.get(names(pipeline).searchDeliveryStream)?.engine.counters;
+        const m = mappings.get(pipeline)?.stats();
+        return {
+          pipeline, lake, search,
+          metadata: m ? { invocations: m.invocations, recordsSucceeded: m.recordsSucceeded, batchesToDestination: m.batchesToOnFailure } : undefined,
+        };
+      }),
+      dlqCount: async () => ({ records: await dlq.count(), consumer: await consumerDlq.count() }),
+      stop: async () => {
+        // Take no more records, deliver what was acknowledged, then route the last error objects.
+        await api.close();
+        await settle().catch((e: unknown) => log(`sluice: while flushing: ${(e as Error).message}`));
+        await stopAll();
+        while (routing.size > 0) await Promise.all([...routing]);
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+function kinesisToFirehose(shardId: string, r: _Record) {
+  const arrival = r.ApproximateArrivalTimestamp?.getTime() ?? Date.now();
+  return {
+    data: r.Data ?? new Uint8Array(),
+    arrivalTimestamp: arrival,
+    kinesisRecordMetadata: {
+      shardId,
+      partitionKey: r.PartitionKey ?? '',
+      approximateArrivalTimestamp: arrival,
+      sequenceNumber: r.SequenceNumber ?? '',
+      subsequenceNumber: '',
+    },
+  };
+}
+
+function s3Event(bucket: string, key: string, size: number, region: string): S3Event {
+  return {
+    Records: [{
+      eventVersion: '2.1', eventSource: 'aws:s3', awsRegion: region, eventTime: new Date().toISOString(), eventName: 'ObjectCreated:Put',
+      userIdentity: { principalId: 'sluice-local' }, requestParameters: { sourceIPAddress: '127.0.0.1' },
+      responseElements: { 'x-amz-request-id': 'local', 'x-amz-id-2': 'local' },
+      s3: {
+        s3SchemaVersion: '1.0', configurationId: 'failure-router',
+        bucket: { name: bucket, ownerIdentity: { principalId: 'sluice-local' }, arn: `arn:aws:s3:::${bucket}` },
+        // S3 events carry URL-encoded keys (spaces as +); the router decodes them.
+        object: { key: encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+'), size, eTag: '', sequencer: Date.now().toString(16) },
+      },
+    }],
+  };
+}
+
+async function ensureStream(client: ReturnType<typeof kinesisClient>, streamName: string, shards: number): Promise<void> {
+  try {
+    await client.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: shards }));
+  } catch (e) {
+    if (!(e instanceof ResourceInUseException)) throw e;
+  }
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
+    if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
+    if (Date.now() > deadline) throw new Error(`Kinesis stream ${streamName} did not become ACTIVE within 30 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function ensureMetadataTable(client: ReturnType<typeof dynamoClient>, tableName: string): Promise<void> {
+  try {
+    await client.send(new DescribeTableCommand({ TableName: tableName }));
+    return;
+  } catch (e) {
+    if (!(e instanceof ResourceNotFoundException)) throw e;
+  }
+  const { partitionKey, sortKey, ttlAttribute } = METADATA_TABLE_KEYS;
+  await client.send(new CreateTableCommand({
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [{ AttributeName: partitionKey, AttributeType: 'S' }, { AttributeName: sortKey, AttributeType: 'S' }],
+    KeySchema: [{ AttributeName: partitionKey, KeyType: 'HASH' }, { AttributeName: sortKey, KeyType: 'RANGE' }],
+  }));
+  for (let i = 0; i < 200; i++) {
+    const d = await client.send(new DescribeTableCommand({ TableName: tableName }));
+    if (d.Table?.TableStatus === 'ACTIVE') break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await client.send(new UpdateTimeToLiveCommand({ TableName: tableName, TimeToLiveSpecification: { Enabled: true, AttributeName: ttlAttribute } }))
+    .catch(() => undefined); // dynalite does not implement TTL; the attribute is still written for AWS parity
+}
