@@ -1,0 +1,140 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DescribeDeliveryStreamCommand, ListDeliveryStreamsCommand, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
+import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { loadConfig, resourceNames } from '../../lib/config';
+import { readSchema } from '../../lib/schema';
+import { badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
+import { dynamoDocumentClient, firehoseClient, kinesisClient } from '../../lib/local/aws-clients';
+import { LocalAthena } from '../../lib/local/athena';
+import { startTwin, type Twin } from '../../lib/local/twin';
+import { metadataKeys } from '../../transforms/shared/metadata-table';
+
+/**
+ * The twin end to end, through its public surfaces only: the AWS SDK against its endpoints, files in
+ * the data dir, SQL results. Each valid record is one Parquet row; each bad one an error object and a DLQ line.
+ */
+describe('local twin end to end', () => {
+  const config = loadConfig(['local.bufferIntervalSeconds=1']);
+  const names = (p: string) => resourceNames(config, p);
+  let dataDir: string;
+  let twin: Twin;
+
+  beforeAll(async () => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-twin-'));
+    twin = await startTwin({ config, dataDir, ports: { firehose: 0, kinesis: 0, dynamo: 0 }, pollIntervalMs: 100, log: () => undefined });
+  }, 60_000);
+
+  afterAll(async () => {
+    await twin?.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }, 60_000);
+
+  test('every record lands exactly once: rows, error objects and DLQ lines; metadata in DynamoDB', async () => {
+    const firehose = firehoseClient(twin.endpoints.firehose, { maxAttempts: 1 });
+    const kinesis = kinesisClient(twin.endpoints.kinesis);
+
+    const appSchema = readSchema('app-events');
+    const rng = createRng(11);
+    const good = Array.from({ length: 120 }, () => sampleRecord(appSchema, rng));
+    const bad = [badRecordBytes(appSchema, 'malformed-json', rng), badRecordBytes(appSchema, 'missing-required', rng), badRecordBytes(appSchema, 'unknown-enum', rng)];
+    const batch = await firehose.send(new PutRecordBatchCommand({
+      DeliveryStreamName: names('app-events').lakeDeliveryStream,
+      Records: [...good.map((r) => ({ Data: Buffer.from(JSON.stringify(r)) })), ...bad.map((b) => ({ Data: b }))],
+    }));
+    expect(batch.FailedPutCount).toBe(0);
+
+    const iotSchema = readSchema('iot');
+    const iot = Array.from({ length: 80 }, () => sampleRecord(iotSchema, rng));
+    const put = await kinesis.send(new PutRecordsCommand({
+      StreamName: names('iot').stream,
+      Records: iot.map((r) => ({ Data: Buffer.from(JSON.stringify(r)), PartitionKey: String(r.device_id) })),
+    }));
+    expect(put.FailedRecordCount ?? 0).toBe(0);
+
+    await twin.settle(30_000);
+
+    const athena = await LocalAthena.open(dataDir, config);
+    try {
+      const apps = await athena.query('SELECT event_id, event_type, year, month FROM sluice_dev.app_events');
+      expect(apps.rows.map((r) => r[0]).sort()).toEqual(good.map((r) => r.event_id).sort());
+      const one = good[0];
+      const row = apps.rows.find((r) => r[0] === one.event_id)!;
+      const t = new Date(String(one.timestamp));
+      expect(row.slice(1)).toEqual([one.event_type, t.getUTCFullYear(), t.getUTCMonth() + 1]);
+
+      const iotRows = await athena.query('SELECT count(*), count(DISTINCT event_id) FROM iot');
+      expect(iotRows.rows[0].map(Number)).toEqual([80, 80]);
+
+      // Partition pruning: one event type reads fewer files than the whole table.
+      const pruned = await athena.query(`SELECT count(*) FROM app_events WHERE event_type = '${one.event_type}'`);
+      const all = await athena.query('SELECT count(*) FROM app_events');
+      expect(pruned.filesRead).toBeLessThan(all.filesRead);
+    } finally {
+      athena.close();
+    }
+
+    // Parquet files sit under the Hive-partitioned key layout Firehose would write.
+    const files = listFiles(path.join(dataDir, 's3', twin.bucket, 'data', 'app-events'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      expect(f).toMatch(/^event_type=[a-z_]+\/year=\d{4}\/month=\d{2}\/day=\d{2}\/hour=\d{2}\/sluice-dev-app-events-lake-1-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9a-f-]{36}\.parquet$/);
+    }
+
+    // Bad records: error objects in Firehose's error-record JSON, with the producer's bytes...
+    const errorDir = path.join(dataDir, 's3', twin.bucket, 'errors', 'app-events', 'processing-failed');
+    const errorLines = listFiles(errorDir).flatMap((f) => fs.readFileSync(path.join(errorDir, f), 'utf8').trim().split('\n')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(errorLines).toHaveLength(3);
+    expect(errorLines.map((l) => Buffer.from(String(l.rawData), 'base64').toString()).sort()).toEqual(bad.map((b) => b.toString()).sort());
+    for (const l of errorLines) expect(Object.keys(l)).toEqual(expect.arrayContaining(['attemptsMade', 'arrivalTimestamp', 'errorCode', 'errorMessage', 'attemptEndingTimestamp', 'rawData', 'lambdaArn']));
+
+    // ...and one DLQ line each, with the reason the validator gives.
+    const dlq = fs.readFileSync(path.join(dataDir, 'dlq', `${names('iot').dlq}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { pipeline: string; reason: string });
+    const appDlq = dlq.filter((m) => m.pipeline === 'app-events');
+    expect(appDlq).toHaveLength(3);
+    expect(appDlq.map((m) => m.reason).join('\n')).toMatch(/\/event_type must be one of/);
+
+    // The metadata consumer wrote an item per iot event.
+    const doc = dynamoDocumentClient(twin.endpoints.dynamo);
+    const item = await doc.send(new GetCommand({ TableName: twin.metadataTable, Key: metadataKeys.event('iot', String(iot[0].event_id)) }));
+    expect(item.Item).toBeDefined();
+    expect(item.Item?.pk).toBe(`event#iot#${iot[0].event_id}`);
+
+    // Count invariant per pipeline: received = rows + failed + dropped.
+    for (const s of twin.summary()) {
+      const l = s.lake!;
+      expect(l.received).toBe(l.deliveredRows + l.processingFailed + l.formatConversionFailed + l.partitioningFailed + l.dropped);
+    }
+  }, 90_000);
+
+  test('the Firehose API answers with AWS error codes', async () => {
+    const firehose = firehoseClient(twin.endpoints.firehose, { maxAttempts: 1 });
+    const list = await firehose.send(new ListDeliveryStreamsCommand({}));
+    expect(list.DeliveryStreamNames).toEqual(expect.arrayContaining([names('app-events').lakeDeliveryStream, names('iot').lakeDeliveryStream]));
+    const described = await firehose.send(new DescribeDeliveryStreamCommand({ DeliveryStreamName: names('iot').lakeDeliveryStream }));
+    expect(described.DeliveryStreamDescription?.DeliveryStreamType).toBe('KinesisStreamAsSource');
+    await expect(firehose.send(new PutRecordCommand({ DeliveryStreamName: names('iot').lakeDeliveryStream, Record: { Data: Buffer.from('{}') } })))
+      .rejects.toMatchObject({ name: 'InvalidArgumentException', message: 'This operation is not permitted on KinesisStreamAsSource delivery stream type.' });
+    await expect(firehose.send(new PutRecordCommand({ DeliveryStreamName: 'nope', Record: { Data: Buffer.from('{}') } })))
+      .rejects.toMatchObject({ name: 'ResourceNotFoundException' });
+    await expect(firehose.send(new PutRecordCommand({ DeliveryStreamName: names('app-events').lakeDeliveryStream, Record: { Data: Buffer.alloc(1_024_001, 0x61) } })))
+      .rejects.toMatchObject({ name: 'ValidationException' });
+    await expect(firehose.send(new PutRecordBatchCommand({
+      DeliveryStreamName: names('app-events').lakeDeliveryStream, Records: Array.from({ length: 501 }, () => ({ Data: Buffer.from('{}') })),
+    }))).rejects.toMatchObject({ name: 'ValidationException' });
+  });
+
+  test('nothing is written outside the data dir', () => {
+    const outside = fs.readdirSync(path.dirname(dataDir)).filter((f) => f.startsWith('event_type='));
+    expect(outside).toEqual([]);
+  });
+});
+
+function listFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)));
+}
