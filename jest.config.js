@@ -9,4 +9,7 @@ module.exports = {
   transformIgnorePatterns: ['/node_modules/'],
   setupFiles: ['<rootDir>/test/setup-env.js'],
   testTimeout: 60000,
+  // Child processes (kinesis-mock) and DuckDB handles are closed by each suite; this only guards CI from a stray timer.
+  forceExit: true,
+  maxWorkers: 2,
 };
