@@ -698,9 +698,12 @@ export class ShardReader {
       }
 
       const behind = page.records.length >= this.maxRecordsPerCall || (page.millisBehindLatest ?? 0) > 0;
-      let wait = behind || this.draining > 0 ? 0 : this.pollIntervalMs;
+      // A caught-up shard polls again soon while a drain waits, but never in a tight loop: an in-process
+      // API answers in a microtask, and a loop of those would starve timers and file I/O (checkpoints).
+      let wait = behind ? 0 : this.draining > 0 ? Math.min(this.pollIntervalMs, 20) : this.pollIntervalMs;
       if (buffer.length > 0) wait = Math.min(wait, Math.max(0, bufferedSince + this.windowMs - Date.now()));
       if (wait > 0) await shard.alarm.sleep(wait);
+      else await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
@@ -936,7 +939,7 @@ export class MemoryKinesis implements KinesisReadApi {
     const parent = this.openShard(streamName, shardId);
     parent.closed = true;
     const shards = this.stream(streamName);
-    const children = [0, 1].map(() => this.newShard(shards.length, { ParentShardId: shardId }));
+    const children = [0, 1].map((i) => this.newShard(shards.length + i, { ParentShardId: shardId }));
     shards.push(...children);
     parent.childShards = children.map((c) => ({ ShardId: c.shard.ShardId, ParentShards: [shardId], HashKeyRange: c.shard.HashKeyRange }));
     return children.map((c) => c.shard.ShardId as string);
