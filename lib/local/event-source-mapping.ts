@@ -463,9 +463,13 @@ async function withTimeout<T>(promise: Promise<T>, seconds: number | undefined):
   }
 }
 
-/** Sleeps, cut short when `signal` aborts. */
+/**
+ * Sleeps, cut short when `signal` aborts. Even a zero delay yields to the event loop: a batch retried
+ * forever with no delay must not starve timers, I/O and the stop signal in a microtask loop.
+ */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal.aborted) return Promise.resolve();
+  if (signal.aborted) return Promise.resolve();
+  if (ms <= 0) return new Promise((resolve) => setImmediate(resolve));
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(timer);

@@ -34,10 +34,14 @@ interface Delivery {
 }
 
 let dataDir: string;
+/** Every reader a test made, stopped afterwards even when the test failed half-way. */
+const readers: ShardReader[] = [];
+const track = (reader: ShardReader): ShardReader => (readers.push(reader), reader);
 beforeEach(() => {
   dataDir = mkdtempSync(path.join(tmpdir(), 'sluice-reader-'));
 });
-afterEach(() => {
+afterEach(async () => {
+  await Promise.all(readers.splice(0).map((reader) => reader.stop()));
   rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -48,7 +52,7 @@ function recordingReader(
 ): { reader: ShardReader; deliveries: Delivery[]; errors: Array<{ error: unknown; context: ReaderErrorContext }> } {
   const deliveries: Delivery[] = [];
   const errors: Array<{ error: unknown; context: ReaderErrorContext }> = [];
-  const reader = new ShardReader({
+  const reader = track(new ShardReader({
     client,
     streamName: STREAM,
     consumerName: 'test-consumer',
@@ -61,7 +65,7 @@ function recordingReader(
     },
     onError: (error, context) => errors.push({ error, context }),
     ...overrides,
-  });
+  }));
   return { reader, deliveries, errors };
 }
 
@@ -354,7 +358,7 @@ describe('ShardReader against kinesis-mock', () => {
     const written = await put(stream, 1000, 37);
 
     const seen: Array<{ shardId: string; key: string; n: number; seq: bigint }> = [];
-    const reader = new ShardReader({
+    const reader = track(new ShardReader({
       client,
       streamName: stream,
       consumerName: 'lake',
@@ -367,7 +371,7 @@ describe('ShardReader against kinesis-mock', () => {
           seen.push({ shardId, key, n, seq: BigInt(record.SequenceNumber as string) });
         }
       },
-    });
+    }));
     await reader.start();
     expect(reader.streamArn).toMatch(/^arn:aws:kinesis:[a-z0-9-]+:\d{12}:stream\/sluice-local-iot$/);
     await reader.drain({ timeoutMs: 20_000 });
@@ -393,7 +397,7 @@ describe('ShardReader against kinesis-mock', () => {
 
     await put(stream, 50, 37, 1100);
     const after: number[] = [];
-    const restarted = new ShardReader({
+    const restarted = track(new ShardReader({
       client,
       streamName: stream,
       consumerName: 'lake',
@@ -403,7 +407,7 @@ describe('ShardReader against kinesis-mock', () => {
       onRecords: async (_shardId, records) => {
         after.push(...records.map((r) => (JSON.parse(text(r)) as { n: number }).n));
       },
-    });
+    }));
     await restarted.start();
     await restarted.drain({ timeoutMs: 20_000 });
     await restarted.stop();
@@ -411,7 +415,7 @@ describe('ShardReader against kinesis-mock', () => {
 
     // A second consumer of the same stream has its own checkpoints and reads everything.
     let search = 0;
-    const other = new ShardReader({
+    const other = track(new ShardReader({
       client,
       streamName: stream,
       consumerName: 'search',
@@ -421,7 +425,7 @@ describe('ShardReader against kinesis-mock', () => {
       onRecords: async (_shardId, records) => {
         search += records.length;
       },
-    });
+    }));
     await other.start();
     await other.drain({ timeoutMs: 20_000 });
     await other.stop();
@@ -441,7 +445,7 @@ describe('ShardReader against kinesis-mock', () => {
     await put(stream, 30, 5, 30);
 
     const seen: Array<{ shardId: string; key: string; n: number }> = [];
-    const reader = new ShardReader({
+    const reader = track(new ShardReader({
       client,
       streamName: stream,
       consumerName: 'lake',
@@ -451,7 +455,7 @@ describe('ShardReader against kinesis-mock', () => {
       onRecords: async (shardId, records) => {
         seen.push(...records.map((r) => ({ shardId, ...(JSON.parse(text(r)) as { key: string; n: number }) })));
       },
-    });
+    }));
     await reader.start();
     await reader.drain({ timeoutMs: 20_000 });
     await reader.stop();
