@@ -155,7 +155,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     console.log(`Local twin up in ${((Date.now() - started) / 1000).toFixed(1)} s — data dir ${dataDir}`);
     const kinesis = kinesisClient(twin.endpoints.kinesis);
     const firehose = firehoseClient(twin.endpoints.firehose);
-    const sent = new Map<string, { good: number; bad: number }>();
+    const sent = new Map<string, { good: number; bad: number; seconds: number }>();
     const sendStarted = Date.now();
     for (const [pipeline, p] of Object.entries(config.pipelines)) {
       const schema = readSchema(pipeline);
@@ -171,6 +171,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
         }
       }
       const names = resourceNames(config, pipeline);
+      const pipelineStarted = Date.now();
       for (let i = 0; i < records.length; i += 500) {
         let batch = records.slice(i, i + 500);
         for (let attempt = 0; batch.length > 0; attempt++) {
@@ -193,26 +194,38 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
         process.stderr.write(`\r  sent ${Math.min(i + 500, records.length)}/${records.length} ${pipeline} (${p.source === 'kinesis' ? 'Kinesis PutRecords' : 'Firehose PutRecordBatch'})   `);
       }
       process.stderr.write('\n');
-      sent.set(pipeline, { good: count - bad, bad });
+      sent.set(pipeline, { good: count - bad, bad, seconds: (Date.now() - pipelineStarted) / 1000 });
     }
     const sendSeconds = (Date.now() - sendStarted) / 1000;
-    console.log('Flushing…');
-    await twin.stop();
+    const flushStarted = Date.now();
+    const ticker = setInterval(() => process.stderr.write(`\r  flushing buffers, readers and error routing… ${((Date.now() - flushStarted) / 1000).toFixed(0)} s`), 1000);
+    try {
+      process.stderr.write('  flushing buffers, readers and error routing…');
+      await twin.stop();
+    } finally {
+      clearInterval(ticker);
+      process.stderr.write('\n');
+    }
     stopped = true;
     const elapsed = (Date.now() - started) / 1000;
     const summary = twin.summary();
     const dlq = await twin.dlqCount();
+    const dlqByPipeline = dlqMessagesByPipeline(dataDir);
 
     const rows = summary.map((s) => {
       const l = s.lake!;
       const failed = l.processingFailed + l.formatConversionFailed + l.partitioningFailed;
       return [s.pipeline, (sent.get(s.pipeline)!.good + sent.get(s.pipeline)!.bad), l.deliveredRows, l.processingFailed,
         l.formatConversionFailed + l.partitioningFailed, l.dropped, l.files, formatBytes(l.bytes), s.search?.deliveredRows ?? null,
-        s.metadata?.recordsSucceeded ?? null, failed];
+        s.metadata?.recordsSucceeded ?? null, failed, dlqByPipeline.get(s.pipeline) ?? 0, throughput(sent.get(s.pipeline)!)];
     });
     console.log(`\nSent ${[...sent.values()].reduce((a, s) => a + s.good + s.bad, 0)} records in ${sendSeconds.toFixed(1)} s; everything flushed after ${elapsed.toFixed(1)} s.\n`);
-    console.log(formatTable(['pipeline', 'sent', 'parquet rows', 'processing-failed', 'conversion-failed', 'dropped', 'files', 'bytes', 'search docs', 'consumer records'],
-      rows.map((r) => r.slice(0, 10))));
+    console.log(formatTable(
+      ['pipeline', 'sent', 'sent rec/s', 'parquet rows', 'processing-failed', 'conversion-failed', 'dropped', 'DLQ messages', 'files', 'bytes', 'search docs', 'consumer records'],
+      rows.map((r) => [r[0], r[1], r[12], r[2], r[3], r[4], r[5], r[11], r[6], r[7], r[8], r[9]]),
+    ));
+    const withSearch = summary.filter((s) => s.search).map((s) => s.pipeline);
+    if (withSearch.length > 0) console.log(`(${withSearch.join(', ')}: the lake and the search delivery streams each route their failed records to the DLQ)`);
     console.log(`\nDLQ: ${dlq.records} messages for failed records (${path.join(dataDir, 'dlq')}), ${dlq.consumer} consumer batches`);
 
     const athena = await LocalAthena.open(dataDir, config);
@@ -244,4 +257,27 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   } finally {
     if (!stopped) await twin.stop();
   }
+}
+
+function throughput(sent: { good: number; bad: number; seconds: number }): string {
+  return Math.round((sent.good + sent.bad) / Math.max(sent.seconds, 0.001)).toLocaleString('en-US');
+}
+
+/** DLQ messages per pipeline, read from the failure router's JSONL queue (each body names its pipeline). */
+function dlqMessagesByPipeline(dataDir: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  const dir = path.join(dataDir, 'dlq');
+  for (const file of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+    if (!file.endsWith('.jsonl') || file.includes('consumer')) continue;
+    for (const line of fs.readFileSync(path.join(dir, file), 'utf8').split('\n')) {
+      if (line.trim() === '') continue;
+      try {
+        const pipeline = (JSON.parse(line) as { pipeline?: unknown }).pipeline;
+        if (typeof pipeline === 'string') counts.set(pipeline, (counts.get(pipeline) ?? 0) + 1);
+      } catch {
+        // A torn last line (a crash mid-append) is not a message.
+      }
+    }
+  }
+  return counts;
 }
