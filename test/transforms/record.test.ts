@@ -94,6 +94,9 @@ describe('decodeJson', () => {
     const d = decodeJson(Buffer.from('x4111111111111111'));
     expect(d).toMatchObject({ ok: false, rule: 'syntax' });
     expect(JSON.stringify(d)).not.toContain('4111');
+    // Past the first ten characters V8 clips its quote with a leading "...": still no content.
+    const deep = decodeJson(Buffer.from('{"card":"4111111111111111","amount":NaN}'));
+    expect(deep).toMatchObject({ ok: false, rule: 'syntax', message: "is not valid JSON (unexpected token 'N')" });
   });
 });
 
