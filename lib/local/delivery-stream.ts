@@ -181,6 +181,11 @@ export interface DeliveryEngineOptions {
   readonly maxRetryDelayMs?: number;
   /** Told about every failure that is retried (disk errors, sink errors). @default ignore */
   readonly onError?: (error: unknown, context: string) => void;
+  /**
+   * Called before every write to the write-ahead log with its file; what it throws fails the write
+   * as the file system would (fault injection, see faults.ts). Objects go through `store`. @default none
+   */
+  readonly beforeWrite?: (file: string) => void;
 }
 
 export interface DeliveryCounters {
@@ -385,7 +390,11 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
     const streamDir = path.resolve(options.dataDir, 'firehose', options.streamName);
     const workDir = path.join(streamDir, 'tmp');
     await fs.promises.rm(workDir, { recursive: true, force: true });
-    const { wal, recovered, nextSeq } = await WriteAheadLog.open(path.join(streamDir, 'wal'), (message) => options.onError?.(new Error(message), 'write-ahead log'));
+    const { wal, recovered, nextSeq } = await WriteAheadLog.open(
+      path.join(streamDir, 'wal'),
+      (message) => options.onError?.(new Error(message), 'write-ahead log'),
+      options.beforeWrite,
+    );
     let writer: ParquetWriter | undefined;
     try {
       const destination = options.destination;
@@ -1062,6 +1071,8 @@ export interface EngineFromConfigOptions {
   readonly onError?: (error: unknown, context: string) => void;
   /** Overrides the transform timeout from the configuration (e.g. in tests). */
   readonly processorTimeoutMs?: number;
+  /** See DeliveryEngineOptions.beforeWrite. */
+  readonly beforeWrite?: (file: string) => void;
 }
 
 /**
@@ -1110,6 +1121,7 @@ export function engineOptionsFromConfig(
     clock: options.clock,
     timeZone: options.timeZone,
     onError: options.onError,
+    beforeWrite: options.beforeWrite,
   };
 }
 
@@ -1145,12 +1157,22 @@ class WriteAheadLog {
   private delivered: number;
   private closed = false;
 
-  private constructor(private readonly dir: string, private readonly segments: Segment[], delivered: number, private nextSegmentNumber: number) {
+  private constructor(
+    private readonly dir: string,
+    private readonly segments: Segment[],
+    delivered: number,
+    private nextSegmentNumber: number,
+    private readonly beforeWrite: (file: string) => void,
+  ) {
     this.delivered = delivered;
   }
 
   /** Opens (creating if needed) and replays the log: records above the delivered mark, in order. */
-  static async open(dir: string, warn: (message: string) => void = () => undefined): Promise<{ wal: WriteAheadLog; recovered: BufferedRecord[]; nextSeq: number }> {
+  static async open(
+    dir: string,
+    warn: (message: string) => void = () => undefined,
+    beforeWrite: (file: string) => void = () => undefined,
+  ): Promise<{ wal: WriteAheadLog; recovered: BufferedRecord[]; nextSeq: number }> {
     await fs.promises.mkdir(dir, { recursive: true });
     const files = (await fs.promises.readdir(dir)).filter((f) => /^\d{16}\.log$/.test(f)).sort();
     const segments: Segment[] = [];
@@ -1196,7 +1218,7 @@ class WriteAheadLog {
     const recovered = [...records.values()].filter((r) => r.seq > delivered).sort((a, b) => a.seq - b.seq);
     const nextSeq = Math.max(maxSeq, delivered) + 1;
     const lastNumber = files.length > 0 ? Number(files[files.length - 1].slice(0, 16)) : -1;
-    const wal = new WriteAheadLog(dir, segments, delivered, lastNumber + 1);
+    const wal = new WriteAheadLog(dir, segments, delivered, lastNumber + 1, beforeWrite);
     await wal.removeDeliveredSegments();
     return { wal, recovered, nextSeq };
   }
@@ -1254,6 +1276,7 @@ class WriteAheadLog {
       let active: NonNullable<WriteAheadLog['active']> | undefined;
       try {
         active = await this.activeSegment();
+        this.beforeWrite(active.segment.file);
         await writeFully(active.handle, body, active.size);
         await active.handle.datasync();
         active.size += body.length;
@@ -1285,6 +1308,7 @@ class WriteAheadLog {
     let file = '';
     while (!handle) {
       file = path.join(this.dir, `${String(this.nextSegmentNumber++).padStart(16, '0')}.log`);
+      this.beforeWrite(file);
       try {
         // Exclusive create: never append to (or overwrite) a segment an earlier run left.
         handle = await fs.promises.open(file, 'wx');

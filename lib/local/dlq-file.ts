@@ -200,6 +200,29 @@ export class DlqFile {
     });
   }
 
+  /**
+   * sendOnce() for many messages in one operation: the bodies whose key was never claimed are
+   * appended in one write, then their keys in another (so a crash in between repeats, never loses,
+   * a message). Answers how many were sent; a key repeated within the call is sent once.
+   */
+  async sendOnceEach(messages: ReadonlyArray<{ readonly dedupeKey: string; readonly body: string }>): Promise<number> {
+    messages.forEach((m, index) => {
+      assertValidDedupeKey(m.dedupeKey);
+      assertValidBody(m.body, index);
+    });
+    if (messages.length === 0) return 0;
+    return this.exclusive(async () => {
+      await this.refreshDedupe();
+      const fresh = new Map<string, string>();
+      for (const m of messages) if (!this.state.dedupeKeys.has(m.dedupeKey) && !fresh.has(m.dedupeKey)) fresh.set(m.dedupeKey, m.body);
+      if (fresh.size === 0) return 0;
+      await this.refreshData();
+      await this.appendData([...fresh.values()]);
+      await this.appendDedupe(...fresh.keys());
+      return fresh.size;
+    });
+  }
+
   /** Claims a dedupe key persistently: true the first time it is claimed, false ever after. */
   async claim(dedupeKey: string): Promise<boolean> {
     assertValidDedupeKey(dedupeKey);
@@ -428,9 +451,9 @@ export class DlqFile {
     await this.refreshData();
   }
 
-  private async appendDedupe(key: string): Promise<void> {
+  private async appendDedupe(...keys: string[]): Promise<void> {
     const created = this.state.dedupeId === undefined;
-    await appendDurably(this.dedupePath, this.state.dedupeBytes, `${JSON.stringify(key)}\n`);
+    await appendDurably(this.dedupePath, this.state.dedupeBytes, keys.map((key) => `${JSON.stringify(key)}\n`).join(''));
     if (created) await syncDir(path.dirname(this.dedupePath));
     await this.refreshDedupe();
   }

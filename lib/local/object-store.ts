@@ -69,6 +69,14 @@ export function isRetryableStorageError(error: unknown): boolean {
   return typeof code === 'string' && RETRYABLE_CODES.has(code);
 }
 
+export interface ObjectStoreOptions {
+  /**
+   * Called before every write with the file about to be written; what it throws fails the write as
+   * the file system would (fault injection, see faults.ts). @default none
+   */
+  readonly beforeWrite?: (file: string) => void;
+}
+
 export interface ObjectStoreEvents {
   objectCreated: [event: ObjectCreatedEvent];
 }
@@ -77,11 +85,13 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
   /** `<dataDir>/s3` */
   readonly root: string;
   private readonly tempDir: string;
+  private readonly beforeWrite: (file: string) => void;
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, options: ObjectStoreOptions = {}) {
     super();
     this.root = path.resolve(s3Dir(dataDir));
     this.tempDir = path.join(this.root, TEMP_DIR);
+    this.beforeWrite = options.beforeWrite ?? (() => undefined);
   }
 
   /** The directory that holds a bucket's objects. */
@@ -129,6 +139,7 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
    */
   async putObjectFromFile(bucket: string, key: string, sourceFile: string): Promise<ObjectCreatedEvent> {
     const target = this.pathFor(bucket, key);
+    this.beforeWrite(target);
     const handle = await fs.promises.open(sourceFile, 'r+');
     let size: number;
     try {
@@ -197,8 +208,10 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
 
   /** A fresh path in the store's temp directory (same file system as the buckets, so renames are atomic). */
   async newTempFile(suffix = ''): Promise<string> {
+    const file = path.join(this.tempDir, `${randomUUID()}${suffix}`);
+    this.beforeWrite(file);
     await fs.promises.mkdir(this.tempDir, { recursive: true });
-    return path.join(this.tempDir, `${randomUUID()}${suffix}`);
+    return file;
   }
 
   private async commit(bucket: string, key: string, source: string, target: string): Promise<void> {

@@ -6,13 +6,14 @@ import { resourceNames, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
 import { createTransformHandler } from '../../transforms/record-transform/handler';
 import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
-import { createFailureRouter } from '../../transforms/failure-router/handler';
+import { createFailureRouter, locateErrorObject } from '../../transforms/failure-router/handler';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
 import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from './aws-clients';
 import { DeliveryEngine, engineOptionsFromConfig, type DeliveryCounters } from './delivery-stream';
 import { DlqFile, toSqsBody } from './dlq-file';
 import { freePort, startDynamo, startKinesis, type RunningService } from './emulators';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
+import { FaultInjector } from './faults';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { ObjectStore } from './object-store';
 import { localBucketName } from './paths';
@@ -36,13 +37,27 @@ export interface TwinOptions {
   readonly pollIntervalMs?: number;
   /** Told about retried failures inside the twin (one line each). @default stderr */
   readonly log?: (line: string) => void;
+  /**
+   * Injects transform, DynamoDB and storage faults (tests, soak runs); see lib/local/faults.ts.
+   * @default FaultInjector.fromEnv(): the plan in SLUICE_FAULTS, or none
+   */
+  readonly faults?: FaultInjector;
 }
 
 export interface PipelineSummary {
   readonly pipeline: string;
   readonly lake?: DeliveryCounters;
   readonly search?: DeliveryCounters;
-  readonly metadata?: { readonly invocations: number; readonly recordsSucceeded: number; readonly batchesToDestination: number };
+  readonly metadata?: {
+    readonly invocations: number;
+    readonly recordsSucceeded: number;
+    readonly batchesToDestination: number;
+    /** Invocations that threw, timed out or failed the whole batch. */
+    readonly failedInvocations: number;
+    /** Invocations that reported some batch item failures. */
+    readonly partialFailures: number;
+    readonly bisections: number;
+  };
 }
 
 export interface Twin {
@@ -75,6 +90,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const pollIntervalMs = options.pollIntervalMs ?? 250;
   const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? 'sluice-local-pii-key';
+  const faults = options.faults ?? FaultInjector.fromEnv();
+  if (faults && !options.faults) log(`sluice: injecting faults (SLUICE_FAULTS=${process.env.SLUICE_FAULTS})`);
   fs.mkdirSync(dataDir, { recursive: true });
   const bucket = localBucketName(config);
   const region = localRegion();
@@ -90,7 +107,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const dynamo: RunningService = await startDynamo({ host, port: await portOrFree(options.ports?.dynamo ?? config.local.dynamoPort), dataDir });
     stops.push(() => dynamo.stop());
     const kc = kinesisClient(kinesis.endpoint);
-    const doc = dynamoDocumentClient(dynamo.endpoint);
+    // The consumer's own client, so injected throttling reaches it and nothing else.
+    const doc = faults ? faults.instrumentDynamo(dynamoDocumentClient(dynamo.endpoint)) : dynamoDocumentClient(dynamo.endpoint);
     const tableName = metadataTableName(config);
     await ensureMetadataTable(dynamoClient(dynamo.endpoint), tableName);
 
@@ -99,23 +117,50 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const dlq = new DlqFile({ dataDir, queue: names(anyName).dlq });
     const consumerDlq = new DlqFile({ dataDir, queue: names(anyName).consumerDlq });
 
-    const store = new ObjectStore(dataDir);
+    const store = new ObjectStore(dataDir, { beforeWrite: faults?.beforeWrite });
     const router = createFailureRouter({
       readObject: (b, k) => store.getObject(b, k),
+      // A message and its dedupe key are written together (message first), so a crash or a disk
+      // error between claiming and sending cannot lose a message, as claim-then-send could.
+      claim: async () => true,
       send: async (messages) => {
-        await dlq.send(messages.map((m) => toSqsBody(m)));
+        await dlq.sendOnceEach(messages.map((m) => ({ dedupeKey: m.dedupeKey, body: toSqsBody(m) })));
         return { failedIds: [] };
       },
-      claim: (key) => dlq.claim(key),
+      // Makes the router throw when messages could not be sent, so the event is retried below.
+      release: async () => undefined,
     });
     const routing = new Set<Promise<unknown>>();
-    store.on('objectCreated', ({ bucket: b, key, size }) => {
-      if (!key.startsWith('errors/') && !key.startsWith('search-backup/')) return;
-      const event = s3Event(b, key, size, region);
-      const p = router(event).catch((e: unknown) => log(`sluice: failure router on s3://${b}/${key}: ${(e as Error).message}`));
+    let stopping = false;
+    /** Routes one error object, retrying like S3 event delivery; gives up only while stopping (the next start routes it). */
+    const route = (b: string, key: string, size: number): void => {
+      const p = (async () => {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await router(s3Event(b, key, size, region));
+            return;
+          } catch (e) {
+            log(`sluice: failure router on s3://${b}/${key}: ${(e as Error).message}`);
+            if (stopping && attempt >= 2) {
+              log(`sluice: s3://${b}/${key} is routed to the DLQ when the twin starts again on this data dir`);
+              return;
+            }
+            await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5000)));
+          }
+        }
+      })();
       routing.add(p);
       void p.finally(() => routing.delete(p));
+    };
+    const routable = (key: string) => (key.startsWith('errors/') || key.startsWith('search-backup/')) && !('reason' in locateErrorObject(key));
+    store.on('objectCreated', ({ bucket: b, key, size }) => {
+      if (routable(key)) route(b, key, size);
     });
+    // Error objects written before a crash may not have reached the DLQ: route them again (the
+    // dedupe keys make that a no-op for those that did).
+    for (const prefix of ['errors/', 'search-backup/']) {
+      for (const object of await store.listObjects(bucket, prefix)) if (routable(object.key)) route(bucket, object.key, object.size);
+    }
 
     const engines = new Map<string, { engine: DeliveryEngine; pipeline: string; kind: 'lake' | 'search' }>();
     const readers: ShardReader[] = [];
@@ -135,7 +180,11 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         const engine = await DeliveryEngine.open(engineOptionsFromConfig(config, pipeline, kind, {
           dataDir, model, store, sink, region, accountId: ACCOUNT,
           sourceKinesisStreamArn: p.source === 'kinesis' ? streamArn : undefined,
-          processor: createTransformHandler({ pipeline, destination: kind, piiHashKey }),
+          processor: faults
+            ? faults.wrapTransform(createTransformHandler({ pipeline, destination: kind, piiHashKey }), { pipeline, destination: kind })
+            : createTransformHandler({ pipeline, destination: kind, piiHashKey }),
+          processorTimeoutMs: faults?.hasTransformFaults ? faults.transformTimeoutMs : undefined,
+          beforeWrite: faults?.beforeWrite,
           onError: (e, context) => log(`sluice: ${pipeline} ${kind}: ${context}: ${(e as Error).message}`),
         }));
         stops.push(() => engine.stop());
@@ -171,7 +220,12 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         const functionName = `${names(pipeline).stream}-metadata-consumer`;
         const mapping = new EventSourceMapping({
           client: kc, streamName: names(pipeline).stream, dataDir, functionName,
-          handler: createMetadataConsumer({ pipeline, tableName, ttlDays: config.metadata.ttlDays, dynamo: doc }),
+          handler: createMetadataConsumer({
+            pipeline, tableName, ttlDays: config.metadata.ttlDays, dynamo: doc,
+            // Give up on throttled writes (and report them for retry) well inside the function's timeout,
+            // as the defaults do (20 s of 60 s): a timeout would cut an invocation off between its writes.
+            retryBudgetMs: Math.min(20_000, Math.round((p.consumer.timeoutSeconds * 1000) / 3)),
+          }),
           batchSize: p.consumer.batchSize,
           // Scaled down like the Firehose buffers, so local results show up in seconds.
           batchWindowSeconds: Math.min(p.consumer.batchWindowSeconds, config.local.bufferIntervalSeconds),
@@ -225,13 +279,19 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         const m = mappings.get(pipeline)?.stats();
         return {
           pipeline, lake, search,
-          metadata: m ? { invocations: m.invocations, recordsSucceeded: m.recordsSucceeded, batchesToDestination: m.batchesToOnFailure } : undefined,
+          metadata: m
+            ? {
+              invocations: m.invocations, recordsSucceeded: m.recordsSucceeded, batchesToDestination: m.batchesToOnFailure,
+              failedInvocations: m.failedInvocations, partialFailures: m.partialFailures, bisections: m.bisections,
+            }
+            : undefined,
         };
       }),
       dlqCount: async () => ({ records: await dlq.count(), consumer: await consumerDlq.count() }),
       stop: async () => {
         // Take no more records, deliver what was acknowledged, then route the last error objects.
         await api.close();
+        stopping = true;
         await settle().catch((e: unknown) => log(`sluice: while flushing: ${(e as Error).message}`));
         await stopAll();
         while (routing.size > 0) await Promise.all([...routing]);
