@@ -10,7 +10,8 @@
  *
  * Endpoints without TransactWriteItems (dynalite, the local twin's DynamoDB) get the same items from
  * a sequential conditional put then counter update per event. That keeps exactly-once effect under
- * redelivery; only a crash between those two writes of one event could lose its count.
+ * redelivery; only a crash between those two writes of one event could lose its count. Throttling
+ * between them is waited out, never reported: a redelivered event finds its item and is not counted again.
  */
 import { PutCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
@@ -207,7 +208,7 @@ export class MetadataStore {
         continue;
       }
       const [counter] = summedCounters([e]);
-      await this.withRetries(() => this.options.dynamo.send(new UpdateCommand(this.counterUpdate(counter))));
+      await this.withRetries(() => this.options.dynamo.send(new UpdateCommand(this.counterUpdate(counter))), { giveUp: false });
       recorded++;
     }
     return { recorded, duplicates };
@@ -300,22 +301,23 @@ export class MetadataStore {
     return RETRYABLE_ERRORS.has(e.name ?? '') || (typeof e.$retryable === 'object' && e.$retryable !== null);
   }
 
-  private async withRetries<T>(work: () => Promise<T>): Promise<T> {
+  /** Retries retryable errors; with `giveUp: false`, past maxAttempts and the deadline too. */
+  private async withRetries<T>(work: () => Promise<T>, options: { giveUp: boolean } = { giveUp: true }): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await work();
       } catch (err) {
         const e = asAwsError(err);
         if (!this.isRetryable(e)) throw err;
-        await this.backoff(attempt, e.name ?? 'retryable error', err);
+        await this.backoff(attempt, e.name ?? 'retryable error', err, options.giveUp);
       }
     }
   }
 
   /** Waits before the next attempt, or gives up (WriteFailure, retryable) when the deadline would pass. */
-  private async backoff(attempt: number, reason: string, cause: unknown): Promise<void> {
+  private async backoff(attempt: number, reason: string, cause: unknown, giveUp = true): Promise<void> {
     const delay = backoffDelay(attempt);
-    if (attempt + 1 >= (this.options.maxAttempts ?? 10) || Date.now() + delay >= this.options.deadline) {
+    if (giveUp && (attempt + 1 >= (this.options.maxAttempts ?? 10) || Date.now() + delay >= this.options.deadline)) {
       throw new WriteFailure(`gave up after ${attempt + 1} attempt${attempt === 0 ? '' : 's'}: ${reason}`, true, { cause });
     }
     this.options.onRetry?.(reason);
