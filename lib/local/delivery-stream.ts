@@ -445,7 +445,10 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
     } catch (error) {
       this.pendingBytes -= bytes;
       this.options.onError?.(error, 'write-ahead log append');
-      return records.map(() => unavailable('Slow down.'));
+      // Not AWS's "Slow down.": the cause is the local disk, which the user can fix.
+      const message = `${this.streamName} could not write its write-ahead log (${(error as Error)?.message ?? String(error)}); `
+        + 'these records were not accepted: retry them once the disk has room or is writable again.';
+      return records.map(() => unavailable(message));
     } finally {
       this.appends.delete(append);
     }
@@ -555,8 +558,9 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
       return;
     }
     this.failedFlushes = 0;
-    await this.wal.markDelivered(batch[batch.length - 1].seq).catch((error) => {
-      // Not fatal: the records are delivered; after a crash they would be delivered again.
+    const through = batch[batch.length - 1].seq;
+    await this.untilWritten('write-ahead log mark', () => this.wal.markDelivered(through)).catch((error) => {
+      // Not fatal: the records are delivered; after a restart they would be delivered again.
       this.options.onError?.(error, 'write-ahead log mark');
     });
     this.pendingBytes -= batchBytes;

@@ -260,9 +260,13 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     });
     stops.push(() => api.close());
 
-    const settle = async (timeoutMs = 60_000) => {
+    /** Waits until the readers and the consumer have handled every record in the streams. */
+    const drainStreams = async (timeoutMs: number) => {
       await Promise.all(readers.map((r) => r.drain({ timeoutMs })));
       await Promise.all([...mappings.values()].map((m) => m.drain({ timeoutMs })));
+    };
+    const settle = async (timeoutMs = 60_000) => {
+      await drainStreams(timeoutMs);
       await Promise.all([...engines.values()].map(({ engine }) => engine.flush()));
       while (routing.size > 0) await Promise.all([...routing]);
     };
@@ -289,10 +293,13 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       }),
       dlqCount: async () => ({ records: await dlq.count(), consumer: await consumerDlq.count() }),
       stop: async () => {
-        // Take no more records, deliver what was acknowledged, then route the last error objects.
+        // Take no more records, read what the streams hold, deliver what was acknowledged, then route
+        // the last error objects. Each engine flushes as it stops: unlike flush(), that gives up after a
+        // few attempts when the disk stays full or read-only (the records stay in its write-ahead log
+        // for the next start), so a stop always ends.
         await api.close();
         stopping = true;
-        await settle().catch((e: unknown) => log(`sluice: while flushing: ${(e as Error).message}`));
+        await drainStreams(60_000).catch((e: unknown) => log(`sluice: while reading the streams: ${(e as Error).message}`));
         await stopAll();
         while (routing.size > 0) await Promise.all([...routing]);
       },
