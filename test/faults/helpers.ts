@@ -1,0 +1,174 @@
+/**
+ * Shared by the fault tests (test/faults/): a twin with only the pipelines a test needs, and the
+ * public surfaces they check — Parquet rows through SQL, error objects, DLQ lines.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadConfig, resourceNames, type SluiceConfig } from '../../lib/config';
+import { LocalAthena } from '../../lib/local/athena';
+import type { FaultInjector } from '../../lib/local/faults';
+import { startTwin, type Twin } from '../../lib/local/twin';
+
+/** The configuration with only `pipelines` (each merged onto pipelineDefaults) and 1 s buffers. */
+export function configWith(pipelines: Record<string, object>, overrides: readonly string[] = []): SluiceConfig {
+  return loadConfig(['local.bufferIntervalSeconds=1', `pipelines=${JSON.stringify(pipelines)}`, ...overrides]);
+}
+
+export interface FaultTwin {
+  readonly twin: Twin;
+  readonly dataDir: string;
+  /** What the twin logged, one line each. */
+  readonly log: string[];
+  stop(): Promise<void>;
+}
+
+export async function startFaultTwin(
+  config: SluiceConfig,
+  options: { faults?: FaultInjector; openSearchUrl?: string; dataDir?: string } = {},
+): Promise<FaultTwin> {
+  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-faults-'));
+  const log: string[] = [];
+  const twin = await startTwin({
+    config, dataDir, ports: { firehose: 0, kinesis: 0, dynamo: 0 }, pollIntervalMs: 100,
+    faults: options.faults, openSearchUrl: options.openSearchUrl, log: (line) => log.push(line),
+  });
+  let stopped = false;
+  return {
+    twin, dataDir, log,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      await twin.stop();
+    },
+  };
+}
+
+/** The error-record lines of every object under `prefix` in the twin's bucket, with the object key. */
+export function errorLines(dataDir: string, bucket: string, prefix: string): Array<Record<string, unknown> & { key: string }> {
+  const root = path.join(dataDir, 's3', bucket);
+  const dir = path.join(root, prefix);
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .flatMap((e) => {
+      const file = path.join(e.parentPath, e.name);
+      const key = path.relative(root, file).split(path.sep).join('/');
+      return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => ({ ...(JSON.parse(l) as Record<string, unknown>), key }));
+    });
+}
+
+/** The record bytes an error line carries. */
+export function rawOf(line: Record<string, unknown>): string {
+  return Buffer.from(String(line.rawData), 'base64').toString('utf8');
+}
+
+/** The DLQ bodies of the records queue (not the consumer's). */
+export function dlqMessages(dataDir: string, config: SluiceConfig): Array<{ dedupeKey: string; pipeline: string; errorType: string; errorCode: string; rawData?: string }> {
+  const queue = resourceNames(config, Object.keys(config.pipelines)[0]).dlq;
+  const file = path.join(dataDir, 'dlq', `${queue}.jsonl`);
+  if (!fs.existsSync(file)) return [];
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as ReturnType<typeof dlqMessages>[number]);
+}
+
+/** One column of a lake table, through Athena SQL (DuckDB over the twin's Parquet). */
+export async function lakeColumn(dataDir: string, config: SluiceConfig, table: string, column = 'event_id'): Promise<string[]> {
+  if (!fs.existsSync(path.join(dataDir, 's3'))) return [];
+  const athena = await LocalAthena.open(dataDir, config);
+  try {
+    const result = await athena.query(`SELECT ${column} FROM ${table}`);
+    return result.rows.map((r) => String(r[0]));
+  } finally {
+    athena.close();
+  }
+}
+
+/** Values that occur more than once. */
+export function repeated(values: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const twice = new Set<string>();
+  for (const v of values) (seen.has(v) ? twice : seen).add(v);
+  return [...twice];
+}
+
+export function sorted(values: Iterable<string>): string[] {
+  return [...values].sort();
+}
+
+export function removeDir(dir: string | undefined): void {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** What the fake OpenSearch answers for one item of a `_bulk` request: an HTTP status (2xx = indexed). */
+export type BulkItemScript = (id: string, attempt: number) => number;
+/** What it answers for a whole `_bulk` request, before looking at items: a status, or undefined to go on. */
+export type BulkRequestScript = (request: number) => number | undefined;
+
+export interface FakeOpenSearch {
+  readonly url: string;
+  /** Per document id, the statuses it was answered, in order. */
+  readonly answers: Map<string, number[]>;
+  /** Per document id, when it was answered (epoch ms), in order. */
+  readonly answeredAt: Map<string, number[]>;
+  /** Every `_bulk` request: its status and item count, and when it came. */
+  readonly requests: Array<{ status: number; items: number; at: number }>;
+  close(): Promise<void>;
+}
+
+/**
+ * A tiny OpenSearch on 127.0.0.1 that accepts the index template and answers `_bulk` by script:
+ * whole-request failures (429, 5xx) first, then a status per item as OpenSearch's bulk API does.
+ */
+export async function startFakeOpenSearch(script: { request?: BulkRequestScript; item?: BulkItemScript }): Promise<FakeOpenSearch> {
+  const answers = new Map<string, number[]>();
+  const answeredAt = new Map<string, number[]>();
+  const requests: FakeOpenSearch['requests'] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const send = (status: number, body: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(body));
+      };
+      if (req.method === 'PUT' && req.url?.startsWith('/_index_template/')) return send(200, { acknowledged: true });
+      if (req.method !== 'POST' || req.url !== '/_bulk') return send(404, { error: `no route ${req.method} ${req.url}` });
+      const lines = Buffer.concat(chunks).toString('utf8').split('\n').filter((l) => l !== '');
+      const actions = lines.filter((_, i) => i % 2 === 0).map((l) => (JSON.parse(l) as { index: { _index: string; _id: string } }).index);
+      const whole = script.request?.(requests.length);
+      if (whole !== undefined) {
+        requests.push({ status: whole, items: actions.length, at: Date.now() });
+        return send(whole, { error: { type: whole === 429 ? 'es_rejected_execution_exception' : 'service_unavailable', reason: 'scripted' }, status: whole });
+      }
+      requests.push({ status: 200, items: actions.length, at: Date.now() });
+      let errors = false;
+      const items = actions.map((a) => {
+        const seen = answers.get(a._id) ?? [];
+        const status = script.item?.(a._id, seen.length) ?? 201;
+        answers.set(a._id, [...seen, status]);
+        answeredAt.set(a._id, [...(answeredAt.get(a._id) ?? []), Date.now()]);
+        if (status >= 300) {
+          errors = true;
+          const type = status === 429 ? 'es_rejected_execution_exception' : status >= 500 ? 'unavailable_shards_exception' : 'mapper_parsing_exception';
+          return { index: { _index: a._index, _id: a._id, status, error: { type, reason: `scripted ${status}` } } };
+        }
+        return { index: { _index: a._index, _id: a._id, status, result: 'created' } };
+      });
+      return send(200, { took: 1, errors, items });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    answers,
+    answeredAt,
+    requests,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
