@@ -88,7 +88,7 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
       try {
         result = await progress.during(() => `DuckDB: running · ${Math.round((Date.now() - started) / 1000)} s`, athena.query(sql));
       } catch (err) {
-        throw new QueryFailedError(`DuckDB refused the query: ${(err as Error).message}`);
+        throw new QueryFailedError(`DuckDB refused the query: ${oneLine((err as Error).message)}`);
       }
       const truncated = maxRows !== undefined && result.rows.length > maxRows;
       return {
@@ -102,6 +102,15 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
     },
     close: () => athena.close(),
   };
+}
+
+/**
+ * DuckDB's message on one line, as every `sluice:` error is: `Parser Error: syntax error at or near
+ * "SELEC" (LINE 1: SELEC 1)`. The caret line under the query text means nothing once joined.
+ */
+export function oneLine(message: string): string {
+  const [first = '', ...rest] = message.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !/^\^+$/.test(l));
+  return rest.length > 0 ? `${first} (${rest.join('; ')})` : first;
 }
 
 /** The stack's saved queries, rendered from the same code that defines them in the stack. */

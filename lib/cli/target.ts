@@ -75,17 +75,45 @@ export function resolveTarget(flags: TargetFlags): Target {
     kind: 'local',
     config,
     dataDir,
+    // Read when a command uses them, so a port variable meant for another command never stops this one.
     endpoints: {
-      firehose: localUrl(flags.endpointFirehose, config.local.firehosePort, '--endpoint-firehose'),
-      kinesis: localUrl(flags.endpointKinesis, config.local.kinesisPort, '--endpoint-kinesis'),
+      get firehose() {
+        return localUrl(flags.endpointFirehose, 'SLUICE_FIREHOSE_PORT', config.local.firehosePort, '--endpoint-firehose');
+      },
+      get kinesis() {
+        return localUrl(flags.endpointKinesis, 'SLUICE_KINESIS_PORT', config.local.kinesisPort, '--endpoint-kinesis');
+      },
       openSearch: flags.endpointOpensearch ? checkedUrl(flags.endpointOpensearch, '--endpoint-opensearch / OPENSEARCH_URL') : undefined,
     },
-    label: `the local twin at ${path.relative(process.cwd(), dataDir) || '.'}`,
+    label: `the local twin at ${displayPath(dataDir)}`,
   };
 }
 
-function localUrl(given: string | undefined, port: number, flag: string): string {
-  return given ? checkedUrl(given, flag) : `http://127.0.0.1:${port}`;
+/** The data dir as a user would type it: relative below the working directory, else absolute. */
+function displayPath(dir: string): string {
+  const relative = path.relative(process.cwd(), dir);
+  if (relative === '') return '.';
+  return relative.startsWith('..') || path.isAbsolute(relative) ? dir : relative;
+}
+
+/**
+ * The port `sluice local up` was told to use through its environment variable, so that one
+ * `export SLUICE_FIREHOSE_PORT=…` points the twin and every other command at the same place.
+ */
+function portFromEnv(variable: string, flag: string): number | undefined {
+  const raw = process.env[variable];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`${variable}="${raw}" is not a port (1–65535)`);
+  if (port === 0) {
+    throw new UserError(`${variable}=0 lets \`sluice local up\` pick a free port; give the other commands the port it printed, with ${flag} http://127.0.0.1:<port>`);
+  }
+  return port;
+}
+
+/** The endpoint flag (or its URL variable); else the port variable `sluice local up` also reads; else the configured port. */
+function localUrl(given: string | undefined, portVariable: string, configuredPort: number, flag: string): string {
+  return given ? checkedUrl(given, flag) : `http://127.0.0.1:${portFromEnv(portVariable, flag) ?? configuredPort}`;
 }
 
 function checkedUrl(value: string, flag: string): string {

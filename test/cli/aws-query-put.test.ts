@@ -9,6 +9,7 @@ import {
   GetQueryResultsCommand,
   ListNamedQueriesCommand,
   StartQueryExecutionCommand,
+  StopQueryExecutionCommand,
 } from '@aws-sdk/client-athena';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
@@ -106,6 +107,33 @@ describe('sluice query --aws (Athena)', () => {
     const { code, stderr } = await sluice('query', '--aws', 'SELECT nope FROM iot');
     expect(code).toBe(1);
     expect(stderr).toBe("sluice: Athena query q-2 failed: COLUMN_NOT_FOUND: line 1:8: Column 'nope' cannot be resolved\n");
+  });
+
+  test('--progress while Athena runs; Ctrl-C stops the query in Athena too and exits 1', async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-3' });
+    let polls = 0;
+    let stopped = false;
+    athena.on(GetQueryExecutionCommand).callsFake(async () => {
+      polls++;
+      const answer = stopped
+        ? { QueryExecution: { Status: { State: 'CANCELLED', StateChangeReason: 'Query was cancelled by user' }, Statistics: { DataScannedInBytes: 3_145_728 } } }
+        : { QueryExecution: { Status: { State: 'RUNNING' }, Statistics: { DataScannedInBytes: polls * 1_048_576 } } };
+      // The user presses Ctrl-C once progress has shown (the fourth poll is two seconds in).
+      if (polls === 4) process.emit('SIGINT', 'SIGINT');
+      return answer;
+    });
+    athena.on(StopQueryExecutionCommand).callsFake(async () => {
+      stopped = true;
+      return {};
+    });
+    const sigintListeners = process.listenerCount('SIGINT');
+    const { code, stdout, stderr } = await sluice('query', '--aws', 'SELECT count(*) FROM iot', '--progress');
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(athena.commandCalls(StopQueryExecutionCommand).map((c) => c.args[0].input)).toEqual([{ QueryExecutionId: 'q-3' }]);
+    expect(stderr).toMatch(/^Athena running · \d+ s · 4\.0 MiB scanned · q-3\n/);
+    expect(stderr).toMatch(/\nsluice: Athena query q-3 cancelled: Query was cancelled by user\n$/);
+    expect(process.listenerCount('SIGINT')).toBe(sigintListeners);
   });
 
   test('--saved runs a named query of the workgroup, in its database', async () => {

@@ -77,6 +77,27 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${port}: start the twin with \`npx sluice local up\`\n`);
   });
 
+  test('SLUICE_FIREHOSE_PORT, which `sluice local up` reads, points put at the same port', async () => {
+    const saved = process.env.SLUICE_FIREHOSE_PORT;
+    try {
+      process.env.SLUICE_FIREHOSE_PORT = new URL(api.url).port;
+      const { code } = await sluice('put', 'app-events', '--count', '2', '--data-dir', dataDir);
+      expect(code).toBe(0);
+      expect(backend.acknowledged).toHaveLength(2);
+
+      process.env.SLUICE_FIREHOSE_PORT = '0';
+      const zero = await sluice('put', 'app-events', '--data-dir', dataDir);
+      expect(zero.code).toBe(2);
+      expect(zero.stderr).toBe('sluice: SLUICE_FIREHOSE_PORT=0 lets `sluice local up` pick a free port; give the other commands the port it printed, with --endpoint-firehose http://127.0.0.1:<port>\n');
+      // A flag wins over the variable, and commands that do not send records never read it.
+      expect((await put('app-events', '--count', '1')).code).toBe(0);
+      expect((await sluice('query', 'SELECT 1 AS one', '--data-dir', dataDir, '--json')).stdout).toBe('[\n  {\n    "one": 1\n  }\n]\n');
+    } finally {
+      if (saved === undefined) delete process.env.SLUICE_FIREHOSE_PORT;
+      else process.env.SLUICE_FIREHOSE_PORT = saved;
+    }
+  });
+
   test('--file sends each line exactly as written and says which records the transform will fail', async () => {
     const file = path.join(dataDir, 'records.ndjson');
     const good = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: `user-${n}`, event_type: 'login', timestamp: '2026-11-22T10:00:00Z' });

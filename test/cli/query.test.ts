@@ -75,6 +75,10 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(code).toBe(1);
     expect(stderr).toMatch(/^sluice: DuckDB refused the query: Binder Error: .*no_such_column/);
     expectNoStackTrace(stderr);
+    // DuckDB's message spans lines (candidates, the query, a caret); the CLI's is one line.
+    const syntax = await query('SELEC count(*) FROM iot');
+    expect(syntax.code).toBe(1);
+    expect(syntax.stderr).toBe('sluice: DuckDB refused the query: Parser Error: syntax error at or near "SELEC" (LINE 1: SELEC count(*) FROM iot)\n');
   });
 
   test('--file reads the query from a file', async () => {
