@@ -161,6 +161,9 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
     cwd: packageDir,
     env,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    // Its own process group: a terminal's Ctrl-C goes to the whole foreground group, and the mock must
+    // outlive it until the twin has drained its streams and stops it (SIGTERM, or the IPC channel closing).
+    detached: process.platform !== 'win32',
   });
   const output = new OutputTail();
   child.stdout?.on('data', (chunk: Buffer) => output.add('stdout', chunk));
