@@ -71,6 +71,7 @@ export const DLQ_MAX_RECEIVE = 10;
 const QUEUE_NAME = /^[A-Za-z0-9_-]{1,75}(\.fifo)?$|^[A-Za-z0-9_-]{1,80}$/;
 const LEDGER_VERSION = 1;
 const NEWLINE = 0x0a;
+const NEWLINE_BYTES = Buffer.from('\n');
 
 /**
  * Writes `data` to `file` so that a reader or a crash sees either the old content or the new, never a
@@ -106,9 +107,14 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** One line of the data file. */
+/**
+ * One line of the data file: where it is and what it hashes to. The body stays on disk (read back by
+ * receive() and compaction): a twin that fails records for hours must not hold every message in memory.
+ */
 interface Line {
-  readonly body: string;
+  /** Byte offset of the line in the data file, and its length without the newline. */
+  readonly offset: number;
+  readonly length: number;
   readonly hash: string;
 }
 
@@ -253,16 +259,19 @@ export class DlqFile {
       await this.refreshAll();
       const now = Date.now();
       const deleted = this.deletedLines();
-      const messages: DlqMessage[] = [];
-      for (let index = 0; index < this.state.lines.length && messages.length < max; index++) {
+      const chosen: number[] = [];
+      for (let index = 0; index < this.state.lines.length && chosen.length < max; index++) {
         const line = index + 1;
         if (deleted.has(line)) continue;
         const visibleAt = this.state.inFlight.get(line);
         if (visibleAt !== undefined && visibleAt > now) continue;
-        this.state.inFlight.set(line, now + this.visibilityMs);
-        messages.push({ receiptHandle: receiptHandle(this.state.dataId as string, line), body: this.state.lines[index].body, line });
+        chosen.push(line);
       }
-      return messages;
+      const bodies = await readSpans(this.path, chosen.map((line) => this.state.lines[line - 1]));
+      return chosen.map((line, i) => {
+        this.state.inFlight.set(line, now + this.visibilityMs);
+        return { receiptHandle: receiptHandle(this.state.dataId as string, line), body: bodies[i].toString('utf8'), line };
+      });
     });
   }
 
@@ -379,9 +388,13 @@ export class DlqFile {
       s.lines = [];
       if (!info) return;
     }
-    const { text, bytes } = await readCompleteLines(this.path, s.dataBytes, info.size);
+    const { text, lengths, bytes } = await readCompleteLines(this.path, s.dataBytes, info.size);
+    let offset = s.dataBytes;
+    text.forEach((body, i) => {
+      s.lines.push({ offset, length: lengths[i], hash: hashOf(body) });
+      offset += lengths[i] + 1;
+    });
     s.dataBytes += bytes;
-    for (const body of text) s.lines.push({ body, hash: hashOf(body) });
   }
 
   private async refreshLedger(): Promise<void> {
@@ -489,14 +502,14 @@ export class DlqFile {
     if (s.dataId === undefined) return;
     const deleted = this.deletedLines();
     if (deleted.size === 0) return;
-    const kept = s.lines.filter((_, index) => !deleted.has(index + 1));
+    const kept = await readSpans(this.path, s.lines.filter((_, index) => !deleted.has(index + 1)));
     const dir = path.dirname(this.path);
     const tmp = path.join(dir, `.${path.basename(this.path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     try {
       const handle = await open(tmp, 'w');
       let newId: string;
       try {
-        await handle.writeFile(kept.map((line) => `${line.body}\n`).join(''));
+        await handle.writeFile(Buffer.concat(kept.flatMap((body) => [body, NEWLINE_BYTES])));
         await handle.sync();
         newId = fileId(await handle.stat());
       } finally {
@@ -617,8 +630,8 @@ async function statOrUndefined(file: string): Promise<Stats | undefined> {
  * The complete lines in [from, size) of a file: a trailing fragment without its newline (a write cut
  * short by a crash) is left out and not counted, so the next append truncates it away.
  */
-async function readCompleteLines(file: string, from: number, size: number): Promise<{ text: string[]; bytes: number }> {
-  if (size <= from) return { text: [], bytes: 0 };
+async function readCompleteLines(file: string, from: number, size: number): Promise<{ text: string[]; lengths: number[]; bytes: number }> {
+  if (size <= from) return { text: [], lengths: [], bytes: 0 };
   const handle = await open(file, 'r');
   try {
     const buffer = Buffer.alloc(size - from);
@@ -629,9 +642,39 @@ async function readCompleteLines(file: string, from: number, size: number): Prom
       filled += bytesRead;
     }
     const end = buffer.lastIndexOf(NEWLINE, filled - 1);
-    if (end === -1) return { text: [], bytes: 0 };
-    const text = buffer.subarray(0, end).toString('utf8').split('\n');
-    return { text, bytes: end + 1 };
+    if (end === -1) return { text: [], lengths: [], bytes: 0 };
+    // Split the bytes, not the decoded text: a line's length on disk is what receive() reads back.
+    const text: string[] = [];
+    const lengths: number[] = [];
+    for (let start = 0; start <= end;) {
+      const stop = buffer.indexOf(NEWLINE, start);
+      text.push(buffer.toString('utf8', start, stop));
+      lengths.push(stop - start);
+      start = stop + 1;
+    }
+    return { text, lengths, bytes: end + 1 };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The bytes of the given lines of the data file, in the order given. */
+async function readSpans(file: string, lines: ReadonlyArray<Pick<Line, 'offset' | 'length'>>): Promise<Buffer[]> {
+  if (lines.length === 0) return [];
+  const handle = await open(file, 'r');
+  try {
+    const out: Buffer[] = [];
+    for (const { offset, length } of lines) {
+      const buffer = Buffer.alloc(length);
+      let filled = 0;
+      while (filled < length) {
+        const { bytesRead } = await handle.read(buffer, filled, length - filled, offset + filled);
+        if (bytesRead === 0) throw new Error(`${file} is shorter than the line at byte ${offset} it held when last read`);
+        filled += bytesRead;
+      }
+      out.push(buffer);
+    }
+    return out;
   } finally {
     await handle.close();
   }
