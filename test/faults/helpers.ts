@@ -2,6 +2,7 @@
  * Shared by the fault tests (test/faults/): a twin with only the pipelines a test needs, and the
  * public surfaces they check — Parquet rows through SQL, error objects, DLQ lines.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -171,4 +172,69 @@ export async function startFakeOpenSearch(script: { request?: BulkRequestScript;
       server.close(() => resolve());
     }),
   };
+}
+
+/** `sluice local up` running as a child process, as a user starts it. */
+export interface LocalUpProcess {
+  readonly child: ChildProcess;
+  readonly endpoints: { readonly firehose: string; readonly kinesis: string };
+  /** Its children (kinesis-mock), which outlive a SIGKILL of the twin by a moment to persist their state. */
+  readonly children: number[];
+  /** What it printed so far (stdout and stderr). */
+  output(): string;
+  /** Resolves when it exits. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const SLUICE_BIN = path.resolve(__dirname, '..', '..', 'bin', 'sluice.js');
+
+/** Starts `node bin/sluice.js local up` on free ports and resolves once it prints that it is running. */
+export async function startLocalUp(dataDir: string, args: readonly string[], timeoutMs = 45_000): Promise<LocalUpProcess> {
+  const child = spawn(process.execPath, [SLUICE_BIN, 'local', 'up', '--data-dir', dataDir,
+    '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0', ...args], {
+    cwd: path.resolve(__dirname, '..', '..'),
+    env: { ...process.env, SLUICE_FAULTS: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let text = '';
+  child.stdout?.on('data', (chunk: Buffer) => { text += chunk.toString(); });
+  child.stderr?.on('data', (chunk: Buffer) => { text += chunk.toString(); });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const deadline = Date.now() + timeoutMs;
+  while (!/^Running\./m.test(text)) {
+    const done = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 100))]);
+    if (done) throw new Error(`sluice local up exited (${JSON.stringify(done)}) before running:\n${text}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`sluice local up did not start within ${timeoutMs} ms:\n${text}`);
+    }
+  }
+  const url = (label: string) => {
+    const match = new RegExp(`${label.replace(/[()]/g, '\\$&')}.*?(http://[\\w.]+:\\d+)`).exec(text);
+    if (!match) throw new Error(`no ${label} endpoint in:\n${text}`);
+    return match[1];
+  };
+  const children = fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter((s) => s !== '').map(Number);
+  return {
+    child, children, exited,
+    endpoints: { firehose: url('Firehose API (AWS JSON 1.1)'), kinesis: url('Kinesis (kinesis-mock)') },
+    output: () => text,
+  };
+}
+
+/** Waits until none of `pids` runs any more (a zombie counts as gone). */
+export async function waitForExit(pids: readonly number[], timeoutMs = 20_000): Promise<void> {
+  const running = (pid: number) => {
+    try {
+      return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  for (const deadline = Date.now() + timeoutMs; pids.some(running);) {
+    if (Date.now() > deadline) throw new Error(`processes ${pids.filter(running).join(', ')} still running after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
