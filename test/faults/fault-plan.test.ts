@@ -1,0 +1,59 @@
+import type { FirehoseTransformationEvent } from 'aws-lambda';
+import { FaultInjector, parseFaultPlan, storageError } from '../../lib/local/faults';
+
+/** The fault hook's own contract: the SLUICE_FAULTS syntax, and what each injected fault looks like. */
+describe('fault plan (SLUICE_FAULTS)', () => {
+  test('parses every setting', () => {
+    expect(parseFaultPlan('seed=7, transform=0.2, transform.kinds=throw+timeout, transform.timeoutMs=1500, dynamo=0.1, dynamo.operations=PutItem+UpdateItem, storage=0.01, storage.code=EROFS'))
+      .toEqual({
+        seed: 7,
+        transform: { rate: 0.2, kinds: ['throw', 'timeout'], timeoutMs: 1500 },
+        dynamo: { rate: 0.1, operations: ['PutItem', 'UpdateItem'] },
+        storage: { rate: 0.01, code: 'EROFS' },
+      });
+    expect(FaultInjector.fromEnv({})).toBeUndefined();
+    expect(FaultInjector.fromEnv({ SLUICE_FAULTS: ' ' })).toBeUndefined();
+    expect(FaultInjector.fromEnv({ SLUICE_FAULTS: 'transform=1' })?.hasTransformFaults).toBe(true);
+  });
+
+  test('refuses what it does not know, naming the entry and the allowed values', () => {
+    expect(() => parseFaultPlan('transform=2')).toThrow('SLUICE_FAULTS: transform=2: expected a share between 0 and 1, e.g. transform=0.1');
+    expect(() => parseFaultPlan('transform.kinds=explode')).toThrow(/transform.kinds=explode: expected some of throw\+timeout\+malformed\+fewer-records/);
+    expect(() => parseFaultPlan('storage.code=ENOENT')).toThrow(/storage.code=ENOENT: expected one of ENOSPC, EROFS/);
+    expect(() => parseFaultPlan('disk=0.1')).toThrow(/"disk" is not a fault setting; expected seed, transform/);
+    expect(() => new FaultInjector({ dynamo: { rate: -1 } })).toThrow('fault plan: dynamo.rate must be between 0 and 1, got -1');
+  });
+
+  test('storage faults fail writes like the file system, while switched on or by rate', () => {
+    const faults = new FaultInjector();
+    expect(() => faults.beforeWrite('/data/x')).not.toThrow();
+    faults.failStorage('ENOSPC');
+    expect(() => faults.beforeWrite('/data/x')).toThrow(expect.objectContaining({
+      code: 'ENOSPC', errno: -28, syscall: 'write', path: '/data/x', message: "ENOSPC: no space left on device, write '/data/x'",
+    }));
+    faults.healStorage();
+    expect(() => faults.beforeWrite('/data/x')).not.toThrow();
+    const always = new FaultInjector({ storage: { rate: 1, code: 'EROFS' } });
+    expect(() => always.beforeWrite('/data/y')).toThrow(storageError('EROFS', '/data/y').message);
+    expect(always.injected().storage).toBe(1);
+  });
+
+  test('transform faults: a throw, a late answer, a malformed answer, a short answer', async () => {
+    const event: FirehoseTransformationEvent = {
+      invocationId: 'i', deliveryStreamArn: 'arn', region: 'us-east-1',
+      records: [{ recordId: 'a', approximateArrivalTimestamp: 0, data: 'e30=' }, { recordId: 'b', approximateArrivalTimestamp: 0, data: 'e30=' }],
+    };
+    const echo = (e: FirehoseTransformationEvent) => ({ records: e.records.map((r) => ({ recordId: r.recordId, result: 'Ok' as const, data: r.data })) });
+    const kinds = ['throw', 'malformed', 'fewer-records', 'timeout'] as const;
+    const faults = new FaultInjector({ transform: { timeoutMs: 100, decide: ({ index }) => kinds[index] } });
+    const wrapped = faults.wrapTransform(echo, { pipeline: 'app-events', destination: 'lake' });
+    await expect(Promise.resolve(wrapped(event))).rejects.toThrow('injected fault: the transform threw (app-events lake invocation 0)');
+    expect((await wrapped(event)).records.map((r) => r.data)).toEqual(['not base64!', 'e30=']);
+    expect((await wrapped(event)).records.map((r) => r.recordId)).toEqual(['a']);
+    const started = Date.now();
+    expect((await wrapped(event)).records).toHaveLength(2);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1100);
+    expect(await wrapped(event)).toEqual(echo(event));
+    expect(faults.injected().transform).toEqual({ throw: 1, timeout: 1, malformed: 1, 'fewer-records': 1 });
+  });
+});
