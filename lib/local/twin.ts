@@ -15,7 +15,7 @@ import { freePort, startDynamo, startKinesis, type RunningService } from './emul
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
-import { ObjectStore } from './object-store';
+import { NoSuchKeyError, ObjectStore } from './object-store';
 import { localBucketName } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
@@ -141,6 +141,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
             return;
           } catch (e) {
             log(`sluice: failure router on s3://${b}/${key}: ${(e as Error).message}`);
+            if (e instanceof NoSuchKeyError) return; // deleted since: nothing left to route
             if (stopping && attempt >= 2) {
               log(`sluice: s3://${b}/${key} is routed to the DLQ when the twin starts again on this data dir`);
               return;
