@@ -1,0 +1,137 @@
+/**
+ * DirectPut end to end: records/s from Firehose PutRecordBatch (the AWS SDK, real HTTP to the
+ * twin) to Parquet rows on disk, against a floor measured in the same run: DuckDB writing the same
+ * (already transformed) records to one Snappy Parquet file straight from memory.
+ *
+ * The twin runs with its default local buffering (1 MiB / 2 s); the clock stops when every record
+ * is a Parquet row (`settle()` flushes the last buffer at once). Goal: ≥ 50,000 records/s on two
+ * cores and ≥ 0.3 × the floor.
+ *
+ * Run: node bin/run-ts.js bench/direct-put.ts [--quick]. Prints a table; never fails on timing.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import type { FirehoseTransformationEvent } from 'aws-lambda';
+import { loadConfig, resourceNames } from '../lib/config';
+import { firehoseClient } from '../lib/local/aws-clients';
+import { startTwin } from '../lib/local/twin';
+import { loadModel, parquetColumns, readSchema } from '../lib/schema';
+import { createTransformHandler } from '../transforms/record-transform/handler';
+import { firehosePutBatch, putConcurrently, TrafficGenerator } from '../test/load/traffic';
+import { machine, median, perSecond, QUICK, table } from './report';
+
+const PIPELINE = 'app-events';
+const BATCH = 500;
+const CONCURRENCY = 4;
+
+/** The floor: DuckDB appends the records (JSON text) to an in-memory table and COPYs them to Parquet with the lake's columns. */
+async function duckDbFloorMs(records: readonly Buffer[], outFile: string): Promise<number> {
+  const columns = parquetColumns(loadModel(PIPELINE));
+  const structure = JSON.stringify(Object.fromEntries(columns.map((c) => [c.name, c.type])));
+  const instance = await DuckDBInstance.create(':memory:');
+  const connection = await instance.connect();
+  try {
+    const times: number[] = [];
+    for (let run = 0; run < (QUICK ? 2 : 3); run++) {
+      await connection.run('CREATE OR REPLACE TABLE staged (j VARCHAR)');
+      const started = performance.now();
+      const appender = await connection.createAppender('staged');
+      for (const r of records) {
+        appender.appendVarchar(r.toString('utf8'));
+        appender.endRow();
+      }
+      appender.closeSync();
+      await connection.run(`COPY (SELECT s.* FROM (SELECT from_json(j, '${structure.replace(/'/g, "''")}') AS s FROM staged)) TO '${outFile}' (FORMAT parquet, COMPRESSION snappy)`);
+      times.push(performance.now() - started);
+    }
+    return median(times);
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
+}
+
+/** What the transform makes of the records: the bytes the twin's Parquet writer receives. */
+async function transformed(records: readonly Buffer[]): Promise<Buffer[]> {
+  const handle = createTransformHandler({ pipeline: PIPELINE, destination: 'lake', piiHashKey: 'bench-key' });
+  const out: Buffer[] = [];
+  for (let i = 0; i < records.length; i += 2000) {
+    const event: FirehoseTransformationEvent = {
+      invocationId: 'bench', deliveryStreamArn: 'arn:aws:firehose:us-east-1:000000000000:deliverystream/bench', region: 'us-east-1',
+      records: records.slice(i, i + 2000).map((r, j) => ({ recordId: String(i + j), approximateArrivalTimestamp: Date.now(), data: r.toString('base64') })),
+    };
+    const result = await handle(event);
+    for (const r of result.records) if (r.result === 'Ok' && r.data) out.push(Buffer.from(r.data, 'base64'));
+  }
+  return out;
+}
+
+interface TwinRun {
+  readonly ms: number;
+  readonly rows: number;
+  readonly files: number;
+  readonly retried: number;
+}
+
+async function twinRun(records: readonly Buffer[]): Promise<TwinRun> {
+  const config = loadConfig([]);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-direct-put-'));
+  const twin = await startTwin({ config, dataDir, ports: { firehose: 0, kinesis: 0, dynamo: 0 }, log: () => undefined });
+  try {
+    const client = firehoseClient(twin.endpoints.firehose);
+    const put = firehosePutBatch(client, resourceNames(config, PIPELINE).lakeDeliveryStream);
+    const batches = function* () {
+      for (let i = 0; i < records.length; i += BATCH) yield { records: records.slice(i, i + BATCH) as Buffer[], firstIndex: i };
+    };
+    const started = performance.now();
+    const stats = await putConcurrently(put, batches(), CONCURRENCY);
+    await twin.settle();
+    const ms = performance.now() - started;
+    client.destroy();
+    const lake = twin.summary().find((s) => s.pipeline === PIPELINE)!.lake!;
+    return { ms, rows: lake.deliveredRows, files: lake.files, retried: stats.retried };
+  } finally {
+    await twin.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+export async function main(): Promise<void> {
+  const count = QUICK ? 50_000 : 200_000;
+  const generator = new TrafficGenerator({ schema: readSchema(PIPELINE), mix: { badRate: 0, blankRate: 0 }, seed: 7 });
+  const records = generator.chunk(0, count).map((r) => r.data);
+  const bytes = records.reduce((a, r) => a + r.length, 0);
+
+  const twin = await twinRun(records);
+  const ready = await transformed(records);
+  const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-floor-'));
+  let floorMs: number;
+  try {
+    floorMs = await duckDbFloorMs(ready, path.join(outDir, 'floor.parquet'));
+  } finally {
+    fs.rmSync(outDir, { recursive: true, force: true });
+  }
+  const twinRate = count / (twin.ms / 1000);
+  const ratio = floorMs / twin.ms;
+
+  console.log(`\nDirectPut end to end: PutRecordBatch (SDK, HTTP, ${CONCURRENCY} calls in flight, ${BATCH} records each) → Parquet on disk — ${machine()}`);
+  console.log(`${count.toLocaleString('en-US')} ${PIPELINE} records, ${(bytes / count).toFixed(0)} bytes each on average; twin buffers 1 MiB / 2 s (defaults); floor = DuckDB appends the transformed records in memory and writes one Parquet file\n`);
+  console.log(table(
+    ['path', 'records', 'seconds', 'records/s', 'Parquet files', 'ratio to floor', '≥ 50k/s', '≥ 0.3 × floor'],
+    [
+      ['twin: PutRecordBatch → Parquet', twin.rows, (twin.ms / 1000).toFixed(2), perSecond(count, twin.ms), twin.files, ratio.toFixed(2), twinRate >= 50_000 ? 'yes' : 'no', ratio >= 0.3 ? 'yes' : 'no'],
+      ['floor: DuckDB from memory', ready.length, (floorMs / 1000).toFixed(2), perSecond(ready.length, floorMs), 1, '1.00', '', ''],
+    ],
+  ));
+  if (twin.rows !== count) console.log(`\nnote: ${count - twin.rows} records did not become rows (expected all to)`);
+  if (twin.retried > 0) console.log(`\n${twin.retried} records were sent again after ServiceUnavailableException ("Slow down."): the twin's backpressure.`);
+}
+
+if (require.main === module || path.resolve(process.argv[1] ?? '') === __filename) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+}
