@@ -1,6 +1,6 @@
 import type { KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { createMetadataConsumer, metadataConsumerFromEnv, METADATA_TABLE_KEYS } from '../../transforms/metadata-consumer/handler';
+import { createMetadataConsumer, metadataConsumerFromEnv, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
 import { b64, capturedTelemetry, fixture, quietTelemetry } from './helpers';
 import { faulty, startDynalite, transactional, type LocalDynamo } from './dynamo';
 
@@ -162,6 +162,32 @@ describe('metadata consumer: failures', () => {
   it('reports every valid record when DynamoDB is unavailable for the whole invocation', async () => {
     const out = await consumer(faulty(local, { throttleAlways: true }))(event);
     expect(out.batchItemFailures.map((f) => f.itemIdentifier)).toEqual([0, 1, 2, 4].map((i) => event.Records[i].kinesis.sequenceNumber));
+  });
+
+  it('retries within a third of the time the invocation has left, then reports the batch', async () => {
+    const retriesWith = async (context?: { getRemainingTimeInMillis(): number }): Promise<{ failed: number; retries: number }> => {
+      const t = capturedTelemetry();
+      try {
+        const out = await createMetadataConsumer({
+          pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: faulty(local, { throttleAlways: true }), now: () => NOW, sleep: async () => {},
+          logger: t.logger, metrics: t.metrics,
+        })(event, context);
+        const line = t.lines.find((l) => l.message === 'batch recorded') as { retries: number };
+        return { failed: out.batchItemFailures.length, retries: line.retries };
+      } finally {
+        t.restore();
+      }
+    };
+    // A 20 s budget lets the store back off several times; 300 ms left (a 100 ms budget) stops it before the first long wait.
+    const unbounded = await retriesWith();
+    const nearlyOut = await retriesWith({ getRemainingTimeInMillis: () => 300 });
+    expect(unbounded.failed).toBe(4);
+    expect(nearlyOut.failed).toBe(4);
+    expect(nearlyOut.retries).toBeLessThan(unbounded.retries);
+    expect(retryBudgetFor(20_000)).toBe(20_000);
+    expect(retryBudgetFor(20_000, { getRemainingTimeInMillis: () => 15_000 })).toBe(5_000);
+    expect(retryBudgetFor(20_000, { getRemainingTimeInMillis: () => 900_000 })).toBe(20_000);
+    expect(retryBudgetFor(20_000, { getRemainingTimeInMillis: () => -5 })).toBe(0);
   });
 
   it('is configured from the environment', () => {

@@ -7,7 +7,7 @@
  * records already written are then recognised as duplicates. Malformed records are counted, logged
  * and skipped — never reported, so a poison record cannot block its shard.
  */
-import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
+import type { Context, KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { partitionPath } from '../../lib/schema/layout';
@@ -28,7 +28,11 @@ export interface MetadataConsumerOptions {
   readonly dynamo: DynamoDBDocumentClient;
   /** @default () => new Date() */
   readonly now?: () => Date;
-  /** How long one invocation keeps retrying throttled writes before reporting them. @default 20000 */
+  /**
+   * How long one invocation keeps retrying throttled writes before reporting them. Never more than a
+   * third of the time the invocation has left (Lambda's context), so the report always goes out.
+   * @default 20000
+   */
   readonly retryBudgetMs?: number;
   /** Events per DynamoDB transaction. @default 50 */
   readonly eventsPerTransaction?: number;
@@ -38,7 +42,10 @@ export interface MetadataConsumerOptions {
   readonly metrics?: Metrics;
 }
 
-export type MetadataConsumer = (event: KinesisStreamEvent) => Promise<KinesisStreamBatchResponse>;
+/** The part of Lambda's context the consumer reads. */
+export type InvocationClock = Pick<Context, 'getRemainingTimeInMillis'>;
+
+export type MetadataConsumer = (event: KinesisStreamEvent, context?: InvocationClock) => Promise<KinesisStreamBatchResponse>;
 
 /** First bytes of a Kinesis Producer Library aggregated record: Lambda does not de-aggregate them. */
 const KPL_MAGIC = Buffer.from([0xf3, 0x89, 0x9a, 0xc2]);
@@ -52,8 +59,9 @@ export function createMetadataConsumer(options: MetadataConsumerOptions): Metada
   const { logger } = telemetry;
   let warnedFallback = false;
 
-  return async (event) => {
+  return async (event, context) => {
     const started = Date.now();
+    const budgetMs = retryBudgetFor(options.retryBudgetMs ?? 20_000, context);
     const at = now();
     const records = event.Records ?? [];
     const events: EventFacts[] = [];
@@ -83,7 +91,7 @@ export function createMetadataConsumer(options: MetadataConsumerOptions): Metada
       dynamo: options.dynamo,
       ttl: ttlFrom(at, options.ttlDays),
       writtenAt: at.toISOString(),
-      deadline: started + (options.retryBudgetMs ?? 20_000),
+      deadline: started + budgetMs,
       sleep: options.sleep,
       eventsPerTransaction: options.eventsPerTransaction,
       onRetry: () => {
@@ -186,6 +194,17 @@ export function eventFacts(schema: PipelineSchema, r: KinesisStreamRecord): Even
   };
 }
 
+/**
+ * The retry budget of one invocation: the configured one, cut to a third of the remaining time when
+ * Lambda says how much is left — a short function timeout must not end the invocation mid-retry,
+ * after some writes and before the batch response that reports the rest.
+ */
+export function retryBudgetFor(configuredMs: number, context?: InvocationClock): number {
+  const remaining = context?.getRemainingTimeInMillis();
+  if (remaining === undefined || !Number.isFinite(remaining)) return configuredMs;
+  return Math.max(0, Math.min(configuredMs, Math.floor(remaining / 3)));
+}
+
 /** The ESM's eventID is `<shardId>:<sequenceNumber>`. */
 export function shardIdOf(eventID: string | undefined): string {
   if (!eventID) return 'unknown';
@@ -202,9 +221,9 @@ function kinesisArrivalIso(seconds: number): string {
 let fromEnv: MetadataConsumer | undefined;
 
 /** The Lambda entry point, configured by SLUICE_PIPELINE, SLUICE_METADATA_TABLE and SLUICE_METADATA_TTL_DAYS. */
-export const handler: MetadataConsumer = (event) => {
+export const handler: MetadataConsumer = (event, context) => {
   fromEnv ??= metadataConsumerFromEnv(process.env);
-  return fromEnv(event);
+  return fromEnv(event, context);
 };
 
 export function metadataConsumerFromEnv(env: NodeJS.ProcessEnv): MetadataConsumer {
