@@ -17,12 +17,14 @@ import { TRANSFORM_RESPONSE_BUDGET_BYTES } from '../shared/limits';
 import { pipelineSchema } from '../shared/pipeline';
 import {
   describeFailure,
-  transformRecord,
+  LineBuffer,
+  transformRecordInto,
   type FailureCategory,
   type IngestMetadata,
+  type LineOutcome,
   type RecordFailure,
   type TransformDestination,
-  type TransformOutcome,
+  type TransformSettings,
 } from '../shared/record';
 import { cachedSecret, piiHashKeyFromEnv } from '../shared/secrets';
 import { createTelemetry, errorMessage, publishCounts, publishCountsBy, type Logger, type Metrics } from '../shared/telemetry';
@@ -64,14 +66,19 @@ export function createTransformHandler(options: TransformHandlerOptions): Transf
   const budget = options.maxResponseBytes ?? TRANSFORM_RESPONSE_BUDGET_BYTES;
   const telemetry = createTelemetry('record-transform', { pipeline: options.pipeline, destination: options.destination }, options);
   const { logger } = telemetry;
+  // One buffer for the batch's enriched lines, reused across invocations: filled and encoded
+  // between two awaits, so concurrent invocations (the local twin) never see each other's lines.
+  const lines = new LineBuffer();
 
   return async (event) => {
     const started = Date.now();
     const piiHashKey = await hashKey();
-    const settings = { destination: options.destination, piiHashKey, processedAt: now() };
+    const settings: TransformSettings = { destination: options.destination, piiHashKey, processedAt: now() };
     const records = event.records ?? [];
-    const outcomes = records.map((r) => transformOne(r, schema, settings));
-    const response = assembleResponse(records, outcomes, budget);
+    lines.clear();
+    const outcomes = new Array<LineOutcome>(records.length);
+    for (let i = 0; i < records.length; i++) outcomes[i] = transformOne(records[i], schema, settings, lines);
+    const response = assembleResponse(records, outcomes, lines, budget);
 
     const failedBy = new Map<FailureCategory, number>();
     let ok = 0;
@@ -115,13 +122,16 @@ export function createTransformHandler(options: TransformHandlerOptions): Transf
 function transformOne(
   r: FirehoseTransformationEventRecord,
   schema: ReturnType<typeof pipelineSchema>,
-  settings: { destination: TransformDestination; piiHashKey: string; processedAt: Date },
-): TransformOutcome {
+  settings: TransformSettings,
+  lines: LineBuffer,
+): LineOutcome {
+  const mark = lines.length;
   try {
     const bytes = Buffer.from(typeof r.data === 'string' ? r.data : '', 'base64');
-    return transformRecord(schema, bytes, ingestMetadata(r), settings);
+    return transformRecordInto(lines, schema, bytes, ingestMetadata(r), settings);
   } catch (err) {
     // A bug, not bad data: fail this record alone, with the reason, rather than the batch.
+    lines.truncate(mark);
     return { result: 'ProcessingFailed', failure: { category: 'internal', field: '/', rule: 'exception', message: errorMessage(err).slice(0, 500), issues: [] } };
   }
 }
@@ -151,6 +161,11 @@ function idBytes(recordId: string): number {
   return PLAIN_ID.test(recordId) ? recordId.length + 2 : Buffer.byteLength(JSON.stringify(recordId));
 }
 
+/** Characters of the padded base64 form of `bytes` bytes. */
+function base64Length(bytes: number): number {
+  return Math.ceil(bytes / 3) * 4;
+}
+
 /** JSON length of a flat string-to-string object whose keys and values need no escaping. */
 function plainObjectJsonLength(o: Readonly<Record<string, string>>): number {
   let n = 1;
@@ -167,7 +182,8 @@ function plainObjectJsonLength(o: Readonly<Record<string, string>>): number {
  */
 export function assembleResponse(
   records: readonly FirehoseTransformationEventRecord[],
-  outcomes: readonly TransformOutcome[],
+  outcomes: readonly LineOutcome[],
+  lines: LineBuffer,
   budgetBytes: number,
 ): AssembledResponse {
   const out: FirehoseTransformationResultRecord[] = new Array(records.length);
@@ -183,13 +199,13 @@ export function assembleResponse(
     const r = records[i];
     const o = outcomes[i];
     if (o.result === 'Ok') {
-      const data = o.data.toString('base64');
       // Partition keys are column names and sanitized values: plain ASCII, so characters are bytes.
       const keysJson = o.partitionKeys ? plainObjectJsonLength(o.partitionKeys) : -1;
-      const size = ENTRY_BYTES + ids[i] + 'Ok'.length + data.length + (keysJson === -1 ? 0 : METADATA_BYTES + keysJson);
+      const size = ENTRY_BYTES + ids[i] + 'Ok'.length + base64Length(o.end - o.start) + (keysJson === -1 ? 0 : METADATA_BYTES + keysJson);
       const growth = size - fallbackSizes[i];
       if (total + growth <= budgetBytes) {
         total += growth;
+        const data = lines.base64(o.start, o.end);
         out[i] = o.partitionKeys
           ? { recordId: r.recordId, result: 'Ok', data, metadata: { partitionKeys: o.partitionKeys as Record<string, string> } }
           : { recordId: r.recordId, result: 'Ok', data };

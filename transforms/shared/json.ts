@@ -5,7 +5,15 @@
  */
 
 export type Decoded =
-  | { readonly ok: true; readonly value: unknown }
+  | {
+      readonly ok: true;
+      readonly value: unknown;
+      /**
+       * Whether the text holds a `\u` escape. Only such an escape can put an unpaired surrogate
+       * into a parsed string (the text itself is valid UTF-8), so without one no string needs that check.
+       */
+      readonly unicodeEscapes: boolean;
+    }
   | { readonly ok: false; readonly empty: true }
   | { readonly ok: false; readonly empty: false; readonly rule: 'utf8' | 'syntax'; readonly message: string };
 
@@ -23,11 +31,11 @@ export function decodeJson(bytes: Uint8Array): Decoded {
   if (!isUtf8(bytes)) {
     return { ok: false, empty: false, rule: 'utf8', message: `is not valid UTF-8 (first bad byte at offset ${firstInvalidUtf8Offset(bytes)})` };
   }
-  let text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+  let text = (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString('utf8');
   if (text.charCodeAt(0) === BOM) text = text.slice(1);
   if (isBlank(text)) return { ok: false, empty: true };
   try {
-    return { ok: true, value: JSON.parse(text) };
+    return { ok: true, value: JSON.parse(text), unicodeEscapes: text.includes('\\u') };
   } catch (err) {
     return { ok: false, empty: false, rule: 'syntax', message: `is not valid JSON (${jsonErrorWithoutContent(err)})` };
   }

@@ -28,10 +28,35 @@ export function toMinorUnits(amount: number, currency: string): MinorUnits {
   const digits = minorUnitDigits(currency);
   if (digits === undefined) return { ok: false, message: `currency "${currency.slice(0, 16)}" is not an ISO 4217 code` };
   if (!Number.isFinite(amount)) return { ok: false, message: 'amount is not a finite number' };
+  const scaled = scaledMinorUnits(amount, digits);
+  if (scaled !== undefined) return { ok: true, value: scaled };
   // The shortest decimal that round-trips to the same double: what the producer most likely wrote.
   const text = String(amount);
   const fast = fastMinorUnits(text, digits);
-  if (fast !== undefined) return { ok: true, value: fast };
+  return fast !== undefined ? { ok: true, value: fast } : exactMinorUnits(text, amount, currency, digits);
+}
+
+/** Below 2^38 a double's spacing is under 10^-4, the smallest minor unit: no two such decimals share a double. */
+const SCALED_LIMIT = 2 ** 38;
+
+/**
+ * Minor units without formatting the amount, when an integer m has m / 10^digits === amount: the
+ * amount is then the double nearest the decimal m·10^-digits, and (below SCALED_LIMIT) no other
+ * decimal with at most `digits` places is, so that decimal is the one String(amount) writes.
+ * Undefined when there is no such m (the amount has more places, or is too large to tell).
+ */
+function scaledMinorUnits(amount: number, digits: number): number | undefined {
+  if (!(Math.abs(amount) < SCALED_LIMIT)) return undefined;
+  const scale = 10 ** digits;
+  const m = Math.round(amount * scale);
+  return m / scale === amount ? m + 0 : undefined;
+}
+
+/**
+ * `toMinorUnits` for any finite amount, in BigInt arithmetic on the decimal `text` of `amount`.
+ * Exported for the test that proves the fast path equal to it.
+ */
+export function exactMinorUnits(text: string, amount: number, currency: string, digits: number): MinorUnits {
   const m = /^(-?)(\d+)(?:\.(\d+))?(?:e([+-]\d+))?$/.exec(text);
   if (!m) return { ok: false, message: 'amount is not a decimal number' };
   const [, sign, whole, fraction = '', exp = '0'] = m;
@@ -51,16 +76,24 @@ export function toMinorUnits(amount: number, currency: string): MinorUnits {
   return { ok: true, value: value === 0 ? 0 : value };
 }
 
-/** Plain decimals with few digits (nearly every amount): no BigInt needed. Undefined otherwise. */
+/** Plain decimals with few digits (nearly every amount): read digit by digit, no BigInt. Undefined otherwise. */
 function fastMinorUnits(text: string, digits: number): number | undefined {
-  if (text.length > 15 || text.includes('e')) return undefined;
-  const dot = text.indexOf('.');
-  if (dot === -1) {
-    const value = Number(text) * 10 ** digits;
-    return Number.isSafeInteger(value) ? value + 0 : undefined;
+  if (text.length > 15) return undefined;
+  const negative = text.charCodeAt(0) === 0x2d; // "-"
+  // At most 14 digits: the mantissa is an exact integer, and so is the scaled value when it is safe.
+  let mantissa = 0;
+  let fraction = -1; // digits after the point; -1 before it
+  for (let at = negative ? 1 : 0; at < text.length; at++) {
+    const c = text.charCodeAt(at);
+    if (c === 0x2e && fraction === -1) {
+      fraction = 0;
+      continue;
+    }
+    if (c < 0x30 || c > 0x39) return undefined; // an exponent: the exact path reads it
+    mantissa = mantissa * 10 + (c - 0x30);
+    if (fraction !== -1) fraction++;
   }
-  const fraction = text.length - dot - 1;
   if (fraction > digits) return undefined;
-  const value = Number(text.slice(0, dot) + text.slice(dot + 1) + '0'.repeat(digits - fraction));
+  const value = (negative ? -mantissa : mantissa) * 10 ** (digits - Math.max(fraction, 0));
   return Number.isSafeInteger(value) ? value + 0 : undefined;
 }

@@ -66,6 +66,8 @@ export interface AnalyzedRecord {
   readonly partitionKeys: Readonly<Record<string, string>>;
   /** Value of the schema's entityField, when it has one and the record carries it. */
   readonly entity?: string;
+  /** Whether the record's JSON text holds a `\u` escape, the only way a string can get an unpaired surrogate. */
+  readonly unicodeEscapes: boolean;
 }
 
 export type Analysis =
@@ -115,12 +117,17 @@ export function analyzeRecord(schema: PipelineSchema, bytes: Uint8Array): Analys
     const first = issues[0] ?? { field: '/', rule: 'schema', message: 'does not match the schema' };
     return { kind: 'failed', failure: failure('schema', first.field, first.rule, first.message, issues) };
   }
-  return derive(schema.model, value as Record<string, unknown>);
+  return derive(schema.model, value as Record<string, unknown>, decoded.unicodeEscapes);
 }
 
 interface DerivePlan {
   /** Partition fields: JSON key and partition (column) name. */
   readonly partitions: ReadonlyArray<{ readonly jsonKey: string; readonly name: string }>;
+  /**
+   * Partition keys already built for event times in `hour` (`YYYY-MM-DDTHH`), by partition values:
+   * a batch repeats a handful of them, so records share one frozen object instead of each building its own.
+   */
+  readonly keysCache: { hour: string; readonly byValues: Map<string, Readonly<Record<string, string>>> };
 }
 
 const derivePlans = new WeakMap<SchemaModel, DerivePlan>();
@@ -130,6 +137,7 @@ function derivePlanFor(model: SchemaModel): DerivePlan {
   if (!plan) {
     plan = {
       partitions: model.extensions.partitionFields.map((jsonKey) => ({ jsonKey, name: model.inputColumns.find((c) => c.jsonKey === jsonKey)?.name ?? jsonKey })),
+      keysCache: { hour: '-', byValues: new Map() },
     };
     derivePlans.set(model, plan);
   }
@@ -151,22 +159,46 @@ function partitionValue(raw: string): string {
   return value;
 }
 
-function derive(model: SchemaModel, record: Record<string, unknown>): Analysis {
+/** Partition values (checked by `derive`) and year/month/day/hour, keyed by partition column name. */
+function partitionKeysFor(plan: DerivePlan, record: Readonly<Record<string, unknown>>, iso: string, values: string): Readonly<Record<string, string>> {
+  const cache = plan.keysCache;
+  if (!iso.startsWith(cache.hour)) {
+    cache.hour = iso.slice(0, 13);
+    cache.byValues.clear();
+  }
+  let keys = cache.byValues.get(values);
+  if (keys === undefined) {
+    const built: Record<string, string> = {};
+    for (const p of plan.partitions) built[p.name] = partitionValue(record[p.jsonKey] as string);
+    const t = timePartitions(iso);
+    built.year = t.year;
+    built.month = t.month;
+    built.day = t.day;
+    built.hour = t.hour;
+    keys = Object.freeze(built);
+    if (cache.byValues.size < 256) cache.byValues.set(values, keys);
+  }
+  return keys;
+}
+
+function derive(model: SchemaModel, record: Record<string, unknown>, unicodeEscapes: boolean): Analysis {
   const x = model.extensions;
-  const timeField = `/${x.eventTimeField}`;
   const rawTime = record[x.eventTimeField];
   const eventTime = typeof rawTime === 'string' ? parseDateTime(rawTime) : undefined;
-  if (!eventTime) return { kind: 'failed', failure: failure('event-time', timeField, 'format', 'must be an RFC 3339 date-time with a time zone') };
-  const year = isoYear(eventTime.iso);
+  if (!eventTime) return { kind: 'failed', failure: failure('event-time', `/${x.eventTimeField}`, 'format', 'must be an RFC 3339 date-time with a time zone') };
+  const iso = eventTime.iso;
+  const year = isoYear(iso);
   if (!(year >= MIN_EVENT_YEAR && year <= MAX_EVENT_YEAR)) {
     const shown = Number.isNaN(year) ? new Date(eventTime.epochMs).getUTCFullYear() : year;
     return {
       kind: 'failed',
-      failure: failure('event-time', timeField, 'range', `is in UTC year ${shown}; the lake's partitions cover ${MIN_EVENT_YEAR}–${MAX_EVENT_YEAR}`),
+      failure: failure('event-time', `/${x.eventTimeField}`, 'range', `is in UTC year ${shown}; the lake's partitions cover ${MIN_EVENT_YEAR}–${MAX_EVENT_YEAR}`),
     };
   }
-  const keys: Record<string, string> = {};
-  for (const p of derivePlanFor(model).partitions) {
+  const plan = derivePlanFor(model);
+  let values = '';
+  for (let i = 0; i < plan.partitions.length; i++) {
+    const p = plan.partitions[i];
     const raw = record[p.jsonKey];
     if (typeof raw !== 'string') {
       return { kind: 'failed', failure: failure('partition', `/${p.jsonKey}`, 'type', 'must be a string to partition by') };
@@ -178,15 +210,11 @@ function derive(model: SchemaModel, record: Record<string, unknown>): Analysis {
         failure: failure('partition', `/${p.jsonKey}`, 'partition', `${JSON.stringify(raw.slice(0, 64))} has no letter, digit, "_" or "-" left to name an S3 partition with`),
       };
     }
-    keys[p.name] = value;
+    values = i === 0 ? value : `${values}\u0000${value}`;
   }
-  const t = timePartitions(eventTime.iso);
-  keys.year = t.year;
-  keys.month = t.month;
-  keys.day = t.day;
-  keys.hour = t.hour;
+  const keys = partitionKeysFor(plan, record, iso, values);
   const entity = x.entityField !== undefined && typeof record[x.entityField] === 'string' ? (record[x.entityField] as string) : undefined;
-  return { kind: 'valid', record, id: record[x.idField] as string, eventTime, partitionKeys: keys, entity };
+  return { kind: 'valid', record, id: record[x.idField] as string, eventTime, partitionKeys: keys, entity, unicodeEscapes };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,6 +243,120 @@ export type TransformOutcome =
   | { readonly result: 'Dropped'; readonly rule: string }
   | { readonly result: 'ProcessingFailed'; readonly failure: RecordFailure };
 
+/** A `TransformOutcome` whose Ok line was appended to a `LineBuffer` rather than copied out. */
+export type LineOutcome =
+  | {
+      readonly result: 'Ok';
+      /** The line's bytes in the buffer: [start, end), newline included. */
+      readonly start: number;
+      readonly end: number;
+      readonly partitionKeys?: Readonly<Record<string, string>>;
+      readonly id: string;
+    }
+  | { readonly result: 'Dropped'; readonly rule: string }
+  | { readonly result: 'ProcessingFailed'; readonly failure: RecordFailure };
+
+/**
+ * The enriched records of a batch as UTF-8 JSON lines, back to back in one growing buffer: a batch
+ * allocates one buffer rather than one per record, and the response encodes each line from its slice.
+ * Valid until the next `clear()`, so fill and read it within one synchronous stretch.
+ */
+export class LineBuffer {
+  private bytes: Buffer;
+  private used = 0;
+
+  constructor(initialBytes = 256 * 1024) {
+    this.bytes = Buffer.allocUnsafe(initialBytes);
+  }
+
+  /** Bytes written since the last `clear()`: where the next line starts. */
+  get length(): number {
+    return this.used;
+  }
+
+  clear(): void {
+    this.used = 0;
+  }
+
+  /** Forgets everything after `length` bytes (a line that failed half-way). */
+  truncate(length: number): void {
+    if (length < this.used) this.used = length;
+  }
+
+  /** Appends `text` as UTF-8. */
+  append(text: string): void {
+    const room = this.bytes.length - this.used;
+    // A UTF-16 unit is at most 3 UTF-8 bytes; only a long string needs its exact length counted.
+    if (text.length * 3 > room) {
+      const needed = Buffer.byteLength(text, 'utf8');
+      if (needed > room) this.grow(needed);
+    }
+    this.used += this.bytes.write(text, this.used, 'utf8');
+  }
+
+  /** Appends a string known to be ASCII (ISO times, numbers): short ones byte by byte, without a call into the encoder. */
+  appendAscii(text: string): void {
+    if (text.length > 64) {
+      this.append(text);
+      return;
+    }
+    this.ensure(text.length);
+    const bytes = this.bytes;
+    let at = this.used;
+    for (let i = 0; i < text.length; i++) bytes[at++] = text.charCodeAt(i);
+    this.used = at;
+  }
+
+  /** Appends a string as a JSON string: quoted, and escaped when it needs to be. */
+  appendJsonString(text: string): void {
+    if (text.length > 64 || !isPlainJsonString(text)) {
+      this.append(JSON.stringify(text));
+      return;
+    }
+    this.ensure(text.length + 2);
+    const bytes = this.bytes;
+    let at = this.used;
+    bytes[at++] = 0x22;
+    for (let i = 0; i < text.length; i++) bytes[at++] = text.charCodeAt(i);
+    bytes[at++] = 0x22;
+    this.used = at;
+  }
+
+  appendBytes(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.bytes.set(bytes, this.used);
+    this.used += bytes.length;
+  }
+
+  base64(start: number, end: number): string {
+    return this.bytes.toString('base64', start, end);
+  }
+
+  /** A copy of [start, end). */
+  copy(start: number, end: number): Buffer {
+    return Buffer.from(this.bytes.subarray(start, end));
+  }
+
+  private ensure(needed: number): void {
+    if (this.bytes.length - this.used < needed) this.grow(needed);
+  }
+
+  private grow(needed: number): void {
+    const bigger = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.used + needed));
+    this.bytes.copy(bigger, 0, 0, this.used);
+    this.bytes = bigger;
+  }
+}
+
+/** Printable ASCII other than `"` and `\\`: the characters JSON writes as they are. */
+function isPlainJsonString(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
+  }
+  return true;
+}
+
 /** Thrown inside the shaping walk; collects the JSON pointer while it unwinds. Never leaves this module. */
 class ShapeError {
   readonly segments: string[] = [];
@@ -233,18 +375,32 @@ interface ShapeContext {
 }
 type Shaper = (value: unknown, ctx: ShapeContext, parent: Record<string, unknown>) => Shaped;
 
+/**
+ * How the fast walk treats a field, for records whose strings need no surrogate check (no `\u`
+ * escape in the text): `copy` when shaping gives back the same JSON (doubles, booleans, unmasked
+ * strings, and arrays and maps of those), `int` for the inline safe-integer check, `struct` to walk
+ * into, `shape` to call the field's shaper as the general walk does.
+ */
+type FastKind = 'copy' | 'int' | 'struct' | 'shape';
+
 interface FieldPlan {
   readonly jsonKey: string;
   readonly name: string;
+  /** The general walk: every field goes through its shaper. */
   readonly shape: Shaper;
-  /** Numbers and booleans under a plain name: copied without a call (the hot path). */
-  readonly copy: boolean;
+  readonly fast: FastKind;
+  /** The fields of a `struct`. */
+  readonly fields: readonly FieldPlan[];
 }
 
 interface TransformPlan {
   readonly fields: readonly FieldPlan[];
   readonly optionalKeys: readonly string[];
   readonly version: string;
+  /** `,"schema_version":"…","quality_score":` as UTF-8. */
+  readonly versionBytes: Buffer;
+  /** False when a top-level column is named like the enrichment struct, which the general walk then overwrites in place. */
+  readonly appendEnrichment: boolean;
 }
 
 const plans = new WeakMap<SchemaModel, TransformPlan>();
@@ -252,10 +408,13 @@ const plans = new WeakMap<SchemaModel, TransformPlan>();
 function planFor(model: SchemaModel): TransformPlan {
   let plan = plans.get(model);
   if (!plan) {
+    const fields = topLevelPlan(model);
     plan = {
-      fields: topLevelPlan(model),
+      fields,
       optionalKeys: model.inputColumns.filter((c) => !c.required).map((c) => c.jsonKey),
       version: model.extensions.version,
+      versionBytes: Buffer.from(`,"schema_version":${JSON.stringify(model.extensions.version)},"quality_score":`),
+      appendEnrichment: !fields.some((f) => f.name === ENRICHMENT_COLUMN),
     };
     plans.set(model, plan);
   }
@@ -265,14 +424,15 @@ function planFor(model: SchemaModel): TransformPlan {
 function topLevelPlan(model: SchemaModel): FieldPlan[] {
   const fields = structPlan(model.inputColumns, model.extensions.pii, '').map((f): FieldPlan =>
     // derive() parsed and range-checked the event time already.
-    f.jsonKey === model.extensions.eventTimeField ? { ...f, copy: false, shape: (_v, ctx) => ctx.eventTimeIso } : f);
+    f.jsonKey === model.extensions.eventTimeField ? { ...f, fast: 'shape', shape: (_v, ctx) => ctx.eventTimeIso } : f);
   const money = model.extensions.money;
   if (!money) return fields;
   const at = fields.findIndex((f) => f.jsonKey === money.amountField);
   const minor: FieldPlan = {
     jsonKey: money.amountField,
     name: money.minorUnitsField,
-    copy: false,
+    fast: 'shape',
+    fields: [],
     shape: (amount, _ctx, parent) => {
       if (amount === null) return null;
       const currencyValue = hasOwn(parent, money.currencyField) ? parent[money.currencyField] : undefined;
@@ -292,9 +452,33 @@ function structPlan(columns: readonly Column[], pii: Readonly<Record<string, Pii
   return columns.map((c): FieldPlan => {
     const path = prefix + c.jsonKey;
     const mask = pii[path];
-    const copy = !mask && (c.type.kind === 'double' || c.type.kind === 'boolean') && c.name !== '__proto__';
-    return { jsonKey: c.jsonKey, name: c.name, copy, shape: mask ? maskShaper(mask) : typeShaper(c.type, pii, `${path}.`) };
+    const fields = !mask && c.type.kind === 'struct' ? structPlan(c.type.fields, pii, `${path}.`) : [];
+    // A "__proto__" column needs setOwn; the fast walk assigns plainly.
+    const fast: FastKind = mask || c.name === '__proto__' ? 'shape' : fastKind(c.type);
+    return { jsonKey: c.jsonKey, name: c.name, fast, fields, shape: mask ? maskShaper(mask) : typeShaper(c.type, pii, `${path}.`) };
   });
+}
+
+function fastKind(t: LogicalType): FastKind {
+  switch (t.kind) {
+    case 'string':
+    case 'date':
+    case 'double':
+    case 'boolean':
+      return 'copy';
+    case 'int':
+    case 'bigint':
+      return 'int';
+    case 'struct':
+      return 'struct';
+    case 'array':
+      return fastKind(t.items) === 'copy' ? 'copy' : 'shape';
+    case 'map':
+      // The general walk rebuilds the map key by key (setOwn keeps "__proto__" a key): the same JSON.
+      return fastKind(t.values) === 'copy' ? 'copy' : 'shape';
+    case 'timestamp':
+      return 'shape';
+  }
 }
 
 function maskShaper(mask: PiiMask): Shaper {
@@ -327,9 +511,7 @@ function typeShaper(t: LogicalType, pii: Readonly<Record<string, PiiMask>>, pref
     case 'int':
     case 'bigint':
       return (v) => {
-        if (typeof v === 'number' && !Number.isSafeInteger(v)) {
-          throw new ShapeError('value', 'safeInteger', 'is beyond ±(2^53 − 1): JSON parsers, Athena and OpenSearch would read a different number');
-        }
+        if (typeof v === 'number' && !Number.isSafeInteger(v)) throw unsafeInteger();
         return v;
       };
     case 'double':
@@ -376,19 +558,57 @@ function typeShaper(t: LogicalType, pii: Readonly<Record<string, PiiMask>>, pref
   }
 }
 
+function unsafeInteger(): ShapeError {
+  return new ShapeError('value', 'safeInteger', 'is beyond ±(2^53 − 1): JSON parsers, Athena and OpenSearch would read a different number');
+}
+
+/** The general walk: masks PII, renames keys to column names and checks values, field by field in schema order. */
 function shapeStruct(fields: readonly FieldPlan[], source: Record<string, unknown>, ctx: ShapeContext): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const f of fields) {
     if (!hasOwn(source, f.jsonKey)) continue;
     const v = source[f.jsonKey];
     if (v === undefined) continue;
-    if (f.copy) {
-      out[f.name] = v;
-      continue;
-    }
     let shaped: Shaped;
     try {
       shaped = f.shape(v, ctx, source);
+    } catch (err) {
+      if (err instanceof ShapeError) err.segments.unshift(f.jsonKey);
+      throw err;
+    }
+    if (shaped !== OMIT) setOwn(out, f.name, shaped);
+  }
+  return out;
+}
+
+/**
+ * The same walk for records without `\u` escapes (nearly all): values whose shaping cannot change
+ * them are copied without a call, integers are checked inline, and only masks, timestamps and
+ * money call a shaper. Proven equal to `shapeStruct` by test/transforms/fast-path.test.ts.
+ */
+function shapeStructFast(fields: readonly FieldPlan[], source: Record<string, unknown>, ctx: ShapeContext): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i];
+    if (!hasOwn(source, f.jsonKey)) continue;
+    const v = source[f.jsonKey];
+    if (v === undefined) continue;
+    let shaped: Shaped;
+    try {
+      switch (f.fast) {
+        case 'copy':
+          out[f.name] = v;
+          continue;
+        case 'int':
+          if (typeof v === 'number' && !Number.isSafeInteger(v)) throw unsafeInteger();
+          out[f.name] = v;
+          continue;
+        case 'struct':
+          out[f.name] = v === null || typeof v !== 'object' ? v : shapeStructFast(f.fields, v as Record<string, unknown>, ctx);
+          continue;
+        case 'shape':
+          shaped = f.shape(v, ctx, source);
+      }
     } catch (err) {
       if (err instanceof ShapeError) err.segments.unshift(f.jsonKey);
       throw err;
@@ -410,47 +630,110 @@ function setOwn(target: Record<string, unknown>, key: string, value: unknown): v
  * the result against Firehose's record limit.
  */
 export function transformRecord(schema: PipelineSchema, bytes: Uint8Array, ingest: IngestMetadata, settings: TransformSettings): TransformOutcome {
+  return copiedOut(transformRecordInto(scratchLines, schema, bytes, ingest, settings));
+}
+
+/** `transformRecord` by the general walk alone, never the fast one: the reference the fast path is tested against. */
+export function transformRecordGeneral(schema: PipelineSchema, bytes: Uint8Array, ingest: IngestMetadata, settings: TransformSettings): TransformOutcome {
+  return copiedOut(transformRecordInto(scratchLines, schema, bytes, ingest, settings, 'general'));
+}
+
+const scratchLines = new LineBuffer(64 * 1024);
+
+function copiedOut(o: LineOutcome): TransformOutcome {
+  if (o.result !== 'Ok') return o;
+  const data = scratchLines.copy(o.start, o.end);
+  scratchLines.clear();
+  return o.partitionKeys ? { result: 'Ok', data, partitionKeys: o.partitionKeys, id: o.id } : { result: 'Ok', data, id: o.id };
+}
+
+/**
+ * `transformRecord` for a batch: the line is appended to `lines` instead of copied into a Buffer
+ * of its own. Nothing is appended unless the outcome is Ok.
+ */
+export function transformRecordInto(
+  lines: LineBuffer,
+  schema: PipelineSchema,
+  bytes: Uint8Array,
+  ingest: IngestMetadata,
+  settings: TransformSettings,
+  walk: 'fast' | 'general' = 'fast',
+): LineOutcome {
   const analysis = analyzeRecord(schema, bytes);
   if (analysis.kind === 'empty') return { result: 'Dropped', rule: DROP_RULE_EMPTY };
   if (analysis.kind === 'failed') return { result: 'ProcessingFailed', failure: analysis.failure };
   const plan = planFor(schema.model);
-  let enriched: Record<string, unknown>;
+  const record = analysis.record as Record<string, unknown>;
+  const ctx: ShapeContext = { piiHashKey: settings.piiHashKey, eventTimeIso: analysis.eventTime.iso };
+  const start = lines.length;
   try {
-    enriched = shapeStruct(plan.fields, analysis.record as Record<string, unknown>, { piiHashKey: settings.piiHashKey, eventTimeIso: analysis.eventTime.iso });
+    if (walk === 'general' || analysis.unicodeEscapes || !plan.appendEnrichment) {
+      const enriched = shapeStruct(plan.fields, record, ctx);
+      enriched[ENRICHMENT_COLUMN] = enrichment(plan, record, ingest, settings.processedAt);
+      lines.append(`${JSON.stringify(enriched)}\n`);
+    } else {
+      const json = JSON.stringify(shapeStructFast(plan.fields, record, ctx));
+      // The same line without a second object: drop the closing brace and append the struct's JSON.
+      lines.append(json);
+      lines.truncate(lines.length - 1);
+      appendEnrichment(lines, json.length === 2, plan, record, ingest, settings.processedAt);
+    }
   } catch (err) {
+    lines.truncate(start);
     if (!(err instanceof ShapeError)) throw err;
     return { result: 'ProcessingFailed', failure: failure(err.category, err.pointer(), err.rule, err.message) };
   }
-  enriched[ENRICHMENT_COLUMN] = enrichment(plan, analysis.record, ingest, settings.processedAt);
-  const data = Buffer.from(`${JSON.stringify(enriched)}\n`, 'utf8');
-  if (data.length > FIREHOSE_MAX_RECORD_BYTES) {
+  const end = lines.length;
+  if (end - start > FIREHOSE_MAX_RECORD_BYTES) {
+    lines.truncate(start);
     return {
       result: 'ProcessingFailed',
-      failure: failure('size', '/', 'maxRecordBytes', `is ${data.length} bytes once enriched, over Firehose's ${FIREHOSE_MAX_RECORD_BYTES}-byte (1,000 KiB) record limit`),
+      failure: failure('size', '/', 'maxRecordBytes', `is ${end - start} bytes once enriched, over Firehose's ${FIREHOSE_MAX_RECORD_BYTES}-byte (1,000 KiB) record limit`),
     };
   }
   return settings.destination === 'lake'
-    ? { result: 'Ok', data, partitionKeys: analysis.partitionKeys, id: analysis.id }
-    : { result: 'Ok', data, id: analysis.id };
+    ? { result: 'Ok', start, end, partitionKeys: analysis.partitionKeys, id: analysis.id }
+    : { result: 'Ok', start, end, id: analysis.id };
 }
 
 const arrivalIso = isoFormatter();
-let processedAtDate: Date | undefined;
-let processedAtIso = '';
 
-function enrichment(plan: TransformPlan, record: Readonly<Record<string, unknown>>, ingest: IngestMetadata, processedAt: Date): Record<string, unknown> {
-  if (processedAt !== processedAtDate) {
-    processedAtDate = processedAt;
-    processedAtIso = processedAt.toISOString();
+/** The clock of the batch being enriched, and the parts of the `sluice` struct it fixes for the whole batch. */
+const batch = {
+  processedAt: undefined as Date | undefined,
+  processedAtIso: '',
+  /** `","processed_at":"…","source":"direct-put"` */
+  directPut: Buffer.alloc(0),
+  shardId: undefined as string | undefined,
+  /** `","processed_at":"…","source":"kinesis","shard_id":"…","sequence_number":` for `shardId` */
+  kinesis: Buffer.alloc(0),
+};
+
+function batchClock(processedAt: Date): void {
+  if (processedAt !== batch.processedAt) {
+    batch.processedAt = processedAt;
+    batch.processedAtIso = processedAt.toISOString();
+    batch.directPut = Buffer.from(`","processed_at":"${batch.processedAtIso}","source":"direct-put"`);
+    batch.shardId = undefined;
   }
+}
+
+/** Share of the schema's optional fields the record carries (not null), to four decimals. */
+function qualityScore(plan: TransformPlan, record: Readonly<Record<string, unknown>>): number {
+  if (plan.optionalKeys.length === 0) return 1;
   let present = 0;
   for (const key of plan.optionalKeys) if (hasOwn(record, key) && record[key] !== null && record[key] !== undefined) present++;
-  const quality = plan.optionalKeys.length === 0 ? 1 : Math.round((present / plan.optionalKeys.length) * 10_000) / 10_000;
+  return Math.round((present / plan.optionalKeys.length) * 10_000) / 10_000;
+}
+
+/** The `sluice` struct. */
+function enrichment(plan: TransformPlan, record: Readonly<Record<string, unknown>>, ingest: IngestMetadata, processedAt: Date): Record<string, unknown> {
+  batchClock(processedAt);
   const k = ingest.kinesis;
   const out: Record<string, unknown> = {
     // An absent or absurd arrival time (not Firehose's doing) falls back to the processing time.
-    arrival_time: arrivalIso(k ? k.arrivalMs : ingest.arrivalMs) || processedAtIso,
-    processed_at: processedAtIso,
+    arrival_time: arrivalIso(k ? k.arrivalMs : ingest.arrivalMs) || batch.processedAtIso,
+    processed_at: batch.processedAtIso,
     source: k ? 'kinesis' : 'direct-put',
   };
   if (k) {
@@ -458,8 +741,39 @@ function enrichment(plan: TransformPlan, record: Readonly<Record<string, unknown
     out.sequence_number = k.sequenceNumber;
   }
   out.schema_version = plan.version;
-  out.quality_score = quality;
+  out.quality_score = qualityScore(plan, record);
   return out;
+}
+
+const SLUICE_FIRST_KEY = Buffer.from(`"${ENRICHMENT_COLUMN}":{"arrival_time":"`);
+const SLUICE_KEY = Buffer.from(`,"${ENRICHMENT_COLUMN}":{"arrival_time":"`);
+const SLUICE_END = Buffer.from('}}\n');
+
+/**
+ * Appends `"sluice":` and the JSON of `enrichment(…)`, then closes the record and the line: the
+ * same bytes as serializing the struct, without building it. All but three of its parts (arrival
+ * time, sequence number, quality score) are the same for a whole batch, so they are encoded once.
+ */
+function appendEnrichment(
+  lines: LineBuffer, firstKey: boolean, plan: TransformPlan, record: Readonly<Record<string, unknown>>, ingest: IngestMetadata, processedAt: Date,
+): void {
+  batchClock(processedAt);
+  const k = ingest.kinesis;
+  lines.appendBytes(firstKey ? SLUICE_FIRST_KEY : SLUICE_KEY);
+  lines.appendAscii(arrivalIso(k ? k.arrivalMs : ingest.arrivalMs) || batch.processedAtIso);
+  if (k) {
+    if (k.shardId !== batch.shardId) {
+      batch.shardId = k.shardId;
+      batch.kinesis = Buffer.from(`","processed_at":"${batch.processedAtIso}","source":"kinesis","shard_id":${JSON.stringify(k.shardId)},"sequence_number":`);
+    }
+    lines.appendBytes(batch.kinesis);
+    lines.appendJsonString(k.sequenceNumber);
+  } else {
+    lines.appendBytes(batch.directPut);
+  }
+  lines.appendBytes(plan.versionBytes);
+  lines.appendAscii(String(qualityScore(plan, record)));
+  lines.appendBytes(SLUICE_END);
 }
 
 /**
