@@ -588,7 +588,8 @@ function firstCharacterSqsRejects(body: string): { index: number; code: number }
 }
 
 function hashOf(body: string): string {
-  return createHash('sha256').update(body, 'utf8').digest('hex').slice(0, 16);
+  // Hex of the first 8 bytes, not a slice of the full hex digest: a slice would keep its 64-character parent alive.
+  return createHash('sha256').update(body, 'utf8').digest().toString('hex', 0, 8);
 }
 
 function fileId(info: Stats): string {
