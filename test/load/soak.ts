@@ -5,17 +5,17 @@
  *   - sent = Parquet rows + failed (error objects, one DLQ message each) + dropped by rule, per pipeline;
  *   - no event id twice in the Parquet, and exactly the valid records' ids (DuckDB over the files, through LocalAthena);
  *   - memory flat: the live heap (after a full GC) and RSS, sampled as the records go out (each
- *     time with nothing pending), do not grow between the second quarter of the run and its end.
+ *     time with the twin settled), do not grow between the second quarter of the run and its end.
  *
  * Most records go through Firehose PutRecordBatch to the DirectPut pipeline (`app-events`); a share
- * (1 % by default) goes through Kinesis PutRecords to `iot`, read by the twin's Firehose reader and
+ * (0.5 % by default) goes through Kinesis PutRecords to `iot`, read by the twin's Firehose reader and
  * by the metadata consumer. kinesis-mock takes at most ~1,500 records/s and the metadata consumer's
  * DynamoDB emulator (dynalite) far fewer, so that share is sized for both producers to finish at
  * about the same time.
  *
  * `runSoak()` is the one program; test/load/soak.test.ts runs ≈ 50,000 records in `npm test`, and
  * `npm run soak` runs 1,000,000 from the command line:
- *   node bin/run-ts.js test/load/soak.ts [--records 1000000] [--kinesis 10000] [--no-faults] [--keep]
+ *   node bin/run-ts.js test/load/soak.ts [--records 1000000] [--kinesis 5000] [--no-faults] [--keep]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -23,12 +23,11 @@ import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { loadConfig, resourceNames, type SluiceConfig } from '../../lib/config';
-import { firehoseClient, kinesisClient } from '../../lib/local/aws-clients';
 import { LocalAthena } from '../../lib/local/athena';
 import { FaultInjector, TRANSFORM_FAULT_KINDS, type FaultPlan, type InjectedFaults } from '../../lib/local/faults';
 import { startTwin } from '../../lib/local/twin';
 import { readSchema } from '../../lib/schema';
-import { EVENT_INDEX_SQL, firehosePutBatch, kinesisPutBatch, putConcurrently, TrafficGenerator, type PutBatch, type RecordFate } from './traffic';
+import { EVENT_INDEX_SQL, firehosePutBatch, kinesisPutBatch, producerClients, putConcurrently, TrafficGenerator, type PutBatch, type RecordFate } from './traffic';
 
 export interface SoakOptions {
   /** Records sent in all, both producers together. */
@@ -45,7 +44,7 @@ export interface SoakOptions {
   readonly seed?: number;
   /** PutRecordBatch calls in flight. @default 4 */
   readonly concurrency?: number;
-  /** Memory samples taken over the run (evenly, by records sent; each pauses the producers until nothing is pending). @default 40 */
+  /** Memory samples taken over the run (evenly, by records sent; each pauses the producers until the twin has settled). @default 40 */
   readonly samples?: number;
   /** @default a new temporary directory, removed at the end unless `keep` */
   readonly dataDir?: string;
@@ -137,23 +136,25 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   try {
     // Event ids are unique across both producers: DirectPut records are [0, directCount), Kinesis ones follow.
     const now = new Date();
+    const clients = producerClients(twin.endpoints);
     const producers = [
       {
         pipeline: DIRECT_PUT_PIPELINE, entry: 'Firehose PutRecordBatch' as const, from: 0, count: directCount, concurrency: options.concurrency ?? 4,
         generator: new TrafficGenerator({ schema: readSchema(DIRECT_PUT_PIPELINE), mix, seed, now }),
-        put: firehosePutBatch(firehoseClient(twin.endpoints.firehose), resourceNames(config, DIRECT_PUT_PIPELINE).lakeDeliveryStream),
+        put: firehosePutBatch(clients.firehose, resourceNames(config, DIRECT_PUT_PIPELINE).lakeDeliveryStream),
       },
       {
         pipeline: KINESIS_PIPELINE, entry: 'Kinesis PutRecords' as const, from: directCount, count: kinesisCount, concurrency: 2,
         generator: new TrafficGenerator({ schema: readSchema(KINESIS_PIPELINE), mix, seed: seed + 1, now }),
-        put: kinesisPutBatch(kinesisClient(twin.endpoints.kinesis), resourceNames(config, KINESIS_PIPELINE).stream),
+        put: kinesisPutBatch(clients.kinesis, resourceNames(config, KINESIS_PIPELINE).stream),
       },
     ];
 
     // Memory is sampled at fixed shares of the run (not at fixed times), each time in the same state:
-    // producers paused and nothing pending in the delivery streams. Under load the twin holds up to
-    // its backpressure limit of acknowledged records; that backlog is bounded, not a leak, and
-    // comparing samples with backlogs of different sizes would say nothing.
+    // producers paused and the twin settled (nothing buffered, readers and the metadata consumer
+    // caught up). Under load the twin holds acknowledged records up to its backpressure limit and
+    // the consumer reads ahead of what it has written; those backlogs are bounded, not leaks, and
+    // comparing samples taken with backlogs of different sizes would say nothing.
     const memory: MemorySample[] = [];
     let acknowledged = 0;
     let callsInFlight = 0;
@@ -161,7 +162,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     let gate: Promise<void> | undefined;
     const sampleEvery = Math.max(BATCH, Math.floor(options.records / sampleCount));
     const sample = async (): Promise<void> => {
-      while (callsInFlight > 0 || twin.summary().some((s) => (s.lake?.pending ?? 0) > 0)) await new Promise((r) => setTimeout(r, 25));
+      while (callsInFlight > 0) await new Promise((r) => setTimeout(r, 25));
+      await twin.settle(600_000);
       collectGarbage();
       const usage = process.memoryUsage();
       memory.push({ sent: acknowledged, heapUsed: usage.heapUsed, rss: usage.rss });
@@ -191,6 +193,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       ? { calls: 0, retried: 0 }
       : putConcurrently(gated(p.put), batchesOf(p.generator, p.from, p.count), p.concurrency)));
     const sendSeconds = (performance.now() - sendStarted) / 1000;
+    clients.firehose.destroy();
+    clients.kinesis.destroy();
     log(`all ${options.records.toLocaleString('en-US')} records acknowledged in ${sendSeconds.toFixed(1)} s; waiting for delivery…`);
     // While delivery catches up: what is still pending where, every 5 s.
     const status = setInterval(() => {
@@ -354,7 +358,7 @@ async function main(args: readonly string[]): Promise<number> {
   process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   const records = Number(argValue(args, '--records') ?? 1_000_000);
-  const kinesisRecords = Number(argValue(args, '--kinesis') ?? Math.round(records * 0.01));
+  const kinesisRecords = Number(argValue(args, '--kinesis') ?? Math.round(records * 0.005));
   if (!Number.isInteger(records) || records < 1) throw new Error(`--records: expected a whole number ≥ 1, got ${argValue(args, '--records')}`);
   if (!Number.isInteger(kinesisRecords) || kinesisRecords < 0 || kinesisRecords > records) {
     throw new Error(`--kinesis: expected a whole number 0–${records}, got ${argValue(args, '--kinesis')}`);

@@ -4,8 +4,11 @@
  * transform's one drop rule), and producers that keep several API calls in flight, as real
  * producers do, retrying the records a call refused.
  */
-import { PutRecordBatchCommand, type FirehoseClient } from '@aws-sdk/client-firehose';
-import { PutRecordsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
+import * as http from 'node:http';
+import { FirehoseClient, PutRecordBatchCommand } from '@aws-sdk/client-firehose';
+import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { localRegion } from '../../lib/local/aws-clients';
 import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord, type Rng } from '../../lib/schema/sample';
 
 export type RecordFate = 'row' | 'failed' | 'dropped';
@@ -97,6 +100,26 @@ export interface PutStats {
 
 /** One producer API: sends a batch, answers the indexes (into the batch) of the records it refused. */
 export type PutBatch = (records: readonly Buffer[], firstIndex: number) => Promise<number[]>;
+
+/**
+ * Clients for producers that must never send a record twice: one attempt per call (an SDK retry
+ * after a timeout or a reset connection repeats records the service may already hold, which Kinesis
+ * and Firehose then keep twice, as AWS would), a fresh connection per call (producers pause while
+ * memory is sampled; a kept-alive socket the server closed meanwhile would fail the next call), and
+ * a timeout long enough for a busy machine. A call that fails anyway fails the run, loudly.
+ */
+export function producerClients(endpoints: { firehose: string; kinesis: string }): { firehose: FirehoseClient; kinesis: KinesisClient } {
+  const config = () => ({
+    region: localRegion(),
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    maxAttempts: 1,
+    requestHandler: new NodeHttpHandler({ httpAgent: new http.Agent({ keepAlive: false }), connectionTimeout: 5_000, requestTimeout: 180_000, throwOnRequestTimeout: true }),
+  });
+  return {
+    firehose: new FirehoseClient({ ...config(), endpoint: endpoints.firehose }),
+    kinesis: new KinesisClient({ ...config(), endpoint: endpoints.kinesis }),
+  };
+}
 
 export function firehosePutBatch(client: FirehoseClient, deliveryStream: string): PutBatch {
   return async (records) => {
