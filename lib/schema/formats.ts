@@ -5,8 +5,10 @@
  * largest single cost of validating a record. Every other form goes to ajv-formats itself, so the
  * set of accepted values is unchanged (test/schema/formats.test.ts checks the two agree).
  *
- * The precompiled validators `require` this module (see `newAjv` in ./validator.ts), so it stays
- * free of anything a Lambda bundle should not carry.
+ * The transform's date-time parser (transforms/shared/timestamps.ts) reads the same plain form and
+ * checks calendar dates with the helpers here, so validation and parsing cannot disagree. The
+ * precompiled validators `require` this module (see `newAjv` in ./validator.ts), so it stays free
+ * of anything a Lambda bundle should not carry.
  */
 import type { FormatDefinition } from 'ajv';
 import { fullFormats } from 'ajv-formats/dist/formats';
@@ -16,7 +18,7 @@ const ajvDateTime = fullFormats['date-time'] as FormatDefinition<string> & { val
 const DAYS = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 const DIGIT_POSITIONS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
 /** More fraction digits than this could round the seconds up to 60 when ajv-formats reads them as a number. */
-const MAX_PLAIN_FRACTION_DIGITS = 12;
+const MAX_CHECKED_FRACTION_DIGITS = 12;
 
 const digit = (s: string, i: number): number => s.charCodeAt(i) - 48;
 const isDigit = (s: string, i: number): boolean => {
@@ -26,13 +28,17 @@ const isDigit = (s: string, i: number): boolean => {
 
 /** ajv-formats' full-mode `date-time` check, with the plain UTC form read by position. */
 export function isDateTime(value: string): boolean {
-  return isPlainUtcForm(value) ? plainUtcIsValid(value) : ajvDateTime.validate(value);
+  return isPlainUtcForm(value, MAX_CHECKED_FRACTION_DIGITS) ? plainUtcIsValid(value) : ajvDateTime.validate(value);
 }
 
-/** `YYYY-MM-DDTHH:mm:ss[.f…]Z`, capital T and Z, at most MAX_PLAIN_FRACTION_DIGITS fraction digits. */
-function isPlainUtcForm(v: string): boolean {
+/**
+ * Whether `v` is written `YYYY-MM-DDTHH:mm:ss[.f…]Z` (capital T and Z, at most `maxFractionDigits`
+ * fraction digits): the form nearly every producer sends, which can be read by position. Says
+ * nothing about the ranges of the fields.
+ */
+export function isPlainUtcForm(v: string, maxFractionDigits: number): boolean {
   const n = v.length;
-  if (n < 20 || n > 21 + MAX_PLAIN_FRACTION_DIGITS || v.charCodeAt(n - 1) !== 0x5a /* Z */ || v.charCodeAt(10) !== 0x54 /* T */) return false;
+  if (n < 20 || n > 21 + maxFractionDigits || v.charCodeAt(n - 1) !== 0x5a /* Z */ || v.charCodeAt(10) !== 0x54 /* T */) return false;
   if (v.charCodeAt(4) !== 0x2d || v.charCodeAt(7) !== 0x2d || v.charCodeAt(13) !== 0x3a || v.charCodeAt(16) !== 0x3a) return false;
   for (const i of DIGIT_POSITIONS) if (!isDigit(v, i)) return false;
   if (n === 20) return true;
@@ -41,13 +47,18 @@ function isPlainUtcForm(v: string): boolean {
   return true;
 }
 
+/** Whether the month and day exist in that (proleptic Gregorian) year, as RFC 3339 and ajv-formats read them. */
+export function isCalendarDate(year: number, month: number, day: number): boolean {
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return month >= 1 && month <= 12 && day >= 1 && day <= (month === 2 && leap ? 29 : DAYS[month]);
+}
+
 /** ajv-formats' date and time checks for a value of the plain UTC form (zone Z, so local time is UTC). */
 function plainUtcIsValid(v: string): boolean {
   const year = digit(v, 0) * 1000 + digit(v, 1) * 100 + digit(v, 2) * 10 + digit(v, 3);
   const month = digit(v, 5) * 10 + digit(v, 6);
   const day = digit(v, 8) * 10 + digit(v, 9);
-  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  if (!(month >= 1 && month <= 12 && day >= 1 && day <= (month === 2 && leap ? 29 : DAYS[month]))) return false;
+  if (!isCalendarDate(year, month, day)) return false;
   const hour = digit(v, 11) * 10 + digit(v, 12);
   const minute = digit(v, 14) * 10 + digit(v, 15);
   // With few enough fraction digits, "ss.f…" < 60 exactly when ss ≤ 59, and < 61 when ss ≤ 60.

@@ -9,7 +9,7 @@ import type { FirehoseTransformationEvent } from 'aws-lambda';
 import { describeSchema } from '../../lib/schema/model';
 import { createRng, sampleRecord } from '../../lib/schema/sample';
 import { compileValidator } from '../../lib/schema/validator';
-import { createTransformHandler } from '../../transforms/record-transform/handler';
+import { createTransformHandler, DecodeBuffer } from '../../transforms/record-transform/handler';
 import { schemas } from '../../transforms/shared/generated';
 import { hmacSha256Hex } from '../../transforms/shared/hmac';
 import { exactMinorUnits, minorUnitDigits, toMinorUnits } from '../../transforms/shared/money';
@@ -187,6 +187,17 @@ const cases: fc.Arbitrary<Case> = fc
     return { subject, bytes: Buffer.from(text, 'utf8'), ingest, settings: { destination, piiHashKey, processedAt: NOW } };
   });
 
+/** Base64 as Firehose sends it, and as a broken producer might: whitespace, no padding, trailing junk, not base64 at all. */
+const base64Framing = fc.constantFrom(
+  (b: string) => b,
+  (b: string) => b,
+  (b: string) => `${b.slice(0, 8)}\n ${b.slice(8)}`,
+  (b: string) => b.replace(/=+$/, ''),
+  (b: string) => `${b}=A`,
+  (b: string) => b.slice(0, -3),
+  () => '!!!not base64***',
+);
+
 describe('the fast walk and serializer equal the general ones', () => {
   it('same outcome, byte for byte, for generated and mutated records of every pipeline', () => {
     let fastOk = 0;
@@ -206,15 +217,15 @@ describe('the fast walk and serializer equal the general ones', () => {
     expect(failed).toBeGreaterThan(200);
   });
 
-  it('the handler answers each record as the general transform does, through one shared line buffer', async () => {
+  it('the handler answers each record as the general transform does, through one decode buffer and one line buffer', async () => {
     const handlers = new Map(knownPipelines().map((p) => [p, createTransformHandler({ pipeline: p, destination: 'lake', piiHashKey: 'k', now: () => NOW, ...quietTelemetry() })]));
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...knownPipelines()), fc.array(fc.tuple(fc.integer(), fc.boolean(), ingests), { minLength: 1, maxLength: 40 }), async (pipeline, specs) => {
+      fc.asyncProperty(fc.constantFrom(...knownPipelines()), fc.array(fc.tuple(fc.integer(), fc.boolean(), ingests, base64Framing), { minLength: 1, maxLength: 40 }), async (pipeline, specs) => {
         const schema = pipelineSchema(pipeline);
-        const records = specs.map(([seed, edgy, ingest], i) => ({
+        const records = specs.map(([seed, edgy, ingest, frame], i) => ({
           recordId: `r${i}`,
           approximateArrivalTimestamp: ingest.arrivalMs,
-          data: Buffer.from(JSON.stringify(sampleRecord(schemas[pipeline], createRng(seed), { edgy, now: NOW }))).toString('base64'),
+          data: frame(Buffer.from(JSON.stringify(sampleRecord(schemas[pipeline], createRng(seed), { edgy, now: NOW }))).toString('base64')),
           kinesisRecordMetadata: ingest.kinesis && {
             shardId: ingest.kinesis.shardId, partitionKey: 'k', approximateArrivalTimestamp: ingest.kinesis.arrivalMs,
             sequenceNumber: ingest.kinesis.sequenceNumber, subsequenceNumber: '0',
@@ -223,6 +234,7 @@ describe('the fast walk and serializer equal the general ones', () => {
         const event: FirehoseTransformationEvent = { invocationId: 'i', deliveryStreamArn: 'arn:aws:firehose:us-east-1:1:deliverystream/x', region: 'us-east-1', records };
         const out = await handlers.get(pipeline)!(event);
         for (let i = 0; i < records.length; i++) {
+          // Decoded as Buffer.from decodes it: the handler's reused decode buffer must give the same bytes.
           const expected = transformRecordGeneral(schema, Buffer.from(records[i].data, 'base64'), specs[i][2], { destination: 'lake', piiHashKey: 'k', processedAt: NOW });
           const got = out.records[i];
           if (expected.result === 'Ok') {
@@ -235,6 +247,20 @@ describe('the fast walk and serializer equal the general ones', () => {
         }
       }),
       { numRuns: 150 },
+    );
+  });
+
+  it('the reused decode buffer gives the bytes Buffer.from gives, growing as records get longer', () => {
+    const reused = new DecodeBuffer(4);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 3000 }), base64Framing, fc.integer({ min: -4, max: 4 }), (bytes, frame, slack) => {
+        const text = frame(Buffer.from(bytes).toString('base64'));
+        const expected = Buffer.from(text, 'base64');
+        expect(reused.decode(text)).toEqual(expected);
+        // A buffer just too small, or just big enough, for this record.
+        expect(new DecodeBuffer(Math.max(0, expected.length + slack)).decode(text)).toEqual(expected);
+      }),
+      { numRuns: 2000 },
     );
   });
 

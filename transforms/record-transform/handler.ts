@@ -66,8 +66,10 @@ export function createTransformHandler(options: TransformHandlerOptions): Transf
   const budget = options.maxResponseBytes ?? TRANSFORM_RESPONSE_BUDGET_BYTES;
   const telemetry = createTelemetry('record-transform', { pipeline: options.pipeline, destination: options.destination }, options);
   const { logger } = telemetry;
-  // One buffer for the batch's enriched lines, reused across invocations: filled and encoded
-  // between two awaits, so concurrent invocations (the local twin) never see each other's lines.
+  // A buffer for the record being decoded and one for the batch's enriched lines, reused across
+  // invocations: filled and read between two awaits, so concurrent invocations (the local twin)
+  // never see each other's bytes.
+  const decoded = new DecodeBuffer();
   const lines = new LineBuffer();
 
   return async (event) => {
@@ -77,7 +79,7 @@ export function createTransformHandler(options: TransformHandlerOptions): Transf
     const records = event.records ?? [];
     lines.clear();
     const outcomes = new Array<LineOutcome>(records.length);
-    for (let i = 0; i < records.length; i++) outcomes[i] = transformOne(records[i], schema, settings, lines);
+    for (let i = 0; i < records.length; i++) outcomes[i] = transformOne(records[i], schema, settings, lines, decoded);
     const response = assembleResponse(records, outcomes, lines, budget);
 
     const failedBy = new Map<FailureCategory, number>();
@@ -124,15 +126,32 @@ function transformOne(
   schema: ReturnType<typeof pipelineSchema>,
   settings: TransformSettings,
   lines: LineBuffer,
+  decoded: DecodeBuffer,
 ): LineOutcome {
   const mark = lines.length;
   try {
-    const bytes = Buffer.from(typeof r.data === 'string' ? r.data : '', 'base64');
-    return transformRecordInto(lines, schema, bytes, ingestMetadata(r), settings);
+    return transformRecordInto(lines, schema, decoded.decode(typeof r.data === 'string' ? r.data : ''), ingestMetadata(r), settings);
   } catch (err) {
     // A bug, not bad data: fail this record alone, with the reason, rather than the batch.
     lines.truncate(mark);
     return { result: 'ProcessingFailed', failure: { category: 'internal', field: '/', rule: 'exception', message: errorMessage(err).slice(0, 500), issues: [] } };
+  }
+}
+
+/** Base64 decoded into one reused buffer: a batch allocates no buffer per record. */
+export class DecodeBuffer {
+  private bytes: Buffer;
+
+  constructor(initialBytes = 64 * 1024) {
+    this.bytes = Buffer.allocUnsafe(initialBytes);
+  }
+
+  /** The bytes of `base64`, valid until the next call. */
+  decode(base64: string): Buffer {
+    // Base64 decodes to at most 3 bytes per 4 characters.
+    const most = Math.ceil(base64.length / 4) * 3;
+    if (most > this.bytes.length) this.bytes = Buffer.allocUnsafe(Math.max(most, this.bytes.length * 2));
+    return this.bytes.subarray(0, this.bytes.write(base64, 0, 'base64'));
   }
 }
 

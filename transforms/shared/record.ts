@@ -294,40 +294,6 @@ export class LineBuffer {
     this.used += this.bytes.write(text, this.used, 'utf8');
   }
 
-  /** Appends a string known to be ASCII (ISO times, numbers): short ones byte by byte, without a call into the encoder. */
-  appendAscii(text: string): void {
-    if (text.length > 64) {
-      this.append(text);
-      return;
-    }
-    this.ensure(text.length);
-    const bytes = this.bytes;
-    let at = this.used;
-    for (let i = 0; i < text.length; i++) bytes[at++] = text.charCodeAt(i);
-    this.used = at;
-  }
-
-  /** Appends a string as a JSON string: quoted, and escaped when it needs to be. */
-  appendJsonString(text: string): void {
-    if (text.length > 64 || !isPlainJsonString(text)) {
-      this.append(JSON.stringify(text));
-      return;
-    }
-    this.ensure(text.length + 2);
-    const bytes = this.bytes;
-    let at = this.used;
-    bytes[at++] = 0x22;
-    for (let i = 0; i < text.length; i++) bytes[at++] = text.charCodeAt(i);
-    bytes[at++] = 0x22;
-    this.used = at;
-  }
-
-  appendBytes(bytes: Uint8Array): void {
-    this.ensure(bytes.length);
-    this.bytes.set(bytes, this.used);
-    this.used += bytes.length;
-  }
-
   base64(start: number, end: number): string {
     return this.bytes.toString('base64', start, end);
   }
@@ -337,24 +303,11 @@ export class LineBuffer {
     return Buffer.from(this.bytes.subarray(start, end));
   }
 
-  private ensure(needed: number): void {
-    if (this.bytes.length - this.used < needed) this.grow(needed);
-  }
-
   private grow(needed: number): void {
     const bigger = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.used + needed));
     this.bytes.copy(bigger, 0, 0, this.used);
     this.bytes = bigger;
   }
-}
-
-/** Printable ASCII other than `"` and `\\`: the characters JSON writes as they are. */
-function isPlainJsonString(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
-  }
-  return true;
 }
 
 /** Thrown inside the shaping walk; collects the JSON pointer while it unwinds. Never leaves this module. */
@@ -372,6 +325,8 @@ interface ShapeContext {
   readonly piiHashKey: string;
   /** The record's event time, already parsed and normalised by `derive`. */
   readonly eventTimeIso: string;
+  /** Optional top-level fields the fast walk found (not null): the quality score's count. */
+  optionalPresent: number;
 }
 type Shaper = (value: unknown, ctx: ShapeContext, parent: Record<string, unknown>) => Shaped;
 
@@ -391,14 +346,16 @@ interface FieldPlan {
   readonly fast: FastKind;
   /** The fields of a `struct`. */
   readonly fields: readonly FieldPlan[];
+  /** An optional top-level field of the input: counted for the quality score. */
+  readonly optional: boolean;
 }
 
 interface TransformPlan {
   readonly fields: readonly FieldPlan[];
   readonly optionalKeys: readonly string[];
   readonly version: string;
-  /** `,"schema_version":"…","quality_score":` as UTF-8. */
-  readonly versionBytes: Buffer;
+  /** `,"schema_version":"…","quality_score":` */
+  readonly versionJson: string;
   /** False when a top-level column is named like the enrichment struct, which the general walk then overwrites in place. */
   readonly appendEnrichment: boolean;
 }
@@ -413,7 +370,7 @@ function planFor(model: SchemaModel): TransformPlan {
       fields,
       optionalKeys: model.inputColumns.filter((c) => !c.required).map((c) => c.jsonKey),
       version: model.extensions.version,
-      versionBytes: Buffer.from(`,"schema_version":${JSON.stringify(model.extensions.version)},"quality_score":`),
+      versionJson: `,"schema_version":${JSON.stringify(model.extensions.version)},"quality_score":`,
       appendEnrichment: !fields.some((f) => f.name === ENRICHMENT_COLUMN),
     };
     plans.set(model, plan);
@@ -422,7 +379,7 @@ function planFor(model: SchemaModel): TransformPlan {
 }
 
 function topLevelPlan(model: SchemaModel): FieldPlan[] {
-  const fields = structPlan(model.inputColumns, model.extensions.pii, '').map((f): FieldPlan =>
+  const fields = structPlan(model.inputColumns, model.extensions.pii, '', true).map((f): FieldPlan =>
     // derive() parsed and range-checked the event time already.
     f.jsonKey === model.extensions.eventTimeField ? { ...f, fast: 'shape', shape: (_v, ctx) => ctx.eventTimeIso } : f);
   const money = model.extensions.money;
@@ -433,6 +390,7 @@ function topLevelPlan(model: SchemaModel): FieldPlan[] {
     name: money.minorUnitsField,
     fast: 'shape',
     fields: [],
+    optional: false, // the amount itself is counted
     shape: (amount, _ctx, parent) => {
       if (amount === null) return null;
       const currencyValue = hasOwn(parent, money.currencyField) ? parent[money.currencyField] : undefined;
@@ -448,14 +406,15 @@ function topLevelPlan(model: SchemaModel): FieldPlan[] {
   return fields;
 }
 
-function structPlan(columns: readonly Column[], pii: Readonly<Record<string, PiiMask>>, prefix: string): FieldPlan[] {
+function structPlan(columns: readonly Column[], pii: Readonly<Record<string, PiiMask>>, prefix: string, topLevel = false): FieldPlan[] {
   return columns.map((c): FieldPlan => {
     const path = prefix + c.jsonKey;
     const mask = pii[path];
     const fields = !mask && c.type.kind === 'struct' ? structPlan(c.type.fields, pii, `${path}.`) : [];
     // A "__proto__" column needs setOwn; the fast walk assigns plainly.
     const fast: FastKind = mask || c.name === '__proto__' ? 'shape' : fastKind(c.type);
-    return { jsonKey: c.jsonKey, name: c.name, fast, fields, shape: mask ? maskShaper(mask) : typeShaper(c.type, pii, `${path}.`) };
+    const shape = mask ? maskShaper(mask) : typeShaper(c.type, pii, `${path}.`);
+    return { jsonKey: c.jsonKey, name: c.name, fast, fields, optional: topLevel && !c.required, shape };
   });
 }
 
@@ -593,6 +552,7 @@ function shapeStructFast(fields: readonly FieldPlan[], source: Record<string, un
     if (!hasOwn(source, f.jsonKey)) continue;
     const v = source[f.jsonKey];
     if (v === undefined) continue;
+    if (f.optional && v !== null) ctx.optionalPresent++;
     let shaped: Shaped;
     try {
       switch (f.fast) {
@@ -630,20 +590,22 @@ function setOwn(target: Record<string, unknown>, key: string, value: unknown): v
  * the result against Firehose's record limit.
  */
 export function transformRecord(schema: PipelineSchema, bytes: Uint8Array, ingest: IngestMetadata, settings: TransformSettings): TransformOutcome {
-  return copiedOut(transformRecordInto(scratchLines, schema, bytes, ingest, settings));
+  return transformAlone(schema, bytes, ingest, settings, 'fast');
 }
 
 /** `transformRecord` by the general walk alone, never the fast one: the reference the fast path is tested against. */
 export function transformRecordGeneral(schema: PipelineSchema, bytes: Uint8Array, ingest: IngestMetadata, settings: TransformSettings): TransformOutcome {
-  return copiedOut(transformRecordInto(scratchLines, schema, bytes, ingest, settings, 'general'));
+  return transformAlone(schema, bytes, ingest, settings, 'general');
 }
 
 const scratchLines = new LineBuffer(64 * 1024);
 
-function copiedOut(o: LineOutcome): TransformOutcome {
+/** One record through a scratch line buffer, its line copied out. */
+function transformAlone(schema: PipelineSchema, bytes: Uint8Array, ingest: IngestMetadata, settings: TransformSettings, walk: 'fast' | 'general'): TransformOutcome {
+  scratchLines.clear();
+  const o = transformRecordInto(scratchLines, schema, bytes, ingest, settings, walk);
   if (o.result !== 'Ok') return o;
   const data = scratchLines.copy(o.start, o.end);
-  scratchLines.clear();
   return o.partitionKeys ? { result: 'Ok', data, partitionKeys: o.partitionKeys, id: o.id } : { result: 'Ok', data, id: o.id };
 }
 
@@ -664,7 +626,7 @@ export function transformRecordInto(
   if (analysis.kind === 'failed') return { result: 'ProcessingFailed', failure: analysis.failure };
   const plan = planFor(schema.model);
   const record = analysis.record as Record<string, unknown>;
-  const ctx: ShapeContext = { piiHashKey: settings.piiHashKey, eventTimeIso: analysis.eventTime.iso };
+  const ctx: ShapeContext = { piiHashKey: settings.piiHashKey, eventTimeIso: analysis.eventTime.iso, optionalPresent: 0 };
   const start = lines.length;
   try {
     if (walk === 'general' || analysis.unicodeEscapes || !plan.appendEnrichment) {
@@ -676,7 +638,7 @@ export function transformRecordInto(
       // The same line without a second object: drop the closing brace and append the struct's JSON.
       lines.append(json);
       lines.truncate(lines.length - 1);
-      appendEnrichment(lines, json.length === 2, plan, record, ingest, settings.processedAt);
+      appendEnrichment(lines, json.length === 2, plan, ctx.optionalPresent, ingest, settings.processedAt);
     }
   } catch (err) {
     lines.truncate(start);
@@ -703,27 +665,30 @@ const batch = {
   processedAt: undefined as Date | undefined,
   processedAtIso: '',
   /** `","processed_at":"…","source":"direct-put"` */
-  directPut: Buffer.alloc(0),
+  directPut: '',
   shardId: undefined as string | undefined,
   /** `","processed_at":"…","source":"kinesis","shard_id":"…","sequence_number":` for `shardId` */
-  kinesis: Buffer.alloc(0),
+  kinesis: '',
 };
 
 function batchClock(processedAt: Date): void {
   if (processedAt !== batch.processedAt) {
     batch.processedAt = processedAt;
     batch.processedAtIso = processedAt.toISOString();
-    batch.directPut = Buffer.from(`","processed_at":"${batch.processedAtIso}","source":"direct-put"`);
+    batch.directPut = `","processed_at":"${batch.processedAtIso}","source":"direct-put"`;
     batch.shardId = undefined;
   }
 }
 
 /** Share of the schema's optional fields the record carries (not null), to four decimals. */
 function qualityScore(plan: TransformPlan, record: Readonly<Record<string, unknown>>): number {
-  if (plan.optionalKeys.length === 0) return 1;
   let present = 0;
   for (const key of plan.optionalKeys) if (hasOwn(record, key) && record[key] !== null && record[key] !== undefined) present++;
-  return Math.round((present / plan.optionalKeys.length) * 10_000) / 10_000;
+  return qualityOf(plan, present);
+}
+
+function qualityOf(plan: TransformPlan, optionalPresent: number): number {
+  return plan.optionalKeys.length === 0 ? 1 : Math.round((optionalPresent / plan.optionalKeys.length) * 10_000) / 10_000;
 }
 
 /** The `sluice` struct. */
@@ -745,35 +710,41 @@ function enrichment(plan: TransformPlan, record: Readonly<Record<string, unknown
   return out;
 }
 
-const SLUICE_FIRST_KEY = Buffer.from(`"${ENRICHMENT_COLUMN}":{"arrival_time":"`);
-const SLUICE_KEY = Buffer.from(`,"${ENRICHMENT_COLUMN}":{"arrival_time":"`);
-const SLUICE_END = Buffer.from('}}\n');
-
 /**
  * Appends `"sluice":` and the JSON of `enrichment(…)`, then closes the record and the line: the
  * same bytes as serializing the struct, without building it. All but three of its parts (arrival
- * time, sequence number, quality score) are the same for a whole batch, so they are encoded once.
+ * time, sequence number, quality score) are the same for a whole batch, so they are written once.
  */
-function appendEnrichment(
-  lines: LineBuffer, firstKey: boolean, plan: TransformPlan, record: Readonly<Record<string, unknown>>, ingest: IngestMetadata, processedAt: Date,
-): void {
+function appendEnrichment(lines: LineBuffer, firstKey: boolean, plan: TransformPlan, optionalPresent: number, ingest: IngestMetadata, processedAt: Date): void {
   batchClock(processedAt);
   const k = ingest.kinesis;
-  lines.appendBytes(firstKey ? SLUICE_FIRST_KEY : SLUICE_KEY);
-  lines.appendAscii(arrivalIso(k ? k.arrivalMs : ingest.arrivalMs) || batch.processedAtIso);
+  const arrival = arrivalIso(k ? k.arrivalMs : ingest.arrivalMs) || batch.processedAtIso;
+  let source: string;
   if (k) {
     if (k.shardId !== batch.shardId) {
       batch.shardId = k.shardId;
-      batch.kinesis = Buffer.from(`","processed_at":"${batch.processedAtIso}","source":"kinesis","shard_id":${JSON.stringify(k.shardId)},"sequence_number":`);
+      batch.kinesis = `","processed_at":"${batch.processedAtIso}","source":"kinesis","shard_id":${JSON.stringify(k.shardId)},"sequence_number":`;
     }
-    lines.appendBytes(batch.kinesis);
-    lines.appendJsonString(k.sequenceNumber);
+    source = batch.kinesis + jsonString(k.sequenceNumber);
   } else {
-    lines.appendBytes(batch.directPut);
+    source = batch.directPut;
   }
-  lines.appendBytes(plan.versionBytes);
-  lines.appendAscii(String(qualityScore(plan, record)));
-  lines.appendBytes(SLUICE_END);
+  // One string, one write: cheaper than writing the parts one by one.
+  lines.append(`${firstKey ? '' : ','}"${ENRICHMENT_COLUMN}":{"arrival_time":"${arrival}${source}${plan.versionJson}${qualityOf(plan, optionalPresent)}}}\n`);
+}
+
+/** `JSON.stringify(s)`, quicker for the plain strings sequence numbers are. */
+function jsonString(s: string): string {
+  return isPlainJsonString(s) ? `"${s}"` : JSON.stringify(s);
+}
+
+/** Printable ASCII other than `"` and `\`: the characters JSON writes as they are. */
+function isPlainJsonString(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
+  }
+  return true;
 }
 
 /**

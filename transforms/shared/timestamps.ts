@@ -8,6 +8,7 @@
  * offsets `Z`, `±HH`, `±HHMM`, `±HH:MM`, and a leap second (stored as :59.999 of the same minute).
  * UTC input is rewritten without a Date round trip: it is the common case and the transform's hot path.
  */
+import { isCalendarDate, isPlainUtcForm } from '../../lib/schema/formats';
 
 export interface UtcTime {
   /** Milliseconds since the epoch. */
@@ -16,15 +17,16 @@ export interface UtcTime {
   readonly iso: string;
 }
 
+/** Longer values are refused before any parsing: no date-time a producer writes comes near. */
+const MAX_LENGTH = 64;
 const DATE_TIME = /^(\d\d\d\d)-(\d\d)-(\d\d)[Tt\s](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:([Zz])|([+-])(\d\d)(?::?(\d\d))?)$/;
-const DAYS = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 const pad2 = (n: number) => (n < 10 ? `0${n}` : String(n));
 const pad4 = (n: number) => (n < 1000 ? String(n).padStart(4, '0') : String(n));
 
 /** Parses an RFC 3339 date-time with a zone; undefined when it is not one. */
 export function parseDateTime(value: string): UtcTime | undefined {
-  if (value.length > 64) return undefined;
-  return isPlainUtc(value) ? plainUtcTime(value) : parseDateTimeByPattern(value);
+  if (value.length > MAX_LENGTH) return undefined;
+  return isPlainUtcForm(value, MAX_LENGTH) ? plainUtcTime(value) : parseDateTimeByPattern(value);
 }
 
 /**
@@ -32,7 +34,7 @@ export function parseDateTime(value: string): UtcTime | undefined {
  * UTC form by position. Exported for the test that proves both readings agree.
  */
 export function parseDateTimeByPattern(value: string): UtcTime | undefined {
-  if (value.length > 64) return undefined;
+  if (value.length > MAX_LENGTH) return undefined;
   const m = DATE_TIME.exec(value);
   if (!m) return undefined;
   const fraction = m[7];
@@ -45,24 +47,6 @@ export function parseDateTimeByPattern(value: string): UtcTime | undefined {
 }
 
 const digit = (s: string, i: number): number => s.charCodeAt(i) - 48;
-const isDigit = (s: string, i: number): boolean => {
-  const c = s.charCodeAt(i);
-  return c >= 48 && c <= 57;
-};
-
-/** `YYYY-MM-DDTHH:mm:ss[.f…]Z` with a capital T and Z: the form nearly every producer sends. */
-function isPlainUtc(v: string): boolean {
-  const n = v.length;
-  if (n < 20 || v.charCodeAt(n - 1) !== 0x5a /* Z */ || v.charCodeAt(10) !== 0x54 /* T */) return false;
-  if (v.charCodeAt(4) !== 0x2d || v.charCodeAt(7) !== 0x2d || v.charCodeAt(13) !== 0x3a || v.charCodeAt(16) !== 0x3a) return false;
-  for (const i of DIGIT_POSITIONS) if (!isDigit(v, i)) return false;
-  if (n === 20) return true;
-  if (n === 21 || v.charCodeAt(19) !== 0x2e /* . */) return false;
-  for (let i = 20; i < n - 1; i++) if (!isDigit(v, i)) return false;
-  return true;
-}
-
-const DIGIT_POSITIONS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
 
 function plainUtcTime(v: string): UtcTime | undefined {
   const fractionDigits = v.length - 21;
@@ -90,8 +74,7 @@ function plainUtcTime(v: string): UtcTime | undefined {
 function utcTime(
   year: number, month: number, day: number, hour: number, minute: number, second: number, millis: number, offsetMinutes: number, stored?: string,
 ): UtcTime | undefined {
-  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  if (month < 1 || month > 12 || day < 1 || day > (month === 2 && leap ? 29 : DAYS[month])) return undefined;
+  if (!isCalendarDate(year, month, day)) return undefined;
   if (hour > 23 || minute > 59 || second > 60) return undefined;
   if (second === 60) {
     // RFC 3339 allows a leap second only at the end of a UTC day; ajv-formats checks that too.
