@@ -16,15 +16,12 @@ import { fullFormats } from 'ajv-formats/dist/formats';
 const ajvDateTime = fullFormats['date-time'] as FormatDefinition<string> & { validate: (value: string) => boolean };
 
 const DAYS = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-const DIGIT_POSITIONS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+/** What each of the first 19 characters of the plain form is: a digit (0), or that character. */
+const PLAIN_UTC_PREFIX = [0, 0, 0, 0, 0x2d, 0, 0, 0x2d, 0, 0, 0x54, 0, 0, 0x3a, 0, 0, 0x3a, 0, 0]; // YYYY-MM-DDTHH:mm:ss
 /** More fraction digits than this could round the seconds up to 60 when ajv-formats reads them as a number. */
 const MAX_CHECKED_FRACTION_DIGITS = 12;
 
 const digit = (s: string, i: number): number => s.charCodeAt(i) - 48;
-const isDigit = (s: string, i: number): boolean => {
-  const c = s.charCodeAt(i);
-  return c >= 48 && c <= 57;
-};
 
 /** ajv-formats' full-mode `date-time` check, with the plain UTC form read by position. */
 export function isDateTime(value: string): boolean {
@@ -38,13 +35,13 @@ export function isDateTime(value: string): boolean {
  */
 export function isPlainUtcForm(v: string, maxFractionDigits: number): boolean {
   const n = v.length;
-  if (n < 20 || n > 21 + maxFractionDigits || v.charCodeAt(n - 1) !== 0x5a /* Z */ || v.charCodeAt(10) !== 0x54 /* T */) return false;
-  if (v.charCodeAt(4) !== 0x2d || v.charCodeAt(7) !== 0x2d || v.charCodeAt(13) !== 0x3a || v.charCodeAt(16) !== 0x3a) return false;
-  for (const i of DIGIT_POSITIONS) if (!isDigit(v, i)) return false;
-  if (n === 20) return true;
-  if (n === 21 || v.charCodeAt(19) !== 0x2e /* . */) return false;
-  for (let i = 20; i < n - 1; i++) if (!isDigit(v, i)) return false;
-  return true;
+  if (n < 20 || n > 21 + maxFractionDigits || v.charCodeAt(n - 1) !== 0x5a /* Z */) return false;
+  for (let i = 0; i < n - 1; i++) {
+    const c = v.charCodeAt(i);
+    const want = i < 19 ? PLAIN_UTC_PREFIX[i] : i === 19 ? 0x2e /* . */ : 0;
+    if (want === 0 ? c < 0x30 || c > 0x39 : c !== want) return false;
+  }
+  return n !== 21; // a point needs a digit after it
 }
 
 /** Whether the month and day exist in that (proleptic Gregorian) year, as RFC 3339 and ajv-formats read them. */
