@@ -629,6 +629,8 @@ export function transformRecordInto(
   const ctx: ShapeContext = { piiHashKey: settings.piiHashKey, eventTimeIso: analysis.eventTime.iso, optionalPresent: 0 };
   const start = lines.length;
   try {
+    // Only a \u escape can put an unpaired surrogate in a string: then every string needs the
+    // general walk's check. (A top-level column named like the struct also needs that walk.)
     if (walk === 'general' || analysis.unicodeEscapes || !plan.appendEnrichment) {
       const enriched = shapeStruct(plan.fields, record, ctx);
       enriched[ENRICHMENT_COLUMN] = enrichment(plan, record, ingest, settings.processedAt);
