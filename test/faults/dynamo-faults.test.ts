@@ -28,7 +28,7 @@ describe('faults: DynamoDB throttles the metadata consumer', () => {
     const records = Array.from({ length: 200 }, () => sampleRecord(schema, rng));
     const data = records.map((r) => Buffer.from(JSON.stringify(r)));
     const ids = records.map((r) => String(r.event_id));
-    // E1's event write is throttled for longer than the consumer's retry budget (2 s of the 6 s timeout): a partial
+    // E1's event write is throttled until the consumer's retry budget (2 s of the 6 s timeout) runs out: a partial
     // failure. Right after E2's event write, counter updates are throttled as long: the event is written, its count
     // is not yet. E3's event write is answered after 6.5 s, past the timeout: the invocation fails whole and is bisected.
     const [e1, e2, e3] = [ids[30], ids[90], ids[150]];
@@ -43,7 +43,10 @@ describe('faults: DynamoDB throttles the metadata consumer', () => {
           const writes = (id: string) => operation === 'PutItem' && body.includes(`"event#iot#${id}"`);
           if (writes(e1)) {
             if (!since.has(e1)) since.set(e1, now);
-            if (now - since.get(e1)! < 2200) return 'ProvisionedThroughputExceededException';
+            // Throttled until the consumer has given up on it once (a store attempt's own SDK retries can outlast
+            // a fixed window, and then the write simply succeeds late); 10 s at most.
+            const gaveUp = (run?.twin.summary()[0].metadata?.partialFailures ?? 0) > 0;
+            if (!gaveUp && now - since.get(e1)! < 10_000) return 'ProvisionedThroughputExceededException';
           }
           if (writes(e2) && !since.has(e2)) {
             since.set(e2, now);
