@@ -181,8 +181,17 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     if (!currency.required && !m.defaultCurrency) {
       fail('/x-sluice/money', `"${m.currencyField}" is optional, so money.defaultCurrency is required`);
     }
+    // The field becomes a column of its own name beside the others, so it obeys the same naming rules.
+    const minorAt = '/x-sluice/money/minorUnitsField';
+    if (!/^[a-z_][a-z0-9_]*$/.test(m.minorUnitsField) || m.minorUnitsField.length > 255) {
+      fail(minorAt, `"${m.minorUnitsField}" cannot be a Glue column name (lower-case letters, digits and "_" only)`);
+    }
+    if (HIVE_RESERVED.has(m.minorUnitsField)) fail(minorAt, `"${m.minorUnitsField}" is a reserved word in Athena DDL; choose another name`);
+    if (m.minorUnitsField === ENRICHMENT_COLUMN) {
+      fail(minorAt, `"${ENRICHMENT_COLUMN}" is reserved for the enrichment the transform adds; choose another name`);
+    }
     if (byKey.has(m.minorUnitsField) || inputColumns.some((c) => c.name === m.minorUnitsField)) {
-      fail('/x-sluice/money/minorUnitsField', `"${m.minorUnitsField}" already exists in the schema`);
+      fail(minorAt, `"${m.minorUnitsField}" already exists in the schema; choose another name`);
     }
   }
   if (inputColumns.some((c) => c.name === ENRICHMENT_COLUMN)) {

@@ -99,6 +99,12 @@ describe('schema derivation', () => {
 describe('schemas the derivation cannot represent fail with the schema path', () => {
   const base = () => JSON.parse(JSON.stringify(readSchema('iot'))) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
+  // iot has no money rule: give it one on temperature_c, with the minor-units column under test.
+  const withMinorUnits = (s: Record<string, any>, minorUnitsField: string) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    s.properties.currency = { type: 'string' };
+    s['x-sluice'].money = { amountField: 'temperature_c', currencyField: 'currency', minorUnitsField, defaultCurrency: 'EUR' };
+  };
+
   const cases: Array<[string, (s: Record<string, any>) => void, RegExp]> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
     ['oneOf across types', (s) => { s.properties.reading = { oneOf: [{ type: 'string' }, { type: 'number' }] }; }, /at \/properties\/reading: keyword "oneOf"/],
     ['a type list mixing types', (s) => { s.properties.reading = { type: ['string', 'number'] }; }, /at \/properties\/reading: type \["string","number"\] mixes types/],
@@ -116,7 +122,25 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     ['an optional partition field', (s) => { s.required = s.required.filter((r: string) => r !== 'event_type'); }, /the partition field "event_type" must be required/],
     ['a schema of another draft', (s) => { s.$schema = 'http://json-schema.org/draft-07/schema#'; }, /at \/\$schema: must be/],
     ['the reserved enrichment column', (s) => { s.properties.sluice = { type: 'string' }; }, /at \/properties\/sluice: "sluice" is reserved/],
+    ['money minor units in the enrichment column', (s) => withMinorUnits(s, 'sluice'),
+      /at \/x-sluice\/money\/minorUnitsField: "sluice" is reserved for the enrichment/],
+    ['money minor units on an existing property', (s) => withMinorUnits(s, 'humidity_pct'),
+      /at \/x-sluice\/money\/minorUnitsField: "humidity_pct" already exists/],
+    ['money minor units on a renamed column', (s) => { s['x-sluice'].columns = { alert_code: 'alert' }; withMinorUnits(s, 'alert'); },
+      /at \/x-sluice\/money\/minorUnitsField: "alert" already exists/],
+    ['money minor units on the JSON key of a renamed column', (s) => { s['x-sluice'].columns = { alert_code: 'alert' }; withMinorUnits(s, 'alert_code'); },
+      /at \/x-sluice\/money\/minorUnitsField: "alert_code" already exists/],
+    ['money minor units differing from a column only in case', (s) => withMinorUnits(s, 'Humidity_Pct'),
+      /at \/x-sluice\/money\/minorUnitsField: "Humidity_Pct" cannot be a Glue column name/],
+    ['money minor units named with a Hive reserved word', (s) => withMinorUnits(s, 'date'),
+      /at \/x-sluice\/money\/minorUnitsField: "date" is a reserved word in Athena DDL/],
   ];
+
+  test('the money rule the minor-units cases start from is itself valid', () => {
+    const schema = base();
+    withMinorUnits(schema, 'temperature_minor');
+    expect(describeSchema('iot', schema).tableColumns.find((c) => c.name === 'temperature_minor')?.type).toEqual({ kind: 'bigint' });
+  });
 
   test.each(cases)('%s', (_name, mutate, message) => {
     const schema = base();
