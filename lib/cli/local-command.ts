@@ -9,6 +9,7 @@ import { readSchema } from '../schema';
 import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../schema/sample';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
+import { DlqFile } from '../local/dlq-file';
 import { defaultDataDir } from '../local/paths';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { addConfigOption, configFrom, examples } from './options';
@@ -210,7 +211,8 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     const elapsed = (Date.now() - started) / 1000;
     const summary = twin.summary();
     const dlq = await twin.dlqCount();
-    const dlqByPipeline = dlqMessagesByPipeline(dataDir);
+    // One DLQ per prefix and env, so any pipeline's resource names give it.
+    const dlqByPipeline = await dlqMessagesByPipeline(new DlqFile({ dataDir, queue: resourceNames(config, Object.keys(config.pipelines)[0]).dlq }));
 
     const rows = summary.map((s) => {
       const l = s.lake!;
@@ -263,21 +265,20 @@ function throughput(sent: { good: number; bad: number; seconds: number }): strin
   return Math.round((sent.good + sent.bad) / Math.max(sent.seconds, 0.001)).toLocaleString('en-US');
 }
 
-/** DLQ messages per pipeline, read from the failure router's JSONL queue (each body names its pipeline). */
-function dlqMessagesByPipeline(dataDir: string): Map<string, number> {
+/**
+ * DLQ messages per pipeline: the messages in `queue` not yet deleted, by the pipeline each failure-router
+ * body names. A body that names none (not JSON, or not the router's message) counts for no pipeline.
+ */
+export async function dlqMessagesByPipeline(queue: DlqFile): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  const dir = path.join(dataDir, 'dlq');
-  for (const file of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
-    if (!file.endsWith('.jsonl') || file.includes('consumer')) continue;
-    for (const line of fs.readFileSync(path.join(dir, file), 'utf8').split('\n')) {
-      if (line.trim() === '') continue;
-      try {
-        const pipeline = (JSON.parse(line) as { pipeline?: unknown }).pipeline;
-        if (typeof pipeline === 'string') counts.set(pipeline, (counts.get(pipeline) ?? 0) + 1);
-      } catch {
-        // A torn last line (a crash mid-append) is not a message.
-      }
+  await queue.forEachBody((body) => {
+    let pipeline: unknown;
+    try {
+      pipeline = (JSON.parse(body) as { pipeline?: unknown } | null)?.pipeline;
+    } catch {
+      return;
     }
-  }
+    if (typeof pipeline === 'string') counts.set(pipeline, (counts.get(pipeline) ?? 0) + 1);
+  });
   return counts;
 }

@@ -72,6 +72,8 @@ const QUEUE_NAME = /^[A-Za-z0-9_-]{1,75}(\.fifo)?$|^[A-Za-z0-9_-]{1,80}$/;
 const LEDGER_VERSION = 1;
 const NEWLINE = 0x0a;
 const NEWLINE_BYTES = Buffer.from('\n');
+/** Lines read per slice when walking the whole queue. */
+const READ_SLICE_LINES = 1000;
 
 /**
  * Writes `data` to `file` so that a reader or a crash sees either the old content or the new, never a
@@ -304,6 +306,21 @@ export class DlqFile {
     return this.exclusive(async () => {
       await this.refreshAll();
       return this.state.lines.length - this.deletedLines().size;
+    });
+  }
+
+  /**
+   * Calls `visit` with the body of every message not deleted (visible or in flight), oldest first,
+   * without receiving them: nothing is hidden. Reads a slice at a time, so a long queue never sits in memory.
+   */
+  async forEachBody(visit: (body: string) => void): Promise<void> {
+    await this.exclusive(async () => {
+      await this.refreshAll();
+      const deleted = this.deletedLines();
+      const kept = this.state.lines.filter((_, index) => !deleted.has(index + 1));
+      for (let start = 0; start < kept.length; start += READ_SLICE_LINES) {
+        for (const body of await readSpans(this.path, kept.slice(start, start + READ_SLICE_LINES))) visit(body.toString('utf8'));
+      }
     });
   }
 

@@ -82,6 +82,19 @@ describe('DlqFile', () => {
     expect((await dlq.receive(1)).map((m) => m.body)).toEqual([body(1)]);
   });
 
+  test('forEachBody walks every undeleted message in order, in flight or not, without hiding any', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'walk' });
+    await dlq.send(Array.from({ length: 2500 }, (_, i) => body(i + 1))); // more than one read slice
+    const [first, second] = await dlq.receive(2);
+    await dlq.delete([first.receiptHandle]);
+    appendFileSync(dlq.path, '{"recordId":"half-writ'); // a torn tail is no message
+    const seen: string[] = [];
+    await dlq.forEachBody((b) => seen.push(b));
+    expect(seen).toEqual(Array.from({ length: 2499 }, (_, i) => body(i + 2)));
+    expect(seen[0]).toBe(second.body); // received, so in flight: still a message
+    expect((await dlq.receive(1)).map((m) => m.line)).toEqual([3]); // walking hid nothing
+  });
+
   test('deleting twice, or with a made-up handle, deletes nothing else', async () => {
     const dlq = new DlqFile({ dataDir, queue: 'q' });
     await dlq.send([body(1), body(2)]);
