@@ -159,7 +159,6 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     const c = field(key, 'partition field');
     if (c.type.kind !== 'string') fail(`/properties/${key}`, 'a partition field must be a string');
     if (!c.required) fail('/required', `the partition field "${key}" must be required, or records would have no partition`);
-    if ((TIME_PARTITIONS as readonly string[]).includes(c.name)) fail(`/properties/${key}`, `"${c.name}" collides with the time partition of the same name`);
   }
   if (extensions.entityField) field(extensions.entityField, 'entityField');
   for (const [fieldPath, mask] of Object.entries(extensions.pii)) {
@@ -187,6 +186,9 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
       fail(minorAt, `"${m.minorUnitsField}" cannot be a Glue column name (lower-case letters, digits and "_" only)`);
     }
     if (HIVE_RESERVED.has(m.minorUnitsField)) fail(minorAt, `"${m.minorUnitsField}" is a reserved word in Athena DDL; choose another name`);
+    if (isTimePartition(m.minorUnitsField)) {
+      fail(minorAt, `"${m.minorUnitsField}" collides with the lake's time partition key of the same name; choose another name`);
+    }
     if (m.minorUnitsField === ENRICHMENT_COLUMN) {
       fail(minorAt, `"${ENRICHMENT_COLUMN}" is reserved for the enrichment the transform adds; choose another name`);
     }
@@ -338,8 +340,15 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
     if (HIVE_RESERVED.has(name)) {
       fail(path, `"${name}" is a reserved word in Athena DDL${at === '' ? '; map it to another column name with x-sluice.columns' : '; rename the field'}`);
     }
+    // Glue would get a column and a partition key of one name, and Athena refuses such a table.
+    if (at === '' && isTimePartition(name)) {
+      fail(path, `column "${name}" collides with the lake's time partition key of the same name (${TIME_PARTITIONS.join('/')}); map "${key}" to another column name with x-sluice.columns`);
+    }
     const clash = seen.get(name);
-    if (clash !== undefined) fail(path, `"${key}" and "${clash}" are the same column "${name}" once lower-cased`);
+    if (clash !== undefined) {
+      const how = renames[key] !== undefined || renames[clash] !== undefined ? 'after the x-sluice.columns renames' : 'once lower-cased';
+      fail(path, `"${key}" and "${clash}" are the same column "${name}" ${how}`);
+    }
     seen.set(name, key);
     if (!isObject(sub)) fail(path, 'must be a schema object');
     const s = sub as JsonSchema;
@@ -423,6 +432,10 @@ function numberOr(a: unknown, b: unknown): number | undefined {
 
 function col(name: string, type: LogicalType, required: boolean, description?: string): Column {
   return { name, jsonKey: name, type, required, description };
+}
+
+function isTimePartition(columnName: string): boolean {
+  return (TIME_PARTITIONS as readonly string[]).includes(columnName);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -134,12 +134,36 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/x-sluice\/money\/minorUnitsField: "Humidity_Pct" cannot be a Glue column name/],
     ['money minor units named with a Hive reserved word', (s) => withMinorUnits(s, 'date'),
       /at \/x-sluice\/money\/minorUnitsField: "date" is a reserved word in Athena DDL/],
+    ['a property named like a time partition key', (s) => { s.properties.hour = { type: 'integer' }; },
+      /at \/properties\/hour: column "hour" collides with the lake's time partition key .*; map "hour" to another column name with x-sluice\.columns/],
+    ['a property named like a time partition key in another case', (s) => { s.properties.Year = { type: 'integer' }; },
+      /at \/properties\/Year: column "year" collides with the lake's time partition key .*; map "Year" to another column name with x-sluice\.columns/],
+    ['a property renamed onto a time partition key', (s) => { s['x-sluice'].columns = { alert_code: 'day' }; },
+      /at \/properties\/alert_code: column "day" collides with the lake's time partition key/],
+    ['a partition field named like a time partition key', (s) => {
+      s.properties.Month = s.properties.event_type; s.required.push('Month'); s['x-sluice'].partitionFields = ['Month'];
+    }, /at \/properties\/Month: column "month" collides with the lake's time partition key/],
+    ['money minor units named like a time partition key', (s) => withMinorUnits(s, 'hour'),
+      /at \/x-sluice\/money\/minorUnitsField: "hour" collides with the lake's time partition key/],
+    ['a property renamed onto a partition column', (s) => { s['x-sluice'].columns = { alert_code: 'event_type' }; },
+      /at \/properties\/alert_code: "alert_code" and "event_type" are the same column "event_type" after the x-sluice\.columns renames/],
+    ['money minor units on a partition column', (s) => withMinorUnits(s, 'event_type'),
+      /at \/x-sluice\/money\/minorUnitsField: "event_type" already exists/],
   ];
 
   test('the money rule the minor-units cases start from is itself valid', () => {
     const schema = base();
     withMinorUnits(schema, 'temperature_minor');
     expect(describeSchema('iot', schema).tableColumns.find((c) => c.name === 'temperature_minor')?.type).toEqual({ kind: 'bigint' });
+  });
+
+  test('a property renamed away from a time partition key is a column like any other', () => {
+    const schema = base();
+    schema.properties.hour = { type: 'integer', minimum: 0, maximum: 23 };
+    schema['x-sluice'].columns = { hour: 'event_hour' };
+    const model = describeSchema('iot', schema);
+    expect(model.tableColumns.find((c) => c.jsonKey === 'hour')).toMatchObject({ name: 'event_hour', type: { kind: 'int' } });
+    expect(glueColumns(model).partitionKeys.map((k) => k.name)).toEqual(['event_type', 'year', 'month', 'day', 'hour']);
   });
 
   test.each(cases)('%s', (_name, mutate, message) => {
