@@ -185,6 +185,7 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     if (!/^[a-z_][a-z0-9_]*$/.test(m.minorUnitsField) || m.minorUnitsField.length > 255) {
       fail(minorAt, `"${m.minorUnitsField}" cannot be a Glue column name (lower-case letters, digits and "_" only)`);
     }
+    if (INHERITED_NAMES.has(m.minorUnitsField)) fail(minorAt, `"${m.minorUnitsField}" is named like a member every JavaScript object inherits; choose another name`);
     if (HIVE_RESERVED.has(m.minorUnitsField)) fail(minorAt, `"${m.minorUnitsField}" is a reserved word in Athena DDL; choose another name`);
     if (isTimePartition(m.minorUnitsField)) {
       fail(minorAt, `"${m.minorUnitsField}" collides with the lake's time partition key of the same name; choose another name`);
@@ -308,12 +309,17 @@ export function columnAt(columns: readonly Column[], dottedPath: string): Column
   return c.type.kind === 'struct' ? columnAt(c.type.fields, rest.join('.')) : undefined;
 }
 
+/** `o[key]` when `o` has it as its own key: a field named "constructor" must not find Object.prototype's. */
+export function ownValue<T>(o: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.prototype.hasOwnProperty.call(o, key) ? o[key] : undefined;
+}
+
 /** Columns after PII masking: masked strings stay strings, dropped fields disappear. */
 function maskedColumns(columns: readonly Column[], pii: Readonly<Record<string, PiiMask>>, at: string): Column[] {
   const out: Column[] = [];
   for (const c of columns) {
     const here = at + c.jsonKey;
-    const mask = pii[here];
+    const mask = ownValue(pii, here);
     if (mask === 'drop') continue;
     if (mask) {
       out.push({ ...c, type: { kind: 'string', format: `pii-${mask}` }, description: `${c.description ?? c.jsonKey} (PII, masked: ${mask})` });
@@ -326,6 +332,9 @@ function maskedColumns(columns: readonly Column[], pii: Readonly<Record<string, 
   return out;
 }
 
+/** Names every object inherits (constructor, toString, __proto__, …): as properties, `data.name` finds the inherited value when the record lacks them. */
+const INHERITED_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
+
 function structFields(node: JsonSchema, at: string, renames: Readonly<Record<string, string>>, fail: (at: string, problem: string) => never): Column[] {
   const props = node.properties as Record<string, unknown>;
   const required = Array.isArray(node.required) ? (node.required as string[]) : [];
@@ -333,9 +342,16 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
   const seen = new Map<string, string>();
   for (const [key, sub] of Object.entries(props)) {
     const path = `${at}/properties/${key}`;
-    const name = at === '' && renames[key] !== undefined ? renames[key] : key.toLowerCase();
+    if (INHERITED_NAMES.has(key)) {
+      fail(path, `"${key}" is named like a member every JavaScript object inherits: a validator would read the inherited one when a record leaves the field out; rename the field`);
+    }
+    const renamed = at === '' ? ownValue(renames, key) : undefined;
+    const name = renamed ?? key.toLowerCase();
     if (!/^[a-z_][a-z0-9_]*$/.test(name) || name.length > 255) {
       fail(path, `"${key}" cannot be a Glue column name (letters, digits and "_" only)${at === '' ? '; map it with x-sluice.columns' : ''}`);
+    }
+    if (INHERITED_NAMES.has(name)) {
+      fail(path, `"${name}" is named like a member every JavaScript object inherits and cannot name a column; map "${key}" to another column name with x-sluice.columns`);
     }
     if (HIVE_RESERVED.has(name)) {
       fail(path, `"${name}" is a reserved word in Athena DDL${at === '' ? '; map it to another column name with x-sluice.columns' : '; rename the field'}`);
@@ -346,7 +362,7 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
     }
     const clash = seen.get(name);
     if (clash !== undefined) {
-      const how = renames[key] !== undefined || renames[clash] !== undefined ? 'after the x-sluice.columns renames' : 'once lower-cased';
+      const how = ownValue(renames, key) !== undefined || ownValue(renames, clash) !== undefined ? 'after the x-sluice.columns renames' : 'once lower-cased';
       fail(path, `"${key}" and "${clash}" are the same column "${name}" ${how}`);
     }
     seen.set(name, key);

@@ -147,6 +147,16 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/x-sluice\/money\/minorUnitsField: "hour" collides with the lake's time partition key/],
     ['a property renamed onto a partition column', (s) => { s['x-sluice'].columns = { alert_code: 'event_type' }; },
       /at \/properties\/alert_code: "alert_code" and "event_type" are the same column "event_type" after the x-sluice\.columns renames/],
+    ['a property named like a member every object inherits', (s) => { s.properties.constructor = { type: 'string' }; },
+      /at \/properties\/constructor: "constructor" is named like a member every JavaScript object inherits/],
+    ['a nested property named like an inherited member', (s) => {
+      Object.defineProperty(s.properties.location.properties, '__proto__', { value: { type: 'string' }, enumerable: true, writable: true, configurable: true });
+    },
+      /at \/properties\/location\/properties\/__proto__: "__proto__" is named like a member/],
+    ['a property renamed to an inherited member', (s) => { s['x-sluice'].columns = { alert_code: '__proto__' }; },
+      /at \/properties\/alert_code: "__proto__" is named like a member every JavaScript object inherits and cannot name a column/],
+    ['money minor units named like an inherited member', (s) => withMinorUnits(s, 'constructor'),
+      /at \/x-sluice\/money\/minorUnitsField: "constructor" is named like a member every JavaScript object inherits/],
     ['money minor units on a partition column', (s) => withMinorUnits(s, 'event_type'),
       /at \/x-sluice\/money\/minorUnitsField: "event_type" already exists/],
   ];

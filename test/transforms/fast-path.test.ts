@@ -52,7 +52,7 @@ const wideSchema = {
     cur: { type: 'string', enum: ['EUR', 'JPY', 'KWD', 'USD'] },
     note: { type: 'string' },
     Timestamp: { type: ['string', 'null'], format: 'date-time' },
-    day: { type: 'string', format: 'date' },
+    on_day: { type: 'string', format: 'date' },
     flag: { type: 'boolean' },
     ratio: { type: ['number', 'null'] },
     count: { type: 'integer' },

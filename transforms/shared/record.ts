@@ -4,7 +4,7 @@
  * record content. Each failure names the field (a JSON pointer), the rule and what was wrong, so
  * the same reason can be recomputed from the raw bytes later (`failureReason`).
  */
-import { ENRICHMENT_COLUMN, sanitizedPartitionValue, type Column, type LogicalType, type PiiMask, type SchemaModel } from '../../lib/schema/model';
+import { ENRICHMENT_COLUMN, ownValue, sanitizedPartitionValue, type Column, type LogicalType, type PiiMask, type SchemaModel } from '../../lib/schema/model';
 import { describeIssues, issuesFrom, type ValidationIssue } from '../../lib/schema/issues';
 import { decodeJson } from './json';
 import { FIREHOSE_MAX_RECORD_BYTES, MAX_REASON_CHARS } from './limits';
@@ -294,6 +294,13 @@ export class LineBuffer {
     this.used += this.bytes.write(text, this.used, 'utf8');
   }
 
+  /** Appends `text` as UTF-8 and a newline. */
+  appendLine(text: string): void {
+    this.append(text);
+    if (this.used === this.bytes.length) this.grow(1);
+    this.bytes[this.used++] = 0x0a;
+  }
+
   base64(start: number, end: number): string {
     return this.bytes.toString('base64', start, end);
   }
@@ -354,10 +361,8 @@ interface TransformPlan {
   readonly fields: readonly FieldPlan[];
   readonly optionalKeys: readonly string[];
   readonly version: string;
-  /** `,"schema_version":"…","quality_score":` */
-  readonly versionJson: string;
-  /** False when a top-level column is named like the enrichment struct, which the general walk then overwrites in place. */
-  readonly appendEnrichment: boolean;
+  /** The fast walk, compiled for this schema by `compileShaper`. */
+  readonly compiled: CompiledShaper;
 }
 
 const plans = new WeakMap<SchemaModel, TransformPlan>();
@@ -366,13 +371,9 @@ function planFor(model: SchemaModel): TransformPlan {
   let plan = plans.get(model);
   if (!plan) {
     const fields = topLevelPlan(model);
-    plan = {
-      fields,
-      optionalKeys: model.inputColumns.filter((c) => !c.required).map((c) => c.jsonKey),
-      version: model.extensions.version,
-      versionJson: `,"schema_version":${JSON.stringify(model.extensions.version)},"quality_score":`,
-      appendEnrichment: !fields.some((f) => f.name === ENRICHMENT_COLUMN),
-    };
+    const optionalKeys = model.inputColumns.filter((c) => !c.required).map((c) => c.jsonKey);
+    const version = model.extensions.version;
+    plan = { fields, optionalKeys, version, compiled: compileShaper(fields, optionalKeys.length, version) };
     plans.set(model, plan);
   }
   return plan;
@@ -409,10 +410,9 @@ function topLevelPlan(model: SchemaModel): FieldPlan[] {
 function structPlan(columns: readonly Column[], pii: Readonly<Record<string, PiiMask>>, prefix: string, topLevel = false): FieldPlan[] {
   return columns.map((c): FieldPlan => {
     const path = prefix + c.jsonKey;
-    const mask = pii[path];
+    const mask = ownValue(pii, path);
     const fields = !mask && c.type.kind === 'struct' ? structPlan(c.type.fields, pii, `${path}.`) : [];
-    // A "__proto__" column needs setOwn; the fast walk assigns plainly.
-    const fast: FastKind = mask || c.name === '__proto__' ? 'shape' : fastKind(c.type);
+    const fast: FastKind = mask ? 'shape' : fastKind(c.type);
     const shape = mask ? maskShaper(mask) : typeShaper(c.type, pii, `${path}.`);
     return { jsonKey: c.jsonKey, name: c.name, fast, fields, optional: topLevel && !c.required, shape };
   });
@@ -541,41 +541,71 @@ function shapeStruct(fields: readonly FieldPlan[], source: Record<string, unknow
 }
 
 /**
- * The same walk for records without `\u` escapes (nearly all): values whose shaping cannot change
- * them are copied without a call, integers are checked inline, and only masks, timestamps and
- * money call a shaper. Proven equal to `shapeStruct` by test/transforms/fast-path.test.ts.
+ * The fast walk, for records without `\u` escapes (nearly all): the shaped record, `sluice` struct
+ * included, built by one function written for the schema: an
+ * object literal with the columns in schema order (absent fields are `undefined`, which
+ * JSON.stringify leaves out just as the general walk leaves them out). V8 builds such a literal
+ * with one fixed shape, where the generic walk's keyed stores cost more than serializing the result.
  */
-function shapeStructFast(fields: readonly FieldPlan[], source: Record<string, unknown>, ctx: ShapeContext): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (let i = 0; i < fields.length; i++) {
-    const f = fields[i];
-    if (!hasOwn(source, f.jsonKey)) continue;
-    const v = source[f.jsonKey];
-    if (v === undefined) continue;
-    if (f.optional && v !== null) ctx.optionalPresent++;
-    let shaped: Shaped;
-    try {
+type CompiledShaper = (
+  source: Record<string, unknown>, ctx: ShapeContext, arrivalTime: string, processedAt: string, shardId?: string, sequenceNumber?: string,
+) => Record<string, unknown>;
+
+/** Names every object inherits. describeSchema refuses them as fields and columns; the compiler checks again. */
+const INHERITED = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+/**
+ * Writes the fast walk of a schema's fields as JavaScript and compiles it, once per pipeline at cold
+ * start (a few hundred bytes of code; nothing of the record reaches it). Every name enters the code as
+ * a JSON string literal. Errors leave it as ShapeErrors without a field path; the caller reruns the
+ * general walk for the path.
+ */
+function compileShaper(fields: readonly FieldPlan[], optionalFields: number, version: string): CompiledShaper {
+  const shapers: Shaper[] = [];
+  const functions: string[] = [];
+  const literal = (text: string): string => JSON.stringify(text);
+  const compileStruct = (struct: readonly FieldPlan[], topLevel: boolean): string => {
+    const name = `s${functions.length}`;
+    functions.push('');
+    const body: string[] = [];
+    const keys: string[] = [];
+    struct.forEach((f, i) => {
+      if (INHERITED.has(f.name) || INHERITED.has(f.jsonKey)) throw new Error(`field ${JSON.stringify(f.jsonKey)} (column ${JSON.stringify(f.name)}) is named like an inherited member`);
+      body.push(`const r${i} = src[${literal(f.jsonKey)}];`);
+      if (topLevel && f.optional) body.push(`if (r${i} !== undefined && r${i} !== null) ctx.optionalPresent++;`);
       switch (f.fast) {
         case 'copy':
-          out[f.name] = v;
-          continue;
+          body.push(`const v${i} = r${i};`);
+          break;
         case 'int':
-          if (typeof v === 'number' && !Number.isSafeInteger(v)) throw unsafeInteger();
-          out[f.name] = v;
-          continue;
+          body.push(`if (typeof r${i} === 'number' && !Number.isSafeInteger(r${i})) throw unsafeInteger();`, `const v${i} = r${i};`);
+          break;
         case 'struct':
-          out[f.name] = v === null || typeof v !== 'object' ? v : shapeStructFast(f.fields, v as Record<string, unknown>, ctx);
-          continue;
+          body.push(`const v${i} = r${i} === undefined || r${i} === null || typeof r${i} !== 'object' ? r${i} : ${compileStruct(f.fields, false)}(r${i}, ctx);`);
+          break;
         case 'shape':
-          shaped = f.shape(v, ctx, source);
+          shapers.push(f.shape);
+          body.push(`let v${i} = r${i} === undefined ? undefined : shapers[${shapers.length - 1}](r${i}, ctx, src);`, `if (v${i} === OMIT) v${i} = undefined;`);
+          break;
       }
-    } catch (err) {
-      if (err instanceof ShapeError) err.segments.unshift(f.jsonKey);
-      throw err;
+      keys.push(`${literal(f.name)}: v${i}`);
+    });
+    let parameters = 'src, ctx';
+    if (topLevel) {
+      parameters += ', arrivalTime, processedAt, shardId, sequenceNumber';
+      // The `enrichment` struct, key for key.
+      const score = `quality(ctx.optionalPresent, ${optionalFields})`;
+      keys.push(`${literal(ENRICHMENT_COLUMN)}: shardId === undefined`
+        + ` ? { arrival_time: arrivalTime, processed_at: processedAt, source: "direct-put", schema_version: version, quality_score: ${score} }`
+        + ` : { arrival_time: arrivalTime, processed_at: processedAt, source: "kinesis", shard_id: shardId, sequence_number: sequenceNumber, schema_version: version, quality_score: ${score} }`);
     }
-    if (shaped !== OMIT) setOwn(out, f.name, shaped);
-  }
-  return out;
+    functions[Number(name.slice(1))] = `function ${name}(${parameters}) {\n${body.join('\n')}\nreturn { ${keys.join(', ')} };\n}`;
+    return name;
+  };
+  compileStruct(fields, true);
+  // The code is built above; every name in it is a JSON string literal.
+  const make = new Function('unsafeInteger', 'shapers', 'OMIT', 'version', 'quality', `"use strict";\n${functions.join('\n')}\nreturn s0;`);
+  return make(unsafeInteger, shapers, OMIT, version, quality) as CompiledShaper;
 }
 
 /** A plain assignment of "__proto__" would set the prototype instead of a key: JSON map keys are data. */
@@ -629,18 +659,25 @@ export function transformRecordInto(
   const ctx: ShapeContext = { piiHashKey: settings.piiHashKey, eventTimeIso: analysis.eventTime.iso, optionalPresent: 0 };
   const start = lines.length;
   try {
-    // Only a \u escape can put an unpaired surrogate in a string: then every string needs the
-    // general walk's check. (A top-level column named like the struct also needs that walk.)
-    if (walk === 'general' || analysis.unicodeEscapes || !plan.appendEnrichment) {
+    // Only a \u escape can put an unpaired surrogate in a string: then every string needs the general walk's check.
+    if (walk === 'general' || analysis.unicodeEscapes) {
       const enriched = shapeStruct(plan.fields, record, ctx);
       enriched[ENRICHMENT_COLUMN] = enrichment(plan, record, ingest, settings.processedAt);
       lines.append(`${JSON.stringify(enriched)}\n`);
     } else {
-      const json = JSON.stringify(shapeStructFast(plan.fields, record, ctx));
-      // The same line without a second object: drop the closing brace and append the struct's JSON.
-      lines.append(json);
-      lines.truncate(lines.length - 1);
-      appendEnrichment(lines, json.length === 2, plan, ctx.optionalPresent, ingest, settings.processedAt);
+      batchClock(settings.processedAt);
+      const k = ingest.kinesis;
+      const arrival = arrivalIso(k ? k.arrivalMs : ingest.arrivalMs) || batch.processedAtIso;
+      let shaped: Record<string, unknown>;
+      try {
+        shaped = k ? plan.compiled(record, ctx, arrival, batch.processedAtIso, k.shardId, k.sequenceNumber) : plan.compiled(record, ctx, arrival, batch.processedAtIso);
+      } catch (err) {
+        // The general walk meets the same first problem in the same order, and names its field.
+        if (!(err instanceof ShapeError)) throw err;
+        shapeStruct(plan.fields, record, ctx);
+        throw err;
+      }
+      lines.appendLine(JSON.stringify(shaped));
     }
   } catch (err) {
     lines.truncate(start);
@@ -662,23 +699,16 @@ export function transformRecordInto(
 
 const arrivalIso = isoFormatter();
 
-/** The clock of the batch being enriched, and the parts of the `sluice` struct it fixes for the whole batch. */
+/** The clock of the batch being enriched, formatted once per batch. */
 const batch = {
   processedAt: undefined as Date | undefined,
   processedAtIso: '',
-  /** `","processed_at":"…","source":"direct-put"` */
-  directPut: '',
-  shardId: undefined as string | undefined,
-  /** `","processed_at":"…","source":"kinesis","shard_id":"…","sequence_number":` for `shardId` */
-  kinesis: '',
 };
 
 function batchClock(processedAt: Date): void {
   if (processedAt !== batch.processedAt) {
     batch.processedAt = processedAt;
     batch.processedAtIso = processedAt.toISOString();
-    batch.directPut = `","processed_at":"${batch.processedAtIso}","source":"direct-put"`;
-    batch.shardId = undefined;
   }
 }
 
@@ -690,7 +720,11 @@ function qualityScore(plan: TransformPlan, record: Readonly<Record<string, unkno
 }
 
 function qualityOf(plan: TransformPlan, optionalPresent: number): number {
-  return plan.optionalKeys.length === 0 ? 1 : Math.round((optionalPresent / plan.optionalKeys.length) * 10_000) / 10_000;
+  return quality(optionalPresent, plan.optionalKeys.length);
+}
+
+function quality(optionalPresent: number, optionalFields: number): number {
+  return optionalFields === 0 ? 1 : Math.round((optionalPresent / optionalFields) * 10_000) / 10_000;
 }
 
 /** The `sluice` struct. */
@@ -710,43 +744,6 @@ function enrichment(plan: TransformPlan, record: Readonly<Record<string, unknown
   out.schema_version = plan.version;
   out.quality_score = qualityScore(plan, record);
   return out;
-}
-
-/**
- * Appends `"sluice":` and the JSON of `enrichment(…)`, then closes the record and the line: the
- * same bytes as serializing the struct, without building it. All but three of its parts (arrival
- * time, sequence number, quality score) are the same for a whole batch, so they are written once.
- */
-function appendEnrichment(lines: LineBuffer, firstKey: boolean, plan: TransformPlan, optionalPresent: number, ingest: IngestMetadata, processedAt: Date): void {
-  batchClock(processedAt);
-  const k = ingest.kinesis;
-  const arrival = arrivalIso(k ? k.arrivalMs : ingest.arrivalMs) || batch.processedAtIso;
-  let source: string;
-  if (k) {
-    if (k.shardId !== batch.shardId) {
-      batch.shardId = k.shardId;
-      batch.kinesis = `","processed_at":"${batch.processedAtIso}","source":"kinesis","shard_id":${JSON.stringify(k.shardId)},"sequence_number":`;
-    }
-    source = batch.kinesis + jsonString(k.sequenceNumber);
-  } else {
-    source = batch.directPut;
-  }
-  // One string, one write: cheaper than writing the parts one by one.
-  lines.append(`${firstKey ? '' : ','}"${ENRICHMENT_COLUMN}":{"arrival_time":"${arrival}${source}${plan.versionJson}${qualityOf(plan, optionalPresent)}}}\n`);
-}
-
-/** `JSON.stringify(s)`, quicker for the plain strings sequence numbers are. */
-function jsonString(s: string): string {
-  return isPlainJsonString(s) ? `"${s}"` : JSON.stringify(s);
-}
-
-/** Printable ASCII other than `"` and `\`: the characters JSON writes as they are. */
-function isPlainJsonString(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
-  }
-  return true;
 }
 
 /**
