@@ -23,7 +23,7 @@ import { startTwin } from '../lib/local/twin';
 import { loadModel, parquetColumns, readSchema } from '../lib/schema';
 import { createTransformHandler } from '../transforms/record-transform/handler';
 import { firehosePutBatch, putConcurrently, TrafficGenerator } from '../test/load/traffic';
-import { machine, median, perSecond, QUICK, table } from './report';
+import { machine, median, perSecond, processCpuMs, QUICK, table, threadCpuMs } from './report';
 
 const PIPELINE = 'app-events';
 const BATCH = 500;
@@ -77,6 +77,8 @@ interface TwinRun {
   readonly rows: number;
   readonly files: number;
   readonly retried: number;
+  /** CPU ms while timed: the twin's event loop, the producer's thread, and every thread of the process. */
+  readonly cpu: { readonly twinLoop?: number; readonly producer?: number; readonly all: number };
 }
 
 interface ProducerOrder {
@@ -90,22 +92,28 @@ interface ProducerOrder {
  * (serializing, signing, base64) then does not share the twin's event loop. It generates its records
  * before it says "ready", so only sending is timed.
  */
-function startProducer(order: ProducerOrder): { ready: Promise<void>; go: () => Promise<{ retried: number }> } {
+interface ProducerStats {
+  readonly retried: number;
+  /** CPU ms the producer's thread used while sending. */
+  readonly cpuMs?: number;
+}
+
+function startProducer(order: ProducerOrder): { ready: Promise<void>; go: () => Promise<ProducerStats> } {
   const worker = new Worker(`require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(__filename)});`, { eval: true, workerData: order });
   let onReady: () => void;
   const ready = new Promise<void>((resolve) => {
     onReady = resolve;
   });
-  let onDone: (stats: { retried: number }) => void;
+  let onDone: (stats: ProducerStats) => void;
   let onFailed: (error: unknown) => void;
-  const done = new Promise<{ retried: number }>((resolve, reject) => {
+  const done = new Promise<ProducerStats>((resolve, reject) => {
     onDone = resolve;
     onFailed = reject;
   });
-  worker.on('message', (m: { ready?: true; retried?: number; error?: string }) => {
+  worker.on('message', (m: { ready?: true; retried?: number; cpuMs?: number; error?: string }) => {
     if (m.ready) onReady();
     else if (m.error !== undefined) onFailed(new Error(`producer: ${m.error}`));
-    else onDone({ retried: m.retried ?? 0 });
+    else onDone({ retried: m.retried ?? 0, cpuMs: m.cpuMs });
   });
   worker.on('error', (e) => onFailed(e));
   return {
@@ -129,12 +137,14 @@ async function producerThread(order: ProducerOrder): Promise<void> {
   const go = new Promise((resolve) => parentPort!.once('message', resolve));
   parentPort!.postMessage({ ready: true });
   await go;
+  const cpuBefore = threadCpuMs();
   try {
     const batches = function* () {
       for (let i = 0; i < records.length; i += BATCH) yield { records: records.slice(i, i + BATCH), firstIndex: i };
     };
     const stats = await putConcurrently(put, batches(), CONCURRENCY);
-    parentPort!.postMessage({ retried: stats.retried });
+    const cpuAfter = threadCpuMs();
+    parentPort!.postMessage({ retried: stats.retried, cpuMs: cpuAfter === undefined || cpuBefore === undefined ? undefined : cpuAfter - cpuBefore });
   } catch (error) {
     parentPort!.postMessage({ error: (error as Error).message });
   } finally {
@@ -149,12 +159,15 @@ async function twinRun(count: number, bufferSizeMiB: number): Promise<TwinRun> {
   try {
     const producer = startProducer({ endpoint: twin.endpoints.firehose, stream: resourceNames(config, PIPELINE).lakeDeliveryStream, count });
     await producer.ready;
+    const [loopBefore, allBefore] = [threadCpuMs(), processCpuMs()];
     const started = performance.now();
     const stats = await producer.go();
     await twin.settle();
     const ms = performance.now() - started;
+    const [loopAfter, allAfter] = [threadCpuMs(), processCpuMs()];
     const lake = twin.summary().find((s) => s.pipeline === PIPELINE)!.lake!;
-    return { bufferSizeMiB, ms, rows: lake.deliveredRows, files: lake.files, retried: stats.retried };
+    const twinLoop = loopAfter === undefined || loopBefore === undefined ? undefined : loopAfter - loopBefore;
+    return { bufferSizeMiB, ms, rows: lake.deliveredRows, files: lake.files, retried: stats.retried, cpu: { twinLoop, producer: stats.cpuMs, all: allAfter - allBefore } };
   } finally {
     await twin.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -194,6 +207,15 @@ export async function main(): Promise<void> {
       }),
       ['floor: DuckDB from memory', ready.length, (floorMs / 1000).toFixed(2), perSecond(ready.length, floorMs), 1, '1.00', '', ''],
     ],
+  ));
+  const perRecord = (ms: number | undefined): string => (ms === undefined ? 'n/a' : ((ms * 1000) / count).toFixed(1));
+  console.log(`\nCPU per record (µs) while timed: 50,000 records/s on ${os.availableParallelism()} cores leaves ${((os.availableParallelism() * 1e6) / 50_000).toFixed(0)} µs of CPU per record for everything\n`);
+  console.log(table(
+    ['path', 'twin event loop', 'producer (SDK) thread', 'other threads (GC, file I/O, DuckDB)', 'all', 'cores busy'],
+    runs.map((r) => {
+      const other = r.cpu.twinLoop === undefined || r.cpu.producer === undefined ? undefined : r.cpu.all - r.cpu.twinLoop - r.cpu.producer;
+      return [`twin, buffers ${r.bufferSizeMiB} MiB / 2 s`, perRecord(r.cpu.twinLoop), perRecord(r.cpu.producer), perRecord(other), perRecord(r.cpu.all), (r.cpu.all / r.ms).toFixed(2)];
+    }),
   ));
   for (const r of runs) {
     if (r.rows !== count) console.log(`\nnote: buffers ${r.bufferSizeMiB} MiB: ${count - r.rows} records did not become rows (expected all to)`);

@@ -2,6 +2,7 @@
  * What every benchmark prints alongside its numbers: the machine, tables in one style, medians.
  * (bench/transform.ts keeps its own copies; the twin's benchmarks share these.)
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 
 /** "2 cores (AMD EPYC …), Node v20.20.2, linux x64": printed with each table, since every number depends on it. */
@@ -29,3 +30,24 @@ export function perSecond(count: number, ms: number): string {
 }
 
 export const QUICK = process.argv.includes('--quick');
+
+/**
+ * CPU time (ms) the calling thread has used, from /proc/thread-self/stat (Linux); undefined elsewhere.
+ * Tells the event loop's own work apart from other threads' (GC helpers, libuv's file I/O, DuckDB).
+ */
+export function threadCpuMs(): number | undefined {
+  try {
+    const stat = fs.readFileSync('/proc/thread-self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime (fields 14 and 15 of stat(5)), in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (ms) of the whole process, every thread. */
+export function processCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
