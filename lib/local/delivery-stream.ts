@@ -939,10 +939,19 @@ function validateResponse(
   if (!Array.isArray(records)) return malformed('the response has no "records" array');
   // Lambda refuses an oversized response before Firehose reads it.
   let size = 16;
+  // Records of one partition usually share one metadata object: serialize it once.
+  let lastMetadata: unknown;
+  let lastMetadataSize = 0;
   for (const entry of records) {
     const { recordId, data, metadata } = (entry ?? {}) as Record<string, unknown>;
     size += 64 + (typeof recordId === 'string' ? recordId.length : 0) + (typeof data === 'string' ? data.length : 0);
-    if (metadata !== undefined) size += JSON.stringify(metadata)?.length ?? 0;
+    if (metadata !== undefined) {
+      if (metadata !== lastMetadata) {
+        lastMetadata = metadata;
+        lastMetadataSize = JSON.stringify(metadata)?.length ?? 0;
+      }
+      size += lastMetadataSize;
+    }
   }
   if (size > LAMBDA_PAYLOAD_LIMIT) {
     return { failure: { code: 'Lambda.FunctionError', detail: `the response is about ${size} bytes; Lambda's limit is ${LAMBDA_PAYLOAD_LIMIT}` } };

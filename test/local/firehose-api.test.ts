@@ -275,6 +275,10 @@ describe('PutRecordBatch', () => {
     expect(result.RequestResponses).toHaveLength(500);
     expect(result.RequestResponses!.map((r) => r.RecordId)).toEqual(backend.acknowledged.map((r) => r.recordId));
     expect(new Set(backend.acknowledged.map((r) => r.recordId)).size).toBe(500);
+    // Firehose's shape: 224 base64 characters, each id decoding to its own 168 bytes (nonce, counter, random).
+    for (const { recordId } of backend.acknowledged) expect(recordId).toMatch(/^[A-Za-z0-9+/]{224}$/);
+    const counters = backend.acknowledged.map((r) => Buffer.from(r.recordId, 'base64').readBigUInt64BE(8));
+    expect(counters.slice(1).every((c, i) => c === counters[i] + 1n)).toBe(true);
     expect(backend.acknowledged.map((r) => r.data[0])).toEqual(Array.from({ length: 500 }, (_, i) => 0x30 + (i % 10)));
   });
 

@@ -211,6 +211,8 @@ export function assembleResponse(
   const ids = records.map((r) => idBytes(String(r.recordId)));
   // Dropped records keep that result; everything else may end up ProcessingFailed.
   const fallbackSizes = records.map((r, i) => ENTRY_BYTES + ids[i] + (outcomes[i].result === 'Dropped' ? 'Dropped' : 'ProcessingFailed').length + original(r).length);
+  // Records of one partition share their keys object (see partitionKeysFor), and so their metadata.
+  const metadataOf = new Map<Readonly<Record<string, string>>, { partitionKeys: Record<string, string> }>();
   let total = ENVELOPE_BYTES + Math.max(0, records.length - 1);
   for (const size of fallbackSizes) total += size;
 
@@ -225,9 +227,16 @@ export function assembleResponse(
       if (total + growth <= budgetBytes) {
         total += growth;
         const data = lines.base64(o.start, o.end);
-        out[i] = o.partitionKeys
-          ? { recordId: r.recordId, result: 'Ok', data, metadata: { partitionKeys: o.partitionKeys as Record<string, string> } }
-          : { recordId: r.recordId, result: 'Ok', data };
+        if (o.partitionKeys) {
+          let metadata = metadataOf.get(o.partitionKeys);
+          if (!metadata) {
+            metadata = { partitionKeys: o.partitionKeys as Record<string, string> };
+            metadataOf.set(o.partitionKeys, metadata);
+          }
+          out[i] = { recordId: r.recordId, result: 'Ok', data, metadata };
+        } else {
+          out[i] = { recordId: r.recordId, result: 'Ok', data };
+        }
         continue;
       }
       failures[i] = {
