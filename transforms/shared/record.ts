@@ -189,7 +189,7 @@ function derive(model: SchemaModel, record: Record<string, unknown>, unicodeEsca
   const iso = eventTime.iso;
   const year = isoYear(iso);
   if (!(year >= MIN_EVENT_YEAR && year <= MAX_EVENT_YEAR)) {
-    const shown = Number.isNaN(year) ? new Date(eventTime.epochMs).getUTCFullYear() : year;
+    const shown = Number.isNaN(year) ? new Date(iso).getUTCFullYear() : year;
     return {
       kind: 'failed',
       failure: failure('event-time', `/${x.eventTimeField}`, 'range', `is in UTC year ${shown}; the lake's partitions cover ${MIN_EVENT_YEAR}–${MAX_EVENT_YEAR}`),
@@ -463,7 +463,7 @@ function typeShaper(t: LogicalType, pii: Readonly<Record<string, PiiMask>>, pref
         const time = typeof v === 'string' ? parseDateTime(v) : undefined;
         if (!time) throw new ShapeError('value', 'format', 'must be an RFC 3339 date-time with a time zone');
         if (!(isoYear(time.iso) >= 1)) {
-          throw new ShapeError('value', 'range', `is in UTC year ${new Date(time.epochMs).getUTCFullYear()}; timestamps must fall in years 0001–9999`);
+          throw new ShapeError('value', 'range', `is in UTC year ${new Date(time.iso).getUTCFullYear()}; timestamps must fall in years 0001–9999`);
         }
         return time.iso;
       };

@@ -11,9 +11,7 @@
 import { isCalendarDate, isPlainUtcForm } from '../../lib/schema/formats';
 
 export interface UtcTime {
-  /** Milliseconds since the epoch. */
-  readonly epochMs: number;
-  /** `YYYY-MM-DDTHH:mm:ss.sssZ` */
+  /** `YYYY-MM-DDTHH:mm:ss.sssZ` (six-digit years outside 0000–9999, as Date#toISOString writes them) */
   readonly iso: string;
 }
 
@@ -82,16 +80,17 @@ function utcTime(
     millis = 999;
     stored = undefined;
   }
+  // Already in the stored form (nearly every record's time): the checks above are all it needs.
+  if (stored !== undefined) return { iso: stored };
   const local = Date.UTC(year, month - 1, day, hour, minute, second, millis);
   // Date.UTC maps years 0–99 to 1900–1999; setUTCFullYear puts them back.
   const epochMs = (year < 100 ? new Date(local).setUTCFullYear(year) : local) - offsetMinutes * 60_000;
   if (!Number.isFinite(epochMs)) return undefined;
-  if (stored !== undefined) return { epochMs, iso: stored };
   if (offsetMinutes === 0) {
     const iso = `${pad4(year)}-${pad2(month)}-${pad2(day)}T${pad2(hour)}:${pad2(minute)}:${pad2(second)}.${millis < 10 ? '00' : millis < 100 ? '0' : ''}${millis}Z`;
-    return { epochMs, iso };
+    return { iso };
   }
-  return { epochMs, iso: isoUtc(epochMs) };
+  return { iso: isoUtc(epochMs) };
 }
 
 /** `YYYY-MM-DDTHH:mm:ss.sssZ` of an instant (years outside 0–9999 get the platform's six-digit form). */
