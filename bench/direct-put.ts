@@ -79,6 +79,8 @@ interface TwinRun {
   readonly retried: number;
   /** CPU ms while timed: the twin's event loop, the producer's thread, and every thread of the process. */
   readonly cpu: { readonly twinLoop?: number; readonly producer?: number; readonly all: number };
+  /** Share of the time the twin's event loop was not idle (performance.eventLoopUtilization). */
+  readonly loopUtilization: number;
 }
 
 interface ProducerOrder {
@@ -159,15 +161,15 @@ async function twinRun(count: number, bufferSizeMiB: number): Promise<TwinRun> {
   try {
     const producer = startProducer({ endpoint: twin.endpoints.firehose, stream: resourceNames(config, PIPELINE).lakeDeliveryStream, count });
     await producer.ready;
-    const [loopBefore, allBefore] = [threadCpuMs(), processCpuMs()];
+    const [loopBefore, allBefore, eluBefore] = [threadCpuMs(), processCpuMs(), performance.eventLoopUtilization()];
     const started = performance.now();
     const stats = await producer.go();
     await twin.settle();
     const ms = performance.now() - started;
-    const [loopAfter, allAfter] = [threadCpuMs(), processCpuMs()];
+    const [loopAfter, allAfter, elu] = [threadCpuMs(), processCpuMs(), performance.eventLoopUtilization(eluBefore)];
     const lake = twin.summary().find((s) => s.pipeline === PIPELINE)!.lake!;
     const twinLoop = loopAfter === undefined || loopBefore === undefined ? undefined : loopAfter - loopBefore;
-    return { bufferSizeMiB, ms, rows: lake.deliveredRows, files: lake.files, retried: stats.retried, cpu: { twinLoop, producer: stats.cpuMs, all: allAfter - allBefore } };
+    return { bufferSizeMiB, ms, rows: lake.deliveredRows, files: lake.files, retried: stats.retried, cpu: { twinLoop, producer: stats.cpuMs, all: allAfter - allBefore }, loopUtilization: elu.utilization };
   } finally {
     await twin.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -211,10 +213,10 @@ export async function main(): Promise<void> {
   const perRecord = (ms: number | undefined): string => (ms === undefined ? 'n/a' : ((ms * 1000) / count).toFixed(1));
   console.log(`\nCPU per record (µs) while timed: 50,000 records/s on ${os.availableParallelism()} cores leaves ${((os.availableParallelism() * 1e6) / 50_000).toFixed(0)} µs of CPU per record for everything\n`);
   console.log(table(
-    ['path', 'twin event loop', 'producer (SDK) thread', 'other threads (GC, file I/O, DuckDB)', 'all', 'cores busy'],
+    ['path', 'twin event loop', 'producer (SDK) thread', 'other threads (GC, file I/O, DuckDB)', 'all', 'cores busy', 'event loop utilization'],
     runs.map((r) => {
       const other = r.cpu.twinLoop === undefined || r.cpu.producer === undefined ? undefined : r.cpu.all - r.cpu.twinLoop - r.cpu.producer;
-      return [`twin, buffers ${r.bufferSizeMiB} MiB / 2 s`, perRecord(r.cpu.twinLoop), perRecord(r.cpu.producer), perRecord(other), perRecord(r.cpu.all), (r.cpu.all / r.ms).toFixed(2)];
+      return [`twin, buffers ${r.bufferSizeMiB} MiB / 2 s`, perRecord(r.cpu.twinLoop), perRecord(r.cpu.producer), perRecord(other), perRecord(r.cpu.all), (r.cpu.all / r.ms).toFixed(2), r.loopUtilization.toFixed(2)];
     }),
   ));
   for (const r of runs) {

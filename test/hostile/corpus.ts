@@ -24,7 +24,7 @@ import * as path from 'node:path';
 
 export const CORPUS_DIR = path.resolve(__dirname, '..', 'fixtures', 'hostile');
 
-/** The items of issue #7's list; every one must be covered by at least one case. */
+/** The items of issue #7's list, one kind each; every one must be covered by at least one case. */
 export const HOSTILE_KINDS = [
   'malformed-json',
   'truncated-json',
@@ -34,18 +34,37 @@ export const HOSTILE_KINDS = [
   'huge-string',
   'deep-nesting',
   'unsafe-number',
-  'nan-infinity',
+  'nan',
+  'infinity',
   'invalid-utf8',
   'bom',
-  'nul-control',
-  'proto-keys',
-  'partition-path',
-  'partition-long-empty',
-  'timestamp',
-  'record-size',
-  'batch-limits',
+  'nul',
+  'control-characters',
+  'proto-key',
+  'constructor-key',
+  'partition-slash',
+  'partition-dotdot',
+  'partition-encoded',
+  'partition-unicode-case',
+  'partition-control',
+  'partition-not-a-string',
+  'partition-duplicate-key',
+  'partition-very-long',
+  'partition-empty',
+  'timestamp-far-past',
+  'timestamp-far-future',
+  'timestamp-odd-format',
+  'record-at-limit',
+  'record-over-limit',
+  'batch-at-500',
+  'batch-over-500',
+  'batch-at-4mib',
+  'batch-over-4mib',
   'empty-record',
 ] as const;
+
+/** Kinds whose cases are whole batches at or over PutRecordBatch's limits. */
+export const BATCH_KINDS: readonly HostileKind[] = ['batch-at-500', 'batch-over-500', 'batch-at-4mib', 'batch-over-4mib'];
 export type HostileKind = (typeof HOSTILE_KINDS)[number];
 
 /** Partition values that try to leave the data dir aim here; the test looks for it everywhere. */
