@@ -240,17 +240,23 @@ async function main(): Promise<void> {
         const timing = await timePair(() => floor(event), () => handle(event), QUICK ? 500 : 5000, QUICK ? 8 : 30);
         const [tFloor, tTransform, ratio] = [timing.a, timing.b, timing.ratio];
         const outputs = outputsOf(check);
+        let [bytesIn, bytesOut] = [0, 0];
+        check.records.forEach((r, i) => {
+          if (r.result !== 'Ok' || r.data === undefined) return;
+          bytesIn += Buffer.byteLength(event.records[i].data, 'base64');
+          bytesOut += Buffer.byteLength(r.data, 'base64');
+        });
         const toOutputFloor = (await timePair(() => outputFloor(event, outputs), () => handle(event), QUICK ? 500 : 3000, QUICK ? 8 : 20)).ratio;
         const n = event.records.length;
         rows.push([
-          `${pipeline} ${mib} MiB`, n, `${ok}/${n}`, (responseBytes / 1024 / 1024).toFixed(2),
+          `${pipeline} ${mib} MiB`, n, `${ok}/${n}`, `${Math.round(bytesIn / ok)} → ${Math.round(bytesOut / ok)}`, (responseBytes / 1024 / 1024).toFixed(2),
           Math.round(n / (tFloor / 1000)).toLocaleString('en-US'), Math.round(n / (tTransform / 1000)).toLocaleString('en-US'),
           ratio.toFixed(2), ratio >= 0.7 ? 'yes' : 'no', toOutputFloor.toFixed(2),
         ]);
       }
     }
     console.log(`\nRecord transform throughput (minified bundle, Node ${process.version}; rec/s from median times; transform/floor = median of per-pair ratios, floor and transform run back to back; floor = base64 + JSON.parse + JSON.stringify + base64)\n`);
-    console.log(table(['batch', 'records', 'ok', 'response MiB', 'floor rec/s', 'transform rec/s', 'transform/floor', '≥ 0.7', 'transform/output floor'], rows));
+    console.log(table(['batch', 'records', 'ok', 'bytes per Ok record, in → out', 'response MiB', 'floor rec/s', 'transform rec/s', 'transform/floor', '≥ 0.7', 'transform/output floor'], rows));
     console.log('\noutput floor = the same decode + parse, then the transform\'s own output (enriched lines, original data for failed records) serialized and encoded: the gap that is left once output growth is accounted for.');
     console.log('\nHandler bundles (esbuild as NodejsFunction: minify, node22, cjs, sourcemap, @aws-sdk/* external)\n');
     console.log(table(
