@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { transformSync } from 'esbuild';
 import { typeScriptTypes } from './artifacts';
 import { describeSchema } from './model';
 import { listSchemas, readSchema } from './registry';
@@ -23,6 +24,7 @@ export function generatedFiles(schemaDir: string = path.join(ROOT, 'schemas')): 
     types.push(typeScriptTypes(model));
   }
   files.set(rel('records.ts'), types.join('\n'));
+  files.set(rel('formats.js'), formatsModule());
   files.set(rel('index.js'), [
     `// ${HEADER}`,
     "'use strict';",
@@ -48,6 +50,16 @@ export function generatedFiles(schemaDir: string = path.join(ROOT, 'schemas')): 
     '',
   ].join('\n'));
   return files;
+}
+
+/**
+ * lib/schema/formats.ts as CommonJS, for the validators to require: the same source, so validation,
+ * the transform's timestamp parser and tests agree; JavaScript, so the validators load in plain Node.
+ */
+function formatsModule(): string {
+  const source = fs.readFileSync(path.join(__dirname, 'formats.ts'), 'utf8');
+  const { code } = transformSync(source, { loader: 'ts', format: 'cjs', target: 'node20', sourcefile: 'lib/schema/formats.ts' });
+  return `// ${HEADER} (compiled from lib/schema/formats.ts)\n${code}`;
 }
 
 /** Generated files whose content on disk differs from what the schemas produce now (or that are missing/extra). */

@@ -5,12 +5,13 @@ import { dateTimeFormat } from './formats';
 
 /** Options shared by the ahead-of-time compile and by tests that compile on the fly, so both validate alike. */
 function newAjv(): Ajv2020 {
-  // Standalone code references formats through this module (ajv-formats' set with a faster
-  // date-time); the path is relative to transforms/shared/generated/, where that code is written.
+  // Standalone code references formats through ./formats (ajv-formats' set with a faster
+  // date-time), compiled to JavaScript beside the validators in transforms/shared/generated/
+  // (see codegen.ts), so plain Node can load them.
   const ajv = new Ajv2020({
     allErrors: true,
     strict: true,
-    code: { source: true, esm: false, lines: false, formats: _`require("../../../lib/schema/formats").formats` },
+    code: { source: true, esm: false, lines: false, formats: _`require("./formats.js").formats` },
   });
   addFormats(ajv);
   ajv.addFormat('date-time', dateTimeFormat);

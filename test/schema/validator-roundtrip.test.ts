@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -21,6 +22,17 @@ test('precompiled validators contain no schema compiler (nothing compiles at col
     const code = fs.readFileSync(path.join(__dirname, '../../transforms/shared/generated', `${p}.validate.js`), 'utf8');
     expect(code).not.toMatch(/require\("ajv"\)|new Ajv|\.compile\(/);
   }
+});
+
+test('the precompiled validators load in plain Node, without a TypeScript loader', () => {
+  // A bare `node` (no tsx, no jest transform) requires the generated index and validates one good and one bad record per pipeline.
+  const script = `const g = require(${JSON.stringify(path.join(__dirname, '../../transforms/shared/generated'))});
+    const out = {};
+    for (const [p, v] of Object.entries(g.validators)) out[p] = [v(JSON.parse(process.argv[1])[p]), v({})];
+    process.stdout.write(JSON.stringify(out));`;
+  const good = Object.fromEntries(PIPELINES.map((p) => [p, sampleRecord(readSchema(p), createRng(1))]));
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script, JSON.stringify(good)], { encoding: 'utf8' })) as Record<string, [boolean, boolean]>;
+  expect(out).toEqual(Object.fromEntries(PIPELINES.map((p) => [p, [true, false]])));
 });
 
 describe.each(PIPELINES)('%s', (pipeline) => {
