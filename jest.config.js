@@ -9,7 +9,9 @@ module.exports = {
   transformIgnorePatterns: ['/node_modules/'],
   setupFiles: ['<rootDir>/test/setup-env.js'],
   testTimeout: 60000,
-  // Child processes (kinesis-mock) and DuckDB handles are closed by each suite; this only guards CI from a stray timer.
+  // Suites close their child processes (kinesis-mock) and DuckDB instances; what stays is the native
+  // `DuckDBNapiRefReaper` handle @duckdb/node-bindings opens when it loads (`jest --detectOpenHandles` names it),
+  // which no API closes.
   forceExit: true,
   maxWorkers: 2,
 };
