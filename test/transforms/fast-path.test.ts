@@ -39,7 +39,8 @@ const wideSchema = {
     partitionFields: ['kind', 'region'],
     pii: { 'contact.phone': 'last4', 'contact.email': 'hash', 'contact.name': 'redact', note: 'drop' },
     money: { amountField: 'price', currencyField: 'cur', minorUnitsField: 'price_minor', defaultCurrency: 'EUR' },
-    columns: { Timestamp: 'seen_at' },
+    // A key that is no identifier, with a quote, a backslash and a line separator: the compiled walk writes keys into code.
+    columns: { Timestamp: 'seen_at', 'we"ird\\key\u2028 }': 'weird_key' },
   },
   required: ['id', 'at', 'kind', 'region'],
   additionalProperties: false,
@@ -52,6 +53,7 @@ const wideSchema = {
     cur: { type: 'string', enum: ['EUR', 'JPY', 'KWD', 'USD'] },
     note: { type: 'string' },
     Timestamp: { type: ['string', 'null'], format: 'date-time' },
+    'we"ird\\key\u2028 }': { type: 'string' },
     on_day: { type: 'string', format: 'date' },
     flag: { type: 'boolean' },
     ratio: { type: ['number', 'null'] },
