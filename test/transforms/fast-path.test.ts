@@ -3,6 +3,7 @@
  * failures, for generated records of every pipeline (PII masks and money included) and of a schema
  * that uses every column type.
  */
+import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import type { FirehoseTransformationEvent } from 'aws-lambda';
@@ -338,5 +339,33 @@ describe('PII masks: the hand-written forms equal the library ones', () => {
       }),
       { numRuns: 5000 },
     );
+  });
+});
+
+describe('where Node forbids compiling code (--disallow-code-generation-from-strings)', () => {
+  it('the transform falls back to the general walk and writes the same bytes', () => {
+    const inputs = knownPipelines().flatMap((pipeline) => {
+      const rng = createRng(11);
+      return Array.from({ length: 20 }, () => [pipeline, Buffer.from(JSON.stringify(sampleRecord(schemas[pipeline], rng, { now: NOW }))).toString('base64')] as const);
+    });
+    const settings: TransformSettings = { destination: 'lake', piiHashKey: 'k', processedAt: NOW };
+    const ingest: IngestMetadata = { arrivalMs: NOW.getTime() };
+    const lineOf = (pipeline: string, base64: string): string => {
+      const o = transformRecord(pipelineSchema(pipeline), Buffer.from(base64, 'base64'), ingest, settings);
+      return o.result === 'Ok' ? o.data.toString('utf8') : o.result;
+    };
+    const script = `require(${JSON.stringify(require.resolve('tsx/cjs'))});
+      const { transformRecord } = require(${JSON.stringify(require.resolve('../../transforms/shared/record'))});
+      const { pipelineSchema } = require(${JSON.stringify(require.resolve('../../transforms/shared/pipeline'))});
+      const settings = { destination: 'lake', piiHashKey: 'k', processedAt: new Date(${NOW.getTime()}) };
+      const lines = JSON.parse(process.argv[1]).map(([p, b]) => {
+        const o = transformRecord(pipelineSchema(p), Buffer.from(b, 'base64'), { arrivalMs: ${NOW.getTime()} }, settings);
+        return o.result === 'Ok' ? o.data.toString('utf8') : o.result;
+      });
+      process.stdout.write(JSON.stringify(lines));`;
+    const out = execFileSync(process.execPath, ['--disallow-code-generation-from-strings', '-e', script, JSON.stringify(inputs)], { encoding: 'utf8' });
+    const expected = inputs.map(([p, b]) => lineOf(p, b));
+    expect(expected.filter((l) => l.startsWith('{')).length).toBeGreaterThan(60);
+    expect(JSON.parse(out)).toEqual(expected);
   });
 });

@@ -361,8 +361,8 @@ interface TransformPlan {
   readonly fields: readonly FieldPlan[];
   readonly optionalKeys: readonly string[];
   readonly version: string;
-  /** The fast walk, compiled for this schema by `compileShaper`. */
-  readonly compiled: CompiledShaper;
+  /** The fast walk, compiled for this schema by `compileShaper`; undefined where Node forbids compiling code. */
+  readonly compiled: CompiledShaper | undefined;
 }
 
 const plans = new WeakMap<SchemaModel, TransformPlan>();
@@ -373,7 +373,7 @@ function planFor(model: SchemaModel): TransformPlan {
     const fields = topLevelPlan(model);
     const optionalKeys = model.inputColumns.filter((c) => !c.required).map((c) => c.jsonKey);
     const version = model.extensions.version;
-    plan = { fields, optionalKeys, version, compiled: compileShaper(fields, optionalKeys.length, version) };
+    plan = { fields, optionalKeys, version, compiled: compiledOrNot(() => compileShaper(fields, optionalKeys.length, version)) };
     plans.set(model, plan);
   }
   return plan;
@@ -551,6 +551,19 @@ type CompiledShaper = (
   source: Record<string, unknown>, ctx: ShapeContext, arrivalTime: string, processedAt: string, shardId?: string, sequenceNumber?: string,
 ) => Record<string, unknown>;
 
+/**
+ * The compiled walk, or undefined when the process runs with --disallow-code-generation-from-strings
+ * (Node's EvalError): the general walk then shapes every record, slower and with the same bytes.
+ */
+function compiledOrNot(compile: () => CompiledShaper): CompiledShaper | undefined {
+  try {
+    return compile();
+  } catch (error) {
+    if (error instanceof EvalError) return undefined;
+    throw error;
+  }
+}
+
 /** Names every object inherits. describeSchema refuses them as fields and columns; the compiler checks again. */
 const INHERITED = new Set(Object.getOwnPropertyNames(Object.prototype));
 
@@ -660,7 +673,7 @@ export function transformRecordInto(
   const start = lines.length;
   try {
     // Only a \u escape can put an unpaired surrogate in a string: then every string needs the general walk's check.
-    if (walk === 'general' || analysis.unicodeEscapes) {
+    if (walk === 'general' || analysis.unicodeEscapes || plan.compiled === undefined) {
       const enriched = shapeStruct(plan.fields, record, ctx);
       enriched[ENRICHMENT_COLUMN] = enrichment(plan, record, ingest, settings.processedAt);
       lines.append(`${JSON.stringify(enriched)}\n`);
