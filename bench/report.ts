@@ -1,6 +1,5 @@
 /**
  * What every benchmark prints alongside its numbers: the machine, tables in one style, medians.
- * (bench/transform.ts keeps its own copies; the twin's benchmarks share these.)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -17,10 +17,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { build } from 'esbuild';
 import type { FirehoseTransformationEvent, FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
+import { median, QUICK, table } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
 const HANDLERS = ['record-transform', 'metadata-consumer', 'failure-router'] as const;
-const QUICK = process.argv.includes('--quick');
 
 interface BundleInfo {
   readonly name: string;
@@ -205,18 +205,6 @@ async function timePair(a: () => unknown, b: () => unknown, minMs: number, minPa
     ratios.push(ta[ta.length - 1] / tb[tb.length - 1]);
   }
   return { a: median(ta), b: median(tb), ratio: median(ratios) };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-function table(headers: string[], rows: Array<Array<string | number>>): string {
-  const cells = [headers, ...rows.map((r) => r.map(String))];
-  const widths = headers.map((_, c) => Math.max(...cells.map((r) => r[c].length)));
-  const line = (r: string[]) => `| ${r.map((v, c) => (c === 0 ? v.padEnd(widths[c]) : v.padStart(widths[c]))).join(' | ')} |`;
-  return [line(headers), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n');
 }
 
 async function main(): Promise<void> {
