@@ -12,7 +12,7 @@ import { LocalAthena } from '../local/athena';
 import { DlqFile } from '../local/dlq-file';
 import { defaultDataDir } from '../local/paths';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
-import { addConfigOption, configFrom, examples } from './options';
+import { addConfigOption, configFrom, examples, parsePort } from './options';
 import { formatBytes, formatTable, UserError } from './output';
 
 interface LocalFlags {
@@ -26,11 +26,7 @@ interface LocalFlags {
 }
 
 function portFrom(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
-  const raw = flag ?? env;
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`${name}: "${raw}" is not a port (0–65535; 0 picks a free one)`);
-  return n;
+  return parsePort(flag, name) ?? parsePort(env, name) ?? fallback;
 }
 
 function twinOptions(flags: LocalFlags, config: SluiceConfig, dataDir: string): TwinOptions {

@@ -130,3 +130,14 @@ export function formatDuration(ms: number): string {
 export function examples(...lines: string[]): string {
   return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}`;
 }
+
+/**
+ * A port from a flag or an environment variable (`SLUICE_*_PORT`), or undefined when it is not set:
+ * an empty or blank variable counts as not set, so every command reads the variables alike.
+ */
+export function parsePort(raw: string | undefined, what: string): number | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`${what}: "${raw}" is not a port (0–65535; 0 picks a free one)`);
+  return port;
+}

@@ -11,7 +11,7 @@ import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir } from '../local/paths';
 import type { FailureContext } from './errors';
-import { configFrom, requirePipeline, type TargetFlags } from './options';
+import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
 import { UserError } from './output';
 import { firehoseEntryPoint, kinesisEntryPoint, type EntryPoint } from './record-sender';
 import { defaultStackName, pipelineOutputKey, StackOutputs } from './stack-outputs';
@@ -101,10 +101,8 @@ function displayPath(dir: string): string {
  * `export SLUICE_FIREHOSE_PORT=…` points the twin and every other command at the same place.
  */
 function portFromEnv(variable: string, flag: string): number | undefined {
-  const raw = process.env[variable];
-  if (raw === undefined || raw.trim() === '') return undefined;
-  const port = Number(raw);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`${variable}="${raw}" is not a port (1–65535)`);
+  const port = parsePort(process.env[variable], variable);
+  if (port === undefined) return undefined;
   if (port === 0) {
     throw new UserError(`${variable}=0 lets \`sluice local up\` pick a free port; give the other commands the port it printed, with ${flag} http://127.0.0.1:<port>`);
   }

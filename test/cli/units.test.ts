@@ -1,6 +1,6 @@
 /** The pieces every command leans on: value parsers, the record sender's batching and retries, CSV. */
 import fc from 'fast-check';
-import { parseCount, parseDuration, parseRate, parseSize } from '../../lib/cli/options';
+import { parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
 import { toCsv, UserError } from '../../lib/cli/output';
 import { Progress } from '../../lib/cli/progress';
 import {
@@ -148,5 +148,19 @@ describe('Progress', () => {
 
   test('quiet for the first second', () => {
     expect(captureStderr(() => new Progress({ forced: true }).update('working'))).toBe('');
+  });
+});
+
+describe('parsePort: flags and SLUICE_*_PORT variables, read alike by every command', () => {
+  it('takes 0–65535; an unset, empty or blank value is not set', () => {
+    expect(parsePort('4573', '--firehose-port')).toBe(4573);
+    expect(parsePort('0', '--firehose-port')).toBe(0);
+    expect(parsePort(undefined, 'SLUICE_FIREHOSE_PORT')).toBeUndefined();
+    expect(parsePort('', 'SLUICE_FIREHOSE_PORT')).toBeUndefined();
+    expect(parsePort('  ', 'SLUICE_FIREHOSE_PORT')).toBeUndefined();
+  });
+
+  it.each(['x', '-1', '65536', '45.5'])('refuses %j, naming where it came from', (raw) => {
+    expect(() => parsePort(raw, 'SLUICE_KINESIS_PORT')).toThrow(`SLUICE_KINESIS_PORT: "${raw}" is not a port (0–65535; 0 picks a free one)`);
   });
 });
