@@ -125,8 +125,9 @@ describe('hostile input corpus through the local twin', () => {
   }, 60_000);
 
   test('the corpus covers every kind of hostile input the issue lists, at least 30 kinds, with distinct bytes', () => {
-    expect(HOSTILE_KINDS.length).toBeGreaterThanOrEqual(30);
-    expect(new Set(corpus.map((c) => c.covers))).toEqual(new Set(HOSTILE_KINDS));
+    const covered = new Set(corpus.map((c) => c.covers));
+    expect(covered.size).toBeGreaterThanOrEqual(30);
+    expect(covered).toEqual(new Set(HOSTILE_KINDS));
     expect(new Set(corpus.map((c) => c.name)).size).toBe(corpus.length);
     const viaKinesis = corpus.filter((c) => c.api === 'PutRecords');
     expect(new Set(viaKinesis.map((c) => c.covers)).size).toBeGreaterThanOrEqual(10);
