@@ -333,7 +333,7 @@ function maskedColumns(columns: readonly Column[], pii: Readonly<Record<string, 
 }
 
 /** Names every object inherits (constructor, toString, __proto__, …): as properties, `data.name` finds the inherited value when the record lacks them. */
-const INHERITED_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
+export const INHERITED_NAMES: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
 
 function structFields(node: JsonSchema, at: string, renames: Readonly<Record<string, string>>, fail: (at: string, problem: string) => never): Column[] {
   const props = node.properties as Record<string, unknown>;

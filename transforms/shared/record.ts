@@ -4,7 +4,7 @@
  * record content. Each failure names the field (a JSON pointer), the rule and what was wrong, so
  * the same reason can be recomputed from the raw bytes later (`failureReason`).
  */
-import { ENRICHMENT_COLUMN, ownValue, sanitizedPartitionValue, type Column, type LogicalType, type PiiMask, type SchemaModel } from '../../lib/schema/model';
+import { ENRICHMENT_COLUMN, INHERITED_NAMES, ownValue, sanitizedPartitionValue, type Column, type LogicalType, type PiiMask, type SchemaModel } from '../../lib/schema/model';
 import { describeIssues, issuesFrom, type ValidationIssue } from '../../lib/schema/issues';
 import { decodeJson } from './json';
 import { FIREHOSE_MAX_RECORD_BYTES, MAX_REASON_CHARS } from './limits';
@@ -564,9 +564,6 @@ function compiledOrNot(compile: () => CompiledShaper): CompiledShaper | undefine
   }
 }
 
-/** Names every object inherits. describeSchema refuses them as fields and columns; the compiler checks again. */
-const INHERITED = new Set(Object.getOwnPropertyNames(Object.prototype));
-
 /**
  * Writes the fast walk of a schema's fields as JavaScript and compiles it, once per pipeline at cold
  * start (a few hundred bytes of code; nothing of the record reaches it). Every name enters the code as
@@ -583,9 +580,10 @@ function compileShaper(fields: readonly FieldPlan[], optionalFields: number, ver
     const body: string[] = [];
     const keys: string[] = [];
     struct.forEach((f, i) => {
-      if (INHERITED.has(f.name) || INHERITED.has(f.jsonKey)) throw new Error(`field ${JSON.stringify(f.jsonKey)} (column ${JSON.stringify(f.name)}) is named like an inherited member`);
+      // describeSchema refuses these names; the compiler checks again since they would reach the code.
+      if (INHERITED_NAMES.has(f.name) || INHERITED_NAMES.has(f.jsonKey)) throw new Error(`field ${JSON.stringify(f.jsonKey)} (column ${JSON.stringify(f.name)}) is named like an inherited member`);
       body.push(`const r${i} = src[${literal(f.jsonKey)}];`);
-      if (topLevel && f.optional) body.push(`if (r${i} !== undefined && r${i} !== null) ctx.optionalPresent++;`);
+      if (f.optional) body.push(`if (r${i} !== undefined && r${i} !== null) ctx.optionalPresent++;`);
       switch (f.fast) {
         case 'copy':
           body.push(`const v${i} = r${i};`);
@@ -676,7 +674,7 @@ export function transformRecordInto(
     if (walk === 'general' || analysis.unicodeEscapes || plan.compiled === undefined) {
       const enriched = shapeStruct(plan.fields, record, ctx);
       enriched[ENRICHMENT_COLUMN] = enrichment(plan, record, ingest, settings.processedAt);
-      lines.append(`${JSON.stringify(enriched)}\n`);
+      lines.appendLine(JSON.stringify(enriched));
     } else {
       batchClock(settings.processedAt);
       const k = ingest.kinesis;
@@ -729,11 +727,7 @@ function batchClock(processedAt: Date): void {
 function qualityScore(plan: TransformPlan, record: Readonly<Record<string, unknown>>): number {
   let present = 0;
   for (const key of plan.optionalKeys) if (hasOwn(record, key) && record[key] !== null && record[key] !== undefined) present++;
-  return qualityOf(plan, present);
-}
-
-function qualityOf(plan: TransformPlan, optionalPresent: number): number {
-  return quality(optionalPresent, plan.optionalKeys.length);
+  return quality(present, plan.optionalKeys.length);
 }
 
 function quality(optionalPresent: number, optionalFields: number): number {
