@@ -266,7 +266,9 @@ export function parseFaultPlan(text: string): FaultPlan {
   const transform: { rate?: number; kinds?: TransformFaultKind[]; timeoutMs?: number } = {};
   const dynamo: { rate?: number; operations?: string[] } = {};
   const storage: { rate?: number; code?: StorageFaultCode } = {};
+  /** Groups a setting names (transform for transform.kinds), and the keys given as they are. */
   const used = new Set<string>();
+  const given = new Set<string>();
   const rate = (key: string, value: string): number | undefined => {
     const n = Number(value);
     if (value.trim() === '' || !(n >= 0 && n <= 1)) {
@@ -281,10 +283,11 @@ export function parseFaultPlan(text: string): FaultPlan {
     const key = eq < 0 ? entry : entry.slice(0, eq).trim();
     const value = eq < 0 ? '' : entry.slice(eq + 1).trim();
     used.add(key.split('.')[0]);
+    given.add(key);
     switch (key) {
       case 'seed': {
         const n = Number(value);
-        if (!Number.isInteger(n)) problems.push(`seed=${value}: expected a whole number`);
+        if (value === '' || !Number.isInteger(n)) problems.push(`seed=${value}: expected a whole number`);
         else seed = n;
         break;
       }
@@ -320,6 +323,10 @@ export function parseFaultPlan(text: string): FaultPlan {
       default:
         problems.push(`"${key}" is not a fault setting; expected seed, transform, transform.kinds, transform.timeoutMs, dynamo, dynamo.operations, storage, storage.code`);
     }
+  }
+  // Settings without their share would inject nothing while the twin says faults are on.
+  for (const name of ['transform', 'dynamo', 'storage']) {
+    if (used.has(name) && !given.has(name)) problems.push(`${name}.* settings need ${name}=<share> to say how often, e.g. ${name}=0.1`);
   }
   if (problems.length > 0) throw new Error(`SLUICE_FAULTS: ${problems.join('; ')}`);
   return {

@@ -21,6 +21,10 @@ describe('fault plan (SLUICE_FAULTS)', () => {
     expect(() => parseFaultPlan('transform.kinds=explode')).toThrow(/transform.kinds=explode: expected some of throw\+timeout\+malformed\+fewer-records/);
     expect(() => parseFaultPlan('storage.code=ENOENT')).toThrow(/storage.code=ENOENT: expected one of ENOSPC, EROFS/);
     expect(() => parseFaultPlan('disk=0.1')).toThrow(/"disk" is not a fault setting; expected seed, transform/);
+    // A setting without its share would inject nothing while the twin says faults are on.
+    expect(() => parseFaultPlan('storage.code=EROFS')).toThrow('SLUICE_FAULTS: storage.* settings need storage=<share> to say how often, e.g. storage=0.1');
+    expect(() => parseFaultPlan('transform.kinds=throw, dynamo=0.1')).toThrow('SLUICE_FAULTS: transform.* settings need transform=<share>');
+    expect(() => parseFaultPlan('seed=')).toThrow('SLUICE_FAULTS: seed=: expected a whole number');
     expect(() => new FaultInjector({ dynamo: { rate: -1 } })).toThrow('fault plan: dynamo.rate must be between 0 and 1, got -1');
   });
 
