@@ -89,17 +89,17 @@ interface ProducerOrder {
   readonly count: number;
 }
 
-/**
- * The producer runs in a worker thread, as a producer is another process in life: its SDK work
- * (serializing, signing, base64) then does not share the twin's event loop. It generates its records
- * before it says "ready", so only sending is timed.
- */
 interface ProducerStats {
   readonly retried: number;
   /** CPU ms the producer's thread used while sending. */
   readonly cpuMs?: number;
 }
 
+/**
+ * The producer runs in a worker thread, as a producer is another process in life: its SDK work
+ * (serializing, signing, base64) then does not share the twin's event loop. It generates its records
+ * before it says "ready", so only sending is timed.
+ */
 function startProducer(order: ProducerOrder): { ready: Promise<void>; go: () => Promise<ProducerStats> } {
   const worker = new Worker(`require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(__filename)});`, { eval: true, workerData: order });
   let onReady: () => void;
@@ -176,7 +176,7 @@ async function twinRun(count: number, bufferSizeMiB: number): Promise<TwinRun> {
   }
 }
 
-export async function main(): Promise<void> {
+async function main(): Promise<void> {
   process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   const count = QUICK ? 50_000 : 200_000;

@@ -37,7 +37,7 @@ async function readAll(client: ReturnType<typeof kinesisClient>, stream: string,
   return read;
 }
 
-export async function main(): Promise<void> {
+async function main(): Promise<void> {
   process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   const count = QUICK ? 3_000 : 10_000;

@@ -32,7 +32,7 @@ async function timed(athena: LocalAthena, sql: string, runs: number): Promise<Qu
   return { ...last!, medianMs: median(times) };
 }
 
-export async function main(): Promise<void> {
+async function main(): Promise<void> {
   process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   const perHour = QUICK ? 1_000 : 5_000;

@@ -322,7 +322,7 @@ function mib(bytes: number): string {
 }
 
 /** The report as tables: per pipeline, faults injected, memory. */
-export function formatSoakReport(report: SoakReport): string {
+function formatSoakReport(report: SoakReport): string {
   const lines: string[] = [];
   const cells = [
     ['pipeline', 'entry point', 'sent', 'Parquet rows', 'failed', 'dropped', 'rows+failed+dropped', 'distinct ids', 'files', 'producer retries'],
