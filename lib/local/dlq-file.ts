@@ -191,27 +191,10 @@ export class DlqFile {
   }
 
   /**
-   * Sends the bodies unless `dedupeKey` was claimed before, and claims it; true when it sent.
-   * The bodies reach the disk before the key, so a crash in between can repeat the send on the next
-   * attempt but never lose it (which claim-then-send could).
-   */
-  async sendOnce(dedupeKey: string, bodies: readonly string[]): Promise<boolean> {
-    assertValidDedupeKey(dedupeKey);
-    bodies.forEach((body, index) => assertValidBody(body, index));
-    return this.exclusive(async () => {
-      await this.refreshDedupe();
-      if (this.state.dedupeKeys.has(dedupeKey)) return false;
-      await this.refreshData();
-      if (bodies.length > 0) await this.appendData(bodies);
-      await this.appendDedupe(dedupeKey);
-      return true;
-    });
-  }
-
-  /**
-   * sendOnce() for many messages in one operation: the bodies whose key was never claimed are
-   * appended in one write, then their keys in another (so a crash in between repeats, never loses,
-   * a message). Answers how many were sent; a key repeated within the call is sent once.
+   * Sends each message unless its dedupe key was claimed before, and claims the keys: the bodies
+   * whose key was never claimed are appended in one write, then their keys in another (so a crash in
+   * between repeats, never loses, a message, as claim-then-send could). Answers how many were sent;
+   * a key repeated within the call is sent once.
    */
   async sendOnceEach(messages: ReadonlyArray<{ readonly dedupeKey: string; readonly body: string }>): Promise<number> {
     messages.forEach((m, index) => {

@@ -186,12 +186,13 @@ describe('DlqFile', () => {
     expect(linesOf(after.dedupePath)).toHaveLength(2);
   });
 
-  test('sendOnce() sends a key\'s bodies once, however often it is retried', async () => {
+  test('sendOnceEach() sends each key\'s message once, however often it is retried', async () => {
     const dlq = new DlqFile({ dataDir, queue: 'q' });
-    expect(await dlq.sendOnce('obj-1', [body(1), body(2)])).toBe(true);
-    expect(await dlq.sendOnce('obj-1', [body(1), body(2)])).toBe(false);
+    const messages = [{ dedupeKey: 'obj-1', body: body(1) }, { dedupeKey: 'obj-2', body: body(2) }];
+    expect(await dlq.sendOnceEach(messages)).toBe(2);
+    expect(await dlq.sendOnceEach(messages)).toBe(0);
     const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
-    expect(await after.sendOnce('obj-1', [body(1), body(2)])).toBe(false);
+    expect(await after.sendOnceEach(messages)).toBe(0);
     expect(await after.count()).toBe(2);
   });
 
