@@ -4,10 +4,12 @@ import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, Up
 import type { S3Event } from 'aws-lambda';
 import { resourceNames, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
+import { ERRORS_ROOT, SEARCH_BACKUP_ROOT } from '../schema/layout';
 import { createTransformHandler } from '../../transforms/record-transform/handler';
 import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
 import { createFailureRouter, locateErrorObject } from '../../transforms/failure-router/handler';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
+import { backoffDelay, sleep } from '../../transforms/shared/retry';
 import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from './aws-clients';
 import { DeliveryEngine, engineOptionsFromConfig, type DeliveryCounters } from './delivery-stream';
 import { DlqFile, toSqsBody } from './dlq-file';
@@ -146,20 +148,21 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
               log(`sluice: s3://${b}/${key} is routed to the DLQ when the twin starts again on this data dir`);
               return;
             }
-            await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5000)));
+            await sleep(backoffDelay(attempt, { baseMs: 100, capMs: 5000 }));
           }
         }
       })();
       routing.add(p);
       void p.finally(() => routing.delete(p));
     };
-    const routable = (key: string) => (key.startsWith('errors/') || key.startsWith('search-backup/')) && !('reason' in locateErrorObject(key));
+    // locateErrorObject knows the error and search-backup layouts; any other key is not the router's.
+    const routable = (key: string) => !('reason' in locateErrorObject(key));
     store.on('objectCreated', ({ bucket: b, key, size }) => {
       if (routable(key)) route(b, key, size);
     });
     // Error objects written before a crash may not have reached the DLQ: route them again (the
     // dedupe keys make that a no-op for those that did).
-    for (const prefix of ['errors/', 'search-backup/']) {
+    for (const prefix of [`${ERRORS_ROOT}/`, `${SEARCH_BACKUP_ROOT}/`]) {
       for (const object of await store.listObjects(bucket, prefix)) if (routable(object.key)) route(bucket, object.key, object.size);
     }
 
