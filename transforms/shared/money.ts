@@ -31,9 +31,7 @@ export function toMinorUnits(amount: number, currency: string): MinorUnits {
   const scaled = scaledMinorUnits(amount, digits);
   if (scaled !== undefined) return { ok: true, value: scaled };
   // The shortest decimal that round-trips to the same double: what the producer most likely wrote.
-  const text = String(amount);
-  const fast = fastMinorUnits(text, digits);
-  return fast !== undefined ? { ok: true, value: fast } : exactMinorUnits(text, amount, currency, digits);
+  return exactMinorUnits(String(amount), amount, currency, digits);
 }
 
 /** Below 2^38 a double's spacing is under 10^-4, the smallest minor unit: no two such decimals share a double. */
@@ -74,26 +72,4 @@ export function exactMinorUnits(text: string, amount: number, currency: string, 
   const value = Number(sign === '-' ? -mantissa : mantissa);
   if (!Number.isSafeInteger(value)) return { ok: false, message: `${amount} ${currency} in minor units is beyond 2^53 and has no exact JSON number` };
   return { ok: true, value: value === 0 ? 0 : value };
-}
-
-/** Plain decimals with few digits (nearly every amount): read digit by digit, no BigInt. Undefined otherwise. */
-function fastMinorUnits(text: string, digits: number): number | undefined {
-  if (text.length > 15) return undefined;
-  const negative = text.charCodeAt(0) === 0x2d; // "-"
-  // At most 14 digits: the mantissa is an exact integer, and so is the scaled value when it is safe.
-  let mantissa = 0;
-  let fraction = -1; // digits after the point; -1 before it
-  for (let at = negative ? 1 : 0; at < text.length; at++) {
-    const c = text.charCodeAt(at);
-    if (c === 0x2e && fraction === -1) {
-      fraction = 0;
-      continue;
-    }
-    if (c < 0x30 || c > 0x39) return undefined; // an exponent: the exact path reads it
-    mantissa = mantissa * 10 + (c - 0x30);
-    if (fraction !== -1) fraction++;
-  }
-  if (fraction > digits) return undefined;
-  const value = (negative ? -mantissa : mantissa) * 10 ** (digits - Math.max(fraction, 0));
-  return Number.isSafeInteger(value) ? value + 0 : undefined;
 }
