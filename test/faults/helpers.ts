@@ -12,6 +12,7 @@ import { loadConfig, resourceNames, type SluiceConfig } from '../../lib/config';
 import { LocalAthena } from '../../lib/local/athena';
 import type { FaultInjector } from '../../lib/local/faults';
 import { startTwin, type Twin } from '../../lib/local/twin';
+import { sampleRecord, type Rng } from '../../lib/schema/sample';
 
 /** The configuration with only `pipelines` (each merged onto pipelineDefaults) and 1 s buffers. */
 export function configWith(pipelines: Record<string, object>, overrides: readonly string[] = []): SluiceConfig {
@@ -87,6 +88,16 @@ export async function lakeColumn(dataDir: string, config: SluiceConfig, table: s
 }
 
 /** Values that occur more than once. */
+/** `count` valid records of `schema`, as the bytes a producer sends. */
+export function sampleRecordBytes(schema: object, rng: Rng, count: number): Buffer[] {
+  return Array.from({ length: count }, () => Buffer.from(JSON.stringify(sampleRecord(schema, rng))));
+}
+
+/** The event id of a record's bytes. */
+export function eventIdOf(record: Buffer): string {
+  return String((JSON.parse(record.toString()) as { event_id: string }).event_id);
+}
+
 export function repeated(values: readonly string[]): string[] {
   const seen = new Set<string>();
   const twice = new Set<string>();

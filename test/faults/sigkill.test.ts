@@ -8,9 +8,7 @@ import { checkpointPath } from '../../lib/local/shard-reader';
 import { readSchema } from '../../lib/schema';
 import { badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
 import { firehoseClient, kinesisClient } from '../../lib/local/aws-clients';
-import {
-  configWith, dlqMessages, errorLines, lakeColumn, rawOf, removeDir, repeated, sorted, startLocalUp, waitForExit, type LocalUpProcess,
-} from './helpers';
+import { configWith, dlqMessages, errorLines, eventIdOf, lakeColumn, rawOf, removeDir, repeated, sampleRecordBytes, sorted, startLocalUp, waitForExit, type LocalUpProcess } from './helpers';
 
 /**
  * `sluice local up` is killed (SIGKILL) with records in flight, then started again on the same data
@@ -55,7 +53,7 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
         unanswered.push(...records);
       }
     };
-    const good = () => Array.from({ length: 100 }, () => Buffer.from(JSON.stringify(sampleRecord(appSchema, rng))));
+    const good = () => sampleRecordBytes(appSchema, rng, 100);
     const bad = [badRecordBytes(appSchema, 'malformed-json', rng), badRecordBytes(appSchema, 'unknown-enum', rng)];
     await putBatch([...good(), ...bad]);
     await putBatch(good());
@@ -108,11 +106,10 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
     expect([exit, up.output()]).toEqual([{ code: 0, signal: null }, expect.stringContaining('SIGTERM: flushing')]);
 
     // Every acknowledged record once; beyond them, only records of requests the crash left unanswered.
-    const idOf = (b: Buffer) => String((JSON.parse(b.toString()) as { event_id: string }).event_id);
     const apps = await lakeColumn(dataDir, config, 'app_events');
     expect(repeated(apps)).toEqual([]);
-    const acknowledgedIds = acknowledged.filter((b) => !bad.includes(b)).map(idOf);
-    const maybe = new Set(unanswered.map(idOf));
+    const acknowledgedIds = acknowledged.filter((b) => !bad.includes(b)).map(eventIdOf);
+    const maybe = new Set(unanswered.map(eventIdOf));
     expect(sorted(apps.filter((id) => !maybe.has(id)))).toEqual(sorted(acknowledgedIds));
     const iotRows = await lakeColumn(dataDir, config, 'iot');
     expect(repeated(iotRows)).toEqual([]);

@@ -7,7 +7,7 @@ import { resourceNames } from '../../lib/config';
 import { readSchema } from '../../lib/schema';
 import { badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
 import { firehoseClient, kinesisClient } from '../../lib/local/aws-clients';
-import { configWith, dlqMessages, errorLines, lakeColumn, rawOf, removeDir, repeated, sorted, startLocalUp, type LocalUpProcess } from './helpers';
+import { configWith, dlqMessages, errorLines, eventIdOf, lakeColumn, rawOf, removeDir, repeated, sampleRecordBytes, sorted, startLocalUp, type LocalUpProcess } from './helpers';
 
 /**
  * `sluice local up` gets SIGTERM while records are in flight: buffered (a 60 s buffer interval, so
@@ -47,7 +47,7 @@ describe('faults: SIGTERM while records are in flight', () => {
         // Not answered (the endpoint closed): nothing of it was acknowledged.
       }
     };
-    const good = () => Array.from({ length: 100 }, () => Buffer.from(JSON.stringify(sampleRecord(appSchema, rng))));
+    const good = () => sampleRecordBytes(appSchema, rng, 100);
     const bad = [badRecordBytes(appSchema, 'malformed-json', rng), badRecordBytes(appSchema, 'missing-required', rng)];
 
     await putBatch([...good(), ...bad]);
@@ -68,7 +68,7 @@ describe('faults: SIGTERM while records are in flight', () => {
     expect([exit, up.output()]).toEqual([{ code: 0, signal: null }, expect.stringContaining('SIGTERM: flushing')]);
 
     const apps = await lakeColumn(dataDir, config, 'app_events');
-    const goodAcknowledged = acknowledged.filter((b) => !bad.includes(b)).map((b) => String((JSON.parse(b.toString()) as { event_id: string }).event_id));
+    const goodAcknowledged = acknowledged.filter((b) => !bad.includes(b)).map(eventIdOf);
     expect(repeated(apps)).toEqual([]);
     expect(sorted(apps)).toEqual(sorted(goodAcknowledged));
     const iotRows = await lakeColumn(dataDir, config, 'iot');

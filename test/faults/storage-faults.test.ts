@@ -3,10 +3,10 @@ import * as path from 'node:path';
 import { PutRecordBatchCommand } from '@aws-sdk/client-firehose';
 import { resourceNames } from '../../lib/config';
 import { readSchema } from '../../lib/schema';
-import { badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
+import { badRecordBytes, createRng } from '../../lib/schema/sample';
 import { firehoseClient } from '../../lib/local/aws-clients';
 import { FaultInjector } from '../../lib/local/faults';
-import { configWith, dlqMessages, errorLines, lakeColumn, rawOf, removeDir, repeated, sorted, startFaultTwin, type FaultTwin } from './helpers';
+import { configWith, dlqMessages, errorLines, eventIdOf, lakeColumn, rawOf, removeDir, repeated, sampleRecordBytes, sorted, startFaultTwin, type FaultTwin } from './helpers';
 
 /**
  * The disk under the data dir is full, then read-only, for a while. Records that arrive then are
@@ -19,8 +19,7 @@ describe('faults: the disk is full or read-only for a while', () => {
   const stream = resourceNames(config, 'app-events').lakeDeliveryStream;
   const schema = readSchema('app-events');
   const rng = createRng(21);
-  const good = (n: number) => Array.from({ length: n }, () => Buffer.from(JSON.stringify(sampleRecord(schema, rng))));
-  const idOf = (b: Buffer) => String((JSON.parse(b.toString()) as { event_id: string }).event_id);
+  const good = (n: number) => sampleRecordBytes(schema, rng, n);
   const faults = new FaultInjector();
   let run: FaultTwin | undefined;
   let dataDir: string | undefined;
@@ -66,7 +65,7 @@ describe('faults: the disk is full or read-only for a while', () => {
 
     const lake = await lakeColumn(run.dataDir, config, 'app_events');
     expect(repeated(lake)).toEqual([]);
-    expect(sorted(lake)).toEqual(sorted(acknowledged.filter((b) => !bad.includes(b)).map(idOf)));
+    expect(sorted(lake)).toEqual(sorted(acknowledged.filter((b) => !bad.includes(b)).map(eventIdOf)));
     const errors = errorLines(run.dataDir, run.twin.bucket, 'errors/app-events/');
     expect(sorted(errors.map(rawOf))).toEqual(sorted(bad.map((b) => b.toString())));
     expect(dlqMessages(run.dataDir, config)).toHaveLength(2);
@@ -87,7 +86,7 @@ describe('faults: the disk is full or read-only for a while', () => {
     await run.twin.settle(30_000);
     const lake = await lakeColumn(dataDir!, config, 'app_events');
     expect(repeated(lake)).toEqual([]);
-    expect(sorted(lake)).toEqual(sorted(acknowledged.filter((b) => !bad.includes(b)).map(idOf)));
+    expect(sorted(lake)).toEqual(sorted(acknowledged.filter((b) => !bad.includes(b)).map(eventIdOf)));
     // The first run's temporary files did not outlive it.
     expect(fs.readdirSync(path.join(dataDir!, 's3', '.tmp'))).toEqual([]);
   }, 60_000);

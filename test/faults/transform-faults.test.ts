@@ -1,10 +1,10 @@
 import { PutRecordBatchCommand } from '@aws-sdk/client-firehose';
 import { resourceNames } from '../../lib/config';
 import { readSchema } from '../../lib/schema';
-import { badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
+import { badRecordBytes, createRng } from '../../lib/schema/sample';
 import { firehoseClient } from '../../lib/local/aws-clients';
 import { FaultInjector, type TransformFaultKind } from '../../lib/local/faults';
-import { configWith, dlqMessages, errorLines, lakeColumn, rawOf, removeDir, repeated, sorted, startFaultTwin, type FaultTwin } from './helpers';
+import { configWith, dlqMessages, errorLines, lakeColumn, rawOf, removeDir, repeated, sampleRecordBytes, sorted, startFaultTwin, type FaultTwin } from './helpers';
 
 /**
  * The transform Lambda fails on a share of invocations — it throws, times out, answers a malformed
@@ -63,7 +63,7 @@ describe('faults: the transform fails', () => {
       expect(out.FailedPutCount).toBe(0);
       sent.push(...records);
     };
-    const good = (n: number) => Array.from({ length: n }, () => Buffer.from(JSON.stringify(sampleRecord(schema, rng))));
+    const good = (n: number) => sampleRecordBytes(schema, rng, n);
 
     // One flush (one chunk) per scripted line, in order; bad records ride along in the first.
     await put([...good(40), badRecordBytes(schema, 'malformed-json', rng), badRecordBytes(schema, 'missing-required', rng)]);
