@@ -235,6 +235,31 @@ describe('partition values and size limits (schemas that allow what the shipped 
   });
 });
 
+describe('partition keys of a batch that straddles hours', () => {
+  const keysOf = (o: TransformOutcome): Readonly<Record<string, string>> => {
+    if (o.result !== 'Ok' || !o.partitionKeys) throw new Error(`expected Ok with partition keys, got ${o.result}`);
+    return o.partitionKeys;
+  };
+  const at = (hour: number, type: string): TransformOutcome => run('iot', JSON.stringify({ ...iot, event_type: type, event_time: `2026-11-22T${String(hour).padStart(2, '0')}:40:00Z` }));
+
+  it('records alternating between hours each get their own hour, and records of one partition share one keys object', () => {
+    const first = [at(13, 'telemetry'), at(14, 'telemetry'), at(13, 'alert'), at(14, 'alert')].map(keysOf);
+    const again = [at(13, 'telemetry'), at(14, 'telemetry'), at(13, 'alert'), at(14, 'alert')].map(keysOf);
+    expect(first.map((k) => `${k.event_type} ${k.hour}`)).toEqual(['telemetry 13', 'telemetry 14', 'alert 13', 'alert 14']);
+    again.forEach((k, i) => expect(k).toBe(first[i]));
+  });
+
+  it('stays right past the number of hours it remembers', () => {
+    for (let day = 1; day <= 3; day++) {
+      for (let hour = 0; hour < 24; hour++) {
+        const time = `2026-11-${String(day).padStart(2, '0')}T${String(hour).padStart(2, '0')}:05:00Z`;
+        const keys = keysOf(run('iot', JSON.stringify({ ...iot, event_time: time })));
+        expect(keys).toEqual({ event_type: 'telemetry', year: '2026', month: '11', day: String(day).padStart(2, '0'), hour: String(hour).padStart(2, '0') });
+      }
+    }
+  });
+});
+
 describe('failureReason', () => {
   it('recomputes the transform reason from raw bytes', () => {
     expect(failureReason('iot', Buffer.from(JSON.stringify({ ...iot, battery_pct: 101 })))).toBe('schema (maximum): /battery_pct must be <= 100');

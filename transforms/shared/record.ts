@@ -124,11 +124,17 @@ interface DerivePlan {
   /** Partition fields: JSON key and partition (column) name. */
   readonly partitions: ReadonlyArray<{ readonly jsonKey: string; readonly name: string }>;
   /**
-   * Partition keys already built for event times in `hour` (`YYYY-MM-DDTHH`), by partition values:
-   * a batch repeats a handful of them, so records share one frozen object instead of each building its own.
+   * Partition keys already built, by event hour (`YYYY-MM-DDTHH`) and then by partition values: a
+   * batch repeats a handful of them, so records share one frozen object instead of each building
+   * its own. `hour`/`byValues` are the hour last used; a batch that straddles an hour (late records)
+   * switches between a few hours without rebuilding their keys.
    */
-  readonly keysCache: { hour: string; readonly byValues: Map<string, Readonly<Record<string, string>>> };
+  readonly keysCache: { hour: string; byValues: Map<string, Readonly<Record<string, string>>>; readonly byHour: Map<string, Map<string, Readonly<Record<string, string>>>> };
 }
+
+/** Hours and partition-value combinations the keys cache holds before it starts over. */
+const KEYS_CACHE_HOURS = 48;
+const KEYS_CACHE_VALUES_PER_HOUR = 256;
 
 const derivePlans = new WeakMap<SchemaModel, DerivePlan>();
 
@@ -137,7 +143,7 @@ function derivePlanFor(model: SchemaModel): DerivePlan {
   if (!plan) {
     plan = {
       partitions: model.extensions.partitionFields.map((jsonKey) => ({ jsonKey, name: model.inputColumns.find((c) => c.jsonKey === jsonKey)?.name ?? jsonKey })),
-      keysCache: { hour: '-', byValues: new Map() },
+      keysCache: { hour: '-', byValues: new Map(), byHour: new Map() },
     };
     derivePlans.set(model, plan);
   }
@@ -163,8 +169,15 @@ function partitionValue(raw: string): string {
 function partitionKeysFor(plan: DerivePlan, record: Readonly<Record<string, unknown>>, iso: string, values: string): Readonly<Record<string, string>> {
   const cache = plan.keysCache;
   if (!iso.startsWith(cache.hour)) {
-    cache.hour = iso.slice(0, 13);
-    cache.byValues.clear();
+    const hour = iso.slice(0, 13);
+    let byValues = cache.byHour.get(hour);
+    if (byValues === undefined) {
+      if (cache.byHour.size >= KEYS_CACHE_HOURS) cache.byHour.clear();
+      byValues = new Map();
+      cache.byHour.set(hour, byValues);
+    }
+    cache.hour = hour;
+    cache.byValues = byValues;
   }
   let keys = cache.byValues.get(values);
   if (keys === undefined) {
@@ -176,7 +189,7 @@ function partitionKeysFor(plan: DerivePlan, record: Readonly<Record<string, unkn
     built.day = t.day;
     built.hour = t.hour;
     keys = Object.freeze(built);
-    if (cache.byValues.size < 256) cache.byValues.set(values, keys);
+    if (cache.byValues.size < KEYS_CACHE_VALUES_PER_HOUR) cache.byValues.set(values, keys);
   }
   return keys;
 }
