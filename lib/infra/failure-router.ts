@@ -14,11 +14,11 @@ import { acknowledgeRule, acknowledgeWildcards } from './nag';
 export interface FailureRouterProps {
   /** The data bucket whose error objects and search backups are routed. */
   readonly bucket: s3.Bucket;
-  /** The failure router's dedupe ledger. */
+  /** Holds the failure router's ledger of sent messages (one item per dedupe key). */
   readonly table: dynamodb.ITable;
   /** Name of the dead-letter queue (from resourceNames). */
   readonly dlqName: string;
-  /** Days the dedupe ledger's items live. */
+  /** Days the ledger's items live. */
   readonly ledgerTtlDays: number;
   /** Encrypts the queue (failed records carry the raw, unmasked payload). */
   readonly key: kms.IKey;
@@ -65,7 +65,10 @@ export class FailureRouter extends Construct {
     });
     const role = this.function.role;
     this.dlq.grantSendMessages(role);
-    props.table.grantReadWriteData(role);
+    // The handler reads its sent marks with BatchGetItem and writes them with BatchWriteItem; nothing else.
+    props.table.grant(role, 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem');
+    // table.grant leaves the table's key out: these are the key actions grantReadWriteData would add.
+    props.table.encryptionKey?.grant(role, 'kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*');
     for (const prefix of FAILURE_PREFIXES) {
       props.bucket.grantRead(role, `${prefix}*`);
       props.bucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(this.function.function), { prefix });

@@ -122,15 +122,14 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const store = new ObjectStore(dataDir, { beforeWrite: faults?.beforeWrite });
     const router = createFailureRouter({
       readObject: (b, k) => store.getObject(b, k),
-      // A message and its dedupe key are written together (message first), so a crash or a disk
-      // error between claiming and sending cannot lose a message, as claim-then-send could.
-      claim: async () => true,
+      // The DLQ file is its own sent ledger: sendOnceEach appends a message and then its dedupe key, and
+      // skips keys already there, so every message is offered to it and there is nothing to mark after.
+      alreadySent: async () => new Set(),
       send: async (messages) => {
         await dlq.sendOnceEach(messages.map((m) => ({ dedupeKey: m.dedupeKey, body: toSqsBody(m) })));
         return { failedIds: [] };
       },
-      // Makes the router throw when messages could not be sent, so the event is retried below.
-      release: async () => undefined,
+      markSent: async () => undefined,
     });
     const routing = new Set<Promise<unknown>>();
     let stopping = false;

@@ -355,6 +355,17 @@ describe('IAM', () => {
     for (const s of star) expect(s.Action.filter((a) => !allowed.has(a))).toEqual([]);
   });
 
+  test('the failure router checks and marks its sent messages with BatchGetItem and BatchWriteItem on the metadata table, nothing else', () => {
+    const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith('FailuresRouterRole'));
+    expect(statements.length).toBeGreaterThan(0);
+    const dynamo = statements.filter((s) => s.Action.some((a) => a.startsWith('dynamodb:')));
+    expect(dynamo.flatMap((s) => s.Action).sort()).toEqual(['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem']);
+    expect(dynamo.flatMap((s) => s.Resource)).toEqual([expect.stringMatching(/^<MetadataTable[A-Z0-9]+\.Arn>$/)]);
+    // The table's key, for reading and writing its items (the same key encrypts the dead-letter queue).
+    const kms = statements.filter((s) => s.Action.some((a) => a.startsWith('kms:')));
+    expect(kms.flatMap((s) => s.Action).sort()).toEqual(['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:ReEncrypt*']);
+  });
+
   test('each Firehose role reads only its own stream and invokes only its own transform', () => {
     for (const p of Object.values(dev.config.pipelines).filter((x) => x.source === 'kinesis' && x.destinations.includes('lake'))) {
       const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith(`${p.name}LakeRole`));

@@ -1,15 +1,19 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import type { S3Event, S3EventRecord } from 'aws-lambda';
+import { BatchGetCommand, BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import {
   createFailureRouter,
   decodeS3Key,
+  dedupeKeyOf,
   failureRouterFromEnv,
   locateErrorObject,
   sqsBatches,
   type DlqMessage,
   type FailureRouterOptions,
 } from '../../transforms/failure-router/handler';
+import { createSentLedger } from '../../transforms/failure-router/sent-ledger';
+import { faulty, startDynalite, type LocalDynamo } from './dynamo';
 import { capturedTelemetry, fixture, fixtureBytes, quietTelemetry, unb64 } from './helpers';
 
 const event = fixture<S3Event>('s3-error-objects.json');
@@ -20,11 +24,11 @@ const OBJECTS: Record<string, string> = {
   [decodeS3Key(event.Records[2].s3.object.key)!]: 'errors-opensearch-failed.jsonl',
 };
 
-/** An SQS queue, a claim ledger and an S3 bucket in memory. */
+/** An SQS queue, a ledger of sent dedupe keys and an S3 bucket in memory. */
 function world(objects: Record<string, Buffer> = Object.fromEntries(Object.entries(OBJECTS).map(([k, f]) => [k, fixtureBytes(f)]))) {
   const queue: DlqMessage[] = [];
   const batches: DlqMessage[][] = [];
-  const claims = new Set<string>();
+  const marked = new Set<string>();
   const reads: string[] = [];
   const options: FailureRouterOptions = {
     async readObject(bucket, key) {
@@ -38,19 +42,33 @@ function world(objects: Record<string, Buffer> = Object.fromEntries(Object.entri
       queue.push(...messages);
       return { failedIds: [] };
     },
-    async claim(key) {
-      if (claims.has(key)) return false;
-      claims.add(key);
-      return true;
+    async alreadySent(keys) {
+      return new Set(keys.filter((k) => marked.has(k)));
     },
-    async release(key) {
-      claims.delete(key);
+    async markSent(keys) {
+      for (const k of keys) marked.add(k);
     },
     sleep: async () => {},
     ...quietTelemetry(),
   };
-  return { queue, batches, claims, reads, options };
+  return { queue, batches, marked, reads, options };
 }
+
+/** A processing-failed error object of `lines` records. */
+function errorObject(lines: number): { key: string; body: Buffer } {
+  const body = Array.from({ length: lines }, (_, i) => JSON.stringify({ attemptsMade: 1, arrivalTimestamp: i, errorCode: 'Lambda.ProcessingFailed', errorMessage: 'x', rawData: Buffer.from(`{"n":${i}}`).toString('base64') })).join('\n');
+  return { key: 'errors/iot/processing-failed/2026/11/22/13/obj', body: Buffer.from(body) };
+}
+
+/** Messages per source line, for "every record has a message" checks. */
+function perLine(queue: readonly DlqMessage[]): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const m of queue) counts.set(m.source.line, (counts.get(m.source.line) ?? 0) + 1);
+  return counts;
+}
+
+/** A promise that never settles: the Lambda timed out or died there. */
+const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 
 const s3Event = (...keys: string[]): S3Event => ({
   Records: keys.map((key): S3EventRecord => ({ ...event.Records[0], s3: { ...event.Records[0].s3, object: { ...event.Records[0].s3.object, key } } })),
@@ -105,10 +123,11 @@ describe('failure router', () => {
     expect(t.lines.find((l) => 'DlqMessagesSent' in l)).toMatchObject({ DlqMessagesSent: 5, RejectedObjects: 1, DlqDuplicatesSkipped: 0 });
   });
 
-  it('sends nothing twice when S3 redelivers the event', async () => {
+  it('sends nothing twice when S3 redelivers an event it routed, and counts the records as duplicates', async () => {
     const w = world();
     const route = createFailureRouter(w.options);
     await route(event);
+    expect(w.marked).toEqual(new Set(w.queue.map((m) => m.dedupeKey)));
     expect(await route(event)).toEqual({ sent: 0, duplicates: 5, pointers: 0 });
     expect(w.queue).toHaveLength(5);
     expect(new Set(w.queue.map((m) => m.dedupeKey)).size).toBe(5);
@@ -128,16 +147,15 @@ describe('failure router', () => {
   });
 
   it('batches at most 10 messages and the byte cap per SendMessageBatch', async () => {
-    const lines = Array.from({ length: 23 }, (_, i) => JSON.stringify({ attemptsMade: 1, arrivalTimestamp: i, errorCode: 'Lambda.ProcessingFailed', errorMessage: 'x', rawData: Buffer.from(`{"n":${i}}`).toString('base64') })).join('\n');
-    const key = 'errors/iot/processing-failed/2026/11/22/13/obj';
-    const w = world({ [key]: Buffer.from(lines) });
+    const { key, body } = errorObject(23);
+    const w = world({ [key]: body });
     await createFailureRouter(w.options)(s3Event(key));
     expect(w.batches.map((b) => b.length)).toEqual([10, 10, 3]);
     const big = sqsBatches(w.queue, 2000);
     for (const b of big) expect(b.map((m) => Buffer.byteLength(JSON.stringify(m))).reduce((a, c) => a + c, 0)).toBeLessThanOrEqual(2000);
   });
 
-  it('retries entries SQS rejected; what never gets through is released and the invocation fails for S3 to retry', async () => {
+  it('retries entries SQS rejected; what never gets through stays unmarked, the invocation fails, and the retried event sends exactly that', async () => {
     const w = world();
     let calls = 0;
     const flaky: FailureRouterOptions = {
@@ -150,12 +168,100 @@ describe('failure router', () => {
         return { failedIds: rejected.map((m) => m.dedupeKey) };
       },
     };
-    await expect(createFailureRouter(flaky)(event)).rejects.toThrow(/1 dead-letter message\(s\) could not be sent/);
+    const pfKey = decodeS3Key(event.Records[0].s3.object.key)!;
+    const lost = dedupeKeyOf(BUCKET, pfKey, 3);
+    await expect(createFailureRouter(flaky)(event)).rejects.toThrow(/1 message\(s\) of s3:\/\/.+ could not be sent after 5 attempts/);
     expect(w.queue).toHaveLength(4);
+    expect(w.marked.has(lost)).toBe(false);
+    expect(w.marked).toEqual(new Set(w.queue.map((m) => m.dedupeKey)));
     // S3 retries the event with SQS healthy again: only the missing message goes out.
+    const sentBefore = w.batches.length;
     const retried = await createFailureRouter(w.options)(event);
     expect(retried).toEqual({ sent: 1, duplicates: 4, pointers: 0 });
+    expect(w.batches.slice(sentBefore).flat().map((m) => m.dedupeKey)).toEqual([lost]);
     expect(w.queue.map((m) => m.source.line).sort()).toEqual([1, 1, 1, 2, 3]);
+  });
+
+  it('loses nothing when the Lambda dies while sending: the retried event sends every record not marked sent', async () => {
+    const { key, body } = errorObject(23);
+    const w = world({ [key]: body });
+    let calls = 0;
+    let died!: () => void;
+    const dying = new Promise<void>((resolve) => (died = resolve));
+    const route = createFailureRouter({
+      ...w.options,
+      async send(messages) {
+        // SQS takes the first batch of 10; the Lambda times out during the second.
+        if (++calls === 1) return w.options.send(messages);
+        died();
+        return never();
+      },
+    });
+    void route(s3Event(key));
+    await dying;
+    expect(w.queue).toHaveLength(10);
+
+    expect(await createFailureRouter(w.options)(s3Event(key))).toEqual({ sent: 23, duplicates: 0, pointers: 0 });
+    const counts = perLine(w.queue);
+    for (let line = 1; line <= 23; line++) expect(counts.get(line)).toBeGreaterThanOrEqual(1);
+    expect(w.queue).toHaveLength(33); // lines 1–10 twice: at-least-once
+  });
+
+  it('resends at most the slice in flight after a crash: keys are marked after every markEvery messages', async () => {
+    const { key, body } = errorObject(23);
+    const w = world({ [key]: body });
+    let calls = 0;
+    let died!: () => void;
+    const dying = new Promise<void>((resolve) => (died = resolve));
+    void createFailureRouter({
+      ...w.options,
+      markEvery: 10,
+      async send(messages) {
+        if (++calls === 1) return w.options.send(messages);
+        died();
+        return never();
+      },
+    })(s3Event(key));
+    await dying;
+    expect(w.marked.size).toBe(10);
+
+    expect(await createFailureRouter({ ...w.options, markEvery: 10 })(s3Event(key))).toEqual({ sent: 13, duplicates: 10, pointers: 0 });
+    expect([...perLine(w.queue).entries()].sort(([a], [b]) => a - b)).toEqual(Array.from({ length: 23 }, (_, i) => [i + 1, 1]));
+  });
+
+  it('a Lambda that dies after SQS accepted the messages but before marking them sends them again on the retry: a duplicate, never a loss', async () => {
+    const w = world();
+    const crash = Object.assign(new Error('Task timed out after 300.00 seconds'), { name: 'TimeoutError' });
+    await expect(createFailureRouter({ ...w.options, markSent: () => Promise.reject(crash) })(event))
+      .rejects.toMatchObject({ message: expect.stringMatching(/3 message\(s\) of s3:\/\/.+ were sent but could not be marked sent/), cause: crash });
+    expect(w.queue).toHaveLength(5);
+    expect(w.marked.size).toBe(0);
+
+    expect(await createFailureRouter(w.options)(event)).toEqual({ sent: 5, duplicates: 0, pointers: 0 });
+    const copies = new Map<string, number>();
+    for (const m of w.queue) copies.set(m.dedupeKey, (copies.get(m.dedupeKey) ?? 0) + 1);
+    expect([...copies.values()]).toEqual([2, 2, 2, 2, 2]);
+    // Now marked: a third delivery sends nothing.
+    expect(await createFailureRouter(w.options)(event)).toEqual({ sent: 0, duplicates: 5, pointers: 0 });
+  });
+
+  it('sends nothing of an object whose sent marks cannot be read, and fails the invocation', async () => {
+    const w = world();
+    const pfKey = decodeS3Key(event.Records[0].s3.object.key)!;
+    const down = Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException' });
+    const marking = jest.fn(w.options.markSent);
+    const route = createFailureRouter({ ...w.options, alreadySent: () => Promise.reject(down), markSent: marking });
+    await expect(route(s3Event(event.Records[0].s3.object.key)))
+      .rejects.toMatchObject({ message: expect.stringMatching(/checking which messages of s3:\/\/.+ were sent before failed, so none was sent/), cause: down });
+    expect(w.queue).toEqual([]);
+    expect(marking).not.toHaveBeenCalled();
+
+    // Only the object whose check failed waits for the retry; the others of the event are routed.
+    const flaky = createFailureRouter({ ...w.options, alreadySent: async (keys) => (keys.includes(dedupeKeyOf(BUCKET, pfKey, 1)) ? Promise.reject(down) : w.options.alreadySent(keys)) });
+    await expect(flaky(event)).rejects.toThrow(/checking which messages/);
+    expect(w.queue.map((m) => m.errorType)).toEqual(['format-conversion-failed', 'AmazonOpenSearchService-failed']);
+    expect(await createFailureRouter(w.options)(event)).toEqual({ sent: 3, duplicates: 2, pointers: 0 });
+    expect(w.queue).toHaveLength(5);
   });
 
   it('reads gzip-compressed backups, decodes URL-encoded keys, and skips unreadable lines', async () => {
@@ -204,5 +310,99 @@ describe('failure router', () => {
     expect(() => failureRouterFromEnv({})).toThrow(/SLUICE_DLQ_URL/);
     expect(() => failureRouterFromEnv({ SLUICE_DLQ_URL: 'https://sqs.us-east-1.amazonaws.com/1/q' })).toThrow(/SLUICE_METADATA_TABLE/);
     expect(typeof failureRouterFromEnv({ SLUICE_DLQ_URL: 'https://sqs.us-east-1.amazonaws.com/1/q', SLUICE_METADATA_TABLE: 't', AWS_REGION: 'us-east-1' })).toBe('function');
+  });
+});
+
+describe('sent ledger (DynamoDB, against dynalite)', () => {
+  const NOW = new Date('2026-11-22T14:00:00.000Z');
+  const TTL = Math.floor(NOW.getTime() / 1000) + 30 * 86_400;
+  const keys = Array.from({ length: 260 }, (_, i) => dedupeKeyOf(BUCKET, 'errors/iot/processing-failed/2026/11/22/13/obj', i + 1));
+  let local: LocalDynamo;
+  beforeEach(async () => {
+    local = await startDynalite();
+  });
+  afterEach(async () => {
+    await local.close();
+  });
+
+  type Command = { input: unknown };
+  /** The client with every BatchGetItem's key count and BatchWriteItem's request count recorded. */
+  function counting(client: DynamoDBDocumentClient) {
+    const gets: number[] = [];
+    const writes: number[] = [];
+    const send = (command: Command): Promise<unknown> => {
+      if (command instanceof BatchGetCommand) gets.push(command.input.RequestItems![local.tableName].Keys!.length);
+      if (command instanceof BatchWriteCommand) writes.push(command.input.RequestItems![local.tableName].length);
+      return client.send(command as never);
+    };
+    return { client: { send } as unknown as DynamoDBDocumentClient, gets, writes };
+  }
+
+  /** A client through which DynamoDB processes only the first `take(n)` keys or items of a batch, as under throttling. */
+  function partial(take: (n: number) => number): DynamoDBDocumentClient {
+    const send = async (command: Command): Promise<unknown> => {
+      if (command instanceof BatchGetCommand) {
+        const { Keys, ...rest } = command.input.RequestItems![local.tableName];
+        const done = Keys!.slice(0, take(Keys!.length));
+        const answer = done.length > 0 ? await local.client.send(new BatchGetCommand({ RequestItems: { [local.tableName]: { ...rest, Keys: done } } })) : { Responses: { [local.tableName]: [] } };
+        const left = Keys!.slice(done.length);
+        return { ...answer, UnprocessedKeys: left.length > 0 ? { [local.tableName]: { ...rest, Keys: left } } : {} };
+      }
+      if (command instanceof BatchWriteCommand) {
+        const requests = command.input.RequestItems![local.tableName];
+        const done = requests.slice(0, take(requests.length));
+        if (done.length > 0) await local.client.send(new BatchWriteCommand({ RequestItems: { [local.tableName]: done } }));
+        const left = requests.slice(done.length);
+        return { UnprocessedItems: left.length > 0 ? { [local.tableName]: left } : {} };
+      }
+      return local.client.send(command as never);
+    };
+    return { send } as unknown as DynamoDBDocumentClient;
+  }
+
+  const ledger = (dynamo: DynamoDBDocumentClient, extra: Partial<Parameters<typeof createSentLedger>[0]> = {}) =>
+    createSentLedger({ dynamo, tableName: local.tableName, ttlDays: 30, now: () => NOW, sleep: async () => {}, ...extra });
+
+  it('reads in BatchGetItem calls of at most 100 keys and marks in BatchWriteItem calls of at most 25 items', async () => {
+    const c = counting(local.client);
+    const l = ledger(c.client);
+    expect(await l.alreadySent(keys)).toEqual(new Set());
+    expect(c.gets.sort((a, b) => b - a)).toEqual([100, 100, 60]);
+
+    await l.markSent([...keys.slice(0, 130), keys[0]]); // a key named twice is marked once
+    expect(c.writes.sort((a, b) => b - a)).toEqual([25, 25, 25, 25, 25, 5]);
+    const items = await local.scan();
+    expect(items).toHaveLength(130);
+    expect(items).toContainEqual({ pk: `dlq#${keys[0]}`, sk: 'claim', sent_at: NOW.toISOString(), ttl: TTL });
+
+    expect(await l.alreadySent([...keys, keys[5]])).toEqual(new Set(keys.slice(0, 130)));
+    expect(await l.alreadySent([])).toEqual(new Set());
+  });
+
+  it('retries the keys and items DynamoDB leaves unprocessed with backoff, and throws once the attempts are spent', async () => {
+    const pauses: number[] = [];
+    const half = ledger(partial((n) => Math.ceil(n / 2)), { sleep: async (ms) => void pauses.push(ms) });
+    await half.markSent(keys.slice(0, 40));
+    expect(await local.scan()).toHaveLength(40);
+    expect(await half.alreadySent(keys.slice(0, 120))).toEqual(new Set(keys.slice(0, 40)));
+    expect(pauses.length).toBeGreaterThan(0);
+
+    const stuck = ledger(partial(() => 0), { attempts: 3 });
+    await expect(stuck.alreadySent(keys.slice(0, 10))).rejects.toThrow(`DynamoDB table ${local.tableName} left 10 of 10 sent marks unread (BatchGetItem) after 3 attempts`);
+    await expect(stuck.markSent(keys.slice(100, 110))).rejects.toThrow(`DynamoDB table ${local.tableName} left 10 of 10 sent marks unwritten (BatchWriteItem) after 3 attempts`);
+    expect(await local.scan()).toHaveLength(40);
+  });
+
+  it('drives the router: a throttled ledger sends nothing and fails the invocation; a healthy one sends each record once', async () => {
+    const w = world();
+    const throttled = createFailureRouter({ ...w.options, ...ledger(faulty(local, { throttleAlways: true })) });
+    await expect(throttled(event)).rejects.toThrow(/ProvisionedThroughputExceededException/);
+    expect(w.queue).toEqual([]);
+
+    const healthy = createFailureRouter({ ...w.options, ...ledger(local.client) });
+    expect(await healthy(event)).toEqual({ sent: 5, duplicates: 0, pointers: 0 });
+    expect(await healthy(event)).toEqual({ sent: 0, duplicates: 5, pointers: 0 });
+    expect(w.queue).toHaveLength(5);
+    expect((await local.scan()).map((i) => i.pk).sort()).toEqual(w.queue.map((m) => `dlq#${m.dedupeKey}`).sort());
   });
 });

@@ -2,23 +2,29 @@
  * Failure router: S3 ObjectCreated on the error prefixes → one SQS dead-letter message per failed
  * record, with the reason recomputed by the validator, sent in batches.
  *
- * Idempotent under redelivered S3 events: each record's dedupe key (from bucket, key and line) is
- * claimed before its message is sent, and a claimed key is never sent again. A message that still
- * cannot be sent after retries has its claim released (when the ledger supports it) and the
- * invocation fails, so S3's retry of the event sends exactly what is missing.
+ * At-least-once under redelivered S3 events, in the order check → send → mark: the record's dedupe
+ * key (from bucket, key and line) is looked up in a ledger, records not marked there are sent, and
+ * only the keys SQS accepted are then marked. Whatever stops an invocation before its marks are
+ * written (a message SQS keeps refusing, a ledger error, a timeout or crash) leaves those records
+ * unmarked, and S3's retry of the event sends them: no record is lost. The price is a rare duplicate:
+ * a record whose message was accepted but not yet marked when the invocation died or its marking
+ * failed is sent again (keys are marked after every `markEvery` messages, so at most that many per
+ * object). FIFO queues drop it (MessageDeduplicationId is the dedupe key, within SQS's five-minute
+ * window); on a standard queue the `dedupeKey` in the body tells it apart, and `sluice replay`
+ * re-puts a record once per dedupe key.
  */
 import { createHash } from 'node:crypto';
 import type { S3Event } from 'aws-lambda';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DeleteCommand, DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES } from '../shared/limits';
-import { metadataKeys, ttlFrom } from '../shared/metadata-table';
 import { failureReason } from '../shared/record';
-import { backoffDelay, mapWithConcurrency, sleep } from '../shared/retry';
+import { backoffDelay, sleep } from '../shared/retry';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
 import { decodeS3Key, locateErrorObject, objectText, OPENSEARCH_FAILED, parseErrorLines, type ErrorLine, type ErrorObjectLocation } from './error-records';
+import { createSentLedger } from './sent-ledger';
 
 export { decodeS3Key, locateErrorObject, parseErrorLines } from './error-records';
 
@@ -31,7 +37,7 @@ export interface S3LineLocation {
 
 /** The body of one dead-letter message (JSON). */
 export interface DlqMessage {
-  /** sha256 of `s3://<bucket>/<key>#<line>`, hex: the same failed record always gets the same key. */
+  /** sha256 of `s3://<bucket>/<key>#<line>`, hex: the same failed record always gets the same key, so a message sent twice can be told apart. */
   readonly dedupeKey: string;
   readonly pipeline: string;
   /** processing-failed, format-conversion-failed, AmazonOpenSearchService-failed, … */
@@ -54,10 +60,18 @@ export interface FailureRouterOptions {
   readObject(bucket: string, key: string): Promise<Buffer>;
   /** Sends up to 10 messages (one SQS batch); answers the dedupe keys that were not accepted. */
   send(messages: DlqMessage[]): Promise<{ failedIds: string[] }>;
-  /** True the first time a dedupe key is claimed, false ever after. */
-  claim(dedupeKey: string): Promise<boolean>;
-  /** Undoes a claim whose message could not be sent, so a retried event sends it. @default none: such messages are logged as lost */
-  release?(dedupeKey: string): Promise<void>;
+  /**
+   * The dedupe keys among `dedupeKeys` that `markSent` marked before: their messages are not sent again.
+   * Throws when it cannot tell; nothing of that object is sent then, and the invocation fails.
+   */
+  alreadySent(dedupeKeys: readonly string[]): Promise<Set<string>>;
+  /**
+   * Marks dedupe keys whose messages SQS accepted; called after every send slice. Throws unless every
+   * mark was written: the invocation then fails, and its retry sends the unmarked messages again.
+   */
+  markSent(dedupeKeys: readonly string[]): Promise<void>;
+  /** Messages sent between two `markSent` calls: at most this many are sent twice when an invocation dies. @default 250 */
+  readonly markEvery?: number;
   /** Largest message body, bytes; a record that does not fit goes as a pointer. @default 262144 (SQS) */
   readonly maxMessageBytes?: number;
   /** Largest batch (sum of bodies), bytes. @default maxMessageBytes (SQS caps a SendMessageBatch at the message size) */
@@ -72,7 +86,7 @@ export interface FailureRouterOptions {
 export interface RouteResult {
   /** Messages sent (pointers included). */
   readonly sent: number;
-  /** Records skipped because their dedupe key was already claimed. */
+  /** Records skipped because their dedupe key was already marked sent. */
   readonly duplicates: number;
   /** Messages sent as pointers. */
   readonly pointers: number;
@@ -89,6 +103,8 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
   const maxMessageBytes = options.maxMessageBytes ?? SQS_MAX_MESSAGE_BYTES;
   const maxBatchBytes = options.maxBatchBytes ?? maxMessageBytes;
   const attempts = options.sendAttempts ?? 5;
+  const markEvery = options.markEvery ?? 250;
+  if (!(Number.isInteger(markEvery) && markEvery > 0)) throw new Error(`markEvery must be a positive integer, got ${markEvery}`);
   const pause = options.sleep ?? sleep;
   const telemetry = createTelemetry('failure-router', {}, options);
   const { logger } = telemetry;
@@ -99,7 +115,11 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
     let pointers = 0;
     let unreadable = 0;
     let rejected = 0;
-    const unsent: DlqMessage[] = [];
+    let unsent = 0;
+    let unmarked = 0;
+    /** Why this invocation must fail so that S3 retries the event, one entry per object. */
+    const problems: string[] = [];
+    let firstCause: unknown;
     for (const record of event.Records ?? []) {
       const bucket = record.s3?.bucket?.name;
       const rawKey = record.s3?.object?.key;
@@ -115,6 +135,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
         logger.warn('object is not a Firehose error object; ignored', { bucket, key: key ?? rawKey, reason: where.reason });
         continue;
       }
+      const object = `s3://${bucket}/${key}`;
       const text = objectText(await options.readObject(bucket, key!));
       const messages: DlqMessage[] = [];
       for (const line of parseErrorLines(text)) {
@@ -125,44 +146,63 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
         }
         messages.push(fitted(messageFor(where, bucket, key!, line), maxMessageBytes));
       }
-      const claims = await mapWithConcurrency(messages, 16, (m) =>
-        options.claim(m.dedupeKey).then((claimed) => ({ claimed }), (error: unknown) => ({ claimed: false, error })));
-      const claimError = claims.find((c) => 'error' in c);
-      if (claimError && 'error' in claimError) {
-        // Claimed but never sent would be lost on the retry: give those claims back first.
-        if (options.release) await Promise.all(messages.filter((_, i) => claims[i].claimed).map((m) => options.release!(m.dedupeKey)));
-        throw new Error(`claiming dedupe keys for s3://${bucket}/${key} failed: ${errorMessage(claimError.error)}`, { cause: claimError.error });
+
+      let marked: Set<string>;
+      try {
+        marked = messages.length === 0 ? new Set() : await options.alreadySent(messages.map((m) => m.dedupeKey));
+      } catch (err) {
+        firstCause ??= err;
+        problems.push(`checking which messages of ${object} were sent before failed, so none was sent (${errorMessage(err)})`);
+        logger.error('could not check which dead-letter messages were sent before; none sent', { bucket, key, error: errorMessage(err) });
+        continue;
       }
-      const fresh = messages.filter((_, i) => claims[i].claimed);
+      const fresh = messages.filter((m) => !marked.has(m.dedupeKey));
       duplicates += messages.length - fresh.length;
-      const failed = await sendAll(fresh);
-      for (const m of fresh) {
-        if (failed.has(m.dedupeKey)) continue;
-        sent++;
-        if (m.pointer) pointers++;
+      const failed: DlqMessage[] = [];
+      let objectSent = 0;
+      // Marking after each slice bounds what a timeout or crash makes the retry send twice.
+      for (let i = 0; i < fresh.length; i += markEvery) {
+        const slice = fresh.slice(i, i + markEvery);
+        const refused = await sendAll(slice);
+        const accepted = slice.filter((m) => !refused.has(m.dedupeKey));
+        failed.push(...slice.filter((m) => refused.has(m.dedupeKey)));
+        objectSent += accepted.length;
+        pointers += accepted.filter((m) => m.pointer).length;
+        if (accepted.length === 0) continue;
+        try {
+          await options.markSent(accepted.map((m) => m.dedupeKey));
+        } catch (err) {
+          // Sent but unmarked: the retry sends these again (a duplicate, never a loss). Sending more now would only add to that.
+          firstCause ??= err;
+          unmarked += accepted.length;
+          problems.push(`${accepted.length} message(s) of ${object} were sent but could not be marked sent, so the retry sends them again (${errorMessage(err)})`);
+          logger.error('sent dead-letter messages could not be marked sent; the retried event sends them again', { bucket, key, messages: accepted.length, error: errorMessage(err) });
+          break;
+        }
       }
-      unsent.push(...fresh.filter((m) => failed.has(m.dedupeKey)));
-      logger.info('error object routed', { bucket, key, pipeline: where.pipeline, errorType: where.errorType, lines: messages.length, duplicates: messages.length - fresh.length, failed: failed.size });
+      sent += objectSent;
+      if (failed.length > 0) {
+        unsent += failed.length;
+        problems.push(`${failed.length} message(s) of ${object} could not be sent after ${attempts} attempts`);
+        logger.error('dead-letter messages could not be sent; the retried event sends them', {
+          bucket, key, unsent: failed.map((m) => ({ dedupeKey: m.dedupeKey, line: m.source.line })),
+        });
+      }
+      logger.info('error object routed', { bucket, key, pipeline: where.pipeline, errorType: where.errorType, lines: messages.length, sent: objectSent, duplicates: messages.length - fresh.length, failed: failed.length });
     }
 
     publishCounts(telemetry, {
       DlqMessagesSent: sent,
       DlqPointersSent: pointers,
       DlqDuplicatesSkipped: duplicates,
-      DlqSendFailures: unsent.length,
+      DlqSendFailures: unsent,
+      DlqMarkFailures: unmarked,
       UnreadableErrorLines: unreadable,
       RejectedObjects: rejected,
     });
 
-    if (unsent.length > 0) {
-      const keys = unsent.map((m) => m.dedupeKey);
-      if (options.release) {
-        await Promise.all(keys.map((k) => options.release!(k)));
-        throw new Error(`${unsent.length} dead-letter message(s) could not be sent; their claims were released so the retried event sends them`);
-      }
-      logger.error('dead-letter messages could not be sent; the records remain in their error objects', {
-        lost: unsent.map((m) => ({ dedupeKey: m.dedupeKey, ...m.source })),
-      });
+    if (problems.length > 0) {
+      throw new Error(`failure router: ${problems.join('; ')}. Failing the invocation so that S3 retries the event; the retry sends every message not marked sent.`, { cause: firstCause });
     }
     return { sent, duplicates, pointers };
   };
@@ -269,7 +309,7 @@ export function sqsBatches(messages: readonly DlqMessage[], maxBatchBytes: numbe
 
 let fromEnv: FailureRouter | undefined;
 
-/** The Lambda entry point: SLUICE_DLQ_URL (SQS), SLUICE_METADATA_TABLE (dedupe ledger), SLUICE_METADATA_TTL_DAYS. */
+/** The Lambda entry point: SLUICE_DLQ_URL (SQS), SLUICE_METADATA_TABLE (the ledger of sent messages), SLUICE_METADATA_TTL_DAYS. */
 export const handler: FailureRouter = (event) => {
   fromEnv ??= failureRouterFromEnv(process.env);
   return fromEnv(event);
@@ -279,7 +319,7 @@ export function failureRouterFromEnv(env: NodeJS.ProcessEnv): FailureRouter {
   const queueUrl = env.SLUICE_DLQ_URL;
   if (!queueUrl) throw new Error('SLUICE_DLQ_URL is not set: the URL of the dead-letter queue');
   const tableName = env.SLUICE_METADATA_TABLE;
-  if (!tableName) throw new Error('SLUICE_METADATA_TABLE is not set: the table that holds the dedupe ledger');
+  if (!tableName) throw new Error('SLUICE_METADATA_TABLE is not set: the table that holds the ledger of sent messages');
   const ttlDays = Number(env.SLUICE_METADATA_TTL_DAYS ?? '30');
   const s3 = new S3Client({});
   const sqs = new SQSClient({});
@@ -302,21 +342,6 @@ export function failureRouterFromEnv(env: NodeJS.ProcessEnv): FailureRouter {
       }));
       return { failedIds: (answer.Failed ?? []).map((f) => f.Id ?? '').filter((id) => id !== '') };
     },
-    async claim(dedupeKey) {
-      try {
-        await dynamo.send(new PutCommand({
-          TableName: tableName,
-          Item: { ...metadataKeys.dlqClaim(dedupeKey), claimed_at: new Date().toISOString(), ttl: ttlFrom(new Date(), ttlDays > 0 ? ttlDays : 30) },
-          ConditionExpression: 'attribute_not_exists(pk)',
-        }));
-        return true;
-      } catch (err) {
-        if ((err as { name?: string }).name === 'ConditionalCheckFailedException') return false;
-        throw err;
-      }
-    },
-    async release(dedupeKey) {
-      await dynamo.send(new DeleteCommand({ TableName: tableName, Key: metadataKeys.dlqClaim(dedupeKey) }));
-    },
+    ...createSentLedger({ dynamo, tableName, ttlDays: ttlDays > 0 ? ttlDays : 30 }),
   });
 }

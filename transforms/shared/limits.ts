@@ -19,5 +19,11 @@ export const SQS_MAX_BATCH_ENTRIES = 10;
 /** DynamoDB TransactWriteItems: at most 100 actions per call. */
 export const DYNAMO_MAX_TRANSACTION_ITEMS = 100;
 
+/** DynamoDB BatchGetItem: at most 100 keys per call. */
+export const DYNAMO_MAX_BATCH_GET_KEYS = 100;
+
+/** DynamoDB BatchWriteItem: at most 25 put or delete requests per call. */
+export const DYNAMO_MAX_BATCH_WRITE_ITEMS = 25;
+
 /** How much of an untrusted value a reason or log line quotes. */
 export const MAX_REASON_CHARS = 1_000;

@@ -8,7 +8,10 @@
  * | event                    | `event#<pipeline>#<event id>`       | `event`             |
  * | per-minute counter       | `count#<pipeline>#<event type>`     | `YYYY-MM-DDTHH:mm`  |
  * | entity last seen         | `entity#<pipeline>#<entity id>`     | `last-seen`         |
- * | failure-router claim     | `dlq#<dedupe key>`                  | `claim`             |
+ * | failure-router sent mark | `dlq#<dedupe key>`                  | `claim`             |
+ *
+ * A sent mark says the failure router's dead-letter message for that dedupe key was accepted by SQS. Its sort
+ * key is still `claim`, from when keys were claimed before sending, so marks written then keep counting.
  *
  * Counters are keyed by the event-time minute (UTC), so a Query on `count#<pipeline>#<type>` with
  * `sk BETWEEN` gives a time series.
@@ -20,7 +23,7 @@ export const metadataKeys = {
   event: (pipeline: string, eventId: string) => ({ pk: `event#${pipeline}#${eventId}`, sk: 'event' }),
   counter: (pipeline: string, eventType: string, minute: string) => ({ pk: `count#${pipeline}#${eventType}`, sk: minute }),
   entity: (pipeline: string, entityId: string) => ({ pk: `entity#${pipeline}#${entityId}`, sk: 'last-seen' }),
-  dlqClaim: (dedupeKey: string) => ({ pk: `dlq#${dedupeKey}`, sk: 'claim' }),
+  dlqSent: (dedupeKey: string) => ({ pk: `dlq#${dedupeKey}`, sk: 'claim' }),
 } as const;
 
 /** `ttl` of an item written at `now` that should live `days`. */
