@@ -260,6 +260,50 @@ describe('partition keys of a batch that straddles hours', () => {
   });
 });
 
+describe('deeply nested schemas', () => {
+  const nested = (depth: number) => {
+    let property: object = { type: 'object', additionalProperties: false, properties: { leaf: { type: 'string' } } };
+    let value: object = { leaf: 'bottom' };
+    for (let i = 0; i < depth; i++) {
+      property = { type: 'object', additionalProperties: false, properties: { next: property } };
+      value = { next: value };
+    }
+    const schema = {
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      type: 'object',
+      'x-sluice': { version: '1.0.0', idField: 'id', eventTimeField: 'at', partitionFields: ['kind'], pii: {} },
+      required: ['id', 'at', 'kind'],
+      properties: { id: { type: 'string' }, at: { type: 'string', format: 'date-time' }, kind: { type: 'string' }, deep: property },
+    };
+    const deep: PipelineSchema = { pipeline: 'deep' as PipelineSchema['pipeline'], model: describeSchema('deep', schema), validate: compileValidator(schema) };
+    const record = Buffer.from(JSON.stringify({ id: '1', at: '2026-01-01T00:00:00Z', kind: 'k', deep: value }));
+    return { deep, value, record };
+  };
+
+  it('a record nested 40 levels deep is shaped', () => {
+    const { deep, value, record } = nested(40);
+    const o = transformRecord(deep, record, ingest, settings);
+    if (o.result !== 'Ok') throw new Error(`expected Ok, got ${o.result}`);
+    expect((JSON.parse(o.data.toString('utf8')) as { deep: unknown }).deep).toEqual(value);
+  });
+
+  it('the transform plan reads the innermost struct a fixed number of times, however deep it sits', () => {
+    const reads = (depth: number): number => {
+      const { deep, record } = nested(depth);
+      let type = deep.model.inputColumns.find((c) => c.jsonKey === 'deep')!.type;
+      while (type.kind === 'struct' && type.fields[0].jsonKey === 'next') type = type.fields[0].type;
+      if (type.kind !== 'struct') throw new Error('expected the innermost struct');
+      const fields = type.fields;
+      let count = 0;
+      Object.defineProperty(type, 'fields', { get: () => (count++, fields) });
+      expect(transformRecord(deep, record, ingest, settings).result).toBe('Ok');
+      return count;
+    };
+    // Planning each struct twice (its fields, and again for its shaper) doubles the reads at every level: 2^depth.
+    expect(reads(12)).toBe(reads(2));
+  });
+});
+
 describe('failureReason', () => {
   it('recomputes the transform reason from raw bytes', () => {
     expect(failureReason('iot', Buffer.from(JSON.stringify({ ...iot, battery_pct: 101 })))).toBe('schema (maximum): /battery_pct must be <= 100');

@@ -426,7 +426,8 @@ function structPlan(columns: readonly Column[], pii: Readonly<Record<string, Pii
     const mask = ownValue(pii, path);
     const fields = !mask && c.type.kind === 'struct' ? structPlan(c.type.fields, pii, `${path}.`) : [];
     const fast: FastKind = mask ? 'shape' : fastKind(c.type);
-    const shape = mask ? maskShaper(mask) : typeShaper(c.type, pii, `${path}.`);
+    // A struct's shaper walks the plan just built: building it again per level would double the work at every level of nesting.
+    const shape = mask ? maskShaper(mask) : c.type.kind === 'struct' ? structShaper(fields) : typeShaper(c.type, pii, `${path}.`);
     return { jsonKey: c.jsonKey, name: c.name, fast, fields, optional: topLevel && !c.required, shape };
   });
 }
@@ -462,6 +463,10 @@ function maskShaper(mask: PiiMask): Shaper {
   };
 }
 
+function structShaper(fields: readonly FieldPlan[]): Shaper {
+  return (v, ctx) => (v === null || typeof v !== 'object' ? v : shapeStruct(fields, v as Record<string, unknown>, ctx));
+}
+
 function typeShaper(t: LogicalType, pii: Readonly<Record<string, PiiMask>>, prefix: string): Shaper {
   switch (t.kind) {
     case 'string':
@@ -489,10 +494,8 @@ function typeShaper(t: LogicalType, pii: Readonly<Record<string, PiiMask>>, pref
     case 'double':
     case 'boolean':
       return (v) => v;
-    case 'struct': {
-      const fields = structPlan(t.fields, pii, prefix);
-      return (v, ctx) => (v === null || typeof v !== 'object' ? v : shapeStruct(fields, v as Record<string, unknown>, ctx));
-    }
+    case 'struct':
+      return structShaper(structPlan(t.fields, pii, prefix));
     case 'array': {
       const item = typeShaper(t.items, pii, prefix);
       return (v, ctx) => {
