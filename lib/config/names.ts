@@ -14,6 +14,8 @@ export interface ResourceNames {
   readonly dlq: string;
   /** On-failure destination of the metadata consumer's event source mapping (batch metadata only). */
   readonly consumerDlq: string;
+  /** On-failure destination of the failure router's asynchronous invocations (S3 events it gave up on). */
+  readonly routerFailedEvents: string;
   /** Athena workgroup the lake is queried in (one per stack). */
   readonly athenaWorkGroup: string;
 }
@@ -29,6 +31,7 @@ export function resourceNames(config: Pick<SluiceConfig, 'prefix' | 'env'>, pipe
     indexPrefix: pipeline,
     dlq: `${config.prefix}-${config.env}-dlq`,
     consumerDlq: `${config.prefix}-${config.env}-consumer-dlq`,
+    routerFailedEvents: `${config.prefix}-${config.env}-dlq-router-failed`,
     athenaWorkGroup: `${config.prefix}-${config.env}`,
   };
 }

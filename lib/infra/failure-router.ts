@@ -2,6 +2,7 @@ import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as kms from 'aws-cdk-lib/aws-kms';
+import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -18,9 +19,11 @@ export interface FailureRouterProps {
   readonly table: dynamodb.ITable;
   /** Name of the dead-letter queue (from resourceNames). */
   readonly dlqName: string;
+  /** Name of the queue of S3 events the router gave up on after Lambda's retries (from resourceNames). */
+  readonly failedEventsQueueName: string;
   /** Days the ledger's items live. */
   readonly ledgerTtlDays: number;
-  /** Encrypts the queue (failed records carry the raw, unmasked payload). */
+  /** Encrypts the queues (failed records carry the raw, unmasked payload). */
   readonly key: kms.IKey;
   readonly removalPolicy: RemovalPolicy;
 }
@@ -31,10 +34,13 @@ export const FAILURE_PREFIXES = [`${ERRORS_ROOT}/`, `${SEARCH_BACKUP_ROOT}/`] as
 /**
  * The dead-letter queue of failed records and the function that fills it: every error object Firehose writes
  * (errors/) and every document backup OpenSearch refused (search-backup/) is read and its records are sent to the
- * queue, from which `sluice replay` redrives them.
+ * queue, from which `sluice replay` redrives them. S3 events the router could not finish within Lambda's
+ * asynchronous retries go to `failedEvents` instead of being dropped, so no error object is lost unnoticed.
  */
 export class FailureRouter extends Construct {
   readonly dlq: sqs.Queue;
+  /** S3 events the router gave up on (Lambda's on-failure destination records: the request payload and the error). */
+  readonly failedEvents: sqs.Queue;
   readonly function: SluiceFunction;
 
   constructor(scope: Construct, id: string, props: FailureRouterProps) {
@@ -51,6 +57,18 @@ export class FailureRouter extends Construct {
     acknowledgeRule(this.dlq, 'AwsSolutions-SQS3',
       'This queue is the dead-letter queue of failed records; it is drained by `sluice replay`, not by a consumer that could need its own DLQ.');
 
+    this.failedEvents = new sqs.Queue(this, 'FailedEvents', {
+      queueName: props.failedEventsQueueName,
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: props.key,
+      dataKeyReuse: Duration.hours(1),
+      retentionPeriod: DLQ_RETENTION,
+      enforceSSL: true,
+      removalPolicy: props.removalPolicy,
+    });
+    acknowledgeRule(this.failedEvents, 'AwsSolutions-SQS3',
+      'This queue is itself a dead-letter queue: the on-failure destination of the failure router\'s asynchronous invocations, drained by an operator who re-invokes the router.');
+
     this.function = new SluiceFunction(this, 'Router', {
       handler: 'failure-router',
       description: 'Sluice: sends the records of Firehose error objects and search backups to the dead-letter queue',
@@ -62,6 +80,13 @@ export class FailureRouter extends Construct {
         SLUICE_METADATA_TABLE: props.table.tableName,
         SLUICE_METADATA_TTL_DAYS: String(props.ledgerTtlDays),
       },
+    });
+    // The handler throws when DynamoDB or SQS fails so that Lambda retries the S3 event (safe: records already sent
+    // are skipped). Without an on-failure destination, Lambda would drop the event silently once its retries are spent.
+    this.function.function.configureAsyncInvoke({
+      onFailure: new SqsDestination(this.failedEvents),
+      retryAttempts: 2,
+      maxEventAge: Duration.hours(6),
     });
     const role = this.function.role;
     this.dlq.grantSendMessages(role);
@@ -82,7 +107,7 @@ export class FailureRouter extends Construct {
       { action: 's3:GetObject*', reason: 'From bucket.grantRead, limited to the failure prefixes.' },
       { action: 's3:GetBucket*', reason: 'From bucket.grantRead (bucket location).' },
       { action: 's3:List*', reason: 'From bucket.grantRead on the data bucket.' },
-      { action: 'kms:GenerateDataKey*', reason: 'Sending to the encrypted dead-letter queue.' },
+      { action: 'kms:GenerateDataKey*', reason: 'Sending to the encrypted dead-letter and failed-events queues.' },
       { action: 'kms:ReEncrypt*', reason: 'From the table grant on the data key.' },
     ]);
     this.acknowledgeNotificationsHandler();
@@ -91,6 +116,11 @@ export class FailureRouter extends Construct {
   /** Failed records waiting for `sluice replay`. */
   metricDlqDepth(): cloudwatch.Metric {
     return this.dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });
+  }
+
+  /** S3 events the router gave up on, waiting for an operator to redrive them. */
+  metricFailedEventsDepth(): cloudwatch.Metric {
+    return this.failedEvents.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });
   }
 
   /** The CDK's bucket-notifications function is a stack-level singleton that `addEventNotification` created. */

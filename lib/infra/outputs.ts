@@ -17,6 +17,8 @@ export const OutputKeys = {
   AthenaWorkGroupName: 'AthenaWorkGroupName',
   /** SQS queue of failed records, one message per record; `sluice replay` redrives it. */
   DlqUrl: 'DlqUrl',
+  /** SQS queue of S3 events the failure router gave up on after Lambda's retries (the event and the error, not the records). */
+  RouterFailedEventsUrl: 'RouterFailedEventsUrl',
   /** SQS queue of batches the metadata consumers gave up on (shard and sequence range, not the records). */
   ConsumerDlqUrl: 'ConsumerDlqUrl',
   /** DynamoDB table the metadata consumers write (and the failure router's dedupe ledger). */

@@ -55,7 +55,8 @@ export const ALARM_THRESHOLDS = {
 /**
  * One CloudWatch dashboard of every pipeline and alarms that notify an SNS topic: Kinesis iterator age and write
  * throttling; Firehose data freshness, throttled records and delivery success; Lambda errors, throttles and
- * duration near the timeout; dead-letter queue depth; OpenSearch cluster status, write blocks and free storage.
+ * duration near the timeout; dead-letter queue depth and S3 events the failure router gave up on; OpenSearch cluster
+ * status, write blocks and free storage.
  */
 export class PipelineDashboard extends Construct {
   readonly dashboard: cloudwatch.Dashboard;
@@ -183,13 +184,18 @@ export class PipelineDashboard extends Construct {
       threshold: 1, evaluationPeriods: 1,
       description: 'Failed records are waiting in the dead-letter queue; inspect them and run `sluice replay`.',
     });
+    this.alarm('router-events-failed', router.metricFailedEventsDepth(), {
+      threshold: 1, evaluationPeriods: 1,
+      description: 'The failure router gave up on an error object after Lambda\'s retries: its records may be missing from the dead-letter queue. '
+        + 'Fix the cause (see the router\'s logs), then re-invoke the router with each message of the RouterFailedEventsUrl queue as docs/deploy.md describes.',
+    });
     this.alarm('consumer-dlq-not-empty', store.metricConsumerDlqDepth(), {
       threshold: 1, evaluationPeriods: 1,
       description: 'A metadata consumer gave up on a batch; the queue holds its shard and sequence range (re-read the stream within its retention).',
     });
     this.dashboard.addWidgets(new cloudwatch.GraphWidget({
       title: 'Dead-letter queues',
-      left: [router.metricDlqDepth(), store.metricConsumerDlqDepth()],
+      left: [router.metricDlqDepth(), router.metricFailedEventsDepth(), store.metricConsumerDlqDepth()],
       width: 8,
     }));
   }

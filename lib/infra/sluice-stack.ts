@@ -73,6 +73,7 @@ export class SluiceStack extends Stack {
       bucket: storage.bucket,
       table: metadata.table,
       dlqName: shared.dlq,
+      failedEventsQueueName: shared.routerFailedEvents,
       key: storage.key,
       ledgerTtlDays: config.metadata.ttlDays,
       removalPolicy,
@@ -198,6 +199,7 @@ export class SluiceStack extends Stack {
     output(OutputKeys.GlueDatabaseName, catalog.databaseName, 'Glue database of the pipeline tables');
     output(OutputKeys.AthenaWorkGroupName, athena.workGroupName, 'Athena workgroup to query the lake in');
     output(OutputKeys.DlqUrl, failures.dlq.queueUrl, 'SQS queue of failed records (sluice replay)');
+    output(OutputKeys.RouterFailedEventsUrl, failures.failedEvents.queueUrl, 'SQS queue of S3 events the failure router gave up on (redrive by invoking the router)');
     output(OutputKeys.ConsumerDlqUrl, metadata.consumerDlq.queueUrl, 'SQS queue of metadata-consumer batches that failed (shard and sequence range)');
     output(OutputKeys.MetadataTableName, metadata.table.tableName, 'DynamoDB metadata table');
     output(OutputKeys.DashboardUrl, dashboard.dashboardUrl, 'CloudWatch dashboard');

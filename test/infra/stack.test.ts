@@ -249,6 +249,32 @@ describe('failures and storage', () => {
     }
   });
 
+  test('S3 events the failure router gives up on go to an encrypted, TLS-only queue instead of being dropped', () => {
+    const [queueId] = resourceWhere(dev.template, 'AWS::SQS::Queue', { QueueName: resourceNames(dev.config, 'iot').routerFailedEvents });
+    dev.template.hasResourceProperties('AWS::SQS::Queue', {
+      QueueName: resourceNames(dev.config, 'iot').routerFailedEvents,
+      MessageRetentionPeriod: 14 * 24 * 3600,
+      KmsMasterKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^StorageKey'), 'Arn'] },
+    });
+    dev.template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      Queues: [{ Ref: queueId }],
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 'sqs:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+    const [routerId] = resourcesOf(dev.template, 'AWS::Lambda::Function').find(([id]) => id.startsWith('FailuresRouter'))!;
+    dev.template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: routerId },
+      Qualifier: '$LATEST',
+      MaximumRetryAttempts: 2,
+      MaximumEventAgeInSeconds: 6 * 3600,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId, 'Arn'] } } },
+    });
+    // The destination sends with the router's role: it may send to the queue and use the queue's key.
+    const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith('FailuresRouterRole'));
+    expect(statements.some((s) => s.Action.includes('sqs:SendMessage') && s.Resource.includes(`<${queueId}.Arn>`))).toBe(true);
+    const keyActions = statements.filter((s) => s.Resource.some((r) => /^<StorageKey[A-Z0-9]+\.Arn>$/.test(r))).flatMap((s) => s.Action);
+    expect(keyActions).toEqual(expect.arrayContaining(['kms:Encrypt', 'kms:GenerateDataKey*']));
+  });
+
   test('the failure router is notified of new objects under errors/ and search-backup/', () => {
     const [, notifications] = resourcesOf(dev.template, 'Custom::S3BucketNotifications')[0];
     const configs = (notifications.NotificationConfiguration as { LambdaFunctionConfigurations: Array<{ Events: string[]; Filter: { Key: { FilterRules: Array<{ Name: string; Value: string }> } } }> }).LambdaFunctionConfigurations;
@@ -409,8 +435,12 @@ describe('monitoring', () => {
     );
 
     const dlq = alarmsOn('ApproximateNumberOfMessagesVisible');
-    expect(dlq).toHaveLength(2);
+    expect(dlq).toHaveLength(3);
     for (const a of dlq) expect(a).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
+    const [failedEventsId] = resourceWhere(dev.template, 'AWS::SQS::Queue', { QueueName: resourceNames(dev.config, 'iot').routerFailedEvents });
+    expect(dlq.filter((a) => JSON.stringify(a.Dimensions).includes(`"${failedEventsId}"`))).toEqual([
+      expect.objectContaining({ EvaluationPeriods: 1, AlarmDescription: expect.stringContaining('RouterFailedEventsUrl') }),
+    ]);
 
     const functions = resourcesOf(dev.template, 'AWS::Lambda::Function').filter(([, f]) => f.Runtime === 'nodejs22.x');
     expect(alarmsOn('Errors')).toHaveLength(functions.length);
