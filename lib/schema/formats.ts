@@ -21,8 +21,7 @@ const PLAIN_UTC_PREFIX = [0, 0, 0, 0, 0x2d, 0, 0, 0x2d, 0, 0, 0x54, 0, 0, 0x3a, 
 /** More fraction digits than this could round the seconds up to 60 when ajv-formats reads them as a number. */
 const MAX_CHECKED_FRACTION_DIGITS = 12;
 
-/** The value of the ASCII digit at `i` (callers have checked that it is one). */
-export const digit = (s: string, i: number): number => s.charCodeAt(i) - 48;
+const digit = (s: string, i: number): number => s.charCodeAt(i) - 48;
 
 /** ajv-formats' full-mode `date-time` check, with the plain UTC form read by position. */
 export function isDateTime(value: string): boolean {

@@ -19,7 +19,6 @@ var __toCommonJS = (mod) => __copyProps(__defProp({}, "__esModule", { value: tru
 var formats_exports = {};
 __export(formats_exports, {
   dateTimeFormat: () => dateTimeFormat,
-  digit: () => digit,
   formats: () => formats,
   isCalendarDate: () => isCalendarDate,
   isDateTime: () => isDateTime,
