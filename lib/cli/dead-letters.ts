@@ -60,7 +60,7 @@ const VISIBILITY_SECONDS = 300;
 /** Ledger entries outlive any message: SQS keeps messages at most 14 days. */
 const LEDGER_TTL_DAYS = 15;
 
-/** The ledger's key in the twin's DLQ dedupe set and in the metadata table, apart from the failure router's claims. */
+/** The ledger's key in the twin's DLQ dedupe set and in the metadata table, apart from the failure router's sent marks. */
 export function replayLedgerKey(dedupeKey: string): string {
   return `replayed#${dedupeKey}`;
 }

@@ -92,8 +92,9 @@ export class FailureRouter extends Construct {
     this.dlq.grantSendMessages(role);
     // The handler reads its sent marks with BatchGetItem and writes them with BatchWriteItem; nothing else.
     props.table.grant(role, 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem');
-    // table.grant leaves the table's key out: these are the key actions grantReadWriteData would add.
-    props.table.encryptionKey?.grant(role, 'kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*');
+    // table.grant leaves the table's key out: the key's own grants give what grantReadWriteData would add.
+    props.table.encryptionKey?.grantEncryptDecrypt(role);
+    props.table.encryptionKey?.grant(role, 'kms:DescribeKey');
     for (const prefix of FAILURE_PREFIXES) {
       props.bucket.grantRead(role, `${prefix}*`);
       props.bucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(this.function.function), { prefix });
@@ -108,7 +109,7 @@ export class FailureRouter extends Construct {
       { action: 's3:GetBucket*', reason: 'From bucket.grantRead (bucket location).' },
       { action: 's3:List*', reason: 'From bucket.grantRead on the data bucket.' },
       { action: 'kms:GenerateDataKey*', reason: 'Sending to the encrypted dead-letter and failed-events queues.' },
-      { action: 'kms:ReEncrypt*', reason: 'From the table grant on the data key.' },
+      { action: 'kms:ReEncrypt*', reason: 'From the key\'s grantEncryptDecrypt for the metadata table and the queues\' send grants.' },
     ]);
     this.acknowledgeNotificationsHandler();
   }

@@ -189,6 +189,18 @@ export class PipelineDashboard extends Construct {
       description: 'The failure router gave up on an error object after Lambda\'s retries: its records may be missing from the dead-letter queue. '
         + 'Fix the cause (see the router\'s logs), then re-invoke the router with each message of the RouterFailedEventsUrl queue as docs/deploy.md describes.',
     });
+    // Lambda counts an event it could not hand to the failed-events queue, or dropped (too old), here and nowhere else.
+    const routerFn = router.function.function;
+    this.alarm('router-events-dropped', routerFn.metric('AsyncEventsDropped', { statistic: 'Sum', period: Duration.minutes(5) }), {
+      threshold: 1, evaluationPeriods: 1,
+      description: 'Lambda dropped S3 events of the failure router without routing them: their error objects\' records may be missing from the dead-letter queue. '
+        + 'List the objects under errors/ and search-backup/ created around the alarm and re-invoke the router for them (docs/deploy.md).',
+    });
+    this.alarm('router-destination-failures', routerFn.metric('DestinationDeliveryFailures', { statistic: 'Sum', period: Duration.minutes(5) }), {
+      threshold: 1, evaluationPeriods: 1,
+      description: 'Lambda could not put a failed failure-router event into the RouterFailedEventsUrl queue (permissions, KMS or queue trouble), so the event is gone: '
+        + 'fix the queue, then re-invoke the router for the error objects created around the alarm (docs/deploy.md).',
+    });
     this.alarm('consumer-dlq-not-empty', store.metricConsumerDlqDepth(), {
       threshold: 1, evaluationPeriods: 1,
       description: 'A metadata consumer gave up on a batch; the queue holds its shard and sequence range (re-read the stream within its retention).',

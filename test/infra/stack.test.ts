@@ -268,7 +268,8 @@ describe('failures and storage', () => {
       MaximumEventAgeInSeconds: 6 * 3600,
       DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId, 'Arn'] } } },
     });
-    // The destination sends with the router's role: it may send to the queue and use the queue's key.
+    // The destination sends with the router's role: it may send to the queue and use the queue's key. (The DLQ shares
+    // that key, so the key check guards the role as a whole; the send check is this queue's own.)
     const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith('FailuresRouterRole'));
     expect(statements.some((s) => s.Action.includes('sqs:SendMessage') && s.Resource.includes(`<${queueId}.Arn>`))).toBe(true);
     const keyActions = statements.filter((s) => s.Resource.some((r) => /^<StorageKey[A-Z0-9]+\.Arn>$/.test(r))).flatMap((s) => s.Action);
@@ -441,6 +442,13 @@ describe('monitoring', () => {
     expect(dlq.filter((a) => JSON.stringify(a.Dimensions).includes(`"${failedEventsId}"`))).toEqual([
       expect.objectContaining({ EvaluationPeriods: 1, AlarmDescription: expect.stringContaining('RouterFailedEventsUrl') }),
     ]);
+
+    // An S3 event Lambda drops, or cannot hand to the failed-events queue, is counted only in these two metrics of the router.
+    const [routerId] = resourcesOf(dev.template, 'AWS::Lambda::Function').find(([, f]) => String(f.Description).includes('sends the records of Firehose error objects'))!;
+    for (const metric of ['AsyncEventsDropped', 'DestinationDeliveryFailures']) {
+      expect(alarmsOn(metric)).toEqual([expect.objectContaining({ Threshold: 1, EvaluationPeriods: 1, Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold' })]);
+      expect(JSON.stringify(alarmsOn(metric)[0].Dimensions)).toContain(`"${routerId}"`);
+    }
 
     const functions = resourcesOf(dev.template, 'AWS::Lambda::Function').filter(([, f]) => f.Runtime === 'nodejs22.x');
     expect(alarmsOn('Errors')).toHaveLength(functions.length);

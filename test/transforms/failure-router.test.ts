@@ -174,7 +174,7 @@ describe('failure router', () => {
     expect(w.queue).toHaveLength(4);
     expect(w.marked.has(lost)).toBe(false);
     expect(w.marked).toEqual(new Set(w.queue.map((m) => m.dedupeKey)));
-    // S3 retries the event with SQS healthy again: only the missing message goes out.
+    // Lambda retries the event with SQS healthy again: only the missing message goes out.
     const sentBefore = w.batches.length;
     const retried = await createFailureRouter(w.options)(event);
     expect(retried).toEqual({ sent: 1, duplicates: 4, pointers: 0 });
@@ -229,7 +229,7 @@ describe('failure router', () => {
     expect([...perLine(w.queue).entries()].sort(([a], [b]) => a - b)).toEqual(Array.from({ length: 23 }, (_, i) => [i + 1, 1]));
   });
 
-  it('a Lambda that dies after SQS accepted the messages but before marking them sends them again on the retry: a duplicate, never a loss', async () => {
+  it('marking that fails after SQS accepted the messages fails the invocation, and the retry sends them again: a duplicate, never a loss', async () => {
     const w = world();
     const crash = Object.assign(new Error('Task timed out after 300.00 seconds'), { name: 'TimeoutError' });
     await expect(createFailureRouter({ ...w.options, markSent: () => Promise.reject(crash) })(event))
@@ -329,13 +329,17 @@ describe('sent ledger (DynamoDB, against dynalite)', () => {
   /** The client with every BatchGetItem's key count and BatchWriteItem's request count recorded. */
   function counting(client: DynamoDBDocumentClient) {
     const gets: number[] = [];
+    const consistent: Array<boolean | undefined> = [];
     const writes: number[] = [];
     const send = (command: Command): Promise<unknown> => {
-      if (command instanceof BatchGetCommand) gets.push(command.input.RequestItems![local.tableName].Keys!.length);
+      if (command instanceof BatchGetCommand) {
+        gets.push(command.input.RequestItems![local.tableName].Keys!.length);
+        consistent.push(command.input.RequestItems![local.tableName].ConsistentRead);
+      }
       if (command instanceof BatchWriteCommand) writes.push(command.input.RequestItems![local.tableName].length);
       return client.send(command as never);
     };
-    return { client: { send } as unknown as DynamoDBDocumentClient, gets, writes };
+    return { client: { send } as unknown as DynamoDBDocumentClient, gets, consistent, writes };
   }
 
   /** A client through which DynamoDB processes only the first `take(n)` keys or items of a batch, as under throttling. */
@@ -368,12 +372,14 @@ describe('sent ledger (DynamoDB, against dynalite)', () => {
     const l = ledger(c.client);
     expect(await l.alreadySent(keys)).toEqual(new Set());
     expect(c.gets.sort((a, b) => b - a)).toEqual([100, 100, 60]);
+    // Marks written just before (by an invocation that then failed) must be seen: strongly consistent reads.
+    expect(c.consistent).toEqual([true, true, true]);
 
     await l.markSent([...keys.slice(0, 130), keys[0]]); // a key named twice is marked once
     expect(c.writes.sort((a, b) => b - a)).toEqual([25, 25, 25, 25, 25, 5]);
     const items = await local.scan();
     expect(items).toHaveLength(130);
-    expect(items).toContainEqual({ pk: `dlq#${keys[0]}`, sk: 'claim', sent_at: NOW.toISOString(), ttl: TTL });
+    expect(items).toContainEqual({ pk: `dlq#${keys[0]}`, sk: 'sent', sent_at: NOW.toISOString(), ttl: TTL });
 
     expect(await l.alreadySent([...keys, keys[5]])).toEqual(new Set(keys.slice(0, 130)));
     expect(await l.alreadySent([])).toEqual(new Set());

@@ -6,7 +6,9 @@
  * key (from bucket, key and line) is looked up in a ledger, records not marked there are sent, and
  * only the keys SQS accepted are then marked. Whatever stops an invocation before its marks are
  * written (a message SQS keeps refusing, a ledger error, a timeout or crash) leaves those records
- * unmarked, and S3's retry of the event sends them: no record is lost. The price is a rare duplicate:
+ * unmarked, and Lambda's retry of the event sends them (S3 invokes the router asynchronously: Lambda
+ * retries twice, then hands the event to the stack's RouterFailedEventsUrl queue for an operator to
+ * redrive, docs/deploy.md): no record is lost. The price is a rare duplicate:
  * a record whose message was accepted but not yet marked when the invocation died or its marking
  * failed is sent again (keys are marked after every `markEvery` messages, so at most that many per
  * object). FIFO queues drop it (MessageDeduplicationId is the dedupe key, within SQS's five-minute
@@ -117,7 +119,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
     let rejected = 0;
     let unsent = 0;
     let unmarked = 0;
-    /** Why this invocation must fail so that S3 retries the event, one entry per object. */
+    /** Why this invocation must fail so that Lambda retries the event, one entry per object. */
     const problems: string[] = [];
     let firstCause: unknown;
     for (const record of event.Records ?? []) {
@@ -202,7 +204,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
     });
 
     if (problems.length > 0) {
-      throw new Error(`failure router: ${problems.join('; ')}. Failing the invocation so that S3 retries the event; the retry sends every message not marked sent.`, { cause: firstCause });
+      throw new Error(`failure router: ${problems.join('; ')}. Failing the invocation so that the event is retried (or, once Lambda's retries are spent, kept in the router's failed-events queue for a redrive); a retry sends every message not marked sent.`, { cause: firstCause });
     }
     return { sent, duplicates, pointers };
   };

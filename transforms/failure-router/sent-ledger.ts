@@ -47,7 +47,8 @@ export function createSentLedger(options: SentLedgerOptions): SentLedger {
         for (let attempt = 0; keys.length > 0; attempt++) {
           if (attempt > 0) await retryPause(attempt, `${keys.length} of ${batch.length} sent marks unread (BatchGetItem)`);
           const answer = await dynamo.send(new BatchGetCommand({
-            RequestItems: { [tableName]: { Keys: keys, ProjectionExpression: '#pk', ExpressionAttributeNames: { '#pk': pk } } },
+            // Strongly consistent: an eventually consistent read could miss marks written moments ago and send again.
+            RequestItems: { [tableName]: { Keys: keys, ConsistentRead: true, ProjectionExpression: '#pk', ExpressionAttributeNames: { '#pk': pk } } },
           }));
           for (const item of answer.Responses?.[tableName] ?? []) {
             const key = dedupeKeyOf.get(String(item[pk]));

@@ -8,10 +8,11 @@
  * | event                    | `event#<pipeline>#<event id>`       | `event`             |
  * | per-minute counter       | `count#<pipeline>#<event type>`     | `YYYY-MM-DDTHH:mm`  |
  * | entity last seen         | `entity#<pipeline>#<entity id>`     | `last-seen`         |
- * | failure-router sent mark | `dlq#<dedupe key>`                  | `claim`             |
+ * | failure-router sent mark | `dlq#<dedupe key>`                  | `sent`              |
  *
  * A sent mark says the failure router's dead-letter message for that dedupe key was accepted by SQS. Its sort
- * key is still `claim`, from when keys were claimed before sending, so marks written then keep counting.
+ * key is `sent`, not the `claim` of the earlier claim-before-send router: a claim could belong to a message
+ * that was never sent, so claims left in the table must not count as sent marks (they expire with the TTL).
  *
  * Counters are keyed by the event-time minute (UTC), so a Query on `count#<pipeline>#<type>` with
  * `sk BETWEEN` gives a time series.
@@ -23,7 +24,7 @@ export const metadataKeys = {
   event: (pipeline: string, eventId: string) => ({ pk: `event#${pipeline}#${eventId}`, sk: 'event' }),
   counter: (pipeline: string, eventType: string, minute: string) => ({ pk: `count#${pipeline}#${eventType}`, sk: minute }),
   entity: (pipeline: string, entityId: string) => ({ pk: `entity#${pipeline}#${entityId}`, sk: 'last-seen' }),
-  dlqSent: (dedupeKey: string) => ({ pk: `dlq#${dedupeKey}`, sk: 'claim' }),
+  dlqSent: (dedupeKey: string) => ({ pk: `dlq#${dedupeKey}`, sk: 'sent' }),
 } as const;
 
 /** `ttl` of an item written at `now` that should live `days`. */

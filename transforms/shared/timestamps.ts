@@ -44,7 +44,6 @@ export function parseDateTimeByPattern(value: string): UtcTime | undefined {
   return utcTime(+m[1], +m[2], +m[3], +m[4], +m[5], +m[6], millis, offsetMinutes);
 }
 
-
 // A local copy of formats.ts's `digit`, on purpose: run through tsx (the local twin), an imported function is
 // read through a getter at every call, and this one is called 15 times per record.
 const digit = (s: string, i: number): number => s.charCodeAt(i) - 48;
