@@ -9,7 +9,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ERRORS_ROOT, SEARCH_BACKUP_ROOT } from '../schema';
 import { SluiceFunction } from './function';
-import { DLQ_RETENTION } from './metadata-store';
+import { deadLetterQueue } from './queues';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 
 export interface FailureRouterProps {
@@ -45,29 +45,18 @@ export class FailureRouter extends Construct {
 
   constructor(scope: Construct, id: string, props: FailureRouterProps) {
     super(scope, id);
-    this.dlq = new sqs.Queue(this, 'Dlq', {
+    this.dlq = deadLetterQueue(this, 'Dlq', {
       queueName: props.dlqName,
-      encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: props.key,
-      dataKeyReuse: Duration.hours(1),
-      retentionPeriod: DLQ_RETENTION,
-      enforceSSL: true,
+      key: props.key,
       removalPolicy: props.removalPolicy,
+      whyNoDlq: 'This queue is the dead-letter queue of failed records; it is drained by `sluice replay`, not by a consumer that could need its own DLQ.',
     });
-    acknowledgeRule(this.dlq, 'AwsSolutions-SQS3',
-      'This queue is the dead-letter queue of failed records; it is drained by `sluice replay`, not by a consumer that could need its own DLQ.');
-
-    this.failedEvents = new sqs.Queue(this, 'FailedEvents', {
+    this.failedEvents = deadLetterQueue(this, 'FailedEvents', {
       queueName: props.failedEventsQueueName,
-      encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: props.key,
-      dataKeyReuse: Duration.hours(1),
-      retentionPeriod: DLQ_RETENTION,
-      enforceSSL: true,
+      key: props.key,
       removalPolicy: props.removalPolicy,
+      whyNoDlq: 'This queue is itself a dead-letter queue: the on-failure destination of the failure router\'s asynchronous invocations, drained by an operator who re-invokes the router.',
     });
-    acknowledgeRule(this.failedEvents, 'AwsSolutions-SQS3',
-      'This queue is itself a dead-letter queue: the on-failure destination of the failure router\'s asynchronous invocations, drained by an operator who re-invokes the router.');
 
     this.function = new SluiceFunction(this, 'Router', {
       handler: 'failure-router',

@@ -13,6 +13,7 @@ export * from './outputs';
 export * from './pii-hash-key';
 export * from './pipeline-dashboard';
 export * from './pipeline-stream';
+export * from './queues';
 export * from './record-transform';
 export * from './search-delivery';
 export * from './search-domain';

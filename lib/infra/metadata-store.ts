@@ -6,11 +6,8 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 // The key schema the consumer and the failure router write: one definition for the table and its writers.
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
-import { acknowledgeRule } from './nag';
+import { deadLetterQueue } from './queues';
 
-
-/** How long failed-batch notices stay in a dead-letter queue: SQS's maximum. */
-export const DLQ_RETENTION = Duration.days(14);
 
 export interface MetadataStoreProps {
   /** Name of the consumers' on-failure queue (from resourceNames). */
@@ -45,17 +42,12 @@ export class MetadataStore extends Construct {
       removalPolicy: props.removalPolicy,
     });
 
-    this.consumerDlq = new sqs.Queue(this, 'ConsumerDlq', {
+    this.consumerDlq = deadLetterQueue(this, 'ConsumerDlq', {
       queueName: props.consumerDlqName,
-      encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: props.key,
-      dataKeyReuse: Duration.hours(1),
-      retentionPeriod: DLQ_RETENTION,
-      enforceSSL: true,
+      key: props.key,
       removalPolicy: props.removalPolicy,
+      whyNoDlq: 'This queue is itself a dead-letter queue: the on-failure destination of the metadata consumers\' event source mappings, which cdk-nag does not recognise as one.',
     });
-    acknowledgeRule(this.consumerDlq, 'AwsSolutions-SQS3',
-      'This queue is itself a dead-letter queue: the on-failure destination of the metadata consumers\' event source mappings, which cdk-nag does not recognise as one.');
   }
 
   /** Notices of batches the consumers gave up on. */

@@ -1,0 +1,32 @@
+import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+import { acknowledgeRule } from './nag';
+
+/** How long a dead-letter queue keeps a message: SQS's maximum. */
+export const DLQ_RETENTION = Duration.days(14);
+
+export interface DeadLetterQueueProps {
+  readonly queueName: string;
+  /** Encrypts the queue: dead letters carry raw, unmasked records or the events that name them. */
+  readonly key: kms.IKey;
+  readonly removalPolicy: RemovalPolicy;
+  /** Why this queue has no dead-letter queue of its own, for cdk-nag's AwsSolutions-SQS3. */
+  readonly whyNoDlq: string;
+}
+
+/** A dead-letter queue as the stack makes them all: KMS with the stack's key, TLS only, kept 14 days. */
+export function deadLetterQueue(scope: Construct, id: string, props: DeadLetterQueueProps): sqs.Queue {
+  const queue = new sqs.Queue(scope, id, {
+    queueName: props.queueName,
+    encryption: sqs.QueueEncryption.KMS,
+    encryptionMasterKey: props.key,
+    dataKeyReuse: Duration.hours(1),
+    retentionPeriod: DLQ_RETENTION,
+    enforceSSL: true,
+    removalPolicy: props.removalPolicy,
+  });
+  acknowledgeRule(queue, 'AwsSolutions-SQS3', props.whyNoDlq);
+  return queue;
+}
