@@ -182,23 +182,30 @@ describe('failure router', () => {
     expect(w.queue.map((m) => m.source.line).sort()).toEqual([1, 1, 1, 2, 3]);
   });
 
-  it('loses nothing when the Lambda dies while sending: the retried event sends every record not marked sent', async () => {
-    const { key, body } = errorObject(23);
-    const w = world({ [key]: body });
+  /**
+   * Starts a router whose Lambda "times out" during its second SendMessageBatch: SQS took the first batch of 10, the
+   * second never answers. Resolves once the router is stuck there (the invocation never ends, as in a timeout).
+   */
+  async function dieWhileSending(w: ReturnType<typeof world>, key: string, options: { markEvery?: number } = {}): Promise<void> {
     let calls = 0;
     let died!: () => void;
     const dying = new Promise<void>((resolve) => (died = resolve));
-    const route = createFailureRouter({
+    void createFailureRouter({
       ...w.options,
+      ...options,
       async send(messages) {
-        // SQS takes the first batch of 10; the Lambda times out during the second.
         if (++calls === 1) return w.options.send(messages);
         died();
         return never();
       },
-    });
-    void route(s3Event(key));
+    })(s3Event(key));
     await dying;
+  }
+
+  it('loses nothing when the Lambda dies while sending: the retried event sends every record not marked sent', async () => {
+    const { key, body } = errorObject(23);
+    const w = world({ [key]: body });
+    await dieWhileSending(w, key);
     expect(w.queue).toHaveLength(10);
 
     expect(await createFailureRouter(w.options)(s3Event(key))).toEqual({ sent: 23, duplicates: 0, pointers: 0 });
@@ -210,19 +217,7 @@ describe('failure router', () => {
   it('resends at most the slice in flight after a crash: keys are marked after every markEvery messages', async () => {
     const { key, body } = errorObject(23);
     const w = world({ [key]: body });
-    let calls = 0;
-    let died!: () => void;
-    const dying = new Promise<void>((resolve) => (died = resolve));
-    void createFailureRouter({
-      ...w.options,
-      markEvery: 10,
-      async send(messages) {
-        if (++calls === 1) return w.options.send(messages);
-        died();
-        return never();
-      },
-    })(s3Event(key));
-    await dying;
+    await dieWhileSending(w, key, { markEvery: 10 });
     expect(w.marked.size).toBe(10);
 
     expect(await createFailureRouter({ ...w.options, markEvery: 10 })(s3Event(key))).toEqual({ sent: 13, duplicates: 10, pointers: 0 });
