@@ -6,7 +6,7 @@ import { maskValue } from '../../transforms/shared/pii';
 import { pipelineSchema, type PipelineSchema } from '../../transforms/shared/pipeline';
 import { failureReason, transformRecord, type TransformOutcome } from '../../transforms/shared/record';
 import { parseDateTime } from '../../transforms/shared/timestamps';
-import { decodeJson } from '../../transforms/shared/json';
+import { decodeJson, jsonErrorWithoutContent } from '../../transforms/shared/json';
 
 const settings = { destination: 'lake' as const, piiHashKey: 'k', processedAt: new Date('2026-11-22T14:00:00Z') };
 const ingest = { arrivalMs: Date.parse('2026-11-22T13:59:00Z') };
@@ -97,6 +97,16 @@ describe('decodeJson', () => {
     // Past the first ten characters V8 clips its quote with a leading "...": still no content.
     const deep = decodeJson(Buffer.from('{"card":"4111111111111111","amount":NaN}'));
     expect(deep).toMatchObject({ ok: false, rule: 'syntax', message: "is not valid JSON (unexpected token 'N')" });
+  });
+
+  it.each([
+    // Node 20 (the twin here) and Node 22 (the Lambda runtime) word the same error differently; the reason is one.
+    ["Expected ',' or '}' after property value in JSON at position 7", "Expected ',' or '}' after property value at position 7"],
+    ["Expected ',' or '}' after property value in JSON at position 7 (line 1 column 8)", "Expected ',' or '}' after property value at position 7"],
+    ['Bad control character in string literal in JSON at position 7 (line 1 column 8)', 'Bad control character in string literal at position 7'],
+    ['Unexpected end of JSON input', 'Unexpected end of JSON input'],
+  ])('%j reads %j on every Node version', (v8Message, reason) => {
+    expect(jsonErrorWithoutContent(new SyntaxError(v8Message))).toBe(reason);
   });
 });
 

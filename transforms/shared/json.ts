@@ -49,8 +49,12 @@ function isBlank(text: string): boolean {
   return true;
 }
 
-/** V8's JSON.parse messages quote up to ten characters of the input; keep the position, drop the quote. */
-function jsonErrorWithoutContent(err: unknown): string {
+/**
+ * V8's JSON.parse messages quote up to ten characters of the input; keep the position, drop the quote.
+ * Node 22 (the Lambda runtime) also appends `(line L column C)` to a position, which Node 20 (where the
+ * twin may run) does not: dropped too, so a record gets the same reason in both. Exported for its test.
+ */
+export function jsonErrorWithoutContent(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   // V8 marks a clipped quote with "..." on either side: `Unexpected token 'N', ..."t":NaN}" is not valid JSON`.
   const token = /^Unexpected token '(.+?)', (?:\.\.\.)?".*"(?:\.\.\.)? is not valid JSON$/su.exec(message);
@@ -59,7 +63,11 @@ function jsonErrorWithoutContent(err: unknown): string {
     const shown = /^[\x21-\x7e]$/.test(c) ? `'${c}'` : `U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
     return `unexpected token ${shown}`;
   }
-  return message.replace(/, (?:\.\.\.)?".*"(?:\.\.\.)? is not valid JSON$/su, '').replace(/ in JSON at/, ' at').slice(0, 200);
+  return message
+    .replace(/, (?:\.\.\.)?".*"(?:\.\.\.)? is not valid JSON$/su, '')
+    .replace(/ in JSON at/, ' at')
+    .replace(/ \(line \d+ column \d+\)$/, '')
+    .slice(0, 200);
 }
 
 /** Offset of the first byte that breaks UTF-8 well-formedness (RFC 3629), for the reason. */
