@@ -17,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { build } from 'esbuild';
 import type { FirehoseTransformationEvent, FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
+import { loadConfig } from '../lib/config';
 import { median, QUICK, table } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -118,7 +119,12 @@ function sampleRecord(pipeline: string, r: () => number, i: number): Record<stri
   }
 }
 
+/**
+ * A Firehose transformation event as the pipeline's delivery stream sends it: records of a Kinesis-sourced
+ * stream carry `kinesisRecordMetadata` (which the transform copies into `sluice`), DirectPut records do not.
+ */
 export function batchOf(pipeline: string, targetBytes: number, seed: number): FirehoseTransformationEvent {
+  const fromKinesis = loadConfig().pipelines[pipeline]?.source === 'kinesis';
   const r = rng(seed);
   const records: FirehoseTransformationEvent['records'] = [];
   let bytes = 0;
@@ -131,7 +137,9 @@ export function batchOf(pipeline: string, targetBytes: number, seed: number): Fi
       recordId: `49654218744930171232346185420183853094356263932735209474${String(i).padStart(6, '0')}`,
       approximateArrivalTimestamp: 1795874712345 + i,
       data: data.toString('base64'),
-      kinesisRecordMetadata: { shardId: 'shardId-000000000000', partitionKey: 'k', approximateArrivalTimestamp: 1795874712000 + i, sequenceNumber: `4965421874493017123234618542${i}`, subsequenceNumber: '0' },
+      ...(fromKinesis
+        ? { kinesisRecordMetadata: { shardId: 'shardId-000000000000', partitionKey: 'k', approximateArrivalTimestamp: 1795874712000 + i, sequenceNumber: `4965421874493017123234618542${i}`, subsequenceNumber: '0' } }
+        : {}),
     });
   }
   return { invocationId: 'bench', deliveryStreamArn: 'arn:aws:firehose:us-east-1:123456789012:deliverystream/bench', region: 'us-east-1', records };
