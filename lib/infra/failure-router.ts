@@ -7,7 +7,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { ERRORS_ROOT, SEARCH_BACKUP_ROOT } from '../schema';
+import { FAILURE_PREFIXES } from '../schema';
 import { SluiceFunction } from './function';
 import { deadLetterQueue } from './queues';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
@@ -27,9 +27,6 @@ export interface FailureRouterProps {
   readonly key: kms.IKey;
   readonly removalPolicy: RemovalPolicy;
 }
-
-/** The prefixes whose new objects are failures to route. */
-export const FAILURE_PREFIXES = [`${ERRORS_ROOT}/`, `${SEARCH_BACKUP_ROOT}/`] as const;
 
 /**
  * The dead-letter queue of failed records and the function that fills it: every error object Firehose writes

@@ -4,7 +4,7 @@ import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, Up
 import type { S3Event } from 'aws-lambda';
 import { resourceNames, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
-import { ERRORS_ROOT, SEARCH_BACKUP_ROOT } from '../schema/layout';
+import { FAILURE_PREFIXES } from '../schema/layout';
 import { createTransformHandler } from '../../transforms/record-transform/handler';
 import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
 import { createFailureRouter, locateErrorObject } from '../../transforms/failure-router/handler';
@@ -161,7 +161,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     });
     // Error objects written before a crash may not have reached the DLQ: route them again (the
     // dedupe keys make that a no-op for those that did).
-    for (const prefix of [`${ERRORS_ROOT}/`, `${SEARCH_BACKUP_ROOT}/`]) {
+    for (const prefix of FAILURE_PREFIXES) {
       for (const object of await store.listObjects(bucket, prefix)) if (routable(object.key)) route(bucket, object.key, object.size);
     }
 

@@ -10,6 +10,9 @@ export const DATA_ROOT = 'data';
 export const ERRORS_ROOT = 'errors';
 export const SEARCH_BACKUP_ROOT = 'search-backup';
 
+/** The prefixes whose new objects are failures for the failure router (in AWS and in the twin). */
+export const FAILURE_PREFIXES = [`${ERRORS_ROOT}/`, `${SEARCH_BACKUP_ROOT}/`] as const;
+
 /** `data/<pipeline>/` */
 export function dataRoot(pipeline: string): string {
   return `${DATA_ROOT}/${pipeline}/`;
