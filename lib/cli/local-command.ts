@@ -9,7 +9,6 @@ import { readSchema } from '../schema';
 import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../schema/sample';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
-import { DlqFile } from '../local/dlq-file';
 import { defaultDataDir } from '../local/paths';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { addConfigOption, configFrom, examples, parsePort } from './options';
@@ -207,8 +206,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     const elapsed = (Date.now() - started) / 1000;
     const summary = twin.summary();
     const dlq = await twin.dlqCount();
-    // One DLQ per prefix and env, so any pipeline's resource names give it.
-    const dlqByPipeline = await dlqMessagesByPipeline(new DlqFile({ dataDir, queue: resourceNames(config, Object.keys(config.pipelines)[0]).dlq }));
+    const dlqByPipeline = await twin.dlqByPipeline();
 
     const rows = summary.map((s) => {
       const l = s.lake!;
@@ -259,22 +257,4 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
 
 function throughput(sent: { good: number; bad: number; seconds: number }): string {
   return Math.round((sent.good + sent.bad) / Math.max(sent.seconds, 0.001)).toLocaleString('en-US');
-}
-
-/**
- * DLQ messages per pipeline: the messages in `queue` not yet deleted, by the pipeline each failure-router
- * body names. A body that names none (not JSON, or not the router's message) counts for no pipeline.
- */
-export async function dlqMessagesByPipeline(queue: DlqFile): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  await queue.forEachBody((body) => {
-    let pipeline: unknown;
-    try {
-      pipeline = (JSON.parse(body) as { pipeline?: unknown } | null)?.pipeline;
-    } catch {
-      return;
-    }
-    if (typeof pipeline === 'string') counts.set(pipeline, (counts.get(pipeline) ?? 0) + 1);
-  });
-  return counts;
 }

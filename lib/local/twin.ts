@@ -71,6 +71,8 @@ export interface Twin {
   settle(timeoutMs?: number): Promise<void>;
   summary(): PipelineSummary[];
   dlqCount(): Promise<{ records: number; consumer: number }>;
+  /** The DLQ's messages by the pipeline each names (reads every body: for summaries, not for hot paths). */
+  dlqByPipeline(): Promise<Map<string, number>>;
   /** Stops taking records, flushes every buffer, stops the emulators. */
   stop(): Promise<void>;
 }
@@ -295,6 +297,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         };
       }),
       dlqCount: async () => ({ records: await dlq.count(), consumer: await consumerDlq.count() }),
+      dlqByPipeline: () => dlqMessagesByPipeline(dlq),
       stop: async () => {
         // Take no more records, read what the streams hold, deliver what was acknowledged, then route
         // the last error objects. Each engine flushes as it stops: unlike flush(), that gives up after a
@@ -380,4 +383,22 @@ async function ensureMetadataTable(client: ReturnType<typeof dynamoClient>, tabl
   }
   await client.send(new UpdateTimeToLiveCommand({ TableName: tableName, TimeToLiveSpecification: { Enabled: true, AttributeName: ttlAttribute } }))
     .catch(() => undefined); // dynalite does not implement TTL; the attribute is still written for AWS parity
+}
+
+/**
+ * DLQ messages per pipeline: the messages in `queue` not yet deleted, by the pipeline each failure-router
+ * body names. A body that names none (not JSON, or not the router's message) counts for no pipeline.
+ */
+export async function dlqMessagesByPipeline(queue: DlqFile): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  await queue.forEachBody((body) => {
+    let pipeline: unknown;
+    try {
+      pipeline = (JSON.parse(body) as { pipeline?: unknown } | null)?.pipeline;
+    } catch {
+      return;
+    }
+    if (typeof pipeline === 'string') counts.set(pipeline, (counts.get(pipeline) ?? 0) + 1);
+  });
+  return counts;
 }

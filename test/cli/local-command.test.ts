@@ -1,16 +1,15 @@
 /** `npm start`'s DLQ column: the twin's dead-letter queue broken down by the pipeline each message names. */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
-import { dlqMessagesByPipeline } from '../../lib/cli/local-command';
+import { rmSync } from 'node:fs';
 import { DlqFile, toSqsBody } from '../../lib/local/dlq-file';
+import { dlqMessagesByPipeline } from '../../lib/local/twin';
+import { tempDataDir } from './helpers';
 
 /** The fields of a failure-router message the count reads; the rest do not matter to it. */
 const message = (pipeline: string, n: number): string => toSqsBody({ dedupeKey: `${pipeline}-${n}`, pipeline, errorType: 'processing-failed' });
 
 let dataDir: string;
 beforeEach(() => {
-  dataDir = mkdtempSync(path.join(tmpdir(), 'sluice-dlq-count-'));
+  dataDir = tempDataDir();
 });
 afterEach(() => {
   rmSync(dataDir, { recursive: true, force: true });
