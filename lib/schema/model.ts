@@ -182,13 +182,15 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     }
     // The field becomes a column of its own name beside the others, so it obeys the same naming rules.
     const minorAt = '/x-sluice/money/minorUnitsField';
-    if (!/^[a-z_][a-z0-9_]*$/.test(m.minorUnitsField) || m.minorUnitsField.length > 255) {
-      fail(minorAt, `"${m.minorUnitsField}" cannot be a Glue column name (lower-case letters, digits and "_" only)`);
-    }
-    if (INHERITED_NAMES.has(m.minorUnitsField)) fail(minorAt, `"${m.minorUnitsField}" is named like a member every JavaScript object inherits; choose another name`);
-    if (HIVE_RESERVED.has(m.minorUnitsField)) fail(minorAt, `"${m.minorUnitsField}" is a reserved word in Athena DDL; choose another name`);
-    if (isTimePartition(m.minorUnitsField)) {
-      fail(minorAt, `"${m.minorUnitsField}" collides with the lake's time partition key of the same name; choose another name`);
+    const minor = m.minorUnitsField;
+    const problem = columnNameProblem(minor, true);
+    if (problem !== undefined) {
+      fail(minorAt, {
+        syntax: `"${minor}" cannot be a Glue column name (lower-case letters, digits and "_" only)`,
+        inherited: `"${minor}" is named like a member every JavaScript object inherits; choose another name`,
+        reserved: `"${minor}" is a reserved word in Athena DDL; choose another name`,
+        'time-partition': `"${minor}" collides with the lake's time partition key of the same name; choose another name`,
+      }[problem]);
     }
     if (m.minorUnitsField === ENRICHMENT_COLUMN) {
       fail(minorAt, `"${ENRICHMENT_COLUMN}" is reserved for the enrichment the transform adds; choose another name`);
@@ -335,6 +337,20 @@ function maskedColumns(columns: readonly Column[], pii: Readonly<Record<string, 
 /** Names every object inherits (constructor, toString, __proto__, …): as properties, `data.name` finds the inherited value when the record lacks them. */
 export const INHERITED_NAMES: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
 
+/**
+ * The rule a column name breaks, checked in this order; undefined when it is a good name. Schema fields
+ * and derived columns (money's minor units) obey the same rules, each caller saying how to fix it.
+ */
+function columnNameProblem(name: string, topLevel: boolean): 'syntax' | 'inherited' | 'reserved' | 'time-partition' | undefined {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name) || name.length > 255) return 'syntax';
+  // As properties, `data.name` finds the inherited value when a record lacks them.
+  if (INHERITED_NAMES.has(name)) return 'inherited';
+  if (HIVE_RESERVED.has(name)) return 'reserved';
+  // Glue would get a column and a partition key of one name, and Athena refuses such a table.
+  if (topLevel && isTimePartition(name)) return 'time-partition';
+  return undefined;
+}
+
 function structFields(node: JsonSchema, at: string, renames: Readonly<Record<string, string>>, fail: (at: string, problem: string) => never): Column[] {
   const props = node.properties as Record<string, unknown>;
   const required = Array.isArray(node.required) ? (node.required as string[]) : [];
@@ -347,18 +363,14 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
     }
     const renamed = at === '' ? ownValue(renames, key) : undefined;
     const name = renamed ?? key.toLowerCase();
-    if (!/^[a-z_][a-z0-9_]*$/.test(name) || name.length > 255) {
-      fail(path, `"${key}" cannot be a Glue column name (letters, digits and "_" only)${at === '' ? '; map it with x-sluice.columns' : ''}`);
-    }
-    if (INHERITED_NAMES.has(name)) {
-      fail(path, `"${name}" is named like a member every JavaScript object inherits and cannot name a column; map "${key}" to another column name with x-sluice.columns`);
-    }
-    if (HIVE_RESERVED.has(name)) {
-      fail(path, `"${name}" is a reserved word in Athena DDL${at === '' ? '; map it to another column name with x-sluice.columns' : '; rename the field'}`);
-    }
-    // Glue would get a column and a partition key of one name, and Athena refuses such a table.
-    if (at === '' && isTimePartition(name)) {
-      fail(path, `column "${name}" collides with the lake's time partition key of the same name (${TIME_PARTITIONS.join('/')}); map "${key}" to another column name with x-sluice.columns`);
+    const problem = columnNameProblem(name, at === '');
+    if (problem !== undefined) {
+      fail(path, {
+        syntax: `"${key}" cannot be a Glue column name (letters, digits and "_" only)${at === '' ? '; map it with x-sluice.columns' : ''}`,
+        inherited: `"${name}" is named like a member every JavaScript object inherits and cannot name a column; map "${key}" to another column name with x-sluice.columns`,
+        reserved: `"${name}" is a reserved word in Athena DDL${at === '' ? '; map it to another column name with x-sluice.columns' : '; rename the field'}`,
+        'time-partition': `column "${name}" collides with the lake's time partition key of the same name (${TIME_PARTITIONS.join('/')}); map "${key}" to another column name with x-sluice.columns`,
+      }[problem]);
     }
     const clash = seen.get(name);
     if (clash !== undefined) {
