@@ -694,7 +694,7 @@ export function transformRecordInto(
     } else {
       batchClock(settings.processedAt);
       const k = ingest.kinesis;
-      const arrival = arrivalIso(k ? k.arrivalMs : ingest.arrivalMs) || batch.processedAtIso;
+      const arrival = arrivalTime(ingest);
       let shaped: Record<string, unknown>;
       try {
         shaped = k ? plan.compiled(record, ctx, arrival, batch.processedAtIso, k.shardId, k.sequenceNumber) : plan.compiled(record, ctx, arrival, batch.processedAtIso);
@@ -732,6 +732,14 @@ const batch = {
   processedAtIso: '',
 };
 
+/**
+ * `sluice.arrival_time`: Kinesis's arrival time for a Kinesis-sourced record, Firehose's otherwise. An absent
+ * or absurd one (not Firehose's doing) falls back to the processing time, so `batchClock` must have run.
+ */
+function arrivalTime(ingest: IngestMetadata): string {
+  return arrivalIso(ingest.kinesis ? ingest.kinesis.arrivalMs : ingest.arrivalMs) || batch.processedAtIso;
+}
+
 function batchClock(processedAt: Date): void {
   if (processedAt !== batch.processedAt) {
     batch.processedAt = processedAt;
@@ -755,8 +763,7 @@ function enrichment(plan: TransformPlan, record: Readonly<Record<string, unknown
   batchClock(processedAt);
   const k = ingest.kinesis;
   const out: Record<string, unknown> = {
-    // An absent or absurd arrival time (not Firehose's doing) falls back to the processing time.
-    arrival_time: arrivalIso(k ? k.arrivalMs : ingest.arrivalMs) || batch.processedAtIso,
+    arrival_time: arrivalTime(ingest),
     processed_at: batch.processedAtIso,
     source: k ? 'kinesis' : 'direct-put',
   };
