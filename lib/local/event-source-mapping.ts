@@ -98,6 +98,8 @@ export interface EventSourceMappingOptions {
   readonly retryDelayMs?: number;
   /** Poll interval of a caught-up shard. @default 1000 (Lambda polls each shard once a second) */
   readonly pollIntervalMs?: number;
+  /** Poll interval of a shard that has returned no record for 2 s (see ShardReaderOptions). @default pollIntervalMs */
+  readonly idlePollIntervalMs?: number;
   /** Shortest gap between GetRecords calls on a shard. @default 200 */
   readonly minCallGapMs?: number;
   /** The clock records' ages are measured with. @default Date.now */
@@ -190,6 +192,7 @@ export class EventSourceMapping {
       dataDir: options.dataDir,
       startingPosition: options.startingPosition,
       pollIntervalMs: options.pollIntervalMs,
+      idlePollIntervalMs: options.idlePollIntervalMs,
       minCallGapMs: options.minCallGapMs,
       batching: {
         maxRecords: this.batchSize,

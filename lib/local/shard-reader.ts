@@ -147,6 +147,14 @@ export interface ShardReaderOptions {
   /** Pause between GetRecords calls on a shard that is caught up: Firehose and Lambda poll once a second. @default 1000 */
   readonly pollIntervalMs?: number;
   /**
+   * Pause between GetRecords calls on a shard that has returned no record for `idleAfterMs`: a quicker
+   * `pollIntervalMs` then only applies while records flow, and an idle reader costs what AWS's once a
+   * second does. @default pollIntervalMs (no slowing down)
+   */
+  readonly idlePollIntervalMs?: number;
+  /** How long a shard returns no record before it polls at `idlePollIntervalMs`. @default 2000 */
+  readonly idleAfterMs?: number;
+  /**
    * Shortest gap between two GetRecords calls on one shard, even when behind: Kinesis allows five
    * calls per second per shard, shared by every non-EFO consumer. @default 200
    */
@@ -261,6 +269,8 @@ export class ShardReader {
   private readonly onRecords: ShardReaderOptions['onRecords'];
   private readonly startingPosition: StartingPosition;
   private readonly pollIntervalMs: number;
+  private readonly idlePollIntervalMs: number;
+  private readonly idleAfterMs: number;
   private readonly minCallGapMs: number;
   private readonly maxRecordsPerCall: number;
   private readonly maxBatchRecords: number;
@@ -307,6 +317,8 @@ export class ShardReader {
     this.onRecords = options.onRecords;
     this.startingPosition = options.startingPosition ?? 'TRIM_HORIZON';
     this.pollIntervalMs = nonNegative('pollIntervalMs', options.pollIntervalMs ?? 1000);
+    this.idlePollIntervalMs = nonNegative('idlePollIntervalMs', options.idlePollIntervalMs ?? this.pollIntervalMs);
+    this.idleAfterMs = nonNegative('idleAfterMs', options.idleAfterMs ?? 2000);
     this.minCallGapMs = nonNegative('minCallGapMs', options.minCallGapMs ?? 200);
     this.maxRecordsPerCall = options.maxRecordsPerCall ?? 10_000;
     if (!Number.isInteger(this.maxRecordsPerCall) || this.maxRecordsPerCall < 1 || this.maxRecordsPerCall > 10_000) {
@@ -623,6 +635,8 @@ export class ShardReader {
     let iterator: string | undefined;
     let failures = 0;
     let lastCallAt = 0;
+    // When the shard last returned records (or its reading started): past idleAfterMs it polls at the idle interval.
+    let lastRecordsAt = Date.now();
     const buffer: _Record[] = [];
     let bufferedSince = 0;
 
@@ -664,6 +678,7 @@ export class ShardReader {
       shard.getRecordsCalls++;
       shard.millisBehindLatest = page.millisBehindLatest;
       if (page.records.length > 0) {
+        lastRecordsAt = Date.now();
         if (buffer.length === 0) bufferedSince = Date.now();
         buffer.push(...page.records);
         readPosition = page.records[page.records.length - 1].SequenceNumber;
@@ -700,7 +715,8 @@ export class ShardReader {
       const behind = page.records.length >= this.maxRecordsPerCall || (page.millisBehindLatest ?? 0) > 0;
       // A caught-up shard polls again soon while a drain waits, but never in a tight loop: an in-process
       // API answers in a microtask, and a loop of those would starve timers and file I/O (checkpoints).
-      let wait = behind ? 0 : this.draining > 0 ? Math.min(this.pollIntervalMs, 20) : this.pollIntervalMs;
+      const caughtUpWait = Date.now() - lastRecordsAt >= this.idleAfterMs ? this.idlePollIntervalMs : this.pollIntervalMs;
+      let wait = behind ? 0 : this.draining > 0 ? Math.min(this.pollIntervalMs, 20) : caughtUpWait;
       if (buffer.length > 0) wait = Math.min(wait, Math.max(0, bufferedSince + this.windowMs - Date.now()));
       if (wait > 0) await shard.alarm.sleep(wait);
       else await new Promise<void>((resolve) => setImmediate(resolve));

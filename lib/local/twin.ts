@@ -35,8 +35,14 @@ export interface TwinOptions {
   readonly openSearchUrl?: string;
   /** Key of the `hash` PII mask. @default SLUICE_PII_HASH_KEY or a fixed local key */
   readonly piiHashKey?: string;
-  /** How often the readers poll a caught-up shard. @default 250 */
+  /** How often the readers poll a caught-up shard while records flow. @default 250 */
   readonly pollIntervalMs?: number;
+  /**
+   * How often they poll a shard that has returned nothing for 2 s: once a second, as Firehose and Lambda
+   * do. Polling kinesis-mock four times a second per shard and reader kept an idle twin and its
+   * kinesis-mock busy. @default max(1000, pollIntervalMs)
+   */
+  readonly idlePollIntervalMs?: number;
   /** Told about retried failures inside the twin (one line each). @default stderr */
   readonly log?: (line: string) => void;
   /**
@@ -93,6 +99,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const host = options.host ?? '127.0.0.1';
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const pollIntervalMs = options.pollIntervalMs ?? 250;
+  const idlePollIntervalMs = options.idlePollIntervalMs ?? Math.max(1000, pollIntervalMs);
   const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? 'sluice-local-pii-key';
   const faults = options.faults ?? FaultInjector.fromEnv();
   if (faults && !options.faults) log(`sluice: injecting faults (SLUICE_FAULTS=${process.env.SLUICE_FAULTS})`);
@@ -207,7 +214,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         });
         if (p.source === 'kinesis') {
           const reader = new ShardReader({
-            client: kc, streamName: names(pipeline).stream, consumerName: streamName, dataDir, pollIntervalMs,
+            client: kc, streamName: names(pipeline).stream, consumerName: streamName, dataDir, pollIntervalMs, idlePollIntervalMs,
             onRecords: async (shardId, records) => {
               const results = await engine.ingest(records.map((r) => kinesisToFirehose(shardId, r)));
               const refused = results.find((r) => !r.ok);
@@ -241,6 +248,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           functionTimeoutSeconds: p.consumer.timeoutSeconds,
           onFailure: queueDestination(consumerDlq),
           pollIntervalMs,
+          idlePollIntervalMs,
           region,
           onError: (e, c) => log(`sluice: ${functionName} ${c.operation} on ${c.shardId}: ${(e as Error).message}`),
         });

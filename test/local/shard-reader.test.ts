@@ -249,6 +249,33 @@ describe('ShardReader (in-memory stream)', () => {
     await reader.stop();
   });
 
+
+  test('a shard that returns nothing for idleAfterMs polls at the idle interval, and quickly again once records come', async () => {
+    const calls = (r: ShardReader, shardId: string): number => r.stats().shards.find((s) => s.shardId === shardId)?.getRecordsCalls ?? 0;
+    const { reader, deliveries } = recordingReader(kinesis, { pollIntervalMs: 10, idlePollIntervalMs: 250, idleAfterMs: 100 });
+    await reader.start();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Idle: one call per 250 ms on each shard. At the busy interval this second would take ~100 calls a shard.
+    const idleStart = calls(reader, 'shardId-000000000000');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(calls(reader, 'shardId-000000000000') - idleStart).toBeLessThanOrEqual(6);
+
+    // A record ends the idle polling for its shard: it is read within an idle interval, then the shard polls at the busy one.
+    kinesis.putRecord(STREAM, 'k', 'wake-up', { shardId: 'shardId-000000000000' });
+    await waitFor(() => allRecords(deliveries).includes('wake-up'), 3000);
+    const busyStart = calls(reader, 'shardId-000000000000');
+    const otherStart = calls(reader, 'shardId-000000000001');
+    await new Promise((resolve) => setTimeout(resolve, 90));
+    expect(calls(reader, 'shardId-000000000000') - busyStart).toBeGreaterThanOrEqual(3);
+    // The other shard saw no record and stays idle.
+    expect(calls(reader, 'shardId-000000000001') - otherStart).toBeLessThanOrEqual(1);
+
+    // A drain does not wait out the idle interval.
+    kinesis.putRecord(STREAM, 'k', 'drained', { shardId: 'shardId-000000000001' });
+    await reader.drain({ timeoutMs: 200 });
+    expect(allRecords(deliveries)).toContain('drained');
+    await reader.stop();
+  });
   test('batching: full batches at once, the rest when the window closes', async () => {
     for (let i = 0; i < 7; i++) kinesis.putRecord(STREAM, 'k', `r${i}`, { shardId: 'shardId-000000000000' });
     const delivered: Array<{ at: number; records: string[] }> = [];
