@@ -28,9 +28,10 @@ describe('faults: DynamoDB throttles the metadata consumer', () => {
     const records = Array.from({ length: 200 }, () => sampleRecord(schema, rng));
     const data = records.map((r) => Buffer.from(JSON.stringify(r)));
     const ids = records.map((r) => String(r.event_id));
-    // E1's event write is throttled until the consumer's retry budget (2 s of the 6 s timeout) runs out: a partial
-    // failure. Right after E2's event write, counter updates are throttled as long: the event is written, its count
-    // is not yet. E3's event write is answered after 6.5 s, past the timeout: the invocation fails whole and is bisected.
+    // The write of E1's event item (and the others in its BatchWriteItem) is throttled until the consumer's retry budget
+    // (2 s of the 6 s timeout) runs out: a partial failure. Right after E2's, counter updates are throttled as long: the
+    // events are written, their counts not yet. E3's is answered after 6.5 s, past the timeout: the invocation fails
+    // whole and is bisected.
     const [e1, e2, e3] = [ids[30], ids[90], ids[150]];
     const since = new Map<string, number>();
     let countersThrottledUntil = 0;
@@ -40,7 +41,8 @@ describe('faults: DynamoDB throttles the metadata consumer', () => {
       dynamo: {
         decide: ({ operation, body }) => {
           const now = Date.now();
-          const writes = (id: string) => operation === 'PutItem' && body.includes(`"event#iot#${id}"`);
+          // dynalite has no transactions: the consumer writes event items with BatchWriteItem (25 at a time).
+          const writes = (id: string) => operation === 'BatchWriteItem' && body.includes(`"event#iot#${id}"`);
           if (writes(e1)) {
             if (!since.has(e1)) since.set(e1, now);
             // Throttled until the consumer has given up on it once (a store attempt's own SDK retries can outlast

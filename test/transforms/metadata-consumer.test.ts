@@ -1,5 +1,5 @@
 import type { KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { createMetadataConsumer, metadataConsumerFromEnv, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
 import { b64, capturedTelemetry, fixture, quietTelemetry } from './helpers';
 import { faulty, startDynalite, transactional, type LocalDynamo } from './dynamo';
@@ -38,7 +38,7 @@ const EXPECTED_COUNTERS = {
 
 describe.each([
   ['TransactWriteItems (AWS)', (l: LocalDynamo) => transactional(l).client],
-  ['sequential fallback (dynalite, the local twin)', (l: LocalDynamo) => l.client],
+  ['batches without transactions (dynalite, the local twin)', (l: LocalDynamo) => l.client],
 ])('metadata consumer with %s', (_name, clientFor) => {
   it('writes event items, per-minute counters and last-seen items', async () => {
     const out = await consumer(clientFor(local))(event);
@@ -99,6 +99,94 @@ describe.each([
     await handle({ Records: [event.Records[0]] });
     const entity = (await table()).find((i) => i.pk === 'entity#iot#dev-0000a1b2');
     expect(entity).toMatchObject({ last_event_type: 'alert', last_event_time: '2026-11-22T13:41:01.000Z' });
+  });
+});
+
+/** `count` iot records like the fixture's first, with their own event ids, devices and sequence numbers. */
+function iotBatch(count: number, { devices = count, minute = 40 } = {}): KinesisStreamEvent {
+  const template = event.Records[0];
+  return {
+    Records: Array.from({ length: count }, (_, i) => {
+      const id = `5a4d0a3d-7e1f-4f9c-8ca8-${String(100_000 + i).padStart(12, '0')}`;
+      const data = { event_id: id, event_type: 'telemetry', event_time: `2026-11-22T13:${minute}:${String(i % 60).padStart(2, '0')}Z`, device_id: `dev-${String(i % devices).padStart(8, '0')}`, temperature_c: 20, battery_pct: 50 };
+      return { ...template, kinesis: { ...template.kinesis, sequenceNumber: String(10_000 + i), data: b64(JSON.stringify(data)) } };
+    }),
+  };
+}
+
+describe('metadata consumer without transactions (dynalite, the local twin)', () => {
+  /** The plain client, counting calls by command and optionally answering some itself. */
+  function counted(answer?: (command: { constructor: { name: string }; input: unknown }, call: number) => unknown): { client: DynamoDBDocumentClient; calls: Record<string, number> } {
+    const calls: Record<string, number> = {};
+    const client = {
+      send: async (command: { constructor: { name: string }; input: unknown }) => {
+        const name = command.constructor.name;
+        calls[name] = (calls[name] ?? 0) + 1;
+        const own = answer?.(command, calls[name]);
+        return own === undefined ? local.client.send(command as never) : own;
+      },
+    } as unknown as DynamoDBDocumentClient;
+    return { client, calls };
+  }
+
+  it('writes 200 events in batches: a few dozen calls, not two per event, and every count once', async () => {
+    const { client, calls } = counted();
+    const out = await consumer(client)(iotBatch(200));
+    expect(out.batchItemFailures).toEqual([]);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 200, bytes: expect.any(Number) } });
+    // 4 chunks of 50: per chunk one read, two writes and one counter update; last-seen: 2 reads, 8 writes; one refused transaction.
+    expect(calls).toEqual({ TransactWriteCommand: 1, BatchGetCommand: 6, BatchWriteCommand: 16, UpdateCommand: 4 });
+    // The next invocation with that client does not try a transaction again.
+    await consumer(client)(iotBatch(5));
+    expect(calls.TransactWriteCommand).toBe(1);
+  });
+
+  it('consumers of two shards writing the same events at once count each once, and last-seen keeps the newest', async () => {
+    const handle = consumer(local.client);
+    const early = iotBatch(120, { devices: 7, minute: 40 });
+    const late = iotBatch(120, { devices: 7, minute: 41 });
+    // Same event ids in both batches (a producer's duplicates on two shards): the first write of each counts.
+    const results = await Promise.all([handle(early), handle(late), handle(early)]);
+    for (const r of results) expect(r.batchItemFailures).toEqual([]);
+    const all = await counters();
+    const total = Object.values(all).reduce<number>((n, c) => n + (c as { events: number }).events, 0);
+    expect(total).toBe(120);
+    const entities = (await table()).filter((i) => String(i.pk).startsWith('entity#'));
+    expect(entities).toHaveLength(7);
+    // Every device's last-seen is its newest event of all three batches (duplicates by id update it too, as in AWS).
+    const seen = [...early.Records, ...late.Records].map((r) => JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString('utf8')) as { device_id: string; event_time: string });
+    for (const entity of entities) {
+      const newest = seen.filter((e) => e.device_id === entity.entity).map((e) => e.event_time.replace('Z', '.000Z')).sort().at(-1);
+      expect(entity.last_event_time).toBe(newest);
+    }
+  });
+
+  it('retries unprocessed items; when writes give up, the items written are counted and a redelivery completes exactly once', async () => {
+    const batch = iotBatch(60);
+    // The first BatchWriteItem takes 10 of its 25 items; then every BatchWriteItem is throttled.
+    const { client } = counted((command, call) => {
+      if (command.constructor.name !== 'BatchWriteCommand') return undefined;
+      if (call > 1) throw Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException' });
+      const input = command.input as { RequestItems: Record<string, Array<{ PutRequest: { Item: Record<string, unknown> } }>> };
+      const [table, requests] = Object.entries(input.RequestItems)[0];
+      return local.client.send(new BatchWriteCommand({ RequestItems: { [table]: requests.slice(0, 10) } })).then(() => ({ UnprocessedItems: { [table]: requests.slice(10) } }));
+    });
+    const out = await consumer(client)(batch);
+    expect(out.batchItemFailures.length).toBeGreaterThan(0);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 10, bytes: expect.any(Number) } });
+
+    const healthy = counted((command, call) => {
+      // Unprocessed items once, then everything goes through.
+      if (command.constructor.name !== 'BatchWriteCommand' || call > 1) return undefined;
+      const input = command.input as { RequestItems: Record<string, unknown[]> };
+      const [table, requests] = Object.entries(input.RequestItems)[0];
+      return { UnprocessedItems: { [table]: requests } };
+    });
+    const retry = await consumer(healthy.client)(batch);
+    expect(retry.batchItemFailures).toEqual([]);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 60, bytes: expect.any(Number) } });
+    await consumer(local.client)(batch);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 60, bytes: expect.any(Number) } });
   });
 });
 

@@ -121,7 +121,7 @@ export function createMetadataConsumer(options: MetadataConsumerOptions): Metada
     }
     if (store.usesSequentialFallback && !warnedFallback) {
       warnedFallback = true;
-      logger.warn('DynamoDB endpoint has no TransactWriteItems (e.g. dynalite); writing event and counter items sequentially');
+      logger.warn('DynamoDB endpoint has no TransactWriteItems (e.g. dynalite); writing in batches, one chunk at a time per table in this process');
     }
 
     const failedEntities = new Set<string>();

@@ -8,13 +8,19 @@
  * conditional "newer wins" update: idempotent by itself, so it stays outside the transaction and is
  * re-applied for duplicates too.
  *
- * Endpoints without TransactWriteItems (dynalite, the local twin's DynamoDB) get the same items from
- * a sequential conditional put then counter update per event. That keeps exactly-once effect under
- * redelivery; only a crash between those two writes of one event could lose its count. Throttling
- * between them is waited out, never reported: a redelivered event finds its item and is not counted again.
+ * Endpoints without TransactWriteItems (dynalite, the local twin's DynamoDB) get the same items
+ * another way, one chunk at a time per table in this process: read which events are recorded
+ * (BatchGetItem, strongly consistent), write the others (BatchWriteItem), then add their counter
+ * increments; last-seen items likewise (read, compare, write the newer). The lock makes each
+ * read-then-write atomic against the other consumers of the process (the twin runs them all in one),
+ * which keeps exactly-once effect under redelivery and concurrent shards; only a crash between a
+ * chunk's event items and its counters could lose those counts (up to one chunk, 50 events). Throttled
+ * counter increments are waited out, never reported: a redelivered event finds its item and is not
+ * counted again. A few dozen calls per 50 events instead of two calls per event: dynalite costs
+ * milliseconds of CPU per call.
  */
-import { PutCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
+import { BatchGetCommand, BatchWriteCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DYNAMO_MAX_BATCH_GET_KEYS, DYNAMO_MAX_BATCH_WRITE_ITEMS, DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
 import { metadataKeys } from '../shared/metadata-table';
 import { backoffDelay, mapWithConcurrency, sleep } from '../shared/retry';
 
@@ -79,6 +85,38 @@ const RETRYABLE_ERRORS = new Set([
   'TransactionConflictException',
   'LimitExceededException',
 ]);
+/** Batch calls in flight at once on the path without transactions. */
+const BATCH_CONCURRENCY = 4;
+
+/** Clients whose endpoint answered TransactWriteItems with UnknownOperationException: later invocations skip the attempt. */
+const clientsWithoutTransactions = new WeakSet<object>();
+
+/**
+ * Tables whose writes without transactions are under way in this process, and the end of the queue
+ * behind them: a read-then-write is atomic only if no other consumer writes in between.
+ */
+const tableQueues = new Map<string, Promise<void>>();
+
+async function exclusively<T>(tableName: string, work: () => Promise<T>): Promise<T> {
+  const before = tableQueues.get(tableName) ?? Promise.resolve();
+  let release!: () => void;
+  const tail = before.then(() => new Promise<void>((resolve) => {
+    release = resolve;
+  }));
+  tableQueues.set(tableName, tail);
+  await before;
+  try {
+    return await work();
+  } finally {
+    release();
+    if (tableQueues.get(tableName) === tail) tableQueues.delete(tableName);
+  }
+}
+
+type Key = { readonly pk: string; readonly sk: string };
+type Item = Record<string, unknown>;
+
+const keyText = (key: Key): string => `${key.pk}\n${key.sk}`;
 const RETRYABLE_CANCELLATIONS = new Set(['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded', 'RequestLimitExceeded']);
 
 interface AwsError {
@@ -122,14 +160,15 @@ export function minuteOf(iso: string): string {
 }
 
 export class MetadataStore {
-  private transactions: 'unknown' | 'supported' | 'unsupported' = 'unknown';
+  private transactions: 'unknown' | 'supported' | 'unsupported';
   private readonly pause: (ms: number) => Promise<void>;
 
   constructor(private readonly options: StoreOptions) {
     this.pause = options.sleep ?? sleep;
+    this.transactions = clientsWithoutTransactions.has(options.dynamo) ? 'unsupported' : 'unknown';
   }
 
-  /** Whether the endpoint answered TransactWriteItems with UnknownOperationException. */
+  /** Whether the endpoint has no TransactWriteItems (it answered UnknownOperationException). */
   get usesSequentialFallback(): boolean {
     return this.transactions === 'unsupported';
   }
@@ -142,9 +181,10 @@ export class MetadataStore {
       } catch (err) {
         if (asAwsError(err).name !== 'UnknownOperationException') throw err;
         this.transactions = 'unsupported';
+        clientsWithoutTransactions.add(this.options.dynamo);
       }
     }
-    return this.recordSequentially(events);
+    return exclusively(this.options.tableName, () => this.recordWithoutTransactions(events));
   }
 
   private async recordTransactionally(events: readonly EventFacts[]): Promise<ChunkResult> {
@@ -190,28 +230,79 @@ export class MetadataStore {
     return { recorded: 0, duplicates };
   }
 
-  private async recordSequentially(events: readonly EventFacts[]): Promise<ChunkResult> {
-    let recorded = 0;
-    let duplicates = 0;
-    for (const e of events) {
-      const fresh = await this.withRetries(async () => {
+  /**
+   * Without transactions (dynalite), under the table's lock: the events not recorded yet are written
+   * with BatchWriteItem, then the counters get the increments of those written. When a write gives up,
+   * the increments of the items it did write are still added before it throws: a redelivery will find
+   * those items and not count them again.
+   */
+  private async recordWithoutTransactions(events: readonly EventFacts[]): Promise<ChunkResult> {
+    const { pipeline } = this.options;
+    const recorded = await this.readItems(events.map((e) => metadataKeys.event(pipeline, e.eventId)));
+    const fresh = events.filter((e) => !recorded.has(keyText(metadataKeys.event(pipeline, e.eventId))));
+    const { written, failure } = await this.writeItems(fresh.map((e) => this.eventPut(e).Item));
+    const writtenEvents = fresh.filter((e) => written.has(keyText(metadataKeys.event(pipeline, e.eventId))));
+    await mapWithConcurrency(summedCounters(writtenEvents), BATCH_CONCURRENCY, (counter) =>
+      this.withRetries(() => this.options.dynamo.send(new UpdateCommand(this.counterUpdate(counter))), { giveUp: false }));
+    if (failure !== undefined) throw failure.error;
+    return { recorded: writtenEvents.length, duplicates: events.length - fresh.length };
+  }
+
+  /** The items among `keys` that exist, by key (BatchGetItem, strongly consistent; unprocessed keys retried). */
+  private async readItems(keys: readonly Key[]): Promise<Map<string, Item>> {
+    const { dynamo, tableName } = this.options;
+    const found = new Map<string, Item>();
+    const unique = [...new Map(keys.map((k) => [keyText(k), k])).values()];
+    await mapWithConcurrency(slices(unique, DYNAMO_MAX_BATCH_GET_KEYS), BATCH_CONCURRENCY, async (batch) => {
+      let pending: Key[] = batch;
+      for (let attempt = 0; pending.length > 0;) {
+        let answer;
         try {
-          await this.options.dynamo.send(new PutCommand(this.eventPut(e)));
-          return true;
+          answer = await dynamo.send(new BatchGetCommand({ RequestItems: { [tableName]: { Keys: pending, ConsistentRead: true } } }));
         } catch (err) {
-          if (asAwsError(err).name === 'ConditionalCheckFailedException') return false;
-          throw err;
+          if (!this.isRetryable(asAwsError(err))) throw err;
+          await this.backoff(attempt++, asAwsError(err).name ?? 'retryable error', err);
+          continue;
         }
-      });
-      if (!fresh) {
-        duplicates++;
-        continue;
+        for (const item of answer.Responses?.[tableName] ?? []) found.set(keyText(item as Key), item);
+        pending = (answer.UnprocessedKeys?.[tableName]?.Keys ?? []) as Key[];
+        if (pending.length > 0) await this.backoff(attempt++, `${pending.length} keys unprocessed (BatchGetItem)`, undefined);
       }
-      const [counter] = summedCounters([e]);
-      await this.withRetries(() => this.options.dynamo.send(new UpdateCommand(this.counterUpdate(counter))), { giveUp: false });
-      recorded++;
-    }
-    return { recorded, duplicates };
+    });
+    return found;
+  }
+
+  /**
+   * Puts the items (BatchWriteItem; unprocessed items retried). Returns the keys written, and the
+   * first failure when some could not be written before the retries ran out.
+   */
+  private async writeItems(items: readonly Item[]): Promise<{ written: Set<string>; failure?: { error: unknown } }> {
+    const { dynamo, tableName } = this.options;
+    const written = new Set<string>();
+    let failure: { error: unknown } | undefined;
+    await mapWithConcurrency(slices(items, DYNAMO_MAX_BATCH_WRITE_ITEMS), BATCH_CONCURRENCY, async (batch) => {
+      let pending: Item[] = batch;
+      try {
+        for (let attempt = 0; pending.length > 0;) {
+          let answer;
+          try {
+            answer = await dynamo.send(new BatchWriteCommand({ RequestItems: { [tableName]: pending.map((Item) => ({ PutRequest: { Item } })) } }));
+          } catch (err) {
+            if (!this.isRetryable(asAwsError(err))) throw err;
+            await this.backoff(attempt++, asAwsError(err).name ?? 'retryable error', err);
+            continue;
+          }
+          const unprocessed = (answer.UnprocessedItems?.[tableName] ?? []).map((r) => r.PutRequest?.Item).filter((i): i is Item => i !== undefined);
+          const left = new Set(unprocessed.map((i) => keyText(i as Key)));
+          for (const item of pending) if (!left.has(keyText(item as Key))) written.add(keyText(item as Key));
+          pending = unprocessed;
+          if (pending.length > 0) await this.backoff(attempt++, `${pending.length} items unprocessed (BatchWriteItem)`, undefined);
+        }
+      } catch (error) {
+        failure ??= { error };
+      }
+    });
+    return { written, failure };
   }
 
   /**
@@ -224,7 +315,10 @@ export class MetadataStore {
     for (const e of events) {
       if (e.entity === undefined) continue;
       const seen = newest.get(e.entity);
-      if (!seen || seen.eventTime < e.eventTime || (seen.eventTime === e.eventTime && seen.eventId < e.eventId)) newest.set(e.entity, e);
+      if (!seen || isNewer(e, seen.eventTime, seen.eventId)) newest.set(e.entity, e);
+    }
+    if (this.transactions === 'unsupported') {
+      return exclusively(this.options.tableName, () => this.updateEntitiesWithoutConditions([...newest.values()]));
     }
     const failures: Array<{ entity: string; error: unknown }> = [];
     await mapWithConcurrency([...newest.values()], concurrency, async (e) => {
@@ -242,6 +336,42 @@ export class MetadataStore {
       }
     });
     return failures;
+  }
+
+  /**
+   * `updateEntities` on an endpoint without transactions, under the table's lock: reads the last-seen
+   * items, and puts the whole item (the attributes the update sets) where the event is newer, as the
+   * update's condition would decide.
+   */
+  private async updateEntitiesWithoutConditions(newest: readonly EventFacts[]): Promise<Array<{ entity: string; error: unknown }>> {
+    const { pipeline } = this.options;
+    const keyOf = (e: EventFacts) => metadataKeys.entity(pipeline, e.entity!);
+    let current: Map<string, Item>;
+    try {
+      current = await this.readItems(newest.map(keyOf));
+    } catch (error) {
+      return newest.map((e) => ({ entity: e.entity!, error }));
+    }
+    const winners = newest.filter((e) => {
+      const item = current.get(keyText(keyOf(e)));
+      return item === undefined || item.last_event_time === undefined || isNewer(e, String(item.last_event_time), String(item.last_event_id));
+    });
+    const { written, failure } = await this.writeItems(winners.map((e) => this.entityItem(e)));
+    return winners.filter((e) => !written.has(keyText(keyOf(e)))).map((e) => ({ entity: e.entity!, error: failure?.error }));
+  }
+
+  private entityItem(e: EventFacts): Item {
+    const o = this.options;
+    return {
+      ...metadataKeys.entity(o.pipeline, e.entity!),
+      pipeline: o.pipeline,
+      entity: e.entity!,
+      last_event_id: e.eventId,
+      last_event_type: e.eventType,
+      last_event_time: e.eventTime,
+      last_arrival_time: e.arrivalTime,
+      ttl: o.ttl,
+    };
   }
 
   private eventPut(e: EventFacts) {
@@ -345,4 +475,15 @@ function summedCounters(events: readonly EventFacts[]): SummedCounter[] {
     }
   }
   return [...sums.values()];
+}
+
+/** "Newer wins" of the last-seen item: a later event time, or the same time and an event id not lower. */
+function isNewer(e: EventFacts, eventTime: string, eventId: string): boolean {
+  return eventTime < e.eventTime || (eventTime === e.eventTime && eventId <= e.eventId);
+}
+
+function slices<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
 }
