@@ -13,6 +13,7 @@ import { defaultDataDir } from '../local/paths';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { addConfigOption, configFrom, examples, parsePort } from './options';
 import { formatBytes, formatTable, UserError } from './output';
+import { io } from './progress';
 
 interface LocalFlags {
   context?: string[];
@@ -152,6 +153,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     const kinesis = kinesisClient(twin.endpoints.kinesis);
     const firehose = firehoseClient(twin.endpoints.firehose);
     const sent = new Map<string, { good: number; bad: number; seconds: number }>();
+    const tty = io.stderrIsTTY();
     const sendStarted = Date.now();
     for (const [pipeline, p] of Object.entries(config.pipelines)) {
       const schema = readSchema(pipeline);
@@ -187,17 +189,22 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
           batch = failed.map((j) => batch[j]);
           if (batch.length > 0) await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
         }
-        process.stderr.write(`\r  sent ${Math.min(i + 500, records.length)}/${records.length} ${pipeline} (${p.source === 'kinesis' ? 'Kinesis PutRecords' : 'Firehose PutRecordBatch'})   `);
+        const line = `  sent ${Math.min(i + 500, records.length)}/${records.length} ${pipeline} (${p.source === 'kinesis' ? 'Kinesis PutRecords' : 'Firehose PutRecordBatch'})`;
+        // A terminal gets one line rewritten per batch; a log or pipe only each pipeline's last.
+        if (tty) process.stderr.write(`\r${line}   `);
+        else if (i + 500 >= records.length) process.stderr.write(line);
       }
       process.stderr.write('\n');
       sent.set(pipeline, { good: count - bad, bad, seconds: (Date.now() - pipelineStarted) / 1000 });
     }
     const sendSeconds = (Date.now() - sendStarted) / 1000;
     const flushStarted = Date.now();
-    const ticker = setInterval(() => process.stderr.write(`\r  flushing buffers, readers and error routing… ${((Date.now() - flushStarted) / 1000).toFixed(0)} s`), 1000);
+    const flushSeconds = () => ((Date.now() - flushStarted) / 1000).toFixed(tty ? 0 : 1);
+    const ticker = tty ? setInterval(() => process.stderr.write(`\r  flushing buffers, readers and error routing… ${flushSeconds()} s`), 1000) : undefined;
     try {
       process.stderr.write('  flushing buffers, readers and error routing…');
       await twin.stop();
+      if (!tty) process.stderr.write(` ${flushSeconds()} s`);
     } finally {
       clearInterval(ticker);
       process.stderr.write('\n');
