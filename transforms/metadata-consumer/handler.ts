@@ -121,7 +121,7 @@ export function createMetadataConsumer(options: MetadataConsumerOptions): Metada
     }
     if (store.usesSequentialFallback && !warnedFallback) {
       warnedFallback = true;
-      logger.warn('DynamoDB endpoint has no TransactWriteItems (e.g. dynalite); writing in batches, one chunk at a time per table in this process');
+      logger.warn('DynamoDB endpoint has no TransactWriteItems (e.g. dynalite); writing in batches, one chunk at a time per pipeline and table in this process');
     }
 
     const failedEntities = new Set<string>();

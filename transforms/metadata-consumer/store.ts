@@ -9,7 +9,7 @@
  * re-applied for duplicates too.
  *
  * Endpoints without TransactWriteItems (dynalite, the local twin's DynamoDB) get the same items
- * another way, one chunk at a time per table in this process: read which events are recorded
+ * another way, one chunk at a time per pipeline and table in this process: read which events are recorded
  * (BatchGetItem, strongly consistent), write the others (BatchWriteItem), then add their counter
  * increments; last-seen items likewise (read, compare, write the newer). The lock makes each
  * read-then-write atomic against the other consumers of the process (the twin runs them all in one),
@@ -92,24 +92,27 @@ const BATCH_CONCURRENCY = 4;
 const clientsWithoutTransactions = new WeakSet<object>();
 
 /**
- * Tables whose writes without transactions are under way in this process, and the end of the queue
- * behind them: a read-then-write is atomic only if no other consumer writes in between.
+ * Writes without transactions under way in this process, by table and pipeline, and the end of the
+ * queue behind them: a read-then-write is atomic only if no other consumer writes the same items in
+ * between. Every item a consumer writes carries its pipeline in the key, so pipelines need not wait
+ * for each other.
  */
-const tableQueues = new Map<string, Promise<void>>();
+const writeQueues = new Map<string, Promise<void>>();
 
-async function exclusively<T>(tableName: string, work: () => Promise<T>): Promise<T> {
-  const before = tableQueues.get(tableName) ?? Promise.resolve();
+async function exclusively<T>(tableName: string, pipeline: string, work: () => Promise<T>): Promise<T> {
+  const queue = `${tableName}\n${pipeline}`;
+  const before = writeQueues.get(queue) ?? Promise.resolve();
   let release!: () => void;
   const tail = before.then(() => new Promise<void>((resolve) => {
     release = resolve;
   }));
-  tableQueues.set(tableName, tail);
+  writeQueues.set(queue, tail);
   await before;
   try {
     return await work();
   } finally {
     release();
-    if (tableQueues.get(tableName) === tail) tableQueues.delete(tableName);
+    if (writeQueues.get(queue) === tail) writeQueues.delete(queue);
   }
 }
 
@@ -184,7 +187,7 @@ export class MetadataStore {
         clientsWithoutTransactions.add(this.options.dynamo);
       }
     }
-    return exclusively(this.options.tableName, () => this.recordWithoutTransactions(events));
+    return exclusively(this.options.tableName, this.options.pipeline, () => this.recordWithoutTransactions(events));
   }
 
   private async recordTransactionally(events: readonly EventFacts[]): Promise<ChunkResult> {
@@ -231,7 +234,7 @@ export class MetadataStore {
   }
 
   /**
-   * Without transactions (dynalite), under the table's lock: the events not recorded yet are written
+   * Without transactions (dynalite), under the pipeline's lock on the table: the events not recorded yet are written
    * with BatchWriteItem, then the counters get the increments of those written. When a write gives up,
    * the increments of the items it did write are still added before it throws: a redelivery will find
    * those items and not count them again.
@@ -318,7 +321,7 @@ export class MetadataStore {
       if (!seen || isNewer(e, seen.eventTime, seen.eventId)) newest.set(e.entity, e);
     }
     if (this.transactions === 'unsupported') {
-      return exclusively(this.options.tableName, () => this.updateEntitiesWithoutConditions([...newest.values()]));
+      return exclusively(this.options.tableName, this.options.pipeline, () => this.updateEntitiesWithoutConditions([...newest.values()]));
     }
     const failures: Array<{ entity: string; error: unknown }> = [];
     await mapWithConcurrency([...newest.values()], concurrency, async (e) => {
@@ -339,7 +342,7 @@ export class MetadataStore {
   }
 
   /**
-   * `updateEntities` on an endpoint without transactions, under the table's lock: reads the last-seen
+   * `updateEntities` on an endpoint without transactions, under the pipeline's lock on the table: reads the last-seen
    * items, and puts the whole item (the attributes the update sets) where the event is newer, as the
    * update's condition would decide.
    */
