@@ -188,6 +188,36 @@ describe('metadata consumer without transactions (dynalite, the local twin)', ()
     await consumer(local.client)(batch);
     expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 60, bytes: expect.any(Number) } });
   });
+
+  it('a batch write that fails after it was applied is read back, and what it wrote is counted', async () => {
+    const batch = iotBatch(30);
+    // Every BatchWriteItem is applied, then its answer is lost (a timeout): the consumer cannot tell from the call.
+    const { client } = counted((command) => {
+      if (command.constructor.name !== 'BatchWriteCommand') return undefined;
+      return local.client.send(command as never).then(() => {
+        throw Object.assign(new Error('Request timed out'), { name: 'TimeoutError' });
+      });
+    });
+    const out = await consumer(client)(batch);
+    expect(out.batchItemFailures.length).toBeGreaterThan(0);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 30, bytes: expect.any(Number) } });
+    // The redelivery finds every event recorded and counts nothing twice.
+    expect((await consumer(local.client)(batch)).batchItemFailures).toEqual([]);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 30, bytes: expect.any(Number) } });
+  });
+
+  it('a counter increment that meets a refused connection is tried again, not lost', async () => {
+    let refusals = 2;
+    const { client } = counted((command) => {
+      if (command.constructor.name !== 'UpdateCommand' || refusals === 0) return undefined;
+      refusals--;
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:4569'), { code: 'ECONNREFUSED' });
+    });
+    const out = await consumer(client)(iotBatch(10));
+    expect(out.batchItemFailures).toEqual([]);
+    expect(refusals).toBe(0);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 10, bytes: expect.any(Number) } });
+  });
 });
 
 describe('metadata consumer: failures', () => {

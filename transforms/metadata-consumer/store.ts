@@ -11,13 +11,14 @@
  * Endpoints without TransactWriteItems (dynalite, the local twin's DynamoDB) get the same items
  * another way, one chunk at a time per pipeline and table in this process: read which events are recorded
  * (BatchGetItem, strongly consistent), write the others (BatchWriteItem), then add their counter
- * increments; last-seen items likewise (read, compare, write the newer). The lock makes each
+ * increments; last-seen items likewise (read, compare, write the newer). The queue makes each
  * read-then-write atomic against the other consumers of the process (the twin runs them all in one),
- * which keeps exactly-once effect under redelivery and concurrent shards; only a crash between a
- * chunk's event items and its counters could lose those counts (up to one chunk, 50 events). Throttled
- * counter increments are waited out, never reported: a redelivered event finds its item and is not
- * counted again. A few dozen calls per 50 events instead of two calls per event: dynalite costs
- * milliseconds of CPU per call.
+ * which keeps exactly-once effect under redelivery and concurrent shards. A write that fails is read
+ * back, since it may have been applied: what exists is counted. Only a crash between a chunk's event
+ * items and its counters (or a failed write whose read-back fails too) could lose those counts, up to
+ * one chunk (50 events). Counter increments that are throttled or meet a broken connection are waited
+ * out, never reported: a redelivered event finds its item and is not counted again. A few dozen calls
+ * per 50 events instead of two calls per event: dynalite costs milliseconds of CPU per call.
  */
 import { BatchGetCommand, BatchWriteCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DYNAMO_MAX_BATCH_GET_KEYS, DYNAMO_MAX_BATCH_WRITE_ITEMS, DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
@@ -122,8 +123,13 @@ type Item = Record<string, unknown>;
 const keyText = (key: Key): string => `${key.pk}\n${key.sk}`;
 const RETRYABLE_CANCELLATIONS = new Set(['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded', 'RequestLimitExceeded']);
 
+/** Node's codes for a connection that failed or broke. */
+const TRANSPORT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN']);
+
 interface AwsError {
   readonly name?: string;
+  readonly code?: string;
+  readonly $fault?: string;
   readonly message?: string;
   readonly CancellationReasons?: ReadonlyArray<{ readonly Code?: string; readonly Message?: string }>;
   readonly $retryable?: unknown;
@@ -244,9 +250,19 @@ export class MetadataStore {
     const recorded = await this.readItems(events.map((e) => metadataKeys.event(pipeline, e.eventId)));
     const fresh = events.filter((e) => !recorded.has(keyText(metadataKeys.event(pipeline, e.eventId))));
     const { written, failure } = await this.writeItems(fresh.map((e) => this.eventPut(e).Item));
+    if (failure !== undefined) {
+      // A call that failed may still have been applied (an answer lost after the write): under the queue, any of
+      // these items that exists now was written by this chunk, and must be counted before a redelivery calls it seen.
+      const unsure = fresh.map((e) => metadataKeys.event(pipeline, e.eventId)).filter((k) => !written.has(keyText(k)));
+      const found = await this.readItems(unsure).catch(() => new Map<string, Item>());
+      for (const key of found.keys()) written.add(key);
+    }
     const writtenEvents = fresh.filter((e) => written.has(keyText(metadataKeys.event(pipeline, e.eventId))));
-    await mapWithConcurrency(summedCounters(writtenEvents), BATCH_CONCURRENCY, (counter) =>
-      this.withRetries(() => this.options.dynamo.send(new UpdateCommand(this.counterUpdate(counter))), { giveUp: false }));
+    // Every increment settles before the queue moves on (a chunk has at most one per event type and minute).
+    const increments = await Promise.allSettled(summedCounters(writtenEvents).map((counter) =>
+      this.withRetries(() => this.options.dynamo.send(new UpdateCommand(this.counterUpdate(counter))), { giveUp: false })));
+    const refused = increments.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (refused !== undefined) throw refused.reason;
     if (failure !== undefined) throw failure.error;
     return { recorded: writtenEvents.length, duplicates: events.length - fresh.length };
   }
@@ -430,8 +446,14 @@ export class MetadataStore {
     };
   }
 
+  /**
+   * Throttling and server errors, and the connection failing or timing out: the call may have been applied
+   * (except throttling), so only calls that are safe to repeat come here, or a counter increment, where
+   * a lost count is worse than the rare double one after an answer lost on its way back.
+   */
   private isRetryable(e: AwsError): boolean {
-    return RETRYABLE_ERRORS.has(e.name ?? '') || (typeof e.$retryable === 'object' && e.$retryable !== null);
+    return RETRYABLE_ERRORS.has(e.name ?? '') || (typeof e.$retryable === 'object' && e.$retryable !== null)
+      || e.$fault === 'server' || e.name === 'TimeoutError' || TRANSPORT_ERRORS.has(e.code ?? '');
   }
 
   /** Retries retryable errors; with `giveUp: false`, past maxAttempts and the deadline too. */
@@ -480,9 +502,18 @@ function summedCounters(events: readonly EventFacts[]): SummedCounter[] {
   return [...sums.values()];
 }
 
-/** "Newer wins" of the last-seen item: a later event time, or the same time and an event id not lower. */
+/**
+ * "Newer wins" of the last-seen item: a later event time, or the same time and an event id not lower, in
+ * DynamoDB's order for strings (their UTF-8 bytes; JavaScript's `<` compares UTF-16 units, which differs
+ * for characters from U+E000 up against those beyond U+FFFF).
+ */
 function isNewer(e: EventFacts, eventTime: string, eventId: string): boolean {
-  return eventTime < e.eventTime || (eventTime === e.eventTime && eventId <= e.eventId);
+  const time = utf8Compare(eventTime, e.eventTime);
+  return time < 0 || (time === 0 && utf8Compare(eventId, e.eventId) <= 0);
+}
+
+function utf8Compare(a: string, b: string): number {
+  return a === b ? 0 : Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
 function slices<T>(items: readonly T[], size: number): T[][] {
