@@ -7,7 +7,7 @@
 import { BatchGetCommand, BatchWriteCommand, type BatchWriteCommandInput, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DYNAMO_MAX_BATCH_GET_KEYS, DYNAMO_MAX_BATCH_WRITE_ITEMS } from '../shared/limits';
 import { METADATA_TABLE_KEYS, metadataKeys, ttlFrom } from '../shared/metadata-table';
-import { backoffDelay, mapWithConcurrency, sleep } from '../shared/retry';
+import { backoffDelay, mapWithConcurrency, sleep, slices } from '../shared/retry';
 
 export interface SentLedgerOptions {
   readonly dynamo: DynamoDBDocumentClient;
@@ -83,9 +83,3 @@ export function createSentLedger(options: SentLedgerOptions): SentLedger {
 }
 
 type WriteRequests = NonNullable<BatchWriteCommandInput['RequestItems']>[string];
-
-function slices<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}

@@ -23,7 +23,7 @@
 import { BatchGetCommand, BatchWriteCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DYNAMO_MAX_BATCH_GET_KEYS, DYNAMO_MAX_BATCH_WRITE_ITEMS, DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
 import { metadataKeys } from '../shared/metadata-table';
-import { backoffDelay, mapWithConcurrency, sleep } from '../shared/retry';
+import { backoffDelay, mapWithConcurrency, sleep, slices } from '../shared/retry';
 
 /** One valid event, as the table records it. */
 export interface EventFacts {
@@ -514,10 +514,4 @@ function isNewer(e: EventFacts, eventTime: string, eventId: string): boolean {
 
 function utf8Compare(a: string, b: string): number {
   return a === b ? 0 : Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-function slices<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
 }
