@@ -294,6 +294,8 @@ export class ShardReader {
   private syncAgain = false;
   private drainGeneration = 0;
   private draining = 0;
+  /** When the latest drain began: records that arrived later are not waited for (a producer may never stop). */
+  private drainStartedAt = 0;
   private readonly progress = new Alarm();
   private pendingWrite: Promise<void> | undefined;
   private lastWrite: Promise<void> = Promise.resolve();
@@ -398,13 +400,16 @@ export class ShardReader {
 
   /**
    * Reads until every shard is caught up: each open shard has answered a GetRecords call made after
-   * drain() was called with no records and MillisBehindLatest 0, every shard that ended had its
-   * children read the same way, and every record read was delivered (partial batches are flushed at
-   * once). Polling then goes on as before. Rejects after `timeoutMs`, naming the shards still behind.
+   * drain() was called with no records and MillisBehindLatest 0, or with a record that arrived after
+   * drain() was called (records a producer keeps sending are not waited for); every shard that ended
+   * had its children read the same way, and every record read was delivered (partial batches are
+   * flushed at once). Polling then goes on as before. Rejects after `timeoutMs`, naming the shards
+   * still behind.
    */
   async drain(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.phase !== 'running') throw new Error(`ShardReader(${this.consumerName}/${this.streamName}): drain() needs a started reader (it is ${this.phase}).`);
     const generation = ++this.drainGeneration;
+    this.drainStartedAt = Date.now();
     this.draining++;
     const deadline = options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
     try {
@@ -707,7 +712,11 @@ export class ShardReader {
         void this.syncShards();
         return;
       }
-      if (page.records.length === 0 && (page.millisBehindLatest ?? 0) === 0 && buffer.length === 0) {
+      // Caught up: nothing more to read, or (while a drain waits) read past what had arrived when it began,
+      // so a producer that keeps sending cannot hold a drain, or a shutdown, forever.
+      const lastArrival = page.records.length > 0 ? page.records[page.records.length - 1].ApproximateArrivalTimestamp : undefined;
+      const pastDrainStart = this.draining > 0 && lastArrival !== undefined && lastArrival.getTime() > this.drainStartedAt;
+      if (((page.records.length === 0 && (page.millisBehindLatest ?? 0) === 0) || pastDrainStart) && buffer.length === 0) {
         shard.caughtUpGeneration = generation;
         this.progress.wake();
       }

@@ -250,6 +250,26 @@ describe('ShardReader (in-memory stream)', () => {
   });
 
 
+  test('drain() does not wait for records that arrive after it began: a producer that never stops cannot hold it', async () => {
+    const { reader, deliveries } = recordingReader(kinesis);
+    await reader.start();
+    let sent = 0;
+    const producer = setInterval(() => {
+      for (let i = 0; i < 5; i++) kinesis.putRecord(STREAM, `k${sent % 7}`, `p${sent++}`);
+    }, 5);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const sentBeforeDrain = sent;
+      await reader.drain({ timeoutMs: 3000 });
+      // Everything put before the drain began was delivered.
+      const delivered = new Set(allRecords(deliveries));
+      for (let i = 0; i < sentBeforeDrain; i++) expect(delivered.has(`p${i}`)).toBe(true);
+    } finally {
+      clearInterval(producer);
+    }
+    await reader.stop();
+  });
+
   test('a shard that returns nothing for idleAfterMs polls at the idle interval, and quickly again once records come', async () => {
     const calls = (r: ShardReader, shardId: string): number => r.stats().shards.find((s) => s.shardId === shardId)?.getRecordsCalls ?? 0;
     const { reader, deliveries } = recordingReader(kinesis, { pollIntervalMs: 10, idlePollIntervalMs: 250, idleAfterMs: 100 });
