@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
@@ -73,7 +74,12 @@ export function registerLocalCommands(program: Command): void {
     .action(async (flags: LocalFlags) => {
       const config = withBufferInterval(configFrom(flags), flags);
       const dataDir = path.resolve(flags.dataDir ?? process.env.SLUICE_DATA_DIR ?? defaultDataDir());
-      const twin = await startTwin(twinOptions(flags, config, dataDir));
+      const options = twinOptions(flags, config, dataDir);
+      const release = await preflight(options);
+      const twin = await startTwin(options).catch((error: unknown) => {
+        release();
+        throw error;
+      });
       printEndpoints(twin, config);
       console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
       await new Promise<void>((resolve) => {
@@ -86,7 +92,11 @@ export function registerLocalCommands(program: Command): void {
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
       });
-      await twin.stop();
+      try {
+        await twin.stop();
+      } finally {
+        release();
+      }
       printSummary(twin.summary(), await twin.dlqCount());
     });
 
@@ -99,6 +109,91 @@ export function registerLocalCommands(program: Command): void {
       const code = await runDemo(flags);
       process.exitCode = code;
     });
+}
+
+/**
+ * Checks what a start needs before anything starts, so a user meets one line that says what to do
+ * instead of a stack trace half-way through: the data dir is (or can be made) a directory, no other
+ * twin uses it, and every port is free on the host. Returns the release of the data dir's lock.
+ */
+async function preflight(options: TwinOptions): Promise<() => void> {
+  const { dataDir } = options;
+  if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) {
+    throw new UserError(`--data-dir ${dataDir} is a file, not a directory: give a directory (it is created if missing)`);
+  }
+  const host = options.host ?? '127.0.0.1';
+  const ports = options.ports ?? {};
+  for (const [port, what, flag, env] of [
+    [ports.firehose, 'Firehose API', '--firehose-port', 'SLUICE_FIREHOSE_PORT'],
+    [ports.kinesis, 'Kinesis emulator', '--kinesis-port', 'SLUICE_KINESIS_PORT'],
+    [ports.dynamo, 'DynamoDB emulator', '--dynamo-port', 'SLUICE_DYNAMO_PORT'],
+  ] as const) {
+    if (port === undefined || port === 0) continue;
+    const problem = await listenProblem(host, port);
+    if (problem === 'in use') {
+      throw new UserError(`port ${port} on ${host} (${what}) is in use, perhaps by another twin: stop it, or choose another port with ${flag} or ${env} (0 = any free port)`);
+    }
+    if (problem !== undefined) throw new UserError(`--host ${host}: cannot listen there (${problem}): give an address of this machine, e.g. 127.0.0.1`);
+  }
+  try {
+    fs.mkdirSync(dataDir, { recursive: true });
+  } catch (error) {
+    throw new UserError(`--data-dir ${dataDir} cannot be created: ${(error as Error).message}`);
+  }
+  return lockDataDir(dataDir);
+}
+
+/** Why nothing can listen on host:port ('in use', or the system's reason), or undefined when it can. */
+function listenProblem(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'EADDRINUSE' ? 'in use' : error.code ?? error.message));
+    probe.listen(port, host, () => probe.close(() => resolve(undefined)));
+  });
+}
+
+/**
+ * One twin per data dir: two would write the same write-ahead logs, checkpoints and DLQ files.
+ * `<data-dir>/twin.pid` names the running one; a file left by a twin that died is taken over.
+ */
+function lockDataDir(dataDir: string): () => void {
+  const file = path.join(dataDir, 'twin.pid');
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      return () => {
+        if (readPid(file) === process.pid) fs.rmSync(file, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) {
+        throw new UserError(`--data-dir ${dataDir}: cannot write ${file}: ${(error as Error).message}`);
+      }
+    }
+    const holder = readPid(file);
+    if (holder !== undefined && holder !== process.pid && isAlive(holder)) {
+      throw new UserError(`--data-dir ${dataDir} is in use by another twin (pid ${holder}): stop it first, or give this one another --data-dir`);
+    }
+    fs.rmSync(file, { force: true });
+  }
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(file, 'utf8').trim());
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function printEndpoints(twin: Twin, config: SluiceConfig): void {
@@ -126,7 +221,8 @@ function printSummary(summary: ReturnType<Twin['summary']>, dlq: { records: numb
       formatBytes(s.lake?.bytes ?? 0), s.search?.deliveredRows ?? null, s.metadata?.recordsSucceeded ?? null,
     ]),
   ));
-  console.log(`DLQ messages: ${dlq.records} failed records, ${dlq.consumer} consumer batches`);
+  // The DLQ files keep every run's messages until they are replayed or removed.
+  console.log(`DLQ messages: ${dlq.records} failed records, ${dlq.consumer} consumer batches (in the data dir's DLQ files, this run and earlier ones)`);
 }
 
 async function runDemo(flags: LocalFlags & { count: string; badRate: string }): Promise<number> {
@@ -136,16 +232,21 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   if (!(badRate >= 0 && badRate <= 1)) throw new UserError(`--bad-rate: "${flags.badRate}" must be between 0 and 1`);
   const config = withBufferInterval(configFrom(flags), { bufferInterval: flags.bufferInterval ?? '1' });
   const dataDir = path.resolve(flags.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-demo-')));
-  const options = twinOptions(flags, config, dataDir);
-  const started = Date.now();
+  const defaults = twinOptions(flags, config, dataDir);
   // The demo never collides with a twin already running: free ports unless given.
-  const twin = await startTwin({
-    ...options,
+  const options: TwinOptions = {
+    ...defaults,
     ports: {
-      firehose: flags.firehosePort === undefined ? 0 : options.ports?.firehose,
-      kinesis: flags.kinesisPort === undefined ? 0 : options.ports?.kinesis,
-      dynamo: flags.dynamoPort === undefined ? 0 : options.ports?.dynamo,
+      firehose: flags.firehosePort === undefined ? 0 : defaults.ports?.firehose,
+      kinesis: flags.kinesisPort === undefined ? 0 : defaults.ports?.kinesis,
+      dynamo: flags.dynamoPort === undefined ? 0 : defaults.ports?.dynamo,
     },
+  };
+  const release = await preflight(options);
+  const started = Date.now();
+  const twin = await startTwin(options).catch((error: unknown) => {
+    release();
+    throw error;
   });
   let stopped = false;
   try {
@@ -258,7 +359,11 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     console.log('\nEvery record is accounted for: sent = Parquet rows + failed (each with an error object and a DLQ message) + dropped.');
     return 0;
   } finally {
-    if (!stopped) await twin.stop();
+    try {
+      if (!stopped) await twin.stop();
+    } finally {
+      release();
+    }
   }
 }
 

@@ -1,8 +1,14 @@
-/** `npm start`'s DLQ column: the twin's dead-letter queue broken down by the pipeline each message names. */
-import { rmSync } from 'node:fs';
+/**
+ * `npm start`'s DLQ column: the twin's dead-letter queue broken down by the pipeline each message names.
+ * And what `local up` / `demo` check before they start anything.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import * as path from 'node:path';
 import { DlqFile, toSqsBody } from '../../lib/local/dlq-file';
 import { dlqMessagesByPipeline } from '../../lib/local/twin';
-import { tempDataDir } from './helpers';
+import { expectNoStackTrace, sluice, tempDataDir } from './helpers';
 
 /** The fields of a failure-router message the count reads; the rest do not matter to it. */
 const message = (pipeline: string, n: number): string => toSqsBody({ dedupeKey: `${pipeline}-${n}`, pipeline, errorType: 'processing-failed' });
@@ -58,5 +64,54 @@ describe('dlqMessagesByPipeline', () => {
     await new DlqFile({ dataDir, queue: 'consumers-local-consumer-dlq' }).send([message('iot', 9)]);
     await dlq.send([message('iot', 1)]);
     expect([...await dlqMessagesByPipeline(dlq)]).toEqual([['iot', 1]]);
+  });
+});
+
+describe('before the twin starts', () => {
+  test('a data dir that is a file: one line, exit 2, nothing started', async () => {
+    const file = path.join(dataDir, 'not-a-dir');
+    writeFileSync(file, 'x');
+    const run = await sluice('local', 'up', '--data-dir', file, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(`sluice: --data-dir ${file} is a file, not a directory: give a directory (it is created if missing)\n`);
+  });
+
+  test('a port in use is named with its flag and variable, before anything starts', async () => {
+    const holder: Server = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as { port: number }).port;
+    try {
+      const dir = path.join(dataDir, 'fresh');
+      const run = await sluice('local', 'up', '--data-dir', dir, '--firehose-port', '0', '--kinesis-port', String(port), '--dynamo-port', '0');
+      expect(run.code).toBe(2);
+      expect(run.stderr).toBe(`sluice: port ${port} on 127.0.0.1 (Kinesis emulator) is in use, perhaps by another twin: stop it, or choose another port with --kinesis-port or SLUICE_KINESIS_PORT (0 = any free port)\n`);
+      expect(existsSync(dir)).toBe(false);
+    } finally {
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+    }
+  });
+
+  test('a data dir another live twin holds is refused and names it; one a dead twin left is taken over and released', async () => {
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      writeFileSync(path.join(dataDir, 'twin.pid'), `${other.pid}\n`);
+      const refused = await sluice('demo', '--count', '1', '--data-dir', dataDir);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toBe(`sluice: --data-dir ${dataDir} is in use by another twin (pid ${other.pid}): stop it first, or give this one another --data-dir\n`);
+    } finally {
+      other.kill();
+      await new Promise((resolve) => other.once('exit', resolve));
+    }
+    // Now the pid names a process that is gone.
+    const run = await sluice('demo', '--count', '1', '--data-dir', dataDir);
+    expect(run.code).toBe(0);
+    expect(existsSync(path.join(dataDir, 'twin.pid'))).toBe(false);
+  }, 60_000);
+
+  test('an address that is not this machine\'s is named, without a stack trace', async () => {
+    const run = await sluice('local', 'up', '--data-dir', path.join(dataDir, 'h'), '--host', '999.1.1.1', '--firehose-port', '4599');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/^sluice: --host 999\.1\.1\.1: cannot listen there \(\w+\): give an address of this machine, e\.g\. 127\.0\.0\.1\n$/);
+    expectNoStackTrace(run.stderr);
   });
 });
