@@ -240,10 +240,10 @@ export class MetadataStore {
   }
 
   /**
-   * Without transactions (dynalite), under the pipeline's lock on the table: the events not recorded yet are written
-   * with BatchWriteItem, then the counters get the increments of those written. When a write gives up,
-   * the increments of the items it did write are still added before it throws: a redelivery will find
-   * those items and not count them again.
+   * Without transactions (dynalite), in the pipeline's queue for the table: the events not recorded yet
+   * are written with BatchWriteItem, then the counters get the increments of those written. When a
+   * write gives up, the increments of the items it did write are still added before it throws: a
+   * redelivery will find those items and not count them again.
    */
   private async recordWithoutTransactions(events: readonly EventFacts[]): Promise<ChunkResult> {
     const { pipeline } = this.options;
@@ -358,9 +358,9 @@ export class MetadataStore {
   }
 
   /**
-   * `updateEntities` on an endpoint without transactions, under the pipeline's lock on the table: reads the last-seen
-   * items, and puts the whole item (the attributes the update sets) where the event is newer, as the
-   * update's condition would decide.
+   * `updateEntities` on an endpoint without transactions, in the pipeline's queue for the table: reads
+   * the last-seen items, and puts the whole item (the attributes the update sets) where the event is
+   * newer, as the update's condition would decide.
    */
   private async updateEntitiesWithoutConditions(newest: readonly EventFacts[]): Promise<Array<{ entity: string; error: unknown }>> {
     const { pipeline } = this.options;
