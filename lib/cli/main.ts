@@ -53,7 +53,22 @@ export async function run(argv: readonly string[]): Promise<number> {
   }
 }
 
+/**
+ * EPIPE on stdout or stderr means the reader is gone (`sluice cost | head -1`): nothing more can be
+ * shown, so the command ends quietly with exit 0, as it would by SIGPIPE in most Unix tools, not with
+ * an unhandled 'error' event and its stack trace.
+ */
+function exitQuietlyWhenTheReaderIsGone(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(0);
+    });
+  }
+}
+
 if (require.main === module || process.argv[1]?.endsWith('sluice.js') || process.argv[1]?.endsWith('sluice')) {
+  exitQuietlyWhenTheReaderIsGone();
   void run(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
