@@ -10,14 +10,25 @@ export class UserError extends Error {
 
 export type Cell = string | number | boolean | null | undefined | bigint;
 
-/** Renders rows as an aligned text table; numbers right-aligned. */
+/**
+ * Renders rows as an aligned text table; numbers right-aligned. A number is a count of the CLI's own
+ * and gets thousands separators; a bigint is a value as the data has it (see displayValue) and does not.
+ * Control characters print escaped, so a record cannot retitle or recolour the terminal.
+ */
 export function formatTable(headers: readonly string[], rows: ReadonlyArray<readonly Cell[]>): string {
-  const text = (c: Cell) => (c === null || c === undefined ? '' : typeof c === 'number' ? formatNumber(c) : String(c));
+  const text = (c: Cell) => escapeControlCharacters(c === null || c === undefined ? '' : typeof c === 'number' ? formatNumber(c) : String(c));
   const cells = rows.map((r) => r.map(text));
-  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const titles = headers.map(escapeControlCharacters);
+  const widths = titles.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
   const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || typeof r[i] === 'bigint' || r[i] === null || r[i] === undefined));
   const line = (r: readonly string[]) => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
-  return [line(headers), widths.map((w) => '─'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
+  return [line(titles), widths.map((w) => '─'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
+}
+
+/** C0 and C1 control characters and DEL as `\u001b`: text from records, safe to print to a terminal. */
+export function escapeControlCharacters(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 export function formatNumber(n: number): string {
@@ -42,11 +53,15 @@ export function toJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? (Number.isSafeInteger(Number(v)) ? Number(v) : v.toString()) : v), 2);
 }
 
-/** A query value as text in a table or CSV: dates as ISO-8601 UTC, nested values as JSON. */
+/**
+ * A query value as text in a table or CSV: dates as ISO-8601 UTC, nested values as JSON. Integers
+ * become bigints, which formatTable prints as they are: a year is 2026, an id 10452, not 2,026.
+ */
 export function displayValue(value: unknown): Cell {
   if (value === null || value === undefined) return value;
   if (value instanceof Date) return value.toISOString();
-  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
   if (typeof value === 'object') return toJson(value).replace(/\s*\n\s*/g, ' ');
   return value as Cell;
 }

@@ -1,7 +1,7 @@
 /** The pieces every command leans on: value parsers, the record sender's batching and retries, CSV. */
 import fc from 'fast-check';
 import { parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
-import { toCsv, UserError } from '../../lib/cli/output';
+import { displayValue, formatTable, toCsv, UserError } from '../../lib/cli/output';
 import { Progress } from '../../lib/cli/progress';
 import {
   FIREHOSE_API_LIMITS,
@@ -120,6 +120,29 @@ describe('toCsv', () => {
   test('quotes what needs quoting; NULL is empty; dates ISO; nested JSON', () => {
     expect(toCsv(['a', 'b', 'c', 'd'], [['x,y', 'say "hi"', null, new Date('2026-01-02T03:04:05Z')], [' pad', 1n, { k: [1] }, true]]))
       .toBe('a,b,c,d\r\n"x,y","say ""hi""",,2026-01-02T03:04:05.000Z\r\n" pad",1,"{ ""k"": [ 1 ] }",true');
+  });
+});
+
+describe('formatTable', () => {
+  test('control characters in a record print escaped, never raw to the terminal', () => {
+    const evil = 'evil\x1b]0;pwned\x07\x1b[31mRED\x7f\x9b\r\n';
+    const table = formatTable(['msg\x1b[1m'], [[displayValue(evil)]]);
+    // eslint-disable-next-line no-control-regex
+    expect(table).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    expect(table.split('\n')).toEqual([
+      'msg\\u001b[1m',
+      '─'.repeat('evil\\u001b]0;pwned\\u0007\\u001b[31mRED\\u007f\\u009b\\u000d\\u000a'.length),
+      'evil\\u001b]0;pwned\\u0007\\u001b[31mRED\\u007f\\u009b\\u000d\\u000a',
+    ]);
+  });
+
+  test('integers from the data print as they are; the CLI\'s own counts keep thousands separators', () => {
+    const table = formatTable(['year', 'id', 'avg', 'events'], [[displayValue(2026), displayValue(12345678901234567890n), displayValue(1234.5678), 12345]]);
+    expect(table.split('\n')[2]).toBe('2026  12345678901234567890  1,234.57  12,345');
+  });
+
+  test('CSV keeps the data exact: integers without separators, control characters as they are', () => {
+    expect(toCsv(['year', 'msg'], [[2026, 'a\x1bb']])).toBe('year,msg\r\n2026,a\x1bb');
   });
 });
 
