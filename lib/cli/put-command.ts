@@ -4,7 +4,7 @@ import { readSchema } from '../schema';
 import { createRng, sampleRecord, type Rng } from '../schema/sample';
 import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, parseDuration, parseRate, requirePipeline, type TargetFlags } from './options';
-import { formatNumber, toJson, UserError } from './output';
+import { escapeControlCharacters, formatNumber, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord } from './record-sender';
 import { searchBackendFor } from './search-backend';
@@ -36,6 +36,8 @@ interface PreparedRecord extends OutgoingRecord {
 }
 
 const DEFAULT_COUNT = 10;
+/** Reasons a file's records will fail the transform, listed on the terminal (the most frequent first). */
+const MAX_REASONS_SHOWN = 5;
 const DEFAULT_DURATION_RATE = 100;
 
 export function registerPutCommand(program: Command): void {
@@ -114,6 +116,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     failedByCode: report.failedByCode,
     retried: report.retries,
     willFailValidation: report.invalid,
+    willFailValidationByReason: report.invalidByReason,
     elapsedMs: report.elapsedMs,
     recordsPerSecond: Math.round((report.accepted / Math.max(report.elapsedMs, 1)) * 1000 * 10) / 10,
   };
@@ -123,7 +126,13 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     for (const [code, n] of Object.entries(report.failedByCode)) io.out(`  not accepted: ${code} ×${formatNumber(n)}`);
     if (report.invalid > 0) {
       io.out(`  ${formatNumber(report.invalid)} record${report.invalid === 1 ? '' : 's'} will fail the transform and go to the dead-letter queue (\`sluice replay\`):`);
-      for (const [reason, n] of Object.entries(report.invalidByReason).slice(0, 5)) io.out(`    ×${n}  ${reason}`);
+      const reasons = Object.entries(report.invalidByReason).sort((a, b) => b[1] - a[1]);
+      for (const [reason, n] of reasons.slice(0, MAX_REASONS_SHOWN)) io.out(`    ×${n}  ${escapeControlCharacters(reason)}`);
+      const hidden = reasons.slice(MAX_REASONS_SHOWN);
+      if (hidden.length > 0) {
+        const records = hidden.reduce((sum, [, n]) => sum + n, 0);
+        io.out(`    … and ${formatNumber(records)} more record${records === 1 ? '' : 's'} for ${formatNumber(hidden.length)} other reason${hidden.length === 1 ? '' : 's'} (--json lists every reason)`);
+      }
     }
   }
 
@@ -139,7 +148,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (flags.json) io.out(toJson(summary));
   else if (flags.verify) {
     for (const v of verification) {
-      io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} ${v.passed ? `after ${formatDuration(v.elapsedMs)}` : `after ${formatDuration(v.elapsedMs)} (missing e.g. ${v.missingSample.join(', ')})`}`);
+      io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} ${v.passed ? `after ${formatDuration(v.elapsedMs)}` : `after ${formatDuration(v.elapsedMs)} (missing e.g. ${escapeControlCharacters(v.missingSample.join(', '))})`}`);
     }
     const expectedCount = report.expected.size;
     if (expectedCount === 0) io.out('PASS: nothing to verify (no record accepted that passes the schema)');

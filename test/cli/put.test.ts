@@ -110,6 +110,30 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(stdout).toMatch(/×1 {2}schema \(required\): \/user_id is required/);
   });
 
+  test('--file with more reasons to fail than the list shows: says how many records and reasons are left out', async () => {
+    const file = path.join(dataDir, 'records.ndjson');
+    const base = { event_id: '6f1c2b9e-0000-4000-8000-000000000001', user_id: 'user-1', event_type: 'login', timestamp: '2026-11-22T10:00:00Z' };
+    const { user_id: _u, ...noUser } = base;
+    const { event_type: _e, ...noType } = base;
+    const { timestamp: _t, ...noTime } = base;
+    const bad = [
+      ...Array.from({ length: 4 }, () => noUser), ...Array.from({ length: 3 }, () => noType), noTime, noTime,
+      { ...base, user_id: 7 }, { ...base, event_type: 'x'.repeat(300) }, { ...base, timestamp: 'yesterday' }, { ...base, event_id: 'not-a-uuid' },
+    ];
+    fs.writeFileSync(file, bad.map((r) => JSON.stringify(r)).join('\n'));
+    const { stdout } = await put('app-events', '--file', file, '--json');
+    const reasons = (JSON.parse(stdout) as { willFailValidationByReason: Record<string, number> }).willFailValidationByReason;
+    const counts = Object.values(reasons).sort((a, b) => b - a);
+    expect(counts.length).toBeGreaterThan(5);
+
+    const text = (await put('app-events', '--file', file)).stdout;
+    expect(text).toMatch(new RegExp(`\\n {2}${bad.length} records will fail the transform`));
+    const listed = [...text.matchAll(/\n {4}×(\d+) {2}/g)].map((m) => Number(m[1]));
+    expect(listed).toEqual(counts.slice(0, 5));
+    const rest = counts.slice(5);
+    expect(text).toContain(`    … and ${rest.reduce((a, b) => a + b, 0)} more record${rest.reduce((a, b) => a + b, 0) === 1 ? '' : 's'} for ${rest.length} other reason${rest.length === 1 ? '' : 's'} (--json lists every reason)`);
+  });
+
   test('--rate paces the records; --duration keeps sending for that long', async () => {
     let started = Date.now();
     expect((await put('app-events', '--count', '30', '--rate', '60/s')).code).toBe(0);
