@@ -6,7 +6,7 @@ import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type Pip
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, parseDuration, parseRate, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, toJson, UserError } from './output';
 import { io, Progress } from './progress';
-import { sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord } from './record-sender';
+import { isPermanentRecordError, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { entryPointFor, resolveTarget, type Target } from './target';
@@ -158,12 +158,27 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
 
   const notAccepted = report.sent - report.accepted;
   if (notAccepted > 0) {
-    throw new UserError(`${formatNumber(notAccepted)} of ${formatNumber(report.sent)} records were not accepted after ${maxAttempts} attempts (${Object.entries(report.failedByCode).map(([c, n]) => `${c} ×${n}`).join(', ')})`, 1);
+    throw new UserError(`${formatNumber(notAccepted)} of ${formatNumber(report.sent)} records were not accepted ${whyNotAccepted(report.failedByCode, maxAttempts)}`, 1);
   }
   if (!verified) {
     const failed = verification.filter((v) => !v.passed).map((v) => `${v.where}: ${v.found}/${v.expected}`).join('; ');
     throw new UserError(`verify failed after ${formatDuration(timeoutMs)}: ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.`, 1);
   }
+}
+
+/**
+ * "after 8 attempts (ServiceUnavailableException ×3)"; records with a code no retry fixes were given up
+ * on at once: "without retrying, as no retry fixes them (RecordTooLarge ×1)".
+ */
+function whyNotAccepted(failedByCode: Record<string, number>, maxAttempts: number): string {
+  const list = (codes: Array<[string, number]>) => codes.map(([c, n]) => `${c} ×${n}`).join(', ');
+  const codes = Object.entries(failedByCode);
+  const retried = codes.filter(([c]) => !isPermanentRecordError(c));
+  const permanent = codes.filter(([c]) => isPermanentRecordError(c));
+  const parts: string[] = [];
+  if (retried.length > 0) parts.push(`after ${maxAttempts} attempt${maxAttempts === 1 ? '' : 's'} (${list(retried)})`);
+  if (permanent.length > 0) parts.push(`without retrying, as no retry fixes them (${list(permanent)})`);
+  return parts.join(', and ');
 }
 
 /** Locally the twin flushes in seconds; on AWS the Firehose buffer interval dominates (dynamic partitioning: up to ~1.5×). */

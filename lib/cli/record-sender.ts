@@ -104,6 +104,11 @@ const PERMANENT_RECORD_ERRORS = new Set([
   'KMSOptInRequired', 'InvalidKMSResourceException', 'RecordTooLarge',
 ]);
 
+/** Whether a record that failed with this code was given up on at once (no retry fixes it). */
+export function isPermanentRecordError(errorCode: string): boolean {
+  return PERMANENT_RECORD_ERRORS.has(errorCode);
+}
+
 function retryableCallError(err: unknown): RecordOutcome | undefined {
   const e = err as { name?: string; message?: string; $retryable?: unknown };
   if (e && (RETRYABLE_CALL_ERRORS.has(e.name ?? '') || e.$retryable)) {
@@ -200,7 +205,7 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
       batch.forEach((recordIndex, k) => {
         const result = results[k] ?? { ok: false, errorCode: 'MissingResponse', errorMessage: 'the response had no entry for this record' };
         outcomes[recordIndex] = result;
-        if (!result.ok && !PERMANENT_RECORD_ERRORS.has(result.errorCode)) failed.push(recordIndex);
+        if (!result.ok && !isPermanentRecordError(result.errorCode)) failed.push(recordIndex);
       });
     }
     if (failed.length === 0 || attempt >= maxAttempts) break;

@@ -70,6 +70,23 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expectNoStackTrace(stderr);
   });
 
+  test('a record too large for the API is given up on at once: not counted as retried, not said to have had attempts', async () => {
+    const file = path.join(dataDir, 'records.ndjson');
+    const good = JSON.stringify({ event_id: '6f1c2b9e-0000-4000-8000-000000000001', user_id: 'u', event_type: 'login', timestamp: '2026-11-22T10:00:00Z' });
+    const huge = JSON.stringify({ event_id: '6f1c2b9e-0000-4000-8000-000000000002', user_id: 'x'.repeat(1_100_000), event_type: 'login', timestamp: '2026-11-22T10:00:00Z' });
+    fs.writeFileSync(file, `${good}\n${huge}\n`);
+    const { code, stdout, stderr } = await put('app-events', '--file', file);
+    expect(code).toBe(1);
+    expect(stdout).toMatch(/accepted 1 · failed 1 · retried 0/);
+    expect(stderr).toBe('sluice: 1 of 2 records were not accepted without retrying, as no retry fixes them (RecordTooLarge ×1)\n');
+
+    backend.reset();
+    backend.decide = (data) => (data.toString().includes('000000000001') ? unavailable : { ok: true });
+    const mixed = await put('app-events', '--file', file, '--max-attempts', '2');
+    expect(mixed.stdout).toMatch(/accepted 0 · failed 2 · retried 1/);
+    expect(mixed.stderr).toBe('sluice: 2 of 2 records were not accepted after 2 attempts (ServiceUnavailableException ×1), and without retrying, as no retry fixes them (RecordTooLarge ×1)\n');
+  });
+
   test('nothing listening: exit 2 and how to start the twin', async () => {
     const port = await freePort();
     const { code, stderr } = await sluice('put', 'app-events', '--endpoint-firehose', `http://127.0.0.1:${port}`, '--data-dir', dataDir);
