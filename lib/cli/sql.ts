@@ -78,6 +78,10 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
   if (!fs.existsSync(target.dataDir)) {
     throw new UserError(`no twin data dir at ${target.dataDir}: ${START_TWIN_HINT} (or pass --data-dir / SLUICE_DATA_DIR)`);
   }
+  // A file there would read as a twin with no data: every count 0, nothing to say why.
+  if (!fs.statSync(target.dataDir).isDirectory()) {
+    throw new UserError(`the data dir ${target.dataDir} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR`);
+  }
   const athena = await LocalAthena.open(target.dataDir, target.config);
   return {
     description: `DuckDB over ${lake}`,

@@ -113,4 +113,13 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(missing.stderr).toMatch(/no twin data dir at .*nope: start the twin with `npx sluice local up`/);
     expect((await query('SELECT 1', '--region', 'eu-west-1')).stderr).toMatch(/--region applies to a deployed stack; add --aws/);
   });
+
+  test('a data dir that is a file is an error, not an empty twin', async () => {
+    const file = path.join(dataDir, 'q.sql');
+    fs.writeFileSync(file, 'SELECT 1\n');
+    const { code, stdout, stderr } = await sluice('query', 'SELECT count(*) FROM iot', '--data-dir', file);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr).toMatch(/^sluice: the data dir .*q\.sql is not a directory: pass the twin's data dir/);
+  });
 });
