@@ -152,8 +152,8 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     }
     const expectedCount = report.expected.size;
     if (expectedCount === 0) io.out('PASS: nothing to verify (no record accepted that passes the schema)');
-    else if (verified) io.out(`PASS: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records queryable after ${formatDuration(Math.max(...verification.map((v) => v.elapsedMs)))}`);
-    else io.out(`FAIL: not every record became queryable within ${formatDuration(timeoutMs)}`);
+    else if (verified) io.out(`PASS: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records queryable after ${formatDuration(verifyElapsedMs(verification))}`);
+    else io.out(`FAIL: not every record became queryable after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)})`);
   }
 
   const notAccepted = report.sent - report.accepted;
@@ -162,8 +162,13 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   }
   if (!verified) {
     const failed = verification.filter((v) => !v.passed).map((v) => `${v.where}: ${v.found}/${v.expected}`).join('; ');
-    throw new UserError(`verify failed after ${formatDuration(timeoutMs)}: ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.`, 1);
+    throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.`, 1);
   }
+}
+
+/** How long verifying took, from the first record sent to the last check. */
+function verifyElapsedMs(verification: readonly VerifyResult[]): number {
+  return Math.max(0, ...verification.map((v) => v.elapsedMs));
 }
 
 /**

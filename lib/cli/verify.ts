@@ -63,8 +63,10 @@ async function waitFor(
     for (const id of found) missing.delete(id);
     const done = expected.length - missing.size;
     options.progress.update(`verify ${label}: ${done.toLocaleString('en-US')}/${expected.length.toLocaleString('en-US')} ${unit} · ${Math.round((Date.now() - options.startedAt) / 1000)} s`);
-    if (missing.size === 0 || Date.now() + options.pollMs > deadline) break;
-    await sleep(options.pollMs);
+    const left = deadline - Date.now();
+    if (missing.size === 0 || left <= 0) break;
+    // The last wait ends at the deadline, for one more check then: records that land in the last poll interval count.
+    await sleep(Math.min(options.pollMs, left));
   }
   const passed = missing.size === 0;
   return {

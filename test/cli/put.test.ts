@@ -204,9 +204,29 @@ describe('sluice put --verify (twin lake through DuckDB)', () => {
     const { code, stdout, stderr } = await put('app-events', '--count', '3', '--verify', '--timeout', '2s', '--poll', '300ms');
     expect(code).toBe(1);
     expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 0\/3 after .* \(missing e\.g\. /);
-    expect(stdout).toMatch(/FAIL: not every record became queryable within 2\.0 s/);
-    expect(stderr).toMatch(/sluice: verify failed after 2\.0 s: lake \(sluice_dev\.app_events\): 0\/3\. Records may still be buffered/);
+    expect(stdout).toMatch(/FAIL: not every record became queryable after 2\.\d s \(--timeout 2\.0 s\)/);
+    expect(stderr).toMatch(/sluice: verify failed after 2\.\d s \(--timeout 2\.0 s\): lake \(sluice_dev\.app_events\): 0\/3\. Records may still be buffered/);
   });
+
+  test('checks once more at the deadline when the next poll would pass it, and says how long it really waited', async () => {
+    // Checks at about 0 s and 2 s; the records land at about 2.6 s; the next poll (4 s) would be past the 3.5 s timeout.
+    let landed: Promise<unknown> = Promise.resolve();
+    backend.onIngest = async (_stream, records) => {
+      landed = new Promise((resolve) => setTimeout(resolve, 2600)).then(() => deliverToLake(dataDir, 'app-events', records));
+    };
+    const { code, stdout } = await put('app-events', '--count', '3', '--verify', '--timeout', '3.5s', '--poll', '2s');
+    await landed;
+    expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 3\/3 after [23]\.\d s\n/);
+    expect(stdout).toMatch(/PASS: 3 of 3 records queryable after [23]\.\d s/);
+    expect(code).toBe(0);
+
+    // Nothing lands: it gives up at the deadline, not a poll before it, and says so.
+    backend.reset();
+    const failed = await put('app-events', '--count', '2', '--verify', '--timeout', '1500ms', '--poll', '1s');
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 0\/2 after 1\.[5-9] s/);
+    expect(failed.stdout).toMatch(/FAIL: not every record became queryable after 1\.[5-9] s \(--timeout 1\.5 s\)/);
+  }, 30_000);
 
   test('--json carries the verification', async () => {
     backend.onIngest = async (_stream, records) => {
