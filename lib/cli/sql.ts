@@ -15,7 +15,7 @@ import {
   type ColumnInfo,
 } from '@aws-sdk/client-athena';
 import { resourceNames } from '../config';
-import { LocalAthena } from '../local/athena';
+import { LocalAthena, QueryNotAllowedError } from '../local/athena';
 import { bucketDir, localBucketName } from '../local/paths';
 import { explained, explainFailure } from './errors';
 import { formatBytes, UserError } from './output';
@@ -92,13 +92,23 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
       try {
         result = await progress.during(() => `DuckDB: running · ${Math.round((Date.now() - started) / 1000)} s`, athena.query(sql));
       } catch (err) {
-        throw new QueryFailedError(`DuckDB refused the query: ${oneLine((err as Error).message)}`);
+        const message = oneLine((err as Error).message);
+        if (err instanceof QueryNotAllowedError) throw new QueryFailedError(message);
+        // Athena reads S3 only; the twin's DuckDB reads the data bucket only (see LocalAthena).
+        const outside = /^Permission Error:/.test(message) ? ` (queries read only the twin's lake under ${lake}: query its tables, e.g. FROM iot)` : '';
+        throw new QueryFailedError(`DuckDB refused the query: ${message}${outside}`);
       }
       const truncated = maxRows !== undefined && result.rows.length > maxRows;
       return {
         columns: result.columns,
         rows: truncated ? result.rows.slice(0, maxRows) : result.rows,
-        stats: { engine: 'duckdb', elapsedMs: result.elapsedMs, filesRead: result.filesRead, filesTotal: result.filesTotal, truncated },
+        stats: {
+          engine: 'duckdb',
+          elapsedMs: result.elapsedMs,
+          filesRead: result.filesRead,
+          filesTotal: result.filesTotal,
+          truncated,
+        },
       };
     },
     async savedQueries() {

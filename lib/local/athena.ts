@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
 import { resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, loadModel, quoteIdent, type SchemaModel } from '../schema';
 import { dataRoot } from '../schema/layout';
@@ -17,9 +17,24 @@ export interface QueryResult {
 }
 
 /**
+ * A query LocalAthena will not run: more than one statement, or one that is not a read-only query.
+ * Athena refuses these too (one statement per query; no COPY, no file access).
+ */
+export class QueryNotAllowedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'QueryNotAllowedError';
+  }
+}
+
+/**
  * Athena-style SQL over the twin's Parquet with DuckDB. The Glue database is a DuckDB schema and each
  * pipeline's Glue table a view over its hive-partitioned files, so `SELECT … FROM sluice_dev.iot` runs
  * unchanged here and on Athena (for the SQL both dialects share).
+ *
+ * Like Athena, it runs one read-only statement per query, and reads nothing but the lake: DuckDB itself
+ * refuses any file outside the data bucket (COPY, read_csv('/etc/…'), ATTACH, extensions), with its
+ * configuration locked so a query cannot turn that off.
  */
 export class LocalAthena {
   private constructor(
@@ -33,10 +48,36 @@ export class LocalAthena {
   static async open(dataDir: string, config: SluiceConfig): Promise<LocalAthena> {
     const instance = await DuckDBInstance.create(':memory:');
     const connection = await instance.connect();
-    // No network here: never try to download an extension.
-    await connection.run('SET autoinstall_known_extensions = false');
     const profilePath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-query-')), 'profile.json');
-    return new LocalAthena(connection, instance, dataDir, config, profilePath);
+    const athena = new LocalAthena(connection, instance, dataDir, config, profilePath);
+    try {
+      await athena.confine();
+    } catch (err) {
+      athena.close();
+      throw err;
+    }
+    return athena;
+  }
+
+  /**
+   * Settings first, then the lock: after it no statement can change them. Profiling stays on (the files-read
+   * count comes from its output), and DuckDB may touch only the data bucket and the profile file.
+   */
+  private async confine(): Promise<void> {
+    const lake = bucketDir(this.dataDir, localBucketName(this.config));
+    for (const setting of [
+      // No network here: never try to download an extension.
+      'SET autoinstall_known_extensions = false',
+      "SET enable_profiling = 'json'",
+      `SET profiling_output = ${sqlString(this.profilePath)}`,
+      // The trailing separator keeps a sibling such as `<bucket>-other/` out.
+      `SET allowed_directories = [${sqlString(lake + path.sep)}]`,
+      `SET allowed_paths = [${sqlString(this.profilePath)}]`,
+      'SET enable_external_access = false',
+      'SET lock_configuration = true',
+    ]) {
+      await this.connection.run(setting);
+    }
   }
 
   /** The Glue database name (a DuckDB schema) and the pipelines with a lake table. */
@@ -65,14 +106,10 @@ export class LocalAthena {
   async query(sql: string): Promise<QueryResult> {
     const started = Date.now();
     const filesTotal = await this.defineViews();
-    await this.connection.run("SET enable_profiling = 'json'");
-    await this.connection.run(`SET profiling_output = ${sqlString(this.profilePath)}`);
-    let reader;
-    try {
-      reader = await this.connection.runAndReadAll(sql);
-    } finally {
-      await this.connection.run('SET enable_profiling = \'no_output\'').catch(() => undefined);
-    }
+    const statement = await this.readOnlyStatement(sql);
+    // A stale profile from an earlier statement must not be read as this query's.
+    fs.rmSync(this.profilePath, { force: true });
+    const reader = await statement.runAndReadAll();
     const filesRead = filesReadFromProfile(this.profilePath);
     return {
       columns: reader.columnNames(),
@@ -81,6 +118,28 @@ export class LocalAthena {
       filesTotal,
       elapsedMs: Date.now() - started,
     };
+  }
+
+  /** The query prepared, if it is exactly one read-only statement (DuckDB's parser says which kind). */
+  private async readOnlyStatement(sql: string): Promise<DuckDBPreparedStatement> {
+    let statements;
+    try {
+      statements = await this.connection.extractStatements(sql);
+    } catch (err) {
+      // "Failed to extract statements: Parser Error: …": the parser's message is the news.
+      throw new Error((err as Error).message.replace(/^Failed to extract statements:\s*/, ''), { cause: err });
+    }
+    if (statements.count === 0) throw new QueryNotAllowedError('the query has no statement');
+    if (statements.count > 1) {
+      throw new QueryNotAllowedError(`the query has ${statements.count} statements; Athena runs one per query, so run them one at a time`);
+    }
+    const prepared = await statements.prepare(0);
+    // SELECT covers WITH … SELECT, VALUES, DESCRIBE, SHOW and SUMMARIZE: DuckDB plans them all as SELECT.
+    if (prepared.statementType !== StatementType.SELECT) {
+      const kind = StatementType[prepared.statementType] ?? String(prepared.statementType);
+      throw new QueryNotAllowedError(`only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW); this is a ${kind} statement`);
+    }
+    return prepared;
   }
 
   close(): void {

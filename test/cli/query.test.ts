@@ -3,11 +3,13 @@
  * twin's (by the transform and the twin's Parquet writer), queried through DuckDB.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { localBucketName } from '../../lib/local/paths';
 import { readSchema } from '../../lib/schema';
 import { sampleRecords } from '../../lib/schema/sample';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
-import { deliverToLake, expectNoStackTrace, sluice, tempDataDir } from './helpers';
+import { config, deliverToLake, expectNoStackTrace, sluice, tempDataDir } from './helpers';
 
 let dataDir: string;
 const NOW = new Date('2026-11-22T12:30:00Z');
@@ -22,6 +24,7 @@ beforeAll(async () => {
   const landed = await deliverToLake(dataDir, 'iot', records.map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
   expect(landed).toBe(records.length);
 });
+
 afterAll(() => {
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
@@ -121,5 +124,61 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(code).toBe(2);
     expect(stdout).toBe('');
     expect(stderr).toMatch(/^sluice: the data dir .*q\.sql is not a directory: pass the twin's data dir/);
+  });
+});
+
+describe('sluice query runs one read-only statement and reads only the lake, as Athena does', () => {
+  test('COPY … TO is refused and writes nothing, outside the data dir or inside it', async () => {
+    const outside = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-copy-')), 'pwn.csv');
+    try {
+      const { code, stderr } = await query(`COPY (SELECT 42 AS x) TO '${outside}'`);
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/^sluice: DuckDB refused the query: Permission Error: .*queries read only the twin's lake under /);
+      expect(fs.existsSync(outside)).toBe(false);
+    } finally {
+      fs.rmSync(path.dirname(outside), { recursive: true, force: true });
+    }
+    const inside = path.join(dataDir, 's3', localBucketName(config), 'pwn.csv');
+    const copy = await query(`COPY (SELECT 42 AS x) TO '${inside}'`);
+    expect(copy.code).toBe(1);
+    expect(copy.stderr).toBe('sluice: only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW); this is a COPY statement\n');
+    expect(fs.existsSync(inside)).toBe(false);
+  });
+
+  test('table functions cannot read files outside the lake', async () => {
+    const secret = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-secret-')), 'secret.csv');
+    fs.writeFileSync(secret, 'password\nhunter2\n');
+    try {
+      for (const sql of [`SELECT * FROM read_csv('${secret}')`, `SELECT * FROM read_text('${secret}')`, `SELECT * FROM glob('${path.dirname(secret)}/*')`]) {
+        const { code, stdout, stderr } = await query(sql);
+        expect({ sql, code }).toEqual({ sql, code: 1 });
+        expect(stdout).not.toMatch(/hunter2|secret/);
+        expect(stderr).toMatch(/Permission Error/);
+      }
+    } finally {
+      fs.rmSync(path.dirname(secret), { recursive: true, force: true });
+    }
+  });
+
+  test('the restriction cannot be switched off from a query', async () => {
+    for (const sql of ['SET enable_external_access = true', 'SET lock_configuration = false', "ATTACH 'x.duckdb'", 'CREATE TABLE t AS SELECT 1']) {
+      const { code, stderr } = await query(sql);
+      expect({ sql, code }).toEqual({ sql, code: 1 });
+      expect(stderr).toMatch(/^sluice: (only read-only queries run here|DuckDB refused the query: Permission Error)/);
+    }
+  });
+
+  test('two statements are refused, not run in part', async () => {
+    const { code, stdout, stderr } = await query("SELECT 'a' AS x; SELECT 'b' AS y");
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toBe('sluice: the query has 2 statements; Athena runs one per query, so run them one at a time\n');
+  });
+
+  test('read-only forms other than SELECT still run', async () => {
+    for (const sql of ['WITH t AS (SELECT count(*) AS n FROM iot) SELECT n FROM t', 'DESCRIBE iot', 'SHOW TABLES', 'SELECT 1;']) {
+      const { code } = await query(sql);
+      expect({ sql, code }).toEqual({ sql, code: 0 });
+    }
   });
 });
