@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
 import { resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, loadModel, quoteIdent, type SchemaModel } from '../schema';
-import { dataRoot } from '../schema/layout';
+import { dataRoot, ERRORS_ROOT } from '../schema/layout';
 import { bucketDir, localBucketName } from './paths';
 
 export interface QueryResult {
@@ -29,8 +29,9 @@ export class QueryNotAllowedError extends Error {
 
 /**
  * Athena-style SQL over the twin's Parquet with DuckDB. The Glue database is a DuckDB schema and each
- * pipeline's Glue table a view over its hive-partitioned files, so `SELECT … FROM sluice_dev.iot` runs
- * unchanged here and on Athena (for the SQL both dialects share).
+ * pipeline's Glue tables views over its files — `<table>` over the hive-partitioned Parquet,
+ * `<table>_errors` over Firehose's error objects — so `SELECT … FROM sluice_dev.iot` runs unchanged here
+ * and on Athena (for the SQL both dialects share).
  *
  * Like Athena, it runs one read-only statement per query, and reads nothing but the lake: DuckDB itself
  * refuses any file outside the data bucket (COPY, read_csv('/etc/…'), ATTACH, extensions), with its
@@ -68,6 +69,8 @@ export class LocalAthena {
     for (const setting of [
       // No network here: never try to download an extension.
       'SET autoinstall_known_extensions = false',
+      // Athena divides integers as integers (7 / 2 = 3); the saved queries rely on it (arrivaltimestamp / 1000).
+      'SET integer_division = true',
       "SET enable_profiling = 'json'",
       `SET profiling_output = ${sqlString(this.profilePath)}`,
       // The trailing separator keeps a sibling such as `<bucket>-other/` out.
@@ -78,6 +81,8 @@ export class LocalAthena {
     ]) {
       await this.connection.run(setting);
     }
+    // Presto's from_unixtime(seconds), which the saved "failed records by reason" queries use.
+    await this.connection.run('CREATE OR REPLACE TEMP MACRO from_unixtime(unixtime) AS to_timestamp(unixtime)');
   }
 
   /** The Glue database name (a DuckDB schema) and the pipelines with a lake table. */
@@ -98,9 +103,28 @@ export class LocalAthena {
       const files = countParquet(root);
       filesTotal += files;
       await this.connection.run(`CREATE OR REPLACE VIEW ${table} AS ${files > 0 ? scanSql(model, root) : emptySql(model)}`);
+      await this.defineErrorView(pipeline, `${quoteIdent(database)}.${quoteIdent(resourceNames(this.config, pipeline).glueTable + ERRORS_TABLE_SUFFIX)}`);
     }
     await this.connection.run(`USE ${quoteIdent(database)}`);
     return filesTotal;
+  }
+
+  /**
+   * The stack's `<table>_errors` (lib/infra/lake-catalog.ts): Firehose's error objects under
+   * `errors/<pipeline>/`, one JSON line per failed record, and `"$path"` as Athena gives it (s3://bucket/key).
+   */
+  private async defineErrorView(pipeline: string, table: string): Promise<void> {
+    const bucket = localBucketName(this.config);
+    const lake = bucketDir(this.dataDir, bucket);
+    const root = path.join(lake, ERRORS_ROOT, pipeline);
+    const columns = ERROR_OBJECT_COLUMNS.map(([key]) => `${quoteIdent(key)} AS ${quoteIdent(key.toLowerCase())}`);
+    const sql = hasFiles(root)
+      ? `SELECT ${columns.join(', ')}, ${sqlString(`s3://${bucket}/`)} || replace(substr(filename, ${[...lake].length + 2}), '\\', '/') AS "$path"`
+        + ` FROM read_json(${sqlString(path.join(root, '**'))}, format = 'newline_delimited', filename = true,`
+        // As the table's JsonSerDe with ignore.malformed.json: a line that is not JSON reads as NULLs, not an error.
+        + ` ignore_errors = true, columns = {${ERROR_OBJECT_COLUMNS.map(([key, type]) => `${sqlString(key)}: ${sqlString(type)}`).join(', ')}})`
+      : `SELECT ${ERROR_OBJECT_COLUMNS.map(([key, type]) => `CAST(NULL AS ${type}) AS ${quoteIdent(key.toLowerCase())}`).join(', ')}, CAST(NULL AS VARCHAR) AS "$path" WHERE false`;
+    await this.connection.run(`CREATE OR REPLACE VIEW ${table} AS ${sql}`);
   }
 
   async query(sql: string): Promise<QueryResult> {
@@ -149,6 +173,27 @@ export class LocalAthena {
   }
 }
 
+/**
+ * The columns of the stack's error table (ERROR_OBJECT_COLUMNS in lib/infra/lake-catalog.ts, lower-case
+ * there), by the JSON keys Firehose writes: the table's JsonSerDe matches keys ignoring case, read_json does not.
+ */
+const ERROR_OBJECT_COLUMNS: ReadonlyArray<readonly [key: string, duckDbType: string]> = [
+  ['attemptsMade', 'INTEGER'],
+  ['arrivalTimestamp', 'BIGINT'],
+  ['errorCode', 'VARCHAR'],
+  ['errorMessage', 'VARCHAR'],
+  ['lastErrorCode', 'VARCHAR'],
+  ['lastErrorMessage', 'VARCHAR'],
+  ['attemptEndingTimestamp', 'BIGINT'],
+  ['rawData', 'VARCHAR'],
+  ['lambdaArn', 'VARCHAR'],
+  ['sequenceNumber', 'VARCHAR'],
+  ['subSequenceNumber', 'VARCHAR'],
+];
+
+/** The stack's suffix for a pipeline's error table (ERRORS_TABLE_SUFFIX in lib/infra/lake-catalog.ts, which brings in aws-cdk-lib). */
+const ERRORS_TABLE_SUFFIX = '_errors';
+
 function scanSql(model: SchemaModel, root: string): string {
   const hiveTypes = model.partitionKeys.map((k) => `${sqlString(k.name)}: ${k.hiveType === 'int' ? 'INTEGER' : 'VARCHAR'}`).join(', ');
   const columns = [...model.tableColumns.map((c) => quoteIdent(c.name)), ...model.partitionKeys.map((k) => quoteIdent(k.name))];
@@ -171,6 +216,11 @@ function countParquet(dir: string): number {
     if (entry.isFile() && entry.name.endsWith('.parquet')) n++;
   }
   return n;
+}
+
+function hasFiles(dir: string): boolean {
+  if (!fs.existsSync(dir)) return false;
+  return fs.readdirSync(dir, { withFileTypes: true, recursive: true }).some((entry) => entry.isFile());
 }
 
 function filesReadFromProfile(file: string): number {

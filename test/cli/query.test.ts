@@ -23,8 +23,34 @@ beforeAll(async () => {
     .filter((r) => transformRecord(schema, Buffer.from(JSON.stringify(r)), { arrivalMs: NOW.getTime() }, { destination: 'lake', piiHashKey: 'k', processedAt: NOW }).result === 'Ok');
   const landed = await deliverToLake(dataDir, 'iot', records.map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
   expect(landed).toBe(records.length);
+  writeErrorObjects();
 });
 
+/**
+ * iot's error objects as the delivery stream writes them (lib/local/delivery-stream.ts): one JSON line per
+ * failed record under errors/iot/<error-output-type>/yyyy/MM/dd/HH/.
+ */
+function writeErrorObjects(): void {
+  const at = NOW.getTime();
+  const processingFailed = (errorCode: string, n: number) => Array.from({ length: n }, (_, i) => ({
+    attemptsMade: 1, arrivalTimestamp: at + i * 1000, errorCode, errorMessage: `${errorCode} message`,
+    attemptEndingTimestamp: at + 5000, rawData: Buffer.from('{}').toString('base64'), lambdaArn: 'arn:aws:lambda:us-east-1:000000000000:function:t',
+  }));
+  const conversionFailed = Array.from({ length: 2 }, () => ({
+    attemptsMade: 1, arrivalTimestamp: at, lastErrorCode: 'DataFormatConversion.ParseError', lastErrorMessage: 'bad field',
+    attemptEndingTimestamp: at, rawData: 'e30=', sequenceNumber: '4960', subSequenceNumber: 0,
+  }));
+  const objects: Array<[string, object[]]> = [
+    ['processing-failed', processingFailed('Lambda.ProcessingFailedStatus', 3)],
+    ['processing-failed', processingFailed('Lambda.FunctionError', 1)],
+    ['format-conversion-failed', conversionFailed],
+  ];
+  objects.forEach(([type, lines], i) => {
+    const file = path.join(dataDir, 's3', localBucketName(config), 'errors', 'iot', type, '2026', '11', '22', '12', `sluice-dev-iot-lake-1-2026-11-22-12-30-0${i}-x${i}`);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, `${lines.map((l) => JSON.stringify(l)).join('\n')}\n`);
+  });
+}
 afterAll(() => {
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
@@ -105,6 +131,26 @@ describe('sluice query (DuckDB over the twin)', () => {
     const ambiguous = await query('--saved', 'events per event_type');
     expect(ambiguous.code).toBe(2);
     expect(ambiguous.stderr).toMatch(/"events per event_type" matches \d+ saved queries; saved queries:\n {2}/);
+  });
+
+  test('the saved "failed records by reason" query counts the error objects, by type and reason', async () => {
+    const { code, stdout, stderr } = await query('--saved', 'iot: failed records by reason', '--json');
+    expect(stderr).toMatch(/^1|^\d+ rows/);
+    expect(code).toBe(0);
+    const rows = JSON.parse(stdout) as Array<Record<string, unknown>>;
+    expect(rows.map((r) => [r.error_type, r.reason, r.records])).toEqual([
+      ['processing-failed', 'Lambda.ProcessingFailedStatus', 3],
+      ['format-conversion-failed', 'DataFormatConversion.ParseError', 2],
+      ['processing-failed', 'Lambda.FunctionError', 1],
+    ]);
+    expect(rows[0].first_arrival).toBe('2026-11-22T12:30:00.000Z');
+    // Athena's from_unixtime(bigint / 1000): whole seconds.
+    expect(rows[0].last_arrival).toBe('2026-11-22T12:30:02.000Z');
+    expect(rows[0].example_message).toBe('Lambda.ProcessingFailedStatus message');
+    // A pipeline without error objects has the table too, empty.
+    const none = await query('SELECT count(*) AS n FROM app_events_errors', '--json');
+    expect(none.code).toBe(0);
+    expect(JSON.parse(none.stdout)).toEqual([{ n: 0 }]);
   });
 
   test('usage mistakes exit 2', async () => {
