@@ -38,7 +38,7 @@ export function registerQueryCommand(program: Command): void {
       'sluice query --saved "iot: events per event_type per hour" --csv > today.csv',
       'sluice query --aws --stack sluice-prod "SELECT count(*) FROM transactions WHERE year = 2026 AND month = 11"',
     ),
-    '\nStatistics: files read of files total (DuckDB: partition pruning at work) or bytes scanned (Athena: what the query costs).',
+    '\nStatistics: files read of files total (DuckDB: partition pruning at work; "at most" when a LIMIT stopped early) or bytes scanned (Athena: what the query costs).',
     'Exit status: 0 ok · 1 the engine refused or failed the query · 2 usage, configuration or environment problem',
   ].join('\n'));
   command.action(async (sqlArg: string | undefined, flags: QueryFlags) => {
@@ -107,11 +107,17 @@ function printResult(result: SqlResult, flags: QueryFlags): void {
   }
 }
 
-/** "3 rows · read 2 of 8 Parquet files · 41 ms" / "3 rows · scanned 1.2 MiB (≈ $0.000006) · 2.3 s". */
+/**
+ * "3 rows · read 2 of 8 Parquet files · 41 ms" / "1 row · read at most 8 of 23 Parquet files (a LIMIT stops
+ * reading early) · 12 ms" / "3 rows · scanned 1.2 MiB (≈ $0.000006) · 2.3 s".
+ */
 export function describeStats(rowCount: number, stats: SqlStats): string {
   const parts = [`${rowCount.toLocaleString('en-US')} row${rowCount === 1 ? '' : 's'}${stats.truncated ? ' (stopped at --max-rows)' : ''}`];
   if (stats.engine === 'duckdb') {
-    parts.push(`read ${stats.filesRead ?? 0} of ${stats.filesTotal ?? 0} Parquet files`);
+    // DuckDB counts only the files a LIMIT let it read to the end, so then only a bound is true.
+    parts.push(stats.filesReadAtMost !== undefined
+      ? `read at most ${stats.filesReadAtMost} of ${stats.filesTotal ?? 0} Parquet files (a LIMIT stops reading early)`
+      : `read ${stats.filesRead ?? 0} of ${stats.filesTotal ?? 0} Parquet files`);
   } else {
     const bytes = stats.bytesScanned ?? 0;
     // Athena bills at least 10 MB per query.

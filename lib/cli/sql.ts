@@ -29,6 +29,8 @@ export interface SqlStats {
   /** DuckDB: Parquet files read, and how many the tables hold (partition pruning at work). */
   readonly filesRead?: number;
   readonly filesTotal?: number;
+  /** DuckDB: a LIMIT may have stopped the scans early; the files read were at most this many. */
+  readonly filesReadAtMost?: number;
   /** Athena: bytes scanned (what a query costs) and the query execution id. */
   readonly bytesScanned?: number;
   readonly queryExecutionId?: string;
@@ -107,6 +109,7 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
           elapsedMs: result.elapsedMs,
           filesRead: result.filesRead,
           filesTotal: result.filesTotal,
+          filesReadAtMost: result.filesReadAtMost,
           truncated,
         },
       };

@@ -13,6 +13,11 @@ export interface QueryResult {
   /** Parquet files the query read, and how many the tables hold: partition pruning at work. */
   readonly filesRead: number;
   readonly filesTotal: number;
+  /**
+   * Set when a LIMIT may have stopped the scans part-way: DuckDB then counts only the files it read to the
+   * end, so the files read lie between filesRead and this (the files left after pruning).
+   */
+  readonly filesReadAtMost?: number;
   readonly elapsedMs: number;
 }
 
@@ -38,6 +43,9 @@ export class QueryNotAllowedError extends Error {
  * configuration locked so a query cannot turn that off.
  */
 export class LocalAthena {
+  /** Parquet files per view glob, for the files a scan could read once pruned. */
+  private readonly parquetGlobs = new Map<string, number>();
+
   private constructor(
     private readonly connection: DuckDBConnection,
     private readonly instance: DuckDBInstance,
@@ -102,6 +110,7 @@ export class LocalAthena {
       const root = path.join(bucketDir(this.dataDir, localBucketName(this.config)), dataRoot(pipeline));
       const files = countParquet(root);
       filesTotal += files;
+      this.parquetGlobs.set(parquetGlob(root), files);
       await this.connection.run(`CREATE OR REPLACE VIEW ${table} AS ${files > 0 ? scanSql(model, root) : emptySql(model)}`);
       await this.defineErrorView(pipeline, `${quoteIdent(database)}.${quoteIdent(resourceNames(this.config, pipeline).glueTable + ERRORS_TABLE_SUFFIX)}`);
     }
@@ -134,12 +143,13 @@ export class LocalAthena {
     // A stale profile from an earlier statement must not be read as this query's.
     fs.rmSync(this.profilePath, { force: true });
     const reader = await statement.runAndReadAll();
-    const filesRead = filesReadFromProfile(this.profilePath);
+    const files = filesReadFromProfile(this.profilePath, this.parquetGlobs);
     return {
       columns: reader.columnNames(),
       rows: reader.getRowsJS() as unknown[][],
-      filesRead,
+      filesRead: files.read,
       filesTotal,
+      ...(files.readAtMost !== undefined ? { filesReadAtMost: files.readAtMost } : {}),
       elapsedMs: Date.now() - started,
     };
   }
@@ -194,10 +204,14 @@ const ERROR_OBJECT_COLUMNS: ReadonlyArray<readonly [key: string, duckDbType: str
 /** The stack's suffix for a pipeline's error table (ERRORS_TABLE_SUFFIX in lib/infra/lake-catalog.ts, which brings in aws-cdk-lib). */
 const ERRORS_TABLE_SUFFIX = '_errors';
 
+function parquetGlob(root: string): string {
+  return path.join(root, '**', '*.parquet');
+}
+
 function scanSql(model: SchemaModel, root: string): string {
   const hiveTypes = model.partitionKeys.map((k) => `${sqlString(k.name)}: ${k.hiveType === 'int' ? 'INTEGER' : 'VARCHAR'}`).join(', ');
   const columns = [...model.tableColumns.map((c) => quoteIdent(c.name)), ...model.partitionKeys.map((k) => quoteIdent(k.name))];
-  return `SELECT ${columns.join(', ')} FROM read_parquet(${sqlString(path.join(root, '**', '*.parquet'))}, hive_partitioning = true, hive_types = {${hiveTypes}}, union_by_name = true)`;
+  return `SELECT ${columns.join(', ')} FROM read_parquet(${sqlString(parquetGlob(root))}, hive_partitioning = true, hive_types = {${hiveTypes}}, union_by_name = true)`;
 }
 
 /** A typed, empty table: queries on a pipeline with no data yet return no rows instead of failing. */
@@ -223,11 +237,37 @@ function hasFiles(dir: string): boolean {
   return fs.readdirSync(dir, { withFileTypes: true, recursive: true }).some((entry) => entry.isFile());
 }
 
-function filesReadFromProfile(file: string): number {
-  if (!fs.existsSync(file)) return 0;
-  let total = 0;
-  for (const m of fs.readFileSync(file, 'utf8').matchAll(/"Total Files Read":\s*"?(\d+)"?/g)) total += Number(m[1]);
-  return total;
+interface ProfileNode {
+  readonly operator_name?: string;
+  readonly extra_info?: Record<string, unknown>;
+  readonly children?: readonly ProfileNode[];
+}
+
+/**
+ * Parquet files read, from the READ_PARQUET scans of DuckDB's JSON profile (other scans, such as the error
+ * objects' JSON, are not Parquet). DuckDB counts a file once read to its end, so when a LIMIT stops the
+ * scans early the count falls short: then the files each scan could read after pruning ("Scanning Files:
+ * 2/8", or all its glob's files) bound it from above.
+ */
+function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>): { read: number; readAtMost?: number } {
+  if (!fs.existsSync(file)) return { read: 0 };
+  let read = 0;
+  let couldRead = 0;
+  let limited = false;
+  const visit = (node: ProfileNode): void => {
+    const name = node.operator_name ?? '';
+    if (name.includes('LIMIT')) limited = true;
+    const info = node.extra_info ?? {};
+    if (name === 'READ_PARQUET' || info.Function === 'READ_PARQUET') {
+      const scanned = Number(info['Total Files Read'] ?? 0);
+      read += scanned;
+      const pruned = /^(\d+)\/\d+$/.exec(String(info['Scanning Files'] ?? ''));
+      couldRead += pruned ? Number(pruned[1]) : (globs.get(String(info['Filename(s)'] ?? '')) ?? scanned);
+    }
+    for (const child of node.children ?? []) visit(child);
+  };
+  visit(JSON.parse(fs.readFileSync(file, 'utf8')) as ProfileNode);
+  return limited && couldRead > read ? { read, readAtMost: couldRead } : { read };
 }
 
 export function sqlString(s: string): string {

@@ -153,6 +153,17 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(none.stdout)).toEqual([{ n: 0 }]);
   });
 
+  test('a LIMIT query says how many files it read at most; other files do not count as Parquet', async () => {
+    const limited = await query('SELECT event_id FROM iot LIMIT 1');
+    expect(limited.code).toBe(0);
+    const [, atMost, total] = /1 row · read at most (\d+) of (\d+) Parquet files \(a LIMIT stops reading early\)/.exec(limited.stdout) ?? [];
+    expect(Number(atMost)).toBeGreaterThan(0);
+    expect(Number(atMost)).toBe(Number(total));
+    const errors = await query('SELECT count(*) AS n FROM iot_errors');
+    expect(errors.code).toBe(0);
+    expect(errors.stdout).toMatch(/1 row · read 0 of \d+ Parquet files/);
+  });
+
   test('usage mistakes exit 2', async () => {
     expect((await query()).stderr).toMatch(/give a query: sluice query "SELECT …"/);
     expect((await query('SELECT 1', '--json', '--csv')).stderr).toMatch(/choose one of --json and --csv/);
