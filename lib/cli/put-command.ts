@@ -6,7 +6,8 @@ import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type Pip
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, parseDuration, parseRate, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, toJson, UserError } from './output';
 import { io, Progress } from './progress';
-import { isPermanentRecordError, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord } from './record-sender';
+import { networkErrorCode } from './errors';
+import { isPermanentRecordError, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { entryPointFor, resolveTarget, type Target } from './target';
@@ -118,6 +119,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     willFailValidation: report.invalid,
     willFailValidationByReason: report.invalidByReason,
     elapsedMs: report.elapsedMs,
+    ...(report.stopped ? { stopped: report.stopped } : {}),
     recordsPerSecond: Math.round((report.accepted / Math.max(report.elapsedMs, 1)) * 1000 * 10) / 10,
   };
   if (!flags.json) {
@@ -137,6 +139,12 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   }
 
   let verification: VerifyResult[] = [];
+  if (report.stopped) {
+    // The pipeline's endpoint is gone: verifying would only wait out the timeout.
+    if (flags.json) io.out(toJson(summary));
+    const notSent = Number.isFinite(count) ? `; ${formatNumber(count - report.sent)} of the ${formatNumber(count)} records were never sent` : '';
+    throw new UserError(`${report.stopped}${notSent}. The summary counts what was sent until then; check the endpoint (is the twin still running?) and send again.`, 1);
+  }
   if (flags.verify && report.accepted > 0) {
     verification = await verifyAll(target, pipeline, schema, [...report.expected.values()], {
       timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, json: flags.json === true,
@@ -271,6 +279,16 @@ interface SendReport {
   expected: Map<string, ExpectedRecord>;
   startedAt: number;
   elapsedMs: number;
+  /** Why sending stopped before the end, when a call failed for good after records were accepted. */
+  stopped?: string;
+}
+
+/** "Firehose delivery stream … at http://127.0.0.1:4573 stopped answering mid-run (ECONNREFUSED) after accepting 3,000 records" */
+function stoppedMessage(entry: EntryPoint, cause: unknown, explained: unknown, accepted: number): string {
+  const code = networkErrorCode(cause);
+  const at = entry.failureContext.endpoint ? ` at ${entry.failureContext.endpoint}` : '';
+  const why = code ? `stopped answering mid-run (${code})` : `refused a call mid-run (${(explained as Error).message ?? String(explained)})`;
+  return `${entry.description}${at} ${why} after accepting ${formatNumber(accepted)} record${accepted === 1 ? '' : 's'}`;
 }
 
 interface SendOptions {
@@ -312,10 +330,25 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       }
       const batch = source.take(n);
       if (batch.length === 0) break;
-      const result = await sendRecords(entry, batch, {
-        maxAttempts: options.maxAttempts,
-        onRetry: ({ records, errorCodes, delayMs }) => progress.update(`retrying ${records} records in ${delayMs} ms (${Object.entries(errorCodes).map(([c, k]) => `${c} ×${k}`).join(', ')})`),
-      });
+      let settled: SendResult | undefined;
+      let cause: unknown;
+      let result: SendResult;
+      try {
+        result = await sendRecords(entry, batch, {
+          maxAttempts: options.maxAttempts,
+          onRetry: ({ records, errorCodes, delayMs }) => progress.update(`retrying ${records} records in ${delayMs} ms (${Object.entries(errorCodes).map(([c, k]) => `${c} ×${k}`).join(', ')})`),
+          onStopped: (partial, error) => {
+            settled = partial;
+            cause = error;
+          },
+        });
+      } catch (err) {
+        // Before any record was accepted the error says it all ("nothing is listening…: start the twin");
+        // after, the run stops here and still reports what was sent, accepted and refused.
+        if (!settled || (report.accepted === 0 && !settled.outcomes.some((o) => o.ok))) throw err;
+        result = settled;
+        report.stopped = stoppedMessage(entry, cause, err, report.accepted + settled.outcomes.filter((o) => o.ok).length);
+      }
       report.sent += batch.length;
       report.retries += result.retries;
       result.outcomes.forEach((outcome, i) => {
@@ -334,6 +367,7 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       const of = Number.isFinite(options.count) ? `/${formatNumber(options.count)}` : '';
       const left = Number.isFinite(deadline) ? ` · ${formatDuration(Math.max(0, deadline - Date.now()))} left` : '';
       progress.update(`${entry.name}: sent ${formatNumber(report.sent)}${of} · accepted ${formatNumber(report.accepted)} · ${formatNumber(Math.round(perSecond))} records/s${left}`);
+      if (report.stopped) break;
     }
   } finally {
     process.removeListener('SIGINT', onInterrupt);

@@ -5,7 +5,7 @@
  */
 import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
 import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
-import { explainFailure, type FailureContext } from './errors';
+import { explainFailure, networkErrorCode, type FailureContext } from './errors';
 
 export interface OutgoingRecord {
   readonly data: Buffer;
@@ -126,6 +126,12 @@ export interface RetryOptions {
   readonly maxDelayMs?: number;
   /** Told before each backoff: how many records are retried, and why. */
   readonly onRetry?: (info: { attempt: number; records: number; errorCodes: Record<string, number>; delayMs: number }) => void;
+  /**
+   * Told, before the error is thrown, when a call fails in a way no retry fixes (the endpoint stopped
+   * answering, access denied): the outcomes so far, records accepted before it included. Records not
+   * settled carry that error (its socket code, such as ECONNREFUSED, when there is one).
+   */
+  readonly onStopped?: (settled: SendResult, error: unknown) => void;
   /** Replaced in tests. */
   readonly sleep?: (ms: number) => Promise<void>;
   readonly random?: () => number;
@@ -199,7 +205,19 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
         results = await entry.putBatch(batch.map((i) => records[i]), attempt);
       } catch (err) {
         const retryable = retryableCallError(err);
-        if (!retryable) throw explainFailure(err, entry.failureContext);
+        if (!retryable) {
+          if (options.onStopped) {
+            const e = err as { name?: string; message?: string };
+            const stopped: RecordOutcome = { ok: false, errorCode: networkErrorCode(err) ?? e.name ?? 'Error', errorMessage: e.message ?? String(err) };
+            // This attempt's records not accepted would have been sent (again); they never will be now.
+            for (const i of pending) {
+              const o = outcomes[i];
+              if (!o.ok && !isPermanentRecordError(o.errorCode)) outcomes[i] = stopped;
+            }
+            options.onStopped({ outcomes, retries, calls }, err);
+          }
+          throw explainFailure(err, entry.failureContext);
+        }
         results = batch.map(() => retryable);
       }
       batch.forEach((recordIndex, k) => {

@@ -94,6 +94,32 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${port}: start the twin with \`npx sluice local up\`\n`);
   });
 
+  test('the endpoint stops answering mid-run: says so, still reports what was sent and accepted, exit 1', async () => {
+    for (const json of [false, true]) {
+      const stopping = new RecordingBackend();
+      const twin = await startFirehoseApi({ port: 0, backend: stopping });
+      const stopped = new Promise<void>((resolve) => setTimeout(() => void twin.close().then(resolve), 1200));
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '5000', '--rate', '1000/s', '--endpoint-firehose', twin.url, '--data-dir', dataDir, ...(json ? ['--json'] : []));
+      await stopped;
+      const accepted = stopping.acknowledged.length;
+      expect(accepted).toBeGreaterThan(500);
+      expect(code).toBe(1);
+      expectNoStackTrace(stderr);
+      expect(stderr).not.toMatch(/start the twin/);
+      expect(stderr).toMatch(new RegExp(`^sluice: Firehose delivery stream sluice-dev-app-events-lake at ${twin.url} stopped answering mid-run \\(ECONN\\w+\\) after accepting ${accepted.toLocaleString('en-US')} records; [\\d,]+ of the 5,000 records were never sent\\. The summary counts what was sent until then`));
+      if (json) {
+        const report = JSON.parse(stdout) as { sent: number; accepted: number; failed: number; stopped: string };
+        expect(report.accepted).toBe(accepted);
+        expect(report.failed).toBe(report.sent - accepted);
+        expect(report.stopped).toMatch(/stopped answering mid-run/);
+      } else {
+        expect(stdout).toMatch(new RegExp(`app-events: [\\d,]+ records → Firehose delivery stream sluice-dev-app-events-lake`));
+        expect(stdout).toMatch(new RegExp(`accepted ${accepted.toLocaleString('en-US')} · failed \\d+`));
+        expect(stdout).toMatch(/not accepted: ECONN\w+ ×\d+/);
+      }
+    }
+  }, 30_000);
+
   test('SLUICE_FIREHOSE_PORT, which `sluice local up` reads, points put at the same port', async () => {
     const saved = process.env.SLUICE_FIREHOSE_PORT;
     try {

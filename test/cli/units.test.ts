@@ -116,6 +116,29 @@ describe('sendRecords', () => {
   });
 });
 
+describe('sendRecords when the endpoint stops answering', () => {
+  test('onStopped hears what was accepted before, and the records left carry the socket error; then the explained error is thrown', async () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:4573'), { code: 'ECONNREFUSED' });
+    const throttled: RecordOutcome = { ok: false, errorCode: 'ProvisionedThroughputExceededException', errorMessage: 'Rate exceeded' };
+    let call = 0;
+    const entry: EntryPoint = {
+      kind: 'kinesis', name: 's', limits: KINESIS_API_LIMITS, description: 'Kinesis stream s',
+      failureContext: { service: 'Kinesis', endpoint: 'http://127.0.0.1:4573', startHint: 'start it' },
+      async putBatch(rs) {
+        call++;
+        if (call === 1) return rs.map((_, i) => (i === 0 ? { ok: true } : throttled));
+        throw refused;
+      },
+      close() {},
+    };
+    const records = [0, 1, 2].map((i) => ({ data: Buffer.from(`r${i}`), partitionKey: `k${i}` }));
+    let settled: RecordOutcome[] = [];
+    await expect(sendRecords(entry, records, { sleep: async () => undefined, onStopped: (partial) => { settled = partial.outcomes; } }))
+      .rejects.toThrow(new UserError('nothing is listening on 127.0.0.1:4573: start it'));
+    expect(settled).toEqual([{ ok: true }, ...[1, 2].map(() => ({ ok: false, errorCode: 'ECONNREFUSED', errorMessage: 'connect ECONNREFUSED 127.0.0.1:4573' }))]);
+  });
+});
+
 describe('toCsv', () => {
   test('quotes what needs quoting; NULL is empty; dates ISO; nested JSON', () => {
     expect(toCsv(['a', 'b', 'c', 'd'], [['x,y', 'say "hi"', null, new Date('2026-01-02T03:04:05Z')], [' pad', 1n, { k: [1] }, true]]))
