@@ -101,7 +101,7 @@ export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuer
   const groupBy = [...valueKeys, 'hour'].map(quote);
   queries.push({
     name: `${model.pipeline}: events per ${valueKeys.length > 0 ? `${valueKeys.join(', ')} per ` : ''}hour (today, UTC)`,
-    description: `Record counts of ${model.pipeline} per hour of arrival today, by ${valueKeys.join(', ') || 'hour'}`,
+    description: `Record counts of ${model.pipeline} per hour of event time today (UTC, the hour partition), by ${valueKeys.join(', ') || 'hour'}`,
     sql: [
       `SELECT ${groupBy.join(', ')}, count(*) AS events`,
       `FROM ${table}`,

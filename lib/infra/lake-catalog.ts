@@ -3,6 +3,7 @@ import * as glue from 'aws-cdk-lib/aws-glue';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { dataRoot, ERRORS_ROOT, glueColumns, projectionParameters, type SchemaModel } from '../schema';
+import { ERROR_OBJECT_FIELDS, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { assertValidProps } from './errors';
 
 /** A pipeline whose records the catalog describes. */
@@ -20,23 +21,12 @@ export interface LakeCatalogProps {
   readonly pipelines: readonly CatalogPipeline[];
 }
 
-/** Suffix of the table over a pipeline's Firehose error objects. */
-export const ERRORS_TABLE_SUFFIX = '_errors';
-
-/** Columns of Firehose error objects (processing-failed and format-conversion-failed lines; absent fields read as NULL). */
-const ERROR_OBJECT_COLUMNS: glue.CfnTable.ColumnProperty[] = [
-  { name: 'attemptsmade', type: 'int', comment: 'Delivery attempts before the record was given up' },
-  { name: 'arrivaltimestamp', type: 'bigint', comment: 'When Firehose received the record, epoch milliseconds' },
-  { name: 'errorcode', type: 'string', comment: 'processing-failed: why the transform failed the record' },
-  { name: 'errormessage', type: 'string' },
-  { name: 'lasterrorcode', type: 'string', comment: 'format-conversion-failed: DataFormatConversion.ParseError / MalformedData' },
-  { name: 'lasterrormessage', type: 'string' },
-  { name: 'attemptendingtimestamp', type: 'bigint' },
-  { name: 'rawdata', type: 'string', comment: 'The record as received, base64' },
-  { name: 'lambdaarn', type: 'string' },
-  { name: 'sequencenumber', type: 'string' },
-  { name: 'subsequencenumber', type: 'string' },
-];
+/** Columns of the table over a pipeline's Firehose error objects. */
+const ERROR_OBJECT_COLUMNS: glue.CfnTable.ColumnProperty[] = ERROR_OBJECT_FIELDS.map((f) => ({
+  name: f.key.toLowerCase(),
+  type: f.type,
+  ...(f.comment ? { comment: f.comment } : {}),
+}));
 
 /**
  * The Glue database and, per pipeline, a Parquet table whose columns come from the schema and whose partitions

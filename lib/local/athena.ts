@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
 import { resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, loadModel, quoteIdent, type SchemaModel } from '../schema';
-import { dataRoot, ERRORS_ROOT } from '../schema/layout';
+import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { bucketDir, localBucketName } from './paths';
 
 export interface QueryResult {
@@ -183,26 +183,11 @@ export class LocalAthena {
   }
 }
 
-/**
- * The columns of the stack's error table (ERROR_OBJECT_COLUMNS in lib/infra/lake-catalog.ts, lower-case
- * there), by the JSON keys Firehose writes: the table's JsonSerDe matches keys ignoring case, read_json does not.
- */
-const ERROR_OBJECT_COLUMNS: ReadonlyArray<readonly [key: string, duckDbType: string]> = [
-  ['attemptsMade', 'INTEGER'],
-  ['arrivalTimestamp', 'BIGINT'],
-  ['errorCode', 'VARCHAR'],
-  ['errorMessage', 'VARCHAR'],
-  ['lastErrorCode', 'VARCHAR'],
-  ['lastErrorMessage', 'VARCHAR'],
-  ['attemptEndingTimestamp', 'BIGINT'],
-  ['rawData', 'VARCHAR'],
-  ['lambdaArn', 'VARCHAR'],
-  ['sequenceNumber', 'VARCHAR'],
-  ['subSequenceNumber', 'VARCHAR'],
-];
-
-/** The stack's suffix for a pipeline's error table (ERRORS_TABLE_SUFFIX in lib/infra/lake-catalog.ts, which brings in aws-cdk-lib). */
-const ERRORS_TABLE_SUFFIX = '_errors';
+/** The error objects' fields and the DuckDB types of their Glue types. */
+const ERROR_OBJECT_COLUMNS: ReadonlyArray<readonly [key: string, duckDbType: string]> = ERROR_OBJECT_FIELDS.map((f) => [
+  f.key,
+  ({ int: 'INTEGER', bigint: 'BIGINT', string: 'VARCHAR' } as const)[f.type],
+]);
 
 function parquetGlob(root: string): string {
   return path.join(root, '**', '*.parquet');

@@ -13,6 +13,28 @@ export const SEARCH_BACKUP_ROOT = 'search-backup';
 /** The prefixes whose new objects are failures for the failure router (in AWS and in the twin). */
 export const FAILURE_PREFIXES = [`${ERRORS_ROOT}/`, `${SEARCH_BACKUP_ROOT}/`] as const;
 
+/** Suffix of the table over a pipeline's Firehose error objects (the stack's Glue table, the twin's view). */
+export const ERRORS_TABLE_SUFFIX = '_errors';
+
+/**
+ * The fields of a Firehose error object line (processing-failed and format-conversion-failed; absent
+ * fields read as NULL), as Firehose spells them, with their Glue type: the stack's error table has them
+ * in lower case (its JSON SerDe matches keys ignoring case), the twin's view reads these keys.
+ */
+export const ERROR_OBJECT_FIELDS: ReadonlyArray<{ readonly key: string; readonly type: 'int' | 'bigint' | 'string'; readonly comment?: string }> = [
+  { key: 'attemptsMade', type: 'int', comment: 'Delivery attempts before the record was given up' },
+  { key: 'arrivalTimestamp', type: 'bigint', comment: 'When Firehose received the record, epoch milliseconds' },
+  { key: 'errorCode', type: 'string', comment: 'processing-failed: why the transform failed the record' },
+  { key: 'errorMessage', type: 'string' },
+  { key: 'lastErrorCode', type: 'string', comment: 'format-conversion-failed: DataFormatConversion.ParseError / MalformedData' },
+  { key: 'lastErrorMessage', type: 'string' },
+  { key: 'attemptEndingTimestamp', type: 'bigint' },
+  { key: 'rawData', type: 'string', comment: 'The record as received, base64' },
+  { key: 'lambdaArn', type: 'string' },
+  { key: 'sequenceNumber', type: 'string' },
+  { key: 'subSequenceNumber', type: 'string' },
+];
+
 /** `data/<pipeline>/` */
 export function dataRoot(pipeline: string): string {
   return `${DATA_ROOT}/${pipeline}/`;
