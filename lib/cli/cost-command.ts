@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import { estimateCost, formatUsd, MODEL, type CostEstimate } from './cost';
+import { estimateCost, formatUsd, MODEL, qty, type CostEstimate } from './cost';
 import { addConfigOption, configFrom, examples, parseRate, parseSize, requirePipeline } from './options';
 import { formatNumber, formatTable, toJson } from './output';
-import { OPENSEARCH_INSTANCE_HOUR, PRICES, PRICES_ASSUMED_ON, PRICES_REGION, type PriceName } from './prices';
+import { GB, HOURS_PER_MONTH, OPENSEARCH_INSTANCE_HOUR, PRICES, PRICES_ASSUMED_ON, PRICES_REGION, SECONDS_PER_MONTH, type PriceName } from './prices';
+import { FIREHOSE_API_LIMITS } from './record-sender';
 import { io } from './progress';
 
 interface CostFlags {
@@ -38,6 +39,10 @@ export function registerCostCommand(program: Command): void {
     const pipelines = flags.pipeline.length > 0 ? flags.pipeline : undefined;
     for (const p of pipelines ?? []) requirePipeline(config, p);
     const estimate = estimateCost(config, { ratePerSecond, recordBytes, pipelines });
+    // On stderr, so --json stays one document; the estimate still prices the size given.
+    if (recordBytes > FIREHOSE_API_LIMITS.maxRecordBytes) {
+      io.err(`sluice: warning: --size ${flags.size} (${formatNumber(recordBytes)} B) is more than Firehose takes per record (1,000 KiB = ${formatNumber(FIREHOSE_API_LIMITS.maxRecordBytes)} B): such records are refused, so split them; the estimate prices them as given`);
+    }
     if (flags.json) {
       io.out(toJson({ ...estimate, prices: usedPrices(estimate), pricesAssumedOn: PRICES_ASSUMED_ON, region: PRICES_REGION, model: MODEL }));
       return;
@@ -53,10 +58,16 @@ function usedPrices(estimate: CostEstimate): Record<string, unknown> {
   return out;
 }
 
+/** "100 records/s"; below one a second, also per hour: "0.00028 records/s (1 per hour)". */
+export function describeRate(perSecond: number): string {
+  if (perSecond >= 1) return `${formatNumber(perSecond)} records/s`;
+  return `${qty(perSecond)} records/s (${qty(perSecond * 3600)} per hour)`;
+}
+
 function printEstimate(e: CostEstimate, env: string): void {
   const { ratePerSecond, recordBytes } = e.inputs;
-  io.out(`Monthly cost estimate (env ${env}) at ${formatNumber(ratePerSecond)} records/s of ${formatNumber(recordBytes)} bytes per pipeline`);
-  io.out(`= ${formatNumber(Math.round(ratePerSecond * 2_628_000))} records and ${formatNumber(Math.round((ratePerSecond * recordBytes * 2_628_000) / 1024 ** 3 * 100) / 100)} GB per pipeline per month (730 h)\n`);
+  io.out(`Monthly cost estimate (env ${env}) at ${describeRate(ratePerSecond)} of ${formatNumber(recordBytes)} bytes per pipeline`);
+  io.out(`= ${qty(ratePerSecond * SECONDS_PER_MONTH)} records and ${qty((ratePerSecond * recordBytes * SECONDS_PER_MONTH) / GB)} GiB per pipeline per month (${HOURS_PER_MONTH} h)\n`);
   io.out(formatTable(['pipeline', 'service', 'item', 'USD/month', 'formula'], e.lines.map((l) => [
     l.pipeline, l.service, l.item, l.monthlyUsd === null ? 'n/a' : formatUsd(l.monthlyUsd), l.formula,
   ])));
@@ -88,6 +99,7 @@ function printEstimate(e: CostEstimate, env: string): void {
 
   io.out('\nModel assumptions (lib/cli/cost.ts MODEL)');
   io.out([
+    '  AWS prices data per GB of 1,024³ bytes and rounds Firehose records up to 5 KB of 5,120 bytes: quantities are shown in those units, as GiB and KiB',
     `  Parquet is ${MODEL.parquetRatio} × the JSON size; S3 storage is shown at steady state under the configured lifecycle`,
     `  transform Lambda: ${MODEL.transformBaseMs} ms + ${MODEL.transformPerRecordMs} ms per record per invocation; metadata consumer: ${MODEL.consumerBaseMs} ms + ${MODEL.consumerPerRecordMs} ms per record`,
     `  the metadata consumer uses ${MODEL.metadataWriteUnitsPerRecord} write units and keeps one ${MODEL.metadataItemBytes}-byte item per record; Lambdas run on arm64`,

@@ -97,7 +97,8 @@ export function shardsNeeded(ratePerSecond: number, recordBytes: number): { forB
 const usd = (n: number) => (n > 0 && n < 0.01 ? `$${n.toPrecision(2)}` : `$${n.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`);
 const plural = (n: number, word: string) => `${formatNumber(n)} ${word}${n === 1 ? '' : 's'}`;
 const unitUsd = (name: PriceName) => `$${PRICES[name].usd}`;
-const qty = (n: number) => (n >= 100 ? formatNumber(Math.round(n)) : formatNumber(Math.round(n * 100) / 100));
+/** 1,234 · 12.35 · 0.0073 (two significant digits when rounding to hundredths would print 0). */
+export const qty = (n: number) => (n >= 100 ? formatNumber(Math.round(n)) : n >= 0.01 || n === 0 ? formatNumber(Math.round(n * 100) / 100) : String(Number(n.toPrecision(2))));
 const gb = (bytes: number) => bytes / GB;
 const roundUp = (bytes: number, increment: number) => Math.ceil(bytes / increment) * increment;
 
@@ -133,7 +134,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
     for (const d of deliveryStreams) {
       const billed = records * roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES);
       add(name, 'Firehose', `ingestion (${d})`,
-        `${qty(records)} records × ${roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES) / 1024} KB (${formatNumber(size)} B rounded up to 5 KB) = ${qty(gb(billed))} GB × ${unitUsd('firehoseIngestionGB')}`,
+        `${qty(records)} records × ${formatNumber(roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES) / 1024)} KiB (${formatNumber(size)} B rounded up to 5 KiB) = ${qty(gb(billed))} GiB × ${unitUsd('firehoseIngestionGB')}`,
         gb(billed) * PRICES.firehoseIngestionGB.usd, ['firehoseIngestionGB']);
       // The transform runs in both delivery streams (search mode in the search one).
       const sources = p.source === 'kinesis' ? shardCount : 1;
@@ -146,7 +147,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       const seconds = (MODEL.transformBaseMs + MODEL.transformPerRecordMs * recordsPerInvocation) / 1000;
       const memoryGB = p.transform.memoryMiB / 1024;
       add(name, 'Lambda', `transform duration (${d})`,
-        `${qty(invocations)} invocations × ${qty(seconds * 1000)} ms × ${qty(memoryGB)} GB = ${qty(invocations * seconds * memoryGB)} GB-s × ${unitUsd('lambdaArmGBSecond')}`,
+        `${qty(invocations)} invocations × ${qty(seconds * 1000)} ms × ${qty(memoryGB)} GiB = ${qty(invocations * seconds * memoryGB)} GiB-s × ${unitUsd('lambdaArmGBSecond')}`,
         invocations * seconds * memoryGB * PRICES.lambdaArmGBSecond.usd, ['lambdaArmGBSecond']);
       add(name, 'Lambda', `transform requests (${d})`,
         `${qty(invocations)} invocations (one per ${p.transform.processorBufferMiB} MiB or ${p.transform.processorIntervalSeconds} s per ${p.source === 'kinesis' ? 'shard' : 'stream'}) ÷ 1M × ${unitUsd('lambdaRequestsPerMillion')}`,
@@ -162,7 +163,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       const seconds = (MODEL.consumerBaseMs + MODEL.consumerPerRecordMs * (r / invocationsPerSecond)) / 1000;
       const memoryGB = p.consumer.memoryMiB / 1024;
       add(name, 'Lambda', 'metadata consumer duration',
-        `${qty(invocations)} invocations × ${qty(seconds * 1000)} ms × ${qty(memoryGB)} GB = ${qty(invocations * seconds * memoryGB)} GB-s × ${unitUsd('lambdaArmGBSecond')}`,
+        `${qty(invocations)} invocations × ${qty(seconds * 1000)} ms × ${qty(memoryGB)} GiB = ${qty(invocations * seconds * memoryGB)} GiB-s × ${unitUsd('lambdaArmGBSecond')}`,
         invocations * seconds * memoryGB * PRICES.lambdaArmGBSecond.usd, ['lambdaArmGBSecond']);
       add(name, 'Lambda', 'metadata consumer requests',
         `${qty(invocations)} invocations (batches of ≤ ${p.consumer.batchSize}, ${p.consumer.batchWindowSeconds} s window, ${plural(shardCount, 'shard')} × ${p.consumer.parallelization}) ÷ 1M × ${unitUsd('lambdaRequestsPerMillion')}`,
@@ -173,7 +174,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
         (wru / 1e6) * PRICES.dynamoWriteRequestUnitsPerMillion.usd, ['dynamoWriteRequestUnitsPerMillion']);
       const stored = r * config.metadata.ttlDays * 86_400 * MODEL.metadataItemBytes;
       add(name, 'DynamoDB', 'metadata storage',
-        `${qty(r * config.metadata.ttlDays * 86_400)} items (${config.metadata.ttlDays}-day TTL) × ${MODEL.metadataItemBytes} B = ${qty(gb(stored))} GB × ${unitUsd('dynamoStorageGBMonth')}`,
+        `${qty(r * config.metadata.ttlDays * 86_400)} items (${config.metadata.ttlDays}-day TTL) × ${MODEL.metadataItemBytes} B = ${qty(gb(stored))} GiB × ${unitUsd('dynamoStorageGBMonth')}`,
         gb(stored) * PRICES.dynamoStorageGBMonth.usd, ['dynamoStorageGBMonth']);
     }
   }
@@ -191,7 +192,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
           : `${os.instanceCount} × ${HOURS_PER_MONTH} h × (no price for ${os.instanceType} in lib/cli/prices.ts: look it up on ${PRICES.openSearchGp3GBMonth.source})`,
         hourly ? os.instanceCount * HOURS_PER_MONTH * hourly.usd : null, []);
       add('(shared)', 'OpenSearch', 'storage (gp3)',
-        `${plural(os.instanceCount, 'node')} × ${os.volumeGiB} GB × ${unitUsd('openSearchGp3GBMonth')}`,
+        `${plural(os.instanceCount, 'node')} × ${os.volumeGiB} GiB × ${unitUsd('openSearchGp3GBMonth')}`,
         os.instanceCount * os.volumeGiB * PRICES.openSearchGp3GBMonth.usd, ['openSearchGp3GBMonth']);
     }
   }
@@ -228,14 +229,14 @@ function kinesisLines(name: string, p: PipelineConfig, needed: number, records: 
     add(name, 'Kinesis', 'on-demand stream', `${HOURS_PER_MONTH} stream-hours × ${unitUsd('kinesisOnDemandStreamHour')}`,
       HOURS_PER_MONTH * PRICES.kinesisOnDemandStreamHour.usd, ['kinesisOnDemandStreamHour']);
     const written = records * roundUp(size, 1024);
-    add(name, 'Kinesis', 'on-demand writes', `${qty(records)} records × ${roundUp(size, 1024) / 1024} KB (rounded up to 1 KB) = ${qty(gb(written))} GB × ${unitUsd('kinesisOnDemandIngestGB')}`,
+    add(name, 'Kinesis', 'on-demand writes', `${qty(records)} records × ${roundUp(size, 1024) / 1024} KiB (rounded up to 1 KiB) = ${qty(gb(written))} GiB × ${unitUsd('kinesisOnDemandIngestGB')}`,
       gb(written) * PRICES.kinesisOnDemandIngestGB.usd, ['kinesisOnDemandIngestGB']);
     if (consumers > 0) {
-      add(name, 'Kinesis', 'on-demand reads (Firehose)', `${qty(gb(rawBytes))} GB × ${consumers} delivery stream${consumers > 1 ? 's' : ''} × ${unitUsd('kinesisOnDemandRetrievalGB')}`,
+      add(name, 'Kinesis', 'on-demand reads (Firehose)', `${qty(gb(rawBytes))} GiB × ${consumers} delivery stream${consumers > 1 ? 's' : ''} × ${unitUsd('kinesisOnDemandRetrievalGB')}`,
         gb(rawBytes) * consumers * PRICES.kinesisOnDemandRetrievalGB.usd, ['kinesisOnDemandRetrievalGB']);
     }
     if (efo) {
-      add(name, 'Kinesis', 'on-demand enhanced fan-out reads (metadata consumer)', `${qty(gb(rawBytes))} GB × ${unitUsd('kinesisOnDemandEfoRetrievalGB')}`,
+      add(name, 'Kinesis', 'on-demand enhanced fan-out reads (metadata consumer)', `${qty(gb(rawBytes))} GiB × ${unitUsd('kinesisOnDemandEfoRetrievalGB')}`,
         gb(rawBytes) * PRICES.kinesisOnDemandEfoRetrievalGB.usd, ['kinesisOnDemandEfoRetrievalGB']);
     }
     if (p.retentionHours > 24) add(name, 'Kinesis', 'extended retention', `${p.retentionHours} h retention on an on-demand stream: not modelled, see ${PRICES.kinesisShardHour.source}`, null, []);
@@ -245,7 +246,7 @@ function kinesisLines(name: string, p: PipelineConfig, needed: number, records: 
     add(name, 'Kinesis', 'shard-hours', `${sized} × ${HOURS_PER_MONTH} h × ${unitUsd('kinesisShardHour')}`,
       shards * HOURS_PER_MONTH * PRICES.kinesisShardHour.usd, ['kinesisShardHour']);
     const units = records * Math.ceil(size / KINESIS_PUT_PAYLOAD_UNIT_BYTES);
-    add(name, 'Kinesis', 'PUT payload units', `${qty(records)} records × ${Math.ceil(size / KINESIS_PUT_PAYLOAD_UNIT_BYTES)} unit (25 KB each) ÷ 1M × ${unitUsd('kinesisPutPayloadUnitsPerMillion')}`,
+    add(name, 'Kinesis', 'PUT payload units', `${qty(records)} records × ${Math.ceil(size / KINESIS_PUT_PAYLOAD_UNIT_BYTES)} unit (25 KiB each) ÷ 1M × ${unitUsd('kinesisPutPayloadUnitsPerMillion')}`,
       (units / 1e6) * PRICES.kinesisPutPayloadUnitsPerMillion.usd, ['kinesisPutPayloadUnitsPerMillion']);
     if (p.retentionHours > 24) {
       add(name, 'Kinesis', 'extended retention (to 7 days)', `${plural(shards, 'shard')} × ${HOURS_PER_MONTH} h × ${unitUsd('kinesisExtendedRetentionShardHour')} (retention ${p.retentionHours} h)`,
@@ -253,13 +254,13 @@ function kinesisLines(name: string, p: PipelineConfig, needed: number, records: 
     }
     if (p.retentionHours > 168) {
       const kept = (rawBytes / SECONDS_PER_MONTH) * (p.retentionHours - 168) * 3600;
-      add(name, 'Kinesis', 'long-term retention (beyond 7 days)', `${qty(gb(kept))} GB held for the ${p.retentionHours - 168} h beyond 7 days × ${unitUsd('kinesisLongTermRetentionGBMonth')}`,
+      add(name, 'Kinesis', 'long-term retention (beyond 7 days)', `${qty(gb(kept))} GiB held for the ${p.retentionHours - 168} h beyond 7 days × ${unitUsd('kinesisLongTermRetentionGBMonth')}`,
         gb(kept) * PRICES.kinesisLongTermRetentionGBMonth.usd, ['kinesisLongTermRetentionGBMonth']);
     }
     if (efo) {
       add(name, 'Kinesis', 'enhanced fan-out consumer (metadata)', `${plural(shards, 'consumer-shard')} × ${HOURS_PER_MONTH} h × ${unitUsd('kinesisEfoConsumerShardHour')}`,
         shards * HOURS_PER_MONTH * PRICES.kinesisEfoConsumerShardHour.usd, ['kinesisEfoConsumerShardHour']);
-      add(name, 'Kinesis', 'enhanced fan-out retrieval', `${qty(gb(rawBytes))} GB × ${unitUsd('kinesisEfoRetrievalGB')}`,
+      add(name, 'Kinesis', 'enhanced fan-out retrieval', `${qty(gb(rawBytes))} GiB × ${unitUsd('kinesisEfoRetrievalGB')}`,
         gb(rawBytes) * PRICES.kinesisEfoRetrievalGB.usd, ['kinesisEfoRetrievalGB']);
     }
   }
@@ -270,9 +271,9 @@ function kinesisLines(name: string, p: PipelineConfig, needed: number, records: 
 
 function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: number, size: number, records: number, rawBytes: number, add: Add): void {
   const billed = records * roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES);
-  add(name, 'Firehose', 'format conversion (Parquet)', `${qty(gb(billed))} GB (5 KB rounding) × ${unitUsd('firehoseFormatConversionGB')}`,
+  add(name, 'Firehose', 'format conversion (Parquet)', `${qty(gb(billed))} GiB (5 KiB rounding) × ${unitUsd('firehoseFormatConversionGB')}`,
     gb(billed) * PRICES.firehoseFormatConversionGB.usd, ['firehoseFormatConversionGB']);
-  add(name, 'Firehose', 'dynamic partitioning (data)', `${qty(gb(rawBytes))} GB processed × ${unitUsd('firehoseDynamicPartitioningGB')}`,
+  add(name, 'Firehose', 'dynamic partitioning (data)', `${qty(gb(rawBytes))} GiB processed × ${unitUsd('firehoseDynamicPartitioningGB')}`,
     gb(rawBytes) * PRICES.firehoseDynamicPartitioningGB.usd, ['firehoseDynamicPartitioningGB']);
 
   // One object per active partition per buffer flush (interval or size, whichever comes first).
@@ -293,13 +294,13 @@ function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: num
   const parquetPerDay = r * size * 86_400 * MODEL.parquetRatio;
   const lc = config.lifecycle;
   const standard = parquetPerDay * lc.infrequentAccessDays;
-  add(name, 'S3', 'Standard storage (steady state)', `${qty(gb(standard))} GB (${lc.infrequentAccessDays} days of Parquet at ${MODEL.parquetRatio} × JSON size) × ${unitUsd('s3StandardGBMonth')}`,
+  add(name, 'S3', 'Standard storage (steady state)', `${qty(gb(standard))} GiB (${lc.infrequentAccessDays} days of Parquet at ${MODEL.parquetRatio} × JSON size) × ${unitUsd('s3StandardGBMonth')}`,
     gb(standard) * PRICES.s3StandardGBMonth.usd, ['s3StandardGBMonth']);
   const ia = parquetPerDay * (lc.glacierDays - lc.infrequentAccessDays);
-  add(name, 'S3', 'Standard-IA storage (steady state)', `${qty(gb(ia))} GB (days ${lc.infrequentAccessDays}–${lc.glacierDays}) × ${unitUsd('s3StandardIaGBMonth')}`,
+  add(name, 'S3', 'Standard-IA storage (steady state)', `${qty(gb(ia))} GiB (days ${lc.infrequentAccessDays}–${lc.glacierDays}) × ${unitUsd('s3StandardIaGBMonth')}`,
     gb(ia) * PRICES.s3StandardIaGBMonth.usd, ['s3StandardIaGBMonth']);
   const monthOfData = parquetPerDay * (HOURS_PER_MONTH / 24);
-  add(name, 'S3', 'Glacier Instant Retrieval (per month kept)', `${qty(gb(monthOfData))} GB per month of data older than ${lc.glacierDays} days × ${unitUsd('s3GlacierInstantGBMonth')} (grows by this each month)`,
+  add(name, 'S3', 'Glacier Instant Retrieval (per month kept)', `${qty(gb(monthOfData))} GiB per month of data older than ${lc.glacierDays} days × ${unitUsd('s3GlacierInstantGBMonth')} (grows by this each month)`,
     gb(monthOfData) * PRICES.s3GlacierInstantGBMonth.usd, ['s3GlacierInstantGBMonth']);
   add(name, 'S3', 'lifecycle transitions', `${qty(objects)} objects ÷ 1,000 × (${unitUsd('s3TransitionToIaPerThousand')} + ${unitUsd('s3TransitionToGlacierInstantPerThousand')})`,
     (objects / 1000) * (PRICES.s3TransitionToIaPerThousand.usd + PRICES.s3TransitionToGlacierInstantPerThousand.usd),

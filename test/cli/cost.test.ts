@@ -80,7 +80,7 @@ describe('sluice cost', () => {
     const { code, stdout } = await sluice('cost', '--rate', '5k/s', '--size', '1.2KB');
     expect(code).toBe(0);
     expect(stdout).toMatch(/Monthly cost estimate \(env dev\) at 5,000 records\/s of 1,200 bytes per pipeline/);
-    expect(stdout).toMatch(/iot\s+Firehose\s+ingestion \(lake\)\s+\$[\d,]+\.\d\d\s+13,140,000,000 records × 5 KB \(1,200 B rounded up to 5 KB\) = [\d,]+ GB × \$0\.029/);
+    expect(stdout).toMatch(/iot\s+Firehose\s+ingestion \(lake\)\s+\$[\d,]+\.\d\d\s+13,140,000,000 records × 5 KiB \(1,200 B rounded up to 5 KiB\) = [\d,]+ GiB × \$0\.029/);
     expect(stdout).toMatch(/clickstream\s+5\.72\s+6\s+5\s+6\s+2\s+too few: set -c pipelines\.clickstream\.shards=6/);
     expect(stdout).toMatch(/total\s+\$[\d,]+\.\d\d/);
     expect(stdout).toContain(`AWS us-east-1 list prices as of ${PRICES_ASSUMED_ON}; assumptions to check`);
@@ -97,6 +97,29 @@ describe('sluice cost', () => {
     expect(report.shards).toEqual([expect.objectContaining({ configured: 4, needed: 1, enough: true })]);
     expect(report.prices.kinesisShardHour).toEqual(expect.objectContaining({ usd: 0.015, source: 'https://aws.amazon.com/kinesis/data-streams/pricing/' }));
     expect(report.pricesAssumedOn).toBe(PRICES_ASSUMED_ON);
+  });
+
+  test('units printed match the quantities: AWS\'s binary GB and 5 KB increments are shown as GiB and KiB', async () => {
+    const { stdout, stderr } = await sluice('cost', '--size', '1KB', '-p', 'app-events');
+    expect(stderr).toBe('');
+    // 100/s × 1,000 B × 730 h = 262.8 × 10⁹ B = 244.75 GiB.
+    expect(stdout).toMatch(/\n= 262,800,000 records and 245 GiB per pipeline per month \(730 h\)\n/);
+    expect(stdout).toMatch(/262,800,000 records × 5 KiB \(1,000 B rounded up to 5 KiB\) = 1,253 GiB × \$0\.029/);
+    expect(stdout).toMatch(/AWS prices data per GB of 1,024³ bytes and rounds Firehose records up to 5 KB of 5,120 bytes/);
+    // The unit-price table keeps AWS's own names ("GB ingested"); the line above says what they mean.
+    expect(stdout.split('Unit prices assumed')[0]).not.toMatch(/\d GB\b|\d KB\b/);
+
+    const big = await sluice('cost', '--size', '2MB', '-p', 'app-events');
+    expect(big.code).toBe(0);
+    expect(big.stdout).toMatch(/262,800,000 records × 1,955 KiB \(2,000,000 B rounded up to 5 KiB\)/);
+    expect(big.stderr).toBe('sluice: warning: --size 2MB (2,000,000 B) is more than Firehose takes per record (1,000 KiB = 1,024,000 B): such records are refused, so split them; the estimate prices them as given\n');
+    expect((await sluice('cost', '--size', '1000KiB', '-p', 'app-events')).stderr).toBe('');
+  });
+
+  test('a rate below one a second is shown, not rounded to 0', async () => {
+    const { stdout } = await sluice('cost', '--rate', '1/h', '-p', 'app-events');
+    expect(stdout).toMatch(/at 0\.00028 records\/s \(1 per hour\) of 1,000 bytes per pipeline\n= 730 records and 0\.00068 GiB per pipeline/);
+    expect(stdout).toMatch(/730 records × 5 KiB \(1,000 B rounded up to 5 KiB\) = 0\.0035 GiB × \$0\.029/);
   });
 
   test('usage mistakes exit 2', async () => {
