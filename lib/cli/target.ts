@@ -9,7 +9,7 @@ import { FirehoseClient } from '@aws-sdk/client-firehose';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
-import { defaultDataDir } from '../local/paths';
+import { defaultDataDir, isInside } from '../local/paths';
 import type { FailureContext } from './errors';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
 import { UserError } from './output';
@@ -93,7 +93,7 @@ export function resolveTarget(flags: TargetFlags): Target {
 function displayPath(dir: string): string {
   const relative = path.relative(process.cwd(), dir);
   if (relative === '') return '.';
-  return relative.startsWith('..') || path.isAbsolute(relative) ? dir : relative;
+  return isInside(process.cwd(), dir) ? relative : dir;
 }
 
 /**

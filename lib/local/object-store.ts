@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { s3Dir } from './paths';
+import { isInside, s3Dir } from './paths';
 
 /** S3's limit on key length, in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 1024;
@@ -275,11 +275,6 @@ export function bucketNameProblem(bucket: string): string | undefined {
   }
   if (bucket.includes('..')) return 'must not contain ".."';
   return undefined;
-}
-
-function isInside(parent: string, child: string): boolean {
-  const relative = path.relative(parent, child);
-  return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
 }
 
 async function syncDirectory(dir: string): Promise<void> {

@@ -3,6 +3,15 @@ import type { SluiceConfig } from '../config';
 
 /** The twin's data-dir layout (DESIGN.md "The local twin"), written once. */
 
+/**
+ * Whether `child` lies strictly inside `parent` (both resolved). A first segment that merely starts with
+ * two dots (`.. x`, `..a`) is a name, not the parent directory.
+ */
+export function isInside(parent: string, child: string): boolean {
+  const relative = path.relative(parent, child);
+  return relative !== '' && relative !== '..' && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative);
+}
+
 /** Default data dir: `.sluice/` in the working directory. */
 export function defaultDataDir(cwd: string = process.cwd()): string {
   return path.join(cwd, '.sluice');

@@ -145,6 +145,14 @@ describe('ObjectStore', () => {
     expect(isRetryableStorageError(new Error('no code'))).toBe(false);
   });
 
+  it('a segment that only starts with two dots is a name, not the parent directory', () => {
+    const bucketDir = store.bucketPath('lake');
+    for (const key of ['.. /%2F', '..a/b', 'x/...', '.. ']) {
+      expect(objectKeyProblem(key)).toBeUndefined();
+      expect(path.relative(bucketDir, store.pathFor('lake', key)).split(path.sep).join('/')).toBe(key);
+    }
+  });
+
   it('maps any key it accepts to a file inside the bucket (property)', () => {
     const bucketDir = store.bucketPath('lake');
     const segment = fc.oneof(fc.constantFrom('..', '.', '', '%2F', '\\', '\u0000', 'a'), fc.string({ maxLength: 20 }));
