@@ -80,6 +80,14 @@ export function explainFailure(err: unknown, context: FailureContext): Error {
   if (['UnrecognizedClientException', 'InvalidClientTokenId', 'InvalidSignatureException', 'SignatureDoesNotMatch'].includes(name)) {
     return new UserError(`AWS rejected your credentials (${name}: ${message}); check AWS_PROFILE or your access keys`);
   }
+  // An endpoint that answers, but not as this service: the Kinesis client at the twin's Firehose port, or the other way round.
+  if (name === 'UnknownOperationException' && context.endpoint) {
+    return new UserError(`${context.service} at ${context.endpoint} does not know this call (UnknownOperationException): is that the right endpoint and port for it?`);
+  }
+  // The twin checks no permissions: a refusal from a local endpoint means it is some other service.
+  if (context.startHint && context.endpoint && (name === 'AccessDeniedException' || name === 'AccessDenied' || e.$metadata?.httpStatusCode === 403)) {
+    return new UserError(`${context.service} at ${context.endpoint} refused the call (${name || 'HTTP 403'}: ${message}); the twin checks no permissions, so that endpoint is probably not it: check the port`);
+  }
   if (name === 'AccessDeniedException' || name === 'AccessDenied' || e.$metadata?.httpStatusCode === 403) {
     return new UserError(`${context.service} denied access${about}: ${message}. Your AWS identity needs permission for this call.`);
   }
