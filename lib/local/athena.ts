@@ -169,9 +169,11 @@ export class LocalAthena {
     }
     const prepared = await statements.prepare(0);
     // SELECT covers WITH … SELECT, VALUES, DESCRIBE, SHOW and SUMMARIZE: DuckDB plans them all as SELECT.
-    if (prepared.statementType !== StatementType.SELECT) {
+    // EXPLAIN only shows a plan; EXPLAIN ANALYZE runs its statement, which could be a COPY, so it is refused.
+    const explainOnly = prepared.statementType === StatementType.EXPLAIN && !/analy[sz]e/i.test(sql);
+    if (prepared.statementType !== StatementType.SELECT && !explainOnly) {
       const kind = StatementType[prepared.statementType] ?? String(prepared.statementType);
-      throw new QueryNotAllowedError(`only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW); this is a ${kind} statement`);
+      throw new QueryNotAllowedError(`only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW, EXPLAIN); this is ${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind}${explainOnly || prepared.statementType !== StatementType.EXPLAIN ? '' : ' ANALYZE'} statement`);
     }
     return prepared;
   }
@@ -236,22 +238,33 @@ interface ProfileNode {
  */
 function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>): { read: number; readAtMost?: number } {
   if (!fs.existsSync(file)) return { read: 0 };
-  let read = 0;
-  let couldRead = 0;
+  // Per glob: a table scanned twice (a self-join, UNION ALL) reads its files again, but they are the same files.
+  const perGlob = new Map<string, { read: number; couldRead: number }>();
   let limited = false;
   const visit = (node: ProfileNode): void => {
     const name = node.operator_name ?? '';
     if (name.includes('LIMIT')) limited = true;
     const info = node.extra_info ?? {};
     if (name === 'READ_PARQUET' || info.Function === 'READ_PARQUET') {
+      // DuckDB names the glob, with ", ..." after it when it expanded to several files.
+      const glob = String(info['Filename(s)'] ?? '').replace(/, \.\.\.$/, '');
       const scanned = Number(info['Total Files Read'] ?? 0);
-      read += scanned;
       const pruned = /^(\d+)\/\d+$/.exec(String(info['Scanning Files'] ?? ''));
-      couldRead += pruned ? Number(pruned[1]) : (globs.get(String(info['Filename(s)'] ?? '')) ?? scanned);
+      const seen = perGlob.get(glob) ?? { read: 0, couldRead: 0 };
+      seen.read += scanned;
+      seen.couldRead += pruned ? Number(pruned[1]) : (globs.get(glob) ?? scanned);
+      perGlob.set(glob, seen);
     }
     for (const child of node.children ?? []) visit(child);
   };
   visit(JSON.parse(fs.readFileSync(file, 'utf8')) as ProfileNode);
+  let read = 0;
+  let couldRead = 0;
+  for (const [glob, seen] of perGlob) {
+    const total = globs.get(glob) ?? Number.POSITIVE_INFINITY;
+    read += Math.min(seen.read, total);
+    couldRead += Math.min(seen.couldRead, total);
+  }
   return limited && couldRead > read ? { read, readAtMost: couldRead } : { read };
 }
 

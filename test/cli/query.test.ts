@@ -164,6 +164,14 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(errors.stdout).toMatch(/1 row · read 0 of \d+ Parquet files/);
   });
 
+  test('a table read more than once (a self-join, UNION ALL) counts its files once', async () => {
+    const once = await query('SELECT count(*) AS n FROM iot');
+    const [, read, total] = /read (\d+) of (\d+) Parquet files/.exec(once.stdout) ?? [];
+    const twice = await query('SELECT count(*) AS n FROM (SELECT event_id FROM iot UNION ALL SELECT event_id FROM iot UNION ALL SELECT event_id FROM iot)');
+    expect(twice.code).toBe(0);
+    expect(twice.stdout).toContain(`read ${read} of ${total} Parquet files`);
+  });
+
   test('usage mistakes exit 2', async () => {
     expect((await query()).stderr).toMatch(/give a query: sluice query "SELECT …"/);
     expect((await query('SELECT 1', '--json', '--csv')).stderr).toMatch(/choose one of --json and --csv/);
@@ -198,7 +206,12 @@ describe('sluice query runs one read-only statement and reads only the lake, as 
     const inside = path.join(dataDir, 's3', localBucketName(config), 'pwn.csv');
     const copy = await query(`COPY (SELECT 42 AS x) TO '${inside}'`);
     expect(copy.code).toBe(1);
-    expect(copy.stderr).toBe('sluice: only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW); this is a COPY statement\n');
+    expect(copy.stderr).toBe('sluice: only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW, EXPLAIN); this is a COPY statement\n');
+    // EXPLAIN ANALYZE runs its statement: refused too.
+    const analyzed = await query(`EXPLAIN ANALYZE COPY (SELECT 42 AS x) TO '${inside}'`);
+    expect(analyzed.code).toBe(1);
+    expect(analyzed.stderr).toBe('sluice: only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW, EXPLAIN); this is an EXPLAIN ANALYZE statement\n');
+    expect(fs.existsSync(inside)).toBe(false);
     expect(fs.existsSync(inside)).toBe(false);
   });
 
@@ -233,7 +246,7 @@ describe('sluice query runs one read-only statement and reads only the lake, as 
   });
 
   test('read-only forms other than SELECT still run', async () => {
-    for (const sql of ['WITH t AS (SELECT count(*) AS n FROM iot) SELECT n FROM t', 'DESCRIBE iot', 'SHOW TABLES', 'SELECT 1;']) {
+    for (const sql of ['WITH t AS (SELECT count(*) AS n FROM iot) SELECT n FROM t', 'DESCRIBE iot', 'SHOW TABLES', 'SELECT 1;', 'EXPLAIN SELECT count(*) FROM iot']) {
       const { code } = await query(sql);
       expect({ sql, code }).toEqual({ sql, code: 0 });
     }
