@@ -54,21 +54,22 @@ export async function run(argv: readonly string[]): Promise<number> {
 }
 
 /**
- * EPIPE on stdout or stderr means the reader is gone (`sluice cost | head -1`): nothing more can be
- * shown, so the command ends quietly with exit 0, as it would by SIGPIPE in most Unix tools, not with
- * an unhandled 'error' event and its stack trace.
+ * EPIPE on stdout or stderr means the reader is gone (`sluice cost | head -1`, or a `tee` that a Ctrl-C
+ * stopped): nothing more can be shown there, but the work goes on and ends as it would have, with its own
+ * exit code. Above all `local up` must still flush what it acknowledged when its SIGINT comes. Writes to
+ * the closed stream are dropped from then on instead of raising an unhandled 'error' event.
  */
-function exitQuietlyWhenTheReaderIsGone(): void {
+function keepGoingWhenTheReaderIsGone(): void {
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code !== 'EPIPE') throw err;
-      process.exit(0);
+      stream.write = (() => true) as typeof stream.write;
     });
   }
 }
 
 if (require.main === module || process.argv[1]?.endsWith('sluice.js') || process.argv[1]?.endsWith('sluice')) {
-  exitQuietlyWhenTheReaderIsGone();
+  keepGoingWhenTheReaderIsGone();
   void run(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
