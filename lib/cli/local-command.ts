@@ -171,7 +171,7 @@ function lockDataDir(dataDir: string): () => void {
     }
     const holder = readPid(file);
     if (holder !== undefined && holder !== process.pid && isAlive(holder)) {
-      throw new UserError(`--data-dir ${dataDir} is in use by another twin (pid ${holder}): stop it first, or give this one another --data-dir`);
+      throw new UserError(`--data-dir ${dataDir} is in use by another twin (pid ${holder}): stop it first, or give this one another --data-dir (if no twin runs there, delete ${file})`);
     }
     fs.rmSync(file, { force: true });
   }

@@ -97,7 +97,7 @@ describe('before the twin starts', () => {
       writeFileSync(path.join(dataDir, 'twin.pid'), `${other.pid}\n`);
       const refused = await sluice('demo', '--count', '1', '--data-dir', dataDir);
       expect(refused.code).toBe(2);
-      expect(refused.stderr).toBe(`sluice: --data-dir ${dataDir} is in use by another twin (pid ${other.pid}): stop it first, or give this one another --data-dir\n`);
+      expect(refused.stderr).toBe(`sluice: --data-dir ${dataDir} is in use by another twin (pid ${other.pid}): stop it first, or give this one another --data-dir (if no twin runs there, delete ${path.join(dataDir, 'twin.pid')})\n`);
     } finally {
       other.kill();
       await new Promise((resolve) => other.once('exit', resolve));
