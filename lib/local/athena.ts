@@ -45,6 +45,11 @@ export class QueryNotAllowedError extends Error {
 export class LocalAthena {
   /** Parquet files per view glob, for the files a scan could read once pruned. */
   private readonly parquetGlobs = new Map<string, number>();
+  /**
+   * Each view's definition as last run: a view is defined again only when it changes (its first files
+   * arrive). Every statement also writes DuckDB's profile, so redefining all of them per query cost time.
+   */
+  private readonly views = new Map<string, string>();
 
   private constructor(
     private readonly connection: DuckDBConnection,
@@ -102,7 +107,8 @@ export class LocalAthena {
   private async defineViews(): Promise<number> {
     const database = this.database;
     let filesTotal = 0;
-    await this.connection.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(database)}`);
+    const first = this.views.size === 0;
+    if (first) await this.connection.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(database)}`);
     for (const pipeline of Object.keys(this.config.pipelines)) {
       if (!this.config.pipelines[pipeline].destinations.includes('lake')) continue;
       const model = loadModel(pipeline);
@@ -111,11 +117,17 @@ export class LocalAthena {
       const files = countParquet(root);
       filesTotal += files;
       this.parquetGlobs.set(parquetGlob(root), files);
-      await this.connection.run(`CREATE OR REPLACE VIEW ${table} AS ${files > 0 ? scanSql(model, root) : emptySql(model)}`);
+      await this.defineView(table, files > 0 ? scanSql(model, root) : emptySql(model));
       await this.defineErrorView(pipeline, `${quoteIdent(database)}.${quoteIdent(resourceNames(this.config, pipeline).glueTable + ERRORS_TABLE_SUFFIX)}`);
     }
-    await this.connection.run(`USE ${quoteIdent(database)}`);
+    if (first) await this.connection.run(`USE ${quoteIdent(database)}`);
     return filesTotal;
+  }
+
+  private async defineView(table: string, sql: string): Promise<void> {
+    if (this.views.get(table) === sql) return;
+    await this.connection.run(`CREATE OR REPLACE VIEW ${table} AS ${sql}`);
+    this.views.set(table, sql);
   }
 
   /**
@@ -133,7 +145,7 @@ export class LocalAthena {
         // As the table's JsonSerDe with ignore.malformed.json: a line that is not JSON reads as NULLs, not an error.
         + ` ignore_errors = true, columns = {${ERROR_OBJECT_COLUMNS.map(([key, type]) => `${sqlString(key)}: ${sqlString(type)}`).join(', ')}})`
       : `SELECT ${ERROR_OBJECT_COLUMNS.map(([key, type]) => `CAST(NULL AS ${type}) AS ${quoteIdent(key.toLowerCase())}`).join(', ')}, CAST(NULL AS VARCHAR) AS "$path" WHERE false`;
-    await this.connection.run(`CREATE OR REPLACE VIEW ${table} AS ${sql}`);
+    await this.defineView(table, sql);
   }
 
   async query(sql: string): Promise<QueryResult> {
