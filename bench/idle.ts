@@ -16,7 +16,7 @@ import { loadConfig, resourceNames } from '../lib/config';
 import { kinesisClient } from '../lib/local/aws-clients';
 import { freePort, startKinesis } from '../lib/local/emulators';
 import { startTwin } from '../lib/local/twin';
-import { machine, QUICK, table } from './report';
+import { machine, processCpuMs, QUICK, table } from './report';
 
 const WINDOW_MS = QUICK ? 5_000 : 20_000;
 /** Readers turn idle 2 s after their last record; the window starts after this. */
@@ -44,11 +44,6 @@ function childrenCpuMs(): Map<number, number> {
     }
   }
   return out;
-}
-
-function processCpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
 }
 
 async function measure(label: string): Promise<IdleCost> {

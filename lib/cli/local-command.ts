@@ -1,5 +1,4 @@
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
@@ -10,6 +9,7 @@ import { readSchema } from '../schema';
 import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../schema/sample';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
+import { listenProblem } from '../local/emulators';
 import { defaultDataDir } from '../local/paths';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { addConfigOption, configFrom, examples, parsePort } from './options';
@@ -130,10 +130,10 @@ async function preflight(options: TwinOptions): Promise<() => void> {
   ] as const) {
     if (port === undefined || port === 0) continue;
     const problem = await listenProblem(host, port);
-    if (problem === 'in use') {
+    if (problem?.code === 'EADDRINUSE') {
       throw new UserError(`port ${port} on ${host} (${what}) is in use, perhaps by another twin: stop it, or choose another port with ${flag} or ${env} (0 = any free port)`);
     }
-    if (problem !== undefined) throw new UserError(`--host ${host}: cannot listen there (${problem}): give an address of this machine, e.g. 127.0.0.1`);
+    if (problem !== undefined) throw new UserError(`--host ${host}: cannot listen there (${problem.code ?? problem.message}): give an address of this machine, e.g. 127.0.0.1`);
   }
   try {
     fs.mkdirSync(dataDir, { recursive: true });
@@ -141,15 +141,6 @@ async function preflight(options: TwinOptions): Promise<() => void> {
     throw new UserError(`--data-dir ${dataDir} cannot be created: ${(error as Error).message}`);
   }
   return lockDataDir(dataDir);
-}
-
-/** Why nothing can listen on host:port ('in use', or the system's reason), or undefined when it can. */
-function listenProblem(host: string, port: number): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const probe = net.createServer();
-    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'EADDRINUSE' ? 'in use' : error.code ?? error.message));
-    probe.listen(port, host, () => probe.close(() => resolve(undefined)));
-  });
 }
 
 /**

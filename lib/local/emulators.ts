@@ -316,18 +316,22 @@ async function assertLevelDbOpens(dir: string): Promise<void> {
 }
 
 async function assertPortFree(name: string, host: string, port: number): Promise<void> {
+  const err = await listenProblem(host, port);
+  if (err === undefined) return;
+  const reason = err.code === 'EADDRINUSE' ? 'the port is already in use' : err.message;
+  throw new Error(`${name} cannot listen on ${host}:${port}: ${reason}. Stop whatever holds the port or choose another port.`, { cause: err });
+}
+
+/** Why nothing can listen on host:port now (EADDRINUSE, EADDRNOTAVAIL, ENOTFOUND, …), or undefined when it can. */
+export async function listenProblem(host: string, port: number): Promise<NodeJS.ErrnoException | undefined> {
   const probe = net.createServer();
   try {
     await listen(probe, port, host);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const reason = code === 'EADDRINUSE' ? 'the port is already in use' : (err as Error).message;
-    throw new Error(
-      `${name} cannot listen on ${host}:${port}: ${reason}. Stop whatever holds the port or choose another port.`,
-      { cause: err },
-    );
+    return err as NodeJS.ErrnoException;
   }
   await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return undefined;
 }
 
 function listen(server: net.Server, port: number, host: string): Promise<void> {

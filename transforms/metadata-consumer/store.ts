@@ -247,17 +247,18 @@ export class MetadataStore {
    */
   private async recordWithoutTransactions(events: readonly EventFacts[]): Promise<ChunkResult> {
     const { pipeline } = this.options;
-    const recorded = await this.readItems(events.map((e) => metadataKeys.event(pipeline, e.eventId)));
-    const fresh = events.filter((e) => !recorded.has(keyText(metadataKeys.event(pipeline, e.eventId))));
+    const keys = new Map(events.map((e) => [e, metadataKeys.event(pipeline, e.eventId)]));
+    const recorded = await this.readItems([...keys.values()]);
+    const fresh = events.filter((e) => !recorded.has(keyText(keys.get(e)!)));
     const { written, failure } = await this.writeItems(fresh.map((e) => this.eventPut(e).Item));
     if (failure !== undefined) {
       // A call that failed may still have been applied (an answer lost after the write): under the queue, any of
       // these items that exists now was written by this chunk, and must be counted before a redelivery calls it seen.
-      const unsure = fresh.map((e) => metadataKeys.event(pipeline, e.eventId)).filter((k) => !written.has(keyText(k)));
+      const unsure = fresh.map((e) => keys.get(e)!).filter((k) => !written.has(keyText(k)));
       const found = await this.readItems(unsure).catch(() => new Map<string, Item>());
       for (const key of found.keys()) written.add(key);
     }
-    const writtenEvents = fresh.filter((e) => written.has(keyText(metadataKeys.event(pipeline, e.eventId))));
+    const writtenEvents = fresh.filter((e) => written.has(keyText(keys.get(e)!)));
     // Every increment settles before the queue moves on (a chunk has at most one per event type and minute).
     const increments = await Promise.allSettled(summedCounters(writtenEvents).map((counter) =>
       this.withRetries(() => this.options.dynamo.send(new UpdateCommand(this.counterUpdate(counter))), { giveUp: false })));
