@@ -389,8 +389,8 @@ describe('sent ledger (DynamoDB, against dynalite)', () => {
     expect(pauses.length).toBeGreaterThan(0);
 
     const stuck = ledger(partial(() => 0), { attempts: 3 });
-    await expect(stuck.alreadySent(keys.slice(0, 10))).rejects.toThrow(`DynamoDB table ${local.tableName} left 10 of 10 sent marks unread (BatchGetItem) after 3 attempts`);
-    await expect(stuck.markSent(keys.slice(100, 110))).rejects.toThrow(`DynamoDB table ${local.tableName} left 10 of 10 sent marks unwritten (BatchWriteItem) after 3 attempts`);
+    await expect(stuck.alreadySent(keys.slice(0, 10))).rejects.toThrow(`DynamoDB table ${local.tableName} left 10 of 10 keys unprocessed (BatchGetItem) after 3 attempts`);
+    await expect(stuck.markSent(keys.slice(100, 110))).rejects.toThrow(`DynamoDB table ${local.tableName} left 10 of 10 items unprocessed (BatchWriteItem) after 3 attempts`);
     expect(await local.scan()).toHaveLength(40);
   });
 

@@ -4,10 +4,10 @@
  * BatchGetItem before sending and writes it with BatchWriteItem after; DynamoDB may leave part of a
  * batch unprocessed (throttling), which is retried with backoff and, past the attempts, thrown.
  */
-import { BatchGetCommand, BatchWriteCommand, type BatchWriteCommandInput, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { DYNAMO_MAX_BATCH_GET_KEYS, DYNAMO_MAX_BATCH_WRITE_ITEMS } from '../shared/limits';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { batchGetAll, batchWriteAll, type BatchOptions, type DynamoItem } from '../shared/dynamo-batch';
 import { METADATA_TABLE_KEYS, metadataKeys, ttlFrom } from '../shared/metadata-table';
-import { backoffDelay, mapWithConcurrency, sleep, slices } from '../shared/retry';
+import { backoffDelay, sleep } from '../shared/retry';
 
 export interface SentLedgerOptions {
   readonly dynamo: DynamoDBDocumentClient;
@@ -37,49 +37,32 @@ export function createSentLedger(options: SentLedgerOptions): SentLedger {
   const now = options.now ?? (() => new Date());
   const pk = METADATA_TABLE_KEYS.partitionKey;
 
+  const batches: BatchOptions = {
+    dynamo,
+    tableName,
+    concurrency,
+    retry: {
+      // Thrown errors are not retried here: they fail the invocation, and its retry starts over.
+      async pause(attempt, what) {
+        if (attempt + 1 >= attempts) throw new Error(`DynamoDB table ${tableName} left ${what} after ${attempts} attempts`);
+        await pause(backoffDelay(attempt));
+      },
+    },
+  };
+  const dedupeKeyOf = (item: DynamoItem): string => String(item[pk]).slice(metadataKeys.dlqSent('').pk.length);
+
   return {
     async alreadySent(dedupeKeys) {
       const sent = new Set<string>();
-      // A BatchGetItem naming one key twice is refused as a whole.
-      await mapWithConcurrency(slices([...new Set(dedupeKeys)], DYNAMO_MAX_BATCH_GET_KEYS), concurrency, async (batch) => {
-        const dedupeKeyOf = new Map(batch.map((k) => [metadataKeys.dlqSent(k).pk, k]));
-        let keys: Array<Record<string, unknown>> = batch.map((k) => metadataKeys.dlqSent(k));
-        for (let attempt = 0; keys.length > 0; attempt++) {
-          if (attempt > 0) await retryPause(attempt, `${keys.length} of ${batch.length} sent marks unread (BatchGetItem)`);
-          const answer = await dynamo.send(new BatchGetCommand({
-            // Strongly consistent: an eventually consistent read could miss marks written moments ago and send again.
-            RequestItems: { [tableName]: { Keys: keys, ConsistentRead: true, ProjectionExpression: '#pk', ExpressionAttributeNames: { '#pk': pk } } },
-          }));
-          for (const item of answer.Responses?.[tableName] ?? []) {
-            const key = dedupeKeyOf.get(String(item[pk]));
-            if (key !== undefined) sent.add(key);
-          }
-          keys = answer.UnprocessedKeys?.[tableName]?.Keys ?? [];
-        }
-      });
+      await batchGetAll(batches, dedupeKeys.map((k) => metadataKeys.dlqSent(k)), (key) => String(key[pk]), (item) => sent.add(dedupeKeyOf(item)), [pk]);
       return sent;
     },
 
     async markSent(dedupeKeys) {
       const at = now();
       const attributes = { sent_at: at.toISOString(), ttl: ttlFrom(at, ttlDays) };
-      // A BatchWriteItem naming one item twice is refused as a whole.
-      await mapWithConcurrency(slices([...new Set(dedupeKeys)], DYNAMO_MAX_BATCH_WRITE_ITEMS), concurrency, async (batch) => {
-        let requests: WriteRequests = batch.map((k) => ({ PutRequest: { Item: { ...metadataKeys.dlqSent(k), ...attributes } } }));
-        for (let attempt = 0; requests.length > 0; attempt++) {
-          if (attempt > 0) await retryPause(attempt, `${requests.length} of ${batch.length} sent marks unwritten (BatchWriteItem)`);
-          const answer = await dynamo.send(new BatchWriteCommand({ RequestItems: { [tableName]: requests } }));
-          requests = answer.UnprocessedItems?.[tableName] ?? [];
-        }
-      });
+      const items = dedupeKeys.map((k) => ({ ...metadataKeys.dlqSent(k), ...attributes }));
+      await batchWriteAll(batches, items, (item) => String(item[pk]), () => undefined);
     },
   };
-
-  /** Waits before retry `attempt` (1 for the first retry), or throws once the attempts are spent. */
-  async function retryPause(attempt: number, left: string): Promise<void> {
-    if (attempt >= attempts) throw new Error(`DynamoDB table ${tableName} left ${left} after ${attempts} attempts`);
-    await pause(backoffDelay(attempt - 1));
-  }
 }
-
-type WriteRequests = NonNullable<BatchWriteCommandInput['RequestItems']>[string];

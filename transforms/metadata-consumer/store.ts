@@ -20,10 +20,11 @@
  * out, never reported: a redelivered event finds its item and is not counted again. A few dozen calls
  * per 50 events instead of two calls per event: dynalite costs milliseconds of CPU per call.
  */
-import { BatchGetCommand, BatchWriteCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { DYNAMO_MAX_BATCH_GET_KEYS, DYNAMO_MAX_BATCH_WRITE_ITEMS, DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
+import { TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { batchGetAll, batchWriteAll, type BatchOptions } from '../shared/dynamo-batch';
+import { DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
 import { metadataKeys } from '../shared/metadata-table';
-import { backoffDelay, mapWithConcurrency, sleep, slices } from '../shared/retry';
+import { backoffDelay, mapWithConcurrency, sleep } from '../shared/retry';
 
 /** One valid event, as the table records it. */
 export interface EventFacts {
@@ -171,9 +172,17 @@ export function minuteOf(iso: string): string {
 export class MetadataStore {
   private transactions: 'unknown' | 'supported' | 'unsupported';
   private readonly pause: (ms: number) => Promise<void>;
+  /** The batch calls of the path without transactions: retryable errors and unprocessed keys or items back off alike. */
+  private readonly batches: BatchOptions;
 
   constructor(private readonly options: StoreOptions) {
     this.pause = options.sleep ?? sleep;
+    this.batches = {
+      dynamo: options.dynamo,
+      tableName: options.tableName,
+      concurrency: BATCH_CONCURRENCY,
+      retry: { pause: (attempt, what, cause) => this.backoff(attempt, what, cause), retryable: (err) => this.isRetryable(asAwsError(err)) },
+    };
     this.transactions = clientsWithoutTransactions.has(options.dynamo) ? 'unsupported' : 'unknown';
   }
 
@@ -270,25 +279,8 @@ export class MetadataStore {
 
   /** The items among `keys` that exist, by key (BatchGetItem, strongly consistent; unprocessed keys retried). */
   private async readItems(keys: readonly Key[]): Promise<Map<string, Item>> {
-    const { dynamo, tableName } = this.options;
     const found = new Map<string, Item>();
-    const unique = [...new Map(keys.map((k) => [keyText(k), k])).values()];
-    await mapWithConcurrency(slices(unique, DYNAMO_MAX_BATCH_GET_KEYS), BATCH_CONCURRENCY, async (batch) => {
-      let pending: Key[] = batch;
-      for (let attempt = 0; pending.length > 0;) {
-        let answer;
-        try {
-          answer = await dynamo.send(new BatchGetCommand({ RequestItems: { [tableName]: { Keys: pending, ConsistentRead: true } } }));
-        } catch (err) {
-          if (!this.isRetryable(asAwsError(err))) throw err;
-          await this.backoff(attempt++, asAwsError(err).name ?? 'retryable error', err);
-          continue;
-        }
-        for (const item of answer.Responses?.[tableName] ?? []) found.set(keyText(item as Key), item);
-        pending = (answer.UnprocessedKeys?.[tableName]?.Keys ?? []) as Key[];
-        if (pending.length > 0) await this.backoff(attempt++, `${pending.length} keys unprocessed (BatchGetItem)`, undefined);
-      }
-    });
+    await batchGetAll(this.batches, keys, (k) => keyText(k as Key), (item) => found.set(keyText(item as Key), item));
     return found;
   }
 
@@ -297,32 +289,13 @@ export class MetadataStore {
    * first failure when some could not be written before the retries ran out.
    */
   private async writeItems(items: readonly Item[]): Promise<{ written: Set<string>; failure?: { error: unknown } }> {
-    const { dynamo, tableName } = this.options;
     const written = new Set<string>();
-    let failure: { error: unknown } | undefined;
-    await mapWithConcurrency(slices(items, DYNAMO_MAX_BATCH_WRITE_ITEMS), BATCH_CONCURRENCY, async (batch) => {
-      let pending: Item[] = batch;
-      try {
-        for (let attempt = 0; pending.length > 0;) {
-          let answer;
-          try {
-            answer = await dynamo.send(new BatchWriteCommand({ RequestItems: { [tableName]: pending.map((Item) => ({ PutRequest: { Item } })) } }));
-          } catch (err) {
-            if (!this.isRetryable(asAwsError(err))) throw err;
-            await this.backoff(attempt++, asAwsError(err).name ?? 'retryable error', err);
-            continue;
-          }
-          const unprocessed = (answer.UnprocessedItems?.[tableName] ?? []).map((r) => r.PutRequest?.Item).filter((i): i is Item => i !== undefined);
-          const left = new Set(unprocessed.map((i) => keyText(i as Key)));
-          for (const item of pending) if (!left.has(keyText(item as Key))) written.add(keyText(item as Key));
-          pending = unprocessed;
-          if (pending.length > 0) await this.backoff(attempt++, `${pending.length} items unprocessed (BatchWriteItem)`, undefined);
-        }
-      } catch (error) {
-        failure ??= { error };
-      }
-    });
-    return { written, failure };
+    try {
+      await batchWriteAll(this.batches, items, (item) => keyText(item as Key), (item) => written.add(keyText(item as Key)));
+      return { written };
+    } catch (error) {
+      return { written, failure: { error } };
+    }
   }
 
   /**
