@@ -8,7 +8,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import type { IndexRotation } from '../config';
-import { searchBackupPrefix, type SchemaModel } from '../schema';
+import { searchBackupPrefix, searchErrorPrefix, type SchemaModel } from '../schema';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import type { SearchDomain } from './search-domain';
 import { grantTransformInvoke, transformInvocationProblems, transformProcessorParameters, type TransformInvocation } from './transform-processor';
@@ -116,6 +116,7 @@ export class SearchDelivery extends Construct {
           bucketArn: props.bucket.bucketArn,
           roleArn: this.role.roleArn,
           prefix: backupPrefix,
+          errorOutputPrefix: searchErrorPrefix(props.model.pipeline),
           // Uncompressed, so the failure router reads backups the way it reads error objects.
           compressionFormat: 'UNCOMPRESSED',
           bufferingHints: { intervalInSeconds: 300, sizeInMBs: 5 },

@@ -37,10 +37,17 @@ export interface SearchDomainProps {
 /** HTTP actions a role may send to the domain. */
 export type DomainAccess = 'write' | 'read' | 'manage-templates';
 
-const ACCESS_ACTIONS: Record<DomainAccess, string[]> = {
-  write: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPost', 'es:ESHttpPut'],
-  read: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPost'],
-  'manage-templates': ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPut', 'es:ESHttpDelete'],
+/**
+ * Searches are POSTs too, but so are `_bulk`, `_doc`, `_delete_by_query` and `_update_by_query`: a
+ * reader may POST to these search endpoints only (the paths are the domain ARN's suffixes).
+ */
+export const SEARCH_POST_PATHS: readonly string[] = ['_search', '*/_search', '_msearch', '*/_msearch', '_count', '*/_count'];
+
+/** HTTP actions per access kind; `paths` fixes where an action applies, otherwise the paths given to `grant`. */
+const ACCESS_RULES: Record<DomainAccess, ReadonlyArray<{ readonly actions: string[]; readonly paths?: readonly string[] }>> = {
+  write: [{ actions: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPost', 'es:ESHttpPut'] }],
+  read: [{ actions: ['es:ESHttpGet', 'es:ESHttpHead'] }, { actions: ['es:ESHttpPost'], paths: SEARCH_POST_PATHS }],
+  'manage-templates': [{ actions: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPut', 'es:ESHttpDelete'] }],
 };
 
 /** Domain log retention. */
@@ -91,7 +98,7 @@ export class SearchDomain extends Construct {
     }
 
     this.queryRole = new iam.Role(this, 'QueryRole', {
-      description: 'Queries the Sluice OpenSearch domain (read-only HTTP: GET, HEAD, POST for _search)',
+      description: 'Queries the Sluice OpenSearch domain (read-only: GET and HEAD, POST only to _search, _msearch and _count)',
       assumedBy: new iam.AccountRootPrincipal(),
       maxSessionDuration: Duration.hours(1),
     });
@@ -105,12 +112,14 @@ export class SearchDomain extends Construct {
    * created here — a statement naming the role in the domain's access policy.
    */
   grant(role: iam.IRole, access: DomainAccess, paths: readonly string[] = ['*']): void {
-    const actions = ACCESS_ACTIONS[access];
-    const resources = paths.map((p) => `${this.domainArn}/${p}`);
-    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources }));
-    this.domain?.addAccessPolicies(new iam.PolicyStatement({ principals: [new iam.ArnPrincipal(role.roleArn)], actions, resources }));
-    const wildcards = resources.filter((r) => r.includes('*'));
-    acknowledgeWildcards(role, wildcards.map((resource) => ({
+    const wildcards = new Set<string>();
+    for (const rule of ACCESS_RULES[access]) {
+      const resources = (rule.paths ?? paths).map((p) => `${this.domainArn}/${p}`);
+      role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: rule.actions, resources }));
+      this.domain?.addAccessPolicies(new iam.PolicyStatement({ principals: [new iam.ArnPrincipal(role.roleArn)], actions: rule.actions, resources }));
+      for (const r of resources) if (r.includes('*')) wildcards.add(r);
+    }
+    acknowledgeWildcards(role, [...wildcards].map((resource) => ({
       resource,
       reason: 'HTTP paths of this one OpenSearch domain (indices are created per rotation period, so they cannot be listed in advance).',
     })));

@@ -43,7 +43,7 @@ import type { DuckDBInstance } from '@duckdb/node-api';
 import type { SluiceConfig } from '../config/types';
 import { resourceNames } from '../config/names';
 import type { SchemaModel } from '../schema/model';
-import { firehoseDataPrefix, firehoseErrorPrefix, searchBackupPrefix } from '../schema/layout';
+import { firehoseDataPrefix, firehoseErrorPrefix, searchBackupPrefix, searchErrorPrefix } from '../schema/layout';
 import { bucketNameProblem, objectKeyProblem, ObjectStore } from './object-store';
 import { ParquetWriter, type JsonDeserializer } from './parquet-writer';
 import { localBucketName } from './paths';
@@ -361,7 +361,7 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
       this.errorPrefix = parsePrefix(destination.errorPrefix ?? firehoseErrorPrefix(destination.model.pipeline), 'error');
     } else {
       const pipeline = destination.sink.pipeline;
-      this.errorPrefix = parsePrefix(destination.errorPrefix ?? defaultSearchErrorPrefix(pipeline), 'error');
+      this.errorPrefix = parsePrefix(destination.errorPrefix ?? searchErrorPrefix(pipeline), 'error');
       if (destination.backupMode === 'AllDocuments') this.backupPrefix = parsePrefix(destination.backupPrefix ?? searchBackupPrefix(pipeline), 'data');
     }
     this.lambdaArn = options.processor
@@ -1028,10 +1028,6 @@ function unavailable(message: string): IngestResult {
 /** A Firehose-looking record id (they are long decimal strings) for records that arrived without one. */
 function generatedRecordId(seq: number): string {
   return `${String(Date.now()).padStart(15, '0')}${String(seq).padStart(20, '0')}`;
-}
-
-function defaultSearchErrorPrefix(pipeline: string): string {
-  return `${searchBackupPrefix(pipeline)}!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/`;
 }
 
 function validateOptions(options: DeliveryEngineOptions): void {

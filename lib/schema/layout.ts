@@ -60,6 +60,15 @@ export function searchBackupPrefix(pipeline: string): string {
   return `${SEARCH_BACKUP_ROOT}/${pipeline}/`;
 }
 
+/**
+ * The search delivery stream's `ErrorOutputPrefix` (records its transform failed), under the backup
+ * prefix: set explicitly, so where they land (and what the stream's role and the failure router
+ * cover) does not rest on an undocumented default.
+ */
+export function searchErrorPrefix(pipeline: string): string {
+  return `${searchBackupPrefix(pipeline)}!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/`;
+}
+
 /** Athena partition projection `storage.location.template` for the pipeline's table. */
 export function projectionLocationTemplate(model: SchemaModel, bucketName: string): string {
   return `s3://${bucketName}/${dataRoot(model.pipeline)}${partitionSegments(model, (k) => `\${${k}}`)}`;

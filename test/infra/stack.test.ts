@@ -17,6 +17,7 @@ import {
   openSearchIndexTemplate,
   projectionParameters,
   searchBackupPrefix,
+  searchErrorPrefix,
 } from '../../lib/schema';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
 import { flatten, iamStatements, resourcesOf, resourceWhere, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
@@ -343,7 +344,7 @@ describe('search', () => {
           BufferingHints: { SizeInMBs: p.search.bufferingSizeMiB, IntervalInSeconds: p.search.bufferingIntervalSeconds },
           RetryOptions: { DurationInSeconds: p.search.retrySeconds },
           S3BackupMode: 'FailedDocumentsOnly',
-          S3Configuration: Match.objectLike({ Prefix: searchBackupPrefix(p.name), CompressionFormat: 'UNCOMPRESSED' }),
+          S3Configuration: Match.objectLike({ Prefix: searchBackupPrefix(p.name), ErrorOutputPrefix: searchErrorPrefix(p.name), CompressionFormat: 'UNCOMPRESSED' }),
           DocumentIdOptions: { DefaultDocumentIdFormat: 'FIREHOSE_DEFAULT' },
         }),
       });
@@ -369,6 +370,21 @@ describe('search', () => {
 });
 
 describe('IAM', () => {
+  test('the OpenSearch query role reads: GET and HEAD, and POST only to the search endpoints (no _bulk, _doc, _delete_by_query)', () => {
+    const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith('SearchQueryRole'));
+    const posts = statements.filter((s) => s.Action.includes('es:ESHttpPost'));
+    expect(posts.length).toBeGreaterThan(0);
+    for (const s of posts) {
+      expect(s.Action).toEqual(['es:ESHttpPost']);
+      for (const r of s.Resource) expect(r).toMatch(/\/(\*\/)?_(search|msearch|count)$/);
+    }
+    expect(statements.flatMap((s) => s.Action).sort()).toEqual(['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPost']);
+    // The domain's access policy names the same actions and paths.
+    const [, policy] = resourcesOf(dev.template, 'Custom::OpenSearchAccessPolicy')[0];
+    const text = flatten(policy.Create);
+    for (const path of ['_search', '*/_search', '_msearch', '*/_msearch', '_count', '*/_count']) expect(text).toContain(`/${path}`);
+  });
+
   test('no statement grants every action of a service or every action', () => {
     const broad = iamStatements(dev.template).filter((s) => s.Effect === 'Allow' && s.Action.some((a) => a === '*' || a.endsWith(':*')));
     expect(broad).toEqual([]);
@@ -461,6 +477,21 @@ describe('monitoring', () => {
     expect(alarmsOn('ClusterStatus.red')).toHaveLength(1);
     const free = alarmsOn('FreeStorageSpace')[0];
     expect(free).toMatchObject({ ComparisonOperator: 'LessThanThreshold', Threshold: Math.floor(dev.config.opensearch.volumeGiB * 1024 * ALARM_THRESHOLDS.freeStorageShare) });
+  });
+
+  test('CloudWatch may publish to the alarm topic (its policy replaces SNS\'s default), over TLS only', () => {
+    const [topicId] = resourcesOf(dev.template, 'AWS::SNS::Topic')[0];
+    const policies = resourcesOf(dev.template, 'AWS::SNS::TopicPolicy').filter(([, p]) => JSON.stringify(p.Topics) === JSON.stringify([{ Ref: topicId }]));
+    expect(policies).toHaveLength(1);
+    const statements = (policies[0][1].PolicyDocument as { Statement: Array<Record<string, unknown>> }).Statement;
+    expect(statements).toContainEqual(expect.objectContaining({
+      Effect: 'Allow',
+      Principal: { Service: 'cloudwatch.amazonaws.com' },
+      Action: 'sns:Publish',
+      Resource: { Ref: topicId },
+      Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+    }));
+    expect(statements).toContainEqual(expect.objectContaining({ Effect: 'Deny', Action: 'sns:Publish', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }));
   });
 
   test('one dashboard', () => {
