@@ -8,7 +8,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { firehoseDataPrefix, firehoseErrorPrefix, type SchemaModel } from '../schema';
+import { dataRoot, ERRORS_ROOT, firehoseDataPrefix, firehoseErrorPrefix, type SchemaModel } from '../schema';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import { TransformProcessor, transformInvocationProblems, type TransformInvocation } from './transform-processor';
 import { assertValidProps } from './errors';
@@ -87,7 +87,8 @@ export class LakeDelivery extends Construct {
       removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.DESTROY,
     });
 
-    const destination = new firehose.S3Bucket(props.bucket, {
+    // The L2 destination grants read/write on the whole bucket; this stream gets its own two prefixes only.
+    const destination = new firehose.S3Bucket(withGrantsUnder(props.bucket, [`${dataRoot(props.model.pipeline)}*`, `${ERRORS_ROOT}/${props.model.pipeline}/*`]), {
       role: this.role,
       dataOutputPrefix: firehoseDataPrefix(props.model),
       errorOutputPrefix: firehoseErrorPrefix(props.model.pipeline),
@@ -122,8 +123,9 @@ export class LakeDelivery extends Construct {
         'Firehose rejects server-side encryption on a stream with a Kinesis source; the source Kinesis stream is KMS-encrypted and Firehose keeps records encrypted in transit.');
     }
     acknowledgeWildcards(this.role, [
-      { resource: `${props.bucket.bucketArn}/*`, reason: 'Added by the L2 S3Bucket destination: Firehose writes data/<pipeline>/ and errors/<pipeline>/ objects of the data bucket (prefixes evaluated at delivery).' },
-      { action: 's3:GetObject*', reason: 'From the L2 S3Bucket destination grant (read/write on the data bucket), needed for multipart uploads.' },
+      { resource: `${props.bucket.bucketArn}/${dataRoot(props.model.pipeline)}*`, reason: 'Firehose writes this pipeline\'s Parquet objects under data/<pipeline>/ (partition prefixes evaluated at delivery).' },
+      { resource: `${props.bucket.bucketArn}/${ERRORS_ROOT}/${props.model.pipeline}/*`, reason: 'Firehose writes this pipeline\'s error objects under errors/<pipeline>/ (error type and hour evaluated at delivery).' },
+      { action: 's3:GetObject*', reason: 'From the L2 S3Bucket destination grant (read/write, scoped here to the pipeline\'s two prefixes), needed for multipart uploads.' },
       { action: 's3:GetBucket*', reason: 'From the L2 S3Bucket destination grant: Firehose reads the bucket location.' },
       { action: 's3:List*', reason: 'From the L2 S3Bucket destination grant: Firehose lists multipart uploads.' },
       { action: 's3:DeleteObject*', reason: 'From the L2 S3Bucket destination grant (read/write); Firehose cleans up failed multipart parts.' },
@@ -159,4 +161,22 @@ export class LakeDelivery extends Construct {
   metricIncomingRecords(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.deliveryStream.metricIncomingRecords({ statistic: 'Sum', period: Duration.minutes(5), ...props });
   }
+}
+
+/**
+ * `bucket`, except that `grantReadWrite` grants its object actions under `keyPatterns` only (the
+ * bucket-level ones, such as listing multipart uploads, stay on the bucket). The L2 S3Bucket
+ * destination calls `grantReadWrite(role)` with no pattern, which would let every pipeline's stream
+ * overwrite or delete every other pipeline's data, the Athena results and the search backups.
+ */
+function withGrantsUnder(bucket: s3.IBucket, keyPatterns: readonly string[]): s3.IBucket {
+  return new Proxy(bucket, {
+    get(target, property) {
+      if (property === 'grantReadWrite') {
+        return (grantee: iam.IGrantable) => keyPatterns.map((pattern) => target.grantReadWrite(grantee, pattern)).reduce((a, b) => a.combine(b));
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }

@@ -409,6 +409,15 @@ describe('IAM', () => {
     expect(kms.flatMap((s) => s.Action).sort()).toEqual(['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:ReEncrypt*']);
   });
 
+  test('each lake Firehose role reaches only its own pipeline\'s data/ and errors/ objects of the bucket', () => {
+    for (const p of lakePipelines()) {
+      const s3 = iamStatements(dev.template).filter((s) => s.policy.startsWith(`${p.name.replace(/[^A-Za-z0-9]/g, '')}LakeRole`) && s.Action.some((a) => a.startsWith('s3:')));
+      expect(s3.length).toBeGreaterThan(0);
+      const objects = s3.flatMap((s) => s.Resource).filter((r) => r.includes('/'));
+      expect([...new Set(objects)].sort()).toEqual([`<${bucketRef()}.Arn>/data/${p.name}/*`, `<${bucketRef()}.Arn>/errors/${p.name}/*`]);
+    }
+  });
+
   test('each Firehose role reads only its own stream and invokes only its own transform', () => {
     for (const p of Object.values(dev.config.pipelines).filter((x) => x.source === 'kinesis' && x.destinations.includes('lake'))) {
       const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith(`${p.name}LakeRole`));
