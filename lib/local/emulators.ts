@@ -41,7 +41,7 @@ export interface KinesisEmulatorOptions {
   readonly persist?: boolean;
   /** How long to wait for the emulator to answer ListStreams. @default 30_000 */
   readonly readyTimeoutMs?: number;
-  /** How long stop() waits after SIGTERM before SIGKILL. @default 10_000 */
+  /** How long stop() waits after SIGTERM before SIGKILL. @default 30_000 (kinesis-mock exits by itself 8 s after SIGTERM, later only while it writes its state) */
   readonly stopGraceMs?: number;
 }
 
@@ -71,20 +71,60 @@ export async function freePort(host: string = LOOPBACK): Promise<number> {
 // kinesis-mock hard-codes its listen address (ip4s Host "0.0.0.0", passed to Node as listen(port),
 // i.e. every interface, IPv4 and IPv6) and has no setting for it in 0.6.2. This bootstrap, run with
 // `node -e` before its main.js, rewrites those listen(port) calls to listen on SLUICE_BIND_HOST.
-// It also makes shutdown prompt and certain:
+// It also makes shutdown prompt and certain, and its state file safe:
 // - when the IPC channel to the parent closes (the parent exited or was killed), the mock gets SIGTERM;
-// - on SIGTERM, open sockets are failed after a short drain: the mock's HTTP server otherwise waits
-//   30 s for idle keep-alive connections before its final persist, and it only notices a socket is
-//   gone when the socket errors (a plain destroy() is not enough);
+// - on SIGTERM it stops accepting connections at once (a producer that keeps retrying would otherwise
+//   hold the HTTP server open past the last-resort exit, cutting off the final persist), and open
+//   sockets are failed after a short drain: the mock's HTTP server otherwise waits 30 s for idle
+//   keep-alive connections before its final persist, and it only notices a socket is gone when the
+//   socket errors (a plain destroy() is not enough);
+// - the state file is written whole to a temporary file and renamed over the old one, so a save that
+//   is cut off leaves the previous state, never a truncated file kinesis-mock cannot load (its own
+//   writer truncates the file, then writes it asynchronously, and the process may exit in between);
 // - the last-resort exit uses the real process.exit, which cats-effect replaces with a graceful one.
-const KINESIS_BOOTSTRAP = `
+export const KINESIS_BOOTSTRAP = `
 'use strict';
+const fs = require('fs');
 const net = require('net');
+const path = require('path');
+const { Writable } = require('stream');
 const host = process.env.SLUICE_BIND_HOST;
+const stateFile = process.env.PERSIST_PATH ? path.resolve(process.env.PERSIST_PATH, process.env.PERSIST_FILE_NAME) : undefined;
+const shutdown = new Error('kinesis-mock is shutting down');
+const servers = new Set();
 const sockets = new Set();
+let stopping = false;
+const createWriteStream = fs.createWriteStream;
+// kinesis-mock writes its state with write() calls, then end() and at once destroy(), and may exit right
+// after: the state is gathered in memory (it is all in memory already) and written at end(), synchronously.
+fs.createWriteStream = function (file) {
+  if (stateFile === undefined || typeof file !== 'string' || path.resolve(file) !== stateFile) return createWriteStream.apply(this, arguments);
+  const chunks = [];
+  const take = (chunk, encoding) => { if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') chunks.push(Buffer.from(chunk, typeof encoding === 'string' ? encoding : undefined)); };
+  const stream = new Writable({ write(_chunk, _encoding, callback) { callback(); } });
+  const write = stream.write;
+  stream.write = function (chunk, encoding, callback) { take(chunk, encoding); return write.call(this, chunk, encoding, callback); };
+  const end = stream.end;
+  stream.end = function (chunk, encoding, callback) {
+    take(chunk, encoding);
+    const partial = stateFile + '.saving';
+    try {
+      fs.writeFileSync(partial, Buffer.concat(chunks));
+      fs.renameSync(partial, stateFile);
+    } catch (error) {
+      process.stderr.write('sluice: could not save kinesis-mock state: ' + error.message + '\\n');
+    }
+    return end.call(this, typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback);
+  };
+  // fs.WriteStream's events, which kinesis-mock's writer may wait for.
+  process.nextTick(() => { stream.emit('open', -1); stream.emit('ready'); });
+  return stream;
+};
 const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
+  servers.add(this);
   this.on('connection', (socket) => {
+    if (stopping) return socket.destroy(shutdown);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
@@ -96,7 +136,8 @@ net.Server.prototype.listen = function (...args) {
 };
 const exit = process.exit.bind(process);
 process.once('SIGTERM', () => {
-  const shutdown = new Error('kinesis-mock is shutting down');
+  stopping = true;
+  for (const server of servers) server.close(() => undefined);
   setTimeout(() => { for (const socket of sockets) socket.destroy(shutdown); }, 500).unref();
   setTimeout(() => exit(143), 8000).unref();
 });
@@ -180,7 +221,8 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
   void exited.then(() => process.removeListener('exit', killOnExit));
 
   const endpoint = endpointFor(host, port);
-  const stop = runOnce(() => stopChild(child, exited, options.stopGraceMs ?? 10_000));
+  // Well past the bootstrap's own last resort (8 s), which a long synchronous save can delay.
+  const stop = runOnce(() => stopChild(child, exited, options.stopGraceMs ?? 30_000));
   try {
     await waitForKinesis(child, exited, endpoint, options.readyTimeoutMs ?? 30_000, output);
   } catch (err) {

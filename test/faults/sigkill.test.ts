@@ -119,4 +119,67 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
     const dlq = dlqMessages(dataDir, config);
     expect(sorted(dlq.map((m) => Buffer.from(m.rawData ?? '', 'base64').toString()))).toEqual(sorted([...bad, orphan].map((b) => b.toString())));
   }, 60_000);
+
+  test('a Kinesis producer that keeps sending while the twin dies: every record kinesis-mock acknowledged is delivered after the restart', async () => {
+    removeDir(dataDir);
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sigkill-kinesis-'));
+    const iotOnly = { iot: { shards: 1, destinations: ['lake'] } };
+    const iotArgs = ['--buffer-interval', '60', '-c', `pipelines=${JSON.stringify(iotOnly)}`];
+    const iotConfig = configWith(iotOnly);
+    up = await startLocalUp(dataDir, iotArgs);
+    const kinesis = kinesisClient(up.endpoints.kinesis, { maxAttempts: 1 });
+    const schema = readSchema('iot');
+    const rng = createRng(29);
+    const acknowledged: string[] = [];
+    const unanswered: string[] = [];
+    let stopAt = Infinity;
+    // As `sluice put` does: batches back to back, and after a failure, again.
+    const producer = (async () => {
+      while (Date.now() < stopAt) {
+        const records = Array.from({ length: 50 }, () => sampleRecord(schema, rng));
+        try {
+          const out = await kinesis.send(new PutRecordsCommand({
+            StreamName: resourceNames(iotConfig, 'iot').stream,
+            Records: records.map((r) => ({ Data: Buffer.from(JSON.stringify(r)), PartitionKey: String(r.device_id) })),
+          }));
+          records.forEach((r, i) => (out.Records?.[i]?.ErrorCode ? unanswered : acknowledged).push(String(r.event_id)));
+        } catch {
+          unanswered.push(...records.map((r) => String(r.event_id)));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    })();
+    while (acknowledged.length < 500) await new Promise((r) => setTimeout(r, 20));
+    up.child.kill('SIGKILL');
+    expect(await up.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    // The producer goes on until kinesis-mock, left alone, has exited.
+    await waitForExit(up.children);
+    stopAt = Date.now();
+    await producer;
+    kinesis.destroy();
+
+    up = await startLocalUp(dataDir, iotArgs);
+    // Wait until the lake stream has read everything acknowledged (its checkpoint), then flush with SIGTERM.
+    const checkpoints = checkpointPath(dataDir, resourceNames(iotConfig, 'iot').lakeDeliveryStream, resourceNames(iotConfig, 'iot').stream);
+    const readCount = () => {
+      try {
+        return fs.statSync(checkpoints).mtimeMs;
+      } catch {
+        return 0;
+      }
+    };
+    for (const deadline = Date.now() + 5000; readCount() === 0 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 1500));
+    up.child.kill('SIGTERM');
+    const exit = await Promise.race([up.exited, new Promise((r) => setTimeout(() => r('still running after 30 s'), 30_000))]);
+    expect([exit, up.output()]).toEqual([{ code: 0, signal: null }, expect.stringContaining('SIGTERM: flushing')]);
+
+    const rows = await lakeColumn(dataDir, iotConfig, 'iot');
+    expect(repeated(rows)).toEqual([]);
+    const delivered = new Set(rows);
+    expect(acknowledged.filter((id) => !delivered.has(id))).toEqual([]);
+    const sent = new Set([...acknowledged, ...unanswered]);
+    expect(rows.filter((id) => !sent.has(id))).toEqual([]);
+  }, 90_000);
 });
+

@@ -22,7 +22,7 @@ import {
   firehoseClient,
   kinesisClient,
 } from '../../lib/local/aws-clients';
-import { freePort, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+import { freePort, KINESIS_BOOTSTRAP, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
 
 // Each kinesis-mock start costs about a second; a loaded machine may need more.
 jest.setTimeout(120_000);
@@ -244,6 +244,36 @@ describe('kinesis-mock', () => {
 
   it('asks for a data dir when persistence is on', async () => {
     await expect(startKinesis({ persist: true })).rejects.toThrow(/no dataDir was given/);
+  });
+
+  describe('its state file, written through the bootstrap as kinesis-mock writes it', () => {
+    /** Runs the bootstrap with `main` in kinesis-mock's place; returns the state file's content after it exits. */
+    async function stateAfter(main: string): Promise<string> {
+      const dir = await tempDir();
+      await writeFile(path.join(dir, 'kinesis-data.json'), '{"streams":"before"}');
+      await writeFile(path.join(dir, 'main.js'), main);
+      const child = spawn(process.execPath, ['-e', KINESIS_BOOTSTRAP], {
+        env: { PATH: process.env.PATH, SLUICE_BIND_HOST: '127.0.0.1', SLUICE_KINESIS_MAIN: path.join(dir, 'main.js'), PERSIST_PATH: dir, PERSIST_FILE_NAME: 'kinesis-data.json' },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      await new Promise((resolve) => child.once('exit', resolve));
+      return readFileSync(path.join(dir, 'kinesis-data.json'), 'utf8');
+    }
+    // kinesis-mock's writer: createWriteStream (which truncates), write() calls, end(), then destroy() at once.
+    const save = (exitWhen: 'mid-save' | 'after-end') => `const fs = require('fs');
+const s = fs.createWriteStream(require('path').join(process.env.PERSIST_PATH, process.env.PERSIST_FILE_NAME), { flags: 'w' });
+s.once('open', () => {
+  s.write('{"streams":');
+  ${exitWhen === 'mid-save' ? 'process.exit(143);' : `s.write('"after"}'); s.end(); s.destroy(); process.exit(143);`}
+});`;
+
+    it('keeps the previous state when the process exits in the middle of a save', async () => {
+      expect(await stateAfter(save('mid-save'))).toBe('{"streams":"before"}');
+    });
+
+    it('holds the whole new state once end() is called, even if the process exits right after', async () => {
+      expect(await stateAfter(save('after-end'))).toBe('{"streams":"after"}');
+    });
   });
 
   describe('does not outlive its parent', () => {
