@@ -75,7 +75,8 @@ export class LocalAthena {
 
   /**
    * Settings first, then the lock: after it no statement can change them. Profiling stays on (the files-read
-   * count comes from its output), and DuckDB may touch only the data bucket and the profile file.
+   * count comes from its output), and DuckDB may touch only the data bucket, the profile file and its own
+   * spill directory next to it.
    */
   private async confine(): Promise<void> {
     const lake = bucketDir(this.dataDir, localBucketName(this.config));
@@ -85,6 +86,8 @@ export class LocalAthena {
       // Athena divides integers as integers (7 / 2 = 3); the saved queries rely on it (arrivaltimestamp / 1000).
       'SET integer_division = true',
       "SET enable_profiling = 'json'",
+      // DuckDB allows its temp directory too, by default `.tmp` in the working directory: a query could read that.
+      `SET temp_directory = ${sqlString(path.join(path.dirname(this.profilePath), 'spill'))}`,
       `SET profiling_output = ${sqlString(this.profilePath)}`,
       // The trailing separator keeps a sibling such as `<bucket>-other/` out.
       `SET allowed_directories = [${sqlString(lake + path.sep)}]`,

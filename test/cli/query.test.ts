@@ -230,6 +230,23 @@ describe('sluice query runs one read-only statement and reads only the lake, as 
     }
   });
 
+  test('nor files under .tmp/ in the working directory (DuckDB\'s default temp directory, which it allows)', async () => {
+    const cwd = process.cwd();
+    const here = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-cwd-'));
+    fs.mkdirSync(path.join(here, '.tmp'));
+    fs.writeFileSync(path.join(here, '.tmp', 'secret.txt'), 'SECRET=hunter2\n');
+    process.chdir(here);
+    try {
+      const { code, stdout, stderr } = await query("SELECT * FROM read_text('.tmp/secret.txt')");
+      expect(code).toBe(1);
+      expect(stdout).not.toMatch(/hunter2/);
+      expect(stderr).toMatch(/Permission Error/);
+    } finally {
+      process.chdir(cwd);
+      fs.rmSync(here, { recursive: true, force: true });
+    }
+  });
+
   test('the restriction cannot be switched off from a query', async () => {
     for (const sql of ['SET enable_external_access = true', 'SET lock_configuration = false', "ATTACH 'x.duckdb'", 'CREATE TABLE t AS SELECT 1']) {
       const { code, stderr } = await query(sql);
