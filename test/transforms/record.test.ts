@@ -228,10 +228,12 @@ describe('partition values and size limits (schemas that allow what the shipped 
     expect(o).toMatchObject({ result: 'Ok', partitionKeys: { kind: value, year: '2026', month: '01', day: '01', hour: '00' } });
   });
 
-  it.each(['', '..', '/', '\u0000\u0001', '   ', '日本'])('%j cannot name a partition: the record fails with the field and why', (kind) => {
+  it.each(['', '..', '/', '\u0000\u0001', '   ', '日本', '-', '_-_', 'é'.repeat(600)])('%j cannot name a partition: the record fails with the field and why', (kind) => {
     const o = go({ id: '1', at: '2026-01-01T00:00:00Z', kind });
     expect(o.result).toBe('ProcessingFailed');
     expect(o.result === 'ProcessingFailed' && o.failure).toMatchObject({ category: 'partition', field: '/kind', rule: 'partition' });
+    // The reason names the rule as it is: "-" and "_" alone do not make a name, nor do letters outside ASCII.
+    expect(o.result === 'ProcessingFailed' && o.failure.message).toMatch(/has no ASCII letter or digit to name an S3 partition with \(partition values keep a-z, 0-9/);
   });
 
   it('a record over 1,000 KiB once enriched fails with its size', () => {

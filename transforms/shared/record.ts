@@ -220,7 +220,7 @@ function derive(model: SchemaModel, record: Record<string, unknown>, unicodeEsca
     if (value === '') {
       return {
         kind: 'failed',
-        failure: failure('partition', `/${p.jsonKey}`, 'partition', `${JSON.stringify(raw.slice(0, 64))} has no letter, digit, "_" or "-" left to name an S3 partition with`),
+        failure: failure('partition', `/${p.jsonKey}`, 'partition', `${JSON.stringify(raw.slice(0, 64))} has no ASCII letter or digit to name an S3 partition with (partition values keep a-z, 0-9, "_" and "-", lower-cased; other characters become "_", and "_" and "-" are trimmed from the ends)`),
       };
     }
     values = i === 0 ? value : `${values}\u0000${value}`;
