@@ -10,7 +10,7 @@ interface CostFlags {
   readonly context?: string[];
   readonly rate: string;
   readonly size: string;
-  readonly pipeline: string[];
+  readonly pipeline?: string[];
   readonly json?: boolean;
 }
 
@@ -20,7 +20,7 @@ export function registerCostCommand(program: Command): void {
     .description('estimate the monthly AWS cost of the configured pipelines at an event rate and size, line by line, and the Kinesis shards the rate needs')
     .option('--rate <records/s>', 'events per second into each pipeline: 200, 200/s, 5k/s, 12000/min', '100/s')
     .option('--size <bytes>', 'average record size as sent: 800B, 1KB (1,000 B), 1KiB (1,024 B)', '1KB')
-    .option('-p, --pipeline <name>', 'only this pipeline (repeatable; default: every configured pipeline)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('-p, --pipeline <name>', 'only this pipeline (repeatable; default: every configured pipeline)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--json', 'print the estimate, prices and assumptions as JSON');
   addConfigOption(command);
   command.addHelpText('after', [
@@ -36,7 +36,7 @@ export function registerCostCommand(program: Command): void {
     const config = configFrom(flags);
     const ratePerSecond = parseRate(flags.rate, '--rate');
     const recordBytes = parseSize(flags.size, '--size');
-    const pipelines = flags.pipeline.length > 0 ? flags.pipeline : undefined;
+    const pipelines = flags.pipeline && flags.pipeline.length > 0 ? flags.pipeline : undefined;
     for (const p of pipelines ?? []) requirePipeline(config, p);
     const estimate = estimateCost(config, { ratePerSecond, recordBytes, pipelines });
     // On stderr, so --json stays one document; the estimate still prices the size given.

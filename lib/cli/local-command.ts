@@ -52,9 +52,9 @@ function withBufferInterval(config: SluiceConfig, flags: LocalFlags): SluiceConf
   return { ...config, local: { ...config.local, bufferIntervalSeconds: seconds } };
 }
 
-function addLocalOptions(command: Command): Command {
+function addLocalOptions(command: Command, dataDirDefault = '.sluice/ here, env SLUICE_DATA_DIR'): Command {
   return addConfigOption(command)
-    .option('--data-dir <dir>', 'where the twin keeps its data (default .sluice/ here, env SLUICE_DATA_DIR)')
+    .option('--data-dir <dir>', `where the twin keeps its data (default ${dataDirDefault})`)
     .option('--host <address>', 'address the servers bind (default 127.0.0.1, loopback only; env SLUICE_HOST)')
     .option('--firehose-port <port>', 'Firehose API port (default 4573, env SLUICE_FIREHOSE_PORT; 0 = any free port)')
     .option('--kinesis-port <port>', 'Kinesis emulator port (default 4568, env SLUICE_KINESIS_PORT)')
@@ -100,7 +100,7 @@ export function registerLocalCommands(program: Command): void {
       printSummary(twin.summary(), await twin.dlqCount());
     });
 
-  addLocalOptions(program.command('demo'))
+  addLocalOptions(program.command('demo'), 'a new sluice-demo-* directory under the system temp dir, kept for `sluice query --data-dir`')
     .description('start the twin in a fresh data dir, send realistic traffic (a few % bad) to every pipeline, flush, and report what happened')
     .option('--count <n>', 'records per pipeline', '300')
     .option('--bad-rate <fraction>', 'share of bad records', '0.04')

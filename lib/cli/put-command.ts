@@ -159,7 +159,8 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
       io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} ${v.passed ? `after ${formatDuration(v.elapsedMs)}` : `after ${formatDuration(v.elapsedMs)} (missing e.g. ${escapeControlCharacters(v.missingSample.join(', '))})`}`);
     }
     const expectedCount = report.expected.size;
-    if (expectedCount === 0) io.out('PASS: nothing to verify (no record accepted that passes the schema)');
+    // Not a PASS when records were refused: the run fails for them just below.
+    if (expectedCount === 0) io.out(`${report.sent > report.accepted ? 'verify:' : 'PASS:'} nothing to verify (no record accepted that passes the schema)`);
     else if (verified) io.out(`PASS: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records queryable after ${formatDuration(verifyElapsedMs(verification))}`);
     else io.out(`FAIL: not every record became queryable after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)})`);
   }

@@ -119,7 +119,7 @@ function checkedUrl(value: string, flag: string): string {
   try {
     url = new URL(value);
   } catch {
-    throw new UserError(`${flag} ${JSON.stringify(value)}: expected a URL such as http://127.0.0.1:4573`);
+    throw new UserError(`${flag} ${JSON.stringify(value)}: expected an http:// or https:// URL, e.g. http://127.0.0.1:<port>`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UserError(`${flag} ${JSON.stringify(value)}: expected an http:// or https:// URL`);
   return value.replace(/\/+$/, '');

@@ -88,6 +88,14 @@ describe('sluice cost', () => {
     expect(stdout).toMatch(/Not included\n {2}Athena queries: \$5 per TB scanned/);
   });
 
+  test('without -p every configured pipeline is estimated; the help says so once', async () => {
+    const all = JSON.parse((await sluice('cost', '--json')).stdout) as { lines: Array<{ pipeline: string }> };
+    expect(new Set(all.lines.map((l) => l.pipeline))).toEqual(new Set([...Object.keys(config.pipelines), '(shared)']));
+    const help = await sluice('cost', '--help');
+    expect(help.stdout).toMatch(/default: every\s+configured pipeline\)/);
+    expect(help.stdout).not.toContain('(default: [])');
+  });
+
   test('--json and -p for scripts; -c applies configuration overrides', async () => {
     const { code, stdout } = await sluice('cost', '--rate', '100', '--size', '500B', '-p', 'iot', '-c', 'pipelines.iot.shards=4', '--json');
     expect(code).toBe(0);

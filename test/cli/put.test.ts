@@ -85,6 +85,13 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     const mixed = await put('app-events', '--file', file, '--max-attempts', '2');
     expect(mixed.stdout).toMatch(/accepted 0 · failed 2 · retried 1/);
     expect(mixed.stderr).toBe('sluice: 2 of 2 records were not accepted after 2 attempts (ServiceUnavailableException ×1), and without retrying, as no retry fixes them (RecordTooLarge ×1)\n');
+
+    // --verify with nothing accepted: nothing to verify, but no PASS for a run that fails.
+    fs.writeFileSync(file, `${huge}\n`);
+    const verified = await put('app-events', '--file', file, '--verify');
+    expect(verified.code).toBe(1);
+    expect(verified.stdout).toMatch(/^verify: nothing to verify/m);
+    expect(verified.stdout).not.toMatch(/PASS/);
   });
 
   test('nothing listening: exit 2 and how to start the twin', async () => {
