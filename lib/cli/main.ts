@@ -21,6 +21,8 @@ export function buildProgram(): Command {
       'Exit status: 0 ok · 1 the work ran and did not succeed (records not accepted or not queryable in time, records left',
       '  in the dead-letter queue, a query the engine refused) · 2 usage, configuration or environment problem',
     ].join('\n'))
+    // Commander's own usage errors ("error: unknown option …") start `sluice:` like every other message.
+    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'sluice: ')) })
     .exitOverride();
   registerLocalCommands(program);
   registerSchemaCommand(program);
@@ -48,7 +50,9 @@ export async function run(argv: readonly string[]): Promise<number> {
       console.error(`sluice: ${err.message}`);
       return 2;
     }
-    console.error(`sluice: ${(err as Error).stack ?? String(err)}`);
+    // Not a known kind of failure: the message, and the stack trace only when asked for (for a bug report).
+    const message = err instanceof Error ? err.message : String(err);
+    console.error(`sluice: ${message}${process.env.SLUICE_DEBUG ? `\n${(err as Error).stack ?? ''}` : '\n(SLUICE_DEBUG=1 shows where it happened)'}`);
     return 1;
   }
 }

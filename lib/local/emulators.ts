@@ -3,7 +3,7 @@
  * and dynalite in-process. Both listen on loopback only unless a host says otherwise.
  */
 import { ChildProcess, spawn } from 'child_process';
-import { mkdir } from 'fs/promises';
+import { mkdir, readFile } from 'fs/promises';
 import * as http from 'http';
 import * as net from 'net';
 import * as path from 'path';
@@ -176,6 +176,7 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
   const stateDir = persist ? path.resolve(options.dataDir as string, 'kinesis') : undefined;
 
   await assertPortFree(name, host, port);
+  if (stateDir) await assertKinesisStateLoads(path.join(stateDir, KINESIS_STATE_FILE));
   const tlsPort = options.tlsPort ?? (await freePort(host));
   await assertPortFree(`${name} (TLS)`, host, tlsPort);
   if (stateDir) await mkdir(stateDir, { recursive: true });
@@ -230,6 +231,33 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
     throw err;
   }
   return { name, endpoint, port, stateDir, pid: child.pid, stop };
+}
+
+/**
+ * kinesis-mock fails to start, with a Scala stack trace, on a state file it cannot read (one left empty by
+ * a save cut off before this twin wrote it whole): say which file, and what moving it away costs.
+ */
+async function assertKinesisStateLoads(file: string): Promise<void> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  let problem: string | undefined;
+  if (text.trim() === '') problem = 'is empty';
+  else {
+    try {
+      JSON.parse(text);
+    } catch {
+      problem = 'is not valid JSON';
+    }
+  }
+  if (problem) {
+    throw new Error(`kinesis-mock's saved streams ${file} ${problem} (a save was cut off): move it away to start with `
+      + 'no streams (the twin creates them again; records that were only in them are lost)');
+  }
 }
 
 async function waitForKinesis(

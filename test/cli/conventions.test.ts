@@ -3,6 +3,8 @@
  * real `sluice` binary — exit statuses a script can rely on and no stack traces for user mistakes.
  */
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort } from '../../lib/local/emulators';
 import { sluice } from './helpers';
@@ -60,7 +62,10 @@ describe('the sluice binary', () => {
   test('an unknown flag: exit 2 with usage help', () => {
     const result = exec('query', '--jsn', 'SELECT 1');
     expect(result.status).toBe(2);
-    expect(result.stderr).toMatch(/unknown option '--jsn'/);
+    expect(result.stderr).toMatch(/^sluice: unknown option '--jsn'\n/);
+    const command = exec('dlq');
+    expect(command.status).toBe(2);
+    expect(command.stderr).toMatch(/^sluice: unknown command 'dlq'\n/);
   });
 
   test('cost --json: exit 0 and stdout is one JSON document', () => {
@@ -68,6 +73,26 @@ describe('the sluice binary', () => {
     expect(result.status).toBe(0);
     expect(() => JSON.parse(result.stdout) as unknown).not.toThrow();
     expect(result.stderr).toBe('');
+  });
+
+  test('a failure of no known kind: its message on stderr and exit 1, the stack trace only with SLUICE_DEBUG', () => {
+    // A twin that cannot start: kinesis-mock's saved streams are unreadable.
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-conventions-'));
+    try {
+      fs.mkdirSync(path.join(dataDir, 'kinesis'));
+      fs.writeFileSync(path.join(dataDir, 'kinesis', 'kinesis-data.json'), '');
+      const args = ['local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'];
+      const result = exec(...args);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/^sluice: kinesis-mock's saved streams .*kinesis-data\.json is empty \(a save was cut off\): move it away/);
+      expect(result.stderr).toMatch(/\(SLUICE_DEBUG=1 shows where it happened\)\n$/);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+      const debug = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, SLUICE_DEBUG: '1' } });
+      expect(debug.status).toBe(1);
+      expect(debug.stderr).toMatch(/\n\s+at /);
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   test('SLUICE_DATA_DIR names the twin\'s data dir', () => {

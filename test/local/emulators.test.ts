@@ -1,6 +1,6 @@
 import { spawn } from 'child_process';
 import { existsSync, readFileSync } from 'fs';
-import { mkdtemp, rm, writeFile } from 'fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'fs/promises';
 import * as net from 'net';
 import { tmpdir } from 'os';
 import * as path from 'path';
@@ -239,6 +239,15 @@ describe('kinesis-mock', () => {
   it('gives up after readyTimeoutMs', async () => {
     await expect(startKinesis({ port: await freePort(), readyTimeoutMs: 1 })).rejects.toThrow(
       /kinesis-mock did not answer ListStreams on http:\/\/127\.0\.0\.1:\d+ within 1 ms/,
+    );
+  });
+
+  it.each([['', 'is empty'], ['{"streams":', 'is not valid JSON']])('names a saved state file it cannot load (%j) instead of failing with a stack trace', async (content, problem) => {
+    const dataDir = await tempDir();
+    await mkdir(path.join(dataDir, 'kinesis'));
+    await writeFile(path.join(dataDir, 'kinesis', 'kinesis-data.json'), content);
+    await expect(startKinesis({ port: await freePort(), dataDir })).rejects.toThrow(
+      `kinesis-mock's saved streams ${path.join(dataDir, 'kinesis', 'kinesis-data.json')} ${problem} (a save was cut off): move it away`,
     );
   });
 
