@@ -34,11 +34,25 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * SQL that starts with a comment (`-- saved query …`, as `sluice query --saved` prints it) looks like an
+ * option to the parser. No option has white space after its dashes, so such an argument is SQL: it goes
+ * after a `--`, where nothing is read as an option. Arguments after a `--` the user wrote stay as they are.
+ */
+export function sqlCommentsAsArguments(argv: readonly string[]): string[] {
+  const end = argv.indexOf('--');
+  const head = end === -1 ? [...argv] : argv.slice(0, end);
+  const comments = head.filter((a) => /^--\s/.test(a));
+  if (comments.length === 0) return [...argv];
+  const rest = end === -1 ? [] : argv.slice(end + 1);
+  return [...head.filter((a) => !/^--\s/.test(a)), '--', ...comments, ...rest];
+}
+
 /** Runs the CLI; user mistakes print a message (no stack trace) and exit 2; failures exit 1. */
 export async function run(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(argv as string[], { from: 'user' });
+    await program.parseAsync(sqlCommentsAsArguments(argv), { from: 'user' });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;

@@ -48,6 +48,10 @@ export function registerQueryCommand(program: Command): void {
     if (given === 0) throw new UserError('give a query: sluice query "SELECT …", --file query.sql, --saved NAME or --list-saved (see sluice query --help)');
     if (given > 1) throw new UserError('give one of: a SQL argument, --file, --saved, --list-saved');
 
+    // The query's own problems first: they are the user's to fix whatever the engine.
+    const sqlGiven = sqlArg ?? (flags.file !== undefined ? readQueryFile(flags.file) : undefined);
+    if (sqlGiven !== undefined && sqlGiven.trim() === '') throw new UserError(flags.file !== undefined ? `--file ${flags.file} holds no query` : 'the query is empty');
+
     const target = resolveTarget(flags);
     const engine = await sqlEngineFor(target);
     try {
@@ -64,10 +68,8 @@ export function registerQueryCommand(program: Command): void {
         sql = query.sql;
         database = query.database;
         if (!flags.json && !flags.csv) io.err(`-- ${query.name}\n${sql}\n`);
-      } else if (flags.file !== undefined) {
-        sql = readQueryFile(flags.file);
       } else {
-        sql = sqlArg as string;
+        sql = sqlGiven as string;
       }
       if (sql.trim() === '') throw new UserError('the query is empty');
 
@@ -89,7 +91,9 @@ function readQueryFile(file: string): string {
   try {
     return fs.readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (err) {
-    throw new UserError(`cannot read --file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new UserError(`cannot read --file ${file}: ${why}`);
   }
 }
 

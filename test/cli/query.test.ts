@@ -118,6 +118,28 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(stdout)).toEqual([{ n: records.length }]);
   });
 
+  test('the query\'s own problems come first, in words: empty, a file that is missing or a directory', async () => {
+    const elsewhere = ['--data-dir', path.join(os.tmpdir(), 'sluice-no-such-data-dir')];
+    const cases: Array<[string[], string]> = [
+      [['', ...elsewhere], 'sluice: the query is empty\n'],
+      [['--file', '/nonexistent/q.sql', ...elsewhere], 'sluice: cannot read --file /nonexistent/q.sql: no such file\n'],
+      [['--file', os.tmpdir(), ...elsewhere], `sluice: cannot read --file ${os.tmpdir()}: it is a directory\n`],
+    ];
+    for (const [args, message] of cases) {
+      const { code, stderr } = await sluice('query', ...args);
+      expect({ args, code, stderr }).toEqual({ args, code: 2, stderr: message });
+    }
+  });
+
+  test('SQL that starts with a -- comment is the query, not an option, wherever the flags are', async () => {
+    const sql = '-- alerts, as a saved query starts\nSELECT count(*) AS n FROM iot WHERE event_type = \'alert\'';
+    for (const args of [[sql, '--json'], ['--json', sql]]) {
+      const { code, stdout, stderr } = await query(...args);
+      expect({ args, code, stderr: code === 0 ? '' : stderr }).toEqual({ args, code: 0, stderr: '' });
+      expect(JSON.parse(stdout)).toEqual([{ n: alerts() }]);
+    }
+  });
+
   test('the stack\'s saved queries run here too', async () => {
     const list = await query('--list-saved');
     expect(list.code).toBe(0);
