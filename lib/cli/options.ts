@@ -103,7 +103,11 @@ export function parseSize(value: string, flag: string): number {
   if (!m) throw new UserError(`${flag} ${JSON.stringify(value)}: expected a size such as 800B, 1KB, 1KiB or 2.5MB`);
   const bytes = Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()];
   if (!(bytes >= 1)) throw new UserError(`${flag} ${JSON.stringify(value)}: the size must be at least 1 byte`);
-  return Math.round(bytes);
+  // A fraction of a byte is a slip (1.5 meant 1.5KB?), not something to round away in silence.
+  // (Decimal fractions are not exact in binary: 1.1 × 1,000 is 1,100.0000000000002.)
+  const whole = Math.round(bytes);
+  if (Math.abs(bytes - whole) > 1e-6) throw new UserError(`${flag} ${JSON.stringify(value)}: ${bytes} is not a whole number of bytes; give a unit, e.g. ${m[1]}KB or ${m[1]}KiB`);
+  return whole;
 }
 
 /** A whole number in [min, max]. */

@@ -95,7 +95,12 @@ export function loadConfig(overrides: readonly string[] = [], dir: string = PROJ
   for (const pair of overrides) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new ConfigError([`-c ${pair}: expected key=value, e.g. -c pipelines.iot.shards=8`]);
-    context[pair.slice(0, eq)] = pair.slice(eq + 1);
+    const key = pair.slice(0, eq);
+    // cdk.json also holds CDK's own context; a -c given to Sluice that is none of its settings is a slip.
+    if (!SLUICE_KEYS.includes(key.split('.')[0])) {
+      throw new ConfigError([`-c ${key}: not a Sluice setting; settings start with one of ${SLUICE_KEYS.join(', ')}`]);
+    }
+    context[key] = pair.slice(eq + 1);
   }
   return configFromContext(context, { knownSchemas: knownSchemaNames(dir) });
 }

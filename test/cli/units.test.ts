@@ -22,7 +22,7 @@ describe('value parsers', () => {
     expect(parseRate(text, '--rate')).toBeCloseTo(perSecond, 10);
   });
 
-  test.each([['800', 800], ['800B', 800], ['1KB', 1000], ['1KiB', 1024], ['2.5MB', 2_500_000], ['1 MiB', 1_048_576]])('size %s', (text, bytes) => {
+  test.each([['800', 800], ['800B', 800], ['1KB', 1000], ['1KiB', 1024], ['2.5MB', 2_500_000], ['1 MiB', 1_048_576], ['1.1KB', 1100], ['0.3KB', 300]])('size %s', (text, bytes) => {
     expect(parseSize(text, '--size')).toBe(bytes);
   });
 
@@ -33,6 +33,8 @@ describe('value parsers', () => {
     }
     expect(() => parseDuration('0s', '--timeout')).toThrow(/must be more than zero/);
     expect(() => parseCount('501', '--batch-size', 1, 500)).toThrow(/from 1 to 500/);
+    expect(() => parseSize('1.5', '--size')).toThrow('--size "1.5": 1.5 is not a whole number of bytes; give a unit, e.g. 1.5KB or 1.5KiB');
+    expect(() => parseSize('1.0001KiB', '--size')).toThrow(/not a whole number of bytes/);
   });
 
   test('property: any sum of units parses to its milliseconds', () => {

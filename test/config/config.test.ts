@@ -80,6 +80,13 @@ describe('-c overrides work the way CDK users expect', () => {
   test('a malformed -c pair is explained', () => {
     expect(problemsOf(() => load('pipelines.iot.shards'))[0]).toMatch(/expected key=value/);
   });
+
+  test('a -c key that is no Sluice setting is refused, not ignored', () => {
+    expect(problemsOf(() => load('nonsense.key=1'))).toEqual([
+      '-c nonsense.key: not a Sluice setting; settings start with one of prefix, env, alarmEmail, removalPolicy, lifecycle, metadata, athena, opensearch, local, pipelines, pipelineDefaults, environments',
+    ]);
+    expect(problemsOf(() => load('pipeline.iot.shards=2'))[0]).toMatch(/^-c pipeline\.iot\.shards: not a Sluice setting/);
+  });
 });
 
 describe('values AWS would reject fail with the key, the value and the allowed range', () => {
@@ -110,7 +117,8 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ['Glacier sooner than 30 days after IA', ['lifecycle.glacierDays=45'], /^lifecycle\.glacierDays: 45 must be at least 30 days after lifecycle\.infrequentAccessDays \(30\)/],
     ['IA sooner than 30 days', ['lifecycle.infrequentAccessDays=7'], /^lifecycle\.infrequentAccessDays: 7 is out of range; allowed 30–3650/],
     ['an Athena cutoff below 10 MB', ['athena.bytesScannedCutoffMiB=1'], /^athena\.bytesScannedCutoffMiB: 1 is out of range; allowed 10–/],
-    ['an unknown top-level key', ['regoin=eu-west-1'], /^$/], // not a Sluice key: CDK context, ignored
+    // Given to Sluice's -c (the CLI, the twin): refused. In cdk.json or `cdk synth -c` such keys are CDK's context, ignored.
+    ['an unknown top-level key', ['regoin=eu-west-1'], /^-c regoin: not a Sluice setting/],
     ['an unknown pipeline key', ['pipelines.iot.shard=2'], /^pipelines\.iot\.shard: unknown key; allowed keys are source, shards/],
     ['a malformed alarm e-mail', ['alarmEmail=ops-at-example'], /^alarmEmail: "ops-at-example" is not valid; expected an e-mail address/],
     ['an upper-case prefix', ['prefix=Sluice'], /^prefix: "Sluice" is not valid/],
