@@ -10,7 +10,7 @@ import { bucketDir, localBucketName } from './paths';
 export interface QueryResult {
   readonly columns: string[];
   readonly rows: unknown[][];
-  /** Parquet files the query read, and how many the tables hold: partition pruning at work. */
+  /** Parquet files the query read, and how many the tables it scanned hold: partition pruning at work. */
   readonly filesRead: number;
   readonly filesTotal: number;
   /**
@@ -107,9 +107,8 @@ export class LocalAthena {
   }
 
   /** (Re)defines the views, so files written since the last query are seen. */
-  private async defineViews(): Promise<number> {
+  private async defineViews(): Promise<void> {
     const database = this.database;
-    let filesTotal = 0;
     const first = this.views.size === 0;
     if (first) await this.connection.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(database)}`);
     for (const pipeline of Object.keys(this.config.pipelines)) {
@@ -118,13 +117,11 @@ export class LocalAthena {
       const table = `${quoteIdent(database)}.${quoteIdent(resourceNames(this.config, pipeline).glueTable)}`;
       const root = path.join(bucketDir(this.dataDir, localBucketName(this.config)), dataRoot(pipeline));
       const files = countParquet(root);
-      filesTotal += files;
       this.parquetGlobs.set(parquetGlob(root), files);
       await this.defineView(table, files > 0 ? scanSql(model, root) : emptySql(model));
       await this.defineErrorView(pipeline, `${quoteIdent(database)}.${quoteIdent(resourceNames(this.config, pipeline).glueTable + ERRORS_TABLE_SUFFIX)}`);
     }
     if (first) await this.connection.run(`USE ${quoteIdent(database)}`);
-    return filesTotal;
   }
 
   private async defineView(table: string, sql: string): Promise<void> {
@@ -153,7 +150,7 @@ export class LocalAthena {
 
   async query(sql: string): Promise<QueryResult> {
     const started = Date.now();
-    const filesTotal = await this.defineViews();
+    await this.defineViews();
     const statement = await this.readOnlyStatement(sql);
     // A stale profile from an earlier statement must not be read as this query's.
     fs.rmSync(this.profilePath, { force: true });
@@ -163,7 +160,7 @@ export class LocalAthena {
       columns: reader.columnNames(),
       rows: reader.getRowsJS() as unknown[][],
       filesRead: files.read,
-      filesTotal,
+      filesTotal: files.total,
       ...(files.readAtMost !== undefined ? { filesReadAtMost: files.readAtMost } : {}),
       elapsedMs: Date.now() - started,
     };
@@ -206,8 +203,10 @@ const ERROR_OBJECT_COLUMNS: ReadonlyArray<readonly [key: string, duckDbType: str
   ({ int: 'INTEGER', bigint: 'BIGINT', string: 'VARCHAR' } as const)[f.type],
 ]);
 
+const PARQUET_GLOB_SUFFIX = path.join('**', '*.parquet');
+
 function parquetGlob(root: string): string {
-  return path.join(root, '**', '*.parquet');
+  return path.join(root, PARQUET_GLOB_SUFFIX);
 }
 
 function scanSql(model: SchemaModel, root: string): string {
@@ -251,8 +250,12 @@ interface ProfileNode {
  * scans early the count falls short: then the files each scan could read after pruning ("Scanning Files:
  * 2/8", or all its glob's files) bound it from above.
  */
-function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>): { read: number; readAtMost?: number } {
-  if (!fs.existsSync(file)) return { read: 0 };
+/**
+ * Parquet files the query read, and `total`: the files of the tables it scanned (a query on one table is
+ * not measured against every pipeline's files).
+ */
+function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>): { read: number; total: number; readAtMost?: number } {
+  if (!fs.existsSync(file)) return { read: 0, total: 0 };
   // Per glob: a table scanned twice (a self-join, UNION ALL) reads its files again, but they are the same files.
   const perGlob = new Map<string, { read: number; couldRead: number }>();
   let limited = false;
@@ -261,8 +264,9 @@ function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>):
     if (name.includes('LIMIT')) limited = true;
     const info = node.extra_info ?? {};
     if (name === 'READ_PARQUET' || info.Function === 'READ_PARQUET') {
-      // DuckDB names the glob, with ", ..." after it when it expanded to several files.
-      const glob = String(info['Filename(s)'] ?? '').replace(/, \.\.\.$/, '');
+      // DuckDB names the glob, with ", ..." after it when it expanded to several files; or, once partition
+      // filters pruned the scan, the files left: then the table is the one whose glob holds the first.
+      const glob = tableGlobOf(String(info['Filename(s)'] ?? '').replace(/, \.\.\.$/, ''), globs);
       const scanned = Number(info['Total Files Read'] ?? 0);
       const pruned = /^(\d+)\/\d+$/.exec(String(info['Scanning Files'] ?? ''));
       const seen = perGlob.get(glob) ?? { read: 0, couldRead: 0 };
@@ -275,12 +279,25 @@ function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>):
   visit(JSON.parse(fs.readFileSync(file, 'utf8')) as ProfileNode);
   let read = 0;
   let couldRead = 0;
+  let total = 0;
   for (const [glob, seen] of perGlob) {
-    const total = globs.get(glob) ?? Number.POSITIVE_INFINITY;
-    read += Math.min(seen.read, total);
-    couldRead += Math.min(seen.couldRead, total);
+    // A path that is no table's glob (read_parquet on files of the lake): the files it named.
+    const files = globs.get(glob) ?? Math.max(seen.read, seen.couldRead);
+    read += Math.min(seen.read, files);
+    couldRead += Math.min(seen.couldRead, files);
+    total += files;
   }
-  return limited && couldRead > read ? { read, readAtMost: couldRead } : { read };
+  return limited && couldRead > read ? { read, total, readAtMost: couldRead } : { read, total };
+}
+
+function tableGlobOf(named: string, globs: ReadonlyMap<string, number>): string {
+  if (globs.has(named)) return named;
+  const first = named.split(', ')[0];
+  for (const glob of globs.keys()) {
+    const root = glob.slice(0, glob.length - PARQUET_GLOB_SUFFIX.length);
+    if (first.startsWith(root)) return glob;
+  }
+  return named;
 }
 
 export function sqlString(s: string): string {

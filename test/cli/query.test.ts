@@ -23,6 +23,9 @@ beforeAll(async () => {
     .filter((r) => transformRecord(schema, Buffer.from(JSON.stringify(r)), { arrivalMs: NOW.getTime() }, { destination: 'lake', piiHashKey: 'k', processedAt: NOW }).result === 'Ok');
   const landed = await deliverToLake(dataDir, 'iot', records.map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
   expect(landed).toBe(records.length);
+  // Another pipeline's files too: a query on iot is measured against iot's files only.
+  const appEvents = sampleRecords(readSchema('app-events'), 20, 11, { now: NOW }).map((r) => Buffer.from(JSON.stringify(r)));
+  expect(await deliverToLake(dataDir, 'app-events', appEvents, NOW.getTime())).toBeGreaterThan(0);
   writeErrorObjects();
 });
 
