@@ -38,7 +38,7 @@ export function registerQueryCommand(program: Command): void {
       'sluice query --saved "iot: events per event_type per hour" --csv > today.csv',
       'sluice query --aws --stack sluice-prod "SELECT count(*) FROM transactions WHERE year = 2026 AND month = 11"',
     ),
-    '\nStatistics: files read of files total (DuckDB: partition pruning at work; "at most" when a LIMIT stopped early) or bytes scanned (Athena: what the query costs).',
+    '\nStatistics: files read of the scanned tables\' files (DuckDB: partition pruning at work; "at most" when a LIMIT stopped early) or bytes scanned (Athena: what the query costs).',
     'Exit status: 0 ok · 1 the engine refused or failed the query · 2 usage, configuration or environment problem',
   ].join('\n'));
   command.action(async (sqlArg: string | undefined, flags: QueryFlags) => {
