@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config';
+import { EmulatorStateError } from '../local/state-error';
 import { SchemaDerivationError } from '../schema/model';
 import { UserError } from './output';
 import { registerCostCommand } from './cost-command';
@@ -60,15 +61,28 @@ export async function run(argv: readonly string[]): Promise<number> {
       console.error(`sluice: ${err.message}`);
       return err.exitCode;
     }
-    if (err instanceof ConfigError || err instanceof SchemaDerivationError) {
+    if (err instanceof ConfigError || err instanceof SchemaDerivationError || err instanceof EmulatorStateError) {
       console.error(`sluice: ${err.message}`);
       return 2;
     }
     // Not a known kind of failure: the message, and the stack trace only when asked for (for a bug report).
-    const message = err instanceof Error ? err.message : String(err);
-    console.error(`sluice: ${message}${process.env.SLUICE_DEBUG ? `\n${(err as Error).stack ?? ''}` : '\n(SLUICE_DEBUG=1 shows where it happened)'}`);
+    console.error(`sluice: ${describeUnexpected(err)}${debugging() ? `\n${(err as Error).stack ?? ''}` : '\n(SLUICE_DEBUG=1 shows where it happened)'}`);
     return 1;
   }
+}
+
+function debugging(): boolean {
+  return ['1', 'true', 'yes'].includes((process.env.SLUICE_DEBUG ?? '').toLowerCase());
+}
+
+/** An error's message; for one without (Node's AggregateError of a failed connection), its name, code and causes. */
+function describeUnexpected(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  if (err.message) return err.message;
+  const code = (err as NodeJS.ErrnoException).code;
+  const inner = err instanceof AggregateError ? err.errors.map((e: unknown) => (e instanceof Error ? e.message : String(e))).filter(Boolean) : [];
+  const cause = err.cause instanceof Error ? err.cause.message : undefined;
+  return [err.name, code, ...inner, cause].filter(Boolean).join(': ');
 }
 
 /**

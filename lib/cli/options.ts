@@ -106,7 +106,7 @@ export function parseSize(value: string, flag: string): number {
   // A fraction of a byte is a slip (1.5 meant 1.5KB?), not something to round away in silence.
   // (Decimal fractions are not exact in binary: 1.1 × 1,000 is 1,100.0000000000002.)
   const whole = Math.round(bytes);
-  if (Math.abs(bytes - whole) > 1e-6) throw new UserError(`${flag} ${JSON.stringify(value)}: ${bytes} is not a whole number of bytes; give a unit, e.g. ${m[1]}KB or ${m[1]}KiB`);
+  if (Math.abs(bytes - whole) > 1e-9 * Math.max(1, bytes)) throw new UserError(`${flag} ${JSON.stringify(value)}: ${bytes} is not a whole number of bytes; give a unit, e.g. ${m[1]}KB or ${m[1]}KiB`);
   return whole;
 }
 

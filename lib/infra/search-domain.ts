@@ -43,10 +43,20 @@ export type DomainAccess = 'write' | 'read' | 'manage-templates';
  */
 export const SEARCH_POST_PATHS: readonly string[] = ['_search', '*/_search', '_msearch', '*/_msearch', '_count', '*/_count'];
 
+/**
+ * In an IAM resource `*` matches `/` too, so `*\/_search` also matches `<index>/_doc/_search`: a document
+ * write whose id is `_search`. A reader is denied POSTs to the document APIs outright.
+ */
+export const DOCUMENT_WRITE_PATHS: readonly string[] = ['*/_doc/*', '*/_create/*', '*/_update/*'];
+
 /** HTTP actions per access kind; `paths` fixes where an action applies, otherwise the paths given to `grant`. */
-const ACCESS_RULES: Record<DomainAccess, ReadonlyArray<{ readonly actions: string[]; readonly paths?: readonly string[] }>> = {
+const ACCESS_RULES: Record<DomainAccess, ReadonlyArray<{ readonly actions: string[]; readonly paths?: readonly string[]; readonly deny?: true }>> = {
   write: [{ actions: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPost', 'es:ESHttpPut'] }],
-  read: [{ actions: ['es:ESHttpGet', 'es:ESHttpHead'] }, { actions: ['es:ESHttpPost'], paths: SEARCH_POST_PATHS }],
+  read: [
+    { actions: ['es:ESHttpGet', 'es:ESHttpHead'] },
+    { actions: ['es:ESHttpPost'], paths: SEARCH_POST_PATHS },
+    { actions: ['es:ESHttpPost', 'es:ESHttpPut', 'es:ESHttpDelete'], paths: DOCUMENT_WRITE_PATHS, deny: true },
+  ],
   'manage-templates': [{ actions: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPut', 'es:ESHttpDelete'] }],
 };
 
@@ -115,9 +125,10 @@ export class SearchDomain extends Construct {
     const wildcards = new Set<string>();
     for (const rule of ACCESS_RULES[access]) {
       const resources = (rule.paths ?? paths).map((p) => `${this.domainArn}/${p}`);
-      role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: rule.actions, resources }));
-      this.domain?.addAccessPolicies(new iam.PolicyStatement({ principals: [new iam.ArnPrincipal(role.roleArn)], actions: rule.actions, resources }));
-      for (const r of resources) if (r.includes('*')) wildcards.add(r);
+      const effect = rule.deny ? iam.Effect.DENY : iam.Effect.ALLOW;
+      role.addToPrincipalPolicy(new iam.PolicyStatement({ effect, actions: rule.actions, resources }));
+      this.domain?.addAccessPolicies(new iam.PolicyStatement({ effect, principals: [new iam.ArnPrincipal(role.roleArn)], actions: rule.actions, resources }));
+      if (!rule.deny) for (const r of resources) if (r.includes('*')) wildcards.add(r);
     }
     acknowledgeWildcards(role, [...wildcards].map((resource) => ({
       resource,

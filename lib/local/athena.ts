@@ -248,31 +248,34 @@ interface ProfileNode {
  * Parquet files read, from the READ_PARQUET scans of DuckDB's JSON profile (other scans, such as the error
  * objects' JSON, are not Parquet). DuckDB counts a file once read to its end, so when a LIMIT stops the
  * scans early the count falls short: then the files each scan could read after pruning ("Scanning Files:
- * 2/8", or all its glob's files) bound it from above.
- */
-/**
- * Parquet files the query read, and `total`: the files of the tables it scanned (a query on one table is
- * not measured against every pipeline's files).
+ * 2/8", or all its glob's files) bound it from above. `total` is the files of the tables the query scanned
+ * (a query on one table is not measured against every pipeline's files).
  */
 function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>): { read: number; total: number; readAtMost?: number } {
   if (!fs.existsSync(file)) return { read: 0, total: 0 };
-  // Per glob: a table scanned twice (a self-join, UNION ALL) reads its files again, but they are the same files.
-  const perGlob = new Map<string, { read: number; couldRead: number }>();
+  // Per table: a table scanned twice (a self-join, UNION ALL) reads its files again, but they are the same files.
+  const perTable = new Map<string, { read: number; couldRead: number; files: number }>();
   let limited = false;
+  let unnamed = 0;
   const visit = (node: ProfileNode): void => {
     const name = node.operator_name ?? '';
     if (name.includes('LIMIT')) limited = true;
     const info = node.extra_info ?? {};
     if (name === 'READ_PARQUET' || info.Function === 'READ_PARQUET') {
       // DuckDB names the glob, with ", ..." after it when it expanded to several files; or, once partition
-      // filters pruned the scan, the files left: then the table is the one whose glob holds the first.
-      const glob = tableGlobOf(String(info['Filename(s)'] ?? '').replace(/, \.\.\.$/, ''), globs);
+      // filters pruned the scan, the files left (none when it pruned them all): the table is the one whose
+      // folder holds them. "Scanning Files: n/m" says how many the filters left of the table's m.
+      const named = String(info['Filename(s)'] ?? '').replace(/, \.\.\.$/, '');
+      const glob = named === '' ? undefined : tableGlobOf(named, globs);
       const scanned = Number(info['Total Files Read'] ?? 0);
-      const pruned = /^(\d+)\/\d+$/.exec(String(info['Scanning Files'] ?? ''));
-      const seen = perGlob.get(glob) ?? { read: 0, couldRead: 0 };
+      const pruned = /^(\d+)\/(\d+)$/.exec(String(info['Scanning Files'] ?? ''));
+      const files = pruned ? Number(pruned[2]) : (glob !== undefined ? globs.get(glob) : undefined) ?? scanned;
+      const key = glob ?? `(pruned to no file) ${unnamed++}`;
+      const seen = perTable.get(key) ?? { read: 0, couldRead: 0, files: 0 };
       seen.read += scanned;
-      seen.couldRead += pruned ? Number(pruned[1]) : (globs.get(glob) ?? scanned);
-      perGlob.set(glob, seen);
+      seen.couldRead += pruned ? Number(pruned[1]) : files;
+      seen.files = Math.max(seen.files, files);
+      perTable.set(key, seen);
     }
     for (const child of node.children ?? []) visit(child);
   };
@@ -280,12 +283,10 @@ function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>):
   let read = 0;
   let couldRead = 0;
   let total = 0;
-  for (const [glob, seen] of perGlob) {
-    // A path that is no table's glob (read_parquet on files of the lake): the files it named.
-    const files = globs.get(glob) ?? Math.max(seen.read, seen.couldRead);
-    read += Math.min(seen.read, files);
-    couldRead += Math.min(seen.couldRead, files);
-    total += files;
+  for (const seen of perTable.values()) {
+    read += Math.min(seen.read, seen.files);
+    couldRead += Math.min(seen.couldRead, seen.files);
+    total += seen.files;
   }
   return limited && couldRead > read ? { read, total, readAtMost: couldRead } : { read, total };
 }

@@ -3,13 +3,14 @@
  * and dynalite in-process. Both listen on loopback only unless a host says otherwise.
  */
 import { ChildProcess, spawn } from 'child_process';
-import { mkdir, readFile } from 'fs/promises';
+import { mkdir, open } from 'fs/promises';
 import * as http from 'http';
 import * as net from 'net';
 import * as path from 'path';
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { dynamoClient, kinesisClient, localRegion } from './aws-clients';
+import { EmulatorStateError } from './state-error';
 
 export interface RunningService {
   /** What runs, for messages: `kinesis-mock`, `dynalite`. */
@@ -95,8 +96,8 @@ const servers = new Set();
 const sockets = new Set();
 let stopping = false;
 const createWriteStream = fs.createWriteStream;
-// kinesis-mock writes its state with write() calls, then end() and at once destroy(), and may exit right
-// after: the state is gathered in memory (it is all in memory already) and written at end(), synchronously.
+// kinesis-mock writes its state with write() calls (one chunk), then end(), and may exit right after: the
+// state is gathered in memory (it is all in memory already) and written at end(), synchronously.
 fs.createWriteStream = function (file) {
   if (stateFile === undefined || typeof file !== 'string' || path.resolve(file) !== stateFile) return createWriteStream.apply(this, arguments);
   const chunks = [];
@@ -112,7 +113,8 @@ fs.createWriteStream = function (file) {
       fs.writeFileSync(partial, Buffer.concat(chunks));
       fs.renameSync(partial, stateFile);
     } catch (error) {
-      process.stderr.write('sluice: could not save kinesis-mock state: ' + error.message + '\\n');
+      // kinesis-mock then reports the save as failed (and keeps its data in memory for the next one).
+      return this.destroy(error);
     }
     return end.call(this, typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback);
   };
@@ -234,28 +236,30 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
 }
 
 /**
- * kinesis-mock fails to start, with a Scala stack trace, on a state file it cannot read (one left empty by
- * a save cut off before this twin wrote it whole): say which file, and what moving it away costs.
+ * kinesis-mock fails to start, with a Scala stack trace, on a state file it cannot read: one left empty
+ * or cut short by a save that was interrupted before this twin wrote it whole. Only the ends are looked
+ * at (the file holds every retained record): it is empty, or its JSON does not end.
  */
 async function assertKinesisStateLoads(file: string): Promise<void> {
-  let text: string;
+  let handle: import('fs/promises').FileHandle;
   try {
-    text = await readFile(file, 'utf8');
+    handle = await open(file, 'r');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw error;
   }
   let problem: string | undefined;
-  if (text.trim() === '') problem = 'is empty';
-  else {
-    try {
-      JSON.parse(text);
-    } catch {
-      problem = 'is not valid JSON';
-    }
+  try {
+    const { size } = await handle.stat();
+    const tail = Buffer.alloc(Math.min(size, 64));
+    await handle.read(tail, 0, tail.length, size - tail.length);
+    if (tail.toString('latin1').trim() === '') problem = 'is empty';
+    else if (!tail.toString('latin1').trimEnd().endsWith('}')) problem = 'is cut short';
+  } finally {
+    await handle.close();
   }
   if (problem) {
-    throw new Error(`kinesis-mock's saved streams ${file} ${problem} (a save was cut off): move it away to start with `
+    throw new EmulatorStateError(`kinesis-mock's saved streams ${file} ${problem} (a save was cut off): move it away to start with `
       + 'no streams (the twin creates them again; records that were only in them are lost)');
   }
 }

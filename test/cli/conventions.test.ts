@@ -75,21 +75,14 @@ describe('the sluice binary', () => {
     expect(result.stderr).toBe('');
   });
 
-  test('a failure of no known kind: its message on stderr and exit 1, the stack trace only with SLUICE_DEBUG', () => {
-    // A twin that cannot start: kinesis-mock's saved streams are unreadable.
+  test('kinesis-mock\'s saved streams cut short: exit 2 and which file to move away, no stack trace', () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-conventions-'));
     try {
       fs.mkdirSync(path.join(dataDir, 'kinesis'));
       fs.writeFileSync(path.join(dataDir, 'kinesis', 'kinesis-data.json'), '');
-      const args = ['local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'];
-      const result = exec(...args);
-      expect(result.status).toBe(1);
-      expect(result.stderr).toMatch(/^sluice: kinesis-mock's saved streams .*kinesis-data\.json is empty \(a save was cut off\): move it away/);
-      expect(result.stderr).toMatch(/\(SLUICE_DEBUG=1 shows where it happened\)\n$/);
-      expect(result.stderr).not.toMatch(/\n\s+at /);
-      const debug = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, SLUICE_DEBUG: '1' } });
-      expect(debug.status).toBe(1);
-      expect(debug.stderr).toMatch(/\n\s+at /);
+      const result = exec('local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0');
+      expect(result.status).toBe(2);
+      expect(result.stderr).toMatch(/^sluice: kinesis-mock's saved streams .*kinesis-data\.json is empty \(a save was cut off\): move it away[^\n]*\n$/);
     } finally {
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
@@ -99,5 +92,42 @@ describe('the sluice binary', () => {
     const result = exec('query', 'SELECT 1');
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(/no twin data dir at \/nonexistent\/sluice/);
+  });
+});
+
+describe('a failure of no known kind (a bug)', () => {
+  /** `run` with the cost estimate replaced by one that throws `error`. */
+  async function runWithFailingEstimate(error: unknown, env: Record<string, string | undefined> = {}): Promise<{ code: number; stderr: string }> {
+    let run: typeof import('../../lib/cli/main').run | undefined;
+    jest.isolateModules(() => {
+      jest.doMock('../../lib/cli/cost', () => ({ ...jest.requireActual('../../lib/cli/cost'), estimateCost: () => { throw error; } }));
+      run = (require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run;
+    });
+    const lines: string[] = [];
+    const spy = jest.spyOn(console, 'error').mockImplementation((...args: unknown[]) => { lines.push(args.join(' ')); });
+    const saved = process.env.SLUICE_DEBUG;
+    try {
+      process.env.SLUICE_DEBUG = env.SLUICE_DEBUG;
+      if (env.SLUICE_DEBUG === undefined) delete process.env.SLUICE_DEBUG;
+      return { code: await run!(['cost']), stderr: lines.join('\n') };
+    } finally {
+      spy.mockRestore();
+      if (saved === undefined) delete process.env.SLUICE_DEBUG;
+      else process.env.SLUICE_DEBUG = saved;
+      jest.dontMock('../../lib/cli/cost');
+    }
+  }
+
+  test('exit 1 with its message; the stack trace only with SLUICE_DEBUG=1', async () => {
+    const plain = await runWithFailingEstimate(new Error('the estimate broke'));
+    expect(plain).toEqual({ code: 1, stderr: 'sluice: the estimate broke\n(SLUICE_DEBUG=1 shows where it happened)' });
+    expect((await runWithFailingEstimate(new Error('the estimate broke'), { SLUICE_DEBUG: '0' })).stderr).not.toMatch(/\n\s+at /);
+    expect((await runWithFailingEstimate(new Error('the estimate broke'), { SLUICE_DEBUG: '1' })).stderr).toMatch(/^sluice: the estimate broke\nError: the estimate broke\n\s+at /);
+  });
+
+  test('an error without a message (a failed connection\'s AggregateError) still says what happened', async () => {
+    const { code, stderr } = await runWithFailingEstimate(new AggregateError([new Error('connect ECONNREFUSED 127.0.0.1:1')], ''));
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^sluice: AggregateError: connect ECONNREFUSED 127\.0\.0\.1:1\n/);
   });
 });

@@ -70,6 +70,15 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(stdout).toMatch(/1 row · read (\d+) of \1 Parquet files · \d+ ms/);
   });
 
+  test('a query its partition filters prune to no file still counts its table\'s files', async () => {
+    const whole = /read (\d+) of (\d+) Parquet files/.exec((await query('SELECT count(*) FROM iot')).stdout) ?? [];
+    for (const where of ["event_type = 'no-such-type'", 'year = 1999']) {
+      const { code, stdout } = await query(`SELECT count(*) AS n FROM iot WHERE ${where}`);
+      expect(code).toBe(0);
+      expect(stdout).toContain(`read 0 of ${whole[2]} Parquet files`);
+    }
+  });
+
   test('partition predicates prune files, and the footer shows it', async () => {
     const { code, stdout } = await query("SELECT count(*) AS n FROM sluice_dev.iot WHERE event_type = 'alert'");
     expect(code).toBe(0);

@@ -22,7 +22,7 @@ describe('value parsers', () => {
     expect(parseRate(text, '--rate')).toBeCloseTo(perSecond, 10);
   });
 
-  test.each([['800', 800], ['800B', 800], ['1KB', 1000], ['1KiB', 1024], ['2.5MB', 2_500_000], ['1 MiB', 1_048_576], ['1.1KB', 1100], ['0.3KB', 300]])('size %s', (text, bytes) => {
+  test.each([['800', 800], ['800B', 800], ['1KB', 1000], ['1KiB', 1024], ['2.5MB', 2_500_000], ['1 MiB', 1_048_576], ['1.1KB', 1100], ['0.3KB', 300], ['16.1GB', 16_100_000_000]])('size %s', (text, bytes) => {
     expect(parseSize(text, '--size')).toBe(bytes);
   });
 

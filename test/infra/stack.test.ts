@@ -371,7 +371,12 @@ describe('search', () => {
 
 describe('IAM', () => {
   test('the OpenSearch query role reads: GET and HEAD, and POST only to the search endpoints (no _bulk, _doc, _delete_by_query)', () => {
-    const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith('SearchQueryRole'));
+    const all = iamStatements(dev.template).filter((s) => s.policy.startsWith('SearchQueryRole'));
+    const statements = all.filter((s) => s.Effect === 'Allow');
+    // "*" matches "/" too: "*/_search" alone would let it POST to <index>/_doc/_search (a document write).
+    const denied = all.filter((s) => s.Effect === 'Deny');
+    expect(denied.flatMap((s) => s.Action).sort()).toEqual(['es:ESHttpDelete', 'es:ESHttpPost', 'es:ESHttpPut']);
+    expect(denied.flatMap((s) => s.Resource).map((r) => r.replace(/^.*?\/(?=\*\/)/, '')).sort()).toEqual(['*/_create/*', '*/_doc/*', '*/_update/*']);
     const posts = statements.filter((s) => s.Action.includes('es:ESHttpPost'));
     expect(posts.length).toBeGreaterThan(0);
     for (const s of posts) {

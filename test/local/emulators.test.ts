@@ -242,7 +242,7 @@ describe('kinesis-mock', () => {
     );
   });
 
-  it.each([['', 'is empty'], ['{"streams":', 'is not valid JSON']])('names a saved state file it cannot load (%j) instead of failing with a stack trace', async (content, problem) => {
+  it.each([['', 'is empty'], ['{"streams":', 'is cut short'], ['   \n', 'is empty']])('names a saved state file it cannot load (%j) instead of failing with a stack trace', async (content, problem) => {
     const dataDir = await tempDir();
     await mkdir(path.join(dataDir, 'kinesis'));
     await writeFile(path.join(dataDir, 'kinesis', 'kinesis-data.json'), content);
