@@ -143,28 +143,75 @@ async function preflight(options: TwinOptions): Promise<() => void> {
   return lockDataDir(dataDir);
 }
 
+/** What lockDataDir needs to know about processes; tests replace it to stage races. */
+export interface LockOptions {
+  readonly pid?: number;
+  readonly isAlive?: (pid: number) => boolean;
+  /** Called after a lock file was judged stale, before it is taken over. */
+  readonly beforeTakeover?: () => void;
+}
+
 /**
  * One twin per data dir: two would write the same write-ahead logs, checkpoints and DLQ files.
- * `<data-dir>/twin.pid` names the running one; a file left by a twin that died is taken over.
+ * `<data-dir>/twin.pid` names the running one; a file left by a twin that died is taken over. The lock
+ * appears with its pid already in it (written aside, then hard-linked into place, which fails if a lock
+ * exists), and a stale one is taken over by moving it aside first: of two starts racing for the same stale
+ * file only one moves it, and one that finds it moved a live twin's new lock puts it back and gives way.
  */
-function lockDataDir(dataDir: string): () => void {
+export function lockDataDir(dataDir: string, options: LockOptions = {}): () => void {
+  const pid = options.pid ?? process.pid;
+  const alive = options.isAlive ?? isAlive;
   const file = path.join(dataDir, 'twin.pid');
-  for (let attempt = 0; ; attempt++) {
+  const inUse = (holder: number) => new UserError(`--data-dir ${dataDir} is in use by another twin (pid ${holder}): stop it first, or give this one another --data-dir (if no twin runs there, delete ${file})`);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const mine = `${file}.${pid}.new`;
     try {
-      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      fs.writeFileSync(mine, `${pid}\n`);
+      linkOrCreate(mine, file, `${pid}\n`);
       return () => {
-        if (readPid(file) === process.pid) fs.rmSync(file, { force: true });
+        if (readPid(file) === pid) fs.rmSync(file, { force: true });
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
         throw new UserError(`--data-dir ${dataDir}: cannot write ${file}: ${(error as Error).message}`);
       }
+    } finally {
+      fs.rmSync(mine, { force: true });
     }
     const holder = readPid(file);
-    if (holder !== undefined && holder !== process.pid && isAlive(holder)) {
-      throw new UserError(`--data-dir ${dataDir} is in use by another twin (pid ${holder}): stop it first, or give this one another --data-dir (if no twin runs there, delete ${file})`);
+    if (holder !== undefined && holder !== pid && alive(holder)) throw inUse(holder);
+    options.beforeTakeover?.();
+    const aside = `${file}.${pid}.stale`;
+    try {
+      fs.renameSync(file, aside);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue; // another start took it over first
+      throw new UserError(`--data-dir ${dataDir}: cannot take over ${file}: ${(error as Error).message}`);
     }
-    fs.rmSync(file, { force: true });
+    const moved = readPid(aside);
+    if (moved !== undefined && moved !== holder && moved !== pid && alive(moved)) {
+      // A racing start's new lock, not the stale file: back in place (unless yet another start holds it now).
+      try {
+        linkOrCreate(aside, file, `${moved}\n`);
+      } catch {
+        // EEXIST: a third start has the lock; it stays theirs.
+      }
+      fs.rmSync(aside, { force: true });
+      throw inUse(moved);
+    }
+    fs.rmSync(aside, { force: true });
+  }
+  throw new UserError(`--data-dir ${dataDir}: could not take ${file} over (other starts kept changing it); try again`);
+}
+
+/** `link(from, to)`, failing with EEXIST if `to` exists; where hard links are not supported, an exclusive create. */
+function linkOrCreate(from: string, to: string, content: string): void {
+  try {
+    fs.linkSync(from, to);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
+    fs.writeFileSync(to, content, { flag: 'wx' });
   }
 }
 

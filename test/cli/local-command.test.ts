@@ -3,10 +3,12 @@
  * And what `local up` / `demo` check before they start anything.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { DlqFile, toSqsBody } from '../../lib/local/dlq-file';
+import { lockDataDir } from '../../lib/cli/local-command';
 import { dlqMessagesByPipeline } from '../../lib/local/twin';
 import { expectNoStackTrace, sluice, tempDataDir } from './helpers';
 
@@ -107,6 +109,31 @@ describe('before the twin starts', () => {
     expect(run.code).toBe(0);
     expect(existsSync(path.join(dataDir, 'twin.pid'))).toBe(false);
   }, 60_000);
+
+  test('two starts racing for one stale twin.pid: one takes it over, the other gives way', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-lock-'));
+    try {
+      const file = path.join(dir, 'twin.pid');
+      writeFileSync(file, '999999\n');
+      const alive = (pid: number) => pid === 1001 || pid === 1002;
+      let releaseA: (() => void) | undefined;
+      // B judges the file stale, then A takes it over before B does.
+      expect(() => lockDataDir(dir, { pid: 1002, isAlive: alive, beforeTakeover: () => { releaseA = lockDataDir(dir, { pid: 1001, isAlive: alive }); } }))
+        .toThrow(`--data-dir ${dir} is in use by another twin (pid 1001)`);
+      expect(readFileSync(file, 'utf8')).toBe('1001\n');
+      expect(readdirSync(dir)).toEqual(['twin.pid']);
+      releaseA!();
+      expect(existsSync(file)).toBe(false);
+      // A stale file alone is taken over, and released by its new holder only.
+      writeFileSync(file, '999999\n');
+      const release = lockDataDir(dir, { pid: 1002, isAlive: alive });
+      expect(readFileSync(file, 'utf8')).toBe('1002\n');
+      release();
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test('an address that is not this machine\'s is named, without a stack trace', async () => {
     const run = await sluice('local', 'up', '--data-dir', path.join(dataDir, 'h'), '--host', '999.1.1.1', '--firehose-port', '4599');
