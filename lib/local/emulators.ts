@@ -74,11 +74,11 @@ export async function freePort(host: string = LOOPBACK): Promise<number> {
 // `node -e` before its main.js, rewrites those listen(port) calls to listen on SLUICE_BIND_HOST.
 // It also makes shutdown prompt and certain, and its state file safe:
 // - when the IPC channel to the parent closes (the parent exited or was killed), the mock gets SIGTERM;
-// - on SIGTERM it stops accepting connections at once (a producer that keeps retrying would otherwise
-//   hold the HTTP server open past the last-resort exit, cutting off the final persist), and open
-//   sockets are failed after a short drain: the mock's HTTP server otherwise waits 30 s for idle
-//   keep-alive connections before its final persist, and it only notices a socket is gone when the
-//   socket errors (a plain destroy() is not enough);
+// - on SIGTERM it stops accepting connections and fails the open ones at once: a producer that keeps
+//   retrying would otherwise hold the HTTP server open past the last-resort exit, cutting off the final
+//   persist; a request answered while the final persist runs could be acknowledged and still miss it;
+//   the HTTP server waits 30 s for idle keep-alive connections before its final persist, and only notices
+//   a socket is gone when the socket errors (a plain destroy() is not enough);
 // - the state file is written whole to a temporary file and renamed over the old one, so a save that
 //   is cut off leaves the previous state, never a truncated file kinesis-mock cannot load (its own
 //   writer truncates the file, then writes it asynchronously, and the process may exit in between);
@@ -140,7 +140,8 @@ const exit = process.exit.bind(process);
 process.once('SIGTERM', () => {
   stopping = true;
   for (const server of servers) server.close(() => undefined);
-  setTimeout(() => { for (const socket of sockets) socket.destroy(shutdown); }, 500).unref();
+  // At once: a request answered after this may miss kinesis-mock's final save, so none is answered.
+  for (const socket of sockets) socket.destroy(shutdown);
   setTimeout(() => exit(143), 8000).unref();
 });
 process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));

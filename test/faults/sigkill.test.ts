@@ -152,6 +152,7 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
     while (acknowledged.length < 500) await new Promise((r) => setTimeout(r, 20));
     up.child.kill('SIGKILL');
     expect(await up.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    const killedOutput = up.output();
     // The producer goes on until kinesis-mock, left alone, has exited.
     await waitForExit(up.children);
     stopAt = Date.now();
@@ -177,7 +178,10 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
     const rows = await lakeColumn(dataDir, iotConfig, 'iot');
     expect(repeated(rows)).toEqual([]);
     const delivered = new Set(rows);
-    expect(acknowledged.filter((id) => !delivered.has(id))).toEqual([]);
+    const missing = acknowledged.filter((id) => !delivered.has(id));
+    // On failure, what both runs printed (kinesis-mock's own lines included) says where they went.
+    expect({ missing: missing.length, of: acknowledged.length, killed: killedOutput.slice(-3000), restarted: up.output().slice(-3000) })
+      .toEqual({ missing: 0, of: acknowledged.length, killed: expect.any(String), restarted: expect.any(String) });
     const sent = new Set([...acknowledged, ...unanswered]);
     expect(rows.filter((id) => !sent.has(id))).toEqual([]);
   }, 90_000);
