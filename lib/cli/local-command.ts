@@ -74,12 +74,7 @@ export function registerLocalCommands(program: Command): void {
     .action(async (flags: LocalFlags) => {
       const config = withBufferInterval(configFrom(flags), flags);
       const dataDir = path.resolve(flags.dataDir ?? process.env.SLUICE_DATA_DIR ?? defaultDataDir());
-      const options = twinOptions(flags, config, dataDir);
-      const release = await preflight(options);
-      const twin = await startTwin(options).catch((error: unknown) => {
-        release();
-        throw error;
-      });
+      const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir));
       printEndpoints(twin, config);
       console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
       await new Promise<void>((resolve) => {
@@ -141,6 +136,17 @@ async function preflight(options: TwinOptions): Promise<() => void> {
     throw new UserError(`--data-dir ${dataDir} cannot be created: ${(error as Error).message}`);
   }
   return lockDataDir(dataDir);
+}
+
+/** The twin, after the preflight, holding its data dir: `release` lets it go once the twin has stopped (or failed to start). */
+async function startLockedTwin(options: TwinOptions): Promise<{ twin: Twin; release: () => void }> {
+  const release = await preflight(options);
+  try {
+    return { twin: await startTwin(options), release };
+  } catch (error) {
+    release();
+    throw error;
+  }
 }
 
 /** What lockDataDir needs to know about processes; tests replace it to stage races. */
@@ -280,12 +286,8 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
       dynamo: flags.dynamoPort === undefined ? 0 : defaults.ports?.dynamo,
     },
   };
-  const release = await preflight(options);
   const started = Date.now();
-  const twin = await startTwin(options).catch((error: unknown) => {
-    release();
-    throw error;
-  });
+  const { twin, release } = await startLockedTwin(options);
   let stopped = false;
   try {
     console.log(`Local twin up in ${((Date.now() - started) / 1000).toFixed(1)} s — data dir ${dataDir}`);

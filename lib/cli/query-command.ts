@@ -69,9 +69,9 @@ export function registerQueryCommand(program: Command): void {
         database = query.database;
         if (!flags.json && !flags.csv) io.err(`-- ${query.name}\n${sql}\n`);
       } else {
+        // Checked above: not empty.
         sql = sqlGiven as string;
       }
-      if (sql.trim() === '') throw new UserError('the query is empty');
 
       const progress = new Progress({ forced: flags.progress });
       let result: SqlResult;

@@ -26,7 +26,7 @@ import { START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from '
 export interface SqlStats {
   readonly engine: 'duckdb' | 'athena';
   readonly elapsedMs: number;
-  /** DuckDB: Parquet files read, and how many the tables hold (partition pruning at work). */
+  /** DuckDB: Parquet files read, and how many the tables the query scanned hold (partition pruning at work). */
   readonly filesRead?: number;
   readonly filesTotal?: number;
   /** DuckDB: a LIMIT may have stopped the scans early; the files read were at most this many. */

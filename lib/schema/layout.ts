@@ -50,9 +50,12 @@ export function firehoseDataPrefix(model: SchemaModel): string {
   return dataRoot(model.pipeline) + partitionSegments(model, (k) => `!{partitionKeyFromLambda:${k}}`);
 }
 
+/** What follows an error prefix's root: one folder per error type, then the arrival hour. */
+const ERROR_OUTPUT_FOLDERS = '!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/';
+
 /** The Firehose `ErrorOutputPrefix`: one folder per error type, then the arrival hour. */
 export function firehoseErrorPrefix(pipeline: string): string {
-  return `${ERRORS_ROOT}/${pipeline}/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/`;
+  return `${ERRORS_ROOT}/${pipeline}/${ERROR_OUTPUT_FOLDERS}`;
 }
 
 /** Prefix under which the search delivery stream backs up documents OpenSearch refused. */
@@ -66,7 +69,7 @@ export function searchBackupPrefix(pipeline: string): string {
  * cover) does not rest on an undocumented default.
  */
 export function searchErrorPrefix(pipeline: string): string {
-  return `${searchBackupPrefix(pipeline)}!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/`;
+  return `${searchBackupPrefix(pipeline)}${ERROR_OUTPUT_FOLDERS}`;
 }
 
 /** Athena partition projection `storage.location.template` for the pipeline's table. */
