@@ -257,9 +257,10 @@ describe('kinesis-mock', () => {
 
   describe('its state file, written through the bootstrap as kinesis-mock writes it', () => {
     /** Runs the bootstrap with `main` in kinesis-mock's place; returns the state file's content after it exits. */
-    async function stateAfter(main: string): Promise<string> {
+    async function stateAfter(main: string, prepare?: (dir: string) => Promise<void>): Promise<string> {
       const dir = await tempDir();
       await writeFile(path.join(dir, 'kinesis-data.json'), '{"streams":"before"}');
+      await prepare?.(dir);
       await writeFile(path.join(dir, 'main.js'), main);
       const child = spawn(process.execPath, ['-e', KINESIS_BOOTSTRAP], {
         env: { PATH: process.env.PATH, SLUICE_BIND_HOST: '127.0.0.1', SLUICE_KINESIS_MAIN: path.join(dir, 'main.js'), PERSIST_PATH: dir, PERSIST_FILE_NAME: 'kinesis-data.json' },
@@ -282,6 +283,22 @@ s.once('open', () => {
 
     it('holds the whole new state once end() is called, even if the process exits right after', async () => {
       expect(await stateAfter(save('after-end'))).toBe('{"streams":"after"}');
+    });
+
+    it('a save that cannot be written (a full or read-only disk) is reported to kinesis-mock as failed and leaves the previous state', async () => {
+      const reportedBy = (dir: string) => path.join(dir, 'reported');
+      let dir = '';
+      const main = `const fs = require('fs');
+const s = fs.createWriteStream(require('path').join(process.env.PERSIST_PATH, process.env.PERSIST_FILE_NAME));
+s.on('error', (e) => { fs.writeFileSync(require('path').join(process.env.PERSIST_PATH, 'reported'), e.code); process.exit(0); });
+s.once('ready', () => { s.write('{"streams":"after"}'); s.end(() => { fs.writeFileSync(require('path').join(process.env.PERSIST_PATH, 'reported'), 'saved'); process.exit(0); }); });`;
+      // The bootstrap writes <state>.saving first: a directory there makes that write fail (EISDIR).
+      const state = await stateAfter(main, async (d) => {
+        dir = d;
+        await mkdir(path.join(d, 'kinesis-data.json.saving'));
+      });
+      expect(state).toBe('{"streams":"before"}');
+      expect(readFileSync(reportedBy(dir), 'utf8')).toBe('EISDIR');
     });
   });
 
