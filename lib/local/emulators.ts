@@ -3,6 +3,7 @@
  * and dynalite in-process. Both listen on loopback only unless a host says otherwise.
  */
 import { ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
 import { mkdir, open } from 'fs/promises';
 import * as http from 'http';
 import * as net from 'net';
@@ -42,7 +43,7 @@ export interface KinesisEmulatorOptions {
   readonly persist?: boolean;
   /** How long to wait for the emulator to answer ListStreams. @default 30_000 */
   readonly readyTimeoutMs?: number;
-  /** How long stop() waits after SIGTERM before SIGKILL. @default 30_000 (kinesis-mock exits by itself 8 s after SIGTERM, later only while it writes its state) */
+  /** How long stop() waits after SIGTERM before SIGKILL. @default 30_000 (kinesis-mock exits by itself 25 s after SIGTERM at the latest, later only while it writes its state) */
   readonly stopGraceMs?: number;
 }
 
@@ -60,14 +61,42 @@ export const DYNAMO_DEFAULT_PORT = 4569;
 const LOOPBACK = '127.0.0.1';
 const KINESIS_STATE_FILE = 'kinesis-data.json';
 
-/** Asks the OS for a port that is free right now on `host`. */
-export async function freePort(host: string = LOOPBACK): Promise<number> {
+/**
+ * A port that is free right now on `host`, chosen below the OS's ephemeral range: the OS hands ports
+ * from that range to outgoing connections on its own, and one could take a port picked there (as
+ * listen(0) picks) before the emulator binds it. Where Linux does not say where that range starts, it is
+ * taken to start at 32768 (macOS and Windows start theirs at 49152); should it start too low to leave
+ * room below it, the OS picks. `not` is a port to leave out (one picked but not bound yet).
+ */
+export async function freePort(host: string = LOOPBACK, not?: number): Promise<number> {
+  const top = Math.min(EPHEMERAL_FLOOR, ephemeralRangeStart()) - 1;
+  const bottom = Math.max(1024, top - 12_000);
+  for (let attempt = 0; attempt < 50 && top - bottom >= 1000; attempt++) {
+    const port = bottom + Math.floor(Math.random() * (top - bottom + 1));
+    if (port !== not && (await listenProblem(host, port)) === undefined) return port;
+  }
   const server = net.createServer();
   await listen(server, 0, host);
   const { port } = server.address() as net.AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+/** Where ephemeral ranges start by default: 32768 on Linux, 49152 on macOS and Windows (IANA's). */
+const EPHEMERAL_FLOOR = 32_768;
+
+/** The first port of Linux's ephemeral range; EPHEMERAL_FLOOR where it cannot be read. */
+export function ephemeralRangeStart(): number {
+  try {
+    const start = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(start) && start > 0 ? start : EPHEMERAL_FLOOR;
+  } catch {
+    return EPHEMERAL_FLOOR;
+  }
+}
+
+/** How the bootstrap's last-resort exit begins the line it writes to stderr. */
+const KINESIS_LAST_RESORT = 'kinesis-mock: still running';
 
 // kinesis-mock hard-codes its listen address (ip4s Host "0.0.0.0", passed to Node as listen(port),
 // i.e. every interface, IPv4 and IPv6) and has no setting for it in 0.6.2. This bootstrap, run with
@@ -82,7 +111,11 @@ export async function freePort(host: string = LOOPBACK): Promise<number> {
 // - the state file is written whole to a temporary file and renamed over the old one, so a save that
 //   is cut off leaves the previous state, never a truncated file kinesis-mock cannot load (its own
 //   writer truncates the file, then writes it asynchronously, and the process may exit in between);
-// - the last-resort exit uses the real process.exit, which cats-effect replaces with a graceful one.
+// - output to a parent that died (EPIPE) is dropped, not a crash before the final save;
+// - the last-resort exit, for a shutdown that hangs, comes 25 s after SIGTERM (inside the twin's 30 s
+//   stopGraceMs): on a loaded machine the graceful shutdown can take several seconds before its final
+//   save, and an exit before it loses what was acknowledged since the last periodic save (every 5 s).
+//   It says so on stderr, and uses the real process.exit, which cats-effect replaces with a graceful one.
 export const KINESIS_BOOTSTRAP = `
 'use strict';
 const fs = require('fs');
@@ -95,6 +128,8 @@ const shutdown = new Error('kinesis-mock is shutting down');
 const servers = new Set();
 const sockets = new Set();
 let stopping = false;
+const lastResortMs = Number(process.env.SLUICE_KINESIS_LAST_RESORT_MS || 25000);
+for (const out of [process.stdout, process.stderr]) out.on('error', () => undefined);
 const createWriteStream = fs.createWriteStream;
 // kinesis-mock writes its state with write() calls (one chunk), then end(), and may exit right after: the
 // state is gathered in memory (it is all in memory already) and written at end(), synchronously.
@@ -142,7 +177,10 @@ process.once('SIGTERM', () => {
   for (const server of servers) server.close(() => undefined);
   // At once: a request answered after this may miss kinesis-mock's final save, so none is answered.
   for (const socket of sockets) socket.destroy(shutdown);
-  setTimeout(() => exit(143), 8000).unref();
+  setTimeout(() => {
+    process.stderr.write('${KINESIS_LAST_RESORT} ' + lastResortMs + ' ms after SIGTERM; exiting (if its final save had not run, records acknowledged since its last save are lost)\\n');
+    exit(143);
+  }, lastResortMs).unref();
 });
 process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
 require(process.env.SLUICE_KINESIS_MAIN);
@@ -180,7 +218,7 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
 
   await assertPortFree(name, host, port);
   if (stateDir) await assertKinesisStateLoads(path.join(stateDir, KINESIS_STATE_FILE));
-  const tlsPort = options.tlsPort ?? (await freePort(host));
+  const tlsPort = options.tlsPort ?? (await freePort(host, port));
   await assertPortFree(`${name} (TLS)`, host, tlsPort);
   if (stateDir) await mkdir(stateDir, { recursive: true });
 
@@ -211,8 +249,12 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
     detached: process.platform !== 'win32',
   });
   const output = new OutputTail();
+  let lastResort = false;
   child.stdout?.on('data', (chunk: Buffer) => output.add('stdout', chunk));
-  child.stderr?.on('data', (chunk: Buffer) => output.add('stderr', chunk));
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output.add('stderr', chunk);
+    if (chunk.includes(KINESIS_LAST_RESORT)) lastResort = true;
+  });
 
   const exited = new Promise<void>((resolve) => {
     child.once('exit', () => resolve());
@@ -225,8 +267,15 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
   void exited.then(() => process.removeListener('exit', killOnExit));
 
   const endpoint = endpointFor(host, port);
-  // Well past the bootstrap's own last resort (8 s), which a long synchronous save can delay.
-  const stop = runOnce(() => stopChild(child, exited, options.stopGraceMs ?? 30_000));
+  // Past the bootstrap's own last resort (25 s), which a long synchronous save can delay.
+  const stop = runOnce(async () => {
+    await stopChild(child, exited, options.stopGraceMs ?? 30_000);
+    // Said where the twin's stop is logged: records acknowledged since the last save (every 5 s) may be gone.
+    if (lastResort || child.signalCode === 'SIGKILL') {
+      throw new Error(`${name} did not stop by itself (${lastResort ? 'its last-resort exit' : 'killed'}), perhaps before its final save: `
+        + `records acknowledged in the 5 s before the stop may be lost.${output.describe()}`);
+    }
+  });
   try {
     await waitForKinesis(child, exited, endpoint, options.readyTimeoutMs ?? 30_000, output);
   } catch (err) {

@@ -236,7 +236,7 @@ export async function startLocalUp(dataDir: string, args: readonly string[], tim
 }
 
 /** Waits until none of `pids` runs any more (a zombie counts as gone). */
-export async function waitForExit(pids: readonly number[], timeoutMs = 20_000): Promise<void> {
+export async function waitForExit(pids: readonly number[], timeoutMs = 40_000): Promise<void> {
   const running = (pid: number) => {
     try {
       return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));

@@ -102,7 +102,7 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
 
     up = await startLocalUp(dataDir, args);
     up.child.kill('SIGTERM');
-    const exit = await Promise.race([up.exited, new Promise((r) => setTimeout(() => r('still running after 30 s'), 30_000))]);
+    const exit = await Promise.race([up.exited, new Promise((r) => setTimeout(() => r('still running after 45 s'), 45_000))]);
     expect([exit, up.output()]).toEqual([{ code: 0, signal: null }, expect.stringContaining('SIGTERM: flushing')]);
 
     // Every acknowledged record once; beyond them, only records of requests the crash left unanswered.
@@ -118,7 +118,7 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
     expect(sorted(errors.map(rawOf))).toEqual(sorted([...bad, orphan].map((b) => b.toString())));
     const dlq = dlqMessages(dataDir, config);
     expect(sorted(dlq.map((m) => Buffer.from(m.rawData ?? '', 'base64').toString()))).toEqual(sorted([...bad, orphan].map((b) => b.toString())));
-  }, 60_000);
+  }, 150_000);
 
   test('a Kinesis producer that keeps sending while the twin dies: every record kinesis-mock acknowledged is delivered after the restart', async () => {
     removeDir(dataDir);
@@ -172,7 +172,7 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
     for (const deadline = Date.now() + 5000; readCount() === 0 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 1500));
     up.child.kill('SIGTERM');
-    const exit = await Promise.race([up.exited, new Promise((r) => setTimeout(() => r('still running after 30 s'), 30_000))]);
+    const exit = await Promise.race([up.exited, new Promise((r) => setTimeout(() => r('still running after 45 s'), 45_000))]);
     expect([exit, up.output()]).toEqual([{ code: 0, signal: null }, expect.stringContaining('SIGTERM: flushing')]);
 
     const rows = await lakeColumn(dataDir, iotConfig, 'iot');
@@ -184,6 +184,6 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
       .toEqual({ missing: 0, of: acknowledged.length, killed: expect.any(String), restarted: expect.any(String) });
     const sent = new Set([...acknowledged, ...unanswered]);
     expect(rows.filter((id) => !sent.has(id))).toEqual([]);
-  }, 90_000);
+  }, 180_000);
 });
 

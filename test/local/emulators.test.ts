@@ -22,7 +22,7 @@ import {
   firehoseClient,
   kinesisClient,
 } from '../../lib/local/aws-clients';
-import { freePort, KINESIS_BOOTSTRAP, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+import { ephemeralRangeStart, freePort, KINESIS_BOOTSTRAP, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
 
 // Each kinesis-mock start costs about a second; a loaded machine may need more.
 jest.setTimeout(120_000);
@@ -126,6 +126,26 @@ describe('freePort', () => {
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     await new Promise<void>((resolve) => server.close(() => resolve()));
     expect(port).toBeGreaterThan(0);
+  });
+
+  // The OS gives ports of its ephemeral range to outgoing connections: one picked there could be taken
+  // before the emulator binds it (it happened in CI: kinesis-mock failed with EADDRINUSE).
+  it('picks ports outside the range the OS gives to outgoing connections', async () => {
+    const start = ephemeralRangeStart();
+    // Below a range that starts under ~2000 there is no room: the OS picks then (not the case on Linux's default 32768).
+    const roomBelow = Math.min(start, 32_768) - 1 - 1024 >= 1000;
+    const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
+    for (const port of ports) {
+      expect(port).toBeGreaterThanOrEqual(1024);
+      if (roomBelow) expect(port).toBeLessThan(start);
+    }
+    expect(new Set(ports).size).toBeGreaterThan(1);
+  });
+
+  it('leaves out the port it is told to', async () => {
+    const taken = await freePort();
+    const others = await Promise.all(Array.from({ length: 50 }, () => freePort(undefined, taken)));
+    expect(others).not.toContain(taken);
   });
 });
 
@@ -236,6 +256,12 @@ describe('kinesis-mock', () => {
     await expect(start).rejects.toThrow(/Last output:\n.*\[stderr\].*Address already in use/);
   });
 
+  it('says when it had to be killed: records acknowledged just before may be lost', async () => {
+    const dataDir = await tempDir();
+    const mock = await startKinesis({ port: await freePort(), dataDir, stopGraceMs: 1 });
+    await expect(mock.stop()).rejects.toThrow(/^kinesis-mock did not stop by itself \(killed\), perhaps before its final save: records acknowledged in the 5 s before the stop may be lost/);
+  });
+
   it('gives up after readyTimeoutMs', async () => {
     await expect(startKinesis({ port: await freePort(), readyTimeoutMs: 1 })).rejects.toThrow(
       /kinesis-mock did not answer ListStreams on http:\/\/127\.0\.0\.1:\d+ within 1 ms/,
@@ -283,6 +309,47 @@ s.once('open', () => {
 
     it('holds the whole new state once end() is called, even if the process exits right after', async () => {
       expect(await stateAfter(save('after-end'))).toBe('{"streams":"after"}');
+    });
+
+    /** Runs the bootstrap with `main` in kinesis-mock's place, sends it SIGTERM once `main` says "up", and returns the state and stderr after it exits. */
+    async function stateAfterSigterm(main: string, env: Record<string, string> = {}): Promise<{ state: string; stderr: string; ms: number }> {
+      const dir = await tempDir();
+      await writeFile(path.join(dir, 'kinesis-data.json'), '{"streams":"before"}');
+      await writeFile(path.join(dir, 'main.js'), main);
+      const child = spawn(process.execPath, ['-e', KINESIS_BOOTSTRAP], {
+        env: { PATH: process.env.PATH, SLUICE_BIND_HOST: '127.0.0.1', SLUICE_KINESIS_MAIN: path.join(dir, 'main.js'), PERSIST_PATH: dir, PERSIST_FILE_NAME: 'kinesis-data.json', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let [stdout, stderr] = ['', ''];
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      await new Promise<void>((resolve) => child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()).includes('up') && resolve()));
+      const started = Date.now();
+      child.kill('SIGTERM');
+      await exited;
+      return { state: readFileSync(path.join(dir, 'kinesis-data.json'), 'utf8'), stderr, ms: Date.now() - started };
+    }
+
+    // A shutdown that reaches its final save late, as on a loaded machine (the old bootstrap exited 8 s
+    // after SIGTERM, losing what was acknowledged since the last periodic save).
+    it('waits for a final save that comes 9 s after SIGTERM', async () => {
+      const main = `const fs = require('fs');
+const keepAlive = setInterval(() => undefined, 1000);
+process.on('SIGTERM', () => setTimeout(() => {
+  const s = fs.createWriteStream(require('path').join(process.env.PERSIST_PATH, process.env.PERSIST_FILE_NAME));
+  s.once('ready', () => { s.write('{"streams":"after"}'); s.end(() => { clearInterval(keepAlive); }); });
+}, 9000));
+process.stdout.write('up\\n');`;
+      const { state, stderr } = await stateAfterSigterm(main);
+      expect({ state, stderr }).toEqual({ state: '{"streams":"after"}', stderr: '' });
+    }, 20_000);
+
+    it('exits by itself when its shutdown hangs, and says what that may have cost', async () => {
+      const main = `setInterval(() => undefined, 1000); process.on('SIGTERM', () => undefined); process.stdout.write('up\\n');`;
+      const { state, stderr, ms } = await stateAfterSigterm(main, { SLUICE_KINESIS_LAST_RESORT_MS: '300' });
+      expect(state).toBe('{"streams":"before"}');
+      expect(stderr).toMatch(/^kinesis-mock: still running 300 ms after SIGTERM; exiting \(if its final save had not run, records acknowledged since its last save are lost\)\n$/);
+      expect(ms).toBeLessThan(10_000);
     });
 
     it('a save that cannot be written (a full or read-only disk) is reported to kinesis-mock as failed and leaves the previous state', async () => {
