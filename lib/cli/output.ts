@@ -8,19 +8,30 @@ export class UserError extends Error {
   }
 }
 
-export type Cell = string | number | boolean | null | undefined | bigint;
+/** A number already written out for its column (see displayRows): printed as it is, right-aligned like numbers. */
+export class FormattedNumber {
+  constructor(readonly text: string) {}
+}
+
+export type Cell = string | number | boolean | null | undefined | bigint | FormattedNumber;
 
 /**
  * Renders rows as an aligned text table; numbers right-aligned. A number is a count of the CLI's own
- * and gets thousands separators; a bigint is a value as the data has it (see displayValue) and does not.
- * Control characters print escaped, so a record cannot retitle or recolour the terminal.
+ * and gets thousands separators; a bigint is a value as the data has it (see displayValue) and does not;
+ * a FormattedNumber prints as its column wrote it (see displayRows). Control characters print escaped,
+ * so a record cannot retitle or recolour the terminal.
  */
 export function formatTable(headers: readonly string[], rows: ReadonlyArray<readonly Cell[]>): string {
-  const text = (c: Cell) => escapeControlCharacters(c === null || c === undefined ? '' : typeof c === 'number' ? formatNumber(c) : String(c));
+  const text = (c: Cell) => escapeControlCharacters(c === null || c === undefined ? ''
+    : typeof c === 'number' ? formatNumber(c) : c instanceof FormattedNumber ? c.text : String(c));
   const cells = rows.map((r) => r.map(text));
   const titles = headers.map(escapeControlCharacters);
-  const widths = titles.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
-  const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || typeof r[i] === 'bigint' || r[i] === null || r[i] === undefined));
+  // A loop, not Math.max(...): spreading a few hundred thousand rows overflows the call stack.
+  const widths = titles.map((h, i) => cells.reduce((w, r) => Math.max(w, (r[i] ?? '').length), h.length));
+  const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => {
+    const c = r[i];
+    return typeof c === 'number' || typeof c === 'bigint' || c instanceof FormattedNumber || c === null || c === undefined;
+  }));
   const line = (r: readonly string[]) => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   return [line(titles), widths.map((w) => '─'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
 }
@@ -64,6 +75,48 @@ export function displayValue(value: unknown): Cell {
   if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
   if (typeof value === 'object') return toJson(value).replace(/\s*\n\s*/g, ' ');
   return value as Cell;
+}
+
+/**
+ * Query rows as table cells, read with the engine's column types. Integers print as the data has them (a
+ * year is 2026, not 2,026). A DOUBLE or DECIMAL column prints every value grouped with the same decimals:
+ * a DECIMAL its scale, a DOUBLE as many as its values need, one or two. So 1,000,000.00 sits above
+ * 999,999.99 with the decimal points in line, and a whole double reads 1,000,000.0, never like a BIGINT:
+ * Athena and DuckDB also print a double with its decimal point. CSV and JSON keep the values exact.
+ */
+export function displayRows(columnTypes: readonly string[], rows: ReadonlyArray<readonly unknown[]>): Cell[][] {
+  const decimals = columnTypes.map((type, i) => decimalsOf(type, rows.map((r) => r[i])));
+  return rows.map((r) => r.map((v, i) => {
+    const digits = decimals[i];
+    if (digits === undefined) return displayValue(v);
+    // Athena sends a double's NaN and infinities as these strings.
+    if (typeof v === 'string' && NON_FINITE.test(v)) return new FormattedNumber(v);
+    if (typeof v !== 'number') return displayValue(v);
+    if (!Number.isFinite(v)) return new FormattedNumber(String(v));
+    const text = v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    // A value too small for the column's decimals prints in full (0.0004, 1e-9), never as 0.00.
+    return new FormattedNumber(v !== 0 && /^-?0\.?0*$/.test(text) ? String(v) : text);
+  }));
+}
+
+const NON_FINITE = /^(NaN|-?Infinity)$/;
+
+/** DuckDB's DOUBLE, FLOAT (and their aliases), Athena's double and real: binary floating point. */
+const FLOATING_POINT_TYPE = /^(double|float[48]?|real)$/i;
+
+/** The decimals a column's numbers print with: a DECIMAL(p,s) its scale s; a floating-point column 1 or 2. */
+function decimalsOf(type: string, values: readonly unknown[]): number | undefined {
+  const decimal = /^decimal\(\s*\d+\s*,\s*(\d+)\s*\)$/i.exec(type);
+  // A DECIMAL(p,0) holds whole numbers: they print as integers do (2026, not 2,026).
+  if (decimal) return Number(decimal[1]) === 0 ? undefined : Number(decimal[1]);
+  if (!FLOATING_POINT_TYPE.test(type)) return undefined;
+  const needed = (v: number) => {
+    const hundredths = Math.abs(v).toFixed(2);
+    return Number.isInteger(v) || hundredths.endsWith('.00') ? 0 : hundredths.endsWith('0') ? 1 : 2;
+  };
+  let digits = 1;
+  for (const v of values) if (typeof v === 'number' && Number.isFinite(v) && digits < 2) digits = Math.max(digits, needed(v));
+  return digits;
 }
 
 /** RFC 4180 CSV with a header line; NULL is an empty field. */

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, type TargetFlags } from './options';
 import { PRICES } from './prices';
-import { displayValue, formatBytes, formatTable, rowsAsObjects, toCsv, toJson, UserError } from './output';
+import { displayRows, formatBytes, formatTable, rowsAsObjects, toCsv, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { findSavedQuery, sqlEngineFor, type SqlResult, type SqlStats } from './sql';
 import { resolveTarget } from './target';
@@ -106,7 +106,7 @@ function printResult(result: SqlResult, flags: QueryFlags): void {
     io.out(toCsv(result.columns, result.rows));
     io.err(footer);
   } else {
-    if (result.columns.length > 0) io.out(formatTable(result.columns, result.rows.map((r) => r.map(displayValue))));
+    if (result.columns.length > 0) io.out(formatTable(result.columns, displayRows(result.columnTypes, result.rows)));
     io.out(`\n${footer}`);
   }
 }

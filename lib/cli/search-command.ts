@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { resourceNames } from '../config';
 import { loadModel, openSearchIndexTemplate, type SchemaModel } from '../schema';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, parseDuration, requirePipeline, type TargetFlags } from './options';
-import { displayValue, formatTable, toJson, UserError } from './output';
+import { displayRows, displayValue, formatTable, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
 import { resolveTarget } from './target';
@@ -107,10 +107,9 @@ export function eventTimeField(model: SchemaModel): string {
 
 /** A field path to aggregate on: text fields have their `.keyword` sub-field; unknown paths are a UserError. */
 export function aggregatableField(model: SchemaModel, field: string): string {
-  const properties = (openSearchIndexTemplate(model) as { template: { mappings: { properties: Record<string, Mapping> } } }).template.mappings.properties;
-  let node: Mapping | undefined = { properties };
+  const properties = indexProperties(model);
   const parts = field.replace(/\.keyword$/, '').split('.');
-  for (const part of parts) node = node?.properties?.[part];
+  const node = mappingAt(properties, parts);
   if (!node || node.properties) {
     const leaves: string[] = [];
     const walk = (props: Record<string, Mapping>, prefix: string) => {
@@ -123,6 +122,25 @@ export function aggregatableField(model: SchemaModel, field: string): string {
     throw new UserError(`--count-by ${field}: not a field of the ${model.pipeline} index; fields: ${leaves.join(', ')}`);
   }
   return node.type === 'text' && node.fields?.keyword ? `${parts.join('.')}.keyword` : parts.join('.');
+}
+
+function indexProperties(model: SchemaModel): Record<string, Mapping> {
+  return (openSearchIndexTemplate(model) as { template: { mappings: { properties: Record<string, Mapping> } } }).template.mappings.properties;
+}
+
+function mappingAt(properties: Record<string, Mapping>, parts: readonly string[]): Mapping | undefined {
+  let node: Mapping | undefined = { properties };
+  for (const part of parts) node = node?.properties?.[part];
+  return node;
+}
+
+/** OpenSearch's floating-point field types: their columns print as query's DOUBLE columns do (see displayRows). */
+const FLOATING_POINT_MAPPING = new Set(['double', 'float', 'half_float', 'scaled_float']);
+
+/** Each shown field's type for displayRows: DOUBLE for a floating-point field, nothing for the rest. */
+export function searchColumnTypes(model: SchemaModel, fields: readonly string[]): string[] {
+  const properties = indexProperties(model);
+  return fields.map((f) => (FLOATING_POINT_MAPPING.has(mappingAt(properties, f.split('.'))?.type ?? '') ? 'DOUBLE' : ''));
 }
 
 export interface SearchRequest {
@@ -209,7 +227,7 @@ function printResponse(
   if (response.hits.hits.length > 0) {
     if (buckets) io.out('');
     const fields = options.fields ? options.fields.split(',').map((f) => f.trim()).filter(Boolean) : defaultFields(model);
-    io.out(formatTable(fields, response.hits.hits.map((h) => fields.map((f) => displayValue(valueAt(h._source, f))))));
+    io.out(formatTable(fields, displayRows(searchColumnTypes(model, fields), response.hits.hits.map((h) => fields.map((f) => valueAt(h._source, f))))));
   }
   const shown = response.hits.hits.length;
   io.out(`\n${total.toLocaleString('en-US')} matching document${total === 1 ? '' : 's'}${shown > 0 && shown < total ? ` (showing ${shown})` : ''} in ${options.index} · ${options.where} · ${formatDuration(options.elapsedMs)}`);

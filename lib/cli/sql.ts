@@ -40,6 +40,8 @@ export interface SqlStats {
 
 export interface SqlResult {
   readonly columns: string[];
+  /** Each column's SQL type as the engine names it: DuckDB's DOUBLE, DECIMAL(8,2); Athena's double, decimal(10,2). */
+  readonly columnTypes: string[];
   readonly rows: unknown[][];
   readonly stats: SqlStats;
 }
@@ -103,6 +105,7 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
       const truncated = maxRows !== undefined && result.rows.length > maxRows;
       return {
         columns: result.columns,
+        columnTypes: result.columnTypes,
         rows: truncated ? result.rows.slice(0, maxRows) : result.rows,
         stats: {
           engine: 'duckdb',
@@ -234,6 +237,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
         } while (nextToken);
         return {
           columns: columns.map((c) => c.Name ?? ''),
+          columnTypes: columns.map(athenaType),
           rows,
           stats: { engine: 'athena', elapsedMs: Date.now() - started, bytesScanned, queryExecutionId, truncated },
         };
@@ -260,6 +264,12 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
     },
     close: () => client.destroy(),
   };
+}
+
+/** A result column's type as Athena names it in DDL: double, varchar, decimal(10,2) (its scale is a field of its own). */
+function athenaType(column: ColumnInfo): string {
+  const type = column.Type ?? '';
+  return type.toLowerCase() === 'decimal' ? `${type}(${column.Precision ?? 38},${column.Scale ?? 0})` : type;
 }
 
 /** Athena returns every value as text; numbers and booleans become JSON numbers and booleans again. */

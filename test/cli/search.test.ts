@@ -95,6 +95,24 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     expect(stdout).toMatch(/57 matching documents \(showing 2\) in clickstream-\* · OpenSearch at http:\/\/127\.0\.0\.1:\d+/);
   });
 
+  test('a floating-point field prints as query prints a DOUBLE column: grouped, one number of decimals; integers as they are', async () => {
+    answer = () => ({
+      status: 200,
+      body: hitsResponse([
+        { event_id: 'e-1', sluice: { quality_score: 1 }, duration_ms: 2026 },
+        { event_id: 'e-2', sluice: { quality_score: 1000000.5 }, duration_ms: 12345 },
+        { event_id: 'e-3', sluice: { quality_score: 0.75 }, duration_ms: 7 },
+      ]),
+    });
+    const { code, stdout } = await search('clickstream', '*', '--fields', 'event_id,sluice.quality_score,duration_ms');
+    expect(code).toBe(0);
+    expect(stdout.split('\n').slice(2, 5)).toEqual([
+      'e-1                       1.00         2026',
+      'e-2               1,000,000.50        12345',
+      'e-3                       0.75            7',
+    ]);
+  });
+
   test('--count-by: a terms aggregation (keyword sub-field for text), shown as a table', async () => {
     answer = () => ({
       status: 200,

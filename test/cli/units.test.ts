@@ -1,7 +1,7 @@
 /** The pieces every command leans on: value parsers, the record sender's batching and retries, CSV. */
 import fc from 'fast-check';
 import { parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
-import { displayValue, formatTable, toCsv, UserError } from '../../lib/cli/output';
+import { displayRows, displayValue, formatTable, toCsv, UserError } from '../../lib/cli/output';
 import { Progress } from '../../lib/cli/progress';
 import {
   FIREHOSE_API_LIMITS,
@@ -164,6 +164,26 @@ describe('formatTable', () => {
   test('integers from the data print as they are; the CLI\'s own counts keep thousands separators', () => {
     const table = formatTable(['year', 'id', 'avg', 'events'], [[displayValue(2026), displayValue(12345678901234567890n), displayValue(1234.5678), 12345]]);
     expect(table.split('\n')[2]).toBe('2026  12345678901234567890  1,234.57  12,345');
+  });
+
+  test('a column of doubles has one number of decimals, one or two; a whole double is never printed like an integer', () => {
+    const column = (type: string, ...values: unknown[]) => formatTable(['v'], displayRows([type], values.map((v) => [v]))).split('\n').slice(2);
+    expect(column('DOUBLE', 1000000, 999999.99, null)).toEqual(['1,000,000.00', '  999,999.99', '']);
+    expect(column('double', 21, 22)).toEqual(['21.0', '22.0']);
+    expect(column('FLOAT', 21.5, 22, NaN)).toEqual(['21.5', '22.0', ' NaN']);
+    expect(column('DECIMAL(10,3)', 12, 3.5)).toEqual(['12.000', ' 3.500']);
+    expect(column('INTEGER', 2026, 1999)).toEqual(['2026', '1999']);
+    expect(column('BIGINT', 12345678901234567890n)).toEqual(['12345678901234567890']);
+  });
+
+  test('edges of number columns: whole decimals, values too small for two decimals, Athena\'s NaN strings, very many rows', () => {
+    const column = (type: string, ...values: unknown[]) => formatTable(['v'], displayRows([type], values.map((v) => [v]))).split('\n').slice(2);
+    expect(column('DECIMAL(4,0)', 2026, 1999)).toEqual(['2026', '1999']);
+    expect(column('decimal(10,0)', 12345)).toEqual(['12345']);
+    expect(column('DOUBLE', 0.0073, 0.0004, 1e-9, -0.001, 0)).toEqual(['  0.01', '0.0004', '  1e-9', '-0.001', '  0.00']);
+    expect(column('double', 1000000, 'NaN', 999999.99, '-Infinity')).toEqual(['1,000,000.00', '         NaN', '  999,999.99', '   -Infinity']);
+    const many = Array.from({ length: 200_000 }, (_, i) => [i + 0.5]);
+    expect(formatTable(['v'], displayRows(['DOUBLE'], many)).split('\n')).toHaveLength(200_002);
   });
 
   test('CSV keeps the data exact: integers without separators, control characters as they are', () => {
