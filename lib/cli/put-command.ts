@@ -167,7 +167,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
 
   const notAccepted = report.sent - report.accepted;
   if (notAccepted > 0) {
-    throw new UserError(`${formatNumber(notAccepted)} of ${formatNumber(report.sent)} records were not accepted ${whyNotAccepted(report.failedByCode, maxAttempts)}`, 1);
+    throw new UserError(`${formatNumber(notAccepted)} of ${formatNumber(report.sent)} records ${whyNotAccepted(report.failedByCode, maxAttempts)}`, 1);
   }
   if (!verified) {
     const failed = verification.filter((v) => !v.passed).map((v) => `${v.where}: ${v.found}/${v.expected}`).join('; ');
@@ -181,18 +181,21 @@ function verifyElapsedMs(verification: readonly VerifyResult[]): number {
 }
 
 /**
- * "after 8 attempts (ServiceUnavailableException ×3)"; records with a code no retry fixes were given up
- * on at once: "without retrying, as no retry fixes them (RecordTooLarge ×1)".
+ * What became of the records not accepted, after "3 of 10 records": "were not accepted after 8 attempts
+ * (ServiceUnavailableException ×3)"; records with a code no retry fixes were given up on at once: "were
+ * refused for good, so not retried (RecordTooLarge ×1)"; both, each with its count.
  */
 function whyNotAccepted(failedByCode: Record<string, number>, maxAttempts: number): string {
-  const list = (codes: Array<[string, number]>) => codes.map(([c, n]) => `${c} ×${n}`).join(', ');
+  const list = (codes: Array<[string, number]>) => codes.map(([c, n]) => `${c} ×${formatNumber(n)}`).join(', ');
+  const total = (codes: Array<[string, number]>) => formatNumber(codes.reduce((sum, [, n]) => sum + n, 0));
   const codes = Object.entries(failedByCode);
   const retried = codes.filter(([c]) => !isPermanentRecordError(c));
   const permanent = codes.filter(([c]) => isPermanentRecordError(c));
-  const parts: string[] = [];
-  if (retried.length > 0) parts.push(`after ${maxAttempts} attempt${maxAttempts === 1 ? '' : 's'} (${list(retried)})`);
-  if (permanent.length > 0) parts.push(`without retrying, as no retry fixes them (${list(permanent)})`);
-  return parts.join(', and ');
+  const afterAttempts = `after ${maxAttempts} attempt${maxAttempts === 1 ? '' : 's'} (${list(retried)})`;
+  const refused = `refused for good, so not retried (${list(permanent)})`;
+  if (permanent.length === 0) return `were not accepted ${afterAttempts}`;
+  if (retried.length === 0) return `were ${refused}`;
+  return `were not accepted: ${total(retried)} ${afterAttempts}; ${total(permanent)} ${refused}`;
 }
 
 /** Locally the twin flushes in seconds; on AWS the Firehose buffer interval dominates (dynamic partitioning: up to ~1.5×). */

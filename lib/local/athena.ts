@@ -9,6 +9,8 @@ import { bucketDir, localBucketName } from './paths';
 
 export interface QueryResult {
   readonly columns: string[];
+  /** Each column's DuckDB type: DOUBLE, DECIMAL(8,2), BIGINT, VARCHAR. */
+  readonly columnTypes: string[];
   readonly rows: unknown[][];
   /** Parquet files the query read, and how many the tables it scanned hold: partition pruning at work. */
   readonly filesRead: number;
@@ -158,6 +160,7 @@ export class LocalAthena {
     const files = filesReadFromProfile(this.profilePath, this.parquetGlobs);
     return {
       columns: reader.columnNames(),
+      columnTypes: reader.columnTypes().map((t) => t.toString()),
       rows: reader.getRowsJS() as unknown[][],
       filesRead: files.read,
       filesTotal: files.total,

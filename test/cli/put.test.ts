@@ -78,13 +78,13 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     const { code, stdout, stderr } = await put('app-events', '--file', file);
     expect(code).toBe(1);
     expect(stdout).toMatch(/accepted 1 · failed 1 · retried 0/);
-    expect(stderr).toBe('sluice: 1 of 2 records were not accepted without retrying, as no retry fixes them (RecordTooLarge ×1)\n');
+    expect(stderr).toBe('sluice: 1 of 2 records were refused for good, so not retried (RecordTooLarge ×1)\n');
 
     backend.reset();
     backend.decide = (data) => (data.toString().includes('000000000001') ? unavailable : { ok: true });
     const mixed = await put('app-events', '--file', file, '--max-attempts', '2');
     expect(mixed.stdout).toMatch(/accepted 0 · failed 2 · retried 1/);
-    expect(mixed.stderr).toBe('sluice: 2 of 2 records were not accepted after 2 attempts (ServiceUnavailableException ×1), and without retrying, as no retry fixes them (RecordTooLarge ×1)\n');
+    expect(mixed.stderr).toBe('sluice: 2 of 2 records were not accepted: 1 after 2 attempts (ServiceUnavailableException ×1); 1 refused for good, so not retried (RecordTooLarge ×1)\n');
 
     // --verify with nothing accepted: nothing to verify, but no PASS for a run that fails.
     fs.writeFileSync(file, `${huge}\n`);

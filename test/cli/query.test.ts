@@ -88,6 +88,20 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(Number(read)).toBeLessThan(Number(total));
   });
 
+  test('a DOUBLE column prints grouped with one number of decimals; years and counts as the data has them', async () => {
+    const { code, stdout } = await query(
+      'SELECT year, count(*) AS events, amount, price, temp FROM (VALUES (2026, 1000000::DOUBLE, 12::DECIMAL(10,2), 21::DOUBLE), (2026, 999999.99::DOUBLE, 3.5::DECIMAL(10,2), 21.5::DOUBLE))'
+      + ' t(year, amount, price, temp) GROUP BY ALL ORDER BY amount DESC',
+    );
+    expect(code).toBe(0);
+    expect(stdout.split('\n').slice(0, 4)).toEqual([
+      'year  events        amount  price  temp',
+      '────  ──────  ────────────  ─────  ────',
+      '2026       1  1,000,000.00  12.00  21.0',
+      '2026       1    999,999.99   3.50  21.5',
+    ]);
+  });
+
   test('--json prints rows as objects (numbers as numbers); statistics go to stderr', async () => {
     const { code, stdout, stderr } = await query('SELECT event_type, count(*) AS n FROM iot GROUP BY 1 ORDER BY 1', '--json');
     expect(code).toBe(0);
