@@ -87,6 +87,8 @@ export class LocalAthena {
       'SET autoinstall_known_extensions = false',
       // Athena divides integers as integers (7 / 2 = 3); the saved queries rely on it (arrivaltimestamp / 1000).
       'SET integer_division = true',
+      // Athena runs in UTC: current_date, now() and a TIMESTAMP compared with now() must not follow the machine's zone.
+      "SET TimeZone = 'UTC'",
       "SET enable_profiling = 'json'",
       // DuckDB allows its temp directory too, by default `.tmp` in the working directory: a query could read that.
       `SET temp_directory = ${sqlString(path.join(path.dirname(this.profilePath), 'spill'))}`,

@@ -2,6 +2,7 @@
  * `sluice query` against the twin: Parquet fixtures written into a temp data dir laid out like the
  * twin's (by the transform and the twin's Parquet writer), queried through DuckDB.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -314,6 +315,39 @@ describe('sluice query runs one read-only statement and reads only the lake, as 
     for (const sql of ['WITH t AS (SELECT count(*) AS n FROM iot) SELECT n FROM t', 'DESCRIBE iot', 'SHOW TABLES', 'SELECT 1;', 'EXPLAIN SELECT count(*) FROM iot']) {
       const { code } = await query(sql);
       expect({ sql, code }).toEqual({ sql, code: 0 });
+    }
+  });
+});
+
+describe('sluice query runs in UTC, as Athena does, whatever the machine\'s time zone', () => {
+  /** `sluice <args>` as a new process with this TZ: DuckDB takes its zone from the process environment when it starts. */
+  const sluiceIn = (tz: string, ...args: string[]) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'sluice.js'), ...args], { env: { ...process.env, TZ: tz }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+  });
+
+  test('now() and current_date are UTC\'s in UTC+14: the last hour\'s events count, today is UTC\'s today', async () => {
+    const dir = tempDataDir();
+    try {
+      // Event times in the hour before now.
+      const recent = sampleRecords(readSchema('iot'), 20, 3).map((r) => Buffer.from(JSON.stringify(r)));
+      const landed = await deliverToLake(dir, 'iot', recent);
+      expect(landed).toBeGreaterThan(0);
+      const before = new Date().toISOString().slice(0, 10);
+      const { code, stdout, stderr } = await sluiceIn('Pacific/Kiritimati', 'query', '--json', '--data-dir', dir,
+        "SELECT count(*) AS last_hours, CAST(current_date AS VARCHAR) AS today FROM iot WHERE event_time > now() - INTERVAL 2 HOUR");
+      const after = new Date().toISOString().slice(0, 10);
+      expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+      const [row] = JSON.parse(stdout) as Array<{ last_hours: number; today: string }>;
+      expect(row.last_hours).toBe(landed);
+      expect([before, after]).toContain(row.today);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
