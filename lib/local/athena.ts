@@ -52,6 +52,8 @@ export class LocalAthena {
    * arrive). Every statement also writes DuckDB's profile, so redefining all of them per query cost time.
    */
   private readonly views = new Map<string, string>();
+  /** Tables DuckDB could not define because it could not read their files, and why. */
+  private readonly unreadable = new Map<string, string>();
 
   private constructor(
     private readonly connection: DuckDBConnection,
@@ -118,20 +120,45 @@ export class LocalAthena {
     for (const pipeline of Object.keys(this.config.pipelines)) {
       if (!this.config.pipelines[pipeline].destinations.includes('lake')) continue;
       const model = loadModel(pipeline);
-      const table = `${quoteIdent(database)}.${quoteIdent(resourceNames(this.config, pipeline).glueTable)}`;
+      const table = resourceNames(this.config, pipeline).glueTable;
       const root = path.join(bucketDir(this.dataDir, localBucketName(this.config)), dataRoot(pipeline));
       const files = countParquet(root);
       this.parquetGlobs.set(parquetGlob(root), files);
-      await this.defineView(table, files > 0 ? scanSql(model, root) : emptySql(model));
-      await this.defineErrorView(pipeline, `${quoteIdent(database)}.${quoteIdent(resourceNames(this.config, pipeline).glueTable + ERRORS_TABLE_SUFFIX)}`);
+      await this.defineView(table, files > 0 ? scanSql(model, root) : emptySql(tableColumnTypes(model)));
+      await this.defineErrorView(pipeline, table + ERRORS_TABLE_SUFFIX);
     }
     if (first) await this.connection.run(`USE ${quoteIdent(database)}`);
   }
 
+  /**
+   * DuckDB reads the files' footers when it defines a view, so an unreadable file (not Parquet, truncated)
+   * fails the definition. That table is then left undefined, so queries on the other tables still run, and a
+   * query that names it fails with the reason (see unreadableTableError); the next query tries again.
+   */
   private async defineView(table: string, sql: string): Promise<void> {
     if (this.views.get(table) === sql) return;
-    await this.connection.run(`CREATE OR REPLACE VIEW ${table} AS ${sql}`);
-    this.views.set(table, sql);
+    const view = `${quoteIdent(this.database)}.${quoteIdent(table)}`;
+    try {
+      await this.connection.run(`CREATE OR REPLACE VIEW ${view} AS ${sql}`);
+      this.views.set(table, sql);
+      this.unreadable.delete(table);
+    } catch (err) {
+      await this.connection.run(`DROP VIEW IF EXISTS ${view}`);
+      this.views.delete(table);
+      // DuckDB's first line names the file and the problem; the lines after it quote the view's SQL.
+      this.unreadable.set(table, `table ${this.database}.${table} cannot be read: ${(err as Error).message.split('\n')[0].trim()} (queries on the other tables still run)`);
+    }
+  }
+
+  /**
+   * DuckDB's "Table with name app_events does not exist!" for a table left undefined because its files could
+   * not be read: the reason instead. (A view that fails when read cannot be built: the optimiser drops the
+   * failing expression whenever a filter proves no row is needed, and the query would answer 0 rows.)
+   */
+  private unreadableTableError(err: unknown): unknown {
+    const missing = /Table with name (\S+?) does not exist/.exec((err as Error).message ?? '')?.[1];
+    const reason = missing === undefined ? undefined : this.unreadable.get(missing);
+    return reason === undefined ? err : new Error(reason, { cause: err });
   }
 
   /**
@@ -143,19 +170,22 @@ export class LocalAthena {
     const lake = bucketDir(this.dataDir, bucket);
     const root = path.join(lake, ERRORS_ROOT, pipeline);
     const columns = ERROR_OBJECT_COLUMNS.map(([key]) => `${quoteIdent(key)} AS ${quoteIdent(key.toLowerCase())}`);
+    const typed: TypedColumn[] = [...ERROR_OBJECT_COLUMNS.map(([key, type]): TypedColumn => [key.toLowerCase(), type]), ['$path', 'VARCHAR']];
     const sql = hasFiles(root)
       ? `SELECT ${columns.join(', ')}, ${sqlString(`s3://${bucket}/`)} || replace(substr(filename, ${[...lake].length + 2}), '\\', '/') AS "$path"`
         + ` FROM read_json(${sqlString(path.join(root, '**'))}, format = 'newline_delimited', filename = true,`
         // As the table's JsonSerDe with ignore.malformed.json: a line that is not JSON reads as NULLs, not an error.
         + ` ignore_errors = true, columns = {${ERROR_OBJECT_COLUMNS.map(([key, type]) => `${sqlString(key)}: ${sqlString(type)}`).join(', ')}})`
-      : `SELECT ${ERROR_OBJECT_COLUMNS.map(([key, type]) => `CAST(NULL AS ${type}) AS ${quoteIdent(key.toLowerCase())}`).join(', ')}, CAST(NULL AS VARCHAR) AS "$path" WHERE false`;
+      : emptySql(typed);
     await this.defineView(table, sql);
   }
 
   async query(sql: string): Promise<QueryResult> {
     const started = Date.now();
     await this.defineViews();
-    const statement = await this.readOnlyStatement(sql);
+    const statement = await this.readOnlyStatement(sql).catch((err: unknown) => {
+      throw this.unreadableTableError(err);
+    });
     // A stale profile from an earlier statement must not be read as this query's.
     fs.rmSync(this.profilePath, { force: true });
     const reader = await statement.runAndReadAll();
@@ -214,19 +244,37 @@ function parquetGlob(root: string): string {
   return path.join(root, PARQUET_GLOB_SUFFIX);
 }
 
+/** A column of a view and its DuckDB type. */
+type TypedColumn = readonly [name: string, duckDbType: string];
+
+/** The Glue table's columns, then its partition keys, as the stack's table has them. */
+function tableColumnTypes(model: SchemaModel): TypedColumn[] {
+  return [
+    ...model.tableColumns.map((c): TypedColumn => [c.name, duckDbType(c.type)]),
+    ...model.partitionKeys.map((k): TypedColumn => [k.name, hivePartitionType(k.hiveType)]),
+  ];
+}
+
+function hivePartitionType(hiveType: string): string {
+  return hiveType === 'int' ? 'INTEGER' : 'VARCHAR';
+}
+
+/**
+ * The table's files as Athena reads them through Glue: by column name, and a column of the schema that no
+ * file has yet (one just added) reads as NULL of its type, where naming it in the scan would fail. The typed
+ * empty side gives every column its type; UNION ALL BY NAME fills in NULL for what the files lack (nested
+ * struct fields too). Filters still reach the Parquet scan, so partitions are pruned as before.
+ */
 function scanSql(model: SchemaModel, root: string): string {
-  const hiveTypes = model.partitionKeys.map((k) => `${sqlString(k.name)}: ${k.hiveType === 'int' ? 'INTEGER' : 'VARCHAR'}`).join(', ');
-  const columns = [...model.tableColumns.map((c) => quoteIdent(c.name)), ...model.partitionKeys.map((k) => quoteIdent(k.name))];
-  return `SELECT ${columns.join(', ')} FROM read_parquet(${sqlString(parquetGlob(root))}, hive_partitioning = true, hive_types = {${hiveTypes}}, union_by_name = true)`;
+  const columns = tableColumnTypes(model);
+  const hiveTypes = model.partitionKeys.map((k) => `${sqlString(k.name)}: ${hivePartitionType(k.hiveType)}`);
+  return `SELECT ${columns.map(([name]) => quoteIdent(name)).join(', ')} FROM (${emptySql(columns)} UNION ALL BY NAME`
+    + ` SELECT * FROM read_parquet(${sqlString(parquetGlob(root))}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true))`;
 }
 
 /** A typed, empty table: queries on a pipeline with no data yet return no rows instead of failing. */
-function emptySql(model: SchemaModel): string {
-  const columns = [
-    ...model.tableColumns.map((c) => `CAST(NULL AS ${duckDbType(c.type)}) AS ${quoteIdent(c.name)}`),
-    ...model.partitionKeys.map((k) => `CAST(NULL AS ${k.hiveType === 'int' ? 'INTEGER' : 'VARCHAR'}) AS ${quoteIdent(k.name)}`),
-  ];
-  return `SELECT ${columns.join(', ')} WHERE false`;
+function emptySql(columns: readonly TypedColumn[]): string {
+  return `SELECT ${columns.map(([name, type]) => `CAST(NULL AS ${type}) AS ${quoteIdent(name)}`).join(', ')} WHERE false`;
 }
 
 function countParquet(dir: string): number {

@@ -81,9 +81,11 @@ export function expectNoStackTrace(text: string): void {
 /**
  * The twin's lake path for a batch of producer records, as `sluice local up` runs it: the transform
  * (lake mode), then Parquet per partition under `<data-dir>/s3/<bucket>/data/<pipeline>/…`.
- * Answers how many records landed.
+ * Answers how many records landed. `withoutColumns` writes files as an older schema without those columns did.
  */
-export async function deliverToLake(dataDir: string, pipeline: string, records: readonly Buffer[], arrivalMs = Date.now()): Promise<number> {
+export async function deliverToLake(
+  dataDir: string, pipeline: string, records: readonly Buffer[], arrivalMs = Date.now(), { withoutColumns = [] }: { withoutColumns?: readonly string[] } = {},
+): Promise<number> {
   const schema = pipelineSchema(pipeline);
   const byPartition = new Map<string, Buffer[]>();
   for (const data of records) {
@@ -94,7 +96,8 @@ export async function deliverToLake(dataDir: string, pipeline: string, records: 
     list.push(outcome.data);
     byPartition.set(prefix, list);
   }
-  const writer = await ParquetWriter.open(schema.model, { workDir: path.join(dataDir, 'tmp-parquet'), threads: 1 });
+  const model = { ...schema.model, tableColumns: schema.model.tableColumns.filter((c) => !withoutColumns.includes(c.name)) };
+  const writer = await ParquetWriter.open(model, { workDir: path.join(dataDir, 'tmp-parquet'), threads: 1 });
   let rows = 0;
   try {
     for (const [prefix, batch] of byPartition) {

@@ -351,3 +351,55 @@ describe('sluice query runs in UTC, as Athena does, whatever the machine\'s time
     }
   });
 });
+
+describe('sluice query reads the tables as Athena does through Glue when the files and the schema differ', () => {
+  let dir: string;
+  const inDir = (...args: string[]) => sluice('query', ...args, '--data-dir', dir);
+  const iot = (n: number, seed: number) => sampleRecords(readSchema('iot'), n, seed, { now: NOW }).map((r) => Buffer.from(JSON.stringify(r)));
+  beforeEach(() => {
+    dir = tempDataDir();
+  });
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a column the schema gained that no file has yet reads as NULL of its type; queries on other tables are untouched', async () => {
+    // Files from before uptime_s and location were added to the schema.
+    const older = await deliverToLake(dir, 'iot', iot(40, 5), NOW.getTime(), { withoutColumns: ['uptime_s', 'location'] });
+    const appEvents = await deliverToLake(dir, 'app-events', sampleRecords(readSchema('app-events'), 10, 6, { now: NOW }).map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
+    const sql = 'SELECT count(*) AS n, count(uptime_s) AS uptimes, count(location.lat) AS located, typeof(any_value(uptime_s)) AS uptime_type FROM iot';
+    const before = await inDir(sql, '--json');
+    expect({ code: before.code, stderr: before.code === 0 ? '' : before.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(before.stdout)).toEqual([{ n: older, uptimes: 0, located: 0, uptime_type: 'BIGINT' }]);
+    const other = await inDir('SELECT count(*) AS n FROM app_events', '--json');
+    expect(JSON.parse(other.stdout)).toEqual([{ n: appEvents }]);
+    // Partition filters still prune the scan.
+    const pruned = await inDir("SELECT count(*) AS n FROM iot WHERE event_type = 'alert'");
+    const [, read, total] = /read (\d+) of (\d+) Parquet files/.exec(pruned.stdout) ?? [];
+    expect(Number(read)).toBeGreaterThan(0);
+    expect(Number(read)).toBeLessThan(Number(total));
+
+    // Files written since have the columns: both generations read together.
+    const newer = await deliverToLake(dir, 'iot', iot(40, 8), NOW.getTime());
+    const after = await inDir(sql, '--json');
+    const [row] = JSON.parse(after.stdout) as Array<{ n: number; uptimes: number; located: number }>;
+    expect(row.n).toBe(older + newer);
+    expect(row.uptimes).toBeGreaterThan(0);
+    expect(row.uptimes).toBeLessThanOrEqual(newer);
+  });
+
+  test('a table with an unreadable file fails alone, saying which file; the other tables still answer', async () => {
+    const landed = await deliverToLake(dir, 'iot', iot(20, 9), NOW.getTime());
+    const broken = path.join(dir, 's3', localBucketName(config), 'data', 'app-events', 'event_type=signup', 'year=2026', 'month=11', 'day=22', 'hour=12', 'truncated.parquet');
+    fs.mkdirSync(path.dirname(broken), { recursive: true });
+    fs.writeFileSync(broken, 'PAR1');
+    const ok = await inDir('SELECT count(*) AS n FROM iot', '--json');
+    expect({ code: ok.code, stderr: ok.code === 0 ? '' : ok.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(ok.stdout)).toEqual([{ n: landed }]);
+    for (const sql of ['SELECT count(*) FROM app_events', "SELECT count(*) FROM app_events WHERE event_type = 'signup' AND user_id = 'x'"]) {
+      const failed = await inDir(sql);
+      expect({ sql, code: failed.code }).toEqual({ sql, code: 1 });
+      expect(failed.stderr).toMatch(/^sluice: DuckDB refused the query: .*table sluice_dev\.app_events cannot be read: .*truncated\.parquet.*\(queries on the other tables still run\)\n$/);
+    }
+  });
+});
