@@ -141,7 +141,7 @@ async function drain(
         if (await ledger.has(dlq.dedupeKey)) {
           // Other messages for the same record are duplicates of this replay.
           if (dlq.rawData !== undefined) seenRecords.set(recordKeyOf(dlq.pipeline, Buffer.from(dlq.rawData, 'base64')), message.id);
-          results.push({ ...record, outcome: 'already-replayed', reason: 'replayed by an earlier run; message deleted' });
+          results.push({ ...record, outcome: 'already-replayed', reason: `replayed by an earlier run; message ${flags.dryRun ? 'would be ' : ''}deleted` });
           if (!flags.dryRun) toDelete.push(message);
           else kept.push(message);
           continue;
@@ -277,6 +277,15 @@ const OUTCOME_LABEL: Record<ReplayOutcome, string> = {
   'put-failed': 'not accepted by the entry point (kept)',
   unreadable: 'unreadable (kept)',
 };
+/** A dry run deletes nothing: its messages "would be deleted". */
+const DRY_RUN_OUTCOME_LABEL: Partial<Record<ReplayOutcome, string>> = {
+  'already-replayed': 'already replayed (message would be deleted)',
+  duplicate: 'duplicate of a record to replay (message would be deleted)',
+};
+
+function outcomeLabel(outcome: string, dryRun: boolean): string {
+  return (dryRun ? DRY_RUN_OUTCOME_LABEL[outcome as ReplayOutcome] : undefined) ?? OUTCOME_LABEL[outcome as ReplayOutcome] ?? outcome;
+}
 
 function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, counts: Record<string, number>, dryRun: boolean, elapsedMs: number): void {
   io.out(`${dryRun ? 'replay --dry-run' : 'replay'}: ${formatNumber(results.length)} dead-letter message${results.length === 1 ? '' : 's'} from ${access.queue.description} · ${formatDuration(elapsedMs)}`);
@@ -284,7 +293,7 @@ function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, co
     io.out('nothing to replay');
     return;
   }
-  io.out(formatTable(['outcome', 'records'], Object.entries(counts).map(([o, n]) => [OUTCOME_LABEL[o as ReplayOutcome] ?? o, n])));
+  io.out(formatTable(['outcome', 'records'], Object.entries(counts).map(([o, n]) => [outcomeLabel(o, dryRun), n])));
   const byPipeline = countBy(results.filter((r) => r.outcome === 'replayed' || r.outcome === 'would-replay'), (r) => r.pipeline);
   if (Object.keys(byPipeline).length > 0) {
     io.out(`\n${dryRun ? 'would replay' : 'replayed'} by pipeline: ${Object.entries(byPipeline).map(([p, n]) => `${p} ${n}`).join(', ')}`);

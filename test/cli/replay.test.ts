@@ -135,6 +135,16 @@ describe('sluice replay (twin)', () => {
     expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(7);
     expect(stdout).toMatch(/replay --dry-run: 7 dead-letter messages/);
     expect(stdout).toMatch(/would replay \(passes the schema now\)\s+2/);
+    // Nothing is deleted in a dry run, and the report says so.
+    expect(stdout).toMatch(/duplicate of a record to replay \(message would be deleted\)\s+1/);
+    expect(stdout).not.toMatch(/\(message deleted\)/);
+
+    await dlq.claim('replayed#dedupe-2');
+    const known = await replayAgain('--dry-run', '--json');
+    const report = JSON.parse(known.stdout) as { messages: Array<{ dedupeKey?: string; outcome: string; reason: string }> };
+    expect(report.messages.find((m) => m.dedupeKey === 'dedupe-2')).toMatchObject({ outcome: 'already-replayed', reason: 'replayed by an earlier run; message would be deleted' });
+    expect((await replayAgain('--dry-run')).stdout).toMatch(/already replayed \(message would be deleted\)\s+1/);
+    expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(7);
   });
 
   test('--pipeline leaves other pipelines\' messages alone; --max bounds the messages read', async () => {
