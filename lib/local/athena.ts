@@ -45,8 +45,8 @@ export class QueryNotAllowedError extends Error {
  * configuration locked so a query cannot turn that off.
  */
 export class LocalAthena {
-  /** Parquet files per view glob, for the files a scan could read once pruned. */
-  private readonly parquetGlobs = new Map<string, number>();
+  /** Parquet files per table folder (with its trailing separator), for the files a scan could read once pruned. */
+  private readonly parquetFiles = new Map<string, number>();
   /**
    * Each view's definition as last run: a view is defined again only when it changes (its first files
    * arrive). Every statement also writes DuckDB's profile, so redefining all of them per query cost time.
@@ -122,9 +122,9 @@ export class LocalAthena {
       const model = loadModel(pipeline);
       const table = resourceNames(this.config, pipeline).glueTable;
       const root = path.join(bucketDir(this.dataDir, localBucketName(this.config)), dataRoot(pipeline));
-      const files = countParquet(root);
-      this.parquetGlobs.set(parquetGlob(root), files);
-      await this.defineView(table, files > 0 ? scanSql(model, root) : emptySql(tableColumnTypes(model)));
+      const files = filesUnder(root, '.parquet');
+      this.parquetFiles.set(path.join(root, path.sep), files.length);
+      await this.defineView(table, files.length > 0 ? scanSql(model, files) : emptySql(tableColumnTypes(model)));
       await this.defineErrorView(pipeline, table + ERRORS_TABLE_SUFFIX);
     }
     if (first) await this.connection.run(`USE ${quoteIdent(database)}`);
@@ -171,9 +171,10 @@ export class LocalAthena {
     const root = path.join(lake, ERRORS_ROOT, pipeline);
     const columns = ERROR_OBJECT_COLUMNS.map(([key]) => `${quoteIdent(key)} AS ${quoteIdent(key.toLowerCase())}`);
     const typed: TypedColumn[] = [...ERROR_OBJECT_COLUMNS.map(([key, type]): TypedColumn => [key.toLowerCase(), type]), ['$path', 'VARCHAR']];
-    const sql = hasFiles(root)
+    const files = filesUnder(root);
+    const sql = files.length > 0
       ? `SELECT ${columns.join(', ')}, ${sqlString(`s3://${bucket}/`)} || replace(substr(filename, ${[...lake].length + 2}), '\\', '/') AS "$path"`
-        + ` FROM read_json(${sqlString(path.join(root, '**'))}, format = 'newline_delimited', filename = true,`
+        + ` FROM read_json(${sqlList(files)}, format = 'newline_delimited', filename = true,`
         // As the table's JsonSerDe with ignore.malformed.json: a line that is not JSON reads as NULLs, not an error.
         + ` ignore_errors = true, columns = {${ERROR_OBJECT_COLUMNS.map(([key, type]) => `${sqlString(key)}: ${sqlString(type)}`).join(', ')}})`
       : emptySql(typed);
@@ -189,7 +190,7 @@ export class LocalAthena {
     // A stale profile from an earlier statement must not be read as this query's.
     fs.rmSync(this.profilePath, { force: true });
     const reader = await statement.runAndReadAll();
-    const files = filesReadFromProfile(this.profilePath, this.parquetGlobs);
+    const files = filesReadFromProfile(this.profilePath, this.parquetFiles);
     return {
       columns: reader.columnNames(),
       columnTypes: reader.columnTypes().map((t) => t.toString()),
@@ -238,12 +239,6 @@ const ERROR_OBJECT_COLUMNS: ReadonlyArray<readonly [key: string, duckDbType: str
   ({ int: 'INTEGER', bigint: 'BIGINT', string: 'VARCHAR' } as const)[f.type],
 ]);
 
-const PARQUET_GLOB_SUFFIX = path.join('**', '*.parquet');
-
-function parquetGlob(root: string): string {
-  return path.join(root, PARQUET_GLOB_SUFFIX);
-}
-
 /** A column of a view and its DuckDB type. */
 type TypedColumn = readonly [name: string, duckDbType: string];
 
@@ -265,11 +260,11 @@ function hivePartitionType(hiveType: string): string {
  * empty side gives every column its type; UNION ALL BY NAME fills in NULL for what the files lack (nested
  * struct fields too). Filters still reach the Parquet scan, so partitions are pruned as before.
  */
-function scanSql(model: SchemaModel, root: string): string {
+function scanSql(model: SchemaModel, files: readonly string[]): string {
   const columns = tableColumnTypes(model);
   const hiveTypes = model.partitionKeys.map((k) => `${sqlString(k.name)}: ${hivePartitionType(k.hiveType)}`);
   return `SELECT ${columns.map(([name]) => quoteIdent(name)).join(', ')} FROM (${emptySql(columns)} UNION ALL BY NAME`
-    + ` SELECT * FROM read_parquet(${sqlString(parquetGlob(root))}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true))`;
+    + ` SELECT * FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true))`;
 }
 
 /** A typed, empty table: queries on a pipeline with no data yet return no rows instead of failing. */
@@ -277,18 +272,17 @@ function emptySql(columns: readonly TypedColumn[]): string {
   return `SELECT ${columns.map(([name, type]) => `CAST(NULL AS ${type}) AS ${quoteIdent(name)}`).join(', ')} WHERE false`;
 }
 
-function countParquet(dir: string): number {
-  if (!fs.existsSync(dir)) return 0;
-  let n = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile() && entry.name.endsWith('.parquet')) n++;
-  }
-  return n;
-}
-
-function hasFiles(dir: string): boolean {
-  if (!fs.existsSync(dir)) return false;
-  return fs.readdirSync(dir, { withFileTypes: true, recursive: true }).some((entry) => entry.isFile());
+/**
+ * The files under a table's folder, in a stable order (a view is defined again only when they change). The
+ * views list them rather than glob the folder: DuckDB would read `[`, `*`, `?` in the data dir's path as
+ * glob syntax and a backslash as a separator, so `/tmp/br[x]` matched nothing or a sibling's files.
+ */
+function filesUnder(dir: string, extension = ''): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith(extension))
+    .map((entry) => path.join(entry.parentPath, entry.name))
+    .sort();
 }
 
 interface ProfileNode {
@@ -301,10 +295,10 @@ interface ProfileNode {
  * Parquet files read, from the READ_PARQUET scans of DuckDB's JSON profile (other scans, such as the error
  * objects' JSON, are not Parquet). DuckDB counts a file once read to its end, so when a LIMIT stops the
  * scans early the count falls short: then the files each scan could read after pruning ("Scanning Files:
- * 2/8", or all its glob's files) bound it from above. `total` is the files of the tables the query scanned
+ * 2/8", or all its table's files) bound it from above. `total` is the files of the tables the query scanned
  * (a query on one table is not measured against every pipeline's files).
  */
-function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>): { read: number; total: number; readAtMost?: number } {
+function filesReadFromProfile(file: string, tableFiles: ReadonlyMap<string, number>): { read: number; total: number; readAtMost?: number } {
   if (!fs.existsSync(file)) return { read: 0, total: 0 };
   // Per table: a table scanned twice (a self-join, UNION ALL) reads its files again, but they are the same files.
   const perTable = new Map<string, { read: number; couldRead: number; files: number }>();
@@ -315,15 +309,14 @@ function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>):
     if (name.includes('LIMIT')) limited = true;
     const info = node.extra_info ?? {};
     if (name === 'READ_PARQUET' || info.Function === 'READ_PARQUET') {
-      // DuckDB names the glob, with ", ..." after it when it expanded to several files; or, once partition
-      // filters pruned the scan, the files left (none when it pruned them all): the table is the one whose
-      // folder holds them. "Scanning Files: n/m" says how many the filters left of the table's m.
-      const named = String(info['Filename(s)'] ?? '').replace(/, \.\.\.$/, '');
-      const glob = named === '' ? undefined : tableGlobOf(named, globs);
+      // DuckDB names the first files it scans (none when partition filters pruned them all): the table is the
+      // one whose folder holds them. "Scanning Files: n/m" says how many the filters left of the table's m.
+      const named = String(info['Filename(s)'] ?? '');
+      const table = named === '' ? undefined : [...tableFiles.keys()].find((folder) => named.startsWith(folder));
       const scanned = Number(info['Total Files Read'] ?? 0);
       const pruned = /^(\d+)\/(\d+)$/.exec(String(info['Scanning Files'] ?? ''));
-      const files = pruned ? Number(pruned[2]) : (glob !== undefined ? globs.get(glob) : undefined) ?? scanned;
-      const key = glob ?? `(pruned to no file) ${unnamed++}`;
+      const files = pruned ? Number(pruned[2]) : (table !== undefined ? tableFiles.get(table) : undefined) ?? scanned;
+      const key = table ?? `(not a table's files) ${unnamed++}`;
       const seen = perTable.get(key) ?? { read: 0, couldRead: 0, files: 0 };
       seen.read += scanned;
       seen.couldRead += pruned ? Number(pruned[1]) : files;
@@ -344,16 +337,10 @@ function filesReadFromProfile(file: string, globs: ReadonlyMap<string, number>):
   return limited && couldRead > read ? { read, total, readAtMost: couldRead } : { read, total };
 }
 
-function tableGlobOf(named: string, globs: ReadonlyMap<string, number>): string {
-  if (globs.has(named)) return named;
-  const first = named.split(', ')[0];
-  for (const glob of globs.keys()) {
-    const root = glob.slice(0, glob.length - PARQUET_GLOB_SUFFIX.length);
-    if (first.startsWith(root)) return glob;
-  }
-  return named;
-}
-
 export function sqlString(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
+}
+
+function sqlList(strings: readonly string[]): string {
+  return `[${strings.map(sqlString).join(', ')}]`;
 }

@@ -403,3 +403,36 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
     }
   });
 });
+
+describe('sluice query works in any data dir path', () => {
+  test('one with glob characters, a backslash, a comma and a quote reads its own files, pruned, not a sibling\'s', async () => {
+    const parent = tempDataDir();
+    try {
+      // DuckDB reads [x] as a character class: "br[x]" matched the sibling "brx", or nothing.
+      const dir = path.join(parent, "br[x] *?\\, it's");
+      const landed = await deliverToLake(dir, 'iot', sampleRecords(readSchema('iot'), 30, 12, { now: NOW }).map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
+      await deliverToLake(path.join(parent, 'brx'), 'iot', sampleRecords(readSchema('iot'), 5, 13, { now: NOW }).map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
+      const errorObject = path.join(dir, 's3', localBucketName(config), 'errors', 'iot', 'processing-failed', '2026', '11', '22', '12', 'sluice-dev-iot-lake-1-x');
+      fs.mkdirSync(path.dirname(errorObject), { recursive: true });
+      fs.writeFileSync(errorObject, `${JSON.stringify({ attemptsMade: 1, arrivalTimestamp: NOW.getTime(), errorCode: 'Lambda.FunctionError', errorMessage: 'm', rawData: 'e30=' })}\n`);
+
+      const all = await sluice('query', 'SELECT count(*) AS n FROM iot', '--data-dir', dir);
+      expect({ code: all.code, stderr: all.code === 0 ? '' : all.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(all.stdout).toMatch(new RegExp(`n\\n─+\\n\\s*${landed}\\n`));
+      const [, read, total] = /read (\d+) of (\d+) Parquet files/.exec(all.stdout) ?? [];
+      expect(Number(read)).toBe(Number(total));
+      const alerts = await sluice('query', "SELECT count(*) AS n FROM iot WHERE event_type = 'alert'", '--data-dir', dir);
+      const [, prunedRead, prunedTotal] = /read (\d+) of (\d+) Parquet files/.exec(alerts.stdout) ?? [];
+      expect(Number(prunedRead)).toBeGreaterThan(0);
+      expect(Number(prunedRead)).toBeLessThan(Number(total));
+      expect(prunedTotal).toBe(total);
+      // A scan is matched to its table by the folder of the files DuckDB names.
+      const limited = await sluice('query', 'SELECT event_id FROM iot LIMIT 1', '--data-dir', dir);
+      expect(limited.stdout).toContain(`read at most ${total} of ${total} Parquet files`);
+      const errors = await sluice('query', 'SELECT count(*) AS n, any_value("$path") AS p FROM iot_errors', '--data-dir', dir, '--json');
+      expect(JSON.parse(errors.stdout)).toEqual([{ n: 1, p: `s3://${localBucketName(config)}/errors/iot/processing-failed/2026/11/22/12/sluice-dev-iot-lake-1-x` }]);
+    } finally {
+      fs.rmSync(parent, { recursive: true, force: true });
+    }
+  });
+});
