@@ -13,7 +13,7 @@ import { listenProblem } from '../local/emulators';
 import { defaultDataDir } from '../local/paths';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { addConfigOption, configFrom, examples, parsePort } from './options';
-import { formatBytes, formatTable, UserError } from './output';
+import { displayRows, formatBytes, formatTable, UserError } from './output';
 import { io } from './progress';
 
 interface LocalFlags {
@@ -69,7 +69,9 @@ export function registerLocalCommands(program: Command): void {
     .addHelpText('after', examples(
       'sluice local up',
       'sluice local up --data-dir /tmp/sluice --firehose-port 0',
-      'aws firehose put-record --endpoint-url http://127.0.0.1:4573 --delivery-stream-name sluice-dev-app-events-lake --record Data=...',
+      // AWS CLI v2 takes --record's Data as base64 unless told otherwise.
+      'aws firehose put-record --endpoint-url http://127.0.0.1:4573 --delivery-stream-name sluice-dev-app-events-lake --cli-binary-format raw-in-base64-out \\\n'
+        + '    --record \'{"Data":"{\\"event_id\\":\\"5f0c6d3e-1b2a-4c3d-8e9f-0a1b2c3d4e5f\\",\\"user_id\\":\\"u1\\",\\"event_type\\":\\"login\\",\\"timestamp\\":\\"2026-11-22T10:00:00Z\\"}"}\'',
     ))
     .action(async (flags: LocalFlags) => {
       const config = withBufferInterval(configFrom(flags), flags);
@@ -78,8 +80,8 @@ export function registerLocalCommands(program: Command): void {
       printEndpoints(twin, config);
       console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
       await new Promise<void>((resolve) => {
-        const onSignal = (signal: string) => {
-          console.log(`\n${signal}: flushing…`);
+        const onSignal = (signal: NodeJS.Signals) => {
+          console.log(`\n${signal}: flushing… (Ctrl-C again exits at once and leaves the rest for the next start)`);
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
           resolve();
@@ -87,23 +89,35 @@ export function registerLocalCommands(program: Command): void {
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
       });
+      // A second signal exits at once, as after a crash: what was acknowledged and not delivered yet stays in
+      // the write-ahead logs, the streams and the error objects, and the next start delivers it. The lock
+      // goes: a twin.pid naming a process that is gone would be taken over by the next start all the same.
+      const exitNow = (signal: NodeJS.Signals) => {
+        console.error(`sluice: second ${signal}: exiting now; records not yet delivered stay in ${dataDir} and are delivered at the next start`);
+        try {
+          release();
+        } finally {
+          process.exit(128 + os.constants.signals[signal]);
+        }
+      };
+      process.once('SIGINT', exitNow);
+      process.once('SIGTERM', exitNow);
       try {
         await twin.stop();
       } finally {
+        process.off('SIGINT', exitNow);
+        process.off('SIGTERM', exitNow);
         release();
       }
       printSummary(twin.summary(), await twin.dlqCount());
     });
 
   addLocalOptions(program.command('demo'), 'a new sluice-demo-* directory under the system temp dir, kept for `sluice query --data-dir`')
-    .description('start the twin in a fresh data dir, send realistic traffic (a few % bad) to every pipeline, flush, and report what happened')
+    .description('start the twin in a fresh data dir (a --data-dir must be new or empty), send realistic traffic (a few % bad) to every pipeline, flush, and report what happened')
     .option('--count <n>', 'records per pipeline', '300')
     .option('--bad-rate <fraction>', 'share of bad records', '0.04')
     .addHelpText('after', examples('npm start', 'sluice demo --count 1000 --data-dir /tmp/sluice-demo'))
-    .action(async (flags: LocalFlags & { count: string; badRate: string }) => {
-      const code = await runDemo(flags);
-      process.exitCode = code;
-    });
+    .action((flags: LocalFlags & { count: string; badRate: string }) => runDemo(flags));
 }
 
 /**
@@ -138,15 +152,33 @@ async function preflight(options: TwinOptions): Promise<() => void> {
   return lockDataDir(dataDir);
 }
 
-/** The twin, after the preflight, holding its data dir: `release` lets it go once the twin has stopped (or failed to start). */
-async function startLockedTwin(options: TwinOptions): Promise<{ twin: Twin; release: () => void }> {
+/**
+ * The twin, after the preflight, holding its data dir: `release` lets it go once the twin has stopped (or failed to start).
+ * `checkHeld` runs once the data dir is held, before anything starts.
+ */
+async function startLockedTwin(options: TwinOptions, checkHeld?: (dataDir: string) => void): Promise<{ twin: Twin; release: () => void }> {
   const release = await preflight(options);
   try {
+    checkHeld?.(options.dataDir);
     return { twin: await startTwin(options), release };
   } catch (error) {
     release();
     throw error;
   }
+}
+
+/**
+ * The demo reports what it finds after sending (DLQ messages, Parquet rows, records a write-ahead log kept
+ * from an earlier run), and says every record it sent is accounted for. Earlier runs' data would mix into those
+ * numbers and fail the check for records this run never sent, so the demo takes an empty data dir only (its own
+ * twin.pid aside). That also keeps its test traffic out of a data dir `local up` uses.
+ */
+function refuseDataDirWithData(dataDir: string): void {
+  const entries = fs.readdirSync(dataDir).filter((name) => name !== 'twin.pid' && !name.startsWith('twin.pid.')).sort();
+  if (entries.length === 0) return;
+  const named = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ', …' : '');
+  throw new UserError(`--data-dir ${dataDir} already holds data (${named}): the demo counts only what it sends, so it needs an empty data dir. `
+    + `Give a new or empty --data-dir (or delete this one), or leave --data-dir out for a new one under ${os.tmpdir()}`);
 }
 
 /** What lockDataDir needs to know about processes; tests replace it to stage races. */
@@ -269,7 +301,8 @@ function printSummary(summary: ReturnType<Twin['summary']>, dlq: { records: numb
   console.log(`DLQ messages: ${dlq.records} failed records, ${dlq.consumer} consumer batches (in the data dir's DLQ files, this run and earlier ones)`);
 }
 
-async function runDemo(flags: LocalFlags & { count: string; badRate: string }): Promise<number> {
+/** Runs the demo; a record that is not accounted for fails it (UserError, exit 1) after the report. */
+async function runDemo(flags: LocalFlags & { count: string; badRate: string }): Promise<void> {
   const count = Number(flags.count);
   const badRate = Number(flags.badRate);
   if (!Number.isInteger(count) || count < 1 || count > 100_000) throw new UserError(`--count: "${flags.count}" must be a whole number 1–100000`);
@@ -287,7 +320,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     },
   };
   const started = Date.now();
-  const { twin, release } = await startLockedTwin(options);
+  const { twin, release } = await startLockedTwin(options, refuseDataDirWithData);
   let stopped = false;
   try {
     console.log(`Local twin up in ${((Date.now() - started) / 1000).toFixed(1)} s — data dir ${dataDir}`);
@@ -377,7 +410,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
       const sql = 'SELECT event_type, count(*) AS events, round(avg(temperature_c), 1) AS avg_temp_c FROM iot GROUP BY event_type ORDER BY events DESC';
       const result = await athena.query(sql);
       console.log(`\nAthena SQL through DuckDB: ${sql}`);
-      console.log(formatTable(result.columns, result.rows.map((r) => r.map((v) => (typeof v === 'bigint' ? Number(v) : v as string | number)))));
+      console.log(formatTable(result.columns, displayRows(result.columnTypes, result.rows)));
       console.log(`(${result.filesRead} of ${result.filesTotal} Parquet files read; try \`npx sluice query "…" --data-dir ${dataDir}\`)`);
     } finally {
       athena.close();
@@ -389,15 +422,10 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     const totalFailed = rows.reduce((a, r) => a + (r[10] as number), 0)
       + summary.reduce((a, s) => a + (s.search ? s.search.processingFailed + s.search.searchFailed + s.search.formatConversionFailed + s.search.partitioningFailed : 0), 0);
     if (unaccounted.length > 0) {
-      console.error(`\nsluice: records unaccounted for in ${unaccounted.map((r) => r[0]).join(', ')}: sent ≠ rows + failed + dropped`);
-      return 1;
+      throw new UserError(`records unaccounted for in ${unaccounted.map((r) => r[0]).join(', ')}: sent ≠ rows + failed + dropped`, 1);
     }
-    if (dlq.records !== totalFailed) {
-      console.error(`\nsluice: ${totalFailed} failed records but ${dlq.records} DLQ messages`);
-      return 1;
-    }
+    if (dlq.records !== totalFailed) throw new UserError(`${totalFailed} failed records but ${dlq.records} DLQ messages`, 1);
     console.log('\nEvery record is accounted for: sent = Parquet rows + failed (each with an error object and a DLQ message) + dropped.');
-    return 0;
   } finally {
     try {
       if (!stopped) await twin.stop();

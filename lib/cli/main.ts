@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config';
 import { EmulatorStateError } from '../local/state-error';
@@ -15,15 +17,17 @@ import { registerSearchCommand } from './search-command';
 export function buildProgram(): Command {
   const program = new Command('sluice')
     .description('Sluice: a Firehose delivery pipeline on AWS, and its local twin')
+    .version(packageVersion(), '-V, --version', "print sluice's version")
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', [
       '',
       'Commands run against the local twin (start it with `npx sluice local up`) unless given --aws.',
       'Exit status: 0 ok · 1 the work ran and did not succeed (records not accepted or not queryable in time, records left',
-      '  in the dead-letter queue, a query the engine refused) · 2 usage, configuration or environment problem',
+      '  in the dead-letter queue, a query the engine refused) · 2 usage, configuration or environment problem · 130 interrupted (Ctrl-C)',
     ].join('\n'))
-    // Commander's own usage errors ("error: unknown option …") start `sluice:` like every other message.
-    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'sluice: ')) })
+    // Commander's own usage errors ("error: unknown option …") start `sluice:` and take one line like every
+    // other message; its suggestion joins that line.
+    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'sluice: ').replace(/\n\(Did you mean (.+)\?\)\n$/, ' (did you mean $1?)\n')) })
     .exitOverride();
   registerLocalCommands(program);
   registerSchemaCommand(program);
@@ -49,11 +53,33 @@ export function sqlCommentsAsArguments(argv: readonly string[]): string[] {
   return [...head.filter((a) => !/^--\s/.test(a)), '--', ...comments, ...rest];
 }
 
+/**
+ * Commander looks for --help before it finds that no command has the name given, so `sluice dlq --help` would
+ * print the main help and exit 0, as if dlq were a command. For an unknown command (also as `sluice help dlq`)
+ * the help flags are dropped, so commander reports it: `sluice: unknown command 'dlq'`, a suggestion when a
+ * command's name is close, exit 2. The program takes no option before the command but --help, so the first
+ * argument that is not a flag is the command's name.
+ */
+export function unknownCommandWithoutHelp(program: Command, argv: readonly string[]): string[] {
+  const at = argv.findIndex((a) => !a.startsWith('-'));
+  if (at === -1) return [...argv];
+  const helpCommand = argv[at] === 'help';
+  // `sluice help -h` asks for help on help: the name is the first argument after `help` that is not a flag.
+  const name = helpCommand ? argv.slice(at + 1).find((a) => !a.startsWith('-')) : argv[at];
+  if (name === undefined || program.commands.some((c) => c.name() === name || c.aliases().includes(name))) return [...argv];
+  return argv.filter((a, i) => !(helpCommand && i === at) && a !== '--help' && a !== '-h');
+}
+
+/** The version in package.json. */
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 /** Runs the CLI; user mistakes print a message (no stack trace) and exit 2; failures exit 1. */
 export async function run(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(sqlCommentsAsArguments(argv), { from: 'user' });
+    await program.parseAsync(unknownCommandWithoutHelp(program, sqlCommentsAsArguments(argv)), { from: 'user' });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
@@ -103,6 +129,8 @@ function keepGoingWhenTheReaderIsGone(): void {
 if (require.main === module || process.argv[1]?.endsWith('sluice.js') || process.argv[1]?.endsWith('sluice')) {
   keepGoingWhenTheReaderIsGone();
   void run(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
+    // Commands fail by throwing (a UserError carries its code); a failure recorded in process.exitCode
+    // instead is not overwritten by a 0.
+    if (code !== 0) process.exitCode = code;
   });
 }

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort } from '../../lib/local/emulators';
 import { sluice } from './helpers';
+import { pipelineSchema } from '../../transforms/shared/pipeline';
 
 const COMMANDS = ['put', 'query', 'search', 'replay', 'cost'];
 
@@ -62,10 +63,41 @@ describe('the sluice binary', () => {
   test('an unknown flag: exit 2 with usage help', () => {
     const result = exec('query', '--jsn', 'SELECT 1');
     expect(result.status).toBe(2);
-    expect(result.stderr).toMatch(/^sluice: unknown option '--jsn'\n/);
+    expect(result.stderr).toMatch(/^sluice: unknown option '--jsn' \(did you mean --json\?\)\n/);
     const command = exec('dlq');
     expect(command.status).toBe(2);
     expect(command.stderr).toMatch(/^sluice: unknown command 'dlq'\n/);
+  });
+
+  test('an unknown command asked for its help: the same error, not the main help and exit 0', async () => {
+    for (const argv of [['dlq', '--help'], ['dlq', '-h'], ['help', 'dlq']]) {
+      const { code, stdout, stderr } = await sluice(...argv);
+      expect({ argv, code, stdout }).toEqual({ argv, code: 2, stdout: '' });
+      expect(stderr).toBe('sluice: unknown command \'dlq\'\n(run with --help for usage)\n');
+    }
+    const typo = await sluice('replya', '--help');
+    expect(typo.code).toBe(2);
+    expect(typo.stderr.split('\n')[0]).toBe('sluice: unknown command \'replya\' (did you mean replay?)');
+    // A command's own help is unchanged, and so is help on help.
+    expect((await sluice('help', 'replay')).stdout).toMatch(/^Usage: sluice replay /);
+    for (const argv of [['help', '-h'], ['help', '--help'], ['help']]) {
+      const { code, stdout } = await sluice(...argv);
+      expect({ argv, code, usage: stdout.split('\n')[0] }).toEqual({ argv, code: 0, usage: 'Usage: sluice [options] [command]' });
+    }
+  });
+
+  test('local up --help: its AWS CLI v2 example sends raw JSON (--cli-binary-format) that the app-events schema accepts', async () => {
+    const { stdout } = await sluice('local', 'up', '--help');
+    expect(stdout).toContain('--cli-binary-format raw-in-base64-out');
+    const record = /--record '([^']+)'/.exec(stdout)?.[1];
+    const data = JSON.parse((JSON.parse(record ?? 'null') as { Data: string }).Data) as unknown;
+    const { validate } = pipelineSchema('app-events');
+    expect([validate(data), validate.errors ?? null]).toEqual([true, null]);
+  });
+
+  test('--version and -V print package.json\'s version', async () => {
+    const { version } = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) expect(await sluice(flag)).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: '' });
   });
 
   test('cost --json: exit 0 and stdout is one JSON document', () => {
@@ -73,6 +105,19 @@ describe('the sluice binary', () => {
     expect(result.status).toBe(0);
     expect(() => JSON.parse(result.stdout) as unknown).not.toThrow();
     expect(result.stderr).toBe('');
+  });
+
+  test('a failure recorded in process.exitCode is not overwritten by a command that then succeeds', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-exit-'));
+    try {
+      const preload = path.join(dir, 'fail.js');
+      fs.writeFileSync(preload, 'process.exitCode = 3;\n');
+      const result = spawnSync(process.execPath, ['--require', preload, bin, 'cost', '--rate', '10'], { encoding: 'utf8', timeout: 60_000 });
+      expect(result.stderr).toBe('');
+      expect(result.status).toBe(3);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('kinesis-mock\'s saved streams cut short: exit 2 and which file to move away, no stack trace', () => {

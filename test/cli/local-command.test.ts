@@ -7,10 +7,13 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { PutRecordCommand } from '@aws-sdk/client-firehose';
+import { firehoseClient } from '../../lib/local/aws-clients';
 import { DlqFile, toSqsBody } from '../../lib/local/dlq-file';
 import { lockDataDir } from '../../lib/cli/local-command';
 import { dlqMessagesByPipeline } from '../../lib/local/twin';
-import { expectNoStackTrace, sluice, tempDataDir } from './helpers';
+import type { Twin, TwinOptions } from '../../lib/local/twin';
+import { expectNoStackTrace, sluice, sluiceAfresh, tempDataDir } from './helpers';
 
 /** The fields of a failure-router message the count reads; the rest do not matter to it. */
 const message = (pipeline: string, n: number): string => toSqsBody({ dedupeKey: `${pipeline}-${n}`, pipeline, errorType: 'processing-failed' });
@@ -141,4 +144,80 @@ describe('before the twin starts', () => {
     expect(run.stderr).toMatch(/^sluice: --host 999\.1\.1\.1: cannot listen there \(\w+\): give an address of this machine, e\.g\. 127\.0\.0\.1\n$/);
     expectNoStackTrace(run.stderr);
   });
+});
+
+describe('demo', () => {
+  test('a data dir that holds an earlier run\'s data is refused before anything starts, and says what to do', async () => {
+    // What an earlier demo leaves: a DLQ with messages (and more), which this run's report would count as its own.
+    await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).send([message('iot', 1)]);
+    writeFileSync(path.join(dataDir, 'twin.pid'), '999999\n'); // a dead twin's lock is no data
+    const before = readdirSync(dataDir).sort();
+    const run = await sluice('demo', '--count', '1', '--data-dir', dataDir);
+    expect(run.stderr).toBe(`sluice: --data-dir ${dataDir} already holds data (dlq): the demo counts only what it sends, so it needs an empty data dir. `
+      + `Give a new or empty --data-dir (or delete this one), or leave --data-dir out for a new one under ${tmpdir()}\n`);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(readdirSync(dataDir).sort()).toEqual(before.filter((name) => name !== 'twin.pid'));
+  });
+
+  test('an accounting check that fails is the exit status: 1, after the report, with what did not add up', async () => {
+    // A twin whose DLQ reports one message more than the pipelines failed.
+    jest.doMock('../../lib/local/twin', () => {
+      const actual = jest.requireActual<typeof import('../../lib/local/twin')>('../../lib/local/twin');
+      return {
+        ...actual,
+        startTwin: async (options: TwinOptions): Promise<Twin> => {
+          const twin = await actual.startTwin(options);
+          return { ...twin, dlqCount: async () => ({ ...await twin.dlqCount(), records: (await twin.dlqCount()).records + 1 }) };
+        },
+      };
+    });
+    try {
+      const run = await sluiceAfresh('demo', '--count', '20', '--data-dir', path.join(dataDir, 'demo'));
+      expect(run.stdout).toMatch(/Athena SQL through DuckDB/);
+      expect(run.stderr).toMatch(/\nsluice: (\d+) failed records but \d+ DLQ messages\n$/);
+      const [, failed, messages] = /(\d+) failed records but (\d+) DLQ messages/.exec(run.stderr)!;
+      expect(Number(messages)).toBe(Number(failed) + 1);
+      expect(run.code).toBe(1);
+    } finally {
+      jest.dontMock('../../lib/local/twin');
+    }
+  }, 60_000);
+});
+
+describe('local up', () => {
+  test('a second Ctrl-C during the flush exits at once with 130, says where the rest waits, and lets the data dir go', async () => {
+    // Every transform invocation times out (3 s each, retried), so the flush of the one record sent lasts.
+    const env = { ...process.env, SLUICE_FAULTS: 'transform=1,transform.kinds=timeout' };
+    const bin = path.resolve(__dirname, '../../bin/sluice.js');
+    const twin = spawn(process.execPath, [bin, 'local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0', '--buffer-interval', '900'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    twin.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    twin.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => twin.once('exit', (code, signal) => resolve({ code, signal })));
+    const until = async (what: string, seen: () => boolean) => {
+      for (const deadline = Date.now() + 45_000; !seen(); await new Promise((r) => setTimeout(r, 100))) {
+        if (twin.exitCode !== null || twin.signalCode !== null || Date.now() > deadline) throw new Error(`no ${what}:\n${stdout}\n${stderr}`);
+      }
+    };
+    try {
+      await until('"Running."', () => /\nRunning\./.test(stdout));
+      const endpoint = /Firehose API \(AWS JSON 1\.1\)\s+(http:\/\/\S+)/.exec(stdout)![1];
+      const firehose = firehoseClient(endpoint);
+      await firehose.send(new PutRecordCommand({ DeliveryStreamName: 'sluice-dev-app-events-lake', Record: { Data: Buffer.from('{"event_id":"x"}') } }));
+      firehose.destroy();
+      twin.kill('SIGINT');
+      await until('flush', () => /SIGINT: flushing…/.test(stdout));
+      twin.kill('SIGINT');
+      expect(await exited).toEqual({ code: 130, signal: null });
+      expect(stderr.split('\n').filter((line) => !line.startsWith('sluice: injecting faults'))).toEqual([
+        `sluice: second SIGINT: exiting now; records not yet delivered stay in ${dataDir} and are delivered at the next start`,
+        '',
+      ]);
+      expect(existsSync(path.join(dataDir, 'twin.pid'))).toBe(false);
+    } finally {
+      if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
+    }
+  }, 90_000);
 });
