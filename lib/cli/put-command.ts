@@ -70,6 +70,7 @@ export function registerPutCommand(program: Command): void {
     '\nDirectPut pipelines receive Firehose PutRecord/PutRecordBatch; Kinesis-sourced ones Kinesis PutRecords (partition key: the',
     'record\'s entity, else its id). Records a call fails are retried with exponential backoff; --verify counts the event ids sent.',
     'Exit status: 0 all accepted (and queryable with --verify) · 1 records not accepted, or not queryable in time · 2 usage, configuration or environment problem',
+    '  · 130 interrupted (Ctrl-C): sending stopped; what was sent is reported (and verified)',
   ].join('\n'));
   command.action(async (pipeline: string, flags: PutFlags) => {
     await put(pipeline, flags);
@@ -120,6 +121,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     willFailValidationByReason: report.invalidByReason,
     elapsedMs: report.elapsedMs,
     ...(report.stopped ? { stopped: report.stopped } : {}),
+    ...(report.interrupted ? { interrupted: true } : {}),
     recordsPerSecond: Math.round((report.accepted / Math.max(report.elapsedMs, 1)) * 1000 * 10) / 10,
   };
   if (!flags.json) {
@@ -159,8 +161,10 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
       io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} ${v.passed ? `after ${formatDuration(v.elapsedMs)}` : `after ${formatDuration(v.elapsedMs)} (missing e.g. ${escapeControlCharacters(v.missingSample.join(', '))})`}`);
     }
     const expectedCount = report.expected.size;
-    // Not a PASS when records were refused: the run fails for them just below.
-    if (expectedCount === 0) io.out(`${report.sent > report.accepted ? 'verify:' : 'PASS:'} nothing to verify (no record accepted that passes the schema)`);
+    // Not a PASS when records were refused (the run fails for them just below), nor for an interrupted run.
+    const pass = report.sent === report.accepted && !report.interrupted;
+    if (expectedCount === 0) io.out(`${pass ? 'PASS:' : 'verify:'} nothing to verify (no record accepted that passes the schema)`);
+    else if (verified && report.interrupted) io.out(`verified: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records sent before Ctrl-C queryable after ${formatDuration(verifyElapsedMs(verification))}`);
     else if (verified) io.out(`PASS: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records queryable after ${formatDuration(verifyElapsedMs(verification))}`);
     else io.out(`FAIL: not every record became queryable after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)})`);
   }
@@ -173,6 +177,17 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     const failed = verification.filter((v) => !v.passed).map((v) => `${v.where}: ${v.found}/${v.expected}`).join('; ');
     throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.`, 1);
   }
+  if (report.interrupted) throw new UserError(interruptedMessage(report, count, durationMs), INTERRUPTED_EXIT_CODE);
+}
+
+/** The shell's status for a command ended by SIGINT (128 + 2). */
+const INTERRUPTED_EXIT_CODE = 130;
+
+/** "interrupted (Ctrl-C) after 3.3 s of 30 s: 164 records sent"; "… after 3.3 s: 164 of 1,000 records sent" */
+function interruptedMessage(report: SendReport, count: number, durationMs: number | undefined): string {
+  const of = durationMs !== undefined ? ` of ${formatDuration(durationMs)}` : '';
+  const sent = Number.isFinite(count) ? `${formatNumber(report.sent)} of ${formatNumber(count)}` : formatNumber(report.sent);
+  return `interrupted (Ctrl-C) after ${formatDuration(report.elapsedMs)}${of}: ${sent} record${report.sent === 1 && !Number.isFinite(count) ? '' : 's'} sent`;
 }
 
 /** How long verifying took, from the first record sent to the last check. */
@@ -285,6 +300,8 @@ interface SendReport {
   elapsedMs: number;
   /** Why sending stopped before the end, when a call failed for good after records were accepted. */
   stopped?: string;
+  /** Ctrl-C stopped sending before the count or the duration was reached. */
+  interrupted?: boolean;
 }
 
 /** "Firehose delivery stream … at http://127.0.0.1:4573 stopped answering mid-run (ECONNREFUSED) after accepting 3,000 records" */
@@ -376,6 +393,8 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   } finally {
     process.removeListener('SIGINT', onInterrupt);
   }
+  // A Ctrl-C during the last batch interrupted nothing.
+  report.interrupted = interrupted && report.sent < options.count;
   report.elapsedMs = Date.now() - report.startedAt;
   return report;
 }

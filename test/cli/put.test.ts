@@ -2,6 +2,7 @@
  * `sluice put` against the twin's Firehose endpoint (lib/local/firehose-api.ts) with a recording
  * backend; `--verify` against Parquet the test delivers the way the twin does.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort } from '../../lib/local/emulators';
@@ -199,6 +200,29 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(backend.acknowledged.length).toBeLessThanOrEqual(22);
     expect(stdout).toMatch(/records\/s\)/);
   });
+
+  test('Ctrl-C during --duration: says it was interrupted, how long into the run and what was sent; no PASS; exit 130', async () => {
+    backend.onIngest = async (_stream, records) => {
+      await deliverToLake(dataDir, 'app-events', records);
+    };
+    // Its own process, so the SIGINT is a real one, sent when records flow.
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--duration', '30s', '--rate', '50', '--verify',
+      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    while (backend.acknowledged.length < 20) await new Promise((resolve) => setTimeout(resolve, 50));
+    child.kill('SIGINT');
+    const code = await exited;
+    const sent = backend.acknowledged.length;
+    expect(stderr).toMatch(new RegExp(`^sluice: interrupted \\(Ctrl-C\\) after [\\d.]+ m?s of 30 s: ${sent} records sent\n$`));
+    expect(stdout).toMatch(new RegExp(`accepted ${sent} · failed 0`));
+    expect(stdout).toMatch(new RegExp(`^verified: ${sent} of ${sent} records sent before Ctrl-C queryable after`, 'm'));
+    expect(stdout).not.toMatch(/PASS/);
+    expect(code).toBe(130);
+  }, 60_000);
 
   test('--json: one JSON document on stdout; --progress writes to stderr only', async () => {
     const { code, stdout } = await put('app-events', '--count', '5', '--json', '--progress');
