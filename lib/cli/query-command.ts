@@ -117,12 +117,13 @@ function printResult(result: SqlResult, flags: QueryFlags): void {
  */
 export function describeStats(rowCount: number, stats: SqlStats): string {
   const parts = [`${rowCount.toLocaleString('en-US')} row${rowCount === 1 ? '' : 's'}${stats.truncated ? ' (stopped at --max-rows)' : ''}`];
-  if (stats.engine === 'duckdb') {
+  // A query that scanned no table's Parquet (the _errors tables' JSON, SELECT 1, EXPLAIN) has no files to count.
+  if (stats.engine === 'duckdb' && (stats.filesTotal ?? 0) > 0) {
     // DuckDB counts only the files a LIMIT let it read to the end, so then only a bound is true.
     parts.push(stats.filesReadAtMost !== undefined
       ? `read at most ${stats.filesReadAtMost} of ${stats.filesTotal ?? 0} Parquet files (a LIMIT stops reading early)`
       : `read ${stats.filesRead ?? 0} of ${stats.filesTotal ?? 0} Parquet files`);
-  } else {
+  } else if (stats.engine === 'athena') {
     const bytes = stats.bytesScanned ?? 0;
     // Athena bills at least 10 MB per query.
     const billed = Math.max(bytes, 10 * 1000 * 1000);
