@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, type TargetFlags } from './options';
 import { PRICES } from './prices';
-import { displayRows, formatBytes, formatTable, rowsAsObjects, toCsv, toJson, UserError } from './output';
+import { displayRows, escapeControlCharacters, formatBytes, formatTable, rowsAsObjects, toCsv, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { findSavedQuery, sqlEngineFor, type SqlResult, type SqlStats } from './sql';
 import { resolveTarget } from './target';
@@ -105,6 +105,10 @@ function printResult(result: SqlResult, flags: QueryFlags): void {
   } else if (flags.csv) {
     io.out(toCsv(result.columns, result.rows));
     io.err(footer);
+  } else if (result.plan) {
+    // DuckDB's drawing of the plan, line by line as it lays it out (a table cell would show its newlines as \u000a).
+    io.out(result.rows.map((row) => String(row[row.length - 1]).trimEnd().split('\n').map(escapeControlCharacters).join('\n')).join('\n\n'));
+    io.out(`\n${footer}`);
   } else {
     if (result.columns.length > 0) io.out(formatTable(result.columns, displayRows(result.columnTypes, result.rows)));
     io.out(`\n${footer}`);

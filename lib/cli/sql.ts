@@ -43,6 +43,8 @@ export interface SqlResult {
   /** Each column's SQL type as the engine names it: DuckDB's DOUBLE, DECIMAL(8,2); Athena's double, decimal(10,2). */
   readonly columnTypes: string[];
   readonly rows: unknown[][];
+  /** DuckDB: the statement was an EXPLAIN; its last column holds the plan as lines of text. */
+  readonly plan?: boolean;
   readonly stats: SqlStats;
 }
 
@@ -107,6 +109,7 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
         columns: result.columns,
         columnTypes: result.columnTypes,
         rows: truncated ? result.rows.slice(0, maxRows) : result.rows,
+        plan: result.plan,
         stats: {
           engine: 'duckdb',
           elapsedMs: result.elapsedMs,

@@ -20,6 +20,8 @@ export interface QueryResult {
    * end, so the files read lie between filesRead and this (the files left after pruning).
    */
   readonly filesReadAtMost?: number;
+  /** The statement was an EXPLAIN: its rows are DuckDB's plan, text laid out over lines to be read as it is. */
+  readonly plan: boolean;
   readonly elapsedMs: number;
 }
 
@@ -198,6 +200,7 @@ export class LocalAthena {
       filesRead: files.read,
       filesTotal: files.total,
       ...(files.readAtMost !== undefined ? { filesReadAtMost: files.readAtMost } : {}),
+      plan: statement.statementType === StatementType.EXPLAIN,
       elapsedMs: Date.now() - started,
     };
   }

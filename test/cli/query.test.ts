@@ -218,6 +218,16 @@ describe('sluice query (DuckDB over the twin)', () => {
     }
   });
 
+  test('EXPLAIN prints DuckDB\'s plan as it draws it, line by line', async () => {
+    const { code, stdout } = await query("EXPLAIN SELECT count(*) FROM iot WHERE event_type = 'alert'");
+    expect(code).toBe(0);
+    expect(stdout).not.toContain('\\u000a');
+    const lines = stdout.split('\n');
+    expect(lines[0]).toMatch(/^┌─+┐$/);
+    expect(lines).toContainEqual(expect.stringMatching(/^│ +READ_PARQUET +│$/));
+    expect(stdout).toMatch(/┘\n\n1 row · \d+ ms\n$/);
+  });
+
   test('a table read more than once (a self-join, UNION ALL) counts its files once', async () => {
     const once = await query('SELECT count(*) AS n FROM iot');
     const [, read, total] = /read (\d+) of (\d+) Parquet files/.exec(once.stdout) ?? [];
