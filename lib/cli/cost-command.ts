@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { estimateCost, formatUsd, MODEL, qty, type CostEstimate } from './cost';
+import { estimateCost, formatUsd, MODEL, qty, roundUsd, type CostEstimate } from './cost';
 import { addConfigOption, configFrom, examples, parseRate, parseSize, requirePipeline } from './options';
 import { formatNumber, formatTable, toJson } from './output';
 import { GB, HOURS_PER_MONTH, OPENSEARCH_INSTANCE_HOUR, PRICES, PRICES_ASSUMED_ON, PRICES_REGION, SECONDS_PER_MONTH, type PriceName } from './prices';
@@ -44,11 +44,21 @@ export function registerCostCommand(program: Command): void {
       io.err(`sluice: warning: --size ${flags.size} (${formatNumber(recordBytes)} B) is more than Firehose takes per record (1,000 KiB = ${formatNumber(FIREHOSE_API_LIMITS.maxRecordBytes)} B): such records are refused, so split them; the estimate prices them as given`);
     }
     if (flags.json) {
-      io.out(toJson({ ...estimate, prices: usedPrices(estimate), pricesAssumedOn: PRICES_ASSUMED_ON, region: PRICES_REGION, model: MODEL }));
+      io.out(toJson({ ...roundedAmounts(estimate), prices: usedPrices(estimate), pricesAssumedOn: PRICES_ASSUMED_ON, region: PRICES_REGION, model: MODEL }));
       return;
     }
     printEstimate(estimate, config.env);
   });
+}
+
+/** The estimate with its amounts in USD as the table shows them; each rounded from the exact sum, as there. */
+function roundedAmounts(e: CostEstimate): CostEstimate {
+  return {
+    ...e,
+    lines: e.lines.map((l) => ({ ...l, monthlyUsd: l.monthlyUsd === null ? null : roundUsd(l.monthlyUsd) })),
+    totalsByPipeline: Object.fromEntries(Object.entries(e.totalsByPipeline).map(([p, t]) => [p, roundUsd(t)])),
+    total: roundUsd(e.total),
+  };
 }
 
 function usedPrices(estimate: CostEstimate): Record<string, unknown> {

@@ -95,6 +95,11 @@ export function shardsNeeded(ratePerSecond: number, recordBytes: number): { forB
 }
 
 const usd = (n: number) => (n > 0 && n < 0.01 ? `$${n.toPrecision(2)}` : `$${n.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`);
+/**
+ * A USD amount rounded as the table prints it (usd above): to the cent, and to two significant digits
+ * below a cent, so a small line is not 0. For --json, where 3.6792000000000002 is float noise, not a price.
+ */
+export const roundUsd = (n: number) => (n > 0 && n < 0.01 ? Number(n.toPrecision(2)) : Number(n.toFixed(2)));
 const plural = (n: number, word: string) => `${formatNumber(n)} ${word}${n === 1 ? '' : 's'}`;
 const unitUsd = (name: PriceName) => `$${PRICES[name].usd}`;
 /** 1,234 · 12.35 · 0.0073 (two significant digits when rounding to hundredths would print 0). */

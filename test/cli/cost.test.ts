@@ -107,6 +107,19 @@ describe('sluice cost', () => {
     expect(report.pricesAssumedOn).toBe(PRICES_ASSUMED_ON);
   });
 
+  test.each([['100/s'], ['1/h']])('--json amounts at %s are the amounts the table prints (cents; two significant digits below a cent), not float noise', async (rate) => {
+    const json = JSON.parse((await sluice('cost', '--rate', rate, '--json')).stdout) as { lines: Array<{ monthlyUsd: number | null }>; totalsByPipeline: Record<string, number>; total: number };
+    const printed = (await sluice('cost', '--rate', rate)).stdout;
+    // A table's rows: from under its rule to the blank line. The lines' table has them in the JSON's order.
+    const rowsOf = (header: RegExp) => printed.split(header)[1].split('\n\n')[0].split('\n').slice(2).map((row) => row.split(/ {2,}/));
+    const lineUsd = rowsOf(/\n(?=pipeline +service +item +USD\/month)/).map((row) => row[3]);
+    const totalUsd: Record<string, string> = Object.fromEntries(rowsOf(/\n(?=pipeline +USD\/month\n)/));
+    const asPrinted = (usd: string) => Number(usd.replace(/[$,]/g, ''));
+    expect(json.lines.map((l) => l.monthlyUsd)).toEqual(lineUsd.map((usd) => (usd === 'n/a' ? null : asPrinted(usd))));
+    expect(json.totalsByPipeline).toEqual(Object.fromEntries(Object.entries(totalUsd).filter(([p]) => p !== 'total').map(([p, usd]) => [p, asPrinted(usd)])));
+    expect(json.total).toBe(asPrinted(totalUsd.total));
+  });
+
   test('units printed match the quantities: AWS\'s binary GB and 5 KB increments are shown as GiB and KiB', async () => {
     const { stdout, stderr } = await sluice('cost', '--size', '1KB', '-p', 'app-events');
     expect(stderr).toBe('');
