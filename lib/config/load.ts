@@ -11,6 +11,13 @@ const SLUICE_KEYS = [
   'pipelines', 'pipelineDefaults', 'environments',
 ];
 
+/**
+ * The environment when none is named: what cdk.json's top-level settings describe, with no overlay. Any other
+ * env is defined under `environments` (an empty {} keeps the defaults), so a typo is refused instead of
+ * deploying a new stack with the defaults.
+ */
+const DEFAULT_ENV = 'dev';
+
 /** The project root: where cdk.json and schemas/ live. */
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -34,9 +41,13 @@ export function configFromContext(context: Raw, options: { knownSchemas?: readon
   }
 
   // `-c env=prod` replaces cdk.json's env before the per-environment overlay is chosen.
-  const env = typeof base.env === 'string' ? base.env : 'dev';
+  const env = base.env === undefined ? DEFAULT_ENV : String(base.env);
   const environments = (base.environments ?? {}) as Raw;
-  const overlay = environments[env];
+  const knownEnvs = [...new Set([DEFAULT_ENV, ...Object.keys(environments)])];
+  if (!knownEnvs.includes(env)) {
+    problems.push(`env: "${env}" is not a defined environment; known environments are ${knownEnvs.join(', ')} (define a new one under "environments" in cdk.json; {} keeps the defaults)`);
+  }
+  const overlay = Object.hasOwn(environments, env) ? environments[env] : undefined;
   let merged: Raw = { ...base, env };
   delete merged.environments;
   if (overlay !== undefined) merged = deepMerge(merged, overlay as Raw);

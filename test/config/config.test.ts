@@ -47,6 +47,23 @@ describe('-c overrides work the way CDK users expect', () => {
     expect(config.opensearch.instanceCount).toBe(2);
   });
 
+  test('an env that is not defined (a typo) is refused, naming the known ones, not run without its overlay', () => {
+    expect(problemsOf(() => load('env=prdo'))).toEqual([
+      'env: "prdo" is not a defined environment; known environments are dev, prod (define a new one under "environments" in cdk.json; {} keeps the defaults)',
+    ]);
+    // As `cdk synth -c env=prdo` gives it to the app: in the context, not as a Sluice -c.
+    expect(problemsOf(() => configFromContext({ ...defaults(), env: 'prdo' }))[0]).toMatch(/^env: "prdo" is not a defined environment/);
+    expect(problemsOf(() => load('env=8'))[0]).toMatch(/^env: "8" is not a defined environment/);
+  });
+
+  test('a new env is one entry under environments; {} keeps the defaults', () => {
+    const ctx = defaults() as { environments: Record<string, unknown> };
+    const config = configFromContext({ ...ctx, env: 'staging', environments: { ...ctx.environments, staging: {} } });
+    expect(config.env).toBe('staging');
+    expect(config.removalPolicy).toBe(load().removalPolicy);
+    expect(load('env=dev').env).toBe('dev');
+  });
+
   test('dotted keys reach into pipelines, with numbers parsed from strings', () => {
     const config = load('env=prod', 'pipelines.iot.shards=8', 'pipelines.iot.buffering.intervalSeconds=120');
     expect(config.pipelines.iot.shards).toBe(8);
@@ -136,7 +153,7 @@ describe('values AWS would reject fail with the key, the value and the allowed r
   });
 
   test('names too long for Firehose (64 characters) are rejected before deploy', () => {
-    const ctx = { ...defaults(), prefix: 'averyveryverylongpfx', env: 'production' } as Record<string, unknown>;
+    const ctx = { ...defaults(), prefix: 'averyveryverylongpfx', env: 'production', environments: { production: {} } } as Record<string, unknown>;
     ctx.pipelines = { 'clickstream-enriched-events': { destinations: ['lake'] } };
     expect(problemsOf(() => configFromContext(ctx))).toEqual([
       'pipelines.clickstream-enriched-events: delivery stream name "averyveryverylongpfx-production-clickstream-enriched-events-search" would be 66 characters; Firehose allows 64 — shorten prefix, env or pipeline name',
