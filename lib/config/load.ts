@@ -66,8 +66,15 @@ export function configFromContext(context: Raw, options: { knownSchemas?: readon
   }
   merged.pipelines = expanded;
 
-  if (problems.length > 0) throw new ConfigError(problems);
-  return validateConfig(merged, options);
+  // Validated even when an override could not be applied, so a typo in one -c does not hide the problems of the others.
+  try {
+    const config = validateConfig(merged, options);
+    if (problems.length === 0) return config;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems);
+  }
+  throw new ConfigError(problems);
 }
 
 /** Reads cdk.json's context from a project directory (the CLI and the twin use the same defaults as `cdk synth`). */
@@ -103,17 +110,29 @@ export function knownSchemaNames(dir: string = PROJECT_ROOT): string[] {
  */
 export function loadConfig(overrides: readonly string[] = [], dir: string = PROJECT_ROOT): SluiceConfig {
   const context: Raw = { ...readCdkJsonContext(dir) };
+  const problems: string[] = [];
   for (const pair of overrides) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new ConfigError([`-c ${pair}: expected key=value, e.g. -c pipelines.iot.shards=8`]);
+    if (eq <= 0) {
+      problems.push(`-c ${pair}: expected key=value, e.g. -c pipelines.iot.shards=8`);
+      continue;
+    }
     const key = pair.slice(0, eq);
     // cdk.json also holds CDK's own context; a -c given to Sluice that is none of its settings is a slip.
     if (!SLUICE_KEYS.includes(key.split('.')[0])) {
-      throw new ConfigError([`-c ${key}: not a Sluice setting; settings start with one of ${SLUICE_KEYS.join(', ')}`]);
+      problems.push(`-c ${key}: not a Sluice setting; settings start with one of ${SLUICE_KEYS.join(', ')}`);
+      continue;
     }
     context[key] = pair.slice(eq + 1);
   }
-  return configFromContext(context, { knownSchemas: knownSchemaNames(dir) });
+  try {
+    const config = configFromContext(context, { knownSchemas: knownSchemaNames(dir) });
+    if (problems.length === 0) return config;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems);
+  }
+  throw new ConfigError(problems);
 }
 
 function parseContextValue(value: unknown): unknown {

@@ -89,6 +89,26 @@ describe('-c overrides work the way CDK users expect', () => {
     ]);
   });
 
+  test('an unknown pipeline in one -c does not hide the problems of the others', () => {
+    expect(problemsOf(() => load('pipelines.iot.shards=abc', 'pipelines.nosuch.shards=2'))).toEqual([
+      'pipelines.nosuch.shards: unknown pipeline "nosuch"; known pipelines are clickstream, iot, transactions, app-events (add new ones to cdk.json)',
+      'pipelines.iot.shards: "abc" must be a whole number from 1 to 500 (or "on-demand")',
+    ]);
+    // As `cdk synth -c ...` gives them to the app: in the context.
+    expect(problemsOf(() => configFromContext({ ...defaults(), 'pipelines.nosuch.shards': '2', 'pipelines.iot.retentionHours': '1' }))).toEqual([
+      expect.stringMatching(/^pipelines\.nosuch\.shards: unknown pipeline "nosuch"/),
+      expect.stringMatching(/^pipelines\.iot\.retentionHours: 1 is out of range/),
+    ]);
+  });
+
+  test('a malformed or foreign -c pair does not hide the problems of the others', () => {
+    expect(problemsOf(() => load('regoin=eu-west-1', 'pipelines.iot.shards', 'pipelines.iot.shards=0'))).toEqual([
+      expect.stringMatching(/^-c regoin: not a Sluice setting/),
+      expect.stringMatching(/^-c pipelines\.iot\.shards: expected key=value/),
+      expect.stringMatching(/^pipelines\.iot\.shards: 0 is out of range/),
+    ]);
+  });
+
   test('prototype keys cannot be set', () => {
     expect(problemsOf(() => load('pipelines.__proto__.polluted=1'))[0]).toMatch(/"__proto__" is not a configuration key/);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
