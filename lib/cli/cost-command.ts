@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { MAX_PROVISIONED_SHARDS } from '../config';
 import { estimateCost, formatUsd, MODEL, qty, roundUsd, type CostEstimate } from './cost';
 import { addConfigOption, configFrom, examples, parseRate, parseSize, requirePipeline } from './options';
 import { formatNumber, formatTable, toJson } from './output';
@@ -92,7 +93,7 @@ function printEstimate(e: CostEstimate, env: string): void {
     io.out('\nKinesis shards the write rate needs (1 MiB/s and 1,000 records/s per shard)');
     io.out(formatTable(['pipeline', 'MiB/s', 'for bytes', 'for records', 'needed', 'configured', 'check'], e.shards.map((s) => [
       s.pipeline, Math.round(s.mibPerSecond * 1000) / 1000, s.forBytes, s.forRecords, s.needed, String(s.configured),
-      s.enough ? 'ok' : `too few: set -c pipelines.${s.pipeline}.shards=${s.needed}`,
+      s.enough ? 'ok' : `too few: set -c pipelines.${s.pipeline}.shards=${s.priced}${s.priced === 'on-demand' ? ` (the configuration takes at most ${MAX_PROVISIONED_SHARDS} shards)` : ''}`,
     ])));
   }
 
@@ -113,7 +114,7 @@ function printEstimate(e: CostEstimate, env: string): void {
     `  Parquet is ${MODEL.parquetRatio} × the JSON size; S3 storage is shown at steady state under the configured lifecycle`,
     `  transform Lambda: ${MODEL.transformBaseMs} ms + ${MODEL.transformPerRecordMs} ms per record per invocation; metadata consumer: ${MODEL.consumerBaseMs} ms + ${MODEL.consumerPerRecordMs} ms per record`,
     `  the metadata consumer uses ${MODEL.metadataWriteUnitsPerRecord} write units and keeps one ${MODEL.metadataItemBytes}-byte item per record; Lambdas run on arm64`,
-    '  provisioned streams are priced with enough shards for the rate (the configured count when it is larger)',
+    `  provisioned streams are priced with enough shards for the rate (the configured count when it is larger), as on-demand when that is more than ${MAX_PROVISIONED_SHARDS} shards`,
   ].join('\n'));
   io.out('\nNot included');
   io.out(e.notModelled.map((n) => `  ${n}`).join('\n'));

@@ -4,7 +4,7 @@
  * What the prices cannot say (how long a Lambda runs, how well Parquet compresses) is an explicit,
  * printed assumption in MODEL.
  */
-import type { PipelineConfig, SluiceConfig } from '../config';
+import { MAX_PROVISIONED_SHARDS, type PipelineConfig, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
 import { formatNumber } from './output';
 import {
@@ -75,6 +75,11 @@ export interface ShardNeed {
   readonly needed: number;
   /** The configuration has enough (always true for on-demand, which scales itself). */
   readonly enough: boolean;
+  /**
+   * What the estimate prices, and the setting to use when the configuration has too few: the shards needed, or
+   * "on-demand" when they are more than the configuration takes (MAX_PROVISIONED_SHARDS).
+   */
+  readonly priced: number | 'on-demand';
 }
 
 export interface CostEstimate {
@@ -123,16 +128,18 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
     const needs = shardsNeeded(r, size);
     let shardCount: number = MODEL.onDemandShards;
     if (p.source === 'kinesis') {
-      const onDemand = p.shards === 'on-demand';
-      shardCount = onDemand ? MODEL.onDemandShards : Math.max(p.shards as number, needs.needed);
+      const priced = pricedCapacity(p.shards, needs.needed);
+      // An on-demand stream has at least the shards its write rate needs.
+      shardCount = priced === 'on-demand' ? Math.max(MODEL.onDemandShards, needs.needed) : priced;
       shards.push({
         pipeline: name,
         configured: p.shards,
         mibPerSecond: (r * size) / SHARD_WRITE_BYTES_PER_SECOND,
         ...needs,
-        enough: onDemand || (p.shards as number) >= needs.needed,
+        enough: p.shards === 'on-demand' || p.shards >= needs.needed,
+        priced,
       });
-      kinesisLines(name, p, needs.needed, records, rawBytes, size, add);
+      kinesisLines(name, p, priced, needs.needed, records, rawBytes, size, add);
     }
 
     const deliveryStreams = (['lake', 'search'] as const).filter((d) => p.destinations.includes(d));
@@ -225,13 +232,22 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
   };
 }
 
+/** The stream the estimate prices: as configured when that is enough, else what the rate needs, on-demand beyond what the configuration takes. */
+export function pricedCapacity(configured: number | 'on-demand', needed: number): number | 'on-demand' {
+  if (configured === 'on-demand') return 'on-demand';
+  if (configured >= needed) return configured;
+  return needed > MAX_PROVISIONED_SHARDS ? 'on-demand' : needed;
+}
+
 type Add = (pipeline: string, service: string, item: string, formula: string, monthlyUsd: number | null, prices: PriceName[]) => void;
 
-function kinesisLines(name: string, p: PipelineConfig, needed: number, records: number, rawBytes: number, size: number, add: Add): void {
+function kinesisLines(name: string, p: PipelineConfig, priced: number | 'on-demand', needed: number, records: number, rawBytes: number, size: number, add: Add): void {
   const consumers = (['lake', 'search'] as const).filter((d) => p.destinations.includes(d)).length;
   const efo = p.destinations.includes('metadata');
-  if (p.shards === 'on-demand') {
-    add(name, 'Kinesis', 'on-demand stream', `${HOURS_PER_MONTH} stream-hours × ${unitUsd('kinesisOnDemandStreamHour')}`,
+  if (priced === 'on-demand') {
+    const why = p.shards === 'on-demand' ? ''
+      : ` (configured ${plural(p.shards, 'shard')}; the rate needs ${formatNumber(needed)} shards, more than the ${MAX_PROVISIONED_SHARDS} the configuration takes)`;
+    add(name, 'Kinesis', 'on-demand stream', `${HOURS_PER_MONTH} stream-hours × ${unitUsd('kinesisOnDemandStreamHour')}${why}`,
       HOURS_PER_MONTH * PRICES.kinesisOnDemandStreamHour.usd, ['kinesisOnDemandStreamHour']);
     const written = records * roundUp(size, 1024);
     add(name, 'Kinesis', 'on-demand writes', `${qty(records)} records × ${roundUp(size, 1024) / 1024} KiB (rounded up to 1 KiB) = ${qty(gb(written))} GiB × ${unitUsd('kinesisOnDemandIngestGB')}`,
@@ -246,7 +262,7 @@ function kinesisLines(name: string, p: PipelineConfig, needed: number, records: 
     }
     if (p.retentionHours > 24) add(name, 'Kinesis', 'extended retention', `${p.retentionHours} h retention on an on-demand stream: not modelled, see ${PRICES.kinesisShardHour.source}`, null, []);
   } else {
-    const shards = Math.max(p.shards, needed);
+    const shards = priced;
     const sized = shards === p.shards ? plural(shards, 'shard') : `${plural(shards, 'shard')} (configured ${p.shards}; the rate needs ${needed})`;
     add(name, 'Kinesis', 'shard-hours', `${sized} × ${HOURS_PER_MONTH} h × ${unitUsd('kinesisShardHour')}`,
       shards * HOURS_PER_MONTH * PRICES.kinesisShardHour.usd, ['kinesisShardHour']);

@@ -53,6 +53,9 @@ export interface SearchConfig {
   readonly rotation: IndexRotation;
 }
 
+/** The most shards `shards` takes; a rate that needs more is for an on-demand stream. */
+export const MAX_PROVISIONED_SHARDS = 500;
+
 export interface PipelineConfig {
   readonly name: string;
   readonly source: SourceKind;

@@ -1,6 +1,7 @@
 import {
   DESTINATIONS,
   INDEX_ROTATIONS,
+  MAX_PROVISIONED_SHARDS,
   OPENSEARCH_MODES,
   REMOVAL_POLICIES,
   SOURCES,
@@ -109,7 +110,7 @@ function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env
   }
   const p = v.object(raw, key, ['source', 'shards', 'retentionHours', 'streamEncryption', 'destinations', 'buffering', 'transform', 'consumer', 'search']);
   const source = v.oneOf(p, `${key}.source`, SOURCES);
-  const shards = p.shards === 'on-demand' ? 'on-demand' as const : v.int(p, `${key}.shards`, 1, 500, 'or "on-demand"');
+  const shards = p.shards === 'on-demand' ? 'on-demand' as const : v.int(p, `${key}.shards`, 1, MAX_PROVISIONED_SHARDS, 'or "on-demand"');
   const retentionHours = v.int(p, `${key}.retentionHours`, 24, 8760, 'Kinesis retention is 24 hours to 365 days');
   const streamEncryption = v.oneOf(p, `${key}.streamEncryption`, STREAM_ENCRYPTION);
   const destinations = v.list(p, `${key}.destinations`, DESTINATIONS);

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { estimateCost, shardsNeeded } from '../../lib/cli/cost';
+import { loadConfig, MAX_PROVISIONED_SHARDS } from '../../lib/config';
 import { PRICES, PRICES_ASSUMED_ON } from '../../lib/cli/prices';
 import { config, sluice } from './helpers';
 
@@ -64,6 +65,29 @@ describe('estimateCost', () => {
     // A DirectPut pipeline has no Kinesis lines.
     expect(e.lines.filter((l) => l.pipeline === 'app-events' && l.service === 'Kinesis')).toEqual([]);
     expect(e.shards.map((s) => s.pipeline)).toEqual(['clickstream', 'iot', 'transactions']);
+  });
+
+  test('a rate that needs more shards than the configuration takes is priced, and suggested, as on-demand', () => {
+    const needing600 = { ratePerSecond: 600_000, recordBytes: 1000, pipelines: ['iot'] };
+    const e = estimateCost(config, needing600);
+    expect(e.shards).toEqual([expect.objectContaining({ configured: 1, needed: 600, enough: false, priced: 'on-demand' })]);
+    expect(line(e, 'iot', 'on-demand stream').formula).toMatch(/configured 1 shard; the rate needs 600 shards, more than the 500 the configuration takes/);
+    expect(e.lines.some((l) => l.item === 'shard-hours')).toBe(false);
+    // What is suggested is what is priced: the estimate of the suggested setting.
+    const suggested = estimateCost(loadConfig(['pipelines.iot.shards=on-demand']), needing600);
+    expect(e.lines.map((l) => [l.item, l.monthlyUsd])).toEqual(suggested.lines.map((l) => [l.item, l.monthlyUsd]));
+    expect(e.total).toBe(suggested.total);
+  });
+
+  test('property: the shards suggested for a rate are a setting the configuration takes, and priced as suggested', () => {
+    fc.assert(fc.property(fc.double({ min: 1, max: 2e6, noNaN: true }), fc.integer({ min: 1, max: 100_000 }), (rate, size) => {
+      const inputs = { ratePerSecond: rate, recordBytes: size, pipelines: ['iot'] };
+      const [need] = estimateCost(config, inputs).shards;
+      if (need.enough) return;
+      const suggested = loadConfig([`pipelines.iot.shards=${need.priced}`]);
+      expect(estimateCost(suggested, inputs).total).toBeCloseTo(estimateCost(config, inputs).total, 6);
+      if (need.needed <= MAX_PROVISIONED_SHARDS) expect(need.priced).toBe(need.needed);
+    }), { numRuns: 100 });
   });
 
   test('cost grows with the rate', () => {
@@ -141,6 +165,14 @@ describe('sluice cost', () => {
     const { stdout } = await sluice('cost', '--rate', '1/h', '-p', 'app-events');
     expect(stdout).toMatch(/at 0\.00028 records\/s \(1 per hour\) of 1,000 bytes per pipeline\n= 730 records and 0\.00068 GiB per pipeline/);
     expect(stdout).toMatch(/730 records × 5 KiB \(1,000 B rounded up to 5 KiB\) = 0\.0035 GiB × \$0\.029/);
+  });
+
+  test('the shards check never suggests a count the configuration refuses', async () => {
+    const { stdout } = await sluice('cost', '--rate', '600k/s', '-p', 'iot');
+    expect(stdout).toMatch(/iot\s+572\.21\s+573\s+600\s+600\s+1\s+too few: set -c pipelines\.iot\.shards=on-demand \(the configuration takes at most 500 shards\)/);
+    expect(stdout).toMatch(/iot\s+Kinesis\s+on-demand stream\s+\$29\.20/);
+    expect(stdout).not.toMatch(/shards=600/);
+    expect((await sluice('cost', '--rate', '400k/s', '-p', 'iot')).stdout).toMatch(/too few: set -c pipelines\.iot\.shards=400\n/);
   });
 
   test('usage mistakes exit 2', async () => {
