@@ -10,7 +10,7 @@ import { networkErrorCode } from './errors';
 import { isPermanentRecordError, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
-import { entryPointFor, resolveTarget, type Target } from './target';
+import { checkTwinTakesRecords, entryPointFor, resolveTarget, type Target } from './target';
 import { verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult } from './verify';
 
 interface PutFlags extends TargetFlags {
@@ -102,6 +102,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   const progress = new Progress({ forced: flags.progress });
   let report: SendReport;
   try {
+    if (target.kind === 'local') await checkTwinTakesRecords(target, entry);
     report = await sendAll(entry, source, { count, rate, durationMs, batchSize, maxAttempts, progress });
   } finally {
     progress.done();

@@ -8,7 +8,7 @@ import { addProgressOption, addTargetOptions, examples, formatDuration, parseCou
 import { formatNumber, formatTable, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint } from './record-sender';
-import { entryPointFor, resolveTarget, START_TWIN_HINT, type Target } from './target';
+import { checkTwinTakesRecords, entryPointFor, resolveTarget, START_TWIN_HINT, type Target } from './target';
 
 interface ReplayFlags extends TargetFlags {
   readonly pipeline?: string;
@@ -201,6 +201,7 @@ async function drain(
         if (!entry) {
           entry = await entryPointFor(target, pipeline);
           entryPoints.set(pipeline, entry);
+          if (target.kind === 'local') await checkTwinTakesRecords(target, entry);
         }
         const schema = pipelineSchema(pipeline);
         const outcome = await sendRecords(entry, items.map(({ data }) => {

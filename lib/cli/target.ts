@@ -3,6 +3,7 @@
  * resolves one Target from its flags, then asks the per-concern helpers (entry points, SQL, search,
  * dead letters) for what it needs, so the same command code drives both.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { FirehoseClient } from '@aws-sdk/client-firehose';
@@ -10,7 +11,8 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside } from '../local/paths';
-import type { FailureContext } from './errors';
+import { readLiveTwinRecord, twinRecordPath, TWIN_DATA_DIR_HEADER } from '../local/twin-record';
+import { explainFailure, type FailureContext } from './errors';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
 import { UserError } from './output';
 import { firehoseEntryPoint, kinesisEntryPoint, type EntryPoint } from './record-sender';
@@ -90,7 +92,7 @@ export function resolveTarget(flags: TargetFlags): Target {
 }
 
 /** The data dir as a user would type it: relative below the working directory, else absolute. */
-function displayPath(dir: string): string {
+export function displayPath(dir: string): string {
   const relative = path.relative(process.cwd(), dir);
   if (relative === '') return '.';
   return isInside(process.cwd(), dir) ? relative : dir;
@@ -146,4 +148,95 @@ export async function entryPointFor(target: Target, pipeline: string): Promise<E
   }
   const deliveryStream = outputs.get(pipelineOutputKey(pipeline, 'LakeDeliveryStreamName')) ?? names.lakeDeliveryStream;
   return firehoseEntryPoint(new FirehoseClient(target.clientConfig), deliveryStream, { service: 'Firehose', startHint: hint });
+}
+
+/** How long a command waits for the twin's Firehose endpoint to say whose it is. */
+const PROBE_TIMEOUT_MS = 5000;
+
+/**
+ * Before a command sends records to the local twin: the data dir exists, and the twin that takes them is
+ * the one running on it, with the resource names this command uses. Otherwise records land in another
+ * twin's data dir (and `--verify` waits for them here), or in streams no twin delivers. The twin's Firehose
+ * endpoint names its data dir in every answer; the data dir's twin.json names its pid, endpoints and names.
+ */
+export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoint): Promise<void> {
+  const dir = displayPath(target.dataDir);
+  const firehose = target.endpoints.firehose;
+  const endpoint = entry.kind === 'firehose' ? firehose : target.endpoints.kinesis;
+  let answering: { dataDir?: string } | undefined;
+  try {
+    answering = { dataDir: await dataDirServedAt(firehose) };
+  } catch (err) {
+    // A Kinesis-sourced pipeline's records do not go there: the endpoint only helps name the twin in messages.
+    if (entry.kind === 'firehose') {
+      if ((err as Error).name === 'TimeoutError') throw new UserError(`${entry.failureContext.service} at ${firehose} did not answer within ${PROBE_TIMEOUT_MS / 1000} s: is the twin running there?`);
+      throw explainFailure(err, entry.failureContext);
+    }
+  }
+  const other = answering?.dataDir !== undefined && !sameDir(answering.dataDir, target.dataDir) ? displayPath(answering.dataDir) : undefined;
+  const useOther = other !== undefined ? `the twin answering at ${firehose} runs on ${other}: pass --data-dir ${other} to send to it, or ` : '';
+  if (!isDirectory(target.dataDir)) {
+    throw new UserError(`no twin data dir at ${target.dataDir}: nothing was sent; ${useOther}start a twin there with \`npx sluice local up --data-dir ${dir}\``);
+  }
+  if (entry.kind === 'firehose' && other !== undefined) {
+    throw new UserError(`the twin answering at ${firehose} runs on data dir ${other}, not ${target.dataDir}: nothing was sent. Pass --data-dir ${other} to send to it, or start a twin on ${dir} on other ports (\`npx sluice local up --data-dir ${dir} --firehose-port … --kinesis-port … --dynamo-port …\`) and point --endpoint-firehose at it`);
+  }
+  const record = readLiveTwinRecord(target.dataDir);
+  const vouched = entry.kind === 'firehose' && answering?.dataDir !== undefined;
+  if (!record) {
+    if (vouched) return; // twin.json is gone, but the twin's own word is enough
+    const unnamed = entry.kind === 'firehose' ? `; what answers at ${firehose} does not say which data dir it serves (a twin from an older Sluice? restart it)` : '';
+    throw new UserError(`no twin runs on data dir ${target.dataDir} (no ${path.basename(twinRecordPath(target.dataDir))} of a running twin there): nothing was sent; ${useOther}start one with \`npx sluice local up --data-dir ${dir}\`${unnamed}`);
+  }
+  const recorded = entry.kind === 'firehose' ? record.endpoints.firehose : record.endpoints.kinesis;
+  if (!vouched && portOf(recorded) !== portOf(endpoint)) {
+    const flag = entry.kind === 'firehose' ? '--endpoint-firehose' : '--endpoint-kinesis';
+    throw new UserError(`the twin on data dir ${target.dataDir} (pid ${record.pid}) takes ${entry.kind === 'firehose' ? 'Firehose' : 'Kinesis'} records at ${recorded}, not ${endpoint}: nothing was sent. Pass ${flag} ${recorded}`);
+  }
+  const { prefix, env } = target.config;
+  if (record.names.prefix !== prefix || record.names.env !== env) {
+    throw new UserError(`the twin on data dir ${target.dataDir} runs env ${record.names.env} (its streams and bucket are named ${record.names.prefix}-${record.names.env}-…), not env ${env} (${prefix}-${env}-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for env ${env} on its own data dir and ports (\`npx sluice local up -c env=${env} --data-dir …\`)`);
+  }
+}
+
+/** The data dir the twin at `endpoint` names in its answer; undefined when what answers does not say. */
+async function dataDirServedAt(endpoint: string): Promise<string | undefined> {
+  const response = await fetch(`${endpoint}/`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-amz-json-1.1', 'X-Amz-Target': 'Firehose_20150804.ListDeliveryStreams' },
+    body: '{"Limit":1}',
+    signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+  });
+  await response.arrayBuffer();
+  const named = response.headers.get(TWIN_DATA_DIR_HEADER);
+  try {
+    return named === null ? undefined : decodeURIComponent(named);
+  } catch {
+    return undefined;
+  }
+}
+
+function isDirectory(dir: string): boolean {
+  try {
+    return fs.statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Through symbolic links: /tmp and /private/tmp are one directory. */
+function sameDir(a: string, b: string): boolean {
+  const real = (dir: string) => {
+    try {
+      return fs.realpathSync(dir);
+    } catch {
+      return path.resolve(dir);
+    }
+  };
+  return real(a) === real(b);
+}
+
+function portOf(url: string): string {
+  const u = new URL(url);
+  return u.port || (u.protocol === 'https:' ? '443' : '80');
 }

@@ -52,6 +52,8 @@ export interface FirehoseApiOptions {
   accountId?: string;
   /** Told about every backend failure answered with ServiceUnavailableException. @default ignore */
   onBackendError?: (error: unknown, context: { operation: string; streamName: string; requestId: string }) => void;
+  /** Sent with every answer (the twin names its data dir, so a command can tell which twin it reaches). @default none */
+  headers?: Readonly<Record<string, string>>;
 }
 
 export interface RunningFirehoseApi {
@@ -630,6 +632,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       'Content-Type': CONTENT_TYPE,
       'Content-Length': String(body.length),
       'x-amzn-RequestId': requestId,
+      ...options.headers,
       ...(closing && { Connection: 'close' }),
       ...headers,
     });

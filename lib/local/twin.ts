@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException, type _Record } from '@aws-sdk/client-kinesis';
 import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import type { S3Event } from 'aws-lambda';
@@ -21,6 +22,7 @@ import { NoSuchKeyError, ObjectStore } from './object-store';
 import { localBucketName } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
+import { removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, writeTwinRecord } from './twin-record';
 
 const ACCOUNT = '000000000000';
 
@@ -270,8 +272,18 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const api: RunningFirehoseApi = await startFirehoseApi({
       host, port: options.ports?.firehose ?? config.local.firehosePort, backend,
       onBackendError: (e: unknown) => log(`sluice: firehose endpoint: ${(e as Error).message}`),
+      headers: { [TWIN_DATA_DIR_HEADER]: encodeURIComponent(path.resolve(dataDir)) },
     });
     stops.push(() => api.close());
+    // Who runs on this data dir, where, and with which schemas: `put` and `replay` check it before they send.
+    const startedAt = new Date().toISOString();
+    writeTwinRecord({
+      pid: process.pid, startedAt, dataDir: path.resolve(dataDir),
+      endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint },
+      names: { prefix: config.prefix, env: config.env },
+      schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p)])),
+    });
+    stops.push(async () => removeTwinRecord(dataDir, process.pid, startedAt));
 
     /** Waits until the readers and the consumer have handled every record in the streams. */
     const drainStreams = async (timeoutMs: number) => {

@@ -12,6 +12,7 @@ import { run } from '../../lib/cli/main';
 import type { FirehoseBackend, IngestResult, LocalDeliveryStream } from '../../lib/local/firehose-api';
 import { ParquetWriter } from '../../lib/local/parquet-writer';
 import { localBucketName } from '../../lib/local/paths';
+import { schemaFingerprint, writeTwinRecord, type TwinRecord } from '../../lib/local/twin-record';
 import { partitionPath } from '../../lib/schema';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 
@@ -71,6 +72,23 @@ export const config: SluiceConfig = loadConfig();
 export function tempDataDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-cli-'));
   return dir;
+}
+
+/**
+ * The data dir's twin.json, as a twin writes it when it starts, naming the endpoints a test runs in its
+ * place (a bare Firehose API, kinesis-mock): `put` and `replay` send only to the twin running on the data dir.
+ */
+export function registerTwin(dataDir: string, endpoints: { firehose?: string; kinesis?: string }, overrides: Partial<TwinRecord> = {}): void {
+  writeTwinRecord({
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+    dataDir,
+    // A port nothing listens on stands for the endpoint a test does not run.
+    endpoints: { firehose: endpoints.firehose ?? 'http://127.0.0.1:9', kinesis: endpoints.kinesis ?? 'http://127.0.0.1:9' },
+    names: { prefix: config.prefix, env: config.env },
+    schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p)])),
+    ...overrides,
+  });
 }
 
 /** A stack-free, no-stack-trace check: user-facing errors name the problem without "at file.ts:1". */

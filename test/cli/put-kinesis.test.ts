@@ -18,7 +18,7 @@ import { freePort, startKinesis, type RunningService } from '../../lib/local/emu
 import { openSearchDir } from '../../lib/local/paths';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 import { validators } from '../../transforms/shared/generated';
-import { deliverToLake, sluice, tempDataDir } from './helpers';
+import { deliverToLake, registerTwin, sluice, tempDataDir } from './helpers';
 
 let kinesis: RunningService;
 let client: KinesisClient;
@@ -62,6 +62,7 @@ afterAll(async () => {
 });
 beforeEach(() => {
   dataDir = tempDataDir();
+  registerTwin(dataDir, { kinesis: kinesis.endpoint });
 });
 afterEach(() => {
   fs.rmSync(dataDir, { recursive: true, force: true });

@@ -7,8 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort } from '../../lib/local/emulators';
 import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
+import { TWIN_DATA_DIR_HEADER } from '../../lib/local/twin-record';
 import { validators } from '../../transforms/shared/generated';
-import { acknowledgedJson, deliverToLake, expectNoStackTrace, RecordingBackend, sluice, tempDataDir } from './helpers';
+import { acknowledgedJson, deliverToLake, expectNoStackTrace, RecordingBackend, registerTwin, sluice, tempDataDir } from './helpers';
 
 const backend = new RecordingBackend();
 let api: RunningFirehoseApi;
@@ -23,6 +24,7 @@ afterAll(async () => {
 beforeEach(() => {
   backend.reset();
   dataDir = tempDataDir();
+  registerTwin(dataDir, { firehose: api.url });
 });
 afterEach(() => {
   fs.rmSync(dataDir, { recursive: true, force: true });
@@ -106,6 +108,7 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     for (const json of [false, true]) {
       const stopping = new RecordingBackend();
       const twin = await startFirehoseApi({ port: 0, backend: stopping });
+      registerTwin(dataDir, { firehose: twin.url });
       const stopped = new Promise<void>((resolve) => setTimeout(() => void twin.close().then(resolve), 1200));
       const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '5000', '--rate', '1000/s', '--endpoint-firehose', twin.url, '--data-dir', dataDir, ...(json ? ['--json'] : []));
       await stopped;
@@ -243,6 +246,81 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
   });
 });
 
+describe('sluice put sends only to the twin running on its data dir', () => {
+  /** A Firehose endpoint that says it serves `servedDir`, as the twin's does. */
+  const twinServing = (servedDir: string) => startFirehoseApi({ port: 0, backend, headers: { [TWIN_DATA_DIR_HEADER]: encodeURIComponent(servedDir) } });
+
+  test('the twin answering on the port runs on another data dir: exit 2 naming it, nothing sent', async () => {
+    const other = tempDataDir();
+    const twin = await twinServing(other);
+    try {
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '--verify', '--timeout', '5s', '--endpoint-firehose', twin.url, '--data-dir', dataDir);
+      expect(code).toBe(2);
+      expect(stdout).toBe('');
+      expect(stderr).toBe(`sluice: the twin answering at ${twin.url} runs on data dir ${other}, not ${dataDir}: nothing was sent. Pass --data-dir ${other} to send to it, or start a twin on ${dataDir} on other ports (\`npx sluice local up --data-dir ${dataDir} --firehose-port … --kinesis-port … --dynamo-port …\`) and point --endpoint-firehose at it\n`);
+      expect(backend.calls).toBe(0);
+
+      // The same twin, told its own data dir: it takes the records (its word is enough without twin.json).
+      fs.rmSync(path.join(dataDir, 'twin.json'));
+      expect((await sluice('put', 'app-events', '--count', '2', '--endpoint-firehose', twin.url, '--data-dir', other)).code).toBe(0);
+      expect(backend.acknowledged).toHaveLength(2);
+    } finally {
+      await twin.close();
+      fs.rmSync(other, { recursive: true, force: true });
+    }
+  });
+
+  test('a data dir that does not exist: exit 2 before anything is sent, naming the twin that answers', async () => {
+    const missing = path.join(dataDir, 'nonexistent');
+    const twin = await twinServing(dataDir);
+    try {
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '--verify', '--endpoint-firehose', twin.url, '--data-dir', missing);
+      expect(code).toBe(2);
+      expect(stdout).toBe('');
+      expect(stderr).toMatch(new RegExp(`^sluice: no twin data dir at ${escapeRegExp(missing)}: nothing was sent; the twin answering at ${escapeRegExp(twin.url)} runs on ${escapeRegExp(dataDir)}: pass --data-dir ${escapeRegExp(dataDir)} to send to it, or start a twin there with \`npx sluice local up --data-dir .+\`\n$`));
+      expect(backend.calls).toBe(0);
+    } finally {
+      await twin.close();
+    }
+  });
+
+  test('no twin runs on the data dir (no twin.json, or its twin has exited) and the endpoint does not say whose it is: exit 2, nothing sent', async () => {
+    fs.rmSync(path.join(dataDir, 'twin.json'));
+    const none = await put('app-events');
+    expect(none.code).toBe(2);
+    expect(none.stderr).toBe(`sluice: no twin runs on data dir ${dataDir} (no twin.json of a running twin there): nothing was sent; start one with \`npx sluice local up --data-dir ${dataDir}\`; what answers at ${api.url} does not say which data dir it serves (a twin from an older Sluice? restart it)\n`);
+
+    registerTwin(dataDir, { firehose: api.url }, { pid: 2_147_483_646 }); // no such process
+    const exited = await put('app-events');
+    expect(exited.code).toBe(2);
+    expect(exited.stderr).toMatch(/^sluice: no twin runs on data dir /);
+    expect(backend.calls).toBe(0);
+  });
+
+  test('the data dir\'s twin listens on other ports: exit 2 with the endpoint to use', async () => {
+    const port = await freePort();
+    registerTwin(dataDir, { firehose: `http://127.0.0.1:${port}` });
+    const firehose = await put('app-events');
+    expect(firehose.code).toBe(2);
+    expect(firehose.stderr).toBe(`sluice: the twin on data dir ${dataDir} (pid ${process.pid}) takes Firehose records at http://127.0.0.1:${port}, not ${api.url}: nothing was sent. Pass --endpoint-firehose http://127.0.0.1:${port}\n`);
+    expect(backend.calls).toBe(0);
+
+    // A Kinesis-sourced pipeline: its stream is at the twin's kinesis-mock.
+    registerTwin(dataDir, { firehose: api.url, kinesis: `http://127.0.0.1:${port}` });
+    const kinesis = await sluice('put', 'iot', '--endpoint-kinesis', 'http://127.0.0.1:9', '--data-dir', dataDir);
+    expect(kinesis.code).toBe(2);
+    expect(kinesis.stderr).toBe(`sluice: the twin on data dir ${dataDir} (pid ${process.pid}) takes Kinesis records at http://127.0.0.1:${port}, not http://127.0.0.1:9: nothing was sent. Pass --endpoint-kinesis http://127.0.0.1:${port}\n`);
+  });
+
+  test('the twin runs another env than -c names: exit 2 before sending, not a verify that waits for a bucket the data dir does not have', async () => {
+    const { code, stdout, stderr } = await put('app-events', '-c', 'env=prod', '--verify');
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr).toBe(`sluice: the twin on data dir ${dataDir} runs env dev (its streams and bucket are named sluice-dev-…), not env prod (sluice-prod-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for env prod on its own data dir and ports (\`npx sluice local up -c env=prod --data-dir …\`)\n`);
+    expect(backend.calls).toBe(0);
+  });
+});
+
 describe('sluice put --verify (twin lake through DuckDB)', () => {
   test('PASS with the counts and the time it took once every record is a Parquet row', async () => {
     backend.onIngest = async (_stream, records) => {
@@ -296,3 +374,7 @@ describe('sluice put --verify (twin lake through DuckDB)', () => {
     expect(report.verify.results).toEqual([expect.objectContaining({ expected: 4, found: 4, passed: true })]);
   });
 });
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -12,8 +12,9 @@ import { mockClient, type AwsClientStub } from 'aws-sdk-client-mock';
 import { DlqFile } from '../../lib/local/dlq-file';
 import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
 import { localBucketName } from '../../lib/local/paths';
+import { TWIN_DATA_DIR_HEADER } from '../../lib/local/twin-record';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
-import { config, RecordingBackend, sluice, sluiceAfresh, tempDataDir } from './helpers';
+import { config, RecordingBackend, registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
 
 const backend = new RecordingBackend();
 let api: RunningFirehoseApi;
@@ -71,6 +72,7 @@ beforeEach(async () => {
   backend.reset();
   dataDir = tempDataDir();
   dlq = new DlqFile({ dataDir, queue: 'sluice-dev-dlq' });
+  registerTwin(dataDir, { firehose: api.url });
   await seedQueue();
 });
 afterEach(() => {
@@ -164,6 +166,22 @@ describe('sluice replay (twin)', () => {
     const report = JSON.parse(stdout) as { outcomes: Record<string, number> };
     expect(report.outcomes['put-failed']).toBe(2);
     expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(6); // only the duplicate went
+  });
+
+  test('re-puts only to the twin running on the data dir: another twin on the port is refused before any put', async () => {
+    const other = tempDataDir();
+    const twin = await startFirehoseApi({ port: 0, backend, headers: { [TWIN_DATA_DIR_HEADER]: encodeURIComponent(other) } });
+    try {
+      const before = remaining();
+      const { code, stderr } = await sluice('replay', '--data-dir', dataDir, '--endpoint-firehose', twin.url);
+      expect(code).toBe(2);
+      expect(stderr).toMatch(new RegExp(`^sluice: the twin answering at ${twin.url.replace(/\./g, '\\.')} runs on data dir ${other.replace(/\./g, '\\.')}, not `));
+      expect(backend.calls).toBe(0);
+      expect(remaining()).toBe(before);
+    } finally {
+      await twin.close();
+      fs.rmSync(other, { recursive: true, force: true });
+    }
   });
 
   test('an empty queue exits 0; a missing data dir exits 2', async () => {

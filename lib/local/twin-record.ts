@@ -1,0 +1,96 @@
+/**
+ * What a running twin says about itself, so that commands can tell which twin they reach: it writes
+ * `<data-dir>/twin.json` when it starts (its pid, endpoints, resource names and the schemas it loaded)
+ * and removes it when it stops, and its Firehose endpoint names its data dir in every answer
+ * ({@link TWIN_DATA_DIR_HEADER}). `twin.pid` stays the lock `sluice local up` takes; this is the
+ * twin's description of itself, written by the twin however it was started.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadModel } from '../schema';
+
+/** The Firehose endpoint's answers carry the twin's data dir (URI-encoded) in this header. */
+export const TWIN_DATA_DIR_HEADER = 'x-sluice-data-dir';
+
+/** The generated validator a twin loaded for a pipeline: what it validates records with. */
+export interface SchemaFingerprint {
+  /** sha256 of transforms/shared/generated/<pipeline>.validate.js. */
+  readonly sha256: string;
+  /** When `npm run generate` last wrote that file (ISO 8601). */
+  readonly generatedAt: string;
+  /** The schema's x-sluice.version. */
+  readonly version: string;
+}
+
+export interface TwinRecord {
+  readonly pid: number;
+  /** ISO 8601. */
+  readonly startedAt: string;
+  /** Absolute, as the twin resolved it. */
+  readonly dataDir: string;
+  readonly endpoints: { readonly firehose: string; readonly kinesis: string; readonly dynamo?: string };
+  /** The configuration's prefix and env, which name every stream, queue and the bucket. */
+  readonly names: { readonly prefix: string; readonly env: string };
+  /** Per configured pipeline. */
+  readonly schemas: Readonly<Record<string, SchemaFingerprint>>;
+}
+
+export function twinRecordPath(dataDir: string): string {
+  return path.join(dataDir, 'twin.json');
+}
+
+/** The generated validator of `pipeline` as it is on disk now. */
+export function schemaFingerprint(pipeline: string): SchemaFingerprint {
+  const file = path.join(path.dirname(require.resolve('../../transforms/shared/generated')), `${pipeline}.validate.js`);
+  return {
+    sha256: createHash('sha256').update(fs.readFileSync(file)).digest('hex'),
+    generatedAt: fs.statSync(file).mtime.toISOString(),
+    version: loadModel(pipeline).extensions.version,
+  };
+}
+
+/** Written aside and renamed into place: a reader never sees half a record. */
+export function writeTwinRecord(record: TwinRecord): void {
+  const file = twinRecordPath(record.dataDir);
+  const staged = `${file}.${record.pid}.new`;
+  fs.writeFileSync(staged, `${JSON.stringify(record, null, 2)}\n`);
+  fs.renameSync(staged, file);
+}
+
+/** Removes the record if it is still the one this twin wrote (a later twin on the data dir may own it now). */
+export function removeTwinRecord(dataDir: string, pid: number, startedAt: string): void {
+  const record = readRecordFile(dataDir);
+  if (record && record.pid === pid && record.startedAt === startedAt) fs.rmSync(twinRecordPath(dataDir), { force: true });
+}
+
+/** The record of the twin running on `dataDir`; undefined when there is none, or its process is gone (a crash). */
+export function readLiveTwinRecord(dataDir: string, isAlive: (pid: number) => boolean = processIsAlive): TwinRecord | undefined {
+  const record = readRecordFile(dataDir);
+  return record && isAlive(record.pid) ? record : undefined;
+}
+
+function readRecordFile(dataDir: string): TwinRecord | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(fs.readFileSync(twinRecordPath(dataDir), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  const r = value as Partial<TwinRecord> | null;
+  if (!r || typeof r !== 'object' || !Number.isSafeInteger(r.pid) || typeof r.endpoints?.firehose !== 'string' || typeof r.endpoints.kinesis !== 'string'
+    || typeof r.schemas !== 'object' || r.schemas === null || typeof r.names?.env !== 'string' || typeof r.startedAt !== 'string') {
+    return undefined;
+  }
+  return r as TwinRecord;
+}
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
