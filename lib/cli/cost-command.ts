@@ -115,6 +115,7 @@ function printEstimate(e: CostEstimate, env: string): void {
     `  transform Lambda: ${MODEL.transformBaseMs} ms + ${MODEL.transformPerRecordMs} ms per record per invocation; metadata consumer: ${MODEL.consumerBaseMs} ms + ${MODEL.consumerPerRecordMs} ms per record`,
     `  the metadata consumer uses ${MODEL.metadataWriteUnitsPerRecord} write units and keeps one ${MODEL.metadataItemBytes}-byte item per record; Lambdas run on arm64`,
     `  provisioned streams are priced with enough shards for the rate (the configured count when it is larger), as on-demand when that is more than ${MAX_PROVISIONED_SHARDS} shards`,
+    '  KMS keys, the PII hash key secret and the alarms are counted from the configuration as the stack creates them',
   ].join('\n'));
   io.out('\nNot included');
   io.out(e.notModelled.map((n) => `  ${n}`).join('\n'));

@@ -22,12 +22,20 @@ import {
 
 /** Assumptions of the model beyond list prices; printed with every estimate. */
 export const MODEL = {
-  /** Parquet (Snappy) bytes per byte of JSON: columnar compression of repetitive event data. */
-  parquetRatio: 0.25,
-  /** Transform Lambda run time per invocation: fixed part plus a per-record part. */
+  /**
+   * Parquet (Snappy) bytes per byte of the JSON producers send. Measured: the schemas' sample records, through the
+   * transform (which enriches them to 1.3–1.9 × their size), written by DuckDB with the lake's columns came to
+   * 0.13–0.18 of the JSON in 500-row files (a flush at low rates) and 0.07–0.14 in 100,000-row files; real
+   * events repeat more than random samples and compress better.
+   */
+  parquetRatio: 0.15,
+  /**
+   * Transform Lambda run time per invocation: fixed part plus a per-record part. The per-record part is the slow
+   * end of `npm run bench -- transform` (53k–157k records/s in 1 MiB batches, on one core).
+   */
   transformBaseMs: 20,
   transformPerRecordMs: 0.02,
-  /** Metadata consumer run time per invocation (it writes to DynamoDB). */
+  /** Metadata consumer run time per invocation (it writes to DynamoDB): an assumption, not measured. */
   consumerBaseMs: 20,
   consumerPerRecordMs: 0.1,
   /** The metadata consumer's event item per record, kept for metadata.ttlDays. */
@@ -42,6 +50,25 @@ export const MODEL = {
   injectedPartitionValues: 10,
   /** An on-demand stream's shards, for per-shard behaviour (Lambda batching); AWS starts on-demand streams at 4. */
   onDemandShards: 4,
+} as const;
+
+/**
+ * The alarms lib/infra/pipeline-dashboard.ts creates for each thing it watches; the estimate counts the things from
+ * the configuration as the stack does (test/cli/cost.test.ts checks the total against a synthesized template).
+ */
+export const ALARMS_PER = {
+  /** Iterator age, write throttles. */
+  stream: 2,
+  /** Data freshness, throttled records, delivery success. */
+  deliveryStream: 3,
+  /** Errors, throttles, duration near the timeout: each transform, consumer, the failure router, the index-template function. */
+  function: 3,
+  /** The enhanced fan-out consumer's iterator age. */
+  metadataConsumer: 1,
+  /** Dead-letter queue, router events failed, dropped and undeliverable, consumer dead-letter queue. */
+  failureRouter: 5,
+  /** Cluster red, writes blocked, free storage: of a domain the stack creates, not of an existing one. */
+  createdDomain: 3,
 } as const;
 
 export interface CostInputs {
@@ -188,7 +215,18 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       add(name, 'DynamoDB', 'metadata storage',
         `${qty(r * config.metadata.ttlDays * 86_400)} items (${config.metadata.ttlDays}-day TTL) × ${MODEL.metadataItemBytes} B = ${qty(gb(stored))} GiB × ${unitUsd('dynamoStorageGBMonth')}`,
         gb(stored) * PRICES.dynamoStorageGBMonth.usd, ['dynamoStorageGBMonth']);
+      add(name, 'DynamoDB', 'point-in-time recovery',
+        `${qty(gb(stored))} GiB of table (as stored above; the table has point-in-time recovery on) × ${unitUsd('dynamoPitrGBMonth')}`,
+        gb(stored) * PRICES.dynamoPitrGBMonth.usd, ['dynamoPitrGBMonth']);
     }
+
+    const watched: Array<[number, string]> = [
+      [p.source === 'kinesis' ? ALARMS_PER.stream : 0, 'for the stream'],
+      [deliveryStreams.length * (ALARMS_PER.deliveryStream + ALARMS_PER.function),
+        deliveryStreams.length === 1 ? 'for the delivery stream and its transform' : `for ${deliveryStreams.length} delivery streams and their transforms`],
+      [p.destinations.includes('metadata') ? ALARMS_PER.metadataConsumer + ALARMS_PER.function : 0, 'for the metadata consumer'],
+    ];
+    alarmLine(name, watched, add);
   }
 
   const selected = names.map((n) => config.pipelines[n]);
@@ -210,7 +248,19 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
   }
   if (selected.length > 0) {
     add('(shared)', 'KMS', 'data key', `1 customer-managed key (bucket, queues, table, Athena results) × ${unitUsd('kmsKeyMonth')}`, PRICES.kmsKeyMonth.usd, ['kmsKeyMonth']);
+    add('(shared)', 'KMS', 'alarm topic key', `1 customer-managed key (CloudWatch cannot publish to a topic under the AWS-managed SNS key) × ${unitUsd('kmsKeyMonth')}`, PRICES.kmsKeyMonth.usd, ['kmsKeyMonth']);
+    const hashing = names.filter((n) => Object.values(loadModel(n).extensions.pii).includes('hash'));
+    if (hashing.length > 0) {
+      add('(shared)', 'Secrets Manager', 'PII hash key', `1 secret (key of the keyed hash of PII fields, for ${hashing.join(', ')}) × ${unitUsd('secretsManagerSecretMonth')}`,
+        PRICES.secretsManagerSecretMonth.usd, ['secretsManagerSecretMonth']);
+    }
     add('(shared)', 'CloudWatch', 'dashboard', `1 dashboard × ${unitUsd('cloudWatchDashboardMonth')} (free if the account has fewer than 3)`, PRICES.cloudWatchDashboardMonth.usd, ['cloudWatchDashboardMonth']);
+    const search = selected.some((p) => p.destinations.includes('search'));
+    alarmLine('(shared)', [
+      [ALARMS_PER.failureRouter + ALARMS_PER.function, 'for the failure router'],
+      [search ? ALARMS_PER.function : 0, 'for the index-template function'],
+      [search && config.opensearch.mode === 'create' ? ALARMS_PER.createdDomain : 0, 'for the OpenSearch domain'],
+    ], add);
   }
 
   const totalsByPipeline: Record<string, number> = {};
@@ -223,13 +273,25 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
     total,
     shards,
     notModelled: [
-      `Athena queries: ${unitUsd('athenaPerTBScanned')} per TB scanned, 10 MB minimum per query (partition pruning keeps it small)`,
-      'CloudWatch Logs ingestion and storage, custom metrics (EMF) and alarms',
-      'SQS dead-letter queues (traffic only on failures), S3 GET requests, Glue Data Catalog (free tier: 1M objects)',
-      'Data transfer out of AWS, and KMS requests (the bucket key keeps those few)',
+      `Athena queries: ${unitUsd('athenaPerTBScanned')} per TB scanned, 10 MB minimum per query (partition pruning keeps it small); the workgroup and saved queries cost nothing`,
+      'CloudWatch Logs ingestion and storage of the log groups (Lambda, Firehose delivery errors, OpenSearch): they depend on log levels and failures; custom metrics (EMF)',
+      'The failure router (Lambda), SQS dead-letter queues and SNS alarm notifications: traffic only on failures and alarm changes',
+      'S3 GET requests, the data bucket\'s server access logs (stored in the access-log bucket, expired after 90 days), Glue Data Catalog (free tier: 1M objects), DynamoDB reads',
+      'Data transfer out of AWS, KMS requests (the bucket key keeps those few) and Secrets Manager requests (the transform reads the PII hash key once per cold start)',
+      'No charge of their own: IAM roles and policies, resource policies, Lambda event source mappings and permissions, log streams, and the custom resources that run only when the stack deploys',
       'Free tiers, Savings Plans and reserved OpenSearch instances',
     ],
   };
+}
+
+/** One line for the alarms of what is watched: [alarms, what] pairs, those with none left out. */
+function alarmLine(pipeline: string, watched: ReadonlyArray<[number, string]>, add: Add): void {
+  const parts = watched.filter(([n]) => n > 0);
+  const count = parts.reduce((a, [n]) => a + n, 0);
+  if (count === 0) return;
+  const what = parts.length === 1 ? parts[0][1] : `(${parts.map(([n, w]) => `${n} ${w}`).join(', ')})`;
+  add(pipeline, 'CloudWatch', 'alarms', `${plural(count, 'alarm')} ${what} × ${unitUsd('cloudWatchAlarmMonth')}`,
+    count * PRICES.cloudWatchAlarmMonth.usd, ['cloudWatchAlarmMonth']);
 }
 
 /** The stream the estimate prices: as configured when that is enough, else what the rate needs, on-demand beyond what the configuration takes. */

@@ -28,6 +28,7 @@ const OPENSEARCH = 'https://aws.amazon.com/opensearch-service/pricing/';
 const KMS = 'https://aws.amazon.com/kms/pricing/';
 const ATHENA = 'https://aws.amazon.com/athena/pricing/';
 const CLOUDWATCH = 'https://aws.amazon.com/cloudwatch/pricing/';
+const SECRETS_MANAGER = 'https://aws.amazon.com/secrets-manager/pricing/';
 
 const price = (usd: number, unit: string, service: string, source: string, note?: string): UnitPrice => ({ usd, unit, service, source, note });
 
@@ -56,10 +57,13 @@ export const PRICES = {
   s3TransitionToGlacierInstantPerThousand: price(0.02, '1,000 lifecycle transitions to Glacier Instant Retrieval', 'Amazon S3', S3),
   dynamoWriteRequestUnitsPerMillion: price(0.625, '1M write request units (on-demand)', 'Amazon DynamoDB', DYNAMODB),
   dynamoStorageGBMonth: price(0.25, 'GB-month, Standard table class', 'Amazon DynamoDB', DYNAMODB),
+  dynamoPitrGBMonth: price(0.2, 'GB-month of continuous backups (point-in-time recovery), by table size', 'Amazon DynamoDB', DYNAMODB),
   openSearchGp3GBMonth: price(0.122, 'GB-month of gp3 EBS storage per data node', 'Amazon OpenSearch Service', OPENSEARCH),
   kmsKeyMonth: price(1, 'customer-managed key-month', 'AWS KMS', KMS),
+  secretsManagerSecretMonth: price(0.4, 'secret-month', 'AWS Secrets Manager', SECRETS_MANAGER),
   athenaPerTBScanned: price(5, 'TB scanned (10 MB minimum per query)', 'Amazon Athena', ATHENA),
   cloudWatchDashboardMonth: price(3, 'dashboard-month (beyond the free 3)', 'Amazon CloudWatch', CLOUDWATCH),
+  cloudWatchAlarmMonth: price(0.1, 'standard-resolution alarm-month', 'Amazon CloudWatch', CLOUDWATCH),
 } as const satisfies Record<string, UnitPrice>;
 
 export type PriceName = keyof typeof PRICES;

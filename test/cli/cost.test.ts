@@ -1,7 +1,10 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import fc from 'fast-check';
-import { estimateCost, shardsNeeded } from '../../lib/cli/cost';
-import { loadConfig, MAX_PROVISIONED_SHARDS } from '../../lib/config';
+import { estimateCost, roundUsd, shardsNeeded } from '../../lib/cli/cost';
+import { loadConfig, MAX_PROVISIONED_SHARDS, PROJECT_ROOT, type SluiceConfig } from '../../lib/config';
 import { PRICES, PRICES_ASSUMED_ON } from '../../lib/cli/prices';
+import { synthesize, type Synthesized } from '../infra/synth';
 import { config, sluice } from './helpers';
 
 const MONTH_SECONDS = 730 * 3600;
@@ -88,6 +91,20 @@ describe('estimateCost', () => {
       expect(estimateCost(suggested, inputs).total).toBeCloseTo(estimateCost(config, inputs).total, 6);
       if (need.needed <= MAX_PROVISIONED_SHARDS) expect(need.priced).toBe(need.needed);
     }), { numRuns: 100 });
+  });
+
+  test('the shared keys, the PII hash key secret, alarms and point-in-time recovery are priced', () => {
+    const e = estimateCost(config, { ratePerSecond: 10, recordBytes: 1000 });
+    expect(e.lines.filter((l) => l.service === 'KMS').map((l) => `${l.pipeline}: ${l.item}`)).toEqual(['transactions: stream key', '(shared): data key', '(shared): alarm topic key']);
+    expect(line(e, '(shared)', 'PII hash key')).toEqual(expect.objectContaining({ service: 'Secrets Manager', monthlyUsd: 0.4 }));
+    expect(line(e, '(shared)', 'alarms').formula).toBe('14 alarms (8 for the failure router, 3 for the index-template function, 3 for the OpenSearch domain) × $0.1');
+    expect(line(e, 'clickstream', 'alarms').formula).toBe('18 alarms (2 for the stream, 12 for 2 delivery streams and their transforms, 4 for the metadata consumer) × $0.1');
+    expect(line(e, 'app-events', 'alarms').formula).toBe('6 alarms for the delivery stream and its transform × $0.1');
+    expect(line(e, 'iot', 'point-in-time recovery').monthlyUsd).toBeCloseTo(line(e, 'iot', 'metadata storage').monthlyUsd! * (0.2 / 0.25), 10);
+    // Only the pipelines estimated: iot hashes no PII and has no search.
+    const iot = estimateCost(config, { ratePerSecond: 10, recordBytes: 1000, pipelines: ['iot'] });
+    expect(iot.lines.filter((l) => l.service === 'Secrets Manager')).toEqual([]);
+    expect(line(iot, '(shared)', 'alarms').formula).toBe('8 alarms for the failure router × $0.1');
   });
 
   test('cost grows with the rate', () => {
@@ -181,5 +198,124 @@ describe('sluice cost', () => {
     const bad = await sluice('cost', '-c', 'pipelines.iot.shards=0');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/pipelines\.iot\.shards: 0 is out of range/);
+  });
+});
+
+/** How many of a resource the estimate prices, by what its lines say. */
+function pricedCounts(e: ReturnType<typeof estimateCost>): Record<string, number> {
+  const count = (service: string, item?: RegExp) => e.lines.filter((l) => l.service === service && (!item || item.test(l.item))).length;
+  return {
+    'AWS::KMS::Key': count('KMS'),
+    'AWS::SecretsManager::Secret': count('Secrets Manager'),
+    'AWS::CloudWatch::Alarm': e.lines.filter((l) => l.item === 'alarms').reduce((n, l) => n + Number(/^(\d+) alarms?/.exec(l.formula)![1]), 0),
+    'AWS::CloudWatch::Dashboard': count('CloudWatch', /^dashboard$/),
+    'AWS::Kinesis::Stream': new Set(e.lines.filter((l) => l.service === 'Kinesis').map((l) => l.pipeline)).size,
+    'AWS::Kinesis::StreamConsumer': count('Kinesis', /^enhanced fan-out consumer/) + count('Kinesis', /^on-demand enhanced fan-out/),
+    'AWS::KinesisFirehose::DeliveryStream': count('Firehose', /^ingestion/),
+    'AWS::OpenSearchService::Domain': count('OpenSearch', /^instances/),
+  };
+}
+
+/**
+ * Every resource type the stack creates, and where the estimate accounts for it: in lines of these services, or in
+ * "Not included" (each pattern must match an entry). A new type in the stack fails the test until it is placed here.
+ */
+const ACCOUNTED: Record<string, { services?: string[]; notIncluded?: RegExp[] }> = {
+  'AWS::Kinesis::Stream': { services: ['Kinesis'] },
+  'AWS::Kinesis::StreamConsumer': { services: ['Kinesis'] },
+  'AWS::KinesisFirehose::DeliveryStream': { services: ['Firehose'] },
+  'AWS::Lambda::Function': { services: ['Lambda'], notIncluded: [/The failure router \(Lambda\)/, /custom resources that run only when the stack deploys/] },
+  'AWS::S3::Bucket': { services: ['S3'], notIncluded: [/server access logs \(stored in the access-log bucket/] },
+  'AWS::DynamoDB::Table': { services: ['DynamoDB'] },
+  'AWS::OpenSearchService::Domain': { services: ['OpenSearch'] },
+  'AWS::KMS::Key': { services: ['KMS'] },
+  'AWS::SecretsManager::Secret': { services: ['Secrets Manager'] },
+  'AWS::CloudWatch::Alarm': { services: ['CloudWatch'] },
+  'AWS::CloudWatch::Dashboard': { services: ['CloudWatch'] },
+  'AWS::Logs::LogGroup': { notIncluded: [/CloudWatch Logs ingestion and storage of the log groups/] },
+  'AWS::SQS::Queue': { notIncluded: [/SQS dead-letter queues/] },
+  'AWS::SNS::Topic': { notIncluded: [/SNS alarm notifications/] },
+  'AWS::Glue::Database': { notIncluded: [/Glue Data Catalog/] },
+  'AWS::Glue::Table': { notIncluded: [/Glue Data Catalog/] },
+  'AWS::Athena::WorkGroup': { notIncluded: [/the workgroup and saved queries cost nothing/] },
+  'AWS::Athena::NamedQuery': { notIncluded: [/the workgroup and saved queries cost nothing/] },
+  ...Object.fromEntries([
+    'AWS::IAM::Role', 'AWS::IAM::Policy', 'AWS::S3::BucketPolicy', 'AWS::SQS::QueuePolicy', 'AWS::SNS::TopicPolicy', 'AWS::Logs::ResourcePolicy',
+    'AWS::Lambda::EventSourceMapping', 'AWS::Lambda::Permission', 'AWS::Lambda::EventInvokeConfig', 'AWS::Logs::LogStream', 'AWS::CDK::Metadata',
+    'Custom::S3AutoDeleteObjects', 'Custom::S3BucketNotifications', 'Custom::OpenSearchAccessPolicy', 'Custom::SluiceIndexTemplate',
+  ].map((type) => [type, { notIncluded: [/^No charge of their own/] }])),
+};
+
+describe('sluice cost accounts for every resource the stack creates (synthesized templates)', () => {
+  const variants: Array<[string, Record<string, string>]> = [
+    ['the default configuration', {}],
+    ['an existing domain, an on-demand customer-key stream, no PII hashing', {
+      'opensearch.mode': 'existing',
+      'opensearch.endpoint': 'https://search-logs-abc123.eu-west-1.es.amazonaws.com',
+      'opensearch.domainArn': 'arn:aws:es:eu-west-1:123456789012:domain/logs',
+      pipelines: JSON.stringify({
+        clickstream: { shards: 2, destinations: ['lake', 'search'] },
+        iot: { shards: 'on-demand', streamEncryption: 'customer-managed' },
+        'app-events': { source: 'direct-put', destinations: ['lake'] },
+      }),
+    }],
+  ];
+  const synthesized = new Map<string, Synthesized>();
+  beforeAll(() => {
+    for (const [name, overrides] of variants) synthesized.set(name, synthesize(overrides));
+  }, 240_000);
+  const counts = (s: Synthesized) => Object.fromEntries(Object.keys(pricedCounts(estimateOf(s.config))).map((type) => [type, Object.keys(s.template.findResources(type)).length]));
+  const estimateOf = (c: SluiceConfig) => estimateCost(c, { ratePerSecond: 10, recordBytes: 1000 });
+
+  test.each(variants.map(([name]) => [name]))('%s: as many keys, secrets, alarms, streams and domains as the template', (name) => {
+    const s = synthesized.get(name)!;
+    expect(pricedCounts(estimateOf(s.config))).toEqual(counts(s));
+  });
+
+  test('the default configuration: 3 KMS keys, 1 secret, 62 alarms', () => {
+    expect(counts(synthesized.get('the default configuration')!)).toEqual(expect.objectContaining({ 'AWS::KMS::Key': 3, 'AWS::SecretsManager::Secret': 1, 'AWS::CloudWatch::Alarm': 62 }));
+  });
+
+  test.each(variants.map(([name]) => [name]))('%s: every resource type is priced or named under "Not included"', (name) => {
+    const s = synthesized.get(name)!;
+    const e = estimateOf(s.config);
+    const types = [...new Set(Object.values(s.template.toJSON().Resources as Record<string, { Type: string }>).map((r) => r.Type))];
+    for (const type of types) {
+      const where = ACCOUNTED[type];
+      expect({ type, accounted: where !== undefined }).toEqual({ type, accounted: true });
+      for (const service of where.services ?? []) expect({ type, priced: e.lines.some((l) => l.service === service) }).toEqual({ type, priced: true });
+      for (const entry of where.notIncluded ?? []) expect({ type, listed: e.notModelled.some((n) => entry.test(n)) }).toEqual({ type, listed: true });
+    }
+  });
+});
+
+describe('docs/deploy.md agrees with sluice cost', () => {
+  const doc = fs.readFileSync(path.join(PROJECT_ROOT, 'docs', 'deploy.md'), 'utf8');
+  const costSection = doc.slice(doc.indexOf('## What it costs'), doc.indexOf('\n## ', doc.indexOf('## What it costs') + 1));
+
+  test('each block shown as what a `sluice cost` command prints is what it prints', async () => {
+    const blocks = [...costSection.matchAll(/`sluice cost ([^`]+)` prints[\s\S]*?```\n([\s\S]*?)\n```/g)];
+    expect(blocks.length).toBeGreaterThanOrEqual(2);
+    for (const [, args, block] of blocks) {
+      const { code, stdout } = await sluice('cost', ...args.split(' '));
+      expect(code).toBe(0);
+      expect({ args, block, printed: stdout.includes(`${block}\n`) }).toEqual({ args, block, printed: true });
+    }
+  });
+
+  test.each([['dev', /\*\*Total, no traffic\*\* \| \| \*\*([\d,.]+)\*\*/], ['prod', /so \*\*\$([\d,.]+)\*\* a month before traffic/]])(
+    'the cost with no traffic (env=%s) is the sum of the lines that do not change with the rate', (env, pattern) => {
+      const c = loadConfig([`env=${env}`]);
+      const low = estimateCost(c, { ratePerSecond: 1 / 3600, recordBytes: 1000 });
+      const high = estimateCost(c, { ratePerSecond: 10, recordBytes: 1000 });
+      const fixed = high.lines.filter((l, i) => l.monthlyUsd === low.lines[i].monthlyUsd).reduce((sum, l) => sum + (l.monthlyUsd ?? 0), 0);
+      expect(pattern.exec(costSection)?.[1]).toBe(roundUsd(fixed).toFixed(2));
+    });
+
+  test('the assumptions it states are the model\'s', () => {
+    expect(costSection).toContain('Parquet is 0.15 × the size of the JSON');
+    expect(costSection).toContain('20 ms + 0.02 ms per record per invocation');
+    expect(costSection).toContain('consumer runs 20 ms + 0.1 ms per record');
+    expect(costSection).toMatch(/: 62 in\s+the default configuration/);
   });
 });
