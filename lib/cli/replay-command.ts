@@ -3,16 +3,18 @@ import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
 import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '../../transforms/shared';
+import { readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '../local/twin-record';
 import { deadLettersFor, rawDataAt, type DeadLetterAccess, type ReceivedMessage } from './dead-letters';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
 import { formatNumber, formatTable, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint } from './record-sender';
-import { checkTwinTakesRecords, entryPointFor, resolveTarget, START_TWIN_HINT, type Target } from './target';
+import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, START_TWIN_HINT, type LocalTarget, type Target } from './target';
 
 interface ReplayFlags extends TargetFlags {
   readonly pipeline?: string;
   readonly dryRun?: boolean;
+  readonly force?: boolean;
   readonly max?: string;
   readonly maxAttempts: string;
   readonly json?: boolean;
@@ -45,6 +47,7 @@ export function registerReplayCommand(program: Command): void {
     .description('redrive the dead-letter queue: re-validate each failed record against the current schema, re-put the ones that pass, delete their messages')
     .option('-p, --pipeline <name>', 'only messages of this pipeline (others stay in the queue)')
     .option('--dry-run', 'report what would be replayed; put nothing, delete nothing')
+    .option('--force', 'replay even though the local twin runs an older schema than `npm run generate` wrote since it started')
     .option('--max <n>', 'read at most this many messages')
     .option('--max-attempts <n>', 'attempts per record at the entry point before it counts as not accepted', '8')
     .option('--json', 'print the outcome per message and the totals as JSON');
@@ -61,6 +64,8 @@ export function registerReplayCommand(program: Command): void {
     '(the metadata table on AWS, the queue\'s dedupe file locally), so running replay again does not duplicate records.',
     'Records that failed Parquet conversion or OpenSearch indexing hold the transformed record, not the producer\'s: they are',
     'reported as not replayable and kept.',
+    'Locally, replay refuses (exit 2) while the twin runs an older schema than the one generated since it started: the',
+    'records would fail again and come back as new dead letters. Restart the twin (`sluice local up`) first, or pass --force.',
     'Exit status: 0 every message read was replayed (or nothing to do) · 1 some records still fail or were not accepted · 2 usage, configuration or environment problem',
   ].join('\n'));
   command.action(async (flags: ReplayFlags) => {
@@ -76,6 +81,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   if (target.kind === 'local' && !fs.existsSync(target.dataDir)) {
     throw new UserError(`no twin data dir at ${target.dataDir}: ${START_TWIN_HINT} (or pass --data-dir / SLUICE_DATA_DIR)`);
   }
+  if (target.kind === 'local') checkTwinSchemas(target, flags.pipeline !== undefined ? [flags.pipeline] : Object.keys(target.config.pipelines), flags);
   const access = await deadLettersFor(target);
   const progress = new Progress({ forced: flags.progress });
   const started = Date.now();
@@ -230,6 +236,39 @@ async function drain(
   } finally {
     await queue.release(kept);
   }
+}
+
+/**
+ * The running twin validates with the generated code it loaded when it started: after a schema fix
+ * (`npm run generate`) it still fails the records the fix is for, and a replay only turns their messages
+ * into new ones. Refused unless --force; a dry run, which puts nothing, notes it.
+ */
+function checkTwinSchemas(target: LocalTarget, pipelines: readonly string[], flags: Pick<ReplayFlags, 'dryRun' | 'force'>): void {
+  const twin = readLiveTwinRecord(target.dataDir);
+  if (!twin) return;
+  const stale: Array<{ pipeline: string; loaded: SchemaFingerprint; now: SchemaFingerprint }> = [];
+  for (const pipeline of pipelines) {
+    const loaded = twin.schemas[pipeline];
+    const now = schemaFingerprint(pipeline);
+    if (loaded && loaded.sha256 !== now.sha256) stale.push({ pipeline, loaded, now });
+  }
+  if (stale.length === 0) return;
+  // The version only when it tells them apart: a fix often keeps it.
+  const when = (f: SchemaFingerprint, other: SchemaFingerprint) => `${clockTime(f.generatedAt)}${f.version !== other.version ? ` (version ${f.version})` : ''}`;
+  const one = stale.length === 1;
+  const runs = `the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)}) validates ${stale.map((s) => s.pipeline).join(', ')} with the schema${one ? '' : 's'} generated ${stale.map((s) => when(s.loaded, s.now)).join(', ')}; \`npm run generate\` has written ${one ? 'a newer one' : 'newer ones'} since (${stale.map((s) => when(s.now, s.loaded)).join(', ')})`;
+  if (flags.dryRun) {
+    io.err(`sluice: note: ${runs}. "would replay" counts are against the newer one; the twin would fail those records again: restart it (\`sluice local up\`) before replaying`);
+  } else if (flags.force) {
+    io.err(`sluice: warning: ${runs}; replaying anyway (--force): records it fails again come back as new dead letters`);
+  } else {
+    throw new UserError(`${runs}, so the records would fail again and come back as new dead letters; nothing was replayed. Restart it (\`sluice local up\`) to replay against the fixed schema, or pass --force to replay against the schema it runs`);
+  }
+}
+
+/** "2026-11-22 09:58:40" in local time: when a schema was generated or a twin started. */
+function clockTime(iso: string): string {
+  return new Date(iso).toLocaleString('sv-SE');
 }
 
 /** One record of one pipeline, whichever messages carry it. */

@@ -168,6 +168,34 @@ describe('sluice replay (twin)', () => {
     expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(6); // only the duplicate went
   });
 
+  test('the twin runs an older schema than `npm run generate` wrote since: refused before anything is put, unless --force; a dry run notes it', async () => {
+    const loaded = { sha256: 'the validator before the fix', generatedAt: '2026-11-22T08:00:00.000Z', version: '1.0.0' };
+    registerTwin(dataDir, { firehose: api.url }, { startedAt: '2026-11-22T08:05:00.000Z', schemas: { 'app-events': loaded } });
+    const before = remaining();
+    const refused = await replay();
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) validates app-events with the schema generated 2026-11-2[12] \\d\\d:\\d\\d:00; \`npm run generate\` has written a newer one since \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\), so the records would fail again and come back as new dead letters; nothing was replayed\\. Restart it \\(\`sluice local up\`\\) to replay against the fixed schema, or pass --force to replay against the schema it runs\\n$`));
+    expect(backend.calls).toBe(0);
+    expect(remaining()).toBe(before);
+
+    // Another pipeline's replay is not held up by it.
+    expect((await replay('--pipeline', 'iot')).stderr).not.toMatch(/newer one/);
+
+    const dryRun = await replayAgain('--dry-run');
+    expect(dryRun.code).toBe(1);
+    expect(dryRun.stderr).toMatch(/^sluice: note: the twin at .* validates app-events with the schema generated .*"would replay" counts are against the newer one; the twin would fail those records again: restart it \(`sluice local up`\) before replaying\n/);
+    expect(dryRun.stdout).toMatch(/would replay \(passes the schema now\)\s+2/);
+
+    const forced = await replayAgain('--force');
+    expect(forced.stderr).toMatch(/^sluice: warning: the twin at .* validates app-events with the schema generated .*; replaying anyway \(--force\)/);
+    expect(backend.acknowledged).toHaveLength(2);
+
+    // A twin started after the fix: nothing to say.
+    registerTwin(dataDir, { firehose: api.url });
+    expect((await replayAgain('--dry-run')).stderr).not.toMatch(/newer one/);
+  });
+
   test('re-puts only to the twin running on the data dir: another twin on the port is refused before any put', async () => {
     const other = tempDataDir();
     const twin = await startFirehoseApi({ port: 0, backend, headers: { [TWIN_DATA_DIR_HEADER]: encodeURIComponent(other) } });
