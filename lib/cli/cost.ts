@@ -31,7 +31,8 @@ export const MODEL = {
   parquetRatio: 0.15,
   /**
    * Transform Lambda run time per invocation: fixed part plus a per-record part. The per-record part is the slow
-   * end of `npm run bench -- transform` (53k–157k records/s in 1 MiB batches, on one core).
+   * end of `npm run bench -- transform` (53k–157k records/s in 1 MiB batches) on a whole core; a 512 MB function
+   * has about 0.3 of a vCPU, so it may take up to 3 × as long, still a small line beside Firehose's.
    */
   transformBaseMs: 20,
   transformPerRecordMs: 0.02,

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { estimateCost, roundUsd, shardsNeeded } from '../../lib/cli/cost';
+import { estimateCost, MODEL, roundUsd, shardsNeeded } from '../../lib/cli/cost';
 import { loadConfig, MAX_PROVISIONED_SHARDS, PROJECT_ROOT, type SluiceConfig } from '../../lib/config';
 import { PRICES, PRICES_ASSUMED_ON } from '../../lib/cli/prices';
 import { synthesize, type Synthesized } from '../infra/synth';
@@ -313,9 +313,12 @@ describe('docs/deploy.md agrees with sluice cost', () => {
     });
 
   test('the assumptions it states are the model\'s', () => {
-    expect(costSection).toContain('Parquet is 0.15 × the size of the JSON');
-    expect(costSection).toContain('20 ms + 0.02 ms per record per invocation');
-    expect(costSection).toContain('consumer runs 20 ms + 0.1 ms per record');
-    expect(costSection).toMatch(/: 62 in\s+the default configuration/);
+    const prose = costSection.replace(/\s+/g, ' ');
+    expect(prose).toContain(`Parquet is ${MODEL.parquetRatio} × the size of the JSON`);
+    expect(prose).toContain(`transform runs ${MODEL.transformBaseMs} ms + ${MODEL.transformPerRecordMs} ms per record per invocation`);
+    expect(prose).toContain(`consumer runs ${MODEL.consumerBaseMs} ms + ${MODEL.consumerPerRecordMs} ms per record`);
+    expect(prose).toContain(`uses ${MODEL.metadataWriteUnitsPerRecord} write request units per record`);
+    expect(prose).toContain(`keeps a ${MODEL.metadataItemBytes}-byte item per record`);
+    expect(prose).toContain(': 62 in the default configuration');
   });
 });
