@@ -252,12 +252,12 @@ describe('sluice against `sluice local up`, each command its own process', () =>
 
   let loadSent = 0;
 
-  test('put --duration: a steady load until the time is up, or Ctrl-C, which stops sending and still reports and verifies', async () => {
+  test('put --duration: a steady load until the time is up, or Ctrl-C, which stops sending, still reports and verifies, and exits 130', async () => {
     const load = start('put', 'transactions', '--duration', '5m', '--rate', '40/s', '--verify', '--progress');
     await until('the load to report progress', async () => (/sent \d+ · accepted \d+/.test(load.stderrSoFar()) ? true : undefined));
     load.child.kill('SIGINT');
     const { code, stdout, stderr } = await load.result;
-    expect(code).toBe(0);
+    expect(code).toBe(130);
     expect(stderr).toMatch(/sluice-dev-transactions: sent \d+ · accepted \d+ · \d+ records\/s · \d+ m \d+ s left/);
     const sent = /^transactions: (\d+) records → Kinesis stream sluice-dev-transactions/.exec(stdout);
     loadSent = Number(sent?.[1]);
@@ -265,7 +265,9 @@ describe('sluice against `sluice local up`, each command its own process', () =>
     expect(loadSent).toBeGreaterThanOrEqual(30);
     expect(loadSent).toBeLessThan(1000);
     expect(stdout).toMatch(new RegExp(`accepted ${loadSent} · failed 0`));
-    expect(stdout).toMatch(new RegExp(`PASS: ${loadSent} of ${loadSent} records queryable after`));
+    expect(stdout).toMatch(new RegExp(`verified: ${loadSent} of ${loadSent} records sent before Ctrl-C queryable after`));
+    expect(stdout).not.toMatch(/PASS/);
+    expect(stderr).toMatch(new RegExp(`\\nsluice: interrupted \\(Ctrl-C\\) after [\\d.]+ m?s of 5 m: ${loadSent} records sent\\n$`));
   });
 
   test('Ctrl-C: local up delivers what it acknowledged, prints the summary and exits 0; then nothing is listening', async () => {
