@@ -4,7 +4,7 @@
  */
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { ConfigError, configFromContext, knownSchemaNames, type SluiceConfig } from '../lib/config';
+import { ConfigError, configFromContext, knownSchemaNames, readCdkJsonContext, type SluiceConfig } from '../lib/config';
 import { InvalidPropsError, SluiceStack, stackName } from '../lib/infra';
 import { SchemaDerivationError } from '../lib/schema';
 import { writeGeneratedFiles } from '../lib/schema/codegen';
@@ -24,7 +24,7 @@ try {
 
   const app = new App();
   // Every context value in effect: cdk.json's and `-c` ones (a `-c a.b.c=1` arrives as the key "a.b.c").
-  const config: SluiceConfig = configFromContext(app.node.getAllContext(), { knownSchemas: knownSchemaNames() });
+  const config: SluiceConfig = configFromContext(app.node.getAllContext(), { knownSchemas: knownSchemaNames(), fileEnv: readCdkJsonContext().env });
 
   // Environment-agnostic: account and region are the deploying credentials' (pseudo-parameters in the template),
   // so one synthesized template deploys anywhere and nothing looks up the account at synth time.

@@ -29,7 +29,7 @@ export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
  * `pipelines.iot.shards=8`. Their values arrive as strings from the command line, so they are read as
  * JSON when they parse (8, true, ["lake"]) and list-valued keys also accept "lake,metadata".
  */
-export function configFromContext(context: Raw, options: { knownSchemas?: readonly string[] } = {}): SluiceConfig {
+export function configFromContext(context: Raw, options: { knownSchemas?: readonly string[]; fileEnv?: unknown } = {}): SluiceConfig {
   const base: Raw = {};
   const overrides: Array<[string[], unknown]> = [];
   const problems: string[] = [];
@@ -43,9 +43,12 @@ export function configFromContext(context: Raw, options: { knownSchemas?: readon
   // `-c env=prod` replaces cdk.json's env before the per-environment overlay is chosen.
   const env = base.env === undefined ? DEFAULT_ENV : String(base.env);
   const environments = (base.environments ?? {}) as Raw;
-  const knownEnvs = [...new Set([DEFAULT_ENV, ...Object.keys(environments)])];
+  // The env cdk.json itself names is known too: a project may set its own default without an overlay.
+  const knownEnvs = [...new Set([DEFAULT_ENV, ...(typeof options.fileEnv === 'string' ? [options.fileEnv] : []), ...Object.keys(environments)])];
   if (!knownEnvs.includes(env)) {
-    problems.push(`env: "${env}" is not a defined environment; known environments are ${knownEnvs.join(', ')} (define a new one under "environments" in cdk.json; {} keeps the defaults)`);
+    const shown = typeof base.env === 'string' ? `"${env}"` : JSON.stringify(base.env);
+    problems.push(`env: ${shown} is not a defined environment; known environments are ${knownEnvs.join(', ')} (define a new one under "environments" in cdk.json, `
+      + '{} keeps the defaults; a stack deployed under another env name is reached once that name is defined)');
   }
   const overlay = Object.hasOwn(environments, env) ? environments[env] : undefined;
   let merged: Raw = { ...base, env };
@@ -109,7 +112,8 @@ export function knownSchemaNames(dir: string = PROJECT_ROOT): string[] {
  * Used by the CLI and the local twin so `sluice local up -c pipelines.iot.shards=2` means what it means to cdk.
  */
 export function loadConfig(overrides: readonly string[] = [], dir: string = PROJECT_ROOT): SluiceConfig {
-  const context: Raw = { ...readCdkJsonContext(dir) };
+  const fileContext = readCdkJsonContext(dir);
+  const context: Raw = { ...fileContext };
   const problems: string[] = [];
   for (const pair of overrides) {
     const eq = pair.indexOf('=');
@@ -126,7 +130,7 @@ export function loadConfig(overrides: readonly string[] = [], dir: string = PROJ
     context[key] = pair.slice(eq + 1);
   }
   try {
-    const config = configFromContext(context, { knownSchemas: knownSchemaNames(dir) });
+    const config = configFromContext(context, { knownSchemas: knownSchemaNames(dir), fileEnv: fileContext.env });
     if (problems.length === 0) return config;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

@@ -49,11 +49,19 @@ describe('-c overrides work the way CDK users expect', () => {
 
   test('an env that is not defined (a typo) is refused, naming the known ones, not run without its overlay', () => {
     expect(problemsOf(() => load('env=prdo'))).toEqual([
-      'env: "prdo" is not a defined environment; known environments are dev, prod (define a new one under "environments" in cdk.json; {} keeps the defaults)',
+      'env: "prdo" is not a defined environment; known environments are dev, prod (define a new one under "environments" in cdk.json, '
+        + '{} keeps the defaults; a stack deployed under another env name is reached once that name is defined)',
     ]);
     // As `cdk synth -c env=prdo` gives it to the app: in the context, not as a Sluice -c.
     expect(problemsOf(() => configFromContext({ ...defaults(), env: 'prdo' }))[0]).toMatch(/^env: "prdo" is not a defined environment/);
-    expect(problemsOf(() => load('env=8'))[0]).toMatch(/^env: "8" is not a defined environment/);
+    expect(problemsOf(() => load('env=8'))[0]).toMatch(/^env: 8 is not a defined environment/);
+    expect(problemsOf(() => load('env={"a":1}'))[0]).toMatch(/^env: \{"a":1\} is not a defined environment/);
+  });
+
+  test('the env cdk.json itself names is a known one, overlay or not', () => {
+    const ctx = { ...defaults(), env: 'staging' };
+    expect(configFromContext(ctx, { fileEnv: 'staging' }).env).toBe('staging');
+    expect(problemsOf(() => configFromContext(ctx))[0]).toMatch(/^env: "staging" is not a defined environment/);
   });
 
   test('a new env is one entry under environments; {} keeps the defaults', () => {

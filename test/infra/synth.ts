@@ -17,7 +17,7 @@ export interface Synthesized {
  */
 export function synthesize(overrides: Readonly<Record<string, string>> = {}): Synthesized {
   const app = new App({ context: { ...readCdkJsonContext(), ...overrides } });
-  const config = configFromContext(app.node.getAllContext(), { knownSchemas: knownSchemaNames() });
+  const config = configFromContext(app.node.getAllContext(), { knownSchemas: knownSchemaNames(), fileEnv: readCdkJsonContext().env });
   const stack = new SluiceStack(app, stackName(config), { config });
   const template = Template.fromStack(stack);
   return { app, stack, config, template };
