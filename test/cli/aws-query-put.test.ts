@@ -50,7 +50,7 @@ beforeEach(() => {
 });
 
 /** Athena that runs a query in one poll and answers with `pages` of rows (first page with the header row). */
-function athenaAnswers(columns: Array<{ Name: string; Type: string }>, pages: string[][][], scanned = 1_572_864): void {
+function athenaAnswers(columns: Array<{ Name: string; Type: string; Precision?: number; Scale?: number }>, pages: string[][][], scanned = 1_572_864): void {
   athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-1' });
   athena.on(GetQueryExecutionCommand)
     .resolvesOnce({ QueryExecution: { Status: { State: 'RUNNING' }, Statistics: { DataScannedInBytes: 0 } } })
@@ -97,6 +97,21 @@ describe('sluice query --aws (Athena)', () => {
     expect(cfn.commandCalls(DescribeStacksCommand)[0].args[0].input).toEqual({ StackName: 'sluice-prod' });
     expect(await cfn.commandCalls(DescribeStacksCommand)[0].thisValue.config.region()).toBe('us-east-1');
     expect(stdout).toMatch(/n\n─\n7\n\n1 row · scanned 23\.8 MiB/);
+  });
+
+  test('a double column prints grouped with one number of decimals, a decimal with its scale, an integer as it is', async () => {
+    athenaAnswers(
+      [{ Name: 'year', Type: 'integer' }, { Name: 'amount', Type: 'double' }, { Name: 'price', Type: 'decimal', Precision: 10, Scale: 2 }],
+      [[['2026', '1000000.0', '12.00'], ['2026', '999999.99', '3.50']]],
+    );
+    const { code, stdout } = await sluice('query', '--aws', 'SELECT year, amount, price FROM transactions');
+    expect(code).toBe(0);
+    expect(stdout.split('\n').slice(0, 4)).toEqual([
+      'year        amount  price',
+      '────  ────────────  ─────',
+      '2026  1,000,000.00  12.00',
+      '2026    999,999.99   3.50',
+    ]);
   });
 
   test('a failed query exits 1 with Athena\'s reason', async () => {
