@@ -170,11 +170,12 @@ async function startLockedTwin(options: TwinOptions, checkHeld?: (dataDir: strin
 /**
  * The demo reports what it finds after sending (DLQ messages, Parquet rows, records a write-ahead log kept
  * from an earlier run), and says every record it sent is accounted for. Earlier runs' data would mix into those
- * numbers and fail the check for records this run never sent, so the demo takes an empty data dir only (its own
- * twin.pid aside). That also keeps its test traffic out of a data dir `local up` uses.
+ * numbers and fail the check for records this run never sent, so the demo takes an empty data dir only (a
+ * twin's twin.pid and twin.json aside). That also keeps its test traffic out of a data dir `local up` uses.
  */
 function refuseDataDirWithData(dataDir: string): void {
-  const entries = fs.readdirSync(dataDir).filter((name) => name !== 'twin.pid' && !name.startsWith('twin.pid.')).sort();
+  // A twin that died leaves its twin.pid and twin.json: they hold no records.
+  const entries = fs.readdirSync(dataDir).filter((name) => name !== 'twin.pid' && !name.startsWith('twin.pid.') && name !== 'twin.json').sort();
   if (entries.length === 0) return;
   const named = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ', …' : '');
   throw new UserError(`--data-dir ${dataDir} already holds data (${named}): the demo counts only what it sends, so it needs an empty data dir. `

@@ -151,6 +151,7 @@ describe('demo', () => {
     // What an earlier demo leaves: a DLQ with messages (and more), which this run's report would count as its own.
     await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).send([message('iot', 1)]);
     writeFileSync(path.join(dataDir, 'twin.pid'), '999999\n'); // a dead twin's lock is no data
+    writeFileSync(path.join(dataDir, 'twin.json'), '{"pid":999999}\n'); // nor is what it said of itself
     const before = readdirSync(dataDir).sort();
     const run = await sluice('demo', '--count', '1', '--data-dir', dataDir);
     expect(run.stderr).toBe(`sluice: --data-dir ${dataDir} already holds data (dlq): the demo counts only what it sends, so it needs an empty data dir. `
