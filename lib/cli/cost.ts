@@ -25,7 +25,8 @@ export const MODEL = {
   /**
    * Parquet (Snappy) bytes per byte of the JSON producers send. Measured: the schemas' sample records, through the
    * transform (which enriches them to 1.3–1.9 × their size), written by DuckDB with the lake's columns came to
-   * 0.13–0.18 of the JSON in 500-row files (a flush at low rates) and 0.07–0.14 in 100,000-row files; real
+   * 0.13–0.18 of the JSON in 500-row files (a flush at low rates) and 0.07–0.14 in 100,000-row files
+   * (`npm run bench -- parquet-ratio`); real
    * events repeat more than random samples and compress better.
    */
   parquetRatio: 0.15,
