@@ -11,6 +11,7 @@ import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
 import { listenProblem } from '../local/emulators';
 import { defaultDataDir } from '../local/paths';
+import { processIsAlive } from '../local/process-alive';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { addConfigOption, configFrom, examples, parsePort } from './options';
 import { displayRows, formatBytes, formatTable, UserError } from './output';
@@ -199,7 +200,7 @@ export interface LockOptions {
  */
 export function lockDataDir(dataDir: string, options: LockOptions = {}): () => void {
   const pid = options.pid ?? process.pid;
-  const alive = options.isAlive ?? isAlive;
+  const alive = options.isAlive ?? processIsAlive;
   const file = path.join(dataDir, 'twin.pid');
   const inUse = (holder: number) => new UserError(`--data-dir ${dataDir} is in use by another twin (pid ${holder}): stop it first, or give this one another --data-dir (if no twin runs there, delete ${file})`);
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -263,15 +264,6 @@ function readPid(file: string): number | undefined {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists, but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function printEndpoints(twin: Twin, config: SluiceConfig): void {
   console.log(`Sluice local twin — data dir ${twin.dataDir}`);

@@ -27,6 +27,7 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { dlqPath } from './paths';
+import { processIsAlive } from './process-alive';
 
 export interface DlqFileOptions {
   /** The twin's data dir; the queue lives in `<dataDir>/dlq/`. */
@@ -352,7 +353,7 @@ export class DlqFile {
       }
       const holder = await readFile(this.lockPath, 'utf8').catch(() => '');
       const pid = Number(holder.split(' ')[0]);
-      if (holder !== '' && !processIsAlive(pid)) {
+      if (holder !== '' && !lockHolderIsAlive(pid)) {
         // The holder died mid-operation; appends are single writes and torn tails are repaired on
         // the next append, so its lock can go.
         const again = await readFile(this.lockPath, 'utf8').catch(() => '');
@@ -697,17 +698,12 @@ async function appendDurably(file: string, completeBytes: number, text: string):
   }
 }
 
-function processIsAlive(pid: number): boolean {
+function lockHolderIsAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   // Operations in this process are serialized before they take the lock, so a lock naming this pid
   // was left by an earlier process that had the same pid (a container restarted as pid 1, say).
   if (pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return processIsAlive(pid);
 }
 
 function delay(ms: number): Promise<void> {

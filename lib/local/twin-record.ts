@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadModel } from '../schema';
+import { processIsAlive } from './process-alive';
 
 /** The Firehose endpoint's answers carry the twin's data dir (URI-encoded) in this header. */
 export const TWIN_DATA_DIR_HEADER = 'x-sluice-data-dir';
@@ -85,12 +86,3 @@ function readRecordFile(dataDir: string): TwinRecord | undefined {
   return r as TwinRecord;
 }
 
-function processIsAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists, but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
