@@ -87,13 +87,16 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const started = Date.now();
   const results: Array<Tally & { message: string; dedupeKey?: string }> = [];
   const entryPoints = new Map<string, EntryPoint>();
+  let refusal: UserError | undefined;
   try {
-    await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress);
+    refusal = await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress);
   } finally {
     progress.done();
     for (const e of entryPoints.values()) e.close();
     access.queue.close();
   }
+  // The twin refused a pipeline's records and nothing else was put: a usage problem, said as one.
+  if (refusal && !results.some((r) => r.outcome === 'replayed')) throw refusal;
 
   const counts = countBy(results, (r) => r.outcome);
   const failing = results.filter((r) => !['replayed', 'would-replay', 'already-replayed', 'duplicate'].includes(r.outcome));
@@ -114,8 +117,10 @@ async function drain(
   entryPoints: Map<string, EntryPoint>,
   results: Array<Tally & { message: string; dedupeKey?: string }>,
   progress: Progress,
-): Promise<void> {
+): Promise<UserError | undefined> {
   const { queue, ledger } = access;
+  // Pipelines whose records the twin does not take (another data dir, other ports, another env): kept, not put.
+  const refused = new Map<string, UserError>();
   const seenMessages = new Set<string>();
   const seenRecords = new Map<string, string>(); // pipeline + sha256(record) → dedupe key of the message replayed for it
   const kept: ReceivedMessage[] = [];
@@ -207,7 +212,22 @@ async function drain(
         if (!entry) {
           entry = await entryPointFor(target, pipeline);
           entryPoints.set(pipeline, entry);
-          if (target.kind === 'local') await checkTwinTakesRecords(target, entry);
+          if (target.kind === 'local') {
+            try {
+              await checkTwinTakesRecords(target, entry);
+            } catch (err) {
+              if (!(err instanceof UserError)) throw err;
+              refused.set(pipeline, err);
+            }
+          }
+        }
+        const refusal = refused.get(pipeline);
+        if (refusal) {
+          for (const { message, dlq } of items) {
+            kept.push(message);
+            results.push({ message: message.id, dedupeKey: dlq.dedupeKey, pipeline, outcome: 'put-failed', reason: refusal.message });
+          }
+          continue;
         }
         const schema = pipelineSchema(pipeline);
         const outcome = await sendRecords(entry, items.map(({ data }) => {
@@ -236,6 +256,7 @@ async function drain(
   } finally {
     await queue.release(kept);
   }
+  return refused.values().next().value;
 }
 
 /**

@@ -10,6 +10,8 @@ import { FirehoseClient, PutRecordCommand } from '@aws-sdk/client-firehose';
 import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient, type AwsClientStub } from 'aws-sdk-client-mock';
 import { DlqFile } from '../../lib/local/dlq-file';
+import { readSchema } from '../../lib/schema';
+import { createRng, sampleRecord } from '../../lib/schema/sample';
 import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
 import { localBucketName } from '../../lib/local/paths';
 import { TWIN_DATA_DIR_HEADER } from '../../lib/local/twin-record';
@@ -210,6 +212,21 @@ describe('sluice replay (twin)', () => {
       await twin.close();
       fs.rmSync(other, { recursive: true, force: true });
     }
+  });
+
+  test('a pipeline whose records the twin does not take stays in the queue with the reason; the others are replayed and reported', async () => {
+    // The twin registered in beforeEach takes Kinesis records at another port than this command's configuration names.
+    const iotRecord = JSON.stringify(sampleRecord(readSchema('iot'), createRng(5)));
+    await dlq.send([JSON.stringify(message(60, 'iot', iotRecord))]);
+    const { code, stdout, stderr } = await replay('--json');
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/not replayed; they stay in the queue\n$/);
+    const report = JSON.parse(stdout) as { messages: Array<{ pipeline: string; outcome: string; reason: string }> };
+    expect(report.messages.filter((r) => r.pipeline === 'iot' && r.outcome === 'put-failed').map((r) => r.reason))
+      .toEqual([expect.stringMatching(/takes Kinesis records at http:\/\/127\.0\.0\.1:9, not /)]);
+    expect(report.messages.filter((r) => r.outcome === 'replayed').length).toBeGreaterThan(0);
+    expect(backend.calls).toBeGreaterThan(0);
+    expect(remaining()).toContain(Buffer.from(iotRecord).toString('base64'));
   });
 
   test('an empty queue exits 0; a missing data dir exits 2', async () => {
