@@ -60,16 +60,19 @@ export class LocalAthena {
   private constructor(
     private readonly connection: DuckDBConnection,
     private readonly instance: DuckDBInstance,
-    private readonly dataDir: string,
     private readonly config: SluiceConfig,
     private readonly profilePath: string,
+    /** The data bucket as DuckDB is given it (see lakePathForDuckDb). */
+    private readonly lake: string,
   ) {}
 
   static async open(dataDir: string, config: SluiceConfig): Promise<LocalAthena> {
     const instance = await DuckDBInstance.create(':memory:');
     const connection = await instance.connect();
-    const profilePath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-query-')), 'profile.json');
-    const athena = new LocalAthena(connection, instance, dataDir, config, profilePath);
+    const privateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-query-'));
+    const profilePath = path.join(privateDir, 'profile.json');
+    const lake = lakePathForDuckDb(bucketDir(dataDir, localBucketName(config)), privateDir);
+    const athena = new LocalAthena(connection, instance, config, profilePath, lake);
     try {
       await athena.confine();
     } catch (err) {
@@ -85,7 +88,7 @@ export class LocalAthena {
    * spill directory next to it.
    */
   private async confine(): Promise<void> {
-    const lake = bucketDir(this.dataDir, localBucketName(this.config));
+    const lake = this.lake;
     for (const setting of [
       // No network here: never try to download an extension.
       'SET autoinstall_known_extensions = false',
@@ -123,7 +126,7 @@ export class LocalAthena {
       if (!this.config.pipelines[pipeline].destinations.includes('lake')) continue;
       const model = loadModel(pipeline);
       const table = resourceNames(this.config, pipeline).glueTable;
-      const root = path.join(bucketDir(this.dataDir, localBucketName(this.config)), dataRoot(pipeline));
+      const root = path.join(this.lake, dataRoot(pipeline));
       const files = filesUnder(root, '.parquet');
       this.parquetFiles.set(path.join(root, path.sep), files.length);
       await this.defineView(table, files.length > 0 ? scanSql(model, files) : emptySql(tableColumnTypes(model)));
@@ -169,7 +172,7 @@ export class LocalAthena {
    */
   private async defineErrorView(pipeline: string, table: string): Promise<void> {
     const bucket = localBucketName(this.config);
-    const lake = bucketDir(this.dataDir, bucket);
+    const lake = this.lake;
     const root = path.join(lake, ERRORS_ROOT, pipeline);
     const columns = ERROR_OBJECT_COLUMNS.map(([key]) => `${quoteIdent(key)} AS ${quoteIdent(key.toLowerCase())}`);
     const typed: TypedColumn[] = [...ERROR_OBJECT_COLUMNS.map(([key, type]): TypedColumn => [key.toLowerCase(), type]), ['$path', 'VARCHAR']];
@@ -286,6 +289,20 @@ function filesUnder(dir: string, extension = ''): string[] {
     .filter((entry) => entry.isFile() && entry.name.endsWith(extension))
     .map((entry) => path.join(entry.parentPath, entry.name))
     .sort();
+}
+
+/**
+ * DuckDB expands glob characters even in a list of file names (it takes a name literally only when its glob
+ * matches nothing), so under a data dir such as `/tmp/br[x]` a file name would match a sibling `/tmp/brx`'s
+ * file. Such a bucket is given to DuckDB through a link in the query's private directory, whose path has none.
+ */
+function lakePathForDuckDb(lake: string, privateDir: string): string {
+  const glob = /[[\]*?{}\\]/;
+  if (!glob.test(lake)) return lake;
+  const link = path.join(privateDir, 'lake');
+  if (glob.test(link)) return lake;
+  fs.symlinkSync(lake, link, process.platform === 'win32' ? 'junction' : 'dir');
+  return link;
 }
 
 interface ProfileNode {

@@ -446,6 +446,14 @@ describe('sluice query works in any data dir path', () => {
       expect(limited.stdout).toContain(`read at most ${total} of ${total} Parquet files`);
       const errors = await sluice('query', 'SELECT count(*) AS n, any_value("$path") AS p FROM iot_errors', '--data-dir', dir, '--json');
       expect(JSON.parse(errors.stdout)).toEqual([{ n: 1, p: `s3://${localBucketName(config)}/errors/iot/processing-failed/2026/11/22/12/sluice-dev-iot-lake-1-x` }]);
+
+      // DuckDB expands globs even in a list of file names: with a sibling holding the same relative paths,
+      // "glob[x]/…/f.parquet" named "globx/…/f.parquet" (and the query failed, outside the allowed directory).
+      const bare = path.join(parent, 'glob[x]');
+      const bareLanded = await deliverToLake(bare, 'iot', sampleRecords(readSchema('iot'), 20, 14, { now: NOW }).map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
+      fs.cpSync(bare, path.join(parent, 'globx'), { recursive: true });
+      const own = await sluice('query', 'SELECT count(*) AS n FROM iot', '--data-dir', bare, '--json');
+      expect({ code: own.code, stderr: own.stderr, rows: own.code === 0 ? JSON.parse(own.stdout) as unknown : undefined }).toEqual({ code: 0, stderr: expect.any(String), rows: [{ n: bareLanded }] });
     } finally {
       fs.rmSync(parent, { recursive: true, force: true });
     }
