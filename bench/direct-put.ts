@@ -16,13 +16,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { DuckDBInstance } from '@duckdb/node-api';
-import type { FirehoseTransformationEvent } from 'aws-lambda';
 import { loadConfig, resourceNames } from '../lib/config';
 import { firehoseClient } from '../lib/local/aws-clients';
 import { startTwin } from '../lib/local/twin';
-import { loadModel, parquetColumns, readSchema } from '../lib/schema';
-import { createTransformHandler } from '../transforms/record-transform/handler';
+import { readSchema } from '../lib/schema';
 import { firehosePutBatch, putConcurrently, TrafficGenerator } from '../test/load/traffic';
+import { copyToParquet, createStaged, lakeLines } from './lake-parquet';
 import { machine, median, perSecond, processCpuMs, QUICK, table, threadCpuMs } from './report';
 
 const PIPELINE = 'app-events';
@@ -31,22 +30,14 @@ const CONCURRENCY = 4;
 
 /** The floor: DuckDB appends the records (JSON text) to an in-memory table and COPYs them to Parquet with the lake's columns. */
 async function duckDbFloorMs(records: readonly Buffer[], outFile: string): Promise<number> {
-  const columns = parquetColumns(loadModel(PIPELINE));
-  const structure = JSON.stringify(Object.fromEntries(columns.map((c) => [c.name, c.type])));
   const instance = await DuckDBInstance.create(':memory:');
   const connection = await instance.connect();
   try {
     const times: number[] = [];
     for (let run = 0; run < (QUICK ? 2 : 3); run++) {
-      await connection.run('CREATE OR REPLACE TABLE staged (j VARCHAR)');
+      await createStaged(connection);
       const started = performance.now();
-      const appender = await connection.createAppender('staged');
-      for (const r of records) {
-        appender.appendVarchar(r.toString('utf8'));
-        appender.endRow();
-      }
-      appender.closeSync();
-      await connection.run(`COPY (SELECT s.* FROM (SELECT from_json(j, '${structure.replace(/'/g, "''")}') AS s FROM staged)) TO '${outFile}' (FORMAT parquet, COMPRESSION snappy)`);
+      await copyToParquet(connection, PIPELINE, records, outFile);
       times.push(performance.now() - started);
     }
     return median(times);
@@ -54,21 +45,6 @@ async function duckDbFloorMs(records: readonly Buffer[], outFile: string): Promi
     connection.closeSync();
     instance.closeSync();
   }
-}
-
-/** What the transform makes of the records: the bytes the twin's Parquet writer receives. */
-async function transformed(records: readonly Buffer[]): Promise<Buffer[]> {
-  const handle = createTransformHandler({ pipeline: PIPELINE, destination: 'lake', piiHashKey: 'bench-key' });
-  const out: Buffer[] = [];
-  for (let i = 0; i < records.length; i += 2000) {
-    const event: FirehoseTransformationEvent = {
-      invocationId: 'bench', deliveryStreamArn: 'arn:aws:firehose:us-east-1:000000000000:deliverystream/bench', region: 'us-east-1',
-      records: records.slice(i, i + 2000).map((r, j) => ({ recordId: String(i + j), approximateArrivalTimestamp: Date.now(), data: r.toString('base64') })),
-    };
-    const result = await handle(event);
-    for (const r of result.records) if (r.result === 'Ok' && r.data) out.push(Buffer.from(r.data, 'base64'));
-  }
-  return out;
 }
 
 interface TwinRun {
@@ -187,7 +163,7 @@ async function main(): Promise<void> {
   // The twin's default buffers (1 MiB / 2 s), then larger ones: fewer, larger Parquet files per flush.
   const runs: TwinRun[] = [];
   for (const bufferSizeMiB of [1, 8]) runs.push(await twinRun(count, bufferSizeMiB));
-  const ready = await transformed(records);
+  const ready = await lakeLines(PIPELINE, records);
   const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-floor-'));
   let floorMs: number;
   try {

@@ -11,45 +11,21 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import type { FirehoseTransformationEvent, FirehoseTransformationResult } from 'aws-lambda';
 import { MODEL } from '../lib/cli/cost';
-import { loadModel, parquetColumns, readSchema } from '../lib/schema';
-import { createTransformHandler } from '../transforms/record-transform/handler';
+import { readSchema } from '../lib/schema';
 import { TrafficGenerator } from '../test/load/traffic';
+import { copyToParquet, createStaged, lakeLines } from './lake-parquet';
 import { machine, QUICK, table } from './report';
 
 const PIPELINES = ['clickstream', 'iot', 'transactions', 'app-events'];
 const SMALL_FILE_ROWS = 500;
 
-/** The transform's lake output for `records`: the lines the twin's Parquet writer receives. */
-async function transformed(pipeline: string, records: readonly Buffer[]): Promise<Buffer[]> {
-  const handle = createTransformHandler({ pipeline, destination: 'lake', piiHashKey: 'bench-key' });
-  const out: Buffer[] = [];
-  for (let i = 0; i < records.length; i += 2000) {
-    const event: FirehoseTransformationEvent = {
-      invocationId: 'bench', deliveryStreamArn: 'arn:aws:firehose:us-east-1:000000000000:deliverystream/bench', region: 'us-east-1',
-      records: records.slice(i, i + 2000).map((r, j) => ({ recordId: String(i + j), approximateArrivalTimestamp: Date.now(), data: r.toString('base64') })),
-    };
-    const result = (await handle(event)) as FirehoseTransformationResult;
-    for (const r of result.records) if (r.result === 'Ok' && r.data) out.push(Buffer.from(r.data, 'base64'));
-  }
-  return out;
-}
-
-/** Bytes of one Snappy Parquet file of `rows` with the pipeline's lake columns. */
-async function parquetBytes(instance: DuckDBInstance, pipeline: string, rows: readonly Buffer[], file: string): Promise<number> {
-  const columns = parquetColumns(loadModel(pipeline));
-  const structure = JSON.stringify(Object.fromEntries(columns.map((c) => [c.name, c.type])));
+/** Bytes of one Snappy Parquet file of `lines` with the pipeline's lake columns. */
+async function parquetBytes(instance: DuckDBInstance, pipeline: string, lines: readonly Buffer[], file: string): Promise<number> {
   const connection = await instance.connect();
   try {
-    await connection.run('CREATE OR REPLACE TABLE staged (j VARCHAR)');
-    const appender = await connection.createAppender('staged');
-    for (const r of rows) {
-      appender.appendVarchar(r.toString('utf8'));
-      appender.endRow();
-    }
-    appender.closeSync();
-    await connection.run(`COPY (SELECT s.* FROM (SELECT from_json(j, '${structure.replace(/'/g, "''")}') AS s FROM staged)) TO '${file}' (FORMAT parquet, COMPRESSION snappy)`);
+    await createStaged(connection);
+    await copyToParquet(connection, pipeline, lines, file);
   } finally {
     connection.closeSync();
   }
@@ -69,7 +45,7 @@ async function main(): Promise<void> {
       const generator = new TrafficGenerator({ schema: readSchema(pipeline), mix: { badRate: 0, blankRate: 0 }, seed: 11 });
       const records = generator.chunk(0, count).map((r) => r.data);
       const json = records.reduce((s, r) => s + r.length, 0);
-      const lines = await transformed(pipeline, records);
+      const lines = await lakeLines(pipeline, records);
       const whole = await parquetBytes(instance, pipeline, lines, path.join(dir, `${pipeline}.parquet`));
       let small = 0;
       for (let i = 0; i < smallFiles; i++) {
