@@ -4,6 +4,7 @@
  * for what the two dialects share, because the Glue database and table names exist in both.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import {
   AthenaClient,
   BatchGetNamedQueryCommand,
@@ -19,7 +20,7 @@ import { LocalAthena, QueryNotAllowedError } from '../local/athena';
 import { bucketDir, localBucketName } from '../local/paths';
 import { explained, explainFailure } from './errors';
 import { formatBytes, UserError } from './output';
-import type { Progress } from './progress';
+import { io, type Progress } from './progress';
 import { OutputKeys } from './stack-outputs';
 import { START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
 
@@ -87,6 +88,15 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
   // A file there would read as a twin with no data: every count 0, nothing to say why.
   if (!fs.statSync(target.dataDir).isDirectory()) {
     throw new UserError(`the data dir ${target.dataDir} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR`);
+  }
+  // Another env or prefix (-c env=prod on a dev twin's data dir) names a bucket that is not there: every table
+  // would read as empty, with nothing to say why.
+  if (!fs.existsSync(lake)) {
+    const buckets = fs.existsSync(path.dirname(lake)) ? fs.readdirSync(path.dirname(lake)).sort() : [];
+    if (buckets.length > 0) {
+      io.err(`sluice: note: ${target.dataDir} has no data bucket ${path.basename(lake)} (it has ${buckets.join(', ')}): `
+        + 'the tables read as empty; was the twin run with other settings (-c env=…, prefix)?\n');
+    }
   }
   const athena = await LocalAthena.open(target.dataDir, target.config);
   return {

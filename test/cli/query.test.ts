@@ -71,6 +71,14 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(stdout).toMatch(/1 row · read (\d+) of \1 Parquet files · \d+ ms/);
   });
 
+  test('-c env=prod on a dev twin\'s data dir: a note says its bucket is not there, instead of silent zeros', async () => {
+    const { code, stdout, stderr } = await query('-c', 'env=prod', 'SELECT count(*) AS events FROM iot');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/events\n─+\n\s*0\n/);
+    expect(stderr).toBe(`sluice: note: ${dataDir} has no data bucket sluice-prod-data (it has sluice-dev-data): the tables read as empty; was the twin run with other settings (-c env=…, prefix)?\n`);
+    expect((await query('SELECT count(*) AS events FROM iot')).stderr).toBe('');
+  });
+
   test('a query its partition filters prune to no file still counts its table\'s files', async () => {
     const whole = /read (\d+) of (\d+) Parquet files/.exec((await query('SELECT count(*) FROM iot')).stdout) ?? [];
     for (const where of ["event_type = 'no-such-type'", 'year = 1999']) {
