@@ -64,10 +64,18 @@ export function unknownCommandWithoutHelp(program: Command, argv: readonly strin
   const at = argv.findIndex((a) => !a.startsWith('-'));
   if (at === -1) return [...argv];
   const helpCommand = argv[at] === 'help';
-  // `sluice help -h` asks for help on help: the name is the first argument after `help` that is not a flag.
-  const name = helpCommand ? argv.slice(at + 1).find((a) => !a.startsWith('-')) : argv[at];
-  if (name === undefined || program.commands.some((c) => c.name() === name || c.aliases().includes(name))) return [...argv];
-  return argv.filter((a, i) => !(helpCommand && i === at) && a !== '--help' && a !== '-h');
+  // `sluice help -h` asks for help on help: the names are the arguments after `help` that are not flags.
+  const names = argv.slice(helpCommand ? at + 1 : at).filter((a) => !a.startsWith('-'));
+  // Down the command tree as far as the names go: `sluice local dwn --help` names no command either. A command
+  // without subcommands takes the rest as its arguments.
+  let command = program;
+  for (const name of names) {
+    if (command.commands.length === 0) return [...argv];
+    const sub = command.commands.find((c) => c.name() === name || c.aliases().includes(name));
+    if (!sub) return argv.filter((a, i) => !(helpCommand && i === at) && a !== '--help' && a !== '-h');
+    command = sub;
+  }
+  return [...argv];
 }
 
 /** The version in package.json. */

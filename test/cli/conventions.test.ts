@@ -70,7 +70,7 @@ describe('the sluice binary', () => {
   });
 
   test('an unknown command asked for its help: the same error, not the main help and exit 0', async () => {
-    for (const argv of [['dlq', '--help'], ['dlq', '-h'], ['help', 'dlq']]) {
+    for (const argv of [['dlq', '--help'], ['dlq', '-h'], ['help', 'dlq'], ['local', 'dlq', '--help'], ['help', 'local', 'dlq']]) {
       const { code, stdout, stderr } = await sluice(...argv);
       expect({ argv, code, stdout }).toEqual({ argv, code: 2, stdout: '' });
       expect(stderr).toBe('sluice: unknown command \'dlq\'\n(run with --help for usage)\n');
@@ -80,6 +80,8 @@ describe('the sluice binary', () => {
     expect(typo.stderr.split('\n')[0]).toBe('sluice: unknown command \'replya\' (did you mean replay?)');
     // A command's own help is unchanged, and so is help on help.
     expect((await sluice('help', 'replay')).stdout).toMatch(/^Usage: sluice replay /);
+    expect((await sluice('local', 'up', '--data-dir', '/tmp/x', '--help')).stdout).toMatch(/^Usage: sluice local up /);
+    expect((await sluice('put', 'iot', '--help')).stdout).toMatch(/^Usage: sluice put /);
     for (const argv of [['help', '-h'], ['help', '--help'], ['help']]) {
       const { code, stdout } = await sluice(...argv);
       expect({ argv, code, usage: stdout.split('\n')[0] }).toEqual({ argv, code: 0, usage: 'Usage: sluice [options] [command]' });
