@@ -11,6 +11,7 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside } from '../local/paths';
+import { processIsAlive } from '../local/process-alive';
 import { readLiveTwinRecord, twinRecordPath, TWIN_DATA_DIR_HEADER } from '../local/twin-record';
 import { explainFailure, type FailureContext } from './errors';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
@@ -185,6 +186,12 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
   const vouched = entry.kind === 'firehose' && answering?.dataDir !== undefined;
   if (!record) {
     if (vouched) return; // twin.json is gone, but the twin's own word is enough
+    // twin.pid appears first at start, twin.json last: a live pid there is a twin still starting (or an older Sluice's).
+    const holder = lockHolder(target.dataDir);
+    if (holder !== undefined) {
+      throw new UserError(`the twin on data dir ${target.dataDir} (pid ${holder}) has not said where it takes records yet: nothing was sent. `
+        + 'Try again once it prints its endpoints (a twin from an older Sluice never says: restart it)');
+    }
     const unnamed = entry.kind === 'firehose' ? `; what answers at ${firehose} does not say which data dir it serves (a twin from an older Sluice? restart it)` : '';
     throw new UserError(`no twin runs on data dir ${target.dataDir} (no ${path.basename(twinRecordPath(target.dataDir))} of a running twin there): nothing was sent; ${useOther}start one with \`npx sluice local up --data-dir ${dir}\`${unnamed}`);
   }
@@ -196,6 +203,16 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
   const { prefix, env } = target.config;
   if (record.names.prefix !== prefix || record.names.env !== env) {
     throw new UserError(`the twin on data dir ${target.dataDir} runs env ${record.names.env} (its streams and bucket are named ${record.names.prefix}-${record.names.env}-…), not env ${env} (${prefix}-${env}-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for env ${env} on its own data dir and ports (\`npx sluice local up -c env=${env} --data-dir …\`)`);
+  }
+}
+
+/** The live pid in `<dataDir>/twin.pid`, the lock a twin takes before anything else at start; undefined when none. */
+function lockHolder(dataDir: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(path.join(dataDir, 'twin.pid'), 'utf8').trim());
+    return Number.isSafeInteger(pid) && pid > 0 && processIsAlive(pid) ? pid : undefined;
+  } catch {
+    return undefined;
   }
 }
 

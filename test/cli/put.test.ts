@@ -297,6 +297,16 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     expect(backend.calls).toBe(0);
   });
 
+  test('a twin still starting (its twin.pid there, no twin.json yet): try again once it prints its endpoints, nothing sent', async () => {
+    fs.rmSync(path.join(dataDir, 'twin.json'));
+    fs.writeFileSync(path.join(dataDir, 'twin.pid'), `${process.pid}\n`);
+    const starting = await sluice('put', 'iot', '--endpoint-kinesis', 'http://127.0.0.1:9', '--data-dir', dataDir);
+    expect(starting.code).toBe(2);
+    expect(starting.stderr).toBe(`sluice: the twin on data dir ${dataDir} (pid ${process.pid}) has not said where it takes records yet: nothing was sent. `
+      + 'Try again once it prints its endpoints (a twin from an older Sluice never says: restart it)\n');
+    expect(backend.calls).toBe(0);
+  });
+
   test('the data dir\'s twin listens on other ports: exit 2 with the endpoint to use', async () => {
     const port = await freePort();
     registerTwin(dataDir, { firehose: `http://127.0.0.1:${port}` });
