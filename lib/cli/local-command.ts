@@ -11,7 +11,7 @@ import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
 import { listenProblem } from '../local/emulators';
 import { defaultDataDir } from '../local/paths';
-import { processIsAlive } from '../local/process-alive';
+import { processIsAlive, readPid } from '../local/process-alive';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { addConfigOption, configFrom, examples, parsePort } from './options';
 import { displayRows, formatBytes, formatTable, UserError } from './output';
@@ -175,8 +175,8 @@ async function startLockedTwin(options: TwinOptions, checkHeld?: (dataDir: strin
  * twin's twin.pid and twin.json aside). That also keeps its test traffic out of a data dir `local up` uses.
  */
 function refuseDataDirWithData(dataDir: string): void {
-  // A twin that died leaves its twin.pid and twin.json: they hold no records.
-  const entries = fs.readdirSync(dataDir).filter((name) => name !== 'twin.pid' && !name.startsWith('twin.pid.') && name !== 'twin.json').sort();
+  // A twin that died leaves its twin.pid and twin.json (and their files written aside): they hold no records.
+  const entries = fs.readdirSync(dataDir).filter((name) => !/^twin\.(pid|json)(\.|$)/.test(name)).sort();
   if (entries.length === 0) return;
   const named = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ', …' : '');
   throw new UserError(`--data-dir ${dataDir} already holds data (${named}): the demo counts only what it sends, so it needs an empty data dir. `
@@ -252,15 +252,6 @@ function linkOrCreate(from: string, to: string, content: string): void {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
     fs.writeFileSync(to, content, { flag: 'wx' });
-  }
-}
-
-function readPid(file: string): number | undefined {
-  try {
-    const pid = Number(fs.readFileSync(file, 'utf8').trim());
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
   }
 }
 

@@ -11,7 +11,7 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside } from '../local/paths';
-import { processIsAlive } from '../local/process-alive';
+import { processIsAlive, readPid } from '../local/process-alive';
 import { readLiveTwinRecord, twinRecordPath, TWIN_DATA_DIR_HEADER } from '../local/twin-record';
 import { explainFailure, type FailureContext } from './errors';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
@@ -208,12 +208,8 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
 
 /** The live pid in `<dataDir>/twin.pid`, the lock a twin takes before anything else at start; undefined when none. */
 function lockHolder(dataDir: string): number | undefined {
-  try {
-    const pid = Number(fs.readFileSync(path.join(dataDir, 'twin.pid'), 'utf8').trim());
-    return Number.isSafeInteger(pid) && pid > 0 && processIsAlive(pid) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
+  const pid = readPid(path.join(dataDir, 'twin.pid'));
+  return pid !== undefined && processIsAlive(pid) ? pid : undefined;
 }
 
 /** The data dir the twin at `endpoint` names in its answer; undefined when what answers does not say. */
