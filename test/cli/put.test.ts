@@ -290,6 +290,11 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     expect(none.code).toBe(2);
     expect(none.stderr).toBe(`sluice: no twin runs on data dir ${dataDir} (no twin.json of a running twin there): nothing was sent; start one with \`npx sluice local up --data-dir ${dataDir}\`; what answers at ${api.url} does not say which data dir it serves (a twin from an older Sluice? restart it)\n`);
 
+    fs.writeFileSync(path.join(dataDir, 'twin.json'), '{"pid": 1, "endpoints": '); // cut short: no twin's word
+    const garbled = await put('app-events');
+    expect(garbled.code).toBe(2);
+    expect(garbled.stderr).toMatch(/^sluice: no twin runs on data dir /);
+
     registerTwin(dataDir, { firehose: api.url }, { pid: 2_147_483_646 }); // no such process
     const exited = await put('app-events');
     expect(exited.code).toBe(2);
