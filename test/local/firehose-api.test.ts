@@ -534,6 +534,23 @@ describe('raw HTTP', () => {
     expect(backend.ingestCalls).toBe(0);
   });
 
+  it('reads a large body as JSON reads it (whitespace, escapes) and answers SerializationException when one byte breaks it', async () => {
+    // Over 60 KB, so read in pieces; `\/` is a legal escape for the `/` of base64.
+    const data = Array.from({ length: 400 }, (_, i) => Buffer.from(`record ${i} ${'?'.repeat(300)}`).toString('base64'));
+    expect(data[0]).toContain('/');
+    const records = data.map((d) => `{ "Data" :\n "${d.replace(/\//g, '\\/')}" }`);
+    const body = `{\r\n  "Records": [ ${records.join(' ,\n ')} ],\t"DeliveryStreamName": "${DIRECT_PUT.name}"\n}\n`;
+    expect(body.length).toBeGreaterThan(100_000);
+    const response = await rawRequest({ headers: jsonHeaders('PutRecordBatch'), body });
+    expect(response.status).toBe(200);
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual(data.map((d) => Buffer.from(d, 'base64').toString()));
+
+    backend.reset();
+    const broken = body.replace('"Data" :\n "', '"Data" :\n "\u0001');
+    expectAwsJsonError(await rawRequest({ headers: jsonHeaders('PutRecordBatch'), body: broken }), 400, 'SerializationException');
+    expect(backend.ingestCalls).toBe(0);
+  });
+
   it('answers SerializationException for a body that is not a JSON object, or members of the wrong type', async () => {
     expectAwsJsonError(await rawRequest({ headers: jsonHeaders('PutRecord'), body: '[1,2]' }), 400, 'SerializationException');
     expectAwsJsonError(
