@@ -281,6 +281,12 @@ type Outcome =
 
 type Counted = 'processingFailed' | 'formatConversionFailed' | 'partitioningFailed' | 'searchFailed';
 
+/** Records bound for one lake prefix: the partition key values it is made of. */
+interface LakeGroup {
+  readonly partitionKeys: Record<string, string>;
+  readonly items: Array<{ record: BufferedRecord; data: Buffer }>;
+}
+
 interface ErrorLine {
   readonly arrivalTimestamp: number;
   readonly json: string;
@@ -634,31 +640,15 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
       });
     };
     // Group by the values of the partition keys the prefix uses (validated before they can become a path).
-    const groups = new Map<string, { partitionKeys: Record<string, string>; items: Array<{ record: BufferedRecord; data: Buffer }> }>();
+    const groups = new Map<string, LakeGroup>();
+    // A transform usually hands the records of one partition one keys object: checked once, then looked up.
+    const checked = new Map<Readonly<Record<string, unknown>>, LakeGroup | { code: string; message: string }>();
     for (const item of ok) {
-      const values: Record<string, string> = {};
-      let problem: { code: string; message: string } | undefined;
-      for (const key of template.partitionKeys) {
-        const value = item.partitionKeys && Object.prototype.hasOwnProperty.call(item.partitionKeys, key) ? item.partitionKeys[key] : undefined;
-        if (value === undefined) {
-          problem = { code: PARTITION_KEY_MISSING, message: `Partition key "${key}" is missing from the transform's metadata.partitionKeys.` };
-          break;
-        }
-        const invalid = partitionValueProblem(value);
-        if (invalid) {
-          problem = { code: PARTITION_KEY_INVALID, message: `Partition key "${key}" ${invalid}; the local twin refuses values that are not safe in an S3 key.` };
-          break;
-        }
-        values[key] = value as string;
-      }
-      if (problem) {
-        partitioningFailed(item.record, item.data, problem.code, problem.message);
-        continue;
-      }
-      const groupKey = template.partitionKeys.map((k) => values[k]).join('\u0000');
-      const group = groups.get(groupKey);
-      if (group) group.items.push(item);
-      else groups.set(groupKey, { partitionKeys: values, items: [item] });
+      const known = item.partitionKeys === undefined ? undefined : checked.get(item.partitionKeys);
+      const found = known ?? partitionGroup(template.partitionKeys, item.partitionKeys, groups);
+      if (known === undefined && item.partitionKeys !== undefined) checked.set(item.partitionKeys, found);
+      if ('code' in found) partitioningFailed(item.record, item.data, found.code, found.message);
+      else found.items.push(item);
     }
 
     for (const group of groups.values()) {
@@ -1000,6 +990,33 @@ function validateResponse(
 }
 
 const PROCESSING_FAILED_STATUS_FIELDS = { errorCode: PROCESSING_FAILED_STATUS.code, errorMessage: PROCESSING_FAILED_STATUS.message };
+
+/** The group of the records with these partition keys (made on first sight), or why the keys cannot make a prefix. */
+function partitionGroup(
+  names: readonly string[],
+  partitionKeys: Readonly<Record<string, unknown>> | undefined,
+  groups: Map<string, LakeGroup>,
+): LakeGroup | { code: string; message: string } {
+  const values: Record<string, string> = {};
+  for (const key of names) {
+    const value = partitionKeys && Object.prototype.hasOwnProperty.call(partitionKeys, key) ? partitionKeys[key] : undefined;
+    if (value === undefined) {
+      return { code: PARTITION_KEY_MISSING, message: `Partition key "${key}" is missing from the transform's metadata.partitionKeys.` };
+    }
+    const invalid = partitionValueProblem(value);
+    if (invalid) {
+      return { code: PARTITION_KEY_INVALID, message: `Partition key "${key}" ${invalid}; the local twin refuses values that are not safe in an S3 key.` };
+    }
+    values[key] = value as string;
+  }
+  const groupKey = names.map((k) => values[k]).join('\u0000');
+  let group = groups.get(groupKey);
+  if (!group) {
+    group = { partitionKeys: values, items: [] };
+    groups.set(groupKey, group);
+  }
+  return group;
+}
 
 /**
  * Decodes standard, padded base64 (what Lambda runtimes produce; Java's basic decoder on Firehose's

@@ -357,6 +357,29 @@ describe('DeliveryEngine: lake', () => {
     expect(await errorLines('processing-failed')).toEqual([]);
   });
 
+  it('checks a keys object the transform shares between records for each of them: shared bad keys fail every record, equal good keys share one file', async () => {
+    const good = { event_type: 'click', year: '2026', month: '03', day: '01', hour: '09' };
+    const bad = { ...good, hour: '../etc' };
+    const shared = [good, good, bad, bad, bad, { ...good }];
+    const transform = fakeTransform();
+    const engine = await open(lakeOptions({}, {
+      invoke: async (event) => {
+        const result = await transform(event);
+        return { records: result.records.map((r, i) => ({ ...r, metadata: { partitionKeys: shared[i] } })) };
+      },
+    }));
+    await engine.ingest(shared.map((_, i) => record(i)));
+    await engine.flush();
+    expect((await keys()).filter((k) => k.startsWith('data/'))).toEqual([
+      expect.stringMatching(/^data\/clickstream\/event_type=click\/year=2026\/month=03\/day=01\/hour=09\/[^/]+\.parquet$/),
+    ]);
+    const lines = await errorLines('partitioning-failed');
+    expect(lines.map((l) => l.errorCode)).toEqual(Array(3).fill('DynamicPartitioning.InvalidPartitionKey'));
+    expect(new Set(lines.map((l) => l.rawData)).size).toBe(3);
+    expect(engine.counters).toMatchObject({ partitioningFailed: 3, deliveredRows: 3, files: 1 });
+    expectBalanced(engine);
+  });
+
   it('fails records with hostile partition keys as partitioning-failed and never writes outside the data prefix', async () => {
     const hostile = ['../x', 'a/b', '%2F..', '', 'x'.repeat(5000), 'nul\u0000', '..', '.', 'a\\b'];
     const engine = await open(lakeOptions());
