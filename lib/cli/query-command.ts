@@ -33,11 +33,12 @@ export function registerQueryCommand(program: Command): void {
   command.addHelpText('after', [
     examples(
       'sluice query "SELECT event_type, count(*) AS events FROM iot WHERE year = 2026 GROUP BY 1"',
-      'sluice query "SELECT * FROM sluice_dev.clickstream LIMIT 10" --json | jq \'.[].page\'',
+      'sluice query "SELECT * FROM sluice_dev.clickstream WHERE year = 2026 AND month = 11 AND day = 22 LIMIT 10" --json | jq \'.[].page\'',
       'sluice query --list-saved',
       'sluice query --saved "iot: events per event_type per hour" --csv > today.csv',
       'sluice query --aws --stack sluice-prod "SELECT count(*) FROM transactions WHERE year = 2026 AND month = 11"',
     ),
+    '\nFilter on year, month, day (and hour): on AWS, Athena otherwise projects every partition the table allows (years 2000–2100).',
     '\nStatistics: files read of the scanned tables\' files (DuckDB: partition pruning at work; "at most" when a LIMIT stopped early) or bytes scanned (Athena: what the query costs).',
     'Exit status: 0 ok · 1 the engine refused or failed the query · 2 usage, configuration or environment problem',
   ].join('\n'));

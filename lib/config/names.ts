@@ -18,7 +18,15 @@ export interface ResourceNames {
   readonly routerFailedEvents: string;
   /** Athena workgroup the lake is queried in (one per stack). */
   readonly athenaWorkGroup: string;
+  /**
+   * OpenSearch domain the stack creates (one per stack). Named, so the domain's access policy can name
+   * the domain's ARN without referring to the domain itself. OpenSearch allows 3–28 characters.
+   */
+  readonly searchDomain: string;
 }
+
+/** Longest OpenSearch domain name (CreateDomain: 3–28 lower-case letters, digits and hyphens). */
+export const SEARCH_DOMAIN_MAX_LENGTH = 28;
 
 export function resourceNames(config: Pick<SluiceConfig, 'prefix' | 'env'>, pipeline: string): ResourceNames {
   const base = `${config.prefix}-${config.env}-${pipeline}`;
@@ -33,5 +41,6 @@ export function resourceNames(config: Pick<SluiceConfig, 'prefix' | 'env'>, pipe
     consumerDlq: `${config.prefix}-${config.env}-consumer-dlq`,
     routerFailedEvents: `${config.prefix}-${config.env}-dlq-router-failed`,
     athenaWorkGroup: `${config.prefix}-${config.env}`,
+    searchDomain: `${config.prefix}-${config.env}`,
   };
 }

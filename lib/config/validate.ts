@@ -9,6 +9,7 @@ import {
   type PipelineConfig,
   type SluiceConfig,
 } from './types';
+import { resourceNames, SEARCH_DOMAIN_MAX_LENGTH } from './names';
 
 /** Thrown for a configuration AWS (or Sluice) would reject; lists every problem, one per line. */
 export class ConfigError extends Error {
@@ -80,6 +81,10 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
   const usesSearch = Object.values(pipelines).some((p) => p.destinations.includes('search'));
   if (usesSearch && mode === 'existing' && (!endpoint || !domainArn)) {
     v.problem('opensearch: mode "existing" needs both opensearch.endpoint and opensearch.domainArn');
+  }
+  const domainName = resourceNames({ prefix, env }, '').searchDomain;
+  if (usesSearch && mode === 'create' && domainName.length > SEARCH_DOMAIN_MAX_LENGTH) {
+    v.problem(`opensearch: the domain this stack creates is named "${domainName}" (prefix-env), ${domainName.length} characters; OpenSearch allows ${SEARCH_DOMAIN_MAX_LENGTH} — shorten prefix or env`);
   }
 
   v.throwIfAny();

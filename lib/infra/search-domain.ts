@@ -10,6 +10,8 @@ import { assertValidProps } from './errors';
 
 /** A domain Sluice creates: a small single-node dev size unless configured otherwise. */
 export interface NewDomainOptions {
+  /** 3–28 lower-case letters, digits and hyphens; its ARN is built from it for the access policy. */
+  readonly domainName: string;
   /** e.g. "OpenSearch_2.19" */
   readonly engineVersion: string;
   /** e.g. "t3.small.search" */
@@ -80,6 +82,13 @@ export class SearchDomain extends Construct {
   readonly volumeGiB?: number;
   /** Data nodes of a domain created here; undefined for an existing domain. */
   readonly dataNodes?: number;
+  /**
+   * The access policy of a domain created here, written into the domain resource itself. The L2's
+   * `addAccessPolicies` applies it with a custom resource calling UpdateDomainConfig once, right after
+   * the domain is created, which fails a deployment when IAM has not caught up yet or the domain is
+   * still processing a change (aws/aws-cdk#37939).
+   */
+  private readonly accessPolicy?: iam.PolicyDocument;
 
   constructor(scope: Construct, id: string, props: SearchDomainProps) {
     super(scope, id);
@@ -101,7 +110,10 @@ export class SearchDomain extends Construct {
       this.endpointHostname = endpoint.replace(/^https:\/\//, '');
     } else {
       this.domain = this.createDomain(props.create!);
-      this.domainArn = this.domain.domainArn;
+      this.accessPolicy = new iam.PolicyDocument();
+      (this.domain.node.defaultChild as opensearch.CfnDomain).accessPolicies = this.accessPolicy;
+      // From the name, not the resource: the domain's own access policy names it.
+      this.domainArn = Stack.of(this).formatArn({ service: 'es', resource: 'domain', resourceName: props.create!.domainName });
       this.endpointHostname = this.domain.domainEndpoint;
       this.volumeGiB = props.create!.volumeGiB;
       this.dataNodes = props.create!.instanceCount;
@@ -113,8 +125,6 @@ export class SearchDomain extends Construct {
       maxSessionDuration: Duration.hours(1),
     });
     this.grant(this.queryRole, 'read');
-    // Created by the first access-policy statement above.
-    if (this.domain) this.acknowledgeAccessPolicyHandler();
   }
 
   /**
@@ -127,7 +137,7 @@ export class SearchDomain extends Construct {
       const resources = (rule.paths ?? paths).map((p) => `${this.domainArn}/${p}`);
       const effect = rule.deny ? iam.Effect.DENY : iam.Effect.ALLOW;
       role.addToPrincipalPolicy(new iam.PolicyStatement({ effect, actions: rule.actions, resources }));
-      this.domain?.addAccessPolicies(new iam.PolicyStatement({ effect, principals: [new iam.ArnPrincipal(role.roleArn)], actions: rule.actions, resources }));
+      this.accessPolicy?.addStatements(new iam.PolicyStatement({ effect, principals: [new iam.ArnPrincipal(role.roleArn)], actions: rule.actions, resources }));
       if (!rule.deny) for (const r of resources) if (r.includes('*')) wildcards.add(r);
     }
     acknowledgeWildcards(role, [...wildcards].map((resource) => ({
@@ -151,23 +161,11 @@ export class SearchDomain extends Construct {
     return this.domain?.metricClusterIndexWritesBlocked({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
   }
 
-  /**
-   * The domain's access policy is applied by the CDK's AwsCustomResource (it names roles created after the domain);
-   * its function is a stack-level singleton.
-   */
-  private acknowledgeAccessPolicyHandler(): void {
-    const handler = Stack.of(this).node.tryFindChild(AWS_CUSTOM_RESOURCE_SINGLETON_ID);
-    if (!handler) return;
-    acknowledgeRule(handler, 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-      'The CDK AwsCustomResource function that sets the OpenSearch access policy; it runs only at deploy time and its own policy allows es:UpdateDomainConfig on this domain only.');
-    acknowledgeRule(handler, 'AwsSolutions-L1',
-      'The CDK AwsCustomResource function picks its own runtime; it moves with aws-cdk-lib upgrades.');
-  }
-
   private createDomain(o: NewDomainOptions): opensearch.Domain {
     const problems: string[] = [];
     const version = /^OpenSearch_(\d+\.\d+)$/.exec(o.engineVersion);
     if (!version) problems.push(`engineVersion "${o.engineVersion}" must look like "OpenSearch_2.19"`);
+    if (!/^[a-z][a-z0-9-]{2,27}$/.test(o.domainName)) problems.push(`domainName "${o.domainName}" must be 3–28 lower-case letters, digits and "-", starting with a letter`);
     if (!/^[a-z0-9]+\.[a-z0-9]+\.search$/.test(o.instanceType)) problems.push(`instanceType "${o.instanceType}" must be an OpenSearch instance type such as "t3.small.search"`);
     if (!Number.isInteger(o.instanceCount) || o.instanceCount < 1) problems.push(`instanceCount must be a whole number ≥ 1, got ${o.instanceCount}`);
     const zones = zoneCount(o.instanceCount);
@@ -201,6 +199,7 @@ export class SearchDomain extends Construct {
     });
 
     const domain = new opensearch.Domain(this, 'Domain', {
+      domainName: o.domainName,
       version: opensearch.EngineVersion.openSearch(version![1]),
       capacity: {
         dataNodes: o.instanceCount,
@@ -241,9 +240,6 @@ export class SearchDomain extends Construct {
     return domain;
   }
 }
-
-/** Construct id of the CDK's AwsCustomResource singleton function (aws-cdk-lib/custom-resources). */
-const AWS_CUSTOM_RESOURCE_SINGLETON_ID = 'AWS679f53fac002430cb0da5b7982bd2287';
 
 /** EBS volume limits of the burstable types (larger types allow far more than configuration permits to matter). */
 const T3_MAX_VOLUME_GIB: Record<string, number> = {

@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, RemovalPolicy, Size, Stack, Tags, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, CfnResource, Duration, RemovalPolicy, Size, Stack, Tags, type StackProps } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { resourceNames, type PipelineConfig, type SluiceConfig } from '../config';
 import { loadModel, type SchemaModel } from '../schema';
@@ -87,7 +87,7 @@ export class SluiceStack extends Stack {
       const os = config.opensearch;
       searchDomain = new SearchDomain(this, 'Search', os.mode === 'existing'
         ? { existing: { endpoint: os.endpoint ?? '', domainArn: os.domainArn ?? '' } }
-        : { create: { engineVersion: os.engineVersion, instanceType: os.instanceType, instanceCount: os.instanceCount, volumeGiB: os.volumeGiB, removalPolicy } });
+        : { create: { domainName: resourceNames(config, '').searchDomain, engineVersion: os.engineVersion, instanceType: os.instanceType, instanceCount: os.instanceCount, volumeGiB: os.volumeGiB, removalPolicy } });
       indexTemplates = new IndexTemplates(this, 'IndexTemplates', { domain: searchDomain, logRemovalPolicy: removalPolicy });
     }
 
@@ -210,6 +210,7 @@ export class SluiceStack extends Stack {
       output(OutputKeys.OpenSearchQueryRoleArn, searchDomain.queryRole.roleArn, 'IAM role to assume for OpenSearch queries');
     }
     for (const [key, value, description] of outputs) output(key, value, description);
+    if (removalPolicy === RemovalPolicy.RETAIN) retainNamedExceptOnCreate(this);
   }
 }
 
@@ -225,4 +226,20 @@ function outputKeyClashes(pipelines: readonly PipelineConfig[]): string[] {
     seen.set(key, p.name);
   }
   return problems;
+}
+
+/** Resource types the stack gives physical names (from resourceNames), whose leftovers block a stack of the same names. */
+const NAMED_RETAINED_TYPES: ReadonlySet<string> = new Set(['AWS::Kinesis::Stream', 'AWS::SQS::Queue', 'AWS::OpenSearchService::Domain']);
+
+/**
+ * Named resources are retained on update and delete, but not when the stack's own creation rolls back
+ * (`RetainExceptOnCreate`): with plain `Retain`, a failed first deployment leaves its streams, queues
+ * and domain outside any stack, and the next deployment fails on "already exists". Unnamed data
+ * stores (bucket, table, keys) keep `Retain`: a leftover cannot collide, and deleting them on a
+ * rollback can itself fail (a bucket with access logs in it, a table with deletion protection).
+ */
+function retainNamedExceptOnCreate(stack: Stack): void {
+  for (const c of stack.node.findAll()) {
+    if (c instanceof CfnResource && NAMED_RETAINED_TYPES.has(c.cfnResourceType)) c.applyRemovalPolicy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE);
+  }
 }

@@ -169,6 +169,9 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ['an upper-case prefix', ['prefix=Sluice'], /^prefix: "Sluice" is not valid/],
     ['an existing OpenSearch domain without endpoint', ['opensearch.mode=existing'], /^opensearch: mode "existing" needs both opensearch\.endpoint and opensearch\.domainArn/],
     ['an OpenSearch instance type that is not one', ['opensearch.instanceType=m5.large'], /^opensearch\.instanceType: "m5\.large" is not valid; expected an OpenSearch instance type/],
+    // OpenSearch domain names are 3–28 characters; prefix (≤ 20) and env (≤ 10) can make more.
+    ['an OpenSearch domain name over 28 characters', ['prefix=sluice-analytics-team', 'env=staging'],
+      /^opensearch: the domain this stack creates is named "sluice-analytics-team-staging" \(prefix-env\), 29 characters; OpenSearch allows 28/],
   ];
 
   test.each(cases)('%s', (_name, overrides, expected) => {

@@ -76,7 +76,7 @@ describe('constructs reject what AWS would reject, naming the value and the rang
   test('OpenSearch data nodes that no zone layout divides, and a volume over the instance type\'s limit', () => {
     const { stack } = scope();
     const message = messageOf(() => new SearchDomain(stack, 'Domain', {
-      create: { engineVersion: 'OpenSearch_2.19', instanceType: 't3.small.search', instanceCount: 5, volumeGiB: 200, removalPolicy: RemovalPolicy.DESTROY },
+      create: { domainName: 'sluice-dev', engineVersion: 'OpenSearch_2.19', instanceType: 't3.small.search', instanceCount: 5, volumeGiB: 200, removalPolicy: RemovalPolicy.DESTROY },
     }));
     expect(message).toMatch(/instanceCount 5 cannot be spread evenly/);
     expect(message).toMatch(/volumeGiB 200 exceeds the 100 GiB EBS limit of t3\.small\.search/);

@@ -13,10 +13,16 @@ describe('env=prod', () => {
   });
 
   test('data is retained on stack deletion and the domain spreads over zones', () => {
-    for (const type of ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::Kinesis::Stream', 'AWS::KMS::Key', 'AWS::OpenSearchService::Domain', 'AWS::SQS::Queue']) {
-      const resources = Object.values(prod.template.findResources(type)) as Array<{ DeletionPolicy?: string }>;
+    for (const type of ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::KMS::Key']) {
+      const resources = Object.values(prod.template.findResources(type)) as Array<{ DeletionPolicy?: string; UpdateReplacePolicy?: string }>;
       expect(resources.length).toBeGreaterThan(0);
-      for (const r of resources) expect(r.DeletionPolicy).toBe('Retain');
+      for (const r of resources) expect([r.DeletionPolicy, r.UpdateReplacePolicy]).toEqual(['Retain', 'Retain']);
+    }
+    // Named resources: not kept when the stack's own creation rolls back, or they would block the next attempt.
+    for (const type of ['AWS::Kinesis::Stream', 'AWS::OpenSearchService::Domain', 'AWS::SQS::Queue']) {
+      const resources = Object.values(prod.template.findResources(type)) as Array<{ DeletionPolicy?: string; UpdateReplacePolicy?: string }>;
+      expect(resources.length).toBeGreaterThan(0);
+      for (const r of resources) expect([r.DeletionPolicy, r.UpdateReplacePolicy]).toEqual(['RetainExceptOnCreate', 'Retain']);
     }
     expect(resourcesOf(prod.template, 'Custom::S3AutoDeleteObjects')).toHaveLength(0);
     prod.template.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: true });
