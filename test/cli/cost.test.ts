@@ -242,7 +242,7 @@ const ACCOUNTED: Record<string, { services?: string[]; notIncluded?: RegExp[] }>
   ...Object.fromEntries([
     'AWS::IAM::Role', 'AWS::IAM::Policy', 'AWS::S3::BucketPolicy', 'AWS::SQS::QueuePolicy', 'AWS::SNS::TopicPolicy', 'AWS::Logs::ResourcePolicy',
     'AWS::Lambda::EventSourceMapping', 'AWS::Lambda::Permission', 'AWS::Lambda::EventInvokeConfig', 'AWS::Logs::LogStream', 'AWS::CDK::Metadata',
-    'Custom::S3AutoDeleteObjects', 'Custom::S3BucketNotifications', 'Custom::OpenSearchAccessPolicy', 'Custom::SluiceIndexTemplate',
+    'Custom::S3AutoDeleteObjects', 'Custom::S3BucketNotifications', 'Custom::SluiceIndexTemplate',
   ].map((type) => [type, { notIncluded: [/^No charge of their own/] }])),
 };
 
