@@ -927,24 +927,10 @@ function validateResponse(
   }
   const records = (response as { records?: unknown }).records;
   if (!Array.isArray(records)) return malformed('the response has no "records" array');
-  // Lambda refuses an oversized response before Firehose reads it.
-  let size = 16;
-  // Records of one partition usually share one metadata object: serialize it once.
-  let lastMetadata: unknown;
-  let lastMetadataSize = 0;
-  for (const entry of records) {
-    const { recordId, data, metadata } = (entry ?? {}) as Record<string, unknown>;
-    size += 64 + (typeof recordId === 'string' ? recordId.length : 0) + (typeof data === 'string' ? data.length : 0);
-    if (metadata !== undefined) {
-      if (metadata !== lastMetadata) {
-        lastMetadata = metadata;
-        lastMetadataSize = JSON.stringify(metadata)?.length ?? 0;
-      }
-      size += lastMetadataSize;
-    }
-  }
+  // Lambda refuses an oversized response before Firehose reads it: measured as the JSON Lambda would send.
+  const size = responseJsonBytes(response as Record<string, unknown>, records);
   if (size > LAMBDA_PAYLOAD_LIMIT) {
-    return { failure: { code: 'Lambda.FunctionError', detail: `the response is about ${size} bytes; Lambda's limit is ${LAMBDA_PAYLOAD_LIMIT}` } };
+    return { failure: { code: 'Lambda.FunctionError', detail: `the response is ${size} bytes as JSON; Lambda's limit is ${LAMBDA_PAYLOAD_LIMIT}` } };
   }
   const position = new Map(recordIds.map((id, i) => [id, i]));
   const outcomes: Array<Outcome | undefined> = new Array(recordIds.length);
@@ -1016,6 +1002,55 @@ function partitionGroup(
     groups.set(groupKey, group);
   }
   return group;
+}
+
+/** A string JSON writes as is between its quotes: printable ASCII without `"` or `\\`. */
+const PLAIN_JSON_STRING = /^[\x20-\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** Bytes of `value` as JSON.stringify writes it (0 for what it leaves out, e.g. undefined). */
+function jsonBytes(value: unknown): number {
+  if (typeof value === 'string' && PLAIN_JSON_STRING.test(value)) return value.length + 2;
+  const text = JSON.stringify(value) as string | undefined;
+  return text === undefined ? 0 : Buffer.byteLength(text, 'utf8');
+}
+
+/**
+ * Bytes of the transform's response serialized as JSON, exactly, without building the string (which
+ * would run to 6 MB per invocation): a response near the limit must be judged as Lambda judges it.
+ * Entries are summed member by member; a keys object shared by many entries is serialized once.
+ */
+function responseJsonBytes(response: Record<string, unknown>, records: readonly unknown[]): number {
+  const topKeys = Object.keys(response);
+  if (topKeys.length !== 1) return jsonBytes(response);
+  let total = '{"records":[]}'.length + Math.max(0, records.length - 1);
+  let lastMetadata: unknown;
+  let lastMetadataBytes = 0;
+  for (const entry of records) {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      total += jsonBytes(entry) || 4; // undefined in an array is written as null
+      continue;
+    }
+    let members = 0;
+    let bytes = 2;
+    for (const key of Object.keys(entry)) {
+      const value = (entry as Record<string, unknown>)[key];
+      let valueBytes: number;
+      if (key === 'metadata' && typeof value === 'object' && value !== null) {
+        if (value !== lastMetadata) {
+          lastMetadata = value;
+          lastMetadataBytes = jsonBytes(value);
+        }
+        valueBytes = lastMetadataBytes;
+      } else {
+        valueBytes = jsonBytes(value);
+      }
+      if (valueBytes === 0) continue;
+      bytes += jsonBytes(key) + 1 + valueBytes;
+      members++;
+    }
+    total += bytes + Math.max(0, members - 1);
+  }
+  return total;
 }
 
 /**

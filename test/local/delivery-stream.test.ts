@@ -342,6 +342,48 @@ describe('DeliveryEngine: lake', () => {
     expectBalanced(engine);
   });
 
+  it.each([[0, 'delivers'], [1, 'refuses']])('judges the response size as Lambda does, by its JSON: %i byte over 6 MiB %s', async (over, _what) => {
+    const transform = fakeTransform();
+    const invoke = async (event: FirehoseTransformationEvent): Promise<FirehoseTransformationResult> => {
+      const result = await transform(event);
+      // A member Firehose ignores, sized so the whole response is exactly the limit (plus `over`) as JSON.
+      const records = result.records.map((r) => ({ ...r, pad: '' }));
+      const response = { records };
+      records[0].pad = 'x'.repeat(LAMBDA_PAYLOAD_LIMIT + over - Buffer.byteLength(JSON.stringify(response)));
+      expect(Buffer.byteLength(JSON.stringify(response))).toBe(LAMBDA_PAYLOAD_LIMIT + over);
+      return response as FirehoseTransformationResult;
+    };
+    const engine = await open(lakeOptions({}, { invoke, retries: 0 }));
+    await engine.ingest([record(1), record(2), record(3)]);
+    await engine.flush();
+    if (over === 0) {
+      expect(engine.counters).toMatchObject({ processingFailed: 0, deliveredRows: 3 });
+    } else {
+      expect(engine.counters).toMatchObject({ processingFailed: 3, deliveredRows: 0 });
+      expect((await errorLines('processing-failed'))[0].errorMessage).toMatch(/the response is 6291457 bytes as JSON; Lambda's limit is 6291456/);
+    }
+    expectBalanced(engine);
+  });
+
+  it('takes a response a few bytes under 6 MiB as JSON (no flat allowance per entry that would refuse it)', async () => {
+    const transform = fakeTransform();
+    const invoke = async (event: FirehoseTransformationEvent): Promise<FirehoseTransformationResult> => {
+      const result = await transform(event);
+      const line = Buffer.from(result.records[0].data!, 'base64');
+      const sized = (spaces: number) => ({ records: result.records.map((r, i) => (i === 0 ? { ...r, data: Buffer.concat([line, Buffer.alloc(spaces, 0x20)]).toString('base64') } : r)) });
+      let spaces = 3 * Math.floor((LAMBDA_PAYLOAD_LIMIT - Buffer.byteLength(JSON.stringify(result))) / 4);
+      while (Buffer.byteLength(JSON.stringify(sized(spaces + 3))) <= LAMBDA_PAYLOAD_LIMIT - 8) spaces += 3;
+      const response = sized(spaces);
+      expect(Buffer.byteLength(JSON.stringify(response))).toBeGreaterThan(LAMBDA_PAYLOAD_LIMIT - 16);
+      return response;
+    };
+    const engine = await open(lakeOptions({}, { invoke, retries: 0 }));
+    await engine.ingest([record(1), record(2), record(3)]);
+    await engine.flush();
+    expect(engine.counters).toMatchObject({ processingFailed: 0, deliveredRows: 3 });
+    expectBalanced(engine);
+  });
+
   it('delivers normally when a retry of a failed invocation succeeds', async () => {
     let calls = 0;
     const working = fakeTransform();
