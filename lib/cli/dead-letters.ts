@@ -22,8 +22,13 @@ import { OutputKeys } from './stack-outputs';
 import type { AwsTarget, LocalTarget, Target } from './target';
 
 export interface ReceivedMessage {
-  /** Stable for the message across receives (SQS MessageId, the line locally). */
+  /** Names the message to people (SQS MessageId, the line locally). */
   readonly id: string;
+  /**
+   * Tells the messages of one run apart where `id` cannot: locally the receipt handle, since the file
+   * renumbers its lines when it compacts deleted ones away. @default id
+   */
+  readonly key?: string;
   /** Pass to delete/release. */
   readonly handle: string;
   readonly body: string;
@@ -78,7 +83,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       description: `${queueName} (${file.path})`,
       async receive(max) {
         const messages = await file.receive(max);
-        return messages.map((m) => ({ id: `line ${m.line}`, handle: m.receiptHandle, body: m.body }));
+        return messages.map((m) => ({ id: `line ${m.line}`, key: m.receiptHandle, handle: m.receiptHandle, body: m.body }));
       },
       async delete(messages) {
         if (messages.length > 0) await file.delete(messages.map((m) => m.handle));

@@ -126,12 +126,12 @@ async function drain(
   const kept: ReceivedMessage[] = [];
   try {
     while (results.length < flags.max) {
-      const messages = (await queue.receive(Math.min(10, flags.max - results.length))).filter((m) => !seenMessages.has(m.id));
+      const messages = (await queue.receive(Math.min(10, flags.max - results.length))).filter((m) => !seenMessages.has(m.key ?? m.id));
       if (messages.length === 0) break;
       const toDelete: ReceivedMessage[] = [];
       const toPut = new Map<string, Array<{ message: ReceivedMessage; dlq: DlqMessage; data: Buffer }>>();
       for (const message of messages) {
-        seenMessages.add(message.id);
+        seenMessages.add(message.key ?? message.id);
         const dlq = parseMessage(message.body);
         if (typeof dlq === 'string') {
           // Whose it is cannot be told: reported only when replaying every pipeline.

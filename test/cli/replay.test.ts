@@ -108,6 +108,21 @@ describe('sluice replay (twin)', () => {
     expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(4);
   });
 
+  test('replays the whole queue when deleting compacts the file and renumbers its lines', async () => {
+    // Only replayable messages (a message kept in flight holds compaction off): the file compacts once
+    // 1,000 lines, and half of them, are deleted.
+    const seeded = await dlq.receive(10);
+    await dlq.delete(seeded.map((m) => m.receiptHandle));
+    const n = 2_100;
+    await dlq.send(Array.from({ length: n }, (_, i) => JSON.stringify(message(100 + i, 'app-events', appEvent(100 + i)))));
+    const { code, stdout } = await replayAgain('--json');
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as { read: number; outcomes: Record<string, number> };
+    expect(report).toMatchObject({ read: n, outcomes: { replayed: n } });
+    expect(new Set(backend.acknowledged.map((r) => r.data.toString())).size).toBe(n);
+    expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(0);
+  }, 120_000);
+
   test('running it twice does not duplicate records', async () => {
     await replay();
     expect(backend.acknowledged).toHaveLength(2);
