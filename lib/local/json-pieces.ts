@@ -69,14 +69,18 @@ class PieceReader {
     this.skipWhitespace();
     const start = this.at;
     const first = this.bytes[start];
-    if (first !== OPEN_OBJECT && first !== OPEN_ARRAY) return this.parse(start, this.skipScalar());
     // The body itself is known to be large: no need to look for its end first.
-    const end = depth === 0 ? -1 : this.endOfContainer(start, depth >= MAX_PIECED_DEPTH ? Infinity : this.pieceBytes);
+    const end = depth === 0 && (first === OPEN_OBJECT || first === OPEN_ARRAY) ? -1 : this.endOfSmallValue(start, depth);
     if (end >= 0) {
       this.at = end;
       return this.parse(start, end);
     }
-    return first === OPEN_OBJECT ? this.object(depth + 1) : this.array(depth + 1);
+    return this.container(depth);
+  }
+
+  /** The large object or array at `at`, read member by member. */
+  private container(depth: number): unknown {
+    return this.bytes[this.at] === OPEN_OBJECT ? this.object(depth + 1) : this.array(depth + 1);
   }
 
   private object(depth: number): Record<string, unknown> {
@@ -129,7 +133,7 @@ class PieceReader {
       const end = this.endOfSmallValue(start, depth);
       if (end < 0) {
         parseRun();
-        out.push(this.value(depth));
+        out.push(this.container(depth));
       } else {
         if (runStart >= 0 && end - runStart > this.pieceBytes) parseRun();
         if (runStart < 0) runStart = start;
@@ -146,7 +150,7 @@ class PieceReader {
     }
   }
 
-  /** The end of the value at `start` when it is to be parsed whole (small enough, or deep enough), else -1. */
+  /** The end of the value at `start` when it is to be parsed whole (a scalar, small enough, or deep enough), else -1. */
   private endOfSmallValue(start: number, depth: number): number {
     const first = this.bytes[start];
     if (first === OPEN_OBJECT || first === OPEN_ARRAY) return this.endOfContainer(start, depth >= MAX_PIECED_DEPTH ? Infinity : this.pieceBytes);
