@@ -13,6 +13,7 @@ import { listenProblem } from '../local/emulators';
 import { defaultDataDir } from '../local/paths';
 import { processIsAlive, readPid } from '../local/process-alive';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
+import { twinLockPath } from '../local/twin-record';
 import { addConfigOption, configFrom, examples, parsePort } from './options';
 import { displayRows, formatBytes, formatTable, UserError } from './output';
 import { io } from './progress';
@@ -201,7 +202,7 @@ export interface LockOptions {
 export function lockDataDir(dataDir: string, options: LockOptions = {}): () => void {
   const pid = options.pid ?? process.pid;
   const alive = options.isAlive ?? processIsAlive;
-  const file = path.join(dataDir, 'twin.pid');
+  const file = twinLockPath(dataDir);
   const inUse = (holder: number) => new UserError(`--data-dir ${dataDir} is in use by another twin (pid ${holder}): stop it first, or give this one another --data-dir (if no twin runs there, delete ${file})`);
   for (let attempt = 0; attempt < 5; attempt++) {
     const mine = `${file}.${pid}.new`;

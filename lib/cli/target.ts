@@ -12,7 +12,7 @@ import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside } from '../local/paths';
 import { processIsAlive, readPid } from '../local/process-alive';
-import { readLiveTwinRecord, twinRecordPath, TWIN_DATA_DIR_HEADER } from '../local/twin-record';
+import { readLiveTwinRecord, twinLockPath, twinRecordPath, TWIN_DATA_DIR_HEADER } from '../local/twin-record';
 import { explainFailure, type FailureContext } from './errors';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
 import { UserError } from './output';
@@ -208,7 +208,7 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
 
 /** The live pid in `<dataDir>/twin.pid`, the lock a twin takes before anything else at start; undefined when none. */
 function lockHolder(dataDir: string): number | undefined {
-  const pid = readPid(path.join(dataDir, 'twin.pid'));
+  const pid = readPid(twinLockPath(dataDir));
   return pid !== undefined && processIsAlive(pid) ? pid : undefined;
 }
 

@@ -41,6 +41,11 @@ export function twinRecordPath(dataDir: string): string {
   return path.join(dataDir, 'twin.json');
 }
 
+/** The lock a twin takes first at start: `<dataDir>/twin.pid`, holding its pid. */
+export function twinLockPath(dataDir: string): string {
+  return path.join(dataDir, 'twin.pid');
+}
+
 /** The generated validator of `pipeline` as it is on disk now. */
 export function schemaFingerprint(pipeline: string): SchemaFingerprint {
   const file = path.join(path.dirname(require.resolve('../../transforms/shared/generated')), `${pipeline}.validate.js`);
