@@ -41,6 +41,8 @@ export interface KinesisEmulatorOptions {
   readonly dataDir?: string;
   /** Persist streams and records across restarts. @default true when dataDir is given */
   readonly persist?: boolean;
+  /** Seconds between kinesis-mock's saves while it runs (it also saves when it stops). @default kinesis-mock's 5 */
+  readonly persistIntervalSeconds?: number;
   /** How long to wait for the emulator to answer ListStreams. @default 30_000 */
   readonly readyTimeoutMs?: number;
   /** How long stop() waits after SIGTERM before SIGKILL. @default 30_000 (kinesis-mock exits by itself 25 s after SIGTERM at the latest, later only while it writes its state) */
@@ -237,6 +239,7 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
     SHOULD_PERSIST_DATA: String(persist),
     LOAD_DATA_IF_EXISTS: String(persist),
     ...(stateDir ? { PERSIST_PATH: stateDir, PERSIST_FILE_NAME: KINESIS_STATE_FILE } : {}),
+    ...(options.persistIntervalSeconds !== undefined ? { PERSIST_INTERVAL: `${options.persistIntervalSeconds}s` } : {}),
   };
 
   // kinesis-mock reads its TLS certificate (server.json) from the working directory.

@@ -12,6 +12,16 @@
  * Resharding: a child shard (from a split or a merge) is read only after every parent it names has
  * been read to its end, so records of one partition key stay in order across a reshard.
  *
+ * A checkpoint the stream no longer holds: kinesis-mock saves its streams every few seconds, so when it
+ * dies without saving (a SIGKILL of the process tree) it comes back without the records of its last
+ * seconds, which a reader may already have delivered and checkpointed. GetShardIterator
+ * AFTER_SEQUENCE_NUMBER then fails for good ("Unable to find record with provided SequenceNumber").
+ * The reader reads that shard again from TRIM_HORIZON and skips what it delivered before: a record
+ * at or before the checkpoint's sequence number that arrived no later than the checkpointed record.
+ * Both are needed: kinesis-mock numbers the records put after such a restart from where its saved
+ * state ended, so a new record can sort before the lost checkpoint, but it arrived after it.
+ * (A checkpoint file from before arrival times were kept skips by sequence number alone.)
+ *
  * Starting position: a shard with no checkpoint is read from TRIM_HORIZON by default. In AWS,
  * Firehose starts a Kinesis-sourced delivery stream at LATEST (and Lambda at whatever the mapping
  * says); the twin differs on purpose: its streams are created by `local up` moments before the
@@ -179,7 +189,7 @@ export interface ReaderErrorContext {
   readonly operation: 'ListShards' | 'GetShardIterator' | 'GetRecords' | 'onRecords' | 'checkpoint';
   readonly shardId?: string;
   /** What the reader does next. */
-  readonly action: 'retry' | 'retry-after-backoff' | 'new-iterator';
+  readonly action: 'retry' | 'retry-after-backoff' | 'new-iterator' | 'read-from-trim-horizon';
 }
 
 export type ShardPhase = 'waiting-for-parents' | 'reading' | 'ended';
@@ -229,13 +239,23 @@ export function checkpointPath(dataDir: string, consumerName: string, streamName
   return path.join(dataDir, 'kinesis-checkpoints', consumerName, `${streamName}.json`);
 }
 
-/** The checkpoint file: per shard the last acknowledged sequence number, and whether it was read to its end. */
+/**
+ * The checkpoint file: per shard the last acknowledged sequence number, when that record arrived in
+ * the stream (ISO 8601), and whether the shard was read to its end.
+ */
 interface CheckpointDocument {
   readonly version: 1;
   readonly streamName: string;
   readonly consumerName: string;
   readonly updatedAt: string;
-  readonly shards: Record<string, { sequenceNumber?: string; ended?: boolean }>;
+  readonly shards: Record<string, { sequenceNumber?: string; arrivalTimestamp?: string; ended?: boolean }>;
+}
+
+/** A read position the stream no longer holds, and what to skip when the shard is read again from its start. */
+interface SkipThrough {
+  readonly sequenceNumber: bigint;
+  /** Arrival of the record at that position; unknown for a checkpoint written before arrivals were kept. */
+  readonly arrivalMs?: number;
 }
 
 interface ShardState {
@@ -495,7 +515,10 @@ export class ShardReader {
     for (const [shardId, entry] of Object.entries(doc.shards)) {
       if (entry.ended) this.ended.add(shardId);
       if (entry.sequenceNumber !== undefined || entry.ended) {
-        this.shards.set(shardId, this.newShardState(shardId, [], false, entry.sequenceNumber, entry.ended ? 'ended' : 'waiting-for-parents'));
+        const state = this.newShardState(shardId, [], false, entry.sequenceNumber, entry.ended ? 'ended' : 'waiting-for-parents');
+        const arrival = typeof entry.arrivalTimestamp === 'string' ? new Date(entry.arrivalTimestamp) : undefined;
+        if (arrival !== undefined && !Number.isNaN(arrival.getTime())) state.lastArrival = arrival;
+        this.shards.set(shardId, state);
       }
     }
   }
@@ -637,6 +660,10 @@ export class ShardReader {
     const signal = this.abort.signal;
     // The last sequence number taken from the stream (delivered or buffered): where a new iterator starts.
     let readPosition = shard.checkpoint;
+    let readArrival = shard.lastArrival;
+    // Set when the stream lost the record at readPosition: the shard is read from TRIM_HORIZON, skipping this far.
+    let skip: SkipThrough | undefined;
+    let fromTrimHorizon = false;
     let iterator: string | undefined;
     let failures = 0;
     let lastCallAt = 0;
@@ -650,7 +677,11 @@ export class ShardReader {
       const generation = this.drainGeneration;
       try {
         if (iterator === undefined) {
-          iterator = await this.api.getShardIterator(this.iteratorRequest(shard, readPosition), signal);
+          const request: ShardIteratorRequest = fromTrimHorizon
+            ? { streamName: this.streamName, shardId: shard.shardId, type: 'TRIM_HORIZON' }
+            : this.iteratorRequest(shard, readPosition);
+          iterator = await this.api.getShardIterator(request, signal);
+          fromTrimHorizon = false;
         }
         const gap = lastCallAt + this.minCallGapMs - Date.now();
         if (gap > 0) await shard.alarm.sleep(gap, { onlyStop: true });
@@ -661,6 +692,17 @@ export class ShardReader {
         if (this.phase !== 'running') break;
         const name = errorName(err);
         const operation = iterator === undefined ? 'GetShardIterator' : 'GetRecords';
+        if (operation === 'GetShardIterator' && !fromTrimHorizon && readPosition !== undefined && isLostPosition(err, readPosition)) {
+          skip = { sequenceNumber: BigInt(readPosition), arrivalMs: readArrival?.getTime() };
+          fromTrimHorizon = true;
+          this.failedCalls++;
+          const error = new Error(`Sequence number ${readPosition} is no longer in ${shard.shardId} of ${this.streamName} (${errorName(err)}: `
+            + `${(err as { message?: unknown })?.message}). The emulator lost records it had acknowledged, e.g. after a SIGKILL; `
+            + `reading the shard again from TRIM_HORIZON, skipping the records delivered before.`);
+          error.name = 'LostReadPositionError';
+          this.report(error, operation, shard.shardId, 'read-from-trim-horizon');
+          continue;
+        }
         if (name === 'ExpiredIteratorException' && failures === 0) {
           this.failedCalls++;
           this.report(err, operation, shard.shardId, 'new-iterator');
@@ -682,11 +724,23 @@ export class ShardReader {
       failures = 0;
       shard.getRecordsCalls++;
       shard.millisBehindLatest = page.millisBehindLatest;
+      let taken = page.records;
+      if (skip !== undefined && taken.length > 0) {
+        const through = skip;
+        const first = taken.findIndex((r) => !deliveredBefore(r, through));
+        taken = first === -1 ? [] : taken.slice(first);
+        // Records after the first new one are new as well: the shard is in sequence order.
+        if (first !== -1) skip = undefined;
+      }
       if (page.records.length > 0) {
         lastRecordsAt = Date.now();
+        const last = page.records[page.records.length - 1];
+        readPosition = last.SequenceNumber;
+        readArrival = last.ApproximateArrivalTimestamp;
+      }
+      if (taken.length > 0) {
         if (buffer.length === 0) bufferedSince = Date.now();
-        buffer.push(...page.records);
-        readPosition = page.records[page.records.length - 1].SequenceNumber;
+        buffer.push(...taken);
       }
       shard.buffered = buffer.length;
       iterator = page.nextShardIterator;
@@ -807,7 +861,8 @@ export class ShardReader {
     const shards: CheckpointDocument['shards'] = {};
     for (const shard of [...this.shards.values()].sort((a, b) => a.shardId.localeCompare(b.shardId))) {
       if (shard.checkpoint === undefined && shard.phase !== 'ended') continue;
-      shards[shard.shardId] = shard.phase === 'ended' ? { sequenceNumber: shard.checkpoint, ended: true } : { sequenceNumber: shard.checkpoint };
+      const arrivalTimestamp = shard.checkpoint === undefined ? undefined : shard.lastArrival?.toISOString();
+      shards[shard.shardId] = { sequenceNumber: shard.checkpoint, ...(arrivalTimestamp ? { arrivalTimestamp } : {}), ...(shard.phase === 'ended' ? { ended: true } : {}) };
     }
     const doc: CheckpointDocument = {
       version: 1,
@@ -893,6 +948,25 @@ function errorName(err: unknown): string {
   return 'Error';
 }
 
+/**
+ * GetShardIterator refused AFTER_SEQUENCE_NUMBER because the stream does not hold that record:
+ * kinesis-mock answers ResourceNotFoundException "Unable to find record with provided SequenceNumber".
+ */
+function isLostPosition(err: unknown, position: string): boolean {
+  const message = (err as { message?: unknown } | null)?.message;
+  return /^\d+$/.test(position)
+    && ['ResourceNotFoundException', 'InvalidArgumentException'].includes(errorName(err))
+    && typeof message === 'string' && /unable to find record/i.test(message);
+}
+
+/** Whether a record read again after a lost read position was delivered before (see the file comment). */
+function deliveredBefore(record: _Record, skip: SkipThrough): boolean {
+  if (record.SequenceNumber === undefined || !/^\d+$/.test(record.SequenceNumber) || BigInt(record.SequenceNumber) > skip.sequenceNumber) return false;
+  if (skip.arrivalMs === undefined) return true;
+  const arrival = record.ApproximateArrivalTimestamp?.getTime();
+  return arrival !== undefined && arrival <= skip.arrivalMs;
+}
+
 function nonNegative(key: string, value: number): number {
   if (!Number.isFinite(value) || value < 0) throw new Error(`ShardReader: ${key} must be a number ≥ 0, got ${value}.`);
   return value;
@@ -928,6 +1002,8 @@ export class MemoryKinesis implements KinesisReadApi {
   private readonly streams = new Map<string, MemoryShard[]>();
   private readonly failures: Array<{ operation: MemoryOperation; name: string; times: number }> = [];
   private sequence = 0;
+  /** Bumped by `restore`: the low digits of later sequence numbers, as kinesis-mock's differ after a restart. */
+  private generation = 0;
 
   constructor(private readonly accountId = '000000000000', private readonly region = 'us-east-1') {}
 
@@ -949,7 +1025,7 @@ export class MemoryKinesis implements KinesisReadApi {
       ? open.find((s) => s.shard.ShardId === options.shardId)
       : open[[...partitionKey].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7) % open.length];
     if (!target) throw new Error(`MemoryKinesis: no open shard ${options.shardId ?? ''} in ${streamName}`);
-    const sequenceNumber = `49${String(++this.sequence).padStart(54, '0')}`;
+    const sequenceNumber = this.sequenceNumber(++this.sequence);
     target.records.push({
       SequenceNumber: sequenceNumber,
       PartitionKey: partitionKey,
@@ -983,6 +1059,28 @@ export class MemoryKinesis implements KinesisReadApi {
     return child.shard.ShardId as string;
   }
 
+  /** What `restore` returns to: every shard's records as they are now. */
+  save(): MemorySave {
+    const lengths = new Map<string, number[]>();
+    for (const [name, shards] of this.streams) lengths.set(name, shards.map((s) => s.records.length));
+    return { sequence: this.sequence, lengths };
+  }
+
+  /**
+   * Loses every record put since `save` (shards created since are kept), as kinesis-mock does when it
+   * dies without saving. Records put afterwards are numbered from the saved state on, so one can sort
+   * before a lost record, as with kinesis-mock; a lost sequence number is then unknown to GetShardIterator.
+   */
+  restore(saved: MemorySave): void {
+    for (const [name, lengths] of saved.lengths) {
+      this.stream(name).forEach((shard, i) => {
+        if (i < lengths.length) shard.records.length = Math.min(shard.records.length, lengths[i]);
+      });
+    }
+    this.sequence = saved.sequence;
+    this.generation++;
+  }
+
   /** The next `times` calls of `operation` fail with an error named `name` (e.g. ProvisionedThroughputExceededException). */
   failNext(operation: MemoryOperation, name: string, times = 1): void {
     this.failures.push({ operation, name, times });
@@ -1006,16 +1104,18 @@ export class MemoryKinesis implements KinesisReadApi {
     let index = 0;
     if (request.type === 'LATEST') index = shard.records.length;
     if (request.type === 'AFTER_SEQUENCE_NUMBER') {
-      const after = BigInt(request.sequenceNumber as string);
-      index = shard.records.findIndex((r) => BigInt(r.SequenceNumber as string) > after);
-      if (index === -1) index = shard.records.length;
+      const at = shard.records.findIndex((r) => r.SequenceNumber === request.sequenceNumber);
+      // kinesis-mock's answer for a record it does not hold (the reader's lost-position case).
+      if (at === -1) throw named('ResourceNotFoundException', `Unable to find record with provided SequenceNumber SequenceNumber(${request.sequenceNumber}) in stream Some(${request.streamName})`);
+      index = at + 1;
     }
-    return JSON.stringify({ stream: request.streamName, shard: request.shardId, index });
+    return JSON.stringify({ stream: request.streamName, shard: request.shardId, index, generation: this.generation });
   }
 
   async getRecords(shardIterator: string, limit: number): Promise<RecordsPage> {
     this.enter('GetRecords');
-    const { stream, shard: shardId, index } = JSON.parse(shardIterator) as { stream: string; shard: string; index: number };
+    const { stream, shard: shardId, index, generation } = JSON.parse(shardIterator) as { stream: string; shard: string; index: number; generation: number };
+    if (generation !== this.generation) throw named('ExpiredIteratorException', 'Iterator from before the stream was restored');
     const shard = this.stream(stream).find((s) => s.shard.ShardId === shardId) as MemoryShard;
     const records = shard.records.slice(index, index + limit);
     const next = index + records.length;
@@ -1023,7 +1123,7 @@ export class MemoryKinesis implements KinesisReadApi {
     if (shard.closed && !remaining) return { records, millisBehindLatest: 0, childShards: shard.childShards };
     return {
       records,
-      nextShardIterator: JSON.stringify({ stream, shard: shardId, index: next }),
+      nextShardIterator: JSON.stringify({ stream, shard: shardId, index: next, generation }),
       millisBehindLatest: remaining ? Math.max(1, Date.now() - (remaining.ApproximateArrivalTimestamp as Date).getTime()) : 0,
     };
   }
@@ -1042,6 +1142,11 @@ export class MemoryKinesis implements KinesisReadApi {
     return shards;
   }
 
+  /** 56 digits, like Kinesis's: the counter, then the generation (the same counter sorts later after a restore). */
+  private sequenceNumber(counter: number): string {
+    return `49${String(counter).padStart(44, '0')}${String(this.generation).padStart(10, '0')}`;
+  }
+
   private openShard(streamName: string, shardId: string): MemoryShard {
     const shard = this.stream(streamName).find((s) => s.shard.ShardId === shardId && !s.closed);
     if (!shard) throw new Error(`MemoryKinesis: ${shardId} is not an open shard of ${streamName}`);
@@ -1049,7 +1154,7 @@ export class MemoryKinesis implements KinesisReadApi {
   }
 
   private newShard(index: number, lineage: Pick<Shard, 'ParentShardId' | 'AdjacentParentShardId'>): MemoryShard {
-    const starting = `49${String(this.sequence + 1).padStart(54, '0')}`;
+    const starting = this.sequenceNumber(this.sequence + 1);
     const shard: Shard = {
       ShardId: `shardId-${String(index).padStart(12, '0')}`,
       ...lineage,
@@ -1067,6 +1172,12 @@ export class MemoryKinesis implements KinesisReadApi {
     };
     return memory;
   }
+}
+
+/** What MemoryKinesis.save returns: the record count of every shard, and the sequence counter. */
+export interface MemorySave {
+  readonly sequence: number;
+  readonly lengths: ReadonlyMap<string, readonly number[]>;
 }
 
 function named(name: string, message: string): Error {
