@@ -23,6 +23,8 @@ export interface RunningService {
   readonly stateDir?: string;
   /** The child process, for emulators that run out of process. */
   readonly pid?: number;
+  /** For a child process: resolves once it has exited, however that came about, saying how (`signal SIGKILL.` and its last output). */
+  readonly exited?: Promise<string>;
   /** Shuts the emulator down (flushing what it persists); safe to call more than once. */
   stop(): Promise<void>;
 }
@@ -285,7 +287,8 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
     await stop();
     throw err;
   }
-  return { name, endpoint, port, stateDir, pid: child.pid, stop };
+  const how = exited.then(() => `${child.signalCode ? `signal ${child.signalCode}` : `exit code ${child.exitCode}`}.${output.describe()}`);
+  return { name, endpoint, port, stateDir, pid: child.pid, exited: how, stop };
 }
 
 /**

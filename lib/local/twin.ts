@@ -115,7 +115,14 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
 
   try {
     const portOrFree = async (port: number) => (port === 0 ? freePort(host) : port);
-    const kinesis: RunningService = await startKinesis({ host, port: await portOrFree(options.ports?.kinesis ?? config.local.kinesisPort), dataDir });
+    const kinesisPort = await portOrFree(options.ports?.kinesis ?? config.local.kinesisPort);
+    const kinesis = await superviseKinesis(() => startKinesis({ host, port: kinesisPort, dataDir }), {
+      log,
+      // Without a save to load, kinesis-mock comes back without the streams: they are created again.
+      afterRestart: async () => {
+        for (const [pipeline, p] of Object.entries(config.pipelines)) if (p.source === 'kinesis') await ensureStream(kc, names(pipeline).stream, localShardCount(p));
+      },
+    });
     stops.push(() => kinesis.stop());
     const dynamo: RunningService = await startDynamo({ host, port: await portOrFree(options.ports?.dynamo ?? config.local.dynamoPort), dataDir });
     stops.push(() => dynamo.stop());
@@ -185,7 +192,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     for (const [pipeline, p] of Object.entries(config.pipelines)) {
       const model = loadModel(pipeline);
       const streamArn = `arn:aws:kinesis:${region}:${ACCOUNT}:stream/${names(pipeline).stream}`;
-      if (p.source === 'kinesis') await ensureStream(kc, names(pipeline).stream, p.shards === 'on-demand' ? 2 : p.shards);
+      if (p.source === 'kinesis') await ensureStream(kc, names(pipeline).stream, localShardCount(p));
       for (const kind of ['lake', 'search'] as const) {
         if (!p.destinations.includes(kind)) continue;
         const sink = kind === 'search'
@@ -364,6 +371,71 @@ function s3Event(bucket: string, key: string, size: number, region: string): S3E
         object: { key: encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+'), size, eTag: '', sequencer: Date.now().toString(16) },
       },
     }],
+  };
+}
+
+/** Shards of a pipeline's local stream: an on-demand stream starts with 2, as in AWS (4 MB/s of writes). */
+function localShardCount(p: SluiceConfig['pipelines'][string]): number {
+  return p.shards === 'on-demand' ? 2 : p.shards;
+}
+
+/** How many times in a row the twin tries to start kinesis-mock again after it exited, and the pause between tries. */
+const KINESIS_RESTART_ATTEMPTS = 5;
+const KINESIS_RESTART_PAUSE_MS = 1000;
+
+/**
+ * kinesis-mock under watch: should it exit while the twin runs (killed, out of memory), the twin says
+ * so and starts it again on the same port and data dir. It comes back with the streams of its last
+ * save (every 5 s): records put after that are gone. Readers then resume from their checkpoints, or
+ * from the start of a shard whose checkpoint went with them (see shard-reader.ts).
+ */
+async function superviseKinesis(
+  start: () => Promise<RunningService>,
+  options: { readonly log: (line: string) => void; readonly afterRestart: () => Promise<void> },
+): Promise<{ readonly endpoint: string; stop(): Promise<void> }> {
+  let current: RunningService | undefined = await start();
+  let stopped = false;
+  let restarting: Promise<void> | undefined;
+  const restart = async (dead: RunningService, how: string): Promise<void> => {
+    options.log(`sluice: kinesis-mock (pid ${dead.pid}) exited while the twin ran; starting it again on ${dead.endpoint}. Records put to a `
+      + `stream in its last 5 s may be lost (it saves every 5 s); readers go on from their checkpoints. It ended with ${how}`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        current = await start();
+        break;
+      } catch (error) {
+        if (attempt >= KINESIS_RESTART_ATTEMPTS) {
+          options.log(`sluice: kinesis-mock did not start again (${(error as Error).message}); Kinesis-sourced pipelines are stalled until the twin is restarted.`);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, KINESIS_RESTART_PAUSE_MS));
+      }
+    }
+    if (stopped) return;
+    watch(current);
+    try {
+      await options.afterRestart();
+      options.log(`sluice: kinesis-mock is back on ${current.endpoint} (pid ${current.pid}).`);
+    } catch (error) {
+      options.log(`sluice: kinesis-mock is back on ${current.endpoint} (pid ${current.pid}), but its streams could not be created again: ${(error as Error).message}`);
+    }
+  };
+  const watch = (service: RunningService): void => {
+    void service.exited?.then((how) => {
+      if (stopped) return;
+      current = undefined;
+      restarting = restart(service, how);
+    });
+  };
+  const { endpoint } = current;
+  watch(current);
+  return {
+    endpoint,
+    stop: async () => {
+      stopped = true;
+      await restarting;
+      await current?.stop();
+    },
   };
 }
 
