@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SluiceConfig } from '../config';
 
@@ -10,6 +11,30 @@ import type { SluiceConfig } from '../config';
 export function isInside(parent: string, child: string): boolean {
   const relative = path.relative(parent, child);
   return relative !== '' && relative !== '..' && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative);
+}
+
+/**
+ * `mkdir -p`, one level at a time from the nearest folder that exists. Node's recursive mkdir never
+ * returns for a path under /proc (each level answers ENOENT, and it retries the parent forever).
+ */
+export function makeDirectories(dir: string): void {
+  const missing: string[] = [];
+  let at = path.resolve(dir);
+  while (!fs.existsSync(at)) {
+    missing.push(at);
+    const parent = path.dirname(at);
+    if (parent === at) break;
+    at = parent;
+  }
+  for (const folder of missing.reverse()) {
+    try {
+      fs.mkdirSync(folder);
+    } catch (error) {
+      // Made meanwhile (another twin starting on the same folder) is fine.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+  if (!fs.statSync(dir).isDirectory()) throw new Error(`${dir} is not a folder`);
 }
 
 /** Default data dir: `.sluice/` in the working directory. */

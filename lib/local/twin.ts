@@ -1,4 +1,3 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException, type _Record } from '@aws-sdk/client-kinesis';
 import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
@@ -19,7 +18,7 @@ import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { NoSuchKeyError, ObjectStore } from './object-store';
-import { localBucketName } from './paths';
+import { localBucketName, makeDirectories } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
 import { removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, writeTwinRecord } from './twin-record';
@@ -105,7 +104,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? 'sluice-local-pii-key';
   const faults = options.faults ?? FaultInjector.fromEnv();
   if (faults && !options.faults) log(`sluice: injecting faults (SLUICE_FAULTS=${process.env.SLUICE_FAULTS})`);
-  fs.mkdirSync(dataDir, { recursive: true });
+  makeDirectories(dataDir);
   const bucket = localBucketName(config);
   const region = localRegion();
   const stops: Array<() => Promise<void>> = [];

@@ -2,7 +2,7 @@
  * `npm start`'s DLQ column: the twin's dead-letter queue broken down by the pipeline each message names.
  * And what `local up` / `demo` check before they start anything.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -80,6 +80,20 @@ describe('before the twin starts', () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toBe(`sluice: --data-dir ${file} is a file, not a directory: give a directory (it is created if missing)\n`);
   });
+
+  test('a data dir that cannot be made says why and exits 2, also under /proc (where Node\'s recursive mkdir never returns)', async () => {
+    const nested = path.join(dataDir, 'file', 'sub');
+    writeFileSync(path.join(dataDir, 'file'), 'x');
+    const underFile = await sluice('local', 'up', '--data-dir', nested, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0');
+    expect(underFile.code).toBe(2);
+    expect(underFile.stderr).toMatch(new RegExp(`^sluice: --data-dir ${nested} cannot be created: ENOTDIR`));
+    // In a child process with a deadline: the old code looped forever, synchronously.
+    const proc = spawnSync(process.execPath, [path.join(__dirname, '../../bin/sluice.js'), 'local', 'up', '--data-dir', '/proc/sluice-nope/data',
+      '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], { encoding: 'utf8', timeout: 30_000 });
+    expect(proc.signal).toBeNull();
+    expect(proc.status).toBe(2);
+    expect(proc.stderr).toBe("sluice: --data-dir /proc/sluice-nope/data cannot be created: ENOENT: no such file or directory, mkdir '/proc/sluice-nope'\n");
+  }, 40_000);
 
   test('a port in use is named with its flag and variable, before anything starts', async () => {
     const holder: Server = createServer();
