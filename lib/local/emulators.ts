@@ -11,6 +11,7 @@ import * as path from 'path';
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { dynamoClient, kinesisClient, localRegion } from './aws-clients';
+import { endpointFor, LOOPBACK } from './endpoint';
 import { EmulatorStateError } from './state-error';
 
 export interface RunningService {
@@ -62,7 +63,6 @@ export interface DynamoEmulatorOptions {
 
 export const KINESIS_DEFAULT_PORT = 4568;
 export const DYNAMO_DEFAULT_PORT = 4569;
-const LOOPBACK = '127.0.0.1';
 const KINESIS_STATE_FILE = 'kinesis-data.json';
 
 /**
@@ -473,12 +473,6 @@ function listen(server: net.Server, port: number, host: string): Promise<void> {
       resolve();
     });
   });
-}
-
-function endpointFor(host: string, port: number): string {
-  // Clients cannot usefully dial a wildcard address; loopback reaches the same server.
-  const dialHost = host === '0.0.0.0' || host === '::' ? LOOPBACK : host;
-  return `http://${dialHost.includes(':') ? `[${dialHost}]` : dialHost}:${port}`;
 }
 
 function runOnce(action: () => Promise<void>): () => Promise<void> {

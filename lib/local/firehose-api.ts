@@ -12,6 +12,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { endpointFor } from './endpoint';
 import { parseJsonInPieces } from './json-pieces';
 
 export interface LocalDeliveryStream {
@@ -744,10 +745,9 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     server.listen(options.port ?? DEFAULT_FIREHOSE_PORT, host, () => {
       server.off('error', reject);
       const { port } = server.address() as AddressInfo;
-      const urlHost = host.includes(':') ? `[${host}]` : host;
       let closed: Promise<void> | undefined;
       resolve({
-        url: `http://${urlHost}:${port}`,
+        url: endpointFor(host, port),
         port,
         close(): Promise<void> {
           closed ??= new Promise<void>((resolveClose) => {

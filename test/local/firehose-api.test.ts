@@ -728,6 +728,21 @@ describe('close()', () => {
     expect(status).toBe(413);
     await ownApi.close();
   });
+
+  it('bound to every address (0.0.0.0), it names a URL a client can dial: loopback', async () => {
+    const ownApi = await startFirehoseApi({ host: '0.0.0.0', port: 0, backend });
+    try {
+      expect(ownApi.url).toBe(`http://127.0.0.1:${ownApi.port}`);
+      const client = new FirehoseClient({ endpoint: ownApi.url, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, requestHandler: new NodeHttpHandler() });
+      try {
+        await expect(client.send(new ListDeliveryStreamsCommand({}))).resolves.toBeDefined();
+      } finally {
+        client.destroy();
+      }
+    } finally {
+      await ownApi.close();
+    }
+  });
 });
 
 function rawConnect(port: number): Promise<void> {
