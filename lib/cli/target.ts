@@ -12,7 +12,7 @@ import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside } from '../local/paths';
 import { processIsAlive, readPid } from '../local/process-alive';
-import { readLiveTwinRecord, twinLockPath, twinRecordPath, TWIN_DATA_DIR_HEADER } from '../local/twin-record';
+import { readLiveTwinRecord, twinLockPath, twinRecordPath, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../local/twin-record';
 import { explainFailure, type FailureContext } from './errors';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
 import { UserError } from './output';
@@ -164,9 +164,9 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
   const dir = displayPath(target.dataDir);
   const firehose = target.endpoints.firehose;
   const endpoint = entry.kind === 'firehose' ? firehose : target.endpoints.kinesis;
-  let answering: { dataDir?: string } | undefined;
+  let answering: TwinAnswer | undefined;
   try {
-    answering = { dataDir: await dataDirServedAt(firehose) };
+    answering = await twinServedAt(firehose);
   } catch (err) {
     // A Kinesis-sourced pipeline's records do not go there: the endpoint only helps name the twin in messages.
     if (entry.kind === 'firehose') {
@@ -174,7 +174,10 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
       throw explainFailure(err, entry.failureContext);
     }
   }
-  const other = answering?.dataDir !== undefined && !sameDir(answering.dataDir, target.dataDir) ? displayPath(answering.dataDir) : undefined;
+  const record = readLiveTwinRecord(target.dataDir);
+  // The twin's id says it is the data dir's twin even where the paths differ (a bind mount, another letter case).
+  const sameTwin = answering?.twinId !== undefined && record?.twinId === answering.twinId;
+  const other = !sameTwin && answering?.dataDir !== undefined && !sameDir(answering.dataDir, target.dataDir) ? displayPath(answering.dataDir) : undefined;
   const useOther = other !== undefined ? `the twin answering at ${firehose} runs on ${other}: pass --data-dir ${other} to send to it, or ` : '';
   if (!isDirectory(target.dataDir)) {
     throw new UserError(`no twin data dir at ${target.dataDir}: nothing was sent; ${useOther}start a twin there with \`npx sluice local up --data-dir ${dir}\``);
@@ -182,7 +185,6 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
   if (entry.kind === 'firehose' && other !== undefined) {
     throw new UserError(`the twin answering at ${firehose} runs on data dir ${other}, not ${target.dataDir}: nothing was sent. Pass --data-dir ${other} to send to it, or start a twin on ${dir} on other ports (\`npx sluice local up --data-dir ${dir} --firehose-port … --kinesis-port … --dynamo-port …\`) and point --endpoint-firehose at it`);
   }
-  const record = readLiveTwinRecord(target.dataDir);
   const vouched = entry.kind === 'firehose' && answering?.dataDir !== undefined;
   if (!record) {
     if (vouched) return; // twin.json is gone, but the twin's own word is enough
@@ -212,8 +214,13 @@ function lockHolder(dataDir: string): number | undefined {
   return pid !== undefined && processIsAlive(pid) ? pid : undefined;
 }
 
-/** The data dir the twin at `endpoint` names in its answer; undefined when what answers does not say. */
-async function dataDirServedAt(endpoint: string): Promise<string | undefined> {
+/** What the twin at `endpoint` says about itself in its answer: its data dir and id, each undefined when not said. */
+interface TwinAnswer {
+  readonly dataDir?: string;
+  readonly twinId?: string;
+}
+
+async function twinServedAt(endpoint: string): Promise<TwinAnswer> {
   const response = await fetch(`${endpoint}/`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/x-amz-json-1.1', 'X-Amz-Target': 'Firehose_20150804.ListDeliveryStreams' },
@@ -222,11 +229,13 @@ async function dataDirServedAt(endpoint: string): Promise<string | undefined> {
   });
   await response.arrayBuffer();
   const named = response.headers.get(TWIN_DATA_DIR_HEADER);
+  let dataDir: string | undefined;
   try {
-    return named === null ? undefined : decodeURIComponent(named);
+    dataDir = named === null ? undefined : decodeURIComponent(named);
   } catch {
-    return undefined;
+    dataDir = undefined;
   }
+  return { dataDir, twinId: response.headers.get(TWIN_ID_HEADER) ?? undefined };
 }
 
 function isDirectory(dir: string): boolean {

@@ -13,6 +13,11 @@ import { processIsAlive } from './process-alive';
 
 /** The Firehose endpoint's answers carry the twin's data dir (URI-encoded) in this header. */
 export const TWIN_DATA_DIR_HEADER = 'x-sluice-data-dir';
+/**
+ * And the twin's id (random at each start; also in twin.json), which tells a command it reached the
+ * twin of its data dir even when the two name the folder differently (a bind mount, another letter case).
+ */
+export const TWIN_ID_HEADER = 'x-sluice-twin-id';
 
 /** The generated validator a twin loaded for a pipeline: what it validates records with. */
 export interface SchemaFingerprint {
@@ -28,6 +33,8 @@ export interface TwinRecord {
   readonly pid: number;
   /** ISO 8601. */
   readonly startedAt: string;
+  /** Random at each start; the Firehose endpoint sends it in {@link TWIN_ID_HEADER}. Absent from an older Sluice's record. */
+  readonly twinId?: string;
   /** Absolute, as the twin resolved it. */
   readonly dataDir: string;
   readonly endpoints: { readonly firehose: string; readonly kinesis: string; readonly dynamo?: string };

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException, type _Record } from '@aws-sdk/client-kinesis';
 import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
@@ -21,7 +22,7 @@ import { NoSuchKeyError, ObjectStore } from './object-store';
 import { localBucketName, makeDirectories } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
-import { removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, writeTwinRecord } from './twin-record';
+import { removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, writeTwinRecord } from './twin-record';
 
 const ACCOUNT = '000000000000';
 
@@ -275,16 +276,18 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         return target.engine.ingest(records);
       },
     };
+    // Named in twin.json and in every answer of the Firehose endpoint: commands match the two.
+    const twinId = randomUUID();
     const api: RunningFirehoseApi = await startFirehoseApi({
       host, port: options.ports?.firehose ?? config.local.firehosePort, backend,
       onBackendError: (e: unknown) => log(`sluice: firehose endpoint: ${(e as Error).message}`),
-      headers: { [TWIN_DATA_DIR_HEADER]: encodeURIComponent(path.resolve(dataDir)) },
+      headers: { [TWIN_DATA_DIR_HEADER]: encodeURIComponent(path.resolve(dataDir)), [TWIN_ID_HEADER]: twinId },
     });
     stops.push(() => api.close());
     // Who runs on this data dir, where, and with which schemas: `put` and `replay` check it before they send.
     const startedAt = new Date().toISOString();
     writeTwinRecord({
-      pid: process.pid, startedAt, dataDir: path.resolve(dataDir),
+      pid: process.pid, startedAt, twinId, dataDir: path.resolve(dataDir),
       endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint },
       names: { prefix: config.prefix, env: config.env },
       schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p)])),

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort } from '../../lib/local/emulators';
 import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
-import { TWIN_DATA_DIR_HEADER } from '../../lib/local/twin-record';
+import { TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../../lib/local/twin-record';
 import { validators } from '../../transforms/shared/generated';
 import { acknowledgedJson, deliverToLake, expectNoStackTrace, RecordingBackend, registerTwin, sluice, tempDataDir } from './helpers';
 
@@ -267,6 +267,28 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     } finally {
       await twin.close();
       fs.rmSync(other, { recursive: true, force: true });
+    }
+  });
+
+  test('a twin that names its data dir differently (a bind mount, another letter case) but carries the id in the data dir\'s twin.json takes the records', async () => {
+    const twinId = 'b7f3c1d2-twin-id';
+    const elsewhere = '/mnt/container/sluice-data';
+    const twin = await startFirehoseApi({ port: 0, backend, headers: { [TWIN_DATA_DIR_HEADER]: encodeURIComponent(elsewhere), [TWIN_ID_HEADER]: twinId } });
+    try {
+      registerTwin(dataDir, { firehose: twin.url }, { twinId });
+      const taken = await sluice('put', 'app-events', '--count', '2', '--endpoint-firehose', twin.url, '--data-dir', dataDir);
+      expect(taken.stderr).toBe('');
+      expect(taken.code).toBe(0);
+      expect(backend.acknowledged).toHaveLength(2);
+
+      // Another twin's id: the paths decide, and they differ.
+      registerTwin(dataDir, { firehose: twin.url }, { twinId: 'another-twin' });
+      const refused = await sluice('put', 'app-events', '--count', '2', '--endpoint-firehose', twin.url, '--data-dir', dataDir);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(new RegExp(`^sluice: the twin answering at ${escapeRegExp(twin.url)} runs on data dir ${escapeRegExp(elsewhere)}, not `));
+      expect(backend.acknowledged).toHaveLength(2);
+    } finally {
+      await twin.close();
     }
   });
 
