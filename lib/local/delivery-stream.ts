@@ -903,14 +903,14 @@ export function invocationChunks<T extends { readonly data: Buffer }>(batch: rea
 const EVENT_ENVELOPE_BYTES = 512;
 const EVENT_RECORD_OVERHEAD_BYTES = 512;
 
-/** Record ids for one invocation: the ingest ids, made unique within the invocation if they are not. */
+/**
+ * Record ids for one invocation. Firehose gives its transform record ids of its own, 56-digit numbers
+ * in AWS's sample event, not the 224-character ids PutRecord answers with; these are as long, and
+ * follow the record's place in the stream (unique per stream, the same on a retry). Their length
+ * matters: with many small records, ids take a good part of Lambda's 6 MB response.
+ */
 function invocationRecordIds(chunk: readonly BufferedRecord[]): string[] {
-  const seen = new Set<string>();
-  return chunk.map((r) => {
-    const id = seen.has(r.recordId) ? `${r.recordId}.${r.seq}` : r.recordId;
-    seen.add(id);
-    return id;
-  });
+  return chunk.map((r) => `49${String(r.seq).padStart(54, '0')}`);
 }
 
 /**

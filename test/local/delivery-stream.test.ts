@@ -283,13 +283,15 @@ describe('DeliveryEngine: lake', () => {
       sourceKinesisStreamArn: 'arn:aws:kinesis:us-east-1:000000000000:stream/sluice-dev-clickstream',
       region: 'us-east-1',
       records: [{
-        recordId: 'rec-0',
+        // Firehose's own id for the transform (56 digits, by the record's place in the stream), not the PutRecord id.
+        recordId: `49${'0'.repeat(54)}`,
         approximateArrivalTimestamp: ARRIVAL,
         data: Buffer.from(records[0].data).toString('base64'),
         kinesisRecordMetadata: records[0].kinesisRecordMetadata,
       }],
     });
     expect(new Set(events.map((e) => e.invocationId)).size).toBe(6);
+    expect(events.map((e) => e.records[0].recordId)).toEqual([0, 1, 2, 3, 4, 5].map((seq) => `49${String(seq).padStart(54, '0')}`));
     expect(engine.counters.invocations).toBe(6);
     expect(engine.counters.deliveredRows).toBe(6);
   });

@@ -8,6 +8,7 @@ import {
   dedupeKeyOf,
   failureRouterFromEnv,
   locateErrorObject,
+  reasonFor,
   sqsBatches,
   type DlqMessage,
   type FailureRouterOptions,
@@ -75,6 +76,17 @@ const s3Event = (...keys: string[]): S3Event => ({
 });
 
 describe('failure router', () => {
+  it('a record that passes the schema now: a whole failed invocation is named as such, and both say it is safe to replay', () => {
+    const valid = JSON.parse(fixtureBytes('errors-processing-failed.jsonl').toString().trim().split('\n')[2]) as { rawData: string };
+    const where = locateErrorObject(decodeS3Key(event.Records[0].s3.object.key)!);
+    if ('reason' in where) throw new Error(where.reason);
+    const whole = reasonFor(where, { errorCode: 'Lambda.FunctionError', errorMessage: 'The Lambda function was successfully invoked but it returned an error result.', rawData: valid.rawData });
+    expect(whole).toBe('the record passes the transactions schema and limits now: the transform\'s invocation failed as a whole, so it is safe to replay. '
+      + 'Firehose reported Lambda.FunctionError: The Lambda function was successfully invoked but it returned an error result.');
+    expect(reasonFor(where, { errorCode: 'Lambda.ProcessingFailedStatus', errorMessage: 'ProcessingFailed status set for record', rawData: valid.rawData }))
+      .toMatch(/most likely its 6 MB response budget .* safe to replay\. Firehose reported Lambda\.ProcessingFailedStatus/);
+  });
+
   it('sends one message per failed record with the recomputed reason, and ignores objects outside the error prefixes', async () => {
     const w = world();
     const t = capturedTelemetry();
@@ -103,7 +115,9 @@ describe('failure router', () => {
     });
     expect(truncated.reason).toMatch(/^json \(syntax\): \/ is not valid JSON \(.+ at position 64\)$/);
     expect(unb64(truncated.rawData)).toBe('{"event_id": "4f3c9f2c-6d0e-4e8b-9b97-0b1a7d3f5e55", "amount": 1');
-    expect(valid.reason).toBe('the record passes the transactions schema and limits now; Firehose reported Lambda.ProcessingFailed: The Lambda function returned ProcessingFailed for this record.');
+    expect(valid.reason).toBe('the record passes the transactions schema and limits now: the transform failed it for something outside its content, '
+      + 'most likely its 6 MB response budget (too many records for one invocation: its log line for the record says response-size), so it is safe to replay. '
+      + 'Firehose reported Lambda.ProcessingFailed: The Lambda function returned ProcessingFailed for this record.');
     expect(conversion).toMatchObject({
       errorType: 'format-conversion-failed',
       errorCode: 'DataFormatConversion.MalformedData',

@@ -261,7 +261,13 @@ export function reasonFor(where: ErrorObjectLocation, line: Pick<ErrorLine, 'err
     } catch (err) {
       recomputed = `could not recompute the reason (${errorMessage(err)})`;
     }
-    return recomputed !== '' ? recomputed : `the record passes the ${where.pipeline} schema and limits now; Firehose reported ${firehoseSays}`;
+    if (recomputed !== '') return recomputed;
+    const passes = `the record passes the ${where.pipeline} schema and limits now`;
+    // The transform sets ProcessingFailed on a record that passes only when its response would outgrow Lambda's 6 MB.
+    return /ProcessingFailed/.test(line.errorCode)
+      ? `${passes}: the transform failed it for something outside its content, most likely its 6 MB response budget (too many records `
+        + `for one invocation: its log line for the record says response-size), so it is safe to replay. Firehose reported ${firehoseSays}`
+      : `${passes}: the transform's invocation failed as a whole, so it is safe to replay. Firehose reported ${firehoseSays}`;
   }
   if (where.errorType === OPENSEARCH_FAILED || where.errorType === 'elasticsearch-failed') {
     return `OpenSearch refused document ${line.esDocumentId ?? '(no id)'} in index ${line.esIndexName ?? '(unknown)'}: ${firehoseSays}`;
