@@ -11,7 +11,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { endpointFor } from './endpoint';
 import { parseJsonInPieces } from './json-pieces';
 
@@ -122,18 +122,28 @@ function serializationError(message: string): FirehoseApiError {
 }
 
 /** Collects constraint violations and reports them the way AWS's request validation does. */
+/**
+ * How many violations, and list entries within a value, a message spells out: a body of the largest
+ * size the endpoint reads can hold hundreds of thousands of records, and a message naming each one
+ * ran to tens of MB and held the event loop for seconds. The count stays exact.
+ */
+const MAX_LISTED = 25;
+
 class ValidationErrors {
   private readonly violations: string[] = [];
+  private count = 0;
 
   add(renderedValue: string, path: string, constraint: string): void {
-    this.violations.push(`Value ${renderedValue} at '${path}' failed to satisfy constraint: ${constraint}`);
+    this.count++;
+    if (this.violations.length < MAX_LISTED) this.violations.push(`Value ${renderedValue} at '${path}' failed to satisfy constraint: ${constraint}`);
   }
 
   throwIfAny(): void {
-    const count = this.violations.length;
+    const { count } = this;
     if (count === 0) return;
     const summary = `${count} validation error${count === 1 ? '' : 's'} detected: `;
-    throw new FirehoseApiError('ValidationException', summary + this.violations.join('; '));
+    const more = count > this.violations.length ? `; and ${count - this.violations.length} more` : '';
+    throw new FirehoseApiError('ValidationException', summary + this.violations.join('; ') + more);
   }
 }
 
@@ -405,7 +415,8 @@ const putRecordBatch: Operation = async (input, context) => {
   } else if (records.length > FIREHOSE_LIMITS.maxBatchRecords) {
     // Observed from the service: `1 validation error detected: Value '[Record(data=java.nio.HeapByteBuffer[...]), ...]'
     // at 'records' failed to satisfy constraint: Member must have length less than or equal to 500`.
-    const rendered = records.map((data) => (data ? `Record(data=${renderBlob(data)})` : 'Record(data=null)')).join(', ');
+    const listed = records.slice(0, MAX_LISTED).map((data) => (data ? `Record(data=${renderBlob(data)})` : 'Record(data=null)'));
+    const rendered = listed.join(', ') + (records.length > listed.length ? `, ... (${records.length - listed.length} more)` : '');
     const constraint = `Member must have length less than or equal to ${FIREHOSE_LIMITS.maxBatchRecords}`;
     errors.add(quoted(`[${rendered}]`), 'records', constraint);
   }
@@ -622,6 +633,9 @@ function readBoundedBody(req: IncomingMessage, maxBytes: number, drainLimit: num
   });
 }
 
+/** How long close() lets a request body that is still arriving finish before cutting its connection. */
+const CLOSE_BODY_GRACE_MS = 2000;
+
 /** Starts the endpoint; resolves once it listens. */
 export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFirehoseApi> {
   const host = options.host ?? DEFAULT_HOST;
@@ -635,6 +649,11 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   let closing = false;
   let inFlight = 0;
   const server = createServer();
+  // Requests whose body is still arriving: nothing of theirs is acknowledged, so close() may cut them off.
+  const reading = new Set<IncomingMessage>();
+  // Per connection, responses not yet sent, and what to do once they are (answer a malformed request after them).
+  const pending = new WeakMap<Socket, number>();
+  const afterPending = new WeakMap<Socket, () => void>();
 
   const send = (res: ServerResponse, requestId: string, status: number, payload: JsonObject, headers: Headers = {}): void => {
     if (res.headersSent || res.destroyed) return;
@@ -665,7 +684,8 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const requestId = randomUUID();
-    const body = await readBoundedBody(req, maxBodyBytes, drainLimit);
+    reading.add(req);
+    const body = await readBoundedBody(req, maxBodyBytes, drainLimit).finally(() => reading.delete(req));
     if (body.kind === 'aborted') {
       res.destroy();
       return;
@@ -701,11 +721,20 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   let allSettled: (() => void) | undefined;
   const track = (req: IncomingMessage, res: ServerResponse): void => {
     inFlight += 1;
+    const socket = req.socket;
+    pending.set(socket, (pending.get(socket) ?? 0) + 1);
     let done = false;
     const finish = (): void => {
       if (done) return;
       done = true;
       inFlight -= 1;
+      const left = (pending.get(socket) ?? 1) - 1;
+      pending.set(socket, left);
+      const after = left === 0 ? afterPending.get(socket) : undefined;
+      if (after) {
+        afterPending.delete(socket);
+        after();
+      }
       if (closing) {
         server.closeIdleConnections();
         if (inFlight === 0) allSettled?.();
@@ -735,9 +764,15 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     res.writeContinue();
     track(req, res);
   });
-  server.on('clientError', (_error, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
+  server.on('clientError', (_error, socket: Socket) => {
+    const refuse = (): void => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy();
+    };
+    // Bytes that do not parse after a request on the same connection (pipelined, or a body longer than its
+    // Content-Length): that request is still being answered, perhaps acknowledging records. Answer it first.
+    if ((pending.get(socket) ?? 0) > 0) afterPending.set(socket, refuse);
+    else refuse();
   });
 
   return new Promise((resolve, reject) => {
@@ -754,6 +789,10 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
             closing = true;
             server.close(() => resolveClose());
             server.closeIdleConnections();
+            // A body still arriving after the grace (a stalled or trickling client) is cut off: nothing of it was acknowledged.
+            setTimeout(() => {
+              for (const req of reading) req.socket.destroy();
+            }, CLOSE_BODY_GRACE_MS).unref();
             // Deferred a turn so the last response's bytes reach the socket before it is closed;
             // by then no request is in flight, so only idle or half-sent connections remain.
             allSettled = () => setImmediate(() => server.closeAllConnections());

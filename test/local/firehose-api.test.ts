@@ -6,6 +6,7 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { connect as netConnect } from 'node:net';
 import {
   DescribeDeliveryStreamCommand,
   FirehoseClient,
@@ -288,6 +289,16 @@ describe('PutRecordBatch', () => {
       status: 400,
       message: /^1 validation error detected: Value '\[Record\(data=java\.nio\.HeapByteBuffer\[pos=0 lim=10 cap=10\]\), .*\]' at 'records' failed to satisfy constraint: Member must have length less than or equal to 500$/,
     });
+    expect(backend.ingestCalls).toBe(0);
+  });
+
+  it('names at most 25 records of an oversized batch in its message, however many it holds (the count stays exact)', async () => {
+    const many = Array.from({ length: 100_000 }, () => ({ Data: '' }));
+    const response = await rawRequest({ headers: jsonHeaders('PutRecordBatch'), body: JSON.stringify({ DeliveryStreamName: DIRECT_PUT.name, Records: many }) });
+    expectAwsJsonError(response, 400, 'ValidationException');
+    const { message } = response.json as { message: string };
+    expect(message.length).toBeLessThan(2000);
+    expect(message).toMatch(/^1 validation error detected: Value '\[(Record\(data=java\.nio\.HeapByteBuffer\[pos=0 lim=0 cap=0\]\), ){25}\.\.\. \(99975 more\)\]' at 'records' failed to satisfy constraint: Member must have length less than or equal to 500$/);
     expect(backend.ingestCalls).toBe(0);
   });
 
@@ -710,6 +721,54 @@ describe('close()', () => {
     } finally {
       release();
       client.destroy();
+      await ownApi.close();
+    }
+  });
+
+  it('cuts off a body still trickling in after a short grace, so close() ends; nothing of it was acknowledged', async () => {
+    const ownBackend = new InMemoryBackend([DIRECT_PUT]);
+    const ownApi = await startFirehoseApi({ port: 0, backend: ownBackend });
+    const socket = netConnect(ownApi.port, '127.0.0.1');
+    const trickle = setInterval(() => socket.write(' '), 200);
+    try {
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.write(`POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Firehose_20150804.PutRecord\r\nContent-Length: 100000\r\n\r\n{"DeliveryStreamName":`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const socketClosed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      const started = Date.now();
+      await ownApi.close();
+      expect(Date.now() - started).toBeLessThan(10_000);
+      await socketClosed;
+      expect(ownBackend.ingestCalls).toBe(0);
+    } finally {
+      clearInterval(trickle);
+      socket.destroy();
+      await ownApi.close();
+    }
+  });
+
+  it('answers a request before refusing bytes that do not parse after it on the same connection', async () => {
+    const ownBackend = new InMemoryBackend([DIRECT_PUT]);
+    const ownApi = await startFirehoseApi({ port: 0, backend: ownBackend });
+    // The write-ahead log's fsync: the answer comes a little later than the garbage.
+    ownBackend.override = async (records) => {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return records.map(() => ({ ok: true }));
+    };
+    const socket = netConnect(ownApi.port, '127.0.0.1');
+    try {
+      const body = JSON.stringify({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: Buffer.from('abcd').toString('base64') } });
+      const received: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => received.push(chunk));
+      const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      socket.write(`POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Firehose_20150804.PutRecord\r\nContent-Type: application/x-amz-json-1.1\r\n`
+        + `Content-Length: ${body.length}\r\n\r\n${body}GARBAGE\r\n\r\n`);
+      await ended;
+      const text = Buffer.concat(received).toString('latin1');
+      expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*"RecordId":"[^"]+"[\s\S]*HTTP\/1\.1 400 Bad Request\r\n/);
+      expect(ownBackend.ingestCalls).toBe(1);
+    } finally {
+      socket.destroy();
       await ownApi.close();
     }
   });
