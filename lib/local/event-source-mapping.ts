@@ -22,7 +22,7 @@ import { randomUUID } from 'node:crypto';
 import type { _Record, KinesisClient } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import { localRegion } from './aws-clients';
-import { ShardReader, type KinesisReadApi, type ShardReaderStats, type StartingPosition } from './shard-reader';
+import { ShardReader, type KinesisReadApi, type ShardReaderOptions, type ShardReaderStats, type StartingPosition } from './shard-reader';
 
 /** Why a batch went to the on-failure destination (the invocation record's `requestContext.condition`). */
 export type FailureCondition = 'RetryAttemptsExhausted' | 'RecordAgeExceeded';
@@ -106,6 +106,8 @@ export interface EventSourceMappingOptions {
   readonly now?: () => number;
   /** Told about every function error and destination failure. @default a JSON line on stderr */
   readonly onError?: (error: unknown, context: { shardId: string; operation: 'invoke' | 'onFailure'; startSequenceNumber: string }) => void;
+  /** Told about the stream reader's failed calls (it retries regardless). @default a JSON line on stderr */
+  readonly onReaderError?: ShardReaderOptions['onError'];
 }
 
 export interface EventSourceMappingStats {
@@ -194,6 +196,7 @@ export class EventSourceMapping {
       pollIntervalMs: options.pollIntervalMs,
       idlePollIntervalMs: options.idlePollIntervalMs,
       minCallGapMs: options.minCallGapMs,
+      onError: options.onReaderError,
       batching: {
         maxRecords: this.batchSize,
         maxBytes: MAX_EVENT_BYTES,

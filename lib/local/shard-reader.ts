@@ -741,6 +741,12 @@ export class ShardReader {
       if (taken.length > 0) {
         if (buffer.length === 0) bufferedSince = Date.now();
         buffer.push(...taken);
+      } else if (page.records.length > 0 && buffer.length === 0) {
+        // Every record of the page was delivered before: the checkpoint moves past them, off the lost position.
+        const last = page.records[page.records.length - 1];
+        shard.checkpoint = last.SequenceNumber;
+        shard.lastArrival = last.ApproximateArrivalTimestamp;
+        await this.persist();
       }
       shard.buffered = buffer.length;
       iterator = page.nextShardIterator;

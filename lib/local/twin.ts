@@ -124,6 +124,10 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       },
     });
     stops.push(() => kinesis.stop());
+    // While kinesis-mock is down every call fails, over and over: its own notice says so once.
+    const readerError = (what: string) => (e: unknown) => {
+      if (kinesis.available()) log(`sluice: reading ${what}: ${(e as Error).message}`);
+    };
     const dynamo: RunningService = await startDynamo({ host, port: await portOrFree(options.ports?.dynamo ?? config.local.dynamoPort), dataDir });
     stops.push(() => dynamo.stop());
     const kc = kinesisClient(kinesis.endpoint);
@@ -230,7 +234,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
               // Not checkpointed: the reader offers the batch again, as Firehose retries its source reads.
               if (refused && !refused.ok) throw new Error(`${streamName} refused records: ${refused.errorCode}: ${refused.errorMessage}`);
             },
-            onError: (e) => log(`sluice: reading ${names(pipeline).stream} for ${streamName}: ${(e as Error).message}`),
+            onError: readerError(`${names(pipeline).stream} for ${streamName}`),
           });
           await reader.start();
           stops.push(() => reader.stop());
@@ -260,6 +264,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           idlePollIntervalMs,
           region,
           onError: (e, c) => log(`sluice: ${functionName} ${c.operation} on ${c.shardId}: ${(e as Error).message}`),
+          onReaderError: readerError(`${names(pipeline).stream} for ${functionName}`),
         });
         await mapping.start();
         stops.push(() => mapping.stop());
@@ -334,7 +339,11 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         // for the next start), so a stop always ends.
         await api.close();
         stopping = true;
-        await drainStreams(60_000).catch((e: unknown) => log(`sluice: while reading the streams: ${(e as Error).message}`));
+        if (kinesis.available()) {
+          await drainStreams(60_000).catch((e: unknown) => log(`sluice: while reading the streams: ${(e as Error).message}`));
+        } else {
+          log('sluice: kinesis-mock is not running, so the streams are not read to their end: what they hold is read at the next start.');
+        }
         await stopAll();
         while (routing.size > 0) await Promise.all([...routing]);
       },
@@ -391,20 +400,23 @@ const KINESIS_RESTART_PAUSE_MS = 1000;
  * save (every 5 s): records put after that are gone. Readers then resume from their checkpoints, or
  * from the start of a shard whose checkpoint went with them (see shard-reader.ts).
  */
-async function superviseKinesis(
+export async function superviseKinesis(
   start: () => Promise<RunningService>,
   options: { readonly log: (line: string) => void; readonly afterRestart: () => Promise<void> },
-): Promise<{ readonly endpoint: string; stop(): Promise<void> }> {
+): Promise<{ readonly endpoint: string; available(): boolean; stop(): Promise<void> }> {
   let current: RunningService | undefined = await start();
   let stopped = false;
   let restarting: Promise<void> | undefined;
   const restart = async (dead: RunningService, how: string): Promise<void> => {
-    options.log(`sluice: kinesis-mock (pid ${dead.pid}) exited while the twin ran; starting it again on ${dead.endpoint}. Records put to a `
-      + `stream in its last 5 s may be lost (it saves every 5 s); readers go on from their checkpoints. It ended with ${how}`);
-    for (let attempt = 1; ; attempt++) {
+    // kinesis-mock saves its streams when it is asked to stop (SIGTERM, SIGINT): then nothing is lost.
+    const saved = /^(signal SIG(TERM|INT)|exit code (0|130|143))\./.test(how);
+    options.log(`sluice: kinesis-mock (pid ${dead.pid}) exited while the twin ran; starting it again on ${dead.endpoint}. `
+      + `${saved ? 'It saved its streams on the way out' : 'Records put to a stream in its last 5 s may be lost (it saves every 5 s)'}; `
+      + `readers go on from their checkpoints. It ended with ${how}`);
+    let next: RunningService | undefined;
+    for (let attempt = 1; next === undefined; attempt++) {
       try {
-        current = await start();
-        break;
+        next = await start();
       } catch (error) {
         if (attempt >= KINESIS_RESTART_ATTEMPTS) {
           options.log(`sluice: kinesis-mock did not start again (${(error as Error).message}); Kinesis-sourced pipelines are stalled until the twin is restarted.`);
@@ -413,18 +425,24 @@ async function superviseKinesis(
         await new Promise((resolve) => setTimeout(resolve, KINESIS_RESTART_PAUSE_MS));
       }
     }
+    current = next;
     if (stopped) return;
-    watch(current);
+    watch(next);
+    let problem: string | undefined;
     try {
       await options.afterRestart();
-      options.log(`sluice: kinesis-mock is back on ${current.endpoint} (pid ${current.pid}).`);
     } catch (error) {
-      options.log(`sluice: kinesis-mock is back on ${current.endpoint} (pid ${current.pid}), but its streams could not be created again: ${(error as Error).message}`);
+      problem = (error as Error).message;
     }
+    // Said only of the kinesis-mock still running: one that died meanwhile is being started again.
+    if (current !== next) return;
+    options.log(problem === undefined
+      ? `sluice: kinesis-mock is back on ${next.endpoint} (pid ${next.pid}).`
+      : `sluice: kinesis-mock is back on ${next.endpoint} (pid ${next.pid}), but its streams could not be created again: ${problem}`);
   };
   const watch = (service: RunningService): void => {
     void service.exited?.then((how) => {
-      if (stopped) return;
+      if (stopped || current !== service) return;
       current = undefined;
       restarting = restart(service, how);
     });
@@ -433,6 +451,7 @@ async function superviseKinesis(
   watch(current);
   return {
     endpoint,
+    available: () => current !== undefined,
     stop: async () => {
       stopped = true;
       await restarting;
@@ -442,10 +461,17 @@ async function superviseKinesis(
 }
 
 async function ensureStream(client: ReturnType<typeof kinesisClient>, streamName: string, shards: number): Promise<void> {
-  try {
-    await client.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: shards }));
-  } catch (e) {
-    if (!(e instanceof ResourceInUseException)) throw e;
+  // Looked up first: kinesis-mock logs a stack trace for each CreateStream of a stream it has.
+  const exists = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName })).then(() => true, (e: unknown) => {
+    if ((e as { name?: string }).name === 'ResourceNotFoundException') return false;
+    throw e;
+  });
+  if (!exists) {
+    try {
+      await client.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: shards }));
+    } catch (e) {
+      if (!(e instanceof ResourceInUseException)) throw e;
+    }
   }
   const deadline = Date.now() + 30_000;
   for (;;) {

@@ -222,6 +222,34 @@ describe('ShardReader (in-memory stream)', () => {
       expect(perShard(second.deliveries, 'shardId-000000000001')).toEqual([]);
     });
 
+    test('with nothing new after the restart, the checkpoint moves to the last record skipped: the next start resumes there, without the fallback', async () => {
+      const kept = putAt('a', 3, t0);
+      const saved = kinesis.save();
+      putAt('b', 2, t0 + 1000);
+      const first = recordingReader(kinesis);
+      await first.reader.start();
+      await first.reader.drain({ timeoutMs: 5000 });
+      await first.reader.stop();
+      kinesis.restore(saved);
+
+      const second = recordingReader(kinesis);
+      await second.reader.start();
+      await second.reader.drain({ timeoutMs: 5000 });
+      await second.reader.stop();
+      expect(perShard(second.deliveries, SHARD)).toEqual([]);
+      expect(second.errors.filter((e) => e.context.action === 'read-from-trim-horizon')).toHaveLength(1);
+      const doc = JSON.parse(readFileSync(second.reader.checkpointFile, 'utf8')) as { shards: Record<string, { sequenceNumber: string; arrivalTimestamp?: string }> };
+      expect(doc.shards[SHARD]).toEqual({ sequenceNumber: kept[2].sequenceNumber, arrivalTimestamp: new Date(t0).toISOString() });
+
+      putAt('d', 1, t0 + 5000);
+      const third = recordingReader(kinesis);
+      await third.reader.start();
+      await third.reader.drain({ timeoutMs: 5000 });
+      await third.reader.stop();
+      expect(perShard(third.deliveries, SHARD)).toEqual(['d0']);
+      expect(third.errors).toEqual([]);
+    });
+
     test('while a reader runs: its iterator expires, its read position is gone, and it goes on with the new records only', async () => {
       putAt('a', 2, t0);
       const saved = kinesis.save();
