@@ -21,6 +21,7 @@ interface PutFlags extends TargetFlags {
   readonly seed?: string;
   readonly batchSize: string;
   readonly maxAttempts: string;
+  readonly outageWait?: string;
   readonly verify?: boolean;
   readonly timeout?: string;
   readonly poll?: string;
@@ -53,6 +54,7 @@ export function registerPutCommand(program: Command): void {
     .option('--seed <n>', 'seed for generated records (same seed, same records apart from their times)')
     .option('--batch-size <n>', 'records per API call, 1–500 (PutRecord when a call carries one record to Firehose)', '500')
     .option('--max-attempts <n>', 'attempts per record before giving up on it (backoff with jitter between)', '8')
+    .option('--outage-wait <time>', `once records were accepted, how long to wait for an endpoint that stops answering to answer again (the twin restarts kinesis-mock in seconds) before stopping (default ${DEFAULT_OUTAGE_WAIT_MS / 1000}s; 0 stops at once)`)
     .option('--verify', 'wait until the records are queryable: Parquet rows through Athena/DuckDB, documents through OpenSearch')
     .option('--timeout <time>', 'with --verify, how long to wait (default 60s locally; on AWS 1.5 × the buffer interval + 3m)')
     .option('--poll <time>', 'with --verify, time between checks (default 1s locally, 20s on AWS)')
@@ -80,6 +82,7 @@ export function registerPutCommand(program: Command): void {
 async function put(pipeline: string, flags: PutFlags): Promise<void> {
   const batchSize = parseCount(flags.batchSize, '--batch-size', 1, 500);
   const maxAttempts = parseCount(flags.maxAttempts, '--max-attempts', 1, 100);
+  const outageWaitMs = flags.outageWait !== undefined ? parseDuration(flags.outageWait, '--outage-wait') : DEFAULT_OUTAGE_WAIT_MS;
   const durationMs = flags.duration !== undefined ? parseDuration(flags.duration, '--duration') : undefined;
   if (flags.file !== undefined && durationMs !== undefined) throw new UserError('--duration generates records; with --file, pace the file with --rate instead');
   const rate = flags.rate !== undefined ? parseRate(flags.rate, '--rate') : durationMs !== undefined ? DEFAULT_DURATION_RATE : undefined;
@@ -103,7 +106,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   let report: SendReport;
   try {
     if (target.kind === 'local') await checkTwinTakesRecords(target, entry);
-    report = await sendAll(entry, source, { count, rate, durationMs, batchSize, maxAttempts, progress });
+    report = await sendAll(entry, source, { count, rate, durationMs, batchSize, maxAttempts, outageWaitMs, progress });
   } finally {
     progress.done();
     entry.close();
@@ -319,10 +322,68 @@ interface SendOptions {
   readonly durationMs?: number;
   readonly batchSize: number;
   readonly maxAttempts: number;
+  /** How long a run that has had records accepted waits for an endpoint that stopped answering (see sendBatch). */
+  readonly outageWaitMs: number;
   readonly progress: Progress;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** How long, by default, a run that has had records accepted waits for an endpoint that stopped answering to answer again. */
+const DEFAULT_OUTAGE_WAIT_MS = 30_000;
+
+
+/**
+ * Sends one batch. Before any record of the run was accepted, a call that fails for good throws (its
+ * error says it all: "nothing is listening…: start the twin"). After, an endpoint that stopped answering
+ * (refused or reset connections) is given up to `outageWaitMs` to answer again, its unsettled records
+ * sent again; then, or for any other failure, the run stops here and still reports what was sent.
+ */
+async function sendBatch(
+  entry: EntryPoint,
+  batch: readonly PreparedRecord[],
+  acceptedBefore: number,
+  options: SendOptions,
+): Promise<{ result: SendResult; stopped?: string }> {
+  const outcomes: SendResult['outcomes'] = [];
+  let retries = 0;
+  let calls = 0;
+  let pending = batch.map((_, i) => i);
+  const outageStarted = Date.now();
+  for (let pause = 1000; ; pause = Math.min(pause * 2, 5000)) {
+    let settled: SendResult | undefined;
+    let cause: unknown;
+    try {
+      const result = await sendRecords(entry, pending.map((i) => batch[i]), {
+        maxAttempts: options.maxAttempts,
+        onRetry: ({ records, errorCodes, delayMs }) => options.progress.update(`retrying ${records} records in ${delayMs} ms (${Object.entries(errorCodes).map(([c, k]) => `${c} ×${k}`).join(', ')})`),
+        onStopped: (partial, error) => {
+          settled = partial;
+          cause = error;
+        },
+      });
+      result.outcomes.forEach((o, j) => (outcomes[pending[j]] = o));
+      return { result: { outcomes, retries: retries + result.retries, calls: calls + result.calls } };
+    } catch (err) {
+      const accepted = acceptedBefore + outcomes.filter((o) => o?.ok).length + (settled?.outcomes.filter((o) => o.ok).length ?? 0);
+      if (!settled || accepted === 0) throw err;
+      const partial: SendResult = settled;
+      partial.outcomes.forEach((o, j) => (outcomes[pending[j]] = o));
+      retries += partial.retries;
+      calls += partial.calls;
+      const code = networkErrorCode(cause);
+      const waited = Date.now() - outageStarted;
+      if ((code === 'ECONNREFUSED' || code === 'ECONNRESET') && waited + pause <= options.outageWaitMs) {
+        pending = pending.filter((i) => !outcomes[i].ok);
+        retries += pending.length;
+        options.progress.update(`${entry.name} is not answering (${code}): trying ${pending.length} records again in ${pause / 1000} s`);
+        await sleep(pause);
+        continue;
+      }
+      return { result: { outcomes, retries, calls }, stopped: stoppedMessage(entry, cause, err, accepted) };
+    }
+  }
+}
 
 /** Sends `count` records (or until `durationMs`), paced to `rate` on average, never bursting more than a second's worth. */
 async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOptions): Promise<SendReport> {
@@ -352,25 +413,8 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       }
       const batch = source.take(n);
       if (batch.length === 0) break;
-      let settled: SendResult | undefined;
-      let cause: unknown;
-      let result: SendResult;
-      try {
-        result = await sendRecords(entry, batch, {
-          maxAttempts: options.maxAttempts,
-          onRetry: ({ records, errorCodes, delayMs }) => progress.update(`retrying ${records} records in ${delayMs} ms (${Object.entries(errorCodes).map(([c, k]) => `${c} ×${k}`).join(', ')})`),
-          onStopped: (partial, error) => {
-            settled = partial;
-            cause = error;
-          },
-        });
-      } catch (err) {
-        // Before any record was accepted the error says it all ("nothing is listening…: start the twin");
-        // after, the run stops here and still reports what was sent, accepted and refused.
-        if (!settled || (report.accepted === 0 && !settled.outcomes.some((o) => o.ok))) throw err;
-        result = settled;
-        report.stopped = stoppedMessage(entry, cause, err, report.accepted + settled.outcomes.filter((o) => o.ok).length);
-      }
+      const { result, stopped } = await sendBatch(entry, batch, report.accepted, options);
+      report.stopped = stopped;
       report.sent += batch.length;
       report.retries += result.retries;
       result.outcomes.forEach((outcome, i) => {

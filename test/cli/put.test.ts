@@ -110,7 +110,8 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       const twin = await startFirehoseApi({ port: 0, backend: stopping });
       registerTwin(dataDir, { firehose: twin.url });
       const stopped = new Promise<void>((resolve) => setTimeout(() => void twin.close().then(resolve), 1200));
-      const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '5000', '--rate', '1000/s', '--endpoint-firehose', twin.url, '--data-dir', dataDir, ...(json ? ['--json'] : []));
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '5000', '--rate', '1000/s', '--outage-wait', json ? '0' : '2s',
+        '--endpoint-firehose', twin.url, '--data-dir', dataDir, ...(json ? ['--json'] : []));
       await stopped;
       const accepted = stopping.acknowledged.length;
       expect(accepted).toBeGreaterThan(500);
@@ -128,6 +129,36 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
         expect(stdout).toMatch(new RegExp(`accepted ${accepted.toLocaleString('en-US')} · failed \\d+`));
         expect(stdout).toMatch(/not accepted: ECONN\w+ ×\d+/);
       }
+    }
+  }, 30_000);
+
+  test('the endpoint stops answering mid-run and comes back on its port (the twin restarting kinesis-mock): put waits, sends again, exit 0', async () => {
+    const first = new RecordingBackend();
+    const twin = await startFirehoseApi({ port: 0, backend: first });
+    registerTwin(dataDir, { firehose: twin.url });
+    const second = new RecordingBackend();
+    let again: Awaited<ReturnType<typeof startFirehoseApi>> | undefined;
+    const outage = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      await twin.close();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      again = await startFirehoseApi({ port: twin.port, backend: second });
+    })();
+    try {
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '3000', '--rate', '1000/s', '--endpoint-firehose', twin.url, '--data-dir', dataDir, '--json');
+      await outage;
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      expect(first.acknowledged.length).toBeGreaterThan(0);
+      expect(second.acknowledged.length).toBeGreaterThan(0);
+      const ids = [...first.acknowledged, ...second.acknowledged].map((r) => (JSON.parse(r.data.toString()) as { event_id: string }).event_id);
+      expect(new Set(ids).size).toBe(3000);
+      const report = JSON.parse(stdout) as { sent: number; accepted: number; failed: number; stopped?: string };
+      expect(report).toMatchObject({ sent: 3000, accepted: 3000, failed: 0 });
+      expect(report.stopped).toBeUndefined();
+    } finally {
+      await outage.catch(() => undefined);
+      await again?.close();
     }
   }, 30_000);
 
