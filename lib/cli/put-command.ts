@@ -332,7 +332,6 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 /** How long, by default, a run that has had records accepted waits for an endpoint that stopped answering to answer again. */
 const DEFAULT_OUTAGE_WAIT_MS = 30_000;
 
-
 /**
  * Sends one batch. Before any record of the run was accepted, a call that fails for good throws (its
  * error says it all: "nothing is listening…: start the twin"). After, an endpoint that stopped answering
@@ -344,12 +343,13 @@ async function sendBatch(
   batch: readonly PreparedRecord[],
   acceptedBefore: number,
   options: SendOptions,
+  interrupted: () => boolean,
 ): Promise<{ result: SendResult; stopped?: string }> {
   const outcomes: SendResult['outcomes'] = [];
   let retries = 0;
   let calls = 0;
   let pending = batch.map((_, i) => i);
-  const outageStarted = Date.now();
+  let outageStarted: number | undefined;
   for (let pause = 1000; ; pause = Math.min(pause * 2, 5000)) {
     let settled: SendResult | undefined;
     let cause: unknown;
@@ -372,15 +372,21 @@ async function sendBatch(
       retries += partial.retries;
       calls += partial.calls;
       const code = networkErrorCode(cause);
-      const waited = Date.now() - outageStarted;
-      if ((code === 'ECONNREFUSED' || code === 'ECONNRESET') && waited + pause <= options.outageWaitMs) {
-        pending = pending.filter((i) => !outcomes[i].ok);
+      outageStarted ??= Date.now();
+      if ((code === 'ECONNREFUSED' || code === 'ECONNRESET') && Date.now() - outageStarted + pause <= options.outageWaitMs && !interrupted()) {
+        // Only the records the outage left unsettled: one that used up --max-attempts on its own stays as it is.
+        pending = pending.filter((i) => {
+          const o = outcomes[i];
+          return !o.ok && o.errorCode === code;
+        });
         retries += pending.length;
         options.progress.update(`${entry.name} is not answering (${code}): trying ${pending.length} records again in ${pause / 1000} s`);
-        await sleep(pause);
-        continue;
+        // Ctrl-C cuts the pause short; the run then ends as interrupted, reporting what was sent.
+        for (const until = Date.now() + pause; Date.now() < until && !interrupted();) await sleep(Math.min(100, until - Date.now()));
+        if (!interrupted()) continue;
       }
-      return { result: { outcomes, retries, calls }, stopped: stoppedMessage(entry, cause, err, accepted) };
+      // Interrupted while waiting: the run ends as interrupted (exit 130), not as stopped.
+      return { result: { outcomes, retries, calls }, stopped: interrupted() ? undefined : stoppedMessage(entry, cause, err, accepted) };
     }
   }
 }
@@ -413,7 +419,7 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       }
       const batch = source.take(n);
       if (batch.length === 0) break;
-      const { result, stopped } = await sendBatch(entry, batch, report.accepted, options);
+      const { result, stopped } = await sendBatch(entry, batch, report.accepted, options, () => interrupted);
       report.stopped = stopped;
       report.sent += batch.length;
       report.retries += result.retries;

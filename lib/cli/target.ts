@@ -12,7 +12,7 @@ import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside } from '../local/paths';
 import { processIsAlive, readPid } from '../local/process-alive';
-import { readLiveTwinRecord, twinLockPath, twinRecordPath, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../local/twin-record';
+import { readLiveTwinRecord, readTwinRecord, twinLockPath, twinRecordPath, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../local/twin-record';
 import { explainFailure, type FailureContext } from './errors';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
 import { UserError } from './output';
@@ -175,8 +175,9 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
     }
   }
   const record = readLiveTwinRecord(target.dataDir);
-  // The twin's id says it is the data dir's twin even where the paths differ (a bind mount, another letter case).
-  const sameTwin = answering?.twinId !== undefined && record?.twinId === answering.twinId;
+  // The twin's id says it is the data dir's twin even where the paths differ (a bind mount, another letter case),
+  // and even when its pid is not one of this machine's (a twin in a container).
+  const sameTwin = answering?.twinId !== undefined && readTwinRecord(target.dataDir)?.twinId === answering.twinId;
   const other = !sameTwin && answering?.dataDir !== undefined && !sameDir(answering.dataDir, target.dataDir) ? displayPath(answering.dataDir) : undefined;
   const useOther = other !== undefined ? `the twin answering at ${firehose} runs on ${other}: pass --data-dir ${other} to send to it, or ` : '';
   if (!isDirectory(target.dataDir)) {

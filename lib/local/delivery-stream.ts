@@ -319,6 +319,8 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
   private readonly errorPrefix: PrefixTemplate;
   private readonly backupPrefix: PrefixTemplate | undefined;
   private readonly lambdaArn: string | undefined;
+  /** When this engine opened (ms since the epoch): the first digits of the transform's record ids. */
+  private readonly openedAt = Date.now();
   private readonly counts = {
     received: 0, recovered: 0, deliveredRows: 0, dropped: 0, processingFailed: 0, formatConversionFailed: 0,
     partitioningFailed: 0, searchFailed: 0, files: 0, bytes: 0, errorFiles: 0, invocations: 0, retries: 0,
@@ -801,7 +803,7 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
 
   private async invokeWithRetries(processor: ProcessorSettings, chunk: readonly BufferedRecord[]): Promise<Outcome[]> {
     const attempts = 1 + (processor.retries ?? 3);
-    const ids = invocationRecordIds(chunk);
+    const ids = invocationRecordIds(chunk, this.openedAt);
     let delay = processor.retryDelayMs ?? 200;
     let last: { code: LambdaErrorCode; detail: string } = { code: 'Lambda.FunctionError', detail: '' };
     for (let attempt = 1; attempt <= attempts; attempt++) {
@@ -905,12 +907,14 @@ const EVENT_RECORD_OVERHEAD_BYTES = 512;
 
 /**
  * Record ids for one invocation. Firehose gives its transform record ids of its own, 56-digit numbers
- * in AWS's sample event, not the 224-character ids PutRecord answers with; these are as long, and
- * follow the record's place in the stream (unique per stream, the same on a retry). Their length
- * matters: with many small records, ids take a good part of Lambda's 6 MB response.
+ * in AWS's sample event, not the 224-character ids PutRecord answers with; these are as long: when
+ * the engine opened (ms), then the record's place in the stream. So they are unique per stream, also
+ * across restarts (a log whose records were all delivered starts counting again), and the same on a
+ * retry. Their length matters: with many small records, ids take a good part of Lambda's 6 MB response.
  */
-function invocationRecordIds(chunk: readonly BufferedRecord[]): string[] {
-  return chunk.map((r) => `49${String(r.seq).padStart(54, '0')}`);
+function invocationRecordIds(chunk: readonly BufferedRecord[], openedAt: number): string[] {
+  const run = String(openedAt).padStart(13, '0');
+  return chunk.map((r) => `49${run}${String(r.seq).padStart(41, '0')}`);
 }
 
 /**

@@ -121,7 +121,6 @@ function serializationError(message: string): FirehoseApiError {
   return new FirehoseApiError('SerializationException', message);
 }
 
-/** Collects constraint violations and reports them the way AWS's request validation does. */
 /**
  * How many violations, and list entries within a value, a message spells out: a body of the largest
  * size the endpoint reads can hold hundreds of thousands of records, and a message naming each one
@@ -129,6 +128,7 @@ function serializationError(message: string): FirehoseApiError {
  */
 const MAX_LISTED = 25;
 
+/** Collects constraint violations and reports them the way AWS's request validation does. */
 class ValidationErrors {
   private readonly violations: string[] = [];
   private count = 0;
@@ -770,8 +770,10 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       else socket.destroy();
     };
     // Bytes that do not parse after a request on the same connection (pipelined, or a body longer than its
-    // Content-Length): that request is still being answered, perhaps acknowledging records. Answer it first.
-    if ((pending.get(socket) ?? 0) > 0) afterPending.set(socket, refuse);
+    // Content-Length): that request is still being answered, perhaps acknowledging records. Answer it first,
+    // unless the bytes broke the body of a request still being read (a bad chunk): it will never end.
+    const bodyBroken = [...reading].some((req) => req.socket === socket && !req.complete);
+    if (!bodyBroken && (pending.get(socket) ?? 0) > 0) afterPending.set(socket, refuse);
     else refuse();
   });
 

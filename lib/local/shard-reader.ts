@@ -20,7 +20,7 @@
  * at or before the checkpoint's sequence number that arrived no later than the checkpointed record.
  * Both are needed: kinesis-mock numbers the records put after such a restart from where its saved
  * state ended, so a new record can sort before the lost checkpoint, but it arrived after it.
- * (A checkpoint file from before arrival times were kept skips by sequence number alone.)
+ * (For a checkpoint file from before arrival times were kept, the time the file was written stands in.)
  *
  * Starting position: a shard with no checkpoint is read from TRIM_HORIZON by default. In AWS,
  * Firehose starts a Kinesis-sourced delivery stream at LATEST (and Lambda at whatever the mapping
@@ -516,7 +516,9 @@ export class ShardReader {
       if (entry.ended) this.ended.add(shardId);
       if (entry.sequenceNumber !== undefined || entry.ended) {
         const state = this.newShardState(shardId, [], false, entry.sequenceNumber, entry.ended ? 'ended' : 'waiting-for-parents');
-        const arrival = typeof entry.arrivalTimestamp === 'string' ? new Date(entry.arrivalTimestamp) : undefined;
+        // A file from before arrivals were kept: when it was written bounds the checkpointed record's arrival.
+        const when = typeof entry.arrivalTimestamp === 'string' ? entry.arrivalTimestamp : doc.updatedAt;
+        const arrival = typeof when === 'string' ? new Date(when) : undefined;
         if (arrival !== undefined && !Number.isNaN(arrival.getTime())) state.lastArrival = arrival;
         this.shards.set(shardId, state);
       }
@@ -741,8 +743,10 @@ export class ShardReader {
       if (taken.length > 0) {
         if (buffer.length === 0) bufferedSince = Date.now();
         buffer.push(...taken);
-      } else if (page.records.length > 0 && buffer.length === 0) {
-        // Every record of the page was delivered before: the checkpoint moves past them, off the lost position.
+      } else if (page.records.length > 0 && buffer.length === 0 && (page.millisBehindLatest ?? 0) === 0) {
+        // Every record read again up to the shard's tip was delivered before: the checkpoint moves past them, off
+        // the lost position. Not sooner: the skip bound lives only in memory, so a stop part-way through the
+        // re-read would leave a checkpoint that skips nothing, and the rest would be delivered a second time.
         const last = page.records[page.records.length - 1];
         shard.checkpoint = last.SequenceNumber;
         shard.lastArrival = last.ApproximateArrivalTimestamp;

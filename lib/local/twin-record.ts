@@ -83,6 +83,14 @@ export function readLiveTwinRecord(dataDir: string, isAlive: (pid: number) => bo
   return record && isAlive(record.pid) ? record : undefined;
 }
 
+/**
+ * The record on `dataDir` whether or not its process is alive here: a twin in a container has a pid of
+ * another namespace, and its random id alone says the record is that twin's.
+ */
+export function readTwinRecord(dataDir: string): TwinRecord | undefined {
+  return readRecordFile(dataDir);
+}
+
 function readRecordFile(dataDir: string): TwinRecord | undefined {
   let value: unknown;
   try {

@@ -124,19 +124,20 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       },
     });
     stops.push(() => kinesis.stop());
+    // Before anything else is awaited: afterRestart above uses them.
+    const kc = kinesisClient(kinesis.endpoint);
+    const names = (p: string) => resourceNames(config, p);
     // While kinesis-mock is down every call fails, over and over: its own notice says so once.
     const readerError = (what: string) => (e: unknown) => {
       if (kinesis.available()) log(`sluice: reading ${what}: ${(e as Error).message}`);
     };
     const dynamo: RunningService = await startDynamo({ host, port: await portOrFree(options.ports?.dynamo ?? config.local.dynamoPort), dataDir });
     stops.push(() => dynamo.stop());
-    const kc = kinesisClient(kinesis.endpoint);
     // The consumer's own client, so injected throttling reaches it and nothing else.
     const doc = faults ? faults.instrumentDynamo(dynamoDocumentClient(dynamo.endpoint)) : dynamoDocumentClient(dynamo.endpoint);
     const tableName = metadataTableName(config);
     await ensureMetadataTable(dynamoClient(dynamo.endpoint), tableName);
 
-    const names = (p: string) => resourceNames(config, p);
     const anyName = Object.keys(config.pipelines)[0];
     const dlq = new DlqFile({ dataDir, queue: names(anyName).dlq });
     const consumerDlq = new DlqFile({ dataDir, queue: names(anyName).consumerDlq });
@@ -415,9 +416,11 @@ export async function superviseKinesis(
       + `readers go on from their checkpoints. It ended with ${how}`);
     let next: RunningService | undefined;
     for (let attempt = 1; next === undefined; attempt++) {
+      if (stopped) return;
       try {
         next = await start();
       } catch (error) {
+        if (stopped) return;
         if (attempt >= KINESIS_RESTART_ATTEMPTS) {
           options.log(`sluice: kinesis-mock did not start again (${(error as Error).message}); Kinesis-sourced pipelines are stalled until the twin is restarted.`);
           return;

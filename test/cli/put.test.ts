@@ -162,6 +162,31 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     }
   }, 30_000);
 
+  test('Ctrl-C while waiting out an outage ends the wait at once; the run reports what was sent, interrupted, and the records left as not accepted', async () => {
+    const stopping = new RecordingBackend();
+    const twin = await startFirehoseApi({ port: 0, backend: stopping });
+    registerTwin(dataDir, { firehose: twin.url });
+    const closed = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      await twin.close();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      process.emit('SIGINT');
+    })();
+    const started = Date.now();
+    const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '100000', '--rate', '1000/s', '--outage-wait', '20s',
+      '--endpoint-firehose', twin.url, '--data-dir', dataDir, '--json');
+    await closed;
+    // Not the 20 s of --outage-wait: the pause ends with the Ctrl-C.
+    expect(Date.now() - started).toBeLessThan(8000);
+    const report = JSON.parse(stdout) as { sent: number; accepted: number; interrupted?: boolean; stopped?: string };
+    expect(report.accepted).toBe(stopping.acknowledged.length);
+    expect(report.interrupted).toBe(true);
+    expect(report.stopped).toBeUndefined();
+    // Records refused outrank the interruption in the exit status, as for any run.
+    expect(code).toBe(1);
+    expect(stderr).toMatch(new RegExp(`^sluice: ${(report.sent - report.accepted).toLocaleString('en-US')} of ${report.sent.toLocaleString('en-US')} records were not accepted .*ECONNREFUSED`));
+  }, 30_000);
+
   test('SLUICE_FIREHOSE_PORT, which `sluice local up` reads, points put at the same port', async () => {
     const saved = process.env.SLUICE_FIREHOSE_PORT;
     try {
@@ -312,12 +337,19 @@ describe('sluice put sends only to the twin running on its data dir', () => {
       expect(taken.code).toBe(0);
       expect(backend.acknowledged).toHaveLength(2);
 
+      // The same with a pid that is not this machine's (the twin runs in a container): its id still says it is the one.
+      registerTwin(dataDir, { firehose: twin.url }, { twinId, pid: 4_000_000 });
+      const contained = await sluice('put', 'app-events', '--count', '2', '--endpoint-firehose', twin.url, '--data-dir', dataDir);
+      expect(contained.stderr).toBe('');
+      expect(contained.code).toBe(0);
+      expect(backend.acknowledged).toHaveLength(4);
+
       // Another twin's id: the paths decide, and they differ.
       registerTwin(dataDir, { firehose: twin.url }, { twinId: 'another-twin' });
       const refused = await sluice('put', 'app-events', '--count', '2', '--endpoint-firehose', twin.url, '--data-dir', dataDir);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toMatch(new RegExp(`^sluice: the twin answering at ${escapeRegExp(twin.url)} runs on data dir ${escapeRegExp(elsewhere)}, not `));
-      expect(backend.acknowledged).toHaveLength(2);
+      expect(backend.acknowledged).toHaveLength(4);
     } finally {
       await twin.close();
     }

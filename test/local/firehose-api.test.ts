@@ -773,6 +773,23 @@ describe('close()', () => {
     }
   });
 
+  it('refuses at once a chunked body whose chunk does not parse (the request it belongs to never ends)', async () => {
+    const ownApi = await startFirehoseApi({ port: 0, backend });
+    const socket = netConnect(ownApi.port, '127.0.0.1');
+    try {
+      const received: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => received.push(chunk));
+      const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      socket.write('POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Firehose_20150804.PutRecord\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\nZZZ\r\n\r\n');
+      await ended;
+      expect(Buffer.concat(received).toString('latin1')).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+      expect(backend.ingestCalls).toBe(0);
+    } finally {
+      socket.destroy();
+      await ownApi.close();
+    }
+  });
+
   it('applies a smaller maxBodyBytes and resolves close() at once when idle', async () => {
     const ownApi = await startFirehoseApi({ port: 0, backend, maxBodyBytes: 1024 });
     const url = new URL(ownApi.url);

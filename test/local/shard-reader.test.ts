@@ -2,7 +2,7 @@
  * ShardReader: fast checks against MemoryKinesis (failures, resharding, checkpoints), and the
  * real thing against kinesis-mock started with startKinesis.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
@@ -248,6 +248,53 @@ describe('ShardReader (in-memory stream)', () => {
       await third.reader.stop();
       expect(perShard(third.deliveries, SHARD)).toEqual(['d0']);
       expect(third.errors).toEqual([]);
+    });
+
+    test('a reader stopped part-way through the re-read leaves the checkpoint where it was: the next start skips again, nothing twice', async () => {
+      putAt('a', 6, t0);
+      const saved = kinesis.save();
+      putAt('b', 2, t0 + 1000);
+      const first = recordingReader(kinesis);
+      await first.reader.start();
+      await first.reader.drain({ timeoutMs: 5000 });
+      await first.reader.stop();
+      const lostCheckpoint = readFileSync(first.reader.checkpointFile, 'utf8');
+      kinesis.restore(saved);
+
+      const second = recordingReader(kinesis, { maxRecordsPerCall: 2, minCallGapMs: 300 });
+      await second.reader.start();
+      await waitFor(() => second.reader.stats().getRecordsCalls >= 1);
+      await second.reader.stop();
+      expect(JSON.parse(readFileSync(second.reader.checkpointFile, 'utf8')).shards).toEqual(JSON.parse(lostCheckpoint).shards);
+
+      const third = recordingReader(kinesis);
+      await third.reader.start();
+      await third.reader.drain({ timeoutMs: 5000 });
+      await third.reader.stop();
+      expect([...perShard(second.deliveries, SHARD), ...perShard(third.deliveries, SHARD)]).toEqual([]);
+    });
+
+    test('a checkpoint file from before arrival times were kept: the time it was written bounds the skip, so records put after the restart are delivered', async () => {
+      putAt('a', 3, t0);
+      const saved = kinesis.save();
+      const lost = putAt('b', 3, t0 + 1000);
+      const first = recordingReader(kinesis);
+      await first.reader.start();
+      await first.reader.drain({ timeoutMs: 5000 });
+      await first.reader.stop();
+      const file = first.reader.checkpointFile;
+      const doc = JSON.parse(readFileSync(file, 'utf8')) as { updatedAt: string; shards: Record<string, { arrivalTimestamp?: string }> };
+      for (const entry of Object.values(doc.shards)) delete entry.arrivalTimestamp;
+      writeFileSync(file, JSON.stringify(doc));
+
+      kinesis.restore(saved);
+      const later = putAt('d', 3, Date.parse(doc.updatedAt) + 60_000);
+      expect(BigInt(later[0].sequenceNumber)).toBeLessThan(BigInt(lost[2].sequenceNumber));
+      const second = recordingReader(kinesis);
+      await second.reader.start();
+      await second.reader.drain({ timeoutMs: 5000 });
+      await second.reader.stop();
+      expect(perShard(second.deliveries, SHARD)).toEqual(['d0', 'd1', 'd2']);
     });
 
     test('while a reader runs: its iterator expires, its read position is gone, and it goes on with the new records only', async () => {

@@ -84,8 +84,29 @@ describe('superviseKinesis', () => {
     first.die('signal SIGKILL.');
     await tick(10);
     expect(kinesis.available()).toBe(false);
-    await kinesis.stop();
+    for (const deadline = Date.now() + 15_000; !log.at(-1)?.includes('did not start again') && Date.now() < deadline;) await tick(50);
     expect(calls).toBe(6);
     expect(log.at(-1)).toBe('sluice: kinesis-mock did not start again (port 4568 on 127.0.0.1 is already in use); Kinesis-sourced pipelines are stalled until the twin is restarted.');
+    expect(kinesis.available()).toBe(false);
+    await kinesis.stop();
   }, 20_000);
+
+  test('stop() during failing restarts ends them: no further start is tried', async () => {
+    const first = fakeService(1);
+    let calls = 0;
+    const kinesis = await superviseKinesis(async () => {
+      if (calls++ === 0) return first;
+      await tick(200);
+      throw new Error('not ready');
+    }, { log: () => undefined, afterRestart: async () => undefined });
+    first.die('signal SIGKILL.');
+    await tick(50);
+    const started = Date.now();
+    await kinesis.stop();
+    expect(Date.now() - started).toBeLessThan(1000);
+    const after = calls;
+    await tick(1500);
+    expect(calls).toBe(after);
+    expect(calls).toBe(2);
+  });
 });
