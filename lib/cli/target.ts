@@ -81,10 +81,10 @@ export function resolveTarget(flags: TargetFlags): Target {
     // Read when a command uses them, so a port variable meant for another command never stops this one.
     endpoints: {
       get firehose() {
-        return localUrl(flags.endpointFirehose, 'SLUICE_FIREHOSE_PORT', config.local.firehosePort, '--endpoint-firehose');
+        return localUrl(flags.endpointFirehose, 'SLUICE_FIREHOSE_PORT', () => readLiveTwinRecord(dataDir)?.endpoints.firehose, config.local.firehosePort, '--endpoint-firehose');
       },
       get kinesis() {
-        return localUrl(flags.endpointKinesis, 'SLUICE_KINESIS_PORT', config.local.kinesisPort, '--endpoint-kinesis');
+        return localUrl(flags.endpointKinesis, 'SLUICE_KINESIS_PORT', () => readLiveTwinRecord(dataDir)?.endpoints.kinesis, config.local.kinesisPort, '--endpoint-kinesis');
       },
       openSearch: flags.endpointOpensearch ? checkedUrl(flags.endpointOpensearch, '--endpoint-opensearch / OPENSEARCH_URL') : undefined,
     },
@@ -112,9 +112,16 @@ function portFromEnv(variable: string, flag: string): number | undefined {
   return port;
 }
 
-/** The endpoint flag (or its URL variable); else the port variable `sluice local up` also reads; else the configured port. */
-function localUrl(given: string | undefined, portVariable: string, configuredPort: number, flag: string): string {
-  return given ? checkedUrl(given, flag) : `http://127.0.0.1:${portFromEnv(portVariable, flag) ?? configuredPort}`;
+/**
+ * The endpoint flag (or its URL variable); else the port variable `sluice local up` also reads; else where the
+ * twin running on the data dir says it listens (its twin.json: a twin started with other ports); else the
+ * configured port.
+ */
+function localUrl(given: string | undefined, portVariable: string, recorded: () => string | undefined, configuredPort: number, flag: string): string {
+  if (given) return checkedUrl(given, flag);
+  const port = portFromEnv(portVariable, flag);
+  if (port !== undefined) return `http://127.0.0.1:${port}`;
+  return recorded() ?? `http://127.0.0.1:${configuredPort}`;
 }
 
 function checkedUrl(value: string, flag: string): string {

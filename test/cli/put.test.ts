@@ -412,6 +412,21 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     expect(kinesis.stderr).toBe(`sluice: the twin on data dir ${dataDir} (pid ${process.pid}) takes Kinesis records at http://127.0.0.1:${port}, not http://127.0.0.1:9: nothing was sent. Pass --endpoint-kinesis http://127.0.0.1:${port}\n`);
   });
 
+  test('with no endpoint flag or port variable, put goes where the data dir\'s twin says it listens (a twin started on other ports)', async () => {
+    const saved = process.env.SLUICE_FIREHOSE_PORT;
+    delete process.env.SLUICE_FIREHOSE_PORT;
+    try {
+      registerTwin(dataDir, { firehose: api.url });
+      expect(new URL(api.url).port).not.toBe('4573');
+      const { code, stderr } = await sluice('put', 'app-events', '--count', '3', '--data-dir', dataDir);
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      expect(backend.acknowledged).toHaveLength(3);
+    } finally {
+      if (saved !== undefined) process.env.SLUICE_FIREHOSE_PORT = saved;
+    }
+  });
+
   test('the twin runs another env than -c names: exit 2 before sending, not a verify that waits for a bucket the data dir does not have', async () => {
     const { code, stdout, stderr } = await put('app-events', '-c', 'env=prod', '--verify');
     expect(code).toBe(2);

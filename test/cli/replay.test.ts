@@ -230,10 +230,10 @@ describe('sluice replay (twin)', () => {
   });
 
   test('a pipeline whose records the twin does not take stays in the queue with the reason; the others are replayed and reported', async () => {
-    // The twin registered in beforeEach takes Kinesis records at another port than this command's configuration names.
+    // The twin registered in beforeEach takes Kinesis records at another port than this command is told to use.
     const iotRecord = JSON.stringify(sampleRecord(readSchema('iot'), createRng(5)));
     await dlq.send([JSON.stringify(message(60, 'iot', iotRecord))]);
-    const { code, stdout, stderr } = await replay('--json');
+    const { code, stdout, stderr } = await replay('--json', '--endpoint-kinesis', 'http://127.0.0.1:4568');
     expect(code).toBe(1);
     expect(stderr).toMatch(/not replayed; they stay in the queue\n$/);
     const report = JSON.parse(stdout) as { messages: Array<{ pipeline: string; outcome: string; reason: string }> };
