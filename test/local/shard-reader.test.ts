@@ -69,6 +69,15 @@ function recordingReader(
   return { reader, deliveries, errors };
 }
 
+/** A recording reader run until it has caught up, then stopped. */
+async function readToEnd(client: ShardReaderOptions['client']): Promise<ReturnType<typeof recordingReader>> {
+  const run = recordingReader(client);
+  await run.reader.start();
+  await run.reader.drain({ timeoutMs: 5000 });
+  await run.reader.stop();
+  return run;
+}
+
 const allRecords = (deliveries: Delivery[]): string[] => deliveries.flatMap((d) => d.records);
 const perShard = (deliveries: Delivery[], shardId: string): string[] => deliveries.filter((d) => d.shardId === shardId).flatMap((d) => d.records);
 
@@ -103,17 +112,11 @@ describe('ShardReader (in-memory stream)', () => {
 
   test('after a clean stop, a new reader delivers only what came later', async () => {
     for (let i = 0; i < 10; i++) kinesis.putRecord(STREAM, `k${i}`, `old-${i}`);
-    const first = recordingReader(kinesis);
-    await first.reader.start();
-    await first.reader.drain({ timeoutMs: 5000 });
-    await first.reader.stop();
+    const first = await readToEnd(kinesis);
     expect(allRecords(first.deliveries)).toHaveLength(10);
 
     for (let i = 0; i < 5; i++) kinesis.putRecord(STREAM, `k${i}`, `new-${i}`);
-    const second = recordingReader(kinesis);
-    await second.reader.start();
-    await second.reader.drain({ timeoutMs: 5000 });
-    await second.reader.stop();
+    const second = await readToEnd(kinesis);
     expect(allRecords(second.deliveries).sort()).toEqual(['new-0', 'new-1', 'new-2', 'new-3', 'new-4']);
   });
 
@@ -134,10 +137,7 @@ describe('ShardReader (in-memory stream)', () => {
     await reader.stop();
     expect(reader.stats().shards.find((s) => s.shardId === 'shardId-000000000000')?.checkpoint).toBe(first.sequenceNumber);
 
-    const again = recordingReader(kinesis);
-    await again.reader.start();
-    await again.reader.drain({ timeoutMs: 5000 });
-    await again.reader.stop();
+    const again = await readToEnd(kinesis);
     expect(allRecords(again.deliveries)).toEqual(['in-flight-1', 'in-flight-2']);
   });
 
@@ -197,10 +197,7 @@ describe('ShardReader (in-memory stream)', () => {
       putAt('a', 3, t0);
       const saved = kinesis.save();
       const lost = putAt('b', 3, t0 + 1000);
-      const first = recordingReader(kinesis);
-      await first.reader.start();
-      await first.reader.drain({ timeoutMs: 5000 });
-      await first.reader.stop();
+      const first = await readToEnd(kinesis);
       expect(perShard(first.deliveries, SHARD)).toEqual(['a0', 'a1', 'a2', 'b0', 'b1', 'b2']);
       const doc = JSON.parse(readFileSync(first.reader.checkpointFile, 'utf8')) as { shards: Record<string, { sequenceNumber: string; arrivalTimestamp?: string }> };
       expect(doc.shards[SHARD]).toEqual({ sequenceNumber: lost[2].sequenceNumber, arrivalTimestamp: new Date(t0 + 1000).toISOString() });
@@ -209,10 +206,7 @@ describe('ShardReader (in-memory stream)', () => {
       const later = putAt('d', 3, t0 + 5000);
       // The case a sequence-number-only skip would get wrong: new records numbered before the lost checkpoint.
       expect(BigInt(later[0].sequenceNumber)).toBeLessThan(BigInt(lost[2].sequenceNumber));
-      const second = recordingReader(kinesis);
-      await second.reader.start();
-      await second.reader.drain({ timeoutMs: 5000 });
-      await second.reader.stop();
+      const second = await readToEnd(kinesis);
       expect(perShard(second.deliveries, SHARD)).toEqual(['d0', 'd1', 'd2']);
       const fallback = second.errors.filter((e) => e.context.action === 'read-from-trim-horizon');
       expect(fallback).toHaveLength(1);
@@ -226,26 +220,17 @@ describe('ShardReader (in-memory stream)', () => {
       const kept = putAt('a', 3, t0);
       const saved = kinesis.save();
       putAt('b', 2, t0 + 1000);
-      const first = recordingReader(kinesis);
-      await first.reader.start();
-      await first.reader.drain({ timeoutMs: 5000 });
-      await first.reader.stop();
+      await readToEnd(kinesis);
       kinesis.restore(saved);
 
-      const second = recordingReader(kinesis);
-      await second.reader.start();
-      await second.reader.drain({ timeoutMs: 5000 });
-      await second.reader.stop();
+      const second = await readToEnd(kinesis);
       expect(perShard(second.deliveries, SHARD)).toEqual([]);
       expect(second.errors.filter((e) => e.context.action === 'read-from-trim-horizon')).toHaveLength(1);
       const doc = JSON.parse(readFileSync(second.reader.checkpointFile, 'utf8')) as { shards: Record<string, { sequenceNumber: string; arrivalTimestamp?: string }> };
       expect(doc.shards[SHARD]).toEqual({ sequenceNumber: kept[2].sequenceNumber, arrivalTimestamp: new Date(t0).toISOString() });
 
       putAt('d', 1, t0 + 5000);
-      const third = recordingReader(kinesis);
-      await third.reader.start();
-      await third.reader.drain({ timeoutMs: 5000 });
-      await third.reader.stop();
+      const third = await readToEnd(kinesis);
       expect(perShard(third.deliveries, SHARD)).toEqual(['d0']);
       expect(third.errors).toEqual([]);
     });
@@ -254,10 +239,7 @@ describe('ShardReader (in-memory stream)', () => {
       putAt('a', 6, t0);
       const saved = kinesis.save();
       putAt('b', 2, t0 + 1000);
-      const first = recordingReader(kinesis);
-      await first.reader.start();
-      await first.reader.drain({ timeoutMs: 5000 });
-      await first.reader.stop();
+      const first = await readToEnd(kinesis);
       const lostCheckpoint = readFileSync(first.reader.checkpointFile, 'utf8');
       kinesis.restore(saved);
 
@@ -267,10 +249,7 @@ describe('ShardReader (in-memory stream)', () => {
       await second.reader.stop();
       expect(JSON.parse(readFileSync(second.reader.checkpointFile, 'utf8')).shards).toEqual(JSON.parse(lostCheckpoint).shards);
 
-      const third = recordingReader(kinesis);
-      await third.reader.start();
-      await third.reader.drain({ timeoutMs: 5000 });
-      await third.reader.stop();
+      const third = await readToEnd(kinesis);
       expect([...perShard(second.deliveries, SHARD), ...perShard(third.deliveries, SHARD)]).toEqual([]);
     });
 
@@ -278,10 +257,7 @@ describe('ShardReader (in-memory stream)', () => {
       putAt('a', 3, t0);
       const saved = kinesis.save();
       const lost = putAt('b', 3, t0 + 1000);
-      const first = recordingReader(kinesis);
-      await first.reader.start();
-      await first.reader.drain({ timeoutMs: 5000 });
-      await first.reader.stop();
+      const first = await readToEnd(kinesis);
       const file = first.reader.checkpointFile;
       const doc = JSON.parse(readFileSync(file, 'utf8')) as { updatedAt: string; shards: Record<string, { arrivalTimestamp?: string }> };
       for (const entry of Object.values(doc.shards)) delete entry.arrivalTimestamp;
@@ -290,10 +266,7 @@ describe('ShardReader (in-memory stream)', () => {
       kinesis.restore(saved);
       const later = putAt('d', 3, Date.parse(doc.updatedAt) + 60_000);
       expect(BigInt(later[0].sequenceNumber)).toBeLessThan(BigInt(lost[2].sequenceNumber));
-      const second = recordingReader(kinesis);
-      await second.reader.start();
-      await second.reader.drain({ timeoutMs: 5000 });
-      await second.reader.stop();
+      const second = await readToEnd(kinesis);
       expect(perShard(second.deliveries, SHARD)).toEqual(['d0', 'd1', 'd2']);
     });
 
@@ -319,10 +292,7 @@ describe('ShardReader (in-memory stream)', () => {
       await waitFor(() => perShard(first.deliveries, SHARD).length >= 2);
       await first.reader.stop();
       const delivered = perShard(first.deliveries, SHARD);
-      const second = recordingReader(kinesis);
-      await second.reader.start();
-      await second.reader.drain({ timeoutMs: 5000 });
-      await second.reader.stop();
+      const second = await readToEnd(kinesis);
       expect([...delivered, ...perShard(second.deliveries, SHARD)]).toEqual(['a0', 'a1', 'a2', 'a3']);
       expect(second.errors.filter((e) => e.context.action === 'read-from-trim-horizon')).toEqual([]);
     });
@@ -359,10 +329,7 @@ describe('ShardReader (in-memory stream)', () => {
 
     // Restarted: the ended parent is not read again, and its children resume from their checkpoints.
     kinesis.putRecord(STREAM, 'k', 'child-a-later', { shardId: children[0] });
-    const again = recordingReader(kinesis);
-    await again.reader.start();
-    await again.reader.drain({ timeoutMs: 5000 });
-    await again.reader.stop();
+    const again = await readToEnd(kinesis);
     expect(allRecords(again.deliveries)).toEqual(['child-a-later']);
   });
 
