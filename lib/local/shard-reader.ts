@@ -734,20 +734,19 @@ export class ShardReader {
         // Records after the first new one are new as well: the shard is in sequence order.
         if (first !== -1) skip = undefined;
       }
-      if (page.records.length > 0) {
+      const last = page.records.at(-1);
+      if (last !== undefined) {
         lastRecordsAt = Date.now();
-        const last = page.records[page.records.length - 1];
         readPosition = last.SequenceNumber;
         readArrival = last.ApproximateArrivalTimestamp;
       }
       if (taken.length > 0) {
         if (buffer.length === 0) bufferedSince = Date.now();
         buffer.push(...taken);
-      } else if (page.records.length > 0 && buffer.length === 0 && (page.millisBehindLatest ?? 0) === 0) {
+      } else if (last !== undefined && buffer.length === 0 && (page.millisBehindLatest ?? 0) === 0) {
         // Every record read again up to the shard's tip was delivered before: the checkpoint moves past them, off
         // the lost position. Not sooner: the skip bound lives only in memory, so a stop part-way through the
         // re-read would leave a checkpoint that skips nothing, and the rest would be delivered a second time.
-        const last = page.records[page.records.length - 1];
         shard.checkpoint = last.SequenceNumber;
         shard.lastArrival = last.ApproximateArrivalTimestamp;
         await this.persist();
