@@ -23,7 +23,8 @@ beforeEach(() => {
   dataDir = tempDataDir();
 });
 afterEach(() => {
-  rmSync(dataDir, { recursive: true, force: true });
+  // A `local up` child ended by a second Ctrl-C leaves kinesis-mock saving into the data dir for a moment.
+  rmSync(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
 });
 
 describe('dlqMessagesByPipeline', () => {
