@@ -103,13 +103,13 @@ describe.each([
 });
 
 /** `count` iot records like the fixture's first, with their own event ids, devices and sequence numbers. */
-function iotBatch(count: number, { devices = count, minute = 40 } = {}): KinesisStreamEvent {
+function iotBatch(count: number, { devices = count, minute = 40, firstId = 0 } = {}): KinesisStreamEvent {
   const template = event.Records[0];
   return {
     Records: Array.from({ length: count }, (_, i) => {
-      const id = `5a4d0a3d-7e1f-4f9c-8ca8-${String(100_000 + i).padStart(12, '0')}`;
+      const id = `5a4d0a3d-7e1f-4f9c-8ca8-${String(100_000 + firstId + i).padStart(12, '0')}`;
       const data = { event_id: id, event_type: 'telemetry', event_time: `2026-11-22T13:${minute}:${String(i % 60).padStart(2, '0')}Z`, device_id: `dev-${String(i % devices).padStart(8, '0')}`, temperature_c: 20, battery_pct: 50 };
-      return { ...template, kinesis: { ...template.kinesis, sequenceNumber: String(10_000 + i), data: b64(JSON.stringify(data)) } };
+      return { ...template, kinesis: { ...template.kinesis, sequenceNumber: String(10_000 + firstId + i), data: b64(JSON.stringify(data)) } };
     }),
   };
 }
@@ -208,7 +208,7 @@ describe('metadata consumer without transactions (dynalite, the local twin)', ()
 
   it('a counter increment that meets a refused connection is tried again, not lost', async () => {
     let refusals = 2;
-    const { client } = counted((command) => {
+    const { client, calls } = counted((command) => {
       if (command.constructor.name !== 'UpdateCommand' || refusals === 0) return undefined;
       refusals--;
       throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:4569'), { code: 'ECONNREFUSED' });
@@ -216,7 +216,36 @@ describe('metadata consumer without transactions (dynalite, the local twin)', ()
     const out = await consumer(client)(iotBatch(10));
     expect(out.batchItemFailures).toEqual([]);
     expect(refusals).toBe(0);
+    // Read back after each refusal, found not applied, and sent again.
+    expect({ updates: calls.UpdateCommand, reads: calls.GetCommand }).toEqual({ updates: 3, reads: 2 });
     expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 10, bytes: expect.any(Number) } });
+  });
+
+  it.each([
+    ['a timeout', () => Object.assign(new Error('Request timed out'), { name: 'TimeoutError' })],
+    ['a reset connection', () => Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })],
+    ['a server error', () => Object.assign(new Error('Internal error'), { name: 'InternalServerError', $fault: 'server' })],
+  ])('a counter increment applied and then answered by %s is not added again', async (_what, lostAnswer) => {
+    let readBackFails = 1;
+    const { client, calls } = counted((command, call) => {
+      // The first read-back meets the same trouble; the next one answers.
+      if (command.constructor.name === 'GetCommand' && readBackFails-- > 0) throw lostAnswer();
+      if (command.constructor.name !== 'UpdateCommand' || call > 1) return undefined;
+      // Applied, then the answer is lost on its way back: the consumer cannot tell from the call.
+      return local.client.send(command as never).then(() => {
+        throw lostAnswer();
+      });
+    });
+    const batch = iotBatch(10);
+    const out = await consumer(client)(batch);
+    expect(out.batchItemFailures).toEqual([]);
+    // Read back (twice: the first read failed) and found applied: not sent again.
+    expect({ updates: calls.UpdateCommand, reads: calls.GetCommand }).toEqual({ updates: 1, reads: 2 });
+    const bytes = batch.Records.reduce((n, r) => n + Buffer.from(r.kinesis.data, 'base64').length, 0);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 10, bytes } });
+    // A second chunk for the same minute still adds (the check is per chunk, not per counter).
+    await consumer(local.client)(iotBatch(5, { firstId: 100 }));
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 15, bytes: expect.any(Number) } });
   });
 });
 

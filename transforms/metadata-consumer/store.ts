@@ -17,10 +17,13 @@
  * back, since it may have been applied: what exists is counted. Only a crash between a chunk's event
  * items and its counters (or a failed write whose read-back fails too) could lose those counts, up to
  * one chunk (50 events). Counter increments that are throttled or meet a broken connection are waited
- * out, never reported: a redelivered event finds its item and is not counted again. A few dozen calls
- * per 50 events instead of two calls per event: dynalite costs milliseconds of CPU per call.
+ * out, never reported: a redelivered event finds its item and is not counted again. Each increment also
+ * writes its chunk's token on the counter item; before trying again after a failed call, the item is read
+ * back, and carrying the token it was applied (an answer lost on its way back), so it is not added twice.
+ * A few dozen calls per 50 events instead of two calls per event: dynalite costs milliseconds of CPU per call.
  */
-import { TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { randomUUID } from 'node:crypto';
+import { GetCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { batchGetAll, batchWriteAll, type BatchOptions } from '../shared/dynamo-batch';
 import { DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
 import { metadataKeys } from '../shared/metadata-table';
@@ -125,6 +128,9 @@ const keyText = (key: Key): string => `${key.pk}\n${key.sk}`;
 const RETRYABLE_CANCELLATIONS = new Set(['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded', 'RequestLimitExceeded']);
 
 /** Node's codes for a connection that failed or broke. */
+/** On counter items written without transactions: the token of the chunk whose increment was applied last. */
+const COUNTER_CHUNK_ATTRIBUTE = 'last_chunk';
+
 const TRANSPORT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN']);
 
 interface AwsError {
@@ -269,12 +275,31 @@ export class MetadataStore {
     }
     const writtenEvents = fresh.filter((e) => written.has(keyText(keys.get(e)!)));
     // Every increment settles before the queue moves on (a chunk has at most one per event type and minute).
-    const increments = await Promise.allSettled(summedCounters(writtenEvents).map((counter) =>
-      this.withRetries(() => this.options.dynamo.send(new UpdateCommand(this.counterUpdate(counter))), { giveUp: false })));
+    const chunk = randomUUID();
+    const increments = await Promise.allSettled(summedCounters(writtenEvents).map((counter) => this.incrementOnce(counter, chunk)));
     const refused = increments.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (refused !== undefined) throw refused.reason;
     if (failure !== undefined) throw failure.error;
     return { recorded: writtenEvents.length, duplicates: events.length - fresh.length };
+  }
+
+  /**
+   * A counter increment without transactions, applied once however its calls fail: the update also sets the
+   * chunk's token on the item, and every attempt after a failed one first reads the item back (strongly
+   * consistent). Carrying the token, the failed call was applied and its answer lost. Under the queue no other
+   * write reaches this counter in between; the token is new for every chunk.
+   */
+  private async incrementOnce(counter: SummedCounter, chunk: string): Promise<void> {
+    const update = this.counterUpdate(counter, chunk);
+    let failedBefore = false;
+    await this.withRetries(async () => {
+      if (failedBefore) {
+        const { Item } = await this.options.dynamo.send(new GetCommand({ TableName: update.TableName, Key: update.Key, ConsistentRead: true }));
+        if (Item?.[COUNTER_CHUNK_ATTRIBUTE] === chunk) return;
+      }
+      failedBefore = true;
+      await this.options.dynamo.send(new UpdateCommand(update));
+    }, { giveUp: false });
   }
 
   /** The items among `keys` that exist, by key (BatchGetItem, strongly consistent; unprocessed keys retried). */
@@ -390,14 +415,22 @@ export class MetadataStore {
     };
   }
 
-  private counterUpdate(c: SummedCounter) {
+  /** The increment of one counter item; with `chunk` (no transactions) it also records which chunk wrote it last. */
+  private counterUpdate(c: SummedCounter, chunk?: string) {
     const o = this.options;
     return {
       TableName: o.tableName,
       Key: metadataKeys.counter(o.pipeline, c.eventTypeKey, c.minute),
-      UpdateExpression: 'ADD #events :events, #bytes :bytes SET #pipeline = :pipeline, #eventType = :eventType, #minute = :minute, #ttl = :ttl',
-      ExpressionAttributeNames: { '#events': 'events', '#bytes': 'bytes', '#pipeline': 'pipeline', '#eventType': 'event_type', '#minute': 'minute', '#ttl': 'ttl' },
-      ExpressionAttributeValues: { ':events': c.events, ':bytes': c.bytes, ':pipeline': o.pipeline, ':eventType': c.eventTypeKey, ':minute': c.minute, ':ttl': o.ttl },
+      UpdateExpression: 'ADD #events :events, #bytes :bytes SET #pipeline = :pipeline, #eventType = :eventType, #minute = :minute, #ttl = :ttl'
+        + (chunk === undefined ? '' : ', #chunk = :chunk'),
+      ExpressionAttributeNames: {
+        '#events': 'events', '#bytes': 'bytes', '#pipeline': 'pipeline', '#eventType': 'event_type', '#minute': 'minute', '#ttl': 'ttl',
+        ...(chunk === undefined ? {} : { '#chunk': COUNTER_CHUNK_ATTRIBUTE }),
+      },
+      ExpressionAttributeValues: {
+        ':events': c.events, ':bytes': c.bytes, ':pipeline': o.pipeline, ':eventType': c.eventTypeKey, ':minute': c.minute, ':ttl': o.ttl,
+        ...(chunk === undefined ? {} : { ':chunk': chunk }),
+      },
     };
   }
 
@@ -422,8 +455,8 @@ export class MetadataStore {
 
   /**
    * Throttling and server errors, and the connection failing or timing out: the call may have been applied
-   * (except throttling), so only calls that are safe to repeat come here, or a counter increment, where
-   * a lost count is worse than the rare double one after an answer lost on its way back.
+   * (except throttling), so only calls that are safe to repeat come here, or a counter increment that reads
+   * its item back before it is sent again (`incrementOnce`).
    */
   private isRetryable(e: AwsError): boolean {
     return RETRYABLE_ERRORS.has(e.name ?? '') || (typeof e.$retryable === 'object' && e.$retryable !== null)
