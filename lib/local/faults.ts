@@ -7,8 +7,9 @@
  *   response, or answers fewer records than it got — the delivery engine retries it as Firehose
  *   does, then writes the chunk's records as processing-failed error objects;
  * - dynamo: a request of the metadata consumer is answered with a throttling error (inside the AWS
- *   SDK's retry loop, as DynamoDB would answer it) or answered late, so the consumer's retries,
- *   partial batch failures, and the event source mapping's bisection after a timeout are exercised;
+ *   SDK's retry loop, as DynamoDB would answer it), answered late, or applied and its answer lost (the
+ *   connection resets; the SDK sends it again), so the consumer's retries, partial batch failures,
+ *   the event source mapping's bisection after a timeout, and exactly-once counting are exercised;
  * - storage: a write under the data dir (object store, write-ahead logs) fails with ENOSPC, EROFS, …
  *   — by a rate, or switched on and off with `failStorage()` / `healStorage()`.
  * OpenSearch faults need no hook: point `OPENSEARCH_URL` at a server that answers as you like.
@@ -20,6 +21,7 @@
  *   transform.timeoutMs=2000    the transform timeout while transform faults are on (default 2000)
  *   dynamo=0.1                  share of DynamoDB requests throttled
  *   dynamo.operations=PutItem+UpdateItem   which operations (default all)
+ *   dynamo.lost=0.05            share of DynamoDB requests applied whose answer is then lost
  *   storage=0.01                share of writes under the data dir that fail
  *   storage.code=ENOSPC         the error they fail with (default ENOSPC)
  * e.g. `SLUICE_FAULTS=transform=0.2,dynamo=0.1,storage=0.01 npx sluice local up`.
@@ -36,8 +38,9 @@ export type TransformFaultKind = (typeof TRANSFORM_FAULT_KINDS)[number];
 export const STORAGE_FAULT_CODES = ['ENOSPC', 'EROFS', 'EDQUOT', 'EIO', 'EACCES'] as const;
 export type StorageFaultCode = (typeof STORAGE_FAULT_CODES)[number];
 
-export type DynamoFaultKind = 'ProvisionedThroughputExceededException' | 'ThrottlingException';
-/** A throttling error, or a slow answer: the request goes through after `delayMs` (a hot partition, a long queue). */
+/** A throttling error, or `AnswerLost`: the request is applied, then the connection resets before its answer arrives. */
+export type DynamoFaultKind = 'ProvisionedThroughputExceededException' | 'ThrottlingException' | 'AnswerLost';
+/** A throttling error, a lost answer, or a slow answer: the request goes through after `delayMs` (a hot partition, a long queue). */
 export type DynamoFault = DynamoFaultKind | { readonly delayMs: number };
 
 /** What the transform wrapper is told about one invocation. */
@@ -74,6 +77,8 @@ export interface DynamoRequest {
 export interface DynamoFaults {
   /** Share of requests throttled, 0–1. @default 0 */
   readonly rate?: number;
+  /** Share of requests applied whose answer is then lost (after the throttled ones are chosen), 0–1. @default 0 */
+  readonly lostRate?: number;
   /** Only these operations. @default all */
   readonly operations?: readonly string[];
   /** Decides each request instead of `rate`; undefined lets it through. */
@@ -205,15 +210,17 @@ export class FaultInjector {
         const raw = request.body;
         const body = typeof raw === 'string' ? raw : raw instanceof Uint8Array ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8') : '';
         const index = this.dynamoIndex++;
-        const kind: DynamoFault | undefined = faults.decide
-          ? faults.decide({ operation, body, index })
-          : (faults.operations === undefined || faults.operations.includes(operation)) && this.random() < (faults.rate ?? 0)
-            ? 'ProvisionedThroughputExceededException' : undefined;
+        const kind: DynamoFault | undefined = faults.decide ? faults.decide({ operation, body, index }) : this.plannedDynamoFault(faults, operation);
         if (kind === undefined) return next(args);
         this.counts.dynamo++;
         if (typeof kind === 'object') {
           await unrefSleep(kind.delayMs);
           return next(args);
+        }
+        if (kind === 'AnswerLost') {
+          await next(args);
+          // The SDK takes ECONNRESET for a network error and sends the request again, as after a real reset.
+          throw Object.assign(new Error(`socket hang up (injected fault: ${operation} was applied, its answer lost)`), { code: 'ECONNRESET', $metadata: {} });
         }
         const $metadata = { httpStatusCode: 400, requestId: `injected-${index}`, attempts: 1, totalRetryDelay: 0 };
         throw kind === 'ThrottlingException'
@@ -226,6 +233,12 @@ export class FaultInjector {
       { step: 'deserialize', name: 'sluiceInjectedDynamoFaults', priority: 'low' },
     );
     return client;
+  }
+
+  private plannedDynamoFault(faults: DynamoFaults, operation: string): DynamoFaultKind | undefined {
+    if (faults.operations !== undefined && !faults.operations.includes(operation)) return undefined;
+    if (this.random() < (faults.rate ?? 0)) return 'ProvisionedThroughputExceededException';
+    return faults.lostRate !== undefined && this.random() < faults.lostRate ? 'AnswerLost' : undefined;
   }
 
   // ---- storage -------------------------------------------------------------------------------
@@ -264,7 +277,7 @@ export function parseFaultPlan(text: string): FaultPlan {
   const problems: string[] = [];
   let seed: number | undefined;
   const transform: { rate?: number; kinds?: TransformFaultKind[]; timeoutMs?: number } = {};
-  const dynamo: { rate?: number; operations?: string[] } = {};
+  const dynamo: { rate?: number; lostRate?: number; operations?: string[] } = {};
   const storage: { rate?: number; code?: StorageFaultCode } = {};
   /** Groups a setting names (transform for transform.kinds), and the keys given as they are. */
   const used = new Set<string>();
@@ -306,6 +319,7 @@ export function parseFaultPlan(text: string): FaultPlan {
         break;
       }
       case 'dynamo': dynamo.rate = rate(key, value); break;
+      case 'dynamo.lost': dynamo.lostRate = rate(key, value); break;
       case 'dynamo.operations': {
         const operations = list(value);
         if (operations.length === 0 || operations.some((o) => !/^[A-Z][A-Za-z]+$/.test(o))) {
@@ -321,12 +335,13 @@ export function parseFaultPlan(text: string): FaultPlan {
         else storage.code = value as StorageFaultCode;
         break;
       default:
-        problems.push(`"${key}" is not a fault setting; expected seed, transform, transform.kinds, transform.timeoutMs, dynamo, dynamo.operations, storage, storage.code`);
+        problems.push(`"${key}" is not a fault setting; expected seed, transform, transform.kinds, transform.timeoutMs, dynamo, dynamo.lost, dynamo.operations, storage, storage.code`);
     }
   }
   // Settings without their share would inject nothing while the twin says faults are on.
   for (const name of ['transform', 'dynamo', 'storage']) {
-    if (used.has(name) && !given.has(name)) problems.push(`${name}.* settings need ${name}=<share> to say how often, e.g. ${name}=0.1`);
+    const shareGiven = given.has(name) || (name === 'dynamo' && given.has('dynamo.lost'));
+    if (used.has(name) && !shareGiven) problems.push(`${name}.* settings need ${name}=<share> to say how often, e.g. ${name}=0.1`);
   }
   if (problems.length > 0) throw new Error(`SLUICE_FAULTS: ${problems.join('; ')}`);
   return {
@@ -344,6 +359,7 @@ function planProblems(plan: FaultPlan): string[] {
   };
   share('transform.rate', plan.transform?.rate);
   share('dynamo.rate', plan.dynamo?.rate);
+  share('dynamo.lostRate', plan.dynamo?.lostRate);
   share('storage.rate', plan.storage?.rate);
   const timeoutMs = plan.transform?.timeoutMs;
   if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 100 && timeoutMs <= 300_000)) {

@@ -10,10 +10,11 @@ import { configWith, removeDir, sorted, startFaultTwin, type FaultTwin } from '.
 /**
  * DynamoDB throttles the metadata consumer. A write still throttled when the consumer's retry
  * budget runs out is reported as a batch item failure and the event source mapping retries from
- * there; an invocation that outlives its timeout (a slow answer) fails whole and is bisected. Either
- * way each event is recorded once: its item exists, and the per-minute counters add up exactly.
+ * there; an invocation that outlives its timeout (a slow answer) fails whole and is bisected; a
+ * request applied whose answer is lost is sent again by the SDK. Each event is recorded once: its
+ * item exists, and the per-minute counters add up exactly.
  */
-describe('faults: DynamoDB throttles the metadata consumer', () => {
+describe('faults: DynamoDB throttles the metadata consumer and loses answers', () => {
   const config = configWith({ iot: { shards: 1, destinations: ['metadata'], consumer: { batchSize: 40, timeoutSeconds: 6 } } });
   let run: FaultTwin | undefined;
 
@@ -36,6 +37,7 @@ describe('faults: DynamoDB throttles the metadata consumer', () => {
     const since = new Map<string, number>();
     let countersThrottledUntil = 0;
     let e3Slowed = false;
+    let lostAnswers = 0;
     const random = createRng(4);
     const faults = new FaultInjector({
       dynamo: {
@@ -60,6 +62,12 @@ describe('faults: DynamoDB throttles the metadata consumer', () => {
             return { delayMs: 6500 };
           }
           if (operation === 'UpdateItem' && body.includes('"count#iot#') && now < countersThrottledUntil) return 'ThrottlingException';
+          // Some counter increments and writes are applied and their answers lost: the SDK sends them again.
+          if (operation === 'UpdateItem' && body.includes('"count#iot#') && random() < 0.3) {
+            lostAnswers++;
+            return 'AnswerLost';
+          }
+          if (operation === 'BatchWriteItem' && random() < 0.1) return 'AnswerLost';
           // And a little throttling everywhere, which the SDK's own retries absorb.
           return random() < 0.02 ? 'ProvisionedThroughputExceededException' : undefined;
         },
@@ -123,6 +131,7 @@ describe('faults: DynamoDB throttles the metadata consumer', () => {
     expect(metadata.partialFailures).toBeGreaterThanOrEqual(1);
     expect(metadata.bisections).toBeGreaterThanOrEqual(1);
     expect(faults.injected().dynamo).toBeGreaterThan(6);
+    expect(lostAnswers).toBeGreaterThan(0);
   }, 60_000);
 });
 

@@ -4,11 +4,11 @@ import { FaultInjector, parseFaultPlan, storageError } from '../../lib/local/fau
 /** The fault hook's own contract: the SLUICE_FAULTS syntax, and what each injected fault looks like. */
 describe('fault plan (SLUICE_FAULTS)', () => {
   test('parses every setting', () => {
-    expect(parseFaultPlan('seed=7, transform=0.2, transform.kinds=throw+timeout, transform.timeoutMs=1500, dynamo=0.1, dynamo.operations=PutItem+UpdateItem, storage=0.01, storage.code=EROFS'))
+    expect(parseFaultPlan('seed=7, transform=0.2, transform.kinds=throw+timeout, transform.timeoutMs=1500, dynamo=0.1, dynamo.lost=0.05, dynamo.operations=PutItem+UpdateItem, storage=0.01, storage.code=EROFS'))
       .toEqual({
         seed: 7,
         transform: { rate: 0.2, kinds: ['throw', 'timeout'], timeoutMs: 1500 },
-        dynamo: { rate: 0.1, operations: ['PutItem', 'UpdateItem'] },
+        dynamo: { rate: 0.1, lostRate: 0.05, operations: ['PutItem', 'UpdateItem'] },
         storage: { rate: 0.01, code: 'EROFS' },
       });
     expect(FaultInjector.fromEnv({})).toBeUndefined();
@@ -25,6 +25,10 @@ describe('fault plan (SLUICE_FAULTS)', () => {
     expect(() => parseFaultPlan('storage.code=EROFS')).toThrow('SLUICE_FAULTS: storage.* settings need storage=<share> to say how often, e.g. storage=0.1');
     expect(() => parseFaultPlan('transform.kinds=throw, dynamo=0.1')).toThrow('SLUICE_FAULTS: transform.* settings need transform=<share>');
     expect(() => parseFaultPlan('seed=')).toThrow('SLUICE_FAULTS: seed=: expected a whole number');
+    expect(() => parseFaultPlan('dynamo.lost=1.5')).toThrow('SLUICE_FAULTS: dynamo.lost=1.5: expected a share between 0 and 1, e.g. dynamo.lost=0.1');
+    // Lost answers alone are a share of their own.
+    expect(parseFaultPlan('dynamo.lost=0.1, dynamo.operations=UpdateItem')).toEqual({ dynamo: { lostRate: 0.1, operations: ['UpdateItem'] } });
+    expect(() => new FaultInjector({ dynamo: { lostRate: 2 } })).toThrow('fault plan: dynamo.lostRate must be between 0 and 1, got 2');
     expect(() => new FaultInjector({ dynamo: { rate: -1 } })).toThrow('fault plan: dynamo.rate must be between 0 and 1, got -1');
   });
 

@@ -18,12 +18,12 @@
  * items and its counters (or a failed write whose read-back fails too) could lose those counts, up to
  * one chunk (50 events). Counter increments that are throttled or meet a broken connection are waited
  * out, never reported: a redelivered event finds its item and is not counted again. Each increment also
- * writes its chunk's token on the counter item; before trying again after a failed call, the item is read
- * back, and carrying the token it was applied (an answer lost on its way back), so it is not added twice.
+ * writes its chunk's token on the counter item, on the condition that the token is not there yet: sent
+ * again after its answer was lost (by the SDK's retries or ours), it is refused instead of added twice.
  * A few dozen calls per 50 events instead of two calls per event: dynalite costs milliseconds of CPU per call.
  */
 import { randomUUID } from 'node:crypto';
-import { GetCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { batchGetAll, batchWriteAll, type BatchOptions } from '../shared/dynamo-batch';
 import { DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
 import { metadataKeys } from '../shared/metadata-table';
@@ -285,20 +285,19 @@ export class MetadataStore {
 
   /**
    * A counter increment without transactions, applied once however its calls fail: the update also sets the
-   * chunk's token on the item, and every attempt after a failed one first reads the item back (strongly
-   * consistent). Carrying the token, the failed call was applied and its answer lost. Under the queue no other
-   * write reaches this counter in between; the token is new for every chunk.
+   * chunk's token on the item, on the condition that the item does not carry it yet. An attempt sent again
+   * after an answer was lost (by the SDK's own retries or by these) is refused by that condition, which
+   * means an earlier one was applied. Under the queue no other write reaches this counter in between, and
+   * the token is new for every chunk.
    */
   private async incrementOnce(counter: SummedCounter, chunk: string): Promise<void> {
     const update = this.counterUpdate(counter, chunk);
-    let failedBefore = false;
     await this.withRetries(async () => {
-      if (failedBefore) {
-        const { Item } = await this.options.dynamo.send(new GetCommand({ TableName: update.TableName, Key: update.Key, ConsistentRead: true }));
-        if (Item?.[COUNTER_CHUNK_ATTRIBUTE] === chunk) return;
+      try {
+        await this.options.dynamo.send(new UpdateCommand(update));
+      } catch (err) {
+        if (asAwsError(err).name !== 'ConditionalCheckFailedException') throw err;
       }
-      failedBefore = true;
-      await this.options.dynamo.send(new UpdateCommand(update));
     }, { giveUp: false });
   }
 
@@ -415,7 +414,7 @@ export class MetadataStore {
     };
   }
 
-  /** The increment of one counter item; with `chunk` (no transactions) it also records which chunk wrote it last. */
+  /** The increment of one counter item; with `chunk` (no transactions) it also records the chunk, once (`incrementOnce`). */
   private counterUpdate(c: SummedCounter, chunk?: string) {
     const o = this.options;
     return {
@@ -423,6 +422,7 @@ export class MetadataStore {
       Key: metadataKeys.counter(o.pipeline, c.eventTypeKey, c.minute),
       UpdateExpression: 'ADD #events :events, #bytes :bytes SET #pipeline = :pipeline, #eventType = :eventType, #minute = :minute, #ttl = :ttl'
         + (chunk === undefined ? '' : ', #chunk = :chunk'),
+      ...(chunk === undefined ? {} : { ConditionExpression: 'attribute_not_exists(#chunk) OR #chunk <> :chunk' }),
       ExpressionAttributeNames: {
         '#events': 'events', '#bytes': 'bytes', '#pipeline': 'pipeline', '#eventType': 'event_type', '#minute': 'minute', '#ttl': 'ttl',
         ...(chunk === undefined ? {} : { '#chunk': COUNTER_CHUNK_ATTRIBUTE }),
@@ -455,8 +455,8 @@ export class MetadataStore {
 
   /**
    * Throttling and server errors, and the connection failing or timing out: the call may have been applied
-   * (except throttling), so only calls that are safe to repeat come here, or a counter increment that reads
-   * its item back before it is sent again (`incrementOnce`).
+   * (except throttling), so only calls that are safe to repeat come here, or a counter increment whose
+   * condition refuses a second application (`incrementOnce`).
    */
   private isRetryable(e: AwsError): boolean {
     return RETRYABLE_ERRORS.has(e.name ?? '') || (typeof e.$retryable === 'object' && e.$retryable !== null)
