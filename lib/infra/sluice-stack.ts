@@ -1,4 +1,4 @@
-import { CfnOutput, CfnResource, Duration, RemovalPolicy, Size, Stack, Tags, type StackProps } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, CfnResource, Duration, RemovalPolicy, Size, Stack, Tags, type StackProps } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { resourceNames, type PipelineConfig, type SluiceConfig } from '../config';
 import { loadModel, type SchemaModel } from '../schema';
@@ -19,6 +19,7 @@ import { PipelineStream } from './pipeline-stream';
 import { RecordTransform } from './record-transform';
 import { SearchDelivery } from './search-delivery';
 import { SearchDomain } from './search-domain';
+import { processorBufferWarnings } from '../../transforms/record-transform/response-budget';
 
 export interface SluiceStackProps extends StackProps {
   readonly config: SluiceConfig;
@@ -96,6 +97,7 @@ export class SluiceStack extends Stack {
     for (const p of pipelines) {
       const names = resourceNames(config, p.name);
       const scope = new Construct(this, p.name);
+      for (const warning of processorBufferWarnings({ pipelines: { [p.name]: p } })) Annotations.of(scope).addWarningV2('@sluice/processor-buffer-response', warning);
       const transformFor = (destination: 'lake' | 'search') => new RecordTransform(scope, destination === 'lake' ? 'LakeTransform' : 'SearchTransform', {
         pipeline: p.name,
         destination,

@@ -880,14 +880,14 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
  * Splits a batch into invocations: at most `bufferBytes` of record data each (the processor buffer
  * hint) and an event under Lambda's 6 MB request limit. A record larger than the hint goes alone.
  */
-export function invocationChunks<T extends { readonly data: Buffer }>(batch: readonly T[], bufferBytes: number): T[][] {
+export function invocationChunks<T extends { readonly data: Buffer; readonly kinesis?: FirehoseRecordMetadata }>(batch: readonly T[], bufferBytes: number): T[][] {
   const chunks: T[][] = [];
   let chunk: T[] = [];
   let raw = 0;
   let event = EVENT_ENVELOPE_BYTES;
   for (const record of batch) {
     const size = record.data.length;
-    const encoded = Math.ceil(size / 3) * 4 + EVENT_RECORD_OVERHEAD_BYTES;
+    const encoded = eventRecordBytes(record);
     if (chunk.length > 0 && (raw + size > bufferBytes || event + encoded > LAMBDA_PAYLOAD_LIMIT)) {
       chunks.push(chunk);
       chunk = [];
@@ -902,8 +902,21 @@ export function invocationChunks<T extends { readonly data: Buffer }>(batch: rea
   return chunks;
 }
 
-const EVENT_ENVELOPE_BYTES = 512;
-const EVENT_RECORD_OVERHEAD_BYTES = 512;
+/** invocationId, the stream ARNs and region around the records (ARNs are at most a few hundred bytes). */
+const EVENT_ENVELOPE_BYTES = 1024;
+/** A record's entry in the event as JSON, its data aside: a 56-digit record id, a 13-digit arrival time, the keys and a comma. */
+const EVENT_RECORD_BYTES = JSON.stringify({ recordId: '0'.repeat(56), approximateArrivalTimestamp: 1_000_000_000_000, data: '' }).length + 1;
+
+/**
+ * A record's size in the transformation event as JSON, as Lambda counts it against its 6 MB request limit:
+ * exact, so invocations hold as many records as Firehose's would (a looser estimate made them smaller,
+ * and hid responses that outgrow 6 MB in AWS).
+ */
+function eventRecordBytes(record: { readonly data: Buffer; readonly kinesis?: FirehoseRecordMetadata }): number {
+  const base64 = Math.ceil(record.data.length / 3) * 4;
+  if (record.kinesis === undefined) return EVENT_RECORD_BYTES + base64;
+  return EVENT_RECORD_BYTES + base64 + ',"kinesisRecordMetadata":'.length + Buffer.byteLength(JSON.stringify(record.kinesis), 'utf8');
+}
 
 /**
  * Record ids for one invocation. Firehose gives its transform record ids of its own, 56-digit numbers

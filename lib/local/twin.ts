@@ -7,6 +7,7 @@ import { resourceNames, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
 import { FAILURE_PREFIXES } from '../schema/layout';
 import { createTransformHandler } from '../../transforms/record-transform/handler';
+import { processorBufferWarnings } from '../../transforms/record-transform/response-budget';
 import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
 import { createFailureRouter, locateErrorObject } from '../../transforms/failure-router/handler';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
@@ -105,6 +106,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? 'sluice-local-pii-key';
   const faults = options.faults ?? FaultInjector.fromEnv();
   if (faults && !options.faults) log(`sluice: injecting faults (SLUICE_FAULTS=${process.env.SLUICE_FAULTS})`);
+  for (const warning of processorBufferWarnings(config)) log(`sluice: warning: ${warning}`);
   makeDirectories(dataDir);
   const bucket = localBucketName(config);
   const region = localRegion();

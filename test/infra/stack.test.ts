@@ -1,4 +1,4 @@
-import { Match } from 'aws-cdk-lib/assertions';
+import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { resourceNames } from '../../lib/config';
 import {
   ALARM_THRESHOLDS,
@@ -37,6 +37,10 @@ const lakePipelines = () => Object.values(dev.config.pipelines).filter((p) => p.
 describe('cdk-nag AwsSolutions', () => {
   test('no unacknowledged findings', () => {
     expect(unacknowledgedNagFindings(dev.app)).toEqual([]);
+  });
+
+  test('no synth warnings: every default processor buffer fits its transform\'s 6 MB response', () => {
+    expect(Annotations.fromStack(dev.stack).findWarning('*', Match.anyValue())).toEqual([]);
   });
 });
 

@@ -1,4 +1,4 @@
-import { Match } from 'aws-cdk-lib/assertions';
+import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { resourcesOf, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
 
 // The configurations users deploy besides the default: prod (`-c env=prod`) and an existing OpenSearch domain.
@@ -46,7 +46,11 @@ describe('opensearch.mode=existing', () => {
   const domainArn = 'arn:aws:es:eu-west-1:123456789012:domain/logs';
   let existing: Synthesized;
   beforeAll(() => {
-    existing = synthesize({ 'opensearch.mode': 'existing', 'opensearch.endpoint': endpoint, 'opensearch.domainArn': domainArn, alarmEmail: 'ops@example.com' });
+    existing = synthesize({
+      'opensearch.mode': 'existing', 'opensearch.endpoint': endpoint, 'opensearch.domainArn': domainArn, alarmEmail: 'ops@example.com',
+      // And a processor buffer larger than app-events' transform can answer.
+      'pipelines.app-events.transform.processorBufferMiB': '3',
+    });
   }, 120_000);
 
   test('no domain is created; delivery, templates and grants target the configured one', () => {
@@ -60,6 +64,13 @@ describe('opensearch.mode=existing', () => {
       PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['es:ESHttpPut']), Resource: `${domainArn}/_index_template/*` })]) },
     });
     expect(existing.template.toJSON().Outputs.OpenSearchEndpoint.Value).toBe(endpoint);
+  });
+
+  test('a processor buffer the transform cannot answer within 6 MB is a synth warning on that pipeline', () => {
+    const warnings = Annotations.fromStack(existing.stack).findWarning('*', Match.stringLikeRegexp('processorBufferMiB'));
+    expect(warnings.map((w) => [w.id, String(w.entry.data)])).toEqual([
+      ['/sluice-dev/app-events', expect.stringMatching(/^pipelines\.app-events\.transform\.processorBufferMiB is 3, .* At most \d\.\d fits.*\[ack: @sluice\/processor-buffer-response\]$/)],
+    ]);
   });
 
   test('the alarm e-mail from configuration subscribes to the alarm topic', () => {

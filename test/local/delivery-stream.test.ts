@@ -3,11 +3,12 @@
  * read back with DuckDB, Firehose error objects, bulk bodies, counters — never internal state.
  * Transforms are fakes written here (the real one is tested on its own).
  */
+import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { FirehoseTransformationEvent, FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
+import type { FirehoseRecordMetadata, FirehoseTransformationEvent, FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import fc from 'fast-check';
 import {
@@ -298,12 +299,34 @@ describe('DeliveryEngine: lake', () => {
     expect(engine.counters.deliveredRows).toBe(6);
   });
 
-  it('keeps every invocation under Lambda’s 6 MB request limit', () => {
+  it('keeps every invocation under Lambda’s 6 MB request limit, and fills it as Firehose does', () => {
+    // The event as the engine builds it, serialized as Lambda would receive it.
+    const eventBytes = (chunk: ReadonlyArray<{ data: Buffer; kinesis?: FirehoseRecordMetadata }>): number => Buffer.byteLength(JSON.stringify({
+      invocationId: randomUUID(),
+      deliveryStreamArn: `arn:aws:firehose:us-east-1:123456789012:deliverystream/${'s'.repeat(64)}`,
+      sourceKinesisStreamArn: `arn:aws:kinesis:us-east-1:123456789012:stream/${'k'.repeat(128)}`,
+      region: 'us-east-1',
+      records: chunk.map((r, i) => ({
+        recordId: `49${Date.now()}${String(i).padStart(41, '0')}`,
+        approximateArrivalTimestamp: Date.now(),
+        data: r.data.toString('base64'),
+        ...(r.kinesis ? { kinesisRecordMetadata: r.kinesis } : {}),
+      })),
+    }));
     const big = Array.from({ length: 9 }, () => ({ data: Buffer.alloc(1000 * 1024) }));
     const chunks = invocationChunks(big, 64 * 1024 * 1024);
     expect(chunks.map((c) => c.length)).toEqual([4, 4, 1]);
-    for (const chunk of chunks) {
-      expect(chunk.reduce((n, r) => n + Math.ceil(r.data.length / 3) * 4 + 512, 512)).toBeLessThanOrEqual(LAMBDA_PAYLOAD_LIMIT);
+    for (const chunk of chunks) expect(eventBytes(chunk)).toBeLessThanOrEqual(LAMBDA_PAYLOAD_LIMIT);
+    // Small records: the request limit binds before a 3 MiB processor buffer, and an invocation comes within a few KB of it.
+    const kinesis: FirehoseRecordMetadata = { shardId: 'shardId-000000000000', partitionKey: 'p'.repeat(256), approximateArrivalTimestamp: Date.now(), sequenceNumber: '4'.repeat(56), subsequenceNumber: '0' };
+    for (const small of [
+      Array.from({ length: 40_000 }, () => ({ data: Buffer.alloc(120) })),
+      Array.from({ length: 40_000 }, () => ({ data: Buffer.alloc(120), kinesis })),
+    ]) {
+      const [first] = invocationChunks(small, 3 * 1024 * 1024);
+      expect(first.length).toBeLessThan(small.length);
+      expect(eventBytes(first)).toBeLessThanOrEqual(LAMBDA_PAYLOAD_LIMIT);
+      expect(eventBytes(first.concat(small.slice(0, 1)))).toBeGreaterThan(LAMBDA_PAYLOAD_LIMIT - 2048);
     }
     expect(invocationChunks([{ data: Buffer.alloc(10) }, { data: Buffer.alloc(3000) }, { data: Buffer.alloc(10) }], 1000).map((c) => c.length)).toEqual([1, 1, 1]);
   });
