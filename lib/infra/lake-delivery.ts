@@ -152,6 +152,19 @@ export class LakeDelivery extends Construct {
     return this.deliveryStream.metric(name, { statistic: 'Sum', period: Duration.minutes(5), ...props });
   }
 
+  /**
+   * 1 while more partitions are open in the delivery buffer than the stream's quota (500 by default, up to
+   * 5,000 on request): the records past it go to the error prefix as activePartitionExceeded.
+   */
+  metricPartitionCountExceeded(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deliveryStream.metric('PartitionCountExceeded', { statistic: 'Maximum', period: Duration.minutes(5), ...props });
+  }
+
+  /** Partitions open in the delivery buffer (dynamic partitioning). */
+  metricPartitionCount(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deliveryStream.metric('PartitionCount', { statistic: 'Maximum', period: Duration.minutes(5), ...props });
+  }
+
   /** Records Firehose could not convert to Parquet. */
   metricFailedConversions(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.deliveryStream.metric('FailedConversion.Records', { statistic: 'Sum', period: Duration.minutes(5), ...props });

@@ -149,6 +149,15 @@ export class PipelineDashboard extends Construct {
       });
     }
 
+    if (p.lake) {
+      widgets.push(new cloudwatch.GraphWidget({ title: `${p.name}: lake partitions open`, left: [p.lake.metricPartitionCount()], width: 8 }));
+      this.alarm(`${p.name}-lake-partitions-exceeded`, p.lake.metricPartitionCountExceeded(), {
+        threshold: 1, evaluationPeriods: 1, datapointsToAlarm: 1,
+        description: `${p.name}: the lake stream has more partitions (event type × event hour) open than its quota (500 unless raised, up to 5,000): `
+          + 'the records past it go to the error prefix as activePartitionExceeded and on to the dead-letter queue. '
+          + 'Late or replayed records spread over many hours cause this; request a higher active-partition quota, or replay dead letters in smaller batches (sluice replay --max N).',
+      });
+    }
     for (const t of p.transforms) widgets.push(this.watchFunction(t.function, `${p.name}-${t.destination}-transform`, false));
     if (p.consumer) {
       widgets.push(this.watchFunction(p.consumer.function, `${p.name}-consumer`, false));

@@ -471,6 +471,11 @@ describe('monitoring', () => {
       expect(freshness.Threshold).toBe(p.buffering.intervalSeconds + ALARM_THRESHOLDS.freshnessSlackSeconds);
     }
     expect(alarmsOn('DeliveryToS3.Success').every((a) => a.Threshold === 1 && a.ComparisonOperator === 'LessThanThreshold')).toBe(true);
+    // More partitions open than the stream's quota: records go to the error prefix; one 5-minute datapoint alarms.
+    expect(alarmsOn('PartitionCountExceeded')).toHaveLength(lakes.length);
+    for (const a of alarmsOn('PartitionCountExceeded')) {
+      expect(a).toMatchObject({ Namespace: 'AWS/Firehose', Statistic: 'Maximum', Threshold: 1, EvaluationPeriods: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
+    }
     expect(alarmsOn('ThrottledGetRecords').length + alarmsOn('ThrottledRecords').length).toBe(
       lakes.length + Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('search')).length,
     );
