@@ -58,11 +58,16 @@ export const MODEL = {
  * The alarms lib/infra/pipeline-dashboard.ts creates for each thing it watches; the estimate counts the things from
  * the configuration as the stack does (test/cli/cost.test.ts checks the total against a synthesized template).
  */
+/** S3 lifecycle transitions skip objects smaller than this (the data bucket's TransitionDefaultMinimumObjectSize, all_storage_classes_128K). */
+export const LIFECYCLE_MIN_OBJECT_BYTES = 128 * 1024;
+
 export const ALARMS_PER = {
   /** Iterator age, write throttles. */
   stream: 2,
   /** Data freshness, throttled records, delivery success. */
   deliveryStream: 3,
+  /** More partitions open than the quota: of the lake delivery stream only. */
+  lakePartitions: 1,
   /** Errors, throttles, duration near the timeout: each transform, consumer, the failure router, the index-template function. */
   function: 3,
   /** The enhanced fan-out consumer's iterator age. */
@@ -226,6 +231,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       [p.source === 'kinesis' ? ALARMS_PER.stream : 0, 'for the stream'],
       [deliveryStreams.length * (ALARMS_PER.deliveryStream + ALARMS_PER.function),
         deliveryStreams.length === 1 ? 'for the delivery stream and its transform' : `for ${deliveryStreams.length} delivery streams and their transforms`],
+      [p.destinations.includes('lake') ? ALARMS_PER.lakePartitions : 0, 'for the lake\'s open partitions'],
       [p.destinations.includes('metadata') ? ALARMS_PER.metadataConsumer + ALARMS_PER.function : 0, 'for the metadata consumer'],
     ];
     alarmLine(name, watched, add);
@@ -378,6 +384,18 @@ function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: num
 
   const parquetPerDay = r * size * 86_400 * MODEL.parquetRatio;
   const lc = config.lifecycle;
+  // S3 lifecycle rules move no object under 128 KB (the bucket's TransitionDefaultMinimumObjectSize): such objects stay in Standard.
+  const objectBytes = parquetPerDay / (objects / (SECONDS_PER_MONTH / 86_400));
+  if (objectBytes < LIFECYCLE_MIN_OBJECT_BYTES) {
+    const why = `Parquet objects of ${qty(objectBytes / 1024)} KiB on average stay in Standard: lifecycle rules move none under 128 KiB`;
+    const young = parquetPerDay * lc.glacierDays;
+    add(name, 'S3', 'Standard storage (steady state)', `${qty(gb(young))} GiB (${lc.glacierDays} days of Parquet at ${MODEL.parquetRatio} × JSON size; ${why}) × ${unitUsd('s3StandardGBMonth')}`,
+      gb(young) * PRICES.s3StandardGBMonth.usd, ['s3StandardGBMonth']);
+    const month = parquetPerDay * (HOURS_PER_MONTH / 24);
+    add(name, 'S3', 'Standard storage (per month kept)', `${qty(gb(month))} GiB per month of data older than ${lc.glacierDays} days × ${unitUsd('s3StandardGBMonth')} (grows by this each month)`,
+      gb(month) * PRICES.s3StandardGBMonth.usd, ['s3StandardGBMonth']);
+    return;
+  }
   const standard = parquetPerDay * lc.infrequentAccessDays;
   add(name, 'S3', 'Standard storage (steady state)', `${qty(gb(standard))} GiB (${lc.infrequentAccessDays} days of Parquet at ${MODEL.parquetRatio} × JSON size) × ${unitUsd('s3StandardGBMonth')}`,
     gb(standard) * PRICES.s3StandardGBMonth.usd, ['s3StandardGBMonth']);

@@ -74,6 +74,9 @@ export class DataStorage extends Construct {
       versioned: false,
       serverAccessLogsBucket: this.accessLogsBucket,
       serverAccessLogsPrefix: 'data-bucket/',
+      // S3's default since September 2024, stated so `sluice cost` can rely on it: objects under 128 KB never
+      // transition (Standard-IA would bill them as 128 KB, and each transition is charged).
+      transitionDefaultMinimumObjectSize: s3.TransitionDefaultMinimumObjectSize.ALL_STORAGE_CLASSES_128_K,
       lifecycleRules: [
         {
           id: 'tier-lake-data',

@@ -297,6 +297,8 @@ describe('failures and storage', () => {
       PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
       LoggingConfiguration: { DestinationBucketName: Match.anyValue(), LogFilePrefix: 'data-bucket/' },
       LifecycleConfiguration: {
+        // Stated, not left to S3's default: `sluice cost` keeps objects under 128 KiB in Standard.
+        TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K',
         Rules: Match.arrayWith([
           Match.objectLike({ Prefix: 'data/', Transitions: [
             { StorageClass: 'STANDARD_IA', TransitionInDays: lc.infrequentAccessDays },
