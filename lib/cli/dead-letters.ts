@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { resourceNames } from '../config';
 import { DlqFile } from '../local/dlq-file';
-import { ObjectStore } from '../local/object-store';
+import { bucketNameProblem, InvalidObjectKeyError, objectKeyProblem, ObjectStore } from '../local/object-store';
 import { ttlFrom } from '../../transforms/shared';
 import { objectText, parseErrorLines } from '../../transforms/failure-router/error-records';
 import { explained } from './errors';
@@ -179,12 +179,22 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
 
 /** The base64 record of one line of an error object (a pointer message's target). */
 export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: string; key: string; line: number }): Promise<string> {
+  // A message names what it names: a bucket or key S3 could not hold is this message's problem, not the run's.
+  const bucketProblem = bucketNameProblem(pointer.bucket);
+  if (bucketProblem !== undefined) throw new UserError(`the pointer's bucket ${JSON.stringify(pointer.bucket.slice(0, 70))} ${bucketProblem}`, 1);
+  const keyProblem = objectKeyProblem(pointer.key);
+  if (keyProblem !== undefined) throw new UserError(`the pointer names no error object: ${keyProblem}`, 1);
   let bytes: Buffer;
   try {
     bytes = await readObject(pointer.bucket, pointer.key);
   } catch (err) {
-    if ((err as { name?: string; code?: string }).name === 'NoSuchKey' || (err as { code?: string }).code === 'NoSuchKey' || (err as { name?: string }).name === 'NoSuchKeyError') {
+    const e = err as { name?: string; code?: string; $fault?: string; message?: string };
+    if (e.name === 'NoSuchKey' || e.code === 'NoSuchKey' || e.name === 'NoSuchKeyError') {
       throw new UserError(`s3://${pointer.bucket}/${pointer.key} is gone (error objects expire after lifecycle.errorExpirationDays)`, 1);
+    }
+    // S3 refusing this object (no such bucket, access denied): the other messages may still be replayed.
+    if (e.$fault === 'client' || err instanceof InvalidObjectKeyError) {
+      throw new UserError(`s3://${pointer.bucket}/${pointer.key} could not be read: ${e.name ?? 'Error'}: ${e.message ?? ''}`.trim(), 1);
     }
     throw err;
   }

@@ -309,7 +309,14 @@ function parseMessage(body: string): DlqMessage | string {
     return 'not a Sluice dead-letter message (no dedupeKey, pipeline or errorType)';
   }
   if (m.rawData !== undefined && typeof m.rawData !== 'string') return 'rawData is not a base64 string';
+  if (m.rawData === undefined && m.pointer !== undefined && !isPointer(m.pointer)) return 'pointer is not {"bucket", "key", "line"} of an error object line';
   return m as DlqMessage;
+}
+
+function isPointer(value: unknown): value is { bucket: string; key: string; line: number } {
+  const p = value as { bucket?: unknown; key?: unknown; line?: unknown } | null;
+  return typeof p === 'object' && p !== null && typeof p.bucket === 'string' && p.bucket !== '' && typeof p.key === 'string' && p.key !== ''
+    && typeof p.line === 'number' && Number.isSafeInteger(p.line) && p.line >= 1;
 }
 
 function notReplayableReason(m: DlqMessage): string {

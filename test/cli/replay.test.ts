@@ -108,6 +108,27 @@ describe('sluice replay (twin)', () => {
     expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(4);
   });
 
+  test('a malformed or hostile pointer fails its own message only; the others are replayed', async () => {
+    await dlq.send([
+      JSON.stringify(message(20, 'app-events', undefined, { pointer: 's3://sluice-dev-data/errors/x' as never })),
+      JSON.stringify(message(21, 'app-events', undefined, { pointer: { bucket: '../..', key: 'etc/passwd', line: 1 } })),
+      JSON.stringify(message(22, 'app-events', undefined, { pointer: { bucket: POINTER.bucket, key: '../../../etc/passwd', line: 1 } })),
+      JSON.stringify(message(23, 'app-events', undefined, { pointer: { ...POINTER, line: 0 } })),
+      JSON.stringify(message(24, 'app-events', appEvent(24))),
+    ]);
+    const { code, stdout } = await replay('--json');
+    expect(code).toBe(1);
+    const report = JSON.parse(stdout) as { messages: Array<{ dedupeKey?: string; outcome: string; reason: string }> };
+    const by = (key: string) => report.messages.find((m) => m.dedupeKey === key);
+    expect(report.messages.filter((m) => m.outcome === 'unreadable' && m.reason.startsWith('pointer is not'))).toHaveLength(2);
+    expect(by('dedupe-21')).toEqual(expect.objectContaining({ outcome: 'not-replayable', reason: expect.stringMatching(/^the pointer's bucket "\.\.\/\.\." must be 3–63 characters/) }));
+    expect(by('dedupe-22')).toEqual(expect.objectContaining({ outcome: 'not-replayable', reason: 'the pointer names no error object: the key has a ".." path segment' }));
+    // The valid messages before and after them: replayed.
+    expect(by('dedupe-24')?.outcome).toBe('replayed');
+    expect(by('dedupe-2')?.outcome).toBe('replayed');
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual(expect.arrayContaining([appEvent(1), appEvent(2), appEvent(24)]));
+  });
+
   test('replays the whole queue when deleting compacts the file and renumbers its lines', async () => {
     // Only replayable messages (a message kept in flight holds compaction off): the file compacts once
     // 1,000 lines, and half of them, are deleted.
