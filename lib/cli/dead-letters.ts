@@ -62,6 +62,8 @@ export interface DeadLetterAccess {
 
 /** How long received messages stay hidden while a replay works on them. */
 const VISIBILITY_SECONDS = 300;
+/** The same for the twin's dead-letter file, whose visibility only this process sees: a whole run (SQS's longest, 12 h). */
+const LOCAL_VISIBILITY_SECONDS = 43_200;
 /** Ledger entries outlive any message: SQS keeps messages at most 14 days. */
 const LEDGER_TTL_DAYS = 15;
 
@@ -76,7 +78,9 @@ export async function deadLettersFor(target: Target): Promise<DeadLetterAccess> 
 
 function localDeadLetters(target: LocalTarget): DeadLetterAccess {
   const queueName = resourceNames(target.config, Object.keys(target.config.pipelines)[0]).dlq;
-  const file = new DlqFile({ dataDir: target.dataDir, queue: queueName, visibilityTimeoutSeconds: VISIBILITY_SECONDS });
+  // The file's visibility lives in this process only, so nothing is hidden from anyone else: a kept message
+  // stays hidden for the whole run rather than coming back while a long replay goes on.
+  const file = new DlqFile({ dataDir: target.dataDir, queue: queueName, visibilityTimeoutSeconds: LOCAL_VISIBILITY_SECONDS });
   const store = new ObjectStore(target.dataDir);
   return {
     queue: {

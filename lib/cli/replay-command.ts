@@ -124,10 +124,28 @@ async function drain(
   const seenMessages = new Set<string>();
   const seenRecords = new Map<string, string>(); // pipeline + sha256(record) → dedupe key of the message replayed for it
   const kept: ReceivedMessage[] = [];
+  // Messages kept this run that came back since the last new one (their visibility ran out in a long run).
+  let cameBack = 0;
   try {
     while (results.length < flags.max) {
-      const messages = (await queue.receive(Math.min(10, flags.max - results.length))).filter((m) => !seenMessages.has(m.key ?? m.id));
-      if (messages.length === 0) break;
+      const received = await queue.receive(Math.min(10, flags.max - results.length));
+      if (received.length === 0) break;
+      const messages: ReceivedMessage[] = [];
+      for (const m of received) {
+        if (!seenMessages.has(m.key ?? m.id)) messages.push(m);
+        else {
+          // Receiving it again hid it again; its new handle is the one to release.
+          kept.push(m);
+          cameBack++;
+        }
+      }
+      if (messages.length === 0) {
+        // Not the end of the queue: newer messages may be behind the returning ones. It is once every
+        // kept message has come back with nothing new among them.
+        if (cameBack > seenMessages.size) break;
+        continue;
+      }
+      cameBack = 0;
       const toDelete: ReceivedMessage[] = [];
       const toPut = new Map<string, Array<{ message: ReceivedMessage; dlq: DlqMessage; data: Buffer }>>();
       for (const message of messages) {

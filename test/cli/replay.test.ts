@@ -346,6 +346,41 @@ describe('sluice replay --aws', () => {
     expect(stdout).toMatch(/from SQS queue https:\/\/sqs\.eu-west-1\.amazonaws\.com\/123456789012\/sluice-dev-dlq/);
   });
 
+  /** SQS answering deletes and visibility changes, and no receive yet. */
+  const resetSqs = () => {
+    sqs.reset();
+    sqs.on(DeleteMessageBatchCommand).resolves({ Successful: [{ Id: '0' }], Failed: [] });
+    sqs.on(ChangeMessageVisibilityBatchCommand).resolves({ Successful: [], Failed: [] });
+  };
+
+  test('a long run whose kept messages come back (their visibility ran out) goes on to the messages behind them', async () => {
+    dynamo.on(GetItemCommand).resolves({});
+    const failing = (n: number) => ({ MessageId: `m-${n}`, ReceiptHandle: `rh-${n}-again`, Body: JSON.stringify(message(n, 'app-events', missingUser)) });
+    resetSqs();
+    sqs.on(ReceiveMessageCommand)
+      .resolvesOnce({ Messages: [failing(4), failing(5)] })
+      // 300 s later: the two kept ones are visible again, ahead of the rest of the queue.
+      .resolvesOnce({ Messages: [failing(4)] })
+      .resolvesOnce({ Messages: [failing(5)] })
+      .resolvesOnce({ Messages: [{ MessageId: 'm-1', ReceiptHandle: 'rh-1', Body: JSON.stringify(message(1, 'app-events', appEvent(1))) }] })
+      .resolves({});
+    const { code, stdout } = await sluice('replay', '--aws', '--json');
+    expect(code).toBe(1);
+    const report = JSON.parse(stdout) as { read: number; outcomes: Record<string, number> };
+    expect(report).toMatchObject({ read: 3, outcomes: { 'still-failing': 2, replayed: 1 } });
+    expect(firehose.commandCalls(PutRecordCommand)).toHaveLength(1);
+  });
+
+  test('kept messages that keep coming back with nothing new among them end the run', async () => {
+    dynamo.on(GetItemCommand).resolves({});
+    resetSqs();
+    sqs.on(ReceiveMessageCommand).resolves({ Messages: [{ MessageId: 'm-4', ReceiptHandle: 'rh-4', Body: JSON.stringify(message(4, 'app-events', missingUser)) }] });
+    const { code, stdout } = await sluice('replay', '--aws', '--json');
+    expect(code).toBe(1);
+    expect(JSON.parse(stdout)).toMatchObject({ read: 1, outcomes: { 'still-failing': 1 } });
+    expect(sqs.commandCalls(ReceiveMessageCommand).length).toBeLessThanOrEqual(4);
+  });
+
   test('a message the ledger knows is deleted without a second put', async () => {
     dynamo.on(GetItemCommand).resolves({ Item: { pk: { S: 'replayed#dedupe-1' } } });
     await sluice('replay', '--aws', '--pipeline', 'app-events');
