@@ -11,8 +11,12 @@ import {
   ReceiveMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { resourceNames } from '../config';
 import { DlqFile } from '../local/dlq-file';
+import { makeDirectories } from '../local/paths';
+import { processIsAlive, readPid } from '../local/process-alive';
 import { bucketNameProblem, InvalidObjectKeyError, objectKeyProblem, ObjectStore } from '../local/object-store';
 import { ttlFrom } from '../../transforms/shared';
 import { objectText, parseErrorLines } from '../../transforms/failure-router/error-records';
@@ -82,6 +86,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
   // stays hidden for the whole run rather than coming back while a long replay goes on.
   const file = new DlqFile({ dataDir: target.dataDir, queue: queueName, visibilityTimeoutSeconds: LOCAL_VISIBILITY_SECONDS });
   const store = new ObjectStore(target.dataDir);
+  const releaseLock = takeReplayLock(path.join(path.dirname(file.path), `${queueName}.replay.pid`), queueName);
   return {
     queue: {
       description: `${queueName} (${file.path})`,
@@ -94,7 +99,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       },
       // The file's visibility lives in this process only: the next run sees every undeleted message.
       async release() {},
-      close() {},
+      close: releaseLock,
     },
     ledger: {
       has: (key) => file.hasDedupeKey(replayLedgerKey(key)),
@@ -103,6 +108,31 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       },
     },
     readObject: (bucket, key) => store.getObject(bucket, key),
+  };
+}
+
+/**
+ * One replay at a time per dead-letter file: what a message's visibility does on SQS. Two runs would each
+ * see every message (the file's visibility lives in one process) and put the same records twice. A lock
+ * whose process is gone is taken over. Returns the release.
+ */
+function takeReplayLock(lockFile: string, queueName: string): () => void {
+  makeDirectories(path.dirname(lockFile));
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fs.writeFileSync(lockFile, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+      const holder = readPid(lockFile);
+      if (holder !== undefined && holder !== process.pid && processIsAlive(holder)) {
+        throw new UserError(`another sluice replay (pid ${holder}) is replaying ${queueName}; wait for it to finish, or stop it: two at once would put the same records twice (${lockFile})`);
+      }
+      fs.rmSync(lockFile, { force: true });
+    }
+  }
+  return () => {
+    if (readPid(lockFile) === process.pid) fs.rmSync(lockFile, { force: true });
   };
 }
 

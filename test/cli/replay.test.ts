@@ -2,6 +2,7 @@
  * `sluice replay` against the twin's dead-letter file (lib/local/dlq-file.ts), its S3 (error objects a
  * pointer message names) and its Firehose endpoint; then against SQS, DynamoDB and Firehose mocks.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
@@ -127,6 +128,25 @@ describe('sluice replay (twin)', () => {
     expect(by('dedupe-24')?.outcome).toBe('replayed');
     expect(by('dedupe-2')?.outcome).toBe('replayed');
     expect(backend.acknowledged.map((r) => r.data.toString())).toEqual(expect.arrayContaining([appEvent(1), appEvent(2), appEvent(24)]));
+  });
+
+  test('one replay at a time per dead-letter file: a second is refused while the first runs; a lock whose process is gone is taken over', async () => {
+    const lock = path.join(dataDir, 'dlq', 'sluice-dev-dlq.replay.pid');
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      fs.writeFileSync(lock, `${other.pid}\n`);
+      const refused = await replay();
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toBe(`sluice: another sluice replay (pid ${other.pid}) is replaying sluice-dev-dlq; wait for it to finish, or stop it: two at once would put the same records twice (${lock})\n`);
+      expect(backend.acknowledged).toHaveLength(0);
+    } finally {
+      other.kill('SIGKILL');
+      await new Promise((resolve) => other.once('exit', resolve));
+    }
+    const after = await replay();
+    expect(after.code).toBe(1);
+    expect(backend.acknowledged).toHaveLength(2);
+    expect(fs.existsSync(lock)).toBe(false);
   });
 
   test('replays the whole queue when deleting compacts the file and renumbers its lines', async () => {
