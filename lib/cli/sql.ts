@@ -106,7 +106,7 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
       const started = Date.now();
       let result;
       try {
-        result = await progress.during(() => `DuckDB: running · ${Math.round((Date.now() - started) / 1000)} s`, athena.query(sql));
+        result = await progress.during(() => `DuckDB: running · ${Math.round((Date.now() - started) / 1000)} s`, athena.query(sql, { maxRows }));
       } catch (err) {
         const message = oneLine((err as Error).message);
         if (err instanceof QueryNotAllowedError) throw new QueryFailedError(message);

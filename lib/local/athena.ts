@@ -186,7 +186,11 @@ export class LocalAthena {
     await this.defineView(table, sql);
   }
 
-  async query(sql: string): Promise<QueryResult> {
+  /**
+   * Runs one read-only statement. With `maxRows`, reads only the first maxRows + 1 rows of the result
+   * (DuckDB streams it): a large result is never held in memory to show a few rows of it.
+   */
+  async query(sql: string, options: { maxRows?: number } = {}): Promise<QueryResult> {
     const started = Date.now();
     await this.defineViews();
     const statement = await this.readOnlyStatement(sql).catch((err: unknown) => {
@@ -194,7 +198,7 @@ export class LocalAthena {
     });
     // A stale profile from an earlier statement must not be read as this query's.
     fs.rmSync(this.profilePath, { force: true });
-    const reader = await statement.runAndReadAll();
+    const reader = options.maxRows === undefined ? await statement.runAndReadAll() : await statement.streamAndReadUntil(options.maxRows + 1);
     const files = filesReadFromProfile(this.profilePath, this.parquetFiles);
     return {
       columns: reader.columnNames(),
