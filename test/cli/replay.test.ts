@@ -285,6 +285,14 @@ describe('sluice replay (twin)', () => {
     expect(remaining()).toContain(Buffer.from(iotRecord).toString('base64'));
   });
 
+  test('-c env=prod on a dev twin\'s data dir: a note says its queue is not there, instead of "nothing to replay" alone', async () => {
+    const { code, stdout, stderr } = await replay('-c', 'env=prod');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/nothing to replay/);
+    expect(stderr).toBe(`sluice: note: ${path.join(dataDir, 'dlq')} has no sluice-prod-dlq.jsonl (it has sluice-dev-dlq.jsonl): was the twin run with other settings (-c env=…, prefix)?\n`);
+    expect((await replay('--dry-run')).stderr).not.toMatch(/note/);
+  });
+
   test('an empty queue exits 0; a missing data dir exits 2', async () => {
     const empty = tempDataDir();
     const ok = await sluice('replay', '--data-dir', empty);
