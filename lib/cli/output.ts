@@ -130,7 +130,27 @@ export function toCsv(headers: readonly string[], rows: ReadonlyArray<readonly u
   return [headers, ...rows].map((r) => r.map(field).join(',')).join('\r\n');
 }
 
-/** Rows as JSON objects keyed by column name, for `--json`. */
+/**
+ * Rows as JSON objects keyed by column name, for `--json`. A name that repeats (`SELECT a.*, b.*` of a join)
+ * gets `_2`, `_3`… after its second and later uses, so no column's values are dropped.
+ */
 export function rowsAsObjects(headers: readonly string[], rows: ReadonlyArray<readonly unknown[]>): Array<Record<string, unknown>> {
-  return rows.map((r) => Object.fromEntries(headers.map((h, i) => [h, r[i] instanceof Date ? (r[i] as Date).toISOString() : r[i]])));
+  const keys = uniqueNames(headers);
+  return rows.map((r) => Object.fromEntries(keys.map((h, i) => [h, r[i] instanceof Date ? (r[i] as Date).toISOString() : r[i]])));
+}
+
+function uniqueNames(headers: readonly string[]): string[] {
+  const used = new Set(headers);
+  const seen = new Set<string>();
+  return headers.map((h) => {
+    if (!seen.has(h)) {
+      seen.add(h);
+      return h;
+    }
+    let n = 2;
+    while (used.has(`${h}_${n}`)) n++;
+    const name = `${h}_${n}`;
+    used.add(name);
+    return name;
+  });
 }

@@ -120,6 +120,12 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(stderr).toMatch(/rows · read \d+ of \d+ Parquet files/);
   });
 
+  test('--json keeps every column when names repeat (a join of two tables, or aliases): later ones get _2, _3', async () => {
+    const { code, stdout } = await query('SELECT 1 AS a, 2 AS a, 3 AS a_2, 4 AS a', '--json');
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual([{ a: 1, a_3: 2, a_2: 3, a_4: 4 }]);
+  });
+
   test('--csv prints RFC 4180 CSV with a header; nested values as JSON', async () => {
     const { code, stdout } = await query('SELECT event_id, sluice.schema_version AS v, location FROM iot ORDER BY event_id LIMIT 2', '--csv');
     expect(code).toBe(0);
