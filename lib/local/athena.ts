@@ -7,6 +7,31 @@ import { duckDbType, loadModel, quoteIdent, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { bucketDir, localBucketName } from './paths';
 
+/**
+ * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
+ * with other semantics. Macros take the name over, so `date_diff` counts whole units elapsed as Trino does
+ * (DuckDB's own counts unit boundaries crossed: 02:59 → 03:01 would be 1 hour). Not covered, as they would
+ * need to tell arrays from maps or translate format strings: element_at on maps, cardinality of arrays,
+ * date_format / date_parse, concat's NULL (NULL in Athena, ignored by DuckDB).
+ */
+const ATHENA_MACROS = [
+  // from_unixtime(seconds): the saved "failed records by reason" queries use it.
+  'from_unixtime(unixtime) AS to_timestamp(unixtime)',
+  'to_unixtime(t) AS epoch(t)',
+  'from_iso8601_timestamp(s) AS CAST(s AS TIMESTAMPTZ)',
+  'from_iso8601_date(s) AS CAST(s AS DATE)',
+  'date_diff(unit, a, b) AS date_sub(unit, a, b)',
+  "date_add(unit, n, t) AS t + CASE lower(unit) WHEN 'millisecond' THEN to_milliseconds(n) WHEN 'second' THEN to_seconds(n) "
+    + "WHEN 'minute' THEN to_minutes(n) WHEN 'hour' THEN to_hours(n) WHEN 'day' THEN to_days(n) WHEN 'week' THEN to_weeks(n) "
+    + "WHEN 'month' THEN to_months(n) WHEN 'quarter' THEN to_months(3 * n) WHEN 'year' THEN to_years(n) END",
+  'day_of_week(d) AS isodow(d)',
+  'day_of_year(d) AS dayofyear(d)',
+  'approx_distinct(x) AS approx_count_distinct(x)',
+  'approx_percentile(x, p) AS approx_quantile(x, p)',
+  'regexp_like(s, pattern) AS regexp_matches(s, pattern)',
+  'json_extract_scalar(j, p) AS json_extract_string(j, p)',
+];
+
 export interface QueryResult {
   readonly columns: string[];
   /** Each column's DuckDB type: DOUBLE, DECIMAL(8,2), BIGINT, VARCHAR. */
@@ -108,8 +133,7 @@ export class LocalAthena {
     ]) {
       await this.connection.run(setting);
     }
-    // Presto's from_unixtime(seconds), which the saved "failed records by reason" queries use.
-    await this.connection.run('CREATE OR REPLACE TEMP MACRO from_unixtime(unixtime) AS to_timestamp(unixtime)');
+    for (const macro of ATHENA_MACROS) await this.connection.run(`CREATE OR REPLACE TEMP MACRO ${macro}`);
   }
 
   /** The Glue database name (a DuckDB schema) and the pipelines with a lake table. */

@@ -126,6 +126,20 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(stdout)).toEqual([{ a: 1, a_3: 2, a_2: 3, a_4: 4 }]);
   });
 
+  test('Athena\'s function names work, with Athena\'s answers (date_diff counts whole units, as Trino does)', async () => {
+    const sql = "SELECT date_diff('hour', TIMESTAMP '2026-01-01 02:59', TIMESTAMP '2026-01-01 03:01') AS dd,"
+      + " date_diff('day', DATE '2026-01-01', DATE '2026-01-03') AS days,"
+      + " to_unixtime(from_iso8601_timestamp('2026-01-01T00:00:10Z')) AS unix,"
+      + " day_of_week(DATE '2026-12-06') AS sunday, day_of_year(DATE '2026-02-01') AS doy,"
+      + " regexp_like('txn_abc', '^txn_') AS rl, json_extract_scalar('{\"a\":{\"b\":\"x\"}}', '$.a.b') AS js,"
+      + " date_add('hour', 2, TIMESTAMP '2026-01-01 23:00') = TIMESTAMP '2026-01-02 01:00' AS added,"
+      + " (SELECT approx_distinct(x) FROM range(50) t(x)) BETWEEN 45 AND 55 AS ad,"
+      + " (SELECT approx_percentile(x, 0.5) FROM range(101) t(x)) BETWEEN 45 AND 55 AS ap";
+    const { code, stdout } = await query(sql, '--json');
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual([{ dd: 0, days: 2, unix: 1767225610, sunday: 7, doy: 32, rl: true, js: 'x', added: true, ad: true, ap: true }]);
+  });
+
   test('--csv prints RFC 4180 CSV with a header; nested values as JSON', async () => {
     const { code, stdout } = await query('SELECT event_id, sluice.schema_version AS v, location FROM iot ORDER BY event_id LIMIT 2', '--csv');
     expect(code).toBe(0);
