@@ -32,6 +32,43 @@ const ATHENA_MACROS = [
   'json_extract_scalar(j, p) AS json_extract_string(j, p)',
 ];
 
+/**
+ * Values as Athena's results give them where DuckDB's JavaScript form differs: a DATE is its day
+ * (2026-01-02, not midnight UTC as a timestamp), a TIME its clock time, a MAP an object of its entries (not a
+ * list of key/value pairs), a VARBINARY its bytes in hex, and a double's NaN and infinities the strings
+ * Athena sends (JSON has no such numbers). Top-level columns only: values nested in a ROW or ARRAY keep
+ * DuckDB's form.
+ */
+function asAthenaGives(columnTypes: readonly string[], rows: unknown[][]): unknown[][] {
+  const convert = columnTypes.map(athenaConversion);
+  if (convert.every((c) => c === undefined)) return rows;
+  for (const row of rows) {
+    for (let i = 0; i < row.length; i++) {
+      const c = convert[i];
+      if (c !== undefined && row[i] !== null && row[i] !== undefined) row[i] = c(row[i]);
+    }
+  }
+  return rows;
+}
+
+function athenaConversion(type: string): ((v: unknown) => unknown) | undefined {
+  if (type === 'DATE') return (v) => (v instanceof Date ? v.toISOString().slice(0, 10) : v);
+  if (type === 'TIME') return (v) => (typeof v === 'bigint' || typeof v === 'number' ? clockTimeOf(BigInt(v)) : v);
+  if (type.startsWith('MAP(')) {
+    return (v) => (Array.isArray(v) ? Object.fromEntries(v.map((e: { key: unknown; value: unknown }) => [String(e.key), e.value])) : v);
+  }
+  if (type === 'BLOB') return (v) => (v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex').replace(/(..)(?!$)/g, '$1 ') : v);
+  if (type === 'DOUBLE' || type === 'FLOAT') return (v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v);
+  return undefined;
+}
+
+/** Microseconds since midnight as HH:MM:SS.ffffff. */
+function clockTimeOf(micros: bigint): string {
+  const pad = (n: bigint, width: number) => n.toString().padStart(width, '0');
+  const seconds = micros / 1_000_000n;
+  return `${pad(seconds / 3600n, 2)}:${pad((seconds / 60n) % 60n, 2)}:${pad(seconds % 60n, 2)}.${pad(micros % 1_000_000n, 6)}`;
+}
+
 export interface QueryResult {
   readonly columns: string[];
   /** Each column's DuckDB type: DOUBLE, DECIMAL(8,2), BIGINT, VARCHAR. */
@@ -227,7 +264,7 @@ export class LocalAthena {
     return {
       columns: reader.columnNames(),
       columnTypes: reader.columnTypes().map((t) => t.toString()),
-      rows: reader.getRowsJS() as unknown[][],
+      rows: asAthenaGives(reader.columnTypes().map((t) => t.toString()), reader.getRowsJS() as unknown[][]),
       filesRead: files.read,
       filesTotal: files.total,
       ...(files.readAtMost !== undefined ? { filesReadAtMost: files.readAtMost } : {}),

@@ -140,6 +140,16 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(stdout)).toEqual([{ dd: 0, days: 2, unix: 1767225610, sunday: 7, doy: 32, rl: true, js: 'x', added: true, ad: true, ap: true }]);
   });
 
+  test('dates, times, maps, varbinary and non-finite doubles come out as Athena gives them', async () => {
+    const sql = "SELECT DATE '2026-01-02' AS d, TIME '10:11:12.5' AS tm, MAP {'a': 1, '__proto__': 2} AS m, 'abc'::BLOB AS b,"
+      + " 'nan'::DOUBLE AS n, '-inf'::DOUBLE AS i, 1.5::DOUBLE AS x";
+    const json = await query(sql, '--json');
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual([{ d: '2026-01-02', tm: '10:11:12.500000', m: { a: 1, ['__proto__']: 2 }, b: '61 62 63', n: 'NaN', i: '-Infinity', x: 1.5 }]);
+    const table = await query(sql);
+    expect(table.stdout).toMatch(/2026-01-02 +10:11:12\.500000 +\{ "a": 1, "__proto__": 2 \} +61 62 63 +NaN +-Infinity +1\.5/);
+  });
+
   test('--csv prints RFC 4180 CSV with a header; nested values as JSON', async () => {
     const { code, stdout } = await query('SELECT event_id, sluice.schema_version AS v, location FROM iot ORDER BY event_id LIMIT 2', '--csv');
     expect(code).toBe(0);
