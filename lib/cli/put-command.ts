@@ -4,7 +4,7 @@ import { readSchema } from '../schema';
 import { createRng, sampleRecord, type Rng } from '../schema/sample';
 import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, parseDuration, parseRate, requirePipeline, type TargetFlags } from './options';
-import { escapeControlCharacters, formatNumber, toJson, UserError } from './output';
+import { escapeControlCharacters, formatNumber, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { networkErrorCode } from './errors';
 import { isPermanentRecordError, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type SendResult } from './record-sender';
@@ -184,8 +184,6 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (report.interrupted) throw new UserError(interruptedMessage(report, count, durationMs), INTERRUPTED_EXIT_CODE);
 }
 
-/** The shell's status for a command ended by SIGINT (128 + 2). */
-const INTERRUPTED_EXIT_CODE = 130;
 
 /** "interrupted (Ctrl-C) after 3.3 s of 30 s: 164 records sent"; "… after 3.3 s: 164 of 1,000 records sent" */
 function interruptedMessage(report: SendReport, count: number, durationMs: number | undefined): string {

@@ -19,7 +19,7 @@ import { resourceNames } from '../config';
 import { LocalAthena, QueryNotAllowedError } from '../local/athena';
 import { bucketDir, localBucketName } from '../local/paths';
 import { explained, explainFailure } from './errors';
-import { formatBytes, UserError } from './output';
+import { formatBytes, INTERRUPTED_EXIT_CODE, UserError } from './output';
 import { io, type Progress } from './progress';
 import { OutputKeys } from './stack-outputs';
 import { START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
@@ -189,11 +189,19 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
     async run(sql, { progress, maxRows, database: db }) {
       const started = Date.now();
       let queryExecutionId: string | undefined;
-      // Ctrl-C stops the query in Athena too, instead of leaving it to run (and bill) on its own; the
-      // poll below then sees it CANCELLED and reports so.
+      // Ctrl-C stops the query in Athena too, instead of leaving it to run (and bill) on its own, and ends the
+      // command as interrupted (exit 130) at the next step: starting, polling or paging through results.
+      let interrupted = false;
+      const stopQuery = (id: string) => void explained(context, () => client.send(new StopQueryExecutionCommand({ QueryExecutionId: id }))).catch(() => undefined);
       const onInterrupt = () => {
-        if (queryExecutionId) void explained(context, () => client.send(new StopQueryExecutionCommand({ QueryExecutionId: queryExecutionId }))).catch(() => undefined);
+        interrupted = true;
+        if (queryExecutionId) stopQuery(queryExecutionId);
       };
+      const endIfInterrupted = () => {
+        if (!interrupted) return;
+        throw new UserError(queryExecutionId ? `interrupted (Ctrl-C): Athena query ${queryExecutionId} was stopped` : 'interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
+      };
+      // Once: a second Ctrl-C ends the process at once, as Node does, should a call hang.
       process.once('SIGINT', onInterrupt);
       try {
         let start;
@@ -209,11 +217,15 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
         }
         queryExecutionId = start.QueryExecutionId;
         if (!queryExecutionId) throw new Error('Athena StartQueryExecution returned no QueryExecutionId');
+        // Ctrl-C while it was being started: it runs now, so stop it.
+        if (interrupted) stopQuery(queryExecutionId);
+        endIfInterrupted();
 
         let wait = polling.initialMs ?? 300;
         let bytesScanned = 0;
         for (;;) {
           const { QueryExecution: q } = await explained(context, () => client.send(new GetQueryExecutionCommand({ QueryExecutionId: queryExecutionId })));
+          endIfInterrupted();
           const state = q?.Status?.State ?? 'UNKNOWN';
           bytesScanned = q?.Statistics?.DataScannedInBytes ?? bytesScanned;
           if (state === 'SUCCEEDED') break;
@@ -223,6 +235,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
           }
           progress.update(`Athena ${state.toLowerCase()} · ${Math.round((Date.now() - started) / 1000)} s · ${formatBytes(bytesScanned)} scanned · ${queryExecutionId}`);
           await sleep(wait);
+          endIfInterrupted();
           wait = Math.min(wait * 2, polling.maxMs ?? 2000);
         }
 
@@ -233,6 +246,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
         let truncated = false;
         do {
           const page = await explained(context, () => client.send(new GetQueryResultsCommand({ QueryExecutionId: queryExecutionId, NextToken: nextToken, MaxResults: 1000 })));
+          endIfInterrupted();
           if (first) columns.push(...(page.ResultSet?.ResultSetMetadata?.ColumnInfo ?? []));
           let data = page.ResultSet?.Rows ?? [];
           // For SELECT, Athena's first row repeats the column names.

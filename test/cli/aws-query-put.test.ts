@@ -124,7 +124,7 @@ describe('sluice query --aws (Athena)', () => {
     expect(stderr).toBe("sluice: Athena query q-2 failed: COLUMN_NOT_FOUND: line 1:8: Column 'nope' cannot be resolved\n");
   });
 
-  test('--progress while Athena runs; Ctrl-C stops the query in Athena too and exits 1', async () => {
+  test('--progress while Athena runs; Ctrl-C stops the query in Athena too and exits 130', async () => {
     athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-3' });
     let polls = 0;
     let stopped = false;
@@ -133,8 +133,8 @@ describe('sluice query --aws (Athena)', () => {
       const answer = stopped
         ? { QueryExecution: { Status: { State: 'CANCELLED', StateChangeReason: 'Query was cancelled by user' }, Statistics: { DataScannedInBytes: 3_145_728 } } }
         : { QueryExecution: { Status: { State: 'RUNNING' }, Statistics: { DataScannedInBytes: polls * 1_048_576 } } };
-      // The user presses Ctrl-C once progress has shown (the fourth poll is two seconds in).
-      if (polls === 4) process.emit('SIGINT', 'SIGINT');
+      // The user presses Ctrl-C once progress has shown (the fourth poll is two seconds in): the fifth poll ends it.
+      if (polls === 5) process.emit('SIGINT', 'SIGINT');
       return answer;
     });
     athena.on(StopQueryExecutionCommand).callsFake(async () => {
@@ -143,12 +143,36 @@ describe('sluice query --aws (Athena)', () => {
     });
     const sigintListeners = process.listenerCount('SIGINT');
     const { code, stdout, stderr } = await sluice('query', '--aws', 'SELECT count(*) FROM iot', '--progress');
-    expect(code).toBe(1);
+    expect(code).toBe(130);
     expect(stdout).toBe('');
     expect(athena.commandCalls(StopQueryExecutionCommand).map((c) => c.args[0].input)).toEqual([{ QueryExecutionId: 'q-3' }]);
     expect(stderr).toMatch(/^Athena running · \d+ s · 4\.0 MiB scanned · q-3\n/);
-    expect(stderr).toMatch(/\nsluice: Athena query q-3 cancelled: Query was cancelled by user\n$/);
+    expect(stderr).toMatch(/\nsluice: interrupted \(Ctrl-C\): Athena query q-3 was stopped\n$/);
     expect(process.listenerCount('SIGINT')).toBe(sigintListeners);
+  });
+
+  test('Ctrl-C while the query is being started stops it once it has an id; while results are paged, ends there: exit 130 both', async () => {
+    athena.on(StartQueryExecutionCommand).callsFake(async () => {
+      process.emit('SIGINT', 'SIGINT');
+      return { QueryExecutionId: 'q-4' };
+    });
+    athena.on(StopQueryExecutionCommand).resolves({});
+    const starting = await sluice('query', '--aws', 'SELECT 1');
+    expect(starting).toMatchObject({ code: 130, stdout: '', stderr: 'sluice: interrupted (Ctrl-C): Athena query q-4 was stopped\n' });
+    expect(athena.commandCalls(StopQueryExecutionCommand).map((c) => c.args[0].input)).toEqual([{ QueryExecutionId: 'q-4' }]);
+    expect(athena.commandCalls(GetQueryExecutionCommand)).toHaveLength(0);
+
+    athena.reset();
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-5' });
+    athena.on(GetQueryExecutionCommand).resolves({ QueryExecution: { Status: { State: 'SUCCEEDED' } } });
+    athena.on(StopQueryExecutionCommand).resolves({});
+    athena.on(GetQueryResultsCommand).callsFake(async () => {
+      process.emit('SIGINT', 'SIGINT');
+      return { ResultSet: { ResultSetMetadata: { ColumnInfo: [{ Name: 'n', Type: 'integer' }] }, Rows: [{ Data: [{ VarCharValue: 'n' }] }, { Data: [{ VarCharValue: '1' }] }] }, NextToken: 'more' };
+    });
+    const paging = await sluice('query', '--aws', 'SELECT n FROM t');
+    expect(paging).toMatchObject({ code: 130, stdout: '', stderr: 'sluice: interrupted (Ctrl-C): Athena query q-5 was stopped\n' });
+    expect(athena.commandCalls(GetQueryResultsCommand)).toHaveLength(1);
   });
 
   test('--saved runs a named query of the workgroup, in its database', async () => {
