@@ -90,6 +90,15 @@ async function replay(flags: ReplayFlags): Promise<void> {
   let refusal: UserError | undefined;
   try {
     refusal = await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress);
+  } catch (err) {
+    // Cut off (the twin or a service went away): say what was already done before the reason.
+    if (results.length > 0) {
+      const replayed = results.filter((r) => r.outcome === 'replayed').length;
+      const deleted = results.filter((r) => r.outcome === 'already-replayed' || r.outcome === 'duplicate').length;
+      io.err(`sluice: replay stopped after reading ${formatNumber(results.length)} message${results.length === 1 ? '' : 's'}: `
+        + `${formatNumber(replayed)} replayed${deleted > 0 ? ` and ${formatNumber(deleted)} already replayed or duplicate` : ''} (their messages ${flags.dryRun ? 'would be ' : ''}deleted); the rest stay in the queue\n`);
+    }
+    throw err;
   } finally {
     progress.done();
     for (const e of entryPoints.values()) e.close();

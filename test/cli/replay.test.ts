@@ -149,6 +149,26 @@ describe('sluice replay (twin)', () => {
     expect(fs.existsSync(lock)).toBe(false);
   });
 
+  test('cut off by the twin stopping, it says what it had already replayed', async () => {
+    await dlq.send(Array.from({ length: 30 }, (_, i) => JSON.stringify(message(100 + i, 'app-events', appEvent(100 + i)))));
+    // The entry point goes away after its first batch.
+    const own = await startFirehoseApi({ port: 0, backend });
+    registerTwin(dataDir, { firehose: own.url });
+    backend.onIngest = async () => {
+      backend.onIngest = undefined;
+      setImmediate(() => void own.close());
+    };
+    const { code, stderr } = await sluice('replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', own.url);
+    await own.close();
+    expect(code).toBe(2);
+    const [summary, reason] = stderr.trimEnd().split('\n');
+    const [, read, replayed] = /^sluice: replay stopped after reading (\d+) messages: (\d+) replayed and 1 already replayed or duplicate \(their messages deleted\); the rest stay in the queue$/.exec(summary) ?? [];
+    expect(Number(replayed)).toBe(backend.acknowledged.length);
+    expect(Number(replayed)).toBeGreaterThan(0);
+    expect(Number(read)).toBeLessThan(35);
+    expect(reason).toMatch(/^sluice: nothing is listening/);
+  });
+
   test('replays the whole queue when deleting compacts the file and renumbers its lines', async () => {
     // Only replayable messages (a message kept in flight holds compaction off): the file compacts once
     // 1,000 lines, and half of them, are deleted.
