@@ -275,6 +275,8 @@ export class LocalAthena {
 
   /** The query prepared, if it is exactly one read-only statement (DuckDB's parser says which kind). */
   private async readOnlyStatement(sql: string): Promise<DuckDBPreparedStatement> {
+    // DuckDB's binding fails on a text of comments alone with "Error in native callback".
+    if (/^[\s;]*$/.test(sql.replace(SQL_COMMENTS, ' '))) throw new QueryNotAllowedError('the query has no statement (only comments)');
     let statements;
     try {
       statements = await this.connection.extractStatements(sql);
@@ -289,7 +291,7 @@ export class LocalAthena {
     const prepared = await statements.prepare(0);
     // SELECT covers WITH … SELECT, VALUES, DESCRIBE, SHOW and SUMMARIZE: DuckDB plans them all as SELECT.
     // EXPLAIN only shows a plan; EXPLAIN ANALYZE runs its statement, which could be a COPY, so it is refused.
-    const explainOnly = prepared.statementType === StatementType.EXPLAIN && !/analy[sz]e/i.test(sql);
+    const explainOnly = prepared.statementType === StatementType.EXPLAIN && !explainAnalyzes(sql);
     if (prepared.statementType !== StatementType.SELECT && !explainOnly) {
       const kind = StatementType[prepared.statementType] ?? String(prepared.statementType);
       throw new QueryNotAllowedError(`only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW, EXPLAIN); this is ${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind}${explainOnly || prepared.statementType !== StatementType.EXPLAIN ? '' : ' ANALYZE'} statement`);
@@ -302,6 +304,19 @@ export class LocalAthena {
     this.instance.closeSync();
     fs.rmSync(path.dirname(this.profilePath), { recursive: true, force: true });
   }
+}
+
+/** SQL comments, for telling what a statement starts with; inside a string literal they are not comments, which only matters past the start. */
+const SQL_COMMENTS = /--[^\n]*|\/\*[\s\S]*?\*\//g;
+
+/**
+ * Whether an EXPLAIN statement runs its statement too: EXPLAIN ANALYZE, or ANALYZE among parenthesized
+ * options. Read from the statement's start only, so a string such as 'analyze' in the query does not count.
+ */
+function explainAnalyzes(sql: string): boolean {
+  const head = /^\s*explain\b\s*(\([^)]*\))?\s*(\w+)?/i.exec(sql.replace(SQL_COMMENTS, ' '));
+  if (!head) return true;
+  return /analy[sz]e/i.test(head[1] ?? '') || /^analy[sz]e$/i.test(head[2] ?? '');
 }
 
 /** The error objects' fields and the DuckDB types of their Glue types. */
