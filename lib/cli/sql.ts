@@ -92,7 +92,8 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
   // Another env or prefix (-c env=prod on a dev twin's data dir) names a bucket that is not there: every table
   // would read as empty, with nothing to say why.
   if (!fs.existsSync(lake)) {
-    const buckets = fs.existsSync(path.dirname(lake)) ? fs.readdirSync(path.dirname(lake)).sort() : [];
+    // Not the store's own work folders (.tmp): bucket names cannot start with a dot.
+    const buckets = fs.existsSync(path.dirname(lake)) ? fs.readdirSync(path.dirname(lake)).filter((name) => !name.startsWith('.')).sort() : [];
     if (buckets.length > 0) {
       io.err(`sluice: note: ${target.dataDir} has no data bucket ${path.basename(lake)} (it has ${buckets.join(', ')}): `
         + 'the tables read as empty; was the twin run with other settings (-c env=…, prefix)?\n');
