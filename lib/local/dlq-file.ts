@@ -389,13 +389,33 @@ export class DlqFile {
       s.lines = [];
       if (!info) return;
     }
-    const { text, lengths, bytes } = await readCompleteLines(this.path, s.dataBytes, info.size);
+    let size = info.size;
+    let { text, lengths, bytes } = await readCompleteLines(this.path, s.dataBytes, size);
+    if (s.dataBytes + bytes < size && await this.completeTail(s.dataBytes + bytes, size)) {
+      // A whole message whose newline is missing (the file edited by hand, or a write cut just before its
+      // last byte): given its newline rather than cut off by the next append.
+      await appendDurably(this.path, size, '\n');
+      size += 1;
+      ({ text, lengths, bytes } = await readCompleteLines(this.path, s.dataBytes, size));
+    }
     let offset = s.dataBytes;
     text.forEach((body, i) => {
       s.lines.push({ offset, length: lengths[i], hash: hashOf(body) });
       offset += lengths[i] + 1;
     });
     s.dataBytes += bytes;
+  }
+
+  /** Whether the data file's bytes [from, to), after its last newline, are one JSON object: a message, not a torn write. */
+  private async completeTail(from: number, to: number): Promise<boolean> {
+    if (to - from > MAX_TAIL_BYTES) return false;
+    const [tail] = await readSpans(this.path, [{ offset: from, length: to - from }]);
+    try {
+      const value: unknown = JSON.parse(tail.toString('utf8'));
+      return typeof value === 'object' && value !== null && !Array.isArray(value);
+    } catch {
+      return false;
+    }
   }
 
   private async refreshLedger(): Promise<void> {
@@ -697,6 +717,9 @@ async function appendDurably(file: string, completeBytes: number, text: string):
     await handle.close();
   }
 }
+
+/** An unterminated tail longer than the largest message is no message. */
+const MAX_TAIL_BYTES = DLQ_MAX_BODY_BYTES;
 
 function lockHolderIsAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;

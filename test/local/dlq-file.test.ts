@@ -160,6 +160,18 @@ describe('DlqFile', () => {
     expect(linesOf(after.path)).toEqual([body(1), body(2)]);
   });
 
+  test('a whole message missing only its newline (edited by hand, or cut just before it) is kept and given one', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    await dlq.send([body(1)]);
+    appendFileSync(dlq.path, body(2));
+
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect(await after.count()).toBe(2);
+    await after.send([body(3)]);
+    expect(linesOf(after.path)).toEqual([body(1), body(2), body(3)]);
+    expect((await after.receive(10)).map((m) => m.body)).toEqual([body(1), body(2), body(3)]);
+  });
+
   test('a deleted line edited in place is not hidden: ledger entries match content, not just line numbers', async () => {
     const dlq = new DlqFile({ dataDir, queue: 'q' });
     await dlq.send([body(1), body(2)]);
