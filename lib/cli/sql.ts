@@ -106,14 +106,26 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
     async run(sql, { progress, maxRows }) {
       const started = Date.now();
       let result;
+      // Ctrl-C stops DuckDB's query, so the command ends as interrupted and closes the engine, whose
+      // private folder (profile, spill files) would otherwise be left behind. A second Ctrl-C exits at once.
+      let interrupted = false;
+      const onInterrupt = () => {
+        interrupted = true;
+        athena.interrupt();
+      };
+      process.once('SIGINT', onInterrupt);
       try {
         result = await progress.during(() => `DuckDB: running · ${Math.round((Date.now() - started) / 1000)} s`, athena.query(sql, { maxRows }));
+        if (interrupted) throw new UserError('interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
       } catch (err) {
+        if (interrupted) throw new UserError('interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
         const message = oneLine((err as Error).message);
         if (err instanceof QueryNotAllowedError) throw new QueryFailedError(message);
         // Athena reads S3 only; the twin's DuckDB reads the data bucket only (see LocalAthena).
         const outside = /^Permission Error:/.test(message) ? ` (queries read only the twin's lake under ${lake}: query its tables, e.g. FROM iot)` : '';
         throw new QueryFailedError(`DuckDB refused the query: ${message}${outside}`);
+      } finally {
+        process.removeListener('SIGINT', onInterrupt);
       }
       const truncated = maxRows !== undefined && result.rows.length > maxRows;
       return {

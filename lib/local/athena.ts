@@ -302,6 +302,16 @@ export class LocalAthena {
   close(): void {
     this.connection.closeSync();
     this.instance.closeSync();
+    this.removeScratch();
+  }
+
+  /** Stops the running query (Ctrl-C): it then fails with DuckDB's "Interrupted" error. */
+  interrupt(): void {
+    this.connection.interrupt();
+  }
+
+  /** Removes the private folder (profile, spill files). */
+  removeScratch(): void {
     fs.rmSync(path.dirname(this.profilePath), { recursive: true, force: true });
   }
 }

@@ -396,6 +396,30 @@ describe('sluice query runs one read-only statement and reads only the lake, as 
   });
 });
 
+test('Ctrl-C during a local query exits 130 and leaves no scratch folder (profile, spill files) behind', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sigint-'));
+  const dir = tempDataDir();
+  try {
+    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dir, 'SELECT sum(hash(x)) FROM range(50000000000) t(x)'],
+      { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const err: Buffer[] = [];
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    const scratch = () => fs.readdirSync(tmp).filter((f) => f.startsWith('sluice-query-'));
+    for (const deadline = Date.now() + 20_000; scratch().length === 0 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 50));
+    expect(scratch()).toHaveLength(1);
+    // The query is running now (its folder is made just before it starts); give it a moment more.
+    await new Promise((r) => setTimeout(r, 500));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(Buffer.concat(err).toString('utf8')).toMatch(/sluice: interrupted \(Ctrl-C\)\n$/);
+    expect(scratch()).toEqual([]);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}, 30_000);
+
 describe('sluice query runs in UTC, as Athena does, whatever the machine\'s time zone', () => {
   /** `sluice <args>` as a new process with this TZ: DuckDB takes its zone from the process environment when it starts. */
   const sluiceIn = (tz: string, ...args: string[]) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
