@@ -21,15 +21,18 @@ const ATHENA_MACROS = [
   'from_iso8601_timestamp(s) AS CAST(s AS TIMESTAMPTZ)',
   'from_iso8601_date(s) AS CAST(s AS DATE)',
   'date_diff(unit, a, b) AS date_sub(unit, a, b)',
-  "date_add(unit, n, t) AS t + CASE lower(unit) WHEN 'millisecond' THEN to_milliseconds(n) WHEN 'second' THEN to_seconds(n) "
+  // Athena's (unit, value, timestamp), and DuckDB's own (timestamp, interval) still. A DATE comes back as a TIMESTAMP (Athena keeps DATE).
+  "date_add(t, i) AS t + i, (unit, n, t) AS t + CASE lower(unit) WHEN 'millisecond' THEN to_milliseconds(n) WHEN 'second' THEN to_seconds(n) "
     + "WHEN 'minute' THEN to_minutes(n) WHEN 'hour' THEN to_hours(n) WHEN 'day' THEN to_days(n) WHEN 'week' THEN to_weeks(n) "
-    + "WHEN 'month' THEN to_months(n) WHEN 'quarter' THEN to_months(3 * n) WHEN 'year' THEN to_years(n) END",
+    + "WHEN 'month' THEN to_months(n) WHEN 'quarter' THEN to_months(3 * n) WHEN 'year' THEN to_years(n) "
+    + "ELSE error('date_add: ' || unit || ' is not a unit (millisecond, second, minute, hour, day, week, month, quarter, year)') END",
   'day_of_week(d) AS isodow(d)',
   'day_of_year(d) AS dayofyear(d)',
   'approx_distinct(x) AS approx_count_distinct(x)',
   'approx_percentile(x, p) AS approx_quantile(x, p)',
   'regexp_like(s, pattern) AS regexp_matches(s, pattern)',
-  'json_extract_scalar(j, p) AS json_extract_string(j, p)',
+  // NULL for an object or array, as Athena (json_extract_string would give its JSON text).
+  "json_extract_scalar(j, p) AS CASE WHEN json_type(json_extract(j, p)) IN ('OBJECT', 'ARRAY') THEN NULL ELSE json_extract_string(j, p) END",
 ];
 
 /**

@@ -140,6 +140,12 @@ describe('sluice query (DuckDB over the twin)', () => {
     const { code, stdout } = await query(sql, '--json');
     expect(code).toBe(0);
     expect(JSON.parse(stdout)).toEqual([{ dd: 0, days: 2, unix: 1767225610, sunday: 7, doy: 32, rl: true, js: 'x', added: true, ad: true, ap: true }]);
+    // DuckDB's own forms still work; what Athena refuses or answers NULL for, so does the twin.
+    const own = await query("SELECT date_add(TIMESTAMP '2026-01-01', INTERVAL 1 DAY) = TIMESTAMP '2026-01-02' AS own, json_extract_scalar('{\"a\":{\"b\":1}}', '$.a') AS obj", '--json');
+    expect(JSON.parse(own.stdout)).toEqual([{ own: true, obj: null }]);
+    const unit = await query("SELECT date_add('days', 1, DATE '2026-01-01')");
+    expect(unit.code).toBe(1);
+    expect(unit.stderr).toMatch(/date_add: days is not a unit/);
   });
 
   test('dates, times, maps, varbinary and non-finite doubles come out as Athena gives them', async () => {
