@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { resourceNames } from '../config';
 import { DlqFile } from '../local/dlq-file';
 import { makeDirectories } from '../local/paths';
-import { processIsAlive, readPid } from '../local/process-alive';
+import { takePidLock } from '../local/pid-lock';
 import { bucketNameProblem, InvalidObjectKeyError, objectKeyProblem, ObjectStore } from '../local/object-store';
 import { ttlFrom } from '../../transforms/shared';
 import { objectText, parseErrorLines } from '../../transforms/failure-router/error-records';
@@ -131,26 +131,15 @@ function noteOtherQueues(file: string, queueName: string, consumerQueue: string)
 /**
  * One replay at a time per dead-letter file: what a message's visibility does on SQS. Two runs would each
  * see every message (the file's visibility lives in one process) and put the same records twice. A lock
- * whose process is gone is taken over. Returns the release.
+ * whose process is gone is taken over (lib/local/pid-lock.ts). Returns the release.
  */
 function takeReplayLock(lockFile: string, queueName: string): () => void {
   makeDirectories(path.dirname(lockFile));
-  for (let attempt = 0; ; attempt++) {
-    try {
-      fs.writeFileSync(lockFile, `${process.pid}\n`, { flag: 'wx' });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
-      const holder = readPid(lockFile);
-      if (holder !== undefined && holder !== process.pid && processIsAlive(holder)) {
-        throw new UserError(`another sluice replay (pid ${holder}) is replaying ${queueName}; wait for it to finish, or stop it: two at once would put the same records twice (${lockFile})`);
-      }
-      fs.rmSync(lockFile, { force: true });
-    }
-  }
-  return () => {
-    if (readPid(lockFile) === process.pid) fs.rmSync(lockFile, { force: true });
-  };
+  return takePidLock(lockFile, {
+    inUse: (holder) => new UserError(`another sluice replay (pid ${holder}) is replaying ${queueName}; wait for it to finish, or stop it: two at once would put the same records twice (${lockFile})`),
+    cannot: (what, cause) => new UserError(`cannot ${what} the replay lock ${lockFile}: ${cause.message}`),
+    contended: () => new UserError(`could not take the replay lock ${lockFile} (other replays kept changing it); try again`),
+  });
 }
 
 async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {

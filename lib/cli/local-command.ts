@@ -11,7 +11,7 @@ import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
 import { listenProblem } from '../local/emulators';
 import { defaultDataDir, makeDirectories } from '../local/paths';
-import { processIsAlive, readPid } from '../local/process-alive';
+import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { twinLockPath } from '../local/twin-record';
 import { addConfigOption, configFrom, examples, parsePort } from './options';
@@ -185,77 +185,17 @@ function refuseDataDirWithData(dataDir: string): void {
 }
 
 /** What lockDataDir needs to know about processes; tests replace it to stage races. */
-export interface LockOptions {
-  readonly pid?: number;
-  readonly isAlive?: (pid: number) => boolean;
-  /** Called after a lock file was judged stale, before it is taken over. */
-  readonly beforeTakeover?: () => void;
-}
+export type LockOptions = PidLockOptions;
 
-/**
- * One twin per data dir: two would write the same write-ahead logs, checkpoints and DLQ files.
- * `<data-dir>/twin.pid` names the running one; a file left by a twin that died is taken over. The lock
- * appears with its pid already in it (written aside, then hard-linked into place, which fails if a lock
- * exists), and a stale one is taken over by moving it aside first: of two starts racing for the same stale
- * file only one moves it, and one that finds it moved a live twin's new lock puts it back and gives way.
- */
+/** One twin per data dir: two would write the same write-ahead logs, checkpoints and DLQ files. `<data-dir>/twin.pid` names the running one. */
 export function lockDataDir(dataDir: string, options: LockOptions = {}): () => void {
-  const pid = options.pid ?? process.pid;
-  const alive = options.isAlive ?? processIsAlive;
   const file = twinLockPath(dataDir);
-  const inUse = (holder: number) => new UserError(`--data-dir ${dataDir} is in use by another twin (pid ${holder}): stop it first, or give this one another --data-dir (if no twin runs there, delete ${file})`);
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const mine = `${file}.${pid}.new`;
-    try {
-      fs.writeFileSync(mine, `${pid}\n`);
-      linkOrCreate(mine, file, `${pid}\n`);
-      return () => {
-        if (readPid(file) === pid) fs.rmSync(file, { force: true });
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new UserError(`--data-dir ${dataDir}: cannot write ${file}: ${(error as Error).message}`);
-      }
-    } finally {
-      fs.rmSync(mine, { force: true });
-    }
-    const holder = readPid(file);
-    if (holder !== undefined && holder !== pid && alive(holder)) throw inUse(holder);
-    options.beforeTakeover?.();
-    const aside = `${file}.${pid}.stale`;
-    try {
-      fs.renameSync(file, aside);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue; // another start took it over first
-      throw new UserError(`--data-dir ${dataDir}: cannot take over ${file}: ${(error as Error).message}`);
-    }
-    const moved = readPid(aside);
-    if (moved !== undefined && moved !== holder && moved !== pid && alive(moved)) {
-      // A racing start's new lock, not the stale file: back in place (unless yet another start holds it now).
-      try {
-        linkOrCreate(aside, file, `${moved}\n`);
-      } catch {
-        // EEXIST: a third start has the lock; it stays theirs.
-      }
-      fs.rmSync(aside, { force: true });
-      throw inUse(moved);
-    }
-    fs.rmSync(aside, { force: true });
-  }
-  throw new UserError(`--data-dir ${dataDir}: could not take ${file} over (other starts kept changing it); try again`);
+  return takePidLock(file, {
+    inUse: (holder) => new UserError(`--data-dir ${dataDir} is in use by another twin (pid ${holder}): stop it first, or give this one another --data-dir (if no twin runs there, delete ${file})`),
+    cannot: (what, cause) => new UserError(`--data-dir ${dataDir}: cannot ${what} ${file}: ${cause.message}`),
+    contended: () => new UserError(`--data-dir ${dataDir}: could not take ${file} over (other starts kept changing it); try again`),
+  }, options);
 }
-
-/** `link(from, to)`, failing with EEXIST if `to` exists; where hard links are not supported, an exclusive create. */
-function linkOrCreate(from: string, to: string, content: string): void {
-  try {
-    fs.linkSync(from, to);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
-    fs.writeFileSync(to, content, { flag: 'wx' });
-  }
-}
-
 
 function printEndpoints(twin: Twin, config: SluiceConfig): void {
   console.log(`Sluice local twin — data dir ${twin.dataDir}`);
