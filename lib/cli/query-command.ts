@@ -121,7 +121,9 @@ function printResult(result: SqlResult, flags: QueryFlags): void {
  * reading early) · 12 ms" / "3 rows · scanned 1.2 MiB (≈ $0.000006) · 2.3 s".
  */
 export function describeStats(rowCount: number, stats: SqlStats): string {
-  const parts = [`${rowCount.toLocaleString('en-US')} row${rowCount === 1 ? '' : 's'}${stats.truncated ? ' (stopped at --max-rows)' : ''}`];
+  // Locally DuckDB streams: a result cut off was not computed past its rows, so an error further on is not seen.
+  const cut = stats.engine === 'duckdb' ? ' (stopped at --max-rows; the query did not run past them)' : ' (stopped at --max-rows)';
+  const parts = [`${rowCount.toLocaleString('en-US')} row${rowCount === 1 ? '' : 's'}${stats.truncated ? cut : ''}`];
   // A query that scanned no table's Parquet (the _errors tables' JSON, SELECT 1, EXPLAIN) has no files to count.
   if (stats.engine === 'duckdb' && (stats.filesTotal ?? 0) > 0) {
     // DuckDB counts only the files a LIMIT let it read to the end, so then only a bound is true.

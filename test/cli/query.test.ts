@@ -253,10 +253,10 @@ describe('sluice query (DuckDB over the twin)', () => {
     const big = await query("SELECT range AS n, 'x' || range AS s FROM range(3000000)", '--max-rows', '3', '--json');
     expect(big.code).toBe(0);
     expect(JSON.parse(big.stdout)).toEqual([{ n: 0, s: 'x0' }, { n: 1, s: 'x1' }, { n: 2, s: 'x2' }]);
-    expect(big.stderr).toMatch(/3 rows \(stopped at --max-rows\)/);
+    expect(big.stderr).toMatch(/3 rows \(stopped at --max-rows; the query did not run past them\)/);
     const lake = await query('SELECT event_id FROM iot', '--max-rows', '2');
     expect(lake.code).toBe(0);
-    expect(lake.stdout).toMatch(/2 rows \(stopped at --max-rows\)/);
+    expect(lake.stdout).toMatch(/2 rows \(stopped at --max-rows; the query did not run past them\)/);
   });
 
   test('a LIMIT query says how many files it read at most', async () => {
