@@ -154,8 +154,8 @@ export class PipelineDashboard extends Construct {
       this.alarm(`${p.name}-lake-partitions-exceeded`, p.lake.metricPartitionCountExceeded(), {
         threshold: 1, evaluationPeriods: 1, datapointsToAlarm: 1,
         description: `${p.name}: the lake stream has more partitions (event type × event hour) open than its quota (500 unless raised, up to 5,000): `
-          + 'the records past it go to the error prefix as activePartitionExceeded and on to the dead-letter queue. '
-          + 'Late or replayed records spread over many hours cause this; request a higher active-partition quota, or replay dead letters in smaller batches (sluice replay --max N).',
+          + 'the records past it go to the error prefix as activePartitionExceeded and on to the dead-letter queue, transformed (send them again from the source). '
+          + 'Late or replayed records spread over many hours cause this; request a higher active-partition quota, or replay dead letters in smaller runs spaced by the buffering interval.',
       });
     }
     for (const t of p.transforms) widgets.push(this.watchFunction(t.function, `${p.name}-${t.destination}-transform`, false));
