@@ -205,14 +205,26 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
       // Ctrl-C stops the query in Athena too, instead of leaving it to run (and bill) on its own, and ends the
       // command as interrupted (exit 130) at the next step: starting, polling or paging through results.
       let interrupted = false;
-      const stopQuery = (id: string) => void explained(context, () => client.send(new StopQueryExecutionCommand({ QueryExecutionId: id }))).catch(() => undefined);
+      // Whether Athena took the stop: waited for (a few seconds at most) before the command ends, so it says what happened.
+      let stopping: Promise<boolean> | undefined;
+      const stopQuery = (id: string) => {
+        stopping ??= Promise.race([
+          explained(context, () => client.send(new StopQueryExecutionCommand({ QueryExecutionId: id }))).then(() => true, () => false),
+          new Promise<boolean>((resolve) => setTimeout(resolve, STOP_WAIT_MS, false).unref()),
+        ]);
+      };
       const onInterrupt = () => {
         interrupted = true;
         if (queryExecutionId) stopQuery(queryExecutionId);
       };
-      const endIfInterrupted = () => {
+      const endIfInterrupted = async () => {
         if (!interrupted) return;
-        throw new UserError(queryExecutionId ? `interrupted (Ctrl-C): Athena query ${queryExecutionId} was stopped` : 'interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
+        if (!queryExecutionId) throw new UserError('interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
+        stopQuery(queryExecutionId);
+        const stopped = await stopping;
+        throw new UserError(stopped
+          ? `interrupted (Ctrl-C): Athena query ${queryExecutionId} was stopped`
+          : `interrupted (Ctrl-C): Athena did not confirm stopping query ${queryExecutionId}; check it in the Athena console`, INTERRUPTED_EXIT_CODE);
       };
       // Once: a second Ctrl-C ends the process at once, as Node does, should a call hang.
       process.once('SIGINT', onInterrupt);
@@ -230,15 +242,14 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
         }
         queryExecutionId = start.QueryExecutionId;
         if (!queryExecutionId) throw new Error('Athena StartQueryExecution returned no QueryExecutionId');
-        // Ctrl-C while it was being started: it runs now, so stop it.
-        if (interrupted) stopQuery(queryExecutionId);
-        endIfInterrupted();
+        // Ctrl-C while it was being started: it runs now, so it is stopped here.
+        await endIfInterrupted();
 
         let wait = polling.initialMs ?? 300;
         let bytesScanned = 0;
         for (;;) {
           const { QueryExecution: q } = await explained(context, () => client.send(new GetQueryExecutionCommand({ QueryExecutionId: queryExecutionId })));
-          endIfInterrupted();
+          await endIfInterrupted();
           const state = q?.Status?.State ?? 'UNKNOWN';
           bytesScanned = q?.Statistics?.DataScannedInBytes ?? bytesScanned;
           if (state === 'SUCCEEDED') break;
@@ -248,7 +259,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
           }
           progress.update(`Athena ${state.toLowerCase()} · ${Math.round((Date.now() - started) / 1000)} s · ${formatBytes(bytesScanned)} scanned · ${queryExecutionId}`);
           await sleep(wait);
-          endIfInterrupted();
+          await endIfInterrupted();
           wait = Math.min(wait * 2, polling.maxMs ?? 2000);
         }
 
@@ -259,7 +270,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
         let truncated = false;
         do {
           const page = await explained(context, () => client.send(new GetQueryResultsCommand({ QueryExecutionId: queryExecutionId, NextToken: nextToken, MaxResults: 1000 })));
-          endIfInterrupted();
+          await endIfInterrupted();
           if (first) columns.push(...(page.ResultSet?.ResultSetMetadata?.ColumnInfo ?? []));
           let data = page.ResultSet?.Rows ?? [];
           // For SELECT, Athena's first row repeats the column names.
@@ -305,6 +316,9 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
     close: () => client.destroy(),
   };
 }
+
+/** How long Ctrl-C waits for Athena to take the stop of a query before the command ends anyway. */
+const STOP_WAIT_MS = 3000;
 
 /** A result column's type as Athena names it in DDL: double, varchar, decimal(10,2) (its scale is a field of its own). */
 function athenaType(column: ColumnInfo): string {

@@ -173,6 +173,11 @@ describe('sluice query --aws (Athena)', () => {
     const paging = await sluice('query', '--aws', 'SELECT n FROM t');
     expect(paging).toMatchObject({ code: 130, stdout: '', stderr: 'sluice: interrupted (Ctrl-C): Athena query q-5 was stopped\n' });
     expect(athena.commandCalls(GetQueryResultsCommand)).toHaveLength(1);
+
+    // Athena refusing the stop is said, not taken for done.
+    athena.on(StopQueryExecutionCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    const unconfirmed = await sluice('query', '--aws', 'SELECT n FROM t');
+    expect(unconfirmed).toMatchObject({ code: 130, stderr: 'sluice: interrupted (Ctrl-C): Athena did not confirm stopping query q-5; check it in the Athena console\n' });
   });
 
   test('--saved runs a named query of the workgroup, in its database', async () => {
