@@ -88,16 +88,12 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const results: Array<Tally & { message: string; dedupeKey?: string }> = [];
   const entryPoints = new Map<string, EntryPoint>();
   let refusal: UserError | undefined;
+  const done: DeletedSoFar = { replayed: 0, others: 0 };
   try {
-    refusal = await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress);
+    refusal = await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress, done);
   } catch (err) {
     // Cut off (the twin or a service went away): say what was already done before the reason.
-    if (results.length > 0) {
-      const replayed = results.filter((r) => r.outcome === 'replayed').length;
-      const deleted = results.filter((r) => r.outcome === 'already-replayed' || r.outcome === 'duplicate').length;
-      io.err(`sluice: replay stopped after reading ${formatNumber(results.length)} message${results.length === 1 ? '' : 's'}: `
-        + `${formatNumber(replayed)} replayed${deleted > 0 ? ` and ${formatNumber(deleted)} already replayed or duplicate` : ''} (their messages ${flags.dryRun ? 'would be ' : ''}deleted); the rest stay in the queue\n`);
-    }
+    if (results.length > 0) io.err(`sluice: ${cutOffSummary(results, done)}\n`);
     throw err;
   } finally {
     progress.done();
@@ -126,6 +122,7 @@ async function drain(
   entryPoints: Map<string, EntryPoint>,
   results: Array<Tally & { message: string; dedupeKey?: string }>,
   progress: Progress,
+  done: DeletedSoFar,
 ): Promise<UserError | undefined> {
   const { queue, ledger } = access;
   // Pipelines whose records the twin does not take (another data dir, other ports, another env): kept, not put.
@@ -151,11 +148,12 @@ async function drain(
       if (messages.length === 0) {
         // Not the end of the queue: newer messages may be behind the returning ones. It is once every
         // kept message has come back with nothing new among them.
-        if (cameBack > seenMessages.size) break;
+        if (cameBack > seenMessages.size - done.replayed - done.others) break;
         continue;
       }
       cameBack = 0;
       const toDelete: ReceivedMessage[] = [];
+      let replayedInBatch = 0;
       const toPut = new Map<string, Array<{ message: ReceivedMessage; dlq: DlqMessage; data: Buffer }>>();
       for (const message of messages) {
         seenMessages.add(message.key ?? message.id);
@@ -270,6 +268,7 @@ async function drain(
             // Recorded before the delete: if the delete fails, the next run deletes without re-putting.
             await ledger.mark(dlq.dedupeKey);
             toDelete.push(message);
+            replayedInBatch++;
             results.push({ ...record, outcome: 'replayed', reason: `re-put to ${entry.description}` });
           } else {
             kept.push(message);
@@ -278,6 +277,8 @@ async function drain(
         }
       }
       await queue.delete(toDelete);
+      done.replayed += replayedInBatch;
+      done.others += toDelete.length - replayedInBatch;
       progress.update(`replay: read ${formatNumber(results.length)} messages · ${formatNumber(results.filter((r) => r.outcome === 'replayed').length)} replayed`);
     }
   } finally {
@@ -322,6 +323,20 @@ function clockTime(iso: string): string {
 /** One record of one pipeline, whichever messages carry it. */
 function recordKeyOf(pipeline: string, data: Buffer): string {
   return `${pipeline}\n${createHash('sha256').update(data).digest('hex')}`;
+}
+
+/** Messages deleted so far: of records this run re-put, and the others (already replayed, duplicates). */
+interface DeletedSoFar {
+  replayed: number;
+  others: number;
+}
+
+/** What a run cut off had done: records re-put and their messages deleted, and re-put ones whose delete it did not reach. */
+function cutOffSummary(results: ReadonlyArray<Tally>, done: DeletedSoFar): string {
+  const undeleted = results.filter((r) => r.outcome === 'replayed').length - done.replayed;
+  return `replay stopped after reading ${formatNumber(results.length)} message${results.length === 1 ? '' : 's'}: `
+    + `${formatNumber(done.replayed)} replayed${done.others > 0 ? ` and ${formatNumber(done.others)} already replayed or duplicate` : ''} (their messages deleted)`
+    + `${undeleted > 0 ? `; ${formatNumber(undeleted)} more re-put and recorded, whose messages the next run deletes` : ''}; the rest stay in the queue`;
 }
 
 function parseMessage(body: string): DlqMessage | string {
