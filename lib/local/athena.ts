@@ -55,9 +55,11 @@ function asAthenaGives(columnTypes: readonly string[], rows: unknown[][]): unkno
 }
 
 function athenaConversion(type: string): ((v: unknown) => unknown) | undefined {
-  if (type === 'DATE') return (v) => (v instanceof Date ? v.toISOString().slice(0, 10) : v);
+  // Years 0–9999 only: beyond them the ISO form has a sign and six digits, and is kept whole.
+  if (type === 'DATE') return (v) => (v instanceof Date && /^\d{4}-/.test(v.toISOString()) ? v.toISOString().slice(0, 10) : v);
   if (type === 'TIME') return (v) => (typeof v === 'bigint' || typeof v === 'number' ? clockTimeOf(BigInt(v)) : v);
-  if (type.startsWith('MAP(')) {
+  // A map with plain keys (VARCHAR, numbers): a map keyed by structs or lists keeps its pairs, which an object would merge.
+  if (/^MAP\((VARCHAR|[A-Z]*INT[A-Z]*|DOUBLE|FLOAT|DECIMAL\(\d+,\s*\d+\)|BOOLEAN|DATE|UUID), /.test(type)) {
     return (v) => (Array.isArray(v) ? Object.fromEntries(v.map((e: { key: unknown; value: unknown }) => [String(e.key), e.value])) : v);
   }
   if (type === 'BLOB') return (v) => (v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex').replace(/(..)(?!$)/g, '$1 ') : v);

@@ -154,6 +154,9 @@ describe('sluice query (DuckDB over the twin)', () => {
     const json = await query(sql, '--json');
     expect(json.code).toBe(0);
     expect(JSON.parse(json.stdout)).toEqual([{ d: '2026-01-02', tm: '10:11:12.500000', m: { a: 1, ['__proto__']: 2 }, b: '61 62 63', n: 'NaN', i: '-Infinity', x: 1.5 }]);
+    // Maps keyed by structs keep their pairs; dates beyond year 9999 or before 0 their full form.
+    const odd = await query("SELECT MAP {{'k': 1}: 'a', {'k': 2}: 'b'} AS m, DATE '-0044-03-15' AS d", '--json');
+    expect(JSON.parse(odd.stdout)).toEqual([{ m: [{ key: { k: 1 }, value: 'a' }, { key: { k: 2 }, value: 'b' }], d: '-000044-03-15T00:00:00.000Z' }]);
     const table = await query(sql);
     expect(table.stdout).toMatch(/2026-01-02 +10:11:12\.500000 +\{ "a": 1, "__proto__": 2 \} +61 62 63 +NaN +-Infinity +1\.5/);
   });
