@@ -54,13 +54,13 @@ export const MODEL = {
   onDemandShards: 4,
 } as const;
 
+/** S3 lifecycle transitions skip objects smaller than this (the data bucket's TransitionDefaultMinimumObjectSize, all_storage_classes_128K). */
+export const LIFECYCLE_MIN_OBJECT_BYTES = 128 * 1024;
+
 /**
  * The alarms lib/infra/pipeline-dashboard.ts creates for each thing it watches; the estimate counts the things from
  * the configuration as the stack does (test/cli/cost.test.ts checks the total against a synthesized template).
  */
-/** S3 lifecycle transitions skip objects smaller than this (the data bucket's TransitionDefaultMinimumObjectSize, all_storage_classes_128K). */
-export const LIFECYCLE_MIN_OBJECT_BYTES = 128 * 1024;
-
 export const ALARMS_PER = {
   /** Iterator age, write throttles. */
   stream: 2,

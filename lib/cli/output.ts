@@ -1,9 +1,9 @@
 /** Output helpers shared by every command: tables for people, JSON for scripts, errors without stack traces. */
 
-/** A mistake the user can fix (bad flag, unknown pipeline, nothing listening): message only, exit code 2. */
 /** The shell's status for a command ended by SIGINT (128 + 2). */
 export const INTERRUPTED_EXIT_CODE = 130;
 
+/** A mistake the user can fix (bad flag, unknown pipeline, nothing listening): message only, exit code 2. */
 export class UserError extends Error {
   constructor(message: string, readonly exitCode = 2) {
     super(message);

@@ -184,7 +184,6 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (report.interrupted) throw new UserError(interruptedMessage(report, count, durationMs), INTERRUPTED_EXIT_CODE);
 }
 
-
 /** "interrupted (Ctrl-C) after 3.3 s of 30 s: 164 records sent"; "… after 3.3 s: 164 of 1,000 records sent" */
 function interruptedMessage(report: SendReport, count: number, durationMs: number | undefined): string {
   const of = durationMs !== undefined ? ` of ${formatDuration(durationMs)}` : '';

@@ -194,8 +194,8 @@ export class FaultInjector {
   // ---- DynamoDB ------------------------------------------------------------------------------
 
   /**
-   * Throttles the client's requests as planned. The error is thrown per HTTP attempt, inside the
-   * SDK's retry loop, so the SDK's own throttling retries run first, as against DynamoDB.
+   * Throttles, delays or loses the answers of the client's requests as planned. The fault comes per HTTP
+   * attempt, inside the SDK's retry loop, so the SDK's own retries run first, as against DynamoDB.
    * Works on a DynamoDBClient or a DynamoDBDocumentClient (they share one middleware stack).
    */
   instrumentDynamo<T extends DynamoDBClient | DynamoDBDocumentClient>(client: T): T {
@@ -341,7 +341,9 @@ export function parseFaultPlan(text: string): FaultPlan {
   // Settings without their share would inject nothing while the twin says faults are on.
   for (const name of ['transform', 'dynamo', 'storage']) {
     const shareGiven = given.has(name) || (name === 'dynamo' && given.has('dynamo.lost'));
-    if (used.has(name) && !shareGiven) problems.push(`${name}.* settings need ${name}=<share> to say how often, e.g. ${name}=0.1`);
+    if (used.has(name) && !shareGiven) {
+      problems.push(`${name}.* settings need ${name}=<share> to say how often, e.g. ${name}=0.1${name === 'dynamo' ? ' (or dynamo.lost=<share>)' : ''}`);
+    }
   }
   if (problems.length > 0) throw new Error(`SLUICE_FAULTS: ${problems.join('; ')}`);
   return {

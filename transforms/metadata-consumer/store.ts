@@ -127,10 +127,10 @@ type Item = Record<string, unknown>;
 const keyText = (key: Key): string => `${key.pk}\n${key.sk}`;
 const RETRYABLE_CANCELLATIONS = new Set(['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded', 'RequestLimitExceeded']);
 
-/** Node's codes for a connection that failed or broke. */
 /** On counter items written without transactions: the token of the chunk whose increment was applied last. */
 const COUNTER_CHUNK_ATTRIBUTE = 'last_chunk';
 
+/** Node's codes for a connection that failed or broke. */
 const TRANSPORT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN']);
 
 interface AwsError {
