@@ -319,9 +319,12 @@ describe('DeliveryEngine: lake', () => {
     for (const chunk of chunks) expect(eventBytes(chunk)).toBeLessThanOrEqual(LAMBDA_PAYLOAD_LIMIT);
     // Small records: the request limit binds before a 3 MiB processor buffer, and an invocation comes within a few KB of it.
     const kinesis: FirehoseRecordMetadata = { shardId: 'shardId-000000000000', partitionKey: 'p'.repeat(256), approximateArrivalTimestamp: Date.now(), sequenceNumber: '4'.repeat(56), subsequenceNumber: '0' };
+    // A partition key JSON must escape, or that is not ASCII, is counted as serialized.
+    const escaped: FirehoseRecordMetadata = { ...kinesis, partitionKey: 'ü"\\\n\u0001é€😀'.repeat(20) };
     for (const small of [
       Array.from({ length: 40_000 }, () => ({ data: Buffer.alloc(120) })),
       Array.from({ length: 40_000 }, () => ({ data: Buffer.alloc(120), kinesis })),
+      Array.from({ length: 40_000 }, () => ({ data: Buffer.alloc(120), kinesis: escaped })),
     ]) {
       const [first] = invocationChunks(small, 3 * 1024 * 1024);
       expect(first.length).toBeLessThan(small.length);
