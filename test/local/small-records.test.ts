@@ -1,8 +1,28 @@
 import { randomUUID } from 'node:crypto';
 import { PutRecordBatchCommand } from '@aws-sdk/client-firehose';
-import { resourceNames } from '../../lib/config';
+import { resourceNames, type SluiceConfig } from '../../lib/config';
 import { firehoseClient } from '../../lib/local/aws-clients';
 import { configWith, dlqMessages, lakeColumn, removeDir, sorted, startFaultTwin, type FaultTwin } from '../faults/helpers';
+
+/** `calls` PutRecordBatch calls of 500 valid 125-byte app-events records, each accepted whole; returns their event ids. */
+async function putSmallRecords(run: FaultTwin, config: SluiceConfig, calls: number): Promise<string[]> {
+  const firehose = firehoseClient(run.twin.endpoints.firehose, { maxAttempts: 1 });
+  const ids: string[] = [];
+  try {
+    for (let call = 0; call < calls; call++) {
+      const records = Array.from({ length: 500 }, () => {
+        const id = randomUUID();
+        ids.push(id);
+        return { Data: Buffer.from(JSON.stringify({ event_id: id, user_id: 'u', event_type: 'login', timestamp: '2026-11-22T10:00:00.000Z' })) };
+      });
+      const out = await firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: resourceNames(config, 'app-events').lakeDeliveryStream, Records: records }));
+      expect(out.FailedPutCount).toBe(0);
+    }
+  } finally {
+    firehose.destroy();
+  }
+  return ids;
+}
 
 /**
  * Many small valid records in one flush, with the default configuration (1 MiB processor buffer):
@@ -22,21 +42,7 @@ describe('many small records in one flush', () => {
 
   test('10,000 valid 125-byte records all become rows; none reaches the DLQ', async () => {
     run = await startFaultTwin(config);
-    const firehose = firehoseClient(run.twin.endpoints.firehose, { maxAttempts: 1 });
-    const ids: string[] = [];
-    try {
-      for (let call = 0; call < 20; call++) {
-        const records = Array.from({ length: 500 }, () => {
-          const id = randomUUID();
-          ids.push(id);
-          return { Data: Buffer.from(JSON.stringify({ event_id: id, user_id: 'u', event_type: 'login', timestamp: '2026-11-22T10:00:00.000Z' })) };
-        });
-        const out = await firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: resourceNames(config, 'app-events').lakeDeliveryStream, Records: records }));
-        expect(out.FailedPutCount).toBe(0);
-      }
-    } finally {
-      firehose.destroy();
-    }
+    const ids = await putSmallRecords(run, config, 20);
     // A flush once 1 MiB is buffered (after 17 calls) and one at the end: the first invocation holds 8,388 records.
     await run.twin.settle(60_000);
     expect(dlqMessages(run.dataDir, config)).toEqual([]);
@@ -67,22 +73,8 @@ describe('a processor buffer too large for the response', () => {
     const warnings = run.log.filter((l) => l.startsWith('sluice: warning: pipelines.app-events.transform.processorBufferMiB is 3'));
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/over Lambda's 6 MB response limit.*At most \d\.\d fits/);
-    const firehose = firehoseClient(run.twin.endpoints.firehose, { maxAttempts: 1 });
-    const ids: string[] = [];
-    try {
-      // 3 MiB of 125-byte records: one 3 MiB invocation when the twin flushes.
-      for (let call = 0; call < 51; call++) {
-        const records = Array.from({ length: 500 }, () => {
-          const id = randomUUID();
-          ids.push(id);
-          return { Data: Buffer.from(JSON.stringify({ event_id: id, user_id: 'u', event_type: 'login', timestamp: '2026-11-22T10:00:00.000Z' })) };
-        });
-        const out = await firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: resourceNames(config, 'app-events').lakeDeliveryStream, Records: records }));
-        expect(out.FailedPutCount).toBe(0);
-      }
-    } finally {
-      firehose.destroy();
-    }
+    // 3 MiB of 125-byte records: one 3 MiB invocation when the twin flushes.
+    const ids = await putSmallRecords(run, config, 51);
     await run.twin.settle(60_000);
     const rows = await lakeColumn(run.dataDir, config, 'app_events');
     const dead = dlqMessages(run.dataDir, config);
