@@ -266,10 +266,11 @@ export class LocalAthena {
     fs.rmSync(this.profilePath, { force: true });
     const reader = options.maxRows === undefined ? await statement.runAndReadAll() : await statement.streamAndReadUntil(options.maxRows + 1);
     const files = filesReadFromProfile(this.profilePath, this.parquetFiles);
+    const columnTypes = reader.columnTypes().map((t) => t.toString());
     return {
       columns: reader.columnNames(),
-      columnTypes: reader.columnTypes().map((t) => t.toString()),
-      rows: asAthenaGives(reader.columnTypes().map((t) => t.toString()), reader.getRowsJS() as unknown[][]),
+      columnTypes,
+      rows: asAthenaGives(columnTypes, reader.getRowsJS() as unknown[][]),
       filesRead: files.read,
       filesTotal: files.total,
       ...(files.readAtMost !== undefined ? { filesReadAtMost: files.readAtMost } : {}),
@@ -308,17 +309,12 @@ export class LocalAthena {
   close(): void {
     this.connection.closeSync();
     this.instance.closeSync();
-    this.removeScratch();
+    fs.rmSync(path.dirname(this.profilePath), { recursive: true, force: true });
   }
 
   /** Stops the running query (Ctrl-C): it then fails with DuckDB's "Interrupted" error. */
   interrupt(): void {
     this.connection.interrupt();
-  }
-
-  /** Removes the private folder (profile, spill files). */
-  removeScratch(): void {
-    fs.rmSync(path.dirname(this.profilePath), { recursive: true, force: true });
   }
 }
 

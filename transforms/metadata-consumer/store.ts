@@ -417,20 +417,20 @@ export class MetadataStore {
   /** The increment of one counter item; with `chunk` (no transactions) it also records the chunk, once (`incrementOnce`). */
   private counterUpdate(c: SummedCounter, chunk?: string) {
     const o = this.options;
-    return {
+    const update = {
       TableName: o.tableName,
       Key: metadataKeys.counter(o.pipeline, c.eventTypeKey, c.minute),
-      UpdateExpression: 'ADD #events :events, #bytes :bytes SET #pipeline = :pipeline, #eventType = :eventType, #minute = :minute, #ttl = :ttl'
-        + (chunk === undefined ? '' : ', #chunk = :chunk'),
-      ...(chunk === undefined ? {} : { ConditionExpression: 'attribute_not_exists(#chunk) OR #chunk <> :chunk' }),
-      ExpressionAttributeNames: {
-        '#events': 'events', '#bytes': 'bytes', '#pipeline': 'pipeline', '#eventType': 'event_type', '#minute': 'minute', '#ttl': 'ttl',
-        ...(chunk === undefined ? {} : { '#chunk': COUNTER_CHUNK_ATTRIBUTE }),
-      },
-      ExpressionAttributeValues: {
-        ':events': c.events, ':bytes': c.bytes, ':pipeline': o.pipeline, ':eventType': c.eventTypeKey, ':minute': c.minute, ':ttl': o.ttl,
-        ...(chunk === undefined ? {} : { ':chunk': chunk }),
-      },
+      UpdateExpression: 'ADD #events :events, #bytes :bytes SET #pipeline = :pipeline, #eventType = :eventType, #minute = :minute, #ttl = :ttl',
+      ExpressionAttributeNames: { '#events': 'events', '#bytes': 'bytes', '#pipeline': 'pipeline', '#eventType': 'event_type', '#minute': 'minute', '#ttl': 'ttl' } as Record<string, string>,
+      ExpressionAttributeValues: { ':events': c.events, ':bytes': c.bytes, ':pipeline': o.pipeline, ':eventType': c.eventTypeKey, ':minute': c.minute, ':ttl': o.ttl } as Record<string, unknown>,
+    };
+    if (chunk === undefined) return update;
+    return {
+      ...update,
+      UpdateExpression: `${update.UpdateExpression}, #chunk = :chunk`,
+      ConditionExpression: 'attribute_not_exists(#chunk) OR #chunk <> :chunk',
+      ExpressionAttributeNames: { ...update.ExpressionAttributeNames, '#chunk': COUNTER_CHUNK_ATTRIBUTE },
+      ExpressionAttributeValues: { ...update.ExpressionAttributeValues, ':chunk': chunk },
     };
   }
 
