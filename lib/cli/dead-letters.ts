@@ -87,7 +87,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
   // stays hidden for the whole run rather than coming back while a long replay goes on.
   const file = new DlqFile({ dataDir: target.dataDir, queue: queueName, visibilityTimeoutSeconds: LOCAL_VISIBILITY_SECONDS });
   const store = new ObjectStore(target.dataDir);
-  noteOtherQueues(file.path, queueName, resourceNames(target.config, Object.keys(target.config.pipelines)[0]).consumerDlq);
+  noteOtherQueues(file.path, queueName);
   const releaseLock = takeReplayLock(path.join(path.dirname(file.path), `${queueName}.replay.pid`), queueName);
   return {
     queue: {
@@ -117,12 +117,11 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
  * Replay reads the queue of the configuration's env and prefix: when the data dir holds only others (a twin
  * started with `-c env=…`), "nothing to replay" would be wrong. Says so, as `query` does for the bucket.
  */
-function noteOtherQueues(file: string, queueName: string, consumerQueue: string): void {
+function noteOtherQueues(file: string, queueName: string): void {
   if (fs.existsSync(file)) return;
   const dir = path.dirname(file);
-  const others = fs.existsSync(dir)
-    ? fs.readdirSync(dir).filter((f) => f.endsWith('-dlq.jsonl') && !f.endsWith('-consumer-dlq.jsonl') && f !== `${consumerQueue}.jsonl`).sort()
-    : [];
+  // The records' queues only: the consumer's are named <prefix>-<env>-consumer-dlq (lib/config/names.ts).
+  const others = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('-dlq.jsonl') && !f.endsWith('-consumer-dlq.jsonl')).sort() : [];
   if (others.length > 0) {
     io.err(`sluice: note: ${dir} has no ${queueName}.jsonl (it has ${others.join(', ')}): was the twin run with other settings (-c env=…, prefix)?\n`);
   }

@@ -41,6 +41,12 @@ describe('response budget of the transform', () => {
     expect(await failures(pipeline, destination, maxBufferMiB + 0.3)).toBeGreaterThan(0);
   });
 
+  it('a pipeline whose samples cannot be made is a warning, not a failure', () => {
+    const config = loadConfig([]);
+    const broken = { pipelines: { 'no-such-schema': { ...config.pipelines.iot, name: 'no-such-schema' } } };
+    expect(processorBufferWarnings(broken)).toEqual([expect.stringMatching(/^pipelines\.no-such-schema: the lake transform's response size could not be estimated from the schema's samples \(.+\); check transform\.processorBufferMiB/)]);
+  });
+
   it('warns about no pipeline of the default configuration', () => {
     expect(processorBufferWarnings(loadConfig([]))).toEqual([]);
   });

@@ -84,7 +84,14 @@ export function processorBufferWarnings(config: Pick<SluiceConfig, 'pipelines'>)
   for (const [name, p] of Object.entries(config.pipelines)) {
     for (const destination of ['lake', 'search'] as const) {
       if (!p.destinations.includes(destination)) continue;
-      const estimate = estimateResponseBudget(name, destination);
+      let estimate: ResponseBudgetEstimate;
+      try {
+        estimate = estimateResponseBudget(name, destination);
+      } catch (error) {
+        // Only a warning is at stake: the twin and the synth go on without it.
+        warnings.push(`pipelines.${name}: the ${destination} transform's response size could not be estimated from the schema's samples (${(error as Error).message}); check transform.processorBufferMiB against Lambda's 6 MB response limit yourself.`);
+        continue;
+      }
       const configured = p.transform.processorBufferMiB;
       if (configured <= estimate.maxBufferMiB) continue;
       const responseMB = (configured * MiB * estimate.responseBytesPerDataByte) / 1e6;
