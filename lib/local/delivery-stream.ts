@@ -19,7 +19,9 @@
  *   - lose nothing that was acknowledged (a torn final frame was never acknowledged; it is cut off);
  *   - fail in-flight PutRecord(Batch) calls, which the caller sees as errors and retries;
  *   - duplicate the records of a flush that had written some objects but not yet its mark: they
- *     are delivered again on restart (Firehose is at-least-once too).
+ *     are delivered again on restart (Firehose is at-least-once too);
+ *   - leave a Kinesis reader's checkpoint behind the log: the records it reads again are answered Ok
+ *     and not logged twice (see `shardPositions`).
  * Objects are written atomically (temp file, fsync, rename), so no reader ever sees half an object.
  * When an object cannot be written (disk full, read-only, permissions) delivery is retried with
  * backoff for as long as the stream runs, as Firehose does; while stopping, it gives up after a
@@ -326,6 +328,14 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
     partitioningFailed: 0, searchFailed: 0, files: 0, bytes: 0, errorFiles: 0, invocations: 0, retries: 0,
   };
 
+  /**
+   * Per Kinesis shard, the last record logged here (recovered or ingested). A reader killed after the log took a
+   * batch but before its checkpoint did reads that batch again at the next start: those records are answered
+   * Ok without a second copy. "Already logged" is the reader's own rule for re-read records (shard-reader.ts):
+   * a sequence number at or before the last one AND an arrival no later, as kinesis-mock restarted from its
+   * saved state numbers new records from there.
+   */
+  private readonly shardPositions = new Map<string, { readonly sequenceNumber: string; readonly arrival: number }>();
   private buffer: BufferedRecord[] = [];
   private bufferedBytes = 0;
   /** Bytes acknowledged (or being logged) and not yet delivered: buffer, in-flight batch, appends. */
@@ -386,6 +396,7 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
     for (const record of recovered) {
       this.addToBuffer(record);
       this.pendingBytes += record.data.length;
+      this.noteShardPosition(record.kinesis);
     }
     this.counts.recovered = recovered.length;
     this.counts.received = recovered.length;
@@ -435,7 +446,13 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
     for (const r of records) bytes += r.data.byteLength;
     if (this.pendingBytes + bytes > this.maxPendingBytes) return records.map(() => unavailable('Slow down.'));
     const now = this.clock.now();
-    const entries: BufferedRecord[] = records.map((r) => {
+    const fresh = records.filter((r) => !this.alreadyLogged(r.kinesisRecordMetadata));
+    if (fresh.length === 0) return records.map(() => ({ ok: true }));
+    if (fresh.length < records.length) {
+      bytes = 0;
+      for (const r of fresh) bytes += r.data.byteLength;
+    }
+    const entries: BufferedRecord[] = fresh.map((r) => {
       const seq = this.nextSeq++;
       return {
         seq,
@@ -461,10 +478,26 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
       this.appends.delete(append);
     }
     this.counts.received += entries.length;
-    for (const entry of entries) this.addToBuffer(entry);
+    for (const entry of entries) {
+      this.addToBuffer(entry);
+      this.noteShardPosition(entry.kinesis);
+    }
     // An interval of 0 is Firehose's zero buffering: deliver as soon as records arrive.
     if (this.bufferedBytes >= this.bufferBytesHint || this.bufferIntervalMs === 0) this.scheduleFlush();
     return records.map(() => ({ ok: true }));
+  }
+
+  private alreadyLogged(k: FirehoseRecordMetadata | undefined): boolean {
+    const last = k === undefined ? undefined : this.shardPositions.get(k.shardId);
+    return last !== undefined && compareSequenceNumbers(k!.sequenceNumber, last.sequenceNumber) <= 0 && k!.approximateArrivalTimestamp <= last.arrival;
+  }
+
+  private noteShardPosition(k: FirehoseRecordMetadata | undefined): void {
+    if (k === undefined || k.sequenceNumber === '') return;
+    const last = this.shardPositions.get(k.shardId);
+    if (last === undefined || compareSequenceNumbers(k.sequenceNumber, last.sequenceNumber) > 0) {
+      this.shardPositions.set(k.shardId, { sequenceNumber: k.sequenceNumber, arrival: k.approximateArrivalTimestamp });
+    }
   }
 
   /** Delivers everything buffered now (and waits for a flush already under way). */
@@ -875,6 +908,11 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
 // ---------------------------------------------------------------------------------------------
 // Transformation helpers
 // ---------------------------------------------------------------------------------------------
+
+/** Kinesis sequence numbers are decimal strings of any length: the longer is the later, then by digits. */
+function compareSequenceNumbers(a: string, b: string): number {
+  return a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0;
+}
 
 /**
  * Splits a batch into invocations: at most `bufferBytes` of record data each (the processor buffer
