@@ -1,8 +1,24 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { configFromContext, knownSchemaNames, readCdkJsonContext, type SluiceConfig } from '../../lib/config';
 import { SluiceStack, stackName } from '../../lib/infra';
+
+/**
+ * Every app of a test file writes its cloud assembly under one temp folder, removed after the file's tests. An
+ * `App` without an outdir makes a new `cdk.outXXXXXX` under the system temp dir that nothing removes: 2.6 MB
+ * per synth, hundreds of megabytes per run of the suite.
+ */
+const assemblies = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-synth-'));
+afterAll(() => fs.rmSync(assemblies, { recursive: true, force: true }));
+
+/** An app as the tests build them: this context, and its output in this file's temp folder. */
+export function testApp(context: Readonly<Record<string, unknown>>): App {
+  return new App({ context, outdir: fs.mkdtempSync(path.join(assemblies, 'cdk.out-')) });
+}
 
 export interface Synthesized {
   readonly app: App;
@@ -16,7 +32,7 @@ export interface Synthesized {
  * and synthesizes it once. Bundling makes this the slow part of the tests: share the result across assertions.
  */
 export function synthesize(overrides: Readonly<Record<string, string>> = {}): Synthesized {
-  const app = new App({ context: { ...readCdkJsonContext(), ...overrides } });
+  const app = testApp({ ...readCdkJsonContext(), ...overrides });
   const config = configFromContext(app.node.getAllContext(), { knownSchemas: knownSchemaNames(), fileEnv: readCdkJsonContext().env });
   const stack = new SluiceStack(app, stackName(config), { config });
   const template = Template.fromStack(stack);

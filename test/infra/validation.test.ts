@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { App, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import * as glue from 'aws-cdk-lib/aws-glue';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -18,11 +18,12 @@ import {
   type TransformInvocation,
 } from '../../lib/infra';
 import { loadModel } from '../../lib/schema';
+import { testApp } from './synth';
 
 // Constructs are checked in isolation with imported (code-less) functions and buckets: no bundling, no synth.
 function scope() {
   // cdk.json's context carries the feature flags the app runs with.
-  const stack = new Stack(new App({ context: readCdkJsonContext() }), 'Test');
+  const stack = new Stack(testApp(readCdkJsonContext()), 'Test');
   return {
     stack,
     fn: lambda.Function.fromFunctionArn(stack, 'Fn', 'arn:aws:lambda:eu-west-1:123456789012:function:transform'),
