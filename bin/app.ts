@@ -2,16 +2,17 @@
  * The CDK app: `npx cdk synth|deploy|destroy`, configured by cdk.json's context and `-c key.path=value`
  * overrides (e.g. `cdk deploy -c env=prod -c pipelines.iot.shards=8`).
  */
-import { App, Validations } from 'aws-cdk-lib';
+import { App, Errors, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { ConfigError, configFromContext, knownSchemaNames, readCdkJsonContext, type SluiceConfig } from '../lib/config';
+import { ConfigError, configFromContext, contextFileKeys, knownSchemaNames, readCdkJsonContext, type SluiceConfig } from '../lib/config';
 import { InvalidPropsError, SluiceStack, stackName } from '../lib/infra';
 import { SchemaDerivationError } from '../lib/schema';
 import { writeGeneratedFiles } from '../lib/schema/codegen';
 
 /** Errors a user can fix from their configuration or schemas: print the message alone and exit non-zero. */
 function failWithMessage(err: unknown): never {
-  if (err instanceof ConfigError || err instanceof InvalidPropsError || err instanceof SchemaDerivationError) {
+  // CDK's own ValidationError: a construct refused its props (a setting the checks above do not know yet).
+  if (err instanceof ConfigError || err instanceof InvalidPropsError || err instanceof SchemaDerivationError || Errors.isValidationError(err)) {
     console.error(err.message);
     process.exit(1);
   }
@@ -24,7 +25,7 @@ try {
 
   const app = new App();
   // Every context value in effect: cdk.json's and `-c` ones (a `-c a.b.c=1` arrives as the key "a.b.c").
-  const config: SluiceConfig = configFromContext(app.node.getAllContext(), { knownSchemas: knownSchemaNames(), fileEnv: readCdkJsonContext().env });
+  const config: SluiceConfig = configFromContext(app.node.getAllContext(), { knownSchemas: knownSchemaNames(), fileEnv: readCdkJsonContext().env, fileKeys: contextFileKeys() });
 
   // Environment-agnostic: account and region are the deploying credentials' (pseudo-parameters in the template),
   // so one synthesized template deploys anywhere and nothing looks up the account at synth time.

@@ -19,7 +19,7 @@ export function registerCostCommand(program: Command): void {
   const command = program
     .command('cost')
     .description('estimate the monthly AWS cost of the configured pipelines at an event rate and size, line by line, and the Kinesis shards the rate needs')
-    .option('--rate <records/s>', 'events per second into each pipeline: 200, 200/s, 5k/s, 12000/min', '100/s')
+    .option('--rate <records/s>', 'events per second into each pipeline: 200, 200/s, 5k/s, 2M/h, 12000/min (k thousands, M millions)', '100/s')
     .option('--size <bytes>', 'average record size as sent: 800B, 1KB (1,000 B), 1KiB (1,024 B)', '1KB')
     .option('-p, --pipeline <name>', 'only this pipeline (repeatable; default: every configured pipeline)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--json', 'print the estimate, prices and assumptions as JSON');
@@ -37,7 +37,8 @@ export function registerCostCommand(program: Command): void {
     const config = configFrom(flags);
     const ratePerSecond = parseRate(flags.rate, '--rate');
     const recordBytes = parseSize(flags.size, '--size');
-    const pipelines = flags.pipeline && flags.pipeline.length > 0 ? flags.pipeline : undefined;
+    // `-p iot -p iot` asks for iot once.
+    const pipelines = flags.pipeline && flags.pipeline.length > 0 ? [...new Set(flags.pipeline)] : undefined;
     for (const p of pipelines ?? []) requirePipeline(config, p);
     const estimate = estimateCost(config, { ratePerSecond, recordBytes, pipelines });
     // On stderr, so --json stays one document; the estimate still prices the size given.

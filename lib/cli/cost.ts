@@ -186,7 +186,9 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       const sources = p.source === 'kinesis' ? shardCount : 1;
       const bufferBytes = p.transform.processorBufferMiB * 1024 * 1024;
       const bySize = (r * size) / bufferBytes;
-      const byTime = p.transform.processorIntervalSeconds > 0 ? sources / p.transform.processorIntervalSeconds : r;
+      // An interval of 0 sends what a read brings at once: about one read per second per shard (or stream).
+      const interval = p.transform.processorIntervalSeconds > 0 ? p.transform.processorIntervalSeconds : 1;
+      const byTime = sources / interval;
       const invocationsPerSecond = Math.min(r, Math.max(bySize, byTime));
       const invocations = invocationsPerSecond * SECONDS_PER_MONTH;
       const recordsPerInvocation = r / invocationsPerSecond;
@@ -196,7 +198,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
         `${qty(invocations)} invocations × ${qty(seconds * 1000)} ms × ${qty(memoryGB)} GiB = ${qty(invocations * seconds * memoryGB)} GiB-s × ${unitUsd('lambdaArmGBSecond')}`,
         invocations * seconds * memoryGB * PRICES.lambdaArmGBSecond.usd, ['lambdaArmGBSecond']);
       add(name, 'Lambda', `transform requests (${d})`,
-        `${qty(invocations)} invocations (one per ${p.transform.processorBufferMiB} MiB or ${p.transform.processorIntervalSeconds} s per ${p.source === 'kinesis' ? 'shard' : 'stream'}) ÷ 1M × ${unitUsd('lambdaRequestsPerMillion')}`,
+        `${qty(invocations)} invocations (one per ${p.transform.processorBufferMiB} MiB or ${p.transform.processorIntervalSeconds > 0 ? `${p.transform.processorIntervalSeconds} s` : '1 s (interval 0: each read)'} per ${p.source === 'kinesis' ? 'shard' : 'stream'}) ÷ 1M × ${unitUsd('lambdaRequestsPerMillion')}`,
         (invocations / 1e6) * PRICES.lambdaRequestsPerMillion.usd, ['lambdaRequestsPerMillion']);
       if (d === 'lake') lakeLines(name, p, config, r, size, records, rawBytes, add);
     }
@@ -375,8 +377,12 @@ function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: num
   const active = Math.max(1, Math.min(partitionValues, perInterval));
   const bufferBytes = p.buffering.sizeMiB * 1024 * 1024;
   const flushesPerSecond = Math.max(1 / p.buffering.intervalSeconds, (r * size) / active / bufferBytes);
-  const objects = active * flushesPerSecond * SECONDS_PER_MONTH;
-  const why = `${qty(active)} active partitions × one object per ${p.buffering.intervalSeconds} s or ${p.buffering.sizeMiB} MiB`;
+  // Firehose writes nothing for an empty buffer: never more objects than records.
+  const objectsPerSecond = Math.min(r, active * flushesPerSecond);
+  const objects = objectsPerSecond * SECONDS_PER_MONTH;
+  const why = objectsPerSecond < active * flushesPerSecond
+    ? 'at most one per record: fewer records than buffer flushes'
+    : `${qty(active)} active partitions × one object per ${p.buffering.intervalSeconds} s or ${p.buffering.sizeMiB} MiB`;
   add(name, 'Firehose', 'dynamic partitioning (objects)', `${qty(objects)} objects (${why}) ÷ 1,000 × ${unitUsd('firehoseDynamicPartitioningObjectsPerThousand')}`,
     (objects / 1000) * PRICES.firehoseDynamicPartitioningObjectsPerThousand.usd, ['firehoseDynamicPartitioningObjectsPerThousand']);
   add(name, 'S3', 'PUT requests (Parquet objects)', `${qty(objects)} objects ÷ 1,000 × ${unitUsd('s3PutPerThousand')}`,

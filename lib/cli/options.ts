@@ -85,11 +85,13 @@ export function parseDuration(value: string, flag: string): number {
 
 const RATE_UNITS: Record<string, number> = { s: 1, sec: 1, min: 1 / 60, m: 1 / 60, h: 1 / 3600, hr: 1 / 3600 };
 
-/** Records (events) per second: `200`, `200/s`, `5k/s`, `12000/min`, `1M/h`. */
+/** Records (events) per second: `200`, `200/s`, `5k/s`, `12000/min`, `1M/h` (k thousands, M millions). */
 export function parseRate(value: string, flag: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([km]?)\s*(?:\/\s*(s|sec|min|m|h|hr))?\s*$/i.exec(value);
-  if (!m) throw new UserError(`${flag} ${JSON.stringify(value)}: expected records per second such as 200, 200/s, 5k/s or 12000/min`);
-  const scale = m[2].toLowerCase() === 'k' ? 1e3 : m[2].toLowerCase() === 'm' ? 1e6 : 1;
+  if (!m) throw new UserError(`${flag} ${JSON.stringify(value)}: expected records per second such as 200, 200/s, 5k/s, 2M/h or 12000/min`);
+  // Elsewhere "5m" is five minutes: a lower-case m here could mean per minute as well as millions.
+  if (m[2] === 'm') throw new UserError(`${flag} ${JSON.stringify(value)}: write ${m[1]}M for ${m[1]} million per second or ${m[1]}/min for ${m[1]} per minute`);
+  const scale = m[2].toLowerCase() === 'k' ? 1e3 : m[2] === 'M' ? 1e6 : 1;
   const perSecond = Number(m[1]) * scale * RATE_UNITS[(m[3] ?? 's').toLowerCase()];
   if (!(perSecond > 0)) throw new UserError(`${flag} ${JSON.stringify(value)}: the rate must be more than zero`);
   return perSecond;

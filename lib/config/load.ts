@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, validateConfig } from './validate';
 import type { SluiceConfig } from './types';
@@ -29,15 +30,32 @@ export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
  * `pipelines.iot.shards=8`. Their values arrive as strings from the command line, so they are read as
  * JSON when they parse (8, true, ["lake"]) and list-valued keys also accept "lake,metadata".
  */
-export function configFromContext(context: Raw, options: { knownSchemas?: readonly string[]; fileEnv?: unknown } = {}): SluiceConfig {
+export function configFromContext(
+  context: Raw,
+  options: {
+    knownSchemas?: readonly string[];
+    fileEnv?: unknown;
+    /**
+     * The keys the context files hold (cdk.json, cdk.context.json, ~/.cdk.json). Given, a key from elsewhere —
+     * a `-c` on the command line — that is neither Sluice's nor CDK's is refused, as the CLI refuses it: a typo
+     * (`-c environment=prod`) would otherwise synthesize the default stack.
+     */
+    fileKeys?: ReadonlySet<string>;
+  } = {},
+): SluiceConfig {
   const base: Raw = {};
   const overrides: Array<[string[], unknown]> = [];
   const problems: string[] = [];
   for (const [key, value] of Object.entries(context)) {
     const parts = key.split('.');
-    if (!SLUICE_KEYS.includes(parts[0])) continue;
+    if (!SLUICE_KEYS.includes(parts[0])) {
+      if (options.fileKeys && !options.fileKeys.has(key) && !isCdkContextKey(key)) problems.push(notASetting(key));
+      continue;
+    }
     if (parts.length === 1) base[key] = parseContextValue(value);
-    else overrides.push([parts, parseContextValue(value)]);
+    else if (parts[0] === 'environments') {
+      problems.push(`-c ${key}: environments are defined in cdk.json only; for one run, give the setting itself with the env, e.g. -c env=${parts[1] ?? 'prod'} -c ${parts.slice(2).join('.') || 'opensearch.instanceCount'}=…`);
+    } else overrides.push([parts, parseContextValue(value)]);
   }
 
   // `-c env=prod` replaces cdk.json's env before the per-environment overlay is chosen.
@@ -65,7 +83,12 @@ export function configFromContext(context: Raw, options: { knownSchemas?: readon
   const pipelines = (merged.pipelines ?? {}) as Raw;
   const expanded: Raw = {};
   for (const [name, p] of Object.entries(pipelines)) {
-    expanded[name] = deepMerge(defaults, (p ?? {}) as Raw);
+    if (!isPlainObject(p)) {
+      // Merging it would give the pipeline the defaults alone, dropping its own settings without a word.
+      problems.push(`pipelines.${name}: must be an object of the pipeline's settings, got ${JSON.stringify(p) ?? String(p)}; to leave the pipeline out, remove it from cdk.json`);
+      continue;
+    }
+    expanded[name] = deepMerge(defaults, p);
   }
   merged.pipelines = expanded;
 
@@ -97,6 +120,33 @@ export function readCdkJsonContext(dir: string = PROJECT_ROOT): Raw {
   }
 }
 
+/**
+ * The keys of every context file the CDK CLI reads: the project's cdk.json and cdk.context.json (cached
+ * lookups), and the user's ~/.cdk.json. Context keys from anywhere else came from `-c`.
+ */
+export function contextFileKeys(dir: string = PROJECT_ROOT, home: string = os.homedir()): Set<string> {
+  const keys = new Set(Object.keys(readCdkJsonContext(dir)));
+  for (const [file, nested] of [[path.join(dir, 'cdk.context.json'), false], [path.join(home, '.cdk.json'), true]] as const) {
+    try {
+      const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as Raw;
+      const context = nested ? parsed.context : parsed;
+      if (isPlainObject(context)) for (const key of Object.keys(context)) keys.add(key);
+    } catch {
+      // Absent or unreadable: the CDK CLI would have said so itself.
+    }
+  }
+  return keys;
+}
+
+/** CDK's own context: feature flags (`@aws-cdk/…`), the CLI's (`aws:cdk:…`) and cached lookups (`availability-zones:…`). */
+function isCdkContextKey(key: string): boolean {
+  return key.startsWith('@') || key.includes(':');
+}
+
+function notASetting(key: string): string {
+  return `-c ${key}: not a Sluice setting; settings start with one of ${SLUICE_KEYS.join(', ')}`;
+}
+
 /** Pipelines that have a schema file in schemas/. */
 export function knownSchemaNames(dir: string = PROJECT_ROOT): string[] {
   const schemaDir = path.join(dir, 'schemas');
@@ -124,7 +174,7 @@ export function loadConfig(overrides: readonly string[] = [], dir: string = PROJ
     const key = pair.slice(0, eq);
     // cdk.json also holds CDK's own context; a -c given to Sluice that is none of its settings is a slip.
     if (!SLUICE_KEYS.includes(key.split('.')[0])) {
-      problems.push(`-c ${key}: not a Sluice setting; settings start with one of ${SLUICE_KEYS.join(', ')}`);
+      problems.push(notASetting(key));
       continue;
     }
     context[key] = pair.slice(eq + 1);

@@ -10,6 +10,7 @@ import {
   type SluiceConfig,
 } from './types';
 import { resourceNames, SEARCH_DOMAIN_MAX_LENGTH } from './names';
+import { domainSizeProblems } from './opensearch';
 
 /** Thrown for a configuration AWS (or Sluice) would reject; lists every problem, one per line. */
 export class ConfigError extends Error {
@@ -82,6 +83,7 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
   if (usesSearch && mode === 'existing' && (!endpoint || !domainArn)) {
     v.problem('opensearch: mode "existing" needs both opensearch.endpoint and opensearch.domainArn');
   }
+  if (usesSearch && mode === 'create') for (const problem of domainSizeProblems({ instanceType, instanceCount, volumeGiB }, 'opensearch.')) v.problem(problem);
   const domainName = resourceNames({ prefix, env }, '').searchDomain;
   if (usesSearch && mode === 'create' && domainName.length > SEARCH_DOMAIN_MAX_LENGTH) {
     v.problem(`opensearch: the domain this stack creates is named "${domainName}" (prefix-env), ${domainName.length} characters; OpenSearch allows ${SEARCH_DOMAIN_MAX_LENGTH} — shorten prefix or env`);

@@ -5,6 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as opensearch from 'aws-cdk-lib/aws-opensearchservice';
 import { Construct } from 'constructs';
+import { domainSizeProblems, zoneCount } from '../config/opensearch';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import { assertValidProps } from './errors';
 
@@ -168,16 +169,10 @@ export class SearchDomain extends Construct {
     if (!/^[a-z][a-z0-9-]{2,27}$/.test(o.domainName)) problems.push(`domainName "${o.domainName}" must be 3–28 lower-case letters, digits and "-", starting with a letter`);
     if (!/^[a-z0-9]+\.[a-z0-9]+\.search$/.test(o.instanceType)) problems.push(`instanceType "${o.instanceType}" must be an OpenSearch instance type such as "t3.small.search"`);
     if (!Number.isInteger(o.instanceCount) || o.instanceCount < 1) problems.push(`instanceCount must be a whole number ≥ 1, got ${o.instanceCount}`);
-    const zones = zoneCount(o.instanceCount);
-    if (zones === undefined && Number.isInteger(o.instanceCount) && o.instanceCount > 1) {
-      problems.push(`instanceCount ${o.instanceCount} cannot be spread evenly over availability zones; use 1, an even number (two zones) or a multiple of 3 (three zones)`);
-    }
     if (!Number.isInteger(o.volumeGiB) || o.volumeGiB < 10) problems.push(`volumeGiB must be a whole number ≥ 10, got ${o.volumeGiB}`);
-    const t3Limit = T3_MAX_VOLUME_GIB[o.instanceType];
-    if (t3Limit !== undefined && o.volumeGiB > t3Limit) {
-      problems.push(`volumeGiB ${o.volumeGiB} exceeds the ${t3Limit} GiB EBS limit of ${o.instanceType}; choose a larger instance type or a smaller volume`);
-    }
+    problems.push(...domainSizeProblems(o));
     assertValidProps(this, problems);
+    const zones = zoneCount(o.instanceCount);
 
     const retainLogs = o.removalPolicy;
     const appLogs = new logs.LogGroup(this, 'AppLogs', { retention: DOMAIN_LOG_RETENTION, removalPolicy: retainLogs });
@@ -241,16 +236,3 @@ export class SearchDomain extends Construct {
   }
 }
 
-/** EBS volume limits of the burstable types (larger types allow far more than configuration permits to matter). */
-const T3_MAX_VOLUME_GIB: Record<string, number> = {
-  't3.small.search': 100,
-  't3.medium.search': 200,
-};
-
-/** Zones to spread `count` data nodes over: undefined for one node or a count no zone layout divides evenly. */
-function zoneCount(count: number): 2 | 3 | undefined {
-  if (count <= 1) return undefined;
-  if (count % 3 === 0) return 3;
-  if (count % 2 === 0) return 2;
-  return undefined;
-}

@@ -118,6 +118,21 @@ describe('estimateCost', () => {
     expect(line(small, 'iot', 'Standard storage (steady state)').formula).toMatch(/Parquet objects of 110 KiB on average stay in Standard/);
   });
 
+  test('Firehose writes no object for an empty buffer: a trickle is billed an object per record, not per interval', () => {
+    const objects = (rate: number) => Number(/^([\d.,]+) objects/.exec(line(estimateCost(config, { ratePerSecond: rate, recordBytes: 1000, pipelines: ['iot'] }), 'iot', 'PUT requests (Parquet objects)').formula)![1].replace(/,/g, ''));
+    expect(objects(0.00001)).toBeCloseTo(0.00001 * MONTH_SECONDS, 0);
+    expect(line(estimateCost(config, { ratePerSecond: 0.00001, recordBytes: 1000, pipelines: ['iot'] }), 'iot', 'dynamic partitioning (objects)').formula).toMatch(/at most one per record/);
+    // At a real rate, a flush every 300 s of each active partition (iot's four event types).
+    expect(objects(10)).toBe(4 * MONTH_SECONDS / 300);
+  });
+
+  test('a transform interval of 0 is priced as an invocation per read (about one a second per shard), not one per record', () => {
+    const requests = (overrides: string[]) => line(estimateCost(loadConfig(overrides), { ratePerSecond: 100, recordBytes: 1000, pipelines: ['iot'] }), 'iot', 'transform requests (lake)');
+    const zero = requests(['pipelines.iot.transform.processorIntervalSeconds=0']);
+    expect(zero.formula).toMatch(/^2,628,000 invocations \(one per 1 MiB or 1 s \(interval 0: each read\) per shard\)/);
+    expect(requests([]).monthlyUsd).toBeLessThan(zero.monthlyUsd!);
+  });
+
   test('cost grows with the rate', () => {
     fc.assert(fc.property(fc.double({ min: 0.1, max: 5000, noNaN: true }), fc.double({ min: 1.01, max: 10, noNaN: true }), (rate, factor) => {
       const low = estimateCost(config, { ratePerSecond: rate, recordBytes: 800 }).total;
@@ -201,6 +216,18 @@ describe('sluice cost', () => {
     expect(stdout).toMatch(/iot\s+Kinesis\s+on-demand stream\s+\$29\.20/);
     expect(stdout).not.toMatch(/shards=600/);
     expect((await sluice('cost', '--rate', '400k/s', '-p', 'iot')).stdout).toMatch(/too few: set -c pipelines\.iot\.shards=400\n/);
+  });
+
+  test('-p twice for one pipeline prices it once', async () => {
+    const once = JSON.parse((await sluice('cost', '-p', 'iot', '--json')).stdout) as { total: number };
+    expect(JSON.parse((await sluice('cost', '-p', 'iot', '-p', 'iot', '--json')).stdout)).toMatchObject({ total: once.total });
+  });
+
+  test('a lower-case m in a rate is neither millions nor per minute until the user says which', async () => {
+    const { code, stderr } = await sluice('cost', '--rate', '5m');
+    expect({ code, stderr }).toEqual({ code: 2, stderr: 'sluice: --rate "5m": write 5M for 5 million per second or 5/min for 5 per minute\n' });
+    expect((await sluice('cost', '--rate', '2M/h', '--json')).code).toBe(0);
+    expect((await sluice('cost', '--rate', '5/m', '--json')).code).toBe(0);
   });
 
   test('usage mistakes exit 2', async () => {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, configFromContext, loadConfig, readCdkJsonContext, resourceNames } from '../../lib/config';
+import { ConfigError, configFromContext, contextFileKeys, loadConfig, readCdkJsonContext, resourceNames } from '../../lib/config';
 
 const defaults = () => readCdkJsonContext();
 const load = (...overrides: string[]) => loadConfig(overrides);
@@ -117,6 +117,48 @@ describe('-c overrides work the way CDK users expect', () => {
     ]);
   });
 
+  test('cdk synth refuses a -c key that is neither Sluice\'s nor CDK\'s, as the CLI does; context files\' own keys stay allowed', () => {
+    // As `cdk synth -c environment=prod` gives it to the app: a context key no context file holds.
+    const files = new Set(Object.keys(defaults()));
+    expect(problemsOf(() => configFromContext({ ...defaults(), environment: 'prod' }, { fileKeys: files }))).toEqual([
+      expect.stringMatching(/^-c environment: not a Sluice setting; settings start with one of prefix, env,/),
+    ]);
+    expect(problemsOf(() => configFromContext({ ...defaults(), 'pipeline.iot.shards': '8' }, { fileKeys: files }))[0]).toMatch(/^-c pipeline\.iot\.shards: not a Sluice setting/);
+    // CDK's flags and the CLI's own keys, and anything a context file holds (cdk.context.json's lookups, a project's own keys).
+    const cdk = { '@aws-cdk/core:newStyleStackSynthesis': true, 'aws:cdk:enable-path-metadata': true, 'availability-zones:account=1:region=x': ['a'], 'acknowledged-issue-numbers': [1] };
+    expect(configFromContext({ ...defaults(), ...cdk }, { fileKeys: new Set([...files, 'acknowledged-issue-numbers']) }).prefix).toBe('sluice');
+  });
+
+  test('the context files are cdk.json, cdk.context.json and ~/.cdk.json', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-ctx-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'cdk.json'), JSON.stringify({ context: { prefix: 'x', mine: 1 } }));
+      fs.writeFileSync(path.join(dir, 'cdk.context.json'), JSON.stringify({ 'acknowledged-issue-numbers': [1] }));
+      fs.mkdirSync(path.join(dir, 'home'));
+      fs.writeFileSync(path.join(dir, 'home', '.cdk.json'), JSON.stringify({ context: { 'user-default': true } }));
+      expect([...contextFileKeys(dir, path.join(dir, 'home'))].sort()).toEqual(['acknowledged-issue-numbers', 'mine', 'prefix', 'user-default']);
+      expect([...contextFileKeys(dir, path.join(dir, 'nowhere'))].sort()).toEqual(['acknowledged-issue-numbers', 'mine', 'prefix']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a pipeline set to something other than an object is refused, not reset to the defaults', () => {
+    for (const value of ['null', 'false', '5', '[]', '"x"']) {
+      expect(problemsOf(() => load(`pipelines.transactions=${value}`))).toEqual([
+        `pipelines.transactions: must be an object of the pipeline's settings, got ${value}; to leave the pipeline out, remove it from cdk.json`,
+      ]);
+    }
+    // An object still merges over the defaults.
+    expect(load('pipelines.transactions={"shards":2}').pipelines.transactions.shards).toBe(2);
+  });
+
+  test('an environment\'s overlay is not set with -c: the message says how to give the setting for one run', () => {
+    expect(problemsOf(() => load('env=prod', 'environments.prod.opensearch.instanceCount=4'))).toEqual([
+      '-c environments.prod.opensearch.instanceCount: environments are defined in cdk.json only; for one run, give the setting itself with the env, e.g. -c env=prod -c opensearch.instanceCount=…',
+    ]);
+  });
+
   test('prototype keys cannot be set', () => {
     expect(problemsOf(() => load('pipelines.__proto__.polluted=1'))[0]).toMatch(/"__proto__" is not a configuration key/);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
@@ -169,6 +211,12 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ['an upper-case prefix', ['prefix=Sluice'], /^prefix: "Sluice" is not valid/],
     ['an existing OpenSearch domain without endpoint', ['opensearch.mode=existing'], /^opensearch: mode "existing" needs both opensearch\.endpoint and opensearch\.domainArn/],
     ['an OpenSearch instance type that is not one', ['opensearch.instanceType=m5.large'], /^opensearch\.instanceType: "m5\.large" is not valid; expected an OpenSearch instance type/],
+    // What the domain construct refuses, refused by the configuration too: the CLI (sluice cost) prices nothing synth would not build.
+    ['an instance family without encryption at rest', ['opensearch.instanceType=t2.micro.search'], /^opensearch\.instanceType "t2\.micro\.search": the T2 family does not support encryption at rest/],
+    ['an instance family without EBS volumes', ['opensearch.instanceType=i3.large.search'], /^opensearch\.instanceType "i3\.large\.search": the I3 family uses instance storage/],
+    ['data nodes no zone layout divides', ['opensearch.instanceCount=5'], /^opensearch\.instanceCount 5 cannot be spread evenly over availability zones/],
+    ['a volume over the T3 limit', ['opensearch.volumeGiB=16384'], /^opensearch\.volumeGiB 16384 exceeds the 100 GiB EBS limit of t3\.small\.search/],
+    ['domain settings go unchecked when no pipeline searches', ['opensearch.instanceCount=5', 'pipelines.clickstream.destinations=lake'], /^$/],
     // OpenSearch domain names are 3–28 characters; prefix (≤ 20) and env (≤ 10) can make more.
     ['an OpenSearch domain name over 28 characters', ['prefix=sluice-analytics-team', 'env=staging'],
       /^opensearch: the domain this stack creates is named "sluice-analytics-team-staging" \(prefix-env\), 29 characters; OpenSearch allows 28/],

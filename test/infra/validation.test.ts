@@ -81,6 +81,10 @@ describe('constructs reject what AWS would reject, naming the value and the rang
     }));
     expect(message).toMatch(/instanceCount 5 cannot be spread evenly/);
     expect(message).toMatch(/volumeGiB 200 exceeds the 100 GiB EBS limit of t3\.small\.search/);
+    // A family CDK's domain would refuse with its own error (and a stack trace under `cdk synth`).
+    expect(messageOf(() => new SearchDomain(scope().stack, 'Domain', {
+      create: { domainName: 'sluice-dev', engineVersion: 'OpenSearch_2.19', instanceType: 'm3.medium.search', instanceCount: 1, volumeGiB: 10, removalPolicy: RemovalPolicy.DESTROY },
+    }))).toMatch(/instanceType "m3\.medium\.search": the M3 family does not support encryption at rest/);
   });
 
   test('Kinesis shards and retention, Athena cutoff, S3 lifecycle order', () => {
@@ -117,10 +121,10 @@ describe('`cdk synth` with a configuration AWS would reject fails with a clear m
     expect(stderr).not.toMatch(/^\s+at /m);
   }, 90_000);
 
-  test('an OpenSearch node count no zone layout divides (construct check)', () => {
+  test('an OpenSearch node count no zone layout divides (the domain construct\'s check, which the configuration now shares)', () => {
     const { status, stderr } = runApp({ 'opensearch.instanceCount': '5' });
     expect(status).not.toBe(0);
-    expect(stderr).toMatch(/Invalid settings for sluice-dev\/Search:\n {2}- instanceCount 5 cannot be spread evenly over availability zones/);
+    expect(stderr).toMatch(/Invalid Sluice configuration:\n {2}- opensearch\.instanceCount 5 cannot be spread evenly over availability zones/);
     expect(stderr).not.toMatch(/^\s+at /m);
   }, 90_000);
 });
