@@ -38,10 +38,10 @@ export function addTargetOptions(command: Command, uses: { firehose?: boolean; k
     command.addOption(new Option('--data-dir <dir>', 'the local twin\'s data dir (default .sluice in the working directory)').env('SLUICE_DATA_DIR'));
   }
   if (uses.firehose) {
-    command.addOption(new Option('--endpoint-firehose <url>', 'the twin\'s Firehose API (default http://127.0.0.1:<local.firehosePort>)').env('SLUICE_FIREHOSE_ENDPOINT'));
+    command.addOption(new Option('--endpoint-firehose <url>', 'the twin\'s Firehose API (default: the port SLUICE_FIREHOSE_PORT names, else the one the data dir\'s running twin took, else local.firehosePort)').env('SLUICE_FIREHOSE_ENDPOINT'));
   }
   if (uses.kinesis) {
-    command.addOption(new Option('--endpoint-kinesis <url>', 'the twin\'s Kinesis API (default http://127.0.0.1:<local.kinesisPort>)').env('SLUICE_KINESIS_ENDPOINT'));
+    command.addOption(new Option('--endpoint-kinesis <url>', 'the twin\'s Kinesis API (default: the port SLUICE_KINESIS_PORT names, else the one the data dir\'s running twin took, else local.kinesisPort)').env('SLUICE_KINESIS_ENDPOINT'));
   }
   if (uses.opensearch) {
     command.addOption(new Option('--endpoint-opensearch <url>', 'an OpenSearch to query locally (default: none)').env('OPENSEARCH_URL'));

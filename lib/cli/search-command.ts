@@ -45,7 +45,7 @@ export function registerSearchCommand(program: Command): void {
       'sluice search clickstream --dsl slow-pages.json --fields event_time,page.path,duration_ms',
       'sluice search clickstream \'user_id:"user-42"\' --aws --json',
     ),
-    '\nLocally the CLI asks OPENSEARCH_URL (or --endpoint-opensearch); with --aws the stack\'s domain, SigV4-signed with your AWS credentials.',
+    '\nLocally the CLI asks OPENSEARCH_URL (or --endpoint-opensearch); with --aws the stack\'s domain, SigV4-signed as the stack\'s read-only query role (OpenSearchQueryRoleArn, assumed with your AWS credentials) when it has one, else as you.',
     'Exit status: 0 ok (also with no hits) · 1 OpenSearch refused the query · 2 usage, configuration or environment problem (e.g. no OpenSearch)',
   ].join('\n'));
   command.action(async (pipeline: string, query: string | undefined, flags: SearchFlags) => {

@@ -103,14 +103,6 @@ export function displayPath(dir: string): string {
  * The port `sluice local up` was told to use through its environment variable, so that one
  * `export SLUICE_FIREHOSE_PORT=…` points the twin and every other command at the same place.
  */
-function portFromEnv(variable: string, flag: string): number | undefined {
-  const port = parsePort(process.env[variable], variable);
-  if (port === undefined) return undefined;
-  if (port === 0) {
-    throw new UserError(`${variable}=0 lets \`sluice local up\` pick a free port; give the other commands the port it printed, with ${flag} http://127.0.0.1:<port>`);
-  }
-  return port;
-}
 
 /**
  * The endpoint flag (or its URL variable); else the port variable `sluice local up` also reads; else where the
@@ -119,7 +111,13 @@ function portFromEnv(variable: string, flag: string): number | undefined {
  */
 function localUrl(given: string | undefined, portVariable: string, recorded: () => string | undefined, configuredPort: number, flag: string): string {
   if (given) return checkedUrl(given, flag);
-  const port = portFromEnv(portVariable, flag);
+  const port = parsePort(process.env[portVariable], portVariable);
+  if (port === 0) {
+    // `local up` picked a free port and wrote it to the data dir's twin.json.
+    const url = recorded();
+    if (url) return url;
+    throw new UserError(`${portVariable}=0 lets \`sluice local up\` pick a free port, and no twin running on the data dir says which it took: start one, or give the port it printed with ${flag} http://127.0.0.1:<port>`);
+  }
   if (port !== undefined) return `http://127.0.0.1:${port}`;
   return recorded() ?? `http://127.0.0.1:${configuredPort}`;
 }

@@ -1,4 +1,4 @@
-import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -264,6 +264,8 @@ export class PipelineDashboard extends Construct {
     description: string;
   }): cloudwatch.Alarm {
     const alarm = new cloudwatch.Alarm(this, id, {
+      // A name the docs and the runbook can give: `sluice-dev-iot-lake-partitions-exceeded`, not CloudFormation's generated one.
+      alarmName: `${Stack.of(this).stackName}-${id}`,
       metric,
       threshold: o.threshold,
       evaluationPeriods: o.evaluationPeriods,

@@ -195,10 +195,18 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       expect(code).toBe(0);
       expect(backend.acknowledged).toHaveLength(2);
 
+      // 0 lets `local up` pick a port; the other commands find it in the data dir's twin.json.
       process.env.SLUICE_FIREHOSE_PORT = '0';
-      const zero = await sluice('put', 'app-events', '--data-dir', dataDir);
-      expect(zero.code).toBe(2);
-      expect(zero.stderr).toBe('sluice: SLUICE_FIREHOSE_PORT=0 lets `sluice local up` pick a free port; give the other commands the port it printed, with --endpoint-firehose http://127.0.0.1:<port>\n');
+      expect((await sluice('put', 'app-events', '--count', '3', '--data-dir', dataDir)).code).toBe(0);
+      expect(backend.acknowledged).toHaveLength(5);
+      const empty = tempDataDir();
+      try {
+        const zero = await sluice('put', 'app-events', '--data-dir', empty);
+        expect(zero.code).toBe(2);
+        expect(zero.stderr).toBe('sluice: SLUICE_FIREHOSE_PORT=0 lets `sluice local up` pick a free port, and no twin running on the data dir says which it took: start one, or give the port it printed with --endpoint-firehose http://127.0.0.1:<port>\n');
+      } finally {
+        fs.rmSync(empty, { recursive: true, force: true });
+      }
       // A flag wins over the variable, and commands that do not send records never read it.
       expect((await put('app-events', '--count', '1')).code).toBe(0);
       expect((await sluice('query', 'SELECT 1 AS one', '--data-dir', dataDir, '--json')).stdout).toBe('[\n  {\n    "one": 1\n  }\n]\n');

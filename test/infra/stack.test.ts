@@ -459,6 +459,15 @@ describe('monitoring', () => {
     }
   });
 
+  test('alarms carry the names the docs give: <stack>-<what>, unique', () => {
+    const names = alarms().map((a) => a.AlarmName as string);
+    expect(new Set(names).size).toBe(names.length);
+    for (const name of names) expect(name).toMatch(/^sluice-dev-[a-z0-9-]+$/);
+    for (const named of ['sluice-dev-iot-lake-partitions-exceeded', 'sluice-dev-router-events-failed', 'sluice-dev-router-events-dropped', 'sluice-dev-router-destination-failures']) {
+      expect(names).toContain(named);
+    }
+  });
+
   test('thresholds: iterator age, throttling, freshness, delivery success, DLQ depth, Lambda, OpenSearch', () => {
     const kinesisPipelines = Object.values(dev.config.pipelines).filter((p) => p.source === 'kinesis');
     expect(alarmsOn('GetRecords.IteratorAgeMilliseconds')).toHaveLength(kinesisPipelines.length);
