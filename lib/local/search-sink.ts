@@ -4,7 +4,9 @@
  *
  * With an endpoint (`OPENSEARCH_URL`), the pipeline's index template is applied first
  * (`PUT _index_template/<pipeline>`), then documents go out as `_bulk` requests of `index` actions
- * to `<index>-<rotation suffix>` (arrival time, UTC), with `_id` = the schema's idField. Throttling
+ * to `<index>-<rotation suffix>` (arrival time, UTC), with the document id Firehose generates by default
+ * (`FIREHOSE_DEFAULT`, as the stack configures it): one per Firehose record, the same on every retry of its
+ * delivery, and a new one when a producer sends the record again (as `sluice replay` does). Throttling
  * (429), server errors (5xx), network failures and the 429/5xx items of a partial bulk failure are
  * retried with exponential backoff for the retry duration, as Firehose does; documents OpenSearch
  * refuses (4xx items) or that are still failing when the duration runs out come back as failures,
@@ -23,7 +25,7 @@ import type { IndexRotation } from '../config/types';
 import { openSearchDir } from './paths';
 
 export interface SearchDocument {
-  /** The Firehose record id: the document id when the record has no idField value. */
+  /** The Firehose record id: the document id. */
   readonly recordId: string;
   /** The transformed record: one JSON object. */
   readonly data: Buffer;
@@ -143,7 +145,6 @@ export class SearchSink {
   /** The endpoint, or undefined when bulk bodies go to files. */
   readonly endpoint: string | undefined;
   private readonly authorization: string | undefined;
-  private readonly idColumn: string;
   private readonly template: Record<string, unknown>;
   private readonly retryMs: number;
   private readonly baseDelayMs: number;
@@ -171,8 +172,6 @@ export class SearchSink {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
     this.now = options.now ?? Date.now;
     this.fileRoot = path.resolve(openSearchDir(options.dataDir), this.pipeline);
-    const idKey = options.model.extensions.idField;
-    this.idColumn = options.model.inputColumns.find((c) => c.jsonKey === idKey)?.name ?? idKey;
     this.template = openSearchIndexTemplate(options.model);
     const url = options.url === undefined ? process.env.OPENSEARCH_URL : options.url;
     if (url) {
@@ -238,9 +237,8 @@ export class SearchSink {
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       return { error: JSON.stringify({ type: 'mapper_parsing_exception', reason: 'a document must be one JSON object' }), id: document.recordId, index };
     }
-    const idValue = (parsed as Record<string, unknown>)[this.idColumn];
-    // Firehose's default document id is derived from the record, so retries stay idempotent either way.
-    const id = typeof idValue === 'string' && idValue !== '' && idValue.length <= 512 ? idValue : document.recordId;
+    // FIREHOSE_DEFAULT: Firehose's own id for the record, not a field of it (Firehose cannot take one from the record).
+    const id = document.recordId;
     const action = JSON.stringify({ index: { _index: index, _id: id } });
     const raw = trimTrailingNewlines(document.data);
     const body = raw.includes(0x0a) || raw.includes(0x0d) ? Buffer.from(JSON.stringify(parsed)) : raw;

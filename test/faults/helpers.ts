@@ -113,16 +113,16 @@ export function removeDir(dir: string | undefined): void {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 }
 
-/** What the fake OpenSearch answers for one item of a `_bulk` request: an HTTP status (2xx = indexed). */
-export type BulkItemScript = (id: string, attempt: number) => number;
+/** What the fake OpenSearch answers for one item of a `_bulk` request, by the document's event_id and how many times it was answered before: an HTTP status (2xx = indexed). */
+export type BulkItemScript = (eventId: string, attempt: number) => number;
 /** What it answers for a whole `_bulk` request, before looking at items: a status, or undefined to go on. */
 export type BulkRequestScript = (request: number) => number | undefined;
 
 export interface FakeOpenSearch {
   readonly url: string;
-  /** Per document id, the statuses it was answered, in order. */
+  /** Per document event_id, the statuses it was answered, in order. */
   readonly answers: Map<string, number[]>;
-  /** Per document id, when it was answered (epoch ms), in order. */
+  /** Per document event_id, when it was answered (epoch ms), in order. */
   readonly answeredAt: Map<string, number[]>;
   /** Every `_bulk` request: its status and item count, and when it came. */
   readonly requests: Array<{ status: number; items: number; at: number }>;
@@ -149,6 +149,8 @@ export async function startFakeOpenSearch(script: { request?: BulkRequestScript;
       if (req.method !== 'POST' || req.url !== '/_bulk') return send(404, { error: `no route ${req.method} ${req.url}` });
       const lines = Buffer.concat(chunks).toString('utf8').split('\n').filter((l) => l !== '');
       const actions = lines.filter((_, i) => i % 2 === 0).map((l) => (JSON.parse(l) as { index: { _index: string; _id: string } }).index);
+      // Scripted and recorded by the document's event_id: its _id is Firehose's record id, new for every send.
+      const eventIds = lines.filter((_, i) => i % 2 === 1).map((l) => String((JSON.parse(l) as { event_id?: unknown }).event_id));
       const whole = script.request?.(requests.length);
       if (whole !== undefined) {
         requests.push({ status: whole, items: actions.length, at: Date.now() });
@@ -156,11 +158,12 @@ export async function startFakeOpenSearch(script: { request?: BulkRequestScript;
       }
       requests.push({ status: 200, items: actions.length, at: Date.now() });
       let errors = false;
-      const items = actions.map((a) => {
-        const seen = answers.get(a._id) ?? [];
-        const status = script.item?.(a._id, seen.length) ?? 201;
-        answers.set(a._id, [...seen, status]);
-        answeredAt.set(a._id, [...(answeredAt.get(a._id) ?? []), Date.now()]);
+      const items = actions.map((a, i) => {
+        const id = eventIds[i];
+        const seen = answers.get(id) ?? [];
+        const status = script.item?.(id, seen.length) ?? 201;
+        answers.set(id, [...seen, status]);
+        answeredAt.set(id, [...(answeredAt.get(id) ?? []), Date.now()]);
         if (status >= 300) {
           errors = true;
           const type = status === 429 ? 'es_rejected_execution_exception' : status >= 500 ? 'unavailable_shards_exception' : 'mapper_parsing_exception';

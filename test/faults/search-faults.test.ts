@@ -65,15 +65,18 @@ describe('faults: OpenSearch throttles and fails', () => {
 
     // Backed up: one AmazonOpenSearchService-failed line per failed document, with the document.
     const lines = errorLines(run.dataDir, run.twin.bucket, 'search-backup/clickstream/');
-    expect(sorted(lines.map((l) => String(l.esDocumentId)))).toEqual(sorted(failed));
+    const eventOf = (l: (typeof lines)[number]) => (JSON.parse(rawOf(l)) as { event_id: string }).event_id;
+    expect(sorted(lines.map(eventOf))).toEqual(sorted(failed));
+    // The document id is Firehose's (FIREHOSE_DEFAULT): one per record, not the event's id.
+    expect(new Set(lines.map((l) => l.esDocumentId)).size).toBe(lines.length);
     for (const l of lines) {
       expect(l.key).toMatch(/^search-backup\/clickstream\/AmazonOpenSearchService-failed\/\d{4}\/\d{2}\/\d{2}\/\d{2}\//);
-      expect((JSON.parse(rawOf(l)) as { event_id: string }).event_id).toBe(l.esDocumentId);
+      expect(l.esDocumentId).not.toBe(eventOf(l));
       expect(l.esIndexName).toMatch(/^clickstream-\d{4}-\d{2}-\d{2}$/);
-      expect(l.errorCode).toBe(refused.has(String(l.esDocumentId)) ? '400' : '503');
+      expect(l.errorCode).toBe(refused.has(eventOf(l)) ? '400' : '503');
     }
     // The down documents were retried for the retry duration, not longer.
-    const downLines = lines.filter((l) => down.has(String(l.esDocumentId)));
+    const downLines = lines.filter((l) => down.has(eventOf(l)));
     expect(Math.min(...downLines.map((l) => Number(l.attemptsMade)))).toBeGreaterThanOrEqual(3);
     for (const id of down) expect(search.answers.get(id)!.every((s) => s === 503)).toBe(true);
     for (const id of down) {

@@ -102,16 +102,16 @@ const sinkFor = (overrides: Partial<ConstructorParameters<typeof SearchSink>[0]>
 });
 
 describe('SearchSink with an endpoint', () => {
-  it('applies the index template, then bulk-indexes into daily indices with the idField as _id', async () => {
+  it('applies the index template, then bulk-indexes into daily indices with Firehose\'s default document id (the record\'s, not a field of it)', async () => {
     const result = await sinkFor().deliver([doc('a'), doc('b', MAR_2), doc('c')]);
     expect(result).toEqual({ indexed: 3, requests: 1, bytes: server.bulks()[0].body.length, failed: [] });
     expect(server.requests.map((r) => `${r.method} ${r.url}`)).toEqual(['PUT /_index_template/clickstream', 'POST /_bulk']);
     expect(JSON.parse(server.requests[0].body)).toEqual(openSearchIndexTemplate(model));
     expect(server.bulks()[0].headers['content-type']).toBe('application/x-ndjson');
     expect(server.bulks()[0].body).toBe([
-      '{"index":{"_index":"clickstream-2026-03-01","_id":"a"}}', '{"event_id":"a","event_type":"click"}',
-      '{"index":{"_index":"clickstream-2026-03-02","_id":"b"}}', '{"event_id":"b","event_type":"click"}',
-      '{"index":{"_index":"clickstream-2026-03-01","_id":"c"}}', '{"event_id":"c","event_type":"click"}',
+      '{"index":{"_index":"clickstream-2026-03-01","_id":"rec-a"}}', '{"event_id":"a","event_type":"click"}',
+      '{"index":{"_index":"clickstream-2026-03-02","_id":"rec-b"}}', '{"event_id":"b","event_type":"click"}',
+      '{"index":{"_index":"clickstream-2026-03-01","_id":"rec-c"}}', '{"event_id":"c","event_type":"click"}',
       '',
     ].join('\n'));
   });
@@ -137,10 +137,10 @@ describe('SearchSink with an endpoint', () => {
     const result = await sinkFor().deliver([doc('a'), doc('b'), doc('c'), doc('d')]);
     expect(result.indexed).toBe(3);
     expect(server.bulks()).toHaveLength(2);
-    expect(server.bulks()[1].body.split('\n').filter((_, i) => i % 2 === 0 && _ !== '').map((l) => JSON.parse(l).index._id)).toEqual(['c', 'd']);
+    expect(server.bulks()[1].body.split('\n').filter((_, i) => i % 2 === 0 && _ !== '').map((l) => JSON.parse(l).index._id)).toEqual(['rec-c', 'rec-d']);
     expect(result.failed).toHaveLength(1);
     const [failure] = result.failed;
-    expect(failure).toMatchObject({ attemptsMade: 1, errorCode: '400', esDocumentId: 'b', esIndexName: 'clickstream-2026-03-01' });
+    expect(failure).toMatchObject({ attemptsMade: 1, errorCode: '400', esDocumentId: 'rec-b', esIndexName: 'clickstream-2026-03-01' });
     expect(JSON.parse(failure.errorMessage)).toEqual({ type: 'mapper_parsing_exception', reason: 'status 400' });
     expect(failedDocumentRecord(failure)).toEqual({
       attemptsMade: 1,
@@ -149,7 +149,7 @@ describe('SearchSink with an endpoint', () => {
       errorMessage: failure.errorMessage,
       attemptEndingTimestamp: failure.attemptEndingTimestamp,
       rawData: doc('b').data.toString('base64'),
-      esDocumentId: 'b',
+      esDocumentId: 'rec-b',
       esIndexName: 'clickstream-2026-03-01',
     });
   });
@@ -176,7 +176,7 @@ describe('SearchSink with an endpoint', () => {
   it('reports an unreachable endpoint as OS.ConnectionFailed after the retry duration', async () => {
     await server.stop();
     const result = await sinkFor({ retrySeconds: 0.1 }).deliver([doc('a')]);
-    expect(result.failed[0]).toMatchObject({ errorCode: 'OS.ConnectionFailed', esDocumentId: 'a' });
+    expect(result.failed[0]).toMatchObject({ errorCode: 'OS.ConnectionFailed', esDocumentId: 'rec-a' });
     await server.start();
   });
 
@@ -193,7 +193,7 @@ describe('SearchSink with an endpoint', () => {
     expect(server.requests.every((r) => r.headers.authorization === `Basic ${Buffer.from('admin:s:cret').toString('base64')}`)).toBe(true);
   });
 
-  it('uses the record id when a document has no id, and fails a document that is not a JSON object without sending it', async () => {
+  it('indexes a document without an idField value, and fails a document that is not a JSON object without sending it', async () => {
     const noId: SearchDocument = { recordId: 'rec-1', arrivalTimestamp: MAR_1, data: Buffer.from('{"event_type":"click"}') };
     const notJson: SearchDocument = { recordId: 'rec-2', arrivalTimestamp: MAR_1, data: Buffer.from('not json') };
     const multiLine: SearchDocument = { recordId: 'rec-3', arrivalTimestamp: MAR_1, data: Buffer.from('{\n"event_id": "m"\n}') };
@@ -202,8 +202,14 @@ describe('SearchSink with an endpoint', () => {
     expect(result.failed).toEqual([expect.objectContaining({ errorCode: '400', esDocumentId: 'rec-2', attemptsMade: 0 })]);
     expect(server.bulks()[0].body).toBe([
       '{"index":{"_index":"clickstream-2026-03-01","_id":"rec-1"}}', '{"event_type":"click"}',
-      '{"index":{"_index":"clickstream-2026-03-01","_id":"m"}}', '{"event_id":"m"}', '',
+      '{"index":{"_index":"clickstream-2026-03-01","_id":"rec-3"}}', '{"event_id":"m"}', '',
     ].join('\n'));
+  });
+
+  it('a record sent twice is two documents, as with FIREHOSE_DEFAULT ids in AWS: the id is the Firehose record\'s, not the event\'s', async () => {
+    await sinkFor().deliver([doc('a'), { ...doc('a'), recordId: 'rec-a-again' }]);
+    const ids = server.bulks()[0].body.split('\n').filter((_, i) => i % 2 === 0 && _ !== '').map((l) => JSON.parse(l).index._id);
+    expect(ids).toEqual(['rec-a', 'rec-a-again']);
   });
 
   it('splits bulk bodies at maxBulkBytes', async () => {
@@ -220,8 +226,8 @@ describe('SearchSink without an endpoint', () => {
     expect(result).toMatchObject({ indexed: 3, requests: 2, failed: [] });
     const root = path.join(dataDir, 'opensearch', 'clickstream');
     expect(fs.readFileSync(path.join(root, 'clickstream-2026-03-01', '00000001.ndjson'), 'utf8')).toBe([
-      '{"index":{"_index":"clickstream-2026-03-01","_id":"a"}}', '{"event_id":"a","event_type":"click"}',
-      '{"index":{"_index":"clickstream-2026-03-01","_id":"c"}}', '{"event_id":"c","event_type":"click"}', '',
+      '{"index":{"_index":"clickstream-2026-03-01","_id":"rec-a"}}', '{"event_id":"a","event_type":"click"}',
+      '{"index":{"_index":"clickstream-2026-03-01","_id":"rec-c"}}', '{"event_id":"c","event_type":"click"}', '',
     ].join('\n'));
     expect(fs.readdirSync(path.join(root, 'clickstream-2026-03-02'))).toEqual(['00000001.ndjson']);
     expect(JSON.parse(fs.readFileSync(path.join(root, '_index_template.json'), 'utf8'))).toEqual(openSearchIndexTemplate(model));
