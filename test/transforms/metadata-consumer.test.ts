@@ -268,6 +268,24 @@ describe('metadata consumer: failures', () => {
     expect(await local.scan()).toEqual([]);
   });
 
+  it('skips a record the lake transform fails though the schema accepts it: the table records the events the lake gets', async () => {
+    // An unpaired surrogate, which UTF-8 (and so Parquet) cannot hold: valid JSON and valid by the schema, failed by the transform.
+    const record = JSON.parse(Buffer.from(event.Records[0].kinesis.data, 'base64').toString('utf8')) as Record<string, unknown>;
+    const text = JSON.stringify({ ...record, device_model: 'X' }).replace('"X"', '"\\ud800"');
+    const lone = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '7', data: Buffer.from(text).toString('base64') } };
+    const t = capturedTelemetry();
+    let out;
+    try {
+      out = await createMetadataConsumer({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: transactional(local).client, now: () => NOW, logger: t.logger, metrics: t.metrics })({ Records: [lone] });
+    } finally {
+      t.restore();
+    }
+    expect(out).toEqual({ batchItemFailures: [] });
+    const skipped = t.lines.filter((l) => l.message === 'malformed record skipped');
+    expect(skipped.map((l) => String(l.reason))).toEqual(['encoding (utf16): /device_model holds an unpaired surrogate (\\uD800–\\uDFFF), which UTF-8 cannot encode']);
+    expect(await local.scan()).toEqual([]);
+  });
+
   it('retries throttled and conflicting writes with backoff, then succeeds', async () => {
     const { client } = transactional(local, { throttleNext: 2, conflictNext: 2 });
     const out = await consumer(client)(event);

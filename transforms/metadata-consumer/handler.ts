@@ -13,7 +13,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { partitionPath } from '../../lib/schema/layout';
 import { metadataKeys, METADATA_TABLE_KEYS, MAX_KEY_VALUE_CHARS, ttlFrom } from '../shared/metadata-table';
 import { pipelineSchema, type PipelineSchema } from '../shared/pipeline';
-import { analyzeRecord, describeFailure } from '../shared/record';
+import { analyzeForLake, describeFailure } from '../shared/record';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
 import { MetadataStore, transactionChunks, WriteFailure, type EventFacts } from './store';
 
@@ -171,7 +171,8 @@ export function eventFacts(schema: PipelineSchema, r: KinesisStreamRecord): Even
   if (bytes.subarray(0, 4).equals(KPL_MAGIC)) {
     return { reason: 'KPL-aggregated record: the event source mapping does not de-aggregate; disable KPL aggregation for this stream' };
   }
-  const analysis = analyzeRecord(schema, bytes);
+  // The lake transform's own checks: an event the lake refuses is not recorded either.
+  const analysis = analyzeForLake(schema, bytes);
   if (analysis.kind === 'empty') return { reason: 'empty record' };
   if (analysis.kind === 'failed') return { reason: describeFailure(analysis.failure) };
   const x = schema.model.extensions;

@@ -681,6 +681,18 @@ export function transformRecordInto(
   const analysis = analyzeRecord(schema, bytes);
   if (analysis.kind === 'empty') return { result: 'Dropped', rule: DROP_RULE_EMPTY };
   if (analysis.kind === 'failed') return { result: 'ProcessingFailed', failure: analysis.failure };
+  return enrichInto(lines, schema, analysis, ingest, settings, walk);
+}
+
+/** The enriching half of `transformRecordInto`, for a record `analyzeRecord` found valid. */
+function enrichInto(
+  lines: LineBuffer,
+  schema: PipelineSchema,
+  analysis: AnalyzedRecord,
+  ingest: IngestMetadata,
+  settings: TransformSettings,
+  walk: 'fast' | 'general',
+): LineOutcome {
   const plan = planFor(schema.model);
   const record = analysis.record as Record<string, unknown>;
   const ctx: ShapeContext = { piiHashKey: settings.piiHashKey, eventTimeIso: analysis.eventTime.iso, optionalPresent: 0 };
@@ -722,6 +734,23 @@ export function transformRecordInto(
   return settings.destination === 'lake'
     ? { result: 'Ok', start, end, partitionKeys: analysis.partitionKeys, id: analysis.id }
     : { result: 'Ok', start, end, id: analysis.id };
+}
+
+const checkLines = new LineBuffer(64 * 1024);
+const CHECK_SETTINGS: TransformSettings = { destination: 'lake', piiHashKey: 'lake-check', processedAt: new Date(0) };
+
+/**
+ * `analyzeRecord`, failing whatever the lake transform would fail: its masking, value and size checks too (an
+ * amount with too many decimals for its currency, an unsafe integer, a record too large once enriched). What
+ * reads a stream beside the transform (the metadata consumer) then records exactly the events the lake gets.
+ */
+export function analyzeForLake(schema: PipelineSchema, bytes: Uint8Array): Analysis {
+  const analysis = analyzeRecord(schema, bytes);
+  if (analysis.kind !== 'valid') return analysis;
+  checkLines.clear();
+  const outcome = enrichInto(checkLines, schema, analysis, { arrivalMs: 0 }, CHECK_SETTINGS, 'fast');
+  if (outcome.result === 'ProcessingFailed') return { kind: 'failed', failure: outcome.failure };
+  return analysis;
 }
 
 const arrivalIso = isoFormatter();
