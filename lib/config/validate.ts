@@ -11,6 +11,7 @@ import {
 } from './types';
 import { resourceNames, SEARCH_DOMAIN_MAX_LENGTH } from './names';
 import { domainSizeProblems } from './opensearch';
+import { ERRORS_TABLE_SUFFIX } from '../schema/layout';
 
 /** Thrown for a configuration AWS (or Sluice) would reject; lists every problem, one per line. */
 export class ConfigError extends Error {
@@ -77,6 +78,17 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
   for (const name of names) {
     const p = readPipeline(v, name, pipelinesRaw[name], prefix, env, options.knownSchemas);
     if (p) pipelines[name] = p;
+  }
+
+  // Each lake pipeline has a Glue table and an errors table: `orders-errors` beside `orders` would share one.
+  const tables = new Map<string, string>();
+  for (const name of Object.keys(pipelines).filter((n) => pipelines[n].destinations.includes('lake'))) {
+    const table = resourceNames({ prefix, env }, name).glueTable;
+    for (const t of [table, `${table}${ERRORS_TABLE_SUFFIX}`]) {
+      const other = tables.get(t);
+      if (other !== undefined) v.problem(`pipelines: "${other}" and "${name}" both map to the Glue table "${t}"; rename one of them`);
+      else tables.set(t, name);
+    }
   }
 
   const usesSearch = Object.values(pipelines).some((p) => p.destinations.includes('search'));

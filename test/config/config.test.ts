@@ -159,6 +159,12 @@ describe('-c overrides work the way CDK users expect', () => {
     ]);
   });
 
+  test('a pipeline whose Glue table is another\'s errors table is refused by the configuration (the twin and the CLI too, not only synth)', () => {
+    const context = defaults() as { pipelines: Record<string, unknown> };
+    const withClash = { ...context, pipelines: { ...context.pipelines, 'iot-errors': { source: 'direct-put', destinations: ['lake'] } } };
+    expect(problemsOf(() => configFromContext(withClash))).toEqual(['pipelines: "iot" and "iot-errors" both map to the Glue table "iot_errors"; rename one of them']);
+  });
+
   test('prototype keys cannot be set', () => {
     expect(problemsOf(() => load('pipelines.__proto__.polluted=1'))[0]).toMatch(/"__proto__" is not a configuration key/);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
