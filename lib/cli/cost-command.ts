@@ -3,7 +3,7 @@ import { MAX_PROVISIONED_SHARDS } from '../config';
 import { estimateCost, formatUsd, MODEL, qty, roundUsd, type CostEstimate } from './cost';
 import { addConfigOption, configFrom, examples, parseRate, parseSize, requirePipeline } from './options';
 import { formatNumber, formatTable, toJson } from './output';
-import { GB, HOURS_PER_MONTH, OPENSEARCH_INSTANCE_HOUR, PRICES, PRICES_ASSUMED_ON, PRICES_REGION, SECONDS_PER_MONTH, type PriceName } from './prices';
+import { GB, HOURS_PER_MONTH, OPENSEARCH_INSTANCE_HOUR, PRICES, PRICES_ASSUMED_ON, PRICES_REGION, SECONDS_PER_MONTH, type PriceName, type UnitPrice } from './prices';
 import { FIREHOSE_API_LIMITS } from './record-sender';
 import { io } from './progress';
 
@@ -67,7 +67,18 @@ function usedPrices(estimate: CostEstimate): Record<string, unknown> {
   const names = new Set<PriceName>(estimate.lines.flatMap((l) => l.prices));
   const out: Record<string, unknown> = {};
   for (const name of names) out[name] = PRICES[name];
+  // The instance-hour price is per instance type, outside PRICES: listed as the table lists it.
+  const instances = openSearchInstancePrice(estimate);
+  if (instances) out[`openSearchInstanceHour:${instances.type}`] = instances.price;
   return out;
+}
+
+/** The instance type the estimate prices a domain of, and its hourly price when lib/cli/prices.ts has one. */
+function openSearchInstancePrice(e: CostEstimate): { type: string; price: UnitPrice } | undefined {
+  const line = e.lines.find((l) => l.service === 'OpenSearch' && l.item.startsWith('instances'));
+  const type = line ? /\((.+)\)/.exec(line.item)?.[1] ?? '' : '';
+  const price = OPENSEARCH_INSTANCE_HOUR[type];
+  return price ? { type, price } : undefined;
 }
 
 /** "100 records/s"; below one a second, also per hour: "0.00028 records/s (1 per hour)". */
@@ -101,12 +112,8 @@ function printEstimate(e: CostEstimate, env: string): void {
   const used = new Set<PriceName>(e.lines.flatMap((l) => l.prices));
   io.out(`\nUnit prices assumed (AWS ${PRICES_REGION} list prices as of ${PRICES_ASSUMED_ON}; assumptions to check on the pages named)`);
   const rows = [...used].map((name) => [PRICES[name].service, PRICES[name].unit, `$${PRICES[name].usd}`, PRICES[name].source]);
-  const openSearch = e.lines.find((l) => l.service === 'OpenSearch' && l.item.startsWith('instances'));
-  if (openSearch) {
-    const type = /\((.+)\)/.exec(openSearch.item)?.[1] ?? '';
-    const hourly = OPENSEARCH_INSTANCE_HOUR[type];
-    if (hourly) rows.push([hourly.service, `${hourly.unit} (${type})`, `$${hourly.usd}`, hourly.source]);
-  }
+  const instances = openSearchInstancePrice(e);
+  if (instances) rows.push([instances.price.service, `${instances.price.unit} (${instances.type})`, `$${instances.price.usd}`, instances.price.source]);
   io.out(formatTable(['service', 'unit', 'price', 'source'], rows));
 
   io.out('\nModel assumptions (lib/cli/cost.ts MODEL)');

@@ -4,7 +4,7 @@
  * What the prices cannot say (how long a Lambda runs, how well Parquet compresses) is an explicit,
  * printed assumption in MODEL.
  */
-import { MAX_PROVISIONED_SHARDS, type PipelineConfig, type SluiceConfig } from '../config';
+import { MAX_PROVISIONED_SHARDS, ON_DEMAND_INITIAL_SHARDS, type PipelineConfig, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
 import { formatNumber } from './output';
 import {
@@ -51,7 +51,7 @@ export const MODEL = {
   /** A partition key without an enum (injected projection) is assumed to take this many values at once. */
   injectedPartitionValues: 10,
   /** An on-demand stream's shards, for per-shard behaviour (Lambda batching); AWS starts on-demand streams at 4. */
-  onDemandShards: 4,
+  onDemandShards: ON_DEMAND_INITIAL_SHARDS,
 } as const;
 
 /** S3 lifecycle transitions skip objects smaller than this (the data bucket's TransitionDefaultMinimumObjectSize, all_storage_classes_128K). */

@@ -56,6 +56,9 @@ export interface SearchConfig {
 /** The most shards `shards` takes; a rate that needs more is for an on-demand stream. */
 export const MAX_PROVISIONED_SHARDS = 500;
 
+/** Shards a new on-demand stream has in AWS: its 4 MB/s of writes at 1 MB/s a shard. */
+export const ON_DEMAND_INITIAL_SHARDS = 4;
+
 export interface PipelineConfig {
   readonly name: string;
   readonly source: SourceKind;

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException, type _Record } from '@aws-sdk/client-kinesis';
 import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import type { S3Event } from 'aws-lambda';
-import { resourceNames, type SluiceConfig } from '../config';
+import { ON_DEMAND_INITIAL_SHARDS, resourceNames, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
 import { FAILURE_PREFIXES } from '../schema/layout';
 import { createTransformHandler } from '../../transforms/record-transform/handler';
@@ -388,9 +388,12 @@ function s3Event(bucket: string, key: string, size: number, region: string): S3E
   };
 }
 
-/** Shards of a pipeline's local stream: an on-demand stream starts with 2, as in AWS (4 MB/s of writes). */
+/**
+ * Shards of a pipeline's local stream: an on-demand stream starts with 4, as in AWS (4 MB/s of writes at 1 MB/s a
+ * shard; `sluice cost` prices the same 4).
+ */
 function localShardCount(p: SluiceConfig['pipelines'][string]): number {
-  return p.shards === 'on-demand' ? 2 : p.shards;
+  return p.shards === 'on-demand' ? ON_DEMAND_INITIAL_SHARDS : p.shards;
 }
 
 /** How many times in a row the twin tries to start kinesis-mock again after it exited, and the pause between tries. */

@@ -218,6 +218,11 @@ describe('sluice cost', () => {
     expect((await sluice('cost', '--rate', '400k/s', '-p', 'iot')).stdout).toMatch(/too few: set -c pipelines\.iot\.shards=400\n/);
   });
 
+  test('--json lists every price the table lists, the OpenSearch instance-hour too', async () => {
+    const json = JSON.parse((await sluice('cost', '--json')).stdout) as { prices: Record<string, { usd: number }> };
+    expect(json.prices['openSearchInstanceHour:t3.small.search']).toMatchObject({ usd: 0.036, unit: 'instance-hour' });
+  });
+
   test('-p twice for one pipeline prices it once', async () => {
     const once = JSON.parse((await sluice('cost', '-p', 'iot', '--json')).stdout) as { total: number };
     expect(JSON.parse((await sluice('cost', '-p', 'iot', '-p', 'iot', '--json')).stdout)).toMatchObject({ total: once.total });
