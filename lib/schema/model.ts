@@ -168,6 +168,10 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     if (fieldPath === extensions.idField || extensions.partitionFields.includes(fieldPath) || fieldPath === extensions.eventTimeField) {
       fail(`/x-sluice/pii/${fieldPath}`, 'the id, event-time and partition fields cannot be masked');
     }
+    // The metadata consumer keys last-seen items by the raw value, before any mask applies.
+    if (fieldPath === extensions.entityField) {
+      fail(`/x-sluice/pii/${fieldPath}`, `the entityField "${fieldPath}" is stored unmasked (the metadata table's last-seen items are keyed by it); choose another entityField or drop the mask`);
+    }
   }
   if (extensions.money) {
     const m = extensions.money;

@@ -157,6 +157,10 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/properties\/alert_code: "__proto__" is named like a member every JavaScript object inherits and cannot name a column/],
     ['money minor units named like an inherited member', (s) => withMinorUnits(s, 'constructor'),
       /at \/x-sluice\/money\/minorUnitsField: "constructor" is named like a member every JavaScript object inherits/],
+    ['a PII mask on the entity field', (s) => { s['x-sluice'].pii = { device_id: 'hash' }; },
+      /at \/x-sluice\/pii\/device_id: the entityField "device_id" is stored unmasked .*; choose another entityField or drop the mask/],
+    ['a PII mask on the id field', (s) => { s['x-sluice'].pii = { event_id: 'redact' }; },
+      /at \/x-sluice\/pii\/event_id: the id, event-time and partition fields cannot be masked/],
     ['money minor units on a partition column', (s) => withMinorUnits(s, 'event_type'),
       /at \/x-sluice\/money\/minorUnitsField: "event_type" already exists/],
   ];
