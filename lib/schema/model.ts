@@ -139,6 +139,8 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     fail('/$schema', `must be "https://json-schema.org/draft/2020-12/schema", got ${JSON.stringify(root.$schema)}`);
   }
   if (root.type !== 'object' || !isObject(root.properties)) fail('', 'the record schema must be {"type": "object", "properties": {...}}');
+  checkKeywords(root, '', 'describe the record with "properties" alone', fail);
+  requireClosedObject(root, '', fail);
 
   const extensions = readExtensions(root, fail);
   const inputColumns = structFields(root, '', extensions.columns, fail);
@@ -396,12 +398,22 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
   return out;
 }
 
-function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: string) => never): LogicalType {
+/** Refuses keywords the derivation does not read: a rule it ignores would let records through that no column describes. */
+function checkKeywords(s: JsonSchema, at: string, instead: string, fail: (at: string, problem: string) => never): void {
   for (const k of Object.keys(s)) {
-    if (!SUPPORTED_KEYWORDS.has(k)) {
-      fail(at, `keyword "${k}" has no faithful Glue/Parquet representation; describe the field with a single type`);
-    }
+    if (!SUPPORTED_KEYWORDS.has(k)) fail(at, `keyword "${k}" has no faithful Glue/Parquet representation; ${instead}`);
   }
+}
+
+/** An object with properties becomes a struct: a key it does not name would pass validation and then be dropped. */
+function requireClosedObject(s: JsonSchema, at: string, fail: (at: string, problem: string) => never): void {
+  if (s.additionalProperties === false) return;
+  fail(s.additionalProperties === undefined ? at : `${at}/additionalProperties`,
+    'an object with properties must set "additionalProperties": false: extra keys would pass validation and have no column');
+}
+
+function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: string) => never): LogicalType {
+  checkKeywords(s, at, 'describe the field with a single type', fail);
   let type = s.type;
   if (Array.isArray(type)) {
     const nonNull = type.filter((t) => t !== 'null');
@@ -438,9 +450,7 @@ function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: stri
     }
     case 'object': {
       if (isObject(s.properties) && Object.keys(s.properties as object).length > 0) {
-        if (s.additionalProperties !== undefined && s.additionalProperties !== false) {
-          fail(`${at}/additionalProperties`, 'an object with properties must set additionalProperties to false: extra keys would have no column');
-        }
+        requireClosedObject(s, at, fail);
         const fields = structFields(s, at, {}, fail);
         const geoPoint = fields.length === 2
           && fields.every((f) => (f.name === 'lat' || f.name === 'lon') && f.type.kind === 'double' && f.required);
