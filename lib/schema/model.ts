@@ -23,6 +23,8 @@ export interface Column {
   readonly jsonKey: string;
   readonly type: LogicalType;
   readonly required: boolean;
+  /** True when the schema's type list admits `null` (`["string", "null"]`); absent otherwise. */
+  readonly nullable?: boolean;
   readonly description?: string;
 }
 
@@ -151,16 +153,24 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     if (!c) return fail('/x-sluice', `${what} "${key}" is not a top-level property of the schema`);
     return c;
   };
+  // A null would pass validation and then fail (or crash) whatever reads these fields: the id keys
+  // documents and metadata items, the event time and partition fields make the record's S3 path.
+  const notNullable = (c: Column, what: string) => {
+    if (c.nullable) fail(`/properties/${c.jsonKey}/type`, `the ${what} "${c.jsonKey}" must not admit null; give it a single type`);
+  };
   const id = field(extensions.idField, 'idField');
   if (id.type.kind !== 'string') fail(`/properties/${id.jsonKey}`, 'the idField must be a string');
   if (!id.required) fail('/required', `the idField "${id.jsonKey}" must be required`);
+  notNullable(id, 'idField');
   const time = field(extensions.eventTimeField, 'eventTimeField');
   if (time.type.kind !== 'timestamp') fail(`/properties/${time.jsonKey}`, 'the eventTimeField must be {"type": "string", "format": "date-time"}');
   if (!time.required) fail('/required', `the eventTimeField "${time.jsonKey}" must be required`);
+  notNullable(time, 'eventTimeField');
   for (const key of extensions.partitionFields) {
     const c = field(key, 'partition field');
     if (c.type.kind !== 'string') fail(`/properties/${key}`, 'a partition field must be a string');
     if (!c.required) fail('/required', `the partition field "${key}" must be required, or records would have no partition`);
+    notNullable(c, 'partition field');
   }
   if (extensions.entityField) field(extensions.entityField, 'entityField');
   for (const [fieldPath, mask] of Object.entries(extensions.pii)) {
@@ -391,6 +401,7 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
       jsonKey: key,
       type: logicalType(s, path, fail),
       required: required.includes(key),
+      ...(Array.isArray(s.type) && s.type.includes('null') ? { nullable: true } : {}),
       description: typeof s.description === 'string' ? s.description : undefined,
     });
   }

@@ -174,6 +174,12 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/x-sluice\/pii\/device_id: the entityField "device_id" is stored unmasked .*; choose another entityField or drop the mask/],
     ['a PII mask on the id field', (s) => { s['x-sluice'].pii = { event_id: 'redact' }; },
       /at \/x-sluice\/pii\/event_id: the id, event-time and partition fields cannot be masked/],
+    ['a nullable id field', (s) => { s.properties.event_id.type = ['string', 'null']; },
+      /at \/properties\/event_id\/type: the idField "event_id" must not admit null/],
+    ['a nullable event-time field', (s) => { s.properties.event_time.type = ['null', 'string']; },
+      /at \/properties\/event_time\/type: the eventTimeField "event_time" must not admit null/],
+    ['a nullable partition field', (s) => { s.properties.event_type.type = ['string', 'null']; },
+      /at \/properties\/event_type\/type: the partition field "event_type" must not admit null/],
     ['money minor units on a partition column', (s) => withMinorUnits(s, 'event_type'),
       /at \/x-sluice\/money\/minorUnitsField: "event_type" already exists/],
   ];
@@ -191,6 +197,14 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     const model = describeSchema('iot', schema);
     expect(model.tableColumns.find((c) => c.jsonKey === 'hour')).toMatchObject({ name: 'event_hour', type: { kind: 'int' } });
     expect(glueColumns(model).partitionKeys.map((k) => k.name)).toEqual(['event_type', 'year', 'month', 'day', 'hour']);
+  });
+
+  test('a nullable field that is not the id, event time or a partition field stays a column', () => {
+    const schema = base();
+    schema.properties.device_model.type = ['string', 'null'];
+    const model = describeSchema('iot', schema);
+    expect(model.inputColumns.find((c) => c.jsonKey === 'device_model')).toMatchObject({ type: { kind: 'string' }, nullable: true });
+    expect(model.inputColumns.find((c) => c.jsonKey === 'device_id')?.nullable).toBeUndefined();
   });
 
   test.each(cases)('%s', (_name, mutate, message) => {
