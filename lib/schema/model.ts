@@ -289,6 +289,9 @@ function readExtensions(root: JsonSchema, fail: (at: string, problem: string) =>
   if (!Array.isArray(partitionFields) || partitionFields.some((f) => typeof f !== 'string')) {
     fail('/x-sluice/partitionFields', 'must be a list of top-level string field names');
   }
+  (partitionFields as string[]).forEach((f, i) => {
+    if ((partitionFields as string[]).indexOf(f) !== i) fail(`/x-sluice/partitionFields/${i}`, `"${f}" is listed twice; list each partition field once`);
+  });
   const pii = x.pii ?? {};
   if (!isObject(pii)) fail('/x-sluice/pii', 'must be an object of field name → mask');
   for (const [k, mask] of Object.entries(pii as Record<string, unknown>)) {

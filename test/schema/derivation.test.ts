@@ -180,6 +180,8 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/properties\/event_time\/type: the eventTimeField "event_time" must not admit null/],
     ['a nullable partition field', (s) => { s.properties.event_type.type = ['string', 'null']; },
       /at \/properties\/event_type\/type: the partition field "event_type" must not admit null/],
+    ['a partition field listed twice', (s) => { s['x-sluice'].partitionFields = ['event_type', 'event_type']; },
+      /at \/x-sluice\/partitionFields\/1: "event_type" is listed twice; list each partition field once/],
     ['money minor units on a partition column', (s) => withMinorUnits(s, 'event_type'),
       /at \/x-sluice\/money\/minorUnitsField: "event_type" already exists/],
   ];
