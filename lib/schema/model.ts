@@ -171,6 +171,10 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     if (c.type.kind !== 'string') fail(`/properties/${key}`, 'a partition field must be a string');
     if (!c.required) fail('/required', `the partition field "${key}" must be required, or records would have no partition`);
     notNullable(c, 'partition field');
+    if (c.type.kind === 'string' && c.type.enum) {
+      const keyword = Array.isArray((root.properties as Record<string, JsonSchema>)[key].enum) ? 'enum' : 'const';
+      checkPartitionEnum(c.type.enum, `/properties/${key}/${keyword}`, fail);
+    }
   }
   if (extensions.entityField) field(extensions.entityField, 'entityField');
   for (const [fieldPath, mask] of Object.entries(extensions.pii)) {
@@ -271,6 +275,25 @@ export function sanitizedPartitionValue(value: string): string {
     .replace(/[^a-z0-9_-]+/g, '_')
     .replace(/^[_-]+|[_-]+$/g, '')
     .slice(0, 64);
+}
+
+/**
+ * Athena's projection enumerates an enum partition field by its partition names: a value with no name
+ * fails every record that carries it, and two values of one name would share a partition and be listed twice.
+ */
+function checkPartitionEnum(values: readonly string[], at: string, fail: (at: string, problem: string) => never): void {
+  const byName = new Map<string, string>();
+  for (const value of values) {
+    const name = sanitizedPartitionValue(value);
+    if (name === '') {
+      fail(at, `${JSON.stringify(value)} leaves no partition name once sanitized (a-z, 0-9, "_" and "-" are kept, lower-cased; other characters become "_", trimmed from the ends), so every record with it would fail; remove it or partition by another field`);
+    }
+    const clash = byName.get(name);
+    if (clash !== undefined) {
+      fail(at, `${JSON.stringify(clash)} and ${JSON.stringify(value)} both become the partition "${name}"; keep values that differ once sanitized, or partition by another field`);
+    }
+    byName.set(name, value);
+  }
 }
 
 function readExtensions(root: JsonSchema, fail: (at: string, problem: string) => never): SluiceExtensions {
