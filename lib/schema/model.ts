@@ -176,7 +176,13 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
       checkPartitionEnum(c.type.enum, `/properties/${key}/${keyword}`, fail);
     }
   }
-  if (extensions.entityField) field(extensions.entityField, 'entityField');
+  if (extensions.entityField) {
+    // The metadata consumer writes last-seen items for string values only; optional or null just means no item.
+    const entity = field(extensions.entityField, 'entityField');
+    if (entity.type.kind !== 'string') {
+      fail(`/properties/${entity.jsonKey}`, `the entityField "${entity.jsonKey}" must be a string: last-seen items are keyed by string values, so no item would ever be written`);
+    }
+  }
   for (const [fieldPath, mask] of Object.entries(extensions.pii)) {
     const c = columnAt(inputColumns, fieldPath);
     if (!c) fail(`/x-sluice/pii/${fieldPath}`, `PII field "${fieldPath}" is not a property of the schema (nested fields are written a.b)`);

@@ -190,6 +190,10 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/properties\/event_type\/enum: "a\/b" and "a b" both become the partition "a_b"/],
     ['a partition const with no partition name', (s) => { s.properties.event_type = { type: 'string', const: '***' }; },
       /at \/properties\/event_type\/const: "\*\*\*" leaves no partition name/],
+    ['an integer entity field', (s) => { s['x-sluice'].entityField = 'battery_pct'; },
+      /at \/properties\/battery_pct: the entityField "battery_pct" must be a string/],
+    ['a struct entity field', (s) => { s['x-sluice'].entityField = 'location'; },
+      /at \/properties\/location: the entityField "location" must be a string/],
     ['money minor units on a partition column', (s) => withMinorUnits(s, 'event_type'),
       /at \/x-sluice\/money\/minorUnitsField: "event_type" already exists/],
   ];
@@ -215,6 +219,13 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     const model = describeSchema('iot', schema);
     expect(model.inputColumns.find((c) => c.jsonKey === 'device_model')).toMatchObject({ type: { kind: 'string' }, nullable: true });
     expect(model.inputColumns.find((c) => c.jsonKey === 'device_id')?.nullable).toBeUndefined();
+  });
+
+  test('an optional, nullable string entity field is accepted (records without it have no last-seen item)', () => {
+    const schema = base();
+    schema.properties.device_id.type = ['string', 'null'];
+    schema.required = schema.required.filter((r: string) => r !== 'device_id');
+    expect(describeSchema('iot', schema).extensions.entityField).toBe('device_id');
   });
 
   test.each(cases)('%s', (_name, mutate, message) => {
