@@ -3,6 +3,7 @@
  * Every derived artifact — Glue columns, DuckDB types, the OpenSearch mapping, TypeScript types —
  * is rendered from this model, so they cannot disagree. Pure: no I/O, safe to bundle into Lambdas.
  */
+import { minorUnitDigits } from '../../transforms/shared/money';
 
 export type LogicalType =
   | { readonly kind: 'string'; readonly enum?: readonly string[]; readonly format?: string; readonly maxLength?: number }
@@ -205,6 +206,10 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     if (currency.type.kind !== 'string') fail(`/properties/${m.currencyField}`, 'money.currencyField must be a string');
     if (!currency.required && !m.defaultCurrency) {
       fail('/x-sluice/money', `"${m.currencyField}" is optional, so money.defaultCurrency is required`);
+    }
+    // The transform converts with the same table: a default it does not know fails every record without a currency.
+    if (m.defaultCurrency !== undefined && minorUnitDigits(m.defaultCurrency) === undefined) {
+      fail('/x-sluice/money/defaultCurrency', `${JSON.stringify(m.defaultCurrency)} is not an ISO 4217 currency code; write three capital letters, e.g. "USD"`);
     }
     // The field becomes a column of its own name beside the others, so it obeys the same naming rules.
     const minorAt = '/x-sluice/money/minorUnitsField';

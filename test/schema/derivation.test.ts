@@ -194,6 +194,10 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/properties\/battery_pct: the entityField "battery_pct" must be a string/],
     ['a struct entity field', (s) => { s['x-sluice'].entityField = 'location'; },
       /at \/properties\/location: the entityField "location" must be a string/],
+    ['a lower-case default currency', (s) => { withMinorUnits(s, 'temperature_minor'); s['x-sluice'].money.defaultCurrency = 'usd'; },
+      /at \/x-sluice\/money\/defaultCurrency: "usd" is not an ISO 4217 currency code; write three capital letters/],
+    ['a default currency that is no code', (s) => { withMinorUnits(s, 'temperature_minor'); s['x-sluice'].money.defaultCurrency = 'dollars'; },
+      /at \/x-sluice\/money\/defaultCurrency: "dollars" is not an ISO 4217 currency code/],
     ['money minor units on a partition column', (s) => withMinorUnits(s, 'event_type'),
       /at \/x-sluice\/money\/minorUnitsField: "event_type" already exists/],
   ];
