@@ -148,6 +148,11 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
   const extensions = readExtensions(root, fail);
   const inputColumns = structFields(root, '', extensions.columns, fail);
   const byKey = new Map(inputColumns.map((c) => [c.jsonKey, c]));
+  for (const key of Object.keys(extensions.columns)) {
+    if (!byKey.has(key)) {
+      fail(`/x-sluice/columns/${key}`, `"${key}" is not a top-level property of the schema; x-sluice.columns renames top-level properties only (nested fields keep their keys, lower-cased), so remove the entry or correct its key`);
+    }
+  }
 
   const field = (key: string, what: string): Column => {
     const c = byKey.get(key);
@@ -417,6 +422,15 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
     const renamed = at === '' ? ownValue(renames, key) : undefined;
     const name = renamed ?? key.toLowerCase();
     const problem = columnNameProblem(name, at === '');
+    if (problem !== undefined && renamed !== undefined) {
+      // The mapping's target is what is wrong, not the key: point at the entry to change.
+      fail(`/x-sluice/columns/${key}`, `x-sluice.columns maps "${key}" to "${renamed}", ${{
+        syntax: 'which cannot be a Glue column name (lower-case letters, digits and "_" only)',
+        inherited: 'which is named like a member every JavaScript object inherits and cannot name a column',
+        reserved: 'which is a reserved word in Athena DDL',
+        'time-partition': `which collides with the lake's time partition key of the same name (${TIME_PARTITIONS.join('/')})`,
+      }[problem]}; choose another column name`);
+    }
     if (problem !== undefined) {
       fail(path, {
         syntax: `"${key}" cannot be a Glue column name (letters, digits and "_" only)${at === '' ? '; map it with x-sluice.columns' : ''}`,

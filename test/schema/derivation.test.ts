@@ -152,7 +152,7 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     ['a property named like a time partition key in another case', (s) => { s.properties.Year = { type: 'integer' }; },
       /at \/properties\/Year: column "year" collides with the lake's time partition key .*; map "Year" to another column name with x-sluice\.columns/],
     ['a property renamed onto a time partition key', (s) => { s['x-sluice'].columns = { alert_code: 'day' }; },
-      /at \/properties\/alert_code: column "day" collides with the lake's time partition key/],
+      /at \/x-sluice\/columns\/alert_code: x-sluice\.columns maps "alert_code" to "day", which collides with the lake's time partition key .*; choose another column name/],
     ['a partition field named like a time partition key', (s) => {
       s.properties.Month = s.properties.event_type; s.required.push('Month'); s['x-sluice'].partitionFields = ['Month'];
     }, /at \/properties\/Month: column "month" collides with the lake's time partition key/],
@@ -167,7 +167,7 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     },
       /at \/properties\/location\/properties\/__proto__: "__proto__" is named like a member/],
     ['a property renamed to an inherited member', (s) => { s['x-sluice'].columns = { alert_code: '__proto__' }; },
-      /at \/properties\/alert_code: "__proto__" is named like a member every JavaScript object inherits and cannot name a column/],
+      /at \/x-sluice\/columns\/alert_code: x-sluice\.columns maps "alert_code" to "__proto__", which is named like a member every JavaScript object inherits/],
     ['money minor units named like an inherited member', (s) => withMinorUnits(s, 'constructor'),
       /at \/x-sluice\/money\/minorUnitsField: "constructor" is named like a member every JavaScript object inherits/],
     ['a PII mask on the entity field', (s) => { s['x-sluice'].pii = { device_id: 'hash' }; },
@@ -198,6 +198,14 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/x-sluice\/money\/defaultCurrency: "usd" is not an ISO 4217 currency code; write three capital letters/],
     ['a default currency that is no code', (s) => { withMinorUnits(s, 'temperature_minor'); s['x-sluice'].money.defaultCurrency = 'dollars'; },
       /at \/x-sluice\/money\/defaultCurrency: "dollars" is not an ISO 4217 currency code/],
+    ['a property renamed to a name Glue cannot hold', (s) => { s['x-sluice'].columns = { alert_code: 'Bad-Name' }; },
+      /at \/x-sluice\/columns\/alert_code: x-sluice\.columns maps "alert_code" to "Bad-Name", which cannot be a Glue column name .*; choose another column name$/],
+    ['a property renamed to a Hive reserved word', (s) => { s['x-sluice'].columns = { alert_code: 'table' }; },
+      /at \/x-sluice\/columns\/alert_code: x-sluice\.columns maps "alert_code" to "table", which is a reserved word in Athena DDL; choose another column name$/],
+    ['a column mapping for a key the schema does not have', (s) => { s['x-sluice'].columns = { alert: 'alert_kind' }; },
+      /at \/x-sluice\/columns\/alert: "alert" is not a top-level property of the schema/],
+    ['a column mapping for a nested field', (s) => { s['x-sluice'].columns = { 'location.lat': 'latitude' }; },
+      /at \/x-sluice\/columns\/location\.lat: "location\.lat" is not a top-level property of the schema; x-sluice\.columns renames top-level properties only \(nested fields keep their keys, lower-cased\)/],
     ['money minor units on a partition column', (s) => withMinorUnits(s, 'event_type'),
       /at \/x-sluice\/money\/minorUnitsField: "event_type" already exists/],
   ];
