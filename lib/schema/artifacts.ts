@@ -94,17 +94,23 @@ export function openSearchIndexTemplate(model: SchemaModel): Mapping {
   };
 }
 
+/** Names of the interfaces `typeScriptTypes` declares for a pipeline: the record before and after enrichment. */
+export function recordTypeNames(pipeline: string): { readonly input: string; readonly enriched: string } {
+  const base = typeName(pipeline);
+  return { input: `${base}Record`, enriched: `${base}EnrichedRecord` };
+}
+
 /** TypeScript declarations of the record before and after enrichment. */
 export function typeScriptTypes(model: SchemaModel): string {
-  const base = typeName(model.pipeline);
+  const names = recordTypeNames(model.pipeline);
   const lines = [
     `/** ${model.title}: the record producers send (schemas/${model.pipeline}.schema.json v${model.extensions.version}). */`,
-    `export interface ${base}Record {`,
+    `export interface ${names.input} {`,
     ...model.inputColumns.map((c) => member(c, false, '  ')),
     '}',
     '',
     `/** ${model.title} after the Sluice transform: PII masked, enriched, keys as Glue columns. */`,
-    `export interface ${base}EnrichedRecord {`,
+    `export interface ${names.enriched} {`,
     ...model.enrichedColumns.map((c) => member(c, true, '  ')),
     '}',
     '',
