@@ -103,13 +103,15 @@ export function recordTypeNames(pipeline: string): { readonly input: string; rea
 /** TypeScript declarations of the record before and after enrichment. */
 export function typeScriptTypes(model: SchemaModel): string {
   const names = recordTypeNames(model.pipeline);
+  // A title is free text: "*/" in it would end the doc comment and leave the rest as code.
+  const title = model.title.replace(/\*\//g, '*\\/');
   const lines = [
-    `/** ${model.title}: the record producers send (schemas/${model.pipeline}.schema.json v${model.extensions.version}). */`,
+    `/** ${title}: the record producers send (schemas/${model.pipeline}.schema.json v${model.extensions.version}). */`,
     `export interface ${names.input} {`,
     ...model.inputColumns.map((c) => member(c, false, '  ')),
     '}',
     '',
-    `/** ${model.title} after the Sluice transform: PII masked, enriched, keys as Glue columns. */`,
+    `/** ${title} after the Sluice transform: PII masked, enriched, keys as Glue columns. */`,
     `export interface ${names.enriched} {`,
     ...model.enrichedColumns.map((c) => member(c, true, '  ')),
     '}',

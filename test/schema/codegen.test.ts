@@ -48,4 +48,11 @@ describe('generated TypeScript record types', () => {
     expect(() => transformSync(records, { loader: 'ts' })).not.toThrow();
   });
 
+  test('a title containing "*/" stays inside the doc comment', () => {
+    const schema = JSON.parse(JSON.stringify(readSchema('iot'))) as Record<string, unknown>;
+    schema.title = 'Readings */ export const broken = 1; /*';
+    const types = typeScriptTypes(describeSchema('iot', schema));
+    expect(types).toContain('/** Readings *\\/ export const broken = 1; /*: the record producers send');
+    expect(transformSync(types, { loader: 'ts' }).code).not.toContain('broken');
+  });
 });
