@@ -1,4 +1,4 @@
-import { glueColumns, hiveType, listSchemas, loadModel, openSearchIndexTemplate, parquetColumns, projectionParameters, firehoseDataPrefix, readSchema, typeScriptTypes } from '../../lib/schema';
+import { glueColumns, hiveType, listSchemas, loadModel, openSearchIndexTemplate, openSearchMappingSize, parquetColumns, projectionParameters, firehoseDataPrefix, readSchema, typeScriptTypes } from '../../lib/schema';
 import { describeSchema, SchemaDerivationError } from '../../lib/schema/model';
 
 const PIPELINES = ['app-events', 'clickstream', 'iot', 'transactions'];
@@ -238,6 +238,55 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     schema.properties.device_id.type = ['string', 'null'];
     schema.required = schema.required.filter((r: string) => r !== 'device_id');
     expect(describeSchema('iot', schema).extensions.entityField).toBe('device_id');
+  });
+
+  // iot's mapping has 26 fields (a text string counts twice: itself and its .keyword sub-field).
+  const withSearchFields = (s: Record<string, any>, texts: number, keywords: number) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    for (let i = 0; i < texts; i++) s.properties[`text_${i}`] = { type: 'string' };
+    for (let i = 0; i < keywords; i++) s.properties[`code_${i}`] = { type: 'string', maxLength: 8 };
+  };
+  // A chain of objects `levels` deep around one string leaf: the leaf is levels + 1 deep in the mapping.
+  const withNesting = (s: Record<string, any>, levels: number) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    let node: object = { type: 'string', maxLength: 8 };
+    for (let i = 0; i < levels; i++) node = { type: 'object', additionalProperties: false, properties: { [i === 0 ? 'leaf' : 'n']: node } };
+    s.properties.nested = node;
+  };
+  const searchFailure = (mutate: (s: Record<string, any>) => void): Error => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const schema = base();
+    mutate(schema);
+    const model = describeSchema('iot', schema);
+    try {
+      openSearchIndexTemplate(model);
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error('openSearchIndexTemplate accepted the mapping');
+  };
+
+  test('an OpenSearch mapping of exactly the total-fields limit is built; one field more is refused naming the count', () => {
+    const atLimit = base();
+    withSearchFields(atLimit, 487, 0);
+    expect(openSearchMappingSize(describeSchema('iot', atLimit)).fields).toBe(1000);
+    expect(() => openSearchIndexTemplate(describeSchema('iot', atLimit))).not.toThrow();
+    const error = searchFailure((s) => withSearchFields(s, 487, 1));
+    expect(error).toBeInstanceOf(SchemaDerivationError);
+    expect(error.message).toMatch(/^schemas\/iot\.schema\.json at \/: the OpenSearch mapping would have 1001 fields, over the search index's limit of 1000 \(index\.mapping\.total_fields\.limit;/);
+  });
+
+  test('objects count as OpenSearch fields too', () => {
+    const schema = base();
+    withNesting(schema, 3);
+    expect(openSearchMappingSize(describeSchema('iot', schema))).toEqual({ fields: 26 + 3 + 1, depth: 4, deepestAt: '/properties/nested/properties/n/properties/n/properties/leaf' });
+  });
+
+  test('an OpenSearch mapping deeper than the depth limit is refused naming the deepest field', () => {
+    const atLimit = base();
+    withNesting(atLimit, 19);
+    expect(openSearchMappingSize(describeSchema('iot', atLimit)).depth).toBe(20);
+    expect(() => openSearchIndexTemplate(describeSchema('iot', atLimit))).not.toThrow();
+    const error = searchFailure((s) => withNesting(s, 20));
+    expect(error).toBeInstanceOf(SchemaDerivationError);
+    expect(error.message).toMatch(/^schemas\/iot\.schema\.json at \/properties\/nested(\/properties\/n){19}\/properties\/leaf: this field is 21 levels deep in the OpenSearch mapping, past OpenSearch's index\.mapping\.depth\.limit of 20;/);
   });
 
   test.each(cases)('%s', (_name, mutate, message) => {
