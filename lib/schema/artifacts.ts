@@ -1,4 +1,4 @@
-import type { Column, LogicalType, SchemaModel } from './model';
+import { SchemaDerivationError, type Column, type LogicalType, type SchemaModel } from './model';
 
 /** Hive type for Glue (lower case, as Glue stores it). */
 export function hiveType(t: LogicalType): string {
@@ -81,30 +81,88 @@ export function openSearchField(t: LogicalType, name: string): Mapping {
   }
 }
 
-/** Index template for the pipeline's search indices (`<pipeline>-*`, one per rotation period). */
+/** `index.mapping.total_fields.limit` of Sluice's search indices. */
+export const OPENSEARCH_TOTAL_FIELDS_LIMIT = 1000;
+/** OpenSearch's default `index.mapping.depth.limit`: a field at the root is 1 deep, one inside an object 2, and so on. */
+export const OPENSEARCH_DEPTH_LIMIT = 20;
+
+export interface OpenSearchMappingSize {
+  /** Fields as OpenSearch counts them against the total-fields limit: every object, leaf and multi-field (`.keyword`). */
+  readonly fields: number;
+  /** Depth of the deepest field, and its schema path. */
+  readonly depth: number;
+  readonly deepestAt: string;
+}
+
+/** The size of the pipeline's OpenSearch mapping, counted the way OpenSearch checks its mapping limits. */
+export function openSearchMappingSize(model: SchemaModel): OpenSearchMappingSize {
+  let fields = 0;
+  let depth = 0;
+  let deepestAt = '';
+  const walk = (columns: readonly Column[], at: string, level: number) => {
+    for (const c of columns) {
+      let t = c.type;
+      let path = `${at}/properties/${c.jsonKey}`;
+      // An array maps as its items: OpenSearch has no array type.
+      while (t.kind === 'array') {
+        t = t.items;
+        path += '/items';
+      }
+      fields += 1 + Object.keys((openSearchField(t, c.name).fields as object | undefined) ?? {}).length;
+      if (level > depth) {
+        depth = level;
+        deepestAt = path;
+      }
+      if (t.kind === 'struct' && !t.geoPoint) walk(t.fields, path, level + 1);
+    }
+  };
+  walk(model.enrichedColumns, '', 1);
+  return { fields, depth, deepestAt };
+}
+
+/**
+ * Index template for the pipeline's search indices (`<pipeline>-*`, one per rotation period).
+ * Throws SchemaDerivationError when OpenSearch would refuse the mapping (too many fields, or too deep),
+ * so synth fails naming the schema rather than the deployment failing on the index template.
+ */
 export function openSearchIndexTemplate(model: SchemaModel): Mapping {
+  const size = openSearchMappingSize(model);
+  if (size.fields > OPENSEARCH_TOTAL_FIELDS_LIMIT) {
+    throw new SchemaDerivationError('', `the OpenSearch mapping would have ${size.fields} fields, over the search index's limit of ${OPENSEARCH_TOTAL_FIELDS_LIMIT} (index.mapping.total_fields.limit; every object, leaf and .keyword sub-field counts, the sluice enrichment included); drop fields, turn a wide object into a map (an additionalProperties schema is one flat_object field), or leave search out of the pipeline's destinations`, model.pipeline);
+  }
+  if (size.depth > OPENSEARCH_DEPTH_LIMIT) {
+    throw new SchemaDerivationError(size.deepestAt, `this field is ${size.depth} levels deep in the OpenSearch mapping, past OpenSearch's index.mapping.depth.limit of ${OPENSEARCH_DEPTH_LIMIT}; nest objects less deeply, turn an inner object into a map, or leave search out of the pipeline's destinations`, model.pipeline);
+  }
   const properties = Object.fromEntries(model.enrichedColumns.map((c) => [c.name, openSearchField(c.type, c.name)]));
   return {
     index_patterns: [`${model.pipeline}-*`],
     template: {
-      settings: { number_of_shards: 1, number_of_replicas: 1, 'index.mapping.total_fields.limit': 1000 },
+      settings: { number_of_shards: 1, number_of_replicas: 1, 'index.mapping.total_fields.limit': OPENSEARCH_TOTAL_FIELDS_LIMIT },
       mappings: { dynamic: 'strict', _source: { enabled: true }, properties },
     },
     _meta: { source: `schemas/${model.pipeline}.schema.json`, version: model.extensions.version },
   };
 }
 
+/** Names of the interfaces `typeScriptTypes` declares for a pipeline: the record before and after enrichment. */
+export function recordTypeNames(pipeline: string): { readonly input: string; readonly enriched: string } {
+  const base = typeName(pipeline);
+  return { input: `${base}Record`, enriched: `${base}EnrichedRecord` };
+}
+
 /** TypeScript declarations of the record before and after enrichment. */
 export function typeScriptTypes(model: SchemaModel): string {
-  const base = typeName(model.pipeline);
+  const names = recordTypeNames(model.pipeline);
+  // A title is free text: "*/" in it would end the doc comment and leave the rest as code.
+  const title = model.title.replace(/\*\//g, '*\\/');
   const lines = [
-    `/** ${model.title}: the record producers send (schemas/${model.pipeline}.schema.json v${model.extensions.version}). */`,
-    `export interface ${base}Record {`,
+    `/** ${title}: the record producers send (schemas/${model.pipeline}.schema.json v${model.extensions.version}). */`,
+    `export interface ${names.input} {`,
     ...model.inputColumns.map((c) => member(c, false, '  ')),
     '}',
     '',
-    `/** ${model.title} after the Sluice transform: PII masked, enriched, keys as Glue columns. */`,
-    `export interface ${base}EnrichedRecord {`,
+    `/** ${title} after the Sluice transform: PII masked, enriched, keys as Glue columns. */`,
+    `export interface ${names.enriched} {`,
     ...model.enrichedColumns.map((c) => member(c, true, '  ')),
     '}',
     '',

@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { transformSync } from 'esbuild';
-import { typeScriptTypes } from './artifacts';
-import { describeSchema } from './model';
+import { recordTypeNames, typeScriptTypes } from './artifacts';
+import { describeSchema, SchemaDerivationError } from './model';
 import { listSchemas, readSchema } from './registry';
 import { validatorSource } from './validator';
 
@@ -17,9 +17,18 @@ export function generatedFiles(schemaDir: string = path.join(ROOT, 'schemas')): 
   const files = new Map<string, string>();
   const rel = (f: string) => path.relative(ROOT, path.join(GENERATED_DIR, f));
   const types: string[] = [`// ${HEADER}`, ''];
+  const typeOwners = new Map<string, string>();
   for (const p of pipelines) {
     const schema = readSchema(p, schemaDir);
     const model = describeSchema(p, schema); // fails here, naming the schema path, before any code is written
+    // records.ts declares every pipeline's types side by side: "foo1" and "foo-1" would both declare Foo1Record.
+    for (const name of Object.values(recordTypeNames(p))) {
+      const owner = typeOwners.get(name);
+      if (owner !== undefined) {
+        throw new SchemaDerivationError('', `pipelines "${owner}" and "${p}" both generate the TypeScript type ${name} (and stack output names like it); rename one of the schema files`, p);
+      }
+      typeOwners.set(name, p);
+    }
     files.set(rel(`${p}.validate.js`), `// ${HEADER}\n${validatorSource(schema)}\n`);
     types.push(typeScriptTypes(model));
   }

@@ -3,6 +3,7 @@
  * Every derived artifact — Glue columns, DuckDB types, the OpenSearch mapping, TypeScript types —
  * is rendered from this model, so they cannot disagree. Pure: no I/O, safe to bundle into Lambdas.
  */
+import { minorUnitDigits } from '../../transforms/shared/money';
 
 export type LogicalType =
   | { readonly kind: 'string'; readonly enum?: readonly string[]; readonly format?: string; readonly maxLength?: number }
@@ -23,6 +24,8 @@ export interface Column {
   readonly jsonKey: string;
   readonly type: LogicalType;
   readonly required: boolean;
+  /** True when the schema's type list admits `null` (`["string", "null"]`); absent otherwise. */
+  readonly nullable?: boolean;
   readonly description?: string;
 }
 
@@ -139,34 +142,63 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     fail('/$schema', `must be "https://json-schema.org/draft/2020-12/schema", got ${JSON.stringify(root.$schema)}`);
   }
   if (root.type !== 'object' || !isObject(root.properties)) fail('', 'the record schema must be {"type": "object", "properties": {...}}');
+  checkKeywords(root, '', 'describe the record with "properties" alone', fail);
+  requireClosedObject(root, '', fail);
 
   const extensions = readExtensions(root, fail);
   const inputColumns = structFields(root, '', extensions.columns, fail);
   const byKey = new Map(inputColumns.map((c) => [c.jsonKey, c]));
+  for (const key of Object.keys(extensions.columns)) {
+    if (!byKey.has(key)) {
+      fail(`/x-sluice/columns/${key}`, `"${key}" is not a top-level property of the schema; x-sluice.columns renames top-level properties only (nested fields keep their keys, lower-cased), so remove the entry or correct its key`);
+    }
+  }
 
   const field = (key: string, what: string): Column => {
     const c = byKey.get(key);
     if (!c) return fail('/x-sluice', `${what} "${key}" is not a top-level property of the schema`);
     return c;
   };
+  // A null would pass validation and then fail (or crash) whatever reads these fields: the id keys
+  // documents and metadata items, the event time and partition fields make the record's S3 path.
+  const notNullable = (c: Column, what: string) => {
+    if (c.nullable) fail(`/properties/${c.jsonKey}/type`, `the ${what} "${c.jsonKey}" must not admit null; give it a single type`);
+  };
   const id = field(extensions.idField, 'idField');
   if (id.type.kind !== 'string') fail(`/properties/${id.jsonKey}`, 'the idField must be a string');
   if (!id.required) fail('/required', `the idField "${id.jsonKey}" must be required`);
+  notNullable(id, 'idField');
   const time = field(extensions.eventTimeField, 'eventTimeField');
   if (time.type.kind !== 'timestamp') fail(`/properties/${time.jsonKey}`, 'the eventTimeField must be {"type": "string", "format": "date-time"}');
   if (!time.required) fail('/required', `the eventTimeField "${time.jsonKey}" must be required`);
+  notNullable(time, 'eventTimeField');
   for (const key of extensions.partitionFields) {
     const c = field(key, 'partition field');
     if (c.type.kind !== 'string') fail(`/properties/${key}`, 'a partition field must be a string');
     if (!c.required) fail('/required', `the partition field "${key}" must be required, or records would have no partition`);
+    notNullable(c, 'partition field');
+    if (c.type.kind === 'string' && c.type.enum) {
+      const keyword = Array.isArray((root.properties as Record<string, JsonSchema>)[key].enum) ? 'enum' : 'const';
+      checkPartitionEnum(c.type.enum, `/properties/${key}/${keyword}`, fail);
+    }
   }
-  if (extensions.entityField) field(extensions.entityField, 'entityField');
+  if (extensions.entityField) {
+    // The metadata consumer writes last-seen items for string values only; optional or null just means no item.
+    const entity = field(extensions.entityField, 'entityField');
+    if (entity.type.kind !== 'string') {
+      fail(`/properties/${entity.jsonKey}`, `the entityField "${entity.jsonKey}" must be a string: last-seen items are keyed by string values, so no item would ever be written`);
+    }
+  }
   for (const [fieldPath, mask] of Object.entries(extensions.pii)) {
     const c = columnAt(inputColumns, fieldPath);
     if (!c) fail(`/x-sluice/pii/${fieldPath}`, `PII field "${fieldPath}" is not a property of the schema (nested fields are written a.b)`);
     else if (c.type.kind !== 'string') fail(`/x-sluice/pii/${fieldPath}`, `PII mask "${mask}" applies to strings only`);
     if (fieldPath === extensions.idField || extensions.partitionFields.includes(fieldPath) || fieldPath === extensions.eventTimeField) {
       fail(`/x-sluice/pii/${fieldPath}`, 'the id, event-time and partition fields cannot be masked');
+    }
+    // The metadata consumer keys last-seen items by the raw value, before any mask applies.
+    if (fieldPath === extensions.entityField) {
+      fail(`/x-sluice/pii/${fieldPath}`, `the entityField "${fieldPath}" is stored unmasked (the metadata table's last-seen items are keyed by it); choose another entityField or drop the mask`);
     }
   }
   if (extensions.money) {
@@ -179,6 +211,10 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     if (currency.type.kind !== 'string') fail(`/properties/${m.currencyField}`, 'money.currencyField must be a string');
     if (!currency.required && !m.defaultCurrency) {
       fail('/x-sluice/money', `"${m.currencyField}" is optional, so money.defaultCurrency is required`);
+    }
+    // The transform converts with the same table: a default it does not know fails every record without a currency.
+    if (m.defaultCurrency !== undefined && minorUnitDigits(m.defaultCurrency) === undefined) {
+      fail('/x-sluice/money/defaultCurrency', `${JSON.stringify(m.defaultCurrency)} is not an ISO 4217 currency code; write three capital letters, e.g. "USD"`);
     }
     // The field becomes a column of its own name beside the others, so it obeys the same naming rules.
     const minorAt = '/x-sluice/money/minorUnitsField';
@@ -257,6 +293,25 @@ export function sanitizedPartitionValue(value: string): string {
     .slice(0, 64);
 }
 
+/**
+ * Athena's projection enumerates an enum partition field by its partition names: a value with no name
+ * fails every record that carries it, and two values of one name would share a partition and be listed twice.
+ */
+function checkPartitionEnum(values: readonly string[], at: string, fail: (at: string, problem: string) => never): void {
+  const byName = new Map<string, string>();
+  for (const value of values) {
+    const name = sanitizedPartitionValue(value);
+    if (name === '') {
+      fail(at, `${JSON.stringify(value)} leaves no partition name once sanitized (a-z, 0-9, "_" and "-" are kept, lower-cased; other characters become "_", trimmed from the ends), so every record with it would fail; remove it or partition by another field`);
+    }
+    const clash = byName.get(name);
+    if (clash !== undefined) {
+      fail(at, `${JSON.stringify(clash)} and ${JSON.stringify(value)} both become the partition "${name}"; keep values that differ once sanitized, or partition by another field`);
+    }
+    byName.set(name, value);
+  }
+}
+
 function readExtensions(root: JsonSchema, fail: (at: string, problem: string) => never): SluiceExtensions {
   const x = root['x-sluice'];
   if (!isObject(x)) return fail('/x-sluice', 'missing: every Sluice schema declares x-sluice {version, idField, eventTimeField, partitionFields, pii}');
@@ -273,6 +328,9 @@ function readExtensions(root: JsonSchema, fail: (at: string, problem: string) =>
   if (!Array.isArray(partitionFields) || partitionFields.some((f) => typeof f !== 'string')) {
     fail('/x-sluice/partitionFields', 'must be a list of top-level string field names');
   }
+  (partitionFields as string[]).forEach((f, i) => {
+    if ((partitionFields as string[]).indexOf(f) !== i) fail(`/x-sluice/partitionFields/${i}`, `"${f}" is listed twice; list each partition field once`);
+  });
   const pii = x.pii ?? {};
   if (!isObject(pii)) fail('/x-sluice/pii', 'must be an object of field name → mask');
   for (const [k, mask] of Object.entries(pii as Record<string, unknown>)) {
@@ -364,6 +422,15 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
     const renamed = at === '' ? ownValue(renames, key) : undefined;
     const name = renamed ?? key.toLowerCase();
     const problem = columnNameProblem(name, at === '');
+    if (problem !== undefined && renamed !== undefined) {
+      // The mapping's target is what is wrong, not the key: point at the entry to change.
+      fail(`/x-sluice/columns/${key}`, `x-sluice.columns maps "${key}" to "${renamed}", ${{
+        syntax: 'which cannot be a Glue column name (lower-case letters, digits and "_" only)',
+        inherited: 'which is named like a member every JavaScript object inherits and cannot name a column',
+        reserved: 'which is a reserved word in Athena DDL',
+        'time-partition': `which collides with the lake's time partition key of the same name (${TIME_PARTITIONS.join('/')})`,
+      }[problem]}; choose another column name`);
+    }
     if (problem !== undefined) {
       fail(path, {
         syntax: `"${key}" cannot be a Glue column name (letters, digits and "_" only)${at === '' ? '; map it with x-sluice.columns' : ''}`,
@@ -385,6 +452,7 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
       jsonKey: key,
       type: logicalType(s, path, fail),
       required: required.includes(key),
+      ...(Array.isArray(s.type) && s.type.includes('null') ? { nullable: true } : {}),
       description: typeof s.description === 'string' ? s.description : undefined,
     });
   }
@@ -392,12 +460,22 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
   return out;
 }
 
-function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: string) => never): LogicalType {
+/** Refuses keywords the derivation does not read: a rule it ignores would let records through that no column describes. */
+function checkKeywords(s: JsonSchema, at: string, instead: string, fail: (at: string, problem: string) => never): void {
   for (const k of Object.keys(s)) {
-    if (!SUPPORTED_KEYWORDS.has(k)) {
-      fail(at, `keyword "${k}" has no faithful Glue/Parquet representation; describe the field with a single type`);
-    }
+    if (!SUPPORTED_KEYWORDS.has(k)) fail(at, `keyword "${k}" has no faithful Glue/Parquet representation; ${instead}`);
   }
+}
+
+/** An object with properties becomes a struct: a key it does not name would pass validation and then be dropped. */
+function requireClosedObject(s: JsonSchema, at: string, fail: (at: string, problem: string) => never): void {
+  if (s.additionalProperties === false) return;
+  fail(s.additionalProperties === undefined ? at : `${at}/additionalProperties`,
+    'an object with properties must set "additionalProperties": false: extra keys would pass validation and have no column');
+}
+
+function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: string) => never): LogicalType {
+  checkKeywords(s, at, 'describe the field with a single type', fail);
   let type = s.type;
   if (Array.isArray(type)) {
     const nonNull = type.filter((t) => t !== 'null');
@@ -434,9 +512,7 @@ function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: stri
     }
     case 'object': {
       if (isObject(s.properties) && Object.keys(s.properties as object).length > 0) {
-        if (s.additionalProperties !== undefined && s.additionalProperties !== false) {
-          fail(`${at}/additionalProperties`, 'an object with properties must set additionalProperties to false: extra keys would have no column');
-        }
+        requireClosedObject(s, at, fail);
         const fields = structFields(s, at, {}, fail);
         const geoPoint = fields.length === 2
           && fields.every((f) => (f.name === 'lat' || f.name === 'lon') && f.type.kind === 'double' && f.required);

@@ -1,4 +1,4 @@
-import { glueColumns, hiveType, listSchemas, loadModel, openSearchIndexTemplate, parquetColumns, projectionParameters, firehoseDataPrefix, readSchema, typeScriptTypes } from '../../lib/schema';
+import { glueColumns, hiveType, listSchemas, loadModel, openSearchIndexTemplate, openSearchMappingSize, parquetColumns, projectionParameters, firehoseDataPrefix, readSchema, typeScriptTypes } from '../../lib/schema';
 import { describeSchema, SchemaDerivationError } from '../../lib/schema/model';
 
 const PIPELINES = ['app-events', 'clickstream', 'iot', 'transactions'];
@@ -117,7 +117,20 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     ['an event-time field that is not a date-time', (s) => { s['x-sluice'].eventTimeField = 'device_id'; }, /at \/properties\/device_id: the eventTimeField must be/],
     ['a PII mask on a number', (s) => { s['x-sluice'].pii = { temperature_c: 'hash' }; }, /at \/x-sluice\/pii\/temperature_c: PII mask "hash" applies to strings only/],
     ['an unknown PII mask', (s) => { s['x-sluice'].pii = { device_id: 'rot13' }; }, /at \/x-sluice\/pii\/device_id: mask "rot13" is not one of/],
-    ['a nested object open to extra keys', (s) => { s.properties.location.additionalProperties = true; }, /at \/properties\/location\/additionalProperties: an object with properties must set additionalProperties to false/],
+    ['a nested object open to extra keys', (s) => { s.properties.location.additionalProperties = true; },
+      /at \/properties\/location\/additionalProperties: an object with properties must set "additionalProperties": false/],
+    ['a nested object that leaves additionalProperties out', (s) => { delete s.properties.location.additionalProperties; },
+      /at \/properties\/location: an object with properties must set "additionalProperties": false/],
+    ['a nested object with properties and a value schema', (s) => { s.properties.location.additionalProperties = { type: 'number' }; },
+      /at \/properties\/location\/additionalProperties: an object with properties must set "additionalProperties": false/],
+    ['a record that leaves additionalProperties out', (s) => { delete s.additionalProperties; },
+      /at \/: an object with properties must set "additionalProperties": false/],
+    ['a record open to extra keys', (s) => { s.additionalProperties = true; },
+      /at \/additionalProperties: an object with properties must set "additionalProperties": false/],
+    ['a record with patternProperties', (s) => { s.patternProperties = { '^x_': { type: 'string' } }; }, /at \/: keyword "patternProperties"/],
+    ['a record with allOf', (s) => { s.allOf = [{ required: ['device_model'] }]; }, /at \/: keyword "allOf"/],
+    ['a record with oneOf', (s) => { s.oneOf = [{ required: ['device_model'] }, { required: ['alert_code'] }]; }, /at \/: keyword "oneOf"/],
+    ['a record with unevaluatedProperties', (s) => { s.unevaluatedProperties = true; }, /at \/: keyword "unevaluatedProperties"/],
     ['$ref', (s) => { s.properties.loc2 = { $ref: '#/properties/location' }; }, /at \/properties\/loc2: keyword "\$ref"/],
     ['an optional partition field', (s) => { s.required = s.required.filter((r: string) => r !== 'event_type'); }, /the partition field "event_type" must be required/],
     ['a schema of another draft', (s) => { s.$schema = 'http://json-schema.org/draft-07/schema#'; }, /at \/\$schema: must be/],
@@ -139,7 +152,7 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     ['a property named like a time partition key in another case', (s) => { s.properties.Year = { type: 'integer' }; },
       /at \/properties\/Year: column "year" collides with the lake's time partition key .*; map "Year" to another column name with x-sluice\.columns/],
     ['a property renamed onto a time partition key', (s) => { s['x-sluice'].columns = { alert_code: 'day' }; },
-      /at \/properties\/alert_code: column "day" collides with the lake's time partition key/],
+      /at \/x-sluice\/columns\/alert_code: x-sluice\.columns maps "alert_code" to "day", which collides with the lake's time partition key .*; choose another column name/],
     ['a partition field named like a time partition key', (s) => {
       s.properties.Month = s.properties.event_type; s.required.push('Month'); s['x-sluice'].partitionFields = ['Month'];
     }, /at \/properties\/Month: column "month" collides with the lake's time partition key/],
@@ -154,9 +167,45 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     },
       /at \/properties\/location\/properties\/__proto__: "__proto__" is named like a member/],
     ['a property renamed to an inherited member', (s) => { s['x-sluice'].columns = { alert_code: '__proto__' }; },
-      /at \/properties\/alert_code: "__proto__" is named like a member every JavaScript object inherits and cannot name a column/],
+      /at \/x-sluice\/columns\/alert_code: x-sluice\.columns maps "alert_code" to "__proto__", which is named like a member every JavaScript object inherits/],
     ['money minor units named like an inherited member', (s) => withMinorUnits(s, 'constructor'),
       /at \/x-sluice\/money\/minorUnitsField: "constructor" is named like a member every JavaScript object inherits/],
+    ['a PII mask on the entity field', (s) => { s['x-sluice'].pii = { device_id: 'hash' }; },
+      /at \/x-sluice\/pii\/device_id: the entityField "device_id" is stored unmasked .*; choose another entityField or drop the mask/],
+    ['a PII mask on the id field', (s) => { s['x-sluice'].pii = { event_id: 'redact' }; },
+      /at \/x-sluice\/pii\/event_id: the id, event-time and partition fields cannot be masked/],
+    ['a nullable id field', (s) => { s.properties.event_id.type = ['string', 'null']; },
+      /at \/properties\/event_id\/type: the idField "event_id" must not admit null/],
+    ['a nullable event-time field', (s) => { s.properties.event_time.type = ['null', 'string']; },
+      /at \/properties\/event_time\/type: the eventTimeField "event_time" must not admit null/],
+    ['a nullable partition field', (s) => { s.properties.event_type.type = ['string', 'null']; },
+      /at \/properties\/event_type\/type: the partition field "event_type" must not admit null/],
+    ['a partition field listed twice', (s) => { s['x-sluice'].partitionFields = ['event_type', 'event_type']; },
+      /at \/x-sluice\/partitionFields\/1: "event_type" is listed twice; list each partition field once/],
+    ['a partition enum value with no partition name', (s) => { s.properties.event_type.enum.push('!!!'); },
+      /at \/properties\/event_type\/enum: "!!!" leaves no partition name once sanitized .*; remove it or partition by another field/],
+    ['partition enum values differing only in case', (s) => { s.properties.event_type.enum.push('Alert'); },
+      /at \/properties\/event_type\/enum: "alert" and "Alert" both become the partition "alert"/],
+    ['partition enum values that sanitize alike', (s) => { s.properties.event_type.enum = ['a/b', 'a b']; },
+      /at \/properties\/event_type\/enum: "a\/b" and "a b" both become the partition "a_b"/],
+    ['a partition const with no partition name', (s) => { s.properties.event_type = { type: 'string', const: '***' }; },
+      /at \/properties\/event_type\/const: "\*\*\*" leaves no partition name/],
+    ['an integer entity field', (s) => { s['x-sluice'].entityField = 'battery_pct'; },
+      /at \/properties\/battery_pct: the entityField "battery_pct" must be a string/],
+    ['a struct entity field', (s) => { s['x-sluice'].entityField = 'location'; },
+      /at \/properties\/location: the entityField "location" must be a string/],
+    ['a lower-case default currency', (s) => { withMinorUnits(s, 'temperature_minor'); s['x-sluice'].money.defaultCurrency = 'usd'; },
+      /at \/x-sluice\/money\/defaultCurrency: "usd" is not an ISO 4217 currency code; write three capital letters/],
+    ['a default currency that is no code', (s) => { withMinorUnits(s, 'temperature_minor'); s['x-sluice'].money.defaultCurrency = 'dollars'; },
+      /at \/x-sluice\/money\/defaultCurrency: "dollars" is not an ISO 4217 currency code/],
+    ['a property renamed to a name Glue cannot hold', (s) => { s['x-sluice'].columns = { alert_code: 'Bad-Name' }; },
+      /at \/x-sluice\/columns\/alert_code: x-sluice\.columns maps "alert_code" to "Bad-Name", which cannot be a Glue column name .*; choose another column name$/],
+    ['a property renamed to a Hive reserved word', (s) => { s['x-sluice'].columns = { alert_code: 'table' }; },
+      /at \/x-sluice\/columns\/alert_code: x-sluice\.columns maps "alert_code" to "table", which is a reserved word in Athena DDL; choose another column name$/],
+    ['a column mapping for a key the schema does not have', (s) => { s['x-sluice'].columns = { alert: 'alert_kind' }; },
+      /at \/x-sluice\/columns\/alert: "alert" is not a top-level property of the schema/],
+    ['a column mapping for a nested field', (s) => { s['x-sluice'].columns = { 'location.lat': 'latitude' }; },
+      /at \/x-sluice\/columns\/location\.lat: "location\.lat" is not a top-level property of the schema; x-sluice\.columns renames top-level properties only \(nested fields keep their keys, lower-cased\)/],
     ['money minor units on a partition column', (s) => withMinorUnits(s, 'event_type'),
       /at \/x-sluice\/money\/minorUnitsField: "event_type" already exists/],
   ];
@@ -174,6 +223,70 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     const model = describeSchema('iot', schema);
     expect(model.tableColumns.find((c) => c.jsonKey === 'hour')).toMatchObject({ name: 'event_hour', type: { kind: 'int' } });
     expect(glueColumns(model).partitionKeys.map((k) => k.name)).toEqual(['event_type', 'year', 'month', 'day', 'hour']);
+  });
+
+  test('a nullable field that is not the id, event time or a partition field stays a column', () => {
+    const schema = base();
+    schema.properties.device_model.type = ['string', 'null'];
+    const model = describeSchema('iot', schema);
+    expect(model.inputColumns.find((c) => c.jsonKey === 'device_model')).toMatchObject({ type: { kind: 'string' }, nullable: true });
+    expect(model.inputColumns.find((c) => c.jsonKey === 'device_id')?.nullable).toBeUndefined();
+  });
+
+  test('an optional, nullable string entity field is accepted (records without it have no last-seen item)', () => {
+    const schema = base();
+    schema.properties.device_id.type = ['string', 'null'];
+    schema.required = schema.required.filter((r: string) => r !== 'device_id');
+    expect(describeSchema('iot', schema).extensions.entityField).toBe('device_id');
+  });
+
+  // iot's mapping has 26 fields (a text string counts twice: itself and its .keyword sub-field).
+  const withSearchFields = (s: Record<string, any>, texts: number, keywords: number) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    for (let i = 0; i < texts; i++) s.properties[`text_${i}`] = { type: 'string' };
+    for (let i = 0; i < keywords; i++) s.properties[`code_${i}`] = { type: 'string', maxLength: 8 };
+  };
+  // A chain of objects `levels` deep around one string leaf: the leaf is levels + 1 deep in the mapping.
+  const withNesting = (s: Record<string, any>, levels: number) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    let node: object = { type: 'string', maxLength: 8 };
+    for (let i = 0; i < levels; i++) node = { type: 'object', additionalProperties: false, properties: { [i === 0 ? 'leaf' : 'n']: node } };
+    s.properties.nested = node;
+  };
+  const searchFailure = (mutate: (s: Record<string, any>) => void): Error => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const schema = base();
+    mutate(schema);
+    const model = describeSchema('iot', schema);
+    try {
+      openSearchIndexTemplate(model);
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error('openSearchIndexTemplate accepted the mapping');
+  };
+
+  test('an OpenSearch mapping of exactly the total-fields limit is built; one field more is refused naming the count', () => {
+    const atLimit = base();
+    withSearchFields(atLimit, 487, 0);
+    expect(openSearchMappingSize(describeSchema('iot', atLimit)).fields).toBe(1000);
+    expect(() => openSearchIndexTemplate(describeSchema('iot', atLimit))).not.toThrow();
+    const error = searchFailure((s) => withSearchFields(s, 487, 1));
+    expect(error).toBeInstanceOf(SchemaDerivationError);
+    expect(error.message).toMatch(/^schemas\/iot\.schema\.json at \/: the OpenSearch mapping would have 1001 fields, over the search index's limit of 1000 \(index\.mapping\.total_fields\.limit;/);
+  });
+
+  test('objects count as OpenSearch fields too', () => {
+    const schema = base();
+    withNesting(schema, 3);
+    expect(openSearchMappingSize(describeSchema('iot', schema))).toEqual({ fields: 26 + 3 + 1, depth: 4, deepestAt: '/properties/nested/properties/n/properties/n/properties/leaf' });
+  });
+
+  test('an OpenSearch mapping deeper than the depth limit is refused naming the deepest field', () => {
+    const atLimit = base();
+    withNesting(atLimit, 19);
+    expect(openSearchMappingSize(describeSchema('iot', atLimit)).depth).toBe(20);
+    expect(() => openSearchIndexTemplate(describeSchema('iot', atLimit))).not.toThrow();
+    const error = searchFailure((s) => withNesting(s, 20));
+    expect(error).toBeInstanceOf(SchemaDerivationError);
+    expect(error.message).toMatch(/^schemas\/iot\.schema\.json at \/properties\/nested(\/properties\/n){19}\/properties\/leaf: this field is 21 levels deep in the OpenSearch mapping, past OpenSearch's index\.mapping\.depth\.limit of 20;/);
   });
 
   test.each(cases)('%s', (_name, mutate, message) => {

@@ -285,6 +285,7 @@ describe('deeply nested schemas', () => {
       type: 'object',
       'x-sluice': { version: '1.0.0', idField: 'id', eventTimeField: 'at', partitionFields: ['kind'], pii: {} },
       required: ['id', 'at', 'kind'],
+      additionalProperties: false,
       properties: { id: { type: 'string' }, at: { type: 'string', format: 'date-time' }, kind: { type: 'string' }, deep: property },
     };
     const deep: PipelineSchema = { pipeline: 'deep' as PipelineSchema['pipeline'], model: describeSchema('deep', schema), validate: compileValidator(schema) };

@@ -1,0 +1,58 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { transformSync } from 'esbuild';
+import { generatedFiles } from '../../lib/schema/codegen';
+import { readSchema, typeScriptTypes } from '../../lib/schema';
+import { describeSchema, SchemaDerivationError } from '../../lib/schema/model';
+
+/** A schema folder holding the iot schema under each of `pipelines`, edited by `edit`. */
+function schemaDir(pipelines: readonly string[], edit: (schema: Record<string, unknown>) => void = () => undefined): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-codegen-'));
+  for (const p of pipelines) {
+    const schema = JSON.parse(JSON.stringify(readSchema('iot'))) as Record<string, unknown>;
+    edit(schema);
+    fs.writeFileSync(path.join(dir, `${p}.schema.json`), JSON.stringify(schema));
+  }
+  return dir;
+}
+
+describe('generated TypeScript record types', () => {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  test.each([
+    [['foo-1', 'foo1'], /^schemas\/foo1\.schema\.json at \/: pipelines "foo-1" and "foo1" both generate the TypeScript type Foo1Record/],
+    [['foo', 'foo-enriched'], /^schemas\/foo-enriched\.schema\.json at \/: pipelines "foo" and "foo-enriched" both generate the TypeScript type FooEnrichedRecord/],
+  ])('pipelines %j whose type names collide are refused', (pipelines, message) => {
+    const dir = schemaDir(pipelines);
+    dirs.push(dir);
+    let error: unknown;
+    try {
+      generatedFiles(dir);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(SchemaDerivationError);
+    expect((error as Error).message).toMatch(message);
+  });
+
+  test('pipelines with distinct type names generate records.ts that compiles', () => {
+    const dir = schemaDir(['foo-1', 'foo-2']);
+    dirs.push(dir);
+    const records = [...generatedFiles(dir)].find(([f]) => f.endsWith('records.ts'))![1];
+    expect(records).toContain('export interface Foo1Record {');
+    expect(records).toContain('export interface Foo2EnrichedRecord {');
+    expect(() => transformSync(records, { loader: 'ts' })).not.toThrow();
+  });
+
+  test('a title containing "*/" stays inside the doc comment', () => {
+    const schema = JSON.parse(JSON.stringify(readSchema('iot'))) as Record<string, unknown>;
+    schema.title = 'Readings */ export const broken = 1; /*';
+    const types = typeScriptTypes(describeSchema('iot', schema));
+    expect(types).toContain('/** Readings *\\/ export const broken = 1; /*: the record producers send');
+    expect(transformSync(types, { loader: 'ts' }).code).not.toContain('broken');
+  });
+});
