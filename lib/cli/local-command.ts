@@ -14,7 +14,7 @@ import { defaultDataDir, makeDirectories } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { twinLockPath } from '../local/twin-record';
-import { addConfigOption, configFrom, examples, parsePort } from './options';
+import { addConfigOption, configFrom, drawSample, examples, parsePort } from './options';
 import { displayRows, formatBytes, formatTable, UserError } from './output';
 import { io } from './progress';
 
@@ -261,10 +261,10 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
       let bad = 0;
       for (let i = 0; i < count; i++) {
         if (rng() < badRate) {
-          records.push(badRecordBytes(schema, BAD_RECORD_KINDS[bad % BAD_RECORD_KINDS.length], rng));
+          records.push(drawSample(pipeline, () => badRecordBytes(schema, BAD_RECORD_KINDS[bad % BAD_RECORD_KINDS.length], rng)));
           bad++;
         } else {
-          records.push(Buffer.from(JSON.stringify(sampleRecord(schema, rng))));
+          records.push(Buffer.from(JSON.stringify(drawSample(pipeline, () => sampleRecord(schema, rng)))));
         }
       }
       const names = resourceNames(config, pipeline);

@@ -5,6 +5,7 @@
 import { Option, type Command } from 'commander';
 import { loadConfig, type SluiceConfig } from '../config';
 import { UserError } from './output';
+import { SampleError } from '../schema/sample';
 
 /** `-c key=value`, repeatable, exactly as `cdk -c`: the same overrides the stack and the twin read. */
 export function addConfigOption(command: Command): Command {
@@ -146,4 +147,14 @@ export function parsePort(raw: string | undefined, what: string): number | undef
   const port = Number(raw);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`${what}: "${raw}" is not a port (0–65535; 0 picks a free one)`);
   return port;
+}
+
+/** `draw()`, with a schema the sampler cannot draw from reported as a usage problem naming the pipeline and the field. */
+export function drawSample<T>(pipeline: string, draw: () => T): T {
+  try {
+    return draw();
+  } catch (err) {
+    if (!(err instanceof SampleError)) throw err;
+    throw new UserError(`cannot generate ${pipeline} records: field ${err.field}: ${err.problem}; add "examples" to it in schemas/${pipeline}.schema.json, or send your own records with --file`);
+  }
 }

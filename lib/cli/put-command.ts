@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { readSchema } from '../schema';
 import { createRng, sampleRecord, type Rng } from '../schema/sample';
 import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
-import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, parseDuration, parseRate, requirePipeline, type TargetFlags } from './options';
+import { addProgressOption, addTargetOptions, drawSample, examples, formatDuration, parseCount, parseDuration, parseRate, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { networkErrorCode } from './errors';
@@ -244,7 +244,7 @@ function generatedSource(schema: PipelineSchema, seed: number): RecordSource {
   const jsonSchema = readSchema(schema.pipeline);
   const draw = (now: Date): PreparedRecord => {
     for (let attempt = 0; ; attempt++) {
-      const record = prepare(schema, Buffer.from(JSON.stringify(sampleRecord(jsonSchema, rng, { now }))));
+      const record = prepare(schema, Buffer.from(JSON.stringify(drawSample(schema.pipeline, () => sampleRecord(jsonSchema, rng, { now })))));
       if (record.expected || attempt >= 100) return record;
     }
   };

@@ -29,7 +29,7 @@ export function generatedFiles(schemaDir: string = path.join(ROOT, 'schemas')): 
       }
       typeOwners.set(name, p);
     }
-    files.set(rel(`${p}.validate.js`), `// ${HEADER}\n${validatorSource(schema)}\n`);
+    files.set(rel(`${p}.validate.js`), `// ${HEADER}\n${compiledValidator(p, schema)}\n`);
     types.push(typeScriptTypes(model));
   }
   files.set(rel('records.ts'), types.join('\n'));
@@ -59,6 +59,16 @@ export function generatedFiles(schemaDir: string = path.join(ROOT, 'schemas')): 
     '',
   ].join('\n'));
   return files;
+}
+
+/** The standalone validator of a schema; what ajv's strict mode refuses (an unknown format, an empty enum) names the schema file. */
+function compiledValidator(pipeline: string, schema: object): string {
+  try {
+    return validatorSource(schema);
+  } catch (err) {
+    if (err instanceof SchemaDerivationError) throw err;
+    throw new SchemaDerivationError('', `the JSON Schema validator (ajv, strict mode) refuses it: ${err instanceof Error ? err.message : String(err)}`, pipeline);
+  }
 }
 
 /**

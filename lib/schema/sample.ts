@@ -28,13 +28,21 @@ export interface SampleOptions {
   readonly edgy?: boolean;
 }
 
-/** One valid record for the schema. */
+/** A schema the sampler cannot draw a value from: `field` is where in the record (a JSON pointer, `*` for any item). */
+export class SampleError extends Error {
+  constructor(readonly field: string, readonly problem: string) {
+    super(`${field}: ${problem}`);
+    this.name = 'SampleError';
+  }
+}
+
+/** One valid record for the schema. Throws SampleError when the schema gives the sampler too little to go on. */
 export function sampleRecord(schema: object, rng: Rng, options: SampleOptions = {}): Record<string, unknown> {
   const value = sampleValue(schema as JsonSchema, rng, {
     now: (options.now ?? new Date()).getTime(),
     optionalRate: options.optionalRate ?? 0.7,
     edgy: options.edgy ?? false,
-  });
+  }, '');
   const record = value as Record<string, unknown>;
   const money = ((schema as JsonSchema)['x-sluice'] as { money?: { amountField: string; currencyField: string } } | undefined)?.money;
   // Zero-decimal currencies (JPY, ...) have no cents: an amount with decimals would be refused by the transform.
@@ -96,13 +104,13 @@ interface Ctx {
 const EDGE_STRINGS = ['', ' ', 'ünïcödé', '日本語テキスト', 'emoji 🚀', 'quote " and \\ backslash', 'line\nbreak', 'tab\tchar'];
 const WORDS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet', 'kilo', 'lima'];
 
-function sampleValue(s: JsonSchema, rng: Rng, ctx: Ctx): unknown {
+function sampleValue(s: JsonSchema, rng: Rng, ctx: Ctx, field: string): unknown {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)];
   if (Array.isArray(s.enum)) return pick(s.enum);
   if (s.const !== undefined) return s.const;
   const type = Array.isArray(s.type) ? s.type.find((t) => t !== 'null') : s.type;
   switch (type) {
-    case 'string': return sampleString(s, rng, ctx, pick);
+    case 'string': return sampleString(s, rng, ctx, pick, field);
     case 'integer': {
       const lo = typeof s.minimum === 'number' ? s.minimum : typeof s.exclusiveMinimum === 'number' ? s.exclusiveMinimum + 1 : 0;
       const hi = typeof s.maximum === 'number' ? s.maximum : typeof s.exclusiveMaximum === 'number' ? s.exclusiveMaximum - 1 : lo + 10000;
@@ -123,7 +131,7 @@ function sampleValue(s: JsonSchema, rng: Rng, ctx: Ctx): unknown {
     case 'array': {
       const max = typeof s.maxItems === 'number' ? Math.min(s.maxItems, 3) : 3;
       const n = Math.floor(rng() * (max + 1));
-      return Array.from({ length: n }, () => sampleValue(s.items as JsonSchema, rng, ctx));
+      return Array.from({ length: n }, () => sampleValue(s.items as JsonSchema, rng, ctx, `${field}/*`));
     }
     case 'object': {
       const out: Record<string, unknown> = {};
@@ -131,20 +139,20 @@ function sampleValue(s: JsonSchema, rng: Rng, ctx: Ctx): unknown {
       if (props) {
         const required = (s.required as string[] | undefined) ?? [];
         for (const [key, sub] of Object.entries(props)) {
-          if (required.includes(key) || rng() < ctx.optionalRate) out[key] = sampleValue(sub, rng, ctx);
+          if (required.includes(key) || rng() < ctx.optionalRate) out[key] = sampleValue(sub, rng, ctx, `${field}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`);
         }
       } else if (typeof s.additionalProperties === 'object') {
         const n = Math.floor(rng() * 4);
-        for (let i = 0; i < n; i++) out[pick(WORDS)] = sampleValue(s.additionalProperties as JsonSchema, rng, ctx);
+        for (let i = 0; i < n; i++) out[pick(WORDS)] = sampleValue(s.additionalProperties as JsonSchema, rng, ctx, `${field}/*`);
       }
       return out;
     }
     default:
-      throw new Error(`cannot sample a value for schema type ${JSON.stringify(type)}`);
+      throw new SampleError(field || '/', `cannot sample a value for schema type ${JSON.stringify(type)}`);
   }
 }
 
-function sampleString(s: JsonSchema, rng: Rng, ctx: Ctx, pick: <T>(xs: readonly T[]) => T): string {
+function sampleString(s: JsonSchema, rng: Rng, ctx: Ctx, pick: <T>(xs: readonly T[]) => T, field: string): string {
   const hex = (n: number) => Array.from({ length: n }, () => Math.floor(rng() * 16).toString(16)).join('');
   switch (s.format) {
     case 'date-time': {
@@ -164,7 +172,7 @@ function sampleString(s: JsonSchema, rng: Rng, ctx: Ctx, pick: <T>(xs: readonly 
   if (Array.isArray(s.examples) && s.examples.length > 0) {
     return pick(s.examples as string[]);
   }
-  if (s.pattern !== undefined) throw new Error(`a string with "pattern" needs "examples" to be sampled (pattern ${String(s.pattern)})`);
+  if (s.pattern !== undefined) throw new SampleError(field, `a string with "pattern" needs "examples" to be sampled (pattern ${String(s.pattern)})`);
   const min = typeof s.minLength === 'number' ? s.minLength : 0;
   const max = typeof s.maxLength === 'number' ? s.maxLength : 64;
   let v = ctx.edgy && rng() < 0.3 ? pick(EDGE_STRINGS) : `${pick(WORDS)}-${Math.floor(rng() * 10000)}`;

@@ -1,6 +1,7 @@
 /** The pieces every command leans on: value parsers, the record sender's batching and retries, CSV. */
 import fc from 'fast-check';
-import { parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
+import { drawSample, parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
+import { SampleError } from '../../lib/schema/sample';
 import { displayRows, displayValue, formatTable, toCsv, UserError } from '../../lib/cli/output';
 import { Progress } from '../../lib/cli/progress';
 import {
@@ -230,5 +231,24 @@ describe('parsePort: flags and SLUICE_*_PORT variables, read alike by every comm
 
   it.each(['x', '-1', '65536', '45.5'])('refuses %j, naming where it came from', (raw) => {
     expect(() => parsePort(raw, 'SLUICE_KINESIS_PORT')).toThrow(`SLUICE_KINESIS_PORT: "${raw}" is not a port (0–65535; 0 picks a free one)`);
+  });
+});
+
+describe('drawSample', () => {
+  test('a schema the sampler cannot draw from is a usage problem (exit 2) naming the pipeline, the field and the fix', () => {
+    const err = (() => {
+      try {
+        drawSample('orders', () => { throw new SampleError('/shipping/country', 'a string with "pattern" needs "examples" to be sampled (pattern ^[A-Z]{2}$)'); });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as UserError).exitCode).toBe(2);
+    expect((err as UserError).message).toBe('cannot generate orders records: field /shipping/country: a string with "pattern" needs "examples" to be sampled (pattern ^[A-Z]{2}$); add "examples" to it in schemas/orders.schema.json, or send your own records with --file');
+    // Anything else is not the schema's doing: it goes through as it was.
+    expect(() => drawSample('orders', () => { throw new RangeError('x'); })).toThrow(RangeError);
+    expect(drawSample('orders', () => 7)).toBe(7);
   });
 });

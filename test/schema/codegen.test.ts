@@ -56,3 +56,25 @@ describe('generated TypeScript record types', () => {
     expect(transformSync(types, { loader: 'ts' }).code).not.toContain('broken');
   });
 });
+
+describe('what the validator compiler refuses names the schema file', () => {
+  test.each([
+    ['an unknown format', (s: Record<string, unknown>) => { (s.properties as Record<string, Record<string, unknown>>).device_model.format = 'foo'; }, /unknown format "foo" ignored in schema at path "#\/properties\/device_model"/],
+    ['an empty enum', (s: Record<string, unknown>) => { (s.properties as Record<string, Record<string, unknown>>).device_model.enum = []; }, /enum must have non-empty array/],
+  ])('%s', (_name, edit, detail) => {
+    const dir = schemaDir(['orders'], edit);
+    try {
+      let error: unknown;
+      try {
+        generatedFiles(dir);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(SchemaDerivationError);
+      expect((error as Error).message).toMatch(/^schemas\/orders\.schema\.json at \/: /);
+      expect((error as Error).message).toMatch(detail);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { duckDbType, listSchemas, loadModel, quoteIdent, readSchema } from '../../lib/schema';
 import { renameToColumns, type Column, type LogicalType } from '../../lib/schema/model';
-import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
+import { BAD_RECORD_KINDS, badRecordBytes, createRng, SampleError, sampleRecord } from '../../lib/schema/sample';
 import { describeIssues, issuesFrom } from '../../lib/schema/validator';
 import { staleGeneratedFiles } from '../../lib/schema/codegen';
 import { validators } from '../../transforms/shared/generated';
@@ -131,3 +131,13 @@ function expectSameValue(t: LogicalType, expected: unknown, actual: unknown, whe
       expect({ where, v: actual }).toEqual({ where, v: expected });
   }
 }
+
+test('a schema the sampler cannot draw from: the error names the field, as a JSON pointer', () => {
+  const schema = {
+    type: 'object', additionalProperties: false, required: ['shipping'],
+    properties: { shipping: { type: 'object', additionalProperties: false, required: ['country'], properties: { country: { type: 'string', pattern: '^[A-Z]{2}$' } } } },
+  };
+  expect(() => sampleRecord(schema, createRng(1))).toThrow(new SampleError('/shipping/country', 'a string with "pattern" needs "examples" to be sampled (pattern ^[A-Z]{2}$)'));
+  const withExamples = { ...schema, properties: { shipping: { ...schema.properties.shipping, properties: { country: { type: 'string', pattern: '^[A-Z]{2}$', examples: ['DE'] } } } } };
+  expect(sampleRecord(withExamples, createRng(1))).toEqual({ shipping: { country: 'DE' } });
+});
