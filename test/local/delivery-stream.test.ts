@@ -706,8 +706,9 @@ describe('DeliveryEngine: search', () => {
     const bulkDir = path.join(dataDir, 'opensearch', 'clickstream', 'clickstream-2026-03-01');
     const body = fs.readFileSync(path.join(bulkDir, '00000001.ndjson'), 'utf8').trimEnd().split('\n');
     expect(body.filter((_, i) => i % 2 === 0).map((l) => JSON.parse(l))).toEqual([
-      { index: { _index: 'clickstream-2026-03-01', _id: '00000000-0000-4000-8000-000000000001' } },
-      { index: { _index: 'clickstream-2026-03-01', _id: '00000000-0000-4000-8000-000000000002' } },
+      // Firehose's default document ids (the records'), not the event ids.
+      { index: { _index: 'clickstream-2026-03-01', _id: 'rec-1' } },
+      { index: { _index: 'clickstream-2026-03-01', _id: 'rec-2' } },
     ]);
     expect(await keys('search-backup/clickstream/processing-failed/2026/03/01/10/')).toHaveLength(1);
     expect(await keys('search-backup/clickstream/2026/03/01/10/')).toHaveLength(1);
