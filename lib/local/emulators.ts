@@ -12,6 +12,7 @@ import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { dynamoClient, kinesisClient, localRegion } from './aws-clients';
 import { endpointFor, LOOPBACK } from './endpoint';
+import { accessDeniedJson, isLoopbackBinding, refuseWebPageRequest, webPageProblem, webPageRequest } from './request-guard';
 import { EmulatorStateError } from './state-error';
 
 export interface RunningService {
@@ -161,6 +162,56 @@ fs.createWriteStream = function (file) {
   process.nextTick(() => { stream.emit('open', -1); stream.emit('ready'); });
   return stream;
 };
+// Web pages are refused before kinesis-mock sees their bytes (it answers any origin's CORS preflight with
+// Access-Control-Allow-Origin: *): each request head on the plain port is read as it arrives, and a refused
+// request is never handed on. The rule is request-guard.ts's own function.
+const webPageRequest = ${webPageRequest.toString()};
+const plainPort = Number(process.env.KINESIS_MOCK_PLAIN_PORT);
+const checkHost = process.env.SLUICE_CHECK_HOST === '1';
+function refuse(socket, problem) {
+  const text = JSON.stringify({ __type: 'AccessDeniedException', message: 'refused ' + problem + ': this local server takes requests from programs on this machine, not from web pages' });
+  socket.end('HTTP/1.1 403 Forbidden\\r\\nContent-Type: application/x-amz-json-1.1\\r\\nContent-Length: ' + Buffer.byteLength(text) + '\\r\\nConnection: close\\r\\n\\r\\n' + text);
+}
+function guard(socket) {
+  let head = Buffer.alloc(0); // the request head read so far
+  let body = 0; // body bytes to pass before the next request's head
+  let opaque = false; // a chunked body: its end is not known here, so the rest of the connection passes
+  let refused = false;
+  const push = socket.push;
+  socket.push = function (chunk, encoding) {
+    if (chunk === null || opaque || !Buffer.isBuffer(chunk)) return push.call(this, chunk, encoding);
+    if (refused) return true;
+    let at = 0;
+    while (at < chunk.length && !opaque) {
+      if (body > 0) {
+        const n = Math.min(body, chunk.length - at);
+        body -= n;
+        at += n;
+        continue;
+      }
+      const prior = head.length;
+      head = Buffer.concat([head, chunk.subarray(at)]);
+      const end = head.indexOf('\\r\\n\\r\\n');
+      if (end === -1) {
+        if (head.length > 65536) { refused = true; refuse(this, 'a request head over 64 KiB'); return true; }
+        break;
+      }
+      at += end + 4 - prior;
+      const lines = head.subarray(0, end).toString('latin1').split('\\r\\n');
+      head = Buffer.alloc(0);
+      const fields = new Map();
+      for (const line of lines.slice(1)) {
+        const colon = line.indexOf(':');
+        if (colon > 0) fields.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+      }
+      const problem = webPageRequest(lines[0].split(' ')[0], (name) => fields.get(name), checkHost);
+      if (problem) { refused = true; refuse(this, problem); return true; }
+      if (fields.has('transfer-encoding')) opaque = true;
+      else body = Math.max(0, Number(fields.get('content-length')) || 0);
+    }
+    return push.call(this, chunk, encoding);
+  };
+}
 const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
   servers.add(this);
@@ -168,6 +219,8 @@ net.Server.prototype.listen = function (...args) {
     if (stopping) return socket.destroy(shutdown);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
+    const address = this.address();
+    if (address && address.port === plainPort) guard(socket);
   });
   if (typeof args[0] === 'number') {
     const callback = typeof args[args.length - 1] === 'function' ? args.pop() : undefined;
@@ -232,6 +285,7 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
     PATH: process.env.PATH,
     SystemRoot: process.env.SystemRoot, // Node on Windows needs it
     SLUICE_BIND_HOST: host,
+    SLUICE_CHECK_HOST: isLoopbackBinding(host) ? '1' : '0',
     SLUICE_KINESIS_MAIN: path.join(packageDir, 'main.js'),
     KINESIS_MOCK_PLAIN_PORT: String(port),
     KINESIS_MOCK_TLS_PORT: String(tlsPort),
@@ -390,6 +444,15 @@ export async function startDynamo(options: DynamoEmulatorOptions = {}): Promise<
   const dynalite = require('dynalite') as Dynalite;
   // Short, not zero: tables still pass through CREATING, so code that skips the wait fails here too.
   const server = dynalite({ path: stateDir, createTableMs: 10, deleteTableMs: 10, updateTableMs: 10 });
+  // dynalite answers any origin's preflight with Access-Control-Allow-Origin: *; web pages are refused before it.
+  const checkHost = isLoopbackBinding(host);
+  const answer = server.listeners('request') as Array<(req: http.IncomingMessage, res: http.ServerResponse) => void>;
+  server.removeAllListeners('request');
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const problem = webPageProblem(req, checkHost);
+    if (problem !== undefined) return refuseWebPageRequest(res, problem, accessDeniedJson);
+    for (const listener of answer) listener.call(server, req, res);
+  });
   try {
     await listen(server, port, host);
   } catch (err) {

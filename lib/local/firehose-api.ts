@@ -11,6 +11,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { accessDeniedJson, isLoopbackBinding, refuseWebPageRequest, webPageProblem } from './request-guard';
 import type { AddressInfo, Socket } from 'node:net';
 import { endpointFor } from './endpoint';
 import { parseJsonInPieces } from './json-pieces';
@@ -682,8 +683,14 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       { headers: drained ? {} : { Connection: 'close' } },
     );
 
+  const checkHost = isLoopbackBinding(host);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const requestId = randomUUID();
+    const fromWebPage = webPageProblem(req, checkHost);
+    if (fromWebPage !== undefined) {
+      refuseWebPageRequest(res, fromWebPage, accessDeniedJson);
+      return;
+    }
     reading.add(req);
     const body = await readBoundedBody(req, maxBodyBytes, drainLimit).finally(() => reading.delete(req));
     if (body.kind === 'aborted') {

@@ -23,6 +23,7 @@ import {
   kinesisClient,
 } from '../../lib/local/aws-clients';
 import { ephemeralRangeStart, freePort, KINESIS_BOOTSTRAP, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+import { refusedWebPages, webPageCases } from './web-page';
 
 // Each kinesis-mock start costs about a second; a loaded machine may need more.
 jest.setTimeout(120_000);
@@ -198,6 +199,10 @@ describe('kinesis-mock', () => {
   const onLinux = existsSync('/proc/net/tcp') ? it : it.skip;
   onLinux('listens on 127.0.0.1 only, although kinesis-mock itself binds every interface', () => {
     expect(listeningAddresses(kinesis.port)).toEqual(['127.0.0.1']);
+  });
+
+  it('refuses what a web page sends (kinesis-mock itself allows any origin), and still serves the SDK on the same connection', async () => {
+    expect(await webPageCases(kinesis.port, 'Kinesis_20131202.ListStreams')).toEqual(refusedWebPages(200));
   });
 
   it('round-trips records: CreateStream, ACTIVE, PutRecords, GetRecords', async () => {
@@ -430,6 +435,15 @@ describe('dynalite', () => {
       client.destroy();
     }
   }
+
+  it('refuses what a web page sends (dynalite itself allows any origin), and still serves the SDK on the same connection', async () => {
+    const dynamo = await startDynamo({ port: await freePort() });
+    try {
+      expect(await webPageCases(dynamo.port, 'DynamoDB_20120810.ListTables')).toEqual(refusedWebPages(200));
+    } finally {
+      await dynamo.stop();
+    }
+  });
 
   it('serves CreateTable, PutItem and GetItem in memory on loopback', async () => {
     const dynamo = await startDynamo({ port: await freePort() });

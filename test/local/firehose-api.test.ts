@@ -16,6 +16,7 @@ import {
 } from '@aws-sdk/client-firehose';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import fc from 'fast-check';
+import { awsJsonRequest, rawExchange, refusedWebPages, webPageCases } from './web-page';
 import {
   FIREHOSE_LIMITS,
   startFirehoseApi,
@@ -532,6 +533,16 @@ describe('ListDeliveryStreams', () => {
 });
 
 describe('raw HTTP', () => {
+  it('refuses what a web page sends (a CORS preflight, an Origin, a rebinding Host) and takes nothing from it; the SDK goes on', async () => {
+    const port = Number(new URL(api.url).port);
+    expect(await webPageCases(port, 'Firehose_20150804.ListDeliveryStreams')).toEqual(refusedWebPages(200));
+    // A put from a page is refused before anything is read, let alone acknowledged.
+    const put = '{"DeliveryStreamName":"sluice-dev-app-events-lake","Record":{"Data":"e30="}}';
+    const page = awsJsonRequest(port, 'Firehose_20150804.PutRecord', 'Origin: https://evil.example\r\n').replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${put.length}\r\n\r\n${put}`);
+    expect((await rawExchange(port, [page], 1)).map((r) => r.status)).toEqual([403]);
+    expect(backend.ingestCalls).toBe(0);
+  });
+
   it('stamps every response with x-amzn-RequestId and the AWS JSON 1.1 content type', async () => {
     const response = await rawRequest({ headers: jsonHeaders('ListDeliveryStreams'), body: '{}' });
     expect(response.status).toBe(200);
