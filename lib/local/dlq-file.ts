@@ -28,6 +28,9 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/prom
 import * as path from 'node:path';
 import { dlqPath } from './paths';
 import { processIsAlive } from './process-alive';
+import { toSqsBody } from '../../transforms/shared/sqs-body';
+
+export { toSqsBody };
 
 export interface DlqFileOptions {
   /** The twin's data dir; the queue lives in `<dataDir>/dlq/`. */
@@ -546,16 +549,6 @@ export class DlqFile {
     s.inFlight.clear();
     await this.refreshAll();
   }
-}
-
-/**
- * A value as an SQS message body: compact JSON (no raw line breaks) with U+FFFE and U+FFFF escaped,
- * the two characters JSON.stringify leaves raw that SQS refuses. JSON.parse gives the value back.
- */
-export function toSqsBody(value: unknown): string {
-  const json = JSON.stringify(value);
-  if (json === undefined) throw new Error(`toSqsBody: ${typeof value} has no JSON form.`);
-  return json.replace(/[\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }
 
 function assertValidBody(body: unknown, index: number): asserts body is string {

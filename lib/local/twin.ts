@@ -146,7 +146,14 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
 
     const store = new ObjectStore(dataDir, { beforeWrite: faults?.beforeWrite });
     const router = createFailureRouter({
-      readObject: (b, k) => store.getObject(b, k),
+      readObject: async (b, k) => {
+        try {
+          return await store.getObject(b, k);
+        } catch (e) {
+          if (e instanceof NoSuchKeyError) return undefined; // deleted since: nothing left to route
+          throw e;
+        }
+      },
       // The DLQ file is its own sent ledger: sendOnceEach appends a message and then its dedupe key, and
       // skips keys already there, so every message is offered to it and there is nothing to mark after.
       alreadySent: async () => new Set(),
@@ -167,7 +174,6 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
             return;
           } catch (e) {
             log(`sluice: failure router on s3://${b}/${key}: ${(e as Error).message}`);
-            if (e instanceof NoSuchKeyError) return; // deleted since: nothing left to route
             if (stopping && attempt >= 2) {
               log(`sluice: s3://${b}/${key} is routed to the DLQ when the twin starts again on this data dir`);
               return;

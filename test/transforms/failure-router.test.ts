@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import type { S3Event, S3EventRecord } from 'aws-lambda';
-import { BatchGetCommand, BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { BatchGetCommand, BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
 import {
   createFailureRouter,
   decodeS3Key,
@@ -34,9 +37,7 @@ function world(objects: Record<string, Buffer> = Object.fromEntries(Object.entri
   const options: FailureRouterOptions = {
     async readObject(bucket, key) {
       reads.push(`${bucket}/${key}`);
-      const body = objects[key];
-      if (!body) throw Object.assign(new Error(`NoSuchKey: ${key}`), { name: 'NoSuchKey' });
-      return body;
+      return objects[key];
     },
     async send(messages) {
       batches.push(messages);
@@ -292,6 +293,50 @@ describe('failure router', () => {
     ]);
   });
 
+  it('an object deleted before it is read is nothing to route, and the event\'s other objects are routed', async () => {
+    const { key, body } = errorObject(3);
+    const w = world({ [key]: body });
+    const t = capturedTelemetry();
+    let result;
+    try {
+      result = await createFailureRouter({ ...w.options, logger: t.logger, metrics: t.metrics })(s3Event('errors/iot/processing-failed/2026/11/22/13/gone', key));
+    } finally {
+      t.restore();
+    }
+    expect(result).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+    expect(t.lines.filter((l) => l.message === 'error object no longer exists; nothing to route').map((l) => l.key)).toEqual(['errors/iot/processing-failed/2026/11/22/13/gone']);
+    expect(t.lines.find((l) => 'VanishedErrorObjects' in l)).toMatchObject({ VanishedErrorObjects: 1 });
+  });
+
+  it('a gzip backup cut off part-way: its whole lines are routed, the damage is logged once, and the invocation does not fail', async () => {
+    const { body } = errorObject(50);
+    const gz = gzipSync(Buffer.concat([body, Buffer.from('\n')]));
+    const key = 'search-backup/iot/AmazonOpenSearchService-failed/2026/11/22/13/cut.gz';
+    const cut = world({ [key]: gz.subarray(0, Math.floor(gz.length * 0.6)) });
+    const t = capturedTelemetry();
+    let result;
+    try {
+      result = await createFailureRouter({ ...cut.options, logger: t.logger, metrics: t.metrics })(s3Event(key));
+    } finally {
+      t.restore();
+    }
+    // Every message is a whole line of the object, numbered as in the object, with nothing half-read among them.
+    const lines = [...perLine(cut.queue).keys()].sort((a, b) => a - b);
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.length).toBeLessThan(50);
+    expect(lines).toEqual(Array.from({ length: lines.length }, (_, i) => i + 1));
+    expect(result).toMatchObject({ sent: lines.length });
+    expect(t.lines.filter((l) => l.message === 'error line unreadable; it stays in S3 only')).toEqual([]);
+    expect(t.lines.filter((l) => l.message === 'error object damaged; its whole lines before the damage are routed, the rest stays in S3 only').map((l) => l.problem)).toEqual([
+      expect.stringMatching(/^the gzip data is damaged or cut off \(unexpected end of file\)$/),
+    ]);
+    // Damaged in the middle: nothing whole comes back, and still no failure to retry forever.
+    const broken = Buffer.from(gz);
+    broken.fill(0xff, 20, 40);
+    const w = world({ [key]: broken });
+    await expect(createFailureRouter(w.options)(s3Event(key))).resolves.toMatchObject({ sent: 0 });
+  });
+
   it('rejects keys outside the known prefixes without a message or a throw', async () => {
     const w = world();
     const keys = [
@@ -419,5 +464,44 @@ describe('sent ledger (DynamoDB, against dynalite)', () => {
     expect(await healthy(event)).toEqual({ sent: 0, duplicates: 5, pointers: 0 });
     expect(w.queue).toHaveLength(5);
     expect((await local.scan()).map((i) => i.pk).sort()).toEqual(w.queue.map((m) => `dlq#${m.dedupeKey}`).sort());
+  });
+});
+
+describe('failure router in Lambda (AWS SDK clients, mocked)', () => {
+  let s3: ReturnType<typeof mockClient>;
+  let sqs: ReturnType<typeof mockClient>;
+  let dynamo: ReturnType<typeof mockClient>;
+  const savedRegion = process.env.AWS_REGION;
+  beforeAll(() => {
+    process.env.AWS_REGION = 'us-east-1'; // the clients read it, as in Lambda
+    s3 = mockClient(S3Client);
+    sqs = mockClient(SQSClient);
+    dynamo = mockClient(DynamoDBDocumentClient);
+  });
+  afterAll(() => {
+    for (const m of [s3, sqs, dynamo]) m.restore();
+    if (savedRegion === undefined) delete process.env.AWS_REGION;
+    else process.env.AWS_REGION = savedRegion;
+  });
+
+  it('sends bodies SQS takes: U+FFFE and U+FFFF a record put in a field name are escaped, and the body parses back to the message', async () => {
+    // A field name the schema lacks: the recomputed reason quotes it.
+    const rawData = Buffer.from('{"\ufffe\uffff":1}').toString('base64');
+    const line = JSON.stringify({ attemptsMade: 1, arrivalTimestamp: 1, errorCode: 'Lambda.ProcessingFailed', errorMessage: 'x', rawData });
+    s3.on(GetObjectCommand).resolves({ Body: { transformToByteArray: async () => new Uint8Array(Buffer.from(`${line}\n`)) } } as never);
+    dynamo.on(BatchGetCommand).resolves({ Responses: {} });
+    dynamo.on(BatchWriteCommand).resolves({});
+    const bodies: string[] = [];
+    sqs.on(SendMessageBatchCommand).callsFake((input: { Entries: Array<{ Id: string; MessageBody: string }> }) => {
+      bodies.push(...input.Entries.map((e) => e.MessageBody));
+      return { Successful: input.Entries.map((e) => ({ Id: e.Id, MessageId: e.Id, MD5OfMessageBody: '' })), Failed: [] };
+    });
+    const router = failureRouterFromEnv({ SLUICE_DLQ_URL: 'https://sqs.us-east-1.amazonaws.com/1/q', SLUICE_METADATA_TABLE: 't', AWS_REGION: 'us-east-1', });
+    await expect(router(s3Event('errors/app-events/processing-failed/2026/11/22/13/obj'))).resolves.toMatchObject({ sent: 1 });
+    expect(bodies).toHaveLength(1);
+    expect(bodies[0]).not.toMatch(/[\ufffe\uffff]/);
+    const message = JSON.parse(bodies[0]) as DlqMessage;
+    expect(message.reason).toContain('/\ufffe\uffff');
+    expect(message.rawData).toBe(rawData);
   });
 });

@@ -12,7 +12,7 @@
  *   arrivalTimestamp, errorCode, errorMessage, attemptEndingTimestamp, rawData (the document sent),
  *   subsequenceNumber, esDocumentId, esIndexName, esTypeName
  */
-import { gunzipSync } from 'node:zlib';
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { ERRORS_ROOT, SEARCH_BACKUP_ROOT } from '../../lib/schema/layout';
 import { isKnownPipeline } from '../shared/pipeline';
 
@@ -77,10 +77,30 @@ export interface ErrorLine {
 
 export type ParsedLine = ErrorLine | { readonly line: number; readonly problem: string };
 
-/** The object's bytes as text, gunzipped when Firehose compressed the backup. */
-export function objectText(bytes: Buffer): string {
-  const plain = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes) : bytes;
-  return plain.toString('utf8');
+/**
+ * The object's bytes as text, gunzipped when Firehose compressed the backup. A gzip stream cut off or damaged
+ * part-way gives what decompresses before the damage, with `damaged` saying why the rest cannot be read: its
+ * complete lines are still records to route, and reading the object again would not give more.
+ */
+export function objectText(bytes: Buffer): { readonly text: string; readonly damaged?: string } {
+  if (!(bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b)) return { text: bytes.toString('utf8') };
+  try {
+    return { text: gunzipSync(bytes).toString('utf8') };
+  } catch (err) {
+    // zlib's errors are Errors of Node's own realm (not `instanceof Error` inside a VM context): read the message.
+    const message = (err as { message?: unknown } | undefined)?.message;
+    const damaged = `the gzip data is damaged or cut off (${typeof message === 'string' ? message : String(err)})`;
+    let recovered = '';
+    try {
+      // A sync flush hands back everything before the damage instead of throwing for a missing end.
+      recovered = gunzipSync(bytes, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString('utf8');
+    } catch {
+      // Damaged inside: nothing before it comes back whole.
+    }
+    // The last line may stop mid-record: only lines a newline ended are whole.
+    const end = recovered.lastIndexOf('\n');
+    return { text: end === -1 ? '' : recovered.slice(0, end + 1), damaged };
+  }
 }
 
 /** Every non-blank line of an error object, parsed or with the problem that stops it. */

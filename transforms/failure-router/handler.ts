@@ -19,12 +19,13 @@ import { createHash } from 'node:crypto';
 import type { S3Event } from 'aws-lambda';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES } from '../shared/limits';
 import { failureReason } from '../shared/record';
 import { backoffDelay, sleep } from '../shared/retry';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
+import { toSqsBody } from '../shared/sqs-body';
 import { decodeS3Key, locateErrorObject, objectText, OPENSEARCH_FAILED, parseErrorLines, type ErrorLine, type ErrorObjectLocation } from './error-records';
 import { createSentLedger } from './sent-ledger';
 
@@ -59,7 +60,8 @@ export interface DlqMessage {
 }
 
 export interface FailureRouterOptions {
-  readObject(bucket: string, key: string): Promise<Buffer>;
+  /** The object's bytes; undefined when it no longer exists (deleted since the event: nothing to route). */
+  readObject(bucket: string, key: string): Promise<Buffer | undefined>;
   /** Sends up to 10 messages (one SQS batch); answers the dedupe keys that were not accepted. */
   send(messages: DlqMessage[]): Promise<{ failedIds: string[] }>;
   /**
@@ -116,6 +118,8 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
     let duplicates = 0;
     let pointers = 0;
     let unreadable = 0;
+    let gone = 0;
+    let damagedObjects = 0;
     let rejected = 0;
     let unsent = 0;
     let unmarked = 0;
@@ -138,7 +142,18 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
         continue;
       }
       const object = `s3://${bucket}/${key}`;
-      const text = objectText(await options.readObject(bucket, key!));
+      const bytes = await options.readObject(bucket, key!);
+      if (bytes === undefined) {
+        gone++;
+        logger.warn('error object no longer exists; nothing to route', { bucket, key });
+        continue;
+      }
+      const { text, damaged } = objectText(bytes);
+      if (damaged !== undefined) {
+        // Permanent: another read gives the same bytes, so the whole lines before the damage are routed and the rest logged.
+        damagedObjects++;
+        logger.error('error object damaged; its whole lines before the damage are routed, the rest stays in S3 only', { bucket, key, problem: damaged });
+      }
       const messages: DlqMessage[] = [];
       for (const line of parseErrorLines(text)) {
         if ('problem' in line) {
@@ -200,6 +215,8 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
       DlqSendFailures: unsent,
       DlqMarkFailures: unmarked,
       UnreadableErrorLines: unreadable,
+      DamagedErrorObjects: damagedObjects,
+      VanishedErrorObjects: gone,
       RejectedObjects: rejected,
     });
 
@@ -277,7 +294,7 @@ export function reasonFor(where: ErrorObjectLocation, line: Pick<ErrorLine, 'err
 }
 
 function bodyBytes(m: DlqMessage): number {
-  return Buffer.byteLength(JSON.stringify(m));
+  return Buffer.byteLength(toSqsBody(m));
 }
 
 /** The message as sent: a pointer instead of the data when it would not fit, long texts clipped. */
@@ -335,16 +352,22 @@ export function failureRouterFromEnv(env: NodeJS.ProcessEnv): FailureRouter {
   const fifo = queueUrl.endsWith('.fifo');
   return createFailureRouter({
     async readObject(bucket, key) {
-      const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      if (!answer.Body) return Buffer.alloc(0);
-      return Buffer.from(await answer.Body.transformToByteArray());
+      try {
+        const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        if (!answer.Body) return Buffer.alloc(0);
+        return Buffer.from(await answer.Body.transformToByteArray());
+      } catch (err) {
+        if (err instanceof NoSuchKey) return undefined;
+        throw err;
+      }
     },
     async send(messages) {
       const answer = await sqs.send(new SendMessageBatchCommand({
         QueueUrl: queueUrl,
         Entries: messages.map((m) => ({
           Id: m.dedupeKey,
-          MessageBody: JSON.stringify(m),
+          // Not JSON.stringify alone: a field name the record controls may hold U+FFFE/U+FFFF, which SQS refuses.
+          MessageBody: toSqsBody(m),
           ...(fifo ? { MessageGroupId: m.pipeline, MessageDeduplicationId: m.dedupeKey } : {}),
         })),
       }));
