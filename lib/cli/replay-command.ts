@@ -154,7 +154,7 @@ async function drain(
       cameBack = 0;
       const toDelete: ReceivedMessage[] = [];
       let replayedInBatch = 0;
-      const toPut = new Map<string, Array<{ message: ReceivedMessage; dlq: DlqMessage; data: Buffer }>>();
+      const toPut = new Map<string, Array<{ message: ReceivedMessage; dlq: DlqMessage; data: Buffer; recordKey: string }>>();
       for (const message of messages) {
         seenMessages.add(message.key ?? message.id);
         const dlq = parseMessage(message.body);
@@ -222,13 +222,24 @@ async function drain(
           continue;
         }
         seenRecords.set(recordKey, message.id);
+        // Its other message may have been replayed by an earlier run (`replay --max N` runs): not again.
+        if (await ledger.has(recordLedgerKey(recordKey))) {
+          results.push({ ...record, outcome: 'duplicate', reason: `the same record was replayed by an earlier run; message ${flags.dryRun ? 'would be ' : ''}deleted` });
+          if (flags.dryRun) {
+            kept.push(message);
+          } else {
+            await ledger.mark(dlq.dedupeKey);
+            toDelete.push(message);
+          }
+          continue;
+        }
         if (flags.dryRun) {
           results.push({ ...record, outcome: 'would-replay', reason: 'passes the current schema' });
           kept.push(message);
           continue;
         }
         const list = toPut.get(dlq.pipeline) ?? [];
-        list.push({ message, dlq, data });
+        list.push({ message, dlq, data, recordKey });
         toPut.set(dlq.pipeline, list);
       }
 
@@ -261,11 +272,13 @@ async function drain(
           return { data, partitionKey: key.slice(0, 256) };
         }), { maxAttempts: flags.maxAttempts });
         for (let i = 0; i < items.length; i++) {
-          const { message, dlq } = items[i];
+          const { message, dlq, recordKey } = items[i];
           const o = outcome.outcomes[i];
           const record = { message: message.id, dedupeKey: dlq.dedupeKey, pipeline };
           if (o.ok) {
-            // Recorded before the delete: if the delete fails, the next run deletes without re-putting.
+            // Recorded before the delete: if the delete fails, the next run deletes without re-putting. The record
+            // itself too: its other message (a lake and a search failure) may come in a later run.
+            await ledger.mark(recordLedgerKey(recordKey));
             await ledger.mark(dlq.dedupeKey);
             toDelete.push(message);
             replayedInBatch++;
@@ -323,6 +336,11 @@ function clockTime(iso: string): string {
 /** One record of one pipeline, whichever messages carry it. */
 function recordKeyOf(pipeline: string, data: Buffer): string {
   return `${pipeline}\n${createHash('sha256').update(data).digest('hex')}`;
+}
+
+/** The ledger entry of a replayed record (beside those of its messages' dedupe keys). */
+function recordLedgerKey(recordKey: string): string {
+  return `record#${recordKey.replace('\n', '#')}`;
 }
 
 /** Messages deleted so far: of records this run re-put, and the others (already replayed, duplicates). */

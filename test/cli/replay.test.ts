@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 /**
  * `sluice replay` against the twin's dead-letter file (lib/local/dlq-file.ts), its S3 (error objects a
  * pointer message names) and its Firehose endpoint; then against SQS, DynamoDB and Firehose mocks.
@@ -106,6 +107,18 @@ describe('sluice replay (twin)', () => {
     expect(stdout).toMatch(/iot\s+still-failing\s+1\s+schema \(required\): \/event_time is required; \/device_id is required/);
     expect(stdout).toMatch(/app-events\s+not-replayable\s+1\s+format-conversion-failed holds the transformed record/);
     expect(stdout).toMatch(/\?\s+unreadable\s+1\s+the message body is not JSON/);
+    expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(4);
+  });
+
+  test('a record with two messages replayed in two runs (--max) is put once: the ledger holds the record too', async () => {
+    // Messages 1 and 3 carry one record. --max 1 replays message 1 alone; the next run meets message 3.
+    expect((await replay('--max', '1')).code).toBe(0);
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual([appEvent(1)]);
+    const second = await replayAgain('--json');
+    const report = JSON.parse(second.stdout) as { messages: Array<{ dedupeKey?: string; outcome: string; reason: string }> };
+    expect(report.messages.find((m) => m.dedupeKey === 'dedupe-3')).toMatchObject({ outcome: 'duplicate', reason: 'the same record was replayed by an earlier run; message deleted' });
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual([appEvent(1), appEvent(2)]);
+    // 1 and 2 replayed, 3 deleted as the same record; 4–7 stay.
     expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(4);
   });
 
@@ -385,8 +398,12 @@ describe('sluice replay --aws', () => {
     });
     expect(firehose.commandCalls(PutRecordCommand).map((c) => [c.args[0].input.DeliveryStreamName, Buffer.from(c.args[0].input.Record!.Data!).toString()]))
       .toEqual([['sluice-dev-app-events-lake', appEvent(1)]]);
-    expect(dynamo.commandCalls(PutItemCommand)[0].args[0].input).toMatchObject({ TableName: 'sluice-dev-metadata', Item: { pk: { S: 'replayed#dedupe-1' }, sk: { S: 'replayed' }, ttl: { N: expect.stringMatching(/^\d+$/) } } });
-    expect(order).toEqual(['put', 'ledger', 'delete']);
+    // The record (its other message may come in a later run), then the message's dedupe key.
+    const recordKey = `replayed#record#app-events#${createHash('sha256').update(appEvent(1)).digest('hex')}`;
+    expect(dynamo.commandCalls(PutItemCommand).map((c) => c.args[0].input)).toEqual([recordKey, 'replayed#dedupe-1'].map((pk) => expect.objectContaining({
+      TableName: 'sluice-dev-metadata', Item: expect.objectContaining({ pk: { S: pk }, sk: { S: 'replayed' }, ttl: { N: expect.stringMatching(/^\d+$/) } }),
+    })));
+    expect(order).toEqual(['put', 'ledger', 'ledger', 'delete']);
     expect(sqs.commandCalls(DeleteMessageBatchCommand).map((c) => c.args[0].input)).toEqual([{ QueueUrl: QUEUE, Entries: [{ Id: '0', ReceiptHandle: 'rh-1' }] }]);
     expect(sqs.commandCalls(ChangeMessageVisibilityBatchCommand).map((c) => c.args[0].input)).toEqual([
       { QueueUrl: QUEUE, Entries: [{ Id: '0', ReceiptHandle: 'rh-4', VisibilityTimeout: 0 }] },
