@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SluiceConfig } from '../config';
@@ -14,10 +15,10 @@ export function isInside(parent: string, child: string): boolean {
 }
 
 /**
- * `mkdir -p`, one level at a time from the nearest folder that exists. Node's recursive mkdir never
+ * `mkdir -p`, one level at a time from the nearest folder that exists; `mode` for `dir` when it is made. Node's recursive mkdir never
  * returns for a path under /proc (each level answers ENOENT, and it retries the parent forever).
  */
-export function makeDirectories(dir: string): void {
+export function makeDirectories(dir: string, options: { readonly mode?: number } = {}): void {
   const missing: string[] = [];
   let at = path.resolve(dir);
   while (!fs.existsSync(at)) {
@@ -26,9 +27,11 @@ export function makeDirectories(dir: string): void {
     if (parent === at) break;
     at = parent;
   }
+  const made = path.resolve(dir);
   for (const folder of missing.reverse()) {
     try {
-      fs.mkdirSync(folder);
+      // `mode` for `dir` itself (the process umask still applies); folders above it as the umask says.
+      fs.mkdirSync(folder, folder === made && options.mode !== undefined ? { mode: options.mode } : undefined);
     } catch (error) {
       // Made meanwhile (another twin starting on the same folder) is fine.
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
@@ -65,4 +68,22 @@ export function dlqPath(dataDir: string, queue: string): string {
 
 export function openSearchDir(dataDir: string): string {
   return path.join(dataDir, 'opensearch');
+}
+
+/**
+ * The key of the twin's `hash` PII mask for a data dir: random, made on its first start and kept in
+ * `<dataDir>/pii-hash-key` (owner-only), so hashes join across restarts and nobody can test guesses against them
+ * with a key every copy of Sluice shares.
+ */
+export function localPiiHashKey(dataDir: string): string {
+  const file = path.join(dataDir, 'pii-hash-key');
+  try {
+    fs.writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { flag: 'wx', mode: 0o600 });
+  } catch (error) {
+    // Made before (or by a twin starting at the same moment): read it.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  const key = fs.readFileSync(file, 'utf8').trim();
+  if (key === '') throw new Error(`${file} is empty: delete it and the twin makes a new key (local hashes made before will not match)`);
+  return key;
 }

@@ -20,7 +20,7 @@ import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { NoSuchKeyError, ObjectStore } from './object-store';
-import { localBucketName, makeDirectories } from './paths';
+import { localBucketName, localPiiHashKey, makeDirectories } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
 import { removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, writeTwinRecord } from './twin-record';
@@ -103,11 +103,12 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const pollIntervalMs = options.pollIntervalMs ?? 250;
   const idlePollIntervalMs = options.idlePollIntervalMs ?? Math.max(1000, pollIntervalMs);
-  const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? 'sluice-local-pii-key';
   const faults = options.faults ?? FaultInjector.fromEnv();
   if (faults && !options.faults) log(`sluice: injecting faults (SLUICE_FAULTS=${process.env.SLUICE_FAULTS})`);
   for (const warning of processorBufferWarnings(config)) log(`sluice: warning: ${warning}`);
-  makeDirectories(dataDir);
+  // The data dir holds raw records (streams, the write-ahead log, error objects, dead letters): its owner's alone.
+  makeDirectories(dataDir, { mode: 0o700 });
+  const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? localPiiHashKey(dataDir);
   const bucket = localBucketName(config);
   const region = localRegion();
   const stops: Array<() => Promise<void>> = [];
