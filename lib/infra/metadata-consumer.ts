@@ -64,7 +64,13 @@ export class MetadataConsumer extends Construct {
         SLUICE_METADATA_TTL_DAYS: String(props.ttlDays),
       },
     });
-    props.store.table.grantReadWriteData(this.function.role);
+    // What the store sends, no more (not Scan, Query, GetItem or DeleteItem on every pipeline's items): PutItem and
+    // UpdateItem, alone and in TransactWriteItems, which IAM checks action by action; BatchGet/BatchWrite where
+    // DynamoDB has no transactions (the twin).
+    props.store.table.grant(this.function.role, 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem');
+    // table.grant leaves the table's key out: the key's own grants give what grantReadWriteData would add.
+    props.store.table.encryptionKey?.grantEncryptDecrypt(this.function.role);
+    props.store.table.encryptionKey?.grant(this.function.role, 'kms:DescribeKey');
     acknowledgeWildcards(this.function.role, [
       { action: 'kms:GenerateDataKey*', reason: 'From the table grant: items are encrypted with the data key (GenerateDataKey and GenerateDataKeyWithoutPlaintext).' },
       { action: 'kms:ReEncrypt*', reason: 'From the table grant on the data key (ReEncryptFrom/To), scoped to that key.' },

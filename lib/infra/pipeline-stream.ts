@@ -56,7 +56,7 @@ export class PipelineStream extends Construct {
     });
     if (this.key) {
       acknowledgeRule(this.stream, 'AwsSolutions-KDS3',
-        'Encrypted with a customer-managed key on purpose: the pipeline carries PII, and the key policy is where access to its records is granted, audited and revoked.');
+        'Encrypted with a customer-managed key on purpose: the pipeline carries PII, and the stream has a key of its own, whose every use CloudTrail logs and whose grants (the roles that read or write this stream, through IAM: the key policy delegates to the account) can be revoked for this stream alone.');
     }
   }
 

@@ -415,6 +415,15 @@ describe('IAM', () => {
     for (const s of star) expect(s.Action.filter((a) => !allowed.has(a))).toEqual([]);
   });
 
+  test('the metadata consumers write with PutItem, UpdateItem, BatchGetItem and BatchWriteItem, nothing else (no Scan, Query, GetItem or DeleteItem)', () => {
+    const statements = iamStatements(dev.template).filter((s) => /^\w+MetadataConsumerRole/.test(s.policy));
+    expect(new Set(statements.map((s) => s.policy.replace(/MetadataConsumerRole.*/, ''))).size).toBe(3);
+    const actions = [...new Set(statements.flatMap((s) => s.Action).filter((a) => a.startsWith('dynamodb:')))].sort();
+    expect(actions).toEqual(['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem']);
+    // The table's key, for the items.
+    expect(statements.some((s) => s.Action.includes('kms:Decrypt') && s.Action.includes('kms:GenerateDataKey*'))).toBe(true);
+  });
+
   test('the failure router checks and marks its sent messages with BatchGetItem and BatchWriteItem on the metadata table, nothing else', () => {
     const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith('FailuresRouterRole'));
     expect(statements.length).toBeGreaterThan(0);
