@@ -8,6 +8,7 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { FAILURE_PREFIXES } from '../schema';
+import { FAILURE_ROUTER_SERVICE, METRICS_NAMESPACE, UNROUTED_METRICS } from '../../transforms/shared/metric-names';
 import { SluiceFunction } from './function';
 import { deadLetterQueue } from './queues';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
@@ -108,6 +109,22 @@ export class FailureRouter extends Construct {
   /** S3 events the router gave up on, waiting for an operator to redrive them. */
   metricFailedEventsDepth(): cloudwatch.Metric {
     return this.failedEvents.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });
+  }
+
+  /**
+   * Records the router could not send to the dead-letter queue, per 5 minutes: error lines it could not read and
+   * error objects damaged part-way (their records stay in S3 only; the router's log lines name them).
+   */
+  metricUnroutedRecords(): cloudwatch.IMetric {
+    const count = (metricName: string) => new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: FAILURE_ROUTER_SERVICE }, statistic: 'Sum', period: Duration.minutes(5),
+    });
+    return new cloudwatch.MathExpression({
+      expression: 'FILL(lines, 0) + FILL(damaged, 0)',
+      usingMetrics: { lines: count(UNROUTED_METRICS.unreadableLines), damaged: count(UNROUTED_METRICS.damagedObjects) },
+      label: 'error lines and objects not routed',
+      period: Duration.minutes(5),
+    });
   }
 
   /** The CDK's bucket-notifications function is a stack-level singleton that `addEventNotification` created. */

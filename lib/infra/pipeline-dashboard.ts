@@ -206,6 +206,11 @@ export class PipelineDashboard extends Construct {
       description: 'The failure router gave up on an error object after Lambda\'s retries: its records may be missing from the dead-letter queue. '
         + 'Fix the cause (see the router\'s logs), then re-invoke the router with each message of the RouterFailedEventsUrl queue as docs/deploy.md describes.',
     });
+    this.alarm('router-records-unrouted', router.metricUnroutedRecords(), {
+      threshold: 1, evaluationPeriods: 1,
+      description: 'The failure router met error lines it could not read, or an error object damaged part-way: those records are in S3 only (errors/ or search-backup/), '
+        + 'not in the dead-letter queue. The router\'s log lines "error line unreadable" and "error object damaged" name the objects and lines.',
+    });
     // Lambda counts an event it could not hand to the failed-events queue, or dropped (too old), here and nowhere else.
     const routerFn = router.function.function;
     this.alarm('router-events-dropped', routerFn.metric('AsyncEventsDropped', { statistic: 'Sum', period: Duration.minutes(5) }), {

@@ -25,6 +25,7 @@ import { SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES } from '../shared/limits';
 import { failureReason } from '../shared/record';
 import { backoffDelay, sleep } from '../shared/retry';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
+import { FAILURE_ROUTER_SERVICE, UNROUTED_METRICS } from '../shared/metric-names';
 import { toSqsBody } from '../shared/sqs-body';
 import { decodeS3Key, locateErrorObject, objectText, OPENSEARCH_FAILED, parseErrorLines, type ErrorLine, type ErrorObjectLocation } from './error-records';
 import { createSentLedger } from './sent-ledger';
@@ -110,7 +111,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
   const markEvery = options.markEvery ?? 250;
   if (!(Number.isInteger(markEvery) && markEvery > 0)) throw new Error(`markEvery must be a positive integer, got ${markEvery}`);
   const pause = options.sleep ?? sleep;
-  const telemetry = createTelemetry('failure-router', {}, options);
+  const telemetry = createTelemetry(FAILURE_ROUTER_SERVICE, {}, options);
   const { logger } = telemetry;
 
   return async (event) => {
@@ -214,8 +215,8 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
       DlqDuplicatesSkipped: duplicates,
       DlqSendFailures: unsent,
       DlqMarkFailures: unmarked,
-      UnreadableErrorLines: unreadable,
-      DamagedErrorObjects: damagedObjects,
+      [UNROUTED_METRICS.unreadableLines]: unreadable,
+      [UNROUTED_METRICS.damagedObjects]: damagedObjects,
       VanishedErrorObjects: gone,
       RejectedObjects: rejected,
     });

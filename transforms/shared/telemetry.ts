@@ -7,8 +7,9 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 
 export { Logger, Metrics, MetricUnit };
 
-/** CloudWatch namespace of every Sluice metric. */
-export const METRICS_NAMESPACE = 'Sluice';
+import { METRICS_NAMESPACE } from './metric-names';
+
+export { METRICS_NAMESPACE };
 
 export interface Telemetry {
   readonly logger: Logger;
