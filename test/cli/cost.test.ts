@@ -104,7 +104,7 @@ describe('estimateCost', () => {
     // Only the pipelines estimated: iot hashes no PII and has no search.
     const iot = estimateCost(config, { ratePerSecond: 10, recordBytes: 1000, pipelines: ['iot'] });
     expect(iot.lines.filter((l) => l.service === 'Secrets Manager')).toEqual([]);
-    expect(line(iot, '(shared)', 'alarms').formula).toBe('8 alarms for the failure router × $0.1');
+    expect(line(iot, '(shared)', 'alarms').formula).toBe('9 alarms for the failure router × $0.1');
   });
 
   test('Parquet objects under 128 KiB stay in Standard: no Standard-IA, Glacier or transition lines', () => {
