@@ -3,13 +3,15 @@ import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
 import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '../../transforms/shared';
+import { OutputKeys } from '../infra/outputs';
 import { readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '../local/twin-record';
+import { validatorFingerprint } from '../schema/fingerprint';
 import { deadLettersFor, rawDataAt, type DeadLetterAccess, type ReceivedMessage } from './dead-letters';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
 import { formatNumber, formatTable, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint } from './record-sender';
-import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, START_TWIN_HINT, type LocalTarget, type Target } from './target';
+import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
 
 interface ReplayFlags extends TargetFlags {
   readonly pipeline?: string;
@@ -81,7 +83,9 @@ async function replay(flags: ReplayFlags): Promise<void> {
   if (target.kind === 'local' && !fs.existsSync(target.dataDir)) {
     throw new UserError(`no twin data dir at ${target.dataDir}: ${START_TWIN_HINT} (or pass --data-dir / SLUICE_DATA_DIR)`);
   }
-  if (target.kind === 'local') checkTwinSchemas(target, flags.pipeline !== undefined ? [flags.pipeline] : Object.keys(target.config.pipelines), flags);
+  const replayed = flags.pipeline !== undefined ? [flags.pipeline] : Object.keys(target.config.pipelines);
+  if (target.kind === 'local') checkTwinSchemas(target, replayed, flags);
+  else await checkDeployedSchemas(target, replayed, flags);
   const access = await deadLettersFor(target);
   const progress = new Progress({ forced: flags.progress });
   const started = Date.now();
@@ -325,6 +329,33 @@ function checkTwinSchemas(target: LocalTarget, pipelines: readonly string[], fla
     io.err(`sluice: warning: ${runs}; replaying anyway (--force): records it fails again come back as new dead letters`);
   } else {
     throw new UserError(`${runs}, so the records would fail again and come back as new dead letters; nothing was replayed. Restart it (\`sluice local up\`) to replay against the fixed schema, or pass --force to replay against the schema it runs`);
+  }
+}
+
+/**
+ * The deployed transform validates with the generated code of the last `cdk deploy` (the stack's SchemaFingerprints
+ * output): after `npm run generate` and before a deploy, it still fails the records the fix is for. As for the twin:
+ * refused unless --force; a dry run notes it. A stack deployed before the output existed is not checked.
+ */
+async function checkDeployedSchemas(target: AwsTarget, pipelines: readonly string[], flags: Pick<ReplayFlags, 'dryRun' | 'force'>): Promise<void> {
+  const deployed = (await target.outputs()).get(OutputKeys.SchemaFingerprints);
+  if (deployed === undefined) return;
+  let fingerprints: Record<string, unknown>;
+  try {
+    fingerprints = JSON.parse(deployed) as Record<string, unknown>;
+  } catch {
+    return;
+  }
+  const stale = pipelines.filter((p) => typeof fingerprints[p] === 'string' && fingerprints[p] !== validatorFingerprint(p));
+  if (stale.length === 0) return;
+  const one = stale.length === 1;
+  const runs = `${target.label} validates ${stale.join(', ')} with ${one ? 'another schema' : 'other schemas'} than this checkout generated (\`npm run generate\` since the last \`cdk deploy\`?)`;
+  if (flags.dryRun) {
+    io.err(`sluice: note: ${runs}. "would replay" counts are against this checkout's; the deployed transform would fail those records again: deploy (\`npx cdk deploy\`) before replaying`);
+  } else if (flags.force) {
+    io.err(`sluice: warning: ${runs}; replaying anyway (--force): records it fails again come back as new dead letters`);
+  } else {
+    throw new UserError(`${runs}, so the records would fail again and come back as new dead letters; nothing was replayed. Deploy first (\`npx cdk deploy\`), or pass --force to replay against the deployed schema`);
   }
 }
 

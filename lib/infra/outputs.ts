@@ -31,6 +31,11 @@ export const OutputKeys = {
   DashboardUrl: 'DashboardUrl',
   /** SNS topic the alarms notify: subscribe to it (e-mail, chat, paging) for alerts. */
   AlarmTopicArn: 'AlarmTopicArn',
+  /**
+   * JSON of pipeline → SHA-256 of the validator the deployed transform bundles: `sluice replay --aws` compares it with
+   * the checkout's, so records are not replayed into a transform that still runs the schema that failed them.
+   */
+  SchemaFingerprints: 'SchemaFingerprints',
 } as const;
 
 /**

@@ -8,6 +8,7 @@ import { assertValidProps } from './errors';
 import { FailureRouter } from './failure-router';
 import { IndexTemplates } from './index-templates';
 import { ERRORS_TABLE_SUFFIX } from '../schema/layout';
+import { validatorFingerprint } from '../schema/fingerprint';
 import { LakeCatalog } from './lake-catalog';
 import { LakeDelivery } from './lake-delivery';
 import { MetadataConsumer } from './metadata-consumer';
@@ -207,6 +208,8 @@ export class SluiceStack extends Stack {
     output(OutputKeys.MetadataTableName, metadata.table.tableName, 'DynamoDB metadata table');
     output(OutputKeys.DashboardUrl, dashboard.dashboardUrl, 'CloudWatch dashboard');
     output(OutputKeys.AlarmTopicArn, dashboard.topic.topicArn, 'SNS topic the alarms notify');
+    output(OutputKeys.SchemaFingerprints, JSON.stringify(Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, validatorFingerprint(p)]))),
+      'SHA-256 of each pipeline\'s validator as deployed (sluice replay --aws compares it with the checkout\'s)');
     if (searchDomain) {
       output(OutputKeys.OpenSearchEndpoint, `https://${searchDomain.endpointHostname}`, 'OpenSearch domain endpoint');
       output(OutputKeys.OpenSearchQueryRoleArn, searchDomain.queryRole.roleArn, 'IAM role to assume for OpenSearch queries');

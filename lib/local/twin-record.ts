@@ -5,10 +5,10 @@
  * ({@link TWIN_DATA_DIR_HEADER}). `twin.pid` stays the lock `sluice local up` takes; this is the
  * twin's description of itself, written by the twin however it was started.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadModel } from '../schema';
+import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
 import { processIsAlive } from './process-alive';
 
 /** The Firehose endpoint's answers carry the twin's data dir (URI-encoded) in this header. */
@@ -55,9 +55,9 @@ export function twinLockPath(dataDir: string): string {
 
 /** The generated validator of `pipeline` as it is on disk now. */
 export function schemaFingerprint(pipeline: string): SchemaFingerprint {
-  const file = path.join(path.dirname(require.resolve('../../transforms/shared/generated')), `${pipeline}.validate.js`);
+  const file = validatorFile(pipeline);
   return {
-    sha256: createHash('sha256').update(fs.readFileSync(file)).digest('hex'),
+    sha256: validatorFingerprint(pipeline),
     generatedAt: fs.statSync(file).mtime.toISOString(),
     version: loadModel(pipeline).extensions.version,
   };

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { validatorFingerprint } from '../../lib/schema/fingerprint';
 /**
  * `sluice replay` against the twin's dead-letter file (lib/local/dlq-file.ts), its S3 (error objects a
  * pointer message names) and its Firehose endpoint; then against SQS, DynamoDB and Firehose mocks.
@@ -451,6 +452,30 @@ describe('sluice replay --aws', () => {
     await sluice('replay', '--aws', '--pipeline', 'app-events');
     expect(firehose.commandCalls(PutRecordCommand)).toHaveLength(0);
     expect(order).toEqual(['delete']);
+  });
+
+  test('a stack whose transform runs another schema than the checkout: refused (nothing put, nothing deleted) unless --force; the same schema goes on', async () => {
+    const withFingerprints = (appEvents: string) => cfn.on(DescribeStacksCommand).resolves({
+      Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [
+        { OutputKey: 'DlqUrl', OutputValue: QUEUE }, { OutputKey: 'MetadataTableName', OutputValue: 'sluice-dev-metadata' },
+        { OutputKey: 'SchemaFingerprints', OutputValue: JSON.stringify({ 'app-events': appEvents, iot: validatorFingerprint('iot') }) },
+      ] }],
+    });
+    withFingerprints('0'.repeat(64));
+    const refused = await sluice('replay', '--aws', '--pipeline', 'app-events');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe('sluice: stack sluice-dev validates app-events with another schema than this checkout generated (`npm run generate` since the last `cdk deploy`?), so the records would fail again and come back as new dead letters; nothing was replayed. Deploy first (`npx cdk deploy`), or pass --force to replay against the deployed schema\n');
+    expect(sqs.commandCalls(ReceiveMessageCommand)).toHaveLength(0);
+    // iot's is the checkout's: replaying iot alone goes on.
+    expect((await sluice('replay', '--aws', '--pipeline', 'iot', '--dry-run')).stderr).not.toMatch(/another schema/);
+    const forced = await sluice('replay', '--aws', '--pipeline', 'app-events', '--force');
+    expect(forced.stderr).toMatch(/^sluice: warning: stack sluice-dev validates app-events with another schema than this checkout generated .*; replaying anyway \(--force\)/);
+    expect(forced.code).not.toBe(2);
+    expect(sqs.commandCalls(ReceiveMessageCommand).length).toBeGreaterThan(0);
+    withFingerprints(validatorFingerprint('app-events'));
+    const same = await sluice('replay', '--aws', '--pipeline', 'app-events');
+    expect(same.stderr).not.toMatch(/another schema/);
+    expect(same.code).not.toBe(2);
   });
 
   test('a stack without the queue output says what to do', async () => {

@@ -20,6 +20,7 @@ import {
   searchErrorPrefix,
 } from '../../lib/schema';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
+import { validatorFingerprint } from '../../lib/schema/fingerprint';
 import { flatten, iamStatements, resourcesOf, resourceWhere, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
 
 // One synthesis of the default (dev) configuration, shared by every assertion below.
@@ -560,5 +561,7 @@ describe('outputs', () => {
     expect(pipelineOutputKey('app-events', 'StreamName')).toBe('AppEventsStreamName');
     expect(Object.values(outputs).filter((o) => o.Export !== undefined)).toEqual([]);
     expect(flatten(outputs.OpenSearchEndpoint.Value)).toMatch(/^https:\/\/<SearchDomain[A-Z0-9]+\.DomainEndpoint>$/);
+    // What `sluice replay --aws` compares with the checkout: each pipeline's validator as bundled.
+    expect(JSON.parse(outputs.SchemaFingerprints.Value as string)).toEqual(Object.fromEntries(Object.keys(dev.config.pipelines).map((p) => [p, validatorFingerprint(p)])));
   });
 });
