@@ -356,7 +356,8 @@ export function failureRouterFromEnv(env: NodeJS.ProcessEnv): FailureRouter {
       try {
         const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
         if (!answer.Body) return Buffer.alloc(0);
-        return Buffer.from(await answer.Body.transformToByteArray());
+        const bytes = await answer.Body.transformToByteArray();
+        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a second copy
       } catch (err) {
         if (err instanceof NoSuchKey) return undefined;
         throw err;
