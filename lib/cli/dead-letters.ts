@@ -54,6 +54,9 @@ export interface DeadLetterQueue {
 export interface ReplayLedger {
   has(dedupeKey: string): Promise<boolean>;
   mark(dedupeKey: string): Promise<void>;
+  /** When a record (by its content key) was last replayed, epoch ms; undefined when never. */
+  recordReplayedAt(recordKey: string): Promise<number | undefined>;
+  markRecord(recordKey: string): Promise<void>;
 }
 
 /** Reads an object (a pointer message's error object). */
@@ -108,6 +111,15 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       mark: async (key) => {
         await file.claim(replayLedgerKey(key));
       },
+      // The dedupe set holds keys only: a record's replay time rides in its key, `replayed#record#…@<epoch ms>`.
+      recordReplayedAt: async (recordKey) => {
+        const prefix = `${replayLedgerKey(recordKey)}@`;
+        const times = (await file.dedupeKeysStartingWith(prefix)).map((k) => Number(k.slice(prefix.length))).filter(Number.isFinite);
+        return times.length === 0 ? undefined : Math.max(...times);
+      },
+      markRecord: async (recordKey) => {
+        await file.claim(`${replayLedgerKey(recordKey)}@${Date.now()}`);
+      },
     },
     readObject: (bucket, key) => store.getObject(bucket, key),
   };
@@ -150,6 +162,16 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
   const s3 = new S3Client(target.clientConfig);
   const sqsContext = { service: 'SQS', resource: `queue ${queueUrl}` };
   const ledgerKey = (dedupeKey: string) => ({ pk: { S: replayLedgerKey(dedupeKey) }, sk: { S: 'replayed' } });
+  const markReplayed = async (key: string): Promise<void> => {
+    await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new PutItemCommand({
+      TableName: tableName,
+      Item: {
+        ...ledgerKey(key),
+        replayed_at: { S: new Date().toISOString() },
+        ttl: { N: String(ttlFrom(new Date(), LEDGER_TTL_DAYS)) },
+      },
+    })));
+  };
   const entries = (messages: readonly ReceivedMessage[]) => messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.handle }));
   return {
     queue: {
@@ -198,16 +220,13 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
         const response = await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new GetItemCommand({ TableName: tableName, Key: ledgerKey(dedupeKey), ConsistentRead: true })));
         return response.Item !== undefined;
       },
-      async mark(dedupeKey) {
-        await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new PutItemCommand({
-          TableName: tableName,
-          Item: {
-            ...ledgerKey(dedupeKey),
-            replayed_at: { S: new Date().toISOString() },
-            ttl: { N: String(ttlFrom(new Date(), LEDGER_TTL_DAYS)) },
-          },
-        })));
+      mark: (dedupeKey) => markReplayed(dedupeKey),
+      async recordReplayedAt(recordKey) {
+        const response = await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new GetItemCommand({ TableName: tableName, Key: ledgerKey(recordKey), ConsistentRead: true })));
+        const at = Date.parse(response.Item?.replayed_at?.S ?? '');
+        return Number.isFinite(at) ? at : undefined;
       },
+      markRecord: (recordKey) => markReplayed(recordKey),
     },
     async readObject(bucket, key) {
       const response = await explained({ service: 'S3', resource: `s3://${bucket}/${key}` }, () => s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })));

@@ -179,8 +179,7 @@ async function drain(
           continue;
         }
         if (await ledger.has(dlq.dedupeKey)) {
-          // Other messages for the same record are duplicates of this replay.
-          if (dlq.rawData !== undefined) seenRecords.set(recordKeyOf(dlq.pipeline, Buffer.from(dlq.rawData, 'base64')), message.id);
+          // Its record's other messages: the record ledger says whether they came before that replay.
           results.push({ ...record, outcome: 'already-replayed', reason: `replayed by an earlier run; message ${flags.dryRun ? 'would be ' : ''}deleted` });
           if (!flags.dryRun) toDelete.push(message);
           else kept.push(message);
@@ -214,8 +213,8 @@ async function drain(
         }
         // Two messages for one record (its lake and search deliveries both failed it): re-put it once.
         const recordKey = recordKeyOf(dlq.pipeline, data);
-        if (seenRecords.has(recordKey)) {
-          results.push({ ...record, outcome: 'duplicate', reason: `the same record as message ${seenRecords.get(recordKey)}` });
+        const duplicate = async (reason: string): Promise<void> => {
+          results.push({ ...record, outcome: 'duplicate', reason });
           if (flags.dryRun) {
             kept.push(message);
           } else {
@@ -223,20 +222,19 @@ async function drain(
             await ledger.mark(dlq.dedupeKey);
             toDelete.push(message);
           }
+        };
+        if (seenRecords.has(recordKey)) {
+          await duplicate(`the same record as message ${seenRecords.get(recordKey)}`);
+          continue;
+        }
+        // Its other message may have been replayed by an earlier run (`replay --max N` runs): not again. A failure of
+        // that replayed put arrived after the replay, and is replayed in turn.
+        const replayedAt = await ledger.recordReplayedAt(recordLedgerKey(recordKey));
+        if (replayedAt !== undefined && Number.isFinite(dlq.arrivalTimestamp) && dlq.arrivalTimestamp < replayedAt) {
+          await duplicate(`the same record was replayed by an earlier run; message ${flags.dryRun ? 'would be ' : ''}deleted`);
           continue;
         }
         seenRecords.set(recordKey, message.id);
-        // Its other message may have been replayed by an earlier run (`replay --max N` runs): not again.
-        if (await ledger.has(recordLedgerKey(recordKey))) {
-          results.push({ ...record, outcome: 'duplicate', reason: `the same record was replayed by an earlier run; message ${flags.dryRun ? 'would be ' : ''}deleted` });
-          if (flags.dryRun) {
-            kept.push(message);
-          } else {
-            await ledger.mark(dlq.dedupeKey);
-            toDelete.push(message);
-          }
-          continue;
-        }
         if (flags.dryRun) {
           results.push({ ...record, outcome: 'would-replay', reason: 'passes the current schema' });
           kept.push(message);
@@ -282,7 +280,7 @@ async function drain(
           if (o.ok) {
             // Recorded before the delete: if the delete fails, the next run deletes without re-putting. The record
             // itself too: its other message (a lake and a search failure) may come in a later run.
-            await ledger.mark(recordLedgerKey(recordKey));
+            await ledger.markRecord(recordLedgerKey(recordKey));
             await ledger.mark(dlq.dedupeKey);
             toDelete.push(message);
             replayedInBatch++;

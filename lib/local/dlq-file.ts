@@ -236,6 +236,14 @@ export class DlqFile {
     });
   }
 
+  /** The dedupe keys that start with `prefix`. */
+  async dedupeKeysStartingWith(prefix: string): Promise<string[]> {
+    return this.exclusive(async () => {
+      await this.refreshDedupe();
+      return [...this.state.dedupeKeys].filter((k) => k.startsWith(prefix));
+    });
+  }
+
   /**
    * Up to `max` (1–10, as SQS) visible messages, oldest first. Each stays hidden from further receives
    * in this process for the visibility timeout, or until it is deleted.

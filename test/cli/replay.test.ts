@@ -123,6 +123,19 @@ describe('sluice replay (twin)', () => {
     expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(4);
   });
 
+  test('a replayed record that fails again (a new failure, after the replay) is replayed again, not taken for a duplicate', async () => {
+    expect((await replay('--max', '1')).code).toBe(0);
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual([appEvent(1)]);
+    // The re-put failed too (OpenSearch down, say): a new error object, a new message, arriving after the replay.
+    await dlq.send([JSON.stringify(message(30, 'app-events', appEvent(1), { arrivalTimestamp: Date.now() + 1000, source: { bucket: 'sluice-dev-data', key: 'errors/app-events/processing-failed/2026/12/03/07/y', line: 1 } }))]);
+    const second = await replayAgain('--json');
+    const report = JSON.parse(second.stdout) as { messages: Array<{ dedupeKey?: string; outcome: string }> };
+    expect(report.messages.find((m) => m.dedupeKey === 'dedupe-30')?.outcome).toBe('replayed');
+    // Message 3 (the same record, failed before the first replay) is still the duplicate.
+    expect(report.messages.find((m) => m.dedupeKey === 'dedupe-3')?.outcome).toBe('duplicate');
+    expect(backend.acknowledged.map((r) => r.data.toString()).filter((d) => d === appEvent(1))).toHaveLength(2);
+  });
+
   test('a malformed or hostile pointer fails its own message only; the others are replayed', async () => {
     await dlq.send([
       JSON.stringify(message(20, 'app-events', undefined, { pointer: 's3://sluice-dev-data/errors/x' as never })),
@@ -210,6 +223,8 @@ describe('sluice replay (twin)', () => {
   });
 
   test('a message whose record a previous run re-put (its delete was lost) is deleted, not re-put', async () => {
+    // What a run that re-put message 1's record and lost the delete leaves: the record's mark, then the message's.
+    await dlq.claim(`replayed#record#app-events#${createHash('sha256').update(appEvent(1)).digest('hex')}@${Date.now()}`);
     await dlq.claim('replayed#dedupe-1');
     const { stdout } = await replay('--json');
     const report = JSON.parse(stdout) as { messages: Array<{ dedupeKey?: string; outcome: string }> };
