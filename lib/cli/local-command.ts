@@ -10,7 +10,7 @@ import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../sc
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
 import { listenProblem } from '../local/emulators';
-import { defaultDataDir, makeDirectories } from '../local/paths';
+import { DATA_DIR_MODE, defaultDataDir, makeDirectories } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { twinLockPath } from '../local/twin-record';
@@ -147,7 +147,7 @@ async function preflight(options: TwinOptions): Promise<() => void> {
     if (problem !== undefined) throw new UserError(`--host ${host}: cannot listen there (${problem.code ?? problem.message}): give an address of this machine, e.g. 127.0.0.1`);
   }
   try {
-    makeDirectories(dataDir);
+    makeDirectories(dataDir, { mode: DATA_DIR_MODE });
   } catch (error) {
     throw new UserError(`--data-dir ${dataDir} cannot be created: ${(error as Error).message}`);
   }

@@ -99,15 +99,12 @@ export function displayPath(dir: string): string {
   return isInside(process.cwd(), dir) ? relative : dir;
 }
 
-/**
- * The port `sluice local up` was told to use through its environment variable, so that one
- * `export SLUICE_FIREHOSE_PORT=…` points the twin and every other command at the same place.
- */
 
 /**
- * The endpoint flag (or its URL variable); else the port variable `sluice local up` also reads; else where the
- * twin running on the data dir says it listens (its twin.json: a twin started with other ports); else the
- * configured port.
+ * The endpoint flag (or its URL variable); else the port variable `sluice local up` also reads, so that one
+ * `export SLUICE_FIREHOSE_PORT=…` points the twin and every other command at the same place (0: the port the twin
+ * took); else where the twin running on the data dir says it listens (its twin.json: a twin started with other
+ * ports); else the configured port.
  */
 function localUrl(given: string | undefined, portVariable: string, recorded: () => string | undefined, configuredPort: number, flag: string): string {
   if (given) return checkedUrl(given, flag);

@@ -164,7 +164,10 @@ fs.createWriteStream = function (file) {
 };
 // Web pages are refused before kinesis-mock sees their bytes (it answers any origin's CORS preflight with
 // Access-Control-Allow-Origin: *): each request head on the plain port is read as it arrives, and a refused
-// request is never handed on. The rule is request-guard.ts's own function.
+// request is never handed on. The rule is request-guard.ts's own function. A refusal drops the whole chunk it came
+// in and ends the connection, so a request pipelined before it in that chunk goes unanswered (no SDK pipelines, and
+// a page never shares an SDK's connection). The TLS port is not guarded: a page reaches it only once the browser
+// accepted kinesis-mock's self-signed certificate.
 const webPageRequest = ${webPageRequest.toString()};
 const plainPort = Number(process.env.KINESIS_MOCK_PLAIN_PORT);
 const checkHost = process.env.SLUICE_CHECK_HOST === '1';

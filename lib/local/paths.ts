@@ -40,6 +40,9 @@ export function makeDirectories(dir: string, options: { readonly mode?: number }
   if (!fs.statSync(dir).isDirectory()) throw new Error(`${dir} is not a folder`);
 }
 
+/** The mode the twin makes its data dir with: it holds raw records, its owner's alone. */
+export const DATA_DIR_MODE = 0o700;
+
 /** Default data dir: `.sluice/` in the working directory. */
 export function defaultDataDir(cwd: string = process.cwd()): string {
   return path.join(cwd, '.sluice');

@@ -20,7 +20,7 @@ import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { NoSuchKeyError, ObjectStore } from './object-store';
-import { localBucketName, localPiiHashKey, makeDirectories } from './paths';
+import { DATA_DIR_MODE, localBucketName, localPiiHashKey, makeDirectories } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
 import { removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, writeTwinRecord } from './twin-record';
@@ -107,7 +107,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   if (faults && !options.faults) log(`sluice: injecting faults (SLUICE_FAULTS=${process.env.SLUICE_FAULTS})`);
   for (const warning of processorBufferWarnings(config)) log(`sluice: warning: ${warning}`);
   // The data dir holds raw records (streams, the write-ahead log, error objects, dead letters): its owner's alone.
-  makeDirectories(dataDir, { mode: 0o700 });
+  makeDirectories(dataDir, { mode: DATA_DIR_MODE });
   const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? localPiiHashKey(dataDir);
   const bucket = localBucketName(config);
   const region = localRegion();

@@ -3,7 +3,7 @@
  * And what `local up` / `demo` check before they start anything.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -195,6 +195,9 @@ describe('demo', () => {
       const [, failed, messages] = /(\d+) failed records but (\d+) DLQ messages/.exec(run.stderr)!;
       expect(Number(messages)).toBe(Number(failed) + 1);
       expect(run.code).toBe(1);
+      // The data dir the CLI made holds raw records: its owner's alone, with the local PII hash key inside, owner-only too.
+      expect(statSync(path.join(dataDir, 'demo')).mode & 0o777).toBe(0o700);
+      expect(statSync(path.join(dataDir, 'demo', 'pii-hash-key')).mode & 0o777).toBe(0o600);
     } finally {
       jest.dontMock('../../lib/local/twin');
     }

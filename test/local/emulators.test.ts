@@ -23,7 +23,8 @@ import {
   kinesisClient,
 } from '../../lib/local/aws-clients';
 import { ephemeralRangeStart, freePort, KINESIS_BOOTSTRAP, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
-import { refusedWebPages, webPageCases } from './web-page';
+import fc from 'fast-check';
+import { awsJsonRequest, rawExchange, refusedWebPages, webPageCases } from './web-page';
 
 // Each kinesis-mock start costs about a second; a loaded machine may need more.
 jest.setTimeout(120_000);
@@ -203,6 +204,26 @@ describe('kinesis-mock', () => {
 
   it('refuses what a web page sends (kinesis-mock itself allows any origin), and still serves the SDK on the same connection', async () => {
     expect(await webPageCases(kinesis.port, 'Kinesis_20131202.ListStreams')).toEqual(refusedWebPages(200));
+  });
+
+  it('property: the guard frames requests however their bytes arrive: SDK requests split anywhere, one after another on one connection, are all answered', async () => {
+    const request = awsJsonRequest(kinesis.port, 'Kinesis_20131202.ListStreams');
+    await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 1, max: request.length - 1 }), { minLength: 1, maxLength: 3 }), async (cuts) => {
+      // The first request in pieces, then whole ones on the same kept-alive connection.
+      const points = [...new Set(cuts)].sort((a, b) => a - b);
+      const pieces = [0, ...points].map((from, i) => request.slice(from, points[i] ?? request.length));
+      const answers = await rawExchange(kinesis.port, [pieces.join(''), request, request], 3, true);
+      const split = await rawExchange(kinesis.port, pieces, 1);
+      return answers.map((a) => a.status).join() === '200,200,200' && split.map((a) => a.status).join() === '200';
+    }), { numRuns: 8 });
+  });
+
+  it('a body larger than one read passes the guard on a kept-alive SDK connection', async () => {
+    await createActiveStream(client, 'big-bodies');
+    const payloads = Array.from({ length: 60 }, (_, i) => JSON.stringify({ n: i, pad: 'x'.repeat(4000) }));
+    await putRecords(client, 'big-bodies', payloads.slice(0, 30));
+    await putRecords(client, 'big-bodies', payloads.slice(30));
+    expect(await readAll(client, 'big-bodies')).toEqual(payloads);
   });
 
   it('round-trips records: CreateStream, ACTIVE, PutRecords, GetRecords', async () => {
