@@ -256,7 +256,7 @@ export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: str
     }
     throw err;
   }
-  const { text, damaged } = objectText(bytes);
+  const { text, damaged } = await objectText(bytes);
   const line = parseErrorLines(text).find((l) => l.line === pointer.line);
   if (!line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} has no line ${pointer.line}${damaged ? `: ${damaged}` : ''}`, 1);
   if ('problem' in line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} line ${pointer.line}: ${line.problem}`, 1);

@@ -149,7 +149,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
         logger.warn('error object no longer exists; nothing to route', { bucket, key });
         continue;
       }
-      const { text, damaged } = objectText(bytes);
+      const { text, damaged } = await objectText(bytes);
       if (damaged !== undefined) {
         // Permanent: another read gives the same bytes, so the whole lines before the damage are routed and the rest logged.
         damagedObjects++;
