@@ -172,7 +172,8 @@ export function eventFacts(schema: PipelineSchema, r: KinesisStreamRecord): Even
     return { reason: 'KPL-aggregated record: the event source mapping does not de-aggregate; disable KPL aggregation for this stream' };
   }
   // The lake transform's own checks: an event the lake refuses is not recorded either.
-  const analysis = analyzeForLake(schema, bytes);
+  const arrivalMs = Math.round(Number(k.approximateArrivalTimestamp) * 1000);
+  const analysis = analyzeForLake(schema, bytes, { arrivalMs, kinesis: { shardId: shardIdOf(r.eventID), sequenceNumber: k.sequenceNumber, arrivalMs } });
   if (analysis.kind === 'empty') return { reason: 'empty record' };
   if (analysis.kind === 'failed') return { reason: describeFailure(analysis.failure) };
   const x = schema.model.extensions;

@@ -744,11 +744,13 @@ const CHECK_SETTINGS: TransformSettings = { destination: 'lake', piiHashKey: 'la
  * amount with too many decimals for its currency, an unsafe integer, a record too large once enriched). What
  * reads a stream beside the transform (the metadata consumer) then records exactly the events the lake gets.
  */
-export function analyzeForLake(schema: PipelineSchema, bytes: Uint8Array): Analysis {
+export function analyzeForLake(schema: PipelineSchema, bytes: Uint8Array, ingest: IngestMetadata): Analysis {
   const analysis = analyzeRecord(schema, bytes);
   if (analysis.kind !== 'valid') return analysis;
   checkLines.clear();
-  const outcome = enrichInto(checkLines, schema, analysis, { arrivalMs: 0 }, CHECK_SETTINGS, 'fast');
+  // The record's own ingest metadata: a Kinesis record's enriched line carries its shard and sequence number, and its
+  // size is checked with them.
+  const outcome = enrichInto(checkLines, schema, analysis, ingest, CHECK_SETTINGS, 'fast');
   if (outcome.result === 'ProcessingFailed') return { kind: 'failed', failure: outcome.failure };
   return analysis;
 }
