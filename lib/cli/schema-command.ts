@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { glueColumns, loadModel, openSearchIndexTemplate, parquetColumns, projectionParameters, firehoseDataPrefix, firehoseErrorPrefix, typeScriptTypes, listSchemas } from '../schema';
+import { SchemaDerivationError } from '../schema/model';
 import { formatTable, toJson, UserError } from './output';
 
 export function registerSchemaCommand(program: Command): void {
@@ -16,7 +17,15 @@ export function registerSchemaCommand(program: Command): void {
       }
       const model = loadModel(pipeline);
       const glue = glueColumns(model);
-      const template = openSearchIndexTemplate(model);
+      // A mapping OpenSearch would refuse stops only a search destination: the rest is still shown.
+      let template: object | undefined;
+      let searchProblem: string | undefined;
+      try {
+        template = openSearchIndexTemplate(model);
+      } catch (err) {
+        if (!(err instanceof SchemaDerivationError)) throw err;
+        searchProblem = err.message;
+      }
       const x = model.extensions;
       const validator = {
         schemaVersion: x.version,
@@ -34,7 +43,7 @@ export function registerSchemaCommand(program: Command): void {
         projection: projectionParameters(model, '<data-bucket>'),
         firehose: { prefix: firehoseDataPrefix(model), errorOutputPrefix: firehoseErrorPrefix(pipeline) },
         parquet: parquetColumns(model),
-        opensearch: template,
+        opensearch: template ?? { error: searchProblem },
         validator,
         ...(opts.types ? { typescript: typeScriptTypes(model) } : {}),
       };
@@ -43,11 +52,11 @@ export function registerSchemaCommand(program: Command): void {
         return;
       }
       const parquetType = new Map(artifacts.parquet.map((c) => [c.name, c.type]));
-      const mapping = (template as { template: { mappings: { properties: Record<string, { type?: string }> } } }).template.mappings.properties;
+      const mapping = template === undefined ? {} : (template as { template: { mappings: { properties: Record<string, { type?: string }> } } }).template.mappings.properties;
       console.log(`${model.title} — schemas/${pipeline}.schema.json v${x.version}\n`);
       console.log('Glue columns');
       console.log(formatTable(['column', 'hive type', 'parquet (duckdb)', 'opensearch'], glue.columns.map((c) => [
-        c.name, c.type, abbreviate(parquetType.get(c.name) ?? ''), mapping[c.name]?.type ?? 'object',
+        c.name, c.type, abbreviate(parquetType.get(c.name) ?? ''), template === undefined ? 'n/a' : mapping[c.name]?.type ?? 'object',
       ])));
       console.log('\nPartition keys (in the S3 path, not in the files)');
       console.log(formatTable(['key', 'hive type', 'projection'], model.partitionKeys.map((k) => [
@@ -56,7 +65,8 @@ export function registerSchemaCommand(program: Command): void {
       console.log(`\nFirehose prefix        ${artifacts.firehose.prefix}`);
       console.log(`Error output prefix    ${artifacts.firehose.errorOutputPrefix}`);
       console.log(`Projection template    ${artifacts.projection['storage.location.template']}`);
-      console.log(`\nOpenSearch index template  ${(template as { index_patterns: string[] }).index_patterns.join(', ')}  (${Object.keys(mapping).length} fields, dynamic: strict)`);
+      if (template === undefined) console.log(`\nOpenSearch: no search destination for this schema: ${searchProblem}`);
+      else console.log(`\nOpenSearch index template  ${(template as { index_patterns: string[] }).index_patterns.join(', ')}  (${Object.keys(mapping).length} fields, dynamic: strict)`);
       for (const [field, m] of Object.entries(mapping)) {
         if (m.type === 'geo_point' || m.type === 'date' || m.type === 'ip') console.log(`  ${field}: ${m.type}`);
       }

@@ -1,13 +1,13 @@
 import { run } from '../../lib/cli/main';
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+async function capture(argv: string[], runCli: typeof run = run): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
   const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out.push(a.join(' ')); });
   const error = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err.push(a.join(' ')); });
   const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => { err.push(String(chunk)); return true; });
   try {
-    const code = await run(argv);
+    const code = await runCli(argv);
     return { code, out: out.join('\n'), err: err.join('') };
   } finally {
     log.mockRestore();
@@ -34,6 +34,29 @@ describe('sluice schema', () => {
     expect(parsed.glue.columns.find((c) => c.name === 'amount_minor')?.type).toBe('bigint');
     expect(parsed.opensearch.index_patterns).toEqual(['transactions-*']);
     expect(parsed.validator.pii.email).toBe('hash');
+  });
+
+  test('a schema whose OpenSearch mapping would be refused still shows the rest, and says why there is no mapping', async () => {
+    jest.resetModules();
+    jest.doMock('../../lib/schema', () => ({
+      ...jest.requireActual<object>('../../lib/schema'),
+      openSearchIndexTemplate: () => {
+        const { SchemaDerivationError } = jest.requireActual<typeof import('../../lib/schema/model')>('../../lib/schema/model');
+        throw new SchemaDerivationError('/', 'the OpenSearch mapping would have 1212 fields, over index.mapping.total_fields.limit (1000)', 'iot');
+      },
+    }));
+    try {
+      const fresh = (require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run;
+      const table = await capture(['schema', 'iot'], fresh);
+      expect(table.code).toBe(0);
+      expect(table.out).toMatch(/temperature_c\s+double\s+DOUBLE\s+n\/a/);
+      expect(table.out).toMatch(/OpenSearch: no search destination for this schema: schemas\/iot\.schema\.json at \/: the OpenSearch mapping would have 1212 fields/);
+      const json = await capture(['schema', 'iot', '--json'], fresh);
+      expect(JSON.parse(json.out)).toMatchObject({ opensearch: { error: expect.stringMatching(/1212 fields/) }, glue: { columns: expect.any(Array) } });
+    } finally {
+      jest.dontMock('../../lib/schema');
+      jest.resetModules();
+    }
   });
 
   test('an unknown pipeline is a usage error with the known names', async () => {
