@@ -56,7 +56,8 @@ export interface ReplayLedger {
   mark(dedupeKey: string): Promise<void>;
   /** When a record (by its content key) was last replayed, epoch ms; undefined when never. */
   recordReplayedAt(recordKey: string): Promise<number | undefined>;
-  markRecord(recordKey: string): Promise<void>;
+  /** Records that a record was replayed by a put that began at `at` (epoch ms). */
+  markRecord(recordKey: string, at: number): Promise<void>;
 }
 
 /** Reads an object (a pointer message's error object). */
@@ -117,8 +118,8 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
         const times = (await file.dedupeKeysStartingWith(prefix)).map((k) => Number(k.slice(prefix.length))).filter(Number.isFinite);
         return times.length === 0 ? undefined : Math.max(...times);
       },
-      markRecord: async (recordKey) => {
-        await file.claim(`${replayLedgerKey(recordKey)}@${Date.now()}`);
+      markRecord: async (recordKey, at) => {
+        await file.claim(`${replayLedgerKey(recordKey)}@${at}`);
       },
     },
     readObject: (bucket, key) => store.getObject(bucket, key),
@@ -162,12 +163,12 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
   const s3 = new S3Client(target.clientConfig);
   const sqsContext = { service: 'SQS', resource: `queue ${queueUrl}` };
   const ledgerKey = (dedupeKey: string) => ({ pk: { S: replayLedgerKey(dedupeKey) }, sk: { S: 'replayed' } });
-  const markReplayed = async (key: string): Promise<void> => {
+  const markReplayed = async (key: string, at = new Date()): Promise<void> => {
     await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new PutItemCommand({
       TableName: tableName,
       Item: {
         ...ledgerKey(key),
-        replayed_at: { S: new Date().toISOString() },
+        replayed_at: { S: at.toISOString() },
         ttl: { N: String(ttlFrom(new Date(), LEDGER_TTL_DAYS)) },
       },
     })));
@@ -226,7 +227,7 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
         const at = Date.parse(response.Item?.replayed_at?.S ?? '');
         return Number.isFinite(at) ? at : undefined;
       },
-      markRecord: (recordKey) => markReplayed(recordKey),
+      markRecord: (recordKey, at) => markReplayed(recordKey, new Date(at)),
     },
     async readObject(bucket, key) {
       const response = await explained({ service: 'S3', resource: `s3://${bucket}/${key}` }, () => s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })));

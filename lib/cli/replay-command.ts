@@ -230,7 +230,7 @@ async function drain(
         // Its other message may have been replayed by an earlier run (`replay --max N` runs): not again. A failure of
         // that replayed put arrived after the replay, and is replayed in turn.
         const replayedAt = await ledger.recordReplayedAt(recordLedgerKey(recordKey));
-        if (replayedAt !== undefined && Number.isFinite(dlq.arrivalTimestamp) && dlq.arrivalTimestamp < replayedAt) {
+        if (replayedAt !== undefined && Number.isFinite(dlq.arrivalTimestamp) && dlq.arrivalTimestamp < replayedAt - REPLAY_CLOCK_MARGIN_MS) {
           await duplicate(`the same record was replayed by an earlier run; message ${flags.dryRun ? 'would be ' : ''}deleted`);
           continue;
         }
@@ -268,6 +268,8 @@ async function drain(
           continue;
         }
         const schema = pipelineSchema(pipeline);
+        // Before the put: a failure of the replayed record arrives after this (see REPLAY_CLOCK_MARGIN_MS).
+        const putStartedAt = Date.now();
         const outcome = await sendRecords(entry, items.map(({ data }) => {
           const analysis = analyzeRecord(schema, data);
           const key = analysis.kind === 'valid' ? analysis.entity || analysis.id : createHash('sha256').update(data).digest('hex');
@@ -280,7 +282,7 @@ async function drain(
           if (o.ok) {
             // Recorded before the delete: if the delete fails, the next run deletes without re-putting. The record
             // itself too: its other message (a lake and a search failure) may come in a later run.
-            await ledger.markRecord(recordLedgerKey(recordKey));
+            await ledger.markRecord(recordLedgerKey(recordKey), putStartedAt);
             await ledger.mark(dlq.dedupeKey);
             toDelete.push(message);
             replayedInBatch++;
@@ -361,6 +363,15 @@ async function checkDeployedSchemas(target: AwsTarget, pipelines: readonly strin
 function clockTime(iso: string): string {
   return new Date(iso).toLocaleString('sv-SE');
 }
+
+/**
+ * How much earlier than a replay's put a message must have arrived to be a duplicate of it. The put's start is this
+ * machine's clock and a message's arrivalTimestamp Firehose's: a failure of the replayed put arrives after the put
+ * began, and within this margin a skewed clock cannot make it look older (it would be deleted unreplayed). The other
+ * message of the same failure (lake and search) arrived before the failure was even routed, minutes earlier; one
+ * within the margin is put again instead (a duplicate, never a loss).
+ */
+const REPLAY_CLOCK_MARGIN_MS = 30_000;
 
 /** One record of one pipeline, whichever messages carry it. */
 function recordKeyOf(pipeline: string, data: Buffer): string {

@@ -124,10 +124,13 @@ describe('sluice replay (twin)', () => {
   });
 
   test('a replayed record that fails again (a new failure, after the replay) is replayed again, not taken for a duplicate', async () => {
+    const before = Date.now();
     expect((await replay('--max', '1')).code).toBe(0);
     expect(backend.acknowledged.map((r) => r.data.toString())).toEqual([appEvent(1)]);
-    // The re-put failed too (OpenSearch down, say): a new error object, a new message, arriving after the replay.
-    await dlq.send([JSON.stringify(message(30, 'app-events', appEvent(1), { arrivalTimestamp: Date.now() + 1000, source: { bucket: 'sluice-dev-data', key: 'errors/app-events/processing-failed/2026/12/03/07/y', line: 1 } }))]);
+    // The re-put failed too (OpenSearch down, say): a new error object and message, for a record Firehose received
+    // during that replay's put, before the replay recorded it (and by a clock a few seconds behind this one).
+    const arrivalTimestamp = before - 5000;
+    await dlq.send([JSON.stringify(message(30, 'app-events', appEvent(1), { arrivalTimestamp, source: { bucket: 'sluice-dev-data', key: 'errors/app-events/processing-failed/2026/12/03/07/y', line: 1 } }))]);
     const second = await replayAgain('--json');
     const report = JSON.parse(second.stdout) as { messages: Array<{ dedupeKey?: string; outcome: string }> };
     expect(report.messages.find((m) => m.dedupeKey === 'dedupe-30')?.outcome).toBe('replayed');
