@@ -93,6 +93,19 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
   const store = new ObjectStore(target.dataDir);
   noteOtherQueues(file.path, queueName);
   const releaseLock = takeReplayLock(path.join(path.dirname(file.path), `${queueName}.replay.pid`), queueName);
+  let recordTimesOfRun: Promise<Map<string, number>> | undefined;
+  const recordTimes = (): Promise<Map<string, number>> => {
+    recordTimesOfRun ??= file.dedupeKeysStartingWith(replayLedgerKey('record#')).then((keys) => {
+      const times = new Map<string, number>();
+      for (const k of keys) {
+        const at = k.lastIndexOf('@');
+        const ms = Number(k.slice(at + 1));
+        if (at !== -1 && Number.isFinite(ms)) times.set(k.slice(0, at), Math.max(ms, times.get(k.slice(0, at)) ?? ms));
+      }
+      return times;
+    });
+    return recordTimesOfRun;
+  };
   return {
     queue: {
       description: `${queueName} (${file.path})`,
@@ -112,14 +125,14 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       mark: async (key) => {
         await file.claim(replayLedgerKey(key));
       },
-      // The dedupe set holds keys only: a record's replay time rides in its key, `replayed#record#…@<epoch ms>`.
-      recordReplayedAt: async (recordKey) => {
-        const prefix = `${replayLedgerKey(recordKey)}@`;
-        const times = (await file.dedupeKeysStartingWith(prefix)).map((k) => Number(k.slice(prefix.length))).filter(Number.isFinite);
-        return times.length === 0 ? undefined : Math.max(...times);
-      },
+      // The dedupe set holds keys only: a record's replay time rides in its key, `replayed#record#…@<epoch ms>`. They
+      // are read once per run into a map (this run is the only replay of the file: its lock), then kept up to date.
+      recordReplayedAt: async (recordKey) => (await recordTimes()).get(replayLedgerKey(recordKey)),
       markRecord: async (recordKey, at) => {
         await file.claim(`${replayLedgerKey(recordKey)}@${at}`);
+        const times = await recordTimes();
+        const key = replayLedgerKey(recordKey);
+        times.set(key, Math.max(at, times.get(key) ?? at));
       },
     },
     readObject: (bucket, key) => store.getObject(bucket, key),

@@ -371,7 +371,7 @@ function clockTime(iso: string): string {
  * message of the same failure (lake and search) arrived before the failure was even routed, minutes earlier; one
  * within the margin is put again instead (a duplicate, never a loss).
  */
-const REPLAY_CLOCK_MARGIN_MS = 30_000;
+const REPLAY_CLOCK_MARGIN_MS = 60_000;
 
 /** One record of one pipeline, whichever messages carry it. */
 function recordKeyOf(pipeline: string, data: Buffer): string {

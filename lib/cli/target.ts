@@ -99,7 +99,6 @@ export function displayPath(dir: string): string {
   return isInside(process.cwd(), dir) ? relative : dir;
 }
 
-
 /**
  * The endpoint flag (or its URL variable); else the port variable `sluice local up` also reads, so that one
  * `export SLUICE_FIREHOSE_PORT=…` points the twin and every other command at the same place (0: the port the twin

@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto';
-import { validatorFingerprint } from '../../lib/schema/fingerprint';
 /**
  * `sluice replay` against the twin's dead-letter file (lib/local/dlq-file.ts), its S3 (error objects a
  * pointer message names) and its Firehose endpoint; then against SQS, DynamoDB and Firehose mocks.
  */
+import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,6 +19,7 @@ import { localBucketName } from '../../lib/local/paths';
 import { TWIN_DATA_DIR_HEADER } from '../../lib/local/twin-record';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
 import { config, RecordingBackend, registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
+import { validatorFingerprint } from '../../lib/schema/fingerprint';
 
 const backend = new RecordingBackend();
 let api: RunningFirehoseApi;
@@ -494,6 +494,16 @@ describe('sluice replay --aws', () => {
     const same = await sluice('replay', '--aws', '--pipeline', 'app-events');
     expect(same.stderr).not.toMatch(/another schema/);
     expect(same.code).not.toBe(2);
+  });
+
+  test('a record the ledger says an earlier run re-put (replayed_at after the message arrived) is a duplicate: deleted, not put', async () => {
+    const recordKey = `replayed#record#app-events#${createHash('sha256').update(appEvent(1)).digest('hex')}`;
+    dynamo.on(GetItemCommand).resolves({});
+    dynamo.on(GetItemCommand, { Key: { pk: { S: recordKey }, sk: { S: 'replayed' } } }).resolves({ Item: { pk: { S: recordKey }, replayed_at: { S: new Date().toISOString() } } });
+    const { stdout } = await sluice('replay', '--aws', '--pipeline', 'app-events', '--json');
+    const report = JSON.parse(stdout) as { messages: Array<{ dedupeKey?: string; outcome: string; reason: string }> };
+    expect(report.messages.find((m) => m.dedupeKey === 'dedupe-1')).toMatchObject({ outcome: 'duplicate', reason: 'the same record was replayed by an earlier run; message deleted' });
+    expect(firehose.commandCalls(PutRecordCommand).map((c) => Buffer.from(c.args[0].input.Record!.Data!).toString())).not.toContain(appEvent(1));
   });
 
   test('a stack without the queue output says what to do', async () => {

@@ -206,7 +206,7 @@ describe('kinesis-mock', () => {
     expect(await webPageCases(kinesis.port, 'Kinesis_20131202.ListStreams')).toEqual(refusedWebPages(200));
   });
 
-  it('property: the guard frames requests however their bytes arrive: SDK requests split anywhere, one after another on one connection, are all answered', async () => {
+  it('property: the guard frames requests however their bytes arrive: an SDK request split anywhere is answered, and whole ones one after another on a kept-alive connection are all answered', async () => {
     const request = awsJsonRequest(kinesis.port, 'Kinesis_20131202.ListStreams');
     await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 1, max: request.length - 1 }), { minLength: 1, maxLength: 3 }), async (cuts) => {
       // The first request in pieces, then whole ones on the same kept-alive connection.

@@ -12,7 +12,7 @@
  *   arrivalTimestamp, errorCode, errorMessage, attemptEndingTimestamp, rawData (the document sent),
  *   subsequenceNumber, esDocumentId, esIndexName, esTypeName
  */
-import { constants as zlibConstants, createGunzip, inflateRawSync } from 'node:zlib';
+import { createGunzip, gunzipSync } from 'node:zlib';
 import { ERRORS_ROOT, SEARCH_BACKUP_ROOT } from '../../lib/schema/layout';
 import { isKnownPipeline } from '../shared/pipeline';
 
@@ -78,59 +78,39 @@ export interface ErrorLine {
 export type ParsedLine = ErrorLine | { readonly line: number; readonly problem: string };
 
 /**
- * The object's bytes as text, gunzipped when Firehose compressed the backup. A gzip stream cut off or damaged
- * part-way gives what decompressed before the damage (all of it when only the trailer's checksum or length is
- * wrong), with `damaged` saying why the rest cannot be read: its whole lines are still records to route, and
- * reading the object again would not give more.
+ * The object's bytes as text, gunzipped when Firehose compressed the backup. A gzip stream cut off part-way gives
+ * what decompressed before the cut, with `damaged` saying why the rest cannot be read: its whole lines are still
+ * records to route, and reading the object again would not give more. Damage inside the data (a checksum that does
+ * not match, invalid deflate data) gives nothing: what decompressed may hold the flipped bits the checksum caught.
  */
 export async function objectText(bytes: Buffer): Promise<{ readonly text: string; readonly damaged?: string }> {
   if (!(bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b)) return { text: bytes.toString('utf8') };
+  try {
+    return { text: gunzipSync(bytes).toString('utf8') };
+  } catch (err) {
+    const problem = zlibMessage(err);
+    const damaged = `the gzip data is damaged or cut off (${problem})`;
+    if (problem !== 'unexpected end of file') return { text: '', damaged };
+  }
+  // Cut off: the stream hands over what it decompressed before the end came too soon.
   const chunks: Buffer[] = [];
-  const damaged = await new Promise<string | undefined>((resolve) => {
+  const problem = await new Promise<string>((resolve) => {
     const gunzip = createGunzip();
     gunzip.on('data', (chunk: Buffer) => chunks.push(chunk));
-    gunzip.on('end', () => resolve(undefined));
-    gunzip.on('error', (err: unknown) => {
-      // zlib's errors are Errors of Node's own realm (not `instanceof Error` inside a VM context): read the message.
-      const message = (err as { message?: unknown } | undefined)?.message;
-      resolve(`the gzip data is damaged or cut off (${typeof message === 'string' ? message : String(err)})`);
-    });
+    gunzip.on('end', () => resolve('unexpected end of file'));
+    gunzip.on('error', (err: unknown) => resolve(zlibMessage(err)));
     gunzip.end(bytes);
   });
-  let plain = Buffer.concat(chunks);
-  if (damaged === undefined) return { text: plain.toString('utf8') };
-  // The stream drops the output of the step that met the damage: for a bad trailer (checksum, length) that is all of
-  // it. Inflating the first member's deflate data alone, trailer unchecked, gives that back.
-  const unchecked = deflateDataOf(bytes);
-  if (unchecked) {
-    try {
-      const again = inflateRawSync(unchecked, { finishFlush: zlibConstants.Z_SYNC_FLUSH });
-      if (again.length > plain.length) plain = again;
-    } catch {
-      // Damaged inside the deflate data too: the stream's output is what there is.
-    }
-  }
   // The last line may stop mid-record: only lines a newline ended are whole.
-  const text = plain.toString('utf8');
+  const text = Buffer.concat(chunks).toString('utf8');
   const end = text.lastIndexOf('\n');
-  return { text: end === -1 ? '' : text.slice(0, end + 1), damaged };
+  return { text: end === -1 ? '' : text.slice(0, end + 1), damaged: `the gzip data is damaged or cut off (${problem})` };
 }
 
-/** The deflate data of a gzip member: after its header (RFC 1952: fixed part, then the optional fields its flags name). */
-function deflateDataOf(gz: Buffer): Buffer | undefined {
-  if (gz.length < 10) return undefined;
-  const flags = gz[3];
-  let at = 10;
-  if (flags & 0x04) at += 2 + (gz.length >= 12 ? gz.readUInt16LE(10) : 0); // FEXTRA
-  for (const bit of [0x08, 0x10]) { // FNAME, FCOMMENT: zero-terminated
-    if (flags & bit) {
-      const zero = gz.indexOf(0, at);
-      if (zero === -1) return undefined;
-      at = zero + 1;
-    }
-  }
-  if (flags & 0x02) at += 2; // FHCRC
-  return at < gz.length ? gz.subarray(at) : undefined;
+/** zlib's errors are Errors of Node's own realm (not `instanceof Error` inside a VM context): read the message. */
+function zlibMessage(err: unknown): string {
+  const message = (err as { message?: unknown } | undefined)?.message;
+  return typeof message === 'string' ? message : String(err);
 }
 
 /** Every non-blank line of an error object, parsed or with the problem that stops it. */
