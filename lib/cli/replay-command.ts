@@ -228,9 +228,11 @@ async function drain(
           continue;
         }
         // Its other message may have been replayed by an earlier run (`replay --max N` runs): not again. A failure of
-        // that replayed put arrived after the replay, and is replayed in turn.
+        // that replayed put arrived after the replay, and is replayed in turn; so is a message whose arrival is unknown
+        // (0: its error line had none), a possible second put rather than a loss.
         const replayedAt = await ledger.recordReplayedAt(recordLedgerKey(recordKey));
-        if (replayedAt !== undefined && Number.isFinite(dlq.arrivalTimestamp) && dlq.arrivalTimestamp < replayedAt - REPLAY_CLOCK_MARGIN_MS) {
+        const arrived = Number.isFinite(dlq.arrivalTimestamp) && dlq.arrivalTimestamp > 0 ? dlq.arrivalTimestamp : undefined;
+        if (replayedAt !== undefined && arrived !== undefined && arrived < replayedAt - REPLAY_CLOCK_MARGIN_MS) {
           await duplicate(`the same record was replayed by an earlier run; message ${flags.dryRun ? 'would be ' : ''}deleted`);
           continue;
         }

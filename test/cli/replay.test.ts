@@ -137,6 +137,10 @@ describe('sluice replay (twin)', () => {
     // Message 3 (the same record, failed before the first replay) is still the duplicate.
     expect(report.messages.find((m) => m.dedupeKey === 'dedupe-3')?.outcome).toBe('duplicate');
     expect(backend.acknowledged.map((r) => r.data.toString()).filter((d) => d === appEvent(1))).toHaveLength(2);
+    // An arrival the router could not read (0): maybe a new failure, so put again rather than deleted.
+    await dlq.send([JSON.stringify(message(31, 'app-events', appEvent(1), { arrivalTimestamp: 0, source: { bucket: 'sluice-dev-data', key: 'errors/app-events/processing-failed/2026/12/03/07/z', line: 1 } }))]);
+    const third = JSON.parse((await replayAgain('--json')).stdout) as { messages: Array<{ dedupeKey?: string; outcome: string }> };
+    expect(third.messages.find((m) => m.dedupeKey === 'dedupe-31')?.outcome).toBe('replayed');
   });
 
   test('a malformed or hostile pointer fails its own message only; the others are replayed', async () => {
