@@ -99,8 +99,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       const times = new Map<string, number>();
       for (const k of keys) {
         const at = k.lastIndexOf('@');
-        const ms = Number(k.slice(at + 1));
-        if (at !== -1 && Number.isFinite(ms)) times.set(k.slice(0, at), Math.max(ms, times.get(k.slice(0, at)) ?? ms));
+        if (at !== -1) laterOf(times, k.slice(0, at), Number(k.slice(at + 1)));
       }
       return times;
     });
@@ -130,9 +129,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       recordReplayedAt: async (recordKey) => (await recordTimes()).get(replayLedgerKey(recordKey)),
       markRecord: async (recordKey, at) => {
         await file.claim(`${replayLedgerKey(recordKey)}@${at}`);
-        const times = await recordTimes();
-        const key = replayLedgerKey(recordKey);
-        times.set(key, Math.max(at, times.get(key) ?? at));
+        laterOf(await recordTimes(), replayLedgerKey(recordKey), at);
       },
     },
     readObject: (bucket, key) => store.getObject(bucket, key),
@@ -176,6 +173,8 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
   const s3 = new S3Client(target.clientConfig);
   const sqsContext = { service: 'SQS', resource: `queue ${queueUrl}` };
   const ledgerKey = (dedupeKey: string) => ({ pk: { S: replayLedgerKey(dedupeKey) }, sk: { S: 'replayed' } });
+  const ledgerItem = async (key: string) => (await explained({ service: 'DynamoDB', resource: `table ${tableName}` },
+    () => dynamo.send(new GetItemCommand({ TableName: tableName, Key: ledgerKey(key), ConsistentRead: true })))).Item;
   const markReplayed = async (key: string, at = new Date()): Promise<void> => {
     await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new PutItemCommand({
       TableName: tableName,
@@ -231,13 +230,11 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
     },
     ledger: {
       async has(dedupeKey) {
-        const response = await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new GetItemCommand({ TableName: tableName, Key: ledgerKey(dedupeKey), ConsistentRead: true })));
-        return response.Item !== undefined;
+        return (await ledgerItem(dedupeKey)) !== undefined;
       },
       mark: (dedupeKey) => markReplayed(dedupeKey),
       async recordReplayedAt(recordKey) {
-        const response = await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new GetItemCommand({ TableName: tableName, Key: ledgerKey(recordKey), ConsistentRead: true })));
-        const at = Date.parse(response.Item?.replayed_at?.S ?? '');
+        const at = Date.parse((await ledgerItem(recordKey))?.replayed_at?.S ?? '');
         return Number.isFinite(at) ? at : undefined;
       },
       markRecord: (recordKey, at) => markReplayed(recordKey, new Date(at)),
@@ -275,4 +272,9 @@ export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: str
   if (!line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} has no line ${pointer.line}${damaged ? `: ${damaged}` : ''}`, 1);
   if ('problem' in line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} line ${pointer.line}: ${line.problem}`, 1);
   return line.rawData;
+}
+
+/** Keeps the later of a record's replay times (a finite one). */
+function laterOf(times: Map<string, number>, key: string, ms: number): void {
+  if (Number.isFinite(ms)) times.set(key, Math.max(ms, times.get(key) ?? ms));
 }

@@ -28,9 +28,6 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/prom
 import * as path from 'node:path';
 import { dlqPath } from './paths';
 import { processIsAlive } from './process-alive';
-import { toSqsBody } from '../../transforms/shared/sqs-body';
-
-export { toSqsBody };
 
 export interface DlqFileOptions {
   /** The twin's data dir; the queue lives in `<dataDir>/dlq/`. */

@@ -12,7 +12,7 @@ import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { dynamoClient, kinesisClient, localRegion } from './aws-clients';
 import { endpointFor, LOOPBACK } from './endpoint';
-import { accessDeniedJson, isLoopbackBinding, refuseWebPageRequest, webPageProblem, webPageRequest } from './request-guard';
+import { isLoopbackBinding, refuseWebPageRequest, webPageProblem, webPageRefusal, webPageRequest } from './request-guard';
 import { EmulatorStateError } from './state-error';
 
 export interface RunningService {
@@ -169,10 +169,11 @@ fs.createWriteStream = function (file) {
 // a page never shares an SDK's connection). The TLS port is not guarded: a page reaches it only once the browser
 // accepted kinesis-mock's self-signed certificate.
 const webPageRequest = ${webPageRequest.toString()};
+const webPageRefusal = ${webPageRefusal.toString()};
 const plainPort = Number(process.env.KINESIS_MOCK_PLAIN_PORT);
 const checkHost = process.env.SLUICE_CHECK_HOST === '1';
 function refuse(socket, problem) {
-  const text = JSON.stringify({ __type: 'AccessDeniedException', message: 'refused ' + problem + ': this local server takes requests from programs on this machine, not from web pages' });
+  const text = webPageRefusal(problem);
   socket.end('HTTP/1.1 403 Forbidden\\r\\nContent-Type: application/x-amz-json-1.1\\r\\nContent-Length: ' + Buffer.byteLength(text) + '\\r\\nConnection: close\\r\\n\\r\\n' + text);
 }
 function guard(socket) {
@@ -453,7 +454,7 @@ export async function startDynamo(options: DynamoEmulatorOptions = {}): Promise<
   server.removeAllListeners('request');
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const problem = webPageProblem(req, checkHost);
-    if (problem !== undefined) return refuseWebPageRequest(res, problem, accessDeniedJson);
+    if (problem !== undefined) return refuseWebPageRequest(res, problem);
     for (const listener of answer) listener.call(server, req, res);
   });
   try {

@@ -11,7 +11,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { accessDeniedJson, isLoopbackBinding, refuseWebPageRequest, webPageProblem } from './request-guard';
+import { isLoopbackBinding, refuseWebPageRequest, webPageProblem } from './request-guard';
 import type { AddressInfo, Socket } from 'node:net';
 import { endpointFor } from './endpoint';
 import { parseJsonInPieces } from './json-pieces';
@@ -688,7 +688,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     const requestId = randomUUID();
     const fromWebPage = webPageProblem(req, checkHost);
     if (fromWebPage !== undefined) {
-      refuseWebPageRequest(res, fromWebPage, accessDeniedJson);
+      refuseWebPageRequest(res, fromWebPage);
       return;
     }
     reading.add(req);

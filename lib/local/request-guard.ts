@@ -41,15 +41,17 @@ export function webPageProblem(req: IncomingMessage, checkHost: boolean): string
   }, checkHost);
 }
 
-/** Answers a refused request 403 and closes its connection; the body is not read. */
-export function refuseWebPageRequest(res: ServerResponse, problem: string, body: (message: string) => string): void {
-  const message = `refused ${problem}: this local server takes requests from programs on this machine, not from web pages`;
-  const text = body(message);
-  res.writeHead(403, { 'Content-Type': 'application/x-amz-json-1.1', 'Content-Length': String(Buffer.byteLength(text)), Connection: 'close' });
-  res.end(text);
+/**
+ * The AWS JSON error body every local server answers a refused request with. Plain JavaScript on purpose:
+ * kinesis-mock's bootstrap embeds its source too.
+ */
+export function webPageRefusal(problem: string): string {
+  return JSON.stringify({ __type: 'AccessDeniedException', message: `refused ${problem}: this local server takes requests from programs on this machine, not from web pages` });
 }
 
-/** The AWS JSON error body both emulators and the Firehose endpoint answer with. */
-export function accessDeniedJson(message: string): string {
-  return JSON.stringify({ __type: 'AccessDeniedException', message });
+/** Answers a refused request 403 and closes its connection; the body is not read. */
+export function refuseWebPageRequest(res: ServerResponse, problem: string): void {
+  const text = webPageRefusal(problem);
+  res.writeHead(403, { 'Content-Type': 'application/x-amz-json-1.1', 'Content-Length': String(Buffer.byteLength(text)), Connection: 'close' });
+  res.end(text);
 }

@@ -8,7 +8,8 @@ import { appendFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { DlqFile, DLQ_MAX_BODY_BYTES, toSqsBody } from '../../lib/local/dlq-file';
+import { DlqFile, DLQ_MAX_BODY_BYTES } from '../../lib/local/dlq-file';
+import { toSqsBody } from '../../transforms/shared/sqs-body';
 
 type DlqModule = typeof import('../../lib/local/dlq-file');
 

@@ -17,6 +17,16 @@ function schemaDir(pipelines: readonly string[], edit: (schema: Record<string, u
   return dir;
 }
 
+/** What generating the code of a schema folder throws, or undefined. */
+function generationError(dir: string): unknown {
+  try {
+    generatedFiles(dir);
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
 describe('generated TypeScript record types', () => {
   const dirs: string[] = [];
   afterAll(() => {
@@ -29,12 +39,7 @@ describe('generated TypeScript record types', () => {
   ])('pipelines %j whose type names collide are refused', (pipelines, message) => {
     const dir = schemaDir(pipelines);
     dirs.push(dir);
-    let error: unknown;
-    try {
-      generatedFiles(dir);
-    } catch (e) {
-      error = e;
-    }
+    const error = generationError(dir);
     expect(error).toBeInstanceOf(SchemaDerivationError);
     expect((error as Error).message).toMatch(message);
   });
@@ -64,12 +69,7 @@ describe('what the validator compiler refuses names the schema file', () => {
   ])('%s', (_name, edit, detail) => {
     const dir = schemaDir(['orders'], edit);
     try {
-      let error: unknown;
-      try {
-        generatedFiles(dir);
-      } catch (e) {
-        error = e;
-      }
+      const error = generationError(dir);
       expect(error).toBeInstanceOf(SchemaDerivationError);
       expect((error as Error).message).toMatch(/^schemas\/orders\.schema\.json at \/: /);
       expect((error as Error).message).toMatch(detail);

@@ -737,6 +737,7 @@ function enrichInto(
 }
 
 const checkLines = new LineBuffer(64 * 1024);
+/** Settings for judging a record as the lake transform would, its output unused (so any hash key and clock do). */
 const CHECK_SETTINGS: TransformSettings = { destination: 'lake', piiHashKey: 'lake-check', processedAt: new Date(0) };
 
 /**
@@ -815,7 +816,7 @@ function enrichment(plan: TransformPlan, record: Readonly<Record<string, unknown
  */
 export function failureReason(pipeline: string, rawBytes: Uint8Array): string {
   const schema = pipelineSchema(pipeline);
-  const outcome = transformRecord(schema, rawBytes, { arrivalMs: 0 }, { destination: 'lake', piiHashKey: 'failure-reason', processedAt: new Date(0) });
+  const outcome = transformRecord(schema, rawBytes, { arrivalMs: 0 }, CHECK_SETTINGS);
   switch (outcome.result) {
     case 'Ok':
       return '';
