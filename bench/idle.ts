@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { CreateStreamCommand, DescribeStreamSummaryCommand } from '@aws-sdk/client-kinesis';
 import { loadConfig, resourceNames } from '../lib/config';
 import { kinesisClient } from '../lib/local/aws-clients';
-import { freePort, startKinesis } from '../lib/local/emulators';
+import { startKinesis } from '../lib/local/emulators';
 import { startTwin } from '../lib/local/twin';
 import { machine, processCpuMs, QUICK, table } from './report';
 
@@ -72,7 +72,7 @@ async function twinIdle(label: string, idlePollIntervalMs?: number): Promise<Idl
 async function kinesisAloneIdle(): Promise<IdleCost> {
   const config = loadConfig();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-idle-'));
-  const kinesis = await startKinesis({ port: await freePort('127.0.0.1'), dataDir });
+  const kinesis = await startKinesis({ port: 0, dataDir });
   const client = kinesisClient(kinesis.endpoint);
   try {
     const streams = Object.entries(config.pipelines).filter(([, p]) => p.source === 'kinesis');

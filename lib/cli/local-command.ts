@@ -9,7 +9,7 @@ import { readSchema } from '../schema';
 import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../schema/sample';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
-import { listenProblem } from '../local/emulators';
+import { listenProblem } from '../local/ports';
 import { DATA_DIR_MODE, defaultDataDir, makeDirectories } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';

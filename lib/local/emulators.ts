@@ -3,15 +3,14 @@
  * and dynalite in-process. Both listen on loopback only unless a host says otherwise.
  */
 import { ChildProcess, spawn } from 'child_process';
-import * as fs from 'fs';
 import { mkdir, open } from 'fs/promises';
 import * as http from 'http';
-import * as net from 'net';
 import * as path from 'path';
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { dynamoClient, kinesisClient, localRegion } from './aws-clients';
 import { endpointFor, LOOPBACK } from './endpoint';
+import { freePort, listen, listenProblem } from './ports';
 import { isLoopbackBinding, refuseWebPageRequest, webPageProblem, webPageRefusal, webPageRequest } from './request-guard';
 import { EmulatorStateError } from './state-error';
 
@@ -34,9 +33,12 @@ export interface RunningService {
 export interface KinesisEmulatorOptions {
   /** Address to listen on. @default '127.0.0.1' */
   readonly host?: string;
-  /** Plain-HTTP port, the one clients use. @default 4568 */
+  /**
+   * Plain-HTTP port, the one clients use. 0 picks a free one (below the OS's ephemeral range, see freePort)
+   * and picks again should something else bind it before kinesis-mock does. @default 4568
+   */
   readonly port?: number;
-  /** kinesis-mock always serves TLS too; this keeps it off other services' ports. @default a free port */
+  /** kinesis-mock always serves TLS too (nothing here uses it). @default 0: the OS picks a free port as it binds */
   readonly tlsPort?: number;
   /**
    * The twin's data dir; streams and records are persisted in `<dataDir>/kinesis/kinesis-data.json`,
@@ -65,40 +67,6 @@ export interface DynamoEmulatorOptions {
 export const KINESIS_DEFAULT_PORT = 4568;
 export const DYNAMO_DEFAULT_PORT = 4569;
 const KINESIS_STATE_FILE = 'kinesis-data.json';
-
-/**
- * A port that is free right now on `host`, chosen below the OS's ephemeral range: the OS hands ports
- * from that range to outgoing connections on its own, and one could take a port picked there (as
- * listen(0) picks) before the emulator binds it. Where Linux does not say where that range starts, it is
- * taken to start at 32768 (macOS and Windows start theirs at 49152); should it start too low to leave
- * room below it, the OS picks. `not` is a port to leave out (one picked but not bound yet).
- */
-export async function freePort(host: string = LOOPBACK, not?: number): Promise<number> {
-  const top = Math.min(EPHEMERAL_FLOOR, ephemeralRangeStart()) - 1;
-  const bottom = Math.max(1024, top - 12_000);
-  for (let attempt = 0; attempt < 50 && top - bottom >= 1000; attempt++) {
-    const port = bottom + Math.floor(Math.random() * (top - bottom + 1));
-    if (port !== not && (await listenProblem(host, port)) === undefined) return port;
-  }
-  const server = net.createServer();
-  await listen(server, 0, host);
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-/** Where ephemeral ranges start by default: 32768 on Linux, 49152 on macOS and Windows (IANA's). */
-const EPHEMERAL_FLOOR = 32_768;
-
-/** The first port of Linux's ephemeral range; EPHEMERAL_FLOOR where it cannot be read. */
-export function ephemeralRangeStart(): number {
-  try {
-    const start = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    return Number.isInteger(start) && start > 0 ? start : EPHEMERAL_FLOOR;
-  } catch {
-    return EPHEMERAL_FLOOR;
-  }
-}
 
 /** How the bootstrap's last-resort exit begins the line it writes to stderr. */
 const KINESIS_LAST_RESORT = 'kinesis-mock: still running';
@@ -268,6 +236,29 @@ const KINESIS_FAST_TRANSITIONS = Object.fromEntries(
  * The child is stopped when this process exits, and stops itself if this process dies.
  */
 export async function startKinesis(options: KinesisEmulatorOptions = {}): Promise<RunningService> {
+  if (options.port !== 0) return launchKinesis(options);
+  // A port free when picked can be bound by another process in the second before kinesis-mock binds it.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort(options.host ?? LOOPBACK);
+    try {
+      return await launchKinesis({ ...options, port });
+    } catch (error) {
+      if (!(error instanceof PortTakenError && error.port === port) || attempt === KINESIS_PORT_PICKS) throw error;
+    }
+  }
+}
+
+/** How many free ports startKinesis({ port: 0 }) tries, each taken by another process before kinesis-mock bound it. */
+const KINESIS_PORT_PICKS = 5;
+
+/** kinesis-mock exited because a port it was to listen on was taken. */
+class PortTakenError extends Error {
+  constructor(message: string, readonly port: number, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningService> {
   const name = 'kinesis-mock';
   const host = options.host ?? LOOPBACK;
   const port = options.port ?? KINESIS_DEFAULT_PORT;
@@ -279,8 +270,8 @@ export async function startKinesis(options: KinesisEmulatorOptions = {}): Promis
 
   await assertPortFree(name, host, port);
   if (stateDir) await assertKinesisStateLoads(path.join(stateDir, KINESIS_STATE_FILE));
-  const tlsPort = options.tlsPort ?? (await freePort(host, port));
-  await assertPortFree(`${name} (TLS)`, host, tlsPort);
+  const tlsPort = options.tlsPort ?? 0;
+  if (tlsPort !== 0) await assertPortFree(`${name} (TLS)`, host, tlsPort);
   if (stateDir) await mkdir(stateDir, { recursive: true });
 
   const packageDir = path.dirname(require.resolve('kinesis-local/package.json'));
@@ -378,6 +369,9 @@ async function assertKinesisStateLoads(file: string): Promise<void> {
   }
 }
 
+/** How long one readiness probe waits for kinesis-mock's answer (it answers a ListStreams in milliseconds). */
+const KINESIS_PROBE_TIMEOUT_MS = 2_000;
+
 async function waitForKinesis(
   child: ChildProcess,
   exited: Promise<void>,
@@ -397,14 +391,14 @@ async function waitForKinesis(
         const how = spawnError
           ? `could not be started (${spawnError.message})`
           : `exited (${child.signalCode ?? `code ${child.exitCode}`})`;
-        throw new Error(`kinesis-mock ${how} before it answered on ${endpoint}.${output.describe()}`);
+        const message = `kinesis-mock ${how} before it answered on ${endpoint}.${output.describe()}`;
+        const taken = /EADDRINUSE: address already in use \S+:(\d+)/.exec(message);
+        throw taken ? new PortTakenError(message, Number(taken[1])) : new Error(message);
       }
-      try {
-        await client.send(new ListStreamsCommand({ Limit: 1 }));
-        return;
-      } catch {
-        // Not listening yet.
-      }
+      // Not answered: not listening yet. A probe that hangs (another program took the port and never answers)
+      // ends with its timeout or the child's exit, whichever comes first.
+      const probe = client.send(new ListStreamsCommand({ Limit: 1 }), { abortSignal: AbortSignal.timeout(KINESIS_PROBE_TIMEOUT_MS) });
+      if (await Promise.race([probe.then(() => true, () => false), exited.then(() => false)])) return;
       if (Date.now() > deadline) {
         throw new Error(
           `kinesis-mock did not answer ListStreams on ${endpoint} within ${timeoutMs} ms.${output.describe()}`,
@@ -515,31 +509,9 @@ async function assertLevelDbOpens(dir: string): Promise<void> {
 async function assertPortFree(name: string, host: string, port: number): Promise<void> {
   const err = await listenProblem(host, port);
   if (err === undefined) return;
-  const reason = err.code === 'EADDRINUSE' ? 'the port is already in use' : err.message;
-  throw new Error(`${name} cannot listen on ${host}:${port}: ${reason}. Stop whatever holds the port or choose another port.`, { cause: err });
-}
-
-/** Why nothing can listen on host:port now (EADDRINUSE, EADDRNOTAVAIL, ENOTFOUND, …), or undefined when it can. */
-export async function listenProblem(host: string, port: number): Promise<NodeJS.ErrnoException | undefined> {
-  const probe = net.createServer();
-  try {
-    await listen(probe, port, host);
-  } catch (err) {
-    return err as NodeJS.ErrnoException;
-  }
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return undefined;
-}
-
-function listen(server: net.Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.removeListener('error', onError);
-      resolve();
-    });
-  });
+  const taken = err.code === 'EADDRINUSE';
+  const message = `${name} cannot listen on ${host}:${port}: ${taken ? 'the port is already in use' : err.message}. Stop whatever holds the port or choose another port.`;
+  throw taken ? new PortTakenError(message, port, { cause: err }) : new Error(message, { cause: err });
 }
 
 function runOnce(action: () => Promise<void>): () => Promise<void> {

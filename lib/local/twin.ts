@@ -16,7 +16,8 @@ import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from '
 import { DeliveryEngine, engineOptionsFromConfig, type DeliveryCounters } from './delivery-stream';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 import { DlqFile } from './dlq-file';
-import { freePort, startDynamo, startKinesis, type RunningService } from './emulators';
+import { startDynamo, startKinesis, type RunningService } from './emulators';
+import { freePort } from './ports';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
@@ -119,8 +120,14 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
 
   try {
     const portOrFree = async (port: number) => (port === 0 ? freePort(host) : port);
-    const kinesisPort = await portOrFree(options.ports?.kinesis ?? config.local.kinesisPort);
-    const kinesis = await superviseKinesis(() => startKinesis({ host, port: kinesisPort, dataDir }), {
+    // Port 0: startKinesis picks one (again, should another process bind it first); a restart keeps it.
+    let kinesisPort = options.ports?.kinesis ?? config.local.kinesisPort;
+    const startOnPort = async () => {
+      const started = await startKinesis({ host, port: kinesisPort, dataDir });
+      kinesisPort = started.port;
+      return started;
+    };
+    const kinesis = await superviseKinesis(startOnPort, {
       log,
       // Without a save to load, kinesis-mock comes back without the streams: they are created again.
       afterRestart: async () => {

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePort } from '../../lib/local/emulators';
+import { freePort } from '../../lib/local/ports';
 import { sluice } from './helpers';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
 

@@ -14,7 +14,7 @@ import {
   type KinesisClient,
 } from '@aws-sdk/client-kinesis';
 import { kinesisClient } from '../../lib/local/aws-clients';
-import { freePort, startKinesis, type RunningService } from '../../lib/local/emulators';
+import { startKinesis, type RunningService } from '../../lib/local/emulators';
 import { openSearchDir } from '../../lib/local/paths';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 import { validators } from '../../transforms/shared/generated';
@@ -51,7 +51,7 @@ async function readStream(name: string): Promise<Array<{ partitionKey: string; d
 }
 
 beforeAll(async () => {
-  kinesis = await startKinesis({ port: await freePort() });
+  kinesis = await startKinesis({ port: 0 });
   client = kinesisClient(kinesis.endpoint);
   await createStream('sluice-dev-iot');
   await createStream('sluice-dev-clickstream');

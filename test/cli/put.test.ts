@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { freePort } from '../../lib/local/emulators';
+import { freePort } from '../../lib/local/ports';
 import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
 import { TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../../lib/local/twin-record';
 import { validators } from '../../transforms/shared/generated';

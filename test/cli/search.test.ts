@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/nested-clients/sts';
 import { mockClient } from 'aws-sdk-client-mock';
-import { freePort } from '../../lib/local/emulators';
+import { freePort } from '../../lib/local/ports';
 import { expectNoStackTrace, sluice } from './helpers';
 
 interface SeenRequest {

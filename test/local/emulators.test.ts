@@ -1,5 +1,5 @@
 import { spawn } from 'child_process';
-import { existsSync, readFileSync } from 'fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'fs/promises';
 import * as net from 'net';
 import { tmpdir } from 'os';
@@ -12,6 +12,7 @@ import {
   GetShardIteratorCommand,
   KinesisClient,
   ListShardsCommand,
+  ListStreamsCommand,
   PutRecordsCommand,
 } from '@aws-sdk/client-kinesis';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
@@ -22,7 +23,8 @@ import {
   firehoseClient,
   kinesisClient,
 } from '../../lib/local/aws-clients';
-import { ephemeralRangeStart, freePort, KINESIS_BOOTSTRAP, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+import { KINESIS_BOOTSTRAP, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+import { ephemeralRangeStart, freePort } from '../../lib/local/ports';
 import fc from 'fast-check';
 import { awsJsonRequest, rawExchange, refusedWebPages, webPageCases } from './web-page';
 
@@ -49,14 +51,49 @@ async function eventually<T>(what: string, check: () => Promise<T | undefined>, 
   }
 }
 
-/** Holds a port the way another program would, so a start on it must fail. */
+/** Holds a port the way another program would, so a start on it must fail; it accepts connections and never answers. */
 async function occupyPort(): Promise<{ port: number; release(): Promise<void> }> {
-  const server = net.createServer();
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
-    release: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    release: () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      return closed;
+    },
   };
+}
+
+/** The address:port of each TCP socket a process listens on, from its open files and the kernel's tables (Linux only). */
+function listeningSockets(pid: number): string[] {
+  const inodes = new Set(
+    readdirSync(`/proc/${pid}/fd`).map((fd) => /^socket:\[(\d+)\]$/.exec(readlinkSafe(`/proc/${pid}/fd/${fd}`))?.[1]).filter(Boolean),
+  );
+  const sockets: string[] = [];
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!existsSync(file)) continue;
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[3] !== '0A' || !inodes.has(fields[9])) continue;
+      const [hexAddress, hexPort] = fields[1].split(':');
+      const address = hexAddress.length === 8 ? (hexAddress.match(/../g) ?? []).reverse().map((byte) => parseInt(byte, 16)).join('.') : hexAddress;
+      sockets.push(`${address}:${parseInt(hexPort, 16)}`);
+    }
+  }
+  return sockets;
+}
+
+function readlinkSafe(file: string): string {
+  try {
+    return readlinkSync(file);
+  } catch {
+    return ''; // closed since it was listed
+  }
 }
 
 /** Addresses a TCP port is listening on, from the kernel's socket tables (Linux only). */
@@ -144,11 +181,6 @@ describe('freePort', () => {
     expect(new Set(ports).size).toBeGreaterThan(1);
   });
 
-  it('leaves out the port it is told to', async () => {
-    const taken = await freePort();
-    const others = await Promise.all(Array.from({ length: 50 }, () => freePort(undefined, taken)));
-    expect(others).not.toContain(taken);
-  });
 });
 
 describe('local AWS clients', () => {
@@ -184,7 +216,7 @@ describe('kinesis-mock', () => {
   let client: KinesisClient;
 
   beforeAll(async () => {
-    kinesis = await startKinesis({ port: await freePort() });
+    kinesis = await startKinesis({ port: 0 });
     client = kinesisClient(kinesis.endpoint);
   });
   afterAll(async () => {
@@ -192,7 +224,8 @@ describe('kinesis-mock', () => {
     await kinesis?.stop();
   });
 
-  it('reports an endpoint on loopback', () => {
+  it('reports an endpoint on loopback, on the free port it picked for port 0', () => {
+    expect(kinesis.port).toBeGreaterThanOrEqual(1024);
     expect(kinesis).toMatchObject({ name: 'kinesis-mock', endpoint: `http://127.0.0.1:${kinesis.port}` });
     expect(kinesis.stateDir).toBeUndefined();
   });
@@ -200,6 +233,11 @@ describe('kinesis-mock', () => {
   const onLinux = existsSync('/proc/net/tcp') ? it : it.skip;
   onLinux('listens on 127.0.0.1 only, although kinesis-mock itself binds every interface', () => {
     expect(listeningAddresses(kinesis.port)).toEqual(['127.0.0.1']);
+    // Its TLS port too, which the OS picked as it bound it.
+    const sockets = listeningSockets(kinesis.pid as number);
+    expect(sockets).toHaveLength(2);
+    expect(sockets).toContain(`127.0.0.1:${kinesis.port}`);
+    for (const socket of sockets) expect(socket).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 
   it('refuses what a web page sends (kinesis-mock itself allows any origin), and still serves the SDK on the same connection', async () => {
@@ -236,8 +274,7 @@ describe('kinesis-mock', () => {
 
   it('keeps streams and records across a restart on the same data dir', async () => {
     const dataDir = await tempDir();
-    const port = await freePort();
-    const first = await startKinesis({ port, dataDir });
+    const first = await startKinesis({ port: 0, dataDir });
     const firstClient = kinesisClient(first.endpoint);
     try {
       expect(first.stateDir).toBe(path.join(dataDir, 'kinesis'));
@@ -250,7 +287,7 @@ describe('kinesis-mock', () => {
     }
     expect(existsSync(path.join(dataDir, 'kinesis', 'kinesis-data.json'))).toBe(true);
 
-    const second = await startKinesis({ port, dataDir });
+    const second = await startKinesis({ port: 0, dataDir });
     const secondClient = kinesisClient(second.endpoint);
     try {
       expect(await readAll(secondClient, 'durable')).toEqual(['a', 'b']);
@@ -271,6 +308,45 @@ describe('kinesis-mock', () => {
     }
   });
 
+  it('port 0 picks again when the free port it picked is taken before kinesis-mock binds it', async () => {
+    const held = await occupyPort();
+    const picks: number[] = [];
+    try {
+      const running = await new Promise<RunningService>((resolve, reject) => {
+        jest.isolateModules(() => {
+          // The first pick is a port another process binds between the checks and kinesis-mock's own bind
+          // (so the checks find it free); the second, a real free one.
+          jest.doMock('../../lib/local/ports', () => {
+            const ports = jest.requireActual('../../lib/local/ports');
+            const freePort = async (): Promise<number> => {
+              picks.push(picks.length === 0 ? held.port : await ports.freePort());
+              return picks[picks.length - 1];
+            };
+            const listenProblem = async (host: string, port: number) => (port === held.port ? undefined : ports.listenProblem(host, port));
+            return { ...ports, freePort, listenProblem };
+          });
+          const isolated = require('../../lib/local/emulators') as typeof import('../../lib/local/emulators');
+          isolated.startKinesis({ port: 0 }).then(resolve, reject);
+        });
+      });
+      try {
+        expect(picks).toHaveLength(2);
+        expect(picks[0]).toBe(held.port);
+        expect(running.port).toBe(picks[1]);
+        const client = kinesisClient(running.endpoint);
+        try {
+          await expect(client.send(new ListStreamsCommand({}))).resolves.toMatchObject({ StreamNames: [] });
+        } finally {
+          client.destroy();
+        }
+      } finally {
+        await running.stop();
+      }
+    } finally {
+      await held.release();
+    }
+  });
+
   it('explains a failed start with the last lines the child wrote', async () => {
     // The same port twice passes the free-port checks, then the mock's second bind fails. The mock
     // usually exits at once, but sometimes stays up without answering: either way the error carries its output.
@@ -284,12 +360,12 @@ describe('kinesis-mock', () => {
 
   it('says when it had to be killed: records acknowledged just before may be lost', async () => {
     const dataDir = await tempDir();
-    const mock = await startKinesis({ port: await freePort(), dataDir, stopGraceMs: 1 });
+    const mock = await startKinesis({ port: 0, dataDir, stopGraceMs: 1 });
     await expect(mock.stop()).rejects.toThrow(/^kinesis-mock did not stop by itself \(killed\), perhaps before its final save: records acknowledged in the 5 s before the stop may be lost/);
   });
 
   it('gives up after readyTimeoutMs', async () => {
-    await expect(startKinesis({ port: await freePort(), readyTimeoutMs: 1 })).rejects.toThrow(
+    await expect(startKinesis({ port: 0, readyTimeoutMs: 1 })).rejects.toThrow(
       /kinesis-mock did not answer ListStreams on http:\/\/127\.0\.0\.1:\d+ within 1 ms/,
     );
   });
@@ -298,7 +374,7 @@ describe('kinesis-mock', () => {
     const dataDir = await tempDir();
     await mkdir(path.join(dataDir, 'kinesis'));
     await writeFile(path.join(dataDir, 'kinesis', 'kinesis-data.json'), content);
-    await expect(startKinesis({ port: await freePort(), dataDir })).rejects.toThrow(
+    await expect(startKinesis({ port: 0, dataDir })).rejects.toThrow(
       `kinesis-mock's saved streams ${path.join(dataDir, 'kinesis', 'kinesis-data.json')} ${problem} (a save was cut off): move it away`,
     );
   });
@@ -403,7 +479,7 @@ s.once('ready', () => { s.write('{"streams":"after"}'); s.end(() => { fs.writeFi
       await writeFile(
         script,
         `const { startKinesis } = require(${JSON.stringify(path.resolve(__dirname, '../../lib/local/emulators.ts'))});
-startKinesis({ port: ${await freePort()} }).then((kinesis) => {
+startKinesis({ port: 0 }).then((kinesis) => {
   process.stdout.write(kinesis.pid + '\\n');
   if (${JSON.stringify(then)} === 'exit') process.exit(0);
 });`,

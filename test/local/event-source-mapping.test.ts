@@ -18,7 +18,7 @@ import {
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
 import { kinesisClient } from '../../lib/local/aws-clients';
 import { DlqFile } from '../../lib/local/dlq-file';
-import { freePort, startKinesis, type RunningService } from '../../lib/local/emulators';
+import { startKinesis, type RunningService } from '../../lib/local/emulators';
 import {
   EventSourceMapping,
   queueDestination,
@@ -389,7 +389,7 @@ describe('EventSourceMapping against kinesis-mock', () => {
   let kinesis: RunningService;
   let client: KinesisClient;
   beforeAll(async () => {
-    kinesis = await startKinesis({ port: await freePort() });
+    kinesis = await startKinesis({ port: 0 });
     client = kinesisClient(kinesis.endpoint);
   });
   afterAll(async () => {

@@ -15,7 +15,7 @@ import {
   type _Record,
 } from '@aws-sdk/client-kinesis';
 import { kinesisClient } from '../../lib/local/aws-clients';
-import { freePort, startKinesis, type RunningService } from '../../lib/local/emulators';
+import { startKinesis, type RunningService } from '../../lib/local/emulators';
 import {
   MemoryKinesis,
   ShardReader,
@@ -478,7 +478,7 @@ describe('ShardReader against kinesis-mock', () => {
   let client: KinesisClient;
 
   beforeAll(async () => {
-    kinesis = await startKinesis({ port: await freePort() });
+    kinesis = await startKinesis({ port: 0 });
     client = kinesisClient(kinesis.endpoint);
   });
   afterAll(async () => {
@@ -635,9 +635,13 @@ describe('ShardReader against kinesis-mock', () => {
 
   test('after kinesis-mock dies without saving, a reader whose checkpoint it lost reads on: nothing twice, nothing new missed', async () => {
     const stream = 'sluice-local-transactions';
-    const port = await freePort();
-    // Saves only when it stops cleanly, so what the SIGKILL loses is known.
-    const start = () => startKinesis({ port, dataDir: path.join(dataDir, 'emulator'), persistIntervalSeconds: 3600 });
+    // Saves only when it stops cleanly, so what the SIGKILL loses is known. Restarts keep the first start's port.
+    let port = 0;
+    const start = async () => {
+      const started = await startKinesis({ port, dataDir: path.join(dataDir, 'emulator'), persistIntervalSeconds: 3600 });
+      port = started.port;
+      return started;
+    };
     let emulator = await start();
     let c = kinesisClient(emulator.endpoint);
     const restart = async (kill: boolean): Promise<void> => {
