@@ -1,10 +1,12 @@
+import type { KinesisStreamRecord } from 'aws-lambda';
 import { compileValidator } from '../../lib/schema/validator';
+import { eventFacts } from '../../transforms/metadata-consumer/handler';
 import { describeSchema } from '../../lib/schema/model';
 import { FIREHOSE_MAX_RECORD_BYTES } from '../../transforms/shared/limits';
 import { toMinorUnits } from '../../transforms/shared/money';
 import { maskValue } from '../../transforms/shared/pii';
 import { pipelineSchema, type PipelineSchema } from '../../transforms/shared/pipeline';
-import { failureReason, transformRecord, type TransformOutcome } from '../../transforms/shared/record';
+import { analyzeForLake, failureReason, transformRecord, type TransformOutcome } from '../../transforms/shared/record';
 import { parseDateTime } from '../../transforms/shared/timestamps';
 import { decodeJson, jsonErrorWithoutContent } from '../../transforms/shared/json';
 
@@ -244,6 +246,30 @@ describe('partition values and size limits (schemas that allow what the shipped 
     expect(Buffer.byteLength(input)).toBeLessThan(FIREHOSE_MAX_RECORD_BYTES);
     const o = go(JSON.parse(input));
     expect(o.result === 'ProcessingFailed' && o.failure).toMatchObject({ category: 'size', rule: 'maxRecordBytes' });
+  });
+
+  it('the metadata consumer checks the size of the line with the record\'s Kinesis shard and sequence number, as the transform of a Kinesis-sourced stream writes it', () => {
+    const kinesis = { shardId: 'shardId-000000000003', sequenceNumber: '49654218744930171232346185420183853094356263932735209474', arrivalMs: ingest.arrivalMs };
+    const data = (n: number) => Buffer.from(JSON.stringify({ id: '1', at: '2026-01-01T00:00:00Z', kind: 'k', blob: 'x'.repeat(n) }));
+    // The longest blob whose line fits without the Kinesis fields.
+    let [fits, over] = [FIREHOSE_MAX_RECORD_BYTES - 2000, FIREHOSE_MAX_RECORD_BYTES];
+    while (over - fits > 1) {
+      const mid = (fits + over) >> 1;
+      if (analyzeForLake(open, data(mid), ingest).kind === 'valid') fits = mid;
+      else over = mid;
+    }
+    const record = data(fits);
+    expect(analyzeForLake(open, record, ingest).kind).toBe('valid');
+    // With them it is over the limit: the transform fails it, so the consumer does not record it.
+    expect(transformRecord(open, record, { ...ingest, kinesis }, settings)).toMatchObject({ result: 'ProcessingFailed', failure: { category: 'size' } });
+    const lake = analyzeForLake(open, record, { ...ingest, kinesis });
+    expect(lake.kind === 'failed' && lake.failure).toMatchObject({ category: 'size', rule: 'maxRecordBytes' });
+    // The consumer's own reading of an ESM record: the same shard and sequence number reach the check.
+    const esmRecord = (sequenceNumber: string) => ({
+      eventID: `${kinesis.shardId}:${sequenceNumber}`,
+      kinesis: { data: record.toString('base64'), sequenceNumber, approximateArrivalTimestamp: ingest.arrivalMs / 1000, partitionKey: 'k', kinesisSchemaVersion: '1.0' },
+    }) as unknown as KinesisStreamRecord;
+    expect(eventFacts(open, esmRecord(kinesis.sequenceNumber))).toEqual({ reason: expect.stringMatching(/^size \(maxRecordBytes\)/) });
   });
 });
 
