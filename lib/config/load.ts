@@ -89,6 +89,7 @@ export function configFromContext(
       continue;
     }
     expanded[name] = deepMerge(defaults, p);
+    problems.push(...settingsWithoutEffect(name, p, expanded[name] as Raw));
   }
   merged.pipelines = expanded;
 
@@ -101,6 +102,25 @@ export function configFromContext(
     problems.push(...err.problems);
   }
   throw new ConfigError(problems);
+}
+
+/**
+ * A pipeline's own settings that its source or destinations make meaningless: `shards` on a direct-put
+ * pipeline, `search` without the search destination. Refused, since they would change nothing while
+ * the user believes they did. The defaults' values for them are not the pipeline's doing and pass.
+ */
+function settingsWithoutEffect(name: string, own: Raw, pipeline: Raw): string[] {
+  const destinations = Array.isArray(pipeline.destinations) ? pipeline.destinations : [];
+  const needs: Array<[string, boolean, string]> = [
+    ['shards', pipeline.source !== 'direct-put', 'source "kinesis" (a direct-put pipeline has no stream)'],
+    ['retentionHours', pipeline.source !== 'direct-put', 'source "kinesis" (a direct-put pipeline has no stream)'],
+    ['streamEncryption', pipeline.source !== 'direct-put', 'source "kinesis" (a direct-put pipeline has no stream)'],
+    ['consumer', destinations.includes('metadata'), 'the "metadata" destination'],
+    ['search', destinations.includes('search'), 'the "search" destination'],
+  ];
+  return needs
+    .filter(([key, used]) => !used && Object.hasOwn(own, key))
+    .map(([key, , what]) => `pipelines.${name}.${key}: only takes effect with ${what}; this pipeline's setting would change nothing: remove it`);
 }
 
 /** Reads cdk.json's context from a project directory (the CLI and the twin use the same defaults as `cdk synth`). */

@@ -182,18 +182,14 @@ describe('-c overrides work the way CDK users expect', () => {
   });
 });
 
-describe('values AWS would reject fail with the key, the value and the allowed range', () => {
+describe('settings a pipeline\'s source or destinations ignore are refused, not silently without effect', () => {
   const cases: Array<[string, string[], RegExp]> = [
-    ['Firehose buffer < 64 MiB with Parquet conversion', ['pipelines.iot.buffering.sizeMiB=32'], /^pipelines\.iot\.buffering\.sizeMiB: 32 is out of range; allowed 64–128 \(Firehose requires at least 64 MiB with Parquet conversion/],
-    ['Firehose buffer above 128 MiB', ['pipelines.iot.buffering.sizeMiB=256'], /^pipelines\.iot\.buffering\.sizeMiB: 256 is out of range; allowed 64–128/],
-    ['buffer interval < 60 s with dynamic partitioning', ['pipelines.iot.buffering.intervalSeconds=30'], /^pipelines\.iot\.buffering\.intervalSeconds: 30 is out of range; allowed 60–900/],
-    ['processor buffer below 0.2 MiB', ['pipelines.iot.transform.processorBufferMiB=0.1'], /^pipelines\.iot\.transform\.processorBufferMiB: 0\.1 is out of range; allowed 0\.2–3/],
-    ['processor buffer above 3 MiB', ['pipelines.iot.transform.processorBufferMiB=5'], /^pipelines\.iot\.transform\.processorBufferMiB: 5 is out of range; allowed 0\.2–3/],
-    ['retention below 24 h', ['pipelines.iot.retentionHours=12'], /^pipelines\.iot\.retentionHours: 12 is out of range; allowed 24–8760/],
-    ['retention above 8760 h', ['pipelines.iot.retentionHours=9000'], /^pipelines\.iot\.retentionHours: 9000 is out of range; allowed 24–8760/],
-    ['an unknown destination', ['pipelines.iot.destinations=lake,warehouse'], /^pipelines\.iot\.destinations: unknown destination "warehouse"; use one of "lake", "search", "metadata"/],
-    ['no destination', ['pipelines.iot.destinations=[]'], /^pipelines\.iot\.destinations: at least one of lake, search, metadata is required/],
-    ['search on a direct-put pipeline', ['pipelines.app-events.destinations=lake,search'], /^pipelines\.app-events\.destinations: "search" needs a Kinesis stream to read, but source is "direct-put"/],
+    ['shards on a direct-put pipeline', ['pipelines.app-events.shards=8'], /^pipelines\.app-events\.shards: only takes effect with source "kinesis" \(a direct-put pipeline has no stream\); this pipeline's setting would change nothing: remove it$/],
+    ['stream retention on a direct-put pipeline', ['pipelines.app-events.retentionHours=48'], /^pipelines\.app-events\.retentionHours: only takes effect with source "kinesis"/],
+    ['stream encryption on a direct-put pipeline', ['pipelines.app-events.streamEncryption=customer-managed'], /^pipelines\.app-events\.streamEncryption: only takes effect with source "kinesis"/],
+    ['search settings without the search destination', ['pipelines.iot.search.rotation=OneHour'], /^pipelines\.iot\.search: only takes effect with the "search" destination/],
+    ['consumer settings without the metadata destination', ['pipelines.iot.destinations=lake', 'pipelines.iot.consumer.batchSize=100'], /^pipelines\.iot\.consumer: only takes effect with the "metadata" destination/],
+    ['a kinesis pipeline set to direct-put keeps its own shards: refused with the reason', ['pipelines.iot.source=direct-put', 'pipelines.iot.destinations=lake'], /^pipelines\.iot\.shards: only takes effect with source "kinesis"/],
     ['metadata on a direct-put pipeline', ['pipelines.app-events.destinations=lake,metadata'], /^pipelines\.app-events\.destinations: "metadata" needs a Kinesis stream/],
     ['an unknown source', ['pipelines.iot.source=kafka'], /^pipelines\.iot\.source: "kafka" is not allowed; use one of "kinesis", "direct-put"/],
     ['zero shards', ['pipelines.iot.shards=0'], /^pipelines\.iot\.shards: 0 is out of range; allowed 1–500 \(or "on-demand"\)/],
@@ -207,6 +203,29 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ['OpenSearch buffer above 100 MB', ['pipelines.clickstream.search.bufferingSizeMiB=101'], /^pipelines\.clickstream\.search\.bufferingSizeMiB: 101 is out of range; allowed 1–100/],
     ['OpenSearch retry above 7200 s', ['pipelines.clickstream.search.retrySeconds=7201'], /^pipelines\.clickstream\.search\.retrySeconds: 7201 is out of range; allowed 0–7200/],
     ['an unknown index rotation', ['pipelines.clickstream.search.rotation=Daily'], /^pipelines\.clickstream\.search\.rotation: "Daily" is not allowed; use one of "NoRotation", "OneHour", "OneDay", "OneWeek", "OneMonth"/],
+  ];
+
+  test.each(cases)('%s', (_name, overrides, expected) => {
+    expect(problemsOf(() => load(...overrides))).toEqual(expect.arrayContaining([expect.stringMatching(expected)]));
+  });
+
+  test('the defaults\' values of such settings pass: app-events (direct-put) and pipelines without search load as shipped', () => {
+    expect(() => load()).not.toThrow();
+  });
+});
+
+describe('values AWS would reject fail with the key, the value and the allowed range', () => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ['Firehose buffer < 64 MiB with Parquet conversion', ['pipelines.iot.buffering.sizeMiB=32'], /^pipelines\.iot\.buffering\.sizeMiB: 32 is out of range; allowed 64–128 \(Firehose requires at least 64 MiB with Parquet conversion/],
+    ['Firehose buffer above 128 MiB', ['pipelines.iot.buffering.sizeMiB=256'], /^pipelines\.iot\.buffering\.sizeMiB: 256 is out of range; allowed 64–128/],
+    ['buffer interval < 60 s with dynamic partitioning', ['pipelines.iot.buffering.intervalSeconds=30'], /^pipelines\.iot\.buffering\.intervalSeconds: 30 is out of range; allowed 60–900/],
+    ['processor buffer below 0.2 MiB', ['pipelines.iot.transform.processorBufferMiB=0.1'], /^pipelines\.iot\.transform\.processorBufferMiB: 0\.1 is out of range; allowed 0\.2–3/],
+    ['processor buffer above 3 MiB', ['pipelines.iot.transform.processorBufferMiB=5'], /^pipelines\.iot\.transform\.processorBufferMiB: 5 is out of range; allowed 0\.2–3/],
+    ['retention below 24 h', ['pipelines.iot.retentionHours=12'], /^pipelines\.iot\.retentionHours: 12 is out of range; allowed 24–8760/],
+    ['retention above 8760 h', ['pipelines.iot.retentionHours=9000'], /^pipelines\.iot\.retentionHours: 9000 is out of range; allowed 24–8760/],
+    ['an unknown destination', ['pipelines.iot.destinations=lake,warehouse'], /^pipelines\.iot\.destinations: unknown destination "warehouse"; use one of "lake", "search", "metadata"/],
+    ['no destination', ['pipelines.iot.destinations=[]'], /^pipelines\.iot\.destinations: at least one of lake, search, metadata is required/],
+    ['search on a direct-put pipeline', ['pipelines.app-events.destinations=lake,search'], /^pipelines\.app-events\.destinations: "search" needs a Kinesis stream to read, but source is "direct-put"/],
     ['Glacier sooner than 30 days after IA', ['lifecycle.glacierDays=45'], /^lifecycle\.glacierDays: 45 must be at least 30 days after lifecycle\.infrequentAccessDays \(30\)/],
     ['IA sooner than 30 days', ['lifecycle.infrequentAccessDays=7'], /^lifecycle\.infrequentAccessDays: 7 is out of range; allowed 30–3650/],
     ['an Athena cutoff below 10 MB', ['athena.bytesScannedCutoffMiB=1'], /^athena\.bytesScannedCutoffMiB: 1 is out of range; allowed 10–/],
