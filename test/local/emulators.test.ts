@@ -69,23 +69,31 @@ async function occupyPort(): Promise<{ port: number; release(): Promise<void> }>
   };
 }
 
-/** The address:port of each TCP socket a process listens on, from its open files and the kernel's tables (Linux only). */
-function listeningSockets(pid: number): string[] {
-  const inodes = new Set(
-    readdirSync(`/proc/${pid}/fd`).map((fd) => /^socket:\[(\d+)\]$/.exec(readlinkSafe(`/proc/${pid}/fd/${fd}`))?.[1]).filter(Boolean),
-  );
-  const sockets: string[] = [];
+/** Every listening TCP socket, from the kernel's socket tables (Linux only): IPv4 addresses dotted, IPv6 ones `ipv6:<hex>`. */
+function listeningTable(): Array<{ address: string; port: number; inode: string }> {
+  const rows: Array<{ address: string; port: number; inode: string }> = [];
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
     if (!existsSync(file)) continue;
     for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
       const fields = line.trim().split(/\s+/);
-      if (fields[3] !== '0A' || !inodes.has(fields[9])) continue;
+      if (!fields[1] || fields[3] !== '0A') continue; // 0A = LISTEN
       const [hexAddress, hexPort] = fields[1].split(':');
-      const address = hexAddress.length === 8 ? (hexAddress.match(/../g) ?? []).reverse().map((byte) => parseInt(byte, 16)).join('.') : hexAddress;
-      sockets.push(`${address}:${parseInt(hexPort, 16)}`);
+      const address = hexAddress.length === 8 ? (hexAddress.match(/../g) ?? []).reverse().map((byte) => parseInt(byte, 16)).join('.') : `ipv6:${hexAddress}`;
+      rows.push({ address, port: parseInt(hexPort, 16), inode: fields[9] });
     }
   }
-  return sockets;
+  return rows;
+}
+
+/** Addresses a TCP port is listening on (Linux only). */
+function listeningAddresses(port: number): string[] {
+  return listeningTable().filter((row) => row.port === port).map((row) => row.address);
+}
+
+/** The address:port of each TCP socket a process listens on, from its open files (Linux only). */
+function listeningSockets(pid: number): string[] {
+  const inodes = new Set(readdirSync(`/proc/${pid}/fd`).map((fd) => /^socket:\[(\d+)\]$/.exec(readlinkSafe(`/proc/${pid}/fd/${fd}`))?.[1]));
+  return listeningTable().filter((row) => inodes.has(row.inode)).map((row) => `${row.address}:${row.port}`);
 }
 
 function readlinkSafe(file: string): string {
@@ -94,26 +102,6 @@ function readlinkSafe(file: string): string {
   } catch {
     return ''; // closed since it was listed
   }
-}
-
-/** Addresses a TCP port is listening on, from the kernel's socket tables (Linux only). */
-function listeningAddresses(port: number): string[] {
-  const addresses: string[] = [];
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    if (!existsSync(file)) continue;
-    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
-      const [, local, , state] = line.trim().split(/\s+/);
-      if (!local || state !== '0A') continue; // 0A = LISTEN
-      const [hexAddress, hexPort] = local.split(':');
-      if (parseInt(hexPort, 16) !== port) continue;
-      addresses.push(
-        hexAddress.length === 8
-          ? (hexAddress.match(/../g) ?? []).reverse().map((byte) => parseInt(byte, 16)).join('.')
-          : `ipv6:${hexAddress}`,
-      );
-    }
-  }
-  return addresses;
 }
 
 function isRunning(pid: number): boolean {
