@@ -21,6 +21,9 @@
  * Both are needed: kinesis-mock numbers the records put after such a restart from where its saved
  * state ended, so a new record can sort before the lost checkpoint, but it arrived after it.
  * (For a checkpoint file from before arrival times were kept, the time the file was written stands in.)
+ * A reshard made in those seconds is lost with them: kinesis-mock comes back with the parent open again
+ * and without the children. The reader then reads on in the parent from its checkpoint, as the records put
+ * since land there, and lets go of the children that are no longer listed.
  *
  * Starting position: a shard with no checkpoint is read from TRIM_HORIZON by default. In AWS,
  * Firehose starts a Kinesis-sourced delivery stream at LATEST (and Lambda at whatever the mapping
@@ -189,7 +192,7 @@ export interface ReaderErrorContext {
   readonly operation: 'ListShards' | 'GetShardIterator' | 'GetRecords' | 'onRecords' | 'checkpoint';
   readonly shardId?: string;
   /** What the reader does next. */
-  readonly action: 'retry' | 'retry-after-backoff' | 'new-iterator' | 'read-from-trim-horizon';
+  readonly action: 'retry' | 'retry-after-backoff' | 'new-iterator' | 'read-from-trim-horizon' | 'read-reopened-shard';
 }
 
 export type ShardPhase = 'waiting-for-parents' | 'reading' | 'ended';
@@ -275,6 +278,8 @@ interface ShardState {
   caughtUpGeneration: number;
   readonly alarm: Alarm;
   worker?: Promise<void>;
+  /** No longer listed while its worker ran (the stream lost it): the worker stops. */
+  gone: boolean;
 }
 
 /** Readers running in this process, by checkpoint file: two readers must not share one. */
@@ -538,6 +543,7 @@ export class ShardReader {
       buffered: 0,
       caughtUpGeneration: 0,
       alarm: new Alarm(),
+      gone: false,
     };
   }
 
@@ -596,9 +602,15 @@ export class ShardReader {
       return;
     }
     const present = new Set(listed.map((s) => s.ShardId as string));
-    // Shards known only from the checkpoint file and no longer listed were trimmed past retention.
+    // Shards known only from the checkpoint file and no longer listed were trimmed past retention. One being
+    // read that is no longer listed was lost by the emulator with a reshard (see the file comment): its worker stops.
     for (const [shardId, shard] of this.shards) {
-      if (!present.has(shardId) && shard.worker === undefined) this.shards.delete(shardId);
+      if (present.has(shardId)) continue;
+      if (shard.worker === undefined) this.shards.delete(shardId);
+      else if (shard.phase === 'reading') {
+        shard.gone = true;
+        shard.alarm.wake(true);
+      }
     }
     for (const shard of listed) {
       const shardId = shard.ShardId as string;
@@ -610,6 +622,15 @@ export class ShardReader {
         const skip = this.firstStart && this.startingPosition === 'LATEST' && !open;
         if (skip) this.ended.add(shardId);
         this.shards.set(shardId, this.newShardState(shardId, parents, this.firstStart && open, undefined, skip ? 'ended' : 'waiting-for-parents'));
+      } else if (known.phase === 'ended' && open) {
+        // A closed shard never opens again in Kinesis, but kinesis-mock's does when it comes back from a save made
+        // before the reshard: the records put since are in it, after the checkpoint.
+        this.ended.delete(shardId);
+        this.shards.set(shardId, { ...known, parents, phase: 'waiting-for-parents', worker: undefined });
+        const error = new Error(`${shardId} of ${this.streamName} was read to its end, and is open again: the emulator lost the reshard that `
+          + `closed it (it died without saving); reading on in it from its checkpoint.`);
+        error.name = 'ReopenedShardError';
+        this.report(error, 'ListShards', shardId, 'read-reopened-shard');
       } else if (known.parents.length === 0 && parents.length > 0) {
         // Loaded from the checkpoint file, which does not keep lineage: take it from the listing.
         this.shards.set(shardId, { ...known, parents });
@@ -674,7 +695,7 @@ export class ShardReader {
     const buffer: _Record[] = [];
     let bufferedSince = 0;
 
-    while (this.phase === 'running') {
+    while (this.phase === 'running' && !shard.gone) {
       let page: RecordsPage;
       const generation = this.drainGeneration;
       try {
@@ -712,6 +733,8 @@ export class ShardReader {
           failures++;
           continue;
         }
+        // The shard itself may be gone (a reshard the emulator lost): a listing tells.
+        if (name === 'ResourceNotFoundException') void this.syncShards();
         if (THROTTLING_ERRORS.has(name)) {
           // The iterator stays valid: the same call is simply made again, later.
           this.throttled++;
@@ -792,6 +815,13 @@ export class ShardReader {
       if (buffer.length > 0) wait = Math.min(wait, Math.max(0, bufferedSince + this.windowMs - Date.now()));
       if (wait > 0) await shard.alarm.sleep(wait);
       else await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (shard.gone) {
+      // Records read before the shard was lost are still delivered, as those a reader already took are.
+      while (buffer.length > 0 && (await this.deliver(shard, buffer.splice(0, this.nextBatch(buffer).count), signal)));
+      if (this.shards.get(shard.shardId) === shard) this.shards.delete(shard.shardId);
+      await this.persist();
+      this.progress.wake();
     }
   }
 
@@ -1068,22 +1098,33 @@ export class MemoryKinesis implements KinesisReadApi {
     return child.shard.ShardId as string;
   }
 
-  /** What `restore` returns to: every shard's records as they are now. */
+  /** What `restore` returns to: every shard's records, and which shards exist and are open, as they are now. */
   save(): MemorySave {
     const lengths = new Map<string, number[]>();
-    for (const [name, shards] of this.streams) lengths.set(name, shards.map((s) => s.records.length));
-    return { sequence: this.sequence, lengths };
+    const closed = new Map<string, boolean[]>();
+    for (const [name, shards] of this.streams) {
+      lengths.set(name, shards.map((s) => s.records.length));
+      closed.set(name, shards.map((s) => s.closed));
+    }
+    return { sequence: this.sequence, lengths, closed };
   }
 
   /**
-   * Loses every record put since `save` (shards created since are kept), as kinesis-mock does when it
-   * dies without saving. Records put afterwards are numbered from the saved state on, so one can sort
-   * before a lost record, as with kinesis-mock; a lost sequence number is then unknown to GetShardIterator.
+   * Loses every record put since `save`, and every reshard made since (its children are gone, its parents
+   * open again), as kinesis-mock does when it dies without saving. Records put afterwards are numbered from
+   * the saved state on, so one can sort before a lost record, as with kinesis-mock; a lost sequence number
+   * is then unknown to GetShardIterator.
    */
   restore(saved: MemorySave): void {
     for (const [name, lengths] of saved.lengths) {
-      this.stream(name).forEach((shard, i) => {
-        if (i < lengths.length) shard.records.length = Math.min(shard.records.length, lengths[i]);
+      const shards = this.stream(name);
+      shards.length = Math.min(shards.length, lengths.length);
+      shards.forEach((shard, i) => {
+        shard.records.length = Math.min(shard.records.length, lengths[i]);
+        if (!saved.closed.get(name)?.[i]) {
+          shard.closed = false;
+          shard.childShards = undefined;
+        }
       });
     }
     this.sequence = saved.sequence;
@@ -1183,10 +1224,11 @@ export class MemoryKinesis implements KinesisReadApi {
   }
 }
 
-/** What MemoryKinesis.save returns: the record count of every shard, and the sequence counter. */
+/** What MemoryKinesis.save returns: the record count of every shard, which shards were closed, and the sequence counter. */
 export interface MemorySave {
   readonly sequence: number;
   readonly lengths: ReadonlyMap<string, readonly number[]>;
+  readonly closed: ReadonlyMap<string, readonly boolean[]>;
 }
 
 function named(name: string, message: string): Error {

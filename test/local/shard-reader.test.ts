@@ -298,6 +298,42 @@ describe('ShardReader (in-memory stream)', () => {
     });
   });
 
+  describe('a reshard the stream lost (kinesis-mock came back from a save made before the split)', () => {
+    const PARENT = 'shardId-000000000000';
+
+    test('while a reader runs: the parent, open again, is read on from its checkpoint, and the lost children hold nothing up', async () => {
+      kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
+      const saved = kinesis.save();
+      const children = kinesis.splitShard(STREAM, PARENT);
+      kinesis.putRecord(STREAM, 'k', 'child0', { shardId: children[0] });
+      const { reader, deliveries } = recordingReader(kinesis, { shardSyncIntervalMs: 20 });
+      await reader.start();
+      await reader.drain({ timeoutMs: 5000 });
+      expect(perShard(deliveries, PARENT)).toEqual(['a0']);
+
+      kinesis.restore(saved);
+      kinesis.putRecord(STREAM, 'k', 'after0', { shardId: PARENT });
+      await waitFor(() => perShard(deliveries, PARENT).includes('after0'));
+      await reader.drain({ timeoutMs: 5000 });
+      await reader.stop();
+      expect(perShard(deliveries, PARENT)).toEqual(['a0', 'after0']);
+      expect(reader.stats().shards.map((s) => s.shardId)).not.toContain(children[0]);
+    });
+
+    test('after a restart: a parent the checkpoint file says ended, listed open again, is read on from its checkpoint', async () => {
+      kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
+      const saved = kinesis.save();
+      kinesis.splitShard(STREAM, PARENT);
+      const first = await readToEnd(kinesis);
+      expect(perShard(first.deliveries, PARENT)).toEqual(['a0']);
+
+      kinesis.restore(saved);
+      kinesis.putRecord(STREAM, 'k', 'after0', { shardId: PARENT });
+      const second = await readToEnd(kinesis);
+      expect(allRecords(second.deliveries)).toEqual(['after0']);
+    });
+  });
+
   test('after a split, the children are read only once the parent is read to its end', async () => {
     const order: Array<{ shardId: string; data: string }> = [];
     for (let i = 0; i < 5; i++) kinesis.putRecord(STREAM, 'k', `parent-${i}`, { shardId: 'shardId-000000000000' });
