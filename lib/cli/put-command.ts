@@ -7,7 +7,7 @@ import { addProgressOption, addTargetOptions, drawSample, examples, formatDurati
 import { escapeControlCharacters, formatNumber, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { networkErrorCode } from './errors';
-import { isPermanentRecordError, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type SendResult } from './record-sender';
+import { isPermanentRecordError, MAYBE_TAKEN, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { checkTwinTakesRecords, entryPointFor, resolveTarget, type Target } from './target';
@@ -149,7 +149,11 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     // The pipeline's endpoint is gone: verifying would only wait out the timeout.
     if (flags.json) io.out(toJson(summary));
     const notSent = Number.isFinite(count) ? `; ${formatNumber(count - report.sent)} of the ${formatNumber(count)} records were never sent` : '';
-    throw new UserError(`${report.stopped}${notSent}. The summary counts what was sent until then; check the endpoint (is the twin still running?) and send again.`, 1);
+    const maybeTaken = report.failedByCode[MAYBE_TAKEN] ?? 0;
+    const unsure = maybeTaken > 0
+      ? ` ${formatNumber(maybeTaken)} of the records not accepted (${MAYBE_TAKEN}) were in calls cut off after they were sent: the stream may have taken them, so sending them again may duplicate them (event ids tell copies apart).`
+      : '';
+    throw new UserError(`${report.stopped}${notSent}. The summary counts what was sent until then; check the endpoint (is the twin still running?) and send again.${unsure}`, 1);
   }
   if (flags.verify && report.accepted > 0) {
     verification = await verifyAll(target, pipeline, schema, [...report.expected.values()], {
@@ -372,9 +376,11 @@ async function sendBatch(
       outageStarted ??= Date.now();
       if ((code === 'ECONNREFUSED' || code === 'ECONNRESET') && Date.now() - outageStarted + pause <= options.outageWaitMs && !interrupted()) {
         // Only the records the outage left unsettled: one that used up --max-attempts on its own stays as it is.
+        // Those whose call was cut off after it was sent too: the stream may have taken them (a second copy, then),
+        // or not (lost, if not sent again).
         pending = pending.filter((i) => {
           const o = outcomes[i];
-          return !o.ok && o.errorCode === code;
+          return !o.ok && (o.errorCode === code || o.errorCode === MAYBE_TAKEN);
         });
         retries += pending.length;
         options.progress.update(`${entry.name} is not answering (${code}): trying ${pending.length} records again in ${pause / 1000} s`);

@@ -43,7 +43,51 @@ export interface EntryPoint {
   close(): void;
 }
 
+/**
+ * The outcome of a record whose call was cut off after it was sent (the connection reset or timed out with no
+ * answer): the stream may have taken it. Sent again after an outage (nothing is lost), reported as such otherwise.
+ */
+export const MAYBE_TAKEN = 'MaybeTaken';
+
+/** Connection failures that happen before a request is sent: its records surely did not arrive. */
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+interface SendContext {
+  sluiceMaybeSent?: boolean;
+}
+
+/**
+ * Marks the error of a call one of whose attempts was cut off after it was sent (`$maybeSent`): the SDK retries
+ * such an attempt itself, and its last attempt's error (say ECONNREFUSED, the endpoint gone by then) would
+ * otherwise say the records never arrived. An attempt the server answered, even with an error, is not cut off.
+ */
+function trackCallsCutOff(client: FirehoseClient | KinesisClient): void {
+  const stack = client.middlewareStack as unknown as {
+    add(middleware: (next: (args: unknown) => Promise<unknown>, context: SendContext) => (args: unknown) => Promise<unknown>, options: { step: string; name: string }): void;
+  };
+  // Around each attempt (the retry middleware runs in finalizeRequest, before deserialize).
+  stack.add((next, context) => async (args) => {
+    try {
+      return await next(args);
+    } catch (err) {
+      const answered = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode !== undefined;
+      if (!answered && !NOT_SENT_CODES.has(networkErrorCode(err) ?? '')) context.sluiceMaybeSent = true;
+      throw err;
+    }
+  }, { step: 'deserialize', name: 'sluiceAttemptCutOff' });
+  // Around the whole call, retries included.
+  stack.add((next, context) => async (args) => {
+    try {
+      return await next(args);
+    } catch (err) {
+      if (context.sluiceMaybeSent && err !== null && typeof err === 'object') (err as { $maybeSent?: boolean }).$maybeSent = true;
+      throw err;
+    }
+  }, { step: 'initialize', name: 'sluiceCallCutOff' });
+}
+
 export function firehoseEntryPoint(client: FirehoseClient, deliveryStream: string, failureContext: Omit<FailureContext, 'resource'>): EntryPoint {
+  trackCallsCutOff(client);
   const description = `Firehose delivery stream ${deliveryStream}`;
   return {
     kind: 'firehose',
@@ -73,6 +117,7 @@ export function firehoseEntryPoint(client: FirehoseClient, deliveryStream: strin
 }
 
 export function kinesisEntryPoint(client: KinesisClient, stream: string, failureContext: Omit<FailureContext, 'resource'>): EntryPoint {
+  trackCallsCutOff(client);
   const description = `Kinesis stream ${stream}`;
   return {
     kind: 'kinesis',
@@ -209,10 +254,17 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
           if (options.onStopped) {
             const e = err as { name?: string; message?: string };
             const stopped: RecordOutcome = { ok: false, errorCode: networkErrorCode(err) ?? e.name ?? 'Error', errorMessage: e.message ?? String(err) };
-            // This attempt's records not accepted would have been sent (again); they never will be now.
+            // This attempt's records not accepted would have been sent (again); they never will be now. Those of this
+            // call, when it was cut off after it was sent, may have been taken.
+            const maybeTaken: RecordOutcome = {
+              ok: false,
+              errorCode: MAYBE_TAKEN,
+              errorMessage: `the call that carried it was cut off after it was sent (then ${stopped.errorCode}): the stream may have taken it`,
+            };
+            const inCall = new Set((err as { $maybeSent?: boolean }).$maybeSent ? batch : []);
             for (const i of pending) {
               const o = outcomes[i];
-              if (!o.ok && !isPermanentRecordError(o.errorCode)) outcomes[i] = stopped;
+              if (!o.ok && !isPermanentRecordError(o.errorCode)) outcomes[i] = inCall.has(i) ? maybeTaken : stopped;
             }
             options.onStopped({ outcomes, retries, calls }, err);
           }

@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { freePort } from '../../lib/local/ports';
 import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
@@ -129,6 +130,49 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
         expect(stdout).toMatch(new RegExp(`accepted ${accepted.toLocaleString('en-US')} · failed \\d+`));
         expect(stdout).toMatch(/not accepted: ECONN\w+ ×\d+/);
       }
+    }
+  }, 30_000);
+
+  test('a call cut off after it was sent, then the endpoint gone: its records are MaybeTaken (the stream did take them), the others not sent', async () => {
+    const taking = new RecordingBackend();
+    const twin = await startFirehoseApi({ port: 0, backend: taking });
+    // A proxy that passes three calls through and the fourth too, but cuts its connection before the answer and
+    // stops listening: the records arrived, the caller cannot know.
+    let requests = 0;
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(twin.port, '127.0.0.1');
+      client.on('error', () => undefined);
+      upstream.on('error', () => undefined);
+      client.on('data', (chunk) => {
+        if (chunk.includes('Firehose_20150804.PutRecordBatch')) requests++;
+        upstream.write(chunk);
+        if (requests >= 4) setTimeout(() => client.destroy(), 300);
+      });
+      upstream.on('data', (chunk) => {
+        if (requests < 4) client.write(chunk);
+      });
+      client.on('close', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    const ownDir = tempDataDir();
+    registerTwin(ownDir, { firehose: url });
+    const cut = setInterval(() => {
+      if (requests >= 4) proxy.close();
+    }, 20);
+    try {
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '2000', '--batch-size', '100', '--outage-wait', '0', '--endpoint-firehose', url, '--data-dir', ownDir, '--json');
+      expect(code).toBe(1);
+      const report = JSON.parse(stdout) as { sent: number; accepted: number; failedByCode: Record<string, number> };
+      expect(report.accepted).toBe(300);
+      expect(report.failedByCode).toEqual({ MaybeTaken: 100 });
+      // The stream took them all the same.
+      expect(taking.acknowledged).toHaveLength(400);
+      expect(stderr).toMatch(/100 of the records not accepted \(MaybeTaken\) were in calls cut off after they were sent: the stream may have taken them, so sending them again may duplicate them/);
+    } finally {
+      clearInterval(cut);
+      proxy.close();
+      await twin.close();
     }
   }, 30_000);
 

@@ -4,9 +4,15 @@ import { drawSample, parseCount, parseDuration, parsePort, parseRate, parseSize 
 import { SampleError } from '../../lib/schema/sample';
 import { displayRows, displayValue, formatTable, toCsv, UserError } from '../../lib/cli/output';
 import { Progress } from '../../lib/cli/progress';
+import * as net from 'net';
+import { kinesisClient } from '../../lib/local/aws-clients';
+import { freePort } from '../../lib/local/ports';
+import { networkErrorCode } from '../../lib/cli/errors';
 import {
   FIREHOSE_API_LIMITS,
   KINESIS_API_LIMITS,
+  kinesisEntryPoint,
+  MAYBE_TAKEN,
   planBatches,
   sendRecords,
   type EntryPoint,
@@ -139,6 +145,76 @@ describe('sendRecords when the endpoint stops answering', () => {
     await expect(sendRecords(entry, records, { sleep: async () => undefined, onStopped: (partial) => { settled = partial.outcomes; } }))
       .rejects.toThrow(new UserError('nothing is listening on 127.0.0.1:4573: start it'));
     expect(settled).toEqual([{ ok: true }, ...[1, 2].map(() => ({ ok: false, errorCode: 'ECONNREFUSED', errorMessage: 'connect ECONNREFUSED 127.0.0.1:4573' }))]);
+  });
+});
+
+describe('a call cut off after it was sent: its records may have been taken', () => {
+  const failureContext = { service: 'Kinesis', endpoint: 'http://127.0.0.1:4573', startHint: 'start it' };
+
+  test('its records are reported MaybeTaken, not with the error of the attempt that came after (the endpoint gone)', async () => {
+    const refused = (maybeSent: boolean) => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:4573'), { code: 'ECONNREFUSED', ...(maybeSent ? { $maybeSent: true } : {}) });
+    const entry: EntryPoint = {
+      kind: 'kinesis', name: 's', limits: { ...KINESIS_API_LIMITS, maxRecords: 1 }, description: 'Kinesis stream s', failureContext,
+      async putBatch(rs) {
+        if (rs[0].partitionKey === 'k0') return [{ ok: true }];
+        throw refused(true);
+      },
+      close() {},
+    };
+    const records = [0, 1, 2].map((i) => ({ data: Buffer.from(`r${i}`), partitionKey: `k${i}` }));
+    let settled: RecordOutcome[] = [];
+    await expect(sendRecords(entry, records, { sleep: async () => undefined, onStopped: (partial) => { settled = partial.outcomes; } })).rejects.toThrow(/nothing is listening/);
+    expect(settled).toEqual([
+      { ok: true },
+      { ok: false, errorCode: MAYBE_TAKEN, errorMessage: 'the call that carried it was cut off after it was sent (then ECONNREFUSED): the stream may have taken it' },
+      // Never sent: the run stopped before its call.
+      { ok: false, errorCode: 'ECONNREFUSED', errorMessage: 'connect ECONNREFUSED 127.0.0.1:4573' },
+    ]);
+  });
+
+  /** A Kinesis entry point against a server that takes each request and then `answer`s it. */
+  async function callAgainst(answer: (socket: net.Socket, request: number) => void): Promise<{ $maybeSent?: boolean }> {
+    let requests = 0;
+    const server = net.createServer((socket) => socket.once('data', () => answer(socket, ++requests)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const entry = kinesisEntryPoint(kinesisClient(endpoint), 's', { service: 'Kinesis', endpoint, startHint: 'start it' });
+    try {
+      await entry.putBatch([{ data: Buffer.from('x'), partitionKey: 'k' }], 1);
+      throw new Error('the call succeeded');
+    } catch (err) {
+      return err as { $maybeSent?: boolean };
+    } finally {
+      entry.close();
+      server.close();
+    }
+  }
+
+  test('the SDK\'s own retries hide the cut-off attempt; the entry point marks the call', async () => {
+    // The first attempt is reset after the request arrived; the endpoint is gone for the next ones.
+    let server: net.Server | undefined;
+    const cutOff = await callAgainst((socket) => {
+      socket.destroy();
+      server ??= (socket as unknown as { server: net.Server }).server;
+      server.close();
+    });
+    expect(networkErrorCode(cutOff)).toBe('ECONNREFUSED');
+    expect(cutOff.$maybeSent).toBe(true);
+  });
+
+  test('an answer, even an error, is no cut-off; nor is a connection refused from the start', async () => {
+    const body = JSON.stringify({ __type: 'ResourceNotFoundException', message: 'Stream s not found' });
+    const answered = await callAgainst((socket) => socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
+    expect(answered.$maybeSent).toBeUndefined();
+    const free = await freePort();
+    const entry = kinesisEntryPoint(kinesisClient(`http://127.0.0.1:${free}`), 's', failureContext);
+    try {
+      const refused = await entry.putBatch([{ data: Buffer.from('x'), partitionKey: 'k' }], 1).then(() => undefined, (err: unknown) => err as { $maybeSent?: boolean });
+      expect(networkErrorCode(refused)).toBe('ECONNREFUSED');
+      expect(refused?.$maybeSent).toBeUndefined();
+    } finally {
+      entry.close();
+    }
   });
 });
 
