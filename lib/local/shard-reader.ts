@@ -609,7 +609,8 @@ export class ShardReader {
       if (shard.worker === undefined) this.shards.delete(shardId);
       else if (shard.phase === 'reading') {
         shard.gone = true;
-        shard.alarm.wake(true);
+        // Not wake(true): that stops the alarm for good, and the delivery of what was read would retry without a pause.
+        shard.alarm.interrupt();
       }
     }
     for (const shard of listed) {
@@ -743,7 +744,7 @@ export class ShardReader {
           iterator = undefined;
         }
         this.report(err, operation, shard.shardId, 'retry-after-backoff');
-        await shard.alarm.sleep(this.backoff(failures++), { onlyStop: true });
+        if (!shard.gone) await shard.alarm.sleep(this.backoff(failures++), { onlyStop: true });
         continue;
       }
       failures = 0;
@@ -813,6 +814,7 @@ export class ShardReader {
       const caughtUpWait = Date.now() - lastRecordsAt >= this.idleAfterMs ? this.idlePollIntervalMs : this.pollIntervalMs;
       let wait = behind ? 0 : this.draining > 0 ? Math.min(this.pollIntervalMs, 20) : caughtUpWait;
       if (buffer.length > 0) wait = Math.min(wait, Math.max(0, bufferedSince + this.windowMs - Date.now()));
+      if (shard.gone) continue;
       if (wait > 0) await shard.alarm.sleep(wait);
       else await new Promise<void>((resolve) => setImmediate(resolve));
     }
@@ -974,6 +976,11 @@ class Alarm {
   wake(stop = false): void {
     if (stop) this.stopped = true;
     for (const waiter of [...this.waiters]) if (stop || !waiter.onlyStop) waiter.resolve();
+  }
+
+  /** Wakes every sleeper this once, those waiting only for a stop too; later sleeps last as long as asked. */
+  interrupt(): void {
+    for (const waiter of [...this.waiters]) waiter.resolve();
   }
 }
 

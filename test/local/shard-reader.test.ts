@@ -332,6 +332,34 @@ describe('ShardReader (in-memory stream)', () => {
       const second = await readToEnd(kinesis);
       expect(allRecords(second.deliveries)).toEqual(['after0']);
     });
+
+    test('a lost child whose records cannot be delivered yet backs off between tries, as any shard does', async () => {
+      kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
+      const saved = kinesis.save();
+      const [child] = kinesis.splitShard(STREAM, PARENT);
+      kinesis.putRecord(STREAM, 'k', 'child0', { shardId: child });
+      let lostAt = 0; // when the stream lost the split; 0 before
+      let triesBeforeLoss = 0;
+      let triesAfterLoss = 0;
+      const { reader } = recordingReader(kinesis, {
+        shardSyncIntervalMs: 20,
+        backoff: { baseMs: 50, maxMs: 50 },
+        onRecords: async (shardId) => {
+          if (shardId !== child) return;
+          if (lostAt === 0) triesBeforeLoss++;
+          else triesAfterLoss++;
+          // Fails until 300 ms after the loss, timed inside: a retry loop without a pause would starve every timer.
+          if (lostAt === 0 || Date.now() - lostAt < 300) throw new Error('the delivery stream is down');
+        },
+      });
+      await reader.start();
+      await waitFor(() => triesBeforeLoss >= 2);
+      kinesis.restore(saved);
+      lostAt = Date.now();
+      await waitFor(() => Date.now() - lostAt >= 400);
+      // 25–50 ms between tries: about a dozen in 300 ms, not one after another.
+      expect(triesAfterLoss).toBeLessThan(30);
+    });
   });
 
   test('after a split, the children are read only once the parent is read to its end', async () => {
