@@ -59,22 +59,28 @@ interface SendContext {
 /**
  * Marks the error of a call one of whose attempts was cut off after it was sent (`$maybeSent`): the SDK retries
  * such an attempt itself, and its last attempt's error (say ECONNREFUSED, the endpoint gone by then) would
- * otherwise say the records never arrived. An attempt the server answered, even with an error, is not cut off.
+ * otherwise say the records never arrived. An attempt the server answered with an error status is not cut off; one
+ * answered with a success whose body was cut off is (the stream took the call).
  */
 function trackCallsCutOff(client: FirehoseClient | KinesisClient): void {
+  type Middleware = (next: (args: unknown) => Promise<unknown>, context: SendContext) => (args: unknown) => Promise<unknown>;
   const stack = client.middlewareStack as unknown as {
-    add(middleware: (next: (args: unknown) => Promise<unknown>, context: SendContext) => (args: unknown) => Promise<unknown>, options: { step: string; name: string }): void;
+    add(middleware: Middleware, options: { step: string; name: string }): void;
+    addRelativeTo(middleware: Middleware, options: { relation: 'before' | 'after'; toMiddleware: string; name: string }): void;
   };
-  // Around each attempt (the retry middleware runs in finalizeRequest, before deserialize).
-  stack.add((next, context) => async (args) => {
+  // Around each attempt (the retry middleware runs in finalizeRequest, around deserialize), and around its
+  // deserializer: the errors of an answer (its status, or its body cut off) are thrown there, not by the request.
+  stack.addRelativeTo((next, context) => async (args) => {
     try {
       return await next(args);
     } catch (err) {
-      const answered = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode !== undefined;
-      if (!answered && !NOT_SENT_CODES.has(networkErrorCode(err) ?? '')) context.sluiceMaybeSent = true;
+      // The deserializer gives whatever it throws the response's status, a success's whose body was cut off too.
+      const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+      const refused = status !== undefined && status >= 300;
+      if (!refused && !NOT_SENT_CODES.has(networkErrorCode(err) ?? '')) context.sluiceMaybeSent = true;
       throw err;
     }
-  }, { step: 'deserialize', name: 'sluiceAttemptCutOff' });
+  }, { relation: 'before', toMiddleware: 'deserializerMiddleware', name: 'sluiceAttemptCutOff' });
   // Around the whole call, retries included.
   stack.add((next, context) => async (args) => {
     try {

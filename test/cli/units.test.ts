@@ -202,6 +202,21 @@ describe('a call cut off after it was sent: its records may have been taken', ()
     expect(cutOff.$maybeSent).toBe(true);
   });
 
+  test('a success whose answer was cut off part-way is a cut-off: the stream took the call', async () => {
+    // The status line and headers arrive, the body does not; the endpoint is gone for the SDK's next attempts.
+    const body = JSON.stringify({ FailedRecordCount: 0, Records: [{ SequenceNumber: '1', ShardId: 'shardId-000000000000' }] });
+    const cutOff = await callAgainst((socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`);
+      const server = (socket as unknown as { server: net.Server }).server;
+      setTimeout(() => {
+        socket.destroy();
+        server.close();
+      }, 50);
+    });
+    expect(networkErrorCode(cutOff)).toBe('ECONNREFUSED');
+    expect(cutOff.$maybeSent).toBe(true);
+  });
+
   test('an answer, even an error, is no cut-off; nor is a connection refused from the start', async () => {
     const body = JSON.stringify({ __type: 'ResourceNotFoundException', message: 'Stream s not found' });
     const answered = await callAgainst((socket) => socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
