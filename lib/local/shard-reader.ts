@@ -592,6 +592,8 @@ export class ShardReader {
 
   private async syncShardsOnce(): Promise<void> {
     if (this.phase !== 'running') return;
+    // A shard read to its end while the listing was on its way may be listed open: the listing predates its close.
+    const endedBeforeListing = new Set(this.ended);
     let listed: Shard[];
     try {
       listed = await this.api.listShards(this.streamName, this.abort.signal);
@@ -623,7 +625,7 @@ export class ShardReader {
         const skip = this.firstStart && this.startingPosition === 'LATEST' && !open;
         if (skip) this.ended.add(shardId);
         this.shards.set(shardId, this.newShardState(shardId, parents, this.firstStart && open, undefined, skip ? 'ended' : 'waiting-for-parents'));
-      } else if (known.phase === 'ended' && open) {
+      } else if (known.phase === 'ended' && open && endedBeforeListing.has(shardId)) {
         // A closed shard never opens again in Kinesis, but kinesis-mock's does when it comes back from a save made
         // before the reshard: the records put since are in it, after the checkpoint.
         this.ended.delete(shardId);

@@ -20,6 +20,7 @@ import {
   MemoryKinesis,
   ShardReader,
   checkpointPath,
+  type KinesisReadApi,
   type ReaderErrorContext,
   type ShardReaderOptions,
 } from '../../lib/local/shard-reader';
@@ -331,6 +332,38 @@ describe('ShardReader (in-memory stream)', () => {
       kinesis.putRecord(STREAM, 'k', 'after0', { shardId: PARENT });
       const second = await readToEnd(kinesis);
       expect(allRecords(second.deliveries)).toEqual(['after0']);
+    });
+
+    test('a listing made before a split, answered after the parent was read to its end, does not count as a lost reshard', async () => {
+      kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
+      // The next listing is taken at once and answered when `answer` is called, as a slow ListShards would be.
+      let hold: (() => void) | undefined;
+      let held = false;
+      const api: KinesisReadApi = {
+        describeStream: (name) => kinesis.describeStream(name),
+        getShardIterator: (request) => kinesis.getShardIterator(request),
+        getRecords: (iterator, limit) => kinesis.getRecords(iterator, limit),
+        listShards: async (name) => {
+          const listed = await kinesis.listShards(name);
+          if (held) await new Promise<void>((resolve) => (hold = resolve));
+          return listed;
+        },
+      };
+      const { reader, deliveries, errors } = recordingReader(api, { shardSyncIntervalMs: 20 });
+      await reader.start();
+      await reader.drain({ timeoutMs: 5000 });
+      held = true;
+      await waitFor(() => hold !== undefined);
+      held = false;
+      const [child] = kinesis.splitShard(STREAM, PARENT);
+      kinesis.putRecord(STREAM, 'k', 'child0', { shardId: child });
+      await waitFor(() => reader.stats().shards.find((s) => s.shardId === PARENT)?.phase === 'ended');
+      (hold as () => void)();
+      await waitFor(() => perShard(deliveries, child).includes('child0'));
+      await reader.drain({ timeoutMs: 5000 });
+      await reader.stop();
+      expect(errors.filter((e) => e.context.action === 'read-reopened-shard').map((e) => (e.error as Error).message)).toEqual([]);
+      expect(allRecords(deliveries)).toEqual(['a0', 'child0']);
     });
 
     test('a lost child whose records cannot be delivered yet backs off between tries, as any shard does', async () => {
