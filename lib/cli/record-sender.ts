@@ -62,6 +62,19 @@ interface SendContext {
  * otherwise say the records never arrived. An attempt the server answered with an error status is not cut off; one
  * answered with a success whose body was cut off is (the stream took the call).
  */
+/**
+ * Whether an attempt that failed with `err` may have reached the stream: not when it never connected, nor when
+ * the server answered with an error status (it refused). The deserializer gives what it throws the response's
+ * status, a success's whose body was cut off too (that one may have been taken).
+ */
+export function attemptMaybeSent(err: unknown): boolean {
+  const status = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  if (status !== undefined && status >= 300) return false;
+  if (NOT_SENT_CODES.has(networkErrorCode(err) ?? '')) return false;
+  // The HTTP handler's connection timeout (TimeoutError without a socket code).
+  return !/did not establish a connection/.test((err as { message?: unknown } | null)?.message as string ?? '');
+}
+
 function trackCallsCutOff(client: FirehoseClient | KinesisClient): void {
   type Middleware = (next: (args: unknown) => Promise<unknown>, context: SendContext) => (args: unknown) => Promise<unknown>;
   const stack = client.middlewareStack as unknown as {
@@ -74,10 +87,7 @@ function trackCallsCutOff(client: FirehoseClient | KinesisClient): void {
     try {
       return await next(args);
     } catch (err) {
-      // The deserializer gives whatever it throws the response's status, a success's whose body was cut off too.
-      const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
-      const refused = status !== undefined && status >= 300;
-      if (!refused && !NOT_SENT_CODES.has(networkErrorCode(err) ?? '')) context.sluiceMaybeSent = true;
+      if (attemptMaybeSent(err)) context.sluiceMaybeSent = true;
       throw err;
     }
   }, { relation: 'before', toMiddleware: 'deserializerMiddleware', name: 'sluiceAttemptCutOff' });

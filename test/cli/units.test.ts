@@ -9,6 +9,7 @@ import { kinesisClient } from '../../lib/local/aws-clients';
 import { freePort } from '../../lib/local/ports';
 import { networkErrorCode } from '../../lib/cli/errors';
 import {
+  attemptMaybeSent,
   FIREHOSE_API_LIMITS,
   KINESIS_API_LIMITS,
   kinesisEntryPoint,
@@ -170,6 +171,19 @@ describe('a call cut off after it was sent: its records may have been taken', ()
       // Never sent: the run stopped before its call.
       { ok: false, errorCode: 'ECONNREFUSED', errorMessage: 'connect ECONNREFUSED 127.0.0.1:4573' },
     ]);
+  });
+
+  test.each([
+    ['a connection refused', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), false],
+    ['a name that does not resolve', Object.assign(new Error('getaddrinfo ENOTFOUND nowhere'), { code: 'ENOTFOUND' }), false],
+    ['the HTTP handler\'s connection timeout', Object.assign(new Error('@smithy/node-http-handler - the request socket did not establish a connection with the server within the configured timeout of 2000 ms.'), { name: 'TimeoutError' }), false],
+    ['an error answer (400)', Object.assign(new Error('Stream s not found'), { name: 'ResourceNotFoundException', $metadata: { httpStatusCode: 400 } }), false],
+    ['an error answer (503)', Object.assign(new Error('Slow down.'), { name: 'ServiceUnavailableException', $metadata: { httpStatusCode: 503 } }), false],
+    ['a connection reset', Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), true],
+    ['a request timeout after connecting', Object.assign(new Error('Connection timed out after 30000 ms'), { name: 'TimeoutError' }), true],
+    ['a success whose body was cut off', Object.assign(new Error('Unexpected end of JSON input'), { $metadata: { httpStatusCode: 200 } }), true],
+  ])('%s: may have been sent = %s', (_what, err, maybeSent) => {
+    expect(attemptMaybeSent(err)).toBe(maybeSent);
   });
 
   /** A Kinesis entry point against a server that takes each request and then `answer`s it. */
