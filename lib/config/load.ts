@@ -89,7 +89,7 @@ export function configFromContext(
       continue;
     }
     expanded[name] = deepMerge(defaults, p);
-    problems.push(...settingsWithoutEffect(name, p, expanded[name] as Raw));
+    problems.push(...settingsWithoutEffect(name, expanded[name] as Raw, (key) => layerSetting(name, key, base, overlay, overrides)));
   }
   merged.pipelines = expanded;
 
@@ -105,22 +105,41 @@ export function configFromContext(
 }
 
 /**
- * A pipeline's own settings that its source or destinations make meaningless: `shards` on a direct-put
- * pipeline, `search` without the search destination. Refused, since they would change nothing while
- * the user believes they did. The defaults' values for them are not the pipeline's doing and pass.
+ * A pipeline's settings that its source or destinations make meaningless (`shards` on a direct-put pipeline,
+ * `search` without the search destination) are refused when given in the same layer as what makes them
+ * meaningless, or a later one: they would change nothing while the user believes they did. One given earlier
+ * passes (cdk.json's `shards` for iot, and `-c pipelines.iot.source=direct-put` for one run), as do the defaults'.
  */
-function settingsWithoutEffect(name: string, own: Raw, pipeline: Raw): string[] {
+function settingsWithoutEffect(name: string, pipeline: Raw, layerOf: (key: string) => number): string[] {
   const destinations = Array.isArray(pipeline.destinations) ? pipeline.destinations : [];
-  const needs: Array<[string, boolean, string]> = [
-    ['shards', pipeline.source !== 'direct-put', 'source "kinesis" (a direct-put pipeline has no stream)'],
-    ['retentionHours', pipeline.source !== 'direct-put', 'source "kinesis" (a direct-put pipeline has no stream)'],
-    ['streamEncryption', pipeline.source !== 'direct-put', 'source "kinesis" (a direct-put pipeline has no stream)'],
-    ['consumer', destinations.includes('metadata'), 'the "metadata" destination'],
-    ['search', destinations.includes('search'), 'the "search" destination'],
+  const stream = 'source "kinesis" (a direct-put pipeline has no stream)';
+  const needs: Array<[key: string, used: boolean, what: string, decidedBy: string]> = [
+    ['shards', pipeline.source !== 'direct-put', stream, 'source'],
+    ['retentionHours', pipeline.source !== 'direct-put', stream, 'source'],
+    ['streamEncryption', pipeline.source !== 'direct-put', stream, 'source'],
+    ['consumer', destinations.includes('metadata'), 'the "metadata" destination', 'destinations'],
+    ['search', destinations.includes('search'), 'the "search" destination', 'destinations'],
   ];
   return needs
-    .filter(([key, used]) => !used && Object.hasOwn(own, key))
+    .filter(([key, used, , decidedBy]) => !used && layerOf(key) >= 0 && layerOf(key) >= layerOf(decidedBy))
     .map(([key, , what]) => `pipelines.${name}.${key}: only takes effect with ${what}; this pipeline's setting would change nothing: remove it`);
+}
+
+/**
+ * The layer that last set a pipeline's key: -1 none (pipelineDefaults only), 0 the `pipelines` section, 1 the
+ * environment's overlay, 2 and on each dotted `-c` in turn.
+ */
+function layerSetting(name: string, key: string, base: Raw, overlay: unknown, overrides: ReadonlyArray<[string[], unknown]>): number {
+  const sets = (pipeline: unknown) => isPlainObject(pipeline) && Object.hasOwn(pipeline, key);
+  const pipelineIn = (section: unknown) => (isPlainObject(section) && isPlainObject(section.pipelines) ? section.pipelines[name] : undefined);
+  let layer = -1;
+  if (sets(pipelineIn(base))) layer = 0;
+  if (sets(pipelineIn(overlay))) layer = 1;
+  overrides.forEach(([parts, value], i) => {
+    if (parts[0] !== 'pipelines' || parts[1] !== name) return;
+    if (parts.length === 2 ? sets(value) : parts[2] === key) layer = 2 + i;
+  });
+  return layer;
 }
 
 /** Reads cdk.json's context from a project directory (the CLI and the twin use the same defaults as `cdk synth`). */

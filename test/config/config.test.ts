@@ -189,20 +189,7 @@ describe('settings a pipeline\'s source or destinations ignore are refused, not 
     ['stream encryption on a direct-put pipeline', ['pipelines.app-events.streamEncryption=customer-managed'], /^pipelines\.app-events\.streamEncryption: only takes effect with source "kinesis"/],
     ['search settings without the search destination', ['pipelines.iot.search.rotation=OneHour'], /^pipelines\.iot\.search: only takes effect with the "search" destination/],
     ['consumer settings without the metadata destination', ['pipelines.iot.destinations=lake', 'pipelines.iot.consumer.batchSize=100'], /^pipelines\.iot\.consumer: only takes effect with the "metadata" destination/],
-    ['a kinesis pipeline set to direct-put keeps its own shards: refused with the reason', ['pipelines.iot.source=direct-put', 'pipelines.iot.destinations=lake'], /^pipelines\.iot\.shards: only takes effect with source "kinesis"/],
-    ['metadata on a direct-put pipeline', ['pipelines.app-events.destinations=lake,metadata'], /^pipelines\.app-events\.destinations: "metadata" needs a Kinesis stream/],
-    ['an unknown source', ['pipelines.iot.source=kafka'], /^pipelines\.iot\.source: "kafka" is not allowed; use one of "kinesis", "direct-put"/],
-    ['zero shards', ['pipelines.iot.shards=0'], /^pipelines\.iot\.shards: 0 is out of range; allowed 1–500 \(or "on-demand"\)/],
-    ['fractional shards', ['pipelines.iot.shards=1.5'], /^pipelines\.iot\.shards: 1\.5 must be a whole number/],
-    ['transform timeout beyond Firehose\'s 5 minutes', ['pipelines.iot.transform.timeoutSeconds=600'], /^pipelines\.iot\.transform\.timeoutSeconds: 600 is out of range; allowed 1–300/],
-    ['consumer batch above 10,000', ['pipelines.iot.consumer.batchSize=20000'], /^pipelines\.iot\.consumer\.batchSize: 20000 is out of range; allowed 1–10000/],
-    ['consumer window above 300 s', ['pipelines.iot.consumer.batchWindowSeconds=301'], /^pipelines\.iot\.consumer\.batchWindowSeconds: 301 is out of range; allowed 0–300/],
-    ['unbounded consumer retries', ['pipelines.iot.consumer.maxRetries=-1'], /^pipelines\.iot\.consumer\.maxRetries: -1 is out of range; allowed 0–10000 \(bounded/],
-    ['record age below 60 s', ['pipelines.iot.consumer.maxRecordAgeSeconds=30'], /^pipelines\.iot\.consumer\.maxRecordAgeSeconds: 30 is out of range; allowed 60–604800/],
-    ['parallelization above 10', ['pipelines.iot.consumer.parallelization=11'], /^pipelines\.iot\.consumer\.parallelization: 11 is out of range; allowed 1–10/],
-    ['OpenSearch buffer above 100 MB', ['pipelines.clickstream.search.bufferingSizeMiB=101'], /^pipelines\.clickstream\.search\.bufferingSizeMiB: 101 is out of range; allowed 1–100/],
-    ['OpenSearch retry above 7200 s', ['pipelines.clickstream.search.retrySeconds=7201'], /^pipelines\.clickstream\.search\.retrySeconds: 7201 is out of range; allowed 0–7200/],
-    ['an unknown index rotation', ['pipelines.clickstream.search.rotation=Daily'], /^pipelines\.clickstream\.search\.rotation: "Daily" is not allowed; use one of "NoRotation", "OneHour", "OneDay", "OneWeek", "OneMonth"/],
+    ['shards given with a switch to direct-put', ['pipelines.iot.source=direct-put', 'pipelines.iot.destinations=lake', 'pipelines.iot.shards=4'], /^pipelines\.iot\.shards: only takes effect with source "kinesis"/],
   ];
 
   test.each(cases)('%s', (_name, overrides, expected) => {
@@ -211,6 +198,18 @@ describe('settings a pipeline\'s source or destinations ignore are refused, not 
 
   test('the defaults\' values of such settings pass: app-events (direct-put) and pipelines without search load as shipped', () => {
     expect(() => load()).not.toThrow();
+  });
+
+  test('one given before what makes it meaningless passes: a one-off switch to direct-put (-c), an environment\'s (overlay), keep cdk.json\'s shards', () => {
+    expect(load('pipelines.iot.source=direct-put', 'pipelines.iot.destinations=lake').pipelines.iot.source).toBe('direct-put');
+    const ctx = { ...defaults(), env: 'lab', environments: { lab: { pipelines: { transactions: { source: 'direct-put', destinations: ['lake'] } } } } };
+    expect(configFromContext(ctx).pipelines.transactions.source).toBe('direct-put');
+    // Given in the overlay that keeps app-events direct-put (cdk.json's pipelines section), it is refused.
+    const refused = { ...defaults(), env: 'lab', environments: { lab: { pipelines: { 'app-events': { shards: 2 } } } } };
+    expect(problemsOf(() => configFromContext(refused))).toEqual([expect.stringMatching(/^pipelines\.app-events\.shards: only takes effect with source "kinesis"/)]);
+    // In the same section as the source that makes it meaningless too.
+    const sameSection = { ...defaults(), pipelines: { 'app-events': { source: 'direct-put', destinations: ['lake'], retentionHours: 48 } } };
+    expect(problemsOf(() => configFromContext(sameSection))).toEqual([expect.stringMatching(/^pipelines\.app-events\.retentionHours: only takes effect/)]);
   });
 });
 
@@ -226,6 +225,19 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ['an unknown destination', ['pipelines.iot.destinations=lake,warehouse'], /^pipelines\.iot\.destinations: unknown destination "warehouse"; use one of "lake", "search", "metadata"/],
     ['no destination', ['pipelines.iot.destinations=[]'], /^pipelines\.iot\.destinations: at least one of lake, search, metadata is required/],
     ['search on a direct-put pipeline', ['pipelines.app-events.destinations=lake,search'], /^pipelines\.app-events\.destinations: "search" needs a Kinesis stream to read, but source is "direct-put"/],
+    ['metadata on a direct-put pipeline', ['pipelines.app-events.destinations=lake,metadata'], /^pipelines\.app-events\.destinations: "metadata" needs a Kinesis stream/],
+    ['an unknown source', ['pipelines.iot.source=kafka'], /^pipelines\.iot\.source: "kafka" is not allowed; use one of "kinesis", "direct-put"/],
+    ['zero shards', ['pipelines.iot.shards=0'], /^pipelines\.iot\.shards: 0 is out of range; allowed 1–500 \(or "on-demand"\)/],
+    ['fractional shards', ['pipelines.iot.shards=1.5'], /^pipelines\.iot\.shards: 1\.5 must be a whole number/],
+    ['transform timeout beyond Firehose\'s 5 minutes', ['pipelines.iot.transform.timeoutSeconds=600'], /^pipelines\.iot\.transform\.timeoutSeconds: 600 is out of range; allowed 1–300/],
+    ['consumer batch above 10,000', ['pipelines.iot.consumer.batchSize=20000'], /^pipelines\.iot\.consumer\.batchSize: 20000 is out of range; allowed 1–10000/],
+    ['consumer window above 300 s', ['pipelines.iot.consumer.batchWindowSeconds=301'], /^pipelines\.iot\.consumer\.batchWindowSeconds: 301 is out of range; allowed 0–300/],
+    ['unbounded consumer retries', ['pipelines.iot.consumer.maxRetries=-1'], /^pipelines\.iot\.consumer\.maxRetries: -1 is out of range; allowed 0–10000 \(bounded/],
+    ['record age below 60 s', ['pipelines.iot.consumer.maxRecordAgeSeconds=30'], /^pipelines\.iot\.consumer\.maxRecordAgeSeconds: 30 is out of range; allowed 60–604800/],
+    ['parallelization above 10', ['pipelines.iot.consumer.parallelization=11'], /^pipelines\.iot\.consumer\.parallelization: 11 is out of range; allowed 1–10/],
+    ['OpenSearch buffer above 100 MB', ['pipelines.clickstream.search.bufferingSizeMiB=101'], /^pipelines\.clickstream\.search\.bufferingSizeMiB: 101 is out of range; allowed 1–100/],
+    ['OpenSearch retry above 7200 s', ['pipelines.clickstream.search.retrySeconds=7201'], /^pipelines\.clickstream\.search\.retrySeconds: 7201 is out of range; allowed 0–7200/],
+    ['an unknown index rotation', ['pipelines.clickstream.search.rotation=Daily'], /^pipelines\.clickstream\.search\.rotation: "Daily" is not allowed; use one of "NoRotation", "OneHour", "OneDay", "OneWeek", "OneMonth"/],
     ['Glacier sooner than 30 days after IA', ['lifecycle.glacierDays=45'], /^lifecycle\.glacierDays: 45 must be at least 30 days after lifecycle\.infrequentAccessDays \(30\)/],
     ['IA sooner than 30 days', ['lifecycle.infrequentAccessDays=7'], /^lifecycle\.infrequentAccessDays: 7 is out of range; allowed 30–3650/],
     ['an Athena cutoff below 10 MB', ['athena.bytesScannedCutoffMiB=1'], /^athena\.bytesScannedCutoffMiB: 1 is out of range; allowed 10–/],
