@@ -121,7 +121,7 @@ function settingsWithoutEffect(name: string, pipeline: Raw, layerOf: (key: strin
     ['search', destinations.includes('search'), 'the "search" destination', 'destinations'],
   ];
   return needs
-    .filter(([key, used, , decidedBy]) => !used && layerOf(key) >= 0 && layerOf(key) >= layerOf(decidedBy))
+    .filter(([key, used, , decidedBy]) => !used && layerOf(key) >= Math.max(0, layerOf(decidedBy)))
     .map(([key, , what]) => `pipelines.${name}.${key}: only takes effect with ${what}; this pipeline's setting would change nothing: remove it`);
 }
 
