@@ -133,32 +133,42 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     }
   }, 30_000);
 
-  test('a call cut off after it was sent, then the endpoint gone: its records are MaybeTaken (the stream did take them), the others not sent', async () => {
-    const taking = new RecordingBackend();
-    const twin = await startFirehoseApi({ port: 0, backend: taking });
-    // A proxy that passes three calls through and the fourth too, but cuts its connection before the answer and
-    // stops listening: the records arrived, the caller cannot know.
+  /**
+   * A proxy in front of `upstreamPort` that passes calls through; the `cutAt`-th PutRecordBatch reaches the stream
+   * too, but its connection is cut before the answer and the proxy stops listening: the records arrived, the
+   * caller cannot know. Without `cutAt` it only passes calls through.
+   */
+  async function proxyTo(upstreamPort: number, options: { port?: number; cutAt?: number } = {}): Promise<{ port: number; url: string; close(): void }> {
+    const cutAt = options.cutAt ?? Number.POSITIVE_INFINITY;
     let requests = 0;
     const proxy = net.createServer((client) => {
-      const upstream = net.connect(twin.port, '127.0.0.1');
+      const upstream = net.connect(upstreamPort, '127.0.0.1');
       client.on('error', () => undefined);
       upstream.on('error', () => undefined);
       client.on('data', (chunk) => {
-        if (chunk.includes('Firehose_20150804.PutRecordBatch') && ++requests === 4) proxy.close(); // no connection after it
+        if (chunk.includes('Firehose_20150804.PutRecordBatch') && ++requests === cutAt) proxy.close(); // no connection after it
         upstream.write(chunk);
-        if (requests >= 4) setTimeout(() => client.destroy(), 300);
+        if (requests >= cutAt) setTimeout(() => client.destroy(), 300);
       });
       upstream.on('data', (chunk) => {
-        if (requests < 4) client.write(chunk);
+        if (requests < cutAt) client.write(chunk);
       });
       client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
     });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    await new Promise<void>((resolve) => proxy.listen(options.port ?? 0, '127.0.0.1', resolve));
+    const port = (proxy.address() as net.AddressInfo).port;
+    return { port, url: `http://127.0.0.1:${port}`, close: () => proxy.close() };
+  }
+
+  test('a call cut off after it was sent, then the endpoint gone: its records are MaybeTaken (the stream did take them), the others not sent', async () => {
+    const taking = new RecordingBackend();
+    const twin = await startFirehoseApi({ port: 0, backend: taking });
+    const proxy = await proxyTo(twin.port, { cutAt: 4 });
     const ownDir = tempDataDir();
-    registerTwin(ownDir, { firehose: url });
+    registerTwin(ownDir, { firehose: proxy.url });
     try {
-      const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '2000', '--batch-size', '100', '--outage-wait', '0', '--endpoint-firehose', url, '--data-dir', ownDir, '--json');
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '2000', '--batch-size', '100', '--outage-wait', '0', '--endpoint-firehose', proxy.url, '--data-dir', ownDir, '--json');
       expect(code).toBe(1);
       const report = JSON.parse(stdout) as { sent: number; accepted: number; failedByCode: Record<string, number> };
       expect(report.accepted).toBe(300);
@@ -171,6 +181,35 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       await twin.close();
     }
   }, 30_000);
+
+  test('a call cut off after it was sent, and the endpoint back within --outage-wait: its records are sent again, a second copy rather than a loss', async () => {
+    const taking = new RecordingBackend();
+    const twin = await startFirehoseApi({ port: 0, backend: taking });
+    const cutting = await proxyTo(twin.port, { cutAt: 4 });
+    const ownDir = tempDataDir();
+    registerTwin(ownDir, { firehose: cutting.url });
+    let back: Awaited<ReturnType<typeof proxyTo>> | undefined;
+    const comeBack = (async () => {
+      while (taking.acknowledged.length < 400) await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      back = await proxyTo(twin.port, { port: cutting.port });
+    })();
+    try {
+      const { code, stdout } = await sluice('put', 'app-events', '-n', '2000', '--batch-size', '100', '--outage-wait', '20s', '--endpoint-firehose', cutting.url, '--data-dir', ownDir, '--json');
+      await comeBack;
+      expect(code).toBe(0);
+      expect(JSON.parse(stdout)).toMatchObject({ sent: 2000, accepted: 2000, failed: 0 });
+      // Every record arrived; the cut-off call's 100 twice.
+      const ids = taking.acknowledged.map((r) => (JSON.parse(r.data.toString()) as { event_id: string }).event_id);
+      expect(new Set(ids).size).toBe(2000);
+      expect(ids).toHaveLength(2100);
+    } finally {
+      await comeBack.catch(() => undefined);
+      cutting.close();
+      back?.close();
+      await twin.close();
+    }
+  }, 40_000);
 
   test('the endpoint stops answering mid-run and comes back on its port (the twin restarting kinesis-mock): put waits, sends again, exit 0', async () => {
     const first = new RecordingBackend();
