@@ -7,7 +7,7 @@ import { addProgressOption, addTargetOptions, drawSample, examples, formatDurati
 import { escapeControlCharacters, formatNumber, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { networkErrorCode } from './errors';
-import { isPermanentRecordError, MAYBE_TAKEN, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type SendResult } from './record-sender';
+import { isPermanentRecordError, MAYBE_TAKEN, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type RecordOutcome, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { checkTwinTakesRecords, entryPointFor, resolveTarget, type Target } from './target';
@@ -203,19 +203,24 @@ function verifyElapsedMs(verification: readonly VerifyResult[]): number {
 /**
  * What became of the records not accepted, after "3 of 10 records": "were not accepted after 8 attempts
  * (ServiceUnavailableException ×3)"; records with a code no retry fixes were given up on at once: "were
- * refused for good, so not retried (RecordTooLarge ×1)"; both, each with its count.
+ * refused for good, so not retried (RecordTooLarge ×1)"; records whose call was cut off after it was sent
+ * (MaybeTaken) may be in the stream all the same; more than one of these, each with its count.
  */
 function whyNotAccepted(failedByCode: Record<string, number>, maxAttempts: number): string {
   const list = (codes: Array<[string, number]>) => codes.map(([c, n]) => `${c} ×${formatNumber(n)}`).join(', ');
   const total = (codes: Array<[string, number]>) => formatNumber(codes.reduce((sum, [, n]) => sum + n, 0));
   const codes = Object.entries(failedByCode);
-  const retried = codes.filter(([c]) => !isPermanentRecordError(c));
+  const maybeTaken = codes.filter(([c]) => c === MAYBE_TAKEN);
+  const retried = codes.filter(([c]) => c !== MAYBE_TAKEN && !isPermanentRecordError(c));
   const permanent = codes.filter(([c]) => isPermanentRecordError(c));
-  const afterAttempts = `after ${maxAttempts} attempt${maxAttempts === 1 ? '' : 's'} (${list(retried)})`;
-  const refused = `refused for good, so not retried (${list(permanent)})`;
-  if (permanent.length === 0) return `were not accepted ${afterAttempts}`;
-  if (retried.length === 0) return `were ${refused}`;
-  return `were not accepted: ${total(retried)} ${afterAttempts}; ${total(permanent)} ${refused}`;
+  const kinds: Array<[Array<[string, number]>, string, string]> = [
+    [retried, `after ${maxAttempts} attempt${maxAttempts === 1 ? '' : 's'} (${list(retried)})`, 'not accepted '],
+    [permanent, `refused for good, so not retried (${list(permanent)})`, ''],
+    [maybeTaken, `in calls cut off after they were sent (${list(maybeTaken)}): the stream may have taken them, so sending them again may duplicate them (event ids tell copies apart)`, ''],
+  ];
+  const given = kinds.filter(([c]) => c.length > 0);
+  if (given.length === 1) return `were ${given[0][2]}${given[0][1]}`;
+  return `were not accepted: ${given.map(([c, what]) => `${total(c)} ${what}`).join('; ')}`;
 }
 
 /** Locally the twin flushes in seconds; on AWS the Firehose buffer interval dominates (dynamic partitioning: up to ~1.5×). */
@@ -369,7 +374,8 @@ async function sendBatch(
       const accepted = acceptedBefore + outcomes.filter((o) => o?.ok).length + (settled?.outcomes.filter((o) => o.ok).length ?? 0);
       if (!settled || accepted === 0) throw err;
       const partial: SendResult = settled;
-      partial.outcomes.forEach((o, j) => (outcomes[pending[j]] = o));
+      // A record whose call was cut off in an earlier round stays MaybeTaken while no later call got it accepted.
+      partial.outcomes.forEach((o, j) => (outcomes[pending[j]] = stillMaybeTaken(outcomes[pending[j]], o) ? outcomes[pending[j]] : o));
       retries += partial.retries;
       calls += partial.calls;
       const code = networkErrorCode(cause);
@@ -392,6 +398,11 @@ async function sendBatch(
       return { result: { outcomes, retries, calls }, stopped: interrupted() ? undefined : stoppedMessage(entry, cause, err, accepted) };
     }
   }
+}
+
+/** Whether a record MaybeTaken in an earlier round stays so: the round that sent it again stopped before it was accepted. */
+function stillMaybeTaken(before: RecordOutcome | undefined, after: RecordOutcome): boolean {
+  return before !== undefined && !before.ok && before.errorCode === MAYBE_TAKEN && !after.ok;
 }
 
 /** Sends `count` records (or until `durationMs`), paced to `rate` on average, never bursting more than a second's worth. */

@@ -257,6 +257,8 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
   });
   let retries = 0;
   let calls = 0;
+  // Records of a call cut off after it was sent (a request timeout the run retries, too): the stream may have taken them.
+  const cutOff = new Set<number>();
   for (let attempt = 1; pending.length > 0; attempt++) {
     const failed: number[] = [];
     for (const batch of planBatches(records, pending, entry.limits)) {
@@ -265,6 +267,7 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
       try {
         results = await entry.putBatch(batch.map((i) => records[i]), attempt);
       } catch (err) {
+        if ((err as { $maybeSent?: boolean }).$maybeSent) for (const i of batch) cutOff.add(i);
         const retryable = retryableCallError(err);
         if (!retryable) {
           if (options.onStopped) {
@@ -277,10 +280,9 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
               errorCode: MAYBE_TAKEN,
               errorMessage: `the call that carried it was cut off after it was sent (then ${stopped.errorCode}): the stream may have taken it`,
             };
-            const inCall = new Set((err as { $maybeSent?: boolean }).$maybeSent ? batch : []);
             for (const i of pending) {
               const o = outcomes[i];
-              if (!o.ok && !isPermanentRecordError(o.errorCode)) outcomes[i] = inCall.has(i) ? maybeTaken : stopped;
+              if (!o.ok && !isPermanentRecordError(o.errorCode)) outcomes[i] = cutOff.has(i) ? maybeTaken : stopped;
             }
             options.onStopped({ outcomes, retries, calls }, err);
           }

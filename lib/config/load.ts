@@ -127,7 +127,7 @@ function settingsWithoutEffect(name: string, pipeline: Raw, layerOf: (key: strin
 
 /**
  * The layer that last set a pipeline's key: -1 none (pipelineDefaults only), 0 the `pipelines` section, 1 the
- * environment's overlay, 2 and on each dotted `-c` in turn.
+ * environment's overlay, 2 the command line's dotted `-c`s (one layer: their order does not matter).
  */
 function layerSetting(name: string, key: string, base: Raw, overlay: unknown, overrides: ReadonlyArray<[string[], unknown]>): number {
   const sets = (pipeline: unknown) => isPlainObject(pipeline) && Object.hasOwn(pipeline, key);
@@ -135,10 +135,10 @@ function layerSetting(name: string, key: string, base: Raw, overlay: unknown, ov
   let layer = -1;
   if (sets(pipelineIn(base))) layer = 0;
   if (sets(pipelineIn(overlay))) layer = 1;
-  overrides.forEach(([parts, value], i) => {
-    if (parts[0] !== 'pipelines' || parts[1] !== name) return;
-    if (parts.length === 2 ? sets(value) : parts[2] === key) layer = 2 + i;
-  });
+  for (const [parts, value] of overrides) {
+    if (parts[0] !== 'pipelines' || parts[1] !== name) continue;
+    if (parts.length === 2 ? sets(value) : parts[2] === key) layer = 2;
+  }
   return layer;
 }
 

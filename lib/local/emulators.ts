@@ -71,6 +71,9 @@ const KINESIS_STATE_FILE = 'kinesis-data.json';
 /** How the bootstrap's last-resort exit begins the line it writes to stderr. */
 const KINESIS_LAST_RESORT = 'kinesis-mock: still running';
 
+/** The key of the message the bootstrap sends over IPC once kinesis-mock listens on its plain port. */
+const KINESIS_LISTENING = 'sluiceListening';
+
 // kinesis-mock hard-codes its listen address (ip4s Host "0.0.0.0", passed to Node as listen(port),
 // i.e. every interface, IPv4 and IPv6) and has no setting for it in 0.6.2. This bootstrap, run with
 // `node -e` before its main.js, rewrites those listen(port) calls to listen on SLUICE_BIND_HOST.
@@ -85,6 +88,7 @@ const KINESIS_LAST_RESORT = 'kinesis-mock: still running';
 //   is cut off leaves the previous state, never a truncated file kinesis-mock cannot load (its own
 //   writer truncates the file, then writes it asynchronously, and the process may exit in between);
 // - output to a parent that died (EPIPE) is dropped, not a crash before the final save;
+// - it tells the parent (IPC) once it listens on its plain port, so an answer there before is known to be another program's;
 // - the last-resort exit, for a shutdown that hangs, comes 25 s after SIGTERM (inside the twin's 30 s
 //   stopGraceMs): on a loaded machine the graceful shutdown can take several seconds before its final
 //   save, and an exit before it loses what was acknowledged since the last periodic save (every 5 s).
@@ -187,6 +191,11 @@ function guard(socket) {
 const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
   servers.add(this);
+  // The parent probes the plain port only once this process listens there: an answer sooner is another program's.
+  this.once('listening', () => {
+    const address = this.address();
+    if (address && address.port === plainPort && process.send) process.send({ ${KINESIS_LISTENING}: plainPort });
+  });
   this.on('connection', (socket) => {
     if (stopping) return socket.destroy(shutdown);
     sockets.add(socket);
@@ -314,6 +323,14 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
     child.once('exit', () => resolve());
     child.once('error', () => resolve());
   });
+  const listening = new Promise<void>((resolve) => {
+    const onMessage = (message: unknown): void => {
+      if ((message as Record<string, unknown> | null)?.[KINESIS_LISTENING] !== port) return;
+      child.removeListener('message', onMessage);
+      resolve();
+    };
+    child.on('message', onMessage);
+  });
   const killOnExit = (): void => {
     child.kill('SIGTERM');
   };
@@ -331,7 +348,7 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
     }
   });
   try {
-    await waitForKinesis(child, exited, endpoint, options.readyTimeoutMs ?? 30_000, output);
+    await waitForKinesis(child, exited, listening, endpoint, options.readyTimeoutMs ?? 30_000, output);
   } catch (err) {
     await stop();
     throw err;
@@ -372,9 +389,14 @@ async function assertKinesisStateLoads(file: string): Promise<void> {
 /** How long one readiness probe waits for kinesis-mock's answer (it answers a ListStreams in milliseconds). */
 const KINESIS_PROBE_TIMEOUT_MS = 2_000;
 
+/**
+ * Resolves once kinesis-mock answers ListStreams, probing only after it said it listens on its plain port (`listening`):
+ * another program that bound the port first could answer the probe while kinesis-mock exits with EADDRINUSE.
+ */
 async function waitForKinesis(
   child: ChildProcess,
   exited: Promise<void>,
+  listening: Promise<void>,
   endpoint: string,
   timeoutMs: number,
   output: OutputTail,
@@ -385,6 +407,8 @@ async function waitForKinesis(
   child.once('error', (err) => (spawnError = err));
   let childGone = false;
   void exited.then(() => (childGone = true));
+  let bound = false;
+  void listening.then(() => (bound = true));
   try {
     for (;;) {
       if (childGone) {
@@ -395,10 +419,11 @@ async function waitForKinesis(
         const taken = /EADDRINUSE: address already in use \S+:(\d+)/.exec(message);
         throw taken ? new PortTakenError(message, Number(taken[1])) : new Error(message);
       }
-      // Not answered: not listening yet. A probe that hangs (another program took the port and never answers)
-      // ends with its timeout or the child's exit, whichever comes first.
-      const probe = client.send(new ListStreamsCommand({ Limit: 1 }), { abortSignal: AbortSignal.timeout(KINESIS_PROBE_TIMEOUT_MS) });
-      if (await Promise.race([probe.then(() => true, () => false), exited.then(() => false)])) return;
+      // Not answered: not listening yet. A probe that hangs ends with its timeout or the child's exit, whichever comes first.
+      if (bound) {
+        const probe = client.send(new ListStreamsCommand({ Limit: 1 }), { abortSignal: AbortSignal.timeout(KINESIS_PROBE_TIMEOUT_MS) });
+        if (await Promise.race([probe.then(() => true, () => false), exited.then(() => false)])) return;
+      }
       if (Date.now() > deadline) {
         throw new Error(
           `kinesis-mock did not answer ListStreams on ${endpoint} within ${timeoutMs} ms.${output.describe()}`,

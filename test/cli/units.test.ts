@@ -173,6 +173,23 @@ describe('a call cut off after it was sent: its records may have been taken', ()
     ]);
   });
 
+  test('a call cut off after it was sent and answered as "try again" (its request timed out): its records stay MaybeTaken when the endpoint is gone for the next attempt', async () => {
+    let calls = 0;
+    const entry: EntryPoint = {
+      kind: 'kinesis', name: 's', limits: KINESIS_API_LIMITS, description: 'Kinesis stream s', failureContext,
+      async putBatch() {
+        calls++;
+        if (calls === 1) throw Object.assign(new Error('Connection timed out after 30000 ms'), { name: 'TimeoutError', $maybeSent: true });
+        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:4573'), { code: 'ECONNREFUSED' });
+      },
+      close() {},
+    };
+    let settled: RecordOutcome[] = [];
+    await expect(sendRecords(entry, [{ data: Buffer.from('r'), partitionKey: 'k' }], { sleep: async () => undefined, onStopped: (partial) => { settled = partial.outcomes; } })).rejects.toThrow(/nothing is listening/);
+    expect(calls).toBe(2);
+    expect(settled).toEqual([{ ok: false, errorCode: MAYBE_TAKEN, errorMessage: 'the call that carried it was cut off after it was sent (then ECONNREFUSED): the stream may have taken it' }]);
+  });
+
   test.each([
     ['a connection refused', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), false],
     ['a name that does not resolve', Object.assign(new Error('getaddrinfo ENOTFOUND nowhere'), { code: 'ENOTFOUND' }), false],

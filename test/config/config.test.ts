@@ -190,6 +190,9 @@ describe('settings a pipeline\'s source or destinations ignore are refused, not 
     ['search settings without the search destination', ['pipelines.iot.search.rotation=OneHour'], /^pipelines\.iot\.search: only takes effect with the "search" destination/],
     ['consumer settings without the metadata destination', ['pipelines.iot.destinations=lake', 'pipelines.iot.consumer.batchSize=100'], /^pipelines\.iot\.consumer: only takes effect with the "metadata" destination/],
     ['shards given with a switch to direct-put', ['pipelines.iot.source=direct-put', 'pipelines.iot.destinations=lake', 'pipelines.iot.shards=4'], /^pipelines\.iot\.shards: only takes effect with source "kinesis"/],
+    // One command line is one place: the order of its -c switches does not matter.
+    ['shards given before a switch to direct-put on the same command line', ['pipelines.iot.shards=4', 'pipelines.iot.source=direct-put', 'pipelines.iot.destinations=lake'], /^pipelines\.iot\.shards: only takes effect with source "kinesis"/],
+    ['consumer settings given before the destinations that drop metadata', ['pipelines.iot.consumer.batchSize=100', 'pipelines.iot.destinations=lake'], /^pipelines\.iot\.consumer: only takes effect with the "metadata" destination/],
   ];
 
   test.each(cases)('%s', (_name, overrides, expected) => {

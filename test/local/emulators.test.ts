@@ -1,6 +1,7 @@
 import { spawn } from 'child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'fs/promises';
+import * as http from 'http';
 import * as net from 'net';
 import { tmpdir } from 'os';
 import * as path from 'path';
@@ -332,6 +333,46 @@ describe('kinesis-mock', () => {
       }
     } finally {
       await held.release();
+    }
+  });
+
+  it('port 0 picks again when the port is taken first by a program that answers ListStreams (not taken for kinesis-mock answering)', async () => {
+    // Another program (say another twin's kinesis-mock) binds the picked port first and answers the readiness probe.
+    const squatter = http.createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        response.writeHead(200, { 'Content-Type': 'application/x-amz-json-1.1' });
+        response.end(JSON.stringify({ StreamNames: ['not-mine'], HasMoreStreams: false }));
+      });
+    });
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const taken = (squatter.address() as net.AddressInfo).port;
+    const picks: number[] = [];
+    try {
+      const running = await new Promise<RunningService>((resolve, reject) => {
+        jest.isolateModules(() => {
+          jest.doMock('../../lib/local/ports', () => {
+            const ports = jest.requireActual('../../lib/local/ports');
+            const freePort = async (): Promise<number> => {
+              picks.push(picks.length === 0 ? taken : await ports.freePort());
+              return picks[picks.length - 1];
+            };
+            const listenProblem = async (host: string, port: number) => (port === taken ? undefined : ports.listenProblem(host, port));
+            return { ...ports, freePort, listenProblem };
+          });
+          const isolated = require('../../lib/local/emulators') as typeof import('../../lib/local/emulators');
+          isolated.startKinesis({ port: 0 }).then(resolve, reject);
+        });
+      });
+      try {
+        expect(running.port).not.toBe(taken);
+        expect(picks).toHaveLength(2);
+        expect(isRunning(running.pid as number)).toBe(true);
+      } finally {
+        await running.stop();
+      }
+    } finally {
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
     }
   });
 
