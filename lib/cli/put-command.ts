@@ -372,7 +372,7 @@ async function sendBatch(
       return { result: { outcomes, retries: retries + result.retries, calls: calls + result.calls } };
     } catch (err) {
       const accepted = acceptedBefore + outcomes.filter((o) => o?.ok).length + (settled?.outcomes.filter((o) => o.ok).length ?? 0);
-      if (!settled || accepted === 0) throw err;
+      if (!settled || accepted === 0) throw withMaybeTaken(err, settled);
       const partial: SendResult = settled;
       // A record whose call was cut off in an earlier round stays MaybeTaken while no later call got it accepted.
       partial.outcomes.forEach((o, j) => (outcomes[pending[j]] = stillMaybeTaken(outcomes[pending[j]], o) ? outcomes[pending[j]] : o));
@@ -398,6 +398,18 @@ async function sendBatch(
       return { result: { outcomes, retries, calls }, stopped: interrupted() ? undefined : stoppedMessage(entry, cause, err, accepted) };
     }
   }
+}
+
+/**
+ * The error that stops a run before any record was accepted, with what became of the records of a call cut off after it
+ * was sent: "nothing is listening" alone would say they never arrived, and the stream may hold them.
+ */
+function withMaybeTaken(err: unknown, settled: SendResult | undefined): unknown {
+  const maybe = settled?.outcomes.filter((o) => !o.ok && o.errorCode === MAYBE_TAKEN).length ?? 0;
+  if (maybe === 0 || !(err instanceof UserError)) return err;
+  const records = `${formatNumber(maybe)} record${maybe === 1 ? '' : 's'}`;
+  const them = maybe === 1 ? 'it' : 'them';
+  return new UserError(`${err.message}. The first call (${records}) was cut off after it was sent: the stream may hold ${them}, so sending ${them} again may duplicate ${them}`, err.exitCode);
 }
 
 /** Whether a record MaybeTaken in an earlier round stays so: the round that sent it again stopped before it was accepted. */

@@ -183,6 +183,23 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     }
   }, 30_000);
 
+  test('the first call cut off after it was sent, then the endpoint gone: the error says the stream may hold its records', async () => {
+    const taking = new RecordingBackend();
+    const twin = await startFirehoseApi({ port: 0, backend: taking });
+    const proxy = await proxyTo(twin.port, { cutAt: 1 });
+    const ownDir = tempDataDir();
+    registerTwin(ownDir, { firehose: proxy.url });
+    try {
+      const { code, stderr } = await sluice('put', 'app-events', '-n', '200', '--batch-size', '100', '--endpoint-firehose', proxy.url, '--data-dir', ownDir);
+      expect(code).toBe(2);
+      expect(taking.acknowledged).toHaveLength(100);
+      expect(stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${proxy.port}: start the twin with \`npx sluice local up\`. The first call (100 records) was cut off after it was sent: the stream may hold them, so sending them again may duplicate them\n`);
+    } finally {
+      proxy.close();
+      await twin.close();
+    }
+  }, 30_000);
+
   test('a call cut off after it was sent, then the endpoint gone past --outage-wait: its records stay MaybeTaken through the calls sent again meanwhile', async () => {
     const taking = new RecordingBackend();
     const twin = await startFirehoseApi({ port: 0, backend: taking });
