@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as tty from 'node:tty';
 import type { Command } from 'commander';
 import { readSchema } from '../schema';
 import { createRng, sampleRecord, type Rng } from '../schema/sample';
@@ -173,6 +174,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     const pass = report.sent === report.accepted && !report.interrupted;
     if (expectedCount === 0) io.out(`${pass ? 'PASS:' : 'verify:'} nothing to verify (no record accepted that passes the schema)`);
     else if (verified && report.interrupted) io.out(`verified: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records sent before Ctrl-C queryable after ${formatDuration(verifyElapsedMs(verification))}`);
+    else if (verified && !pass) io.out(`verified: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} accepted records queryable after ${formatDuration(verifyElapsedMs(verification))}; ${formatNumber(report.sent - report.accepted)} of ${formatNumber(report.sent)} records not accepted`);
     else if (verified) io.out(`PASS: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records queryable after ${formatDuration(verifyElapsedMs(verification))}`);
     else io.out(`FAIL: not every record became queryable after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)})`);
   }
@@ -234,6 +236,8 @@ function defaultTimeoutMs(target: Target, bufferIntervalSeconds: number): number
 interface RecordSource {
   /** Up to n records; fewer when the source runs out. */
   take(n: number): PreparedRecord[];
+  /** Whether every record was taken (a file's last line); a generated source never runs out. */
+  exhausted(): boolean;
 }
 
 /** What the transform will make of a record: the full transform's verdict (schema, event time, money, size). */
@@ -262,34 +266,104 @@ function generatedSource(schema: PipelineSchema, seed: number): RecordSource {
       const now = new Date();
       return Array.from({ length: n }, () => draw(now));
     },
+    exhausted: () => false,
   };
 }
 
+/** Bytes read from a --file at a time: records are read as they are sent, never the whole file at once. */
+const FILE_CHUNK_BYTES = 1 << 20;
+/** The longest --file line read: 16 × the largest record either API takes. */
+const MAX_FILE_LINE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A --file's records, read as they are sent: a file of any size, or standard input that never ends (`producer |
+ * sluice put … -f - --count 100` sends 100 and stops), is not first read whole into memory. Lines are bytes exactly as
+ * written (less the line break, and a CR before it): a record's bytes are what is sent. Blank lines are skipped.
+ */
 function fileSource(file: string, schema: PipelineSchema): RecordSource {
-  let text: Buffer;
+  const problem = (err: unknown) => {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : code ?? (err as Error).message;
+    return new UserError(`cannot read --file ${file}: ${why}`);
+  };
+  let fd: number;
   try {
-    text = fs.readFileSync(file === '-' ? 0 : file);
+    fd = file === '-' ? 0 : fs.openSync(file, 'r');
   } catch (err) {
-    throw new UserError(`cannot read --file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw problem(err);
   }
-  // Lines as bytes, exactly as written (less the line break): a record's bytes are what is sent.
+  const chunk = Buffer.alloc(FILE_CHUNK_BYTES);
+  /** Bytes read after the last line break. */
+  let partial: Buffer[] = [];
+  let partialBytes = 0;
+  let lineNumber = 0;
+  /** A line too long to be a record: the input ends before it, with this error. */
+  let unreadable: UserError | undefined;
   const lines: Buffer[] = [];
-  let start = 0;
-  for (let i = 0; i <= text.length; i++) {
-    if (i === text.length || text[i] === 0x0a) {
-      let line = text.subarray(start, i);
-      if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
-      if (line.toString('utf8').trim() !== '') lines.push(Buffer.from(line));
-      start = i + 1;
+  let eof = false;
+  const keep = (line: Buffer) => {
+    lineNumber++;
+    if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
+    if (line.toString('utf8').trim() !== '') lines.push(line);
+  };
+  /** Reads until `wanted` lines wait to be taken, or the end of the input. */
+  const fill = (wanted: number) => {
+    while (lines.length < wanted && !eof && !unreadable) {
+      let n: number;
+      try {
+        n = fs.readSync(fd, chunk, 0, chunk.length, null);
+      } catch (err) {
+        // Standard input another process left non-blocking: wait for it rather than fail.
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+          continue;
+        }
+        throw problem(err);
+      }
+      if (n === 0) {
+        eof = true;
+        keep(Buffer.concat(partial));
+        partial = [];
+        partialBytes = 0;
+        if (fd !== 0) fs.closeSync(fd);
+        break;
+      }
+      const bytes = chunk.subarray(0, n);
+      let start = 0;
+      for (let at = bytes.indexOf(0x0a); at !== -1; at = bytes.indexOf(0x0a, start)) {
+        keep(Buffer.concat([...partial, bytes.subarray(start, at)]));
+        partial = [];
+        partialBytes = 0;
+        start = at + 1;
+      }
+      if (start < bytes.length) {
+        partial.push(Buffer.from(bytes.subarray(start)));
+        partialBytes += bytes.length - start;
+        // A record is at most 1 MiB: a line many times that (say /dev/zero) is not one, and would fill the memory.
+        // The lines before it are still sent; the input is read no further.
+        if (partialBytes > MAX_FILE_LINE_BYTES) {
+          unreadable = new UserError(`--file ${file}: line ${lineNumber + 1} is longer than ${MAX_FILE_LINE_BYTES / 1024 / 1024} MiB with no line break yet; records are at most 1 MiB, one per line`);
+          partial = [];
+          if (fd !== 0) fs.closeSync(fd);
+        }
+      }
     }
-  }
+  };
+  // A terminal is read whole first, as before the records are sent: a blocking read of it while sending would hold
+  // Ctrl-C's handler back until the next line is typed. Files and pipes are read as the records are sent.
+  fill(fd === 0 && tty.isatty(0) ? Number.POSITIVE_INFINITY : 1);
+  if (lines.length === 0 && unreadable) throw unreadable;
   if (lines.length === 0) throw new UserError(`--file ${file} has no records: expected one JSON object per line`);
-  let next = 0;
   return {
     take(n) {
-      const out = lines.slice(next, next + n).map((line) => prepare(schema, line));
-      next += out.length;
-      return out;
+      // One line ahead: once the last record is taken, the end of the input is known (see exhausted).
+      fill(n + 1);
+      if (lines.length === 0 && unreadable) throw unreadable;
+      return lines.splice(0, n).map((line) => prepare(schema, line));
+    },
+    exhausted() {
+      // Never reads: after Ctrl-C, a pipe that has nothing more to say yet must not hold the report back.
+      return eof && lines.length === 0;
     },
   };
 }
@@ -443,7 +517,14 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
         }
         n = Math.min(n, due, Math.max(1, Math.ceil(rate)));
       }
-      const batch = source.take(n);
+      let batch: PreparedRecord[];
+      try {
+        batch = source.take(n);
+      } catch (err) {
+        // Input that cannot be read on (a --file line too long to be a record): what was sent before it is said.
+        if (!(err instanceof UserError) || report.sent === 0) throw err;
+        throw new UserError(`${err.message}. The ${formatNumber(report.sent)} records before it were sent (${formatNumber(report.accepted)} accepted); nothing after it was`, err.exitCode);
+      }
       if (batch.length === 0) break;
       const { result, stopped } = await sendBatch(entry, batch, report.accepted, options, () => interrupted);
       report.stopped = stopped;
@@ -470,8 +551,8 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   } finally {
     process.removeListener('SIGINT', onInterrupt);
   }
-  // A Ctrl-C during the last batch interrupted nothing.
-  report.interrupted = interrupted && report.sent < options.count;
+  // A Ctrl-C during the last batch interrupted nothing (of --count, or of a --file).
+  report.interrupted = interrupted && report.sent < options.count && !source.exhausted();
   report.elapsedMs = Date.now() - report.startedAt;
   return report;
 }

@@ -8,7 +8,7 @@ import { readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '.
 import { validatorFingerprint } from '../schema/fingerprint';
 import { deadLettersFor, rawDataAt, type DeadLetterAccess, type ReceivedMessage } from './dead-letters';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
-import { formatNumber, formatTable, toJson, UserError } from './output';
+import { formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint } from './record-sender';
 import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
@@ -69,6 +69,7 @@ export function registerReplayCommand(program: Command): void {
     'Locally, replay refuses (exit 2) while the twin runs an older schema than the one generated since it started: the',
     'records would fail again and come back as new dead letters. Restart the twin (`sluice local up`) first, or pass --force.',
     'Exit status: 0 every message read was replayed (or nothing to do) · 1 some records still fail or were not accepted · 2 usage, configuration or environment problem',
+    '  · 130 interrupted (Ctrl-C): the batch in hand is finished and recorded, the rest stay in the queue',
   ].join('\n'));
   command.action(async (flags: ReplayFlags) => {
     await replay(flags);
@@ -93,13 +94,21 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const entryPoints = new Map<string, EntryPoint>();
   let refusal: UserError | undefined;
   const done: DeletedSoFar = { replayed: 0, others: 0 };
+  // Ctrl-C stops reading after the batch in hand: its accepted records are recorded in the ledger and their messages
+  // deleted, so the next run does not put them again (killed mid-batch, it would). A second Ctrl-C ends at once.
+  let interrupted = false;
+  const onInterrupt = () => {
+    interrupted = true;
+  };
+  process.once('SIGINT', onInterrupt);
   try {
-    refusal = await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress, done);
+    refusal = await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress, done, () => interrupted);
   } catch (err) {
     // Cut off (the twin or a service went away): say what was already done before the reason.
     if (results.length > 0) io.err(`sluice: ${cutOffSummary(results, done)}\n`);
     throw err;
   } finally {
+    process.removeListener('SIGINT', onInterrupt);
     progress.done();
     for (const e of entryPoints.values()) e.close();
     access.queue.close();
@@ -114,6 +123,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   } else {
     printReport(access, results, counts, flags.dryRun === true, Date.now() - started);
   }
+  if (interrupted) throw new UserError(`interrupted (Ctrl-C): ${cutOffSummary(results, done)}`, INTERRUPTED_EXIT_CODE);
   if (failing.length > 0) {
     throw new UserError(`${formatNumber(failing.length)} of ${formatNumber(results.length)} dead-letter record${results.length === 1 ? '' : 's'} ${flags.dryRun ? 'would not be replayed' : 'not replayed'}; they stay in the queue`, 1);
   }
@@ -127,6 +137,7 @@ async function drain(
   results: Array<Tally & { message: string; dedupeKey?: string }>,
   progress: Progress,
   done: DeletedSoFar,
+  interrupted: () => boolean = () => false,
 ): Promise<UserError | undefined> {
   const { queue, ledger } = access;
   // Pipelines whose records the twin does not take (another data dir, other ports, another env): kept, not put.
@@ -137,7 +148,7 @@ async function drain(
   // Messages kept this run that came back since the last new one (their visibility ran out in a long run).
   let cameBack = 0;
   try {
-    while (results.length < flags.max) {
+    while (results.length < flags.max && !interrupted()) {
       const received = await queue.receive(Math.min(10, flags.max - results.length));
       if (received.length === 0) break;
       const messages: ReceivedMessage[] = [];

@@ -22,6 +22,15 @@ import { defaultStackName, pipelineOutputKey, StackOutputs } from './stack-outpu
 /** How to start what a local command needs. */
 export const START_TWIN_HINT = 'start the twin with `npx sluice local up`';
 
+/**
+ * START_TWIN_HINT for a command on `dataDir`: a plain `sluice local up` starts the twin on the default data dir
+ * (SLUICE_DATA_DIR, else .sluice here), so for any other the hint names it.
+ */
+export function startTwinHint(dataDir: string): string {
+  const started = path.resolve(process.env.SLUICE_DATA_DIR ?? defaultDataDir());
+  return sameDir(started, dataDir) ? START_TWIN_HINT : `start the twin with \`npx sluice local up --data-dir ${displayPath(dataDir)}\``;
+}
+
 export interface LocalTarget {
   readonly kind: 'local';
   readonly config: SluiceConfig;
@@ -135,10 +144,10 @@ export async function entryPointFor(target: Target, pipeline: string): Promise<E
   const names = resourceNames(target.config, pipeline);
   if (target.kind === 'local') {
     if (p.source === 'kinesis') {
-      const context: FailureContext = { service: 'the twin\'s Kinesis API', endpoint: target.endpoints.kinesis, startHint: START_TWIN_HINT };
+      const context: FailureContext = { service: 'the twin\'s Kinesis API', endpoint: target.endpoints.kinesis, startHint: startTwinHint(target.dataDir) };
       return kinesisEntryPoint(kinesisClient(target.endpoints.kinesis), names.stream, context);
     }
-    const context: FailureContext = { service: 'the twin\'s Firehose API', endpoint: target.endpoints.firehose, startHint: START_TWIN_HINT };
+    const context: FailureContext = { service: 'the twin\'s Firehose API', endpoint: target.endpoints.firehose, startHint: startTwinHint(target.dataDir) };
     return firehoseEntryPoint(firehoseClient(target.endpoints.firehose), names.lakeDeliveryStream, context);
   }
   // Sluice names streams itself (lib/config/names.ts); an output, when the stack has one, wins.
@@ -206,7 +215,12 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
   }
   const { prefix, env } = target.config;
   if (record.names.prefix !== prefix || record.names.env !== env) {
-    throw new UserError(`the twin on data dir ${target.dataDir} runs env ${record.names.env} (its streams and bucket are named ${record.names.prefix}-${record.names.env}-…), not env ${env} (${prefix}-${env}-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for env ${env} on its own data dir and ports (\`npx sluice local up -c env=${env} --data-dir …\`)`);
+    // The settings that differ, each named: "env dev" alone would read "not env dev" when only the prefix differs.
+    const differ = (['prefix', 'env'] as const).filter((k) => record.names[k] !== target.config[k]);
+    const theirs = differ.map((k) => `${k} ${record.names[k]}`).join(' and ');
+    const ours = differ.map((k) => `${k} ${target.config[k]}`).join(' and ');
+    const overrides = differ.map((k) => `-c ${k}=${target.config[k]}`).join(' ');
+    throw new UserError(`the twin on data dir ${target.dataDir} runs ${theirs} (its streams and bucket are named ${record.names.prefix}-${record.names.env}-…), not ${ours} (${prefix}-${env}-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for ${ours} on its own data dir and ports (\`npx sluice local up ${overrides} --data-dir …\`)`);
   }
 }
 

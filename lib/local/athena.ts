@@ -5,7 +5,7 @@ import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPrepar
 import { resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, loadModel, quoteIdent, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
-import { bucketDir, localBucketName } from './paths';
+import { bucketDir, localBucketName, makeDirectories } from './paths';
 
 /**
  * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
@@ -393,6 +393,16 @@ function lakePathForDuckDb(lake: string, privateDir: string): string {
   if (!glob.test(lake)) return lake;
   const link = path.join(privateDir, 'lake');
   if (glob.test(link)) return lake;
+  // DuckDB resolves the link when it is made the allowed directory, and each file through it when read: a link made
+  // before the twin wrote its first object (a fresh data dir) pointed nowhere, so the files that came later resolved
+  // outside the allowed directory and every read was refused. The bucket folder is made first, as the twin makes it.
+  if (!fs.existsSync(lake) && fs.existsSync(path.dirname(path.dirname(lake)))) {
+    try {
+      makeDirectories(lake);
+    } catch {
+      // A data dir this user cannot write to: the link points nowhere until the twin makes the folder.
+    }
+  }
   fs.symlinkSync(lake, link, process.platform === 'win32' ? 'junction' : 'dir');
   return link;
 }

@@ -86,7 +86,7 @@ describe('sluice put (Kinesis-sourced pipeline)', () => {
     const { code, stderr } = await sluice('put', 'transactions', '--endpoint-kinesis', kinesis.endpoint, '--data-dir', dataDir);
     expect(code).toBe(2);
     expect(stderr).toMatch(/the twin's Kinesis API: not found \(Kinesis stream sluice-dev-transactions\)/);
-    expect(stderr).toMatch(/start the twin with `npx sluice local up`/);
+    expect(stderr).toContain(`start the twin with \`npx sluice local up --data-dir ${dataDir}\``);
   });
 
   test('--verify waits for both the lake rows and the search documents (the twin\'s _bulk bodies without OPENSEARCH_URL)', async () => {

@@ -98,11 +98,22 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(verified.stdout).not.toMatch(/PASS/);
   });
 
-  test('nothing listening: exit 2 and how to start the twin', async () => {
+  test('nothing listening: exit 2 and how to start the twin (on the data dir the command was given)', async () => {
     const port = await freePort();
     const { code, stderr } = await sluice('put', 'app-events', '--endpoint-firehose', `http://127.0.0.1:${port}`, '--data-dir', dataDir);
     expect(code).toBe(2);
-    expect(stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${port}: start the twin with \`npx sluice local up\`\n`);
+    // A plain `sluice local up` would start a twin on .sluice here, which this command does not send to.
+    expect(stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${port}: start the twin with \`npx sluice local up --data-dir ${dataDir}\`\n`);
+    // The data dir `local up` takes by itself (SLUICE_DATA_DIR here): the plain command.
+    const saved = process.env.SLUICE_DATA_DIR;
+    process.env.SLUICE_DATA_DIR = dataDir;
+    try {
+      const plain = await sluice('put', 'app-events', '--endpoint-firehose', `http://127.0.0.1:${port}`);
+      expect(plain.stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${port}: start the twin with \`npx sluice local up\`\n`);
+    } finally {
+      if (saved === undefined) delete process.env.SLUICE_DATA_DIR;
+      else process.env.SLUICE_DATA_DIR = saved;
+    }
   });
 
   test('the endpoint stops answering mid-run: says so, still reports what was sent and accepted, exit 1', async () => {
@@ -193,7 +204,7 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       const { code, stderr } = await sluice('put', 'app-events', '-n', '200', '--batch-size', '100', '--endpoint-firehose', proxy.url, '--data-dir', ownDir);
       expect(code).toBe(2);
       expect(taking.acknowledged).toHaveLength(100);
-      expect(stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${proxy.port}: start the twin with \`npx sluice local up\`. The first call (100 records) was cut off after it was sent: the stream may hold them, so sending them again may duplicate them\n`);
+      expect(stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${proxy.port}: start the twin with \`npx sluice local up --data-dir ${ownDir}\`. The first call (100 records) was cut off after it was sent: the stream may hold them, so sending them again may duplicate them\n`);
     } finally {
       proxy.close();
       await twin.close();
@@ -409,6 +420,58 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(code).toBe(130);
   }, 60_000);
 
+  test('Ctrl-C during the last batch of a --file interrupted nothing: every record sent, exit 0, not 130', async () => {
+    const file = path.join(dataDir, 'records.ndjson');
+    const record = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
+    fs.writeFileSync(file, `${record(1)}\n${record(2)}\n${record(3)}\n`);
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', file,
+      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The SIGINT arrives while the file's one and only call is in flight.
+    backend.onIngest = async () => {
+      child.kill('SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    };
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(backend.acknowledged).toHaveLength(3);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+  }, 60_000);
+
+  test('--file with a line too long to be a record (no line break for 16 MiB): the lines before it are sent, then a clear error', async () => {
+    const file = path.join(dataDir, 'long-line.ndjson');
+    const record = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
+    fs.writeFileSync(file, `${record(1)}\n${record(2)}\n${record(3)}\n${'x'.repeat(17 * 1024 * 1024)}`);
+    const { code, stderr } = await put('app-events', '--file', file);
+    expect(backend.acknowledged).toHaveLength(3);
+    expect(stderr).toBe(`sluice: --file ${file}: line 4 is longer than 16 MiB with no line break yet; records are at most 1 MiB, one per line. The 3 records before it were sent (3 accepted); nothing after it was\n`);
+    expect(code).toBe(2);
+    // Such a line first: nothing to send.
+    fs.writeFileSync(file, 'y'.repeat(17 * 1024 * 1024));
+    const first = await put('app-events', '--file', file);
+    expect(first.stderr).toBe(`sluice: --file ${file}: line 1 is longer than 16 MiB with no line break yet; records are at most 1 MiB, one per line\n`);
+    expect(first.code).toBe(2);
+    expect(backend.acknowledged).toHaveLength(3);
+  }, 60_000);
+
+  test('--file - --count N on standard input that does not end (a producer piped in): sends N records and exits', async () => {
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', '-', '--count', '5',
+      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    child.stdin.on('error', () => undefined); // EPIPE once it has exited
+    let n = 0;
+    const line = () => `${JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-${String(++n).padStart(12, '0')}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() })}\n`;
+    const producer = setInterval(() => child.stdin.write(Array.from({ length: 20 }, line).join('')), 20);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const code = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000))]);
+    clearInterval(producer);
+    if (code === 'hung') child.kill('SIGKILL');
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(backend.acknowledged).toHaveLength(5);
+  }, 60_000);
+
   test('--json: one JSON document on stdout; --progress writes to stderr only', async () => {
     const { code, stdout } = await put('app-events', '--count', '5', '--json', '--progress');
     expect(code).toBe(0);
@@ -562,6 +625,16 @@ describe('sluice put sends only to the twin running on its data dir', () => {
   });
 });
 
+describe('sluice put: a twin with other resource names', () => {
+  test('-c prefix=… on a twin of another prefix: the message names the prefix, not an env both share', async () => {
+    const { code, stderr } = await put('app-events', '-c', 'prefix=other');
+    expect(code).toBe(2);
+    expect(stderr).not.toMatch(/not env dev/);
+    expect(stderr).toBe(`sluice: the twin on data dir ${dataDir} runs prefix sluice (its streams and bucket are named sluice-dev-…), not prefix other (other-dev-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for prefix other on its own data dir and ports (\`npx sluice local up -c prefix=other --data-dir …\`)\n`);
+    expect(backend.calls).toBe(0);
+  });
+});
+
 describe('sluice put --verify (twin lake through DuckDB)', () => {
   test('PASS with the counts and the time it took once every record is a Parquet row', async () => {
     backend.onIngest = async (_stream, records) => {
@@ -572,6 +645,39 @@ describe('sluice put --verify (twin lake through DuckDB)', () => {
     expect(code).toBe(0);
     expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 12\/12 after \d/);
     expect(stdout).toMatch(/PASS: 12 of 12 records queryable after \d/);
+  });
+
+  test('records refused and the others queryable: no PASS line for a run that exits 1', async () => {
+    backend.onIngest = async (_stream, records) => {
+      await deliverToLake(dataDir, 'app-events', records);
+    };
+    const file = path.join(dataDir, 'records.ndjson');
+    const good = JSON.stringify({ event_id: '6f1c2b9e-0000-4000-8000-000000000001', user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
+    const huge = JSON.stringify({ event_id: '6f1c2b9e-0000-4000-8000-000000000002', user_id: 'x'.repeat(1_100_000), event_type: 'login', timestamp: new Date().toISOString() });
+    fs.writeFileSync(file, `${good}\n${huge}\n`);
+    const { code, stdout, stderr } = await put('app-events', '--file', file, '--verify');
+    expect(code).toBe(1);
+    expect(stderr).toBe('sluice: 1 of 2 records were refused for good, so not retried (RecordTooLarge ×1)\n');
+    expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 1\/1 after /);
+    expect(stdout).not.toMatch(/PASS/);
+    expect(stdout).toMatch(/^verified: 1 of 1 accepted records queryable after [\d.]+ m?s; 1 of 2 records not accepted$/m);
+  });
+
+  test('a fresh twin (no bucket folder yet) on a data dir with glob characters: the first --verify finds the records', async () => {
+    // DuckDB is given such a bucket through a link; one made before the twin had written anything pointed nowhere.
+    const dir = path.join(dataDir, 'fresh [1] *?');
+    fs.mkdirSync(dir);
+    registerTwin(dir, { firehose: api.url });
+    // Delivered after the first check, as the twin's buffer interval has it.
+    let landed: Promise<unknown> = Promise.resolve();
+    backend.onIngest = async (_stream, records) => {
+      landed = new Promise((resolve) => setTimeout(resolve, 1500)).then(() => deliverToLake(dir, 'app-events', records));
+    };
+    const { code, stdout, stderr } = await sluice('put', 'app-events', '--count', '4', '--verify', '--timeout', '10s', '--poll', '500ms', '--endpoint-firehose', api.url, '--data-dir', dir);
+    await landed;
+    expect(stderr).toBe('');
+    expect(stdout).toMatch(/PASS: 4 of 4 records queryable after /);
+    expect(code).toBe(0);
   });
 
   test('counts only the ids it sent: rows already in the lake do not make it pass', async () => {

@@ -361,6 +361,31 @@ describe('sluice replay (twin)', () => {
   });
 });
 
+  test('Ctrl-C while a batch is being re-put: the batch is recorded and its messages deleted, then exit 130; the next run puts no record twice', async () => {
+    await dlq.send(Array.from({ length: 40 }, (_, i) => JSON.stringify(message(200 + i, 'app-events', appEvent(200 + i)))));
+    // Its own process, so the SIGINT is a real one: it arrives once the entry point has taken the first batch,
+    // before the answer does.
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', api.url],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    backend.onIngest = async () => {
+      backend.onIngest = undefined;
+      child.kill('SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    };
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(backend.acknowledged.length).toBeGreaterThan(0);
+
+    await replayAgain('-p', 'app-events');
+    const puts = backend.acknowledged.map((r) => r.data.toString());
+    // Every replayable record (message 3 is message 1's record) put exactly once over both runs.
+    expect(new Set(puts).size).toBe(42);
+    expect(puts).toHaveLength(42);
+    expect(stderr).toMatch(/^sluice: interrupted \(Ctrl-C\)/m);
+    expect(code).toBe(130);
+  }, 60_000);
+
 describe('sluice replay --aws', () => {
   // Mocked here, not at the top: the twin tests above use real clients.
   let cfn: AwsClientStub<CloudFormationClient>;
