@@ -288,15 +288,15 @@ async function drain(
           const key = analysis.kind === 'valid' ? analysis.entity || analysis.id : createHash('sha256').update(data).digest('hex');
           return { data, partitionKey: key.slice(0, 256) };
         }), { maxAttempts: flags.maxAttempts });
+        // Recorded before the delete: if the delete fails, the next run deletes without re-putting. The record
+        // itself too: its other message (a lake and a search failure) may come in a later run.
+        await ledger.markReplayed(items.filter((_, i) => outcome.outcomes[i].ok)
+          .map(({ dlq, recordKey }) => ({ dedupeKey: dlq.dedupeKey, recordKey: recordLedgerKey(recordKey), at: putStartedAt })));
         for (let i = 0; i < items.length; i++) {
-          const { message, dlq, recordKey } = items[i];
+          const { message, dlq } = items[i];
           const o = outcome.outcomes[i];
           const record = { message: message.id, dedupeKey: dlq.dedupeKey, pipeline };
           if (o.ok) {
-            // Recorded before the delete: if the delete fails, the next run deletes without re-putting. The record
-            // itself too: its other message (a lake and a search failure) may come in a later run.
-            await ledger.markRecord(recordLedgerKey(recordKey), putStartedAt);
-            await ledger.mark(dlq.dedupeKey);
             toDelete.push(message);
             replayedInBatch++;
             results.push({ ...record, outcome: 'replayed', reason: `re-put to ${entry.description}` });

@@ -226,6 +226,16 @@ export class DlqFile {
     });
   }
 
+  /** Claims dedupe keys persistently, in one write: on disk (fsync) when this returns. Keys claimed before are left as they are. */
+  async claimAll(dedupeKeys: readonly string[]): Promise<void> {
+    dedupeKeys.forEach(assertValidDedupeKey);
+    await this.exclusive(async () => {
+      await this.refreshDedupe();
+      const fresh = [...new Set(dedupeKeys)].filter((k) => !this.state.dedupeKeys.has(k));
+      if (fresh.length > 0) await this.appendDedupe(...fresh);
+    });
+  }
+
   async hasDedupeKey(dedupeKey: string): Promise<boolean> {
     return this.exclusive(async () => {
       await this.refreshDedupe();
