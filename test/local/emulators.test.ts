@@ -297,27 +297,35 @@ describe('kinesis-mock', () => {
     }
   });
 
+  /**
+   * `startKinesis({ port: 0 })` whose first pick is `taken` (which the free-port checks then find free), and every
+   * later pick a real free port; the picks are pushed to `picks`.
+   */
+  function startKinesisFirstPicking(taken: number, picks: number[]): Promise<RunningService> {
+    return new Promise<RunningService>((resolve, reject) => {
+      jest.isolateModules(() => {
+        jest.doMock('../../lib/local/ports', () => {
+          const ports = jest.requireActual('../../lib/local/ports');
+          const freePort = async (): Promise<number> => {
+            picks.push(picks.length === 0 ? taken : await ports.freePort());
+            return picks[picks.length - 1];
+          };
+          const listenProblem = async (host: string, port: number) => (port === taken ? undefined : ports.listenProblem(host, port));
+          return { ...ports, freePort, listenProblem };
+        });
+        const isolated = require('../../lib/local/emulators') as typeof import('../../lib/local/emulators');
+        isolated.startKinesis({ port: 0 }).then(resolve, reject);
+      });
+    });
+  }
+
   it('port 0 picks again when the free port it picked is taken before kinesis-mock binds it', async () => {
     const held = await occupyPort();
     const picks: number[] = [];
     try {
-      const running = await new Promise<RunningService>((resolve, reject) => {
-        jest.isolateModules(() => {
-          // The first pick is a port another process binds between the checks and kinesis-mock's own bind
-          // (so the checks find it free); the second, a real free one.
-          jest.doMock('../../lib/local/ports', () => {
-            const ports = jest.requireActual('../../lib/local/ports');
-            const freePort = async (): Promise<number> => {
-              picks.push(picks.length === 0 ? held.port : await ports.freePort());
-              return picks[picks.length - 1];
-            };
-            const listenProblem = async (host: string, port: number) => (port === held.port ? undefined : ports.listenProblem(host, port));
-            return { ...ports, freePort, listenProblem };
-          });
-          const isolated = require('../../lib/local/emulators') as typeof import('../../lib/local/emulators');
-          isolated.startKinesis({ port: 0 }).then(resolve, reject);
-        });
-      });
+      // The first pick is a port another process binds between the checks and kinesis-mock's own bind
+      // (so the checks find it free); the second, a real free one.
+      const running = await startKinesisFirstPicking(held.port, picks);
       try {
         expect(picks).toHaveLength(2);
         expect(picks[0]).toBe(held.port);
@@ -349,21 +357,7 @@ describe('kinesis-mock', () => {
     const taken = (squatter.address() as net.AddressInfo).port;
     const picks: number[] = [];
     try {
-      const running = await new Promise<RunningService>((resolve, reject) => {
-        jest.isolateModules(() => {
-          jest.doMock('../../lib/local/ports', () => {
-            const ports = jest.requireActual('../../lib/local/ports');
-            const freePort = async (): Promise<number> => {
-              picks.push(picks.length === 0 ? taken : await ports.freePort());
-              return picks[picks.length - 1];
-            };
-            const listenProblem = async (host: string, port: number) => (port === taken ? undefined : ports.listenProblem(host, port));
-            return { ...ports, freePort, listenProblem };
-          });
-          const isolated = require('../../lib/local/emulators') as typeof import('../../lib/local/emulators');
-          isolated.startKinesis({ port: 0 }).then(resolve, reject);
-        });
-      });
+      const running = await startKinesisFirstPicking(taken, picks);
       try {
         expect(running.port).not.toBe(taken);
         expect(picks).toHaveLength(2);
