@@ -72,15 +72,20 @@ export function requirePipeline(config: SluiceConfig, pipeline: string): SluiceC
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** `90s`, `5m`, `1h30m`, `500ms`, `2d`; a bare number is seconds. */
-export function parseDuration(value: string, flag: string): number {
+export function parseDuration(value: string, flag: string, options: { readonly zero?: boolean } = {}): number {
   const text = value.trim().toLowerCase();
-  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) {
-    throw new UserError(`${flag} ${JSON.stringify(value)}: expected a duration such as 30s, 5m, 1h30m or 500ms`);
+  let ms: number;
+  if (/^\d+(\.\d+)?$/.test(text)) {
+    ms = Number(text) * 1000;
+  } else {
+    const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
+    if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) {
+      throw new UserError(`${flag} ${JSON.stringify(value)}: expected a duration such as 30s, 5m, 1h30m or 500ms`);
+    }
+    ms = parts.reduce((sum, p) => sum + Number(p[1]) * DURATION_UNITS[p[2]], 0);
   }
-  const ms = parts.reduce((sum, p) => sum + Number(p[1]) * DURATION_UNITS[p[2]], 0);
-  if (!(ms > 0)) throw new UserError(`${flag} ${JSON.stringify(value)}: the duration must be more than zero`);
+  // Written as 0 or 0s alike: refused unless the flag takes zero (`--outage-wait 0`: do not wait).
+  if (!(ms > 0) && !(options.zero && ms === 0)) throw new UserError(`${flag} ${JSON.stringify(value)}: the duration must be more than zero`);
   return ms;
 }
 

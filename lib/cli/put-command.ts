@@ -83,7 +83,7 @@ export function registerPutCommand(program: Command): void {
 async function put(pipeline: string, flags: PutFlags): Promise<void> {
   const batchSize = parseCount(flags.batchSize, '--batch-size', 1, 500);
   const maxAttempts = parseCount(flags.maxAttempts, '--max-attempts', 1, 100);
-  const outageWaitMs = flags.outageWait !== undefined ? parseDuration(flags.outageWait, '--outage-wait') : DEFAULT_OUTAGE_WAIT_MS;
+  const outageWaitMs = flags.outageWait !== undefined ? parseDuration(flags.outageWait, '--outage-wait', { zero: true }) : DEFAULT_OUTAGE_WAIT_MS;
   const durationMs = flags.duration !== undefined ? parseDuration(flags.duration, '--duration') : undefined;
   if (flags.file !== undefined && durationMs !== undefined) throw new UserError('--duration generates records; with --file, pace the file with --rate instead');
   const rate = flags.rate !== undefined ? parseRate(flags.rate, '--rate') : durationMs !== undefined ? DEFAULT_DURATION_RATE : undefined;

@@ -40,6 +40,10 @@ describe('value parsers', () => {
       expect(() => f(v, flag)).toThrow(new RegExp(`^${flag} "${v}": expected`));
     }
     expect(() => parseDuration('0s', '--timeout')).toThrow(/must be more than zero/);
+    // A bare number is seconds, and zero all the same: `--duration 0` sent nothing and exited 0; `--poll 0` would spin.
+    for (const zero of ['0', '0.0', '0ms']) expect(() => parseDuration(zero, '--duration')).toThrow(`--duration "${zero}": the duration must be more than zero`);
+    // --outage-wait takes zero (do not wait), however it is written.
+    for (const zero of ['0', '0s']) expect(parseDuration(zero, '--outage-wait', { zero: true })).toBe(0);
     expect(() => parseCount('501', '--batch-size', 1, 500)).toThrow(/from 1 to 500/);
     expect(() => parseSize('1.5', '--size')).toThrow('--size "1.5": 1.5 is not a whole number of bytes; give a unit, e.g. 1.5KB or 1.5KiB');
     expect(() => parseSize('1.0001KiB', '--size')).toThrow(/not a whole number of bytes/);
