@@ -106,7 +106,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   const progress = new Progress({ forced: flags.progress });
   let report: SendReport;
   try {
-    if (target.kind === 'local') await checkTwinTakesRecords(target, entry);
+    if (target.kind === 'local') await checkTwinTakesRecords(target, entry, pipeline);
     report = await sendAll(entry, source, { count, rate, durationMs, batchSize, maxAttempts, outageWaitMs, progress });
   } finally {
     progress.done();

@@ -265,7 +265,7 @@ async function drain(
           entryPoints.set(pipeline, entry);
           if (target.kind === 'local') {
             try {
-              await checkTwinTakesRecords(target, entry);
+              await checkTwinTakesRecords(target, entry, pipeline);
             } catch (err) {
               if (!(err instanceof UserError)) throw err;
               refused.set(pipeline, err);

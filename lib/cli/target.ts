@@ -170,7 +170,7 @@ const PROBE_TIMEOUT_MS = 5000;
  * twin's data dir (and `--verify` waits for them here), or in streams no twin delivers. The twin's Firehose
  * endpoint names its data dir in every answer; the data dir's twin.json names its pid, endpoints and names.
  */
-export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoint): Promise<void> {
+export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoint, pipeline: string): Promise<void> {
   const dir = displayPath(target.dataDir);
   const firehose = target.endpoints.firehose;
   const endpoint = entry.kind === 'firehose' ? firehose : target.endpoints.kinesis;
@@ -207,6 +207,13 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
     }
     const unnamed = entry.kind === 'firehose' ? `; what answers at ${firehose} does not say which data dir it serves (a twin from an older Sluice? restart it)` : '';
     throw new UserError(`no twin runs on data dir ${target.dataDir} (no ${path.basename(twinRecordPath(target.dataDir))} of a running twin there): nothing was sent; ${useOther}start one with \`npx sluice local up --data-dir ${dir}\`${unnamed}`);
+  }
+  // A -c override of the pipeline's source sends to an entry point the running twin does not have.
+  const source = target.config.pipelines[pipeline]?.source;
+  const theirs = record.sources?.[pipeline];
+  if (source !== undefined && theirs !== undefined && theirs !== source) {
+    throw new UserError(`the twin on data dir ${target.dataDir} runs pipeline ${pipeline} with source ${theirs}, not ${source} as this command's configuration has it: nothing was sent. `
+      + `Drop the -c override, or run a twin with it on its own data dir and ports (\`npx sluice local up -c pipelines.${pipeline}.source=${source} --data-dir …\`)`);
   }
   const recorded = entry.kind === 'firehose' ? record.endpoints.firehose : record.endpoints.kinesis;
   if (!vouched && portOf(recorded) !== portOf(endpoint)) {

@@ -42,6 +42,8 @@ export interface TwinRecord {
   readonly names: { readonly prefix: string; readonly env: string };
   /** Per configured pipeline. */
   readonly schemas: Readonly<Record<string, SchemaFingerprint>>;
+  /** Per configured pipeline, where its records enter: a Kinesis stream or the delivery stream (DirectPut). Absent from an older Sluice's record. */
+  readonly sources?: Readonly<Record<string, 'kinesis' | 'direct-put'>>;
 }
 
 export function twinRecordPath(dataDir: string): string {

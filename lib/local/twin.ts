@@ -314,6 +314,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint },
       names: { prefix: config.prefix, env: config.env },
       schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p)])),
+      sources: Object.fromEntries(Object.entries(config.pipelines).map(([p, c]) => [p, c.source])),
     });
     stops.push(async () => removeTwinRecord(dataDir, process.pid, startedAt));
 

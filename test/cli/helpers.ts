@@ -87,6 +87,7 @@ export function registerTwin(dataDir: string, endpoints: { firehose?: string; ki
     endpoints: { firehose: endpoints.firehose ?? 'http://127.0.0.1:9', kinesis: endpoints.kinesis ?? 'http://127.0.0.1:9' },
     names: { prefix: config.prefix, env: config.env },
     schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p)])),
+    sources: Object.fromEntries(Object.entries(config.pipelines).map(([p, c]) => [p, c.source])),
     ...overrides,
   });
 }

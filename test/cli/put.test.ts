@@ -614,6 +614,16 @@ describe('sluice put: a twin with other resource names', () => {
     expect(stderr).toBe(`sluice: the twin on data dir ${dataDir} runs prefix sluice (its streams and bucket are named sluice-dev-…), not prefix other (other-dev-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for prefix other on its own data dir and ports (\`npx sluice local up -c prefix=other --data-dir …\`)\n`);
     expect(backend.calls).toBe(0);
   });
+
+  test('-c pipelines.<p>.source=… other than the running twin\'s: the message names the source (it said "not found" for a stream the twin never made)', async () => {
+    const { code, stderr } = await put('app-events', '-c', 'pipelines.app-events.source=kinesis');
+    expect(stderr).toBe(`sluice: the twin on data dir ${dataDir} runs pipeline app-events with source direct-put, not kinesis as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin with it on its own data dir and ports (\`npx sluice local up -c pipelines.app-events.source=kinesis --data-dir …\`)\n`);
+    expect(code).toBe(2);
+    expect(backend.calls).toBe(0);
+    // A twin from an older Sluice does not say its sources: nothing to compare, the send goes ahead as before.
+    registerTwin(dataDir, { firehose: api.url }, { sources: undefined });
+    expect((await put('app-events', '-c', 'pipelines.app-events.source=kinesis')).stderr).not.toMatch(/runs pipeline app-events with source/);
+  });
 });
 
 describe('sluice put --verify (twin lake through DuckDB)', () => {
