@@ -98,9 +98,9 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   } catch (err) {
     throw new UserError((err as Error).message);
   }
-  const source = flags.file !== undefined ? fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now());
   const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout') : defaultTimeoutMs(target, pipelineConfig.buffering.intervalSeconds);
   const pollMs = flags.poll !== undefined ? parseDuration(flags.poll, '--poll') : target.kind === 'local' ? 1000 : 20_000;
+  const source = flags.file !== undefined ? fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now());
 
   const entry = await entryPointFor(target, pipeline);
   const progress = new Progress({ forced: flags.progress });
@@ -111,6 +111,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   } finally {
     progress.done();
     entry.close();
+    source.close();
   }
 
   const summary: Record<string, unknown> = {
@@ -238,6 +239,8 @@ interface RecordSource {
   take(n: number): PreparedRecord[];
   /** Whether every record was taken (a file's last line); a generated source never runs out. */
   exhausted(): boolean;
+  /** Lets go of the input (a --file read only as far as --count). */
+  close(): void;
 }
 
 /** What the transform will make of a record: the full transform's verdict (schema, event time, money, size). */
@@ -267,6 +270,7 @@ function generatedSource(schema: PipelineSchema, seed: number): RecordSource {
       return Array.from({ length: n }, () => draw(now));
     },
     exhausted: () => false,
+    close: () => undefined,
   };
 }
 
@@ -287,8 +291,11 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
     return new UserError(`cannot read --file ${file}: ${why}`);
   };
   let fd: number;
+  /** A pipe, FIFO or terminal: a read waits for its writer, so what was read is sent rather than held for more. */
+  let waitsForWriter: boolean;
   try {
     fd = file === '-' ? 0 : fs.openSync(file, 'r');
+    waitsForWriter = !fs.fstatSync(fd).isFile();
   } catch (err) {
     throw problem(err);
   }
@@ -301,23 +308,37 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
   let unreadable: UserError | undefined;
   const lines: Buffer[] = [];
   let eof = false;
+  let released = false;
+  /** Closes the file once: at its end, at a line too long, or when the run is over (standard input is left alone). */
+  const release = () => {
+    if (fd !== 0 && !released) fs.closeSync(fd);
+    released = true;
+  };
+  /** The last read from a pipe took all it had: reading again would wait for its writer. */
+  let drained = false;
   const keep = (line: Buffer) => {
     lineNumber++;
     if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
     if (line.toString('utf8').trim() !== '') lines.push(line);
   };
-  /** Reads until `wanted` lines wait to be taken, or the end of the input. */
+  /**
+   * Reads until `wanted` lines wait to be taken, or the end of the input; from a pipe, only until it has nothing more
+   * for now once a line waits (a producer that pauses, or one that wrote just --count lines, is not waited for).
+   */
   const fill = (wanted: number) => {
-    while (lines.length < wanted && !eof && !unreadable) {
+    const enough = () => Number.isFinite(wanted) && lines.length > 0;
+    while (lines.length < wanted && !eof && !unreadable && !(drained && enough())) {
       let n: number;
       try {
         n = fs.readSync(fd, chunk, 0, chunk.length, null);
       } catch (err) {
         // Standard input another process left non-blocking: wait for it rather than fail.
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+          if (enough()) break;
           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
           continue;
         }
+        release();
         throw problem(err);
       }
       if (n === 0) {
@@ -325,7 +346,7 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
         keep(Buffer.concat(partial));
         partial = [];
         partialBytes = 0;
-        if (fd !== 0) fs.closeSync(fd);
+        release();
         break;
       }
       const bytes = chunk.subarray(0, n);
@@ -344,9 +365,10 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
         if (partialBytes > MAX_FILE_LINE_BYTES) {
           unreadable = new UserError(`--file ${file}: line ${lineNumber + 1} is longer than ${MAX_FILE_LINE_BYTES / 1024 / 1024} MiB with no line break yet; records are at most 1 MiB, one per line`);
           partial = [];
-          if (fd !== 0) fs.closeSync(fd);
+          release();
         }
       }
+      drained = waitsForWriter && n < chunk.length;
     }
   };
   // A terminal is read whole first, as before the records are sent: a blocking read of it while sending would hold
@@ -365,6 +387,7 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
       // Never reads: after Ctrl-C, a pipe that has nothing more to say yet must not hold the report back.
       return eof && lines.length === 0;
     },
+    close: release,
   };
 }
 
@@ -442,7 +465,7 @@ async function sendBatch(
           cause = error;
         },
       });
-      result.outcomes.forEach((o, j) => (outcomes[pending[j]] = o));
+      result.outcomes.forEach((o, j) => (outcomes[pending[j]] = stillMaybeTaken(outcomes[pending[j]], o) ? outcomes[pending[j]] : o));
       return { result: { outcomes, retries: retries + result.retries, calls: calls + result.calls } };
     } catch (err) {
       const accepted = acceptedBefore + outcomes.filter((o) => o?.ok).length + (settled?.outcomes.filter((o) => o.ok).length ?? 0);
@@ -483,10 +506,10 @@ function withMaybeTaken(err: unknown, settled: SendResult | undefined): unknown 
   if (maybe === 0 || !(err instanceof UserError)) return err;
   const records = `${formatNumber(maybe)} record${maybe === 1 ? '' : 's'}`;
   const them = maybe === 1 ? 'it' : 'them';
-  return new UserError(`${err.message}. The first call (${records}) was cut off after it was sent: the stream may hold ${them}, so sending ${them} again may duplicate ${them}`, err.exitCode);
+  return new UserError(`${err.message}. A call (${records}) was cut off after it was sent: the stream may hold ${them}, so sending ${them} again may duplicate ${them}`, err.exitCode);
 }
 
-/** Whether a record MaybeTaken in an earlier round stays so: the round that sent it again stopped before it was accepted. */
+/** Whether a record MaybeTaken in an earlier round stays so: the round that sent it again did not get it accepted. */
 function stillMaybeTaken(before: RecordOutcome | undefined, after: RecordOutcome): boolean {
   return before !== undefined && !before.ok && before.errorCode === MAYBE_TAKEN && !after.ok;
 }
@@ -523,7 +546,8 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       } catch (err) {
         // Input that cannot be read on (a --file line too long to be a record): what was sent before it is said.
         if (!(err instanceof UserError) || report.sent === 0) throw err;
-        throw new UserError(`${err.message}. The ${formatNumber(report.sent)} records before it were sent (${formatNumber(report.accepted)} accepted); nothing after it was`, err.exitCode);
+        const records = report.sent === 1 ? 'record before it was' : 'records before it were';
+        throw new UserError(`${err.message}. The ${formatNumber(report.sent)} ${records} sent (${formatNumber(report.accepted)} accepted); nothing after it was`, err.exitCode);
       }
       if (batch.length === 0) break;
       const { result, stopped } = await sendBatch(entry, batch, report.accepted, options, () => interrupted);

@@ -308,6 +308,13 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
     retries += failed.length;
     pending = failed;
   }
+  // Attempts spent: a record whose call was cut off after it was sent may be in the stream, whatever came after.
+  for (const i of cutOff) {
+    const o = outcomes[i];
+    if (!o.ok && !isPermanentRecordError(o.errorCode)) {
+      outcomes[i] = { ok: false, errorCode: MAYBE_TAKEN, errorMessage: `the call that carried it was cut off after it was sent (then ${o.errorCode} until the attempts ran out): the stream may have taken it` };
+    }
+  }
   return { outcomes, retries, calls };
 }
 

@@ -206,7 +206,27 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       const { code, stderr } = await sluice('put', 'app-events', '-n', '200', '--batch-size', '100', '--endpoint-firehose', proxy.url, '--data-dir', ownDir);
       expect(code).toBe(2);
       expect(taking.acknowledged).toHaveLength(100);
-      expect(stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${proxy.port}: start the twin with \`npx sluice local up --data-dir ${ownDir}\`. The first call (100 records) was cut off after it was sent: the stream may hold them, so sending them again may duplicate them\n`);
+      expect(stderr).toBe(`sluice: nothing is listening on 127.0.0.1:${proxy.port}: start the twin with \`npx sluice local up --data-dir ${ownDir}\`. A call (100 records) was cut off after it was sent: the stream may hold them, so sending them again may duplicate them\n`);
+    } finally {
+      proxy.close();
+      await twin.close();
+    }
+  }, 30_000);
+
+  test('a later call cut off after it was sent, no record accepted before it, then the endpoint gone: the error does not call it the first', async () => {
+    const taking = new RecordingBackend();
+    // The first call's records are all refused: nothing accepted when the second call is cut off.
+    taking.decide = (_data, call) => (call === 1 ? unavailable : { ok: true });
+    const twin = await startFirehoseApi({ port: 0, backend: taking });
+    const proxy = await proxyTo(twin.port, { cutAt: 2 });
+    const ownDir = tempDataDir();
+    registerTwin(ownDir, { firehose: proxy.url });
+    try {
+      const { code, stderr } = await sluice('put', 'app-events', '-n', '200', '--batch-size', '100', '--max-attempts', '1', '--endpoint-firehose', proxy.url, '--data-dir', ownDir);
+      expect(code).toBe(2);
+      expect(taking.acknowledged).toHaveLength(100);
+      expect(stderr).not.toMatch(/The first call/);
+      expect(stderr).toMatch(/A call \(100 records\) was cut off after it was sent: the stream may hold them/);
     } finally {
       proxy.close();
       await twin.close();
@@ -234,6 +254,34 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       const ids = taking.acknowledged.map((r) => (JSON.parse(r.data.toString()) as { event_id: string }).event_id);
       expect(new Set(ids).size).toBe(2000);
       expect(ids).toHaveLength(2100);
+    } finally {
+      await comeBack.catch(() => undefined);
+      cutting.close();
+      back?.close();
+      await twin.close();
+    }
+  }, 40_000);
+
+  test('a call cut off after it was sent, the endpoint back, and its records refused until --max-attempts runs out: they stay MaybeTaken', async () => {
+    const taking = new RecordingBackend();
+    const twin = await startFirehoseApi({ port: 0, backend: taking });
+    const cutting = await proxyTo(twin.port, { cutAt: 4 });
+    const ownDir = tempDataDir();
+    registerTwin(ownDir, { firehose: cutting.url });
+    let back: Awaited<ReturnType<typeof proxyTo>> | undefined;
+    const comeBack = (async () => {
+      while (taking.acknowledged.length < 400) await new Promise((resolve) => setTimeout(resolve, 20));
+      taking.decide = () => unavailable;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      back = await proxyTo(twin.port, { port: cutting.port });
+    })();
+    try {
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '400', '--batch-size', '100', '--max-attempts', '2', '--outage-wait', '20s', '--endpoint-firehose', cutting.url, '--data-dir', ownDir, '--json');
+      await comeBack;
+      expect(code).toBe(1);
+      // The stream took the cut-off call's 100 records: "not accepted after 2 attempts" would have them sent again.
+      expect(JSON.parse(stdout)).toMatchObject({ sent: 400, accepted: 300, failedByCode: { MaybeTaken: 100 } });
+      expect(stderr).toMatch(/100 of 400 records were in calls cut off after they were sent \(MaybeTaken ×100\)/);
     } finally {
       await comeBack.catch(() => undefined);
       cutting.close();
@@ -716,3 +764,69 @@ describe('sluice put --verify (twin lake through DuckDB)', () => {
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+describe('sluice put --file: reading as it sends', () => {
+  const line = (n: number) => `${JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-${String(n).padStart(12, '0')}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() })}\n`;
+
+  /** Runs put on a pipe that gets `text` and then stays open; resolves with the exit code, or 'hung'. */
+  async function putOnOpenPipe(text: string, ...args: string[]): Promise<{ code: number | null | 'hung'; stderr: string }> {
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', '-', ...args,
+      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    child.stdin.on('error', () => undefined);
+    child.stdin.write(text);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const code = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 8_000))]);
+    if (code === 'hung') child.kill('SIGKILL');
+    child.stdin.destroy();
+    return { code, stderr };
+  }
+
+  test('--count N on a producer that has written exactly N lines and stays open: sends them and exits', async () => {
+    const { code, stderr } = await putOnOpenPipe([1, 2, 3].map(line).join(''), '--count', '3');
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(backend.acknowledged).toHaveLength(3);
+  }, 30_000);
+});
+
+describe('sluice put --file: a producer that pauses', () => {
+  test('lines a producer wrote before pausing are sent while it pauses, not held until 500 more come', async () => {
+    const line = (n: number) => `${JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-${String(n).padStart(12, '0')}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() })}\n`;
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', '-',
+      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin.on('error', () => undefined);
+    child.stdin.write([1, 2, 3].map(line).join(''));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    for (const until = Date.now() + 8_000; backend.acknowledged.length < 3 && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 100));
+    const sentWhilePaused = backend.acknowledged.length;
+    child.stdin.end();
+    const code = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 8_000))]);
+    if (code === 'hung') child.kill('SIGKILL');
+    expect(sentWhilePaused).toBe(3);
+    expect(code).toBe(0);
+    expect(backend.acknowledged).toHaveLength(3);
+  }, 30_000);
+});
+
+describe('sluice put --file --count below the file', () => {
+  test('the file is closed when the run ends, not left open for the process', async () => {
+    const file = path.join(dataDir, 'more-than-count.ndjson');
+    const line = (n: number) => `${JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-${String(n).padStart(12, '0')}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() })}\n`;
+    fs.writeFileSync(file, [1, 2, 3].map(line).join(''));
+    const { code } = await put('app-events', '--file', file, '--count', '1');
+    expect(code).toBe(0);
+    const open = fs.readdirSync('/proc/self/fd').map((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`); } catch { return ''; } });
+    expect(open).not.toContain(file);
+  });
+});
+
+describe('sluice put --file: one record before a line too long', () => {
+  test('the error counts it in the singular', async () => {
+    const file = path.join(dataDir, 'one-then-long.ndjson');
+    fs.writeFileSync(file, `${JSON.stringify({ event_id: '6f1c2b9e-0000-4000-8000-000000000001', user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() })}\n${'x'.repeat(17 * 1024 * 1024)}`);
+    const { code, stderr } = await put('app-events', '--file', file);
+    expect(code).toBe(2);
+    expect(stderr).toBe(`sluice: --file ${file}: line 2 is longer than 16 MiB with no line break yet; records are at most 1 MiB, one per line. The 1 record before it was sent (1 accepted); nothing after it was\n`);
+  }, 30_000);
+});

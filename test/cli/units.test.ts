@@ -378,3 +378,21 @@ describe('drawSample', () => {
     expect(drawSample('orders', () => 7)).toBe(7);
   });
 });
+
+describe('a call cut off after it was sent, then its records refused until the attempts run out', () => {
+  test('they are reported MaybeTaken, not with the error of the attempts after it', async () => {
+    let calls = 0;
+    const entry: EntryPoint = {
+      kind: 'kinesis', name: 's', limits: KINESIS_API_LIMITS, description: 'Kinesis stream s', failureContext: { service: 'Kinesis', resource: 'Kinesis stream s' },
+      async putBatch(rs) {
+        calls++;
+        if (calls === 1) throw Object.assign(new Error('Connection timed out after 30000 ms'), { name: 'TimeoutError', $maybeSent: true });
+        return rs.map(() => ({ ok: false, errorCode: 'ProvisionedThroughputExceededException', errorMessage: 'Rate exceeded' }));
+      },
+      close() {},
+    };
+    const result = await sendRecords(entry, [{ data: Buffer.from('r'), partitionKey: 'k' }], { sleep: async () => undefined, maxAttempts: 3 });
+    expect(calls).toBe(3);
+    expect(result.outcomes).toEqual([{ ok: false, errorCode: MAYBE_TAKEN, errorMessage: expect.stringMatching(/cut off after it was sent/) }]);
+  });
+});
