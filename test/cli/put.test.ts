@@ -233,7 +233,11 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     }
   }, 30_000);
 
-  test('a call cut off after it was sent, and the endpoint back within --outage-wait: its records are sent again, a second copy rather than a loss', async () => {
+  /**
+   * A twin behind a proxy that cuts off the 4th PutRecordBatch after the stream took it and stops listening; a second
+   * after the stream has 400 records, a proxy listens again on the same port. `beforeBack` runs as the wait begins.
+   */
+  async function withCutThenBack(beforeBack: (taking: RecordingBackend) => void, run: (url: string, ownDir: string, taking: RecordingBackend) => Promise<void>): Promise<void> {
     const taking = new RecordingBackend();
     const twin = await startFirehoseApi({ port: 0, backend: taking });
     const cutting = await proxyTo(twin.port, { cutAt: 4 });
@@ -242,52 +246,43 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     let back: Awaited<ReturnType<typeof proxyTo>> | undefined;
     const comeBack = (async () => {
       while (taking.acknowledged.length < 400) await new Promise((resolve) => setTimeout(resolve, 20));
+      beforeBack(taking);
       await new Promise((resolve) => setTimeout(resolve, 1000));
       back = await proxyTo(twin.port, { port: cutting.port });
     })();
     try {
-      const { code, stdout } = await sluice('put', 'app-events', '-n', '2000', '--batch-size', '100', '--outage-wait', '20s', '--endpoint-firehose', cutting.url, '--data-dir', ownDir, '--json');
+      await run(cutting.url, ownDir, taking);
       await comeBack;
+    } finally {
+      await comeBack.catch(() => undefined);
+      cutting.close();
+      back?.close();
+      await twin.close();
+    }
+  }
+
+  test('a call cut off after it was sent, and the endpoint back within --outage-wait: its records are sent again, a second copy rather than a loss', async () => {
+    await withCutThenBack(() => undefined, async (url, ownDir, taking) => {
+      const { code, stdout } = await sluice('put', 'app-events', '-n', '2000', '--batch-size', '100', '--outage-wait', '20s', '--endpoint-firehose', url, '--data-dir', ownDir, '--json');
       expect(code).toBe(0);
       expect(JSON.parse(stdout)).toMatchObject({ sent: 2000, accepted: 2000, failed: 0 });
       // Every record arrived; the cut-off call's 100 twice.
       const ids = taking.acknowledged.map((r) => (JSON.parse(r.data.toString()) as { event_id: string }).event_id);
       expect(new Set(ids).size).toBe(2000);
       expect(ids).toHaveLength(2100);
-    } finally {
-      await comeBack.catch(() => undefined);
-      cutting.close();
-      back?.close();
-      await twin.close();
-    }
+    });
   }, 40_000);
 
   test('a call cut off after it was sent, the endpoint back, and its records refused until --max-attempts runs out: they stay MaybeTaken', async () => {
-    const taking = new RecordingBackend();
-    const twin = await startFirehoseApi({ port: 0, backend: taking });
-    const cutting = await proxyTo(twin.port, { cutAt: 4 });
-    const ownDir = tempDataDir();
-    registerTwin(ownDir, { firehose: cutting.url });
-    let back: Awaited<ReturnType<typeof proxyTo>> | undefined;
-    const comeBack = (async () => {
-      while (taking.acknowledged.length < 400) await new Promise((resolve) => setTimeout(resolve, 20));
+    await withCutThenBack((taking) => {
       taking.decide = () => unavailable;
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      back = await proxyTo(twin.port, { port: cutting.port });
-    })();
-    try {
-      const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '400', '--batch-size', '100', '--max-attempts', '2', '--outage-wait', '20s', '--endpoint-firehose', cutting.url, '--data-dir', ownDir, '--json');
-      await comeBack;
+    }, async (url, ownDir) => {
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '400', '--batch-size', '100', '--max-attempts', '2', '--outage-wait', '20s', '--endpoint-firehose', url, '--data-dir', ownDir, '--json');
       expect(code).toBe(1);
       // The stream took the cut-off call's 100 records: "not accepted after 2 attempts" would have them sent again.
       expect(JSON.parse(stdout)).toMatchObject({ sent: 400, accepted: 300, failedByCode: { MaybeTaken: 100 } });
       expect(stderr).toMatch(/100 of 400 records were in calls cut off after they were sent \(MaybeTaken ×100\)/);
-    } finally {
-      await comeBack.catch(() => undefined);
-      cutting.close();
-      back?.close();
-      await twin.close();
-    }
+    });
   }, 40_000);
 
   test('the endpoint stops answering mid-run and comes back on its port (the twin restarting kinesis-mock): put waits, sends again, exit 0', async () => {
