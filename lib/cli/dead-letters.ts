@@ -56,11 +56,9 @@ export interface ReplayLedger {
   mark(dedupeKey: string): Promise<void>;
   /** When a record (by its content key) was last replayed, epoch ms; undefined when never. */
   recordReplayedAt(recordKey: string): Promise<number | undefined>;
-  /** Records that a record was replayed by a put that began at `at` (epoch ms). */
-  markRecord(recordKey: string, at: number): Promise<void>;
   /**
-   * `markRecord(recordKey, at)` then `mark(dedupeKey)` for each record of a put, on disk (or in the table) when this
-   * returns: one write for the batch where the ledger allows it.
+   * Records that each record (by its content key) was replayed by a put that began at `at` (epoch ms), and marks its
+   * message's dedupe key; on disk (or in the table) when this returns: one write for the batch where the ledger allows it.
    */
   markReplayed(replays: ReadonlyArray<{ readonly dedupeKey: string; readonly recordKey: string; readonly at: number }>): Promise<void>;
 }
@@ -132,10 +130,6 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       // The dedupe set holds keys only: a record's replay time rides in its key, `replayed#record#…@<epoch ms>`. They
       // are read once per run into a map (this run is the only replay of the file: its lock), then kept up to date.
       recordReplayedAt: async (recordKey) => (await recordTimes()).get(replayLedgerKey(recordKey)),
-      markRecord: async (recordKey, at) => {
-        await file.claim(`${replayLedgerKey(recordKey)}@${at}`);
-        laterOf(await recordTimes(), replayLedgerKey(recordKey), at);
-      },
       // One append and one fsync for a batch, instead of two per record.
       markReplayed: async (replays) => {
         await file.claimAll(replays.flatMap((r) => [`${replayLedgerKey(r.recordKey)}@${r.at}`, replayLedgerKey(r.dedupeKey)]));
@@ -248,7 +242,6 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
         const at = Date.parse((await ledgerItem(recordKey))?.replayed_at?.S ?? '');
         return Number.isFinite(at) ? at : undefined;
       },
-      markRecord: (recordKey, at) => markReplayed(recordKey, new Date(at)),
       async markReplayed(replays) {
         for (const r of replays) {
           await markReplayed(r.recordKey, new Date(r.at));

@@ -275,11 +275,7 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
             const stopped: RecordOutcome = { ok: false, errorCode: networkErrorCode(err) ?? e.name ?? 'Error', errorMessage: e.message ?? String(err) };
             // This attempt's records not accepted would have been sent (again); they never will be now. Those of this
             // call, when it was cut off after it was sent, may have been taken.
-            const maybeTaken: RecordOutcome = {
-              ok: false,
-              errorCode: MAYBE_TAKEN,
-              errorMessage: `the call that carried it was cut off after it was sent (then ${stopped.errorCode}): the stream may have taken it`,
-            };
+            const maybeTaken = maybeTakenOutcome(stopped.errorCode);
             for (const i of pending) {
               const o = outcomes[i];
               if (!o.ok && !isPermanentRecordError(o.errorCode)) outcomes[i] = cutOff.has(i) ? maybeTaken : stopped;
@@ -311,11 +307,14 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
   // Attempts spent: a record whose call was cut off after it was sent may be in the stream, whatever came after.
   for (const i of cutOff) {
     const o = outcomes[i];
-    if (!o.ok && !isPermanentRecordError(o.errorCode)) {
-      outcomes[i] = { ok: false, errorCode: MAYBE_TAKEN, errorMessage: `the call that carried it was cut off after it was sent (then ${o.errorCode} until the attempts ran out): the stream may have taken it` };
-    }
+    if (!o.ok && !isPermanentRecordError(o.errorCode)) outcomes[i] = maybeTakenOutcome(`${o.errorCode} until the attempts ran out`);
   }
   return { outcomes, retries, calls };
+}
+
+/** The outcome of a record whose call was cut off after it was sent, `then` what the attempts after it met. */
+function maybeTakenOutcome(then: string): RecordOutcome {
+  return { ok: false, errorCode: MAYBE_TAKEN, errorMessage: `the call that carried it was cut off after it was sent (then ${then}): the stream may have taken it` };
 }
 
 /** "ProvisionedThroughputExceededException ×3, InternalFailure ×1" */

@@ -1109,13 +1109,9 @@ export class MemoryKinesis implements KinesisReadApi {
 
   /** What `restore` returns to: every shard's records, and which shards exist and are open, as they are now. */
   save(): MemorySave {
-    const lengths = new Map<string, number[]>();
-    const closed = new Map<string, boolean[]>();
-    for (const [name, shards] of this.streams) {
-      lengths.set(name, shards.map((s) => s.records.length));
-      closed.set(name, shards.map((s) => s.closed));
-    }
-    return { sequence: this.sequence, lengths, closed };
+    const shards = new Map<string, Array<{ records: number; closed: boolean }>>();
+    for (const [name, streamShards] of this.streams) shards.set(name, streamShards.map((s) => ({ records: s.records.length, closed: s.closed })));
+    return { sequence: this.sequence, shards };
   }
 
   /**
@@ -1125,12 +1121,12 @@ export class MemoryKinesis implements KinesisReadApi {
    * is then unknown to GetShardIterator.
    */
   restore(saved: MemorySave): void {
-    for (const [name, lengths] of saved.lengths) {
+    for (const [name, savedShards] of saved.shards) {
       const shards = this.stream(name);
-      shards.length = Math.min(shards.length, lengths.length);
+      shards.length = Math.min(shards.length, savedShards.length);
       shards.forEach((shard, i) => {
-        shard.records.length = Math.min(shard.records.length, lengths[i]);
-        if (!saved.closed.get(name)?.[i]) {
+        shard.records.length = Math.min(shard.records.length, savedShards[i].records);
+        if (!savedShards[i].closed) {
           shard.closed = false;
           shard.childShards = undefined;
         }
@@ -1233,11 +1229,10 @@ export class MemoryKinesis implements KinesisReadApi {
   }
 }
 
-/** What MemoryKinesis.save returns: the record count of every shard, which shards were closed, and the sequence counter. */
+/** What MemoryKinesis.save returns: each stream's shards (their record counts, whether closed), and the sequence counter. */
 export interface MemorySave {
   readonly sequence: number;
-  readonly lengths: ReadonlyMap<string, readonly number[]>;
-  readonly closed: ReadonlyMap<string, readonly boolean[]>;
+  readonly shards: ReadonlyMap<string, ReadonlyArray<{ readonly records: number; readonly closed: boolean }>>;
 }
 
 function named(name: string, message: string): Error {
