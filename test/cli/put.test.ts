@@ -381,6 +381,51 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(stdout).toMatch(/×1 {2}schema \(required\): \/user_id is required/);
   });
 
+  test('--file that cannot be read or holds no records: a clear error, exit 2, nothing sent', async () => {
+    const blank = path.join(dataDir, 'blank.ndjson');
+    fs.writeFileSync(blank, '\n  \r\n\n');
+    const cases: Array<[string, string]> = [
+      [path.join(dataDir, 'nope.ndjson'), 'no such file'],
+      [dataDir, 'it is a directory'],
+    ];
+    for (const [file, why] of cases) {
+      const { code, stderr } = await put('app-events', '--file', file);
+      expect({ code, stderr }).toEqual({ code: 2, stderr: `sluice: cannot read --file ${file}: ${why}\n` });
+    }
+    const { code, stderr } = await put('app-events', '--file', blank);
+    expect({ code, stderr }).toEqual({ code: 2, stderr: `sluice: --file ${blank} has no records: expected one JSON object per line\n` });
+    expect(backend.calls).toBe(0);
+  });
+
+  test('--file lines that straddle a read (a character split across it, bytes that are not UTF-8) are sent byte for byte', async () => {
+    const file = path.join(dataDir, 'straddle.ndjson');
+    const record = (n: number, user: string) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-${String(n).padStart(12, '0')}`, user_id: user, event_type: 'login', timestamp: '2026-11-22T10:00:00Z' });
+    // Small lines up to just before the first 1 MiB read ends, then a line whose first "é" (2 bytes) falls across it.
+    const lines: Buffer[] = [];
+    let bytes = 0;
+    for (let n = 1; bytes < (1 << 20) - 600; n++) {
+      const line = Buffer.from(`${record(n, 'u')}\n`);
+      lines.push(line);
+      bytes += line.length;
+    }
+    const split = Buffer.from(`${record(900_001, 'é🙂'.repeat(10))}\n`);
+    // A line indented to put the first "é" on the read's last byte (JSON takes the spaces).
+    const pad = (1 << 20) - 1 - bytes - split.indexOf(Buffer.from('é'));
+    const padded = record(900_000, 'u');
+    lines.push(Buffer.from(`${' '.repeat(pad - padded.length - 1)}${padded}\n`));
+    const notUtf8 = Buffer.concat([Buffer.from('{"event_id":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}\r\n')]);
+    fs.writeFileSync(file, Buffer.concat([...lines, split, notUtf8]));
+    const { code, stdout } = await put('app-events', '--file', file, '--json');
+    expect(code).toBe(0);
+    const sent = backend.acknowledged.map((r) => r.data);
+    expect(sent).toHaveLength(lines.length + 2);
+    expect(sent[lines.length].equals(split.subarray(0, split.length - 1))).toBe(true);
+    expect(sent[lines.length + 1].equals(notUtf8.subarray(0, notUtf8.length - 2))).toBe(true);
+    expect(Buffer.concat([...lines, split]).indexOf(Buffer.from('é'))).toBe((1 << 20) - 1);
+    // Only the line that is not UTF-8 fails the transform.
+    expect(JSON.parse(stdout)).toMatchObject({ sent: lines.length + 2, accepted: lines.length + 2, willFailValidation: 1 });
+  }, 30_000);
+
   test('--file with more reasons to fail than the list shows: says how many records and reasons are left out', async () => {
     const file = path.join(dataDir, 'records.ndjson');
     const base = { event_id: '6f1c2b9e-0000-4000-8000-000000000001', user_id: 'user-1', event_type: 'login', timestamp: '2026-11-22T10:00:00Z' };
