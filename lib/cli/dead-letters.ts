@@ -47,6 +47,8 @@ export interface DeadLetterQueue {
   delete(messages: readonly ReceivedMessage[]): Promise<void>;
   /** Makes messages visible again at once (they were not replayed). */
   release(messages: readonly ReceivedMessage[]): Promise<void>;
+  /** Messages in the queue, received or not; undefined where no exact count exists (SQS's are approximate). */
+  messagesLeft(): Promise<number | undefined>;
   close(): void;
 }
 
@@ -120,6 +122,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       },
       // The file's visibility lives in this process only: the next run sees every undeleted message.
       async release() {},
+      messagesLeft: () => file.count(),
       close: releaseLock,
     },
     ledger: {
@@ -226,6 +229,9 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
             // They become visible on their own when the visibility timeout passes.
           }
         }
+      },
+      async messagesLeft() {
+        return undefined;
       },
       close() {
         sqs.destroy();

@@ -6,7 +6,7 @@ import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '.
 import { OutputKeys } from '../infra/outputs';
 import { readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '../local/twin-record';
 import { validatorFingerprint } from '../schema/fingerprint';
-import { deadLettersFor, rawDataAt, type DeadLetterAccess, type ReceivedMessage } from './dead-letters';
+import { deadLettersFor, rawDataAt, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage } from './dead-letters';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
 import { formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
@@ -100,12 +100,14 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const onInterrupt = () => {
     interrupted = true;
   };
+  let interruption: string | undefined;
   process.once('SIGINT', onInterrupt);
   try {
     refusal = await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress, done, () => interrupted);
+    if (interrupted) interruption = await cutOffSummary(access.queue, results, done);
   } catch (err) {
     // Cut off (the twin or a service went away): say what was already done before the reason.
-    if (results.length > 0) io.err(`sluice: ${cutOffSummary(results, done)}\n`);
+    if (results.length > 0) io.err(`sluice: ${await cutOffSummary(access.queue, results, done)}\n`);
     throw err;
   } finally {
     process.removeListener('SIGINT', onInterrupt);
@@ -123,7 +125,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   } else {
     printReport(access, results, counts, flags.dryRun === true, Date.now() - started);
   }
-  if (interrupted) throw new UserError(`interrupted (Ctrl-C): ${cutOffSummary(results, done)}`, INTERRUPTED_EXIT_CODE);
+  if (interruption !== undefined) throw new UserError(`interrupted (Ctrl-C): ${interruption}`, INTERRUPTED_EXIT_CODE);
   if (failing.length > 0) {
     throw new UserError(`${formatNumber(failing.length)} of ${formatNumber(results.length)} dead-letter record${results.length === 1 ? '' : 's'} ${flags.dryRun ? 'would not be replayed' : 'not replayed'}; they stay in the queue`, 1);
   }
@@ -402,12 +404,26 @@ interface DeletedSoFar {
   others: number;
 }
 
-/** What a run cut off had done: records re-put and their messages deleted, and re-put ones whose delete it did not reach. */
-function cutOffSummary(results: ReadonlyArray<Tally>, done: DeletedSoFar): string {
+/**
+ * What a run cut off had done: records re-put and their messages deleted, and re-put ones whose delete it did not
+ * reach; then what the queue still holds, counted where it can be (the run may have read the last message).
+ */
+async function cutOffSummary(queue: DeadLetterQueue, results: ReadonlyArray<Tally>, done: DeletedSoFar): Promise<string> {
   const undeleted = results.filter((r) => r.outcome === 'replayed').length - done.replayed;
+  // Whatever cut the run off may keep the queue from counting too: then it is not counted.
+  const left = await queue.messagesLeft().catch(() => undefined);
   return `replay stopped after reading ${formatNumber(results.length)} message${results.length === 1 ? '' : 's'}: `
     + `${formatNumber(done.replayed)} replayed${done.others > 0 ? ` and ${formatNumber(done.others)} already replayed or duplicate` : ''} (their messages deleted)`
-    + `${undeleted > 0 ? `; ${formatNumber(undeleted)} more re-put and recorded, whose messages the next run deletes` : ''}; the rest stay in the queue`;
+    + `${undeleted > 0 ? `; ${formatNumber(undeleted)} more re-put and recorded, whose messages the next run deletes` : ''}; ${leftInQueue(left, undeleted)}`;
+}
+
+/** The messages a cut-off run leaves in the queue besides the `undeleted` re-put ones; `left` counts both, if known. */
+function leftInQueue(left: number | undefined, undeleted: number): string {
+  if (left === undefined) return 'any others stay in the queue';
+  const besides = Math.max(0, left - undeleted);
+  const other = undeleted > 0 ? 'other ' : '';
+  if (besides === 0) return `no ${other}message is left in the queue`;
+  return `${formatNumber(besides)} ${other}message${besides === 1 ? ' stays' : 's stay'} in the queue`;
 }
 
 function parseMessage(body: string): DlqMessage | string {

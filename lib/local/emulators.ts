@@ -89,6 +89,7 @@ const KINESIS_LISTENING = 'sluiceListening';
 //   writer truncates the file, then writes it asynchronously, and the process may exit in between);
 // - output to a parent that died (EPIPE) is dropped, not a crash before the final save;
 // - it tells the parent (IPC) once it listens on its plain port, so an answer there before is known to be another program's;
+//   a parent gone by then cannot be told, and that failed send does not crash it: the channel's closing stops it, as above;
 // - the last-resort exit, for a shutdown that hangs, comes 25 s after SIGTERM (inside the twin's 30 s
 //   stopGraceMs): on a loaded machine the graceful shutdown can take several seconds before its final
 //   save, and an exit before it loses what was acknowledged since the last periodic save (every 5 s).
@@ -194,7 +195,9 @@ net.Server.prototype.listen = function (...args) {
   // The parent probes the plain port only once this process listens there: an answer sooner is another program's.
   this.once('listening', () => {
     const address = this.address();
-    if (address && address.port === plainPort && process.send) process.send({ ${KINESIS_LISTENING}: plainPort });
+    // A parent gone by now cannot be told (ERR_IPC_CHANNEL_CLOSED, or EPIPE before this process read the channel close):
+    // the callback takes that error, which would otherwise be an uncaught 'error' event; 'disconnect' stops the mock.
+    if (address && address.port === plainPort && process.send) process.send({ ${KINESIS_LISTENING}: plainPort }, () => undefined);
   });
   this.on('connection', (socket) => {
     if (stopping) return socket.destroy(shutdown);

@@ -196,8 +196,10 @@ describe('sluice replay (twin)', () => {
     await own.close();
     expect(code).toBe(2);
     const [summary, reason] = stderr.trimEnd().split('\n');
-    const [, read, replayed] = /^sluice: replay stopped after reading (\d+) messages: (\d+) replayed and 1 already replayed or duplicate \(their messages deleted\); the rest stay in the queue$/.exec(summary) ?? [];
+    const [, read, replayed, left] = /^sluice: replay stopped after reading (\d+) messages: (\d+) replayed and 1 already replayed or duplicate \(their messages deleted\); (\d+) messages stay in the queue$/.exec(summary) ?? [];
     expect(Number(replayed)).toBe(backend.acknowledged.length);
+    expect(Number(left)).toBe(await dlq.count());
+    expect(Number(left)).toBe(37 - Number(replayed) - 1);
     expect(Number(replayed)).toBeGreaterThan(0);
     expect(Number(read)).toBeLessThan(35);
     expect(reason).toMatch(/^sluice: nothing is listening/);
@@ -361,20 +363,27 @@ describe('sluice replay (twin)', () => {
   });
 });
 
+/**
+ * `sluice replay -p app-events` in its own process, so the SIGINT is a real one: it arrives once the entry point has
+ * taken the first batch, before the answer does.
+ */
+async function replayInterruptedAtFirstPut(): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', api.url],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  backend.onIngest = async () => {
+    backend.onIngest = undefined;
+    child.kill('SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  };
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  return { code, stderr };
+}
+
   test('Ctrl-C while a batch is being re-put: the batch is recorded and its messages deleted, then exit 130; the next run puts no record twice', async () => {
     await dlq.send(Array.from({ length: 40 }, (_, i) => JSON.stringify(message(200 + i, 'app-events', appEvent(200 + i)))));
-    // Its own process, so the SIGINT is a real one: it arrives once the entry point has taken the first batch,
-    // before the answer does.
-    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', api.url],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
-    backend.onIngest = async () => {
-      backend.onIngest = undefined;
-      child.kill('SIGINT');
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    };
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const { code, stderr } = await replayInterruptedAtFirstPut();
     expect(backend.acknowledged.length).toBeGreaterThan(0);
 
     await replayAgain('-p', 'app-events');
@@ -382,7 +391,20 @@ describe('sluice replay (twin)', () => {
     // Every replayable record (message 3 is message 1's record) put exactly once over both runs.
     expect(new Set(puts).size).toBe(42);
     expect(puts).toHaveLength(42);
-    expect(stderr).toMatch(/^sluice: interrupted \(Ctrl-C\)/m);
+    // The first batch (seeded messages 1-7 and three of the 40; 8 are app-events'): 5 replayed, 1 duplicate deleted,
+    // 4 kept; 37 not read.
+    expect(stderr).toMatch(/^sluice: interrupted \(Ctrl-C\): replay stopped after reading 8 messages: 5 replayed and 1 already replayed or duplicate \(their messages deleted\); 41 messages stay in the queue$/m);
+    expect(code).toBe(130);
+  }, 60_000);
+
+  test('Ctrl-C during the last batch: it does not say messages stay in the queue when none do', async () => {
+    const seeded = await dlq.receive(10);
+    await dlq.delete(seeded.map((m) => m.receiptHandle));
+    await dlq.send([1, 2, 3].map((n) => JSON.stringify(message(n, 'app-events', appEvent(n)))));
+    const { code, stderr } = await replayInterruptedAtFirstPut();
+    expect(backend.acknowledged).toHaveLength(3);
+    expect(await dlq.count()).toBe(0);
+    expect(stderr).toBe('sluice: interrupted (Ctrl-C): replay stopped after reading 3 messages: 3 replayed (their messages deleted); no message is left in the queue\n');
     expect(code).toBe(130);
   }, 60_000);
 
@@ -492,6 +514,14 @@ describe('sluice replay --aws', () => {
     expect(code).toBe(1);
     expect(JSON.parse(stdout)).toMatchObject({ read: 1, outcomes: { 'still-failing': 1 } });
     expect(sqs.commandCalls(ReceiveMessageCommand).length).toBeLessThanOrEqual(4);
+  });
+
+  test('cut off, it does not claim messages stay in the queue: SQS cannot count them exactly', async () => {
+    dynamo.on(GetItemCommand).resolves({});
+    sqs.on(DeleteMessageBatchCommand).resolves({ Successful: [], Failed: [{ Id: '0', Code: 'InternalError', Message: 'try again', SenderFault: false }] });
+    const { code, stderr } = await sluice('replay', '--aws');
+    expect(code).not.toBe(0);
+    expect(stderr.split('\n')[0]).toBe('sluice: replay stopped after reading 2 messages: 0 replayed (their messages deleted); 1 more re-put and recorded, whose messages the next run deletes; any others stay in the queue');
   });
 
   test('a message the ledger knows is deleted without a second put', async () => {

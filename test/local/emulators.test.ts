@@ -532,6 +532,35 @@ startKinesis({ port: 0 }).then((kinesis) => {
       process.kill(parentPid, 'SIGKILL');
       await eventually('kinesis-mock to stop', async () => (isRunning(mockPid) ? undefined : true), 15_000);
     });
+
+    // kinesis-mock slower to start than its parent to go: it binds its plain port once the parent has closed the channel
+    // (after it read that, or before: the send is then tried and fails), and on SIGTERM makes its final save and exits.
+    it.each([
+      ['after it saw the channel close', `process.once('disconnect', listen);`],
+      ['before it saw the channel close (the send fails)', `while (!fs.existsSync(closed)); listen();`],
+    ])('stops as an orphan does (its final save, exit 0), not on an uncaught IPC error, when the parent is gone as it starts listening: %s', async (_, whenListening) => {
+      const dir = await tempDir();
+      const [closed, saved] = [path.join(dir, 'closed'), path.join(dir, 'saved')];
+      const port = await freePort();
+      await writeFile(path.join(dir, 'main.js'), `const fs = require('fs');
+const closed = ${JSON.stringify(closed)};
+const listen = () => require('net').createServer().listen(${port});
+process.on('SIGTERM', () => { fs.writeFileSync(${JSON.stringify(saved)}, ''); process.exit(0); });
+${whenListening}`);
+      const child = spawn(process.execPath, ['-e', KINESIS_BOOTSTRAP], {
+        env: { PATH: process.env.PATH, SLUICE_BIND_HOST: '127.0.0.1', SLUICE_KINESIS_MAIN: path.join(dir, 'main.js'), KINESIS_MOCK_PLAIN_PORT: String(port) },
+        stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      });
+      let stderr = '';
+      child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
+      // The channel closes from the parent's end, as when the parent dies.
+      await new Promise<void>((resolve) => child.once('spawn', () => resolve()));
+      child.disconnect();
+      await writeFile(closed, '');
+      const [code, signal] = await exited;
+      expect({ code, signal, stderr, saved: existsSync(saved) }).toEqual({ code: 0, signal: null, stderr: '', saved: true });
+    });
   });
 });
 
