@@ -114,6 +114,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     source.close();
   }
 
+  const stopped = report.stopped ?? report.unreadable?.message;
   const summary: Record<string, unknown> = {
     pipeline,
     target: target.label,
@@ -126,7 +127,8 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     willFailValidation: report.invalid,
     willFailValidationByReason: report.invalidByReason,
     elapsedMs: report.elapsedMs,
-    ...(report.stopped ? { stopped: report.stopped } : {}),
+    ...(stopped ? { stopped } : {}),
+    ...(report.neverSent !== undefined ? { neverSent: report.neverSent } : {}),
     ...(report.interrupted ? { interrupted: true } : {}),
     recordsPerSecond: Math.round((report.accepted / Math.max(report.elapsedMs, 1)) * 1000 * 10) / 10,
   };
@@ -147,15 +149,11 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   }
 
   let verification: VerifyResult[] = [];
-  if (report.stopped) {
-    // The pipeline's endpoint is gone: verifying would only wait out the timeout.
+  if (stopped) {
+    // Sending ended early: the pipeline's endpoint is gone (verifying would only wait out the timeout), or the input
+    // could not be read on (the run fails for it all the same). The summary says what was sent until then.
     if (flags.json) io.out(toJson(summary));
-    const notSent = Number.isFinite(count) ? `; ${formatNumber(count - report.sent)} of the ${formatNumber(count)} records were never sent` : '';
-    const maybeTaken = report.failedByCode[MAYBE_TAKEN] ?? 0;
-    const unsure = maybeTaken > 0
-      ? ` ${formatNumber(maybeTaken)} of the records not accepted (${MAYBE_TAKEN}) were in calls cut off after they were sent: the stream may have taken them, so sending them again may duplicate them (event ids tell copies apart).`
-      : '';
-    throw new UserError(`${report.stopped}${notSent}. The summary counts what was sent until then; check the endpoint (is the twin still running?) and send again.${unsure}`, 1);
+    throw report.unreadable ?? stoppedError(report, count, flags.file);
   }
   if (flags.verify && report.accepted > 0) {
     verification = await verifyAll(target, pipeline, schema, [...report.expected.values()], {
@@ -163,7 +161,11 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     });
   }
   const verified = verification.every((v) => v.passed);
-  if (flags.verify) summary.verify = { passed: verified, timeoutMs, results: verification };
+  // Records sent and none to verify (refused, or every one failing the transform) is no pass; when none was refused,
+  // it is what fails the run: no record can become queryable.
+  const nothingToVerify = report.sent > 0 && report.expected.size === 0;
+  const nothingQueryable = nothingToVerify && report.sent === report.accepted;
+  if (flags.verify) summary.verify = { passed: verified && !nothingToVerify, timeoutMs, results: verification };
 
   if (flags.json) io.out(toJson(summary));
   else if (flags.verify) {
@@ -173,7 +175,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     const expectedCount = report.expected.size;
     // Not a PASS when records were refused (the run fails for them just below), nor for an interrupted run.
     const pass = report.sent === report.accepted && !report.interrupted;
-    if (expectedCount === 0) io.out(`${pass ? 'PASS:' : 'verify:'} nothing to verify (no record accepted that passes the schema)`);
+    if (expectedCount === 0) io.out(`${nothingQueryable ? 'FAIL:' : 'verify:'} nothing to verify (no record accepted that passes the schema)`);
     else if (verified && report.interrupted) io.out(`verified: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records sent before Ctrl-C queryable after ${formatDuration(verifyElapsedMs(verification))}`);
     else if (verified && !pass) io.out(`verified: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} accepted records queryable after ${formatDuration(verifyElapsedMs(verification))}; ${formatNumber(report.sent - report.accepted)} of ${formatNumber(report.sent)} records not accepted`);
     else if (verified) io.out(`PASS: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records queryable after ${formatDuration(verifyElapsedMs(verification))}`);
@@ -184,11 +186,39 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (notAccepted > 0) {
     throw new UserError(`${formatNumber(notAccepted)} of ${formatNumber(report.sent)} records ${whyNotAccepted(report.failedByCode, maxAttempts)}`, 1);
   }
+  if (flags.verify && nothingQueryable) {
+    const records = report.sent === 1 ? 'the one record sent, which goes' : `all ${formatNumber(report.sent)} records sent, which go`;
+    throw new UserError(`--verify has nothing to wait for: the transform will fail ${records} to the dead-letter queue (the summary says why)`, 1);
+  }
   if (!verified) {
     const failed = verification.filter((v) => !v.passed).map((v) => `${v.where}: ${v.found}/${v.expected}`).join('; ');
     throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.`, 1);
   }
   if (report.interrupted) throw new UserError(interruptedMessage(report, count, durationMs), INTERRUPTED_EXIT_CODE);
+}
+
+/**
+ * The error that ends a run whose endpoint stopped answering, after the summary: what was never sent, and what the
+ * stream may hold all the same.
+ */
+function stoppedError(report: SendReport, count: number, file: string | undefined): UserError {
+  const maybeTaken = report.failedByCode[MAYBE_TAKEN] ?? 0;
+  const unsure = maybeTaken > 0
+    ? ` ${formatNumber(maybeTaken)} of the records not accepted (${MAYBE_TAKEN}) were in calls cut off after they were sent: the stream may have taken them, so sending them again may duplicate them (event ids tell copies apart).`
+    : '';
+  return new UserError(`${report.stopped}${neverSentClause(report.neverSent, count, file)}. The summary counts what was sent until then; check the endpoint (is the twin still running?) and send again.${unsure}`, 1);
+}
+
+/**
+ * "; 4,000 of the 5,000 records were never sent"; for a --file, "; 600 more records of --file a.ndjson were never
+ * sent", or, from a pipe not read to its end, that how many is not known; nothing when none were left.
+ */
+function neverSentClause(neverSent: number | undefined, count: number, file: string | undefined): string {
+  const from = file === '-' ? 'standard input' : `--file ${file}`;
+  if (file !== undefined && neverSent === undefined) return `; the rest of ${from} was never sent (how many records, if any, is not known without reading it to its end)`;
+  if (!neverSent) return '';
+  if (file === undefined) return `; ${formatNumber(neverSent)} of the ${formatNumber(count)} records were never sent`;
+  return `; ${formatNumber(neverSent)} more ${neverSent === 1 ? 'record' : 'records'} of ${from} ${neverSent === 1 ? 'was' : 'were'} never sent`;
 }
 
 /** "interrupted (Ctrl-C) after 3.3 s of 30 s: 164 records sent"; "… after 3.3 s: 164 of 1,000 records sent" */
@@ -239,6 +269,11 @@ interface RecordSource {
   take(n: number): PreparedRecord[];
   /** Whether every record was taken (a file's last line); a generated source never runs out. */
   exhausted(): boolean;
+  /**
+   * How many records were left untaken, up to `limit`, once a run stopped early: a regular file is read on to count
+   * them; undefined when only waiting for a pipe's writer would tell, or for generated records without a count.
+   */
+  untaken(limit: number): number | undefined;
   /** Lets go of the input (a --file read only as far as --count). */
   close(): void;
 }
@@ -270,6 +305,7 @@ function generatedSource(schema: PipelineSchema, seed: number): RecordSource {
       return Array.from({ length: n }, () => draw(now));
     },
     exhausted: () => false,
+    untaken: (limit) => (Number.isFinite(limit) ? limit : undefined),
     close: () => undefined,
   };
 }
@@ -387,6 +423,21 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
       // Never reads: after Ctrl-C, a pipe that has nothing more to say yet must not hold the report back.
       return eof && lines.length === 0;
     },
+    untaken(limit) {
+      let count = 0;
+      try {
+        // A chunk at a time, the lines counted and let go. A line too long to be a record ends the count, as it ends the input.
+        for (;;) {
+          count += lines.splice(0).length;
+          if (count >= limit || eof || unreadable) return Math.min(count, limit);
+          // A pipe or terminal not at its end: reading on would wait for its writer, maybe for ever.
+          if (waitsForWriter) return undefined;
+          fill(1);
+        }
+      } catch {
+        return undefined;
+      }
+    },
     close: release,
   };
 }
@@ -407,6 +458,10 @@ interface SendReport {
   elapsedMs: number;
   /** Why sending stopped before the end, when a call failed for good after records were accepted. */
   stopped?: string;
+  /** What ended a run whose input could not be read on after records were sent (a --file line too long to be a record). */
+  unreadable?: UserError;
+  /** Records of a run that `stopped` never sent, when that is known (see RecordSource.untaken). */
+  neverSent?: number;
   /** Ctrl-C stopped sending before the count or the duration was reached. */
   interrupted?: boolean;
 }
@@ -544,10 +599,11 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       try {
         batch = source.take(n);
       } catch (err) {
-        // Input that cannot be read on (a --file line too long to be a record): what was sent before it is said.
+        // Input that cannot be read on (a --file line too long to be a record): the run ends, reporting what was sent before it.
         if (!(err instanceof UserError) || report.sent === 0) throw err;
         const records = report.sent === 1 ? 'record before it was' : 'records before it were';
-        throw new UserError(`${err.message}. The ${formatNumber(report.sent)} ${records} sent (${formatNumber(report.accepted)} accepted); nothing after it was`, err.exitCode);
+        report.unreadable = new UserError(`${err.message}. The ${formatNumber(report.sent)} ${records} sent (${formatNumber(report.accepted)} accepted); nothing after it was`, err.exitCode);
+        break;
       }
       if (batch.length === 0) break;
       const { result, stopped } = await sendBatch(entry, batch, report.accepted, options, () => interrupted);
@@ -578,6 +634,8 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   // A Ctrl-C during the last batch interrupted nothing (of --count, or of a --file).
   report.interrupted = interrupted && report.sent < options.count && !source.exhausted();
   report.elapsedMs = Date.now() - report.startedAt;
+  // Counted after the clock stops: reading the rest of a large file is no part of the run's time.
+  if (report.stopped) report.neverSent = source.untaken(options.count - report.sent);
   return report;
 }
 

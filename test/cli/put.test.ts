@@ -196,6 +196,48 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     }
   }, 30_000);
 
+  test('a --file run the endpoint stops: says how many records of the file were never sent (a regular file is read on to count them, a pipe is not)', async () => {
+    const twin = await startFirehoseApi({ port: 0, backend: new RecordingBackend() });
+    const ownDir = tempDataDir();
+    const file = path.join(ownDir, 'records.ndjson');
+    const record = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-${String(n).padStart(12, '0')}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
+    // 1,000 records, with blank lines (no records) among them.
+    fs.writeFileSync(file, Array.from({ length: 1000 }, (_, i) => `${record(i + 1)}\n${i % 100 === 0 ? '\n' : ''}`).join(''));
+    /** A proxy that cuts the 4th call of 100 records and stops listening: 400 records taken from the input, 600 never. */
+    const cutting = async () => {
+      const proxy = await proxyTo(twin.port, { cutAt: 4 });
+      registerTwin(ownDir, { firehose: proxy.url });
+      return proxy;
+    };
+    const args = (url: string) => ['--batch-size', '100', '--outage-wait', '0', '--endpoint-firehose', url, '--data-dir', ownDir];
+    let proxy = await cutting();
+    try {
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '--file', file, ...args(proxy.url), '--json');
+      expect(code).toBe(1);
+      expect(stderr).toMatch(new RegExp(`stopped answering mid-run \\(ECONN\\w+\\) after accepting 300 records; 600 more records of --file ${escapeRegExp(file)} were never sent\\. The summary counts`));
+      expect(JSON.parse(stdout)).toMatchObject({ sent: 400, accepted: 300, neverSent: 600 });
+      proxy.close();
+
+      // Standard input that stays open: how much more it will bring is not known, and is not waited for.
+      proxy = await cutting();
+      const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', '-', ...args(proxy.url)], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let piped = '';
+      child.stderr.on('data', (chunk: Buffer) => { piped += chunk.toString(); });
+      child.stdin.on('error', () => undefined);
+      child.stdin.write(fs.readFileSync(file));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      const pipedCode = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000))]);
+      if (pipedCode === 'hung') child.kill('SIGKILL');
+      child.stdin.destroy();
+      expect(pipedCode).toBe(1);
+      expect(piped).toMatch(/after accepting 300 records; the rest of standard input was never sent \(how many records, if any, is not known without reading it to its end\)\. The summary counts/);
+    } finally {
+      proxy.close();
+      await twin.close();
+      fs.rmSync(ownDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   test('the first call cut off after it was sent, then the endpoint gone: the error says the stream may hold its records', async () => {
     const taking = new RecordingBackend();
     const twin = await startFirehoseApi({ port: 0, backend: taking });
@@ -508,20 +550,32 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(code).toBe(0);
   }, 60_000);
 
-  test('--file with a line too long to be a record (no line break for 16 MiB): the lines before it are sent, then a clear error', async () => {
+  test('--file with a line too long to be a record (no line break for 16 MiB): the lines before it are sent and summed up, then a clear error', async () => {
     const file = path.join(dataDir, 'long-line.ndjson');
     const record = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
     fs.writeFileSync(file, `${record(1)}\n${record(2)}\n${record(3)}\n${'x'.repeat(17 * 1024 * 1024)}`);
-    const { code, stderr } = await put('app-events', '--file', file);
+    const error = `sluice: --file ${file}: line 4 is longer than 16 MiB with no line break yet; records are at most 1 MiB, one per line. The 3 records before it were sent (3 accepted); nothing after it was\n`;
+    const { code, stdout, stderr } = await put('app-events', '--file', file);
     expect(backend.acknowledged).toHaveLength(3);
-    expect(stderr).toBe(`sluice: --file ${file}: line 4 is longer than 16 MiB with no line break yet; records are at most 1 MiB, one per line. The 3 records before it were sent (3 accepted); nothing after it was\n`);
+    expect(stderr).toBe(error);
     expect(code).toBe(2);
-    // Such a line first: nothing to send.
+    // The summary of any run that ends early (an endpoint gone, Ctrl-C): what was sent until then.
+    expect(stdout).toMatch(/^app-events: 3 records → Firehose delivery stream sluice-dev-app-events-lake/);
+    expect(stdout).toMatch(/accepted 3 · failed 0 · retried 0/);
+    // --json: the document, with why sending stopped; --verify is skipped, as for a run an outage stopped.
+    const json = await put('app-events', '--file', file, '--json', '--verify');
+    expect({ code: json.code, stderr: json.stderr }).toEqual({ code: 2, stderr: error });
+    const report = JSON.parse(json.stdout) as Record<string, unknown>;
+    expect(report).toMatchObject({ sent: 3, accepted: 3, failed: 0, stopped: expect.stringMatching(/^--file .*: line 4 is longer than 16 MiB/) });
+    expect(report.verify).toBeUndefined();
+    // Such a line first: nothing to send, nothing to sum up.
+    backend.reset();
     fs.writeFileSync(file, 'y'.repeat(17 * 1024 * 1024));
     const first = await put('app-events', '--file', file);
     expect(first.stderr).toBe(`sluice: --file ${file}: line 1 is longer than 16 MiB with no line break yet; records are at most 1 MiB, one per line\n`);
+    expect(first.stdout).toBe('');
     expect(first.code).toBe(2);
-    expect(backend.acknowledged).toHaveLength(3);
+    expect(backend.calls).toBe(0);
   }, 60_000);
 
   test('--file - --count N on standard input that does not end (a producer piped in): sends N records and exits', async () => {
@@ -740,6 +794,29 @@ describe('sluice put --verify (twin lake through DuckDB)', () => {
     expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 1\/1 after /);
     expect(stdout).not.toMatch(/PASS/);
     expect(stdout).toMatch(/^verified: 1 of 1 accepted records queryable after [\d.]+ m?s; 1 of 2 records not accepted$/m);
+  });
+
+  test('records sent and none can become queryable (every one fails the transform, or none accepted): no PASS, exit 1', async () => {
+    const file = path.join(dataDir, 'records.ndjson');
+    const noUser = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, event_type: 'login', timestamp: new Date().toISOString() });
+    fs.writeFileSync(file, `${noUser(1)}\n${noUser(2)}\n`);
+    const { code, stdout, stderr } = await put('app-events', '--file', file, '--verify');
+    expect(stdout).toMatch(/accepted 2 · failed 0/);
+    expect(stdout).toMatch(/2 records will fail the transform and go to the dead-letter queue/);
+    expect(stdout).not.toMatch(/PASS/);
+    expect(stdout).toMatch(/^FAIL: nothing to verify \(no record accepted that passes the schema\)$/m);
+    expect(stderr).toBe('sluice: --verify has nothing to wait for: the transform will fail all 2 records sent, which go to the dead-letter queue (the summary says why)\n');
+    expect(code).toBe(1);
+    const json = await put('app-events', '--file', file, '--verify', '--json');
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ accepted: 2, willFailValidation: 2, verify: { passed: false, results: [] } });
+
+    // None accepted at all: the run fails for the refused records, and --json does not call the verification passed either.
+    backend.decide = () => unavailable;
+    const refused = await put('app-events', '--count', '2', '--max-attempts', '1', '--verify', '--json');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^sluice: 2 of 2 records were not accepted after 1 attempt/);
+    expect(JSON.parse(refused.stdout)).toMatchObject({ accepted: 0, verify: { passed: false, results: [] } });
   });
 
   test('a fresh twin (no bucket folder yet) on a data dir with glob characters: the first --verify finds the records', async () => {
