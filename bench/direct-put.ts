@@ -4,7 +4,8 @@
  * (already transformed) records to one Snappy Parquet file straight from memory.
  *
  * The producer (the AWS SDK for JavaScript) runs in a worker thread, as producers are other
- * processes; the twin runs with its default local buffering (1 MiB / 2 s), then with 8 MiB buffers.
+ * processes; the twin runs with its default local buffering (1 MiB / 2 s), then with 8 MiB buffers, and
+ * its transform in its default runtimes (worker threads: one per core beyond the twin's, 1 to 4).
  * The clock starts at the first PutRecordBatch and stops when every record is a Parquet row
  * (`settle()` flushes the last buffer at once). Goal: ≥ 50,000 records/s on two cores and
  * ≥ 0.3 × the floor.
@@ -189,7 +190,7 @@ async function main(): Promise<void> {
   const perRecord = (ms: number | undefined): string => (ms === undefined ? 'n/a' : ((ms * 1000) / count).toFixed(1));
   console.log(`\nCPU per record (µs) while timed: 50,000 records/s on ${os.availableParallelism()} cores leaves ${((os.availableParallelism() * 1e6) / 50_000).toFixed(0)} µs of CPU per record for everything\n`);
   console.log(table(
-    ['path', 'twin event loop', 'producer (SDK) thread', 'other threads (GC, file I/O, DuckDB)', 'all', 'cores busy', 'event loop utilization'],
+    ['path', 'twin event loop', 'producer (SDK) thread', 'other threads (transform runtime, GC, file I/O, DuckDB)', 'all', 'cores busy', 'event loop utilization'],
     runs.map((r) => {
       const other = r.cpu.twinLoop === undefined || r.cpu.producer === undefined ? undefined : r.cpu.all - r.cpu.twinLoop - r.cpu.producer;
       return [`twin, buffers ${r.bufferSizeMiB} MiB / 2 s`, perRecord(r.cpu.twinLoop), perRecord(r.cpu.producer), perRecord(other), perRecord(r.cpu.all), (r.cpu.all / r.ms).toFixed(2), r.loopUtilization.toFixed(2)];

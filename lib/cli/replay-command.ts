@@ -69,7 +69,7 @@ export function registerReplayCommand(program: Command): void {
     'Locally, replay refuses (exit 2) while the twin runs an older schema than the one generated since it started: the',
     'records would fail again and come back as new dead letters. Restart the twin (`sluice local up`) first, or pass --force.',
     'Exit status: 0 every message read was replayed (or nothing to do) · 1 some records still fail or were not accepted · 2 usage, configuration or environment problem',
-    '  · 130 interrupted (Ctrl-C): the batch in hand is finished and recorded, the rest stay in the queue',
+    '  · 130 interrupted (Ctrl-C): the batch in hand is finished and recorded; messages not yet read stay in the queue',
   ].join('\n'));
   command.action(async (flags: ReplayFlags) => {
     await replay(flags);

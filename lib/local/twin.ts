@@ -6,7 +6,7 @@ import type { S3Event } from 'aws-lambda';
 import { ON_DEMAND_INITIAL_SHARDS, resourceNames, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
 import { FAILURE_PREFIXES } from '../schema/layout';
-import { createTransformHandler } from '../../transforms/record-transform/handler';
+import { TransformWorkers } from './transform-workers';
 import { processorBufferWarnings } from '../../transforms/record-transform/response-budget';
 import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
 import { createFailureRouter, locateErrorObject } from '../../transforms/failure-router/handler';
@@ -55,6 +55,8 @@ export interface TwinOptions {
    * @default FaultInjector.fromEnv(): the plan in SLUICE_FAULTS, or none
    */
   readonly faults?: FaultInjector;
+  /** Runtimes (worker threads) the transform Lambda runs in. @default defaultTransformWorkers(): one per core beyond the twin's, 1–4 */
+  readonly transformWorkers?: number;
 }
 
 export interface PipelineSummary {
@@ -119,6 +121,14 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   };
 
   try {
+    // The transform's runtimes start while kinesis-mock does (a worker loads the handler in ~0.5 s).
+    const transformsStarting = TransformWorkers.start({
+      handlers: Object.entries(config.pipelines).flatMap(([pipeline, p]) => (['lake', 'search'] as const).filter((d) => p.destinations.includes(d)).map((destination) => ({ pipeline, destination }))),
+      piiHashKey,
+      size: options.transformWorkers,
+    });
+    transformsStarting.catch(() => undefined);
+    stops.push(async () => (await transformsStarting.catch(() => undefined))?.close());
     const portOrFree = async (port: number) => (port === 0 ? freePort(host) : port);
     // Port 0: startKinesis picks one (again, should another process bind it first); a restart keeps it.
     let kinesisPort = options.ports?.kinesis ?? config.local.kinesisPort;
@@ -211,6 +221,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const descriptions: LocalDeliveryStream[] = [];
     const createdAt = new Date();
 
+    const transforms = await transformsStarting;
     for (const [pipeline, p] of Object.entries(config.pipelines)) {
       const model = loadModel(pipeline);
       const streamArn = `arn:aws:kinesis:${region}:${ACCOUNT}:stream/${names(pipeline).stream}`;
@@ -224,8 +235,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           dataDir, model, store, sink, region, accountId: ACCOUNT,
           sourceKinesisStreamArn: p.source === 'kinesis' ? streamArn : undefined,
           processor: faults
-            ? faults.wrapTransform(createTransformHandler({ pipeline, destination: kind, piiHashKey }), { pipeline, destination: kind })
-            : createTransformHandler({ pipeline, destination: kind, piiHashKey }),
+            ? faults.wrapTransform(transforms.processor(pipeline, kind, p.transform.timeoutSeconds * 1000), { pipeline, destination: kind })
+            : transforms.processor(pipeline, kind, p.transform.timeoutSeconds * 1000),
           processorTimeoutMs: faults?.hasTransformFaults ? faults.transformTimeoutMs : undefined,
           beforeWrite: faults?.beforeWrite,
           onError: (e, context) => log(`sluice: ${pipeline} ${kind}: ${context}: ${(e as Error).message}`),

@@ -230,7 +230,7 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       if (pipedCode === 'hung') child.kill('SIGKILL');
       child.stdin.destroy();
       expect(pipedCode).toBe(1);
-      expect(piped).toMatch(/after accepting 300 records; the rest of standard input was never sent \(how many records, if any, is not known without reading it to its end\)\. The summary counts/);
+      expect(piped).toMatch(/after accepting \d+ records; the rest of standard input was never sent \(how many records, if any, is not known without reading it to its end\)\. The summary counts/);
     } finally {
       proxy.close();
       await twin.close();

@@ -1,0 +1,255 @@
+/**
+ * The twin runs the record-transform Lambda as Lambda does: in runtimes of its own (worker threads),
+ * not on the twin's event loop. Its CPU work (decode, validate, enrich, serialize) then runs beside
+ * the twin's HTTP, write-ahead log and Parquet work on another core, and a runtime that crashes or
+ * hangs costs the invocations it holds, as in Lambda, never the twin.
+ *
+ * - Every runtime loads the same handler module (`transforms/record-transform/handler.ts`) and makes
+ *   one handler per pipeline and destination when it starts, so a missing schema fails the twin's start.
+ * - An invocation goes to the runtime with the fewest in flight; its event and result cross by
+ *   structured clone.
+ * - A runtime that exits or throws outside an invocation fails what it holds (`Lambda.FunctionError`
+ *   in the engine, which retries); the next invocation starts a new runtime.
+ * - A runtime still holding an invocation a moment after the function's timeout (when the engine has
+ *   recorded `Lambda.FunctionTimedOut`) is ended, as Lambda ends a timed-out sandbox.
+ */
+import * as os from 'node:os';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import type { FirehoseTransformationEvent, FirehoseTransformationResult } from 'aws-lambda';
+import type { createTransformHandler, TransformHandler } from '../../transforms/record-transform/handler';
+import type { TransformProcessor } from './delivery-stream';
+
+export type Destination = 'lake' | 'search';
+
+export interface TransformWorkersOptions {
+  /** The handlers every runtime makes. */
+  readonly handlers: ReadonlyArray<{ readonly pipeline: string; readonly destination: Destination }>;
+  readonly piiHashKey: string;
+  /** Runtimes. @default defaultTransformWorkers() */
+  readonly size?: number;
+  /** The module whose `createTransformHandler` makes the handlers. @default transforms/record-transform/handler */
+  readonly handlerModule?: string;
+}
+
+const HANDLER_MODULE = require.resolve('../../transforms/record-transform/handler');
+
+/** How late past `timeoutMs` a runtime is ended: the engine has recorded the timeout by then. */
+const END_GRACE_MS = 1000;
+
+interface WorkerSetup {
+  readonly sluiceTransformWorker: true;
+  readonly handlers: TransformWorkersOptions['handlers'];
+  readonly piiHashKey: string;
+  readonly handlerModule: string;
+}
+
+interface Invocation {
+  readonly id: number;
+  readonly key: string;
+  readonly event: FirehoseTransformationEvent;
+}
+
+type Reply =
+  | { readonly ready: true }
+  | { readonly ready: false; readonly message: string }
+  | { readonly id: number; readonly result: FirehoseTransformationResult }
+  | { readonly id: number; readonly error: { readonly name: string; readonly message: string } };
+
+interface Pending {
+  readonly resolve: (result: FirehoseTransformationResult) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** One runtime per core beyond the twin's own, at least one and at most four. */
+export function defaultTransformWorkers(): number {
+  return Math.min(4, Math.max(1, os.availableParallelism() - 1));
+}
+
+function handlerKey(pipeline: string, destination: Destination): string {
+  return `${pipeline}\u0000${destination}`;
+}
+
+class Runtime {
+  readonly pending = new Map<number, Pending>();
+  readonly ready: Promise<void>;
+  private ended = false;
+
+  constructor(private readonly worker: Worker, onEnd: (runtime: Runtime, reason: string) => void) {
+    this.ready = new Promise((resolve, reject) => {
+      worker.on('message', (reply: Reply) => {
+        if ('ready' in reply) {
+          if (reply.ready) resolve();
+          else reject(new Error(reply.message));
+        } else {
+          this.settle(reply);
+        }
+      });
+      const end = (reason: string) => {
+        if (this.ended) return;
+        this.ended = true;
+        reject(new Error(`the transform's runtime ended before it was ready: ${reason}`));
+        onEnd(this, reason);
+      };
+      worker.on('error', (error) => end(`${error.name}: ${error.message}`));
+      worker.on('exit', (code) => end(`it exited with code ${code}`));
+    });
+    // Not ready yet is not idle: a runtime starting holds the process until it is ready or ends.
+    this.ready.then(() => this.refIfBusy(), () => undefined);
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  invoke(invocation: Invocation, timeoutMs: number): Promise<FirehoseTransformationResult> {
+    return new Promise((resolve, reject) => {
+      if (this.ended) {
+        reject(new Error("the transform's runtime ended before the invocation reached it"));
+        return;
+      }
+      const timer = setTimeout(() => this.end(`an invocation was unanswered after ${timeoutMs} ms`), timeoutMs + END_GRACE_MS);
+      timer.unref();
+      // Counted at once, so the next invocation sees this runtime busy even while it starts.
+      this.pending.set(invocation.id, { resolve, reject, timer });
+      this.refIfBusy();
+      // A runtime that ends before it is ready has failed what it holds already.
+      this.ready.then(() => {
+        if (this.pending.has(invocation.id)) this.worker.postMessage(invocation);
+      }, () => undefined);
+    });
+  }
+
+  /** Fails what the runtime holds and stops it. */
+  end(reason: string): void {
+    const error = new Error(`the transform's runtime ended: ${reason}`);
+    for (const [id, waiting] of this.pending) {
+      clearTimeout(waiting.timer);
+      this.pending.delete(id);
+      waiting.reject(error);
+    }
+    if (!this.ended) {
+      this.ended = true;
+      void this.worker.terminate();
+    }
+  }
+
+  private settle(reply: Extract<Reply, { id: number }>): void {
+    const waiting = this.pending.get(reply.id);
+    if (!waiting) return;
+    this.pending.delete(reply.id);
+    clearTimeout(waiting.timer);
+    this.refIfBusy();
+    if ('result' in reply) waiting.resolve(reply.result);
+    else waiting.reject(Object.assign(new Error(reply.error.message), { name: reply.error.name }));
+  }
+
+  /** An idle runtime does not keep the process alive; one holding an invocation does (a flush waits on it). */
+  private refIfBusy(): void {
+    if (this.pending.size > 0) this.worker.ref();
+    else this.worker.unref();
+  }
+}
+
+export class TransformWorkers {
+  private readonly runtimes: Runtime[] = [];
+  private readonly size: number;
+  private nextId = 0;
+  private closed = false;
+
+  private constructor(private readonly options: TransformWorkersOptions) {
+    this.size = Math.max(1, options.size ?? defaultTransformWorkers());
+  }
+
+  /** Starts the runtimes; rejects (and stops them) when a handler cannot be made, e.g. a pipeline without a schema. */
+  static async start(options: TransformWorkersOptions): Promise<TransformWorkers> {
+    const workers = new TransformWorkers(options);
+    for (let i = 0; i < workers.size; i++) workers.runtimes.push(workers.spawn());
+    try {
+      await Promise.all(workers.runtimes.map((r) => r.ready));
+    } catch (error) {
+      await workers.close();
+      throw error;
+    }
+    return workers;
+  }
+
+  /**
+   * The processor a delivery engine invokes for one pipeline and destination. `timeoutMs` is the
+   * function's timeout: a runtime still holding an invocation a moment after it is ended.
+   */
+  processor(pipeline: string, destination: Destination, timeoutMs: number): TransformProcessor {
+    const key = handlerKey(pipeline, destination);
+    if (!this.options.handlers.some((h) => handlerKey(h.pipeline, h.destination) === key)) {
+      throw new Error(`no transform handler was started for ${pipeline} ${destination}`);
+    }
+    return async (event) => {
+      if (this.closed) throw new Error('the twin is stopping: the transform runtimes are closed');
+      return this.leastBusy().invoke({ id: this.nextId++, key, event }, timeoutMs);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const runtime of this.runtimes.splice(0)) runtime.end('the twin is stopping');
+  }
+
+  private leastBusy(): Runtime {
+    // A runtime ended here (timed out) leaves the list now; one that exited did when it did.
+    for (let i = this.runtimes.length - 1; i >= 0; i--) if (this.runtimes[i].isEnded) this.runtimes.splice(i, 1);
+    while (this.runtimes.length < this.size) this.runtimes.push(this.spawn());
+    let best = this.runtimes[0];
+    for (const runtime of this.runtimes) if (runtime.pending.size < best.pending.size) best = runtime;
+    return best;
+  }
+
+  private spawn(): Runtime {
+    const setup: WorkerSetup = {
+      sluiceTransformWorker: true,
+      handlers: this.options.handlers,
+      piiHashKey: this.options.piiHashKey,
+      handlerModule: this.options.handlerModule ?? HANDLER_MODULE,
+    };
+    // The handler is TypeScript: the runtime loads it through tsx, as the CLI does.
+    const source = `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(__filename)});`;
+    // `env`: the environment as this realm sees it (under jest, the test's own copy), not the process's.
+    const worker = new Worker(source, { eval: true, workerData: setup, env: { ...process.env } });
+    return new Runtime(worker, (ended, reason) => {
+      ended.end(reason);
+      const at = this.runtimes.indexOf(ended);
+      if (at >= 0) this.runtimes.splice(at, 1);
+    });
+  }
+}
+
+/** Inside a runtime: make the handlers, say ready, then answer invocations. */
+function serve(port: NonNullable<typeof parentPort>, setup: WorkerSetup): void {
+  const handlers = new Map<string, TransformHandler>();
+  try {
+    const { createTransformHandler: create } = require(setup.handlerModule) as { createTransformHandler: typeof createTransformHandler };
+    for (const { pipeline, destination } of setup.handlers) {
+      handlers.set(handlerKey(pipeline, destination), create({ pipeline, destination, piiHashKey: setup.piiHashKey }));
+    }
+  } catch (error) {
+    port.postMessage({ ready: false, message: (error as Error).message } satisfies Reply);
+    return;
+  }
+  port.on('message', (invocation: Invocation) => {
+    const handler = handlers.get(invocation.key)!;
+    handler(invocation.event).then(
+      (result) => port.postMessage({ id: invocation.id, result } satisfies Reply),
+      (error: unknown) => {
+        const { name, message } = (error ?? {}) as { name?: unknown; message?: unknown };
+        const reply: Reply = {
+          id: invocation.id,
+          error: { name: typeof name === 'string' ? name : 'Error', message: typeof message === 'string' ? message : String(error) },
+        };
+        port.postMessage(reply);
+      },
+    );
+  });
+  port.postMessage({ ready: true } satisfies Reply);
+}
+
+const setup = workerData as Partial<WorkerSetup> | undefined;
+if (!isMainThread && parentPort && setup?.sluiceTransformWorker === true) serve(parentPort, setup as WorkerSetup);

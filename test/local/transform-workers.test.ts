@@ -1,0 +1,98 @@
+/**
+ * The transform's runtimes (worker threads): the real handler answers there as it does in-process, and a
+ * runtime that exits, throws outside an invocation or hangs fails only what it holds; the next invocation
+ * gets a new runtime. The misbehaving handler is a fixture module.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { FirehoseTransformationEvent, FirehoseTransformationResult } from 'aws-lambda';
+import { createTransformHandler } from '../../transforms/record-transform/handler';
+import { TransformWorkers } from '../../lib/local/transform-workers';
+
+const directPut: FirehoseTransformationEvent = JSON.parse(fs.readFileSync(path.join(__dirname, '../fixtures/events/firehose-direct-put.json'), 'utf8'));
+const MISBEHAVING = path.join(__dirname, '../fixtures/transforms/misbehaving-handler.ts');
+const MINUTE = 60_000;
+
+/** The decoded records of a response, `processed_at` (the handler's clock) left out. */
+function decoded(result: FirehoseTransformationResult): unknown[] {
+  return result.records.map((r) => {
+    const data = r.data === undefined ? undefined : Buffer.from(r.data, 'base64').toString('utf8');
+    if (r.result !== 'Ok' || data === undefined) return { ...r, data };
+    const row = JSON.parse(data) as { sluice?: { processed_at?: string } };
+    delete row.sluice?.processed_at;
+    return { ...r, data: row };
+  });
+}
+
+function invocation(id: string): FirehoseTransformationEvent {
+  return { ...directPut, invocationId: id, records: directPut.records.slice(0, 2) };
+}
+
+describe('transform runtimes', () => {
+  const open: TransformWorkers[] = [];
+  const start = async (options: Parameters<typeof TransformWorkers.start>[0]) => {
+    const workers = await TransformWorkers.start(options);
+    open.push(workers);
+    return workers;
+  };
+  afterEach(async () => {
+    for (const workers of open.splice(0)) await workers.close();
+  });
+
+  test('the real handler answers in a runtime as it does in-process', async () => {
+    const workers = await start({ handlers: [{ pipeline: 'app-events', destination: 'lake' }], piiHashKey: 'k', size: 1 });
+    const inWorker = await workers.processor('app-events', 'lake', MINUTE)(directPut);
+    const inProcess = await createTransformHandler({ pipeline: 'app-events', destination: 'lake', piiHashKey: 'k' })(directPut);
+    expect(inWorker.records.map((r) => r.recordId)).toEqual(directPut.records.map((r) => r.recordId));
+    expect(inWorker.records.some((r) => r.result === 'Ok')).toBe(true);
+    expect(decoded(inWorker)).toEqual(decoded(inProcess));
+  }, MINUTE);
+
+  test('a handler that cannot be made fails the start with its message', async () => {
+    await expect(start({ handlers: [{ pipeline: 'missing', destination: 'lake' }], piiHashKey: 'k', size: 2, handlerModule: MISBEHAVING }))
+      .rejects.toThrow('no schema for pipeline "missing"');
+  }, MINUTE);
+
+  test('a processor for a pipeline the runtimes were not started with is refused', async () => {
+    const workers = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING });
+    expect(() => workers.processor('iot', 'search', MINUTE)).toThrow('no transform handler was started for iot search');
+  }, MINUTE);
+
+  test('a rejected invocation keeps the handler\'s error; the runtime answers the next', async () => {
+    const workers = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING });
+    const invoke = workers.processor('iot', 'lake', MINUTE);
+    await expect(invoke(invocation('reject'))).rejects.toMatchObject({ name: 'TypeError', message: 'rejected by the handler' });
+    await expect(invoke(invocation('ok'))).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
+  }, MINUTE);
+
+  test.each([
+    ['exits', 'exit', /the transform's runtime ended: it exited with code 3/],
+    ['throws outside an invocation', 'throw-outside', /the transform's runtime ended: Error: thrown outside the invocation/],
+  ])('a runtime that %s fails what it holds; a new runtime answers the next invocation', async (_, id, message) => {
+    const workers = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING });
+    const invoke = workers.processor('iot', 'lake', MINUTE);
+    await expect(invoke(invocation(id))).rejects.toThrow(message);
+    await expect(invoke(invocation('ok'))).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
+  }, MINUTE);
+
+  test('a runtime that hangs is ended after the timeout; the other runtime answers meanwhile, and a new one after', async () => {
+    const workers = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 2, handlerModule: MISBEHAVING });
+    const invoke = workers.processor('iot', 'lake', 200);
+    const hung = Promise.resolve(invoke(invocation('hang')));
+    void hung.catch(() => undefined);
+    await expect(invoke(invocation('ok'))).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
+    await expect(hung).rejects.toThrow("the transform's runtime ended: an invocation was unanswered after 200 ms");
+    const answers = await Promise.all([invoke(invocation('ok')), invoke(invocation('ok'))]);
+    expect(answers.map((a) => a.records.length)).toEqual([2, 2]);
+  }, MINUTE);
+
+  test('closed, the runtimes fail what they hold and refuse new invocations', async () => {
+    const workers = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING });
+    const invoke = workers.processor('iot', 'lake', MINUTE);
+    const held = Promise.resolve(invoke(invocation('throw-outside')));
+    void held.catch(() => undefined);
+    await workers.close();
+    await expect(held).rejects.toThrow(/runtime ended/);
+    await expect(invoke(invocation('ok'))).rejects.toThrow('the twin is stopping: the transform runtimes are closed');
+  }, MINUTE);
+});
