@@ -22,8 +22,11 @@
  * state ended, so a new record can sort before the lost checkpoint, but it arrived after it.
  * (For a checkpoint file from before arrival times were kept, the time the file was written stands in.)
  * A reshard made in those seconds is lost with them: kinesis-mock comes back with the parent open again
- * and without the children. The reader then reads on in the parent from its checkpoint, as the records put
- * since land there, and lets go of the children that are no longer listed.
+ * and without the children. The reader then lets go of the children that are no longer listed, checkpoints
+ * and all, and reads on in the parent from its checkpoint, as the records put since land there — once the
+ * children have delivered what they had read, as those records were put first. A shard is known by its id
+ * and where it starts: kinesis-mock gives the shards of a later reshard the lost ones' ids (they count from
+ * 0), and such a shard is a new one, read from its start after its parents.
  *
  * Starting position: a shard with no checkpoint is read from TRIM_HORIZON by default. In AWS,
  * Firehose starts a Kinesis-sourced delivery stream at LATEST (and Lambda at whatever the mapping
@@ -244,14 +247,14 @@ export function checkpointPath(dataDir: string, consumerName: string, streamName
 
 /**
  * The checkpoint file: per shard the last acknowledged sequence number, when that record arrived in
- * the stream (ISO 8601), and whether the shard was read to its end.
+ * the stream (ISO 8601), whether the shard was read to its end, and where it starts (its StartingSequenceNumber).
  */
 interface CheckpointDocument {
   readonly version: 1;
   readonly streamName: string;
   readonly consumerName: string;
   readonly updatedAt: string;
-  readonly shards: Record<string, { sequenceNumber?: string; arrivalTimestamp?: string; ended?: boolean }>;
+  readonly shards: Record<string, { sequenceNumber?: string; arrivalTimestamp?: string; ended?: boolean; startingSequenceNumber?: string }>;
 }
 
 /** A read position the stream no longer holds, and what to skip when the shard is read again from its start. */
@@ -264,6 +267,10 @@ interface SkipThrough {
 interface ShardState {
   readonly shardId: string;
   readonly parents: readonly string[];
+  /** The listing's StartingSequenceNumber: with the id, what tells this shard from one made later under its id. */
+  readonly startingSequenceNumber?: string;
+  /** Lost shards whose workers deliver what they read before this one is read (a parent open again after a lost reshard). */
+  readonly follows: readonly ShardState[];
   /** Open when listed at first start (no EndingSequenceNumber): where LATEST applies. */
   readonly openAtFirstStart: boolean;
   phase: ShardPhase;
@@ -520,7 +527,11 @@ export class ShardReader {
     for (const [shardId, entry] of Object.entries(doc.shards)) {
       if (entry.ended) this.ended.add(shardId);
       if (entry.sequenceNumber !== undefined || entry.ended) {
-        const state = this.newShardState(shardId, [], false, entry.sequenceNumber, entry.ended ? 'ended' : 'waiting-for-parents');
+        const state = this.newShardState(shardId, {
+          checkpoint: entry.sequenceNumber,
+          phase: entry.ended ? 'ended' : 'waiting-for-parents',
+          startingSequenceNumber: typeof entry.startingSequenceNumber === 'string' ? entry.startingSequenceNumber : undefined,
+        });
         // A file from before arrivals were kept: when it was written bounds the checkpointed record's arrival.
         const when = typeof entry.arrivalTimestamp === 'string' ? entry.arrivalTimestamp : doc.updatedAt;
         const arrival = typeof when === 'string' ? new Date(when) : undefined;
@@ -530,13 +541,16 @@ export class ShardReader {
     }
   }
 
-  private newShardState(shardId: string, parents: string[], openAtFirstStart: boolean, checkpoint: string | undefined, phase: ShardPhase): ShardState {
+  private newShardState(
+    shardId: string,
+    fields: Pick<ShardState, 'phase'> & Partial<Pick<ShardState, 'parents' | 'openAtFirstStart' | 'checkpoint' | 'startingSequenceNumber'>>,
+  ): ShardState {
     return {
       shardId,
-      parents,
-      openAtFirstStart,
-      phase,
-      checkpoint,
+      parents: [],
+      openAtFirstStart: false,
+      follows: [],
+      ...fields,
       recordsDelivered: 0,
       batchesDelivered: 0,
       getRecordsCalls: 0,
@@ -603,47 +617,42 @@ export class ShardReader {
       this.report(err, 'ListShards', undefined, 'retry');
       return;
     }
-    const present = new Set(listed.map((s) => s.ShardId as string));
-    // Shards known only from the checkpoint file and no longer listed were trimmed past retention. One being
-    // read that is no longer listed was lost by the emulator with a reshard (see the file comment): its worker stops.
-    for (const [shardId, shard] of this.shards) {
-      if (present.has(shardId)) continue;
-      if (shard.worker === undefined) this.shards.delete(shardId);
-      else if (shard.phase === 'reading') {
-        shard.gone = true;
-        // Not wake(true): that stops the alarm for good, and the delivery of what was read would retry without a pause.
-        shard.alarm.interrupt();
-      }
-    }
+    const present = new Map(listed.map((s) => [s.ShardId as string, s]));
+    this.letGoOfLostShards(present);
     for (const shard of listed) {
       const shardId = shard.ShardId as string;
       const parents = [shard.ParentShardId, shard.AdjacentParentShardId].filter((id): id is string => id !== undefined);
       const open = shard.SequenceNumberRange?.EndingSequenceNumber === undefined;
+      const startingSequenceNumber = shard.SequenceNumberRange?.StartingSequenceNumber;
       const known = this.shards.get(shardId);
+      // A lost shard still delivering what it read: the shard listed under its id is taken up once it is done.
+      if (known?.gone) continue;
       if (!known) {
         // With LATEST at the very first start, closed shards hold nothing new: count them as read.
         const skip = this.firstStart && this.startingPosition === 'LATEST' && !open;
         if (skip) this.ended.add(shardId);
-        this.shards.set(shardId, this.newShardState(shardId, parents, this.firstStart && open, undefined, skip ? 'ended' : 'waiting-for-parents'));
+        const phase = skip ? 'ended' : 'waiting-for-parents';
+        this.shards.set(shardId, this.newShardState(shardId, { parents, openAtFirstStart: this.firstStart && open, phase, startingSequenceNumber }));
       } else if (known.phase === 'ended' && open && endedBeforeListing.has(shardId)) {
         // A closed shard never opens again in Kinesis, but kinesis-mock's does when it comes back from a save made
-        // before the reshard: the records put since are in it, after the checkpoint.
+        // before the reshard: the records put since are in it, after the checkpoint, and after those of the lost children.
         this.ended.delete(shardId);
-        this.shards.set(shardId, { ...known, parents, phase: 'waiting-for-parents', worker: undefined });
+        // The shards lost with the reshard (its children among them) deliver what they read first.
+        const follows = [...this.shards.values()].filter((s) => s.gone);
+        this.shards.set(shardId, { ...known, parents, follows, phase: 'waiting-for-parents', worker: undefined });
         const error = new Error(`${shardId} of ${this.streamName} was read to its end, and is open again: the emulator lost the reshard that `
           + `closed it (it died without saving); reading on in it from its checkpoint.`);
         error.name = 'ReopenedShardError';
         this.report(error, 'ListShards', shardId, 'read-reopened-shard');
-      } else if (known.parents.length === 0 && parents.length > 0) {
-        // Loaded from the checkpoint file, which does not keep lineage: take it from the listing.
-        this.shards.set(shardId, { ...known, parents });
+      } else if (known.worker === undefined && ((known.parents.length === 0 && parents.length > 0) || (known.startingSequenceNumber === undefined && startingSequenceNumber !== undefined))) {
+        // Loaded from the checkpoint file, which does not keep lineage (nor, in files written before, where shards
+        // start): take them from the listing, before a worker holds the shard's state.
+        this.shards.set(shardId, { ...known, parents, startingSequenceNumber });
       }
     }
     this.firstStart = false;
-    // A parent no longer listed was trimmed past retention: nothing of it is left to read first.
     for (const shard of this.shards.values()) {
-      if (shard.phase !== 'waiting-for-parents') continue;
-      if (shard.parents.every((parent) => this.ended.has(parent) || !present.has(parent))) {
+      if (shard.phase === 'waiting-for-parents' && this.mayStart(shard, present)) {
         shard.phase = 'reading';
         shard.worker = this.readShard(shard).catch((err: unknown) => {
           // Only a bug gets here (every expected failure is retried inside); keep the reader's state honest.
@@ -654,6 +663,34 @@ export class ShardReader {
       }
     }
     this.progress.wake();
+  }
+
+  /**
+   * Lets go of the shards the listing no longer shows: trimmed past retention, or lost by the emulator with a
+   * reshard (see the file comment), also when a shard it made later is listed under the same id. One being read
+   * stops its worker, which delivers what it read first; any other is forgotten, its checkpoint with it.
+   */
+  private letGoOfLostShards(listed: ReadonlyMap<string, Shard>): void {
+    for (const [shardId, shard] of this.shards) {
+      if (isSameShard(shard, listed.get(shardId))) continue;
+      if (shard.phase === 'reading' && shard.worker !== undefined) {
+        shard.gone = true;
+        // Not wake(true): that stops the alarm for good, and the delivery of what was read would retry without a pause.
+        shard.alarm.interrupt();
+      } else {
+        this.shards.delete(shardId);
+        this.ended.delete(shardId);
+      }
+    }
+  }
+
+  /**
+   * Whether the records before a shard's are delivered: its parents were read to their end (one no longer listed
+   * was trimmed past retention: nothing of it is left), and the lost shards it follows have stopped.
+   */
+  private mayStart(shard: ShardState, listed: ReadonlyMap<string, Shard>): boolean {
+    return shard.parents.every((parent) => this.ended.has(parent) || !listed.has(parent))
+      && shard.follows.every((lost) => this.shards.get(lost.shardId) !== lost);
   }
 
   private scheduleSync(): void {
@@ -826,6 +863,8 @@ export class ShardReader {
       if (this.shards.get(shard.shardId) === shard) this.shards.delete(shard.shardId);
       await this.persist();
       this.progress.wake();
+      // A parent open again (and a shard listed under this one's id) can start now.
+      void this.syncShards();
     }
   }
 
@@ -905,7 +944,12 @@ export class ShardReader {
     for (const shard of [...this.shards.values()].sort((a, b) => a.shardId.localeCompare(b.shardId))) {
       if (shard.checkpoint === undefined && shard.phase !== 'ended') continue;
       const arrivalTimestamp = shard.checkpoint === undefined ? undefined : shard.lastArrival?.toISOString();
-      shards[shard.shardId] = { sequenceNumber: shard.checkpoint, ...(arrivalTimestamp ? { arrivalTimestamp } : {}), ...(shard.phase === 'ended' ? { ended: true } : {}) };
+      shards[shard.shardId] = {
+        sequenceNumber: shard.checkpoint,
+        ...(arrivalTimestamp ? { arrivalTimestamp } : {}),
+        ...(shard.phase === 'ended' ? { ended: true } : {}),
+        ...(shard.startingSequenceNumber ? { startingSequenceNumber: shard.startingSequenceNumber } : {}),
+      };
     }
     const doc: CheckpointDocument = {
       version: 1,
@@ -1005,6 +1049,12 @@ function isLostPosition(err: unknown, position: string): boolean {
   return /^\d+$/.test(position)
     && ['ResourceNotFoundException', 'InvalidArgumentException'].includes(errorName(err))
     && typeof message === 'string' && /unable to find record/i.test(message);
+}
+
+/** Whether a listed shard is the one a state was kept for: the same id, and where it starts when both are known. */
+function isSameShard(state: ShardState, listed: Shard | undefined): boolean {
+  const starting = listed?.SequenceNumberRange?.StartingSequenceNumber;
+  return listed !== undefined && (state.startingSequenceNumber === undefined || starting === undefined || starting === state.startingSequenceNumber);
 }
 
 /** Whether a record read again after a lost read position was delivered before (see the file comment). */

@@ -193,6 +193,8 @@ describe('ShardReader (in-memory stream)', () => {
     const t0 = Date.parse('2026-12-01T10:00:00.000Z');
     const putAt = (tag: string, count: number, at: number) =>
       Array.from({ length: count }, (_, i) => kinesis.putRecord(STREAM, 'k', `${tag}${i}`, { shardId: SHARD, arrival: new Date(at) }));
+    const startingSequenceNumber = async (): Promise<string | undefined> =>
+      (await kinesis.listShards(STREAM)).find((s) => s.ShardId === SHARD)?.SequenceNumberRange?.StartingSequenceNumber;
 
     test('after a restart, the shard is read again from TRIM_HORIZON: what was delivered is skipped, what came later is delivered, even numbered before the lost checkpoint', async () => {
       putAt('a', 3, t0);
@@ -201,7 +203,11 @@ describe('ShardReader (in-memory stream)', () => {
       const first = await readToEnd(kinesis);
       expect(perShard(first.deliveries, SHARD)).toEqual(['a0', 'a1', 'a2', 'b0', 'b1', 'b2']);
       const doc = JSON.parse(readFileSync(first.reader.checkpointFile, 'utf8')) as { shards: Record<string, { sequenceNumber: string; arrivalTimestamp?: string }> };
-      expect(doc.shards[SHARD]).toEqual({ sequenceNumber: lost[2].sequenceNumber, arrivalTimestamp: new Date(t0 + 1000).toISOString() });
+      expect(doc.shards[SHARD]).toEqual({
+        sequenceNumber: lost[2].sequenceNumber,
+        arrivalTimestamp: new Date(t0 + 1000).toISOString(),
+        startingSequenceNumber: await startingSequenceNumber(),
+      });
 
       kinesis.restore(saved);
       const later = putAt('d', 3, t0 + 5000);
@@ -228,7 +234,11 @@ describe('ShardReader (in-memory stream)', () => {
       expect(perShard(second.deliveries, SHARD)).toEqual([]);
       expect(second.errors.filter((e) => e.context.action === 'read-from-trim-horizon')).toHaveLength(1);
       const doc = JSON.parse(readFileSync(second.reader.checkpointFile, 'utf8')) as { shards: Record<string, { sequenceNumber: string; arrivalTimestamp?: string }> };
-      expect(doc.shards[SHARD]).toEqual({ sequenceNumber: kept[2].sequenceNumber, arrivalTimestamp: new Date(t0).toISOString() });
+      expect(doc.shards[SHARD]).toEqual({
+        sequenceNumber: kept[2].sequenceNumber,
+        arrivalTimestamp: new Date(t0).toISOString(),
+        startingSequenceNumber: await startingSequenceNumber(),
+      });
 
       putAt('d', 1, t0 + 5000);
       const third = await readToEnd(kinesis);
@@ -393,6 +403,119 @@ describe('ShardReader (in-memory stream)', () => {
       // 25–50 ms between tries: about a dozen in 300 ms, not one after another.
       expect(triesAfterLoss).toBeLessThan(30);
     });
+
+    test('the parent open again is read on only once its lost children delivered what they had read: those records were put first', async () => {
+      kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
+      const saved = kinesis.save();
+      const [child] = kinesis.splitShard(STREAM, PARENT);
+      kinesis.putRecord(STREAM, 'k', 'child0', { shardId: child });
+      const releaseChild = deferred();
+      let childHeld = false;
+      const order: string[] = [];
+      const { reader } = recordingReader(kinesis, {
+        shardSyncIntervalMs: 20,
+        onRecords: async (shardId, records) => {
+          if (shardId === child) {
+            childHeld = true;
+            await releaseChild.promise;
+          }
+          order.push(...records.map(text));
+        },
+      });
+      await reader.start();
+      await waitFor(() => childHeld);
+      kinesis.restore(saved);
+      kinesis.putRecord(STREAM, 'k', 'after0', { shardId: PARENT });
+      // A few listings: time enough for the parent to deliver, were it not waiting for the child's batch.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      try {
+        expect(order).toEqual(['a0']);
+      } finally {
+        releaseChild.resolve();
+      }
+      await reader.drain({ timeoutMs: 5000 });
+      await reader.stop();
+      expect(order).toEqual(['a0', 'child0', 'after0']);
+    });
+
+    test('after a restart: a lost child that had ended lets no shard made later under a reused id go before its parent', async () => {
+      kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
+      const saved = kinesis.save();
+      const [child] = kinesis.splitShard(STREAM, PARENT);
+      kinesis.putRecord(STREAM, 'k', 'child0', { shardId: child });
+      const [grandchild] = kinesis.splitShard(STREAM, child);
+      kinesis.putRecord(STREAM, 'k', 'grandchild0', { shardId: grandchild });
+      expect(allRecords((await readToEnd(kinesis)).deliveries)).toEqual(['a0', 'child0', 'grandchild0']);
+
+      kinesis.restore(saved);
+      const releaseParent = deferred();
+      const order: string[] = [];
+      const { reader } = recordingReader(kinesis, {
+        shardSyncIntervalMs: 20,
+        onRecords: async (shardId, records) => {
+          if (shardId === PARENT) await releaseParent.promise;
+          order.push(...records.map(text));
+        },
+      });
+      await reader.start();
+      // The same reshards made again: the emulator gives the new shards the ids of the lost ones.
+      kinesis.putRecord(STREAM, 'k', 'after0', { shardId: PARENT });
+      expect(kinesis.splitShard(STREAM, PARENT)[0]).toBe(child);
+      kinesis.putRecord(STREAM, 'k', 'x0', { shardId: child });
+      expect(kinesis.splitShard(STREAM, child)[0]).toBe(grandchild);
+      kinesis.putRecord(STREAM, 'k', 'y0', { shardId: grandchild });
+      // The parent's batch is held: nothing put after it may have been delivered.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      try {
+        expect(order).toEqual([]);
+      } finally {
+        releaseParent.resolve();
+      }
+      await reader.drain({ timeoutMs: 5000 });
+      await reader.stop();
+      expect(order).toEqual(['after0', 'x0', 'y0']);
+    });
+
+    test('a lost child that had ended is forgotten: the shard made later under its id is a new one, read from its start after its parent', async () => {
+      kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
+      const saved = kinesis.save();
+      const [child] = kinesis.splitShard(STREAM, PARENT);
+      kinesis.putRecord(STREAM, 'k', 'child0', { shardId: child });
+      const [grandchild] = kinesis.splitShard(STREAM, child);
+      const { reader, deliveries, errors } = recordingReader(kinesis, { shardSyncIntervalMs: 20 });
+      await reader.start();
+      await reader.drain({ timeoutMs: 5000 });
+      expect(reader.stats().shards.find((s) => s.shardId === child)?.phase).toBe('ended');
+
+      kinesis.restore(saved);
+      kinesis.putRecord(STREAM, 'k', 'after0', { shardId: PARENT });
+      await waitFor(() => allRecords(deliveries).includes('after0'));
+      await reader.drain({ timeoutMs: 5000 });
+      const doc = JSON.parse(readFileSync(reader.checkpointFile, 'utf8')) as { shards: Record<string, unknown> };
+      expect(Object.keys(doc.shards)).not.toContain(child);
+
+      // The same reshards made again, the new child split at once: it is listed closed, under the lost child's id.
+      expect(kinesis.splitShard(STREAM, PARENT)[0]).toBe(child);
+      kinesis.putRecord(STREAM, 'k', 'x0', { shardId: child });
+      expect(kinesis.splitShard(STREAM, child)[0]).toBe(grandchild);
+      kinesis.putRecord(STREAM, 'k', 'y0', { shardId: grandchild });
+      await reader.drain({ timeoutMs: 5000 });
+      await reader.stop();
+      expect(allRecords(deliveries)).toEqual(['a0', 'child0', 'after0', 'x0', 'y0']);
+      expect(errors.filter((e) => e.context.shardId === child).map((e) => e.context.action)).toEqual([]);
+    });
+  });
+
+  test('a stream made again under its name (kinesis-mock came back without a save): its shards, numbered from 0 again, are new ones, read from their start', async () => {
+    const SHARD = 'shardId-000000000000';
+    kinesis.putRecord(STREAM, 'k', 'old0', { shardId: SHARD });
+    await readToEnd(kinesis);
+    kinesis.createStream(STREAM, 2);
+    kinesis.putRecord(STREAM, 'k', 'new0', { shardId: SHARD });
+    const second = await readToEnd(kinesis);
+    expect(allRecords(second.deliveries)).toEqual(['new0']);
+    // Not taken for the old shard, whose checkpoint the new one does not hold.
+    expect(second.errors).toEqual([]);
   });
 
   test('after a split, the children are read only once the parent is read to its end', async () => {
