@@ -26,7 +26,10 @@
  * and all, and reads on in the parent from its checkpoint, as the records put since land there — once the
  * children have delivered what they had read, as those records were put first. A shard is known by its id
  * and where it starts: kinesis-mock gives the shards of a later reshard the lost ones' ids (they count from
- * 0), and such a shard is a new one, read from its start after its parents.
+ * 0), and such a shard is a new one, read from its start after its parents. So are the shards of a stream the
+ * twin makes again under its name when kinesis-mock came back without a save: a read position found lost is read
+ * again from TRIM_HORIZON only once a listing made then shows the same shard, and the new shard under its id takes
+ * the lost one's place as its worker stops, so that a drain never finds the id with nothing left to read.
  *
  * Starting position: a shard with no checkpoint is read from TRIM_HORIZON by default. In AWS,
  * Firehose starts a Kinesis-sourced delivery stream at LATEST (and Lambda at whatever the mapping
@@ -287,6 +290,8 @@ interface ShardState {
   worker?: Promise<void>;
   /** No longer listed while its worker ran (the stream lost it): the worker stops. */
   gone: boolean;
+  /** Of a gone shard: the shard listed under its id since, which takes its place once the worker stops. */
+  replacedBy?: Shard;
 }
 
 /** Readers running in this process, by checkpoint file: two readers must not share one. */
@@ -324,6 +329,9 @@ export class ShardReader {
   private syncTimer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | undefined;
   private syncAgain = false;
+  /** Listings begun, and the number of the latest that answered: whether a listing made after a moment answered. */
+  private listingsBegun = 0;
+  private lastAnsweredListing = 0;
   private drainGeneration = 0;
   private draining = 0;
   /** When the latest drain began: records that arrived later are not waited for (a producer may never stop). */
@@ -608,6 +616,7 @@ export class ShardReader {
     if (this.phase !== 'running') return;
     // A shard read to its end while the listing was on its way may be listed open: the listing predates its close.
     const endedBeforeListing = new Set(this.ended);
+    const listing = ++this.listingsBegun;
     let listed: Shard[];
     try {
       listed = await this.api.listShards(this.streamName, this.abort.signal);
@@ -617,6 +626,7 @@ export class ShardReader {
       this.report(err, 'ListShards', undefined, 'retry');
       return;
     }
+    this.lastAnsweredListing = listing;
     const present = new Map(listed.map((s) => [s.ShardId as string, s]));
     this.letGoOfLostShards(present);
     for (const shard of listed) {
@@ -625,14 +635,10 @@ export class ShardReader {
       const open = shard.SequenceNumberRange?.EndingSequenceNumber === undefined;
       const startingSequenceNumber = shard.SequenceNumberRange?.StartingSequenceNumber;
       const known = this.shards.get(shardId);
-      // A lost shard still delivering what it read: the shard listed under its id is taken up once it is done.
+      // A lost shard still delivering what it read: the shard listed under its id (its replacedBy) is taken up once it is done.
       if (known?.gone) continue;
       if (!known) {
-        // With LATEST at the very first start, closed shards hold nothing new: count them as read.
-        const skip = this.firstStart && this.startingPosition === 'LATEST' && !open;
-        if (skip) this.ended.add(shardId);
-        const phase = skip ? 'ended' : 'waiting-for-parents';
-        this.shards.set(shardId, this.newShardState(shardId, { parents, openAtFirstStart: this.firstStart && open, phase, startingSequenceNumber }));
+        this.shards.set(shardId, this.listedShardState(shard));
       } else if (known.phase === 'ended' && open && endedBeforeListing.has(shardId)) {
         // A closed shard never opens again in Kinesis, but kinesis-mock's does when it comes back from a save made
         // before the reshard: the records put since are in it, after the checkpoint, and after those of the lost children.
@@ -665,16 +671,41 @@ export class ShardReader {
     this.progress.wake();
   }
 
+  /** The state of a shard first seen in a listing, waiting for its parents. */
+  private listedShardState(shard: Shard): ShardState {
+    const shardId = shard.ShardId as string;
+    const parents = [shard.ParentShardId, shard.AdjacentParentShardId].filter((id): id is string => id !== undefined);
+    const open = shard.SequenceNumberRange?.EndingSequenceNumber === undefined;
+    // With LATEST at the very first start, closed shards hold nothing new: count them as read.
+    const skip = this.firstStart && this.startingPosition === 'LATEST' && !open;
+    if (skip) this.ended.add(shardId);
+    return this.newShardState(shardId, {
+      parents,
+      openAtFirstStart: this.firstStart && open,
+      phase: skip ? 'ended' : 'waiting-for-parents',
+      startingSequenceNumber: shard.SequenceNumberRange?.StartingSequenceNumber,
+    });
+  }
+
+  /** Lists the shards now (or right after the listing under way); whether that listing answered. */
+  private async listShardsNow(): Promise<boolean> {
+    const before = this.listingsBegun;
+    await this.syncShards();
+    return this.lastAnsweredListing > before;
+  }
+
   /**
    * Lets go of the shards the listing no longer shows: trimmed past retention, or lost by the emulator with a
    * reshard (see the file comment), also when a shard it made later is listed under the same id. One being read
-   * stops its worker, which delivers what it read first; any other is forgotten, its checkpoint with it.
+   * stops its worker, which delivers what it read first, and the shard listed under its id then takes its place; any
+   * other is forgotten, its checkpoint with it.
    */
   private letGoOfLostShards(listed: ReadonlyMap<string, Shard>): void {
     for (const [shardId, shard] of this.shards) {
       if (isSameShard(shard, listed.get(shardId))) continue;
       if (shard.phase === 'reading' && shard.worker !== undefined) {
         shard.gone = true;
+        shard.replacedBy = listed.get(shardId);
         // Not wake(true): that stops the alarm for good, and the delivery of what was read would retry without a pause.
         shard.alarm.interrupt();
       } else {
@@ -705,6 +736,11 @@ export class ShardReader {
     const behind: string[] = [];
     for (const shard of this.shards.values()) {
       if (shard.phase === 'ended') continue;
+      if (shard.gone) {
+        // Still delivering what it read; then what comes after it is read: the shard listed under its id, or its parent open again.
+        behind.push(`${shard.shardId} (lost)`);
+        continue;
+      }
       if (shard.phase === 'waiting-for-parents') {
         // Waiting on a parent that is itself behind is covered by the parent; one whose parents all
         // ended is about to start.
@@ -756,6 +792,13 @@ export class ShardReader {
         const name = errorName(err);
         const operation = iterator === undefined ? 'GetShardIterator' : 'GetRecords';
         if (operation === 'GetShardIterator' && !fromTrimHorizon && readPosition !== undefined && isLostPosition(err, readPosition)) {
+          // The stream may have been made again under its name (kinesis-mock came back without a save), a new shard under this
+          // id with it: only a listing made now tells. A new shard is read from its start as one, by the state that replaces this.
+          if (!(await this.listShardsNow())) {
+            if (!shard.gone) await shard.alarm.sleep(this.backoff(failures++), { onlyStop: true });
+            continue;
+          }
+          if (shard.gone) continue;
           skip = { sequenceNumber: BigInt(readPosition), arrivalMs: readArrival?.getTime() };
           fromTrimHorizon = true;
           this.failedCalls++;
@@ -860,7 +903,11 @@ export class ShardReader {
     if (shard.gone) {
       // Records read before the shard was lost are still delivered, as those a reader already took are.
       while (buffer.length > 0 && (await this.deliver(shard, buffer.splice(0, this.nextBatch(buffer).count), signal)));
-      if (this.shards.get(shard.shardId) === shard) this.shards.delete(shard.shardId);
+      if (this.shards.get(shard.shardId) === shard) {
+        // The shard listed under its id since takes its place at once: a drain meanwhile waits for it, never finding the id unread.
+        if (shard.replacedBy) this.shards.set(shard.shardId, this.listedShardState(shard.replacedBy));
+        else this.shards.delete(shard.shardId);
+      }
       await this.persist();
       this.progress.wake();
       // A parent open again (and a shard listed under this one's id) can start now.
@@ -1100,12 +1147,17 @@ export class MemoryKinesis implements KinesisReadApi {
   private readonly streams = new Map<string, MemoryShard[]>();
   private readonly failures: Array<{ operation: MemoryOperation; name: string; times: number }> = [];
   private sequence = 0;
-  /** Bumped by `restore`: the low digits of later sequence numbers, as kinesis-mock's differ after a restart. */
+  /** Bumped by `restore` and by `createStream` over a stream: the low digits of later sequence numbers, as kinesis-mock's differ after a restart. */
   private generation = 0;
 
   constructor(private readonly accountId = '000000000000', private readonly region = 'us-east-1') {}
 
+  /**
+   * Over a stream that exists, makes it again under its name, as the twin does when kinesis-mock came back
+   * without a save: its shards are new ones, numbered from 0, and the old ones' iterators are of no use.
+   */
   createStream(streamName: string, shardCount: number): void {
+    if (this.streams.has(streamName)) this.generation++;
     const shards: MemoryShard[] = [];
     for (let i = 0; i < shardCount; i++) shards.push(this.newShard(shards.length, {}));
     this.streams.set(streamName, shards);
@@ -1220,7 +1272,7 @@ export class MemoryKinesis implements KinesisReadApi {
   async getRecords(shardIterator: string, limit: number): Promise<RecordsPage> {
     this.enter('GetRecords');
     const { stream, shard: shardId, index, generation } = JSON.parse(shardIterator) as { stream: string; shard: string; index: number; generation: number };
-    if (generation !== this.generation) throw named('ExpiredIteratorException', 'Iterator from before the stream was restored');
+    if (generation !== this.generation) throw named('ExpiredIteratorException', 'Iterator from before the stream was restored or made again');
     const shard = this.stream(stream).find((s) => s.shard.ShardId === shardId) as MemoryShard;
     const records = shard.records.slice(index, index + limit);
     const next = index + records.length;

@@ -518,6 +518,34 @@ describe('ShardReader (in-memory stream)', () => {
     expect(second.errors).toEqual([]);
   });
 
+  describe('a stream made again under its name while the reader runs (kinesis-mock came back without a save)', () => {
+    const SHARD = 'shardId-000000000000';
+    const startingSequenceNumber = async (): Promise<string | undefined> =>
+      (await kinesis.listShards(STREAM)).find((s) => s.ShardId === SHARD)?.SequenceNumberRange?.StartingSequenceNumber;
+
+    test.each([
+      ['a drain asks at once, as the twin\'s settle does', 0],
+      ['the reader finds its read position gone first', 100],
+    ])('the records put in its shard, under the old id, are all delivered, none twice, before a drain resolves: %s', async (_, pauseMs) => {
+      kinesis.putRecord(STREAM, 'k', 'old0', { shardId: SHARD });
+      const { reader, deliveries } = recordingReader(kinesis);
+      await reader.start();
+      await reader.drain({ timeoutMs: 5000 });
+      const oldStart = await startingSequenceNumber();
+
+      kinesis.createStream(STREAM, 2);
+      expect(await startingSequenceNumber()).not.toBe(oldStart);
+      for (let i = 0; i < 3; i++) kinesis.putRecord(STREAM, 'k', `new${i}`, { shardId: SHARD });
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      await reader.drain({ timeoutMs: 5000 });
+      // Checked as soon as the drain resolves: caught up means delivered.
+      expect(allRecords(deliveries)).toEqual(['old0', 'new0', 'new1', 'new2']);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await reader.stop();
+      expect(allRecords(deliveries)).toEqual(['old0', 'new0', 'new1', 'new2']);
+    });
+  });
+
   test('after a split, the children are read only once the parent is read to its end', async () => {
     const order: Array<{ shardId: string; data: string }> = [];
     for (let i = 0; i < 5; i++) kinesis.putRecord(STREAM, 'k', `parent-${i}`, { shardId: 'shardId-000000000000' });
