@@ -29,7 +29,9 @@
  * 0), and such a shard is a new one, read from its start after its parents. So are the shards of a stream the
  * twin makes again under its name when kinesis-mock came back without a save: a read position found lost is read
  * again from TRIM_HORIZON only once a listing made then shows the same shard, and the new shard under its id takes
- * the lost one's place as its worker stops, so that a drain never finds the id with nothing left to read.
+ * the lost one's place as its worker stops, so that a drain never finds the id with nothing left to read. That
+ * listing also tells a lost reshard made again before the reader listed: the parent, open again in between, is
+ * listed closed, but a child of it lost (or listed as another shard) tells it was, and it is read on as above.
  *
  * Starting position: a shard with no checkpoint is read from TRIM_HORIZON by default. In AWS,
  * Firehose starts a Kinesis-sourced delivery stream at LATEST (and Lambda at whatever the mapping
@@ -628,7 +630,7 @@ export class ShardReader {
     }
     this.lastAnsweredListing = listing;
     const present = new Map(listed.map((s) => [s.ShardId as string, s]));
-    this.letGoOfLostShards(present);
+    const parentsOfLost = this.letGoOfLostShards(present);
     for (const shard of listed) {
       const shardId = shard.ShardId as string;
       const parents = [shard.ParentShardId, shard.AdjacentParentShardId].filter((id): id is string => id !== undefined);
@@ -639,15 +641,16 @@ export class ShardReader {
       if (known?.gone) continue;
       if (!known) {
         this.shards.set(shardId, this.listedShardState(shard));
-      } else if (known.phase === 'ended' && open && endedBeforeListing.has(shardId)) {
+      } else if (known.phase === 'ended' && (open || parentsOfLost.has(shardId)) && endedBeforeListing.has(shardId)) {
         // A closed shard never opens again in Kinesis, but kinesis-mock's does when it comes back from a save made
         // before the reshard: the records put since are in it, after the checkpoint, and after those of the lost children.
+        // Listed closed, with a child lost, it was open again and closed by a reshard made since: read on all the same.
         this.ended.delete(shardId);
         // The shards lost with the reshard (its children among them) deliver what they read first.
         const follows = [...this.shards.values()].filter((s) => s.gone);
         this.shards.set(shardId, { ...known, parents, follows, phase: 'waiting-for-parents', worker: undefined });
-        const error = new Error(`${shardId} of ${this.streamName} was read to its end, and is open again: the emulator lost the reshard that `
-          + `closed it (it died without saving); reading on in it from its checkpoint.`);
+        const error = new Error(`${shardId} of ${this.streamName} was read to its end, and ${open ? 'is open again' : 'was open again (a child of it is lost)'}: `
+          + `the emulator lost the reshard that closed it (it died without saving); reading on in it from its checkpoint.`);
         error.name = 'ReopenedShardError';
         this.report(error, 'ListShards', shardId, 'read-reopened-shard');
       } else if (known.worker === undefined && ((known.parents.length === 0 && parents.length > 0) || (known.startingSequenceNumber === undefined && startingSequenceNumber !== undefined))) {
@@ -698,11 +701,15 @@ export class ShardReader {
    * Lets go of the shards the listing no longer shows: trimmed past retention, or lost by the emulator with a
    * reshard (see the file comment), also when a shard it made later is listed under the same id. One being read
    * stops its worker, which delivers what it read first, and the shard listed under its id then takes its place; any
-   * other is forgotten, its checkpoint with it.
+   * other is forgotten, its checkpoint with it. Returns the parents of the shards let go: one still listed was open
+   * again after the reshard was lost.
    */
-  private letGoOfLostShards(listed: ReadonlyMap<string, Shard>): void {
+  private letGoOfLostShards(listed: ReadonlyMap<string, Shard>): Set<string> {
+    const parentsOfLost = new Set<string>();
     for (const [shardId, shard] of this.shards) {
       if (isSameShard(shard, listed.get(shardId))) continue;
+      // A shard trimmed past retention went after its parents: a parent still listed means the reshard was lost.
+      for (const parent of shard.parents) parentsOfLost.add(parent);
       if (shard.phase === 'reading' && shard.worker !== undefined) {
         shard.gone = true;
         shard.replacedBy = listed.get(shardId);
@@ -713,6 +720,7 @@ export class ShardReader {
         this.ended.delete(shardId);
       }
     }
+    return parentsOfLost;
   }
 
   /**
@@ -792,8 +800,9 @@ export class ShardReader {
         const name = errorName(err);
         const operation = iterator === undefined ? 'GetShardIterator' : 'GetRecords';
         if (operation === 'GetShardIterator' && !fromTrimHorizon && readPosition !== undefined && isLostPosition(err, readPosition)) {
-          // The stream may have been made again under its name (kinesis-mock came back without a save), a new shard under this
-          // id with it: only a listing made now tells. A new shard is read from its start as one, by the state that replaces this.
+          // The stream may have been made again under its name (kinesis-mock came back without a save), or a lost reshard made
+          // again, a new shard under this id with it: only a listing made now tells. A new shard is read from its start as one,
+          // by the state that replaces this (after its parent, open again in between, is read on).
           if (!(await this.listShardsNow())) {
             if (!shard.gone) await shard.alarm.sleep(this.backoff(failures++), { onlyStop: true });
             continue;

@@ -476,6 +476,27 @@ describe('ShardReader (in-memory stream)', () => {
       expect(order).toEqual(['after0', 'x0', 'y0']);
     });
 
+    test('the lost reshard made again before any listing saw the parent open: the parent is read on first, the new shard under the child\'s id after it', async () => {
+      kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
+      const saved = kinesis.save();
+      const [child] = kinesis.splitShard(STREAM, PARENT);
+      kinesis.putRecord(STREAM, 'k', 'child0', { shardId: child });
+      // Listings every 10 s (the default): in this test, only those the reader makes of itself.
+      const { reader, deliveries } = recordingReader(kinesis);
+      await reader.start();
+      await waitFor(() => allRecords(deliveries).includes('child0'));
+
+      // Restored, written to and split again at once: the parent is closed again before the reader lists.
+      kinesis.restore(saved);
+      kinesis.putRecord(STREAM, 'k', 'after0', { shardId: PARENT });
+      expect(kinesis.splitShard(STREAM, PARENT)[0]).toBe(child);
+      kinesis.putRecord(STREAM, 'k', 'x0', { shardId: child });
+      await waitFor(() => allRecords(deliveries).includes('x0'));
+      await reader.drain({ timeoutMs: 5000 });
+      await reader.stop();
+      expect(allRecords(deliveries)).toEqual(['a0', 'child0', 'after0', 'x0']);
+    });
+
     test('a lost child that had ended is forgotten: the shard made later under its id is a new one, read from its start after its parent', async () => {
       kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
       const saved = kinesis.save();
