@@ -70,6 +70,8 @@ export function requirePipeline(config: SluiceConfig, pipeline: string): SluiceC
 }
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** The longest duration a flag takes: whole milliseconds still exact (about 285,000 years). */
+const MAX_DURATION_MS = Number.MAX_SAFE_INTEGER;
 
 /** `90s`, `5m`, `1h30m`, `500ms`, `2d`; a bare number is seconds. */
 export function parseDuration(value: string, flag: string, options: { readonly zero?: boolean } = {}): number {
@@ -86,6 +88,8 @@ export function parseDuration(value: string, flag: string, options: { readonly z
   }
   // Written as 0 or 0s alike: refused unless the flag takes zero (`--outage-wait 0`: do not wait).
   if (!(ms > 0) && !(options.zero && ms === 0)) throw new UserError(`${flag} ${JSON.stringify(value)}: the duration must be more than zero`);
+  // Beyond this a duration is no longer a whole number of milliseconds (and 400 nines are Infinity): a slip.
+  if (ms > MAX_DURATION_MS) throw new UserError(`${flag} ${JSON.stringify(value)}: the duration is too long; at most ${Math.floor(MAX_DURATION_MS / DURATION_UNITS.d).toLocaleString('en-US')}d`);
   return ms;
 }
 
@@ -99,6 +103,7 @@ export function parseRate(value: string, flag: string): number {
   if (m[2] === 'm') throw new UserError(`${flag} ${JSON.stringify(value)}: write ${m[1]}M for ${m[1]} million per second or ${m[1]}/min for ${m[1]} per minute`);
   const scale = m[2].toLowerCase() === 'k' ? 1e3 : m[2] === 'M' ? 1e6 : 1;
   const perSecond = Number(m[1]) * scale * RATE_UNITS[(m[3] ?? 's').toLowerCase()];
+  if (!Number.isFinite(perSecond)) throw new UserError(`${flag} ${JSON.stringify(value)}: the rate is too large a number`);
   if (!(perSecond > 0)) throw new UserError(`${flag} ${JSON.stringify(value)}: the rate must be more than zero`);
   return perSecond;
 }
@@ -110,6 +115,7 @@ export function parseSize(value: string, flag: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$/i.exec(value);
   if (!m) throw new UserError(`${flag} ${JSON.stringify(value)}: expected a size such as 800B, 1KB, 1KiB or 2.5MB`);
   const bytes = Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()];
+  if (!Number.isFinite(bytes)) throw new UserError(`${flag} ${JSON.stringify(value)}: the size is too large a number`);
   if (!(bytes >= 1)) throw new UserError(`${flag} ${JSON.stringify(value)}: the size must be at least 1 byte`);
   // A fraction of a byte is a slip (1.5 meant 1.5KB?), not something to round away in silence.
   // (Decimal fractions are not exact in binary: 1.1 × 1,000 is 1,100.0000000000002.)
@@ -118,9 +124,11 @@ export function parseSize(value: string, flag: string): number {
   return whole;
 }
 
-/** A whole number in [min, max]. */
+/** A whole number in [min, max], written in digits (`1_000` too). */
 export function parseCount(value: string, flag: string, min = 1, max = Number.MAX_SAFE_INTEGER): number {
-  const n = Number(value.replace(/_/g, ''));
+  // Number() reads "" and "  " as 0, and 0x10 as 16: an empty `--size "$N"` must not quietly mean 0.
+  const digits = value.trim();
+  const n = /^\d[\d_]*$/.test(digits) ? Number(digits.replace(/_/g, '')) : Number.NaN;
   if (!Number.isInteger(n) || n < min || n > max) {
     throw new UserError(`${flag} ${JSON.stringify(value)}: expected a whole number from ${min.toLocaleString('en-US')} to ${max.toLocaleString('en-US')}`);
   }

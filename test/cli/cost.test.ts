@@ -235,6 +235,16 @@ describe('sluice cost', () => {
     expect((await sluice('cost', '--rate', '5/m', '--json')).code).toBe(0);
   });
 
+  test('a rate or size too large to be a number exits 2, not an estimate of Infinity (null in --json)', async () => {
+    const nines = '9'.repeat(400);
+    const rate = await sluice('cost', '--rate', nines, '--json');
+    expect({ code: rate.code, stdout: rate.stdout }).toEqual({ code: 2, stdout: '' });
+    expect(rate.stderr).toBe(`sluice: --rate "${nines}": the rate is too large a number\n`);
+    const size = await sluice('cost', '--size', `${nines}B`);
+    expect({ code: size.code, stdout: size.stdout }).toEqual({ code: 2, stdout: '' });
+    expect(size.stderr).toBe(`sluice: --size "${nines}B": the size is too large a number\n`);
+  });
+
   test('usage mistakes exit 2', async () => {
     expect((await sluice('cost', '--size', 'big')).stderr).toMatch(/--size "big": expected a size such as 800B, 1KB, 1KiB or 2.5MB/);
     expect((await sluice('cost', '-p', 'orders')).code).toBe(2);

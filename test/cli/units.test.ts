@@ -49,6 +49,19 @@ describe('value parsers', () => {
     expect(() => parseSize('1.0001KiB', '--size')).toThrow(/not a whole number of bytes/);
   });
 
+  test('numbers too large to be a value, and counts that are not digits, are UserErrors, not Infinity or 0', () => {
+    const nines = '9'.repeat(400);
+    expect(() => parseRate(nines, '--rate')).toThrow(`--rate "${nines}": the rate is too large a number`);
+    expect(() => parseSize(`${nines}KB`, '--size')).toThrow(`--size "${nines}KB": the size is too large a number`);
+    expect(() => parseDuration(`${nines}d`, '--since')).toThrow(/^--since "9+d": the duration is too long; at most 104,249,991d$/);
+    // Finite, but past whole milliseconds: OpenSearch would get `now-8.64e+27s`.
+    expect(() => parseDuration('99999999999999999999999d', '--since')).toThrow(/the duration is too long/);
+    expect(parseDuration('36500d', '--since')).toBe(36500 * 86_400_000);
+    // Number() reads these as 0, 16 and 1,000: an unset `--size "$N"` must not quietly ask for no hits.
+    for (const v of ['', '  ', '0x10', '1e3', '-0']) expect(() => parseCount(v, '--size', 0, 10_000)).toThrow(`--size ${JSON.stringify(v)}: expected a whole number from 0 to 10,000`);
+    expect(parseCount(' 1_000 ', '--size', 0, 10_000)).toBe(1000);
+  });
+
   test('property: any sum of units parses to its milliseconds', () => {
     fc.assert(fc.property(fc.nat(48), fc.nat(59), fc.nat(59), (h, m, s) => {
       fc.pre(h + m + s > 0);
