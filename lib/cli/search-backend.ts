@@ -49,8 +49,10 @@ export async function searchBackendFor(target: Target): Promise<SearchBackend | 
   if (target.kind === 'local') {
     const url = target.endpoints.openSearch;
     if (!url) return undefined;
-    const context: FailureContext = { service: 'OpenSearch', endpoint: url, startHint: `start OpenSearch there, or fix OPENSEARCH_URL / --endpoint-opensearch (${url})` };
-    return clientBackend(new Client({ node: url, requestTimeout: 30_000 }), `OpenSearch at ${url}`, context);
+    // The client sends a URL's user and password as Basic auth (as the twin does); they are never printed.
+    const shown = withoutPassword(url);
+    const context: FailureContext = { service: 'OpenSearch', endpoint: shown, startHint: `start OpenSearch there, or fix OPENSEARCH_URL / --endpoint-opensearch (${shown})` };
+    return clientBackend(new Client({ node: url, requestTimeout: 30_000 }), `OpenSearch at ${shown}`, context);
   }
   const outputs = await target.outputs();
   const endpoint = outputs.get(OutputKeys.OpenSearchEndpoint) ?? target.config.opensearch.endpoint;
@@ -68,6 +70,14 @@ export async function searchBackendFor(target: Target): Promise<SearchBackend | 
   });
   const as = roleArn ? `, as ${roleArn.split('/').pop()}` : '';
   return clientBackend(client, `OpenSearch domain ${node} (SigV4, ${outputs.region}${as})`, { service: 'OpenSearch', endpoint: node });
+}
+
+/** A URL to print: its password, if it has one, as `***`. */
+export function withoutPassword(url: string): string {
+  const parsed = new URL(url);
+  if (!parsed.password) return url;
+  parsed.password = '***';
+  return parsed.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
 }
 
 function clientBackend(client: Client, description: string, context: FailureContext): SearchBackend {

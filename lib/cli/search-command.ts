@@ -67,6 +67,8 @@ export function registerSearchCommand(program: Command): void {
     });
     const backend = await searchBackendFor(target);
     if (!backend) throw new UserError(NO_OPENSEARCH_HINT);
+    // An empty pattern would search every index of the cluster (`POST /_search`), not none.
+    if (flags.index !== undefined && flags.index.trim() === '') throw new UserError(`--index ${JSON.stringify(flags.index)}: expected an index pattern such as ${resourceNames(target.config, pipeline).indexPrefix}-*`);
     const index = flags.index ?? `${resourceNames(target.config, pipeline).indexPrefix}-*`;
     const progress = new Progress({ forced: flags.progress });
     const started = Date.now();
@@ -191,7 +193,8 @@ function defaultFields(model: SchemaModel): string[] {
 function valueAt(doc: Record<string, unknown> | undefined, path: string): unknown {
   let node: unknown = doc;
   for (const part of path.split('.')) {
-    if (typeof node !== 'object' || node === null) return undefined;
+    // Own fields only: `--fields constructor` is a field the document lacks, not Object's constructor.
+    if (typeof node !== 'object' || node === null || !Object.hasOwn(node, part)) return undefined;
     node = (node as Record<string, unknown>)[part];
   }
   return node;

@@ -199,6 +199,51 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     expect(field.stderr).toMatch(/--count-by colour: not a field of the clickstream index; fields: event_id, event_type, .*device\.type/);
     expect(seen).toHaveLength(0);
   });
+
+  test('values that would quietly change the search are usage errors, and nothing is sent', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      // Number('') is 0: an unset `--size "$N"` asked for no hits.
+      [['--size', ''], /^sluice: --size "": expected a whole number from 0 to 10,000\n$/],
+      // 400 nines are Infinity: OpenSearch got `now-Infinitys` and the command exited 1.
+      [['--since', `${'9'.repeat(400)}d`], /^sluice: --since "9+d": the duration is too long/],
+      [['--since', '99999999999999999999999d'], /^sluice: --since "9+d": the duration is too long/],
+      // An empty pattern is `POST /_search`: every index of the cluster.
+      [['--index', ''], /^sluice: --index "": expected an index pattern such as clickstream-\*\n$/],
+    ];
+    for (const [args, message] of cases) {
+      const { code, stdout, stderr } = await search('clickstream', ...args);
+      expect({ args, code, stdout }).toEqual({ args, code: 2, stdout: '' });
+      expect(stderr).toMatch(message);
+    }
+    expect(seen).toHaveLength(0);
+  });
+
+  test('--fields names fields of the document, never what every object inherits', async () => {
+    answer = () => ({ status: 200, body: hitsResponse([{ event_id: 'e-1', page: { path: '/a' } }]) });
+    const { code, stdout } = await search('clickstream', '--fields', 'event_id,constructor,toString,page.path.length');
+    expect(code).toBe(0);
+    expect(stdout).not.toMatch(/native code/);
+    expect(stdout.split('\n').slice(0, 3)).toEqual([
+      'event_id  constructor  toString  page.path.length',
+      '────────  ───────────  ────────  ────────────────',
+      'e-1',
+    ]);
+  });
+
+  test('a password in OPENSEARCH_URL is sent as Basic auth, never printed', async () => {
+    const withPassword = url.replace('http://', 'http://admin:s3cret@');
+    const { code, stdout, stderr } = await sluice('search', 'clickstream', '--endpoint-opensearch', withPassword);
+    expect(code).toBe(0);
+    expect(seen[0].headers.authorization).toBe(`Basic ${Buffer.from('admin:s3cret').toString('base64')}`);
+    expect(stdout + stderr).not.toMatch(/s3cret/);
+    expect(stdout).toMatch(/in clickstream-\* · OpenSearch at http:\/\/admin:\*\*\*@127\.0\.0\.1:\d+ · /);
+
+    const port = await freePort();
+    const down = await sluice('search', 'clickstream', '--endpoint-opensearch', `http://admin:s3cret@127.0.0.1:${port}`);
+    expect(down.code).toBe(2);
+    expect(down.stderr).not.toMatch(/s3cret/);
+    expect(down.stderr).toMatch(/fix OPENSEARCH_URL \/ --endpoint-opensearch \(http:\/\/admin:\*\*\*@127\.0\.0\.1:\d+\)/);
+  });
 });
 
 describe('sluice search --aws', () => {
