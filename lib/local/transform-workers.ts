@@ -9,7 +9,8 @@
  * - An invocation goes to the runtime with the fewest in flight; its event and result cross by
  *   structured clone.
  * - A runtime that exits or throws outside an invocation fails what it holds (`Lambda.FunctionError`
- *   in the engine, which retries); the next invocation starts a new runtime.
+ *   in the engine, which retries); the next invocation starts a new runtime, unless the code it would load
+ *   changed on disk since the start (`codeChanged`): a new runtime would run other code than the twin started with.
  * - A runtime still holding an invocation a moment after the function's timeout (when the engine has
  *   recorded `Lambda.FunctionTimedOut`) is ended, as Lambda ends a timed-out sandbox.
  */
@@ -29,6 +30,14 @@ export interface TransformWorkersOptions {
   readonly size?: number;
   /** The module whose `createTransformHandler` makes the handlers. @default transforms/record-transform/handler */
   readonly handlerModule?: string;
+  /**
+   * What changed on disk, since the start, in the code a runtime loads (the twin: the generated validators), or
+   * undefined. Asked before a runtime is started again; while it answers, none is, and invocations fail with its answer.
+   * @default nothing is checked
+   */
+  readonly codeChanged?: () => string | undefined;
+  /** Told why a runtime ended (it exited, threw outside an invocation, timed out), not when they are closed. @default nothing */
+  readonly onRuntimeEnd?: (reason: string) => void;
 }
 
 const HANDLER_MODULE = require.resolve('../../transforms/record-transform/handler');
@@ -74,13 +83,19 @@ class Runtime {
   readonly pending = new Map<number, Pending>();
   readonly ready: Promise<void>;
   private ended = false;
+  /** Why the runtime could not make its handlers: what the invocations it holds fail with. */
+  private startFailure: string | undefined;
 
-  constructor(private readonly worker: Worker, onEnd: (runtime: Runtime, reason: string) => void) {
+  constructor(private readonly worker: Worker, private readonly onEnd: (runtime: Runtime, reason: string) => void) {
     this.ready = new Promise((resolve, reject) => {
       worker.on('message', (reply: Reply) => {
         if ('ready' in reply) {
-          if (reply.ready) resolve();
-          else reject(new Error(reply.message));
+          if (reply.ready) {
+            resolve();
+          } else {
+            this.startFailure = reply.message;
+            reject(new Error(reply.message));
+          }
         } else {
           this.settle(reply);
         }
@@ -92,14 +107,10 @@ class Runtime {
         onEnd(this, reason);
       };
       worker.on('error', (error) => end(`${error.name}: ${error.message}`));
-      worker.on('exit', (code) => end(`it exited with code ${code}`));
+      worker.on('exit', (code) => end(this.startFailure === undefined ? `it exited with code ${code}` : `it could not make its handlers: ${this.startFailure}`));
     });
     // Not ready yet is not idle: a runtime starting holds the process until it is ready or ends.
     this.ready.then(() => this.refIfBusy(), () => undefined);
-  }
-
-  get isEnded(): boolean {
-    return this.ended;
   }
 
   invoke(invocation: Invocation, timeoutMs: number): Promise<FirehoseTransformationResult> {
@@ -108,7 +119,7 @@ class Runtime {
         reject(new Error("the transform's runtime ended before the invocation reached it"));
         return;
       }
-      const timer = setTimeout(() => this.end(`an invocation was unanswered after ${timeoutMs} ms`), timeoutMs + END_GRACE_MS);
+      const timer = setTimeout(() => this.onEnd(this, `an invocation was unanswered after ${timeoutMs} ms`), timeoutMs + END_GRACE_MS);
       timer.unref();
       // Counted at once, so the next invocation sees this runtime busy even while it starts.
       this.pending.set(invocation.id, { resolve, reject, timer });
@@ -122,7 +133,7 @@ class Runtime {
 
   /** Fails what the runtime holds and stops it. */
   end(reason: string): void {
-    const error = new Error(`the transform's runtime ended: ${reason}`);
+    const error = new Error(this.startFailure === undefined ? `the transform's runtime ended: ${reason}` : `the transform's runtime could not start: ${this.startFailure}`);
     for (const [id, waiting] of this.pending) {
       clearTimeout(waiting.timer);
       this.pending.delete(id);
@@ -195,9 +206,14 @@ export class TransformWorkers {
   }
 
   private leastBusy(): Runtime {
-    // A runtime ended here (timed out) leaves the list now; one that exited did when it did.
-    for (let i = this.runtimes.length - 1; i >= 0; i--) if (this.runtimes[i].isEnded) this.runtimes.splice(i, 1);
-    while (this.runtimes.length < this.size) this.runtimes.push(this.spawn());
+    if (this.runtimes.length < this.size) {
+      const changed = this.options.codeChanged?.();
+      if (changed === undefined) {
+        while (this.runtimes.length < this.size) this.runtimes.push(this.spawn());
+      } else if (this.runtimes.length === 0) {
+        throw new Error(`the transform's runtime ended and is not started again: ${changed}`);
+      }
+    }
     let best = this.runtimes[0];
     for (const runtime of this.runtimes) if (runtime.pending.size < best.pending.size) best = runtime;
     return best;
@@ -217,7 +233,9 @@ export class TransformWorkers {
     return new Runtime(worker, (ended, reason) => {
       ended.end(reason);
       const at = this.runtimes.indexOf(ended);
-      if (at >= 0) this.runtimes.splice(at, 1);
+      if (at < 0) return; // closed
+      this.runtimes.splice(at, 1);
+      this.options.onRuntimeEnd?.(reason);
     });
   }
 }

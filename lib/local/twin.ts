@@ -5,6 +5,7 @@ import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, Up
 import type { S3Event } from 'aws-lambda';
 import { ON_DEMAND_INITIAL_SHARDS, resourceNames, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
+import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
 import { FAILURE_PREFIXES } from '../schema/layout';
 import { TransformWorkers } from './transform-workers';
 import { processorBufferWarnings } from '../../transforms/record-transform/response-budget';
@@ -122,10 +123,26 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
 
   try {
     // The transform's runtimes start while kinesis-mock does (a worker loads the handler in ~0.5 s).
+    // One started again later loads the generated validators anew: not once `npm run generate` changed them,
+    // or it would validate with another schema than the one the twin started with (its Glue model, twin.json).
+    const validatorsAtStart = validatorFingerprints(Object.keys(config.pipelines));
+    let validatorsChangedLogged = false;
     const transformsStarting = TransformWorkers.start({
       handlers: Object.entries(config.pipelines).flatMap(([pipeline, p]) => (['lake', 'search'] as const).filter((d) => p.destinations.includes(d)).map((destination) => ({ pipeline, destination }))),
       piiHashKey,
       size: options.transformWorkers,
+      codeChanged: () => {
+        const now = validatorFingerprints(Object.keys(config.pipelines));
+        const changed = [...now.keys()].filter((p) => now.get(p) !== validatorsAtStart.get(p));
+        if (changed.length === 0) return undefined;
+        const what = `${changed.map((p) => path.relative(process.cwd(), validatorFile(p))).join(', ')} changed since the twin started (\`npm run generate\`?)`;
+        if (!validatorsChangedLogged) {
+          validatorsChangedLogged = true;
+          log(`sluice: the transform's runtime is not started again: ${what}; its invocations fail until the twin is restarted`);
+        }
+        return `${what}: restart the twin (\`sluice local up\`) to run the schemas as they are now; \`sluice replay\` then sends these records again`;
+      },
+      onRuntimeEnd: (reason) => log(`sluice: the transform's runtime ended (${reason}): the invocations it held are retried`),
     });
     transformsStarting.catch(() => undefined);
     stops.push(async () => (await transformsStarting.catch(() => undefined))?.close());
@@ -224,6 +241,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const transforms = await transformsStarting;
     for (const [pipeline, p] of Object.entries(config.pipelines)) {
       const model = loadModel(pipeline);
+      // The engine's and the runtime's: a runtime holding an invocation is ended just after the engine gave up on it.
+      const transformTimeoutMs = faults?.hasTransformFaults ? faults.transformTimeoutMs : p.transform.timeoutSeconds * 1000;
       const streamArn = `arn:aws:kinesis:${region}:${ACCOUNT}:stream/${names(pipeline).stream}`;
       if (p.source === 'kinesis') await ensureStream(kc, names(pipeline).stream, localShardCount(p));
       for (const kind of ['lake', 'search'] as const) {
@@ -235,9 +254,9 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           dataDir, model, store, sink, region, accountId: ACCOUNT,
           sourceKinesisStreamArn: p.source === 'kinesis' ? streamArn : undefined,
           processor: faults
-            ? faults.wrapTransform(transforms.processor(pipeline, kind, p.transform.timeoutSeconds * 1000), { pipeline, destination: kind })
-            : transforms.processor(pipeline, kind, p.transform.timeoutSeconds * 1000),
-          processorTimeoutMs: faults?.hasTransformFaults ? faults.transformTimeoutMs : undefined,
+            ? faults.wrapTransform(transforms.processor(pipeline, kind, transformTimeoutMs), { pipeline, destination: kind })
+            : transforms.processor(pipeline, kind, transformTimeoutMs),
+          processorTimeoutMs: transformTimeoutMs,
           beforeWrite: faults?.beforeWrite,
           onError: (e, context) => log(`sluice: ${pipeline} ${kind}: ${context}: ${(e as Error).message}`),
         }));
@@ -382,6 +401,17 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     await stopAll();
     throw err;
   }
+}
+
+/** Each pipeline's generated validator as it is on disk now; undefined for one without (the twin's start then fails, naming it). */
+function validatorFingerprints(pipelines: readonly string[]): Map<string, string | undefined> {
+  return new Map(pipelines.map((p) => {
+    try {
+      return [p, validatorFingerprint(p)];
+    } catch {
+      return [p, undefined];
+    }
+  }));
 }
 
 function kinesisToFirehose(shardId: string, r: _Record) {

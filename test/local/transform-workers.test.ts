@@ -75,6 +75,35 @@ describe('transform runtimes', () => {
     await expect(invoke(invocation('ok'))).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
   }, MINUTE);
 
+  test('a runtime started again that cannot make its handlers fails the invocation with the reason', async () => {
+    const workers = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING });
+    const invoke = workers.processor('iot', 'lake', MINUTE);
+    await expect(invoke(invocation('exit'))).rejects.toThrow(/exited with code 3/);
+    process.env.MISBEHAVING_CANNOT_START = 'no schema for pipeline "iot"';
+    try {
+      await expect(invoke(invocation('ok'))).rejects.toThrow('the transform\'s runtime could not start: no schema for pipeline "iot"');
+    } finally {
+      delete process.env.MISBEHAVING_CANNOT_START;
+    }
+    await expect(invoke(invocation('ok'))).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
+  }, MINUTE);
+
+  test('a runtime is not started again once the code it loads changed on disk: the invocation fails naming the change', async () => {
+    const onDisk: { changed?: string } = {};
+    const ended: string[] = [];
+    const workers = await start({
+      handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING,
+      codeChanged: () => onDisk.changed, onRuntimeEnd: (reason) => ended.push(reason),
+    });
+    const invoke = workers.processor('iot', 'lake', MINUTE);
+    await expect(invoke(invocation('exit'))).rejects.toThrow(/exited with code 3/);
+    onDisk.changed = 'the validator of iot was generated again since the twin started';
+    await expect(invoke(invocation('ok'))).rejects.toThrow(
+      "the transform's runtime ended and is not started again: the validator of iot was generated again since the twin started",
+    );
+    expect(ended).toEqual([expect.stringMatching(/exited with code 3/)]);
+  }, MINUTE);
+
   test('a runtime that hangs is ended after the timeout; the other runtime answers meanwhile, and a new one after', async () => {
     const workers = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 2, handlerModule: MISBEHAVING });
     const invoke = workers.processor('iot', 'lake', 200);
