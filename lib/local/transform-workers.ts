@@ -13,6 +13,10 @@
  *   changed on disk since the start (`codeChanged`): a new runtime would run other code than the twin started with.
  * - A runtime still holding an invocation a moment after the function's timeout (when the engine has
  *   recorded `Lambda.FunctionTimedOut`) is ended, as Lambda ends a timed-out sandbox.
+ * - A runtime takes several invocations at once and runs them one after the other: one that has not answered
+ *   for `unresponsiveMs` (a function stuck in a loop) keeps the invocation it runs, to its timeout, and a new
+ *   runtime takes its place and the invocations it had not started. In Lambda a stuck invocation holds its own
+ *   sandbox only; without this, a record that hangs the function would hold every pipeline's transform.
  */
 import * as os from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -38,6 +42,11 @@ export interface TransformWorkersOptions {
   readonly codeChanged?: () => string | undefined;
   /** Told why a runtime ended (it exited, threw outside an invocation, timed out), not when they are closed. @default nothing */
   readonly onRuntimeEnd?: (reason: string) => void;
+  /**
+   * How long a runtime holding invocations may go without answering one before a new runtime takes those it has not
+   * started (an invocation takes well under a second; more is a function stuck, or a machine very busy). @default 5000
+   */
+  readonly unresponsiveMs?: number;
 }
 
 const HANDLER_MODULE = require.resolve('../../transforms/record-transform/handler');
@@ -64,10 +73,14 @@ type Reply =
   | { readonly id: number; readonly result: FirehoseTransformationResult }
   | { readonly id: number; readonly error: { readonly name: string; readonly message: string } };
 
+/** An invocation a runtime holds; it moves to another runtime with its deadline. */
 interface Pending {
+  readonly invocation: Invocation;
+  readonly timeoutMs: number;
+  /** When the runtime holding it is ended (Date.now() ms): a moment after the function's timeout. */
+  readonly deadline: number;
   readonly resolve: (result: FirehoseTransformationResult) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
 }
 
 /** One runtime per core beyond the twin's own, at least one and at most four. */
@@ -80,15 +93,26 @@ function handlerKey(pipeline: string, destination: Destination): string {
 }
 
 class Runtime {
-  readonly pending = new Map<number, Pending>();
+  readonly pending = new Map<number, Pending & { readonly timer: NodeJS.Timeout }>();
   readonly ready: Promise<void>;
   private ended = false;
+  private isReady = false;
+  /** When the runtime last answered, or last became busy: what `unresponsiveMs` is counted from. */
+  private lastHeard = Date.now();
+  private watchdog: NodeJS.Timeout | undefined;
+  /** Replaced (it stopped answering): ended once it holds nothing, then told here. */
+  private retired: (() => void) | undefined;
   /** Why the runtime could not make its handlers: what the invocations it holds fail with. */
   private startFailure: string | undefined;
 
-  constructor(private readonly worker: Worker, private readonly onEnd: (runtime: Runtime, reason: string) => void) {
+  constructor(
+    private readonly worker: Worker,
+    private readonly onEnd: (runtime: Runtime, reason: string) => void,
+    private readonly unresponsive: { readonly afterMs: number; readonly then: (runtime: Runtime) => void },
+  ) {
     this.ready = new Promise((resolve, reject) => {
       worker.on('message', (reply: Reply) => {
+        this.lastHeard = Date.now();
         if ('ready' in reply) {
           if (reply.ready) {
             resolve();
@@ -110,25 +134,53 @@ class Runtime {
       worker.on('exit', (code) => end(this.startFailure === undefined ? `it exited with code ${code}` : `it could not make its handlers: ${this.startFailure}`));
     });
     // Not ready yet is not idle: a runtime starting holds the process until it is ready or ends.
-    this.ready.then(() => this.refIfBusy(), () => undefined);
+    this.ready.then(() => {
+      this.isReady = true;
+      this.lastHeard = Date.now();
+      this.refIfBusy();
+      this.watch();
+    }, () => undefined);
   }
 
   invoke(invocation: Invocation, timeoutMs: number): Promise<FirehoseTransformationResult> {
     return new Promise((resolve, reject) => {
-      if (this.ended) {
-        reject(new Error("the transform's runtime ended before the invocation reached it"));
-        return;
-      }
-      const timer = setTimeout(() => this.onEnd(this, `an invocation was unanswered after ${timeoutMs} ms`), timeoutMs + END_GRACE_MS);
-      timer.unref();
-      // Counted at once, so the next invocation sees this runtime busy even while it starts.
-      this.pending.set(invocation.id, { resolve, reject, timer });
-      this.refIfBusy();
-      // A runtime that ends before it is ready has failed what it holds already.
-      this.ready.then(() => {
-        if (this.pending.has(invocation.id)) this.worker.postMessage(invocation);
-      }, () => undefined);
+      this.hold({ invocation, timeoutMs, deadline: Date.now() + timeoutMs + END_GRACE_MS, resolve, reject });
     });
+  }
+
+  /** Takes an invocation, new or moved from another runtime (its deadline kept). */
+  hold(waiting: Pending): void {
+    if (this.ended) {
+      waiting.reject(new Error("the transform's runtime ended before the invocation reached it"));
+      return;
+    }
+    const { invocation, timeoutMs } = waiting;
+    const timer = setTimeout(() => this.onEnd(this, `an invocation was unanswered after ${timeoutMs} ms`), Math.max(0, waiting.deadline - Date.now()));
+    timer.unref();
+    if (this.pending.size === 0) this.lastHeard = Date.now();
+    // Counted at once, so the next invocation sees this runtime busy even while it starts.
+    this.pending.set(invocation.id, { ...waiting, timer });
+    this.refIfBusy();
+    this.watch();
+    // A runtime that ends before it is ready has failed what it holds already.
+    this.ready.then(() => {
+      if (this.pending.has(invocation.id)) this.worker.postMessage(invocation);
+    }, () => undefined);
+  }
+
+  /**
+   * Stops taking invocations: gives back those it holds but the first (the one it runs, since it runs them in
+   * order), and ends once that one is answered or timed out.
+   */
+  retire(whenEnded: () => void): Pending[] {
+    this.retired = whenEnded;
+    const [, ...notStarted] = [...this.pending.values()];
+    for (const waiting of notStarted) {
+      clearTimeout(waiting.timer);
+      this.pending.delete(waiting.invocation.id);
+    }
+    this.endIfRetiredAndIdle();
+    return notStarted;
   }
 
   /** Fails what the runtime holds and stops it. */
@@ -139,6 +191,7 @@ class Runtime {
       this.pending.delete(id);
       waiting.reject(error);
     }
+    clearTimeout(this.watchdog);
     if (!this.ended) {
       this.ended = true;
       void this.worker.terminate();
@@ -153,6 +206,27 @@ class Runtime {
     this.refIfBusy();
     if ('result' in reply) waiting.resolve(reply.result);
     else waiting.reject(Object.assign(new Error(reply.error.message), { name: reply.error.name }));
+    this.endIfRetiredAndIdle();
+  }
+
+  private endIfRetiredAndIdle(): void {
+    if (this.retired && this.pending.size === 0 && !this.ended) {
+      this.end('replaced');
+      this.retired();
+    }
+  }
+
+  /** While it holds invocations, checks that the runtime answers one at least every `unresponsive.afterMs`. */
+  private watch(): void {
+    if (this.watchdog !== undefined || this.retired || this.ended || !this.isReady || this.pending.size === 0) return;
+    const silentFor = Date.now() - this.lastHeard;
+    this.watchdog = setTimeout(() => {
+      this.watchdog = undefined;
+      if (this.retired || this.ended || this.pending.size === 0) return;
+      if (Date.now() - this.lastHeard >= this.unresponsive.afterMs) this.unresponsive.then(this);
+      else this.watch();
+    }, Math.max(0, this.unresponsive.afterMs - silentFor));
+    this.watchdog.unref();
   }
 
   /** An idle runtime does not keep the process alive; one holding an invocation does (a flush waits on it). */
@@ -164,6 +238,8 @@ class Runtime {
 
 export class TransformWorkers {
   private readonly runtimes: Runtime[] = [];
+  /** Runtimes that stopped answering, each still holding the invocation it runs until that times out. */
+  private readonly retired = new Set<Runtime>();
   private readonly size: number;
   private nextId = 0;
   private closed = false;
@@ -202,7 +278,26 @@ export class TransformWorkers {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const runtime of this.runtimes.splice(0)) runtime.end('the twin is stopping');
+    for (const runtime of [...this.runtimes.splice(0), ...this.retired]) runtime.end('the twin is stopping');
+    this.retired.clear();
+  }
+
+  /** A runtime that stopped answering is replaced: the invocations it has not started go to the others. */
+  private replace(stuck: Runtime): void {
+    const at = this.runtimes.indexOf(stuck);
+    if (this.closed || at < 0) return;
+    this.runtimes.splice(at, 1);
+    this.retired.add(stuck);
+    for (const waiting of stuck.retire(() => this.retired.delete(stuck))) {
+      let runtime: Runtime;
+      try {
+        runtime = this.leastBusy();
+      } catch (error) {
+        waiting.reject(error as Error);
+        continue;
+      }
+      runtime.hold(waiting);
+    }
   }
 
   private leastBusy(): Runtime {
@@ -230,13 +325,14 @@ export class TransformWorkers {
     const source = `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(__filename)});`;
     // `env`: the environment as this realm sees it (under jest, the test's own copy), not the process's.
     const worker = new Worker(source, { eval: true, workerData: setup, env: { ...process.env } });
-    return new Runtime(worker, (ended, reason) => {
+    const runtime: Runtime = new Runtime(worker, (ended, reason) => {
       ended.end(reason);
       const at = this.runtimes.indexOf(ended);
-      if (at < 0) return; // closed
-      this.runtimes.splice(at, 1);
+      if (at >= 0) this.runtimes.splice(at, 1);
+      else if (!this.retired.delete(ended)) return; // closed
       this.options.onRuntimeEnd?.(reason);
-    });
+    }, { afterMs: this.options.unresponsiveMs ?? 5000, then: (stuck) => this.replace(stuck) });
+    return runtime;
   }
 }
 

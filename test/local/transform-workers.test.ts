@@ -115,6 +115,40 @@ describe('transform runtimes', () => {
     expect(answers.map((a) => a.records.length)).toEqual([2, 2]);
   }, MINUTE);
 
+  test('a runtime that stops answering gives the invocations it has not started to a new runtime; the hung one alone waits out its timeout', async () => {
+    // One runtime (a two-core machine): a function stuck on one record must not hold every other pipeline's invocations for its timeout.
+    const ended: string[] = [];
+    const workers = await start({
+      handlers: [{ pipeline: 'iot', destination: 'lake' }, { pipeline: 'app-events', destination: 'lake' }],
+      piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING, unresponsiveMs: 300, onRuntimeEnd: (reason) => ended.push(reason),
+    });
+    const hung = Promise.resolve(workers.processor('iot', 'lake', 3000)(invocation('hang')));
+    void hung.catch(() => undefined);
+    const invoke = workers.processor('app-events', 'lake', MINUTE);
+    const startedAt = Date.now();
+    // Queued behind the hung invocation in its runtime, and sent after it was seen not answering.
+    const queued = invoke(invocation('ok'));
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const later = invoke(invocation('ok'));
+    await expect(Promise.all([queued, later])).resolves.toMatchObject([{ records: [{ result: 'Ok' }, { result: 'Ok' }] }, { records: [{ result: 'Ok' }, { result: 'Ok' }] }]);
+    expect(Date.now() - startedAt).toBeLessThan(3000);
+    await expect(hung).rejects.toThrow("the transform's runtime ended: an invocation was unanswered after 3000 ms");
+    expect(ended).toEqual(["an invocation was unanswered after 3000 ms"]);
+  }, MINUTE);
+
+  test('a runtime replaced while it runs a slow invocation still answers it, then ends', async () => {
+    const ended: string[] = [];
+    const workers = await start({
+      handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING,
+      unresponsiveMs: 300, onRuntimeEnd: (reason) => ended.push(reason),
+    });
+    const invoke = workers.processor('iot', 'lake', MINUTE);
+    const answers = await Promise.all([invoke(invocation('busy-1s')), invoke(invocation('ok'))]);
+    expect(answers.map((a) => a.records.map((r) => r.result))).toEqual([['Ok', 'Ok'], ['Ok', 'Ok']]);
+    await expect(invoke(invocation('ok'))).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
+    expect(ended).toEqual([]);
+  }, MINUTE);
+
   test('closed, the runtimes fail what they hold and refuse new invocations', async () => {
     const workers = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING });
     const invoke = workers.processor('iot', 'lake', MINUTE);
