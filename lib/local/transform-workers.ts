@@ -1,8 +1,9 @@
 /**
  * The twin runs the record-transform Lambda as Lambda does: in runtimes of its own (worker threads),
  * not on the twin's event loop. Its CPU work (decode, validate, enrich, serialize) then runs beside
- * the twin's HTTP, write-ahead log and Parquet work on another core, and a runtime that crashes or
- * hangs costs the invocations it holds, as in Lambda, never the twin.
+ * the twin's HTTP, write-ahead log and Parquet work on another core (on 2 cores, copying events and
+ * responses between threads costs about what that saves: README, Performance), and a runtime that
+ * crashes or hangs costs the invocations it holds, as in Lambda, never the twin.
  *
  * - Every runtime loads the same handler module (`transforms/record-transform/handler.ts`) and makes
  *   one handler per pipeline and destination when it starts, so a missing schema fails the twin's start.
