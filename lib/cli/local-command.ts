@@ -17,6 +17,7 @@ import { twinLockPath } from '../local/twin-record';
 import { addConfigOption, configFrom, drawSample, examples, parsePort } from './options';
 import { displayRows, formatBytes, formatTable, UserError } from './output';
 import { io } from './progress';
+import { sleep } from './sleep';
 
 interface LocalFlags {
   context?: string[];
@@ -286,7 +287,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
             failed = (out.RequestResponses ?? []).flatMap((r, j) => (r.ErrorCode ? [j] : []));
           }
           batch = failed.map((j) => batch[j]);
-          if (batch.length > 0) await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+          if (batch.length > 0) await sleep(100 * 2 ** attempt);
         }
         const line = `  sent ${Math.min(i + 500, records.length)}/${records.length} ${pipeline} (${p.source === 'kinesis' ? 'Kinesis PutRecords' : 'Firehose PutRecordBatch'})`;
         // A terminal gets one line rewritten per batch; a log or pipe only each pipeline's last.

@@ -12,6 +12,7 @@ import { isPermanentRecordError, MAYBE_TAKEN, sendRecords, summarizeFailures, ty
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { checkTwinTakesRecords, entryPointFor, resolveTarget, type Target } from './target';
+import { sleep } from './sleep';
 import { verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult } from './verify';
 
 interface PutFlags extends TargetFlags {
@@ -484,8 +485,6 @@ interface SendOptions {
   readonly outageWaitMs: number;
   readonly progress: Progress;
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** How long, by default, a run that has had records accepted waits for an endpoint that stopped answering to answer again. */
 const DEFAULT_OUTAGE_WAIT_MS = 30_000;

@@ -6,6 +6,7 @@
 import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
 import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { explainFailure, networkErrorCode, type FailureContext } from './errors';
+import { sleep } from './sleep';
 
 export interface OutgoingRecord {
   readonly data: Buffer;
@@ -206,8 +207,6 @@ export interface SendResult {
   readonly calls: number;
 }
 
-const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 function recordBytes(record: OutgoingRecord, limits: ApiLimits): number {
   return record.data.length + (limits.countsPartitionKey ? Buffer.byteLength(record.partitionKey, 'utf8') : 0);
 }
@@ -240,7 +239,7 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
   const maxAttempts = options.maxAttempts ?? 8;
   const baseDelayMs = options.baseDelayMs ?? 100;
   const maxDelayMs = options.maxDelayMs ?? 5000;
-  const sleep = options.sleep ?? sleepMs;
+  const wait = options.sleep ?? sleep;
   const random = options.random ?? Math.random;
   const outcomes: RecordOutcome[] = records.map(() => ({ ok: false, errorCode: 'NotSent', errorMessage: 'not sent' }));
   let pending: number[] = [];
@@ -300,7 +299,7 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
       if (!o.ok) errorCodes[o.errorCode] = (errorCodes[o.errorCode] ?? 0) + 1;
     }
     options.onRetry?.({ attempt, records: failed.length, errorCodes, delayMs });
-    await sleep(delayMs);
+    await wait(delayMs);
     retries += failed.length;
     pending = failed;
   }

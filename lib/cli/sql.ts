@@ -22,6 +22,7 @@ import { explained, explainFailure } from './errors';
 import { formatBytes, INTERRUPTED_EXIT_CODE, UserError } from './output';
 import { io, type Progress } from './progress';
 import { OutputKeys } from './stack-outputs';
+import { sleep } from './sleep';
 import { START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
 
 export interface SqlStats {
@@ -185,8 +186,6 @@ export interface AthenaPolling {
   readonly sleep?: (ms: number) => Promise<void>;
 }
 
-const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /** Athena in the stack's workgroup. */
 export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, polling: AthenaPolling = {}): Promise<SqlEngine> {
   const outputs = await target.outputs();
@@ -195,7 +194,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
   const workGroup = outputs.get(OutputKeys.AthenaWorkGroupName) ?? names.athenaWorkGroup;
   const database = outputs.get(OutputKeys.GlueDatabaseName) ?? names.glueDatabase;
   const context = { service: 'Athena', resource: `workgroup ${workGroup}` };
-  const sleep = polling.sleep ?? sleepMs;
+  const pause = polling.sleep ?? sleep;
   return {
     description: `Athena workgroup ${workGroup} (${outputs.region})`,
     database,
@@ -258,7 +257,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
             throw new QueryFailedError(`Athena query ${queryExecutionId} ${state.toLowerCase()}: ${reason}`);
           }
           progress.update(`Athena ${state.toLowerCase()} · ${Math.round((Date.now() - started) / 1000)} s · ${formatBytes(bytesScanned)} scanned · ${queryExecutionId}`);
-          await sleep(wait);
+          await pause(wait);
           await endIfInterrupted();
           wait = Math.min(wait * 2, polling.maxMs ?? 2000);
         }

@@ -10,6 +10,7 @@ import { openSearchDir } from '../local/paths';
 import { quoteIdent, type SchemaModel } from '../schema';
 import type { Progress } from './progress';
 import { bulkDocuments, type SearchBackend } from './search-backend';
+import { sleep } from './sleep';
 import type { SqlEngine } from './sql';
 
 /** A record that should become queryable: its id and the partition values the transform gives it. */
@@ -43,8 +44,6 @@ const IDS_PER_QUERY = 1000;
 /** More distinct partitions than this in one query: filter by the ids alone. */
 const MAX_PARTITION_TERMS = 48;
 
-const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /** Polls `findSome` for the missing ids until all are found or the time is up. */
 async function waitFor(
   label: string,
@@ -55,7 +54,7 @@ async function waitFor(
 ): Promise<VerifyResult> {
   const missing = new Map(expected.map((e) => [e.id, e]));
   const deadline = options.startedAt + options.timeoutMs;
-  const sleep = options.sleep ?? sleepMs;
+  const wait = options.sleep ?? sleep;
   let lastFoundAt = Date.now();
   for (;;) {
     const found = await findSome([...missing.values()]);
@@ -66,7 +65,7 @@ async function waitFor(
     const left = deadline - Date.now();
     if (missing.size === 0 || left <= 0) break;
     // The last wait ends at the deadline, for one more check then: records that land in the last poll interval count.
-    await sleep(Math.min(options.pollMs, left));
+    await wait(Math.min(options.pollMs, left));
   }
   const passed = missing.size === 0;
   return {

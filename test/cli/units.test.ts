@@ -4,6 +4,7 @@ import { drawSample, parseCount, parseDuration, parsePort, parseRate, parseSize 
 import { SampleError } from '../../lib/schema/sample';
 import { displayRows, displayValue, formatTable, toCsv, UserError } from '../../lib/cli/output';
 import { Progress } from '../../lib/cli/progress';
+import { MAX_TIMER_DELAY_MS, sleep } from '../../lib/cli/sleep';
 import * as net from 'net';
 import { kinesisClient } from '../../lib/local/aws-clients';
 import { freePort } from '../../lib/local/ports';
@@ -68,6 +69,35 @@ describe('value parsers', () => {
       const text = `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${s ? `${s}s` : ''}`;
       expect(parseDuration(text, '--d')).toBe(((h * 60 + m) * 60 + s) * 1000);
     }));
+  });
+});
+
+describe('sleep', () => {
+  afterEach(() => jest.useRealTimers());
+
+  /** A wait started on fake timers, and whether it has ended after advancing them by `ms`. */
+  const fakeWait = (ms: number) => {
+    jest.useFakeTimers();
+    let ended = false;
+    void sleep(ms).then(() => (ended = true));
+    return async (advanceMs: number) => {
+      await jest.advanceTimersByTimeAsync(advanceMs);
+      return ended;
+    };
+  };
+
+  // Node fires a timer longer than 2^31-1 ms after 1 ms: `put --verify --poll 30d` would poll in a tight loop.
+  test.each([MAX_TIMER_DELAY_MS + 1, 30 * 86_400_000])('a wait of %d ms, longer than one timer holds, neither ends early nor late', async (ms) => {
+    const endedAfter = fakeWait(ms);
+    expect(await endedAfter(100)).toBe(false);
+    expect(await endedAfter(ms - 101)).toBe(false);
+    expect(await endedAfter(1)).toBe(true);
+  });
+
+  test('a short wait ends when setTimeout would', async () => {
+    const endedAfter = fakeWait(250);
+    expect(await endedAfter(249)).toBe(false);
+    expect(await endedAfter(1)).toBe(true);
   });
 });
 
