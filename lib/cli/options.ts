@@ -4,7 +4,7 @@
  */
 import { Option, type Command } from 'commander';
 import { loadConfig, type SluiceConfig } from '../config';
-import { UserError } from './output';
+import { escapeControlCharacters, UserError } from './output';
 import { SampleError } from '../schema/sample';
 
 /** `-c key=value`, repeatable, exactly as `cdk -c`: the same overrides the stack and the twin read. */
@@ -63,10 +63,16 @@ export function configFrom(flags: Pick<TargetFlags, 'context'>): SluiceConfig {
 /** The configured pipeline, or a UserError listing the configured ones. */
 export function requirePipeline(config: SluiceConfig, pipeline: string): SluiceConfig['pipelines'][string] {
   const p = config.pipelines[pipeline];
-  if (!p) {
-    throw new UserError(`unknown pipeline "${pipeline}"; configured pipelines: ${Object.keys(config.pipelines).join(', ')}`);
-  }
+  if (!p) throw unknownPipeline(pipeline, 'configured', Object.keys(config.pipelines));
   return p;
+}
+
+/**
+ * The UserError for a pipeline name that is none of `known`. The name is echoed as typed, its control characters
+ * escaped as table cells print them: a pasted name cannot clear, recolour or retitle the terminal.
+ */
+export function unknownPipeline(pipeline: string, kind: 'configured' | 'known', known: readonly string[]): UserError {
+  return new UserError(`unknown pipeline "${escapeControlCharacters(pipeline)}"; ${kind} pipelines: ${known.join(', ')}`);
 }
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };

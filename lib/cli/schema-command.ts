@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { glueColumns, loadModel, openSearchIndexTemplate, parquetColumns, projectionParameters, firehoseDataPrefix, firehoseErrorPrefix, typeScriptTypes, listSchemas } from '../schema';
 import { SchemaDerivationError } from '../schema/model';
-import { formatTable, toJson, UserError } from './output';
+import { unknownPipeline } from './options';
+import { formatTable, toJson } from './output';
 
 export function registerSchemaCommand(program: Command): void {
   program
@@ -12,9 +13,7 @@ export function registerSchemaCommand(program: Command): void {
     .option('--types', 'also print the TypeScript record types')
     .addHelpText('after', '\nExamples:\n  $ sluice schema iot\n  $ sluice schema transactions --json | jq .glue.columns')
     .action((pipeline: string, opts: { json?: boolean; types?: boolean }) => {
-      if (!listSchemas().includes(pipeline)) {
-        throw new UserError(`unknown pipeline "${pipeline}"; known pipelines: ${listSchemas().join(', ')}`);
-      }
+      if (!listSchemas().includes(pipeline)) throw unknownPipeline(pipeline, 'known', listSchemas());
       const model = loadModel(pipeline);
       const glue = glueColumns(model);
       // A mapping OpenSearch would refuse stops only a search destination: the rest is still shown.

@@ -248,6 +248,10 @@ describe('sluice cost', () => {
   test('usage mistakes exit 2', async () => {
     expect((await sluice('cost', '--size', 'big')).stderr).toMatch(/--size "big": expected a size such as 800B, 1KB, 1KiB or 2.5MB/);
     expect((await sluice('cost', '-p', 'orders')).code).toBe(2);
+    // Control characters in the name print escaped: a name typed or pasted cannot clear or retitle the terminal.
+    expect(await sluice('cost', '-p', 'or\u001b[2Jders\u009b')).toMatchObject({
+      code: 2, stdout: '', stderr: 'sluice: unknown pipeline "or\\u001b[2Jders\\u009b"; configured pipelines: clickstream, iot, transactions, app-events\n',
+    });
     const bad = await sluice('cost', '-c', 'pipelines.iot.shards=0');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/pipelines\.iot\.shards: 0 is out of range/);

@@ -65,4 +65,10 @@ describe('sluice schema', () => {
     expect(err).toMatch(/unknown pipeline "orders"; known pipelines: app-events, clickstream, iot, transactions/);
     expect(err).not.toMatch(/at .*\.ts:\d+/); // no stack trace for a user mistake
   });
+
+  test('an unknown pipeline prints its control characters escaped: a name typed or pasted cannot clear or retitle the terminal', async () => {
+    const { code, err } = await capture(['schema', 'or\u001b[2Jders\u0007']);
+    expect(code).toBe(2);
+    expect(err).toBe('sluice: unknown pipeline "or\\u001b[2Jders\\u0007"; known pipelines: app-events, clickstream, iot, transactions');
+  });
 });

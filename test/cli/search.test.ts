@@ -194,6 +194,11 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     expect(noSearch.code).toBe(2);
     expect(noSearch.stderr).toMatch(/pipeline "iot" does not deliver to search \(destinations: lake, metadata\); query its lake with `sluice query`/);
 
+    // Control characters in the name print escaped: a name typed or pasted cannot clear or retitle the terminal.
+    const unknown = await search('click\u001b]0;owned\u0007stream');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toBe('sluice: unknown pipeline "click\\u001b]0;owned\\u0007stream"; configured pipelines: clickstream, iot, transactions, app-events\n');
+
     const field = await search('clickstream', '--count-by', 'colour');
     expect(field.code).toBe(2);
     expect(field.stderr).toMatch(/--count-by colour: not a field of the clickstream index; fields: event_id, event_type, .*device\.type/);
