@@ -50,6 +50,18 @@ export function addTargetOptions(command: Command, uses: { firehose?: boolean; k
   return command;
 }
 
+/**
+ * For a command whose free-text argument can start with '-' (a NOT query, `-event_type:click`): the parser takes such an
+ * argument for an option, so its "unknown option" error adds `hint`, which says to put `--` before it (after `--` nothing
+ * is read as an option). An unknown `--…` is left as it is: that is a mistyped flag, and commander suggests the right one.
+ */
+export function hintDashesBeforeDashedArgument(command: Command, hint: string): Command {
+  const { outputError = (text: string, write: (text: string) => void) => write(text) } = command.configureOutput();
+  return command.configureOutput({
+    outputError: (text, write) => outputError(text.replace(/^(error: unknown option '-[^-][^\n]*')\n$/, (_, error: string) => `${error}; ${hint}\n`), write),
+  });
+}
+
 /** `--progress`: progress lines on stderr even when it is not a terminal. */
 export function addProgressOption(command: Command): Command {
   return command.option('--progress', 'report progress on stderr even when it is not a terminal (it always is on a terminal)');

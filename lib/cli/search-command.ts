@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { resourceNames } from '../config';
 import { loadModel, openSearchIndexTemplate, type SchemaModel } from '../schema';
-import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, parseDuration, requirePipeline, type TargetFlags } from './options';
+import { addProgressOption, addTargetOptions, examples, formatDuration, hintDashesBeforeDashedArgument, parseCount, parseDuration, requirePipeline, type TargetFlags } from './options';
 import { displayRows, displayValue, formatTable, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
@@ -27,7 +27,7 @@ export function registerSearchCommand(program: Command): void {
     .command('search')
     .description('search a pipeline\'s OpenSearch indices: query-string syntax or a DSL file, hits as a table, counts per field with --count-by')
     .argument('<pipeline>', 'a pipeline with the search destination')
-    .argument('[query]', 'OpenSearch query-string syntax, e.g. \'event_type:click AND device.type:mobile\' (default: everything)')
+    .argument('[query]', 'OpenSearch query-string syntax, e.g. \'event_type:click AND device.type:mobile\' (default: everything); a query that starts with \'-\' (NOT) goes after -- (see the examples)')
     .option('--dsl <file.json>', 'a search body (or just a query clause) in OpenSearch Query DSL; combined with the query string and --since')
     .option('--since <time>', 'only events newer than this, by event time: 15m, 1h, 7d')
     .option('--size <n>', 'hits to show', '20')
@@ -38,10 +38,12 @@ export function registerSearchCommand(program: Command): void {
     .option('--json', 'print the hits (or buckets) and total as JSON');
   addTargetOptions(command, { opensearch: true });
   addProgressOption(command);
+  hintDashesBeforeDashedArgument(command, "a query that starts with '-' goes after --, e.g. sluice search clickstream -- '-event_type:click'");
   command.addHelpText('after', [
     examples(
       'OPENSEARCH_URL=http://127.0.0.1:9200 sluice search clickstream \'event_type:add_to_cart\' --since 1h',
       'sluice search clickstream --count-by device.type --since 1d',
+      'sluice search clickstream --since 1h -- \'-event_type:click\'',
       'sluice search clickstream --dsl slow-pages.json --fields event_time,page.path,duration_ms',
       'sluice search clickstream \'user_id:"user-42"\' --aws --json',
     ),

@@ -223,6 +223,23 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     expect(seen).toHaveLength(0);
   });
 
+  test('a query that starts with "-" (a NOT query) is read as an option: the error says to put -- before it, and --help says so', async () => {
+    const dashed = await search('clickstream', '-event_type:click');
+    expect(dashed.code).toBe(2);
+    expect(dashed.stderr.split('\n')[0]).toBe("sluice: unknown option '-event_type:click'; a query that starts with '-' goes after --, e.g. sluice search clickstream -- '-event_type:click'");
+    // A mistyped flag is still a mistyped flag, with commander's suggestion.
+    expect((await search('clickstream', '--sise', '5')).stderr.split('\n')[0]).toBe("sluice: unknown option '--sise' (did you mean --size?)");
+    expect(seen).toHaveLength(0);
+
+    const afterDashes = await sluice('search', 'clickstream', '--endpoint-opensearch', url, '--', '-event_type:click');
+    expect(afterDashes.code).toBe(0);
+    expect(seen[0].body.query).toEqual({ query_string: { query: '-event_type:click', default_operator: 'AND', lenient: true } });
+
+    const help = await sluice('search', '--help');
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain("a query that starts with '-' (NOT) goes after -- (see the examples)");
+    expect(help.stdout).toContain("$ sluice search clickstream --since 1h -- '-event_type:click'");
+  });
+
   test('--fields names fields of the document, never what every object inherits', async () => {
     answer = () => ({ status: 200, body: hitsResponse([{ event_id: 'e-1', page: { path: '/a' } }]) });
     const { code, stdout } = await search('clickstream', '--fields', 'event_id,constructor,toString,page.path.length');
