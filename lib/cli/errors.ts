@@ -3,7 +3,7 @@
  * Anything a user can fix (nothing listening, no credentials, no region, a missing resource, no
  * permission) becomes a UserError: message only, exit 2.
  */
-import { UserError } from './output';
+import { escapeControlCharacters, UserError } from './output';
 
 export interface FailureContext {
   /** What was being called, for messages: "the twin's Firehose API", "Athena". */
@@ -23,6 +23,17 @@ interface ErrorLike {
   errors?: unknown[];
   cause?: unknown;
   $metadata?: { httpStatusCode?: number };
+}
+
+/** Why a file the user named (`--file`, `--dsl`) cannot be read, as a UserError: "no such file", not ENOENT. */
+export function unreadableFile(flag: string, file: string, err: unknown): UserError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why = code === 'ENOENT' ? 'no such file'
+    : code === 'EISDIR' ? 'it is a directory'
+      : code === 'ENOTDIR' ? 'a part of the path is not a directory'
+        : code === 'EACCES' || code === 'EPERM' ? 'permission denied'
+          : (err as Error).message;
+  return new UserError(`cannot read ${flag} ${escapeControlCharacters(file)}: ${why}`);
 }
 
 /** The socket-level error code (ECONNREFUSED, ENOTFOUND, ...) anywhere in an error's causes. */

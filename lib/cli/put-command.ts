@@ -7,7 +7,7 @@ import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type Pip
 import { addProgressOption, addTargetOptions, drawSample, examples, formatDuration, parseCount, parseDuration, parseRate, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
-import { networkErrorCode } from './errors';
+import { networkErrorCode, unreadableFile } from './errors';
 import { isPermanentRecordError, MAYBE_TAKEN, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type RecordOutcome, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
@@ -322,11 +322,7 @@ const MAX_FILE_LINE_BYTES = 16 * 1024 * 1024;
  * written (less the line break, and a CR before it): a record's bytes are what is sent. Blank lines are skipped.
  */
 function fileSource(file: string, schema: PipelineSchema): RecordSource {
-  const problem = (err: unknown) => {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : code ?? (err as Error).message;
-    return new UserError(`cannot read --file ${file}: ${why}`);
-  };
+  const problem = (err: unknown) => unreadableFile('--file', file, err);
   let fd: number;
   /** A pipe, FIFO or terminal: a read waits for its writer, so what was read is sent rather than held for more. */
   let waitsForWriter: boolean;

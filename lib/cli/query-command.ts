@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
+import { unreadableFile } from './errors';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, type TargetFlags } from './options';
 import { PRICES } from './prices';
 import { displayRows, escapeControlCharacters, formatBytes, formatTable, rowsAsObjects, toCsv, toJson, UserError } from './output';
@@ -92,9 +93,7 @@ function readQueryFile(file: string): string {
   try {
     return fs.readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new UserError(`cannot read --file ${file}: ${why}`);
+    throw unreadableFile('--file', file, err);
   }
 }
 

@@ -4,6 +4,7 @@ import { resourceNames } from '../config';
 import { loadModel, openSearchIndexTemplate, type SchemaModel } from '../schema';
 import { addProgressOption, addTargetOptions, examples, formatDuration, hintDashesBeforeDashedArgument, parseCount, parseDuration, requirePipeline, type TargetFlags } from './options';
 import { displayRows, displayValue, formatTable, toJson, UserError } from './output';
+import { unreadableFile } from './errors';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
 import { resolveTarget } from './target';
@@ -90,7 +91,7 @@ function readDsl(file: string): Record<string, unknown> {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new UserError(`cannot read --dsl ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw unreadableFile('--dsl', file, err);
   }
   try {
     const value = JSON.parse(text) as unknown;

@@ -147,6 +147,22 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  test('a --dsl file that cannot be read: a usage error naming the file and why, not a bare ENOENT; nothing is sent', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-dsl-'));
+    try {
+      const cases: Array<[string, string]> = [[path.join(dir, 'missing.json'), 'no such file'], [dir, 'it is a directory']];
+      for (const [file, why] of cases) {
+        expect(await search('clickstream', '--dsl', file)).toEqual({ code: 2, stdout: '', stderr: `sluice: cannot read --dsl ${file}: ${why}\n` });
+      }
+      expect(seen).toHaveLength(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('--json prints total, hits and buckets for scripts', async () => {
     answer = () => ({ status: 200, body: hitsResponse([{ event_id: 'e-1' }], 1, { count_by: { buckets: [{ key: 'click', doc_count: 1 }] } }) });
     const { code, stdout } = await search('clickstream', '--count-by', 'event_type', '--size', '1', '--json');
