@@ -4,7 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config';
 import { EmulatorStateError } from '../local/state-error';
 import { SchemaDerivationError } from '../schema/model';
-import { UserError } from './output';
+import { escapeControlCharactersInLines, UserError } from './output';
 import { registerCostCommand } from './cost-command';
 import { registerLocalCommands } from './local-command';
 import { registerPutCommand } from './put-command';
@@ -26,8 +26,13 @@ export function buildProgram(): Command {
       '  in the dead-letter queue, a query the engine refused) · 2 usage, configuration or environment problem · 130 interrupted (Ctrl-C)',
     ].join('\n'))
     // Commander's own usage errors ("error: unknown option …") start `sluice:` and take one line like every
-    // other message; its suggestion joins that line.
-    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'sluice: ').replace(/\n\(Did you mean (.+)\?\)\n$/, ' (did you mean $1?)\n')) })
+    // other message; its suggestion joins that line. They echo what was typed: its control characters are
+    // escaped, as everywhere else, so a pasted flag cannot clear or retitle the terminal.
+    .configureOutput({
+      outputError: (text, write) => write(escapeControlCharactersInLines(
+        text.replace(/^error: /, 'sluice: ').replace(/\n\(Did you mean (.+)\?\)\n$/, ' (did you mean $1?)\n'),
+      )),
+    })
     .exitOverride();
   registerLocalCommands(program);
   registerSchemaCommand(program);
@@ -90,17 +95,19 @@ export async function run(argv: readonly string[]): Promise<number> {
     await program.parseAsync(unknownCommandWithoutHelp(program, sqlCommentsAsArguments(argv)), { from: 'user' });
     return 0;
   } catch (err) {
+    // Messages echo what was typed or read (names, values, file names): their control characters are escaped.
+    const say = (message: string) => console.error(escapeControlCharactersInLines(`sluice: ${message}`));
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof UserError) {
-      console.error(`sluice: ${err.message}`);
+      say(err.message);
       return err.exitCode;
     }
     if (err instanceof ConfigError || err instanceof SchemaDerivationError || err instanceof EmulatorStateError) {
-      console.error(`sluice: ${err.message}`);
+      say(err.message);
       return 2;
     }
     // Not a known kind of failure: the message, and the stack trace only when asked for (for a bug report).
-    console.error(`sluice: ${describeUnexpected(err)}${debugging() ? `\n${(err as Error).stack ?? ''}` : '\n(SLUICE_DEBUG=1 shows where it happened)'}`);
+    say(`${describeUnexpected(err)}${debugging() ? `\n${(err as Error).stack ?? ''}` : '\n(SLUICE_DEBUG=1 shows where it happened)'}`);
     return 1;
   }
 }

@@ -45,6 +45,11 @@ export function escapeControlCharacters(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** `escapeControlCharacters` for each line of a multi-line text: its line breaks stay. */
+export function escapeControlCharactersInLines(text: string): string {
+  return text.split('\n').map(escapeControlCharacters).join('\n');
+}
+
 export function formatNumber(n: number): string {
   if (!Number.isFinite(n)) return String(n);
   if (Number.isInteger(n)) return n.toLocaleString('en-US');

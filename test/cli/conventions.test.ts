@@ -69,6 +69,21 @@ describe('the sluice binary', () => {
     expect(command.stderr).toMatch(/^sluice: unknown command 'dlq'\n/);
   });
 
+  test('what a message echoes (an unknown flag or command, a -c key) has its control characters escaped, its lines kept', async () => {
+    const flag = await sluice('query', '--x\u001b]0;pwned\u0007', 'SELECT 1');
+    expect(flag.code).toBe(2);
+    expect(flag.stderr.split('\n')[0]).toBe("sluice: unknown option '--x\\u001b]0;pwned\\u0007'");
+    const command = await sluice('d\u001b[2Jlq');
+    expect(command.code).toBe(2);
+    expect(command.stderr.split('\n')[0]).toBe("sluice: unknown command 'd\\u001b[2Jlq'");
+    // A configuration error echoes the -c key it refuses: the same escaping, for every message sluice prints.
+    const config = await sluice('cost', '-c', 'pipelines.ap\u001b[2Jp.x=1');
+    expect(config.code).toBe(2);
+    expect(config.stderr).toContain('pipelines.ap\\u001b[2Jp.x: unknown pipeline "ap\\u001b[2Jp"');
+    // eslint-disable-next-line no-control-regex
+    expect(flag.stderr + command.stderr + config.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
+  });
+
   test('an unknown command asked for its help: the same error, not the main help and exit 0', async () => {
     for (const argv of [['dlq', '--help'], ['dlq', '-h'], ['help', 'dlq'], ['local', 'dlq', '--help'], ['help', 'local', 'dlq']]) {
       const { code, stdout, stderr } = await sluice(...argv);
