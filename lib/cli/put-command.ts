@@ -272,7 +272,8 @@ interface RecordSource {
   exhausted(): boolean;
   /**
    * How many records were left untaken, up to `limit`, once a run stopped early: a regular file is read on to count
-   * them; undefined when only waiting for a pipe's writer would tell, or for generated records without a count.
+   * them, up to UNTAKEN_COUNT_BYTES; undefined when only waiting for a pipe's writer or reading further would tell,
+   * or for generated records without a count.
    */
   untaken(limit: number): number | undefined;
   /** Lets go of the input (a --file read only as far as --count). */
@@ -315,6 +316,11 @@ function generatedSource(schema: PipelineSchema, seed: number): RecordSource {
 const FILE_CHUNK_BYTES = 1 << 20;
 /** The longest --file line read: 16 × the largest record either API takes. */
 const MAX_FILE_LINE_BYTES = 16 * 1024 * 1024;
+/**
+ * How far a --file is read on after a run stopped early, to count the records it never sent: a quarter of a second
+ * or so here. Beyond it the count is not given: a 10 GB file would hold the summary back half a minute.
+ */
+const UNTAKEN_COUNT_BYTES = 64 * 1024 * 1024;
 
 /**
  * A --file's records, read as they are sent: a file of any size, or standard input that never ends (`producer |
@@ -349,6 +355,7 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
   };
   /** The last read from a pipe took all it had: reading again would wait for its writer. */
   let drained = false;
+  let bytesRead = 0;
   const keep = (line: Buffer) => {
     lineNumber++;
     if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
@@ -382,6 +389,7 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
         release();
         break;
       }
+      bytesRead += n;
       const bytes = chunk.subarray(0, n);
       let start = 0;
       for (let at = bytes.indexOf(0x0a); at !== -1; at = bytes.indexOf(0x0a, start)) {
@@ -422,13 +430,14 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
     },
     untaken(limit) {
       let count = 0;
+      const countUntil = bytesRead + UNTAKEN_COUNT_BYTES;
       try {
         // A chunk at a time, the lines counted and let go. A line too long to be a record ends the count, as it ends the input.
         for (;;) {
           count += lines.splice(0).length;
           if (count >= limit || eof || unreadable) return Math.min(count, limit);
           // A pipe or terminal not at its end: reading on would wait for its writer, maybe for ever.
-          if (waitsForWriter) return undefined;
+          if (waitsForWriter || bytesRead >= countUntil) return undefined;
           fill(1);
         }
       } catch {

@@ -218,6 +218,18 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       expect(JSON.parse(stdout)).toMatchObject({ sent: 400, accepted: 300, neverSent: 600 });
       proxy.close();
 
+      // A file with more than 64 MiB left is not read to its end to count: the summary is not held back.
+      const large = path.join(ownDir, 'large.ndjson');
+      fs.copyFileSync(file, large);
+      const line = `${'x'.repeat(1023)}\n`;
+      for (let i = 0; i < 70; i++) fs.appendFileSync(large, line.repeat(1024));
+      proxy = await cutting();
+      const counted = await sluice('put', 'app-events', '--file', large, ...args(proxy.url), '--json');
+      expect(counted.code).toBe(1);
+      expect(counted.stderr).toContain(`after accepting 300 records; the rest of --file ${large} was never sent (how many records, if any, is not known without reading it to its end)`);
+      expect(JSON.parse(counted.stdout)).not.toHaveProperty('neverSent');
+      proxy.close();
+
       // Standard input that stays open: how much more it will bring is not known, and is not waited for.
       proxy = await cutting();
       const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', '-', ...args(proxy.url)], { stdio: ['pipe', 'pipe', 'pipe'] });
