@@ -13,7 +13,8 @@
  *   in the engine, which retries); the next invocation starts a new runtime, unless the code it would load
  *   changed on disk since the start (`codeChanged`): a new runtime would run other code than the twin started with.
  * - A runtime still holding an invocation a moment after the function's timeout (when the engine has
- *   recorded `Lambda.FunctionTimedOut`) is ended, as Lambda ends a timed-out sandbox.
+ *   recorded `Lambda.FunctionTimedOut`) is ended, as Lambda ends a timed-out sandbox; one whose heap would
+ *   grow past the function's memory (`memoryMiB`) ends as a sandbox out of memory does.
  * - A runtime takes several invocations at once and runs them one after the other: one that has not answered
  *   for `unresponsiveMs` (a function stuck in a loop) keeps the invocation it runs, to its timeout, and a new
  *   runtime takes its place and the invocations it had not started. In Lambda a stuck invocation holds its own
@@ -35,6 +36,11 @@ export interface TransformWorkersOptions {
   readonly size?: number;
   /** The module whose `createTransformHandler` makes the handlers. @default transforms/record-transform/handler */
   readonly handlerModule?: string;
+  /**
+   * The function's memory (`transform.memoryMiB`): a runtime's heap may not grow past it. One that would ends, as a
+   * Lambda sandbox out of memory does, and fails what it holds. @default V8's own limit
+   */
+  readonly memoryMiB?: number;
   /**
    * What changed on disk, since the start, in the code a runtime loads (the twin: the generated validators), or
    * undefined. Asked before a runtime is started again; while it answers, none is, and invocations fail with its answer.
@@ -325,7 +331,12 @@ export class TransformWorkers {
     // The handler is TypeScript: the runtime loads it through tsx, as the CLI does.
     const source = `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(__filename)});`;
     // `env`: the environment as this realm sees it (under jest, the test's own copy), not the process's.
-    const worker = new Worker(source, { eval: true, workerData: setup, env: { ...process.env } });
+    const worker = new Worker(source, {
+      eval: true,
+      workerData: setup,
+      env: { ...process.env },
+      ...(this.options.memoryMiB ? { resourceLimits: { maxOldGenerationSizeMb: this.options.memoryMiB } } : {}),
+    });
     const runtime: Runtime = new Runtime(worker, (ended, reason) => {
       ended.end(reason);
       const at = this.runtimes.indexOf(ended);

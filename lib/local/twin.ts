@@ -131,6 +131,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       handlers: Object.entries(config.pipelines).flatMap(([pipeline, p]) => (['lake', 'search'] as const).filter((d) => p.destinations.includes(d)).map((destination) => ({ pipeline, destination }))),
       piiHashKey,
       size: options.transformWorkers,
+      // One pool serves every pipeline: the largest function's memory.
+      memoryMiB: Math.max(...Object.values(config.pipelines).map((p) => p.transform.memoryMiB)),
       codeChanged: () => {
         const now = validatorFingerprints(Object.keys(config.pipelines));
         const changed = [...now.keys()].filter((p) => now.get(p) !== validatorsAtStart.get(p));

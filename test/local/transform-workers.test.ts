@@ -149,6 +149,16 @@ describe('transform runtimes', () => {
     expect(ended).toEqual([]);
   }, MINUTE);
 
+  test('a runtime whose heap would grow past the function\'s memory ends, as a Lambda sandbox out of memory; a new one answers the next', async () => {
+    const small = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING, memoryMiB: 64 });
+    const invoke = small.processor('iot', 'lake', MINUTE);
+    await expect(invoke(invocation('hold-128-mib'))).rejects.toThrow(/the transform's runtime ended: .*memory/i);
+    await expect(invoke(invocation('ok'))).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
+    // The same invocation, with memory for it.
+    const large = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING, memoryMiB: 512 });
+    await expect(large.processor('iot', 'lake', MINUTE)(invocation('hold-128-mib'))).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
+  }, MINUTE);
+
   test('closed, the runtimes fail what they hold and refuse new invocations', async () => {
     const workers = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING });
     const invoke = workers.processor('iot', 'lake', MINUTE);
