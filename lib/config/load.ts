@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, validateConfig } from './validate';
+import { ConfigError, didYouMean, validateConfig } from './validate';
 import type { SluiceConfig } from './types';
 
 type Raw = Record<string, unknown>;
@@ -119,6 +119,8 @@ function settingsWithoutEffect(name: string, pipeline: Raw, layerOf: (key: strin
     ['streamEncryption', pipeline.source !== 'direct-put', stream, 'source'],
     ['consumer', destinations.includes('metadata'), 'the "metadata" destination', 'destinations'],
     ['search', destinations.includes('search'), 'the "search" destination', 'destinations'],
+    ['buffering', destinations.includes('lake'), 'the "lake" destination (it is the lake delivery\'s buffer)', 'destinations'],
+    ['transform', destinations.includes('lake') || destinations.includes('search'), 'the "lake" or "search" destination (the metadata consumer runs no transform)', 'destinations'],
   ];
   return needs
     .filter(([key, used, , decidedBy]) => !used && layerOf(key) >= Math.max(0, layerOf(decidedBy)))
@@ -183,7 +185,7 @@ function isCdkContextKey(key: string): boolean {
 }
 
 function notASetting(key: string): string {
-  return `-c ${key}: not a Sluice setting; settings start with one of ${SLUICE_KEYS.join(', ')}`;
+  return `-c ${key}: not a Sluice setting; settings start with one of ${SLUICE_KEYS.join(', ')}${didYouMean(key.split('.')[0], SLUICE_KEYS)}`;
 }
 
 /** Pipelines that have a schema file in schemas/. */
@@ -251,7 +253,7 @@ function setPath(target: Raw, parts: string[], value: unknown): string | undefin
     if (next === undefined) {
       if (parts[0] === 'pipelines' && i === 1) {
         const known = Object.keys((target.pipelines ?? {}) as Raw);
-        return `${key}: unknown pipeline "${part}"; known pipelines are ${known.join(', ')} (add new ones to cdk.json)`;
+        return `${key}: unknown pipeline "${part}"${didYouMean(part, known)}; known pipelines are ${known.join(', ')} (add new ones to cdk.json)`;
       }
       node[part] = {};
     } else if (typeof next !== 'object' || next === null || Array.isArray(next)) {

@@ -33,8 +33,11 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
 
   const prefix = v.pattern(cfg, 'prefix', /^[a-z][a-z0-9-]{0,19}$/, 'lower-case letters, digits and "-", starting with a letter, at most 20 characters');
   const env = v.pattern(cfg, 'env', /^[a-z][a-z0-9-]{0,9}$/, 'lower-case letters, digits and "-", starting with a letter, at most 10 characters');
+  // The address goes into the template as a string, so only what an address is made of: "${Token[…]}" would be
+  // resolved by CDK and "{{resolve:…}}" by CloudFormation into something else entirely.
   const alarmEmail = cfg.alarmEmail === undefined || cfg.alarmEmail === '' ? undefined
-    : v.pattern(cfg, 'alarmEmail', /^[^@\s]+@[^@\s]+\.[^@\s]+$/, 'an e-mail address');
+    : v.pattern(cfg, 'alarmEmail', /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/,
+      'an e-mail address such as oncall@example.com');
   const removalPolicy = v.oneOf(cfg, 'removalPolicy', REMOVAL_POLICIES);
 
   const lc = v.object(cfg.lifecycle, 'lifecycle', ['infrequentAccessDays', 'glacierDays', 'errorExpirationDays']);
@@ -70,6 +73,12 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
     bufferSizeMiB: v.number(lo, 'local.bufferSizeMiB', 0.001, 128),
     bufferIntervalSeconds: v.number(lo, 'local.bufferIntervalSeconds', 0, 900),
   };
+  // The twin listens on all three at once: a shared port would fail `sluice local up` with EADDRINUSE.
+  const portKeys = ['firehosePort', 'kinesisPort', 'dynamoPort'] as const;
+  portKeys.forEach((k, i) => {
+    const earlier = portKeys.slice(0, i).find((e) => Number.isInteger(lo[e]) && lo[e] === lo[k]);
+    if (earlier && Number.isInteger(lo[k])) v.problem(`local.${k}: ${local[k]} is also local.${earlier}; the twin listens on each, so give every one its own port`);
+  });
 
   const pipelinesRaw = v.object(cfg.pipelines, 'pipelines', undefined);
   const pipelines: Record<string, PipelineConfig> = {};
@@ -122,11 +131,6 @@ function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env
   if (knownSchemas && !knownSchemas.includes(name)) {
     v.problem(`${key}: no schema for pipeline "${name}"; add schemas/${name}.schema.json (known: ${knownSchemas.join(', ')})`);
   }
-  // Firehose names are limited to 64 characters; the longest suffix is "-search".
-  const longest = `${prefix}-${env}-${name}-search`;
-  if (longest.length > 64) {
-    v.problem(`${key}: delivery stream name "${longest}" would be ${longest.length} characters; Firehose allows 64 — shorten prefix, env or pipeline name`);
-  }
   const p = v.object(raw, key, ['source', 'shards', 'retentionHours', 'streamEncryption', 'destinations', 'buffering', 'transform', 'consumer', 'search']);
   const source = v.oneOf(p, `${key}.source`, SOURCES);
   const shards = p.shards === 'on-demand' ? 'on-demand' as const : v.int(p, `${key}.shards`, 1, MAX_PROVISIONED_SHARDS, 'or "on-demand"');
@@ -135,6 +139,12 @@ function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env
   const destinations = v.list(p, `${key}.destinations`, DESTINATIONS);
   if (destinations.length === 0) v.problem(`${key}.destinations: at least one of ${DESTINATIONS.join(', ')} is required`);
   if (new Set(destinations).size !== destinations.length) v.problem(`${key}.destinations: [${destinations.join(', ')}] names a destination twice`);
+  // Firehose names are limited to 64 characters: check the longest of the delivery streams this pipeline has.
+  const deliveryStream = destinations.includes('search') ? resourceNames({ prefix, env }, name).searchDeliveryStream
+    : destinations.includes('lake') ? resourceNames({ prefix, env }, name).lakeDeliveryStream : undefined;
+  if (deliveryStream !== undefined && deliveryStream.length > 64) {
+    v.problem(`${key}: delivery stream name "${deliveryStream}" would be ${deliveryStream.length} characters; Firehose allows 64 — shorten prefix, env or pipeline name`);
+  }
   if (source === 'direct-put') {
     for (const d of destinations) {
       if (d !== 'lake') {
@@ -174,10 +184,49 @@ function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env
     bufferingSizeMiB: v.int(s, `${key}.search.bufferingSizeMiB`, 1, 100),
     bufferingIntervalSeconds: v.int(s, `${key}.search.bufferingIntervalSeconds`, 0, 900),
     retrySeconds: v.int(s, `${key}.search.retrySeconds`, 0, 7200),
-    rotation: v.oneOf(s, `${key}.search.rotation`, INDEX_ROTATIONS),
+    rotation: s.rotation === 'NoRotation'
+      // SearchDelivery refuses it at synth; refused here too, so the CLI and the twin accept only what deploys.
+      ? (v.problem(`${key}.search.rotation: "NoRotation" would write to the one index "${name}", which the index template pattern "${name}-*" does not match; use one of ${DEPLOYABLE_ROTATIONS.map((r) => `"${r}"`).join(', ')}`), 'OneDay' as const)
+      : v.oneOf(s, `${key}.search.rotation`, DEPLOYABLE_ROTATIONS),
   };
 
   return { name, source, shards, retentionHours, streamEncryption, destinations, buffering, transform, consumer, search };
+}
+
+/** Rotations a deployed search delivery can use: every index it writes must match the template's `<pipeline>-*`. */
+const DEPLOYABLE_ROTATIONS = INDEX_ROTATIONS.filter((r) => r !== 'NoRotation');
+
+/**
+ * The candidate a mistyped key most likely meant: the same key in another case, or one at most two edits away
+ * (one for short keys). Undefined when none is that close.
+ */
+export function closestKey(key: string, candidates: readonly string[]): string | undefined {
+  const lower = key.toLowerCase();
+  let best: { candidate: string; distance: number } | undefined;
+  for (const candidate of candidates) {
+    const distance = candidate.toLowerCase() === lower ? 0 : editDistance(lower, candidate.toLowerCase());
+    if (!best || distance < best.distance) best = { candidate, distance };
+  }
+  const allowed = key.length <= 4 ? 1 : 2;
+  return best && best.distance <= allowed ? best.candidate : undefined;
+}
+
+/** ` (did you mean "shards"?)` for a key close to a known one, else nothing. */
+export function didYouMean(key: string, candidates: readonly string[]): string {
+  const match = closestKey(key, candidates);
+  return match === undefined ? '' : ` (did you mean "${match}"?)`;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
 }
 
 /** Reads typed values out of raw objects, recording problems instead of throwing at the first one. */
@@ -204,7 +253,7 @@ class Reader {
     }
     if (allowed) {
       for (const k of Object.keys(raw)) {
-        if (!allowed.includes(k)) this.problem(`${key ? `${key}.` : ''}${k}: unknown key; allowed keys are ${allowed.join(', ')}`);
+        if (!allowed.includes(k)) this.problem(`${key ? `${key}.` : ''}${k}: unknown key; allowed keys are ${allowed.join(', ')}${didYouMean(k, allowed)}`);
       }
     }
     return raw as Raw;

@@ -93,7 +93,7 @@ describe('-c overrides work the way CDK users expect', () => {
 
   test('an override of an unknown pipeline is a typo, not a new pipeline', () => {
     expect(problemsOf(() => load('pipelines.iott.shards=8'))).toEqual([
-      'pipelines.iott.shards: unknown pipeline "iott"; known pipelines are clickstream, iot, transactions, app-events (add new ones to cdk.json)',
+      'pipelines.iott.shards: unknown pipeline "iott" (did you mean "iot"?); known pipelines are clickstream, iot, transactions, app-events (add new ones to cdk.json)',
     ]);
   });
 
@@ -193,6 +193,8 @@ describe('settings a pipeline\'s source or destinations ignore are refused, not 
     // One command line is one place: the order of its -c switches does not matter.
     ['shards given before a switch to direct-put on the same command line', ['pipelines.iot.shards=4', 'pipelines.iot.source=direct-put', 'pipelines.iot.destinations=lake'], /^pipelines\.iot\.shards: only takes effect with source "kinesis"/],
     ['consumer settings given before the destinations that drop metadata', ['pipelines.iot.consumer.batchSize=100', 'pipelines.iot.destinations=lake'], /^pipelines\.iot\.consumer: only takes effect with the "metadata" destination/],
+    ['lake buffering without the lake destination', ['pipelines.iot.destinations=search,metadata', 'pipelines.iot.buffering.sizeMiB=100'], /^pipelines\.iot\.buffering: only takes effect with the "lake" destination/],
+    ['transform settings with neither lake nor search', ['pipelines.iot.destinations=metadata', 'pipelines.iot.transform.memoryMiB=1024'], /^pipelines\.iot\.transform: only takes effect with the "lake" or "search" destination/],
   ];
 
   test.each(cases)('%s', (_name, overrides, expected) => {
@@ -240,7 +242,10 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ['parallelization above 10', ['pipelines.iot.consumer.parallelization=11'], /^pipelines\.iot\.consumer\.parallelization: 11 is out of range; allowed 1–10/],
     ['OpenSearch buffer above 100 MB', ['pipelines.clickstream.search.bufferingSizeMiB=101'], /^pipelines\.clickstream\.search\.bufferingSizeMiB: 101 is out of range; allowed 1–100/],
     ['OpenSearch retry above 7200 s', ['pipelines.clickstream.search.retrySeconds=7201'], /^pipelines\.clickstream\.search\.retrySeconds: 7201 is out of range; allowed 0–7200/],
-    ['an unknown index rotation', ['pipelines.clickstream.search.rotation=Daily'], /^pipelines\.clickstream\.search\.rotation: "Daily" is not allowed; use one of "NoRotation", "OneHour", "OneDay", "OneWeek", "OneMonth"/],
+    ['an unknown index rotation', ['pipelines.clickstream.search.rotation=Daily'], /^pipelines\.clickstream\.search\.rotation: "Daily" is not allowed; use one of "OneHour", "OneDay", "OneWeek", "OneMonth"$/],
+    // SearchDelivery refuses it at synth (the template pattern <pipeline>-* would not match): the CLI and the twin refuse it too.
+    ['no index rotation', ['pipelines.clickstream.search.rotation=NoRotation'],
+      /^pipelines\.clickstream\.search\.rotation: "NoRotation" would write to the one index "clickstream", which the index template pattern "clickstream-\*" does not match; use one of "OneHour"/],
     ['Glacier sooner than 30 days after IA', ['lifecycle.glacierDays=45'], /^lifecycle\.glacierDays: 45 must be at least 30 days after lifecycle\.infrequentAccessDays \(30\)/],
     ['IA sooner than 30 days', ['lifecycle.infrequentAccessDays=7'], /^lifecycle\.infrequentAccessDays: 7 is out of range; allowed 30–3650/],
     ['an Athena cutoff below 10 MB', ['athena.bytesScannedCutoffMiB=1'], /^athena\.bytesScannedCutoffMiB: 1 is out of range; allowed 10–/],
@@ -248,6 +253,15 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ['an unknown top-level key', ['regoin=eu-west-1'], /^-c regoin: not a Sluice setting/],
     ['an unknown pipeline key', ['pipelines.iot.shard=2'], /^pipelines\.iot\.shard: unknown key; allowed keys are source, shards/],
     ['a malformed alarm e-mail', ['alarmEmail=ops-at-example'], /^alarmEmail: "ops-at-example" is not valid; expected an e-mail address/],
+    // Strings CDK (tokens) or CloudFormation (dynamic references) would replace in the template are no addresses.
+    ['a CDK token in the alarm e-mail', ['alarmEmail=${Token[TOKEN.99]}x@example.com'], /^alarmEmail: "\$\{Token\[TOKEN\.99\]\}x@example\.com" is not valid; expected an e-mail address/],
+    ['a dynamic reference in the alarm e-mail', ['alarmEmail={{resolve:ssm:oncall}}@example.com'], /^alarmEmail: .* is not valid; expected an e-mail address/],
+    ['a quote in the alarm e-mail', ['alarmEmail=ops"@example.com'], /^alarmEmail: .* is not valid; expected an e-mail address/],
+    ['two twin services on one port', ['local.firehosePort=4568'], /^local\.kinesisPort: 4568 is also local\.firehosePort; the twin listens on each, so give every one its own port$/],
+    ['a mistyped top-level key', ['prefx=acme'], /^-c prefx: not a Sluice setting; .* \(did you mean "prefix"\?\)$/],
+    ['a mistyped pipeline key', ['pipelines.iot.transfrom.memoryMiB=256'], /^pipelines\.iot\.transfrom: unknown key; .* \(did you mean "transform"\?\)$/],
+    ['a key in the wrong case', ['opensearch.instancecount=2'], /^opensearch\.instancecount: unknown key; .* \(did you mean "instanceCount"\?\)$/],
+    ['a pipeline in the wrong case', ['pipelines.IoT.shards=2'], /^pipelines\.IoT\.shards: unknown pipeline "IoT" \(did you mean "iot"\?\); known pipelines are/],
     ['an upper-case prefix', ['prefix=Sluice'], /^prefix: "Sluice" is not valid/],
     ['an existing OpenSearch domain without endpoint', ['opensearch.mode=existing'], /^opensearch: mode "existing" needs both opensearch\.endpoint and opensearch\.domainArn/],
     ['an OpenSearch instance type that is not one', ['opensearch.instanceType=m5.large'], /^opensearch\.instanceType: "m5\.large" is not valid; expected an OpenSearch instance type/],
@@ -273,10 +287,17 @@ describe('values AWS would reject fail with the key, the value and the allowed r
 
   test('names too long for Firehose (64 characters) are rejected before deploy', () => {
     const ctx = { ...defaults(), prefix: 'averyveryverylongpfx', env: 'production', environments: { production: {} } } as Record<string, unknown>;
-    ctx.pipelines = { 'clickstream-enriched-events': { destinations: ['lake'] } };
+    ctx.pipelines = { 'clickstream-enriched-events-v2': { destinations: ['lake'] } };
     expect(problemsOf(() => configFromContext(ctx))).toEqual([
-      'pipelines.clickstream-enriched-events: delivery stream name "averyveryverylongpfx-production-clickstream-enriched-events-search" would be 66 characters; Firehose allows 64 — shorten prefix, env or pipeline name',
+      'pipelines.clickstream-enriched-events-v2: delivery stream name "averyveryverylongpfx-production-clickstream-enriched-events-v2-lake" would be 67 characters; Firehose allows 64 — shorten prefix, env or pipeline name',
     ]);
+  });
+
+  test('the Firehose name checked is the longest stream the pipeline has: a lake-only pipeline is not held to "-search"', () => {
+    const ctx = { ...defaults(), prefix: 'averyveryverylongpfx', env: 'production', environments: { production: {} } } as Record<string, unknown>;
+    // averyveryverylongpfx-production-clickstream-enriched-events-lake: 64 characters.
+    ctx.pipelines = { 'clickstream-enriched-events': { destinations: ['lake'] } };
+    expect(configFromContext(ctx).pipelines['clickstream-enriched-events'].destinations).toEqual(['lake']);
   });
 
   test('every problem is reported at once', () => {
