@@ -184,10 +184,11 @@ function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env
     bufferingSizeMiB: v.int(s, `${key}.search.bufferingSizeMiB`, 1, 100),
     bufferingIntervalSeconds: v.int(s, `${key}.search.bufferingIntervalSeconds`, 0, 900),
     retrySeconds: v.int(s, `${key}.search.retrySeconds`, 0, 7200),
-    rotation: s.rotation === 'NoRotation'
-      // SearchDelivery refuses it at synth; refused here too, so the CLI and the twin accept only what deploys.
+    // SearchDelivery refuses it at synth (only a pipeline with the search destination has one); refused here too, so
+    // the CLI and the twin accept only what deploys.
+    rotation: s.rotation === 'NoRotation' && destinations.includes('search')
       ? (v.problem(`${key}.search.rotation: "NoRotation" would write to the one index "${name}", which the index template pattern "${name}-*" does not match; use one of ${DEPLOYABLE_ROTATIONS.map((r) => `"${r}"`).join(', ')}`), 'OneDay' as const)
-      : v.oneOf(s, `${key}.search.rotation`, DEPLOYABLE_ROTATIONS),
+      : s.rotation === 'NoRotation' ? 'NoRotation' as const : v.oneOf(s, `${key}.search.rotation`, DEPLOYABLE_ROTATIONS),
   };
 
   return { name, source, shards, retentionHours, streamEncryption, destinations, buffering, transform, consumer, search };

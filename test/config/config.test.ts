@@ -293,6 +293,16 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ]);
   });
 
+  test('"NoRotation" in the pipeline defaults is refused only for pipelines that write to OpenSearch', () => {
+    const ctx = { ...defaults(), pipelineDefaults: { ...(defaults().pipelineDefaults as Record<string, unknown>), search: { bufferingSizeMiB: 5, bufferingIntervalSeconds: 60, retrySeconds: 300, rotation: 'NoRotation' } } } as Record<string, unknown>;
+    ctx.pipelines = { iot: { shards: 1 }, 'app-events': { source: 'direct-put', destinations: ['lake'] } };
+    expect(Object.keys(configFromContext(ctx).pipelines)).toEqual(['iot', 'app-events']);
+    ctx.pipelines = { iot: { shards: 1 }, clickstream: { destinations: ['lake', 'search'] } };
+    expect(problemsOf(() => configFromContext(ctx))).toEqual([
+      expect.stringMatching(/^pipelines\.clickstream\.search\.rotation: "NoRotation" would write to the one index "clickstream"/),
+    ]);
+  });
+
   test('the Firehose name checked is the longest stream the pipeline has: a lake-only pipeline is not held to "-search"', () => {
     const ctx = { ...defaults(), prefix: 'averyveryverylongpfx', env: 'production', environments: { production: {} } } as Record<string, unknown>;
     // averyveryverylongpfx-production-clickstream-enriched-events-lake: 64 characters.
