@@ -55,11 +55,11 @@ export function twinLockPath(dataDir: string): string {
   return path.join(dataDir, 'twin.pid');
 }
 
-/** The generated validator of `pipeline` as it is on disk now. */
-export function schemaFingerprint(pipeline: string): SchemaFingerprint {
+/** The generated validator of `pipeline` as it is on disk now; `sha256` when its hash was taken already. */
+export function schemaFingerprint(pipeline: string, sha256 = validatorFingerprint(pipeline)): SchemaFingerprint {
   const file = validatorFile(pipeline);
   return {
-    sha256: validatorFingerprint(pipeline),
+    sha256,
     generatedAt: fs.statSync(file).mtime.toISOString(),
     version: loadModel(pipeline).extensions.version,
   };

@@ -345,7 +345,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       pid: process.pid, startedAt, twinId, dataDir: path.resolve(dataDir),
       endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint },
       names: { prefix: config.prefix, env: config.env },
-      schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p)])),
+      // The validators as the transform's runtimes loaded them (hashed at start), not as they may be by now.
+      schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p, validatorsAtStart.get(p))])),
       sources: Object.fromEntries(Object.entries(config.pipelines).map(([p, c]) => [p, c.source])),
     });
     stops.push(async () => removeTwinRecord(dataDir, process.pid, startedAt));
