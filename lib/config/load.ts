@@ -99,10 +99,11 @@ export function configFromContext(
     if (problems.length === 0) return config;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    problems.push(...err.problems);
+    problems.push(...blameDefaults(err.problems, pipelines, defaults));
   }
   throw new ConfigError(problems);
 }
+
 
 /**
  * A pipeline's settings that its source or destinations make meaningless (`shards` on a direct-put pipeline,
@@ -228,6 +229,37 @@ export function loadConfig(overrides: readonly string[] = [], dir: string = PROJ
     problems.push(...err.problems);
   }
   throw new ConfigError(problems);
+}
+
+/**
+ * A problem found in a pipeline's merged settings whose value came from `pipelineDefaults` (the pipeline
+ * itself does not set that key) is reported once, under the key the user wrote, instead of once per pipeline
+ * under keys they never typed.
+ */
+function blameDefaults(problems: readonly string[], pipelines: Raw, defaults: Raw): string[] {
+  const out: string[] = [];
+  for (const problem of problems) {
+    let message = problem;
+    for (const name of Object.keys(pipelines)) {
+      const prefix = `pipelines.${name}.`;
+      if (!problem.startsWith(prefix)) continue;
+      const rest = problem.slice(prefix.length);
+      const keyPath = rest.slice(0, rest.indexOf(':')).split('.');
+      if (hasPath(defaults, keyPath) && !hasPath(pipelines[name], keyPath)) message = `pipelineDefaults.${rest}`;
+      break;
+    }
+    if (!out.includes(message)) out.push(message);
+  }
+  return out;
+}
+
+function hasPath(value: unknown, keyPath: readonly string[]): boolean {
+  let node = value;
+  for (const key of keyPath) {
+    if (!isPlainObject(node) || !Object.hasOwn(node, key)) return false;
+    node = node[key];
+  }
+  return true;
 }
 
 function parseContextValue(value: unknown): unknown {

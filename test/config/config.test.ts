@@ -170,6 +170,26 @@ describe('-c overrides work the way CDK users expect', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
+  test('a problem in pipelineDefaults is reported once, under the key that was typed', () => {
+    expect(problemsOf(() => load('pipelineDefaults.bogus=2'))).toEqual([
+      'pipelineDefaults.bogus: unknown key; allowed keys are source, shards, retentionHours, streamEncryption, destinations, buffering, transform, consumer, search',
+    ]);
+    expect(problemsOf(() => load('pipelineDefaults.buffering.intervalSeconds=9999'))).toEqual([
+      expect.stringMatching(/^pipelineDefaults\.buffering\.intervalSeconds: 9999 is out of range/),
+    ]);
+    // A pipeline's own bad value stays its own; a default it overrides is not blamed.
+    expect(problemsOf(() => load('pipelines.iot.buffering.intervalSeconds=9999'))).toEqual([
+      expect.stringMatching(/^pipelines\.iot\.buffering\.intervalSeconds: 9999 is out of range/),
+    ]);
+    expect(problemsOf(() => load('pipelineDefaults.shards=0', 'pipelines.app-events.source=kinesis'))).toEqual([
+      expect.stringMatching(/^pipelineDefaults\.shards: 0 is out of range/),
+    ]);
+    expect(problemsOf(() => load('pipelineDefaults.shards=0', 'pipelines.iot.shards=0'))).toEqual([
+      expect.stringMatching(/^pipelines\.iot\.shards: 0 is out of range/),
+      expect.stringMatching(/^pipelineDefaults\.shards: 0 is out of range/),
+    ]);
+  });
+
   test('a malformed -c pair is explained', () => {
     expect(problemsOf(() => load('pipelines.iot.shards'))[0]).toMatch(/expected key=value/);
   });
@@ -299,7 +319,8 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     expect(Object.keys(configFromContext(ctx).pipelines)).toEqual(['iot', 'app-events']);
     ctx.pipelines = { iot: { shards: 1 }, clickstream: { destinations: ['lake', 'search'] } };
     expect(problemsOf(() => configFromContext(ctx))).toEqual([
-      expect.stringMatching(/^pipelines\.clickstream\.search\.rotation: "NoRotation" would write to the one index "clickstream"/),
+      // Blamed on the key that set it; the index names the pipeline.
+      expect.stringMatching(/^pipelineDefaults\.search\.rotation: "NoRotation" would write to the one index "clickstream"/),
     ]);
   });
 
