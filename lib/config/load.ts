@@ -295,7 +295,30 @@ function setPath(target: Raw, parts: string[], value: unknown): string | undefin
   }
   const last = parts[parts.length - 1];
   if (isPrototypeKey(last)) return `${key}: "${last}" is not a configuration key`;
-  node[last] = LIST_KEYS.has(last) && typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+  const hidden = prototypeKeyIn(value);
+  if (hidden !== undefined) return `${key}: "${hidden}" is not a configuration key`;
+  const current = node[last];
+  // An object merges into the settings there, as an environment's overlay does: `-c pipelines.iot={"shards":4}`
+  // changes iot's shards and keeps the rest of its settings, rather than dropping them without a word.
+  if (isPlainObject(current) && isPlainObject(value)) node[last] = deepMerge(current, value);
+  else node[last] = LIST_KEYS.has(last) && typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+  return undefined;
+}
+
+/** A `__proto__`, `constructor` or `prototype` key anywhere in a parsed -c value (merging would follow it). */
+function prototypeKeyIn(value: unknown): string | undefined {
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const found = prototypeKeyIn(item);
+      if (found !== undefined) return found;
+    }
+  } else if (isPlainObject(value)) {
+    for (const [k, v] of Object.entries(value)) {
+      if (isPrototypeKey(k)) return k;
+      const found = prototypeKeyIn(v);
+      if (found !== undefined) return found;
+    }
+  }
   return undefined;
 }
 

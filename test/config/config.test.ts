@@ -190,6 +190,22 @@ describe('-c overrides work the way CDK users expect', () => {
     ]);
   });
 
+  test('an object given with -c merges into the settings there instead of replacing them', () => {
+    const config = load('pipelines.transactions={"shards":2}', 'pipelines.iot.buffering={"sizeMiB":64}');
+    expect(config.pipelines.transactions.shards).toBe(2);
+    // cdk.json's own settings for transactions stay
+    expect(config.pipelines.transactions.retentionHours).toBe(720);
+    expect(config.pipelines.transactions.streamEncryption).toBe('customer-managed');
+    expect(config.pipelines.iot.buffering).toEqual({ sizeMiB: 64, intervalSeconds: 300 });
+    // a value that is not an object still replaces
+    expect(load('pipelines.clickstream.destinations=lake').pipelines.clickstream.destinations).toEqual(['lake']);
+  });
+
+  test('a prototype key inside a -c object is refused, not merged', () => {
+    expect(problemsOf(() => load('pipelines.iot={"__proto__":{"shards":9}}'))).toEqual(['pipelines.iot: "__proto__" is not a configuration key']);
+    expect(problemsOf(() => load('pipelines.iot.buffering={"a":{"constructor":1}}'))).toEqual(['pipelines.iot.buffering: "constructor" is not a configuration key']);
+  });
+
   test('a malformed -c pair is explained', () => {
     expect(problemsOf(() => load('pipelines.iot.shards'))[0]).toMatch(/expected key=value/);
   });
