@@ -15,7 +15,7 @@ import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type Twin, type TwinOptions } from '../local/twin';
 import { twinLockPath } from '../local/twin-record';
 import { addConfigOption, configFrom, drawSample, examples, parsePort } from './options';
-import { displayRows, formatBytes, formatTable, UserError } from './output';
+import { displayRows, escapeControlCharacters, formatBytes, formatTable, UserError } from './output';
 import { io } from './progress';
 import { sleep } from './sleep';
 
@@ -199,7 +199,7 @@ export function lockDataDir(dataDir: string, options: LockOptions = {}): () => v
 }
 
 function printEndpoints(twin: Twin, config: SluiceConfig): void {
-  console.log(`Sluice local twin — data dir ${twin.dataDir}`);
+  console.log(`Sluice local twin — data dir ${escapeControlCharacters(twin.dataDir)}`);
   console.log(formatTable(['service', 'endpoint'], [
     ['Firehose API (AWS JSON 1.1)', twin.endpoints.firehose],
     ['Kinesis (kinesis-mock)', twin.endpoints.kinesis],
@@ -249,7 +249,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   const { twin, release } = await startLockedTwin(options, refuseDataDirWithData);
   let stopped = false;
   try {
-    console.log(`Local twin up in ${((Date.now() - started) / 1000).toFixed(1)} s — data dir ${dataDir}`);
+    console.log(`Local twin up in ${((Date.now() - started) / 1000).toFixed(1)} s — data dir ${escapeControlCharacters(dataDir)}`);
     const kinesis = kinesisClient(twin.endpoints.kinesis);
     const firehose = firehoseClient(twin.endpoints.firehose);
     const sent = new Map<string, { good: number; bad: number; seconds: number }>();
@@ -329,7 +329,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     ));
     const withSearch = summary.filter((s) => s.search).map((s) => s.pipeline);
     if (withSearch.length > 0) console.log(`(${withSearch.join(', ')}: the lake and the search delivery streams each route their failed records to the DLQ)`);
-    console.log(`\nDLQ: ${dlq.records} messages for failed records (${path.join(dataDir, 'dlq')}), ${dlq.consumer} consumer batches`);
+    console.log(`\nDLQ: ${dlq.records} messages for failed records (${escapeControlCharacters(path.join(dataDir, 'dlq'))}), ${dlq.consumer} consumer batches`);
 
     const athena = await LocalAthena.open(dataDir, config);
     try {
@@ -337,7 +337,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
       const result = await athena.query(sql);
       console.log(`\nAthena SQL through DuckDB: ${sql}`);
       console.log(formatTable(result.columns, displayRows(result.columnTypes, result.rows)));
-      console.log(`(${result.filesRead} of ${result.filesTotal} Parquet files read; try \`npx sluice query "…" --data-dir ${dataDir}\`)`);
+      console.log(`(${result.filesRead} of ${result.filesTotal} Parquet files read; try \`npx sluice query "…" --data-dir ${escapeControlCharacters(dataDir)}\`)`);
     } finally {
       athena.close();
     }

@@ -42,7 +42,12 @@ export function formatTable(headers: readonly string[], rows: ReadonlyArray<read
 /** C0 and C1 control characters and DEL as `\u001b`: text from records, safe to print to a terminal. */
 export function escapeControlCharacters(text: string): string {
   // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, unicodeEscape);
+}
+
+/** A character as JSON and JavaScript write it escaped: `\u009b`. */
+function unicodeEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
 /** `escapeControlCharacters` for each line of a multi-line text: its line breaks stay. */
@@ -67,9 +72,15 @@ export function formatBytes(bytes: number): string {
   return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
 }
 
-/** JSON for scripts: bigints as numbers when safe, else strings. */
+/**
+ * JSON for scripts (every --json document): bigints as numbers when safe, else strings. JSON.stringify escapes the
+ * C0 control characters but writes DEL and the C1 ones (U+007F–U+009F) as they are, and some terminals obey those
+ * (U+009B starts a control sequence, as ESC [ does): they are written as `\u009b` escapes too, which parse back to
+ * the same value. JSON text holds them only inside strings, so the escaping changes no value.
+ */
 export function toJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? (Number.isSafeInteger(Number(v)) ? Number(v) : v.toString()) : v), 2);
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? (Number.isSafeInteger(Number(v)) ? Number(v) : v.toString()) : v), 2)
+    .replace(/[\u007f-\u009f]/g, unicodeEscape);
 }
 
 /**

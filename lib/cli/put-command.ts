@@ -134,9 +134,9 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     recordsPerSecond: Math.round((report.accepted / Math.max(report.elapsedMs, 1)) * 1000 * 10) / 10,
   };
   if (!flags.json) {
-    io.out(`${pipeline}: ${formatNumber(report.sent)} record${report.sent === 1 ? '' : 's'} → ${entry.description} (${target.label})`);
+    io.out(`${pipeline}: ${formatNumber(report.sent)} record${report.sent === 1 ? '' : 's'} → ${entry.description} (${escapeControlCharacters(target.label)})`);
     io.out(`  accepted ${formatNumber(report.accepted)} · failed ${formatNumber(report.sent - report.accepted)} · retried ${formatNumber(report.retries)} · ${formatDuration(report.elapsedMs)} (${formatNumber(summary.recordsPerSecond as number)} records/s)`);
-    for (const [code, n] of Object.entries(report.failedByCode)) io.out(`  not accepted: ${code} ×${formatNumber(n)}`);
+    for (const [code, n] of Object.entries(report.failedByCode)) io.out(`  not accepted: ${escapeControlCharacters(code)} ×${formatNumber(n)}`);
     if (report.invalid > 0) {
       io.out(`  ${formatNumber(report.invalid)} record${report.invalid === 1 ? '' : 's'} will fail the transform and go to the dead-letter queue (\`sluice replay\`):`);
       const reasons = Object.entries(report.invalidByReason).sort((a, b) => b[1] - a[1]);

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { unreadableFile } from './errors';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, type TargetFlags } from './options';
 import { PRICES } from './prices';
-import { displayRows, escapeControlCharacters, formatBytes, formatTable, rowsAsObjects, toCsv, toJson, UserError } from './output';
+import { displayRows, escapeControlCharactersInLines, formatBytes, formatTable, rowsAsObjects, toCsv, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { findSavedQuery, sqlEngineFor, type SqlResult, type SqlStats } from './sql';
 import { resolveTarget } from './target';
@@ -107,7 +107,7 @@ function printResult(result: SqlResult, flags: QueryFlags): void {
     io.err(footer);
   } else if (result.plan) {
     // DuckDB's drawing of the plan, line by line as it lays it out (a table cell would show its newlines as \u000a).
-    io.out(result.rows.map((row) => String(row[row.length - 1]).trimEnd().split('\n').map(escapeControlCharacters).join('\n')).join('\n\n'));
+    io.out(result.rows.map((row) => escapeControlCharactersInLines(String(row[row.length - 1]).trimEnd())).join('\n\n'));
     io.out(`\n${footer}`);
   } else {
     if (result.columns.length > 0) io.out(formatTable(result.columns, displayRows(result.columnTypes, result.rows)));

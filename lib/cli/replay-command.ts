@@ -8,7 +8,7 @@ import { readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '.
 import { validatorFingerprint } from '../schema/fingerprint';
 import { deadLettersFor, rawDataAt, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage } from './dead-letters';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
-import { formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
+import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint } from './record-sender';
 import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
@@ -485,7 +485,7 @@ function outcomeLabel(outcome: string, dryRun: boolean): string {
 }
 
 function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, counts: Record<string, number>, dryRun: boolean, elapsedMs: number): void {
-  io.out(`${dryRun ? 'replay --dry-run' : 'replay'}: ${formatNumber(results.length)} dead-letter message${results.length === 1 ? '' : 's'} from ${access.queue.description} · ${formatDuration(elapsedMs)}`);
+  io.out(`${dryRun ? 'replay --dry-run' : 'replay'}: ${formatNumber(results.length)} dead-letter message${results.length === 1 ? '' : 's'} from ${escapeControlCharacters(access.queue.description)} · ${formatDuration(elapsedMs)}`);
   if (results.length === 0) {
     io.out('nothing to replay');
     return;

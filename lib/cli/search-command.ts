@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { resourceNames } from '../config';
 import { loadModel, openSearchIndexTemplate, type SchemaModel } from '../schema';
 import { addProgressOption, addTargetOptions, examples, formatDuration, hintDashesBeforeDashedArgument, parseCount, parseDuration, requirePipeline, type TargetFlags } from './options';
-import { displayRows, displayValue, formatTable, toJson, UserError } from './output';
+import { displayRows, displayValue, escapeControlCharacters, formatTable, toJson, UserError } from './output';
 import { unreadableFile } from './errors';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
@@ -236,5 +236,5 @@ function printResponse(
     io.out(formatTable(fields, displayRows(searchColumnTypes(model, fields), response.hits.hits.map((h) => fields.map((f) => valueAt(h._source, f))))));
   }
   const shown = response.hits.hits.length;
-  io.out(`\n${total.toLocaleString('en-US')} matching document${total === 1 ? '' : 's'}${shown > 0 && shown < total ? ` (showing ${shown})` : ''} in ${options.index} · ${options.where} · ${formatDuration(options.elapsedMs)}`);
+  io.out(`\n${total.toLocaleString('en-US')} matching document${total === 1 ? '' : 's'}${shown > 0 && shown < total ? ` (showing ${shown})` : ''} in ${escapeControlCharacters(options.index)} · ${escapeControlCharacters(options.where)} · ${formatDuration(options.elapsedMs)}`);
 }

@@ -435,6 +435,27 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(stdout).toMatch(/×1 {2}schema \(required\): \/user_id is required/);
   });
 
+  test('what records and the endpoint put in the summary prints escaped, with or without --json; --json parses back to the exact values', async () => {
+    const file = path.join(dataDir, 'hostile.ndjson');
+    const key = 'x\u009b31m\u001b]0;pwned\u0007\u007f';
+    const record = (n: number, extra: Record<string, unknown> = {}) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: 'u', event_type: 'login', timestamp: '2026-11-22T10:00:00Z', ...extra });
+    fs.writeFileSync(file, `${record(1)}\n${record(2, { [key]: 1 })}\n`);
+    const code = 'Slow\u009b2J\u001b[2JDown';
+    backend.decide = (_data, _call, index) => (index === 0 ? { ok: false, errorCode: code, errorMessage: 'no' } : { ok: true });
+    // eslint-disable-next-line no-control-regex
+    const terminalControl = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+    const text = await put('app-events', '--file', file, '--max-attempts', '1');
+    expect(text.code).toBe(1);
+    expect(text.stdout).not.toMatch(terminalControl);
+    expect(text.stdout).toContain('not accepted: Slow\\u009b2J\\u001b[2JDown ×1');
+    expect(text.stdout).toContain('/x\\u009b31m\\u001b]0;pwned\\u0007\\u007f is not a field of the schema');
+    const json = await put('app-events', '--file', file, '--max-attempts', '1', '--json');
+    expect(json.stdout).not.toMatch(terminalControl);
+    const summary = JSON.parse(json.stdout) as { failedByCode: Record<string, number>; willFailValidationByReason: Record<string, number> };
+    expect(summary.failedByCode).toEqual({ [code]: 1 });
+    expect(Object.keys(summary.willFailValidationByReason)).toEqual([expect.stringContaining(`/${key} is not a field of the schema`)]);
+  });
+
   test('--file that cannot be read or holds no records: a clear error, exit 2, nothing sent', async () => {
     const blank = path.join(dataDir, 'blank.ndjson');
     fs.writeFileSync(blank, '\n  \r\n\n');

@@ -122,6 +122,15 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(stderr).toMatch(/rows · read \d+ of \d+ Parquet files/);
   });
 
+  test('--json writes the control characters of values and names escaped (DEL and C1 too), and parses back to the exact values', async () => {
+    const { code, stdout } = await query("SELECT 'csi' || chr(155) || '31m' || chr(127) AS \"v\u009b\", 'esc' || chr(27) || ']0;pwned' || chr(7) AS e", '--json');
+    expect(code).toBe(0);
+    // eslint-disable-next-line no-control-regex
+    expect(stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    expect(stdout).toContain('"v\\u009b": "csi\\u009b31m\\u007f"');
+    expect(JSON.parse(stdout)).toEqual([{ 'v\u009b': 'csi\u009b31m\u007f', e: 'esc\u001b]0;pwned\u0007' }]);
+  });
+
   test('--json keeps every column when names repeat (a join of two tables, or aliases): later ones get _2, _3', async () => {
     const { code, stdout } = await query('SELECT 1 AS a, 2 AS a, 3 AS a_2, 4 AS a', '--json');
     expect(code).toBe(0);

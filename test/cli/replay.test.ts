@@ -351,6 +351,35 @@ describe('sluice replay (twin)', () => {
     expect((await replay('--dry-run')).stderr).not.toMatch(/note/);
   });
 
+  test('what dead letters and the data dir\'s path put in the report prints escaped, as text or as --json; --json parses back to the exact values', async () => {
+    const hostileDir = fs.mkdtempSync(path.join(tempDataDir(), 'twin\u001b]0;pwned\u0007\u009b2J-'));
+    const key = 'x\u009b31m\u007f';
+    await new DlqFile({ dataDir: hostileDir, queue: 'sluice-dev-dlq' }).send([
+      JSON.stringify(message(1, 'app-events', appEvent(1, { [key]: 1 }))),
+      JSON.stringify(message(2, 'app\u009b2Jevents', appEvent(2))),
+    ]);
+    // eslint-disable-next-line no-control-regex
+    const terminalControl = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+    try {
+      const text = await sluice('replay', '--dry-run', '--data-dir', hostileDir);
+      expect(text.code).toBe(1);
+      expect(text.stdout).not.toMatch(terminalControl);
+      expect(text.stdout).toContain('twin\\u001b]0;pwned\\u0007\\u009b2J-');
+      expect(text.stdout).toContain('/x\\u009b31m\\u007f is not a field of the schema');
+      // A new process's run: the first one's hold on the messages it kept is gone.
+      const json = await sluiceAfresh('replay', '--dry-run', '--json', '--data-dir', hostileDir);
+      expect(json.stdout).not.toMatch(terminalControl);
+      const report = JSON.parse(json.stdout) as { queue: string; messages: Array<{ pipeline: string; reason: string }> };
+      expect(report.queue).toContain(hostileDir);
+      expect(report.messages).toEqual([
+        expect.objectContaining({ pipeline: 'app-events', reason: expect.stringContaining(`/${key} is not a field of the schema`) }),
+        expect.objectContaining({ pipeline: 'app\u009b2Jevents', reason: 'pipeline "app\u009b2Jevents" is not configured here' }),
+      ]);
+    } finally {
+      fs.rmSync(path.dirname(hostileDir), { recursive: true, force: true });
+    }
+  });
+
   test('an empty queue exits 0; a missing data dir exits 2', async () => {
     const empty = tempDataDir();
     const ok = await sluice('replay', '--data-dir', empty);

@@ -176,6 +176,22 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     expect(seen[0].body.size).toBe(1);
   });
 
+  test('what documents and the command line put in the output prints escaped, as a table or as --json; --json parses back to the exact values', async () => {
+    const hostile = { event_time: '2026-11-22T10:00:00Z', event_id: 'e-1\u009b31m\u007f', event_type: 'click\u001b]0;pwned\u0007', 'key\u009b': 'v\u0085' };
+    answer = () => ({ status: 200, body: hitsResponse([hostile]) });
+    const index = 'clickstream-\u009b2J*';
+    // eslint-disable-next-line no-control-regex
+    const terminalControl = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+    const table = await search('clickstream', '--index', index);
+    expect(table.code).toBe(0);
+    expect(table.stdout).not.toMatch(terminalControl);
+    expect(table.stdout).toContain('e-1\\u009b31m\\u007f');
+    expect(table.stdout).toContain('1 matching document in clickstream-\\u009b2J* · ');
+    const json = await search('clickstream', '--index', index, '--json');
+    expect(json.stdout).not.toMatch(terminalControl);
+    expect(JSON.parse(json.stdout)).toMatchObject({ index, hits: [{ _id: 'doc-0', ...hostile }] });
+  });
+
   test('a query OpenSearch refuses exits 1 with its reason', async () => {
     answer = () => ({
       status: 400,

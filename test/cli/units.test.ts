@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { drawSample, parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
 import { SampleError } from '../../lib/schema/sample';
-import { displayRows, displayValue, formatTable, toCsv, UserError } from '../../lib/cli/output';
+import { displayRows, displayValue, formatTable, toCsv, toJson, UserError } from '../../lib/cli/output';
 import { Progress } from '../../lib/cli/progress';
 import { MAX_TIMER_DELAY_MS, sleep } from '../../lib/cli/sleep';
 import * as net from 'net';
@@ -358,6 +358,35 @@ describe('formatTable', () => {
 
   test('CSV keeps the data exact: integers without separators, control characters as they are', () => {
     expect(toCsv(['year', 'msg'], [[2026, 'a\x1bb']])).toBe('year,msg\r\n2026,a\x1bb');
+  });
+});
+
+describe('toJson', () => {
+  /** What a terminal may obey: C0 but the line break (JSON's indentation), DEL and C1. */
+  // eslint-disable-next-line no-control-regex
+  const TERMINAL_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+
+  test('DEL and the C1 control characters are written as \\u escapes, as JSON.stringify writes the C0 ones; the value parses back the same', () => {
+    const evil = 'csi\u009b31m del\u007f nel\u0085 esc\u001b]0;pwned\u0007 é\u00a0';
+    const text = toJson({ [evil]: [evil, 12345678901234567890n] });
+    expect(text).not.toMatch(TERMINAL_CONTROL);
+    expect(text).toContain('"csi\\u009b31m del\\u007f nel\\u0085 esc\\u001b]0;pwned\\u0007 é\u00a0"');
+    expect(JSON.parse(text)).toEqual({ [evil]: [evil, '12345678901234567890'] });
+  });
+
+  test('any JSON value, with any characters in its keys and strings, parses back as JSON.stringify\'s text does and prints nothing a terminal obeys', () => {
+    // Every character up to U+00FF (C0, DEL, C1, Latin-1) often, then any code point, lone surrogates included.
+    const character = fc.oneof(
+      fc.integer({ min: 0, max: 0xff }).map((c) => String.fromCharCode(c)),
+      fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }),
+      fc.constantFrom('\u2028', '\ud800', '\udfff', '😀'),
+    );
+    fc.assert(fc.property(fc.jsonValue({ stringUnit: character }), (value) => {
+      const text = toJson(value);
+      expect(text).not.toMatch(TERMINAL_CONTROL);
+      // The same value as JSON.stringify's own text parses to (itself, but -0, which JSON writes as 0).
+      expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(value)));
+    }), { numRuns: 500 });
   });
 });
 
