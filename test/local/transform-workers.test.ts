@@ -1,7 +1,8 @@
 /**
  * The transform's runtimes (worker threads): the real handler answers there as it does in-process, and a
  * runtime that exits, throws outside an invocation or hangs fails only what it holds; the next invocation
- * gets a new runtime. The misbehaving handler is a fixture module.
+ * gets a new runtime. A result arrives as Lambda's runtime sends it, as JSON: one JSON cannot write fails its
+ * invocation alone. The misbehaving handler is a fixture module.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -64,6 +65,50 @@ describe('transform runtimes', () => {
     await expect(invoke(invocation('reject'))).rejects.toMatchObject({ name: 'TypeError', message: 'rejected by the handler' });
     await expect(invoke(invocation('ok'))).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
   }, MINUTE);
+
+  describe('a result is sent as Lambda\'s Node.js runtime sends it, as JSON.stringify writes it', () => {
+    const ended: string[] = [];
+    const oneRuntime = () => start({
+      handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING, onRuntimeEnd: (reason) => ended.push(reason),
+    });
+    const plainOk = (event: FirehoseTransformationEvent) => event.records.map((r) => ({ recordId: r.recordId, result: 'Ok', data: r.data }));
+    beforeEach(() => {
+      ended.splice(0);
+    });
+
+    test('one structured clone refuses (own functions, symbols, a Proxy) arrives as JSON writes it; the runtime stays up', async () => {
+      const invoke = (await oneRuntime()).processor('iot', 'lake', MINUTE);
+      // JSON leaves functions and symbols out: what is left is an answer Firehose takes.
+      await expect(invoke(invocation('unclonable'))).resolves.toStrictEqual({ records: plainOk(invocation('unclonable')) });
+      await expect(invoke(invocation('proxy'))).resolves.toStrictEqual({ records: plainOk(invocation('proxy')) });
+      await expect(invoke(invocation('ok'))).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
+      expect(ended).toEqual([]);
+    }, MINUTE);
+
+    test.each([
+      ['a BigInt', 'bigint', /BigInt/],
+      ['a cycle', 'cycle', /circular/],
+      ['a getter that throws', 'getter-throws', /Error: no stats today/],
+    ])('one JSON.stringify refuses (%s) fails that invocation as Lambda\'s runtime fails it; the runtime answers the one queued behind', async (_, id, cause) => {
+      const invoke = (await oneRuntime()).processor('iot', 'lake', MINUTE);
+      const [refused, next] = await Promise.allSettled([invoke(invocation(id)), invoke(invocation('ok'))]);
+      expect(refused).toMatchObject({ status: 'rejected', reason: { name: 'Runtime.JSONStringifyError', message: expect.stringMatching(/^Unable to stringify response body/) } });
+      expect((refused as PromiseRejectedResult).reason.message).toMatch(cause);
+      expect(next).toMatchObject({ status: 'fulfilled', value: { records: [{ result: 'Ok' }, { result: 'Ok' }] } });
+      expect(ended).toEqual([]);
+    }, MINUTE);
+
+    test('what JSON writes otherwise arrives as JSON writes it: a Date as its ISO string, NaN as null, a Map as {}, undefined left out', async () => {
+      const invoke = (await oneRuntime()).processor('iot', 'lake', MINUTE);
+      const event = invocation('json-rewrites');
+      await expect(invoke(event)).resolves.toStrictEqual({
+        records: plainOk(event).map((r) => ({ ...r, metadata: { partitionKeys: { day: '2026-03-01T00:00:00.000Z' } } })),
+        ratio: null,
+        seen: {},
+        extra: [null, 1],
+      });
+    }, MINUTE);
+  });
 
   test.each([
     ['exits', 'exit', /the transform's runtime ended: it exited with code 3/],
