@@ -2,14 +2,20 @@
  * Progress for work that takes more than a second: on stderr, only when stderr is a terminal or the
  * user asked with --progress, so stdout stays clean for --json and --csv.
  */
+import { escapeControlCharacters, escapeControlCharactersInLines } from './output';
 
-/** Where commands write; tests replace process.stdout/stderr writes, so these read them at call time. */
+/**
+ * Where commands write; tests replace process.stdout/stderr writes, so these read them at call time. Notes on
+ * stderr carry names from outside (files in a data dir, a stack's saved queries): their control characters are
+ * escaped, as main.ts escapes its error messages, so none can drive the terminal.
+ */
 export const io = {
   out(text: string): void {
     process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   },
   err(text: string): void {
-    process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+    const safe = escapeControlCharactersInLines(text);
+    process.stderr.write(safe.endsWith('\n') ? safe : `${safe}\n`);
   },
   stderrIsTTY(): boolean {
     return process.stderr.isTTY === true;
@@ -58,7 +64,7 @@ export class Progress {
     if (this.tty) {
       if (now - this.lastReport < 100) return;
       this.lastReport = now;
-      process.stderr.write(`\r\x1b[2K${text}`);
+      process.stderr.write(`\r\x1b[2K${escapeControlCharacters(text)}`);
       this.lineOpen = true;
       return;
     }

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { drawSample, parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
 import { SampleError } from '../../lib/schema/sample';
 import { displayRows, displayValue, formatTable, toCsv, toJson, UserError } from '../../lib/cli/output';
-import { Progress } from '../../lib/cli/progress';
+import { io, Progress } from '../../lib/cli/progress';
 import { MAX_TIMER_DELAY_MS, sleep } from '../../lib/cli/sleep';
 import * as net from 'net';
 import { kinesisClient } from '../../lib/local/aws-clients';
@@ -415,6 +415,18 @@ describe('Progress', () => {
 
   test('quiet for the first second', () => {
     expect(captureStderr(() => new Progress({ forced: true }).update('working'))).toBe('');
+  });
+
+  test('notes on stderr cannot drive the terminal: control characters are escaped, line breaks stay', () => {
+    expect(captureStderr(() => io.err('sluice: note: /data/\x1b]0;owned\x07dlq has no dlq.jsonl\nsecond line \x9b2J'))).toBe(
+      'sluice: note: /data/\\u001b]0;owned\\u0007dlq has no dlq.jsonl\nsecond line \\u009b2J\n',
+    );
+    jest.spyOn(io, 'stderrIsTTY').mockReturnValue(true);
+    try {
+      expect(captureStderr(() => new Progress({ afterMs: 0 }).update('sent 5 to \x1b[2Jq'))).toBe('\r\x1b[2Ksent 5 to \\u001b[2Jq');
+    } finally {
+      jest.restoreAllMocks();
+    }
   });
 });
 
