@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as tty from 'node:tty';
 import type { Command } from 'commander';
 import { resourceNames } from '../config';
 import { loadModel, openSearchIndexTemplate, type SchemaModel } from '../schema';
@@ -29,7 +30,7 @@ export function registerSearchCommand(program: Command): void {
     .description('search a pipeline\'s OpenSearch indices: query-string syntax or a DSL file, hits as a table, counts per field with --count-by')
     .argument('<pipeline>', 'a pipeline with the search destination')
     .argument('[query]', 'OpenSearch query-string syntax, e.g. \'event_type:click AND device.type:mobile\' (default: everything); a query that starts with \'-\' (NOT) goes after -- (see the examples)')
-    .option('--dsl <file.json>', 'a search body (or just a query clause) in OpenSearch Query DSL; combined with the query string and --since')
+    .option('--dsl <file.json>', 'a search body (or just a query clause) in OpenSearch Query DSL, from a file or "-" for standard input; combined with the query string and --since')
     .option('--since <time>', 'only events newer than this, by event time: 15m, 1h, 7d')
     .option('--size <n>', 'hits to show', '20')
     .option('--count-by <field>', 'count documents per value of a field (a terms aggregation) instead of listing hits')
@@ -46,6 +47,7 @@ export function registerSearchCommand(program: Command): void {
       'sluice search clickstream --count-by device.type --since 1d',
       'sluice search clickstream --since 1h -- \'-event_type:click\'',
       'sluice search clickstream --dsl slow-pages.json --fields event_time,page.path,duration_ms',
+      'echo \'{"range": {"duration_ms": {"gte": 5000}}}\' | sluice search clickstream --dsl - --since 1d',
       'sluice search clickstream \'user_id:"user-42"\' --aws --json',
     ),
     '\nLocally the CLI asks OPENSEARCH_URL (or --endpoint-opensearch); with --aws the stack\'s domain, SigV4-signed as the stack\'s read-only query role (OpenSearchQueryRoleArn, assumed with your AWS credentials) when it has one, else as you.',
@@ -86,19 +88,26 @@ export function registerSearchCommand(program: Command): void {
   });
 }
 
+/** The --dsl JSON object, from a file or, for "-", standard input. */
 function readDsl(file: string): Record<string, unknown> {
+  const shown = file === '-' ? '- (standard input)' : file;
   let text: string;
+  if (file === '-' && tty.isatty(0)) {
+    // Reading a terminal would wait, without a prompt, for a JSON body typed until Ctrl-D.
+    throw new UserError('--dsl -: standard input is a terminal, not the query DSL: pipe the DSL in (--dsl - < query.json) or name its file (--dsl query.json)');
+  }
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = fs.readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (err) {
     throw unreadableFile('--dsl', file, err);
   }
+  if (text.trim() === '') throw new UserError(`--dsl ${shown} is empty: expected a JSON object, a search body or a query clause`);
   try {
     const value = JSON.parse(text) as unknown;
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('expected a JSON object');
     return value as Record<string, unknown>;
   } catch (err) {
-    throw new UserError(`--dsl ${file} is not a JSON object: ${(err as Error).message}`);
+    throw new UserError(`--dsl ${shown} is not a JSON object: ${(err as Error).message}`);
   }
 }
 

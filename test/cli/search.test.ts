@@ -2,8 +2,10 @@
  * `sluice search` with the official OpenSearch client against a stand-in OpenSearch on loopback that
  * records each request and answers as OpenSearch does; with --aws the requests must be SigV4-signed.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/nested-clients/sts';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -62,6 +64,39 @@ beforeEach(() => {
 });
 
 const search = (...args: string[]) => sluice('search', ...args, '--endpoint-opensearch', url);
+
+const bin = path.resolve(__dirname, '../../bin/sluice.js');
+
+/** The real `sluice search` binary with `stdin` written to its standard input, then closed. */
+function searchWithStdin(stdin: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, 'search', ...args, '--endpoint-opensearch', url], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+    child.stdin.on('error', () => undefined); // EPIPE if it exits first
+    child.stdin.end(stdin);
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** util-linux `script`, to run the binary with a terminal (a pseudo-terminal) as its standard input. */
+const hasScript = process.platform === 'linux' && spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+
+/** The real `sluice search` binary on a terminal: its exit status, and what it printed there. */
+function searchOnTerminal(...args: string[]): Promise<{ code: number | null; output: string }> {
+  const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+  const command = [process.execPath, bin, 'search', ...args, '--endpoint-opensearch', url].map(quote).join(' ');
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['--quiet', '--return', '--command', command, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => { output += chunk; });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, output: output.replace(/\r\n/g, '\n') }));
+  });
+}
 
 describe('sluice search (OPENSEARCH_URL)', () => {
   test('a query string, newest first, hits as a table with the event time, id, partition and entity fields', async () => {
@@ -161,6 +196,39 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test('--dsl -: the DSL from standard input (a pipe), as a file would give it', async () => {
+    const piped = await searchWithStdin(JSON.stringify({ range: { duration_ms: { gte: 5000 } } }), 'clickstream', 'user_id:user-1', '--dsl', '-');
+    expect(piped.stderr).toBe('');
+    expect(piped.code).toBe(0);
+    expect(seen).toHaveLength(1);
+    expect(seen[0].body.query).toEqual({ bool: { must: [{ range: { duration_ms: { gte: 5000 } } }, { query_string: { query: 'user_id:user-1', default_operator: 'AND', lenient: true } }] } });
+    expect(piped.stdout).toMatch(/0 matching documents in clickstream-\*/);
+
+    const help = await sluice('search', '--help');
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('--dsl <file.json> a search body (or just a query clause) in OpenSearch Query DSL, from a file or "-" for standard input');
+    expect(help.stdout).toContain('| sluice search clickstream --dsl - --since 1d');
+  });
+
+  test('--dsl - with nothing or no JSON object on standard input: a usage error saying so; nothing is sent', async () => {
+    const cases: Array<[string, string]> = [
+      ['', 'sluice: --dsl - (standard input) is empty: expected a JSON object, a search body or a query clause\n'],
+      [' \n', 'sluice: --dsl - (standard input) is empty: expected a JSON object, a search body or a query clause\n'],
+      ['{ "query": ', 'sluice: --dsl - (standard input) is not a JSON object: Unexpected end of JSON input\n'],
+      ['[1, 2]', 'sluice: --dsl - (standard input) is not a JSON object: expected a JSON object\n'],
+    ];
+    for (const [stdin, message] of cases) {
+      expect({ stdin, ...(await searchWithStdin(stdin, 'clickstream', '--dsl', '-')) }).toEqual({ stdin, code: 2, stdout: '', stderr: message });
+    }
+    expect(seen).toHaveLength(0);
+  });
+
+  (hasScript ? test : test.skip)('--dsl - on a terminal: a usage error saying how to pass the DSL, not a wait for typing', async () => {
+    const { code, output } = await searchOnTerminal('clickstream', '--dsl', '-');
+    expect(output).toBe('sluice: --dsl -: standard input is a terminal, not the query DSL: pipe the DSL in (--dsl - < query.json) or name its file (--dsl query.json)\n');
+    expect(code).toBe(2);
+    expect(seen).toHaveLength(0);
   });
 
   test('--json prints total, hits and buckets for scripts', async () => {
