@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config';
 import { EmulatorStateError } from '../local/state-error';
 import { SchemaDerivationError } from '../schema/model';
+import { dashedQueriesAsUnknownOptions } from './options';
 import { escapeControlCharactersInLines, UserError } from './output';
 import { registerCostCommand } from './cost-command';
 import { registerLocalCommands } from './local-command';
@@ -34,6 +35,9 @@ export function buildProgram(): Command {
       )),
     })
     .exitOverride();
+  // The program reads its options anywhere on the line, before the command does: a query such as `-Vendor:acme` is the
+  // command's to refuse (`sluice search` says to put -- before it), not -V.
+  dashedQueriesAsUnknownOptions(program);
   registerLocalCommands(program);
   registerSchemaCommand(program);
   registerPutCommand(program);

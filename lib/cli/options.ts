@@ -52,14 +52,59 @@ export function addTargetOptions(command: Command, uses: { firehose?: boolean; k
 
 /**
  * For a command whose free-text argument can start with '-' (a NOT query, `-event_type:click`): the parser takes such an
- * argument for an option, so its "unknown option" error adds `hint`, which says to put `--` before it (after `--` nothing
- * is read as an option). An unknown `--…` is left as it is: that is a mistyped flag, and commander suggests the right one.
+ * argument for options, so it stops with "unknown option", and that error adds `hint`, which says to put `--` before it
+ * (after `--` nothing is read as an option). An unknown `--…` is left as it is: that is a mistyped flag, and commander
+ * suggests the right one. A query that begins like one of the command's short options is an unknown option too (see
+ * dashedQueriesAsUnknownOptions).
  */
 export function hintDashesBeforeDashedArgument(command: Command, hint: string): Command {
+  dashedQueriesAsUnknownOptions(command);
   const { outputError = (text: string, write: (text: string) => void) => write(text) } = command.configureOutput();
   return command.configureOutput({
     outputError: (text, write) => outputError(text.replace(/^(error: unknown option '-[^-][^\n]*')\n$/, (_, error: string) => `${error}; ${hint}\n`), write),
   });
+}
+
+/**
+ * Commander reads a single-dash argument whose second character is one of the command's short options as that option,
+ * and the rest as its value or as more short options: `-country:FR` as `-c ountry:FR` (a configuration override), and,
+ * at the program, which reads its options anywhere on the line before the command does, `-Vendor:acme` as -V (print the
+ * version). Such an argument whose rest reads as a query is left unparsed instead, as an unknown option: the command
+ * then stops with "unknown option" (and its hint, see hintDashesBeforeDashedArgument). A short option's own value
+ * (`-cenv=prod`) has no query syntax before its `=`, so real short options read as before.
+ */
+export function dashedQueriesAsUnknownOptions(command: Command): Command {
+  const parseOptions = command.parseOptions.bind(command);
+  command.parseOptions = (args) => {
+    const at = queryReadAsShortOptionAt(command, args);
+    if (at === -1) return parseOptions(args);
+    // As commander does from the first unknown option on: that argument and the rest are left to the command.
+    const parsed = parseOptions(args.slice(0, at));
+    return { operands: parsed.operands, unknown: [...parsed.unknown, ...args.slice(at)] };
+  };
+  return command;
+}
+
+/** Query-string syntax no short option's value has before its `=`: fields, phrases, wildcards, groups, ranges, operators, white space. */
+const QUERY_SYNTAX_BEFORE_EQUALS = /^[^=]*[:"*?()[\]{}~^\\/<>!&|+\s]/;
+
+/**
+ * The index in `args` of the first argument commander would read as one of the command's short options with more after
+ * it (`-country:FR`) where that rest reads as a query; -1 when there is none. Arguments are walked as commander walks
+ * them: an option's value is the next argument whatever it looks like (`--index -logs-*`), and `--` ends options.
+ */
+function queryReadAsShortOptionAt(command: Command, args: readonly string[]): number {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === '--') return -1;
+    const option = command.options.find((o) => o.short === arg || o.long === arg);
+    if (option) {
+      if (option.required || (option.optional && i + 1 < args.length && !args[i + 1].startsWith('-'))) i++;
+      continue;
+    }
+    if (/^-[^-]./.test(arg) && command.options.some((o) => o.short === arg.slice(0, 2)) && QUERY_SYNTAX_BEFORE_EQUALS.test(arg.slice(2))) return i;
+  }
+  return -1;
 }
 
 /** `--progress`: progress lines on stderr even when it is not a terminal. */

@@ -40,7 +40,7 @@ export function registerSearchCommand(program: Command): void {
     .option('--json', 'print the hits (or buckets) and total as JSON');
   addTargetOptions(command, { opensearch: true });
   addProgressOption(command);
-  hintDashesBeforeDashedArgument(command, "a query that starts with '-' goes after --, e.g. sluice search clickstream -- '-event_type:click'");
+  hintDashesBeforeDashedArgument(command, "a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'");
   command.addHelpText('after', [
     examples(
       'OPENSEARCH_URL=http://127.0.0.1:9200 sluice search clickstream \'event_type:add_to_cart\' --since 1h',

@@ -326,7 +326,7 @@ describe('sluice search (OPENSEARCH_URL)', () => {
   test('a query that starts with "-" (a NOT query) is read as an option: the error says to put -- before it, and --help says so', async () => {
     const dashed = await search('clickstream', '-event_type:click');
     expect(dashed.code).toBe(2);
-    expect(dashed.stderr.split('\n')[0]).toBe("sluice: unknown option '-event_type:click'; a query that starts with '-' goes after --, e.g. sluice search clickstream -- '-event_type:click'");
+    expect(dashed.stderr.split('\n')[0]).toBe("sluice: unknown option '-event_type:click'; a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'");
     // A mistyped flag is still a mistyped flag, with commander's suggestion.
     expect((await search('clickstream', '--sise', '5')).stderr.split('\n')[0]).toBe("sluice: unknown option '--sise' (did you mean --size?)");
     expect(seen).toHaveLength(0);
@@ -338,6 +338,30 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     const help = await sluice('search', '--help');
     expect(help.stdout.replace(/\s+/g, ' ')).toContain("a query that starts with '-' (NOT) goes after -- (see the examples)");
     expect(help.stdout).toContain("$ sluice search clickstream --since 1h -- '-event_type:click'");
+  });
+
+  test('a dashed query whose first letter is a short option (-c, or the program\'s -V) gets the same error, not that option', async () => {
+    // Read as `-c ountry:FR` (a configuration override) and `-V` (print the version, exit 0) before.
+    for (const query of ['-country:FR', '-c ountry:FR', '-cat*', '-Vendor:acme', '-country:(FR OR DE)']) {
+      const { code, stdout, stderr } = await search('clickstream', query);
+      expect({ query, code, stdout, error: stderr.split('\n')[0] }).toEqual({
+        query, code: 2, stdout: '', error: `sluice: unknown option '${query}'; a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'`,
+      });
+    }
+    expect(seen).toHaveLength(0);
+    expect((await sluice('search', 'clickstream', '--endpoint-opensearch', url, '--', '-country:FR')).code).toBe(0);
+    expect(seen[0].body.query).toEqual({ query_string: { query: '-country:FR', default_operator: 'AND', lenient: true } });
+  });
+
+  test('real short options and option values that start with "-" read as before', async () => {
+    for (const args of [['-c', 'env=dev'], ['-cenv=dev'], ['-c', 'opensearch.endpoint=https://search.example:443']]) {
+      expect({ args, code: (await search('clickstream', ...args)).code }).toEqual({ args, code: 0 });
+    }
+    // A value is the next argument, whatever it looks like: this index pattern is not a dashed query.
+    expect((await search('clickstream', '--index', '-clickstream-*:x')).code).toBe(0);
+    expect(decodeURIComponent(seen[3].url)).toMatch(/^\/-clickstream-\*:x\/_search\?/);
+    expect(await sluice('search', '--help')).toMatchObject({ code: 0, stdout: expect.stringMatching(/^Usage: sluice search /) });
+    expect((await sluice('-V')).stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
   });
 
   test('--fields names fields of the document, never what every object inherits', async () => {
