@@ -30,8 +30,11 @@ export interface SearchResponseBody {
 export interface SearchBackend {
   /** "OpenSearch at http://127.0.0.1:9200", "OpenSearch domain https://search-…(SigV4)". */
   readonly description: string;
-  /** Runs a search; an index pattern that matches nothing answers no hits, as `ignore_unavailable` does. */
-  search(index: string, body: Record<string, unknown>): Promise<SearchResponseBody>;
+  /**
+   * Runs a search; an index pattern that matches nothing answers no hits, as `ignore_unavailable` does. When `signal`
+   * aborts, the request (whichever attempt it is on) is abandoned and the search rejects with `signal.reason`.
+   */
+  search(index: string, body: Record<string, unknown>, signal?: AbortSignal): Promise<SearchResponseBody>;
   close(): Promise<void>;
 }
 
@@ -83,12 +86,23 @@ export function withoutPassword(url: string): string {
 function clientBackend(client: Client, description: string, context: FailureContext): SearchBackend {
   return {
     description,
-    async search(index, body) {
+    async search(index, body, signal) {
+      signal?.throwIfAborted();
+      const request = client.search({ index, body, ignore_unavailable: true, allow_no_indices: true } as Parameters<Client['search']>[0]);
+      // Not `() => request.abort()`: abort() returns the request, a thenable, and an event listener's rejected
+      // thenable is rethrown as an uncaught exception.
+      const abort = () => {
+        request.abort();
+      };
+      signal?.addEventListener('abort', abort, { once: true });
       try {
-        const response = await client.search({ index, body, ignore_unavailable: true, allow_no_indices: true } as Parameters<Client['search']>[0]);
+        const response = await request;
         return response.body as unknown as SearchResponseBody;
       } catch (err) {
+        if (signal?.aborted && (err as Error).name === 'RequestAbortedError') throw signal.reason;
         throw explainOpenSearchFailure(err, context);
+      } finally {
+        signal?.removeEventListener('abort', abort);
       }
     },
     close: () => client.close(),

@@ -20,6 +20,7 @@ interface SearchFlags extends TargetFlags {
   readonly index?: string;
   readonly json?: boolean;
   readonly progress?: boolean;
+  readonly timeout: string;
 }
 
 type Mapping = { type?: string; properties?: Record<string, Mapping>; fields?: Record<string, Mapping> };
@@ -37,7 +38,8 @@ export function registerSearchCommand(program: Command): void {
     .option('--top <n>', 'with --count-by, how many values', '20')
     .option('--fields <a,b,c>', 'columns of the hits table (dotted paths into the document)')
     .option('--index <pattern>', 'index pattern (default <pipeline>-*, the rotated indices Firehose writes)')
-    .option('--json', 'print the hits (or buckets) and total as JSON');
+    .option('--json', 'print the hits (or buckets) and total as JSON')
+    .option('--timeout <time>', 'give up when OpenSearch has not answered by then, retries included', '30s');
   addTargetOptions(command, { opensearch: true });
   addProgressOption(command);
   hintDashesBeforeDashedArgument(command, "a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'");
@@ -62,6 +64,7 @@ export function registerSearchCommand(program: Command): void {
     const model = loadModel(pipeline);
     const size = parseCount(flags.size, '--size', 0, 10_000);
     const top = parseCount(flags.top, '--top', 1, 10_000);
+    const timeoutMs = parseDuration(flags.timeout, '--timeout');
     const body = buildSearchBody(model, {
       query,
       dsl: flags.dsl !== undefined ? readDsl(flags.dsl) : undefined,
@@ -70,6 +73,10 @@ export function registerSearchCommand(program: Command): void {
       countBy: flags.countBy,
       top,
     });
+    // One deadline for asking OpenSearch, from here on: the client retries an attempt that timed out (after 30 s) or
+    // answered 502, 503 or 504 within it. A hung OpenSearch fails in --timeout, not after 4 attempts × 30 s.
+    const asked = Date.now();
+    const deadline = AbortSignal.timeout(timeoutMs);
     const backend = await searchBackendFor(target);
     if (!backend) throw new UserError(NO_OPENSEARCH_HINT);
     // An empty pattern would search every index of the cluster (`POST /_search`), not none.
@@ -79,7 +86,10 @@ export function registerSearchCommand(program: Command): void {
     const started = Date.now();
     let response: SearchResponseBody;
     try {
-      response = await progress.during(() => `searching ${index} on ${backend.description} · ${formatDuration(Date.now() - started)}`, backend.search(index, body));
+      response = await progress.during(() => `searching ${index} on ${backend.description} · ${formatDuration(Date.now() - started)}`, backend.search(index, body, deadline));
+    } catch (err) {
+      if (err !== deadline.reason) throw err;
+      throw new UserError(`${backend.description} gave no answer in ${formatDuration(Date.now() - asked)} (--timeout ${formatDuration(timeoutMs)}): is it up and not overloaded? Raise --timeout to wait longer`);
     } finally {
       progress.done();
       await backend.close();

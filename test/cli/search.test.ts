@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import * as path from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/nested-clients/sts';
@@ -374,6 +374,49 @@ describe('sluice search (OPENSEARCH_URL)', () => {
       '────────  ───────────  ────────  ────────────────',
       'e-1',
     ]);
+  });
+
+  test('an OpenSearch that takes the connection and never answers: --timeout bounds the whole search, naming the endpoint', async () => {
+    const sockets = new Set<Socket>();
+    // Reads the request, never answers.
+    const hung = createTcpServer((socket) => {
+      socket.resume();
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const port = (hung.address() as AddressInfo).port;
+    try {
+      const startedAt = Date.now();
+      const { code, stdout, stderr } = await sluice('search', 'clickstream', 'x', '--timeout', '400ms', '--endpoint-opensearch', `http://admin:s3cret@127.0.0.1:${port}`);
+      const elapsedMs = Date.now() - startedAt;
+      expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+      expect(stderr).toMatch(new RegExp(`^sluice: OpenSearch at http://admin:\\*\\*\\*@127\\.0\\.0\\.1:${port} gave no answer in [\\d.]+ m?s \\(--timeout 400 ms\\): is it up and not overloaded\\? Raise --timeout to wait longer\n$`));
+      expect(stderr).not.toMatch(/s3cret/);
+      expect(elapsedMs).toBeLessThan(10_000);
+      // The request was given up, not left open.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(sockets.size).toBe(0);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => hung.close(() => resolve()));
+    }
+  });
+
+  test('--timeout: the client\'s retries of a 502/503/504 still happen within it; a timeout that is not a duration is a usage error', async () => {
+    let calls = 0;
+    answer = () => (++calls <= 2 ? { status: 503, body: { error: 'busy' } } : { status: 200, body: hitsResponse([{ event_id: 'e-1' }]) });
+    const { code, stdout } = await search('clickstream', '--timeout', '5s', '--json');
+    expect(code).toBe(0);
+    expect(seen).toHaveLength(3);
+    expect(JSON.parse(stdout)).toMatchObject({ total: 1 });
+
+    const bad = await search('clickstream', '--timeout', '0');
+    expect(bad).toEqual({ code: 2, stdout: '', stderr: 'sluice: --timeout "0": the duration must be more than zero\n' });
+    expect(seen).toHaveLength(3);
+
+    const help = await sluice('search', '--help');
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('--timeout <time> give up when OpenSearch has not answered by then, retries included (default: "30s")');
   });
 
   test('a password in OPENSEARCH_URL is sent as Basic auth, never printed', async () => {
