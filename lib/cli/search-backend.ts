@@ -87,26 +87,67 @@ function clientBackend(client: Client, description: string, context: FailureCont
   return {
     description,
     async search(index, body, signal) {
-      signal?.throwIfAborted();
-      const request = client.search({ index, body, ignore_unavailable: true, allow_no_indices: true } as Parameters<Client['search']>[0]);
-      // Not `() => request.abort()`: abort() returns the request, a thenable, and an event listener's rejected
-      // thenable is rethrown as an uncaught exception.
-      const abort = () => {
-        request.abort();
-      };
-      signal?.addEventListener('abort', abort, { once: true });
-      try {
-        const response = await request;
-        return response.body as unknown as SearchResponseBody;
-      } catch (err) {
-        if (signal?.aborted && (err as Error).name === 'RequestAbortedError') throw signal.reason;
-        throw explainOpenSearchFailure(err, context);
-      } finally {
-        signal?.removeEventListener('abort', abort);
+      // The client retries 502/503/504 and connection errors itself; OpenSearch's throttling answer (429) is
+      // retried here, with backoff (or its Retry-After), until the caller's deadline aborts the wait.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await searchOnce(index, body, signal);
+        } catch (err) {
+          if (signal?.aborted && err === signal.reason) throw err;
+          const wait = throttledRetryMs(err, attempt);
+          if (wait === undefined || signal?.aborted) throw explainOpenSearchFailure(err, context);
+          await sleepUnlessAborted(wait, signal);
+          // Out of time while throttled: the answer OpenSearch gave is the reason, not silence.
+          if (signal?.aborted) throw explainOpenSearchFailure(err, context);
+        }
       }
     },
     close: () => client.close(),
   };
+
+  async function searchOnce(index: string, body: Record<string, unknown>, signal: AbortSignal | undefined): Promise<SearchResponseBody> {
+    signal?.throwIfAborted();
+    const request = client.search({ index, body, ignore_unavailable: true, allow_no_indices: true } as Parameters<Client['search']>[0]);
+    // Not `() => request.abort()`: abort() returns the request, a thenable, and an event listener's rejected
+    // thenable is rethrown as an uncaught exception.
+    const abort = () => {
+      request.abort();
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      const response = await request;
+      return response.body as unknown as SearchResponseBody;
+    } catch (err) {
+      if (signal?.aborted && (err as Error).name === 'RequestAbortedError') throw signal.reason;
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
+  }
+}
+
+/** Attempts at a throttled (429) search, the first included. */
+const THROTTLED_ATTEMPTS = 5;
+
+/** How long to wait before asking again after `err`, or undefined when it is not a throttling answer to retry. */
+function throttledRetryMs(err: unknown, attempt: number): number | undefined {
+  const e = err as OpenSearchErrorLike & { meta?: { headers?: Record<string, string | string[] | undefined> } };
+  if (e?.name !== 'ResponseError' || e.statusCode !== 429 || attempt >= THROTTLED_ATTEMPTS) return undefined;
+  const retryAfter = Number(e.meta?.headers?.['retry-after']);
+  if (Number.isFinite(retryAfter) && retryAfter >= 0) return Math.min(retryAfter, 30) * 1000;
+  return 250 * 2 ** (attempt - 1);
+}
+
+function sleepUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 interface OpenSearchErrorLike {

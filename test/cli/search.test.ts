@@ -22,7 +22,7 @@ interface SeenRequest {
 let server: Server;
 let url: string;
 const seen: SeenRequest[] = [];
-let answer: (req: SeenRequest) => { status: number; body: unknown } = () => ({ status: 200, body: hitsResponse([]) });
+let answer: (req: SeenRequest) => { status: number; body: unknown; headers?: Record<string, string> } = () => ({ status: 200, body: hitsResponse([]) });
 
 function hitsResponse(docs: Array<Record<string, unknown>>, total = docs.length, aggregations?: unknown): unknown {
   return {
@@ -44,8 +44,8 @@ beforeAll(async () => {
       const text = Buffer.concat(chunks).toString();
       const request = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: text ? JSON.parse(text) as Record<string, unknown> : {} };
       seen.push(request);
-      const { status, body } = answer(request);
-      res.writeHead(status, { 'content-type': 'application/json' });
+      const { status, body, headers } = answer(request);
+      res.writeHead(status, { 'content-type': 'application/json', ...headers });
       res.end(JSON.stringify(body));
     });
   });
@@ -417,6 +417,32 @@ describe('sluice search (OPENSEARCH_URL)', () => {
 
     const help = await sluice('search', '--help');
     expect(help.stdout.replace(/\s+/g, ' ')).toContain('--timeout <time> give up when OpenSearch has not answered by then, retries included (default: "30s")');
+  });
+
+  test('a throttled search (429) is asked again, after its Retry-After or a backoff, within --timeout', async () => {
+    let calls = 0;
+    const throttled = { status: 429, body: { error: { type: 'too_many_requests', reason: 'rejected execution' } } };
+    answer = () => (++calls === 1 ? { ...throttled, headers: { 'retry-after': '0' } } : calls === 2 ? throttled : { status: 200, body: hitsResponse([{ event_id: 'e-1' }]) });
+    const ok = await search('clickstream', '--json');
+    expect(ok.code).toBe(0);
+    expect(seen).toHaveLength(3);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ total: 1 });
+
+    // Throttled past the deadline: the answer OpenSearch gave is the reason.
+    seen.length = 0;
+    answer = () => throttled;
+    const started = Date.now();
+    const out = await search('clickstream', '--timeout', '600ms');
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toBe('sluice: OpenSearch answered HTTP 429: rejected execution\n');
+    expect(seen.length).toBeGreaterThanOrEqual(2);
+
+    // A query error is not retried.
+    seen.length = 0;
+    answer = () => ({ status: 400, body: { error: { type: 'query_shard_exception', reason: 'bad query' } } });
+    expect((await search('clickstream', 'a:(')).code).toBe(1);
+    expect(seen).toHaveLength(1);
   });
 
   test('a password in OPENSEARCH_URL is sent as Basic auth, never printed', async () => {
