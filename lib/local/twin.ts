@@ -91,6 +91,23 @@ export interface Twin {
   stop(): Promise<void>;
 }
 
+/**
+ * The transform's runtime pools: one per function memory size (`transform.memoryMiB`), each making the handlers of
+ * the pipelines whose function has that memory (the lake and search transforms; a metadata-only pipeline has none).
+ */
+export function transformRuntimePools(config: Pick<SluiceConfig, 'pipelines'>): Array<{ readonly memoryMiB: number; readonly handlers: Array<{ pipeline: string; destination: 'lake' | 'search' }> }> {
+  const pools = new Map<number, Array<{ pipeline: string; destination: 'lake' | 'search' }>>();
+  for (const [pipeline, p] of Object.entries(config.pipelines)) {
+    for (const destination of ['lake', 'search'] as const) {
+      if (!p.destinations.includes(destination)) continue;
+      const handlers = pools.get(p.transform.memoryMiB) ?? [];
+      handlers.push({ pipeline, destination });
+      pools.set(p.transform.memoryMiB, handlers);
+    }
+  }
+  return [...pools].map(([memoryMiB, handlers]) => ({ memoryMiB, handlers }));
+}
+
 /** Names the twin gives what the stack would name through CloudFormation. */
 export function metadataTableName(config: Pick<SluiceConfig, 'prefix' | 'env'>): string {
   return `${config.prefix}-${config.env}-metadata`;
@@ -127,27 +144,32 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     // or it would validate with another schema than the one the twin started with (its Glue model, twin.json).
     const validatorsAtStart = validatorFingerprints(Object.keys(config.pipelines));
     let validatorsChangedLogged = false;
-    const transformsStarting = TransformWorkers.start({
-      handlers: Object.entries(config.pipelines).flatMap(([pipeline, p]) => (['lake', 'search'] as const).filter((d) => p.destinations.includes(d)).map((destination) => ({ pipeline, destination }))),
-      piiHashKey,
-      size: options.transformWorkers,
-      // One pool serves every pipeline: the largest function's memory.
-      memoryMiB: Math.max(...Object.values(config.pipelines).map((p) => p.transform.memoryMiB)),
-      codeChanged: () => {
-        const now = validatorFingerprints(Object.keys(config.pipelines));
-        const changed = [...now.keys()].filter((p) => now.get(p) !== validatorsAtStart.get(p));
-        if (changed.length === 0) return undefined;
-        const what = `${changed.map((p) => path.relative(process.cwd(), validatorFile(p))).join(', ')} changed since the twin started (\`npm run generate\`?)`;
-        if (!validatorsChangedLogged) {
-          validatorsChangedLogged = true;
-          log(`sluice: the transform's runtime is not started again: ${what}; its invocations fail until the twin is restarted`);
-        }
-        return `${what}: restart the twin (\`sluice local up\`) to run the schemas as they are now; \`sluice replay\` then sends these records again`;
-      },
-      onRuntimeEnd: (reason) => log(`sluice: the transform's runtime ended (${reason}): the invocations it held are retried`),
-    });
-    transformsStarting.catch(() => undefined);
-    stops.push(async () => (await transformsStarting.catch(() => undefined))?.close());
+    // One pool of runtimes per function memory size (`transform.memoryMiB`), as each Lambda function has its own:
+    // a pipeline's runtime may not use more heap than its own function could. The default configuration has one size.
+    const transformPools = new Map<number, Promise<TransformWorkers>>();
+    for (const { memoryMiB, handlers } of transformRuntimePools(config)) {
+      const starting = TransformWorkers.start({
+        handlers,
+        piiHashKey,
+        size: options.transformWorkers,
+        memoryMiB,
+        codeChanged: () => {
+          const now = validatorFingerprints(Object.keys(config.pipelines));
+          const changed = [...now.keys()].filter((p) => now.get(p) !== validatorsAtStart.get(p));
+          if (changed.length === 0) return undefined;
+          const what = `${changed.map((p) => path.relative(process.cwd(), validatorFile(p))).join(', ')} changed since the twin started (\`npm run generate\`?)`;
+          if (!validatorsChangedLogged) {
+            validatorsChangedLogged = true;
+            log(`sluice: the transform's runtime is not started again: ${what}; its invocations fail until the twin is restarted`);
+          }
+          return `${what}: restart the twin (\`sluice local up\`) to run the schemas as they are now; \`sluice replay\` then sends these records again`;
+        },
+        onRuntimeEnd: (reason) => log(`sluice: the transform's runtime ended (${reason}): the invocations it held are retried`),
+      });
+      starting.catch(() => undefined);
+      stops.push(async () => (await starting.catch(() => undefined))?.close());
+      transformPools.set(memoryMiB, starting);
+    }
     const portOrFree = async (port: number) => (port === 0 ? freePort(host) : port);
     // Port 0: startKinesis picks one (again, should another process bind it first); a restart keeps it.
     let kinesisPort = options.ports?.kinesis ?? config.local.kinesisPort;
@@ -240,8 +262,10 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const descriptions: LocalDeliveryStream[] = [];
     const createdAt = new Date();
 
-    const transforms = await transformsStarting;
+    const pools = new Map<number, TransformWorkers>();
+    for (const [memoryMiB, starting] of transformPools) pools.set(memoryMiB, await starting);
     for (const [pipeline, p] of Object.entries(config.pipelines)) {
+      const transforms = pools.get(p.transform.memoryMiB);
       const model = loadModel(pipeline);
       // The engine's and the runtime's: a runtime holding an invocation is ended just after the engine gave up on it.
       const transformTimeoutMs = faults?.hasTransformFaults ? faults.transformTimeoutMs : p.transform.timeoutSeconds * 1000;
@@ -252,6 +276,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         const sink = kind === 'search'
           ? new SearchSink({ model, dataDir, url: options.openSearchUrl ?? null, rotation: p.search.rotation, retrySeconds: Math.min(p.search.retrySeconds, 10) })
           : undefined;
+        if (!transforms) throw new Error(`no transform runtimes were started for ${pipeline}`);
         const engine = await DeliveryEngine.open(engineOptionsFromConfig(config, pipeline, kind, {
           dataDir, model, store, sink, region, accountId: ACCOUNT,
           sourceKinesisStreamArn: p.source === 'kinesis' ? streamArn : undefined,
