@@ -19,7 +19,7 @@ import { makeDirectories } from '../local/paths';
 import { takePidLock } from '../local/pid-lock';
 import { bucketNameProblem, InvalidObjectKeyError, objectKeyProblem, ObjectStore } from '../local/object-store';
 import { ttlFrom } from '../../transforms/shared';
-import { objectText, parseErrorLines } from '../../transforms/failure-router/error-records';
+import { readErrorObject, type ParsedLine } from '../../transforms/failure-router/error-records';
 import { explained } from './errors';
 import { io } from './progress';
 import { UserError } from './output';
@@ -283,8 +283,14 @@ export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: str
     }
     throw err;
   }
-  const { text, damaged } = await objectText(bytes);
-  const line = parseErrorLines(text).find((l) => l.line === pointer.line);
+  const reading = await readErrorObject(bytes, async () => bytes);
+  let line: ParsedLine | undefined;
+  for await (const l of reading?.lines ?? []) {
+    if (l.line < pointer.line) continue;
+    if (l.line === pointer.line) line = l;
+    break;
+  }
+  const damaged = reading?.damaged;
   if (!line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} has no line ${pointer.line}${damaged ? `: ${damaged}` : ''}`, 1);
   if ('problem' in line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} line ${pointer.line}: ${line.problem}`, 1);
   return line.rawData;

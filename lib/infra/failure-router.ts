@@ -59,9 +59,10 @@ export class FailureRouter extends Construct {
     this.function = new SluiceFunction(this, 'Router', {
       handler: 'failure-router',
       description: 'Sluice: sends the records of Firehose error objects and search backups to the dead-letter queue',
-      // It holds a whole error object, its text and one message per line: a 100 MB object peaked at 434 MiB and a
-      // 175 MB one (a full 128 MiB buffer of failed records, base64 in JSON lines) at 674 MiB in a measurement.
-      // It runs only on failures, so room costs little; running out of it loses the object's records to the retries.
+      // It reads an error object as it arrives and holds a window of messages (≤ 250, ≤ 1 MiB of bodies), a chunk and
+      // the line in hand (≤ ~1.4 MB: a 1,000 KiB record in base64), whatever the object's size. The size is the one
+      // chosen when it held whole objects (a 175 MB one peaked at 674 MiB): Lambda gives CPU in proportion to memory,
+      // and the validation of each record has not been timed at less. It runs only on failures, so it costs little.
       memoryMiB: 1536,
       timeout: Duration.minutes(5),
       logRemovalPolicy: props.removalPolicy,

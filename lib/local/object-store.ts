@@ -164,10 +164,22 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
     try {
       return await fs.promises.readFile(this.pathFor(bucket, key));
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') throw new NoSuchKeyError(bucket, key);
-      throw error;
+      throw noSuchKeyFor(error, bucket, key);
     }
+  }
+
+  /** An object's bytes in chunks as they are read, for objects not to be held whole (the failure router's error objects). */
+  async getObjectStream(bucket: string, key: string): Promise<fs.ReadStream> {
+    let handle: fs.promises.FileHandle | undefined;
+    try {
+      handle = await fs.promises.open(this.pathFor(bucket, key), 'r');
+      // Opening a directory succeeds on Linux, reading it does not: no object, as getObject says.
+      if ((await handle.stat()).isDirectory()) throw Object.assign(new Error(`EISDIR: illegal operation on a directory, read '${key}'`), { code: 'EISDIR' });
+    } catch (error) {
+      await handle?.close();
+      throw noSuchKeyFor(error, bucket, key);
+    }
+    return handle.createReadStream();
   }
 
   async deleteObject(bucket: string, key: string): Promise<void> {
@@ -251,6 +263,12 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
     }
     return event;
   }
+}
+
+/** A file system error reading an object, as S3 would say it: NoSuchKey when there is no file of that name. */
+function noSuchKeyFor(error: unknown, bucket: string, key: string): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR' ? new NoSuchKeyError(bucket, key) : error;
 }
 
 /** Why a key cannot be an object in the twin, or undefined when it can. */

@@ -206,9 +206,10 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
 
     const store = new ObjectStore(dataDir, { beforeWrite: faults?.beforeWrite });
     const router = createFailureRouter({
+      // The same reading as in Lambda: in chunks, never the whole object.
       readObject: async (b, k) => {
         try {
-          return await store.getObject(b, k);
+          return await store.getObjectStream(b, k);
         } catch (e) {
           if (e instanceof NoSuchKeyError) return undefined; // deleted since: nothing left to route
           throw e;

@@ -43,6 +43,18 @@ describe('ObjectStore', () => {
     await expect(store.getObject('lake', 'errors/missing.json')).rejects.toThrow(NoSuchKeyError);
   });
 
+  it('streams an object in chunks; a missing key or a folder is NoSuchKey, as getObject says', async () => {
+    const body = Buffer.alloc(200_000, 'x');
+    await store.putObject('lake', 'errors/big.json', body);
+    const chunks: Buffer[] = [];
+    for await (const chunk of await store.getObjectStream('lake', 'errors/big.json')) chunks.push(chunk as Buffer);
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+    await expect(store.getObjectStream('lake', 'errors/missing.json')).rejects.toThrow(NoSuchKeyError);
+    await expect(store.getObjectStream('lake', 'errors')).rejects.toThrow(NoSuchKeyError);
+    await expect(store.getObject('lake', 'errors')).rejects.toThrow(NoSuchKeyError);
+  });
+
   it('lists by prefix in S3 key order, without temp files', async () => {
     for (const key of ['b/2', 'a/1', 'a/10', 'a/1x/y', 'ab', 'a/é', 'a/Z']) await store.putObject('lake', key, key);
     expect((await store.listObjects('lake')).map((o) => o.key)).toEqual(['a/1', 'a/10', 'a/1x/y', 'a/Z', 'a/é', 'ab', 'b/2']);

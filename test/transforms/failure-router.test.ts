@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import type { S3Event, S3EventRecord } from 'aws-lambda';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { BatchGetCommand, BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
+import fc from 'fast-check';
 import {
   createFailureRouter,
   decodeS3Key,
@@ -16,6 +18,7 @@ import {
   type DlqMessage,
   type FailureRouterOptions,
 } from '../../transforms/failure-router/handler';
+import { parseErrorLines, readErrorObject, type ErrorObjectReading, type ParsedLine } from '../../transforms/failure-router/error-records';
 import { createSentLedger } from '../../transforms/failure-router/sent-ledger';
 import { faulty, startDynalite, type LocalDynamo } from './dynamo';
 import { capturedTelemetry, fixture, fixtureBytes, quietTelemetry, unb64 } from './helpers';
@@ -373,6 +376,233 @@ describe('failure router', () => {
   });
 });
 
+/** A GetObject body that hands `bytes` over in chunks cut at `cuts` (offsets), counting what it produced; then fails with `failure`, if given. */
+function streamed(bytes: Buffer, cuts: readonly number[], failure?: Error): AsyncIterable<Uint8Array> & { produced: number } {
+  const body = {
+    produced: 0,
+    async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+      let at = 0;
+      for (const cut of [...[...cuts].sort((a, b) => a - b).filter((c) => c > 0 && c < bytes.length), bytes.length]) {
+        if (cut <= at) continue;
+        body.produced += cut - at;
+        yield bytes.subarray(at, cut);
+        at = cut;
+      }
+      if (failure) throw failure;
+    },
+  };
+  return body;
+}
+
+/** Cut offsets every `size` bytes of `length`. */
+const every = (size: number, length: number): number[] => Array.from({ length: Math.ceil(length / size) }, (_, i) => i * size);
+
+/** A processing-failed error line whose errorMessage is `message`. */
+const errorLine = (n: number, message: string): string =>
+  JSON.stringify({ attemptsMade: 2, arrivalTimestamp: 1_795_874_715_000 + n, errorCode: 'Lambda.ProcessingFailed', errorMessage: message, rawData: Buffer.from(`{"n":${n}}`).toString('base64') });
+
+/** The lines a reading gives, in order. */
+async function linesRead(reading: ErrorObjectReading | undefined): Promise<ParsedLine[]> {
+  const out: ParsedLine[] = [];
+  for await (const line of reading?.lines ?? []) out.push(line);
+  return out;
+}
+
+describe('failure router reading objects as they arrive', () => {
+  const KEY = 'errors/iot/processing-failed/2026/11/22/13/streamed';
+  // Every awkward place for a chunk to end: inside 2-, 3- and 4-byte UTF-8 characters, between "\r" and "\n", right before
+  // and after a "\n", inside a UTF-8 byte order mark; a blank line, an unreadable one, and a last line without "\n".
+  const AWKWARD = Buffer.from([
+    `\ufeff${errorLine(1, 'é € 😀 at a boundary')}\r\n`,
+    '\r\n',
+    'not json\n',
+    `${errorLine(4, '日本語 and 🧪')}\n`,
+    errorLine(5, 'the last line, with no newline after it 😀'),
+  ].join(''));
+
+  it('gives the lines parseErrorLines gives the whole text, wherever the chunks are cut', async () => {
+    const whole = parseErrorLines(AWKWARD.toString('utf8'));
+    expect(whole.map((l) => [l.line, 'problem' in l ? l.problem : l.errorMessage])).toEqual([
+      [1, 'é € 😀 at a boundary'],
+      [3, 'not JSON'],
+      [4, '日本語 and 🧪'],
+      [5, 'the last line, with no newline after it 😀'],
+    ]);
+    const read = async (cuts: number[]) => linesRead(await readErrorObject(streamed(AWKWARD, cuts), async () => undefined));
+    expect(await linesRead(await readErrorObject(AWKWARD, async () => undefined))).toEqual(whole);
+    // Two chunks, cut at every offset; one byte at a time; and any cuts at all.
+    for (let cut = 0; cut <= AWKWARD.length; cut++) expect(await read([cut])).toEqual(whole);
+    expect(await read(every(1, AWKWARD.length))).toEqual(whole);
+    await fc.assert(fc.asyncProperty(fc.uniqueArray(fc.integer({ min: 1, max: AWKWARD.length - 1 }), { maxLength: 40 }), async (cuts) => {
+      expect(await read(cuts)).toEqual(whole);
+    }), { numRuns: 200 });
+  });
+
+  it('routes the same messages from a stream as from the whole object, at each awkward boundary', async () => {
+    const reference = world({ [KEY]: AWKWARD });
+    expect(await createFailureRouter(reference.options)(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+    expect(reference.queue.map((m) => [m.source.line, m.errorMessage])).toEqual([
+      [1, 'é € 😀 at a boundary'], [4, '日本語 and 🧪'], [5, 'the last line, with no newline after it 😀'],
+    ]);
+    const emoji = AWKWARD.indexOf('😀');
+    const crlf = AWKWARD.indexOf('\r\n');
+    const newline = AWKWARD.indexOf('\n', crlf + 2);
+    const boundaries = [1, 2, 3, emoji + 1, emoji + 2, emoji + 3, crlf, crlf + 1, crlf + 2, newline - 1, newline, newline + 1, AWKWARD.length - 1];
+    for (const cut of boundaries) {
+      const w = world();
+      const route = createFailureRouter({ ...w.options, readObject: async () => streamed(AWKWARD, [cut]) });
+      expect(await route(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+      expect(w.queue).toEqual(reference.queue);
+    }
+  });
+
+  it('reads a gzip backup as it arrives: checked to its end first (a second read), then routed as from the whole object', async () => {
+    const key = 'search-backup/iot/AmazonOpenSearchService-failed/2026/11/22/13/streamed.gz';
+    const gz = gzipSync(AWKWARD);
+    const reference = world({ [key]: gz });
+    await createFailureRouter(reference.options)(s3Event(key));
+    expect(reference.reads).toHaveLength(1);
+    expect(reference.queue.map((m) => m.source.line)).toEqual([1, 4, 5]);
+
+    const w = world();
+    const reads: number[] = [];
+    const route = createFailureRouter({ ...w.options, readObject: async () => streamed(gz, every(7 + reads.push(1), gz.length)) });
+    expect(await route(s3Event(key))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+    expect(reads).toHaveLength(2);
+    expect(w.queue).toEqual(reference.queue);
+
+    // Cut off: the whole lines before the cut, as from the whole object. Damaged: nothing, and no second read.
+    const { body } = errorObject(50);
+    const cut = gzipSync(body).subarray(0, 2000);
+    const whole = world({ [key]: cut });
+    await createFailureRouter(whole.options)(s3Event(key));
+    const part = world();
+    await createFailureRouter({ ...part.options, readObject: async () => streamed(cut, every(100, cut.length)) })(s3Event(key));
+    expect(part.queue.length).toBeGreaterThan(0);
+    expect(part.queue).toEqual(whole.queue);
+    const damaged = Buffer.from(gzipSync(body));
+    damaged[damaged.length - 8] ^= 0xff;
+    const none = world();
+    const damagedReads: number[] = [];
+    expect(await createFailureRouter({ ...none.options, readObject: async () => streamed(damaged, every(100 + damagedReads.push(1), damaged.length)) })(s3Event(key)))
+      .toEqual({ sent: 0, duplicates: 0, pointers: 0 });
+    expect(damagedReads).toHaveLength(1);
+  });
+
+  it('an object far larger than it holds: the body runs ahead of what is sent by at most a window of lines and a chunk', async () => {
+    const lines = 20_000;
+    const { key, body } = errorObject(lines);
+    const ends: number[] = [];
+    for (let at = body.indexOf(0x0a); at !== -1; at = body.indexOf(0x0a, at + 1)) ends.push(at + 1);
+    ends.push(body.length);
+    const longest = Math.max(...ends.map((end, i) => end - (i === 0 ? 0 : ends[i - 1])));
+    const chunk = 64 * 1024;
+    const source = streamed(body, every(chunk, body.length));
+    const w = world();
+    let highestSent = 0;
+    let mostAhead = 0;
+    const route = createFailureRouter({
+      ...w.options,
+      readObject: async () => source,
+      async send(messages) {
+        // Read from the body but not yet sent: what the router holds (the lines of the window in hand).
+        mostAhead = Math.max(mostAhead, source.produced - (highestSent === 0 ? 0 : ends[highestSent - 1]));
+        highestSent = Math.max(highestSent, ...messages.map((m) => m.source.line));
+        return w.options.send(messages);
+      },
+    });
+    expect(await route(s3Event(key))).toEqual({ sent: lines, duplicates: 0, pointers: 0 });
+    expect(source.produced).toBe(body.length);
+    const bound = 250 * longest + chunk; // markEvery lines and the chunk the window's last line came in
+    expect(mostAhead).toBeLessThanOrEqual(bound);
+    expect(body.length).toBeGreaterThan(20 * bound);
+    const counts = perLine(w.queue);
+    expect(counts.size).toBe(lines);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    expect(w.marked.size).toBe(lines);
+  });
+
+  it('a window of large messages ends at windowBytes, and a 1,000 KiB record split across many chunks goes as a pointer', async () => {
+    const big = Buffer.from(JSON.stringify({ device_id: 'd-1', pad: 'x'.repeat(1_024_000 - 40) })).subarray(0, 1_024_000);
+    const line = (n: number) => JSON.stringify({ attemptsMade: 1, arrivalTimestamp: n, errorCode: 'Lambda.ProcessingFailed', errorMessage: 'too big', rawData: (n % 2 === 1 ? big : Buffer.from(`{"n":${n}}`)).toString('base64') });
+    const body = Buffer.from(Array.from({ length: 6 }, (_, i) => line(i + 1)).join('\n'));
+    expect(body.length).toBeGreaterThan(3 * 1_365_000);
+    const w = world();
+    const windows: number[] = [];
+    const route = createFailureRouter({ ...w.options, windowBytes: 800, readObject: async () => streamed(body, every(16 * 1024, body.length)), alreadySent: async (keys) => {
+      windows.push(keys.length);
+      return w.options.alreadySent(keys);
+    } });
+    expect(await route(s3Event(KEY))).toEqual({ sent: 6, duplicates: 0, pointers: 3 });
+    expect(windows.length).toBeGreaterThan(1);
+    expect(w.queue.filter((m) => m.pointer).map((m) => m.source.line)).toEqual([1, 3, 5]);
+    for (const m of w.queue.filter((q) => q.pointer)) {
+      expect(m.pointer).toEqual({ bucket: BUCKET, key: KEY, line: m.source.line });
+      // The reason is the validator's, recomputed from the whole record.
+      expect(m.reason).toMatch(/^schema \(required\): \/event_id is required; .*\/pad is not a field of the schema/);
+    }
+  });
+
+  it('a stream that fails midway fails the event: the lines read whole are sent and marked, the cut one is not, the other objects are routed, and the retry sends the rest once', async () => {
+    const { key, body } = errorObject(40);
+    const other = 'errors/iot/processing-failed/2026/11/22/13/other';
+    const lineStarts = [0];
+    for (let at = body.indexOf(0x0a); at !== -1; at = body.indexOf(0x0a, at + 1)) lineStarts.push(at + 1);
+    const stopAt = lineStarts[22] + 20; // inside line 23
+    const reset = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    const w = world({ [key]: body, [other]: errorObject(3).body });
+    const t = capturedTelemetry();
+    try {
+      const route = createFailureRouter({ ...w.options, markEvery: 10, logger: t.logger, metrics: t.metrics, readObject: async (b, k) => (k === key ? streamed(body.subarray(0, stopAt), every(100, stopAt), reset) : w.options.readObject(b, k)) });
+      await expect(route(s3Event(key, other))).rejects.toMatchObject({ message: expect.stringMatching(/reading s3:\/\/.+\/obj failed after line 22, so the rest of it was not sent \(Error: socket hang up\)/), cause: reset });
+    } finally {
+      t.restore();
+    }
+    expect(t.lines.find((l) => l.message === 'error object could not be read to its end; the retried event sends the rest')).toMatchObject({ key, afterLine: 22 });
+    const sentOf = (k: string) => w.queue.filter((m) => m.source.key === k).map((m) => m.source.line);
+    expect(sentOf(key)).toEqual(Array.from({ length: 22 }, (_, i) => i + 1));
+    expect(sentOf(other)).toEqual([1, 2, 3]);
+    expect(w.marked).toEqual(new Set(w.queue.map((m) => m.dedupeKey)));
+
+    // S3 and Lambda retry the event with the stream whole: only what was not sent goes out, each record once in all.
+    expect(await createFailureRouter(w.options)(s3Event(key, other))).toEqual({ sent: 18, duplicates: 25, pointers: 0 });
+    expect([...perLine(w.queue.filter((m) => m.source.key === key)).entries()].sort(([a], [b]) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => [i + 1, 1]));
+  });
+
+  it('leaving an object early (its sent marks cannot be read) closes its stream', async () => {
+    const { key, body } = errorObject(600);
+    const w = world();
+    const stream = Readable.from((async function* () {
+      for (let at = 0; at < body.length; at += 1024) yield body.subarray(at, at + 1024);
+    })());
+    const down = Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException' });
+    let checks = 0;
+    const route = createFailureRouter({ ...w.options, readObject: async () => stream, alreadySent: (keys) => (++checks === 2 ? Promise.reject(down) : w.options.alreadySent(keys)) });
+    await expect(route(s3Event(key))).rejects.toThrow(/checking which messages of s3:\/\/.+ were sent before failed, so none from line 251 on was sent/);
+    expect(w.queue.map((m) => m.source.line)).toEqual(Array.from({ length: 250 }, (_, i) => i + 1));
+    expect(stream.destroyed).toBe(true);
+    expect(stream.readableEnded).toBe(false);
+  });
+
+  it('an object that cannot be read before its first whole line: nothing of it is sent, and the event fails', async () => {
+    const { key, body } = errorObject(5);
+    const w = world({ [key]: body });
+    const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+    const route = createFailureRouter({ ...w.options, readObject: async () => streamed(body.subarray(0, 30), [1, 10], reset) });
+    await expect(route(s3Event(key))).rejects.toThrow(/reading s3:\/\/.+ failed, so none of it was sent \(Error: read ECONNRESET\)/);
+    expect(w.queue).toEqual([]);
+    expect(await createFailureRouter(w.options)(s3Event(key))).toEqual({ sent: 5, duplicates: 0, pointers: 0 });
+
+    // GetObject itself failing is the same: that object waits for the retry, the event's others are routed.
+    const other = 'errors/iot/processing-failed/2026/11/22/13/other';
+    const v = world({ [other]: errorObject(2).body });
+    const denied = Object.assign(new Error('Access Denied'), { name: 'AccessDenied' });
+    const refusing = createFailureRouter({ ...v.options, readObject: (b, k) => (k === key ? Promise.reject(denied) : v.options.readObject(b, k)) });
+    await expect(refusing(s3Event(key, other))).rejects.toMatchObject({ message: expect.stringMatching(/reading s3:\/\/.+\/obj failed, so none of it was sent \(AccessDenied: Access Denied\)/), cause: denied });
+    expect(v.queue.map((m) => m.source.key)).toEqual([other, other]);
+  });
+});
+
 describe('sent ledger (DynamoDB, against dynalite)', () => {
   const NOW = new Date('2026-11-22T14:00:00.000Z');
   const TTL = Math.floor(NOW.getTime() / 1000) + 30 * 86_400;
@@ -509,5 +739,39 @@ describe('failure router in Lambda (AWS SDK clients, mocked)', () => {
     const message = JSON.parse(bodies[0]) as DlqMessage;
     expect(message.reason).toContain('/\ufffe\uffff');
     expect(message.rawData).toBe(rawData);
+  });
+
+  it('reads the GetObject body as a stream, never whole; a body that fails midway fails the event after sending and marking the lines read whole', async () => {
+    const { key, body } = errorObject(30);
+    let cutAt = -1;
+    for (let line = 1; line <= 15; line++) cutAt = body.indexOf('\n', cutAt + 1);
+    cutAt += 8; // inside line 16
+    const reset = Object.assign(new Error('aborted'), { code: 'ECONNRESET' });
+    const incoming = () => Object.assign(Readable.from((async function* () {
+      for (let at = 0; at < cutAt; at += 512) yield body.subarray(at, Math.min(at + 512, cutAt));
+      throw reset;
+    })()), { transformToByteArray: () => Promise.reject(new Error('the body was read whole')) });
+    s3.on(GetObjectCommand).callsFake(() => ({ Body: incoming() }));
+    dynamo.on(BatchGetCommand).resolves({ Responses: {} });
+    const marked: string[] = [];
+    dynamo.on(BatchWriteCommand).callsFake((input: { RequestItems: Record<string, Array<{ PutRequest: { Item: { pk: string } } }>> }) => {
+      marked.push(...Object.values(input.RequestItems).flat().map((r) => r.PutRequest.Item.pk));
+      return {};
+    });
+    const lines: number[] = [];
+    sqs.on(SendMessageBatchCommand).callsFake((input: { Entries: Array<{ Id: string; MessageBody: string }> }) => {
+      lines.push(...input.Entries.map((e) => (JSON.parse(e.MessageBody) as DlqMessage).source.line));
+      return { Successful: input.Entries.map((e) => ({ Id: e.Id, MessageId: e.Id, MD5OfMessageBody: '' })), Failed: [] };
+    });
+    const t = capturedTelemetry();
+    try {
+      const router = failureRouterFromEnv({ SLUICE_DLQ_URL: 'https://sqs.us-east-1.amazonaws.com/1/q', SLUICE_METADATA_TABLE: 't', AWS_REGION: 'us-east-1' });
+      await expect(router(s3Event(key))).rejects.toThrow(/reading s3:\/\/.+ failed after line 15, so the rest of it was not sent \(Error: aborted\)/);
+    } finally {
+      t.restore();
+    }
+    expect(t.lines.filter((l) => l.level === 'ERROR').map((l) => [l.message, l.afterLine])).toEqual([['error object could not be read to its end; the retried event sends the rest', 15]]);
+    expect(lines).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    expect(marked.sort()).toEqual(Array.from({ length: 15 }, (_, i) => `dlq#${dedupeKeyOf(BUCKET, key, i + 1)}`).sort());
   });
 });

@@ -2,18 +2,22 @@
  * Failure router: S3 ObjectCreated on the error prefixes → one SQS dead-letter message per failed
  * record, with the reason recomputed by the validator, sent in batches.
  *
- * At-least-once under redelivered S3 events, in the order check → send → mark: the record's dedupe
- * key (from bucket, key and line) is looked up in a ledger, records not marked there are sent, and
- * only the keys SQS accepted are then marked. Whatever stops an invocation before its marks are
- * written (a message SQS keeps refusing, a ledger error, a timeout or crash) leaves those records
- * unmarked, and Lambda's retry of the event sends them (S3 invokes the router asynchronously: Lambda
- * retries twice, then hands the event to the stack's RouterFailedEventsUrl queue for an operator to
- * redrive, docs/deploy.md): no record is lost. The price is a rare duplicate:
- * a record whose message was accepted but not yet marked when the invocation died or its marking
- * failed is sent again (keys are marked after every `markEvery` messages, so at most that many per
- * object). FIFO queues drop it (MessageDeduplicationId is the dedupe key, within SQS's five-minute
- * window); on a standard queue the `dedupeKey` in the body tells it apart, and `sluice replay`
- * re-puts a record once per dedupe key.
+ * The object is read as it arrives, a window of messages at a time: memory holds the window (at
+ * most `markEvery` messages or `windowBytes` of bodies), a chunk and the line being read, never the
+ * object, which can be far larger than the function's memory.
+ *
+ * At-least-once under redelivered S3 events, in the order check → send → mark, window by window:
+ * the records' dedupe keys (from bucket, key and line) are looked up in a ledger, records not marked
+ * there are sent, and only the keys SQS accepted are then marked. Whatever stops an invocation before
+ * its marks are written (a message SQS keeps refusing, a ledger error, an object that cannot be read
+ * to its end, a timeout or crash) leaves those records unmarked, and Lambda's retry of the event sends
+ * them (S3 invokes the router asynchronously: Lambda retries twice, then hands the event to the stack's
+ * RouterFailedEventsUrl queue for an operator to redrive, docs/deploy.md): no record is lost. The
+ * price is a rare duplicate: a record whose message was accepted but not yet marked when the
+ * invocation died or its marking failed is sent again (keys are marked after every window, so at
+ * most `markEvery` per object). FIFO queues drop it (MessageDeduplicationId is the dedupe key, within
+ * SQS's five-minute window); on a standard queue the `dedupeKey` in the body tells it apart, and
+ * `sluice replay` re-puts a record once per dedupe key.
  */
 import { createHash } from 'node:crypto';
 import type { S3Event } from 'aws-lambda';
@@ -27,10 +31,10 @@ import { backoffDelay, sleep } from '../shared/retry';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
 import { FAILURE_ROUTER_SERVICE, UNROUTED_METRICS } from '../shared/metric-names';
 import { toSqsBody } from '../shared/sqs-body';
-import { decodeS3Key, locateErrorObject, objectText, OPENSEARCH_FAILED, parseErrorLines, type ErrorLine, type ErrorObjectLocation } from './error-records';
+import { decodeS3Key, locateErrorObject, OPENSEARCH_FAILED, readErrorObject, type ErrorLine, type ErrorObjectLocation, type ErrorObjectReading, type ObjectBody } from './error-records';
 import { createSentLedger } from './sent-ledger';
 
-export { decodeS3Key, locateErrorObject, parseErrorLines } from './error-records';
+export { decodeS3Key, locateErrorObject, parseErrorLines, type ObjectBody } from './error-records';
 
 export interface S3LineLocation {
   readonly bucket: string;
@@ -61,22 +65,31 @@ export interface DlqMessage {
 }
 
 export interface FailureRouterOptions {
-  /** The object's bytes; undefined when it no longer exists (deleted since the event: nothing to route). */
-  readObject(bucket: string, key: string): Promise<Buffer | undefined>;
+  /**
+   * The object's bytes, whole or in chunks as they arrive (an S3 GetObject body: never held whole); undefined when it no
+   * longer exists (deleted since the event: nothing to route). Called a second time for a gzip object given in chunks: its
+   * data is checked to its end before any of its lines is routed (error-records.ts, readErrorObject).
+   */
+  readObject(bucket: string, key: string): Promise<ObjectBody | undefined>;
   /** Sends up to 10 messages (one SQS batch); answers the dedupe keys that were not accepted. */
   send(messages: DlqMessage[]): Promise<{ failedIds: string[] }>;
   /**
-   * The dedupe keys among `dedupeKeys` that `markSent` marked before: their messages are not sent again.
-   * Throws when it cannot tell; nothing of that object is sent then, and the invocation fails.
+   * The dedupe keys among `dedupeKeys` (one window's) that `markSent` marked before: their messages are not sent again.
+   * Throws when it cannot tell; nothing more of that object is sent then, and the invocation fails.
    */
   alreadySent(dedupeKeys: readonly string[]): Promise<Set<string>>;
   /**
-   * Marks dedupe keys whose messages SQS accepted; called after every send slice. Throws unless every
+   * Marks dedupe keys whose messages SQS accepted; called after every window is sent. Throws unless every
    * mark was written: the invocation then fails, and its retry sends the unmarked messages again.
    */
   markSent(dedupeKeys: readonly string[]): Promise<void>;
-  /** Messages sent between two `markSent` calls: at most this many are sent twice when an invocation dies. @default 250 */
+  /**
+   * Messages in a window: read, checked, sent and marked together before more of the object is read. At most this many
+   * are sent twice when an invocation dies. @default 250
+   */
   readonly markEvery?: number;
+  /** Message bodies in a window, bytes: a window of large messages ends at this size. @default 4 × maxBatchBytes (1 MiB) */
+  readonly windowBytes?: number;
   /** Largest message body, bytes; a record that does not fit goes as a pointer. @default 262144 (SQS) */
   readonly maxMessageBytes?: number;
   /** Largest batch (sum of bodies), bytes. @default maxMessageBytes (SQS caps a SendMessageBatch at the message size) */
@@ -110,6 +123,8 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
   const attempts = options.sendAttempts ?? 5;
   const markEvery = options.markEvery ?? 250;
   if (!(Number.isInteger(markEvery) && markEvery > 0)) throw new Error(`markEvery must be a positive integer, got ${markEvery}`);
+  const windowBytes = options.windowBytes ?? 4 * maxBatchBytes;
+  if (!(windowBytes > 0)) throw new Error(`windowBytes must be positive, got ${windowBytes}`);
   const pause = options.sleep ?? sleep;
   const telemetry = createTelemetry(FAILURE_ROUTER_SERVICE, {}, options);
   const { logger } = telemetry;
@@ -143,50 +158,58 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
         continue;
       }
       const object = `s3://${bucket}/${key}`;
-      const bytes = await options.readObject(bucket, key!);
-      if (bytes === undefined) {
+      let reading: ErrorObjectReading | undefined;
+      let readFailure: { error: unknown } | undefined;
+      try {
+        const body = await options.readObject(bucket, key!);
+        reading = body === undefined ? undefined : await readErrorObject(body, () => options.readObject(bucket, key!));
+      } catch (error) {
+        readFailure = { error };
+      }
+      if (reading === undefined && readFailure === undefined) {
         gone++;
         logger.warn('error object no longer exists; nothing to route', { bucket, key });
         continue;
       }
-      const { text, damaged } = await objectText(bytes);
-      if (damaged !== undefined) {
+      if (reading?.damaged !== undefined) {
         // Permanent: another read gives the same bytes, so the whole lines before the damage are routed and the rest logged.
         damagedObjects++;
-        logger.error('error object damaged; its whole lines before the damage are routed, the rest stays in S3 only', { bucket, key, problem: damaged });
+        logger.error('error object damaged; its whole lines before the damage are routed, the rest stays in S3 only', { bucket, key, problem: reading.damaged });
       }
-      const messages: DlqMessage[] = [];
-      for (const line of parseErrorLines(text)) {
-        if ('problem' in line) {
-          unreadable++;
-          logger.error('error line unreadable; it stays in S3 only', { bucket, key, line: line.line, problem: line.problem });
-          continue;
+      const routed = { lines: 0, sent: 0, duplicates: 0, failed: 0 };
+      let lastLine = 0;
+      let window: DlqMessage[] = [];
+      let bytesInWindow = 0;
+      /** Checks, sends and marks the window; false when the ledger failed, so nothing more of the object may be sent. */
+      const routeWindow = async (): Promise<boolean> => {
+        const messages = window;
+        window = [];
+        bytesInWindow = 0;
+        if (messages.length === 0) return true;
+        let marked: Set<string>;
+        try {
+          marked = await options.alreadySent(messages.map((m) => m.dedupeKey));
+        } catch (err) {
+          firstCause ??= err;
+          const none = routed.lines > messages.length ? `none from line ${messages[0].source.line} on` : 'none';
+          problems.push(`checking which messages of ${object} were sent before failed, so ${none} was sent (${errorMessage(err)})`);
+          logger.error('could not check which dead-letter messages were sent before; none sent', { bucket, key, fromLine: messages[0].source.line, error: errorMessage(err) });
+          return false;
         }
-        messages.push(fitted(messageFor(where, bucket, key!, line), maxMessageBytes));
-      }
-
-      let marked: Set<string>;
-      try {
-        marked = messages.length === 0 ? new Set() : await options.alreadySent(messages.map((m) => m.dedupeKey));
-      } catch (err) {
-        firstCause ??= err;
-        problems.push(`checking which messages of ${object} were sent before failed, so none was sent (${errorMessage(err)})`);
-        logger.error('could not check which dead-letter messages were sent before; none sent', { bucket, key, error: errorMessage(err) });
-        continue;
-      }
-      const fresh = messages.filter((m) => !marked.has(m.dedupeKey));
-      duplicates += messages.length - fresh.length;
-      const failed: DlqMessage[] = [];
-      let objectSent = 0;
-      // Marking after each slice bounds what a timeout or crash makes the retry send twice.
-      for (let i = 0; i < fresh.length; i += markEvery) {
-        const slice = fresh.slice(i, i + markEvery);
-        const refused = await sendAll(slice);
-        const accepted = slice.filter((m) => !refused.has(m.dedupeKey));
-        failed.push(...slice.filter((m) => refused.has(m.dedupeKey)));
-        objectSent += accepted.length;
+        const fresh = messages.filter((m) => !marked.has(m.dedupeKey));
+        routed.duplicates += messages.length - fresh.length;
+        const refused = await sendAll(fresh);
+        const accepted = fresh.filter((m) => !refused.has(m.dedupeKey));
+        const failed = fresh.filter((m) => refused.has(m.dedupeKey));
+        routed.sent += accepted.length;
         pointers += accepted.filter((m) => m.pointer).length;
-        if (accepted.length === 0) continue;
+        if (failed.length > 0) {
+          routed.failed += failed.length;
+          logger.error('dead-letter messages could not be sent; the retried event sends them', {
+            bucket, key, unsent: failed.map((m) => ({ dedupeKey: m.dedupeKey, line: m.source.line })),
+          });
+        }
+        if (accepted.length === 0) return true;
         try {
           await options.markSent(accepted.map((m) => m.dedupeKey));
         } catch (err) {
@@ -195,18 +218,50 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
           unmarked += accepted.length;
           problems.push(`${accepted.length} message(s) of ${object} were sent but could not be marked sent, so the retry sends them again (${errorMessage(err)})`);
           logger.error('sent dead-letter messages could not be marked sent; the retried event sends them again', { bucket, key, messages: accepted.length, error: errorMessage(err) });
-          break;
+          return false;
+        }
+        return true;
+      };
+
+      let ledgerFailed = false;
+      if (reading !== undefined) {
+        try {
+          for await (const line of reading.lines) {
+            lastLine = line.line;
+            if ('problem' in line) {
+              unreadable++;
+              logger.error('error line unreadable; it stays in S3 only', { bucket, key, line: line.line, problem: line.problem });
+              continue;
+            }
+            const message = fitted(messageFor(where, bucket, key!, line), maxMessageBytes);
+            routed.lines++;
+            window.push(message);
+            bytesInWindow += bodyBytes(message);
+            // Leaving the loop early closes the object's stream.
+            if ((window.length >= markEvery || bytesInWindow >= windowBytes) && !(await routeWindow())) {
+              ledgerFailed = true;
+              break;
+            }
+          }
+        } catch (error) {
+          readFailure = { error };
         }
       }
-      sent += objectSent;
-      if (failed.length > 0) {
-        unsent += failed.length;
-        problems.push(`${failed.length} message(s) of ${object} could not be sent after ${attempts} attempts`);
-        logger.error('dead-letter messages could not be sent; the retried event sends them', {
-          bucket, key, unsent: failed.map((m) => ({ dedupeKey: m.dedupeKey, line: m.source.line })),
-        });
+      // The lines read whole before a read error are as good as any: they are sent, and the retry skips them.
+      if (!ledgerFailed) await routeWindow();
+      sent += routed.sent;
+      duplicates += routed.duplicates;
+      if (readFailure !== undefined) {
+        firstCause ??= readFailure.error;
+        const unsentPart = lastLine > 0 ? `failed after line ${lastLine}, so the rest of it was not sent` : 'failed, so none of it was sent';
+        problems.push(`reading ${object} ${unsentPart} (${errorMessage(readFailure.error)})`);
+        logger.error('error object could not be read to its end; the retried event sends the rest', { bucket, key, afterLine: lastLine, error: errorMessage(readFailure.error) });
       }
-      logger.info('error object routed', { bucket, key, pipeline: where.pipeline, errorType: where.errorType, lines: messages.length, sent: objectSent, duplicates: messages.length - fresh.length, failed: failed.length });
+      if (routed.failed > 0) {
+        unsent += routed.failed;
+        problems.push(`${routed.failed} message(s) of ${object} could not be sent after ${attempts} attempts`);
+      }
+      logger.info('error object routed', { bucket, key, pipeline: where.pipeline, errorType: where.errorType, lines: routed.lines, sent: routed.sent, duplicates: routed.duplicates, failed: routed.failed });
     }
 
     publishCounts(telemetry, {
@@ -353,15 +408,18 @@ export function failureRouterFromEnv(env: NodeJS.ProcessEnv): FailureRouter {
   const fifo = queueUrl.endsWith('.fifo');
   return createFailureRouter({
     async readObject(bucket, key) {
+      let body;
       try {
-        const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-        if (!answer.Body) return Buffer.alloc(0);
-        const bytes = await answer.Body.transformToByteArray();
-        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a second copy
+        body = (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body;
       } catch (err) {
         if (err instanceof NoSuchKey) return undefined;
         throw err;
       }
+      if (!body) return Buffer.alloc(0);
+      // In Lambda's Node.js runtime the body is an IncomingMessage: read as it arrives, it is never held whole.
+      if (Symbol.asyncIterator in body) return body as AsyncIterable<Uint8Array>;
+      const bytes = await body.transformToByteArray();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a second copy
     },
     async send(messages) {
       const answer = await sqs.send(new SendMessageBatchCommand({
