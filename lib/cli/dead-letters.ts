@@ -3,7 +3,8 @@
  * (lib/local/dlq-file.ts) locally; the replay ledger that keeps a second run from re-putting a record
  * whose message outlived its replay; and reading the records that messages point at in S3.
  */
-import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
   ChangeMessageVisibilityBatchCommand,
@@ -19,9 +20,12 @@ import { makeDirectories } from '../local/paths';
 import { takePidLock } from '../local/pid-lock';
 import { bucketNameProblem, InvalidObjectKeyError, objectKeyProblem, ObjectStore } from '../local/object-store';
 import { ttlFrom } from '../../transforms/shared';
+import { batchGetAll, batchWriteAll, type BatchOptions, type DynamoItem } from '../../transforms/shared/dynamo-batch';
+import { backoffDelay } from '../../transforms/shared/retry';
 import { readErrorObject, type ParsedLine } from '../../transforms/failure-router/error-records';
 import { explained } from './errors';
 import { io } from './progress';
+import { sleep } from './sleep';
 import { UserError } from './output';
 import { OutputKeys } from './stack-outputs';
 import type { AwsTarget, LocalTarget, Target } from './target';
@@ -54,15 +58,26 @@ export interface DeadLetterQueue {
 
 /** Remembers which dead-letter messages (by dedupe key) were re-put, so a retried delete never re-puts twice. */
 export interface ReplayLedger {
-  has(dedupeKey: string): Promise<boolean>;
+  /**
+   * What the ledger holds for a batch of messages, read together (on AWS strongly consistent BatchGetItem calls, not a
+   * GetItem per key): which of `dedupeKeys` were replayed, and when each of `recordKeys` (records by content) last was.
+   */
+  lookup(dedupeKeys: readonly string[], recordKeys: readonly string[]): Promise<LedgerEntries>;
   mark(dedupeKey: string): Promise<void>;
-  /** When a record (by its content key) was last replayed, epoch ms; undefined when never. */
-  recordReplayedAt(recordKey: string): Promise<number | undefined>;
   /**
    * Records that each record (by its content key) was replayed by a put that began at `at` (epoch ms), and marks its
-   * message's dedupe key; on disk (or in the table) when this returns: one write for the batch where the ledger allows it.
+   * message's dedupe key; on disk (or in the table) when this returns, each record's entry before its message's (a
+   * message marked replayed whose record is not would let the record's other message re-put it). Batched: one append
+   * locally, BatchWriteItem calls on AWS.
    */
   markReplayed(replays: ReadonlyArray<{ readonly dedupeKey: string; readonly recordKey: string; readonly at: number }>): Promise<void>;
+}
+
+export interface LedgerEntries {
+  /** The dedupe keys asked about that a run replayed (or deleted as duplicates). */
+  readonly replayed: ReadonlySet<string>;
+  /** When the records asked about were last replayed, epoch ms; a record never replayed is absent. */
+  readonly recordReplayedAt: ReadonlyMap<string, number>;
 }
 
 /** Reads an object (a pointer message's error object). */
@@ -126,13 +141,22 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       close: releaseLock,
     },
     ledger: {
-      has: (key) => file.hasDedupeKey(replayLedgerKey(key)),
+      // The dedupe set holds keys only: a record's replay time rides in its key, `replayed#record#…@<epoch ms>`. They
+      // are read once per run into a map (this run is the only replay of the file: its lock), then kept up to date.
+      async lookup(dedupeKeys, recordKeys) {
+        const replayed = new Set<string>();
+        for (const key of new Set(dedupeKeys)) if (await file.hasDedupeKey(replayLedgerKey(key))) replayed.add(key);
+        const times = await recordTimes();
+        const recordReplayedAt = new Map<string, number>();
+        for (const key of recordKeys) {
+          const at = times.get(replayLedgerKey(key));
+          if (at !== undefined) recordReplayedAt.set(key, at);
+        }
+        return { replayed, recordReplayedAt };
+      },
       mark: async (key) => {
         await file.claim(replayLedgerKey(key));
       },
-      // The dedupe set holds keys only: a record's replay time rides in its key, `replayed#record#…@<epoch ms>`. They
-      // are read once per run into a map (this run is the only replay of the file: its lock), then kept up to date.
-      recordReplayedAt: async (recordKey) => (await recordTimes()).get(replayLedgerKey(recordKey)),
       // One append and one fsync for a batch, instead of two per record.
       markReplayed: async (replays) => {
         await file.claimAll(replays.flatMap((r) => [`${replayLedgerKey(r.recordKey)}@${r.at}`, replayLedgerKey(r.dedupeKey)]));
@@ -180,19 +204,7 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
   const dynamo = new DynamoDBClient(target.clientConfig);
   const s3 = new S3Client(target.clientConfig);
   const sqsContext = { service: 'SQS', resource: `queue ${queueUrl}` };
-  const ledgerKey = (dedupeKey: string) => ({ pk: { S: replayLedgerKey(dedupeKey) }, sk: { S: 'replayed' } });
-  const ledgerItem = async (key: string) => (await explained({ service: 'DynamoDB', resource: `table ${tableName}` },
-    () => dynamo.send(new GetItemCommand({ TableName: tableName, Key: ledgerKey(key), ConsistentRead: true })))).Item;
-  const markReplayed = async (key: string, at = new Date()): Promise<void> => {
-    await explained({ service: 'DynamoDB', resource: `table ${tableName}` }, () => dynamo.send(new PutItemCommand({
-      TableName: tableName,
-      Item: {
-        ...ledgerKey(key),
-        replayed_at: { S: at.toISOString() },
-        ttl: { N: String(ttlFrom(new Date(), LEDGER_TTL_DAYS)) },
-      },
-    })));
-  };
+  const ledger = awsReplayLedger(DynamoDBDocumentClient.from(dynamo), tableName);
   const entries = (messages: readonly ReceivedMessage[]) => messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.handle }));
   return {
     queue: {
@@ -239,25 +251,68 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
         s3.destroy();
       },
     },
-    ledger: {
-      async has(dedupeKey) {
-        return (await ledgerItem(dedupeKey)) !== undefined;
-      },
-      mark: (dedupeKey) => markReplayed(dedupeKey),
-      async recordReplayedAt(recordKey) {
-        const at = Date.parse((await ledgerItem(recordKey))?.replayed_at?.S ?? '');
-        return Number.isFinite(at) ? at : undefined;
-      },
-      async markReplayed(replays) {
-        for (const r of replays) {
-          await markReplayed(r.recordKey, new Date(r.at));
-          await markReplayed(r.dedupeKey);
-        }
-      },
-    },
+    ledger,
     async readObject(bucket, key) {
       const response = await explained({ service: 'S3', resource: `s3://${bucket}/${key}` }, () => s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })));
       return Buffer.from(await response.Body!.transformToByteArray());
+    },
+  };
+}
+
+/** Calls per ledger batch while DynamoDB throttles or leaves keys or items unprocessed. */
+const LEDGER_ATTEMPTS = 8;
+/** DynamoDB's answers to slow down, after the SDK's own retries of them gave up. */
+const THROTTLING_ERRORS = new Set(['ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded']);
+
+/**
+ * The replay ledger in the stack's metadata table: an item `pk = replayed#<key>, sk = replayed` per replayed message (by
+ * dedupe key) and per replayed record (`record#…`, with `replayed_at`), kept LEDGER_TTL_DAYS. Read a batch at a time with
+ * BatchGetItem (≤ 100 keys a call, strongly consistent: a mark written moments ago by the last batch must be seen), written
+ * with BatchWriteItem (plain puts, as before: nothing is conditional). Throttling and what DynamoDB leaves unprocessed are
+ * called again with backoff, LEDGER_ATTEMPTS calls per batch, then the run stops with the reason.
+ */
+export function awsReplayLedger(dynamo: DynamoDBDocumentClient, tableName: string, options: { sleep?: (ms: number) => Promise<void> } = {}): ReplayLedger {
+  const pause = options.sleep ?? sleep;
+  const batches: BatchOptions = {
+    dynamo,
+    tableName,
+    retry: {
+      retryable: (error) => THROTTLING_ERRORS.has((error as { name?: string } | null)?.name ?? ''),
+      async pause(attempt, what, cause) {
+        if (attempt + 1 >= LEDGER_ATTEMPTS) {
+          throw new Error(`DynamoDB table ${tableName} (the replay ledger) left ${what} after ${LEDGER_ATTEMPTS} attempts; run replay again later`, { cause });
+        }
+        await pause(backoffDelay(attempt));
+      },
+    },
+  };
+  const context = { service: 'DynamoDB', resource: `table ${tableName}` };
+  const keyOf = (item: DynamoItem) => String(item.pk);
+  const ledgerItem = (key: string, at: Date) => ({ pk: replayLedgerKey(key), sk: 'replayed', replayed_at: at.toISOString(), ttl: ttlFrom(new Date(), LEDGER_TTL_DAYS) });
+  const write = (items: DynamoItem[]) => explained(context, () => batchWriteAll(batches, items, keyOf, () => undefined));
+  return {
+    async lookup(dedupeKeys, recordKeys) {
+      const asked = [...dedupeKeys, ...recordKeys];
+      const found = new Map<string, string | undefined>();
+      if (asked.length > 0) {
+        await explained(context, () => batchGetAll(batches, asked.map((k) => ({ pk: replayLedgerKey(k), sk: 'replayed' })), keyOf,
+          (item) => found.set(String(item.pk), typeof item.replayed_at === 'string' ? item.replayed_at : undefined), ['pk', 'replayed_at']));
+      }
+      const replayed = new Set(dedupeKeys.filter((k) => found.has(replayLedgerKey(k))));
+      const recordReplayedAt = new Map<string, number>();
+      for (const k of recordKeys) {
+        const at = Date.parse(found.get(replayLedgerKey(k)) ?? '');
+        if (Number.isFinite(at)) recordReplayedAt.set(k, at);
+      }
+      return { replayed, recordReplayedAt };
+    },
+    mark: (dedupeKey) => write([ledgerItem(dedupeKey, new Date())]),
+    async markReplayed(replays) {
+      if (replays.length === 0) return;
+      // The records first, then their messages: never a message marked whose record is not.
+      await write(replays.map((r) => ledgerItem(r.recordKey, new Date(r.at))));
+      const now = new Date();
+      await write(replays.map((r) => ledgerItem(r.dedupeKey, now)));
     },
   };
 }

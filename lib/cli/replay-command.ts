@@ -6,7 +6,7 @@ import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '.
 import { OutputKeys } from '../infra/outputs';
 import { readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '../local/twin-record';
 import { validatorFingerprint } from '../schema/fingerprint';
-import { deadLettersFor, rawDataAt, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage } from './dead-letters';
+import { deadLettersFor, rawDataAt, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
@@ -172,9 +172,12 @@ async function drain(
       const toDelete: ReceivedMessage[] = [];
       let replayedInBatch = 0;
       const toPut = new Map<string, Array<{ message: ReceivedMessage; dlq: DlqMessage; data: Buffer; recordKey: string }>>();
-      for (const message of messages) {
+      const parsed = messages.map((m) => parseMessage(m.body));
+      const ledgered = await ledgerFor(ledger, parsed, (dlq) =>
+        (flags.pipeline === undefined || dlq.pipeline === flags.pipeline) && target.config.pipelines[dlq.pipeline] !== undefined && isKnownPipeline(dlq.pipeline));
+      for (const [i, message] of messages.entries()) {
         seenMessages.add(message.key ?? message.id);
-        const dlq = parseMessage(message.body);
+        const dlq = parsed[i];
         if (typeof dlq === 'string') {
           // Whose it is cannot be told: reported only when replaying every pipeline.
           if (flags.pipeline === undefined) results.push({ message: message.id, pipeline: '?', outcome: 'unreadable', reason: dlq });
@@ -191,7 +194,7 @@ async function drain(
           kept.push(message);
           continue;
         }
-        if (await ledger.has(dlq.dedupeKey)) {
+        if (ledgered.replayed.has(dlq.dedupeKey)) {
           // Its record's other messages: the record ledger says whether they came before that replay.
           results.push({ ...record, outcome: 'already-replayed', reason: `replayed by an earlier run; message ${flags.dryRun ? 'would be ' : ''}deleted` });
           if (!flags.dryRun) toDelete.push(message);
@@ -233,6 +236,7 @@ async function drain(
           } else {
             // Its record is replayed (or was): recorded like a replay, so a lost delete never re-puts it.
             await ledger.mark(dlq.dedupeKey);
+            ledgered.replayed.add(dlq.dedupeKey);
             toDelete.push(message);
           }
         };
@@ -243,7 +247,7 @@ async function drain(
         // Its other message may have been replayed by an earlier run (`replay --max N` runs): not again. A failure of
         // that replayed put arrived after the replay, and is replayed in turn; so is a message whose arrival is unknown
         // (0: its error line had none), a possible second put rather than a loss.
-        const replayedAt = await ledger.recordReplayedAt(recordLedgerKey(recordKey));
+        const replayedAt = await ledgered.recordReplayedAt(recordLedgerKey(recordKey));
         const arrived = Number.isFinite(dlq.arrivalTimestamp) && dlq.arrivalTimestamp > 0 ? dlq.arrivalTimestamp : undefined;
         if (replayedAt !== undefined && arrived !== undefined && arrived < replayedAt - REPLAY_CLOCK_MARGIN_MS) {
           await duplicate(`the same record was replayed by an earlier run; message ${flags.dryRun ? 'would be ' : ''}deleted`);
@@ -387,6 +391,27 @@ function clockTime(iso: string): string {
  * within the margin is put again instead (a duplicate, never a loss).
  */
 const REPLAY_CLOCK_MARGIN_MS = 60_000;
+
+/**
+ * The ledger's entries for a batch of messages, read in one lookup: the dedupe keys of the messages `judged` (of the
+ * pipelines replayed), and the records that replayable ones carry inline. A record a pointer names is read from S3 only
+ * when its message comes to it, so it is looked up then. `replayed` is the batch's to add the keys it marks to.
+ */
+async function ledgerFor(ledger: ReplayLedger, parsed: ReadonlyArray<DlqMessage | string>, judged: (dlq: DlqMessage) => boolean): Promise<{
+  replayed: Set<string>;
+  recordReplayedAt(recordLedgerKey: string): Promise<number | undefined>;
+}> {
+  const ours = parsed.filter((dlq): dlq is DlqMessage => typeof dlq !== 'string' && judged(dlq));
+  const inline = new Set(ours.filter((dlq) => REPLAYABLE_ERROR_TYPES.has(dlq.errorType) && dlq.rawData !== undefined)
+    .map((dlq) => recordLedgerKey(recordKeyOf(dlq.pipeline, Buffer.from(dlq.rawData!, 'base64')))));
+  const known = await ledger.lookup(ours.map((dlq) => dlq.dedupeKey), [...inline]);
+  return {
+    replayed: new Set(known.replayed),
+    async recordReplayedAt(key) {
+      return inline.has(key) ? known.recordReplayedAt.get(key) : (await ledger.lookup([], [key])).recordReplayedAt.get(key);
+    },
+  };
+}
 
 /** One record of one pipeline, whichever messages carry it. */
 function recordKeyOf(pipeline: string, data: Buffer): string {

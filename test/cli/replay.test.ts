@@ -6,11 +6,13 @@ import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { BatchGetCommand, BatchWriteCommand, DynamoDBDocumentClient, type BatchGetCommandInput, type BatchWriteCommandInput } from '@aws-sdk/lib-dynamodb';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { FirehoseClient, PutRecordCommand } from '@aws-sdk/client-firehose';
+import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
 import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient, type AwsClientStub } from 'aws-sdk-client-mock';
+import { awsReplayLedger } from '../../lib/cli/dead-letters';
 import { DlqFile } from '../../lib/local/dlq-file';
 import { readSchema } from '../../lib/schema';
 import { createRng, sampleRecord } from '../../lib/schema/sample';
@@ -441,9 +443,12 @@ describe('sluice replay --aws', () => {
   // Mocked here, not at the top: the twin tests above use real clients.
   let cfn: AwsClientStub<CloudFormationClient>;
   let sqs: AwsClientStub<SQSClient>;
-  let dynamo: AwsClientStub<DynamoDBClient>;
+  let dynamo: AwsClientStub<DynamoDBDocumentClient>;
   let firehose: AwsClientStub<FirehoseClient>;
   const QUEUE = 'https://sqs.eu-west-1.amazonaws.com/123456789012/sluice-dev-dlq';
+  const TABLE = 'sluice-dev-metadata';
+  /** The ledger item of a replayed app-events record. */
+  const recordPk = (raw: string) => `replayed#record#app-events#${createHash('sha256').update(raw).digest('hex')}`;
   const order: string[] = [];
   const savedRegion = process.env.AWS_REGION;
 
@@ -451,7 +456,7 @@ describe('sluice replay --aws', () => {
     process.env.AWS_REGION = 'eu-west-1';
     cfn = mockClient(CloudFormationClient);
     sqs = mockClient(SQSClient);
-    dynamo = mockClient(DynamoDBClient);
+    dynamo = mockClient(DynamoDBDocumentClient);
     firehose = mockClient(FirehoseClient);
   });
   afterAll(() => {
@@ -477,7 +482,7 @@ describe('sluice replay --aws', () => {
       return { Successful: [{ Id: '0' }], Failed: [] };
     });
     sqs.on(ChangeMessageVisibilityBatchCommand).resolves({ Successful: [], Failed: [] });
-    dynamo.on(PutItemCommand).callsFake(async () => {
+    dynamo.on(BatchWriteCommand).callsFake(async () => {
       order.push('ledger');
       return {};
     });
@@ -488,19 +493,22 @@ describe('sluice replay --aws', () => {
   });
 
   test('receives from the stack\'s queue, re-puts, records the replay, then deletes; failing messages become visible again', async () => {
-    dynamo.on(GetItemCommand).resolves({});
+    ledgerHolds();
     const { code, stdout } = await sluice('replay', '--aws');
     expect(code).toBe(1);
     expect(sqs.commandCalls(ReceiveMessageCommand)[0].args[0].input).toEqual({ QueueUrl: QUEUE, MaxNumberOfMessages: 10, VisibilityTimeout: 300, WaitTimeSeconds: 2 });
-    expect(dynamo.commandCalls(GetItemCommand)[0].args[0].input).toEqual({
-      TableName: 'sluice-dev-metadata', Key: { pk: { S: 'replayed#dedupe-1' }, sk: { S: 'replayed' } }, ConsistentRead: true,
-    });
+    // One strongly consistent read for the batch: its messages' dedupe keys and the records they carry.
+    expect(dynamo.commandCalls(BatchGetCommand).map((c) => c.args[0].input)).toEqual([{
+      RequestItems: { [TABLE]: {
+        Keys: ['replayed#dedupe-1', 'replayed#dedupe-4', recordPk(appEvent(1)), recordPk(missingUser)].map((pk) => ({ pk, sk: 'replayed' })),
+        ConsistentRead: true, ProjectionExpression: '#a0, #a1', ExpressionAttributeNames: { '#a0': 'pk', '#a1': 'replayed_at' },
+      } },
+    }]);
     expect(firehose.commandCalls(PutRecordCommand).map((c) => [c.args[0].input.DeliveryStreamName, Buffer.from(c.args[0].input.Record!.Data!).toString()]))
       .toEqual([['sluice-dev-app-events-lake', appEvent(1)]]);
     // The record (its other message may come in a later run), then the message's dedupe key.
-    const recordKey = `replayed#record#app-events#${createHash('sha256').update(appEvent(1)).digest('hex')}`;
-    expect(dynamo.commandCalls(PutItemCommand).map((c) => c.args[0].input)).toEqual([recordKey, 'replayed#dedupe-1'].map((pk) => expect.objectContaining({
-      TableName: 'sluice-dev-metadata', Item: expect.objectContaining({ pk: { S: pk }, sk: { S: 'replayed' }, ttl: { N: expect.stringMatching(/^\d+$/) } }),
+    expect(dynamo.commandCalls(BatchWriteCommand).map((c) => c.args[0].input)).toEqual([recordPk(appEvent(1)), 'replayed#dedupe-1'].map((pk) => ({
+      RequestItems: { [TABLE]: [{ PutRequest: { Item: { pk, sk: 'replayed', replayed_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), ttl: expect.any(Number) } } }] },
     })));
     expect(order).toEqual(['put', 'ledger', 'ledger', 'delete']);
     expect(sqs.commandCalls(DeleteMessageBatchCommand).map((c) => c.args[0].input)).toEqual([{ QueueUrl: QUEUE, Entries: [{ Id: '0', ReceiptHandle: 'rh-1' }] }]);
@@ -508,6 +516,12 @@ describe('sluice replay --aws', () => {
       { QueueUrl: QUEUE, Entries: [{ Id: '0', ReceiptHandle: 'rh-4', VisibilityTimeout: 0 }] },
     ]);
     expect(stdout).toMatch(/from SQS queue https:\/\/sqs\.eu-west-1\.amazonaws\.com\/123456789012\/sluice-dev-dlq/);
+  });
+
+  /** DynamoDB's BatchGetItem answering the ledger items in `held` (by pk, with their other attributes) among the keys asked for. */
+  const ledgerHolds = (held: Record<string, Record<string, unknown>> = {}) => dynamo.on(BatchGetCommand).callsFake(async (input: BatchGetCommandInput) => {
+    const keys = input.RequestItems![TABLE].Keys!;
+    return { Responses: { [TABLE]: keys.filter((k) => String(k.pk) in held).map((k) => ({ pk: k.pk, ...held[String(k.pk)] })) } };
   });
 
   /** SQS answering deletes and visibility changes, and no receive yet. */
@@ -518,7 +532,7 @@ describe('sluice replay --aws', () => {
   };
 
   test('a long run whose kept messages come back (their visibility ran out) goes on to the messages behind them', async () => {
-    dynamo.on(GetItemCommand).resolves({});
+    ledgerHolds();
     const failing = (n: number) => ({ MessageId: `m-${n}`, ReceiptHandle: `rh-${n}-again`, Body: JSON.stringify(message(n, 'app-events', missingUser)) });
     resetSqs();
     sqs.on(ReceiveMessageCommand)
@@ -536,7 +550,7 @@ describe('sluice replay --aws', () => {
   });
 
   test('kept messages that keep coming back with nothing new among them end the run', async () => {
-    dynamo.on(GetItemCommand).resolves({});
+    ledgerHolds();
     resetSqs();
     sqs.on(ReceiveMessageCommand).resolves({ Messages: [{ MessageId: 'm-4', ReceiptHandle: 'rh-4', Body: JSON.stringify(message(4, 'app-events', missingUser)) }] });
     const { code, stdout } = await sluice('replay', '--aws', '--json');
@@ -546,7 +560,7 @@ describe('sluice replay --aws', () => {
   });
 
   test('cut off, it does not claim messages stay in the queue: SQS cannot count them exactly', async () => {
-    dynamo.on(GetItemCommand).resolves({});
+    ledgerHolds();
     sqs.on(DeleteMessageBatchCommand).resolves({ Successful: [], Failed: [{ Id: '0', Code: 'InternalError', Message: 'try again', SenderFault: false }] });
     const { code, stderr } = await sluice('replay', '--aws');
     expect(code).not.toBe(0);
@@ -554,7 +568,7 @@ describe('sluice replay --aws', () => {
   });
 
   test('a message the ledger knows is deleted without a second put', async () => {
-    dynamo.on(GetItemCommand).resolves({ Item: { pk: { S: 'replayed#dedupe-1' } } });
+    ledgerHolds({ 'replayed#dedupe-1': {}, 'replayed#dedupe-4': {} });
     await sluice('replay', '--aws', '--pipeline', 'app-events');
     expect(firehose.commandCalls(PutRecordCommand)).toHaveLength(0);
     expect(order).toEqual(['delete']);
@@ -585,13 +599,52 @@ describe('sluice replay --aws', () => {
   });
 
   test('a record the ledger says an earlier run re-put (replayed_at after the message arrived) is a duplicate: deleted, not put', async () => {
-    const recordKey = `replayed#record#app-events#${createHash('sha256').update(appEvent(1)).digest('hex')}`;
-    dynamo.on(GetItemCommand).resolves({});
-    dynamo.on(GetItemCommand, { Key: { pk: { S: recordKey }, sk: { S: 'replayed' } } }).resolves({ Item: { pk: { S: recordKey }, replayed_at: { S: new Date().toISOString() } } });
+    ledgerHolds({ [recordPk(appEvent(1))]: { replayed_at: new Date().toISOString() } });
     const { stdout } = await sluice('replay', '--aws', '--pipeline', 'app-events', '--json');
     const report = JSON.parse(stdout) as { messages: Array<{ dedupeKey?: string; outcome: string; reason: string }> };
     expect(report.messages.find((m) => m.dedupeKey === 'dedupe-1')).toMatchObject({ outcome: 'duplicate', reason: 'the same record was replayed by an earlier run; message deleted' });
     expect(firehose.commandCalls(PutRecordCommand).map((c) => Buffer.from(c.args[0].input.Record!.Data!).toString())).not.toContain(appEvent(1));
+  });
+
+  test('a batch of ten messages: one BatchGetItem for it (not a GetItem per message), its marks in two BatchWriteItem calls, records first', async () => {
+    resetSqs();
+    const ten = Array.from({ length: 10 }, (_, i) => ({ MessageId: `m-${i + 1}`, ReceiptHandle: `rh-${i + 1}`, Body: JSON.stringify(message(i + 1, 'app-events', appEvent(i + 1))) }));
+    sqs.on(ReceiveMessageCommand).resolvesOnce({ Messages: ten }).resolves({});
+    firehose.on(PutRecordBatchCommand).callsFake(async (input: { Records: unknown[] }) => {
+      order.push('put');
+      return { FailedPutCount: 0, RequestResponses: input.Records.map((_, i) => ({ RecordId: `r-${i}` })) };
+    });
+    ledgerHolds();
+    const { code } = await sluice('replay', '--aws');
+    expect(code).toBe(0);
+    const gets = dynamo.commandCalls(BatchGetCommand).map((c) => c.args[0].input.RequestItems![TABLE]);
+    expect(gets.map((g) => [g.Keys!.length, g.ConsistentRead])).toEqual([[20, true]]);
+    const writes = dynamo.commandCalls(BatchWriteCommand).map((c) => c.args[0].input.RequestItems![TABLE].map((r) => String(r.PutRequest!.Item!.pk)));
+    expect(writes).toEqual([ten.map((_, i) => recordPk(appEvent(i + 1))), ten.map((_, i) => `replayed#dedupe-${i + 1}`)]);
+    expect(order).toEqual(['put', 'ledger', 'ledger']);
+    expect(sqs.commandCalls(DeleteMessageBatchCommand).flatMap((c) => c.args[0].input.Entries!.map((e) => e.ReceiptHandle))).toEqual(ten.map((m) => m.ReceiptHandle));
+  });
+
+  test('a throttled ledger read and writes DynamoDB leaves unprocessed are retried with backoff: the run completes, each record put once', async () => {
+    const throttled = Object.assign(new Error('The level of configured provisioned throughput for the table was exceeded.'), { name: 'ProvisionedThroughputExceededException', $fault: 'client' });
+    dynamo.on(BatchGetCommand)
+      .rejectsOnce(throttled)
+      .callsFakeOnce(async (input: BatchGetCommandInput) => ({ Responses: { [TABLE]: [] }, UnprocessedKeys: { [TABLE]: { ...input.RequestItems![TABLE], Keys: input.RequestItems![TABLE].Keys!.slice(1) } } }))
+      .resolves({ Responses: { [TABLE]: [] } });
+    const written: string[][] = [];
+    dynamo.on(BatchWriteCommand).callsFake(async (input: BatchWriteCommandInput) => {
+      const requests = input.RequestItems![TABLE];
+      written.push(requests.map((r) => String(r.PutRequest!.Item!.pk)));
+      // The first write is throttled item by item: DynamoDB leaves it unprocessed.
+      return written.length === 1 ? { UnprocessedItems: { [TABLE]: requests } } : {};
+    });
+    const { code, stdout } = await sluice('replay', '--aws', '--json');
+    expect(code).toBe(1); // message 4 still fails the schema
+    expect(JSON.parse(stdout)).toMatchObject({ read: 2, outcomes: { replayed: 1, 'still-failing': 1 } });
+    expect(dynamo.commandCalls(BatchGetCommand).map((c) => c.args[0].input.RequestItems![TABLE].Keys!.length)).toEqual([4, 4, 3]);
+    expect(written).toEqual([[recordPk(appEvent(1))], [recordPk(appEvent(1))], ['replayed#dedupe-1']]);
+    expect(firehose.commandCalls(PutRecordCommand)).toHaveLength(1);
+    expect(sqs.commandCalls(DeleteMessageBatchCommand).map((c) => c.args[0].input.Entries)).toEqual([[{ Id: '0', ReceiptHandle: 'rh-1' }]]);
   });
 
   test('a stack without the queue output says what to do', async () => {
@@ -599,5 +652,97 @@ describe('sluice replay --aws', () => {
     const { code, stderr } = await sluice('replay', '--aws');
     expect(code).toBe(2);
     expect(stderr).toBe('sluice: stack "sluice-dev" has no output DlqUrl, which sluice replay needs: redeploy with this version of Sluice (`npx cdk deploy`)\n');
+  });
+});
+
+describe('the replay ledger on AWS (DynamoDB mocked)', () => {
+  const TABLE = 'sluice-dev-metadata';
+  let dynamo: AwsClientStub<DynamoDBDocumentClient>;
+  const pauses: number[] = [];
+  const ledger = () => awsReplayLedger(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'eu-west-1' })), TABLE, { sleep: async (ms) => void pauses.push(ms) });
+  const throttling = () => Object.assign(new Error('Rate of requests exceeds the allowed throughput.'), { name: 'ThrottlingException', $fault: 'client' });
+  beforeAll(() => {
+    dynamo = mockClient(DynamoDBDocumentClient);
+  });
+  afterAll(() => dynamo.restore());
+  beforeEach(() => {
+    dynamo.reset();
+    pauses.length = 0;
+  });
+
+  /** BatchGetItem over a table holding `held` (pk → attributes), processing only `take(n)` of the n keys of each call. */
+  const table = (held: Record<string, Record<string, unknown>>, take: (n: number) => number = (n) => n) =>
+    dynamo.on(BatchGetCommand).callsFake(async (input: BatchGetCommandInput) => {
+      const { Keys, ...rest } = input.RequestItems![TABLE];
+      const done = Keys!.slice(0, take(Keys!.length));
+      const left = Keys!.slice(done.length);
+      return {
+        Responses: { [TABLE]: done.filter((k) => String(k.pk) in held).map((k) => ({ pk: k.pk, ...held[String(k.pk)] })) },
+        ...(left.length > 0 ? { UnprocessedKeys: { [TABLE]: { ...rest, Keys: left } } } : {}),
+      };
+    });
+
+  test('reads in strongly consistent BatchGetItem calls of at most 100 keys, retrying UnprocessedKeys with backoff', async () => {
+    const dedupeKeys = Array.from({ length: 150 }, (_, i) => `d-${i}`);
+    const recordKeys = Array.from({ length: 60 }, (_, i) => `record#app-events#${i}`);
+    const at = '2026-11-22T10:00:00.000Z';
+    table({ 'replayed#d-7': {}, 'replayed#d-149': {}, 'replayed#record#app-events#3': { replayed_at: at }, 'replayed#record#app-events#59': {} }, (n) => Math.ceil(n / 2));
+    const found = await ledger().lookup(dedupeKeys, recordKeys);
+    expect(found.replayed).toEqual(new Set(['d-7', 'd-149']));
+    // A record item without a readable time tells nothing about when: as if absent (as GetItem's answer was read before).
+    expect(found.recordReplayedAt).toEqual(new Map([['record#app-events#3', Date.parse(at)]]));
+    const calls = dynamo.commandCalls(BatchGetCommand).map((c) => c.args[0].input.RequestItems![TABLE]);
+    expect(calls.every((c) => c.ConsistentRead === true && c.Keys!.length <= 100)).toBe(true);
+    expect(calls.slice(0, 3).map((c) => c.Keys!.length).sort((a, b) => b - a)).toEqual([100, 100, 10]);
+    expect(calls.reduce((sum, c) => sum + Math.ceil(c.Keys!.length / 2), 0)).toBe(210); // every key processed once
+    expect(pauses.length).toBeGreaterThan(0);
+    expect(await ledger().lookup([], [])).toEqual({ replayed: new Set(), recordReplayedAt: new Map() });
+  });
+
+  test('a throttling error is retried with backoff; one that lasts stops with the reason; other errors are not retried', async () => {
+    dynamo.on(BatchGetCommand).rejectsOnce(throttling()).resolves({ Responses: { [TABLE]: [{ pk: 'replayed#d-1' }] } });
+    expect((await ledger().lookup(['d-1', 'd-2'], [])).replayed).toEqual(new Set(['d-1']));
+    expect(pauses).toHaveLength(1);
+
+    dynamo.reset();
+    dynamo.on(BatchGetCommand).rejects(throttling());
+    await expect(ledger().lookup(['d-1'], [])).rejects.toThrow(`DynamoDB table ${TABLE} (the replay ledger) left ThrottlingException after 8 attempts; run replay again later`);
+    expect(dynamo.commandCalls(BatchGetCommand)).toHaveLength(8);
+
+    dynamo.reset();
+    dynamo.on(BatchWriteCommand).rejectsOnce(throttling()).resolves({});
+    await ledger().mark('d-3');
+    expect(dynamo.commandCalls(BatchWriteCommand)).toHaveLength(2);
+
+    dynamo.reset();
+    dynamo.on(BatchGetCommand).rejects(Object.assign(new Error('User is not authorized to perform: dynamodb:BatchGetItem'), { name: 'AccessDeniedException', $fault: 'client' }));
+    await expect(ledger().lookup(['d-1'], [])).rejects.toThrow(`DynamoDB denied access (table ${TABLE}): User is not authorized to perform: dynamodb:BatchGetItem. Your AWS identity needs permission for this call.`);
+    expect(dynamo.commandCalls(BatchGetCommand)).toHaveLength(1);
+  });
+
+  test('markReplayed writes every record item, unprocessed ones retried, before any message item; plain puts with the put\'s time and a TTL', async () => {
+    const calls: Array<Array<Record<string, unknown>>> = [];
+    dynamo.on(BatchWriteCommand).callsFake(async (input: BatchWriteCommandInput) => {
+      const items = input.RequestItems![TABLE].map((r) => r.PutRequest!.Item!);
+      calls.push(items);
+      // DynamoDB processes the first item of each call only, as under throttling.
+      return items.length > 1 ? { UnprocessedItems: { [TABLE]: input.RequestItems![TABLE].slice(1) } } : {};
+    });
+    const at = Date.parse('2026-11-22T10:00:00.000Z');
+    await ledger().markReplayed([1, 2, 3].map((n) => ({ dedupeKey: `d-${n}`, recordKey: `record#app-events#${n}`, at })));
+    const pks = calls.map((items) => items.map((i) => i.pk));
+    expect(pks).toEqual([
+      ['replayed#record#app-events#1', 'replayed#record#app-events#2', 'replayed#record#app-events#3'],
+      ['replayed#record#app-events#2', 'replayed#record#app-events#3'],
+      ['replayed#record#app-events#3'],
+      ['replayed#d-1', 'replayed#d-2', 'replayed#d-3'],
+      ['replayed#d-2', 'replayed#d-3'],
+      ['replayed#d-3'],
+    ]);
+    expect(calls[0][0]).toEqual({ pk: 'replayed#record#app-events#1', sk: 'replayed', replayed_at: '2026-11-22T10:00:00.000Z', ttl: expect.any(Number) });
+    expect(calls[0][0].ttl as number).toBeGreaterThan(Date.now() / 1000 + 14 * 86_400);
+    expect(dynamo.commandCalls(BatchWriteCommand).every((c) => Object.keys(c.args[0].input).join() === 'RequestItems')).toBe(true); // nothing conditional
+    await ledger().markReplayed([]);
+    expect(calls).toHaveLength(6);
   });
 });
