@@ -76,7 +76,9 @@ export function registerSearchCommand(program: Command): void {
     // One deadline for asking OpenSearch, from here on: the client retries an attempt that timed out (after 30 s) or
     // answered 502, 503 or 504 within it. A hung OpenSearch fails in --timeout, not after 4 attempts × 30 s.
     const asked = Date.now();
-    const deadline = AbortSignal.timeout(timeoutMs);
+    // A timer holds at most 2^31 - 1 ms (24.8 days): beyond it Node fires it at once (or AbortSignal.timeout throws), so
+    // a longer --timeout waits that long, which is as good as forever here.
+    const deadline = AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_MS));
     const backend = await searchBackendFor(target);
     if (!backend) throw new UserError(NO_OPENSEARCH_HINT);
     // An empty pattern would search every index of the cluster (`POST /_search`), not none.
@@ -97,6 +99,9 @@ export function registerSearchCommand(program: Command): void {
     printResponse(model, response, { index, json: flags.json === true, fields: flags.fields, countBy: flags.countBy, elapsedMs: Date.now() - started, where: backend.description });
   });
 }
+
+/** The longest delay a Node.js timer keeps (a signed 32-bit count of milliseconds). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The --dsl JSON object, from a file or, for "-", standard input. */
 function readDsl(file: string): Record<string, unknown> {

@@ -419,6 +419,15 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     expect(help.stdout.replace(/\s+/g, ' ')).toContain('--timeout <time> give up when OpenSearch has not answered by then, retries included (default: "30s")');
   });
 
+  test('a --timeout longer than a timer can hold (24.8 days) waits for the answer: it neither gives up at once nor crashes', async () => {
+    answer = () => ({ status: 200, body: hitsResponse([{ event_id: 'e-1' }]) });
+    for (const timeout of ['30d', '60d']) {
+      const { code, stdout, stderr } = await search('clickstream', '--timeout', timeout, '--json');
+      expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+      expect(JSON.parse(stdout)).toMatchObject({ total: 1 });
+    }
+  });
+
   test('a throttled search (429) is asked again, after its Retry-After or a backoff, within --timeout', async () => {
     let calls = 0;
     const throttled = { status: 429, body: { error: { type: 'too_many_requests', reason: 'rejected execution' } } };
