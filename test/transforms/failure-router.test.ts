@@ -346,6 +346,28 @@ describe('failure router', () => {
     await expect(createFailureRouter(w.options)(s3Event(key))).resolves.toMatchObject({ sent: 0 });
   });
 
+  it('gzip damage that zlib finds early in the data is damage, not a read error to retry, however the bytes arrive', async () => {
+    const { body } = errorObject(3000);
+    const gz = gzipSync(body);
+    const key = 'search-backup/iot/AmazonOpenSearchService-failed/2026/11/22/13/early.gz';
+    for (const at of [20, 24, 28]) {
+      const damaged = Buffer.from(gz);
+      for (let i = at; i < at + 4; i++) damaged[i] ^= 0xff;
+      for (const read of [async () => damaged, async () => streamed(damaged, every(100, damaged.length)), async () => streamed(damaged, [])]) {
+        const w = world();
+        const t = capturedTelemetry();
+        let result;
+        try {
+          result = await createFailureRouter({ ...w.options, readObject: read, logger: t.logger, metrics: t.metrics })(s3Event(key));
+        } finally {
+          t.restore();
+        }
+        expect(result).toEqual({ sent: 0, duplicates: 0, pointers: 0 });
+        expect(t.lines.filter((l) => l.message === 'error object damaged; its whole lines before the damage are routed, the rest stays in S3 only')).toHaveLength(1);
+      }
+    }
+  });
+
   it('rejects keys outside the known prefixes without a message or a throw', async () => {
     const w = world();
     const keys = [

@@ -181,11 +181,29 @@ function bufferOf(chunk: Uint8Array): Buffer {
 async function* gunzipped(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
   let readError: { error: unknown } | undefined;
   const source = Readable.from((async function* () {
+    // Only what reading the chunks throws is a read error. zlib's own error comes back in here too: pipeline destroys
+    // the source with it, and Readable.from throws it into this generator where it waits at `yield`.
+    const iterator = chunks[Symbol.asyncIterator]();
+    let finished = false;
     try {
-      yield* chunks;
-    } catch (error) {
-      readError = { error };
-      throw error;
+      for (;;) {
+        let next: IteratorResult<Uint8Array>;
+        try {
+          next = await iterator.next();
+        } catch (error) {
+          finished = true;
+          readError = { error };
+          throw error;
+        }
+        if (next.done) {
+          finished = true;
+          return;
+        }
+        yield next.value;
+      }
+    } finally {
+      // Stopped early (gzip damage, or the reader gave up): let the body close.
+      if (!finished) await iterator.return?.();
     }
   })(), { objectMode: false });
   const gunzip = createGunzip();
