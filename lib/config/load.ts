@@ -99,22 +99,17 @@ export function configFromContext(
     if (problems.length === 0) return config;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    problems.push(...blameDefaults(err.problems, pipelines, defaults));
+    problems.push(...blameDefaults(err.problems, pipelines, defaults, expanded));
   }
   throw new ConfigError(problems);
 }
 
 
-/**
- * A pipeline's settings that its source or destinations make meaningless (`shards` on a direct-put pipeline,
- * `search` without the search destination) are refused when given in the same layer as what makes them
- * meaningless, or a later one: they would change nothing while the user believes they did. One given earlier
- * passes (cdk.json's `shards` for iot, and `-c pipelines.iot.source=direct-put` for one run), as do the defaults'.
- */
-function settingsWithoutEffect(name: string, pipeline: Raw, layerOf: (key: string) => number): string[] {
+/** The pipeline settings that take effect only with some source or destination: whether they do in `pipeline` (its merged settings). */
+function settingNeeds(pipeline: Raw): Array<[key: string, used: boolean, what: string, decidedBy: string]> {
   const destinations = Array.isArray(pipeline.destinations) ? pipeline.destinations : [];
   const stream = 'source "kinesis" (a direct-put pipeline has no stream)';
-  const needs: Array<[key: string, used: boolean, what: string, decidedBy: string]> = [
+  return [
     ['shards', pipeline.source !== 'direct-put', stream, 'source'],
     ['retentionHours', pipeline.source !== 'direct-put', stream, 'source'],
     ['streamEncryption', pipeline.source !== 'direct-put', stream, 'source'],
@@ -123,7 +118,16 @@ function settingsWithoutEffect(name: string, pipeline: Raw, layerOf: (key: strin
     ['buffering', destinations.includes('lake'), 'the "lake" destination (it is the lake delivery\'s buffer)', 'destinations'],
     ['transform', destinations.includes('lake') || destinations.includes('search'), 'the "lake" or "search" destination (the metadata consumer runs no transform)', 'destinations'],
   ];
-  return needs
+}
+
+/**
+ * A pipeline's settings that its source or destinations make meaningless (`shards` on a direct-put pipeline,
+ * `search` without the search destination) are refused when given in the same layer as what makes them
+ * meaningless, or a later one: they would change nothing while the user believes they did. One given earlier
+ * passes (cdk.json's `shards` for iot, and `-c pipelines.iot.source=direct-put` for one run), as do the defaults'.
+ */
+function settingsWithoutEffect(name: string, pipeline: Raw, layerOf: (key: string) => number): string[] {
+  return settingNeeds(pipeline)
     .filter(([key, used, , decidedBy]) => !used && layerOf(key) >= Math.max(0, layerOf(decidedBy)))
     .map(([key, , what]) => `pipelines.${name}.${key}: only takes effect with ${what}; this pipeline's setting would change nothing: remove it`);
 }
@@ -234,19 +238,33 @@ export function loadConfig(overrides: readonly string[] = [], dir: string = PROJ
 /**
  * A problem found in a pipeline's merged settings whose value came from `pipelineDefaults` (the pipeline
  * itself does not set that key) is reported once, under the key the user wrote, instead of once per pipeline
- * under keys they never typed.
+ * under keys they never typed. Only when every pipeline that takes that value from pipelineDefaults, and where
+ * it takes effect, has the same problem: one that only some of them have comes of those pipelines' own
+ * settings (a default `destinations` with "metadata" on the one pipeline whose own source is direct-put),
+ * and stays theirs.
  */
-function blameDefaults(problems: readonly string[], pipelines: Raw, defaults: Raw): string[] {
-  const out: string[] = [];
-  for (const problem of problems) {
-    let message = problem;
-    for (const name of Object.keys(pipelines)) {
+function blameDefaults(problems: readonly string[], pipelines: Raw, defaults: Raw, expanded: Raw): string[] {
+  const names = Object.keys(pipelines);
+  const located = problems.map((problem) => {
+    for (const name of names) {
       const prefix = `pipelines.${name}.`;
       if (!problem.startsWith(prefix)) continue;
       const rest = problem.slice(prefix.length);
       const keyPath = rest.slice(0, rest.indexOf(':')).split('.');
-      if (hasPath(defaults, keyPath) && !hasPath(pipelines[name], keyPath)) message = `pipelineDefaults.${rest}`;
-      break;
+      const inherited = hasPath(defaults, keyPath) && !hasPath(pipelines[name], keyPath);
+      return { problem, name, rest, keyPath, inherited };
+    }
+    return { problem, name: undefined, rest: problem, keyPath: [], inherited: false };
+  });
+  const out: string[] = [];
+  for (const { problem, rest, keyPath, inherited } of located) {
+    let message = problem;
+    if (inherited) {
+      // A default that changes nothing in a pipeline (`search` without the search destination) cannot be wrong there.
+      const takesEffect = (n: string) => !isPlainObject(expanded[n]) || !settingNeeds(expanded[n]).some(([key, used]) => key === keyPath[0] && !used);
+      const inheritors = names.filter((n) => !hasPath(pipelines[n], keyPath) && takesEffect(n));
+      const withIt = new Set(located.filter((l) => l.inherited && l.rest === rest).map((l) => l.name));
+      if (inheritors.every((n) => withIt.has(n))) message = `pipelineDefaults.${rest}`;
     }
     if (!out.includes(message)) out.push(message);
   }

@@ -190,6 +190,14 @@ describe('-c overrides work the way CDK users expect', () => {
     ]);
   });
 
+  test('a default that is wrong for one pipeline only, because of that pipeline\'s own settings, is reported under that pipeline', () => {
+    // iot and transactions both take destinations ["lake", "metadata"] from pipelineDefaults; only iot's own source makes
+    // them wrong, so the problem is iot's: a message under pipelineDefaults would not say which pipeline to fix.
+    expect(problemsOf(() => load('pipelines.iot.source=direct-put'))).toEqual([
+      expect.stringMatching(/^pipelines\.iot\.destinations: "metadata" needs a Kinesis stream to read, but source is "direct-put"/),
+    ]);
+  });
+
   test('an object given with -c merges into the settings there instead of replacing them', () => {
     const config = load('pipelines.transactions={"shards":2}', 'pipelines.iot.buffering={"sizeMiB":64}');
     expect(config.pipelines.transactions.shards).toBe(2);
