@@ -223,7 +223,15 @@ export function loadConfig(overrides: readonly string[] = [], dir: string = PROJ
       problems.push(notASetting(key));
       continue;
     }
-    context[key] = pair.slice(eq + 1);
+    const value = pair.slice(eq + 1);
+    const parsed = key.includes('.') ? undefined : parseContextValue(value);
+    if (isPlainObject(parsed) && isPlainObject(context[key])) {
+      // A whole section as an object (`-c pipelines={"iot":{…}}`) merges as one at a dotted path does (setPath),
+      // rather than replacing cdk.json's section and dropping what it does not name: each of its keys is that override.
+      for (const [k, v] of Object.entries(parsed)) context[`${key}.${k}`] = JSON.stringify(v);
+      continue;
+    }
+    context[key] = value;
   }
   try {
     const config = configFromContext(context, { knownSchemas: knownSchemaNames(dir), fileEnv: fileContext.env });

@@ -209,6 +209,15 @@ describe('-c overrides work the way CDK users expect', () => {
     expect(load('pipelines.clickstream.destinations=lake').pipelines.clickstream.destinations).toEqual(['lake']);
   });
 
+  test('an object given with -c for a whole section merges too: the pipelines and settings it does not name stay', () => {
+    const config = load('pipelines={"transactions":{"shards":2}}', 'opensearch={"instanceCount":3}');
+    expect(Object.keys(config.pipelines)).toEqual(['clickstream', 'iot', 'transactions', 'app-events']);
+    expect(config.pipelines.transactions.shards).toBe(2);
+    expect(config.pipelines.transactions.retentionHours).toBe(720);
+    expect(config.opensearch).toMatchObject({ instanceCount: 3, instanceType: 't3.small.search', volumeGiB: 10 });
+    expect(problemsOf(() => load('pipelines={"__proto__":{"shards":9}}'))).toEqual([expect.stringMatching(/"__proto__" is not a configuration key/)]);
+  });
+
   test('a prototype key inside a -c object is refused, not merged', () => {
     expect(problemsOf(() => load('pipelines.iot={"__proto__":{"shards":9}}'))).toEqual(['pipelines.iot: "__proto__" is not a configuration key']);
     expect(problemsOf(() => load('pipelines.iot.buffering={"a":{"constructor":1}}'))).toEqual(['pipelines.iot.buffering: "constructor" is not a configuration key']);
