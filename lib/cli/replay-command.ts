@@ -145,7 +145,10 @@ async function drain(
   // Pipelines whose records the twin does not take (another data dir, other ports, another env): kept, not put.
   const refused = new Map<string, UserError>();
   const seenMessages = new Set<string>();
-  const seenRecords = new Map<string, string>(); // pipeline + sha256(record) → dedupe key of the message replayed for it
+  const seenRecords = new Map<string, string>(); // pipeline + sha256(record) → id of the message replayed for it
+  // The dedupe keys of the messages this run re-puts (or would): another copy of one of them (a standard queue may hold
+  // two) is not marked replayed as a duplicate, since that put may yet fail and its message stay for the next run.
+  const putKeys = new Set<string>();
   const kept: ReceivedMessage[] = [];
   // Messages kept this run that came back since the last new one (their visibility ran out in a long run).
   let cameBack = 0;
@@ -234,9 +237,12 @@ async function drain(
           if (flags.dryRun) {
             kept.push(message);
           } else {
-            // Its record is replayed (or was): recorded like a replay, so a lost delete never re-puts it.
-            await ledger.mark(dlq.dedupeKey);
-            ledgered.replayed.add(dlq.dedupeKey);
+            // Its record is replayed (or was): recorded like a replay, so a lost delete never re-puts it. Not so a copy of
+            // the message being re-put: its key is that message's, marked when its put succeeds (markReplayed).
+            if (!putKeys.has(dlq.dedupeKey)) {
+              await ledger.mark(dlq.dedupeKey);
+              ledgered.replayed.add(dlq.dedupeKey);
+            }
             toDelete.push(message);
           }
         };
@@ -254,6 +260,7 @@ async function drain(
           continue;
         }
         seenRecords.set(recordKey, message.id);
+        putKeys.add(dlq.dedupeKey);
         if (flags.dryRun) {
           results.push({ ...record, outcome: 'would-replay', reason: 'passes the current schema' });
           kept.push(message);

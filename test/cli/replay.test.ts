@@ -286,6 +286,19 @@ describe('sluice replay (twin)', () => {
     expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(6); // only the duplicate went
   });
 
+  test('a second copy of a message (one dedupe key, as a standard queue can deliver it) whose record\'s put fails does not mark that key: the next run re-puts the record', async () => {
+    fs.writeFileSync(dlq.path, '');
+    const copy = JSON.stringify(message(1, 'app-events', appEvent(1)));
+    await dlq.send([copy, copy]);
+    backend.decide = () => ({ ok: false, errorCode: 'ServiceUnavailableException', errorMessage: 'Slow down.' });
+    const failed = await replay('--max-attempts', '1', '--json');
+    expect(JSON.parse(failed.stdout)).toMatchObject({ outcomes: { 'put-failed': 1, duplicate: 1 } });
+    backend.reset();
+    const again = await replayAgain('--json');
+    expect(JSON.parse(again.stdout)).toMatchObject({ outcomes: { replayed: 1 } });
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual([appEvent(1)]);
+  });
+
   test('the twin runs an older schema than `npm run generate` wrote since: refused before anything is put, unless --force; a dry run notes it', async () => {
     const loaded = { sha256: 'the validator before the fix', generatedAt: '2026-11-22T08:00:00.000Z', version: '1.0.0' };
     registerTwin(dataDir, { firehose: api.url }, { startedAt: '2026-11-22T08:05:00.000Z', schemas: { 'app-events': loaded } });
