@@ -7,7 +7,7 @@ import { ON_DEMAND_INITIAL_SHARDS, resourceNames, type SluiceConfig } from '../c
 import { loadModel } from '../schema';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
 import { FAILURE_PREFIXES } from '../schema/layout';
-import { TransformWorkers } from './transform-workers';
+import { defaultTransformWorkers, TransformWorkers } from './transform-workers';
 import { processorBufferWarnings } from '../../transforms/record-transform/response-budget';
 import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
 import { createFailureRouter, locateErrorObject } from '../../transforms/failure-router/handler';
@@ -56,7 +56,10 @@ export interface TwinOptions {
    * @default FaultInjector.fromEnv(): the plan in SLUICE_FAULTS, or none
    */
   readonly faults?: FaultInjector;
-  /** Runtimes (worker threads) the transform Lambda runs in. @default defaultTransformWorkers(): one per core beyond the twin's, 1–4 */
+  /**
+   * Runtimes (worker threads) the transform Lambda runs in, shared out among the pools of different memory sizes (at
+   * least one each). @default defaultTransformWorkers(): one per core beyond the twin's, 1–4
+   */
   readonly transformWorkers?: number;
 }
 
@@ -93,9 +96,13 @@ export interface Twin {
 
 /**
  * The transform's runtime pools: one per function memory size (`transform.memoryMiB`), each making the handlers of
- * the pipelines whose function has that memory (the lake and search transforms; a metadata-only pipeline has none).
+ * the pipelines whose function has that memory (the lake and search transforms; a metadata-only pipeline has none),
+ * with its share of `runtimes`.
  */
-export function transformRuntimePools(config: Pick<SluiceConfig, 'pipelines'>): Array<{ readonly memoryMiB: number; readonly handlers: Array<{ pipeline: string; destination: 'lake' | 'search' }> }> {
+export function transformRuntimePools(
+  config: Pick<SluiceConfig, 'pipelines'>,
+  runtimes = defaultTransformWorkers(),
+): Array<{ readonly memoryMiB: number; readonly handlers: Array<{ pipeline: string; destination: 'lake' | 'search' }>; readonly runtimes: number }> {
   const pools = new Map<number, Array<{ pipeline: string; destination: 'lake' | 'search' }>>();
   for (const [pipeline, p] of Object.entries(config.pipelines)) {
     for (const destination of ['lake', 'search'] as const) {
@@ -105,7 +112,9 @@ export function transformRuntimePools(config: Pick<SluiceConfig, 'pipelines'>): 
       pools.set(p.transform.memoryMiB, handlers);
     }
   }
-  return [...pools].map(([memoryMiB, handlers]) => ({ memoryMiB, handlers }));
+  // The runtimes are shared out among the pools (at least one each): other memory sizes start no more threads.
+  const each = Math.max(1, Math.floor(runtimes / Math.max(1, pools.size)));
+  return [...pools].map(([memoryMiB, handlers]) => ({ memoryMiB, handlers, runtimes: each }));
 }
 
 /** Names the twin gives what the stack would name through CloudFormation. */
@@ -147,11 +156,11 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     // One pool of runtimes per function memory size (`transform.memoryMiB`), as each Lambda function has its own:
     // a pipeline's runtime may not use more heap than its own function could. The default configuration has one size.
     const transformPools = new Map<number, Promise<TransformWorkers>>();
-    for (const { memoryMiB, handlers } of transformRuntimePools(config)) {
+    for (const { memoryMiB, handlers, runtimes } of transformRuntimePools(config, options.transformWorkers)) {
       const starting = TransformWorkers.start({
         handlers,
         piiHashKey,
-        size: options.transformWorkers,
+        size: runtimes,
         memoryMiB,
         codeChanged: () => {
           const now = validatorFingerprints(Object.keys(config.pipelines));

@@ -7,8 +7,9 @@ import { transformRuntimePools } from '../../lib/local/twin';
 
 describe('transform runtime pools', () => {
   test('the default configuration (one memory size) has one pool with every lake and search transform', () => {
-    expect(transformRuntimePools(loadConfig([]))).toEqual([{
+    expect(transformRuntimePools(loadConfig([]), 3)).toEqual([{
       memoryMiB: 512,
+      runtimes: 3,
       handlers: [
         { pipeline: 'clickstream', destination: 'lake' },
         { pipeline: 'clickstream', destination: 'search' },
@@ -21,11 +22,14 @@ describe('transform runtime pools', () => {
 
   test('a pipeline whose function has less memory gets its own pool, held to that memory', () => {
     const config = loadConfig(['pipelines.iot.transform.memoryMiB=128', 'pipelines.transactions.transform.memoryMiB=1024']);
-    expect(transformRuntimePools(config)).toEqual([
-      { memoryMiB: 512, handlers: [{ pipeline: 'clickstream', destination: 'lake' }, { pipeline: 'clickstream', destination: 'search' }, { pipeline: 'app-events', destination: 'lake' }] },
-      { memoryMiB: 128, handlers: [{ pipeline: 'iot', destination: 'lake' }] },
-      { memoryMiB: 1024, handlers: [{ pipeline: 'transactions', destination: 'lake' }] },
+    expect(transformRuntimePools(config, 4)).toEqual([
+      { memoryMiB: 512, handlers: [{ pipeline: 'clickstream', destination: 'lake' }, { pipeline: 'clickstream', destination: 'search' }, { pipeline: 'app-events', destination: 'lake' }], runtimes: 1 },
+      { memoryMiB: 128, handlers: [{ pipeline: 'iot', destination: 'lake' }], runtimes: 1 },
+      { memoryMiB: 1024, handlers: [{ pipeline: 'transactions', destination: 'lake' }], runtimes: 1 },
     ]);
+    // The runtimes are shared out, at least one per pool: other memory sizes start no more threads than asked for.
+    expect(transformRuntimePools(config, 6).map((p) => p.runtimes)).toEqual([2, 2, 2]);
+    expect(transformRuntimePools(config, 1).map((p) => p.runtimes)).toEqual([1, 1, 1]);
   });
 
   test('a metadata-only pipeline runs no transform, so its memory makes no pool', () => {
