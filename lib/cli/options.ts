@@ -71,7 +71,8 @@ export function hintDashesBeforeDashedArgument(command: Command, hint: string): 
  * at the program, which reads its options anywhere on the line before the command does, `-Vendor:acme` as -V (print the
  * version). Such an argument whose rest reads as a query is left unparsed instead, as an unknown option: the command
  * then stops with "unknown option" (and its hint, see hintDashesBeforeDashedArgument). A short option's own value
- * (`-cenv=prod`) has no query syntax before its `=`, so real short options read as before.
+ * (`-cenv=prod`) has no query syntax before its `=`, so real short options read as before; and `-c` joined to a rest
+ * without `=` (`-country`, NOT country) is no override, as every override is key=value.
  */
 export function dashedQueriesAsUnknownOptions(command: Command): Command {
   const parseOptions = command.parseOptions.bind(command);
@@ -102,7 +103,12 @@ function queryReadAsShortOptionAt(command: Command, args: readonly string[]): nu
       if (option.required || (option.optional && i + 1 < args.length && !args[i + 1].startsWith('-'))) i++;
       continue;
     }
-    if (/^-[^-]./.test(arg) && command.options.some((o) => o.short === arg.slice(0, 2)) && QUERY_SYNTAX_BEFORE_EQUALS.test(arg.slice(2))) return i;
+    if (!/^-[^-]./.test(arg)) continue;
+    const short = command.options.find((o) => o.short === arg.slice(0, 2));
+    if (short === undefined) continue;
+    if (QUERY_SYNTAX_BEFORE_EQUALS.test(arg.slice(2))) return i;
+    // `-c`'s value is always key=value: `-country` (NOT country) joined to it without one can only be a query.
+    if (short.long === '--context' && !arg.includes('=')) return i;
   }
   return -1;
 }

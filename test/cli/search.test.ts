@@ -342,7 +342,7 @@ describe('sluice search (OPENSEARCH_URL)', () => {
 
   test('a dashed query whose first letter is a short option (-c, or the program\'s -V) gets the same error, not that option', async () => {
     // Read as `-c ountry:FR` (a configuration override) and `-V` (print the version, exit 0) before.
-    for (const query of ['-country:FR', '-c ountry:FR', '-cat*', '-Vendor:acme', '-country:(FR OR DE)']) {
+    for (const query of ['-country:FR', '-c ountry:FR', '-cat*', '-Vendor:acme', '-country:(FR OR DE)', '-country', '-click']) {
       const { code, stdout, stderr } = await search('clickstream', query);
       expect({ query, code, stdout, error: stderr.split('\n')[0] }).toEqual({
         query, code: 2, stdout: '', error: `sluice: unknown option '${query}'; a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'`,
