@@ -218,6 +218,19 @@ describe('-c overrides work the way CDK users expect', () => {
     expect(problemsOf(() => load('pipelines={"__proto__":{"shards":9}}'))).toEqual([expect.stringMatching(/"__proto__" is not a configuration key/)]);
   });
 
+  test('an object given with -c for a whole top-level setting merges into cdk.json\'s too', () => {
+    const config = load('pipelineDefaults={"transform":{"memoryMiB":1024}}', 'local={"bufferIntervalSeconds":3}');
+    // before, the object replaced cdk.json's pipelineDefaults and local whole: every pipeline lost its source,
+    // retention, buffering… and local its ports, each reported as a missing value
+    expect(config.pipelines.clickstream.transform.memoryMiB).toBe(1024);
+    expect(config.pipelines.clickstream.source).toBe('kinesis');
+    expect(config.local.bufferIntervalSeconds).toBe(3);
+    expect(config.local.firehosePort).toBe(4573);
+    expect(load('pipelines={"iot":{"shards":4}}').pipelines.clickstream).toBeDefined();
+    expect(problemsOf(() => load('pipelines={"iot":{"__proto__":{"shards":9}}}'))).toEqual(['pipelines.iot: "__proto__" is not a configuration key']);
+    expect(problemsOf(() => load('environments={"dev":{"prefix":"zz"}}'))[0]).toMatch(/^-c environments\.dev: environments are defined in cdk.json only/);
+  });
+
   test('a prototype key inside a -c object is refused, not merged', () => {
     expect(problemsOf(() => load('pipelines.iot={"__proto__":{"shards":9}}'))).toEqual(['pipelines.iot: "__proto__" is not a configuration key']);
     expect(problemsOf(() => load('pipelines.iot.buffering={"a":{"constructor":1}}'))).toEqual(['pipelines.iot.buffering: "constructor" is not a configuration key']);
