@@ -321,6 +321,8 @@ function leaf(key: string): string {
 
 function show(value: unknown): string {
   if (value === undefined) return 'missing value';
+  // JSON.stringify writes Infinity and NaN (`-c …=1e400`) as null, which the user never typed.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   const s = JSON.stringify(value);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }

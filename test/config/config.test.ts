@@ -231,6 +231,10 @@ describe('-c overrides work the way CDK users expect', () => {
     expect(problemsOf(() => load('environments={"dev":{"prefix":"zz"}}'))[0]).toMatch(/^-c environments\.dev: environments are defined in cdk.json only/);
   });
 
+  test('a number too large for a double is shown as the Infinity it became, not as null', () => {
+    expect(problemsOf(() => load('pipelines.iot.buffering={"intervalSeconds":1e400}'))[0]).toMatch(/^pipelines\.iot\.buffering\.intervalSeconds: Infinity must be/);
+  });
+
   test('a prototype key inside a -c object is refused, not merged', () => {
     expect(problemsOf(() => load('pipelines.iot={"__proto__":{"shards":9}}'))).toEqual(['pipelines.iot: "__proto__" is not a configuration key']);
     expect(problemsOf(() => load('pipelines.iot.buffering={"a":{"constructor":1}}'))).toEqual(['pipelines.iot.buffering: "constructor" is not a configuration key']);
