@@ -60,8 +60,8 @@ function addLocalOptions(command: Command, dataDirDefault = '.sluice/ here, env 
     .option('--data-dir <dir>', `where the twin keeps its data (default ${dataDirDefault})`)
     .option('--host <address>', 'address the servers bind (default 127.0.0.1, loopback only; env SLUICE_HOST)')
     .option('--firehose-port <port>', 'Firehose API port (default 4573, env SLUICE_FIREHOSE_PORT; 0 = any free port)')
-    .option('--kinesis-port <port>', 'Kinesis emulator port (default 4568, env SLUICE_KINESIS_PORT)')
-    .option('--dynamo-port <port>', 'DynamoDB (dynalite) port (default 4569, env SLUICE_DYNAMO_PORT)')
+    .option('--kinesis-port <port>', 'Kinesis emulator port (default 4568, env SLUICE_KINESIS_PORT; 0 = any free port)')
+    .option('--dynamo-port <port>', 'DynamoDB (dynalite) port (default 4569, env SLUICE_DYNAMO_PORT; 0 = any free port)')
     .option('--buffer-interval <seconds>', 'Firehose buffer interval for local delivery (default from cdk.json local.bufferIntervalSeconds)');
 }
 

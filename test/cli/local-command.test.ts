@@ -75,6 +75,14 @@ describe('dlqMessagesByPipeline', () => {
 });
 
 describe('before the twin starts', () => {
+  test('--help says 0 picks a free port for each of the three ports, as the twin takes it and the in-use message says', async () => {
+    const run = await sluice('local', 'up', '--help');
+    const help = run.stdout.replace(/\s+/g, ' ');
+    for (const [flag, env] of [['--firehose-port', 'SLUICE_FIREHOSE_PORT'], ['--kinesis-port', 'SLUICE_KINESIS_PORT'], ['--dynamo-port', 'SLUICE_DYNAMO_PORT']]) {
+      expect(help).toMatch(new RegExp(`${flag} <port> .+?\\(default \\d+, env ${env}; 0 = any free port\\)`));
+    }
+  });
+
   test('a data dir that is a file: one line, exit 2, nothing started', async () => {
     const file = path.join(dataDir, 'not-a-dir');
     writeFileSync(file, 'x');
