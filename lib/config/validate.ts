@@ -233,8 +233,11 @@ function editDistance(a: string, b: string): number {
 /** Reads typed values out of raw objects, recording problems instead of throwing at the first one. */
 class Reader {
   private readonly problems: string[] = [];
+  /** Keys that are not objects: the settings under them are not reported as missing too, one by one. */
+  private readonly notObjects: string[] = [];
 
   problem(message: string): void {
+    if (this.notObjects.some((key) => message.startsWith(`${key}.`))) return;
     this.problems.push(message);
   }
 
@@ -246,10 +249,12 @@ class Reader {
     const where = key || 'configuration';
     if (raw === undefined) {
       this.problem(`${where}: missing; it must be an object`);
+      if (key) this.notObjects.push(key);
       return {};
     }
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
       this.problem(`${where}: ${show(raw)} must be an object`);
+      if (key) this.notObjects.push(key);
       return {};
     }
     if (allowed) {

@@ -231,6 +231,12 @@ describe('-c overrides work the way CDK users expect', () => {
     expect(problemsOf(() => load('environments={"dev":{"prefix":"zz"}}'))[0]).toMatch(/^-c environments\.dev: environments are defined in cdk.json only/);
   });
 
+  test('a setting that must be an object and is not is one problem, not one more per setting under it', () => {
+    expect(problemsOf(() => load('pipelines.iot.buffering=5'))).toEqual(['pipelines.iot.buffering: 5 must be an object']);
+    expect(problemsOf(() => load('pipelines.iot.transform=[]'))).toEqual(['pipelines.iot.transform: [] must be an object']);
+    expect(problemsOf(() => load('local=5'))).toEqual(['local: 5 must be an object']);
+  });
+
   test('a number too large for a double is shown as the Infinity it became, not as null', () => {
     expect(problemsOf(() => load('pipelines.iot.buffering={"intervalSeconds":1e400}'))[0]).toMatch(/^pipelines\.iot\.buffering\.intervalSeconds: Infinity must be/);
   });
