@@ -573,6 +573,9 @@ function stillMaybeTaken(before: RecordOutcome | undefined, after: RecordOutcome
   return before !== undefined && !before.ok && before.errorCode === MAYBE_TAKEN && !after.ok;
 }
 
+/** How long after Ctrl-C a call still in flight is worth a note on stderr. */
+const STILL_SENDING_NOTE_MS = 1000;
+
 /** Sends `count` records (or until `durationMs`), paced to `rate` on average, never bursting more than a second's worth. */
 async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOptions): Promise<SendReport> {
   const report: SendReport = {
@@ -581,8 +584,13 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   const { rate, durationMs, batchSize, progress } = options;
   const deadline = durationMs !== undefined ? report.startedAt + durationMs : Number.POSITIVE_INFINITY;
   let interrupted = false;
+  let stillSending: NodeJS.Timeout | undefined;
   const onInterrupt = () => {
     interrupted = true;
+    // A call in flight is answered before the report; one that takes long (an endpoint that hangs) is said so. The
+    // handler was `once`: a second Ctrl-C ends the process at once.
+    stillSending = setTimeout(() => io.err('sluice: stopping once the call in flight is answered; Ctrl-C again to quit at once'), STILL_SENDING_NOTE_MS);
+    stillSending.unref();
   };
   // Ctrl-C during a load test stops sending and still reports (and verifies) what was sent.
   process.once('SIGINT', onInterrupt);
@@ -634,6 +642,7 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
     }
   } finally {
     process.removeListener('SIGINT', onInterrupt);
+    clearTimeout(stillSending);
   }
   // A Ctrl-C during the last batch interrupted nothing (of --count, or of a --file).
   report.interrupted = interrupted && report.sent < options.count && !source.exhausted();

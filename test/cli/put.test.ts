@@ -583,6 +583,31 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(code).toBe(0);
   }, 60_000);
 
+  test('Ctrl-C while a call hangs: a note says it waits for that call and how to quit; a second Ctrl-C quits at once', async () => {
+    const file = path.join(dataDir, 'records.ndjson');
+    const record = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
+    fs.writeFileSync(file, `${record(1)}\n${record(2)}\n`);
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', file, '--batch-size', '1',
+      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_, signal) => resolve(signal)));
+    // The first call hangs (an endpoint that stopped answering).
+    let release: () => void = () => undefined;
+    backend.onIngest = () => new Promise<void>((resolve) => {
+      release = resolve;
+      child.kill('SIGINT');
+    });
+    try {
+      for (const until = Date.now() + 20_000; !stderr.includes('Ctrl-C again') && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(stderr).toBe('sluice: stopping once the call in flight is answered; Ctrl-C again to quit at once\n');
+      child.kill('SIGINT');
+      expect(await exited).toBe('SIGINT');
+    } finally {
+      release();
+    }
+  }, 60_000);
+
   test('--file with a line too long to be a record (no line break for 16 MiB): the lines before it are sent and summed up, then a clear error', async () => {
     const file = path.join(dataDir, 'long-line.ndjson');
     const record = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
