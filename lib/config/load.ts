@@ -211,6 +211,8 @@ export function loadConfig(overrides: readonly string[] = [], dir: string = PROJ
   const fileContext = readCdkJsonContext(dir);
   const context: Raw = { ...fileContext };
   const problems: string[] = [];
+  /** Top-level settings a -c object replaced whole. */
+  const replaced: string[] = [];
   for (const pair of overrides) {
     const eq = pair.indexOf('=');
     if (eq <= 0) {
@@ -224,12 +226,19 @@ export function loadConfig(overrides: readonly string[] = [], dir: string = PROJ
       continue;
     }
     const value = pair.slice(eq + 1);
-    const parsed = key.includes('.') ? undefined : parseContextValue(value);
-    if (isPlainObject(parsed) && isPlainObject(context[key])) {
-      // A whole section as an object (`-c pipelines={"iot":{…}}`) merges as one at a dotted path does (setPath),
-      // rather than replacing cdk.json's section and dropping what it does not name: each of its keys is that override.
-      for (const [k, v] of Object.entries(parsed)) context[`${key}.${k}`] = JSON.stringify(v);
-      continue;
+    if (!key.includes('.')) {
+      const parsed = parseContextValue(value);
+      const hidden = prototypeKeyIn(parsed);
+      if (hidden !== undefined) {
+        problems.push(`-c ${key}: "${hidden}" is not a configuration key`);
+        continue;
+      }
+      if (key === 'environments') {
+        problems.push('-c environments: environments are defined in cdk.json only; for one run, give the setting itself with the env, e.g. -c env=prod -c opensearch.instanceCount=…');
+        continue;
+      }
+      // A whole top-level setting replaces cdk.json's, as CDK's own -c does (and `cdk deploy -c` must mean the same).
+      if (isPlainObject(parsed) && isPlainObject(fileContext[key])) replaced.push(key);
     }
     context[key] = value;
   }
@@ -238,6 +247,11 @@ export function loadConfig(overrides: readonly string[] = [], dir: string = PROJ
     if (problems.length === 0) return config;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
+    // What the replacement left out is what is now missing: say so first, with the way to change only some settings.
+    for (const key of replaced) {
+      const example = Object.keys(fileContext[key] as Raw)[0] ?? 'name';
+      problems.push(`-c ${key}: replaces cdk.json's whole "${key}" (as CDK's -c does), so the settings it does not name are gone; to change only some, give each its own key, e.g. -c ${key}.${example}=…`);
+    }
     problems.push(...err.problems);
   }
   throw new ConfigError(problems);
