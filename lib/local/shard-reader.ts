@@ -242,6 +242,32 @@ export interface ShardReaderStats {
   readonly shards: ShardStats[];
 }
 
+/**
+ * Bytes a GetRecords call aims at. Kinesis answers up to 10 MiB a call; kinesis-mock takes about a second per MiB
+ * (a 9.7 MiB page of 900 KiB records: 9.6 s on an idle 2-core machine), and answers one call at a time, so a reader
+ * asking for 10 MiB holds every other reader of every stream back that long, and a busier machine pushes it past the
+ * client's 30 s request timeout, the same call again each time. Pages of small records (10,000 × 200 B) are under it.
+ */
+const PAGE_BYTES_TARGET = 2 * 1024 * 1024;
+
+/**
+ * The Limit of the next call, from the page a call with Limit `asked` returned: fewer records when that page's records
+ * were large (so a page stays near PAGE_BYTES_TARGET), twice as many (up to `max`) when it was full of small ones.
+ */
+export function nextLimit(asked: number, records: ReadonlyArray<{ readonly Data?: Uint8Array }>, max: number): number {
+  let bytes = 0;
+  for (const r of records) bytes += r.Data?.length ?? 0;
+  if (bytes > PAGE_BYTES_TARGET) return Math.max(1, Math.min(asked, Math.floor((records.length * PAGE_BYTES_TARGET) / bytes)));
+  if (records.length >= asked) return Math.min(max, asked * 2);
+  return asked;
+}
+
+/** The SDK's request timeout (NodeHttpHandler's requestTimeout), as it names it. */
+function isTimeout(err: unknown): boolean {
+  const name = errorName(err);
+  return name === 'TimeoutError' || name === 'RequestTimeout' || (err as { code?: unknown })?.code === 'ETIMEDOUT';
+}
+
 const THROTTLING_ERRORS = new Set(['ProvisionedThroughputExceededException', 'LimitExceededException', 'KMSThrottlingException']);
 const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
@@ -774,6 +800,9 @@ export class ShardReader {
     let iterator: string | undefined;
     let failures = 0;
     let lastCallAt = 0;
+    // The Limit of the next GetRecords: lowered after a large page or a call that timed out (see nextLimit).
+    let limit = this.maxRecordsPerCall;
+    let askedFor: number;
     // When the shard last returned records (or its reading started): past idleAfterMs it polls at the idle interval.
     let lastRecordsAt = Date.now();
     const buffer: _Record[] = [];
@@ -794,10 +823,13 @@ export class ShardReader {
         if (gap > 0) await shard.alarm.sleep(gap, { onlyStop: true });
         if (this.phase !== 'running') break;
         lastCallAt = Date.now();
-        page = await this.api.getRecords(iterator, this.maxRecordsPerCall, signal);
+        askedFor = limit;
+        page = await this.api.getRecords(iterator, limit, signal);
       } catch (err) {
         if (this.phase !== 'running') break;
         const name = errorName(err);
+        // A call too slow to be answered in time (large records, a busy emulator) would time out again as it is.
+        if (iterator !== undefined && isTimeout(err)) limit = Math.max(1, Math.floor(limit / 2));
         const operation = iterator === undefined ? 'GetShardIterator' : 'GetRecords';
         if (operation === 'GetShardIterator' && !fromTrimHorizon && readPosition !== undefined && isLostPosition(err, readPosition)) {
           // The stream may have been made again under its name (kinesis-mock came back without a save), or a lost reshard made
@@ -839,6 +871,7 @@ export class ShardReader {
         continue;
       }
       failures = 0;
+      limit = nextLimit(askedFor, page.records, this.maxRecordsPerCall);
       shard.getRecordsCalls++;
       shard.millisBehindLatest = page.millisBehindLatest;
       let taken = page.records;
@@ -899,7 +932,7 @@ export class ShardReader {
         this.progress.wake();
       }
 
-      const behind = page.records.length >= this.maxRecordsPerCall || (page.millisBehindLatest ?? 0) > 0;
+      const behind = page.records.length >= askedFor || (page.millisBehindLatest ?? 0) > 0;
       // A caught-up shard polls again soon while a drain waits, but never in a tight loop: an in-process
       // API answers in a microtask, and a loop of those would starve timers and file I/O (checkpoints).
       const caughtUpWait = Date.now() - lastRecordsAt >= this.idleAfterMs ? this.idlePollIntervalMs : this.pollIntervalMs;

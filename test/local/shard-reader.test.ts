@@ -20,6 +20,7 @@ import {
   MemoryKinesis,
   ShardReader,
   checkpointPath,
+  nextLimit,
   type KinesisReadApi,
   type ReaderErrorContext,
   type ShardReaderOptions,
@@ -87,6 +88,68 @@ describe('ShardReader (in-memory stream)', () => {
   beforeEach(() => {
     kinesis = new MemoryKinesis();
     kinesis.createStream(STREAM, 2);
+  });
+
+  test('large records are read a few at a time (a page near 2 MiB), small ones up to the Limit; every record once, in order', async () => {
+    const big = 'x'.repeat(700 * 1024);
+    for (let i = 0; i < 8; i++) kinesis.putRecord(STREAM, 'k', `${i}${big}`, { shardId: 'shardId-000000000000' });
+    for (let i = 0; i < 30; i++) kinesis.putRecord(STREAM, 'k', `small-${i}`, { shardId: 'shardId-000000000000' });
+    const limits: number[] = [];
+    const api: KinesisReadApi = {
+      describeStream: (name) => kinesis.describeStream(name),
+      listShards: (name) => kinesis.listShards(name),
+      getShardIterator: (request) => kinesis.getShardIterator(request),
+      getRecords: (iterator, limit) => {
+        if (iterator.includes('shardId-000000000000')) limits.push(limit);
+        return kinesis.getRecords(iterator, limit);
+      },
+    };
+    const { reader, deliveries } = recordingReader(api, { maxRecordsPerCall: 10 });
+    await reader.start();
+    await reader.drain({ timeoutMs: 5000 });
+    await reader.stop();
+    expect(perShard(deliveries, 'shardId-000000000000').map((r) => r.slice(0, 8))).toEqual([
+      ...Array.from({ length: 8 }, (_, i) => `${i}${big.slice(0, 7)}`),
+      ...Array.from({ length: 30 }, (_, i) => `small-${i}`.slice(0, 8)),
+    ]);
+    // 10 records at first (8 of 700 KiB: 5.5 MiB), then 3 at a time, then back up to 10 once the records are small.
+    expect(limits.slice(0, 2)).toEqual([10, 3]);
+    expect(limits).toContain(10);
+    expect(Math.max(...limits)).toBe(10);
+  });
+
+  test('a GetRecords that times out is asked again for half as many records, until it is answered', async () => {
+    for (let i = 0; i < 12; i++) kinesis.putRecord(STREAM, 'k', `r${i}`, { shardId: 'shardId-000000000000' });
+    const limits: number[] = [];
+    const api: KinesisReadApi = {
+      describeStream: (name) => kinesis.describeStream(name),
+      listShards: (name) => kinesis.listShards(name),
+      getShardIterator: (request) => kinesis.getShardIterator(request),
+      getRecords: async (iterator, limit) => {
+        if (!iterator.includes('shardId-000000000000')) return kinesis.getRecords(iterator, limit);
+        limits.push(limit);
+        // As the SDK's request timeout fails a call (NodeHttpHandler, throwOnRequestTimeout).
+        if (limit > 3) throw Object.assign(new Error('a request has exceeded the configured 30000 ms requestTimeout.'), { name: 'TimeoutError', code: 'ETIMEDOUT' });
+        return kinesis.getRecords(iterator, limit);
+      },
+    };
+    const { reader, deliveries } = recordingReader(api, { maxRecordsPerCall: 16 });
+    await reader.start();
+    await reader.drain({ timeoutMs: 5000 });
+    await reader.stop();
+    expect(perShard(deliveries, 'shardId-000000000000')).toEqual(Array.from({ length: 12 }, (_, i) => `r${i}`));
+    expect(limits.slice(0, 4)).toEqual([16, 8, 4, 2]);
+  });
+
+  test('nextLimit: a page of large records lowers the Limit toward 2 MiB a call, a full page of small ones doubles it', () => {
+    const records = (n: number, bytes: number) => Array.from({ length: n }, () => ({ Data: new Uint8Array(bytes) }));
+    expect(nextLimit(10_000, records(11, 900 * 1024), 10_000)).toBe(2);
+    expect(nextLimit(10_000, records(3, 3 * 1024 * 1024), 10_000)).toBe(1);
+    expect(nextLimit(10_000, records(10_000, 200), 10_000)).toBe(10_000);
+    expect(nextLimit(2, records(2, 200), 10_000)).toBe(4);
+    expect(nextLimit(5_000, records(5_000, 100), 10_000)).toBe(10_000);
+    expect(nextLimit(8, records(3, 100), 10_000)).toBe(8);
+    expect(nextLimit(8, [], 10_000)).toBe(8);
   });
 
   test('delivers every record once, in order per shard, and checkpoints the last one', async () => {
