@@ -43,6 +43,9 @@ interface Tally {
 /** Error types whose record is the producer's bytes, so re-putting it at the entry point is meaningful. */
 const REPLAYABLE_ERROR_TYPES = new Set(['processing-failed']);
 
+/** Rows of the "not replayed, by reason" table: the most frequent reasons. */
+const MAX_REASON_ROWS = 10;
+
 export function registerReplayCommand(program: Command): void {
   const command = program
     .command('replay')
@@ -537,6 +540,13 @@ function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, co
       groups.set(k, g);
     }
     io.out('\nnot replayed, by reason');
-    io.out(formatTable(['pipeline', 'outcome', 'records', 'reason'], [...groups.values()].sort((a, b) => b.n - a.n).map((g) => [g.pipeline, g.outcome, g.n, g.reason])));
+    const rows = [...groups.values()].sort((a, b) => b.n - a.n);
+    io.out(formatTable(['pipeline', 'outcome', 'records', 'reason'], rows.slice(0, MAX_REASON_ROWS).map((g) => [g.pipeline, g.outcome, g.n, g.reason])));
+    // Reasons that name a field (`/junk108 is not a field of the schema`) make a row each: the most frequent are shown.
+    const hidden = rows.slice(MAX_REASON_ROWS);
+    if (hidden.length > 0) {
+      const records = hidden.reduce((sum, g) => sum + g.n, 0);
+      io.out(`… and ${formatNumber(records)} more record${records === 1 ? '' : 's'} for ${formatNumber(hidden.length)} other reason${hidden.length === 1 ? '' : 's'} (--json lists every message)`);
+    }
   }
 }

@@ -92,6 +92,24 @@ const replayAgain = (...args: string[]) => sluiceAfresh('replay', ...args, '--da
 const remaining = () => fs.readFileSync(dlq.path, 'utf8');
 
 describe('sluice replay (twin)', () => {
+  test('the "not replayed, by reason" table shows the 10 most frequent reasons and counts the rest', async () => {
+    fs.writeFileSync(dlq.path, '');
+    // Records that fail the schema for a field of their own name: one reason each (3 of /junk0, 2 of /junk1, 1 of the rest).
+    const junk = (field: number, n: number) => JSON.stringify(message(100 + n, 'app-events', appEvent(100 + n, { [`junk${field}`]: 1 })));
+    await dlq.send([junk(0, 0), junk(0, 1), junk(0, 2), junk(1, 3), junk(1, 4), ...Array.from({ length: 12 }, (_, i) => junk(2 + i, 5 + i))]);
+    const { code, stdout } = await replay('--dry-run');
+    expect(code).toBe(1);
+    const table = stdout.slice(stdout.indexOf('not replayed, by reason'));
+    const rows = table.split('\n').filter((line) => /app-events\s+still-failing/.test(line));
+    expect(rows).toHaveLength(10);
+    expect(rows[0]).toMatch(/still-failing\s+3\s+.*\/junk0\b/);
+    expect(rows[1]).toMatch(/still-failing\s+2\s+.*\/junk1\b/);
+    // 17 messages: 3 + 2 + 8 shown, 4 more for 4 other reasons.
+    expect(table).toMatch(/^… and 4 more records for 4 other reasons \(--json lists every message\)$/m);
+    const json = await replayAgain('--dry-run', '--json');
+    expect((JSON.parse(json.stdout) as { messages: unknown[] }).messages).toHaveLength(17);
+  });
+
   test('re-puts the records that pass now, deletes only their messages, reports the rest by reason', async () => {
     const { code, stdout, stderr } = await replay();
     expect(code).toBe(1);
