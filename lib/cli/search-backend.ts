@@ -12,6 +12,7 @@ import { openSearchDir } from '../local/paths';
 import { explainFailure, type FailureContext } from './errors';
 import { UserError } from './output';
 import { OutputKeys } from './stack-outputs';
+import { sleep } from './sleep';
 import type { Target } from './target';
 
 export interface SearchHit {
@@ -96,7 +97,7 @@ function clientBackend(client: Client, description: string, context: FailureCont
           if (signal?.aborted && err === signal.reason) throw err;
           const wait = throttledRetryMs(err, attempt);
           if (wait === undefined || signal?.aborted) throw explainOpenSearchFailure(err, context);
-          await sleepUnlessAborted(wait, signal);
+          await sleep(wait, signal);
           // Out of time while throttled: the answer OpenSearch gave is the reason, not silence.
           if (signal?.aborted) throw explainOpenSearchFailure(err, context);
         }
@@ -136,18 +137,6 @@ function throttledRetryMs(err: unknown, attempt: number): number | undefined {
   const retryAfter = Number(e.meta?.headers?.['retry-after']);
   if (Number.isFinite(retryAfter) && retryAfter >= 0) return Math.min(retryAfter, 30) * 1000;
   return 250 * 2 ** (attempt - 1);
-}
-
-function sleepUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 interface OpenSearchErrorLike {

@@ -8,6 +8,7 @@ import { displayRows, displayValue, escapeControlCharacters, formatTable, toJson
 import { unreadableFile } from './errors';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
+import { MAX_TIMER_DELAY_MS } from './sleep';
 import { resolveTarget } from './target';
 
 interface SearchFlags extends TargetFlags {
@@ -78,7 +79,7 @@ export function registerSearchCommand(program: Command): void {
     const asked = Date.now();
     // A timer holds at most 2^31 - 1 ms (24.8 days): beyond it Node fires it at once (or AbortSignal.timeout throws), so
     // a longer --timeout waits that long, which is as good as forever here.
-    const deadline = AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_MS));
+    const deadline = AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_DELAY_MS));
     const backend = await searchBackendFor(target);
     if (!backend) throw new UserError(NO_OPENSEARCH_HINT);
     // An empty pattern would search every index of the cluster (`POST /_search`), not none.
@@ -99,9 +100,6 @@ export function registerSearchCommand(program: Command): void {
     printResponse(model, response, { index, json: flags.json === true, fields: flags.fields, countBy: flags.countBy, elapsedMs: Date.now() - started, where: backend.description });
   });
 }
-
-/** The longest delay a Node.js timer keeps (a signed 32-bit count of milliseconds). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The --dsl JSON object, from a file or, for "-", standard input. */
 function readDsl(file: string): Record<string, unknown> {

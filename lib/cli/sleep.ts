@@ -6,12 +6,24 @@
 /** The longest delay one Node timer holds. */
 export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 
-/** Resolves after `ms`, however long: a wait longer than one timer holds is several timers, one after another. */
-export async function sleep(ms: number): Promise<void> {
+/**
+ * Resolves after `ms`, however long: a wait longer than one timer holds is several timers, one after another. Resolves
+ * early when `signal` aborts (the caller then checks it).
+ */
+export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   let left = ms;
   do {
+    if (signal?.aborted) return;
     const step = Math.min(Math.max(left, 0), MAX_TIMER_DELAY_MS);
-    await new Promise<void>((resolve) => setTimeout(resolve, step));
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, step);
+      signal?.addEventListener('abort', done, { once: true });
+    });
     left -= step;
   } while (left > 0);
 }

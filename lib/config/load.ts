@@ -272,7 +272,8 @@ function blameDefaults(problems: readonly string[], pipelines: Raw, defaults: Ra
       const prefix = `pipelines.${name}.`;
       if (!problem.startsWith(prefix)) continue;
       const rest = problem.slice(prefix.length);
-      const keyPath = rest.slice(0, rest.indexOf(':')).split('.');
+      const colon = rest.indexOf(':');
+      const keyPath = (colon === -1 ? rest : rest.slice(0, colon)).split('.');
       const inherited = hasPath(defaults, keyPath) && !hasPath(pipelines[name], keyPath);
       return { problem, name, rest, keyPath, inherited };
     }

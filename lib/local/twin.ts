@@ -153,28 +153,23 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     // or it would validate with another schema than the one the twin started with (its Glue model, twin.json).
     const validatorsAtStart = validatorFingerprints(Object.keys(config.pipelines));
     let validatorsChangedLogged = false;
+    const codeChanged = (): string | undefined => {
+      const now = validatorFingerprints(Object.keys(config.pipelines));
+      const changed = [...now.keys()].filter((p) => now.get(p) !== validatorsAtStart.get(p));
+      if (changed.length === 0) return undefined;
+      const what = `${changed.map((p) => path.relative(process.cwd(), validatorFile(p))).join(', ')} changed since the twin started (\`npm run generate\`?)`;
+      if (!validatorsChangedLogged) {
+        validatorsChangedLogged = true;
+        log(`sluice: the transform's runtime is not started again: ${what}; its invocations fail until the twin is restarted`);
+      }
+      return `${what}: restart the twin (\`sluice local up\`) to run the schemas as they are now; \`sluice replay\` then sends these records again`;
+    };
+    const onRuntimeEnd = (reason: string): void => log(`sluice: the transform's runtime ended (${reason}): the invocations it held are retried`);
     // One pool of runtimes per function memory size (`transform.memoryMiB`), as each Lambda function has its own:
     // a pipeline's runtime may not use more heap than its own function could. The default configuration has one size.
     const transformPools = new Map<number, Promise<TransformWorkers>>();
     for (const { memoryMiB, handlers, runtimes } of transformRuntimePools(config, options.transformWorkers)) {
-      const starting = TransformWorkers.start({
-        handlers,
-        piiHashKey,
-        size: runtimes,
-        memoryMiB,
-        codeChanged: () => {
-          const now = validatorFingerprints(Object.keys(config.pipelines));
-          const changed = [...now.keys()].filter((p) => now.get(p) !== validatorsAtStart.get(p));
-          if (changed.length === 0) return undefined;
-          const what = `${changed.map((p) => path.relative(process.cwd(), validatorFile(p))).join(', ')} changed since the twin started (\`npm run generate\`?)`;
-          if (!validatorsChangedLogged) {
-            validatorsChangedLogged = true;
-            log(`sluice: the transform's runtime is not started again: ${what}; its invocations fail until the twin is restarted`);
-          }
-          return `${what}: restart the twin (\`sluice local up\`) to run the schemas as they are now; \`sluice replay\` then sends these records again`;
-        },
-        onRuntimeEnd: (reason) => log(`sluice: the transform's runtime ended (${reason}): the invocations it held are retried`),
-      });
+      const starting = TransformWorkers.start({ handlers, piiHashKey, size: runtimes, memoryMiB, codeChanged, onRuntimeEnd });
       starting.catch(() => undefined);
       stops.push(async () => (await starting.catch(() => undefined))?.close());
       transformPools.set(memoryMiB, starting);

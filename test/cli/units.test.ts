@@ -99,6 +99,20 @@ describe('sleep', () => {
     expect(await endedAfter(249)).toBe(false);
     expect(await endedAfter(1)).toBe(true);
   });
+
+  test('a wait ends early when its signal aborts, and at once when it already has', async () => {
+    jest.useFakeTimers();
+    const controller = new AbortController();
+    let ended = false;
+    void sleep(60_000, controller.signal).then(() => (ended = true));
+    await jest.advanceTimersByTimeAsync(1000);
+    expect(ended).toBe(false);
+    controller.abort();
+    await jest.advanceTimersByTimeAsync(0);
+    expect(ended).toBe(true);
+    expect(jest.getTimerCount()).toBe(0);
+    await expect(sleep(60_000, controller.signal)).resolves.toBeUndefined();
+  });
 });
 
 describe('planBatches', () => {
