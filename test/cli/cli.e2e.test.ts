@@ -17,6 +17,7 @@ import { createRng, sampleRecord } from '../../lib/schema/sample';
 import { dedupeKeyOf, reasonFor, type DlqMessage } from '../../transforms/failure-router/handler';
 import { failureReason } from '../../transforms/shared';
 import { config, tempDataDir } from './helpers';
+import { within } from '../within';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin/sluice.js');
@@ -280,7 +281,7 @@ describe('sluice against `sluice local up`, each command its own process', () =>
     expect(last.code).toBe(0);
     // A terminal sends Ctrl-C's SIGINT to the whole foreground process group, the twin's emulators included.
     process.kill(-twin.pid!, 'SIGINT');
-    const code = await Promise.race([twinExit, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 45_000))]);
+    const code = await within(twinExit, 45_000, 'hung');
     const out = twinOut.join('');
     expect(twinErr.join('')).toBe('');
     expect(code).toBe(0);

@@ -11,6 +11,7 @@ import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/fireh
 import { TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../../lib/local/twin-record';
 import { validators } from '../../transforms/shared/generated';
 import { acknowledgedJson, deliverToLake, expectNoStackTrace, RecordingBackend, registerTwin, sluice, tempDataDir } from './helpers';
+import { within } from '../within';
 
 const backend = new RecordingBackend();
 let api: RunningFirehoseApi;
@@ -238,7 +239,7 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       child.stdin.on('error', () => undefined);
       child.stdin.write(fs.readFileSync(file));
       const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-      const pipedCode = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000))]);
+      const pipedCode = await within(exited, 20_000, 'hung');
       if (pipedCode === 'hung') child.kill('SIGKILL');
       child.stdin.destroy();
       expect(pipedCode).toBe(1);
@@ -646,7 +647,7 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     const line = () => `${JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-${String(++n).padStart(12, '0')}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() })}\n`;
     const producer = setInterval(() => child.stdin.write(Array.from({ length: 20 }, line).join('')), 20);
     const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-    const code = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000))]);
+    const code = await within(exited, 20_000, 'hung');
     clearInterval(producer);
     if (code === 'hung') child.kill('SIGKILL');
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
@@ -952,7 +953,7 @@ describe('sluice put --file: reading as it sends', () => {
     child.stdin.on('error', () => undefined);
     child.stdin.write(text);
     const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-    const code = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 8_000))]);
+    const code = await within(exited, 8_000, 'hung');
     if (code === 'hung') child.kill('SIGKILL');
     child.stdin.destroy();
     return { code, stderr };
@@ -976,7 +977,7 @@ describe('sluice put --file: a producer that pauses', () => {
     for (const until = Date.now() + 8_000; backend.acknowledged.length < 3 && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 100));
     const sentWhilePaused = backend.acknowledged.length;
     child.stdin.end();
-    const code = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 8_000))]);
+    const code = await within(exited, 8_000, 'hung');
     if (code === 'hung') child.kill('SIGKILL');
     expect(sentWhilePaused).toBe(3);
     expect(code).toBe(0);

@@ -9,6 +9,7 @@ import { readSchema } from '../../lib/schema';
 import { badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
 import { firehoseClient, kinesisClient } from '../../lib/local/aws-clients';
 import { configWith, dlqMessages, errorLines, eventIdOf, lakeColumn, rawOf, removeDir, repeated, sampleRecordBytes, sorted, startLocalUp, waitForExit, type LocalUpProcess } from './helpers';
+import { within } from '../within';
 
 /**
  * `sluice local up` is killed (SIGKILL) with records in flight, then started again on the same data
@@ -102,7 +103,7 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
 
     up = await startLocalUp(dataDir, args);
     up.child.kill('SIGTERM');
-    const exit = await Promise.race([up.exited, new Promise((r) => setTimeout(() => r('still running after 45 s'), 45_000))]);
+    const exit = await within(up.exited, 45_000, 'still running after 45 s');
     expect([exit, up.output()]).toEqual([{ code: 0, signal: null }, expect.stringContaining('SIGTERM: flushing')]);
 
     // Every acknowledged record once; beyond them, only records of requests the crash left unanswered.
@@ -172,7 +173,7 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
     for (const deadline = Date.now() + 5000; readCount() === 0 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 1500));
     up.child.kill('SIGTERM');
-    const exit = await Promise.race([up.exited, new Promise((r) => setTimeout(() => r('still running after 45 s'), 45_000))]);
+    const exit = await within(up.exited, 45_000, 'still running after 45 s');
     expect([exit, up.output()]).toEqual([{ code: 0, signal: null }, expect.stringContaining('SIGTERM: flushing')]);
 
     const rows = await lakeColumn(dataDir, iotConfig, 'iot');

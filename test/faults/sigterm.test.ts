@@ -8,6 +8,7 @@ import { readSchema } from '../../lib/schema';
 import { badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
 import { firehoseClient, kinesisClient } from '../../lib/local/aws-clients';
 import { configWith, dlqMessages, errorLines, eventIdOf, lakeColumn, rawOf, removeDir, repeated, sampleRecordBytes, sorted, startLocalUp, type LocalUpProcess } from './helpers';
+import { within } from '../within';
 
 /**
  * `sluice local up` gets SIGTERM while records are in flight: buffered (a 60 s buffer interval, so
@@ -64,7 +65,7 @@ describe('faults: SIGTERM while records are in flight', () => {
     const inFlight = Array.from({ length: 4 }, () => putBatch(good()));
     up.child.kill('SIGTERM');
     await Promise.all(inFlight);
-    const exit = await Promise.race([up.exited, new Promise((r) => setTimeout(() => r('still running after 40 s'), 40_000))]);
+    const exit = await within(up.exited, 40_000, 'still running after 40 s');
     expect([exit, up.output()]).toEqual([{ code: 0, signal: null }, expect.stringContaining('SIGTERM: flushing')]);
 
     const apps = await lakeColumn(dataDir, config, 'app_events');
