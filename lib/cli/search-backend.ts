@@ -48,8 +48,11 @@ export const NO_OPENSEARCH_HINT = [
   'Against AWS, add --aws: the endpoint comes from the stack output OpenSearchEndpoint (or opensearch.endpoint in cdk.json).',
 ].join(' ');
 
-/** The OpenSearch of a target, or undefined when there is none configured (the caller says what to do). */
-export async function searchBackendFor(target: Target): Promise<SearchBackend | undefined> {
+/**
+ * The OpenSearch of a target, or undefined when there is none configured (the caller says what to do). With --aws,
+ * `signal` bounds reading the stack's outputs (where the endpoint is): it rejects with `signal.reason`.
+ */
+export async function searchBackendFor(target: Target, signal?: AbortSignal): Promise<SearchBackend | undefined> {
   if (target.kind === 'local') {
     const url = target.endpoints.openSearch;
     if (!url) return undefined;
@@ -58,7 +61,7 @@ export async function searchBackendFor(target: Target): Promise<SearchBackend | 
     const context: FailureContext = { service: 'OpenSearch', endpoint: shown, startHint: `start OpenSearch there, or fix OPENSEARCH_URL / --endpoint-opensearch (${shown})` };
     return clientBackend(new Client({ node: url, requestTimeout: 30_000 }), `OpenSearch at ${shown}`, context);
   }
-  const outputs = await target.outputs();
+  const outputs = await target.outputs(signal);
   const endpoint = outputs.get(OutputKeys.OpenSearchEndpoint) ?? target.config.opensearch.endpoint;
   if (!endpoint) return undefined;
   const node = /^https?:\/\//.test(endpoint) ? endpoint : `https://${endpoint}`;

@@ -40,7 +40,7 @@ export function registerSearchCommand(program: Command): void {
     .option('--fields <a,b,c>', 'columns of the hits table (dotted paths into the document)')
     .option('--index <pattern>', 'index pattern (default <pipeline>-*, the rotated indices Firehose writes)')
     .option('--json', 'print the hits (or buckets) and total as JSON')
-    .option('--timeout <time>', 'give up when OpenSearch has not answered by then, retries included', '30s');
+    .option('--timeout <time>', 'give up when OpenSearch (with --aws, first CloudFormation for the stack\'s outputs) has not answered by then, retries included', '30s');
   addTargetOptions(command, { opensearch: true });
   addProgressOption(command);
   hintDashesBeforeDashedArgument(command, "a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'");
@@ -74,13 +74,20 @@ export function registerSearchCommand(program: Command): void {
       countBy: flags.countBy,
       top,
     });
-    // One deadline for asking OpenSearch, from here on: the client retries an attempt that timed out (after 30 s) or
-    // answered 502, 503 or 504 within it. A hung OpenSearch fails in --timeout, not after 4 attempts × 30 s.
+    // One deadline for the whole search, from here on: with --aws, reading the stack's outputs (the endpoint), then
+    // asking OpenSearch, whose client retries an attempt that timed out (after 30 s) or answered 502, 503 or 504 within
+    // it. A hung CloudFormation or OpenSearch fails in --timeout, not after 4 attempts × 30 s.
     const asked = Date.now();
     // A timer holds at most 2^31 - 1 ms (24.8 days): beyond it Node fires it at once (or AbortSignal.timeout throws), so
     // a longer --timeout waits that long, which is as good as forever here.
     const deadline = AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_DELAY_MS));
-    const backend = await searchBackendFor(target);
+    let backend;
+    try {
+      backend = await searchBackendFor(target, deadline);
+    } catch (err) {
+      if (err !== deadline.reason) throw err;
+      throw new UserError(`CloudFormation gave no answer in ${formatDuration(Date.now() - asked)} (--timeout ${formatDuration(timeoutMs)}) when asked for the outputs of ${escapeControlCharacters(target.label)}, which name the OpenSearch endpoint: check your network and AWS credentials, or raise --timeout to wait longer`);
+    }
     if (!backend) throw new UserError(NO_OPENSEARCH_HINT);
     // An empty pattern would search every index of the cluster (`POST /_search`), not none.
     if (flags.index !== undefined && flags.index.trim() === '') throw new UserError(`--index ${JSON.stringify(flags.index)}: expected an index pattern such as ${resourceNames(target.config, pipeline).indexPrefix}-*`);

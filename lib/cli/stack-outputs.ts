@@ -19,15 +19,20 @@ export function defaultStackName(config: Pick<SluiceConfig, 'prefix' | 'env'>): 
 export class StackOutputs {
   private constructor(readonly stackName: string, readonly region: string, private readonly values: ReadonlyMap<string, string>) {}
 
-  /** Reads the outputs of a stack; a stack that is missing or not deployed is a UserError. */
-  static async load(client: CloudFormationClient, stackName: string): Promise<StackOutputs> {
+  /**
+   * Reads the outputs of a stack; a stack that is missing or not deployed is a UserError. When `signal` aborts, the
+   * CloudFormation call is abandoned and the read rejects with `signal.reason`, for the caller to say what timed out.
+   */
+  static async load(client: CloudFormationClient, stackName: string, signal?: AbortSignal): Promise<StackOutputs> {
+    signal?.throwIfAborted();
     const region = await client.config.region().catch((err: unknown) => {
       throw explainFailure(err, { service: 'CloudFormation' });
     });
     let response;
     try {
-      response = await client.send(new DescribeStacksCommand({ StackName: stackName }));
+      response = await untilAborted(client.send(new DescribeStacksCommand({ StackName: stackName }), { abortSignal: signal }), signal);
     } catch (err) {
+      if (signal?.aborted) throw signal.reason;
       const e = err as { name?: string; message?: string };
       if (e.name === 'ValidationError' && /does not exist/i.test(e.message ?? '')) {
         throw new UserError(`stack "${stackName}" does not exist in ${region}: deploy it with \`npx cdk deploy\`, or name yours with --stack NAME (or --region)`);
@@ -60,4 +65,19 @@ export class StackOutputs {
     }
     return value;
   }
+}
+
+/**
+ * `call`, or `signal.reason` as soon as `signal` aborts. The SDK's abortSignal ends the HTTP request, but not a wait
+ * before it (credentials from SSO or the instance metadata service, a retry's backoff): this ends those too.
+ */
+function untilAborted<T>(call: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return call;
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([call, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }

@@ -46,8 +46,11 @@ export interface AwsTarget {
   readonly stackName: string;
   /** Client settings from the flags; the SDK's chain fills in the rest (credentials, and region when not given). */
   readonly clientConfig: { region?: string };
-  /** The stack's outputs, read once on first use. */
-  outputs(): Promise<StackOutputs>;
+  /**
+   * The stack's outputs, read once on first use; `signal` bounds that read (it rejects with `signal.reason`), and a
+   * read that failed is tried again on the next use.
+   */
+  outputs(signal?: AbortSignal): Promise<StackOutputs>;
   readonly label: string;
 }
 
@@ -65,11 +68,14 @@ export function resolveTarget(flags: TargetFlags): Target {
       config,
       stackName,
       clientConfig,
-      outputs() {
+      outputs(signal) {
         outputs ??= (async () => {
           const client = new CloudFormationClient(clientConfig);
           try {
-            return await StackOutputs.load(client, stackName);
+            return await StackOutputs.load(client, stackName, signal);
+          } catch (err) {
+            outputs = undefined;
+            throw err;
           } finally {
             client.destroy();
           }

@@ -416,7 +416,7 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     expect(seen).toHaveLength(3);
 
     const help = await sluice('search', '--help');
-    expect(help.stdout.replace(/\s+/g, ' ')).toContain('--timeout <time> give up when OpenSearch has not answered by then, retries included (default: "30s")');
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('--timeout <time> give up when OpenSearch (with --aws, first CloudFormation for the stack\'s outputs) has not answered by then, retries included (default: "30s")');
   });
 
   test('a --timeout longer than a timer can hold (24.8 days) waits for the answer: it neither gives up at once nor crashes', async () => {
@@ -509,6 +509,16 @@ describe('sluice search --aws', () => {
     } finally {
       sts.restore();
     }
+  });
+
+  test('a CloudFormation that never gives the stack\'s outputs: --timeout bounds that too, naming what timed out', async () => {
+    cfn.on(DescribeStacksCommand).callsFake(() => new Promise(() => undefined));
+    const startedAt = Date.now();
+    const { code, stdout, stderr } = await sluice('search', 'clickstream', 'x', '--aws', '--region', 'eu-west-1', '--timeout', '300ms');
+    expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+    expect(stderr).toMatch(/^sluice: CloudFormation gave no answer in [\d.]+ m?s \(--timeout 300 ms\) when asked for the outputs of stack sluice-dev \(eu-west-1\), which name the OpenSearch endpoint: check your network and AWS credentials, or raise --timeout to wait longer\n$/);
+    expect(Date.now() - startedAt).toBeLessThan(10_000);
+    expect(seen).toHaveLength(0);
   });
 
   test('a stack without an OpenSearch endpoint gets the same guidance', async () => {

@@ -1,0 +1,62 @@
+/**
+ * StackOutputs.load against a CloudFormation endpoint on loopback that takes the connection and never answers:
+ * the caller's signal ends the read, and the HTTP request with it.
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
+import { StackOutputs } from '../../lib/cli/stack-outputs';
+
+let hung: Server;
+let endpoint: string;
+const sockets = new Set<Socket>();
+
+beforeAll(async () => {
+  // Reads the request, never answers.
+  hung = createServer((socket) => {
+    socket.resume();
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+  endpoint = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  for (const socket of sockets) socket.destroy();
+  await new Promise<void>((resolve) => hung.close(() => resolve()));
+});
+
+const hungClient = () => new CloudFormationClient({
+  endpoint,
+  region: 'eu-west-1',
+  credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
+  maxAttempts: 1,
+});
+
+test('a read that has not answered when the signal aborts rejects with the signal\'s reason, and its request is given up', async () => {
+  const client = hungClient();
+  try {
+    const signal = AbortSignal.timeout(200);
+    const startedAt = Date.now();
+    const rejected: unknown = await StackOutputs.load(client, 'sluice-dev', signal).catch((err: unknown) => err);
+    expect(signal.aborted).toBe(true);
+    expect(rejected).toBe(signal.reason);
+    expect(Date.now() - startedAt).toBeLessThan(5000);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(sockets.size).toBe(0);
+  } finally {
+    client.destroy();
+  }
+});
+
+test('a signal that has already aborted sends nothing', async () => {
+  const client = hungClient();
+  const send = jest.spyOn(client, 'send');
+  try {
+    const controller = new AbortController();
+    controller.abort(new Error('gave up'));
+    await expect(StackOutputs.load(client, 'sluice-dev', controller.signal)).rejects.toThrow('gave up');
+    expect(send).not.toHaveBeenCalled();
+  } finally {
+    client.destroy();
+  }
+});
