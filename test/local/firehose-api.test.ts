@@ -5,7 +5,7 @@
  * and the records the backend was handed.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpRequest, validateHeaderValue, type IncomingHttpHeaders } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import {
   DescribeDeliveryStreamCommand,
@@ -263,6 +263,38 @@ describe('PutRecord', () => {
       { name: 'ServiceUnavailableException', status: 500, message: 'Slow down.' },
     );
     expect(backend.acknowledged).toHaveLength(0);
+  });
+
+  it('answers a refusal code that Node cannot send in a header as an error all the same: the header percent-encoded, the body exact', async () => {
+    const code = 'Odd\r\nCode\u0000\u007f%é☃';
+    backend.decide = () => ({ ok: false, errorCode: code, errorMessage: 'Not today.' });
+    const body = JSON.stringify({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: 'YWJj' } });
+    const response = await rawRequest({ headers: jsonHeaders('PutRecord'), body });
+    expect(response.status).toBe(400);
+    expect(response.json).toEqual({ __type: code, message: 'Not today.' });
+    expect(response.headers['x-amzn-errortype']).toBe('Odd%0D%0ACode%00%7F%25%C3%A9%E2%98%83');
+    expect(decodeURIComponent(response.headers['x-amzn-errortype'] as string)).toBe(code);
+    // An SDK gets the error, not "socket hang up"; for AWS JSON 1.1 it takes the code from the body, exactly.
+    await expectAwsError(
+      firehose.send(new PutRecordCommand({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: bytes(3) } })),
+      { name: code, status: 400, message: 'Not today.' },
+    );
+  });
+
+  it('answers any refusal code with an error whose header Node accepts and gives back the code, and whose body holds it exactly', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.string({ unit: 'binary', minLength: 1, maxLength: 12 }), async (code) => {
+        backend.decide = () => ({ ok: false, errorCode: code, errorMessage: 'No.' });
+        const body = JSON.stringify({ DeliveryStreamName: DIRECT_PUT.name, Record: { Data: 'YWJj' } });
+        const response = await rawRequest({ headers: jsonHeaders('PutRecord'), body });
+        const header = response.headers['x-amzn-errortype'] as string;
+        expect(response.json).toEqual({ __type: code, message: 'No.' });
+        expect(() => validateHeaderValue('x-amzn-ErrorType', header)).not.toThrow();
+        expect(header).toMatch(/^[\x20-\x7e]+$/);
+        expect(decodeURIComponent(header)).toBe(code);
+      }),
+      { numRuns: 60 },
+    );
   });
 });
 
