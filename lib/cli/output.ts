@@ -22,7 +22,7 @@ export type Cell = string | number | boolean | null | undefined | bigint | Forma
  * Renders rows as an aligned text table; numbers right-aligned. A number is a count of the CLI's own
  * and gets thousands separators; a bigint is a value as the data has it (see displayValue) and does not;
  * a FormattedNumber prints as its column wrote it (see displayRows). Control characters print escaped,
- * so a record cannot retitle or recolour the terminal.
+ * so a record cannot retitle or recolour the terminal, nor reorder what it shows (see escapeControlCharacters).
  */
 export function formatTable(headers: readonly string[], rows: ReadonlyArray<readonly Cell[]>): string {
   const text = (c: Cell) => escapeControlCharacters(c === null || c === undefined ? ''
@@ -39,10 +39,15 @@ export function formatTable(headers: readonly string[], rows: ReadonlyArray<read
   return [line(titles), widths.map((w) => '─'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
 }
 
-/** C0 and C1 control characters and DEL as `\u001b`: text from records, safe to print to a terminal. */
+/**
+ * C0 and C1 control characters, DEL and the bidirectional controls as `\u001b`, `\u202e`: text from records, safe to
+ * print to a terminal. The bidirectional controls (ALM, LRM, RLM, the embeddings and overrides U+202A–U+202E, the
+ * isolates U+2066–U+2069) drive no terminal, but they reorder what it shows, so a record could make the text around
+ * it read otherwise than it is (Trojan Source).
+ */
 export function escapeControlCharacters(text: string): string {
   // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, unicodeEscape);
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, unicodeEscape);
 }
 
 /** A character as JSON and JavaScript write it escaped: `\u009b`. */
@@ -75,12 +80,13 @@ export function formatBytes(bytes: number): string {
 /**
  * JSON for scripts (every --json document): bigints as numbers when safe, else strings. JSON.stringify escapes the
  * C0 control characters but writes DEL and the C1 ones (U+007F–U+009F) as they are, and some terminals obey those
- * (U+009B starts a control sequence, as ESC [ does): they are written as `\u009b` escapes too, which parse back to
- * the same value. JSON text holds them only inside strings, so the escaping changes no value.
+ * (U+009B starts a control sequence, as ESC [ does); the bidirectional controls too, which reorder what a terminal
+ * shows (see escapeControlCharacters). They are written as `\u009b`, `\u202e` escapes, which parse back to the same
+ * value. JSON text holds them only inside strings, so the escaping changes no value.
  */
 export function toJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? (Number.isSafeInteger(Number(v)) ? Number(v) : v.toString()) : v), 2)
-    .replace(/[\u007f-\u009f]/g, unicodeEscape);
+    .replace(/[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, unicodeEscape);
 }
 
 /**

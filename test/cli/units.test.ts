@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { drawSample, parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
 import { SampleError } from '../../lib/schema/sample';
-import { displayRows, displayValue, formatTable, toCsv, toJson, UserError } from '../../lib/cli/output';
+import { displayRows, displayValue, escapeControlCharacters, formatTable, toCsv, toJson, UserError } from '../../lib/cli/output';
 import { io, Progress } from '../../lib/cli/progress';
 import { MAX_TIMER_DELAY_MS, sleep } from '../../lib/cli/sleep';
 import * as net from 'net';
@@ -345,6 +345,17 @@ describe('formatTable', () => {
     ]);
   });
 
+  test('bidirectional controls in a record print escaped: they cannot reorder what the terminal shows (Trojan Source)', () => {
+    const bidi = ['\u061c', '\u200e', '\u200f', '\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069'];
+    const table = formatTable(['user\u202e'], [[displayValue(`admin\u202e\u2066// check\u2069\u2066${bidi.join('')}`)]]);
+    expect(table).not.toMatch(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/);
+    expect(table.split('\n')[0]).toBe('user\\u202e');
+    expect(table.split('\n')[2]).toBe('admin\\u202e\\u2066// check\\u2069\\u2066'
+      + '\\u061c\\u200e\\u200f\\u202a\\u202b\\u202c\\u202d\\u202e\\u2066\\u2067\\u2068\\u2069');
+    // The characters next to them, and other format characters (a zero-width joiner in an emoji), stay as they are.
+    expect(escapeControlCharacters('\u05d0\u200d👩\u200d💻\u2060\u2070')).toBe('\u05d0\u200d👩\u200d💻\u2060\u2070');
+  });
+
   test('integers from the data print as they are; the CLI\'s own counts keep thousands separators', () => {
     const table = formatTable(['year', 'id', 'avg', 'events'], [[displayValue(2026), displayValue(12345678901234567890n), displayValue(1234.5678), 12345]]);
     expect(table.split('\n')[2]).toBe('2026  12345678901234567890  1,234.57  12,345');
@@ -371,14 +382,14 @@ describe('formatTable', () => {
   });
 
   test('CSV keeps the data exact: integers without separators, control characters as they are', () => {
-    expect(toCsv(['year', 'msg'], [[2026, 'a\x1bb']])).toBe('year,msg\r\n2026,a\x1bb');
+    expect(toCsv(['year', 'msg'], [[2026, 'a\x1bb\u202ec']])).toBe('year,msg\r\n2026,a\x1bb\u202ec');
   });
 });
 
 describe('toJson', () => {
-  /** What a terminal may obey: C0 but the line break (JSON's indentation), DEL and C1. */
+  /** What a terminal may obey: C0 but the line break (JSON's indentation), DEL and C1; and the bidirectional controls. */
   // eslint-disable-next-line no-control-regex
-  const TERMINAL_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+  const TERMINAL_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 
   test('DEL and the C1 control characters are written as \\u escapes, as JSON.stringify writes the C0 ones; the value parses back the same', () => {
     const evil = 'csi\u009b31m del\u007f nel\u0085 esc\u001b]0;pwned\u0007 é\u00a0';
@@ -388,12 +399,23 @@ describe('toJson', () => {
     expect(JSON.parse(text)).toEqual({ [evil]: [evil, '12345678901234567890'] });
   });
 
+  test('the bidirectional controls are written as \\u escapes too; the value parses back the same', () => {
+    const evil = 'alm\u061c lrm\u200e rlm\u200f lre\u202a rle\u202b pdf\u202c lro\u202d rlo\u202e lri\u2066 rli\u2067 fsi\u2068 pdi\u2069 zwj\u200d';
+    const text = toJson({ [evil]: evil });
+    expect(text).not.toMatch(TERMINAL_CONTROL);
+    const escaped = 'alm\\u061c lrm\\u200e rlm\\u200f lre\\u202a rle\\u202b pdf\\u202c lro\\u202d rlo\\u202e lri\\u2066 rli\\u2067 fsi\\u2068 pdi\\u2069 zwj\u200d';
+    expect(text).toBe(`{\n  "${escaped}": "${escaped}"\n}`);
+    expect(JSON.parse(text)).toEqual({ [evil]: evil });
+  });
+
   test('any JSON value, with any characters in its keys and strings, parses back as JSON.stringify\'s text does and prints nothing a terminal obeys', () => {
-    // Every character up to U+00FF (C0, DEL, C1, Latin-1) often, then any code point, lone surrogates included.
+    // Every character up to U+00FF (C0, DEL, C1, Latin-1) and every bidirectional control often, then any code point,
+    // lone surrogates included.
     const character = fc.oneof(
       fc.integer({ min: 0, max: 0xff }).map((c) => String.fromCharCode(c)),
+      fc.constantFrom('\u061c', '\u200e', '\u200f', '\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069'),
       fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }),
-      fc.constantFrom('\u2028', '\ud800', '\udfff', '😀'),
+      fc.constantFrom('\u2028', '\ud800', '\udfff', '😀', '\u200d'),
     );
     fc.assert(fc.property(fc.jsonValue({ stringUnit: character }), (value) => {
       const text = toJson(value);
@@ -432,8 +454,8 @@ describe('Progress', () => {
   });
 
   test('notes on stderr cannot drive the terminal: control characters are escaped, line breaks stay', () => {
-    expect(captureStderr(() => io.err('sluice: note: /data/\x1b]0;owned\x07dlq has no dlq.jsonl\nsecond line \x9b2J'))).toBe(
-      'sluice: note: /data/\\u001b]0;owned\\u0007dlq has no dlq.jsonl\nsecond line \\u009b2J\n',
+    expect(captureStderr(() => io.err('sluice: note: /data/\x1b]0;owned\x07dlq has no dlq.jsonl\nsecond line \x9b2J\u202etxt.exe'))).toBe(
+      'sluice: note: /data/\\u001b]0;owned\\u0007dlq has no dlq.jsonl\nsecond line \\u009b2J\\u202etxt.exe\n',
     );
     jest.spyOn(io, 'stderrIsTTY').mockReturnValue(true);
     try {
