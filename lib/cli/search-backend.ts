@@ -8,11 +8,12 @@ import * as path from 'node:path';
 import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
 import { Client } from '@opensearch-project/opensearch';
 import { AwsSigv4Signer } from '@opensearch-project/opensearch/aws-v3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { openSearchDir } from '../local/paths';
 import { explainFailure, type FailureContext } from './errors';
 import { UserError } from './output';
 import { OutputKeys } from './stack-outputs';
-import { sleep } from './sleep';
+import { sleep, untilAborted } from './sleep';
 import type { Target } from './target';
 
 export interface SearchHit {
@@ -68,7 +69,10 @@ export async function searchBackendFor(target: Target, signal?: AbortSignal): Pr
   // The domain's access policy names the stack's query role: assume it when the stack has one.
   const roleArn = outputs.get(OutputKeys.OpenSearchQueryRoleArn);
   const getCredentials = roleArn
-    ? fromTemporaryCredentials({ params: { RoleArn: roleArn, RoleSessionName: 'sluice-search', DurationSeconds: 3600 }, clientConfig: { region: outputs.region } })
+    ? fromTemporaryCredentials({
+      params: { RoleArn: roleArn, RoleSessionName: 'sluice-search', DurationSeconds: 3600 },
+      clientConfig: { region: outputs.region, ...(signal && { requestHandler: abortedBy(signal) }) },
+    })
     : fromNodeProviderChain();
   const client = new Client({
     ...AwsSigv4Signer({ region: outputs.region, service: 'es', getCredentials }),
@@ -77,6 +81,18 @@ export async function searchBackendFor(target: Target, signal?: AbortSignal): Pr
   });
   const as = roleArn ? `, as ${roleArn.split('/').pop()}` : '';
   return clientBackend(client, `OpenSearch domain ${node} (SigV4, ${outputs.region}${as})`, { service: 'OpenSearch', endpoint: node });
+}
+
+/**
+ * An HTTP handler whose requests end when `signal` aborts: STS's, for the query role, whose AssumeRole the search
+ * waits on before it sends anything. A hung STS then neither outlasts --timeout nor holds the process open after it.
+ */
+function abortedBy(signal: AbortSignal): NodeHttpHandler {
+  return new (class extends NodeHttpHandler {
+    override handle(...[request, options]: Parameters<NodeHttpHandler['handle']>): ReturnType<NodeHttpHandler['handle']> {
+      return super.handle(request, { ...options, abortSignal: options?.abortSignal ?? signal });
+    }
+  })();
 }
 
 /** A URL to print: its password, if it has one, as `***`. */
@@ -119,7 +135,8 @@ function clientBackend(client: Client, description: string, context: FailureCont
     };
     signal?.addEventListener('abort', abort, { once: true });
     try {
-      const response = await request;
+      // Signed requests wait for credentials first (AssumeRole of the query role), which abort() does not end.
+      const response = await untilAborted(request, signal);
       return response.body as unknown as SearchResponseBody;
     } catch (err) {
       if (signal?.aborted && (err as Error).name === 'RequestAbortedError') throw signal.reason;

@@ -1,6 +1,7 @@
 /**
  * Waiting in the CLI. Node fires a timer set longer than 2^31-1 ms (about 24.8 days) after 1 ms, so a
- * duration a user typed (`put --verify --poll 30d`) must never go to setTimeout as it is.
+ * duration a user typed (`put --verify --poll 30d`) must never go to setTimeout as it is. A wait for an answer
+ * under a deadline (`search --timeout`) ends when the deadline does, whatever the call is waiting on.
  */
 
 /** The longest delay one Node timer holds. */
@@ -26,4 +27,19 @@ export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     });
     left -= step;
   } while (left > 0);
+}
+
+/**
+ * `call`'s outcome, or `signal.reason` as soon as `signal` aborts. A client's own abort ends its HTTP request, but not
+ * a wait before it (credentials from SSO, STS or the instance metadata service): this ends those too.
+ */
+export function untilAborted<T>(call: PromiseLike<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return Promise.resolve(call);
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([call, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }

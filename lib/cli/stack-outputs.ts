@@ -7,6 +7,7 @@ import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-clo
 import type { SluiceConfig } from '../config';
 import { explainFailure } from './errors';
 import { UserError } from './output';
+import { untilAborted } from './sleep';
 import { OutputKeys, pipelineOutputKey, stackName } from '../infra/outputs';
 
 export { OutputKeys, pipelineOutputKey };
@@ -65,19 +66,4 @@ export class StackOutputs {
     }
     return value;
   }
-}
-
-/**
- * `call`, or `signal.reason` as soon as `signal` aborts. The SDK's abortSignal ends the HTTP request, but not a wait
- * before it (credentials from SSO or the instance metadata service, a retry's backoff): this ends those too.
- */
-function untilAborted<T>(call: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return call;
-  let onAbort = (): void => undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-  });
-  return Promise.race([call, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }

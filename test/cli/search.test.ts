@@ -511,6 +511,44 @@ describe('sluice search --aws', () => {
     }
   });
 
+  test('an STS that never answers the query role\'s AssumeRole: --timeout bounds it, as the search it comes before, and its request is given up', async () => {
+    const sockets = new Set<Socket>();
+    let connections = 0;
+    // Reads the request, never answers.
+    const hung = createTcpServer((socket) => {
+      connections++;
+      socket.resume();
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    process.env.AWS_ENDPOINT_URL_STS = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+    process.env.AWS_ACCESS_KEY_ID = 'AKIDEXAMPLE';
+    process.env.AWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
+    try {
+      cfn.on(DescribeStacksCommand).resolves({
+        Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [
+          { OutputKey: 'OpenSearchEndpoint', OutputValue: url },
+          { OutputKey: 'OpenSearchQueryRoleArn', OutputValue: 'arn:aws:iam::123456789012:role/SluiceQueryRole' },
+        ] }],
+      });
+      const startedAt = Date.now();
+      const { code, stdout, stderr } = await sluice('search', 'clickstream', '--aws', '--timeout', '300ms');
+      expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+      expect(stderr).toMatch(/^sluice: OpenSearch domain http:\/\/127\.0\.0\.1:\d+ \(SigV4, eu-west-1, as SluiceQueryRole\) gave no answer in [\d.]+ m?s \(--timeout 300 ms\)/);
+      expect(Date.now() - startedAt).toBeLessThan(10_000);
+      expect(seen).toHaveLength(0);
+      expect(connections).toBeGreaterThan(0);
+      // The AssumeRole request was given up, not left open to hold the process after the message.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(sockets.size).toBe(0);
+    } finally {
+      delete process.env.AWS_ENDPOINT_URL_STS;
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => hung.close(() => resolve()));
+    }
+  });
+
   test('a CloudFormation that never gives the stack\'s outputs: --timeout bounds that too, naming what timed out', async () => {
     cfn.on(DescribeStacksCommand).callsFake(() => new Promise(() => undefined));
     const startedAt = Date.now();
