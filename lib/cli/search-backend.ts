@@ -51,7 +51,8 @@ export const NO_OPENSEARCH_HINT = [
 
 /**
  * The OpenSearch of a target, or undefined when there is none configured (the caller says what to do). With --aws,
- * `signal` bounds reading the stack's outputs (where the endpoint is): it rejects with `signal.reason`.
+ * `signal` bounds reading the stack's outputs (where the endpoint is; it rejects with `signal.reason`), and the
+ * backend's AssumeRole of the query role, which its first search waits on.
  */
 export async function searchBackendFor(target: Target, signal?: AbortSignal): Promise<SearchBackend | undefined> {
   if (target.kind === 'local') {

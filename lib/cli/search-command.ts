@@ -76,7 +76,7 @@ export function registerSearchCommand(program: Command): void {
     });
     // One deadline for the whole search, from here on: with --aws, reading the stack's outputs (the endpoint), then
     // asking OpenSearch, whose client retries an attempt that timed out (after 30 s) or answered 502, 503 or 504 within
-    // it. A hung CloudFormation or OpenSearch fails in --timeout, not after 4 attempts × 30 s.
+    // it. A hung CloudFormation, STS (the query role) or OpenSearch fails in --timeout, not after 4 attempts × 30 s.
     const asked = Date.now();
     // A timer holds at most 2^31 - 1 ms (24.8 days): beyond it Node fires it at once (or AbortSignal.timeout throws), so
     // a longer --timeout waits that long, which is as good as forever here.

@@ -122,7 +122,7 @@ function httpStatusFor(code: string): number {
  * `value` as an HTTP header value: every character outside printable ASCII (a control character or one above U+00FF,
  * which Node's http refuses with ERR_INVALID_CHAR and the request dies as a socket hang up; Latin-1, which it sends
  * as bytes no client reads as UTF-8), and `%` itself, percent-encoded as UTF-8, so `decodeURIComponent` gives the
- * value back. Printable ASCII, every AWS error code, passes unchanged.
+ * value back. Printable ASCII but `%`, so every AWS error code, passes unchanged.
  */
 function headerValueOf(value: string): string {
   return value.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => Array.from(Buffer.from(c, 'utf8'), (b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
