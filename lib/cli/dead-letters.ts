@@ -5,7 +5,7 @@
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import {
   ChangeMessageVisibilityBatchCommand,
   DeleteMessageBatchCommand,
@@ -22,7 +22,10 @@ import { bucketNameProblem, InvalidObjectKeyError, objectKeyProblem, ObjectStore
 import { ttlFrom } from '../../transforms/shared';
 import { batchGetAll, batchWriteAll, type BatchOptions, type DynamoItem } from '../../transforms/shared/dynamo-batch';
 import { backoffDelay } from '../../transforms/shared/retry';
-import { readErrorObject, type ParsedLine } from '../../transforms/failure-router/error-records';
+import {
+  MAX_ERROR_LINE_BYTES, ObjectChangedError, readPinnedErrorObject, type ErrorObjectReading, type ObjectReader, type ParsedLine,
+} from '../../transforms/failure-router/error-records';
+import { s3ObjectReader } from '../../transforms/failure-router/handler';
 import { explained } from './errors';
 import { io } from './progress';
 import { sleep } from './sleep';
@@ -80,12 +83,10 @@ export interface LedgerEntries {
   readonly recordReplayedAt: ReadonlyMap<string, number>;
 }
 
-/** Reads an object (a pointer message's error object). */
-export type ObjectReader = (bucket: string, key: string) => Promise<Buffer>;
-
 export interface DeadLetterAccess {
   readonly queue: DeadLetterQueue;
   readonly ledger: ReplayLedger;
+  /** Reads a pointer message's error object: as it arrives, never whole. */
   readonly readObject: ObjectReader;
 }
 
@@ -164,7 +165,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
         for (const r of replays) laterOf(times, replayLedgerKey(r.recordKey), r.at);
       },
     },
-    readObject: (bucket, key) => store.getObject(bucket, key),
+    readObject: (bucket, key, pin) => store.readObject(bucket, key, pin),
   };
 }
 
@@ -203,6 +204,7 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
   const sqs = new SQSClient(target.clientConfig);
   const dynamo = new DynamoDBClient(target.clientConfig);
   const s3 = new S3Client(target.clientConfig);
+  const readS3Object = s3ObjectReader(s3);
   const sqsContext = { service: 'SQS', resource: `queue ${queueUrl}` };
   const ledger = awsReplayLedger(DynamoDBDocumentClient.from(dynamo), tableName);
   const entries = (messages: readonly ReceivedMessage[]) => messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.handle }));
@@ -252,10 +254,7 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
       },
     },
     ledger,
-    async readObject(bucket, key) {
-      const response = await explained({ service: 'S3', resource: `s3://${bucket}/${key}` }, () => s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })));
-      return Buffer.from(await response.Body!.transformToByteArray());
-    },
+    readObject: (bucket, key, pin) => explained({ service: 'S3', resource: `s3://${bucket}/${key}` }, () => readS3Object(bucket, key, pin)),
   };
 }
 
@@ -324,30 +323,33 @@ export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: str
   if (bucketProblem !== undefined) throw new UserError(`the pointer's bucket ${JSON.stringify(pointer.bucket.slice(0, 70))} ${bucketProblem}`, 1);
   const keyProblem = objectKeyProblem(pointer.key);
   if (keyProblem !== undefined) throw new UserError(`the pointer names no error object: ${keyProblem}`, 1);
-  let bytes: Buffer;
+  let reading: ErrorObjectReading | undefined;
   try {
-    bytes = await readObject(pointer.bucket, pointer.key);
+    // Read as it arrives, up to the pointer's line: an object far larger than memory, or a line over the cap, is never held.
+    reading = await readPinnedErrorObject(readObject, pointer.bucket, pointer.key);
   } catch (err) {
-    const e = err as { name?: string; code?: string; $fault?: string; message?: string };
-    if (e.name === 'NoSuchKey' || e.code === 'NoSuchKey' || e.name === 'NoSuchKeyError') {
-      throw new UserError(`s3://${pointer.bucket}/${pointer.key} is gone (error objects expire after lifecycle.errorExpirationDays)`, 1);
-    }
-    // S3 refusing this object (no such bucket, access denied): the other messages may still be replayed.
-    if (e.$fault === 'client' || err instanceof InvalidObjectKeyError) {
+    const e = err as { name?: string; $fault?: string; message?: string };
+    // S3 refusing this object (no such bucket, access denied), or the object replaced while read: the other messages may still be replayed.
+    if (e.$fault === 'client' || err instanceof InvalidObjectKeyError || err instanceof ObjectChangedError) {
       throw new UserError(`s3://${pointer.bucket}/${pointer.key} could not be read: ${e.name ?? 'Error'}: ${e.message ?? ''}`.trim(), 1);
     }
     throw err;
   }
-  const reading = await readErrorObject(bytes, async () => bytes);
+  if (reading === undefined) throw new UserError(`s3://${pointer.bucket}/${pointer.key} is gone (error objects expire after lifecycle.errorExpirationDays)`, 1);
   let line: ParsedLine | undefined;
-  for await (const l of reading?.lines ?? []) {
+  for await (const l of reading.lines) {
     if (l.line < pointer.line) continue;
     if (l.line === pointer.line) line = l;
     break;
   }
-  const damaged = reading?.damaged;
+  const damaged = reading.damaged;
   if (!line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} has no line ${pointer.line}${damaged ? `: ${damaged}` : ''}`, 1);
   if ('problem' in line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} line ${pointer.line}: ${line.problem}`, 1);
+  // Not read whole: no line Firehose writes is near the cap (the failure router sent such a line as a pointer, saying so).
+  if ('overlongBytes' in line) {
+    throw new UserError(`s3://${pointer.bucket}/${pointer.key} line ${pointer.line} is ${line.overlongBytes} bytes, longer than the ${MAX_ERROR_LINE_BYTES} bytes `
+      + 'an error line is read to: not a Firehose error record (a record is at most 1,000 KiB); look at it in S3', 1);
+  }
   return line.rawData;
 }
 

@@ -44,6 +44,22 @@ export class InvalidObjectKeyError extends Error {
   }
 }
 
+/** Thrown by getObjectStream when the object's ETag is not the one asked for (S3's 412 PreconditionFailed to If-Match). */
+export class PreconditionFailedError extends Error {
+  readonly code = 'PreconditionFailed';
+
+  constructor(readonly bucket: string, readonly key: string, readonly ifMatch: string, readonly etag: string) {
+    super(`s3://${bucket}/${key}: its ETag is ${etag}, not ${ifMatch} (PreconditionFailed)`);
+    this.name = 'PreconditionFailedError';
+  }
+}
+
+/** An object read as a stream, with the ETag of the file it reads. */
+export interface ObjectStream {
+  readonly body: fs.ReadStream;
+  readonly etag: string;
+}
+
 /** Thrown by getObject for a key that does not exist (S3's NoSuchKey). */
 export class NoSuchKeyError extends Error {
   readonly code = 'NoSuchKey';
@@ -168,18 +184,39 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
     }
   }
 
-  /** An object's bytes in chunks as they are read, for objects not to be held whole (the failure router's error objects). */
-  async getObjectStream(bucket: string, key: string): Promise<fs.ReadStream> {
+  /**
+   * An object's bytes in chunks as they are read, for objects not to be held whole (the failure router's error objects),
+   * and its ETag. With `ifMatch`, throws PreconditionFailedError unless the object's ETag is that one, as S3 does: the
+   * stream reads the file it opened, so a read pinned this way gives exactly the object that had the ETag.
+   */
+  async getObjectStream(bucket: string, key: string, options: { readonly ifMatch?: string } = {}): Promise<ObjectStream> {
     let handle: fs.promises.FileHandle | undefined;
+    let etag: string;
     try {
       handle = await fs.promises.open(this.pathFor(bucket, key), 'r');
+      const stat = await handle.stat({ bigint: true });
       // Opening a directory succeeds on Linux, reading it does not: no object, as getObject says.
-      if ((await handle.stat()).isDirectory()) throw Object.assign(new Error(`EISDIR: illegal operation on a directory, read '${key}'`), { code: 'EISDIR' });
+      if (stat.isDirectory()) throw Object.assign(new Error(`EISDIR: illegal operation on a directory, read '${key}'`), { code: 'EISDIR' });
+      etag = etagOf(stat);
+      if (options.ifMatch !== undefined && options.ifMatch !== etag) throw new PreconditionFailedError(bucket, key, options.ifMatch, etag);
     } catch (error) {
       await handle?.close();
       throw noSuchKeyFor(error, bucket, key);
     }
-    return handle.createReadStream();
+    return { body: handle.createReadStream(), etag };
+  }
+
+  /**
+   * An object as the failure router and `sluice replay` read error objects (ObjectReader): a stream and its ETag, undefined
+   * when there is no such key. The twin keeps no versions (its events carry no versionId), so a pin is its ETag.
+   */
+  async readObject(bucket: string, key: string, pin?: { readonly etag?: string }): Promise<ObjectStream | undefined> {
+    try {
+      return await this.getObjectStream(bucket, key, { ifMatch: pin?.etag });
+    } catch (error) {
+      if (error instanceof NoSuchKeyError) return undefined;
+      throw error;
+    }
   }
 
   async deleteObject(bucket: string, key: string): Promise<void> {
@@ -263,6 +300,16 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
     }
     return event;
   }
+}
+
+/**
+ * The twin's ETag of an object: its file's inode, size and modification time, quoted as S3 quotes its ETags. Every put
+ * renames a new file into place, so a replaced object has another inode (the new file existed beside the old one); size
+ * and time also change when a file is edited in place by hand. Not an MD5 of the content: S3's ETags are opaque to readers
+ * too (a multipart upload's is not one), and hashing would read every object twice.
+ */
+function etagOf(stat: fs.BigIntStats): string {
+  return `"${stat.ino.toString(16)}-${stat.size.toString(16)}-${stat.mtimeNs.toString(16)}"`;
 }
 
 /** A file system error reading an object, as S3 would say it: NoSuchKey when there is no file of that name. */

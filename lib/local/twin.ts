@@ -22,7 +22,7 @@ import { freePort } from './ports';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
-import { NoSuchKeyError, ObjectStore } from './object-store';
+import { ObjectStore } from './object-store';
 import { DATA_DIR_MODE, localBucketName, localPiiHashKey, makeDirectories } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
@@ -210,15 +210,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
 
     const store = new ObjectStore(dataDir, { beforeWrite: faults?.beforeWrite });
     const router = createFailureRouter({
-      // The same reading as in Lambda: in chunks, never the whole object.
-      readObject: async (b, k) => {
-        try {
-          return await store.getObjectStream(b, k);
-        } catch (e) {
-          if (e instanceof NoSuchKeyError) return undefined; // deleted since: nothing left to route
-          throw e;
-        }
-      },
+      // The same reading as in Lambda: in chunks, never the whole object, a second read pinned to the first's ETag.
+      readObject: (b, k, pin) => store.readObject(b, k, pin),
       // The DLQ file is its own sent ledger: sendOnceEach appends a message and then its dedupe key, and
       // skips keys already there, so every message is offered to it and there is nothing to mark after.
       alreadySent: async () => new Set(),

@@ -6,20 +6,21 @@ import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, BatchWriteCommand, DynamoDBDocumentClient, type BatchGetCommandInput, type BatchWriteCommandInput } from '@aws-sdk/lib-dynamodb';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
 import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient, type AwsClientStub } from 'aws-sdk-client-mock';
-import { awsReplayLedger } from '../../lib/cli/dead-letters';
+import { awsReplayLedger, rawDataAt } from '../../lib/cli/dead-letters';
 import { DlqFile } from '../../lib/local/dlq-file';
 import { readSchema } from '../../lib/schema';
 import { createRng, sampleRecord } from '../../lib/schema/sample';
 import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
 import { localBucketName } from '../../lib/local/paths';
 import { TWIN_DATA_DIR_HEADER } from '../../lib/local/twin-record';
-import type { DlqMessage } from '../../transforms/failure-router/handler';
+import { MAX_ERROR_LINE_BYTES, type DlqMessage } from '../../transforms/failure-router/handler';
 import { config, RecordingBackend, registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
 import { validatorFingerprint } from '../../lib/schema/fingerprint';
 
@@ -182,6 +183,58 @@ describe('sluice replay (twin)', () => {
     expect(by('dedupe-24')?.outcome).toBe('replayed');
     expect(by('dedupe-2')?.outcome).toBe('replayed');
     expect(backend.acknowledged.map((r) => r.data.toString())).toEqual(expect.arrayContaining([appEvent(1), appEvent(2), appEvent(24)]));
+  });
+
+  test('a pointer to an error line over the cap that lines are read to: not replayable with the reason, not read whole; the next line is replayed', async () => {
+    const key = 'errors/app-events/processing-failed/2026/11/22/09/overlong';
+    const object = path.join(dataDir, 's3', POINTER.bucket, ...key.split('/'));
+    fs.mkdirSync(path.dirname(object), { recursive: true });
+    const line = (data: Buffer) => JSON.stringify({ attemptsMade: 1, arrivalTimestamp: 1_795_000_000_000, errorCode: 'Lambda.FunctionError', errorMessage: 'x', rawData: data.toString('base64') });
+    const giant = line(Buffer.alloc(MAX_ERROR_LINE_BYTES, 'x'));
+    fs.writeFileSync(object, `${giant}\n${line(Buffer.from(appEvent(26)))}\n`);
+    await dlq.send([
+      JSON.stringify(message(25, 'app-events', undefined, { pointer: { bucket: POINTER.bucket, key, line: 1 } })),
+      JSON.stringify(message(26, 'app-events', undefined, { pointer: { bucket: POINTER.bucket, key, line: 2 } })),
+    ]);
+    const { code, stdout } = await replay('--json');
+    expect(code).toBe(1);
+    const report = JSON.parse(stdout) as { messages: Array<{ dedupeKey?: string; outcome: string; reason: string }> };
+    const by = (k: string) => report.messages.find((m) => m.dedupeKey === k);
+    expect(by('dedupe-25')).toEqual(expect.objectContaining({
+      outcome: 'not-replayable',
+      reason: `s3://${POINTER.bucket}/${key} line 1 is ${giant.length} bytes, longer than the ${MAX_ERROR_LINE_BYTES} bytes an error line is read to: not a Firehose error record (a record is at most 1,000 KiB); look at it in S3`,
+    }));
+    expect(by('dedupe-26')?.outcome).toBe('replayed');
+    expect(backend.acknowledged.map((r) => r.data.toString())).toContain(appEvent(26));
+  });
+
+  test('a pointer\'s object is read as it arrives and only to its line; a gzip one replaced while read is this message\'s problem, said so', async () => {
+    const line = (n: number) => JSON.stringify({ attemptsMade: 1, arrivalTimestamp: 1, errorCode: 'Lambda.FunctionError', errorMessage: 'x', rawData: Buffer.from(appEvent(n)).toString('base64') });
+    const body = Buffer.from(Array.from({ length: 2000 }, (_, i) => line(i + 1)).join('\n'));
+    let produced = 0;
+    const chunks = async function* (bytes: Buffer): AsyncGenerator<Uint8Array> {
+      for (let at = 0; at < bytes.length; at += 4096) {
+        produced += Math.min(4096, bytes.length - at);
+        yield bytes.subarray(at, at + 4096);
+      }
+    };
+    const key = 'errors/app-events/processing-failed/2026/11/22/09/streamed';
+    expect(Buffer.from(await rawDataAt(async () => ({ body: chunks(body), etag: '"1"' }), { bucket: POINTER.bucket, key, line: 3 }), 'base64').toString()).toBe(appEvent(3));
+    expect(produced).toBeLessThan(body.length / 10);
+
+    // Replaced between the read that checks the gzip data and the one that reads the line: S3's 412, one message kept.
+    const gz = gzipSync(body);
+    const pins: Array<unknown> = [];
+    const replaced = async (_b: string, _k: string, pin?: { etag?: string }) => {
+      pins.push(pin);
+      if (pin?.etag !== undefined) throw Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), { name: 'PreconditionFailed', $fault: 'client', $metadata: { httpStatusCode: 412 } });
+      return { body: chunks(gz), etag: '"before"' };
+    };
+    await expect(rawDataAt(replaced, { bucket: POINTER.bucket, key: `${key}.gz`, line: 3 })).rejects.toMatchObject({
+      exitCode: 1,
+      message: expect.stringMatching(/^s3:\/\/.+\/streamed\.gz could not be read: ObjectChangedError: it changed after its gzip data was checked \(S3 answered PreconditionFailed to If-Match "before"\)/),
+    });
+    expect(pins).toEqual([undefined, { etag: '"before"' }]);
   });
 
   test('one replay at a time per dead-letter file: a second is refused while the first runs; a lock whose process is gone is taken over', async () => {

@@ -5,6 +5,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import type { S3Event } from 'aws-lambda';
 import fc from 'fast-check';
 import {
   InvalidObjectKeyError,
@@ -12,8 +14,11 @@ import {
   NoSuchKeyError,
   ObjectStore,
   objectKeyProblem,
+  PreconditionFailedError,
   type ObjectCreatedEvent,
 } from '../../lib/local/object-store';
+import { createFailureRouter, type DlqMessage } from '../../transforms/failure-router/handler';
+import { quietTelemetry } from '../transforms/helpers';
 
 let dataDir: string;
 let store: ObjectStore;
@@ -47,12 +52,62 @@ describe('ObjectStore', () => {
     const body = Buffer.alloc(200_000, 'x');
     await store.putObject('lake', 'errors/big.json', body);
     const chunks: Buffer[] = [];
-    for await (const chunk of await store.getObjectStream('lake', 'errors/big.json')) chunks.push(chunk as Buffer);
+    for await (const chunk of (await store.getObjectStream('lake', 'errors/big.json')).body) chunks.push(chunk as Buffer);
     expect(chunks.length).toBeGreaterThan(1);
     expect(Buffer.concat(chunks).equals(body)).toBe(true);
     await expect(store.getObjectStream('lake', 'errors/missing.json')).rejects.toThrow(NoSuchKeyError);
     await expect(store.getObjectStream('lake', 'errors')).rejects.toThrow(NoSuchKeyError);
     await expect(store.getObject('lake', 'errors')).rejects.toThrow(NoSuchKeyError);
+  });
+
+  it('gives each stream the ETag of the object it reads; If-Match another ETag is PreconditionFailed, as in S3', async () => {
+    await store.putObject('lake', 'errors/e.json', 'one\n');
+    const first = await store.getObjectStream('lake', 'errors/e.json');
+    first.body.destroy();
+    expect(first.etag).toMatch(/^"[0-9a-f]+-[0-9a-f]+-[0-9a-f]+"$/);
+    const same = await store.getObjectStream('lake', 'errors/e.json', { ifMatch: first.etag });
+    same.body.destroy();
+    expect(same.etag).toBe(first.etag);
+    // Replaced, even by the same bytes: another object, another ETag.
+    await store.putObject('lake', 'errors/e.json', 'one\n');
+    const error = await store.getObjectStream('lake', 'errors/e.json', { ifMatch: first.etag }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PreconditionFailedError);
+    expect(error).toMatchObject({ code: 'PreconditionFailed', message: expect.stringMatching(/^s3:\/\/lake\/errors\/e\.json: its ETag is "[^"]+", not "[^"]+" \(PreconditionFailed\)$/) });
+    expect(isRetryableStorageError(error)).toBe(false);
+    const now = await store.getObjectStream('lake', 'errors/e.json');
+    now.body.destroy();
+    expect(now.etag).not.toBe(first.etag);
+    await expect(store.getObjectStream('lake', 'errors/missing.json', { ifMatch: first.etag })).rejects.toThrow(NoSuchKeyError);
+  });
+
+  it('the failure router on the twin\'s S3: a gzip error object replaced between its two reads fails the event with nothing sent; the retry routes the new one', async () => {
+    const bucket = 'sluice-dev-lake';
+    const key = 'search-backup/iot/AmazonOpenSearchService-failed/2026/11/22/13/replaced.gz';
+    const object = (label: string, lines: number) => gzipSync(Buffer.from(Array.from({ length: lines }, (_, i) =>
+      JSON.stringify({ attemptsMade: 1, arrivalTimestamp: i, errorCode: '400', errorMessage: label, rawData: Buffer.from(`{"n":${i}}`).toString('base64') })).join('\n')));
+    await store.putObject(bucket, key, object('old', 2));
+    let reads = 0;
+    const sent: DlqMessage[] = [];
+    const router = (replaceAfterFirstRead: boolean) => createFailureRouter({
+      async readObject(b, k, pin) {
+        const got = await store.readObject(b, k, pin);
+        // Firehose (or a person) writes the key again while the router checks the old object's gzip data.
+        if (replaceAfterFirstRead && ++reads === 1) await store.putObject(bucket, key, object('new', 3));
+        return got;
+      },
+      send: async (messages) => {
+        sent.push(...messages);
+        return { failedIds: [] };
+      },
+      alreadySent: async () => new Set(),
+      markSent: async () => undefined,
+      ...quietTelemetry(),
+    });
+    const event: S3Event = { Records: [{ eventName: 'ObjectCreated:Put', s3: { bucket: { name: bucket }, object: { key } } } as S3Event['Records'][number]] };
+    await expect(router(true)(event)).rejects.toThrow(/failed, so none of it was sent \(ObjectChangedError: it changed after its gzip data was checked \(S3 answered PreconditionFailed to If-Match "[^"]+"\)/);
+    expect(sent).toEqual([]);
+    expect(await router(false)(event)).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+    expect(sent.map((m) => m.errorMessage)).toEqual(['new', 'new', 'new']);
   });
 
   it('lists by prefix in S3 key order, without temp files', async () => {

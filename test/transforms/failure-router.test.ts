@@ -13,10 +13,13 @@ import {
   dedupeKeyOf,
   failureRouterFromEnv,
   locateErrorObject,
+  MAX_ERROR_LINE_BYTES,
+  OVERLONG_LINE_ERROR_CODE,
   reasonFor,
   sqsBatches,
   type DlqMessage,
   type FailureRouterOptions,
+  type ObjectPin,
 } from '../../transforms/failure-router/handler';
 import { parseErrorLines, readErrorObject, type ErrorObjectReading, type ParsedLine } from '../../transforms/failure-router/error-records';
 import { createSentLedger } from '../../transforms/failure-router/sent-ledger';
@@ -40,7 +43,7 @@ function world(objects: Record<string, Buffer> = Object.fromEntries(Object.entri
   const options: FailureRouterOptions = {
     async readObject(bucket, key) {
       reads.push(`${bucket}/${key}`);
-      return objects[key];
+      return objects[key] === undefined ? undefined : { body: objects[key] };
     },
     async send(messages) {
       batches.push(messages);
@@ -353,7 +356,7 @@ describe('failure router', () => {
     for (const at of [20, 24, 28]) {
       const damaged = Buffer.from(gz);
       for (let i = at; i < at + 4; i++) damaged[i] ^= 0xff;
-      for (const read of [async () => damaged, async () => streamed(damaged, every(100, damaged.length)), async () => streamed(damaged, [])]) {
+      for (const read of [async () => ({ body: damaged }), async () => ({ body: streamed(damaged, every(100, damaged.length)) }), async () => ({ body: streamed(damaged, []) })]) {
         const w = world();
         const t = capturedTelemetry();
         let result;
@@ -472,7 +475,7 @@ describe('failure router reading objects as they arrive', () => {
     const boundaries = [1, 2, 3, emoji + 1, emoji + 2, emoji + 3, crlf, crlf + 1, crlf + 2, newline - 1, newline, newline + 1, AWKWARD.length - 1];
     for (const cut of boundaries) {
       const w = world();
-      const route = createFailureRouter({ ...w.options, readObject: async () => streamed(AWKWARD, [cut]) });
+      const route = createFailureRouter({ ...w.options, readObject: async () => ({ body: streamed(AWKWARD, [cut]) }) });
       expect(await route(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
       expect(w.queue).toEqual(reference.queue);
     }
@@ -488,7 +491,7 @@ describe('failure router reading objects as they arrive', () => {
 
     const w = world();
     const reads: number[] = [];
-    const route = createFailureRouter({ ...w.options, readObject: async () => streamed(gz, every(7 + reads.push(1), gz.length)) });
+    const route = createFailureRouter({ ...w.options, readObject: async () => ({ body: streamed(gz, every(7 + reads.push(1), gz.length)) }) });
     expect(await route(s3Event(key))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
     expect(reads).toHaveLength(2);
     expect(w.queue).toEqual(reference.queue);
@@ -499,14 +502,14 @@ describe('failure router reading objects as they arrive', () => {
     const whole = world({ [key]: cut });
     await createFailureRouter(whole.options)(s3Event(key));
     const part = world();
-    await createFailureRouter({ ...part.options, readObject: async () => streamed(cut, every(100, cut.length)) })(s3Event(key));
+    await createFailureRouter({ ...part.options, readObject: async () => ({ body: streamed(cut, every(100, cut.length)) }) })(s3Event(key));
     expect(part.queue.length).toBeGreaterThan(0);
     expect(part.queue).toEqual(whole.queue);
     const damaged = Buffer.from(gzipSync(body));
     damaged[damaged.length - 8] ^= 0xff;
     const none = world();
     const damagedReads: number[] = [];
-    expect(await createFailureRouter({ ...none.options, readObject: async () => streamed(damaged, every(100 + damagedReads.push(1), damaged.length)) })(s3Event(key)))
+    expect(await createFailureRouter({ ...none.options, readObject: async () => ({ body: streamed(damaged, every(100 + damagedReads.push(1), damaged.length)) }) })(s3Event(key)))
       .toEqual({ sent: 0, duplicates: 0, pointers: 0 });
     expect(damagedReads).toHaveLength(1);
   });
@@ -525,7 +528,7 @@ describe('failure router reading objects as they arrive', () => {
     let mostAhead = 0;
     const route = createFailureRouter({
       ...w.options,
-      readObject: async () => source,
+      readObject: async () => ({ body: source }),
       async send(messages) {
         // Read from the body but not yet sent: what the router holds (the lines of the window in hand).
         mostAhead = Math.max(mostAhead, source.produced - (highestSent === 0 ? 0 : ends[highestSent - 1]));
@@ -551,7 +554,7 @@ describe('failure router reading objects as they arrive', () => {
     expect(body.length).toBeGreaterThan(3 * 1_365_000);
     const w = world();
     const windows: number[] = [];
-    const route = createFailureRouter({ ...w.options, windowBytes: 800, readObject: async () => streamed(body, every(16 * 1024, body.length)), alreadySent: async (keys) => {
+    const route = createFailureRouter({ ...w.options, windowBytes: 800, readObject: async () => ({ body: streamed(body, every(16 * 1024, body.length)) }), alreadySent: async (keys) => {
       windows.push(keys.length);
       return w.options.alreadySent(keys);
     } });
@@ -575,7 +578,7 @@ describe('failure router reading objects as they arrive', () => {
     const w = world({ [key]: body, [other]: errorObject(3).body });
     const t = capturedTelemetry();
     try {
-      const route = createFailureRouter({ ...w.options, markEvery: 10, logger: t.logger, metrics: t.metrics, readObject: async (b, k) => (k === key ? streamed(body.subarray(0, stopAt), every(100, stopAt), reset) : w.options.readObject(b, k)) });
+      const route = createFailureRouter({ ...w.options, markEvery: 10, logger: t.logger, metrics: t.metrics, readObject: async (b, k) => (k === key ? { body: streamed(body.subarray(0, stopAt), every(100, stopAt), reset) } : w.options.readObject(b, k)) });
       await expect(route(s3Event(key, other))).rejects.toMatchObject({ message: expect.stringMatching(/reading s3:\/\/.+\/obj failed after line 22, so the rest of it was not sent \(Error: socket hang up\)/), cause: reset });
     } finally {
       t.restore();
@@ -599,7 +602,7 @@ describe('failure router reading objects as they arrive', () => {
     })());
     const down = Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException' });
     let checks = 0;
-    const route = createFailureRouter({ ...w.options, readObject: async () => stream, alreadySent: (keys) => (++checks === 2 ? Promise.reject(down) : w.options.alreadySent(keys)) });
+    const route = createFailureRouter({ ...w.options, readObject: async () => ({ body: stream }), alreadySent: (keys) => (++checks === 2 ? Promise.reject(down) : w.options.alreadySent(keys)) });
     await expect(route(s3Event(key))).rejects.toThrow(/checking which messages of s3:\/\/.+ were sent before failed, so none from line 251 on was sent/);
     expect(w.queue.map((m) => m.source.line)).toEqual(Array.from({ length: 250 }, (_, i) => i + 1));
     expect(stream.destroyed).toBe(true);
@@ -610,7 +613,7 @@ describe('failure router reading objects as they arrive', () => {
     const { key, body } = errorObject(5);
     const w = world({ [key]: body });
     const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
-    const route = createFailureRouter({ ...w.options, readObject: async () => streamed(body.subarray(0, 30), [1, 10], reset) });
+    const route = createFailureRouter({ ...w.options, readObject: async () => ({ body: streamed(body.subarray(0, 30), [1, 10], reset) }) });
     await expect(route(s3Event(key))).rejects.toThrow(/reading s3:\/\/.+ failed, so none of it was sent \(Error: read ECONNRESET\)/);
     expect(w.queue).toEqual([]);
     expect(await createFailureRouter(w.options)(s3Event(key))).toEqual({ sent: 5, duplicates: 0, pointers: 0 });
@@ -622,6 +625,140 @@ describe('failure router reading objects as they arrive', () => {
     const refusing = createFailureRouter({ ...v.options, readObject: (b, k) => (k === key ? Promise.reject(denied) : v.options.readObject(b, k)) });
     await expect(refusing(s3Event(key, other))).rejects.toMatchObject({ message: expect.stringMatching(/reading s3:\/\/.+\/obj failed, so none of it was sent \(AccessDenied: Access Denied\)/), cause: denied });
     expect(v.queue.map((m) => m.source.key)).toEqual([other, other]);
+  });
+});
+
+describe('failure router: error lines over the cap', () => {
+  const KEY = 'errors/iot/processing-failed/2026/11/22/13/overlong';
+  const CAP = 4096;
+  /** A line of exactly CAP bytes that is a Firehose error line: read as any other. */
+  const atCap = (() => {
+    const short = errorLine(4, '');
+    return errorLine(4, 'p'.repeat(CAP - short.length));
+  })();
+  const lines = [errorLine(1, 'before'), 'x'.repeat(10_000), errorLine(3, 'after'), atCap, 'not json', errorLine(6, 'last whole'), `{"rawData":"${'A'.repeat(CAP)}"`];
+  const BODY = Buffer.from(lines.join('\n'));
+
+  it('a line longer than maxLineBytes is given as its length only, wherever the chunks are cut; the lines after it keep their numbers', async () => {
+    expect(Buffer.byteLength(atCap)).toBe(CAP);
+    const expected = [
+      { line: 1, errorMessage: 'before' }, { line: 2, overlongBytes: 10_000 }, { line: 3, errorMessage: 'after' }, { line: 4 },
+      { line: 5, problem: 'not JSON' }, { line: 6, errorMessage: 'last whole' }, { line: 7, overlongBytes: CAP + 13 },
+    ];
+    const read = async (body: Buffer | AsyncIterable<Uint8Array>) => linesRead(await readErrorObject(body, async () => body as Buffer, { maxLineBytes: CAP }));
+    expect(await read(BODY)).toMatchObject(expected);
+    expect(await read(streamed(BODY, every(1, BODY.length)))).toMatchObject(expected);
+    await fc.assert(fc.asyncProperty(fc.uniqueArray(fc.integer({ min: 1, max: BODY.length - 1 }), { maxLength: 30 }), async (cuts) => {
+      expect(await read(streamed(BODY, cuts))).toMatchObject(expected);
+    }), { numRuns: 100 });
+    // Gzip: checked, then read again, with the same cap.
+    const gz = gzipSync(BODY);
+    expect(await linesRead(await readErrorObject(streamed(gz, every(100, gz.length)), async () => streamed(gz, every(333, gz.length)), { maxLineBytes: CAP }))).toMatchObject(expected);
+  });
+
+  it('never holds a line longer than the cap: a 64 MiB line without "\\n" streams past, and no copy of more than the cap is made', async () => {
+    const chunk = Buffer.alloc(1024 * 1024, 'x');
+    const giant = 64;
+    async function* body(): AsyncGenerator<Uint8Array> {
+      yield Buffer.from(`${errorLine(1, 'before')}\n`);
+      for (let i = 0; i < giant; i++) yield chunk; // the same memory each time: only the reader's copies would grow
+      yield Buffer.from(`\n${errorLine(3, 'after')}\n`);
+    }
+    const concat = jest.spyOn(Buffer, 'concat');
+    const w = world();
+    try {
+      const result = await createFailureRouter({ ...w.options, readObject: async () => ({ body: body() }) })(s3Event(KEY));
+      const largest = Math.max(0, ...concat.mock.calls.map(([list]) => list.reduce((sum, b) => sum + b.length, 0)));
+      expect(largest).toBeLessThanOrEqual(MAX_ERROR_LINE_BYTES);
+      expect(result).toEqual({ sent: 3, duplicates: 0, pointers: 1 });
+    } finally {
+      concat.mockRestore();
+    }
+    expect(w.queue.map((m) => [m.source.line, m.pointer !== undefined])).toEqual([[1, false], [2, true], [3, false]]);
+    expect(w.queue[1].errorMessage).toBe(`line 2 of s3://${BUCKET}/${KEY} is ${giant * 1024 * 1024} bytes, longer than the ${MAX_ERROR_LINE_BYTES} bytes the failure router reads`);
+  });
+
+  it('routes a line over the cap as a pointer saying so, counts and logs it, and routes the lines around it with their numbers and dedupe keys', async () => {
+    for (const [key, body] of [[KEY, BODY], [`${KEY}.gz`, gzipSync(BODY)]] as const) {
+      const w = world();
+      const t = capturedTelemetry();
+      let result;
+      try {
+        result = await createFailureRouter({ ...w.options, maxLineBytes: CAP, logger: t.logger, metrics: t.metrics, readObject: async () => ({ body: streamed(body, every(100, body.length)) }) })(s3Event(key));
+      } finally {
+        t.restore();
+      }
+      expect(result).toEqual({ sent: 6, duplicates: 0, pointers: 2 });
+      expect(w.queue.map((m) => m.source.line)).toEqual([1, 2, 3, 4, 6, 7]);
+      expect(w.queue.map((m) => m.dedupeKey)).toEqual([1, 2, 3, 4, 6, 7].map((line) => dedupeKeyOf(BUCKET, key, line)));
+      const [, overlong, after, full] = w.queue;
+      expect(overlong).toEqual({
+        dedupeKey: dedupeKeyOf(BUCKET, key, 2),
+        pipeline: 'iot',
+        errorType: 'processing-failed',
+        errorCode: OVERLONG_LINE_ERROR_CODE,
+        errorMessage: `line 2 of s3://${BUCKET}/${key} is 10000 bytes, longer than the ${CAP} bytes the failure router reads`,
+        reason: expect.stringMatching(/^line 2 of s3:\/\/.+ is 10000 bytes, longer than the 4096 bytes the failure router reads: not read\. No line Firehose writes is that long .*look at the line in S3 \(the pointer\)$/),
+        pointer: { bucket: BUCKET, key, line: 2 },
+        source: { bucket: BUCKET, key, line: 2 },
+        attemptsMade: 0,
+        arrivalTimestamp: 0,
+      });
+      expect(w.queue[5]).toMatchObject({ errorCode: OVERLONG_LINE_ERROR_CODE, pointer: { line: 7 } });
+      expect(after).toMatchObject({ errorMessage: 'after', rawData: Buffer.from('{"n":3}').toString('base64') });
+      expect(full.errorMessage).toHaveLength(CAP - errorLine(4, '').length);
+      expect(t.lines.filter((l) => l.message === 'error line longer than the router reads; sent as a pointer, not read').map((l) => [l.line, l.bytes])).toEqual([[2, 10_000], [7, CAP + 13]]);
+      expect(t.lines.find((l) => 'OverlongErrorLines' in l)).toMatchObject({ OverlongErrorLines: 2, DlqPointersSent: 2, UnreadableErrorLines: 1 });
+    }
+    expect(() => createFailureRouter({ ...world().options, maxLineBytes: 0 })).toThrow('maxLineBytes must be a positive integer, got 0');
+  });
+});
+
+describe('failure router: the second read of a gzip object is pinned to the first', () => {
+  const KEY = 'search-backup/iot/AmazonOpenSearchService-failed/2026/11/22/13/replaced.gz';
+  const md5 = (b: Buffer) => `"${createHash('md5').update(b).digest('hex')}"`;
+  const preconditionFailed = () => Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), { name: 'PreconditionFailed', $metadata: { httpStatusCode: 412 } });
+
+  /** S3 in memory as GetObject answers: streamed bodies, ETags, If-Match and versions; `afterRead` runs after each read. */
+  function bucket(objects: Record<string, Buffer>, afterRead: (reads: number) => void = () => undefined) {
+    const pins: Array<ObjectPin | undefined> = [];
+    const readObject: FailureRouterOptions['readObject'] = async (_bucket, key, pin) => {
+      pins.push(pin);
+      const body = objects[key];
+      if (body === undefined) return undefined;
+      if (pin?.etag !== undefined && pin.etag !== md5(body)) throw preconditionFailed();
+      afterRead(pins.length);
+      return { body: streamed(body, every(64, body.length)), etag: md5(body) };
+    };
+    return { pins, readObject };
+  }
+
+  it('an object replaced between the two reads fails the invocation with nothing sent; the retry routes the object as it is then', async () => {
+    const before = gzipSync(Buffer.from([errorLine(1, 'old'), errorLine(2, 'old')].join('\n')));
+    const after = gzipSync(Buffer.from([errorLine(1, 'new'), errorLine(2, 'new'), errorLine(3, 'new')].join('\n')));
+    const objects: Record<string, Buffer> = { [KEY]: before };
+    const s3 = bucket(objects, (reads) => {
+      if (reads === 1) objects[KEY] = after; // Replaced while the first read checked the old one's gzip data.
+    });
+    const w = world();
+    await expect(createFailureRouter({ ...w.options, readObject: s3.readObject })(s3Event(KEY))).rejects.toMatchObject({
+      message: expect.stringMatching(/reading s3:\/\/.+\/replaced\.gz failed, so none of it was sent \(ObjectChangedError: it changed after its gzip data was checked \(S3 answered PreconditionFailed to If-Match "[0-9a-f]{32}"\), so none of its lines were read; a new read takes it as it is now\)/),
+      cause: { cause: { name: 'PreconditionFailed' } },
+    });
+    expect(s3.pins).toEqual([undefined, { etag: md5(before) }]);
+    expect(w.queue).toEqual([]);
+
+    expect(await createFailureRouter({ ...w.options, readObject: s3.readObject })(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+    expect(w.queue.map((m) => m.errorMessage)).toEqual(['new', 'new', 'new']);
+  });
+
+  it('a versioned bucket\'s event pins both reads to its versionId', async () => {
+    const gz = gzipSync(Buffer.from(errorLine(1, 'v1')));
+    const s3 = bucket({ [KEY]: gz });
+    const w = world();
+    const versioned: S3Event = { Records: s3Event(KEY).Records.map((r) => ({ ...r, s3: { ...r.s3, object: { ...r.s3.object, versionId: '3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY' } } })) };
+    expect(await createFailureRouter({ ...w.options, readObject: s3.readObject })(versioned)).toEqual({ sent: 1, duplicates: 0, pointers: 0 });
+    expect(s3.pins).toEqual([{ versionId: '3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY' }, { versionId: '3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY' }]);
   });
 });
 
@@ -795,5 +932,48 @@ describe('failure router in Lambda (AWS SDK clients, mocked)', () => {
     expect(t.lines.filter((l) => l.level === 'ERROR').map((l) => [l.message, l.afterLine])).toEqual([['error object could not be read to its end; the retried event sends the rest', 15]]);
     expect(lines).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
     expect(marked.sort()).toEqual(Array.from({ length: 15 }, (_, i) => `dlq#${dedupeKeyOf(BUCKET, key, i + 1)}`).sort());
+  });
+
+  it('pins the second GetObject of a gzip object: IfMatch the first one\'s ETag, or the event\'s VersionId; a 412 fails the event with nothing sent', async () => {
+    const key = 'search-backup/iot/AmazonOpenSearchService-failed/2026/11/22/13/pinned.gz';
+    const gz = (label: string) => gzipSync(Buffer.from([errorLine(1, label), errorLine(2, label)].join('\n')));
+    let current = { body: gz('old'), etag: '"etag-old"' };
+    const inputs: Array<{ VersionId?: string; IfMatch?: string }> = [];
+    s3.on(GetObjectCommand).callsFake((input: { VersionId?: string; IfMatch?: string }) => {
+      inputs.push({ VersionId: input.VersionId, IfMatch: input.IfMatch });
+      if (input.IfMatch !== undefined && input.IfMatch !== current.etag) {
+        throw Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), { name: 'PreconditionFailed', $fault: 'client', $metadata: { httpStatusCode: 412 } });
+      }
+      const answer = { Body: Readable.from([current.body]), ETag: current.etag };
+      current = { body: gz('new'), etag: '"etag-new"' }; // Replaced after every read.
+      return answer;
+    });
+    dynamo.on(BatchGetCommand).resolves({ Responses: {} });
+    dynamo.on(BatchWriteCommand).resolves({});
+    const sent: string[] = [];
+    sqs.on(SendMessageBatchCommand).callsFake((input: { Entries: Array<{ Id: string; MessageBody: string }> }) => {
+      sent.push(...input.Entries.map((e) => (JSON.parse(e.MessageBody) as DlqMessage).errorMessage));
+      return { Successful: input.Entries.map((e) => ({ Id: e.Id, MessageId: e.Id, MD5OfMessageBody: '' })), Failed: [] };
+    });
+    const router = failureRouterFromEnv({ SLUICE_DLQ_URL: 'https://sqs.us-east-1.amazonaws.com/1/q', SLUICE_METADATA_TABLE: 't', AWS_REGION: 'us-east-1' });
+    const t = capturedTelemetry();
+    try {
+      await expect(router(s3Event(key))).rejects.toThrow(/failed, so none of it was sent \(ObjectChangedError: it changed after its gzip data was checked \(S3 answered PreconditionFailed to If-Match "etag-old"\)/);
+    } finally {
+      t.restore();
+    }
+    expect(inputs).toEqual([{ VersionId: undefined, IfMatch: undefined }, { VersionId: undefined, IfMatch: '"etag-old"' }]);
+    expect(sent).toEqual([]);
+
+    // A versioned bucket: the event names the version, and both reads ask for it (a version never changes).
+    inputs.length = 0;
+    s3.on(GetObjectCommand).callsFake((input: { VersionId?: string; IfMatch?: string }) => {
+      inputs.push({ VersionId: input.VersionId, IfMatch: input.IfMatch });
+      return { Body: Readable.from([gz('v1')]), ETag: '"etag-v1"' };
+    });
+    const versioned: S3Event = { Records: s3Event(key).Records.map((r) => ({ ...r, s3: { ...r.s3, object: { ...r.s3.object, versionId: 'v1' } } })) };
+    await expect(router(versioned)).resolves.toMatchObject({ sent: 2 });
+    expect(inputs).toEqual([{ VersionId: 'v1', IfMatch: undefined }, { VersionId: 'v1', IfMatch: undefined }]);
+    expect(sent).toEqual(['v1', 'v1']);
   });
 });

@@ -76,23 +76,79 @@ export interface ErrorLine {
   readonly esIndexName?: string;
 }
 
-export type ParsedLine = ErrorLine | { readonly line: number; readonly problem: string };
+/** A line that cannot be routed as it is, and why. */
+export interface UnreadableLine {
+  readonly line: number;
+  readonly problem: string;
+}
+
+/** A line longer than the reader's cap: counted as it streamed past, never held whole, so not parsed. */
+export interface OverlongLine {
+  readonly line: number;
+  /** Its length in bytes (without the "\n"), more than the cap. */
+  readonly overlongBytes: number;
+}
+
+export type ParsedLine = ErrorLine | UnreadableLine | OverlongLine;
+
+/**
+ * The longest error line read whole, bytes: 8 MiB. A Firehose record is at most 1,000 KiB (FIREHOSE_MAX_RECORD_BYTES),
+ * so the base64 rawData of any line Firehose writes is at most ~1.34 MB, and the other fields (error messages, the Glue
+ * table, OpenSearch's reason) are short: six times that leaves room for a long errorMessage without ever turning a
+ * real line away. A longer line is not Firehose's (a damaged or foreign object); holding it would make memory grow
+ * with it, a line of hundreds of MB without a "\n" past what the function has. Holding one line of the cap, with the
+ * copies made to decode it, costs a few tens of MiB.
+ */
+export const MAX_ERROR_LINE_BYTES = 8 * 1024 * 1024;
+
+export interface ReadErrorObjectOptions {
+  /** Longest line read whole, bytes; a longer one is given as an OverlongLine. @default MAX_ERROR_LINE_BYTES */
+  readonly maxLineBytes?: number;
+}
 
 /** An error object's bytes: whole in memory, or in chunks as they arrive (an S3 GetObject body is an async iterable of them). */
 export type ObjectBody = Uint8Array | AsyncIterable<Uint8Array>;
+
+/** An object as one read gave it: its bytes, and the ETag that names what was read. */
+export interface ObjectRead {
+  readonly body: ObjectBody;
+  /** S3's ETag of the object read; a second read of it is pinned to it. Absent only where the store has none (a test's). */
+  readonly etag?: string;
+}
+
+/** What a read must give: this version of the object (S3's versionId), or the object only while its ETag is this one (If-Match). */
+export interface ObjectPin {
+  readonly versionId?: string;
+  readonly etag?: string;
+}
+
+/**
+ * Reads an object (S3 GetObject, or the twin's store): undefined when it no longer exists. With a pin's ETag it throws S3's
+ * PreconditionFailed (HTTP 412) when the object no longer has that ETag (replaced since).
+ */
+export type ObjectReader = (bucket: string, key: string, pin?: ObjectPin) => Promise<ObjectRead | undefined>;
+
+/** An object replaced between the read that checked it and the read that gives its lines: no line of either is given. */
+export class ObjectChangedError extends Error {
+  override readonly name = 'ObjectChangedError';
+}
 
 /** An error object being read: its lines as they are read, and why gzip damage ends them early, when it does. */
 export interface ErrorObjectReading {
   /** Why the lines end before the object does (gzip data damaged or cut off); known before the first line is read. */
   readonly damaged?: string;
-  /** The object's non-blank lines in order, parsed or with the problem that stops each; throws what reading its bytes throws. */
+  /**
+   * The object's non-blank lines in order, parsed, with the problem that stops each, or too long to read; throws what
+   * reading its bytes throws.
+   */
   readonly lines: AsyncIterable<ParsedLine>;
 }
 
 /**
  * Reads an error object line by line, gunzipping a compressed backup on the way: memory holds a chunk and the line being read,
  * never the object. A line ends at "\n" and is decoded whole, so a chunk boundary anywhere (inside a UTF-8 character, between
- * "\r" and "\n") changes nothing; a last line without "\n" is a line.
+ * "\r" and "\n") changes nothing; a last line without "\n" is a line. A line longer than `maxLineBytes` is not held: its
+ * bytes are counted as they pass and it is given as an OverlongLine, and the lines after it keep their numbers.
  *
  * A gzip stream cut off part-way gives the whole lines that decompressed before the cut, with `damaged` saying why the rest
  * cannot be read: reading the object again would not give more. Damage inside the data (a checksum that does not match,
@@ -100,9 +156,14 @@ export interface ErrorObjectReading {
  * comes at the end, so a gzip object is read through once to check it before its lines are given: `body` again when it is
  * in memory, else what `reopen` answers (the object from its start; undefined when it no longer exists).
  */
-export async function readErrorObject(body: ObjectBody, reopen: () => Promise<ObjectBody | undefined>): Promise<ErrorObjectReading | undefined> {
+export async function readErrorObject(
+  body: ObjectBody,
+  reopen: () => Promise<ObjectBody | undefined>,
+  options: ReadErrorObjectOptions = {},
+): Promise<ErrorObjectReading | undefined> {
+  const maxLineBytes = options.maxLineBytes ?? MAX_ERROR_LINE_BYTES;
   const { head, chunks } = await startOf(body, 2);
-  if (!(head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b)) return { lines: parsedLines(linesOf(chunks)) };
+  if (!(head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b)) return { lines: parsedLines(linesOf(chunks, maxLineBytes)) };
   let problem: string | undefined;
   try {
     const checked = gunzipped(chunks);
@@ -117,7 +178,39 @@ export async function readErrorObject(body: ObjectBody, reopen: () => Promise<Ob
   if (problem !== undefined && problem !== GZIP_CUT_OFF) return { damaged, lines: parsedLines(noLines()) };
   const again = ArrayBuffer.isView(body) ? body : await reopen();
   if (again === undefined) return undefined;
-  return { damaged, lines: parsedLines(linesOf(gunzipped(chunksOf(again)))) };
+  return { damaged, lines: parsedLines(linesOf(gunzipped(chunksOf(again)), maxLineBytes)) };
+}
+
+/**
+ * readErrorObject over `readObject`, the second read of a gzip object pinned to the first: both to `versionId` when the
+ * caller knows it (a versioned bucket's event), else the second to the first read's ETag. Undefined when the object no
+ * longer exists; ObjectChangedError when it was replaced between the reads.
+ */
+export async function readPinnedErrorObject(
+  readObject: ObjectReader,
+  bucket: string,
+  key: string,
+  options: ReadErrorObjectOptions & { readonly versionId?: string } = {},
+): Promise<ErrorObjectReading | undefined> {
+  const { versionId } = options;
+  const first = await readObject(bucket, key, versionId !== undefined ? { versionId } : undefined);
+  if (first === undefined) return undefined;
+  const pin: ObjectPin | undefined = versionId !== undefined ? { versionId } : first.etag !== undefined ? { etag: first.etag } : undefined;
+  return readErrorObject(first.body, async () => {
+    try {
+      return (await readObject(bucket, key, pin))?.body;
+    } catch (err) {
+      if (!isPreconditionFailed(err)) throw err;
+      throw new ObjectChangedError(`it changed after its gzip data was checked (S3 answered PreconditionFailed to If-Match ${pin?.etag}), `
+        + 'so none of its lines were read; a new read takes it as it is now', { cause: err });
+    }
+  }, options);
+}
+
+/** S3's answer to a read whose If-Match no longer holds (HTTP 412), from the SDK or the twin's store. */
+function isPreconditionFailed(err: unknown): boolean {
+  const e = err as { name?: unknown; code?: unknown; $metadata?: { httpStatusCode?: unknown } } | null;
+  return e?.name === 'PreconditionFailed' || e?.code === 'PreconditionFailed' || e?.$metadata?.httpStatusCode === 412;
 }
 
 /** zlib's message for gzip data that ends too soon. */
@@ -168,7 +261,7 @@ async function* chunksOf(body: ObjectBody): AsyncGenerator<Uint8Array> {
   else yield* body;
 }
 
-async function* noLines(): AsyncGenerator<{ line: number; text: string }> {
+async function* noLines(): AsyncGenerator<RawLine> {
   // A damaged gzip object: nothing in it is a line to trust.
 }
 
@@ -220,35 +313,57 @@ async function* gunzipped(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Buf
   }
 }
 
+/** A line of an object: its text, or only its length when it is over the cap. */
+type RawLine = { readonly line: number; readonly text: string } | { readonly line: number; readonly bytes: number };
+
 /**
  * The lines of a byte stream, numbered from 1, each decoded as UTF-8 once it is whole: "\n" (0x0a) is never part of a
- * multi-byte character, so splitting the bytes there is splitting the text there. Holds the chunks of the line being read.
+ * multi-byte character, so splitting the bytes there is splitting the text there. Holds the chunks of the line being read,
+ * at most `maxLineBytes` of them: a line that grows past that is let go and only its length is counted, to its "\n".
+ * Whether a line is over the cap depends on its length alone, not on where the chunks were cut.
  * When the bytes end in an error, so do the lines: the line it cut is not given.
  */
-async function* linesOf(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<{ line: number; text: string }> {
+async function* linesOf(chunks: AsyncIterable<Uint8Array>, maxLineBytes: number): AsyncGenerator<RawLine> {
   let pieces: Buffer[] = [];
+  /** Bytes of the line being read, held or not. */
+  let length = 0;
   let line = 0;
+  const lineEndingWith = (last: Buffer): RawLine => {
+    length += last.length;
+    const whole: RawLine = length > maxLineBytes
+      ? { line: ++line, bytes: length }
+      : { line: ++line, text: (pieces.length === 0 ? last : Buffer.concat([...pieces, last])).toString('utf8') };
+    pieces = [];
+    length = 0;
+    return whole;
+  };
   for await (const chunk of chunks) {
     const bytes = bufferOf(chunk);
     let start = 0;
     for (let end = bytes.indexOf(0x0a, start); end !== -1; end = bytes.indexOf(0x0a, start)) {
-      const last = bytes.subarray(start, end);
-      const whole = pieces.length === 0 ? last : Buffer.concat([...pieces, last]);
-      pieces = [];
+      const whole = lineEndingWith(bytes.subarray(start, end));
       start = end + 1;
-      yield { line: ++line, text: whole.toString('utf8') };
+      yield whole;
     }
-    if (start < bytes.length) pieces.push(bytes.subarray(start));
+    if (start < bytes.length) {
+      length += bytes.length - start;
+      if (length <= maxLineBytes) pieces.push(bytes.subarray(start));
+      else pieces = []; // Over the cap: the line is only counted from here to its end.
+    }
   }
-  if (pieces.length > 0) yield { line: line + 1, text: Buffer.concat(pieces).toString('utf8') };
+  if (length > 0) yield lineEndingWith(Buffer.alloc(0));
 }
 
-/** Parsed non-blank lines; gzip damage ends them quietly (the reading's `damaged` says why). */
-async function* parsedLines(lines: AsyncIterable<{ line: number; text: string }>): AsyncGenerator<ParsedLine> {
+/** Parsed non-blank lines, and lines over the cap; gzip damage ends them quietly (the reading's `damaged` says why). */
+async function* parsedLines(lines: AsyncIterable<RawLine>): AsyncGenerator<ParsedLine> {
   try {
-    for await (const { line, text } of lines) {
-      const raw = text.trim();
-      if (raw !== '') yield parseErrorLine(raw, line);
+    for await (const read of lines) {
+      if ('bytes' in read) {
+        yield { line: read.line, overlongBytes: read.bytes };
+        continue;
+      }
+      const raw = read.text.trim();
+      if (raw !== '') yield parseErrorLine(raw, read.line);
     }
   } catch (err) {
     if (!(err instanceof GzipDamage)) throw err;
@@ -262,8 +377,8 @@ function zlibMessage(err: unknown): string {
 }
 
 /** Every non-blank line of an error object, parsed or with the problem that stops it. */
-export function parseErrorLines(text: string): ParsedLine[] {
-  const out: ParsedLine[] = [];
+export function parseErrorLines(text: string): Array<ErrorLine | UnreadableLine> {
+  const out: Array<ErrorLine | UnreadableLine> = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i].trim();
@@ -273,7 +388,7 @@ export function parseErrorLines(text: string): ParsedLine[] {
   return out;
 }
 
-function parseErrorLine(raw: string, line: number): ParsedLine {
+function parseErrorLine(raw: string, line: number): ErrorLine | UnreadableLine {
   let v: unknown;
   try {
     v = JSON.parse(raw);

@@ -3,8 +3,9 @@
  * record, with the reason recomputed by the validator, sent in batches.
  *
  * The object is read as it arrives, a window of messages at a time: memory holds the window (at
- * most `markEvery` messages or `windowBytes` of bodies), a chunk and the line being read, never the
- * object, which can be far larger than the function's memory.
+ * most `markEvery` messages or `windowBytes` of bodies), a chunk and the line being read (at most
+ * `maxLineBytes`: a longer line is skipped and sent as a pointer), never the object, which can be far
+ * larger than the function's memory.
  *
  * At-least-once under redelivered S3 events, in the order check → send → mark, window by window:
  * the records' dedupe keys (from bucket, key and line) are looked up in a ledger, records not marked
@@ -31,10 +32,19 @@ import { backoffDelay, sleep } from '../shared/retry';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
 import { FAILURE_ROUTER_SERVICE, UNROUTED_METRICS } from '../shared/metric-names';
 import { toSqsBody } from '../shared/sqs-body';
-import { decodeS3Key, locateErrorObject, OPENSEARCH_FAILED, readErrorObject, type ErrorLine, type ErrorObjectLocation, type ErrorObjectReading, type ObjectBody } from './error-records';
+import {
+  decodeS3Key, locateErrorObject, MAX_ERROR_LINE_BYTES, OPENSEARCH_FAILED, readPinnedErrorObject,
+  type ErrorLine, type ErrorObjectLocation, type ErrorObjectReading, type ObjectReader, type OverlongLine,
+} from './error-records';
 import { createSentLedger } from './sent-ledger';
 
-export { decodeS3Key, locateErrorObject, parseErrorLines, type ObjectBody } from './error-records';
+export {
+  decodeS3Key, locateErrorObject, MAX_ERROR_LINE_BYTES, parseErrorLines,
+  type ObjectBody, type ObjectPin, type ObjectRead, type ObjectReader,
+} from './error-records';
+
+/** The errorCode of a pointer message for an error line longer than the router reads (maxLineBytes). */
+export const OVERLONG_LINE_ERROR_CODE = 'Sluice.ErrorLineTooLong';
 
 export interface S3LineLocation {
   readonly bucket: string;
@@ -66,11 +76,13 @@ export interface DlqMessage {
 
 export interface FailureRouterOptions {
   /**
-   * The object's bytes, whole or in chunks as they arrive (an S3 GetObject body: never held whole); undefined when it no
-   * longer exists (deleted since the event: nothing to route). Called a second time for a gzip object given in chunks: its
-   * data is checked to its end before any of its lines is routed (error-records.ts, readErrorObject).
+   * The object's bytes, whole or in chunks as they arrive (an S3 GetObject body: never held whole), and its ETag; undefined
+   * when it no longer exists (deleted since the event: nothing to route). Called a second time for a gzip object given in
+   * chunks: its data is checked to its end before any of its lines is routed (error-records.ts, readErrorObject). Both
+   * reads are pinned to the event's versionId when it has one; otherwise the second is pinned to the first's ETag, and
+   * must throw S3's PreconditionFailed (HTTP 412) when the object no longer has it (replaced since).
    */
-  readObject(bucket: string, key: string): Promise<ObjectBody | undefined>;
+  readonly readObject: ObjectReader;
   /** Sends up to 10 messages (one SQS batch); answers the dedupe keys that were not accepted. */
   send(messages: DlqMessage[]): Promise<{ failedIds: string[] }>;
   /**
@@ -90,6 +102,11 @@ export interface FailureRouterOptions {
   readonly markEvery?: number;
   /** Message bodies in a window, bytes: a window of large messages ends at this size. @default 4 × maxBatchBytes (1 MiB) */
   readonly windowBytes?: number;
+  /**
+   * Longest error line read, bytes. A longer one is never held whole: it is skipped as it streams and sent as a pointer
+   * (errorCode OVERLONG_LINE_ERROR_CODE) for a person to look at. @default MAX_ERROR_LINE_BYTES (8 MiB)
+   */
+  readonly maxLineBytes?: number;
   /** Largest message body, bytes; a record that does not fit goes as a pointer. @default 262144 (SQS) */
   readonly maxMessageBytes?: number;
   /** Largest batch (sum of bodies), bytes. @default maxMessageBytes (SQS caps a SendMessageBatch at the message size) */
@@ -125,6 +142,8 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
   if (!(Number.isInteger(markEvery) && markEvery > 0)) throw new Error(`markEvery must be a positive integer, got ${markEvery}`);
   const windowBytes = options.windowBytes ?? 4 * maxBatchBytes;
   if (!(windowBytes > 0)) throw new Error(`windowBytes must be positive, got ${windowBytes}`);
+  const maxLineBytes = options.maxLineBytes ?? MAX_ERROR_LINE_BYTES;
+  if (!(Number.isInteger(maxLineBytes) && maxLineBytes > 0)) throw new Error(`maxLineBytes must be a positive integer, got ${maxLineBytes}`);
   const pause = options.sleep ?? sleep;
   const telemetry = createTelemetry(FAILURE_ROUTER_SERVICE, {}, options);
   const { logger } = telemetry;
@@ -134,6 +153,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
     let duplicates = 0;
     let pointers = 0;
     let unreadable = 0;
+    let overlong = 0;
     let gone = 0;
     let damagedObjects = 0;
     let rejected = 0;
@@ -161,8 +181,8 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
       let reading: ErrorObjectReading | undefined;
       let readFailure: { error: unknown } | undefined;
       try {
-        const body = await options.readObject(bucket, key!);
-        reading = body === undefined ? undefined : await readErrorObject(body, () => options.readObject(bucket, key!));
+        // A versioned bucket's event names the version created: both reads ask for it.
+        reading = await readPinnedErrorObject(options.readObject, bucket, key!, { versionId: record.s3.object.versionId || undefined, maxLineBytes });
       } catch (error) {
         readFailure = { error };
       }
@@ -233,7 +253,11 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
               logger.error('error line unreadable; it stays in S3 only', { bucket, key, line: line.line, problem: line.problem });
               continue;
             }
-            const message = fitted(messageFor(where, bucket, key!, line), maxMessageBytes);
+            if ('overlongBytes' in line) {
+              overlong++;
+              logger.error('error line longer than the router reads; sent as a pointer, not read', { bucket, key, line: line.line, bytes: line.overlongBytes, maxLineBytes });
+            }
+            const message = fitted('overlongBytes' in line ? pointerToOverlongLine(where, bucket, key!, line, maxLineBytes) : messageFor(where, bucket, key!, line), maxMessageBytes);
             routed.lines++;
             window.push(message);
             bytesInWindow += bodyBytes(message);
@@ -272,6 +296,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
       DlqMarkFailures: unmarked,
       [UNROUTED_METRICS.unreadableLines]: unreadable,
       [UNROUTED_METRICS.damagedObjects]: damagedObjects,
+      OverlongErrorLines: overlong,
       VanishedErrorObjects: gone,
       RejectedObjects: rejected,
     });
@@ -317,6 +342,28 @@ function messageFor(where: ErrorObjectLocation, bucket: string, key: string, lin
     source: { bucket, key, line: line.line },
     attemptsMade: line.attemptsMade,
     arrivalTimestamp: line.arrivalTimestamp,
+  };
+}
+
+/**
+ * A line too long to read: a pointer to it, saying why. No line Firehose writes is near the cap, so this is an object
+ * that is not Firehose's or is damaged; the record (if it is one) is still accounted for, and a person can find it.
+ */
+function pointerToOverlongLine(where: ErrorObjectLocation, bucket: string, key: string, line: OverlongLine, maxLineBytes: number): DlqMessage {
+  const source = { bucket, key, line: line.line };
+  const tooLong = `line ${line.line} of s3://${bucket}/${key} is ${line.overlongBytes} bytes, longer than the ${maxLineBytes} bytes the failure router reads`;
+  return {
+    dedupeKey: dedupeKeyOf(bucket, key, line.line),
+    pipeline: where.pipeline,
+    errorType: where.errorType,
+    errorCode: OVERLONG_LINE_ERROR_CODE,
+    errorMessage: tooLong,
+    reason: `${tooLong}: not read. No line Firehose writes is that long (a record is at most 1,000 KiB), so the object is damaged or not `
+      + 'Firehose\'s; look at the line in S3 (the pointer)',
+    pointer: source,
+    source,
+    attemptsMade: 0,
+    arrivalTimestamp: 0,
   };
 }
 
@@ -388,6 +435,30 @@ export function sqsBatches(messages: readonly DlqMessage[], maxBatchBytes: numbe
   return batches;
 }
 
+/**
+ * GetObject as the router (and `sluice replay`) reads error objects: the body as it arrives, and the ETag; a pin asks for
+ * its version (VersionId) or its ETag (IfMatch: S3 answers 412 PreconditionFailed when the object no longer has it).
+ * Undefined when the key, or the pinned version, no longer exists.
+ */
+export function s3ObjectReader(s3: S3Client): ObjectReader {
+  return async (bucket, key, pin) => {
+    let response;
+    try {
+      response = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: pin?.versionId, IfMatch: pin?.etag }));
+    } catch (err) {
+      // NoSuchVersion: the version the event named was deleted since (a version cannot change, only go).
+      if (err instanceof NoSuchKey || (err as { name?: string }).name === 'NoSuchVersion') return undefined;
+      throw err;
+    }
+    const { Body: body, ETag: etag } = response;
+    if (!body) return { body: Buffer.alloc(0), etag };
+    // In Lambda's Node.js runtime the body is an IncomingMessage: read as it arrives, it is never held whole.
+    if (Symbol.asyncIterator in body) return { body: body as AsyncIterable<Uint8Array>, etag };
+    const bytes = await body.transformToByteArray();
+    return { body: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), etag }; // a view, not a second copy
+  };
+}
+
 let fromEnv: FailureRouter | undefined;
 
 /** The Lambda entry point: SLUICE_DLQ_URL (SQS), SLUICE_METADATA_TABLE (the ledger of sent messages), SLUICE_METADATA_TTL_DAYS. */
@@ -407,20 +478,7 @@ export function failureRouterFromEnv(env: NodeJS.ProcessEnv): FailureRouter {
   const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({}));
   const fifo = queueUrl.endsWith('.fifo');
   return createFailureRouter({
-    async readObject(bucket, key) {
-      let body;
-      try {
-        body = (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body;
-      } catch (err) {
-        if (err instanceof NoSuchKey) return undefined;
-        throw err;
-      }
-      if (!body) return Buffer.alloc(0);
-      // In Lambda's Node.js runtime the body is an IncomingMessage: read as it arrives, it is never held whole.
-      if (Symbol.asyncIterator in body) return body as AsyncIterable<Uint8Array>;
-      const bytes = await body.transformToByteArray();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a second copy
-    },
+    readObject: s3ObjectReader(s3),
     async send(messages) {
       const answer = await sqs.send(new SendMessageBatchCommand({
         QueueUrl: queueUrl,
