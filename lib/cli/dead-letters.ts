@@ -26,7 +26,7 @@ import {
   MAX_ERROR_LINE_BYTES, ObjectChangedError, readPinnedErrorObject, type ErrorObjectReading, type ObjectReader, type ParsedLine,
 } from '../../transforms/failure-router/error-records';
 import { s3ObjectReader } from '../../transforms/failure-router/handler';
-import { explained } from './errors';
+import { explained, explainFailure } from './errors';
 import { io } from './progress';
 import { sleep } from './sleep';
 import { UserError } from './output';
@@ -337,10 +337,16 @@ export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: str
   }
   if (reading === undefined) throw new UserError(`s3://${pointer.bucket}/${pointer.key} is gone (error objects expire after lifecycle.errorExpirationDays)`, 1);
   let line: ParsedLine | undefined;
-  for await (const l of reading.lines) {
-    if (l.line < pointer.line) continue;
-    if (l.line === pointer.line) line = l;
-    break;
+  try {
+    for await (const l of reading.lines) {
+      if (l.line < pointer.line) continue;
+      if (l.line === pointer.line) line = l;
+      break;
+    }
+  } catch (err) {
+    // The connection dropped (or the disk failed) while the object streamed: this message stays, the others may still be replayed.
+    const why = explainFailure(err, { service: 'S3', resource: `s3://${pointer.bucket}/${pointer.key}` });
+    throw new UserError(`s3://${pointer.bucket}/${pointer.key} could not be read to line ${pointer.line}: ${why.message}`, 1);
   }
   const damaged = reading.damaged;
   if (!line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} has no line ${pointer.line}${damaged ? `: ${damaged}` : ''}`, 1);

@@ -208,7 +208,7 @@ describe('sluice replay (twin)', () => {
     expect(backend.acknowledged.map((r) => r.data.toString())).toContain(appEvent(26));
   });
 
-  test('a pointer\'s object is read as it arrives and only to its line; a gzip one replaced while read is this message\'s problem, said so', async () => {
+  test('a pointer\'s object is read as it arrives and only to its line; a gzip one replaced while read, or a connection dropped mid-read, is this message\'s problem, said so', async () => {
     const line = (n: number) => JSON.stringify({ attemptsMade: 1, arrivalTimestamp: 1, errorCode: 'Lambda.FunctionError', errorMessage: 'x', rawData: Buffer.from(appEvent(n)).toString('base64') });
     const body = Buffer.from(Array.from({ length: 2000 }, (_, i) => line(i + 1)).join('\n'));
     let produced = 0;
@@ -235,6 +235,16 @@ describe('sluice replay (twin)', () => {
       message: expect.stringMatching(/^s3:\/\/.+\/streamed\.gz could not be read: ObjectChangedError: it changed after its gzip data was checked \(S3 answered PreconditionFailed to If-Match "before"\)/),
     });
     expect(pins).toEqual([undefined, { etag: '"before"' }]);
+
+    // The connection dropping while the object streams: a clear reason, and the message is kept (a UserError, not a crash).
+    const dropped = async function* (): AsyncGenerator<Uint8Array> {
+      yield body.subarray(0, 100);
+      throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    };
+    await expect(rawDataAt(async () => ({ body: dropped(), etag: '"1"' }), { bucket: POINTER.bucket, key, line: 3 })).rejects.toMatchObject({
+      exitCode: 1,
+      message: expect.stringMatching(/^s3:\/\/.+\/streamed could not be read to line 3: S3 dropped the connection \(ECONNRESET\)/),
+    });
   });
 
   test('one replay at a time per dead-letter file: a second is refused while the first runs; a lock whose process is gone is taken over', async () => {
