@@ -13,7 +13,7 @@ import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { checkTwinTakesRecords, entryPointFor, resolveTarget, type Target } from './target';
 import { sleep } from './sleep';
-import { verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult } from './verify';
+import { verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
 
 interface PutFlags extends TargetFlags {
   readonly count?: string;
@@ -72,7 +72,7 @@ export function registerPutCommand(program: Command): void {
       'sluice put app-events --aws --stack sluice-prod --count 5 --verify',
     ),
     '\nDirectPut pipelines receive Firehose PutRecord/PutRecordBatch; Kinesis-sourced ones Kinesis PutRecords (partition key: the',
-    'record\'s entity, else its id). Records a call fails are retried with exponential backoff; --verify counts the event ids sent.',
+    'record\'s entity, else its id). Records a call fails are retried with exponential backoff; --verify counts the event ids sent, in rows and documents that arrived since the put started.',
     'Exit status: 0 all accepted (and queryable with --verify) · 1 records not accepted, or not queryable in time · 2 usage, configuration or environment problem',
     '  · 130 interrupted (Ctrl-C): sending stopped; what was sent is reported (and verified)',
   ].join('\n'));
@@ -159,6 +159,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (flags.verify && report.accepted > 0) {
     verification = await verifyAll(target, pipeline, schema, [...report.expected.values()], {
       timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, json: flags.json === true,
+      clockToleranceMs: target.kind === 'local' ? LOCAL_CLOCK_TOLERANCE_MS : AWS_CLOCK_TOLERANCE_MS,
     });
   }
   const verified = verification.every((v) => v.passed);
@@ -172,6 +173,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   else if (flags.verify) {
     for (const v of verification) {
       io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} ${v.passed ? `after ${formatDuration(v.elapsedMs)}` : `after ${formatDuration(v.elapsedMs)} (missing e.g. ${escapeControlCharacters(v.missingSample.join(', '))})`}`);
+      if (v.arrivedBefore) io.out(`    ${formatNumber(v.arrivedBefore)} of the missing ids are there from before this put: ${ARRIVED_BEFORE_HINT}`);
     }
     const expectedCount = report.expected.size;
     // Not a PASS when records were refused (the run fails for them just below), nor for an interrupted run.
@@ -193,7 +195,8 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   }
   if (!verified) {
     const failed = verification.filter((v) => !v.passed).map((v) => `${v.where}: ${v.found}/${v.expected}`).join('; ');
-    throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.`, 1);
+    const before = verification.some((v) => v.arrivedBefore) ? ` Some missing ids are there from before this put: ${ARRIVED_BEFORE_HINT}.` : '';
+    throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.${before}`, 1);
   }
   if (report.interrupted) throw new UserError(interruptedMessage(report, count, durationMs), INTERRUPTED_EXIT_CODE);
 }
@@ -655,12 +658,23 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
 // ---------------------------------------------------------------------------------------------
 // Verifying
 
+/**
+ * How far this machine's clock may run ahead of the pipeline's without `--verify` missing this put's rows: rows count
+ * from the put's start less this (verify.ts). Locally the twin stamps arrival times with this machine's clock (a second
+ * for rounding); on AWS, Firehose and Kinesis stamp them with theirs.
+ */
+const LOCAL_CLOCK_TOLERANCE_MS = 1000;
+const AWS_CLOCK_TOLERANCE_MS = 60_000;
+
+const ARRIVED_BEFORE_HINT = 'an earlier put of the same records (the same --seed or --file) counts for nothing here, since only rows that '
+  + 'arrived since this put started do; or, on AWS, this machine\'s clock runs more than a minute ahead';
+
 async function verifyAll(
   target: Target,
   pipeline: string,
   schema: PipelineSchema,
   expected: ExpectedRecord[],
-  options: { timeoutMs: number; pollMs: number; progress: Progress; startedAt: number; json: boolean },
+  options: WaitOptions & { json: boolean },
 ): Promise<VerifyResult[]> {
   if (expected.length === 0) return [];
   const p = target.config.pipelines[pipeline];

@@ -2,11 +2,16 @@
  * `put --verify`: waits until records are queryable where users look for them — Parquet rows through
  * Athena/DuckDB, documents through OpenSearch — counting the event ids that were sent, with partition
  * predicates so Athena scans only the partitions those records land in.
+ *
+ * Only rows and documents that arrived since the put started count (`sluice.arrival_time`, less a clock
+ * tolerance): the same records put again (the same --seed, the same --file) have the same ids, and the earlier
+ * put's rows must not pass for this one's.
  */
 import * as path from 'node:path';
 import { resourceNames, type SluiceConfig } from '../config';
 import { sqlString } from '../local/athena';
 import { openSearchDir } from '../local/paths';
+import { ENRICHMENT_COLUMN } from '../schema/model';
 import { quoteIdent, type SchemaModel } from '../schema';
 import type { Progress } from './progress';
 import { bulkDocuments, type SearchBackend } from './search-backend';
@@ -28,6 +33,11 @@ export interface VerifyResult {
   readonly passed: boolean;
   /** A few of the ids not found, for the message. */
   readonly missingSample: string[];
+  /**
+   * Of the ids not found, how many are there with an earlier arrival time only (an earlier put of the same records,
+   * or a clock ahead of the pipeline's): counted once, when verifying failed.
+   */
+  readonly arrivedBefore?: number;
 }
 
 export interface WaitOptions {
@@ -36,6 +46,11 @@ export interface WaitOptions {
   readonly progress: Progress;
   /** When the clock started (the first record sent). */
   readonly startedAt: number;
+  /**
+   * Rows and documents that arrived this long before `startedAt` count too: how far this machine's clock may run ahead
+   * of the pipeline's (Firehose's or Kinesis's arrival time; the twin's is this machine's). @default 0
+   */
+  readonly clockToleranceMs?: number;
   readonly sleep?: (ms: number) => Promise<void>;
 }
 
@@ -44,20 +59,21 @@ const IDS_PER_QUERY = 1000;
 /** More distinct partitions than this in one query: filter by the ids alone. */
 const MAX_PARTITION_TERMS = 48;
 
+/**
+ * Finds which of `missing` are there, counting only what arrived at or after `since` (epoch ms), or whatever
+ * arrived when `since` is undefined.
+ */
+type FindSome = (missing: ExpectedRecord[], since: number | undefined) => Promise<Set<string>>;
+
 /** Polls `findSome` for the missing ids until all are found or the time is up. */
-async function waitFor(
-  label: string,
-  unit: string,
-  expected: readonly ExpectedRecord[],
-  findSome: (missing: ExpectedRecord[]) => Promise<Set<string>>,
-  options: WaitOptions,
-): Promise<VerifyResult> {
+async function waitFor(label: string, unit: string, expected: readonly ExpectedRecord[], findSome: FindSome, options: WaitOptions): Promise<VerifyResult> {
   const missing = new Map(expected.map((e) => [e.id, e]));
   const deadline = options.startedAt + options.timeoutMs;
+  const since = options.startedAt - (options.clockToleranceMs ?? 0);
   const wait = options.sleep ?? sleep;
   let lastFoundAt = Date.now();
   for (;;) {
-    const found = await findSome([...missing.values()]);
+    const found = await findSome([...missing.values()], since);
     if (found.size > 0) lastFoundAt = Date.now();
     for (const id of found) missing.delete(id);
     const done = expected.length - missing.size;
@@ -68,13 +84,17 @@ async function waitFor(
     await wait(Math.min(options.pollMs, left));
   }
   const passed = missing.size === 0;
+  const elapsedMs = (passed ? lastFoundAt : Date.now()) - options.startedAt;
+  // Said when it failed: ids that are there, but only from before this put, are the likeliest cause.
+  const arrivedBefore = passed ? undefined : (await findSome([...missing.values()], undefined)).size;
   return {
     where: label,
     expected: expected.length,
     found: expected.length - missing.size,
-    elapsedMs: (passed ? lastFoundAt : Date.now()) - options.startedAt,
+    elapsedMs,
     passed,
     missingSample: [...missing.keys()].slice(0, 5),
+    ...(arrivedBefore ? { arrivedBefore } : {}),
   };
 }
 
@@ -86,10 +106,11 @@ function lakeColumns(model: SchemaModel): { id: string; intKeys: Set<string> } {
 }
 
 /**
- * `SELECT DISTINCT id FROM db.table WHERE (partition = … OR …) AND id IN (…)`: the partition terms let
- * Athena's projection read only the partitions the records land in.
+ * `SELECT DISTINCT id FROM db.table WHERE (partition = … OR …) AND sluice.arrival_time >= … AND id IN (…)`: the
+ * partition terms let Athena's projection read only the partitions the records land in; the arrival time (a UTC
+ * timestamp, as Athena and DuckDB both read it) leaves out rows of the same ids put before `since` (epoch ms).
  */
-export function lakeVerifySql(model: SchemaModel, database: string, table: string, batch: readonly ExpectedRecord[]): string {
+export function lakeVerifySql(model: SchemaModel, database: string, table: string, batch: readonly ExpectedRecord[], since?: number): string {
   const { id, intKeys } = lakeColumns(model);
   const literal = (key: string, value: string) => (intKeys.has(key) ? String(Number(value)) : sqlString(value));
   const terms = new Set<string>();
@@ -98,17 +119,24 @@ export function lakeVerifySql(model: SchemaModel, database: string, table: strin
     terms.add(`(${keys.map((k) => `${quoteIdent(k)} = ${literal(k, e.partitionKeys[k])}`).join(' AND ')})`);
   }
   const where = [`${quoteIdent(id)} IN (${batch.map((e) => sqlString(e.id)).join(', ')})`];
+  // The long list of ids last, where a reader of the query looks for it.
+  if (since !== undefined) where.unshift(`${quoteIdent(ENRICHMENT_COLUMN)}.${quoteIdent('arrival_time')} >= TIMESTAMP ${sqlString(timestampLiteral(since))}`);
   if (terms.size > 0 && terms.size <= MAX_PARTITION_TERMS && !terms.has('()')) where.unshift(`(${[...terms].sort().join(' OR ')})`);
   return `SELECT DISTINCT ${quoteIdent(id)} AS id FROM ${quoteIdent(database)}.${quoteIdent(table)} WHERE ${where.join(' AND ')}`;
+}
+
+/** `2026-11-22 10:00:00.000`: a UTC time as an Athena (Trino) and DuckDB TIMESTAMP literal. */
+function timestampLiteral(epochMs: number): string {
+  return new Date(epochMs).toISOString().replace('T', ' ').replace('Z', '');
 }
 
 export async function verifyLake(engine: SqlEngine, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
   const names = resourceNames(config, model.pipeline);
   const database = engine.database || names.glueDatabase;
-  return waitFor(`lake (${database}.${names.glueTable})`, 'rows', expected, async (missing) => {
+  return waitFor(`lake (${database}.${names.glueTable})`, 'rows', expected, async (missing, since) => {
     const found = new Set<string>();
     for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
-      const result = await engine.run(lakeVerifySql(model, database, names.glueTable, missing.slice(i, i + IDS_PER_QUERY)), { progress: options.progress });
+      const result = await engine.run(lakeVerifySql(model, database, names.glueTable, missing.slice(i, i + IDS_PER_QUERY), since), { progress: options.progress });
       for (const row of result.rows) found.add(String(row[0]));
     }
     return found;
@@ -123,11 +151,14 @@ function idField(model: SchemaModel): string {
 export async function verifySearch(backend: SearchBackend, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
   const index = `${resourceNames(config, model.pipeline).indexPrefix}-*`;
   const field = idField(model);
-  return waitFor(`search (${index})`, 'documents', expected, async (missing) => {
+  return waitFor(`search (${index})`, 'documents', expected, async (missing, since) => {
     const found = new Set<string>();
     for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
       const ids = missing.slice(i, i + IDS_PER_QUERY).map((e) => e.id);
-      const response = await backend.search(index, { size: ids.length, _source: [field], query: { terms: { [field]: ids } } });
+      const filter: unknown[] = [{ terms: { [field]: ids } }];
+      if (since !== undefined) filter.push({ range: { [ARRIVAL_FIELD]: { gte: new Date(since).toISOString() } } });
+      // A document per put of a record (Firehose gives each its own id): enough hits for every copy of the ids asked.
+      const response = await backend.search(index, { size: Math.min(ids.length * 10, 10_000), _source: [field], query: { bool: { filter } } });
       for (const hit of response.hits.hits) {
         const value = hit._source?.[field];
         if (typeof value === 'string') found.add(value);
@@ -137,16 +168,21 @@ export async function verifySearch(backend: SearchBackend, config: SluiceConfig,
   }, options);
 }
 
+/** The arrival time in a document: the enriched record's `sluice.arrival_time`. */
+const ARRIVAL_FIELD = `${ENRICHMENT_COLUMN}.arrival_time`;
+
 /** The twin without an OpenSearch: the documents are in its `_bulk` bodies. */
 export async function verifyBulkFiles(dataDir: string, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
   const prefix = `${resourceNames(config, model.pipeline).indexPrefix}-`;
   const field = idField(model);
-  return waitFor(`search (_bulk bodies under ${path.join(openSearchDir(dataDir), model.pipeline)})`, 'documents', expected, async (missing) => {
+  return waitFor(`search (_bulk bodies under ${path.join(openSearchDir(dataDir), model.pipeline)})`, 'documents', expected, async (missing, since) => {
     const wanted = new Set(missing.map((e) => e.id));
     const found = new Set<string>();
     for (const { index, doc } of bulkDocuments(dataDir, model.pipeline)) {
       const value = doc[field];
-      if ((index === '' || index.startsWith(prefix)) && typeof value === 'string' && wanted.has(value)) found.add(value);
+      if (!((index === '' || index.startsWith(prefix)) && typeof value === 'string' && wanted.has(value))) continue;
+      const arrival = (doc[ENRICHMENT_COLUMN] as { arrival_time?: unknown } | undefined)?.arrival_time;
+      if (since === undefined || (typeof arrival === 'string' && Date.parse(arrival) >= since)) found.add(value);
     }
     return found;
   }, options);

@@ -266,7 +266,7 @@ describe('sluice put --aws', () => {
     const { code, stdout } = await sluice('put', 'app-events', '--aws', '--count', '5', '--verify', '--poll', '10ms');
     expect(code).toBe(0);
     expect(queries).toHaveLength(2);
-    expect(queries[0]).toMatch(/^SELECT DISTINCT "event_id" AS id FROM "sluice_dev"\."app_events" WHERE \(\("event_type" = '[a-z]+' AND "year" = \d{4} AND "month" = \d+ AND "day" = \d+ AND "hour" = \d+\)( OR .*)?\) AND "event_id" IN \(('[0-9a-f-]{36}'(, )?){5}\)$/);
+    expect(queries[0]).toMatch(/^SELECT DISTINCT "event_id" AS id FROM "sluice_dev"\."app_events" WHERE \(\("event_type" = '[a-z]+' AND "year" = \d{4} AND "month" = \d+ AND "day" = \d+ AND "hour" = \d+\)( OR .*)?\) AND "sluice"\."arrival_time" >= TIMESTAMP '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}' AND "event_id" IN \(('[0-9a-f-]{36}'(, )?){5}\)$/);
     expect([...queries[1].matchAll(/'[0-9a-f-]{36}'/g)]).toHaveLength(3);
     expect(athena.commandCalls(StartQueryExecutionCommand)[0].args[0].input.WorkGroup).toBe('sluice-dev-wg');
     expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 5\/5 after/);

@@ -905,6 +905,26 @@ describe('sluice put --verify (twin lake through DuckDB)', () => {
     expect(stderr).toMatch(/sluice: verify failed after 2\.\d s \(--timeout 2\.0 s\): lake \(sluice_dev\.app_events\): 0\/3\. Records may still be buffered/);
   });
 
+  test('counts only rows that arrived since it started: the same records put again (the same --seed) do not pass on the earlier put\'s rows', async () => {
+    // The earlier put's rows: the same ids, arrived ten seconds ago. This put's own never land.
+    backend.onIngest = async (_stream, records) => {
+      await deliverToLake(dataDir, 'app-events', records, Date.now() - 10_000);
+    };
+    const again = await put('app-events', '--seed', '99', '--count', '3', '--verify', '--timeout', '1s', '--poll', '300ms');
+    expect(again.code).toBe(1);
+    expect(again.stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 0\/3 after /);
+    expect(again.stdout).toMatch(/^ {4}3 of the missing ids are there from before this put: an earlier put of the same records \(the same --seed or --file\) counts for nothing here/m);
+    expect(again.stderr).toMatch(/Some missing ids are there from before this put: an earlier put of the same records/);
+
+    // This put's rows land beside the earlier ones: they count.
+    backend.onIngest = async (_stream, records) => {
+      await deliverToLake(dataDir, 'app-events', records);
+    };
+    const landed = await put('app-events', '--seed', '99', '--count', '3', '--verify', '--timeout', '5s', '--poll', '300ms');
+    expect(landed.stdout).toMatch(/PASS: 3 of 3 records queryable after /);
+    expect(landed.code).toBe(0);
+  });
+
   test('checks once more at the deadline when the next poll would pass it, and says how long it really waited', async () => {
     // Checks at about 0 s and 2 s; the records land at about 2.6 s; the next poll (4 s) would be past the 3.5 s timeout.
     let landed: Promise<unknown> = Promise.resolve();

@@ -1,0 +1,69 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadConfig } from '../../lib/config';
+import { Progress } from '../../lib/cli/progress';
+import type { SearchBackend, SearchResponseBody } from '../../lib/cli/search-backend';
+import { lakeVerifySql, verifyBulkFiles, verifySearch, type ExpectedRecord } from '../../lib/cli/verify';
+import { openSearchDir } from '../../lib/local/paths';
+import { pipelineSchema } from '../../transforms/shared/pipeline';
+
+/**
+ * `put --verify` counts only what arrived since the put started (less a clock tolerance): the same records put again
+ * have the same ids, and the earlier put's rows and documents must not pass for this one's.
+ */
+const config = loadConfig();
+const model = pipelineSchema('clickstream').model;
+const expected: ExpectedRecord[] = [{ id: 'e-1', partitionKeys: {} }, { id: 'e-2', partitionKeys: {} }];
+const startedAt = Date.parse('2026-12-03T18:00:00.000Z');
+const options = { timeoutMs: 0, pollMs: 10, progress: new Progress({ forced: false }), startedAt, clockToleranceMs: 1000 };
+
+test('the lake query asks for rows that arrived since the put started, less the tolerance', () => {
+  const sql = lakeVerifySql(model, 'db', 'clickstream', expected, startedAt - 1000);
+  expect(sql).toMatch(/^SELECT DISTINCT "event_id" AS id FROM "db"\."clickstream" WHERE "sluice"\."arrival_time" >= TIMESTAMP '2026-12-03 17:59:59\.000' AND "event_id" IN \('e-1', 'e-2'\)$/);
+  expect(lakeVerifySql(model, 'db', 'clickstream', expected)).not.toMatch(/arrival_time/);
+});
+
+test('the twin\'s _bulk bodies: a document of an earlier put does not count, and is said to be there from before', async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-verify-'));
+  try {
+    const dir = path.join(openSearchDir(dataDir), 'clickstream', 'clickstream-2026-12-03');
+    fs.mkdirSync(dir, { recursive: true });
+    const doc = (id: string, arrival: string) => [JSON.stringify({ index: { _index: 'clickstream-2026-12-03' } }), JSON.stringify({ event_id: id, sluice: { arrival_time: arrival } })];
+    fs.writeFileSync(path.join(dir, '00000001.ndjson'), `${[...doc('e-1', '2026-12-03T17:55:00.000Z'), ...doc('e-2', '2026-12-03T17:59:59.500Z')].join('\n')}\n`);
+    const result = await verifyBulkFiles(dataDir, config, model, expected, options);
+    expect(result).toMatchObject({ found: 1, passed: false, missingSample: ['e-1'], arrivedBefore: 1 });
+
+    // This put's copy of e-1 lands: both count.
+    fs.writeFileSync(path.join(dir, '00000002.ndjson'), `${doc('e-1', '2026-12-03T18:00:02.000Z').join('\n')}\n`);
+    const again = await verifyBulkFiles(dataDir, config, model, expected, options);
+    expect(again).toMatchObject({ found: 2, passed: true });
+    expect(again.arrivedBefore).toBeUndefined();
+  } finally {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('OpenSearch: the query filters on the arrival time, and asks for enough hits for several copies of each id', async () => {
+  const bodies: Array<Record<string, unknown>> = [];
+  const backend: SearchBackend = {
+    description: 'test',
+    async search(_index, body) {
+      bodies.push(body);
+      // Ten copies of e-1 from earlier puts would fill a page of two hits; this put's e-2 comes after them.
+      const timed = JSON.stringify(body).includes('"range"');
+      const asked = new Set(JSON.stringify(body).match(/e-\d/g));
+      const all = timed ? [{ _source: { event_id: 'e-2' } }] : [...Array.from({ length: 10 }, () => ({ _source: { event_id: 'e-1' } })), { _source: { event_id: 'e-2' } }];
+      const hits = all.filter((h) => asked.has(h._source.event_id));
+      return { hits: { total: { value: hits.length }, hits } } as unknown as SearchResponseBody;
+    },
+    async close() {},
+  };
+  const result = await verifySearch(backend, config, model, expected, options);
+  expect(bodies[0]).toEqual({
+    size: 20,
+    _source: ['event_id'],
+    query: { bool: { filter: [{ terms: { event_id: ['e-1', 'e-2'] } }, { range: { 'sluice.arrival_time': { gte: '2026-12-03T17:59:59.000Z' } } }] } },
+  });
+  expect(result).toMatchObject({ found: 1, passed: false, missingSample: ['e-1'], arrivedBefore: 1 });
+});
