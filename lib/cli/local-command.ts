@@ -29,6 +29,13 @@ interface LocalFlags {
   bufferInterval?: string;
 }
 
+/**
+ * A SIGTERM this soon after the SIGTERM that stopped the twin is the same stop, delivered twice: GNU `timeout`
+ * signals its child and then its process group, and supervisors that signal the group do likewise. A second
+ * SIGINT is never taken for the first: it is a deliberate second Ctrl-C, and forces the exit however soon it comes.
+ */
+const REPEATED_SIGTERM_MS = 1_000;
+
 function portFrom(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
   return parsePort(flag, name) ?? parsePort(env, name) ?? fallback;
 }
@@ -82,12 +89,12 @@ export function registerLocalCommands(program: Command): void {
       const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir));
       printEndpoints(twin, config);
       console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
-      await new Promise<void>((resolve) => {
+      const stop = await new Promise<{ signal: NodeJS.Signals; at: number }>((resolve) => {
         const onSignal = (signal: NodeJS.Signals) => {
           console.log(`\n${signal}: flushing… (Ctrl-C again exits at once and leaves the rest for the next start)`);
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
-          resolve();
+          resolve({ signal, at: Date.now() });
         };
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
@@ -96,6 +103,7 @@ export function registerLocalCommands(program: Command): void {
       // the write-ahead logs, the streams and the error objects, and the next start delivers it. The lock
       // goes: a twin.pid naming a process that is gone would be taken over by the next start all the same.
       const exitNow = (signal: NodeJS.Signals) => {
+        if (signal === 'SIGTERM' && stop.signal === 'SIGTERM' && Date.now() - stop.at < REPEATED_SIGTERM_MS) return;
         console.error(`sluice: second ${signal}: exiting now; records not yet delivered stay in ${dataDir} and are delivered at the next start`);
         try {
           release();
@@ -103,8 +111,8 @@ export function registerLocalCommands(program: Command): void {
           process.exit(128 + os.constants.signals[signal]);
         }
       };
-      process.once('SIGINT', exitNow);
-      process.once('SIGTERM', exitNow);
+      process.on('SIGINT', exitNow);
+      process.on('SIGTERM', exitNow);
       try {
         await twin.stop();
       } finally {
@@ -134,6 +142,8 @@ async function preflight(options: TwinOptions): Promise<() => void> {
     throw new UserError(`--data-dir ${dataDir} is a file, not a directory: give a directory (it is created if missing)`);
   }
   const host = options.host ?? '127.0.0.1';
+  const hostProblem = await listenProblem(host, 0);
+  if (hostProblem !== undefined) throw badHost(host, hostProblem);
   const ports = options.ports ?? {};
   for (const [port, what, flag, env] of [
     [ports.firehose, 'Firehose API', '--firehose-port', 'SLUICE_FIREHOSE_PORT'],
@@ -145,7 +155,7 @@ async function preflight(options: TwinOptions): Promise<() => void> {
     if (problem?.code === 'EADDRINUSE') {
       throw new UserError(`port ${port} on ${host} (${what}) is in use, perhaps by another twin: stop it, or choose another port with ${flag} or ${env} (0 = any free port)`);
     }
-    if (problem !== undefined) throw new UserError(`--host ${host}: cannot listen there (${problem.code ?? problem.message}): give an address of this machine, e.g. 127.0.0.1`);
+    if (problem !== undefined) throw badHost(host, problem);
   }
   try {
     makeDirectories(dataDir, { mode: DATA_DIR_MODE });
@@ -153,6 +163,11 @@ async function preflight(options: TwinOptions): Promise<() => void> {
     throw new UserError(`--data-dir ${dataDir} cannot be created: ${(error as Error).message}`);
   }
   return lockDataDir(dataDir);
+}
+
+/** A --host (or SLUICE_HOST) nothing can listen on: a name that does not resolve (ENOTFOUND), an address not this machine's (EADDRNOTAVAIL). */
+function badHost(host: string, problem: NodeJS.ErrnoException): UserError {
+  return new UserError(`--host ${host}: cannot listen there (${problem.code ?? problem.message}): give an address of this machine, e.g. 127.0.0.1`);
 }
 
 /**

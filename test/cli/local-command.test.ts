@@ -168,6 +168,15 @@ describe('before the twin starts', () => {
     expect(run.stderr).toMatch(/^sluice: --host 999\.1\.1\.1: cannot listen there \(\w+\): give an address of this machine, e\.g\. 127\.0\.0\.1\n$/);
     expectNoStackTrace(run.stderr);
   });
+
+  test('so is a --host nothing can listen on when every port is 0 (no port to probe): a name that does not resolve, an address not this machine\'s', async () => {
+    for (const [host, code] of [['999.1.1.1', 'ENOTFOUND'], ['10.255.255.1', 'EADDRNOTAVAIL']]) {
+      const dir = path.join(dataDir, code);
+      const run = await sluice('local', 'up', '--host', host, '--data-dir', dir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0');
+      expect([run.code, run.stderr]).toEqual([2, `sluice: --host ${host}: cannot listen there (${code}): give an address of this machine, e.g. 127.0.0.1\n`]);
+      expect(existsSync(dir)).toBe(false);
+    }
+  });
 });
 
 describe('demo', () => {
@@ -214,36 +223,89 @@ describe('demo', () => {
 });
 
 describe('local up', () => {
-  test('a second Ctrl-C during the flush exits at once with 130, says where the rest waits, and lets the data dir go', async () => {
-    // Every transform invocation times out (3 s each, retried), so the flush of the one record sent lasts.
-    const env = { ...process.env, SLUICE_FAULTS: 'transform=1,transform.kinds=timeout' };
+  /**
+   * `sluice local up` in its own process, with every transform invocation timing out (`timeoutMs` each, retried
+   * 3 times), so the flush of the one record it is sent lasts a few seconds: signals arrive while it runs.
+   */
+  async function upWithSlowFlush(timeoutMs: number) {
+    const env = { ...process.env, SLUICE_FAULTS: `transform=1,transform.kinds=timeout,transform.timeoutMs=${timeoutMs}` };
     const bin = path.resolve(__dirname, '../../bin/sluice.js');
     const twin = spawn(process.execPath, [bin, 'local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0', '--buffer-interval', '900'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    twin.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    twin.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const output = { stdout: '', stderr: '' };
+    twin.stdout.on('data', (chunk: Buffer) => (output.stdout += chunk.toString('utf8')));
+    twin.stderr.on('data', (chunk: Buffer) => (output.stderr += chunk.toString('utf8')));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => twin.once('exit', (code, signal) => resolve({ code, signal })));
     const until = async (what: string, seen: () => boolean) => {
       for (const deadline = Date.now() + 45_000; !seen(); await new Promise((r) => setTimeout(r, 100))) {
-        if (twin.exitCode !== null || twin.signalCode !== null || Date.now() > deadline) throw new Error(`no ${what}:\n${stdout}\n${stderr}`);
+        if (twin.exitCode !== null || twin.signalCode !== null || Date.now() > deadline) throw new Error(`no ${what}:\n${output.stdout}\n${output.stderr}`);
       }
     };
+    await until('"Running."', () => /\nRunning\./.test(output.stdout));
+    const endpoint = /Firehose API \(AWS JSON 1\.1\)\s+(http:\/\/\S+)/.exec(output.stdout)![1];
+    const firehose = firehoseClient(endpoint);
+    await firehose.send(new PutRecordCommand({ DeliveryStreamName: 'sluice-dev-app-events-lake', Record: { Data: Buffer.from('{"event_id":"x"}') } }));
+    firehose.destroy();
+    /** Runs `then` as soon as the twin says it flushes, rather than at the next poll. */
+    const onFlushing = (then: () => void) => {
+      const watch = () => {
+        if (!/: flushing…/.test(output.stdout)) return;
+        twin.stdout.off('data', watch);
+        then();
+      };
+      twin.stdout.on('data', watch);
+      watch();
+    };
+    const stderrLines = () => output.stderr.split('\n').filter((line) => !line.startsWith('sluice: injecting faults'));
+    return { twin, output, exited, until, onFlushing, stderrLines };
+  }
+
+  test('a second Ctrl-C during the flush exits at once with 130, says where the rest waits, and lets the data dir go', async () => {
+    const { twin, exited, until, output, stderrLines } = await upWithSlowFlush(2000);
     try {
-      await until('"Running."', () => /\nRunning\./.test(stdout));
-      const endpoint = /Firehose API \(AWS JSON 1\.1\)\s+(http:\/\/\S+)/.exec(stdout)![1];
-      const firehose = firehoseClient(endpoint);
-      await firehose.send(new PutRecordCommand({ DeliveryStreamName: 'sluice-dev-app-events-lake', Record: { Data: Buffer.from('{"event_id":"x"}') } }));
-      firehose.destroy();
       twin.kill('SIGINT');
-      await until('flush', () => /SIGINT: flushing…/.test(stdout));
+      await until('flush', () => /SIGINT: flushing…/.test(output.stdout));
       twin.kill('SIGINT');
       expect(await exited).toEqual({ code: 130, signal: null });
-      expect(stderr.split('\n').filter((line) => !line.startsWith('sluice: injecting faults'))).toEqual([
+      expect(stderrLines()).toEqual([
         `sluice: second SIGINT: exiting now; records not yet delivered stay in ${dataDir} and are delivered at the next start`,
         '',
       ]);
       expect(existsSync(path.join(dataDir, 'twin.pid'))).toBe(false);
+    } finally {
+      if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
+    }
+  }, 90_000);
+
+  test('SIGTERM twice back to back (as GNU timeout sends it) is one stop: the flush completes and it exits 0', async () => {
+    // 4 invocations of 500 ms and 1.4 s of backoff: the flush outlasts the 1 s in which a SIGTERM repeats the first.
+    const { twin, exited, onFlushing, output, stderrLines } = await upWithSlowFlush(500);
+    try {
+      // `timeout` signals the child, then its process group: the twin gets both, microseconds apart. And a third,
+      // once the flush has begun, for the case where the two arrive far enough apart to be handled one by one.
+      onFlushing(() => twin.kill('SIGTERM'));
+      twin.kill('SIGTERM');
+      twin.kill('SIGTERM');
+      expect(await exited).toEqual({ code: 0, signal: null });
+      expect(output.stdout.match(/SIGTERM: flushing…/g)).toHaveLength(1);
+      expect(output.stdout).toMatch(/\napp-events +1 +0 +1 /); // received 1, no Parquet row, processing-failed 1
+      expect(stderrLines()).toEqual(['']);
+      expect(existsSync(path.join(dataDir, 'twin.json'))).toBe(false);
+      expect(existsSync(path.join(dataDir, 'twin.pid'))).toBe(false);
+    } finally {
+      if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
+    }
+  }, 90_000);
+
+  test('a SIGTERM a while after the first is a second stop: it exits at once with 143', async () => {
+    const { twin, exited, onFlushing, stderrLines } = await upWithSlowFlush(3000);
+    try {
+      onFlushing(() => setTimeout(() => twin.kill('SIGTERM'), 1_500));
+      twin.kill('SIGTERM');
+      expect(await exited).toEqual({ code: 143, signal: null });
+      expect(stderrLines()).toEqual([
+        `sluice: second SIGTERM: exiting now; records not yet delivered stay in ${dataDir} and are delivered at the next start`,
+        '',
+      ]);
     } finally {
       if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
     }
