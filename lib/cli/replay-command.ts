@@ -11,7 +11,7 @@ import { addProgressOption, addTargetOptions, examples, formatDuration, parseCou
 import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint } from './record-sender';
-import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
+import { checkTwinTakesRecords, displayPath, entryPointFor, refuseDataDirFile, resolveTarget, START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
 
 interface ReplayFlags extends TargetFlags {
   readonly pipeline?: string;
@@ -87,6 +87,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   if (target.kind === 'local' && !fs.existsSync(target.dataDir)) {
     throw new UserError(`no twin data dir at ${target.dataDir}: ${START_TWIN_HINT} (or pass --data-dir / SLUICE_DATA_DIR)`);
   }
+  if (target.kind === 'local') refuseDataDirFile(target.dataDir);
   const replayed = flags.pipeline !== undefined ? [flags.pipeline] : Object.keys(target.config.pipelines);
   if (target.kind === 'local') checkTwinSchemas(target, replayed, flags);
   else await checkDeployedSchemas(target, replayed, flags);

@@ -23,7 +23,7 @@ import { formatBytes, INTERRUPTED_EXIT_CODE, UserError } from './output';
 import { io, type Progress } from './progress';
 import { OutputKeys } from './stack-outputs';
 import { sleep } from './sleep';
-import { START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
+import { refuseDataDirFile, START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
 
 export interface SqlStats {
   readonly engine: 'duckdb' | 'athena';
@@ -86,10 +86,7 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
   if (!fs.existsSync(target.dataDir)) {
     throw new UserError(`no twin data dir at ${target.dataDir}: ${START_TWIN_HINT} (or pass --data-dir / SLUICE_DATA_DIR)`);
   }
-  // A file there would read as a twin with no data: every count 0, nothing to say why.
-  if (!fs.statSync(target.dataDir).isDirectory()) {
-    throw new UserError(`the data dir ${target.dataDir} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR`);
-  }
+  refuseDataDirFile(target.dataDir);
   // Another env or prefix (-c env=prod on a dev twin's data dir) names a bucket that is not there: every table
   // would read as empty, with nothing to say why.
   if (!fs.existsSync(lake)) {

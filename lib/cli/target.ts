@@ -107,6 +107,16 @@ export function resolveTarget(flags: TargetFlags): Target {
   };
 }
 
+/**
+ * Refuses a data dir that is a file. It would read as a twin with no data, or send the user to start a twin on it,
+ * which `local up` refuses; so the message says what is wrong with the path itself.
+ */
+export function refuseDataDirFile(dataDir: string): void {
+  if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) {
+    throw new UserError(`the data dir ${dataDir} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR`);
+  }
+}
+
 /** The data dir as a user would type it: relative below the working directory, else absolute. */
 export function displayPath(dir: string): string {
   const relative = path.relative(process.cwd(), dir);
@@ -177,6 +187,7 @@ const PROBE_TIMEOUT_MS = 5000;
  * endpoint names its data dir in every answer; the data dir's twin.json names its pid, endpoints and names.
  */
 export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoint, pipeline: string): Promise<void> {
+  refuseDataDirFile(target.dataDir);
   const dir = displayPath(target.dataDir);
   const firehose = target.endpoints.firehose;
   const endpoint = entry.kind === 'firehose' ? firehose : target.endpoints.kinesis;

@@ -740,6 +740,20 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     }
   });
 
+  test('a data dir that is a file: exit 2, saying so, rather than suggesting a twin be started on it', async () => {
+    const file = path.join(dataDir, 'not-a-dir');
+    fs.writeFileSync(file, 'x');
+    const twin = await twinServing(dataDir);
+    try {
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '--verify', '--endpoint-firehose', twin.url, '--data-dir', file);
+      expect([code, stdout]).toEqual([2, '']);
+      expect(stderr).toBe(`sluice: the data dir ${file} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR\n`);
+      expect(backend.calls).toBe(0);
+    } finally {
+      await twin.close();
+    }
+  });
+
   test('no twin runs on the data dir (no twin.json, or its twin has exited) and the endpoint does not say whose it is: exit 2, nothing sent', async () => {
     fs.rmSync(path.join(dataDir, 'twin.json'));
     const none = await put('app-events');

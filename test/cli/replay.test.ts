@@ -476,7 +476,7 @@ describe('sluice replay (twin)', () => {
     }
   });
 
-  test('an empty queue exits 0; a missing data dir exits 2', async () => {
+  test('an empty queue exits 0; a missing data dir, or one that is a file, exits 2', async () => {
     const empty = tempDataDir();
     const ok = await sluice('replay', '--data-dir', empty);
     expect(ok.code).toBe(0);
@@ -484,6 +484,10 @@ describe('sluice replay (twin)', () => {
     const missing = await sluice('replay', '--data-dir', path.join(empty, 'nope'));
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/no twin data dir/);
+    const file = path.join(empty, 'not-a-dir');
+    fs.writeFileSync(file, 'x');
+    const notDir = await sluice('replay', '--data-dir', file);
+    expect([notDir.code, notDir.stderr]).toEqual([2, `sluice: the data dir ${file} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR\n`]);
     fs.rmSync(empty, { recursive: true, force: true });
   });
 });
