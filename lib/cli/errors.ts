@@ -51,6 +51,16 @@ export function networkErrorCode(err: unknown, depth = 0): string | undefined {
   return networkErrorCode(e.cause, depth + 1);
 }
 
+/**
+ * Whether fetch (undici) refused to connect because of the URL's port: one of the Fetch standard's blocked ports
+ * (1, 6000, 5060, 6667, 10080, …), which it refuses as browsers do, with only "fetch failed" and a cause "bad port".
+ */
+function fetchRefusedPort(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 4) return false;
+  const e = err as ErrorLike;
+  return e.message === 'bad port' || fetchRefusedPort(e.cause, depth + 1);
+}
+
 /** "nothing is listening on 127.0.0.1:4573" for a URL. */
 function hostPort(endpoint: string): string {
   try {
@@ -69,6 +79,10 @@ export function explainFailure(err: unknown, context: FailureContext): Error {
   const message = e.message ?? String(err);
   const about = context.resource ? ` (${context.resource})` : '';
 
+  if (fetchRefusedPort(err)) {
+    const where = context.endpoint ? `${context.service} at ${context.endpoint}` : context.service;
+    return new UserError(`cannot reach ${where}: its port ${context.endpoint ? `${hostPort(context.endpoint).split(':').pop()} ` : ''}is one Node's fetch refuses to connect to (a blocked port of the Fetch standard, as in browsers): use another port`);
+  }
   const net = networkErrorCode(err);
   if (net === 'ECONNREFUSED' && context.endpoint) {
     return new UserError(`nothing is listening on ${hostPort(context.endpoint)}${context.startHint ? `: ${context.startHint}` : ` (${context.service})`}`);

@@ -152,7 +152,8 @@ export function toCsv(headers: readonly string[], rows: ReadonlyArray<readonly u
     const text = String(cell);
     return /[",\r\n]/.test(text) || text !== text.trim() ? `"${text.replace(/"/g, '""')}"` : text;
   };
-  return [headers, ...rows].map((r) => r.map(field).join(',')).join('\r\n');
+  // RFC 4180: every record ends with CRLF, the last one too.
+  return [headers, ...rows].map((r) => `${r.map(field).join(',')}\r\n`).join('');
 }
 
 /**

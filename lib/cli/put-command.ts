@@ -68,13 +68,13 @@ export function registerPutCommand(program: Command): void {
       'sluice put app-events --verify',
       'sluice put iot --count 1000 --verify --timeout 2m',
       'sluice put clickstream --rate 200/s --duration 10m --progress',
-      'sluice put transactions --file fixtures/payments.ndjson --verify --json',
+      'sluice put transactions --file payments.ndjson --verify --json',
       'sluice put app-events --aws --stack sluice-prod --count 5 --verify',
     ),
     '\nDirectPut pipelines receive Firehose PutRecord/PutRecordBatch; Kinesis-sourced ones Kinesis PutRecords (partition key: the',
     'record\'s entity, else its id). Records a call fails are retried with exponential backoff; --verify counts the event ids sent, in rows and documents that arrived since the put started.',
     'Exit status: 0 all accepted (and queryable with --verify) · 1 records not accepted, or not queryable in time · 2 usage, configuration or environment problem',
-    '  · 130 interrupted (Ctrl-C): sending stopped; what was sent is reported (and verified)',
+    '  · 130 interrupted (Ctrl-C): sending stopped; what was sent is reported (and verified; Ctrl-C while verifying ends the wait, unverified)',
   ].join('\n'));
   command.action(async (pipeline: string, flags: PutFlags) => {
     await put(pipeline, flags);
@@ -150,6 +150,8 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   }
 
   let verification: VerifyResult[] = [];
+  let interruptedWhileVerifying = false;
+  const verifyStartedAt = Date.now();
   if (stopped) {
     // Sending ended early: the pipeline's endpoint is gone (verifying would only wait out the timeout), or the input
     // could not be read on (the run fails for it all the same). The summary says what was sent until then.
@@ -157,27 +159,34 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     throw report.unreadable ?? stoppedError(report, count, flags.file);
   }
   if (flags.verify && report.accepted > 0) {
-    verification = await verifyAll(target, pipeline, schema, [...report.expected.values()], {
+    ({ results: verification, interrupted: interruptedWhileVerifying } = await verifyAll(target, pipeline, schema, [...report.expected.values()], {
       timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, json: flags.json === true,
       clockToleranceMs: target.kind === 'local' ? LOCAL_CLOCK_TOLERANCE_MS : AWS_CLOCK_TOLERANCE_MS,
-    });
+    }));
   }
   const verified = verification.every((v) => v.passed);
   // Records sent and none to verify (refused, or every one failing the transform) is no pass; when none was refused,
   // it is what fails the run: no record can become queryable.
   const nothingToVerify = report.sent > 0 && report.expected.size === 0;
   const nothingQueryable = nothingToVerify && report.sent === report.accepted;
-  if (flags.verify) summary.verify = { passed: verified && !nothingToVerify, timeoutMs, results: verification };
+  // Ctrl-C while verifying ends the run with exit 130, whatever else it found: what was sent, and that it was not verified.
+  const verifyInterrupted = interruptedWhileVerifying
+    ? new UserError(verifyInterruptedMessage(report, count, durationMs, verification, Date.now() - verifyStartedAt), INTERRUPTED_EXIT_CODE)
+    : undefined;
+  if (flags.verify) summary.verify = { passed: verified && !nothingToVerify && !verifyInterrupted, ...(verifyInterrupted ? { interrupted: true } : {}), timeoutMs, results: verification };
 
   if (flags.json) io.out(toJson(summary));
   else if (flags.verify) {
     for (const v of verification) {
-      io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} ${v.passed ? `after ${formatDuration(v.elapsedMs)}` : `after ${formatDuration(v.elapsedMs)} (missing e.g. ${escapeControlCharacters(v.missingSample.join(', '))})`}`);
+      const outcome = v.passed ? '' : v.interrupted ? ' when Ctrl-C stopped the wait' : ` (missing e.g. ${escapeControlCharacters(v.missingSample.join(', '))})`;
+      io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} after ${formatDuration(v.elapsedMs)}${outcome}`);
       if (v.arrivedBefore) io.out(`    ${formatNumber(v.arrivedBefore)} of the missing ids are there from before this put: ${ARRIVED_BEFORE_HINT}`);
     }
     const expectedCount = report.expected.size;
     // Not a PASS when records were refused (the run fails for them just below), nor for an interrupted run.
     const pass = report.sent === report.accepted && !report.interrupted;
+    // Interrupted while verifying: neither PASS nor FAIL; the message below says what was sent and that it was not verified.
+    if (verifyInterrupted) throw verifyInterrupted;
     if (expectedCount === 0) io.out(`${nothingQueryable ? 'FAIL:' : 'verify:'} nothing to verify (no record accepted that passes the schema)`);
     else if (verified && report.interrupted) io.out(`verified: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records sent before Ctrl-C queryable after ${formatDuration(verifyElapsedMs(verification))}`);
     else if (verified && !pass) io.out(`verified: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} accepted records queryable after ${formatDuration(verifyElapsedMs(verification))}; ${formatNumber(report.sent - report.accepted)} of ${formatNumber(report.sent)} records not accepted`);
@@ -185,6 +194,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     else io.out(`FAIL: not every record became queryable after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)})`);
   }
 
+  if (verifyInterrupted) throw verifyInterrupted;
   const notAccepted = report.sent - report.accepted;
   if (notAccepted > 0) {
     throw new UserError(`${formatNumber(notAccepted)} of ${formatNumber(report.sent)} records ${whyNotAccepted(report.failedByCode, maxAttempts)}`, 1);
@@ -230,6 +240,19 @@ function interruptedMessage(report: SendReport, count: number, durationMs: numbe
   const of = durationMs !== undefined ? ` of ${formatDuration(durationMs)}` : '';
   const sent = Number.isFinite(count) ? `${formatNumber(report.sent)} of ${formatNumber(count)}` : formatNumber(report.sent);
   return `interrupted (Ctrl-C) after ${formatDuration(report.elapsedMs)}${of}: ${sent} record${report.sent === 1 && !Number.isFinite(count) ? '' : 's'} sent`;
+}
+
+/**
+ * "interrupted (Ctrl-C) while verifying, after 2.1 s: 5 records sent, 5 accepted, not verified (queryable so far: 3/5 in
+ * lake (sluice_dev.iot))"; after a run Ctrl-C interrupted already, its own message first.
+ */
+function verifyInterruptedMessage(report: SendReport, count: number, durationMs: number | undefined, verification: readonly VerifyResult[], verifyingMs: number): string {
+  const found = verification.map((v) => `${formatNumber(v.found)}/${formatNumber(v.expected)} in ${v.where}`).join('; ');
+  const notVerified = `not verified${found ? ` (queryable so far: ${found})` : ''}`;
+  if (report.interrupted) {
+    return `${interruptedMessage(report, count, durationMs)}, ${formatNumber(report.accepted)} accepted; Ctrl-C again while verifying them, after ${formatDuration(verifyingMs)}: ${notVerified}`;
+  }
+  return `interrupted (Ctrl-C) while verifying, after ${formatDuration(verifyingMs)}: ${formatNumber(report.sent)} record${report.sent === 1 ? '' : 's'} sent, ${formatNumber(report.accepted)} accepted, ${notVerified}`;
 }
 
 /** How long verifying took, from the first record sent to the last check. */
@@ -669,16 +692,29 @@ const AWS_CLOCK_TOLERANCE_MS = 60_000;
 const ARRIVED_BEFORE_HINT = 'an earlier put of the same records (the same --seed or --file) counts for nothing here, since only rows that '
   + 'arrived since this put started do; or, on AWS, this machine\'s clock runs more than a minute ahead';
 
+/** What verifying found, and whether Ctrl-C ended it before every destination had every record. */
+interface Verification {
+  readonly results: VerifyResult[];
+  readonly interrupted: boolean;
+}
+
 async function verifyAll(
   target: Target,
   pipeline: string,
   schema: PipelineSchema,
   expected: ExpectedRecord[],
-  options: WaitOptions & { json: boolean },
-): Promise<VerifyResult[]> {
-  if (expected.length === 0) return [];
+  waitOptions: WaitOptions & { json: boolean },
+): Promise<Verification> {
+  if (expected.length === 0) return { results: [], interrupted: false };
   const p = target.config.pipelines[pipeline];
   const results: VerifyResult[] = [];
+  // Ctrl-C ends the wait, as it ends sending: the run then reports what was sent and that it was not verified (exit
+  // 130). Once: a second Ctrl-C ends the process at once.
+  const interruption = new AbortController();
+  const onInterrupt = () => interruption.abort();
+  process.once('SIGINT', onInterrupt);
+  const options = { ...waitOptions, signal: interruption.signal };
+  let skipped = false;
   try {
     if (p.destinations.includes('lake')) {
       const engine = await sqlEngineFor(target);
@@ -688,7 +724,8 @@ async function verifyAll(
         engine.close();
       }
     }
-    if (p.destinations.includes('search')) {
+    if (p.destinations.includes('search') && interruption.signal.aborted) skipped = true;
+    else if (p.destinations.includes('search')) {
       const backend = await searchBackendFor(target);
       if (backend) {
         try {
@@ -703,7 +740,8 @@ async function verifyAll(
       }
     }
   } finally {
+    process.removeListener('SIGINT', onInterrupt);
     options.progress.done();
   }
-  return results;
+  return { results, interrupted: skipped || results.some((v) => v.interrupted) };
 }

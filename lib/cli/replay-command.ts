@@ -131,7 +131,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   }
   if (interruption !== undefined) throw new UserError(`interrupted (Ctrl-C): ${interruption}`, INTERRUPTED_EXIT_CODE);
   if (failing.length > 0) {
-    throw new UserError(`${formatNumber(failing.length)} of ${formatNumber(results.length)} dead-letter record${results.length === 1 ? '' : 's'} ${flags.dryRun ? 'would not be replayed' : 'not replayed'}; they stay in the queue`, 1);
+    throw new UserError(`${formatNumber(failing.length)} of ${formatNumber(results.length)} dead-letter message${results.length === 1 ? '' : 's'} ${flags.dryRun ? 'would not be replayed' : 'not replayed'}; they stay in the queue`, 1);
   }
 }
 
@@ -526,7 +526,8 @@ function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, co
     io.out('nothing to replay');
     return;
   }
-  io.out(formatTable(['outcome', 'records'], Object.entries(counts).map(([o, n]) => [outcomeLabel(o, dryRun), n])));
+  // Messages, not records: one record can fail for two destinations (lake and search), a message each.
+  io.out(formatTable(['outcome', 'messages'], Object.entries(counts).map(([o, n]) => [outcomeLabel(o, dryRun), n])));
   const byPipeline = countBy(results.filter((r) => r.outcome === 'replayed' || r.outcome === 'would-replay'), (r) => r.pipeline);
   if (Object.keys(byPipeline).length > 0) {
     io.out(`\n${dryRun ? 'would replay' : 'replayed'} by pipeline: ${Object.entries(byPipeline).map(([p, n]) => `${p} ${n}`).join(', ')}`);
@@ -542,12 +543,12 @@ function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, co
     }
     io.out('\nnot replayed, by reason');
     const rows = [...groups.values()].sort((a, b) => b.n - a.n);
-    io.out(formatTable(['pipeline', 'outcome', 'records', 'reason'], rows.slice(0, MAX_REASON_ROWS).map((g) => [g.pipeline, g.outcome, g.n, g.reason])));
+    io.out(formatTable(['pipeline', 'outcome', 'messages', 'reason'], rows.slice(0, MAX_REASON_ROWS).map((g) => [g.pipeline, g.outcome, g.n, g.reason])));
     // Reasons that name a field (`/junk108 is not a field of the schema`) make a row each: the most frequent are shown.
     const hidden = rows.slice(MAX_REASON_ROWS);
     if (hidden.length > 0) {
-      const records = hidden.reduce((sum, g) => sum + g.n, 0);
-      io.out(`… and ${formatNumber(records)} more record${records === 1 ? '' : 's'} for ${formatNumber(hidden.length)} other reason${hidden.length === 1 ? '' : 's'} (--json lists every message)`);
+      const messages = hidden.reduce((sum, g) => sum + g.n, 0);
+      io.out(`… and ${formatNumber(messages)} more message${messages === 1 ? '' : 's'} for ${formatNumber(hidden.length)} other reason${hidden.length === 1 ? '' : 's'} (--json lists every message)`);
     }
   }
 }

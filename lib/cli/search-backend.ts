@@ -138,7 +138,7 @@ function clientBackend(client: Client, description: string, context: FailureCont
     try {
       // Signed requests wait for credentials first (AssumeRole of the query role), which abort() does not end.
       const response = await untilAborted(request, signal);
-      return response.body as unknown as SearchResponseBody;
+      return searchResponseBody(response.body, response.statusCode, response.headers?.['content-type'], context);
     } catch (err) {
       if (signal?.aborted && (err as Error).name === 'RequestAbortedError') throw signal.reason;
       throw err;
@@ -146,6 +146,18 @@ function clientBackend(client: Client, description: string, context: FailureCont
       signal?.removeEventListener('abort', abort);
     }
   }
+}
+
+/**
+ * The body of a search answered 2xx, checked for what the commands read (`hits.hits`): a proxy or a login page in
+ * front of OpenSearch answers 200 with HTML, which is no search result. Such an endpoint is not OpenSearch: exit 2.
+ */
+export function searchResponseBody(body: unknown, statusCode: number | null | undefined, contentType: unknown, context: FailureContext): SearchResponseBody {
+  const hits = (body as { hits?: { hits?: unknown } } | null)?.hits;
+  if (typeof body === 'object' && body !== null && typeof hits === 'object' && hits !== null && Array.isArray(hits.hits)) return body as SearchResponseBody;
+  const what = [typeof contentType === 'string' && contentType !== '' ? contentType.split(';')[0] : undefined, typeof body === 'object' && body !== null ? 'a body without hits' : 'not a JSON search result']
+    .filter(Boolean).join(', ');
+  throw new UserError(`${context.service}${context.endpoint ? ` at ${context.endpoint}` : ''} answered the search (HTTP ${statusCode ?? '?'}) but not as OpenSearch does (${what}): is a proxy or a login page in front of it? Check the endpoint`);
 }
 
 /** Attempts at a throttled (429) search, the first included. */

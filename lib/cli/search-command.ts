@@ -3,6 +3,7 @@ import * as tty from 'node:tty';
 import type { Command } from 'commander';
 import { resourceNames } from '../config';
 import { loadModel, openSearchIndexTemplate, type SchemaModel } from '../schema';
+import { jsonErrorWithoutContent } from '../../transforms/shared';
 import { addProgressOption, addTargetOptions, examples, formatDuration, hintDashesBeforeDashedArgument, parseCount, parseDuration, requirePipeline, type TargetFlags } from './options';
 import { displayRows, displayValue, escapeControlCharacters, formatTable, toJson, UserError } from './output';
 import { unreadableFile } from './errors';
@@ -127,7 +128,8 @@ function readDsl(file: string): Record<string, unknown> {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('expected a JSON object');
     return value as Record<string, unknown>;
   } catch (err) {
-    throw new UserError(`--dsl ${shown} is not a JSON object: ${(err as Error).message}`);
+    // Not JSON.parse's own message: it quotes the input, line breaks and all, and the message is one line.
+    throw new UserError(`--dsl ${shown} is not a JSON object: ${jsonErrorWithoutContent(err)}`);
   }
 }
 

@@ -38,6 +38,8 @@ export interface VerifyResult {
    * or a clock ahead of the pipeline's): counted once, when verifying failed.
    */
   readonly arrivedBefore?: number;
+  /** Ctrl-C (`signal`) ended the wait before every record was found. */
+  readonly interrupted?: boolean;
 }
 
 export interface WaitOptions {
@@ -51,7 +53,9 @@ export interface WaitOptions {
    * of the pipeline's (Firehose's or Kinesis's arrival time; the twin's is this machine's). @default 0
    */
   readonly clockToleranceMs?: number;
-  readonly sleep?: (ms: number) => Promise<void>;
+  readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Ends the wait when it aborts (Ctrl-C): the result says what was found until then. */
+  readonly signal?: AbortSignal;
 }
 
 /** Ids per query: keeps an Athena query string far below its 256 KB limit. */
@@ -72,8 +76,16 @@ async function waitFor(label: string, unit: string, expected: readonly ExpectedR
   const since = options.startedAt - (options.clockToleranceMs ?? 0);
   const wait = options.sleep ?? sleep;
   let lastFoundAt = Date.now();
-  for (;;) {
-    const found = await findSome([...missing.values()], since);
+  const { signal } = options;
+  while (!signal?.aborted) {
+    let found: Set<string>;
+    try {
+      found = await findSome([...missing.values()], since);
+    } catch (err) {
+      // The check in flight gives up when interrupted (DuckDB's query, OpenSearch's request): what was found stands.
+      if (signal?.aborted) break;
+      throw err;
+    }
     if (found.size > 0) lastFoundAt = Date.now();
     for (const id of found) missing.delete(id);
     const done = expected.length - missing.size;
@@ -81,12 +93,12 @@ async function waitFor(label: string, unit: string, expected: readonly ExpectedR
     const left = deadline - Date.now();
     if (missing.size === 0 || left <= 0) break;
     // The last wait ends at the deadline, for one more check then: records that land in the last poll interval count.
-    await wait(Math.min(options.pollMs, left));
+    await wait(Math.min(options.pollMs, left), signal);
   }
   const passed = missing.size === 0;
   const elapsedMs = (passed ? lastFoundAt : Date.now()) - options.startedAt;
-  // Said when it failed: ids that are there, but only from before this put, are the likeliest cause.
-  const arrivedBefore = passed ? undefined : (await findSome([...missing.values()], undefined)).size;
+  // Said when it failed: ids that are there, but only from before this put, are the likeliest cause. Not asked after Ctrl-C.
+  const arrivedBefore = passed || signal?.aborted ? undefined : (await findSome([...missing.values()], undefined)).size;
   return {
     where: label,
     expected: expected.length,
@@ -95,6 +107,7 @@ async function waitFor(label: string, unit: string, expected: readonly ExpectedR
     passed,
     missingSample: [...missing.keys()].slice(0, 5),
     ...(arrivedBefore ? { arrivedBefore } : {}),
+    ...(!passed && signal?.aborted ? { interrupted: true } : {}),
   };
 }
 
@@ -158,7 +171,7 @@ export async function verifySearch(backend: SearchBackend, config: SluiceConfig,
       const filter: unknown[] = [{ terms: { [field]: ids } }];
       if (since !== undefined) filter.push({ range: { [ARRIVAL_FIELD]: { gte: new Date(since).toISOString() } } });
       // A document per put of a record (Firehose gives each its own id): enough hits for every copy of the ids asked.
-      const response = await backend.search(index, { size: Math.min(ids.length * 10, 10_000), _source: [field], query: { bool: { filter } } });
+      const response = await backend.search(index, { size: Math.min(ids.length * 10, 10_000), _source: [field], query: { bool: { filter } } }, options.signal);
       for (const hit of response.hits.hits) {
         const value = hit._source?.[field];
         if (typeof value === 'string') found.add(value);

@@ -221,7 +221,7 @@ describe('sluice against `sluice local up`, each command its own process', () =>
     expect(stdout).toMatch(/would replay by pipeline: iot 1/);
     expect(stdout).toMatch(/app-events\s+still-failing\s+1\s+schema \(required\): \/user_id is required/);
     expect(stdout).toMatch(/app-events\s+still-failing\s+1\s+schema \(enum\): \/event_type/);
-    expect(stderr).toBe('sluice: 3 of 4 dead-letter records would not be replayed; they stay in the queue\n');
+    expect(stderr).toBe('sluice: 3 of 4 dead-letter messages would not be replayed; they stay in the queue\n');
     expect(await dlq().count()).toBe(4);
   });
 
@@ -231,7 +231,7 @@ describe('sluice against `sluice local up`, each command its own process', () =>
     expect(first.stdout).toMatch(/replayed \(message deleted\)\s+1/);
     expect(first.stdout).toMatch(/still failing \(kept\)\s+3/);
     expect(first.stdout).toMatch(/replayed by pipeline: iot 1/);
-    expect(first.stderr).toBe('sluice: 3 of 4 dead-letter records not replayed; they stay in the queue\n');
+    expect(first.stderr).toBe('sluice: 3 of 4 dead-letter messages not replayed; they stay in the queue\n');
     expect(await dlq().count()).toBe(3);
 
     const second = await sluice('replay', '--json');

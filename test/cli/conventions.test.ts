@@ -28,6 +28,14 @@ describe('--help', () => {
     expect(stdout).toMatch(/--progress/);
   });
 
+  test('put --help\'s --file example names the file as docs/cli.md does (no directory the repository lacks)', async () => {
+    const { stdout } = await sluice('put', '--help');
+    const examples = stdout.split('\n').filter((line) => /^ {2}\$ sluice put .*--file /.test(line)).map((line) => line.trim());
+    expect(examples).toHaveLength(1);
+    const docs = fs.readFileSync(path.join(__dirname, '..', '..', 'docs', 'cli.md'), 'utf8');
+    expect(docs.split('\n')).toContain(examples[0]);
+  });
+
   test('sluice --help lists the commands and the exit statuses', async () => {
     const { code, stdout } = await sluice('--help');
     expect(code).toBe(0);

@@ -19,3 +19,15 @@ test('a 403 from a local endpoint does not send the user to their AWS permission
   // Against AWS (no local endpoint), it is about permissions.
   expect(explainFailure(sdkError('AccessDeniedException', 'no', 403), { service: 'Firehose' }).message).toMatch(/Your AWS identity needs permission/);
 });
+
+test('a port fetch refuses outright (the Fetch standard\'s blocked ports) is named as such, not "fetch failed"', async () => {
+  for (const port of [6000, 1, 5060, 6667, 10080]) {
+    const endpoint = `http://127.0.0.1:${port}`;
+    // undici refuses these before it connects: nothing needs to listen there.
+    const err = await fetch(`${endpoint}/`, { method: 'POST' }).then(() => undefined, (e: unknown) => e);
+    const explained = explainFailure(err, { service: 'the twin\'s Firehose API', endpoint, startHint: 'start the twin' });
+    expect(explained).toBeInstanceOf(UserError);
+    expect(explained.message).toBe(`cannot reach the twin's Firehose API at ${endpoint}: its port ${port} is one Node's fetch refuses to connect to (a blocked port of the Fetch standard, as in browsers): use another port`);
+    expect((explained as UserError).exitCode).toBe(2);
+  }
+});

@@ -117,6 +117,12 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     }
   });
 
+  test('an endpoint on a port fetch refuses (6000, a blocked port of the Fetch standard): exit 2 saying so, not "fetch failed"', async () => {
+    const { code, stdout, stderr } = await sluice('put', 'app-events', '--endpoint-firehose', 'http://127.0.0.1:6000', '--data-dir', dataDir);
+    expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+    expect(stderr).toMatch(/^sluice: cannot reach .* at http:\/\/127\.0\.0\.1:6000: its port 6000 is one Node's fetch refuses to connect to \(a blocked port of the Fetch standard, as in browsers\): use another port\n$/);
+  });
+
   test('the endpoint stops answering mid-run: says so, still reports what was sent and accepted, exit 1', async () => {
     for (const json of [false, true]) {
       const stopping = new RecordingBackend();
@@ -563,6 +569,25 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(stdout).toMatch(new RegExp(`^verified: ${sent} of ${sent} records sent before Ctrl-C queryable after`, 'm'));
     expect(stdout).not.toMatch(/PASS/);
     expect(code).toBe(130);
+  }, 60_000);
+
+  test('Ctrl-C while --verify waits: what was sent, and that it was not verified, in one sluice: line; no PASS or FAIL; exit 130', async () => {
+    // Records that never land in the lake: verifying waits (up to --timeout) for them.
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--count', '5', '--verify', '--timeout', '60s',
+      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // The summary is printed once sending is done; verifying starts then.
+    for (const until = Date.now() + 20_000; !/accepted 5 · failed 0/.test(stdout) && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/^sluice: interrupted \(Ctrl-C\) while verifying, after [\d.]+ m?s: 5 records sent, 5 accepted, not verified \(queryable so far: 0\/5 in lake \(sluice_dev\.app_events\)\)\n$/);
+    expect(stdout).toMatch(/^ {2}verify lake \(sluice_dev\.app_events\): 0\/5 after [\d.]+ m?s when Ctrl-C stopped the wait$/m);
+    expect(stdout).not.toMatch(/PASS|FAIL/);
   }, 60_000);
 
   test('Ctrl-C during the last batch of a --file interrupted nothing: every record sent, exit 0, not 130', async () => {

@@ -179,6 +179,12 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(lines[1]).toMatch(/^[0-9a-f-]{36},1\.0\.0,/);
   });
 
+  test('--csv ends every record with CRLF, the last one too (RFC 4180)', async () => {
+    const { code, stdout } = await query("SELECT 'a' AS x, 1 AS n UNION ALL SELECT 'b', 2 ORDER BY n", '--csv');
+    expect(code).toBe(0);
+    expect(Buffer.from(stdout)).toEqual(Buffer.from('x,n\r\na,1\r\nb,2\r\n'));
+  });
+
   test('timestamps print as ISO-8601 UTC', async () => {
     const { stdout } = await query('SELECT max(event_time) AS latest FROM iot', '--json');
     expect((JSON.parse(stdout) as Array<{ latest: string }>)[0].latest).toMatch(/^2026-11-22T1[12]:\d\d:\d\d\.\d{3}Z$/);
@@ -436,6 +442,26 @@ test('Ctrl-C during a local query exits 130 and leaves no scratch folder (profil
     expect(scratch()).toEqual([]);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}, 30_000);
+
+test('Ctrl-C before the query runs (while the CLI loads): it ends at once, by the signal, with the one sluice: line', async () => {
+  const dir = tempDataDir();
+  try {
+    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dir, 'SELECT 1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const err: Buffer[] = [];
+    const out: Buffer[] = [];
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (code, signal) => resolve([code, signal])));
+    // Loading the CLI (TypeScript through tsx) takes most of a second; the query has no handler of its own yet.
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGINT');
+    expect(await exited).toEqual([null, 'SIGINT']);
+    expect(Buffer.concat(err).toString('utf8')).toBe('sluice: interrupted (Ctrl-C)\n');
+    expect(Buffer.concat(out).toString('utf8')).toBe('');
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }, 30_000);

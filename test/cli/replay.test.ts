@@ -100,13 +100,16 @@ describe('sluice replay (twin)', () => {
     await dlq.send([junk(0, 0), junk(0, 1), junk(0, 2), junk(1, 3), junk(1, 4), ...Array.from({ length: 12 }, (_, i) => junk(2 + i, 5 + i))]);
     const { code, stdout } = await replay('--dry-run');
     expect(code).toBe(1);
+    // It counts messages (a record failed by both its lake and its search delivery has two), and says so.
+    expect(stdout).toMatch(/^outcome +messages *$/m);
     const table = stdout.slice(stdout.indexOf('not replayed, by reason'));
+    expect(table).toMatch(/^pipeline +outcome +messages +reason *$/m);
     const rows = table.split('\n').filter((line) => /app-events\s+still-failing/.test(line));
     expect(rows).toHaveLength(10);
     expect(rows[0]).toMatch(/still-failing\s+3\s+.*\/junk0\b/);
     expect(rows[1]).toMatch(/still-failing\s+2\s+.*\/junk1\b/);
     // 17 messages: 3 + 2 + 8 shown, 4 more for 4 other reasons.
-    expect(table).toMatch(/^… and 4 more records for 4 other reasons \(--json lists every message\)$/m);
+    expect(table).toMatch(/^… and 4 more messages for 4 other reasons \(--json lists every message\)$/m);
     const json = await replayAgain('--dry-run', '--json');
     expect((JSON.parse(json.stdout) as { messages: unknown[] }).messages).toHaveLength(17);
   });
@@ -114,7 +117,7 @@ describe('sluice replay (twin)', () => {
   test('re-puts the records that pass now, deletes only their messages, reports the rest by reason', async () => {
     const { code, stdout, stderr } = await replay();
     expect(code).toBe(1);
-    expect(stderr).toBe('sluice: 4 of 7 dead-letter records not replayed; they stay in the queue\n');
+    expect(stderr).toBe('sluice: 4 of 7 dead-letter messages not replayed; they stay in the queue\n');
     // Message 1's record once (message 3 is the same record), message 2's from the error object it points at.
     expect(backend.acknowledged.map((r) => [r.streamName, r.data.toString()])).toEqual([
       ['sluice-dev-app-events-lake', appEvent(1)],

@@ -217,6 +217,8 @@ describe('sluice search (OPENSEARCH_URL)', () => {
       [' \n', 'sluice: --dsl - (standard input) is empty: expected a JSON object, a search body or a query clause\n'],
       ['{ "query": ', 'sluice: --dsl - (standard input) is not a JSON object: Unexpected end of JSON input\n'],
       ['[1, 2]', 'sluice: --dsl - (standard input) is not a JSON object: expected a JSON object\n'],
+      // JSON.parse's message quotes the input, its line break too: the message stays one line.
+      ['not json\n', 'sluice: --dsl - (standard input) is not a JSON object: unexpected token \'o\'\n'],
     ];
     for (const [stdin, message] of cases) {
       expect({ stdin, ...(await searchWithStdin(stdin, 'clickstream', '--dsl', '-')) }).toEqual({ stdin, code: 2, stdout: '', stderr: message });
@@ -268,6 +270,25 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     const { code, stderr } = await search('clickstream', 'event_type:(');
     expect(code).toBe(1);
     expect(stderr).toBe('sluice: OpenSearch refused the query: Failed to parse query [event_type:(]\n');
+  });
+
+  test('an endpoint that answers 200 but not as OpenSearch does (a login page, JSON without hits): one line saying so, exit 2', async () => {
+    // A proxy's login page: its own server, as the stand-in OpenSearch answers JSON only.
+    let reply = { type: 'text/html; charset=utf-8', body: '<!doctype html>\n<html><body>Sign in</body></html>' };
+    const proxy = createServer((req, res) => {
+      req.resume().on('end', () => res.writeHead(200, { 'content-type': reply.type }).end(reply.body));
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    try {
+      const html = await sluice('search', 'clickstream', 'event_type:click', '--endpoint-opensearch', proxyUrl);
+      expect(html).toEqual({ code: 2, stdout: '', stderr: `sluice: OpenSearch at ${proxyUrl} answered the search (HTTP 200) but not as OpenSearch does (text/html, not a JSON search result): is a proxy or a login page in front of it? Check the endpoint\n` });
+      reply = { type: 'application/json', body: '{"ok":true}' };
+      const json = await sluice('search', 'clickstream', '--count-by', 'device.type', '--endpoint-opensearch', proxyUrl);
+      expect(json).toEqual({ code: 2, stdout: '', stderr: `sluice: OpenSearch at ${proxyUrl} answered the search (HTTP 200) but not as OpenSearch does (application/json, a body without hits): is a proxy or a login page in front of it? Check the endpoint\n` });
+    } finally {
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
   });
 
   test('without an OpenSearch, a clear message says how to provide one', async () => {

@@ -328,7 +328,7 @@ describe('a call cut off after it was sent: its records may have been taken', ()
 describe('toCsv', () => {
   test('quotes what needs quoting; NULL is empty; dates ISO; nested JSON', () => {
     expect(toCsv(['a', 'b', 'c', 'd'], [['x,y', 'say "hi"', null, new Date('2026-01-02T03:04:05Z')], [' pad', 1n, { k: [1] }, true]]))
-      .toBe('a,b,c,d\r\n"x,y","say ""hi""",,2026-01-02T03:04:05.000Z\r\n" pad",1,"{ ""k"": [ 1 ] }",true');
+      .toBe('a,b,c,d\r\n"x,y","say ""hi""",,2026-01-02T03:04:05.000Z\r\n" pad",1,"{ ""k"": [ 1 ] }",true\r\n');
   });
 });
 
@@ -382,7 +382,7 @@ describe('formatTable', () => {
   });
 
   test('CSV keeps the data exact: integers without separators, control characters as they are', () => {
-    expect(toCsv(['year', 'msg'], [[2026, 'a\x1bb\u202ec']])).toBe('year,msg\r\n2026,a\x1bb\u202ec');
+    expect(toCsv(['year', 'msg'], [[2026, 'a\x1bb\u202ec']])).toBe('year,msg\r\n2026,a\x1bb\u202ec\r\n');
   });
 });
 

@@ -20,7 +20,7 @@ export {
   type TransformSettings,
 } from './record';
 export { isKnownPipeline, knownPipelines, pipelineSchema, type PipelineSchema } from './pipeline';
-export { decodeJson, type Decoded } from './json';
+export { decodeJson, jsonErrorWithoutContent, type Decoded } from './json';
 export { isoUtc, parseDateTime, timePartitions, type UtcTime } from './timestamps';
 export { minorUnitDigits, toMinorUnits } from './money';
 export { maskValue, REDACTED } from './pii';
