@@ -180,7 +180,7 @@ describe('sluice against `sluice local up`, each command its own process', () =>
       sluice('query', `SELECT count(*) AS n FROM app_events WHERE ${partition}`, '--csv'),
     ]);
     expect([all.code, pruned.code]).toEqual([0, 0]);
-    expect(all.stdout).toBe('n\r\n203\n');
+    expect(all.stdout).toBe('n\r\n203\r\n');
     expect(Number(pruned.stdout.split('\r\n')[1])).toBeGreaterThanOrEqual(3);
     const whole = filesRead(all.stderr);
     const some = filesRead(pruned.stderr);
