@@ -33,6 +33,17 @@ afterEach(() => {
 });
 
 const put = (...args: string[]) => sluice('put', ...args, '--endpoint-firehose', api.url, '--data-dir', dataDir);
+
+/** `put` in its own process against the test's endpoint and data dir, so a SIGINT is a real one; its output as it comes. */
+function spawnPut(...args: string[]) {
+  const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', ...args, '--endpoint-firehose', api.url, '--data-dir', dataDir],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = { stdout: '', stderr: '' };
+  child.stdout.on('data', (chunk: Buffer) => { output.stdout += chunk.toString(); });
+  child.stderr.on('data', (chunk: Buffer) => { output.stderr += chunk.toString(); });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return { child, output, exited };
+}
 const unavailable = { ok: false as const, errorCode: 'ServiceUnavailableException', errorMessage: 'Slow down.' };
 
 describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
@@ -552,17 +563,12 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     backend.onIngest = async (_stream, records) => {
       await deliverToLake(dataDir, 'app-events', records);
     };
-    // Its own process, so the SIGINT is a real one, sent when records flow.
-    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--duration', '30s', '--rate', '50', '--verify',
-      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // The SIGINT sent when records flow.
+    const { child, output, exited } = spawnPut('app-events', '--duration', '30s', '--rate', '50', '--verify');
     while (backend.acknowledged.length < 20) await new Promise((resolve) => setTimeout(resolve, 50));
     child.kill('SIGINT');
-    const code = await exited;
+    const { code } = await exited;
+    const { stdout, stderr } = output;
     const sent = backend.acknowledged.length;
     expect(stderr).toMatch(new RegExp(`^sluice: interrupted \\(Ctrl-C\\) after [\\d.]+ m?s of 30 s: ${sent} records sent\n$`));
     expect(stdout).toMatch(new RegExp(`accepted ${sent} · failed 0`));
@@ -573,18 +579,13 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
 
   test('Ctrl-C while --verify waits: what was sent, and that it was not verified, in one sluice: line; no PASS or FAIL; exit 130', async () => {
     // Records that never land in the lake: verifying waits (up to --timeout) for them.
-    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--count', '5', '--verify', '--timeout', '60s',
-      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const { child, output, exited } = spawnPut('app-events', '--count', '5', '--verify', '--timeout', '60s');
     // The summary is printed once sending is done; verifying starts then.
-    for (const until = Date.now() + 20_000; !/accepted 5 · failed 0/.test(stdout) && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const until = Date.now() + 20_000; !/accepted 5 · failed 0/.test(output.stdout) && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50));
     await new Promise((resolve) => setTimeout(resolve, 1500));
     child.kill('SIGINT');
-    expect(await exited).toBe(130);
+    expect((await exited).code).toBe(130);
+    const { stdout, stderr } = output;
     expect(stderr).toMatch(/^sluice: interrupted \(Ctrl-C\) while verifying, after [\d.]+ m?s: 5 records sent, 5 accepted, not verified \(queryable so far: 0\/5 in lake \(sluice_dev\.app_events\)\)\n$/);
     expect(stdout).toMatch(/^ {2}verify lake \(sluice_dev\.app_events\): 0\/5 after [\d.]+ m?s when Ctrl-C stopped the wait$/m);
     expect(stdout).not.toMatch(/PASS|FAIL/);
@@ -594,18 +595,15 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     const file = path.join(dataDir, 'records.ndjson');
     const record = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
     fs.writeFileSync(file, `${record(1)}\n${record(2)}\n${record(3)}\n`);
-    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', file,
-      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { child, output, exited } = spawnPut('app-events', '--file', file);
     // The SIGINT arrives while the file's one and only call is in flight.
     backend.onIngest = async () => {
       child.kill('SIGINT');
       await new Promise((resolve) => setTimeout(resolve, 300));
     };
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const { code } = await exited;
     expect(backend.acknowledged).toHaveLength(3);
-    expect(stderr).toBe('');
+    expect(output.stderr).toBe('');
     expect(code).toBe(0);
   }, 60_000);
 
@@ -613,11 +611,7 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     const file = path.join(dataDir, 'records.ndjson');
     const record = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
     fs.writeFileSync(file, `${record(1)}\n${record(2)}\n`);
-    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', file, '--batch-size', '1',
-      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_, signal) => resolve(signal)));
+    const { child, output, exited } = spawnPut('app-events', '--file', file, '--batch-size', '1');
     // The first call hangs (an endpoint that stopped answering).
     let release: () => void = () => undefined;
     backend.onIngest = () => new Promise<void>((resolve) => {
@@ -625,10 +619,10 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       child.kill('SIGINT');
     });
     try {
-      for (const until = Date.now() + 20_000; !stderr.includes('Ctrl-C again') && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(stderr).toBe('sluice: stopping once the call in flight is answered; Ctrl-C again to quit at once\n');
+      for (const until = Date.now() + 20_000; !output.stderr.includes('Ctrl-C again') && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(output.stderr).toBe('sluice: stopping once the call in flight is answered; Ctrl-C again to quit at once\n');
       child.kill('SIGINT');
-      expect(await exited).toBe('SIGINT');
+      expect((await exited).signal).toBe('SIGINT');
     } finally {
       release();
     }
