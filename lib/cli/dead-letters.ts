@@ -317,6 +317,12 @@ export function awsReplayLedger(dynamo: DynamoDBDocumentClient, tableName: strin
 }
 
 /** The base64 record of one line of an error object (a pointer message's target). */
+/** The connection dropped (or the disk failed) while a pointer's object streamed: this message stays, the others may still be replayed. */
+function unreadableTo(pointer: { bucket: string; key: string; line: number }, err: unknown): UserError {
+  const why = explainFailure(err, { service: 'S3', resource: `s3://${pointer.bucket}/${pointer.key}` });
+  return new UserError(`s3://${pointer.bucket}/${pointer.key} could not be read to line ${pointer.line}: ${why.message}`, 1);
+}
+
 export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: string; key: string; line: number }): Promise<string> {
   // A message names what it names: a bucket or key S3 could not hold is this message's problem, not the run's.
   const bucketProblem = bucketNameProblem(pointer.bucket);
@@ -333,7 +339,9 @@ export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: str
     if (e.$fault === 'client' || err instanceof InvalidObjectKeyError || err instanceof ObjectChangedError) {
       throw new UserError(`s3://${pointer.bucket}/${pointer.key} could not be read: ${e.name ?? 'Error'}: ${e.message ?? ''}`.trim(), 1);
     }
-    throw err;
+    if (err instanceof UserError) throw err;
+    // The connection dropped while a gzip object was read through to check it: as while its lines stream, below.
+    throw unreadableTo(pointer, err);
   }
   if (reading === undefined) throw new UserError(`s3://${pointer.bucket}/${pointer.key} is gone (error objects expire after lifecycle.errorExpirationDays)`, 1);
   let line: ParsedLine | undefined;
@@ -344,9 +352,7 @@ export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: str
       break;
     }
   } catch (err) {
-    // The connection dropped (or the disk failed) while the object streamed: this message stays, the others may still be replayed.
-    const why = explainFailure(err, { service: 'S3', resource: `s3://${pointer.bucket}/${pointer.key}` });
-    throw new UserError(`s3://${pointer.bucket}/${pointer.key} could not be read to line ${pointer.line}: ${why.message}`, 1);
+    throw unreadableTo(pointer, err);
   }
   const damaged = reading.damaged;
   if (!line) throw new UserError(`s3://${pointer.bucket}/${pointer.key} has no line ${pointer.line}${damaged ? `: ${damaged}` : ''}`, 1);

@@ -34,7 +34,7 @@ interface LocalFlags {
  * signals its child and then its process group, and supervisors that signal the group do likewise. A second
  * SIGINT is never taken for the first: it is a deliberate second Ctrl-C, and forces the exit however soon it comes.
  */
-const REPEATED_SIGTERM_MS = 1_000;
+const REPEATED_SIGTERM_MS = 2_000;
 
 function portFrom(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
   return parsePort(flag, name) ?? parsePort(env, name) ?? fallback;

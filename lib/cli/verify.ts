@@ -63,11 +63,11 @@ const IDS_PER_QUERY = 1000;
 /** More distinct partitions than this in one query: filter by the ids alone. */
 const MAX_PARTITION_TERMS = 48;
 
-/**
- * Finds which of `missing` are there, counting only what arrived at or after `since` (epoch ms), or whatever
- * arrived when `since` is undefined.
- */
-type FindSome = (missing: ExpectedRecord[], since: number | undefined) => Promise<Set<string>>;
+/** Which arrival times count (epoch ms): at or after `from` (this put's), or before `until` (an earlier put's). */
+export type ArrivalWindow = { readonly from: number } | { readonly until: number };
+
+/** Finds which of `missing` are there, counting only what arrived in `window`. */
+type FindSome = (missing: ExpectedRecord[], window: ArrivalWindow) => Promise<Set<string>>;
 
 /** Polls `findSome` for the missing ids until all are found or the time is up. */
 async function waitFor(label: string, unit: string, expected: readonly ExpectedRecord[], findSome: FindSome, options: WaitOptions): Promise<VerifyResult> {
@@ -80,7 +80,7 @@ async function waitFor(label: string, unit: string, expected: readonly ExpectedR
   while (!signal?.aborted) {
     let found: Set<string>;
     try {
-      found = await findSome([...missing.values()], since);
+      found = await findSome([...missing.values()], { from: since });
     } catch (err) {
       // The check in flight gives up when interrupted (DuckDB's query, OpenSearch's request): what was found stands.
       if (signal?.aborted) break;
@@ -97,8 +97,16 @@ async function waitFor(label: string, unit: string, expected: readonly ExpectedR
   }
   const passed = missing.size === 0;
   const elapsedMs = (passed ? lastFoundAt : Date.now()) - options.startedAt;
-  // Said when it failed: ids that are there, but only from before this put, are the likeliest cause. Not asked after Ctrl-C.
-  const arrivedBefore = passed || signal?.aborted ? undefined : (await findSome([...missing.values()], undefined)).size;
+  // Said when it failed: ids that are there from before this put are the likeliest cause. Not asked after Ctrl-C, and
+  // a Ctrl-C while it is asked leaves it unsaid.
+  let arrivedBefore: number | undefined;
+  if (!passed && !signal?.aborted) {
+    try {
+      arrivedBefore = (await findSome([...missing.values()], { until: since })).size;
+    } catch (err) {
+      if (!signal?.aborted) throw err;
+    }
+  }
   return {
     where: label,
     expected: expected.length,
@@ -121,9 +129,9 @@ function lakeColumns(model: SchemaModel): { id: string; intKeys: Set<string> } {
 /**
  * `SELECT DISTINCT id FROM db.table WHERE (partition = … OR …) AND sluice.arrival_time >= … AND id IN (…)`: the
  * partition terms let Athena's projection read only the partitions the records land in; the arrival time (a UTC
- * timestamp, as Athena and DuckDB both read it) leaves out rows of the same ids put before `since` (epoch ms).
+ * timestamp, as Athena and DuckDB both read it) keeps rows of this put (`window.from`) or of earlier ones (`window.until`).
  */
-export function lakeVerifySql(model: SchemaModel, database: string, table: string, batch: readonly ExpectedRecord[], since?: number): string {
+export function lakeVerifySql(model: SchemaModel, database: string, table: string, batch: readonly ExpectedRecord[], window?: ArrivalWindow): string {
   const { id, intKeys } = lakeColumns(model);
   const literal = (key: string, value: string) => (intKeys.has(key) ? String(Number(value)) : sqlString(value));
   const terms = new Set<string>();
@@ -133,7 +141,10 @@ export function lakeVerifySql(model: SchemaModel, database: string, table: strin
   }
   const where = [`${quoteIdent(id)} IN (${batch.map((e) => sqlString(e.id)).join(', ')})`];
   // The long list of ids last, where a reader of the query looks for it.
-  if (since !== undefined) where.unshift(`${quoteIdent(ENRICHMENT_COLUMN)}.${quoteIdent('arrival_time')} >= TIMESTAMP ${sqlString(timestampLiteral(since))}`);
+  if (window !== undefined) {
+    const [op, at] = 'from' in window ? ['>=', window.from] : ['<', window.until];
+    where.unshift(`${quoteIdent(ENRICHMENT_COLUMN)}.${quoteIdent('arrival_time')} ${op} TIMESTAMP ${sqlString(timestampLiteral(at))}`);
+  }
   if (terms.size > 0 && terms.size <= MAX_PARTITION_TERMS && !terms.has('()')) where.unshift(`(${[...terms].sort().join(' OR ')})`);
   return `SELECT DISTINCT ${quoteIdent(id)} AS id FROM ${quoteIdent(database)}.${quoteIdent(table)} WHERE ${where.join(' AND ')}`;
 }
@@ -146,10 +157,10 @@ function timestampLiteral(epochMs: number): string {
 export async function verifyLake(engine: SqlEngine, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
   const names = resourceNames(config, model.pipeline);
   const database = engine.database || names.glueDatabase;
-  return waitFor(`lake (${database}.${names.glueTable})`, 'rows', expected, async (missing, since) => {
+  return waitFor(`lake (${database}.${names.glueTable})`, 'rows', expected, async (missing, window) => {
     const found = new Set<string>();
     for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
-      const result = await engine.run(lakeVerifySql(model, database, names.glueTable, missing.slice(i, i + IDS_PER_QUERY), since), { progress: options.progress });
+      const result = await engine.run(lakeVerifySql(model, database, names.glueTable, missing.slice(i, i + IDS_PER_QUERY), window), { progress: options.progress });
       for (const row of result.rows) found.add(String(row[0]));
     }
     return found;
@@ -164,12 +175,12 @@ function idField(model: SchemaModel): string {
 export async function verifySearch(backend: SearchBackend, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
   const index = `${resourceNames(config, model.pipeline).indexPrefix}-*`;
   const field = idField(model);
-  return waitFor(`search (${index})`, 'documents', expected, async (missing, since) => {
+  return waitFor(`search (${index})`, 'documents', expected, async (missing, window) => {
     const found = new Set<string>();
     for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
       const ids = missing.slice(i, i + IDS_PER_QUERY).map((e) => e.id);
       const filter: unknown[] = [{ terms: { [field]: ids } }];
-      if (since !== undefined) filter.push({ range: { [ARRIVAL_FIELD]: { gte: new Date(since).toISOString() } } });
+      filter.push({ range: { [ARRIVAL_FIELD]: 'from' in window ? { gte: new Date(window.from).toISOString() } : { lt: new Date(window.until).toISOString() } } });
       // A document per put of a record (Firehose gives each its own id): enough hits for every copy of the ids asked.
       const response = await backend.search(index, { size: Math.min(ids.length * 10, 10_000), _source: [field], query: { bool: { filter } } }, options.signal);
       for (const hit of response.hits.hits) {
@@ -188,14 +199,15 @@ const ARRIVAL_FIELD = `${ENRICHMENT_COLUMN}.arrival_time`;
 export async function verifyBulkFiles(dataDir: string, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
   const prefix = `${resourceNames(config, model.pipeline).indexPrefix}-`;
   const field = idField(model);
-  return waitFor(`search (_bulk bodies under ${path.join(openSearchDir(dataDir), model.pipeline)})`, 'documents', expected, async (missing, since) => {
+  return waitFor(`search (_bulk bodies under ${path.join(openSearchDir(dataDir), model.pipeline)})`, 'documents', expected, async (missing, window) => {
     const wanted = new Set(missing.map((e) => e.id));
     const found = new Set<string>();
     for (const { index, doc } of bulkDocuments(dataDir, model.pipeline)) {
       const value = doc[field];
       if (!((index === '' || index.startsWith(prefix)) && typeof value === 'string' && wanted.has(value))) continue;
       const arrival = (doc[ENRICHMENT_COLUMN] as { arrival_time?: unknown } | undefined)?.arrival_time;
-      if (since === undefined || (typeof arrival === 'string' && Date.parse(arrival) >= since)) found.add(value);
+      const at = typeof arrival === 'string' ? Date.parse(arrival) : Number.NaN;
+      if ('from' in window ? at >= window.from : at < window.until) found.add(value);
     }
     return found;
   }, options);

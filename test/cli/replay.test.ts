@@ -248,6 +248,15 @@ describe('sluice replay (twin)', () => {
       exitCode: 1,
       message: expect.stringMatching(/^s3:\/\/.+\/streamed could not be read to line 3: S3 dropped the connection \(ECONNRESET\)/),
     });
+    // The same while a gzip object is read through to check it, before any line is given.
+    const droppedGz = async function* (): AsyncGenerator<Uint8Array> {
+      yield gz.subarray(0, 100);
+      throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    };
+    await expect(rawDataAt(async () => ({ body: droppedGz(), etag: '"1"' }), { bucket: POINTER.bucket, key: `${key}.gz`, line: 3 })).rejects.toMatchObject({
+      exitCode: 1,
+      message: expect.stringMatching(/^s3:\/\/.+\/streamed\.gz could not be read to line 3: S3 dropped the connection \(ECONNRESET\)/),
+    });
   });
 
   test('one replay at a time per dead-letter file: a second is refused while the first runs; a lock whose process is gone is taken over', async () => {

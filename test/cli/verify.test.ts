@@ -19,8 +19,10 @@ const startedAt = Date.parse('2026-12-03T18:00:00.000Z');
 const options = { timeoutMs: 0, pollMs: 10, progress: new Progress({ forced: false }), startedAt, clockToleranceMs: 1000 };
 
 test('the lake query asks for rows that arrived since the put started, less the tolerance', () => {
-  const sql = lakeVerifySql(model, 'db', 'clickstream', expected, startedAt - 1000);
+  const sql = lakeVerifySql(model, 'db', 'clickstream', expected, { from: startedAt - 1000 });
   expect(sql).toMatch(/^SELECT DISTINCT "event_id" AS id FROM "db"\."clickstream" WHERE "sluice"\."arrival_time" >= TIMESTAMP '2026-12-03 17:59:59\.000' AND "event_id" IN \('e-1', 'e-2'\)$/);
+  // What an earlier put left, for the message when verifying fails: before that time, not merely any.
+  expect(lakeVerifySql(model, 'db', 'clickstream', expected, { until: startedAt - 1000 })).toMatch(/ WHERE "sluice"\."arrival_time" < TIMESTAMP '2026-12-03 17:59:59\.000' AND /);
   expect(lakeVerifySql(model, 'db', 'clickstream', expected)).not.toMatch(/arrival_time/);
 });
 
@@ -51,9 +53,10 @@ test('OpenSearch: the query filters on the arrival time, and asks for enough hit
     async search(_index, body) {
       bodies.push(body);
       // Ten copies of e-1 from earlier puts would fill a page of two hits; this put's e-2 comes after them.
-      const timed = JSON.stringify(body).includes('"range"');
+      // This put's documents (gte): e-2. Earlier puts' (lt): ten copies of e-1, which would fill a page of two hits.
+      const thisPut = JSON.stringify(body).includes('"gte"');
       const asked = new Set(JSON.stringify(body).match(/e-\d/g));
-      const all = timed ? [{ _source: { event_id: 'e-2' } }] : [...Array.from({ length: 10 }, () => ({ _source: { event_id: 'e-1' } })), { _source: { event_id: 'e-2' } }];
+      const all = thisPut ? [{ _source: { event_id: 'e-2' } }] : Array.from({ length: 10 }, () => ({ _source: { event_id: 'e-1' } }));
       const hits = all.filter((h) => asked.has(h._source.event_id));
       return { hits: { total: { value: hits.length }, hits } } as unknown as SearchResponseBody;
     },
@@ -66,4 +69,22 @@ test('OpenSearch: the query filters on the arrival time, and asks for enough hit
     query: { bool: { filter: [{ terms: { event_id: ['e-1', 'e-2'] } }, { range: { 'sluice.arrival_time': { gte: '2026-12-03T17:59:59.000Z' } } }] } },
   });
   expect(result).toMatchObject({ found: 1, passed: false, missingSample: ['e-1'], arrivedBefore: 1 });
+  expect(bodies[1]).toMatchObject({ query: { bool: { filter: [{ terms: { event_id: ['e-1'] } }, { range: { 'sluice.arrival_time': { lt: '2026-12-03T17:59:59.000Z' } } }] } } });
+});
+
+test('Ctrl-C while it asks what is there from before the put: the result says interrupted, and nothing is thrown', async () => {
+  const interruption = new AbortController();
+  const backend: SearchBackend = {
+    description: 'test',
+    search(_index, body, signal) {
+      if (JSON.stringify(body).includes('"gte"')) return Promise.resolve({ hits: { total: { value: 0 }, hits: [] } } as unknown as SearchResponseBody);
+      // The question about earlier puts hangs until Ctrl-C.
+      setTimeout(() => interruption.abort(), 20);
+      return new Promise((_, reject) => signal?.addEventListener('abort', () => reject(new Error('This operation was aborted')), { once: true }));
+    },
+    async close() {},
+  };
+  const result = await verifySearch(backend, config, model, expected, { ...options, signal: interruption.signal });
+  expect(result).toMatchObject({ found: 0, passed: false, interrupted: true });
+  expect(result.arrivedBefore).toBeUndefined();
 });
