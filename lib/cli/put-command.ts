@@ -683,10 +683,11 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
 
 /**
  * How far this machine's clock may run ahead of the pipeline's without `--verify` missing this put's rows: rows count
- * from the put's start less this (verify.ts). Locally the twin stamps arrival times with this machine's clock (a second
- * for rounding); on AWS, Firehose and Kinesis stamp them with theirs.
+ * from the put's start less this (verify.ts). Locally none: the twin stamps arrival times with this machine's clock, to
+ * the millisecond (kinesis-mock too), so an earlier put's rows, however recent, never count; on AWS, Firehose and
+ * Kinesis stamp them with theirs.
  */
-const LOCAL_CLOCK_TOLERANCE_MS = 1000;
+const LOCAL_CLOCK_TOLERANCE_MS = 0;
 const AWS_CLOCK_TOLERANCE_MS = 60_000;
 
 const ARRIVED_BEFORE_HINT = 'an earlier put of the same records (the same --seed or --file) counts for nothing here, since only rows that '
