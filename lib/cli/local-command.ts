@@ -89,20 +89,23 @@ export function registerLocalCommands(program: Command): void {
       const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir));
       printEndpoints(twin, config);
       console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
-      const stop = await new Promise<{ signal: NodeJS.Signals; at: number }>((resolve) => {
-        const onSignal = (signal: NodeJS.Signals) => {
-          console.log(`\n${signal}: flushing… (Ctrl-C again exits at once and leaves the rest for the next start)`);
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
-          resolve({ signal, at: Date.now() });
-        };
-        process.on('SIGINT', onSignal);
-        process.on('SIGTERM', onSignal);
+      // One listener from here to the exit: between a first and a second listener Node would take a signal its default
+      // way, and a second SIGTERM (GNU `timeout` sends two, microseconds apart) would kill the twin mid-flush.
+      let stop: { signal: NodeJS.Signals; at: number } | undefined;
+      let stopped: () => void = () => undefined;
+      const stopping = new Promise<void>((resolve) => {
+        stopped = resolve;
       });
-      // A second signal exits at once, as after a crash: what was acknowledged and not delivered yet stays in
-      // the write-ahead logs, the streams and the error objects, and the next start delivers it. The lock
-      // goes: a twin.pid naming a process that is gone would be taken over by the next start all the same.
-      const exitNow = (signal: NodeJS.Signals) => {
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (stop === undefined) {
+          stop = { signal, at: Date.now() };
+          console.log(`\n${signal}: flushing… (Ctrl-C again exits at once and leaves the rest for the next start)`);
+          stopped();
+          return;
+        }
+        // A second signal exits at once, as after a crash: what was acknowledged and not delivered yet stays in
+        // the write-ahead logs, the streams and the error objects, and the next start delivers it. The lock
+        // goes: a twin.pid naming a process that is gone would be taken over by the next start all the same.
         if (signal === 'SIGTERM' && stop.signal === 'SIGTERM' && Date.now() - stop.at < REPEATED_SIGTERM_MS) return;
         console.error(`sluice: second ${signal}: exiting now; records not yet delivered stay in ${dataDir} and are delivered at the next start`);
         try {
@@ -111,13 +114,14 @@ export function registerLocalCommands(program: Command): void {
           process.exit(128 + os.constants.signals[signal]);
         }
       };
-      process.on('SIGINT', exitNow);
-      process.on('SIGTERM', exitNow);
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      await stopping;
       try {
         await twin.stop();
       } finally {
-        process.off('SIGINT', exitNow);
-        process.off('SIGTERM', exitNow);
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
         release();
       }
       printSummary(twin.summary(), await twin.dlqCount());
