@@ -5,6 +5,7 @@ import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPrepar
 import { resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, loadModel, quoteIdent, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
+import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
 import { bucketDir, localBucketName, makeDirectories } from './paths';
 
 /**
@@ -235,19 +236,26 @@ export class LocalAthena {
   /**
    * The stack's `<table>_errors` (lib/infra/lake-catalog.ts): Firehose's error objects under
    * `errors/<pipeline>/`, one JSON line per failed record, and `"$path"` as Athena gives it (s3://bucket/key).
+   *
+   * Read as lines (read_csv, one column) and parsed here, not with read_json, which failed the whole query on any line
+   * past its maximum_object_size (16 MiB), a limit a query cannot raise: one damaged or foreign object in the prefix made
+   * the table unqueryable. A line longer than MAX_LINE_BYTES_READ is skipped as it streams and gives no row (no line
+   * Firehose writes comes near it; the failure router sends any line over 8 MiB as a Sluice.ErrorLineTooLong pointer).
+   * An object is decompressed by its key's extension (`.gz`), as Athena's text input does.
    */
   private async defineErrorView(pipeline: string, table: string): Promise<void> {
     const bucket = localBucketName(this.config);
     const lake = this.lake;
     const root = path.join(lake, ERRORS_ROOT, pipeline);
-    const columns = ERROR_OBJECT_COLUMNS.map(([key]) => `${quoteIdent(key)} AS ${quoteIdent(key.toLowerCase())}`);
+    const columns = ERROR_OBJECT_COLUMNS.map(([key]) => `record.${quoteIdent(key)} AS ${quoteIdent(key.toLowerCase())}`);
     const typed: TypedColumn[] = [...ERROR_OBJECT_COLUMNS.map(([key, type]): TypedColumn => [key.toLowerCase(), type]), ['$path', 'VARCHAR']];
     const files = filesUnder(root);
+    const structure = JSON.stringify(Object.fromEntries(ERROR_OBJECT_COLUMNS));
     const sql = files.length > 0
       ? `SELECT ${columns.join(', ')}, ${sqlString(`s3://${bucket}/`)} || replace(substr(filename, ${[...lake].length + 2}), '\\', '/') AS "$path"`
-        + ` FROM read_json(${sqlList(files)}, format = 'newline_delimited', filename = true,`
-        // As the table's JsonSerDe with ignore.malformed.json: a line that is not JSON reads as NULLs, not an error.
-        + ` ignore_errors = true, columns = {${ERROR_OBJECT_COLUMNS.map(([key, type]) => `${sqlString(key)}: ${sqlString(type)}`).join(', ')}})`
+        // As the table's JsonSerDe with ignore.malformed.json: a line that is not a JSON object reads as NULLs, not an error.
+        + ` FROM (SELECT CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' THEN json_transform(line, ${sqlString(structure)}) END AS record, filename`
+        + ` FROM read_csv(${sqlList(files)}, ${errorLinesOptions()}) WHERE trim(line) <> '')`
       : emptySql(typed);
     await this.defineView(table, sql);
   }
@@ -336,6 +344,28 @@ const ERROR_OBJECT_COLUMNS: ReadonlyArray<readonly [key: string, duckDbType: str
   f.key,
   ({ int: 'INTEGER', bigint: 'BIGINT', string: 'VARCHAR' } as const)[f.type],
 ]);
+
+/**
+ * The longest error line the `<table>_errors` view reads, bytes: 16 MiB, read_json's limit before, twice the failure router's
+ * (MAX_ERROR_LINE_BYTES). DuckDB's check is not exact at its limit (a line of its size next to a longer one was skipped or
+ * read depending on where they fell), so it is kept well above the lines every reader takes whole.
+ */
+const MAX_LINE_BYTES_READ = 2 * MAX_ERROR_LINE_BYTES;
+
+/**
+ * read_csv over error objects as lines: one VARCHAR column (a delimiter no JSON text holds unescaped, no quoting), a longer
+ * line than MAX_LINE_BYTES_READ skipped (ignore_errors) in buffers of twice that, rather than DuckDB's default of 16 lines'
+ * worth. Not strict: bytes that are not JSON lines (a gzip object without `.gz`) read as lines of NULLs, as Athena reads
+ * them, rather than failing the query, except that a line which is not UTF-8 gives no row. A line ends at "\n", "\r\n" or
+ * "\r", as in Hadoop's text input.
+ */
+function errorLinesOptions(): string {
+  return [
+    "columns = {'line': 'VARCHAR'}", 'header = false', 'auto_detect = false', 'delim = chr(1)', "quote = ''", "escape = ''",
+    'strict_mode = false', 'ignore_errors = true', 'filename = true',
+    `max_line_size = ${MAX_LINE_BYTES_READ}`, `buffer_size = ${2 * MAX_LINE_BYTES_READ}`,
+  ].join(', ');
+}
 
 /** A column of a view and its DuckDB type. */
 type TypedColumn = readonly [name: string, duckDbType: string];

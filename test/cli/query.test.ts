@@ -6,10 +6,12 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { localBucketName } from '../../lib/local/paths';
 import { readSchema } from '../../lib/schema';
 import { sampleRecords } from '../../lib/schema/sample';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
+import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
 import { config, deliverToLake, expectNoStackTrace, sluice, tempDataDir } from './helpers';
 
 let dataDir: string;
@@ -548,6 +550,37 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
       expect({ sql, code: failed.code }).toEqual({ sql, code: 1 });
       expect(failed.stderr).toMatch(/^sluice: DuckDB refused the query: .*table sluice_dev\.app_events cannot be read: .*truncated\.parquet.*\(queries on the other tables still run\)\n$/);
     }
+  });
+
+  test('the errors table keeps answering with error objects that hold lines over 16 MiB: such a line gives no row, the others read as Athena reads them', async () => {
+    const folder = path.join(dir, 's3', localBucketName(config), 'errors', 'iot', 'processing-failed', '2026', '11', '22', '12');
+    fs.mkdirSync(folder, { recursive: true });
+    const line = (errorCode: string, rawData = 'e30=') => JSON.stringify({ attemptsMade: 1, arrivalTimestamp: NOW.getTime(), errorCode, errorMessage: 'm', rawData });
+    const padded = (errorCode: string, bytes: number) => line(errorCode, 'A'.repeat(bytes - line(errorCode, '').length));
+    const MiB = 1024 * 1024;
+    fs.writeFileSync(path.join(folder, 'long-lines'), [
+      line('first'), 'not JSON', '', padded('8-MiB', MAX_ERROR_LINE_BYTES), padded('9-MiB', 9 * MiB), 'y'.repeat(17 * MiB), line('last'),
+    ].join('\n'));
+    // 20 MiB without a line break, as in a damaged object: with it in the prefix, every query of the table failed.
+    fs.writeFileSync(path.join(folder, 'no-line-break'), Buffer.alloc(20 * MiB, 'x'));
+    fs.writeFileSync(path.join(folder, 'small.gz'), gzipSync(`${line('gzip')}\n`));
+    // Gzip without `.gz`: read as text, as Athena's text input reads it (the failure router, which looks at the bytes, routes its lines).
+    fs.writeFileSync(path.join(folder, 'gzip-without-extension'), gzipSync(`${line('hidden')}\n`.repeat(100)));
+
+    const { code, stdout, stderr } = await inDir('SELECT errorcode, length(rawdata) AS raw, regexp_extract("$path", \'[^/]+$\') AS object FROM iot_errors'
+      + ' WHERE "$path" NOT LIKE \'%/gzip-without-extension\' ORDER BY object, raw', '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(stdout)).toEqual([
+      { errorcode: 'first', raw: 4, object: 'long-lines' },
+      { errorcode: 'last', raw: 4, object: 'long-lines' },
+      { errorcode: '8-MiB', raw: MAX_ERROR_LINE_BYTES - line('8-MiB', '').length, object: 'long-lines' },
+      { errorcode: '9-MiB', raw: 9 * MiB - line('9-MiB', '').length, object: 'long-lines' },
+      // A line that is not JSON: a row of NULLs, as the stack's JsonSerDe with ignore.malformed.json gives it.
+      { errorcode: null, raw: null, object: 'long-lines' },
+      { errorcode: 'gzip', raw: 4, object: 'small.gz' },
+    ]);
+    const hidden = await inDir('SELECT count(errorcode) AS records FROM iot_errors WHERE "$path" LIKE \'%/gzip-without-extension\'', '--json');
+    expect(JSON.parse(hidden.stdout)).toEqual([{ records: 0 }]);
   });
 });
 
