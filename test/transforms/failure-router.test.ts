@@ -741,12 +741,21 @@ describe('failure router: the second read of a gzip object is pinned to the firs
       if (reads === 1) objects[KEY] = after; // Replaced while the first read checked the old one's gzip data.
     });
     const w = world();
-    await expect(createFailureRouter({ ...w.options, readObject: s3.readObject })(s3Event(KEY))).rejects.toMatchObject({
-      message: expect.stringMatching(/reading s3:\/\/.+\/replaced\.gz failed, so none of it was sent \(ObjectChangedError: it changed after its gzip data was checked \(S3 answered PreconditionFailed to If-Match "[0-9a-f]{32}"\), so none of its lines were read; a new read takes it as it is now\)/),
-      cause: { cause: { name: 'PreconditionFailed' } },
-    });
+    const t = capturedTelemetry();
+    try {
+      await expect(createFailureRouter({ ...w.options, logger: t.logger, metrics: t.metrics, readObject: s3.readObject })(s3Event(KEY))).rejects.toMatchObject({
+        message: expect.stringMatching(/reading s3:\/\/.+\/replaced\.gz failed, so none of it was sent \(ObjectChangedError: it changed after its gzip data was checked \(S3 answered PreconditionFailed to If-Match "[0-9a-f]{32}"\), so none of its lines were read; a new read takes it as it is now\)/),
+        cause: { cause: { name: 'PreconditionFailed' } },
+      });
+    } finally {
+      t.restore();
+    }
     expect(s3.pins).toEqual([undefined, { etag: md5(before) }]);
     expect(w.queue).toEqual([]);
+    // Its log line says what the retry does: the object as it is then, from its first line (not "the rest").
+    expect(t.lines.filter((l) => l.level === 'ERROR').map((l) => [l.message, l.key, l.afterLine])).toEqual([
+      ['error object replaced while it was read; none of it was sent, and the retried event routes it as it is then', KEY, 0],
+    ]);
 
     expect(await createFailureRouter({ ...w.options, readObject: s3.readObject })(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
     expect(w.queue.map((m) => m.errorMessage)).toEqual(['new', 'new', 'new']);

@@ -33,7 +33,7 @@ import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics
 import { FAILURE_ROUTER_SERVICE, UNROUTED_METRICS } from '../shared/metric-names';
 import { toSqsBody } from '../shared/sqs-body';
 import {
-  decodeS3Key, locateErrorObject, MAX_ERROR_LINE_BYTES, OPENSEARCH_FAILED, readPinnedErrorObject,
+  decodeS3Key, locateErrorObject, MAX_ERROR_LINE_BYTES, ObjectChangedError, OPENSEARCH_FAILED, readPinnedErrorObject,
   type ErrorLine, type ErrorObjectLocation, type ErrorObjectReading, type ObjectReader, type OverlongLine,
 } from './error-records';
 import { createSentLedger } from './sent-ledger';
@@ -279,7 +279,12 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
         firstCause ??= readFailure.error;
         const unsentPart = lastLine > 0 ? `failed after line ${lastLine}, so the rest of it was not sent` : 'failed, so none of it was sent';
         problems.push(`reading ${object} ${unsentPart} (${errorMessage(readFailure.error)})`);
-        logger.error('error object could not be read to its end; the retried event sends the rest', { bucket, key, afterLine: lastLine, error: errorMessage(readFailure.error) });
+        // Replaced between the gzip check and the read of its lines: nothing of either version was sent, and the retry
+        // reads the object as it is then, from its first line.
+        const logged = readFailure.error instanceof ObjectChangedError
+          ? 'error object replaced while it was read; none of it was sent, and the retried event routes it as it is then'
+          : 'error object could not be read to its end; the retried event sends the rest';
+        logger.error(logged, { bucket, key, afterLine: lastLine, error: errorMessage(readFailure.error) });
       }
       if (routed.failed > 0) {
         unsent += routed.failed;
