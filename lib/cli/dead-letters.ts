@@ -316,11 +316,17 @@ export function awsReplayLedger(dynamo: DynamoDBDocumentClient, tableName: strin
   };
 }
 
+/**
+ * A pointer's error object could not be read this time, for a reason a later read need not meet again (replaced while it was
+ * read, the connection dropped): its message stays for the next run, and is not counted with the ones no run can replay.
+ */
+export class ReadLaterError extends UserError {}
+
 /** The base64 record of one line of an error object (a pointer message's target). */
 /** The connection dropped (or the disk failed) while a pointer's object streamed: this message stays, the others may still be replayed. */
-function unreadableTo(pointer: { bucket: string; key: string; line: number }, err: unknown): UserError {
+function unreadableTo(pointer: { bucket: string; key: string; line: number }, err: unknown): ReadLaterError {
   const why = explainFailure(err, { service: 'S3', resource: `s3://${pointer.bucket}/${pointer.key}` });
-  return new UserError(`s3://${pointer.bucket}/${pointer.key} could not be read to line ${pointer.line}: ${why.message}`, 1);
+  return new ReadLaterError(`s3://${pointer.bucket}/${pointer.key} could not be read to line ${pointer.line}: ${why.message}`, 1);
 }
 
 export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: string; key: string; line: number }): Promise<string> {
@@ -335,10 +341,11 @@ export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: str
     reading = await readPinnedErrorObject(readObject, pointer.bucket, pointer.key);
   } catch (err) {
     const e = err as { name?: string; $fault?: string; message?: string };
-    // S3 refusing this object (no such bucket, access denied), or the object replaced while read: the other messages may still be replayed.
-    if (e.$fault === 'client' || err instanceof InvalidObjectKeyError || err instanceof ObjectChangedError) {
-      throw new UserError(`s3://${pointer.bucket}/${pointer.key} could not be read: ${e.name ?? 'Error'}: ${e.message ?? ''}`.trim(), 1);
-    }
+    const notRead = `s3://${pointer.bucket}/${pointer.key} could not be read: ${e.name ?? 'Error'}: ${e.message ?? ''}`.trim();
+    // Replaced between the gzip check and the read of its lines: the next run reads it as it is then.
+    if (err instanceof ObjectChangedError) throw new ReadLaterError(notRead, 1);
+    // S3 refusing this object (no such bucket, access denied): the other messages may still be replayed.
+    if (e.$fault === 'client' || err instanceof InvalidObjectKeyError) throw new UserError(notRead, 1);
     if (err instanceof UserError) throw err;
     // The connection dropped while a gzip object was read through to check it: as while its lines stream, below.
     throw unreadableTo(pointer, err);

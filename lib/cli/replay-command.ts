@@ -6,7 +6,7 @@ import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '.
 import { OutputKeys } from '../infra/outputs';
 import { readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '../local/twin-record';
 import { validatorFingerprint } from '../schema/fingerprint';
-import { deadLettersFor, rawDataAt, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
+import { deadLettersFor, rawDataAt, ReadLaterError, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
@@ -31,6 +31,7 @@ export type ReplayOutcome =
   | 'duplicate' // the same record as another message of this run: replayed once, message deleted
   | 'still-failing' // fails validation still: kept
   | 'not-replayable' // holds the transformed record (conversion, OpenSearch), or no data: kept
+  | 'retry-later' // its pointer's error object could not be read this time (replaced while read, connection dropped): kept for the next run
   | 'put-failed' // the entry point did not accept it after retries: kept
   | 'unreadable'; // not a Sluice dead-letter message: kept
 
@@ -218,7 +219,7 @@ async function drain(
           if (base64 === undefined && dlq.pointer) base64 = await rawDataAt(access.readObject, dlq.pointer);
         } catch (err) {
           if (!(err instanceof UserError)) throw err;
-          results.push({ ...record, outcome: 'not-replayable', reason: err.message });
+          results.push({ ...record, outcome: err instanceof ReadLaterError ? 'retry-later' : 'not-replayable', reason: err.message });
           kept.push(message);
           continue;
         }
@@ -507,6 +508,7 @@ const OUTCOME_LABEL: Record<ReplayOutcome, string> = {
   duplicate: 'duplicate of a replayed record (message deleted)',
   'still-failing': 'still failing (kept)',
   'not-replayable': 'not replayable (kept)',
+  'retry-later': 'not read now, the next run reads it again (kept)',
   'put-failed': 'not accepted by the entry point (kept)',
   unreadable: 'unreadable (kept)',
 };
@@ -532,7 +534,7 @@ function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, co
   if (Object.keys(byPipeline).length > 0) {
     io.out(`\n${dryRun ? 'would replay' : 'replayed'} by pipeline: ${Object.entries(byPipeline).map(([p, n]) => `${p} ${n}`).join(', ')}`);
   }
-  const failing = results.filter((r) => ['still-failing', 'not-replayable', 'put-failed', 'unreadable'].includes(r.outcome));
+  const failing = results.filter((r) => ['still-failing', 'not-replayable', 'retry-later', 'put-failed', 'unreadable'].includes(r.outcome));
   if (failing.length > 0) {
     const groups = new Map<string, { pipeline: string; outcome: string; reason: string; n: number }>();
     for (const r of failing) {

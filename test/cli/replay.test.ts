@@ -13,8 +13,9 @@ import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-clo
 import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
 import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient, type AwsClientStub } from 'aws-sdk-client-mock';
-import { awsReplayLedger, rawDataAt } from '../../lib/cli/dead-letters';
+import { awsReplayLedger, rawDataAt, ReadLaterError } from '../../lib/cli/dead-letters';
 import { DlqFile } from '../../lib/local/dlq-file';
+import { ObjectStore } from '../../lib/local/object-store';
 import { readSchema } from '../../lib/schema';
 import { createRng, sampleRecord } from '../../lib/schema/sample';
 import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
@@ -248,6 +249,9 @@ describe('sluice replay (twin)', () => {
       exitCode: 1,
       message: expect.stringMatching(/^s3:\/\/.+\/streamed could not be read to line 3: S3 dropped the connection \(ECONNRESET\)/),
     });
+    // Both are for a later run to read again, not a message no run can replay.
+    await expect(rawDataAt(async () => ({ body: dropped(), etag: '"1"' }), { bucket: POINTER.bucket, key, line: 3 })).rejects.toBeInstanceOf(ReadLaterError);
+    await expect(rawDataAt(replaced, { bucket: POINTER.bucket, key: `${key}.gz`, line: 3 })).rejects.toBeInstanceOf(ReadLaterError);
     // The same while a gzip object is read through to check it, before any line is given.
     const droppedGz = async function* (): AsyncGenerator<Uint8Array> {
       yield gz.subarray(0, 100);
@@ -257,6 +261,43 @@ describe('sluice replay (twin)', () => {
       exitCode: 1,
       message: expect.stringMatching(/^s3:\/\/.+\/streamed\.gz could not be read to line 3: S3 dropped the connection \(ECONNRESET\)/),
     });
+  });
+
+  test('a pointer\'s gzip object replaced while replay reads it: kept as retry-later, not counted as not replayable; the next run replays it', async () => {
+    fs.writeFileSync(dlq.path, '');
+    const key = 'errors/app-events/processing-failed/2026/11/22/09/replaced.gz';
+    const object = path.join(dataDir, 's3', POINTER.bucket, ...key.split('/'));
+    fs.mkdirSync(path.dirname(object), { recursive: true });
+    const errorLine = JSON.stringify({ attemptsMade: 1, arrivalTimestamp: 1_795_000_000_000, errorCode: 'Lambda.FunctionError', errorMessage: 'x', rawData: Buffer.from(appEvent(30)).toString('base64') });
+    fs.writeFileSync(object, gzipSync(errorLine));
+    await dlq.send([JSON.stringify(message(30, 'app-events', undefined, { pointer: { bucket: POINTER.bucket, key, line: 1 } }))]);
+    // A new object moved over it once the first read (the gzip check) has it open: the second read, pinned to the first's ETag, finds another.
+    const readObject = ObjectStore.prototype.readObject;
+    const replacing = jest.spyOn(ObjectStore.prototype, 'readObject').mockImplementation(async function (this: ObjectStore, bucket, k, pin) {
+      const read = await readObject.call(this, bucket, k, pin);
+      if (pin === undefined) {
+        fs.writeFileSync(`${object}.new`, gzipSync(errorLine));
+        fs.renameSync(`${object}.new`, object);
+      }
+      return read;
+    });
+    let first;
+    try {
+      first = await replay('--json');
+    } finally {
+      replacing.mockRestore();
+    }
+    expect(first.code).toBe(1);
+    const report = JSON.parse(first.stdout) as { outcomes: Record<string, number>; messages: Array<{ outcome: string; reason: string }> };
+    expect(report.outcomes).toEqual({ 'retry-later': 1 });
+    expect(report.messages[0].reason).toMatch(/^s3:\/\/.+\/replaced\.gz could not be read: ObjectChangedError: it changed after its gzip data was checked/);
+    expect(backend.acknowledged).toHaveLength(0);
+    expect(await dlq.count()).toBe(1);
+
+    const second = await replayAgain('--json');
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ outcomes: { replayed: 1 } });
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual([appEvent(30)]);
   });
 
   test('one replay at a time per dead-letter file: a second is refused while the first runs; a lock whose process is gone is taken over', async () => {
