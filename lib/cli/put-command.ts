@@ -151,7 +151,6 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
 
   let verification: VerifyResult[] = [];
   let interruptedWhileVerifying = false;
-  const verifyStartedAt = Date.now();
   if (stopped) {
     // Sending ended early: the pipeline's endpoint is gone (verifying would only wait out the timeout), or the input
     // could not be read on (the run fails for it all the same). The summary says what was sent until then.
@@ -171,7 +170,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   const nothingQueryable = nothingToVerify && report.sent === report.accepted;
   // Ctrl-C while verifying ends the run with exit 130, whatever else it found: what was sent, and that it was not verified.
   const verifyInterrupted = interruptedWhileVerifying
-    ? new UserError(verifyInterruptedMessage(report, count, durationMs, verification, Date.now() - verifyStartedAt), INTERRUPTED_EXIT_CODE)
+    ? new UserError(verifyInterruptedMessage(report, count, durationMs, verification), INTERRUPTED_EXIT_CODE)
     : undefined;
   if (flags.verify) summary.verify = { passed: verified && !nothingToVerify && !verifyInterrupted, ...(verifyInterrupted ? { interrupted: true } : {}), timeoutMs, results: verification };
 
@@ -244,9 +243,11 @@ function interruptedMessage(report: SendReport, count: number, durationMs: numbe
 
 /**
  * "interrupted (Ctrl-C) while verifying, after 2.1 s: 5 records sent, 5 accepted, not verified (queryable so far: 3/5 in
- * lake (sluice_dev.iot))"; after a run Ctrl-C interrupted already, its own message first.
+ * lake (sluice_dev.iot))"; after a run Ctrl-C interrupted already, its own message first. The time is the verify lines'
+ * (from the first record sent to when Ctrl-C stopped the wait), so the two say one number.
  */
-function verifyInterruptedMessage(report: SendReport, count: number, durationMs: number | undefined, verification: readonly VerifyResult[], verifyingMs: number): string {
+function verifyInterruptedMessage(report: SendReport, count: number, durationMs: number | undefined, verification: readonly VerifyResult[]): string {
+  const verifyingMs = verification.length > 0 ? verifyElapsedMs(verification) : Date.now() - report.startedAt;
   const found = verification.map((v) => `${formatNumber(v.found)}/${formatNumber(v.expected)} in ${v.where}`).join('; ');
   const notVerified = `not verified${found ? ` (queryable so far: ${found})` : ''}`;
   if (report.interrupted) {

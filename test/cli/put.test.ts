@@ -578,7 +578,9 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
   }, 60_000);
 
   test('Ctrl-C while --verify waits: what was sent, and that it was not verified, in one sluice: line; no PASS or FAIL; exit 130', async () => {
-    // Records that never land in the lake: verifying waits (up to --timeout) for them.
+    // Records that never land in the lake: verifying waits (up to --timeout) for them. Sending takes a while, so a
+    // time counted from the end of sending would differ from one counted from the first record sent.
+    backend.onIngest = () => new Promise((resolve) => setTimeout(resolve, 700));
     const { child, output, exited } = spawnPut('app-events', '--count', '5', '--verify', '--timeout', '60s');
     // The summary is printed once sending is done; verifying starts then.
     for (const until = Date.now() + 20_000; !/accepted 5 · failed 0/.test(output.stdout) && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50));
@@ -589,6 +591,10 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(stderr).toMatch(/^sluice: interrupted \(Ctrl-C\) while verifying, after [\d.]+ m?s: 5 records sent, 5 accepted, not verified \(queryable so far: 0\/5 in lake \(sluice_dev\.app_events\)\)\n$/);
     expect(stdout).toMatch(/^ {2}verify lake \(sluice_dev\.app_events\): 0\/5 after [\d.]+ m?s when Ctrl-C stopped the wait$/m);
     expect(stdout).not.toMatch(/PASS|FAIL/);
+    // One time, in both lines: from the first record sent to when Ctrl-C stopped the wait.
+    const verifyLine = /verify lake \S+: 0\/5 after ([\d.]+ m?s)/.exec(stdout)?.[1];
+    expect(verifyLine).toBeDefined();
+    expect(/while verifying, after ([\d.]+ m?s):/.exec(stderr)?.[1]).toBe(verifyLine);
   }, 60_000);
 
   test('Ctrl-C during the last batch of a --file interrupted nothing: every record sent, exit 0, not 130', async () => {
