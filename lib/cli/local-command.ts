@@ -12,7 +12,7 @@ import { LocalAthena } from '../local/athena';
 import { listenProblem } from '../local/ports';
 import { DATA_DIR_MODE, defaultDataDir, makeDirectories } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
-import { startTwin, type Twin, type TwinOptions } from '../local/twin';
+import { startTwin, type DlqCounts, type LeftInS3, type Twin, type TwinOptions } from '../local/twin';
 import { twinLockPath } from '../local/twin-record';
 import { addConfigOption, configFrom, drawSample, examples, parsePort } from './options';
 import { displayRows, escapeControlCharacters, formatBytes, formatTable, UserError } from './output';
@@ -124,7 +124,7 @@ export function registerLocalCommands(program: Command): void {
         process.off('SIGTERM', onSignal);
         release();
       }
-      printSummary(twin.summary(), await twin.dlqCount());
+      printSummary(twin.summary(), await twin.dlqCount(), twin.leftInS3());
     });
 
   addLocalOptions(program.command('demo'), 'a new sluice-demo-* directory under the system temp dir, kept for `sluice query --data-dir`')
@@ -233,7 +233,10 @@ function printEndpoints(twin: Twin, config: SluiceConfig): void {
   console.log(formatTable(['pipeline', 'source', 'kinesis stream', 'lake delivery stream', 'destinations'], rows));
 }
 
-function printSummary(summary: ReturnType<Twin['summary']>, dlq: { records: number; consumer: number }): void {
+/** Error objects named in the summary; the router's log lines name them all. */
+const FILES_SHOWN = 10;
+
+function printSummary(summary: ReturnType<Twin['summary']>, dlq: DlqCounts, leftInS3: LeftInS3): void {
   console.log(formatTable(
     ['pipeline', 'received', 'parquet rows', 'processing-failed', 'conversion-failed', 'dropped', 'files', 'bytes', 'search docs', 'metadata ok'],
     summary.map((s) => [
@@ -242,8 +245,29 @@ function printSummary(summary: ReturnType<Twin['summary']>, dlq: { records: numb
       formatBytes(s.lake?.bytes ?? 0), s.search?.deliveredRows ?? null, s.metadata?.recordsSucceeded ?? null,
     ]),
   ));
-  // The DLQ files keep every run's messages until they are replayed or removed.
-  console.log(`DLQ messages: ${dlq.records} failed records, ${dlq.consumer} consumer batches (in the data dir's DLQ files, this run and earlier ones)`);
+  // The DLQ files keep every run's messages until they are replayed or removed. A pointer to an over-long line is no
+  // Firehose record (none is that long): it is counted apart, as the stack's OverlongErrorLines metric counts it.
+  const pointers = dlq.overlongLinePointers > 0
+    ? `, ${howMany(dlq.overlongLinePointers, 'pointer')} to error lines too long to read (errorCode Sluice.ErrorLineTooLong: `
+      + 'damaged or foreign lines, maybe no record at all; each names its line in S3)'
+    : '';
+  console.log(`DLQ messages: ${dlq.records} failed records${pointers}, ${dlq.consumer} consumer batches (in the data dir's DLQ files, this run and earlier ones)`);
+  // What the router could not route has no DLQ message, only its ERROR log line: said here, or it would go unseen.
+  const { unreadableLines, damagedObjects, files } = leftInS3;
+  if (files.length === 0) return;
+  const what = [
+    unreadableLines > 0 ? `${howMany(unreadableLines, 'error line')} that no error record can be read from (not JSON, or no rawData)` : '',
+    damagedObjects > 0 ? `the rest of ${howMany(damagedObjects, 'gzip object')} damaged or cut off` : '',
+  ].filter(Boolean).join(' and ');
+  console.log(`Not in the DLQ, left in S3 only: ${what}, in ${howMany(files.length, 'error object')} the failure router read this run `
+    + '(its "level":"ERROR" log lines on stderr give each line and why):');
+  for (const file of files.slice(0, FILES_SHOWN)) console.log(`  ${escapeControlCharacters(file)}`);
+  if (files.length > FILES_SHOWN) console.log(`  … and ${files.length - FILES_SHOWN} more`);
+}
+
+/** "1 error line", "2 error lines". */
+function howMany(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** Runs the demo; a record that is not accounted for fails it (UserError, exit 1) after the report. */

@@ -10,7 +10,7 @@ import { FAILURE_PREFIXES } from '../schema/layout';
 import { defaultTransformWorkers, TransformWorkers } from './transform-workers';
 import { processorBufferWarnings } from '../../transforms/record-transform/response-budget';
 import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
-import { createFailureRouter, locateErrorObject } from '../../transforms/failure-router/handler';
+import { createFailureRouter, locateErrorObject, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
 import { backoffDelay, sleep } from '../../transforms/shared/retry';
 import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from './aws-clients';
@@ -23,7 +23,7 @@ import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { ObjectStore } from './object-store';
-import { DATA_DIR_MODE, localBucketName, localPiiHashKey, makeDirectories } from './paths';
+import { bucketDir, DATA_DIR_MODE, localBucketName, localPiiHashKey, makeDirectories } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
 import { removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, writeTwinRecord } from './twin-record';
@@ -79,6 +79,29 @@ export interface PipelineSummary {
   };
 }
 
+/** DLQ messages in the data dir's DLQ files, by what they stand for. */
+export interface DlqCounts {
+  /** Messages for failed records (each with the record's bytes, or a pointer to a record too large for a message). */
+  readonly records: number;
+  /**
+   * Pointers to error lines longer than the failure router reads (errorCode Sluice.ErrorLineTooLong): no line Firehose
+   * writes is that long, so each is a damaged or foreign line that may hold no record at all.
+   */
+  readonly overlongLinePointers: number;
+  /** Metadata-consumer batches (shard and sequence range) sent to its on-failure destination. */
+  readonly consumer: number;
+}
+
+/** What the failure router could not send to the DLQ: it stays in S3 only. */
+export interface LeftInS3 {
+  /** Lines that are not error records (not JSON, not a JSON object, no rawData). */
+  readonly unreadableLines: number;
+  /** gzip objects damaged or cut off: what follows the damage is not read. */
+  readonly damagedObjects: number;
+  /** The files (`<data-dir>/s3/<bucket>/<key>`) holding them, sorted. */
+  readonly files: string[];
+}
+
 export interface Twin {
   readonly dataDir: string;
   readonly bucket: string;
@@ -87,7 +110,12 @@ export interface Twin {
   /** Waits until every record put so far is delivered: readers caught up, buffers flushed, error objects routed. */
   settle(timeoutMs?: number): Promise<void>;
   summary(): PipelineSummary[];
-  dlqCount(): Promise<{ records: number; consumer: number }>;
+  dlqCount(): Promise<DlqCounts>;
+  /**
+   * Lines and objects the failure router read since the start (it reads every error object there is at the start, and
+   * each one written since) but could not route. Its ERROR log lines name each one, with the line number and why.
+   */
+  leftInS3(): LeftInS3;
   /** The DLQ's messages by the pipeline each names (reads every body: for summaries, not for hot paths). */
   dlqByPipeline(): Promise<Map<string, number>>;
   /** Stops taking records, flushes every buffer, stops the emulators. */
@@ -223,12 +251,17 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     });
     const routing = new Set<Promise<unknown>>();
     let stopping = false;
+    /** Objects with lines the router could not route, by file: an object routed again (a retry) replaces its count. */
+    const unrouted = new Map<string, { unreadableLines: number; damagedObjects: number }>();
     /** Routes one error object, retrying like S3 event delivery; gives up only while stopping (the next start routes it). */
     const route = (b: string, key: string, size: number): void => {
       const p = (async () => {
         for (let attempt = 0; ; attempt++) {
           try {
-            await router(s3Event(b, key, size, region));
+            const { unreadableLines, damagedObjects } = await router(s3Event(b, key, size, region));
+            const file = path.join(bucketDir(dataDir, b), key);
+            if (unreadableLines > 0 || damagedObjects > 0) unrouted.set(file, { unreadableLines, damagedObjects });
+            else unrouted.delete(file);
             return;
           } catch (e) {
             log(`sluice: failure router on s3://${b}/${key}: ${(e as Error).message}`);
@@ -405,7 +438,12 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
             : undefined,
         };
       }),
-      dlqCount: async () => ({ records: await dlq.count(), consumer: await consumerDlq.count() }),
+      dlqCount: async () => ({ ...await dlqMessageKinds(dlq), consumer: await consumerDlq.count() }),
+      leftInS3: () => ({
+        unreadableLines: [...unrouted.values()].reduce((n, u) => n + u.unreadableLines, 0),
+        damagedObjects: [...unrouted.values()].reduce((n, u) => n + u.damagedObjects, 0),
+        files: [...unrouted.keys()].sort(),
+      }),
       dlqByPipeline: () => dlqMessagesByPipeline(dlq),
       stop: async () => {
         // Take no more records, read what the streams hold, deliver what was acknowledged, then route
@@ -594,6 +632,26 @@ async function ensureMetadataTable(client: ReturnType<typeof dynamoClient>, tabl
   }
   await client.send(new UpdateTimeToLiveCommand({ TableName: tableName, TimeToLiveSpecification: { Enabled: true, AttributeName: ttlAttribute } }))
     .catch(() => undefined); // dynalite does not implement TTL; the attribute is still written for AWS parity
+}
+
+/**
+ * The messages in `queue` not yet deleted: those for failed records, and the router's pointers to over-long error lines.
+ * A body that is not the router's message counts as a record, as the queue's total always has.
+ */
+export async function dlqMessageKinds(queue: DlqFile): Promise<Pick<DlqCounts, 'records' | 'overlongLinePointers'>> {
+  let messages = 0;
+  let overlongLinePointers = 0;
+  await queue.forEachBody((body) => {
+    messages++;
+    // Parsed only when it may be one: most bodies are records.
+    if (!body.includes(OVERLONG_LINE_ERROR_CODE)) return;
+    try {
+      if ((JSON.parse(body) as { errorCode?: unknown } | null)?.errorCode === OVERLONG_LINE_ERROR_CODE) overlongLinePointers++;
+    } catch {
+      // Not JSON: not the router's message.
+    }
+  });
+  return { records: messages - overlongLinePointers, overlongLinePointers };
 }
 
 /**

@@ -3,7 +3,7 @@
  * And what `local up` / `demo` check before they start anything.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -12,9 +12,11 @@ import { firehoseClient } from '../../lib/local/aws-clients';
 import { DlqFile } from '../../lib/local/dlq-file';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 import { lockDataDir } from '../../lib/cli/local-command';
-import { dlqMessagesByPipeline } from '../../lib/local/twin';
+import { localBucketName } from '../../lib/local/paths';
+import { dlqMessageKinds, dlqMessagesByPipeline } from '../../lib/local/twin';
+import { MAX_ERROR_LINE_BYTES, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import type { Twin, TwinOptions } from '../../lib/local/twin';
-import { expectNoStackTrace, sluice, sluiceAfresh, tempDataDir } from './helpers';
+import { config, expectNoStackTrace, sluice, sluiceAfresh, tempDataDir } from './helpers';
 
 /** The fields of a failure-router message the count reads; the rest do not matter to it. */
 const message = (pipeline: string, n: number): string => toSqsBody({ dedupeKey: `${pipeline}-${n}`, pipeline, errorType: 'processing-failed' });
@@ -71,6 +73,23 @@ describe('dlqMessagesByPipeline', () => {
     await new DlqFile({ dataDir, queue: 'consumers-local-consumer-dlq' }).send([message('iot', 9)]);
     await dlq.send([message('iot', 1)]);
     expect([...await dlqMessagesByPipeline(dlq)]).toEqual([['iot', 1]]);
+  });
+});
+
+describe('dlqMessageKinds', () => {
+  test('counts the router\'s pointers to over-long error lines apart from records; anything else counts as a record', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'sluice-local-dlq' });
+    const pointer = (n: number) => toSqsBody({ dedupeKey: `p-${n}`, pipeline: 'app-events', errorType: 'processing-failed', errorCode: OVERLONG_LINE_ERROR_CODE });
+    await dlq.send([
+      message('iot', 1), pointer(1), 'not json at all',
+      // A record whose text mentions the code is still a record.
+      toSqsBody({ dedupeKey: 'r', pipeline: 'iot', errorCode: 'Lambda.ProcessingFailedStatus', errorMessage: OVERLONG_LINE_ERROR_CODE }),
+      pointer(2),
+    ]);
+    expect(await dlqMessageKinds(dlq)).toEqual({ records: 3, overlongLinePointers: 2 });
+    const [first] = await dlq.receive(1);
+    await dlq.delete([first.receiptHandle]);
+    expect(await dlqMessageKinds(dlq)).toEqual({ records: 2, overlongLinePointers: 2 });
   });
 });
 
@@ -293,6 +312,44 @@ describe('local up', () => {
       expect(stderrLines()).toEqual(['']);
       expect(existsSync(path.join(dataDir, 'twin.json'))).toBe(false);
       expect(existsSync(path.join(dataDir, 'twin.pid'))).toBe(false);
+    } finally {
+      if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
+    }
+  }, 90_000);
+
+  test('the stop summary counts over-long-line pointers apart from failed records, and names what stays in S3 only', async () => {
+    // Hand-made error objects, as a damaged or foreign object would be: the router reads them when the twin starts.
+    const hour = path.join(dataDir, 's3', localBucketName(config), 'errors', 'app-events', 'processing-failed', '2026', '12', '03', '19');
+    mkdirSync(hour, { recursive: true });
+    const errorLine = (n: number) => JSON.stringify({
+      attemptsMade: 1, arrivalTimestamp: 1796326031341, errorCode: 'Lambda.ProcessingFailedStatus', errorMessage: 'hand made', lambdaArn: 'x',
+      rawData: Buffer.from(JSON.stringify({ event_id: `5555000${n}-0000-4000-8000-000000000000`, user_id: `u${n}`, event_type: 'login', timestamp: '2026-12-03T10:00:00Z' })).toString('base64'),
+    });
+    writeFileSync(path.join(hour, 'h1-plain'), `${errorLine(1)}\nnot json\n${errorLine(2)}\n`);
+    writeFileSync(path.join(hour, 'h2-overlong'), `${'z'.repeat(MAX_ERROR_LINE_BYTES + 1)}\n${errorLine(3)}\n`);
+    // A gzip header, then a deflate block of the type no stream may have (BTYPE 11).
+    writeFileSync(path.join(hour, 'h3-gz-damaged'), Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff]));
+    const bin = path.resolve(__dirname, '../../bin/sluice.js');
+    const twin = spawn(process.execPath, [bin, 'local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let stdout = '';
+      twin.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      const exited = new Promise<number | null>((resolve) => twin.once('exit', resolve));
+      for (const deadline = Date.now() + 45_000; !/\nRunning\./.test(stdout); await new Promise((r) => setTimeout(r, 100))) {
+        if (twin.exitCode !== null || Date.now() > deadline) throw new Error(`no "Running.":\n${stdout}`);
+      }
+      twin.kill('SIGINT');
+      expect(await exited).toBe(0);
+      const summary = stdout.slice(stdout.indexOf('\nDLQ messages:') + 1).split('\n');
+      expect(summary[0]).toBe('DLQ messages: 3 failed records, 1 pointer to error lines too long to read (errorCode Sluice.ErrorLineTooLong: '
+        + 'damaged or foreign lines, maybe no record at all; each names its line in S3), 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)');
+      expect(summary.slice(1)).toEqual([
+        'Not in the DLQ, left in S3 only: 1 error line that no error record can be read from (not JSON, or no rawData) and the rest of 1 gzip object '
+          + 'damaged or cut off, in 2 error objects the failure router read this run (its "level":"ERROR" log lines on stderr give each line and why):',
+        `  ${path.join(hour, 'h1-plain')}`,
+        `  ${path.join(hour, 'h3-gz-damaged')}`,
+        '',
+      ]);
     } finally {
       if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
     }

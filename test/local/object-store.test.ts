@@ -106,7 +106,7 @@ describe('ObjectStore', () => {
     const event: S3Event = { Records: [{ eventName: 'ObjectCreated:Put', s3: { bucket: { name: bucket }, object: { key } } } as S3Event['Records'][number]] };
     await expect(router(true)(event)).rejects.toThrow(/failed, so none of it was sent \(ObjectChangedError: it changed after its gzip data was checked \(S3 answered PreconditionFailed to If-Match "[^"]+"\)/);
     expect(sent).toEqual([]);
-    expect(await router(false)(event)).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+    expect(await router(false)(event)).toEqual({ sent: 3, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect(sent.map((m) => m.errorMessage)).toEqual(['new', 'new', 'new']);
   });
 

@@ -103,7 +103,7 @@ describe('failure router', () => {
     } finally {
       t.restore();
     }
-    expect(result).toEqual({ sent: 5, duplicates: 0, pointers: 0 });
+    expect(result).toEqual({ sent: 5, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     const pfKey = decodeS3Key(event.Records[0].s3.object.key)!;
     const pfLines = fixtureBytes('errors-processing-failed.jsonl').toString().trim().split('\n').map((l) => JSON.parse(l));
     const [bad, truncated, valid, conversion, search] = w.queue;
@@ -149,7 +149,7 @@ describe('failure router', () => {
     const route = createFailureRouter(w.options);
     await route(event);
     expect(w.marked).toEqual(new Set(w.queue.map((m) => m.dedupeKey)));
-    expect(await route(event)).toEqual({ sent: 0, duplicates: 5, pointers: 0 });
+    expect(await route(event)).toEqual({ sent: 0, duplicates: 5, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect(w.queue).toHaveLength(5);
     expect(new Set(w.queue.map((m) => m.dedupeKey)).size).toBe(5);
   });
@@ -198,7 +198,7 @@ describe('failure router', () => {
     // Lambda retries the event with SQS healthy again: only the missing message goes out.
     const sentBefore = w.batches.length;
     const retried = await createFailureRouter(w.options)(event);
-    expect(retried).toEqual({ sent: 1, duplicates: 4, pointers: 0 });
+    expect(retried).toEqual({ sent: 1, duplicates: 4, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect(w.batches.slice(sentBefore).flat().map((m) => m.dedupeKey)).toEqual([lost]);
     expect(w.queue.map((m) => m.source.line).sort()).toEqual([1, 1, 1, 2, 3]);
   });
@@ -229,7 +229,7 @@ describe('failure router', () => {
     await dieWhileSending(w, key);
     expect(w.queue).toHaveLength(10);
 
-    expect(await createFailureRouter(w.options)(s3Event(key))).toEqual({ sent: 23, duplicates: 0, pointers: 0 });
+    expect(await createFailureRouter(w.options)(s3Event(key))).toEqual({ sent: 23, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     const counts = perLine(w.queue);
     for (let line = 1; line <= 23; line++) expect(counts.get(line)).toBeGreaterThanOrEqual(1);
     expect(w.queue).toHaveLength(33); // lines 1–10 twice: at-least-once
@@ -241,7 +241,7 @@ describe('failure router', () => {
     await dieWhileSending(w, key, { markEvery: 10 });
     expect(w.marked.size).toBe(10);
 
-    expect(await createFailureRouter({ ...w.options, markEvery: 10 })(s3Event(key))).toEqual({ sent: 13, duplicates: 10, pointers: 0 });
+    expect(await createFailureRouter({ ...w.options, markEvery: 10 })(s3Event(key))).toEqual({ sent: 13, duplicates: 10, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect([...perLine(w.queue).entries()].sort(([a], [b]) => a - b)).toEqual(Array.from({ length: 23 }, (_, i) => [i + 1, 1]));
   });
 
@@ -253,12 +253,12 @@ describe('failure router', () => {
     expect(w.queue).toHaveLength(5);
     expect(w.marked.size).toBe(0);
 
-    expect(await createFailureRouter(w.options)(event)).toEqual({ sent: 5, duplicates: 0, pointers: 0 });
+    expect(await createFailureRouter(w.options)(event)).toEqual({ sent: 5, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     const copies = new Map<string, number>();
     for (const m of w.queue) copies.set(m.dedupeKey, (copies.get(m.dedupeKey) ?? 0) + 1);
     expect([...copies.values()]).toEqual([2, 2, 2, 2, 2]);
     // Now marked: a third delivery sends nothing.
-    expect(await createFailureRouter(w.options)(event)).toEqual({ sent: 0, duplicates: 5, pointers: 0 });
+    expect(await createFailureRouter(w.options)(event)).toEqual({ sent: 0, duplicates: 5, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
   });
 
   it('sends nothing of an object whose sent marks cannot be read, and fails the invocation', async () => {
@@ -276,7 +276,7 @@ describe('failure router', () => {
     const flaky = createFailureRouter({ ...w.options, alreadySent: async (keys) => (keys.includes(dedupeKeyOf(BUCKET, pfKey, 1)) ? Promise.reject(down) : w.options.alreadySent(keys)) });
     await expect(flaky(event)).rejects.toThrow(/checking which messages/);
     expect(w.queue.map((m) => m.errorType)).toEqual(['format-conversion-failed', 'AmazonOpenSearchService-failed']);
-    expect(await createFailureRouter(w.options)(event)).toEqual({ sent: 3, duplicates: 2, pointers: 0 });
+    expect(await createFailureRouter(w.options)(event)).toEqual({ sent: 3, duplicates: 2, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect(w.queue).toHaveLength(5);
   });
 
@@ -291,7 +291,7 @@ describe('failure router', () => {
     } finally {
       t.restore();
     }
-    expect(result).toEqual({ sent: 1, duplicates: 0, pointers: 0 });
+    expect(result).toEqual({ sent: 1, duplicates: 0, pointers: 0, unreadableLines: 2, damagedObjects: 0 });
     expect(w.reads).toEqual([`${BUCKET}/${key}`]);
     expect(t.lines.filter((l) => l.message === 'error line unreadable; it stays in S3 only').map((l) => [l.line, l.problem])).toEqual([
       [2, 'not JSON'],
@@ -309,7 +309,7 @@ describe('failure router', () => {
     } finally {
       t.restore();
     }
-    expect(result).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+    expect(result).toEqual({ sent: 3, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect(t.lines.filter((l) => l.message === 'error object no longer exists; nothing to route').map((l) => l.key)).toEqual(['errors/iot/processing-failed/2026/11/22/13/gone']);
     expect(t.lines.find((l) => 'VanishedErrorObjects' in l)).toMatchObject({ VanishedErrorObjects: 1 });
   });
@@ -365,7 +365,7 @@ describe('failure router', () => {
         } finally {
           t.restore();
         }
-        expect(result).toEqual({ sent: 0, duplicates: 0, pointers: 0 });
+        expect(result).toEqual({ sent: 0, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 1 });
         expect(t.lines.filter((l) => l.message === 'error object damaged; its whole lines before the damage are routed, the rest stays in S3 only')).toHaveLength(1);
       }
     }
@@ -381,9 +381,9 @@ describe('failure router', () => {
       'data/iot/x',
       'errors%ZZ',
     ];
-    expect(await createFailureRouter(w.options)(s3Event(...keys))).toEqual({ sent: 0, duplicates: 0, pointers: 0 });
+    expect(await createFailureRouter(w.options)(s3Event(...keys))).toEqual({ sent: 0, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect(w.reads).toEqual([]);
-    expect(await createFailureRouter(w.options)({ Records: [{ ...event.Records[0], eventName: 'ObjectRemoved:Delete' }] })).toEqual({ sent: 0, duplicates: 0, pointers: 0 });
+    expect(await createFailureRouter(w.options)({ Records: [{ ...event.Records[0], eventName: 'ObjectRemoved:Delete' }] })).toEqual({ sent: 0, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
   });
 
   it('parses pipeline and error type from the key', () => {
@@ -465,7 +465,7 @@ describe('failure router reading objects as they arrive', () => {
 
   it('routes the same messages from a stream as from the whole object, at each awkward boundary', async () => {
     const reference = world({ [KEY]: AWKWARD });
-    expect(await createFailureRouter(reference.options)(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+    expect(await createFailureRouter(reference.options)(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0, unreadableLines: 1, damagedObjects: 0 });
     expect(reference.queue.map((m) => [m.source.line, m.errorMessage])).toEqual([
       [1, 'é € 😀 at a boundary'], [4, '日本語 and 🧪'], [5, 'the last line, with no newline after it 😀'],
     ]);
@@ -476,7 +476,7 @@ describe('failure router reading objects as they arrive', () => {
     for (const cut of boundaries) {
       const w = world();
       const route = createFailureRouter({ ...w.options, readObject: async () => ({ body: streamed(AWKWARD, [cut]) }) });
-      expect(await route(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+      expect(await route(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0, unreadableLines: 1, damagedObjects: 0 });
       expect(w.queue).toEqual(reference.queue);
     }
   });
@@ -492,7 +492,7 @@ describe('failure router reading objects as they arrive', () => {
     const w = world();
     const reads: number[] = [];
     const route = createFailureRouter({ ...w.options, readObject: async () => ({ body: streamed(gz, every(7 + reads.push(1), gz.length)) }) });
-    expect(await route(s3Event(key))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+    expect(await route(s3Event(key))).toEqual({ sent: 3, duplicates: 0, pointers: 0, unreadableLines: 1, damagedObjects: 0 });
     expect(reads).toHaveLength(2);
     expect(w.queue).toEqual(reference.queue);
 
@@ -510,7 +510,7 @@ describe('failure router reading objects as they arrive', () => {
     const none = world();
     const damagedReads: number[] = [];
     expect(await createFailureRouter({ ...none.options, readObject: async () => ({ body: streamed(damaged, every(100 + damagedReads.push(1), damaged.length)) }) })(s3Event(key)))
-      .toEqual({ sent: 0, duplicates: 0, pointers: 0 });
+      .toEqual({ sent: 0, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 1 });
     expect(damagedReads).toHaveLength(1);
   });
 
@@ -536,7 +536,7 @@ describe('failure router reading objects as they arrive', () => {
         return w.options.send(messages);
       },
     });
-    expect(await route(s3Event(key))).toEqual({ sent: lines, duplicates: 0, pointers: 0 });
+    expect(await route(s3Event(key))).toEqual({ sent: lines, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect(source.produced).toBe(body.length);
     const bound = 250 * longest + chunk; // markEvery lines and the chunk the window's last line came in
     expect(mostAhead).toBeLessThanOrEqual(bound);
@@ -558,7 +558,7 @@ describe('failure router reading objects as they arrive', () => {
       windows.push(keys.length);
       return w.options.alreadySent(keys);
     } });
-    expect(await route(s3Event(KEY))).toEqual({ sent: 6, duplicates: 0, pointers: 3 });
+    expect(await route(s3Event(KEY))).toEqual({ sent: 6, duplicates: 0, pointers: 3, unreadableLines: 0, damagedObjects: 0 });
     expect(windows.length).toBeGreaterThan(1);
     expect(w.queue.filter((m) => m.pointer).map((m) => m.source.line)).toEqual([1, 3, 5]);
     for (const m of w.queue.filter((q) => q.pointer)) {
@@ -590,7 +590,7 @@ describe('failure router reading objects as they arrive', () => {
     expect(w.marked).toEqual(new Set(w.queue.map((m) => m.dedupeKey)));
 
     // S3 and Lambda retry the event with the stream whole: only what was not sent goes out, each record once in all.
-    expect(await createFailureRouter(w.options)(s3Event(key, other))).toEqual({ sent: 18, duplicates: 25, pointers: 0 });
+    expect(await createFailureRouter(w.options)(s3Event(key, other))).toEqual({ sent: 18, duplicates: 25, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect([...perLine(w.queue.filter((m) => m.source.key === key)).entries()].sort(([a], [b]) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => [i + 1, 1]));
   });
 
@@ -616,7 +616,7 @@ describe('failure router reading objects as they arrive', () => {
     const route = createFailureRouter({ ...w.options, readObject: async () => ({ body: streamed(body.subarray(0, 30), [1, 10], reset) }) });
     await expect(route(s3Event(key))).rejects.toThrow(/reading s3:\/\/.+ failed, so none of it was sent \(Error: read ECONNRESET\)/);
     expect(w.queue).toEqual([]);
-    expect(await createFailureRouter(w.options)(s3Event(key))).toEqual({ sent: 5, duplicates: 0, pointers: 0 });
+    expect(await createFailureRouter(w.options)(s3Event(key))).toEqual({ sent: 5, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
 
     // GetObject itself failing is the same: that object waits for the retry, the event's others are routed.
     const other = 'errors/iot/processing-failed/2026/11/22/13/other';
@@ -670,7 +670,7 @@ describe('failure router: error lines over the cap', () => {
       const result = await createFailureRouter({ ...w.options, readObject: async () => ({ body: body() }) })(s3Event(KEY));
       const largest = Math.max(0, ...concat.mock.calls.map(([list]) => list.reduce((sum, b) => sum + b.length, 0)));
       expect(largest).toBeLessThanOrEqual(MAX_ERROR_LINE_BYTES);
-      expect(result).toEqual({ sent: 3, duplicates: 0, pointers: 1 });
+      expect(result).toEqual({ sent: 3, duplicates: 0, pointers: 1, unreadableLines: 0, damagedObjects: 0 });
     } finally {
       concat.mockRestore();
     }
@@ -688,7 +688,7 @@ describe('failure router: error lines over the cap', () => {
       } finally {
         t.restore();
       }
-      expect(result).toEqual({ sent: 6, duplicates: 0, pointers: 2 });
+      expect(result).toEqual({ sent: 6, duplicates: 0, pointers: 2, unreadableLines: 1, damagedObjects: 0 });
       expect(w.queue.map((m) => m.source.line)).toEqual([1, 2, 3, 4, 6, 7]);
       expect(w.queue.map((m) => m.dedupeKey)).toEqual([1, 2, 3, 4, 6, 7].map((line) => dedupeKeyOf(BUCKET, key, line)));
       const [, overlong, after, full] = w.queue;
@@ -757,7 +757,7 @@ describe('failure router: the second read of a gzip object is pinned to the firs
       ['error object replaced while it was read; none of it was sent, and the retried event routes it as it is then', KEY, 0],
     ]);
 
-    expect(await createFailureRouter({ ...w.options, readObject: s3.readObject })(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0 });
+    expect(await createFailureRouter({ ...w.options, readObject: s3.readObject })(s3Event(KEY))).toEqual({ sent: 3, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect(w.queue.map((m) => m.errorMessage)).toEqual(['new', 'new', 'new']);
   });
 
@@ -766,7 +766,7 @@ describe('failure router: the second read of a gzip object is pinned to the firs
     const s3 = bucket({ [KEY]: gz });
     const w = world();
     const versioned: S3Event = { Records: s3Event(KEY).Records.map((r) => ({ ...r, s3: { ...r.s3, object: { ...r.s3.object, versionId: '3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY' } } })) };
-    expect(await createFailureRouter({ ...w.options, readObject: s3.readObject })(versioned)).toEqual({ sent: 1, duplicates: 0, pointers: 0 });
+    expect(await createFailureRouter({ ...w.options, readObject: s3.readObject })(versioned)).toEqual({ sent: 1, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect(s3.pins).toEqual([{ versionId: '3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY' }, { versionId: '3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY' }]);
   });
 });
@@ -864,8 +864,8 @@ describe('sent ledger (DynamoDB, against dynalite)', () => {
     expect(w.queue).toEqual([]);
 
     const healthy = createFailureRouter({ ...w.options, ...ledger(local.client) });
-    expect(await healthy(event)).toEqual({ sent: 5, duplicates: 0, pointers: 0 });
-    expect(await healthy(event)).toEqual({ sent: 0, duplicates: 5, pointers: 0 });
+    expect(await healthy(event)).toEqual({ sent: 5, duplicates: 0, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
+    expect(await healthy(event)).toEqual({ sent: 0, duplicates: 5, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
     expect(w.queue).toHaveLength(5);
     expect((await local.scan()).map((i) => i.pk).sort()).toEqual(w.queue.map((m) => `dlq#${m.dedupeKey}`).sort());
   });

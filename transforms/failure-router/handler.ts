@@ -125,6 +125,10 @@ export interface RouteResult {
   readonly duplicates: number;
   /** Messages sent as pointers. */
   readonly pointers: number;
+  /** Lines that are not error records (not JSON, no rawData): not sent, they stay in S3 only. */
+  readonly unreadableLines: number;
+  /** Objects whose gzip data is damaged or cut off: what follows the damage stays in S3 only. */
+  readonly damagedObjects: number;
 }
 
 export type FailureRouter = (event: S3Event) => Promise<RouteResult>;
@@ -309,7 +313,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
     if (problems.length > 0) {
       throw new Error(`failure router: ${problems.join('; ')}. Failing the invocation so that the event is retried (or, once Lambda's retries are spent, kept in the router's failed-events queue for a redrive); a retry sends every message not marked sent.`, { cause: firstCause });
     }
-    return { sent, duplicates, pointers };
+    return { sent, duplicates, pointers, unreadableLines: unreadable, damagedObjects };
   };
 
   /** Sends in SQS-sized batches, retrying rejected entries; answers the keys never accepted. */
