@@ -38,6 +38,12 @@ export interface SearchBackend {
    */
   search(index: string, body: Record<string, unknown>, signal?: AbortSignal): Promise<SearchResponseBody>;
   close(): Promise<void>;
+  /**
+   * With --aws, when the stack has a query role (OpenSearchQueryRoleArn): the role, and its AssumeRole, which the first
+   * search waits on unless asked first. Asked first, under the caller's deadline, a hung STS is told from a hung OpenSearch:
+   * `assume` rejects with `signal.reason` when `signal` aborts. The search signs with the credentials it got.
+   */
+  readonly queryRole?: { readonly arn: string; assume(signal?: AbortSignal): Promise<void> };
 }
 
 /** How to give the CLI an OpenSearch, for the message when there is none. */
@@ -52,7 +58,7 @@ export const NO_OPENSEARCH_HINT = [
 /**
  * The OpenSearch of a target, or undefined when there is none configured (the caller says what to do). With --aws,
  * `signal` bounds reading the stack's outputs (where the endpoint is; it rejects with `signal.reason`), and the
- * backend's AssumeRole of the query role, which its first search waits on.
+ * backend's AssumeRole of the query role (queryRole.assume, or else its first search, which waits on it).
  */
 export async function searchBackendFor(target: Target, signal?: AbortSignal): Promise<SearchBackend | undefined> {
   if (target.kind === 'local') {
@@ -69,11 +75,20 @@ export async function searchBackendFor(target: Target, signal?: AbortSignal): Pr
   const node = /^https?:\/\//.test(endpoint) ? endpoint : `https://${endpoint}`;
   // The domain's access policy names the stack's query role: assume it when the stack has one.
   const roleArn = outputs.get(OutputKeys.OpenSearchQueryRoleArn);
-  const getCredentials = roleArn
+  const assumeRole = roleArn
     ? fromTemporaryCredentials({
       params: { RoleArn: roleArn, RoleSessionName: 'sluice-search', DurationSeconds: 3600 },
       clientConfig: { region: outputs.region, ...(signal && { requestHandler: abortedBy(signal) }) },
     })
+    : undefined;
+  // The credentials queryRole.assume got are the signer's first; it asks again only to renew them (after an hour).
+  let assumed: ReturnType<NonNullable<typeof assumeRole>> | undefined;
+  const getCredentials = assumeRole
+    ? () => {
+      const first = assumed ?? assumeRole();
+      assumed = undefined;
+      return first;
+    }
     : fromNodeProviderChain();
   const client = new Client({
     ...AwsSigv4Signer({ region: outputs.region, service: 'es', getCredentials }),
@@ -81,7 +96,18 @@ export async function searchBackendFor(target: Target, signal?: AbortSignal): Pr
     requestTimeout: 30_000,
   });
   const as = roleArn ? `, as ${roleArn.split('/').pop()}` : '';
-  return clientBackend(client, `OpenSearch domain ${node} (SigV4, ${outputs.region}${as})`, { service: 'OpenSearch', endpoint: node });
+  const backend = clientBackend(client, `OpenSearch domain ${node} (SigV4, ${outputs.region}${as})`, { service: 'OpenSearch', endpoint: node });
+  if (!roleArn || !assumeRole) return backend;
+  return {
+    ...backend,
+    queryRole: {
+      arn: roleArn,
+      async assume(until) {
+        assumed = assumeRole();
+        await untilAborted(assumed, until);
+      },
+    },
+  };
 }
 
 /**

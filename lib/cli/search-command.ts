@@ -6,10 +6,11 @@ import { loadModel, openSearchIndexTemplate, type SchemaModel } from '../schema'
 import { jsonErrorWithoutContent } from '../../transforms/shared';
 import { addProgressOption, addTargetOptions, examples, formatDuration, hintDashesBeforeDashedArgument, parseCount, parseDuration, requirePipeline, type TargetFlags } from './options';
 import { displayRows, displayValue, escapeControlCharacters, formatTable, toJson, UserError } from './output';
-import { unreadableFile } from './errors';
+import { explainFailure, unreadableFile } from './errors';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
 import { MAX_TIMER_DELAY_MS } from './sleep';
+import { OutputKeys } from './stack-outputs';
 import { resolveTarget } from './target';
 
 interface SearchFlags extends TargetFlags {
@@ -41,7 +42,7 @@ export function registerSearchCommand(program: Command): void {
     .option('--fields <a,b,c>', 'columns of the hits table (dotted paths into the document)')
     .option('--index <pattern>', 'index pattern (default <pipeline>-*, the rotated indices Firehose writes)')
     .option('--json', 'print the hits (or buckets) and total as JSON')
-    .option('--timeout <time>', 'give up when OpenSearch (with --aws, first CloudFormation for the stack\'s outputs) has not answered by then, retries included', '30s');
+    .option('--timeout <time>', 'give up when OpenSearch (with --aws, first CloudFormation for the stack\'s outputs, then STS for its query role) has not answered by then, retries included', '30s');
   addTargetOptions(command, { opensearch: true });
   addProgressOption(command);
   hintDashesBeforeDashedArgument(command, "a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'");
@@ -93,6 +94,18 @@ export function registerSearchCommand(program: Command): void {
     // An empty pattern would search every index of the cluster (`POST /_search`), not none.
     if (flags.index !== undefined && flags.index.trim() === '') throw new UserError(`--index ${JSON.stringify(flags.index)}: expected an index pattern such as ${resourceNames(target.config, pipeline).indexPrefix}-*`);
     const index = flags.index ?? `${resourceNames(target.config, pipeline).indexPrefix}-*`;
+    // The query role's credentials before the search that waits on them: a hung STS is named, not taken for OpenSearch.
+    if (backend.queryRole) {
+      try {
+        await backend.queryRole.assume(deadline);
+      } catch (err) {
+        await backend.close();
+        const role = `the stack's OpenSearch query role ${escapeControlCharacters(backend.queryRole.arn)} (output ${OutputKeys.OpenSearchQueryRoleArn})`;
+        if (err !== deadline.reason) throw explainFailure(err, { service: 'STS', resource: `AssumeRole of ${role}` });
+        throw new UserError(`STS gave no answer in ${formatDuration(Date.now() - asked)} (--timeout ${formatDuration(timeoutMs)}) when asked to assume ${role}, `
+          + 'whose credentials sign the search: check your network and AWS credentials, or raise --timeout to wait longer');
+      }
+    }
     const progress = new Progress({ forced: flags.progress });
     const started = Date.now();
     let response: SearchResponseBody;

@@ -437,7 +437,7 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     expect(seen).toHaveLength(3);
 
     const help = await sluice('search', '--help');
-    expect(help.stdout.replace(/\s+/g, ' ')).toContain('--timeout <time> give up when OpenSearch (with --aws, first CloudFormation for the stack\'s outputs) has not answered by then, retries included (default: "30s")');
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('--timeout <time> give up when OpenSearch (with --aws, first CloudFormation for the stack\'s outputs, then STS for its query role) has not answered by then, retries included (default: "30s")');
   });
 
   test('a --timeout longer than a timer can hold (24.8 days) waits for the answer: it neither gives up at once nor crashes', async () => {
@@ -524,6 +524,8 @@ describe('sluice search --aws', () => {
       const { code, stdout } = await sluice('search', 'clickstream', '--aws', '--json');
       expect(code).toBe(0);
       expect(JSON.parse(stdout)).toMatchObject({ total: 0 });
+      // Assumed once: before the search (under --timeout), and the search signs with those credentials.
+      expect(sts.commandCalls(AssumeRoleCommand)).toHaveLength(1);
       expect(sts.commandCalls(AssumeRoleCommand)[0].args[0].input).toMatchObject({ RoleArn: 'arn:aws:iam::123456789012:role/SluiceQueryRole', RoleSessionName: 'sluice-search' });
       expect(String(seen[0].headers.authorization)).toMatch(/^AWS4-HMAC-SHA256 Credential=ASIAQUERYROLE\/\d{8}\/eu-west-1\/es\/aws4_request/);
       expect(seen[0].headers['x-amz-security-token']).toBe('token');
@@ -532,7 +534,7 @@ describe('sluice search --aws', () => {
     }
   });
 
-  test('an STS that never answers the query role\'s AssumeRole: --timeout bounds it, as the search it comes before, and its request is given up', async () => {
+  test('an STS that never answers the query role\'s AssumeRole: --timeout bounds it, the message names STS and the role, and its request is given up', async () => {
     const sockets = new Set<Socket>();
     let connections = 0;
     // Reads the request, never answers.
@@ -557,7 +559,7 @@ describe('sluice search --aws', () => {
       // Long enough for the STS client to load and connect on a busy machine (the hung STS must have been asked).
       const { code, stdout, stderr } = await sluice('search', 'clickstream', '--aws', '--timeout', '2s');
       expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
-      expect(stderr).toMatch(/^sluice: OpenSearch domain http:\/\/127\.0\.0\.1:\d+ \(SigV4, eu-west-1, as SluiceQueryRole\) gave no answer in [\d.]+ m?s \(--timeout 2\.0 s\)/);
+      expect(stderr).toMatch(/^sluice: STS gave no answer in [\d.]+ m?s \(--timeout 2\.0 s\) when asked to assume the stack's OpenSearch query role arn:aws:iam::123456789012:role\/SluiceQueryRole \(output OpenSearchQueryRoleArn\), whose credentials sign the search: check your network and AWS credentials, or raise --timeout to wait longer\n$/);
       expect(Date.now() - startedAt).toBeLessThan(10_000);
       expect(seen).toHaveLength(0);
       expect(connections).toBeGreaterThan(0);
@@ -568,6 +570,59 @@ describe('sluice search --aws', () => {
       delete process.env.AWS_ENDPOINT_URL_STS;
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => hung.close(() => resolve()));
+    }
+  });
+
+  test('with the query role assumed, an OpenSearch that never answers is named as what timed out, not STS', async () => {
+    const sts = mockClient(STSClient);
+    const sockets = new Set<Socket>();
+    const hung = createTcpServer((socket) => {
+      socket.resume();
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    try {
+      sts.on(AssumeRoleCommand).resolves({
+        Credentials: { AccessKeyId: 'ASIAQUERYROLE', SecretAccessKey: 'secret', SessionToken: 'token', Expiration: new Date(Date.now() + 3_600_000) },
+      });
+      cfn.on(DescribeStacksCommand).resolves({
+        Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [
+          { OutputKey: 'OpenSearchEndpoint', OutputValue: `http://127.0.0.1:${(hung.address() as AddressInfo).port}` },
+          { OutputKey: 'OpenSearchQueryRoleArn', OutputValue: 'arn:aws:iam::123456789012:role/SluiceQueryRole' },
+        ] }],
+      });
+      const { code, stdout, stderr } = await sluice('search', 'clickstream', '--aws', '--timeout', '500ms');
+      expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+      expect(stderr).toMatch(/^sluice: OpenSearch domain http:\/\/127\.0\.0\.1:\d+ \(SigV4, eu-west-1, as SluiceQueryRole\) gave no answer in [\d.]+ m?s \(--timeout 500 ms\): is it up and not overloaded\? Raise --timeout to wait longer\n$/);
+      expect(sts.commandCalls(AssumeRoleCommand)).toHaveLength(1);
+    } finally {
+      sts.restore();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => hung.close(() => resolve()));
+    }
+  });
+
+  test('an STS that refuses the AssumeRole is named with the role, and nothing is sent to OpenSearch', async () => {
+    const sts = mockClient(STSClient);
+    try {
+      sts.on(AssumeRoleCommand).rejects(Object.assign(new Error('User: arn:aws:iam::123456789012:user/ana is not authorized to perform: sts:AssumeRole'), { name: 'AccessDenied' }));
+      cfn.on(DescribeStacksCommand).resolves({
+        Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [
+          { OutputKey: 'OpenSearchEndpoint', OutputValue: url },
+          { OutputKey: 'OpenSearchQueryRoleArn', OutputValue: 'arn:aws:iam::123456789012:role/SluiceQueryRole' },
+        ] }],
+      });
+      const { code, stdout, stderr } = await sluice('search', 'clickstream', '--aws');
+      expect({ code, stdout, stderr }).toEqual({
+        code: 2,
+        stdout: '',
+        stderr: 'sluice: STS denied access (AssumeRole of the stack\'s OpenSearch query role arn:aws:iam::123456789012:role/SluiceQueryRole (output OpenSearchQueryRoleArn)): '
+          + 'User: arn:aws:iam::123456789012:user/ana is not authorized to perform: sts:AssumeRole. Your AWS identity needs permission for this call.\n',
+      });
+      expect(seen).toHaveLength(0);
+    } finally {
+      sts.restore();
     }
   });
 
