@@ -97,23 +97,60 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
         + 'the tables read as empty; was the twin run with other settings (-c env=…, prefix)?\n');
     }
   }
-  const athena = await LocalAthena.open(target.dataDir, target.config);
+  // The engine's scratch folder (DuckDB's profile and spill files) lives from open() to close(), and no signal may end the
+  // process in between with it left behind: a first Ctrl-C stops the running query (or the next one before it starts),
+  // and the command ends as interrupted and closes the engine; a second Ctrl-C, or SIGTERM, ends the process at once, as
+  // it would have, with the folder removed first. Taken from before open() makes the folder until close() removes it.
+  let athena: LocalAthena | undefined;
+  let interrupted = false;
+  let endOnceOpen: NodeJS.Signals | undefined;
+  const stopTakingSignals = () => {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  };
+  const endNow = (opened: LocalAthena, signal: NodeJS.Signals) => {
+    opened.interrupt();
+    fs.rmSync(opened.scratchDir, { recursive: true, force: true, maxRetries: 3 });
+    // As bin/sluice.js ends a command that does not take the signal: its one line for a Ctrl-C, then by the signal,
+    // which with no listener left ends the process before anything else runs.
+    try {
+      if (signal === 'SIGINT') fs.writeSync(2, 'sluice: interrupted (Ctrl-C)\n');
+    } catch {
+      // stderr's reader is gone: nothing to tell.
+    }
+    process.removeAllListeners(signal);
+    process.kill(process.pid, signal);
+  };
+  function onSignal(signal: NodeJS.Signals): void {
+    if (signal === 'SIGINT' && !interrupted) {
+      interrupted = true;
+      athena?.interrupt();
+    } else if (athena) {
+      endNow(athena, signal);
+    } else {
+      // open() is making the folder: it ends once open() says where.
+      endOnceOpen = signal;
+    }
+  }
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    athena = await LocalAthena.open(target.dataDir, target.config);
+  } catch (err) {
+    stopTakingSignals();
+    throw err;
+  }
+  if (endOnceOpen) endNow(athena, endOnceOpen);
+  const opened = athena;
   return {
     description: `DuckDB over ${lake}`,
-    database: athena.database,
+    database: opened.database,
     async run(sql, { progress, maxRows }) {
       const started = Date.now();
       let result;
-      // Ctrl-C stops DuckDB's query, so the command ends as interrupted and closes the engine, whose
-      // private folder (profile, spill files) would otherwise be left behind. A second Ctrl-C exits at once.
-      let interrupted = false;
-      const onInterrupt = () => {
-        interrupted = true;
-        athena.interrupt();
-      };
-      process.once('SIGINT', onInterrupt);
+      if (interrupted) throw new UserError('interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
       try {
-        result = await progress.during(() => `DuckDB: running · ${Math.round((Date.now() - started) / 1000)} s`, athena.query(sql, { maxRows }));
+        result = await progress.during(() => `DuckDB: running · ${Math.round((Date.now() - started) / 1000)} s`, opened.query(sql, { maxRows }));
         if (interrupted) throw new UserError('interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
       } catch (err) {
         if (interrupted) throw new UserError('interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
@@ -122,8 +159,6 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
         // Athena reads S3 only; the twin's DuckDB reads the data bucket only (see LocalAthena).
         const outside = /^Permission Error:/.test(message) ? ` (queries read only the twin's lake under ${lake}: query its tables, e.g. FROM iot)` : '';
         throw new QueryFailedError(`DuckDB refused the query: ${message}${outside}`);
-      } finally {
-        process.removeListener('SIGINT', onInterrupt);
       }
       const truncated = maxRows !== undefined && result.rows.length > maxRows;
       return {
@@ -144,7 +179,13 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
     async savedQueries() {
       return localSavedQueries(target);
     },
-    close: () => athena.close(),
+    close: () => {
+      try {
+        opened.close();
+      } finally {
+        stopTakingSignals();
+      }
+    },
   };
 }
 

@@ -138,16 +138,28 @@ export class LocalAthena {
     const instance = await DuckDBInstance.create(':memory:');
     const connection = await instance.connect();
     const privateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-query-'));
-    const profilePath = path.join(privateDir, 'profile.json');
-    const lake = lakePathForDuckDb(bucketDir(dataDir, localBucketName(config)), privateDir);
-    const athena = new LocalAthena(connection, instance, config, profilePath, lake);
+    let athena: LocalAthena | undefined;
     try {
+      const lake = lakePathForDuckDb(bucketDir(dataDir, localBucketName(config)), privateDir);
+      athena = new LocalAthena(connection, instance, config, path.join(privateDir, 'profile.json'), lake);
       await athena.confine();
     } catch (err) {
-      athena.close();
+      // An open that fails leaves no folder either (the link to the lake can fail before there is a LocalAthena to close).
+      if (athena) {
+        athena.close();
+      } else {
+        connection.closeSync();
+        instance.closeSync();
+        fs.rmSync(privateDir, { recursive: true, force: true });
+      }
       throw err;
     }
     return athena;
+  }
+
+  /** The query's private folder (DuckDB's profile and spill files, the lake's link): close() removes it. */
+  get scratchDir(): string {
+    return path.dirname(this.profilePath);
   }
 
   /**
@@ -315,9 +327,12 @@ export class LocalAthena {
   }
 
   close(): void {
-    this.connection.closeSync();
-    this.instance.closeSync();
-    fs.rmSync(path.dirname(this.profilePath), { recursive: true, force: true });
+    try {
+      this.connection.closeSync();
+      this.instance.closeSync();
+    } finally {
+      fs.rmSync(this.scratchDir, { recursive: true, force: true });
+    }
   }
 
   /** Stops the running query (Ctrl-C): it then fails with DuckDB's "Interrupted" error. */
