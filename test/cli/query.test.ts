@@ -645,7 +645,7 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
     fs.writeFileSync(path.join(folder, 'gzip-without-extension'), gzipSync(`${line('hidden')}\n`.repeat(100)));
 
     const { code, stdout, stderr } = await inDir('SELECT errorcode, length(rawdata) AS raw, regexp_extract("$path", \'[^/]+$\') AS object FROM iot_errors'
-      + ' WHERE "$path" NOT LIKE \'%/gzip-without-extension\' ORDER BY object, raw', '--json');
+      + ' WHERE "$path" NOT LIKE \'%/gzip-without-extension\' ORDER BY object, raw, errorcode', '--json');
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
     expect(JSON.parse(stdout)).toEqual([
       { errorcode: 'first', raw: 4, object: 'long-lines' },
