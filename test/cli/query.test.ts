@@ -525,16 +525,22 @@ describe('no signal leaves a local query\'s scratch folder behind', () => {
 
 test('Ctrl-C before the query runs (while the CLI loads): the query never runs; the one sluice: line, exit 130 or by the signal', async () => {
   const dir = tempDataDir();
+  const preloadDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-preload-'));
   try {
-    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dir, 'SELECT 1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The Ctrl-C goes as soon as bin/sluice.js listens for it, which a preload tells on fd 3: a fixed 300 ms once
+    // came before that on a busy machine (Node itself had not started), and Node's default ended the process silently.
+    const preload = path.join(preloadDir, 'tell-sigint-listener.js');
+    fs.writeFileSync(preload, "process.on('newListener', (event) => { if (event === 'SIGINT') require('node:fs').writeSync(3, 'listening\\n'); });\n");
+    const child = spawn(process.execPath, ['--require', preload, path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dir, 'SELECT 1'],
+      { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
     const err: Buffer[] = [];
     const out: Buffer[] = [];
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => err.push(chunk));
+    child.stdout!.on('data', (chunk: Buffer) => out.push(chunk));
     const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (code, signal) => resolve([code, signal])));
-    // Loading the CLI (TypeScript through tsx) takes most of a second. Node takes a signal only once the loading is done:
-    // by bin/sluice.js's handler (by the signal), or the query engine's when it is in place by then (130).
-    await new Promise((r) => setTimeout(r, 300));
+    // Loading the CLI (TypeScript through tsx) takes most of a second after that. Node takes the signal by bin/sluice.js's
+    // handler (by the signal), or by the query engine's when that is in place by then (130).
+    await Promise.race([new Promise((resolve) => child.stdio[3]!.once('data', resolve)), exited]);
     child.kill('SIGINT');
     const [code, signal] = await exited;
     expect(code === 130 || signal === 'SIGINT').toBe(true);
@@ -542,6 +548,7 @@ test('Ctrl-C before the query runs (while the CLI loads): the query never runs; 
     expect(Buffer.concat(out).toString('utf8')).toBe('');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(preloadDir, { recursive: true, force: true });
   }
 }, 30_000);
 
