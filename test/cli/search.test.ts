@@ -415,8 +415,8 @@ describe('sluice search (OPENSEARCH_URL)', () => {
       expect(stderr).toMatch(new RegExp(`^sluice: OpenSearch at http://admin:\\*\\*\\*@127\\.0\\.0\\.1:${port} gave no answer in [\\d.]+ m?s \\(--timeout 400 ms\\): is it up and not overloaded\\? Raise --timeout to wait longer\n$`));
       expect(stderr).not.toMatch(/s3cret/);
       expect(elapsedMs).toBeLessThan(10_000);
-      // The request was given up, not left open.
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // The request was given up, not left open: its connection closes (waited for; a busy machine may take a while to tell).
+      for (const deadline = Date.now() + 10_000; sockets.size > 0 && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 20));
       expect(sockets.size).toBe(0);
     } finally {
       for (const socket of sockets) socket.destroy();
@@ -566,8 +566,9 @@ describe('sluice search --aws', () => {
       expect(Date.now() - startedAt).toBeLessThan(10_000);
       expect(seen).toHaveLength(0);
       expect(connections).toBeGreaterThan(0);
-      // The AssumeRole request was given up, not left open to hold the process after the message.
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // The AssumeRole request was given up, not left open to hold the process after the message: its connection closes
+      // (waited for; a busy machine may take a while to tell).
+      for (const deadline = Date.now() + 10_000; sockets.size > 0 && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 20));
       expect(sockets.size).toBe(0);
     } finally {
       delete process.env.AWS_ENDPOINT_URL_STS;
