@@ -560,13 +560,22 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(400);
     expect(backend.acknowledged).toHaveLength(30);
 
+    // 3 s at 10/s: 30 records, one at once and then one each 100 ms. Sending ends at the deadline, so a machine that
+    // stalls across it (a busy one, for a few hundred ms) sends fewer: at least 20 leaves it a second, where 1 s at 20/s
+    // left it 200 ms. However slow the machine, no record comes before its time.
     backend.reset();
+    const arrivals: number[] = [];
+    backend.onIngest = async (_stream, records) => {
+      for (let i = 0; i < records.length; i++) arrivals.push(Date.now());
+    };
     started = Date.now();
-    const { code, stdout } = await put('app-events', '--duration', '1s', '--rate', '20');
+    const { code, stdout } = await put('app-events', '--duration', '3s', '--rate', '10');
     expect(code).toBe(0);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
-    expect(backend.acknowledged.length).toBeGreaterThanOrEqual(17);
-    expect(backend.acknowledged.length).toBeLessThanOrEqual(22);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2900);
+    expect(backend.acknowledged.length).toBeGreaterThanOrEqual(20);
+    expect(backend.acknowledged.length).toBeLessThanOrEqual(31);
+    const early = arrivals.map((at, k) => ({ record: k, afterMs: at - started })).filter(({ record, afterMs }) => afterMs < record * 100);
+    expect(early).toEqual([]);
     expect(stdout).toMatch(/records\/s\)/);
   });
 
