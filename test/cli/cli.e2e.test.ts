@@ -262,7 +262,7 @@ describe('sluice against `sluice local up`, each command its own process', () =>
     await until('the load to report progress', async () => (/sent \d+ · accepted \d+/.test(load.stderrSoFar()) ? true : undefined));
     load.child.kill('SIGINT');
     const { code, stdout, stderr } = await load.result;
-    expect(code).toBe(130);
+    expect({ code, stdout, stderr }).toEqual({ code: 130, stdout: expect.any(String), stderr: expect.any(String) }); // both shown when it is not 130
     expect(stderr).toMatch(/sluice-dev-transactions: sent \d+ · accepted \d+ · \d+ records\/s · \d+ m \d+ s left/);
     const sent = /^transactions: (\d+) records → Kinesis stream sluice-dev-transactions/.exec(stdout);
     loadSent = Number(sent?.[1]);
