@@ -398,15 +398,8 @@ describe('sluice search (OPENSEARCH_URL)', () => {
   });
 
   test('an OpenSearch that takes the connection and never answers: --timeout bounds the whole search, naming the endpoint', async () => {
-    const sockets = new Set<Socket>();
-    // Reads the request, never answers.
-    const hung = createTcpServer((socket) => {
-      socket.resume();
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-    });
-    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
-    const port = (hung.address() as AddressInfo).port;
+    const hung = await hungServer();
+    const port = hung.port;
     try {
       const startedAt = Date.now();
       const { code, stdout, stderr } = await sluice('search', 'clickstream', 'x', '--timeout', '400ms', '--endpoint-opensearch', `http://admin:s3cret@127.0.0.1:${port}`);
@@ -416,11 +409,9 @@ describe('sluice search (OPENSEARCH_URL)', () => {
       expect(stderr).not.toMatch(/s3cret/);
       expect(elapsedMs).toBeLessThan(10_000);
       // The request was given up, not left open: its connection closes (waited for; a busy machine may take a while to tell).
-      for (const deadline = Date.now() + 10_000; sockets.size > 0 && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 20));
-      expect(sockets.size).toBe(0);
+      expect(await hung.allClosed()).toBe(true);
     } finally {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => hung.close(() => resolve()));
+      await hung.close();
     }
   });
 
@@ -538,17 +529,8 @@ describe('sluice search --aws', () => {
   });
 
   test('an STS that never answers the query role\'s AssumeRole: --timeout bounds it, the message names STS and the role, and its request is given up', async () => {
-    const sockets = new Set<Socket>();
-    let connections = 0;
-    // Reads the request, never answers.
-    const hung = createTcpServer((socket) => {
-      connections++;
-      socket.resume();
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-    });
-    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
-    process.env.AWS_ENDPOINT_URL_STS = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+    const hung = await hungServer();
+    process.env.AWS_ENDPOINT_URL_STS = `http://127.0.0.1:${hung.port}`;
     process.env.AWS_ACCESS_KEY_ID = 'AKIDEXAMPLE';
     process.env.AWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
     try {
@@ -565,34 +547,26 @@ describe('sluice search --aws', () => {
       expect(stderr).toMatch(/^sluice: STS gave no answer in [\d.]+ m?s \(--timeout 2\.0 s\) when asked to assume the stack's OpenSearch query role arn:aws:iam::123456789012:role\/SluiceQueryRole \(output OpenSearchQueryRoleArn\), whose credentials sign the search: check your network and AWS credentials, or raise --timeout to wait longer\n$/);
       expect(Date.now() - startedAt).toBeLessThan(10_000);
       expect(seen).toHaveLength(0);
-      expect(connections).toBeGreaterThan(0);
+      expect(hung.connections()).toBeGreaterThan(0);
       // The AssumeRole request was given up, not left open to hold the process after the message: its connection closes
       // (waited for; a busy machine may take a while to tell).
-      for (const deadline = Date.now() + 10_000; sockets.size > 0 && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 20));
-      expect(sockets.size).toBe(0);
+      expect(await hung.allClosed()).toBe(true);
     } finally {
       delete process.env.AWS_ENDPOINT_URL_STS;
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => hung.close(() => resolve()));
+      await hung.close();
     }
   });
 
   test('with the query role assumed, an OpenSearch that never answers is named as what timed out, not STS', async () => {
     const sts = mockClient(STSClient);
-    const sockets = new Set<Socket>();
-    const hung = createTcpServer((socket) => {
-      socket.resume();
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-    });
-    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const hung = await hungServer();
     try {
       sts.on(AssumeRoleCommand).resolves({
         Credentials: { AccessKeyId: 'ASIAQUERYROLE', SecretAccessKey: 'secret', SessionToken: 'token', Expiration: new Date(Date.now() + 3_600_000) },
       });
       cfn.on(DescribeStacksCommand).resolves({
         Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [
-          { OutputKey: 'OpenSearchEndpoint', OutputValue: `http://127.0.0.1:${(hung.address() as AddressInfo).port}` },
+          { OutputKey: 'OpenSearchEndpoint', OutputValue: `http://127.0.0.1:${hung.port}` },
           { OutputKey: 'OpenSearchQueryRoleArn', OutputValue: 'arn:aws:iam::123456789012:role/SluiceQueryRole' },
         ] }],
       });
@@ -602,8 +576,7 @@ describe('sluice search --aws', () => {
       expect(sts.commandCalls(AssumeRoleCommand)).toHaveLength(1);
     } finally {
       sts.restore();
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => hung.close(() => resolve()));
+      await hung.close();
     }
   });
 
@@ -647,3 +620,31 @@ describe('sluice search --aws', () => {
     expect(stderr).toMatch(/no OpenSearch to ask/);
   });
 });
+
+/**
+ * A server that takes connections, reads the requests and never answers: its port, how many connections it took, whether
+ * every connection has closed (waited for up to 10 s; a busy machine may take a while to tell), and a close.
+ */
+async function hungServer(): Promise<{ port: number; connections: () => number; allClosed: () => Promise<boolean>; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  const server = createTcpServer((socket) => {
+    connections++;
+    socket.resume();
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    connections: () => connections,
+    allClosed: async () => {
+      for (const deadline = Date.now() + 10_000; sockets.size > 0 && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 20));
+      return sockets.size === 0;
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
