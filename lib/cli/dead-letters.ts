@@ -322,13 +322,13 @@ export function awsReplayLedger(dynamo: DynamoDBDocumentClient, tableName: strin
  */
 export class ReadLaterError extends UserError {}
 
-/** The base64 record of one line of an error object (a pointer message's target). */
 /** The connection dropped (or the disk failed) while a pointer's object streamed: this message stays, the others may still be replayed. */
 function unreadableTo(pointer: { bucket: string; key: string; line: number }, err: unknown): ReadLaterError {
   const why = explainFailure(err, { service: 'S3', resource: `s3://${pointer.bucket}/${pointer.key}` });
   return new ReadLaterError(`s3://${pointer.bucket}/${pointer.key} could not be read to line ${pointer.line}: ${why.message}`, 1);
 }
 
+/** The base64 record of one line of an error object (a pointer message's target). */
 export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: string; key: string; line: number }): Promise<string> {
   // A message names what it names: a bucket or key S3 could not hold is this message's problem, not the run's.
   const bucketProblem = bucketNameProblem(pointer.bucket);

@@ -83,12 +83,15 @@ export function registerSearchCommand(program: Command): void {
     // A timer holds at most 2^31 - 1 ms (24.8 days): beyond it Node fires it at once (or AbortSignal.timeout throws), so
     // a longer --timeout waits that long, which is as good as forever here.
     const deadline = AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_DELAY_MS));
+    /** "STS gave no answer in 2.0 s (--timeout 2.0 s) when …": which stage the deadline ended, and what to do. */
+    const noAnswer = (who: string, rest: string) =>
+      new UserError(`${who} gave no answer in ${formatDuration(Date.now() - asked)} (--timeout ${formatDuration(timeoutMs)})${rest}`);
     let backend;
     try {
       backend = await searchBackendFor(target, deadline);
     } catch (err) {
       if (err !== deadline.reason) throw err;
-      throw new UserError(`CloudFormation gave no answer in ${formatDuration(Date.now() - asked)} (--timeout ${formatDuration(timeoutMs)}) when asked for the outputs of ${escapeControlCharacters(target.label)}, which name the OpenSearch endpoint: check your network and AWS credentials, or raise --timeout to wait longer`);
+      throw noAnswer('CloudFormation', ` when asked for the outputs of ${escapeControlCharacters(target.label)}, which name the OpenSearch endpoint: check your network and AWS credentials, or raise --timeout to wait longer`);
     }
     if (!backend) throw new UserError(NO_OPENSEARCH_HINT);
     // An empty pattern would search every index of the cluster (`POST /_search`), not none.
@@ -102,8 +105,7 @@ export function registerSearchCommand(program: Command): void {
         await backend.close();
         const role = `the stack's OpenSearch query role ${escapeControlCharacters(backend.queryRole.arn)} (output ${OutputKeys.OpenSearchQueryRoleArn})`;
         if (err !== deadline.reason) throw explainFailure(err, { service: 'STS', resource: `AssumeRole of ${role}` });
-        throw new UserError(`STS gave no answer in ${formatDuration(Date.now() - asked)} (--timeout ${formatDuration(timeoutMs)}) when asked to assume ${role}, `
-          + 'whose credentials sign the search: check your network and AWS credentials, or raise --timeout to wait longer');
+        throw noAnswer('STS', ` when asked to assume ${role}, whose credentials sign the search: check your network and AWS credentials, or raise --timeout to wait longer`);
       }
     }
     const progress = new Progress({ forced: flags.progress });
@@ -113,7 +115,7 @@ export function registerSearchCommand(program: Command): void {
       response = await progress.during(() => `searching ${index} on ${backend.description} · ${formatDuration(Date.now() - started)}`, backend.search(index, body, deadline));
     } catch (err) {
       if (err !== deadline.reason) throw err;
-      throw new UserError(`${backend.description} gave no answer in ${formatDuration(Date.now() - asked)} (--timeout ${formatDuration(timeoutMs)}): is it up and not overloaded? Raise --timeout to wait longer`);
+      throw noAnswer(backend.description, ': is it up and not overloaded? Raise --timeout to wait longer');
     } finally {
       progress.done();
       await backend.close();

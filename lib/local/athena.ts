@@ -267,7 +267,7 @@ export class LocalAthena {
       ? `SELECT ${columns.join(', ')}, ${sqlString(`s3://${bucket}/`)} || replace(substr(filename, ${[...lake].length + 2}), '\\', '/') AS "$path"`
         // As the table's JsonSerDe with ignore.malformed.json: a line that is not a JSON object reads as NULLs, not an error.
         + ` FROM (SELECT CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' THEN json_transform(line, ${sqlString(structure)}) END AS record, filename`
-        + ` FROM read_csv(${sqlList(files)}, ${errorLinesOptions()}) WHERE trim(line) <> '')`
+        + ` FROM read_csv(${sqlList(files)}, ${ERROR_LINES_OPTIONS}) WHERE trim(line) <> '')`
       : emptySql(typed);
     await this.defineView(table, sql);
   }
@@ -374,13 +374,11 @@ const MAX_LINE_BYTES_READ = 2 * MAX_ERROR_LINE_BYTES;
  * them, rather than failing the query, except that a line which is not UTF-8 gives no row. A line ends at "\n", "\r\n" or
  * "\r", as in Hadoop's text input.
  */
-function errorLinesOptions(): string {
-  return [
-    "columns = {'line': 'VARCHAR'}", 'header = false', 'auto_detect = false', 'delim = chr(1)', "quote = ''", "escape = ''",
-    'strict_mode = false', 'ignore_errors = true', 'filename = true',
-    `max_line_size = ${MAX_LINE_BYTES_READ}`, `buffer_size = ${2 * MAX_LINE_BYTES_READ}`,
-  ].join(', ');
-}
+const ERROR_LINES_OPTIONS = [
+  "columns = {'line': 'VARCHAR'}", 'header = false', 'auto_detect = false', 'delim = chr(1)', "quote = ''", "escape = ''",
+  'strict_mode = false', 'ignore_errors = true', 'filename = true',
+  `max_line_size = ${MAX_LINE_BYTES_READ}`, `buffer_size = ${2 * MAX_LINE_BYTES_READ}`,
+].join(', ');
 
 /** A column of a view and its DuckDB type. */
 type TypedColumn = readonly [name: string, duckDbType: string];
