@@ -11,7 +11,10 @@
  *   connection resets; the SDK sends it again), so the consumer's retries, partial batch failures,
  *   the event source mapping's bisection after a timeout, and exactly-once counting are exercised;
  * - storage: a write under the data dir (object store, write-ahead logs) fails with ENOSPC, EROFS, …
- *   — by a rate, or switched on and off with `failStorage()` / `healStorage()`.
+ *   — by a rate, or switched on and off with `failStorage()` / `healStorage()`;
+ * - dlq: a send of the failure router to the dead-letter queue fails, as SendMessageBatch does while
+ *   SQS is unreachable — the router retries it, then fails the invocation, and the twin retries the
+ *   event as S3's asynchronous invocation does.
  * OpenSearch faults need no hook: point `OPENSEARCH_URL` at a server that answers as you like.
  *
  * `SLUICE_FAULTS` (read by `startTwin` when `TwinOptions.faults` is not given), comma-separated:
@@ -24,6 +27,7 @@
  *   dynamo.lost=0.05            share of DynamoDB requests applied whose answer is then lost
  *   storage=0.01                share of writes under the data dir that fail
  *   storage.code=ENOSPC         the error they fail with (default ENOSPC)
+ *   dlq=0.05                    share of the failure router's sends to the dead-letter queue that fail
  * e.g. `SLUICE_FAULTS=transform=0.2,dynamo=0.1,storage=0.01 npx sluice local up`.
  */
 import type { FirehoseTransformationEvent, FirehoseTransformationResult } from 'aws-lambda';
@@ -92,12 +96,29 @@ export interface StorageFaults {
   readonly code?: StorageFaultCode;
 }
 
+/** What the dead-letter queue hook is told about one send (one SQS batch, up to 10 messages). */
+export interface DlqSend {
+  /** The queue's name. */
+  readonly queue: string;
+  readonly messages: number;
+  /** 0-based, counted per FaultInjector. */
+  readonly index: number;
+}
+
+export interface DlqFaults {
+  /** Share of sends that fail, 0–1. @default 0 */
+  readonly rate?: number;
+  /** Decides each send instead of `rate`: true fails it. */
+  readonly decide?: (send: DlqSend) => boolean;
+}
+
 export interface FaultPlan {
   /** Seed of the random choices. @default 1 */
   readonly seed?: number;
   readonly transform?: TransformFaults;
   readonly dynamo?: DynamoFaults;
   readonly storage?: StorageFaults;
+  readonly dlq?: DlqFaults;
 }
 
 /** Faults injected so far, by kind (a soak test prints these next to its counts). */
@@ -105,6 +126,7 @@ export interface InjectedFaults {
   readonly transform: Readonly<Record<TransformFaultKind, number>>;
   readonly dynamo: number;
   readonly storage: number;
+  readonly dlq: number;
 }
 
 const STORAGE_MESSAGES: Readonly<Record<StorageFaultCode, { errno: number; text: string }>> = {
@@ -126,11 +148,13 @@ export class FaultInjector {
   private readonly random: () => number;
   private transformIndex = 0;
   private dynamoIndex = 0;
+  private dlqIndex = 0;
   private storageSwitch: { code: StorageFaultCode; until: number } | undefined;
   private readonly counts = {
     transform: { throw: 0, timeout: 0, malformed: 0, 'fewer-records': 0 } as Record<TransformFaultKind, number>,
     dynamo: 0,
     storage: 0,
+    dlq: 0,
   };
 
   constructor(plan: FaultPlan = {}) {
@@ -156,7 +180,7 @@ export class FaultInjector {
   }
 
   injected(): InjectedFaults {
-    return { transform: { ...this.counts.transform }, dynamo: this.counts.dynamo, storage: this.counts.storage };
+    return { transform: { ...this.counts.transform }, dynamo: this.counts.dynamo, storage: this.counts.storage, dlq: this.counts.dlq };
   }
 
   // ---- transform -----------------------------------------------------------------------------
@@ -266,6 +290,22 @@ export class FaultInjector {
     throw storageError(code, file);
   };
 
+  // ---- dead-letter queue ---------------------------------------------------------------------
+
+  /**
+   * The hook the failure router's DLQ sender calls before sending `messages` to `queue`: throws as SendMessageBatch
+   * does while SQS is unreachable, or returns. Bound, so it can be passed around as a function.
+   */
+  readonly beforeDlqSend = (queue: string, messages: number): void => {
+    const faults = this.plan.dlq;
+    if (!faults) return;
+    const index = this.dlqIndex++;
+    const fails = faults.decide ? faults.decide({ queue, messages, index }) : this.random() < (faults.rate ?? 0);
+    if (!fails) return;
+    this.counts.dlq++;
+    throw new Error(`injected fault: SendMessageBatch to ${queue} failed (${messages} messages, send ${index}): the queue did not answer`);
+  };
+
   private pick<K extends string>(rate: number | undefined, kinds: readonly K[]): K | undefined {
     if (!(this.random() < (rate ?? 0)) || kinds.length === 0) return undefined;
     return kinds[Math.floor(this.random() * kinds.length)];
@@ -279,6 +319,7 @@ export function parseFaultPlan(text: string): FaultPlan {
   const transform: { rate?: number; kinds?: TransformFaultKind[]; timeoutMs?: number } = {};
   const dynamo: { rate?: number; lostRate?: number; operations?: string[] } = {};
   const storage: { rate?: number; code?: StorageFaultCode } = {};
+  const dlq: { rate?: number } = {};
   /** Groups a setting names (transform for transform.kinds), and the keys given as they are. */
   const used = new Set<string>();
   const given = new Set<string>();
@@ -334,8 +375,9 @@ export function parseFaultPlan(text: string): FaultPlan {
         if (!(STORAGE_FAULT_CODES as readonly string[]).includes(value)) problems.push(`storage.code=${value}: expected one of ${STORAGE_FAULT_CODES.join(', ')}`);
         else storage.code = value as StorageFaultCode;
         break;
+      case 'dlq': dlq.rate = rate(key, value); break;
       default:
-        problems.push(`"${key}" is not a fault setting; expected seed, transform, transform.kinds, transform.timeoutMs, dynamo, dynamo.lost, dynamo.operations, storage, storage.code`);
+        problems.push(`"${key}" is not a fault setting; expected seed, transform, transform.kinds, transform.timeoutMs, dynamo, dynamo.lost, dynamo.operations, storage, storage.code, dlq`);
     }
   }
   // Settings without their share would inject nothing while the twin says faults are on.
@@ -351,6 +393,7 @@ export function parseFaultPlan(text: string): FaultPlan {
     ...(used.has('transform') ? { transform } : {}),
     ...(used.has('dynamo') ? { dynamo } : {}),
     ...(used.has('storage') ? { storage } : {}),
+    ...(used.has('dlq') ? { dlq } : {}),
   };
 }
 
@@ -363,6 +406,7 @@ function planProblems(plan: FaultPlan): string[] {
   share('dynamo.rate', plan.dynamo?.rate);
   share('dynamo.lostRate', plan.dynamo?.lostRate);
   share('storage.rate', plan.storage?.rate);
+  share('dlq.rate', plan.dlq?.rate);
   const timeoutMs = plan.transform?.timeoutMs;
   if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 100 && timeoutMs <= 300_000)) {
     problems.push(`transform.timeoutMs must be whole milliseconds 100–300000, got ${timeoutMs}`);

@@ -92,7 +92,10 @@ export interface DlqCounts {
   readonly consumer: number;
 }
 
-/** What the failure router could not send to the DLQ: it stays in S3 only. */
+/**
+ * What the failure router could not send to the DLQ: it stays in S3 only. Apart from it, the error objects it had not
+ * finished routing when the twin stopped: the next start routes them.
+ */
 export interface LeftInS3 {
   /** Lines that are not error records (not JSON, not a JSON object, no rawData). */
   readonly unreadableLines: number;
@@ -100,6 +103,12 @@ export interface LeftInS3 {
   readonly damagedObjects: number;
   /** The files (`<data-dir>/s3/<bucket>/<key>`) holding them, sorted. */
   readonly files: string[];
+  /**
+   * The files of error objects the router gave up on while the twin stopped (it tries each three times then, e.g. while
+   * the DLQ cannot be written), sorted. Their records may be missing from the DLQ until the next start on this data dir,
+   * which routes every error object there is (those already sent are skipped by their dedupe keys). Empty while running.
+   */
+  readonly notYetRouted: string[];
 }
 
 export interface Twin {
@@ -118,7 +127,10 @@ export interface Twin {
   leftInS3(): LeftInS3;
   /** The DLQ's messages by the pipeline each names (reads every body: for summaries, not for hot paths). */
   dlqByPipeline(): Promise<Map<string, number>>;
-  /** Stops taking records, flushes every buffer, stops the emulators. */
+  /**
+   * Stops taking records, flushes every buffer, routes the last error objects (one it cannot route after three attempts
+   * is named in `leftInS3().notYetRouted`), stops the emulators.
+   */
   stop(): Promise<void>;
 }
 
@@ -244,6 +256,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       // skips keys already there, so every message is offered to it and there is nothing to mark after.
       alreadySent: async () => new Set(),
       send: async (messages) => {
+        faults?.beforeDlqSend(names(anyName).dlq, messages.length);
         await dlq.sendOnceEach(messages.map((m) => ({ dedupeKey: m.dedupeKey, body: toSqsBody(m) })));
         return { failedIds: [] };
       },
@@ -253,19 +266,24 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     let stopping = false;
     /** Objects with lines the router could not route, by file: an object routed again (a retry) replaces its count. */
     const unrouted = new Map<string, { unreadableLines: number; damagedObjects: number }>();
+    /** Files of the error objects given up on while stopping: leftInS3() names them, as the summary must. */
+    const notYetRouted = new Set<string>();
     /** Routes one error object, retrying like S3 event delivery; gives up only while stopping (the next start routes it). */
     const route = (b: string, key: string, size: number): void => {
+      const file = path.join(bucketDir(dataDir, b), key);
       const p = (async () => {
         for (let attempt = 0; ; attempt++) {
           try {
             const { unreadableLines, damagedObjects } = await router(s3Event(b, key, size, region));
-            const file = path.join(bucketDir(dataDir, b), key);
             if (unreadableLines > 0 || damagedObjects > 0) unrouted.set(file, { unreadableLines, damagedObjects });
             else unrouted.delete(file);
+            notYetRouted.delete(file);
             return;
           } catch (e) {
             log(`sluice: failure router on s3://${b}/${key}: ${(e as Error).message}`);
             if (stopping && attempt >= 2) {
+              // Nothing else holds the event: the object itself, which the next start's scan of every error object routes.
+              notYetRouted.add(file);
               log(`sluice: s3://${b}/${key} is routed to the DLQ when the twin starts again on this data dir`);
               return;
             }
@@ -443,6 +461,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         unreadableLines: [...unrouted.values()].reduce((n, u) => n + u.unreadableLines, 0),
         damagedObjects: [...unrouted.values()].reduce((n, u) => n + u.damagedObjects, 0),
         files: [...unrouted.keys()].sort(),
+        notYetRouted: [...notYetRouted].sort(),
       }),
       dlqByPipeline: () => dlqMessagesByPipeline(dlq),
       stop: async () => {

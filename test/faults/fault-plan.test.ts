@@ -46,6 +46,17 @@ describe('fault plan (SLUICE_FAULTS)', () => {
     expect(always.injected().storage).toBe(1);
   });
 
+  test('DLQ faults fail the failure router\'s sends, by rate or as decided', () => {
+    expect(parseFaultPlan('dlq=0.05')).toEqual({ dlq: { rate: 0.05 } });
+    expect(() => parseFaultPlan('dlq=2')).toThrow('SLUICE_FAULTS: dlq=2: expected a share between 0 and 1, e.g. dlq=0.1');
+    expect(() => new FaultInjector().beforeDlqSend('q', 3)).not.toThrow();
+    const decided = new FaultInjector({ dlq: { decide: ({ index }) => index === 1 } });
+    expect(() => decided.beforeDlqSend('sluice-dev-dlq', 3)).not.toThrow();
+    expect(() => decided.beforeDlqSend('sluice-dev-dlq', 3)).toThrow('injected fault: SendMessageBatch to sluice-dev-dlq failed (3 messages, send 1): the queue did not answer');
+    expect(() => new FaultInjector({ dlq: { rate: 1 } }).beforeDlqSend('q', 1)).toThrow(/injected fault/);
+    expect(decided.injected().dlq).toBe(1);
+  });
+
   test('transform faults: a throw, a late answer, a malformed answer, a short answer', async () => {
     const event: FirehoseTransformationEvent = {
       invocationId: 'i', deliveryStreamArn: 'arn', region: 'us-east-1',
