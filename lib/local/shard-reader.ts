@@ -147,6 +147,8 @@ export interface BatchingOptions {
    * MaximumBatchingWindowInSeconds). 0 delivers whatever each GetRecords call returned. @default 0
    */
   readonly windowMs?: number;
+  /** The clock the window is measured with (a test steps it). @default Date.now */
+  readonly now?: () => number;
 }
 
 export interface ShardReaderOptions {
@@ -342,6 +344,7 @@ export class ShardReader {
   private readonly maxBatchBytes: number;
   private readonly recordBytes: (record: _Record) => number;
   private readonly windowMs: number;
+  private readonly windowClock: () => number;
   private readonly backoffBaseMs: number;
   private readonly backoffMaxMs: number;
   private readonly shardSyncIntervalMs: number;
@@ -402,6 +405,7 @@ export class ShardReader {
     this.maxBatchBytes = batching?.maxBytes ?? Number.POSITIVE_INFINITY;
     this.recordBytes = batching?.recordBytes ?? ((record) => record.Data?.length ?? 0);
     this.windowMs = nonNegative('batching.windowMs', batching?.windowMs ?? 0);
+    this.windowClock = batching?.now ?? Date.now;
     this.backoffBaseMs = nonNegative('backoff.baseMs', options.backoff?.baseMs ?? 100);
     this.backoffMaxMs = nonNegative('backoff.maxMs', options.backoff?.maxMs ?? 10_000);
     this.shardSyncIntervalMs = nonNegative('shardSyncIntervalMs', options.shardSyncIntervalMs ?? 10_000);
@@ -889,7 +893,7 @@ export class ShardReader {
         readArrival = last.ApproximateArrivalTimestamp;
       }
       if (taken.length > 0) {
-        if (buffer.length === 0) bufferedSince = Date.now();
+        if (buffer.length === 0) bufferedSince = this.windowClock();
         buffer.push(...taken);
       } else if (last !== undefined && buffer.length === 0 && (page.millisBehindLatest ?? 0) === 0) {
         // Every record read again up to the shard's tip was delivered before: the checkpoint moves past them, off
@@ -906,12 +910,12 @@ export class ShardReader {
       // Deliver full batches at once; the rest when the window closes, the shard ends or a drain asks.
       while (buffer.length > 0) {
         const { count, full } = this.nextBatch(buffer);
-        const flush = full || atEnd || this.draining > 0 || Date.now() - bufferedSince >= this.windowMs;
+        const flush = full || atEnd || this.draining > 0 || this.windowClock() - bufferedSince >= this.windowMs;
         if (!flush) break;
         const batch = buffer.splice(0, count);
         shard.buffered = buffer.length;
         if (!(await this.deliver(shard, batch, signal))) return;
-        bufferedSince = Date.now();
+        bufferedSince = this.windowClock();
       }
 
       if (atEnd) {
@@ -937,7 +941,7 @@ export class ShardReader {
       // API answers in a microtask, and a loop of those would starve timers and file I/O (checkpoints).
       const caughtUpWait = Date.now() - lastRecordsAt >= this.idleAfterMs ? this.idlePollIntervalMs : this.pollIntervalMs;
       let wait = behind ? 0 : this.draining > 0 ? Math.min(this.pollIntervalMs, 20) : caughtUpWait;
-      if (buffer.length > 0) wait = Math.min(wait, Math.max(0, bufferedSince + this.windowMs - Date.now()));
+      if (buffer.length > 0) wait = Math.min(wait, Math.max(0, bufferedSince + this.windowMs - this.windowClock()));
       if (shard.gone) continue;
       if (wait > 0) await shard.alarm.sleep(wait);
       else await new Promise<void>((resolve) => setImmediate(resolve));
