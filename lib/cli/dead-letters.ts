@@ -254,7 +254,15 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
       },
     },
     ledger,
-    readObject: (bucket, key, pin) => explained({ service: 'S3', resource: `s3://${bucket}/${key}` }, () => readS3Object(bucket, key, pin)),
+    // S3 refusing the object (a client fault) is explained here. A dropped connection or a fault on S3's side, after the
+    // SDK's retries, goes to rawDataAt as it is: it keeps the message for the next run (retry-later), as locally.
+    async readObject(bucket, key, pin) {
+      try {
+        return await readS3Object(bucket, key, pin);
+      } catch (err) {
+        throw (err as { $fault?: string } | null)?.$fault === 'client' ? explainFailure(err, { service: 'S3', resource: `s3://${bucket}/${key}` }) : err;
+      }
+    },
   };
 }
 
@@ -318,7 +326,7 @@ export function awsReplayLedger(dynamo: DynamoDBDocumentClient, tableName: strin
 
 /**
  * A pointer's error object could not be read this time, for a reason a later read need not meet again (replaced while it was
- * read, the connection dropped): its message stays for the next run, and is not counted with the ones no run can replay.
+ * read, the connection dropped, S3 failing on its side): its message stays for the next run, and is not counted with the ones no run can replay.
  */
 export class ReadLaterError extends UserError {}
 
@@ -347,7 +355,7 @@ export async function rawDataAt(readObject: ObjectReader, pointer: { bucket: str
     // S3 refusing this object (no such bucket, access denied): the other messages may still be replayed.
     if (e.$fault === 'client' || err instanceof InvalidObjectKeyError) throw new UserError(notRead, 1);
     if (err instanceof UserError) throw err;
-    // The connection dropped while a gzip object was read through to check it: as while its lines stream, below.
+    // The connection dropped (or S3 failed) on the first read, or while a gzip object was read through to check it: as while its lines stream, below.
     throw unreadableTo(pointer, err);
   }
   if (reading === undefined) throw new UserError(`s3://${pointer.bucket}/${pointer.key} is gone (error objects expire after lifecycle.errorExpirationDays)`, 1);

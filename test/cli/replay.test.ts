@@ -5,6 +5,8 @@
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -796,6 +798,51 @@ describe('sluice replay --aws', () => {
     expect(written).toEqual([[recordPk(appEvent(1))], [recordPk(appEvent(1))], ['replayed#dedupe-1']]);
     expect(firehose.commandCalls(PutRecordCommand)).toHaveLength(1);
     expect(sqs.commandCalls(DeleteMessageBatchCommand).map((c) => c.args[0].input.Entries)).toEqual([[{ Id: '0', ReceiptHandle: 'rh-1' }]]);
+  });
+
+  test('a pointer whose S3 read drops the connection: retry-later, kept (not deleted); a missing object (404 NoSuchKey) or one S3 refuses (403) stays not replayable', async () => {
+    // A stand-in S3 on loopback: the reset object's connection is dropped on every attempt (the SDK retries it); the others are a 404 and a 403.
+    const asked: string[] = [];
+    const s3 = createServer((req, res) => {
+      asked.push(new URL(req.url ?? '/', 'http://s3').pathname);
+      if (req.url?.includes('reset')) {
+        req.socket.resetAndDestroy();
+        return;
+      }
+      const [status, code, text] = req.url?.includes('denied') ? [403, 'AccessDenied', 'Access Denied'] : [404, 'NoSuchKey', 'The specified key does not exist.'];
+      res.writeHead(status, { 'content-type': 'application/xml' });
+      res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${text}</Message></Error>`);
+    });
+    await new Promise<void>((resolve) => s3.listen(0, '127.0.0.1', resolve));
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(s3.address() as AddressInfo).port}`,
+      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY',
+    });
+    try {
+      ledgerHolds();
+      resetSqs();
+      const pointerTo = (n: number, key: string) => ({ MessageId: `m-${n}`, ReceiptHandle: `rh-${n}`, Body: JSON.stringify(message(n, 'app-events', undefined, { pointer: { ...POINTER, key } })) });
+      sqs.on(ReceiveMessageCommand).resolvesOnce({ Messages: [pointerTo(1, 'errors/app-events/reset'), pointerTo(2, 'errors/app-events/missing'), pointerTo(3, 'errors/app-events/denied')] }).resolves({});
+      const { code, stdout } = await sluice('replay', '--aws', '--json');
+      expect(code).toBe(1);
+      const report = JSON.parse(stdout) as { outcomes: Record<string, number>; messages: Array<{ message: string; outcome: string; reason: string }> };
+      expect(report.outcomes).toEqual({ 'retry-later': 1, 'not-replayable': 2 });
+      expect(report.messages.map((m) => [m.message, m.outcome])).toEqual([['m-1', 'retry-later'], ['m-2', 'not-replayable'], ['m-3', 'not-replayable']]);
+      expect(report.messages[0].reason).toMatch(new RegExp(`^s3://${POINTER.bucket}/errors/app-events/reset could not be read to line 2: S3 dropped the connection \\(ECONNRESET\\)`));
+      expect(report.messages[1].reason).toBe(`s3://${POINTER.bucket}/errors/app-events/missing is gone (error objects expire after lifecycle.errorExpirationDays)`);
+      expect(report.messages[2].reason).toBe(`S3 denied access (s3://${POINTER.bucket}/errors/app-events/denied): Access Denied. Your AWS identity needs permission for this call.`);
+      // S3 was asked, the dropped read more than once (the SDK's retries), and both messages stay: released, none deleted.
+      expect(asked.filter((u) => u.endsWith('/reset')).length).toBeGreaterThan(1);
+      expect(asked.filter((u) => u.endsWith('/missing'))).toHaveLength(1);
+      expect(sqs.commandCalls(DeleteMessageBatchCommand)).toHaveLength(0);
+      expect(sqs.commandCalls(ChangeMessageVisibilityBatchCommand).flatMap((c) => c.args[0].input.Entries!.map((e) => e.ReceiptHandle))).toEqual(['rh-1', 'rh-2', 'rh-3']);
+      expect(firehose.commandCalls(PutRecordCommand)).toHaveLength(0);
+    } finally {
+      process.env = saved;
+      await new Promise<void>((resolve) => s3.close(() => resolve()));
+    }
   });
 
   test('a stack without the queue output says what to do', async () => {
