@@ -13,6 +13,7 @@ import { registerQueryCommand } from './query-command';
 import { registerReplayCommand } from './replay-command';
 import { registerSchemaCommand } from './schema-command';
 import { registerSearchCommand } from './search-command';
+import { callsAreLeftWaiting } from './sleep';
 
 /** Builds the `sluice` program. Each command registers itself; `run` maps errors to exit codes. */
 export function buildProgram(): Command {
@@ -151,5 +152,8 @@ if (require.main === module || process.argv[1]?.endsWith('sluice.js') || process
     // Commands fail by throwing (a UserError carries its code); a failure recorded in process.exitCode
     // instead is not overwritten by a 0.
     if (code !== 0) process.exitCode = code;
+    // A call the command gave up on that nothing can end would hold the process: it ends now, its output written (an
+    // unref'd timer fires only while something else keeps the process).
+    if (callsAreLeftWaiting()) setTimeout(() => process.exit(), 200).unref();
   });
 }

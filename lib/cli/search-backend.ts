@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fromNodeProviderChain, fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+import { fromTemporaryCredentials } from '@aws-sdk/credential-providers';
 import { Client } from '@opensearch-project/opensearch';
 import { AwsSigv4Signer } from '@opensearch-project/opensearch/aws-v3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -73,10 +73,12 @@ export async function searchBackendFor(target: Target, signal?: AbortSignal): Pr
   const endpoint = outputs.get(OutputKeys.OpenSearchEndpoint) ?? target.config.opensearch.endpoint;
   if (!endpoint) return undefined;
   const node = /^https?:\/\//.test(endpoint) ? endpoint : `https://${endpoint}`;
-  // The domain's access policy names the stack's query role: assume it when the stack has one.
+  // The domain's access policy names the stack's query role: assume it when the stack has one, with the caller's
+  // credentials (the command's chain, not a second one that would ask the credential source again).
   const roleArn = outputs.get(OutputKeys.OpenSearchQueryRoleArn);
   const assumeRole = roleArn
     ? fromTemporaryCredentials({
+      masterCredentials: target.credentials.provider,
       params: { RoleArn: roleArn, RoleSessionName: 'sluice-search', DurationSeconds: 3600 },
       clientConfig: { region: outputs.region, ...(signal && { requestHandler: abortedBy(signal) }) },
     })
@@ -89,7 +91,7 @@ export async function searchBackendFor(target: Target, signal?: AbortSignal): Pr
       assumed = undefined;
       return first;
     }
-    : fromNodeProviderChain();
+    : target.credentials.provider;
   const client = new Client({
     ...AwsSigv4Signer({ region: outputs.region, service: 'es', getCredentials }),
     node,

@@ -9,7 +9,7 @@ import { displayRows, displayValue, escapeControlCharacters, formatTable, toJson
 import { explainFailure, unreadableFile } from './errors';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
-import { MAX_TIMER_DELAY_MS } from './sleep';
+import { leaveWaiting, MAX_TIMER_DELAY_MS, untilAborted } from './sleep';
 import { OutputKeys } from './stack-outputs';
 import { resolveTarget } from './target';
 
@@ -42,7 +42,7 @@ export function registerSearchCommand(program: Command): void {
     .option('--fields <a,b,c>', 'columns of the hits table (dotted paths into the document)')
     .option('--index <pattern>', 'index pattern (default <pipeline>-*, the rotated indices Firehose writes)')
     .option('--json', 'print the hits (or buckets) and total as JSON')
-    .option('--timeout <time>', 'give up when OpenSearch (with --aws, first CloudFormation for the stack\'s outputs, then STS for its query role) has not answered by then, retries included', '30s');
+    .option('--timeout <time>', 'give up when OpenSearch (with --aws, first your AWS credentials\' source, then CloudFormation for the stack\'s outputs, then STS for its query role) has not answered by then, retries included', '30s');
   addTargetOptions(command, { opensearch: true });
   addProgressOption(command);
   hintDashesBeforeDashedArgument(command, "a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'");
@@ -76,9 +76,10 @@ export function registerSearchCommand(program: Command): void {
       countBy: flags.countBy,
       top,
     });
-    // One deadline for the whole search, from here on: with --aws, reading the stack's outputs (the endpoint), then
-    // asking OpenSearch, whose client retries an attempt that timed out (after 30 s) or answered 502, 503 or 504 within
-    // it. A hung CloudFormation, STS (the query role) or OpenSearch fails in --timeout, not after 4 attempts × 30 s.
+    // One deadline for the whole search, from here on: with --aws, the caller's credentials, reading the stack's outputs
+    // (the endpoint) and the query role's AssumeRole, then asking OpenSearch, whose client retries an attempt that timed
+    // out (after 30 s) or answered 502, 503 or 504 within it. A hung credential source, CloudFormation, STS (the query
+    // role) or OpenSearch fails in --timeout, not after 4 attempts × 30 s.
     const asked = Date.now();
     // A timer holds at most 2^31 - 1 ms (24.8 days): beyond it Node fires it at once (or AbortSignal.timeout throws), so
     // a longer --timeout waits that long, which is as good as forever here.
@@ -86,6 +87,19 @@ export function registerSearchCommand(program: Command): void {
     /** "STS gave no answer in 2.0 s (--timeout 2.0 s) when …": which stage the deadline ended, and what to do. */
     const noAnswer = (who: string, rest: string) =>
       new UserError(`${who} gave no answer in ${formatDuration(Date.now() - asked)} (--timeout ${formatDuration(timeoutMs)})${rest}`);
+    // With --aws, the caller's credentials first: every request of the search is signed with them (CloudFormation's,
+    // STS's, OpenSearch's), so a credential source that never answers is named as such, not taken for the service.
+    if (target.kind === 'aws') {
+      try {
+        await untilAborted(target.credentials.provider(), deadline);
+      } catch (err) {
+        if (err !== deadline.reason) throw explainFailure(err, { service: 'AWS credentials' });
+        // The SDK's chain takes no abort signal: its request (or credential_process) is left, and the process ends without it.
+        leaveWaiting();
+        throw noAnswer(target.credentials.source(), ' when asked for your AWS credentials, which sign every request of the search: check that it runs, '
+          + 'or use other credentials (AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or raise --timeout to wait longer');
+      }
+    }
     let backend;
     try {
       backend = await searchBackendFor(target, deadline);

@@ -43,3 +43,19 @@ export function untilAborted<T>(call: PromiseLike<T>, signal: AbortSignal | unde
   });
   return Promise.race([call, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }
+
+let callsLeftWaiting = 0;
+
+/**
+ * Notes that a deadline ended the wait on a call nothing can end: the SDK's credential chain takes no abort signal, and its
+ * request to a container endpoint or an instance metadata service, or a credential_process, may never return. The CLI's
+ * process then ends once its command has, instead of staying until that call does.
+ */
+export function leaveWaiting(): void {
+  callsLeftWaiting++;
+}
+
+/** Whether a command left a call waiting that nothing can end (see leaveWaiting). */
+export function callsAreLeftWaiting(): boolean {
+  return callsLeftWaiting > 0;
+}

@@ -8,12 +8,14 @@ import * as path from 'node:path';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { FirehoseClient } from '@aws-sdk/client-firehose';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside } from '../local/paths';
 import { processIsAlive, readPid } from '../local/process-alive';
 import { readLiveTwinRecord, readTwinRecord, twinLockPath, twinRecordPath, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../local/twin-record';
 import { explainFailure, type FailureContext } from './errors';
+import { callerCredentials, type CallerCredentials } from './credentials';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
 import { UserError } from './output';
 import { firehoseEntryPoint, kinesisEntryPoint, type EntryPoint } from './record-sender';
@@ -44,8 +46,10 @@ export interface AwsTarget {
   readonly kind: 'aws';
   readonly config: SluiceConfig;
   readonly stackName: string;
-  /** Client settings from the flags; the SDK's chain fills in the rest (credentials, and region when not given). */
-  readonly clientConfig: { region?: string };
+  /** The caller's credentials: the SDK's default chain, one for every client of the command. */
+  readonly credentials: CallerCredentials;
+  /** Client settings: the region from the flags (the SDK's chain finds it when not given), and `credentials.provider`. */
+  readonly clientConfig: { region?: string; credentials: AwsCredentialIdentityProvider };
   /**
    * The stack's outputs, read once on first use; `signal` bounds that read (it rejects with `signal.reason`), and a
    * read that failed is tried again on the next use.
@@ -61,12 +65,14 @@ export function resolveTarget(flags: TargetFlags): Target {
   const config = configFrom(flags);
   if (flags.aws) {
     const stackName = flags.stack ?? defaultStackName(config);
-    const clientConfig = flags.region ? { region: flags.region } : {};
+    const credentials = callerCredentials();
+    const clientConfig = { ...(flags.region && { region: flags.region }), credentials: credentials.provider };
     let outputs: Promise<StackOutputs> | undefined;
     return {
       kind: 'aws',
       config,
       stackName,
+      credentials,
       clientConfig,
       outputs(signal) {
         outputs ??= (async () => {

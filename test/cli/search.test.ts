@@ -428,7 +428,7 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     expect(seen).toHaveLength(3);
 
     const help = await sluice('search', '--help');
-    expect(help.stdout.replace(/\s+/g, ' ')).toContain('--timeout <time> give up when OpenSearch (with --aws, first CloudFormation for the stack\'s outputs, then STS for its query role) has not answered by then, retries included (default: "30s")');
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('--timeout <time> give up when OpenSearch (with --aws, first your AWS credentials\' source, then CloudFormation for the stack\'s outputs, then STS for its query role) has not answered by then, retries included (default: "30s")');
   });
 
   test('a --timeout longer than a timer can hold (24.8 days) waits for the answer: it neither gives up at once nor crashes', async () => {
@@ -486,9 +486,13 @@ describe('sluice search (OPENSEARCH_URL)', () => {
 });
 
 describe('sluice search --aws', () => {
-  test('signs requests with SigV4 for the es service in the stack\'s region, at the stack\'s endpoint', async () => {
+  // The caller's credentials come first (a stage of their own): from the environment, unless a test sets others.
+  beforeEach(() => {
     process.env.AWS_ACCESS_KEY_ID = 'AKIDEXAMPLE';
     process.env.AWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
+  });
+
+  test('signs requests with SigV4 for the es service in the stack\'s region, at the stack\'s endpoint', async () => {
     cfn.on(DescribeStacksCommand).resolves({
       Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [{ OutputKey: 'OpenSearchEndpoint', OutputValue: url }] }],
     });
@@ -531,8 +535,6 @@ describe('sluice search --aws', () => {
   test('an STS that never answers the query role\'s AssumeRole: --timeout bounds it, the message names STS and the role, and its request is given up', async () => {
     const hung = await hungServer();
     process.env.AWS_ENDPOINT_URL_STS = `http://127.0.0.1:${hung.port}`;
-    process.env.AWS_ACCESS_KEY_ID = 'AKIDEXAMPLE';
-    process.env.AWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
     try {
       cfn.on(DescribeStacksCommand).resolves({
         Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [
@@ -556,6 +558,61 @@ describe('sluice search --aws', () => {
       await hung.close();
     }
   });
+
+  test('a credential source that never answers (a container credentials endpoint): --timeout bounds it, the message names that source, not CloudFormation, STS or OpenSearch', async () => {
+    const hung = await hungServer();
+    const saved = { ...process.env };
+    process.env = onlyContainerCredentials(`http://127.0.0.1:${hung.port}/v1/credentials`);
+    // The SDK's own request to the endpoint warns (on the console) when it passes its 1 s requestTimeout, and waits on.
+    const sdkWarning = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      // Without a query role the search signs as the caller; with one, STS is asked as the caller: both wait on the credentials.
+      for (const queryRole of [[], [{ OutputKey: 'OpenSearchQueryRoleArn', OutputValue: 'arn:aws:iam::123456789012:role/SluiceQueryRole' }]]) {
+        cfn.reset();
+        cfn.on(DescribeStacksCommand).resolves({
+          Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [{ OutputKey: 'OpenSearchEndpoint', OutputValue: url }, ...queryRole] }],
+        });
+        const asked = hung.connections();
+        const startedAt = Date.now();
+        // Long enough for the SDK's chain to reach the endpoint on a busy machine (the hung endpoint must have been asked).
+        const { code, stdout, stderr } = await sluice('search', 'clickstream', '--aws', '--timeout', '2s');
+        expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+        expect(stderr).toMatch(new RegExp(`^sluice: the container credentials endpoint http://127\\.0\\.0\\.1:${hung.port}/v1/credentials \\(AWS_CONTAINER_CREDENTIALS_FULL_URI\\) gave no answer in [\\d.]+ m?s \\(--timeout 2\\.0 s\\) when asked for your AWS credentials, which sign every request of the search: `
+          + 'check that it runs, or use other credentials \\(AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY\\), or raise --timeout to wait longer\n$'));
+        expect(Date.now() - startedAt).toBeLessThan(10_000);
+        expect(hung.connections()).toBeGreaterThan(asked);
+        // Nothing else was asked: every request would wait on these credentials.
+        expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
+        expect(seen).toHaveLength(0);
+      }
+    } finally {
+      sdkWarning.mockRestore();
+      process.env = saved;
+      await hung.close();
+    }
+  });
+
+  test('the binary ends once it has named a credential source that never answers: the SDK\'s request there, which nothing can end, does not hold it', async () => {
+    const hung = await hungServer();
+    try {
+      const startedAt = Date.now();
+      const child = spawn(process.execPath, [bin, 'search', 'clickstream', '--aws', '--region', 'eu-west-1', '--timeout', '3s'], {
+        env: onlyContainerCredentials(`http://127.0.0.1:${hung.port}/v1/credentials`),
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+      // Not a wait: a guard, so a binary that never ends fails this test instead of outliving it.
+      const guard = setTimeout(() => child.kill(), 40_000);
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve)).finally(() => clearTimeout(guard));
+      expect(code).toBe(2);
+      expect(stderr).toMatch(/^sluice: the container credentials endpoint http:\/\/127\.0\.0\.1:\d+\/v1\/credentials \(AWS_CONTAINER_CREDENTIALS_FULL_URI\) gave no answer in /m);
+      expect(hung.connections()).toBeGreaterThan(0);
+      expect(Date.now() - startedAt).toBeLessThan(30_000);
+    } finally {
+      await hung.close();
+    }
+  }, 60_000);
 
   test('with the query role assumed, an OpenSearch that never answers is named as what timed out, not STS', async () => {
     const sts = mockClient(STSClient);
@@ -620,6 +677,21 @@ describe('sluice search --aws', () => {
     expect(stderr).toMatch(/no OpenSearch to ask/);
   });
 });
+
+/**
+ * This process's environment with no AWS credentials but a container credentials endpoint at `uri` (the SDK's chain takes
+ * a loopback AWS_CONTAINER_CREDENTIALS_FULL_URI): no keys, profile, config files or web identity.
+ */
+function onlyContainerCredentials(uri: string): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI']) delete env[name];
+  return {
+    ...env,
+    AWS_CONFIG_FILE: path.join(__dirname, 'no-such-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: path.join(__dirname, 'no-such-aws-credentials'),
+    AWS_CONTAINER_CREDENTIALS_FULL_URI: uri,
+  };
+}
 
 /**
  * A server that takes connections, reads the requests and never answers: its port, how many connections it took, whether
