@@ -14,7 +14,8 @@ export interface CallerCredentials {
   source(): string;
 }
 
-export function callerCredentials(): CallerCredentials {
+/** `region` (--region) is the one the chain's own STS and SSO calls use, as the clients' is. */
+export function callerCredentials(region?: string): CallerCredentials {
   let asking = "the AWS SDK's default credential chain";
   // The chain logs each source as it turns to it (at debug level): the last one named is the one it waits on.
   const logger: Logger = {
@@ -25,7 +26,7 @@ export function callerCredentials(): CallerCredentials {
     warn: (...content: unknown[]) => console.warn(...content),
     error: (...content: unknown[]) => console.error(...content),
   };
-  return { provider: fromNodeProviderChain({ logger }), source: () => asking };
+  return { provider: fromNodeProviderChain({ logger, ...(region && { clientConfig: { region } }) }), source: () => asking };
 }
 
 /** The credential source a debug line of the SDK's chain names, for people; undefined for other lines. */

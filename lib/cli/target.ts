@@ -65,7 +65,7 @@ export function resolveTarget(flags: TargetFlags): Target {
   const config = configFrom(flags);
   if (flags.aws) {
     const stackName = flags.stack ?? defaultStackName(config);
-    const credentials = callerCredentials();
+    const credentials = callerCredentials(flags.region);
     const clientConfig = { ...(flags.region && { region: flags.region }), credentials: credentials.provider };
     let outputs: Promise<StackOutputs> | undefined;
     return {
