@@ -245,13 +245,20 @@ function printSummary(summary: ReturnType<Twin['summary']>, dlq: DlqCounts, left
       formatBytes(s.lake?.bytes ?? 0), s.search?.deliveredRows ?? null, s.metadata?.recordsSucceeded ?? null,
     ]),
   ));
-  // The DLQ files keep every run's messages until they are replayed or removed. A pointer to an over-long line is no
-  // Firehose record (none is that long): it is counted apart, as the stack's OverlongErrorLines metric counts it.
+  // The DLQ files keep every run's messages until they are replayed or removed.
+  printDeadLetters(dlq, leftInS3, 'in the data dir\'s DLQ files, this run and earlier ones');
+}
+
+/**
+ * The DLQ line, `where` in its parentheses, and what the failure router left in S3 only. A pointer to an over-long
+ * line is no Firehose record (none is that long): it is counted apart, as the stack's OverlongErrorLines metric counts it.
+ */
+function printDeadLetters(dlq: DlqCounts, leftInS3: LeftInS3, where: string): void {
   const pointers = dlq.overlongLinePointers > 0
     ? `, ${howMany(dlq.overlongLinePointers, 'pointer')} to error lines too long to read (errorCode Sluice.ErrorLineTooLong: `
       + 'damaged or foreign lines, maybe no record at all; each names its line in S3)'
     : '';
-  console.log(`DLQ messages: ${dlq.records} failed records${pointers}, ${dlq.consumer} consumer batches (in the data dir's DLQ files, this run and earlier ones)`);
+  console.log(`DLQ messages: ${dlq.records} failed records${pointers}, ${dlq.consumer} consumer batches (${where})`);
   // What the router could not route has no DLQ message, only its ERROR log line: said here, or it would go unseen.
   const { unreadableLines, damagedObjects, files } = leftInS3;
   if (files.length === 0) return;
@@ -372,7 +379,8 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     ));
     const withSearch = summary.filter((s) => s.search).map((s) => s.pipeline);
     if (withSearch.length > 0) console.log(`(${withSearch.join(', ')}: the lake and the search delivery streams each route their failed records to the DLQ)`);
-    console.log(`\nDLQ: ${dlq.records} messages for failed records (${escapeControlCharacters(path.join(dataDir, 'dlq'))}), ${dlq.consumer} consumer batches`);
+    console.log('');
+    printDeadLetters(dlq, twin.leftInS3(), escapeControlCharacters(path.join(dataDir, 'dlq')));
 
     const athena = await LocalAthena.open(dataDir, config);
     try {
@@ -393,6 +401,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     if (unaccounted.length > 0) {
       throw new UserError(`records unaccounted for in ${unaccounted.map((r) => r[0]).join(', ')}: sent ≠ rows + failed + dropped`, 1);
     }
+    // dlq.records leaves out the router's pointers to over-long error lines: they stand for no record the demo sent.
     if (dlq.records !== totalFailed) throw new UserError(`${totalFailed} failed records but ${dlq.records} DLQ messages`, 1);
     console.log('\nEvery record is accounted for: sent = Parquet rows + failed (each with an error object and a DLQ message) + dropped.');
   } finally {

@@ -18,6 +18,8 @@ import { MAX_ERROR_LINE_BYTES, OVERLONG_LINE_ERROR_CODE } from '../../transforms
 import type { Twin, TwinOptions } from '../../lib/local/twin';
 import { config, expectNoStackTrace, sluice, sluiceAfresh, tempDataDir } from './helpers';
 
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 /** The fields of a failure-router message the count reads; the rest do not matter to it. */
 const message = (pipeline: string, n: number): string => toSqsBody({ dedupeKey: `${pipeline}-${n}`, pipeline, errorType: 'processing-failed' });
 
@@ -237,6 +239,42 @@ describe('demo', () => {
       // The data dir the CLI made holds raw records: its owner's alone, with the local PII hash key inside, owner-only too.
       expect(statSync(path.join(dataDir, 'demo')).mode & 0o777).toBe(0o700);
       expect(statSync(path.join(dataDir, 'demo', 'pii-hash-key')).mode & 0o777).toBe(0o600);
+    } finally {
+      jest.dontMock('../../lib/local/twin');
+    }
+  }, 60_000);
+
+  test('the report counts over-long-line pointers apart and names what stays in S3 only, as local up\'s does; the check still holds', async () => {
+    // A twin whose DLQ also holds two of the router's pointers to over-long lines, and whose router left a line in S3
+    // only: neither stands for a record the demo sent.
+    const leftIn = path.join(dataDir, 's3', 'errors', 'h1-plain');
+    jest.doMock('../../lib/local/twin', () => {
+      const actual = jest.requireActual<typeof import('../../lib/local/twin')>('../../lib/local/twin');
+      return {
+        ...actual,
+        startTwin: async (options: TwinOptions): Promise<Twin> => {
+          const twin = await actual.startTwin(options);
+          return {
+            ...twin,
+            dlqCount: async () => ({ ...await twin.dlqCount(), overlongLinePointers: 2 }),
+            leftInS3: () => ({ unreadableLines: 1, damagedObjects: 0, files: [leftIn] }),
+          };
+        },
+      };
+    });
+    try {
+      const demo = path.join(dataDir, 'demo');
+      const run = await sluiceAfresh('demo', '--count', '20', '--data-dir', demo);
+      expect(run.code).toBe(0);
+      const report = run.stdout.slice(run.stdout.indexOf('\nDLQ messages:') + 1).split('\n');
+      expect(report[0]).toMatch(new RegExp(`^DLQ messages: \\d+ failed records, 2 pointers to error lines too long to read \\(errorCode Sluice\\.ErrorLineTooLong: `
+        + `damaged or foreign lines, maybe no record at all; each names its line in S3\\), 0 consumer batches \\(${escapeRegExp(path.join(demo, 'dlq'))}\\)$`));
+      expect(report.slice(1, 3)).toEqual([
+        'Not in the DLQ, left in S3 only: 1 error line that no error record can be read from (not JSON, or no rawData), in 1 error object '
+          + 'the failure router read this run (its "level":"ERROR" log lines on stderr give each line and why):',
+        `  ${leftIn}`,
+      ]);
+      expect(run.stdout).toMatch(/\nEvery record is accounted for/);
     } finally {
       jest.dontMock('../../lib/local/twin');
     }
