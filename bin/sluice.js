@@ -7,8 +7,8 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
 process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
 // Ctrl-C ends a command at once unless the command takes it itself (put and replay finish what is in hand, a running
-// query is stopped, local up flushes), and until one does (while this loads): with the one `sluice:` line every exit
-// 130 gives, then by the signal, as before, so the shell reports 130. Written synchronously: the process ends next.
+// query is stopped, local up and demo flush), and until one does (while this loads): with the one `sluice:` line every
+// exit 130 gives, then by the signal, as before, so the shell reports 130. Written synchronously: the process ends next.
 const fs = require('node:fs');
 const endAtOnce = () => {
   if (process.listenerCount('SIGINT') > 1) return;

@@ -1,6 +1,6 @@
 /**
  * `npm start`'s DLQ column: the twin's dead-letter queue broken down by the pipeline each message names.
- * And what `local up` / `demo` check before they start anything.
+ * What `local up` / `demo` check before they start anything, what they report, and how they take Ctrl-C and SIGTERM.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { localBucketName } from '../../lib/local/paths';
 import { dlqMessageKinds, dlqMessagesByPipeline } from '../../lib/local/twin';
 import { MAX_ERROR_LINE_BYTES, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import type { Twin, TwinOptions } from '../../lib/local/twin';
+import { processRuns, waitForExit } from '../faults/helpers';
 import { config, expectNoStackTrace, sluice, sluiceAfresh, tempDataDir } from './helpers';
 
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -31,6 +32,39 @@ afterEach(() => {
   // A `local up` child ended by a second Ctrl-C leaves kinesis-mock saving into the data dir for a moment.
   rmSync(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
 });
+
+/** `sluice <args>` in its own process: its output so far, its exit, and a wait for what it prints. */
+function sluiceProcess(args: readonly string[], env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = { stdout: '', stderr: '' };
+  child.stdout.on('data', (chunk: Buffer) => (output.stdout += chunk.toString('utf8')));
+  child.stderr.on('data', (chunk: Buffer) => (output.stderr += chunk.toString('utf8')));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  /** Resolves as soon as `seen` holds, checked on each piece of output; fails should the process exit first. */
+  const when = (what: string, seen: () => boolean) => new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (!seen()) return;
+      stop();
+      resolve();
+    };
+    const gone = () => {
+      stop();
+      reject(new Error(`sluice ${args[0]} exited before ${what}:\n${output.stdout}\n${output.stderr}`));
+    };
+    const stop = () => {
+      child.stdout.off('data', check);
+      child.stderr.off('data', check);
+      child.off('exit', gone);
+    };
+    child.stdout.on('data', check);
+    child.stderr.on('data', check);
+    child.once('exit', gone);
+    check();
+  });
+  /** Its child processes now (the twin's kinesis-mock; dynalite and the transform's runtimes run inside it). */
+  const children = () => readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number);
+  return { child, output, exited, when, children };
+}
 
 describe('dlqMessagesByPipeline', () => {
   test('counts messages per pipeline; a pipeline with none has no entry', async () => {
@@ -279,6 +313,78 @@ describe('demo', () => {
       jest.dontMock('../../lib/local/twin');
     }
   }, 60_000);
+
+  test('Ctrl-C while it sends: it stops sending, flushes what was accepted, says so and where the data dir is, and exits 130 with nothing left running', async () => {
+    const { child: demo, output, exited, when, children } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '2000']);
+    try {
+      await when('the twin was up', () => /Local twin up in /.test(output.stdout));
+      const emulators = children();
+      expect(emulators.length).toBeGreaterThan(0);
+      demo.kill('SIGINT');
+      expect(await exited).toEqual({ code: 130, signal: null });
+      // Gone before the demo: stopped with the twin, not left to stop itself once its parent is gone.
+      expect(emulators.filter(processRuns)).toEqual([]);
+      expect(output.stderr).toMatch(/\nSIGINT: stopping; no more records are sent, those accepted are flushed \(Ctrl-C again exits at once and leaves the rest in the data dir\)\n/);
+      const interrupted = new RegExp(`\\nsluice: interrupted \\(Ctrl-C\\): ([\\d,]+) of 8,000 records sent, then flushed; the data dir keeps them: \`npx sluice query "…" --data-dir ${escapeRegExp(dataDir)}\`\\n$`).exec(output.stderr);
+      expect(interrupted).not.toBeNull();
+      const sent = Number(interrupted![1].replace(/,/g, ''));
+      expect(sent).toBeLessThan(8000);
+      // No accounting check (it would fail for the records never sent), no query; the lock let go.
+      expect(output.stdout).not.toMatch(/accounted for|Athena SQL/);
+      expect(output.stderr).not.toMatch(/failed records but|unaccounted/);
+      expect(readdirSync(dataDir).filter((name) => name.startsWith('twin.'))).toEqual([]);
+      // What was sent was flushed: each pipeline's records are rows, failed or dropped, and the rows are queryable.
+      const columns = (pipeline: string) => new RegExp(`\\n${pipeline} +([\\d,]+) +[\\d,]+ +([\\d,]+) +([\\d,]+) +([\\d,]+) +([\\d,]+) `)
+        .exec(output.stdout)!.slice(1).map((n) => Number(n.replace(/,/g, '')));
+      const pipelines = Object.keys(config.pipelines).map(columns);
+      expect(pipelines.reduce((n, [s]) => n + s, 0)).toBe(sent);
+      for (const [s, rows, processingFailed, conversionFailed, dropped] of pipelines) expect(s).toBe(rows + processingFailed + conversionFailed + dropped);
+      const query = await sluice('query', 'SELECT count(*) AS n FROM clickstream', '--data-dir', dataDir, '--csv');
+      expect(query.code).toBe(0);
+      expect(query.stdout).toBe(`n\r\n${columns('clickstream')[1]}\r\n`);
+    } finally {
+      if (demo.exitCode === null && demo.signalCode === null) demo.kill('SIGKILL');
+    }
+  }, 120_000);
+
+  test('SIGTERM while the twin starts: it stops once the twin is up, sends nothing and exits 143 with nothing left running', async () => {
+    const { child: demo, output, exited, children } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '300']);
+    try {
+      // kinesis-mock is the twin's first child: the twin is starting.
+      let emulators: number[] = [];
+      for (const deadline = Date.now() + 45_000; (emulators = children()).length === 0; await new Promise((r) => setTimeout(r, 20))) {
+        if (demo.exitCode !== null || Date.now() > deadline) throw new Error(`no kinesis-mock:\n${output.stdout}\n${output.stderr}`);
+      }
+      demo.kill('SIGTERM');
+      expect(await exited).toEqual({ code: 143, signal: null });
+      expect(emulators.filter(processRuns)).toEqual([]);
+      expect(output.stderr).toMatch(new RegExp(`\\nsluice: interrupted \\(SIGTERM\\): 0 of 1,200 records sent, then flushed; the data dir keeps them: \`npx sluice query "…" --data-dir ${escapeRegExp(dataDir)}\`\\n$`));
+      expect(readdirSync(dataDir).filter((name) => name.startsWith('twin.'))).toEqual([]);
+    } finally {
+      if (demo.exitCode === null && demo.signalCode === null) demo.kill('SIGKILL');
+    }
+  }, 90_000);
+
+  test('a second Ctrl-C during its flush exits at once with 130, says where the rest waits (for `local up`), and lets the data dir go', async () => {
+    // Every transform invocation times out (2 s, retried 3 times): the flush lasts.
+    const { child: demo, output, exited, when, children } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '1'], { SLUICE_FAULTS: 'transform=1,transform.kinds=timeout,transform.timeoutMs=2000' });
+    let emulators: number[] = [];
+    try {
+      await when('the twin was up', () => /Local twin up in /.test(output.stdout));
+      emulators = children();
+      demo.kill('SIGINT');
+      await when('the flush', () => /flushing buffers/.test(output.stderr));
+      demo.kill('SIGINT');
+      expect(await exited).toEqual({ code: 130, signal: null });
+      expect(output.stderr).toMatch(new RegExp(`\\nsluice: second SIGINT: exiting now; records not yet delivered stay in ${escapeRegExp(dataDir)} `
+        + `and are delivered at the next \`sluice local up --data-dir ${escapeRegExp(dataDir)}\`\\n$`));
+      expect(existsSync(path.join(dataDir, 'twin.pid'))).toBe(false);
+    } finally {
+      if (demo.exitCode === null && demo.signalCode === null) demo.kill('SIGKILL');
+      // kinesis-mock, told to stop as the demo exited, saves its streams on its way out.
+      await waitForExit(emulators);
+    }
+  }, 90_000);
 });
 
 describe('local up', () => {
@@ -287,19 +393,11 @@ describe('local up', () => {
    * 3 times), so the flush of the one record it is sent lasts a few seconds: signals arrive while it runs.
    */
   async function upWithSlowFlush(timeoutMs: number) {
-    const env = { ...process.env, SLUICE_FAULTS: `transform=1,transform.kinds=timeout,transform.timeoutMs=${timeoutMs}` };
-    const bin = path.resolve(__dirname, '../../bin/sluice.js');
-    const twin = spawn(process.execPath, [bin, 'local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0', '--buffer-interval', '900'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const output = { stdout: '', stderr: '' };
-    twin.stdout.on('data', (chunk: Buffer) => (output.stdout += chunk.toString('utf8')));
-    twin.stderr.on('data', (chunk: Buffer) => (output.stderr += chunk.toString('utf8')));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => twin.once('exit', (code, signal) => resolve({ code, signal })));
-    const until = async (what: string, seen: () => boolean) => {
-      for (const deadline = Date.now() + 45_000; !seen(); await new Promise((r) => setTimeout(r, 100))) {
-        if (twin.exitCode !== null || twin.signalCode !== null || Date.now() > deadline) throw new Error(`no ${what}:\n${output.stdout}\n${output.stderr}`);
-      }
-    };
-    await until('"Running."', () => /\nRunning\./.test(output.stdout));
+    const { child: twin, output, exited, when } = sluiceProcess(
+      ['local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0', '--buffer-interval', '900'],
+      { SLUICE_FAULTS: `transform=1,transform.kinds=timeout,transform.timeoutMs=${timeoutMs}` },
+    );
+    await when('"Running."', () => /\nRunning\./.test(output.stdout));
     const endpoint = /Firehose API \(AWS JSON 1\.1\)\s+(http:\/\/\S+)/.exec(output.stdout)![1];
     const firehose = firehoseClient(endpoint);
     await firehose.send(new PutRecordCommand({ DeliveryStreamName: 'sluice-dev-app-events-lake', Record: { Data: Buffer.from('{"event_id":"x"}') } }));
@@ -315,14 +413,14 @@ describe('local up', () => {
       watch();
     };
     const stderrLines = () => output.stderr.split('\n').filter((line) => !line.startsWith('sluice: injecting faults'));
-    return { twin, output, exited, until, onFlushing, stderrLines };
+    return { twin, output, exited, when, onFlushing, stderrLines };
   }
 
   test('a second Ctrl-C during the flush exits at once with 130, says where the rest waits, and lets the data dir go', async () => {
-    const { twin, exited, until, output, stderrLines } = await upWithSlowFlush(2000);
+    const { twin, exited, when, output, stderrLines } = await upWithSlowFlush(2000);
     try {
       twin.kill('SIGINT');
-      await until('flush', () => /SIGINT: flushing…/.test(output.stdout));
+      await when('the flush', () => /SIGINT: flushing…/.test(output.stdout));
       twin.kill('SIGINT');
       expect(await exited).toEqual({ code: 130, signal: null });
       expect(stderrLines()).toEqual([

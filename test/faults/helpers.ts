@@ -238,17 +238,19 @@ export async function startLocalUp(dataDir: string, args: readonly string[], tim
   };
 }
 
+/** Whether process `pid` runs (a zombie, exited and not yet reaped, does not). */
+export function processRuns(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** Waits until none of `pids` runs any more (a zombie counts as gone). */
 export async function waitForExit(pids: readonly number[], timeoutMs = 40_000): Promise<void> {
-  const running = (pid: number) => {
-    try {
-      return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-    } catch {
-      return false;
-    }
-  };
-  for (const deadline = Date.now() + timeoutMs; pids.some(running);) {
-    if (Date.now() > deadline) throw new Error(`processes ${pids.filter(running).join(', ')} still running after ${timeoutMs} ms`);
+  for (const deadline = Date.now() + timeoutMs; pids.some(processRuns);) {
+    if (Date.now() > deadline) throw new Error(`processes ${pids.filter(processRuns).join(', ')} still running after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
