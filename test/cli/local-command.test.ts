@@ -278,10 +278,11 @@ describe('demo', () => {
     }
   }, 60_000);
 
-  test('the report counts over-long-line pointers apart and names what stays in S3 only, as local up\'s does; the check still holds', async () => {
+  test('the report counts over-long-line pointers apart and names the error objects not routed yet and what stays in S3 only, as local up\'s does; the check still holds', async () => {
     // A twin whose DLQ also holds two of the router's pointers to over-long lines, and whose router left a line in S3
     // only: neither stands for a record the demo sent.
     const leftIn = path.join(dataDir, 's3', 'errors', 'h1-plain');
+    const pending = path.join(dataDir, 's3', 'errors', 'h2-pending');
     jest.doMock('../../lib/local/twin', () => {
       const actual = jest.requireActual<typeof import('../../lib/local/twin')>('../../lib/local/twin');
       return {
@@ -291,7 +292,7 @@ describe('demo', () => {
           return {
             ...twin,
             dlqCount: async () => ({ ...await twin.dlqCount(), overlongLinePointers: 2 }),
-            leftInS3: () => ({ unreadableLines: 1, damagedObjects: 0, files: [leftIn] }),
+            leftInS3: () => ({ unreadableLines: 1, damagedObjects: 0, files: [leftIn], notYetRouted: [pending] }),
           };
         },
       };
@@ -303,7 +304,10 @@ describe('demo', () => {
       const report = run.stdout.slice(run.stdout.indexOf('\nDLQ messages:') + 1).split('\n');
       expect(report[0]).toMatch(new RegExp(`^DLQ messages: \\d+ failed records, 2 pointers to error lines too long to read \\(errorCode Sluice\\.ErrorLineTooLong: `
         + `damaged or foreign lines, maybe no record at all; each names its line in S3\\), 0 consumer batches \\(${escapeRegExp(path.join(demo, 'dlq'))}\\)$`));
-      expect(report.slice(1, 3)).toEqual([
+      expect(report.slice(1, 5)).toEqual([
+        'Not in the DLQ yet: 1 error object the failure router could not finish routing before the stop (its log lines on stderr say why); '
+          + 'the next start on this data dir routes them:',
+        `  ${pending}`,
         'Not in the DLQ, left in S3 only: 1 error line that no error record can be read from (not JSON, or no rawData), in 1 error object '
           + 'the failure router read this run (its "level":"ERROR" log lines on stderr give each line and why):',
         `  ${leftIn}`,
@@ -490,6 +494,41 @@ describe('local up', () => {
       if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
     }
   }, 90_000);
+
+  test('the stop summary names the error objects the router could not route before the stop (the DLQ down), and the next start routes them', async () => {
+    const hour = path.join(dataDir, 's3', localBucketName(config), 'errors', 'app-events', 'processing-failed', '2026', '12', '03', '19');
+    mkdirSync(hour, { recursive: true });
+    const rawData = Buffer.from(JSON.stringify({ event_id: '66660001-0000-4000-8000-000000000000', user_id: 'u1', event_type: 'login', timestamp: '2026-12-03T10:00:00Z' })).toString('base64');
+    writeFileSync(path.join(hour, 'h1-pending'), `${JSON.stringify({ attemptsMade: 1, arrivalTimestamp: 1796326031341, errorCode: 'Lambda.ProcessingFailedStatus', errorMessage: 'hand made', lambdaArn: 'x', rawData })}\n`);
+    const bin = path.resolve(__dirname, '../../bin/sluice.js');
+    const up = async (env: NodeJS.ProcessEnv): Promise<string> => {
+      const twin = spawn(process.execPath, [bin, 'local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+      try {
+        let stdout = '';
+        twin.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+        const exited = new Promise<number | null>((resolve) => twin.once('exit', resolve));
+        for (const deadline = Date.now() + 45_000; !/\nRunning\./.test(stdout); await new Promise((r) => setTimeout(r, 100))) {
+          if (twin.exitCode !== null || Date.now() > deadline) throw new Error(`no "Running.":\n${stdout}`);
+        }
+        twin.kill('SIGINT');
+        expect(await exited).toBe(0);
+        return stdout.slice(stdout.indexOf('\nDLQ messages:') + 1);
+      } finally {
+        if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
+      }
+    };
+    // Every send to the DLQ fails: the router keeps trying until the stop, then gives up on the object.
+    const down = (await up({ ...process.env, SLUICE_FAULTS: 'dlq=1' })).split('\n');
+    expect(down.slice(0, 3)).toEqual([
+      'DLQ messages: 0 failed records, 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)',
+      'Not in the DLQ yet: 1 error object the failure router could not finish routing before the stop (its log lines on stderr say why); '
+        + 'the next start on this data dir routes them:',
+      `  ${path.join(hour, 'h1-pending')}`,
+    ]);
+    const again = (await up({ ...process.env, SLUICE_FAULTS: '' })).split('\n');
+    expect(again[0]).toBe('DLQ messages: 1 failed records, 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)');
+    expect(again.join('\n')).not.toMatch(/Not in the DLQ yet/);
+  }, 120_000);
 
   test('a SIGTERM a while after the first is a second stop: it exits at once with 143', async () => {
     const { twin, exited, onFlushing, stderrLines } = await upWithSlowFlush(3000);
