@@ -158,10 +158,13 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     throw report.unreadable ?? stoppedError(report, count, flags.file);
   }
   if (flags.verify && report.accepted > 0) {
-    ({ results: verification, interrupted: interruptedWhileVerifying } = await verifyAll(target, pipeline, schema, [...report.expected.values()], {
-      timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, json: flags.json === true,
-      clockToleranceMs: target.kind === 'local' ? LOCAL_CLOCK_TOLERANCE_MS : AWS_CLOCK_TOLERANCE_MS,
-    }));
+    // A Ctrl-C during the last call found nothing left to send: it ends the wait before it starts, as it would a moment later.
+    ({ results: verification, interrupted: interruptedWhileVerifying } = report.interruptedLastCall && report.expected.size > 0
+      ? { results: [], interrupted: true }
+      : await verifyAll(target, pipeline, schema, [...report.expected.values()], {
+        timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, json: flags.json === true,
+        clockToleranceMs: target.kind === 'local' ? LOCAL_CLOCK_TOLERANCE_MS : AWS_CLOCK_TOLERANCE_MS,
+      }));
   }
   const verified = verification.every((v) => v.passed);
   // Records sent and none to verify (refused, or every one failing the transform) is no pass; when none was refused,
@@ -243,7 +246,8 @@ function interruptedMessage(report: SendReport, count: number, durationMs: numbe
 
 /**
  * "interrupted (Ctrl-C) while verifying, after 2.1 s: 5 records sent, 5 accepted, not verified (queryable so far: 3/5 in
- * lake (sluice_dev.iot))"; after a run Ctrl-C interrupted already, its own message first. The time is the verify lines'
+ * lake (sluice_dev.iot))"; "… during the last call, …" for a Ctrl-C that came with nothing left to send (no check was
+ * made); after a run Ctrl-C interrupted already, its own message first. The time is the verify lines'
  * (from the first record sent to when Ctrl-C stopped the wait), so the two say one number.
  */
 function verifyInterruptedMessage(report: SendReport, count: number, durationMs: number | undefined, verification: readonly VerifyResult[]): string {
@@ -253,7 +257,8 @@ function verifyInterruptedMessage(report: SendReport, count: number, durationMs:
   if (report.interrupted) {
     return `${interruptedMessage(report, count, durationMs)}, ${formatNumber(report.accepted)} accepted; Ctrl-C again while verifying them, after ${formatDuration(verifyingMs)}: ${notVerified}`;
   }
-  return `interrupted (Ctrl-C) while verifying, after ${formatDuration(verifyingMs)}: ${formatNumber(report.sent)} record${report.sent === 1 ? '' : 's'} sent, ${formatNumber(report.accepted)} accepted, ${notVerified}`;
+  const when = report.interruptedLastCall ? 'during the last call' : 'while verifying';
+  return `interrupted (Ctrl-C) ${when}, after ${formatDuration(verifyingMs)}: ${formatNumber(report.sent)} record${report.sent === 1 ? '' : 's'} sent, ${formatNumber(report.accepted)} accepted, ${notVerified}`;
 }
 
 /** How long verifying took, from the first record sent to the last check. */
@@ -497,6 +502,8 @@ interface SendReport {
   neverSent?: number;
   /** Ctrl-C stopped sending before the count or the duration was reached. */
   interrupted?: boolean;
+  /** Ctrl-C came during the last call, when nothing was left to send: it stops what comes next instead (--verify's wait). */
+  interruptedLastCall?: boolean;
 }
 
 /** "Firehose delivery stream … at http://127.0.0.1:4573 stopped answering mid-run (ECONNREFUSED) after accepting 3,000 records" */
@@ -673,6 +680,7 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   }
   // A Ctrl-C during the last batch interrupted nothing (of --count, or of a --file).
   report.interrupted = interrupted && report.sent < options.count && !source.exhausted();
+  report.interruptedLastCall = interrupted && !report.interrupted;
   report.elapsedMs = Date.now() - report.startedAt;
   // Counted after the clock stops: reading the rest of a large file is no part of the run's time.
   if (report.stopped) report.neverSent = source.untaken(options.count - report.sent);

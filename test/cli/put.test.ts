@@ -633,6 +633,27 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(code).toBe(0);
   }, 60_000);
 
+  test('Ctrl-C during the last batch with --verify: nothing is left to send, so it ends the wait before it starts; exit 130, not a PASS', async () => {
+    const file = path.join(dataDir, 'records.ndjson');
+    const record = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
+    fs.writeFileSync(file, `${record(1)}\n${record(2)}\n${record(3)}\n`);
+    const { child, output, exited } = spawnPut('app-events', '--file', file, '--verify', '--timeout', '60s');
+    // The records land in the lake (a verify would pass at its first check) and the SIGINT arrives while the file's
+    // one and only call is in flight; the call is answered once put has taken it (its note says it waits for the call).
+    backend.onIngest = async (_stream, records) => {
+      await deliverToLake(dataDir, 'app-events', records);
+      child.kill('SIGINT');
+      for (const until = Date.now() + 20_000; !output.stderr.includes('Ctrl-C again') && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50));
+    };
+    const { code } = await exited;
+    const { stdout, stderr } = output;
+    expect(backend.acknowledged).toHaveLength(3);
+    expect(stdout).toMatch(/accepted 3 · failed 0/);
+    expect(stdout).not.toMatch(/PASS|FAIL|verify lake/);
+    expect(stderr).toMatch(/^sluice: stopping once the call in flight is answered; Ctrl-C again to quit at once\nsluice: interrupted \(Ctrl-C\) during the last call, after [\d.]+ m?s: 3 records sent, 3 accepted, not verified\n$/);
+    expect(code).toBe(130);
+  }, 60_000);
+
   test('Ctrl-C while a call hangs: a note says it waits for that call and how to quit; a second Ctrl-C quits at once', async () => {
     const file = path.join(dataDir, 'records.ndjson');
     const record = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() });
