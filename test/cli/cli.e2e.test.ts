@@ -258,11 +258,14 @@ describe('sluice against `sluice local up`, each command its own process', () =>
   let loadSent = 0;
 
   test('put --duration: a steady load until the time is up, or Ctrl-C, which stops sending, still reports and verifies, and exits 130', async () => {
+    const twinSaidBefore = { out: twinOut.length, err: twinErr.length };
     const load = start('put', 'transactions', '--duration', '5m', '--rate', '40/s', '--verify', '--progress');
     await until('the load to report progress', async () => (/sent \d+ · accepted \d+/.test(load.stderrSoFar()) ? true : undefined));
     load.child.kill('SIGINT');
     const { code, stdout, stderr } = await load.result;
-    expect({ code, stdout, stderr }).toEqual({ code: 130, stdout: expect.any(String), stderr: expect.any(String) }); // both shown when it is not 130
+    // All shown when it is not 130; the twin's lines say whether kinesis-mock went away meanwhile (a restart refuses calls).
+    const twin = [...twinOut.slice(twinSaidBefore.out), ...twinErr.slice(twinSaidBefore.err)].join('');
+    expect({ code, stdout, stderr, twin }).toEqual({ code: 130, stdout: expect.any(String), stderr: expect.any(String), twin: expect.any(String) });
     expect(stderr).toMatch(/sluice-dev-transactions: sent \d+ · accepted \d+ · \d+ records\/s · \d+ m \d+ s left/);
     const sent = /^transactions: (\d+) records → Kinesis stream sluice-dev-transactions/.exec(stdout);
     loadSent = Number(sent?.[1]);
