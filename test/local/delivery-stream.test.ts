@@ -513,6 +513,119 @@ describe('DeliveryEngine: lake', () => {
     expect(engine.counters.deliveredRows).toBe(2);
   });
 
+  /**
+   * An engine whose first Parquet write waits until `release` is called (with `fail`, that write fails once, and the
+   * flush with it), and what it does meanwhile: the users of the records each invocation of its transform got, the
+   * records of each flush, and the contexts of its errors.
+   */
+  async function withHeldDelivery(holdTransform: (users: string[]) => Promise<void> = async () => undefined): Promise<{ engine: DeliveryEngine; invoked: string[][]; flushes: number[]; held: Promise<void>; release: (fail: boolean) => void; reported: string[] }> {
+    const store = new ObjectStore(dataDir);
+    const newTempFile = store.newTempFile.bind(store);
+    let release!: (fail: boolean) => void;
+    const gate = new Promise<boolean>((resolve) => (release = resolve));
+    let onHeld!: () => void;
+    const held = new Promise<void>((resolve) => (onHeld = resolve));
+    let calls = 0;
+    store.newTempFile = async (...args) => {
+      if (calls++ === 0) {
+        onHeld();
+        if (await gate) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+      }
+      return newTempFile(...args);
+    };
+    const invoked: string[][] = [];
+    const reported: string[] = [];
+    const engine = await open(lakeOptions(
+      {
+        store,
+        onError: (error, context) => {
+          reported.push(context.replace(/ for s3:.*/, ''));
+          // Out of the write's own retries: the flush fails, as only an unexpected error makes it.
+          if (context.startsWith('convert to Parquet')) throw error;
+        },
+      },
+      {
+        invoke: async (event) => {
+          const users = event.records.map((r) => (JSON.parse(Buffer.from(r.data, 'base64').toString()) as { user_id: string }).user_id);
+          invoked.push(users);
+          await holdTransform(users);
+          return fakeTransform()(event);
+        },
+      },
+    ));
+    const flushes: number[] = [];
+    engine.on('flushed', (f) => flushes.push(f.records));
+    return { engine, invoked, flushes, held, release, reported };
+  }
+
+  /** Resolves once `ready()` holds; fails the test after `ms`. */
+  async function until(what: string, ready: () => boolean, ms = 10_000): Promise<void> {
+    for (const deadline = Date.now() + ms; !ready(); await new Promise((resolve) => setTimeout(resolve, 5))) {
+      if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
+    }
+  }
+
+  it('transforms the next batch while the one before it is delivered, and delivers them in order', async () => {
+    const { engine, invoked, flushes, held, release } = await withHeldDelivery();
+    await engine.ingest([record(1), record(2)]);
+    const first = engine.flush();
+    await held;
+    await engine.ingest([record(3), record(4), record(5)]);
+    const second = engine.flush();
+    // The first batch is still being delivered (its Parquet write is held) when the second is transformed.
+    await until('the second batch is transformed', () => invoked.length === 2);
+    expect(invoked).toEqual([['u-1', 'u-2'], ['u-3', 'u-4', 'u-5']]);
+    expect(flushes).toEqual([]);
+    release(false);
+    await Promise.all([first, second]);
+    expect(flushes).toEqual([2, 3]);
+    expect((await parquetRows('data/', 'user_id')).map((r) => r.user_id)).toEqual(['u-1', 'u-2', 'u-3', 'u-4', 'u-5']);
+    expectBalanced(engine);
+  });
+
+  it('a batch whose transform ends while the delivery before it takes what is transformed is delivered too', async () => {
+    let releaseThird!: () => void;
+    const third = new Promise<void>((resolve) => (releaseThird = resolve));
+    const { engine, invoked, flushes, held, release } = await withHeldDelivery((users) => (users.includes('u-6') ? third : Promise.resolve()));
+    await engine.ingest([record(1)]);
+    void engine.flush();
+    await held;
+    // While the first delivery is held: the second batch is transformed, the third is being transformed.
+    await engine.ingest([record(2), record(3)]);
+    void engine.flush();
+    await until('the second batch is transformed', () => invoked.length === 2);
+    await engine.ingest([record(6)]);
+    const last = engine.flush();
+    await until('the third batch is being transformed', () => invoked.length === 3);
+    // The second delivery takes the second batch while the third is still in its transform; the third ends after.
+    release(false);
+    await until('the second batch is delivered', () => flushes.length === 2);
+    releaseThird();
+    await last;
+    expect(flushes).toEqual([1, 2, 1]);
+    expect((await parquetRows('data/', 'user_id')).map((r) => r.user_id)).toEqual(['u-1', 'u-2', 'u-3', 'u-6']);
+    expectBalanced(engine);
+  });
+
+  it('a delivery that fails puts back the batch transformed behind it too: no later batch is marked delivered before it', async () => {
+    const { engine, invoked, flushes, held, release, reported } = await withHeldDelivery();
+    await engine.ingest([record(1), record(2)]);
+    void engine.flush();
+    await held;
+    await engine.ingest([record(3), record(4), record(5)]);
+    void engine.flush();
+    await until('the second batch is transformed', () => invoked.length === 2);
+    release(true);
+    // Both batches go back, in log order, and are delivered together by the flush the retry timer starts.
+    await until('every record is delivered', () => engine.counters.deliveredRows === 5);
+    expect(flushes).toEqual([5]);
+    expect(invoked.slice(2)).toEqual([['u-1', 'u-2', 'u-3', 'u-4', 'u-5']]);
+    expect(reported).toEqual(['convert to Parquet', 'flush']);
+    expect((await parquetRows('data/', 'user_id')).map((r) => r.user_id)).toEqual(['u-1', 'u-2', 'u-3', 'u-4', 'u-5']);
+    await engine.flush();
+    expectBalanced(engine);
+  });
+
   it('stops taking records when stopping, after flushing what it holds', async () => {
     const engine = await open(lakeOptions());
     await engine.ingest([record(1), record(2)]);
