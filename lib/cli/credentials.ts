@@ -14,7 +14,10 @@ export interface CallerCredentials {
   source(): string;
 }
 
-/** `region` (--region) is the one the chain's own STS and SSO calls use, as the clients' is. */
+/**
+ * `region` (--region) is the one the chain's own STS calls use when it is asked before any client (search's credentials
+ * stage), as a client's region is when the client asks. An SSO profile's GetRoleCredentials stays in its sso_region.
+ */
 export function callerCredentials(region?: string): CallerCredentials {
   let asking = "the AWS SDK's default credential chain";
   // The chain logs each source as it turns to it (at debug level): the last one named is the one it waits on.
@@ -26,7 +29,11 @@ export function callerCredentials(region?: string): CallerCredentials {
     warn: (...content: unknown[]) => console.warn(...content),
     error: (...content: unknown[]) => console.error(...content),
   };
-  return { provider: fromNodeProviderChain({ logger, ...(region && { clientConfig: { region } }) }), source: () => asking };
+  const chain = fromNodeProviderChain({ logger });
+  // Given as the asking client's config, not as the chain's clientConfig: that one would also move SSO's call out of sso_region.
+  const asker = region ? { callerClientConfig: { region: async () => region } } : undefined;
+  const provider: AwsCredentialIdentityProvider = (properties) => chain(properties ?? asker);
+  return { provider, source: () => asking };
 }
 
 /** The credential source a debug line of the SDK's chain names, for people; undefined for other lines. */
