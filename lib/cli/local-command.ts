@@ -206,10 +206,15 @@ function badHost(host: string, problem: NodeJS.ErrnoException): UserError {
 
 /**
  * The twin, after the preflight, holding its data dir: `release` lets it go once the twin has stopped (or failed to start).
- * `checkHeld` runs once the data dir is held, before anything starts.
+ * `checkHeld` runs once the data dir is held, before anything starts; `holding` is given `release` then too (a second
+ * signal while the twin starts lets the data dir go with it).
  */
-async function startLockedTwin(options: TwinOptions, checkHeld?: (dataDir: string) => void): Promise<{ twin: Twin; release: () => void }> {
+async function startLockedTwin(
+  options: TwinOptions,
+  { checkHeld, holding }: { checkHeld?: (dataDir: string) => void; holding?: (release: () => void) => void } = {},
+): Promise<{ twin: Twin; release: () => void }> {
   const release = await preflight(options);
+  holding?.(release);
   try {
     checkHeld?.(options.dataDir);
     return { twin: await startTwin(options), release };
@@ -350,8 +355,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     { nextStart: `the next \`sluice local up --data-dir ${escapeControlCharacters(dataDir)}\``, afterProgress: true },
   );
   try {
-    const { twin, release } = await startLockedTwin(options, refuseDataDirWithData);
-    stop.holding(release);
+    const { twin, release } = await startLockedTwin(options, { checkHeld: refuseDataDirWithData, holding: stop.holding });
     let stopping: Promise<void> | undefined;
     const stopTwin = () => (stopping ??= twin.stop());
     try {

@@ -369,6 +369,26 @@ describe('demo', () => {
     }
   }, 90_000);
 
+  test('a second Ctrl-C while the twin starts exits at once with 130 and lets the data dir go (no twin.pid left)', async () => {
+    const { child: demo, output, exited, when, children } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '300']);
+    let emulators: number[] = [];
+    try {
+      // kinesis-mock is the twin's first child: the twin is starting, the data dir already held.
+      for (const deadline = Date.now() + 45_000; (emulators = children()).length === 0; await new Promise((r) => setTimeout(r, 20))) {
+        if (demo.exitCode !== null || Date.now() > deadline) throw new Error(`no kinesis-mock:\n${output.stdout}\n${output.stderr}`);
+      }
+      demo.kill('SIGINT');
+      await when('the first SIGINT was taken', () => /SIGINT: stopping/.test(output.stderr));
+      demo.kill('SIGINT');
+      expect(await exited).toEqual({ code: 130, signal: null });
+      expect(output.stderr).toMatch(/\nsluice: second SIGINT: exiting now; /);
+      expect(readdirSync(dataDir).filter((name) => name.startsWith('twin.'))).toEqual([]);
+    } finally {
+      if (demo.exitCode === null && demo.signalCode === null) demo.kill('SIGKILL');
+      await waitForExit(emulators);
+    }
+  }, 90_000);
+
   test('a second Ctrl-C during its flush exits at once with 130, says where the rest waits (for `local up`), and lets the data dir go', async () => {
     // Every transform invocation times out (2 s, retried 3 times): the flush lasts.
     const { child: demo, output, exited, when, children } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '1'], { SLUICE_FAULTS: 'transform=1,transform.kinds=timeout,transform.timeoutMs=2000' });
