@@ -431,10 +431,12 @@ async function demoOnTwin(twin: Twin, stopTwin: () => Promise<void>, config: Slu
   const flushStarted = Date.now();
   const flushSeconds = () => ((Date.now() - flushStarted) / 1000).toFixed(tty ? 0 : 1);
   const ticker = tty ? setInterval(() => process.stderr.write(`\r  flushing buffers, readers and error routing… ${flushSeconds()} s`), 1000) : undefined;
+  const signalledBefore = interrupted.aborted;
   try {
     process.stderr.write('  flushing buffers, readers and error routing…');
     await stopTwin();
-    if (!tty) process.stderr.write(` ${flushSeconds()} s`);
+    // A signal during the flush wrote its line under this one: the time goes on a line of its own.
+    if (!tty) process.stderr.write(interrupted.aborted && !signalledBefore ? `  flushed after ${flushSeconds()} s` : ` ${flushSeconds()} s`);
   } finally {
     clearInterval(ticker);
     process.stderr.write('\n');

@@ -389,6 +389,23 @@ describe('demo', () => {
     }
   }, 90_000);
 
+  test('Ctrl-C during its flush: the flush goes on, and its time is on a line of its own, not under the SIGINT line', async () => {
+    // Every transform invocation times out (1 s, retried 3 times): the flush lasts.
+    const { child: demo, output, exited, when } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '1'], { SLUICE_FAULTS: 'transform=1,transform.kinds=timeout,transform.timeoutMs=1000' });
+    try {
+      await when('the flush', () => /flushing buffers/.test(output.stderr));
+      demo.kill('SIGINT');
+      expect(await exited).toEqual({ code: 130, signal: null });
+      const lines = output.stderr.split('\n');
+      const signalled = lines.findIndex((line) => line.startsWith('SIGINT: stopping'));
+      expect(signalled).toBeGreaterThan(0);
+      expect(lines.slice(signalled + 1)).toContainEqual(expect.stringMatching(/^ {2}flushed after [\d.]+ s$/));
+      expect(lines).not.toContainEqual(expect.stringMatching(/^ [\d.]+ s$/));
+    } finally {
+      if (demo.exitCode === null && demo.signalCode === null) demo.kill('SIGKILL');
+    }
+  }, 90_000);
+
   test('a second Ctrl-C during its flush exits at once with 130, says where the rest waits (for `local up`), and lets the data dir go', async () => {
     // Every transform invocation times out (2 s, retried 3 times): the flush lasts.
     const { child: demo, output, exited, when, children } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '1'], { SLUICE_FAULTS: 'transform=1,transform.kinds=timeout,transform.timeoutMs=2000' });
