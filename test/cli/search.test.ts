@@ -574,10 +574,10 @@ describe('sluice search --aws', () => {
         });
         const asked = hung.connections();
         const startedAt = Date.now();
-        // Long enough for the SDK's chain to reach the endpoint on a busy machine (the hung endpoint must have been asked).
-        const { code, stdout, stderr } = await sluice('search', 'clickstream', '--aws', '--timeout', '2s');
+        // Long enough for the SDK's chain to reach the endpoint on a busy machine (the hung endpoint must have been asked): 5 s, as a busy CI machine needs.
+        const { code, stdout, stderr } = await sluice('search', 'clickstream', '--aws', '--timeout', '5s');
         expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
-        expect(stderr).toMatch(new RegExp(`^sluice: the container credentials endpoint http://127\\.0\\.0\\.1:${hung.port}/v1/credentials \\(AWS_CONTAINER_CREDENTIALS_FULL_URI\\) gave no answer in [\\d.]+ m?s \\(--timeout 2\\.0 s\\) when asked for your AWS credentials, which sign every request of the search: `
+        expect(stderr).toMatch(new RegExp(`^sluice: the container credentials endpoint http://127\\.0\\.0\\.1:${hung.port}/v1/credentials \\(AWS_CONTAINER_CREDENTIALS_FULL_URI\\) gave no answer in [\\d.]+ m?s \\(--timeout 5\\.0 s\\) when asked for your AWS credentials, which sign every request of the search: `
           + 'check that it runs, or use other credentials \\(AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY\\), or raise --timeout to wait longer\n$'));
         expect(Date.now() - startedAt).toBeLessThan(10_000);
         expect(hung.connections()).toBeGreaterThan(asked);
@@ -596,7 +596,7 @@ describe('sluice search --aws', () => {
     const hung = await hungServer();
     try {
       const startedAt = Date.now();
-      const child = spawn(process.execPath, [bin, 'search', 'clickstream', '--aws', '--region', 'eu-west-1', '--timeout', '3s'], {
+      const child = spawn(process.execPath, [bin, 'search', 'clickstream', '--aws', '--region', 'eu-west-1', '--timeout', '5s'], {
         env: onlyContainerCredentials(`http://127.0.0.1:${hung.port}/v1/credentials`),
         stdio: ['ignore', 'ignore', 'pipe'],
       });
