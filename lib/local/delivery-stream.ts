@@ -305,14 +305,6 @@ const ERROR_COUNTER: Readonly<Record<ErrorOutputType, Counted>> = {
 // The engine
 // ---------------------------------------------------------------------------------------------
 
-/** A batch the transform stage of a flush took from the buffer, with its outcomes (or why it has none). */
-type TransformedBatch = {
-  readonly batch: BufferedRecord[];
-  readonly batchBytes: number;
-  /** `deliveryFailures` when the batch was taken. */
-  readonly failuresBefore: number;
-} & ({ readonly outcomes: Outcome[] } | { readonly error: unknown });
-
 export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
   readonly streamName: string;
   readonly streamArn: string;
@@ -350,14 +342,7 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
   private pendingBytes = 0;
   private nextSeq: number;
   private cancelTimer: (() => void) | undefined;
-  /** The delivery stage of the flushes, one after the other. */
   private flushChain: Promise<void> = Promise.resolve();
-  /** The transform stage of the flushes, one after the other; each runs beside the delivery of the one before. */
-  private transformChain: Promise<void> = Promise.resolve();
-  /** Batches transformed and not yet delivered, in log order. */
-  private transformed: TransformedBatch[] = [];
-  /** Deliveries that failed and put their batch back: a batch taken before one of them goes back too. */
-  private deliveryFailures = 0;
   private flushQueued = false;
   private readonly appends = new Set<Promise<unknown>>();
   private stopping = false;
@@ -533,9 +518,7 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
       await Promise.allSettled([...this.appends]);
       let failure: unknown;
       try {
-        // Again while a delivery put batches back (see deliverTransformed): stop() returns once nothing is left.
-        do await this.enqueueFlush();
-        while (this.buffer.length > 0 || this.transformed.length > 0);
+        await this.enqueueFlush();
       } catch (error) {
         failure = error;
       }
@@ -581,65 +564,25 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
     this.enqueueFlush().catch((error) => this.options.onError?.(error, 'flush'));
   }
 
-  /**
-   * A flush in two stages, each in order with the other flushes' same stage: the transform (the runtimes' work), then
-   * the delivery (conversion, Parquet, error objects, the log's mark: the twin's own). The next flush takes the buffer
-   * and transforms it while this one delivers, as Firehose runs a stream's invocations beside its deliveries, so the
-   * transform's runtimes and the twin's event loop work at once rather than taking turns. A delivery takes every batch
-   * transformed by then, so its objects stay as large as when one flush took the whole buffer.
-   */
   private enqueueFlush(): Promise<void> {
-    const transformed = this.transformChain.then(() => {
+    const run = this.flushChain.then(() => {
       this.flushQueued = false;
-      return this.transformBuffered();
+      return this.deliverBuffered();
     });
-    this.transformChain = transformed.catch(() => undefined);
-    const run = this.flushChain.then(() => transformed).then(() => this.deliverTransformed());
     this.flushChain = run.catch(() => undefined);
     return run;
   }
 
-  /** Takes the buffer and transforms it into `transformed`: the first stage of a flush. */
-  private async transformBuffered(): Promise<void> {
+  private async deliverBuffered(): Promise<void> {
     if (this.buffer.length === 0) return;
     const batch = this.buffer;
     const batchBytes = this.bufferedBytes;
-    const failuresBefore = this.deliveryFailures;
     this.buffer = [];
     this.bufferedBytes = 0;
     this.stopTimer();
-    let done: TransformedBatch;
-    try {
-      done = { batch, batchBytes, failuresBefore, outcomes: await this.transform(batch) };
-    } catch (error) {
-      // Not expected (a failed invocation is an outcome, not an error): the delivery stage puts the batch back.
-      done = { batch, batchBytes, failuresBefore, error };
-    }
-    // Pushed once transformed: the delivery stage replaces the array when it takes what is in it.
-    this.transformed.push(done);
-  }
-
-  /** Delivers every batch transformed so far and marks them in the log: the second stage of a flush. */
-  private async deliverTransformed(): Promise<void> {
-    if (this.transformed.length === 0) return;
-    const taken = this.transformed;
-    this.transformed = [];
-    const batch = taken.length === 1 ? taken[0].batch : taken.flatMap((t) => t.batch);
-    const batchBytes = taken.reduce((n, t) => n + t.batchBytes, 0);
-    // A delivery before this one failed after one of these batches was taken: its records went back to the buffer, and
-    // a mark through these would cover them. These go back too, in their place, and are delivered after them.
-    if (taken.some((t) => t.failuresBefore !== this.deliveryFailures)) {
-      this.requeue(batch, batchBytes);
-      return;
-    }
     let keys: string[];
     try {
-      const outcomes: Outcome[] = [];
-      for (const t of taken) {
-        if ('error' in t) throw t.error;
-        for (const o of t.outcomes) outcomes.push(o);
-      }
-      keys = await this.deliverBatch(batch, outcomes);
+      keys = await this.deliverBatch(batch);
     } catch (error) {
       if (this.stopping) {
         // The records stay in the write-ahead log (no delivered mark covers them) for the next start.
@@ -650,8 +593,8 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
       // Not expected (writes retry until they succeed): put the batch back in front and try again later,
       // rather than let a later delivered mark cover records that never arrived.
       this.options.onError?.(error, 'flush');
-      this.deliveryFailures++;
-      this.requeue(batch, batchBytes);
+      this.buffer = batch.concat(this.buffer);
+      this.bufferedBytes += batchBytes;
       this.startTimer(Math.min((this.options.retryDelayMs ?? 100) * 2 ** Math.min(this.failedFlushes++, 10), this.options.maxRetryDelayMs ?? 5000));
       return;
     }
@@ -669,23 +612,8 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
   // One flush
   // -------------------------------------------------------------------------------------------
 
-  /** Puts a batch that was not delivered back into the buffer, in log order among what is there. */
-  private requeue(batch: readonly BufferedRecord[], batchBytes: number): void {
-    const buffer = batch.concat(this.buffer);
-    // Only a batch taken before another one failed lands behind records older than its own.
-    for (let i = batch.length; i < buffer.length; i++) {
-      if (buffer[i].seq < buffer[i - 1].seq) {
-        buffer.sort((a, b) => a.seq - b.seq);
-        break;
-      }
-    }
-    this.buffer = buffer;
-    this.bufferedBytes += batchBytes;
-    // Records in the buffer always have a flush ahead of them: a timer, or (while stopping) stop()'s next round.
-    if (this.cancelTimer === undefined && !this.stopping) this.startTimer(this.options.retryDelayMs ?? 100);
-  }
-
-  private async deliverBatch(batch: readonly BufferedRecord[], outcomes: readonly Outcome[]): Promise<string[]> {
+  private async deliverBatch(batch: readonly BufferedRecord[]): Promise<string[]> {
+    const outcomes = await this.transform(batch);
     const errors = new Map<ErrorOutputType, ErrorLine[]>();
     const addError = (type: ErrorOutputType, arrivalTimestamp: number, line: object): void => {
       const list = errors.get(type) ?? [];
