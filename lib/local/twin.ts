@@ -272,6 +272,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const route = (b: string, key: string, size: number): void => {
       const file = path.join(bucketDir(dataDir, b), key);
       const p = (async () => {
+        // Failures since the stop began: however often the object failed before, it gets three tries then.
+        let failedWhileStopping = 0;
         for (let attempt = 0; ; attempt++) {
           try {
             const { unreadableLines, damagedObjects } = await router(s3Event(b, key, size, region));
@@ -281,7 +283,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
             return;
           } catch (e) {
             log(`sluice: failure router on s3://${b}/${key}: ${(e as Error).message}`);
-            if (stopping && attempt >= 2) {
+            if (stopping && ++failedWhileStopping >= 3) {
               // Nothing else holds the event: the object itself, which the next start's scan of every error object routes.
               notYetRouted.add(file);
               log(`sluice: s3://${b}/${key} is routed to the DLQ when the twin starts again on this data dir`);
