@@ -66,8 +66,12 @@ const MAX_PARTITION_TERMS = 48;
 /** Which arrival times count (epoch ms): at or after `from` (this put's), or before `until` (an earlier put's). */
 export type ArrivalWindow = { readonly from: number } | { readonly until: number };
 
-/** Finds which of `missing` are there, counting only what arrived in `window`. */
-type FindSome = (missing: ExpectedRecord[], window: ArrivalWindow) => Promise<Set<string>>;
+/**
+ * Finds which of `missing` are there, counting only what arrived in `window`. Asked in pieces (a query per 1,000 ids),
+ * it asks no more once `Date.now()` passes `stopAt` (the piece under way finishes): `complete` says whether every
+ * id was asked about.
+ */
+type FindSome = (missing: ExpectedRecord[], window: ArrivalWindow, stopAt: number) => Promise<{ found: Set<string>; complete: boolean }>;
 
 /** Polls `findSome` for the missing ids until all are found or the time is up. */
 async function waitFor(label: string, unit: string, expected: readonly ExpectedRecord[], findSome: FindSome, options: WaitOptions): Promise<VerifyResult> {
@@ -80,7 +84,9 @@ async function waitFor(label: string, unit: string, expected: readonly ExpectedR
   while (!signal?.aborted) {
     let found: Set<string>;
     try {
-      found = await findSome([...missing.values()], { from: since });
+      // A round may run past the deadline by one poll interval (and the query under way), no more: a round of many
+      // queries on a slow machine would otherwise hold the run long after --timeout. Ids not asked about count as missing.
+      ({ found } = await findSome([...missing.values()], { from: since }, Math.max(deadline, Date.now()) + options.pollMs));
     } catch (err) {
       // The check in flight gives up when interrupted (DuckDB's query, OpenSearch's request): what was found stands.
       if (signal?.aborted) break;
@@ -102,7 +108,9 @@ async function waitFor(label: string, unit: string, expected: readonly ExpectedR
   let arrivedBefore: number | undefined;
   if (!passed && !signal?.aborted) {
     try {
-      arrivedBefore = (await findSome([...missing.values()], { until: since })).size;
+      // Said only when every missing id was asked about in one more poll interval: a part would undercount.
+      const before = await findSome([...missing.values()], { until: since }, Date.now() + options.pollMs);
+      if (before.complete) arrivedBefore = before.found.size;
     } catch (err) {
       if (!signal?.aborted) throw err;
     }
@@ -157,13 +165,14 @@ function timestampLiteral(epochMs: number): string {
 export async function verifyLake(engine: SqlEngine, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
   const names = resourceNames(config, model.pipeline);
   const database = engine.database || names.glueDatabase;
-  return waitFor(`lake (${database}.${names.glueTable})`, 'rows', expected, async (missing, window) => {
+  return waitFor(`lake (${database}.${names.glueTable})`, 'rows', expected, async (missing, window, stopAt) => {
     const found = new Set<string>();
     for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
+      if (i > 0 && Date.now() > stopAt) return { found, complete: false };
       const result = await engine.run(lakeVerifySql(model, database, names.glueTable, missing.slice(i, i + IDS_PER_QUERY), window), { progress: options.progress });
       for (const row of result.rows) found.add(String(row[0]));
     }
-    return found;
+    return { found, complete: true };
   }, options);
 }
 
@@ -175,9 +184,10 @@ function idField(model: SchemaModel): string {
 export async function verifySearch(backend: SearchBackend, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
   const index = `${resourceNames(config, model.pipeline).indexPrefix}-*`;
   const field = idField(model);
-  return waitFor(`search (${index})`, 'documents', expected, async (missing, window) => {
+  return waitFor(`search (${index})`, 'documents', expected, async (missing, window, stopAt) => {
     const found = new Set<string>();
     for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
+      if (i > 0 && Date.now() > stopAt) return { found, complete: false };
       const ids = missing.slice(i, i + IDS_PER_QUERY).map((e) => e.id);
       const filter: unknown[] = [{ terms: { [field]: ids } }];
       filter.push({ range: { [ARRIVAL_FIELD]: 'from' in window ? { gte: new Date(window.from).toISOString() } : { lt: new Date(window.until).toISOString() } } });
@@ -188,7 +198,7 @@ export async function verifySearch(backend: SearchBackend, config: SluiceConfig,
         if (typeof value === 'string') found.add(value);
       }
     }
-    return found;
+    return { found, complete: true };
   }, options);
 }
 
@@ -209,7 +219,8 @@ export async function verifyBulkFiles(dataDir: string, config: SluiceConfig, mod
       const at = typeof arrival === 'string' ? Date.parse(arrival) : Number.NaN;
       if ('from' in window ? at >= window.from : at < window.until) found.add(value);
     }
-    return found;
+    // One pass over the bodies: nothing to cut short.
+    return { found, complete: true };
   }, options);
 }
 

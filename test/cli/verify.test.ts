@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { loadConfig } from '../../lib/config';
 import { Progress } from '../../lib/cli/progress';
 import type { SearchBackend, SearchResponseBody } from '../../lib/cli/search-backend';
-import { lakeVerifySql, verifyBulkFiles, verifySearch, type ExpectedRecord } from '../../lib/cli/verify';
+import type { SqlEngine, SqlResult } from '../../lib/cli/sql';
+import { lakeVerifySql, verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord } from '../../lib/cli/verify';
 import { openSearchDir } from '../../lib/local/paths';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
 
@@ -86,5 +87,29 @@ test('Ctrl-C while it asks what is there from before the put: the result says in
   };
   const result = await verifySearch(backend, config, model, expected, { ...options, signal: interruption.signal });
   expect(result).toMatchObject({ found: 0, passed: false, interrupted: true });
+  expect(result.arrivedBefore).toBeUndefined();
+});
+
+test('--timeout bounds a round of many queries: past the deadline and one poll interval, no further query starts', async () => {
+  // 10,000 ids are 10 queries a round; each takes 100 ms here and finds nothing.
+  const many: ExpectedRecord[] = Array.from({ length: 10_000 }, (_, i) => ({ id: `e-${i}`, partitionKeys: {} }));
+  const asked: string[] = [];
+  const engine: SqlEngine = {
+    description: 'test',
+    database: 'db',
+    async run(sql) {
+      asked.push(sql.includes('>= TIMESTAMP') ? 'this put' : 'before');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return { columns: ['id'], columnTypes: ['VARCHAR'], rows: [], stats: {} } as unknown as SqlResult;
+    },
+    savedQueries: async () => [],
+    close: () => undefined,
+  };
+  const result = await verifyLake(engine, config, model, many, { ...options, startedAt: Date.now(), timeoutMs: 150, pollMs: 50 });
+  expect(result).toMatchObject({ found: 0, passed: false });
+  // The first round stops once past 200 ms (at most three queries, fewer on a slow machine); the question about earlier
+  // puts gets one poll interval, is not finished in it, and so is not answered with a part of the count.
+  expect(asked.filter((a) => a === 'this put').length).toBeLessThanOrEqual(3);
+  expect(asked.filter((a) => a === 'before')).toEqual(['before']);
   expect(result.arrivedBefore).toBeUndefined();
 });
