@@ -251,18 +251,17 @@ describe('demo', () => {
     expect(readdirSync(dataDir).sort()).toEqual(before.filter((name) => name !== 'twin.pid'));
   });
 
-  test('an accounting check that fails is the exit status: 1, after the report, with what did not add up', async () => {
-    // A twin whose DLQ reports one message more than the pipelines failed.
+  /** The CLI run next (sluiceAfresh) starts twins that `alter` changes; jest.dontMock after. */
+  function twinsAltered(alter: (twin: Twin) => Twin): void {
     jest.doMock('../../lib/local/twin', () => {
       const actual = jest.requireActual<typeof import('../../lib/local/twin')>('../../lib/local/twin');
-      return {
-        ...actual,
-        startTwin: async (options: TwinOptions): Promise<Twin> => {
-          const twin = await actual.startTwin(options);
-          return { ...twin, dlqCount: async () => ({ ...await twin.dlqCount(), records: (await twin.dlqCount()).records + 1 }) };
-        },
-      };
+      return { ...actual, startTwin: async (options: TwinOptions): Promise<Twin> => alter(await actual.startTwin(options)) };
     });
+  }
+
+  test('an accounting check that fails is the exit status: 1, after the report, with what did not add up', async () => {
+    // A twin whose DLQ reports one message more than the pipelines failed.
+    twinsAltered((twin) => ({ ...twin, dlqCount: async () => ({ ...await twin.dlqCount(), records: (await twin.dlqCount()).records + 1 }) }));
     try {
       const run = await sluiceAfresh('demo', '--count', '20', '--data-dir', path.join(dataDir, 'demo'));
       expect(run.stdout).toMatch(/Athena SQL through DuckDB/);
@@ -283,20 +282,11 @@ describe('demo', () => {
     // only: neither stands for a record the demo sent.
     const leftIn = path.join(dataDir, 's3', 'errors', 'h1-plain');
     const pending = path.join(dataDir, 's3', 'errors', 'h2-pending');
-    jest.doMock('../../lib/local/twin', () => {
-      const actual = jest.requireActual<typeof import('../../lib/local/twin')>('../../lib/local/twin');
-      return {
-        ...actual,
-        startTwin: async (options: TwinOptions): Promise<Twin> => {
-          const twin = await actual.startTwin(options);
-          return {
-            ...twin,
-            dlqCount: async () => ({ ...await twin.dlqCount(), overlongLinePointers: 2 }),
-            leftInS3: () => ({ unreadableLines: 1, damagedObjects: 0, files: [leftIn], notYetRouted: [pending] }),
-          };
-        },
-      };
-    });
+    twinsAltered((twin) => ({
+      ...twin,
+      dlqCount: async () => ({ ...await twin.dlqCount(), overlongLinePointers: 2 }),
+      leftInS3: () => ({ unreadableLines: 1, damagedObjects: 0, files: [leftIn], notYetRouted: [pending] }),
+    }));
     try {
       const demo = path.join(dataDir, 'demo');
       const run = await sluiceAfresh('demo', '--count', '20', '--data-dir', demo);
@@ -494,6 +484,25 @@ describe('local up', () => {
     }
   }, 90_000);
 
+  /** `local up` on the data dir until it says "Running.", then Ctrl-C: its stop summary from the DLQ line on. */
+  async function stopSummaryOfUp(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+    const bin = path.resolve(__dirname, '../../bin/sluice.js');
+    const twin = spawn(process.execPath, [bin, 'local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    try {
+      let stdout = '';
+      twin.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      const exited = new Promise<number | null>((resolve) => twin.once('exit', resolve));
+      for (const deadline = Date.now() + 45_000; !/\nRunning\./.test(stdout); await new Promise((r) => setTimeout(r, 100))) {
+        if (twin.exitCode !== null || Date.now() > deadline) throw new Error(`no "Running.":\n${stdout}`);
+      }
+      twin.kill('SIGINT');
+      expect(await exited).toBe(0);
+      return stdout.slice(stdout.indexOf('\nDLQ messages:') + 1);
+    } finally {
+      if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
+    }
+  }
+
   test('the stop summary counts over-long-line pointers apart from failed records, and names what stays in S3 only', async () => {
     // Hand-made error objects, as a damaged or foreign object would be: the router reads them when the twin starts.
     const hour = path.join(dataDir, 's3', localBucketName(config), 'errors', 'app-events', 'processing-failed', '2026', '12', '03', '19');
@@ -506,30 +515,16 @@ describe('local up', () => {
     writeFileSync(path.join(hour, 'h2-overlong'), `${'z'.repeat(MAX_ERROR_LINE_BYTES + 1)}\n${errorLine(3)}\n`);
     // A gzip header, then a deflate block of the type no stream may have (BTYPE 11).
     writeFileSync(path.join(hour, 'h3-gz-damaged'), Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff]));
-    const bin = path.resolve(__dirname, '../../bin/sluice.js');
-    const twin = spawn(process.execPath, [bin, 'local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    try {
-      let stdout = '';
-      twin.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-      const exited = new Promise<number | null>((resolve) => twin.once('exit', resolve));
-      for (const deadline = Date.now() + 45_000; !/\nRunning\./.test(stdout); await new Promise((r) => setTimeout(r, 100))) {
-        if (twin.exitCode !== null || Date.now() > deadline) throw new Error(`no "Running.":\n${stdout}`);
-      }
-      twin.kill('SIGINT');
-      expect(await exited).toBe(0);
-      const summary = stdout.slice(stdout.indexOf('\nDLQ messages:') + 1).split('\n');
-      expect(summary[0]).toBe('DLQ messages: 3 failed records, 1 pointer to error lines too long to read (errorCode Sluice.ErrorLineTooLong: '
-        + 'damaged or foreign lines, maybe no record at all; each names its line in S3), 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)');
-      expect(summary.slice(1)).toEqual([
-        'Not in the DLQ, left in S3 only: 1 error line that no error record can be read from (not JSON, or no rawData) and the rest of 1 gzip object '
-          + 'damaged or cut off, in 2 error objects the failure router read this run (its "level":"ERROR" log lines on stderr give each line and why):',
-        `  ${path.join(hour, 'h1-plain')}`,
-        `  ${path.join(hour, 'h3-gz-damaged')}`,
-        '',
-      ]);
-    } finally {
-      if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
-    }
+    const summary = (await stopSummaryOfUp()).split('\n');
+    expect(summary[0]).toBe('DLQ messages: 3 failed records, 1 pointer to error lines too long to read (errorCode Sluice.ErrorLineTooLong: '
+      + 'damaged or foreign lines, maybe no record at all; each names its line in S3), 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)');
+    expect(summary.slice(1)).toEqual([
+      'Not in the DLQ, left in S3 only: 1 error line that no error record can be read from (not JSON, or no rawData) and the rest of 1 gzip object '
+        + 'damaged or cut off, in 2 error objects the failure router read this run (its "level":"ERROR" log lines on stderr give each line and why):',
+      `  ${path.join(hour, 'h1-plain')}`,
+      `  ${path.join(hour, 'h3-gz-damaged')}`,
+      '',
+    ]);
   }, 90_000);
 
   test('the stop summary names the error objects the router could not route before the stop (the DLQ down), and the next start routes them', async () => {
@@ -537,32 +532,15 @@ describe('local up', () => {
     mkdirSync(hour, { recursive: true });
     const rawData = Buffer.from(JSON.stringify({ event_id: '66660001-0000-4000-8000-000000000000', user_id: 'u1', event_type: 'login', timestamp: '2026-12-03T10:00:00Z' })).toString('base64');
     writeFileSync(path.join(hour, 'h1-pending'), `${JSON.stringify({ attemptsMade: 1, arrivalTimestamp: 1796326031341, errorCode: 'Lambda.ProcessingFailedStatus', errorMessage: 'hand made', lambdaArn: 'x', rawData })}\n`);
-    const bin = path.resolve(__dirname, '../../bin/sluice.js');
-    const up = async (env: NodeJS.ProcessEnv): Promise<string> => {
-      const twin = spawn(process.execPath, [bin, 'local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-      try {
-        let stdout = '';
-        twin.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-        const exited = new Promise<number | null>((resolve) => twin.once('exit', resolve));
-        for (const deadline = Date.now() + 45_000; !/\nRunning\./.test(stdout); await new Promise((r) => setTimeout(r, 100))) {
-          if (twin.exitCode !== null || Date.now() > deadline) throw new Error(`no "Running.":\n${stdout}`);
-        }
-        twin.kill('SIGINT');
-        expect(await exited).toBe(0);
-        return stdout.slice(stdout.indexOf('\nDLQ messages:') + 1);
-      } finally {
-        if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
-      }
-    };
     // Every send to the DLQ fails: the router keeps trying until the stop, then gives up on the object.
-    const down = (await up({ ...process.env, SLUICE_FAULTS: 'dlq=1' })).split('\n');
+    const down = (await stopSummaryOfUp({ ...process.env, SLUICE_FAULTS: 'dlq=1' })).split('\n');
     expect(down.slice(0, 3)).toEqual([
       'DLQ messages: 0 failed records, 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)',
       'Not in the DLQ yet: 1 error object the failure router could not finish routing before the stop (its log lines on stderr say why); '
         + 'the next start on this data dir routes them:',
       `  ${path.join(hour, 'h1-pending')}`,
     ]);
-    const again = (await up({ ...process.env, SLUICE_FAULTS: '' })).split('\n');
+    const again = (await stopSummaryOfUp({ ...process.env, SLUICE_FAULTS: '' })).split('\n');
     expect(again[0]).toBe('DLQ messages: 1 failed records, 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)');
     expect(again.join('\n')).not.toMatch(/Not in the DLQ yet/);
   }, 120_000);
