@@ -44,7 +44,7 @@ export function untilAborted<T>(call: PromiseLike<T>, signal: AbortSignal | unde
   return Promise.race([call, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }
 
-let callsLeftWaiting = 0;
+let callLeftWaiting = false;
 
 /**
  * Notes that a deadline ended the wait on a call nothing can end: the SDK's credential chain takes no abort signal, and its
@@ -52,10 +52,10 @@ let callsLeftWaiting = 0;
  * process then ends once its command has, instead of staying until that call does.
  */
 export function leaveWaiting(): void {
-  callsLeftWaiting++;
+  callLeftWaiting = true;
 }
 
 /** Whether a command left a call waiting that nothing can end (see leaveWaiting). */
 export function callsAreLeftWaiting(): boolean {
-  return callsLeftWaiting > 0;
+  return callLeftWaiting;
 }

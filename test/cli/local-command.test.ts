@@ -485,21 +485,15 @@ describe('local up', () => {
   }, 90_000);
 
   /** `local up` on the data dir until it says "Running.", then Ctrl-C: its stop summary from the DLQ line on. */
-  async function stopSummaryOfUp(env: NodeJS.ProcessEnv = process.env): Promise<string> {
-    const bin = path.resolve(__dirname, '../../bin/sluice.js');
-    const twin = spawn(process.execPath, [bin, 'local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  async function stopSummaryOfUp(env: NodeJS.ProcessEnv = {}): Promise<string> {
+    const up = sluiceProcess(['local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], env);
     try {
-      let stdout = '';
-      twin.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-      const exited = new Promise<number | null>((resolve) => twin.once('exit', resolve));
-      for (const deadline = Date.now() + 45_000; !/\nRunning\./.test(stdout); await new Promise((r) => setTimeout(r, 100))) {
-        if (twin.exitCode !== null || Date.now() > deadline) throw new Error(`no "Running.":\n${stdout}`);
-      }
-      twin.kill('SIGINT');
-      expect(await exited).toBe(0);
-      return stdout.slice(stdout.indexOf('\nDLQ messages:') + 1);
+      await up.when('"Running."', () => /\nRunning\./.test(up.output.stdout));
+      up.child.kill('SIGINT');
+      expect(await up.exited).toEqual({ code: 0, signal: null });
+      return up.output.stdout.slice(up.output.stdout.indexOf('\nDLQ messages:') + 1);
     } finally {
-      if (twin.exitCode === null && twin.signalCode === null) twin.kill('SIGKILL');
+      if (up.child.exitCode === null && up.child.signalCode === null) up.child.kill('SIGKILL');
     }
   }
 
@@ -533,14 +527,14 @@ describe('local up', () => {
     const rawData = Buffer.from(JSON.stringify({ event_id: '66660001-0000-4000-8000-000000000000', user_id: 'u1', event_type: 'login', timestamp: '2026-12-03T10:00:00Z' })).toString('base64');
     writeFileSync(path.join(hour, 'h1-pending'), `${JSON.stringify({ attemptsMade: 1, arrivalTimestamp: 1796326031341, errorCode: 'Lambda.ProcessingFailedStatus', errorMessage: 'hand made', lambdaArn: 'x', rawData })}\n`);
     // Every send to the DLQ fails: the router keeps trying until the stop, then gives up on the object.
-    const down = (await stopSummaryOfUp({ ...process.env, SLUICE_FAULTS: 'dlq=1' })).split('\n');
+    const down = (await stopSummaryOfUp({ SLUICE_FAULTS: 'dlq=1' })).split('\n');
     expect(down.slice(0, 3)).toEqual([
       'DLQ messages: 0 failed records, 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)',
       'Not in the DLQ yet: 1 error object the failure router could not finish routing before the stop (its log lines on stderr say why); '
         + 'the next start on this data dir routes them:',
       `  ${path.join(hour, 'h1-pending')}`,
     ]);
-    const again = (await stopSummaryOfUp({ ...process.env, SLUICE_FAULTS: '' })).split('\n');
+    const again = (await stopSummaryOfUp({ SLUICE_FAULTS: '' })).split('\n');
     expect(again[0]).toBe('DLQ messages: 1 failed records, 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)');
     expect(again.join('\n')).not.toMatch(/Not in the DLQ yet/);
   }, 120_000);
