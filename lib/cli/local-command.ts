@@ -443,8 +443,7 @@ async function demoOnTwin(twin: Twin, stopTwin: () => Promise<void>, config: Slu
   }
   const elapsed = (Date.now() - started) / 1000;
   const summary = twin.summary();
-  const dlq = await twin.dlqCount();
-  const dlqByPipeline = await twin.dlqByPipeline();
+  const dlq = await twin.dlqCountByPipeline();
 
   const sentTo = (pipeline: string) => sent.get(pipeline) ?? { records: 0, seconds: 0 };
   const rows = summary.map((s) => {
@@ -452,7 +451,7 @@ async function demoOnTwin(twin: Twin, stopTwin: () => Promise<void>, config: Slu
     const failed = l.processingFailed + l.formatConversionFailed + l.partitioningFailed;
     return [s.pipeline, sentTo(s.pipeline).records, l.deliveredRows, l.processingFailed,
       l.formatConversionFailed + l.partitioningFailed, l.dropped, l.files, formatBytes(l.bytes), s.search?.deliveredRows ?? null,
-      s.metadata?.recordsSucceeded ?? null, failed, dlqByPipeline.get(s.pipeline) ?? 0, throughput(sentTo(s.pipeline))];
+      s.metadata?.recordsSucceeded ?? null, failed, dlq.byPipeline.get(s.pipeline) ?? 0, throughput(sentTo(s.pipeline))];
   });
   const totalSent = [...sent.values()].reduce((a, s) => a + s.records, 0);
   console.log(`\nSent ${totalSent} records in ${sendSeconds.toFixed(1)} s; everything flushed after ${elapsed.toFixed(1)} s.\n`);

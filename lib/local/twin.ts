@@ -125,8 +125,11 @@ export interface Twin {
    * each one written since) but could not route. Its ERROR log lines name each one, with the line number and why.
    */
   leftInS3(): LeftInS3;
-  /** The DLQ's messages by the pipeline each names (reads every body: for summaries, not for hot paths). */
-  dlqByPipeline(): Promise<Map<string, number>>;
+  /**
+   * dlqCount() and the DLQ's messages by the pipeline each names, from one read of the DLQ file (every body is parsed:
+   * for summaries, not for hot paths).
+   */
+  dlqCountByPipeline(): Promise<DlqCounts & { readonly byPipeline: ReadonlyMap<string, number> }>;
   /**
    * Stops taking records, flushes every buffer, routes the last error objects (one it cannot route after three attempts
    * is named in `leftInS3().notYetRouted`), stops the emulators.
@@ -465,7 +468,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         files: [...unrouted.keys()].sort(),
         notYetRouted: [...notYetRouted].sort(),
       }),
-      dlqByPipeline: () => dlqMessagesByPipeline(dlq),
+      dlqCountByPipeline: async () => ({ ...await dlqMessageKindsByPipeline(dlq), consumer: await consumerDlq.count() }),
       stop: async () => {
         // Take no more records, read what the streams hold, deliver what was acknowledged, then route
         // the last error objects. Each engine flushes as it stops: unlike flush(), that gives up after a
@@ -660,19 +663,9 @@ async function ensureMetadataTable(client: ReturnType<typeof dynamoClient>, tabl
  * A body that is not the router's message counts as a record, as the queue's total always has.
  */
 export async function dlqMessageKinds(queue: DlqFile): Promise<Pick<DlqCounts, 'records' | 'overlongLinePointers'>> {
-  let messages = 0;
-  let overlongLinePointers = 0;
-  await queue.forEachBody((body) => {
-    messages++;
-    // Parsed only when it may be one: most bodies are records.
-    if (!body.includes(OVERLONG_LINE_ERROR_CODE)) return;
-    try {
-      if ((JSON.parse(body) as { errorCode?: unknown } | null)?.errorCode === OVERLONG_LINE_ERROR_CODE) overlongLinePointers++;
-    } catch {
-      // Not JSON: not the router's message.
-    }
-  });
-  return { records: messages - overlongLinePointers, overlongLinePointers };
+  const kinds = messageKindsCounter();
+  await queue.forEachBody(kinds.visit);
+  return kinds.counts();
 }
 
 /**
@@ -680,15 +673,52 @@ export async function dlqMessageKinds(queue: DlqFile): Promise<Pick<DlqCounts, '
  * body names. A body that names none (not JSON, or not the router's message) counts for no pipeline.
  */
 export async function dlqMessagesByPipeline(queue: DlqFile): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
+  const byPipeline = pipelineCounter();
+  await queue.forEachBody(byPipeline.visit);
+  return byPipeline.counts;
+}
+
+/** dlqMessageKinds and dlqMessagesByPipeline from one read of `queue`: a report that wants both need not read a long DLQ twice. */
+export async function dlqMessageKindsByPipeline(queue: DlqFile): Promise<Pick<DlqCounts, 'records' | 'overlongLinePointers'> & { byPipeline: Map<string, number> }> {
+  const kinds = messageKindsCounter();
+  const byPipeline = pipelineCounter();
   await queue.forEachBody((body) => {
-    let pipeline: unknown;
-    try {
-      pipeline = (JSON.parse(body) as { pipeline?: unknown } | null)?.pipeline;
-    } catch {
-      return;
-    }
-    if (typeof pipeline === 'string') counts.set(pipeline, (counts.get(pipeline) ?? 0) + 1);
+    kinds.visit(body);
+    byPipeline.visit(body);
   });
-  return counts;
+  return { ...kinds.counts(), byPipeline: byPipeline.counts };
+}
+
+function messageKindsCounter(): { visit: (body: string) => void; counts: () => Pick<DlqCounts, 'records' | 'overlongLinePointers'> } {
+  let messages = 0;
+  let overlongLinePointers = 0;
+  return {
+    visit: (body) => {
+      messages++;
+      // Parsed only when it may be one: most bodies are records.
+      if (!body.includes(OVERLONG_LINE_ERROR_CODE)) return;
+      try {
+        if ((JSON.parse(body) as { errorCode?: unknown } | null)?.errorCode === OVERLONG_LINE_ERROR_CODE) overlongLinePointers++;
+      } catch {
+        // Not JSON: not the router's message.
+      }
+    },
+    counts: () => ({ records: messages - overlongLinePointers, overlongLinePointers }),
+  };
+}
+
+function pipelineCounter(): { visit: (body: string) => void; counts: Map<string, number> } {
+  const counts = new Map<string, number>();
+  return {
+    visit: (body) => {
+      let pipeline: unknown;
+      try {
+        pipeline = (JSON.parse(body) as { pipeline?: unknown } | null)?.pipeline;
+      } catch {
+        return;
+      }
+      if (typeof pipeline === 'string') counts.set(pipeline, (counts.get(pipeline) ?? 0) + 1);
+    },
+    counts,
+  };
 }

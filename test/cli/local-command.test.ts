@@ -13,7 +13,7 @@ import { DlqFile } from '../../lib/local/dlq-file';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 import { lockDataDir } from '../../lib/cli/local-command';
 import { localBucketName } from '../../lib/local/paths';
-import { dlqMessageKinds, dlqMessagesByPipeline } from '../../lib/local/twin';
+import { dlqMessageKinds, dlqMessageKindsByPipeline, dlqMessagesByPipeline } from '../../lib/local/twin';
 import { MAX_ERROR_LINE_BYTES, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import type { Twin, TwinOptions } from '../../lib/local/twin';
 import { processRuns, waitForExit } from '../faults/helpers';
@@ -126,6 +126,23 @@ describe('dlqMessageKinds', () => {
     const [first] = await dlq.receive(1);
     await dlq.delete([first.receiptHandle]);
     expect(await dlqMessageKinds(dlq)).toEqual({ records: 2, overlongLinePointers: 2 });
+  });
+});
+
+describe('dlqMessageKindsByPipeline', () => {
+  test('gives what dlqMessageKinds and dlqMessagesByPipeline give, from one read of the queue', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'sluice-local-dlq' });
+    const pointer = toSqsBody({ dedupeKey: 'p-1', pipeline: 'app-events', errorType: 'processing-failed', errorCode: OVERLONG_LINE_ERROR_CODE });
+    await dlq.send([message('iot', 1), pointer, 'not json at all', message('transactions', 1), message('iot', 2)]);
+    const kinds = await dlqMessageKinds(dlq);
+    const byPipeline = await dlqMessagesByPipeline(dlq);
+    const read = jest.spyOn(DlqFile.prototype, 'forEachBody');
+    try {
+      expect(await dlqMessageKindsByPipeline(dlq)).toEqual({ ...kinds, byPipeline });
+      expect(read).toHaveBeenCalledTimes(1);
+    } finally {
+      read.mockRestore();
+    }
   });
 });
 
@@ -261,7 +278,10 @@ describe('demo', () => {
 
   test('an accounting check that fails is the exit status: 1, after the report, with what did not add up', async () => {
     // A twin whose DLQ reports one message more than the pipelines failed.
-    twinsAltered((twin) => ({ ...twin, dlqCount: async () => ({ ...await twin.dlqCount(), records: (await twin.dlqCount()).records + 1 }) }));
+    twinsAltered((twin) => ({ ...twin, dlqCountByPipeline: async () => {
+      const dlq = await twin.dlqCountByPipeline();
+      return { ...dlq, records: dlq.records + 1 };
+    } }));
     try {
       const run = await sluiceAfresh('demo', '--count', '20', '--data-dir', path.join(dataDir, 'demo'));
       expect(run.stdout).toMatch(/Athena SQL through DuckDB/);
@@ -284,7 +304,7 @@ describe('demo', () => {
     const pending = path.join(dataDir, 's3', 'errors', 'h2-pending');
     twinsAltered((twin) => ({
       ...twin,
-      dlqCount: async () => ({ ...await twin.dlqCount(), overlongLinePointers: 2 }),
+      dlqCountByPipeline: async () => ({ ...await twin.dlqCountByPipeline(), overlongLinePointers: 2 }),
       leftInS3: () => ({ unreadableLines: 1, damagedObjects: 0, files: [leftIn], notYetRouted: [pending] }),
     }));
     try {
@@ -305,6 +325,34 @@ describe('demo', () => {
       expect(run.stdout).toMatch(/\nEvery record is accounted for/);
     } finally {
       jest.dontMock('../../lib/local/twin');
+    }
+  }, 60_000);
+
+  test('the report reads each DLQ file once: its DLQ line and its DLQ messages column come from the same read', async () => {
+    const walks: string[] = [];
+    jest.doMock('../../lib/local/dlq-file', () => {
+      const actual = jest.requireActual<typeof import('../../lib/local/dlq-file')>('../../lib/local/dlq-file');
+      class WalksCounted extends actual.DlqFile {
+        override async forEachBody(visit: (body: string) => void): Promise<void> {
+          walks.push(this.path);
+          return super.forEachBody(visit);
+        }
+      }
+      return { ...actual, DlqFile: WalksCounted };
+    });
+    try {
+      const demo = path.join(dataDir, 'demo');
+      const run = await sluiceAfresh('demo', '--count', '100', '--bad-rate', '0.2', '--data-dir', demo);
+      expect(run.code).toBe(0);
+      expect(walks).toEqual([path.join(demo, 'dlq', 'sluice-dev-dlq.jsonl')]);
+      const dlqLine = /\nDLQ messages: (\d+) failed records, /.exec(run.stdout);
+      expect(dlqLine).not.toBeNull();
+      // The DLQ messages column, pipeline by pipeline, adds up to the DLQ line.
+      const column = Object.keys(config.pipelines).map((pipeline) => Number(new RegExp(`\\n${pipeline}(?: +[\\d,.]+){6} +([\\d,]+) `).exec(run.stdout)![1].replace(/,/g, '')));
+      expect(column.reduce((a, b) => a + b, 0)).toBe(Number(dlqLine![1]));
+      expect(Number(dlqLine![1])).toBeGreaterThan(0);
+    } finally {
+      jest.dontMock('../../lib/local/dlq-file');
     }
   }, 60_000);
 
