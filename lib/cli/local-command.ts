@@ -53,10 +53,14 @@ interface StopSignals {
  * mid-flush. The first signal is a request to stop (`onFirst` says what follows), which the caller acts on. A second
  * exits at once, as after a crash: what was acknowledged and not delivered yet stays in the write-ahead logs, the
  * streams and the error objects, and the next start (`nextStart`) delivers it. The lock goes: a twin.pid naming a
- * process that is gone would be taken over by the next start all the same. `afterProgress`: stderr may end in an
- * unfinished progress line, which the second signal's line must not join.
+ * process that is gone would be taken over by the next start all the same. `lineOpen`: whether stderr ends in an
+ * unfinished progress line just then, which the second signal's line must not join.
  */
-function takeStopSignals(dataDir: string, onFirst: (signal: NodeJS.Signals) => void, { nextStart = 'the next start', afterProgress = false } = {}): StopSignals {
+function takeStopSignals(
+  dataDir: string,
+  onFirst: (signal: NodeJS.Signals) => void,
+  { nextStart = 'the next start', lineOpen = () => false }: { nextStart?: string; lineOpen?: () => boolean } = {},
+): StopSignals {
   const requested = new AbortController();
   let firstAt = 0;
   let release: (() => void) | undefined;
@@ -68,7 +72,7 @@ function takeStopSignals(dataDir: string, onFirst: (signal: NodeJS.Signals) => v
       return;
     }
     if (signal === 'SIGTERM' && requested.signal.reason === 'SIGTERM' && Date.now() - firstAt < REPEATED_SIGTERM_MS) return;
-    console.error(`${afterProgress ? '\n' : ''}sluice: second ${signal}: exiting now; records not yet delivered stay in ${dataDir} and are delivered at ${nextStart}`);
+    console.error(`${lineOpen() ? '\n' : ''}sluice: second ${signal}: exiting now; records not yet delivered stay in ${dataDir} and are delivered at ${nextStart}`);
     try {
       release?.();
     } finally {
@@ -324,10 +328,47 @@ function howMany(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
+/** Where the demo is: what a first signal stops, and so what its line says, depends on it. */
+type DemoStage = 'starting' | 'sending' | 'flushing' | 'reporting' | 'querying';
+
+const FIRST_SIGNAL_SAYS: Record<DemoStage, string> = {
+  starting: 'stopping once the twin is up; no records are sent (Ctrl-C again exits at once)',
+  sending: 'stopping; no more records are sent, those accepted are flushed (Ctrl-C again exits at once and leaves the rest in the data dir)',
+  flushing: 'every record was sent; the flush goes on, then the report, without the query (Ctrl-C again exits at once and leaves the rest in the data dir)',
+  reporting: 'every record was sent and flushed; the report ends without the query',
+  querying: 'every record was sent and flushed; the query is stopped and its results are not shown',
+};
+
+/**
+ * The demo's stage, and its writes to stderr. A terminal's progress line, and the flush's line waiting for its time
+ * in a log, are left unfinished: a signal's line must start a line of its own then, and only then (a blank line
+ * in a log otherwise).
+ */
+class DemoProgress {
+  stage: DemoStage = 'starting';
+  private unfinished = false;
+
+  /** Whether the last write left its line unfinished. */
+  get lineOpen(): boolean {
+    return this.unfinished;
+  }
+
+  write(text: string): void {
+    process.stderr.write(text);
+    this.unfinished = !text.endsWith('\n');
+  }
+
+  /** Ends the line, if one is unfinished. */
+  endLine(): void {
+    if (this.unfinished) this.write('\n');
+  }
+}
+
 /**
  * Runs the demo; a record that is not accounted for fails it (UserError, exit 1) after the report. A first Ctrl-C
  * or SIGTERM stops sending: what was accepted is flushed and reported, and the demo ends interrupted (130, 143) without
- * the accounting check, which a partial send would fail. A second exits at once, as `local up`'s does.
+ * the query and the accounting check, which a partial send would fail. One after the sending lets the flush finish;
+ * one during the query stops it, its results unshown. A second exits at once, as `local up`'s does.
  */
 async function runDemo(flags: LocalFlags & { count: string; badRate: string }): Promise<void> {
   const count = Number(flags.count);
@@ -347,19 +388,20 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     },
   };
   const started = Date.now();
+  const progress = new DemoProgress();
   // Taken from before the twin starts: a signal while it starts stops the demo once it is up, rather than killing the
   // process with the twin half started (its twin.pid left behind, kinesis-mock saving on after it).
   const stop = takeStopSignals(
     dataDir,
-    (signal) => process.stderr.write(`\n${signal}: stopping; no more records are sent, those accepted are flushed (Ctrl-C again exits at once and leaves the rest in the data dir)\n`),
-    { nextStart: `the next \`sluice local up --data-dir ${escapeControlCharacters(dataDir)}\``, afterProgress: true },
+    (signal) => progress.write(`${progress.lineOpen ? '\n' : ''}${signal}: ${FIRST_SIGNAL_SAYS[progress.stage]}\n`),
+    { nextStart: `the next \`sluice local up --data-dir ${escapeControlCharacters(dataDir)}\``, lineOpen: () => progress.lineOpen },
   );
   try {
     const { twin, release } = await startLockedTwin(options, { checkHeld: refuseDataDirWithData, holding: stop.holding });
     let stopping: Promise<void> | undefined;
     const stopTwin = () => (stopping ??= twin.stop());
     try {
-      await demoOnTwin(twin, stopTwin, config, count, badRate, started, stop.requested);
+      await demoOnTwin(twin, stopTwin, config, count, badRate, started, stop.requested, progress);
     } finally {
       try {
         await stopTwin();
@@ -372,9 +414,15 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   }
 }
 
-/** The demo's traffic, flush (`stopTwin`) and report on a running twin; it stops sending when `interrupted` aborts. */
-async function demoOnTwin(twin: Twin, stopTwin: () => Promise<void>, config: SluiceConfig, count: number, badRate: number, started: number, interrupted: AbortSignal): Promise<void> {
+/**
+ * The demo's traffic, flush (`stopTwin`) and report on a running twin; it stops sending when `interrupted` aborts.
+ * `progress` takes its writes to stderr and the stage it is in.
+ */
+async function demoOnTwin(
+  twin: Twin, stopTwin: () => Promise<void>, config: SluiceConfig, count: number, badRate: number, started: number, interrupted: AbortSignal, progress: DemoProgress,
+): Promise<void> {
   const { dataDir } = twin;
+  progress.stage = 'sending';
   console.log(`Local twin up in ${((Date.now() - started) / 1000).toFixed(1)} s — data dir ${escapeControlCharacters(dataDir)}`);
   const kinesis = kinesisClient(twin.endpoints.kinesis);
   const firehose = firehoseClient(twin.endpoints.firehose);
@@ -421,26 +469,27 @@ async function demoOnTwin(twin: Twin, stopTwin: () => Promise<void>, config: Slu
       }
       const line = `  sent ${accepted}/${records.length} ${pipeline} (${p.source === 'kinesis' ? 'Kinesis PutRecords' : 'Firehose PutRecordBatch'})`;
       // A terminal gets one line rewritten per batch; a log or pipe only each pipeline's last.
-      if (tty) process.stderr.write(`\r${line}   `);
-      else if (i + 500 >= records.length || interrupted.aborted) process.stderr.write(line);
+      if (tty) progress.write(`\r${line}   `);
+      else if (i + 500 >= records.length || interrupted.aborted) progress.write(line);
     }
-    process.stderr.write('\n');
+    progress.endLine();
     sent.set(pipeline, { records: accepted, seconds: (Date.now() - pipelineStarted) / 1000 });
   }
   const sendSeconds = (Date.now() - sendStarted) / 1000;
   const flushStarted = Date.now();
   const flushSeconds = () => ((Date.now() - flushStarted) / 1000).toFixed(tty ? 0 : 1);
-  const ticker = tty ? setInterval(() => process.stderr.write(`\r  flushing buffers, readers and error routing… ${flushSeconds()} s`), 1000) : undefined;
-  const signalledBefore = interrupted.aborted;
+  progress.stage = 'flushing';
+  const ticker = tty ? setInterval(() => progress.write(`\r  flushing buffers, readers and error routing… ${flushSeconds()} s`), 1000) : undefined;
   try {
-    process.stderr.write('  flushing buffers, readers and error routing…');
+    progress.write('  flushing buffers, readers and error routing…');
     await stopTwin();
     // A signal during the flush wrote its line under this one: the time goes on a line of its own.
-    if (!tty) process.stderr.write(interrupted.aborted && !signalledBefore ? `  flushed after ${flushSeconds()} s` : ` ${flushSeconds()} s`);
+    if (!tty) progress.write(progress.lineOpen ? ` ${flushSeconds()} s` : `  flushed after ${flushSeconds()} s`);
   } finally {
     clearInterval(ticker);
-    process.stderr.write('\n');
+    progress.endLine();
   }
+  progress.stage = 'reporting';
   const elapsed = (Date.now() - started) / 1000;
   const summary = twin.summary();
   const dlq = await twin.dlqCountByPipeline();
@@ -465,7 +514,10 @@ async function demoOnTwin(twin: Twin, stopTwin: () => Promise<void>, config: Slu
   const leftInS3 = twin.leftInS3();
   printDeadLetters(dlq, leftInS3, escapeControlCharacters(path.join(dataDir, 'dlq')));
 
-  if (!interrupted.aborted) await printAthenaQuery(dataDir, config, interrupted);
+  if (!interrupted.aborted) {
+    progress.stage = 'querying';
+    await printAthenaQuery(dataDir, config, interrupted);
+  }
   if (interrupted.aborted) {
     const signal = interrupted.reason as NodeJS.Signals;
     throw new UserError(`interrupted (${signal === 'SIGINT' ? 'Ctrl-C' : signal}): ${formatNumber(totalSent)} of `
@@ -499,6 +551,8 @@ async function printAthenaQuery(dataDir: string, config: SluiceConfig, interrupt
     if (interrupted.aborted) return;
     const sql = 'SELECT event_type, count(*) AS events, round(avg(temperature_c), 1) AS avg_temp_c FROM iot GROUP BY event_type ORDER BY events DESC';
     const result = await athena.query(sql);
+    // DuckDB finishes a query the interrupt came too late for: the stop still holds, and its results are not shown.
+    if (interrupted.aborted) return;
     console.log(`\nAthena SQL through DuckDB: ${sql}`);
     console.log(formatTable(result.columns, displayRows(result.columnTypes, result.rows)));
     console.log(`(${result.filesRead} of ${result.filesTotal} Parquet files read; try \`npx sluice query "…" --data-dir ${escapeControlCharacters(dataDir)}\`)`);

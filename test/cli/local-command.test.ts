@@ -276,6 +276,48 @@ describe('demo', () => {
     });
   }
 
+  /** The CLI run next has `then` called as each of its queries returns its results; jest.dontMock after. */
+  function queriesAltered(then: () => void): void {
+    jest.doMock('../../lib/local/athena', () => {
+      const actual = jest.requireActual<typeof import('../../lib/local/athena')>('../../lib/local/athena');
+      const open: typeof actual.LocalAthena.open = async (...args) => {
+        const athena = await actual.LocalAthena.open(...args);
+        const query = athena.query.bind(athena);
+        athena.query = async (...sql) => {
+          const result = await query(...sql);
+          then();
+          return result;
+        };
+        return athena;
+      };
+      return { ...actual, LocalAthena: new Proxy(actual.LocalAthena, { get: (target, key, receiver) => (key === 'open' ? open : Reflect.get(target, key, receiver)) }) };
+    });
+  }
+
+  /**
+   * A signal for the CLI run started next in this process, delivered as the OS would deliver it to a process of its own:
+   * to the SIGINT and SIGTERM listeners the run added (any of jest's are left alone). A test sends it from a stage of
+   * the demo (a mocked twin's stop, a query's results), so no timing decides where it lands.
+   */
+  function signalToRun(): (signal: NodeJS.Signals) => void {
+    const before = new Set([...process.listeners('SIGINT'), ...process.listeners('SIGTERM')]);
+    return (signal) => {
+      for (const listener of process.listeners(signal)) if (!before.has(listener)) (listener as NodeJS.SignalsListener)(signal);
+    };
+  }
+
+  /** stderr is a terminal for the CLI run in `during`, as it reads it (process.stderr.isTTY). */
+  async function onTerminal<T>(during: () => Promise<T>): Promise<T> {
+    const own = Object.getOwnPropertyDescriptor(process.stderr, 'isTTY');
+    Object.defineProperty(process.stderr, 'isTTY', { value: true, configurable: true, writable: true });
+    try {
+      return await during();
+    } finally {
+      if (own) Object.defineProperty(process.stderr, 'isTTY', own);
+      else delete (process.stderr as { isTTY?: boolean }).isTTY;
+    }
+  }
+
   test('an accounting check that fails is the exit status: 1, after the report, with what did not add up', async () => {
     // A twin whose DLQ reports one message more than the pipelines failed.
     twinsAltered((twin) => ({ ...twin, dlqCountByPipeline: async () => {
@@ -356,6 +398,81 @@ describe('demo', () => {
     }
   }, 60_000);
 
+  test.each([['SIGINT', 130, 'Ctrl-C'], ['SIGTERM', 143, 'SIGTERM']] as const)(
+    '%s as its query returns: the results are not shown; it ends with the stop\'s line and exit %d, after the report',
+    async (signal, code, named) => {
+      const demo = path.join(dataDir, 'demo');
+      const signalRun = signalToRun();
+      // The query finishes before DuckDB sees the interrupt: the stop still holds.
+      queriesAltered(() => signalRun(signal));
+      try {
+        const run = await sluiceAfresh('demo', '--count', '20', '--data-dir', demo);
+        expect(run.code).toBe(code);
+        expect(run.stdout).not.toMatch(/Athena SQL|Parquet files read|accounted for/);
+        // The report before it stands: the table and the DLQ line.
+        expect(run.stdout).toMatch(/\napp-events +20 /);
+        expect(run.stdout).toMatch(/\nDLQ messages: \d+ failed records, /);
+        // Said as it is at that stage, on a line of its own, and with no blank line before it (stderr is no terminal).
+        expect(run.stderr).toMatch(new RegExp(`(^|[^\\n]\\n)${signal}: every record was sent and flushed; the query is stopped and its results are not shown\\n`));
+        expect(run.stderr).toMatch(new RegExp(`\\nsluice: interrupted \\(${named}\\): 80 of 80 records sent, then flushed; the data dir keeps them: \`npx sluice query "…" --data-dir ${escapeRegExp(demo)}\`\\n$`));
+      } finally {
+        jest.dontMock('../../lib/local/athena');
+      }
+    },
+    60_000,
+  );
+
+  test('SIGTERM during its flush says the flush goes on (sending is over), under the flush\'s line; exit 143 without the query', async () => {
+    const signalRun = signalToRun();
+    twinsAltered((twin) => ({
+      ...twin,
+      stop: () => {
+        signalRun('SIGTERM');
+        return twin.stop();
+      },
+    }));
+    try {
+      const run = await sluiceAfresh('demo', '--count', '20', '--data-dir', path.join(dataDir, 'demo'));
+      expect(run.code).toBe(143);
+      expect(run.stderr).toMatch(new RegExp(/\n {2}flushing buffers, readers and error routing…\nSIGTERM: every record was sent; the flush goes on, then the report, without the query /.source
+        + /\(Ctrl-C again exits at once and leaves the rest in the data dir\)\n {2}flushed after [\d.]+ s\n/.source));
+      expect(run.stderr).not.toMatch(/no more records are sent/);
+      expect(run.stderr).toMatch(/\nsluice: interrupted \(SIGTERM\): 80 of 80 records sent, then flushed; /);
+      expect(run.stdout).toMatch(/\nDLQ messages: /);
+      expect(run.stdout).not.toMatch(/Athena SQL/);
+    } finally {
+      jest.dontMock('../../lib/local/twin');
+    }
+  }, 60_000);
+
+  test('on a terminal, a signal\'s line starts with a newline only when a progress line is unfinished: during the flush, not after it', async () => {
+    const signalRun = signalToRun();
+    twinsAltered((twin) => ({
+      ...twin,
+      stop: () => {
+        signalRun('SIGINT');
+        return twin.stop();
+      },
+    }));
+    try {
+      const flushing = await onTerminal(() => sluiceAfresh('demo', '--count', '20', '--data-dir', path.join(dataDir, 'flushing')));
+      expect(flushing.code).toBe(130);
+      expect(flushing.stderr).toMatch(/ {2}flushing buffers, readers and error routing…\nSIGINT: every record was sent; the flush goes on/);
+    } finally {
+      jest.dontMock('../../lib/local/twin');
+    }
+    const signalAgain = signalToRun();
+    queriesAltered(() => signalAgain('SIGINT'));
+    try {
+      const querying = await onTerminal(() => sluiceAfresh('demo', '--count', '20', '--data-dir', path.join(dataDir, 'querying')));
+      expect(querying.code).toBe(130);
+      // The flush's line was ended: the signal's line follows it directly, not after a blank line.
+      expect(querying.stderr).toMatch(/ s\nSIGINT: every record was sent and flushed; the query is stopped/);
+    } finally {
+      jest.dontMock('../../lib/local/athena');
+    }
+  }, 90_000);
+
   test('Ctrl-C while it sends: it stops sending, flushes what was accepted, says so and where the data dir is, and exits 130 with nothing left running', async () => {
     const { child: demo, output, exited, when, children } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '2000']);
     try {
@@ -366,7 +483,8 @@ describe('demo', () => {
       expect(await exited).toEqual({ code: 130, signal: null });
       // Gone before the demo: stopped with the twin, not left to stop itself once its parent is gone.
       expect(emulators.filter(processRuns)).toEqual([]);
-      expect(output.stderr).toMatch(/\nSIGINT: stopping; no more records are sent, those accepted are flushed \(Ctrl-C again exits at once and leaves the rest in the data dir\)\n/);
+      // On a line of its own, with no blank line before it: stderr is no terminal, so no progress line was left unfinished.
+      expect(output.stderr).toMatch(/(^|[^\n]\n)SIGINT: stopping; no more records are sent, those accepted are flushed \(Ctrl-C again exits at once and leaves the rest in the data dir\)\n/);
       const interrupted = new RegExp(`\\nsluice: interrupted \\(Ctrl-C\\): ([\\d,]+) of 8,000 records sent, then flushed; the data dir keeps them: \`npx sluice query "…" --data-dir ${escapeRegExp(dataDir)}\`\\n$`).exec(output.stderr);
       expect(interrupted).not.toBeNull();
       const sent = Number(interrupted![1].replace(/,/g, ''));
@@ -400,6 +518,7 @@ describe('demo', () => {
       demo.kill('SIGTERM');
       expect(await exited).toEqual({ code: 143, signal: null });
       expect(emulators.filter(processRuns)).toEqual([]);
+      expect(output.stderr).toMatch(/(^|[^\n]\n)SIGTERM: stopping once the twin is up; no records are sent \(Ctrl-C again exits at once\)\n/);
       expect(output.stderr).toMatch(new RegExp(`\\nsluice: interrupted \\(SIGTERM\\): 0 of 1,200 records sent, then flushed; the data dir keeps them: \`npx sluice query "…" --data-dir ${escapeRegExp(dataDir)}\`\\n$`));
       expect(readdirSync(dataDir).filter((name) => name.startsWith('twin.'))).toEqual([]);
     } finally {
@@ -427,7 +546,7 @@ describe('demo', () => {
     }
   }, 90_000);
 
-  test('Ctrl-C during its flush: the flush goes on, and its time is on a line of its own, not under the SIGINT line', async () => {
+  test('Ctrl-C during its flush: the line says the flush goes on, and the flush\'s time is on a line of its own, not under the SIGINT line', async () => {
     // Every transform invocation times out (1 s, retried 3 times): the flush lasts.
     const { child: demo, output, exited, when } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '1'], { SLUICE_FAULTS: 'transform=1,transform.kinds=timeout,transform.timeoutMs=1000' });
     try {
@@ -435,7 +554,8 @@ describe('demo', () => {
       demo.kill('SIGINT');
       expect(await exited).toEqual({ code: 130, signal: null });
       const lines = output.stderr.split('\n');
-      const signalled = lines.findIndex((line) => line.startsWith('SIGINT: stopping'));
+      // Every record was sent by then: the line says the flush goes on, not that sending stops.
+      const signalled = lines.findIndex((line) => line.startsWith('SIGINT: every record was sent; the flush goes on, then the report, without the query'));
       expect(signalled).toBeGreaterThan(0);
       expect(lines.slice(signalled + 1)).toContainEqual(expect.stringMatching(/^ {2}flushed after [\d.]+ s$/));
       expect(lines).not.toContainEqual(expect.stringMatching(/^ [\d.]+ s$/));
