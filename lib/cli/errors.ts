@@ -71,6 +71,21 @@ function hostPort(endpoint: string): string {
   }
 }
 
+/**
+ * The SDK's chain throws a CredentialsProviderError for an SSO profile whose login is over, as it does when it finds no
+ * credentials at all; its messages tell them apart. @aws-sdk/credential-provider-sso: "The SSO session associated with
+ * this profile has expired. To refresh this SSO session run aws sso login …" (or "… is invalid. …" with no cached token);
+ * @aws-sdk/token-providers (an sso_session profile): "Token is expired. To refresh this SSO session run 'aws sso login' …",
+ * "Value not present for 'refreshToken' in SSO Token. Cannot refresh. …" (expiring, and no way to refresh it), "The SSO
+ * session token associated with profile=dev was not found or is invalid. …"; IAM Identity Center itself, for a token it
+ * no longer takes: "UnauthorizedException: Session token not found or invalid".
+ */
+function ssoSessionProblem(message: string): { expired: boolean; profile: string } | undefined {
+  if (!/To refresh this SSO session run|UnauthorizedException: Session token not found or invalid/.test(message)) return undefined;
+  const profile = /\bprofile=(\S+?)(?=\s|$)/.exec(message)?.[1] ?? process.env.AWS_PROFILE ?? 'default';
+  return { expired: /has expired|Token is expired|Cannot refresh/.test(message), profile };
+}
+
 /** Maps an error to a UserError when the user can act on it; returns other errors unchanged. */
 export function explainFailure(err: unknown, context: FailureContext): Error {
   if (err instanceof UserError) return err;
@@ -92,6 +107,13 @@ export function explainFailure(err: unknown, context: FailureContext): Error {
   }
   if (net === 'ECONNRESET' || net === 'ETIMEDOUT' || net === 'ECONNREFUSED') {
     return new UserError(`${context.service}${context.endpoint ? ` at ${context.endpoint}` : ''} dropped the connection (${net}); is it running and reachable?`);
+  }
+  const sso = ssoSessionProblem(message);
+  if (sso) {
+    const login = `aws sso login${sso.profile === 'default' ? '' : ` --profile ${sso.profile}`}`;
+    return new UserError(sso.expired
+      ? `your AWS SSO session has expired (AWS profile ${sso.profile}): run ${login} and try again`
+      : `no valid AWS SSO session (AWS profile ${sso.profile}): you are not logged in, or the session was ended; run ${login} and try again`);
   }
   if (name === 'CredentialsProviderError' || /Could not load credentials/i.test(message)) {
     return new UserError('no AWS credentials found: configure them as for the AWS CLI (aws configure, AWS_PROFILE, aws sso login, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)');

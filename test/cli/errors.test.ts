@@ -1,4 +1,12 @@
-/** What explainFailure makes of answers from an endpoint that is not the service the command meant to call. */
+/**
+ * What explainFailure makes of answers from an endpoint that is not the service the command meant to call, and of the
+ * credential chain's word for an SSO login that is over.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { callerCredentials } from '../../lib/cli/credentials';
 import { explainFailure } from '../../lib/cli/errors';
 import { UserError } from '../../lib/cli/output';
 
@@ -30,4 +38,73 @@ test('a port fetch refuses outright (the Fetch standard\'s blocked ports) is nam
     expect(explained.message).toBe(`cannot reach the twin's Firehose API at ${endpoint}: its port ${port} is one Node's fetch refuses to connect to (a blocked port of the Fetch standard, as in browsers): use another port`);
     expect((explained as UserError).exitCode).toBe(2);
   }
+});
+
+describe('an SSO login that is over is said as such, not as "no AWS credentials found"', () => {
+  const savedEnv = { ...process.env };
+  let home: string;
+  beforeEach(() => {
+    home = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sso-'));
+  });
+  afterEach(() => {
+    process.env = { ...savedEnv };
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  /** The chain's failure for an SSO profile `dev` whose cached login (under this HOME) expires at `expiresAt`, or has none. */
+  async function chainFailureForSsoProfile(expiresAt: string | undefined): Promise<unknown> {
+    const startUrl = 'https://example.awsapps.com/start';
+    fs.writeFileSync(path.join(home, 'config'), `[profile dev]\nsso_start_url = ${startUrl}\nsso_region = us-east-1\nsso_account_id = 123456789012\nsso_role_name = Dev\n`);
+    if (expiresAt !== undefined) {
+      const cache = path.join(home, '.aws', 'sso', 'cache');
+      fs.mkdirSync(cache, { recursive: true });
+      fs.writeFileSync(path.join(cache, `${createHash('sha1').update(startUrl).digest('hex')}.json`), JSON.stringify({ accessToken: 'token', expiresAt, region: 'us-east-1', startUrl }));
+    }
+    process.env = {
+      PATH: savedEnv.PATH,
+      HOME: home,
+      AWS_CONFIG_FILE: path.join(home, 'config'),
+      AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'no-credentials'),
+      AWS_PROFILE: 'dev',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    };
+    return callerCredentials('eu-west-1').provider().then(() => undefined, (err: unknown) => err);
+  }
+
+  test('the SDK\'s own error for an expired session (a real chain, an expired cached token) says to run aws sso login for the profile', async () => {
+    const err = await chainFailureForSsoProfile('2020-01-01T00:00:00Z');
+    expect(err).toMatchObject({ name: 'CredentialsProviderError', message: expect.stringMatching(/has expired/) as unknown });
+    const explained = explainFailure(err, { service: 'AWS credentials' });
+    expect(explained).toBeInstanceOf(UserError);
+    expect(explained.message).toBe('your AWS SSO session has expired (AWS profile dev): run aws sso login --profile dev and try again');
+  });
+
+  test('no cached login for an SSO profile: not logged in, the same command to run', async () => {
+    const explained = explainFailure(await chainFailureForSsoProfile(undefined), { service: 'AWS credentials' });
+    expect(explained.message).toBe('no valid AWS SSO session (AWS profile dev): you are not logged in, or the session was ended; run aws sso login --profile dev and try again');
+  });
+
+  // The texts of @aws-sdk/credential-provider-sso and @aws-sdk/token-providers (an sso_session profile), as the chain
+  // throws them (a CredentialsProviderError carrying the token provider's message).
+  test.each([
+    ['The SSO session associated with this profile has expired. To refresh this SSO session run aws sso login with the corresponding profile.', true, 'default'],
+    ['Token is expired. To refresh this SSO session run \'aws sso login\' with the corresponding profile.', true, 'default'],
+    ['Value not present for \'refreshToken\' in SSO Token. Cannot refresh. To refresh this SSO session run \'aws sso login\' with the corresponding profile.', true, 'default'],
+    ['The SSO session token associated with profile=team was not found or is invalid. To refresh this SSO session run \'aws sso login\' with the corresponding profile.', false, 'team'],
+    ['UnauthorizedException: Session token not found or invalid', false, 'default'],
+  ])('%s', (message, expired, profile) => {
+    delete process.env.AWS_PROFILE;
+    const err = Object.assign(new Error(message), { name: 'CredentialsProviderError' });
+    const explained = explainFailure(err, { service: 'AWS credentials' });
+    expect(explained).toBeInstanceOf(UserError);
+    const login = profile === 'default' ? 'aws sso login' : `aws sso login --profile ${profile}`;
+    expect(explained.message).toMatch(expired ? `your AWS SSO session has expired (AWS profile ${profile}): run ${login} and try again`
+      : `no valid AWS SSO session (AWS profile ${profile})`);
+    expect(explained.message).toContain(`run ${login} and try again`);
+  });
+
+  test('a chain with nothing to offer is still "no AWS credentials found"', () => {
+    const err = Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' });
+    expect(explainFailure(err, { service: 'AWS credentials' }).message).toMatch(/^no AWS credentials found: /);
+  });
 });
