@@ -5,7 +5,11 @@
  */
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import type { AwsCredentialIdentityProvider, Logger } from '@smithy/types';
-import { escapeControlCharacters } from './output';
+import { explainFailure } from './errors';
+import { formatDuration } from './options';
+import { escapeControlCharacters, INTERRUPTED_EXIT_CODE, UserError } from './output';
+import { io } from './progress';
+import { leaveWaiting, untilAborted } from './sleep';
 
 export interface CallerCredentials {
   /** The SDK's default chain, memoized: `credentials` of every client of the command. */
@@ -34,6 +38,74 @@ export function callerCredentials(region?: string): CallerCredentials {
   const asker = region ? { callerClientConfig: { region: async () => region } } : undefined;
   const provider: AwsCredentialIdentityProvider = (properties) => chain(properties ?? asker);
   return { provider, source: () => asking };
+}
+
+/** How long a wait for credentials with no deadline goes on before the CLI says what it waits on. */
+const NOTICE_AFTER_MS = 5000;
+
+/** A command's deadline for its credentials stage (search's, put's --timeout with --verify). */
+export interface CredentialsDeadline {
+  /** Aborts when the command's time is up. */
+  readonly signal: AbortSignal;
+  /** The --timeout it stands for, for the message. */
+  readonly timeoutMs: number;
+  /** When the command started counting (Date.now()). */
+  readonly since: number;
+}
+
+export interface CredentialsStageOptions {
+  /** What the credentials sign, for messages: "every request of the search". */
+  readonly signing: string;
+  /** Ends the wait with a UserError naming the source when it aborts. Without one the wait goes on, with a notice. */
+  readonly deadline?: CredentialsDeadline;
+  /**
+   * With no deadline, how long to wait before saying once on stderr what the wait is on.
+   * @default SLUICE_CREDENTIALS_NOTICE_MS (milliseconds; for tests), else 5000
+   */
+  readonly noticeAfterMs?: number;
+}
+
+/**
+ * The caller's credentials as a stage of their own, before a command's first request to AWS: every request is signed with
+ * them, so a source that hangs is named as such rather than taken for the service asked next. A hung source can be
+ * stopped two ways: by the command's deadline, or by Ctrl-C (exit 130); either leaves the SDK's call waiting (it takes no
+ * abort signal) and the process ends without it (leaveWaiting). What the chain throws is explained (explainFailure).
+ */
+export async function awaitCallerCredentials(credentials: CallerCredentials, options: CredentialsStageOptions): Promise<void> {
+  const { deadline } = options;
+  const check = 'check that it runs, or use other credentials (AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)';
+  const interruption = new AbortController();
+  const onInterrupt = (): void => interruption.abort(new UserError(
+    `interrupted (Ctrl-C) while waiting for your AWS credentials from ${credentials.source()}, which sign ${options.signing}: ${check}`, INTERRUPTED_EXIT_CODE));
+  const noticeAfterMs = options.noticeAfterMs ?? noticeDelayMs();
+  const notice = deadline ? undefined : setTimeout(() => io.err(`sluice: still waiting for your AWS credentials from ${credentials.source()}… (Ctrl-C to stop)`), noticeAfterMs);
+  process.on('SIGINT', onInterrupt);
+  try {
+    await untilAborted(credentials.provider(), AbortSignal.any(deadline ? [deadline.signal, interruption.signal] : [interruption.signal]));
+  } catch (err) {
+    if (err === interruption.signal.reason) {
+      leaveWaiting();
+      throw err;
+    }
+    if (deadline && err === deadline.signal.reason) {
+      leaveWaiting();
+      throw new UserError(`${credentials.source()} gave no answer in ${formatDuration(Date.now() - deadline.since)} (--timeout ${formatDuration(deadline.timeoutMs)}) `
+        + `when asked for your AWS credentials, which sign ${options.signing}: ${check}, or raise --timeout to wait longer`);
+    }
+    throw explainFailure(err, { service: 'AWS credentials' });
+  } finally {
+    clearTimeout(notice);
+    process.off('SIGINT', onInterrupt);
+  }
+}
+
+/** The notice's delay: SLUICE_CREDENTIALS_NOTICE_MS when set (tests set it short), else NOTICE_AFTER_MS. */
+function noticeDelayMs(): number {
+  const given = process.env.SLUICE_CREDENTIALS_NOTICE_MS;
+  if (given === undefined || given === '') return NOTICE_AFTER_MS;
+  const ms = Number(given);
+  if (!Number.isInteger(ms) || ms < 0) throw new UserError(`SLUICE_CREDENTIALS_NOTICE_MS=${JSON.stringify(given)}: expected a whole number of milliseconds, e.g. 5000`);
+  return ms;
 }
 
 /** The credential source a debug line of the SDK's chain names, for people; undefined for other lines. */

@@ -7,12 +7,13 @@ import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type Pip
 import { addProgressOption, addTargetOptions, drawSample, examples, formatDuration, parseCount, parseDuration, parseRate, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
+import { awaitCallerCredentials } from './credentials';
 import { networkErrorCode, unreadableFile } from './errors';
 import { isPermanentRecordError, MAYBE_TAKEN, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type RecordOutcome, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { checkTwinTakesRecords, entryPointFor, resolveTarget, type Target } from './target';
-import { sleep } from './sleep';
+import { MAX_TIMER_DELAY_MS, sleep } from './sleep';
 import { verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
 
 interface PutFlags extends TargetFlags {
@@ -58,7 +59,7 @@ export function registerPutCommand(program: Command): void {
     .option('--max-attempts <n>', 'attempts per record before giving up on it (backoff with jitter between)', '8')
     .option('--outage-wait <time>', `once records were accepted, how long to wait for an endpoint that stops answering to answer again (the twin restarts kinesis-mock in seconds) before stopping (default ${DEFAULT_OUTAGE_WAIT_MS / 1000}s; 0 stops at once)`)
     .option('--verify', 'wait until the records are queryable: Parquet rows through Athena/DuckDB, documents through OpenSearch')
-    .option('--timeout <time>', 'with --verify, how long to wait (default 60s locally; on AWS 1.5 × the buffer interval + 3m)')
+    .option('--timeout <time>', 'with --verify, how long to wait (default 60s locally; on AWS 1.5 × the buffer interval + 3m); with --aws, also for your AWS credentials before the first record')
     .option('--poll <time>', 'with --verify, time between checks (default 1s locally, 20s on AWS)')
     .option('--json', 'print the outcome as JSON');
   addTargetOptions(command, { dataDir: true, firehose: true, kinesis: true, opensearch: true });
@@ -103,7 +104,21 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   const pollMs = flags.poll !== undefined ? parseDuration(flags.poll, '--poll') : target.kind === 'local' ? 1000 : 20_000;
   const source = flags.file !== undefined ? fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now());
 
-  const entry = await entryPointFor(target, pipeline);
+  let entry: EntryPoint;
+  try {
+    // Every request of the put (CloudFormation's, the entry point's, the verify's) is signed with the caller's
+    // credentials: a source that hangs is named. With --verify the command has a deadline, --timeout, and it bounds this
+    // wait too; without, the wait goes on as the user lets it (see awaitCallerCredentials).
+    if (target.kind === 'aws') {
+      const since = Date.now();
+      const deadline = flags.verify ? { signal: AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_DELAY_MS)), timeoutMs, since } : undefined;
+      await awaitCallerCredentials(target.credentials, { signing: 'every request of the put', deadline });
+    }
+    entry = await entryPointFor(target, pipeline);
+  } catch (err) {
+    source.close();
+    throw err;
+  }
   const progress = new Progress({ forced: flags.progress });
   let report: SendReport;
   try {

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
+import { awaitCallerCredentials } from './credentials';
 import { unreadableFile } from './errors';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, type TargetFlags } from './options';
 import { PRICES } from './prices';
@@ -55,6 +56,8 @@ export function registerQueryCommand(program: Command): void {
     if (sqlGiven !== undefined && sqlGiven.trim() === '') throw new UserError(flags.file !== undefined ? `--file ${flags.file} holds no query` : 'the query is empty');
 
     const target = resolveTarget(flags);
+    // Athena's and CloudFormation's requests are signed with the caller's credentials: a source that hangs is named.
+    if (target.kind === 'aws') await awaitCallerCredentials(target.credentials, { signing: 'every request of the query' });
     const engine = await sqlEngineFor(target);
     try {
       if (flags.listSaved) {

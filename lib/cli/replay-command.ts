@@ -6,6 +6,7 @@ import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '.
 import { OutputKeys } from '../infra/outputs';
 import { readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '../local/twin-record';
 import { validatorFingerprint } from '../schema/fingerprint';
+import { awaitCallerCredentials } from './credentials';
 import { deadLettersFor, rawDataAt, ReadLaterError, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
@@ -90,8 +91,14 @@ async function replay(flags: ReplayFlags): Promise<void> {
   }
   if (target.kind === 'local') refuseDataDirFile(target.dataDir);
   const replayed = flags.pipeline !== undefined ? [flags.pipeline] : Object.keys(target.config.pipelines);
-  if (target.kind === 'local') checkTwinSchemas(target, replayed, flags);
-  else await checkDeployedSchemas(target, replayed, flags);
+  if (target.kind === 'local') {
+    checkTwinSchemas(target, replayed, flags);
+  } else {
+    // Every request of the replay (CloudFormation, SQS, the metadata table, the entry points) is signed with the caller's
+    // credentials: a source that hangs is named.
+    await awaitCallerCredentials(target.credentials, { signing: 'every request of the replay' });
+    await checkDeployedSchemas(target, replayed, flags);
+  }
   const access = await deadLettersFor(target);
   const progress = new Progress({ forced: flags.progress });
   const started = Date.now();

@@ -6,10 +6,11 @@ import { loadModel, openSearchIndexTemplate, type SchemaModel } from '../schema'
 import { jsonErrorWithoutContent } from '../../transforms/shared';
 import { addProgressOption, addTargetOptions, examples, formatDuration, hintDashesBeforeDashedArgument, parseCount, parseDuration, requirePipeline, type TargetFlags } from './options';
 import { displayRows, displayValue, escapeControlCharacters, formatTable, toJson, UserError } from './output';
+import { awaitCallerCredentials } from './credentials';
 import { explainFailure, unreadableFile } from './errors';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
-import { leaveWaiting, MAX_TIMER_DELAY_MS, untilAborted } from './sleep';
+import { MAX_TIMER_DELAY_MS } from './sleep';
 import { OutputKeys } from './stack-outputs';
 import { resolveTarget } from './target';
 
@@ -90,15 +91,7 @@ export function registerSearchCommand(program: Command): void {
     // With --aws, the caller's credentials first: every request of the search is signed with them (CloudFormation's,
     // STS's, OpenSearch's), so a credential source that never answers is named as such, not taken for the service.
     if (target.kind === 'aws') {
-      try {
-        await untilAborted(target.credentials.provider(), deadline);
-      } catch (err) {
-        if (err !== deadline.reason) throw explainFailure(err, { service: 'AWS credentials' });
-        // The SDK's chain takes no abort signal: its request (or credential_process) is left, and the process ends without it.
-        leaveWaiting();
-        throw noAnswer(target.credentials.source(), ' when asked for your AWS credentials, which sign every request of the search: check that it runs, '
-          + 'or use other credentials (AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or raise --timeout to wait longer');
-      }
+      await awaitCallerCredentials(target.credentials, { signing: 'every request of the search', deadline: { signal: deadline, timeoutMs, since: asked } });
     }
     let backend;
     try {

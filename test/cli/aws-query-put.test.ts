@@ -14,8 +14,12 @@ import {
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
 import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { mockClient } from 'aws-sdk-client-mock';
-import { sluice } from './helpers';
+import { ctrlCWhileCredentialsHang, hungServer, onlyContainerCredentials, sluice, type HungCredentialsRun } from './helpers';
 
 const cfn = mockClient(CloudFormationClient);
 const athena = mockClient(AthenaClient);
@@ -33,6 +37,10 @@ const OUTPUTS = {
 const savedEnv = { ...process.env };
 beforeAll(() => {
   process.env.AWS_REGION = 'eu-west-1';
+  // The caller's credentials are asked first (a stage of their own, before the mocked clients): from the environment,
+  // unless a test sets others.
+  process.env.AWS_ACCESS_KEY_ID = 'AKIDEXAMPLE';
+  process.env.AWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
 });
 afterAll(() => {
   process.env = savedEnv;
@@ -271,5 +279,79 @@ describe('sluice put --aws', () => {
     expect(athena.commandCalls(StartQueryExecutionCommand)[0].args[0].input.WorkGroup).toBe('sluice-dev-wg');
     expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 5\/5 after/);
     expect(stdout).toMatch(/PASS: 5 of 5 records queryable/);
+  });
+});
+
+describe('query --aws and put --aws: the caller\'s credentials first, named when their source hangs', () => {
+  /** The run's endpoint, as the CLI names it. */
+  const endpointOf = (run: HungCredentialsRun) => `the container credentials endpoint http://127.0.0.1:${run.port}/v1/credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)`;
+
+  /** One notice naming the source while it hangs, then Ctrl-C: exit 130 at once, the source named, nothing else said. */
+  function expectNoticeThenInterrupted(run: HungCredentialsRun, command: 'query' | 'put'): void {
+    const notice = `sluice: still waiting for your AWS credentials from ${endpointOf(run)}… (Ctrl-C to stop)\n`;
+    expect(run.beforeCtrlC.split('\n').filter((line) => /still waiting/.test(line))).toHaveLength(1);
+    expect(run.beforeCtrlC).toContain(notice);
+    expect(run.code).toBe(130);
+    expect(run.stderr.slice(run.beforeCtrlC.length)).toBe(`sluice: interrupted (Ctrl-C) while waiting for your AWS credentials from ${endpointOf(run)}, which sign every request of the ${command}: `
+      + 'check that it runs, or use other credentials (AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)\n');
+    // The SDK's request to the endpoint is left waiting (nothing can end it); the process does not wait for it.
+    expect(run.exitMs).toBeLessThan(5_000);
+  }
+
+  // No deadline: the notice comes after SLUICE_CREDENTIALS_NOTICE_MS (5 s when unset), long enough here for the chain to
+  // have reached the endpoint on a busy machine.
+  test('query --aws says once what it waits on, and Ctrl-C ends the wait (exit 130) naming the source', async () => {
+    expectNoticeThenInterrupted(await ctrlCWhileCredentialsHang(['query', '--aws', 'SELECT 1'], 2_000), 'query');
+  }, 60_000);
+
+  test('put --aws (no --verify, so no deadline) does the same', async () => {
+    expectNoticeThenInterrupted(await ctrlCWhileCredentialsHang(['put', 'app-events', '--aws', '--count', '1'], 2_000), 'put');
+  }, 60_000);
+
+  test('put --aws --verify: --timeout bounds the wait, and the message names the source, not CloudFormation or Firehose', async () => {
+    const hung = await hungServer();
+    const saved = { ...process.env };
+    process.env = { ...onlyContainerCredentials(`http://127.0.0.1:${hung.port}/v1/credentials`), AWS_REGION: 'eu-west-1' };
+    // The SDK's own request to the endpoint warns (on the console) when it passes its 1 s requestTimeout, and waits on.
+    const sdkWarning = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      const startedAt = Date.now();
+      // Long enough for the SDK's chain to reach the endpoint on a busy machine, as search's test of the same waits.
+      const { code, stdout, stderr } = await sluice('put', 'app-events', '--aws', '--count', '1', '--verify', '--timeout', '5s');
+      expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+      expect(stderr).toMatch(new RegExp(`^sluice: the container credentials endpoint http://127\\.0\\.0\\.1:${hung.port}/v1/credentials \\(AWS_CONTAINER_CREDENTIALS_FULL_URI\\) gave no answer in [\\d.]+ m?s \\(--timeout 5\\.0 s\\) when asked for your AWS credentials, which sign every request of the put: `
+        + 'check that it runs, or use other credentials \\(AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY\\), or raise --timeout to wait longer\n$'));
+      expect(Date.now() - startedAt).toBeLessThan(10_000);
+      expect(hung.connections()).toBeGreaterThan(0);
+      expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
+      expect(firehose.commandCalls(PutRecordCommand)).toHaveLength(0);
+    } finally {
+      sdkWarning.mockRestore();
+      process.env = saved;
+      await hung.close();
+    }
+  });
+
+  test('an expired SSO login is said as such before anything is asked of CloudFormation or Athena', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sso-'));
+    const saved = { ...process.env };
+    try {
+      const startUrl = 'https://example.awsapps.com/start';
+      fs.writeFileSync(path.join(home, 'config'), `[profile dev]\nsso_start_url = ${startUrl}\nsso_region = us-east-1\nsso_account_id = 123456789012\nsso_role_name = Dev\n`);
+      fs.mkdirSync(path.join(home, '.aws', 'sso', 'cache'), { recursive: true });
+      fs.writeFileSync(path.join(home, '.aws', 'sso', 'cache', `${createHash('sha1').update(startUrl).digest('hex')}.json`),
+        JSON.stringify({ accessToken: 'token', expiresAt: '2020-01-01T00:00:00Z', region: 'us-east-1', startUrl }));
+      process.env = {
+        PATH: saved.PATH, HOME: home, AWS_REGION: 'eu-west-1', AWS_PROFILE: 'dev', AWS_EC2_METADATA_DISABLED: 'true',
+        AWS_CONFIG_FILE: path.join(home, 'config'), AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'no-credentials'),
+      };
+      const { code, stdout, stderr } = await sluice('query', '--aws', 'SELECT 1');
+      expect({ code, stdout, stderr }).toEqual({ code: 2, stdout: '', stderr: 'sluice: your AWS SSO session has expired (AWS profile dev): run aws sso login --profile dev and try again\n' });
+      expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
+      expect(athena.commandCalls(StartQueryExecutionCommand)).toHaveLength(0);
+    } finally {
+      process.env = saved;
+      fs.rmSync(home, { recursive: true, force: true });
+    }
   });
 });

@@ -3,9 +3,11 @@
  * like the twin's, and a miniature of the twin's lake path (transform → Parquet under the Firehose
  * prefix) for records the tests hand it.
  */
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import * as path from 'node:path';
 import { loadConfig, type SluiceConfig } from '../../lib/config';
 import { run } from '../../lib/cli/main';
@@ -192,4 +194,87 @@ export class RecordingBackend implements FirehoseBackend {
 /** The JSON of what a backend acknowledged. */
 export function acknowledgedJson(backend: RecordingBackend): Array<Record<string, unknown>> {
   return backend.acknowledged.map((r) => JSON.parse(r.data.toString('utf8')) as Record<string, unknown>);
+}
+
+/**
+ * This process's environment with no AWS credentials but a container credentials endpoint at `uri` (the SDK's chain takes
+ * a loopback AWS_CONTAINER_CREDENTIALS_FULL_URI): no keys, profile, config files or web identity.
+ */
+export function onlyContainerCredentials(uri: string): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI']) delete env[name];
+  return {
+    ...env,
+    AWS_CONFIG_FILE: path.join(__dirname, 'no-such-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: path.join(__dirname, 'no-such-aws-credentials'),
+    AWS_CONTAINER_CREDENTIALS_FULL_URI: uri,
+  };
+}
+
+/**
+ * A server that takes connections, reads the requests and never answers: its port, how many connections it took, whether
+ * every connection has closed (waited for up to 10 s; a busy machine may take a while to tell), and a close.
+ */
+export async function hungServer(): Promise<{ port: number; connections: () => number; allClosed: () => Promise<boolean>; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  const server = createTcpServer((socket) => {
+    connections++;
+    socket.resume();
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    connections: () => connections,
+    allClosed: async () => {
+      for (const deadline = Date.now() + 10_000; sockets.size > 0 && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 20));
+      return sockets.size === 0;
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+export interface HungCredentialsRun {
+  /** What the binary printed on stderr before the Ctrl-C. */
+  readonly beforeCtrlC: string;
+  /** Its exit status after the Ctrl-C (null if a signal ended it), and all it printed on stderr. */
+  readonly code: number | null;
+  readonly stderr: string;
+  /** How long it took to exit after the Ctrl-C. */
+  readonly exitMs: number;
+  /** The port of the container credentials endpoint that never answered. */
+  readonly port: number;
+}
+
+/**
+ * The real `sluice` binary (`argv`, with --aws) whose only credential source, a container credentials endpoint, takes the
+ * request and never answers: once it has asked that endpoint and said on stderr that it is still waiting (after
+ * `noticeAfterMs`, through SLUICE_CREDENTIALS_NOTICE_MS), a Ctrl-C (SIGINT).
+ */
+export async function ctrlCWhileCredentialsHang(argv: readonly string[], noticeAfterMs = 1000): Promise<HungCredentialsRun> {
+  const hung = await hungServer();
+  try {
+    const env = { ...onlyContainerCredentials(`http://127.0.0.1:${hung.port}/v1/credentials`), AWS_REGION: 'eu-west-1', SLUICE_CREDENTIALS_NOTICE_MS: String(noticeAfterMs) };
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), ...argv], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // Guards, not waits: a binary that never asks, never says so, or never ends fails the test instead of outliving it.
+    for (const deadline = Date.now() + 30_000; !(hung.connections() > 0 && /still waiting/.test(stderr)) && child.exitCode === null && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const beforeCtrlC = stderr;
+    const signalled = Date.now();
+    child.kill('SIGINT');
+    const guard = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const code = await exited.finally(() => clearTimeout(guard));
+    return { beforeCtrlC, code, stderr, exitMs: Date.now() - signalled, port: hung.port };
+  } finally {
+    await hung.close();
+  }
 }

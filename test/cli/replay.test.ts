@@ -24,7 +24,7 @@ import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/fireh
 import { localBucketName } from '../../lib/local/paths';
 import { TWIN_DATA_DIR_HEADER } from '../../lib/local/twin-record';
 import { MAX_ERROR_LINE_BYTES, type DlqMessage } from '../../transforms/failure-router/handler';
-import { config, RecordingBackend, registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
+import { config, ctrlCWhileCredentialsHang, RecordingBackend, registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
 import { validatorFingerprint } from '../../lib/schema/fingerprint';
 
 const backend = new RecordingBackend();
@@ -603,17 +603,20 @@ describe('sluice replay --aws', () => {
   /** The ledger item of a replayed app-events record. */
   const recordPk = (raw: string) => `replayed#record#app-events#${createHash('sha256').update(raw).digest('hex')}`;
   const order: string[] = [];
-  const savedRegion = process.env.AWS_REGION;
+  const savedEnv = { ...process.env };
 
   beforeAll(() => {
     process.env.AWS_REGION = 'eu-west-1';
+    // The caller's credentials are asked first (a stage of their own, before the mocked clients): from the environment.
+    process.env.AWS_ACCESS_KEY_ID = 'AKIDEXAMPLE';
+    process.env.AWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
     cfn = mockClient(CloudFormationClient);
     sqs = mockClient(SQSClient);
     dynamo = mockClient(DynamoDBDocumentClient);
     firehose = mockClient(FirehoseClient);
   });
   afterAll(() => {
-    process.env.AWS_REGION = savedRegion;
+    process.env = { ...savedEnv };
     for (const m of [cfn, sqs, dynamo, firehose]) m.restore();
   });
   beforeEach(() => {
@@ -852,6 +855,17 @@ describe('sluice replay --aws', () => {
     expect(stderr).toBe('sluice: stack "sluice-dev" has no output DlqUrl, which sluice replay needs: redeploy with this version of Sluice (`npx cdk deploy`)\n');
   });
 });
+
+test('replay --aws with a credential source that hangs says once what it waits on, and Ctrl-C ends the wait (exit 130) naming the source', async () => {
+  // No deadline: the notice comes after SLUICE_CREDENTIALS_NOTICE_MS (5 s when unset), long enough here for the chain to
+  // have reached the endpoint on a busy machine.
+  const run = await ctrlCWhileCredentialsHang(['replay', '--aws'], 2_000);
+  const source = `the container credentials endpoint http://127.0.0.1:${run.port}/v1/credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)`;
+  expect(run.beforeCtrlC.split('\n').filter((line) => /still waiting/.test(line))).toEqual([`sluice: still waiting for your AWS credentials from ${source}… (Ctrl-C to stop)`]);
+  expect(run.code).toBe(130);
+  expect(run.stderr.slice(run.beforeCtrlC.length)).toMatch(new RegExp(`^sluice: interrupted \\(Ctrl-C\\) while waiting for your AWS credentials from ${source.replace(/[.()/]/g, '\\$&')}, which sign every request of the replay: check that it runs`));
+  expect(run.exitMs).toBeLessThan(5_000);
+}, 60_000);
 
 describe('the replay ledger on AWS (DynamoDB mocked)', () => {
   const TABLE = 'sluice-dev-metadata';

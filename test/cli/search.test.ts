@@ -4,13 +4,13 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/nested-clients/sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { freePort } from '../../lib/local/ports';
-import { expectNoStackTrace, sluice } from './helpers';
+import { expectNoStackTrace, hungServer, onlyContainerCredentials, sluice } from './helpers';
 
 interface SeenRequest {
   method: string;
@@ -677,46 +677,3 @@ describe('sluice search --aws', () => {
     expect(stderr).toMatch(/no OpenSearch to ask/);
   });
 });
-
-/**
- * This process's environment with no AWS credentials but a container credentials endpoint at `uri` (the SDK's chain takes
- * a loopback AWS_CONTAINER_CREDENTIALS_FULL_URI): no keys, profile, config files or web identity.
- */
-function onlyContainerCredentials(uri: string): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI']) delete env[name];
-  return {
-    ...env,
-    AWS_CONFIG_FILE: path.join(__dirname, 'no-such-aws-config'),
-    AWS_SHARED_CREDENTIALS_FILE: path.join(__dirname, 'no-such-aws-credentials'),
-    AWS_CONTAINER_CREDENTIALS_FULL_URI: uri,
-  };
-}
-
-/**
- * A server that takes connections, reads the requests and never answers: its port, how many connections it took, whether
- * every connection has closed (waited for up to 10 s; a busy machine may take a while to tell), and a close.
- */
-async function hungServer(): Promise<{ port: number; connections: () => number; allClosed: () => Promise<boolean>; close: () => Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let connections = 0;
-  const server = createTcpServer((socket) => {
-    connections++;
-    socket.resume();
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    connections: () => connections,
-    allClosed: async () => {
-      for (const deadline = Date.now() + 10_000; sockets.size > 0 && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 20));
-      return sockets.size === 0;
-    },
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
