@@ -54,12 +54,17 @@ interface StopSignals {
  * exits at once, as after a crash: what was acknowledged and not delivered yet stays in the write-ahead logs, the
  * streams and the error objects, and the next start (`nextStart`) delivers it. The lock goes: a twin.pid naming a
  * process that is gone would be taken over by the next start all the same. `lineOpen`: whether stderr ends in an
- * unfinished progress line just then, which the second signal's line must not join.
+ * unfinished progress line just then, which the second signal's line must not join. `flushed`: whether the flush is
+ * over, so that a second signal leaves nothing to deliver and its line says so.
  */
 function takeStopSignals(
   dataDir: string,
   onFirst: (signal: NodeJS.Signals) => void,
-  { nextStart = 'the next start', lineOpen = () => false }: { nextStart?: string; lineOpen?: () => boolean } = {},
+  {
+    nextStart = 'the next start',
+    lineOpen = () => false,
+    flushed = () => false,
+  }: { nextStart?: string; lineOpen?: () => boolean; flushed?: () => boolean } = {},
 ): StopSignals {
   const requested = new AbortController();
   let firstAt = 0;
@@ -72,7 +77,10 @@ function takeStopSignals(
       return;
     }
     if (signal === 'SIGTERM' && requested.signal.reason === 'SIGTERM' && Date.now() - firstAt < REPEATED_SIGTERM_MS) return;
-    console.error(`${lineOpen() ? '\n' : ''}sluice: second ${signal}: exiting now; records not yet delivered stay in ${dataDir} and are delivered at ${nextStart}`);
+    const left = flushed()
+      ? `everything was flushed; the data stays in ${dataDir}`
+      : `records not yet delivered stay in ${dataDir} and are delivered at ${nextStart}`;
+    console.error(`${lineOpen() ? '\n' : ''}sluice: second ${signal}: exiting now; ${left}`);
     try {
       release?.();
     } finally {
@@ -394,7 +402,11 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   const stop = takeStopSignals(
     dataDir,
     (signal) => progress.write(`${progress.lineOpen ? '\n' : ''}${signal}: ${FIRST_SIGNAL_SAYS[progress.stage]}\n`),
-    { nextStart: `the next \`sluice local up --data-dir ${escapeControlCharacters(dataDir)}\``, lineOpen: () => progress.lineOpen },
+    {
+      nextStart: `the next \`sluice local up --data-dir ${escapeControlCharacters(dataDir)}\``,
+      lineOpen: () => progress.lineOpen,
+      flushed: () => progress.stage === 'reporting' || progress.stage === 'querying',
+    },
   );
   try {
     const { twin, release } = await startLockedTwin(options, { checkHeld: refuseDataDirWithData, holding: stop.holding });

@@ -422,6 +422,29 @@ describe('demo', () => {
     60_000,
   );
 
+  test('a second Ctrl-C after the flush exits 130 and says that everything was flushed, not that records wait for the next start', async () => {
+    const demo = path.join(dataDir, 'demo');
+    const signalRun = signalToRun();
+    const exits: Array<string | number | null | undefined> = [];
+    // In this process, the exit is noted rather than made: the run goes on as after the first signal.
+    const exit = jest.spyOn(process, 'exit').mockImplementation(((code) => {
+      exits.push(code);
+    }) as typeof process.exit);
+    queriesAltered(() => {
+      signalRun('SIGINT');
+      signalRun('SIGINT');
+    });
+    try {
+      const run = await sluiceAfresh('demo', '--count', '20', '--data-dir', demo);
+      expect(exits).toEqual([130]);
+      expect(run.stderr).toMatch(new RegExp(`\\nsluice: second SIGINT: exiting now; everything was flushed; the data stays in ${escapeRegExp(demo)}\\n`));
+      expect(run.stderr).not.toMatch(/records not yet delivered/);
+    } finally {
+      exit.mockRestore();
+      jest.dontMock('../../lib/local/athena');
+    }
+  }, 60_000);
+
   test('SIGTERM during its flush says the flush goes on (sending is over), under the flush\'s line; exit 143 without the query', async () => {
     const signalRun = signalToRun();
     twinsAltered((twin) => ({
