@@ -80,15 +80,19 @@ export async function awaitCallerCredentials(credentials: CallerCredentials, opt
   const noticeAfterMs = options.noticeAfterMs ?? noticeDelayMs();
   const notice = deadline ? undefined : setTimeout(() => io.err(`sluice: still waiting for your AWS credentials from ${credentials.source()}… (Ctrl-C to stop)`), noticeAfterMs);
   process.on('SIGINT', onInterrupt);
+  const loud = quietRequestTimeoutWarnings();
+  let leftWaiting = false;
   try {
     await untilAborted(credentials.provider(), AbortSignal.any(deadline ? [deadline.signal, interruption.signal] : [interruption.signal]));
   } catch (err) {
     if (err === interruption.signal.reason) {
       leaveWaiting();
+      leftWaiting = true;
       throw err;
     }
     if (deadline && err === deadline.signal.reason) {
       leaveWaiting();
+      leftWaiting = true;
       throw new UserError(`${credentials.source()} gave no answer in ${formatDuration(Date.now() - deadline.since)} (--timeout ${formatDuration(deadline.timeoutMs)}) `
         + `when asked for your AWS credentials, which sign ${options.signing}: ${check}, or raise --timeout to wait longer`);
     }
@@ -96,7 +100,29 @@ export async function awaitCallerCredentials(credentials: CallerCredentials, opt
   } finally {
     clearTimeout(notice);
     process.off('SIGINT', onInterrupt);
+    // A call left waiting may still pass its timeout before the process ends: its warning stays quiet.
+    if (!leftWaiting) loud();
   }
+}
+
+/**
+ * The SDK's warning that its own request to a credential source outlived its (1 s) requestTimeout and goes on waiting:
+ * "@smithy/node-http-handler - [WARN] a request has exceeded the configured 1000 ms requestTimeout. Init client
+ * requestHandler with throwOnRequestTimeout=true …". It advises a setting the user has no hold on, and the stage says
+ * what is waited on, and on what, itself (the notice, the deadline's and Ctrl-C's messages).
+ */
+const SDK_REQUEST_TIMEOUT_WARNING = /^@smithy\/node-http-handler - \[WARN\] a request has exceeded the configured \d+ ms requestTimeout/;
+
+/** Drops the SDK's requestTimeout warning from console.warn (any other warning passes); returns what puts it back. */
+function quietRequestTimeoutWarnings(): () => void {
+  const warn = console.warn;
+  console.warn = (...content: unknown[]) => {
+    if (typeof content[0] === 'string' && SDK_REQUEST_TIMEOUT_WARNING.test(content[0])) return;
+    warn.apply(console, content);
+  };
+  return () => {
+    console.warn = warn;
+  };
 }
 
 /** The notice's delay: SLUICE_CREDENTIALS_NOTICE_MS when set (tests set it short), else NOTICE_AFTER_MS. */
