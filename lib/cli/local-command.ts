@@ -489,14 +489,16 @@ async function demoOnTwin(
   }
   const sendSeconds = (Date.now() - sendStarted) / 1000;
   const flushStarted = Date.now();
-  const flushSeconds = () => ((Date.now() - flushStarted) / 1000).toFixed(tty ? 0 : 1);
+  const flushSeconds = (digits = 1) => ((Date.now() - flushStarted) / 1000).toFixed(digits);
   progress.stage = 'flushing';
-  const ticker = tty ? setInterval(() => progress.write(`\r  flushing buffers, readers and error routing… ${flushSeconds()} s`), 1000) : undefined;
+  const ticker = tty ? setInterval(() => progress.write(`\r  flushing buffers, readers and error routing… ${flushSeconds(0)} s`), 1000) : undefined;
   try {
     progress.write('  flushing buffers, readers and error routing…');
     await stopTwin();
-    // A signal during the flush wrote its line under this one: the time goes on a line of its own.
-    if (!tty) progress.write(progress.lineOpen ? ` ${flushSeconds()} s` : `  flushed after ${flushSeconds()} s`);
+    // On a terminal the ticking line is written once more, with the time to a tenth (also after a flush under a second).
+    // In a log, a signal during the flush wrote its line under this one: the time goes on a line of its own.
+    if (tty) progress.write(`\r  flushing buffers, readers and error routing… ${flushSeconds()} s`);
+    else progress.write(progress.lineOpen ? ` ${flushSeconds()} s` : `  flushed after ${flushSeconds()} s`);
   } finally {
     clearInterval(ticker);
     progress.endLine();

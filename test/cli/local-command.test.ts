@@ -306,6 +306,18 @@ describe('demo', () => {
     };
   }
 
+  /** `signal` for the demo run next in this process, as its flush (the twin's stop) starts. */
+  function signalAsTheFlushStarts(signal: NodeJS.Signals): void {
+    const signalRun = signalToRun();
+    twinsAltered((twin) => ({
+      ...twin,
+      stop: () => {
+        signalRun(signal);
+        return twin.stop();
+      },
+    }));
+  }
+
   /** stderr is a terminal for the CLI run in `during`, as it reads it (process.stderr.isTTY). */
   async function onTerminal<T>(during: () => Promise<T>): Promise<T> {
     const own = Object.getOwnPropertyDescriptor(process.stderr, 'isTTY');
@@ -446,14 +458,7 @@ describe('demo', () => {
   }, 60_000);
 
   test('SIGTERM during its flush says the flush goes on (sending is over), under the flush\'s line; exit 143 without the query', async () => {
-    const signalRun = signalToRun();
-    twinsAltered((twin) => ({
-      ...twin,
-      stop: () => {
-        signalRun('SIGTERM');
-        return twin.stop();
-      },
-    }));
+    signalAsTheFlushStarts('SIGTERM');
     try {
       const run = await sluiceAfresh('demo', '--count', '20', '--data-dir', path.join(dataDir, 'demo'));
       expect(run.code).toBe(143);
@@ -469,14 +474,7 @@ describe('demo', () => {
   }, 60_000);
 
   test('on a terminal, a signal\'s line starts with a newline only when a progress line is unfinished: during the flush, not after it', async () => {
-    const signalRun = signalToRun();
-    twinsAltered((twin) => ({
-      ...twin,
-      stop: () => {
-        signalRun('SIGINT');
-        return twin.stop();
-      },
-    }));
+    signalAsTheFlushStarts('SIGINT');
     try {
       const flushing = await onTerminal(() => sluiceAfresh('demo', '--count', '20', '--data-dir', path.join(dataDir, 'flushing')));
       expect(flushing.code).toBe(130);
@@ -489,8 +487,9 @@ describe('demo', () => {
     try {
       const querying = await onTerminal(() => sluiceAfresh('demo', '--count', '20', '--data-dir', path.join(dataDir, 'querying')));
       expect(querying.code).toBe(130);
-      // The flush's line was ended: the signal's line follows it directly, not after a blank line.
-      expect(querying.stderr).toMatch(/ s\nSIGINT: every record was sent and flushed; the query is stopped/);
+      // The flush's line, rewritten with its time however short the flush, was ended: the signal's line follows it
+      // directly, not after a blank line.
+      expect(querying.stderr).toMatch(/\r {2}flushing buffers, readers and error routing… \d+\.\d s\nSIGINT: every record was sent and flushed; the query is stopped/);
     } finally {
       jest.dontMock('../../lib/local/athena');
     }
