@@ -6,10 +6,9 @@
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import type { AwsCredentialIdentityProvider, Logger } from '@smithy/types';
 import { explainFailure } from './errors';
-import { formatDuration } from './options';
 import { escapeControlCharacters, INTERRUPTED_EXIT_CODE, UserError } from './output';
 import { io } from './progress';
-import { leaveWaiting, untilAborted } from './sleep';
+import { leaveWaiting, untilAborted, type CommandDeadline } from './sleep';
 
 export interface CallerCredentials {
   /** The SDK's default chain, memoized: `credentials` of every client of the command. */
@@ -43,21 +42,14 @@ export function callerCredentials(region?: string): CallerCredentials {
 /** How long a wait for credentials with no deadline goes on before the CLI says what it waits on. */
 const NOTICE_AFTER_MS = 5000;
 
-/** A command's deadline for its credentials stage (search's, put's --timeout with --verify). */
-export interface CredentialsDeadline {
-  /** Aborts when the command's time is up. */
-  readonly signal: AbortSignal;
-  /** The --timeout it stands for, for the message. */
-  readonly timeoutMs: number;
-  /** When the command started counting (Date.now()). */
-  readonly since: number;
-}
-
 export interface CredentialsStageOptions {
   /** What the credentials sign, for messages: "every request of the search". */
   readonly signing: string;
-  /** Ends the wait with a UserError naming the source when it aborts. Without one the wait goes on, with a notice. */
-  readonly deadline?: CredentialsDeadline;
+  /**
+   * The command's deadline (search's, put's --timeout with --verify): ends the wait with a UserError naming the source.
+   * Without one the wait goes on, with a notice.
+   */
+  readonly deadline?: CommandDeadline;
   /**
    * With no deadline, how long to wait before saying once on stderr what the wait is on.
    * @default SLUICE_CREDENTIALS_NOTICE_MS (milliseconds; for tests), else 5000
@@ -93,8 +85,7 @@ export async function awaitCallerCredentials(credentials: CallerCredentials, opt
     if (deadline && err === deadline.signal.reason) {
       leaveWaiting();
       leftWaiting = true;
-      throw new UserError(`${credentials.source()} gave no answer in ${formatDuration(Date.now() - deadline.since)} (--timeout ${formatDuration(deadline.timeoutMs)}) `
-        + `when asked for your AWS credentials, which sign ${options.signing}: ${check}, or raise --timeout to wait longer`);
+      throw deadline.noAnswer(credentials.source(), ` when asked for your AWS credentials, which sign ${options.signing}: ${check}, or raise --timeout to wait longer`);
     }
     throw explainFailure(err, { service: 'AWS credentials' });
   } finally {

@@ -13,7 +13,7 @@ import { isPermanentRecordError, MAYBE_TAKEN, sendRecords, summarizeFailures, ty
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { checkTwinTakesRecords, entryPointFor, resolveTarget, type Target } from './target';
-import { MAX_TIMER_DELAY_MS, sleep } from './sleep';
+import { commandDeadline, sleep } from './sleep';
 import { verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
 
 interface PutFlags extends TargetFlags {
@@ -110,9 +110,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     // credentials: a source that hangs is named. With --verify the command has a deadline, --timeout, and it bounds this
     // wait too; without, the wait goes on as the user lets it (see awaitCallerCredentials).
     if (target.kind === 'aws') {
-      const since = Date.now();
-      const deadline = flags.verify ? { signal: AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_DELAY_MS)), timeoutMs, since } : undefined;
-      await awaitCallerCredentials(target.credentials, { signing: 'every request of the put', deadline });
+      await awaitCallerCredentials(target.credentials, { signing: 'every request of the put', deadline: flags.verify ? commandDeadline(timeoutMs) : undefined });
     }
     entry = await entryPointFor(target, pipeline);
   } catch (err) {

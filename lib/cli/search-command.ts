@@ -10,7 +10,7 @@ import { awaitCallerCredentials } from './credentials';
 import { explainFailure, unreadableFile } from './errors';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
-import { MAX_TIMER_DELAY_MS } from './sleep';
+import { commandDeadline } from './sleep';
 import { OutputKeys } from './stack-outputs';
 import { resolveTarget } from './target';
 
@@ -81,24 +81,18 @@ export function registerSearchCommand(program: Command): void {
     // (the endpoint) and the query role's AssumeRole, then asking OpenSearch, whose client retries an attempt that timed
     // out (after 30 s) or answered 502, 503 or 504 within it. A hung credential source, CloudFormation, STS (the query
     // role) or OpenSearch fails in --timeout, not after 4 attempts × 30 s.
-    const asked = Date.now();
-    // A timer holds at most 2^31 - 1 ms (24.8 days): beyond it Node fires it at once (or AbortSignal.timeout throws), so
-    // a longer --timeout waits that long, which is as good as forever here.
-    const deadline = AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_DELAY_MS));
-    /** "STS gave no answer in 2.0 s (--timeout 2.0 s) when …": which stage the deadline ended, and what to do. */
-    const noAnswer = (who: string, rest: string) =>
-      new UserError(`${who} gave no answer in ${formatDuration(Date.now() - asked)} (--timeout ${formatDuration(timeoutMs)})${rest}`);
+    const deadline = commandDeadline(timeoutMs);
     // With --aws, the caller's credentials first: every request of the search is signed with them (CloudFormation's,
     // STS's, OpenSearch's), so a credential source that never answers is named as such, not taken for the service.
     if (target.kind === 'aws') {
-      await awaitCallerCredentials(target.credentials, { signing: 'every request of the search', deadline: { signal: deadline, timeoutMs, since: asked } });
+      await awaitCallerCredentials(target.credentials, { signing: 'every request of the search', deadline });
     }
     let backend;
     try {
-      backend = await searchBackendFor(target, deadline);
+      backend = await searchBackendFor(target, deadline.signal);
     } catch (err) {
-      if (err !== deadline.reason) throw err;
-      throw noAnswer('CloudFormation', ` when asked for the outputs of ${escapeControlCharacters(target.label)}, which name the OpenSearch endpoint: check your network and AWS credentials, or raise --timeout to wait longer`);
+      if (err !== deadline.signal.reason) throw err;
+      throw deadline.noAnswer('CloudFormation', ` when asked for the outputs of ${escapeControlCharacters(target.label)}, which name the OpenSearch endpoint: check your network and AWS credentials, or raise --timeout to wait longer`);
     }
     if (!backend) throw new UserError(NO_OPENSEARCH_HINT);
     // An empty pattern would search every index of the cluster (`POST /_search`), not none.
@@ -107,22 +101,22 @@ export function registerSearchCommand(program: Command): void {
     // The query role's credentials before the search that waits on them: a hung STS is named, not taken for OpenSearch.
     if (backend.queryRole) {
       try {
-        await backend.queryRole.assume(deadline);
+        await backend.queryRole.assume(deadline.signal);
       } catch (err) {
         await backend.close();
         const role = `the stack's OpenSearch query role ${escapeControlCharacters(backend.queryRole.arn)} (output ${OutputKeys.OpenSearchQueryRoleArn})`;
-        if (err !== deadline.reason) throw explainFailure(err, { service: 'STS', resource: `AssumeRole of ${role}` });
-        throw noAnswer('STS', ` when asked to assume ${role}, whose credentials sign the search: check your network and AWS credentials, or raise --timeout to wait longer`);
+        if (err !== deadline.signal.reason) throw explainFailure(err, { service: 'STS', resource: `AssumeRole of ${role}` });
+        throw deadline.noAnswer('STS', ` when asked to assume ${role}, whose credentials sign the search: check your network and AWS credentials, or raise --timeout to wait longer`);
       }
     }
     const progress = new Progress({ forced: flags.progress });
     const started = Date.now();
     let response: SearchResponseBody;
     try {
-      response = await progress.during(() => `searching ${index} on ${backend.description} · ${formatDuration(Date.now() - started)}`, backend.search(index, body, deadline));
+      response = await progress.during(() => `searching ${index} on ${backend.description} · ${formatDuration(Date.now() - started)}`, backend.search(index, body, deadline.signal));
     } catch (err) {
-      if (err !== deadline.reason) throw err;
-      throw noAnswer(backend.description, ': is it up and not overloaded? Raise --timeout to wait longer');
+      if (err !== deadline.signal.reason) throw err;
+      throw deadline.noAnswer(backend.description, ': is it up and not overloaded? Raise --timeout to wait longer');
     } finally {
       progress.done();
       await backend.close();

@@ -3,9 +3,34 @@
  * duration a user typed (`put --verify --poll 30d`) must never go to setTimeout as it is. A wait for an answer
  * under a deadline (`search --timeout`) ends when the deadline does, whatever the call is waiting on.
  */
+import { formatDuration } from './options';
+import { UserError } from './output';
 
 /** The longest delay one Node timer holds. */
 export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
+/** A command's --timeout, counted from when it was made: what its waits end on, and what to say of the stage it ended. */
+export interface CommandDeadline {
+  /** Aborts when the command's time is up. */
+  readonly signal: AbortSignal;
+  /** The --timeout it stands for. */
+  readonly timeoutMs: number;
+  /** "STS gave no answer in 2.0 s (--timeout 2.0 s) when …": who kept the command waiting until the deadline, and `rest`. */
+  noAnswer(who: string, rest: string): UserError;
+}
+
+/**
+ * The deadline of a command's --timeout, from now. A timer holds at most 2^31 - 1 ms (24.8 days): beyond it Node fires it
+ * at once (or AbortSignal.timeout throws), so a longer --timeout waits that long, which is as good as forever here.
+ */
+export function commandDeadline(timeoutMs: number): CommandDeadline {
+  const since = Date.now();
+  return {
+    signal: AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_DELAY_MS)),
+    timeoutMs,
+    noAnswer: (who, rest) => new UserError(`${who} gave no answer in ${formatDuration(Date.now() - since)} (--timeout ${formatDuration(timeoutMs)})${rest}`),
+  };
+}
 
 /**
  * Resolves after `ms`, however long: a wait longer than one timer holds is several timers, one after another. Resolves

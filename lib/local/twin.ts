@@ -669,24 +669,24 @@ export async function dlqMessageKinds(queue: DlqFile): Promise<Pick<DlqCounts, '
 }
 
 /**
- * DLQ messages per pipeline: the messages in `queue` not yet deleted, by the pipeline each failure-router
- * body names. A body that names none (not JSON, or not the router's message) counts for no pipeline.
+ * dlqMessageKinds, and the DLQ messages per pipeline, from one read of `queue`: the messages not yet deleted, by the
+ * pipeline each failure-router body names. A body that names none (not JSON, or not the router's message) counts for no
+ * pipeline, and a pipeline with none has no entry.
  */
-export async function dlqMessagesByPipeline(queue: DlqFile): Promise<Map<string, number>> {
-  const byPipeline = pipelineCounter();
-  await queue.forEachBody(byPipeline.visit);
-  return byPipeline.counts;
-}
-
-/** dlqMessageKinds and dlqMessagesByPipeline from one read of `queue`: a report that wants both need not read a long DLQ twice. */
 export async function dlqMessageKindsByPipeline(queue: DlqFile): Promise<Pick<DlqCounts, 'records' | 'overlongLinePointers'> & { byPipeline: Map<string, number> }> {
   const kinds = messageKindsCounter();
-  const byPipeline = pipelineCounter();
+  const byPipeline = new Map<string, number>();
   await queue.forEachBody((body) => {
     kinds.visit(body);
-    byPipeline.visit(body);
+    let pipeline: unknown;
+    try {
+      pipeline = (JSON.parse(body) as { pipeline?: unknown } | null)?.pipeline;
+    } catch {
+      return;
+    }
+    if (typeof pipeline === 'string') byPipeline.set(pipeline, (byPipeline.get(pipeline) ?? 0) + 1);
   });
-  return { ...kinds.counts(), byPipeline: byPipeline.counts };
+  return { ...kinds.counts(), byPipeline };
 }
 
 function messageKindsCounter(): { visit: (body: string) => void; counts: () => Pick<DlqCounts, 'records' | 'overlongLinePointers'> } {
@@ -704,21 +704,5 @@ function messageKindsCounter(): { visit: (body: string) => void; counts: () => P
       }
     },
     counts: () => ({ records: messages - overlongLinePointers, overlongLinePointers }),
-  };
-}
-
-function pipelineCounter(): { visit: (body: string) => void; counts: Map<string, number> } {
-  const counts = new Map<string, number>();
-  return {
-    visit: (body) => {
-      let pipeline: unknown;
-      try {
-        pipeline = (JSON.parse(body) as { pipeline?: unknown } | null)?.pipeline;
-      } catch {
-        return;
-      }
-      if (typeof pipeline === 'string') counts.set(pipeline, (counts.get(pipeline) ?? 0) + 1);
-    },
-    counts,
   };
 }

@@ -12,6 +12,7 @@ import { GetRoleCredentialsCommand, SSOClient } from '@aws-sdk/nested-clients/ss
 import { mockClient } from 'aws-sdk-client-mock';
 import { awaitCallerCredentials, callerCredentials, type CallerCredentials } from '../../lib/cli/credentials';
 import { UserError } from '../../lib/cli/output';
+import { commandDeadline } from '../../lib/cli/sleep';
 
 const savedEnv = { ...process.env };
 let home: string;
@@ -124,8 +125,7 @@ describe('awaitCallerCredentials', () => {
   });
 
   test('with a deadline: no notice, and the source is named with the --timeout when it comes', async () => {
-    const since = Date.now();
-    const err = await awaitCallerCredentials(hanging, { signing: 'every request of the put', noticeAfterMs: 0, deadline: { signal: AbortSignal.timeout(100), timeoutMs: 100, since } })
+    const err = await awaitCallerCredentials(hanging, { signing: 'every request of the put', noticeAfterMs: 0, deadline: commandDeadline(100) })
       .then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(UserError);
     expect((err as UserError).message).toMatch(new RegExp(`^${source} gave no answer in \\d+ ms \\(--timeout 100 ms\\) when asked for your AWS credentials, which sign every request of the put: check that it runs`));
