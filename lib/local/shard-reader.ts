@@ -31,7 +31,9 @@
  * again from TRIM_HORIZON only once a listing made then shows the same shard, and the new shard under its id takes
  * the lost one's place as its worker stops, so that a drain never finds the id with nothing left to read. That
  * listing also tells a lost reshard made again before the reader listed: the parent, open again in between, is
- * listed closed, but a child of it lost (or listed as another shard) tells it was, and it is read on as above.
+ * listed closed, but a child of it lost (or listed as another shard) tells it was, and it is read on as above. A reader
+ * started only after the reshard was made again tells it the same way: the checkpoint file keeps a child's parents
+ * from when its reading begins, before it has a checkpoint.
  *
  * Starting position: a shard with no checkpoint is read from TRIM_HORIZON by default. In AWS,
  * Firehose starts a Kinesis-sourced delivery stream at LATEST (and Lambda at whatever the mapping
@@ -280,14 +282,19 @@ export function checkpointPath(dataDir: string, consumerName: string, streamName
 
 /**
  * The checkpoint file: per shard the last acknowledged sequence number, when that record arrived in
- * the stream (ISO 8601), whether the shard was read to its end, and where it starts (its StartingSequenceNumber).
+ * the stream (ISO 8601), whether the shard was read to its end, where it starts (its StartingSequenceNumber),
+ * and its parents. A child is kept from when its reading begins, before it has a checkpoint: a restarted reader
+ * that finds it lost knows its parent was open again (see the file comment). Files written before lack parents.
  */
 interface CheckpointDocument {
   readonly version: 1;
   readonly streamName: string;
   readonly consumerName: string;
   readonly updatedAt: string;
-  readonly shards: Record<string, { sequenceNumber?: string; arrivalTimestamp?: string; ended?: boolean; startingSequenceNumber?: string }>;
+  readonly shards: Record<
+    string,
+    { sequenceNumber?: string; arrivalTimestamp?: string; ended?: boolean; startingSequenceNumber?: string; parents?: string[] }
+  >;
 }
 
 /** A read position the stream no longer holds, and what to skip when the shard is read again from its start. */
@@ -566,16 +573,18 @@ export class ShardReader {
     }
     for (const [shardId, entry] of Object.entries(doc.shards)) {
       if (entry.ended) this.ended.add(shardId);
-      if (entry.sequenceNumber !== undefined || entry.ended) {
+      const parents = Array.isArray(entry.parents) ? entry.parents.filter((id): id is string => typeof id === 'string') : [];
+      if (entry.sequenceNumber !== undefined || entry.ended || parents.length > 0) {
         const state = this.newShardState(shardId, {
           checkpoint: entry.sequenceNumber,
+          parents,
           phase: entry.ended ? 'ended' : 'waiting-for-parents',
           startingSequenceNumber: typeof entry.startingSequenceNumber === 'string' ? entry.startingSequenceNumber : undefined,
         });
         // A file from before arrivals were kept: when it was written bounds the checkpointed record's arrival.
         const when = typeof entry.arrivalTimestamp === 'string' ? entry.arrivalTimestamp : doc.updatedAt;
         const arrival = typeof when === 'string' ? new Date(when) : undefined;
-        if (arrival !== undefined && !Number.isNaN(arrival.getTime())) state.lastArrival = arrival;
+        if (entry.sequenceNumber !== undefined && arrival !== undefined && !Number.isNaN(arrival.getTime())) state.lastArrival = arrival;
         this.shards.set(shardId, state);
       }
     }
@@ -684,8 +693,8 @@ export class ShardReader {
         error.name = 'ReopenedShardError';
         this.report(error, 'ListShards', shardId, 'read-reopened-shard');
       } else if (known.worker === undefined && ((known.parents.length === 0 && parents.length > 0) || (known.startingSequenceNumber === undefined && startingSequenceNumber !== undefined))) {
-        // Loaded from the checkpoint file, which does not keep lineage (nor, in files written before, where shards
-        // start): take them from the listing, before a worker holds the shard's state.
+        // Loaded from a checkpoint file written before lineage (or where shards start) was kept: take them from the
+        // listing, before a worker holds the shard's state.
         this.shards.set(shardId, { ...known, parents, startingSequenceNumber });
       }
     }
@@ -693,6 +702,8 @@ export class ShardReader {
     for (const shard of this.shards.values()) {
       if (shard.phase === 'waiting-for-parents' && this.mayStart(shard, present)) {
         shard.phase = 'reading';
+        // Its parents go to the file now, not with its first checkpoint: the emulator may lose it before it has one.
+        if (shard.checkpoint === undefined && shard.parents.length > 0) void this.persist();
         shard.worker = this.readShard(shard).catch((err: unknown) => {
           // Only a bug gets here (every expected failure is retried inside); keep the reader's state honest.
           shard.phase = 'waiting-for-parents';
@@ -1035,13 +1046,15 @@ export class ShardReader {
   private async writeCheckpoints(): Promise<void> {
     const shards: CheckpointDocument['shards'] = {};
     for (const shard of [...this.shards.values()].sort((a, b) => a.shardId.localeCompare(b.shardId))) {
-      if (shard.checkpoint === undefined && shard.phase !== 'ended') continue;
+      const begunChild = shard.phase === 'reading' && shard.parents.length > 0;
+      if (shard.checkpoint === undefined && shard.phase !== 'ended' && !begunChild) continue;
       const arrivalTimestamp = shard.checkpoint === undefined ? undefined : shard.lastArrival?.toISOString();
       shards[shard.shardId] = {
         sequenceNumber: shard.checkpoint,
         ...(arrivalTimestamp ? { arrivalTimestamp } : {}),
         ...(shard.phase === 'ended' ? { ended: true } : {}),
         ...(shard.startingSequenceNumber ? { startingSequenceNumber: shard.startingSequenceNumber } : {}),
+        ...(shard.parents.length > 0 ? { parents: [...shard.parents] } : {}),
       };
     }
     const doc: CheckpointDocument = {

@@ -560,6 +560,28 @@ describe('ShardReader (in-memory stream)', () => {
       expect(allRecords(deliveries)).toEqual(['a0', 'child0', 'after0', 'x0']);
     });
 
+    test.each([
+      ['had delivered records', { childRecords: true, childEnded: false }],
+      ['had been read to its end (it was split in turn)', { childRecords: true, childEnded: true }],
+      ['had delivered nothing yet', { childRecords: false, childEnded: false }],
+    ])('a reader stopped while the reshard was lost and started after it was made again, the lost child %s: the parent is read on first, the new shard under the child\'s id after it', async (_, { childRecords, childEnded }) => {
+      kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
+      const saved = kinesis.save();
+      const [child] = kinesis.splitShard(STREAM, PARENT);
+      if (childRecords) kinesis.putRecord(STREAM, 'k', 'child0', { shardId: child });
+      if (childEnded) kinesis.splitShard(STREAM, child);
+      const first = await readToEnd(kinesis);
+      expect(allRecords(first.deliveries)).toEqual(childRecords ? ['a0', 'child0'] : ['a0']);
+
+      // The parent is listed closed again when the reader starts: only the lost child tells it was open in between.
+      kinesis.restore(saved);
+      kinesis.putRecord(STREAM, 'k', 'after0', { shardId: PARENT });
+      expect(kinesis.splitShard(STREAM, PARENT)[0]).toBe(child);
+      kinesis.putRecord(STREAM, 'k', 'x0', { shardId: child });
+      const second = await readToEnd(kinesis);
+      expect(allRecords(second.deliveries)).toEqual(['after0', 'x0']);
+    });
+
     test('a lost child that had ended is forgotten: the shard made later under its id is a new one, read from its start after its parent', async () => {
       kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
       const saved = kinesis.save();
@@ -663,6 +685,25 @@ describe('ShardReader (in-memory stream)', () => {
     kinesis.putRecord(STREAM, 'k', 'child-a-later', { shardId: children[0] });
     const again = await readToEnd(kinesis);
     expect(allRecords(again.deliveries)).toEqual(['child-a-later']);
+  });
+
+  test('a checkpoint file from before parents were kept reads on as before: each shard after its parents, nothing twice', async () => {
+    const PARENT = 'shardId-000000000000';
+    kinesis.putRecord(STREAM, 'k', 'a0', { shardId: PARENT });
+    const [child] = kinesis.splitShard(STREAM, PARENT);
+    kinesis.putRecord(STREAM, 'k', 'child0', { shardId: child });
+    const file = (await readToEnd(kinesis)).reader.checkpointFile;
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { shards: Record<string, { parents?: string[] }> };
+    expect(doc.shards[child].parents).toEqual([PARENT]);
+    for (const entry of Object.values(doc.shards)) delete entry.parents;
+    writeFileSync(file, JSON.stringify(doc));
+
+    kinesis.putRecord(STREAM, 'k', 'child1', { shardId: child });
+    const [grandchild] = kinesis.splitShard(STREAM, child);
+    kinesis.putRecord(STREAM, 'k', 'grandchild0', { shardId: grandchild });
+    const second = await readToEnd(kinesis);
+    expect(allRecords(second.deliveries)).toEqual(['child1', 'grandchild0']);
+    expect(second.errors).toEqual([]);
   });
 
   test('after a merge, the child waits for both parents', async () => {
