@@ -61,7 +61,7 @@ export interface CredentialsStageOptions {
  * The caller's credentials as a stage of their own, before a command's first request to AWS: every request is signed with
  * them, so a source that hangs is named as such rather than taken for the service asked next. A hung source can be
  * stopped two ways: by the command's deadline, or by Ctrl-C (exit 130); either leaves the SDK's call waiting (it takes no
- * abort signal) and the process ends without it (leaveWaiting). What the chain throws is explained (explainFailure).
+ * abort signal) and the process ends without it (leaveWaiting), ending a credential_process it ran. What the chain throws is explained (explainFailure).
  */
 export async function awaitCallerCredentials(credentials: CallerCredentials, options: CredentialsStageOptions): Promise<void> {
   const { deadline } = options;

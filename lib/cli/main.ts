@@ -13,6 +13,7 @@ import { registerQueryCommand } from './query-command';
 import { registerReplayCommand } from './replay-command';
 import { registerSchemaCommand } from './schema-command';
 import { registerSearchCommand } from './search-command';
+import { endChildProcesses } from './child-processes';
 import { callsAreLeftWaiting } from './sleep';
 
 /** Builds the `sluice` program. Each command registers itself; `run` maps errors to exit codes. */
@@ -153,7 +154,13 @@ if (require.main === module || process.argv[1]?.endsWith('sluice.js') || process
     // instead is not overwritten by a 0.
     if (code !== 0) process.exitCode = code;
     // A call the command gave up on that nothing can end would hold the process: it ends now, its output written (an
-    // unref'd timer fires only while something else keeps the process).
-    if (callsAreLeftWaiting()) setTimeout(() => process.exit(), 200).unref();
+    // unref'd timer fires only while something else keeps the process), and so does a credential_process it ran: in the
+    // same synchronous stretch, as the SDK's chain would run the process again as the next source once the first is ended.
+    if (callsAreLeftWaiting()) {
+      setTimeout(() => {
+        endChildProcesses();
+        process.exit();
+      }, 200).unref();
+    }
   });
 }

@@ -74,7 +74,8 @@ let callLeftWaiting = false;
 /**
  * Notes that a deadline ended the wait on a call nothing can end: the SDK's credential chain takes no abort signal, and its
  * request to a container endpoint or an instance metadata service, or a credential_process, may never return. The CLI's
- * process then ends once its command has, instead of staying until that call does.
+ * process then ends once its command has, instead of staying until that call does, and ends the credential_process such a
+ * call ran (endChildProcesses), which would outlive it.
  */
 export function leaveWaiting(): void {
   callLeftWaiting = true;

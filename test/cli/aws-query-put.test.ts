@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawn } from 'node:child_process';
 import { mockClient } from 'aws-sdk-client-mock';
 import { ctrlCWhileCredentialsHang, hungServer, onlyContainerCredentials, sluice, type HungCredentialsRun } from './helpers';
 
@@ -334,6 +335,64 @@ describe('query --aws and put --aws: the caller\'s credentials first, named when
       await hung.close();
     }
   });
+
+  test('a credential_process that hangs is ended with the command, by --timeout or by a Ctrl-C sent to sluice alone', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-process-'));
+    try {
+      // Through a shell, as the SDK runs it: the shell and the process it starts must both end.
+      const script = path.join(home, 'hang.js');
+      fs.writeFileSync(script, "require('fs').appendFileSync(process.argv[2], process.pid + '\\n'); setInterval(() => undefined, 60000);\n");
+      const pids = path.join(home, 'pids');
+      fs.writeFileSync(path.join(home, 'config'), `[profile hung]\ncredential_process = "${process.execPath}" "${script}" "${pids}"\n`);
+      const env: NodeJS.ProcessEnv = { ...onlyContainerCredentials('http://127.0.0.1:1/unused'), AWS_CONFIG_FILE: path.join(home, 'config'), AWS_PROFILE: 'hung', AWS_REGION: 'eu-west-1' };
+      delete env.AWS_CONTAINER_CREDENTIALS_FULL_URI;
+      const alive = (pid: number): boolean => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      const startedPids = (): number[] => (fs.existsSync(pids) ? fs.readFileSync(pids, 'utf8').split('\n').filter(Boolean).map(Number) : []);
+      const run = async (argv: string[], ctrlC: boolean): Promise<{ code: number | null; stderr: string; left: number[] }> => {
+        const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), ...argv], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+        const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+        const before = startedPids().length;
+        // Guards, not waits: a binary that never starts the process, or never ends, fails the test instead of outliving it.
+        for (const deadline = Date.now() + 30_000; ctrlC && startedPids().length === before && child.exitCode === null && Date.now() < deadline;) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        if (ctrlC) child.kill('SIGINT');
+        const guard = setTimeout(() => child.kill('SIGKILL'), 30_000);
+        const code = await exited.finally(() => clearTimeout(guard));
+        const started = startedPids().slice(before);
+        expect(started).toHaveLength(1);
+        for (const deadline = Date.now() + 10_000; started.some(alive) && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 20));
+        return { code, stderr, left: started.filter(alive) };
+      };
+      const source = 'the credential_process of AWS profile hung';
+
+      const timedOut = await run(['put', 'app-events', '--aws', '--count', '1', '--verify', '--timeout', '3s'], false);
+      expect(timedOut.stderr).toContain(`sluice: ${source} gave no answer in `);
+      expect({ code: timedOut.code, left: timedOut.left }).toEqual({ code: 2, left: [] });
+
+      const interrupted = await run(['query', '--aws', 'SELECT 1'], true);
+      expect(interrupted.stderr).toContain(`sluice: interrupted (Ctrl-C) while waiting for your AWS credentials from ${source}`);
+      expect({ code: interrupted.code, left: interrupted.left }).toEqual({ code: 130, left: [] });
+    } finally {
+      for (const pid of fs.existsSync(path.join(home, 'pids')) ? fs.readFileSync(path.join(home, 'pids'), 'utf8').split('\n').filter(Boolean).map(Number) : []) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Ended, as it should be.
+        }
+      }
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  }, 90_000);
 
   test('an expired SSO login is said as such before anything is asked of CloudFormation or Athena', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sso-'));
