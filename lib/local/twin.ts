@@ -12,6 +12,7 @@ import { processorBufferWarnings } from '../../transforms/record-transform/respo
 import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
 import { createFailureRouter, locateErrorObject, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
+import { pipelineSchema } from '../../transforms/shared/pipeline';
 import { backoffDelay, sleep } from '../../transforms/shared/retry';
 import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from './aws-clients';
 import { DeliveryEngine, engineOptionsFromConfig, type DeliveryCounters } from './delivery-stream';
@@ -179,6 +180,9 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const idlePollIntervalMs = options.idlePollIntervalMs ?? Math.max(1000, pollIntervalMs);
   const faults = options.faults ?? FaultInjector.fromEnv();
   if (faults && !options.faults) log(`sluice: injecting faults (SLUICE_FAULTS=${process.env.SLUICE_FAULTS})`);
+  // A schema to fix (a file no longer JSON since `npm run generate`) is said as such here, before anything starts, rather
+  // than as a transform runtime that could not start.
+  for (const pipeline of Object.keys(config.pipelines)) pipelineSchema(pipeline);
   for (const warning of processorBufferWarnings(config)) log(`sluice: warning: ${warning}`);
   // The data dir holds raw records (streams, the write-ahead log, error objects, dead letters): its owner's alone.
   makeDirectories(dataDir, { mode: DATA_DIR_MODE });

@@ -39,9 +39,11 @@ export function generatedFiles(schemaDir: string = path.join(ROOT, 'schemas')): 
     'exports.validators = {',
     ...pipelines.map((p) => `  ${JSON.stringify(p)}: require('./${p}.validate.js'),`),
     '};',
-    'exports.schemas = {',
-    ...pipelines.map((p) => `  ${JSON.stringify(p)}: require('../../../schemas/${p}.schema.json'),`),
-    '};',
+    // Each schema is read when first asked for: a schema file broken since (a JSON syntax error) fails only what uses it,
+    // with a message naming it (pipelineSchema), not every command at load, --help included.
+    'exports.schemas = Object.defineProperties({}, {',
+    ...pipelines.map((p) => `  ${JSON.stringify(p)}: { enumerable: true, get: () => require('../../../schemas/${p}.schema.json') },`),
+    '});',
     '',
   ].join('\n'));
   files.set(rel('index.d.ts'), [

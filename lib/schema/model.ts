@@ -85,6 +85,15 @@ export class SchemaDerivationError extends Error {
   }
 }
 
+/**
+ * A schema file that is not JSON, as a schema to fix (the CLI and `npm run generate` say it in one line, exit 2 / 1): the
+ * parser's message without the file's absolute path, which Node's require puts before it.
+ */
+export function notValidJson(pipeline: string, err: unknown): SchemaDerivationError {
+  const message = (err instanceof Error ? err.message : String(err)).replace(/^.*\.json: /s, '');
+  return new SchemaDerivationError('', `is not valid JSON (${message}): fix it, then run \`npm run generate\``, pipeline);
+}
+
 /** Name of the struct column the transform adds; user schemas may not use it. */
 export const ENRICHMENT_COLUMN = 'sluice';
 export const TIME_PARTITIONS = ['year', 'month', 'day', 'hour'] as const;

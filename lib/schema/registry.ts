@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describeSchema, type SchemaModel } from './model';
+import { describeSchema, notValidJson, type SchemaModel } from './model';
 
 const DEFAULT_SCHEMA_DIR = path.resolve(__dirname, '..', '..', 'schemas');
 
@@ -20,7 +20,7 @@ export function readSchema(pipeline: string, schemaDir: string = DEFAULT_SCHEMA_
   try {
     return JSON.parse(text) as object;
   } catch (err) {
-    throw new Error(`${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
+    throw notValidJson(pipeline, err);
   }
 }
 

@@ -3,7 +3,7 @@
  * partitioning and masking) and the validator compiled ahead of time by `bin/generate.ts`.
  * Nothing here compiles a schema at run time.
  */
-import { describeSchema, type SchemaModel } from '../../lib/schema/model';
+import { describeSchema, notValidJson, type SchemaModel } from '../../lib/schema/model';
 import { schemas, validators, type GeneratedValidator, type PipelineName } from './generated';
 
 export interface PipelineSchema {
@@ -36,11 +36,14 @@ export function pipelineSchema(pipeline: string): PipelineSchema {
         'Add schemas/<pipeline>.schema.json and run `node bin/run-ts.js bin/generate.ts`.',
     );
   }
-  const resolved: PipelineSchema = {
-    pipeline,
-    model: describeSchema(pipeline, schemas[pipeline]),
-    validate: validators[pipeline],
-  };
+  let schema: object;
+  try {
+    schema = schemas[pipeline];
+  } catch (err) {
+    // The file was edited into something that is not JSON since the code was generated.
+    throw notValidJson(pipeline, err);
+  }
+  const resolved: PipelineSchema = { pipeline, model: describeSchema(pipeline, schema), validate: validators[pipeline] };
   cache.set(pipeline, resolved);
   return resolved;
 }

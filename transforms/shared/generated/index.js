@@ -6,9 +6,9 @@ exports.validators = {
   "iot": require('./iot.validate.js'),
   "transactions": require('./transactions.validate.js'),
 };
-exports.schemas = {
-  "app-events": require('../../../schemas/app-events.schema.json'),
-  "clickstream": require('../../../schemas/clickstream.schema.json'),
-  "iot": require('../../../schemas/iot.schema.json'),
-  "transactions": require('../../../schemas/transactions.schema.json'),
-};
+exports.schemas = Object.defineProperties({}, {
+  "app-events": { enumerable: true, get: () => require('../../../schemas/app-events.schema.json') },
+  "clickstream": { enumerable: true, get: () => require('../../../schemas/clickstream.schema.json') },
+  "iot": { enumerable: true, get: () => require('../../../schemas/iot.schema.json') },
+  "transactions": { enumerable: true, get: () => require('../../../schemas/transactions.schema.json') },
+});
