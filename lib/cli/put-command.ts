@@ -1,6 +1,9 @@
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as tty from 'node:tty';
 import type { Command } from 'commander';
+import { resourceNames } from '../config';
+import { openSearchOrigin, readLiveTwinRecord } from '../local/twin-record';
 import { readSchema } from '../schema';
 import { createRng, sampleRecord, type Rng } from '../schema/sample';
 import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
@@ -12,7 +15,7 @@ import { networkErrorCode, unreadableFile } from './errors';
 import { isPermanentRecordError, MAYBE_TAKEN, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type RecordOutcome, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
-import { checkTwinTakesRecords, entryPointFor, resolveTarget, type Target } from './target';
+import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, type LocalTarget, type Target } from './target';
 import { commandDeadline, sleep } from './sleep';
 import { verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
 
@@ -121,6 +124,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   let report: SendReport;
   try {
     if (target.kind === 'local') await checkTwinTakesRecords(target, entry, pipeline);
+    if (flags.verify && target.kind === 'local' && pipelineConfig.destinations.includes('search')) await checkSearchVerifiable(target, pipeline);
     report = await sendAll(entry, source, { count, rate, durationMs, batchSize, maxAttempts, outageWaitMs, progress });
   } finally {
     progress.done();
@@ -224,6 +228,46 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.${before}`, 1);
   }
   if (report.interrupted) throw new UserError(interruptedMessage(report, count, durationMs), INTERRUPTED_EXIT_CODE);
+}
+
+/** How long `put --verify` waits for an OpenSearch to answer its probe before it sends. */
+const SEARCH_PROBE_TIMEOUT_MS = 10_000;
+
+/**
+ * Before a local `put --verify` sends anything: the search documents are looked for where the twin puts them. A twin
+ * started without OPENSEARCH_URL writes its _bulk bodies under <data-dir>/opensearch/, one started with it indexes
+ * there: an OPENSEARCH_URL (or --endpoint-opensearch) here that says otherwise would wait out --timeout on documents
+ * that never come. An OpenSearch to ask is asked once (a search that matches nothing) so that one that does not
+ * answer fails the put with nothing sent, as a Firehose endpoint that does not answer does.
+ */
+async function checkSearchVerifiable(target: LocalTarget, pipeline: string): Promise<void> {
+  const record = readLiveTwinRecord(target.dataDir);
+  const here = target.endpoints.openSearch !== undefined ? openSearchOrigin(target.endpoints.openSearch) : undefined;
+  if (record?.searchInRecord) {
+    const twins = record.endpoints.openSearch;
+    const dir = displayPath(target.dataDir);
+    if (twins === undefined && here !== undefined) {
+      throw new UserError(`the twin on data dir ${dir} writes ${pipeline}'s search documents to _bulk files under ${displayPath(path.join(target.dataDir, 'opensearch'))} (it was started without OPENSEARCH_URL), so --verify would not find them at ${here}: nothing was sent. `
+        + `Unset OPENSEARCH_URL and --endpoint-opensearch to verify from those files, or restart the twin with OPENSEARCH_URL=${here}`);
+    }
+    if (twins !== undefined && twins !== here) {
+      throw new UserError(`the twin on data dir ${dir} indexes ${pipeline}'s search documents into OpenSearch at ${twins}${here !== undefined ? `, not ${here}` : ''}: nothing was sent. `
+        + `Pass OPENSEARCH_URL=${twins} (or --endpoint-opensearch ${twins}) so --verify looks there`);
+    }
+  }
+  if (here === undefined) return;
+  const backend = await searchBackendFor(target);
+  if (!backend) return;
+  const probe = AbortSignal.timeout(SEARCH_PROBE_TIMEOUT_MS);
+  try {
+    await backend.search(`${resourceNames(target.config, pipeline).indexPrefix}-*`, { size: 0, query: { match_none: {} } }, probe);
+  } catch (err) {
+    if (probe.aborted && err === probe.reason) throw new UserError(`${backend.description} did not answer within ${SEARCH_PROBE_TIMEOUT_MS / 1000} s: nothing was sent; is it running there?`);
+    if (err instanceof UserError) throw new UserError(`${err.message}: nothing was sent`, err.exitCode);
+    throw err;
+  } finally {
+    await backend.close();
+  }
 }
 
 /**

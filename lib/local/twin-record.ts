@@ -19,6 +19,15 @@ export const TWIN_DATA_DIR_HEADER = 'x-sluice-data-dir';
  */
 export const TWIN_ID_HEADER = 'x-sluice-twin-id';
 
+/** What twin.json keeps of an OpenSearch URL, and what `put --verify` compares: its origin, never a user or password in it. */
+export function openSearchOrigin(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return '(an OpenSearch URL that does not parse)';
+  }
+}
+
 /** The generated validator a twin loaded for a pipeline: what it validates records with. */
 export interface SchemaFingerprint {
   /** sha256 of transforms/shared/generated/<pipeline>.validate.js. */
@@ -37,7 +46,13 @@ export interface TwinRecord {
   readonly twinId?: string;
   /** Absolute, as the twin resolved it. */
   readonly dataDir: string;
-  readonly endpoints: { readonly firehose: string; readonly kinesis: string; readonly dynamo?: string };
+  /**
+   * `openSearch`: the origin (scheme, host, port) of the OpenSearch the twin indexes into (OPENSEARCH_URL); absent when it
+   * writes its _bulk bodies under <data-dir>/opensearch/ instead (or for an older Sluice's record: see `searchInRecord`).
+   */
+  readonly endpoints: { readonly firehose: string; readonly kinesis: string; readonly dynamo?: string; readonly openSearch?: string };
+  /** Whether the record says where search documents go (`endpoints.openSearch`); absent from an older Sluice's record. */
+  readonly searchInRecord?: boolean;
   /** The configuration's prefix and env, which name every stream, queue and the bucket. */
   readonly names: { readonly prefix: string; readonly env: string };
   /** Per configured pipeline. */

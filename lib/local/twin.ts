@@ -27,7 +27,7 @@ import { ObjectStore } from './object-store';
 import { bucketDir, DATA_DIR_MODE, localBucketName, localPiiHashKey, makeDirectories } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
-import { removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, writeTwinRecord } from './twin-record';
+import { openSearchOrigin, removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, writeTwinRecord } from './twin-record';
 
 const ACCOUNT = '000000000000';
 
@@ -426,7 +426,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const startedAt = new Date().toISOString();
     writeTwinRecord({
       pid: process.pid, startedAt, twinId, dataDir: path.resolve(dataDir),
-      endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint },
+      endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint, ...(options.openSearchUrl ? { openSearch: openSearchOrigin(options.openSearchUrl) } : {}) },
+      searchInRecord: true,
       names: { prefix: config.prefix, env: config.env },
       // The validators as the transform's runtimes loaded them (hashed at start), not as they may be by now.
       schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p, validatorsAtStart.get(p))])),

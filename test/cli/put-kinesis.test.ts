@@ -4,6 +4,7 @@
  * and writes Parquet and `_bulk` bodies the way the twin does.
  */
 import * as fs from 'node:fs';
+import { createServer } from 'node:net';
 import * as path from 'node:path';
 import {
   CreateStreamCommand,
@@ -127,5 +128,53 @@ describe('sluice put (Kinesis-sourced pipeline)', () => {
       clearInterval(timer);
       await polling;
     }
+  });
+});
+
+describe('sluice put --verify (a pipeline with a search destination): the documents are looked for where the twin puts them, before anything is sent', () => {
+  const sent = async () => (await readStream('sluice-dev-clickstream')).length;
+  const put = (...extra: string[]) => sluice('put', 'clickstream', '--count', '5', '--verify', '--timeout', '20s', '--endpoint-kinesis', kinesis.endpoint, '--data-dir', dataDir, ...extra);
+  const record = (openSearch?: string) => registerTwin(dataDir, { kinesis: kinesis.endpoint }, {
+    endpoints: { firehose: 'http://127.0.0.1:9', kinesis: kinesis.endpoint, ...(openSearch ? { openSearch } : {}) },
+    searchInRecord: true,
+  });
+
+  test('a twin writing _bulk files, an OPENSEARCH_URL here: refused, naming both and what to do', async () => {
+    record();
+    const before = await sent();
+    const { code, stdout, stderr } = await put('--endpoint-opensearch', 'http://user:secret@127.0.0.1:9200/');
+    expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+    expect(stderr).toMatch(/^sluice: the twin on data dir .+ writes clickstream's search documents to _bulk files under .+\/opensearch \(it was started without OPENSEARCH_URL\), so --verify would not find them at http:\/\/127\.0\.0\.1:9200: nothing was sent\. Unset OPENSEARCH_URL and --endpoint-opensearch to verify from those files, or restart the twin with OPENSEARCH_URL=http:\/\/127\.0\.0\.1:9200\n$/);
+    expect(stderr).not.toContain('secret');
+    expect(await sent()).toBe(before);
+  });
+
+  test('a twin indexing into an OpenSearch, none (or another) here: refused, naming the twin\'s', async () => {
+    record('http://127.0.0.1:9200');
+    const before = await sent();
+    const none = await put();
+    expect({ code: none.code, stderr: none.stderr }).toEqual({
+      code: 2,
+      stderr: expect.stringMatching(/indexes clickstream's search documents into OpenSearch at http:\/\/127\.0\.0\.1:9200: nothing was sent\. Pass OPENSEARCH_URL=http:\/\/127\.0\.0\.1:9200 \(or --endpoint-opensearch http:\/\/127\.0\.0\.1:9200\) so --verify looks there\n$/),
+    });
+    const other = await put('--endpoint-opensearch', 'http://127.0.0.1:9201');
+    expect({ code: other.code, stderr: other.stderr }).toEqual({ code: 2, stderr: expect.stringMatching(/into OpenSearch at http:\/\/127\.0\.0\.1:9200, not http:\/\/127\.0\.0\.1:9201: nothing was sent\./) });
+    expect(await sent()).toBe(before);
+  });
+
+  test('the same OpenSearch on both sides, not answering: the put fails with nothing sent', async () => {
+    // A port just freed: nothing listens there.
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = server.address() as { port: number };
+        server.close(() => resolve(free));
+      });
+    });
+    record(`http://127.0.0.1:${port}`);
+    const before = await sent();
+    const { code, stdout, stderr } = await put('--endpoint-opensearch', `http://127.0.0.1:${port}`);
+    expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+    expect(stderr).toMatch(new RegExp(`^sluice: nothing is listening on 127\\.0\\.0\\.1:${port}.*: nothing was sent\\n$`));
+    expect(await sent()).toBe(before);
   });
 });
