@@ -108,19 +108,29 @@ function portFrom(flag: string | undefined, env: string | undefined, fallback: n
   return parsePort(flag, name) ?? parsePort(env, name) ?? fallback;
 }
 
-function twinOptions(flags: LocalFlags, config: SluiceConfig, dataDir: string): TwinOptions {
-  const host = flags.host ?? process.env.SLUICE_HOST ?? '127.0.0.1';
+type TwinPorts = NonNullable<TwinOptions['ports']>;
+
+/** `local up`'s ports: each flag, else its variable, else cdk.json's. */
+function localUpPorts(flags: LocalFlags, config: SluiceConfig): TwinPorts {
   return {
-    config,
-    dataDir,
-    host,
-    ports: {
-      firehose: portFrom(flags.firehosePort, process.env.SLUICE_FIREHOSE_PORT, config.local.firehosePort, '--firehose-port'),
-      kinesis: portFrom(flags.kinesisPort, process.env.SLUICE_KINESIS_PORT, config.local.kinesisPort, '--kinesis-port'),
-      dynamo: portFrom(flags.dynamoPort, process.env.SLUICE_DYNAMO_PORT, config.local.dynamoPort, '--dynamo-port'),
-    },
-    openSearchUrl: process.env.OPENSEARCH_URL || undefined,
+    firehose: portFrom(flags.firehosePort, process.env.SLUICE_FIREHOSE_PORT, config.local.firehosePort, '--firehose-port'),
+    kinesis: portFrom(flags.kinesisPort, process.env.SLUICE_KINESIS_PORT, config.local.kinesisPort, '--kinesis-port'),
+    dynamo: portFrom(flags.dynamoPort, process.env.SLUICE_DYNAMO_PORT, config.local.dynamoPort, '--dynamo-port'),
   };
+}
+
+/** The demo's ports: each flag, else any free port, so that it never collides with a twin already running. */
+function demoPorts(flags: LocalFlags): TwinPorts {
+  return {
+    firehose: parsePort(flags.firehosePort, '--firehose-port') ?? 0,
+    kinesis: parsePort(flags.kinesisPort, '--kinesis-port') ?? 0,
+    dynamo: parsePort(flags.dynamoPort, '--dynamo-port') ?? 0,
+  };
+}
+
+function twinOptions(flags: LocalFlags, config: SluiceConfig, dataDir: string, ports: TwinPorts): TwinOptions {
+  const host = flags.host ?? process.env.SLUICE_HOST ?? '127.0.0.1';
+  return { config, dataDir, host, ports, openSearchUrl: process.env.OPENSEARCH_URL || undefined };
 }
 
 function withBufferInterval(config: SluiceConfig, flags: LocalFlags): SluiceConfig {
@@ -130,19 +140,41 @@ function withBufferInterval(config: SluiceConfig, flags: LocalFlags): SluiceConf
   return { ...config, local: { ...config.local, bufferIntervalSeconds: seconds } };
 }
 
-function addLocalOptions(command: Command, dataDirDefault = '.sluice/ here, env SLUICE_DATA_DIR'): Command {
+/** The demo's buffer interval unless --buffer-interval is given: its flush comes quickly whatever cdk.json says. */
+const DEMO_BUFFER_INTERVAL_SECONDS = 1;
+
+/** What the help of `local up` and of the demo says of the defaults they take, which differ. */
+interface LocalOptionDefaults {
+  readonly dataDir: string;
+  port(port: number, variable: string): string;
+  readonly bufferInterval: string;
+}
+
+const LOCAL_UP_DEFAULTS: LocalOptionDefaults = {
+  dataDir: '.sluice/ here, env SLUICE_DATA_DIR',
+  port: (port, variable) => `default ${port}, env ${variable}; 0 = any free port`,
+  bufferInterval: 'default from cdk.json local.bufferIntervalSeconds',
+};
+
+const DEMO_DEFAULTS: LocalOptionDefaults = {
+  dataDir: 'a new sluice-demo-* directory under the system temp dir, kept for `sluice query --data-dir`',
+  port: (_port, variable) => `default any free port; ${variable} is not read`,
+  bufferInterval: `default ${DEMO_BUFFER_INTERVAL_SECONDS} s, for a quick flush; cdk.json's local.bufferIntervalSeconds is not read`,
+};
+
+function addLocalOptions(command: Command, defaults: LocalOptionDefaults): Command {
   return addConfigOption(command)
-    .option('--data-dir <dir>', `where the twin keeps its data (default ${dataDirDefault})`)
+    .option('--data-dir <dir>', `where the twin keeps its data (default ${defaults.dataDir})`)
     .option('--host <address>', 'address the servers bind (default 127.0.0.1, loopback only; env SLUICE_HOST)')
-    .option('--firehose-port <port>', 'Firehose API port (default 4573, env SLUICE_FIREHOSE_PORT; 0 = any free port)')
-    .option('--kinesis-port <port>', 'Kinesis emulator port (default 4568, env SLUICE_KINESIS_PORT; 0 = any free port)')
-    .option('--dynamo-port <port>', 'DynamoDB (dynalite) port (default 4569, env SLUICE_DYNAMO_PORT; 0 = any free port)')
-    .option('--buffer-interval <seconds>', 'Firehose buffer interval for local delivery (default from cdk.json local.bufferIntervalSeconds)');
+    .option('--firehose-port <port>', `Firehose API port (${defaults.port(4573, 'SLUICE_FIREHOSE_PORT')})`)
+    .option('--kinesis-port <port>', `Kinesis emulator port (${defaults.port(4568, 'SLUICE_KINESIS_PORT')})`)
+    .option('--dynamo-port <port>', `DynamoDB (dynalite) port (${defaults.port(4569, 'SLUICE_DYNAMO_PORT')})`)
+    .option('--buffer-interval <seconds>', `Firehose buffer interval for local delivery (${defaults.bufferInterval})`);
 }
 
 export function registerLocalCommands(program: Command): void {
   const local = program.command('local').description('the local twin: the whole pipeline on this machine');
-  addLocalOptions(local.command('up'))
+  addLocalOptions(local.command('up'), LOCAL_UP_DEFAULTS)
     .description('run the local twin until Ctrl-C (SIGINT) or SIGTERM, then flush every buffer and exit 0')
     .addHelpText('after', examples(
       'sluice local up',
@@ -154,7 +186,7 @@ export function registerLocalCommands(program: Command): void {
     .action(async (flags: LocalFlags) => {
       const config = withBufferInterval(configFrom(flags), flags);
       const dataDir = path.resolve(flags.dataDir ?? process.env.SLUICE_DATA_DIR ?? defaultDataDir());
-      const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir));
+      const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir, localUpPorts(flags, config)));
       printEndpoints(twin, config);
       console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
       const stop = takeStopSignals(dataDir, (signal) => console.log(`\n${signal}: flushing… (Ctrl-C again exits at once and leaves the rest for the next start)`));
@@ -169,7 +201,7 @@ export function registerLocalCommands(program: Command): void {
       printSummary(twin.summary(), await twin.dlqCount(), twin.leftInS3());
     });
 
-  addLocalOptions(program.command('demo'), 'a new sluice-demo-* directory under the system temp dir, kept for `sluice query --data-dir`')
+  addLocalOptions(program.command('demo'), DEMO_DEFAULTS)
     .description('start the twin in a fresh data dir (a --data-dir must be new or empty), send realistic traffic (a few % bad) to every pipeline, flush, and report what happened')
     .option('--count <n>', 'records per pipeline', '300')
     .option('--bad-rate <fraction>', 'share of bad records', '0.04')
@@ -181,8 +213,9 @@ export function registerLocalCommands(program: Command): void {
  * Checks what a start needs before anything starts, so a user meets one line that says what to do
  * instead of a stack trace half-way through: the data dir is (or can be made) a directory, no other
  * twin uses it, and every port is free on the host. Returns the release of the data dir's lock.
+ * `portVariables`: whether the ports come from SLUICE_*_PORT too (local up's do, the demo's do not).
  */
-async function preflight(options: TwinOptions): Promise<() => void> {
+async function preflight(options: TwinOptions, { portVariables = true }: { portVariables?: boolean } = {}): Promise<() => void> {
   const { dataDir } = options;
   if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) {
     throw new UserError(`--data-dir ${dataDir} is a file, not a directory: give a directory (it is created if missing)`);
@@ -199,7 +232,8 @@ async function preflight(options: TwinOptions): Promise<() => void> {
     if (port === undefined || port === 0) continue;
     const problem = await listenProblem(host, port);
     if (problem?.code === 'EADDRINUSE') {
-      throw new UserError(`port ${port} on ${host} (${what}) is in use, perhaps by another twin: stop it, or choose another port with ${flag} or ${env} (0 = any free port)`);
+      const choose = portVariables ? `${flag} or ${env} (0 = any free port)` : `${flag} (or leave it out: any free port)`;
+      throw new UserError(`port ${port} on ${host} (${what}) is in use, perhaps by another twin: stop it, or choose another port with ${choose}`);
     }
     if (problem !== undefined) throw badHost(host, problem);
   }
@@ -219,13 +253,13 @@ function badHost(host: string, problem: NodeJS.ErrnoException): UserError {
 /**
  * The twin, after the preflight, holding its data dir: `release` lets it go once the twin has stopped (or failed to start).
  * `checkHeld` runs once the data dir is held, before anything starts; `holding` is given `release` then too (a second
- * signal while the twin starts lets the data dir go with it).
+ * signal while the twin starts lets the data dir go with it). `portVariables`: as preflight takes it.
  */
 async function startLockedTwin(
   options: TwinOptions,
-  { checkHeld, holding }: { checkHeld?: (dataDir: string) => void; holding?: (release: () => void) => void } = {},
+  { checkHeld, holding, portVariables }: { checkHeld?: (dataDir: string) => void; holding?: (release: () => void) => void; portVariables?: boolean } = {},
 ): Promise<{ twin: Twin; release: () => void }> {
-  const release = await preflight(options);
+  const release = await preflight(options, { portVariables });
   holding?.(release);
   try {
     checkHeld?.(options.dataDir);
@@ -383,18 +417,32 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   const badRate = Number(flags.badRate);
   if (!Number.isInteger(count) || count < 1 || count > 100_000) throw new UserError(`--count: "${flags.count}" must be a whole number 1–100000`);
   if (!(badRate >= 0 && badRate <= 1)) throw new UserError(`--bad-rate: "${flags.badRate}" must be between 0 and 1`);
-  const config = withBufferInterval(configFrom(flags), { bufferInterval: flags.bufferInterval ?? '1' });
+  const config = withBufferInterval(configFrom(flags), { bufferInterval: flags.bufferInterval ?? String(DEMO_BUFFER_INTERVAL_SECONDS) });
+  const ports = demoPorts(flags);
+  const madeDataDir = flags.dataDir === undefined;
   const dataDir = path.resolve(flags.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-demo-')));
-  const defaults = twinOptions(flags, config, dataDir);
-  // The demo never collides with a twin already running: free ports unless given.
-  const options: TwinOptions = {
-    ...defaults,
-    ports: {
-      firehose: flags.firehosePort === undefined ? 0 : defaults.ports?.firehose,
-      kinesis: flags.kinesisPort === undefined ? 0 : defaults.ports?.kinesis,
-      dynamo: flags.dynamoPort === undefined ? 0 : defaults.ports?.dynamo,
-    },
-  };
+  try {
+    await demoIn(twinOptions(flags, config, dataDir, ports), count, badRate);
+  } catch (error) {
+    // A demo that failed before anything was written (a port in use, a bad --host) leaves no empty sluice-demo-* dir
+    // behind; one that holds data stays, for `sluice query --data-dir`, and so does a --data-dir given.
+    if (madeDataDir) removeIfEmpty(dataDir);
+    throw error;
+  }
+}
+
+/** Removes `dir` if it is empty: rmdir refuses one that holds anything, which then stays. */
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // Not empty: it stays.
+  }
+}
+
+/** The demo in the data dir `options` names, once its flags have been read. */
+async function demoIn(options: TwinOptions, count: number, badRate: number): Promise<void> {
+  const { config, dataDir } = options;
   const started = Date.now();
   const progress = new DemoProgress();
   // Taken from before the twin starts: a signal while it starts stops the demo once it is up, rather than killing the
@@ -409,7 +457,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
     },
   );
   try {
-    const { twin, release } = await startLockedTwin(options, { checkHeld: refuseDataDirWithData, holding: stop.holding });
+    const { twin, release } = await startLockedTwin(options, { checkHeld: refuseDataDirWithData, holding: stop.holding, portVariables: false });
     let stopping: Promise<void> | undefined;
     const stopTwin = () => (stopping ??= twin.stop());
     try {
@@ -517,7 +565,7 @@ async function demoOnTwin(
       s.metadata?.recordsSucceeded ?? null, failed, dlq.byPipeline.get(s.pipeline) ?? 0, throughput(sentTo(s.pipeline))];
   });
   const totalSent = [...sent.values()].reduce((a, s) => a + s.records, 0);
-  console.log(`\nSent ${totalSent} records in ${sendSeconds.toFixed(1)} s; everything flushed after ${elapsed.toFixed(1)} s.\n`);
+  console.log(`\nSent ${formatNumber(totalSent)} records in ${sendSeconds.toFixed(1)} s; everything flushed after ${elapsed.toFixed(1)} s.\n`);
   console.log(formatTable(
     ['pipeline', 'sent', 'sent rec/s', 'parquet rows', 'processing-failed', 'conversion-failed', 'dropped', 'DLQ messages', 'files', 'bytes', 'search docs', 'consumer records'],
     rows.map((r) => [r[0], r[1], r[12], r[2], r[3], r[4], r[5], r[11], r[6], r[7], r[8], r[9]]),

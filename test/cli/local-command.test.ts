@@ -157,6 +157,16 @@ describe('before the twin starts', () => {
     }
   });
 
+  test('demo --help gives the demo\'s own defaults: free ports whatever SLUICE_*_PORT says, and a 1 s buffer interval', async () => {
+    const run = await sluice('demo', '--help');
+    const help = run.stdout.replace(/\s+/g, ' ');
+    for (const flag of ['--firehose-port', '--kinesis-port', '--dynamo-port']) {
+      expect(help).toMatch(new RegExp(`${flag} <port> [^<]+? port \\(default any free port; SLUICE_\\w+_PORT is not read\\)`));
+    }
+    expect(help).toMatch(/--buffer-interval <seconds> [^(]+\(default 1 s, for a quick flush; cdk\.json's local\.bufferIntervalSeconds is not read\)/);
+    expect(help).toMatch(/--host <address> [^(]+\(default 127\.0\.0\.1, loopback only; env SLUICE_HOST\)/);
+  });
+
   test('a data dir that is a file: one line, exit 2, nothing started', async () => {
     const file = path.join(dataDir, 'not-a-dir');
     writeFileSync(file, 'x');
@@ -190,6 +200,30 @@ describe('before the twin starts', () => {
       expect(run.stderr).toBe(`sluice: port ${port} on 127.0.0.1 (Kinesis emulator) is in use, perhaps by another twin: stop it, or choose another port with --kinesis-port or SLUICE_KINESIS_PORT (0 = any free port)\n`);
       expect(existsSync(dir)).toBe(false);
     } finally {
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+    }
+  });
+
+  test('a demo whose port is in use names only its flag, and leaves no empty sluice-demo-* dir behind; a --data-dir given stays', async () => {
+    const holder: Server = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as { port: number }).port;
+    const tmp = process.env.TMPDIR;
+    // os.tmpdir() reads TMPDIR: the demo's own data dir goes where this test can see it.
+    process.env.TMPDIR = dataDir;
+    try {
+      const run = await sluice('demo', '--count', '1', '--firehose-port', String(port));
+      expect(run.code).toBe(2);
+      expect(run.stderr).toBe(`sluice: port ${port} on 127.0.0.1 (Firehose API) is in use, perhaps by another twin: stop it, or choose another port with --firehose-port (or leave it out: any free port)\n`);
+      expect(readdirSync(dataDir)).toEqual([]);
+      const given = path.join(dataDir, 'given');
+      mkdirSync(given);
+      const withDataDir = await sluice('demo', '--count', '1', '--firehose-port', String(port), '--data-dir', given);
+      expect(withDataDir.code).toBe(2);
+      expect(readdirSync(dataDir)).toEqual(['given']);
+    } finally {
+      if (tmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmp;
       await new Promise<void>((resolve) => holder.close(() => resolve()));
     }
   });
@@ -350,6 +384,19 @@ describe('demo', () => {
       expect(statSync(path.join(dataDir, 'demo', 'pii-hash-key')).mode & 0o777).toBe(0o600);
     } finally {
       jest.dontMock('../../lib/local/twin');
+    }
+  }, 60_000);
+
+  test('the summary line gives its count as the interrupted line does (1,000, not 1000); a SLUICE_*_PORT it does not read cannot stop it', async () => {
+    const variable = process.env.SLUICE_FIREHOSE_PORT;
+    process.env.SLUICE_FIREHOSE_PORT = 'not-a-port';
+    try {
+      const run = await sluice('demo', '--count', '250', '--data-dir', path.join(dataDir, 'demo'));
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/\nSent 1,000 records in \d+\.\d s; everything flushed after \d+\.\d s\.\n/);
+    } finally {
+      if (variable === undefined) delete process.env.SLUICE_FIREHOSE_PORT;
+      else process.env.SLUICE_FIREHOSE_PORT = variable;
     }
   }, 60_000);
 
