@@ -1,19 +1,21 @@
 import type { Command } from 'commander';
 import { glueColumns, loadModel, openSearchIndexTemplate, parquetColumns, projectionParameters, firehoseDataPrefix, firehoseErrorPrefix, typeScriptTypes, listSchemas } from '../schema';
 import { SchemaDerivationError } from '../schema/model';
-import { unknownPipeline } from './options';
+import { addConfigOption, configFrom, unknownPipeline } from './options';
 import { formatTable, toJson } from './output';
 
 export function registerSchemaCommand(program: Command): void {
-  program
-    .command('schema')
+  addConfigOption(program.command('schema'))
     .description('show what a pipeline\'s schema derives: Glue columns, partition keys, Parquet types, OpenSearch mapping, validator summary')
     .argument('<pipeline>', 'pipeline name (a file schemas/<pipeline>.schema.json)')
     .option('--json', 'print the artifacts as JSON for scripts')
     .option('--types', 'also print the TypeScript record types')
     .addHelpText('after', '\nExamples:\n  $ sluice schema iot\n  $ sluice schema transactions --json | jq .glue.columns')
-    .action((pipeline: string, opts: { json?: boolean; types?: boolean }) => {
+    .action((pipeline: string, opts: { context?: string[]; json?: boolean; types?: boolean }) => {
       if (!listSchemas().includes(pipeline)) throw unknownPipeline(pipeline, 'known', listSchemas());
+      // The mapping is the schema's whatever the pipeline delivers to; only a search destination puts it to use.
+      const configured = configFrom(opts).pipelines[pipeline];
+      const destinations = configured?.destinations ?? [];
       const model = loadModel(pipeline);
       const glue = glueColumns(model);
       // A mapping OpenSearch would refuse stops only a search destination: the rest is still shown.
@@ -38,6 +40,7 @@ export function registerSchemaCommand(program: Command): void {
       };
       const artifacts = {
         pipeline,
+        destinations,
         glue,
         projection: projectionParameters(model, '<data-bucket>'),
         firehose: { prefix: firehoseDataPrefix(model), errorOutputPrefix: firehoseErrorPrefix(pipeline) },
@@ -65,7 +68,13 @@ export function registerSchemaCommand(program: Command): void {
       console.log(`Error output prefix    ${artifacts.firehose.errorOutputPrefix}`);
       console.log(`Projection template    ${artifacts.projection['storage.location.template']}`);
       if (template === undefined) console.log(`\nOpenSearch: no search destination for this schema: ${searchProblem}`);
-      else console.log(`\nOpenSearch index template  ${(template as { index_patterns: string[] }).index_patterns.join(', ')}  (${Object.keys(mapping).length} fields, dynamic: strict)`);
+      else {
+        const patterns = (template as { index_patterns: string[] }).index_patterns.join(', ');
+        const fields = `${Object.keys(mapping).length} fields, dynamic: strict`;
+        const why = configured ? `${pipeline} has no search destination (destinations: ${destinations.join(', ')})` : `${pipeline} is not a configured pipeline`;
+        if (destinations.includes('search')) console.log(`\nOpenSearch index template  ${patterns}  (${fields})`);
+        else console.log(`\nOpenSearch: not indexed: ${why}; with the search destination its index template would be ${patterns} (${fields})`);
+      }
       for (const [field, m] of Object.entries(mapping)) {
         if (m.type === 'geo_point' || m.type === 'date' || m.type === 'ip') console.log(`  ${field}: ${m.type}`);
       }
