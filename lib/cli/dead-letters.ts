@@ -113,7 +113,10 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
   const file = new DlqFile({ dataDir: target.dataDir, queue: queueName, visibilityTimeoutSeconds: LOCAL_VISIBILITY_SECONDS });
   const store = new ObjectStore(target.dataDir);
   noteOtherQueues(file.path, queueName);
-  const releaseLock = takeReplayLock(path.join(path.dirname(file.path), `${queueName}.replay.pid`), queueName);
+  // No queue file (the twin has failed no record yet): nothing to read, and nothing made for it, neither its folder nor
+  // the lock; a dry run makes nothing. A first dead letter written meanwhile is the next run's.
+  const queued = fs.existsSync(file.path);
+  const releaseLock = queued ? takeReplayLock(path.join(path.dirname(file.path), `${queueName}.replay.pid`), queueName) : () => undefined;
   let recordTimesOfRun: Promise<Map<string, number>> | undefined;
   const recordTimes = (): Promise<Map<string, number>> => {
     recordTimesOfRun ??= file.dedupeKeysStartingWith(replayLedgerKey('record#')).then((keys) => {
@@ -130,6 +133,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
     queue: {
       description: `${queueName} (${file.path})`,
       async receive(max) {
+        if (!queued) return [];
         const messages = await file.receive(max);
         return messages.map((m) => ({ id: `line ${m.line}`, key: m.receiptHandle, handle: m.receiptHandle, body: m.body }));
       },
@@ -138,7 +142,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       },
       // The file's visibility lives in this process only: the next run sees every undeleted message.
       async release() {},
-      messagesLeft: () => file.count(),
+      messagesLeft: async () => (queued ? file.count() : 0),
       close: releaseLock,
     },
     ledger: {

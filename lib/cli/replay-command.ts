@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
 import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '../../transforms/shared';
@@ -12,7 +11,7 @@ import { addProgressOption, addTargetOptions, examples, formatDuration, parseCou
 import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint } from './record-sender';
-import { checkTwinTakesRecords, displayPath, entryPointFor, refuseDataDirFile, resolveTarget, START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
+import { checkTwinDataDir, checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, type AwsTarget, type LocalTarget, type Target } from './target';
 
 interface ReplayFlags extends TargetFlags {
   readonly pipeline?: string;
@@ -86,10 +85,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const maxAttempts = parseCount(flags.maxAttempts, '--max-attempts', 1, 100);
   const target = resolveTarget(flags);
   if (flags.pipeline !== undefined) requirePipeline(target.config, flags.pipeline);
-  if (target.kind === 'local' && !fs.existsSync(target.dataDir)) {
-    throw new UserError(`no twin data dir at ${target.dataDir}: ${START_TWIN_HINT} (or pass --data-dir / SLUICE_DATA_DIR)`);
-  }
-  if (target.kind === 'local') refuseDataDirFile(target.dataDir);
+  if (target.kind === 'local') checkTwinDataDir(target.dataDir);
   const replayed = flags.pipeline !== undefined ? [flags.pipeline] : Object.keys(target.config.pipelines);
   if (target.kind === 'local') {
     checkTwinSchemas(target, replayed, flags);

@@ -23,7 +23,7 @@ import { formatBytes, INTERRUPTED_EXIT_CODE, UserError } from './output';
 import { io, type Progress } from './progress';
 import { OutputKeys } from './stack-outputs';
 import { sleep } from './sleep';
-import { refuseDataDirFile, START_TWIN_HINT, type AwsTarget, type LocalTarget, type Target } from './target';
+import { checkTwinDataDir, type AwsTarget, type LocalTarget, type Target } from './target';
 
 export interface SqlStats {
   readonly engine: 'duckdb' | 'athena';
@@ -83,10 +83,7 @@ export async function sqlEngineFor(target: Target): Promise<SqlEngine> {
 
 async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
   const lake = bucketDir(target.dataDir, localBucketName(target.config));
-  if (!fs.existsSync(target.dataDir)) {
-    throw new UserError(`no twin data dir at ${target.dataDir}: ${START_TWIN_HINT} (or pass --data-dir / SLUICE_DATA_DIR)`);
-  }
-  refuseDataDirFile(target.dataDir);
+  checkTwinDataDir(target.dataDir);
   // Another env or prefix (-c env=prod on a dev twin's data dir) names a bucket that is not there: every table
   // would read as empty, with nothing to say why.
   if (!fs.existsSync(lake)) {

@@ -11,7 +11,7 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
-import { defaultDataDir, isInside } from '../local/paths';
+import { defaultDataDir, isInside, isTwinDataDir } from '../local/paths';
 import { processIsAlive, readPid } from '../local/process-alive';
 import { readLiveTwinRecord, readTwinRecord, twinLockPath, twinRecordPath, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../local/twin-record';
 import { explainFailure, type FailureContext } from './errors';
@@ -22,7 +22,7 @@ import { firehoseEntryPoint, kinesisEntryPoint, type EntryPoint } from './record
 import { defaultStackName, pipelineOutputKey, StackOutputs } from './stack-outputs';
 
 /** How to start what a local command needs. */
-export const START_TWIN_HINT = 'start the twin with `npx sluice local up`';
+const START_TWIN_HINT = 'start the twin with `npx sluice local up`';
 
 /**
  * START_TWIN_HINT for a command on `dataDir`: a plain `sluice local up` starts the twin on the default data dir
@@ -120,6 +120,19 @@ export function resolveTarget(flags: TargetFlags): Target {
 export function refuseDataDirFile(dataDir: string): void {
   if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) {
     throw new UserError(`the data dir ${dataDir} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR`);
+  }
+}
+
+/**
+ * Before a command reads the twin's data dir (query, replay): it exists, is a folder, and is a twin's. Any other folder
+ * would read as a twin that received nothing (empty tables, no dead letters), and the command would report that.
+ */
+export function checkTwinDataDir(dataDir: string): void {
+  if (!fs.existsSync(dataDir)) throw new UserError(`no twin data dir at ${dataDir}: ${startTwinHint(dataDir)} (or pass --data-dir / SLUICE_DATA_DIR)`);
+  refuseDataDirFile(dataDir);
+  if (!isTwinDataDir(dataDir)) {
+    throw new UserError(`${dataDir} is not a twin data dir: it holds none of what a twin keeps there (s3/ for the lake, dlq/ for dead letters, firehose/, twin.json …); `
+      + `pass the twin's data dir (the one \`sluice local up\` uses, .sluice by default) with --data-dir or SLUICE_DATA_DIR, or ${startTwinHint(dataDir)}`);
   }
 }
 

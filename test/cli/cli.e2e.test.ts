@@ -119,6 +119,16 @@ describe('sluice against `sluice local up`, each command its own process', () =>
     expect(out).toMatch(/app-events\s+direct-put\s+—\s+sluice-dev-app-events-lake\s+lake/);
   });
 
+  test('before any record: query reads empty tables, replay has nothing to replay, and its --dry-run makes no dlq/', async () => {
+    const query = await sluice('query', 'SELECT count(*) AS n FROM app_events', '--csv');
+    expect([query.code, query.stdout.split('\r\n').slice(0, 2)]).toEqual([0, ['n', '0']]);
+    expect(fs.existsSync(path.join(dataDir, 'dlq'))).toBe(false);
+    const replay = await sluice('replay', '--dry-run');
+    expect([replay.code, replay.stderr]).toEqual([0, '']);
+    expect(replay.stdout).toMatch(/\nnothing to replay\n$/);
+    expect(fs.existsSync(path.join(dataDir, 'dlq'))).toBe(false);
+  });
+
   test('put app-events --count 200 --verify: PASS with the counts; paced by --rate, with progress on stderr', async () => {
     const { code, stdout, stderr } = await sluice('put', 'app-events', '--count', '200', '--rate', '100/s', '--verify', '--progress');
     expect(code).toBe(0);

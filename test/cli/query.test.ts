@@ -12,7 +12,7 @@ import { readSchema } from '../../lib/schema';
 import { sampleRecords } from '../../lib/schema/sample';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
-import { config, deliverToLake, expectNoStackTrace, sluice, tempDataDir } from './helpers';
+import { config, deliverToLake, expectNoStackTrace, registerTwin, sluice, tempDataDir } from './helpers';
 
 let dataDir: string;
 const NOW = new Date('2026-11-22T12:30:00Z');
@@ -319,8 +319,36 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect((await query('SELECT 1', '--saved', 'x')).stderr).toMatch(/give one of: a SQL argument, --file, --saved, --list-saved/);
     const missing = await sluice('query', 'SELECT 1', '--data-dir', path.join(dataDir, 'nope'));
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/no twin data dir at .*nope: start the twin with `npx sluice local up`/);
+    // A plain `local up` would start a twin on .sluice: the hint names the data dir given.
+    expect(missing.stderr).toBe(`sluice: no twin data dir at ${path.join(dataDir, 'nope')}: start the twin with \`npx sluice local up --data-dir ${path.join(dataDir, 'nope')}\` (or pass --data-dir / SLUICE_DATA_DIR)\n`);
     expect((await query('SELECT 1', '--region', 'eu-west-1')).stderr).toMatch(/--region applies to a deployed stack; add --aws/);
+  });
+
+  test('a directory that is no twin\'s data dir is an error, not a twin with no data, and is left as it was', async () => {
+    const other = tempDataDir();
+    try {
+      fs.writeFileSync(path.join(other, 'notes.txt'), 'x\n');
+      const { code, stdout, stderr } = await sluice('query', 'SELECT count(*) FROM iot', '--data-dir', other);
+      expect(code).toBe(2);
+      expect(stdout).toBe('');
+      expect(stderr).toBe(`sluice: ${other} is not a twin data dir: it holds none of what a twin keeps there (s3/ for the lake, dlq/ for dead letters, firehose/, twin.json …); `
+        + `pass the twin's data dir (the one \`sluice local up\` uses, .sluice by default) with --data-dir or SLUICE_DATA_DIR, or start the twin with \`npx sluice local up --data-dir ${other}\`\n`);
+      expect(fs.readdirSync(other)).toEqual(['notes.txt']);
+    } finally {
+      fs.rmSync(other, { recursive: true, force: true });
+    }
+  });
+
+  test('the data dir of a twin that has received nothing yet reads as empty tables', async () => {
+    const fresh = tempDataDir();
+    try {
+      registerTwin(fresh, {});
+      const { code, stdout, stderr } = await sluice('query', 'SELECT count(*) AS events FROM iot', '--data-dir', fresh, '--json');
+      expect([code, stderr]).toEqual([0, expect.stringMatching(/^1 row · \d+ ms\n$/)]);
+      expect(JSON.parse(stdout)).toEqual([{ events: 0 }]);
+    } finally {
+      fs.rmSync(fresh, { recursive: true, force: true });
+    }
   });
 
   test('a data dir that is a file is an error, not an empty twin', async () => {
@@ -426,9 +454,8 @@ describe('sluice query runs one read-only statement and reads only the lake, as 
 
 test('Ctrl-C during a local query exits 130 and leaves no scratch folder (profile, spill files) behind', async () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sigint-'));
-  const dir = tempDataDir();
   try {
-    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dir, 'SELECT sum(hash(x)) FROM range(50000000000) t(x)'],
+    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dataDir, 'SELECT sum(hash(x)) FROM range(50000000000) t(x)'],
       { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'ignore', 'pipe'] });
     const err: Buffer[] = [];
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
@@ -444,7 +471,6 @@ test('Ctrl-C during a local query exits 130 and leaves no scratch folder (profil
     expect(scratch()).toEqual([]);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 }, 30_000);
 
@@ -524,14 +550,13 @@ describe('no signal leaves a local query\'s scratch folder behind', () => {
 });
 
 test('Ctrl-C before the query runs (while the CLI loads): the query never runs; the one sluice: line, exit 130 or by the signal', async () => {
-  const dir = tempDataDir();
   const preloadDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-preload-'));
   try {
     // The Ctrl-C goes as soon as bin/sluice.js listens for it, which a preload tells on fd 3: a fixed 300 ms once
     // came before that on a busy machine (Node itself had not started), and Node's default ended the process silently.
     const preload = path.join(preloadDir, 'tell-sigint-listener.js');
     fs.writeFileSync(preload, "process.on('newListener', (event) => { if (event === 'SIGINT') require('node:fs').writeSync(3, 'listening\\n'); });\n");
-    const child = spawn(process.execPath, ['--require', preload, path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dir, 'SELECT 1'],
+    const child = spawn(process.execPath, ['--require', preload, path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dataDir, 'SELECT 1'],
       { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
     const err: Buffer[] = [];
     const out: Buffer[] = [];
@@ -547,7 +572,6 @@ test('Ctrl-C before the query runs (while the CLI loads): the query never runs; 
     expect(Buffer.concat(err).toString('utf8')).toBe('sluice: interrupted (Ctrl-C)\n');
     expect(Buffer.concat(out).toString('utf8')).toBe('');
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(preloadDir, { recursive: true, force: true });
   }
 }, 30_000);

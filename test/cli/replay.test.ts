@@ -531,19 +531,43 @@ describe('sluice replay (twin)', () => {
     }
   });
 
-  test('an empty queue exits 0; a missing data dir, or one that is a file, exits 2', async () => {
-    const empty = tempDataDir();
-    const ok = await sluice('replay', '--data-dir', empty);
-    expect(ok.code).toBe(0);
-    expect(ok.stdout).toMatch(/nothing to replay/);
-    const missing = await sluice('replay', '--data-dir', path.join(empty, 'nope'));
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/no twin data dir/);
-    const file = path.join(empty, 'not-a-dir');
-    fs.writeFileSync(file, 'x');
-    const notDir = await sluice('replay', '--data-dir', file);
-    expect([notDir.code, notDir.stderr]).toEqual([2, `sluice: the data dir ${file} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR\n`]);
-    fs.rmSync(empty, { recursive: true, force: true });
+  test('a twin that has failed no record yet: nothing to replay, exit 0, and nothing made in its data dir', async () => {
+    const fresh = tempDataDir();
+    try {
+      registerTwin(fresh, { firehose: api.url });
+      for (const args of [['--dry-run'], []]) {
+        const { code, stdout, stderr } = await sluice('replay', ...args, '--data-dir', fresh, '--endpoint-firehose', api.url);
+        expect([code, stderr]).toEqual([0, '']);
+        expect(stdout).toMatch(/nothing to replay\n$/);
+        expect(fs.readdirSync(fresh)).toEqual(['twin.json']);
+      }
+    } finally {
+      fs.rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  test('a directory that is no twin\'s data dir, a missing one, or a file exits 2, and --dry-run makes nothing in it', async () => {
+    const other = tempDataDir();
+    try {
+      for (const args of [['--dry-run'], []]) {
+        const notTwin = await sluice('replay', ...args, '--data-dir', other);
+        expect([notTwin.code, notTwin.stdout]).toEqual([2, '']);
+        expect(notTwin.stderr).toBe(`sluice: ${other} is not a twin data dir: it holds none of what a twin keeps there (s3/ for the lake, dlq/ for dead letters, firehose/, twin.json …); `
+          + `pass the twin's data dir (the one \`sluice local up\` uses, .sluice by default) with --data-dir or SLUICE_DATA_DIR, or start the twin with \`npx sluice local up --data-dir ${other}\`\n`);
+        expect(fs.readdirSync(other)).toEqual([]);
+      }
+      const nope = path.join(other, 'nope');
+      const missing = await sluice('replay', '--data-dir', nope);
+      expect(missing.code).toBe(2);
+      // A plain `local up` would start a twin on .sluice: the hint names the data dir given.
+      expect(missing.stderr).toBe(`sluice: no twin data dir at ${nope}: start the twin with \`npx sluice local up --data-dir ${nope}\` (or pass --data-dir / SLUICE_DATA_DIR)\n`);
+      const file = path.join(other, 'not-a-dir');
+      fs.writeFileSync(file, 'x');
+      const notDir = await sluice('replay', '--data-dir', file);
+      expect([notDir.code, notDir.stderr]).toEqual([2, `sluice: the data dir ${file} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR\n`]);
+    } finally {
+      fs.rmSync(other, { recursive: true, force: true });
+    }
   });
 });
 

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { localPiiHashKey, makeDirectories } from '../../lib/local/paths';
+import { isTwinDataDir, localPiiHashKey, makeDirectories } from '../../lib/local/paths';
 
 let root: string;
 beforeEach(() => {
@@ -34,4 +34,20 @@ test('the local PII hash key is random per data dir, kept across starts, and rea
   expect(localPiiHashKey(other)).not.toBe(first);
   fs.writeFileSync(path.join(other, 'pii-hash-key'), '\n');
   expect(() => localPiiHashKey(other)).toThrow(/pii-hash-key is empty: delete it and the twin makes a new key/);
+});
+
+test('a twin\'s data dir is told by what a twin keeps there: not an empty folder, nor one of other files', () => {
+  expect(isTwinDataDir(root)).toBe(false);
+  fs.writeFileSync(path.join(root, 'notes.txt'), 'x');
+  fs.mkdirSync(path.join(root, 'data'));
+  expect(isTwinDataDir(root)).toBe(false);
+  expect(isTwinDataDir(path.join(root, 'missing'))).toBe(false);
+  // What `local up` makes before any record, one at a time: the emulators' state, the delivery logs, the hash key.
+  for (const entry of ['dynamodb', 'kinesis', 'firehose']) {
+    fs.mkdirSync(path.join(root, entry));
+    expect(isTwinDataDir(root)).toBe(true);
+    fs.rmdirSync(path.join(root, entry));
+  }
+  localPiiHashKey(root);
+  expect(isTwinDataDir(root)).toBe(true);
 });
