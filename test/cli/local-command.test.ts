@@ -28,10 +28,19 @@ let dataDir: string;
 beforeEach(() => {
   dataDir = tempDataDir();
 });
-afterEach(() => {
-  // A `local up` child ended by a second Ctrl-C leaves kinesis-mock saving into the data dir for a moment.
-  rmSync(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
-});
+afterEach(async () => {
+  // A `local up` child ended at once (a second Ctrl-C or SIGTERM) leaves kinesis-mock, orphaned, making its final save into
+  // the data dir before it ends: on a busy machine that took longer than rmSync's own retries (5.5 s) once.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      rmSync(dataDir, { recursive: true, force: true });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY' || attempt === 150) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}, 60_000);
 
 /** `sluice <args>` in its own process: its output so far, its exit, and a wait for what it prints. */
 function sluiceProcess(args: readonly string[], env: NodeJS.ProcessEnv = {}) {
