@@ -124,7 +124,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   let report: SendReport;
   try {
     if (target.kind === 'local') await checkTwinTakesRecords(target, entry, pipeline);
-    if (flags.verify && target.kind === 'local' && pipelineConfig.destinations.includes('search')) await checkSearchVerifiable(target, pipeline);
+    if (flags.verify && target.kind === 'local' && pipelineConfig.destinations.includes('search')) await checkSearchVerifiable(target, pipeline, timeoutMs);
     report = await sendAll(entry, source, { count, rate, durationMs, batchSize, maxAttempts, outageWaitMs, progress });
   } finally {
     progress.done();
@@ -230,7 +230,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (report.interrupted) throw new UserError(interruptedMessage(report, count, durationMs), INTERRUPTED_EXIT_CODE);
 }
 
-/** How long `put --verify` waits for an OpenSearch to answer its probe before it sends. */
+/** How long `put --verify` waits for an OpenSearch to answer its probe before it sends (less when --timeout is shorter). */
 const SEARCH_PROBE_TIMEOUT_MS = 10_000;
 
 /**
@@ -240,17 +240,17 @@ const SEARCH_PROBE_TIMEOUT_MS = 10_000;
  * that never come. An OpenSearch to ask is asked once (a search that matches nothing) so that one that does not
  * answer fails the put with nothing sent, as a Firehose endpoint that does not answer does.
  */
-async function checkSearchVerifiable(target: LocalTarget, pipeline: string): Promise<void> {
+async function checkSearchVerifiable(target: LocalTarget, pipeline: string, timeoutMs: number): Promise<void> {
   const record = readLiveTwinRecord(target.dataDir);
   const here = target.endpoints.openSearch !== undefined ? openSearchOrigin(target.endpoints.openSearch) : undefined;
-  if (record?.searchInRecord) {
-    const twins = record.endpoints.openSearch;
+  const twins = record?.endpoints.openSearch;
+  if (twins !== undefined) {
     const dir = displayPath(target.dataDir);
-    if (twins === undefined && here !== undefined) {
+    if (twins === null && here !== undefined) {
       throw new UserError(`the twin on data dir ${dir} writes ${pipeline}'s search documents to _bulk files under ${displayPath(path.join(target.dataDir, 'opensearch'))} (it was started without OPENSEARCH_URL), so --verify would not find them at ${here}: nothing was sent. `
         + `Unset OPENSEARCH_URL and --endpoint-opensearch to verify from those files, or restart the twin with OPENSEARCH_URL=${here}`);
     }
-    if (twins !== undefined && twins !== here) {
+    if (twins !== null && twins !== here) {
       throw new UserError(`the twin on data dir ${dir} indexes ${pipeline}'s search documents into OpenSearch at ${twins}${here !== undefined ? `, not ${here}` : ''}: nothing was sent. `
         + `Pass OPENSEARCH_URL=${twins} (or --endpoint-opensearch ${twins}) so --verify looks there`);
     }
@@ -258,11 +258,12 @@ async function checkSearchVerifiable(target: LocalTarget, pipeline: string): Pro
   if (here === undefined) return;
   const backend = await searchBackendFor(target);
   if (!backend) return;
-  const probe = AbortSignal.timeout(SEARCH_PROBE_TIMEOUT_MS);
+  const probeMs = Math.min(timeoutMs, SEARCH_PROBE_TIMEOUT_MS);
+  const probe = AbortSignal.timeout(probeMs);
   try {
     await backend.search(`${resourceNames(target.config, pipeline).indexPrefix}-*`, { size: 0, query: { match_none: {} } }, probe);
   } catch (err) {
-    if (probe.aborted && err === probe.reason) throw new UserError(`${backend.description} did not answer within ${SEARCH_PROBE_TIMEOUT_MS / 1000} s: nothing was sent; is it running there?`);
+    if (probe.aborted && err === probe.reason) throw new UserError(`${backend.description} did not answer within ${formatDuration(probeMs)}: nothing was sent; is it running there?`);
     if (err instanceof UserError) throw new UserError(`${err.message}: nothing was sent`, err.exitCode);
     throw err;
   } finally {

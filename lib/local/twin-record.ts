@@ -47,12 +47,10 @@ export interface TwinRecord {
   /** Absolute, as the twin resolved it. */
   readonly dataDir: string;
   /**
-   * `openSearch`: the origin (scheme, host, port) of the OpenSearch the twin indexes into (OPENSEARCH_URL); absent when it
-   * writes its _bulk bodies under <data-dir>/opensearch/ instead (or for an older Sluice's record: see `searchInRecord`).
+   * `openSearch`: the origin (scheme, host, port) of the OpenSearch the twin indexes into (OPENSEARCH_URL); null when it
+   * writes its _bulk bodies under <data-dir>/opensearch/ instead; absent from an older Sluice's record, which does not say.
    */
-  readonly endpoints: { readonly firehose: string; readonly kinesis: string; readonly dynamo?: string; readonly openSearch?: string };
-  /** Whether the record says where search documents go (`endpoints.openSearch`); absent from an older Sluice's record. */
-  readonly searchInRecord?: boolean;
+  readonly endpoints: { readonly firehose: string; readonly kinesis: string; readonly dynamo?: string; readonly openSearch?: string | null };
   /** The configuration's prefix and env, which name every stream, queue and the bucket. */
   readonly names: { readonly prefix: string; readonly env: string };
   /** Per configured pipeline. */

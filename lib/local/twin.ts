@@ -426,8 +426,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const startedAt = new Date().toISOString();
     writeTwinRecord({
       pid: process.pid, startedAt, twinId, dataDir: path.resolve(dataDir),
-      endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint, ...(options.openSearchUrl ? { openSearch: openSearchOrigin(options.openSearchUrl) } : {}) },
-      searchInRecord: true,
+      endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint, openSearch: options.openSearchUrl ? openSearchOrigin(options.openSearchUrl) : null },
       names: { prefix: config.prefix, env: config.env },
       // The validators as the transform's runtimes loaded them (hashed at start), not as they may be by now.
       schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p, validatorsAtStart.get(p))])),

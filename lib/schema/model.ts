@@ -90,7 +90,7 @@ export class SchemaDerivationError extends Error {
  * parser's message without the file's absolute path, which Node's require puts before it.
  */
 export function notValidJson(pipeline: string, err: unknown): SchemaDerivationError {
-  const message = (err instanceof Error ? err.message : String(err)).replace(/^.*\.json: /s, '');
+  const message = (err instanceof Error ? err.message : String(err)).replace(/^.*?\.schema\.json: /, '');
   return new SchemaDerivationError('', `is not valid JSON (${message}): fix it, then run \`npm run generate\``, pipeline);
 }
 

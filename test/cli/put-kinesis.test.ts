@@ -19,7 +19,7 @@ import { startKinesis, type RunningService } from '../../lib/local/emulators';
 import { openSearchDir } from '../../lib/local/paths';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 import { validators } from '../../transforms/shared/generated';
-import { deliverToLake, registerTwin, sluice, tempDataDir } from './helpers';
+import { deliverToLake, hungServer, registerTwin, sluice, tempDataDir } from './helpers';
 
 let kinesis: RunningService;
 let client: KinesisClient;
@@ -135,8 +135,7 @@ describe('sluice put --verify (a pipeline with a search destination): the docume
   const sent = async () => (await readStream('sluice-dev-clickstream')).length;
   const put = (...extra: string[]) => sluice('put', 'clickstream', '--count', '5', '--verify', '--timeout', '20s', '--endpoint-kinesis', kinesis.endpoint, '--data-dir', dataDir, ...extra);
   const record = (openSearch?: string) => registerTwin(dataDir, { kinesis: kinesis.endpoint }, {
-    endpoints: { firehose: 'http://127.0.0.1:9', kinesis: kinesis.endpoint, ...(openSearch ? { openSearch } : {}) },
-    searchInRecord: true,
+    endpoints: { firehose: 'http://127.0.0.1:9', kinesis: kinesis.endpoint, openSearch: openSearch ?? null },
   });
 
   test('a twin writing _bulk files, an OPENSEARCH_URL here: refused, naming both and what to do', async () => {
@@ -176,5 +175,22 @@ describe('sluice put --verify (a pipeline with a search destination): the docume
     expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
     expect(stderr).toMatch(new RegExp(`^sluice: nothing is listening on 127\\.0\\.0\\.1:${port}.*: nothing was sent\\n$`));
     expect(await sent()).toBe(before);
+  });
+
+  test('the same OpenSearch on both sides, taking the request and never answering: given up at --timeout, nothing sent', async () => {
+    const hung = await hungServer();
+    try {
+      record(`http://127.0.0.1:${hung.port}`);
+      const before = await sent();
+      const started = Date.now();
+      const { code, stdout, stderr } = await sluice('put', 'clickstream', '--count', '5', '--verify', '--timeout', '2s', '--endpoint-kinesis', kinesis.endpoint,
+        '--data-dir', dataDir, '--endpoint-opensearch', `http://127.0.0.1:${hung.port}`);
+      expect({ code, stdout, stderr }).toEqual({ code: 2, stdout: '', stderr: `sluice: OpenSearch at http://127.0.0.1:${hung.port} did not answer within 2.0 s: nothing was sent; is it running there?\n` });
+      expect(hung.connections()).toBeGreaterThan(0);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(await sent()).toBe(before);
+    } finally {
+      await hung.close();
+    }
   });
 });

@@ -12,7 +12,7 @@ import { readSchema } from '../../lib/schema';
 import { sampleRecords } from '../../lib/schema/sample';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
-import { config, deliverToLake, expectNoStackTrace, registerTwin, sluice, tempDataDir } from './helpers';
+import { config, deliverToLake, expectNoStackTrace, notTwinDataDir, registerTwin, sluice, tempDataDir } from './helpers';
 
 let dataDir: string;
 const NOW = new Date('2026-11-22T12:30:00Z');
@@ -331,8 +331,7 @@ describe('sluice query (DuckDB over the twin)', () => {
       const { code, stdout, stderr } = await sluice('query', 'SELECT count(*) FROM iot', '--data-dir', other);
       expect(code).toBe(2);
       expect(stdout).toBe('');
-      expect(stderr).toBe(`sluice: ${other} is not a twin data dir: it holds none of what a twin keeps there (s3/ for the lake, dlq/ for dead letters, firehose/, twin.json …); `
-        + `pass the twin's data dir (the one \`sluice local up\` uses, .sluice by default) with --data-dir or SLUICE_DATA_DIR, or start the twin with \`npx sluice local up --data-dir ${other}\`\n`);
+      expect(stderr).toBe(notTwinDataDir(other));
       expect(fs.readdirSync(other)).toEqual(['notes.txt']);
     } finally {
       fs.rmSync(other, { recursive: true, force: true });

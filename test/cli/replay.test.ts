@@ -24,7 +24,7 @@ import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/fireh
 import { localBucketName } from '../../lib/local/paths';
 import { TWIN_DATA_DIR_HEADER } from '../../lib/local/twin-record';
 import { MAX_ERROR_LINE_BYTES, type DlqMessage } from '../../transforms/failure-router/handler';
-import { config, ctrlCWhileCredentialsHang, RecordingBackend, registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
+import { config, ctrlCWhileCredentialsHang, notTwinDataDir, RecordingBackend, registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
 import { validatorFingerprint } from '../../lib/schema/fingerprint';
 
 const backend = new RecordingBackend();
@@ -552,8 +552,7 @@ describe('sluice replay (twin)', () => {
       for (const args of [['--dry-run'], []]) {
         const notTwin = await sluice('replay', ...args, '--data-dir', other);
         expect([notTwin.code, notTwin.stdout]).toEqual([2, '']);
-        expect(notTwin.stderr).toBe(`sluice: ${other} is not a twin data dir: it holds none of what a twin keeps there (s3/ for the lake, dlq/ for dead letters, firehose/, twin.json …); `
-          + `pass the twin's data dir (the one \`sluice local up\` uses, .sluice by default) with --data-dir or SLUICE_DATA_DIR, or start the twin with \`npx sluice local up --data-dir ${other}\`\n`);
+        expect(notTwin.stderr).toBe(notTwinDataDir(other));
         expect(fs.readdirSync(other)).toEqual([]);
       }
       const nope = path.join(other, 'nope');
