@@ -14,7 +14,7 @@ import { listenProblem } from '../local/ports';
 import { DATA_DIR_MODE, defaultDataDir, makeDirectories } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type DlqCounts, type LeftInS3, type Twin, type TwinOptions } from '../local/twin';
-import { twinLockPath } from '../local/twin-record';
+import { readTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-record';
 import { addConfigOption, configFrom, drawSample, examples, parsePort } from './options';
 import { displayRows, escapeControlCharacters, formatBytes, formatNumber, formatTable, UserError } from './output';
 import { io } from './progress';
@@ -220,6 +220,10 @@ async function preflight(options: TwinOptions, { portVariables = true }: { portV
   if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) {
     throw new UserError(`--data-dir ${dataDir} is a file, not a directory: give a directory (it is created if missing)`);
   }
+  // Before the ports: a second start on the same ports would otherwise be told of a port in use, when what stops it
+  // is the data dir (on other ports it would run, and corrupt it). The lock taken below settles starts racing past this.
+  const holder = twinLockHolder(dataDir);
+  if (holder !== undefined && holder !== process.pid) throw dataDirInUse(dataDir, holder);
   const host = options.host ?? '127.0.0.1';
   const hostProblem = await listenProblem(host, 0);
   if (hostProblem !== undefined) throw badHost(host, hostProblem);
@@ -292,10 +296,25 @@ export type LockOptions = PidLockOptions;
 export function lockDataDir(dataDir: string, options: LockOptions = {}): () => void {
   const file = twinLockPath(dataDir);
   return takePidLock(file, {
-    inUse: (holder) => new UserError(`--data-dir ${dataDir} is in use by another twin (pid ${holder}): stop it first, or give this one another --data-dir (if no twin runs there, delete ${file})`),
+    inUse: (holder) => dataDirInUse(dataDir, holder),
     cannot: (what, cause) => new UserError(`--data-dir ${dataDir}: cannot ${what} ${file}: ${cause.message}`),
     contended: () => new UserError(`--data-dir ${dataDir}: could not take ${file} over (other starts kept changing it); try again`),
   }, options);
+}
+
+/**
+ * The refusal of a data dir that the live process `holder` holds (its twin.pid), naming where that twin listens when its
+ * twin.json says (a twin still starting has not written it yet). A pid the system gave to another process since is
+ * possible, hence the last resort.
+ */
+function dataDirInUse(dataDir: string, holder: number): UserError {
+  const record = readTwinRecord(dataDir);
+  const endpoints = record?.pid === holder ? record.endpoints : undefined;
+  const where = endpoints
+    ? `; Firehose ${endpoints.firehose}, Kinesis ${endpoints.kinesis}${endpoints.dynamo ? `, DynamoDB ${endpoints.dynamo}` : ''}`
+    : '';
+  return new UserError(`--data-dir ${dataDir} is in use by a running twin (pid ${holder}${where}): two twins on one data dir would corrupt its write-ahead logs and checkpoints. `
+    + `Stop that twin (Ctrl-C where it runs, or \`kill ${holder}\`: it flushes, then exits), or give this one another --data-dir (if no twin runs there, delete ${twinLockPath(dataDir)})`);
 }
 
 function printEndpoints(twin: Twin, config: SluiceConfig): void {

@@ -12,8 +12,7 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside, isTwinDataDir } from '../local/paths';
-import { processIsAlive, readPid } from '../local/process-alive';
-import { readLiveTwinRecord, readTwinRecord, twinLockPath, twinRecordPath, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../local/twin-record';
+import { readLiveTwinRecord, readTwinRecord, twinLockHolder, twinRecordPath, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../local/twin-record';
 import { explainFailure, type FailureContext } from './errors';
 import { callerCredentials, type CallerCredentials } from './credentials';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
@@ -236,7 +235,7 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
   if (!record) {
     if (vouched) return; // twin.json is gone, but the twin's own word is enough
     // twin.pid appears first at start, twin.json last: a live pid there is a twin still starting (or an older Sluice's).
-    const holder = lockHolder(target.dataDir);
+    const holder = twinLockHolder(target.dataDir);
     if (holder !== undefined) {
       throw new UserError(`the twin on data dir ${target.dataDir} (pid ${holder}) has not said where it takes records yet: nothing was sent. `
         + 'Try again once it prints its endpoints (a twin from an older Sluice never says: restart it)');
@@ -265,12 +264,6 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
     const overrides = differ.map((k) => `-c ${k}=${target.config[k]}`).join(' ');
     throw new UserError(`the twin on data dir ${target.dataDir} runs ${theirs} (its streams and bucket are named ${record.names.prefix}-${record.names.env}-…), not ${ours} (${prefix}-${env}-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for ${ours} on its own data dir and ports (\`npx sluice local up ${overrides} --data-dir …\`)`);
   }
-}
-
-/** The live pid in `<dataDir>/twin.pid`, the lock a twin takes before anything else at start; undefined when none. */
-function lockHolder(dataDir: string): number | undefined {
-  const pid = readPid(twinLockPath(dataDir));
-  return pid !== undefined && processIsAlive(pid) ? pid : undefined;
 }
 
 /** What the twin at `endpoint` says about itself in its answer: its data dir and id, each undefined when not said. */

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadModel } from '../schema';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
-import { processIsAlive } from './process-alive';
+import { processIsAlive, readPid } from './process-alive';
 
 /** The Firehose endpoint's answers carry the twin's data dir (URI-encoded) in this header. */
 export const TWIN_DATA_DIR_HEADER = 'x-sluice-data-dir';
@@ -66,6 +66,12 @@ export function twinRecordPath(dataDir: string): string {
 /** The lock a twin takes first at start: `<dataDir>/twin.pid`, holding its pid. */
 export function twinLockPath(dataDir: string): string {
   return path.join(dataDir, 'twin.pid');
+}
+
+/** The live pid in `<dataDir>/twin.pid`: the twin that holds the data dir (or is starting on it); undefined when none. */
+export function twinLockHolder(dataDir: string): number | undefined {
+  const pid = readPid(twinLockPath(dataDir));
+  return pid !== undefined && processIsAlive(pid) ? pid : undefined;
 }
 
 /** The generated validator of `pipeline` as it is on disk now; `sha256` when its hash was taken already. */

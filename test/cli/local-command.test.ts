@@ -3,6 +3,7 @@
  * What `local up` / `demo` check before they start anything, what they report, and how they take Ctrl-C and SIGTERM.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -73,6 +74,13 @@ function sluiceProcess(args: readonly string[], env: NodeJS.ProcessEnv = {}) {
   /** Its child processes now (the twin's kinesis-mock; dynalite and the transform's runtimes run inside it). */
   const children = () => readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number);
   return { child, output, exited, when, children };
+}
+
+/** What a start on a data dir a live twin holds says; `endpoints`: those its twin.json names, when it has written one. */
+function inUseByTwin(dir: string, pid: number, endpoints?: { firehose: string; kinesis: string; dynamo?: string }): string {
+  const where = endpoints ? `; Firehose ${endpoints.firehose}, Kinesis ${endpoints.kinesis}, DynamoDB ${endpoints.dynamo}` : '';
+  return `sluice: --data-dir ${dir} is in use by a running twin (pid ${pid}${where}): two twins on one data dir would corrupt its write-ahead logs and checkpoints. `
+    + `Stop that twin (Ctrl-C where it runs, or \`kill ${pid}\`: it flushes, then exits), or give this one another --data-dir (if no twin runs there, delete ${path.join(dir, 'twin.pid')})\n`;
 }
 
 describe('dlqMessageKindsByPipeline: its byPipeline', () => {
@@ -243,7 +251,7 @@ describe('before the twin starts', () => {
       writeFileSync(path.join(dataDir, 'twin.pid'), `${other.pid}\n`);
       const refused = await sluice('demo', '--count', '1', '--data-dir', dataDir);
       expect(refused.code).toBe(2);
-      expect(refused.stderr).toBe(`sluice: --data-dir ${dataDir} is in use by another twin (pid ${other.pid}): stop it first, or give this one another --data-dir (if no twin runs there, delete ${path.join(dataDir, 'twin.pid')})\n`);
+      expect(refused.stderr).toBe(inUseByTwin(dataDir, other.pid!));
     } finally {
       other.kill();
       await new Promise((resolve) => other.once('exit', resolve));
@@ -263,7 +271,7 @@ describe('before the twin starts', () => {
       let releaseA: (() => void) | undefined;
       // B judges the file stale, then A takes it over before B does.
       expect(() => lockDataDir(dir, { pid: 1002, isAlive: alive, beforeTakeover: () => { releaseA = lockDataDir(dir, { pid: 1001, isAlive: alive }); } }))
-        .toThrow(`--data-dir ${dir} is in use by another twin (pid 1001)`);
+        .toThrow(`--data-dir ${dir} is in use by a running twin (pid 1001)`);
       expect(readFileSync(file, 'utf8')).toBe('1001\n');
       expect(readdirSync(dir)).toEqual(['twin.pid']);
       releaseA!();
@@ -276,6 +284,30 @@ describe('before the twin starts', () => {
       expect(readdirSync(dir)).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a twin.pid naming a process killed and not yet reaped (a zombie: its pid still answers) is taken over', async () => {
+    // A stand-in twin whose parent, `sleep` after the exec, never reaps it.
+    const parent = spawn('sh', ['-c', 'sleep 60 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const [line] = await once(parent.stdout, 'data') as [Buffer];
+      const pid = Number(line.toString().trim());
+      // Killed once the shell has become `sleep`, which never waits for a child (the shell could still reap it).
+      for (const deadline = Date.now() + 5000; readFileSync(`/proc/${parent.pid}/comm`, 'utf8') !== 'sleep\n'; await new Promise((r) => setTimeout(r, 20))) {
+        if (Date.now() > deadline) throw new Error('the shell did not exec sleep');
+      }
+      process.kill(pid, 'SIGKILL');
+      for (const deadline = Date.now() + 5000; !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); await new Promise((r) => setTimeout(r, 20))) {
+        if (Date.now() > deadline) throw new Error(`pid ${pid} did not become a zombie`);
+      }
+      writeFileSync(path.join(dataDir, 'twin.pid'), `${pid}\n`);
+      const release = lockDataDir(dataDir);
+      expect(readFileSync(path.join(dataDir, 'twin.pid'), 'utf8')).toBe(`${process.pid}\n`);
+      release();
+      expect(readdirSync(dataDir)).toEqual([]);
+    } finally {
+      parent.kill('SIGKILL');
     }
   });
 
@@ -667,6 +699,49 @@ describe('demo', () => {
 });
 
 describe('local up', () => {
+  test('a second start on a running twin\'s data dir is refused before it starts or makes anything, on the twin\'s ports or free ones, naming the twin; one SIGKILLed blocks nothing', async () => {
+    const freePorts = ['--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'];
+    // Two starts at the same instant: one runs, the other gives way (the first to exit).
+    const starts = [sluiceProcess(['local', 'up', '--data-dir', dataDir, ...freePorts]), sluiceProcess(['local', 'up', '--data-dir', dataDir, ...freePorts])];
+    let emulators: number[] = [];
+    try {
+      const loser = await Promise.race(starts.map(async (start) => (await start.exited, start)));
+      const winner = starts.find((start) => start !== loser)!;
+      expect(await loser.exited).toEqual({ code: 2, signal: null });
+      // The winner may not have said where it listens yet: its endpoints are in the line or not.
+      expect(loser.output.stderr.replace(/; Firehose [^)]+\)/, ')')).toBe(inUseByTwin(dataDir, winner.child.pid!));
+      await winner.when('"Running."', () => /\nRunning\./.test(winner.output.stdout));
+      emulators = winner.children();
+      const record = JSON.parse(readFileSync(path.join(dataDir, 'twin.json'), 'utf8')) as { pid: number; endpoints: { firehose: string; kinesis: string; dynamo: string } };
+      expect(record.pid).toBe(winner.child.pid);
+      const entries = readdirSync(dataDir).sort();
+      // On the twin's own ports (as a second `local up` with the default ports meets them), and on free ones: the data dir is named, not a port.
+      const portOf = (url: string) => new URL(url).port;
+      const samePorts = ['--firehose-port', portOf(record.endpoints.firehose), '--kinesis-port', portOf(record.endpoints.kinesis), '--dynamo-port', portOf(record.endpoints.dynamo)];
+      for (const ports of [samePorts, freePorts]) {
+        const refused = await sluice('local', 'up', '--data-dir', dataDir, ...ports);
+        expect(refused).toEqual({ code: 2, stdout: '', stderr: inUseByTwin(dataDir, record.pid, record.endpoints) });
+      }
+      expect(readdirSync(dataDir).sort()).toEqual(entries);
+
+      // Killed outright, the twin leaves its twin.pid and twin.json: their pid is gone, and the next start takes the data dir.
+      winner.child.kill('SIGKILL');
+      expect(await winner.exited).toEqual({ code: null, signal: 'SIGKILL' });
+      await waitForExit(emulators); // its kinesis-mock saves its streams on its way out
+      expect(readdirSync(dataDir).filter((name) => name.startsWith('twin.')).sort()).toEqual(['twin.json', 'twin.pid']);
+      const next = sluiceProcess(['local', 'up', '--data-dir', dataDir, ...freePorts]);
+      starts.push(next);
+      await next.when('"Running."', () => /\nRunning\./.test(next.output.stdout));
+      expect((JSON.parse(readFileSync(path.join(dataDir, 'twin.json'), 'utf8')) as { pid: number }).pid).toBe(next.child.pid);
+      next.child.kill('SIGINT');
+      expect(await next.exited).toEqual({ code: 0, signal: null });
+      expect(readdirSync(dataDir).filter((name) => name.startsWith('twin.'))).toEqual([]);
+    } finally {
+      for (const { child } of starts) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await waitForExit(emulators);
+    }
+  }, 120_000);
+
   /**
    * `sluice local up` in its own process, with every transform invocation timing out (`timeoutMs` each, retried
    * 3 times), so the flush of the one record it is sent lasts a few seconds: signals arrive while it runs.
