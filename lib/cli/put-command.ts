@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as tty from 'node:tty';
 import type { Command } from 'commander';
 import { resourceNames } from '../config';
-import { openSearchOrigin, readLiveTwinRecord } from '../local/twin-record';
+import { openSearchOrigin, readLiveTwinRecord, sameOpenSearchOrigin } from '../local/twin-record';
 import { readSchema } from '../schema';
 import { createRng, sampleRecord, type Rng } from '../schema/sample';
 import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
@@ -237,8 +237,9 @@ const SEARCH_PROBE_TIMEOUT_MS = 10_000;
  * Before a local `put --verify` sends anything: the search documents are looked for where the twin puts them. A twin
  * started without OPENSEARCH_URL writes its _bulk bodies under <data-dir>/opensearch/, one started with it indexes
  * there: an OPENSEARCH_URL (or --endpoint-opensearch) here that says otherwise would wait out --timeout on documents
- * that never come. An OpenSearch to ask is asked once (a search that matches nothing) so that one that does not
- * answer fails the put with nothing sent, as a Firehose endpoint that does not answer does.
+ * that never come (http://localhost:9200 and http://127.0.0.1:9200 say the same). An OpenSearch to ask is asked once
+ * (a search that matches nothing) so that one that does not answer fails the put with nothing sent, as a Firehose
+ * endpoint that does not answer does.
  */
 async function checkSearchVerifiable(target: LocalTarget, pipeline: string, timeoutMs: number): Promise<void> {
   const record = readLiveTwinRecord(target.dataDir);
@@ -250,7 +251,7 @@ async function checkSearchVerifiable(target: LocalTarget, pipeline: string, time
       throw new UserError(`the twin on data dir ${dir} writes ${pipeline}'s search documents to _bulk files under ${displayPath(path.join(target.dataDir, 'opensearch'))} (it was started without OPENSEARCH_URL), so --verify would not find them at ${here}: nothing was sent. `
         + `Unset OPENSEARCH_URL and --endpoint-opensearch to verify from those files, or restart the twin with OPENSEARCH_URL=${here}`);
     }
-    if (twins !== null && twins !== here) {
+    if (twins !== null && (here === undefined || !sameOpenSearchOrigin(twins, here))) {
       throw new UserError(`the twin on data dir ${dir} indexes ${pipeline}'s search documents into OpenSearch at ${twins}${here !== undefined ? `, not ${here}` : ''}: nothing was sent. `
         + `Pass OPENSEARCH_URL=${twins} (or --endpoint-opensearch ${twins}) so --verify looks there`);
     }

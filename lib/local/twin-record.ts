@@ -28,6 +28,25 @@ export function openSearchOrigin(url: string): string {
   }
 }
 
+/** How a URL can name this machine's loopback interface: one host, however it is spelled. */
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * Whether two OpenSearch URLs (or origins, as twin.json keeps them) name the same one: the same scheme and port (a
+ * default port or none are one), and the same host, loopback spelled as localhost, 127.0.0.1 or [::1] being one.
+ */
+export function sameOpenSearchOrigin(a: string, b: string): boolean {
+  const key = (url: string) => {
+    try {
+      const u = new URL(url);
+      return `${u.protocol}//${LOOPBACK_HOSTS.has(u.hostname) ? 'localhost' : u.hostname}:${u.port}`;
+    } catch {
+      return url;
+    }
+  };
+  return key(a) === key(b);
+}
+
 /** The generated validator a twin loaded for a pipeline: what it validates records with. */
 export interface SchemaFingerprint {
   /** sha256 of transforms/shared/generated/<pipeline>.validate.js. */

@@ -161,6 +161,37 @@ describe('sluice put --verify (a pipeline with a search destination): the docume
     expect(await sent()).toBe(before);
   });
 
+  test('one OpenSearch spelled two ways (localhost, 127.0.0.1 or [::1]; a default port or none) is the same: it is asked, not refused', async () => {
+    // A port just freed: nothing listens there, so each put that gets past the comparison fails at its probe.
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = server.address() as { port: number };
+        server.close(() => resolve(free));
+      });
+    });
+    const before = await sent();
+    for (const [twins, here] of [
+      [`http://127.0.0.1:${port}`, `http://localhost:${port}`],
+      [`http://127.0.0.1:${port}`, `http://[::1]:${port}/`],
+      [`http://localhost:${port}`, `http://127.0.0.1:${port}`],
+      ['http://localhost', 'http://127.0.0.1:80'],
+    ]) {
+      record(twins);
+      const { code, stdout, stderr } = await put('--endpoint-opensearch', here);
+      expect({ twins, here, code, stdout }).toEqual({ twins, here, code: 2, stdout: '' });
+      expect(stderr).not.toMatch(/search documents into OpenSearch at/);
+      // Asked, and nothing answers there (nothing listens; where ::1 is not configured, it cannot be reached).
+      expect(stderr).toMatch(/^sluice: .+: nothing was sent\n$/);
+    }
+    // Another scheme or port on loopback is another OpenSearch still.
+    for (const here of [`https://localhost:${port}`, `http://localhost:${port + 1}`]) {
+      record(`http://127.0.0.1:${port}`);
+      const { code, stderr } = await put('--endpoint-opensearch', here);
+      expect({ code, stderr }).toEqual({ code: 2, stderr: expect.stringMatching(new RegExp(`into OpenSearch at http://127\\.0\\.0\\.1:${port}, not ${here.replace(/\./g, '\\.')}: nothing was sent\\.`)) });
+    }
+    expect(await sent()).toBe(before);
+  });
+
   test('the same OpenSearch on both sides, not answering: the put fails with nothing sent', async () => {
     // A port just freed: nothing listens there.
     const port = await new Promise<number>((resolve) => {
