@@ -104,8 +104,9 @@ function signalExitCode(signal: NodeJS.Signals): number {
   return 128 + os.constants.signals[signal];
 }
 
-function portFrom(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
-  return parsePort(flag, name) ?? parsePort(env, name) ?? fallback;
+/** A port from its flag, else its variable, else cdk.json's: a bad value is refused naming where it came from. */
+function portFrom(flag: string | undefined, flagName: string, variable: string, fallback: number): number {
+  return parsePort(flag, flagName) ?? parsePort(process.env[variable], variable) ?? fallback;
 }
 
 type TwinPorts = NonNullable<TwinOptions['ports']>;
@@ -113,9 +114,9 @@ type TwinPorts = NonNullable<TwinOptions['ports']>;
 /** `local up`'s ports: each flag, else its variable, else cdk.json's. */
 function localUpPorts(flags: LocalFlags, config: SluiceConfig): TwinPorts {
   return {
-    firehose: portFrom(flags.firehosePort, process.env.SLUICE_FIREHOSE_PORT, config.local.firehosePort, '--firehose-port'),
-    kinesis: portFrom(flags.kinesisPort, process.env.SLUICE_KINESIS_PORT, config.local.kinesisPort, '--kinesis-port'),
-    dynamo: portFrom(flags.dynamoPort, process.env.SLUICE_DYNAMO_PORT, config.local.dynamoPort, '--dynamo-port'),
+    firehose: portFrom(flags.firehosePort, '--firehose-port', 'SLUICE_FIREHOSE_PORT', config.local.firehosePort),
+    kinesis: portFrom(flags.kinesisPort, '--kinesis-port', 'SLUICE_KINESIS_PORT', config.local.kinesisPort),
+    dynamo: portFrom(flags.dynamoPort, '--dynamo-port', 'SLUICE_DYNAMO_PORT', config.local.dynamoPort),
   };
 }
 

@@ -221,6 +221,26 @@ describe('before the twin starts', () => {
     }
   });
 
+  test('a port that is not one is named where it came from: the SLUICE_*_PORT variable, or the flag; nothing starts', async () => {
+    const dir = path.join(dataDir, 'fresh');
+    for (const [flag, variable] of [['--firehose-port', 'SLUICE_FIREHOSE_PORT'], ['--kinesis-port', 'SLUICE_KINESIS_PORT'], ['--dynamo-port', 'SLUICE_DYNAMO_PORT']]) {
+      const saved = process.env[variable];
+      process.env[variable] = 'abc';
+      try {
+        const fromVariable = await sluice('local', 'up', '--data-dir', dir);
+        expect({ code: fromVariable.code, stderr: fromVariable.stderr })
+          .toEqual({ code: 2, stderr: `sluice: ${variable}: "abc" is not a port (0–65535; 0 picks a free one)\n` });
+        const fromFlag = await sluice('local', 'up', '--data-dir', dir, flag, '99999');
+        expect({ code: fromFlag.code, stderr: fromFlag.stderr })
+          .toEqual({ code: 2, stderr: `sluice: ${flag}: "99999" is not a port (0–65535; 0 picks a free one)\n` });
+      } finally {
+        if (saved === undefined) delete process.env[variable];
+        else process.env[variable] = saved;
+      }
+    }
+    expect(existsSync(dir)).toBe(false);
+  });
+
   test('a demo whose port is in use names only its flag, and leaves no empty sluice-demo-* dir behind; a --data-dir given stays', async () => {
     const holder: Server = createServer();
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
