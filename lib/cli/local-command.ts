@@ -2,10 +2,10 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Command } from 'commander';
+import { Help, type Command, type Option } from 'commander';
 import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { PutRecordBatchCommand } from '@aws-sdk/client-firehose';
-import { resourceNames, type SluiceConfig } from '../config';
+import { ConfigError, resourceNames, type SluiceConfig } from '../config';
 import { readSchema } from '../schema';
 import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../schema/sample';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
@@ -144,46 +144,87 @@ function withBufferInterval(config: SluiceConfig, flags: LocalFlags): SluiceConf
 /** The demo's buffer interval unless --buffer-interval is given: its flush comes quickly whatever cdk.json says. */
 const DEMO_BUFFER_INTERVAL_SECONDS = 1;
 
-/** What the help of `local up` and of the demo says of the defaults they take, which differ. */
+type LocalPortKey = 'firehosePort' | 'kinesisPort' | 'dynamoPort';
+
+/**
+ * What the help of `local up` and of the demo says of the defaults they take, which differ. `config` is the
+ * configuration the command would run with, undefined when it cannot be read (the help then names the setting).
+ */
 interface LocalOptionDefaults {
   readonly dataDir: string;
-  port(port: number, variable: string): string;
-  readonly bufferInterval: string;
+  port(key: LocalPortKey, variable: string, config: SluiceConfig | undefined): string;
+  bufferInterval(config: SluiceConfig | undefined): string;
 }
 
 const LOCAL_UP_DEFAULTS: LocalOptionDefaults = {
   dataDir: '.sluice/ here, env SLUICE_DATA_DIR',
-  port: (port, variable) => `default ${port}, env ${variable}; 0 = any free port`,
-  bufferInterval: 'default from cdk.json local.bufferIntervalSeconds',
+  port: (key, variable, config) => `default ${configured(config?.local[key], `local.${key}`)}; env ${variable}; 0 = any free port`,
+  bufferInterval: (config) => `default ${configured(config && `${config.local.bufferIntervalSeconds} s`, 'local.bufferIntervalSeconds')}`,
 };
 
 const DEMO_DEFAULTS: LocalOptionDefaults = {
   dataDir: 'a new sluice-demo-* directory under the system temp dir, kept for `sluice query --data-dir`',
-  port: (_port, variable) => `default any free port; ${variable} is not read`,
-  bufferInterval: `default ${DEMO_BUFFER_INTERVAL_SECONDS} s, for a quick flush; cdk.json's local.bufferIntervalSeconds is not read`,
+  port: (_key, variable) => `default any free port; ${variable} is not read`,
+  bufferInterval: () => `default ${DEMO_BUFFER_INTERVAL_SECONDS} s, for a quick flush; cdk.json's local.bufferIntervalSeconds is not read`,
 };
 
+/** "4573 from local.firehosePort in cdk.json or -c"; without the value when the configuration cannot be read. */
+function configured(value: string | number | undefined, setting: string): string {
+  return `${value === undefined ? '' : `${value} from `}${setting} in cdk.json or -c`;
+}
+
 function addLocalOptions(command: Command, defaults: LocalOptionDefaults): Command {
-  return addConfigOption(command)
+  addConfigOption(command)
     .option('--data-dir <dir>', `where the twin keeps its data (default ${defaults.dataDir})`)
     .option('--host <address>', 'address the servers bind (default 127.0.0.1, loopback only; env SLUICE_HOST)')
-    .option('--firehose-port <port>', `Firehose API port (${defaults.port(4573, 'SLUICE_FIREHOSE_PORT')})`)
-    .option('--kinesis-port <port>', `Kinesis emulator port (${defaults.port(4568, 'SLUICE_KINESIS_PORT')})`)
-    .option('--dynamo-port <port>', `DynamoDB (dynalite) port (${defaults.port(4569, 'SLUICE_DYNAMO_PORT')})`)
-    .option('--buffer-interval <seconds>', `Firehose buffer interval for local delivery (${defaults.bufferInterval})`);
+    .option('--firehose-port <port>', 'Firehose API port')
+    .option('--kinesis-port <port>', 'Kinesis emulator port')
+    .option('--dynamo-port <port>', 'DynamoDB (dynalite) port')
+    .option('--buffer-interval <seconds>', 'Firehose buffer interval for local delivery');
+  const saysDefault: Record<string, (config: SluiceConfig | undefined) => string> = {
+    firehosePort: (config) => defaults.port('firehosePort', 'SLUICE_FIREHOSE_PORT', config),
+    kinesisPort: (config) => defaults.port('kinesisPort', 'SLUICE_KINESIS_PORT', config),
+    dynamoPort: (config) => defaults.port('dynamoPort', 'SLUICE_DYNAMO_PORT', config),
+    bufferInterval: (config) => defaults.bufferInterval(config),
+  };
+  // The defaults the configuration sets are written when the help is shown: cdk.json's, with the -c given before --help.
+  return command.configureHelp({
+    optionDescription(this: Help, option: Option): string {
+      const described = Help.prototype.optionDescription.call(this, option);
+      const says = saysDefault[option.attributeName()];
+      return says === undefined ? described : `${described} (${says(configForHelp(command))})`;
+    },
+  });
+}
+
+/** The configuration `command` would run with, as far as its help can tell; undefined when it cannot be read. */
+function configForHelp(command: Command): SluiceConfig | undefined {
+  try {
+    return configFrom(command.opts<LocalFlags>());
+  } catch (error) {
+    // The command itself says what is wrong with it: its help is still shown.
+    if (error instanceof ConfigError) return undefined;
+    throw error;
+  }
 }
 
 export function registerLocalCommands(program: Command): void {
   const local = program.command('local').description('the local twin: the whole pipeline on this machine');
   addLocalOptions(local.command('up'), LOCAL_UP_DEFAULTS)
     .description('run the local twin until Ctrl-C (SIGINT) or SIGTERM, then flush every buffer and exit 0')
-    .addHelpText('after', examples(
-      'sluice local up',
-      'sluice local up --data-dir /tmp/sluice --firehose-port 0',
-      // AWS CLI v2 takes --record's Data as base64 unless told otherwise.
-      'aws firehose put-record --endpoint-url http://127.0.0.1:4573 --delivery-stream-name sluice-dev-app-events-lake --cli-binary-format raw-in-base64-out \\\n'
-        + '    --record \'{"Data":"{\\"event_id\\":\\"5f0c6d3e-1b2a-4c3d-8e9f-0a1b2c3d4e5f\\",\\"user_id\\":\\"u1\\",\\"event_type\\":\\"login\\",\\"timestamp\\":\\"2026-11-22T10:00:00Z\\"}"}\'',
-    ))
+    // The example puts to the port and the stream the configuration names, as the port flags' defaults say.
+    .addHelpText('after', ({ command }) => {
+      const config = configForHelp(command);
+      const port = config?.local.firehosePort ?? '<local.firehosePort>';
+      const stream = config ? resourceNames(config, 'app-events').lakeDeliveryStream : '<prefix>-<env>-app-events-lake';
+      return examples(
+        'sluice local up',
+        'sluice local up --data-dir /tmp/sluice --firehose-port 0',
+        // AWS CLI v2 takes --record's Data as base64 unless told otherwise.
+        `aws firehose put-record --endpoint-url http://127.0.0.1:${port} --delivery-stream-name ${stream} --cli-binary-format raw-in-base64-out \\\n`
+          + '    --record \'{"Data":"{\\"event_id\\":\\"5f0c6d3e-1b2a-4c3d-8e9f-0a1b2c3d4e5f\\",\\"user_id\\":\\"u1\\",\\"event_type\\":\\"login\\",\\"timestamp\\":\\"2026-11-22T10:00:00Z\\"}"}\'',
+      );
+    })
     .action(async (flags: LocalFlags) => {
       const config = withBufferInterval(configFrom(flags), flags);
       const dataDir = path.resolve(flags.dataDir ?? process.env.SLUICE_DATA_DIR ?? defaultDataDir());

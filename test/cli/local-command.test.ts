@@ -166,12 +166,35 @@ describe('dlqMessageKindsByPipeline', () => {
 });
 
 describe('before the twin starts', () => {
-  test('--help says 0 picks a free port for each of the three ports, as the twin takes it and the in-use message says', async () => {
-    const run = await sluice('local', 'up', '--help');
-    const help = run.stdout.replace(/\s+/g, ' ');
-    for (const [flag, env] of [['--firehose-port', 'SLUICE_FIREHOSE_PORT'], ['--kinesis-port', 'SLUICE_KINESIS_PORT'], ['--dynamo-port', 'SLUICE_DYNAMO_PORT']]) {
-      expect(help).toMatch(new RegExp(`${flag} <port> .+?\\(default \\d+, env ${env}; 0 = any free port\\)`));
+  test('--help gives the ports and buffer interval the configuration sets (-c too), each port\'s variable, and that 0 picks a free port', async () => {
+    // Each port flag, its setting and variable, and a port for -c to set instead.
+    const ports = [
+      ['--firehose-port', 'firehosePort', 'SLUICE_FIREHOSE_PORT', 14573],
+      ['--kinesis-port', 'kinesisPort', 'SLUICE_KINESIS_PORT', 14568],
+      ['--dynamo-port', 'dynamoPort', 'SLUICE_DYNAMO_PORT', 14569],
+    ] as const;
+    const helpOf = async (...args: string[]) => {
+      const run = await sluice('local', 'up', ...args, '--help');
+      expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+      return run.stdout.replace(/\s+/g, ' ');
+    };
+    const help = await helpOf();
+    for (const [flag, key, env] of ports) {
+      expect(help).toMatch(new RegExp(`${flag} <port> [^<]+?\\(default ${config.local[key]} from local\\.${key} in cdk\\.json or -c; env ${env}; 0 = any free port\\)`));
     }
+    expect(help).toMatch(new RegExp(`--buffer-interval <seconds> [^<]+?\\(default ${config.local.bufferIntervalSeconds} s from local\\.bufferIntervalSeconds in cdk\\.json or -c\\)`));
+
+    expect(help).toContain(`--endpoint-url http://127.0.0.1:${config.local.firehosePort} --delivery-stream-name ${config.prefix}-${config.env}-app-events-lake `);
+
+    const overridden = await helpOf(...ports.flatMap(([, key, , port]) => ['-c', `local.${key}=${port}`]), '-c', 'local.bufferIntervalSeconds=7', '-c', 'env=prod');
+    for (const [flag, key, , port] of ports) expect(overridden).toMatch(new RegExp(`${flag} <port> [^<]+?\\(default ${port} from local\\.${key} in`));
+    expect(overridden).toMatch(/--buffer-interval <seconds> [^<]+?\(default 7 s from local\.bufferIntervalSeconds in/);
+    // The example puts where that twin listens.
+    expect(overridden).toContain(`--endpoint-url http://127.0.0.1:14573 --delivery-stream-name ${config.prefix}-prod-app-events-lake `);
+
+    // A configuration that cannot be read is the command's to refuse: its help still comes, naming the settings.
+    const unreadable = await helpOf('-c', 'local.firehosePort=abc');
+    expect(unreadable).toMatch(/--firehose-port <port> [^<]+?\(default local\.firehosePort in cdk\.json or -c; env SLUICE_FIREHOSE_PORT; 0 = any free port\)/);
   });
 
   test('demo --help gives the demo\'s own defaults: free ports whatever SLUICE_*_PORT says, and a 1 s buffer interval', async () => {
