@@ -36,6 +36,9 @@ export function buildProgram(): Command {
         text.replace(/^error: /, 'sluice: ').replace(/\n\(Did you mean (.+)\?\)\n$/, ' (did you mean $1?)\n'),
       )),
     })
+    // Commander shows a command's help as an error (on stderr, exit 2) only when it is given no subcommand: the help
+    // then follows a `sluice:` line that says so, as every other usage error starts.
+    .addHelpText('beforeAll', ({ error, command }) => (error ? `sluice: ${missingSubcommand(command)}` : ''))
     .exitOverride();
   // The program reads its options anywhere on the line, before the command does: a query such as `-Vendor:acme` is the
   // command's to refuse (`sluice search` says to put -- before it), not -V.
@@ -48,6 +51,12 @@ export function buildProgram(): Command {
   registerReplayCommand(program);
   registerCostCommand(program);
   return program;
+}
+
+/** "no command given", "local needs a subcommand (up)". */
+function missingSubcommand(command: Command): string {
+  if (command.parent === null) return 'no command given';
+  return `${command.name()} needs a subcommand (${command.commands.map((c) => c.name()).join(', ')})`;
 }
 
 /**

@@ -77,6 +77,19 @@ describe('the sluice binary', () => {
     expect(command.stderr).toMatch(/^sluice: unknown command 'dlq'\n/);
   });
 
+  test('no command, or local without its subcommand: a sluice: line says so, then the usage, on stderr, exit 2; their --help still goes to stdout, exit 0', async () => {
+    const cases = [
+      { argv: [], says: 'sluice: no command given', usage: 'Usage: sluice [options] [command]' },
+      { argv: ['local'], says: 'sluice: local needs a subcommand (up)', usage: 'Usage: sluice local [options] [command]' },
+    ];
+    for (const { argv, says, usage } of cases) {
+      const { code, stdout, stderr } = await sluice(...argv);
+      expect({ argv, code, stdout, firstLines: stderr.split('\n').slice(0, 2) }).toEqual({ argv, code: 2, stdout: '', firstLines: [says, usage] });
+      const help = await sluice(...argv, '--help');
+      expect({ argv, code: help.code, stderr: help.stderr, firstLine: help.stdout.split('\n')[0] }).toEqual({ argv, code: 0, stderr: '', firstLine: usage });
+    }
+  });
+
   test('what a message echoes (an unknown flag or command, a -c key) has its control characters escaped, its lines kept', async () => {
     const flag = await sluice('query', '--x\u001b]0;pwned\u0007', 'SELECT 1');
     expect(flag.code).toBe(2);
