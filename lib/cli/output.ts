@@ -18,13 +18,24 @@ export class FormattedNumber {
 
 export type Cell = string | number | boolean | null | undefined | bigint | FormattedNumber;
 
+export interface TableOptions {
+  /**
+   * The width of the lines: a last column of text that would run past it wraps within its column (at spaces where it
+   * can), so that each row reads whole, under its headings. @default no limit
+   */
+  readonly width?: number;
+}
+
+/** The least a wrapped last column keeps, however wide the columns before it: a few words a line. */
+const MIN_WRAPPED_COLUMN_WIDTH = 16;
+
 /**
  * Renders rows as an aligned text table; numbers right-aligned. A number is a count of the CLI's own
  * and gets thousands separators; a bigint is a value as the data has it (see displayValue) and does not;
  * a FormattedNumber prints as its column wrote it (see displayRows). Control characters print escaped,
  * so a record cannot retitle or recolour the terminal, nor reorder what it shows (see escapeControlCharacters).
  */
-export function formatTable(headers: readonly string[], rows: ReadonlyArray<readonly Cell[]>): string {
+export function formatTable(headers: readonly string[], rows: ReadonlyArray<readonly Cell[]>, { width }: TableOptions = {}): string {
   const text = (c: Cell) => escapeControlCharacters(c === null || c === undefined ? ''
     : typeof c === 'number' ? formatNumber(c) : c instanceof FormattedNumber ? c.text : String(c));
   const cells = rows.map((r) => r.map(text));
@@ -35,8 +46,42 @@ export function formatTable(headers: readonly string[], rows: ReadonlyArray<read
     const c = r[i];
     return typeof c === 'number' || typeof c === 'bigint' || c instanceof FormattedNumber || c === null || c === undefined;
   }));
+  const last = headers.length - 1;
+  if (width !== undefined && last >= 0 && !numeric[last]) {
+    const before = widths.slice(0, last).reduce((sum, w) => sum + w + 2, 0);
+    widths[last] = Math.min(widths[last], Math.max(width - before, MIN_WRAPPED_COLUMN_WIDTH, titles[last].length));
+  }
   const line = (r: readonly string[]) => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
-  return [line(titles), widths.map((w) => '─'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
+  // A row whose last cell wraps goes on over more lines, the other columns blank on them.
+  const lines = (r: readonly string[]) => {
+    const cell = r[last] ?? '';
+    if (cell.length <= widths[last]) return [line(r)];
+    return wrapText(cell, widths[last]).map((part, n) => line([...r.slice(0, last).map((c) => (n === 0 ? c : '')), part]));
+  };
+  return [line(titles), widths.map((w) => '─'.repeat(w)).join('  '), ...cells.flatMap(lines)].join('\n');
+}
+
+/**
+ * `text` in lines of at most `width` characters, broken at spaces; a word longer than a line is broken where the line
+ * ends. Nothing is left out but the spaces the lines break at.
+ */
+export function wrapText(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let current = '';
+  for (const word of text.split(' ')) {
+    if (current !== '' && current.length + 1 + word.length <= width) {
+      current += ` ${word}`;
+      continue;
+    }
+    if (current !== '') lines.push(current);
+    current = word;
+    while (current.length > width) {
+      lines.push(current.slice(0, width));
+      current = current.slice(width);
+    }
+  }
+  lines.push(current);
+  return lines;
 }
 
 /**

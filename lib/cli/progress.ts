@@ -20,6 +20,10 @@ export const io = {
   stderrIsTTY(): boolean {
     return process.stderr.isTTY === true;
   },
+  /** How wide stdout's lines may be: the terminal's width, else 80 (a file, a pipe), as commander wraps --help. */
+  stdoutWidth(): number {
+    return process.stdout.isTTY === true && process.stdout.columns > 0 ? process.stdout.columns : 80;
+  },
 };
 
 export interface ProgressOptions {

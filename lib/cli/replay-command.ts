@@ -548,7 +548,8 @@ function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, co
     }
     io.out('\nnot replayed, by reason');
     const rows = [...groups.values()].sort((a, b) => b.n - a.n);
-    io.out(formatTable(['pipeline', 'outcome', 'messages', 'reason'], rows.slice(0, MAX_REASON_ROWS).map((g) => [g.pipeline, g.outcome, g.n, g.reason])));
+    // Reasons run long (a pointer's S3 key, the schema's own words): they wrap, so that the rows stay under their headings.
+    io.out(formatTable(['pipeline', 'outcome', 'messages', 'reason'], rows.slice(0, MAX_REASON_ROWS).map((g) => [g.pipeline, g.outcome, g.n, g.reason]), { width: io.stdoutWidth() }));
     // Reasons that name a field (`/junk108 is not a field of the schema`) make a row each: the most frequent are shown.
     const hidden = rows.slice(MAX_REASON_ROWS);
     if (hidden.length > 0) {

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { drawSample, parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
 import { SampleError } from '../../lib/schema/sample';
-import { displayRows, displayValue, escapeControlCharacters, formatTable, toCsv, toJson, UserError } from '../../lib/cli/output';
+import { displayRows, displayValue, escapeControlCharacters, formatTable, toCsv, toJson, UserError, wrapText } from '../../lib/cli/output';
 import { io, Progress } from '../../lib/cli/progress';
 import { MAX_TIMER_DELAY_MS, sleep } from '../../lib/cli/sleep';
 import * as net from 'net';
@@ -379,6 +379,36 @@ describe('formatTable', () => {
     expect(column('double', 1000000, 'NaN', 999999.99, '-Infinity')).toEqual(['1,000,000.00', '         NaN', '  999,999.99', '   -Infinity']);
     const many = Array.from({ length: 200_000 }, (_, i) => [i + 0.5]);
     expect(formatTable(['v'], displayRows(['DOUBLE'], many)).split('\n')).toHaveLength(200_002);
+  });
+
+  test('given a width, a last column of text that runs past it wraps within its column, the other cells on its first line only', () => {
+    const reason = 'format-conversion-failed holds the transformed record, not the producer\'s (s3://sluice-dev-data/errors/x/y/z-0123456789)';
+    const table = formatTable(['pipeline', 'messages', 'reason'], [['iot', 3, reason], ['app-events', 12, 'short']], { width: 60 });
+    expect(table.split('\n')).toEqual([
+      'pipeline    messages  reason',
+      '──────────  ────────  ──────────────────────────────────────',
+      'iot                3  format-conversion-failed holds the',
+      '                      transformed record, not the producer\'s',
+      '                      (s3://sluice-dev-data/errors/x/y/z-012',
+      '                      3456789)',
+      'app-events        12  short',
+    ]);
+    // Without a width, or when the rows fit it, a table is as it always was.
+    expect(formatTable(['pipeline', 'reason'], [['iot', reason]], { width: 200 })).toBe(formatTable(['pipeline', 'reason'], [['iot', reason]]));
+    expect(formatTable(['pipeline', 'reason'], [['iot', reason]]).split('\n')[2]).toBe(`iot       ${reason}`);
+    // Columns so wide that little is left: the last one still gets a few words a line.
+    const squeezed = formatTable(['id', 'reason'], [['x'.repeat(70), reason]], { width: 80 }).split('\n');
+    expect(squeezed[1]).toBe(`${'─'.repeat(70)}  ${'─'.repeat(16)}`);
+  });
+
+  test('wrapText: no line is longer than the width, a word that fits one is never broken, and nothing is left out but spaces', () => {
+    const word = fc.string({ maxLength: 30 }).map((w) => w.replace(/ /g, ''));
+    fc.assert(fc.property(fc.array(word, { maxLength: 20 }), fc.integer({ min: 1, max: 40 }), (words, width) => {
+      const lines = wrapText(words.join(' '), width);
+      expect(lines.filter((line) => line.length > width)).toEqual([]);
+      for (const w of words.filter((w) => w !== '' && w.length <= width)) expect(lines.some((line) => line.split(' ').includes(w))).toBe(true);
+      expect(lines.join('').replace(/ /g, '')).toBe(words.join(''));
+    }));
   });
 
   test('CSV keeps the data exact: integers without separators, control characters as they are', () => {
