@@ -315,13 +315,22 @@ export class LocalAthena {
     if (statements.count > 1) {
       throw new QueryNotAllowedError(`the query has ${statements.count} statements; Athena runs one per query, so run them one at a time`);
     }
-    const prepared = await statements.prepare(0);
+    let prepared: DuckDBPreparedStatement;
+    try {
+      prepared = await statements.prepare(0);
+    } catch (err) {
+      // A statement that writes to a view (every table here is one) fails to bind, with DuckDB's "Can only delete from
+      // base table" or "iot is not an table": what is wrong is the statement's kind, so that is said.
+      const kind = writingKind(sql);
+      if (kind !== undefined) throw notReadOnly(kind);
+      throw err;
+    }
     // SELECT covers WITH … SELECT, VALUES, DESCRIBE, SHOW and SUMMARIZE: DuckDB plans them all as SELECT.
     // EXPLAIN only shows a plan; EXPLAIN ANALYZE runs its statement, which could be a COPY, so it is refused.
     const explainOnly = prepared.statementType === StatementType.EXPLAIN && !explainAnalyzes(sql);
     if (prepared.statementType !== StatementType.SELECT && !explainOnly) {
       const kind = StatementType[prepared.statementType] ?? String(prepared.statementType);
-      throw new QueryNotAllowedError(`only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW, EXPLAIN); this is ${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind}${explainOnly || prepared.statementType !== StatementType.EXPLAIN ? '' : ' ANALYZE'} statement`);
+      throw notReadOnly(`${kind}${explainOnly || prepared.statementType !== StatementType.EXPLAIN ? '' : ' ANALYZE'}`);
     }
     return prepared;
   }
@@ -339,6 +348,22 @@ export class LocalAthena {
   interrupt(): void {
     this.connection.interrupt();
   }
+}
+
+function notReadOnly(kind: string): QueryNotAllowedError {
+  return new QueryNotAllowedError(`only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW, EXPLAIN); this is ${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind} statement`);
+}
+
+/**
+ * Statements that change a table's rows, by their first word: on the views here they fail to bind. (Other kinds that
+ * write prepare, and are refused by their type, or fail with DuckDB's own Permission Error naming the lake.)
+ */
+const WRITING_KINDS = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE', 'TRUNCATE']);
+
+/** The kind of a statement DuckDB could not prepare, when its first word says it writes; undefined otherwise. */
+function writingKind(sql: string): string | undefined {
+  const first = /^[\s;(]*([A-Za-z]+)/.exec(sql.replace(SQL_COMMENTS, ' '))?.[1]?.toUpperCase();
+  return first !== undefined && WRITING_KINDS.has(first) ? first : undefined;
 }
 
 /** SQL comments, simple ones: only to say "only comments" kindly; DuckDB nests block comments, which this does not. */

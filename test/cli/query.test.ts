@@ -423,6 +423,14 @@ describe('sluice query runs one read-only statement and reads only the lake, as 
     }
   });
 
+  test('a statement that writes to a table is refused as one, not with the binder\'s message about views', async () => {
+    for (const [sql, kind] of [['DELETE FROM iot', 'a DELETE'], ['INSERT INTO iot SELECT * FROM iot', 'an INSERT'], ['/* tidy */ UPDATE iot SET year = 1', 'an UPDATE']]) {
+      const { code, stdout, stderr } = await query(sql);
+      expect({ sql, code, stdout }).toEqual({ sql, code: 1, stdout: '' });
+      expect(stderr).toBe(`sluice: only read-only queries run here, as on Athena (SELECT, WITH … SELECT, DESCRIBE, SHOW, EXPLAIN); this is ${kind} statement\n`);
+    }
+  });
+
   test('two statements are refused, not run in part', async () => {
     const { code, stdout, stderr } = await query("SELECT 'a' AS x; SELECT 'b' AS y");
     expect(code).toBe(1);
