@@ -333,7 +333,8 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
    * batch but before its checkpoint did reads that batch again at the next start: those records are answered
    * Ok without a second copy. "Already logged" is the reader's own rule for re-read records (shard-reader.ts):
    * a sequence number at or before the last one AND an arrival no later, as kinesis-mock restarted from its
-   * saved state numbers new records from there.
+   * saved state numbers new records from there. The user records of a KPL-aggregated Kinesis record share its
+   * sequence number and come in one ingest, logged in one frame: they are answered all alike (kinesis-source.ts).
    */
   private readonly shardPositions = new Map<string, { readonly sequenceNumber: string; readonly arrival: number }>();
   private buffer: BufferedRecord[] = [];

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
-import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException, type _Record } from '@aws-sdk/client-kinesis';
+import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException } from '@aws-sdk/client-kinesis';
 import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import type { S3Event } from 'aws-lambda';
 import { ON_DEMAND_INITIAL_SHARDS, resourceNames, type SluiceConfig } from '../config';
@@ -22,6 +22,7 @@ import { startDynamo, startKinesis, type RunningService } from './emulators';
 import { freePort } from './ports';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
+import { firehoseRecordsOf } from './kinesis-source';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { ObjectStore } from './object-store';
 import { bucketDir, DATA_DIR_MODE, localBucketName, localPiiHashKey, makeDirectories } from './paths';
@@ -362,7 +363,12 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           const reader = new ShardReader({
             client: kc, streamName: names(pipeline).stream, consumerName: streamName, dataDir, pollIntervalMs, idlePollIntervalMs,
             onRecords: async (shardId, records) => {
-              const results = await engine.ingest(records.map((r) => kinesisToFirehose(shardId, r)));
+              const results = await engine.ingest(records.flatMap((r) => {
+                const incoming = firehoseRecordsOf(shardId, r);
+                // Nothing is lost: the producer aggregated no user record into it. Said, because it is odd.
+                if (incoming.length === 0) log(`sluice: ${streamName}: ${shardId} record ${r.SequenceNumber} is a KPL-aggregated record that holds no user records; nothing to deliver`);
+                return incoming;
+              }));
               const refused = results.find((r) => !r.ok);
               // Not checkpointed: the reader offers the batch again, as Firehose retries its source reads.
               if (refused && !refused.ok) throw new Error(`${streamName} refused records: ${refused.errorCode}: ${refused.errorMessage}`);
@@ -504,21 +510,6 @@ function validatorFingerprints(pipelines: readonly string[]): Map<string, string
       return [p, undefined];
     }
   }));
-}
-
-function kinesisToFirehose(shardId: string, r: _Record) {
-  const arrival = r.ApproximateArrivalTimestamp?.getTime() ?? Date.now();
-  return {
-    data: r.Data ?? new Uint8Array(),
-    arrivalTimestamp: arrival,
-    kinesisRecordMetadata: {
-      shardId,
-      partitionKey: r.PartitionKey ?? '',
-      approximateArrivalTimestamp: arrival,
-      sequenceNumber: r.SequenceNumber ?? '',
-      subsequenceNumber: '',
-    },
-  };
 }
 
 function s3Event(bucket: string, key: string, size: number, region: string): S3Event {

@@ -11,6 +11,7 @@ import { dynamoDocumentClient, firehoseClient, kinesisClient } from '../../lib/l
 import { LocalAthena } from '../../lib/local/athena';
 import { startTwin, type Twin } from '../../lib/local/twin';
 import { metadataKeys } from '../../transforms/shared/metadata-table';
+import { aggregatedRecord } from '../kpl-encoder';
 
 /**
  * The twin end to end, through its public surfaces only: the AWS SDK against its endpoints, files in
@@ -108,6 +109,49 @@ describe('local twin end to end', () => {
       expect(l.received).toBe(l.deliveredRows + l.processingFailed + l.formatConversionFailed + l.partitioningFailed + l.dropped);
     }
   }, 90_000);
+
+  test('a KPL-aggregated Kinesis record is de-aggregated as Firehose does: each user record a row or a DLQ line of its own', async () => {
+    const kinesis = kinesisClient(twin.endpoints.kinesis);
+    const before = twin.summary().find((s) => s.pipeline === 'iot')!.lake!;
+    const dlqFile = path.join(dataDir, 'dlq', `${names('iot').dlq}.jsonl`);
+    const dlqBefore = fs.existsSync(dlqFile) ? fs.readFileSync(dlqFile, 'utf8').trim().split('\n').length : 0;
+
+    const rng = createRng(21);
+    const events = Array.from({ length: 3 }, () => sampleRecord(readSchema('iot'), rng));
+    const bad = '{"event_id": "cut off';
+    const put = await kinesis.send(new PutRecordsCommand({
+      StreamName: names('iot').stream,
+      Records: [{
+        PartitionKey: 'kpl-1',
+        Data: aggregatedRecord([...events.map((e) => ({ partitionKey: String(e.device_id), data: JSON.stringify(e) })), { partitionKey: 'bad', data: bad }]),
+      }],
+    }));
+    expect(put.FailedRecordCount ?? 0).toBe(0);
+    const sequenceNumber = put.Records![0].SequenceNumber!;
+
+    await twin.settle(30_000);
+
+    const athena = await LocalAthena.open(dataDir, config);
+    try {
+      const ids = events.map((e) => `'${String(e.event_id)}'`).join(', ');
+      const rows = await athena.query(`SELECT event_id, sluice.sequence_number FROM iot WHERE event_id IN (${ids}) ORDER BY event_id`);
+      // One row per user record; all three carry the aggregated Kinesis record's sequence number, as Firehose's event gives it.
+      expect(rows.rows).toEqual(events.map((e) => [String(e.event_id), sequenceNumber]).sort((a, b) => a[0].localeCompare(b[0])));
+    } finally {
+      athena.close();
+    }
+
+    // The bad sibling failed alone: one DLQ line, with its own bytes.
+    const added = fs.readFileSync(dlqFile, 'utf8').trim().split('\n').slice(dlqBefore).map((l) => JSON.parse(l) as { pipeline: string; rawData?: string });
+    expect(added.map((m) => [m.pipeline, Buffer.from(String(m.rawData), 'base64').toString()])).toEqual([['iot', bad]]);
+
+    // The summary counts user records: received grew by 4 = 3 rows + 1 failed.
+    const after = twin.summary().find((s) => s.pipeline === 'iot')!.lake!;
+    expect(after.received - before.received).toBe(4);
+    expect(after.deliveredRows - before.deliveredRows).toBe(3);
+    expect(after.processingFailed - before.processingFailed).toBe(1);
+    expect(after.received).toBe(after.deliveredRows + after.processingFailed + after.formatConversionFailed + after.partitioningFailed + after.dropped);
+  }, 60_000);
 
   test('the Firehose API answers with AWS error codes', async () => {
     const firehose = firehoseClient(twin.endpoints.firehose, { maxAttempts: 1 });

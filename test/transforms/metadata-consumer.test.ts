@@ -3,6 +3,7 @@ import { BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dyn
 import { createMetadataConsumer, metadataConsumerFromEnv, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
 import { b64, capturedTelemetry, fixture, quietTelemetry } from './helpers';
 import { faulty, startDynalite, transactional, type LocalDynamo } from './dynamo';
+import { aggregatedRecord } from '../kpl-encoder';
 
 const NOW = new Date('2026-11-22T14:00:00.000Z');
 const TTL = Math.floor(NOW.getTime() / 1000) + 30 * 86_400;
@@ -247,24 +248,27 @@ describe('metadata consumer without transactions (dynalite, the local twin)', ()
 
 describe('metadata consumer: failures', () => {
   it('skips and logs malformed records (counted, never reported for retry)', async () => {
-    const kpl = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '9', data: Buffer.from([0xf3, 0x89, 0x9a, 0xc2, 1, 2]).toString('base64') } };
+    const kpl = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '9', data: aggregatedRecord([{ partitionKey: 'd', data: Buffer.from(event.Records[0].kinesis.data, 'base64') }]).toString('base64') } };
+    // The KPL's magic with no valid aggregate after it is a plain record, refused for what it is.
+    const magicOnly = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '10', data: Buffer.from([0xf3, 0x89, 0x9a, 0xc2, 1, 2]).toString('base64') } };
     const invalid = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '8', data: b64({ event_id: 'x' }) } };
     const t = capturedTelemetry();
     let out;
     try {
       out = await createMetadataConsumer({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: transactional(local).client, now: () => NOW, logger: t.logger, metrics: t.metrics })({
-        Records: [event.Records[3], kpl, invalid],
+        Records: [event.Records[3], kpl, invalid, magicOnly],
       });
     } finally {
       t.restore();
     }
     expect(out).toEqual({ batchItemFailures: [] });
     const skipped = t.lines.filter((l) => l.message === 'malformed record skipped');
-    expect(skipped.map((l) => l.sequenceNumber)).toEqual([event.Records[3].kinesis.sequenceNumber, '9', '8']);
+    expect(skipped.map((l) => l.sequenceNumber)).toEqual([event.Records[3].kinesis.sequenceNumber, '9', '8', '10']);
     expect(String(skipped[0].reason)).toMatch(/^json \(syntax\)/);
     expect(String(skipped[1].reason)).toMatch(/KPL-aggregated/);
     expect(String(skipped[2].reason)).toMatch(/^schema \(required\): \/event_type is required; .*; \/event_id must match format "uuid"$/);
-    expect(t.lines.find((l) => 'MalformedRecords' in l)).toMatchObject({ MalformedRecords: 3, EventsRecorded: 0, pipeline: 'iot' });
+    expect(String(skipped[3].reason)).toMatch(/^encoding \(utf8\)/);
+    expect(t.lines.find((l) => 'MalformedRecords' in l)).toMatchObject({ MalformedRecords: 4, EventsRecorded: 0, pipeline: 'iot' });
     expect(await local.scan()).toEqual([]);
   });
 

@@ -13,6 +13,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { partitionPath } from '../../lib/schema/layout';
 import { metadataKeys, METADATA_TABLE_KEYS, MAX_KEY_VALUE_CHARS, ttlFrom } from '../shared/metadata-table';
 import { pipelineSchema, type PipelineSchema } from '../shared/pipeline';
+import { deaggregate } from '../shared/kpl';
 import { analyzeForLake, describeFailure } from '../shared/record';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
 import { MetadataStore, transactionChunks, WriteFailure, type EventFacts } from './store';
@@ -46,9 +47,6 @@ export interface MetadataConsumerOptions {
 export type InvocationClock = Pick<Context, 'getRemainingTimeInMillis'>;
 
 export type MetadataConsumer = (event: KinesisStreamEvent, context?: InvocationClock) => Promise<KinesisStreamBatchResponse>;
-
-/** First bytes of a Kinesis Producer Library aggregated record: Lambda does not de-aggregate them. */
-const KPL_MAGIC = Buffer.from([0xf3, 0x89, 0x9a, 0xc2]);
 
 export function createMetadataConsumer(options: MetadataConsumerOptions): MetadataConsumer {
   const schema = pipelineSchema(options.pipeline);
@@ -168,7 +166,9 @@ export function eventFacts(schema: PipelineSchema, r: KinesisStreamRecord): Even
   const k = r.kinesis;
   if (!k || typeof k.data !== 'string' || typeof k.sequenceNumber !== 'string') return { reason: 'not a Kinesis record: kinesis.data or sequenceNumber missing' };
   const bytes = Buffer.from(k.data, 'base64');
-  if (bytes.subarray(0, 4).equals(KPL_MAGIC)) {
+  // Lambda's event source mapping does not de-aggregate (Firehose does). A record with the KPL's magic whose
+  // MD5 or protobuf is wrong is no aggregate: it is checked as any other record.
+  if (deaggregate(bytes) !== undefined) {
     return { reason: 'KPL-aggregated record: the event source mapping does not de-aggregate; disable KPL aggregation for this stream' };
   }
   // The lake transform's own checks: an event the lake refuses is not recorded either.
