@@ -104,6 +104,10 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
   if (usesSearch && mode === 'existing' && (!endpoint || !domainArn)) {
     v.problem('opensearch: mode "existing" needs both opensearch.endpoint and opensearch.domainArn');
   }
+  if (usesSearch && mode === 'existing' && endpoint && domainArn) {
+    const problem = endpointArnMismatch(endpoint, domainArn);
+    if (problem !== undefined) v.problem(`opensearch: ${problem}`);
+  }
   if (usesSearch && mode === 'create') for (const problem of domainSizeProblems({ instanceType, instanceCount, volumeGiB }, 'opensearch.')) v.problem(problem);
   const domainName = resourceNames({ prefix, env }, '').searchDomain;
   if (usesSearch && mode === 'create' && domainName.length > SEARCH_DOMAIN_MAX_LENGTH) {
@@ -330,4 +334,25 @@ function show(value: unknown): string {
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   const s = JSON.stringify(value);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/**
+ * Where an AWS-made domain endpoint (search-<name>-<id>.<region>.es.amazonaws.com, vpc-… for a VPC domain) and the
+ * domain ARN disagree on the domain's name or region: the stack would grant Firehose access to one domain and have it
+ * write to another, and deliveries would fail as access denied. A custom endpoint (the domain's own host name) says
+ * neither, and is taken as it is.
+ */
+export function endpointArnMismatch(endpoint: string, domainArn: string): string | undefined {
+  const host = /^https:\/\/([^/:]+)/.exec(endpoint)?.[1]?.toLowerCase();
+  const made = host === undefined ? null : /^(?:search|vpc)-([a-z][a-z0-9-]*)-[a-z0-9]+\.([a-z0-9-]+)\.es\.amazonaws\.com(?:\.cn)?$/.exec(host);
+  const arn = /^arn:aws[a-z-]*:es:([a-z0-9-]+):\d{12}:domain\/([a-z][a-z0-9-]*)$/.exec(domainArn);
+  if (!made || !arn) return undefined;
+  const [, endpointDomain, endpointRegion] = made;
+  const [, arnRegion, arnDomain] = arn;
+  const differ: string[] = [];
+  if (endpointDomain !== arnDomain) differ.push(`domain "${endpointDomain}" in the endpoint, "${arnDomain}" in the ARN`);
+  if (endpointRegion !== arnRegion) differ.push(`region ${endpointRegion} in the endpoint, ${arnRegion} in the ARN`);
+  if (differ.length === 0) return undefined;
+  return `opensearch.endpoint ${endpoint} and opensearch.domainArn ${domainArn} name different domains (${differ.join('; ')}): `
+    + 'the stack would let Firehose write to the ARN\'s domain and send it to the endpoint\'s. Give the endpoint and ARN of one domain';
 }

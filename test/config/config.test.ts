@@ -338,6 +338,15 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ['a pipeline in the wrong case', ['pipelines.IoT.shards=2'], /^pipelines\.IoT\.shards: unknown pipeline "IoT" \(did you mean "iot"\?\); known pipelines are/],
     ['an upper-case prefix', ['prefix=Sluice'], /^prefix: "Sluice" is not valid/],
     ['an existing OpenSearch domain without endpoint', ['opensearch.mode=existing'], /^opensearch: mode "existing" needs both opensearch\.endpoint and opensearch\.domainArn/],
+    ['an existing domain\'s endpoint and ARN in different regions',
+      ['opensearch.mode=existing', 'opensearch.endpoint=https://search-logs-abc123.us-east-1.es.amazonaws.com', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/logs'],
+      /^opensearch: opensearch\.endpoint https:\/\/search-logs-abc123\.us-east-1\.es\.amazonaws\.com and opensearch\.domainArn arn:aws:es:eu-west-1:123456789012:domain\/logs name different domains \(region us-east-1 in the endpoint, eu-west-1 in the ARN\)/],
+    ['an existing domain\'s endpoint and ARN naming different domains',
+      ['opensearch.mode=existing', 'opensearch.endpoint=https://vpc-other-x1y2z3.eu-west-1.es.amazonaws.com', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/logs'],
+      /name different domains \(domain "other" in the endpoint, "logs" in the ARN\): the stack would let Firehose write to the ARN's domain/],
+    // A domain name with dashes, and a custom endpoint, which names no domain: accepted.
+    ['an existing domain whose name has dashes', ['opensearch.mode=existing', 'opensearch.endpoint=https://search-app-logs-2-abc123.eu-west-1.es.amazonaws.com', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/app-logs-2'], /^$/],
+    ['an existing domain at a custom endpoint', ['opensearch.mode=existing', 'opensearch.endpoint=https://search.example.com', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/logs'], /^$/],
     ['an OpenSearch instance type that is not one', ['opensearch.instanceType=m5.large'], /^opensearch\.instanceType: "m5\.large" is not valid; expected an OpenSearch instance type/],
     // What the domain construct refuses, refused by the configuration too: the CLI (sluice cost) prices nothing synth would not build.
     ['an instance family without encryption at rest', ['opensearch.instanceType=t2.micro.search'], /^opensearch\.instanceType "t2\.micro\.search": the T2 family does not support encryption at rest/],
