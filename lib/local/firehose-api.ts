@@ -49,7 +49,10 @@ export interface FirehoseApiOptions {
   /** Port to listen on; 0 picks any free port. @default 4573 */
   port?: number;
   backend: FirehoseBackend;
-  /** Largest request body read, in bytes; larger ones get a 413. @default 8 MiB (8,388,608) */
+  /**
+   * Largest request body read, in bytes; larger ones get a 413, once up to 96 times as much has been read and
+   * discarded (a larger one is answered without reading it, its connection closed). @default 8 MiB (8,388,608)
+   */
   maxBodyBytes?: number;
   /** Account id named in ResourceNotFoundException messages. @default '000000000000' */
   accountId?: string;
@@ -605,11 +608,13 @@ function declaredContentLength(req: IncomingMessage): number | undefined {
 
 /**
  * Reads at most `maxBytes` of body into memory. Past that the rest is read and thrown away, up to
- * `drainLimit`, so that the 413 reaches a client still uploading (closing on unread data resets the
- * connection, and the client would see ECONNRESET instead of the answer). Beyond `drainLimit`, or
- * when the declared length already says so, the connection is closed without reading further.
+ * `drainLimit` bytes and for at most `drainMs`, so that the 413 reaches a client still uploading:
+ * closing on unread data resets the connection, and the client sees EPIPE or ECONNRESET instead of
+ * the answer, which the SDKs take for a network fault and retry, upload and all. Beyond `drainLimit`
+ * (or when the declared length already says so), or a body still arriving after `drainMs`, the
+ * answer goes out with the connection closed, without reading further.
  */
-function readBoundedBody(req: IncomingMessage, maxBytes: number, drainLimit: number): Promise<BodyOutcome> {
+function readBoundedBody(req: IncomingMessage, maxBytes: number, drainLimit: number, drainMs: number): Promise<BodyOutcome> {
   const declared = declaredContentLength(req);
   if (declared !== undefined && declared > drainLimit) {
     return Promise.resolve({ kind: 'tooLarge', drained: false });
@@ -618,19 +623,25 @@ function readBoundedBody(req: IncomingMessage, maxBytes: number, drainLimit: num
     let chunks: Buffer[] = [];
     let received = 0;
     let settled = false;
+    let drainTimer: NodeJS.Timeout | undefined;
     const settle = (outcome: BodyOutcome): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(drainTimer);
       resolve(outcome);
+    };
+    const stopReading = (): void => {
+      req.pause();
+      chunks = [];
+      settle({ kind: 'tooLarge', drained: false });
     };
     req.on('data', (chunk: Buffer) => {
       received += chunk.length;
       if (received > drainLimit) {
-        req.pause();
-        chunks = [];
-        settle({ kind: 'tooLarge', drained: false });
+        stopReading();
       } else if (received > maxBytes) {
         chunks = [];
+        drainTimer ??= setTimeout(stopReading, drainMs).unref();
       } else {
         chunks.push(chunk);
       }
@@ -644,6 +655,14 @@ function readBoundedBody(req: IncomingMessage, maxBytes: number, drainLimit: num
   });
 }
 
+/**
+ * How much of an oversized body is read and discarded, as a multiple of the body limit (768 MiB for the
+ * default 8 MiB), and for how long, so that its sender gets the 413: the largest PutRecordBatch the model
+ * lets an SDK send (500 records of 1,000 KiB, ~683 MB in base64) fits. A larger or slower body is cut off.
+ */
+const DRAIN_LIMIT_FACTOR = 96;
+const DRAIN_TIME_LIMIT_MS = 30_000;
+
 /** How long close() lets a request body that is still arriving finish before cutting its connection. */
 const CLOSE_BODY_GRACE_MS = 2000;
 
@@ -654,7 +673,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
     throw new Error(`maxBodyBytes must be a positive integer number of bytes, got ${maxBodyBytes}`);
   }
-  const drainLimit = maxBodyBytes * 4;
+  const drainLimit = maxBodyBytes * DRAIN_LIMIT_FACTOR;
   const accountId = options.accountId ?? DEFAULT_ACCOUNT_ID;
 
   let closing = false;
@@ -703,7 +722,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       return;
     }
     reading.add(req);
-    const body = await readBoundedBody(req, maxBodyBytes, drainLimit).finally(() => reading.delete(req));
+    const body = await readBoundedBody(req, maxBodyBytes, drainLimit, DRAIN_TIME_LIMIT_MS).finally(() => reading.delete(req));
     if (body.kind === 'aborted') {
       res.destroy();
       return;

@@ -674,6 +674,71 @@ describe('raw HTTP', () => {
     expect(backend.ingestCalls).toBe(0);
   });
 
+  it('answers an SDK PutRecordBatch of ~60 MB with the 413, once, not a broken pipe it retries', async () => {
+    // 45 records of 1,000,000 bytes: ~60 MB of base64 JSON, past the 4 × 8 MiB the endpoint once read before closing.
+    const retrying = newClient(3);
+    try {
+      const error = await retrying.send(new PutRecordBatchCommand({
+        DeliveryStreamName: DIRECT_PUT.name,
+        Records: Array.from({ length: 45 }, () => ({ Data: bytes(1_000_000) })),
+      })).then(() => undefined, (e: unknown) => e as { name: string; $metadata: { httpStatusCode?: number; attempts?: number } });
+      expect(error).toMatchObject({ name: 'RequestEntityTooLargeException', $metadata: { httpStatusCode: 413, attempts: 1 } });
+      // The connection was read to its end, so the same client goes on using it.
+      expect((await retrying.send(new ListDeliveryStreamsCommand({}))).$metadata.httpStatusCode).toBe(200);
+    } finally {
+      retrying.destroy();
+    }
+    expect(backend.ingestCalls).toBe(0);
+  }, 60_000);
+
+  it('reads an oversized body to its end, keeping none of it, before it answers 413: the sender never meets a closed connection', async () => {
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    const length = 160 * chunk.length;
+    const url = new URL(api.url);
+    const baseline = process.memoryUsage().arrayBuffers;
+    let peak = baseline;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers);
+    }, 5);
+    try {
+      const outcome = await new Promise<{ status: number; sent: number; uploadError?: string }>((resolve) => {
+        let status = 0;
+        let sent = 0;
+        let uploadError: string | undefined;
+        const req = httpRequest(
+          { host: url.hostname, port: url.port, path: '/', method: 'POST', agent: false, headers: { ...jsonHeaders('PutRecordBatch'), 'Content-Length': String(length) } },
+          (res) => {
+            status = res.statusCode ?? 0;
+            res.resume();
+          },
+        );
+        req.on('error', (error: NodeJS.ErrnoException) => {
+          uploadError = error.code ?? error.message;
+        });
+        req.on('close', () => resolve({ status, sent, uploadError }));
+        // The same chunk again and again, written as the socket drains: the sender holds 1 MiB at a time.
+        const writeMore = (): void => {
+          while (sent < length) {
+            if (uploadError) return;
+            sent += chunk.length;
+            if (!req.write(chunk)) {
+              req.once('drain', writeMore);
+              return;
+            }
+          }
+          req.end();
+        };
+        writeMore();
+      });
+      // Before, a body declared past 32 MiB had its connection closed unread: EPIPE or ECONNRESET here.
+      expect(outcome).toEqual({ status: 413, sent: length, uploadError: undefined });
+    } finally {
+      clearInterval(sampler);
+    }
+    // Kept, the body would be 160 MiB; discarded, what is left is chunks the GC has not reclaimed yet (~32 MiB).
+    expect(peak - baseline).toBeLessThan(64 * 1024 * 1024);
+  }, 60_000);
+
   it('refuses a declared huge body without reading it', async () => {
     const url = new URL(api.url);
     const response = await new Promise<RawResponse>((resolve, reject) => {
