@@ -384,11 +384,29 @@ function printSummary(summary: ReturnType<Twin['summary']>, dlq: DlqCounts, left
     summary.map((s) => [
       s.pipeline, s.lake?.received ?? 0, s.lake?.deliveredRows ?? 0, s.lake?.processingFailed ?? 0,
       (s.lake?.formatConversionFailed ?? 0) + (s.lake?.partitioningFailed ?? 0), s.lake?.dropped ?? 0, s.lake?.files ?? 0,
-      formatBytes(s.lake?.bytes ?? 0), s.search?.deliveredRows ?? null, s.metadata?.recordsSucceeded ?? null,
+      formatBytes(s.lake?.bytes ?? 0), s.search?.deliveredRows ?? null, metadataRecorded(s),
     ]),
   ));
+  printConsumerSkipped(summary, 'metadata ok');
   // The DLQ files keep every run's messages until they are replayed or removed.
   printDeadLetters(dlq, leftInS3, 'in the data dir\'s DLQ files, this run and earlier ones');
+}
+
+/** Records the metadata consumer wrote to DynamoDB (or found there already); null for a pipeline without it. */
+function metadataRecorded(s: ReturnType<Twin['summary']>[number]): number | null {
+  return s.metadata ? s.metadata.recordsSucceeded - s.metadata.recordsSkipped : null;
+}
+
+/**
+ * The records the metadata consumer skipped as malformed, under the table whose `column` leaves them out: they have
+ * no DynamoDB item, and counted there they made the column more than the table holds. Column + skipped = taken.
+ */
+function printConsumerSkipped(summary: ReturnType<Twin['summary']>, column: string): void {
+  const skipped = summary.filter((s) => (s.metadata?.recordsSkipped ?? 0) > 0);
+  if (skipped.length === 0) return;
+  const total = skipped.reduce((n, s) => n + s.metadata!.recordsSkipped, 0);
+  const each = skipped.map((s) => `${s.pipeline} ${formatNumber(s.metadata!.recordsSkipped)}`).join(', ');
+  console.log(`(${column}: records the metadata consumer recorded in DynamoDB; it skipped ${formatNumber(total)} more as malformed: ${each})`);
 }
 
 /**
@@ -623,7 +641,7 @@ async function demoOnTwin(
     const failed = l.processingFailed + l.formatConversionFailed + l.partitioningFailed;
     return [s.pipeline, sentTo(s.pipeline).records, l.deliveredRows, l.processingFailed,
       l.formatConversionFailed + l.partitioningFailed, l.dropped, l.files, formatBytes(l.bytes), s.search?.deliveredRows ?? null,
-      s.metadata?.recordsSucceeded ?? null, failed, dlq.byPipeline.get(s.pipeline) ?? 0, throughput(sentTo(s.pipeline))];
+      metadataRecorded(s), failed, dlq.byPipeline.get(s.pipeline) ?? 0, throughput(sentTo(s.pipeline))];
   });
   const totalSent = [...sent.values()].reduce((a, s) => a + s.records, 0);
   console.log(`\nSent ${formatNumber(totalSent)} records in ${sendSeconds.toFixed(1)} s; everything flushed after ${elapsed.toFixed(1)} s.\n`);
@@ -631,6 +649,7 @@ async function demoOnTwin(
     ['pipeline', 'sent', 'sent rec/s', 'parquet rows', 'processing-failed', 'conversion-failed', 'dropped', 'DLQ messages', 'files', 'bytes', 'search docs', 'consumer records'],
     rows.map((r) => [r[0], r[1], r[12], r[2], r[3], r[4], r[5], r[11], r[6], r[7], r[8], r[9]]),
   ));
+  printConsumerSkipped(summary, 'consumer records');
   const withSearch = summary.filter((s) => s.search).map((s) => s.pipeline);
   if (withSearch.length > 0) console.log(`(${withSearch.join(', ')}: the lake and the search delivery streams each route their failed records to the DLQ)`);
   console.log('');

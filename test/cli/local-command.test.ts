@@ -484,6 +484,28 @@ describe('demo', () => {
     }
   }, 60_000);
 
+  test('consumer records are the records with a DynamoDB item: the ones the metadata consumer skipped as malformed are counted apart, and the two add up to those sent', async () => {
+    const run = await sluice('demo', '--count', '40', '--bad-rate', '0.25', '--data-dir', path.join(dataDir, 'demo'));
+    expect(run.code).toBe(0);
+    const lines = run.stdout.split('\n');
+    const header = lines.findIndex((l) => l.startsWith('pipeline') && l.includes('consumer records'));
+    // Cells by the rule's segments under each heading: a column can be blank in a row.
+    const spans = [...lines[header + 1].matchAll(/─+/g)].map((m) => [m.index, m.index + m[0].length] as const);
+    const cell = (line: string, i: number) => line.slice(spans[i][0], spans[i][1]).trim();
+    const columns = spans.map((_, i) => cell(lines[header], i));
+    const rows = new Map(lines.slice(header + 2, header + 6).map((l) => [cell(l, 0), Object.fromEntries(columns.map((c, i) => [c, cell(l, i)]))] as const));
+    const note = lines.find((l) => l.startsWith('(consumer records: '));
+    expect(note).toMatch(/^\(consumer records: records the metadata consumer recorded in DynamoDB; it skipped \d+ more as malformed: [a-z-]+ \d+(, [a-z-]+ \d+)*\)$/);
+    const skipped = new Map([...note!.slice(note!.lastIndexOf(':') + 2, -1).matchAll(/([a-z-]+) (\d+)/g)].map((m) => [m[1], Number(m[2])]));
+    for (const pipeline of ['clickstream', 'iot', 'transactions']) {
+      const row = rows.get(pipeline)!;
+      // At a 25 % bad rate each Kinesis pipeline has bad records the consumer refuses, as the lake does.
+      expect(skipped.get(pipeline)).toBeGreaterThan(0);
+      expect(Number(row['consumer records']) + skipped.get(pipeline)!).toBe(Number(row.sent.replace(/,/g, '')));
+    }
+    expect(rows.get('app-events')?.['consumer records']).toBe(''); // direct put: no consumer
+  }, 120_000);
+
   test('the report counts over-long-line pointers apart and names the error objects not routed yet and what stays in S3 only, as local up\'s does; the check still holds', async () => {
     // A twin whose DLQ also holds two of the router's pointers to over-long lines, and whose router left a line in S3
     // only: neither stands for a record the demo sent.

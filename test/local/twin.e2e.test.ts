@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DescribeDeliveryStreamCommand, ListDeliveryStreamsCommand, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
 import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { loadConfig, resourceNames } from '../../lib/config';
 import { readSchema } from '../../lib/schema';
 import { badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
@@ -49,9 +49,14 @@ describe('local twin end to end', () => {
 
     const iotSchema = readSchema('iot');
     const iot = Array.from({ length: 80 }, () => sampleRecord(iotSchema, rng));
+    // Records the metadata consumer skips as malformed (and the lake refuses): no DynamoDB item.
+    const iotBad = [badRecordBytes(iotSchema, 'malformed-json', rng), badRecordBytes(iotSchema, 'missing-required', rng)];
     const put = await kinesis.send(new PutRecordsCommand({
       StreamName: names('iot').stream,
-      Records: iot.map((r) => ({ Data: Buffer.from(JSON.stringify(r)), PartitionKey: String(r.device_id) })),
+      Records: [
+        ...iot.map((r) => ({ Data: Buffer.from(JSON.stringify(r)), PartitionKey: String(r.device_id) })),
+        ...iotBad.map((b, i) => ({ Data: b, PartitionKey: `bad-${i}` })),
+      ],
     }));
     expect(put.FailedRecordCount ?? 0).toBe(0);
 
@@ -102,6 +107,21 @@ describe('local twin end to end', () => {
     const item = await doc.send(new GetCommand({ TableName: twin.metadataTable, Key: metadataKeys.event('iot', String(iot[0].event_id)) }));
     expect(item.Item).toBeDefined();
     expect(item.Item?.pk).toBe(`event#iot#${iot[0].event_id}`);
+
+    // The consumer's skipped records are counted apart from those it recorded, which are the items in the table.
+    const iotSummary = twin.summary().find((s) => s.pipeline === 'iot')!;
+    expect(iotSummary.metadata).toMatchObject({ recordsSucceeded: iot.length + iotBad.length, recordsSkipped: iotBad.length });
+    expect(iotSummary.metadata!.recordsSucceeded).toBe(iotSummary.lake!.received);
+    let items = 0;
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const page = await doc.send(new ScanCommand({
+        TableName: twin.metadataTable, FilterExpression: 'begins_with(pk, :p)', ExpressionAttributeValues: { ':p': 'event#iot#' }, ExclusiveStartKey: startKey,
+      }));
+      items += page.Items?.length ?? 0;
+      startKey = page.LastEvaluatedKey;
+    } while (startKey);
+    expect(items).toBe(iotSummary.metadata!.recordsSucceeded - iotSummary.metadata!.recordsSkipped);
 
     // Count invariant per pipeline: received = rows + failed + dropped.
     for (const s of twin.summary()) {

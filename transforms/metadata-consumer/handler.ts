@@ -48,7 +48,21 @@ export type InvocationClock = Pick<Context, 'getRemainingTimeInMillis'>;
 
 export type MetadataConsumer = (event: KinesisStreamEvent, context?: InvocationClock) => Promise<KinesisStreamBatchResponse>;
 
+/** The consumer's answer, and the records it skipped as malformed (logged, counted, never reported). */
+export interface MetadataBatchOutcome extends KinesisStreamBatchResponse {
+  /** Sequence numbers of the skipped records, in batch order. */
+  readonly skipped: readonly string[];
+}
+
+export type MetadataRecorder = (event: KinesisStreamEvent, context?: InvocationClock) => Promise<MetadataBatchOutcome>;
+
 export function createMetadataConsumer(options: MetadataConsumerOptions): MetadataConsumer {
+  const record = createMetadataRecorder(options);
+  return async (event, context) => ({ batchItemFailures: (await record(event, context)).batchItemFailures });
+}
+
+/** The consumer's work, with the records it skipped: for callers that count them (the local twin's summary). */
+export function createMetadataRecorder(options: MetadataConsumerOptions): MetadataRecorder {
   const schema = pipelineSchema(options.pipeline);
   if (!(options.ttlDays > 0)) throw new Error(`ttlDays must be a positive number of days, got ${options.ttlDays}`);
   if (!options.tableName) throw new Error('tableName is required: the metadata table the consumer writes to');
@@ -64,12 +78,14 @@ export function createMetadataConsumer(options: MetadataConsumerOptions): Metada
     const records = event.Records ?? [];
     const events: EventFacts[] = [];
     const seenIds = new Set<string>();
+    const skipped: string[] = [];
     let malformed = 0;
     let repeatedInBatch = 0;
     for (const r of records) {
       const facts = eventFacts(schema, r);
       if ('reason' in facts) {
         malformed++;
+        if (typeof r.kinesis?.sequenceNumber === 'string') skipped.push(r.kinesis.sequenceNumber);
         logger.warn('malformed record skipped', { sequenceNumber: r.kinesis?.sequenceNumber, eventID: r.eventID, reason: facts.reason });
         continue;
       }
@@ -157,7 +173,7 @@ export function createMetadataConsumer(options: MetadataConsumerOptions): Metada
       RecordsReportedForRetry: batchItemFailures.length,
       WriteRetries: retries,
     });
-    return { batchItemFailures };
+    return { batchItemFailures, skipped };
   };
 }
 
