@@ -12,6 +12,7 @@ import { dataRoot, ERRORS_ROOT, firehoseDataPrefix, firehoseErrorPrefix, type Sc
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import { TransformProcessor, transformInvocationProblems, type TransformInvocation } from './transform-processor';
 import { assertValidProps } from './errors';
+import { LAKE_RETRY_SECONDS } from '../config/delivery';
 
 export interface LakeDeliveryProps {
   readonly deliveryStreamName: string;
@@ -30,7 +31,7 @@ export interface LakeDeliveryProps {
   readonly bufferingSize?: Size;
   /** Flush after this long (Firehose: 60–900 s with dynamic partitioning). @default Duration.seconds(300) */
   readonly bufferingInterval?: Duration;
-  /** How long Firehose retries delivering a partition before it becomes an error object. @default Duration.seconds(300) */
+  /** How long Firehose retries delivering a partition before it becomes an error object. @default Duration.seconds(LAKE_RETRY_SECONDS), 300 */
   readonly retryDuration?: Duration;
   /** @default RemovalPolicy.DESTROY */
   readonly logRemovalPolicy?: RemovalPolicy;
@@ -57,7 +58,7 @@ export class LakeDelivery extends Construct {
     super(scope, id);
     const size = props.bufferingSize ?? Size.mebibytes(128);
     this.bufferingInterval = props.bufferingInterval ?? Duration.seconds(300);
-    const retry = props.retryDuration ?? Duration.seconds(300);
+    const retry = props.retryDuration ?? Duration.seconds(LAKE_RETRY_SECONDS);
     const problems = transformInvocationProblems(props.transformInvocation);
     const mib = size.toKibibytes() / 1024;
     if (mib < 64 || mib > 128) {

@@ -4,16 +4,9 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import { InvalidPropsError } from './errors';
 import { acknowledgeWildcards } from './nag';
+import { lambdaProcessorParameters, type TransformInvocation } from '../config/delivery';
 
-/** How Firehose calls the transform Lambda. */
-export interface TransformInvocation {
-  /** Buffer hint before invoking the function, MiB (Firehose: 0.2–3). */
-  readonly bufferSizeMiB: number;
-  /** Buffer interval before invoking the function, seconds (Firehose: 0–900). */
-  readonly bufferIntervalSeconds: number;
-  /** Retries of a failed invocation before its records become processing-failed (Firehose: 0–300). */
-  readonly retries: number;
-}
+export type { TransformInvocation };
 
 /** Checks invocation settings against Firehose's ranges; returns the problems (empty when valid). */
 export function transformInvocationProblems(s: TransformInvocation): string[] {
@@ -30,19 +23,9 @@ export function transformInvocationProblems(s: TransformInvocation): string[] {
   return problems;
 }
 
-/**
- * The Lambda processor parameters, every one written out. (The L2 `LambdaFunctionProcessor` leaves out
- * `retries: 0` and cannot express a buffer hint below 1 MiB, so a configured value could silently become the
- * service default.)
- */
+/** The Lambda processor parameters (lambdaProcessorParameters) in CloudFormation's shape. */
 export function transformProcessorParameters(fn: lambda.IFunction, role: iam.IRole, s: TransformInvocation): firehose.CfnDeliveryStream.ProcessorParameterProperty[] {
-  return [
-    { parameterName: 'LambdaArn', parameterValue: fn.functionArn },
-    { parameterName: 'RoleArn', parameterValue: role.roleArn },
-    { parameterName: 'BufferSizeInMBs', parameterValue: String(s.bufferSizeMiB) },
-    { parameterName: 'BufferIntervalInSeconds', parameterValue: String(s.bufferIntervalSeconds) },
-    { parameterName: 'NumberOfRetries', parameterValue: String(s.retries) },
-  ];
+  return lambdaProcessorParameters(fn.functionArn, role.roleArn, s).map(({ name, value }) => ({ parameterName: name, parameterValue: value }));
 }
 
 /** Lets the delivery stream's role invoke the transform, and says why the grant ends in `:*`. */

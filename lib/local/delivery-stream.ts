@@ -44,6 +44,7 @@ import type {
 import type { DuckDBInstance } from '@duckdb/node-api';
 import type { SluiceConfig } from '../config/types';
 import { resourceNames } from '../config/names';
+import { LAKE_RETRY_SECONDS, lambdaProcessorParameters } from '../config/delivery';
 import type { SchemaModel } from '../schema/model';
 import { firehoseDataPrefix, firehoseErrorPrefix, searchBackupPrefix, searchErrorPrefix } from '../schema/layout';
 import { bucketNameProblem, objectKeyProblem, ObjectStore } from './object-store';
@@ -146,6 +147,8 @@ export interface SearchDestination {
   readonly backupMode?: 'FailedDocumentsOnly' | 'AllDocuments';
   /** @default searchBackupPrefix(pipeline) */
   readonly backupPrefix?: string;
+  /** The domain the stream is described with when the sink has no endpoint. @default arn:aws:es:<region>:<account>:domain/<pipeline> */
+  readonly domainArn?: string;
 }
 
 export interface DeliveryEngineOptions {
@@ -167,6 +170,8 @@ export interface DeliveryEngineOptions {
   readonly accountId?: string;
   /** @default arn:aws:firehose:<region>:<account>:deliverystream/<streamName> */
   readonly streamArn?: string;
+  /** The role the stream is described with (it reads its source, invokes its transform, writes). @default arn:aws:iam::<account>:role/<streamName>-role */
+  readonly roleArn?: string;
   /** Named in transformation events of Kinesis-sourced streams. */
   readonly sourceKinesisStreamArn?: string;
   /** IANA zone for `!{timestamp:…}` and object names (Firehose `CustomTimeZone`). @default 'UTC' */
@@ -308,6 +313,7 @@ const ERROR_COUNTER: Readonly<Record<ErrorOutputType, Counted>> = {
 export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
   readonly streamName: string;
   readonly streamArn: string;
+  readonly roleArn: string;
   readonly store: ObjectStore;
   private readonly options: DeliveryEngineOptions;
   private readonly clock: Clock;
@@ -368,6 +374,7 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
     this.region = options.region ?? 'us-east-1';
     this.accountId = options.accountId ?? '000000000000';
     this.streamArn = options.streamArn ?? `arn:aws:firehose:${this.region}:${this.accountId}:deliverystream/${options.streamName}`;
+    this.roleArn = options.roleArn ?? `arn:aws:iam::${this.accountId}:role/${options.streamName}-role`;
     this.store = options.store ?? new ObjectStore(options.dataDir);
     this.timeZone = options.timeZone ?? 'UTC';
     const sizeMiB = options.bufferSizeMiB ?? 1;
@@ -427,6 +434,80 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
       await wal.close();
       throw error;
     }
+  }
+
+  /**
+   * The destination as DescribeDeliveryStream gives it, for what this engine runs (its buffer hints, prefixes,
+   * transform and conversion), with every member AWS returns for such a stream: `ExtendedS3DestinationDescription`
+   * or `AmazonopensearchserviceDestinationDescription`. Nothing is encrypted or logged to CloudWatch locally, and
+   * the description says so.
+   */
+  describeDestination(): Record<string, unknown> {
+    const o = this.options;
+    const RoleARN = this.roleArn;
+    const BucketARN = `arn:aws:s3:::${o.bucket}`;
+    const BufferingHints = { SizeInMBs: o.bufferSizeMiB ?? 1, IntervalInSeconds: o.bufferIntervalSeconds ?? 2 };
+    const EncryptionConfiguration = { NoEncryptionConfig: 'NoEncryption' };
+    const CloudWatchLoggingOptions = { Enabled: false };
+    const ProcessingConfiguration = o.processor && this.lambdaArn
+      ? {
+        Enabled: true,
+        Processors: [{
+          Type: 'Lambda',
+          Parameters: lambdaProcessorParameters(this.lambdaArn, RoleARN, {
+            bufferSizeMiB: o.processor.bufferMiB ?? 1,
+            // The transform is invoked as the buffer flushes (in chunks of its buffer hint): at the stream's interval.
+            bufferIntervalSeconds: BufferingHints.IntervalInSeconds,
+            retries: o.processor.retries ?? 3,
+          }).map(({ name, value }) => ({ ParameterName: name, ParameterValue: value })),
+        }],
+      }
+      : { Enabled: false, Processors: [] };
+    const destination = o.destination;
+    if (destination.kind === 'lake') {
+      const table = destination.glueTable;
+      return {
+        ExtendedS3DestinationDescription: {
+          RoleARN, BucketARN, Prefix: this.dataPrefix!.source, ErrorOutputPrefix: this.errorPrefix.source, BufferingHints,
+          // With Parquet conversion Firehose takes UNCOMPRESSED only: the serializer compresses.
+          CompressionFormat: 'UNCOMPRESSED', EncryptionConfiguration, CloudWatchLoggingOptions, ProcessingConfiguration, S3BackupMode: 'Disabled',
+          DataFormatConversionConfiguration: {
+            SchemaConfiguration: {
+              RoleARN, CatalogId: table.catalogId ?? this.accountId, DatabaseName: table.databaseName, TableName: table.tableName,
+              Region: this.region, VersionId: table.versionId ?? 'LATEST',
+            },
+            InputFormatConfiguration: { Deserializer: (destination.deserializer ?? 'openx') === 'openx' ? { OpenXJsonSerDe: {} } : { HiveJsonSerDe: {} } },
+            OutputFormatConfiguration: { Serializer: { ParquetSerDe: { Compression: 'SNAPPY' } } },
+            Enabled: true,
+          },
+          // The twin retries a failed write until it stops; the stack's duration is what AWS would describe.
+          DynamicPartitioningConfiguration: { RetryOptions: { DurationInSeconds: LAKE_RETRY_SECONDS }, Enabled: this.dataPrefix!.partitionKeys.length > 0 },
+          ...(this.timeZone !== 'UTC' && { CustomTimeZone: this.timeZone }),
+        },
+      };
+    }
+    const sink = destination.sink;
+    return {
+      AmazonopensearchserviceDestinationDescription: {
+        RoleARN,
+        ...(sink.endpoint !== undefined
+          ? { ClusterEndpoint: sink.endpoint.replace(/\/$/, '') }
+          : { DomainARN: destination.domainArn ?? `arn:aws:es:${this.region}:${this.accountId}:domain/${sink.pipeline}` }),
+        IndexName: sink.indexName,
+        IndexRotationPeriod: sink.rotation,
+        BufferingHints,
+        RetryOptions: { DurationInSeconds: sink.retrySeconds },
+        S3BackupMode: destination.backupMode ?? 'FailedDocumentsOnly',
+        S3DestinationDescription: {
+          RoleARN, BucketARN, Prefix: destination.backupPrefix ?? searchBackupPrefix(sink.pipeline), ErrorOutputPrefix: this.errorPrefix.source,
+          // Backups and error objects are written as this stream flushes.
+          BufferingHints, CompressionFormat: 'UNCOMPRESSED', EncryptionConfiguration, CloudWatchLoggingOptions,
+        },
+        ProcessingConfiguration,
+        CloudWatchLoggingOptions,
+        DocumentIdOptions: { DefaultDocumentIdFormat: 'FIREHOSE_DEFAULT' },
+      },
+    };
   }
 
   get counters(): DeliveryCounters {
@@ -1237,7 +1318,8 @@ export function engineOptionsFromConfig(
     target = { kind: 'lake', model: options.model, glueTable: { databaseName: names.glueDatabase, tableName: names.glueTable } };
   } else {
     if (!options.sink) throw new Error(`pipeline "${pipelineName}": the search delivery stream needs a SearchSink`);
-    target = { kind: 'search', sink: options.sink };
+    const domain = resourceNames(config, '').searchDomain;
+    target = { kind: 'search', sink: options.sink, domainArn: `arn:aws:es:${options.region ?? 'us-east-1'}:${options.accountId ?? '000000000000'}:domain/${domain}` };
   }
   return {
     streamName: destination === 'lake' ? names.lakeDeliveryStream : names.searchDeliveryStream,

@@ -142,6 +142,8 @@ export class SearchSink {
   readonly pipeline: string;
   readonly indexName: string;
   readonly rotation: IndexRotation;
+  /** How long failed documents are retried, seconds. */
+  readonly retrySeconds: number;
   /** The endpoint, or undefined when bulk bodies go to files. */
   readonly endpoint: string | undefined;
   private readonly authorization: string | undefined;
@@ -165,6 +167,7 @@ export class SearchSink {
     this.rotation = options.rotation ?? 'OneDay';
     const retrySeconds = options.retrySeconds ?? 300;
     if (!(retrySeconds >= 0 && retrySeconds <= 7200)) throw new Error(`search retrySeconds must be 0–7200, got ${retrySeconds}`);
+    this.retrySeconds = retrySeconds;
     this.retryMs = retrySeconds * 1000;
     this.baseDelayMs = options.retryBaseDelayMs ?? 500;
     this.maxDelayMs = options.retryMaxDelayMs ?? 8000;

@@ -362,10 +362,9 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           arn: engine.streamArn,
           type: p.source === 'kinesis' ? 'KinesisStreamAsSource' : 'DirectPut',
           sourceStreamArn: p.source === 'kinesis' ? streamArn : undefined,
+          sourceRoleArn: p.source === 'kinesis' ? engine.roleArn : undefined,
           createdAt,
-          destinations: [kind === 'lake'
-            ? { DestinationId: 'destinationId-000000000001', ExtendedS3DestinationDescription: { BucketARN: `arn:aws:s3:::${bucket}`, Prefix: 'data/', DataFormatConversionConfiguration: { Enabled: true } } }
-            : { DestinationId: 'destinationId-000000000001', AmazonopensearchserviceDestinationDescription: { IndexName: pipeline, IndexRotationPeriod: p.search.rotation } }],
+          destinations: [{ DestinationId: 'destinationId-000000000001', ...engine.describeDestination() }],
         });
         if (p.source === 'kinesis') {
           const reader = new ShardReader({

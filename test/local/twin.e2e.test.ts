@@ -5,7 +5,8 @@ import { DescribeDeliveryStreamCommand, ListDeliveryStreamsCommand, PutRecordBat
 import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { loadConfig, resourceNames } from '../../lib/config';
-import { readSchema } from '../../lib/schema';
+import { firehoseDataPrefix, firehoseErrorPrefix, loadModel, readSchema, searchBackupPrefix, searchErrorPrefix } from '../../lib/schema';
+import { LAKE_RETRY_SECONDS } from '../../lib/config/delivery';
 import { badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
 import { dynamoDocumentClient, firehoseClient, kinesisClient } from '../../lib/local/aws-clients';
 import { LocalAthena } from '../../lib/local/athena';
@@ -188,6 +189,89 @@ describe('local twin end to end', () => {
     await expect(firehose.send(new PutRecordBatchCommand({
       DeliveryStreamName: names('app-events').lakeDeliveryStream, Records: Array.from({ length: 501 }, () => ({ Data: Buffer.from('{}') })),
     }))).rejects.toMatchObject({ name: 'ValidationException' });
+  });
+
+  test('DescribeDeliveryStream describes what the twin runs, with every member AWS marks required', async () => {
+    const firehose = firehoseClient(twin.endpoints.firehose, { maxAttempts: 1 });
+    const describe = async (name: string) => (await firehose.send(new DescribeDeliveryStreamCommand({ DeliveryStreamName: name }))).DeliveryStreamDescription!;
+    const processing = (stream: string, p: string) => ({
+      Enabled: true,
+      Processors: [{
+        Type: 'Lambda',
+        Parameters: [
+          { ParameterName: 'LambdaArn', ParameterValue: `arn:aws:lambda:us-east-1:000000000000:function:${stream}-transform` },
+          { ParameterName: 'RoleArn', ParameterValue: `arn:aws:iam::000000000000:role/${stream}-role` },
+          { ParameterName: 'BufferSizeInMBs', ParameterValue: String(config.pipelines[p].transform.processorBufferMiB) },
+          // The twin invokes the transform as a buffer flushes: at the stream's buffer interval.
+          { ParameterName: 'BufferIntervalInSeconds', ParameterValue: '1' },
+          { ParameterName: 'NumberOfRetries', ParameterValue: String(config.pipelines[p].transform.retries) },
+        ],
+      }],
+    });
+    const notEncrypted = { NoEncryptionConfig: 'NoEncryption' };
+    const buffering = { SizeInMBs: config.local.bufferSizeMiB, IntervalInSeconds: 1 };
+
+    const lakeName = names('app-events').lakeDeliveryStream;
+    const lake = await describe(lakeName);
+    const s3 = lake.Destinations![0].ExtendedS3DestinationDescription!;
+    // What threw a TypeError against the twin before: BufferingHints was missing.
+    expect(s3.BufferingHints!.IntervalInSeconds).toBe(1);
+    expect(s3.Prefix).toMatch(/^data\/app-events\/event_type=!\{partitionKeyFromLambda:event_type\}\/year=.*\/hour=!\{partitionKeyFromLambda:hour\}\/$/);
+    expect(s3).toEqual({
+      RoleARN: `arn:aws:iam::000000000000:role/${lakeName}-role`,
+      BucketARN: `arn:aws:s3:::${twin.bucket}`,
+      Prefix: firehoseDataPrefix(loadModel('app-events')),
+      ErrorOutputPrefix: firehoseErrorPrefix('app-events'),
+      BufferingHints: buffering,
+      CompressionFormat: 'UNCOMPRESSED',
+      EncryptionConfiguration: notEncrypted,
+      CloudWatchLoggingOptions: { Enabled: false },
+      ProcessingConfiguration: processing(lakeName, 'app-events'),
+      S3BackupMode: 'Disabled',
+      DataFormatConversionConfiguration: {
+        SchemaConfiguration: {
+          RoleARN: `arn:aws:iam::000000000000:role/${lakeName}-role`, CatalogId: '000000000000', DatabaseName: names('app-events').glueDatabase,
+          TableName: names('app-events').glueTable, Region: 'us-east-1', VersionId: 'LATEST',
+        },
+        InputFormatConfiguration: { Deserializer: { OpenXJsonSerDe: {} } },
+        OutputFormatConfiguration: { Serializer: { ParquetSerDe: { Compression: 'SNAPPY' } } },
+        Enabled: true,
+      },
+      DynamicPartitioningConfiguration: { RetryOptions: { DurationInSeconds: LAKE_RETRY_SECONDS }, Enabled: true },
+    });
+
+    const searchName = names('clickstream').searchDeliveryStream;
+    const search = await describe(searchName);
+    const os = search.Destinations![0].AmazonopensearchserviceDestinationDescription!;
+    expect(os).toEqual({
+      RoleARN: `arn:aws:iam::000000000000:role/${searchName}-role`,
+      // No OPENSEARCH_URL: the _bulk bodies go to files, and the stack's domain is named.
+      DomainARN: `arn:aws:es:us-east-1:000000000000:domain/${resourceNames(config, '').searchDomain}`,
+      IndexName: names('clickstream').indexPrefix,
+      IndexRotationPeriod: config.pipelines.clickstream.search.rotation,
+      BufferingHints: buffering,
+      // The twin retries a failing OpenSearch for at most 10 s of the configured duration.
+      RetryOptions: { DurationInSeconds: Math.min(config.pipelines.clickstream.search.retrySeconds, 10) },
+      S3BackupMode: 'FailedDocumentsOnly',
+      S3DestinationDescription: {
+        RoleARN: `arn:aws:iam::000000000000:role/${searchName}-role`,
+        BucketARN: `arn:aws:s3:::${twin.bucket}`,
+        Prefix: searchBackupPrefix('clickstream'),
+        ErrorOutputPrefix: searchErrorPrefix('clickstream'),
+        BufferingHints: buffering,
+        CompressionFormat: 'UNCOMPRESSED',
+        EncryptionConfiguration: notEncrypted,
+        CloudWatchLoggingOptions: { Enabled: false },
+      },
+      ProcessingConfiguration: processing(searchName, 'clickstream'),
+      CloudWatchLoggingOptions: { Enabled: false },
+      DocumentIdOptions: { DefaultDocumentIdFormat: 'FIREHOSE_DEFAULT' },
+    });
+    // The stream reads its Kinesis source with the same role, as the stack's does.
+    expect(search.Source?.KinesisStreamSourceDescription).toMatchObject({
+      KinesisStreamARN: `arn:aws:kinesis:us-east-1:000000000000:stream/${names('clickstream').stream}`,
+      RoleARN: os.RoleARN,
+    });
   });
 
   test('nothing is written outside the data dir', () => {
