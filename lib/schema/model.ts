@@ -4,6 +4,7 @@
  * is rendered from this model, so they cannot disagree. Pure: no I/O, safe to bundle into Lambdas.
  */
 import { minorUnitDigits } from '../../transforms/shared/money';
+import { formats } from './formats';
 
 export type LogicalType =
   | { readonly kind: 'string'; readonly enum?: readonly string[]; readonly format?: string; readonly maxLength?: number }
@@ -493,6 +494,7 @@ function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: stri
   }
   if (type === undefined && Array.isArray(s.enum) && s.enum.every((v) => typeof v === 'string')) type = 'string';
   if (type === undefined && typeof s.const === 'string') type = 'string';
+  checkSatisfiable(s, type, at, fail);
   switch (type) {
     case 'string': {
       if (s.format === 'date-time') return { kind: 'timestamp' };
@@ -535,6 +537,109 @@ function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: stri
     default:
       return fail(at, type === undefined ? 'missing "type"' : `type ${JSON.stringify(type)} is not supported`);
   }
+}
+
+/**
+ * Refuses rules no value can pass (minimum above maximum, minLength above maxLength, …) and listed values
+ * (`enum`, `const`, `examples`) the field's own rules refuse: every record would fail validation, or the
+ * sample generator would draw values the validator refuses, while synth and generate succeed.
+ */
+function checkSatisfiable(s: JsonSchema, type: unknown, at: string, fail: (at: string, problem: string) => never): void {
+  const num = (k: string) => (typeof s[k] === 'number' ? (s[k] as number) : undefined);
+  const pair = (lo: string, hi: string) => {
+    const a = num(lo);
+    const b = num(hi);
+    if (a !== undefined && b !== undefined && a > b) fail(`${at}/${lo}`, `${lo} ${a} is greater than ${hi} ${b}: no value can pass; fix one of them`);
+  };
+  pair('minLength', 'maxLength');
+  pair('minItems', 'maxItems');
+  pair('minProperties', 'maxProperties');
+  const required = Array.isArray(s.required) ? s.required.length : 0;
+  const maxProperties = num('maxProperties');
+  if (maxProperties !== undefined && required > maxProperties) {
+    fail(`${at}/maxProperties`, `maxProperties ${maxProperties} is less than the ${required} required properties: no value can pass; fix one of them`);
+  }
+  if (type === 'integer' || type === 'number') {
+    const lower = [['minimum', num('minimum')], ['exclusiveMinimum', num('exclusiveMinimum')]].filter(([, v]) => v !== undefined) as Array<[string, number]>;
+    const upper = [['maximum', num('maximum')], ['exclusiveMaximum', num('exclusiveMaximum')]].filter(([, v]) => v !== undefined) as Array<[string, number]>;
+    for (const [lk, lv] of lower) {
+      for (const [hk, hv] of upper) {
+        const open = lk.startsWith('exclusive') || hk.startsWith('exclusive');
+        if (lv > hv || (open && lv === hv)) fail(`${at}/${lk}`, `${lk} ${lv} is ${lv === hv ? 'equal to' : 'greater than'} ${hk} ${hv}: no value can pass; fix one of them`);
+      }
+    }
+    const multipleOf = num('multipleOf');
+    const lo = Math.max(...lower.map(([k, v]) => (k === 'minimum' ? v : v + Number.EPSILON * Math.max(1, Math.abs(v)))));
+    const hi = Math.min(...upper.map(([k, v]) => (k === 'maximum' ? v : v - Number.EPSILON * Math.max(1, Math.abs(v)))));
+    const step = multipleOf ?? (type === 'integer' ? 1 : undefined);
+    if (step !== undefined && step > 0 && Number.isFinite(lo) && Number.isFinite(hi) && Math.ceil(lo / step) > Math.floor(hi / step)) {
+      const bounds = [...lower, ...upper].map(([k, v]) => `${k} ${v}`).join(' and ');
+      fail(`${at}${multipleOf !== undefined ? '/multipleOf' : ''}`, `no ${multipleOf !== undefined ? `multiple of ${multipleOf}` : 'integer'} lies within ${bounds}: no value can pass; fix the bounds`);
+    }
+  }
+  if (typeof s.pattern === 'string') {
+    try {
+      new RegExp(s.pattern, 'u');
+    } catch (err) {
+      fail(`${at}/pattern`, `${JSON.stringify(s.pattern)} is not a regular expression (${(err as Error).message})`);
+    }
+  }
+  const listed: Array<[string, unknown[]]> = [];
+  if (Array.isArray(s.enum)) listed.push(['enum', s.enum]);
+  if (s.const !== undefined) listed.push(['const', [s.const]]);
+  if (Array.isArray(s.examples)) listed.push(['examples', s.examples]);
+  for (const [keyword, values] of listed) {
+    values.forEach((value, i) => {
+      const problem = valueProblem(s, type, value);
+      if (problem !== undefined) fail(keyword === 'const' ? `${at}/const` : `${at}/${keyword}/${i}`, `${JSON.stringify(value)} ${problem}, so ${keyword === 'examples' ? 'generated records would fail validation' : 'no record can carry it'}; fix the value or the rule`);
+    });
+  }
+}
+
+/** The field's own rule a listed value breaks (its type, length, pattern, format, bounds), or undefined. Scalars only. */
+function valueProblem(s: JsonSchema, type: unknown, value: unknown): string | undefined {
+  if (value === null) return Array.isArray(s.type) && s.type.includes('null') ? undefined : `is null, which the field's type ${JSON.stringify(s.type)} does not admit`;
+  const num = (k: string) => (typeof s[k] === 'number' ? (s[k] as number) : undefined);
+  switch (type) {
+    case 'string': {
+      if (typeof value !== 'string') return `is not a string, the field's type`;
+      const length = [...value].length;
+      const minLength = num('minLength');
+      const maxLength = num('maxLength');
+      if (minLength !== undefined && length < minLength) return `is ${length} characters long, shorter than the field's minLength ${minLength}`;
+      if (maxLength !== undefined && length > maxLength) return `is ${length} characters long, longer than the field's maxLength ${maxLength}`;
+      if (typeof s.pattern === 'string' && !new RegExp(s.pattern, 'u').test(value)) return `does not match the field's pattern ${JSON.stringify(s.pattern)}`;
+      if (typeof s.format === 'string' && !formatAccepts(s.format, value)) return `is not a valid "${s.format}" (the field's format)`;
+      return undefined;
+    }
+    case 'integer':
+    case 'number': {
+      if (typeof value !== 'number' || (type === 'integer' && !Number.isInteger(value))) return `is not ${type === 'integer' ? 'an integer' : 'a number'}, the field's type`;
+      const bounds: Array<[string, (v: number, b: number) => boolean]> = [
+        ['minimum', (v, b) => v >= b], ['exclusiveMinimum', (v, b) => v > b], ['maximum', (v, b) => v <= b], ['exclusiveMaximum', (v, b) => v < b],
+      ];
+      for (const [k, ok] of bounds) {
+        const b = num(k);
+        if (b !== undefined && !ok(value, b)) return `is outside the field's ${k} ${b}`;
+      }
+      const m = num('multipleOf');
+      if (m !== undefined && (value / m) % 1 !== 0) return `is not a multiple of ${m} (the field's multipleOf)`;
+      return undefined;
+    }
+    case 'boolean':
+      return typeof value === 'boolean' ? undefined : `is not a boolean, the field's type`;
+    default:
+      return undefined;
+  }
+}
+
+/** Whether a value passes the named string format as the validators check it; unknown formats are left to ajv. */
+function formatAccepts(name: string, value: string): boolean {
+  const f = (formats as Record<string, unknown>)[name];
+  const check = typeof f === 'object' && f !== null && !(f instanceof RegExp) ? (f as { validate: unknown }).validate : f;
+  if (check instanceof RegExp) return check.test(value);
+  if (typeof check === 'function') return (check as (v: string) => boolean)(value);
+  return true;
 }
 
 function numberOr(a: unknown, b: unknown): number | undefined {
