@@ -382,20 +382,31 @@ function prepare(schema: PipelineSchema, data: Buffer): PreparedRecord {
   return { data, partitionKey: `unkeyed-${Math.floor(Math.random() * 1e9)}`, failure };
 }
 
-/** Generated records, each one the transform accepts (the sampler can draw values a Sluice rule refuses, e.g. cents in JPY). */
-function generatedSource(schema: PipelineSchema, seed: number): RecordSource {
+/** Draws in a row a generated record may be refused (a Sluice rule the sampler does not know) before put gives up. */
+const GENERATED_DRAWS = 100;
+
+/**
+ * Generated records, each one the transform accepts (the sampler can draw values a Sluice rule refuses, e.g. cents in
+ * JPY). The first is drawn at once, so a schema the sampler cannot satisfy fails the put before anything is sent.
+ * `jsonSchema` is what the records are drawn from: the pipeline's schema file, or in tests one its validator refuses.
+ */
+export function generatedSource(schema: PipelineSchema, seed: number, jsonSchema: object = readSchema(schema.pipeline)): RecordSource {
   const rng: Rng = createRng(seed);
-  const jsonSchema = readSchema(schema.pipeline);
-  const draw = (now: Date): PreparedRecord => {
-    for (let attempt = 0; ; attempt++) {
-      const record = prepare(schema, Buffer.from(JSON.stringify(drawSample(schema.pipeline, () => sampleRecord(jsonSchema, rng, { now })))));
-      if (record.expected || attempt >= 100) return record;
+  const draw = (now: Date, beforeAnySent = false): PreparedRecord => {
+    let record: PreparedRecord | undefined;
+    for (let attempt = 0; attempt < GENERATED_DRAWS; attempt++) {
+      record = prepare(schema, Buffer.from(JSON.stringify(drawSample(schema.pipeline, () => sampleRecord(jsonSchema, rng, { now })))));
+      if (record.expected) return record;
     }
+    throw new UserError(`cannot generate ${schema.pipeline} records the pipeline accepts: ${GENERATED_DRAWS} drawn in a row were refused (the last: ${record?.failure ?? 'refused'})${beforeAnySent ? '; nothing was sent' : ''}. Give the field "examples" the rule accepts in schemas/${schema.pipeline}.schema.json, or send your own records with --file`);
   };
+  const first = [draw(new Date(), true)];
   return {
     take(n) {
       const now = new Date();
-      return Array.from({ length: n }, () => draw(now));
+      const records = first.splice(0, n);
+      while (records.length < n) records.push(draw(now));
+      return records;
     },
     exhausted: () => false,
     untaken: (limit) => (Number.isFinite(limit) ? limit : undefined),

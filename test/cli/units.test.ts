@@ -2,6 +2,9 @@
 import fc from 'fast-check';
 import { drawSample, parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
 import { SampleError } from '../../lib/schema/sample';
+import { readSchema } from '../../lib/schema';
+import { generatedSource } from '../../lib/cli/put-command';
+import { pipelineSchema } from '../../transforms/shared';
 import { displayRows, displayValue, escapeControlCharacters, formatTable, toCsv, toJson, UserError, wrapText } from '../../lib/cli/output';
 import { io, Progress } from '../../lib/cli/progress';
 import { MAX_TIMER_DELAY_MS, sleep } from '../../lib/cli/sleep';
@@ -544,5 +547,29 @@ describe('a call cut off after it was sent, then its records refused until the a
     const result = await sendRecords(entry, [{ data: Buffer.from('r'), partitionKey: 'k' }], { sleep: async () => undefined, maxAttempts: 3 });
     expect(calls).toBe(3);
     expect(result.outcomes).toEqual([{ ok: false, errorCode: MAYBE_TAKEN, errorMessage: expect.stringMatching(/cut off after it was sent/) }]);
+  });
+});
+
+describe('put\'s generated records', () => {
+  test('records the pipeline refuses every time: a usage problem (exit 2) when the source is made, before anything is sent, naming the field and the rule', () => {
+    // Drawn from a copy of iot's schema whose event_type the pipeline's own validator refuses.
+    const drawnFrom = JSON.parse(JSON.stringify(readSchema('iot'))) as { properties: Record<string, Record<string, unknown>> };
+    drawnFrom.properties.event_type = { type: 'string', enum: ['not-an-iot-event'] };
+    let err: unknown;
+    try {
+      generatedSource(pipelineSchema('iot'), 1, drawnFrom);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as UserError).exitCode).toBe(2);
+    expect((err as UserError).message).toMatch(/^cannot generate iot records the pipeline accepts: 100 drawn in a row were refused \(the last: .*\/event_type.*\); nothing was sent\. Give the field "examples" the rule accepts in schemas\/iot\.schema\.json, or send your own records with --file$/);
+  });
+
+  test('records the pipeline accepts are taken as drawn, the first drawn when the source is made', () => {
+    const source = generatedSource(pipelineSchema('iot'), 1);
+    const records = source.take(5);
+    expect(records).toHaveLength(5);
+    for (const r of records) expect(r.failure).toBeUndefined();
   });
 });
