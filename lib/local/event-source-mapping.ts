@@ -21,6 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import type { _Record, KinesisClient } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
+import { deaggregate } from '../../transforms/shared/kpl';
 import { localRegion } from './aws-clients';
 import { ShardReader, type KinesisReadApi, type ShardReaderOptions, type ShardReaderStats, type StartingPosition } from './shard-reader';
 
@@ -118,8 +119,14 @@ export interface EventSourceMappingStats {
   readonly partialFailures: number;
   readonly retries: number;
   readonly bisections: number;
+  /**
+   * Records handled (written, or skipped as malformed), counted as the delivery streams count what they receive: a
+   * KPL-aggregated Kinesis record once per user record in it (the consumer de-aggregates), so the summary's
+   * `metadata ok` and `received` count alike.
+   */
   readonly recordsSucceeded: number;
   readonly batchesToOnFailure: number;
+  /** Records in the batches sent to the destination, counted as `recordsSucceeded` is. */
   readonly recordsToOnFailure: number;
   /** Failed batches dropped because no destination was configured. */
   readonly batchesDropped: number;
@@ -279,13 +286,13 @@ export class EventSourceMapping {
       attempt.lastRequestId = outcome.requestId;
       attempt.lastFunctionError = outcome.kind === 'failed' ? outcome.functionError : undefined;
       if (outcome.kind === 'ok') {
-        this.counters.recordsSucceeded += attempt.records.length;
+        this.counters.recordsSucceeded += userRecordCount(attempt.records);
         pending.shift();
         continue;
       }
       if (outcome.kind === 'partial') {
         this.counters.partialFailures++;
-        this.counters.recordsSucceeded += outcome.succeeded;
+        this.counters.recordsSucceeded += userRecordCount(attempt.records.slice(0, outcome.succeeded));
         attempt.records = attempt.records.slice(outcome.succeeded);
       } else if (this.options.bisectBatchOnFunctionError && attempt.records.length > 1) {
         const middle = Math.ceil(attempt.records.length / 2);
@@ -384,7 +391,7 @@ export class EventSourceMapping {
       }
     }
     this.counters.batchesToOnFailure++;
-    this.counters.recordsToOnFailure += records.length;
+    this.counters.recordsToOnFailure += userRecordCount(records);
   }
 
   /**
@@ -451,6 +458,13 @@ export function queueDestination(queue: { send(bodies: string[]): Promise<void> 
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** User records in `records`: one per plain record, one per user record of a KPL-aggregated one (none for an empty aggregate). */
+function userRecordCount(records: readonly _Record[]): number {
+  let count = 0;
+  for (const r of records) count += deaggregate(r.Data ?? new Uint8Array())?.length ?? 1;
+  return count;
+}
 
 function arrivalMs(record: _Record): number {
   const arrival = record.ApproximateArrivalTimestamp;

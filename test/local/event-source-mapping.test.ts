@@ -26,6 +26,7 @@ import {
   type KinesisInvocationRecord,
 } from '../../lib/local/event-source-mapping';
 import { MemoryKinesis } from '../../lib/local/shard-reader';
+import { aggregatedRecord } from '../kpl-encoder';
 
 const STREAM = 'sluice-local-clickstream';
 const SHARD0 = 'shardId-000000000000';
@@ -269,6 +270,29 @@ describe('EventSourceMapping', () => {
     expect(invocations[1].Records[0].kinesis.sequenceNumber).toBe(put[4].sequenceNumber);
     expect(failures).toEqual([]);
     expect(esm.stats()).toMatchObject({ partialFailures: 1, retries: 1, bisections: 0, recordsSucceeded: 8 });
+  });
+
+  test('counts records as the delivery streams do: a KPL-aggregated record once per user record, handled or sent to the destination', async () => {
+    const three = aggregatedRecord(['u0', 'u1', 'u2'].map((data) => ({ partitionKey: 'k', data })));
+    const two = aggregatedRecord(['v0', 'v1'].map((data) => ({ partitionKey: 'k', data })));
+    kinesis.putRecord(STREAM, 'k', 'plain', { shardId: SHARD0 });
+    kinesis.putRecord(STREAM, 'k', three, { shardId: SHARD0 });
+    kinesis.putRecord(STREAM, 'k', aggregatedRecord([]), { shardId: SHARD0 });
+    const poison = kinesis.putRecord(STREAM, 'k', two, { shardId: SHARD0 });
+    const { esm, invocations, failures } = mapping(
+      kinesis,
+      async (event): Promise<KinesisStreamBatchResponse> => ({
+        batchItemFailures: event.Records.filter((r) => r.kinesis.sequenceNumber === poison.sequenceNumber).map((r) => ({ itemIdentifier: r.kinesis.sequenceNumber })),
+      }),
+      { batchSize: 10, reportBatchItemFailures: true, maxRetryAttempts: 1 },
+    );
+    await run(esm);
+    // The mapping hands the function the aggregates whole, as Lambda's does: de-aggregating is the function's job.
+    expect(invocations[0].Records).toHaveLength(4);
+    expect(Buffer.from(invocations[0].Records[1].kinesis.data, 'base64')).toEqual(three);
+    expect(failures.map((f) => f.KinesisBatchInfo.batchSize)).toEqual([1]);
+    // 1 plain + 3 user records + none in the empty aggregate succeeded; the failed aggregate's 2 user records went to the destination.
+    expect(esm.stats()).toMatchObject({ recordsSucceeded: 4, batchesToOnFailure: 1, recordsToOnFailure: 2 });
   });
 
   test.each([

@@ -37,6 +37,12 @@ const EXPECTED_COUNTERS = {
   'count#iot#telemetry 2026-11-22T13:42': { events: 1, bytes: sizes[2] },
 };
 
+/** `records` as one KPL-aggregated Kinesis record, with the first one's sequence number and event id. */
+function aggregateOf(records: readonly KinesisStreamRecord[], sequenceNumber = records[0].kinesis.sequenceNumber): KinesisStreamRecord {
+  const data = aggregatedRecord(records.map((r) => ({ partitionKey: r.kinesis.partitionKey, data: Buffer.from(r.kinesis.data, 'base64') })));
+  return { ...records[0], eventID: `shardId-000000000006:${sequenceNumber}`, kinesis: { ...records[0].kinesis, sequenceNumber, data: data.toString('base64') } };
+}
+
 describe.each([
   ['TransactWriteItems (AWS)', (l: LocalDynamo) => transactional(l).client],
   ['batches without transactions (dynalite, the local twin)', (l: LocalDynamo) => l.client],
@@ -86,6 +92,44 @@ describe.each([
     await handle({ Records: [event.Records[4], event.Records[0]] });
     expect(await counters()).toEqual(EXPECTED_COUNTERS);
     expect(await table()).toEqual(before);
+  });
+
+  it('de-aggregates a KPL-aggregated record: each user record is written as a plain record is, and replaying the batch twice changes nothing', async () => {
+    const aggregated: KinesisStreamEvent = { Records: [aggregateOf(event.Records)] };
+    const sequenceNumber = event.Records[0].kinesis.sequenceNumber;
+    const runLogged = async (batch: KinesisStreamEvent) => {
+      const t = capturedTelemetry();
+      try {
+        const out = await createMetadataConsumer({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: clientFor(local), now: () => NOW, sleep: async () => {}, logger: t.logger, metrics: t.metrics })(batch);
+        return { out, lines: t.lines };
+      } finally {
+        t.restore();
+      }
+    };
+    const first = await runLogged(aggregated);
+    expect(first.out).toEqual({ batchItemFailures: [] });
+    // The fixture's 4 valid events and its malformed one (index 3), counted in user records.
+    expect(first.lines.find((l) => l.message === 'batch recorded')).toMatchObject({ records: 1, userRecords: 5, recorded: 4, duplicates: 0, malformed: 1, failed: 0 });
+    expect(first.lines.filter((l) => l.message === 'malformed record skipped').map((l) => [l.sequenceNumber, l.subsequenceNumber])).toEqual([[sequenceNumber, 3]]);
+    expect(await counters()).toEqual(EXPECTED_COUNTERS);
+    const items = await table();
+    const events = items.filter((i) => String(i.pk).startsWith('event#'));
+    // Each user record's own size; all share the aggregate's sequence number, as their lake rows do.
+    expect(events.map((i) => [i.event_id, i.size_bytes, i.sequence_number])).toEqual([0, 1, 2, 4].map((n) => [
+      JSON.parse(Buffer.from(event.Records[n].kinesis.data, 'base64').toString('utf8')).event_id, sizes[n], sequenceNumber,
+    ]));
+    expect(items.find((i) => i.pk === 'entity#iot#dev-0000a1b2')).toMatchObject({ last_event_type: 'alert', last_event_time: '2026-11-22T13:41:01.000Z' });
+
+    for (let replay = 0; replay < 2; replay++) {
+      const again = await runLogged(aggregated);
+      expect(again.out).toEqual({ batchItemFailures: [] });
+      expect(again.lines.find((l) => l.message === 'batch recorded')).toMatchObject({ records: 1, userRecords: 5, recorded: 0, duplicates: 4, malformed: 1 });
+      expect(await counters()).toEqual(EXPECTED_COUNTERS);
+      expect(await table()).toEqual(items);
+    }
+    // The same events sent plain are the same events.
+    await consumer(clientFor(local))(event);
+    expect(await counters()).toEqual(EXPECTED_COUNTERS);
   });
 
   it('counts an event id repeated inside one batch once', async () => {
@@ -248,7 +292,9 @@ describe('metadata consumer without transactions (dynalite, the local twin)', ()
 
 describe('metadata consumer: failures', () => {
   it('skips and logs malformed records (counted, never reported for retry)', async () => {
-    const kpl = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '9', data: aggregatedRecord([{ partitionKey: 'd', data: Buffer.from(event.Records[0].kinesis.data, 'base64') }]).toString('base64') } };
+    // Malformed user records of an aggregate are skipped one by one; an aggregate of none holds nothing to skip.
+    const kpl = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '9', data: aggregatedRecord([{ partitionKey: 'd', data: '{"event_id":"x"}' }, { partitionKey: 'd', data: '{"cut' }]).toString('base64') } };
+    const emptyKpl = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '11', data: aggregatedRecord([]).toString('base64') } };
     // The KPL's magic with no valid aggregate after it is a plain record, refused for what it is.
     const magicOnly = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '10', data: Buffer.from([0xf3, 0x89, 0x9a, 0xc2, 1, 2]).toString('base64') } };
     const invalid = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '8', data: b64({ event_id: 'x' }) } };
@@ -256,19 +302,24 @@ describe('metadata consumer: failures', () => {
     let out;
     try {
       out = await createMetadataConsumer({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: transactional(local).client, now: () => NOW, logger: t.logger, metrics: t.metrics })({
-        Records: [event.Records[3], kpl, invalid, magicOnly],
+        Records: [event.Records[3], kpl, invalid, magicOnly, emptyKpl],
       });
     } finally {
       t.restore();
     }
     expect(out).toEqual({ batchItemFailures: [] });
     const skipped = t.lines.filter((l) => l.message === 'malformed record skipped');
-    expect(skipped.map((l) => l.sequenceNumber)).toEqual([event.Records[3].kinesis.sequenceNumber, '9', '8', '10']);
+    expect(skipped.map((l) => [l.sequenceNumber, l.subsequenceNumber])).toEqual([
+      [event.Records[3].kinesis.sequenceNumber, undefined], ['9', 0], ['9', 1], ['8', undefined], ['10', undefined],
+    ]);
     expect(String(skipped[0].reason)).toMatch(/^json \(syntax\)/);
-    expect(String(skipped[1].reason)).toMatch(/KPL-aggregated/);
-    expect(String(skipped[2].reason)).toMatch(/^schema \(required\): \/event_type is required; .*; \/event_id must match format "uuid"$/);
-    expect(String(skipped[3].reason)).toMatch(/^encoding \(utf8\)/);
-    expect(t.lines.find((l) => 'MalformedRecords' in l)).toMatchObject({ MalformedRecords: 4, EventsRecorded: 0, pipeline: 'iot' });
+    expect(String(skipped[1].reason)).toMatch(/^schema \(required\): \/event_type is required; .*; \/event_id must match format "uuid"$/);
+    expect(String(skipped[2].reason)).toMatch(/^json \(syntax\)/);
+    expect(String(skipped[3].reason)).toMatch(/^schema \(required\): \/event_type is required; .*; \/event_id must match format "uuid"$/);
+    expect(String(skipped[4].reason)).toMatch(/^encoding \(utf8\)/);
+    expect(t.lines.filter((l) => l.message === 'KPL-aggregated record holds no user records').map((l) => l.sequenceNumber)).toEqual(['11']);
+    expect(t.lines.find((l) => l.message === 'batch recorded')).toMatchObject({ records: 5, userRecords: 5, malformed: 5, recorded: 0 });
+    expect(t.lines.find((l) => 'MalformedRecords' in l)).toMatchObject({ MalformedRecords: 5, EventsRecorded: 0, pipeline: 'iot' });
     expect(await local.scan()).toEqual([]);
   });
 
@@ -321,6 +372,41 @@ describe('metadata consumer: failures', () => {
     expect(retry.batchItemFailures).toEqual([]);
     // And an at-least-once redelivery of the whole batch changes nothing.
     await consumer(healthy)(event);
+    expect(await counters()).toEqual(EXPECTED_COUNTERS);
+  });
+
+  it('a user record that fails to write reports its whole KPL-aggregated record; the retry writes the rest and dedups its written siblings', async () => {
+    const healthy = transactional(local).client;
+    let transactions = 0;
+    // Two transactions succeed (the plain record, the aggregate's first user record), then DynamoDB throttles everything.
+    const flaky = {
+      send: async (command: { constructor: { name: string } }) => {
+        if (command.constructor.name === 'TransactWriteCommand' && ++transactions > 2) {
+          throw Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException' });
+        }
+        return healthy.send(command as never);
+      },
+    } as unknown as DynamoDBDocumentClient;
+    const aggregate = aggregateOf([event.Records[1], event.Records[2]]);
+    const batch: KinesisStreamEvent = { Records: [event.Records[0], aggregate, event.Records[4]] };
+    const out = await consumer(flaky, { eventsPerTransaction: 1 })(batch);
+    expect(out.batchItemFailures).toEqual([{ itemIdentifier: aggregate.kinesis.sequenceNumber }, { itemIdentifier: event.Records[4].kinesis.sequenceNumber }]);
+    expect(await counters()).toEqual({
+      'count#iot#telemetry 2026-11-22T13:40': { events: 1, bytes: sizes[0] },
+      'count#iot#alert 2026-11-22T13:41': { events: 1, bytes: sizes[1] },
+    });
+
+    // Lambda resumes at the aggregate: its first user record is a duplicate now, the rest are written once.
+    const t = capturedTelemetry();
+    try {
+      const retry = await createMetadataConsumer({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: healthy, now: () => NOW, logger: t.logger, metrics: t.metrics })({ Records: batch.Records.slice(1) });
+      expect(retry.batchItemFailures).toEqual([]);
+    } finally {
+      t.restore();
+    }
+    expect(t.lines.find((l) => l.message === 'batch recorded')).toMatchObject({ records: 2, userRecords: 3, recorded: 2, duplicates: 1, malformed: 0 });
+    expect(await counters()).toEqual(EXPECTED_COUNTERS);
+    await consumer(healthy)(batch);
     expect(await counters()).toEqual(EXPECTED_COUNTERS);
   });
 

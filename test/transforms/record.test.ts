@@ -269,7 +269,7 @@ describe('partition values and size limits (schemas that allow what the shipped 
       eventID: `${kinesis.shardId}:${sequenceNumber}`,
       kinesis: { data: record.toString('base64'), sequenceNumber, approximateArrivalTimestamp: ingest.arrivalMs / 1000, partitionKey: 'k', kinesisSchemaVersion: '1.0' },
     }) as unknown as KinesisStreamRecord;
-    expect(eventFacts(open, esmRecord(kinesis.sequenceNumber))).toEqual({ reason: expect.stringMatching(/^size \(maxRecordBytes\)/) });
+    expect(eventFacts(open, esmRecord(kinesis.sequenceNumber))).toEqual([{ reason: expect.stringMatching(/^size \(maxRecordBytes\)/) }]);
   });
 });
 

@@ -6,6 +6,12 @@
  * record and every later one, so Lambda retries from there and nothing after it is skipped;
  * records already written are then recognised as duplicates. Malformed records are counted, logged
  * and skipped — never reported, so a poison record cannot block its shard.
+ *
+ * The event source mapping does not de-aggregate records the Kinesis Producer Library aggregated
+ * (Firehose does): the consumer does, so each user record is an event of its own, checked and written
+ * as a plain record is. Its siblings share the Kinesis sequence number, the only batch item identifier:
+ * one that fails to write reports the whole Kinesis record, and the siblings already written are
+ * recognised as duplicates when it comes again. Counts (events, duplicates, malformed) are of user records.
  */
 import type { Context, KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -81,21 +87,32 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
     const skipped: string[] = [];
     let malformed = 0;
     let repeatedInBatch = 0;
+    let userRecords = 0;
     for (const r of records) {
-      const facts = eventFacts(schema, r);
-      if ('reason' in facts) {
-        malformed++;
-        if (typeof r.kinesis?.sequenceNumber === 'string') skipped.push(r.kinesis.sequenceNumber);
-        logger.warn('malformed record skipped', { sequenceNumber: r.kinesis?.sequenceNumber, eventID: r.eventID, reason: facts.reason });
-        continue;
+      const checked = eventFacts(schema, r);
+      // Nothing is lost: the producer aggregated no user record into it. Said, because it is odd.
+      if (checked.length === 0) logger.warn('KPL-aggregated record holds no user records', { sequenceNumber: r.kinesis?.sequenceNumber, eventID: r.eventID });
+      userRecords += checked.length;
+      for (const facts of checked) {
+        if ('reason' in facts) {
+          malformed++;
+          if (typeof r.kinesis?.sequenceNumber === 'string') skipped.push(r.kinesis.sequenceNumber);
+          logger.warn('malformed record skipped', {
+            sequenceNumber: r.kinesis?.sequenceNumber,
+            ...(facts.subsequenceNumber !== undefined ? { subsequenceNumber: facts.subsequenceNumber } : {}),
+            eventID: r.eventID,
+            reason: facts.reason,
+          });
+          continue;
+        }
+        // The same event id twice in one batch is one event: the first occurrence counts.
+        if (seenIds.has(facts.eventId)) {
+          repeatedInBatch++;
+          continue;
+        }
+        seenIds.add(facts.eventId);
+        events.push(facts);
       }
-      // The same event id twice in one batch is one event: the first occurrence counts.
-      if (seenIds.has(facts.eventId)) {
-        repeatedInBatch++;
-        continue;
-      }
-      seenIds.add(facts.eventId);
-      events.push(facts);
     }
 
     let retries = 0;
@@ -158,6 +175,7 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
 
     logger.info('batch recorded', {
       records: records.length,
+      userRecords,
       recorded,
       duplicates,
       malformed,
@@ -177,16 +195,28 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
   };
 }
 
-/** What the table records about one Kinesis record, or why it cannot be recorded. */
-export function eventFacts(schema: PipelineSchema, r: KinesisStreamRecord): EventFacts | { reason: string } {
+/** Why a user record cannot be recorded; `subsequenceNumber` is its index in a KPL-aggregated record. */
+export interface UnrecordableRecord {
+  readonly reason: string;
+  readonly subsequenceNumber?: number;
+}
+
+/**
+ * What the table records about the user records of one Kinesis record, or why one cannot be recorded: the
+ * record itself, or, for a KPL-aggregated record, each user record in it, in order (none for an aggregate of
+ * none). A record with the KPL's magic whose MD5 or protobuf is wrong is no aggregate: it is checked as any other.
+ */
+export function eventFacts(schema: PipelineSchema, r: KinesisStreamRecord): Array<EventFacts | UnrecordableRecord> {
   const k = r.kinesis;
-  if (!k || typeof k.data !== 'string' || typeof k.sequenceNumber !== 'string') return { reason: 'not a Kinesis record: kinesis.data or sequenceNumber missing' };
+  if (!k || typeof k.data !== 'string' || typeof k.sequenceNumber !== 'string') return [{ reason: 'not a Kinesis record: kinesis.data or sequenceNumber missing' }];
   const bytes = Buffer.from(k.data, 'base64');
-  // Lambda's event source mapping does not de-aggregate (Firehose does). A record with the KPL's magic whose
-  // MD5 or protobuf is wrong is no aggregate: it is checked as any other record.
-  if (deaggregate(bytes) !== undefined) {
-    return { reason: 'KPL-aggregated record: the event source mapping does not de-aggregate; disable KPL aggregation for this stream' };
-  }
+  const users = deaggregate(bytes);
+  if (users === undefined) return [userRecordFacts(schema, r, bytes)];
+  return users.map((u, subsequenceNumber) => ({ ...userRecordFacts(schema, r, u.data), subsequenceNumber }));
+}
+
+function userRecordFacts(schema: PipelineSchema, r: KinesisStreamRecord, bytes: Buffer): EventFacts | UnrecordableRecord {
+  const k = r.kinesis;
   // The lake transform's own checks: an event the lake refuses is not recorded either.
   const arrivalMs = Math.round(Number(k.approximateArrivalTimestamp) * 1000);
   const analysis = analyzeForLake(schema, bytes, { arrivalMs, kinesis: { shardId: shardIdOf(r.eventID), sequenceNumber: k.sequenceNumber, arrivalMs } });

@@ -7,7 +7,8 @@
  *   Record { required uint64 partition_key_index = 1; optional uint64 explicit_hash_key_index = 2;
  *            required bytes data = 3; repeated Tag tags = 4; }
  *
- * Firehose de-aggregates them when it reads a Kinesis source; Lambda's event source mapping does not.
+ * Firehose de-aggregates them when it reads a Kinesis source; Lambda's event source mapping does not, so the
+ * metadata consumer does.
  * A record whose magic matches but whose MD5 or protobuf does not is a plain record, as the KPL's own
  * de-aggregation (KCL, the kinesis-aggregation modules) reads it. No dependency: the few wire types
  * the format uses are read here.
