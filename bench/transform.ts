@@ -16,7 +16,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { build } from 'esbuild';
-import type { FirehoseTransformationEvent, FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
+import type { FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
+import type { TransformationEvent } from '../transforms/shared/firehose-event';
 import { loadConfig } from '../lib/config';
 import { pipelineSchema } from '../transforms/shared/pipeline';
 import { median, QUICK, table } from './report';
@@ -124,10 +125,10 @@ function sampleRecord(pipeline: string, r: () => number, i: number): Record<stri
  * A Firehose transformation event as the pipeline's delivery stream sends it: records of a Kinesis-sourced
  * stream carry `kinesisRecordMetadata` (which the transform copies into `sluice`), DirectPut records do not.
  */
-export function batchOf(pipeline: string, targetBytes: number, seed: number): FirehoseTransformationEvent {
+export function batchOf(pipeline: string, targetBytes: number, seed: number): TransformationEvent {
   const fromKinesis = loadConfig().pipelines[pipeline]?.source === 'kinesis';
   const r = rng(seed);
-  const records: FirehoseTransformationEvent['records'] = [];
+  const records: TransformationEvent['records'] = [];
   let bytes = 0;
   for (let i = 0; bytes < targetBytes; i++) {
     const rec = sampleRecord(pipeline, r, i);
@@ -139,7 +140,7 @@ export function batchOf(pipeline: string, targetBytes: number, seed: number): Fi
       approximateArrivalTimestamp: 1795874712345 + i,
       data: data.toString('base64'),
       ...(fromKinesis
-        ? { kinesisRecordMetadata: { shardId: 'shardId-000000000000', partitionKey: 'k', approximateArrivalTimestamp: 1795874712000 + i, sequenceNumber: `4965421874493017123234618542${i}`, subsequenceNumber: '0' } }
+        ? { kinesisRecordMetadata: { shardId: 'shardId-000000000000', partitionKey: 'k', approximateArrivalTimestamp: 1795874712000 + i, sequenceNumber: `4965421874493017123234618542${i}`, subsequenceNumber: 0 } }
         : {}),
     });
   }
@@ -147,7 +148,7 @@ export function batchOf(pipeline: string, targetBytes: number, seed: number): Fi
 }
 
 /** The floor: what any JSON-in/JSON-out transform must do at least. */
-function floor(event: FirehoseTransformationEvent): FirehoseTransformationResult {
+function floor(event: TransformationEvent): FirehoseTransformationResult {
   const out: FirehoseTransformationResultRecord[] = new Array(event.records.length);
   for (let i = 0; i < event.records.length; i++) {
     const r = event.records[i];
@@ -170,7 +171,7 @@ function floor(event: FirehoseTransformationEvent): FirehoseTransformationResult
  * floor's own primitives (the handler encodes its output more cheaply than per-record Buffer calls,
  * so it is no strict bound).
  */
-function outputFloor(event: FirehoseTransformationEvent, outputs: ReadonlyArray<unknown>, validate?: (value: unknown) => boolean): FirehoseTransformationResult {
+function outputFloor(event: TransformationEvent, outputs: ReadonlyArray<unknown>, validate?: (value: unknown) => boolean): FirehoseTransformationResult {
   const out: FirehoseTransformationResultRecord[] = new Array(event.records.length);
   for (let i = 0; i < event.records.length; i++) {
     const r = event.records[i];

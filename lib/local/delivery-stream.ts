@@ -35,12 +35,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import type {
-  FirehoseRecordMetadata,
-  FirehoseTransformationEvent,
-  FirehoseTransformationEventRecord,
-  FirehoseTransformationResult,
-} from 'aws-lambda';
+import type { FirehoseTransformationResult } from 'aws-lambda';
+import type { FirehoseKinesisRecordMetadata, TransformationEvent, TransformationEventRecord } from '../../transforms/shared/firehose-event';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import type { SluiceConfig } from '../config/types';
 import { resourceNames } from '../config/names';
@@ -67,7 +63,7 @@ import { failedDocumentRecord, type SearchDocument, type SearchSink } from './se
 // ---------------------------------------------------------------------------------------------
 
 /** The transform Lambda, called in-process with Firehose's event; may return a promise. */
-export type TransformProcessor = (event: FirehoseTransformationEvent) => Promise<FirehoseTransformationResult> | FirehoseTransformationResult;
+export type TransformProcessor = (event: TransformationEvent) => Promise<FirehoseTransformationResult> | FirehoseTransformationResult;
 
 /** Time source and timers; injectable so tests control buffering intervals. */
 export interface Clock {
@@ -86,6 +82,11 @@ export const systemClock: Clock = {
   },
 };
 
+/** A Kinesis-sourced record's metadata as Firehose sends it: subsequenceNumber a number (0 for a plain record). */
+export interface KinesisRecordMetadata extends FirehoseKinesisRecordMetadata {
+  subsequenceNumber: number;
+}
+
 export interface IncomingRecord {
   /** Firehose's record id (PutRecordBatch answers with it). @default one is generated */
   readonly recordId?: string;
@@ -93,7 +94,7 @@ export interface IncomingRecord {
   /** Epoch ms. @default the engine clock's now */
   readonly arrivalTimestamp?: number;
   /** For records read from a Kinesis stream. */
-  readonly kinesisRecordMetadata?: FirehoseRecordMetadata;
+  readonly kinesisRecordMetadata?: KinesisRecordMetadata;
 }
 
 /** Same shape as the Firehose API's per-record result. */
@@ -272,7 +273,7 @@ interface BufferedRecord {
   readonly recordId: string;
   readonly data: Buffer;
   readonly arrivalTimestamp: number;
-  readonly kinesis?: FirehoseRecordMetadata;
+  readonly kinesis?: KinesisRecordMetadata;
 }
 
 type Outcome =
@@ -569,12 +570,12 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
     return records.map(() => ({ ok: true }));
   }
 
-  private alreadyLogged(k: FirehoseRecordMetadata | undefined): boolean {
+  private alreadyLogged(k: KinesisRecordMetadata | undefined): boolean {
     const last = k === undefined ? undefined : this.shardPositions.get(k.shardId);
     return last !== undefined && compareSequenceNumbers(k!.sequenceNumber, last.sequenceNumber) <= 0 && k!.approximateArrivalTimestamp <= last.arrival;
   }
 
-  private noteShardPosition(k: FirehoseRecordMetadata | undefined): void {
+  private noteShardPosition(k: KinesisRecordMetadata | undefined): void {
     if (k === undefined || k.sequenceNumber === '') return;
     const last = this.shardPositions.get(k.shardId);
     if (last === undefined || compareSequenceNumbers(k.sequenceNumber, last.sequenceNumber) > 0) {
@@ -842,7 +843,7 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
       attemptEndingTimestamp: this.clock.now(),
       rawData: data.toString('base64'),
       sequenceNumber: record.kinesis?.sequenceNumber ?? null,
-      subSequenceNumber: record.kinesis ? Number(record.kinesis.subsequenceNumber) : null,
+      subSequenceNumber: record.kinesis ? record.kinesis.subsequenceNumber : null,
       dataCatalogTable: {
         catalogId,
         databaseName: table.databaseName,
@@ -924,12 +925,12 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       this.counts.invocations++;
       if (attempt > 1) this.counts.retries++;
-      const event: FirehoseTransformationEvent = {
+      const event: TransformationEvent = {
         invocationId: randomUUID(),
         deliveryStreamArn: this.streamArn,
         ...(this.options.sourceKinesisStreamArn ? { sourceKinesisStreamArn: this.options.sourceKinesisStreamArn } : {}),
         region: this.region,
-        records: chunk.map((r, i): FirehoseTransformationEventRecord => ({
+        records: chunk.map((r, i): TransformationEventRecord => ({
           recordId: ids[i],
           approximateArrivalTimestamp: r.arrivalTimestamp,
           data: r.data.toString('base64'),
@@ -966,7 +967,7 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
 
   private async invoke(
     processor: ProcessorSettings,
-    event: FirehoseTransformationEvent,
+    event: TransformationEvent,
   ): Promise<{ response: unknown } | { failure: { code: LambdaErrorCode; detail: string } }> {
     const timeoutMs = processor.timeoutMs ?? 300_000;
     let cancelTimeout: (() => void) | undefined;
@@ -1000,7 +1001,7 @@ function compareSequenceNumbers(a: string, b: string): number {
  * Splits a batch into invocations: at most `bufferBytes` of record data each (the processor buffer
  * hint) and an event under Lambda's 6 MB request limit. A record larger than the hint goes alone.
  */
-export function invocationChunks<T extends { readonly data: Buffer; readonly kinesis?: FirehoseRecordMetadata }>(batch: readonly T[], bufferBytes: number): T[][] {
+export function invocationChunks<T extends { readonly data: Buffer; readonly kinesis?: KinesisRecordMetadata }>(batch: readonly T[], bufferBytes: number): T[][] {
   const chunks: T[][] = [];
   let chunk: T[] = [];
   let raw = 0;
@@ -1032,7 +1033,7 @@ const EVENT_RECORD_BYTES = JSON.stringify({ recordId: '0'.repeat(56), approximat
  * exact, so invocations hold as many records as Firehose's would (a looser estimate made them smaller,
  * and hid responses that outgrow 6 MB in AWS).
  */
-function eventRecordBytes(record: { readonly data: Buffer; readonly kinesis?: FirehoseRecordMetadata }): number {
+function eventRecordBytes(record: { readonly data: Buffer; readonly kinesis?: KinesisRecordMetadata }): number {
   const base64 = Math.ceil(record.data.length / 3) * 4;
   if (record.kinesis === undefined) return EVENT_RECORD_BYTES + base64;
   // {"key":value,…} counted field by field: cheaper than serializing it for every record of a flush.
@@ -1358,7 +1359,8 @@ const FRAME_DELIVERED = 2;
 const SEGMENT_ROLL_BYTES = 64 * MiB;
 const MAX_FRAME_BYTES = 1024 * MiB;
 
-type LoggedRecord = [seq: number, recordId: string, arrivalTimestamp: number, length: number, kinesis: FirehoseRecordMetadata | null];
+/** `kinesis` as logged: an older Sluice logged subsequenceNumber as a string ('' for a plain record). */
+type LoggedRecord = [seq: number, recordId: string, arrivalTimestamp: number, length: number, kinesis: FirehoseKinesisRecordMetadata | null];
 
 interface Segment {
   readonly file: string;
@@ -1429,7 +1431,9 @@ class WriteAheadLog {
           for (const [seq, recordId, arrivalTimestamp, length, kinesis] of header) {
             const data = Buffer.from(frame.payload.subarray(at, at + length));
             at += length;
-            records.set(seq, { seq, recordId, arrivalTimestamp, data, ...(kinesis ? { kinesis } : {}) });
+            // Read as the number Firehose sends, whatever Sluice logged it.
+            const logged = kinesis ? { kinesis: { ...kinesis, subsequenceNumber: Number(kinesis.subsequenceNumber) || 0 } } : {};
+            records.set(seq, { seq, recordId, arrivalTimestamp, data, ...logged });
             segment.maxSeq = Math.max(segment.maxSeq, seq);
             maxSeq = Math.max(maxSeq, seq);
           }

@@ -30,7 +30,8 @@
  *   dlq=0.05                    share of the failure router's sends to the dead-letter queue that fail
  * e.g. `SLUICE_FAULTS=transform=0.2,dynamo=0.1,storage=0.01 npx sluice local up`.
  */
-import type { FirehoseTransformationEvent, FirehoseTransformationResult } from 'aws-lambda';
+import type { FirehoseTransformationResult } from 'aws-lambda';
+import type { TransformationEvent } from '../../transforms/shared/firehose-event';
 import { ProvisionedThroughputExceededException, ThrottlingException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { createRng } from '../schema/sample';
@@ -49,7 +50,7 @@ export type DynamoFault = DynamoFaultKind | { readonly delayMs: number };
 
 /** What the transform wrapper is told about one invocation. */
 export interface TransformInvocation {
-  readonly event: FirehoseTransformationEvent;
+  readonly event: TransformationEvent;
   /** 0-based, counted per FaultInjector across every delivery stream. */
   readonly index: number;
   /** The delivery stream's pipeline and destination. */

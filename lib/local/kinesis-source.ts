@@ -6,7 +6,9 @@
  * Streams").
  *
  * The user records of one Kinesis record share its shard, sequence number and arrival time, and carry their
- * index in it as the subsequence number. The delivery engine recognises a re-read Kinesis record by shard and
+ * index in it as the subsequence number (0, 1, …: "the indexing of KPL user records contained within an
+ * aggregated Kinesis Data Streams record [starts] at 0", KPL aggregation best practices); a plain record's is 0,
+ * a number, as in Firehose's events (test/fixtures/events/firehose-kinesis.json). The delivery engine recognises a re-read Kinesis record by shard and
  * sequence number, and logs all the records of one ingest in one write-ahead-log frame, so the user records
  * of a Kinesis record are logged all or none and recognised all or none.
  */
@@ -22,13 +24,13 @@ export function firehoseRecordsOf(shardId: string, r: _Record): IncomingRecord[]
     partitionKey: r.PartitionKey ?? '',
     approximateArrivalTimestamp: arrival,
     sequenceNumber: r.SequenceNumber ?? '',
-    subsequenceNumber: '',
+    subsequenceNumber: 0,
   };
   const users = deaggregate(data);
   if (users === undefined) return [{ data, arrivalTimestamp: arrival, kinesisRecordMetadata: metadata }];
   return users.map((u, index) => ({
     data: u.data,
     arrivalTimestamp: arrival,
-    kinesisRecordMetadata: { ...metadata, partitionKey: u.partitionKey, subsequenceNumber: String(index) },
+    kinesisRecordMetadata: { ...metadata, partitionKey: u.partitionKey, subsequenceNumber: index },
   }));
 }

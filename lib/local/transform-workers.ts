@@ -23,7 +23,8 @@
  */
 import * as os from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import type { FirehoseTransformationEvent, FirehoseTransformationResult } from 'aws-lambda';
+import type { FirehoseTransformationResult } from 'aws-lambda';
+import type { TransformationEvent } from '../../transforms/shared/firehose-event';
 import type { createTransformHandler, TransformHandler } from '../../transforms/record-transform/handler';
 import type { TransformProcessor } from './delivery-stream';
 
@@ -72,7 +73,7 @@ interface WorkerSetup {
 interface Invocation {
   readonly id: number;
   readonly key: string;
-  readonly event: FirehoseTransformationEvent;
+  readonly event: TransformationEvent;
 }
 
 type Reply =

@@ -1,4 +1,4 @@
-import type { FirehoseTransformationEvent } from 'aws-lambda';
+import type { TransformationEvent } from '../../transforms/shared/firehose-event';
 import { FaultInjector, parseFaultPlan, storageError } from '../../lib/local/faults';
 
 /** The fault hook's own contract: the SLUICE_FAULTS syntax, and what each injected fault looks like. */
@@ -58,11 +58,11 @@ describe('fault plan (SLUICE_FAULTS)', () => {
   });
 
   test('transform faults: a throw, a late answer, a malformed answer, a short answer', async () => {
-    const event: FirehoseTransformationEvent = {
+    const event: TransformationEvent = {
       invocationId: 'i', deliveryStreamArn: 'arn', region: 'us-east-1',
       records: [{ recordId: 'a', approximateArrivalTimestamp: 0, data: 'e30=' }, { recordId: 'b', approximateArrivalTimestamp: 0, data: 'e30=' }],
     };
-    const echo = (e: FirehoseTransformationEvent) => ({ records: e.records.map((r) => ({ recordId: r.recordId, result: 'Ok' as const, data: r.data })) });
+    const echo = (e: TransformationEvent) => ({ records: e.records.map((r) => ({ recordId: r.recordId, result: 'Ok' as const, data: r.data })) });
     const kinds = ['throw', 'malformed', 'fewer-records', 'timeout'] as const;
     const faults = new FaultInjector({ transform: { timeoutMs: 100, decide: ({ index }) => kinds[index] } });
     const wrapped = faults.wrapTransform(echo, { pipeline: 'app-events', destination: 'lake' });

@@ -8,7 +8,8 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { FirehoseRecordMetadata, FirehoseTransformationEvent, FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
+import type { FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
+import type { TransformationEvent } from '../../transforms/shared/firehose-event';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import fc from 'fast-check';
 import {
@@ -20,6 +21,7 @@ import {
   type Clock,
   type DeliveryEngineOptions,
   type IncomingRecord,
+  type KinesisRecordMetadata,
   type TransformProcessor,
 } from '../../lib/local/delivery-stream';
 import { ObjectStore } from '../../lib/local/object-store';
@@ -80,7 +82,7 @@ function record(i: number, directives: Record<string, unknown> = {}, kinesis = f
     ...(kinesis ? {
       kinesisRecordMetadata: {
         shardId: 'shardId-000000000000', partitionKey: `pk-${i}`, approximateArrivalTimestamp: ARRIVAL + i,
-        sequenceNumber: `4960000000000000000000000000000000000000000000000000${String(i).padStart(4, '0')}`, subsequenceNumber: '0',
+        sequenceNumber: `4960000000000000000000000000000000000000000000000000${String(i).padStart(4, '0')}`, subsequenceNumber: 0,
       },
     } : {}),
   };
@@ -92,7 +94,7 @@ const b64 = (value: unknown): string => Buffer.from(typeof value === 'string' ? 
  * A stand-in for the record transform: enriches, derives partition keys from event_time, and obeys
  * `mode` (drop / fail / bad-type) and `partitionKeys` (taken as is) directives in the record.
  */
-function fakeTransform(onEvent?: (event: FirehoseTransformationEvent) => void): TransformProcessor {
+function fakeTransform(onEvent?: (event: TransformationEvent) => void): TransformProcessor {
   return async (event) => {
     onEvent?.(event);
     return {
@@ -269,7 +271,7 @@ describe('DeliveryEngine: lake', () => {
   });
 
   it("hands the transform Firehose's event and splits invocations at the processor buffer hint", async () => {
-    const events: FirehoseTransformationEvent[] = [];
+    const events: TransformationEvent[] = [];
     const engine = await open(lakeOptions({ sourceKinesisStreamArn: 'arn:aws:kinesis:us-east-1:000000000000:stream/sluice-dev-clickstream' }, {
       invoke: fakeTransform((e) => events.push(e)),
       bufferMiB: 100 / (1024 * 1024),
@@ -301,7 +303,7 @@ describe('DeliveryEngine: lake', () => {
 
   it('keeps every invocation under Lambda’s 6 MB request limit, and fills it as Firehose does', () => {
     // The event as the engine builds it, serialized as Lambda would receive it.
-    const eventBytes = (chunk: ReadonlyArray<{ data: Buffer; kinesis?: FirehoseRecordMetadata }>): number => Buffer.byteLength(JSON.stringify({
+    const eventBytes = (chunk: ReadonlyArray<{ data: Buffer; kinesis?: KinesisRecordMetadata }>): number => Buffer.byteLength(JSON.stringify({
       invocationId: randomUUID(),
       deliveryStreamArn: `arn:aws:firehose:us-east-1:123456789012:deliverystream/${'s'.repeat(64)}`,
       sourceKinesisStreamArn: `arn:aws:kinesis:us-east-1:123456789012:stream/${'k'.repeat(128)}`,
@@ -318,9 +320,9 @@ describe('DeliveryEngine: lake', () => {
     expect(chunks.map((c) => c.length)).toEqual([4, 4, 1]);
     for (const chunk of chunks) expect(eventBytes(chunk)).toBeLessThanOrEqual(LAMBDA_PAYLOAD_LIMIT);
     // Small records: the request limit binds before a 3 MiB processor buffer, and an invocation comes within a few KB of it.
-    const kinesis: FirehoseRecordMetadata = { shardId: 'shardId-000000000000', partitionKey: 'p'.repeat(256), approximateArrivalTimestamp: Date.now(), sequenceNumber: '4'.repeat(56), subsequenceNumber: '0' };
+    const kinesis: KinesisRecordMetadata = { shardId: 'shardId-000000000000', partitionKey: 'p'.repeat(256), approximateArrivalTimestamp: Date.now(), sequenceNumber: '4'.repeat(56), subsequenceNumber: 0 };
     // A partition key JSON must escape, or that is not ASCII, is counted as serialized.
-    const escaped: FirehoseRecordMetadata = { ...kinesis, partitionKey: 'ü"\\\n\u0001é€😀'.repeat(20) };
+    const escaped: KinesisRecordMetadata = { ...kinesis, partitionKey: 'ü"\\\n\u0001é€😀'.repeat(20) };
     for (const small of [
       Array.from({ length: 40_000 }, () => ({ data: Buffer.alloc(120) })),
       Array.from({ length: 40_000 }, () => ({ data: Buffer.alloc(120), kinesis })),
@@ -374,7 +376,7 @@ describe('DeliveryEngine: lake', () => {
 
   it.each([[0, 'delivers'], [1, 'refuses']])('judges the response size as Lambda does, by its JSON: %i byte over 6 MiB %s', async (over, _what) => {
     const transform = fakeTransform();
-    const invoke = async (event: FirehoseTransformationEvent): Promise<FirehoseTransformationResult> => {
+    const invoke = async (event: TransformationEvent): Promise<FirehoseTransformationResult> => {
       const result = await transform(event);
       // A member Firehose ignores, sized so the whole response is exactly the limit (plus `over`) as JSON.
       const records = result.records.map((r) => ({ ...r, pad: '' }));
@@ -397,7 +399,7 @@ describe('DeliveryEngine: lake', () => {
 
   it('takes a response a few bytes under 6 MiB as JSON (no flat allowance per entry that would refuse it)', async () => {
     const transform = fakeTransform();
-    const invoke = async (event: FirehoseTransformationEvent): Promise<FirehoseTransformationResult> => {
+    const invoke = async (event: TransformationEvent): Promise<FirehoseTransformationResult> => {
       const result = await transform(event);
       const line = Buffer.from(result.records[0].data!, 'base64');
       const sized = (spaces: number) => ({ records: result.records.map((r, i) => (i === 0 ? { ...r, data: Buffer.concat([line, Buffer.alloc(spaces, 0x20)]).toString('base64') } : r)) });

@@ -10,12 +10,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { _Record } from '@aws-sdk/client-kinesis';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { DeliveryEngine, type DeliveryEngineOptions } from '../../lib/local/delivery-stream';
+import type { FirehoseTransformationEvent } from 'aws-lambda';
+import { DeliveryEngine, type DeliveryEngineOptions, type IncomingRecord } from '../../lib/local/delivery-stream';
 import { firehoseRecordsOf } from '../../lib/local/kinesis-source';
 import { ObjectStore } from '../../lib/local/object-store';
 import { loadModel, readSchema } from '../../lib/schema/registry';
 import { createRng, sampleRecord } from '../../lib/schema/sample';
 import { createTransformHandler } from '../../transforms/record-transform/handler';
+import type { TransformationEvent } from '../../transforms/shared/firehose-event';
 import { aggregatedRecord } from '../kpl-encoder';
 
 const BUCKET = 'sluice-local-lake';
@@ -40,13 +42,22 @@ function kinesisRecord(sequenceNumber: string, data: Buffer): _Record {
   return { SequenceNumber: sequenceNumber, PartitionKey: 'aggregate-pk', Data: data, ApproximateArrivalTimestamp: ARRIVAL };
 }
 
-async function openEngine(): Promise<DeliveryEngine> {
+/** Opens the iot lake engine; `seen` gets every transformation event, as JSON on the wire (what a Lambda receives). */
+async function openEngine(seen?: TransformationEvent[]): Promise<DeliveryEngine> {
+  const transform = createTransformHandler({ pipeline: 'iot', destination: 'lake', piiHashKey: '' });
   const options: DeliveryEngineOptions = {
     streamName: STREAM,
     dataDir,
     bucket: BUCKET,
     destination: { kind: 'lake', model: loadModel('iot'), glueTable: { databaseName: 'sluice_dev', tableName: 'iot' } },
-    processor: { invoke: createTransformHandler({ pipeline: 'iot', destination: 'lake', piiHashKey: '' }), retries: 0, retryDelayMs: 0 },
+    processor: {
+      invoke: (event) => {
+        seen?.push(JSON.parse(JSON.stringify(event)) as TransformationEvent);
+        return transform(event);
+      },
+      retries: 0,
+      retryDelayMs: 0,
+    },
     sourceKinesisStreamArn: 'arn:aws:kinesis:us-east-1:000000000000:stream/sluice-dev-iot',
     bufferSizeMiB: 64,
     bufferIntervalSeconds: 900,
@@ -94,7 +105,7 @@ describe('a Kinesis source with KPL-aggregated records', () => {
     const records = firehoseRecordsOf(SHARD, kinesisRecord(SEQ, aggregate));
     expect(records.map((r) => Buffer.from(r.data).toString())).toEqual([...events.map((e) => JSON.stringify(e)), bad]);
     expect(records.map((r) => r.kinesisRecordMetadata)).toEqual([...events.map((e) => String(e.device_id)), 'broken'].map((partitionKey, i) => ({
-      shardId: SHARD, partitionKey, approximateArrivalTimestamp: ARRIVAL.getTime(), sequenceNumber: SEQ, subsequenceNumber: String(i),
+      shardId: SHARD, partitionKey, approximateArrivalTimestamp: ARRIVAL.getTime(), sequenceNumber: SEQ, subsequenceNumber: i,
     })));
     expect(records.every((r) => r.arrivalTimestamp === ARRIVAL.getTime())).toBe(true);
   });
@@ -103,12 +114,45 @@ describe('a Kinesis source with KPL-aggregated records', () => {
     const plain = Buffer.from(JSON.stringify(events[0]));
     expect(firehoseRecordsOf(SHARD, kinesisRecord(SEQ, plain))).toEqual([{
       data: plain, arrivalTimestamp: ARRIVAL.getTime(),
-      kinesisRecordMetadata: { shardId: SHARD, partitionKey: 'aggregate-pk', approximateArrivalTimestamp: ARRIVAL.getTime(), sequenceNumber: SEQ, subsequenceNumber: '' },
+      kinesisRecordMetadata: { shardId: SHARD, partitionKey: 'aggregate-pk', approximateArrivalTimestamp: ARRIVAL.getTime(), sequenceNumber: SEQ, subsequenceNumber: 0 },
     }]);
     const damaged = Buffer.from(aggregate);
     damaged[damaged.length - 1] ^= 0xff;
     expect(firehoseRecordsOf(SHARD, kinesisRecord(SEQ, damaged)).map((r) => r.data)).toEqual([damaged]);
     expect(firehoseRecordsOf(SHARD, kinesisRecord(SEQ, aggregatedRecord([])))).toEqual([]);
+  });
+
+  test('the transform\'s event gives subsequenceNumber as Firehose does: a number, 0 for a plain record, the index for a user record', async () => {
+    const seen: TransformationEvent[] = [];
+    const engine = await openEngine(seen);
+    await engine.ingest([
+      ...firehoseRecordsOf(SHARD, kinesisRecord(`${SEQ.slice(0, -2)}20`, Buffer.from(JSON.stringify(events[0])))),
+      ...firehoseRecordsOf(SHARD, kinesisRecord(SEQ, aggregate)),
+    ]);
+    await engine.flush();
+    const metadata = seen.flatMap((e) => e.records.map((r) => r.kinesisRecordMetadata));
+    expect(metadata.map((m) => m?.subsequenceNumber)).toEqual([0, 0, 1, 2, 3]);
+    // The same fields, of the same JSON types, as AWS's sample event.
+    const fixture = JSON.parse(fs.readFileSync(path.join(__dirname, '../fixtures/events/firehose-kinesis.json'), 'utf8')) as FirehoseTransformationEvent;
+    const typesOf = (m: object | undefined) => Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k, typeof v]));
+    for (const m of metadata) expect(typesOf(m)).toEqual(typesOf(fixture.records[0].kinesisRecordMetadata));
+  });
+
+  test('records an older Sluice logged with a string subsequenceNumber are sent, after a restart, with the number', async () => {
+    const first = await openEngine();
+    // As the twin logged them before: '' for a plain record, '0', '1', … for user records.
+    const legacy = (records: IncomingRecord[], subsequence: (i: number) => string): IncomingRecord[] => records.map((r, i) => ({
+      ...r, kinesisRecordMetadata: { ...r.kinesisRecordMetadata!, subsequenceNumber: subsequence(i) as unknown as number },
+    }));
+    await first.ingest([
+      ...legacy(firehoseRecordsOf(SHARD, kinesisRecord(`${SEQ.slice(0, -2)}20`, Buffer.from(JSON.stringify(events[0])))), () => ''),
+      ...legacy(firehoseRecordsOf(SHARD, kinesisRecord(SEQ, aggregate)), String),
+    ]);
+    const seen: TransformationEvent[] = [];
+    const restarted = await openEngine(seen);
+    expect(restarted.counters.recovered).toBe(5);
+    await restarted.flush();
+    expect(seen.flatMap((e) => e.records.map((r) => r.kinesisRecordMetadata?.subsequenceNumber))).toEqual([0, 0, 1, 2, 3]);
   });
 
   test('each user record lands on its own: 3 rows sharing the Kinesis record\'s sequence number, the bad one fails alone', async () => {

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
-import type { FirehoseTransformationEvent } from 'aws-lambda';
+import type { TransformationEvent } from '../../transforms/shared/firehose-event';
 import { describeSchema } from '../../lib/schema/model';
 import { createRng, sampleRecord } from '../../lib/schema/sample';
 import { compileValidator } from '../../lib/schema/validator';
@@ -231,10 +231,10 @@ describe('the fast walk and serializer equal the general ones', () => {
           data: frame(Buffer.from(JSON.stringify(sampleRecord(schemas[pipeline], createRng(seed), { edgy, now: NOW }))).toString('base64')),
           kinesisRecordMetadata: ingest.kinesis && {
             shardId: ingest.kinesis.shardId, partitionKey: 'k', approximateArrivalTimestamp: ingest.kinesis.arrivalMs,
-            sequenceNumber: ingest.kinesis.sequenceNumber, subsequenceNumber: '0',
+            sequenceNumber: ingest.kinesis.sequenceNumber, subsequenceNumber: 0,
           },
         }));
-        const event: FirehoseTransformationEvent = { invocationId: 'i', deliveryStreamArn: 'arn:aws:firehose:us-east-1:1:deliverystream/x', region: 'us-east-1', records };
+        const event: TransformationEvent = { invocationId: 'i', deliveryStreamArn: 'arn:aws:firehose:us-east-1:1:deliverystream/x', region: 'us-east-1', records };
         const out = await handlers.get(pipeline)!(event);
         for (let i = 0; i < records.length; i++) {
           // Decoded as Buffer.from decodes it: the handler's reused decode buffer must give the same bytes.

@@ -7,12 +7,8 @@
  * record content: every record becomes Ok, Dropped (blank records only) or ProcessingFailed with
  * its original bytes, which Firehose then writes to the error prefix unchanged.
  */
-import type {
-  FirehoseTransformationEvent,
-  FirehoseTransformationEventRecord,
-  FirehoseTransformationResult,
-  FirehoseTransformationResultRecord,
-} from 'aws-lambda';
+import type { FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
+import type { TransformationEvent, TransformationEventRecord } from '../shared/firehose-event';
 import { TRANSFORM_RESPONSE_BUDGET_BYTES } from '../shared/limits';
 import { pipelineSchema } from '../shared/pipeline';
 import {
@@ -46,7 +42,7 @@ export interface TransformHandlerOptions {
   readonly metrics?: Metrics;
 }
 
-export type TransformHandler = (event: FirehoseTransformationEvent) => Promise<FirehoseTransformationResult>;
+export type TransformHandler = (event: TransformationEvent) => Promise<FirehoseTransformationResult>;
 
 const DESTINATIONS: readonly TransformDestination[] = ['lake', 'search'];
 
@@ -122,7 +118,7 @@ export function createTransformHandler(options: TransformHandlerOptions): Transf
 }
 
 function transformOne(
-  r: FirehoseTransformationEventRecord,
+  r: TransformationEventRecord,
   schema: ReturnType<typeof pipelineSchema>,
   settings: TransformSettings,
   lines: LineBuffer,
@@ -155,7 +151,7 @@ export class DecodeBuffer {
   }
 }
 
-function ingestMetadata(r: FirehoseTransformationEventRecord): IngestMetadata {
+function ingestMetadata(r: TransformationEventRecord): IngestMetadata {
   const k = r.kinesisRecordMetadata;
   return {
     arrivalMs: r.approximateArrivalTimestamp,
@@ -200,14 +196,14 @@ function plainObjectJsonLength(o: Readonly<Record<string, string>>): number {
  * the DLQ (via the error prefix) intact, ready for `sluice replay`.
  */
 export function assembleResponse(
-  records: readonly FirehoseTransformationEventRecord[],
+  records: readonly TransformationEventRecord[],
   outcomes: readonly LineOutcome[],
   lines: LineBuffer,
   budgetBytes: number,
 ): AssembledResponse {
   const out: FirehoseTransformationResultRecord[] = new Array(records.length);
   const failures: Array<RecordFailure | undefined> = new Array(records.length);
-  const original = (r: FirehoseTransformationEventRecord): string => (typeof r.data === 'string' ? r.data : '');
+  const original = (r: TransformationEventRecord): string => (typeof r.data === 'string' ? r.data : '');
   const ids = records.map((r) => idBytes(String(r.recordId)));
   // Dropped records keep that result; everything else may end up ProcessingFailed.
   const fallbackSizes = records.map((r, i) => ENTRY_BYTES + ids[i] + (outcomes[i].result === 'Dropped' ? 'Dropped' : 'ProcessingFailed').length + original(r).length);
