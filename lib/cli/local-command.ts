@@ -15,7 +15,7 @@ import { DATA_DIR_MODE, defaultDataDir, makeDirectories } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type DlqCounts, type LeftInS3, type Twin, type TwinOptions } from '../local/twin';
 import { readTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-record';
-import { addConfigOption, configFrom, drawSample, examples, parsePort } from './options';
+import { addConfigOption, configFrom, drawSample, examples, parsePort, requireGeneratedCode } from './options';
 import { displayRows, escapeControlCharacters, formatBytes, formatNumber, formatTable, UserError } from './output';
 import { io } from './progress';
 import { sleep } from './sleep';
@@ -227,6 +227,7 @@ export function registerLocalCommands(program: Command): void {
     })
     .action(async (flags: LocalFlags) => {
       const config = withBufferInterval(configFrom(flags), flags);
+      requireGeneratedCode(Object.keys(config.pipelines));
       const dataDir = path.resolve(flags.dataDir ?? process.env.SLUICE_DATA_DIR ?? defaultDataDir());
       const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir, localUpPorts(flags, config)));
       printEndpoints(twin, config);
@@ -497,6 +498,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   if (!Number.isInteger(count) || count < 1 || count > 100_000) throw new UserError(`--count: "${flags.count}" must be a whole number 1–100000`);
   if (!(badRate >= 0 && badRate <= 1)) throw new UserError(`--bad-rate: "${flags.badRate}" must be between 0 and 1`);
   const config = withBufferInterval(configFrom(flags), { bufferInterval: flags.bufferInterval ?? String(DEMO_BUFFER_INTERVAL_SECONDS) });
+  requireGeneratedCode(Object.keys(config.pipelines));
   const ports = demoPorts(flags);
   const madeDataDir = flags.dataDir === undefined;
   const dataDir = path.resolve(flags.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-demo-')));

@@ -5,6 +5,7 @@
 import { Option, type Command } from 'commander';
 import { loadConfig, type SluiceConfig } from '../config';
 import { escapeControlCharacters, UserError } from './output';
+import { generatedCodeProblem } from '../schema/fingerprint';
 import { SampleError } from '../schema/sample';
 
 /** `-c key=value`, repeatable, exactly as `cdk -c`: the same overrides the stack and the twin read. */
@@ -128,6 +129,16 @@ export function requirePipeline(config: SluiceConfig, pipeline: string): SluiceC
   const p = config.pipelines[pipeline];
   if (!p) throw unknownPipeline(pipeline, 'configured', Object.keys(config.pipelines));
   return p;
+}
+
+/**
+ * Refuses pipelines whose generated code (the validator the twin and `put` load) is not of their schema file as it is
+ * now: edited, or added, without `npm run generate` since. Run on, the twin would validate with the old schema while
+ * `sluice schema` and `query` show the new one, and records with a new field would go to the DLQ.
+ */
+export function requireGeneratedCode(pipelines: readonly string[]): void {
+  const problems = pipelines.map((p) => generatedCodeProblem(p)).filter((p): p is string => p !== undefined);
+  if (problems.length > 0) throw new UserError(problems.join('; '));
 }
 
 /**

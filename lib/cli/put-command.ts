@@ -7,7 +7,7 @@ import { openSearchOrigin, readLiveTwinRecord, sameOpenSearchOrigin } from '../l
 import { readSchema } from '../schema';
 import { createRng, sampleRecord, type Rng } from '../schema/sample';
 import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
-import { addProgressOption, addTargetOptions, drawSample, examples, formatDuration, parseCount, parseDuration, parseRate, requirePipeline, type TargetFlags } from './options';
+import { addProgressOption, addTargetOptions, drawSample, examples, formatDuration, parseCount, parseDuration, parseRate, requireGeneratedCode, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { awaitCallerCredentials } from './credentials';
@@ -97,6 +97,9 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
 
   const target = resolveTarget(flags);
   const pipelineConfig = requirePipeline(target.config, pipeline);
+  // The records are drawn, and judged before they are sent, with the generated validator: one of an older schema would
+  // leave out what the schema has added since.
+  requireGeneratedCode([pipeline]);
   let schema: PipelineSchema;
   try {
     schema = pipelineSchema(pipeline);

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { transformSync } from 'esbuild';
 import { recordTypeNames, typeScriptTypes } from './artifacts';
-import { GENERATED_DIR } from './fingerprint';
+import { GENERATED_DIR, schemaHashLine } from './fingerprint';
 import { describeSchema, SchemaDerivationError } from './model';
 import { listSchemas, readSchema } from './registry';
 import { validatorSource } from './validator';
@@ -28,7 +28,8 @@ export function generatedFiles(schemaDir: string = path.join(ROOT, 'schemas')): 
       }
       typeOwners.set(name, p);
     }
-    files.set(rel(`${p}.validate.js`), `// ${HEADER}\n${compiledValidator(p, schema)}\n`);
+    // The schema's hash, for `sluice local up` and `put` to tell a schema edited since (generatedCodeProblem).
+    files.set(rel(`${p}.validate.js`), `// ${HEADER}\n${schemaHashLine(schema)}\n${compiledValidator(p, schema)}\n`);
     types.push(typeScriptTypes(model));
   }
   files.set(rel('records.ts'), types.join('\n'));

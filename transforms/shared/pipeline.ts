@@ -33,7 +33,7 @@ export function pipelineSchema(pipeline: string): PipelineSchema {
   if (!isKnownPipeline(pipeline)) {
     throw new Error(
       `no schema for pipeline "${pipeline}"; known pipelines: ${knownPipelines().join(', ')}. ` +
-        'Add schemas/<pipeline>.schema.json and run `node bin/run-ts.js bin/generate.ts`.',
+        'Add schemas/<pipeline>.schema.json and run `npm run generate`.',
     );
   }
   let schema: object;
