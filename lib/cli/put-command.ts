@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as tty from 'node:tty';
 import type { Command } from 'commander';
 import { resourceNames } from '../config';
-import { openSearchOrigin, readLiveTwinRecord, sameOpenSearchOrigin } from '../local/twin-record';
+import { clockTime, generatedWhen, openSearchOrigin, readLiveTwinRecord, sameOpenSearchOrigin, schemaFingerprint } from '../local/twin-record';
 import { readSchema } from '../schema';
 import { createRng, sampleRecord, type Rng } from '../schema/sample';
 import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
@@ -100,6 +100,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   // The records are drawn, and judged before they are sent, with the generated validator: one of an older schema would
   // leave out what the schema has added since.
   requireGeneratedCode([pipeline]);
+  if (target.kind === 'local') checkTwinSchema(target, pipeline);
   let schema: PipelineSchema;
   try {
     schema = pipelineSchema(pipeline);
@@ -273,6 +274,21 @@ async function checkSearchVerifiable(target: LocalTarget, pipeline: string, time
   } finally {
     await backend.close();
   }
+}
+
+/**
+ * The twin validates with the generated code it loaded when it started: after `npm run generate` it still judges records
+ * by the schema before, so records of the schema now (a new field) would go to its dead-letter queue. Refused, nothing
+ * sent, as `sluice replay` refuses.
+ */
+function checkTwinSchema(target: LocalTarget, pipeline: string): void {
+  const twin = readLiveTwinRecord(target.dataDir);
+  const loaded = twin?.schemas[pipeline];
+  if (!twin || !loaded) return;
+  const now = schemaFingerprint(pipeline);
+  if (loaded.sha256 === now.sha256) return;
+  throw new UserError(`the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)}) validates ${pipeline} with the schema generated ${generatedWhen(loaded, now)}; `
+    + `\`npm run generate\` has written a newer one since (${generatedWhen(now, loaded)}), so records of the schema now could fail there: nothing was sent. Restart the twin (\`sluice local up\`) to run the schema as it is now`);
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
 import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '../../transforms/shared';
 import { OutputKeys } from '../infra/outputs';
-import { readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '../local/twin-record';
+import { clockTime, generatedWhen, readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '../local/twin-record';
 import { validatorFingerprint } from '../schema/fingerprint';
 import { awaitCallerCredentials } from './credentials';
 import { deadLettersFor, rawDataAt, ReadLaterError, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
@@ -353,10 +353,8 @@ function checkTwinSchemas(target: LocalTarget, pipelines: readonly string[], fla
     if (loaded && loaded.sha256 !== now.sha256) stale.push({ pipeline, loaded, now });
   }
   if (stale.length === 0) return;
-  // The version only when it tells them apart: a fix often keeps it.
-  const when = (f: SchemaFingerprint, other: SchemaFingerprint) => `${clockTime(f.generatedAt)}${f.version !== other.version ? ` (version ${f.version})` : ''}`;
   const one = stale.length === 1;
-  const runs = `the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)}) validates ${stale.map((s) => s.pipeline).join(', ')} with the schema${one ? '' : 's'} generated ${stale.map((s) => when(s.loaded, s.now)).join(', ')}; \`npm run generate\` has written ${one ? 'a newer one' : 'newer ones'} since (${stale.map((s) => when(s.now, s.loaded)).join(', ')})`;
+  const runs = `the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)}) validates ${stale.map((s) => s.pipeline).join(', ')} with the schema${one ? '' : 's'} generated ${stale.map((s) => generatedWhen(s.loaded, s.now)).join(', ')}; \`npm run generate\` has written ${one ? 'a newer one' : 'newer ones'} since (${stale.map((s) => generatedWhen(s.now, s.loaded)).join(', ')})`;
   if (flags.dryRun) {
     io.err(`sluice: note: ${runs}. "would replay" counts are against the newer one; the twin would fail those records again: restart it (\`sluice local up\`) before replaying`);
   } else if (flags.force) {
@@ -393,10 +391,6 @@ async function checkDeployedSchemas(target: AwsTarget, pipelines: readonly strin
   }
 }
 
-/** "2026-11-22 09:58:40" in local time: when a schema was generated or a twin started. */
-function clockTime(iso: string): string {
-  return new Date(iso).toLocaleString('sv-SE');
-}
 
 /**
  * How much earlier than a replay's put a message must have arrived to be a duplicate of it. The put's start is this

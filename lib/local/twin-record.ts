@@ -103,6 +103,16 @@ export function schemaFingerprint(pipeline: string, sha256 = validatorFingerprin
   };
 }
 
+/** "2026-11-22 09:58:40" in local time: when a schema was generated or a twin started. */
+export function clockTime(iso: string): string {
+  return new Date(iso).toLocaleString('sv-SE');
+}
+
+/** When `f` was generated, for a message comparing it with `other`; the version only when it tells them apart (a fix often keeps it). */
+export function generatedWhen(f: SchemaFingerprint, other: SchemaFingerprint): string {
+  return `${clockTime(f.generatedAt)}${f.version !== other.version ? ` (version ${f.version})` : ''}`;
+}
+
 /** Written aside and renamed into place: a reader never sees half a record. */
 export function writeTwinRecord(record: TwinRecord): void {
   const file = twinRecordPath(record.dataDir);

@@ -743,6 +743,18 @@ describe('sluice put sends only to the twin running on its data dir', () => {
   /** A Firehose endpoint that says it serves `servedDir`, as the twin's does. */
   const twinServing = (servedDir: string) => startFirehoseApi({ port: 0, backend, headers: { [TWIN_DATA_DIR_HEADER]: encodeURIComponent(servedDir) } });
 
+  test('the twin validates with an older generated validator than `npm run generate` wrote since: exit 2 saying so, as replay does, nothing sent', async () => {
+    const loaded = { sha256: 'the validator before the edit', generatedAt: '2026-11-22T08:00:00.000Z', version: '1.0.0' };
+    registerTwin(dataDir, { firehose: api.url }, { startedAt: '2026-11-22T08:05:00.000Z', schemas: { 'app-events': loaded } });
+    const { code, stdout, stderr } = await put('app-events', '--verify');
+    expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+    expect(stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) validates app-events with the schema generated 2026-11-2[12] \\d\\d:\\d\\d:00; \`npm run generate\` has written a newer one since \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\), so records of the schema now could fail there: nothing was sent\\. Restart the twin \\(\`sluice local up\`\\) to run the schema as it is now\\n$`));
+    expect(backend.calls).toBe(0);
+    // A twin that loaded the validator as it is now takes them.
+    registerTwin(dataDir, { firehose: api.url });
+    expect((await put('app-events', '--count', '2')).code).toBe(0);
+  });
+
   test('the twin answering on the port runs on another data dir: exit 2 naming it, nothing sent', async () => {
     const other = tempDataDir();
     const twin = await twinServing(other);
