@@ -4,7 +4,7 @@ import { transformSync } from 'esbuild';
 import { recordTypeNames, typeScriptTypes } from './artifacts';
 import { GENERATED_DIR, schemaHashLine } from './fingerprint';
 import { describeSchema, SchemaDerivationError } from './model';
-import { listSchemas, readSchema } from './registry';
+import { checkSchemaFileName, listSchemas, readSchema } from './registry';
 import { validatorSource } from './validator';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -17,6 +17,7 @@ export function generatedFiles(schemaDir: string = path.join(ROOT, 'schemas')): 
   const rel = (f: string) => path.relative(ROOT, path.join(GENERATED_DIR, f));
   const types: string[] = [`// ${HEADER}`, ''];
   const typeOwners = new Map<string, string>();
+  for (const p of pipelines) checkSchemaFileName(p);
   for (const p of pipelines) {
     const schema = readSchema(p, schemaDir);
     const model = describeSchema(p, schema); // fails here, naming the schema path, before any code is written

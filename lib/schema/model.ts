@@ -86,6 +86,15 @@ export class SchemaDerivationError extends Error {
   }
 }
 
+/** A schema file that cannot be a pipeline's whatever it holds (its name): the file, what is wrong and what to do, in one line. */
+export class SchemaFileNameError extends SchemaDerivationError {
+  constructor(readonly file: string, problem: string) {
+    super('', problem);
+    this.message = `${file}: ${problem}`;
+    this.name = 'SchemaFileNameError';
+  }
+}
+
 /**
  * A schema file that is not JSON, as a schema to fix (the CLI and `npm run generate` say it in one line, exit 2 / 1): the
  * parser's message without the file's absolute path, which Node's require puts before it.

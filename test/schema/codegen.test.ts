@@ -5,7 +5,7 @@ import { transformSync } from 'esbuild';
 import { generatedFiles } from '../../lib/schema/codegen';
 import { generatedCodeProblem } from '../../lib/schema/fingerprint';
 import { readSchema, typeScriptTypes } from '../../lib/schema';
-import { describeSchema, SchemaDerivationError } from '../../lib/schema/model';
+import { describeSchema, SchemaDerivationError, SchemaFileNameError } from '../../lib/schema/model';
 
 /** A schema folder holding the iot schema under each of `pipelines`, edited by `edit`. */
 function schemaDir(pipelines: readonly string[], edit: (schema: Record<string, unknown>) => void = () => undefined): string {
@@ -99,5 +99,26 @@ describe('generated code against the schema files now', () => {
     write('orders', readSchema('iot'));
     expect(generatedCodeProblem('orders', dir)).toBe('schemas/orders.schema.json has no generated code yet: run npm run generate');
     expect(generatedCodeProblem('shipments', dir)).toBeUndefined();
+  });
+});
+
+describe('schema file names', () => {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  test.each([
+    ['order_items', ': rename it order-items.schema.json'],
+    ['Orders', ': rename it orders.schema.json'],
+    ['2fa-events', ': rename it fa-events.schema.json'],
+    ['__', ''],
+  ])('%s.schema.json is refused as a schema to fix (npm run generate and cdk synth print it alone), naming the file and a name it could have', (pipeline, rename) => {
+    const dir = schemaDir(['iot', pipeline]);
+    dirs.push(dir);
+    const error = generationError(dir);
+    expect(error).toBeInstanceOf(SchemaFileNameError);
+    expect(error).toBeInstanceOf(SchemaDerivationError);
+    expect((error as Error).message).toBe(`schemas/${pipeline}.schema.json: "${pipeline}" is not a pipeline name (lower-case letters, digits and "-", starting with a letter, at most 31 characters)${rename}`);
   });
 });
