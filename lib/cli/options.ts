@@ -6,6 +6,7 @@ import { Option, type Command } from 'commander';
 import { loadConfig, type SluiceConfig } from '../config';
 import { escapeControlCharacters, UserError } from './output';
 import { generatedCodeProblem } from '../schema/fingerprint';
+import { listSchemas } from '../schema/registry';
 import { SampleError } from '../schema/sample';
 
 /** `-c key=value`, repeatable, exactly as `cdk -c`: the same overrides the stack and the twin read. */
@@ -146,7 +147,11 @@ export function requireGeneratedCode(pipelines: readonly string[]): void {
  * escaped as table cells print them: a pasted name cannot clear, recolour or retitle the terminal.
  */
 export function unknownPipeline(pipeline: string, kind: 'configured' | 'known', known: readonly string[]): UserError {
-  return new UserError(`unknown pipeline "${escapeControlCharacters(pipeline)}"; ${kind} pipelines: ${known.join(', ')}`);
+  // A schema without its cdk.json entry: the step the schema author missed, as synth's message gives the other way round.
+  const configure = kind === 'configured' && listSchemas().includes(pipeline)
+    ? `. schemas/${pipeline}.schema.json exists: add "${pipeline}": {} under "pipelines" in cdk.json (or -c 'pipelines.${pipeline}={}' for one command)`
+    : '';
+  return new UserError(`unknown pipeline "${escapeControlCharacters(pipeline)}"; ${kind} pipelines: ${known.join(', ')}${configure}`);
 }
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };

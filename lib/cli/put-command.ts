@@ -277,14 +277,19 @@ async function checkSearchVerifiable(target: LocalTarget, pipeline: string, time
 }
 
 /**
- * The twin validates with the generated code it loaded when it started: after `npm run generate` it still judges records
+ * The twin runs the pipelines configured when it started, and validates with the generated code it loaded then: a
+ * pipeline added to cdk.json since has no stream there, and after `npm run generate` it still judges records
  * by the schema before, so records of the schema now (a new field) would go to its dead-letter queue. Refused, nothing
  * sent, as `sluice replay` refuses.
  */
 function checkTwinSchema(target: LocalTarget, pipeline: string): void {
   const twin = readLiveTwinRecord(target.dataDir);
-  const loaded = twin?.schemas[pipeline];
-  if (!twin || !loaded) return;
+  if (!twin) return;
+  const loaded = twin.schemas[pipeline];
+  if (!loaded) {
+    throw new UserError(`the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)}) was started without ${pipeline} (its pipelines: ${Object.keys(twin.schemas).join(', ')}): nothing was sent. `
+      + `Restart it (\`sluice local up\`) to run the configuration as it is now`);
+  }
   const now = schemaFingerprint(pipeline);
   if (loaded.sha256 === now.sha256) return;
   throw new UserError(`the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)}) validates ${pipeline} with the schema generated ${generatedWhen(loaded, now)}; `

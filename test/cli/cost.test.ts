@@ -252,6 +252,10 @@ describe('sluice cost', () => {
     expect(await sluice('cost', '-p', 'or\u001b[2Jders\u009b')).toMatchObject({
       code: 2, stdout: '', stderr: 'sluice: unknown pipeline "or\\u001b[2Jders\\u009b"; configured pipelines: clickstream, iot, transactions, app-events\n',
     });
+    // A pipeline with a schema file but no cdk.json entry: the message says where to add it.
+    expect(await sluice('cost', '-p', 'app-events', '-c', 'pipelines={"iot":{}}')).toMatchObject({
+      code: 2, stdout: '', stderr: 'sluice: unknown pipeline "app-events"; configured pipelines: iot. schemas/app-events.schema.json exists: add "app-events": {} under "pipelines" in cdk.json (or -c \'pipelines.app-events={}\' for one command)\n',
+    });
     const bad = await sluice('cost', '-c', 'pipelines.iot.shards=0');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/pipelines\.iot\.shards: 0 is out of range/);

@@ -8,9 +8,9 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { freePort } from '../../lib/local/ports';
 import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
-import { TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../../lib/local/twin-record';
+import { schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../../lib/local/twin-record';
 import { validators } from '../../transforms/shared/generated';
-import { acknowledgedJson, deliverToLake, expectNoStackTrace, RecordingBackend, registerTwin, sluice, tempDataDir } from './helpers';
+import { acknowledgedJson, config, deliverToLake, expectNoStackTrace, RecordingBackend, registerTwin, sluice, tempDataDir } from './helpers';
 import { within } from '../within';
 
 const backend = new RecordingBackend();
@@ -742,6 +742,15 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
 describe('sluice put sends only to the twin running on its data dir', () => {
   /** A Firehose endpoint that says it serves `servedDir`, as the twin's does. */
   const twinServing = (servedDir: string) => startFirehoseApi({ port: 0, backend, headers: { [TWIN_DATA_DIR_HEADER]: encodeURIComponent(servedDir) } });
+
+  test('a pipeline configured since the twin started (its twin.json does not list it): exit 2 saying to restart the twin, nothing sent', async () => {
+    const { 'app-events': _started, ...without } = Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p)]));
+    registerTwin(dataDir, { firehose: api.url }, { startedAt: '2026-11-22T08:05:00.000Z', schemas: without });
+    const { code, stdout, stderr } = await put('app-events', '--verify');
+    expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
+    expect(stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) was started without app-events \\(its pipelines: clickstream, iot, transactions\\): nothing was sent\\. Restart it \\(\`sluice local up\`\\) to run the configuration as it is now\\n$`));
+    expect(backend.calls).toBe(0);
+  });
 
   test('the twin validates with an older generated validator than `npm run generate` wrote since: exit 2 saying so, as replay does, nothing sent', async () => {
     const loaded = { sha256: 'the validator before the edit', generatedAt: '2026-11-22T08:00:00.000Z', version: '1.0.0' };
