@@ -333,7 +333,9 @@ function checkPartitionEnum(values: readonly string[], at: string, fail: (at: st
 
 function readExtensions(root: JsonSchema, fail: (at: string, problem: string) => never): SluiceExtensions {
   const x = root['x-sluice'];
-  if (!isObject(x)) return fail('/x-sluice', 'missing: every Sluice schema declares x-sluice {version, idField, eventTimeField, partitionFields, pii}');
+  const keys = '{version, idField, eventTimeField, partitionFields, pii}';
+  if (x === undefined) return fail('/x-sluice', `missing: every Sluice schema declares x-sluice ${keys}`);
+  if (!isObject(x)) return fail('/x-sluice', `must be an object ${keys}, not ${JSON.stringify(x)}`);
   const allowed = ['version', 'idField', 'eventTimeField', 'partitionFields', 'entityField', 'pii', 'money', 'columns'];
   for (const k of Object.keys(x)) if (!allowed.includes(k)) fail(`/x-sluice/${k}`, `unknown key; allowed: ${allowed.join(', ')}`);
   const str = (k: string): string => {
@@ -544,7 +546,7 @@ function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: stri
       return fail(at, 'an object needs "properties" (a struct) or an "additionalProperties" schema (a map<string,…>); without either its values have no column type');
     }
     default:
-      return fail(at, type === undefined ? 'missing "type"' : `type ${JSON.stringify(type)} is not supported`);
+      return fail(at, `${type === undefined ? 'missing "type"' : `type ${JSON.stringify(type)} is not supported`}: use one of "string", "integer", "number", "boolean", "object", "array" (or a list of one of them and "null")`);
   }
 }
 
