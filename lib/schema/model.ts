@@ -3,6 +3,7 @@
  * Every derived artifact — Glue columns, DuckDB types, the OpenSearch mapping, TypeScript types —
  * is rendered from this model, so they cannot disagree. Pure: no I/O, safe to bundle into Lambdas.
  */
+import * as fs from 'node:fs';
 import { minorUnitDigits } from '../../transforms/shared/money';
 import { formats } from './formats';
 
@@ -99,9 +100,32 @@ export class SchemaFileNameError extends SchemaDerivationError {
  * A schema file that is not JSON, as a schema to fix (the CLI and `npm run generate` say it in one line, exit 2 / 1): the
  * parser's message without the file's absolute path, which Node's require puts before it.
  */
-export function notValidJson(pipeline: string, err: unknown): SchemaDerivationError {
-  const message = (err instanceof Error ? err.message : String(err)).replace(/^.*?\.schema\.json: /, '');
-  return new SchemaDerivationError('', `is not valid JSON (${message}): fix it, then run \`npm run generate\``, pipeline);
+export function notValidJson(pipeline: string, err: unknown, text?: string): SchemaDerivationError {
+  const raw = err instanceof Error ? err.message : String(err);
+  // require() of a JSON file puts the file's path first: the schema's text is read from there to place the error.
+  const file = /^(.*?\.schema\.json): /.exec(raw)?.[1];
+  const message = raw.slice(file === undefined ? 0 : file.length + 2);
+  return new SchemaDerivationError('', `is not valid JSON (${message}${lineAndColumn(message, text, file)}): fix it, then run \`npm run generate\``, pipeline);
+}
+
+/**
+ * " (line 3 column 1)" for a parser message that gives only a position, as Node 20's does (Node 22's gives both):
+ * a schema file is edited by line, not by offset. Empty when the message has no position or the text is not at hand.
+ */
+function lineAndColumn(message: string, text: string | undefined, file: string | undefined): string {
+  const position = /at position (\d+)$/.exec(message)?.[1];
+  if (position === undefined) return '';
+  let source = text;
+  if (source === undefined && file !== undefined) {
+    try {
+      source = fs.readFileSync(file, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+  if (source === undefined) return '';
+  const before = source.slice(0, Number(position)).split('\n');
+  return ` (line ${before.length} column ${before[before.length - 1].length + 1})`;
 }
 
 /** Name of the struct column the transform adds; user schemas may not use it. */

@@ -31,7 +31,7 @@ export function readSchema(pipeline: string, schemaDir: string = DEFAULT_SCHEMA_
   try {
     return JSON.parse(text) as object;
   } catch (err) {
-    throw notValidJson(pipeline, err);
+    throw notValidJson(pipeline, err, text);
   }
 }
 
