@@ -14,7 +14,7 @@ import { listenProblem } from '../local/ports';
 import { DATA_DIR_MODE, defaultDataDir, makeDirectories } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type DlqCounts, type LeftInS3, type Twin, type TwinOptions } from '../local/twin';
-import { readTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-record';
+import { readLiveTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-record';
 import { addConfigOption, configFrom, drawSample, examples, parsePort, requireGeneratedCode } from './options';
 import { displayRows, escapeControlCharacters, formatBytes, formatNumber, formatTable, UserError } from './output';
 import { io } from './progress';
@@ -348,10 +348,10 @@ export function lockDataDir(dataDir: string, options: LockOptions = {}): () => v
 /**
  * The refusal of a data dir that the live process `holder` holds (its twin.pid), naming where that twin listens when its
  * twin.json says (a twin still starting has not written it yet). A pid the system gave to another process since is
- * possible, hence the last resort.
+ * possible where /proc does not say when a process started, hence the last resort.
  */
 function dataDirInUse(dataDir: string, holder: number): UserError {
-  const record = readTwinRecord(dataDir);
+  const record = readLiveTwinRecord(dataDir); // not one an earlier twin with the same pid left
   const endpoints = record?.pid === holder ? record.endpoints : undefined;
   const where = endpoints
     ? `; Firehose ${endpoints.firehose}, Kinesis ${endpoints.kinesis}${endpoints.dynamo ? `, DynamoDB ${endpoints.dynamo}` : ''}`

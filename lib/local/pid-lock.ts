@@ -4,13 +4,16 @@
  * over. The lock appears with its pid already in it (written aside, then hard-linked into place, which
  * fails if a lock exists), and a stale one is taken over by moving it aside first: of two processes racing
  * for the same stale file only one moves it, and one that finds it moved a live process's new lock puts it
- * back and gives way.
+ * back and gives way. Beside the pid the file keeps when its process started (Linux), so that a pid given to another
+ * process since (a container restarted, the pids counted from 1 again) does not hold it.
  */
 import * as fs from 'node:fs';
-import { processIsAlive, readPid } from './process-alive';
+import { holderRuns, pidLockContent, processIsAlive, processStart, readPid, readPidLock, type PidLockHolder } from './process-alive';
 
 export interface PidLockOptions {
   readonly pid?: number;
+  /** The start {@link processStart} says of `pid`. @default this process's when `pid` is not given, else none */
+  readonly start?: string;
   readonly isAlive?: (pid: number) => boolean;
   /** Called after a lock file was judged stale, before it is taken over (tests stage races with it). */
   readonly beforeTakeover?: () => void;
@@ -28,12 +31,13 @@ export interface PidLockErrors {
 /** Takes the lock at `file`; returns its release. */
 export function takePidLock(file: string, errors: PidLockErrors, options: PidLockOptions = {}): () => void {
   const pid = options.pid ?? process.pid;
+  const content = pidLockContent({ pid, start: options.pid === undefined ? processStart(pid) : options.start });
   const alive = options.isAlive ?? processIsAlive;
   for (let attempt = 0; attempt < 5; attempt++) {
     const mine = `${file}.${pid}.new`;
     try {
-      fs.writeFileSync(mine, `${pid}\n`);
-      linkOrCreate(mine, file, `${pid}\n`);
+      fs.writeFileSync(mine, content);
+      linkOrCreate(mine, file, content);
       return () => {
         if (readPid(file) === pid) fs.rmSync(file, { force: true });
       };
@@ -42,8 +46,8 @@ export function takePidLock(file: string, errors: PidLockErrors, options: PidLoc
     } finally {
       fs.rmSync(mine, { force: true });
     }
-    const holder = readPid(file);
-    if (holder !== undefined && holder !== pid && alive(holder)) throw errors.inUse(holder);
+    const holder = readPidLock(file);
+    if (holder !== undefined && holder.pid !== pid && holderRuns(holder, alive)) throw errors.inUse(holder.pid);
     options.beforeTakeover?.();
     const aside = `${file}.${pid}.stale`;
     try {
@@ -52,20 +56,24 @@ export function takePidLock(file: string, errors: PidLockErrors, options: PidLoc
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue; // another process took it over first
       throw errors.cannot('take over', error as Error);
     }
-    const moved = readPid(aside);
-    if (moved !== undefined && moved !== holder && moved !== pid && alive(moved)) {
+    const moved = readPidLock(aside);
+    if (moved !== undefined && !sameHolder(moved, holder) && moved.pid !== pid && holderRuns(moved, alive)) {
       // A racing process's new lock, not the stale file: back in place (unless yet another holds it now).
       try {
-        linkOrCreate(aside, file, `${moved}\n`);
+        linkOrCreate(aside, file, pidLockContent(moved));
       } catch {
         // EEXIST: a third process has the lock; it stays theirs.
       }
       fs.rmSync(aside, { force: true });
-      throw errors.inUse(moved);
+      throw errors.inUse(moved.pid);
     }
     fs.rmSync(aside, { force: true });
   }
   throw errors.contended();
+}
+
+function sameHolder(a: PidLockHolder, b: PidLockHolder | undefined): boolean {
+  return a.pid === b?.pid && a.start === b.start;
 }
 
 /** `link(from, to)`, failing with EEXIST if `to` exists; where hard links are not supported, an exclusive create. */

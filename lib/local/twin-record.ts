@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadModel } from '../schema';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
-import { processIsAlive, readPid } from './process-alive';
+import { holderRuns, processIsAlive, readPidLock } from './process-alive';
 
 /** The Firehose endpoint's answers carry the twin's data dir (URI-encoded) in this header. */
 export const TWIN_DATA_DIR_HEADER = 'x-sluice-data-dir';
@@ -59,6 +59,8 @@ export interface SchemaFingerprint {
 
 export interface TwinRecord {
   readonly pid: number;
+  /** When that process started (`processStart` in process-alive.ts): a later process given its pid is not this twin. Absent from an older Sluice's record, and off Linux. */
+  readonly processStart?: string;
   /** ISO 8601. */
   readonly startedAt: string;
   /** Random at each start; the Firehose endpoint sends it in {@link TWIN_ID_HEADER}. Absent from an older Sluice's record. */
@@ -82,15 +84,15 @@ export function twinRecordPath(dataDir: string): string {
   return path.join(dataDir, 'twin.json');
 }
 
-/** The lock a twin takes first at start: `<dataDir>/twin.pid`, holding its pid. */
+/** The lock a twin takes first at start: `<dataDir>/twin.pid`, holding its pid (and when its process started). */
 export function twinLockPath(dataDir: string): string {
   return path.join(dataDir, 'twin.pid');
 }
 
 /** The live pid in `<dataDir>/twin.pid`: the twin that holds the data dir (or is starting on it); undefined when none. */
 export function twinLockHolder(dataDir: string): number | undefined {
-  const pid = readPid(twinLockPath(dataDir));
-  return pid !== undefined && processIsAlive(pid) ? pid : undefined;
+  const holder = readPidLock(twinLockPath(dataDir));
+  return holder !== undefined && holderRuns(holder) ? holder.pid : undefined;
 }
 
 /** The generated validator of `pipeline` as it is on disk now; `sha256` when its hash was taken already. */
@@ -127,10 +129,10 @@ export function removeTwinRecord(dataDir: string, pid: number, startedAt: string
   if (record && record.pid === pid && record.startedAt === startedAt) fs.rmSync(twinRecordPath(dataDir), { force: true });
 }
 
-/** The record of the twin running on `dataDir`; undefined when there is none, or its process is gone (a crash). */
+/** The record of the twin running on `dataDir`; undefined when there is none, or its process is gone (a crash, even if its pid runs another process now). */
 export function readLiveTwinRecord(dataDir: string, isAlive: (pid: number) => boolean = processIsAlive): TwinRecord | undefined {
   const record = readRecordFile(dataDir);
-  return record && isAlive(record.pid) ? record : undefined;
+  return record && holderRuns({ pid: record.pid, start: typeof record.processStart === 'string' ? record.processStart : undefined }, isAlive) ? record : undefined;
 }
 
 /**

@@ -25,6 +25,7 @@ import { FaultInjector } from './faults';
 import { firehoseRecordsOf } from './kinesis-source';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { ObjectStore } from './object-store';
+import { processStart } from './process-alive';
 import { bucketDir, DATA_DIR_MODE, localBucketName, localPiiHashKey, makeDirectories } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
@@ -446,7 +447,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     // Who runs on this data dir, where, and with which schemas: `put` and `replay` check it before they send.
     const startedAt = new Date().toISOString();
     writeTwinRecord({
-      pid: process.pid, startedAt, twinId, dataDir: path.resolve(dataDir),
+      pid: process.pid, processStart: processStart(process.pid), startedAt, twinId, dataDir: path.resolve(dataDir),
       endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint, openSearch: options.openSearchUrl ? openSearchOrigin(options.openSearchUrl) : null },
       names: { prefix: config.prefix, env: config.env },
       // The validators as the transform's runtimes loaded them (hashed at start), not as they may be by now.

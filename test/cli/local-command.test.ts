@@ -2,9 +2,9 @@
  * `npm start`'s DLQ column: the twin's dead-letter queue broken down by the pipeline each message names.
  * What `local up` / `demo` check before they start anything, what they report, and how they take Ctrl-C and SIGTERM.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -14,11 +14,13 @@ import { DlqFile } from '../../lib/local/dlq-file';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 import { lockDataDir } from '../../lib/cli/local-command';
 import { localBucketName } from '../../lib/local/paths';
+import { processStart, readPid } from '../../lib/local/process-alive';
+import { readLiveTwinRecord, twinLockHolder } from '../../lib/local/twin-record';
 import { dlqMessageKinds, dlqMessageKindsByPipeline } from '../../lib/local/twin';
 import { MAX_ERROR_LINE_BYTES, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import type { Twin, TwinOptions } from '../../lib/local/twin';
 import { processRuns, waitForExit } from '../faults/helpers';
-import { config, expectNoStackTrace, sluice, sluiceAfresh, tempDataDir } from './helpers';
+import { config, expectNoStackTrace, registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
 
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -81,6 +83,13 @@ function inUseByTwin(dir: string, pid: number, endpoints?: { firehose: string; k
   const where = endpoints ? `; Firehose ${endpoints.firehose}, Kinesis ${endpoints.kinesis}, DynamoDB ${endpoints.dynamo}` : '';
   return `sluice: --data-dir ${dir} is in use by a running twin (pid ${pid}${where}): two twins on one data dir would corrupt its write-ahead logs and checkpoints. `
     + `Stop that twin (Ctrl-C where it runs, or \`kill ${pid}\`: it flushes, then exits), or give this one another --data-dir (if no twin runs there, delete ${path.join(dir, 'twin.pid')})\n`;
+}
+
+/** Until `ready()` says so (5 s at most). */
+async function waitFor(ready: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 5000; !ready(); await new Promise((r) => setTimeout(r, 20))) {
+    if (Date.now() > deadline) throw new Error(`not ready after 5 s: ${ready}`);
+  }
 }
 
 describe('dlqMessageKindsByPipeline: its byPipeline', () => {
@@ -346,11 +355,67 @@ describe('before the twin starts', () => {
       }
       writeFileSync(path.join(dataDir, 'twin.pid'), `${pid}\n`);
       const release = lockDataDir(dataDir);
-      expect(readFileSync(path.join(dataDir, 'twin.pid'), 'utf8')).toBe(`${process.pid}\n`);
+      expect(readPid(path.join(dataDir, 'twin.pid'))).toBe(process.pid);
       release();
       expect(readdirSync(dataDir)).toEqual([]);
     } finally {
       parent.kill('SIGKILL');
+    }
+  });
+
+  test('a twin.pid whose pid now runs another process (a later start than the one it records: a container restarted) is taken over; its own process, or a pid alone, still holds', async () => {
+    // Not a twin, but alive: as if it had been given the pid of a twin killed earlier.
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await waitFor(() => processStart(other.pid!) !== undefined);
+      const start = processStart(other.pid!)!;
+      const earlier = start.replace(/\d+$/, (ticks) => String(Number(ticks) - 1));
+      const file = path.join(dataDir, 'twin.pid');
+      writeFileSync(file, `${other.pid}\n${earlier}\n`);
+      expect(twinLockHolder(dataDir)).toBeUndefined();
+      const release = lockDataDir(dataDir);
+      expect(readFileSync(file, 'utf8')).toBe(`${process.pid}\n${processStart(process.pid)}\n`);
+      expect(readPid(file)).toBe(process.pid); // the first line, as an older Sluice reads it
+      expect(twinLockHolder(dataDir)).toBe(process.pid);
+      release();
+      expect(readdirSync(dataDir)).toEqual([]);
+      // Written by that process itself, or by an older Sluice with the pid alone: held.
+      for (const content of [`${other.pid}\n${start}\n`, `${other.pid}\n`]) {
+        writeFileSync(file, content);
+        expect(twinLockHolder(dataDir)).toBe(other.pid);
+        expect(() => lockDataDir(dataDir)).toThrow(`--data-dir ${dataDir} is in use by a running twin (pid ${other.pid}):`);
+        expect(readFileSync(file, 'utf8')).toBe(content);
+      }
+      rmSync(file);
+      // twin.json the same: a record naming the pid with another start is an earlier twin's, no running one.
+      registerTwin(dataDir, {}, { pid: other.pid!, processStart: earlier });
+      expect(readLiveTwinRecord(dataDir)).toBeUndefined();
+      registerTwin(dataDir, {}, { pid: other.pid!, processStart: start });
+      expect(readLiveTwinRecord(dataDir)?.pid).toBe(other.pid);
+      registerTwin(dataDir, {}, { pid: other.pid! });
+      expect(readLiveTwinRecord(dataDir)?.pid).toBe(other.pid);
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
+  test('the start a lock records is field 22 of /proc/<pid>/stat, read after the last ")" of a command name with spaces and parentheses', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-stat-'));
+    const program = path.join(dir, 'a) b (c');
+    copyFileSync(execFileSync('sh', ['-c', 'command -v sleep'], { encoding: 'utf8' }).trim(), program);
+    chmodSync(program, 0o755);
+    const odd = spawn(program, ['30'], { stdio: 'ignore' });
+    try {
+      await waitFor(() => readFileSync(`/proc/${odd.pid}/comm`, 'utf8') === 'a) b (c\n');
+      const [bootId, ticks] = processStart(odd.pid!)!.split('/');
+      expect(bootId).toBe(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+      // Started just now: its start, in clock ticks since boot, is the uptime now.
+      const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+      const hertz = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+      expect(Math.abs(Number(ticks) / hertz - uptime)).toBeLessThan(5);
+    } finally {
+      odd.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
