@@ -55,6 +55,9 @@ export function buildProgram(): Command {
 
 /** "no command given", "local needs a subcommand (up)". */
 function missingSubcommand(command: Command): string {
+  // `sluice local help bogus` shows local's help as an error too: the word it was asked about is no command.
+  const asked = command.args.length > 1 && command.args[0] === 'help' ? command.args[1] : undefined;
+  if (asked !== undefined) return `unknown command '${asked}'`;
   if (command.parent === null) return 'no command given';
   return `${command.name()} needs a subcommand (${command.commands.map((c) => c.name()).join(', ')})`;
 }

@@ -90,6 +90,11 @@ describe('the sluice binary', () => {
     }
   });
 
+  test('help about a subcommand that is not one says so, not that one is missing', async () => {
+    const { code, stdout, stderr } = await sluice('local', 'help', 'bogus');
+    expect({ code, stdout, firstLines: stderr.split('\n').slice(0, 2) }).toEqual({ code: 2, stdout: '', firstLines: ["sluice: unknown command 'bogus'", 'Usage: sluice local [options] [command]'] });
+  });
+
   test('what a message echoes (an unknown flag or command, a -c key) has its control characters escaped, its lines kept', async () => {
     const flag = await sluice('query', '--x\u001b]0;pwned\u0007', 'SELECT 1');
     expect(flag.code).toBe(2);
