@@ -391,7 +391,6 @@ async function checkDeployedSchemas(target: AwsTarget, pipelines: readonly strin
   }
 }
 
-
 /**
  * How much earlier than a replay's put a message must have arrived to be a duplicate of it. The put's start is this
  * machine's clock and a message's arrivalTimestamp Firehose's: a failure of the replayed put arrives after the put

@@ -116,7 +116,7 @@ export function resolveTarget(flags: TargetFlags): Target {
  * Refuses a data dir that is a file. It would read as a twin with no data, or send the user to start a twin on it,
  * which `local up` refuses; so the message says what is wrong with the path itself.
  */
-export function refuseDataDirFile(dataDir: string): void {
+function refuseDataDirFile(dataDir: string): void {
   if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) {
     throw new UserError(`the data dir ${dataDir} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR`);
   }

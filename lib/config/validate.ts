@@ -342,7 +342,7 @@ function show(value: unknown): string {
  * write to another, and deliveries would fail as access denied. A custom endpoint (the domain's own host name) says
  * neither, and is taken as it is.
  */
-export function endpointArnMismatch(endpoint: string, domainArn: string): string | undefined {
+function endpointArnMismatch(endpoint: string, domainArn: string): string | undefined {
   const host = /^https:\/\/([^/:]+)/.exec(endpoint)?.[1]?.toLowerCase();
   const made = host === undefined ? null : /^(?:search|vpc)-([a-z][a-z0-9-]*)-[a-z0-9]+\.([a-z0-9-]+)\.es\.amazonaws\.com(?:\.cn)?$/.exec(host);
   const arn = /^arn:aws[a-z-]*:es:([a-z0-9-]+):\d{12}:domain\/([a-z][a-z0-9-]*)$/.exec(domainArn);

@@ -1319,8 +1319,7 @@ export function engineOptionsFromConfig(
     target = { kind: 'lake', model: options.model, glueTable: { databaseName: names.glueDatabase, tableName: names.glueTable } };
   } else {
     if (!options.sink) throw new Error(`pipeline "${pipelineName}": the search delivery stream needs a SearchSink`);
-    const domain = resourceNames(config, '').searchDomain;
-    target = { kind: 'search', sink: options.sink, domainArn: `arn:aws:es:${options.region ?? 'us-east-1'}:${options.accountId ?? '000000000000'}:domain/${domain}` };
+    target = { kind: 'search', sink: options.sink, domainArn: `arn:aws:es:${options.region ?? 'us-east-1'}:${options.accountId ?? '000000000000'}:domain/${names.searchDomain}` };
   }
   return {
     streamName: destination === 'lake' ? names.lakeDeliveryStream : names.searchDeliveryStream,

@@ -3,7 +3,6 @@
  * Every derived artifact — Glue columns, DuckDB types, the OpenSearch mapping, TypeScript types —
  * is rendered from this model, so they cannot disagree. Pure: no I/O, safe to bundle into Lambdas.
  */
-import * as fs from 'node:fs';
 import { minorUnitDigits } from '../../transforms/shared/money';
 import { formats } from './formats';
 
@@ -101,30 +100,23 @@ export class SchemaFileNameError extends SchemaDerivationError {
  * parser's message without the file's absolute path, which Node's require puts before it.
  */
 export function notValidJson(pipeline: string, err: unknown, text?: string): SchemaDerivationError {
-  const raw = err instanceof Error ? err.message : String(err);
-  // require() of a JSON file puts the file's path first: the schema's text is read from there to place the error.
-  const file = /^(.*?\.schema\.json): /.exec(raw)?.[1];
-  const message = raw.slice(file === undefined ? 0 : file.length + 2);
-  return new SchemaDerivationError('', `is not valid JSON (${message}${lineAndColumn(message, text, file)}): fix it, then run \`npm run generate\``, pipeline);
+  const message = (err instanceof Error ? err.message : String(err)).replace(/^.*?\.schema\.json: /, '');
+  return new SchemaDerivationError('', `is not valid JSON (${message}${lineAndColumn(message, text)}): fix it, then run \`npm run generate\``, pipeline);
+}
+
+/** The file a JSON parse error from require() names first (`/…/iot.schema.json: Unexpected …`); undefined otherwise. */
+export function schemaFileOfParseError(err: unknown): string | undefined {
+  return err instanceof Error ? /^(.*?\.schema\.json): /.exec(err.message)?.[1] : undefined;
 }
 
 /**
  * " (line 3 column 1)" for a parser message that gives only a position, as Node 20's does (Node 22's gives both):
  * a schema file is edited by line, not by offset. Empty when the message has no position or the text is not at hand.
  */
-function lineAndColumn(message: string, text: string | undefined, file: string | undefined): string {
+function lineAndColumn(message: string, text: string | undefined): string {
   const position = /at position (\d+)$/.exec(message)?.[1];
-  if (position === undefined) return '';
-  let source = text;
-  if (source === undefined && file !== undefined) {
-    try {
-      source = fs.readFileSync(file, 'utf8');
-    } catch {
-      return '';
-    }
-  }
-  if (source === undefined) return '';
-  const before = source.slice(0, Number(position)).split('\n');
+  if (position === undefined || text === undefined) return '';
+  const before = text.slice(0, Number(position)).split('\n');
   return ` (line ${before.length} column ${before[before.length - 1].length + 1})`;
 }
 

@@ -318,11 +318,7 @@ function formattedString(format: unknown, rng: Rng, ctx: Ctx, pick: <T>(xs: read
     case 'relative-json-pointer': return `${int(3)}/${pick(WORDS)}`;
     case 'regex': return `^${pick(WORDS)}-[0-9]+$`;
     case 'byte': return Buffer.from(`${pick(WORDS)}-${int(1000)}`).toString('base64');
-    case 'password':
-    case 'binary':
-    case undefined:
-      return undefined;
-    default:
+    default: // password, binary, none: no format to follow
       return undefined;
   }
 }

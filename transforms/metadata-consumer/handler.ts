@@ -212,7 +212,11 @@ export function eventFacts(schema: PipelineSchema, r: KinesisStreamRecord): Arra
   const bytes = Buffer.from(k.data, 'base64');
   const users = deaggregate(bytes);
   if (users === undefined) return [userRecordFacts(schema, r, bytes)];
-  return users.map((u, subsequenceNumber) => ({ ...userRecordFacts(schema, r, u.data), subsequenceNumber }));
+  // The index is for the log line of a user record that cannot be recorded; its siblings share the sequence number.
+  return users.map((u, subsequenceNumber) => {
+    const facts = userRecordFacts(schema, r, u.data);
+    return 'reason' in facts ? { ...facts, subsequenceNumber } : facts;
+  });
 }
 
 function userRecordFacts(schema: PipelineSchema, r: KinesisStreamRecord, bytes: Buffer): EventFacts | UnrecordableRecord {

@@ -33,8 +33,6 @@ import { backoffDelay, mapWithConcurrency, sleep } from '../shared/retry';
 export interface EventFacts {
   /** Kinesis sequence number: the batch item identifier. */
   readonly sequenceNumber: string;
-  /** Its index in a KPL-aggregated Kinesis record, whose user records share the sequence number; absent for a plain record. */
-  readonly subsequenceNumber?: number;
   readonly eventId: string;
   /** The event type as sent. */
   readonly eventType: string;

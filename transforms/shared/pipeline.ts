@@ -3,7 +3,8 @@
  * partitioning and masking) and the validator compiled ahead of time by `bin/generate.ts`.
  * Nothing here compiles a schema at run time.
  */
-import { describeSchema, notValidJson, type SchemaModel } from '../../lib/schema/model';
+import * as fs from 'node:fs';
+import { describeSchema, notValidJson, schemaFileOfParseError, type SchemaModel } from '../../lib/schema/model';
 import { schemas, validators, type GeneratedValidator, type PipelineName } from './generated';
 
 export interface PipelineSchema {
@@ -40,10 +41,19 @@ export function pipelineSchema(pipeline: string): PipelineSchema {
   try {
     schema = schemas[pipeline];
   } catch (err) {
-    // The file was edited into something that is not JSON since the code was generated.
-    throw notValidJson(pipeline, err);
+    // The file was edited into something that is not JSON since the code was generated: its text places the error.
+    throw notValidJson(pipeline, err, readTextOrUndefined(schemaFileOfParseError(err)));
   }
   const resolved: PipelineSchema = { pipeline, model: describeSchema(pipeline, schema), validate: validators[pipeline] };
   cache.set(pipeline, resolved);
   return resolved;
+}
+
+function readTextOrUndefined(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
