@@ -17,11 +17,14 @@
  *
  * Delivery is at-least-once: the shard's checkpoint advances after the whole delivered batch was
  * handled (succeeded, or sent to the destination), so a crash mid-batch invokes its records again.
+ *
+ * Records are counted as the function tallies them in its answer (Lambda reads no such thing): the mapping hands
+ * KPL aggregates over whole, as Lambda's does, and the function that de-aggregates them knows their user records.
  */
 import { randomUUID } from 'node:crypto';
 import type { _Record, KinesisClient } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
-import { deaggregate } from '../../transforms/shared/kpl';
+import type { RecordTally } from '../../transforms/metadata-consumer/handler';
 import { localRegion } from './aws-clients';
 import { ShardReader, type KinesisReadApi, type ShardReaderOptions, type ShardReaderStats, type StartingPosition } from './shard-reader';
 
@@ -56,7 +59,13 @@ export interface KinesisInvocationRecord {
   };
 }
 
-export type KinesisHandler = (event: KinesisStreamEvent) => Promise<KinesisStreamBatchResponse | void>;
+/** A handler's answer: Lambda's partial batch response, with the twin's tally of each record for the mapping's counters. */
+export interface KinesisHandlerResponse extends KinesisStreamBatchResponse {
+  /** One per record of the event, in order. @default each record one user record, none skipped */
+  readonly tallies?: readonly RecordTally[];
+}
+
+export type KinesisHandler = (event: KinesisStreamEvent) => Promise<KinesisHandlerResponse | void>;
 export type OnFailureDestination = (record: KinesisInvocationRecord) => Promise<void>;
 
 export interface EventSourceMappingOptions {
@@ -121,12 +130,17 @@ export interface EventSourceMappingStats {
   readonly bisections: number;
   /**
    * Records handled (written, or skipped as malformed), counted as the delivery streams count what they receive: a
-   * KPL-aggregated Kinesis record once per user record in it (the consumer de-aggregates), so the summary's
-   * `metadata ok` and `received` count alike.
+   * KPL-aggregated Kinesis record once per user record in it, as the function's tallies say (the consumer
+   * de-aggregates), so the summary's `metadata ok` and `received` count alike.
    */
   readonly recordsSucceeded: number;
+  /** Of `recordsSucceeded`, those the function tallied as skipped (the consumer's malformed records). */
+  readonly recordsSkipped: number;
   readonly batchesToOnFailure: number;
-  /** Records in the batches sent to the destination, counted as `recordsSucceeded` is. */
+  /**
+   * Records in the batches sent to the destination, counted as `recordsSucceeded` is by the last tally of each; one
+   * never tallied (every invocation with it failed, or it expired before any) counts once.
+   */
   readonly recordsToOnFailure: number;
   /** Failed batches dropped because no destination was configured. */
   readonly batchesDropped: number;
@@ -137,6 +151,9 @@ export interface EventSourceMappingStats {
 export const MAX_EVENT_BYTES = 6_291_456;
 /** The event's bytes for one record beyond its base64 data: field names, ids and ARNs, generously. */
 const RECORD_OVERHEAD_BYTES = 1024;
+
+/** Each record's last tally from the function, by sequence number, while its delivered batch is handled. */
+type Tallies = Map<string, RecordTally>;
 
 interface Attempt {
   records: _Record[];
@@ -173,6 +190,7 @@ export class EventSourceMapping {
     retries: 0,
     bisections: 0,
     recordsSucceeded: 0,
+    recordsSkipped: 0,
     batchesToOnFailure: 0,
     recordsToOnFailure: 0,
     batchesDropped: 0,
@@ -267,13 +285,14 @@ export class EventSourceMapping {
   private async processBatch(shardId: string, records: _Record[], signal: AbortSignal): Promise<void> {
     // Bisected halves wait here, first half first, so records are handled in sequence order.
     const pending: Attempt[] = [{ records, retries: 0, invokes: 0 }];
+    const tallies: Tallies = new Map();
     while (pending.length > 0) {
       const attempt = pending[0];
       if (signal.aborted) throw new Error('event source mapping stopped');
 
       const expired = this.expiredPrefix(attempt.records);
       if (expired > 0) {
-        await this.toDestination(shardId, attempt.records.slice(0, expired), 'RecordAgeExceeded', attempt, signal);
+        await this.toDestination(shardId, attempt.records.slice(0, expired), 'RecordAgeExceeded', attempt, tallies, signal);
         attempt.records = attempt.records.slice(expired);
         if (attempt.records.length === 0) {
           pending.shift();
@@ -281,18 +300,18 @@ export class EventSourceMapping {
         }
       }
 
-      const outcome = await this.invoke(shardId, attempt.records);
+      const outcome = await this.invoke(shardId, attempt.records, tallies);
       attempt.invokes++;
       attempt.lastRequestId = outcome.requestId;
       attempt.lastFunctionError = outcome.kind === 'failed' ? outcome.functionError : undefined;
       if (outcome.kind === 'ok') {
-        this.counters.recordsSucceeded += userRecordCount(attempt.records);
+        this.countSucceeded(attempt.records, tallies);
         pending.shift();
         continue;
       }
       if (outcome.kind === 'partial') {
         this.counters.partialFailures++;
-        this.counters.recordsSucceeded += userRecordCount(attempt.records.slice(0, outcome.succeeded));
+        this.countSucceeded(attempt.records.slice(0, outcome.succeeded), tallies);
         attempt.records = attempt.records.slice(outcome.succeeded);
       } else if (this.options.bisectBatchOnFunctionError && attempt.records.length > 1) {
         const middle = Math.ceil(attempt.records.length / 2);
@@ -306,7 +325,7 @@ export class EventSourceMapping {
         continue;
       }
       if (this.maxRetryAttempts !== -1 && attempt.retries >= this.maxRetryAttempts) {
-        await this.toDestination(shardId, attempt.records, 'RetryAttemptsExhausted', attempt, signal);
+        await this.toDestination(shardId, attempt.records, 'RetryAttemptsExhausted', attempt, tallies, signal);
         pending.shift();
         continue;
       }
@@ -325,7 +344,20 @@ export class EventSourceMapping {
     return count;
   }
 
-  private async invoke(shardId: string, records: _Record[]): Promise<Outcome> {
+  private countSucceeded(records: readonly _Record[], tallies: Tallies): void {
+    const { userRecords, skipped } = tallyOf(records, tallies);
+    this.counters.recordsSucceeded += userRecords;
+    this.counters.recordsSkipped += skipped;
+  }
+
+  /** Keeps the tallies of an answer that has one per record; without them, each record counts as one user record. */
+  private keepTallies(records: readonly _Record[], response: unknown, tallies: Tallies): void {
+    const answered = (response as KinesisHandlerResponse | null | undefined)?.tallies;
+    if (!Array.isArray(answered) || answered.length !== records.length) return;
+    records.forEach((record, i) => tallies.set(record.SequenceNumber as string, answered[i]));
+  }
+
+  private async invoke(shardId: string, records: _Record[], tallies: Tallies): Promise<Outcome> {
     this.counters.invocations++;
     const requestId = randomUUID();
     const event = this.eventFor(shardId, records);
@@ -338,6 +370,7 @@ export class EventSourceMapping {
       this.reportError(error, shardId, 'invoke', records);
       return { requestId, kind: 'failed', functionError: 'Unhandled' };
     }
+    this.keepTallies(records, response, tallies);
     if (!this.options.reportBatchItemFailures) return { requestId, kind: 'ok' };
     return { requestId, ...this.readBatchResponse(shardId, records, response) };
   }
@@ -371,6 +404,7 @@ export class EventSourceMapping {
     records: readonly _Record[],
     condition: FailureCondition,
     attempt: Attempt,
+    tallies: Tallies,
     signal: AbortSignal,
   ): Promise<void> {
     const record = this.invocationRecord(shardId, records, condition, attempt);
@@ -391,7 +425,7 @@ export class EventSourceMapping {
       }
     }
     this.counters.batchesToOnFailure++;
-    this.counters.recordsToOnFailure += userRecordCount(records);
+    this.counters.recordsToOnFailure += tallyOf(records, tallies).userRecords;
   }
 
   /**
@@ -459,11 +493,16 @@ export function queueDestination(queue: { send(bodies: string[]): Promise<void> 
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-/** User records in `records`: one per plain record, one per user record of a KPL-aggregated one (none for an empty aggregate). */
-function userRecordCount(records: readonly _Record[]): number {
-  let count = 0;
-  for (const r of records) count += deaggregate(r.Data ?? new Uint8Array())?.length ?? 1;
-  return count;
+/** What `records` held, summed from their last tallies; a record never tallied is one user record, not skipped. */
+function tallyOf(records: readonly _Record[], tallies: Tallies): RecordTally {
+  let userRecords = 0;
+  let skipped = 0;
+  for (const record of records) {
+    const tally = tallies.get(record.SequenceNumber as string);
+    userRecords += tally?.userRecords ?? 1;
+    skipped += tally?.skipped ?? 0;
+  }
+  return { userRecords, skipped };
 }
 
 function arrivalMs(record: _Record): number {

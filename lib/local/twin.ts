@@ -2,14 +2,14 @@ import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException } from '@aws-sdk/client-kinesis';
 import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
-import type { KinesisStreamEvent, S3Event } from 'aws-lambda';
+import type { S3Event } from 'aws-lambda';
 import { ON_DEMAND_INITIAL_SHARDS, resourceNames, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
 import { FAILURE_PREFIXES } from '../schema/layout';
 import { defaultTransformWorkers, TransformWorkers } from './transform-workers';
 import { processorBufferWarnings } from '../../transforms/record-transform/response-budget';
-import { createMetadataRecorder, type MetadataBatchOutcome } from '../../transforms/metadata-consumer/handler';
+import { createMetadataRecorder } from '../../transforms/metadata-consumer/handler';
 import { createFailureRouter, locateErrorObject, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
@@ -325,8 +325,6 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const engines = new Map<string, { engine: DeliveryEngine; pipeline: string; kind: 'lake' | 'search' }>();
     const readers: ShardReader[] = [];
     const mappings = new Map<string, EventSourceMapping>();
-    /** Per pipeline, records the metadata consumer skipped as malformed and is done with (among the mapping's succeeded). */
-    const consumerSkipped = new Map<string, number>();
     const descriptions: LocalDeliveryStream[] = [];
     const createdAt = new Date();
 
@@ -396,16 +394,10 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           // as the defaults do (20 s of 60 s): a timeout would cut an invocation off between its writes.
           retryBudgetMs: Math.min(20_000, Math.round((p.consumer.timeoutSeconds * 1000) / 3)),
         });
-        const timeoutMs = p.consumer.timeoutSeconds * 1000;
         const mapping = new EventSourceMapping({
           client: kc, streamName: names(pipeline).stream, dataDir, functionName,
-          handler: async (event) => {
-            const started = Date.now();
-            const outcome = await recordBatch(event);
-            // An answer later than the timeout is thrown away by the mapping, and the batch comes again.
-            if (Date.now() - started < timeoutMs) consumerSkipped.set(pipeline, (consumerSkipped.get(pipeline) ?? 0) + skippedAndDone(event.Records, outcome));
-            return { batchItemFailures: outcome.batchItemFailures };
-          },
+          // The recorder's answer carries, besides the batchItemFailures Lambda reads, its tallies for the mapping's counters.
+          handler: recordBatch,
           batchSize: p.consumer.batchSize,
           // Scaled down like the Firehose buffers, so local results show up in seconds.
           batchWindowSeconds: Math.min(p.consumer.batchWindowSeconds, config.local.bufferIntervalSeconds),
@@ -481,7 +473,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           pipeline, lake, search,
           metadata: m
             ? {
-              invocations: m.invocations, recordsSucceeded: m.recordsSucceeded, recordsSkipped: consumerSkipped.get(pipeline) ?? 0,
+              invocations: m.invocations, recordsSucceeded: m.recordsSucceeded, recordsSkipped: m.recordsSkipped,
               batchesToDestination: m.batchesToOnFailure,
               failedInvocations: m.failedInvocations, partialFailures: m.partialFailures, bisections: m.bisections,
             }
@@ -527,18 +519,6 @@ function validatorFingerprints(pipelines: readonly string[]): Map<string, string
       return [p, undefined];
     }
   }));
-}
-
-/**
- * How many of the records the metadata consumer skipped it is done with: those before the first record it reported
- * for retry (the event source mapping checkpoints there, as Lambda does; the rest come again, and are counted then).
- */
-function skippedAndDone(records: KinesisStreamEvent['Records'], outcome: MetadataBatchOutcome): number {
-  if (outcome.skipped.length === 0) return 0;
-  const position = new Map(records.map((r, i) => [r.kinesis.sequenceNumber, i]));
-  let firstFailed = records.length;
-  for (const failure of outcome.batchItemFailures) firstFailed = Math.min(firstFailed, position.get(failure.itemIdentifier) ?? -1);
-  return outcome.skipped.filter((sequenceNumber) => (position.get(sequenceNumber) ?? records.length) < firstFailed).length;
 }
 
 function s3Event(bucket: string, key: string, size: number, region: string): S3Event {

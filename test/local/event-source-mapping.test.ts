@@ -23,8 +23,10 @@ import {
   EventSourceMapping,
   queueDestination,
   type EventSourceMappingOptions,
+  type KinesisHandlerResponse,
   type KinesisInvocationRecord,
 } from '../../lib/local/event-source-mapping';
+import type { RecordTally } from '../../transforms/metadata-consumer/handler';
 import { MemoryKinesis } from '../../lib/local/shard-reader';
 import { aggregatedRecord } from '../kpl-encoder';
 
@@ -272,17 +274,25 @@ describe('EventSourceMapping', () => {
     expect(esm.stats()).toMatchObject({ partialFailures: 1, retries: 1, bisections: 0, recordsSucceeded: 8 });
   });
 
-  test('counts records as the delivery streams do: a KPL-aggregated record once per user record, handled or sent to the destination', async () => {
+  test('counts records as the delivery streams do, by the function\'s tallies: a KPL-aggregated record once per user record, handled or sent to the destination', async () => {
     const three = aggregatedRecord(['u0', 'u1', 'u2'].map((data) => ({ partitionKey: 'k', data })));
     const two = aggregatedRecord(['v0', 'v1'].map((data) => ({ partitionKey: 'k', data })));
-    kinesis.putRecord(STREAM, 'k', 'plain', { shardId: SHARD0 });
-    kinesis.putRecord(STREAM, 'k', three, { shardId: SHARD0 });
-    kinesis.putRecord(STREAM, 'k', aggregatedRecord([]), { shardId: SHARD0 });
+    const plain = kinesis.putRecord(STREAM, 'k', 'plain', { shardId: SHARD0 });
+    const aggregate = kinesis.putRecord(STREAM, 'k', three, { shardId: SHARD0 });
+    const empty = kinesis.putRecord(STREAM, 'k', aggregatedRecord([]), { shardId: SHARD0 });
     const poison = kinesis.putRecord(STREAM, 'k', two, { shardId: SHARD0 });
+    // What the metadata consumer tallies once it has de-aggregated them; one of the three user records malformed.
+    const tallies = new Map<string, RecordTally>([
+      [plain.sequenceNumber, { userRecords: 1, skipped: 0 }],
+      [aggregate.sequenceNumber, { userRecords: 3, skipped: 1 }],
+      [empty.sequenceNumber, { userRecords: 0, skipped: 0 }],
+      [poison.sequenceNumber, { userRecords: 2, skipped: 0 }],
+    ]);
     const { esm, invocations, failures } = mapping(
       kinesis,
-      async (event): Promise<KinesisStreamBatchResponse> => ({
+      async (event): Promise<KinesisHandlerResponse> => ({
         batchItemFailures: event.Records.filter((r) => r.kinesis.sequenceNumber === poison.sequenceNumber).map((r) => ({ itemIdentifier: r.kinesis.sequenceNumber })),
+        tallies: event.Records.map((r) => tallies.get(r.kinesis.sequenceNumber)!),
       }),
       { batchSize: 10, reportBatchItemFailures: true, maxRetryAttempts: 1 },
     );
@@ -291,8 +301,30 @@ describe('EventSourceMapping', () => {
     expect(invocations[0].Records).toHaveLength(4);
     expect(Buffer.from(invocations[0].Records[1].kinesis.data, 'base64')).toEqual(three);
     expect(failures.map((f) => f.KinesisBatchInfo.batchSize)).toEqual([1]);
-    // 1 plain + 3 user records + none in the empty aggregate succeeded; the failed aggregate's 2 user records went to the destination.
-    expect(esm.stats()).toMatchObject({ recordsSucceeded: 4, batchesToOnFailure: 1, recordsToOnFailure: 2 });
+    // 1 plain + 3 user records (1 skipped) + none in the empty aggregate succeeded; the failed aggregate's 2 user records went to the destination.
+    expect(esm.stats()).toMatchObject({ recordsSucceeded: 4, recordsSkipped: 1, batchesToOnFailure: 1, recordsToOnFailure: 2 });
+  });
+
+  test('counts a skipped record once it is done: not from an answer after the timeout, nor in the part of a batch that is retried', async () => {
+    const put = ['r0', 'bad1', 'r2', 'bad3'].map((data) => kinesis.putRecord(STREAM, 'k', data, { shardId: SHARD0 }));
+    let calls = 0;
+    const { esm, invocations } = mapping(
+      kinesis,
+      async (event): Promise<KinesisHandlerResponse> => {
+        const call = ++calls;
+        // The first answer comes after the function's timeout: the mapping throws it away, tallies and all.
+        if (call === 1) await new Promise((resolve) => setTimeout(resolve, 300));
+        return {
+          batchItemFailures: call === 2 ? [{ itemIdentifier: put[2].sequenceNumber }] : [],
+          tallies: datas(event).map((data) => ({ userRecords: 1, skipped: data.startsWith('bad') ? 1 : 0 })),
+        };
+      },
+      { batchSize: 10, reportBatchItemFailures: true, functionTimeoutSeconds: 0.1 },
+    );
+    await run(esm);
+    expect(invocations.map(datas)).toEqual([['r0', 'bad1', 'r2', 'bad3'], ['r0', 'bad1', 'r2', 'bad3'], ['r2', 'bad3']]);
+    // bad3 was tallied skipped by all three answers; it counts once, when it was done.
+    expect(esm.stats()).toMatchObject({ invocations: 3, failedInvocations: 1, partialFailures: 1, recordsSucceeded: 4, recordsSkipped: 2 });
   });
 
   test.each([

@@ -1,6 +1,6 @@
 import type { KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import { BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { createMetadataConsumer, metadataConsumerFromEnv, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
+import { createMetadataConsumer, createMetadataRecorder, metadataConsumerFromEnv, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
 import { b64, capturedTelemetry, fixture, quietTelemetry } from './helpers';
 import { faulty, startDynalite, transactional, type LocalDynamo } from './dynamo';
 import { aggregatedRecord } from '../kpl-encoder';
@@ -321,6 +321,17 @@ describe('metadata consumer: failures', () => {
     expect(t.lines.find((l) => l.message === 'batch recorded')).toMatchObject({ records: 5, userRecords: 5, malformed: 5, recorded: 0 });
     expect(t.lines.find((l) => 'MalformedRecords' in l)).toMatchObject({ MalformedRecords: 5, EventsRecorded: 0, pipeline: 'iot' });
     expect(await local.scan()).toEqual([]);
+  });
+
+  it('the recorder tallies each Kinesis record: its user records and how many were skipped, in batch order', async () => {
+    const kpl = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '9', data: aggregatedRecord([event.Records[0], event.Records[3], event.Records[1]].map((r) => ({ partitionKey: 'd', data: Buffer.from(r.kinesis.data, 'base64') }))).toString('base64') } };
+    const emptyKpl = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, sequenceNumber: '11', data: aggregatedRecord([]).toString('base64') } };
+    const record = createMetadataRecorder({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: local.client, now: () => NOW, sleep: async () => {}, ...quietTelemetry() });
+    const out = await record({ Records: [event.Records[3], kpl, emptyKpl, event.Records[2]] });
+    expect(out).toEqual({
+      batchItemFailures: [],
+      tallies: [{ userRecords: 1, skipped: 1 }, { userRecords: 3, skipped: 1 }, { userRecords: 0, skipped: 0 }, { userRecords: 1, skipped: 0 }],
+    });
   });
 
   it('skips a record the lake transform fails though the schema accepts it: the table records the events the lake gets', async () => {

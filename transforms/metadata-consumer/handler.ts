@@ -54,10 +54,17 @@ export type InvocationClock = Pick<Context, 'getRemainingTimeInMillis'>;
 
 export type MetadataConsumer = (event: KinesisStreamEvent, context?: InvocationClock) => Promise<KinesisStreamBatchResponse>;
 
-/** The consumer's answer, and the records it skipped as malformed (logged, counted, never reported). */
+/** What one Kinesis record of a batch held: its user records (one for a plain record), and how many of them were skipped. */
+export interface RecordTally {
+  readonly userRecords: number;
+  /** User records skipped as malformed (logged, counted, never reported). */
+  readonly skipped: number;
+}
+
+/** The consumer's answer, and what each record of the batch held: for callers that count user records (the local twin). */
 export interface MetadataBatchOutcome extends KinesisStreamBatchResponse {
-  /** Sequence numbers of the skipped records, in batch order. */
-  readonly skipped: readonly string[];
+  /** One per record of the event, in batch order. */
+  readonly tallies: readonly RecordTally[];
 }
 
 export type MetadataRecorder = (event: KinesisStreamEvent, context?: InvocationClock) => Promise<MetadataBatchOutcome>;
@@ -67,7 +74,7 @@ export function createMetadataConsumer(options: MetadataConsumerOptions): Metada
   return async (event, context) => ({ batchItemFailures: (await record(event, context)).batchItemFailures });
 }
 
-/** The consumer's work, with the records it skipped: for callers that count them (the local twin's summary). */
+/** The consumer's work, with what each record held: for callers that count user records (the local twin's summary). */
 export function createMetadataRecorder(options: MetadataConsumerOptions): MetadataRecorder {
   const schema = pipelineSchema(options.pipeline);
   if (!(options.ttlDays > 0)) throw new Error(`ttlDays must be a positive number of days, got ${options.ttlDays}`);
@@ -84,7 +91,7 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
     const records = event.Records ?? [];
     const events: EventFacts[] = [];
     const seenIds = new Set<string>();
-    const skipped: string[] = [];
+    const tallies: RecordTally[] = [];
     let malformed = 0;
     let repeatedInBatch = 0;
     let userRecords = 0;
@@ -93,10 +100,11 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
       // Nothing is lost: the producer aggregated no user record into it. Said, because it is odd.
       if (checked.length === 0) logger.warn('KPL-aggregated record holds no user records', { sequenceNumber: r.kinesis?.sequenceNumber, eventID: r.eventID });
       userRecords += checked.length;
+      let skipped = 0;
       for (const facts of checked) {
         if ('reason' in facts) {
           malformed++;
-          if (typeof r.kinesis?.sequenceNumber === 'string') skipped.push(r.kinesis.sequenceNumber);
+          skipped++;
           logger.warn('malformed record skipped', {
             sequenceNumber: r.kinesis?.sequenceNumber,
             ...(facts.subsequenceNumber !== undefined ? { subsequenceNumber: facts.subsequenceNumber } : {}),
@@ -113,6 +121,7 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
         seenIds.add(facts.eventId);
         events.push(facts);
       }
+      tallies.push({ userRecords: checked.length, skipped });
     }
 
     let retries = 0;
@@ -191,7 +200,7 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
       RecordsReportedForRetry: batchItemFailures.length,
       WriteRetries: retries,
     });
-    return { batchItemFailures, skipped };
+    return { batchItemFailures, tallies };
   };
 }
 
