@@ -8,7 +8,7 @@
  * process since (a container restarted, the pids counted from 1 again) does not hold it.
  */
 import * as fs from 'node:fs';
-import { holderRuns, pidLockContent, processIsAlive, processStart, readPid, readPidLock, type PidLockHolder } from './process-alive';
+import { holderRuns, pidLockContent, processStart, readPid, readPidLock, type PidLockHolder } from './process-alive';
 
 export interface PidLockOptions {
   readonly pid?: number;
@@ -32,7 +32,6 @@ export interface PidLockErrors {
 export function takePidLock(file: string, errors: PidLockErrors, options: PidLockOptions = {}): () => void {
   const pid = options.pid ?? process.pid;
   const content = pidLockContent({ pid, start: options.pid === undefined ? processStart(pid) : options.start });
-  const alive = options.isAlive ?? processIsAlive;
   for (let attempt = 0; attempt < 5; attempt++) {
     const mine = `${file}.${pid}.new`;
     try {
@@ -47,7 +46,7 @@ export function takePidLock(file: string, errors: PidLockErrors, options: PidLoc
       fs.rmSync(mine, { force: true });
     }
     const holder = readPidLock(file);
-    if (holder !== undefined && holder.pid !== pid && holderRuns(holder, alive)) throw errors.inUse(holder.pid);
+    if (holder !== undefined && holder.pid !== pid && holderRuns(holder, options.isAlive)) throw errors.inUse(holder.pid);
     options.beforeTakeover?.();
     const aside = `${file}.${pid}.stale`;
     try {
@@ -57,7 +56,7 @@ export function takePidLock(file: string, errors: PidLockErrors, options: PidLoc
       throw errors.cannot('take over', error as Error);
     }
     const moved = readPidLock(aside);
-    if (moved !== undefined && !sameHolder(moved, holder) && moved.pid !== pid && holderRuns(moved, alive)) {
+    if (moved !== undefined && !sameHolder(moved, holder) && moved.pid !== pid && holderRuns(moved, options.isAlive)) {
       // A racing process's new lock, not the stale file: back in place (unless yet another holds it now).
       try {
         linkOrCreate(aside, file, pidLockContent(moved));

@@ -5,31 +5,39 @@ import * as fs from 'node:fs';
  * ended (a SIGKILLed twin too) that its parent has not reaped yet keeps its pid, and would keep its lock held.
  */
 export function processIsAlive(pid: number): boolean {
+  return isRunning(pid, procStat(pid));
+}
+
+/** {@link processIsAlive}, with what /proc/<pid>/stat said of `pid` read already (undefined off Linux). */
+function isRunning(pid: number, stat: ProcStat | undefined): boolean {
   try {
     process.kill(pid, 0);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  return !isZombie(pid);
+  // Linux's /proc says whether it is a zombie; elsewhere no process is taken for one.
+  return stat?.state !== 'Z';
 }
 
-/** Linux's /proc says so (the state after the parenthesized command name); elsewhere no process is taken for one. */
-function isZombie(pid: number): boolean {
-  return procStatFields(pid)?.[0] === 'Z';
+/** What /proc/<pid>/stat says of a process: its state (field 3) and its start in clock ticks since boot (field 22). */
+interface ProcStat {
+  readonly state: string;
+  readonly startTime: string | undefined;
 }
 
 /**
- * The fields of /proc/<pid>/stat after the command name, from the state (field 3) on; undefined off Linux or when the
- * process is gone. The name is cut at the last ')', since it may hold spaces and parentheses itself.
+ * /proc/<pid>/stat; undefined off Linux or when the process is gone. The fields are counted after the command name,
+ * cut at the last ')', since it may hold spaces and parentheses itself.
  */
-function procStatFields(pid: number): string[] | undefined {
+function procStat(pid: number): ProcStat | undefined {
   let stat: string;
   try {
     stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0], startTime: fields[19] }; // field 22, counted from the state's 3
 }
 
 let bootId: string | undefined | null = null;
@@ -40,6 +48,10 @@ let bootId: string | undefined | null = null;
  * Undefined off Linux, or when the process is gone or hidden from this user.
  */
 export function processStart(pid: number): string | undefined {
+  return startOf(procStat(pid));
+}
+
+function startOf(stat: ProcStat | undefined): string | undefined {
   if (bootId === null) {
     try {
       bootId = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
@@ -47,7 +59,7 @@ export function processStart(pid: number): string | undefined {
       bootId = undefined;
     }
   }
-  const startTime = procStatFields(pid)?.[19]; // field 22, counted from the state's 3
+  const startTime = stat?.startTime;
   return bootId !== undefined && startTime !== undefined && /^\d+$/.test(startTime) ? `${bootId}/${startTime}` : undefined;
 }
 
@@ -85,9 +97,12 @@ export function readPid(file: string): number | undefined {
 /**
  * Whether the process that wrote a lock (or a twin.json) still runs: its pid is alive and, where both are known, has
  * the start recorded. A pid the system has given to another process since is no holder.
+ * @param isAlive replaces {@link processIsAlive} (tests). @default processIsAlive
  */
-export function holderRuns(holder: PidLockHolder, isAlive: (pid: number) => boolean = processIsAlive): boolean {
-  if (!isAlive(holder.pid)) return false;
-  const now = holder.start === undefined ? undefined : processStart(holder.pid);
+export function holderRuns(holder: PidLockHolder, isAlive?: (pid: number) => boolean): boolean {
+  // One read of /proc/<pid>/stat answers both: is the pid a zombie, and since when does it run.
+  const stat = procStat(holder.pid);
+  if (!(isAlive ? isAlive(holder.pid) : isRunning(holder.pid, stat))) return false;
+  const now = holder.start === undefined ? undefined : startOf(stat);
   return now === undefined || now === holder.start;
 }

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadModel } from '../schema';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
-import { holderRuns, processIsAlive, readPidLock } from './process-alive';
+import { holderRuns, readPidLock } from './process-alive';
 
 /** The Firehose endpoint's answers carry the twin's data dir (URI-encoded) in this header. */
 export const TWIN_DATA_DIR_HEADER = 'x-sluice-data-dir';
@@ -130,7 +130,7 @@ export function removeTwinRecord(dataDir: string, pid: number, startedAt: string
 }
 
 /** The record of the twin running on `dataDir`; undefined when there is none, or its process is gone (a crash, even if its pid runs another process now). */
-export function readLiveTwinRecord(dataDir: string, isAlive: (pid: number) => boolean = processIsAlive): TwinRecord | undefined {
+export function readLiveTwinRecord(dataDir: string, isAlive?: (pid: number) => boolean): TwinRecord | undefined {
   const record = readRecordFile(dataDir);
   return record && holderRuns({ pid: record.pid, start: typeof record.processStart === 'string' ? record.processStart : undefined }, isAlive) ? record : undefined;
 }
