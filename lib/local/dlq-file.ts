@@ -9,7 +9,9 @@
  *                     then one `<line> <hash>` entry per deleted message. The file is only appended to,
  *                     so a delete survives a crash once `delete()` returns.
  * - `<queue>.dedupe`  claimed dedupe keys, one JSON string per line, append-only.
- * - `<queue>.lock`    present only while an operation runs; it holds the owner's pid.
+ * - `<queue>.lock`    present only while an operation runs; it holds the owner's pid and a token on its first
+ *                     line, and on Linux when that process started (as twin.pid does) on a second, so a pid
+ *                     given to another process since (a container restarted) does not hold it.
  *
  * Why the ledger instead of rewriting the data file on every delete: an append is atomic and cheap,
  * a rewrite is neither. Deleted lines are dropped by compaction (an atomic rewrite), only when no
@@ -27,7 +29,7 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { dlqPath } from './paths';
-import { processIsAlive } from './process-alive';
+import { holderRuns, pidLockContent, pidLockHolder, processStart, type PidLockHolder } from './process-alive';
 
 export interface DlqFileOptions {
   /** The twin's data dir; the queue lives in `<dataDir>/dlq/`. */
@@ -357,30 +359,31 @@ export class DlqFile {
   /** Takes `<queue>.lock` (exclusive create), breaking it when the process that holds it is gone. */
   private async lock(): Promise<() => Promise<void>> {
     const deadline = Date.now() + this.lockTimeoutMs;
-    const token = `${process.pid} ${randomBytes(6).toString('hex')}`;
+    const mine = pidLockContent({ pid: process.pid, start: ownStart() }, randomBytes(6).toString('hex'));
     for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
       try {
-        await writeFile(this.lockPath, token, { flag: 'wx' });
+        await writeFile(this.lockPath, mine, { flag: 'wx' });
         return async () => {
           // Only remove the lock if it is still ours (a stale-lock breaker could have replaced it).
           const current = await readFile(this.lockPath, 'utf8').catch(() => undefined);
-          if (current === token) await rm(this.lockPath, { force: true });
+          if (current === mine) await rm(this.lockPath, { force: true });
         };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      const holder = await readFile(this.lockPath, 'utf8').catch(() => '');
-      const pid = Number(holder.split(' ')[0]);
-      if (holder !== '' && !lockHolderIsAlive(pid)) {
+      // Empty: created by its holder an instant ago, its content not written yet.
+      const content = await readFile(this.lockPath, 'utf8').catch(() => '');
+      const holder = pidLockHolder(content);
+      if (content !== '' && !lockHolderRuns(holder)) {
         // The holder died mid-operation; appends are single writes and torn tails are repaired on
         // the next append, so its lock can go.
         const again = await readFile(this.lockPath, 'utf8').catch(() => '');
-        if (again === holder) await rm(this.lockPath, { force: true });
+        if (again === content) await rm(this.lockPath, { force: true });
         continue;
       }
       if (Date.now() > deadline) {
         throw new Error(
-          `DLQ ${this.path} is locked by process ${holder.split(' ')[0] || 'unknown'} (lock file ${this.lockPath}) for more than ${this.lockTimeoutMs} ms. ` +
+          `DLQ ${this.path} is locked by process ${holder?.pid ?? 'unknown'} (lock file ${this.lockPath}) for more than ${this.lockTimeoutMs} ms. ` +
             'If no such process is running, delete the lock file.',
         );
       }
@@ -729,12 +732,20 @@ async function appendDurably(file: string, completeBytes: number, text: string):
 /** An unterminated tail longer than the largest message is no message. */
 const MAX_TAIL_BYTES = DLQ_MAX_BODY_BYTES;
 
-function lockHolderIsAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
+function lockHolderRuns(holder: PidLockHolder | undefined): boolean {
+  if (holder === undefined) return false;
   // Operations in this process are serialized before they take the lock, so a lock naming this pid
   // was left by an earlier process that had the same pid (a container restarted as pid 1, say).
-  if (pid === process.pid) return false;
-  return processIsAlive(pid);
+  if (holder.pid === process.pid) return false;
+  return holderRuns(holder);
+}
+
+let ownStartRead: { start: string | undefined } | undefined;
+
+/** This process's {@link processStart}, read once: every operation takes the lock. */
+function ownStart(): string | undefined {
+  ownStartRead ??= { start: processStart(process.pid) };
+  return ownStartRead.start;
 }
 
 function delay(ms: number): Promise<void> {

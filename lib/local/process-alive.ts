@@ -63,27 +63,40 @@ function startOf(stat: ProcStat | undefined): string | undefined {
   return bootId !== undefined && startTime !== undefined && /^\d+$/.test(startTime) ? `${bootId}/${startTime}` : undefined;
 }
 
-/** What a lock file such as `twin.pid` says: the pid on its first line, and on a second the holder's {@link processStart}. */
+/**
+ * What a lock file such as `twin.pid` says: the pid, the first word of its first line, and on a second line the
+ * holder's {@link processStart}.
+ */
 export interface PidLockHolder {
   readonly pid: number;
   /** Absent from an older Sluice's lock (the pid alone), and off Linux. */
   readonly start?: string;
 }
 
-/** The lock file's content for `holder`: readable by {@link readPid}, whose first line is the pid. */
-export function pidLockContent(holder: PidLockHolder): string {
-  return holder.start === undefined ? `${holder.pid}\n` : `${holder.pid}\n${holder.start}\n`;
+/**
+ * The lock file's content for `holder`: the pid on the first line, as {@link readPid} and an older Sluice read it. A
+ * `tag` follows the pid on that line after a space (the DLQ lock's token: an older Sluice reads its first word).
+ */
+export function pidLockContent(holder: PidLockHolder, tag?: string): string {
+  const first = tag === undefined ? `${holder.pid}` : `${holder.pid} ${tag}`;
+  return holder.start === undefined ? `${first}\n` : `${first}\n${holder.start}\n`;
 }
 
 /** What a lock file such as `twin.pid` names; undefined when it is missing or holds no pid. */
 export function readPidLock(file: string): PidLockHolder | undefined {
-  let lines: string[];
+  let content: string;
   try {
-    lines = fs.readFileSync(file, 'utf8').split('\n');
+    content = fs.readFileSync(file, 'utf8');
   } catch {
     return undefined;
   }
-  const pid = Number(lines[0].trim());
+  return pidLockHolder(content);
+}
+
+/** What {@link pidLockContent} wrote (or an older Sluice's pid alone, or its DLQ lock's `<pid> <token>`) says; undefined when it holds no pid. */
+export function pidLockHolder(content: string): PidLockHolder | undefined {
+  const lines = content.split('\n');
+  const pid = Number(lines[0].trim().split(' ')[0]);
   if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
   const start = lines[1]?.trim();
   return start ? { pid, start } : { pid };

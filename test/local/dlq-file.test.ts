@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { DlqFile, DLQ_MAX_BODY_BYTES, type DlqMessage } from '../../lib/local/dlq-file';
+import { pidLockContent, processStart, readPid } from '../../lib/local/process-alive';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 
 type DlqModule = typeof import('../../lib/local/dlq-file');
@@ -22,6 +23,9 @@ function afterRestart(): DlqModule {
   return loaded as DlqModule;
 }
 
+// The module itself, not an import's copy of it: a spy on it is what dlq-file.ts calls.
+const fsPromises = require('node:fs/promises') as typeof import('node:fs/promises');
+const realWriteFile = fsPromises.writeFile;
 const body = (n: number): string => JSON.stringify({ recordId: `r-${n}`, errorCode: 'Lambda.FunctionError', n });
 const linesOf = (file: string): string[] => readFileSync(file, 'utf8').split('\n').slice(0, -1);
 
@@ -287,6 +291,46 @@ describe('DlqFile', () => {
     writeFileSync(dlq.lockPath, `${process.ppid} cafe`);
     await expect(dlq.count()).rejects.toThrow(`is locked by process ${process.ppid}`);
     rmSync(dlq.lockPath);
+  });
+
+  test('a lock whose pid now runs another process (a later start than the one it records: a container restarted) is broken; one that process wrote, or an older Sluice\'s pid alone, is waited for', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q', lockTimeoutMs: 200 });
+    await dlq.send([body(1)]);
+    // The lock this process takes names it as twin.pid does: the pid (and a token) first, its start on the next line.
+    const written: string[] = [];
+    const writeFile = jest.spyOn(fsPromises, 'writeFile').mockImplementation(async (file, data, options) => {
+      if (file === dlq.lockPath) written.push(String(data));
+      return realWriteFile(file, data, options);
+    });
+    try {
+      expect(await dlq.count()).toBe(1);
+    } finally {
+      writeFile.mockRestore();
+    }
+    expect(written).toEqual([expect.stringMatching(new RegExp(`^${process.pid} [0-9a-f]+\n${processStart(process.pid)}\n$`))]);
+    expect(readPid(dlq.lockPath)).toBeUndefined(); // released
+
+    // Not a Sluice process, but alive: as if it had been given the pid of a twin or replay killed earlier.
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      for (const deadline = Date.now() + 5000; processStart(other.pid!) === undefined; await new Promise((r) => setTimeout(r, 20))) {
+        if (Date.now() > deadline) throw new Error(`no start for pid ${other.pid}`);
+      }
+      const start = processStart(other.pid!)!;
+      const earlier = start.replace(/\d+$/, (ticks) => String(Number(ticks) - 1));
+      writeFileSync(dlq.lockPath, pidLockContent({ pid: other.pid!, start: earlier }, 'cafe'));
+      expect(await dlq.count()).toBe(1);
+      expect(existsSync(dlq.lockPath)).toBe(false);
+      // Written by that process itself, or by an older Sluice with the pid (and its token) alone: held.
+      for (const content of [pidLockContent({ pid: other.pid!, start }, 'cafe'), `${other.pid} cafe`, `${other.pid}\n`]) {
+        writeFileSync(dlq.lockPath, content);
+        await expect(dlq.count()).rejects.toThrow(`is locked by process ${other.pid}`);
+        expect(readFileSync(dlq.lockPath, 'utf8')).toBe(content);
+      }
+      rmSync(dlq.lockPath);
+    } finally {
+      other.kill('SIGKILL');
+    }
   });
 
   describe('bodies', () => {
