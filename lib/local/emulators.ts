@@ -53,6 +53,8 @@ export interface KinesisEmulatorOptions {
   readonly readyTimeoutMs?: number;
   /** How long stop() waits after SIGTERM before SIGKILL. @default 30_000 (kinesis-mock exits by itself 25 s after SIGTERM at the latest, later only while it writes its state) */
   readonly stopGraceMs?: number;
+  /** Told when a save of the state fails (a full or read-only disk), and when one works again. @default nothing */
+  readonly onSaveProblem?: (line: string) => void;
 }
 
 export interface DynamoEmulatorOptions {
@@ -70,6 +72,9 @@ const KINESIS_STATE_FILE = 'kinesis-data.json';
 
 /** How the bootstrap's last-resort exit begins the line it writes to stderr. */
 const KINESIS_LAST_RESORT = 'kinesis-mock: still running';
+/** How the bootstrap begins the line it writes when a save of kinesis-mock's state fails, and the one when a save works again. */
+const KINESIS_SAVE_FAILED = 'kinesis-mock: could not save its streams';
+const KINESIS_SAVED_AGAIN = 'kinesis-mock: saved its streams again';
 
 /** The key of the message the bootstrap sends over IPC once kinesis-mock listens on its plain port. */
 const KINESIS_LISTENING = 'sluiceListening';
@@ -87,6 +92,10 @@ const KINESIS_LISTENING = 'sluiceListening';
 // - the state file is written whole to a temporary file and renamed over the old one, so a save that
 //   is cut off leaves the previous state, never a truncated file kinesis-mock cannot load (its own
 //   writer truncates the file, then writes it asynchronously, and the process may exit in between);
+// - a save that cannot be written (a full or read-only disk) is said once on stderr, and again when a save
+//   works again, but not reported to kinesis-mock: its writer has no 'error' listener, so an error event
+//   would crash it, and a restart would load the previous save, losing what it acknowledged since. Its
+//   streams are all in memory; the next save (every 5 s, and at shutdown) writes them whole;
 // - output to a parent that died (EPIPE) is dropped, not a crash before the final save;
 // - it tells the parent (IPC) once it listens on its plain port, so an answer there before is known to be another program's;
 //   a parent gone by then cannot be told, and that failed send does not crash it: the channel's closing stops it, as above;
@@ -107,6 +116,7 @@ const servers = new Set();
 const sockets = new Set();
 let stopping = false;
 const lastResortMs = Number(process.env.SLUICE_KINESIS_LAST_RESORT_MS || 25000);
+let saveFailing = false;
 for (const out of [process.stdout, process.stderr]) out.on('error', () => undefined);
 const createWriteStream = fs.createWriteStream;
 // kinesis-mock writes its state with write() calls (one chunk), then end(), and may exit right after: the
@@ -125,9 +135,14 @@ fs.createWriteStream = function (file) {
     try {
       fs.writeFileSync(partial, Buffer.concat(chunks));
       fs.renameSync(partial, stateFile);
+      if (saveFailing) process.stderr.write('${KINESIS_SAVED_AGAIN} to ' + stateFile + '\\n');
+      saveFailing = false;
     } catch (error) {
-      // kinesis-mock then reports the save as failed (and keeps its data in memory for the next one).
-      return this.destroy(error);
+      try { fs.rmSync(partial, { force: true }); } catch (_) { /* the disk that refused the save may refuse this too */ }
+      if (!saveFailing) {
+        process.stderr.write('${KINESIS_SAVE_FAILED} to ' + stateFile + ' (' + (error.code || error.message) + '); they stay in memory, and its next save (every 5 s, and at shutdown) writes them whole\\n');
+      }
+      saveFailing = true;
     }
     return end.call(this, typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback);
   };
@@ -316,10 +331,16 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
   });
   const output = new OutputTail();
   let lastResort = false;
+  // What the bootstrap said of the last save that ran: a failure stands until a save works again.
+  let saveFailure: string | undefined;
   child.stdout?.on('data', (chunk: Buffer) => output.add('stdout', chunk));
   child.stderr?.on('data', (chunk: Buffer) => {
-    output.add('stderr', chunk);
-    if (chunk.includes(KINESIS_LAST_RESORT)) lastResort = true;
+    for (const line of output.add('stderr', chunk)) {
+      if (line.startsWith(KINESIS_LAST_RESORT)) lastResort = true;
+      if (line.startsWith(KINESIS_SAVE_FAILED)) saveFailure = line;
+      if (line.startsWith(KINESIS_SAVED_AGAIN)) saveFailure = undefined;
+      if (line.startsWith(KINESIS_SAVE_FAILED) || line.startsWith(KINESIS_SAVED_AGAIN)) options.onSaveProblem?.(line);
+    }
   });
 
   const exited = new Promise<void>((resolve) => {
@@ -348,6 +369,10 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
     if (lastResort || child.signalCode === 'SIGKILL') {
       throw new Error(`${name} did not stop by itself (${lastResort ? 'its last-resort exit' : 'killed'}), perhaps before its final save: `
         + `records acknowledged in the 5 s before the stop may be lost.${output.describe()}`);
+    }
+    if (saveFailure !== undefined && persist) {
+      throw new Error(`${name} could not write its final save (${saveFailure.slice(KINESIS_SAVE_FAILED.length).trim()}): its streams hold what it `
+        + 'saved last; records it acknowledged since are lost, and the readers say so when they reach them at the next start.');
     }
   });
   try {
@@ -557,11 +582,13 @@ class OutputTail {
   private readonly lines: string[] = [];
   private partial: Record<'stdout' | 'stderr', string> = { stdout: '', stderr: '' };
 
-  add(stream: 'stdout' | 'stderr', chunk: Buffer): void {
+  /** Keeps the lines `chunk` completes, and returns them. */
+  add(stream: 'stdout' | 'stderr', chunk: Buffer): string[] {
     const text = this.partial[stream] + chunk.toString('utf8');
     const complete = text.split('\n');
     this.partial[stream] = complete.pop() ?? '';
     for (const line of complete) this.push(stream, line);
+    return complete;
   }
 
   describe(): string {

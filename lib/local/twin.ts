@@ -233,7 +233,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     // Port 0: startKinesis picks one (again, should another process bind it first); a restart keeps it.
     let kinesisPort = options.ports?.kinesis ?? config.local.kinesisPort;
     const startOnPort = async () => {
-      const started = await startKinesis({ host, port: kinesisPort, dataDir });
+      const started = await startKinesis({ host, port: kinesisPort, dataDir, onSaveProblem: (line) => log(`sluice: ${line}`) });
       kinesisPort = started.port;
       return started;
     };
