@@ -65,7 +65,12 @@ export interface KinesisHandlerResponse extends KinesisStreamBatchResponse {
   readonly tallies?: readonly RecordTally[];
 }
 
-export type KinesisHandler = (event: KinesisStreamEvent) => Promise<KinesisHandlerResponse | void>;
+/** The part of Lambda's context the mapping gives a handler: the time left before the function timeout (Infinity without one). */
+export interface KinesisInvocationContext {
+  getRemainingTimeInMillis(): number;
+}
+
+export type KinesisHandler = (event: KinesisStreamEvent, context: KinesisInvocationContext) => Promise<KinesisHandlerResponse | void>;
 export type OnFailureDestination = (record: KinesisInvocationRecord) => Promise<void>;
 
 export interface EventSourceMappingOptions {
@@ -364,7 +369,10 @@ export class EventSourceMapping {
     let response: unknown;
     try {
       // Called inside the try: a handler that throws synchronously fails like one that rejects.
-      response = await withTimeout(Promise.resolve().then(() => this.options.handler(event)), this.options.functionTimeoutSeconds);
+      const timeoutSeconds = this.options.functionTimeoutSeconds;
+      const endsAt = timeoutSeconds === undefined ? Infinity : Date.now() + timeoutSeconds * 1000;
+      const context: KinesisInvocationContext = { getRemainingTimeInMillis: () => Math.max(0, endsAt - Date.now()) };
+      response = await withTimeout(Promise.resolve().then(() => this.options.handler(event, context)), timeoutSeconds);
     } catch (error) {
       this.counters.failedInvocations++;
       this.reportError(error, shardId, 'invoke', records);

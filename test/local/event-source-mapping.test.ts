@@ -61,9 +61,9 @@ function mapping(
     streamName: STREAM,
     dataDir,
     functionName: FUNCTION,
-    handler: async (event) => {
+    handler: async (event, context) => {
       invocations.push(event);
-      return handler(event);
+      return handler(event, context);
     },
     onFailure: async (record) => {
       failures.push(record);
@@ -404,6 +404,29 @@ describe('EventSourceMapping', () => {
     );
     await run(esm);
     expect(failures.map((f) => f.responseContext.functionError)).toEqual(['Unhandled']);
+  });
+
+  test("gives the handler Lambda's clock: the time left before the function timeout, Infinity without one", async () => {
+    kinesis.putRecord(STREAM, 'k', 'clocked', { shardId: SHARD0 });
+    const seen: number[][] = [];
+    const clocked = async (_event: KinesisStreamEvent, context: { getRemainingTimeInMillis(): number }) => {
+      const first = context.getRemainingTimeInMillis();
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      seen.push([first, context.getRemainingTimeInMillis()]);
+    };
+    const timed = mapping(kinesis, clocked, { functionTimeoutSeconds: 2 });
+    await run(timed.esm);
+    await timed.esm.stop();
+    const [[atStart, later]] = seen;
+    expect(atStart).toBeGreaterThan(1_000);
+    expect(atStart).toBeLessThanOrEqual(2_000);
+    expect(later).toBeLessThanOrEqual(atStart - 25);
+
+    rmSync(dataDir, { recursive: true, force: true });
+    kinesis.putRecord(STREAM, 'k', 'unclocked', { shardId: SHARD0 });
+    const untimed = mapping(kinesis, clocked);
+    await run(untimed.esm);
+    expect(seen[seen.length - 1]).toEqual([Infinity, Infinity]);
   });
 
   test('checkpoints persist: no re-invocation after a clean stop, re-invocation after a crash mid-batch', async () => {
