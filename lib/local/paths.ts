@@ -55,6 +55,25 @@ export function isTwinDataDir(dir: string): boolean {
   return TWIN_DATA_DIR_ENTRIES.some((entry) => fs.existsSync(path.join(dir, entry)));
 }
 
+/**
+ * Makes the twin's data dir (mode 700) if it is missing, and makes one that exists its owner's alone too when it is
+ * empty or a twin's: it holds raw records (streams, the write-ahead log, error objects, dead letters). A folder of
+ * other files, or another user's, keeps its mode (its other files are not the twin's to hide). Returns what a person
+ * should be told: the mode changed, or others may read the records.
+ */
+export function makeDataDir(dir: string): string | undefined {
+  makeDirectories(dir, { mode: DATA_DIR_MODE });
+  const stat = fs.statSync(dir);
+  if (process.platform === 'win32' || (stat.mode & 0o077) === 0) return undefined;
+  const was = (stat.mode & 0o777).toString(8);
+  const mine = typeof process.getuid !== 'function' || stat.uid === process.getuid();
+  if (mine && (isTwinDataDir(dir) || fs.readdirSync(dir).length === 0)) {
+    fs.chmodSync(dir, DATA_DIR_MODE);
+    return `made the data dir ${dir} readable by its owner alone (mode 700; it was ${was}): it holds raw records`;
+  }
+  return `warning: others can read the data dir ${dir} (mode ${was}, ${mine ? 'a folder of other files' : 'not yours'}), and the twin keeps raw records there: chmod 700 it, or choose another --data-dir`;
+}
+
 /** Default data dir: `.sluice/` in the working directory. */
 export function defaultDataDir(cwd: string = process.cwd()): string {
   return path.join(cwd, '.sluice');

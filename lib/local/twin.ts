@@ -26,7 +26,7 @@ import { firehoseRecordsOf } from './kinesis-source';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { ObjectStore } from './object-store';
 import { processStart } from './process-alive';
-import { bucketDir, DATA_DIR_MODE, localBucketName, localPiiHashKey, makeDirectories } from './paths';
+import { bucketDir, localBucketName, localPiiHashKey, makeDataDir } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
 import { openSearchOrigin, removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, writeTwinRecord } from './twin-record';
@@ -193,7 +193,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   for (const pipeline of Object.keys(config.pipelines)) pipelineSchema(pipeline);
   for (const warning of processorBufferWarnings(config)) log(`sluice: warning: ${warning}`);
   // The data dir holds raw records (streams, the write-ahead log, error objects, dead letters): its owner's alone.
-  makeDirectories(dataDir, { mode: DATA_DIR_MODE });
+  const dataDirNotice = makeDataDir(dataDir);
+  if (dataDirNotice !== undefined) log(`sluice: ${dataDirNotice}`);
   const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? localPiiHashKey(dataDir);
   const bucket = localBucketName(config);
   const region = localRegion();

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { isTwinDataDir, localPiiHashKey, makeDirectories } from '../../lib/local/paths';
+import { isTwinDataDir, localPiiHashKey, makeDataDir, makeDirectories } from '../../lib/local/paths';
 
 let root: string;
 beforeEach(() => {
@@ -23,6 +23,32 @@ test('a data dir the twin makes is its owner\'s alone; the folders above it are 
   fs.chmodSync(dataDir, 0o750);
   makeDirectories(dataDir, { mode: 0o700 });
   expect(modeOf(dataDir)).toBe(0o750);
+});
+
+test('a data dir that exists is made its owner\'s alone when it is empty or a twin\'s, and said; a folder of other files is left, with a warning', () => {
+  const made = path.join(root, 'new');
+  expect(makeDataDir(made)).toBeUndefined();
+  expect(modeOf(made)).toBe(0o700);
+
+  const empty = path.join(root, 'empty');
+  fs.mkdirSync(empty, { mode: 0o755 });
+  fs.chmodSync(empty, 0o755);
+  expect(makeDataDir(empty)).toBe(`made the data dir ${empty} readable by its owner alone (mode 700; it was 755): it holds raw records`);
+  expect(modeOf(empty)).toBe(0o700);
+  expect(makeDataDir(empty)).toBeUndefined();
+
+  const twins = path.join(root, 'twins');
+  fs.mkdirSync(path.join(twins, 'dlq'), { recursive: true });
+  fs.chmodSync(twins, 0o750);
+  expect(makeDataDir(twins)).toMatch(/it was 750\)/);
+  expect(modeOf(twins)).toBe(0o700);
+
+  const project = path.join(root, 'project');
+  fs.mkdirSync(project);
+  fs.writeFileSync(path.join(project, 'notes.txt'), 'x');
+  fs.chmodSync(project, 0o755);
+  expect(makeDataDir(project)).toBe(`warning: others can read the data dir ${project} (mode 755, a folder of other files), and the twin keeps raw records there: chmod 700 it, or choose another --data-dir`);
+  expect(modeOf(project)).toBe(0o755);
 });
 
 test('the local PII hash key is random per data dir, kept across starts, and readable by its owner alone', () => {
