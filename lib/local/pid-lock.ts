@@ -38,7 +38,13 @@ export function takePidLock(file: string, errors: PidLockErrors, options: PidLoc
       fs.writeFileSync(mine, content);
       linkOrCreate(mine, file, content);
       return () => {
-        if (readPid(file) === pid) fs.rmSync(file, { force: true });
+        // A file that cannot go (the data dir made read-only meanwhile) holds nothing: the next start finds its pid gone
+        // and takes the lock over, so the stop still ends with its summary.
+        try {
+          if (readPid(file) === pid) fs.rmSync(file, { force: true });
+        } catch {
+          // left for the next start, as above
+        }
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw errors.cannot('write', error as Error);
