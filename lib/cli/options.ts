@@ -6,7 +6,7 @@ import { Option, type Command } from 'commander';
 import { loadConfig, type SluiceConfig } from '../config';
 import { escapeControlCharacters, UserError } from './output';
 import { generatedCodeProblem } from '../schema/fingerprint';
-import { listSchemas } from '../schema/registry';
+import { listSchemas, readSchema } from '../schema/registry';
 import { SampleError } from '../schema/sample';
 
 /** `-c key=value`, repeatable, exactly as `cdk -c`: the same overrides the stack and the twin read. */
@@ -135,11 +135,17 @@ export function requirePipeline(config: SluiceConfig, pipeline: string): SluiceC
 /**
  * Refuses pipelines whose generated code (the validator the twin and `put` load) is not of their schema file as it is
  * now: edited, or added, without `npm run generate` since. Run on, the twin would validate with the old schema while
- * `sluice schema` and `query` show the new one, and records with a new field would go to the DLQ.
+ * `sluice schema` and `query` show the new one, and records with a new field would go to the DLQ. Returns the schema
+ * files it read, by pipeline, for the caller to draw records from without reading them again. A pipeline without a
+ * schema file has none there, and no problem: the configuration says that. A schema file that is not JSON throws its
+ * SchemaDerivationError, as everything that reads it does.
  */
-export function requireGeneratedCode(pipelines: readonly string[]): void {
-  const problems = pipelines.map((p) => generatedCodeProblem(p)).filter((p): p is string => p !== undefined);
+export function requireGeneratedCode(pipelines: readonly string[]): ReadonlyMap<string, object> {
+  const files = listSchemas();
+  const schemas = new Map(pipelines.filter((p) => files.includes(p)).map((p) => [p, readSchema(p)]));
+  const problems = [...schemas].map(([p, schema]) => generatedCodeProblem(p, schema)).filter((p): p is string => p !== undefined);
   if (problems.length > 0) throw new UserError(problems.join('; '));
+  return schemas;
 }
 
 /**

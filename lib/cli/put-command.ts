@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as tty from 'node:tty';
 import type { Command } from 'commander';
 import { resourceNames } from '../config';
-import { clockTime, generatedWhen, openSearchOrigin, readLiveTwinRecord, sameOpenSearchOrigin, schemaFingerprint } from '../local/twin-record';
+import { openSearchOrigin, sameOpenSearchOrigin } from '../local/twin-record';
 import { readSchema } from '../schema';
 import { createRng, sampleRecord, type Rng } from '../schema/sample';
 import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
@@ -15,7 +15,7 @@ import { networkErrorCode, unreadableFile } from './errors';
 import { isPermanentRecordError, MAYBE_TAKEN, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type RecordOutcome, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
-import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, type LocalTarget, type Target } from './target';
+import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, staleTwinSchemas, twinAt, type LocalTarget, type Target } from './target';
 import { commandDeadline, sleep } from './sleep';
 import { verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
 
@@ -98,8 +98,8 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   const target = resolveTarget(flags);
   const pipelineConfig = requirePipeline(target.config, pipeline);
   // The records are drawn, and judged before they are sent, with the generated validator: one of an older schema would
-  // leave out what the schema has added since.
-  requireGeneratedCode([pipeline]);
+  // leave out what the schema has added since. They are drawn from the schema file as this check read it.
+  const jsonSchema = requireGeneratedCode([pipeline]).get(pipeline);
   if (target.kind === 'local') checkTwinSchema(target, pipeline);
   let schema: PipelineSchema;
   try {
@@ -109,7 +109,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   }
   const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout') : defaultTimeoutMs(target, pipelineConfig.buffering.intervalSeconds);
   const pollMs = flags.poll !== undefined ? parseDuration(flags.poll, '--poll') : target.kind === 'local' ? 1000 : 20_000;
-  const source = flags.file !== undefined ? fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now());
+  const source = flags.file !== undefined ? fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now(), jsonSchema);
 
   let entry: EntryPoint;
   try {
@@ -246,7 +246,7 @@ const SEARCH_PROBE_TIMEOUT_MS = 10_000;
  * endpoint that does not answer does.
  */
 async function checkSearchVerifiable(target: LocalTarget, pipeline: string, timeoutMs: number): Promise<void> {
-  const record = readLiveTwinRecord(target.dataDir);
+  const record = target.runningTwin();
   const here = target.endpoints.openSearch !== undefined ? openSearchOrigin(target.endpoints.openSearch) : undefined;
   const twins = record?.endpoints.openSearch;
   if (twins !== undefined) {
@@ -283,17 +283,15 @@ async function checkSearchVerifiable(target: LocalTarget, pipeline: string, time
  * sent, as `sluice replay` refuses.
  */
 function checkTwinSchema(target: LocalTarget, pipeline: string): void {
-  const twin = readLiveTwinRecord(target.dataDir);
-  if (!twin) return;
-  const loaded = twin.schemas[pipeline];
-  if (!loaded) {
-    throw new UserError(`the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)}) was started without ${pipeline} (its pipelines: ${Object.keys(twin.schemas).join(', ')}): nothing was sent. `
+  const twin = target.runningTwin();
+  if (twin && !twin.schemas[pipeline]) {
+    throw new UserError(`${twinAt(target, twin)} was started without ${pipeline} (its pipelines: ${Object.keys(twin.schemas).join(', ')}): nothing was sent. `
       + `Restart it (\`sluice local up\`) to run the configuration as it is now`);
   }
-  const now = schemaFingerprint(pipeline);
-  if (loaded.sha256 === now.sha256) return;
-  throw new UserError(`the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)}) validates ${pipeline} with the schema generated ${generatedWhen(loaded, now)}; `
-    + `\`npm run generate\` has written a newer one since (${generatedWhen(now, loaded)}), so records of the schema now could fail there: nothing was sent. Restart the twin (\`sluice local up\`) to run the schema as it is now`);
+  const stale = staleTwinSchemas(target, [pipeline]);
+  if (stale !== undefined) {
+    throw new UserError(`${stale}, so records of the schema now could fail there: nothing was sent. Restart the twin (\`sluice local up\`) to run the schema as it is now`);
+  }
 }
 
 /**
@@ -412,7 +410,8 @@ const GENERATED_DRAWS = 100;
 /**
  * Generated records, each one the transform accepts (the sampler can draw values a Sluice rule refuses, e.g. cents in
  * JPY). The first is drawn at once, so a schema the sampler cannot satisfy fails the put before anything is sent.
- * `jsonSchema` is what the records are drawn from: the pipeline's schema file, or in tests one its validator refuses.
+ * `jsonSchema` is what the records are drawn from: the pipeline's schema file (read here unless the caller has read it),
+ * or in tests one its validator refuses.
  */
 export function generatedSource(schema: PipelineSchema, seed: number, jsonSchema: object = readSchema(schema.pipeline)): RecordSource {
   const rng: Rng = createRng(seed);

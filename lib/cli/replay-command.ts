@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
 import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '../../transforms/shared';
 import { OutputKeys } from '../infra/outputs';
-import { clockTime, generatedWhen, readLiveTwinRecord, schemaFingerprint, type SchemaFingerprint } from '../local/twin-record';
 import { validatorFingerprint } from '../schema/fingerprint';
 import { awaitCallerCredentials } from './credentials';
 import { deadLettersFor, rawDataAt, ReadLaterError, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
@@ -11,7 +10,7 @@ import { addProgressOption, addTargetOptions, examples, formatDuration, parseCou
 import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint } from './record-sender';
-import { checkTwinDataDir, checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, type AwsTarget, type LocalTarget, type Target } from './target';
+import { checkTwinDataDir, checkTwinTakesRecords, entryPointFor, resolveTarget, staleTwinSchemas, type AwsTarget, type LocalTarget, type Target } from './target';
 
 interface ReplayFlags extends TargetFlags {
   readonly pipeline?: string;
@@ -344,17 +343,8 @@ async function drain(
  * into new ones. Refused unless --force; a dry run, which puts nothing, notes it.
  */
 function checkTwinSchemas(target: LocalTarget, pipelines: readonly string[], flags: Pick<ReplayFlags, 'dryRun' | 'force'>): void {
-  const twin = readLiveTwinRecord(target.dataDir);
-  if (!twin) return;
-  const stale: Array<{ pipeline: string; loaded: SchemaFingerprint; now: SchemaFingerprint }> = [];
-  for (const pipeline of pipelines) {
-    const loaded = twin.schemas[pipeline];
-    const now = schemaFingerprint(pipeline);
-    if (loaded && loaded.sha256 !== now.sha256) stale.push({ pipeline, loaded, now });
-  }
-  if (stale.length === 0) return;
-  const one = stale.length === 1;
-  const runs = `the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)}) validates ${stale.map((s) => s.pipeline).join(', ')} with the schema${one ? '' : 's'} generated ${stale.map((s) => generatedWhen(s.loaded, s.now)).join(', ')}; \`npm run generate\` has written ${one ? 'a newer one' : 'newer ones'} since (${stale.map((s) => generatedWhen(s.now, s.loaded)).join(', ')})`;
+  const runs = staleTwinSchemas(target, pipelines);
+  if (runs === undefined) return;
   if (flags.dryRun) {
     io.err(`sluice: note: ${runs}. "would replay" counts are against the newer one; the twin would fail those records again: restart it (\`sluice local up\`) before replaying`);
   } else if (flags.force) {

@@ -12,7 +12,10 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside, isTwinDataDir } from '../local/paths';
-import { readLiveTwinRecord, readTwinRecord, twinLockHolder, twinRecordPath, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../local/twin-record';
+import {
+  clockTime, generatedWhen, readTwinRecord, schemaFingerprint, twinLockHolder, twinRecordPath, twinRuns, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, type TwinRecord,
+} from '../local/twin-record';
+import { validatorFingerprint } from '../schema/fingerprint';
 import { explainFailure, type FailureContext } from './errors';
 import { callerCredentials, type CallerCredentials } from './credentials';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
@@ -39,6 +42,13 @@ export interface LocalTarget {
   readonly endpoints: { readonly firehose: string; readonly kinesis: string; readonly openSearch?: string };
   /** For messages: "the local twin (.sluice)". */
   readonly label: string;
+  /**
+   * The data dir's twin.json as the twin wrote it, whether or not its process runs here (a twin in a container has a
+   * pid of another namespace); read once, on first use, for every check of the command.
+   */
+  twinRecord(): TwinRecord | undefined;
+  /** That record while the twin that wrote it runs (see twinRuns); undefined when no twin runs on the data dir. */
+  runningTwin(): TwinRecord | undefined;
 }
 
 export interface AwsTarget {
@@ -94,6 +104,12 @@ export function resolveTarget(flags: TargetFlags): Target {
     if (flags[flag] !== undefined) throw new UserError(`--${flag} applies to a deployed stack; add --aws (without it, commands run against the local twin)`);
   }
   const dataDir = path.resolve(flags.dataDir ?? defaultDataDir());
+  let read: { record: TwinRecord | undefined } | undefined;
+  const twinRecord = () => (read ??= { record: readTwinRecord(dataDir) }).record;
+  const runningTwin = () => {
+    const record = twinRecord();
+    return record && twinRuns(record) ? record : undefined;
+  };
   return {
     kind: 'local',
     config,
@@ -101,14 +117,16 @@ export function resolveTarget(flags: TargetFlags): Target {
     // Read when a command uses them, so a port variable meant for another command never stops this one.
     endpoints: {
       get firehose() {
-        return localUrl(flags.endpointFirehose, 'SLUICE_FIREHOSE_PORT', () => readLiveTwinRecord(dataDir)?.endpoints.firehose, config.local.firehosePort, '--endpoint-firehose');
+        return localUrl(flags.endpointFirehose, 'SLUICE_FIREHOSE_PORT', () => runningTwin()?.endpoints.firehose, config.local.firehosePort, '--endpoint-firehose');
       },
       get kinesis() {
-        return localUrl(flags.endpointKinesis, 'SLUICE_KINESIS_PORT', () => readLiveTwinRecord(dataDir)?.endpoints.kinesis, config.local.kinesisPort, '--endpoint-kinesis');
+        return localUrl(flags.endpointKinesis, 'SLUICE_KINESIS_PORT', () => runningTwin()?.endpoints.kinesis, config.local.kinesisPort, '--endpoint-kinesis');
       },
       openSearch: flags.endpointOpensearch ? checkedUrl(flags.endpointOpensearch, '--endpoint-opensearch / OPENSEARCH_URL') : undefined,
     },
     label: `the local twin at ${displayPath(dataDir)}`,
+    twinRecord,
+    runningTwin,
   };
 }
 
@@ -219,10 +237,10 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
       throw explainFailure(err, entry.failureContext);
     }
   }
-  const record = readLiveTwinRecord(target.dataDir);
+  const record = target.runningTwin();
   // The twin's id says it is the data dir's twin even where the paths differ (a bind mount, another letter case),
   // and even when its pid is not one of this machine's (a twin in a container).
-  const sameTwin = answering?.twinId !== undefined && readTwinRecord(target.dataDir)?.twinId === answering.twinId;
+  const sameTwin = answering?.twinId !== undefined && target.twinRecord()?.twinId === answering.twinId;
   const other = !sameTwin && answering?.dataDir !== undefined && !sameDir(answering.dataDir, target.dataDir) ? displayPath(answering.dataDir) : undefined;
   const useOther = other !== undefined ? `the twin answering at ${firehose} runs on ${other}: pass --data-dir ${other} to send to it, or ` : '';
   if (!isDirectory(target.dataDir)) {
@@ -264,6 +282,33 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
     const overrides = differ.map((k) => `-c ${k}=${target.config[k]}`).join(' ');
     throw new UserError(`the twin on data dir ${target.dataDir} runs ${theirs} (its streams and bucket are named ${record.names.prefix}-${record.names.env}-…), not ${ours} (${prefix}-${env}-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for ${ours} on its own data dir and ports (\`npx sluice local up ${overrides} --data-dir …\`)`);
   }
+}
+
+/** "the twin at .sluice (pid 4242, started 2026-11-22 09:58:40)": the twin running on the target's data dir, for messages. */
+export function twinAt(target: LocalTarget, twin: TwinRecord): string {
+  return `the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)})`;
+}
+
+/**
+ * What the twin running on the data dir validates `pipelines` with, when `npm run generate` has written newer code for
+ * any of them since it started (it validates with the generated code it loaded then): "the twin at .sluice (pid 4242,
+ * started …) validates iot with the schema generated 2026-11-22 09:50:02; `npm run generate` has written a newer one
+ * since (2026-11-22 10:02:11)". Undefined when no twin runs there, or it runs the code of each as it is now (a pipeline
+ * it was started without is not this check's). `put` and `replay` each say what follows from it.
+ */
+export function staleTwinSchemas(target: LocalTarget, pipelines: readonly string[]): string | undefined {
+  const twin = target.runningTwin();
+  if (!twin) return undefined;
+  const stale = pipelines.flatMap((pipeline) => {
+    const loaded = twin.schemas[pipeline];
+    if (!loaded) return [];
+    const sha256 = validatorFingerprint(pipeline);
+    return loaded.sha256 === sha256 ? [] : [{ pipeline, loaded, now: schemaFingerprint(pipeline, sha256) }];
+  });
+  if (stale.length === 0) return undefined;
+  const one = stale.length === 1;
+  return `${twinAt(target, twin)} validates ${stale.map((s) => s.pipeline).join(', ')} with the schema${one ? '' : 's'} generated ${stale.map((s) => generatedWhen(s.loaded, s.now)).join(', ')}; `
+    + `\`npm run generate\` has written ${one ? 'a newer one' : 'newer ones'} since (${stale.map((s) => generatedWhen(s.now, s.loaded)).join(', ')})`;
 }
 
 /** What the twin at `endpoint` says about itself in its answer: its data dir and id, each undefined when not said. */

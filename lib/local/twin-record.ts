@@ -132,7 +132,12 @@ export function removeTwinRecord(dataDir: string, pid: number, startedAt: string
 /** The record of the twin running on `dataDir`; undefined when there is none, or its process is gone (a crash, even if its pid runs another process now). */
 export function readLiveTwinRecord(dataDir: string, isAlive?: (pid: number) => boolean): TwinRecord | undefined {
   const record = readRecordFile(dataDir);
-  return record && holderRuns({ pid: record.pid, start: typeof record.processStart === 'string' ? record.processStart : undefined }, isAlive) ? record : undefined;
+  return record && twinRuns(record, isAlive) ? record : undefined;
+}
+
+/** Whether the twin that wrote `record` still runs: not when its process is gone, even if its pid runs another process now. */
+export function twinRuns(record: TwinRecord, isAlive: (pid: number) => boolean = processIsAlive): boolean {
+  return holderRuns({ pid: record.pid, start: typeof record.processStart === 'string' ? record.processStart : undefined }, isAlive);
 }
 
 /**

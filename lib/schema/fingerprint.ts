@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listSchemas, readSchema } from './registry';
 
 /** Where generated code lives: bundled into the Lambdas by esbuild and loaded by the twin. */
 export const GENERATED_DIR = path.resolve(__dirname, '..', '..', 'transforms', 'shared', 'generated');
@@ -35,14 +34,11 @@ export function schemaHashLine(schema: object): string {
 }
 
 /**
- * What is wrong with the generated code of `pipeline` when it does not match schemas/<pipeline>.schema.json as the
- * file is now (edited, or added, without `npm run generate` since): one line saying to run it; undefined when they
- * match, or there is no schema file (the configuration says that). A schema file that is not JSON throws its
- * SchemaDerivationError, as everything that reads it does.
+ * What is wrong with the generated code of `pipeline` when it does not match `schema`, schemas/<pipeline>.schema.json
+ * as the file is now (edited, or added, without `npm run generate` since): one line saying to run it; undefined when
+ * they match.
  */
-export function generatedCodeProblem(pipeline: string, schemaDir?: string): string | undefined {
-  if (!listSchemas(schemaDir).includes(pipeline)) return undefined;
-  const schema = readSchema(pipeline, schemaDir);
+export function generatedCodeProblem(pipeline: string, schema: object): string | undefined {
   const file = `schemas/${pipeline}.schema.json`;
   let generated: string;
   try {

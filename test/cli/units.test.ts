@@ -1,6 +1,6 @@
 /** The pieces every command leans on: value parsers, the record sender's batching and retries, CSV. */
 import fc from 'fast-check';
-import { drawSample, parseCount, parseDuration, parsePort, parseRate, parseSize } from '../../lib/cli/options';
+import { drawSample, parseCount, parseDuration, parsePort, parseRate, parseSize, requireGeneratedCode } from '../../lib/cli/options';
 import { SampleError } from '../../lib/schema/sample';
 import { readSchema } from '../../lib/schema';
 import { generatedSource } from '../../lib/cli/put-command';
@@ -547,6 +547,14 @@ describe('a call cut off after it was sent, then its records refused until the a
     const result = await sendRecords(entry, [{ data: Buffer.from('r'), partitionKey: 'k' }], { sleep: async () => undefined, maxAttempts: 3 });
     expect(calls).toBe(3);
     expect(result.outcomes).toEqual([{ ok: false, errorCode: MAYBE_TAKEN, errorMessage: expect.stringMatching(/cut off after it was sent/) }]);
+  });
+});
+
+describe('requireGeneratedCode', () => {
+  test('hands back the schema files it read, for records to be drawn from; a pipeline with no schema file is the configuration\'s to refuse, not its', () => {
+    const schemas = requireGeneratedCode(['iot', 'shipments']);
+    expect([...schemas.keys()]).toEqual(['iot']);
+    expect(schemas.get('iot')).toEqual(readSchema('iot'));
   });
 });
 
