@@ -134,10 +134,15 @@ function twinOptions(flags: LocalFlags, config: SluiceConfig, dataDir: string, p
   return { config, dataDir, host, ports, openSearchUrl: process.env.OPENSEARCH_URL || undefined };
 }
 
-function withBufferInterval(config: SluiceConfig, flags: LocalFlags): SluiceConfig {
-  if (flags.bufferInterval === undefined) return config;
-  const seconds = Number(flags.bufferInterval);
-  if (!Number.isFinite(seconds) || seconds < 0 || seconds > 900) throw new UserError(`--buffer-interval: "${flags.bufferInterval}" must be 0–900 seconds`);
+/**
+ * The configuration a twin runs with: the command's, with `bufferInterval` (--buffer-interval, or the demo's own) when
+ * given. Refused while the generated code of one of its pipelines is not of its schema file: the twin validates with it.
+ */
+function twinConfig(flags: LocalFlags, bufferInterval: string | undefined): SluiceConfig {
+  const config = configFrom(flags);
+  const seconds = bufferInterval === undefined ? config.local.bufferIntervalSeconds : Number(bufferInterval);
+  if (!Number.isFinite(seconds) || seconds < 0 || seconds > 900) throw new UserError(`--buffer-interval: "${bufferInterval}" must be 0–900 seconds`);
+  requireGeneratedCode(Object.keys(config.pipelines));
   return { ...config, local: { ...config.local, bufferIntervalSeconds: seconds } };
 }
 
@@ -226,8 +231,7 @@ export function registerLocalCommands(program: Command): void {
       );
     })
     .action(async (flags: LocalFlags) => {
-      const config = withBufferInterval(configFrom(flags), flags);
-      requireGeneratedCode(Object.keys(config.pipelines));
+      const config = twinConfig(flags, flags.bufferInterval);
       const dataDir = path.resolve(flags.dataDir ?? process.env.SLUICE_DATA_DIR ?? defaultDataDir());
       const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir, localUpPorts(flags, config)));
       printEndpoints(twin, config);
@@ -497,8 +501,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   const badRate = Number(flags.badRate);
   if (!Number.isInteger(count) || count < 1 || count > 100_000) throw new UserError(`--count: "${flags.count}" must be a whole number 1–100000`);
   if (!(badRate >= 0 && badRate <= 1)) throw new UserError(`--bad-rate: "${flags.badRate}" must be between 0 and 1`);
-  const config = withBufferInterval(configFrom(flags), { bufferInterval: flags.bufferInterval ?? String(DEMO_BUFFER_INTERVAL_SECONDS) });
-  requireGeneratedCode(Object.keys(config.pipelines));
+  const config = twinConfig(flags, flags.bufferInterval ?? String(DEMO_BUFFER_INTERVAL_SECONDS));
   const ports = demoPorts(flags);
   const madeDataDir = flags.dataDir === undefined;
   const dataDir = path.resolve(flags.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-demo-')));

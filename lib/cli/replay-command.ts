@@ -6,7 +6,7 @@ import { OutputKeys } from '../infra/outputs';
 import { validatorFingerprint } from '../schema/fingerprint';
 import { awaitCallerCredentials } from './credentials';
 import { deadLettersFor, rawDataAt, ReadLaterError, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
-import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
+import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requireGeneratedCode, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint } from './record-sender';
@@ -71,6 +71,7 @@ export function registerReplayCommand(program: Command): void {
     'reported as not replayable and kept.',
     'Locally, replay refuses (exit 2) while the twin runs an older schema than the one generated since it started: the',
     'records would fail again and come back as new dead letters. Restart the twin (`sluice local up`) first, or pass --force.',
+    'A schema edited without `npm run generate` since is refused too (exit 2): records are re-validated with the generated code.',
     'Exit status: 0 every message read was replayed (or nothing to do) · 1 some records still fail or were not accepted · 2 usage, configuration or environment problem',
     '  · 130 interrupted (Ctrl-C): the batch in hand is finished and recorded; messages not yet read stay in the queue',
   ].join('\n'));
@@ -84,8 +85,11 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const maxAttempts = parseCount(flags.maxAttempts, '--max-attempts', 1, 100);
   const target = resolveTarget(flags);
   if (flags.pipeline !== undefined) requirePipeline(target.config, flags.pipeline);
-  if (target.kind === 'local') checkTwinDataDir(target.dataDir);
   const replayed = flags.pipeline !== undefined ? [flags.pipeline] : Object.keys(target.config.pipelines);
+  // Records are re-validated with the generated validator: one of an older schema would judge them by the schema
+  // before the fix, and a dry run would count them by it.
+  requireGeneratedCode(replayed);
+  if (target.kind === 'local') checkTwinDataDir(target.dataDir);
   if (target.kind === 'local') {
     checkTwinSchemas(target, replayed, flags);
   } else {

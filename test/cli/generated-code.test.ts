@@ -1,13 +1,17 @@
 /**
  * A schema edited, or added with its cdk.json entry, without `npm run generate` since: the twin would validate with the
- * generated code of the schema before (or have none), while `sluice schema` and `query` read the file as it is now.
- * `local up`, `demo` and `put` say so in one line, exit 2, before anything starts. The CLI runs from a copy of the
- * project; the repository's own schemas and generated code stay as they are.
+ * generated code of the schema before (or have none), and `replay` re-validate dead letters with it, while `sluice
+ * schema` and `query` read the file as it is now. `local up`, `demo`, `put` and `replay` say so in one line, exit 2,
+ * before anything starts. The CLI runs from a copy of the project; the repository's own schemas and generated code
+ * stay as they are.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { loadConfig, resourceNames } from '../../lib/config';
+import { readSchema } from '../../lib/schema';
+import { createRng, sampleRecord } from '../../lib/schema/sample';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -31,14 +35,14 @@ function run(...argv: string[]): { code: number | null; stdout: string; stderr: 
 /** What the commands that start or feed the twin give: exit 2, the one line, and nothing made in the data dirs. */
 function expectRefused(pipeline: string, message: string): void {
   const demoDir = path.join(copy, 'demo-data');
-  for (const argv of [['local', 'up'], ['demo', '--data-dir', demoDir], ['put', pipeline, '--verify']]) {
+  for (const argv of [['local', 'up'], ['demo', '--data-dir', demoDir], ['put', pipeline, '--verify'], ['replay'], ['replay', '--dry-run']]) {
     const refused = run('bin/sluice.js', ...argv);
     expect({ argv, code: refused.code, stdout: refused.stdout, stderr: refused.stderr }).toEqual({ argv, code: 2, stdout: '', stderr: `sluice: ${message}\n` });
   }
   for (const dir of [path.join(copy, '.sluice'), demoDir]) expect(fs.existsSync(dir) ? fs.readdirSync(dir) : []).toEqual([]);
 }
 
-test('a schema edited without npm run generate: local up, demo and put say to run it, exit 2, nothing started', () => {
+test('a schema edited without npm run generate: local up, demo, put and replay say to run it, exit 2, nothing started', () => {
   const schema = JSON.parse(iotSchema) as { properties: Record<string, unknown> };
   schema.properties.firmware_channel = { type: 'string', maxLength: 16 };
   fs.writeFileSync(path.join(copy, 'schemas', 'iot.schema.json'), JSON.stringify(schema, null, 2));
@@ -60,5 +64,32 @@ test('a pipeline whose schema file and cdk.json entry were added without npm run
   } finally {
     fs.writeFileSync(path.join(copy, 'cdk.json'), cdkJson);
     fs.rmSync(path.join(copy, 'schemas', 'orders.schema.json'));
+  }
+}, 120_000);
+
+test('replay over dead letters of the schema as edited: refused (exit 2), not re-validated with the generated code of the schema before; the messages stay', () => {
+  const schema = JSON.parse(iotSchema) as { properties: Record<string, unknown> };
+  schema.properties.firmware_channel = { type: 'string', maxLength: 16 };
+  fs.writeFileSync(path.join(copy, 'schemas', 'iot.schema.json'), JSON.stringify(schema, null, 2));
+  // A record the edited schema accepts and the generated validator, of the schema before, fails for its new field.
+  const record = { ...(sampleRecord(readSchema('iot'), createRng(7)) as Record<string, unknown>), firmware_channel: 'beta' };
+  const message = {
+    dedupeKey: 'dedupe-1', pipeline: 'iot', errorType: 'processing-failed', reason: 'schema: /firmware_channel is not a field of the schema',
+    rawData: Buffer.from(JSON.stringify(record)).toString('base64'), attemptsMade: 4, arrivalTimestamp: 1_795_000_000_000,
+  };
+  const dataDir = path.join(copy, '.sluice');
+  const queue = path.join(dataDir, 'dlq', `${resourceNames(loadConfig(), 'iot').dlq}.jsonl`);
+  fs.mkdirSync(path.dirname(queue), { recursive: true });
+  fs.writeFileSync(queue, `${JSON.stringify(message)}\n`);
+  try {
+    for (const argv of [['replay', '--dry-run'], ['replay', '--pipeline', 'iot']]) {
+      const refused = run('bin/sluice.js', ...argv);
+      expect({ argv, code: refused.code, stdout: refused.stdout, stderr: refused.stderr })
+        .toEqual({ argv, code: 2, stdout: '', stderr: 'sluice: schemas/iot.schema.json changed since the code was generated: run npm run generate\n' });
+    }
+    expect(fs.readFileSync(queue, 'utf8')).toBe(`${JSON.stringify(message)}\n`);
+  } finally {
+    fs.writeFileSync(path.join(copy, 'schemas', 'iot.schema.json'), iotSchema);
+    fs.rmSync(dataDir, { recursive: true, force: true });
   }
 }, 120_000);
