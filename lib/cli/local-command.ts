@@ -104,29 +104,45 @@ function signalExitCode(signal: NodeJS.Signals): number {
   return 128 + os.constants.signals[signal];
 }
 
-/** A port from its flag, else its variable, else cdk.json's: a bad value is refused naming where it came from. */
-function portFrom(flag: string | undefined, flagName: string, variable: string, fallback: number): number {
-  return parsePort(flag, flagName) ?? parsePort(process.env[variable], variable) ?? fallback;
-}
-
 type TwinPorts = NonNullable<TwinOptions['ports']>;
 
-/** `local up`'s ports: each flag, else its variable, else cdk.json's. */
+type LocalPortKey = 'firehosePort' | 'kinesisPort' | 'dynamoPort';
+
+/** One of the twin's servers: where its port comes from, and what help, messages and the endpoints table call it. */
+interface TwinServer {
+  readonly key: keyof TwinPorts & keyof Twin['endpoints'];
+  /** The port flag's attribute and cdk.json's `local.<setting>`. */
+  readonly setting: LocalPortKey;
+  readonly flag: string;
+  readonly variable: string;
+  /** In the port flag's help. */
+  readonly portHelp: string;
+  /** In the message that its port is in use. */
+  readonly service: string;
+  /** Its row in the endpoints table `local up` prints. */
+  readonly label: string;
+}
+
+/** The twin's servers: every list of them (ports, flags, the endpoints table) is made from this one. */
+const TWIN_SERVERS: readonly TwinServer[] = [
+  { key: 'firehose', setting: 'firehosePort', flag: '--firehose-port', variable: 'SLUICE_FIREHOSE_PORT', portHelp: 'Firehose API port', service: 'Firehose API', label: 'Firehose API (AWS JSON 1.1)' },
+  { key: 'kinesis', setting: 'kinesisPort', flag: '--kinesis-port', variable: 'SLUICE_KINESIS_PORT', portHelp: 'Kinesis emulator port', service: 'Kinesis emulator', label: 'Kinesis (kinesis-mock)' },
+  { key: 'dynamo', setting: 'dynamoPort', flag: '--dynamo-port', variable: 'SLUICE_DYNAMO_PORT', portHelp: 'DynamoDB (dynalite) port', service: 'DynamoDB emulator', label: 'DynamoDB (dynalite)' },
+];
+
+/** The port of each server, as `portOf` reads it. */
+function twinPorts(portOf: (server: TwinServer) => number): TwinPorts {
+  return Object.fromEntries(TWIN_SERVERS.map((server) => [server.key, portOf(server)]));
+}
+
+/** `local up`'s ports: each flag, else its variable, else cdk.json's; a bad value is refused naming where it came from. */
 function localUpPorts(flags: LocalFlags, config: SluiceConfig): TwinPorts {
-  return {
-    firehose: portFrom(flags.firehosePort, '--firehose-port', 'SLUICE_FIREHOSE_PORT', config.local.firehosePort),
-    kinesis: portFrom(flags.kinesisPort, '--kinesis-port', 'SLUICE_KINESIS_PORT', config.local.kinesisPort),
-    dynamo: portFrom(flags.dynamoPort, '--dynamo-port', 'SLUICE_DYNAMO_PORT', config.local.dynamoPort),
-  };
+  return twinPorts((s) => parsePort(flags[s.setting], s.flag) ?? parsePort(process.env[s.variable], s.variable) ?? config.local[s.setting]);
 }
 
 /** The demo's ports: each flag, else any free port, so that it never collides with a twin already running. */
 function demoPorts(flags: LocalFlags): TwinPorts {
-  return {
-    firehose: parsePort(flags.firehosePort, '--firehose-port') ?? 0,
-    kinesis: parsePort(flags.kinesisPort, '--kinesis-port') ?? 0,
-    dynamo: parsePort(flags.dynamoPort, '--dynamo-port') ?? 0,
-  };
+  return twinPorts((s) => parsePort(flags[s.setting], s.flag) ?? 0);
 }
 
 function twinOptions(flags: LocalFlags, config: SluiceConfig, dataDir: string, ports: TwinPorts): TwinOptions {
@@ -148,8 +164,6 @@ function twinConfig(flags: LocalFlags, bufferInterval: string | undefined): Slui
 
 /** The demo's buffer interval unless --buffer-interval is given: its flush comes quickly whatever cdk.json says. */
 const DEMO_BUFFER_INTERVAL_SECONDS = 1;
-
-type LocalPortKey = 'firehosePort' | 'kinesisPort' | 'dynamoPort';
 
 /**
  * What the help of `local up` and of the demo says of the defaults they take, which differ. `config` is the
@@ -181,36 +195,38 @@ function configured(value: string | number | undefined, setting: string): string
 function addLocalOptions(command: Command, defaults: LocalOptionDefaults): Command {
   addConfigOption(command)
     .option('--data-dir <dir>', `where the twin keeps its data (default ${defaults.dataDir})`)
-    .option('--host <address>', 'address the servers bind (default 127.0.0.1, loopback only; env SLUICE_HOST)')
-    .option('--firehose-port <port>', 'Firehose API port')
-    .option('--kinesis-port <port>', 'Kinesis emulator port')
-    .option('--dynamo-port <port>', 'DynamoDB (dynalite) port')
-    .option('--buffer-interval <seconds>', 'Firehose buffer interval for local delivery');
-  const saysDefault: Record<string, (config: SluiceConfig | undefined) => string> = {
-    firehosePort: (config) => defaults.port('firehosePort', 'SLUICE_FIREHOSE_PORT', config),
-    kinesisPort: (config) => defaults.port('kinesisPort', 'SLUICE_KINESIS_PORT', config),
-    dynamoPort: (config) => defaults.port('dynamoPort', 'SLUICE_DYNAMO_PORT', config),
-    bufferInterval: (config) => defaults.bufferInterval(config),
-  };
+    .option('--host <address>', 'address the servers bind (default 127.0.0.1, loopback only; env SLUICE_HOST)');
+  for (const server of TWIN_SERVERS) command.option(`${server.flag} <port>`, server.portHelp);
+  command.option('--buffer-interval <seconds>', 'Firehose buffer interval for local delivery');
+  const saysDefault = new Map<string, (config: SluiceConfig | undefined) => string>([
+    ...TWIN_SERVERS.map((s) => [s.setting, (config: SluiceConfig | undefined) => defaults.port(s.setting, s.variable, config)] as const),
+    ['bufferInterval', (config) => defaults.bufferInterval(config)],
+  ]);
   // The defaults the configuration sets are written when the help is shown: cdk.json's, with the -c given before --help.
   return command.configureHelp({
     optionDescription(this: Help, option: Option): string {
       const described = Help.prototype.optionDescription.call(this, option);
-      const says = saysDefault[option.attributeName()];
+      const says = saysDefault.get(option.attributeName());
       return says === undefined ? described : `${described} (${says(configForHelp(command))})`;
     },
   });
 }
 
+/** The configuration each command's help read: it asks option by option, and for its examples, and reads it once. */
+const configsForHelp = new WeakMap<Command, SluiceConfig | undefined>();
+
 /** The configuration `command` would run with, as far as its help can tell; undefined when it cannot be read. */
 function configForHelp(command: Command): SluiceConfig | undefined {
+  if (configsForHelp.has(command)) return configsForHelp.get(command);
+  let config: SluiceConfig | undefined;
   try {
-    return configFrom(command.opts<LocalFlags>());
+    config = configFrom(command.opts<LocalFlags>());
   } catch (error) {
     // The command itself says what is wrong with it: its help is still shown.
-    if (error instanceof ConfigError) return undefined;
-    throw error;
+    if (!(error instanceof ConfigError)) throw error;
   }
+  configsForHelp.set(command, config);
+  return config;
 }
 
 export function registerLocalCommands(program: Command): void {
@@ -274,17 +290,13 @@ async function preflight(options: TwinOptions, { portVariables = true }: { portV
   const host = options.host ?? '127.0.0.1';
   const hostProblem = await listenProblem(host, 0);
   if (hostProblem !== undefined) throw badHost(host, hostProblem);
-  const ports = options.ports ?? {};
-  for (const [port, what, flag, env] of [
-    [ports.firehose, 'Firehose API', '--firehose-port', 'SLUICE_FIREHOSE_PORT'],
-    [ports.kinesis, 'Kinesis emulator', '--kinesis-port', 'SLUICE_KINESIS_PORT'],
-    [ports.dynamo, 'DynamoDB emulator', '--dynamo-port', 'SLUICE_DYNAMO_PORT'],
-  ] as const) {
+  for (const server of TWIN_SERVERS) {
+    const port = options.ports?.[server.key];
     if (port === undefined || port === 0) continue;
     const problem = await listenProblem(host, port);
     if (problem?.code === 'EADDRINUSE') {
-      const choose = portVariables ? `${flag} or ${env} (0 = any free port)` : `${flag} (or leave it out: any free port)`;
-      throw new UserError(`port ${port} on ${host} (${what}) is in use, perhaps by another twin: stop it, or choose another port with ${choose}`);
+      const choose = portVariables ? `${server.flag} or ${server.variable} (0 = any free port)` : `${server.flag} (or leave it out: any free port)`;
+      throw new UserError(`port ${port} on ${host} (${server.service}) is in use, perhaps by another twin: stop it, or choose another port with ${choose}`);
     }
     if (problem !== undefined) throw badHost(host, problem);
   }
@@ -366,11 +378,7 @@ function dataDirInUse(dataDir: string, holder: number): UserError {
 
 function printEndpoints(twin: Twin, config: SluiceConfig): void {
   console.log(`Sluice local twin — data dir ${escapeControlCharacters(twin.dataDir)}`);
-  console.log(formatTable(['service', 'endpoint'], [
-    ['Firehose API (AWS JSON 1.1)', twin.endpoints.firehose],
-    ['Kinesis (kinesis-mock)', twin.endpoints.kinesis],
-    ['DynamoDB (dynalite)', twin.endpoints.dynamo],
-  ]));
+  console.log(formatTable(['service', 'endpoint'], TWIN_SERVERS.map((s) => [s.label, twin.endpoints[s.key]])));
   console.log('\nDelivery streams');
   const rows: string[][] = [];
   for (const [p, pc] of Object.entries(config.pipelines)) {
