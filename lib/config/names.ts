@@ -25,6 +25,13 @@ export interface ResourceNames {
   readonly searchDomain: string;
 }
 
+/**
+ * A pipeline's name, in cdk.json and as its schema file's (`schemas/<pipeline>.schema.json`): it names its stream,
+ * delivery streams, Glue table and index. {@link PIPELINE_NAME_RULE} says it in words.
+ */
+export const PIPELINE_NAME = /^[a-z][a-z0-9-]{0,30}$/;
+export const PIPELINE_NAME_RULE = 'lower-case letters, digits and "-", starting with a letter, at most 31 characters';
+
 /** Longest OpenSearch domain name (CreateDomain: 3–28 lower-case letters, digits and hyphens). */
 export const SEARCH_DOMAIN_MAX_LENGTH = 28;
 

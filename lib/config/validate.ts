@@ -9,7 +9,7 @@ import {
   type PipelineConfig,
   type SluiceConfig,
 } from './types';
-import { resourceNames, SEARCH_DOMAIN_MAX_LENGTH } from './names';
+import { PIPELINE_NAME, PIPELINE_NAME_RULE, resourceNames, SEARCH_DOMAIN_MAX_LENGTH } from './names';
 import { domainSizeProblems } from './opensearch';
 import { ERRORS_TABLE_SUFFIX } from '../schema/layout';
 
@@ -128,8 +128,8 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
 
 function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env: string, knownSchemas?: readonly string[]): PipelineConfig | undefined {
   const key = `pipelines.${name}`;
-  if (!/^[a-z][a-z0-9-]{0,30}$/.test(name)) {
-    v.problem(`${key}: pipeline name "${name}" must be lower-case letters, digits and "-", starting with a letter, at most 31 characters`);
+  if (!PIPELINE_NAME.test(name)) {
+    v.problem(`${key}: pipeline name "${name}" must be ${PIPELINE_NAME_RULE}`);
     return undefined;
   }
   if (knownSchemas && !knownSchemas.includes(name)) {

@@ -650,7 +650,7 @@ function valueProblem(s: JsonSchema, type: unknown, value: unknown): string | un
         if (b !== undefined && !ok(value, b)) return `is outside the field's ${k} ${b}`;
       }
       const m = num('multipleOf');
-      if (m !== undefined && (value / m) % 1 !== 0) return `is not a multiple of ${m} (the field's multipleOf)`;
+      if (m !== undefined && !isMultipleOf(value, m)) return `is not a multiple of ${m} (the field's multipleOf)`;
       return undefined;
     }
     case 'boolean':
@@ -658,6 +658,11 @@ function valueProblem(s: JsonSchema, type: unknown, value: unknown): string | un
     default:
       return undefined;
   }
+}
+
+/** Whether the validators' `multipleOf` passes `v`: ajv divides and checks for a fraction, without a tolerance. */
+export function isMultipleOf(v: number, m: number): boolean {
+  return (v / m) % 1 === 0;
 }
 
 /** Whether a value passes the named string format as the validators check it; unknown formats are left to ajv. */

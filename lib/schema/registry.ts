@@ -1,10 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PIPELINE_NAME, PIPELINE_NAME_RULE } from '../config/names';
 import { describeSchema, notValidJson, SchemaFileNameError, type SchemaModel } from './model';
 
 const DEFAULT_SCHEMA_DIR = path.resolve(__dirname, '..', '..', 'schemas');
-
-const PIPELINE_NAME = /^[a-z][a-z0-9-]{0,30}$/;
 
 /**
  * Refuses a schema file whose name is no pipeline name (`order_items.schema.json`), naming the file and, when there is
@@ -14,7 +13,7 @@ export function checkSchemaFileName(pipeline: string): void {
   if (PIPELINE_NAME.test(pipeline)) return;
   const suggestion = pipeline.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^[-0-9]+|-+$/g, '').slice(0, 31).replace(/-+$/, '');
   const rename = PIPELINE_NAME.test(suggestion) ? `: rename it ${suggestion}.schema.json` : '';
-  throw new SchemaFileNameError(`schemas/${pipeline}.schema.json`, `"${pipeline}" is not a pipeline name (lower-case letters, digits and "-", starting with a letter, at most 31 characters)${rename}`);
+  throw new SchemaFileNameError(`schemas/${pipeline}.schema.json`, `"${pipeline}" is not a pipeline name (${PIPELINE_NAME_RULE})${rename}`);
 }
 
 /** Reads schemas/<pipeline>.schema.json. */

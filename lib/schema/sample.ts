@@ -3,6 +3,7 @@
  * twin's demo traffic and the property tests all draw from here, so new schemas need no new generator.
  * Deterministic for a seed.
  */
+import { isMultipleOf } from './model';
 
 type JsonSchema = Record<string, unknown>;
 export type Rng = () => number;
@@ -222,11 +223,6 @@ function numericRange(s: JsonSchema, defaultSpan: number): NumericRange {
 
 function inRange(v: number, r: NumericRange): boolean {
   return (r.loOpen ? v > r.lo : v >= r.lo) && (r.hiOpen ? v < r.hi : v <= r.hi);
-}
-
-/** Whether ajv's `multipleOf` passes `v` (it divides and checks for a fraction, without a tolerance). */
-function isMultipleOf(v: number, m: number): boolean {
-  return (v / m) % 1 === 0;
 }
 
 function sampleInteger(s: JsonSchema, rng: Rng, ctx: Ctx, field: string): number {
