@@ -202,7 +202,7 @@ function addLocalOptions(command: Command, defaults: LocalOptionDefaults): Comma
     ...TWIN_SERVERS.map((s) => [s.setting, (config: SluiceConfig | undefined) => defaults.port(s.setting, s.variable, config)] as const),
     ['bufferInterval', (config) => defaults.bufferInterval(config)],
   ]);
-  // The defaults the configuration sets are written when the help is shown: cdk.json's, with the -c given before --help.
+  // The defaults the configuration sets are written when the help is shown: cdk.json's, with the -c given (before or after --help).
   return command.configureHelp({
     optionDescription(this: Help, option: Option): string {
       const described = Help.prototype.optionDescription.call(this, option);

@@ -101,6 +101,24 @@ export function unknownCommandWithoutHelp(program: Command, argv: readonly strin
   return [...argv];
 }
 
+/**
+ * `help <command>` as `<command> --help`: commander's help command shows a command's help without reading the
+ * command's options, and the help of `local up` gives the defaults its configuration sets, so `sluice local help up
+ * -c local.firehosePort=14573` would give cdk.json's. With the --help flag the command reads its options (-c) first,
+ * wherever they stand. What follows the names is left as it is; `help` before no command's name is not changed.
+ */
+export function helpCommandAsHelpFlag(program: Command, argv: readonly string[]): string[] {
+  let command = program;
+  for (let i = argv.findIndex((a) => !a.startsWith('-')); i !== -1 && i < argv.length; i++) {
+    const named = (name: string | undefined) => command.commands.find((c) => c.name() === name || c.aliases().includes(name ?? ''));
+    if (argv[i] === 'help' && named(argv[i + 1]) !== undefined) return [...argv.slice(0, i), argv[i + 1], '--help', ...argv.slice(i + 2)];
+    const sub = named(argv[i]);
+    if (sub === undefined) break;
+    command = sub;
+  }
+  return [...argv];
+}
+
 /** The version in package.json. */
 function packageVersion(): string {
   return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
@@ -110,7 +128,7 @@ function packageVersion(): string {
 export async function run(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(unknownCommandWithoutHelp(program, sqlCommentsAsArguments(argv)), { from: 'user' });
+    await program.parseAsync(helpCommandAsHelpFlag(program, unknownCommandWithoutHelp(program, sqlCommentsAsArguments(argv))), { from: 'user' });
     return 0;
   } catch (err) {
     // Messages echo what was typed or read (names, values, file names): their control characters are escaped.

@@ -206,6 +206,21 @@ describe('before the twin starts', () => {
     expect(unreadable).toMatch(/--firehose-port <port> [^<]+?\(default local\.firehosePort in cdk\.json or -c; env SLUICE_FIREHOSE_PORT; 0 = any free port\)/);
   });
 
+  test('--help reads -c wherever it stands: after --help, and with commander\'s help command (`sluice local help up -c …`)', async () => {
+    for (const argv of [
+      ['local', 'up', '--help', '-c', 'local.firehosePort=14573', '-c', 'env=prod'],
+      ['local', 'help', 'up', '-c', 'local.firehosePort=14573', '-c', 'env=prod'],
+      ['local', 'help', 'up', '--context=local.firehosePort=14573', '-cenv=prod'],
+    ]) {
+      const run = await sluice(...argv);
+      expect({ argv, code: run.code, stderr: run.stderr }).toEqual({ argv, code: 0, stderr: '' });
+      const help = run.stdout.replace(/\s+/g, ' ');
+      expect(help).toMatch(/^Usage: sluice local up /);
+      expect(help).toMatch(/--firehose-port <port> [^<]+?\(default 14573 from local\.firehosePort in cdk\.json or -c;/);
+      expect(help).toContain(`--endpoint-url http://127.0.0.1:14573 --delivery-stream-name ${config.prefix}-prod-app-events-lake `);
+    }
+  });
+
   test('demo --help gives the demo\'s own defaults: free ports whatever SLUICE_*_PORT says, and a 1 s buffer interval', async () => {
     const run = await sluice('demo', '--help');
     const help = run.stdout.replace(/\s+/g, ' ');
