@@ -136,7 +136,7 @@ export function readLiveTwinRecord(dataDir: string, isAlive?: (pid: number) => b
 }
 
 /** Whether the twin that wrote `record` still runs: not when its process is gone, even if its pid runs another process now. */
-export function twinRuns(record: TwinRecord, isAlive: (pid: number) => boolean = processIsAlive): boolean {
+export function twinRuns(record: TwinRecord, isAlive?: (pid: number) => boolean): boolean {
   return holderRuns({ pid: record.pid, start: typeof record.processStart === 'string' ? record.processStart : undefined }, isAlive);
 }
 
