@@ -46,6 +46,8 @@ interface PreparedRecord extends OutgoingRecord {
 const DEFAULT_COUNT = 10;
 /** Reasons a file's records will fail the transform, listed on the terminal (the most frequent first). */
 const MAX_REASONS_SHOWN = 5;
+/** Characters of an entry point's error message shown after its code. */
+const MAX_MESSAGE_SHOWN = 300;
 const DEFAULT_DURATION_RATE = 100;
 
 export function registerPutCommand(program: Command): void {
@@ -145,6 +147,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     accepted: report.accepted,
     failed: report.sent - report.accepted,
     failedByCode: report.failedByCode,
+    firstMessageByCode: report.firstMessageByCode,
     retried: report.retries,
     willFailValidation: report.invalid,
     willFailValidationByReason: report.invalidByReason,
@@ -157,7 +160,11 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (!flags.json) {
     io.out(`${pipeline}: ${formatNumber(report.sent)} record${report.sent === 1 ? '' : 's'} → ${entry.description} (${escapeControlCharacters(target.label)})`);
     io.out(`  accepted ${formatNumber(report.accepted)} · failed ${formatNumber(report.sent - report.accepted)} · retried ${formatNumber(report.retries)} · ${formatDuration(report.elapsedMs)} (${formatNumber(summary.recordsPerSecond as number)} records/s)`);
-    for (const [code, n] of Object.entries(report.failedByCode)) io.out(`  not accepted: ${escapeControlCharacters(code)} ×${formatNumber(n)}`);
+    for (const [code, n] of Object.entries(report.failedByCode)) {
+      const said = report.firstMessageByCode[code] ?? '';
+      const first = said === '' ? '' : ` (first: ${escapeControlCharacters(said.length > MAX_MESSAGE_SHOWN ? `${said.slice(0, MAX_MESSAGE_SHOWN)}…` : said)})`;
+      io.out(`  not accepted: ${escapeControlCharacters(code)} ×${formatNumber(n)}${first}`);
+    }
     if (report.invalid > 0) {
       io.out(`  ${formatNumber(report.invalid)} record${report.invalid === 1 ? '' : 's'} will fail the transform and go to the dead-letter queue (\`sluice replay\`):`);
       const reasons = Object.entries(report.invalidByReason).sort((a, b) => b[1] - a[1]);
@@ -581,6 +588,8 @@ interface SendReport {
   accepted: number;
   retries: number;
   failedByCode: Record<string, number>;
+  /** The message of the first record each error code refused: what the entry point said (a disk that refuses the log, say). */
+  firstMessageByCode: Record<string, string>;
   invalid: number;
   invalidByReason: Record<string, number>;
   /** Accepted records that pass the schema, by id. */
@@ -706,7 +715,7 @@ const STILL_SENDING_NOTE_MS = 1000;
 /** Sends `count` records (or until `durationMs`), paced to `rate` on average, never bursting more than a second's worth. */
 async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOptions): Promise<SendReport> {
   const report: SendReport = {
-    sent: 0, accepted: 0, retries: 0, failedByCode: {}, invalid: 0, invalidByReason: {}, expected: new Map(), startedAt: Date.now(), elapsedMs: 0,
+    sent: 0, accepted: 0, retries: 0, failedByCode: {}, firstMessageByCode: {}, invalid: 0, invalidByReason: {}, expected: new Map(), startedAt: Date.now(), elapsedMs: 0,
   };
   const { rate, durationMs, batchSize, progress } = options;
   const deadline = durationMs !== undefined ? report.startedAt + durationMs : Number.POSITIVE_INFINITY;
@@ -760,6 +769,7 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
         }
       });
       for (const [code, k] of Object.entries(summarizeFailures(result.outcomes))) report.failedByCode[code] = (report.failedByCode[code] ?? 0) + k;
+      for (const o of result.outcomes) if (!o.ok && !(o.errorCode in report.firstMessageByCode)) report.firstMessageByCode[o.errorCode] = o.errorMessage;
       const elapsedMs = Date.now() - report.startedAt;
       const perSecond = report.accepted / Math.max(elapsedMs / 1000, 0.001);
       const of = Number.isFinite(options.count) ? `/${formatNumber(options.count)}` : '';

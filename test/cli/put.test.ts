@@ -76,12 +76,14 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(stdout).toMatch(/accepted 10 · failed 0 · retried 5/);
   });
 
-  test('gives up after --max-attempts and exits 1, naming the error codes', async () => {
-    backend.decide = (_data, _call, index) => (index === 0 ? unavailable : { ok: true });
+  test('gives up after --max-attempts and exits 1, naming the error codes and what the entry point said', async () => {
+    // The twin's answer when its disk refuses the write-ahead log: the code alone would not say so.
+    const diskFull = { ...unavailable, errorMessage: 'sluice-dev-app-events-lake could not write its write-ahead log (ENOSPC: no space left on device, write); these records were not accepted' };
+    backend.decide = (_data, _call, index) => (index === 0 ? diskFull : { ok: true });
     const { code, stdout, stderr } = await put('app-events', '--count', '4', '--batch-size', '4', '--max-attempts', '3');
     expect(code).toBe(1);
     expect(backend.calls).toBe(3);
-    expect(stdout).toMatch(/not accepted: ServiceUnavailableException ×1/);
+    expect(stdout).toContain(`not accepted: ServiceUnavailableException ×1 (first: ${diskFull.errorMessage})`);
     expect(stderr).toMatch(/sluice: 1 of 4 records were not accepted after 3 attempts \(ServiceUnavailableException ×1\)/);
     expectNoStackTrace(stderr);
   });
@@ -476,7 +478,7 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     const text = await put('app-events', '--file', file, '--max-attempts', '1');
     expect(text.code).toBe(1);
     expect(text.stdout).not.toMatch(terminalControl);
-    expect(text.stdout).toContain('not accepted: Slow\\u009b2J\\u001b[2JDown ×1');
+    expect(text.stdout).toContain('not accepted: Slow\\u009b2J\\u001b[2JDown ×1 (first: no)');
     expect(text.stdout).toContain('/x\\u009b31m\\u001b]0;pwned\\u0007\\u007f is not a field of the schema');
     const json = await put('app-events', '--file', file, '--max-attempts', '1', '--json');
     expect(json.stdout).not.toMatch(terminalControl);
