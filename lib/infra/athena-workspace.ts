@@ -88,7 +88,7 @@ export class AthenaWorkspace extends Construct {
   }
 }
 
-/** The saved queries of a pipeline: events per type per hour, failed records by reason, most active devices/users. */
+/** The saved queries of a pipeline: events per type per hour, failed records by error code, most active devices/users. */
 export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuery[] {
   const { model } = p;
   const table = `${quote(databaseName)}.${quote(p.tableName)}`;
@@ -115,11 +115,13 @@ export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuer
   // prefix the delivery stream writes (s3:, '', bucket, then the prefix's segments).
   const typeSegment = 3 + firehoseErrorPrefix(model.pipeline).split('/').indexOf('!{firehose:error-output-type}') + 1;
   queries.push({
-    name: `${model.pipeline}: failed records by reason`,
-    description: `Records of ${model.pipeline} that Firehose could not transform or convert, by error type and reason`,
+    // Firehose's error objects carry its own code (Lambda.ProcessingFailedStatus for every record the transform failed),
+    // not the transform's reason: that is in the record's dead-letter message (sluice replay --dry-run).
+    name: `${model.pipeline}: failed records by error code`,
+    description: `Records of ${model.pipeline} that Firehose could not transform or convert, by error type and Firehose's error code (each record's own reason is in its dead-letter message)`,
     sql: [
       `SELECT split_part("$path", '/', ${typeSegment}) AS error_type,`,
-      '  coalesce(errorcode, lasterrorcode) AS reason,',
+      '  coalesce(errorcode, lasterrorcode) AS error_code,',
       '  count(*) AS records,',
       '  min(from_unixtime(arrivaltimestamp / 1000)) AS first_arrival,',
       '  max(from_unixtime(arrivaltimestamp / 1000)) AS last_arrival,',

@@ -16,7 +16,7 @@ import { bucketDir, localBucketName, makeDirectories } from './paths';
  * date_format / date_parse, concat's NULL (NULL in Athena, ignored by DuckDB).
  */
 const ATHENA_MACROS = [
-  // from_unixtime(seconds): the saved "failed records by reason" queries use it.
+  // from_unixtime(seconds): the saved "failed records by error code" queries use it.
   'from_unixtime(unixtime) AS to_timestamp(unixtime)',
   'to_unixtime(t) AS epoch(t)',
   'from_iso8601_timestamp(s) AS CAST(s AS TIMESTAMPTZ)',

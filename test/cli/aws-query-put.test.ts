@@ -196,7 +196,7 @@ describe('sluice query --aws (Athena)', () => {
     athena.on(BatchGetNamedQueryCommand).resolves({
       NamedQueries: [
         { Name: 'iot: events per event_type per hour (today, UTC)', QueryString: 'SELECT 1', Database: 'sluice_dev', NamedQueryId: 'a' },
-        { Name: 'iot: failed records by reason', QueryString: 'SELECT 2 AS failed', Database: 'sluice_dev', NamedQueryId: 'b' },
+        { Name: 'iot: failed records by error code', QueryString: 'SELECT 2 AS failed', Database: 'sluice_dev', NamedQueryId: 'b' },
         { Name: 'iot: top device_id by events (today, UTC)', QueryString: 'SELECT 3', Database: 'sluice_dev', NamedQueryId: 'c' },
       ],
     });

@@ -248,12 +248,12 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(ambiguous.stderr).toMatch(/"events per event_type" matches \d+ saved queries; saved queries:\n {2}/);
   });
 
-  test('the saved "failed records by reason" query counts the error objects, by type and reason', async () => {
-    const { code, stdout, stderr } = await query('--saved', 'iot: failed records by reason', '--json');
+  test('the saved "failed records by error code" query counts the error objects, by type and Firehose\'s error code', async () => {
+    const { code, stdout, stderr } = await query('--saved', 'iot: failed records by error code', '--json');
     expect(stderr).toMatch(/^1|^\d+ rows/);
     expect(code).toBe(0);
     const rows = JSON.parse(stdout) as Array<Record<string, unknown>>;
-    expect(rows.map((r) => [r.error_type, r.reason, r.records])).toEqual([
+    expect(rows.map((r) => [r.error_type, r.error_code, r.records])).toEqual([
       ['processing-failed', 'Lambda.ProcessingFailedStatus', 3],
       ['format-conversion-failed', 'DataFormatConversion.ParseError', 2],
       ['processing-failed', 'Lambda.FunctionError', 1],

@@ -175,7 +175,7 @@ describe('catalog and Athena', () => {
       const mine = queries.filter((q) => String(q.Name).startsWith(`${p.name}:`));
       expect(mine.map((q) => q.Name)).toEqual(expect.arrayContaining([
         expect.stringContaining('events per'),
-        expect.stringContaining('failed records by reason'),
+        expect.stringContaining('failed records by error code'),
         expect.stringMatching(/top .* by events/),
       ]));
       for (const q of mine) expect(q.Database).toBe(names.glueDatabase);
