@@ -121,6 +121,13 @@ function lineAndColumn(message: string, text: string | undefined): string {
 }
 
 /** Name of the struct column the transform adds; user schemas may not use it. */
+/**
+ * The event years the lake holds: its `year` partition projection covers them, and the transform fails a record whose
+ * event time falls outside (a row in a year Athena does not project would be in S3 and in no query).
+ */
+export const MIN_EVENT_YEAR = 2000;
+export const MAX_EVENT_YEAR = 2100;
+
 export const ENRICHMENT_COLUMN = 'sluice';
 export const TIME_PARTITIONS = ['year', 'month', 'day', 'hour'] as const;
 
@@ -297,7 +304,7 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
         : { type: 'injected' };
       return { name, hiveType: 'string', projection };
     }),
-    { name: 'year', hiveType: 'int', projection: { type: 'integer', range: '2000,2100' } },
+    { name: 'year', hiveType: 'int', projection: { type: 'integer', range: `${MIN_EVENT_YEAR},${MAX_EVENT_YEAR}` } },
     { name: 'month', hiveType: 'int', projection: { type: 'integer', range: '1,12', digits: '2' } },
     { name: 'day', hiveType: 'int', projection: { type: 'integer', range: '1,31', digits: '2' } },
     { name: 'hour', hiveType: 'int', projection: { type: 'integer', range: '0,23', digits: '2' } },

@@ -4,7 +4,7 @@
  * record content. Each failure names the field (a JSON pointer), the rule and what was wrong, so
  * the same reason can be recomputed from the raw bytes later (`failureReason`).
  */
-import { ENRICHMENT_COLUMN, INHERITED_NAMES, ownValue, sanitizedPartitionValue, type Column, type LogicalType, type PiiMask, type SchemaModel } from '../../lib/schema/model';
+import { ENRICHMENT_COLUMN, INHERITED_NAMES, MAX_EVENT_YEAR, MIN_EVENT_YEAR, ownValue, sanitizedPartitionValue, type Column, type LogicalType, type PiiMask, type SchemaModel } from '../../lib/schema/model';
 import { describeIssues, issuesFrom, type ValidationIssue } from '../../lib/schema/issues';
 import { decodeJson } from './json';
 import { FIREHOSE_MAX_RECORD_BYTES, MAX_REASON_CHARS } from './limits';
@@ -79,8 +79,7 @@ export type Analysis =
 /** The one documented rule under which the transform drops a record instead of delivering or failing it. */
 export const DROP_RULE_EMPTY = 'empty-record';
 
-export const MIN_EVENT_YEAR = 2000;
-export const MAX_EVENT_YEAR = 2100;
+export { MAX_EVENT_YEAR, MIN_EVENT_YEAR };
 
 const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
 
