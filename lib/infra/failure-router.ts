@@ -137,7 +137,5 @@ export class FailureRouter extends Construct {
     if (!handler) return;
     acknowledgeRule(handler, 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
       'The CDK\'s bucket-notifications custom resource; it runs only at deploy time to configure the data bucket\'s notifications.');
-    acknowledgeRule(handler, 'AwsSolutions-IAM5[Resource::*]',
-      'The CDK\'s bucket-notifications custom resource needs s3:PutBucketNotification on buckets it does not know at synth time.');
   }
 }

@@ -129,11 +129,10 @@ export class LakeDelivery extends Construct {
       { action: 's3:GetObject*', reason: 'From the L2 S3Bucket destination grant (read/write, scoped here to the pipeline\'s two prefixes), needed for multipart uploads.' },
       { action: 's3:GetBucket*', reason: 'From the L2 S3Bucket destination grant: Firehose reads the bucket location.' },
       { action: 's3:List*', reason: 'From the L2 S3Bucket destination grant: Firehose lists multipart uploads.' },
-      { action: 's3:DeleteObject*', reason: 'From the L2 S3Bucket destination grant (read/write); Firehose cleans up failed multipart parts.' },
       { action: 's3:Abort*', reason: 'From the L2 S3Bucket destination grant: Firehose aborts failed multipart uploads.' },
       { action: 'kms:GenerateDataKey*', reason: 'From the bucket grant: objects are encrypted with the data key.' },
-      { action: 'kms:ReEncrypt*', reason: 'From the bucket grant on the data key (read/write).' },
-      { resource: '*', reason: 'glue:GetSchemaVersion on "*" is added by SchemaConfiguration.fromCfnTable (Glue Schema Registry, unused here); the Glue table actions themselves are scoped to the table.' },
+      { action: 'kms:ReEncrypt*', reason: 'From the bucket grant on the data key (put).' },
+      { resource: '*', reason: 'glue:GetSchemaVersion on "*" is added by the L2 SchemaConfiguration.fromCfnTable (for the Glue Schema Registry, which this stack does not use) and cannot be removed from it; the Glue table actions themselves are scoped to the table.' },
     ]);
   }
 
@@ -178,19 +177,26 @@ export class LakeDelivery extends Construct {
 }
 
 /**
- * `bucket`, except that `grantReadWrite` grants its object actions under `keyPatterns` only (the
- * bucket-level ones, such as listing multipart uploads, stay on the bucket). The L2 S3Bucket
+ * `bucket`, except that `grantReadWrite` grants read and put (no delete) under `keyPatterns` only (the
+ * bucket-level actions, such as listing multipart uploads, stay on the bucket). The L2 S3Bucket
  * destination calls `grantReadWrite(role)` with no pattern, which would let every pipeline's stream
- * overwrite or delete every other pipeline's data, the Athena results and the search backups.
+ * overwrite or delete every other pipeline's data, the Athena results and the search backups; and
+ * Firehose deletes nothing (AWS lists AbortMultipartUpload, GetBucketLocation, GetObject, ListBucket,
+ * ListBucketMultipartUploads and PutObject for its role).
  */
 function withGrantsUnder(bucket: s3.IBucket, keyPatterns: readonly string[]): s3.IBucket {
   return new Proxy(bucket, {
     get(target, property) {
       if (property === 'grantReadWrite') {
-        return (grantee: iam.IGrantable) => keyPatterns.map((pattern) => target.grantReadWrite(grantee, pattern)).reduce((a, b) => a.combine(b));
+        return (grantee: iam.IGrantable) => readAndPut(target, grantee, keyPatterns);
       }
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
+}
+
+/** `bucket.grantRead` and `grantPut` under each of `keyPatterns`: what a Firehose destination role needs of S3, no delete. */
+export function readAndPut(bucket: s3.IBucket, grantee: iam.IGrantable, keyPatterns: readonly string[]): iam.Grant {
+  return keyPatterns.flatMap((pattern) => [bucket.grantRead(grantee, pattern), bucket.grantPut(grantee, pattern)]).reduce((a, b) => a.combine(b));
 }

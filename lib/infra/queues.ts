@@ -3,6 +3,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { acknowledgeRule } from './nag';
+import { SQS_MAX_MESSAGE_BYTES } from '../../transforms/shared/limits';
 
 /** How long a dead-letter queue keeps a message: SQS's maximum. */
 export const DLQ_RETENTION = Duration.days(14);
@@ -24,6 +25,8 @@ export function deadLetterQueue(scope: Construct, id: string, props: DeadLetterQ
     encryptionMasterKey: props.key,
     dataKeyReuse: Duration.hours(1),
     retentionPeriod: DLQ_RETENTION,
+    // Said, not left to SQS's default: the failure router fits messages (and whole batches) to it.
+    maxMessageSizeBytes: SQS_MAX_MESSAGE_BYTES,
     enforceSSL: true,
     removalPolicy: props.removalPolicy,
   });

@@ -9,6 +9,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import type { IndexRotation } from '../config';
 import { searchBackupPrefix, searchErrorPrefix, type SchemaModel } from '../schema';
+import { readAndPut } from './lake-delivery';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import type { SearchDomain } from './search-domain';
 import { grantTransformInvoke, transformInvocationProblems, transformProcessorParameters, type TransformInvocation } from './transform-processor';
@@ -88,7 +89,7 @@ export class SearchDelivery extends Construct {
 
     props.source.grantRead(this.role);
     const backupPrefix = searchBackupPrefix(props.model.pipeline);
-    props.bucket.grantReadWrite(this.role, `${backupPrefix}*`);
+    readAndPut(props.bucket, this.role, [`${backupPrefix}*`]);
     this.logGroup.grantWrite(this.role);
     grantTransformInvoke(props.transform, this.role);
     // Firehose describes the domain when it starts and writes with _bulk; reads serve its health checks.
@@ -137,13 +138,12 @@ export class SearchDelivery extends Construct {
       'Firehose rejects server-side encryption on a stream with a Kinesis source; the source Kinesis stream is KMS-encrypted.');
     acknowledgeWildcards(this.role, [
       { resource: `${props.bucket.bucketArn}/${backupPrefix}*`, reason: 'Backups of refused documents, under this pipeline\'s search-backup prefix only.' },
-      { action: 's3:GetObject*', reason: 'From bucket.grantReadWrite, limited to this pipeline\'s search-backup prefix.' },
-      { action: 's3:GetBucket*', reason: 'From bucket.grantReadWrite: Firehose reads the bucket location.' },
-      { action: 's3:List*', reason: 'From bucket.grantReadWrite: Firehose lists multipart uploads.' },
-      { action: 's3:DeleteObject*', reason: 'From bucket.grantReadWrite, limited to this pipeline\'s search-backup prefix.' },
-      { action: 's3:Abort*', reason: 'From bucket.grantReadWrite: Firehose aborts failed multipart uploads.' },
+      { action: 's3:GetObject*', reason: 'From bucket.grantRead, limited to this pipeline\'s search-backup prefix.' },
+      { action: 's3:GetBucket*', reason: 'From bucket.grantRead: Firehose reads the bucket location.' },
+      { action: 's3:List*', reason: 'From bucket.grantRead: Firehose lists multipart uploads.' },
+      { action: 's3:Abort*', reason: 'From bucket.grantPut: Firehose aborts failed multipart uploads.' },
       { action: 'kms:GenerateDataKey*', reason: 'Backups are encrypted with the data key.' },
-      { action: 'kms:ReEncrypt*', reason: 'From bucket.grantReadWrite on the data key.' },
+      { action: 'kms:ReEncrypt*', reason: 'From bucket.grantPut on the data key.' },
     ]);
   }
 

@@ -66,7 +66,7 @@ export interface DlqDeleteResult {
   readonly unknown: string[];
 }
 
-/** SQS's largest message body since January 2026 (it was 256 KiB before). */
+/** The largest message body a queue may be set to take (SQS's MaximumMessageSize up to 1 MiB; Sluice's own queues take 256 KiB). */
 export const DLQ_MAX_BODY_BYTES = 1_048_576;
 /** SQS's ReceiveMessage MaxNumberOfMessages range is 1–10. */
 export const DLQ_MAX_RECEIVE = 10;

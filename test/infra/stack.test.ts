@@ -245,11 +245,12 @@ describe('metadata consumer', () => {
 });
 
 describe('failures and storage', () => {
-  test('dead-letter queues are KMS-encrypted and keep messages 14 days', () => {
+  test('dead-letter queues are KMS-encrypted, keep messages 14 days, and take the message size the failure router fits messages to', () => {
     for (const name of [resourceNames(dev.config, 'iot').dlq, resourceNames(dev.config, 'iot').consumerDlq]) {
       dev.template.hasResourceProperties('AWS::SQS::Queue', {
         QueueName: name,
         MessageRetentionPeriod: 14 * 24 * 3600,
+        MaximumMessageSize: 262_144,
         KmsMasterKeyId: Match.anyValue(),
       });
     }
@@ -436,13 +437,18 @@ describe('IAM', () => {
     expect(kms.flatMap((s) => s.Action).sort()).toEqual(['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:ReEncrypt*']);
   });
 
-  test('each lake Firehose role reaches only its own pipeline\'s data/ and errors/ objects of the bucket', () => {
+  test('each lake Firehose role reaches only its own pipeline\'s data/ and errors/ objects of the bucket, and deletes nothing', () => {
     for (const p of lakePipelines()) {
       const s3 = iamStatements(dev.template).filter((s) => s.policy.startsWith(`${p.name.replace(/[^A-Za-z0-9]/g, '')}LakeRole`) && s.Action.some((a) => a.startsWith('s3:')));
       expect(s3.length).toBeGreaterThan(0);
       const objects = s3.flatMap((s) => s.Resource).filter((r) => r.includes('/'));
       expect([...new Set(objects)].sort()).toEqual([`<${bucketRef()}.Arn>/data/${p.name}/*`, `<${bucketRef()}.Arn>/errors/${p.name}/*`]);
+      // What AWS lists for a Firehose S3 destination role (abort, location, get, list, put); never a delete.
+      expect(s3.flatMap((s) => s.Action).filter((a) => /Delete/.test(a))).toEqual([]);
     }
+    const search = iamStatements(dev.template).filter((s) => s.policy.startsWith('clickstreamSearchRole') && s.Action.some((a) => a.startsWith('s3:')));
+    expect(search.length).toBeGreaterThan(0);
+    expect(search.flatMap((s) => s.Action).filter((a) => /Delete/.test(a))).toEqual([]);
   });
 
   test('each Firehose role reads only its own stream and invokes only its own transform', () => {

@@ -12,7 +12,10 @@ export const LAMBDA_MAX_RESPONSE_BYTES = 6_291_456;
  */
 export const TRANSFORM_RESPONSE_BUDGET_BYTES = LAMBDA_MAX_RESPONSE_BYTES - 64 * 1024;
 
-/** SQS's message size cap the failure router writes to (256 KiB), and the same cap for a whole SendMessageBatch. */
+/**
+ * The dead-letter queues' MaximumMessageSize (256 KiB, set by the stack; a queue may be set up to 1 MiB since 2025), the
+ * most the failure router puts in one message, and in one SendMessageBatch (which SQS allows 1 MiB).
+ */
 export const SQS_MAX_MESSAGE_BYTES = 262_144;
 export const SQS_MAX_BATCH_ENTRIES = 10;
 
