@@ -15,7 +15,8 @@
  * that was never sent, so claims left in the table must not count as sent marks (they expire with the TTL).
  *
  * Counters are keyed by the event-time minute (UTC), so a Query on `count#<pipeline>#<type>` with
- * `sk BETWEEN` gives a time series.
+ * `sk BETWEEN` gives a time series. Their `<event type>` is the lake's partition value (`Add To Cart` →
+ * `add_to_cart`, as in `event_type=` paths), while an event item's `event_type` attribute keeps the value as sent.
  */
 
 export const METADATA_TABLE_KEYS = { partitionKey: 'pk', sortKey: 'sk', ttlAttribute: 'ttl' } as const;
