@@ -154,8 +154,7 @@ fs.createWriteStream = function (file) {
 // Access-Control-Allow-Origin: *): each request head on the plain port is read as it arrives, and a refused
 // request is never handed on. The rule is request-guard.ts's own function. A refusal drops the whole chunk it came
 // in and ends the connection, so a request pipelined before it in that chunk goes unanswered (no SDK pipelines, and
-// a page never shares an SDK's connection). The TLS port is not guarded: a page reaches it only once the browser
-// accepted kinesis-mock's self-signed certificate.
+// a page never shares an SDK's connection). Connections to its TLS port are closed unread (see 'connection' below).
 const webPageRequest = ${webPageRequest.toString()};
 const webPageRefusal = ${webPageRefusal.toString()};
 const plainPort = Number(process.env.KINESIS_MOCK_PLAIN_PORT);
@@ -220,6 +219,9 @@ net.Server.prototype.listen = function (...args) {
     socket.once('close', () => sockets.delete(socket));
     const address = this.address();
     if (address && address.port === plainPort) guard(socket);
+    // kinesis-mock always serves TLS too; nothing of Sluice's uses it, and a guard would have to read inside TLS:
+    // its connections are closed unread, so nothing (a web page that got past the certificate warning) reaches it.
+    else socket.destroy();
   });
   if (typeof args[0] === 'number') {
     const callback = typeof args[args.length - 1] === 'function' ? args.pop() : undefined;

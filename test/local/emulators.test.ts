@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from 'fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'fs/promises';
 import * as http from 'http';
 import * as net from 'net';
+import { connect as tlsConnect } from 'tls';
 import { tmpdir } from 'os';
 import * as path from 'path';
 import { CreateTableCommand, DescribeTableCommand, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
@@ -227,6 +228,25 @@ describe('kinesis-mock', () => {
     expect(sockets).toHaveLength(2);
     expect(sockets).toContain(`127.0.0.1:${kinesis.port}`);
     for (const socket of sockets) expect(socket).toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
+  onLinux('closes connections to its TLS port unread: nothing of Sluice uses it, and a web page past the certificate warning got any origin allowed there', async () => {
+    const tls = listeningSockets(kinesis.pid as number).map((s) => Number(s.split(':')[1])).find((port) => port !== kinesis.port);
+    expect(tls).toBeDefined();
+    const { secureConnect, closed } = await new Promise<{ secureConnect: boolean; closed: boolean }>((resolve) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port: tls as number, rejectUnauthorized: false });
+      let secure = false;
+      socket.once('secureConnect', () => {
+        secure = true;
+        socket.write('POST / HTTP/1.1\r\nHost: evil.example.com\r\nOrigin: http://evil.example.com\r\nContent-Length: 2\r\n\r\n{}');
+      });
+      socket.on('error', () => undefined);
+      socket.once('close', () => resolve({ secureConnect: secure, closed: true }));
+      setTimeout(() => resolve({ secureConnect: secure, closed: false }), 5_000);
+    });
+    expect({ secureConnect, closed }).toEqual({ secureConnect: false, closed: true });
+    // The plain port still serves.
+    await client.send(new ListStreamsCommand({}));
   });
 
   it('refuses what a web page sends (kinesis-mock itself allows any origin), and still serves the SDK on the same connection', async () => {
