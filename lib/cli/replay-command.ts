@@ -52,7 +52,7 @@ export function registerReplayCommand(program: Command): void {
     .description('redrive the dead-letter queue: re-validate each failed record against the current schema, re-put the ones that pass, delete their messages')
     .option('-p, --pipeline <name>', 'only messages of this pipeline (others stay in the queue)')
     .option('--dry-run', 'report what would be replayed; put nothing, delete nothing')
-    .option('--force', 'replay even though the local twin runs an older schema than `npm run generate` wrote since it started')
+    .option('--force', 'replay even though the local twin (with --aws, the deployed transform) runs another schema than `npm run generate` wrote in this checkout')
     .option('--max <n>', 'read at most this many messages')
     .option('--max-attempts <n>', 'attempts per record at the entry point before it counts as not accepted', '8')
     .option('--json', 'print the outcome per message and the totals as JSON');
