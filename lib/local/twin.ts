@@ -26,6 +26,7 @@ import { firehoseRecordsOf } from './kinesis-source';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { ObjectStore } from './object-store';
 import { processStart } from './process-alive';
+import { throttledLog } from './log-throttle';
 import { bucketDir, localBucketName, localPiiHashKey, makeDataDir } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
@@ -249,9 +250,11 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     // Before anything else is awaited: afterRestart above uses them.
     const kc = kinesisClient(kinesis.endpoint);
     const names = (p: string) => resourceNames(config, p);
-    // While kinesis-mock is down every call fails, over and over: its own notice says so once.
+    // While kinesis-mock is down every call fails, over and over: its own notice says so once. Other failures that
+    // repeat every poll (a read-only disk under the checkpoints) are said once per reader every 10 s.
+    const readerLog = throttledLog(log, 10_000);
     const readerError = (what: string) => (e: unknown) => {
-      if (kinesis.available()) log(`sluice: reading ${what}: ${(e as Error).message}`);
+      if (kinesis.available()) readerLog(what, `sluice: reading ${what}: ${(e as Error).message}`);
     };
     const dynamo: RunningService = await startDynamo({ host, port: await portOrFree(options.ports?.dynamo ?? config.local.dynamoPort), dataDir });
     stops.push(() => dynamo.stop());
