@@ -253,6 +253,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     // While kinesis-mock is down every call fails, over and over: its own notice says so once. Other failures that
     // repeat every poll (a read-only disk under the checkpoints) are said once per reader every 10 s.
     const readerLog = throttledLog(log, 10_000);
+    const deliveryLog = throttledLog(log, 10_000);
     const readerError = (what: string) => (e: unknown) => {
       if (kinesis.available()) readerLog(what, `sluice: reading ${what}: ${(e as Error).message}`);
     };
@@ -355,7 +356,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
             : transforms.processor(pipeline, kind, transformTimeoutMs),
           processorTimeoutMs: transformTimeoutMs,
           beforeWrite: faults?.beforeWrite,
-          onError: (e, context) => log(`sluice: ${pipeline} ${kind}: ${context}: ${(e as Error).message}`),
+          // A delivery retried against a disk that refuses it fails the same way each attempt: said once per stream and step every 10 s.
+          onError: (e, context) => deliveryLog(`${pipeline} ${kind} ${context}`, `sluice: ${pipeline} ${kind}: ${context}: ${(e as Error).message}`),
         }));
         stops.push(() => engine.stop());
         const streamName = kind === 'lake' ? names(pipeline).lakeDeliveryStream : names(pipeline).searchDeliveryStream;
