@@ -1,6 +1,6 @@
 import type { KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import { BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { createMetadataConsumer, createMetadataRecorder, metadataConsumerFromEnv, METADATA_TABLE_KEYS, retryBudgetFor, writeDeadline } from '../../transforms/metadata-consumer/handler';
+import { createMetadataConsumer, createMetadataRecorder, metadataConsumerFromEnv, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
 import { b64, capturedTelemetry, fixture, quietTelemetry } from './helpers';
 import { faulty, startDynalite, transactional, type LocalDynamo } from './dynamo';
 import { aggregatedRecord } from '../kpl-encoder';
@@ -450,49 +450,6 @@ describe('metadata consumer: failures', () => {
     expect(retryBudgetFor(20_000, { getRemainingTimeInMillis: () => 15_000 })).toBe(5_000);
     expect(retryBudgetFor(20_000, { getRemainingTimeInMillis: () => 900_000 })).toBe(20_000);
     expect(retryBudgetFor(20_000, { getRemainingTimeInMillis: () => -5 })).toBe(0);
-  });
-
-  it('stops starting writes past half the time it had, reports the rest, and a retry from there records each event once', async () => {
-    // 3 Kinesis records of 40 events each (KPL aggregates), written 10 events a transaction that takes 40 ms.
-    const plain = iotBatch(120, { devices: 7 }).Records;
-    const batch = [0, 1, 2].map((k) => aggregateOf(plain.slice(k * 40, k * 40 + 40), String(90_000 + k)));
-    const slow = transactional(local);
-    const client = {
-      send: async (command: { constructor: { name: string } }) => {
-        if (command.constructor.name === 'TransactWriteCommand') await new Promise((resolve) => setTimeout(resolve, 40));
-        return slow.client.send(command as never);
-      },
-    } as unknown as DynamoDBDocumentClient;
-    const t = capturedTelemetry();
-    try {
-      const consume = createMetadataConsumer({
-        pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: client, now: () => NOW, eventsPerTransaction: 10, logger: t.logger, metrics: t.metrics,
-      });
-      // 12 transactions need at least 480 ms; each invocation has 300 ms left, so it starts writes for 150 ms.
-      let records = batch;
-      const invocations: number[] = [];
-      while (records.length > 0 && invocations.length < 20) {
-        const out = await consume({ Records: records }, { getRemainingTimeInMillis: () => 300 });
-        invocations.push(out.batchItemFailures.length);
-        const from = records.findIndex((r) => r.kinesis.sequenceNumber === out.batchItemFailures[0]?.itemIdentifier);
-        // Lambda resumes at the first reported record: each answer reports a suffix of its batch.
-        expect(out.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(from === -1 ? [] : records.slice(from).map((r) => r.kinesis.sequenceNumber));
-        records = from === -1 ? [] : records.slice(from);
-      }
-      // A record begun is finished (4 transactions, over the 150 ms), and no invocation starts a second one.
-      expect(invocations).toEqual([2, 1, 0]);
-      expect(t.lines.filter((l) => String(l.message).startsWith('half of the invocation')).length).toBe(invocations.length - 1);
-      const items = await table();
-      expect(items.filter((i) => String(i.pk).startsWith('event#'))).toHaveLength(120);
-      const counted = items.filter((i) => String(i.pk).startsWith('count#')).reduce((n, i) => n + Number(i.events), 0);
-      expect(counted).toBe(120);
-    } finally {
-      t.restore();
-    }
-    // Without Lambda's clock (a caller that gives none), nothing limits the writes: one invocation does it all.
-    expect(writeDeadline(1_000)).toBe(Infinity);
-    expect(writeDeadline(1_000, { getRemainingTimeInMillis: () => 60_000 })).toBe(31_000);
-    expect(writeDeadline(1_000, { getRemainingTimeInMillis: () => -5 })).toBe(1_000);
   });
 
   it('is configured from the environment', () => {

@@ -142,22 +142,7 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
     let duplicates = repeatedInBatch;
     const done: EventFacts[] = [];
     let failedFrom: EventFacts | undefined;
-    const writeUntil = writeDeadline(started, context);
     for (const chunk of transactionChunks(events, options.eventsPerTransaction ?? 50)) {
-      // A batch of KPL aggregates can hold thousands of events: past half its time, the invocation reports the
-      // rest for retry rather than time out with nothing reported (and every event in it written again). It stops
-      // only where a Kinesis record starts, the only place Lambda can resume: a record begun is finished, so each
-      // invocation gets at least one record further (a retry from inside an aggregate would write its start again).
-      const last = done[done.length - 1];
-      if (last !== undefined && last.sequenceNumber !== chunk[0].sequenceNumber && Date.now() >= writeUntil) {
-        failedFrom = chunk[0];
-        logger.warn('half of the invocation\'s time spent; reporting the rest of the batch for retry', {
-          sequenceNumber: chunk[0].sequenceNumber,
-          records: events.length - done.length,
-          recorded: done.length,
-        });
-        break;
-      }
       try {
         const result = await store.recordChunk(chunk);
         recorded += result.recorded;
@@ -279,16 +264,6 @@ export function retryBudgetFor(configuredMs: number, context?: InvocationClock):
   const remaining = context?.getRemainingTimeInMillis();
   if (remaining === undefined || !Number.isFinite(remaining)) return configuredMs;
   return Math.max(0, Math.min(configuredMs, Math.floor(remaining / 3)));
-}
-
-/**
- * When an invocation stops starting event writes: half the time it had left when it started, so the entity updates
- * and the batch response that follow have the other half. No limit when the caller gives no clock.
- */
-export function writeDeadline(started: number, context?: InvocationClock): number {
-  const remaining = context?.getRemainingTimeInMillis();
-  if (remaining === undefined || !Number.isFinite(remaining)) return Infinity;
-  return started + Math.max(0, Math.floor(remaining / 2));
 }
 
 /** The ESM's eventID is `<shardId>:<sequenceNumber>`. */
