@@ -349,6 +349,11 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
     child.once('exit', () => resolve());
     child.once('error', () => resolve());
   });
+  // Its output read to the end: what it said of its final save comes just before it exits, and 'exit' may come first.
+  const outputRead = new Promise<void>((resolve) => {
+    child.once('close', () => resolve());
+    child.once('error', () => resolve());
+  });
   const listening = new Promise<void>((resolve) => {
     const onMessage = (message: unknown): void => {
       if ((message as Record<string, unknown> | null)?.[KINESIS_LISTENING] !== port) return;
@@ -372,8 +377,11 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
       throw new Error(`${name} did not stop by itself (${lastResort ? 'its last-resort exit' : 'killed'}), perhaps before its final save: `
         + `records acknowledged in the 5 s before the stop may be lost.${output.describe()}`);
     }
+    // Bounded: a descendant holding its pipes open must not hold the stop.
+    await Promise.race([outputRead, delay(2_000)]);
     if (saveFailure !== undefined && persist) {
-      throw new Error(`${name} could not write its final save (${saveFailure.slice(KINESIS_SAVE_FAILED.length).trim()}): its streams hold what it `
+      const why = /\(([^()]*)\); they stay in memory/.exec(saveFailure)?.[1] ?? 'see its output';
+      throw new Error(`${name} could not write its final save to ${path.join(stateDir ?? '', KINESIS_STATE_FILE)} (${why}): its streams hold what it `
         + 'saved last; records it acknowledged since are lost, and the readers say so when they reach them at the next start.');
     }
   });
