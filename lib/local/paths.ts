@@ -67,7 +67,8 @@ export function makeDataDir(dir: string): string | undefined {
   if (process.platform === 'win32' || (stat.mode & 0o077) === 0) return undefined;
   const was = (stat.mode & 0o777).toString(8);
   const mine = typeof process.getuid !== 'function' || stat.uid === process.getuid();
-  if (mine && (isTwinDataDir(dir) || fs.readdirSync(dir).length === 0)) {
+  // Only what a twin keeps there (or nothing): a folder that also holds other files (`--data-dir .`) is not the twin's.
+  if (mine && fs.readdirSync(dir).every((entry) => TWIN_DATA_DIR_ENTRIES.includes(entry) || /^twin\.(?:pid|json)\./.test(entry))) {
     fs.chmodSync(dir, DATA_DIR_MODE);
     return `made the data dir ${dir} readable by its owner alone (mode 700; it was ${was}): it holds raw records`;
   }

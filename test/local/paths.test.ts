@@ -43,6 +43,14 @@ test('a data dir that exists is made its owner\'s alone when it is empty or a tw
   expect(makeDataDir(twins)).toMatch(/it was 750\)/);
   expect(modeOf(twins)).toBe(0o700);
 
+  // A folder once used as a data dir that holds other files too (`--data-dir .` in a project): not the twin's to close.
+  const mixed = path.join(root, 'mixed');
+  fs.mkdirSync(path.join(mixed, 'dlq'), { recursive: true });
+  fs.writeFileSync(path.join(mixed, 'package.json'), '{}');
+  fs.chmodSync(mixed, 0o755);
+  expect(makeDataDir(mixed)).toMatch(/^warning: others can read the data dir .* \(mode 755, a folder of other files\)/);
+  expect(modeOf(mixed)).toBe(0o755);
+
   const project = path.join(root, 'project');
   fs.mkdirSync(project);
   fs.writeFileSync(path.join(project, 'notes.txt'), 'x');
