@@ -251,11 +251,11 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const kc = kinesisClient(kinesis.endpoint);
     const names = (p: string) => resourceNames(config, p);
     // While kinesis-mock is down every call fails, over and over: its own notice says so once. Other failures that
-    // repeat every poll (a read-only disk under the checkpoints) are said once per reader every 10 s.
+    // repeat every poll (a read-only disk under the checkpoints) are said once per reader and error code every 10 s.
     const readerLog = throttledLog(log, 10_000);
     const deliveryLog = throttledLog(log, 10_000);
     const readerError = (what: string) => (e: unknown) => {
-      if (kinesis.available()) readerLog(what, `sluice: reading ${what}: ${(e as Error).message}`);
+      if (kinesis.available()) readerLog(`${what} ${(e as NodeJS.ErrnoException).code ?? (e as Error).name}`, `sluice: reading ${what}: ${(e as Error).message}`);
     };
     const dynamo: RunningService = await startDynamo({ host, port: await portOrFree(options.ports?.dynamo ?? config.local.dynamoPort), dataDir });
     stops.push(() => dynamo.stop());
@@ -356,8 +356,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
             : transforms.processor(pipeline, kind, transformTimeoutMs),
           processorTimeoutMs: transformTimeoutMs,
           beforeWrite: faults?.beforeWrite,
-          // A delivery retried against a disk that refuses it fails the same way each attempt: said once per stream and step every 10 s.
-          onError: (e, context) => deliveryLog(`${pipeline} ${kind} ${context}`, `sluice: ${pipeline} ${kind}: ${context}: ${(e as Error).message}`),
+          // A delivery retried against a disk that refuses it fails the same way each attempt: said once per step and error code every 10 s.
+          onError: (e, context) => deliveryLog(`${pipeline} ${kind} ${context} ${(e as NodeJS.ErrnoException).code ?? (e as Error).name}`, `sluice: ${pipeline} ${kind}: ${context}: ${(e as Error).message}`),
         }));
         stops.push(() => engine.stop());
         const streamName = kind === 'lake' ? names(pipeline).lakeDeliveryStream : names(pipeline).searchDeliveryStream;
