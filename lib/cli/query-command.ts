@@ -8,6 +8,7 @@ import { displayRows, escapeControlCharactersInLines, formatBytes, formatTable, 
 import { io, Progress } from './progress';
 import { findSavedQuery, sqlEngineFor, type SqlResult, type SqlStats } from './sql';
 import { resolveTarget } from './target';
+import { MAX_EVENT_YEAR, MIN_EVENT_YEAR } from '../schema/model';
 
 interface QueryFlags extends TargetFlags {
   readonly saved?: string;
@@ -40,7 +41,7 @@ export function registerQueryCommand(program: Command): void {
       'sluice query --saved "iot: events per event_type per hour" --csv > today.csv',
       'sluice query --aws --stack sluice-prod "SELECT count(*) FROM transactions WHERE year = 2026 AND month = 11"',
     ),
-    '\nFilter on year, month, day (and hour): on AWS, Athena otherwise projects every partition the table allows (years 2000–2100).',
+    `\nFilter on year, month, day (and hour): on AWS, Athena otherwise projects every partition the table allows (years ${MIN_EVENT_YEAR}–${MAX_EVENT_YEAR}).`,
     '\nStatistics: files read of the scanned tables\' files (DuckDB: partition pruning at work; "at most" when a LIMIT stopped early) or bytes scanned (Athena: what the query costs).',
     'Exit status: 0 ok · 1 the engine refused or failed the query · 2 usage, configuration or environment problem',
   ].join('\n'));

@@ -9,6 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { dataRoot, ERRORS_ROOT, firehoseDataPrefix, firehoseErrorPrefix, type SchemaModel } from '../schema';
+import { readAndPut } from './s3-grants';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import { TransformProcessor, transformInvocationProblems, type TransformInvocation } from './transform-processor';
 import { assertValidProps } from './errors';
@@ -88,7 +89,7 @@ export class LakeDelivery extends Construct {
       removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.DESTROY,
     });
 
-    // The L2 destination grants read/write on the whole bucket; this stream gets its own two prefixes only.
+    // The L2 destination grants read/write on the whole bucket; this stream gets read and put under its own two prefixes only.
     const destination = new firehose.S3Bucket(withGrantsUnder(props.bucket, [`${dataRoot(props.model.pipeline)}*`, `${ERRORS_ROOT}/${props.model.pipeline}/*`]), {
       role: this.role,
       dataOutputPrefix: firehoseDataPrefix(props.model),
@@ -126,7 +127,7 @@ export class LakeDelivery extends Construct {
     acknowledgeWildcards(this.role, [
       { resource: `${props.bucket.bucketArn}/${dataRoot(props.model.pipeline)}*`, reason: 'Firehose writes this pipeline\'s Parquet objects under data/<pipeline>/ (partition prefixes evaluated at delivery).' },
       { resource: `${props.bucket.bucketArn}/${ERRORS_ROOT}/${props.model.pipeline}/*`, reason: 'Firehose writes this pipeline\'s error objects under errors/<pipeline>/ (error type and hour evaluated at delivery).' },
-      { action: 's3:GetObject*', reason: 'From the L2 S3Bucket destination grant (read/write, scoped here to the pipeline\'s two prefixes), needed for multipart uploads.' },
+      { action: 's3:GetObject*', reason: 'From the L2 S3Bucket destination grant (read and put, scoped here to the pipeline\'s two prefixes), needed for multipart uploads.' },
       { action: 's3:GetBucket*', reason: 'From the L2 S3Bucket destination grant: Firehose reads the bucket location.' },
       { action: 's3:List*', reason: 'From the L2 S3Bucket destination grant: Firehose lists multipart uploads.' },
       { action: 's3:Abort*', reason: 'From the L2 S3Bucket destination grant: Firehose aborts failed multipart uploads.' },
@@ -194,9 +195,4 @@ function withGrantsUnder(bucket: s3.IBucket, keyPatterns: readonly string[]): s3
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
-}
-
-/** `bucket.grantRead` and `grantPut` under each of `keyPatterns`: what a Firehose destination role needs of S3, no delete. */
-export function readAndPut(bucket: s3.IBucket, grantee: iam.IGrantable, keyPatterns: readonly string[]): iam.Grant {
-  return keyPatterns.flatMap((pattern) => [bucket.grantRead(grantee, pattern), bucket.grantPut(grantee, pattern)]).reduce((a, b) => a.combine(b));
 }

@@ -9,7 +9,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import type { IndexRotation } from '../config';
 import { searchBackupPrefix, searchErrorPrefix, type SchemaModel } from '../schema';
-import { readAndPut } from './lake-delivery';
+import { readAndPut } from './s3-grants';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import type { SearchDomain } from './search-domain';
 import { grantTransformInvoke, transformInvocationProblems, transformProcessorParameters, type TransformInvocation } from './transform-processor';

@@ -120,7 +120,6 @@ function lineAndColumn(message: string, text: string | undefined): string {
   return ` (line ${before.length} column ${before[before.length - 1].length + 1})`;
 }
 
-/** Name of the struct column the transform adds; user schemas may not use it. */
 /**
  * The event years the lake holds: its `year` partition projection covers them, and the transform fails a record whose
  * event time falls outside (a row in a year Athena does not project would be in S3 and in no query).
@@ -128,6 +127,7 @@ function lineAndColumn(message: string, text: string | undefined): string {
 export const MIN_EVENT_YEAR = 2000;
 export const MAX_EVENT_YEAR = 2100;
 
+/** Name of the struct column the transform adds; user schemas may not use it. */
 export const ENRICHMENT_COLUMN = 'sluice';
 export const TIME_PARTITIONS = ['year', 'month', 'day', 'hour'] as const;
 

@@ -444,7 +444,11 @@ describe('IAM', () => {
       const objects = s3.flatMap((s) => s.Resource).filter((r) => r.includes('/'));
       expect([...new Set(objects)].sort()).toEqual([`<${bucketRef()}.Arn>/data/${p.name}/*`, `<${bucketRef()}.Arn>/errors/${p.name}/*`]);
       // What AWS lists for a Firehose S3 destination role (abort, location, get, list, put); never a delete.
-      expect(s3.flatMap((s) => s.Action).filter((a) => /Delete/.test(a))).toEqual([]);
+      const actions = s3.flatMap((s) => s.Action);
+      expect(actions.filter((a) => /Delete/.test(a))).toEqual([]);
+      for (const needed of ['s3:Abort*', 's3:GetBucket*', 's3:GetObject*', 's3:List*', 's3:PutObject']) expect(actions).toContain(needed);
+      const kms = iamStatements(dev.template).filter((s) => s.policy.startsWith(`${p.name.replace(/[^A-Za-z0-9]/g, '')}LakeRole`)).flatMap((s) => s.Action).filter((a) => a.startsWith('kms:'));
+      for (const needed of ['kms:Decrypt', 'kms:GenerateDataKey*']) expect(kms).toContain(needed);
     }
     const search = iamStatements(dev.template).filter((s) => s.policy.startsWith('clickstreamSearchRole') && s.Action.some((a) => a.startsWith('s3:')));
     expect(search.length).toBeGreaterThan(0);
