@@ -279,6 +279,9 @@ function sampleMultiple(m: number, r: NumericRange, integer: boolean, rng: Rng, 
     const v = candidates(k).find(ok);
     if (v !== undefined) return v;
   }
+  // A bound ajv takes for a multiple although none lies in the range: a subnormal one divides to zero (-5e-324 / 3).
+  const bound = [r.lo, r.hi].find(ok);
+  if (bound !== undefined) return bound;
   throw new SampleError(field || '/', `no multiple of ${m} (multipleOf) between ${describeBound(r, 'lo')} and ${describeBound(r, 'hi')} was found`);
 }
 
