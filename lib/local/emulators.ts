@@ -377,8 +377,15 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
       throw new Error(`${name} did not stop by itself (${lastResort ? 'its last-resort exit' : 'killed'}), perhaps before its final save: `
         + `records acknowledged in the 5 s before the stop may be lost.${output.describe()}`);
     }
-    // Bounded: a descendant holding its pipes open must not hold the stop.
-    await Promise.race([outputRead, delay(2_000)]);
+    // Bounded: a descendant holding its pipes open must not hold the stop. The timer goes once the output is read: a
+    // pending one would keep the process alive for its 2 s after everything else has ended.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2_000);
+      void outputRead.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
     if (saveFailure !== undefined && persist) {
       const why = /\(([^()]*)\); they stay in memory/.exec(saveFailure)?.[1] ?? 'see its output';
       throw new Error(`${name} could not write its final save to ${path.join(stateDir ?? '', KINESIS_STATE_FILE)} (${why}): its streams hold what it `

@@ -338,6 +338,15 @@ describe('kinesis-mock', () => {
     expect(problems.filter((l) => l.includes('could not save')).length).toBeLessThanOrEqual(2);
   }, 60_000);
 
+  it('leaves no timer behind once stopped, so the process that ran it exits at once', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const dataDir = await tempDir();
+    const before = timers();
+    const own = await startKinesis({ port: 0, dataDir });
+    await own.stop();
+    expect(timers()).toBeLessThanOrEqual(before);
+  });
+
   it('refuses a port in use and names it', async () => {
     const held = await occupyPort();
     try {
