@@ -602,6 +602,13 @@ function checkSatisfiable(s: JsonSchema, type: unknown, at: string, fail: (at: s
         if (lv > hv || (open && lv === hv)) fail(`${at}/${lk}`, `${lk} ${lv} is ${lv === hv ? 'equal to' : 'greater than'} ${hk} ${hv}: no value can pass; fix one of them`);
       }
     }
+    // Bounds a few doubles apart leave no number between them (exclusiveMinimum -1e-323, exclusiveMaximum -5e-324).
+    const passes = (x: number) => lower.every(([k, v]) => (k === 'minimum' ? x >= v : x > v)) && upper.every(([k, v]) => (k === 'maximum' ? x <= v : x < v));
+    const least = Math.max(...lower.map(([, v]) => v));
+    const most = Math.min(...upper.map(([, v]) => v));
+    if (type === 'number' && lower.length > 0 && upper.length > 0 && least < most && ![least + (most - least) / 2, least, most].some(passes)) {
+      fail(`${at}/${upper[0][0]}`, `no number lies within ${[...lower, ...upper].map(([k, v]) => `${k} ${v}`).join(' and ')} (the bounds are adjacent doubles): no value can pass; fix the bounds`);
+    }
     const multipleOf = num('multipleOf');
     const lo = Math.max(...lower.map(([k, v]) => (k === 'minimum' ? v : v + Number.EPSILON * Math.max(1, Math.abs(v)))));
     const hi = Math.min(...upper.map(([k, v]) => (k === 'maximum' ? v : v - Number.EPSILON * Math.max(1, Math.abs(v)))));

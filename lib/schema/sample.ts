@@ -244,7 +244,7 @@ function sampleNumber(s: JsonSchema, rng: Rng, ctx: Ctx, field: string): number 
   if (lo > hi || (lo === hi && (r.loOpen || r.hiOpen))) throw new SampleError(field || '/', `no number lies between ${describeBound(r, 'lo')} and ${describeBound(r, 'hi')}`);
   if (ctx.edgy && rng() < 0.2) {
     const edge = rng() < 0.5 ? (r.loOpen ? lo + 0.01 : lo) : hi;
-    return inRange(edge, r) ? edge : (lo + hi) / 2;
+    return inRange(edge, r) ? edge : within(r, field);
   }
   // Money-like amounts skew small: most payments are modest.
   const span = hi - lo > 10000 ? Math.min(hi - lo, 500) : hi - lo;
@@ -253,8 +253,15 @@ function sampleNumber(s: JsonSchema, rng: Rng, ctx: Ctx, field: string): number 
   if (inRange(v, r)) return v;
   const clamped = r.loOpen && v <= lo ? lo + 0.01 : Math.min(v, hi);
   if (inRange(clamped, r)) return clamped;
-  // A range narrower than a cent: the unrounded draw, or its middle.
-  return inRange(raw, r) ? raw : (lo + hi) / 2;
+  // A range narrower than a cent: the unrounded draw, or another number inside it.
+  return inRange(raw, r) ? raw : within(r, field);
+}
+
+/** A number of a range too narrow to draw from: its middle, or a bound it includes (a range a few doubles wide rounds its middle onto a bound). */
+function within(r: NumericRange, field: string): number {
+  const v = [r.lo + (r.hi - r.lo) / 2, r.lo, r.hi].find((x) => inRange(x, r));
+  if (v === undefined) throw new SampleError(field || '/', `no number lies between ${describeBound(r, 'lo')} and ${describeBound(r, 'hi')}`);
+  return v;
 }
 
 /** A multiple of `m` inside the range (an integer too when `integer`), one ajv's `multipleOf` accepts. */

@@ -79,6 +79,11 @@ describe('generated records pass the validator', () => {
     expectValidDraws({ type: 'number', minimum: 0.001, maximum: 0.002 });
     // fast-check found it: no multiple of 3 lies in the range, but ajv takes the subnormal bound for one (-5e-324 / 3 is -0).
     expectValidDraws({ type: 'number', minimum: -5e-324, maximum: -5e-324, multipleOf: 3 });
+    // Bounds a double apart: with one open, only the closed one passes; with both open, nothing does, and the schema is refused.
+    expectValidDraws({ type: 'number', exclusiveMinimum: -1e-323, maximum: -5e-324 });
+    expectValidDraws({ type: 'number', minimum: 1, exclusiveMaximum: 1 + Number.EPSILON });
+    expect(() => describeSchema('sample', recordWith({ type: 'number', exclusiveMinimum: -1e-323, exclusiveMaximum: -5e-324 })))
+      .toThrow(/no number lies within exclusiveMinimum -1e-323 and exclusiveMaximum -5e-324 \(the bounds are adjacent doubles\)/);
   });
 
   test('strings: minLength / maxLength, pattern with examples, enum, const', () => {
