@@ -612,6 +612,10 @@ function checkSatisfiable(s: JsonSchema, type: unknown, at: string, fail: (at: s
     const multipleOf = num('multipleOf');
     const lo = Math.max(...lower.map(([k, v]) => (k === 'minimum' ? v : v + Number.EPSILON * Math.max(1, Math.abs(v)))));
     const hi = Math.min(...upper.map(([k, v]) => (k === 'maximum' ? v : v - Number.EPSILON * Math.max(1, Math.abs(v)))));
+    // An integer field needs a whole number in range whatever its multipleOf (0 < -5e-324 leaves none in [-5e-324, -5e-324]).
+    if (type === 'integer' && multipleOf !== undefined && Number.isFinite(lo) && Number.isFinite(hi) && Math.ceil(lo) > Math.floor(hi)) {
+      fail(at, `no integer lies within ${[...lower, ...upper].map(([k, v]) => `${k} ${v}`).join(' and ')}: no value can pass; fix the bounds`);
+    }
     const step = multipleOf ?? (type === 'integer' ? 1 : undefined);
     if (step !== undefined && step > 0 && Number.isFinite(lo) && Number.isFinite(hi) && Math.ceil(lo / step) > Math.floor(hi / step)) {
       const bounds = [...lower, ...upper].map(([k, v]) => `${k} ${v}`).join(' and ');

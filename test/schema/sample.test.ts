@@ -82,6 +82,7 @@ describe('generated records pass the validator', () => {
     // Bounds a double apart: with one open, only the closed one passes; with both open, nothing does, and the schema is refused.
     expectValidDraws({ type: 'number', exclusiveMinimum: -1e-323, maximum: -5e-324 });
     expectValidDraws({ type: 'number', minimum: 1, exclusiveMaximum: 1 + Number.EPSILON });
+    expect(() => describeSchema('sample', recordWith({ type: 'integer', minimum: -5e-324, maximum: -5e-324, multipleOf: 3 }))).toThrow(/no integer lies within minimum -5e-324 and maximum -5e-324/);
     expect(() => describeSchema('sample', recordWith({ type: 'number', exclusiveMinimum: -1e-323, exclusiveMaximum: -5e-324 })))
       .toThrow(/no number lies within exclusiveMinimum -1e-323 and exclusiveMaximum -5e-324 \(the bounds are adjacent doubles\)/);
   });
