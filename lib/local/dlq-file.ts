@@ -29,7 +29,7 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { dlqPath } from './paths';
-import { holderRuns, pidLockContent, pidLockHolder, processStart, type PidLockHolder } from './process-alive';
+import { holderRuns, ownProcessStart, pidLockContent, pidLockHolder, type PidLockHolder } from './process-alive';
 
 export interface DlqFileOptions {
   /** The twin's data dir; the queue lives in `<dataDir>/dlq/`. */
@@ -359,7 +359,7 @@ export class DlqFile {
   /** Takes `<queue>.lock` (exclusive create), breaking it when the process that holds it is gone. */
   private async lock(): Promise<() => Promise<void>> {
     const deadline = Date.now() + this.lockTimeoutMs;
-    const mine = pidLockContent({ pid: process.pid, start: ownStart() }, randomBytes(6).toString('hex'));
+    const mine = pidLockContent({ pid: process.pid, start: ownProcessStart() }, randomBytes(6).toString('hex'));
     for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
       try {
         await writeFile(this.lockPath, mine, { flag: 'wx' });
@@ -738,14 +738,6 @@ function lockHolderRuns(holder: PidLockHolder | undefined): boolean {
   // was left by an earlier process that had the same pid (a container restarted as pid 1, say).
   if (holder.pid === process.pid) return false;
   return holderRuns(holder);
-}
-
-let ownStartRead: { start: string | undefined } | undefined;
-
-/** This process's {@link processStart}, read once: every operation takes the lock. */
-function ownStart(): string | undefined {
-  ownStartRead ??= { start: processStart(process.pid) };
-  return ownStartRead.start;
 }
 
 function delay(ms: number): Promise<void> {

@@ -8,11 +8,11 @@
  * process since (a container restarted, the pids counted from 1 again) does not hold it.
  */
 import * as fs from 'node:fs';
-import { holderRuns, pidLockContent, processStart, readPid, readPidLock, type PidLockHolder } from './process-alive';
+import { holderRuns, ownProcessStart, pidLockContent, readPid, readPidLock, type PidLockHolder } from './process-alive';
 
 export interface PidLockOptions {
   readonly pid?: number;
-  /** The start {@link processStart} says of `pid`. @default this process's when `pid` is not given, else none */
+  /** When `pid` started, as processStart says. @default this process's when `pid` is not given, else none */
   readonly start?: string;
   readonly isAlive?: (pid: number) => boolean;
   /** Called after a lock file was judged stale, before it is taken over (tests stage races with it). */
@@ -31,7 +31,7 @@ export interface PidLockErrors {
 /** Takes the lock at `file`; returns its release. */
 export function takePidLock(file: string, errors: PidLockErrors, options: PidLockOptions = {}): () => void {
   const pid = options.pid ?? process.pid;
-  const content = pidLockContent({ pid, start: options.pid === undefined ? processStart(pid) : options.start });
+  const content = pidLockContent({ pid, start: options.pid === undefined ? ownProcessStart() : options.start });
   for (let attempt = 0; attempt < 5; attempt++) {
     const mine = `${file}.${pid}.new`;
     try {

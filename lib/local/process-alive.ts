@@ -51,6 +51,14 @@ export function processStart(pid: number): string | undefined {
   return startOf(procStat(pid));
 }
 
+let ownStart: { readonly start: string | undefined } | undefined;
+
+/** This process's {@link processStart}, read once: it does not change while the process runs. */
+export function ownProcessStart(): string | undefined {
+  ownStart ??= { start: processStart(process.pid) };
+  return ownStart.start;
+}
+
 function startOf(stat: ProcStat | undefined): string | undefined {
   if (bootId === null) {
     try {

@@ -25,7 +25,7 @@ import { FaultInjector } from './faults';
 import { firehoseRecordsOf } from './kinesis-source';
 import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { ObjectStore } from './object-store';
-import { processStart } from './process-alive';
+import { ownProcessStart } from './process-alive';
 import { throttledLog } from './log-throttle';
 import { bucketDir, localBucketName, localPiiHashKey, makeDataDir } from './paths';
 import { SearchSink } from './search-sink';
@@ -252,10 +252,9 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const names = (p: string) => resourceNames(config, p);
     // While kinesis-mock is down every call fails, over and over: its own notice says so once. Other failures that
     // repeat every poll (a read-only disk under the checkpoints) are said once per reader and error code every 10 s.
-    const readerLog = throttledLog(log, 10_000);
-    const deliveryLog = throttledLog(log, 10_000);
+    const repeatedLog = throttledLog(log, 10_000);
     const readerError = (what: string) => (e: unknown) => {
-      if (kinesis.available()) readerLog(`${what} ${(e as NodeJS.ErrnoException).code ?? (e as Error).name}`, `sluice: reading ${what}: ${(e as Error).message}`);
+      if (kinesis.available()) repeatedLog(`${what} ${(e as NodeJS.ErrnoException).code ?? (e as Error).name}`, `sluice: reading ${what}: ${(e as Error).message}`);
     };
     const dynamo: RunningService = await startDynamo({ host, port: await portOrFree(options.ports?.dynamo ?? config.local.dynamoPort), dataDir });
     stops.push(() => dynamo.stop());
@@ -357,7 +356,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           processorTimeoutMs: transformTimeoutMs,
           beforeWrite: faults?.beforeWrite,
           // A delivery retried against a disk that refuses it fails the same way each attempt: said once per step and error code every 10 s.
-          onError: (e, context) => deliveryLog(`${pipeline} ${kind} ${context} ${(e as NodeJS.ErrnoException).code ?? (e as Error).name}`, `sluice: ${pipeline} ${kind}: ${context}: ${(e as Error).message}`),
+          onError: (e, context) => repeatedLog(`${pipeline} ${kind} ${context} ${(e as NodeJS.ErrnoException).code ?? (e as Error).name}`, `sluice: ${pipeline} ${kind}: ${context}: ${(e as Error).message}`),
         }));
         stops.push(() => engine.stop());
         const streamName = kind === 'lake' ? names(pipeline).lakeDeliveryStream : names(pipeline).searchDeliveryStream;
@@ -445,7 +444,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     // Who runs on this data dir, where, and with which schemas: `put` and `replay` check it before they send.
     const startedAt = new Date().toISOString();
     writeTwinRecord({
-      pid: process.pid, processStart: processStart(process.pid), startedAt, twinId, dataDir: path.resolve(dataDir),
+      pid: process.pid, processStart: ownProcessStart(), startedAt, twinId, dataDir: path.resolve(dataDir),
       endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint, openSearch: options.openSearchUrl ? openSearchOrigin(options.openSearchUrl) : null },
       names: { prefix: config.prefix, env: config.env },
       // The validators as the transform's runtimes loaded them (hashed at start), not as they may be by now.
