@@ -28,6 +28,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { dlqPath } from './paths';
 import { holderRuns, ownProcessStart, pidLockContent, pidLockHolder, type PidLockHolder } from './process-alive';
 
@@ -740,6 +741,3 @@ function lockHolderRuns(holder: PidLockHolder | undefined): boolean {
   return holderRuns(holder);
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

@@ -6,6 +6,7 @@ import { ChildProcess, spawn } from 'child_process';
 import { mkdir, open } from 'fs/promises';
 import * as http from 'http';
 import * as path from 'path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { dynamoClient, kinesisClient, localRegion } from './aws-clients';
@@ -589,9 +590,6 @@ function runOnce(action: () => Promise<void>): () => Promise<void> {
   return () => (running ??= action());
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** The last lines a child wrote, kept so a failed start can say why. */
 class OutputTail {

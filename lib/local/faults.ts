@@ -31,6 +31,7 @@
  * e.g. `SLUICE_FAULTS=transform=0.2,dynamo=0.1,storage=0.01 npx sluice local up`.
  */
 import type { FirehoseTransformationResult } from 'aws-lambda';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { TransformationEvent } from '../../transforms/shared/firehose-event';
 import { ProvisionedThroughputExceededException, ThrottlingException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -201,7 +202,7 @@ export class FaultInjector {
           throw new Error(`injected fault: the transform threw (${where})`);
         case 'timeout': {
           // Answers, correctly, after the engine has given up on it: a late Lambda response is ignored.
-          await unrefSleep(this.transformTimeoutMs + 1000);
+          await delay(this.transformTimeoutMs + 1000, undefined, { ref: false });
           return processor(event);
         }
         case 'malformed': {
@@ -239,7 +240,7 @@ export class FaultInjector {
         if (kind === undefined) return next(args);
         this.counts.dynamo++;
         if (typeof kind === 'object') {
-          await unrefSleep(kind.delayMs);
+          await delay(kind.delayMs, undefined, { ref: false });
           return next(args);
         }
         if (kind === 'AnswerLost') {
@@ -413,8 +414,4 @@ function planProblems(plan: FaultPlan): string[] {
     problems.push(`transform.timeoutMs must be whole milliseconds 100–300000, got ${timeoutMs}`);
   }
   return problems;
-}
-
-function unrefSleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -19,6 +19,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { openSearchIndexTemplate } from '../schema/artifacts';
 import type { SchemaModel } from '../schema/model';
 import type { IndexRotation } from '../config/types';
@@ -292,7 +293,7 @@ export class SearchSink {
         for (const { item, error } of pending) failed.push(this.failure(item, attempts, error));
         break;
       }
-      await sleep(delay);
+      if (delay > 0) await sleep(delay);
       delay = Math.min(delay * 2, this.maxDelayMs);
     }
     return { indexed, requests, bytes, failed };
@@ -448,10 +449,6 @@ async function writeFileAtomic(file: string, body: Buffer): Promise<void> {
     await fs.promises.rm(temp, { force: true }).catch(() => undefined);
     throw error;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return ms <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function pad2(n: number): string {

@@ -44,6 +44,7 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   DescribeStreamSummaryCommand,
   GetRecordsCommand,
@@ -1180,9 +1181,6 @@ function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 // ---- an in-memory stream, for fast tests of stream consumers ----------------------------------
 

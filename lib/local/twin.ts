@@ -584,7 +584,7 @@ export async function superviseKinesis(
           options.log(`sluice: kinesis-mock did not start again (${(error as Error).message}); Kinesis-sourced pipelines are stalled until the twin is restarted.`);
           return;
         }
-        await new Promise((resolve) => setTimeout(resolve, KINESIS_RESTART_PAUSE_MS));
+        await sleep(KINESIS_RESTART_PAUSE_MS);
       }
     }
     current = next;
@@ -640,7 +640,7 @@ async function ensureStream(client: ReturnType<typeof kinesisClient>, streamName
     const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
     if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
     if (Date.now() > deadline) throw new Error(`Kinesis stream ${streamName} did not become ACTIVE within 30 s`);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
 }
 
@@ -661,7 +661,7 @@ async function ensureMetadataTable(client: ReturnType<typeof dynamoClient>, tabl
   for (let i = 0; i < 200; i++) {
     const d = await client.send(new DescribeTableCommand({ TableName: tableName }));
     if (d.Table?.TableStatus === 'ACTIVE') break;
-    await new Promise((r) => setTimeout(r, 25));
+    await sleep(25);
   }
   await client.send(new UpdateTimeToLiveCommand({ TableName: tableName, TimeToLiveSpecification: { Enabled: true, AttributeName: ttlAttribute } }))
     .catch(() => undefined); // dynalite does not implement TTL; the attribute is still written for AWS parity

@@ -5,6 +5,7 @@
  */
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import * as https from 'node:https';
+import { setTimeout as defaultSleep } from 'node:timers/promises';
 import { fromEnv } from '@aws-sdk/credential-provider-env';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { Checksum, HttpRequest, SourceData } from '@smithy/types';
@@ -120,7 +121,7 @@ async function sendWithRetry(
   options: { deadline: number; now?: () => number; sleep?: (ms: number) => Promise<void> },
 ): Promise<HttpResult> {
   const now = options.now ?? Date.now;
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const sleep = options.sleep ?? defaultSleep;
   let delay = 2000;
   for (let attempt = 1; ; attempt++) {
     let result: HttpResult | undefined;
