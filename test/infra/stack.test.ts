@@ -316,6 +316,19 @@ describe('failures and storage', () => {
       PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
     });
   });
+
+  test('every bucket (the access-log bucket too) refuses plain HTTP and TLS older than 1.2', () => {
+    const buckets = Object.keys(dev.template.findResources('AWS::S3::Bucket'));
+    const policies = Object.values(dev.template.findResources('AWS::S3::BucketPolicy')) as Array<{ Properties: { Bucket: { Ref: string }; PolicyDocument: { Statement: Array<Record<string, unknown>> } } }>;
+    expect(buckets.length).toBeGreaterThanOrEqual(2);
+    for (const bucket of buckets) {
+      const statements = policies.filter((p) => p.Properties.Bucket.Ref === bucket).flatMap((p) => p.Properties.PolicyDocument.Statement);
+      expect({ bucket, statements }).toEqual({ bucket, statements: expect.arrayContaining([
+        expect.objectContaining({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        expect.objectContaining({ Effect: 'Deny', Action: 's3:*', Condition: { NumericLessThan: { 's3:TlsVersion': 1.2 } } }),
+      ]) });
+    }
+  });
 });
 
 describe('search', () => {
