@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { CfnResource, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat, type NodejsFunctionProps } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -118,5 +118,22 @@ export class SluiceFunction extends Construct {
     });
     acknowledgeRule(this.function, 'AwsSolutions-L1',
       'Node.js 22 on purpose: the handlers are built and tested for it (esbuild target node22); moving to a newer runtime is a deliberate upgrade, not a default.');
+  }
+}
+
+/**
+ * Gives the Lambda functions aws-cdk-lib adds on its own (the S3 bucket-notifications handler, the auto-delete-objects
+ * provider of a dev stack) a log group with SluiceFunction's retention: otherwise Lambda creates
+ * `/aws/lambda/<name>` on their first run and keeps it forever. Their roles carry the basic execution policy, which
+ * may write to any log group. Raw `AWS::Lambda::Function` resources only: an L2 function (every SluiceFunction, the
+ * index templates' provider) has its log group from its props.
+ */
+export function retainHandlerLogs(scope: Construct, removalPolicy: RemovalPolicy): void {
+  for (const c of scope.node.findAll()) {
+    if (!(c instanceof CfnResource) || c.cfnResourceType !== 'AWS::Lambda::Function' || c instanceof lambda.CfnFunction) continue;
+    const parent = c.node.scope;
+    if (parent === undefined) continue;
+    const logGroup = new logs.LogGroup(parent, `${c.node.id}Logs`, { retention: SluiceFunction.LOG_RETENTION, removalPolicy });
+    c.addPropertyOverride('LoggingConfig.LogGroup', logGroup.logGroupName);
   }
 }

@@ -6,6 +6,7 @@ import { AthenaWorkspace } from './athena-workspace';
 import { DataStorage } from './data-storage';
 import { assertValidProps } from './errors';
 import { FailureRouter } from './failure-router';
+import { retainHandlerLogs } from './function';
 import { IndexTemplates } from './index-templates';
 import { ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { validatorFingerprint } from '../schema/fingerprint';
@@ -215,6 +216,7 @@ export class SluiceStack extends Stack {
       output(OutputKeys.OpenSearchQueryRoleArn, searchDomain.queryRole.roleArn, 'IAM role to assume for OpenSearch queries');
     }
     for (const [key, value, description] of outputs) output(key, value, description);
+    retainHandlerLogs(this, removalPolicy);
     if (removalPolicy === RemovalPolicy.RETAIN) retainNamedExceptOnCreate(this);
   }
 }

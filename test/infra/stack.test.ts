@@ -552,6 +552,16 @@ describe('monitoring', () => {
     expect(free).toMatchObject({ ComparisonOperator: 'LessThanThreshold', Threshold: Math.floor(dev.config.opensearch.volumeGiB * 1024 * ALARM_THRESHOLDS.freeStorageShare) });
   });
 
+  test('every Lambda function, aws-cdk-lib\'s own handlers too, logs to a log group of the stack with a retention', () => {
+    const functions = resourcesOf(dev.template, 'AWS::Lambda::Function');
+    const logGroups = new Map(resourcesOf(dev.template, 'AWS::Logs::LogGroup'));
+    expect(functions.map(([id]) => id)).toEqual(expect.arrayContaining([expect.stringMatching(/^BucketNotificationsHandler/), expect.stringMatching(/^CustomS3AutoDeleteObjects/)]));
+    for (const [id, f] of functions) {
+      const ref = (f.LoggingConfig as { LogGroup?: { Ref?: string } } | undefined)?.LogGroup?.Ref;
+      expect({ id, retention: ref === undefined ? undefined : logGroups.get(ref)?.RetentionInDays }).toEqual({ id, retention: 30 });
+    }
+  });
+
   test('CloudWatch may publish to the alarm topic (its policy replaces SNS\'s default), over TLS only', () => {
     const [topicId] = resourcesOf(dev.template, 'AWS::SNS::Topic')[0];
     const policies = resourcesOf(dev.template, 'AWS::SNS::TopicPolicy').filter(([, p]) => JSON.stringify(p.Topics) === JSON.stringify([{ Ref: topicId }]));
