@@ -7,7 +7,9 @@ import type { IConstruct } from 'constructs';
  * AwsSolutions-IAM5 names it, so the acknowledgement covers exactly that wildcard and nothing else.
  */
 export interface IntendedWildcard {
+  /** The wildcard resource. @default - the wildcard is in an action */
   readonly resource?: string;
+  /** The wildcard action. @default - the wildcard is in a resource */
   readonly action?: string;
   /** Why the wildcard is needed and what bounds it. */
   readonly reason: string;

@@ -18,11 +18,15 @@ import type { SearchDomain } from './search-domain';
 /** What to watch of one pipeline. */
 export interface MonitoredPipeline {
   readonly name: string;
+  /** Its Kinesis stream. @default - none: a DirectPut pipeline, no stream widgets or alarms */
   readonly stream?: PipelineStream;
+  /** Its lake delivery. @default - none: no lake widgets or alarms */
   readonly lake?: LakeDelivery;
+  /** Its search delivery. @default - none: no search widgets or alarms */
   readonly search?: SearchDelivery;
   /** Transform functions, by the destination they serve. */
   readonly transforms: ReadonlyArray<{ readonly destination: 'lake' | 'search'; readonly function: SluiceFunction }>;
+  /** Its metadata consumer. @default - none: no consumer widgets or alarms */
   readonly consumer?: MetadataConsumer;
 }
 
@@ -30,6 +34,7 @@ export interface PipelineDashboardProps {
   readonly pipelines: readonly MonitoredPipeline[];
   readonly failureRouter: FailureRouter;
   readonly metadataStore: MetadataStore;
+  /** The OpenSearch domain. @default - none: no domain widgets or alarms */
   readonly searchDomain?: SearchDomain;
   /** Other functions to alarm on (e.g. the index-template function). @default - none */
   readonly otherFunctions?: ReadonlyArray<{ readonly name: string; readonly function: SluiceFunction }>;

@@ -32,8 +32,9 @@ export interface ExistingDomainOptions {
 }
 
 export interface SearchDomainProps {
-  /** Exactly one of `create` and `existing`. */
+  /** A domain to create. Exactly one of `create` and `existing`. @default - none */
   readonly create?: NewDomainOptions;
+  /** A domain that exists. Exactly one of `create` and `existing`. @default - none */
   readonly existing?: ExistingDomainOptions;
 }
 
