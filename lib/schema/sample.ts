@@ -27,6 +27,8 @@ export interface SampleOptions {
   readonly optionalRate?: number;
   /** Draw edge values (bounds, unicode, quotes) more often: for property tests. @default false */
   readonly edgy?: boolean;
+  /** Probability that a field whose type admits null (`["string", "null"]`) is null. @default 0.1, or 0.25 when `edgy` */
+  readonly nullRate?: number;
 }
 
 /** A schema the sampler cannot draw a value from: `field` is where in the record (a JSON pointer, `*` for any item). */
@@ -43,6 +45,7 @@ export function sampleRecord(schema: object, rng: Rng, options: SampleOptions = 
     now: (options.now ?? new Date()).getTime(),
     optionalRate: options.optionalRate ?? 0.7,
     edgy: options.edgy ?? false,
+    nullRate: options.nullRate ?? (options.edgy ? 0.25 : 0.1),
   }, '');
   const record = value as Record<string, unknown>;
   const money = ((schema as JsonSchema)['x-sluice'] as { money?: { amountField: string; currencyField: string } } | undefined)?.money;
@@ -100,6 +103,7 @@ interface Ctx {
   readonly now: number;
   readonly optionalRate: number;
   readonly edgy: boolean;
+  readonly nullRate: number;
 }
 
 const EDGE_STRINGS = ['', ' ', 'ünïcödé', '日本語テキスト', 'emoji 🚀', 'quote " and \\ backslash', 'line\nbreak', 'tab\tchar'];
@@ -111,6 +115,8 @@ function sampleValue(s: JsonSchema, rng: Rng, ctx: Ctx, field: string): unknown 
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)];
   if (Array.isArray(s.enum)) return pick(s.enum);
   if (s.const !== undefined) return s.const;
+  // Only a field that admits null draws for it, so records of schemas without one are what they were for a seed.
+  if (Array.isArray(s.type) && s.type.includes('null') && rng() < ctx.nullRate) return null;
   const type = Array.isArray(s.type) ? s.type.find((t) => t !== 'null') : s.type;
   switch (type) {
     case 'string': return sampleString(s, rng, ctx, pick, field);

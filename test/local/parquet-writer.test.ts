@@ -8,7 +8,12 @@ import * as path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { compileRowConverter, ParquetWriter } from '../../lib/local/parquet-writer';
 import { parquetColumns } from '../../lib/schema/artifacts';
+import { describeSchema } from '../../lib/schema/model';
 import { loadModel } from '../../lib/schema/registry';
+import { sampleRecords } from '../../lib/schema/sample';
+import { compileValidator } from '../../lib/schema/validator';
+import type { PipelineSchema } from '../../transforms/shared/pipeline';
+import { transformRecord } from '../../transforms/shared/record';
 
 const clickstream = loadModel('clickstream');
 const iot = loadModel('iot');
@@ -236,6 +241,64 @@ describe('ParquetWriter', () => {
     ]);
     expect(fs.existsSync(out)).toBe(false);
     expect(await w.convert([], out)).toEqual({ rows: 0, bytes: 0, failures: [] });
+  });
+
+  it('converts generated records of a schema whose fields admit null, each null a NULL', async () => {
+    const nullable = (type: string, rest: object = {}) => ({ type: [type, 'null'], ...rest });
+    const json = {
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      type: 'object',
+      additionalProperties: false,
+      'x-sluice': {
+        version: '1.0.0', idField: 'id', eventTimeField: 'at', partitionFields: ['kind'], entityField: 'who',
+        pii: { email: 'hash', 'contact.phone': 'last4' },
+        money: { amountField: 'price', currencyField: 'cur', minorUnitsField: 'price_minor', defaultCurrency: 'EUR' },
+      },
+      required: ['id', 'at', 'kind', 'who', 'price', 'cur', 'seen', 'on_day', 'n', 'flag', 'email', 'contact', 'tags', 'labels'],
+      properties: {
+        id: { type: 'string', format: 'uuid' },
+        at: { type: 'string', format: 'date-time' },
+        kind: { type: 'string', enum: ['a', 'b'] },
+        who: nullable('string', { examples: ['u-1', 'u-2'] }),
+        price: nullable('number', { minimum: 0, maximum: 1000 }),
+        cur: nullable('string', { examples: ['EUR', 'JPY'] }),
+        seen: nullable('string', { format: 'date-time' }),
+        on_day: nullable('string', { format: 'date' }),
+        n: nullable('integer', { minimum: 0, maximum: 10 }),
+        flag: nullable('boolean'),
+        email: nullable('string', { format: 'email' }),
+        contact: { type: ['object', 'null'], additionalProperties: false, required: ['phone'], properties: { phone: nullable('string', { examples: ['+4915112345678'] }) } },
+        tags: { type: ['array', 'null'], items: nullable('string') },
+        labels: { type: ['object', 'null'], additionalProperties: nullable('integer') },
+      },
+    };
+    const model = describeSchema('nullable', json);
+    const schema = { pipeline: 'nullable', model, validate: compileValidator(json) } as unknown as PipelineSchema;
+    const now = new Date('2026-03-01T10:00:00Z');
+    const lines = sampleRecords(json, 200, 3, { now }).map((record) => {
+      const outcome = transformRecord(schema, Buffer.from(JSON.stringify(record)), { arrivalMs: now.getTime() }, { destination: 'lake', piiHashKey: 'k', processedAt: now });
+      if (outcome.result !== 'Ok') throw new Error(`${JSON.stringify(record)} was not transformed: ${JSON.stringify(outcome)}`);
+      return outcome.data;
+    });
+    const w = await writer(model);
+    const out = path.join(dir, 'nullable.parquet');
+    const result = await w.convert(lines, out);
+    expect(result.failures).toEqual([]);
+    expect(result.rows).toBe(200);
+    const sent = lines.map((l) => JSON.parse(l.toString()) as Record<string, unknown>);
+    const columns = ['who', 'price', 'price_minor', 'cur', 'seen', 'on_day', 'n', 'flag', 'email', 'contact', 'tags', 'labels'];
+    const [counted] = await rows(out, columns.map((c) => `count(*) FILTER (WHERE "${c}" IS NULL)::INTEGER AS "${c}"`).join(', '));
+    const nullsSent = Object.fromEntries(columns.map((c) => [c, sent.filter((r) => r[c] === null).length]));
+    expect(counted).toEqual(nullsSent);
+    // Every column was null in some record, and set in most.
+    for (const c of columns) expect([c, nullsSent[c] > 0 && nullsSent[c] < 100]).toEqual([c, true]);
+    const inner = await rows(out, 'count(*) FILTER (WHERE contact.phone IS NULL AND contact IS NOT NULL)::INTEGER AS phone, count(*) FILTER (WHERE len(list_filter(tags, lambda t: t IS NULL)) > 0)::INTEGER AS tag');
+    expect(inner).toEqual([{
+      phone: sent.filter((r) => r.contact !== null && (r.contact as Record<string, unknown>).phone === null).length,
+      tag: sent.filter((r) => Array.isArray(r.tags) && r.tags.includes(null)).length,
+    }]);
+    expect(inner[0].phone).toBeGreaterThan(0);
+    expect(inner[0].tag).toBeGreaterThan(0);
   });
 
   it('leaves no staging files behind', async () => {

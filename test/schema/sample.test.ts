@@ -114,6 +114,11 @@ describe('generated records pass the validator', () => {
     expectValidDraws({ type: 'object', additionalProperties: false, properties: { deep: { type: 'object', additionalProperties: false, required: ['x'], properties: { x: { type: 'array', minItems: 1, items: { type: 'number', multipleOf: 0.01 } } } } } });
     expectValidDraws({ type: 'object', minProperties: 5, maxProperties: 20, additionalProperties: { type: 'integer', minimum: 1 } });
     expectValidDraws({ type: ['integer', 'null'], minimum: 3, maximum: 4 });
+    expectValidDraws({ type: ['object', 'null'], additionalProperties: false, required: ['x'], properties: { x: { type: ['number', 'null'] } } });
+    expectValidDraws({ type: ['array', 'null'], minItems: 2, uniqueItems: true, items: { type: ['boolean', 'null'] } });
+    expectValidDraws({ type: ['object', 'null'], minProperties: 1, additionalProperties: { type: ['string', 'null'], format: 'date-time' } });
+    // The enum still rules: null passes the type but not an enum that does not list it.
+    expectValidDraws({ type: ['string', 'null'], enum: ['a', 'b'] });
   });
 });
 
@@ -124,4 +129,16 @@ test('optional fields are drawn in a share of records, the same share for a seed
   expect(present).toBeGreaterThan(550);
   expect(present).toBeLessThan(850);
   expect(sampleRecords(schema, 1000, 9).filter((r) => 'value' in r).length).toBe(present);
+});
+
+test('a field that admits null is null in a share of records, the same share for a seed', () => {
+  const schema = recordWith({ type: 'array', items: { type: ['integer', 'null'], minimum: 0, maximum: 9 }, minItems: 1 });
+  const nullsIn = (records: Array<Record<string, unknown>>) => records.flatMap((r) => r.value as unknown[]).filter((v) => v === null).length;
+  const items = sampleRecords(schema, 1000, 9).flatMap((r) => r.value as unknown[]).length;
+  const nulls = nullsIn(sampleRecords(schema, 1000, 9));
+  expect(nulls / items).toBeGreaterThan(0.05);
+  expect(nulls / items).toBeLessThan(0.15);
+  expect(nullsIn(sampleRecords(schema, 1000, 9))).toBe(nulls);
+  expect(nullsIn(sampleRecords(schema, 1000, 9, { nullRate: 0 }))).toBe(0);
+  expect(nullsIn(sampleRecords(schema, 1000, 9, { edgy: true }))).toBeGreaterThan(nulls);
 });
