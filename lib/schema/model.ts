@@ -251,8 +251,9 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     }
     const currency = field(m.currencyField, 'money.currencyField');
     if (currency.type.kind !== 'string') fail(`/properties/${m.currencyField}`, 'money.currencyField must be a string');
-    if (!currency.required && !m.defaultCurrency) {
-      fail('/x-sluice/money', `"${m.currencyField}" is optional, so money.defaultCurrency is required`);
+    // A record without a currency, or with a null one, passes validation: without a default the transform would fail it.
+    if ((!currency.required || currency.nullable) && !m.defaultCurrency) {
+      fail('/x-sluice/money', `"${m.currencyField}" ${currency.required ? 'admits null' : 'is optional'}, so money.defaultCurrency is required`);
     }
     // The transform converts with the same table: a default it does not know fails every record without a currency.
     if (m.defaultCurrency !== undefined && minorUnitDigits(m.defaultCurrency) === undefined) {

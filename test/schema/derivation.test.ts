@@ -197,6 +197,15 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/properties\/battery_pct: the entityField "battery_pct" must be a string/],
     ['a struct entity field', (s) => { s['x-sluice'].entityField = 'location'; },
       /at \/properties\/location: the entityField "location" must be a string/],
+    ['an optional currency without a default currency', (s) => { withMinorUnits(s, 'temperature_minor'); delete s['x-sluice'].money.defaultCurrency; },
+      /at \/x-sluice\/money: "currency" is optional, so money\.defaultCurrency is required/],
+    // A record with "currency": null passes validation, and the transform would fail it for want of a currency.
+    ['a nullable currency without a default currency', (s) => {
+      withMinorUnits(s, 'temperature_minor');
+      s.properties.currency = { type: ['string', 'null'] };
+      s.required.push('currency');
+      delete s['x-sluice'].money.defaultCurrency;
+    }, /at \/x-sluice\/money: "currency" admits null, so money\.defaultCurrency is required/],
     ['a lower-case default currency', (s) => { withMinorUnits(s, 'temperature_minor'); s['x-sluice'].money.defaultCurrency = 'usd'; },
       /at \/x-sluice\/money\/defaultCurrency: "usd" is not an ISO 4217 currency code; write three capital letters/],
     ['a default currency that is no code', (s) => { withMinorUnits(s, 'temperature_minor'); s['x-sluice'].money.defaultCurrency = 'dollars'; },
