@@ -139,6 +139,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   }
 
   const stopped = report.stopped ?? report.unreadable?.message;
+  const blankLines = source.blankLines();
   const summary: Record<string, unknown> = {
     pipeline,
     target: target.label,
@@ -152,6 +153,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     willFailValidation: report.invalid,
     willFailValidationByReason: report.invalidByReason,
     elapsedMs: report.elapsedMs,
+    ...(blankLines !== undefined ? { blankLinesSkipped: blankLines } : {}),
     ...(stopped ? { stopped } : {}),
     ...(report.neverSent !== undefined ? { neverSent: report.neverSent } : {}),
     ...(report.interrupted ? { interrupted: true } : {}),
@@ -159,6 +161,10 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   };
   if (!flags.json) {
     io.out(`${pipeline}: ${formatNumber(report.sent)} record${report.sent === 1 ? '' : 's'} → ${entry.description} (${escapeControlCharacters(target.label)})`);
+    if (blankLines) {
+      const from = flags.file === '-' ? 'standard input' : `--file ${escapeControlCharacters(flags.file ?? '')}`;
+      io.out(`  skipped ${formatNumber(blankLines)} blank line${blankLines === 1 ? '' : 's'} of ${from} (whitespace only, not sent)`);
+    }
     io.out(`  accepted ${formatNumber(report.accepted)} · failed ${formatNumber(report.sent - report.accepted)} · retried ${formatNumber(report.retries)} · ${formatDuration(report.elapsedMs)} (${formatNumber(summary.recordsPerSecond as number)} records/s)`);
     for (const [code, n] of Object.entries(report.failedByCode)) {
       const said = report.firstMessageByCode[code] ?? '';
@@ -398,6 +404,11 @@ interface RecordSource {
   untaken(limit: number): number | undefined;
   /** Lets go of the input (a --file read only as far as --count). */
   close(): void;
+  /**
+   * Whitespace-only lines of a --file skipped so far: those before the last record taken, and to the end once every
+   * record was taken. Undefined for generated records.
+   */
+  blankLines(): number | undefined;
 }
 
 /** What the transform will make of a record: the full transform's verdict (schema, event time, money, size). */
@@ -441,6 +452,7 @@ export function generatedSource(schema: PipelineSchema, seed: number, jsonSchema
     exhausted: () => false,
     untaken: (limit) => (Number.isFinite(limit) ? limit : undefined),
     close: () => undefined,
+    blankLines: () => undefined,
   };
 }
 
@@ -457,7 +469,8 @@ const UNTAKEN_COUNT_BYTES = 64 * 1024 * 1024;
 /**
  * A --file's records, read as they are sent: a file of any size, or standard input that never ends (`producer |
  * sluice put … -f - --count 100` sends 100 and stops), is not first read whole into memory. Lines are bytes exactly as
- * written (less the line break, and a CR before it): a record's bytes are what is sent. Blank lines are skipped.
+ * written (less the line break, and a CR before it): a record's bytes are what is sent. Blank lines are skipped, and
+ * counted: a summary that sends fewer records than the file has lines says why.
  */
 function fileSource(file: string, schema: PipelineSchema): RecordSource {
   const problem = (err: unknown) => unreadableFile('--file', file, err);
@@ -478,6 +491,13 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
   /** A line too long to be a record: the input ends before it, with this error. */
   let unreadable: UserError | undefined;
   const lines: Buffer[] = [];
+  /** For each line in `lines`, the blank lines just before it; `blanksAfter` those after the last one. */
+  const blanksBefore: number[] = [];
+  let blanksAfter = 0;
+  /** Blank lines before the records taken. */
+  let blanksTaken = 0;
+  /** A run that stopped early counts the records it never sent: the blank lines among them were not reached. */
+  let countingUntaken = false;
   let eof = false;
   let released = false;
   /** Closes the file once: at its end, at a line too long, or when the run is over (standard input is left alone). */
@@ -491,7 +511,13 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
   const keep = (line: Buffer) => {
     lineNumber++;
     if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
-    if (line.toString('utf8').trim() !== '') lines.push(line);
+    if (line.toString('utf8').trim() === '') {
+      blanksAfter++;
+      return;
+    }
+    lines.push(line);
+    blanksBefore.push(blanksAfter);
+    blanksAfter = 0;
   };
   /**
    * Reads until `wanted` lines wait to be taken, or the end of the input; from a pipe, only until it has nothing more
@@ -515,7 +541,8 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
       }
       if (n === 0) {
         eof = true;
-        keep(Buffer.concat(partial));
+        // The line break that ends the last line starts no blank line.
+        if (partialBytes > 0) keep(Buffer.concat(partial));
         partial = [];
         partialBytes = 0;
         release();
@@ -548,12 +575,16 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
   // Ctrl-C's handler back until the next line is typed. Files and pipes are read as the records are sent.
   fill(fd === 0 && tty.isatty(0) ? Number.POSITIVE_INFINITY : 1);
   if (lines.length === 0 && unreadable) throw unreadable;
-  if (lines.length === 0) throw new UserError(`--file ${file} has no records: expected one JSON object per line`);
+  if (lines.length === 0) {
+    const blank = blanksAfter === 0 ? '' : `, only ${formatNumber(blanksAfter)} blank line${blanksAfter === 1 ? '' : 's'}`;
+    throw new UserError(`--file ${file} has no records${blank}: expected one JSON object per line`);
+  }
   return {
     take(n) {
       // One line ahead: once the last record is taken, the end of the input is known (see exhausted).
       fill(n + 1);
       if (lines.length === 0 && unreadable) throw unreadable;
+      for (const blanks of blanksBefore.splice(0, n)) blanksTaken += blanks;
       return lines.splice(0, n).map((line) => prepare(schema, line));
     },
     exhausted() {
@@ -563,9 +594,11 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
     untaken(limit) {
       let count = 0;
       const countUntil = bytesRead + UNTAKEN_COUNT_BYTES;
+      countingUntaken = true;
       try {
         // A chunk at a time, the lines counted and let go. A line too long to be a record ends the count, as it ends the input.
         for (;;) {
+          blanksBefore.splice(0);
           count += lines.splice(0).length;
           if (count >= limit || eof || unreadable) return Math.min(count, limit);
           // A pipe or terminal not at its end: reading on would wait for its writer, maybe for ever.
@@ -577,6 +610,7 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
       }
     },
     close: release,
+    blankLines: () => blanksTaken + (eof && lines.length === 0 && !countingUntaken ? blanksAfter : 0),
   };
 }
 

@@ -466,6 +466,30 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(stdout).toMatch(/×1 {2}schema \(required\): \/user_id is required/);
   });
 
+  test('--file says how many blank lines it skipped, with or without --json; the line break ending the file is none', async () => {
+    const file = path.join(dataDir, 'blanks.ndjson');
+    const good = (n: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: `user-${n}`, event_type: 'login', timestamp: '2026-11-22T10:00:00Z' });
+    // Blank: empty, spaces, a tab, a lone CR (a CRLF file's empty line); 6 of them, before, between and after the records.
+    fs.writeFileSync(file, `\n${good(1)}\n  \n\t\n${good(2)}\r\n\r\n${good(3)}\n\n\n`);
+    const text = await put('app-events', '--file', file);
+    expect(text.code).toBe(0);
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual([good(1), good(2), good(3)]);
+    expect(text.stdout.split('\n').slice(0, 2)).toEqual([
+      expect.stringMatching(/^app-events: 3 records → /),
+      `  skipped 6 blank lines of --file ${file} (whitespace only, not sent)`,
+    ]);
+    const json = JSON.parse((await put('app-events', '--file', file, '--json')).stdout) as Record<string, unknown>;
+    expect({ sent: json.sent, blankLinesSkipped: json.blankLinesSkipped }).toEqual({ sent: 3, blankLinesSkipped: 6 });
+    // --count 2: the blank lines past the last record sent were not skipped, only never reached.
+    const two = JSON.parse((await put('app-events', '--file', file, '--count', '2', '--json')).stdout) as Record<string, unknown>;
+    expect({ sent: two.sent, blankLinesSkipped: two.blankLinesSkipped }).toEqual({ sent: 2, blankLinesSkipped: 3 });
+    // None skipped: 0 for scripts, nothing said; generated records have no lines to skip.
+    fs.writeFileSync(file, `${good(1)}\n${good(2)}\n`);
+    expect(JSON.parse((await put('app-events', '--file', file, '--json')).stdout)).toEqual(expect.objectContaining({ sent: 2, blankLinesSkipped: 0 }));
+    expect((await put('app-events', '--file', file)).stdout).not.toContain('blank line');
+    expect(JSON.parse((await put('app-events', '--json')).stdout)).not.toHaveProperty('blankLinesSkipped');
+  });
+
   test('what records and the endpoint put in the summary prints escaped, with or without --json; --json parses back to the exact values', async () => {
     const file = path.join(dataDir, 'hostile.ndjson');
     const key = 'x\u009b31m\u001b]0;pwned\u0007\u007f';
@@ -499,7 +523,10 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       expect({ code, stderr }).toEqual({ code: 2, stderr: `sluice: cannot read --file ${file}: ${why}\n` });
     }
     const { code, stderr } = await put('app-events', '--file', blank);
-    expect({ code, stderr }).toEqual({ code: 2, stderr: `sluice: --file ${blank} has no records: expected one JSON object per line\n` });
+    expect({ code, stderr }).toEqual({ code: 2, stderr: `sluice: --file ${blank} has no records, only 3 blank lines: expected one JSON object per line\n` });
+    const empty = path.join(dataDir, 'empty.ndjson');
+    fs.writeFileSync(empty, '');
+    expect(await put('app-events', '--file', empty)).toEqual(expect.objectContaining({ code: 2, stderr: `sluice: --file ${empty} has no records: expected one JSON object per line\n` }));
     expect(backend.calls).toBe(0);
   });
 
