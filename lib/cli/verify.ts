@@ -12,7 +12,7 @@ import { resourceNames, type SluiceConfig } from '../config';
 import { sqlString } from '../local/athena';
 import { openSearchDir } from '../local/paths';
 import { ENRICHMENT_COLUMN } from '../schema/model';
-import { quoteIdent, type SchemaModel } from '../schema';
+import { injectedPartitionKeys, quoteIdent, type SchemaModel } from '../schema';
 import type { Progress } from './progress';
 import { bulkDocuments, type SearchBackend } from './search-backend';
 import { sleep } from './sleep';
@@ -153,7 +153,15 @@ export function lakeVerifySql(model: SchemaModel, database: string, table: strin
     const [op, at] = 'from' in window ? ['>=', window.from] : ['<', window.until];
     where.unshift(`${quoteIdent(ENRICHMENT_COLUMN)}.${quoteIdent('arrival_time')} ${op} TIMESTAMP ${sqlString(timestampLiteral(at))}`);
   }
-  if (terms.size > 0 && terms.size <= MAX_PARTITION_TERMS && !terms.has('()')) where.unshift(`(${[...terms].sort().join(' OR ')})`);
+  if (terms.size > 0 && terms.size <= MAX_PARTITION_TERMS && !terms.has('()')) {
+    where.unshift(`(${[...terms].sort().join(' OR ')})`);
+  } else {
+    // Athena refuses a query that does not name the values of a partition key without an enum (injected projection).
+    for (const k of injectedPartitionKeys(model).reverse()) {
+      const values = [...new Set(batch.map((e) => e.partitionKeys[k]).filter((v) => v !== undefined))].sort();
+      if (values.length > 0) where.unshift(`${quoteIdent(k)} IN (${values.map((v) => literal(k, v)).join(', ')})`);
+    }
+  }
   return `SELECT DISTINCT ${quoteIdent(id)} AS id FROM ${quoteIdent(database)}.${quoteIdent(table)} WHERE ${where.join(' AND ')}`;
 }
 

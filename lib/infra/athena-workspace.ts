@@ -2,7 +2,7 @@ import * as athena from 'aws-cdk-lib/aws-athena';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { firehoseErrorPrefix, TIME_PARTITIONS, type SchemaModel } from '../schema';
+import { firehoseErrorPrefix, injectedPartitionKeys, TIME_PARTITIONS, type SchemaModel } from '../schema';
 import { ATHENA_RESULTS_ROOT } from './data-storage';
 import { assertValidProps } from './errors';
 
@@ -88,9 +88,14 @@ export class AthenaWorkspace extends Construct {
   }
 }
 
-/** The saved queries of a pipeline: events per type per hour, failed records by error code, most active devices/users. */
+/**
+ * The saved queries of a pipeline: events per type per hour, failed records by error code, most active devices/users.
+ * A table with a partition field without an enum (`injected` projection) gets the failed-records query only: Athena
+ * refuses a query on it that does not name that field's values, and these span every value.
+ */
 export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuery[] {
   const { model } = p;
+  const spansValues = injectedPartitionKeys(model).length === 0;
   const table = `${quote(databaseName)}.${quote(p.tableName)}`;
   const timeKeys: readonly string[] = TIME_PARTITIONS;
   const valueKeys = model.partitionKeys.map((k) => k.name).filter((k) => !timeKeys.includes(k));
@@ -99,7 +104,7 @@ export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuer
   const queries: SavedQuery[] = [];
 
   const groupBy = [...valueKeys, 'hour'].map(quote);
-  queries.push({
+  if (spansValues) queries.push({
     name: `${model.pipeline}: events per ${valueKeys.length > 0 ? `${valueKeys.join(', ')} per ` : ''}hour (today, UTC)`,
     description: `Record counts of ${model.pipeline} per hour of event time today (UTC, the hour partition), by ${valueKeys.join(', ') || 'hour'}`,
     sql: [
@@ -135,7 +140,7 @@ export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuer
   const entityKey = model.extensions.entityField;
   const entity = entityKey === undefined ? undefined : model.tableColumns.find((c) => c.jsonKey === entityKey);
   const eventTime = model.tableColumns.find((c) => c.jsonKey === model.extensions.eventTimeField);
-  if (entity && eventTime) {
+  if (entity && eventTime && spansValues) {
     queries.push({
       name: `${model.pipeline}: top ${entity.name} by events (today, UTC)`,
       description: `The ${entity.name} values with the most ${model.pipeline} records today`,

@@ -3,9 +3,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
 import { resourceNames, type SluiceConfig } from '../config';
-import { duckDbType, loadModel, quoteIdent, type SchemaModel } from '../schema';
+import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
+import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
 import { bucketDir, localBucketName, makeDirectories } from './paths';
 
 /**
@@ -124,6 +125,8 @@ export class LocalAthena {
   private readonly views = new Map<string, string>();
   /** Tables DuckDB could not define because it could not read their files, and why. */
   private readonly unreadable = new Map<string, string>();
+  /** Partition keys Athena projects as `injected`, by table: a query must name their values (see injected-partitions.ts). */
+  private readonly injected = new Map<string, readonly string[]>();
 
   private constructor(
     private readonly connection: DuckDBConnection,
@@ -132,16 +135,18 @@ export class LocalAthena {
     private readonly profilePath: string,
     /** The data bucket as DuckDB is given it (see lakePathForDuckDb). */
     private readonly lake: string,
+    /** Where the pipelines' schemas are. @default the project's schemas/ */
+    private readonly schemaDir?: string,
   ) {}
 
-  static async open(dataDir: string, config: SluiceConfig): Promise<LocalAthena> {
+  static async open(dataDir: string, config: SluiceConfig, options: { readonly schemaDir?: string } = {}): Promise<LocalAthena> {
     const instance = await DuckDBInstance.create(':memory:');
     const connection = await instance.connect();
     const privateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-query-'));
     let athena: LocalAthena | undefined;
     try {
       const lake = lakePathForDuckDb(bucketDir(dataDir, localBucketName(config)), privateDir);
-      athena = new LocalAthena(connection, instance, config, path.join(privateDir, 'profile.json'), lake);
+      athena = new LocalAthena(connection, instance, config, path.join(privateDir, 'profile.json'), lake, options.schemaDir);
       await athena.confine();
     } catch (err) {
       // An open that fails leaves no folder either (the link to the lake can fail before there is a LocalAthena to close).
@@ -203,8 +208,10 @@ export class LocalAthena {
     if (first) await this.connection.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(database)}`);
     for (const pipeline of Object.keys(this.config.pipelines)) {
       if (!this.config.pipelines[pipeline].destinations.includes('lake')) continue;
-      const model = loadModel(pipeline);
+      const model = loadModel(pipeline, this.schemaDir);
       const table = resourceNames(this.config, pipeline).glueTable;
+      const injected = injectedPartitionKeys(model);
+      if (injected.length > 0) this.injected.set(table.toLowerCase(), injected);
       const root = path.join(this.lake, dataRoot(pipeline));
       const files = filesUnder(root, '.parquet');
       this.parquetFiles.set(path.join(root, path.sep), files.length);
@@ -282,6 +289,7 @@ export class LocalAthena {
     const statement = await this.readOnlyStatement(sql).catch((err: unknown) => {
       throw this.unreadableTableError(err);
     });
+    if (this.injected.size > 0 && statement.statementType === StatementType.SELECT) await this.checkInjectedKeys(sql);
     // A stale profile from an earlier statement must not be read as this query's.
     fs.rmSync(this.profilePath, { force: true });
     const reader = options.maxRows === undefined ? await statement.runAndReadAll() : await statement.streamAndReadUntil(options.maxRows + 1);
@@ -297,6 +305,16 @@ export class LocalAthena {
       plan: statement.statementType === StatementType.EXPLAIN,
       elapsedMs: Date.now() - started,
     };
+  }
+
+  /** Fails a query Athena would refuse for not naming the values of an injected partition key. */
+  private async checkInjectedKeys(sql: string): Promise<void> {
+    const reader = await this.connection.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [sql]);
+    const parsed = JSON.parse(String(reader.getRows()[0][0])) as { error: boolean; statements?: Array<{ node: unknown }> };
+    // A statement json_serialize_sql cannot show (not a plain query) is left to run as it is.
+    if (parsed.error || parsed.statements === undefined) return;
+    const violation = injectedKeyViolation(parsed.statements[0]?.node, this.injected);
+    if (violation !== undefined) throw new Error(injectedKeyMessage(violation));
   }
 
   /** The query prepared, if it is exactly one read-only statement (DuckDB's parser says which kind). */

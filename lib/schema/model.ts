@@ -65,6 +65,14 @@ export interface PartitionKey {
   readonly projection: Readonly<Record<string, string>>;
 }
 
+/**
+ * The partition keys Athena projects as `injected` (partition fields without an enum): Athena runs a query on the table
+ * only when its WHERE clause names their values (`key = '…'`, `key IN (…)`).
+ */
+export function injectedPartitionKeys(model: Pick<SchemaModel, 'partitionKeys'>): string[] {
+  return model.partitionKeys.filter((k) => k.projection.type === 'injected').map((k) => k.name);
+}
+
 export interface SchemaModel {
   readonly pipeline: string;
   readonly title: string;

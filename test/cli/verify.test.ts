@@ -8,6 +8,8 @@ import type { SqlEngine, SqlResult } from '../../lib/cli/sql';
 import { lakeVerifySql, verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord } from '../../lib/cli/verify';
 import { openSearchDir } from '../../lib/local/paths';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
+import { describeSchema } from '../../lib/schema';
+import { regionalSchema } from '../schema/regional-schema';
 
 /**
  * `put --verify` counts only what arrived since the put started (less a clock tolerance): the same records put again
@@ -25,6 +27,20 @@ test('the lake query asks for rows that arrived since the put started, less the 
   // What an earlier put left, for the message when verifying fails: before that time, not merely any.
   expect(lakeVerifySql(model, 'db', 'clickstream', expected, { until: startedAt - 1000 })).toMatch(/ WHERE "sluice"\."arrival_time" < TIMESTAMP '2026-12-03 17:59:59\.000' AND /);
   expect(lakeVerifySql(model, 'db', 'clickstream', expected)).not.toMatch(/arrival_time/);
+});
+
+test('a partition key without an enum (injected) is named even when there are too many partitions to list', () => {
+  const regional = describeSchema('orders', regionalSchema());
+  const landed = (n: number): ExpectedRecord[] => Array.from({ length: n }, (_, i) => ({
+    id: `e-${i}`,
+    partitionKeys: { region: i % 2 === 0 ? 'eu' : 'us', event_type: 'login', year: '2026', month: '12', day: String(1 + (i % 28)), hour: String(i % 24) },
+  }));
+  // Few partitions: one term each, every one naming its region.
+  expect(lakeVerifySql(regional, 'db', 'orders', landed(4))).toMatch(/ WHERE \(\("region" = 'eu' AND .*\) OR .*\) AND "event_id" IN /);
+  // More than the query lists: the regions still, as Athena requires.
+  const many = lakeVerifySql(regional, 'db', 'orders', landed(200));
+  expect(many).toMatch(/ WHERE "region" IN \('eu', 'us'\) AND "event_id" IN /);
+  expect(lakeVerifySql(model, 'db', 'clickstream', landed(200))).toMatch(/ WHERE "event_id" IN /);
 });
 
 test('the twin\'s _bulk bodies: a document of an earlier put does not count, and is said to be there from before', async () => {
