@@ -317,6 +317,35 @@ describe('failures and storage', () => {
     });
   });
 
+  test('at rest and in transit, as docs/deploy.md\'s "What the stack secures by default" says', () => {
+    const storageKey = { 'Fn::GetAtt': [expect.stringMatching(/^StorageKey/), 'Arn'] };
+    const keys = resourcesOf(dev.template, 'AWS::KMS::Key');
+    expect(keys.length).toBeGreaterThanOrEqual(2);
+    for (const [id, key] of keys) expect({ id, rotation: key.EnableKeyRotation }).toEqual({ id, rotation: true });
+    const [, table] = resourcesOf(dev.template, 'AWS::DynamoDB::Table')[0];
+    expect((table.SSESpecification as Record<string, unknown>).KMSMasterKeyId).toEqual(storageKey);
+    const queues = resourcesOf(dev.template, 'AWS::SQS::Queue');
+    expect(queues.length).toBeGreaterThanOrEqual(3);
+    const queuePolicies = resourcesOf(dev.template, 'AWS::SQS::QueuePolicy');
+    for (const [id, queue] of queues) {
+      expect({ id, key: queue.KmsMasterKeyId }).toEqual({ id, key: storageKey });
+      const statements = queuePolicies.filter(([, p]) => JSON.stringify(p.Queues) === JSON.stringify([{ Ref: id }]))
+        .flatMap(([, p]) => (p.PolicyDocument as { Statement: unknown[] }).Statement);
+      expect({ id, statements }).toEqual({ id, statements: expect.arrayContaining([expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) });
+    }
+    for (const [, secret] of resourcesOf(dev.template, 'AWS::SecretsManager::Secret')) expect(secret.KmsKeyId).toEqual(storageKey);
+    const [, workGroup] = resourcesOf(dev.template, 'AWS::Athena::WorkGroup')[0];
+    expect(workGroup.WorkGroupConfiguration).toMatchObject({ ResultConfiguration: { EncryptionConfiguration: { EncryptionOption: 'SSE_KMS', KmsKey: storageKey } } });
+    const [, topic] = resourcesOf(dev.template, 'AWS::SNS::Topic')[0];
+    expect(topic.KmsMasterKeyId).toEqual({ 'Fn::GetAtt': [expect.not.stringMatching(/^StorageKey/), 'Arn'] });
+    const accessLogs = resourcesOf(dev.template, 'AWS::S3::Bucket').filter(([id]) => id !== bucketRef());
+    expect(accessLogs).toHaveLength(1);
+    expect(accessLogs[0][1]).toMatchObject({
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+    });
+  });
+
   test('every bucket (the access-log bucket too) refuses plain HTTP and TLS older than 1.2', () => {
     const buckets = Object.keys(dev.template.findResources('AWS::S3::Bucket'));
     const policies = Object.values(dev.template.findResources('AWS::S3::BucketPolicy')) as Array<{ Properties: { Bucket: { Ref: string }; PolicyDocument: { Statement: Array<Record<string, unknown>> } } }>;
