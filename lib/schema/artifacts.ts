@@ -177,7 +177,7 @@ export function typeName(pipeline: string): string {
 function member(c: Column, columnNames: boolean, indent: string): string {
   const key = columnNames ? c.name : c.jsonKey;
   const safeKey = /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? key : JSON.stringify(key);
-  return `${indent}${safeKey}${c.required ? '' : '?'}: ${tsType(c.type, columnNames, indent)};`;
+  return `${indent}${safeKey}${c.required ? '' : '?'}: ${tsType(c.type, columnNames, indent)}${c.nullable ? ' | null' : ''};`;
 }
 
 function tsType(t: LogicalType, columnNames: boolean, indent: string): string {

@@ -25,7 +25,10 @@ export interface Column {
   readonly jsonKey: string;
   readonly type: LogicalType;
   readonly required: boolean;
-  /** True when the schema's type list admits `null` (`["string", "null"]`); absent otherwise. */
+  /**
+   * True when a record may hold `null` here: the schema's type list admits it (`["string", "null"]`) and its `enum` or
+   * `const`, if any, lists it (a value must pass both); absent otherwise.
+   */
   readonly nullable?: boolean;
   readonly description?: string;
 }
@@ -212,7 +215,7 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
   // A null would pass validation and then fail (or crash) whatever reads these fields: the id keys
   // documents and metadata items, the event time and partition fields make the record's S3 path.
   const notNullable = (c: Column, what: string) => {
-    if (c.nullable) fail(`/properties/${c.jsonKey}/type`, `the ${what} "${c.jsonKey}" must not admit null; give it a single type`);
+    if (typeAdmitsNull((root.properties as Record<string, JsonSchema>)[c.jsonKey])) fail(`/properties/${c.jsonKey}/type`, `the ${what} "${c.jsonKey}" must not admit null; give it a single type`);
   };
   const id = field(extensions.idField, 'idField');
   if (id.type.kind !== 'string') fail(`/properties/${id.jsonKey}`, 'the idField must be a string');
@@ -505,7 +508,7 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
       jsonKey: key,
       type: logicalType(s, path, fail),
       required: required.includes(key),
-      ...(Array.isArray(s.type) && s.type.includes('null') ? { nullable: true } : {}),
+      ...(admitsNull(s) ? { nullable: true } : {}),
       description: typeof s.description === 'string' ? s.description : undefined,
     });
   }
@@ -535,6 +538,9 @@ function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: stri
     if (nonNull.length !== 1) fail(at, `type ${JSON.stringify(type)} mixes types; a column has exactly one type`);
     type = nonNull[0];
   }
+  if (type === undefined && Array.isArray(s.enum) && s.enum.includes(null)) {
+    fail(`${at}/enum`, 'lists null, but the field has no "type" to say it may be null: give it one, e.g. "type": ["string", "null"]');
+  }
   if (type === undefined && Array.isArray(s.enum) && s.enum.every((v) => typeof v === 'string')) type = 'string';
   if (type === undefined && typeof s.const === 'string') type = 'string';
   checkSatisfiable(s, type, at, fail);
@@ -542,8 +548,10 @@ function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: stri
     case 'string': {
       if (s.format === 'date-time') return { kind: 'timestamp' };
       if (s.format === 'date') return { kind: 'date' };
-      const enumValues = Array.isArray(s.enum) ? (s.enum as unknown[]) : typeof s.const === 'string' ? [s.const] : undefined;
-      if (enumValues && !enumValues.every((v) => typeof v === 'string')) fail(`${at}/enum`, 'a string enum must list strings only');
+      // null passed checkSatisfiable only where the type admits it; the column's nullable says so, its enum lists the strings.
+      const listed = Array.isArray(s.enum) ? (s.enum as unknown[]).filter((v) => v !== null) : typeof s.const === 'string' ? [s.const] : undefined;
+      const enumValues = listed?.length === 0 ? undefined : listed;
+      if (enumValues && !enumValues.every((v) => typeof v === 'string')) fail(`${at}/enum`, 'a string enum must list strings (and null, when the type admits it) only');
       return {
         kind: 'string',
         enum: enumValues as string[] | undefined,
@@ -652,7 +660,10 @@ function checkSatisfiable(s: JsonSchema, type: unknown, at: string, fail: (at: s
 
 /** The field's own rule a listed value breaks (its type, length, pattern, format, bounds), or undefined. Scalars only. */
 function valueProblem(s: JsonSchema, type: unknown, value: unknown): string | undefined {
-  if (value === null) return Array.isArray(s.type) && s.type.includes('null') ? undefined : `is null, which the field's type ${JSON.stringify(s.type)} does not admit`;
+  if (value === null) {
+    if (typeAdmitsNull(s)) return undefined;
+    return `is null, which the field's type ${JSON.stringify(s.type)} does not admit${typeof s.type === 'string' ? ` (to allow it, write "type": ["${s.type}", "null"])` : ''}`;
+  }
   const num = (k: string) => (typeof s[k] === 'number' ? (s[k] as number) : undefined);
   switch (type) {
     case 'string': {
@@ -699,6 +710,18 @@ function formatAccepts(name: string, value: string): boolean {
   if (check instanceof RegExp) return check.test(value);
   if (typeof check === 'function') return (check as (v: string) => boolean)(value);
   return true;
+}
+
+/** Whether the schema's type list names `null` (`["string", "null"]`). */
+function typeAdmitsNull(s: JsonSchema): boolean {
+  return Array.isArray(s.type) && s.type.includes('null');
+}
+
+/** Whether null passes the schema: its type admits null, and its `enum` or `const`, if any, lists it too. */
+function admitsNull(s: JsonSchema): boolean {
+  if (!typeAdmitsNull(s)) return false;
+  if (Array.isArray(s.enum)) return s.enum.includes(null);
+  return s.const === undefined || s.const === null;
 }
 
 function numberOr(a: unknown, b: unknown): number | undefined {

@@ -113,9 +113,14 @@ const UNIQUE_DRAWS = 50;
 
 function sampleValue(s: JsonSchema, rng: Rng, ctx: Ctx, field: string): unknown {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)];
-  if (Array.isArray(s.enum)) return pick(s.enum);
+  // Only a field that admits null draws for it, so records of schemas without one are what they were for a seed. An
+  // enum lists null when its type admits it (the schema is refused otherwise): null as often as any such field's.
+  if (Array.isArray(s.enum)) {
+    const values = s.enum.filter((v) => v !== null);
+    if (values.length < s.enum.length && (values.length === 0 || rng() < ctx.nullRate)) return null;
+    return pick(values);
+  }
   if (s.const !== undefined) return s.const;
-  // Only a field that admits null draws for it, so records of schemas without one are what they were for a seed.
   if (Array.isArray(s.type) && s.type.includes('null') && rng() < ctx.nullRate) return null;
   const type = Array.isArray(s.type) ? s.type.find((t) => t !== 'null') : s.type;
   switch (type) {

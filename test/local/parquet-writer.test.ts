@@ -254,7 +254,7 @@ describe('ParquetWriter', () => {
         pii: { email: 'hash', 'contact.phone': 'last4' },
         money: { amountField: 'price', currencyField: 'cur', minorUnitsField: 'price_minor', defaultCurrency: 'EUR' },
       },
-      required: ['id', 'at', 'kind', 'who', 'price', 'cur', 'seen', 'on_day', 'n', 'flag', 'email', 'contact', 'tags', 'labels'],
+      required: ['id', 'at', 'kind', 'who', 'price', 'cur', 'seen', 'on_day', 'n', 'flag', 'email', 'contact', 'tags', 'labels', 'tier'],
       properties: {
         id: { type: 'string', format: 'uuid' },
         at: { type: 'string', format: 'date-time' },
@@ -270,6 +270,7 @@ describe('ParquetWriter', () => {
         contact: { type: ['object', 'null'], additionalProperties: false, required: ['phone'], properties: { phone: nullable('string', { examples: ['+4915112345678'] }) } },
         tags: { type: ['array', 'null'], items: nullable('string') },
         labels: { type: ['object', 'null'], additionalProperties: nullable('integer') },
+        tier: nullable('string', { enum: ['bronze', 'silver', 'gold', null] }),
       },
     };
     const model = describeSchema('nullable', json);
@@ -286,7 +287,7 @@ describe('ParquetWriter', () => {
     expect(result.failures).toEqual([]);
     expect(result.rows).toBe(200);
     const sent = lines.map((l) => JSON.parse(l.toString()) as Record<string, unknown>);
-    const columns = ['who', 'price', 'price_minor', 'cur', 'seen', 'on_day', 'n', 'flag', 'email', 'contact', 'tags', 'labels'];
+    const columns = ['who', 'price', 'price_minor', 'cur', 'seen', 'on_day', 'n', 'flag', 'email', 'contact', 'tags', 'labels', 'tier'];
     const [counted] = await rows(out, columns.map((c) => `count(*) FILTER (WHERE "${c}" IS NULL)::INTEGER AS "${c}"`).join(', '));
     const nullsSent = Object.fromEntries(columns.map((c) => [c, sent.filter((r) => r[c] === null).length]));
     expect(counted).toEqual(nullsSent);

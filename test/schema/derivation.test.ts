@@ -189,6 +189,13 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/properties\/event_time\/type: the eventTimeField "event_time" must not admit null/],
     ['a nullable partition field', (s) => { s.properties.event_type.type = ['string', 'null']; },
       /at \/properties\/event_type\/type: the partition field "event_type" must not admit null/],
+    ['a nullable partition enum that lists null', (s) => { s.properties.event_type.type = ['string', 'null']; s.properties.event_type.enum.push(null); },
+      /at \/properties\/event_type\/type: the partition field "event_type" must not admit null/],
+    // JSON Schema asks a value to be in the enum and of the type: null in the enum of a type without it passes nothing.
+    ['null in the enum of a field whose type does not admit it', (s) => { s.properties.alert_code.enum.push(null); },
+      /at \/properties\/alert_code\/enum\/\d+: null is null, which the field's type "string" does not admit \(to allow it, write "type": \["string", "null"\]\), so no record can carry it/],
+    ['null in the enum of a field without a type', (s) => { s.properties.alert_code = { enum: ['low', null] }; },
+      /at \/properties\/alert_code\/enum: lists null, but the field has no "type" to say it may be null: give it one, e\.g\. "type": \["string", "null"\]$/],
     ['a partition field listed twice', (s) => { s['x-sluice'].partitionFields = ['event_type', 'event_type']; },
       /at \/x-sluice\/partitionFields\/1: "event_type" is listed twice; list each partition field once/],
     ['a partition enum value with no partition name', (s) => { s.properties.event_type.enum.push('!!!'); },
@@ -278,6 +285,29 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     const model = describeSchema('iot', schema);
     expect(model.inputColumns.find((c) => c.jsonKey === 'device_model')).toMatchObject({ type: { kind: 'string' }, nullable: true });
     expect(model.inputColumns.find((c) => c.jsonKey === 'device_id')?.nullable).toBeUndefined();
+  });
+
+  test('a nullable enum that lists null is accepted: a nullable string column with the listed strings, in every artifact', () => {
+    const schema = base();
+    schema.properties.loyalty_tier = { type: ['string', 'null'], enum: ['bronze', 'silver', 'gold', null] };
+    schema.required.push('loyalty_tier');
+    const model = describeSchema('iot', schema);
+    expect(model.inputColumns.find((c) => c.jsonKey === 'loyalty_tier')).toMatchObject({ type: { kind: 'string', enum: ['bronze', 'silver', 'gold'] }, nullable: true });
+    expect(glueColumns(model).columns.find((c) => c.name === 'loyalty_tier')?.type).toBe('string');
+    expect(parquetColumns(model).find((c) => c.name === 'loyalty_tier')?.type).toBe('VARCHAR');
+    const props = (openSearchIndexTemplate(model) as { template: { mappings: { properties: Record<string, Record<string, unknown>> } } }).template.mappings.properties;
+    expect(props.loyalty_tier).toEqual({ type: 'keyword', ignore_above: 1024 });
+    expect(typeScriptTypes(model)).toContain('  loyalty_tier: "bronze" | "silver" | "gold" | null;');
+  });
+
+  test('a field whose type admits null but whose enum does not list it refuses null: not nullable, and its type says so', () => {
+    const schema = base();
+    schema.properties.loyalty_tier = { type: ['string', 'null'], enum: ['bronze', 'silver'] };
+    schema.properties.note = { type: ['string', 'null'] };
+    const model = describeSchema('iot', schema);
+    expect(model.inputColumns.find((c) => c.jsonKey === 'loyalty_tier')?.nullable).toBeUndefined();
+    expect(typeScriptTypes(model)).toContain('  loyalty_tier?: "bronze" | "silver";');
+    expect(typeScriptTypes(model)).toContain('  note?: string | null;');
   });
 
   test('an optional, nullable string entity field is accepted (records without it have no last-seen item)', () => {

@@ -142,3 +142,18 @@ test('a field that admits null is null in a share of records, the same share for
   expect(nullsIn(sampleRecords(schema, 1000, 9, { nullRate: 0 }))).toBe(0);
   expect(nullsIn(sampleRecords(schema, 1000, 9, { edgy: true }))).toBeGreaterThan(nulls);
 });
+
+test('a nullable enum that lists null is null in a share of records, a listed value otherwise, and the validator agrees', () => {
+  const tier = { type: ['string', 'null'], enum: ['bronze', 'silver', 'gold', null] };
+  expectValidDraws(tier);
+  const schema = recordWith(tier);
+  const values = sampleRecords(schema, 1000, 9).map((r) => r.value);
+  const nulls = values.filter((v) => v === null).length;
+  expect(nulls / values.length).toBeGreaterThan(0.05);
+  expect(nulls / values.length).toBeLessThan(0.15);
+  expect(new Set(values)).toEqual(new Set(['bronze', 'silver', 'gold', null]));
+  expect(sampleRecords(schema, 1000, 9, { nullRate: 0 }).filter((r) => r.value === null)).toEqual([]);
+  const validate = compileValidator(schema);
+  const record = sampleRecord(schema, createRng(1));
+  expect([null, 'gold', 'platinum'].map((value) => validate({ ...record, value }))).toEqual([true, true, false]);
+});
