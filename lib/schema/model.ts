@@ -244,7 +244,7 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
   }
   for (const [fieldPath, mask] of Object.entries(extensions.pii)) {
     const c = columnAt(inputColumns, fieldPath);
-    if (!c) fail(`/x-sluice/pii/${fieldPath}`, `PII field "${fieldPath}" is not a property of the schema (nested fields are written a.b)`);
+    if (!c) fail(`/x-sluice/pii/${fieldPath}`, missingPiiFieldProblem(inputColumns, fieldPath));
     else if (c.type.kind !== 'string') fail(`/x-sluice/pii/${fieldPath}`, `PII mask "${mask}" applies to strings only`);
     if (fieldPath === extensions.idField || extensions.partitionFields.includes(fieldPath) || fieldPath === extensions.eventTimeField) {
       fail(`/x-sluice/pii/${fieldPath}`, 'the id, event-time and partition fields cannot be masked');
@@ -423,6 +423,24 @@ export function columnAt(columns: readonly Column[], dottedPath: string): Column
   const c = columns.find((x) => x.jsonKey === head);
   if (!c || rest.length === 0) return c;
   return c.type.kind === 'struct' ? columnAt(c.type.fields, rest.join('.')) : undefined;
+}
+
+/** Why a PII path names no column: it goes through an array or a map (masks do not reach inside them), or names no property. */
+function missingPiiFieldProblem(columns: readonly Column[], dottedPath: string): string {
+  const parts = dottedPath.split('.');
+  let fields = columns;
+  for (let i = 0; i < parts.length - 1; i++) {
+    const c = fields.find((x) => x.jsonKey === parts[i]);
+    if (!c) break;
+    if (c.type.kind === 'array' || c.type.kind === 'map') {
+      const through = parts.slice(0, i + 1).join('.');
+      const what = c.type.kind === 'array' ? 'an array' : 'a map';
+      return `PII field "${dottedPath}" goes through "${through}", ${what}: a path through ${what} is not supported (masks reach top-level fields and fields of nested objects only); move the field out of it, or mask it before sending`;
+    }
+    if (c.type.kind !== 'struct') break;
+    fields = c.type.fields;
+  }
+  return `PII field "${dottedPath}" is not a property of the schema (nested fields are written a.b)`;
 }
 
 /** `o[key]` when `o` has it as its own key: a field named "constructor" must not find Object.prototype's. */

@@ -125,6 +125,20 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/properties\/temperature_c: type "float" is not supported: use one of "string", "integer", "number", "boolean", "object", "array" \(or a list of one of them and "null"\)$/],
     ['an event-time field that is not a date-time', (s) => { s['x-sluice'].eventTimeField = 'device_id'; }, /at \/properties\/device_id: the eventTimeField must be/],
     ['a PII mask on a number', (s) => { s['x-sluice'].pii = { temperature_c: 'hash' }; }, /at \/x-sluice\/pii\/temperature_c: PII mask "hash" applies to strings only/],
+    ['a PII mask on a field inside an array of objects', (s) => {
+      s.properties.readings = { type: 'array', items: { type: 'object', additionalProperties: false, properties: { sensor: { type: 'string' } } } };
+      s['x-sluice'].pii = { 'readings.sensor': 'hash' };
+    }, /at \/x-sluice\/pii\/readings\.sensor: PII field "readings\.sensor" goes through "readings", an array: a path through an array is not supported \(masks reach top-level fields and fields of nested objects only\); move the field out of it, or mask it before sending$/],
+    ['a PII mask on a field inside an array of a nested object', (s) => {
+      s.properties.site = { type: 'object', additionalProperties: false, properties: { staff: { type: 'array', items: { type: 'object', additionalProperties: false, properties: { email: { type: 'string' } } } } } };
+      s['x-sluice'].pii = { 'site.staff.email': 'hash' };
+    }, /at \/x-sluice\/pii\/site\.staff\.email: PII field "site\.staff\.email" goes through "site\.staff", an array: a path through an array is not supported/],
+    ['a PII mask on a value of a map', (s) => {
+      s.properties.labels = { type: 'object', additionalProperties: { type: 'string' } };
+      s['x-sluice'].pii = { 'labels.owner': 'redact' };
+    }, /at \/x-sluice\/pii\/labels\.owner: PII field "labels\.owner" goes through "labels", a map: a path through a map is not supported/],
+    ['a PII mask on a nested field the schema does not have', (s) => { s['x-sluice'].pii = { 'location.latitude': 'hash' }; },
+      /at \/x-sluice\/pii\/location\.latitude: PII field "location\.latitude" is not a property of the schema \(nested fields are written a\.b\)$/],
     ['an unknown PII mask', (s) => { s['x-sluice'].pii = { device_id: 'rot13' }; }, /at \/x-sluice\/pii\/device_id: mask "rot13" is not one of/],
     ['a nested object open to extra keys', (s) => { s.properties.location.additionalProperties = true; },
       /at \/properties\/location\/additionalProperties: an object with properties must set "additionalProperties": false/],
