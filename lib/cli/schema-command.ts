@@ -54,7 +54,7 @@ export function registerSchemaCommand(program: Command): void {
         return;
       }
       const parquetType = new Map(artifacts.parquet.map((c) => [c.name, c.type]));
-      const mapping = template === undefined ? {} : (template as { template: { mappings: { properties: Record<string, { type?: string }> } } }).template.mappings.properties;
+      const mapping = template === undefined ? {} : (template as { template: { mappings: { properties: SearchProperties } } }).template.mappings.properties;
       console.log(`${model.title} — schemas/${pipeline}.schema.json v${x.version}\n`);
       console.log('Glue columns');
       console.log(formatTable(['column', 'hive type', 'parquet (duckdb)', 'opensearch'], glue.columns.map((c) => [
@@ -75,9 +75,7 @@ export function registerSchemaCommand(program: Command): void {
         if (destinations.includes('search')) console.log(`\nOpenSearch index template  ${patterns}  (${fields})`);
         else console.log(`\nOpenSearch: not indexed: ${why}; with the search destination its index template would be ${patterns} (${fields})`);
       }
-      for (const [field, m] of Object.entries(mapping)) {
-        if (m.type === 'geo_point' || m.type === 'date' || m.type === 'ip') console.log(`  ${field}: ${m.type}`);
-      }
+      for (const [field, type] of typedSearchFields(mapping)) console.log(`  ${field}: ${type}`);
       console.log('\nValidator (JSON Schema 2020-12, precompiled with ajv standalone)');
       console.log(`  code         ${validator.precompiled}`);
       console.log(`  required     ${validator.required.join(', ')}`);
@@ -86,6 +84,16 @@ export function registerSchemaCommand(program: Command): void {
       console.log(`  PII          ${Object.entries(x.pii).map(([f, m]) => `${f} → ${m}`).join(', ') || '(none)'}`);
       if (opts.types) console.log(`\n${artifacts.typescript}`);
     });
+}
+
+type SearchProperties = Record<string, { type?: string; properties?: SearchProperties }>;
+
+/** The mapping's date, ip and geo_point fields, nested ones included by their dotted path (`shipping_address.geo`). */
+function typedSearchFields(properties: SearchProperties, prefix = ''): Array<[string, string]> {
+  return Object.entries(properties).flatMap(([name, m]): Array<[string, string]> => {
+    if (m.properties) return typedSearchFields(m.properties, `${prefix}${name}.`);
+    return m.type === 'geo_point' || m.type === 'date' || m.type === 'ip' ? [[`${prefix}${name}`, m.type]] : [];
+  });
 }
 
 /** Keeps the table readable: nested DuckDB types repeat the Hive column beside them. */

@@ -1,4 +1,6 @@
 import { run } from '../../lib/cli/main';
+import { listSchemas, readSchema } from '../../lib/schema';
+import { describeSchema } from '../../lib/schema/model';
 
 async function capture(argv: string[], runCli: typeof run = run): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
@@ -75,16 +77,42 @@ describe('sluice schema', () => {
     }
   });
 
+  test('the OpenSearch section lists date, ip and geo_point fields nested in objects and arrays by their dotted path', async () => {
+    const nested = JSON.parse(JSON.stringify(readSchema('iot'))) as { properties: Record<string, unknown> };
+    const object = (properties: object, required: string[] = []) => ({ type: 'object', additionalProperties: false, required, properties });
+    nested.properties.site = object({ geo: object({ lat: { type: 'number' }, lon: { type: 'number' } }, ['lat', 'lon']), gateway_ip: { type: 'string', format: 'ipv4' } });
+    nested.properties.visits = { type: 'array', items: object({ at: { type: 'string', format: 'date-time' }, note: { type: 'string' } }) };
+    jest.resetModules();
+    jest.doMock('../../lib/schema', () => {
+      const actual = jest.requireActual<typeof import('../../lib/schema')>('../../lib/schema');
+      return { ...actual, loadModel: () => describeSchema('iot', nested) };
+    });
+    try {
+      const fresh = (require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run;
+      const { code, out } = await capture(['schema', 'iot'], fresh);
+      expect(code).toBe(0);
+      const listed = out.slice(out.indexOf('\nOpenSearch'), out.indexOf('\nValidator')).split('\n').filter((l) => l.startsWith('  '));
+      expect(listed).toEqual([
+        '  event_time: date', '  location: geo_point', '  site.geo: geo_point', '  site.gateway_ip: ip', '  visits.at: date',
+        '  sluice.arrival_time: date', '  sluice.processed_at: date',
+      ]);
+    } finally {
+      jest.dontMock('../../lib/schema');
+      jest.resetModules();
+    }
+  });
+
   test('an unknown pipeline is a usage error with the known names', async () => {
-    const { code, err } = await capture(['schema', 'orders']);
+    // A name no user's pipeline has (schemas/README.md's own example is "orders").
+    const { code, err } = await capture(['schema', 'never-a-pipeline-zz9']);
     expect(code).toBe(2);
-    expect(err).toMatch(/unknown pipeline "orders"; known pipelines: app-events, clickstream, iot, transactions/);
+    expect(err).toMatch(`unknown pipeline "never-a-pipeline-zz9"; known pipelines: ${listSchemas().join(', ')}`);
     expect(err).not.toMatch(/at .*\.ts:\d+/); // no stack trace for a user mistake
   });
 
   test('an unknown pipeline prints its control characters escaped: a name typed or pasted cannot clear or retitle the terminal', async () => {
     const { code, err } = await capture(['schema', 'or\u001b[2Jders\u0007']);
     expect(code).toBe(2);
-    expect(err).toBe('sluice: unknown pipeline "or\\u001b[2Jders\\u0007"; known pipelines: app-events, clickstream, iot, transactions');
+    expect(err).toBe(`sluice: unknown pipeline "or\\u001b[2Jders\\u0007"; known pipelines: ${listSchemas().join(', ')}`);
   });
 });
