@@ -165,6 +165,11 @@ function twinConfig(flags: LocalFlags, bufferInterval: string | undefined): Slui
 /** The demo's buffer interval unless --buffer-interval is given: its flush comes quickly whatever cdk.json says. */
 const DEMO_BUFFER_INTERVAL_SECONDS = 1;
 
+/** The columns of the demo's summary, one row per pipeline (the README's `npm start` paragraph names them). */
+export const DEMO_SUMMARY_COLUMNS = [
+  'pipeline', 'sent', 'sent rec/s', 'parquet rows', 'processing-failed', 'conversion-failed', 'dropped', 'DLQ messages', 'files', 'bytes', 'search docs', 'consumer records',
+] as const;
+
 /**
  * What the help of `local up` and of the demo says of the defaults they take, which differ. `config` is the
  * configuration the command would run with, undefined when it cannot be read (the help then names the setting).
@@ -659,7 +664,7 @@ async function demoOnTwin(
   const totalSent = [...sent.values()].reduce((a, s) => a + s.records, 0);
   console.log(`\nSent ${formatNumber(totalSent)} records in ${sendSeconds.toFixed(1)} s; everything flushed after ${elapsed.toFixed(1)} s.\n`);
   console.log(formatTable(
-    ['pipeline', 'sent', 'sent rec/s', 'parquet rows', 'processing-failed', 'conversion-failed', 'dropped', 'DLQ messages', 'files', 'bytes', 'search docs', 'consumer records'],
+    [...DEMO_SUMMARY_COLUMNS],
     rows.map((r) => [r[0], r[1], r[12], r[2], r[3], r[4], r[5], r[11], r[6], r[7], r[8], r[9]]),
   ));
   printConsumerSkipped(summary, 'consumer records');

@@ -12,7 +12,7 @@ import { PutRecordCommand } from '@aws-sdk/client-firehose';
 import { firehoseClient } from '../../lib/local/aws-clients';
 import { DlqFile } from '../../lib/local/dlq-file';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
-import { lockDataDir } from '../../lib/cli/local-command';
+import { DEMO_SUMMARY_COLUMNS, lockDataDir } from '../../lib/cli/local-command';
 import { localBucketName } from '../../lib/local/paths';
 import { processStart, readPid } from '../../lib/local/process-alive';
 import { readLiveTwinRecord, twinLockHolder } from '../../lib/local/twin-record';
@@ -454,6 +454,15 @@ describe('before the twin starts', () => {
 });
 
 describe('demo', () => {
+  test('README\'s npm start paragraph says what the summary is: one table with a row per pipeline, naming each of its columns', () => {
+    const readme = readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+    const start = readme.indexOf('`npm start` starts the local twin');
+    expect(start).toBeGreaterThanOrEqual(0);
+    const paragraph = readme.slice(start, readme.indexOf('\n\n', start)).replace(/\s+/g, ' ');
+    expect(paragraph).toMatch(/prints one table with a row per pipeline/);
+    expect(DEMO_SUMMARY_COLUMNS.slice(1).filter((column) => !paragraph.includes(`\`${column}\``))).toEqual([]);
+  });
+
   test('a data dir that holds an earlier run\'s data is refused before anything starts, and says what to do', async () => {
     // What an earlier demo leaves: a DLQ with messages (and more), which this run's report would count as its own.
     await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).send([message('iot', 1)]);
