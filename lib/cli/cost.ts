@@ -72,8 +72,8 @@ export const ALARMS_PER = {
   function: 3,
   /** The enhanced fan-out consumer's iterator age. */
   metadataConsumer: 1,
-  /** Dead-letter queue, router events failed, dropped and undeliverable, records left unrouted, consumer dead-letter queue. */
-  failureRouter: 6,
+  /** Dead-letter queue, router events failed and undeliverable, records left unrouted, consumer dead-letter queue. */
+  failureRouter: 5,
   /** Cluster red, writes blocked, free storage: of a domain the stack creates, not of an existing one. */
   createdDomain: 3,
 } as const;

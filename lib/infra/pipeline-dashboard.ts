@@ -216,13 +216,9 @@ export class PipelineDashboard extends Construct {
       description: 'The failure router met error lines it could not read, or an error object damaged part-way: those records are in S3 only (errors/ or search-backup/), '
         + 'not in the dead-letter queue. The router\'s log lines "error line unreadable" and "error object damaged" name the objects and lines.',
     });
-    // Lambda counts an event it could not hand to the failed-events queue, or dropped (too old), here and nowhere else.
+    // Only an event Lambda could not hand to the failed-events queue is gone. AsyncEventsDropped is not alarmed: Lambda
+    // counts every event it stops retrying there, those it then puts in the queue too (router-events-failed covers them).
     const routerFn = router.function.function;
-    this.alarm('router-events-dropped', routerFn.metric('AsyncEventsDropped', { statistic: 'Sum', period: Duration.minutes(5) }), {
-      threshold: 1, evaluationPeriods: 1,
-      description: 'Lambda dropped S3 events of the failure router without routing them: their error objects\' records may be missing from the dead-letter queue. '
-        + 'List the objects under errors/ and search-backup/ created around the alarm and re-invoke the router for them (docs/deploy.md).',
-    });
     this.alarm('router-destination-failures', routerFn.metric('DestinationDeliveryFailures', { statistic: 'Sum', period: Duration.minutes(5) }), {
       threshold: 1, evaluationPeriods: 1,
       description: 'Lambda could not put a failed failure-router event into the RouterFailedEventsUrl queue (permissions, KMS or queue trouble), so the event is gone: '
