@@ -166,7 +166,15 @@ export class LakeDelivery extends Construct {
     return this.deliveryStream.metric('PartitionCount', { statistic: 'Maximum', period: Duration.minutes(5), ...props });
   }
 
-  /** Records Firehose could not convert to Parquet. */
+  /**
+   * Share of the transform's invocations that succeeded (1 = all). Firehose retries a failed invocation, then writes
+   * its records under errors/<pipeline>/processing-failed/.
+   */
+  metricProcessingSuccess(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deliveryStream.metric('ExecuteProcessing.Success', { statistic: 'Average', period: Duration.minutes(5), ...props });
+  }
+
+  /** Records Firehose could not convert to Parquet (written under errors/<pipeline>/format-conversion-failed/). */
   metricFailedConversions(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.deliveryStream.metric('FailedConversion.Records', { statistic: 'Sum', period: Duration.minutes(5), ...props });
   }

@@ -59,7 +59,8 @@ export const ALARM_THRESHOLDS = {
 
 /**
  * One CloudWatch dashboard of every pipeline and alarms that notify an SNS topic: Kinesis iterator age and write
- * throttling; Firehose data freshness, throttled records and delivery success; Lambda errors, throttles and
+ * throttling; Firehose data freshness, throttled records and delivery success, and of the lake Parquet conversion failures
+ * and transform invocations failing; Lambda errors, throttles and
  * duration near the timeout; dead-letter queue depth and S3 events the failure router gave up on; OpenSearch cluster
  * status, write blocks and free storage.
  */
@@ -161,6 +162,17 @@ export class PipelineDashboard extends Construct {
         description: `${p.name}: the lake stream has more partitions (event type × event hour) open than its quota (500 unless raised, up to 5,000): `
           + 'the records past it go to the error prefix as activePartitionExceeded and on to the dead-letter queue, transformed (send them again from the source). '
           + 'Late or replayed records spread over many hours cause this; request a higher active-partition quota, or replay dead letters in smaller runs spaced by the buffering interval.',
+      });
+      this.alarm(`${p.name}-lake-conversion-failed`, p.lake.metricFailedConversions(), {
+        threshold: 1, evaluationPeriods: 1, datapointsToAlarm: 1,
+        description: `${p.name}: Firehose could not convert records to Parquet (they do not fit the Glue table's columns): they are under errors/${p.name}/format-conversion-failed/ `
+          + 'and in the dead-letter queue, as transformed (not as sent). Fix the Glue schema or the transform, deploy, then send them again from the source.',
+      });
+      // The lake stream always runs the transform, so its invocations always have a success rate.
+      this.alarm(`${p.name}-lake-processing-success`, p.lake.metricProcessingSuccess(), {
+        threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
+        description: `${p.name}: Firehose's invocations of the lake transform have been failing for 15 minutes (errors, timeouts or throttles); after its retries their records `
+          + `go under errors/${p.name}/processing-failed/ and to the dead-letter queue. See the transform's log group; once fixed, run \`sluice replay\`.`,
       });
     }
     for (const t of p.transforms) widgets.push(this.watchFunction(t.function, `${p.name}-${t.destination}-transform`, false));

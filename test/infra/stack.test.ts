@@ -583,6 +583,23 @@ describe('monitoring', () => {
     expect(free).toMatchObject({ ComparisonOperator: 'LessThanThreshold', Threshold: Math.floor(dev.config.opensearch.volumeGiB * 1024 * ALARM_THRESHOLDS.freeStorageShare) });
   });
 
+  test('each lake stream alarms on records it could not convert to Parquet and on transform invocations failing', () => {
+    const lakes = lakePipelines();
+    expect(alarmsOn('FailedConversion.Records')).toHaveLength(lakes.length);
+    expect(alarmsOn('ExecuteProcessing.Success')).toHaveLength(lakes.length);
+    for (const p of lakes) {
+      const [streamId] = resourceWhere(dev.template, 'AWS::KinesisFirehose::DeliveryStream', { DeliveryStreamName: resourceNames(dev.config, p.name).lakeDeliveryStream });
+      const onStream = { Namespace: 'AWS/Firehose', Dimensions: [{ Name: 'DeliveryStreamName', Value: { Ref: streamId } }], Period: 300, TreatMissingData: 'notBreaching' };
+      expect(alarmsOn('FailedConversion.Records').filter((a) => a.AlarmName === `sluice-dev-${p.name}-lake-conversion-failed`)).toEqual([expect.objectContaining({
+        ...onStream, Statistic: 'Sum', Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, DatapointsToAlarm: 1,
+      })]);
+      // A share of invocations, like the delivery-success alarms: below 1 in three periods running.
+      expect(alarmsOn('ExecuteProcessing.Success').filter((a) => a.AlarmName === `sluice-dev-${p.name}-lake-processing-success`)).toEqual([expect.objectContaining({
+        ...onStream, Statistic: 'Average', Threshold: 1, ComparisonOperator: 'LessThanThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 3,
+      })]);
+    }
+  });
+
   test('no alarm on the router\'s AsyncEventsDropped: Lambda counts there every event it stops retrying, those it then puts in the failed-events queue too', () => {
     expect(alarmsOn('AsyncEventsDropped')).toEqual([]);
     expect(alarms().map((a) => a.AlarmName)).not.toContain('sluice-dev-router-events-dropped');
