@@ -72,8 +72,12 @@ export const ALARMS_PER = {
   function: 3,
   /** The enhanced fan-out consumer's iterator age. */
   metadataConsumer: 1,
-  /** Dead-letter queue, router events failed and undeliverable, records left unrouted, consumer dead-letter queue. */
-  failureRouter: 5,
+  /** Depth and age of the dead-letter queue and of the router's failed-events queue, events undeliverable to it, records left unrouted. */
+  failureRouter: 6,
+  /** The consumer dead-letter queue's depth: the queue is in every stack. */
+  consumerDlq: 1,
+  /** Its oldest message's age, against the retention of the streams with a consumer: with a metadata consumer only. */
+  consumerDlqAge: 1,
   /** Cluster red, writes blocked, free storage: of a domain the stack creates, not of an existing one. */
   createdDomain: 3,
 } as const;
@@ -268,6 +272,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
     const search = selected.some((p) => p.destinations.includes('search'));
     alarmLine('(shared)', [
       [ALARMS_PER.failureRouter + ALARMS_PER.function, 'for the failure router'],
+      [ALARMS_PER.consumerDlq + (selected.some((p) => p.destinations.includes('metadata')) ? ALARMS_PER.consumerDlqAge : 0), 'for the consumer dead-letter queue'],
       [search ? ALARMS_PER.function : 0, 'for the index-template function'],
       [search && config.opensearch.mode === 'create' ? ALARMS_PER.createdDomain : 0, 'for the OpenSearch domain'],
     ], add);

@@ -110,6 +110,16 @@ export class FailureRouter extends Construct {
     return this.dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });
   }
 
+  /** Age of the oldest failed record in the dead-letter queue, seconds (SQS deletes it at DLQ_RETENTION). */
+  metricDlqAge(): cloudwatch.Metric {
+    return this.dlq.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(5) });
+  }
+
+  /** Age of the oldest S3 event waiting in the failed-events queue, seconds (SQS deletes it at DLQ_RETENTION). */
+  metricFailedEventsAge(): cloudwatch.Metric {
+    return this.failedEvents.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(5) });
+  }
+
   /** S3 events the router gave up on, waiting for an operator to redrive them. */
   metricFailedEventsDepth(): cloudwatch.Metric {
     return this.failedEvents.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });

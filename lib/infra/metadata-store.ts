@@ -50,6 +50,14 @@ export class MetadataStore extends Construct {
     });
   }
 
+  /**
+   * Age of the oldest notice in the consumer dead-letter queue, seconds: a notice names a sequence range of a stream,
+   * which can be read again only within the stream's retention.
+   */
+  metricConsumerDlqAge(): cloudwatch.Metric {
+    return this.consumerDlq.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(5) });
+  }
+
   /** Notices of batches the consumers gave up on. */
   metricConsumerDlqDepth(): cloudwatch.Metric {
     return this.consumerDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });

@@ -12,6 +12,7 @@ import type { LakeDelivery } from './lake-delivery';
 import type { MetadataConsumer } from './metadata-consumer';
 import type { MetadataStore } from './metadata-store';
 import type { PipelineStream } from './pipeline-stream';
+import { DLQ_RETENTION } from './queues';
 import type { SearchDelivery } from './search-delivery';
 import type { SearchDomain } from './search-domain';
 
@@ -55,13 +56,17 @@ export const ALARM_THRESHOLDS = {
   freeStorageShare: 0.25,
   /** Data freshness may exceed the buffering interval by this much before it alarms (conversion and partitioning add latency). */
   freshnessSlackSeconds: 900,
+  /** Oldest message of the dead-letter and failed-events queues: 10 of the 14 days SQS keeps it (DLQ_RETENTION), 4 days left to act. */
+  deadLetterAgeSeconds: 10 * 24 * 3600,
+  /** Oldest consumer dead letter, as a share of the shortest retention of the streams with a consumer: time left to re-read its range. */
+  consumerDeadLetterShareOfRetention: 0.5,
 } as const;
 
 /**
  * One CloudWatch dashboard of every pipeline and alarms that notify an SNS topic: Kinesis iterator age and write
  * throttling; Firehose data freshness, throttled records and delivery success, and of the lake Parquet conversion failures
  * and transform invocations failing; Lambda errors, throttles and
- * duration near the timeout; dead-letter queue depth and S3 events the failure router gave up on; OpenSearch cluster
+ * duration near the timeout; dead-letter queue depth and age, S3 events the failure router gave up on; OpenSearch cluster
  * status, write blocks and free storage.
  */
 export class PipelineDashboard extends Construct {
@@ -102,7 +107,9 @@ export class PipelineDashboard extends Construct {
     });
 
     for (const p of props.pipelines) this.watchPipeline(p);
-    this.watchFailures(props.failureRouter, props.metadataStore);
+    // A consumer dead letter names a range of its stream: it must be re-read before the shortest of those streams' retentions.
+    const consumerRetentions = props.pipelines.flatMap((p) => (p.consumer && p.stream ? [p.stream.retention.toSeconds()] : []));
+    this.watchFailures(props.failureRouter, props.metadataStore, consumerRetentions.length > 0 ? Math.min(...consumerRetentions) : undefined);
     if (props.searchDomain) this.watchDomain(props.searchDomain);
     for (const other of props.otherFunctions ?? []) this.watchFunction(other.function, other.name);
 
@@ -212,16 +219,28 @@ export class PipelineDashboard extends Construct {
     return widget;
   }
 
-  private watchFailures(router: FailureRouter, store: MetadataStore): void {
+  /** `consumerRetentionSeconds`: the shortest retention of the streams a metadata consumer reads; undefined without consumers. */
+  private watchFailures(router: FailureRouter, store: MetadataStore, consumerRetentionSeconds: number | undefined): void {
     this.watchFunction(router.function, 'failure-router');
     this.alarm('dlq-not-empty', router.metricDlqDepth(), {
       threshold: 1, evaluationPeriods: 1,
       description: 'Failed records are waiting in the dead-letter queue; inspect them and run `sluice replay`.',
     });
+    const ageDays = ALARM_THRESHOLDS.deadLetterAgeSeconds / 86_400;
+    const keptDays = DLQ_RETENTION.toDays();
+    this.alarm('dlq-age', router.metricDlqAge(), {
+      threshold: ALARM_THRESHOLDS.deadLetterAgeSeconds, evaluationPeriods: 1,
+      description: `A failed record has waited over ${ageDays} days in the dead-letter queue, which deletes it after ${keptDays}: run \`sluice replay\` (or save the messages) before then.`,
+    });
     this.alarm('router-events-failed', router.metricFailedEventsDepth(), {
       threshold: 1, evaluationPeriods: 1,
       description: 'The failure router gave up on an error object after Lambda\'s retries: its records may be missing from the dead-letter queue. '
         + 'Fix the cause (see the router\'s logs), then re-invoke the router with each message of the RouterFailedEventsUrl queue as docs/deploy.md describes.',
+    });
+    this.alarm('router-events-failed-age', router.metricFailedEventsAge(), {
+      threshold: ALARM_THRESHOLDS.deadLetterAgeSeconds, evaluationPeriods: 1,
+      description: `An S3 event the failure router gave up on has waited over ${ageDays} days in the RouterFailedEventsUrl queue, which deletes it after ${keptDays}: `
+        + 're-invoke the router with it as docs/deploy.md describes before then (its error object stays in S3, but nothing else names it).',
     });
     this.alarm('router-records-unrouted', router.metricUnroutedRecords(), {
       threshold: 1, evaluationPeriods: 1,
@@ -240,9 +259,18 @@ export class PipelineDashboard extends Construct {
       threshold: 1, evaluationPeriods: 1,
       description: 'A metadata consumer gave up on a batch; the queue holds its shard and sequence range (re-read the stream within its retention).',
     });
+    if (consumerRetentionSeconds !== undefined) {
+      const limit = Math.floor(consumerRetentionSeconds * ALARM_THRESHOLDS.consumerDeadLetterShareOfRetention);
+      this.alarm('consumer-dlq-age', store.metricConsumerDlqAge(), {
+        threshold: limit, evaluationPeriods: 1,
+        description: `A metadata consumer's failed batch has waited over ${limit / 3600} hours in the consumer dead-letter queue: it names a sequence range `
+          + `of its stream, and the shortest retention of the streams with a consumer is ${consumerRetentionSeconds / 3600} hours, after which the range is gone. Re-read it now.`,
+      });
+    }
     this.dashboard.addWidgets(new cloudwatch.GraphWidget({
       title: 'Dead-letter queues',
       left: [router.metricDlqDepth(), router.metricFailedEventsDepth(), store.metricConsumerDlqDepth()],
+      right: [router.metricDlqAge(), router.metricFailedEventsAge(), store.metricConsumerDlqAge()],
       width: 8,
     }));
   }

@@ -25,6 +25,8 @@ export class PipelineStream extends Construct {
   readonly stream: kinesis.Stream;
   /** The stream's own key, when `encryption` is 'customer-managed'. */
   readonly key?: kms.Key;
+  /** How long the stream keeps records: past it, a sequence range a dead letter names can no longer be read. */
+  readonly retention: Duration;
 
   constructor(scope: Construct, id: string, props: PipelineStreamProps) {
     super(scope, id);
@@ -36,6 +38,7 @@ export class PipelineStream extends Construct {
       problems.push(`retentionHours must be a whole number from 24 to 8760 (Kinesis allows 1 to 365 days), got ${props.retentionHours}`);
     }
     assertValidProps(this, problems);
+    this.retention = Duration.hours(props.retentionHours);
 
     if (props.encryption === 'customer-managed') {
       this.key = new kms.Key(this, 'Key', {
@@ -49,7 +52,7 @@ export class PipelineStream extends Construct {
       streamName: props.streamName,
       streamMode: onDemand ? kinesis.StreamMode.ON_DEMAND : kinesis.StreamMode.PROVISIONED,
       shardCount: onDemand ? undefined : (props.shards as number),
-      retentionPeriod: Duration.hours(props.retentionHours),
+      retentionPeriod: this.retention,
       encryption: this.key ? kinesis.StreamEncryption.KMS : kinesis.StreamEncryption.MANAGED,
       encryptionKey: this.key,
       removalPolicy: props.removalPolicy,

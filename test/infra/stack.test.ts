@@ -600,6 +600,23 @@ describe('monitoring', () => {
     }
   });
 
+  test('dead letters alarm before they expire: the failure DLQ and failed-events queue at 10 of SQS\'s 14 days, the consumer DLQ at half the shortest retention of the streams with a consumer', () => {
+    const ageOf = (queueName: string) => {
+      const [queueId] = resourceWhere(dev.template, 'AWS::SQS::Queue', { QueueName: queueName });
+      return alarmsOn('ApproximateAgeOfOldestMessage').filter((a) => JSON.stringify(a.Dimensions) === JSON.stringify([{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }]));
+    };
+    const names = resourceNames(dev.config, 'iot');
+    const onQueue = { Namespace: 'AWS/SQS', Statistic: 'Maximum', Period: 300, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, TreatMissingData: 'notBreaching' };
+    expect(ALARM_THRESHOLDS.deadLetterAgeSeconds).toBe(10 * 86_400);
+    expect(ageOf(names.dlq)).toEqual([expect.objectContaining({ ...onQueue, AlarmName: 'sluice-dev-dlq-age', Threshold: 10 * 86_400 })]);
+    expect(ageOf(names.routerFailedEvents)).toEqual([expect.objectContaining({ ...onQueue, AlarmName: 'sluice-dev-router-events-failed-age', Threshold: 10 * 86_400 })]);
+    // clickstream and iot keep 24 h, transactions 720 h: a range must be re-read within 24 h, so the alarm is at 12 h.
+    const withConsumer = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('metadata')).map((p) => p.retentionHours);
+    expect(Math.min(...withConsumer)).toBe(24);
+    expect(ageOf(names.consumerDlq)).toEqual([expect.objectContaining({ ...onQueue, AlarmName: 'sluice-dev-consumer-dlq-age', Threshold: 12 * 3600 })]);
+    expect(alarmsOn('ApproximateAgeOfOldestMessage')).toHaveLength(3);
+  });
+
   test('no alarm on the router\'s AsyncEventsDropped: Lambda counts there every event it stops retrying, those it then puts in the failed-events queue too', () => {
     expect(alarmsOn('AsyncEventsDropped')).toEqual([]);
     expect(alarms().map((a) => a.AlarmName)).not.toContain('sluice-dev-router-events-dropped');
