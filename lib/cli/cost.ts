@@ -70,8 +70,10 @@ export const ALARMS_PER = {
   lake: 3,
   /** Errors, throttles, duration near the timeout: each transform, consumer, the failure router, the index-template function. */
   function: 3,
-  /** The enhanced fan-out consumer's iterator age. */
-  metadataConsumer: 1,
+  /** The enhanced fan-out consumer's iterator age, records its handler reported for retry. */
+  metadataConsumer: 2,
+  /** Writes DynamoDB throttled on the metadata table: the table is in every stack. */
+  metadataTable: 1,
   /** Depth and age of the dead-letter queue and of the router's failed-events queue, events undeliverable to it, records left unrouted. */
   failureRouter: 6,
   /** The consumer dead-letter queue's depth: the queue is in every stack. */
@@ -272,6 +274,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
     const search = selected.some((p) => p.destinations.includes('search'));
     alarmLine('(shared)', [
       [ALARMS_PER.failureRouter + ALARMS_PER.function, 'for the failure router'],
+      [ALARMS_PER.metadataTable, 'for the metadata table'],
       [ALARMS_PER.consumerDlq + (selected.some((p) => p.destinations.includes('metadata')) ? ALARMS_PER.consumerDlqAge : 0), 'for the consumer dead-letter queue'],
       [search ? ALARMS_PER.function : 0, 'for the index-template function'],
       [search && config.opensearch.mode === 'create' ? ALARMS_PER.createdDomain : 0, 'for the OpenSearch domain'],

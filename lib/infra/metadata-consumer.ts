@@ -6,6 +6,7 @@ import { KinesisConsumerEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { ConsumerConfig } from '../config';
+import { METADATA_CONSUMER_SERVICE, METRICS_NAMESPACE, RECORDS_REPORTED_FOR_RETRY } from '../../transforms/shared/metric-names';
 import { SluiceFunction } from './function';
 import type { MetadataStore } from './metadata-store';
 import { acknowledgeWildcards } from './nag';
@@ -35,10 +36,12 @@ export class MetadataConsumer extends Construct {
   readonly function: SluiceFunction;
   readonly streamConsumer: kinesis.StreamConsumer;
   readonly eventSource: KinesisConsumerEventSource;
+  private readonly pipeline: string;
 
   constructor(scope: Construct, id: string, props: MetadataConsumerProps) {
     super(scope, id);
     const c = props.consumer;
+    this.pipeline = props.pipeline;
     const problems: string[] = [];
     const range = (key: string, value: number, min: number, max: number, why = '') => {
       if (!Number.isInteger(value) || value < min || value > max) problems.push(`consumer.${key} must be a whole number from ${min} to ${max}${why}, got ${value}`);
@@ -93,6 +96,20 @@ export class MetadataConsumer extends Construct {
       onFailure: new SqsDlq(props.store.consumerDlq as sqs.IQueue),
     });
     this.function.function.addEventSource(this.eventSource);
+  }
+
+  /**
+   * Records the handler reported as failed (batchItemFailures: DynamoDB writes that failed), per 5 minutes. Lambda
+   * retries them and in the end sends their range to the consumer dead-letter queue; the function's Errors never see them.
+   */
+  metricRecordsReportedForRetry(): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: RECORDS_REPORTED_FOR_RETRY,
+      dimensionsMap: { service: METADATA_CONSUMER_SERVICE, pipeline: this.pipeline },
+      statistic: 'Sum',
+      period: Duration.minutes(5),
+    });
   }
 
   /** How far behind the stream's tip the consumer reads, milliseconds. */

@@ -58,6 +58,11 @@ export class MetadataStore extends Construct {
     return this.consumerDlq.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(5) });
   }
 
+  /** Writes to the table DynamoDB throttled (consumers and the failure router retry them), per 5 minutes. */
+  metricWriteThrottles(): cloudwatch.Metric {
+    return this.table.metric('WriteThrottleEvents', { statistic: 'Sum', period: Duration.minutes(5) });
+  }
+
   /** Notices of batches the consumers gave up on. */
   metricConsumerDlqDepth(): cloudwatch.Metric {
     return this.consumerDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });

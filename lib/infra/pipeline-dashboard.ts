@@ -189,6 +189,12 @@ export class PipelineDashboard extends Construct {
         threshold: ALARM_THRESHOLDS.iteratorAgeMs, evaluationPeriods: 3, datapointsToAlarm: 3,
         description: `${p.name}: the metadata consumer is more than 10 minutes behind the stream.`,
       });
+      // The handler returns failed DynamoDB writes as batchItemFailures, so they never count as Lambda Errors.
+      this.alarm(`${p.name}-consumer-records-retried`, p.consumer.metricRecordsReportedForRetry(), {
+        threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 2,
+        description: `${p.name}: the metadata consumer reported records for retry (DynamoDB writes failing) in 2 of the last 3 five-minute periods; `
+          + 'Lambda retries them, then sends their range to the consumer dead-letter queue. Its log group says why.',
+      });
     }
     this.dashboard.addWidgets(...widgets);
   }
@@ -267,6 +273,11 @@ export class PipelineDashboard extends Construct {
           + `of its stream, and the shortest retention of the streams with a consumer is ${consumerRetentionSeconds / 3600} hours, after which the range is gone. Re-read it now.`,
       });
     }
+    this.alarm('metadata-write-throttles', store.metricWriteThrottles(), {
+      threshold: 1, evaluationPeriods: 1,
+      description: 'DynamoDB throttled writes to the metadata table (the consumers and the failure router retry them); sustained, the consumers fall behind and report records for retry. '
+        + 'On demand, this means traffic past twice its previous peak or a hot partition key.',
+    });
     this.dashboard.addWidgets(new cloudwatch.GraphWidget({
       title: 'Dead-letter queues',
       left: [router.metricDlqDepth(), router.metricFailedEventsDepth(), store.metricConsumerDlqDepth()],

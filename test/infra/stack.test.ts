@@ -617,6 +617,25 @@ describe('monitoring', () => {
     expect(alarmsOn('ApproximateAgeOfOldestMessage')).toHaveLength(3);
   });
 
+  test('failed metadata writes alarm: the consumer\'s own RecordsReportedForRetry per pipeline (Lambda Errors never count them), and the table\'s write throttles', () => {
+    const withConsumer = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('metadata'));
+    expect(alarmsOn('RecordsReportedForRetry')).toHaveLength(withConsumer.length);
+    for (const p of withConsumer) {
+      // The dimensions transforms/shared/telemetry.ts publishes (Powertools' service and the handler's pipeline), which
+      // CloudWatch matches as a set; the template lists them sorted by name.
+      expect(alarmsOn('RecordsReportedForRetry').filter((a) => a.AlarmName === `sluice-dev-${p.name}-consumer-records-retried`)).toEqual([expect.objectContaining({
+        Namespace: 'Sluice', Dimensions: [{ Name: 'pipeline', Value: p.name }, { Name: 'service', Value: 'metadata-consumer' }],
+        Statistic: 'Sum', Period: 300, Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 2, TreatMissingData: 'notBreaching',
+      })]);
+    }
+    const [tableId] = resourcesOf(dev.template, 'AWS::DynamoDB::Table')[0];
+    expect(resourcesOf(dev.template, 'AWS::DynamoDB::Table')).toHaveLength(1);
+    expect(alarmsOn('WriteThrottleEvents')).toEqual([expect.objectContaining({
+      AlarmName: 'sluice-dev-metadata-write-throttles', Namespace: 'AWS/DynamoDB', Dimensions: [{ Name: 'TableName', Value: { Ref: tableId } }],
+      Statistic: 'Sum', Period: 300, Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, TreatMissingData: 'notBreaching',
+    })]);
+  });
+
   test('no alarm on the router\'s AsyncEventsDropped: Lambda counts there every event it stops retrying, those it then puts in the failed-events queue too', () => {
     expect(alarmsOn('AsyncEventsDropped')).toEqual([]);
     expect(alarms().map((a) => a.AlarmName)).not.toContain('sluice-dev-router-events-dropped');

@@ -22,6 +22,7 @@ import { pipelineSchema, type PipelineSchema } from '../shared/pipeline';
 import { deaggregate } from '../shared/kpl';
 import { analyzeForLake, describeFailure } from '../shared/record';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
+import { METADATA_CONSUMER_SERVICE, RECORDS_REPORTED_FOR_RETRY } from '../shared/metric-names';
 import { MetadataStore, transactionChunks, WriteFailure, type EventFacts } from './store';
 
 export { METADATA_TABLE_KEYS, metadataKeys };
@@ -80,7 +81,7 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
   if (!(options.ttlDays > 0)) throw new Error(`ttlDays must be a positive number of days, got ${options.ttlDays}`);
   if (!options.tableName) throw new Error('tableName is required: the metadata table the consumer writes to');
   const now = options.now ?? (() => new Date());
-  const telemetry = createTelemetry('metadata-consumer', { pipeline: options.pipeline }, options);
+  const telemetry = createTelemetry(METADATA_CONSUMER_SERVICE, { pipeline: options.pipeline }, options);
   const { logger } = telemetry;
   let warnedFallback = false;
 
@@ -197,7 +198,7 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
       EventsRecorded: recorded,
       DuplicateEvents: duplicates,
       MalformedRecords: malformed,
-      RecordsReportedForRetry: batchItemFailures.length,
+      [RECORDS_REPORTED_FOR_RETRY]: batchItemFailures.length,
       WriteRetries: retries,
     });
     return { batchItemFailures, tallies };
