@@ -66,6 +66,8 @@ export const ALARMS_PER = {
   stream: 2,
   /** Data freshness, throttled records, delivery success. */
   deliveryStream: 3,
+  /** How far a delivery stream with a Kinesis source reads behind the stream's newest record. */
+  kinesisReader: 1,
   /** Of the lake delivery stream only: more partitions open than the quota, records not converted to Parquet, transform invocations failing. */
   lake: 3,
   /** Errors, throttles, duration near the timeout: each transform, consumer, the failure router, the index-template function. */
@@ -237,7 +239,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
 
     const watched: Array<[number, string]> = [
       [p.source === 'kinesis' ? ALARMS_PER.stream : 0, 'for the stream'],
-      [deliveryStreams.length * (ALARMS_PER.deliveryStream + ALARMS_PER.function),
+      [deliveryStreams.length * (ALARMS_PER.deliveryStream + (p.source === 'kinesis' ? ALARMS_PER.kinesisReader : 0) + ALARMS_PER.function),
         deliveryStreams.length === 1 ? 'for the delivery stream and its transform' : `for ${deliveryStreams.length} delivery streams and their transforms`],
       [p.destinations.includes('lake') ? ALARMS_PER.lake : 0, 'for the lake\'s open partitions and failed conversions and transforms'],
       [p.destinations.includes('metadata') ? ALARMS_PER.metadataConsumer + ALARMS_PER.function : 0, 'for the metadata consumer'],

@@ -174,6 +174,14 @@ export class LakeDelivery extends Construct {
     return this.deliveryStream.metric('ExecuteProcessing.Success', { statistic: 'Average', period: Duration.minutes(5), ...props });
   }
 
+  /**
+   * How far the last record this stream read is behind the newest of its Kinesis source, milliseconds: this reader's own
+   * lag, which the stream's GetRecords.IteratorAgeMilliseconds (one value over all its readers) can hide.
+   */
+  metricMillisBehindLatest(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deliveryStream.metric('KinesisMillisBehindLatest', { statistic: 'Maximum', period: Duration.minutes(5), ...props });
+  }
+
   /** Records Firehose could not convert to Parquet (written under errors/<pipeline>/format-conversion-failed/). */
   metricFailedConversions(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.deliveryStream.metric('FailedConversion.Records', { statistic: 'Sum', period: Duration.minutes(5), ...props });

@@ -160,6 +160,13 @@ export class PipelineDashboard extends Construct {
         threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
         description: `${p.name}: ${kind} deliveries have been failing for 15 minutes; see the delivery log group.`,
       });
+      // The stream's iterator age is one value over all its readers: a stalled reader hides behind a healthy one.
+      if (p.stream) {
+        this.alarm(`${p.name}-${kind}-reader-behind`, delivery.metricMillisBehindLatest(), {
+          threshold: ALARM_THRESHOLDS.iteratorAgeMs, evaluationPeriods: 3, datapointsToAlarm: 3,
+          description: `${p.name}: the ${kind} delivery stream's last read record has been over 10 minutes behind the stream's newest for 15 minutes (records expire after the stream's retention).`,
+        });
+      }
     }
 
     if (p.lake) {

@@ -167,6 +167,11 @@ export class SearchDelivery extends Construct {
     return this.metric('DeliveryToAmazonOpenSearchService.Success', 'Average');
   }
 
+  /** How far the last record this stream read is behind the newest of the Kinesis stream, milliseconds (this reader's own lag). */
+  metricMillisBehindLatest(): cloudwatch.Metric {
+    return this.metric('KinesisMillisBehindLatest', 'Maximum');
+  }
+
   /** Reads from the Kinesis stream that were throttled. */
   metricThrottledRecords(): cloudwatch.Metric {
     return this.metric('ThrottledGetRecords', 'Sum');

@@ -636,6 +636,22 @@ describe('monitoring', () => {
     })]);
   });
 
+  test('each delivery stream reading Kinesis alarms on its own lag (KinesisMillisBehindLatest), at the stream iterator-age threshold', () => {
+    const readers = Object.values(dev.config.pipelines).filter((p) => p.source === 'kinesis').flatMap((p) => (['lake', 'search'] as const)
+      .filter((d) => p.destinations.includes(d)).map((d) => ({ pipeline: p.name, kind: d, name: d === 'lake' ? resourceNames(dev.config, p.name).lakeDeliveryStream : resourceNames(dev.config, p.name).searchDeliveryStream })));
+    expect(readers.filter((r) => r.pipeline === 'clickstream')).toHaveLength(2);
+    expect(alarmsOn('KinesisMillisBehindLatest')).toHaveLength(readers.length);
+    for (const r of readers) {
+      const [streamId, stream] = resourceWhere(dev.template, 'AWS::KinesisFirehose::DeliveryStream', { DeliveryStreamName: r.name });
+      // The L2 lake stream is named by Ref; the L1 search stream's name is a literal.
+      const value = r.kind === 'lake' ? { Ref: streamId } : stream.DeliveryStreamName;
+      expect(alarmsOn('KinesisMillisBehindLatest').filter((a) => a.AlarmName === `sluice-dev-${r.pipeline}-${r.kind}-reader-behind`)).toEqual([expect.objectContaining({
+        Namespace: 'AWS/Firehose', Dimensions: [{ Name: 'DeliveryStreamName', Value: value }], Statistic: 'Maximum', Period: 300,
+        Threshold: ALARM_THRESHOLDS.iteratorAgeMs, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 3, TreatMissingData: 'notBreaching',
+      })]);
+    }
+  });
+
   test('no alarm on the router\'s AsyncEventsDropped: Lambda counts there every event it stops retrying, those it then puts in the failed-events queue too', () => {
     expect(alarmsOn('AsyncEventsDropped')).toEqual([]);
     expect(alarms().map((a) => a.AlarmName)).not.toContain('sluice-dev-router-events-dropped');
