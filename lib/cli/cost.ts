@@ -82,8 +82,8 @@ export const ALARMS_PER = {
   consumerDlq: 1,
   /** Its oldest message's age, against the retention of the streams with a consumer: with a metadata consumer only. */
   consumerDlqAge: 1,
-  /** Cluster red, writes blocked, free storage: of a domain the stack creates, not of an existing one. */
-  createdDomain: 3,
+  /** Cluster red and yellow, writes blocked, free storage, JVM memory pressure, snapshot failed, key inaccessible: of a domain the stack creates, not of an existing one. */
+  createdDomain: 7,
 } as const;
 
 export interface CostInputs {

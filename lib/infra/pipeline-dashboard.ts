@@ -67,7 +67,7 @@ export const ALARM_THRESHOLDS = {
  * throttling; Firehose data freshness, throttled records and delivery success, and of the lake Parquet conversion failures
  * and transform invocations failing; Lambda errors, throttles and
  * duration near the timeout; dead-letter queue depth and age, S3 events the failure router gave up on; OpenSearch cluster
- * status, write blocks and free storage.
+ * status (red and yellow), write blocks, free storage, JVM memory pressure, failed snapshots and an inaccessible key.
  */
 export class PipelineDashboard extends Construct {
   readonly dashboard: cloudwatch.Dashboard;
@@ -307,6 +307,35 @@ export class PipelineDashboard extends Construct {
       this.alarm('opensearch-writes-blocked', blocked, {
         threshold: 1, evaluationPeriods: 1,
         description: 'OpenSearch is blocking writes (storage or memory pressure); documents go to the search backup prefix.',
+      });
+    }
+    // AWS's recommended alarms for these (developerguide/cloudwatch-alarms.html), at its periods and thresholds.
+    const yellow = domain.metricClusterYellow();
+    if (yellow) {
+      this.alarm('opensearch-cluster-yellow', yellow, {
+        threshold: 1, evaluationPeriods: 5, datapointsToAlarm: 5,
+        description: 'OpenSearch cluster status has been yellow for 5 minutes: a replica shard is unassigned (a node is down or out of disk), so a node lost now loses data.',
+      });
+    }
+    const jvm = domain.metricJvmMemoryPressure();
+    if (jvm) {
+      this.alarm('opensearch-jvm-memory-pressure', jvm, {
+        threshold: 95, evaluationPeriods: 3, datapointsToAlarm: 3,
+        description: 'OpenSearch: a data node has used over 95% of its JVM heap for 3 minutes; it may fail with out-of-memory errors. Use a larger instance type.',
+      });
+    }
+    const snapshot = domain.metricSnapshotFailure();
+    if (snapshot) {
+      this.alarm('opensearch-snapshot-failed', snapshot, {
+        threshold: 1, evaluationPeriods: 1,
+        description: 'OpenSearch: an automated snapshot failed, most often because the cluster is red; the domain has no recent backup until one succeeds.',
+      });
+    }
+    const kms = domain.metricKmsKeyInaccessible();
+    if (kms) {
+      this.alarm('opensearch-kms-key-inaccessible', kms, {
+        threshold: 1, evaluationPeriods: 1,
+        description: 'OpenSearch: the key that encrypts the domain at rest was deleted or its grants revoked; the domain cannot be recovered (restore a manual snapshot into a new domain).',
       });
     }
     if (free && domain.volumeGiB !== undefined) {

@@ -153,6 +153,26 @@ export class SearchDomain extends Construct {
     return this.domain?.metricClusterStatusRed({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
   }
 
+  /** Cluster health: 1 when yellow (a replica shard is unassigned). */
+  metricClusterYellow(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.domain?.metricClusterStatusYellow({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
+  }
+
+  /** Share of the JVM heap in use on the fullest data node, percent. */
+  metricJvmMemoryPressure(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.domain?.metricJVMMemoryPressure({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
+  }
+
+  /** 1 when an automated snapshot failed. */
+  metricSnapshotFailure(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.domain?.metricAutomatedSnapshotFailure({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
+  }
+
+  /** 1 when the key encrypting the domain at rest is deleted or its grants revoked; reported only then. */
+  metricKmsKeyInaccessible(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.domain?.metricKMSKeyInaccessible({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
+  }
+
   /** Free storage of the fullest node, MiB. */
   metricFreeStorage(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
     return this.domain?.metricFreeStorageSpace({ statistic: 'Minimum', period: Duration.minutes(5), ...props });

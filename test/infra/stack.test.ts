@@ -652,6 +652,20 @@ describe('monitoring', () => {
     }
   });
 
+  test('the domain the stack creates has AWS\'s recommended alarms: JVM memory pressure, yellow status, failed snapshots, an inaccessible key', () => {
+    const [domainId] = resourcesOf(dev.template, 'AWS::OpenSearchService::Domain')[0];
+    const red = alarmsOn('ClusterStatus.red');
+    expect(red).toHaveLength(1);
+    // As the red alarm: DomainName and ClientId (the account).
+    const dimensions = [{ Name: 'ClientId', Value: { Ref: 'AWS::AccountId' } }, { Name: 'DomainName', Value: { Ref: domainId } }];
+    expect(red[0].Dimensions).toEqual(dimensions);
+    const onDomain = { Namespace: 'AWS/ES', Dimensions: dimensions, Statistic: 'Maximum', Period: 60, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching' };
+    expect(alarmsOn('JVMMemoryPressure')).toEqual([expect.objectContaining({ ...onDomain, AlarmName: 'sluice-dev-opensearch-jvm-memory-pressure', Threshold: 95, EvaluationPeriods: 3, DatapointsToAlarm: 3 })]);
+    expect(alarmsOn('ClusterStatus.yellow')).toEqual([expect.objectContaining({ ...onDomain, AlarmName: 'sluice-dev-opensearch-cluster-yellow', Threshold: 1, EvaluationPeriods: 5, DatapointsToAlarm: 5 })]);
+    expect(alarmsOn('AutomatedSnapshotFailure')).toEqual([expect.objectContaining({ ...onDomain, AlarmName: 'sluice-dev-opensearch-snapshot-failed', Threshold: 1, EvaluationPeriods: 1 })]);
+    expect(alarmsOn('KMSKeyInaccessible')).toEqual([expect.objectContaining({ ...onDomain, AlarmName: 'sluice-dev-opensearch-kms-key-inaccessible', Threshold: 1, EvaluationPeriods: 1 })]);
+  });
+
   test('no alarm on the router\'s AsyncEventsDropped: Lambda counts there every event it stops retrying, those it then puts in the failed-events queue too', () => {
     expect(alarmsOn('AsyncEventsDropped')).toEqual([]);
     expect(alarms().map((a) => a.AlarmName)).not.toContain('sluice-dev-router-events-dropped');
