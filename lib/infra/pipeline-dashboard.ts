@@ -142,10 +142,21 @@ export class PipelineDashboard extends Construct {
       if (!delivery) continue;
       const kind = delivery === p.lake ? 'lake' : 'search';
       const freshnessLimit = delivery.bufferingInterval.toSeconds() + ALARM_THRESHOLDS.freshnessSlackSeconds;
+      // One unit per axis: a 0–1 share beside counts of records would be flattened against the axis.
       widgets.push(new cloudwatch.GraphWidget({
-        title: `${p.name}: Firehose ${kind}`,
+        title: `${p.name}: Firehose ${kind} latency`,
         left: [delivery.metricDataFreshness()],
-        right: [delivery.metricDeliverySuccess(), delivery.metricThrottledRecords()],
+        leftYAxis: { label: 'seconds', showUnits: false, min: 0 },
+        right: p.stream ? [delivery.metricMillisBehindLatest()] : [],
+        rightYAxis: { label: 'milliseconds', showUnits: false, min: 0 },
+        width: 8,
+      }));
+      widgets.push(new cloudwatch.GraphWidget({
+        title: `${p.name}: Firehose ${kind} success and failures`,
+        left: delivery === p.lake ? [p.lake.metricDeliverySuccess(), p.lake.metricProcessingSuccess()] : [delivery.metricDeliverySuccess()],
+        leftYAxis: { label: 'share succeeded', showUnits: false, min: 0, max: 1 },
+        right: delivery === p.lake ? [p.lake.metricThrottledRecords(), p.lake.metricFailedConversions()] : [delivery.metricThrottledRecords()],
+        rightYAxis: { label: 'records', showUnits: false, min: 0 },
         width: 8,
       }));
       this.alarm(`${p.name}-${kind}-freshness`, delivery.metricDataFreshness(), {
@@ -345,8 +356,21 @@ export class PipelineDashboard extends Construct {
         description: `OpenSearch: the fullest node has under 25% of its ${domain.volumeGiB} GiB left (${thresholdMiB} MiB); delete old indices or grow the volume.`,
       });
     }
-    const metrics = [red, blocked, free].filter((m): m is cloudwatch.Metric => m !== undefined);
-    if (metrics.length > 0) this.dashboard.addWidgets(new cloudwatch.GraphWidget({ title: 'OpenSearch', left: metrics, width: 8 }));
+    // 0/1 flags on one widget; free storage (MiB) and memory pressure (%) on another, each on its own axis.
+    const flags = [red, yellow, blocked, snapshot, kms].filter((m): m is cloudwatch.Metric => m !== undefined);
+    if (flags.length > 0) {
+      this.dashboard.addWidgets(new cloudwatch.GraphWidget({ title: 'OpenSearch: status flags', left: flags, leftYAxis: { label: '1 = raised', showUnits: false, min: 0, max: 1 }, width: 8 }));
+    }
+    if (free || jvm) {
+      this.dashboard.addWidgets(new cloudwatch.GraphWidget({
+        title: 'OpenSearch: free storage and JVM memory pressure',
+        left: free ? [free] : [],
+        leftYAxis: { label: 'MiB', showUnits: false, min: 0 },
+        right: jvm ? [jvm] : [],
+        rightYAxis: { label: '%', showUnits: false, min: 0, max: 100 },
+        width: 8,
+      }));
+    }
   }
 
   private alarm(id: string, metric: cloudwatch.IMetric, o: {

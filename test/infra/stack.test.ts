@@ -666,6 +666,26 @@ describe('monitoring', () => {
     expect(alarmsOn('KMSKeyInaccessible')).toEqual([expect.objectContaining({ ...onDomain, AlarmName: 'sluice-dev-opensearch-kms-key-inaccessible', Threshold: 1, EvaluationPeriods: 1 })]);
   });
 
+  test('dashboard: no graph axis mixes 0–1 shares or flags with counts, seconds or MiB', () => {
+    const [, dashboard] = resourcesOf(dev.template, 'AWS::CloudWatch::Dashboard')[0];
+    const body = JSON.parse(flatten(dashboard.DashboardBody)) as { widgets: Array<{ type: string; properties: { title?: string; metrics?: unknown[][] } }> };
+    const zeroToOne = /\.Success$|^ClusterStatus\.|^ClusterIndexWritesBlocked$|^AutomatedSnapshotFailure$|^KMSKeyInaccessible$/;
+    const graphs = body.widgets.filter((w) => w.type === 'metric' && w.properties.metrics);
+    expect(graphs.length).toBeGreaterThan(0);
+    let shares = 0;
+    for (const w of graphs) {
+      for (const axis of ['left', 'right']) {
+        const names = w.properties.metrics!
+          .filter((m) => (((m.at(-1) ?? {}) as { yAxis?: string }).yAxis ?? 'left') === axis)
+          .flatMap((m) => (typeof m[1] === 'string' ? [m[1]] : []));
+        const flagged = names.filter((n) => zeroToOne.test(n));
+        shares += flagged.length;
+        expect({ widget: w.properties.title, axis, mixed: flagged.length > 0 && flagged.length < names.length ? names : [] }).toEqual({ widget: w.properties.title, axis, mixed: [] });
+      }
+    }
+    expect(shares).toBeGreaterThan(0);
+  });
+
   test('no alarm on the router\'s AsyncEventsDropped: Lambda counts there every event it stops retrying, those it then puts in the failed-events queue too', () => {
     expect(alarmsOn('AsyncEventsDropped')).toEqual([]);
     expect(alarms().map((a) => a.AlarmName)).not.toContain('sluice-dev-router-events-dropped');
