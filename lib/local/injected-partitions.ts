@@ -5,9 +5,10 @@
  * "Use dynamic ID partitioning"). DuckDB has no such rule; the local twin applies it so a query that would fail on
  * Athena fails here too, with Athena's message.
  *
- * Read from DuckDB's parse tree (`json_serialize_sql`): a statement that reads such a table must, in a WHERE clause,
- * limit the key to literals (`key = <static>`, `key IN (<static>, …)`, and ANDs and ORs of such terms), and test the
- * key in no WHERE another way.
+ * Read from DuckDB's parse tree (`json_serialize_sql`): each SELECT that reads such a table must limit the key to literals
+ * (`key = <static>`, `key IN (<static>, …)`, and ANDs and ORs of such terms) in its WHERE or its joins' ON conditions, or
+ * be read by a SELECT that does (a subquery or CTE filtered outside, as Athena pushes the condition down), and test the
+ * key there no other way. A statement DuckDB cannot show as a tree (not a plain query) is not checked.
  */
 /** Injected partition keys by table name (lower case), e.g. `orders` → [`region`]. */
 export type InjectedKeys = ReadonlyMap<string, readonly string[]>;
@@ -29,34 +30,69 @@ type Node = Record<string, unknown>;
 
 const isNode = (v: unknown): v is Node => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/**
- * The first violation in a statement's parse tree (`json_serialize_sql`'s `statements[0].node`), or undefined. The
- * conditions may sit in any WHERE of the statement (a subquery's or a CTE's, or the query's over them), since Athena
- * pushes them down to the table; a key that no WHERE limits to literals, or that a WHERE tests another way, fails.
- */
+/** A partition key as a query may name it: `region`, or qualified by its table or the table's alias (`o.region`). */
+interface Key {
+  readonly column: string;
+  readonly qualifiers: ReadonlySet<string>;
+}
+
+/** The first violation in a statement's parse tree (`json_serialize_sql`'s `statements[0].node`), or undefined. */
 export function injectedKeyViolation(tree: unknown, injected: InjectedKeys): InjectedKeyViolation | undefined {
   if (injected.size === 0) return undefined;
-  const tables = new Set<string>();
-  const wheres: Node[] = [];
-  const visit = (v: unknown): void => {
+  let found: InjectedKeyViolation | undefined;
+  /** `conditions` and `names`: the conditions of the SELECTs around this node, which Athena pushes down into it, and their relations' names. */
+  const visit = (v: unknown, conditions: readonly Node[], names: ReadonlySet<string>): void => {
+    if (found !== undefined) return;
     if (Array.isArray(v)) {
-      for (const item of v) visit(item);
+      for (const item of v) visit(item, conditions, names);
       return;
     }
     // DESCRIBE reads no data (its parse tree holds a SELECT of the whole table).
     if (!isNode(v) || v.type === 'SHOW_REF') return;
-    if (v.type === 'BASE_TABLE' && typeof v.table_name === 'string') tables.add(v.table_name.toLowerCase());
-    if (v.type === 'SELECT_NODE' && isNode(v.where_clause)) wheres.push(v.where_clause);
-    for (const key of Object.keys(v)) visit(v[key]);
-  };
-  visit(tree);
-  for (const table of tables) {
-    for (const column of injected.get(table) ?? []) {
-      const found = wheres.map((where) => valuesNamed(where, column));
-      if (found.includes('other') || !found.includes('finite')) return { table, column };
+    let innerConditions = conditions;
+    let innerNames = names;
+    if (v.type === 'SELECT_NODE') {
+      const scans = baseTables(v.from_table);
+      innerConditions = [...conditions, ...(isNode(v.where_clause) ? [v.where_clause] : []), ...scans.flatMap((t) => t.on)];
+      innerNames = new Set([...names, ...relationNames(v.from_table)]);
+      for (const scan of scans) {
+        for (const column of injected.get(scan.name) ?? []) {
+          const named = innerConditions.map((c) => valuesNamed(c, { column, qualifiers: innerNames }));
+          if (named.includes('other') || !named.includes('finite')) found ??= { table: scan.name, column };
+        }
+      }
     }
+    for (const key of Object.keys(v)) {
+      // Conditions reach the SELECTs this one reads from (FROM, WITH), not a subquery in its WHERE or select list.
+      const reads = v.type !== 'SELECT_NODE' || key === 'from_table' || key === 'cte_map';
+      visit(v[key], reads ? innerConditions : conditions, innerNames);
+    }
+  };
+  visit(tree, [], new Set());
+  return found;
+}
+
+/** The tables a SELECT reads in its own FROM (through joins, with their ON conditions; a subquery is a SELECT of its own). */
+function baseTables(from: unknown): Array<{ name: string; alias: string; on: Node[] }> {
+  if (!isNode(from)) return [];
+  if (from.type === 'BASE_TABLE' && typeof from.table_name === 'string') {
+    return [{ name: from.table_name.toLowerCase(), alias: typeof from.alias === 'string' ? from.alias.toLowerCase() : '', on: [] }];
   }
-  return undefined;
+  if (from.type === 'JOIN') {
+    const tables = [...baseTables(from.left), ...baseTables(from.right)];
+    if (isNode(from.condition) && tables.length > 0) tables[0].on.push(from.condition);
+    return tables;
+  }
+  return [];
+}
+
+/** The names a SELECT's FROM gives its relations: tables and their aliases, subqueries' aliases (for `t.region`). */
+function relationNames(from: unknown): string[] {
+  if (!isNode(from)) return [];
+  const alias = typeof from.alias === 'string' && from.alias !== '' ? [from.alias.toLowerCase()] : [];
+  if (from.type === 'BASE_TABLE' && typeof from.table_name === 'string') return [from.table_name.toLowerCase(), ...alias];
+  if (from.type === 'JOIN') return [...relationNames(from.left), ...relationNames(from.right)];
+  return alias;
 }
 
 /**
@@ -67,32 +103,33 @@ export function injectedKeyViolation(tree: unknown, injected: InjectedKeys): Inj
  */
 type Named = 'none' | 'finite' | 'unbounded' | 'other';
 
-function valuesNamed(e: Node, column: string): Named {
-  if (references(e, column) === 0) return 'none';
-  if (staticEquality(e, column)) return 'finite';
-  const children = Array.isArray(e.children) ? (e.children as unknown[]).filter(isNode).map((c) => valuesNamed(c, column)) : [];
+function valuesNamed(e: Node, key: Key): Named {
+  if (references(e, key) === 0) return 'none';
+  if (staticEquality(e, key)) return 'finite';
+  const children = Array.isArray(e.children) ? (e.children as unknown[]).filter(isNode).map((c) => valuesNamed(c, key)) : [];
   if (children.includes('other')) return 'other';
   if (e.type === 'CONJUNCTION_AND') return children.includes('finite') ? 'finite' : 'unbounded';
   if (e.type === 'CONJUNCTION_OR') return children.every((c) => c === 'finite') ? 'finite' : 'unbounded';
   return 'other';
 }
 
-function staticEquality(e: Node, column: string): boolean {
+function staticEquality(e: Node, key: Key): boolean {
   if (e.type === 'COMPARE_EQUAL') {
-    return (isColumn(e.left, column) && isStatic(e.right)) || (isColumn(e.right, column) && isStatic(e.left));
+    return (isKey(e.left, key) && isStatic(e.right)) || (isKey(e.right, key) && isStatic(e.left));
   }
   if (e.type === 'COMPARE_IN' && Array.isArray(e.children) && e.children.length > 1) {
     const [subject, ...values] = e.children as unknown[];
-    return isColumn(subject, column) && values.every(isStatic);
+    return isKey(subject, key) && values.every(isStatic);
   }
   return false;
 }
 
-function isColumn(e: unknown, column: string): boolean {
+/** `region`, `o.region`, `orders.region` or `db.orders.region`, not a struct's field (`shipping_address.region`). */
+function isKey(e: unknown, key: Key): boolean {
   if (!isNode(e) || e.class !== 'COLUMN_REF' || !Array.isArray(e.column_names)) return false;
-  const names = e.column_names as unknown[];
-  const last = names[names.length - 1];
-  return typeof last === 'string' && last.toLowerCase() === column;
+  const names = (e.column_names as unknown[]).map((n) => (typeof n === 'string' ? n.toLowerCase() : ''));
+  if (names[names.length - 1] !== key.column) return false;
+  return names.length === 1 || key.qualifiers.has(names[names.length - 2]);
 }
 
 /** A literal, or an expression of literals only (a cast, a function such as lower('EU')): evaluated without data. */
@@ -104,11 +141,12 @@ function isStatic(e: unknown): boolean {
   return false;
 }
 
-function references(v: unknown, column: string): number {
-  if (Array.isArray(v)) return v.reduce((n: number, item) => n + references(item, column), 0);
-  if (!isNode(v)) return 0;
-  if (isColumn(v, column)) return 1;
+/** References to the key in a condition, not counting subqueries in it (SELECTs of their own, checked as such). */
+function references(v: unknown, key: Key): number {
+  if (Array.isArray(v)) return v.reduce((n: number, item) => n + references(item, key), 0);
+  if (!isNode(v) || v.class === 'SUBQUERY') return 0;
+  if (isKey(v, key)) return 1;
   let n = 0;
-  for (const key of Object.keys(v)) n += references(v[key], column);
+  for (const k of Object.keys(v)) n += references(v[k], key);
   return n;
 }
