@@ -36,12 +36,15 @@ export class MetadataConsumer extends Construct {
   readonly function: SluiceFunction;
   readonly streamConsumer: kinesis.StreamConsumer;
   readonly eventSource: KinesisConsumerEventSource;
+  /** Records older than this are not retried but sent to the consumer dead-letter queue. */
+  readonly maxRecordAge: Duration;
   private readonly pipeline: string;
 
   constructor(scope: Construct, id: string, props: MetadataConsumerProps) {
     super(scope, id);
     const c = props.consumer;
     this.pipeline = props.pipeline;
+    this.maxRecordAge = Duration.seconds(c.maxRecordAgeSeconds);
     const problems: string[] = [];
     const range = (key: string, value: number, min: number, max: number, why = '') => {
       if (!Number.isInteger(value) || value < min || value > max) problems.push(`consumer.${key} must be a whole number from ${min} to ${max}${why}, got ${value}`);

@@ -47,6 +47,9 @@ export interface PipelineDashboardProps {
 /**
  * Thresholds, in one place so the docs and tests can quote them. Periods are 5 minutes unless noted.
  */
+/** Alarms one CloudWatch alarm status widget shows. */
+const ALARMS_PER_WIDGET = 100;
+
 export const ALARM_THRESHOLDS = {
   /** Kinesis: oldest unread record of the polling (Firehose) readers, and of the EFO consumer. */
   iteratorAgeMs: 10 * 60 * 1000,
@@ -56,10 +59,13 @@ export const ALARM_THRESHOLDS = {
   freeStorageShare: 0.25,
   /** Data freshness may exceed the buffering interval by this much before it alarms (conversion and partitioning add latency). */
   freshnessSlackSeconds: 900,
-  /** Oldest message of the dead-letter and failed-events queues: 10 of the 14 days SQS keeps it (DLQ_RETENTION), 4 days left to act. */
-  deadLetterAgeSeconds: 10 * 24 * 3600,
-  /** Oldest consumer dead letter, as a share of the shortest retention of the streams with a consumer: time left to re-read its range. */
-  consumerDeadLetterShareOfRetention: 0.5,
+  /** Oldest message of the dead-letter and failed-events queues: 4 days before SQS deletes it (DLQ_RETENTION, 14 days), time to act. */
+  deadLetterAgeSeconds: DLQ_RETENTION.toSeconds() - 4 * 24 * 3600,
+  /**
+   * Oldest consumer dead letter, as a share of the time its range has left when it arrives: the stream's retention less the
+   * consumer's maximum record age (records may be that old when given up), the shortest over the pipelines with a consumer.
+   */
+  consumerDeadLetterShareOfWindow: 0.5,
 } as const;
 
 /**
@@ -107,13 +113,18 @@ export class PipelineDashboard extends Construct {
     });
 
     for (const p of props.pipelines) this.watchPipeline(p);
-    // A consumer dead letter names a range of its stream: it must be re-read before the shortest of those streams' retentions.
-    const consumerRetentions = props.pipelines.flatMap((p) => (p.consumer && p.stream ? [p.stream.retention.toSeconds()] : []));
-    this.watchFailures(props.failureRouter, props.metadataStore, consumerRetentions.length > 0 ? Math.min(...consumerRetentions) : undefined);
+    // A consumer dead letter names a range of its stream, whose records may be maxRecordAge old when it arrives: it must be
+    // re-read before the rest of the stream's retention runs out.
+    const consumerWindows = props.pipelines.flatMap((p) => (p.consumer && p.stream ? [p.stream.retention.toSeconds() - p.consumer.maxRecordAge.toSeconds()] : []));
+    this.watchFailures(props.failureRouter, props.metadataStore, consumerWindows.length > 0 ? Math.min(...consumerWindows) : undefined);
     if (props.searchDomain) this.watchDomain(props.searchDomain);
     for (const other of props.otherFunctions ?? []) this.watchFunction(other.function, other.name);
 
-    this.dashboard.addWidgets(new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24 }));
+    // An alarm status widget shows at most 100 alarms.
+    for (let i = 0; i < this.alarms.length; i += ALARMS_PER_WIDGET) {
+      const part = this.alarms.length > ALARMS_PER_WIDGET ? ` (${i / ALARMS_PER_WIDGET + 1})` : '';
+      this.dashboard.addWidgets(new cloudwatch.AlarmStatusWidget({ title: `Alarms${part}`, alarms: this.alarms.slice(i, i + ALARMS_PER_WIDGET), width: 24 }));
+    }
   }
 
   private watchPipeline(p: MonitoredPipeline): void {
@@ -243,8 +254,11 @@ export class PipelineDashboard extends Construct {
     return widget;
   }
 
-  /** `consumerRetentionSeconds`: the shortest retention of the streams a metadata consumer reads; undefined without consumers. */
-  private watchFailures(router: FailureRouter, store: MetadataStore, consumerRetentionSeconds: number | undefined): void {
+  /**
+   * `consumerWindowSeconds`: the shortest time a consumer dead letter's range has left when it arrives (retention less
+   * maximum record age); undefined without consumers.
+   */
+  private watchFailures(router: FailureRouter, store: MetadataStore, consumerWindowSeconds: number | undefined): void {
     this.watchFunction(router.function, 'failure-router');
     this.alarm('dlq-not-empty', router.metricDlqDepth(), {
       threshold: 1, evaluationPeriods: 1,
@@ -283,12 +297,14 @@ export class PipelineDashboard extends Construct {
       threshold: 1, evaluationPeriods: 1,
       description: 'A metadata consumer gave up on a batch; the queue holds its shard and sequence range (re-read the stream within its retention).',
     });
-    if (consumerRetentionSeconds !== undefined) {
-      const limit = Math.floor(consumerRetentionSeconds * ALARM_THRESHOLDS.consumerDeadLetterShareOfRetention);
+    if (consumerWindowSeconds !== undefined) {
+      // At least a minute: a window of nothing (a maximum record age as long as the retention) alarms on any message.
+      const limit = Math.max(60, Math.floor(consumerWindowSeconds * ALARM_THRESHOLDS.consumerDeadLetterShareOfWindow));
       this.alarm('consumer-dlq-age', store.metricConsumerDlqAge(), {
         threshold: limit, evaluationPeriods: 1,
-        description: `A metadata consumer's failed batch has waited over ${limit / 3600} hours in the consumer dead-letter queue: it names a sequence range `
-          + `of its stream, and the shortest retention of the streams with a consumer is ${consumerRetentionSeconds / 3600} hours, after which the range is gone. Re-read it now.`,
+        description: `A metadata consumer's failed batch has waited over ${(limit / 3600).toFixed(1)} hours in the consumer dead-letter queue: it names a sequence range `
+          + `of its stream whose records had, when it arrived, at least ${(consumerWindowSeconds / 3600).toFixed(1)} hours left before the stream's retention removes them `
+          + '(the shortest retention less the maximum record age, over the pipelines with a consumer). Re-read it now.',
       });
     }
     this.alarm('metadata-write-throttles', store.metricWriteThrottles(), {

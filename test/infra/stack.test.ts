@@ -610,10 +610,11 @@ describe('monitoring', () => {
     expect(ALARM_THRESHOLDS.deadLetterAgeSeconds).toBe(10 * 86_400);
     expect(ageOf(names.dlq)).toEqual([expect.objectContaining({ ...onQueue, AlarmName: 'sluice-dev-dlq-age', Threshold: 10 * 86_400 })]);
     expect(ageOf(names.routerFailedEvents)).toEqual([expect.objectContaining({ ...onQueue, AlarmName: 'sluice-dev-router-events-failed-age', Threshold: 10 * 86_400 })]);
-    // clickstream and iot keep 24 h, transactions 720 h: a range must be re-read within 24 h, so the alarm is at 12 h.
-    const withConsumer = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('metadata')).map((p) => p.retentionHours);
-    expect(Math.min(...withConsumer)).toBe(24);
-    expect(ageOf(names.consumerDlq)).toEqual([expect.objectContaining({ ...onQueue, AlarmName: 'sluice-dev-consumer-dlq-age', Threshold: 12 * 3600 })]);
+    // clickstream and iot keep 24 h, transactions 720 h, and a consumer gives up on records an hour old: a range has at least
+    // 23 h left when its dead letter arrives, so the alarm is at half of that.
+    const windows = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('metadata')).map((p) => p.retentionHours * 3600 - p.consumer.maxRecordAgeSeconds);
+    expect(Math.min(...windows)).toBe(23 * 3600);
+    expect(ageOf(names.consumerDlq)).toEqual([expect.objectContaining({ ...onQueue, AlarmName: 'sluice-dev-consumer-dlq-age', Threshold: 11.5 * 3600 })]);
     expect(alarmsOn('ApproximateAgeOfOldestMessage')).toHaveLength(3);
   });
 

@@ -1,5 +1,5 @@
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
-import { resourcesOf, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
+import { flatten, resourcesOf, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
 
 // The configurations users deploy besides the default: prod (`-c env=prod`) and an existing OpenSearch domain.
 describe('env=prod', () => {
@@ -77,3 +77,21 @@ describe('opensearch.mode=existing', () => {
     existing.template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
   });
 });
+
+test('every alarm is on the dashboard, in alarm status widgets of at most 100 (CloudWatch\'s limit), also when there are more', () => {
+  // Every pipeline Kinesis-sourced with every destination: over 100 alarms.
+  const all = synthesize({
+    'pipelines.iot.destinations': 'lake,search,metadata',
+    'pipelines.transactions.destinations': 'lake,search,metadata',
+    'pipelines.app-events.source': 'kinesis',
+    'pipelines.app-events.destinations': 'lake,search,metadata',
+  });
+  const alarms = resourcesOf(all.template, 'AWS::CloudWatch::Alarm');
+  expect(alarms.length).toBeGreaterThan(100);
+  const [, dashboard] = resourcesOf(all.template, 'AWS::CloudWatch::Dashboard')[0];
+  const body = JSON.parse(flatten(dashboard.DashboardBody)) as { widgets: Array<{ type: string; properties: { alarms?: unknown[] } }> };
+  const widgets = body.widgets.filter((w) => w.type === 'alarm');
+  expect(widgets.length).toBe(Math.ceil(alarms.length / 100));
+  for (const w of widgets) expect(w.properties.alarms!.length).toBeLessThanOrEqual(100);
+  expect(widgets.reduce((n, w) => n + w.properties.alarms!.length, 0)).toBe(alarms.length);
+}, 120_000);
