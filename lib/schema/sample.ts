@@ -3,6 +3,7 @@
  * twin's demo traffic and the property tests all draw from here, so new schemas need no new generator.
  * Deterministic for a seed.
  */
+import { minorUnitDigits } from '../../transforms/shared/money';
 import { isMultipleOf } from './model';
 
 type JsonSchema = Record<string, unknown>;
@@ -48,15 +49,15 @@ export function sampleRecord(schema: object, rng: Rng, options: SampleOptions = 
     nullRate: options.nullRate ?? (options.edgy ? 0.25 : 0.1),
   }, '');
   const record = value as Record<string, unknown>;
-  const money = ((schema as JsonSchema)['x-sluice'] as { money?: { amountField: string; currencyField: string } } | undefined)?.money;
-  // Zero-decimal currencies (JPY, ...) have no cents: an amount with decimals would be refused by the transform.
-  if (money && typeof record[money.amountField] === 'number' && ZERO_DECIMAL_CURRENCIES.has(String(record[money.currencyField]))) {
+  const money = ((schema as JsonSchema)['x-sluice'] as { money?: { amountField: string; currencyField: string; defaultCurrency?: string } } | undefined)?.money;
+  // Zero-decimal currencies (JPY, ...) have no cents: an amount with decimals would be refused by the transform, which
+  // takes the default currency for a record without one (or with null).
+  const currency = money === undefined ? undefined : record[money.currencyField] ?? money.defaultCurrency;
+  if (money && typeof record[money.amountField] === 'number' && typeof currency === 'string' && minorUnitDigits(currency) === 0) {
     record[money.amountField] = Math.max(1, Math.round(record[money.amountField] as number));
   }
   return record;
 }
-
-const ZERO_DECIMAL_CURRENCIES = new Set(['BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX', 'UYI', 'VND', 'VUV', 'XAF', 'XOF', 'XPF']);
 
 export function sampleRecords(schema: object, count: number, seed: number, options: SampleOptions = {}): Array<Record<string, unknown>> {
   const rng = createRng(seed);

@@ -3,6 +3,8 @@
  * schemas/README.md supports, each record drawn from a schema that uses it passes the schema's own
  * compiled validator (what `sluice put` and the demo send must be records the pipeline accepts).
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import fc from 'fast-check';
 import { fullFormats } from 'ajv-formats/dist/formats';
 import { describeSchema } from '../../lib/schema/model';
@@ -156,4 +158,16 @@ test('a nullable enum that lists null is null in a share of records, a listed va
   const validate = compileValidator(schema);
   const record = sampleRecord(schema, createRng(1));
   expect([null, 'gold', 'platinum'].map((value) => validate({ ...record, value }))).toEqual([true, true, false]);
+});
+
+test('a record without a currency gets a whole amount when the default currency has no minor unit (JPY), as the transform requires', () => {
+  const schema = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../schemas/app-events.schema.json'), 'utf8')) as { 'x-sluice': { money: object }; properties: Record<string, object> };
+  schema['x-sluice'].money = { ...schema['x-sluice'].money, defaultCurrency: 'JPY' };
+  schema.properties.currency = { type: 'string', enum: ['USD'] };
+  const records = sampleRecords(schema, 400, 11);
+  const withoutCurrency = records.filter((r) => typeof r.amount === 'number' && r.currency === undefined);
+  expect(withoutCurrency.length).toBeGreaterThan(20);
+  for (const r of withoutCurrency) expect(Number.isInteger(r.amount)).toBe(true);
+  // With the currency given (USD), cents stay.
+  expect(records.some((r) => r.currency === 'USD' && !Number.isInteger(r.amount))).toBe(true);
 });
