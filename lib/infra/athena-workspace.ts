@@ -95,7 +95,7 @@ export class AthenaWorkspace extends Construct {
  */
 export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuery[] {
   const { model } = p;
-  const spansValues = injectedPartitionKeys(model).length === 0;
+  const queriesMaySpanAllValues = injectedPartitionKeys(model).length === 0;
   const table = `${quote(databaseName)}.${quote(p.tableName)}`;
   const timeKeys: readonly string[] = TIME_PARTITIONS;
   const valueKeys = model.partitionKeys.map((k) => k.name).filter((k) => !timeKeys.includes(k));
@@ -104,7 +104,7 @@ export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuer
   const queries: SavedQuery[] = [];
 
   const groupBy = [...valueKeys, 'hour'].map(quote);
-  if (spansValues) queries.push({
+  if (queriesMaySpanAllValues) queries.push({
     name: `${model.pipeline}: events per ${valueKeys.length > 0 ? `${valueKeys.join(', ')} per ` : ''}hour (today, UTC)`,
     description: `Record counts of ${model.pipeline} per hour of event time today (UTC, the hour partition), by ${valueKeys.join(', ') || 'hour'}`,
     sql: [
@@ -140,7 +140,7 @@ export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuer
   const entityKey = model.extensions.entityField;
   const entity = entityKey === undefined ? undefined : model.tableColumns.find((c) => c.jsonKey === entityKey);
   const eventTime = model.tableColumns.find((c) => c.jsonKey === model.extensions.eventTimeField);
-  if (entity && eventTime && spansValues) {
+  if (entity && eventTime && queriesMaySpanAllValues) {
     queries.push({
       name: `${model.pipeline}: top ${entity.name} by events (today, UTC)`,
       description: `The ${entity.name} values with the most ${model.pipeline} records today`,

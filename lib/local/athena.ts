@@ -139,6 +139,7 @@ export class LocalAthena {
     private readonly schemaDir?: string,
   ) {}
 
+  /** `options.schemaDir`: where the pipelines' schemas are (@default the project's schemas/). */
   static async open(dataDir: string, config: SluiceConfig, options: { readonly schemaDir?: string } = {}): Promise<LocalAthena> {
     const instance = await DuckDBInstance.create(':memory:');
     const connection = await instance.connect();

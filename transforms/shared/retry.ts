@@ -15,9 +15,7 @@ export function backoffDelay(attempt: number, options: BackoffOptions = {}, rand
   return Math.floor(random() * ceiling);
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { setTimeout as sleep } from 'node:timers/promises';
 
 /** Runs `work` over `items` with at most `limit` in flight, results in input order. */
 export async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
