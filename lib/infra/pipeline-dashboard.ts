@@ -44,12 +44,12 @@ export interface PipelineDashboardProps {
   readonly removalPolicy: RemovalPolicy;
 }
 
-/**
- * Thresholds, in one place so the docs and tests can quote them. Periods are 5 minutes unless noted.
- */
 /** Alarms one CloudWatch alarm status widget shows. */
 const ALARMS_PER_WIDGET = 100;
 
+/**
+ * Thresholds, in one place so the docs and tests can quote them. Periods are 5 minutes unless noted.
+ */
 export const ALARM_THRESHOLDS = {
   /** Kinesis: oldest unread record of the polling (Firehose) readers, and of the EFO consumer. */
   iteratorAgeMs: 10 * 60 * 1000,
