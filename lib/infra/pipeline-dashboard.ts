@@ -322,49 +322,41 @@ export class PipelineDashboard extends Construct {
 
   private watchDomain(domain: SearchDomain): void {
     const red = domain.metricClusterRed();
+    const yellow = domain.metricClusterYellow();
     const blocked = domain.metricWritesBlocked();
+    const jvm = domain.metricJvmMemoryPressure();
+    const snapshot = domain.metricSnapshotFailure();
+    const kms = domain.metricKmsKeyInaccessible();
     const free = domain.metricFreeStorage();
-    if (red) {
-      this.alarm('opensearch-cluster-red', red, {
+    // Yellow, JVM pressure, snapshots and the key as AWS recommends (developerguide/cloudwatch-alarms.html), at its periods
+    // and thresholds. A domain the stack did not create has no metrics here, so no alarms.
+    const domainAlarms: Array<[string, cloudwatch.Metric | undefined, { threshold: number; evaluationPeriods: number; datapointsToAlarm?: number; description: string }]> = [
+      ['opensearch-cluster-red', red, {
         threshold: 1, evaluationPeriods: 1,
         description: 'OpenSearch cluster status is red: a primary shard is unassigned and some documents cannot be indexed or searched.',
-      });
-    }
-    if (blocked) {
-      this.alarm('opensearch-writes-blocked', blocked, {
+      }],
+      ['opensearch-writes-blocked', blocked, {
         threshold: 1, evaluationPeriods: 1,
         description: 'OpenSearch is blocking writes (storage or memory pressure); documents go to the search backup prefix.',
-      });
-    }
-    // AWS's recommended alarms for these (developerguide/cloudwatch-alarms.html), at its periods and thresholds.
-    const yellow = domain.metricClusterYellow();
-    if (yellow) {
-      this.alarm('opensearch-cluster-yellow', yellow, {
+      }],
+      ['opensearch-cluster-yellow', yellow, {
         threshold: 1, evaluationPeriods: 5, datapointsToAlarm: 5,
         description: 'OpenSearch cluster status has been yellow for 5 minutes: a replica shard is unassigned (a node is down or out of disk), so a node lost now loses data.',
-      });
-    }
-    const jvm = domain.metricJvmMemoryPressure();
-    if (jvm) {
-      this.alarm('opensearch-jvm-memory-pressure', jvm, {
+      }],
+      ['opensearch-jvm-memory-pressure', jvm, {
         threshold: 95, evaluationPeriods: 3, datapointsToAlarm: 3,
         description: 'OpenSearch: a data node has used over 95% of its JVM heap for 3 minutes; it may fail with out-of-memory errors. Use a larger instance type.',
-      });
-    }
-    const snapshot = domain.metricSnapshotFailure();
-    if (snapshot) {
-      this.alarm('opensearch-snapshot-failed', snapshot, {
+      }],
+      ['opensearch-snapshot-failed', snapshot, {
         threshold: 1, evaluationPeriods: 1,
         description: 'OpenSearch: an automated snapshot failed, most often because the cluster is red; the domain has no recent backup until one succeeds.',
-      });
-    }
-    const kms = domain.metricKmsKeyInaccessible();
-    if (kms) {
-      this.alarm('opensearch-kms-key-inaccessible', kms, {
+      }],
+      ['opensearch-kms-key-inaccessible', kms, {
         threshold: 1, evaluationPeriods: 1,
         description: 'OpenSearch: the key that encrypts the domain at rest was deleted or its grants revoked; the domain cannot be recovered (restore a manual snapshot into a new domain).',
-      });
-    }
+      }],
+    ];
+    for (const [id, metric, options] of domainAlarms) if (metric) this.alarm(id, metric, options);
     if (free && domain.volumeGiB !== undefined) {
       const thresholdMiB = Math.floor(domain.volumeGiB * 1024 * ALARM_THRESHOLDS.freeStorageShare);
       this.alarm('opensearch-free-storage', free, {

@@ -731,7 +731,7 @@ function formatAccepts(name: string, value: string): boolean {
 }
 
 /** Whether the schema's type list names `null` (`["string", "null"]`). */
-function typeAdmitsNull(s: JsonSchema): boolean {
+export function typeAdmitsNull(s: JsonSchema): boolean {
   return Array.isArray(s.type) && s.type.includes('null');
 }
 

@@ -4,7 +4,7 @@
  * Deterministic for a seed.
  */
 import { minorUnitDigits } from '../../transforms/shared/money';
-import { isMultipleOf } from './model';
+import { isMultipleOf, typeAdmitsNull } from './model';
 
 type JsonSchema = Record<string, unknown>;
 export type Rng = () => number;
@@ -122,7 +122,7 @@ function sampleValue(s: JsonSchema, rng: Rng, ctx: Ctx, field: string): unknown 
     return pick(values);
   }
   if (s.const !== undefined) return s.const;
-  if (Array.isArray(s.type) && s.type.includes('null') && rng() < ctx.nullRate) return null;
+  if (typeAdmitsNull(s) && rng() < ctx.nullRate) return null;
   const type = Array.isArray(s.type) ? s.type.find((t) => t !== 'null') : s.type;
   switch (type) {
     case 'string': return sampleString(s, rng, ctx, pick, field);
