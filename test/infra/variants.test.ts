@@ -95,3 +95,9 @@ test('every alarm is on the dashboard, in alarm status widgets of at most 100 (C
   for (const w of widgets) expect(w.properties.alarms!.length).toBeLessThanOrEqual(100);
   expect(widgets.reduce((n, w) => n + w.properties.alarms!.length, 0)).toBe(alarms.length);
 }, 120_000);
+
+test('a consumer whose maximum record age is as long as its stream\'s retention leaves its dead letters no time: the age alarm fires on any message a minute old', () => {
+  const tight = synthesize({ 'pipelines.iot.consumer.maxRecordAgeSeconds': '86400' });
+  const [, alarm] = resourcesOf(tight.template, 'AWS::CloudWatch::Alarm').find(([, a]) => a.AlarmName === 'sluice-dev-consumer-dlq-age')!;
+  expect(alarm).toMatchObject({ MetricName: 'ApproximateAgeOfOldestMessage', Threshold: 60 });
+}, 120_000);
