@@ -64,12 +64,12 @@ export const LIFECYCLE_MIN_OBJECT_BYTES = 128 * 1024;
 export const ALARMS_PER = {
   /** Iterator age, write throttles. */
   stream: 2,
-  /** Data freshness, throttled records, delivery success. */
-  deliveryStream: 3,
+  /** Data freshness, throttled records, delivery success, transform invocations failing (every delivery stream runs the transform). */
+  deliveryStream: 4,
   /** How far a delivery stream with a Kinesis source reads behind the stream's newest record. */
   kinesisReader: 1,
-  /** Of the lake delivery stream only: more partitions open than the quota, records not converted to Parquet, transform invocations failing. */
-  lake: 3,
+  /** Of the lake delivery stream only: more partitions open than the quota, records not converted to Parquet. */
+  lake: 2,
   /** Errors, throttles, duration near the timeout: each transform, consumer, the failure router, the index-template function. */
   function: 3,
   /** The enhanced fan-out consumer's iterator age, records its handler reported for retry. */
@@ -241,7 +241,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       [p.source === 'kinesis' ? ALARMS_PER.stream : 0, 'for the stream'],
       [deliveryStreams.length * (ALARMS_PER.deliveryStream + (p.source === 'kinesis' ? ALARMS_PER.kinesisReader : 0) + ALARMS_PER.function),
         deliveryStreams.length === 1 ? 'for the delivery stream and its transform' : `for ${deliveryStreams.length} delivery streams and their transforms`],
-      [p.destinations.includes('lake') ? ALARMS_PER.lake : 0, 'for the lake\'s open partitions and failed conversions and transforms'],
+      [p.destinations.includes('lake') ? ALARMS_PER.lake : 0, 'for the lake\'s open partitions and failed conversions'],
       [p.destinations.includes('metadata') ? ALARMS_PER.metadataConsumer + ALARMS_PER.function : 0, 'for the metadata consumer'],
     ];
     alarmLine(name, watched, add);

@@ -164,7 +164,7 @@ export class PipelineDashboard extends Construct {
       }));
       widgets.push(new cloudwatch.GraphWidget({
         title: `${p.name}: Firehose ${kind} success and failures`,
-        left: delivery === p.lake ? [p.lake.metricDeliverySuccess(), p.lake.metricProcessingSuccess()] : [delivery.metricDeliverySuccess()],
+        left: [delivery.metricDeliverySuccess(), delivery.metricProcessingSuccess()],
         leftYAxis: { label: 'share succeeded', showUnits: false, min: 0, max: 1 },
         right: delivery === p.lake ? [p.lake.metricThrottledRecords(), p.lake.metricFailedConversions()] : [delivery.metricThrottledRecords()],
         rightYAxis: { label: 'records', showUnits: false, min: 0 },
@@ -181,6 +181,12 @@ export class PipelineDashboard extends Construct {
       this.alarm(`${p.name}-${kind}-delivery-success`, delivery.metricDeliverySuccess(), {
         threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
         description: `${p.name}: ${kind} deliveries have been failing for 15 minutes; see the delivery log group.`,
+      });
+      // Both streams always run the transform, so their invocations always have a success rate.
+      this.alarm(`${p.name}-${kind}-processing-success`, delivery.metricProcessingSuccess(), {
+        threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
+        description: `${p.name}: Firehose's invocations of the ${kind} transform have been failing for 15 minutes (errors, timeouts or throttles); after its retries their records `
+          + `go under ${delivery === p.lake ? `errors/${p.name}` : `search-backup/${p.name}`}/processing-failed/ and to the dead-letter queue. See the transform's log group; once fixed, run \`sluice replay\`.`,
       });
       // The stream's iterator age is one value over all its readers: a stalled reader hides behind a healthy one.
       if (p.stream) {
@@ -203,12 +209,6 @@ export class PipelineDashboard extends Construct {
         threshold: 1, evaluationPeriods: 1, datapointsToAlarm: 1,
         description: `${p.name}: Firehose could not convert records to Parquet (they do not fit the Glue table's columns): they are under errors/${p.name}/format-conversion-failed/ `
           + 'and in the dead-letter queue, as transformed (not as sent). Fix the Glue schema or the transform, deploy, then send them again from the source.',
-      });
-      // The lake stream always runs the transform, so its invocations always have a success rate.
-      this.alarm(`${p.name}-lake-processing-success`, p.lake.metricProcessingSuccess(), {
-        threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
-        description: `${p.name}: Firehose's invocations of the lake transform have been failing for 15 minutes (errors, timeouts or throttles); after its retries their records `
-          + `go under errors/${p.name}/processing-failed/ and to the dead-letter queue. See the transform's log group; once fixed, run \`sluice replay\`.`,
       });
     }
     for (const t of p.transforms) widgets.push(this.watchFunction(t.function, `${p.name}-${t.destination}-transform`, false));

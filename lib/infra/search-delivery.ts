@@ -172,6 +172,14 @@ export class SearchDelivery extends Construct {
     return this.metric('KinesisMillisBehindLatest', 'Maximum');
   }
 
+  /**
+   * Share of the transform's invocations that succeeded (1 = all). Firehose retries a failed invocation, then writes
+   * its records under search-backup/<pipeline>/processing-failed/.
+   */
+  metricProcessingSuccess(): cloudwatch.Metric {
+    return this.metric('ExecuteProcessing.Success', 'Average');
+  }
+
   /** Reads from the Kinesis stream that were throttled. */
   metricThrottledRecords(): cloudwatch.Metric {
     return this.metric('ThrottledGetRecords', 'Sum');

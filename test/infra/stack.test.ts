@@ -583,19 +583,30 @@ describe('monitoring', () => {
     expect(free).toMatchObject({ ComparisonOperator: 'LessThanThreshold', Threshold: Math.floor(dev.config.opensearch.volumeGiB * 1024 * ALARM_THRESHOLDS.freeStorageShare) });
   });
 
-  test('each lake stream alarms on records it could not convert to Parquet and on transform invocations failing', () => {
+  test('each lake stream alarms on records it could not convert to Parquet; every delivery stream on its transform invocations failing', () => {
     const lakes = lakePipelines();
+    // The lake's metrics come from the L2 stream (a Ref to it); the search stream is an L1 resource named in the metric.
+    const onStream = (deliveryStreamName: string) => {
+      const [streamId] = resourceWhere(dev.template, 'AWS::KinesisFirehose::DeliveryStream', { DeliveryStreamName: deliveryStreamName });
+      const value = deliveryStreamName.endsWith('-search') ? deliveryStreamName : { Ref: streamId };
+      return { Namespace: 'AWS/Firehose', Dimensions: [{ Name: 'DeliveryStreamName', Value: value }], Period: 300, TreatMissingData: 'notBreaching' };
+    };
     expect(alarmsOn('FailedConversion.Records')).toHaveLength(lakes.length);
-    expect(alarmsOn('ExecuteProcessing.Success')).toHaveLength(lakes.length);
     for (const p of lakes) {
-      const [streamId] = resourceWhere(dev.template, 'AWS::KinesisFirehose::DeliveryStream', { DeliveryStreamName: resourceNames(dev.config, p.name).lakeDeliveryStream });
-      const onStream = { Namespace: 'AWS/Firehose', Dimensions: [{ Name: 'DeliveryStreamName', Value: { Ref: streamId } }], Period: 300, TreatMissingData: 'notBreaching' };
       expect(alarmsOn('FailedConversion.Records').filter((a) => a.AlarmName === `sluice-dev-${p.name}-lake-conversion-failed`)).toEqual([expect.objectContaining({
-        ...onStream, Statistic: 'Sum', Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, DatapointsToAlarm: 1,
+        ...onStream(resourceNames(dev.config, p.name).lakeDeliveryStream), Statistic: 'Sum', Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, DatapointsToAlarm: 1,
       })]);
-      // A share of invocations, like the delivery-success alarms: below 1 in three periods running.
-      expect(alarmsOn('ExecuteProcessing.Success').filter((a) => a.AlarmName === `sluice-dev-${p.name}-lake-processing-success`)).toEqual([expect.objectContaining({
-        ...onStream, Statistic: 'Average', Threshold: 1, ComparisonOperator: 'LessThanThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 3,
+    }
+    // Both destinations' streams run the transform: a share of invocations, like the delivery-success alarms, below 1 in three periods running.
+    const streams = Object.values(dev.config.pipelines).flatMap((p) => [
+      ...(p.destinations.includes('lake') ? [{ alarm: `sluice-dev-${p.name}-lake-processing-success`, stream: resourceNames(dev.config, p.name).lakeDeliveryStream }] : []),
+      ...(p.destinations.includes('search') ? [{ alarm: `sluice-dev-${p.name}-search-processing-success`, stream: resourceNames(dev.config, p.name).searchDeliveryStream }] : []),
+    ]);
+    expect(streams.some((s) => s.alarm.endsWith('-search-processing-success'))).toBe(true);
+    expect(alarmsOn('ExecuteProcessing.Success')).toHaveLength(streams.length);
+    for (const { alarm, stream } of streams) {
+      expect(alarmsOn('ExecuteProcessing.Success').filter((a) => a.AlarmName === alarm)).toEqual([expect.objectContaining({
+        ...onStream(stream), Statistic: 'Average', Threshold: 1, ComparisonOperator: 'LessThanThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 3,
       })]);
     }
   });
