@@ -192,8 +192,9 @@ function tsType(t: LogicalType, columnNames: boolean, indent: string): string {
     case 'struct': return `{\n${t.fields.map((f) => member(f, columnNames, `${indent}  `)).join('\n')}\n${indent}}`;
     case 'array': {
       const inner = tsType(t.items, columnNames, indent);
+      if (t.itemsNullable) return `Array<${inner} | null>`;
       return t.items.kind === 'string' && t.items.enum ? `Array<${inner}>` : `${inner}[]`;
     }
-    case 'map': return `Record<string, ${tsType(t.values, columnNames, indent)}>`;
+    case 'map': return `Record<string, ${tsType(t.values, columnNames, indent)}${t.valuesNullable ? ' | null' : ''}>`;
   }
 }

@@ -15,8 +15,10 @@ export type LogicalType =
   | { readonly kind: 'double' }
   | { readonly kind: 'boolean' }
   | { readonly kind: 'struct'; readonly fields: readonly Column[]; readonly geoPoint: boolean }
-  | { readonly kind: 'array'; readonly items: LogicalType }
-  | { readonly kind: 'map'; readonly values: LogicalType };
+  /** `itemsNullable`: an item may be null (the items schema admits it, as a column's `nullable`). */
+  | { readonly kind: 'array'; readonly items: LogicalType; readonly itemsNullable?: boolean }
+  /** `valuesNullable`: a value may be null. */
+  | { readonly kind: 'map'; readonly values: LogicalType; readonly valuesNullable?: boolean };
 
 export interface Column {
   /** Glue / Parquet column name: lower case, Hive-safe. */
@@ -588,7 +590,8 @@ function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: stri
       return { kind: 'boolean' };
     case 'array': {
       if (!isObject(s.items)) fail(at, 'an array needs an "items" schema to become array<…>');
-      return { kind: 'array', items: logicalType(s.items as JsonSchema, `${at}/items`, fail) };
+      const items = logicalType(s.items as JsonSchema, `${at}/items`, fail);
+      return { kind: 'array', items, ...(admitsNull(s.items as JsonSchema) ? { itemsNullable: true } : {}) };
     }
     case 'object': {
       if (isObject(s.properties) && Object.keys(s.properties as object).length > 0) {
@@ -599,7 +602,8 @@ function logicalType(s: JsonSchema, at: string, fail: (at: string, problem: stri
         return { kind: 'struct', fields, geoPoint };
       }
       if (isObject(s.additionalProperties)) {
-        return { kind: 'map', values: logicalType(s.additionalProperties as JsonSchema, `${at}/additionalProperties`, fail) };
+        const values = logicalType(s.additionalProperties as JsonSchema, `${at}/additionalProperties`, fail);
+        return { kind: 'map', values, ...(admitsNull(s.additionalProperties as JsonSchema) ? { valuesNullable: true } : {}) };
       }
       return fail(at, 'an object needs "properties" (a struct) or an "additionalProperties" schema (a map<string,…>); without either its values have no column type');
     }

@@ -324,6 +324,27 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     expect(typeScriptTypes(model)).toContain('  note?: string | null;');
   });
 
+  test('array items and map values that admit null are typed with | null; those that do not, without', () => {
+    const schema = base();
+    schema.properties.readings = { type: 'array', items: { type: ['number', 'null'] } };
+    schema.properties.tags = { type: 'array', items: { type: ['string', 'null'], enum: ['a', 'b', null] } };
+    schema.properties.labels = { type: 'object', additionalProperties: { type: ['string', 'null'] } };
+    schema.properties.codes = { type: 'array', items: { type: ['string', 'null'], enum: ['a', 'b'] } };
+    schema.properties.counts = { type: 'object', additionalProperties: { type: 'integer' } };
+    const model = describeSchema('iot', schema);
+    expect(model.inputColumns.find((c) => c.jsonKey === 'readings')?.type).toEqual({ kind: 'array', items: { kind: 'double' }, itemsNullable: true });
+    expect(model.inputColumns.find((c) => c.jsonKey === 'codes')?.type).toEqual({ kind: 'array', items: { kind: 'string', enum: ['a', 'b'] } });
+    const types = typeScriptTypes(model);
+    expect(types).toContain('  readings?: Array<number | null>;');
+    expect(types).toContain('  tags?: Array<"a" | "b" | null>;');
+    expect(types).toContain('  labels?: Record<string, string | null>;');
+    expect(types).toContain('  codes?: Array<"a" | "b">;');
+    expect(types).toContain('  counts?: Record<string, number>;');
+    // Nullable or not, the columns are the same.
+    expect(glueColumns(model).columns.find((c) => c.name === 'readings')?.type).toBe('array<double>');
+    expect(glueColumns(model).columns.find((c) => c.name === 'labels')?.type).toBe('map<string,string>');
+  });
+
   test('an optional, nullable string entity field is accepted (records without it have no last-seen item)', () => {
     const schema = base();
     schema.properties.device_id.type = ['string', 'null'];
