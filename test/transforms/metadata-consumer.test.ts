@@ -288,6 +288,63 @@ describe('metadata consumer without transactions (dynalite, the local twin)', ()
     await consumer(local.client)(iotBatch(5, { firstId: 100 }));
     expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 15, bytes: expect.any(Number) } });
   });
+
+  it.each([
+    ['an error not worth retrying', () => Object.assign(new Error('User is not authorized to perform dynamodb:UpdateItem'), { name: 'AccessDeniedException', $fault: 'client' }), 1],
+    ['throttling past its retries', () => Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException' }), 10],
+  ])('a counter increment that fails with %s takes back the events it did not count: reported, and their redelivery counts them once', async (_what, failure, attempts) => {
+    let failing = true;
+    const { client, calls } = counted((command) => {
+      if (command.constructor.name !== 'UpdateCommand' || !failing) return undefined;
+      throw failure();
+    });
+    const batch = iotBatch(10);
+    const first = await consumer(client)(batch);
+    expect(first.batchItemFailures).toHaveLength(10);
+    // Given up within its attempts (maxAttempts, 10), not waited out for ever.
+    expect(calls.UpdateCommand).toBe(attempts);
+    expect(await counters()).toEqual({});
+    expect((await table()).filter((i) => String(i.pk).startsWith('event#'))).toEqual([]);
+    failing = false;
+    expect((await consumer(client)(batch)).batchItemFailures).toEqual([]);
+    const bytes = batch.Records.reduce((n, r) => n + Buffer.from(r.kinesis.data, 'base64').length, 0);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 10, bytes } });
+    await consumer(local.client)(batch);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 10, bytes } });
+  });
+
+  it('a counter increment applied and then given up on keeps its events: its token on the counter says it was counted', async () => {
+    const { client } = counted((command, call) => {
+      if (command.constructor.name !== 'UpdateCommand') return undefined;
+      // The first attempt is applied and its answer lost; every later one is throttled until the retries run out.
+      if (call === 1) return local.client.send(command as never).then(() => { throw Object.assign(new Error('Request timed out'), { name: 'TimeoutError' }); });
+      throw Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException' });
+    });
+    const batch = iotBatch(10);
+    expect((await consumer(client)(batch)).batchItemFailures).toHaveLength(10);
+    expect((await table()).filter((i) => String(i.pk).startsWith('event#'))).toHaveLength(10);
+    expect((await consumer(local.client)(batch)).batchItemFailures).toEqual([]);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 10, bytes: expect.any(Number) } });
+  });
+
+  it('when taking the events back fails too, the failure says their counts are lost', async () => {
+    const { client } = counted((command) => {
+      if (command.constructor.name === 'UpdateCommand') throw Object.assign(new Error('not authorized'), { name: 'AccessDeniedException', $fault: 'client' });
+      const deletes = command.constructor.name === 'BatchWriteCommand'
+        && JSON.stringify((command.input as { RequestItems: unknown }).RequestItems).includes('"DeleteRequest"');
+      if (deletes) throw Object.assign(new Error('delete refused'), { name: 'AccessDeniedException', $fault: 'client' });
+      return undefined;
+    });
+    const t = capturedTelemetry();
+    let out: Awaited<ReturnType<ReturnType<typeof consumer>>>;
+    try {
+      out = await consumer(client, { logger: t.logger, metrics: t.metrics })(iotBatch(3));
+    } finally {
+      t.restore();
+    }
+    expect(out.batchItemFailures).toHaveLength(3);
+    expect(JSON.stringify(t.lines)).toContain('deleting the event items it did not count failed too (delete refused): those events\' counts are lost');
+  });
 });
 
 describe('metadata consumer: failures', () => {

@@ -14,17 +14,18 @@
  * increments; last-seen items likewise (read, compare, write the newer). The queue makes each
  * read-then-write atomic against the other consumers of the process (the twin runs them all in one),
  * which keeps exactly-once effect under redelivery and concurrent shards. A write that fails is read
- * back, since it may have been applied: what exists is counted. Only a crash between a chunk's event
- * items and its counters (or a failed write whose read-back fails too) could lose those counts, up to
- * one chunk (50 events). Counter increments that are throttled or meet a broken connection are waited
- * out, never reported: a redelivered event finds its item and is not counted again. Each increment also
- * writes its chunk's token on the counter item, on the condition that the token is not there yet: sent
- * again after its answer was lost (by the SDK's retries or ours), it is refused instead of added twice.
+ * back, since it may have been applied: what exists is counted. Each increment also writes its chunk's
+ * token on the counter item, on the condition that the token is not there yet: sent again after its
+ * answer was lost (by the SDK's retries or ours), it is refused instead of added twice. An increment
+ * that gives up (its retries ran out, or an error not worth retrying) deletes the event items it did
+ * not count (its counter without the chunk's token) before the records are reported, so their
+ * redelivery counts them. Only a crash between a chunk's event items and its counters, or a failed
+ * write whose read-back or delete fails too, could lose those counts, up to one chunk (50 events).
  * A few dozen calls per 50 events instead of two calls per event: dynalite costs milliseconds of CPU per call.
  */
 import { randomUUID } from 'node:crypto';
 import { TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { batchGetAll, batchWriteAll, type BatchOptions } from '../shared/dynamo-batch';
+import { batchDeleteAll, batchGetAll, batchWriteAll, type BatchOptions } from '../shared/dynamo-batch';
 import { DYNAMO_MAX_TRANSACTION_ITEMS } from '../shared/limits';
 import { metadataKeys } from '../shared/metadata-table';
 import { backoffDelay, mapWithConcurrency, sleep } from '../shared/retry';
@@ -167,7 +168,15 @@ export function transactionChunks(events: readonly EventFacts[], eventsPerTransa
 }
 
 function counterKey(e: EventFacts): string {
-  return `${e.eventTypeKey}\n${minuteOf(e.eventTime)}`;
+  return counterKeyOf(e.eventTypeKey, minuteOf(e.eventTime));
+}
+
+function counterKeyOf(eventTypeKey: string, minute: string): string {
+  return `${eventTypeKey}\n${minute}`;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** `YYYY-MM-DDTHH:mm` of an ISO timestamp. */
@@ -276,11 +285,33 @@ export class MetadataStore {
     const writtenEvents = fresh.filter((e) => written.has(keyText(keys.get(e)!)));
     // Every increment settles before the queue moves on (a chunk has at most one per event type and minute).
     const chunk = randomUUID();
-    const increments = await Promise.allSettled(summedCounters(writtenEvents).map((counter) => this.incrementOnce(counter, chunk)));
-    const refused = increments.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (refused !== undefined) throw refused.reason;
+    const counters = summedCounters(writtenEvents);
+    const increments = await Promise.allSettled(counters.map((counter) => this.incrementOnce(counter, chunk)));
+    const refused = increments.flatMap((r, i) => (r.status === 'rejected' ? [{ counter: counters[i], reason: r.reason as unknown }] : []));
+    if (refused.length > 0) {
+      const { reason } = refused[0];
+      const lost = await this.takeBack(refused.map((r) => r.counter), writtenEvents, chunk).then(() => undefined, (error: unknown) => error);
+      if (lost === undefined) throw reason;
+      throw new WriteFailure(`${messageOf(reason)}; deleting the event items it did not count failed too (${messageOf(lost)}): those events' counts are lost`,
+        reason instanceof WriteFailure ? reason.retryable : true, { cause: reason });
+    }
     if (failure !== undefined) throw failure.error;
     return { recorded: writtenEvents.length, duplicates: events.length - fresh.length };
+  }
+
+  /**
+   * After increments gave up: deletes the event items of those counters the increment did not reach, so the redelivery
+   * the caller asks for (by reporting the records) finds them new and counts them, instead of calling them seen. An
+   * increment whose answer was lost may have been applied: the counter then carries this chunk's token, and its events
+   * stay. Should the read or the delete fail too, it throws: the events stay recorded and those counts are lost.
+   */
+  private async takeBack(counters: readonly SummedCounter[], events: readonly EventFacts[], chunk: string): Promise<void> {
+    const { pipeline } = this.options;
+    const keyOf = (c: SummedCounter) => metadataKeys.counter(pipeline, c.eventTypeKey, c.minute);
+    const found = await this.readItems(counters.map(keyOf));
+    const missed = new Set(counters.filter((c) => found.get(keyText(keyOf(c)))?.[COUNTER_CHUNK_ATTRIBUTE] !== chunk).map((c) => counterKeyOf(c.eventTypeKey, c.minute)));
+    const uncounted = events.filter((e) => missed.has(counterKey(e))).map((e) => metadataKeys.event(pipeline, e.eventId));
+    await batchDeleteAll(this.batches, uncounted, (k) => keyText(k as Key));
   }
 
   /**
@@ -298,7 +329,7 @@ export class MetadataStore {
       } catch (err) {
         if (asAwsError(err).name !== 'ConditionalCheckFailedException') throw err;
       }
-    }, { giveUp: false });
+    });
   }
 
   /** The items among `keys` that exist, by key (BatchGetItem, strongly consistent; unprocessed keys retried). */
@@ -463,23 +494,23 @@ export class MetadataStore {
       || e.$fault === 'server' || e.name === 'TimeoutError' || TRANSPORT_ERRORS.has(e.code ?? '');
   }
 
-  /** Retries retryable errors; with `giveUp: false`, past maxAttempts and the deadline too. */
-  private async withRetries<T>(work: () => Promise<T>, options: { giveUp: boolean } = { giveUp: true }): Promise<T> {
+  /** Retries retryable errors, within maxAttempts and the deadline. */
+  private async withRetries<T>(work: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await work();
       } catch (err) {
         const e = asAwsError(err);
         if (!this.isRetryable(e)) throw err;
-        await this.backoff(attempt, e.name ?? 'retryable error', err, options.giveUp);
+        await this.backoff(attempt, e.name ?? 'retryable error', err);
       }
     }
   }
 
   /** Waits before the next attempt, or gives up (WriteFailure, retryable) when the deadline would pass. */
-  private async backoff(attempt: number, reason: string, cause: unknown, giveUp = true): Promise<void> {
+  private async backoff(attempt: number, reason: string, cause: unknown): Promise<void> {
     const delay = backoffDelay(attempt);
-    if (giveUp && (attempt + 1 >= (this.options.maxAttempts ?? 10) || Date.now() + delay >= this.options.deadline)) {
+    if ((attempt + 1 >= (this.options.maxAttempts ?? 10) || Date.now() + delay >= this.options.deadline)) {
       throw new WriteFailure(`gave up after ${attempt + 1} attempt${attempt === 0 ? '' : 's'}: ${reason}`, true, { cause });
     }
     this.options.onRetry?.(reason);

@@ -58,20 +58,38 @@ export async function batchGetAll(
  * (a BatchWriteItem naming one item twice is refused as a whole). Every batch is tried; the first
  * error any batch gave up with is then thrown.
  */
-export async function batchWriteAll(
+export function batchWriteAll(
   options: BatchOptions,
+  items: readonly DynamoItem[],
+  keyOf: (item: DynamoItem) => string,
+  written: (item: DynamoItem) => void,
+): Promise<void> {
+  return batchWrite(options, 'PutRequest', items, keyOf, written);
+}
+
+/** Deletes the items of `keys` (BatchWriteItem's DeleteRequest), as batchWriteAll puts items. */
+export function batchDeleteAll(options: BatchOptions, keys: readonly DynamoItem[], keyOf: (key: DynamoItem) => string): Promise<void> {
+  return batchWrite(options, 'DeleteRequest', keys, keyOf, () => undefined);
+}
+
+async function batchWrite(
+  options: BatchOptions,
+  request: 'PutRequest' | 'DeleteRequest',
   items: readonly DynamoItem[],
   keyOf: (item: DynamoItem) => string,
   written: (item: DynamoItem) => void,
 ): Promise<void> {
   const { dynamo, tableName } = options;
   const byKey = new Map(items.map((item) => [keyOf(item), item]));
+  const asRequest = (item: DynamoItem) => (request === 'PutRequest' ? { PutRequest: { Item: item } } : { DeleteRequest: { Key: item } });
   let failure: { error: unknown } | undefined;
   await mapWithConcurrency(slices([...byKey.values()], DYNAMO_MAX_BATCH_WRITE_ITEMS), options.concurrency ?? 4, async (batch) => {
     try {
-      await untilProcessed(options.retry, batch, 'items unprocessed (BatchWriteItem)', async (pending) => {
-        const answer = await dynamo.send(new BatchWriteCommand({ RequestItems: { [tableName]: pending.map((Item) => ({ PutRequest: { Item } })) } }));
-        const unprocessed = (answer.UnprocessedItems?.[tableName] ?? []).map((r) => r.PutRequest?.Item).filter((i): i is DynamoItem => i !== undefined);
+      await untilProcessed(options.retry, batch, request === 'PutRequest' ? 'items unprocessed (BatchWriteItem)' : 'keys unprocessed (BatchWriteItem, delete)', async (pending) => {
+        const answer = await dynamo.send(new BatchWriteCommand({ RequestItems: { [tableName]: pending.map(asRequest) } }));
+        const unprocessed = (answer.UnprocessedItems?.[tableName] ?? [])
+          .map((r) => (request === 'PutRequest' ? r.PutRequest?.Item : r.DeleteRequest?.Key))
+          .filter((i): i is DynamoItem => i !== undefined);
         const left = new Set(unprocessed.map(keyOf));
         for (const item of pending) if (!left.has(keyOf(item))) written(item);
         return unprocessed;
