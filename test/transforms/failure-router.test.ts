@@ -27,6 +27,8 @@ import { faulty, startDynalite, type LocalDynamo } from './dynamo';
 import { capturedTelemetry, fixture, fixtureBytes, quietTelemetry, unb64 } from './helpers';
 
 const event = fixture<S3Event>('s3-error-objects.json');
+/** Every object of these events has the fixture's eTag: part of each line's dedupe key. */
+const ETAG = event.Records[0].s3.object.eTag;
 const BUCKET = 'sluice-dev-lake-123456789012';
 const OBJECTS: Record<string, string> = {
   [decodeS3Key(event.Records[0].s3.object.key)!]: 'errors-processing-failed.jsonl',
@@ -83,6 +85,20 @@ const s3Event = (...keys: string[]): S3Event => ({
 });
 
 describe('failure router', () => {
+  it('another object later written at the same key (a new eTag or version) is routed: its lines are not duplicates of the first object\'s', async () => {
+    const w = world();
+    const first = await createFailureRouter(w.options)(event);
+    expect(first.sent).toBeGreaterThan(0);
+    const again = await createFailureRouter(w.options)(event);
+    expect(again).toMatchObject({ sent: 0, duplicates: first.sent });
+    const rewritten = (changes: Partial<S3EventRecord['s3']['object']>): S3Event => ({
+      Records: event.Records.map((r) => ({ ...r, s3: { ...r.s3, object: { ...r.s3.object, ...changes } } })),
+    });
+    expect(await createFailureRouter(w.options)(rewritten({ eTag: 'fedcba9876543210fedcba9876543210' }))).toMatchObject({ sent: first.sent, duplicates: 0 });
+    expect(await createFailureRouter(w.options)(rewritten({ versionId: 'v2' }))).toMatchObject({ sent: first.sent, duplicates: 0 });
+    expect(await createFailureRouter(w.options)(rewritten({ versionId: 'v2' }))).toMatchObject({ sent: 0, duplicates: first.sent });
+  });
+
   it('a record that passes the schema now: a whole failed invocation is named as such, and both say it is safe to replay', () => {
     const valid = JSON.parse(fixtureBytes('errors-processing-failed.jsonl').toString().trim().split('\n')[2]) as { rawData: string };
     const where = locateErrorObject(decodeS3Key(event.Records[0].s3.object.key)!);
@@ -109,7 +125,7 @@ describe('failure router', () => {
     const [bad, truncated, valid, conversion, search] = w.queue;
 
     expect(bad).toEqual({
-      dedupeKey: createHash('sha256').update(`s3://${BUCKET}/${pfKey}#1`).digest('hex'),
+      dedupeKey: createHash('sha256').update(`s3://${BUCKET}/${pfKey}#1@${ETAG}`).digest('hex'),
       pipeline: 'transactions',
       errorType: 'processing-failed',
       errorCode: 'Lambda.ProcessingFailed',
@@ -190,7 +206,7 @@ describe('failure router', () => {
       },
     };
     const pfKey = decodeS3Key(event.Records[0].s3.object.key)!;
-    const lost = dedupeKeyOf(BUCKET, pfKey, 3);
+    const lost = dedupeKeyOf(BUCKET, pfKey, 3, ETAG);
     await expect(createFailureRouter(flaky)(event)).rejects.toThrow(/1 message\(s\) of s3:\/\/.+ could not be sent after 5 attempts/);
     expect(w.queue).toHaveLength(4);
     expect(w.marked.has(lost)).toBe(false);
@@ -273,7 +289,7 @@ describe('failure router', () => {
     expect(marking).not.toHaveBeenCalled();
 
     // Only the object whose check failed waits for the retry; the others of the event are routed.
-    const flaky = createFailureRouter({ ...w.options, alreadySent: async (keys) => (keys.includes(dedupeKeyOf(BUCKET, pfKey, 1)) ? Promise.reject(down) : w.options.alreadySent(keys)) });
+    const flaky = createFailureRouter({ ...w.options, alreadySent: async (keys) => (keys.includes(dedupeKeyOf(BUCKET, pfKey, 1, ETAG)) ? Promise.reject(down) : w.options.alreadySent(keys)) });
     await expect(flaky(event)).rejects.toThrow(/checking which messages/);
     expect(w.queue.map((m) => m.errorType)).toEqual(['format-conversion-failed', 'AmazonOpenSearchService-failed']);
     expect(await createFailureRouter(w.options)(event)).toEqual({ sent: 3, duplicates: 2, pointers: 0, unreadableLines: 0, damagedObjects: 0 });
@@ -690,10 +706,10 @@ describe('failure router: error lines over the cap', () => {
       }
       expect(result).toEqual({ sent: 6, duplicates: 0, pointers: 2, unreadableLines: 1, damagedObjects: 0 });
       expect(w.queue.map((m) => m.source.line)).toEqual([1, 2, 3, 4, 6, 7]);
-      expect(w.queue.map((m) => m.dedupeKey)).toEqual([1, 2, 3, 4, 6, 7].map((line) => dedupeKeyOf(BUCKET, key, line)));
+      expect(w.queue.map((m) => m.dedupeKey)).toEqual([1, 2, 3, 4, 6, 7].map((line) => dedupeKeyOf(BUCKET, key, line, ETAG)));
       const [, overlong, after, full] = w.queue;
       expect(overlong).toEqual({
-        dedupeKey: dedupeKeyOf(BUCKET, key, 2),
+        dedupeKey: dedupeKeyOf(BUCKET, key, 2, ETAG),
         pipeline: 'iot',
         errorType: 'processing-failed',
         errorCode: OVERLONG_LINE_ERROR_CODE,
@@ -774,7 +790,7 @@ describe('failure router: the second read of a gzip object is pinned to the firs
 describe('sent ledger (DynamoDB, against dynalite)', () => {
   const NOW = new Date('2026-11-22T14:00:00.000Z');
   const TTL = Math.floor(NOW.getTime() / 1000) + 30 * 86_400;
-  const keys = Array.from({ length: 260 }, (_, i) => dedupeKeyOf(BUCKET, 'errors/iot/processing-failed/2026/11/22/13/obj', i + 1));
+  const keys = Array.from({ length: 260 }, (_, i) => dedupeKeyOf(BUCKET, 'errors/iot/processing-failed/2026/11/22/13/obj', i + 1, ETAG));
   let local: LocalDynamo;
   beforeEach(async () => {
     local = await startDynalite();
@@ -940,7 +956,7 @@ describe('failure router in Lambda (AWS SDK clients, mocked)', () => {
     }
     expect(t.lines.filter((l) => l.level === 'ERROR').map((l) => [l.message, l.afterLine])).toEqual([['error object could not be read to its end; the retried event sends the rest', 15]]);
     expect(lines).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
-    expect(marked.sort()).toEqual(Array.from({ length: 15 }, (_, i) => `dlq#${dedupeKeyOf(BUCKET, key, i + 1)}`).sort());
+    expect(marked.sort()).toEqual(Array.from({ length: 15 }, (_, i) => `dlq#${dedupeKeyOf(BUCKET, key, i + 1, ETAG)}`).sort());
   });
 
   it('pins the second GetObject of a gzip object: IfMatch the first one\'s ETag, or the event\'s VersionId; a 412 fails the event with nothing sent', async () => {

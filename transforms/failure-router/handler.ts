@@ -133,9 +133,13 @@ export interface RouteResult {
 
 export type FailureRouter = (event: S3Event) => Promise<RouteResult>;
 
-/** The dedupe key of one line of one object. */
-export function dedupeKeyOf(bucket: string, key: string, line: number): string {
-  return createHash('sha256').update(`s3://${bucket}/${key}#${line}`).digest('hex');
+/**
+ * The dedupe key of one line of one object. `version` (the event's versionId, or else its eTag) tells apart another
+ * object later written at the same key (an operator putting back a mended error object): its lines are new records,
+ * not a redelivery of the first object's.
+ */
+export function dedupeKeyOf(bucket: string, key: string, line: number, version?: string): string {
+  return createHash('sha256').update(`s3://${bucket}/${key}#${line}${version ? `@${version}` : ''}`).digest('hex');
 }
 
 export function createFailureRouter(options: FailureRouterOptions): FailureRouter {
@@ -182,6 +186,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
         continue;
       }
       const object = `s3://${bucket}/${key}`;
+      const version = record.s3.object.versionId || record.s3.object.eTag || undefined;
       let reading: ErrorObjectReading | undefined;
       let readFailure: { error: unknown } | undefined;
       try {
@@ -261,7 +266,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
               overlong++;
               logger.error('error line longer than the router reads; sent as a pointer, not read', { bucket, key, line: line.line, bytes: line.overlongBytes, maxLineBytes });
             }
-            const message = fitted('overlongBytes' in line ? pointerToOverlongLine(where, bucket, key!, line, maxLineBytes) : messageFor(where, bucket, key!, line), maxMessageBytes);
+            const message = fitted('overlongBytes' in line ? pointerToOverlongLine(where, bucket, key!, version, line, maxLineBytes) : messageFor(where, bucket, key!, version, line), maxMessageBytes);
             routed.lines++;
             window.push(message);
             bytesInWindow += bodyBytes(message);
@@ -339,9 +344,9 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
   }
 }
 
-function messageFor(where: ErrorObjectLocation, bucket: string, key: string, line: ErrorLine): DlqMessage {
+function messageFor(where: ErrorObjectLocation, bucket: string, key: string, version: string | undefined, line: ErrorLine): DlqMessage {
   return {
-    dedupeKey: dedupeKeyOf(bucket, key, line.line),
+    dedupeKey: dedupeKeyOf(bucket, key, line.line, version),
     pipeline: where.pipeline,
     errorType: where.errorType,
     errorCode: line.errorCode,
@@ -358,11 +363,11 @@ function messageFor(where: ErrorObjectLocation, bucket: string, key: string, lin
  * A line too long to read: a pointer to it, saying why. No line Firehose writes is near the cap, so this is an object
  * that is not Firehose's or is damaged; the record (if it is one) is still accounted for, and a person can find it.
  */
-function pointerToOverlongLine(where: ErrorObjectLocation, bucket: string, key: string, line: OverlongLine, maxLineBytes: number): DlqMessage {
+function pointerToOverlongLine(where: ErrorObjectLocation, bucket: string, key: string, version: string | undefined, line: OverlongLine, maxLineBytes: number): DlqMessage {
   const source = { bucket, key, line: line.line };
   const tooLong = `line ${line.line} of s3://${bucket}/${key} is ${line.overlongBytes} bytes, longer than the ${maxLineBytes} bytes the failure router reads`;
   return {
-    dedupeKey: dedupeKeyOf(bucket, key, line.line),
+    dedupeKey: dedupeKeyOf(bucket, key, line.line, version),
     pipeline: where.pipeline,
     errorType: where.errorType,
     errorCode: OVERLONG_LINE_ERROR_CODE,
