@@ -131,6 +131,29 @@ function headerValueOf(value: string): string {
   return value.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => Array.from(Buffer.from(c, 'utf8'), (b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
 }
 
+/**
+ * The answer to a request Node's HTTP parser refused before the endpoint saw it (headers too large or too slow, a
+ * broken chunk, conflicting lengths): in AWS JSON form like every other error, so an SDK shows why, with the status
+ * Node itself would send (431, 408, else 400), and the connection closed.
+ */
+function clientErrorResponse(error: Error & { code?: string }, extraHeaders: Headers = {}): string {
+  const [status, reason, message] = error.code === 'HPE_HEADER_OVERFLOW'
+    ? [431, 'Request Header Fields Too Large', 'the request headers are larger than this endpoint reads (16 KiB)']
+    : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'the request headers did not arrive in time']
+      : [400, 'Bad Request', `the request is not HTTP this endpoint can read (${error.code ?? error.message})`];
+  const body = JSON.stringify({ __type: 'SerializationException', message: `Request refused: ${message}.` });
+  const headers: Headers = {
+    'Content-Type': CONTENT_TYPE,
+    'Content-Length': String(Buffer.byteLength(body)),
+    'x-amzn-RequestId': randomUUID(),
+    'x-amzn-ErrorType': 'SerializationException',
+    ...extraHeaders,
+    Connection: 'close',
+  };
+  return `HTTP/1.1 ${status} ${reason}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`;
+}
+
 function serializationError(message: string): FirehoseApiError {
   return new FirehoseApiError('SerializationException', message);
 }
@@ -198,7 +221,8 @@ function describeJsonType(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
-  return `a ${typeof value} (${JSON.stringify(value)})`;
+  // A number JSON reads past double's range is Infinity, which JSON.stringify would write as null.
+  return `a ${typeof value} (${typeof value === 'number' ? String(value) : JSON.stringify(value)})`;
 }
 
 function isJsonObject(value: unknown): value is JsonObject {
@@ -801,9 +825,9 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     res.writeContinue();
     track(req, res);
   });
-  server.on('clientError', (_error, socket: Socket) => {
+  server.on('clientError', (error: Error & { code?: string }, socket: Socket) => {
     const refuse = (): void => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      if (socket.writable) socket.end(clientErrorResponse(error, options.headers));
       else socket.destroy();
     };
     // Bytes that do not parse after a request on the same connection (pipelined, or a body longer than its

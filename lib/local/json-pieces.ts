@@ -29,6 +29,21 @@ const CLOSE_ARRAY = 0x5d;
 /** Containers this deep are parsed whole: a Firehose body's records sit at depth 2 (`{Records: [{Data}]}`). */
 const MAX_PIECED_DEPTH = 3;
 
+/**
+ * Deeper than any request body the twin takes (a Firehose body is 3 deep): a large body nested deeper is refused
+ * before JSON.parse reads it whole, which takes about a second per million levels (an 8 MiB body of brackets held the
+ * event loop for 4 s). A body under `PIECE_BYTES` goes to JSON.parse as it is: at most tens of milliseconds.
+ */
+export const MAX_NESTING = 64;
+
+/** A body nested deeper than MAX_NESTING: its message says so. */
+export class JsonNestingError extends Error {
+  constructor() {
+    super(`JSON nested deeper than ${MAX_NESTING} levels`);
+    this.name = 'JsonNestingError';
+  }
+}
+
 /** Not the body's shape this reader takes apart: the caller parses it whole. */
 class NotPieceable extends Error {}
 
@@ -43,8 +58,26 @@ export function parseJsonInPieces(bytes: Buffer, pieceBytes = PIECE_BYTES): unkn
     } catch (error) {
       if (!(error instanceof NotPieceable) && !(error instanceof SyntaxError)) throw error;
     }
+    if (nestedDeeperThan(bytes, 0, bytes.length, MAX_NESTING)) throw new JsonNestingError();
   }
   return JSON.parse(bytes.toString('utf8'));
+}
+
+/** Whether brackets outside strings in `bytes[start, end)` open more than `limit` deep (a string left open ends the scan). */
+function nestedDeeperThan(bytes: Buffer, start: number, end: number, limit: number): boolean {
+  let depth = 0;
+  for (let i = start; i < end; i++) {
+    const c = bytes[i];
+    if (c === QUOTE) {
+      // To the closing quote: one not escaped by an odd number of backslashes.
+      for (i++; i < end && bytes[i] !== QUOTE; i++) if (bytes[i] === BACKSLASH) i++;
+    } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+      if (++depth > limit) return true;
+    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+      depth--;
+    }
+  }
+  return false;
 }
 
 /** The pieced reading alone: throws where `parseJsonInPieces` would parse the body whole instead. Exported for its tests. */
@@ -153,7 +186,7 @@ class PieceReader {
   /** The end of the value at `start` when it is to be parsed whole (a scalar, small enough, or deep enough), else -1. */
   private endOfSmallValue(start: number, depth: number): number {
     const first = this.bytes[start];
-    if (first === OPEN_OBJECT || first === OPEN_ARRAY) return this.endOfContainer(start, depth >= MAX_PIECED_DEPTH ? Infinity : this.pieceBytes);
+    if (first === OPEN_OBJECT || first === OPEN_ARRAY) return this.endOfContainer(start, depth >= MAX_PIECED_DEPTH ? Infinity : this.pieceBytes, depth);
     const at = this.at;
     const end = this.skipScalar();
     this.at = at;
@@ -207,7 +240,7 @@ class PieceReader {
    * The end (one past the closing bracket) of the object or array opening at `start`, or -1 when it
    * does not close within `limit` bytes.
    */
-  private endOfContainer(start: number, limit: number): number {
+  private endOfContainer(start: number, limit: number, outer: number): number {
     const b = this.bytes;
     const stop = Math.min(b.length, start + limit);
     let depth = 0;
@@ -218,8 +251,10 @@ class PieceReader {
         i = this.endOfString(i);
         continue;
       }
-      if (c === OPEN_OBJECT || c === OPEN_ARRAY) depth++;
-      else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+      if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+        // Counted from the body's top, where `outer` levels are open already.
+        if (++depth + outer > MAX_NESTING) throw new JsonNestingError();
+      } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
         depth--;
         if (depth === 0) return i + 1 - start <= limit ? i + 1 : -1;
       }

@@ -17,6 +17,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import fc from 'fast-check';
 import { awsJsonRequest, rawExchange, refusedWebPages, webPageCases } from './web-page';
+import { MAX_NESTING } from '../../lib/local/json-pieces';
 import {
   FIREHOSE_LIMITS,
   startFirehoseApi,
@@ -200,6 +201,19 @@ function expectAwsJsonError(response: RawResponse, status: number, code: string)
   expect(response.headers['x-amzn-requestid']).toMatch(/^[0-9a-f-]{36}$/);
   expect(response.json.__type).toBe(code);
   expect(typeof response.json.message).toBe('string');
+}
+
+/** A raw answer Node's parser made the endpoint send: the status, AWS's error headers, and `{__type, message}`. */
+function expectRefusedInAwsForm(text: string, status: number, message: string | RegExp): void {
+  const [head, body] = [text.slice(0, text.indexOf('\r\n\r\n')), text.slice(text.indexOf('\r\n\r\n') + 4)];
+  expect(head).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+  expect(head).toMatch(/\r\nx-amzn-ErrorType: SerializationException\r\n/);
+  expect(head).toMatch(/\r\nx-amzn-RequestId: [0-9a-f-]{36}\r\n/);
+  expect(head).toMatch(/\r\nConnection: close(\r\n|$)/);
+  expect(head).toContain(`\r\nContent-Length: ${Buffer.byteLength(body)}`);
+  const json = JSON.parse(body) as { __type: string; message: string };
+  expect(json.__type).toBe('SerializationException');
+  expect(json.message).toMatch(message);
 }
 
 describe('PutRecord', () => {
@@ -605,6 +619,15 @@ describe('raw HTTP', () => {
     expect(backend.ingestCalls).toBe(0);
   });
 
+  it('answers SerializationException at once for megabytes of nested brackets, which JSON.parse would take seconds over while the twin answers nobody', async () => {
+    const levels = 2_000_000;
+    const body = `{"DeliveryStreamName": "${DIRECT_PUT.name}", "Records": [{"Data": ${'['.repeat(levels)}${']'.repeat(levels)}}]}`;
+    const response = await rawRequest({ headers: jsonHeaders('PutRecordBatch'), body });
+    expectAwsJsonError(response, 400, 'SerializationException');
+    expect(response.json.message).toBe(`Request body is not valid JSON: JSON nested deeper than ${MAX_NESTING} levels.`);
+    expect(backend.ingestCalls).toBe(0);
+  });
+
   it('answers SerializationException for a body that is not a JSON object, or members of the wrong type', async () => {
     expectAwsJsonError(await rawRequest({ headers: jsonHeaders('PutRecord'), body: '[1,2]' }), 400, 'SerializationException');
     expectAwsJsonError(
@@ -613,6 +636,10 @@ describe('raw HTTP', () => {
       'SerializationException',
     );
     expectAwsJsonError(await rawRequest({ headers: jsonHeaders('ListDeliveryStreams'), body: '{"Limit": "10"}' }), 400, 'SerializationException');
+    // A number past double's range reads as Infinity: the message names it so, not as JSON's null.
+    const infinite = await rawRequest({ headers: jsonHeaders('ListDeliveryStreams'), body: '{"Limit": 1e309}' });
+    expectAwsJsonError(infinite, 400, 'SerializationException');
+    expect(infinite.json.message).toBe('Limit must be a JSON integer, got a number (Infinity).');
   });
 
   it('answers SerializationException for Data that is not valid base64', async () => {
@@ -915,7 +942,26 @@ describe('close()', () => {
       const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
       socket.write('POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Firehose_20150804.PutRecord\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\nZZZ\r\n\r\n');
       await ended;
-      expect(Buffer.concat(received).toString('latin1')).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+      expectRefusedInAwsForm(Buffer.concat(received).toString('latin1'), 400, /^Request refused: the request is not HTTP this endpoint can read \(HPE_/);
+      expect(backend.ingestCalls).toBe(0);
+    } finally {
+      socket.destroy();
+      await ownApi.close();
+    }
+  });
+
+  it('answers headers too large for Node\'s parser with 431 and an AWS JSON error, as it answers every other error', async () => {
+    const ownApi = await startFirehoseApi({ port: 0, backend, headers: { 'x-sluice-data-dir': '/tmp/x' } });
+    const socket = netConnect(ownApi.port, '127.0.0.1');
+    try {
+      const received: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => received.push(chunk));
+      const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      socket.write(`POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Firehose_20150804.ListDeliveryStreams\r\nX-Big: ${'a'.repeat(20_000)}\r\nContent-Length: 2\r\n\r\n{}`);
+      await ended;
+      const text = Buffer.concat(received).toString('latin1');
+      expectRefusedInAwsForm(text, 431, 'Request refused: the request headers are larger than this endpoint reads (16 KiB).');
+      expect(text).toMatch(/\r\nx-sluice-data-dir: \/tmp\/x\r\n/);
       expect(backend.ingestCalls).toBe(0);
     } finally {
       socket.destroy();

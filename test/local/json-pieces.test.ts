@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { parseJsonInPieces, parsePieces, PIECE_BYTES } from '../../lib/local/json-pieces';
+import { JsonNestingError, MAX_NESTING, parseJsonInPieces, parsePieces, PIECE_BYTES } from '../../lib/local/json-pieces';
 
 /** Same values, same key order, same prototypes (`__proto__` stays an own property), -0 kept apart from 0. */
 function expectSameValue(actual: unknown, expected: unknown, at = '$'): void {
@@ -95,19 +95,29 @@ describe('parseJsonInPieces', () => {
     for (let pieceBytes = 1; pieceBytes < text.length + 2; pieceBytes++) expectAsJsonParse(text, pieceBytes);
   });
 
-  it('parses deep nesting without running out of stack, and a byte order mark fails as JSON.parse fails', () => {
-    const deep = Buffer.from(`${'['.repeat(100_000)}1${']'.repeat(100_000)}`);
-    let value = parseJsonInPieces(deep, 10);
-    let depth = 0;
-    let widths = 0;
-    for (; Array.isArray(value); depth++) {
-      widths += value.length;
-      value = value[0];
-    }
-    expect([depth, widths, value]).toEqual([100_000, 100_000, 1]);
-    expectAsJsonParse(Buffer.from(`${'['.repeat(100_000)}1${']'.repeat(99_999)}`), 10);
+  it('parses nesting up to MAX_NESTING levels in pieces; a byte order mark fails as JSON.parse fails', () => {
+    const nested = (levels: number, close = levels) => Buffer.from(`{"a":${'['.repeat(levels - 1)}1${']'.repeat(close - 1)}}`);
+    let value = (parseJsonInPieces(nested(MAX_NESTING), 10) as { a: unknown }).a;
+    let depth = 1;
+    for (; Array.isArray(value); depth++) value = value[0];
+    expect([depth, value]).toEqual([MAX_NESTING, 1]);
+    expectAsJsonParse(nested(MAX_NESTING, MAX_NESTING - 1), 10);
     expectAsJsonParse(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"a": [1, 2, 3]}')]), 4);
     expectAsJsonParse(Buffer.from('{"a": [1, 2, 3]} trailing'), 4);
     expectAsJsonParse(Buffer.from('{"a": [1, 2, 3]}   \n'), 4);
+  });
+
+  it('refuses a large body nested deeper than MAX_NESTING before JSON.parse takes it whole (seconds for megabytes of brackets); a small one is JSON.parse\'s', () => {
+    const deep = (levels: number) => Buffer.from(`{"a":${'['.repeat(levels - 1)}1${']'.repeat(levels - 1)}}`);
+    expect(() => parseJsonInPieces(deep(MAX_NESTING + 1), 10)).toThrow(new JsonNestingError());
+    expect(() => parseJsonInPieces(deep(MAX_NESTING + 1), 10)).toThrow(`JSON nested deeper than ${MAX_NESTING} levels`);
+    // Deep below a member parsed whole, deep at the top, and a body the pieces give up on (a byte order mark) that JSON.parse would take whole.
+    expect(() => parseJsonInPieces(Buffer.from(`{"Records":[{"Data":${'['.repeat(100)}${']'.repeat(100)}}]}`), 10)).toThrow(JsonNestingError);
+    expect(() => parseJsonInPieces(Buffer.from(`${'['.repeat(100_000)}${']'.repeat(100_000)}`), PIECE_BYTES)).toThrow(JsonNestingError);
+    expect(() => parseJsonInPieces(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), deep(100_000)]), PIECE_BYTES)).toThrow(JsonNestingError);
+    // Brackets inside strings are not nesting.
+    expectAsJsonParse(Buffer.from(JSON.stringify({ a: '['.repeat(1000), b: ['\\"['.repeat(100)] })), 10);
+    // A body no larger than one piece goes to JSON.parse as it is.
+    expect(JSON.stringify(parseJsonInPieces(deep(1_000), PIECE_BYTES))).toBe(deep(1_000).toString());
   });
 });
