@@ -18,6 +18,7 @@ import { readLiveTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-
 import { addConfigOption, configFrom, drawSample, examples, parsePort, requireGeneratedCode } from './options';
 import { displayRows, escapeControlCharacters, formatBytes, formatNumber, formatTable, UserError } from './output';
 import { io } from './progress';
+import { REPEATED_SIGTERM_MS, signalExitCode } from './interrupt';
 import { sleep } from './sleep';
 
 interface LocalFlags {
@@ -29,13 +30,6 @@ interface LocalFlags {
   dynamoPort?: string;
   bufferInterval?: string;
 }
-
-/**
- * A SIGTERM this soon after the SIGTERM that stopped the twin is the same stop, delivered twice: GNU `timeout`
- * signals its child and then its process group, and supervisors that signal the group do likewise. A second
- * SIGINT is never taken for the first: it is a deliberate second Ctrl-C, and forces the exit however soon it comes.
- */
-const REPEATED_SIGTERM_MS = 2_000;
 
 /** Ctrl-C and SIGTERM while this process runs a twin: see takeStopSignals. */
 interface StopSignals {
@@ -97,11 +91,6 @@ function takeStopSignals(
       process.off('SIGTERM', onSignal);
     },
   };
-}
-
-/** The shell's status for a process a signal ended: 130 for SIGINT, 143 for SIGTERM. */
-function signalExitCode(signal: NodeJS.Signals): number {
-  return 128 + os.constants.signals[signal];
 }
 
 type TwinPorts = NonNullable<TwinOptions['ports']>;

@@ -9,6 +9,7 @@ import { createRng, sampleRecord, type Rng } from '../schema/sample';
 import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
 import { addProgressOption, addTargetOptions, drawSample, examples, formatDuration, parseCount, parseDuration, parseRate, requireGeneratedCode, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
+import { takeInterrupts, type Interruption } from './interrupt';
 import { io, Progress } from './progress';
 import { awaitCallerCredentials } from './credentials';
 import { networkErrorCode, unreadableFile } from './errors';
@@ -80,7 +81,7 @@ export function registerPutCommand(program: Command): void {
     '\nDirectPut pipelines receive Firehose PutRecord/PutRecordBatch; Kinesis-sourced ones Kinesis PutRecords (partition key: the',
     'record\'s entity, else its id). Records a call fails are retried with exponential backoff; --verify counts the event ids sent, in rows and documents that arrived since the put started.',
     'Exit status: 0 all accepted (and queryable with --verify) · 1 records not accepted, or not queryable in time · 2 usage, configuration or environment problem',
-    '  · 130 interrupted (Ctrl-C): sending stopped; what was sent is reported (and verified; Ctrl-C while verifying ends the wait, unverified)',
+    '  · 130 interrupted (Ctrl-C; 143 for SIGTERM): sending stopped; what was sent is reported (and verified; Ctrl-C while verifying ends the wait, unverified)',
   ].join('\n'));
   command.action(async (pipeline: string, flags: PutFlags) => {
     await put(pipeline, flags);
@@ -184,7 +185,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   }
 
   let verification: VerifyResult[] = [];
-  let interruptedWhileVerifying = false;
+  let verifyInterruption: Interruption | undefined;
   if (stopped) {
     // Sending ended early: the pipeline's endpoint is gone (verifying would only wait out the timeout), or the input
     // could not be read on (the run fails for it all the same). The summary says what was sent until then.
@@ -193,8 +194,8 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   }
   if (flags.verify && report.accepted > 0) {
     // A Ctrl-C during the last call found nothing left to send: it ends the wait before it starts, as it would a moment later.
-    ({ results: verification, interrupted: interruptedWhileVerifying } = report.interruptedLastCall && report.expected.size > 0
-      ? { results: [], interrupted: true }
+    ({ results: verification, interruption: verifyInterruption } = report.interruptedLastCall && report.expected.size > 0
+      ? { results: [], interruption: report.interruption }
       : await verifyAll(target, pipeline, schema, [...report.expected.values()], {
         timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, json: flags.json === true,
         clockToleranceMs: target.kind === 'local' ? LOCAL_CLOCK_TOLERANCE_MS : AWS_CLOCK_TOLERANCE_MS,
@@ -205,16 +206,16 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   // it is what fails the run: no record can become queryable.
   const nothingToVerify = report.sent > 0 && report.expected.size === 0;
   const nothingQueryable = nothingToVerify && report.sent === report.accepted;
-  // Ctrl-C while verifying ends the run with exit 130, whatever else it found: what was sent, and that it was not verified.
-  const verifyInterrupted = interruptedWhileVerifying
-    ? new UserError(verifyInterruptedMessage(report, count, durationMs, verification), INTERRUPTED_EXIT_CODE)
+  // Ctrl-C while verifying ends the run with exit 130 (SIGTERM 143), whatever else it found: what was sent, and that it was not verified.
+  const verifyInterrupted = verifyInterruption
+    ? new UserError(verifyInterruptedMessage(report, count, durationMs, verification, verifyInterruption), verifyInterruption.exitCode)
     : undefined;
   if (flags.verify) summary.verify = { passed: verified && !nothingToVerify && !verifyInterrupted, ...(verifyInterrupted ? { interrupted: true } : {}), timeoutMs, results: verification };
 
   if (flags.json) io.out(toJson(summary));
   else if (flags.verify) {
     for (const v of verification) {
-      const outcome = v.passed ? '' : v.interrupted ? ' when Ctrl-C stopped the wait' : ` (missing e.g. ${escapeControlCharacters(v.missingSample.join(', '))})`;
+      const outcome = v.passed ? '' : v.interrupted ? ` when ${verifyInterruption?.label ?? 'Ctrl-C'} stopped the wait` : ` (missing e.g. ${escapeControlCharacters(v.missingSample.join(', '))})`;
       io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} after ${formatDuration(v.elapsedMs)}${outcome}`);
       if (v.arrivedBefore) io.out(`    ${formatNumber(v.arrivedBefore)} of the missing ids are there from before this put: ${ARRIVED_BEFORE_HINT}`);
     }
@@ -224,7 +225,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     // Interrupted while verifying: neither PASS nor FAIL; the message below says what was sent and that it was not verified.
     if (verifyInterrupted) throw verifyInterrupted;
     if (expectedCount === 0) io.out(`${nothingQueryable ? 'FAIL:' : 'verify:'} nothing to verify (no record accepted that passes the schema)`);
-    else if (verified && report.interrupted) io.out(`verified: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records sent before Ctrl-C queryable after ${formatDuration(verifyElapsedMs(verification))}`);
+    else if (verified && report.interrupted) io.out(`verified: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records sent before ${report.interruption?.label ?? 'Ctrl-C'} queryable after ${formatDuration(verifyElapsedMs(verification))}`);
     else if (verified && !pass) io.out(`verified: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} accepted records queryable after ${formatDuration(verifyElapsedMs(verification))}; ${formatNumber(report.sent - report.accepted)} of ${formatNumber(report.sent)} records not accepted`);
     else if (verified) io.out(`PASS: ${formatNumber(expectedCount)} of ${formatNumber(expectedCount)} records queryable after ${formatDuration(verifyElapsedMs(verification))}`);
     else io.out(`FAIL: not every record became queryable after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)})`);
@@ -244,7 +245,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     const before = verification.some((v) => v.arrivedBefore) ? ` Some missing ids are there from before this put: ${ARRIVED_BEFORE_HINT}.` : '';
     throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.${before}`, 1);
   }
-  if (report.interrupted) throw new UserError(interruptedMessage(report, count, durationMs), INTERRUPTED_EXIT_CODE);
+  if (report.interrupted) throw new UserError(interruptedMessage(report, count, durationMs), report.interruption?.exitCode ?? INTERRUPTED_EXIT_CODE);
 }
 
 /** How long `put --verify` waits for an OpenSearch to answer its probe before it sends (less when --timeout is shorter). */
@@ -335,7 +336,7 @@ function neverSentClause(neverSent: number | undefined, count: number, file: str
 function interruptedMessage(report: SendReport, count: number, durationMs: number | undefined): string {
   const of = durationMs !== undefined ? ` of ${formatDuration(durationMs)}` : '';
   const sent = Number.isFinite(count) ? `${formatNumber(report.sent)} of ${formatNumber(count)}` : formatNumber(report.sent);
-  return `interrupted (Ctrl-C) after ${formatDuration(report.elapsedMs)}${of}: ${sent} record${report.sent === 1 && !Number.isFinite(count) ? '' : 's'} sent`;
+  return `interrupted (${report.interruption?.label ?? 'Ctrl-C'}) after ${formatDuration(report.elapsedMs)}${of}: ${sent} record${report.sent === 1 && !Number.isFinite(count) ? '' : 's'} sent`;
 }
 
 /**
@@ -344,15 +345,16 @@ function interruptedMessage(report: SendReport, count: number, durationMs: numbe
  * made); after a run Ctrl-C interrupted already, its own message first. The time is the verify lines'
  * (from the first record sent to when Ctrl-C stopped the wait), so the two say one number.
  */
-function verifyInterruptedMessage(report: SendReport, count: number, durationMs: number | undefined, verification: readonly VerifyResult[]): string {
+function verifyInterruptedMessage(report: SendReport, count: number, durationMs: number | undefined, verification: readonly VerifyResult[], by: Interruption): string {
   const verifyingMs = verification.length > 0 ? verifyElapsedMs(verification) : Date.now() - report.startedAt;
   const found = verification.map((v) => `${formatNumber(v.found)}/${formatNumber(v.expected)} in ${v.where}`).join('; ');
   const notVerified = `not verified${found ? ` (queryable so far: ${found})` : ''}`;
   if (report.interrupted) {
-    return `${interruptedMessage(report, count, durationMs)}, ${formatNumber(report.accepted)} accepted; Ctrl-C again while verifying them, after ${formatDuration(verifyingMs)}: ${notVerified}`;
+    const again = by.signal === report.interruption?.signal ? ' again' : '';
+    return `${interruptedMessage(report, count, durationMs)}, ${formatNumber(report.accepted)} accepted; ${by.label}${again} while verifying them, after ${formatDuration(verifyingMs)}: ${notVerified}`;
   }
   const when = report.interruptedLastCall ? 'during the last call' : 'while verifying';
-  return `interrupted (Ctrl-C) ${when}, after ${formatDuration(verifyingMs)}: ${formatNumber(report.sent)} record${report.sent === 1 ? '' : 's'} sent, ${formatNumber(report.accepted)} accepted, ${notVerified}`;
+  return `interrupted (${by.label}) ${when}, after ${formatDuration(verifyingMs)}: ${formatNumber(report.sent)} record${report.sent === 1 ? '' : 's'} sent, ${formatNumber(report.accepted)} accepted, ${notVerified}`;
 }
 
 /** How long verifying took, from the first record sent to the last check. */
@@ -636,10 +638,12 @@ interface SendReport {
   unreadable?: UserError;
   /** Records of a run that `stopped` never sent, when that is known (see RecordSource.untaken). */
   neverSent?: number;
-  /** Ctrl-C stopped sending before the count or the duration was reached. */
+  /** Ctrl-C or SIGTERM stopped sending before the count or the duration was reached. */
   interrupted?: boolean;
-  /** Ctrl-C came during the last call, when nothing was left to send: it stops what comes next instead (--verify's wait). */
+  /** Ctrl-C or SIGTERM came during the last call, when nothing was left to send: it stops what comes next instead (--verify's wait). */
   interruptedLastCall?: boolean;
+  /** The signal behind `interrupted` or `interruptedLastCall`. */
+  interruption?: Interruption;
 }
 
 /** "Firehose delivery stream … at http://127.0.0.1:4573 stopped answering mid-run (ECONNREFUSED) after accepting 3,000 records" */
@@ -753,17 +757,18 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   };
   const { rate, durationMs, batchSize, progress } = options;
   const deadline = durationMs !== undefined ? report.startedAt + durationMs : Number.POSITIVE_INFINITY;
+  let interruption: Interruption | undefined;
   let interrupted = false;
   let stillSending: NodeJS.Timeout | undefined;
-  const onInterrupt = () => {
+  // Ctrl-C (or SIGTERM, as `timeout` and supervisors stop a run) during a load test stops sending and still reports
+  // (and verifies) what was sent. A call in flight is answered before the report; one that takes long (an endpoint
+  // that hangs) is said so. A second signal ends the process at once.
+  const release = takeInterrupts((by) => {
+    interruption = by;
     interrupted = true;
-    // A call in flight is answered before the report; one that takes long (an endpoint that hangs) is said so. The
-    // handler was `once`: a second Ctrl-C ends the process at once.
-    stillSending = setTimeout(() => io.err('sluice: stopping once the call in flight is answered; Ctrl-C again to quit at once'), STILL_SENDING_NOTE_MS);
+    stillSending = setTimeout(() => io.err(`sluice: stopping once the call in flight is answered; ${by.label} again to quit at once`), STILL_SENDING_NOTE_MS);
     stillSending.unref();
-  };
-  // Ctrl-C during a load test stops sending and still reports (and verifies) what was sent.
-  process.once('SIGINT', onInterrupt);
+  });
   try {
     while (report.sent < options.count && Date.now() < deadline && !interrupted) {
       let n = Math.min(batchSize, options.count - report.sent);
@@ -812,12 +817,13 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       if (report.stopped) break;
     }
   } finally {
-    process.removeListener('SIGINT', onInterrupt);
+    release();
     clearTimeout(stillSending);
   }
   // A Ctrl-C during the last batch interrupted nothing (of --count, or of a --file).
   report.interrupted = interrupted && report.sent < options.count && !source.exhausted();
   report.interruptedLastCall = interrupted && !report.interrupted;
+  report.interruption = interruption;
   report.elapsedMs = Date.now() - report.startedAt;
   // Counted after the clock stops: reading the rest of a large file is no part of the run's time.
   if (report.stopped) report.neverSent = source.untaken(options.count - report.sent);
@@ -839,10 +845,10 @@ const AWS_CLOCK_TOLERANCE_MS = 60_000;
 const ARRIVED_BEFORE_HINT = 'an earlier put of the same records (the same --seed or --file) counts for nothing here, since only rows that '
   + 'arrived since this put started do; or, on AWS, this machine\'s clock runs more than a minute ahead';
 
-/** What verifying found, and whether Ctrl-C ended it before every destination had every record. */
+/** What verifying found, and the Ctrl-C or SIGTERM that ended it before every destination had every record. */
 interface Verification {
   readonly results: VerifyResult[];
-  readonly interrupted: boolean;
+  readonly interruption?: Interruption;
 }
 
 async function verifyAll(
@@ -852,26 +858,29 @@ async function verifyAll(
   expected: ExpectedRecord[],
   waitOptions: WaitOptions & { json: boolean },
 ): Promise<Verification> {
-  if (expected.length === 0) return { results: [], interrupted: false };
+  if (expected.length === 0) return { results: [] };
   const p = target.config.pipelines[pipeline];
   const results: VerifyResult[] = [];
-  // Ctrl-C ends the wait, as it ends sending: the run then reports what was sent and that it was not verified (exit
-  // 130). Once: a second Ctrl-C ends the process at once.
-  const interruption = new AbortController();
-  const onInterrupt = () => interruption.abort();
-  process.once('SIGINT', onInterrupt);
-  const options = { ...waitOptions, signal: interruption.signal };
+  // Ctrl-C or SIGTERM ends the wait, as it ends sending: the run then reports what was sent and that it was not
+  // verified (exit 130 or 143). A second signal ends the process at once.
+  const stop = new AbortController();
+  let interruption: Interruption | undefined;
+  const release = takeInterrupts((by) => {
+    interruption = by;
+    stop.abort();
+  });
+  const options = { ...waitOptions, signal: stop.signal };
   let skipped = false;
   try {
     if (p.destinations.includes('lake')) {
-      const engine = await sqlEngineFor(target);
+      const engine = await sqlEngineFor(target, { sigtermInterrupts: true });
       try {
         results.push(await verifyLake(engine, target.config, schema.model, expected, options));
       } finally {
         engine.close();
       }
     }
-    if (p.destinations.includes('search') && interruption.signal.aborted) skipped = true;
+    if (p.destinations.includes('search') && stop.signal.aborted) skipped = true;
     else if (p.destinations.includes('search')) {
       const backend = await searchBackendFor(target);
       if (backend) {
@@ -887,8 +896,8 @@ async function verifyAll(
       }
     }
   } finally {
-    process.removeListener('SIGINT', onInterrupt);
+    release();
     options.progress.done();
   }
-  return { results, interrupted: skipped || results.some((v) => v.interrupted) };
+  return { results, ...(skipped || results.some((v) => v.interrupted) ? { interruption } : {}) };
 }

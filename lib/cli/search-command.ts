@@ -69,6 +69,7 @@ export function registerSearchCommand(program: Command): void {
     const size = parseCount(flags.size, '--size', 0, 10_000);
     const top = parseCount(flags.top, '--top', 1, 10_000);
     const timeoutMs = parseDuration(flags.timeout, '--timeout');
+    if (flags.fields !== undefined) displayFields(model, flags.fields);
     const body = buildSearchBody(model, {
       query,
       dsl: flags.dsl !== undefined ? readDsl(flags.dsl) : undefined,
@@ -163,17 +164,26 @@ export function aggregatableField(model: SchemaModel, field: string): string {
   const parts = field.replace(/\.keyword$/, '').split('.');
   const node = mappingAt(properties, parts);
   if (!node || node.properties) {
-    const leaves: string[] = [];
-    const walk = (props: Record<string, Mapping>, prefix: string) => {
-      for (const [k, v] of Object.entries(props)) {
-        if (v.properties) walk(v.properties, `${prefix}${k}.`);
-        else leaves.push(`${prefix}${k}`);
-      }
-    };
-    walk(properties, '');
-    throw new UserError(`--count-by ${field}: not a field of the ${model.pipeline} index; fields: ${leaves.join(', ')}`);
+    throw new UserError(`--count-by ${field}: not a field of the ${model.pipeline} index; fields: ${leafPaths(properties).join(', ')}`);
   }
   return node.type === 'text' && node.fields?.keyword ? `${parts.join('.')}.keyword` : parts.join('.');
+}
+
+/** The --fields list to show: a field or object of the index each (an object shows whole); unknown paths are a UserError. */
+export function displayFields(model: SchemaModel, list: string): string[] {
+  const properties = indexProperties(model);
+  const fields = list.split(',').map((f) => f.trim()).filter(Boolean);
+  const unknown = fields.filter((f) => mappingAt(properties, f.split('.')) === undefined);
+  if (fields.length === 0 || unknown.length > 0) {
+    const what = fields.length === 0 ? `--fields ${JSON.stringify(list)}: no field named` : `--fields: ${unknown.map((f) => escapeControlCharacters(f)).join(', ')} ${unknown.length === 1 ? 'is not a field' : 'are not fields'} of the ${model.pipeline} index`;
+    throw new UserError(`${what}; fields: ${leafPaths(properties).join(', ')}`);
+  }
+  return fields;
+}
+
+/** Every leaf field of a mapping, by dotted path. */
+function leafPaths(properties: Record<string, Mapping>, prefix = ''): string[] {
+  return Object.entries(properties).flatMap(([k, v]) => (v.properties ? leafPaths(v.properties, `${prefix}${k}.`) : [`${prefix}${k}`]));
 }
 
 function indexProperties(model: SchemaModel): Record<string, Mapping> {
@@ -182,7 +192,8 @@ function indexProperties(model: SchemaModel): Record<string, Mapping> {
 
 function mappingAt(properties: Record<string, Mapping>, parts: readonly string[]): Mapping | undefined {
   let node: Mapping | undefined = { properties };
-  for (const part of parts) node = node?.properties?.[part];
+  // Own properties only: `constructor` or `toString` is no field, whatever every object inherits.
+  for (const part of parts) node = node?.properties && Object.hasOwn(node.properties, part) ? node.properties[part] : undefined;
   return node;
 }
 
@@ -279,7 +290,7 @@ function printResponse(
   }
   if (response.hits.hits.length > 0) {
     if (buckets) io.out('');
-    const fields = options.fields ? options.fields.split(',').map((f) => f.trim()).filter(Boolean) : defaultFields(model);
+    const fields = options.fields !== undefined ? displayFields(model, options.fields) : defaultFields(model);
     io.out(formatTable(fields, displayRows(searchColumnTypes(model, fields), response.hits.hits.map((h) => fields.map((f) => valueAt(h._source, f))))));
   }
   const shown = response.hits.hits.length;

@@ -21,6 +21,7 @@ import { bucketDir, localBucketName } from '../local/paths';
 import { explained, explainFailure } from './errors';
 import { formatBytes, INTERRUPTED_EXIT_CODE, UserError } from './output';
 import { io, type Progress } from './progress';
+import { interruptionBy, REPEATED_SIGTERM_MS, type Interruption } from './interrupt';
 import { OutputKeys } from './stack-outputs';
 import { sleep } from './sleep';
 import { checkTwinDataDir, type AwsTarget, type LocalTarget, type Target } from './target';
@@ -74,14 +75,23 @@ export class QueryFailedError extends UserError {
   }
 }
 
-export async function sqlEngineFor(target: Target): Promise<SqlEngine> {
-  return target.kind === 'local' ? localSqlEngine(target) : athenaSqlEngine(target, new AthenaClient(target.clientConfig));
+export interface SqlEngineOptions {
+  /**
+   * A SIGTERM stops the running query as a first Ctrl-C does (put --verify reports and ends as interrupted), rather
+   * than ending the process at once (query). A SIGTERM repeated within 2 s is the same one (GNU `timeout` sends two).
+   * @default false
+   */
+  readonly sigtermInterrupts?: boolean;
+}
+
+export async function sqlEngineFor(target: Target, options: SqlEngineOptions = {}): Promise<SqlEngine> {
+  return target.kind === 'local' ? localSqlEngine(target, options) : athenaSqlEngine(target, new AthenaClient(target.clientConfig));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Local: DuckDB
 
-async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
+async function localSqlEngine(target: LocalTarget, options: SqlEngineOptions): Promise<SqlEngine> {
   const lake = bucketDir(target.dataDir, localBucketName(target.config));
   checkTwinDataDir(target.dataDir);
   // Another env or prefix (-c env=prod on a dev twin's data dir) names a bucket that is not there: every table
@@ -99,7 +109,8 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
   // and the command ends as interrupted and closes the engine; a second Ctrl-C, or SIGTERM, ends the process at once, as
   // it would have, with the folder removed first. Taken from before open() makes the folder until close() removes it.
   let athena: LocalAthena | undefined;
-  let interrupted = false;
+  let interrupted: Interruption | undefined;
+  let interruptedAt = 0;
   let endOnceOpen: NodeJS.Signals | undefined;
   const stopTakingSignals = () => {
     process.removeListener('SIGINT', onSignal);
@@ -119,9 +130,12 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
     process.kill(process.pid, signal);
   };
   function onSignal(signal: NodeJS.Signals): void {
-    if (signal === 'SIGINT' && !interrupted) {
-      interrupted = true;
+    if ((signal === 'SIGINT' || (signal === 'SIGTERM' && options.sigtermInterrupts)) && !interrupted) {
+      interrupted = interruptionBy(signal);
+      interruptedAt = Date.now();
       athena?.interrupt();
+    } else if (signal === 'SIGTERM' && interrupted?.signal === 'SIGTERM' && Date.now() - interruptedAt < REPEATED_SIGTERM_MS) {
+      // The same stop, delivered twice.
     } else if (athena) {
       endNow(athena, signal);
     } else {
@@ -145,12 +159,13 @@ async function localSqlEngine(target: LocalTarget): Promise<SqlEngine> {
     async run(sql, { progress, maxRows }) {
       const started = Date.now();
       let result;
-      if (interrupted) throw new UserError('interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
+      const stopped = (by: Interruption) => new UserError(`interrupted (${by.label})`, by.exitCode);
+      if (interrupted) throw stopped(interrupted);
       try {
         result = await progress.during(() => `DuckDB: running · ${Math.round((Date.now() - started) / 1000)} s`, opened.query(sql, { maxRows }));
-        if (interrupted) throw new UserError('interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
+        if (interrupted) throw stopped(interrupted);
       } catch (err) {
-        if (interrupted) throw new UserError('interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
+        if (interrupted) throw stopped(interrupted);
         const message = oneLine((err as Error).message);
         if (err instanceof QueryNotAllowedError) throw new QueryFailedError(message);
         // Athena reads S3 only; the twin's DuckDB reads the data bucket only (see LocalAthena).

@@ -626,6 +626,53 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(code).toBe(130);
   }, 60_000);
 
+  test('SIGTERM during --duration (twice at once, as GNU timeout sends it) is taken as Ctrl-C is: the run reports what was sent and verifies it; exit 143', async () => {
+    backend.onIngest = async (_stream, records) => {
+      await deliverToLake(dataDir, 'app-events', records);
+    };
+    const { child, output, exited } = spawnPut('app-events', '--duration', '30s', '--rate', '50', '--verify');
+    while (backend.acknowledged.length < 20) await new Promise((resolve) => setTimeout(resolve, 50));
+    child.kill('SIGTERM');
+    child.kill('SIGTERM');
+    const { code } = await exited;
+    const { stdout, stderr } = output;
+    const sent = backend.acknowledged.length;
+    expect(stderr).toMatch(new RegExp(`^sluice: interrupted \\(SIGTERM\\) after [\\d.]+ m?s of 30 s: ${sent} records sent\n$`));
+    expect(stdout).toMatch(new RegExp(`accepted ${sent} · failed 0`));
+    expect(stdout).toMatch(new RegExp(`^verified: ${sent} of ${sent} records sent before SIGTERM queryable after`, 'm'));
+    expect(code).toBe(143);
+  }, 60_000);
+
+  test('SIGTERM while --verify waits ends the wait, unverified (exit 143); a second SIGTERM later than a repeat ends the process at once', async () => {
+    backend.onIngest = () => new Promise((resolve) => setTimeout(resolve, 200));
+    const { child, output, exited } = spawnPut('app-events', '--count', '5', '--verify', '--timeout', '60s');
+    for (const until = Date.now() + 20_000; !/accepted 5 · failed 0/.test(output.stdout) && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    child.kill('SIGTERM');
+    expect((await exited).code).toBe(143);
+    expect(output.stderr).toMatch(/^sluice: interrupted \(SIGTERM\) while verifying, after [\d.]+ m?s: 5 records sent, 5 accepted, not verified \(queryable so far: 0\/5 in lake \(sluice_dev\.app_events\)\)\n$/);
+    expect(output.stdout).toMatch(/when SIGTERM stopped the wait$/m);
+
+    // A call that hangs: the first SIGTERM waits for it; one more than 2 s later quits at once, by the signal.
+    const file = path.join(dataDir, 'records.ndjson');
+    fs.writeFileSync(file, `${JSON.stringify({ event_id: '6f1c2b9e-0000-4000-8000-000000000001', user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() })}\n`);
+    const hanging = spawnPut('app-events', '--file', file);
+    let release: () => void = () => undefined;
+    backend.onIngest = () => new Promise<void>((resolve) => {
+      release = resolve;
+      hanging.child.kill('SIGTERM');
+    });
+    try {
+      for (const until = Date.now() + 20_000; !hanging.output.stderr.includes('SIGTERM again') && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(hanging.output.stderr).toBe('sluice: stopping once the call in flight is answered; SIGTERM again to quit at once\n');
+      await new Promise((resolve) => setTimeout(resolve, 2_200));
+      hanging.child.kill('SIGTERM');
+      expect((await hanging.exited).signal).toBe('SIGTERM');
+    } finally {
+      release();
+    }
+  }, 60_000);
+
   test('Ctrl-C while --verify waits: what was sent, and that it was not verified, in one sluice: line; no PASS or FAIL; exit 130', async () => {
     // Records that never land in the lake: verifying waits (up to --timeout) for them. Sending takes a while, so a
     // time counted from the end of sending would differ from one counted from the first record sent.

@@ -1,0 +1,55 @@
+/**
+ * Ctrl-C (SIGINT) and SIGTERM while a command has work in hand (put's sending and verifying, replay's batch): the first
+ * asks it to stop after what it holds and report; a second ends the process at once, by that signal.
+ */
+import * as os from 'node:os';
+
+/**
+ * A SIGTERM this soon after the SIGTERM that stopped the command is the same stop, delivered twice: GNU `timeout`
+ * signals its child and then its process group, and supervisors that signal the group do likewise. A second SIGINT is
+ * never taken for the first: it is a deliberate second Ctrl-C.
+ */
+export const REPEATED_SIGTERM_MS = 2_000;
+
+export interface Interruption {
+  readonly signal: 'SIGINT' | 'SIGTERM';
+  /** How messages name it: "Ctrl-C", "SIGTERM". */
+  readonly label: string;
+  /** The shell's status for a process the signal ended: 130, 143. */
+  readonly exitCode: number;
+}
+
+/** The shell's status for a process a signal ended: 130 for SIGINT, 143 for SIGTERM. */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + os.constants.signals[signal];
+}
+
+export function interruptionBy(signal: 'SIGINT' | 'SIGTERM'): Interruption {
+  return { signal, label: signal === 'SIGINT' ? 'Ctrl-C' : 'SIGTERM', exitCode: signalExitCode(signal) };
+}
+
+/**
+ * Calls `onFirst` at the first Ctrl-C or SIGTERM, until the returned function is called. A second signal (but a
+ * repeated SIGTERM) stops taking them and sends the process that signal again, which ends it as Node's default does
+ * (for SIGINT, with the `sluice: interrupted` line bin/sluice.js writes).
+ */
+export function takeInterrupts(onFirst: (interruption: Interruption) => void): () => void {
+  let first: { signal: NodeJS.Signals; at: number } | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (first === undefined) {
+      first = { signal, at: Date.now() };
+      onFirst(interruptionBy(signal as 'SIGINT' | 'SIGTERM'));
+      return;
+    }
+    if (signal === 'SIGTERM' && first.signal === 'SIGTERM' && Date.now() - first.at < REPEATED_SIGTERM_MS) return;
+    dispose();
+    process.kill(process.pid, signal);
+  };
+  const dispose = (): void => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return dispose;
+}
