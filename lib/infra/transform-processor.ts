@@ -1,4 +1,4 @@
-import type * as iam from 'aws-cdk-lib/aws-iam';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
@@ -28,12 +28,16 @@ export function transformProcessorParameters(fn: lambda.IFunction, role: iam.IRo
   return lambdaProcessorParameters(fn.functionArn, role.roleArn, s).map(({ name, value }) => ({ parameterName: name, parameterValue: value }));
 }
 
-/** Lets the delivery stream's role invoke the transform, and says why the grant ends in `:*`. */
+/**
+ * Lets the delivery stream's role invoke the transform and read its configuration (both are in AWS's policy for a
+ * Firehose role with a Lambda transform), and says why the grant ends in `:*`.
+ */
 export function grantTransformInvoke(fn: lambda.IFunction, role: iam.IRole): void {
   fn.grantInvoke(role);
+  iam.Grant.addToPrincipal({ grantee: role, actions: ['lambda:GetFunctionConfiguration'], resourceArns: [fn.functionArn, `${fn.functionArn}:*`] });
   acknowledgeWildcards(role, [{
     resource: `${fn.functionArn}:*`,
-    reason: 'Added by grantInvoke: the transform function\'s own versions and aliases, nothing else.',
+    reason: 'Added by grantInvoke (and the configuration read beside it): the transform function\'s own versions and aliases, nothing else.',
   }]);
 }
 

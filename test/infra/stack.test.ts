@@ -499,14 +499,20 @@ describe('IAM', () => {
     expect(search.flatMap((s) => s.Action).filter((a) => /Delete/.test(a))).toEqual([]);
   });
 
-  test('each Firehose role reads only its own stream and invokes only its own transform', () => {
+  test('each Firehose role reads only its own stream, invokes only its own transform and reads its configuration (as AWS\'s policy lists)', () => {
     for (const p of Object.values(dev.config.pipelines).filter((x) => x.source === 'kinesis' && x.destinations.includes('lake'))) {
       const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith(`${p.name}LakeRole`));
       const kinesis = statements.filter((s) => s.Action.some((a) => a.startsWith('kinesis:')));
       expect(kinesis.flatMap((s) => s.Resource)).toEqual([expect.stringMatching(new RegExp(`^<${p.name}Stream[A-Z0-9]+\\.Arn>$`))]);
-      const invoke = statements.filter((s) => s.Action.includes('lambda:InvokeFunction'));
-      expect(invoke.flatMap((s) => s.Resource).every((r) => r.startsWith(`<${p.name}LakeTransformFunction`))).toBe(true);
+      for (const action of ['lambda:InvokeFunction', 'lambda:GetFunctionConfiguration']) {
+        const resources = statements.filter((s) => s.Action.includes(action)).flatMap((s) => s.Resource);
+        expect(resources.length).toBeGreaterThan(0);
+        expect(resources.every((r) => r.startsWith(`<${p.name}LakeTransformFunction`))).toBe(true);
+      }
     }
+    const search = iamStatements(dev.template).filter((s) => s.policy.startsWith('clickstreamSearchRole') && s.Action.includes('lambda:GetFunctionConfiguration'));
+    expect(search.flatMap((s) => s.Resource).every((r) => r.startsWith('<clickstreamSearchTransformFunction'))).toBe(true);
+    expect(search.length).toBeGreaterThan(0);
   });
 });
 
