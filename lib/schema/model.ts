@@ -264,6 +264,11 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     }
     const currency = field(m.currencyField, 'money.currencyField');
     if (currency.type.kind !== 'string') fail(`/properties/${m.currencyField}`, 'money.currencyField must be a string');
+    // A listed currency the transform's table does not know passes validation and then fails every record carrying it.
+    const unknownCurrencies = currency.type.kind === 'string' ? (currency.type.enum ?? []).filter((c) => minorUnitDigits(c) === undefined) : [];
+    if (unknownCurrencies.length > 0) {
+      fail(`/properties/${m.currencyField}`, `${unknownCurrencies.map((c) => JSON.stringify(c)).join(', ')} ${unknownCurrencies.length === 1 ? 'is not an ISO 4217 currency code' : 'are not ISO 4217 currency codes'}, which the transform needs to compute money.minorUnitsField: list three capital letters, e.g. "USD"`);
+    }
     // A record without a currency, or with a null one, passes validation: without a default the transform would fail it.
     if ((!currency.required || currency.nullable) && !m.defaultCurrency) {
       fail('/x-sluice/money', `"${m.currencyField}" ${currency.required ? 'admits null' : 'is optional'}, so money.defaultCurrency is required`);

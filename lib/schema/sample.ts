@@ -87,9 +87,15 @@ export function badRecordBytes(schema: object, kind: BadRecordKind, rng: Rng, op
       else record[required[0]] = 12345;
       break;
     }
-    case 'unknown-enum':
-      record[x.partitionFields[0]] = '../../etc/passwd';
+    case 'unknown-enum': {
+      // A value no enum lists, in a partition field when one has an enum. A schema with no enum field gets the same
+      // hostile string as a key it does not have: a record that must fail all the same (a field without an enum would
+      // take it, and write it to the lake).
+      const listed = (k: string) => Array.isArray(props[k]?.enum);
+      const field = x.partitionFields.find(listed) ?? Object.keys(props).find(listed);
+      record[field ?? '../../etc/passwd'] = '../../etc/passwd';
       break;
+    }
     case 'extra-field':
       record.unexpected_field = 'surprise';
       break;

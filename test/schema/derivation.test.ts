@@ -237,6 +237,13 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
       /at \/x-sluice\/money\/defaultCurrency: "usd" is not an ISO 4217 currency code; write three capital letters/],
     ['a default currency that is no code', (s) => { withMinorUnits(s, 'temperature_minor'); s['x-sluice'].money.defaultCurrency = 'dollars'; },
       /at \/x-sluice\/money\/defaultCurrency: "dollars" is not an ISO 4217 currency code/],
+    // Such a record passes validation and then fails the transform, and its replay fails the same way.
+    ['a currency enum listing a value that is no ISO 4217 code', (s) => {
+      withMinorUnits(s, 'temperature_minor');
+      s.properties.currency = { type: ['string', 'null'], enum: ['EUR', 'usd', 'EURO', null] };
+    }, /at \/properties\/currency: "usd", "EURO" are not ISO 4217 currency codes, which the transform needs to compute money\.minorUnitsField/],
+    ['a currency const that is no ISO 4217 code', (s) => { withMinorUnits(s, 'temperature_minor'); s.properties.currency = { const: 'euro' }; },
+      /at \/properties\/currency: "euro" is not an ISO 4217 currency code/],
     ['a property renamed to a name Glue cannot hold', (s) => { s['x-sluice'].columns = { alert_code: 'Bad-Name' }; },
       /at \/x-sluice\/columns\/alert_code: x-sluice\.columns maps "alert_code" to "Bad-Name", which cannot be a Glue column name .*; choose another column name$/],
     ['a property renamed to a Hive reserved word', (s) => { s['x-sluice'].columns = { alert_code: 'table' }; },

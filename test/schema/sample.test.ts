@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { fullFormats } from 'ajv-formats/dist/formats';
 import { describeSchema } from '../../lib/schema/model';
-import { createRng, sampleRecord, sampleRecords } from '../../lib/schema/sample';
+import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord, sampleRecords } from '../../lib/schema/sample';
 import { compileValidator, describeIssues, issuesFrom } from '../../lib/schema/validator';
 
 type Json = Record<string, unknown>;
@@ -170,4 +170,37 @@ test('a record without a currency gets a whole amount when the default currency 
   for (const r of withoutCurrency) expect(Number.isInteger(r.amount)).toBe(true);
   // With the currency given (USD), cents stay.
   expect(records.some((r) => r.currency === 'USD' && !Number.isInteger(r.amount))).toBe(true);
+});
+
+test('every kind of bad record fails the validator, whether or not the schema has a partition field with an enum, or any enum', () => {
+  const withPartition = (partition: Json | undefined): Json => {
+    const schema = recordWith({ type: 'number' });
+    if (partition) {
+      (schema.properties as Json).region = partition;
+      (schema.required as string[]).push('region');
+      (schema['x-sluice'] as Json).partitionFields = ['region'];
+    }
+    return schema;
+  };
+  const schemas = {
+    'an enum partition field': withPartition({ type: 'string', enum: ['eu', 'us'] }),
+    'a free-form partition field (no enum)': withPartition({ type: 'string', minLength: 2, maxLength: 24 }),
+    'no partition field': withPartition(undefined),
+  };
+  for (const [name, schema] of Object.entries(schemas)) {
+    describeSchema('sample', schema);
+    const validate = compileValidator(schema);
+    for (const kind of BAD_RECORD_KINDS) {
+      for (let seed = 0; seed < 20; seed++) {
+        const bytes = badRecordBytes(schema, kind, createRng(seed));
+        let record: unknown;
+        try {
+          record = JSON.parse(bytes.toString('utf8'));
+        } catch {
+          continue; // malformed-json: fails before validation
+        }
+        if (validate(record)) throw new Error(`${name}: a ${kind} record passes the validator: ${bytes.toString('utf8')}`);
+      }
+    }
+  }
 });
