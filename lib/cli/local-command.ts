@@ -246,7 +246,7 @@ export function registerLocalCommands(program: Command): void {
       const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir, localUpPorts(flags, config)));
       printEndpoints(twin, config);
       console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
-      const stop = takeStopSignals(dataDir, (signal) => console.log(`\n${signal}: flushing… (Ctrl-C again exits at once and leaves the rest for the next start)`));
+      const stop = takeStopSignals(dataDir, (signal) => console.log(`\n${signal}: flushing… (${againExits(signal)} at once and leaves the rest for the next start)`));
       stop.holding(release);
       await once(stop.requested, 'abort');
       try {
@@ -459,13 +459,18 @@ function howMany(n: number, noun: string): string {
 /** Where the demo is: what a first signal stops, and so what its line says, depends on it. */
 type DemoStage = 'starting' | 'sending' | 'flushing' | 'reporting' | 'querying';
 
-const FIRST_SIGNAL_SAYS: Record<DemoStage, string> = {
-  starting: 'stopping once the twin is up; no records are sent (Ctrl-C again exits at once)',
-  sending: 'stopping; no more records are sent, those accepted are flushed (Ctrl-C again exits at once and leaves the rest in the data dir)',
-  flushing: 'every record was sent; the flush goes on, then the report, without the query (Ctrl-C again exits at once and leaves the rest in the data dir)',
-  reporting: 'every record was sent and flushed; the report ends without the query',
-  querying: 'every record was sent and flushed; the query is stopped and its results are not shown',
+const FIRST_SIGNAL_SAYS: Record<DemoStage, (signal: NodeJS.Signals) => string> = {
+  starting: (signal) => `stopping once the twin is up; no records are sent (${againExits(signal)} at once)`,
+  sending: (signal) => `stopping; no more records are sent, those accepted are flushed (${againExits(signal)} at once and leaves the rest in the data dir)`,
+  flushing: (signal) => `every record was sent; the flush goes on, then the report, without the query (${againExits(signal)} at once and leaves the rest in the data dir)`,
+  reporting: () => 'every record was sent and flushed; the report ends without the query',
+  querying: () => 'every record was sent and flushed; the query is stopped and its results are not shown',
 };
+
+/** What a second signal after `first` does: any signal but the same SIGTERM delivered twice (see REPEATED_SIGTERM_MS). */
+function againExits(first: NodeJS.Signals): string {
+  return first === 'SIGTERM' ? 'Ctrl-C, or a SIGTERM 2 s on, exits' : 'Ctrl-C again exits';
+}
 
 /**
  * The demo's stage, and its writes to stderr. A terminal's progress line, and the flush's line waiting for its time
@@ -535,7 +540,7 @@ async function demoIn(options: TwinOptions, count: number, badRate: number): Pro
   // process with the twin half started (its twin.pid left behind, kinesis-mock saving on after it).
   const stop = takeStopSignals(
     dataDir,
-    (signal) => progress.write(`${progress.lineOpen ? '\n' : ''}${signal}: ${FIRST_SIGNAL_SAYS[progress.stage]}\n`),
+    (signal) => progress.write(`${progress.lineOpen ? '\n' : ''}${signal}: ${FIRST_SIGNAL_SAYS[progress.stage](signal)}\n`),
     {
       nextStart: `the next \`sluice local up --data-dir ${escapeControlCharacters(dataDir)}\``,
       lineOpen: () => progress.lineOpen,
@@ -624,11 +629,13 @@ async function demoOnTwin(
   const sendSeconds = (Date.now() - sendStarted) / 1000;
   const flushStarted = Date.now();
   const flushSeconds = (digits = 1) => ((Date.now() - flushStarted) / 1000).toFixed(digits);
+  let flushedIn: string | undefined;
   progress.stage = 'flushing';
   const ticker = tty ? setInterval(() => progress.write(`\r  flushing buffers, readers and error routing… ${flushSeconds(0)} s`), 1000) : undefined;
   try {
     progress.write('  flushing buffers, readers and error routing…');
     await stopTwin();
+    flushedIn = flushSeconds();
     // On a terminal the ticking line is written once more, with the time to a tenth (also after a flush under a second).
     // In a log, a signal during the flush wrote its line under this one: the time goes on a line of its own.
     if (tty) progress.write(`\r  flushing buffers, readers and error routing… ${flushSeconds()} s`);
@@ -651,7 +658,7 @@ async function demoOnTwin(
       metadataRecorded(s), failed, dlq.byPipeline.get(s.pipeline) ?? 0, throughput(sentTo(s.pipeline))];
   });
   const totalSent = [...sent.values()].reduce((a, s) => a + s.records, 0);
-  console.log(`\nSent ${formatNumber(totalSent)} records in ${sendSeconds.toFixed(1)} s; everything flushed after ${elapsed.toFixed(1)} s.\n`);
+  console.log(`\nSent ${formatNumber(totalSent)} records in ${sendSeconds.toFixed(1)} s and flushed them in ${flushedIn} s; ${elapsed.toFixed(1)} s since the demo started.\n`);
   console.log(formatTable(
     [...DEMO_SUMMARY_COLUMNS],
     rows.map((r) => [r[0], r[1], r[12], r[2], r[3], r[4], r[5], r[11], r[6], r[7], r[8], r[9]]),

@@ -158,6 +158,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     ...(stopped ? { stopped } : {}),
     ...(report.neverSent !== undefined ? { neverSent: report.neverSent } : {}),
     ...(report.interrupted ? { interrupted: true } : {}),
+    ...(report.expectedRecords > report.expected.size ? { distinctIds: report.expected.size } : {}),
     recordsPerSecond: Math.round((report.accepted / Math.max(report.elapsedMs, 1)) * 1000 * 10) / 10,
   };
   if (!flags.json) {
@@ -167,6 +168,12 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
       io.out(`  skipped ${formatNumber(blankLines)} blank line${blankLines === 1 ? '' : 's'} of ${from} (whitespace only, not sent)`);
     }
     io.out(`  accepted ${formatNumber(report.accepted)} · failed ${formatNumber(report.sent - report.accepted)} · retried ${formatNumber(report.retries)} · ${formatDuration(report.elapsedMs)} (${formatNumber(summary.recordsPerSecond as number)} records/s)`);
+    if (report.expectedRecords > report.expected.size) {
+      // A generated id drawn from the field's examples, or a file that repeats ids: each id is one record to verify.
+      const idField = escapeControlCharacters(schema.model.extensions.idField);
+      io.out(`  note: the ${formatNumber(report.expectedRecords)} records that pass the schema carry ${formatNumber(report.expected.size)} distinct ${idField} values `
+        + `(from the field's examples, or repeated in the input)${flags.verify ? '; --verify looks for each once' : ''}`);
+    }
     for (const [code, n] of Object.entries(report.failedByCode)) {
       const said = report.firstMessageByCode[code] ?? '';
       const first = said === '' ? '' : ` (first: ${escapeControlCharacters(said.length > MAX_MESSAGE_SHOWN ? `${said.slice(0, MAX_MESSAGE_SHOWN)}…` : said)})`;
@@ -630,6 +637,8 @@ interface SendReport {
   invalidByReason: Record<string, number>;
   /** Accepted records that pass the schema, by id. */
   expected: Map<string, ExpectedRecord>;
+  /** Accepted records that pass the schema: more than `expected` holds when some share an id. */
+  expectedRecords: number;
   startedAt: number;
   elapsedMs: number;
   /** Why sending stopped before the end, when a call failed for good after records were accepted. */
@@ -753,7 +762,7 @@ const STILL_SENDING_NOTE_MS = 1000;
 /** Sends `count` records (or until `durationMs`), paced to `rate` on average, never bursting more than a second's worth. */
 async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOptions): Promise<SendReport> {
   const report: SendReport = {
-    sent: 0, accepted: 0, retries: 0, failedByCode: {}, firstMessageByCode: {}, invalid: 0, invalidByReason: {}, expected: new Map(), startedAt: Date.now(), elapsedMs: 0,
+    sent: 0, accepted: 0, retries: 0, failedByCode: {}, firstMessageByCode: {}, invalid: 0, invalidByReason: {}, expected: new Map(), expectedRecords: 0, startedAt: Date.now(), elapsedMs: 0,
   };
   const { rate, durationMs, batchSize, progress } = options;
   const deadline = durationMs !== undefined ? report.startedAt + durationMs : Number.POSITIVE_INFINITY;
@@ -801,7 +810,10 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
         const record = batch[i];
         if (!outcome.ok) return;
         report.accepted++;
-        if (record.expected) report.expected.set(record.expected.id, record.expected);
+        if (record.expected) {
+          report.expected.set(record.expected.id, record.expected);
+          report.expectedRecords++;
+        }
         if (record.failure) {
           report.invalid++;
           report.invalidByReason[record.failure] = (report.invalidByReason[record.failure] ?? 0) + 1;

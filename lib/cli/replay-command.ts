@@ -138,7 +138,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   }
   if (interruption !== undefined) throw new UserError(`interrupted (Ctrl-C): ${interruption}`, INTERRUPTED_EXIT_CODE);
   if (failing.length > 0) {
-    throw new UserError(`${formatNumber(failing.length)} of ${formatNumber(results.length)} dead-letter message${results.length === 1 ? '' : 's'} ${flags.dryRun ? 'would not be replayed' : 'not replayed'}; they stay in the queue`, 1);
+    throw new UserError(`${formatNumber(failing.length)} of ${formatNumber(results.length)} dead-letter message${results.length === 1 ? '' : 's'} ${flags.dryRun ? 'would not be replayed' : 'not replayed'}; ${failing.length === 1 ? 'it stays' : 'they stay'} in the queue`, 1);
   }
 }
 

@@ -511,6 +511,20 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(Object.keys(summary.willFailValidationByReason)).toEqual([expect.stringContaining(`/${key} is not a field of the schema`)]);
   });
 
+  test('records sharing an id are said so (each id is one record to verify), with or without --json', async () => {
+    const file = path.join(dataDir, 'shared-ids.ndjson');
+    const good = (n: number, user: number) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-00000000000${n}`, user_id: `user-${user}`, event_type: 'login', timestamp: '2026-11-22T10:00:00Z' });
+    fs.writeFileSync(file, `${good(1, 1)}\n${good(1, 2)}\n${good(2, 3)}\n`);
+    const text = await put('app-events', '--file', file);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('  note: the 3 records that pass the schema carry 2 distinct event_id values (from the field\'s examples, or repeated in the input)\n');
+    expect(JSON.parse((await put('app-events', '--file', file, '--json')).stdout)).toEqual(expect.objectContaining({ sent: 3, distinctIds: 2 }));
+    // Distinct ids: nothing said.
+    fs.writeFileSync(file, `${good(1, 1)}\n${good(2, 2)}\n`);
+    expect((await put('app-events', '--file', file)).stdout).not.toContain('distinct');
+    expect(JSON.parse((await put('app-events', '--file', file, '--json')).stdout)).not.toHaveProperty('distinctIds');
+  });
+
   test('--file that cannot be read or holds no records: a clear error, exit 2, nothing sent', async () => {
     const blank = path.join(dataDir, 'blank.ndjson');
     fs.writeFileSync(blank, '\n  \r\n\n');
