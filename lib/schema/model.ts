@@ -229,7 +229,7 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
   notNullable(time, 'eventTimeField');
   for (const key of extensions.partitionFields) {
     const c = field(key, 'partition field');
-    if (c.type.kind !== 'string') fail(`/properties/${key}`, 'a partition field must be a string');
+    if (c.type.kind !== 'string') fail(`/properties/${key}`, `a partition field must be a plain string${c.type.kind === 'date' || c.type.kind === 'timestamp' ? ' (not a date or date-time: the event time gives the time partitions)' : ''}`);
     if (!c.required) fail('/required', `the partition field "${key}" must be required, or records would have no partition`);
     notNullable(c, 'partition field');
     if (c.type.kind === 'string' && c.type.enum) {
@@ -247,7 +247,7 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
   for (const [fieldPath, mask] of Object.entries(extensions.pii)) {
     const c = columnAt(inputColumns, fieldPath);
     if (!c) fail(`/x-sluice/pii/${fieldPath}`, missingPiiFieldProblem(inputColumns, fieldPath));
-    else if (c.type.kind !== 'string') fail(`/x-sluice/pii/${fieldPath}`, `PII mask "${mask}" applies to strings only`);
+    else if (c.type.kind !== 'string') fail(`/x-sluice/pii/${fieldPath}`, `PII mask "${mask}" applies to plain strings only${c.type.kind === 'date' || c.type.kind === 'timestamp' ? ' (a date or date-time is a column of its own type)' : ''}`);
     if (fieldPath === extensions.idField || extensions.partitionFields.includes(fieldPath) || fieldPath === extensions.eventTimeField) {
       fail(`/x-sluice/pii/${fieldPath}`, 'the id, event-time and partition fields cannot be masked');
     }
@@ -544,8 +544,22 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
 /** Refuses keywords the derivation does not read: a rule it ignores would let records through that no column describes. */
 function checkKeywords(s: JsonSchema, at: string, instead: string, fail: (at: string, problem: string) => never): void {
   for (const k of Object.keys(s)) {
-    if (!SUPPORTED_KEYWORDS.has(k)) fail(at, `keyword "${k}" has no faithful Glue/Parquet representation; ${instead}`);
+    if (SUPPORTED_KEYWORDS.has(k)) continue;
+    const meant = lookalike(k, SUPPORTED_KEYWORDS);
+    fail(at, meant !== undefined ? `keyword "${k}" is not one JSON Schema knows; did you mean "${meant}"?` : `keyword "${k}" has no faithful Glue/Parquet representation; ${instead}`);
   }
+  // The validators would refuse an unknown format only when `npm run generate` compiles them, naming the schema's root.
+  if (s.format !== undefined && !(typeof s.format === 'string' && Object.hasOwn(formats, s.format))) {
+    const meant = typeof s.format === 'string' ? lookalike(s.format, Object.keys(formats)) : undefined;
+    fail(`${at}/format`, `unknown format ${JSON.stringify(s.format)}${meant !== undefined ? `; did you mean "${meant}"?` : ''} (the validators know ${Object.keys(formats).join(', ')})`);
+  }
+}
+
+/** The name among `known` that `name` spells otherwise (case, "-", "_"), if any: a typo's likely intent. */
+function lookalike(name: string, known: Iterable<string>): string | undefined {
+  const plain = (n: string) => n.toLowerCase().replace(/[-_]/g, '');
+  for (const k of known) if (plain(k) === plain(name)) return k;
+  return undefined;
 }
 
 /** An object with properties becomes a struct: a key it does not name would pass validation and then be dropped. */

@@ -65,7 +65,6 @@ describe('generated TypeScript record types', () => {
 
 describe('what the validator compiler refuses names the schema file', () => {
   test.each([
-    ['an unknown format', (s: Record<string, unknown>) => { (s.properties as Record<string, Record<string, unknown>>).device_model.format = 'foo'; }, /unknown format "foo" ignored in schema at path "#\/properties\/device_model"/],
     ['an empty enum', (s: Record<string, unknown>) => { (s.properties as Record<string, Record<string, unknown>>).device_model.enum = []; }, /enum must have non-empty array/],
   ])('%s', (_name, edit, detail) => {
     const dir = schemaDir(['orders'], edit);
@@ -78,6 +77,22 @@ describe('what the validator compiler refuses names the schema file', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test('an unknown format, or a keyword spelled otherwise, is refused where the schema is read (every command), at its path, with what was likely meant', () => {
+  const refusal = (edit: (field: Record<string, unknown>) => void): string => {
+    const dir = schemaDir(['orders'], (s) => edit((s.properties as Record<string, Record<string, unknown>>).device_model));
+    try {
+      return (generationError(dir) as Error).message;
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  expect(refusal((f) => { f.format = 'foo'; })).toMatch(/^schemas\/orders\.schema\.json at \/properties\/device_model\/format: unknown format "foo" \(the validators know date, time, date-time, .*uuid/);
+  expect(refusal((f) => { f.format = 'e-mail'; })).toMatch(/at \/properties\/device_model\/format: unknown format "e-mail"; did you mean "email"\?/);
+  expect(refusal((f) => { f.maxlength = 5; })).toMatch(/at \/properties\/device_model: keyword "maxlength" is not one JSON Schema knows; did you mean "maxLength"\?/);
+  expect(() => describeSchema('iot', { ...readSchema('iot'), properties: { ...(readSchema('iot') as { properties: object }).properties, device_model: { type: 'string', format: 'e-mail' } } }))
+    .toThrow(/at \/properties\/device_model\/format: unknown format "e-mail"; did you mean "email"\?/);
 });
 
 describe('generated code against the schema files now', () => {

@@ -124,7 +124,11 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     ['a type JSON Schema does not have', (s) => { s.properties.temperature_c = { type: 'float' }; },
       /at \/properties\/temperature_c: type "float" is not supported: use one of "string", "integer", "number", "boolean", "object", "array" \(or a list of one of them and "null"\)$/],
     ['an event-time field that is not a date-time', (s) => { s['x-sluice'].eventTimeField = 'device_id'; }, /at \/properties\/device_id: the eventTimeField must be/],
-    ['a PII mask on a number', (s) => { s['x-sluice'].pii = { temperature_c: 'hash' }; }, /at \/x-sluice\/pii\/temperature_c: PII mask "hash" applies to strings only/],
+    ['a PII mask on a number', (s) => { s['x-sluice'].pii = { temperature_c: 'hash' }; }, /at \/x-sluice\/pii\/temperature_c: PII mask "hash" applies to plain strings only$/],
+    ['a PII mask on a date-time', (s) => { s.properties.seen_at = { type: 'string', format: 'date-time' }; s['x-sluice'].pii = { seen_at: 'drop' }; },
+      /at \/x-sluice\/pii\/seen_at: PII mask "drop" applies to plain strings only \(a date or date-time is a column of its own type\)/],
+    ['a date partition field', (s) => { s.properties.shift_date = { type: 'string', format: 'date' }; s.required.push('shift_date'); s['x-sluice'].partitionFields = ['shift_date']; },
+      /at \/properties\/shift_date: a partition field must be a plain string \(not a date or date-time: the event time gives the time partitions\)/],
     ['a PII mask on a field inside an array of objects', (s) => {
       s.properties.readings = { type: 'array', items: { type: 'object', additionalProperties: false, properties: { sensor: { type: 'string' } } } };
       s['x-sluice'].pii = { 'readings.sensor': 'hash' };
