@@ -1,6 +1,7 @@
 /**
- * Ctrl-C (SIGINT) and SIGTERM while a command has work in hand (put's sending and verifying, replay's batch): the first
- * asks it to stop after what it holds and report; a second ends the process at once, by that signal.
+ * Ctrl-C (SIGINT) and SIGTERM while `put` has work in hand (sending, verifying): the first asks it to stop after what it
+ * holds and report; a second ends the process at once, by that signal. (replay takes Ctrl-C only; local up and demo
+ * have takeStopSignals, which also lets go of the twin's lock.)
  */
 import * as os from 'node:os';
 

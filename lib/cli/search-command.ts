@@ -173,12 +173,21 @@ export function aggregatableField(model: SchemaModel, field: string): string {
 export function displayFields(model: SchemaModel, list: string): string[] {
   const properties = indexProperties(model);
   const fields = list.split(',').map((f) => f.trim()).filter(Boolean);
-  const unknown = fields.filter((f) => mappingAt(properties, f.split('.')) === undefined);
+  const unknown = fields.filter((f) => !displayable(properties, f.split('.')));
   if (fields.length === 0 || unknown.length > 0) {
     const what = fields.length === 0 ? `--fields ${JSON.stringify(list)}: no field named` : `--fields: ${unknown.map((f) => escapeControlCharacters(f)).join(', ')} ${unknown.length === 1 ? 'is not a field' : 'are not fields'} of the ${model.pipeline} index`;
     throw new UserError(`${what}; fields: ${leafPaths(properties).join(', ')}`);
   }
   return fields;
+}
+
+/** A field, an object, or a key inside a map (flat_object) or a geo point: documents hold those too. */
+function displayable(properties: Record<string, Mapping>, parts: readonly string[]): boolean {
+  for (let n = parts.length; n > 0; n--) {
+    const node = mappingAt(properties, parts.slice(0, n));
+    if (node !== undefined) return n === parts.length || node.type === 'flat_object' || node.type === 'geo_point';
+  }
+  return false;
 }
 
 /** Every leaf field of a mapping, by dotted path. */

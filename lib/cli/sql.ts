@@ -19,7 +19,7 @@ import { resourceNames } from '../config';
 import { LocalAthena, QueryNotAllowedError } from '../local/athena';
 import { bucketDir, localBucketName } from '../local/paths';
 import { explained, explainFailure } from './errors';
-import { formatBytes, INTERRUPTED_EXIT_CODE, UserError } from './output';
+import { formatBytes, UserError } from './output';
 import { io, type Progress } from './progress';
 import { interruptionBy, REPEATED_SIGTERM_MS, type Interruption } from './interrupt';
 import { OutputKeys } from './stack-outputs';
@@ -85,7 +85,7 @@ export interface SqlEngineOptions {
 }
 
 export async function sqlEngineFor(target: Target, options: SqlEngineOptions = {}): Promise<SqlEngine> {
-  return target.kind === 'local' ? localSqlEngine(target, options) : athenaSqlEngine(target, new AthenaClient(target.clientConfig));
+  return target.kind === 'local' ? localSqlEngine(target, options) : athenaSqlEngine(target, new AthenaClient(target.clientConfig), {}, options);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ export interface AthenaPolling {
 }
 
 /** Athena in the stack's workgroup. */
-export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, polling: AthenaPolling = {}): Promise<SqlEngine> {
+export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, polling: AthenaPolling = {}, options: SqlEngineOptions = {}): Promise<SqlEngine> {
   const outputs = await target.outputs();
   // Sluice names the workgroup and database itself (lib/config/names.ts); the stack's outputs, when present, win.
   const names = resourceNames(target.config, Object.keys(target.config.pipelines)[0]);
@@ -262,21 +262,25 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
           new Promise<boolean>((resolve) => setTimeout(resolve, STOP_WAIT_MS, false).unref()),
         ]);
       };
-      const onInterrupt = () => {
+      let by = interruptionBy('SIGINT');
+      const onInterrupt = (signal: NodeJS.Signals) => {
+        if (!interrupted) by = interruptionBy(signal === 'SIGTERM' ? 'SIGTERM' : 'SIGINT');
         interrupted = true;
         if (queryExecutionId) stopQuery(queryExecutionId);
       };
       const endIfInterrupted = async () => {
         if (!interrupted) return;
-        if (!queryExecutionId) throw new UserError('interrupted (Ctrl-C)', INTERRUPTED_EXIT_CODE);
+        if (!queryExecutionId) throw new UserError(`interrupted (${by.label})`, by.exitCode);
         stopQuery(queryExecutionId);
         const stopped = await stopping;
         throw new UserError(stopped
-          ? `interrupted (Ctrl-C): Athena query ${queryExecutionId} was stopped`
-          : `interrupted (Ctrl-C): Athena did not confirm stopping query ${queryExecutionId}; check it in the Athena console`, INTERRUPTED_EXIT_CODE);
+          ? `interrupted (${by.label}): Athena query ${queryExecutionId} was stopped`
+          : `interrupted (${by.label}): Athena did not confirm stopping query ${queryExecutionId}; check it in the Athena console`, by.exitCode);
       };
-      // Once: a second Ctrl-C ends the process at once, as Node does, should a call hang.
+      // Once: a second Ctrl-C ends the process at once, as Node does, should a call hang. SIGTERM stops the query as
+      // Ctrl-C does when the command takes it so (put --verify).
       process.once('SIGINT', onInterrupt);
+      if (options.sigtermInterrupts) process.once('SIGTERM', onInterrupt);
       try {
         let start;
         try {
@@ -343,6 +347,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
         };
       } finally {
         process.removeListener('SIGINT', onInterrupt);
+        process.removeListener('SIGTERM', onInterrupt);
       }
     },
     async savedQueries() {

@@ -140,7 +140,7 @@ function clientErrorResponse(error: Error & { code?: string }, extraHeaders: Hea
   const [status, reason, message] = error.code === 'HPE_HEADER_OVERFLOW'
     ? [431, 'Request Header Fields Too Large', 'the request headers are larger than this endpoint reads (16 KiB)']
     : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [408, 'Request Timeout', 'the request headers did not arrive in time']
+      ? [408, 'Request Timeout', 'the request did not arrive in time']
       : [400, 'Bad Request', `the request is not HTTP this endpoint can read (${error.code ?? error.message})`];
   const body = JSON.stringify({ __type: 'SerializationException', message: `Request refused: ${message}.` });
   const headers: Headers = {

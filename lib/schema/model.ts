@@ -744,7 +744,7 @@ export function isMultipleOf(v: number, m: number): boolean {
   return (v / m) % 1 === 0;
 }
 
-/** Whether a value passes the named string format as the validators check it; unknown formats are left to ajv. */
+/** Whether a value passes the named string format as the validators check it (checkKeywords refuses unknown formats first). */
 function formatAccepts(name: string, value: string): boolean {
   const f = (formats as Record<string, unknown>)[name];
   const check = typeof f === 'object' && f !== null && !(f instanceof RegExp) ? (f as { validate: unknown }).validate : f;

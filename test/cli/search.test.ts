@@ -11,6 +11,8 @@ import { AssumeRoleCommand, STSClient } from '@aws-sdk/nested-clients/sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { freePort } from '../../lib/local/ports';
 import { expectNoStackTrace, hungServer, onlyContainerCredentials, sluice } from './helpers';
+import { displayFields } from '../../lib/cli/search-command';
+import { loadModel } from '../../lib/schema';
 
 interface SeenRequest {
   method: string;
@@ -404,6 +406,10 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     const { code, stdout } = await search('clickstream', '--fields', 'event_id,page');
     expect(code).toBe(0);
     expect(stdout.split("\n")[2]).toMatch(/^e-1 +\{ "path": "\/a" \}/);
+    // A key inside a map (flat_object) or a geo point's lat is a field of the document too (pipelines whose index has one).
+    expect(displayFields(loadModel('app-events'), 'event_id, attributes.plan')).toEqual(['event_id', 'attributes.plan']);
+    expect(displayFields(loadModel('iot'), 'location.lat,location')).toEqual(['location.lat', 'location']);
+    expect(() => displayFields(loadModel('iot'), 'location.lat.x,device_id.x')).toThrow(/--fields: device_id\.x is not a field of the iot index/);
   });
 
   test('an OpenSearch that takes the connection and never answers: --timeout bounds the whole search, naming the endpoint', async () => {

@@ -327,6 +327,40 @@ describe('metadata consumer without transactions (dynalite, the local twin)', ()
     expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 10, bytes: expect.any(Number) } });
   });
 
+  it('an endpoint that stops answering between the event items and the counters is waited out, past maxAttempts: counted once, nothing reported', async () => {
+    let refusals = 15;
+    const { client, calls } = counted((command) => {
+      if (command.constructor.name !== 'UpdateCommand' || refusals === 0) return undefined;
+      refusals--;
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:4569'), { code: 'ECONNREFUSED' });
+    });
+    const batch = iotBatch(10);
+    expect((await consumer(client)(batch)).batchItemFailures).toEqual([]);
+    expect(calls.UpdateCommand).toBe(16);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 10, bytes: expect.any(Number) } });
+  });
+
+  it('only the events of the counter that failed are taken back: the other counters\' events stay counted', async () => {
+    const early = iotBatch(6, { minute: 40 });
+    const late = iotBatch(4, { minute: 41, firstId: 100 });
+    const batch = { Records: [...early.Records, ...late.Records] };
+    let failing = true;
+    const { client } = counted((command) => {
+      const key = JSON.stringify((command.input as { Key?: unknown }).Key ?? '');
+      if (command.constructor.name !== 'UpdateCommand' || !failing || !key.includes('13:41')) return undefined;
+      throw Object.assign(new Error('not authorized'), { name: 'AccessDeniedException', $fault: 'client' });
+    });
+    expect((await consumer(client)(batch)).batchItemFailures.length).toBeGreaterThan(0);
+    expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 6, bytes: expect.any(Number) } });
+    expect((await table()).filter((i) => String(i.pk).startsWith('event#'))).toHaveLength(6);
+    failing = false;
+    expect((await consumer(client)(batch)).batchItemFailures).toEqual([]);
+    expect(await counters()).toEqual({
+      'count#iot#telemetry 2026-11-22T13:40': { events: 6, bytes: expect.any(Number) },
+      'count#iot#telemetry 2026-11-22T13:41': { events: 4, bytes: expect.any(Number) },
+    });
+  });
+
   it('when taking the events back fails too, the failure says their counts are lost', async () => {
     const { client } = counted((command) => {
       if (command.constructor.name === 'UpdateCommand') throw Object.assign(new Error('not authorized'), { name: 'AccessDeniedException', $fault: 'client' });
@@ -343,7 +377,7 @@ describe('metadata consumer without transactions (dynalite, the local twin)', ()
       t.restore();
     }
     expect(out.batchItemFailures).toHaveLength(3);
-    expect(JSON.stringify(t.lines)).toContain('deleting the event items it did not count failed too (delete refused): those events\' counts are lost');
+    expect(JSON.stringify(t.lines)).toContain('taking back the event items it did not count failed too (delete refused): those events\' counts are lost');
   });
 });
 

@@ -17,7 +17,8 @@
  * back, since it may have been applied: what exists is counted. Each increment also writes its chunk's
  * token on the counter item, on the condition that the token is not there yet: sent again after its
  * answer was lost (by the SDK's retries or ours), it is refused instead of added twice. An increment
- * that gives up (its retries ran out, or an error not worth retrying) deletes the event items it did
+ * that meets a broken connection, a timeout or a server error is waited out, never given up. One that
+ * gives up (throttled past its retries, or an error not worth retrying) deletes the event items it did
  * not count (its counter without the chunk's token) before the records are reported, so their
  * redelivery counts them. Only a crash between a chunk's event items and its counters, or a failed
  * write whose read-back or delete fails too, could lose those counts, up to one chunk (50 events).
@@ -292,8 +293,8 @@ export class MetadataStore {
       const { reason } = refused[0];
       const lost = await this.takeBack(refused.map((r) => r.counter), writtenEvents, chunk).then(() => undefined, (error: unknown) => error);
       if (lost === undefined) throw reason;
-      throw new WriteFailure(`${messageOf(reason)}; deleting the event items it did not count failed too (${messageOf(lost)}): those events' counts are lost`,
-        reason instanceof WriteFailure ? reason.retryable : true, { cause: reason });
+      throw new WriteFailure(`${messageOf(reason)}; taking back the event items it did not count failed too (${messageOf(lost)}): those events' counts are lost`,
+        reason instanceof WriteFailure ? reason.retryable : this.isRetryable(asAwsError(reason)), { cause: new AggregateError([reason, lost]) });
     }
     if (failure !== undefined) throw failure.error;
     return { recorded: writtenEvents.length, duplicates: events.length - fresh.length };
@@ -323,13 +324,16 @@ export class MetadataStore {
    */
   private async incrementOnce(counter: SummedCounter, chunk: string): Promise<void> {
     const update = this.counterUpdate(counter, chunk);
+    // A connection that broke or an endpoint that is gone is waited out: the take-back that giving up leads to would
+    // meet the same endpoint, and an attempt cut off may still land after it. Throttling and errors the endpoint
+    // answers with give up (maxAttempts, the deadline): the endpoint is there to take the event items back.
     await this.withRetries(async () => {
       try {
         await this.options.dynamo.send(new UpdateCommand(update));
       } catch (err) {
         if (asAwsError(err).name !== 'ConditionalCheckFailedException') throw err;
       }
-    });
+    }, (e) => !this.isUnreachable(e));
   }
 
   /** The items among `keys` that exist, by key (BatchGetItem, strongly consistent; unprocessed keys retried). */
@@ -495,22 +499,28 @@ export class MetadataStore {
   }
 
   /** Retries retryable errors, within maxAttempts and the deadline. */
-  private async withRetries<T>(work: () => Promise<T>): Promise<T> {
+  /** Retries retryable errors, within maxAttempts and the deadline unless `givesUp` says otherwise for the error. */
+  private async withRetries<T>(work: () => Promise<T>, givesUp: (e: AwsError) => boolean = () => true): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await work();
       } catch (err) {
         const e = asAwsError(err);
         if (!this.isRetryable(e)) throw err;
-        await this.backoff(attempt, e.name ?? 'retryable error', err);
+        await this.backoff(attempt, e.name ?? e.code ?? 'retryable error', err, givesUp(e));
       }
     }
   }
 
+  /** No answer from the endpoint: a broken or refused connection, a timeout, a server error. */
+  private isUnreachable(e: AwsError): boolean {
+    return e.name === 'TimeoutError' || TRANSPORT_ERRORS.has(e.code ?? '') || e.$fault === 'server';
+  }
+
   /** Waits before the next attempt, or gives up (WriteFailure, retryable) when the deadline would pass. */
-  private async backoff(attempt: number, reason: string, cause: unknown): Promise<void> {
+  private async backoff(attempt: number, reason: string, cause: unknown, givesUp = true): Promise<void> {
     const delay = backoffDelay(attempt);
-    if ((attempt + 1 >= (this.options.maxAttempts ?? 10) || Date.now() + delay >= this.options.deadline)) {
+    if (givesUp && (attempt + 1 >= (this.options.maxAttempts ?? 10) || Date.now() + delay >= this.options.deadline)) {
       throw new WriteFailure(`gave up after ${attempt + 1} attempt${attempt === 0 ? '' : 's'}: ${reason}`, true, { cause });
     }
     this.options.onRetry?.(reason);
