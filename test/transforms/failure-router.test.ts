@@ -85,6 +85,17 @@ const s3Event = (...keys: string[]): S3Event => ({
 });
 
 describe('failure router', () => {
+  it('an old event retried after its object was put back reads the new bytes, and keys them by the ETag read: duplicates of the new object\'s own event', async () => {
+    const { key, body } = errorObject(3);
+    const w = world({ [key]: body });
+    // S3 answers reads with the object's ETag, quoted; unversioned, an event's eTag is the one it was created with.
+    const options: FailureRouterOptions = { ...w.options, readObject: async (_b, k) => (k === key ? { body, etag: '"e2e2e2e2"' } : undefined) };
+    const eventWith = (eTag: string): S3Event => ({ Records: [{ ...event.Records[0], s3: { ...event.Records[0].s3, object: { ...event.Records[0].s3.object, key, eTag } } }] });
+    expect(await createFailureRouter(options)(eventWith('e2e2e2e2'))).toMatchObject({ sent: 3, duplicates: 0 });
+    expect(await createFailureRouter(options)(eventWith('e1e1e1e1'))).toMatchObject({ sent: 0, duplicates: 3 });
+    expect(w.queue.map((m) => m.dedupeKey)).toEqual([1, 2, 3].map((line) => dedupeKeyOf(BUCKET, key, line, 'e2e2e2e2')));
+  });
+
   it('another object later written at the same key (a new eTag or version) is routed: its lines are not duplicates of the first object\'s', async () => {
     const w = world();
     const first = await createFailureRouter(w.options)(event);

@@ -137,6 +137,8 @@ export class ObjectChangedError extends Error {
 export interface ErrorObjectReading {
   /** Why the lines end before the object does (gzip data damaged or cut off); known before the first line is read. */
   readonly damaged?: string;
+  /** The version read: the versionId asked for, or the ETag S3 answered with (quotes removed); undefined when neither. */
+  readonly version?: string;
   /**
    * The object's non-blank lines in order, parsed, with the problem that stops each, or too long to read; throws what
    * reading its bytes throws.
@@ -196,7 +198,7 @@ export async function readPinnedErrorObject(
   const first = await readObject(bucket, key, versionId !== undefined ? { versionId } : undefined);
   if (first === undefined) return undefined;
   const pin: ObjectPin | undefined = versionId !== undefined ? { versionId } : first.etag !== undefined ? { etag: first.etag } : undefined;
-  return readErrorObject(first.body, async () => {
+  const reading = await readErrorObject(first.body, async () => {
     try {
       return (await readObject(bucket, key, pin))?.body;
     } catch (err) {
@@ -205,6 +207,8 @@ export async function readPinnedErrorObject(
         + 'so none of its lines were read; a new read takes it as it is now', { cause: err });
     }
   }, options);
+  const version = versionId ?? first.etag?.replace(/^"|"$/g, '');
+  return reading !== undefined && version ? { ...reading, version } : reading;
 }
 
 /** S3's answer to a read whose If-Match no longer holds (HTTP 412), from the SDK or the twin's store. */

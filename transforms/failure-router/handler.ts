@@ -186,7 +186,6 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
         continue;
       }
       const object = `s3://${bucket}/${key}`;
-      const version = record.s3.object.versionId || record.s3.object.eTag || undefined;
       let reading: ErrorObjectReading | undefined;
       let readFailure: { error: unknown } | undefined;
       try {
@@ -205,6 +204,9 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
         damagedObjects++;
         logger.error('error object damaged; its whole lines before the damage are routed, the rest stays in S3 only', { bucket, key, problem: reading.damaged });
       }
+      // The version read names the lines (not the event's eTag): an old event retried after the object was put back
+      // reads the new bytes, whose lines its own event routes under the same keys.
+      const version = reading?.version || record.s3.object.versionId || record.s3.object.eTag || undefined;
       const routed = { lines: 0, sent: 0, duplicates: 0, failed: 0 };
       let lastLine = 0;
       let window: DlqMessage[] = [];
