@@ -1,7 +1,7 @@
 /**
  * Ctrl-C (SIGINT) and SIGTERM while `put` has work in hand (sending, verifying): the first asks it to stop after what it
- * holds and report; a second ends the process at once, by that signal. (replay takes Ctrl-C only; local up and demo
- * have takeStopSignals, which also lets go of the twin's lock.)
+ * holds and report; a second ends the process at once, by that signal. local up and demo take them the same way (their
+ * second signal also lets go of the twin's lock); replay takes Ctrl-C only.
  */
 import * as os from 'node:os';
 
@@ -31,10 +31,10 @@ export function interruptionBy(signal: 'SIGINT' | 'SIGTERM'): Interruption {
 
 /**
  * Calls `onFirst` at the first Ctrl-C or SIGTERM, until the returned function is called. A second signal (but a
- * repeated SIGTERM) stops taking them and sends the process that signal again, which ends it as Node's default does
- * (for SIGINT, with the `sluice: interrupted` line bin/sluice.js writes).
+ * repeated SIGTERM) goes to `onSecond`; without one, it stops taking them and sends the process that signal again,
+ * which ends it as Node's default does (for SIGINT, with the `sluice: interrupted` line bin/sluice.js writes).
  */
-export function takeInterrupts(onFirst: (interruption: Interruption) => void): () => void {
+export function takeInterrupts(onFirst: (interruption: Interruption) => void, onSecond?: (signal: 'SIGINT' | 'SIGTERM') => void): () => void {
   let first: { signal: NodeJS.Signals; at: number } | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (first === undefined) {
@@ -43,6 +43,10 @@ export function takeInterrupts(onFirst: (interruption: Interruption) => void): (
       return;
     }
     if (signal === 'SIGTERM' && first.signal === 'SIGTERM' && Date.now() - first.at < REPEATED_SIGTERM_MS) return;
+    if (onSecond !== undefined) {
+      onSecond(signal as 'SIGINT' | 'SIGTERM');
+      return;
+    }
     dispose();
     process.kill(process.pid, signal);
   };

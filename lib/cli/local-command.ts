@@ -18,7 +18,7 @@ import { readLiveTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-
 import { addConfigOption, configFrom, drawSample, examples, parsePort, requireGeneratedCode } from './options';
 import { displayRows, escapeControlCharacters, formatBytes, formatNumber, formatTable, UserError } from './output';
 import { io } from './progress';
-import { REPEATED_SIGTERM_MS, signalExitCode } from './interrupt';
+import { signalExitCode, takeInterrupts } from './interrupt';
 import { sleep } from './sleep';
 
 interface LocalFlags {
@@ -61,16 +61,11 @@ function takeStopSignals(
   }: { nextStart?: string; lineOpen?: () => boolean; flushed?: () => boolean } = {},
 ): StopSignals {
   const requested = new AbortController();
-  let firstAt = 0;
   let release: (() => void) | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (!requested.signal.aborted) {
-      firstAt = Date.now();
-      onFirst(signal);
-      requested.abort(signal);
-      return;
-    }
-    if (signal === 'SIGTERM' && requested.signal.reason === 'SIGTERM' && Date.now() - firstAt < REPEATED_SIGTERM_MS) return;
+  const dispose = takeInterrupts(({ signal }) => {
+    onFirst(signal);
+    requested.abort(signal);
+  }, (signal) => {
     const left = flushed()
       ? `everything was flushed; the data stays in ${dataDir}`
       : `records not yet delivered stay in ${dataDir} and are delivered at ${nextStart}`;
@@ -80,17 +75,8 @@ function takeStopSignals(
     } finally {
       process.exit(signalExitCode(signal));
     }
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    requested: requested.signal,
-    holding: (held) => (release = held),
-    dispose: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
+  });
+  return { requested: requested.signal, holding: (held) => (release = held), dispose };
 }
 
 type TwinPorts = NonNullable<TwinOptions['ports']>;
