@@ -306,7 +306,7 @@ function converterFor(type: LogicalType, openx: boolean): Converter {
     case 'boolean': return booleanConverter(openx);
     case 'struct': return structConverter(type.fields, openx);
     case 'array': return arrayConverter(converterFor(type.items, openx));
-    case 'map': return mapConverter(converterFor(type.values, openx));
+    case 'map': return mapConverter(converterFor(type.values, openx), openx);
   }
 }
 
@@ -365,13 +365,27 @@ function arrayConverter(item: Converter): Converter {
   };
 }
 
-function mapConverter(valueConverter: Converter): Converter {
+/**
+ * OpenX (case-insensitive, Firehose's default) lower-cases every JSON key before it reads the record, a map's keys too:
+ * `{"Temp": 1}` lands as `temp`. Two keys that are one once lower-cased fail the record here (Firehose's JSON reader
+ * refuses a duplicate key; what it reports for them is not documented).
+ */
+function mapConverter(valueConverter: Converter, openx: boolean): Converter {
   return (value, state) => {
     if (!isPlainObject(value)) throw new Mismatch(`expected a JSON object for a map, got ${describe(value)}`);
     // No prototype: a map key "__proto__" must stay a key.
     const out: Record<string, unknown> | undefined = state.build ? Object.create(null) as Record<string, unknown> : undefined;
-    for (const key in value) {
-      const v = value[key];
+    const seen = openx ? new Map<string, string>() : undefined;
+    for (const sent in value) {
+      let key = sent;
+      if (seen !== undefined) {
+        key = sent.toLowerCase();
+        if (key !== sent) state.changed = true;
+        const other = seen.get(key);
+        if (other !== undefined) throw new Mismatch(`map keys ${JSON.stringify(other)} and ${JSON.stringify(sent)} are one key once lower-cased, as the OpenX JSON deserializer reads keys`);
+        seen.set(key, sent);
+      }
+      const v = value[sent];
       if (v === null) {
         if (out) out[key] = null;
         continue;

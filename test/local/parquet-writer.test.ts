@@ -207,12 +207,22 @@ describe('ParquetWriter', () => {
       // Rewritten (numeric string), and a "__proto__" key stays a key.
       Buffer.from('{"event_id":"m3","amount":"5.5","attributes":{"__proto__":"kept"}}'),
       line({ event_id: 'm2', attributes: ['not', 'a', 'map'] }),
+      // OpenX lower-cases every key, a map's too: two keys that are one then fail the record.
+      line({ event_id: 'm4', attributes: { Plan: 'pro', plan: 'free' } }),
     ], mapOut);
-    expect(maps.failures.map((f) => f.index)).toEqual([2]);
-    expect(await rows(mapOut, "event_id, attributes['Seats'] AS seats, attributes['__proto__'] AS proto, amount, amount_minor")).toEqual([
-      { event_id: 'm1', seats: '3', proto: null, amount: null, amount_minor: '1999' },
-      { event_id: 'm3', seats: null, proto: 'kept', amount: 5.5, amount_minor: null },
+    expect(maps.failures.map((f) => [f.index, f.errorMessage])).toEqual([
+      [2, expect.stringMatching(/^expected a JSON object for a map/)],
+      [3, 'map keys "Plan" and "plan" are one key once lower-cased, as the OpenX JSON deserializer reads keys at "attributes"'],
     ]);
+    expect(await rows(mapOut, "event_id, attributes['seats'] AS seats, attributes['Seats'] AS cased, attributes['__proto__'] AS proto, amount, amount_minor")).toEqual([
+      { event_id: 'm1', seats: '3', cased: null, proto: null, amount: null, amount_minor: '1999' },
+      { event_id: 'm3', seats: null, cased: null, proto: 'kept', amount: 5.5, amount_minor: null },
+    ]);
+    // The Hive JSON SerDe reads keys as they are.
+    const hive = await writer(appEvents, 'hive');
+    const hiveOut = path.join(dir, 'app-hive.parquet');
+    expect((await hive.convert([line({ event_id: 'h1', attributes: { Seats: '3', seats: '4' } })], hiveOut)).failures).toEqual([]);
+    expect(await rows(hiveOut, "attributes['Seats'] AS cased, attributes['seats'] AS seats")).toEqual([{ cased: '3', seats: '4' }]);
   });
 
   it('isolates records DuckDB refuses that the checks let through (duplicate keys) and keeps the rest', async () => {
