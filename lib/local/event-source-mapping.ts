@@ -181,6 +181,8 @@ export class EventSourceMapping {
   readonly functionArn: string;
   private readonly options: EventSourceMappingOptions;
   private readonly reader: ShardReader;
+  /** Per shard, an invocation that timed out and still runs: the shard's next one waits for it to end. */
+  private readonly overruns = new Map<string, Promise<void>>();
   private readonly batchSize: number;
   private readonly maxRetryAttempts: number;
   private readonly maxRecordAgeMs: number;
@@ -242,14 +244,30 @@ export class EventSourceMapping {
     return this.reader.start();
   }
 
-  /** Stops after the running invocation; a batch still being retried is re-read on the next start. */
-  stop(): Promise<void> {
-    return this.reader.stop();
+  /** Stops after the running invocation (and any that timed out but still runs); a batch still being retried is re-read on the next start. */
+  async stop(): Promise<void> {
+    await this.reader.stop();
+    await this.overrunsSettled();
   }
 
   /** Resolves once every record in the stream so far was handled (succeeded or sent to the destination). */
-  drain(options?: { timeoutMs?: number }): Promise<void> {
-    return this.reader.drain(options);
+  async drain(options?: { timeoutMs?: number }): Promise<void> {
+    await this.reader.drain(options);
+    await this.overrunsSettled();
+  }
+
+  /** Waits for invocations that timed out and still run, for one more function timeout at most (a handler may hang for ever). */
+  private async overrunsSettled(): Promise<void> {
+    if (this.overruns.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, (this.options.functionTimeoutSeconds ?? 30) * 1000);
+    });
+    try {
+      await Promise.race([Promise.all(this.overruns.values()), limit]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   stats(): EventSourceMappingStats {
@@ -363,6 +381,9 @@ export class EventSourceMapping {
   }
 
   private async invoke(shardId: string, records: _Record[], tallies: Tallies): Promise<Outcome> {
+    // Lambda stops a function at its timeout; a handler in this process cannot be stopped, so the shard's next
+    // invocation waits for one that timed out to end: one invocation per shard at a time, its writes in order.
+    await this.overruns.get(shardId);
     this.counters.invocations++;
     const requestId = randomUUID();
     const event = this.eventFor(shardId, records);
@@ -372,7 +393,14 @@ export class EventSourceMapping {
       const timeoutSeconds = this.options.functionTimeoutSeconds;
       const endsAt = timeoutSeconds === undefined ? Infinity : Date.now() + timeoutSeconds * 1000;
       const context: KinesisInvocationContext = { getRemainingTimeInMillis: () => Math.max(0, endsAt - Date.now()) };
-      response = await withTimeout(Promise.resolve().then(() => this.options.handler(event, context)), timeoutSeconds);
+      const running = Promise.resolve().then(() => this.options.handler(event, context));
+      response = await withTimeout(running, timeoutSeconds).catch((error: unknown) => {
+        if (error instanceof FunctionTimedOut) {
+          const ended = running.then(() => undefined, () => undefined).finally(() => this.overruns.delete(shardId));
+          this.overruns.set(shardId, ended);
+        }
+        throw error;
+      });
     } catch (error) {
       this.counters.failedInvocations++;
       this.reportError(error, shardId, 'invoke', records);
@@ -518,11 +546,13 @@ function arrivalMs(record: _Record): number {
   return arrival instanceof Date ? arrival.getTime() : typeof arrival === 'number' ? arrival * 1000 : 0;
 }
 
+class FunctionTimedOut extends Error {}
+
 async function withTimeout<T>(promise: Promise<T>, seconds: number | undefined): Promise<T> {
   if (seconds === undefined) return promise;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Task timed out after ${seconds.toFixed(2)} seconds`)), seconds * 1000);
+    timer = setTimeout(() => reject(new FunctionTimedOut(`Task timed out after ${seconds.toFixed(2)} seconds`)), seconds * 1000);
   });
   try {
     return await Promise.race([promise, timeout]);

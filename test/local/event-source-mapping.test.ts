@@ -526,3 +526,36 @@ async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+describe('an invocation that times out', () => {
+  test('is not run beside the retry of its shard: the shard waits for it to end, its writes land before the next batch\'s, and none after stop()', async () => {
+    const kinesis = new MemoryKinesis();
+    kinesis.createStream(STREAM, 1);
+    kinesis.putRecord(STREAM, 'k', 'r0');
+    kinesis.putRecord(STREAM, 'k', 'r1');
+    const effects: string[] = [];
+    let running = 0;
+    let mostRunning = 0;
+    let calls = 0;
+    const { esm } = mapping(kinesis, async (event) => {
+      running++;
+      mostRunning = Math.max(mostRunning, running);
+      try {
+        // The first call outlives the function's timeout (50 ms), then writes.
+        if (calls++ === 0) await new Promise((resolve) => setTimeout(resolve, 300));
+        effects.push(datas(event).join());
+      } finally {
+        running--;
+      }
+    }, { functionTimeoutSeconds: 0.05, batchSize: 1, maxRetryAttempts: 3 });
+    await esm.start();
+    await esm.drain({ timeoutMs: 5000 });
+    await esm.stop();
+    expect(mostRunning).toBe(1);
+    // At least once, in order: the timed-out call's write, its retry's, then the next batch.
+    expect(effects).toEqual(['r0', 'r0', 'r1']);
+    const atStop = [...effects];
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(effects).toEqual(atStop);
+  });
+});
