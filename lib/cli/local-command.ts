@@ -411,7 +411,7 @@ function printDeadLetters(dlq: DlqCounts, leftInS3: LeftInS3, where: string): vo
     ? `, ${howMany(dlq.overlongLinePointers, 'pointer')} to error lines too long to read (errorCode Sluice.ErrorLineTooLong: `
       + 'damaged or foreign lines, maybe no record at all; each names its line in S3)'
     : '';
-  console.log(`DLQ messages: ${dlq.records} failed records${pointers}, ${dlq.consumer} consumer batches (${where})`);
+  console.log(`DLQ messages: ${dlq.records} failed record${dlq.records === 1 ? '' : 's'}${pointers}, ${dlq.consumer} consumer batch${dlq.consumer === 1 ? '' : 'es'} (${where})`);
   // Error objects the router gave up on while the twin stopped (the DLQ could not be written): their records are in
   // S3 and reach the DLQ at the next start on this data dir, which routes every error object there is.
   const { notYetRouted } = leftInS3;

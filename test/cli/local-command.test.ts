@@ -1012,7 +1012,7 @@ describe('local up', () => {
       `  ${path.join(hour, 'h1-pending')}`,
     ]);
     const again = (await stopSummaryOfUp({ SLUICE_FAULTS: '' })).split('\n');
-    expect(again[0]).toBe('DLQ messages: 1 failed records, 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)');
+    expect(again[0]).toBe('DLQ messages: 1 failed record, 0 consumer batches (in the data dir\'s DLQ files, this run and earlier ones)');
     expect(again.join('\n')).not.toMatch(/Not in the DLQ yet/);
   }, 120_000);
 
