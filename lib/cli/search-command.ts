@@ -69,7 +69,8 @@ export function registerSearchCommand(program: Command): void {
     const size = parseCount(flags.size, '--size', 0, 10_000);
     const top = parseCount(flags.top, '--top', 1, 10_000);
     const timeoutMs = parseDuration(flags.timeout, '--timeout');
-    if (flags.fields !== undefined) displayFields(model, flags.fields);
+    // Named before anything is sent: a field the index does not have would print an empty column.
+    const fields = flags.fields !== undefined ? displayFields(model, flags.fields) : defaultFields(model);
     const body = buildSearchBody(model, {
       query,
       dsl: flags.dsl !== undefined ? readDsl(flags.dsl) : undefined,
@@ -122,7 +123,7 @@ export function registerSearchCommand(program: Command): void {
       progress.done();
       await backend.close();
     }
-    printResponse(model, response, { index, json: flags.json === true, fields: flags.fields, countBy: flags.countBy, elapsedMs: Date.now() - started, where: backend.description });
+    printResponse(model, response, { index, json: flags.json === true, fields, countBy: flags.countBy, elapsedMs: Date.now() - started, where: backend.description });
   });
 }
 
@@ -278,7 +279,7 @@ function totalOf(response: SearchResponseBody): number {
 function printResponse(
   model: SchemaModel,
   response: SearchResponseBody,
-  options: { index: string; json: boolean; fields?: string; countBy?: string; elapsedMs: number; where: string },
+  options: { index: string; json: boolean; fields: readonly string[]; countBy?: string; elapsedMs: number; where: string },
 ): void {
   const total = totalOf(response);
   const buckets = response.aggregations?.count_by?.buckets;
@@ -299,7 +300,7 @@ function printResponse(
   }
   if (response.hits.hits.length > 0) {
     if (buckets) io.out('');
-    const fields = options.fields !== undefined ? displayFields(model, options.fields) : defaultFields(model);
+    const { fields } = options;
     io.out(formatTable(fields, displayRows(searchColumnTypes(model, fields), response.hits.hits.map((h) => fields.map((f) => valueAt(h._source, f))))));
   }
   const shown = response.hits.hits.length;

@@ -21,7 +21,7 @@ import { bucketDir, localBucketName } from '../local/paths';
 import { explained, explainFailure } from './errors';
 import { formatBytes, UserError } from './output';
 import { io, type Progress } from './progress';
-import { interruptionBy, REPEATED_SIGTERM_MS, type Interruption } from './interrupt';
+import { interruptionBy, takeInterrupts, type Interruption } from './interrupt';
 import { OutputKeys } from './stack-outputs';
 import { sleep } from './sleep';
 import { checkTwinDataDir, type AwsTarget, type LocalTarget, type Target } from './target';
@@ -110,12 +110,7 @@ async function localSqlEngine(target: LocalTarget, options: SqlEngineOptions): P
   // it would have, with the folder removed first. Taken from before open() makes the folder until close() removes it.
   let athena: LocalAthena | undefined;
   let interrupted: Interruption | undefined;
-  let interruptedAt = 0;
   let endOnceOpen: NodeJS.Signals | undefined;
-  const stopTakingSignals = () => {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
-  };
   const endNow = (opened: LocalAthena, signal: NodeJS.Signals) => {
     opened.interrupt();
     fs.rmSync(opened.scratchDir, { recursive: true, force: true, maxRetries: 3 });
@@ -129,22 +124,18 @@ async function localSqlEngine(target: LocalTarget, options: SqlEngineOptions): P
     process.removeAllListeners(signal);
     process.kill(process.pid, signal);
   };
-  function onSignal(signal: NodeJS.Signals): void {
-    if ((signal === 'SIGINT' || (signal === 'SIGTERM' && options.sigtermInterrupts)) && !interrupted) {
-      interrupted = interruptionBy(signal);
-      interruptedAt = Date.now();
-      athena?.interrupt();
-    } else if (signal === 'SIGTERM' && interrupted?.signal === 'SIGTERM' && Date.now() - interruptedAt < REPEATED_SIGTERM_MS) {
-      // The same stop, delivered twice.
-    } else if (athena) {
-      endNow(athena, signal);
-    } else {
-      // open() is making the folder: it ends once open() says where.
-      endOnceOpen = signal;
+  const end = (signal: NodeJS.Signals): void => {
+    if (athena) endNow(athena, signal);
+    else endOnceOpen = signal; // open() is making the folder: it ends once open() says where.
+  };
+  const stopTakingSignals = takeInterrupts((by) => {
+    if (by.signal === 'SIGTERM' && !options.sigtermInterrupts) {
+      end(by.signal);
+      return;
     }
-  }
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+    interrupted = by;
+    athena?.interrupt();
+  }, end);
   try {
     athena = await LocalAthena.open(target.dataDir, target.config);
   } catch (err) {

@@ -58,15 +58,16 @@ export function parseJsonInPieces(bytes: Buffer, pieceBytes = PIECE_BYTES): unkn
     } catch (error) {
       if (!(error instanceof NotPieceable) && !(error instanceof SyntaxError)) throw error;
     }
-    if (nestedDeeperThan(bytes, 0, bytes.length, MAX_NESTING)) throw new JsonNestingError();
+    if (nestedDeeperThan(bytes, MAX_NESTING)) throw new JsonNestingError();
   }
   return JSON.parse(bytes.toString('utf8'));
 }
 
-/** Whether brackets outside strings in `bytes[start, end)` open more than `limit` deep (a string left open ends the scan). */
-function nestedDeeperThan(bytes: Buffer, start: number, end: number, limit: number): boolean {
+/** Whether brackets outside strings in `bytes` open more than `limit` deep (a string left open ends the scan). */
+function nestedDeeperThan(bytes: Buffer, limit: number): boolean {
+  const end = bytes.length;
   let depth = 0;
-  for (let i = start; i < end; i++) {
+  for (let i = 0; i < end; i++) {
     const c = bytes[i];
     if (c === QUOTE) {
       // To the closing quote: one not escaped by an odd number of backslashes.

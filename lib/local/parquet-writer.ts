@@ -375,15 +375,16 @@ function mapConverter(valueConverter: Converter, openx: boolean): Converter {
     if (!isPlainObject(value)) throw new Mismatch(`expected a JSON object for a map, got ${describe(value)}`);
     // No prototype: a map key "__proto__" must stay a key.
     const out: Record<string, unknown> | undefined = state.build ? Object.create(null) as Record<string, unknown> : undefined;
-    const seen = openx ? new Map<string, string>() : undefined;
+    // Keys lower-cased so far, to the key sent: made at the first, as most maps have none (two keys already lower-case
+    // cannot be one).
+    let lowered: Map<string, string> | undefined;
     for (const sent in value) {
-      let key = sent;
-      if (seen !== undefined) {
-        key = sent.toLowerCase();
-        if (key !== sent) state.changed = true;
-        const other = seen.get(key);
-        if (other !== undefined) throw new Mismatch(`map keys ${JSON.stringify(other)} and ${JSON.stringify(sent)} are one key once lower-cased, as the OpenX JSON deserializer reads keys`);
-        seen.set(key, sent);
+      const key = openx ? sent.toLowerCase() : sent;
+      if (key !== sent) {
+        state.changed = true;
+        const other = Object.hasOwn(value, key) ? key : lowered?.get(key);
+        if (other !== undefined) throw new Mismatch(`map keys ${JSON.stringify(sent)} and ${JSON.stringify(other)} are one key once lower-cased, as the OpenX JSON deserializer reads keys`);
+        (lowered ??= new Map()).set(key, sent);
       }
       const v = value[sent];
       if (v === null) {

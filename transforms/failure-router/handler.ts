@@ -134,9 +134,9 @@ export interface RouteResult {
 export type FailureRouter = (event: S3Event) => Promise<RouteResult>;
 
 /**
- * The dedupe key of one line of one object. `version` (the event's versionId, or else its eTag) tells apart another
- * object later written at the same key (an operator putting back a mended error object): its lines are new records,
- * not a redelivery of the first object's.
+ * The dedupe key of one line of one object. `version` (the version read: its versionId, or else its ETag) tells apart
+ * another object later written at the same key (an operator putting back a mended error object): its lines are new
+ * records, not a redelivery of the first object's.
  */
 export function dedupeKeyOf(bucket: string, key: string, line: number, version?: string): string {
   return createHash('sha256').update(`s3://${bucket}/${key}#${line}${version ? `@${version}` : ''}`).digest('hex');
@@ -206,7 +206,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
       }
       // The version read names the lines (not the event's eTag): an old event retried after the object was put back
       // reads the new bytes, whose lines its own event routes under the same keys.
-      const version = reading?.version || record.s3.object.versionId || record.s3.object.eTag || undefined;
+      const version = reading?.version || record.s3.object.eTag || undefined;
       const routed = { lines: 0, sent: 0, duplicates: 0, failed: 0 };
       let lastLine = 0;
       let window: DlqMessage[] = [];
