@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
 import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '../../transforms/shared';
 import { OutputKeys } from '../infra/outputs';
+import { SEARCH_BACKUP_ROOT } from '../schema/layout';
+import type { SchemaModel } from '../schema/model';
 import { validatorFingerprint } from '../schema/fingerprint';
 import { awaitCallerCredentials } from './credentials';
 import { deadLettersFor, rawDataAt, ReadLaterError, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
@@ -10,6 +12,9 @@ import { addProgressOption, addTargetOptions, examples, formatDuration, parseCou
 import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint } from './record-sender';
+import { searchBackendFor } from './search-backend';
+import { sqlEngineFor } from './sql';
+import { bulkFilePresence, lakePresence, searchPresence, type ExpectedRecord, type Presence } from './verify';
 import { checkTwinDataDir, checkTwinTakesRecords, entryPointFor, resolveTarget, staleTwinSchemas, type AwsTarget, type LocalTarget, type Target } from './target';
 
 interface ReplayFlags extends TargetFlags {
@@ -29,8 +34,8 @@ export type ReplayOutcome =
   | 'already-replayed' // the ledger says a previous run re-put it: message deleted
   | 'duplicate' // the same record as another message of this run: replayed once, message deleted
   | 'still-failing' // fails validation still: kept
-  | 'not-replayable' // holds the transformed record (conversion, OpenSearch), or no data: kept
-  | 'retry-later' // its pointer's error object could not be read this time (replaced while read, connection dropped): kept for the next run
+  | 'not-replayable' // holds the transformed record (conversion, OpenSearch), or no data, or only one destination failed it and the other holds it: kept
+  | 'retry-later' // its pointer's error object could not be read this time (replaced while read, connection dropped), or the other destination not looked up: kept for the next run
   | 'put-failed' // the entry point did not accept it after retries: kept
   | 'unreadable'; // not a Sluice dead-letter message: kept
 
@@ -68,7 +73,8 @@ export function registerReplayCommand(program: Command): void {
     'A message is deleted only after its record was accepted by the pipeline\'s entry point, and each replay is recorded',
     '(the metadata table on AWS, the queue\'s dedupe file locally), so running replay again does not duplicate records.',
     'Records that failed Parquet conversion or OpenSearch indexing hold the transformed record, not the producer\'s: they are',
-    'reported as not replayable and kept.',
+    'reported as not replayable and kept. So is a record only one of a pipeline\'s two destinations (lake, search) failed while the',
+    'other holds it: both read the same stream, and re-putting it would give the other a second copy.',
     'Locally, replay refuses (exit 2) while the twin runs an older schema than the one generated since it started: the',
     'records would fail again and come back as new dead letters. Restart the twin (`sluice local up`) first, or pass --force.',
     'A schema edited without `npm run generate` since is refused too (exit 2): records are re-validated with the generated code.',
@@ -157,6 +163,8 @@ async function drain(
   const refused = new Map<string, UserError>();
   const seenMessages = new Set<string>();
   const seenRecords = new Map<string, string>(); // pipeline + sha256(record) → id of the message replayed for it
+  // pipeline + sha256(record) → the destinations its messages in this run say failed it.
+  const failedDestinations = new Map<string, Set<Destination>>();
   // The dedupe keys of the messages this run re-puts (or would): another copy of one of them (a standard queue may hold
   // two) is not marked replayed as a duplicate, since that put may yet fail and its message stay for the next run.
   const putKeys = new Set<string>();
@@ -185,7 +193,7 @@ async function drain(
       cameBack = 0;
       const toDelete: ReceivedMessage[] = [];
       let replayedInBatch = 0;
-      const toPut = new Map<string, Array<{ message: ReceivedMessage; dlq: DlqMessage; data: Buffer; recordKey: string }>>();
+      const toPut = new Map<string, PutItem[]>();
       const parsed = messages.map((m) => parseMessage(m.body));
       const ledgered = await ledgerFor(ledger, parsed, (dlq) =>
         (flags.pipeline === undefined || dlq.pipeline === flags.pipeline) && target.config.pipelines[dlq.pipeline] !== undefined && isKnownPipeline(dlq.pipeline));
@@ -243,6 +251,9 @@ async function drain(
         }
         // Two messages for one record (its lake and search deliveries both failed it): re-put it once.
         const recordKey = recordKeyOf(dlq.pipeline, data);
+        const failedFor = failedDestinations.get(recordKey) ?? new Set<Destination>();
+        failedFor.add(failedDestination(dlq));
+        failedDestinations.set(recordKey, failedFor);
         const duplicate = async (reason: string): Promise<void> => {
           results.push({ ...record, outcome: 'duplicate', reason });
           if (flags.dryRun) {
@@ -272,17 +283,34 @@ async function drain(
         }
         seenRecords.set(recordKey, message.id);
         putKeys.add(dlq.dedupeKey);
-        if (flags.dryRun) {
-          results.push({ ...record, outcome: 'would-replay', reason: 'passes the current schema' });
-          kept.push(message);
-          continue;
-        }
         const list = toPut.get(dlq.pipeline) ?? [];
         list.push({ message, dlq, data, recordKey });
         toPut.set(dlq.pipeline, list);
       }
 
-      for (const [pipeline, items] of toPut) {
+      for (const [pipeline, judged] of toPut) {
+        const elsewhere = await heldElsewhere(target, pipeline, judged, failedDestinations, progress);
+        const items: PutItem[] = [];
+        for (const item of judged) {
+          const held = elsewhere.get(item.recordKey);
+          if (held === undefined) {
+            items.push(item);
+            continue;
+          }
+          // Not replayed: a later message of the same record is judged on its own, not as a duplicate of this one.
+          if (seenRecords.get(item.recordKey) === item.message.id) seenRecords.delete(item.recordKey);
+          putKeys.delete(item.dlq.dedupeKey);
+          kept.push(item.message);
+          results.push({ message: item.message.id, dedupeKey: item.dlq.dedupeKey, pipeline, ...held });
+        }
+        if (flags.dryRun) {
+          for (const { message, dlq } of items) {
+            results.push({ message: message.id, dedupeKey: dlq.dedupeKey, pipeline, outcome: 'would-replay', reason: 'passes the current schema' });
+            kept.push(message);
+          }
+          continue;
+        }
+        if (items.length === 0) continue;
         let entry = entryPoints.get(pipeline);
         if (!entry) {
           entry = await entryPointFor(target, pipeline);
@@ -412,6 +440,105 @@ async function ledgerFor(ledger: ReplayLedger, parsed: ReadonlyArray<DlqMessage 
     async recordReplayedAt(key) {
       return inline.has(key) ? known.recordReplayedAt.get(key) : (await ledger.lookup([], [key])).recordReplayedAt.get(key);
     },
+  };
+}
+
+/** A message judged replayable, with its record. */
+interface PutItem {
+  readonly message: ReceivedMessage;
+  readonly dlq: DlqMessage;
+  readonly data: Buffer;
+  readonly recordKey: string;
+}
+
+type Destination = 'lake' | 'search';
+
+/** Which delivery failed the record: its error object is under errors/ (the lake's stream) or search-backup/ (the search stream's). */
+function failedDestination(dlq: DlqMessage): Destination {
+  return dlq.source.key.startsWith(`${SEARCH_BACKUP_ROOT}/`) ? 'search' : 'lake';
+}
+
+/**
+ * The records of `items` that a destination the pipeline also delivers to already holds, with the outcome to report for
+ * them. Both streams of a pipeline read the same Kinesis stream, so a record re-put there reaches both: one that failed
+ * for the search stream only (its transform invocation throttled or timed out) but reached the lake would become a
+ * second lake row, and one the lake's stream failed would become a second document (Firehose gives every put its own
+ * document id). Such records are kept, said why; those the other destination does not hold are re-put (both failed
+ * them, or the other's message is yet to come). Looked up by the schema's id field, in the lake with Athena (DuckDB
+ * locally) and in OpenSearch (locally without one, in the twin's `_bulk` bodies). When it cannot be told, the messages
+ * are kept for the next run.
+ */
+async function heldElsewhere(
+  target: Target,
+  pipeline: string,
+  items: readonly PutItem[],
+  failedDestinations: ReadonlyMap<string, ReadonlySet<Destination>>,
+  progress: Progress,
+): Promise<Map<string, { outcome: ReplayOutcome; reason: string }>> {
+  const held = new Map<string, { outcome: ReplayOutcome; reason: string }>();
+  const { destinations } = target.config.pipelines[pipeline];
+  const schema = pipelineSchema(pipeline);
+  for (const other of ['lake', 'search'] as const) {
+    if (!destinations.includes(other)) continue;
+    const asked = new Map<string, { record: ExpectedRecord; items: PutItem[] }>();
+    for (const item of items) {
+      if (failedDestinations.get(item.recordKey)?.has(other)) continue;
+      const analysis = analyzeRecord(schema, item.data);
+      if (analysis.kind !== 'valid') continue;
+      const entry = asked.get(analysis.id) ?? { record: { id: analysis.id, partitionKeys: analysis.partitionKeys }, items: [] };
+      entry.items.push(item);
+      asked.set(analysis.id, entry);
+    }
+    if (asked.size === 0) continue;
+    const failed = other === 'lake' ? 'search' : 'lake';
+    const where = other === 'lake' ? 'the lake' : 'OpenSearch';
+    let found: Set<string>;
+    try {
+      found = await presenceIn(target, other, schema.model, progress)([...asked.values()].map((a) => a.record));
+    } catch (err) {
+      // Kept, whatever the cause (a query refused, OpenSearch unreachable): the next run looks again.
+      for (const { items: unchecked } of asked.values()) {
+        for (const item of unchecked) {
+          held.set(item.recordKey, { outcome: 'retry-later', reason: `only its ${failed} delivery failed, and whether ${where} has it could not be looked up: ${err instanceof Error ? err.message : String(err)}` });
+        }
+      }
+      continue;
+    }
+    for (const [id, { items: holding }] of asked) {
+      if (!found.has(id)) continue;
+      const copy = other === 'lake' ? 'a second lake row' : 'a second document';
+      for (const item of holding) {
+        held.set(item.recordKey, {
+          outcome: 'not-replayable',
+          reason: `${where} has this record (${schema.model.extensions.idField} ${id}); only its ${failed} delivery failed it (${item.dlq.errorCode}), and re-putting it would add ${copy}`,
+        });
+      }
+    }
+  }
+  return held;
+}
+
+/** How `heldElsewhere` looks in a destination: the lake through SQL, search through OpenSearch or the twin's `_bulk` bodies. */
+function presenceIn(target: Target, destination: Destination, model: SchemaModel, progress: Progress): Presence {
+  return async (records) => {
+    if (destination === 'lake') {
+      const engine = await sqlEngineFor(target);
+      try {
+        return await lakePresence(engine, target.config, model, progress)(records);
+      } finally {
+        engine.close();
+      }
+    }
+    const backend = await searchBackendFor(target);
+    if (backend) {
+      try {
+        return await searchPresence(backend, target.config, model)(records);
+      } finally {
+        await backend.close();
+      }
+    }
+    if (target.kind === 'local') return bulkFilePresence(target.dataDir, target.config, model)(records);
+    throw new UserError('the stack has no OpenSearch endpoint output (OpenSearchEndpoint)');
   };
 }
 

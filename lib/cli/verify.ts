@@ -67,11 +67,11 @@ const MAX_PARTITION_TERMS = 48;
 export type ArrivalWindow = { readonly from: number } | { readonly until: number };
 
 /**
- * Finds which of `missing` are there, counting only what arrived in `window`. Asked in pieces (a query per 1,000 ids),
- * it asks no more once `Date.now()` passes `stopAt` (the piece under way finishes): `complete` says whether every
- * id was asked about.
+ * Finds which of `missing` are there, counting only what arrived in `window` (without one, whatever arrived). Asked in
+ * pieces (a query per 1,000 ids), it asks no more once `Date.now()` passes `stopAt` (the piece under way finishes):
+ * `complete` says whether every id was asked about.
  */
-type FindSome = (missing: ExpectedRecord[], window: ArrivalWindow, stopAt: number) => Promise<{ found: Set<string>; complete: boolean }>;
+type FindSome = (missing: ExpectedRecord[], window: ArrivalWindow | undefined, stopAt: number) => Promise<{ found: Set<string>; complete: boolean }>;
 
 /** Polls `findSome` for the missing ids until all are found or the time is up. */
 async function waitFor(label: string, unit: string, expected: readonly ExpectedRecord[], findSome: FindSome, options: WaitOptions): Promise<VerifyResult> {
@@ -171,17 +171,53 @@ function timestampLiteral(epochMs: number): string {
 }
 
 export async function verifyLake(engine: SqlEngine, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
+  const lake = lakeFinder(engine, config, model, options.progress);
+  return waitFor(lake.label, 'rows', expected, lake.findSome, options);
+}
+
+/** Where a destination is looked in, and how. */
+interface Finder {
+  readonly label: string;
+  readonly findSome: FindSome;
+}
+
+function lakeFinder(engine: SqlEngine, config: SluiceConfig, model: SchemaModel, progress: Progress): Finder {
   const names = resourceNames(config, model.pipeline);
   const database = engine.database || names.glueDatabase;
-  return waitFor(`lake (${database}.${names.glueTable})`, 'rows', expected, async (missing, window, stopAt) => {
-    const found = new Set<string>();
-    for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
-      if (i > 0 && Date.now() > stopAt) return { found, complete: false };
-      const result = await engine.run(lakeVerifySql(model, database, names.glueTable, missing.slice(i, i + IDS_PER_QUERY), window), { progress: options.progress });
-      for (const row of result.rows) found.add(String(row[0]));
-    }
-    return { found, complete: true };
-  }, options);
+  return {
+    label: `lake (${database}.${names.glueTable})`,
+    async findSome(missing, window, stopAt) {
+      const found = new Set<string>();
+      for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
+        if (i > 0 && Date.now() > stopAt) return { found, complete: false };
+        const result = await engine.run(lakeVerifySql(model, database, names.glueTable, missing.slice(i, i + IDS_PER_QUERY), window), { progress });
+        for (const row of result.rows) found.add(String(row[0]));
+      }
+      return { found, complete: true };
+    },
+  };
+}
+
+/**
+ * Which of `records` (their ids) a destination holds, whenever they arrived: one look, no waiting. `sluice replay` asks
+ * before re-putting a record that failed for one destination only, since the other would get it a second time.
+ */
+export type Presence = (records: readonly ExpectedRecord[]) => Promise<Set<string>>;
+
+function presenceOf(finder: Finder): Presence {
+  return async (records) => (await finder.findSome([...records], undefined, Number.POSITIVE_INFINITY)).found;
+}
+
+export function lakePresence(engine: SqlEngine, config: SluiceConfig, model: SchemaModel, progress: Progress): Presence {
+  return presenceOf(lakeFinder(engine, config, model, progress));
+}
+
+export function searchPresence(backend: SearchBackend, config: SluiceConfig, model: SchemaModel): Presence {
+  return presenceOf(searchFinder(backend, config, model));
+}
+
+export function bulkFilePresence(dataDir: string, config: SluiceConfig, model: SchemaModel): Presence {
+  return presenceOf(bulkFileFinder(dataDir, config, model));
 }
 
 /** The mapped field a document's id is in (a keyword field), e.g. `event_id`. */
@@ -190,24 +226,34 @@ function idField(model: SchemaModel): string {
 }
 
 export async function verifySearch(backend: SearchBackend, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
+  const search = searchFinder(backend, config, model, options.signal);
+  return waitFor(search.label, 'documents', expected, search.findSome, options);
+}
+
+function searchFinder(backend: SearchBackend, config: SluiceConfig, model: SchemaModel, signal?: AbortSignal): Finder {
   const index = `${resourceNames(config, model.pipeline).indexPrefix}-*`;
   const field = idField(model);
-  return waitFor(`search (${index})`, 'documents', expected, async (missing, window, stopAt) => {
-    const found = new Set<string>();
-    for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
-      if (i > 0 && Date.now() > stopAt) return { found, complete: false };
-      const ids = missing.slice(i, i + IDS_PER_QUERY).map((e) => e.id);
-      const filter: unknown[] = [{ terms: { [field]: ids } }];
-      filter.push({ range: { [ARRIVAL_FIELD]: 'from' in window ? { gte: new Date(window.from).toISOString() } : { lt: new Date(window.until).toISOString() } } });
-      // A document per put of a record (Firehose gives each its own id): enough hits for every copy of the ids asked.
-      const response = await backend.search(index, { size: Math.min(ids.length * 10, 10_000), _source: [field], query: { bool: { filter } } }, options.signal);
-      for (const hit of response.hits.hits) {
-        const value = hit._source?.[field];
-        if (typeof value === 'string') found.add(value);
+  return {
+    label: `search (${index})`,
+    async findSome(missing, window, stopAt) {
+      const found = new Set<string>();
+      for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
+        if (i > 0 && Date.now() > stopAt) return { found, complete: false };
+        const ids = missing.slice(i, i + IDS_PER_QUERY).map((e) => e.id);
+        const filter: unknown[] = [{ terms: { [field]: ids } }];
+        if (window !== undefined) {
+          filter.push({ range: { [ARRIVAL_FIELD]: 'from' in window ? { gte: new Date(window.from).toISOString() } : { lt: new Date(window.until).toISOString() } } });
+        }
+        // A document per put of a record (Firehose gives each its own id): enough hits for every copy of the ids asked.
+        const response = await backend.search(index, { size: Math.min(ids.length * 10, 10_000), _source: [field], query: { bool: { filter } } }, signal);
+        for (const hit of response.hits.hits) {
+          const value = hit._source?.[field];
+          if (typeof value === 'string') found.add(value);
+        }
       }
-    }
-    return { found, complete: true };
-  }, options);
+      return { found, complete: true };
+    },
+  };
 }
 
 /** The arrival time in a document: the enriched record's `sluice.arrival_time`. */
@@ -215,20 +261,30 @@ const ARRIVAL_FIELD = `${ENRICHMENT_COLUMN}.arrival_time`;
 
 /** The twin without an OpenSearch: the documents are in its `_bulk` bodies. */
 export async function verifyBulkFiles(dataDir: string, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
-  const prefix = `${resourceNames(config, model.pipeline).indexPrefix}-`;
-  const field = idField(model);
-  return waitFor(`search (_bulk bodies under ${path.join(openSearchDir(dataDir), model.pipeline)})`, 'documents', expected, async (missing, window) => {
-    const wanted = new Set(missing.map((e) => e.id));
-    const found = new Set<string>();
-    for (const { index, doc } of bulkDocuments(dataDir, model.pipeline)) {
-      const value = doc[field];
-      if (!((index === '' || index.startsWith(prefix)) && typeof value === 'string' && wanted.has(value))) continue;
-      const arrival = (doc[ENRICHMENT_COLUMN] as { arrival_time?: unknown } | undefined)?.arrival_time;
-      const at = typeof arrival === 'string' ? Date.parse(arrival) : Number.NaN;
-      if ('from' in window ? at >= window.from : at < window.until) found.add(value);
-    }
-    // One pass over the bodies: nothing to cut short.
-    return { found, complete: true };
-  }, options);
+  const bulk = bulkFileFinder(dataDir, config, model);
+  return waitFor(bulk.label, 'documents', expected, bulk.findSome, options);
 }
 
+function bulkFileFinder(dataDir: string, config: SluiceConfig, model: SchemaModel): Finder {
+  const prefix = `${resourceNames(config, model.pipeline).indexPrefix}-`;
+  const field = idField(model);
+  return {
+    label: `search (_bulk bodies under ${path.join(openSearchDir(dataDir), model.pipeline)})`,
+    async findSome(missing, window) {
+      const wanted = new Set(missing.map((e) => e.id));
+      const found = new Set<string>();
+      for (const { index, doc } of bulkDocuments(dataDir, model.pipeline)) {
+        const value = doc[field];
+        if (!((index === '' || index.startsWith(prefix)) && typeof value === 'string' && wanted.has(value))) continue;
+        if (window !== undefined) {
+          const arrival = (doc[ENRICHMENT_COLUMN] as { arrival_time?: unknown } | undefined)?.arrival_time;
+          const at = typeof arrival === 'string' ? Date.parse(arrival) : Number.NaN;
+          if (!('from' in window ? at >= window.from : at < window.until)) continue;
+        }
+        found.add(value);
+      }
+      // One pass over the bodies: nothing to cut short.
+      return { found, complete: true };
+    },
+  };
+}

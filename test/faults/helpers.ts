@@ -87,7 +87,6 @@ export async function lakeColumn(dataDir: string, config: SluiceConfig, table: s
   }
 }
 
-/** Values that occur more than once. */
 /** `count` valid records of `schema`, as the bytes a producer sends. */
 export function sampleRecordBytes(schema: object, rng: Rng, count: number): Buffer[] {
   return Array.from({ length: count }, () => Buffer.from(JSON.stringify(sampleRecord(schema, rng))));
@@ -98,6 +97,7 @@ export function eventIdOf(record: Buffer): string {
   return String((JSON.parse(record.toString()) as { event_id: string }).event_id);
 }
 
+/** Values that occur more than once. */
 export function repeated(values: readonly string[]): string[] {
   const seen = new Set<string>();
   const twice = new Set<string>();

@@ -498,7 +498,6 @@ export class MetadataStore {
       || e.$fault === 'server' || e.name === 'TimeoutError' || TRANSPORT_ERRORS.has(e.code ?? '');
   }
 
-  /** Retries retryable errors, within maxAttempts and the deadline. */
   /** Retries retryable errors, within maxAttempts and the deadline unless `givesUp` says otherwise for the error. */
   private async withRetries<T>(work: () => Promise<T>, givesUp: (e: AwsError) => boolean = () => true): Promise<T> {
     for (let attempt = 0; ; attempt++) {
