@@ -43,7 +43,7 @@ import { resourceNames } from '../config/names';
 import { LAKE_RETRY_SECONDS, lambdaProcessorParameters } from '../config/delivery';
 import type { SchemaModel } from '../schema/model';
 import { firehoseDataPrefix, firehoseErrorPrefix, searchBackupPrefix, searchErrorPrefix } from '../schema/layout';
-import { bucketNameProblem, objectKeyProblem, ObjectStore } from './object-store';
+import { bucketNameProblem, objectKeyProblem, ObjectStore, syncDirectory, syncFoldersMade } from './object-store';
 import { ParquetWriter, type JsonDeserializer } from './parquet-writer';
 import { localBucketName } from './paths';
 import {
@@ -1370,7 +1370,8 @@ interface Segment {
 /**
  * Append-only log of accepted records and "delivered through N" marks, in segments
  * `wal/<first seq>.log`. Frames are `[u32 length][u32 crc32][payload]`; a frame that is short or
- * fails its checksum ends a segment (a torn write from a crash: never acknowledged). Appends are
+ * fails its checksum, with no valid frame after it, ends a segment (a torn write from a crash: never
+ * acknowledged); one with valid frames after it is damage, skipped to the next valid frame. Appends are
  * group-committed: concurrent callers share one write and one fdatasync.
  */
 class WriteAheadLog {
@@ -1396,7 +1397,7 @@ class WriteAheadLog {
     warn: (message: string) => void = () => undefined,
     beforeWrite: (file: string) => void = () => undefined,
   ): Promise<{ wal: WriteAheadLog; recovered: BufferedRecord[]; nextSeq: number }> {
-    await fs.promises.mkdir(dir, { recursive: true });
+    await syncFoldersMade(dir, await fs.promises.mkdir(dir, { recursive: true }));
     const files = (await fs.promises.readdir(dir)).filter((f) => /^\d{16}\.log$/.test(f)).sort();
     const segments: Segment[] = [];
     const records = new Map<number, BufferedRecord>();
@@ -1410,13 +1411,26 @@ class WriteAheadLog {
       while (offset < bytes.length) {
         const frame = readFrame(bytes, offset);
         if (!frame) {
-          // A torn or corrupt frame: what follows in this segment cannot be trusted.
-          if (i === files.length - 1) {
-            await fs.promises.truncate(file, offset);
-          } else {
-            warn(`${file}: corrupt frame at byte ${offset}; the rest of this segment is skipped`);
+          const resume = nextFrameAfter(bytes, offset);
+          if (resume === undefined) {
+            // Nothing valid follows: the end of a write a crash cut short, never acknowledged (the
+            // acknowledgement waits for the fdatasync). The last segment is cut there, as appends would go on.
+            if (i === files.length - 1) {
+              await fs.promises.truncate(file, offset);
+              warn(`${file}: cut off ${bytes.length - offset} bytes at byte ${offset} that a crash left unfinished (never acknowledged)`);
+            } else {
+              warn(`${file}: corrupt frame at byte ${offset} and nothing valid after it; the rest of this segment is skipped`);
+            }
+            break;
           }
-          break;
+          // Valid frames after bad bytes are no torn write but damage (a bad sector, an edit): the records in
+          // them were acknowledged, so they are read on, and the segment is kept as found for a look.
+          const copy = `${file}.corrupt`;
+          await fs.promises.copyFile(file, copy);
+          warn(`${file}: ${resume - offset} corrupt bytes at byte ${offset}, valid frames after them: reading on from byte ${resume} `
+            + `(the records in the damaged part are lost; the segment as found is kept as ${copy})`);
+          offset = resume;
+          continue;
         }
         offset = frame.next;
         const type = frame.payload[0];
@@ -1541,13 +1555,21 @@ class WriteAheadLog {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       }
     }
-    const segment: Segment = { file, maxSeq: -1 };
-    this.segments.push(segment);
     // Every segment starts with the delivered mark, so removing older segments never loses it.
     const mark = deliveredFrame(this.delivered);
-    await writeFully(handle, mark, 0);
-    await handle.datasync();
-    await syncDirectory(this.dir);
+    try {
+      await writeFully(handle, mark, 0);
+      await handle.datasync();
+      await syncDirectory(this.dir);
+    } catch (error) {
+      // A full or failing disk: the segment is not one (its mark is not on disk), and every append that
+      // meets the disk so would leave another file and an open descriptor behind.
+      await handle.close().catch(() => undefined);
+      await fs.promises.rm(file, { force: true }).catch(() => undefined);
+      throw error;
+    }
+    const segment: Segment = { file, maxSeq: -1 };
+    this.segments.push(segment);
     this.active = { segment, handle, size: mark.length };
     return this.active;
   }
@@ -1576,6 +1598,15 @@ function deliveredFrame(through: number): Buffer {
   return encodeFrame(Buffer.concat([Buffer.from([FRAME_DELIVERED]), Buffer.from(JSON.stringify({ through }), 'utf8')]));
 }
 
+/** The offset of the next valid frame after the invalid one at `offset`, if any. */
+function nextFrameAfter(bytes: Buffer, offset: number): number | undefined {
+  for (let at = offset + 1; at + FRAME_HEADER_BYTES < bytes.length; at++) {
+    const frame = readFrame(bytes, at);
+    if (frame && (frame.payload[0] === FRAME_RECORDS || frame.payload[0] === FRAME_DELIVERED)) return at;
+  }
+  return undefined;
+}
+
 function readFrame(bytes: Buffer, offset: number): { payload: Buffer; next: number } | undefined {
   if (offset + FRAME_HEADER_BYTES > bytes.length) return undefined;
   const length = bytes.readUInt32BE(offset);
@@ -1593,13 +1624,3 @@ async function writeFully(handle: fs.promises.FileHandle, body: Buffer, position
   }
 }
 
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await fs.promises.open(dir, 'r');
-  try {
-    await handle.sync();
-  } catch {
-    // Some file systems do not fsync directories; the segment's own data is already synced.
-  } finally {
-    await handle.close();
-  }
-}

@@ -255,6 +255,14 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
     return out.sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
   }
 
+  /**
+   * Removes what a process killed mid-write left in the temp directory (a Parquet file DuckDB was writing, a body not yet
+   * renamed into place): never an object, and never read again. For the one process that writes to the store, at its start.
+   */
+  async removeLeftovers(): Promise<void> {
+    await fs.promises.rm(this.tempDir, { recursive: true, force: true });
+  }
+
   /** A fresh path in the store's temp directory (same file system as the buckets, so renames are atomic). */
   async newTempFile(suffix = ''): Promise<string> {
     const file = path.join(this.tempDir, `${randomUUID()}${suffix}`);
@@ -265,8 +273,9 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
 
   private async commit(bucket: string, key: string, source: string, target: string): Promise<void> {
     const dir = path.dirname(target);
+    let firstMade: string | undefined;
     try {
-      await fs.promises.mkdir(dir, { recursive: true });
+      firstMade = await fs.promises.mkdir(dir, { recursive: true });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EEXIST' || code === 'ENOTDIR') throw new InvalidObjectKeyError(bucket, key, FILE_FOLDER_CLASH);
@@ -287,7 +296,15 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
       if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'ENOTDIR') throw new InvalidObjectKeyError(bucket, key, FILE_FOLDER_CLASH);
       throw error;
     }
-    await syncDirectory(dir);
+    try {
+      await syncDirectory(dir);
+      // Folders made for it (a new partition's).
+      await syncFoldersMade(dir, firstMade);
+    } catch (error) {
+      // The object is in place and readable: a put reported failed now would be written again (a second copy of its
+      // records) from a source the rename already moved. Only a power cut before the folder reaches the disk could lose it.
+      process.emitWarning(`s3://${bucket}/${key} is written, but its folder could not be synced to disk (${(error as Error).message}); a power cut now could lose it`);
+    }
   }
 
   private created(bucket: string, key: string, size: number): ObjectCreatedEvent {
@@ -342,7 +359,19 @@ export function bucketNameProblem(bucket: string): string | undefined {
   return undefined;
 }
 
-async function syncDirectory(dir: string): Promise<void> {
+/**
+ * After `fs.promises.mkdir(dir, { recursive: true })` answered `firstMade` (the top folder it made, undefined when
+ * none): syncs each made folder's entry into its parent, or a power cut could lose the way to what is inside.
+ */
+export async function syncFoldersMade(dir: string, firstMade: string | undefined): Promise<void> {
+  for (let made = dir; firstMade !== undefined; made = path.dirname(made)) {
+    await syncDirectory(path.dirname(made));
+    if (made === firstMade) break;
+  }
+}
+
+/** fsync of a folder: its entries (a file renamed or made in it) reach the disk. */
+export async function syncDirectory(dir: string): Promise<void> {
   let handle: fs.promises.FileHandle | undefined;
   try {
     handle = await fs.promises.open(dir, 'r');

@@ -268,6 +268,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const consumerDlq = new DlqFile({ dataDir, queue: names(anyName).consumerDlq });
 
     const store = new ObjectStore(dataDir, { beforeWrite: faults?.beforeWrite });
+    // A twin killed while it wrote left its temp files; no delivery has started yet to have new ones.
+    await store.removeLeftovers();
     const router = createFailureRouter({
       // The same reading as in Lambda: in chunks, never the whole object, a second read pinned to the first's ETag.
       readObject: (b, k, pin) => store.readObject(b, k, pin),

@@ -101,7 +101,13 @@ describe('faults: SIGKILL mid-flight, then a restart on the same data dir', () =
       rawData: orphan.toString('base64'), lambdaArn: 'arn:aws:lambda:us-east-1:000000000000:function:sluice-dev-app-events-lake-transform',
     })}\n`);
 
+    // What a crash while DuckDB wrote a Parquet file leaves: a temp file the restart removes.
+    const leftover = path.join(dataDir, 's3', '.tmp', '6f1d2c3b-0a9e-4b8d-8c7f-5e4d3c2b1a09.parquet');
+    fs.mkdirSync(path.dirname(leftover), { recursive: true });
+    fs.writeFileSync(leftover, 'PAR1');
+
     up = await startLocalUp(dataDir, args);
+    expect(fs.existsSync(leftover)).toBe(false);
     up.child.kill('SIGTERM');
     const exit = await within(up.exited, 45_000, 'still running after 45 s');
     expect([exit, up.output()]).toEqual([{ code: 0, signal: null }, expect.stringContaining('SIGTERM: flushing')]);

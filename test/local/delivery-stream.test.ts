@@ -626,9 +626,65 @@ describe('DeliveryEngine: durability', () => {
     fs.appendFileSync(path.join(walDir, segment), Buffer.from([0, 0, 1, 0, 1, 2, 3, 4, 9, 9, 9]));
     const sizeWithGarbage = fs.statSync(path.join(walDir, segment)).size;
 
-    const second = await open(lakeOptions({}, null));
+    const warnings: string[] = [];
+    const second = await open(lakeOptions({ onError: (e) => warnings.push((e as Error).message) }, null));
     expect(second.counters.recovered).toBe(3);
     expect(fs.statSync(path.join(walDir, segment)).size).toBe(sizeWithGarbage - 11);
+    expect(warnings).toEqual([`${path.join(walDir, segment)}: cut off 11 bytes at byte ${sizeWithGarbage - 11} that a crash left unfinished (never acknowledged)`]);
+  });
+
+  it('a damaged frame with valid ones after it is skipped, not taken for a torn end: the acknowledged records after it are delivered', async () => {
+    const first = await open(lakeOptions({}, null));
+    for (const batch of [[record(1), record(2)], [record(3)], [record(4), record(5)]]) expect((await first.ingest(batch)).every((r) => r.ok)).toBe(true);
+    const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
+    const [segment] = fs.readdirSync(walDir);
+    const file = path.join(walDir, segment);
+    // The frames as the log writes them, [u32 length][u32 crc32][payload]; a byte of the one holding record 3 flipped.
+    const bytes = fs.readFileSync(file);
+    const frames: number[] = [];
+    for (let at = 0; at < bytes.length; at += 8 + bytes.readUInt32BE(at)) frames.push(at);
+    const damaged = frames.find((at) => bytes.subarray(at, at + 8 + bytes.readUInt32BE(at)).includes('"u-3"'))!;
+    expect(damaged).toBeDefined();
+    bytes[damaged + 12] ^= 0xff;
+    fs.writeFileSync(file, bytes);
+
+    const warnings: string[] = [];
+    const second = await open(lakeOptions({
+      onError: (e) => warnings.push((e as Error).message), destination: { kind: 'lake', model, glueTable: { databaseName: 'd', tableName: 't' }, prefix: 'recovered/' },
+    }, null));
+    expect(second.counters.recovered).toBe(4);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+ corrupt bytes at byte ${damaged}, valid frames after them: reading on from byte \\d+ \\(the records in the damaged part are lost; the segment as found is kept as .+\\.corrupt\\)$`));
+    expect(fs.readFileSync(`${file}.corrupt`).equals(bytes)).toBe(true);
+    await second.flush();
+    expect((await parquetRows('recovered/', 'user_id')).map((r) => r.user_id)).toEqual(['u-1', 'u-2', 'u-4', 'u-5']);
+  });
+
+  it('a disk that fails the write of a new segment\'s first mark leaves no segment file and no open descriptor behind, append after append', async () => {
+    const probe = await fs.promises.open(__filename, 'r');
+    const handleClass = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+    await probe.close();
+    const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
+    const engine = await open(lakeOptions({}, null));
+    const realOpen = fs.promises.open;
+    const segmentHandles: fs.promises.FileHandle[] = [];
+    const opened = jest.spyOn(fs.promises, 'open').mockImplementation(async (...args: Parameters<typeof realOpen>) => {
+      const handle = await realOpen(...args);
+      if (String(args[0]).startsWith(walDir)) segmentHandles.push(handle);
+      return handle;
+    });
+    const failing = jest.spyOn(handleClass, 'datasync').mockRejectedValue(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+    try {
+      for (let i = 1; i <= 5; i++) expect((await engine.ingest([record(i)])).some((r) => r.ok)).toBe(false);
+      expect(fs.readdirSync(walDir)).toEqual([]);
+      // A closed FileHandle's fd is -1.
+      expect(segmentHandles.map((h) => h.fd)).toEqual([-1, -1, -1, -1, -1]);
+    } finally {
+      failing.mockRestore();
+      opened.mockRestore();
+    }
+    expect((await engine.ingest([record(6)])).every((r) => r.ok)).toBe(true);
+    expect(fs.readdirSync(walDir)).toHaveLength(1);
   });
 
   it('retries object writes through disk errors without losing or duplicating a record', async () => {
