@@ -11,7 +11,9 @@ import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, BatchWriteCommand, DynamoDBDocumentClient, type BatchGetCommandInput, type BatchWriteCommandInput } from '@aws-sdk/lib-dynamodb';
+import { AthenaClient, GetQueryExecutionCommand, GetQueryResultsCommand, StartQueryExecutionCommand } from '@aws-sdk/client-athena';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
 import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient, type AwsClientStub } from 'aws-sdk-client-mock';
@@ -786,6 +788,75 @@ describe('sluice replay --aws', () => {
     await sluice('replay', '--aws', '--pipeline', 'app-events');
     expect(firehose.commandCalls(PutRecordCommand)).toHaveLength(0);
     expect(order).toEqual(['delete']);
+  });
+
+  describe('a record only its search delivery failed (clickstream delivers to the lake and to OpenSearch)', () => {
+    let athena: AwsClientStub<AthenaClient>;
+    let kinesis: AwsClientStub<KinesisClient>;
+    const record = JSON.stringify(sampleRecord(readSchema('clickstream'), createRng(41)));
+    const eventId = String((JSON.parse(record) as { event_id: string }).event_id);
+    beforeAll(() => {
+      athena = mockClient(AthenaClient);
+      kinesis = mockClient(KinesisClient);
+    });
+    afterAll(() => {
+      athena.restore();
+      kinesis.restore();
+    });
+    beforeEach(() => {
+      athena.reset();
+      kinesis.reset();
+      kinesis.on(PutRecordsCommand).resolves({ FailedRecordCount: 0, Records: [{ SequenceNumber: '1', ShardId: 'shardId-000000000000' }] });
+      cfn.on(DescribeStacksCommand).resolves({
+        Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [
+          { OutputKey: 'DlqUrl', OutputValue: QUEUE }, { OutputKey: 'MetadataTableName', OutputValue: TABLE },
+          { OutputKey: 'GlueDatabaseName', OutputValue: 'sluice_dev' }, { OutputKey: 'AthenaWorkGroupName', OutputValue: 'sluice-dev-wg' },
+          { OutputKey: 'ClickstreamStreamName', OutputValue: 'sluice-dev-clickstream' },
+        ] }],
+      });
+      resetSqs();
+      sqs.on(ReceiveMessageCommand).resolvesOnce({ Messages: [{ MessageId: 'm-9', ReceiptHandle: 'rh-9', Body: JSON.stringify(message(9, 'clickstream', record, {
+        source: { bucket: 'sluice-dev-databucket', key: 'search-backup/clickstream/processing-failed/2026/11/22/09/x', line: 1 },
+      })) }] }).resolves({});
+      ledgerHolds();
+    });
+    const outcome = (stdout: string) => (JSON.parse(stdout) as { messages: Array<{ outcome: string; reason: string }> }).messages;
+
+    test('the lake has it (Athena finds its id): kept as not replayable, not put', async () => {
+      athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-1' });
+      athena.on(GetQueryExecutionCommand).resolves({ QueryExecution: { Status: { State: 'SUCCEEDED' }, Statistics: { DataScannedInBytes: 10 } } });
+      athena.on(GetQueryResultsCommand).resolves({ ResultSet: { ResultSetMetadata: { ColumnInfo: [{ Name: 'id', Type: 'varchar' }] }, Rows: [{ Data: [{ VarCharValue: 'id' }] }, { Data: [{ VarCharValue: eventId }] }] } });
+      const { code, stdout } = await sluice('replay', '--aws', '--pipeline', 'clickstream', '--json');
+      expect(code).toBe(1);
+      expect(athena.commandCalls(StartQueryExecutionCommand)[0].args[0].input.QueryString).toContain(`"event_id" IN ('${eventId}')`);
+      expect(outcome(stdout)).toEqual([expect.objectContaining({
+        outcome: 'not-replayable',
+        reason: `the lake has this record (event_id ${eventId}); only its search delivery failed it (Lambda.FunctionError), and re-putting it would add a second lake row`,
+      })]);
+      expect(kinesis.commandCalls(PutRecordsCommand)).toHaveLength(0);
+      expect(sqs.commandCalls(DeleteMessageBatchCommand)).toHaveLength(0);
+    });
+
+    test('the lake has it not: re-put to the stream', async () => {
+      athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-1' });
+      athena.on(GetQueryExecutionCommand).resolves({ QueryExecution: { Status: { State: 'SUCCEEDED' }, Statistics: { DataScannedInBytes: 10 } } });
+      athena.on(GetQueryResultsCommand).resolves({ ResultSet: { ResultSetMetadata: { ColumnInfo: [{ Name: 'id', Type: 'varchar' }] }, Rows: [{ Data: [{ VarCharValue: 'id' }] }] } });
+      const { code, stdout } = await sluice('replay', '--aws', '--pipeline', 'clickstream', '--json');
+      expect(code).toBe(0);
+      expect(outcome(stdout)).toEqual([expect.objectContaining({ outcome: 'replayed' })]);
+      expect(kinesis.commandCalls(PutRecordsCommand).map((c) => c.args[0].input.Records!.map((r) => Buffer.from(r.Data!).toString()))).toEqual([[record]]);
+    });
+
+    test('Athena failing the lookup: kept for the next run (retry-later), with Athena\'s words', async () => {
+      athena.on(StartQueryExecutionCommand).rejects(Object.assign(new Error('User: arn:aws:iam::123456789012:user/x is not authorized to perform: athena:StartQueryExecution'), { name: 'AccessDeniedException' }));
+      const { code, stdout } = await sluice('replay', '--aws', '--pipeline', 'clickstream', '--json');
+      expect(code).toBe(1);
+      const [only] = outcome(stdout);
+      expect(only.outcome).toBe('retry-later');
+      expect(only.reason).toMatch(/^only its search delivery failed, and whether the lake has it could not be looked up: .*not authorized to perform: athena:StartQueryExecution/);
+      expect(kinesis.commandCalls(PutRecordsCommand)).toHaveLength(0);
+      expect(sqs.commandCalls(DeleteMessageBatchCommand)).toHaveLength(0);
+    });
   });
 
   test('a stack whose transform runs another schema than the checkout: refused (nothing put, nothing deleted) unless --force; the same schema goes on', async () => {
