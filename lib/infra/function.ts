@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { CfnResource, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat, type NodejsFunctionProps } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogLevel, NodejsFunction, OutputFormat, type NodejsFunctionProps } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { PROJECT_ROOT } from '../config';
@@ -95,6 +95,8 @@ export class SluiceFunction extends Construct {
       target: ESBUILD_TARGET,
       format: OutputFormat.CJS,
       forceDockerBundling: false,
+      // esbuild's size summary per function is noise in `cdk synth` and `cdk deploy` (and defeats `--quiet`); its warnings and errors still show.
+      logLevel: LogLevel.WARNING,
       ...(props.externalModules ? { externalModules: props.externalModules } : {}),
     };
 
