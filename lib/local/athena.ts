@@ -448,7 +448,12 @@ function hivePartitionType(hiveType: string): string {
 function scanSql(model: SchemaModel, files: readonly string[]): string {
   const columns = tableColumnTypes(model);
   const hiveTypes = model.partitionKeys.map((k) => `${sqlString(k.name)}: ${hivePartitionType(k.hiveType)}`);
-  return `SELECT ${columns.map(([name]) => quoteIdent(name)).join(', ')} FROM (${emptySql(columns)} UNION ALL BY NAME`
+  // DuckDB reads a folder `event_type=null` as SQL NULL, where Athena reads the string 'null', a value the
+  // transform's sanitizer can make. A real NULL cannot occur (the transform fails a record whose value is empty), and
+  // filters on the coalesced key still prune the files.
+  const strings = new Set(model.partitionKeys.filter((k) => hivePartitionType(k.hiveType) === 'VARCHAR').map((k) => k.name));
+  const projected = columns.map(([name]) => (strings.has(name) ? `coalesce(${quoteIdent(name)}, 'null') AS ${quoteIdent(name)}` : quoteIdent(name)));
+  return `SELECT ${projected.join(', ')} FROM (${emptySql(columns)} UNION ALL BY NAME`
     + ` SELECT * FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true))`;
 }
 

@@ -652,6 +652,28 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
     expect(row.uptimes).toBeLessThanOrEqual(newer);
   });
 
+  test('a string partition value "null" reads as the string \'null\', as on Athena, not as SQL NULL; filters on it still prune', async () => {
+    const landed = await deliverToLake(dir, 'app-events', sampleRecords(readSchema('app-events'), 20, 6, { now: NOW }).map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
+    const data = path.join(dir, 's3', localBucketName(config), 'data', 'app-events');
+    const [file] = fs.readdirSync(data, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet'));
+    // The folder the transform makes for an event_type the producer sends as the string "null".
+    const copy = path.join(data, 'event_type=null', 'year=2026', 'month=11', 'day=22', 'hour=12', 'x.parquet');
+    fs.mkdirSync(path.dirname(copy), { recursive: true });
+    fs.copyFileSync(path.join(data, file), copy);
+    const all = await inDir('SELECT count(*) AS n FROM app_events', '--json');
+    const inCopy = (JSON.parse(all.stdout) as Array<{ n: number }>)[0].n - landed;
+    expect(inCopy).toBeGreaterThan(0);
+
+    const grouped = await inDir('SELECT event_type, count(*) AS n FROM app_events GROUP BY 1 ORDER BY 1', '--json');
+    expect({ code: grouped.code, stderr: grouped.code === 0 ? '' : grouped.stderr }).toEqual({ code: 0, stderr: '' });
+    const rows = JSON.parse(grouped.stdout) as Array<{ event_type: string | null; n: number }>;
+    expect(rows).toContainEqual({ event_type: 'null', n: inCopy });
+    expect(rows.map((r) => r.event_type)).not.toContain(null);
+    const named = await inDir("SELECT count(*) AS n FROM app_events WHERE event_type = 'null'");
+    expect(named.stdout).toMatch(new RegExp(`n\\n─+\\n\\s*${inCopy}\\n`));
+    expect(named.stdout).toMatch(/read 1 of \d+ Parquet files/);
+  });
+
   test('a table with an unreadable file fails alone, saying which file; the other tables still answer', async () => {
     const landed = await deliverToLake(dir, 'iot', iot(20, 9), NOW.getTime());
     const broken = path.join(dir, 's3', localBucketName(config), 'data', 'app-events', 'event_type=signup', 'year=2026', 'month=11', 'day=22', 'hour=12', 'truncated.parquet');
