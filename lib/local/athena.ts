@@ -478,13 +478,15 @@ function filesUnder(dir: string, extension = ''): string[] {
 /**
  * DuckDB expands glob characters even in a list of file names (it takes a name literally only when its glob
  * matches nothing), so under a data dir such as `/tmp/br[x]` a file name would match a sibling `/tmp/brx`'s
- * file. Such a bucket is given to DuckDB through a link in the query's private directory, whose path has none.
+ * file. And its hive partitioning takes the first `key=value` folder anywhere in a file's path, so under
+ * `/tmp/year=1999/dd` every row's year read 1999. Such a bucket is given to DuckDB through a link in the
+ * query's private directory, whose path has neither.
  */
 function lakePathForDuckDb(lake: string, privateDir: string): string {
-  const glob = /[[\]*?{}\\]/;
-  if (!glob.test(lake)) return lake;
+  const misread = /[[\]*?{}\\=]/;
+  if (!misread.test(lake)) return lake;
   const link = path.join(privateDir, 'lake');
-  if (glob.test(link)) return lake;
+  if (misread.test(link)) return lake;
   // DuckDB resolves the link when it is made the allowed directory, and each file through it when read: a link made
   // before the twin wrote its first object (a fresh data dir) pointed nowhere, so the files that came later resolved
   // outside the allowed directory and every read was refused. The bucket folder is made first, as the twin makes it.

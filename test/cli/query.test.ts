@@ -722,6 +722,24 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
 });
 
 describe('sluice query works in any data dir path', () => {
+  test('one with a key=value folder (year=1999) reads the partitions of its own files\' paths', async () => {
+    const parent = tempDataDir();
+    try {
+      // DuckDB's hive partitioning takes the first key=value folder of the whole path: every row's year read 1999.
+      const dir = path.join(parent, 'year=1999', 'event_type=x', 'dd');
+      const landed = await deliverToLake(dir, 'iot', sampleRecords(readSchema('iot'), 30, 12, { now: NOW }).map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
+      const { code, stdout, stderr } = await sluice('query', 'SELECT year, count(*) AS n, count(DISTINCT event_type) > 1 AS types FROM iot GROUP BY 1', '--data-dir', dir, '--json');
+      expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: expect.any(String) });
+      expect(JSON.parse(stdout)).toEqual([{ year: 2026, n: landed, types: true }]);
+      const pruned = await sluice('query', 'SELECT count(*) AS n FROM iot WHERE year = 2026', '--data-dir', dir);
+      const [, read, total] = /read (\d+) of (\d+) Parquet files/.exec(pruned.stdout) ?? [];
+      expect(Number(read)).toBeGreaterThan(0);
+      expect(read).toBe(total);
+    } finally {
+      fs.rmSync(parent, { recursive: true, force: true });
+    }
+  });
+
   test('one with glob characters, a backslash, a comma and a quote reads its own files, pruned, not a sibling\'s', async () => {
     const parent = tempDataDir();
     try {
