@@ -334,22 +334,17 @@ export class LocalAthena {
     if (statements.count > 1) {
       throw new QueryNotAllowedError(`the query has ${statements.count} statements; Athena runs one per query, so run them one at a time`);
     }
-    let prepared: DuckDBPreparedStatement;
-    try {
-      prepared = await statements.prepare(0);
-    } catch (err) {
-      // A statement that writes to a view (every table here is one) fails to bind, with DuckDB's "Can only delete from
-      // base table" or "iot is not an table": what is wrong is the statement's kind, so that is said.
-      const kind = writingKind(sql);
-      if (kind !== undefined) throw notReadOnly(kind);
-      throw err;
-    }
-    // SELECT covers WITH … SELECT, VALUES, DESCRIBE, SHOW and SUMMARIZE: DuckDB plans them all as SELECT.
+    // By its first words, before DuckDB prepares it: preparing already does some of a statement's work (EXPORT DATABASE
+    // makes its folder), so a statement refused only by its prepared type had left that behind.
+    const [first, second] = leadingWords(sql, 2);
+    if (!READ_ONLY_FIRST_WORDS.has(first)) throw notReadOnly(first === 'FORCE' ? `FORCE ${second}` : first || 'unrecognised');
     // EXPLAIN only shows a plan; EXPLAIN ANALYZE runs its statement, which could be a COPY, so it is refused.
-    const explainOnly = prepared.statementType === StatementType.EXPLAIN && !explainAnalyzes(sql);
-    if (prepared.statementType !== StatementType.SELECT && !explainOnly) {
-      const kind = StatementType[prepared.statementType] ?? String(prepared.statementType);
-      throw notReadOnly(`${kind}${explainOnly || prepared.statementType !== StatementType.EXPLAIN ? '' : ' ANALYZE'}`);
+    if (first === 'EXPLAIN' && explainAnalyzes(sql)) throw notReadOnly('EXPLAIN ANALYZE');
+    const prepared = await statements.prepare(0);
+    // Its type too, should a first word that reads let through a statement that does not. SELECT covers WITH … SELECT,
+    // VALUES, DESCRIBE, SHOW and SUMMARIZE: DuckDB plans them all as SELECT.
+    if (prepared.statementType !== StatementType.SELECT && prepared.statementType !== StatementType.EXPLAIN) {
+      throw notReadOnly(StatementType[prepared.statementType] ?? String(prepared.statementType));
     }
     return prepared;
   }
@@ -374,15 +369,49 @@ function notReadOnly(kind: string): QueryNotAllowedError {
 }
 
 /**
- * Statements that change a table's rows, by their first word: on the views here they fail to bind. (Other kinds that
- * write prepare, and are refused by their type, or fail with DuckDB's own Permission Error naming the lake.)
+ * The first words of the statements that only read: a query (SELECT, WITH, FROM, VALUES, TABLE, or `(` before one,
+ * which leadingWords skips) or a look at one (DESCRIBE, SHOW, SUMMARIZE, EXPLAIN).
  */
-const WRITING_KINDS = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE', 'TRUNCATE']);
+const READ_ONLY_FIRST_WORDS = new Set(['SELECT', 'WITH', 'FROM', 'VALUES', 'TABLE', 'DESCRIBE', 'SHOW', 'SUMMARIZE', 'EXPLAIN']);
 
-/** The kind of a statement DuckDB could not prepare, when its first word says it writes; undefined otherwise. */
-function writingKind(sql: string): string | undefined {
-  const first = /^[\s;(]*([A-Za-z]+)/.exec(sql.replace(SQL_COMMENTS, ' '))?.[1]?.toUpperCase();
-  return first !== undefined && WRITING_KINDS.has(first) ? first : undefined;
+/**
+ * A statement's first `count` words, upper-cased ('' for none), past blanks, `;`, opening parentheses and comments
+ * (block comments nest, as DuckDB reads them: `/* /* *\/ x *\/` is one comment).
+ */
+function leadingWords(sql: string, count: number): string[] {
+  const words: string[] = [];
+  let i = 0;
+  while (words.length < count) {
+    if (i >= sql.length) {
+      break;
+    } else if (/[\s;(]/.test(sql[i])) {
+      i++;
+    } else if (sql.startsWith('--', i)) {
+      const end = sql.indexOf('\n', i);
+      i = end === -1 ? sql.length : end + 1;
+    } else if (sql.startsWith('/*', i)) {
+      let depth = 0;
+      do {
+        if (sql.startsWith('/*', i)) {
+          depth++;
+          i += 2;
+        } else if (sql.startsWith('*/', i)) {
+          depth--;
+          i += 2;
+        } else {
+          i++;
+        }
+      } while (depth > 0 && i < sql.length);
+    } else {
+      const word = /^[A-Za-z_]+/.exec(sql.slice(i))?.[0] ?? '';
+      // Anything but a word (a quote, a digit) ends them: a statement's kind is in its first words.
+      if (word === '') break;
+      words.push(word.toUpperCase());
+      i += word.length;
+    }
+  }
+  while (words.length < count) words.push('');
+  return words;
 }
 
 /** SQL comments, simple ones: only to say "only comments" kindly; DuckDB nests block comments, which this does not. */
