@@ -39,9 +39,10 @@ const ATHENA_MACROS = [
 
 /**
  * Values as Athena's results give them where DuckDB's JavaScript form differs: a DATE is its day
- * (2026-01-02, not midnight UTC as a timestamp), a TIME its clock time, a MAP an object of its entries (not a
- * list of key/value pairs), a VARBINARY its bytes in hex, and a double's NaN and infinities the strings
- * Athena sends (JSON has no such numbers). Top-level columns only: values nested in a ROW or ARRAY keep
+ * (2026-01-02, not midnight UTC as a timestamp), a TIMESTAMP `2026-12-05 02:18:22.932` (` UTC` after one
+ * with a time zone), not ISO-8601's `2026-12-05T02:18:22.932Z`, a TIME its clock time, a MAP an object of
+ * its entries (not a list of key/value pairs), a VARBINARY its bytes in hex, and a double's NaN and
+ * infinities the strings Athena sends (JSON has no such numbers). Top-level columns only: values nested in a ROW or ARRAY keep
  * DuckDB's form.
  */
 function asAthenaGives(columnTypes: readonly string[], rows: unknown[][]): unknown[][] {
@@ -59,6 +60,9 @@ function asAthenaGives(columnTypes: readonly string[], rows: unknown[][]): unkno
 function athenaConversion(type: string): ((v: unknown) => unknown) | undefined {
   // Years 0–9999 only: beyond them the ISO form has a sign and six digits, and is kept whole.
   if (type === 'DATE') return (v) => (v instanceof Date && /^\d{4}-/.test(v.toISOString()) ? v.toISOString().slice(0, 10) : v);
+  // Athena's timestamp(3): `2026-12-05 02:18:22.932`, and ` UTC` after one with a zone (the session's zone is UTC).
+  if (/^TIMESTAMP(_S|_MS|_NS)?$/.test(type)) return (v) => (v instanceof Date && /^\d{4}-/.test(v.toISOString()) ? athenaTimestamp(v) : v);
+  if (type === 'TIMESTAMP WITH TIME ZONE') return (v) => (v instanceof Date && /^\d{4}-/.test(v.toISOString()) ? `${athenaTimestamp(v)} UTC` : v);
   if (type === 'TIME') return (v) => (typeof v === 'bigint' || typeof v === 'number' ? clockTimeOf(BigInt(v)) : v);
   // A map with plain keys (VARCHAR, numbers): a map keyed by structs or lists keeps its pairs, which an object would merge.
   if (/^MAP\((VARCHAR|[A-Z]*INT[A-Z]*|DOUBLE|FLOAT|DECIMAL\(\d+,\s*\d+\)|BOOLEAN|DATE|UUID), /.test(type)) {
@@ -67,6 +71,11 @@ function athenaConversion(type: string): ((v: unknown) => unknown) | undefined {
   if (type === 'BLOB') return (v) => (v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex').replace(/(..)(?!$)/g, '$1 ') : v);
   if (type === 'DOUBLE' || type === 'FLOAT') return (v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v);
   return undefined;
+}
+
+/** A UTC instant as YYYY-MM-DD HH:MM:SS.mmm. */
+function athenaTimestamp(t: Date): string {
+  return t.toISOString().replace('T', ' ').slice(0, 23);
 }
 
 /** Microseconds since midnight as HH:MM:SS.ffffff. */

@@ -187,9 +187,16 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(Buffer.from(stdout)).toEqual(Buffer.from('x,n\r\na,1\r\nb,2\r\n'));
   });
 
-  test('timestamps print as ISO-8601 UTC', async () => {
+  test('timestamps print as Athena gives them, in every output: 2026-12-05 02:18:22.932, with UTC after one with a zone', async () => {
     const { stdout } = await query('SELECT max(event_time) AS latest FROM iot', '--json');
-    expect((JSON.parse(stdout) as Array<{ latest: string }>)[0].latest).toMatch(/^2026-11-22T1[12]:\d\d:\d\d\.\d{3}Z$/);
+    expect((JSON.parse(stdout) as Array<{ latest: string }>)[0].latest).toMatch(/^2026-11-22 1[12]:\d\d:\d\d\.\d{3}$/);
+    const sql = "SELECT TIMESTAMP '2026-12-05 02:18:22.932' AS t, TIMESTAMPTZ '2026-12-05 02:18:22.932Z' AS tz, TIMESTAMP '2026-12-05 02:18:22' AS whole";
+    const json = await query(sql, '--json');
+    expect(JSON.parse(json.stdout)).toEqual([{ t: '2026-12-05 02:18:22.932', tz: '2026-12-05 02:18:22.932 UTC', whole: '2026-12-05 02:18:22.000' }]);
+    const csv = await query(sql, '--csv');
+    expect(csv.stdout).toBe('t,tz,whole\r\n2026-12-05 02:18:22.932,2026-12-05 02:18:22.932 UTC,2026-12-05 02:18:22.000\r\n');
+    const table = await query(sql);
+    expect(table.stdout).toMatch(/\n2026-12-05 02:18:22\.932 +2026-12-05 02:18:22\.932 UTC +2026-12-05 02:18:22\.000\n/);
   });
 
   test('a query DuckDB refuses exits 1 with its message, no stack trace', async () => {
@@ -258,9 +265,9 @@ describe('sluice query (DuckDB over the twin)', () => {
       ['format-conversion-failed', 'DataFormatConversion.ParseError', 2],
       ['processing-failed', 'Lambda.FunctionError', 1],
     ]);
-    expect(rows[0].first_arrival).toBe('2026-11-22T12:30:00.000Z');
+    expect(rows[0].first_arrival).toBe('2026-11-22 12:30:00.000 UTC');
     // Athena's from_unixtime(bigint / 1000): whole seconds.
-    expect(rows[0].last_arrival).toBe('2026-11-22T12:30:02.000Z');
+    expect(rows[0].last_arrival).toBe('2026-11-22 12:30:02.000 UTC');
     expect(rows[0].example_message).toBe('Lambda.ProcessingFailedStatus message');
     // A pipeline without error objects has the table too, empty.
     const none = await query('SELECT count(*) AS n FROM app_events_errors', '--json');
