@@ -37,6 +37,9 @@ const ATHENA_MACROS = [
   "json_extract_scalar(j, p) AS CASE WHEN json_type(json_extract(j, p)) IN ('OBJECT', 'ARRAY') THEN NULL ELSE json_extract_string(j, p) END",
 ];
 
+/** The Glue Data Catalog as Athena names it in a query (`awsdatacatalog.sluice_dev.iot`); names are case-insensitive in both. */
+const ATHENA_CATALOG = 'awsdatacatalog';
+
 /**
  * Values as Athena's results give them where DuckDB's JavaScript form differs: a DATE is its day
  * (2026-01-02, not midnight UTC as a timestamp), a TIMESTAMP `2026-12-05 02:18:22.932` (` UTC` after one
@@ -184,6 +187,10 @@ export class LocalAthena {
    */
   private async confine(): Promise<void> {
     const lake = this.lake;
+    // Athena's catalog, so `FROM awsdatacatalog.sluice_dev.iot` runs here too: the views are made in it. Attached
+    // before external access is turned off.
+    await this.connection.run(`ATTACH ':memory:' AS ${ATHENA_CATALOG}`);
+    await this.connection.run(`USE ${ATHENA_CATALOG}`);
     for (const setting of [
       // No network here: never try to download an extension.
       'SET autoinstall_known_extensions = false',

@@ -73,6 +73,12 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(stdout).toMatch(/1 row · read (\d+) of \1 Parquet files · \d+ ms/);
   });
 
+  test('a table named with Athena\'s catalog too (awsdatacatalog.sluice_dev.iot) answers, as on Athena', async () => {
+    const { code, stdout, stderr } = await query('SELECT (SELECT count(*) FROM awsdatacatalog.sluice_dev.iot) AS events, (SELECT count(*) FROM AwsDataCatalog."sluice_dev".iot_errors) AS errors', '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: expect.any(String) });
+    expect(JSON.parse(stdout)).toEqual([{ events: records.length, errors: 6 }]);
+  });
+
   test('-c env=prod on a dev twin\'s data dir: a note says its bucket is not there, instead of silent zeros', async () => {
     // The object store's work folder is no bucket.
     fs.mkdirSync(path.join(dataDir, 's3', '.tmp'), { recursive: true });
