@@ -271,7 +271,8 @@ export class LocalAthena {
 
   /**
    * The stack's `<table>_errors` (lib/infra/lake-catalog.ts): Firehose's error objects under
-   * `errors/<pipeline>/`, one JSON line per failed record, and `"$path"` as Athena gives it (s3://bucket/key).
+   * `errors/<pipeline>/`, one JSON line per failed record, and `"$path"` as Athena gives it (s3://bucket/key). Athena
+   * hides `"$path"` from `SELECT *`; a view cannot (DuckDB's virtual `filename` does not pass through one), so it shows.
    *
    * Read as lines (read_csv, one column) and parsed here, not with read_json, which failed the whole query on any line
    * past its maximum_object_size (16 MiB), a limit a query cannot raise: one damaged or foreign object in the prefix made
