@@ -121,7 +121,7 @@ function printEstimate(e: CostEstimate, env: string): void {
     '  AWS prices data per GB of 1,024³ bytes and rounds Firehose records up to 5 KB of 5,120 bytes: quantities are shown in those units, as GiB and KiB',
     `  Parquet is ${MODEL.parquetRatio} × the JSON size; S3 storage is shown at steady state under the configured lifecycle`,
     `  transform Lambda: ${MODEL.transformBaseMs} ms + ${MODEL.transformPerRecordMs} ms per record per invocation; metadata consumer: ${MODEL.consumerBaseMs} ms + ${MODEL.consumerPerRecordMs} ms per record`,
-    `  the metadata consumer uses ${MODEL.metadataWriteUnitsPerRecord} write units and keeps one ${MODEL.metadataItemBytes}-byte item per record; Lambdas run on arm64`,
+    `  the metadata consumer uses ${MODEL.metadataWriteUnitsPerRecord} write units per record and 2 per event type counted in each transaction of up to ${MODEL.metadataEventsPerTransaction} events, and keeps one ${MODEL.metadataItemBytes}-byte item per record; Lambdas run on arm64`,
     `  provisioned streams are priced with enough shards for the rate (the configured count when it is larger), as on-demand when that is more than ${MAX_PROVISIONED_SHARDS} shards`,
     '  KMS keys, the PII hash key secret and the alarms are counted from the configuration as the stack creates them',
   ].join('\n'));

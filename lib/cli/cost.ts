@@ -5,7 +5,7 @@
  * printed assumption in MODEL.
  */
 import { MAX_PROVISIONED_SHARDS, ON_DEMAND_INITIAL_SHARDS, type PipelineConfig, type SluiceConfig } from '../config';
-import { loadModel } from '../schema';
+import { loadModel, type SchemaModel } from '../schema';
 import { formatNumber } from './output';
 import {
   FIREHOSE_BILLING_INCREMENT_BYTES,
@@ -44,10 +44,19 @@ export const MODEL = {
   metadataItemBytes: 300,
   /**
    * Write request units per record (transforms/metadata-consumer/store.ts): the event item in a
-   * TransactWriteItems (2 units, transactional) and the entity's last-seen update (1); the per-minute
-   * counters are summed per batch and left out.
+   * TransactWriteItems (2 units, transactional) and the entity's last-seen update (1). The per-minute
+   * counters are summed per transaction (up to `metadataEventsPerTransaction` events): a line of their own.
    */
   metadataWriteUnitsPerRecord: 3,
+  /** Events per metadata transaction (the consumer's eventsPerTransaction default); each also updates one counter per event type in it, 2 units each. */
+  metadataEventsPerTransaction: 50,
+  /**
+   * Custom metrics the handlers publish on every invocation (EMF, zeros included): RecordsOk, RecordsDropped and
+   * RecordsFailed per transform (each delivery stream's); EventsRecorded, DuplicateEvents, MalformedRecords,
+   * RecordsReportedForRetry and WriteRetries per metadata consumer.
+   */
+  transformMetrics: 3,
+  consumerMetrics: 5,
   /** A partition key without an enum (injected projection) is assumed to take this many values at once. */
   injectedPartitionValues: 10,
   /** An on-demand stream's shards, for per-shard behaviour (Lambda batching); AWS starts on-demand streams at 4. */
@@ -185,10 +194,11 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
     }
 
     const deliveryStreams = (['lake', 'search'] as const).filter((d) => p.destinations.includes(d));
+    const model = loadModel(name);
     for (const d of deliveryStreams) {
       const billed = records * roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES);
       add(name, 'Firehose', `ingestion (${d})`,
-        `${qty(records)} records × ${formatNumber(roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES) / 1024)} KiB (${formatNumber(size)} B rounded up to 5 KiB) = ${qty(gb(billed))} GiB × ${unitUsd('firehoseIngestionGB')}`,
+        `${qty(records)} records × ${formatNumber(roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES) / 1024)} KiB (${formatNumber(size)} B rounded up to a multiple of 5 KiB) = ${qty(gb(billed))} GiB × ${unitUsd('firehoseIngestionGB')}`,
         gb(billed) * PRICES.firehoseIngestionGB.usd, ['firehoseIngestionGB']);
       // The transform runs in both delivery streams (search mode in the search one).
       const sources = p.source === 'kinesis' ? shardCount : 1;
@@ -228,6 +238,18 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       add(name, 'DynamoDB', 'metadata writes',
         `${qty(wru)} write request units (${MODEL.metadataWriteUnitsPerRecord} per record: transactional event item + entity last-seen) ÷ 1M × ${unitUsd('dynamoWriteRequestUnitsPerMillion')}`,
         (wru / 1e6) * PRICES.dynamoWriteRequestUnitsPerMillion.usd, ['dynamoWriteRequestUnitsPerMillion']);
+      // Each transaction adds one to the counter of each event type (and minute) among its events.
+      const perInvocation = r / invocationsPerSecond;
+      const transactionsPerInvocation = Math.ceil(perInvocation / MODEL.metadataEventsPerTransaction);
+      const perTransaction = perInvocation / transactionsPerInvocation;
+      const types = eventTypeValues(model);
+      // Expected distinct types among `perTransaction` events spread evenly over `types`.
+      const counters = types * (1 - (1 - 1 / types) ** perTransaction);
+      const transactions = invocations * transactionsPerInvocation;
+      const counterWru = transactions * counters * 2;
+      add(name, 'DynamoDB', 'metadata counter writes',
+        `${qty(transactions)} transactions (≤ ${MODEL.metadataEventsPerTransaction} events each) × ${qty(counters)} per-minute counters (event types among ${qty(perTransaction)} events, of ${plural(types, 'type')}) × 2 units (transactional) = ${qty(counterWru)} write request units ÷ 1M × ${unitUsd('dynamoWriteRequestUnitsPerMillion')}`,
+        (counterWru / 1e6) * PRICES.dynamoWriteRequestUnitsPerMillion.usd, ['dynamoWriteRequestUnitsPerMillion']);
       const stored = r * config.metadata.ttlDays * 86_400 * MODEL.metadataItemBytes;
       add(name, 'DynamoDB', 'metadata storage',
         `${qty(r * config.metadata.ttlDays * 86_400)} items (${config.metadata.ttlDays}-day TTL) × ${MODEL.metadataItemBytes} B = ${qty(gb(stored))} GiB × ${unitUsd('dynamoStorageGBMonth')}`,
@@ -245,6 +267,14 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       [p.destinations.includes('metadata') ? ALARMS_PER.metadataConsumer + ALARMS_PER.function : 0, 'for the metadata consumer'],
     ];
     alarmLine(name, watched, add);
+    const metrics = deliveryStreams.length * MODEL.transformMetrics + (p.destinations.includes('metadata') ? MODEL.consumerMetrics : 0);
+    if (metrics > 0) {
+      // A metric is billed for the hours it is published in: those with a record, when records arrive at random.
+      const hoursWithRecords = 1 - Math.exp(-r * 3600);
+      add(name, 'CloudWatch', 'custom metrics (EMF)',
+        `${plural(metrics, 'metric')} (${[deliveryStreams.length > 0 ? `${MODEL.transformMetrics} per transform` : '', p.destinations.includes('metadata') ? `${MODEL.consumerMetrics} of the metadata consumer` : ''].filter((x) => x).join(', ')}) × ${qty(hoursWithRecords)} of the hours (those with a record) × ${unitUsd('cloudWatchMetricMonth')}`,
+        metrics * hoursWithRecords * PRICES.cloudWatchMetricMonth.usd, ['cloudWatchMetricMonth']);
+    }
   }
 
   const selected = names.map((n) => config.pipelines[n]);
@@ -294,9 +324,10 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
     shards,
     notModelled: [
       `Athena queries: ${unitUsd('athenaPerTBScanned')} per TB scanned, 10 MB minimum per query (partition pruning keeps it small); the workgroup and saved queries cost nothing`,
-      'CloudWatch Logs ingestion and storage of the log groups (Lambda, Firehose delivery errors, OpenSearch): they depend on log levels and failures; custom metrics (EMF)',
+      'CloudWatch Logs ingestion and storage of the log groups (Lambda, Firehose delivery errors, OpenSearch): they depend on log levels and failures; the custom metrics of failures by reason (one per reason a transform meets) and of the failure router (on failures only)',
       'The failure router (Lambda), SQS dead-letter queues and SNS alarm notifications: traffic only on failures and alarm changes',
       'S3 GET requests, the data bucket\'s server access logs (stored in the access-log bucket, expired after 90 days), Glue Data Catalog (free tier: 1M objects), DynamoDB reads',
+      'KMS key rotation: every key of the stack rotates yearly, and each of a key\'s first two rotations adds $1 a month to it (from its second year on, $2, then $3)',
       'Data transfer out of AWS, KMS requests (the bucket key keeps those few) and Secrets Manager requests (the transform reads the PII hash key once per cold start)',
       'No charge of their own: IAM roles and policies, resource policies, Lambda event source mappings and permissions, log streams, and the custom resources that run only when the stack deploys',
       'Free tiers, Savings Plans and reserved OpenSearch instances',
@@ -372,6 +403,19 @@ function kinesisLines(name: string, p: PipelineConfig, priced: number | 'on-dema
   }
 }
 
+/** The values a partition key takes at once: its enum's, or the assumed number for an injected one. */
+function partitionValueCount(key: SchemaModel['partitionKeys'][number]): number {
+  return key.projection.type === 'enum' ? key.projection.values.split(',').length : MODEL.injectedPartitionValues;
+}
+
+/** The event types the metadata consumer counts by (its first partition field's values; 1 when it has none). */
+function eventTypeValues(model: SchemaModel): number {
+  const typeKey = model.partitionKeys.find((k) => !TIME_PARTITION_KEYS.includes(k.name));
+  return typeKey === undefined ? 1 : partitionValueCount(typeKey);
+}
+
+const TIME_PARTITION_KEYS = ['year', 'month', 'day', 'hour'];
+
 function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: number, size: number, records: number, rawBytes: number, add: Add): void {
   const billed = records * roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES);
   add(name, 'Firehose', 'format conversion (Parquet)', `${qty(gb(billed))} GiB (5 KiB rounding) × ${unitUsd('firehoseFormatConversionGB')}`,
@@ -381,8 +425,8 @@ function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: num
 
   // One object per active partition per buffer flush (interval or size, whichever comes first).
   const model = loadModel(name);
-  const valueKeys = model.partitionKeys.filter((k) => !['year', 'month', 'day', 'hour'].includes(k.name));
-  const partitionValues = valueKeys.reduce((n, k) => n * (k.projection.type === 'enum' ? k.projection.values.split(',').length : MODEL.injectedPartitionValues), 1);
+  const valueKeys = model.partitionKeys.filter((k) => !TIME_PARTITION_KEYS.includes(k.name));
+  const partitionValues = valueKeys.reduce((n, k) => n * partitionValueCount(k), 1);
   const perInterval = r * p.buffering.intervalSeconds;
   const active = Math.max(1, Math.min(partitionValues, perInterval));
   const bufferBytes = p.buffering.sizeMiB * 1024 * 1024;

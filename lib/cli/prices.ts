@@ -64,6 +64,7 @@ export const PRICES = {
   athenaPerTBScanned: price(5, 'TB scanned (10 MB minimum per query)', 'Amazon Athena', ATHENA),
   cloudWatchDashboardMonth: price(3, 'dashboard-month (beyond the free 3)', 'Amazon CloudWatch', CLOUDWATCH),
   cloudWatchAlarmMonth: price(0.1, 'standard-resolution alarm-month', 'Amazon CloudWatch', CLOUDWATCH),
+  cloudWatchMetricMonth: price(0.3, 'custom metric-month, first 10,000 (prorated by the hour a metric is published in)', 'Amazon CloudWatch', CLOUDWATCH),
 } as const satisfies Record<string, UnitPrice>;
 
 export type PriceName = keyof typeof PRICES;

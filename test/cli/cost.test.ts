@@ -147,7 +147,7 @@ describe('sluice cost', () => {
     const { code, stdout } = await sluice('cost', '--rate', '5k/s', '--size', '1.2KB');
     expect(code).toBe(0);
     expect(stdout).toMatch(/Monthly cost estimate \(env dev\) at 5,000 records\/s of 1,200 bytes per pipeline/);
-    expect(stdout).toMatch(/iot\s+Firehose\s+ingestion \(lake\)\s+\$[\d,]+\.\d\d\s+13,140,000,000 records × 5 KiB \(1,200 B rounded up to 5 KiB\) = [\d,]+ GiB × \$0\.029/);
+    expect(stdout).toMatch(/iot\s+Firehose\s+ingestion \(lake\)\s+\$[\d,]+\.\d\d\s+13,140,000,000 records × 5 KiB \(1,200 B rounded up to a multiple of 5 KiB\) = [\d,]+ GiB × \$0\.029/);
     expect(stdout).toMatch(/clickstream\s+5\.72\s+6\s+5\s+6\s+2\s+too few: set -c pipelines\.clickstream\.shards=6/);
     expect(stdout).toMatch(/total\s+\$[\d,]+\.\d\d/);
     expect(stdout).toContain(`AWS us-east-1 list prices as of ${PRICES_ASSUMED_ON}; assumptions to check`);
@@ -192,22 +192,36 @@ describe('sluice cost', () => {
     expect(stderr).toBe('');
     // 100/s × 1,000 B × 730 h = 262.8 × 10⁹ B = 244.75 GiB.
     expect(stdout).toMatch(/\n= 262,800,000 records and 245 GiB per pipeline per month \(730 h\)\n/);
-    expect(stdout).toMatch(/262,800,000 records × 5 KiB \(1,000 B rounded up to 5 KiB\) = 1,253 GiB × \$0\.029/);
+    expect(stdout).toMatch(/262,800,000 records × 5 KiB \(1,000 B rounded up to a multiple of 5 KiB\) = 1,253 GiB × \$0\.029/);
     expect(stdout).toMatch(/AWS prices data per GB of 1,024³ bytes and rounds Firehose records up to 5 KB of 5,120 bytes/);
     // The unit-price table keeps AWS's own names ("GB ingested"); the line above says what they mean.
     expect(stdout.split('Unit prices assumed')[0]).not.toMatch(/\d GB\b|\d KB\b/);
 
     const big = await sluice('cost', '--size', '2MB', '-p', 'app-events');
     expect(big.code).toBe(0);
-    expect(big.stdout).toMatch(/262,800,000 records × 1,955 KiB \(2,000,000 B rounded up to 5 KiB\)/);
+    expect(big.stdout).toMatch(/262,800,000 records × 1,955 KiB \(2,000,000 B rounded up to a multiple of 5 KiB\)/);
     expect(big.stderr).toBe('sluice: warning: --size 2MB (2,000,000 B) is more than Firehose takes per record (1,000 KiB = 1,024,000 B): such records are refused, so split them; the estimate prices them as given\n');
     expect((await sluice('cost', '--size', '1000KiB', '-p', 'app-events')).stderr).toBe('');
+  });
+
+  test('the metadata consumer\'s counters and the handlers\' custom metrics have lines of their own', async () => {
+    const { stdout } = await sluice('cost', '--rate', '10/s', '--size', '1KB', '-p', 'iot');
+    // 10/s in 1,051,200 invocations a month: 25 events each, one transaction; 4 event types, all likely among 25 events.
+    expect(stdout).toMatch(/iot\s+DynamoDB\s+metadata counter writes\s+\$5\.25\s+1,051,200 transactions \(≤ 50 events each\) × 4 per-minute counters \(event types among 25 events, of 4 types\) × 2 units \(transactional\) = 8,403,271 write request units ÷ 1M × \$0\.625/);
+    expect(stdout).toMatch(/iot\s+CloudWatch\s+custom metrics \(EMF\)\s+\$2\.40\s+8 metrics \(3 per transform, 5 of the metadata consumer\) × 1 of the hours \(those with a record\) × \$0\.3/);
+    // One record an hour on average: a metric is published in about 63 % of the hours.
+    const rare = JSON.parse((await sluice('cost', '--rate', '1/h', '-p', 'iot', '--json')).stdout) as { lines: Array<{ item: string; monthlyUsd: number }> };
+    expect(rare.lines.find((l) => l.item === 'custom metrics (EMF)')?.monthlyUsd).toBe(roundUsd(8 * (1 - Math.exp(-1)) * 0.3));
+    // A lake-only direct-put pipeline: its transform's 3 metrics, no consumer, no counters.
+    const app = await sluice('cost', '--rate', '10/s', '-p', 'app-events');
+    expect(app.stdout).toMatch(/app-events\s+CloudWatch\s+custom metrics \(EMF\)\s+\$0\.90\s+3 metrics \(3 per transform\)/);
+    expect(app.stdout).not.toContain('counter writes');
   });
 
   test('a rate below one a second is shown, not rounded to 0', async () => {
     const { stdout } = await sluice('cost', '--rate', '1/h', '-p', 'app-events');
     expect(stdout).toMatch(/at 0\.00028 records\/s \(1 per hour\) of 1,000 bytes per pipeline\n= 730 records and 0\.00068 GiB per pipeline/);
-    expect(stdout).toMatch(/730 records × 5 KiB \(1,000 B rounded up to 5 KiB\) = 0\.0035 GiB × \$0\.029/);
+    expect(stdout).toMatch(/730 records × 5 KiB \(1,000 B rounded up to a multiple of 5 KiB\) = 0\.0035 GiB × \$0\.029/);
   });
 
   test('the shards check never suggests a count the configuration refuses', async () => {
