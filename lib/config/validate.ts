@@ -104,6 +104,10 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
   if (usesSearch && mode === 'existing' && (!endpoint || !domainArn)) {
     v.problem('opensearch: mode "existing" needs both opensearch.endpoint and opensearch.domainArn');
   }
+  if (usesSearch && mode === 'existing' && endpoint) {
+    const problem = vpcEndpointProblem(endpoint);
+    if (problem !== undefined) v.problem(`opensearch: ${problem}`);
+  }
   if (usesSearch && mode === 'existing' && endpoint && domainArn) {
     const problem = endpointArnMismatch(endpoint, domainArn);
     if (problem !== undefined) v.problem(`opensearch: ${problem}`);
@@ -334,6 +338,21 @@ function show(value: unknown): string {
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   const s = JSON.stringify(value);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/**
+ * Why a VPC domain's endpoint (vpc-<name>-<id>.<region>.es.amazonaws.com) cannot be used: the stack delivers over the
+ * public endpoint only. Firehose would need a VpcConfiguration (subnets, security groups, ec2 network-interface
+ * permissions on its role) and the index-template function would need to run in the VPC; without them the template
+ * PUT times out and the stack rolls back, so it is refused before deploy.
+ */
+function vpcEndpointProblem(endpoint: string): string | undefined {
+  const host = /^https:\/\/([^/:]+)/.exec(endpoint)?.[1]?.toLowerCase();
+  if (host === undefined || !/^vpc-[a-z0-9-]+\.[a-z0-9-]+\.es\.amazonaws\.com(?:\.cn)?$/.test(host)) return undefined;
+  return `opensearch.endpoint ${endpoint} is a VPC domain's endpoint, and Sluice does not deliver into a VPC `
+    + '(Firehose would need subnets and security groups, and the index-template function would have to run in the VPC). '
+    + 'Use a domain with a public endpoint whose access policy allows the stack\'s roles (docs/deploy.md, "OpenSearch, existing"), '
+    + 'or set opensearch.mode to "create" for a domain of the stack\'s own';
 }
 
 /**
