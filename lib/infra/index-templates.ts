@@ -2,6 +2,7 @@ import { CustomResource, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
+import { mappingUpdateOf } from '../../transforms/index-template/existing-indices';
 import { openSearchIndexTemplate, type SchemaModel } from '../schema';
 import { SluiceFunction } from './function';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
@@ -54,9 +55,14 @@ export class IndexTemplates extends Construct {
     }]);
   }
 
-  /** Applies the pipeline's index template: `index_patterns` <pipeline>-*, mappings from the schema. */
+  /**
+   * Applies the pipeline's index template: `index_patterns` <pipeline>-*, mappings from the schema; and puts its
+   * fields to the indices that already match, so a field the schema gained is taken before the next rotation.
+   */
   add(model: SchemaModel): CustomResource {
     const template = indexTemplateFor(model, this.domain.dataNodes);
+    const mappingUpdate = mappingUpdateOf(template);
+    if (mappingUpdate) this.domain.grant(this.function.role, 'update-mappings', [mappingUpdate.path]);
     const resource = new CustomResource(this, `${model.pipeline}-template`, {
       serviceToken: this.provider.serviceToken,
       resourceType: 'Custom::SluiceIndexTemplate',

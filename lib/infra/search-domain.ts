@@ -39,7 +39,7 @@ export interface SearchDomainProps {
 }
 
 /** HTTP actions a role may send to the domain. */
-export type DomainAccess = 'write' | 'read' | 'manage-templates';
+export type DomainAccess = 'write' | 'read' | 'manage-templates' | 'update-mappings';
 
 /**
  * Searches are POSTs too, but so are `_bulk`, `_doc`, `_delete_by_query` and `_update_by_query`: a
@@ -62,6 +62,8 @@ const ACCESS_RULES: Record<DomainAccess, ReadonlyArray<{ readonly actions: strin
     { actions: ['es:ESHttpPost', 'es:ESHttpPut', 'es:ESHttpDelete'], paths: DOCUMENT_WRITE_PATHS, deny: true },
   ],
   'manage-templates': [{ actions: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPut', 'es:ESHttpDelete'] }],
+  // PUT <pattern>/_mapping: adds fields to existing indices, which is all the index-template function does to them.
+  'update-mappings': [{ actions: ['es:ESHttpPut'] }],
 };
 
 /** Domain log retention. */

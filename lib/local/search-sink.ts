@@ -3,7 +3,8 @@
  * does with a buffer of transformed documents.
  *
  * With an endpoint (`OPENSEARCH_URL`), the pipeline's index template is applied first
- * (`PUT _index_template/<pipeline>`), then documents go out as `_bulk` requests of `index` actions
+ * (`PUT _index_template/<pipeline>`), and its fields put to the indices that already match it (`PUT <pipeline>-*\/_mapping`,
+ * as the stack's custom resource does: a strict mapping refuses a new field until the next rotation otherwise), then documents go out as `_bulk` requests of `index` actions
  * to `<index>-<rotation suffix>` (arrival time, UTC), with the document id Firehose generates by default
  * (`FIREHOSE_DEFAULT`, as the stack configures it): one per Firehose record, the same on every retry of its
  * delivery, and a new one when a producer sends the record again (as `sluice replay` does). Throttling
@@ -24,6 +25,7 @@ import { openSearchIndexTemplate } from '../schema/artifacts';
 import type { SchemaModel } from '../schema/model';
 import type { IndexRotation } from '../config/types';
 import { openSearchDir } from './paths';
+import { MappingUpdateError, updateExistingMappings } from '../../transforms/index-template/existing-indices';
 
 export interface SearchDocument {
   /** The Firehose record id: the document id. */
@@ -77,6 +79,8 @@ export interface SearchSinkOptions {
   readonly requestTimeoutMs?: number;
   /** @default Date.now */
   readonly now?: () => number;
+  /** Says what the user should know and nothing fails for (a field an existing index refused). @default a line on stderr */
+  readonly warn?: (message: string) => void;
 }
 
 /** The JSON line Firehose writes for a document OpenSearch did not take (Firehose developer guide, OpenSearch delivery failures). */
@@ -155,6 +159,7 @@ export class SearchSink {
   private readonly maxBulkBytes: number;
   private readonly requestTimeoutMs: number;
   private readonly now: () => number;
+  private readonly warn: (message: string) => void;
   private readonly fileRoot: string;
   private templateApplied = false;
   private readonly nextFileNumber = new Map<string, number>();
@@ -175,6 +180,7 @@ export class SearchSink {
     this.maxBulkBytes = options.maxBulkBytes ?? DEFAULT_MAX_BULK_BYTES;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
     this.now = options.now ?? Date.now;
+    this.warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
     this.fileRoot = path.resolve(openSearchDir(options.dataDir), this.pipeline);
     this.template = openSearchIndexTemplate(options.model);
     const url = options.url === undefined ? process.env.OPENSEARCH_URL : options.url;
@@ -311,13 +317,34 @@ export class SearchSink {
     };
   }
 
-  /** PUT the index template once; returns the error to retry with, or undefined when applied. */
+  /**
+   * PUT the index template once, and its fields to the indices that already match it; returns the error to retry
+   * with, or undefined when applied. A field an existing index refuses (a changed type) is said, not retried: no
+   * retry can change an existing field's type, and the next index gets it from the template.
+   */
   private async applyTemplate(): Promise<ItemError | undefined> {
     if (this.templateApplied) return undefined;
     const response = await this.request('PUT', `_index_template/${encodeURIComponent(this.pipeline)}`, 'application/json', Buffer.from(JSON.stringify(this.template)));
     if ('requestError' in response) return response.requestError;
     if (response.status < 200 || response.status > 299) {
       return { code: String(response.status), message: `could not apply index template ${this.pipeline}: ${response.body.slice(0, 2000)}` };
+    }
+    let requestError: ItemError | undefined;
+    try {
+      const update = await updateExistingMappings(this.template, async (relative, body) => {
+        const answer = await this.request('PUT', relative, 'application/json', Buffer.from(body));
+        if (!('requestError' in answer)) return answer;
+        requestError = answer.requestError;
+        throw new Error(answer.requestError.message);
+      });
+      for (const { field, reason } of update?.refused ?? []) {
+        this.warn(`sluice: ${this.pipeline} search: the existing indices ${this.pipeline}-* refused field "${field}" of the index template (${reason}); `
+          + `documents whose "${field}" does not fit their mapping are refused (and backed up) until the next index rotation`);
+      }
+    } catch (error) {
+      if (requestError) return requestError;
+      if (error instanceof MappingUpdateError) return { code: String(error.status), message: `could not update the mappings of existing indices: ${error.message}` };
+      throw error;
     }
     this.templateApplied = true;
     return undefined;

@@ -130,7 +130,7 @@ export interface FakeOpenSearch {
 }
 
 /**
- * A tiny OpenSearch on 127.0.0.1 that accepts the index template and answers `_bulk` by script:
+ * A tiny OpenSearch on 127.0.0.1 that accepts the index template, holds no index before the first `_bulk`, and answers `_bulk` by script:
  * whole-request failures (429, 5xx) first, then a status per item as OpenSearch's bulk API does.
  */
 export async function startFakeOpenSearch(script: { request?: BulkRequestScript; item?: BulkItemScript }): Promise<FakeOpenSearch> {
@@ -146,6 +146,8 @@ export async function startFakeOpenSearch(script: { request?: BulkRequestScript;
         res.end(JSON.stringify(body));
       };
       if (req.method === 'PUT' && req.url?.startsWith('/_index_template/')) return send(200, { acknowledged: true });
+      // The template's fields put to existing indices: like a cluster that has none of the pipeline's yet.
+      if (req.method === 'PUT' && req.url?.endsWith('/_mapping')) return send(404, { error: { type: 'index_not_found_exception', reason: `no such index [${req.url}]` }, status: 404 });
       if (req.method !== 'POST' || req.url !== '/_bulk') return send(404, { error: `no route ${req.method} ${req.url}` });
       const lines = Buffer.concat(chunks).toString('utf8').split('\n').filter((l) => l !== '');
       const actions = lines.filter((_, i) => i % 2 === 0).map((l) => (JSON.parse(l) as { index: { _index: string; _id: string } }).index);

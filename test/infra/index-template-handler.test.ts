@@ -66,6 +66,47 @@ describe('index-template custom resource', () => {
     expect(forever.requests.length).toBeLessThan(10);
   });
 
+  describe('the template\'s fields reach the indices that already exist (a strict mapping refuses new fields until rotation)', () => {
+    const properties = { event_id: { type: 'keyword' }, temperature_c: { type: 'float' } };
+    const withMappings = JSON.stringify({ index_patterns: ['iot-*'], template: { mappings: { dynamic: 'strict', properties } } });
+    const update = (type: 'Create' | 'Update') => {
+      const e = event(type);
+      return { ...e, ResourceProperties: { ...e.ResourceProperties, TemplateBody: withMappings } } as CloudFormationCustomResourceEvent;
+    };
+    const conflict = { status: 400, body: JSON.stringify({ error: { type: 'illegal_argument_exception', reason: 'mapper [temperature_c] cannot be changed from type [long] to [float]' }, status: 400 }) };
+
+    test('after the template, its properties are put to <pattern>/_mapping, signed like the template', async () => {
+      const { send, requests } = scripted({ status: 200, body: '{}' }, { status: 200, body: '{"acknowledged":true}' });
+      await applyIndexTemplate(update('Update'), send, { deadline: 60_000, ...clock() });
+      expect(requests.map((r) => `${r.method} ${r.path}`)).toEqual(['PUT /_index_template/iot', 'PUT /iot-*/_mapping']);
+      expect(requests[1]).toMatchObject({ hostname: props.Endpoint, region: 'eu-west-1' });
+      expect(JSON.parse(requests[1].body!)).toEqual({ properties });
+    });
+
+    test('no index yet (index_not_found_exception) is nothing to update', async () => {
+      const { send, requests } = scripted({ status: 200, body: '{}' }, { status: 404, body: '{"error":{"type":"index_not_found_exception","reason":"no such index [iot-*]"}}' });
+      await expect(applyIndexTemplate(update('Create'), send, { deadline: 60_000, ...clock() })).resolves.toMatchObject({ Data: { TemplateName: 'iot' } });
+      expect(requests).toHaveLength(2);
+    });
+
+    test('a changed type is refused: the other fields are put one by one, the refused one is logged by name, the deployment goes on', async () => {
+      const { send, requests } = scripted({ status: 200, body: '{}' }, conflict, { status: 200, body: '{}' }, conflict);
+      await expect(applyIndexTemplate(update('Update'), send, { deadline: 60_000, ...clock() })).resolves.toMatchObject({ Data: { TemplateName: 'iot' } });
+      expect(requests.slice(2).map((r) => JSON.parse(r.body!))).toEqual([{ properties: { event_id: properties.event_id } }, { properties: { temperature_c: properties.temperature_c } }]);
+      const warnings = (console.log as jest.Mock).mock.calls.map(([line]) => JSON.parse(line as string)).filter((l) => l.level === 'WARN');
+      expect(warnings).toEqual([expect.objectContaining({
+        message: expect.stringMatching(/^existing indices refused field "temperature_c"/),
+        field: 'temperature_c', reason: 'mapper [temperature_c] cannot be changed from type [long] to [float]', path: 'iot-*/_mapping',
+      })]);
+    });
+
+    test('a mapping update OpenSearch never answers or keeps denying fails the deployment, naming the request', async () => {
+      const denied = scripted({ status: 200, body: '{}' }, ...Array.from({ length: 100 }, () => ({ status: 403, body: 'no permissions for [indices:admin/mapping/put]' })));
+      await expect(applyIndexTemplate(update('Update'), denied.send, { deadline: 60_000, ...clock() }))
+        .rejects.toThrow(/^PUT iot-\*\/_mapping \(the template's fields, for the indices that already exist\) answered 403: no permissions/);
+    });
+  });
+
   test('Delete removes the template but never blocks stack deletion', async () => {
     const gone = scripted({ status: 404, body: '' });
     expect(await applyIndexTemplate(event('Delete', 'pid'), gone.send, { deadline: 60_000, ...clock() })).toEqual({ PhysicalResourceId: 'pid' });

@@ -63,6 +63,10 @@ describe('opensearch.mode=existing', () => {
     existing.template.hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['es:ESHttpPut']), Resource: `${domainArn}/_index_template/*` })]) },
     });
+    // The template's fields go to the pipeline's existing indices too, and only to those.
+    existing.template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: 'es:ESHttpPut', Resource: `${domainArn}/clickstream-*/_mapping` })]) },
+    });
     expect(existing.template.toJSON().Outputs.OpenSearchEndpoint.Value).toBe(endpoint);
   });
 

@@ -24,10 +24,17 @@ interface SeenRequest {
 
 type Reply = { status: number; body: unknown } | ((request: SeenRequest) => { status: number; body: unknown });
 
-/** A scripted OpenSearch: answers bulk requests from `bulkReplies` in order (then 200 OK for all items). */
+/** What OpenSearch answers a put-mapping request whose wildcard matches no index. */
+const NO_SUCH_INDEX = { status: 404, body: { error: { type: 'index_not_found_exception', reason: 'no such index [clickstream-*]' }, status: 404 } };
+
+/**
+ * A scripted OpenSearch: answers bulk requests from `bulkReplies` in order (then 200 OK for all items), and
+ * put-mapping requests from `mappingReplies` (then as a cluster without the pipeline's indices).
+ */
 class FakeOpenSearch {
   readonly requests: SeenRequest[] = [];
   readonly bulkReplies: Reply[] = [];
+  readonly mappingReplies: Reply[] = [];
   templateStatus = 200;
   private server!: Server;
   url = '';
@@ -42,6 +49,9 @@ class FakeOpenSearch {
         let reply: { status: number; body: unknown };
         if (seen.url.startsWith('/_index_template/')) {
           reply = { status: this.templateStatus, body: this.templateStatus === 200 ? { acknowledged: true } : { error: 'template refused' } };
+        } else if (seen.url.endsWith('/_mapping')) {
+          const next = this.mappingReplies.shift() ?? NO_SUCH_INDEX;
+          reply = typeof next === 'function' ? next(seen) : next;
         } else if (seen.url === '/_bulk') {
           const next = this.bulkReplies.shift() ?? allOk;
           reply = typeof next === 'function' ? next(seen) : next;
@@ -105,7 +115,7 @@ describe('SearchSink with an endpoint', () => {
   it('applies the index template, then bulk-indexes into daily indices with Firehose\'s default document id (the record\'s, not a field of it)', async () => {
     const result = await sinkFor().deliver([doc('a'), doc('b', MAR_2), doc('c')]);
     expect(result).toEqual({ indexed: 3, requests: 1, bytes: server.bulks()[0].body.length, failed: [] });
-    expect(server.requests.map((r) => `${r.method} ${r.url}`)).toEqual(['PUT /_index_template/clickstream', 'POST /_bulk']);
+    expect(server.requests.map((r) => `${r.method} ${r.url}`)).toEqual(['PUT /_index_template/clickstream', 'PUT /clickstream-*/_mapping', 'POST /_bulk']);
     expect(JSON.parse(server.requests[0].body)).toEqual(openSearchIndexTemplate(model));
     expect(server.bulks()[0].headers['content-type']).toBe('application/x-ndjson');
     expect(server.bulks()[0].body).toBe([
@@ -120,7 +130,42 @@ describe('SearchSink with an endpoint', () => {
     const sink = sinkFor();
     await sink.deliver([doc('a')]);
     await sink.deliver([doc('b')]);
-    expect(server.requests.map((r) => r.url)).toEqual(['/_index_template/clickstream', '/_bulk', '/_bulk']);
+    expect(server.requests.map((r) => r.url)).toEqual(['/_index_template/clickstream', '/clickstream-*/_mapping', '/_bulk', '/_bulk']);
+  });
+
+  describe('the template\'s fields reach the indices that already exist (a strict mapping refuses new fields until rotation)', () => {
+    const { properties } = (openSearchIndexTemplate(model).template as { mappings: { properties: Record<string, unknown> } }).mappings;
+
+    it('puts the template\'s properties to <pipeline>-*/_mapping before the first bulk request', async () => {
+      server.mappingReplies.push({ status: 200, body: { acknowledged: true } });
+      const result = await sinkFor().deliver([doc('a')]);
+      expect(result).toMatchObject({ indexed: 1, failed: [] });
+      const mapping = server.requests.find((r) => r.url === '/clickstream-*/_mapping');
+      expect(mapping?.method).toBe('PUT');
+      expect(JSON.parse(mapping!.body)).toEqual({ properties });
+    });
+
+    it('a field whose type changed is refused alone: the others are put one by one, the refused one is named, documents still go', async () => {
+      const conflict = { status: 400, body: { error: { type: 'illegal_argument_exception', reason: 'mapper [event_type] cannot be changed from type [text] to [keyword]' }, status: 400 } };
+      // The whole mapping refused, then each field alone: only event_type's is.
+      server.mappingReplies.push(conflict);
+      for (let i = 0; i < Object.keys(properties).length; i++) {
+        server.mappingReplies.push((r) => (r.body.includes('{"properties":{"event_type"') ? conflict : { status: 200, body: { acknowledged: true } }));
+      }
+      const warnings: string[] = [];
+      const result = await sinkFor({ warn: (m) => warnings.push(m) }).deliver([doc('a')]);
+      expect(result).toMatchObject({ indexed: 1, failed: [] });
+      const oneByOne = server.requests.filter((r) => r.url === '/clickstream-*/_mapping').slice(1).map((r) => Object.keys(JSON.parse(r.body).properties));
+      expect(oneByOne).toEqual(Object.keys(properties).map((k) => [k]));
+      expect(warnings).toEqual([expect.stringMatching(/^sluice: clickstream search: the existing indices clickstream-\* refused field "event_type" of the index template \(mapper \[event_type\] cannot be changed from type \[text\] to \[keyword\]\)/)]);
+    });
+
+    it('a mapping update that fails otherwise is retried with the template, as a template failure is', async () => {
+      server.mappingReplies.push({ status: 503, body: { error: 'busy' } });
+      const result = await sinkFor().deliver([doc('a')]);
+      expect(result).toMatchObject({ indexed: 1, failed: [] });
+      expect(server.requests.map((r) => r.url)).toEqual(['/_index_template/clickstream', '/clickstream-*/_mapping', '/_index_template/clickstream', '/clickstream-*/_mapping', '/_bulk']);
+    });
   });
 
   it('retries a throttled (429) or failing (500) bulk request until it succeeds', async () => {

@@ -1,7 +1,8 @@
 /**
  * CloudFormation custom resource (behind the CDK Provider framework) that applies a pipeline's OpenSearch index
- * template: PUT _index_template/<name> on Create/Update, DELETE on Delete. Requests are signed with SigV4 using the
- * function's role, which the domain's access policy names.
+ * template: PUT _index_template/<name> on Create/Update, then its fields to the indices that already match its
+ * patterns (PUT <patterns>/_mapping, see existing-indices.ts); DELETE the template on Delete. Requests are signed with
+ * SigV4 using the function's role, which the domain's access policy names.
  */
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import * as https from 'node:https';
@@ -10,6 +11,7 @@ import { fromEnv } from '@aws-sdk/credential-provider-env';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { Checksum, HttpRequest, SourceData } from '@smithy/types';
 import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
+import { updateExistingMappings } from './existing-indices';
 
 /** Resource properties, as the stack passes them (CloudFormation turns every scalar into a string). */
 export interface IndexTemplateProperties {
@@ -112,6 +114,22 @@ export async function applyIndexTemplate(
     throw new Error(`PUT ${path} on ${props.hostname} answered ${result.status}: ${result.body.slice(0, 1000)}`);
   }
   log('INFO', 'index template applied', { template: props.templateName, host: props.hostname, requestType: event.RequestType });
+
+  // A field an existing index refuses (its type changed) is logged, not a failed deployment: no existing index can
+  // ever take it, so failing would roll back this deploy and every later one while such an index exists, though the
+  // template gives the next index the new type. Until then the documents it refuses go to the search backup and the
+  // DLQ, as any refused document does. No answer, 403 or 5xx after the retries still fails the deployment.
+  const update = await updateExistingMappings(JSON.parse(props.body), (mappingPath, mappingBody) =>
+    sendWithRetry(send, { hostname: props.hostname, region, method: 'PUT', path: `/${mappingPath}`, body: mappingBody }, options));
+  if (update && !update.indicesFound) log('INFO', 'no existing index matches the template yet', { template: props.templateName, path: update.path });
+  if (update?.indicesFound) {
+    log('INFO', 'template fields put to the existing indices', { template: props.templateName, path: update.path, refusedFields: update.refused.length });
+    for (const { field, reason } of update.refused) {
+      log('WARN', `existing indices refused field "${field}": documents whose "${field}" does not fit their mapping are refused until the next index rotation`, {
+        template: props.templateName, path: update.path, field, reason,
+      });
+    }
+  }
   return { PhysicalResourceId: physicalId, Data: { TemplateName: props.templateName } };
 }
 
