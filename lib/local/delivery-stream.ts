@@ -814,7 +814,9 @@ export class DeliveryEngine extends EventEmitter<DeliveryEngineEvents> {
     keys: string[],
   ): Promise<void> {
     if (ok.length === 0) return;
-    const documents: SearchDocument[] = ok.map(({ record, data }) => ({ recordId: record.recordId, data, arrivalTimestamp: record.arrivalTimestamp }));
+    const documents: SearchDocument[] = ok.map(({ record, data }) => ({
+      recordId: record.recordId, data, arrivalTimestamp: record.arrivalTimestamp, subsequenceNumber: record.kinesis?.subsequenceNumber ?? 0,
+    }));
     const delivery = await this.untilWritten(`deliver to OpenSearch (${destination.sink.pipeline})`, () => destination.sink.deliver(documents));
     this.counts.deliveredRows += delivery.indexed;
     this.counts.files += delivery.requests;

@@ -785,13 +785,17 @@ describe('DeliveryEngine: search', () => {
       }],
     });
     const engine = await open({ ...lakeOptions(), streamName: 'sluice-dev-clickstream-search', destination: { kind: 'search', sink } });
-    await engine.ingest([record(1), record(2)]);
+    // A KPL user record (the second of its aggregate): its subsequence is in the failed-document line.
+    const first = record(1, {}, true);
+    await engine.ingest([{ ...first, kinesisRecordMetadata: { ...first.kinesisRecordMetadata!, subsequenceNumber: 1 } }, record(2, {}, true)]);
     await engine.flush();
     const [key] = await keys('search-backup/clickstream/AmazonOpenSearchService-failed/');
     expect(key).toMatch(/^search-backup\/clickstream\/AmazonOpenSearchService-failed\/2026\/03\/01\/10\/sluice-dev-clickstream-search-1-/);
     const line = JSON.parse((await new ObjectStore(dataDir).getObject(BUCKET, key)).toString()) as Record<string, unknown>;
-    expect(Object.keys(line)).toEqual(['attemptsMade', 'arrivalTimestamp', 'errorCode', 'errorMessage', 'attemptEndingTimestamp', 'rawData', 'esDocumentId', 'esIndexName']);
-    expect(line).toMatchObject({ attemptsMade: 4, arrivalTimestamp: ARRIVAL + 1, errorCode: '400', esDocumentId: 'x' });
+    expect(Object.keys(line)).toEqual([
+      'attemptsMade', 'arrivalTimestamp', 'errorCode', 'errorMessage', 'attemptEndingTimestamp', 'rawData', 'subsequenceNumber', 'esDocumentId', 'esIndexName', 'esTypeName',
+    ]);
+    expect(line).toMatchObject({ attemptsMade: 4, arrivalTimestamp: ARRIVAL + 1, errorCode: '400', subsequenceNumber: 1, esDocumentId: 'x', esTypeName: '' });
     expect(engine.counters).toMatchObject({ deliveredRows: 1, searchFailed: 1, pending: 0 });
   });
 });

@@ -194,9 +194,16 @@ describe('SearchSink with an endpoint', () => {
       errorMessage: failure.errorMessage,
       attemptEndingTimestamp: failure.attemptEndingTimestamp,
       rawData: doc('b').data.toString('base64'),
+      subsequenceNumber: 0,
       esDocumentId: 'rec-b',
       esIndexName: 'clickstream-2026-03-01',
+      esTypeName: '',
     });
+    // Firehose's member order, and a KPL user record's subsequence.
+    expect(Object.keys(failedDocumentRecord(failure))).toEqual([
+      'attemptsMade', 'arrivalTimestamp', 'errorCode', 'errorMessage', 'attemptEndingTimestamp', 'rawData', 'subsequenceNumber', 'esDocumentId', 'esIndexName', 'esTypeName',
+    ]);
+    expect(failedDocumentRecord({ ...failure, document: { ...failure.document, subsequenceNumber: 3 } }).subsequenceNumber).toBe(3);
   });
 
   it('gives up after the retry duration and reports every attempt', async () => {
