@@ -77,7 +77,7 @@ export interface SearchSinkOptions {
   readonly retryMaxDelayMs?: number;
   /** Largest bulk body per request or file. @default 10 MiB */
   readonly maxBulkBytes?: number;
-  /** @default 60000 */
+  /** How long one request may go unanswered, bounded by the retry duration (at least 1 s). @default 60000 */
   readonly requestTimeoutMs?: number;
   /** @default Date.now */
   readonly now?: () => number;
@@ -191,7 +191,9 @@ export class SearchSink {
     this.baseDelayMs = options.retryBaseDelayMs ?? 500;
     this.maxDelayMs = options.retryMaxDelayMs ?? 8000;
     this.maxBulkBytes = options.maxBulkBytes ?? DEFAULT_MAX_BULK_BYTES;
-    this.requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
+    // One unanswered request must not outlast the retry duration (an OpenSearch that hangs held a delivery, and the
+    // twin's stop, for the full 60 s); 1 s at least, so a duration of 0 still makes its one attempt.
+    this.requestTimeoutMs = Math.min(options.requestTimeoutMs ?? 60_000, Math.max(this.retryMs, 1000));
     this.now = options.now ?? Date.now;
     this.warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
     this.fileRoot = path.resolve(openSearchDir(options.dataDir), this.pipeline);

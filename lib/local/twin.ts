@@ -34,6 +34,13 @@ import { openSearchOrigin, removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HE
 
 const ACCOUNT = '000000000000';
 
+/**
+ * The twin retries OpenSearch for at most this long (Firehose: pipelines.<name>.search.retrySeconds, 300 by default),
+ * so a local OpenSearch that is down fails documents to the backup in seconds and does not hold a stop for minutes.
+ * DescribeDeliveryStream says the duration the twin uses, as it says the twin's buffering hints; README says so.
+ */
+export const LOCAL_SEARCH_RETRY_SECONDS = 10;
+
 export interface TwinOptions {
   readonly config: SluiceConfig;
   readonly dataDir: string;
@@ -346,7 +353,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       for (const kind of ['lake', 'search'] as const) {
         if (!p.destinations.includes(kind)) continue;
         const sink = kind === 'search'
-          ? new SearchSink({ model, dataDir, url: options.openSearchUrl ?? null, rotation: p.search.rotation, retrySeconds: Math.min(p.search.retrySeconds, 10), warn: log })
+          ? new SearchSink({ model, dataDir, url: options.openSearchUrl ?? null, rotation: p.search.rotation, retrySeconds: Math.min(p.search.retrySeconds, LOCAL_SEARCH_RETRY_SECONDS), warn: log })
           : undefined;
         if (!transforms) throw new Error(`no transform runtimes were started for ${pipeline}`);
         const engine = await DeliveryEngine.open(engineOptionsFromConfig(config, pipeline, kind, {

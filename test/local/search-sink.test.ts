@@ -36,6 +36,8 @@ class FakeOpenSearch {
   readonly bulkReplies: Reply[] = [];
   readonly mappingReplies: Reply[] = [];
   templateStatus = 200;
+  /** Read every request and answer none, as an OpenSearch that hangs. */
+  hang = false;
   private server!: Server;
   url = '';
 
@@ -46,6 +48,7 @@ class FakeOpenSearch {
       req.on('end', () => {
         const seen: SeenRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() };
         this.requests.push(seen);
+        if (this.hang) return;
         let reply: { status: number; body: unknown };
         if (seen.url.startsWith('/_index_template/')) {
           reply = { status: this.templateStatus, body: this.templateStatus === 200 ? { acknowledged: true } : { error: 'template refused' } };
@@ -71,6 +74,7 @@ class FakeOpenSearch {
   }
 
   async stop(): Promise<void> {
+    this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
@@ -231,6 +235,14 @@ describe('SearchSink with an endpoint', () => {
     expect(result.failed[0]).toMatchObject({ errorCode: 'OS.ConnectionFailed', esDocumentId: 'rec-a' });
     await server.start();
   });
+
+  it('an OpenSearch that never answers fails the documents within the retry duration, not the 60 s request timeout', async () => {
+    server.hang = true;
+    const started = Date.now();
+    const result = await sinkFor({ retrySeconds: 1 }).deliver([doc('a')]);
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(result.failed[0]).toMatchObject({ errorCode: 'OS.RequestTimeout', errorMessage: expect.stringMatching(/within 1000 ms$/), esDocumentId: 'rec-a' });
+  }, 15_000);
 
   it('fails every document when the template cannot be applied within the retry duration', async () => {
     server.templateStatus = 500;

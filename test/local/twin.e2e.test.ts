@@ -10,7 +10,7 @@ import { LAKE_RETRY_SECONDS } from '../../lib/config/delivery';
 import { badRecordBytes, createRng, sampleRecord } from '../../lib/schema/sample';
 import { dynamoDocumentClient, firehoseClient, kinesisClient } from '../../lib/local/aws-clients';
 import { LocalAthena } from '../../lib/local/athena';
-import { startTwin, type Twin } from '../../lib/local/twin';
+import { LOCAL_SEARCH_RETRY_SECONDS, startTwin, type Twin } from '../../lib/local/twin';
 import { metadataKeys } from '../../transforms/shared/metadata-table';
 import { aggregatedRecord } from '../kpl-encoder';
 
@@ -261,8 +261,8 @@ describe('local twin end to end', () => {
       IndexName: names('clickstream').indexPrefix,
       IndexRotationPeriod: config.pipelines.clickstream.search.rotation,
       BufferingHints: buffering,
-      // The twin retries a failing OpenSearch for at most 10 s of the configured duration.
-      RetryOptions: { DurationInSeconds: Math.min(config.pipelines.clickstream.search.retrySeconds, 10) },
+      // The twin retries a failing OpenSearch for at most 10 s of the configured duration, and says that duration (README).
+      RetryOptions: { DurationInSeconds: Math.min(config.pipelines.clickstream.search.retrySeconds, LOCAL_SEARCH_RETRY_SECONDS) },
       S3BackupMode: 'FailedDocumentsOnly',
       S3DestinationDescription: {
         RoleARN: `arn:aws:iam::000000000000:role/${searchName}-role`,
