@@ -28,6 +28,7 @@ import { ObjectStore } from '../../lib/local/object-store';
 import { SearchSink } from '../../lib/local/search-sink';
 import { loadConfig } from '../../lib/config';
 import { loadModel } from '../../lib/schema/registry';
+import { eio, fileHandlePrototype } from '../file-handle';
 
 const model = loadModel('clickstream');
 const BUCKET = 'sluice-local-lake';
@@ -685,6 +686,33 @@ describe('DeliveryEngine: durability', () => {
     }
     expect((await engine.ingest([record(6)])).every((r) => r.ok)).toBe(true);
     expect(fs.readdirSync(walDir)).toHaveLength(1);
+  });
+
+  it('acknowledges nothing whose write-ahead-log frame could not be fsynced', async () => {
+    const options = lakeOptions({ destination: { kind: 'lake', model, glueTable: { databaseName: 'd', tableName: 't' }, prefix: 'fsync/' } }, null);
+    const first = await open(options);
+    // The segment exists (and was synced) before the disk starts failing: only the frame's own fdatasync fails.
+    expect(await first.ingest([record(1)])).toEqual([{ ok: true }]);
+    const datasync = jest.spyOn(await fileHandlePrototype(dataDir), 'datasync').mockRejectedValue(eio('fdatasync'));
+    let syncs = 0;
+    const answers = await first.ingest([record(2), record(3)]).finally(() => {
+      syncs = datasync.mock.calls.length;
+      datasync.mockRestore();
+    });
+    expect(syncs).toBeGreaterThan(0);
+    expect(answers).toEqual([2, 3].map(() => ({
+      ok: false,
+      errorCode: 'ServiceUnavailableException',
+      errorMessage: expect.stringMatching(/could not write its write-ahead log \(EIO: i\/o error, fdatasync\); these records were not accepted/),
+    })));
+    expect(first.counters.received).toBe(1);
+    await first.stop();
+    engines.splice(engines.indexOf(first), 1);
+
+    // The refused frame was taken back: a restart recovers only what was acknowledged.
+    const second = await open(options);
+    expect(second.counters.recovered).toBe(0);
+    expect((await parquetRows('fsync/', 'user_id')).map((r) => r.user_id)).toEqual(['u-1']);
   });
 
   it('retries object writes through disk errors without losing or duplicating a record', async () => {
