@@ -19,6 +19,7 @@ import {
 } from '../../lib/local/object-store';
 import { createFailureRouter, type DlqMessage } from '../../transforms/failure-router/handler';
 import { quietTelemetry } from '../transforms/helpers';
+import { eio, fileHandlePrototype } from '../file-handle';
 
 let dataDir: string;
 let store: ObjectStore;
@@ -236,6 +237,42 @@ describe('ObjectStore', () => {
     synced.length = 0;
     await store.putObject('lake', 'data/p=1/q=2/y', 'two');
     expect(synced).toEqual([['s3', 'lake', 'data', 'p=1', 'q=2'].join(path.sep)]);
+  });
+
+  it('a failed fsync of the written file fails the put and leaves no object behind', async () => {
+    const sync = jest.spyOn(await fileHandlePrototype(dataDir), 'sync').mockRejectedValueOnce(eio('fsync'));
+    await expect(store.putObject('lake', 'data/x', 'body')).rejects.toMatchObject({ code: 'EIO' });
+    expect(sync).toHaveBeenCalledTimes(1);
+    expect(await store.listObjects('lake')).toEqual([]);
+    expect(await filesUnder(dataDir)).toEqual([]);
+
+    // A file DuckDB wrote is left where it was, for the retry.
+    const source = path.join(dataDir, 'part.parquet');
+    await fs.promises.writeFile(source, 'rows');
+    sync.mockRejectedValueOnce(eio('fsync'));
+    await expect(store.putObjectFromFile('lake', 'data/y', source)).rejects.toMatchObject({ code: 'EIO' });
+    expect(await store.listObjects('lake')).toEqual([]);
+    expect(await fs.promises.readFile(source, 'utf8')).toBe('rows');
+  });
+
+  it("fsyncs the object's directory once the object is renamed into it", async () => {
+    const opened = new Map<fs.promises.FileHandle, string>();
+    const open = fs.promises.open;
+    jest.spyOn(fs.promises, 'open').mockImplementation(async (...args: Parameters<typeof open>) => {
+      const handle = await open(...args);
+      opened.set(handle, String(args[0]));
+      return handle;
+    });
+    const prototype = await fileHandlePrototype(dataDir);
+    const sync = prototype.sync;
+    const target = store.pathFor('lake', 'data/year=2026/x');
+    const synced: Array<{ file: string | undefined; objectThere: boolean }> = [];
+    jest.spyOn(prototype, 'sync').mockImplementation(function (this: fs.promises.FileHandle) {
+      synced.push({ file: opened.get(this), objectThere: fs.existsSync(target) });
+      return sync.call(this);
+    });
+    await store.putObject('lake', 'data/year=2026/x', 'body');
+    expect(synced).toContainEqual({ file: path.dirname(target), objectThere: true });
   });
 
   it('classifies storage errors', () => {
