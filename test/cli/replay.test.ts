@@ -405,6 +405,24 @@ describe('sluice replay (twin)', () => {
     expect(report.outcomes).toEqual({ 'still-failing': 2, 'not-replayable': 1, unreadable: 1 });
   });
 
+  test('a duplicate message whose delete was lost is not re-put by the next run: the run that deleted it marked its key', async () => {
+    fs.writeFileSync(dlq.path, '');
+    // Both deliveries of one record failed moments before the replay: too close to it for the record ledger alone to
+    // tell the duplicate from a new failure of the replayed put.
+    const arrivalTimestamp = Date.now();
+    const duplicate = JSON.stringify(message(3, 'app-events', appEvent(1), { arrivalTimestamp }));
+    await dlq.send([JSON.stringify(message(1, 'app-events', appEvent(1), { arrivalTimestamp })), duplicate]);
+    const first = JSON.parse((await replay('--json')).stdout) as { outcomes: Record<string, number> };
+    expect(first.outcomes).toEqual({ replayed: 1, duplicate: 1 });
+    expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(0);
+
+    // The duplicate's delete was lost: the queue hands it out again.
+    await dlq.send([duplicate]);
+    const second = JSON.parse((await replayAgain('--json')).stdout) as { messages: Array<{ dedupeKey?: string; outcome: string }> };
+    expect(second.messages.find((m) => m.dedupeKey === 'dedupe-3')?.outcome).toBe('already-replayed');
+    expect(backend.acknowledged.map((r) => r.data.toString())).toEqual([appEvent(1)]);
+  });
+
   test('a message whose record a previous run re-put (its delete was lost) is deleted, not re-put', async () => {
     // What a run that re-put message 1's record and lost the delete leaves: the record's mark, then the message's.
     await dlq.claim(`replayed#record#app-events#${createHash('sha256').update(appEvent(1)).digest('hex')}@${Date.now()}`);
