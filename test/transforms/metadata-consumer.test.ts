@@ -145,6 +145,24 @@ describe.each([
     const entity = (await table()).find((i) => i.pk === 'entity#iot#dev-0000a1b2');
     expect(entity).toMatchObject({ last_event_type: 'alert', last_event_time: '2026-11-22T13:41:01.000Z' });
   });
+
+  it('two events of one entity at the same event time: last-seen keeps the larger event id, in either order and after a replay', async () => {
+    const handle = consumer(clientFor(local));
+    // The fixture's records 0 and 4: one device, one event time, event ids ...000 and ...003.
+    const like = (r: KinesisStreamRecord, eventId: string, deviceId: string): KinesisStreamRecord => {
+      const data = { ...JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString('utf8')) as object, event_id: eventId, device_id: deviceId };
+      return { ...r, kinesis: { ...r.kinesis, data: b64(JSON.stringify(data)) } };
+    };
+    const smaller = event.Records[0];
+    const larger = event.Records[4];
+    for (const records of [[smaller], [larger], [smaller]]) expect((await handle({ Records: records })).batchItemFailures).toEqual([]);
+    const [otherSmaller, otherLarger] = ['5a4d0a3d-7e1f-4f9c-8ca8-000000000010', '5a4d0a3d-7e1f-4f9c-8ca8-000000000013'].map((id, i) => like(event.Records[i === 0 ? 0 : 4], id, 'dev-0000beef'));
+    for (const records of [[otherLarger], [otherSmaller]]) expect((await handle({ Records: records })).batchItemFailures).toEqual([]);
+
+    const items = await table();
+    expect(items.find((i) => i.pk === 'entity#iot#dev-0000a1b2')).toMatchObject({ last_event_time: '2026-11-22T13:40:00.000Z', last_event_id: '5a4d0a3d-7e1f-4f9c-8ca8-000000000003' });
+    expect(items.find((i) => i.pk === 'entity#iot#dev-0000beef')).toMatchObject({ last_event_time: '2026-11-22T13:40:00.000Z', last_event_id: '5a4d0a3d-7e1f-4f9c-8ca8-000000000013' });
+  });
 });
 
 /** `count` iot records like the fixture's first, with their own event ids, devices and sequence numbers. */
