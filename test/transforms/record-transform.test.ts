@@ -178,21 +178,27 @@ describe('record transform: search mode', () => {
 
 describe('record transform: limits', () => {
   const base = { event_id: '6f1c2a9e-4b7d-4c1e-9f2a-3d5b7c9e1a20', user_id: 'u', event_type: 'login', timestamp: '2026-11-22T18:45:12Z' };
-  const event = (datas: string[]): FirehoseTransformationEvent => ({
+  const event = (datas: string[], recordId = (i: number) => `r${i}`): FirehoseTransformationEvent => ({
     invocationId: 'i', deliveryStreamArn: 'arn:aws:firehose:us-east-1:1:deliverystream/x', region: 'us-east-1',
-    records: datas.map((data, i) => ({ recordId: `r${i}`, approximateArrivalTimestamp: 1795874712345, data })),
+    records: datas.map((data, i) => ({ recordId: recordId(i), approximateArrivalTimestamp: 1795874712345, data })),
   });
 
-  it('accounts response bytes exactly: a budget of the response size fits everything, one byte less does not', async () => {
+  // An id the response's JSON escapes, or one with characters UTF-8 takes several bytes for, is longer there than its length.
+  it.each([
+    ['plain', (i: number) => `r${i}`],
+    ['with a quote and a backslash', (i: number) => `r"${i}\\`],
+    ['with non-ASCII characters', (i: number) => `ré${i}😀`],
+    ['with a control character', (i: number) => `r\t${i}`],
+  ])('accounts response bytes exactly (record ids %s): a budget of the response size fits everything, one byte less does not', async (_ids, recordId) => {
     const records = Array.from({ length: 20 }, (_, i) => b64({ ...base, user_id: `user-${i}` }));
     records.push(b64('\n'), b64('{"broken"'));
-    const full = await lake('app-events')(event(records));
+    const full = await lake('app-events')(event(records, recordId));
     const size = Buffer.byteLength(JSON.stringify(full));
-    const exact = await lake('app-events', { maxResponseBytes: size })(event(records));
+    const exact = await lake('app-events', { maxResponseBytes: size })(event(records, recordId));
     expect(exact).toEqual(full);
-    const short = await lake('app-events', { maxResponseBytes: size - 1 })(event(records));
+    const short = await lake('app-events', { maxResponseBytes: size - 1 })(event(records, recordId));
     expect(short.records.filter((r) => r.result === 'Ok')).toHaveLength(19);
-    expect(short.records[19]).toEqual({ recordId: 'r19', result: 'ProcessingFailed', data: records[19] });
+    expect(short.records[19]).toEqual({ recordId: recordId(19), result: 'ProcessingFailed', data: records[19] });
     expect(Buffer.byteLength(JSON.stringify(short))).toBeLessThanOrEqual(size - 1);
   });
 
