@@ -170,6 +170,26 @@ describe('evaluatePrefix refuses unsafe partition key values', () => {
     expect(() => evaluatePrefix(wide, { arrivalTimestamp: 0, partitionKeys: { a: 'é'.repeat(100), b: 'ü'.repeat(100) } })).toThrow(/longer than 255 bytes/);
   });
 
+  // Every partition key value that is or makes "." or ".." is refused by its own check first; these dots come from
+  // the prefix itself, so only the check of the evaluated prefix stands between them and the key.
+  it.each([
+    ['quoted timestamp text', "data/!{timestamp:yyyy}/!{timestamp:'..'}/", 'data', '..'],
+    ['quoted timestamp text beside a valid key', "data/!{timestamp:'.'}/!{partitionKeyFromLambda:event_type}/", 'data', '.'],
+    ['a prefix without expressions', 'data/../other/', 'data', '..'],
+    ['an error prefix', "errors/!{firehose:error-output-type}/!{timestamp:'..'}/", 'error', '..'],
+  ])('refuses a "." or ".." segment the prefix itself makes: %s', (_label, source, kind, segment) => {
+    const template = parsePrefix(source, kind as 'data' | 'error');
+    const context = { arrivalTimestamp: AUG_27_2018, partitionKeys: { event_type: 'click' }, errorOutputType: 'processing-failed' as const };
+    let thrown: unknown;
+    try {
+      evaluatePrefix(template, context);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(PrefixEvaluationError);
+    expect(thrown).toMatchObject({ problem: 'escapes-root', message: expect.stringContaining(`has a "${segment}" path segment`) });
+  });
+
   it('accepts ordinary values, including non-ASCII and percent signs', () => {
     expect(evaluate('page_view')).toBe('data/clickstream/event_type=page_view/');
     expect(evaluate('café %2F')).toBe('data/clickstream/event_type=café %2F/');
