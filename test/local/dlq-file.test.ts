@@ -8,7 +8,7 @@ import { appendFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { DlqFile, DLQ_MAX_BODY_BYTES, type DlqMessage } from '../../lib/local/dlq-file';
+import { DlqFile, DLQ_MAX_BODY_BYTES } from '../../lib/local/dlq-file';
 import { pidLockContent, processStart, readPid } from '../../lib/local/process-alive';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 
@@ -79,21 +79,20 @@ describe('DlqFile', () => {
   });
 
   test('a received message becomes visible again after the visibility timeout', async () => {
-    // A second, not 50 ms: the receive right after must come before it runs out, and on a machine busy with other
-    // suites two receives (each takes the lock file and reads the queue) can be that far apart.
     const dlq = new DlqFile({ dataDir, queue: 'vis', visibilityTimeoutSeconds: 1 });
     await dlq.send([body(1)]);
-    const receivedAfter = Date.now();
-    expect(await dlq.receive(1)).toHaveLength(1);
-    expect(await dlq.receive(1)).toHaveLength(0);
-    // Visible again once the timeout has run, never before: polled, so a slow machine only makes it later.
-    let again: DlqMessage[] = [];
-    for (const deadline = Date.now() + 10_000; again.length === 0 && Date.now() < deadline;) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      again = await dlq.receive(1);
+    // The queue's clock, held still and moved by hand: the timeout runs out at one instant, however slow the machine.
+    const receivedAt = Date.now();
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(receivedAt);
+    try {
+      expect(await dlq.receive(1)).toHaveLength(1);
+      clock.mockReturnValue(receivedAt + 999);
+      expect(await dlq.receive(1)).toHaveLength(0);
+      clock.mockReturnValue(receivedAt + 1000);
+      expect((await dlq.receive(1)).map((m) => m.body)).toEqual([body(1)]);
+    } finally {
+      clock.mockRestore();
     }
-    expect(Date.now() - receivedAfter).toBeGreaterThanOrEqual(1000);
-    expect(again.map((m) => m.body)).toEqual([body(1)]);
   });
 
   test('forEachBody walks every undeleted message in order, in flight or not, without hiding any', async () => {
