@@ -318,14 +318,12 @@ describe('query --aws and put --aws: the caller\'s credentials first, named when
     // The SDK's own request to the endpoint warns (console.warn) when it passes its 1 s requestTimeout, and waits on: kept quiet.
     const sdkWarning = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
     try {
-      const startedAt = Date.now();
       // Long enough for the SDK's chain to reach the endpoint on a busy machine, as search's test of the same waits.
       const { code, stdout, stderr } = await sluice('put', 'app-events', '--aws', '--count', '1', '--verify', '--timeout', '5s');
       expect(sdkWarning).not.toHaveBeenCalled();
       expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
       expect(stderr).toMatch(new RegExp(`^sluice: the container credentials endpoint http://127\\.0\\.0\\.1:${hung.port}/v1/credentials \\(AWS_CONTAINER_CREDENTIALS_FULL_URI\\) gave no answer in [\\d.]+ m?s \\(--timeout 5\\.0 s\\) when asked for your AWS credentials, which sign every request of the put: `
         + 'check that it runs, or use other credentials \\(AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY\\), or raise --timeout to wait longer\n$'));
-      expect(Date.now() - startedAt).toBeLessThan(10_000);
       expect(hung.connections()).toBeGreaterThan(0);
       expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
       expect(firehose.commandCalls(PutRecordCommand)).toHaveLength(0);

@@ -402,20 +402,16 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     const twin = await startFirehoseApi({ port: 0, backend: stopping });
     registerTwin(dataDir, { firehose: twin.url });
     let ended = false;
-    let interruptedAt = Number.POSITIVE_INFINITY;
     const closed = (async () => {
       while (!ended && stopping.acknowledged.length < 300) await new Promise((resolve) => setTimeout(resolve, 20));
       await twin.close();
       await new Promise((resolve) => setTimeout(resolve, 1500));
-      interruptedAt = Date.now();
       process.emit('SIGINT');
     })();
-    const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '100000', '--rate', '1000/s', '--outage-wait', '20s',
+    // An hour of --outage-wait: unless the Ctrl-C ends the pause, the run outlasts this test's timeout and fails it.
+    const { code, stdout, stderr } = await sluice('put', 'app-events', '-n', '100000', '--rate', '1000/s', '--outage-wait', '1h',
       '--endpoint-firehose', twin.url, '--data-dir', dataDir, '--json').finally(() => (ended = true));
     await closed;
-    // Not the rest of the 20 s of --outage-wait (18.5 s): the pause ends with the Ctrl-C. Counted from the Ctrl-C, so
-    // that however long a busy machine took to get there counts for nothing.
-    expect(Date.now() - interruptedAt).toBeLessThan(10_000);
     const report = JSON.parse(stdout) as { sent: number; accepted: number; interrupted?: boolean; stopped?: string };
     expect(report.accepted).toBe(stopping.acknowledged.length);
     expect(report.interrupted).toBe(true);

@@ -466,13 +466,11 @@ describe('sluice search (OPENSEARCH_URL)', () => {
 
     // Throttled past the deadline: the answer OpenSearch gave is the reason. Asked again at once, then told to wait
     // 30 s: the deadline falls in that wait however slow the machine (a busy one can take more than a 600 ms
-    // --timeout for the first two requests), and ends it.
+    // --timeout for the first two requests), and ends it: no third request.
     seen.length = 0;
     calls = 0;
     answer = () => ({ ...throttled, headers: { 'retry-after': ++calls === 1 ? '0' : '30' } });
-    const started = Date.now();
     const out = await search('clickstream', '--timeout', '3s');
-    expect(Date.now() - started).toBeLessThan(25_000);
     expect(out.code).toBe(1);
     expect(out.stderr).toBe('sluice: OpenSearch answered HTTP 429: rejected execution\n');
     expect(seen).toHaveLength(2);
@@ -557,12 +555,10 @@ describe('sluice search --aws', () => {
           { OutputKey: 'OpenSearchQueryRoleArn', OutputValue: 'arn:aws:iam::123456789012:role/SluiceQueryRole' },
         ] }],
       });
-      const startedAt = Date.now();
       // Long enough for the STS client to load and connect on a busy machine (the hung STS must have been asked).
       const { code, stdout, stderr } = await sluice('search', 'clickstream', '--aws', '--timeout', '2s');
       expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
       expect(stderr).toMatch(/^sluice: STS gave no answer in [\d.]+ m?s \(--timeout 2\.0 s\) when asked to assume the stack's OpenSearch query role arn:aws:iam::123456789012:role\/SluiceQueryRole \(output OpenSearchQueryRoleArn\), whose credentials sign the search: check your network and AWS credentials, or raise --timeout to wait longer\n$/);
-      expect(Date.now() - startedAt).toBeLessThan(10_000);
       expect(seen).toHaveLength(0);
       expect(hung.connections()).toBeGreaterThan(0);
       // The AssumeRole request was given up, not left open to hold the process after the message: its connection closes
@@ -588,13 +584,11 @@ describe('sluice search --aws', () => {
           Stacks: [{ StackName: 'sluice-dev', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date(), Outputs: [{ OutputKey: 'OpenSearchEndpoint', OutputValue: url }, ...queryRole] }],
         });
         const asked = hung.connections();
-        const startedAt = Date.now();
         // Long enough for the SDK's chain to reach the endpoint on a busy machine (the hung endpoint must have been asked): 5 s, as a busy CI machine needs.
         const { code, stdout, stderr } = await sluice('search', 'clickstream', '--aws', '--timeout', '5s');
         expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
         expect(stderr).toMatch(new RegExp(`^sluice: the container credentials endpoint http://127\\.0\\.0\\.1:${hung.port}/v1/credentials \\(AWS_CONTAINER_CREDENTIALS_FULL_URI\\) gave no answer in [\\d.]+ m?s \\(--timeout 5\\.0 s\\) when asked for your AWS credentials, which sign every request of the search: `
           + 'check that it runs, or use other credentials \\(AWS_PROFILE, aws sso login, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY\\), or raise --timeout to wait longer\n$'));
-        expect(Date.now() - startedAt).toBeLessThan(10_000);
         expect(hung.connections()).toBeGreaterThan(asked);
         // Nothing else was asked: every request would wait on these credentials.
         expect(cfn.commandCalls(DescribeStacksCommand)).toHaveLength(0);
@@ -611,7 +605,6 @@ describe('sluice search --aws', () => {
   test('the binary ends once it has named a credential source that never answers: the SDK\'s request there, which nothing can end, does not hold it', async () => {
     const hung = await hungServer();
     try {
-      const startedAt = Date.now();
       const child = spawn(process.execPath, [bin, 'search', 'clickstream', '--aws', '--region', 'eu-west-1', '--timeout', '5s'], {
         env: onlyContainerCredentials(`http://127.0.0.1:${hung.port}/v1/credentials`),
         stdio: ['ignore', 'ignore', 'pipe'],
@@ -624,7 +617,6 @@ describe('sluice search --aws', () => {
       expect(code).toBe(2);
       expect(stderr).toMatch(/^sluice: the container credentials endpoint http:\/\/127\.0\.0\.1:\d+\/v1\/credentials \(AWS_CONTAINER_CREDENTIALS_FULL_URI\) gave no answer in /m);
       expect(hung.connections()).toBeGreaterThan(0);
-      expect(Date.now() - startedAt).toBeLessThan(30_000);
     } finally {
       await hung.close();
     }
@@ -678,11 +670,9 @@ describe('sluice search --aws', () => {
 
   test('a CloudFormation that never gives the stack\'s outputs: --timeout bounds that too, naming what timed out', async () => {
     cfn.on(DescribeStacksCommand).callsFake(() => new Promise(() => undefined));
-    const startedAt = Date.now();
     const { code, stdout, stderr } = await sluice('search', 'clickstream', 'x', '--aws', '--region', 'eu-west-1', '--timeout', '300ms');
     expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
     expect(stderr).toMatch(/^sluice: CloudFormation gave no answer in [\d.]+ m?s \(--timeout 300 ms\) when asked for the outputs of stack sluice-dev \(eu-west-1\), which name the OpenSearch endpoint: check your network and AWS credentials, or raise --timeout to wait longer\n$/);
-    expect(Date.now() - startedAt).toBeLessThan(10_000);
     expect(seen).toHaveLength(0);
   });
 
