@@ -662,9 +662,6 @@ describe('DeliveryEngine: durability', () => {
   });
 
   it('a disk that fails the write of a new segment\'s first mark leaves no segment file and no open descriptor behind, append after append', async () => {
-    const probe = await fs.promises.open(__filename, 'r');
-    const handleClass = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
-    await probe.close();
     const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
     const engine = await open(lakeOptions({}, null));
     const realOpen = fs.promises.open;
@@ -674,7 +671,7 @@ describe('DeliveryEngine: durability', () => {
       if (String(args[0]).startsWith(walDir)) segmentHandles.push(handle);
       return handle;
     });
-    const failing = jest.spyOn(handleClass, 'datasync').mockRejectedValue(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+    const failing = jest.spyOn(await fileHandlePrototype(dataDir), 'datasync').mockRejectedValue(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
     try {
       for (let i = 1; i <= 5; i++) expect((await engine.ingest([record(i)])).some((r) => r.ok)).toBe(false);
       expect(fs.readdirSync(walDir)).toEqual([]);
