@@ -1371,9 +1371,9 @@ interface Segment {
 
 /**
  * Append-only log of accepted records and "delivered through N" marks, in segments
- * `wal/<first seq>.log`. Frames are `[u32 length][u32 crc32][payload]`; a frame that is short or
- * fails its checksum, with no valid frame after it, ends a segment (a torn write from a crash: never
- * acknowledged); one with valid frames after it is damage, skipped to the next valid frame. Appends are
+ * `wal/<first seq>.log`. Frames are `[u32 length][u32 crc32][payload]`; a frame that is short, fails its
+ * checksum or does not read as a frame ends a segment (a torn write from a crash: never acknowledged), unless
+ * whole frames follow it to the segment's end: that is damage, skipped to where they start. Appends are
  * group-committed: concurrent callers share one write and one fdatasync.
  */
 class WriteAheadLog {
@@ -1410,47 +1410,47 @@ class WriteAheadLog {
       const bytes = await fs.promises.readFile(file);
       const segment: Segment = { file, maxSeq: -1 };
       let offset = 0;
+      // After damage, frames read on may have begun inside a record a producer sent (see resumeAfter): what they
+      // say is taken only where taking it cannot lose a record, a duplicate being the worse case left.
+      let damagedAt: number | undefined;
       while (offset < bytes.length) {
         const frame = readFrame(bytes, offset);
-        if (!frame) {
-          const resume = nextFrameAfter(bytes, offset);
+        const content = frame && decodeFrame(frame.payload);
+        if (!frame || !content) {
+          const resume = resumeAfter(bytes, offset);
           if (resume === undefined) {
-            // Nothing valid follows: the end of a write a crash cut short, never acknowledged (the
+            // Nothing whole follows: the end of a write a crash cut short, never acknowledged (the
             // acknowledgement waits for the fdatasync). The last segment is cut there, as appends would go on.
             if (i === files.length - 1) {
               await fs.promises.truncate(file, offset);
               warn(`${file}: cut off ${bytes.length - offset} bytes at byte ${offset} that a crash left unfinished (never acknowledged)`);
             } else {
-              warn(`${file}: corrupt frame at byte ${offset} and nothing valid after it; the rest of this segment is skipped`);
+              warn(`${file}: corrupt frame at byte ${offset} and nothing whole after it; the rest of this segment is skipped`);
             }
             break;
           }
-          // Valid frames after bad bytes are no torn write but damage (a bad sector, an edit): the records in
-          // them were acknowledged, so they are read on, and the segment is kept as found for a look.
+          // Whole frames after bad bytes, to the segment's end: damage (a bad sector, an edit), not a torn end, so the
+          // records after it, acknowledged, are read on; the segment is kept as found for a look.
           const copy = `${file}.corrupt`;
           await fs.promises.copyFile(file, copy);
-          warn(`${file}: ${resume - offset} corrupt bytes at byte ${offset}, valid frames after them: reading on from byte ${resume} `
+          warn(`${file}: ${resume - offset} corrupt bytes at byte ${offset}, whole frames after them to the end: reading on from byte ${resume} `
             + `(the records in the damaged part are lost; the segment as found is kept as ${copy})`);
           offset = resume;
+          damagedAt ??= maxSeq;
           continue;
         }
         offset = frame.next;
-        const type = frame.payload[0];
-        if (type === FRAME_DELIVERED) {
-          const mark = JSON.parse(frame.payload.subarray(1).toString('utf8')) as { through: number };
-          delivered = Math.max(delivered, mark.through);
-        } else if (type === FRAME_RECORDS) {
-          const headerLength = frame.payload.readUInt32BE(1);
-          const header = JSON.parse(frame.payload.subarray(5, 5 + headerLength).toString('utf8')) as LoggedRecord[];
-          let at = 5 + headerLength;
-          for (const [seq, recordId, arrivalTimestamp, length, kinesis] of header) {
-            const data = Buffer.from(frame.payload.subarray(at, at + length));
-            at += length;
-            // Read as the number Firehose sends, whatever Sluice logged it.
-            const logged = kinesis ? { kinesis: { ...kinesis, subsequenceNumber: Number(kinesis.subsequenceNumber) || 0 } } : {};
-            records.set(seq, { seq, recordId, arrivalTimestamp, data, ...logged });
-            segment.maxSeq = Math.max(segment.maxSeq, seq);
-            maxSeq = Math.max(maxSeq, seq);
+        if (content.kind === 'delivered') {
+          // A mark read after damage may say records are delivered that are not: it is not taken (what it names is
+          // delivered again, perhaps twice).
+          if (damagedAt === undefined) delivered = Math.max(delivered, content.through);
+        } else {
+          for (const record of content.records) {
+            // Nor may a record read after damage take the place of one read before it.
+            if (damagedAt !== undefined && (record.seq <= damagedAt || records.has(record.seq))) continue;
+            records.set(record.seq, record);
+            segment.maxSeq = Math.max(segment.maxSeq, record.seq);
+            maxSeq = Math.max(maxSeq, record.seq);
           }
         }
       }
@@ -1600,13 +1600,72 @@ function deliveredFrame(through: number): Buffer {
   return encodeFrame(Buffer.concat([Buffer.from([FRAME_DELIVERED]), Buffer.from(JSON.stringify({ through }), 'utf8')]));
 }
 
-/** The offset of the next valid frame after the invalid one at `offset`, if any. */
-function nextFrameAfter(bytes: Buffer, offset: number): number | undefined {
+type FrameContent = { kind: 'delivered'; through: number } | { kind: 'records'; records: BufferedRecord[] };
+
+/** A checked frame's payload read, or undefined when it does not read as one of the log's frames. */
+function decodeFrame(payload: Buffer): FrameContent | undefined {
+  try {
+    if (payload[0] === FRAME_DELIVERED) {
+      const { through } = JSON.parse(payload.subarray(1).toString('utf8')) as { through: unknown };
+      return typeof through === 'number' && Number.isSafeInteger(through) && through >= -1 ? { kind: 'delivered', through } : undefined;
+    }
+    if (payload[0] !== FRAME_RECORDS) return undefined;
+    const headerLength = payload.readUInt32BE(1);
+    const header = JSON.parse(payload.subarray(5, 5 + headerLength).toString('utf8')) as LoggedRecord[];
+    if (!Array.isArray(header)) return undefined;
+    const records: BufferedRecord[] = [];
+    let at = 5 + headerLength;
+    for (const [seq, recordId, arrivalTimestamp, length, kinesis] of header) {
+      if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(length) || length < 0 || at + length > payload.length) return undefined;
+      const data = Buffer.from(payload.subarray(at, at + length));
+      at += length;
+      // Read as the number Firehose sends, whatever Sluice logged it.
+      const logged = kinesis ? { kinesis: { ...kinesis, subsequenceNumber: Number(kinesis.subsequenceNumber) || 0 } } : {};
+      records.push({ seq, recordId, arrivalTimestamp, data, ...logged });
+    }
+    return at === payload.length ? { kind: 'records', records } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Where reading goes on after the bad frame at `offset`: the first later offset from which whole frames follow one
+ * another to the segment's end. Records are logged as the producer sent them, and a producer can send bytes shaped
+ * like a frame: such a run inside a record is taken only if every byte after it also reads as frames to the end.
+ * Offsets are looked at only when their bytes begin a frame as the log writes one (its type, a JSON start), before
+ * any checksum is computed: records of binary data would otherwise cost a checksum at most offsets.
+ */
+function resumeAfter(bytes: Buffer, offset: number): number | undefined {
   for (let at = offset + 1; at + FRAME_HEADER_BYTES < bytes.length; at++) {
-    const frame = readFrame(bytes, at);
-    if (frame && (frame.payload[0] === FRAME_RECORDS || frame.payload[0] === FRAME_DELIVERED)) return at;
+    if (beginsFrame(bytes, at) && framesToEnd(bytes, at)) return at;
   }
   return undefined;
+}
+
+const JSON_OBJECT_START = 0x7b; // {
+const JSON_ARRAY_START = 0x5b; // [
+
+function beginsFrame(bytes: Buffer, at: number): boolean {
+  const length = bytes.readUInt32BE(at);
+  const payload = at + FRAME_HEADER_BYTES;
+  if (length < 2 || payload + length > bytes.length) return false;
+  if (bytes[payload] === FRAME_DELIVERED) return length <= MAX_DELIVERED_FRAME_PAYLOAD && bytes[payload + 1] === JSON_OBJECT_START;
+  if (bytes[payload] !== FRAME_RECORDS || length < 7) return false;
+  const headerLength = bytes.readUInt32BE(payload + 1);
+  return headerLength >= 2 && headerLength <= length - 5 && bytes[payload + 5] === JSON_ARRAY_START;
+}
+
+/** A delivered mark is `{"through":N}`: far less than this. */
+const MAX_DELIVERED_FRAME_PAYLOAD = 64;
+
+function framesToEnd(bytes: Buffer, at: number): boolean {
+  for (let next = at; next < bytes.length;) {
+    const frame = readFrame(bytes, next);
+    if (!frame || !decodeFrame(frame.payload)) return false;
+    next = frame.next;
+  }
+  return true;
 }
 
 function readFrame(bytes: Buffer, offset: number): { payload: Buffer; next: number } | undefined {

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import type { FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
 import type { TransformationEvent } from '../../transforms/shared/firehose-event';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
@@ -655,10 +656,66 @@ describe('DeliveryEngine: durability', () => {
     }, null));
     expect(second.counters.recovered).toBe(4);
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+ corrupt bytes at byte ${damaged}, valid frames after them: reading on from byte \\d+ \\(the records in the damaged part are lost; the segment as found is kept as .+\\.corrupt\\)$`));
+    expect(warnings[0]).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+ corrupt bytes at byte ${damaged}, whole frames after them to the end: reading on from byte \\d+ \\(the records in the damaged part are lost; the segment as found is kept as .+\\.corrupt\\)$`));
     expect(fs.readFileSync(`${file}.corrupt`).equals(bytes)).toBe(true);
     await second.flush();
     expect((await parquetRows('recovered/', 'user_id')).map((r) => r.user_id)).toEqual(['u-1', 'u-2', 'u-4', 'u-5']);
+  });
+
+  it('frame-shaped bytes a producer sent, read on after damage, neither mark records delivered nor take their place', async () => {
+    // What the log writes: [u32 length][u32 crc32][payload], a delivered mark's payload 2 + {"through":N}, records' 1 + [u32 header length][header][data].
+    const frame = (payload: Buffer) => {
+      const header = Buffer.alloc(8);
+      header.writeUInt32BE(payload.length, 0);
+      header.writeUInt32BE(zlib.crc32(payload), 4);
+      return Buffer.concat([header, payload]);
+    };
+    const fakeMark = frame(Buffer.concat([Buffer.from([2]), Buffer.from(JSON.stringify({ through: 1_000_000 }))]));
+    const fakeHeader = Buffer.from(JSON.stringify([[0, 'fake', 0, 4, null]]));
+    const lengthOfHeader = Buffer.alloc(4);
+    lengthOfHeader.writeUInt32BE(fakeHeader.length, 0);
+    const fakeRecords = frame(Buffer.concat([Buffer.from([1]), lengthOfHeader, fakeHeader, Buffer.from('EVIL')]));
+    // The producer's record ends its frame, so the fake frames in it chain to the next real frame and on to the end.
+    const evil: IncomingRecord = { recordId: 'evil', data: Buffer.concat([Buffer.from('not json '), fakeMark, fakeRecords]) };
+    const first = await open(lakeOptions({}, null));
+    for (const batch of [[record(1), record(2)], [record(3), evil], [record(4)]]) expect((await first.ingest(batch)).every((r) => r.ok)).toBe(true);
+    const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
+    const [segment] = fs.readdirSync(walDir);
+    const file = path.join(walDir, segment);
+    const bytes = fs.readFileSync(file);
+    const frames: number[] = [];
+    for (let at = 0; at < bytes.length; at += 8 + bytes.readUInt32BE(at)) frames.push(at);
+    const holding = frames.find((at) => bytes.subarray(at, at + 8 + bytes.readUInt32BE(at)).includes('EVIL'))!;
+    // Damage to the checksum of the frame that holds the producer's record.
+    bytes[holding + 5] ^= 0xff;
+    fs.writeFileSync(file, bytes);
+
+    const warnings: string[] = [];
+    const second = await open(lakeOptions({
+      onError: (e) => warnings.push((e as Error).message), destination: { kind: 'lake', model, glueTable: { databaseName: 'd', tableName: 't' }, prefix: 'recovered/' },
+    }, null));
+    expect(warnings).toEqual([expect.stringContaining(`corrupt bytes at byte ${holding}, whole frames after them to the end`)]);
+    // Records 1, 2 and 4: the damaged frame's two are lost; the fake mark did not make them delivered, nor did the fake record take record 1's place.
+    expect(second.counters.recovered).toBe(3);
+    await second.flush();
+    expect((await parquetRows('recovered/', 'user_id')).map((r) => r.user_id)).toEqual(['u-1', 'u-2', 'u-4']);
+  });
+
+  it('a frame whose checksum holds but whose records do not read (its header not JSON) is a bad frame, not a failed start', async () => {
+    const first = await open(lakeOptions({}, null));
+    expect((await first.ingest([record(1)])).every((r) => r.ok)).toBe(true);
+    const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
+    const [segment] = fs.readdirSync(walDir);
+    const payload = Buffer.concat([Buffer.from([1, 0, 0, 0, 9]), Buffer.from('[not json'), Buffer.from('data')]);
+    const header = Buffer.alloc(8);
+    header.writeUInt32BE(payload.length, 0);
+    header.writeUInt32BE(zlib.crc32(payload), 4);
+    fs.appendFileSync(path.join(walDir, segment), Buffer.concat([header, payload]));
+
+    const warnings: string[] = [];
+    const second = await open(lakeOptions({ onError: (e) => warnings.push((e as Error).message) }, null));
+    expect(second.counters.recovered).toBe(1);
+    expect(warnings).toEqual([expect.stringMatching(/: cut off 26 bytes at byte \d+ that a crash left unfinished \(never acknowledged\)$/)]);
   });
 
   it('a disk that fails the write of a new segment\'s first mark leaves no segment file and no open descriptor behind, append after append', async () => {
