@@ -5,7 +5,7 @@
  * printed assumption in MODEL.
  */
 import { MAX_PROVISIONED_SHARDS, ON_DEMAND_INITIAL_SHARDS, type PipelineConfig, type SluiceConfig } from '../config';
-import { loadModel, type SchemaModel } from '../schema';
+import { loadModel, TIME_PARTITIONS, type SchemaModel } from '../schema';
 import { formatNumber } from './output';
 import {
   FIREHOSE_BILLING_INCREMENT_BYTES,
@@ -272,7 +272,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       // A metric is billed for the hours it is published in: those with a record, when records arrive at random.
       const hoursWithRecords = 1 - Math.exp(-r * 3600);
       add(name, 'CloudWatch', 'custom metrics (EMF)',
-        `${plural(metrics, 'metric')} (${[deliveryStreams.length > 0 ? `${MODEL.transformMetrics} per transform` : '', p.destinations.includes('metadata') ? `${MODEL.consumerMetrics} of the metadata consumer` : ''].filter((x) => x).join(', ')}) × ${qty(hoursWithRecords)} of the hours (those with a record) × ${unitUsd('cloudWatchMetricMonth')}`,
+        `${plural(metrics, 'metric')} (${[deliveryStreams.length > 0 ? `${MODEL.transformMetrics} per transform` : '', p.destinations.includes('metadata') ? `${MODEL.consumerMetrics} of the metadata consumer` : ''].filter((x) => x).join(', ')}) × ${formatNumber(Math.round(hoursWithRecords * 100))} % of the hours (those with a record) × ${unitUsd('cloudWatchMetricMonth')}`,
         metrics * hoursWithRecords * PRICES.cloudWatchMetricMonth.usd, ['cloudWatchMetricMonth']);
     }
   }
@@ -410,11 +410,9 @@ function partitionValueCount(key: SchemaModel['partitionKeys'][number]): number 
 
 /** The event types the metadata consumer counts by (its first partition field's values; 1 when it has none). */
 function eventTypeValues(model: SchemaModel): number {
-  const typeKey = model.partitionKeys.find((k) => !TIME_PARTITION_KEYS.includes(k.name));
+  const typeKey = model.partitionKeys.find((k) => !(TIME_PARTITIONS as readonly string[]).includes(k.name));
   return typeKey === undefined ? 1 : partitionValueCount(typeKey);
 }
-
-const TIME_PARTITION_KEYS = ['year', 'month', 'day', 'hour'];
 
 function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: number, size: number, records: number, rawBytes: number, add: Add): void {
   const billed = records * roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES);
@@ -425,7 +423,7 @@ function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: num
 
   // One object per active partition per buffer flush (interval or size, whichever comes first).
   const model = loadModel(name);
-  const valueKeys = model.partitionKeys.filter((k) => !TIME_PARTITION_KEYS.includes(k.name));
+  const valueKeys = model.partitionKeys.filter((k) => !(TIME_PARTITIONS as readonly string[]).includes(k.name));
   const partitionValues = valueKeys.reduce((n, k) => n * partitionValueCount(k), 1);
   const perInterval = r * p.buffering.intervalSeconds;
   const active = Math.max(1, Math.min(partitionValues, perInterval));

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
 import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '../../transforms/shared';
 import { OutputKeys } from '../infra/outputs';
+import { openSearchOrigin, sameOpenSearchOrigin } from '../local/twin-record';
 import { SEARCH_BACKUP_ROOT } from '../schema/layout';
 import type { SchemaModel } from '../schema/model';
 import { validatorFingerprint } from '../schema/fingerprint';
@@ -61,7 +62,7 @@ export function registerReplayCommand(program: Command): void {
     .option('--max <n>', 'read at most this many messages')
     .option('--max-attempts <n>', 'attempts per record at the entry point before it counts as not accepted', '8')
     .option('--json', 'print the outcome per message and the totals as JSON');
-  addTargetOptions(command, { dataDir: true, firehose: true, kinesis: true });
+  addTargetOptions(command, { dataDir: true, firehose: true, kinesis: true, opensearch: true });
   addProgressOption(command);
   command.addHelpText('after', [
     examples(
@@ -481,8 +482,20 @@ async function heldElsewhere(
   for (const other of ['lake', 'search'] as const) {
     if (!destinations.includes(other)) continue;
     const asked = new Map<string, { record: ExpectedRecord; items: PutItem[] }>();
+    const failed = other === 'lake' ? 'search' : 'lake';
+    const where = other === 'lake' ? 'the lake' : 'OpenSearch';
+    // The other stream may still buffer a record that arrived lately: not finding it then is no proof it is not coming.
+    const holdsUpToMs = deliveryWithinSeconds(target, pipeline, other) * 1000;
     for (const item of items) {
       if (failedDestinations.get(item.recordKey)?.has(other)) continue;
+      const arrived = item.dlq.arrivalTimestamp;
+      if (Number.isFinite(arrived) && arrived > 0 && Date.now() - arrived < holdsUpToMs) {
+        held.set(item.recordKey, {
+          outcome: 'retry-later',
+          reason: `only its ${failed} delivery failed, ${formatDuration(Math.max(0, Date.now() - arrived))} after it arrived; ${where} may still hold it in a buffer: run replay again from ${new Date(arrived + holdsUpToMs).toISOString()}`,
+        });
+        continue;
+      }
       const analysis = analyzeRecord(schema, item.data);
       if (analysis.kind !== 'valid') continue;
       const entry = asked.get(analysis.id) ?? { record: { id: analysis.id, partitionKeys: analysis.partitionKeys }, items: [] };
@@ -490,8 +503,6 @@ async function heldElsewhere(
       asked.set(analysis.id, entry);
     }
     if (asked.size === 0) continue;
-    const failed = other === 'lake' ? 'search' : 'lake';
-    const where = other === 'lake' ? 'the lake' : 'OpenSearch';
     let found: Set<string>;
     try {
       found = await presenceIn(target, other, schema.model, progress)([...asked.values()].map((a) => a.record));
@@ -518,6 +529,20 @@ async function heldElsewhere(
   return held;
 }
 
+/**
+ * How long after a record arrived a delivery stream may still hold it: its buffer interval (Firehose's; the twin's
+ * own `local.bufferIntervalSeconds`), the transform's processor interval on AWS, and what delivering takes beyond them
+ * (the invocation, the Parquet conversion, a bulk request: a minute on AWS, where retries can add more; seconds in the twin).
+ */
+function deliveryWithinSeconds(target: Target, pipeline: string, destination: Destination): number {
+  if (target.kind === 'local') return target.config.local.bufferIntervalSeconds + LOCAL_DELIVERY_MARGIN_SECONDS;
+  const p = target.config.pipelines[pipeline];
+  return (destination === 'lake' ? p.buffering.intervalSeconds : p.search.bufferingIntervalSeconds) + p.transform.processorIntervalSeconds + AWS_DELIVERY_MARGIN_SECONDS;
+}
+
+const AWS_DELIVERY_MARGIN_SECONDS = 60;
+const LOCAL_DELIVERY_MARGIN_SECONDS = 5;
+
 /** How `heldElsewhere` looks in a destination: the lake through SQL, search through OpenSearch or the twin's `_bulk` bodies. */
 function presenceIn(target: Target, destination: Destination, model: SchemaModel, progress: Progress): Presence {
   return async (records) => {
@@ -529,16 +554,23 @@ function presenceIn(target: Target, destination: Destination, model: SchemaModel
         engine.close();
       }
     }
-    const backend = await searchBackendFor(target);
-    if (backend) {
-      try {
-        return await searchPresence(backend, target.config, model)(records);
-      } finally {
-        await backend.close();
+    if (target.kind === 'local') {
+      // Where the twin running on the data dir puts documents, whatever this command's OPENSEARCH_URL says: looking
+      // elsewhere finds none, and the record would be put a second time.
+      const twins = target.runningTwin()?.endpoints.openSearch;
+      const here = target.endpoints.openSearch !== undefined ? openSearchOrigin(target.endpoints.openSearch) : undefined;
+      if (twins === null || (twins === undefined && here === undefined)) return bulkFilePresence(target.dataDir, target.config, model)(records);
+      if (twins !== undefined && (here === undefined || !sameOpenSearchOrigin(twins, here))) {
+        throw new UserError(`the twin indexes ${model.pipeline}'s documents into OpenSearch at ${twins}${here !== undefined ? `, not ${here}` : ''}: pass OPENSEARCH_URL=${twins} (or --endpoint-opensearch) so replay looks there`);
       }
     }
-    if (target.kind === 'local') return bulkFilePresence(target.dataDir, target.config, model)(records);
-    throw new UserError('the stack has no OpenSearch endpoint output (OpenSearchEndpoint)');
+    const backend = await searchBackendFor(target);
+    if (!backend) throw new UserError('the stack has no OpenSearch endpoint output (OpenSearchEndpoint)');
+    try {
+      return await searchPresence(backend, target.config, model)(records);
+    } finally {
+      await backend.close();
+    }
   };
 }
 

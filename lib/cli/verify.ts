@@ -9,7 +9,7 @@
  */
 import * as path from 'node:path';
 import { resourceNames, type SluiceConfig } from '../config';
-import { sqlString } from '../local/athena';
+import { athenaTimestamp, sqlString } from '../local/athena';
 import { openSearchDir } from '../local/paths';
 import { ENRICHMENT_COLUMN } from '../schema/model';
 import { injectedPartitionKeys, quoteIdent, type SchemaModel } from '../schema';
@@ -151,7 +151,7 @@ export function lakeVerifySql(model: SchemaModel, database: string, table: strin
   // The long list of ids last, where a reader of the query looks for it.
   if (window !== undefined) {
     const [op, at] = 'from' in window ? ['>=', window.from] : ['<', window.until];
-    where.unshift(`${quoteIdent(ENRICHMENT_COLUMN)}.${quoteIdent('arrival_time')} ${op} TIMESTAMP ${sqlString(timestampLiteral(at))}`);
+    where.unshift(`${quoteIdent(ENRICHMENT_COLUMN)}.${quoteIdent('arrival_time')} ${op} TIMESTAMP ${sqlString(athenaTimestamp(new Date(at)))}`);
   }
   if (terms.size > 0 && terms.size <= MAX_PARTITION_TERMS && !terms.has('()')) {
     where.unshift(`(${[...terms].sort().join(' OR ')})`);
@@ -165,10 +165,6 @@ export function lakeVerifySql(model: SchemaModel, database: string, table: strin
   return `SELECT DISTINCT ${quoteIdent(id)} AS id FROM ${quoteIdent(database)}.${quoteIdent(table)} WHERE ${where.join(' AND ')}`;
 }
 
-/** `2026-11-22 10:00:00.000`: a UTC time as an Athena (Trino) and DuckDB TIMESTAMP literal. */
-function timestampLiteral(epochMs: number): string {
-  return new Date(epochMs).toISOString().replace('T', ' ').replace('Z', '');
-}
 
 export async function verifyLake(engine: SqlEngine, config: SluiceConfig, model: SchemaModel, expected: readonly ExpectedRecord[], options: WaitOptions): Promise<VerifyResult> {
   const lake = lakeFinder(engine, config, model, options.progress);

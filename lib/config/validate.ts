@@ -341,14 +341,15 @@ function show(value: unknown): string {
 }
 
 /**
- * Why a VPC domain's endpoint (vpc-<name>-<id>.<region>.es.amazonaws.com) cannot be used: the stack delivers over the
+ * Why a VPC domain's endpoint (vpc-<name>-<id>.<region>.es.amazonaws.com, or .aos.<region>.on.aws) cannot be used: the stack delivers over the
  * public endpoint only. Firehose would need a VpcConfiguration (subnets, security groups, ec2 network-interface
  * permissions on its role) and the index-template function would need to run in the VPC; without them the template
  * PUT times out and the stack rolls back, so it is refused before deploy.
  */
 function vpcEndpointProblem(endpoint: string): string | undefined {
   const host = /^https:\/\/([^/:]+)/.exec(endpoint)?.[1]?.toLowerCase();
-  if (host === undefined || !/^vpc-[a-z0-9-]+\.[a-z0-9-]+\.es\.amazonaws\.com(?:\.cn)?$/.test(host)) return undefined;
+  // Also the dual-stack form (EndpointV2: vpc-<name>-<id>.aos.<region>.on.aws).
+  if (host === undefined || !/^vpc-[a-z0-9-]+\.(?:[a-z0-9-]+\.es\.amazonaws\.com(?:\.cn)?|aos\.[a-z0-9-]+\.on\.aws)$/.test(host)) return undefined;
   return `opensearch.endpoint ${endpoint} is a VPC domain's endpoint, and Sluice does not deliver into a VPC `
     + '(Firehose would need subnets and security groups, and the index-template function would have to run in the VPC). '
     + 'Use a domain with a public endpoint whose access policy allows the stack\'s roles (docs/deploy.md, "OpenSearch, existing"), '

@@ -77,7 +77,8 @@ function athenaConversion(type: string): ((v: unknown) => unknown) | undefined {
 }
 
 /** A UTC instant as YYYY-MM-DD HH:MM:SS.mmm. */
-function athenaTimestamp(t: Date): string {
+/** `2026-11-22 10:00:00.000`: a UTC time as Athena (Trino) prints it and as a TIMESTAMP literal there and in DuckDB. */
+export function athenaTimestamp(t: Date): string {
   return t.toISOString().replace('T', ' ').slice(0, 23);
 }
 
@@ -389,7 +390,7 @@ function notReadOnly(kind: string): QueryNotAllowedError {
  * The first words of the statements that only read: a query (SELECT, WITH, FROM, VALUES, TABLE, or `(` before one,
  * which leadingWords skips) or a look at one (DESCRIBE, SHOW, SUMMARIZE, EXPLAIN).
  */
-const READ_ONLY_FIRST_WORDS = new Set(['SELECT', 'WITH', 'FROM', 'VALUES', 'TABLE', 'DESCRIBE', 'SHOW', 'SUMMARIZE', 'EXPLAIN']);
+const READ_ONLY_FIRST_WORDS = new Set(['SELECT', 'WITH', 'FROM', 'VALUES', 'TABLE', 'DESCRIBE', 'DESC', 'SHOW', 'SUMMARIZE', 'EXPLAIN']);
 
 /**
  * A statement's first `count` words, upper-cased ('' for none), past blanks, `;`, opening parentheses and comments

@@ -482,7 +482,7 @@ describe('sluice query runs one read-only statement and reads only the lake, as 
 
   test('read-only forms other than SELECT still run', async () => {
     for (const sql of ['WITH t AS (SELECT count(*) AS n FROM iot) SELECT n FROM t', 'DESCRIBE iot', 'SHOW TABLES', 'SELECT 1;', 'EXPLAIN SELECT count(*) FROM iot',
-      'FROM iot LIMIT 1', 'VALUES (1)', 'TABLE iot', 'SUMMARIZE iot', '((SELECT 1)) UNION (SELECT 2)', '/* a /* nested */ comment */ -- a line\n\t( SELECT 1 )',
+      'FROM iot LIMIT 1', 'VALUES (1)', 'TABLE iot', 'SUMMARIZE iot', 'DESC iot', '((SELECT 1)) UNION (SELECT 2)', '/* a /* nested */ comment */ -- a line\n\t( SELECT 1 )',
       'EXPLAIN (FORMAT json) SELECT 1']) {
       const { code } = await query(sql);
       expect({ sql, code }).toEqual({ sql, code: 0 });

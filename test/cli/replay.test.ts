@@ -436,6 +436,21 @@ describe('sluice replay (twin)', () => {
     expect(await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).count()).toBe(4);
   });
 
+  test('a record only its lake delivery failed, with the twin indexing into an OpenSearch replay is not told of: kept (retry-later), not put', async () => {
+    const twins = 'http://127.0.0.1:9201';
+    registerTwin(dataDir, { firehose: api.url }, { endpoints: { firehose: api.url, kinesis: 'http://127.0.0.1:9', openSearch: twins } });
+    const record = JSON.stringify(sampleRecord(readSchema('clickstream'), createRng(43)));
+    fs.writeFileSync(dlq.path, '');
+    await dlq.send([JSON.stringify(message(1, 'clickstream', record, { source: { bucket: localBucketName(config), key: 'errors/clickstream/processing-failed/2026/11/22/09/x', line: 1 } }))]);
+    const { code, stdout } = await replay('--pipeline', 'clickstream', '--json');
+    expect(code).toBe(1);
+    expect((JSON.parse(stdout) as { messages: Array<{ outcome: string; reason: string }> }).messages).toEqual([expect.objectContaining({
+      outcome: 'retry-later',
+      reason: `only its lake delivery failed, and whether OpenSearch has it could not be looked up: the twin indexes clickstream's documents into OpenSearch at ${twins}: pass OPENSEARCH_URL=${twins} (or --endpoint-opensearch) so replay looks there`,
+    })]);
+    expect(backend.acknowledged).toHaveLength(0);
+  });
+
   test('--dry-run puts and deletes nothing', async () => {
     const before = remaining();
     const { code, stdout } = await replay('--dry-run');
@@ -863,6 +878,22 @@ describe('sluice replay --aws', () => {
       expect(code).toBe(0);
       expect(outcome(stdout)).toEqual([expect.objectContaining({ outcome: 'replayed' })]);
       expect(kinesis.commandCalls(PutRecordsCommand).map((c) => c.args[0].input.Records!.map((r) => Buffer.from(r.Data!).toString()))).toEqual([[record]]);
+    });
+
+    test('a failure that arrived lately is kept for a later run without a lookup: the lake\'s stream may still buffer it', async () => {
+      const arrived = Date.now() - 10_000;
+      resetSqs();
+      sqs.on(ReceiveMessageCommand).resolvesOnce({ Messages: [{ MessageId: 'm-9', ReceiptHandle: 'rh-9', Body: JSON.stringify(message(9, 'clickstream', record, {
+        source: { bucket: 'sluice-dev-databucket', key: 'search-backup/clickstream/processing-failed/2026/11/22/09/x', line: 1 }, arrivalTimestamp: arrived,
+      })) }] }).resolves({});
+      const { code, stdout } = await sluice('replay', '--aws', '--pipeline', 'clickstream', '--json');
+      expect(code).toBe(1);
+      const [only] = outcome(stdout);
+      expect(only.outcome).toBe('retry-later');
+      // The lake's 300 s buffer interval, clickstream's 60 s processor interval and a minute for delivering.
+      expect(only.reason).toMatch(new RegExp(`^only its search delivery failed, 10(\\.\\d)? s after it arrived; the lake may still hold it in a buffer: run replay again from ${new Date(arrived + 420_000).toISOString()}$`));
+      expect(athena.commandCalls(StartQueryExecutionCommand)).toHaveLength(0);
+      expect(kinesis.commandCalls(PutRecordsCommand)).toHaveLength(0);
     });
 
     test('Athena failing the lookup: kept for the next run (retry-later), with Athena\'s words', async () => {

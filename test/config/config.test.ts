@@ -348,6 +348,9 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ['an existing domain in a VPC',
       ['opensearch.mode=existing', 'opensearch.endpoint=https://vpc-logs-x1y2z3.eu-west-1.es.amazonaws.com', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/logs'],
       /^opensearch: opensearch\.endpoint https:\/\/vpc-logs-x1y2z3\.eu-west-1\.es\.amazonaws\.com is a VPC domain's endpoint, and Sluice does not deliver into a VPC .* Use a domain with a public endpoint .* or set opensearch\.mode to "create"/],
+    ['an existing domain in a VPC, at its dual-stack endpoint',
+      ['opensearch.mode=existing', 'opensearch.endpoint=https://vpc-logs-x1y2z3.aos.eu-west-1.on.aws', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/logs'],
+      /^opensearch: opensearch\.endpoint https:\/\/vpc-logs-x1y2z3\.aos\.eu-west-1\.on\.aws is a VPC domain's endpoint/],
     // A domain name with dashes, and a custom endpoint, which names no domain: accepted.
     ['an existing domain whose name has dashes', ['opensearch.mode=existing', 'opensearch.endpoint=https://search-app-logs-2-abc123.eu-west-1.es.amazonaws.com', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/app-logs-2'], /^$/],
     ['an existing domain at a custom endpoint', ['opensearch.mode=existing', 'opensearch.endpoint=https://search.example.com', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/logs'], /^$/],

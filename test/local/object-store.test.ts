@@ -207,10 +207,10 @@ describe('ObjectStore', () => {
 
   it('a folder sync that fails after the rename leaves the put done, said in a warning: no second copy from a retry, no jam', async () => {
     const realOpen = fs.promises.open;
-    const eio = Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO' });
+    const failure = eio('open');
     // Only the open of a folder to sync it fails (files are opened with other flags or by path with a suffix).
     jest.spyOn(fs.promises, 'open').mockImplementation(async (...args: Parameters<typeof realOpen>) => {
-      if (args[1] === 'r' && fs.statSync(args[0] as string).isDirectory()) throw eio;
+      if (args[1] === 'r' && fs.statSync(args[0] as string).isDirectory()) throw failure;
       return realOpen(...args);
     });
     const warn = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
