@@ -7,6 +7,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { grantItems, SENT_LEDGER_KEYS } from './metadata-store';
 import { FAILURE_PREFIXES } from '../schema';
 import { FAILURE_ROUTER_SERVICE, METRICS_NAMESPACE, UNROUTED_METRICS } from '../../transforms/shared/metric-names';
 import { SluiceFunction } from './function';
@@ -81,11 +82,8 @@ export class FailureRouter extends Construct {
     });
     const role = this.function.role;
     this.dlq.grantSendMessages(role);
-    // The handler reads its sent marks with BatchGetItem and writes them with BatchWriteItem; nothing else.
-    props.table.grant(role, 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem');
-    // table.grant leaves the table's key out: the key's own grants give what grantReadWriteData would add.
-    props.table.encryptionKey?.grantEncryptDecrypt(role);
-    props.table.encryptionKey?.grant(role, 'kms:DescribeKey');
+    // The handler reads its sent marks with BatchGetItem and writes them with BatchWriteItem, on the ledger's items only.
+    grantItems(props.table, role, ['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'], SENT_LEDGER_KEYS);
     for (const prefix of FAILURE_PREFIXES) {
       props.bucket.grantRead(role, `${prefix}*`);
       props.bucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(this.function.function), { prefix });

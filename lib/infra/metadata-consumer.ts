@@ -8,7 +8,7 @@ import { Construct } from 'constructs';
 import type { ConsumerConfig } from '../config';
 import { METADATA_CONSUMER_SERVICE, METRICS_NAMESPACE, RECORDS_REPORTED_FOR_RETRY } from '../../transforms/shared/metric-names';
 import { SluiceFunction } from './function';
-import type { MetadataStore } from './metadata-store';
+import { grantItems, pipelineItemKeys, type MetadataStore } from './metadata-store';
 import { acknowledgeWildcards } from './nag';
 import { assertValidProps } from './errors';
 
@@ -70,13 +70,10 @@ export class MetadataConsumer extends Construct {
         SLUICE_METADATA_TTL_DAYS: String(props.ttlDays),
       },
     });
-    // What the store sends, no more (not Scan, Query, GetItem or DeleteItem on every pipeline's items): PutItem and
-    // UpdateItem, alone and in TransactWriteItems, which IAM checks action by action; BatchGet/BatchWrite where
-    // DynamoDB has no transactions (the twin).
-    props.store.table.grant(this.function.role, 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem');
-    // table.grant leaves the table's key out: the key's own grants give what grantReadWriteData would add.
-    props.store.table.encryptionKey?.grantEncryptDecrypt(this.function.role);
-    props.store.table.encryptionKey?.grant(this.function.role, 'kms:DescribeKey');
+    // What the store sends in AWS, no more, on this pipeline's items only: PutItem and UpdateItem, alone and in
+    // TransactWriteItems, which IAM checks action by action and item by item. (Its BatchGet/BatchWrite fallback is for
+    // a DynamoDB without transactions, the twin's, which checks no IAM; a BatchWriteItem could delete, too.)
+    grantItems(props.store.table, this.function.role, ['dynamodb:PutItem', 'dynamodb:UpdateItem'], pipelineItemKeys(props.pipeline));
     acknowledgeWildcards(this.function.role, [
       { action: 'kms:GenerateDataKey*', reason: 'From the table grant: items are encrypted with the data key (GenerateDataKey and GenerateDataKeyWithoutPlaintext).' },
       { action: 'kms:ReEncrypt*', reason: 'From the table grant on the data key (ReEncryptFrom/To), scoped to that key.' },

@@ -1,13 +1,13 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 // The key schema the consumer and the failure router write: one definition for the table and its writers.
-import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
+import { METADATA_TABLE_KEYS, metadataKeys } from '../../transforms/shared/metadata-table';
 import { deadLetterQueue } from './queues';
-
 
 export interface MetadataStoreProps {
   /** Name of the consumers' on-failure queue (from resourceNames). */
@@ -16,6 +16,31 @@ export interface MetadataStoreProps {
   readonly key: kms.IKey;
   readonly removalPolicy: RemovalPolicy;
 }
+
+/**
+ * Grants `actions` on the table's items whose partition key is one of `leadingKeys` (IAM's `dynamodb:LeadingKeys`, with
+ * `*` matching any text), and the key's use for them. One table holds every pipeline's items and the failure router's
+ * ledger: a writer reaches its own only, so a consumer cannot change another pipeline's counts or mark dead letters sent.
+ */
+export function grantItems(table: dynamodb.ITable, grantee: iam.IGrantable, actions: string[], leadingKeys: string[]): void {
+  iam.Grant.addToPrincipal({
+    grantee,
+    actions,
+    resourceArns: [table.tableArn],
+    conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': leadingKeys } },
+  });
+  // The key's own grants give what grantReadWriteData would add for the items.
+  table.encryptionKey?.grantEncryptDecrypt(grantee);
+  table.encryptionKey?.grant(grantee, 'kms:DescribeKey');
+}
+
+/** The partition keys of a pipeline's metadata items: its events, counters and entities. */
+export function pipelineItemKeys(pipeline: string): string[] {
+  return [metadataKeys.event(pipeline, '*').pk, metadataKeys.counter(pipeline, '*', '').pk, metadataKeys.entity(pipeline, '*').pk];
+}
+
+/** The partition keys of the failure router's ledger of sent dead letters. */
+export const SENT_LEDGER_KEYS = [metadataKeys.dlqSent('*').pk];
 
 /**
  * The DynamoDB table the metadata consumers write (last-seen entities, counters; the failure router's dedupe

@@ -459,13 +459,20 @@ describe('IAM', () => {
     for (const s of star) expect(s.Action.filter((a) => !allowed.has(a))).toEqual([]);
   });
 
-  test('the metadata consumers write with PutItem, UpdateItem, BatchGetItem and BatchWriteItem, nothing else (no Scan, Query, GetItem or DeleteItem)', () => {
+  test('the metadata consumers write with PutItem and UpdateItem, on their own pipeline\'s items only (no Scan, Query, GetItem, DeleteItem or batch calls)', () => {
     const statements = iamStatements(dev.template).filter((s) => /^\w+MetadataConsumerRole/.test(s.policy));
     // One role per pipeline with the metadata destination, under the pipeline's construct (logical ids keep letters and digits).
-    const consumers = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('metadata')).map((p) => p.name.replace(/[^A-Za-z0-9]/g, ''));
-    expect([...new Set(statements.map((s) => s.policy.replace(/MetadataConsumerRole.*/, '')))].sort()).toEqual(consumers.sort());
-    const actions = [...new Set(statements.flatMap((s) => s.Action).filter((a) => a.startsWith('dynamodb:')))].sort();
-    expect(actions).toEqual(['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem']);
+    const pipelines = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('metadata'));
+    const ids = pipelines.map((p) => p.name.replace(/[^A-Za-z0-9]/g, ''));
+    expect([...new Set(statements.map((s) => s.policy.replace(/MetadataConsumerRole.*/, '')))].sort()).toEqual([...ids].sort());
+    for (const p of pipelines) {
+      const dynamo = statements.filter((s) => s.policy.startsWith(p.name.replace(/[^A-Za-z0-9]/g, '')) && s.Action.some((a) => a.startsWith('dynamodb:')));
+      expect(dynamo.map((s) => ({ Action: [...s.Action].sort(), Resource: s.Resource, Condition: s.Condition }))).toEqual([{
+        Action: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+        Resource: [expect.stringMatching(/^<MetadataTable[A-Z0-9]+\.Arn>$/)],
+        Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`event#${p.name}#*`, `count#${p.name}#*`, `entity#${p.name}#*`] } },
+      }]);
+    }
     // The table's key, for the items.
     expect(statements.some((s) => s.Action.includes('kms:Decrypt') && s.Action.includes('kms:GenerateDataKey*'))).toBe(true);
   });
@@ -476,6 +483,8 @@ describe('IAM', () => {
     const dynamo = statements.filter((s) => s.Action.some((a) => a.startsWith('dynamodb:')));
     expect(dynamo.flatMap((s) => s.Action).sort()).toEqual(['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem']);
     expect(dynamo.flatMap((s) => s.Resource)).toEqual([expect.stringMatching(/^<MetadataTable[A-Z0-9]+\.Arn>$/)]);
+    // Its ledger's items only: not the pipelines' counts, nor the replay ledger.
+    expect(dynamo.map((s) => s.Condition)).toEqual([{ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['dlq#*'] } }]);
     // The table's key, for reading and writing its items (the same key encrypts the dead-letter queue).
     const kms = statements.filter((s) => s.Action.some((a) => a.startsWith('kms:')));
     expect(kms.flatMap((s) => s.Action).sort()).toEqual(['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:ReEncrypt*']);

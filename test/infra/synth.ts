@@ -75,13 +75,13 @@ export function flatten(value: unknown): string {
 }
 
 /** Every IAM statement of the template's policies and inline role policies. */
-export function iamStatements(template: Template): Array<{ policy: string; Effect: string; Action: string[]; Resource: string[] }> {
-  const out: Array<{ policy: string; Effect: string; Action: string[]; Resource: string[] }> = [];
+export function iamStatements(template: Template): Array<{ policy: string; Effect: string; Action: string[]; Resource: string[]; Condition?: unknown }> {
+  const out: Array<{ policy: string; Effect: string; Action: string[]; Resource: string[]; Condition?: unknown }> = [];
   const add = (policy: string, doc: unknown) => {
     const statements = ((doc as Json | undefined)?.Statement ?? []) as Json[];
     for (const s of statements) {
       const list = (v: unknown) => (Array.isArray(v) ? v : [v]).filter((x) => x !== undefined).map(flatten);
-      out.push({ policy, Effect: String(s.Effect), Action: list(s.Action), Resource: list(s.Resource) });
+      out.push({ policy, Effect: String(s.Effect), Action: list(s.Action), Resource: list(s.Resource), ...(s.Condition !== undefined ? { Condition: s.Condition } : {}) });
     }
   };
   for (const [id, p] of resourcesOf(template, 'AWS::IAM::Policy')) add(id, p.PolicyDocument);
