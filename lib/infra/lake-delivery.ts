@@ -127,7 +127,7 @@ export class LakeDelivery extends Construct {
     acknowledgeWildcards(this.role, [
       { resource: `${props.bucket.bucketArn}/${dataRoot(props.model.pipeline)}*`, reason: 'Firehose writes this pipeline\'s Parquet objects under data/<pipeline>/ (partition prefixes evaluated at delivery).' },
       { resource: `${props.bucket.bucketArn}/${ERRORS_ROOT}/${props.model.pipeline}/*`, reason: 'Firehose writes this pipeline\'s error objects under errors/<pipeline>/ (error type and hour evaluated at delivery).' },
-      { action: 's3:GetObject*', reason: 'From the L2 S3Bucket destination grant (read and put, scoped here to the pipeline\'s two prefixes), needed for multipart uploads.' },
+      { action: 's3:GetObject*', reason: 'From the L2 S3Bucket destination grant (read and put, scoped here to the pipeline\'s two prefixes), as the policy AWS gives for a Firehose S3 destination lists s3:GetObject.' },
       { action: 's3:GetBucket*', reason: 'From the L2 S3Bucket destination grant: Firehose reads the bucket location.' },
       { action: 's3:List*', reason: 'From the L2 S3Bucket destination grant: Firehose lists multipart uploads.' },
       { action: 's3:Abort*', reason: 'From the L2 S3Bucket destination grant: Firehose aborts failed multipart uploads.' },
