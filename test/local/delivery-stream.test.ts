@@ -152,6 +152,18 @@ async function open(options: DeliveryEngineOptions): Promise<DeliveryEngine> {
   return engine;
 }
 
+/** The stream's write-ahead-log segment, and where its frame ([u32 length][u32 crc32][payload], as the log writes them) holding `text` starts. */
+function walFrameHolding(text: string): { file: string; bytes: Buffer; at: number } {
+  const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
+  const [segment] = fs.readdirSync(walDir);
+  const file = path.join(walDir, segment);
+  const bytes = fs.readFileSync(file);
+  for (let at = 0; at < bytes.length; at += 8 + bytes.readUInt32BE(at)) {
+    if (bytes.subarray(at, at + 8 + bytes.readUInt32BE(at)).includes(text)) return { file, bytes, at };
+  }
+  throw new Error(`no frame of ${file} holds ${text}`);
+}
+
 async function keys(prefix = ''): Promise<string[]> {
   return (await new ObjectStore(dataDir).listObjects(BUCKET, prefix)).map((o) => o.key);
 }
@@ -638,15 +650,8 @@ describe('DeliveryEngine: durability', () => {
   it('a damaged frame with valid ones after it is skipped, not taken for a torn end: the acknowledged records after it are delivered', async () => {
     const first = await open(lakeOptions({}, null));
     for (const batch of [[record(1), record(2)], [record(3)], [record(4), record(5)]]) expect((await first.ingest(batch)).every((r) => r.ok)).toBe(true);
-    const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
-    const [segment] = fs.readdirSync(walDir);
-    const file = path.join(walDir, segment);
-    // The frames as the log writes them, [u32 length][u32 crc32][payload]; a byte of the one holding record 3 flipped.
-    const bytes = fs.readFileSync(file);
-    const frames: number[] = [];
-    for (let at = 0; at < bytes.length; at += 8 + bytes.readUInt32BE(at)) frames.push(at);
-    const damaged = frames.find((at) => bytes.subarray(at, at + 8 + bytes.readUInt32BE(at)).includes('"u-3"'))!;
-    expect(damaged).toBeDefined();
+    // A byte of the frame holding record 3 flipped.
+    const { file, bytes, at: damaged } = walFrameHolding('"u-3"');
     bytes[damaged + 12] ^= 0xff;
     fs.writeFileSync(file, bytes);
 
@@ -679,13 +684,7 @@ describe('DeliveryEngine: durability', () => {
     const evil: IncomingRecord = { recordId: 'evil', data: Buffer.concat([Buffer.from('not json '), fakeMark, fakeRecords]) };
     const first = await open(lakeOptions({}, null));
     for (const batch of [[record(1), record(2)], [record(3), evil], [record(4)]]) expect((await first.ingest(batch)).every((r) => r.ok)).toBe(true);
-    const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
-    const [segment] = fs.readdirSync(walDir);
-    const file = path.join(walDir, segment);
-    const bytes = fs.readFileSync(file);
-    const frames: number[] = [];
-    for (let at = 0; at < bytes.length; at += 8 + bytes.readUInt32BE(at)) frames.push(at);
-    const holding = frames.find((at) => bytes.subarray(at, at + 8 + bytes.readUInt32BE(at)).includes('EVIL'))!;
+    const { file, bytes, at: holding } = walFrameHolding('EVIL');
     // Damage to the checksum of the frame that holds the producer's record.
     bytes[holding + 5] ^= 0xff;
     fs.writeFileSync(file, bytes);
