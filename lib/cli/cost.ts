@@ -81,8 +81,8 @@ export const ALARMS_PER = {
   lake: 2,
   /** Errors, throttles, duration near the timeout: each transform, consumer, the failure router, the index-template function. */
   function: 3,
-  /** The enhanced fan-out consumer's iterator age, records its handler reported for retry. */
-  metadataConsumer: 2,
+  /** The enhanced fan-out consumer's iterator age, records its handler reported for retry, batches it gave up on that did not reach its dead-letter queue. */
+  metadataConsumer: 3,
   /** Writes DynamoDB throttled on the metadata table: the table is in every stack. */
   metadataTable: 1,
   /** Depth and age of the dead-letter queue and of the router's failed-events queue, events undeliverable to it, records left unrouted. */

@@ -44,6 +44,8 @@ export interface ReceivedMessage {
   /** Pass to delete/release. */
   readonly handle: string;
   readonly body: string;
+  /** When the message was sent to the queue (epoch ms; SQS's SentTimestamp), where the queue says. */
+  readonly sentAt?: number;
 }
 
 export interface DeadLetterQueue {
@@ -222,8 +224,13 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
           VisibilityTimeout: VISIBILITY_SECONDS,
           // Long polling asks every SQS server, so an empty answer means an empty queue.
           WaitTimeSeconds: 2,
+          // The queue deletes a message DLQ_RETENTION after it was sent: replay says when kept ones near that.
+          MessageSystemAttributeNames: ['SentTimestamp'],
         })));
-        return (response.Messages ?? []).map((m) => ({ id: m.MessageId ?? '', handle: m.ReceiptHandle ?? '', body: m.Body ?? '' }));
+        return (response.Messages ?? []).map((m) => {
+          const sentAt = Number(m.Attributes?.SentTimestamp);
+          return { id: m.MessageId ?? '', handle: m.ReceiptHandle ?? '', body: m.Body ?? '', ...(Number.isFinite(sentAt) && sentAt > 0 ? { sentAt } : {}) };
+        });
       },
       async delete(messages) {
         for (let i = 0; i < messages.length; i += 10) {

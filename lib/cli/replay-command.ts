@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
 import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '../../transforms/shared';
 import { OutputKeys } from '../infra/outputs';
+import { ALARM_THRESHOLDS } from '../infra/pipeline-dashboard';
+import { DLQ_RETENTION } from '../infra/queues';
 import { openSearchOrigin, sameOpenSearchOrigin } from '../local/twin-record';
 import { SEARCH_BACKUP_ROOT } from '../schema/layout';
 import type { SchemaModel } from '../schema/model';
@@ -111,7 +113,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const results: Array<Tally & { message: string; dedupeKey?: string }> = [];
   const entryPoints = new Map<string, EntryPoint>();
   let refusal: UserError | undefined;
-  const done: DeletedSoFar = { replayed: 0, others: 0 };
+  const done: DeletedSoFar = { replayed: 0, others: 0, keptSentAt: new Map() };
   // Ctrl-C stops reading after the batch in hand: its accepted records are recorded in the ledger and their messages
   // deleted, so the next run does not put them again (killed mid-batch, it would). A second Ctrl-C ends at once.
   let interrupted = false;
@@ -143,6 +145,8 @@ async function replay(flags: ReplayFlags): Promise<void> {
   } else {
     printReport(access, results, counts, flags.dryRun === true, Date.now() - started);
   }
+  const oldKept = oldKeptWarning(done.keptSentAt);
+  if (oldKept !== undefined) io.err(`sluice: warning: ${oldKept}\n`);
   if (interruption !== undefined) throw new UserError(`interrupted (Ctrl-C): ${interruption}`, INTERRUPTED_EXIT_CODE);
   if (failing.length > 0) {
     throw new UserError(`${formatNumber(failing.length)} of ${formatNumber(results.length)} dead-letter message${results.length === 1 ? '' : 's'} ${flags.dryRun ? 'would not be replayed' : 'not replayed'}; ${failing.length === 1 ? 'it stays' : 'they stay'} in the queue`, 1);
@@ -365,6 +369,8 @@ async function drain(
       progress.update(`replay: read ${formatNumber(results.length)} messages · ${formatNumber(results.filter((r) => r.outcome === 'replayed').length)} replayed`);
     }
   } finally {
+    // Each message once (a kept one may have come back and been kept again), for the warning on old ones.
+    for (const m of kept) if (m.sentAt !== undefined) done.keptSentAt.set(m.key ?? m.id, m.sentAt);
     await queue.release(kept);
   }
   return refused.values().next().value;
@@ -588,6 +594,23 @@ function recordLedgerKey(recordKey: string): string {
 interface DeletedSoFar {
   replayed: number;
   others: number;
+  /** When each message kept in the queue was sent, where the queue says (SQS). */
+  keptSentAt: Map<string, number>;
+}
+
+/**
+ * A warning when messages kept in the queue are older than the dlq-age alarm's threshold: SQS deletes them at its
+ * retention, and its ApproximateAgeOfOldestMessage leaves out a message received more than three times (every replay
+ * run, dry runs too, receives the messages it keeps), so the alarm may no longer see them.
+ */
+export function oldKeptWarning(keptSentAt: ReadonlyMap<string, number>, now = Date.now()): string | undefined {
+  const old = [...keptSentAt.values()].filter((at) => now - at > ALARM_THRESHOLDS.deadLetterAgeSeconds * 1000);
+  if (old.length === 0) return undefined;
+  const oldest = Math.min(...old);
+  const retentionMs = DLQ_RETENTION.toMilliseconds();
+  return `${formatNumber(old.length)} message${old.length === 1 ? '' : 's'} kept in the queue ${old.length === 1 ? 'was' : 'were'} sent over ${ALARM_THRESHOLDS.deadLetterAgeSeconds / 86_400} days ago `
+    + `(the oldest ${new Date(oldest).toISOString()}); SQS deletes ${old.length === 1 ? 'it' : 'them'} ${DLQ_RETENTION.toDays()} days after sending, from ${new Date(oldest + retentionMs).toISOString()}, `
+    + 'and the dlq-age alarm stops counting a message received more than three times. Save them (the --json output holds their ids) or fix what keeps them';
 }
 
 /**

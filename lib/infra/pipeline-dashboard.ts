@@ -224,6 +224,12 @@ export class PipelineDashboard extends Construct {
         description: `${p.name}: the metadata consumer reported records for retry (DynamoDB writes failing) in 2 of the last 3 five-minute periods; `
           + 'Lambda retries them, then sends their range to the consumer dead-letter queue. Its log group says why.',
       });
+      // A batch the event source mapping gave up on reaches the consumer dead-letter queue only if that send works.
+      this.alarm(`${p.name}-consumer-destination-failures`, p.consumer.function.function.metric('DestinationDeliveryFailures', { statistic: 'Sum', period: Duration.minutes(5) }), {
+        threshold: 1, evaluationPeriods: 1,
+        description: `${p.name}: Lambda could not send a batch the metadata consumer gave up on to the consumer dead-letter queue (permissions, KMS or queue trouble), `
+          + 'so not even its shard and sequence range is kept: fix the queue, then re-read the stream around the alarm (within its retention).',
+      });
     }
     this.dashboard.addWidgets(...widgets);
   }
@@ -268,7 +274,8 @@ export class PipelineDashboard extends Construct {
     const keptDays = DLQ_RETENTION.toDays();
     this.alarm('dlq-age', router.metricDlqAge(), {
       threshold: ALARM_THRESHOLDS.deadLetterAgeSeconds, evaluationPeriods: 1,
-      description: `A failed record has waited over ${ageDays} days in the dead-letter queue, which deletes it after ${keptDays}: run \`sluice replay\` (or save the messages) before then.`,
+      description: `A failed record has waited over ${ageDays} days in the dead-letter queue, which deletes it after ${keptDays}: run \`sluice replay\` (or save the messages) before then. `
+        + 'SQS\'s age metric leaves out a message received more than three times, as every replay run receives those it keeps: replay warns of kept messages this old itself.',
     });
     this.alarm('router-events-failed', router.metricFailedEventsDepth(), {
       threshold: 1, evaluationPeriods: 1,

@@ -745,7 +745,7 @@ describe('sluice replay --aws', () => {
     ledgerHolds();
     const { code, stdout } = await sluice('replay', '--aws');
     expect(code).toBe(1);
-    expect(sqs.commandCalls(ReceiveMessageCommand)[0].args[0].input).toEqual({ QueueUrl: QUEUE, MaxNumberOfMessages: 10, VisibilityTimeout: 300, WaitTimeSeconds: 2 });
+    expect(sqs.commandCalls(ReceiveMessageCommand)[0].args[0].input).toEqual({ QueueUrl: QUEUE, MaxNumberOfMessages: 10, VisibilityTimeout: 300, WaitTimeSeconds: 2, MessageSystemAttributeNames: ['SentTimestamp'] });
     // One strongly consistent read for the batch: its messages' dedupe keys and the records they carry.
     expect(dynamo.commandCalls(BatchGetCommand).map((c) => c.args[0].input)).toEqual([{
       RequestItems: { [TABLE]: {
@@ -765,6 +765,22 @@ describe('sluice replay --aws', () => {
       { QueueUrl: QUEUE, Entries: [{ Id: '0', ReceiptHandle: 'rh-4', VisibilityTimeout: 0 }] },
     ]);
     expect(stdout).toMatch(/from SQS queue https:\/\/sqs\.eu-west-1\.amazonaws\.com\/123456789012\/sluice-dev-dlq/);
+  });
+
+  test('kept messages sent over 10 days ago are named in a warning: SQS deletes them at 14 days, and its age metric stops counting a message received three times', async () => {
+    ledgerHolds();
+    const day = 86_400_000;
+    const sent = Date.now() - 11 * day;
+    sqs.on(ReceiveMessageCommand).resolvesOnce({ Messages: [
+      { MessageId: 'm-1', ReceiptHandle: 'rh-1', Body: JSON.stringify(message(1, 'app-events', appEvent(1))), Attributes: { SentTimestamp: String(Date.now() - 12 * day) } },
+      { MessageId: 'm-4', ReceiptHandle: 'rh-4', Body: JSON.stringify(message(4, 'app-events', missingUser)), Attributes: { SentTimestamp: String(sent) } },
+      { MessageId: 'm-5', ReceiptHandle: 'rh-5', Body: JSON.stringify(message(5, 'app-events', missingUser)), Attributes: { SentTimestamp: String(Date.now() - day) } },
+    ] }).resolves({});
+    const { code, stderr } = await sluice('replay', '--aws');
+    expect(code).toBe(1);
+    // m-1 was replayed (deleted): only m-4 is old and kept.
+    expect(stderr).toContain(`sluice: warning: 1 message kept in the queue was sent over 10 days ago (the oldest ${new Date(sent).toISOString()}); SQS deletes it 14 days after sending, from ${new Date(sent + 14 * day).toISOString()}, `
+      + 'and the dlq-age alarm stops counting a message received more than three times.');
   });
 
   /** DynamoDB's BatchGetItem answering the ledger items in `held` (by pk, with their other attributes) among the keys asked for. */

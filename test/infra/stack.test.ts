@@ -578,12 +578,16 @@ describe('monitoring', () => {
       expect.objectContaining({ EvaluationPeriods: 1, AlarmDescription: expect.stringContaining('RouterFailedEventsUrl') }),
     ]);
 
-    // An S3 event Lambda cannot hand to the failed-events queue is counted only in DestinationDeliveryFailures of the router.
-    const [routerId] = resourcesOf(dev.template, 'AWS::Lambda::Function').find(([, f]) => String(f.Description).includes('sends the records of Firehose error objects'))!;
-    expect(alarmsOn('DestinationDeliveryFailures')).toEqual([expect.objectContaining({
-      AlarmName: 'sluice-dev-router-destination-failures', Namespace: 'AWS/Lambda', Dimensions: [{ Name: 'FunctionName', Value: { Ref: routerId } }],
+    // An S3 event Lambda cannot hand to the failed-events queue, or a batch a consumer's event source mapping gave up on
+    // that it cannot send to the consumer dead-letter queue, is counted only in the function's DestinationDeliveryFailures.
+    const functionId = (description: string) => resourcesOf(dev.template, 'AWS::Lambda::Function').find(([, f]) => String(f.Description).includes(description))![0];
+    const consumers = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('metadata')).map((p) => p.name);
+    const byName = (a: { AlarmName?: unknown }, b: { AlarmName?: unknown }) => String(a.AlarmName).localeCompare(String(b.AlarmName));
+    expect(alarmsOn('DestinationDeliveryFailures').sort(byName)).toEqual(['router', ...consumers.map((p) => `${p}-consumer`)].sort().map((what) => expect.objectContaining({
+      AlarmName: `sluice-dev-${what}-destination-failures`, Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionId(what === 'router' ? 'sends the records of Firehose error objects' : `Sluice ${what.replace(/-consumer$/, '')}: writes record metadata`) } }],
       Statistic: 'Sum', Period: 300, Threshold: 1, EvaluationPeriods: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching',
-    })]);
+    })));
 
     const functions = resourcesOf(dev.template, 'AWS::Lambda::Function').filter(([, f]) => f.Runtime === 'nodejs22.x');
     expect(alarmsOn('Errors')).toHaveLength(functions.length);
