@@ -218,7 +218,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       add(name, 'Lambda', `transform requests (${d})`,
         `${qty(invocations)} invocations (one per ${p.transform.processorBufferMiB} MiB or ${p.transform.processorIntervalSeconds > 0 ? `${p.transform.processorIntervalSeconds} s` : '1 s (interval 0: each read)'} per ${p.source === 'kinesis' ? 'shard' : 'stream'}) ÷ 1M × ${unitUsd('lambdaRequestsPerMillion')}`,
         (invocations / 1e6) * PRICES.lambdaRequestsPerMillion.usd, ['lambdaRequestsPerMillion']);
-      if (d === 'lake') lakeLines(name, p, config, r, size, records, rawBytes, add);
+      if (d === 'lake') lakeLines(name, p, model, config, r, size, records, rawBytes, add);
     }
 
     if (p.destinations.includes('metadata')) {
@@ -408,13 +408,18 @@ function partitionValueCount(key: SchemaModel['partitionKeys'][number]): number 
   return key.projection.type === 'enum' ? key.projection.values.split(',').length : MODEL.injectedPartitionValues;
 }
 
+/** The partition keys other than the event time's year, month, day and hour. */
+function valuePartitionKeys(model: SchemaModel): SchemaModel['partitionKeys'] {
+  return model.partitionKeys.filter((k) => !(TIME_PARTITIONS as readonly string[]).includes(k.name));
+}
+
 /** The event types the metadata consumer counts by (its first partition field's values; 1 when it has none). */
 function eventTypeValues(model: SchemaModel): number {
-  const typeKey = model.partitionKeys.find((k) => !(TIME_PARTITIONS as readonly string[]).includes(k.name));
+  const [typeKey] = valuePartitionKeys(model);
   return typeKey === undefined ? 1 : partitionValueCount(typeKey);
 }
 
-function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: number, size: number, records: number, rawBytes: number, add: Add): void {
+function lakeLines(name: string, p: PipelineConfig, model: SchemaModel, config: SluiceConfig, r: number, size: number, records: number, rawBytes: number, add: Add): void {
   const billed = records * roundUp(size, FIREHOSE_BILLING_INCREMENT_BYTES);
   add(name, 'Firehose', 'format conversion (Parquet)', `${qty(gb(billed))} GiB (5 KiB rounding) × ${unitUsd('firehoseFormatConversionGB')}`,
     gb(billed) * PRICES.firehoseFormatConversionGB.usd, ['firehoseFormatConversionGB']);
@@ -422,9 +427,7 @@ function lakeLines(name: string, p: PipelineConfig, config: SluiceConfig, r: num
     gb(rawBytes) * PRICES.firehoseDynamicPartitioningGB.usd, ['firehoseDynamicPartitioningGB']);
 
   // One object per active partition per buffer flush (interval or size, whichever comes first).
-  const model = loadModel(name);
-  const valueKeys = model.partitionKeys.filter((k) => !(TIME_PARTITIONS as readonly string[]).includes(k.name));
-  const partitionValues = valueKeys.reduce((n, k) => n * partitionValueCount(k), 1);
+  const partitionValues = valuePartitionKeys(model).reduce((n, k) => n * partitionValueCount(k), 1);
   const perInterval = r * p.buffering.intervalSeconds;
   const active = Math.max(1, Math.min(partitionValues, perInterval));
   const bufferBytes = p.buffering.sizeMiB * 1024 * 1024;

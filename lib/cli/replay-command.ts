@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Command } from 'commander';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
-import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema } from '../../transforms/shared';
+import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema, type Analysis } from '../../transforms/shared';
 import { OutputKeys } from '../infra/outputs';
 import { ALARM_THRESHOLDS } from '../infra/pipeline-dashboard';
 import { DLQ_RETENTION } from '../infra/queues';
@@ -289,7 +289,7 @@ async function drain(
         seenRecords.set(recordKey, message.id);
         putKeys.add(dlq.dedupeKey);
         const list = toPut.get(dlq.pipeline) ?? [];
-        list.push({ message, dlq, data, recordKey });
+        list.push({ message, dlq, data, recordKey, analysis: analyzeRecord(pipelineSchema(dlq.pipeline), data) });
         toPut.set(dlq.pipeline, list);
       }
 
@@ -337,11 +337,9 @@ async function drain(
           }
           continue;
         }
-        const schema = pipelineSchema(pipeline);
         // Before the put: a failure of the replayed record arrives after this (see REPLAY_CLOCK_MARGIN_MS).
         const putStartedAt = Date.now();
-        const outcome = await sendRecords(entry, items.map(({ data }) => {
-          const analysis = analyzeRecord(schema, data);
+        const outcome = await sendRecords(entry, items.map(({ data, analysis }) => {
           const key = analysis.kind === 'valid' ? analysis.entity || analysis.id : createHash('sha256').update(data).digest('hex');
           return { data, partitionKey: key.slice(0, 256) };
         }), { maxAttempts: flags.maxAttempts });
@@ -456,6 +454,8 @@ interface PutItem {
   readonly dlq: DlqMessage;
   readonly data: Buffer;
   readonly recordKey: string;
+  /** The record read by the transform's checks, once: it passes them (failureReason said so). */
+  readonly analysis: Analysis;
 }
 
 type Destination = 'lake' | 'search';
@@ -502,7 +502,7 @@ async function heldElsewhere(
         });
         continue;
       }
-      const analysis = analyzeRecord(schema, item.data);
+      const { analysis } = item;
       if (analysis.kind !== 'valid') continue;
       const entry = asked.get(analysis.id) ?? { record: { id: analysis.id, partitionKeys: analysis.partitionKeys }, items: [] };
       entry.items.push(item);

@@ -76,7 +76,6 @@ function athenaConversion(type: string): ((v: unknown) => unknown) | undefined {
   return undefined;
 }
 
-/** A UTC instant as YYYY-MM-DD HH:MM:SS.mmm. */
 /** `2026-11-22 10:00:00.000`: a UTC time as Athena (Trino) prints it and as a TIMESTAMP literal there and in DuckDB. */
 export function athenaTimestamp(t: Date): string {
   return t.toISOString().replace('T', ' ').slice(0, 23);

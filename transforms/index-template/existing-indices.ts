@@ -44,12 +44,12 @@ export async function updateExistingMappings(template: unknown, put: PutMapping)
   const all = await put(update.path, JSON.stringify({ properties: update.properties }));
   if (isNoSuchIndex(all)) return { path: update.path, indicesFound: false, refused: [] };
   if (isOk(all)) return { path: update.path, indicesFound: true, refused: [] };
-  if (all.status !== 400) throw mappingError(update.path, all);
+  if (all.status !== 400) throw new MappingUpdateError(update.path, all.status, all.body);
   const refused: RefusedField[] = [];
   for (const [field, mapping] of Object.entries(update.properties)) {
     const one = await put(update.path, JSON.stringify({ properties: { [field]: mapping } }));
     if (isOk(one) || isNoSuchIndex(one)) continue;
-    if (one.status !== 400) throw mappingError(update.path, one);
+    if (one.status !== 400) throw new MappingUpdateError(update.path, one.status, one.body);
     refused.push({ field, reason: reasonOf(one.body) });
   }
   return { path: update.path, indicesFound: true, refused };
@@ -70,10 +70,6 @@ export class MappingUpdateError extends Error {
     super(`PUT ${path} (the template's fields, for the indices that already exist) answered ${status}: ${body.slice(0, 1000)}`);
     this.name = 'MappingUpdateError';
   }
-}
-
-function mappingError(path: string, result: { status: number; body: string }): Error {
-  return new MappingUpdateError(path, result.status, result.body);
 }
 
 /** `error.reason` of an OpenSearch error body, else the body itself (shortened). */
