@@ -775,6 +775,8 @@ describe('sluice replay --aws', () => {
       { MessageId: 'm-1', ReceiptHandle: 'rh-1', Body: JSON.stringify(message(1, 'app-events', appEvent(1))), Attributes: { SentTimestamp: String(Date.now() - 12 * day) } },
       { MessageId: 'm-4', ReceiptHandle: 'rh-4', Body: JSON.stringify(message(4, 'app-events', missingUser)), Attributes: { SentTimestamp: String(sent) } },
       { MessageId: 'm-5', ReceiptHandle: 'rh-5', Body: JSON.stringify(message(5, 'app-events', missingUser)), Attributes: { SentTimestamp: String(Date.now() - day) } },
+      // A timestamp that is no number says nothing of the message's age: not counted.
+      { MessageId: 'm-6', ReceiptHandle: 'rh-6', Body: JSON.stringify(message(6, 'app-events', missingUser)), Attributes: { SentTimestamp: 'yesterday' } },
     ] }).resolves({});
     const { code, stderr } = await sluice('replay', '--aws');
     expect(code).toBe(1);
