@@ -164,6 +164,23 @@ function walFrameHolding(text: string): { file: string; bytes: Buffer; at: numbe
   throw new Error(`no frame of ${file} holds ${text}`);
 }
 
+/** A write-ahead-log frame as the log writes one: [u32 length][u32 crc32][payload]. */
+function walFrame(payload: Buffer): Buffer {
+  const header = Buffer.alloc(8);
+  header.writeUInt32BE(payload.length, 0);
+  header.writeUInt32BE(zlib.crc32(payload), 4);
+  return Buffer.concat([header, payload]);
+}
+
+/** The stream opened again after its log was tampered with, delivering under recovered/, with what it warned of. */
+async function reopenRecovering(): Promise<{ engine: DeliveryEngine; warnings: string[] }> {
+  const warnings: string[] = [];
+  const engine = await open(lakeOptions({
+    onError: (e) => warnings.push((e as Error).message), destination: { kind: 'lake', model, glueTable: { databaseName: 'd', tableName: 't' }, prefix: 'recovered/' },
+  }, null));
+  return { engine, warnings };
+}
+
 async function keys(prefix = ''): Promise<string[]> {
   return (await new ObjectStore(dataDir).listObjects(BUCKET, prefix)).map((o) => o.key);
 }
@@ -655,10 +672,7 @@ describe('DeliveryEngine: durability', () => {
     bytes[damaged + 12] ^= 0xff;
     fs.writeFileSync(file, bytes);
 
-    const warnings: string[] = [];
-    const second = await open(lakeOptions({
-      onError: (e) => warnings.push((e as Error).message), destination: { kind: 'lake', model, glueTable: { databaseName: 'd', tableName: 't' }, prefix: 'recovered/' },
-    }, null));
+    const { engine: second, warnings } = await reopenRecovering();
     expect(second.counters.recovered).toBe(4);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+ corrupt bytes at byte ${damaged}, whole frames after them to the end: reading on from byte \\d+ \\(the records in the damaged part are lost; the segment as found is kept as .+\\.corrupt\\)$`));
@@ -668,18 +682,12 @@ describe('DeliveryEngine: durability', () => {
   });
 
   it('frame-shaped bytes a producer sent, read on after damage, neither mark records delivered nor take their place', async () => {
-    // What the log writes: [u32 length][u32 crc32][payload], a delivered mark's payload 2 + {"through":N}, records' 1 + [u32 header length][header][data].
-    const frame = (payload: Buffer) => {
-      const header = Buffer.alloc(8);
-      header.writeUInt32BE(payload.length, 0);
-      header.writeUInt32BE(zlib.crc32(payload), 4);
-      return Buffer.concat([header, payload]);
-    };
-    const fakeMark = frame(Buffer.concat([Buffer.from([2]), Buffer.from(JSON.stringify({ through: 1_000_000 }))]));
+    // A delivered mark's payload is 2 + {"through":N}, records' 1 + [u32 header length][header][data].
+    const fakeMark = walFrame(Buffer.concat([Buffer.from([2]), Buffer.from(JSON.stringify({ through: 1_000_000 }))]));
     const fakeHeader = Buffer.from(JSON.stringify([[0, 'fake', 0, 4, null]]));
     const lengthOfHeader = Buffer.alloc(4);
     lengthOfHeader.writeUInt32BE(fakeHeader.length, 0);
-    const fakeRecords = frame(Buffer.concat([Buffer.from([1]), lengthOfHeader, fakeHeader, Buffer.from('EVIL')]));
+    const fakeRecords = walFrame(Buffer.concat([Buffer.from([1]), lengthOfHeader, fakeHeader, Buffer.from('EVIL')]));
     // The producer's record ends its frame, so the fake frames in it chain to the next real frame and on to the end.
     const evil: IncomingRecord = { recordId: 'evil', data: Buffer.concat([Buffer.from('not json '), fakeMark, fakeRecords]) };
     const first = await open(lakeOptions({}, null));
@@ -689,10 +697,7 @@ describe('DeliveryEngine: durability', () => {
     bytes[holding + 5] ^= 0xff;
     fs.writeFileSync(file, bytes);
 
-    const warnings: string[] = [];
-    const second = await open(lakeOptions({
-      onError: (e) => warnings.push((e as Error).message), destination: { kind: 'lake', model, glueTable: { databaseName: 'd', tableName: 't' }, prefix: 'recovered/' },
-    }, null));
+    const { engine: second, warnings } = await reopenRecovering();
     expect(warnings).toEqual([expect.stringContaining(`corrupt bytes at byte ${holding}, whole frames after them to the end`)]);
     // Records 1, 2 and 4: the damaged frame's two are lost; the fake mark did not make them delivered, nor did the fake record take record 1's place.
     expect(second.counters.recovered).toBe(3);
@@ -705,11 +710,7 @@ describe('DeliveryEngine: durability', () => {
     expect((await first.ingest([record(1)])).every((r) => r.ok)).toBe(true);
     const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
     const [segment] = fs.readdirSync(walDir);
-    const payload = Buffer.concat([Buffer.from([1, 0, 0, 0, 9]), Buffer.from('[not json'), Buffer.from('data')]);
-    const header = Buffer.alloc(8);
-    header.writeUInt32BE(payload.length, 0);
-    header.writeUInt32BE(zlib.crc32(payload), 4);
-    fs.appendFileSync(path.join(walDir, segment), Buffer.concat([header, payload]));
+    fs.appendFileSync(path.join(walDir, segment), walFrame(Buffer.concat([Buffer.from([1, 0, 0, 0, 9]), Buffer.from('[not json'), Buffer.from('data')])));
 
     const warnings: string[] = [];
     const second = await open(lakeOptions({ onError: (e) => warnings.push((e as Error).message) }, null));
