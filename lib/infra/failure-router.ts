@@ -1,6 +1,7 @@
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -85,18 +86,19 @@ export class FailureRouter extends Construct {
     // The handler reads its sent marks with BatchGetItem and writes them with BatchWriteItem, on the ledger's items only.
     grantItems(props.table, role, ['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'], SENT_LEDGER_KEYS);
     for (const prefix of FAILURE_PREFIXES) {
-      props.bucket.grantRead(role, `${prefix}*`);
       props.bucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(this.function.function), { prefix });
     }
+    // It reads the failure objects (a pinned version with GetObjectVersion) and nothing else; ListBucket, unconditioned
+    // because S3 checks it without a prefix, makes a key deleted since its event read as NoSuchKey, not AccessDenied.
+    iam.Grant.addToPrincipal({ grantee: role, actions: ['s3:GetObject', 's3:GetObjectVersion'], resourceArns: FAILURE_PREFIXES.map((prefix) => props.bucket.arnForObjects(`${prefix}*`)) });
+    iam.Grant.addToPrincipal({ grantee: role, actions: ['s3:ListBucket'], resourceArns: [props.bucket.bucketArn] });
+    props.bucket.encryptionKey?.grantDecrypt(role);
 
     acknowledgeWildcards(role, [
       ...FAILURE_PREFIXES.map((prefix) => ({
         resource: `${props.bucket.bucketArn}/${prefix}*`,
         reason: `Reads the failure objects under ${prefix} only (object keys are evaluated by Firehose at delivery).`,
       })),
-      { action: 's3:GetObject*', reason: 'From bucket.grantRead, limited to the failure prefixes.' },
-      { action: 's3:GetBucket*', reason: 'From bucket.grantRead (bucket location).' },
-      { action: 's3:List*', reason: 'From bucket.grantRead on the data bucket.' },
       { action: 'kms:GenerateDataKey*', reason: 'Sending to the encrypted dead-letter and failed-events queues.' },
       { action: 'kms:ReEncrypt*', reason: 'From the key\'s grantEncryptDecrypt for the metadata table and the queues\' send grants.' },
     ]);

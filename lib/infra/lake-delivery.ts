@@ -10,6 +10,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { dataRoot, ERRORS_ROOT, firehoseDataPrefix, firehoseErrorPrefix, type SchemaModel } from '../schema';
 import { readAndPut } from './s3-grants';
+import { FirehoseKinesisSource } from './kinesis-grants';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import { TransformProcessor, transformInvocationProblems, type TransformInvocation } from './transform-processor';
 import { assertValidProps } from './errors';
@@ -111,7 +112,7 @@ export class LakeDelivery extends Construct {
       deliveryStreamName: props.deliveryStreamName,
       destination,
       role: this.role,
-      source: props.source ? new firehose.KinesisStreamSource(props.source) : undefined,
+      source: props.source ? new FirehoseKinesisSource(props.source) : undefined,
       // Server-side encryption applies to DirectPut only; a Kinesis source is encrypted on the stream itself.
       encryption: props.source ? undefined : firehose.StreamEncryption.awsOwnedKey(),
     });
@@ -127,12 +128,6 @@ export class LakeDelivery extends Construct {
     acknowledgeWildcards(this.role, [
       { resource: `${props.bucket.bucketArn}/${dataRoot(props.model.pipeline)}*`, reason: 'Firehose writes this pipeline\'s Parquet objects under data/<pipeline>/ (partition prefixes evaluated at delivery).' },
       { resource: `${props.bucket.bucketArn}/${ERRORS_ROOT}/${props.model.pipeline}/*`, reason: 'Firehose writes this pipeline\'s error objects under errors/<pipeline>/ (error type and hour evaluated at delivery).' },
-      { action: 's3:GetObject*', reason: 'From the L2 S3Bucket destination grant (read and put, scoped here to the pipeline\'s two prefixes), as the policy AWS gives for a Firehose S3 destination lists s3:GetObject.' },
-      { action: 's3:GetBucket*', reason: 'From the L2 S3Bucket destination grant: Firehose reads the bucket location.' },
-      { action: 's3:List*', reason: 'From the L2 S3Bucket destination grant: Firehose lists multipart uploads.' },
-      { action: 's3:Abort*', reason: 'From the L2 S3Bucket destination grant: Firehose aborts failed multipart uploads.' },
-      { action: 'kms:GenerateDataKey*', reason: 'From the bucket grant: objects are encrypted with the data key.' },
-      { action: 'kms:ReEncrypt*', reason: 'From the bucket grant on the data key (put).' },
       { resource: '*', reason: 'glue:GetSchemaVersion on "*" is added by the L2 SchemaConfiguration.fromCfnTable (for the Glue Schema Registry, which this stack does not use) and cannot be removed from it; the Glue table actions themselves are scoped to the table.' },
     ]);
   }
@@ -194,12 +189,12 @@ export class LakeDelivery extends Construct {
 }
 
 /**
- * `bucket`, except that `grantReadWrite` grants read and put (no delete) under `keyPatterns` only (the
+ * `bucket`, except that `grantReadWrite` grants what `readAndPut` does under `keyPatterns` only (the
  * bucket-level actions, such as listing multipart uploads, stay on the bucket). The L2 S3Bucket
  * destination calls `grantReadWrite(role)` with no pattern, which would let every pipeline's stream
- * overwrite or delete every other pipeline's data, the Athena results and the search backups; and
- * Firehose deletes nothing (AWS lists AbortMultipartUpload, GetBucketLocation, GetObject, ListBucket,
- * ListBucketMultipartUploads and PutObject for its role).
+ * overwrite or delete every other pipeline's data, the Athena results and the search backups, and use
+ * the data key outside S3; and Firehose deletes nothing (AWS lists AbortMultipartUpload,
+ * GetBucketLocation, GetObject, ListBucket, ListBucketMultipartUploads and PutObject for its role).
  */
 function withGrantsUnder(bucket: s3.IBucket, keyPatterns: readonly string[]): s3.IBucket {
   return new Proxy(bucket, {

@@ -10,6 +10,7 @@ import { Construct } from 'constructs';
 import type { IndexRotation } from '../config';
 import { searchBackupPrefix, searchErrorPrefix, type SchemaModel } from '../schema';
 import { readAndPut } from './s3-grants';
+import { grantFirehoseRead } from './kinesis-grants';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import type { SearchDomain } from './search-domain';
 import { grantTransformInvoke, transformInvocationProblems, transformProcessorParameters, type TransformInvocation } from './transform-processor';
@@ -87,7 +88,7 @@ export class SearchDelivery extends Construct {
     const deliveryLogStream = this.logGroup.addStream('DestinationDelivery');
     const backupLogStream = this.logGroup.addStream('BackupDelivery');
 
-    props.source.grantRead(this.role);
+    grantFirehoseRead(props.source, this.role);
     const backupPrefix = searchBackupPrefix(props.model.pipeline);
     readAndPut(props.bucket, this.role, [`${backupPrefix}*`]);
     this.logGroup.grantWrite(this.role);
@@ -138,12 +139,6 @@ export class SearchDelivery extends Construct {
       'Firehose rejects server-side encryption on a stream with a Kinesis source; the source Kinesis stream is KMS-encrypted.');
     acknowledgeWildcards(this.role, [
       { resource: `${props.bucket.bucketArn}/${backupPrefix}*`, reason: 'Backups of refused documents, under this pipeline\'s search-backup prefix only.' },
-      { action: 's3:GetObject*', reason: 'From bucket.grantRead, limited to this pipeline\'s search-backup prefix.' },
-      { action: 's3:GetBucket*', reason: 'From bucket.grantRead: Firehose reads the bucket location.' },
-      { action: 's3:List*', reason: 'From bucket.grantRead: Firehose lists multipart uploads.' },
-      { action: 's3:Abort*', reason: 'From bucket.grantPut: Firehose aborts failed multipart uploads.' },
-      { action: 'kms:GenerateDataKey*', reason: 'Backups are encrypted with the data key.' },
-      { action: 'kms:ReEncrypt*', reason: 'From bucket.grantPut on the data key.' },
     ]);
   }
 

@@ -499,13 +499,61 @@ describe('IAM', () => {
       // What AWS lists for a Firehose S3 destination role (abort, location, get, list, put); never a delete.
       const actions = s3.flatMap((s) => s.Action);
       expect(actions.filter((a) => /Delete/.test(a))).toEqual([]);
-      for (const needed of ['s3:Abort*', 's3:GetBucket*', 's3:GetObject*', 's3:List*', 's3:PutObject']) expect(actions).toContain(needed);
+      for (const needed of ['s3:AbortMultipartUpload', 's3:GetBucketLocation', 's3:GetObject', 's3:ListBucket', 's3:ListBucketMultipartUploads', 's3:PutObject']) expect(actions).toContain(needed);
       const kms = iamStatements(dev.template).filter((s) => s.policy.startsWith(`${p.name.replace(/[^A-Za-z0-9]/g, '')}LakeRole`)).flatMap((s) => s.Action).filter((a) => a.startsWith('kms:'));
-      for (const needed of ['kms:Decrypt', 'kms:GenerateDataKey*']) expect(kms).toContain(needed);
+      for (const needed of ['kms:Decrypt', 'kms:GenerateDataKey']) expect(kms).toContain(needed);
     }
     const search = iamStatements(dev.template).filter((s) => s.policy.startsWith('clickstreamSearchRole') && s.Action.some((a) => a.startsWith('s3:')));
     expect(search.length).toBeGreaterThan(0);
     expect(search.flatMap((s) => s.Action).filter((a) => /Delete/.test(a))).toEqual([]);
+  });
+
+  test('each Firehose role has of S3 the actions AWS lists for a Firehose destination, no wildcard: objects under its own prefixes, the rest on the bucket', () => {
+    const firehoseRoles = /^\w+(Lake|Search)Role/;
+    const s3 = iamStatements(dev.template).filter((s) => firehoseRoles.test(s.policy) && s.Action.some((a) => a.startsWith('s3:')));
+    expect(s3.length).toBeGreaterThan(0);
+    for (const s of s3) {
+      const onBucket = s.Resource.every((r) => r === `<${bucketRef()}.Arn>`);
+      expect([...s.Action].sort()).toEqual(onBucket
+        ? ['s3:GetBucketLocation', 's3:ListBucket', 's3:ListBucketMultipartUploads']
+        : ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject']);
+      if (!onBucket) for (const r of s.Resource) expect(r).toMatch(new RegExp(`^<${bucketRef()}\\.Arn>/(data|errors|search-backup)/[a-z0-9-]+/\\*$`));
+    }
+    // The failure router reads the failure objects and lists (for NoSuchKey) only.
+    const router = iamStatements(dev.template).filter((s) => s.policy.startsWith('FailuresRouterRole') && s.Action.some((a) => a.startsWith('s3:')));
+    expect(router.flatMap((s) => s.Action).sort()).toEqual(['s3:GetObject', 's3:GetObjectVersion', 's3:ListBucket']);
+  });
+
+  test('each Firehose role may use the data key only through S3 for the data bucket, and a stream\'s own key only through Kinesis for that stream (AWS\'s policy for a Firehose role)', () => {
+    const dataKey = /^<StorageKey[A-Z0-9]+\.Arn>$/;
+    const render = (condition: unknown) => JSON.parse(JSON.stringify(condition ?? {}, (_k, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) && ('Fn::Join' in v || 'Fn::GetAtt' in v || 'Ref' in v) ? flatten(v) : v))) as Record<string, Record<string, unknown>>;
+    let streamKeyStatements = 0;
+    for (const p of Object.values(dev.config.pipelines)) {
+      const id = p.name.replace(/[^A-Za-z0-9]/g, '');
+      const kms = iamStatements(dev.template).filter((s) => new RegExp(`^${id}(Lake|Search)Role`).test(s.policy) && s.Action.some((a) => a.startsWith('kms:')));
+      expect(kms.length).toBeGreaterThan(0);
+      for (const s of kms) {
+        const condition = render(s.Condition);
+        if (s.Resource.every((r) => dataKey.test(r))) {
+          expect([...s.Action].sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey']);
+          expect(condition.StringEquals).toEqual({ 'kms:ViaService': 's3.<AWS::Region>.amazonaws.com' });
+          // The bucket's ARN (the context with an S3 Bucket Key) and the role's own object prefixes, nothing wider.
+          const contexts = condition.StringLike['kms:EncryptionContext:aws:s3:arn'] as string[];
+          expect(contexts).toContain(`<${bucketRef()}.Arn>`);
+          for (const c of contexts.filter((x) => x !== `<${bucketRef()}.Arn>`)) expect(c).toMatch(new RegExp(`/(data|errors|search-backup)/${p.name}/\\*$`));
+        } else {
+          streamKeyStatements += 1;
+          expect(s.Action).toEqual(['kms:Decrypt']);
+          expect(s.Resource).toEqual([expect.stringMatching(new RegExp(`^<${id}StreamKey[A-Z0-9]+\\.Arn>$`))]);
+          expect(condition.StringEquals).toEqual({
+            'kms:ViaService': 'kinesis.<AWS::Region>.amazonaws.com',
+            'kms:EncryptionContext:aws:kinesis:arn': expect.stringMatching(new RegExp(`^<${id}Stream[A-Z0-9]+\\.Arn>$`)),
+          });
+        }
+      }
+    }
+    // transactions has a stream key of its own.
+    expect(streamKeyStatements).toBeGreaterThan(0);
   });
 
   test('each Firehose role reads only its own stream, invokes only its own transform and reads its configuration (as AWS\'s policy lists)', () => {
