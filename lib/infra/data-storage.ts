@@ -1,4 +1,5 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
@@ -96,7 +97,36 @@ export class DataStorage extends Construct {
       removalPolicy: props.removalPolicy,
       autoDeleteObjects: destroy,
     });
+    denyOtherEncryption(this.bucket, this.key);
   }
+}
+
+/**
+ * Refuses a put that asks for any encryption but SSE-KMS with `key`: another KMS key, SSE-S3, DSSE-KMS or a key of the
+ * writer's own (SSE-C). A put that asks for none is let through, since S3 then applies the bucket's default, `key`;
+ * and the stack's writers ask for none (the delivery streams: no EncryptionConfiguration on their S3 destination) or
+ * for SSE-KMS with `key`'s ARN (Athena's query results, as the workgroup enforces). S3 compares the key header with
+ * the key's ARN, so a writer naming the key by id or alias is refused too.
+ */
+function denyOtherEncryption(bucket: s3.Bucket, key: kms.IKey): void {
+  const present = (header: string) => ({ Null: { [header]: 'false' } });
+  const refuse = (sid: string, conditions: Record<string, Record<string, unknown>>) => bucket.addToResourcePolicy(new iam.PolicyStatement({
+    sid,
+    effect: iam.Effect.DENY,
+    principals: [new iam.AnyPrincipal()],
+    actions: ['s3:PutObject'],
+    resources: [bucket.arnForObjects('*')],
+    conditions,
+  }));
+  refuse('DenyOtherKmsKeys', {
+    ...present('s3:x-amz-server-side-encryption-aws-kms-key-id'),
+    StringNotEquals: { 's3:x-amz-server-side-encryption-aws-kms-key-id': key.keyArn },
+  });
+  refuse('DenyOtherEncryption', {
+    ...present('s3:x-amz-server-side-encryption'),
+    StringNotEquals: { 's3:x-amz-server-side-encryption': 'aws:kms' },
+  });
+  refuse('DenyCustomerProvidedKeys', present('s3:x-amz-server-side-encryption-customer-algorithm'));
 }
 
 function lifecycleProblems(props: DataStorageProps): string[] {

@@ -317,6 +317,34 @@ describe('failures and storage', () => {
     });
   });
 
+  test('the data bucket refuses puts that ask for another KMS key, SSE-S3, DSSE or SSE-C; the stack\'s writers ask for none or for the data key', () => {
+    const [, policy] = resourceWhere(dev.template, 'AWS::S3::BucketPolicy', { Bucket: { Ref: bucketRef() } });
+    const statements = (policy.PolicyDocument as { Statement: Array<Record<string, unknown>> }).Statement;
+    const denied = Object.fromEntries(statements.filter((s) => typeof s.Sid === 'string' && s.Sid.startsWith('Deny')).map((s) => [s.Sid, s]));
+    const dataKeyArn = { 'Fn::GetAtt': [expect.stringMatching(/^StorageKey/), 'Arn'] };
+    const objects = { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketRef(), 'Arn'] }, '/*']] };
+    const deny = (Condition: unknown) => ({ Sid: expect.any(String), Effect: 'Deny', Principal: { AWS: '*' }, Action: 's3:PutObject', Resource: objects, Condition });
+    expect(denied.DenyOtherKmsKeys).toEqual(deny({
+      // Only when the header is there: a put without one gets the bucket's default, the data key.
+      Null: { 's3:x-amz-server-side-encryption-aws-kms-key-id': 'false' },
+      StringNotEquals: { 's3:x-amz-server-side-encryption-aws-kms-key-id': dataKeyArn },
+    }));
+    expect(denied.DenyOtherEncryption).toEqual(deny({
+      Null: { 's3:x-amz-server-side-encryption': 'false' },
+      StringNotEquals: { 's3:x-amz-server-side-encryption': 'aws:kms' },
+    }));
+    expect(denied.DenyCustomerProvidedKeys).toEqual(deny({ Null: { 's3:x-amz-server-side-encryption-customer-algorithm': 'false' } }));
+    // The writers: the delivery streams send no encryption headers (none configured on their S3 destination), so the
+    // default applies; Athena writes its results with SSE-KMS and the data key's ARN.
+    for (const [, stream] of resourcesOf(dev.template, 'AWS::KinesisFirehose::DeliveryStream')) {
+      const s3 = (stream.ExtendedS3DestinationConfiguration ?? (stream.AmazonopensearchserviceDestinationConfiguration as Record<string, unknown>).S3Configuration) as Record<string, unknown>;
+      expect(s3.EncryptionConfiguration).toBeUndefined();
+    }
+    dev.template.hasResourceProperties('AWS::Athena::WorkGroup', {
+      WorkGroupConfiguration: { ResultConfiguration: { EncryptionConfiguration: { EncryptionOption: 'SSE_KMS', KmsKey: { 'Fn::GetAtt': [Match.stringLikeRegexp('^StorageKey'), 'Arn'] } } } },
+    });
+  });
+
   test('at rest and in transit, as docs/deploy.md\'s "What the stack secures by default" says', () => {
     const storageKey = { 'Fn::GetAtt': [expect.stringMatching(/^StorageKey/), 'Arn'] };
     const keys = resourcesOf(dev.template, 'AWS::KMS::Key');
