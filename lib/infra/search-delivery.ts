@@ -12,7 +12,7 @@ import { searchBackupPrefix, searchErrorPrefix, type SchemaModel } from '../sche
 import { readAndPut } from './s3-grants';
 import { grantFirehoseRead } from './kinesis-grants';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
-import type { SearchDomain } from './search-domain';
+import { firehoseMonitorPaths, type SearchDomain } from './search-domain';
 import { grantTransformInvoke, transformInvocationProblems, transformProcessorParameters, type TransformInvocation } from './transform-processor';
 import { assertValidProps } from './errors';
 
@@ -93,8 +93,11 @@ export class SearchDelivery extends Construct {
     readAndPut(props.bucket, this.role, [`${backupPrefix}*`]);
     this.logGroup.grantWrite(this.role);
     grantTransformInvoke(props.transform, this.role);
-    // Firehose describes the domain when it starts and writes with _bulk; reads serve its health checks.
-    props.domain.grant(this.role, 'write');
+    // Firehose describes the domain when it starts, writes with _bulk to this stream's indices (<index>-<rotation suffix>),
+    // and reads the cluster's and the index's settings and stats: the paths AWS's policy for the role lists, no others.
+    const indices = `${props.indexName}-*`;
+    props.domain.grant(this.role, 'deliver', ['_bulk', indices]);
+    props.domain.grant(this.role, 'monitor', firehoseMonitorPaths(indices));
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['es:DescribeDomain', 'es:DescribeDomains', 'es:DescribeDomainConfig'],
       resources: [props.domain.domainArn],

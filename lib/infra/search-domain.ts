@@ -39,7 +39,7 @@ export interface SearchDomainProps {
 }
 
 /** HTTP actions a role may send to the domain. */
-export type DomainAccess = 'write' | 'read' | 'manage-templates' | 'update-mappings';
+export type DomainAccess = 'deliver' | 'monitor' | 'read' | 'manage-templates' | 'update-mappings';
 
 /**
  * Searches are POSTs too, but so are `_bulk`, `_doc`, `_delete_by_query` and `_update_by_query`: a
@@ -53,9 +53,20 @@ export const SEARCH_POST_PATHS: readonly string[] = ['_search', '*/_search', '_m
  */
 export const DOCUMENT_WRITE_PATHS: readonly string[] = ['*/_doc/*', '*/_create/*', '*/_update/*'];
 
+/**
+ * The GETs AWS's policy for a Firehose OpenSearch destination role lists ("Grant Firehose access to a public OpenSearch
+ * Service destination"): the cluster's and the nodes' settings and stats, and the index's mappings and stats.
+ */
+export function firehoseMonitorPaths(indexPattern: string): string[] {
+  return ['', '_all/_settings', '_cluster/stats', '_nodes', '_nodes/stats', '_nodes/*/stats', '_stats', `${indexPattern}/_mapping`, `${indexPattern}/_mapping/*`, `${indexPattern}/_stats`];
+}
+
 /** HTTP actions per access kind; `paths` fixes where an action applies, otherwise the paths given to `grant`. */
 const ACCESS_RULES: Record<DomainAccess, ReadonlyArray<{ readonly actions: string[]; readonly paths?: readonly string[]; readonly deny?: true }>> = {
-  write: [{ actions: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPost', 'es:ESHttpPut'] }],
+  // A delivery stream writes with POST and PUT (_bulk, its own indices); `grant` gives the paths.
+  deliver: [{ actions: ['es:ESHttpPost', 'es:ESHttpPut'] }],
+  // GETs only: a delivery stream's checks of the cluster and its indices (firehoseMonitorPaths).
+  monitor: [{ actions: ['es:ESHttpGet'] }],
   read: [
     { actions: ['es:ESHttpGet', 'es:ESHttpHead'] },
     { actions: ['es:ESHttpPost'], paths: SEARCH_POST_PATHS },

@@ -474,6 +474,29 @@ describe('IAM', () => {
     for (const path of ['_search', '*/_search', '_msearch', '*/_msearch', '_count', '*/_count']) expect(text).toContain(`/${path}`);
   });
 
+  test('each search delivery role sends the domain what AWS\'s policy for a Firehose OpenSearch role lists: POST and PUT to _bulk and its own indices, GET to the cluster\'s and its indices\' settings and stats', () => {
+    const search = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('search'));
+    expect(search.length).toBeGreaterThan(0);
+    const [, domain] = resourcesOf(dev.template, 'AWS::OpenSearchService::Domain')[0];
+    const domainPolicy = (domain.AccessPolicies as { Statement: Array<{ Principal: unknown; Action: string | string[]; Resource: unknown }> }).Statement;
+    for (const p of search) {
+      const role = `${p.name.replace(/[^A-Za-z0-9]/g, '')}SearchRole`;
+      const http = iamStatements(dev.template).filter((s) => s.policy.startsWith(role) && s.Action.some((a) => a.startsWith('es:ESHttp')));
+      const index = `${resourceNames(dev.config, p.name).indexPrefix}-*`;
+      const paths = (action: string) => http.filter((s) => s.Action.includes(action)).flatMap((s) => s.Resource).map((r) => r.replace(/^.*:domain\/[^/]+\//, '')).sort();
+      expect([...new Set(http.flatMap((s) => s.Action))].sort()).toEqual(['es:ESHttpGet', 'es:ESHttpPost', 'es:ESHttpPut']);
+      expect(paths('es:ESHttpPost')).toEqual(['_bulk', index].sort());
+      expect(paths('es:ESHttpPut')).toEqual(['_bulk', index].sort());
+      expect(paths('es:ESHttpGet')).toEqual(['', '_all/_settings', '_cluster/stats', '_nodes', '_nodes/stats', '_nodes/*/stats', '_stats', `${index}/_mapping`, `${index}/_mapping/*`, `${index}/_stats`].sort());
+      // The domain's access policy names the role for the same actions and paths, nothing more.
+      const forRole = domainPolicy.filter((s) => flatten(s.Principal).includes(role));
+      expect(forRole.length).toBeGreaterThan(0);
+      const inPolicy = forRole.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]).flatMap((a) => (Array.isArray(s.Resource) ? s.Resource : [s.Resource]).map((r) => `${a} ${flatten(r).replace(/^.*:domain\/[^/]+\//, '')}`)));
+      const inRole = http.flatMap((s) => s.Action.flatMap((a) => s.Resource.map((r) => `${a} ${r.replace(/^.*:domain\/[^/]+\//, '')}`)));
+      expect(inPolicy.sort()).toEqual(inRole.sort());
+    }
+  });
+
   test('no statement grants every action of a service or every action', () => {
     const broad = iamStatements(dev.template).filter((s) => s.Effect === 'Allow' && s.Action.some((a) => a === '*' || a.endsWith(':*')));
     expect(broad).toEqual([]);
