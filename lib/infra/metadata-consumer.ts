@@ -7,6 +7,7 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { ConsumerConfig } from '../config';
 import { METADATA_CONSUMER_SERVICE, METRICS_NAMESPACE, RECORDS_REPORTED_FOR_RETRY } from '../../transforms/shared/metric-names';
+import { DEFAULT_DYNAMO_TIMEOUT_MS } from '../../transforms/shared/metadata-table';
 import { SluiceFunction } from './function';
 import { grantItems, pipelineItemKeys, type MetadataStore } from './metadata-store';
 import { acknowledgeWildcards } from './nag';
@@ -22,6 +23,14 @@ export interface MetadataConsumerProps {
   readonly ttlDays: number;
   /** @default RemovalPolicy.DESTROY */
   readonly logRemovalPolicy?: RemovalPolicy;
+}
+
+/**
+ * How long the consumer waits for one DynamoDB call: the handler's default, cut to a tenth of the function timeout, so a
+ * hung connection fails in time for the retries and the batch response (its retry budget is a third of what is left).
+ */
+export function dynamoTimeoutMs(functionTimeoutSeconds: number): number {
+  return Math.max(100, Math.min(DEFAULT_DYNAMO_TIMEOUT_MS, Math.floor((functionTimeoutSeconds * 1000) / 10)));
 }
 
 /** Name of the enhanced fan-out consumer; unique per stream, so the same on every stream. */
@@ -68,6 +77,7 @@ export class MetadataConsumer extends Construct {
         SLUICE_PIPELINE: props.pipeline,
         SLUICE_METADATA_TABLE: props.store.table.tableName,
         SLUICE_METADATA_TTL_DAYS: String(props.ttlDays),
+        SLUICE_DYNAMO_TIMEOUT_MS: String(dynamoTimeoutMs(c.timeoutSeconds)),
       },
     });
     // What the store sends in AWS, no more, on this pipeline's items only: PutItem and UpdateItem, alone and in

@@ -3,6 +3,7 @@ import { resourceNames } from '../../lib/config';
 import {
   ALARM_THRESHOLDS,
   ATHENA_RESULTS_ROOT,
+  dynamoTimeoutMs,
   indexTemplateFor,
   METADATA_STREAM_CONSUMER_NAME,
   OutputKeys,
@@ -228,6 +229,21 @@ describe('metadata consumer', () => {
       });
     }
     dev.template.hasResourceProperties('AWS::Kinesis::StreamConsumer', { ConsumerName: METADATA_STREAM_CONSUMER_NAME });
+  });
+
+  test('each consumer gives up on a DynamoDB call well within its function timeout (a hung connection fails, is retried, and the batch response goes out)', () => {
+    const consumers = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('metadata'));
+    expect(consumers.length).toBeGreaterThan(0);
+    for (const p of consumers) {
+      const [, fn] = resourcesOf(dev.template, 'AWS::Lambda::Function').find(([id]) => id.startsWith(`${p.name.replace(/[^A-Za-z0-9]/g, '')}MetadataConsumerFunction`))!;
+      const timeoutMs = Number((fn.Environment as { Variables: Record<string, string> }).Variables.SLUICE_DYNAMO_TIMEOUT_MS);
+      expect(fn.Timeout).toBe(p.consumer.timeoutSeconds);
+      expect(timeoutMs).toBeGreaterThan(0);
+      // Several attempts fit in the retry budget, a third of the time left.
+      expect(timeoutMs).toBeLessThanOrEqual((p.consumer.timeoutSeconds * 1000) / 10);
+    }
+    expect(dynamoTimeoutMs(1)).toBe(100);
+    expect(dynamoTimeoutMs(900)).toBe(5_000);
   });
 
   test('the table: on demand, point-in-time recovery, TTL, KMS, the key schema the writers use', () => {

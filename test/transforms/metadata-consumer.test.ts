@@ -1,6 +1,9 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
+import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { createMetadataConsumer, createMetadataRecorder, metadataConsumerFromEnv, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
+import { createMetadataConsumer, createMetadataRecorder, metadataConsumerFromEnv, metadataTableClient, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
 import { b64, capturedTelemetry, fixture, quietTelemetry } from './helpers';
 import { faulty, startDynalite, transactional, type LocalDynamo } from './dynamo';
 import { aggregatedRecord } from '../kpl-encoder';
@@ -566,7 +569,44 @@ describe('metadata consumer: failures', () => {
     expect(() => metadataConsumerFromEnv({ SLUICE_PIPELINE: 'iot' })).toThrow(/SLUICE_METADATA_TABLE/);
     expect(() => metadataConsumerFromEnv({ SLUICE_PIPELINE: 'iot', SLUICE_METADATA_TABLE: 't', SLUICE_METADATA_TTL_DAYS: 'soon' })).toThrow(/SLUICE_METADATA_TTL_DAYS/);
     expect(typeof metadataConsumerFromEnv({ SLUICE_PIPELINE: 'iot', SLUICE_METADATA_TABLE: 't', AWS_REGION: 'us-east-1' })).toBe('function');
+    expect(() => metadataConsumerFromEnv({ SLUICE_PIPELINE: 'iot', SLUICE_METADATA_TABLE: 't', SLUICE_DYNAMO_TIMEOUT_MS: '0' })).toThrow(/SLUICE_DYNAMO_TIMEOUT_MS/);
   });
+});
+
+describe('metadata consumer: a DynamoDB endpoint that accepts connections and never answers', () => {
+  let server: http.Server;
+  let endpoint: string;
+  beforeAll(async () => {
+    server = http.createServer(() => { /* never answers */ });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('the table client fails a call with TimeoutError once its timeout passes', async () => {
+    const client = metadataTableClient(200, { endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 });
+    try {
+      await expect(client.send(new DescribeTableCommand({ TableName: 't' }))).rejects.toMatchObject({ name: 'TimeoutError' });
+    } finally {
+      client.destroy();
+    }
+  }, 15_000);
+
+  it('the handler built from the Lambda environment reports the batch for retry instead of waiting for the function timeout', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, { POWERTOOLS_LOG_LEVEL: 'SILENT', AWS_ENDPOINT_URL_DYNAMODB: endpoint, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local' });
+    try {
+      const handler = metadataConsumerFromEnv({ SLUICE_PIPELINE: 'iot', SLUICE_METADATA_TABLE: 't', SLUICE_DYNAMO_TIMEOUT_MS: '200' });
+      // 3 s left: a retry budget of 1 s, which 200 ms calls fit in and an unanswered one never would.
+      const out = await handler(event, { getRemainingTimeInMillis: () => 3_000 });
+      expect(out.batchItemFailures.length).toBeGreaterThan(0);
+    } finally {
+      process.env = saved;
+    }
+  }, 15_000);
 });
 
 // Keep the fixture honest: it is what Lambda's Kinesis event source mapping delivers.

@@ -14,10 +14,11 @@
  * recognised as duplicates when it comes again. Counts (events, duplicates, malformed) are of user records.
  */
 import type { Context, KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { partitionPath } from '../../lib/schema/layout';
-import { metadataKeys, METADATA_TABLE_KEYS, MAX_KEY_VALUE_CHARS, ttlFrom } from '../shared/metadata-table';
+import { DEFAULT_DYNAMO_TIMEOUT_MS, metadataKeys, METADATA_TABLE_KEYS, MAX_KEY_VALUE_CHARS, ttlFrom } from '../shared/metadata-table';
 import { pipelineSchema, type PipelineSchema } from '../shared/pipeline';
 import { deaggregate } from '../shared/kpl';
 import { analyzeForLake, describeFailure } from '../shared/record';
@@ -280,9 +281,28 @@ function kinesisArrivalIso(seconds: number): string {
   return Number.isNaN(d.getTime()) ? new Date(0).toISOString() : d.toISOString();
 }
 
+/** A connection DynamoDB has not accepted in this long is given up (and retried, within the retry budget). */
+const DYNAMO_CONNECTION_TIMEOUT_MS = 1_000;
+
+/**
+ * The table's client, failing a call with TimeoutError when it goes unanswered for `timeoutMs` (the SDK's default
+ * waits without end, so one hung connection held the invocation to the function's timeout and lost the batch response;
+ * without throwOnRequestTimeout the handler only logs a warning).
+ */
+export function metadataTableClient(timeoutMs: number, config: DynamoDBClientConfig = {}): DynamoDBClient {
+  return new DynamoDBClient({
+    ...config,
+    requestHandler: new NodeHttpHandler({
+      connectionTimeout: Math.min(DYNAMO_CONNECTION_TIMEOUT_MS, timeoutMs),
+      requestTimeout: timeoutMs,
+      throwOnRequestTimeout: true,
+    }),
+  });
+}
+
 let fromEnv: MetadataConsumer | undefined;
 
-/** The Lambda entry point, configured by SLUICE_PIPELINE, SLUICE_METADATA_TABLE and SLUICE_METADATA_TTL_DAYS. */
+/** The Lambda entry point, configured by SLUICE_PIPELINE, SLUICE_METADATA_TABLE, SLUICE_METADATA_TTL_DAYS and SLUICE_DYNAMO_TIMEOUT_MS. */
 export const handler: MetadataConsumer = (event, context) => {
   fromEnv ??= metadataConsumerFromEnv(process.env);
   return fromEnv(event, context);
@@ -295,6 +315,8 @@ export function metadataConsumerFromEnv(env: NodeJS.ProcessEnv): MetadataConsume
   if (!tableName) throw new Error('SLUICE_METADATA_TABLE is not set: name the metadata table');
   const ttlDays = Number(env.SLUICE_METADATA_TTL_DAYS ?? '30');
   if (!(ttlDays > 0)) throw new Error(`SLUICE_METADATA_TTL_DAYS must be a positive number, got ${JSON.stringify(env.SLUICE_METADATA_TTL_DAYS)}`);
-  const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
+  const timeoutMs = Number(env.SLUICE_DYNAMO_TIMEOUT_MS ?? DEFAULT_DYNAMO_TIMEOUT_MS);
+  if (!(Number.isInteger(timeoutMs) && timeoutMs > 0)) throw new Error(`SLUICE_DYNAMO_TIMEOUT_MS must be a positive whole number of milliseconds, got ${JSON.stringify(env.SLUICE_DYNAMO_TIMEOUT_MS)}`);
+  const dynamo = DynamoDBDocumentClient.from(metadataTableClient(timeoutMs), { marshallOptions: { removeUndefinedValues: true } });
   return createMetadataConsumer({ pipeline, tableName, ttlDays, dynamo });
 }

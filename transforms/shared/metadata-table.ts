@@ -35,3 +35,6 @@ export function ttlFrom(now: Date, days: number): number {
 
 /** DynamoDB keys are at most 2,048 bytes (partition) / 1,024 (sort); values from records are clipped to stay well within. */
 export const MAX_KEY_VALUE_CHARS = 512;
+
+/** How long the metadata consumer waits for one DynamoDB call when SLUICE_DYNAMO_TIMEOUT_MS does not say (the stack does). */
+export const DEFAULT_DYNAMO_TIMEOUT_MS = 5_000;
