@@ -6,7 +6,7 @@ import { KinesisConsumerEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { ConsumerConfig } from '../config';
-import { METADATA_CONSUMER_SERVICE, METRICS_NAMESPACE, RECORDS_REPORTED_FOR_RETRY } from '../../transforms/shared/metric-names';
+import { METADATA_CONSUMER_METRICS, METADATA_CONSUMER_SERVICE, METRICS_NAMESPACE, RECORDS_REPORTED_FOR_RETRY } from '../../transforms/shared/metric-names';
 import { DEFAULT_DYNAMO_TIMEOUT_MS } from '../../transforms/shared/metadata-table';
 import { SluiceFunction } from './function';
 import { grantItems, pipelineItemKeys, type MetadataStore } from './metadata-store';
@@ -113,17 +113,33 @@ export class MetadataConsumer extends Construct {
    * retries them and in the end sends their range to the consumer dead-letter queue; the function's Errors never see them.
    */
   metricRecordsReportedForRetry(): cloudwatch.Metric {
+    return this.emfCount(RECORDS_REPORTED_FOR_RETRY);
+  }
+
+  /**
+   * The handler's other counts per 5 minutes (its EMF metrics): events written to the table, events already there
+   * (a retried or re-read record), records it could not read, DynamoDB write retries.
+   */
+  metricOutcome(outcome: keyof typeof METADATA_CONSUMER_METRICS): cloudwatch.Metric {
+    return this.emfCount(METADATA_CONSUMER_METRICS[outcome]);
+  }
+
+  /**
+   * How far behind the stream's tip the consumer reads, milliseconds. Lambda publishes it when the function finishes a
+   * batch: a consumer that is not invoked publishes none (metricInvocations tells).
+   */
+  metricIteratorAge(): cloudwatch.Metric {
+    return this.function.function.metric('IteratorAge', { statistic: 'Maximum', period: Duration.minutes(5) });
+  }
+
+  /** An EMF metric is found only by the exact set of dimensions it was published with: Powertools' `service` and the handler's `pipeline`. */
+  private emfCount(metricName: string): cloudwatch.Metric {
     return new cloudwatch.Metric({
       namespace: METRICS_NAMESPACE,
-      metricName: RECORDS_REPORTED_FOR_RETRY,
+      metricName,
       dimensionsMap: { service: METADATA_CONSUMER_SERVICE, pipeline: this.pipeline },
       statistic: 'Sum',
       period: Duration.minutes(5),
     });
-  }
-
-  /** How far behind the stream's tip the consumer reads, milliseconds. */
-  metricIteratorAge(): cloudwatch.Metric {
-    return this.function.function.metric('IteratorAge', { statistic: 'Maximum', period: Duration.minutes(5) });
   }
 }

@@ -88,6 +88,11 @@ export class MetadataStore extends Construct {
     return this.table.metric('WriteThrottleEvents', { statistic: 'Sum', period: Duration.minutes(5) });
   }
 
+  /** Write capacity units the consumers and the failure router used on the table, per 5 minutes (on demand, what is billed). */
+  metricConsumedWriteCapacity(): cloudwatch.Metric {
+    return this.table.metricConsumedWriteCapacityUnits({ statistic: 'Sum', period: Duration.minutes(5) });
+  }
+
   /** Notices of batches the consumers gave up on. */
   metricConsumerDlqDepth(): cloudwatch.Metric {
     return this.consumerDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });

@@ -6,6 +6,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
+import { FAILURE_CATEGORIES } from '../../transforms/shared/record';
 import type { FailureRouter } from './failure-router';
 import type { SluiceFunction } from './function';
 import type { LakeDelivery } from './lake-delivery';
@@ -13,6 +14,7 @@ import type { MetadataConsumer } from './metadata-consumer';
 import type { MetadataStore } from './metadata-store';
 import type { PipelineStream } from './pipeline-stream';
 import { DLQ_RETENTION } from './queues';
+import type { RecordTransform } from './record-transform';
 import type { SearchDelivery } from './search-delivery';
 import type { SearchDomain } from './search-domain';
 
@@ -26,7 +28,7 @@ export interface MonitoredPipeline {
   /** Its search delivery. @default - none: no search widgets or alarms */
   readonly search?: SearchDelivery;
   /** Transform functions, by the destination they serve. */
-  readonly transforms: ReadonlyArray<{ readonly destination: 'lake' | 'search'; readonly function: SluiceFunction }>;
+  readonly transforms: ReadonlyArray<{ readonly destination: 'lake' | 'search'; readonly function: RecordTransform }>;
   /** Its metadata consumer. @default - none: no consumer widgets or alarms */
   readonly consumer?: MetadataConsumer;
 }
@@ -212,8 +214,33 @@ export class PipelineDashboard extends Construct {
       });
     }
     for (const t of p.transforms) widgets.push(this.watchFunction(t.function, `${p.name}-${t.destination}-transform`, false));
+    if (p.transforms.length > 0) {
+      // What the transforms did with each record (their EMF metrics): every record ends Ok, Dropped or failed, and a failure
+      // names its reason.
+      widgets.push(new cloudwatch.GraphWidget({
+        title: `${p.name}: records transformed`,
+        left: p.transforms.flatMap((t) => (['ok', 'dropped', 'failed'] as const).map((result) => t.function.metricRecords(result))),
+        leftYAxis: { label: 'records', showUnits: false, min: 0 },
+        width: 8,
+      }));
+      widgets.push(new cloudwatch.GraphWidget({
+        title: `${p.name}: records failed, by reason`,
+        left: p.transforms.flatMap((t) => FAILURE_CATEGORIES.map((reason) => t.function.metricRecordsFailedFor(reason))),
+        leftYAxis: { label: 'records', showUnits: false, min: 0 },
+        width: 8,
+      }));
+    }
     if (p.consumer) {
       widgets.push(this.watchFunction(p.consumer.function, `${p.name}-consumer`, false));
+      const c = p.consumer;
+      widgets.push(new cloudwatch.GraphWidget({
+        title: `${p.name}: metadata consumer`,
+        left: [c.metricOutcome('recorded'), c.metricOutcome('duplicates'), c.metricOutcome('malformed'), c.metricRecordsReportedForRetry(), c.metricOutcome('writeRetries')],
+        leftYAxis: { label: 'records', showUnits: false, min: 0 },
+        right: [c.metricIteratorAge()],
+        rightYAxis: { label: 'milliseconds', showUnits: false, min: 0 },
+        width: 8,
+      }));
       this.alarm(`${p.name}-consumer-iterator-age`, p.consumer.metricIteratorAge(), {
         threshold: ALARM_THRESHOLDS.iteratorAgeMs, evaluationPeriods: 3, datapointsToAlarm: 3,
         description: `${p.name}: the metadata consumer is more than 10 minutes behind the stream.`,
@@ -319,6 +346,14 @@ export class PipelineDashboard extends Construct {
       description: 'DynamoDB throttled writes to the metadata table (the consumers and the failure router retry them); sustained, the consumers fall behind and report records for retry. '
         + 'On demand, this means traffic past twice its previous peak or a hot partition key.',
     });
+    this.dashboard.addWidgets(new cloudwatch.GraphWidget({
+      title: 'Metadata table',
+      left: [store.metricWriteThrottles()],
+      leftYAxis: { label: 'throttled writes', showUnits: false, min: 0 },
+      right: [store.metricConsumedWriteCapacity()],
+      rightYAxis: { label: 'write capacity units', showUnits: false, min: 0 },
+      width: 8,
+    }));
     this.dashboard.addWidgets(new cloudwatch.GraphWidget({
       title: 'Dead-letter queues',
       left: [router.metricDlqDepth(), router.metricFailedEventsDepth(), store.metricConsumerDlqDepth()],

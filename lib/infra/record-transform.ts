@@ -1,6 +1,9 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
 import type { TransformConfig } from '../config';
+import { FAILURE_REASON_DIMENSION, METRICS_NAMESPACE, RECORD_TRANSFORM_SERVICE, TRANSFORM_RECORD_METRICS } from '../../transforms/shared/metric-names';
+import type { FailureCategory } from '../../transforms/shared/record';
 import { SluiceFunction } from './function';
 import type { PiiHashKey } from './pii-hash-key';
 
@@ -18,6 +21,9 @@ export interface RecordTransformProps {
 
 /** The record-transform Lambda (transforms/record-transform) of one pipeline and destination, invoked by Firehose. */
 export class RecordTransform extends SluiceFunction {
+  readonly pipeline: string;
+  readonly destination: 'lake' | 'search';
+
   constructor(scope: Construct, id: string, props: RecordTransformProps) {
     super(scope, id, {
       handler: 'record-transform',
@@ -32,5 +38,32 @@ export class RecordTransform extends SluiceFunction {
       },
     });
     props.piiHashKey?.grantRead(this.role);
+    this.pipeline = props.pipeline;
+    this.destination = props.destination;
+  }
+
+  /**
+   * Records of its batches by the result it returned, per 5 minutes (its EMF metrics): Ok, Dropped (blank records) or
+   * ProcessingFailed, which Firehose writes to the error prefix and the failure router sends to the dead-letter queue.
+   */
+  metricRecords(result: keyof typeof TRANSFORM_RECORD_METRICS): cloudwatch.Metric {
+    return this.emfCount(TRANSFORM_RECORD_METRICS[result], {}, result);
+  }
+
+  /** Records it failed for one reason (a failure category), per 5 minutes: published only when some did. */
+  metricRecordsFailedFor(reason: FailureCategory): cloudwatch.Metric {
+    return this.emfCount(TRANSFORM_RECORD_METRICS.failed, { [FAILURE_REASON_DIMENSION]: reason }, reason);
+  }
+
+  /** An EMF metric is found only by the exact set of dimensions it was published with: Powertools' `service`, the handler's own, and `extra`. */
+  private emfCount(metricName: string, extra: Record<string, string>, label: string): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName,
+      dimensionsMap: { service: RECORD_TRANSFORM_SERVICE, pipeline: this.pipeline, destination: this.destination, ...extra },
+      statistic: 'Sum',
+      period: Duration.minutes(5),
+      label: `${this.destination}: ${label}`,
+    });
   }
 }

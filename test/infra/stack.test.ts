@@ -20,7 +20,13 @@ import {
   searchBackupPrefix,
   searchErrorPrefix,
 } from '../../lib/schema';
+import type { FirehoseTransformationEvent } from 'aws-lambda';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
+import { FAILURE_CATEGORIES } from '../../transforms/shared/record';
+import { createTransformHandler } from '../../transforms/record-transform/handler';
+import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
+import { capturedTelemetry, fixture } from '../transforms/helpers';
 import { validatorFingerprint } from '../../lib/schema/fingerprint';
 import { flatten, iamStatements, resourcesOf, resourceWhere, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
 
@@ -640,9 +646,42 @@ describe('IAM', () => {
   });
 });
 
+/** A metric of a dashboard graph: [namespace, name, dimension, value, …, options] in the dashboard's JSON. */
+interface GraphedMetric {
+  readonly namespace: string;
+  readonly metricName: string;
+  readonly dimensions: Record<string, string>;
+}
+
+/** What a handler's EMF lines publish: each metric's namespace, name and its dimensions (the set it was published with, and their values). */
+function publishedMetrics(lines: ReadonlyArray<Record<string, unknown>>): GraphedMetric[] {
+  return lines.filter((l) => l._aws !== undefined).flatMap((l) => {
+    const [directive] = (l._aws as { CloudWatchMetrics: Array<{ Namespace: string; Dimensions: string[][]; Metrics: Array<{ Name: string }> }> }).CloudWatchMetrics;
+    return directive.Dimensions.flatMap((set) => directive.Metrics.map((m) => ({
+      namespace: directive.Namespace, metricName: m.Name, dimensions: Object.fromEntries(set.map((d) => [d, String(l[d])])),
+    })));
+  });
+}
+
 describe('monitoring', () => {
   const alarms = () => resourcesOf(dev.template, 'AWS::CloudWatch::Alarm').map(([, a]) => a);
   const alarmsOn = (metric: string) => alarms().filter((a) => a.MetricName === metric);
+  const dashboardWidgets = () => {
+    const [, dashboard] = resourcesOf(dev.template, 'AWS::CloudWatch::Dashboard')[0];
+    return (JSON.parse(flatten(dashboard.DashboardBody)) as { widgets: Array<{ type: string; properties: { title?: string; metrics?: unknown[][] } }> }).widgets;
+  };
+  /** The metrics (not expressions) of the one graph with this title. */
+  const graphed = (title: string): GraphedMetric[] => {
+    const widgets = dashboardWidgets().filter((w) => w.properties.title === title);
+    expect({ title, widgets: widgets.length }).toEqual({ title, widgets: 1 });
+    return widgets[0].properties.metrics!.filter((m) => typeof m[0] === 'string').map((m) => {
+      const [namespace, metricName, ...dims] = m.filter((x): x is string => typeof x === 'string');
+      const dimensions: Record<string, string> = {};
+      for (let i = 0; i < dims.length; i += 2) dimensions[dims[i]] = dims[i + 1];
+      return { namespace, metricName, dimensions };
+    });
+  };
+  const functionRef = (description: string) => `<${resourcesOf(dev.template, 'AWS::Lambda::Function').find(([, f]) => String(f.Description).includes(description))![0]}>`;
 
   test('every alarm notifies the topic, on alarm and on recovery', () => {
     const [topicId] = resourcesOf(dev.template, 'AWS::SNS::Topic')[0];
@@ -830,6 +869,65 @@ describe('monitoring', () => {
       }
     }
     expect(shares).toBeGreaterThan(0);
+  });
+
+  test('dashboard: the records each transform returned Ok, Dropped and failed, and failed by reason, per pipeline, as the handler publishes them', async () => {
+    // The handler's own EMF (its Metrics made as in Lambda, so with Powertools' service dimension): an EMF metric is found
+    // only by the exact dimension set it was published with.
+    const t = capturedTelemetry();
+    try {
+      await createTransformHandler({ pipeline: 'app-events', destination: 'lake', piiHashKey: '', logger: t.logger })(fixture<FirehoseTransformationEvent>('firehose-direct-put.json'));
+    } finally {
+      t.restore();
+    }
+    const published = publishedMetrics(t.lines);
+    const byResult = published.filter((m) => !('reason' in m.dimensions));
+    const byReason = published.filter((m) => 'reason' in m.dimensions);
+    expect(byResult.map((m) => m.metricName).sort()).toEqual(['RecordsDropped', 'RecordsFailed', 'RecordsOk']);
+    expect(byReason.length).toBeGreaterThan(0);
+    expect(graphed('app-events: records transformed')).toEqual(expect.arrayContaining(byResult));
+    expect(graphed('app-events: records failed, by reason')).toEqual(expect.arrayContaining(byReason));
+
+    for (const p of Object.values(dev.config.pipelines)) {
+      const destinations = (['lake', 'search'] as const).filter((d) => p.destinations.includes(d));
+      const on = { namespace: 'Sluice' };
+      expect(graphed(`${p.name}: records transformed`)).toEqual(destinations.flatMap((destination) => ['RecordsOk', 'RecordsDropped', 'RecordsFailed'].map((metricName) => ({
+        ...on, metricName, dimensions: { service: 'record-transform', pipeline: p.name, destination },
+      }))));
+      expect(graphed(`${p.name}: records failed, by reason`)).toEqual(destinations.flatMap((destination) => FAILURE_CATEGORIES.map((reason) => ({
+        ...on, metricName: 'RecordsFailed', dimensions: { service: 'record-transform', pipeline: p.name, destination, reason },
+      }))));
+    }
+  });
+
+  test('dashboard: each metadata consumer\'s iterator age and record counts, as Lambda and the handler publish them', async () => {
+    const t = capturedTelemetry();
+    const noTable = { send: () => Promise.reject(new Error('an empty batch writes nothing')) } as unknown as DynamoDBDocumentClient;
+    try {
+      await createMetadataConsumer({ pipeline: 'iot', tableName: 'unused', ttlDays: 30, dynamo: noTable, logger: t.logger })({ Records: [] });
+    } finally {
+      t.restore();
+    }
+    const published = publishedMetrics(t.lines);
+    expect(published.map((m) => m.metricName).sort()).toEqual(['DuplicateEvents', 'EventsRecorded', 'MalformedRecords', 'RecordsReportedForRetry', 'WriteRetries']);
+    expect(graphed('iot: metadata consumer')).toEqual(expect.arrayContaining(published));
+
+    const consumers = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('metadata'));
+    expect(consumers.length).toBeGreaterThan(1);
+    for (const p of consumers) {
+      const counts = ['EventsRecorded', 'DuplicateEvents', 'MalformedRecords', 'RecordsReportedForRetry', 'WriteRetries'];
+      expect(graphed(`${p.name}: metadata consumer`)).toEqual([
+        ...counts.map((metricName) => ({ namespace: 'Sluice', metricName, dimensions: { service: 'metadata-consumer', pipeline: p.name } })),
+        { namespace: 'AWS/Lambda', metricName: 'IteratorAge', dimensions: { FunctionName: functionRef(`Sluice ${p.name}: writes record metadata`) } },
+      ]);
+    }
+  });
+
+  test('dashboard: the metadata table\'s write throttles and the write capacity it used', () => {
+    const [tableId] = resourcesOf(dev.template, 'AWS::DynamoDB::Table')[0];
+    expect(graphed('Metadata table')).toEqual(['WriteThrottleEvents', 'ConsumedWriteCapacityUnits'].map((metricName) => ({
+      namespace: 'AWS/DynamoDB', metricName, dimensions: { TableName: `<${tableId}>` },
+    })));
   });
 
   test('no alarm on the router\'s AsyncEventsDropped: Lambda counts there every event it stops retrying, those it then puts in the failed-events queue too', () => {

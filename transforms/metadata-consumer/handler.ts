@@ -23,7 +23,7 @@ import { pipelineSchema, type PipelineSchema } from '../shared/pipeline';
 import { deaggregate } from '../shared/kpl';
 import { analyzeForLake, describeFailure } from '../shared/record';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
-import { METADATA_CONSUMER_SERVICE, RECORDS_REPORTED_FOR_RETRY } from '../shared/metric-names';
+import { METADATA_CONSUMER_METRICS, METADATA_CONSUMER_SERVICE, RECORDS_REPORTED_FOR_RETRY } from '../shared/metric-names';
 import { MetadataStore, transactionChunks, WriteFailure, type EventFacts } from './store';
 
 export { METADATA_TABLE_KEYS, metadataKeys };
@@ -196,11 +196,11 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
       durationMs: Date.now() - started,
     });
     publishCounts(telemetry, {
-      EventsRecorded: recorded,
-      DuplicateEvents: duplicates,
-      MalformedRecords: malformed,
+      [METADATA_CONSUMER_METRICS.recorded]: recorded,
+      [METADATA_CONSUMER_METRICS.duplicates]: duplicates,
+      [METADATA_CONSUMER_METRICS.malformed]: malformed,
       [RECORDS_REPORTED_FOR_RETRY]: batchItemFailures.length,
-      WriteRetries: retries,
+      [METADATA_CONSUMER_METRICS.writeRetries]: retries,
     });
     return { batchItemFailures, tallies };
   };

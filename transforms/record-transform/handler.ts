@@ -10,6 +10,7 @@
 import type { FirehoseTransformationResult, FirehoseTransformationResultRecord } from 'aws-lambda';
 import type { TransformationEvent, TransformationEventRecord } from '../shared/firehose-event';
 import { TRANSFORM_RESPONSE_BUDGET_BYTES } from '../shared/limits';
+import { FAILURE_REASON_DIMENSION, RECORD_TRANSFORM_SERVICE, TRANSFORM_RECORD_METRICS } from '../shared/metric-names';
 import { pipelineSchema } from '../shared/pipeline';
 import {
   describeFailure,
@@ -60,7 +61,7 @@ export function createTransformHandler(options: TransformHandlerOptions): Transf
   const hashKey = hashedFields.length > 0 ? cachedSecret(options.piiHashKey) : () => Promise.resolve('');
   const now = options.now ?? (() => new Date());
   const budget = options.maxResponseBytes ?? TRANSFORM_RESPONSE_BUDGET_BYTES;
-  const telemetry = createTelemetry('record-transform', { pipeline: options.pipeline, destination: options.destination }, options);
+  const telemetry = createTelemetry(RECORD_TRANSFORM_SERVICE, { pipeline: options.pipeline, destination: options.destination }, options);
   const { logger } = telemetry;
   // A buffer for the record being decoded and one for the batch's enriched lines, reused across
   // invocations: filled and read between two awaits, so concurrent invocations (the local twin)
@@ -111,8 +112,8 @@ export function createTransformHandler(options: TransformHandlerOptions): Transf
       outputBase64Bytes: outputBytes,
       durationMs: Date.now() - started,
     });
-    publishCounts(telemetry, { RecordsOk: ok, RecordsDropped: dropped, RecordsFailed: failed });
-    publishCountsBy(telemetry, 'RecordsFailed', 'reason', failedBy);
+    publishCounts(telemetry, { [TRANSFORM_RECORD_METRICS.ok]: ok, [TRANSFORM_RECORD_METRICS.dropped]: dropped, [TRANSFORM_RECORD_METRICS.failed]: failed });
+    publishCountsBy(telemetry, TRANSFORM_RECORD_METRICS.failed, FAILURE_REASON_DIMENSION, failedBy);
     return { records: response.records };
   };
 }

@@ -20,17 +20,11 @@ declare global {
   }
 }
 
+/** What kinds of problem fail a record: the values of the `reason` dimension of the RecordsFailed metric. */
+export const FAILURE_CATEGORIES = ['encoding', 'json', 'schema', 'event-time', 'value', 'partition', 'size', 'response-size', 'internal'] as const;
+
 /** What kind of problem failed a record: the `reason` dimension of the RecordsFailed metric. */
-export type FailureCategory =
-  | 'encoding'
-  | 'json'
-  | 'schema'
-  | 'event-time'
-  | 'value'
-  | 'partition'
-  | 'size'
-  | 'response-size'
-  | 'internal';
+export type FailureCategory = (typeof FAILURE_CATEGORIES)[number];
 
 export interface RecordFailure {
   readonly category: FailureCategory;
