@@ -75,14 +75,17 @@ export const ALARMS_PER = {
   stream: 2,
   /** Data freshness, throttled records, delivery success, transform invocations failing (every delivery stream runs the transform). */
   deliveryStream: 4,
-  /** How far a delivery stream with a Kinesis source reads behind the stream's newest record. */
-  kinesisReader: 1,
+  /** Of a delivery stream with a Kinesis source: how far it reads behind the stream's newest record, and reading nothing while the stream receives records. */
+  kinesisReader: 2,
   /** Of the lake delivery stream only: more partitions open than the quota, records not converted to Parquet. */
   lake: 2,
   /** Errors, throttles, duration near the timeout: each transform, consumer, the failure router, the index-template function. */
   function: 3,
-  /** The enhanced fan-out consumer's iterator age, records its handler reported for retry, batches it gave up on that did not reach its dead-letter queue. */
-  metadataConsumer: 3,
+  /**
+   * The enhanced fan-out consumer's iterator age, records its handler reported for retry, batches it gave up on that did
+   * not reach its dead-letter queue, and no invocation while the stream receives records.
+   */
+  metadataConsumer: 4,
   /** Writes DynamoDB throttled on the metadata table: the table is in every stack. */
   metadataTable: 1,
   /** Depth and age of the dead-letter queue and of the router's failed-events queue, events undeliverable to it, records left unrouted. */

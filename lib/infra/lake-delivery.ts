@@ -177,6 +177,14 @@ export class LakeDelivery extends Construct {
     return this.deliveryStream.metric('KinesisMillisBehindLatest', { statistic: 'Maximum', period: Duration.minutes(5), ...props });
   }
 
+  /**
+   * Records this stream read from its Kinesis source, per 5 minutes. Its lag (metricMillisBehindLatest) and freshness come
+   * from records it has read: a stream that cannot read its source shows only here, as none read.
+   */
+  metricRecordsReadFromStream(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.deliveryStream.metric('DataReadFromKinesisStream.Records', { statistic: 'Sum', period: Duration.minutes(5), ...props });
+  }
+
   /** Records Firehose could not convert to Parquet (written under errors/<pipeline>/format-conversion-failed/). */
   metricFailedConversions(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.deliveryStream.metric('FailedConversion.Records', { statistic: 'Sum', period: Duration.minutes(5), ...props });

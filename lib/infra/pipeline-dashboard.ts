@@ -68,11 +68,17 @@ export const ALARM_THRESHOLDS = {
    * consumer's maximum record age (records may be that old when given up), the shortest over the pipelines with a consumer.
    */
   consumerDeadLetterShareOfWindow: 0.5,
+  /**
+   * A reader of a stream is stalled when the stream received records and the reader took none, in each of 2 periods of
+   * this many minutes running (30 minutes): longer than a consumer's batching window and Firehose's 5-minute metrics.
+   */
+  readerStallPeriodMinutes: 15,
 } as const;
 
 /**
  * One CloudWatch dashboard of every pipeline and alarms that notify an SNS topic: Kinesis iterator age and write
- * throttling; Firehose data freshness, throttled records and delivery success, and of the lake Parquet conversion failures
+ * throttling, and a reader (a Firehose stream, a metadata consumer) taking nothing from a stream that receives records;
+ * Firehose data freshness, throttled records and delivery success, and of the lake Parquet conversion failures
  * and transform invocations failing; Lambda errors, throttles and
  * duration near the timeout; dead-letter queue depth and age, S3 events the failure router gave up on; OpenSearch cluster
  * status (red and yellow), write blocks, free storage, JVM memory pressure, failed snapshots and an inaccessible key.
@@ -135,9 +141,13 @@ export class PipelineDashboard extends Construct {
 
     if (p.stream) {
       const s = p.stream;
+      const readers = [
+        ...(p.lake ? [p.lake.metricRecordsReadFromStream().with({ label: 'read by the lake stream' })] : []),
+        ...(p.search ? [p.search.metricRecordsReadFromStream().with({ label: 'read by the search stream' })] : []),
+      ];
       widgets.push(new cloudwatch.GraphWidget({
         title: `${p.name}: Kinesis`,
-        left: [s.stream.metricIncomingRecords({ statistic: 'Sum', period: Duration.minutes(5) }), s.metricWriteThrottles()],
+        left: [s.metricIncomingRecords(), s.metricWriteThrottles(), ...readers],
         right: [s.metricIteratorAge()],
         width: 8,
       }));
@@ -154,6 +164,7 @@ export class PipelineDashboard extends Construct {
     for (const delivery of [p.lake, p.search]) {
       if (!delivery) continue;
       const kind = delivery === p.lake ? 'lake' : 'search';
+      const deliveryStreamName = p.lake && delivery === p.lake ? p.lake.deliveryStream.deliveryStreamName : (delivery as SearchDelivery).deliveryStreamName;
       const freshnessLimit = delivery.bufferingInterval.toSeconds() + ALARM_THRESHOLDS.freshnessSlackSeconds;
       // One unit per axis: a 0–1 share beside counts of records would be flattened against the axis.
       widgets.push(new cloudwatch.GraphWidget({
@@ -196,6 +207,13 @@ export class PipelineDashboard extends Construct {
           threshold: ALARM_THRESHOLDS.iteratorAgeMs, evaluationPeriods: 3, datapointsToAlarm: 3,
           description: `${p.name}: the ${kind} delivery stream's last read record has been over 10 minutes behind the stream's newest for 15 minutes (records expire after the stream's retention).`,
         });
+        // Its lag and freshness come from records it read, and the stream's iterator age from reads that succeed: a stream
+        // that cannot read at all raises none of them.
+        this.stallAlarm(`${p.name}-${kind}-reader-stalled`, p.stream, delivery.metricRecordsReadFromStream(), `records read by the ${kind} stream`,
+          `${p.name}: the Kinesis stream received records for 30 minutes and the ${kind} delivery stream read none of them (DataReadFromKinesisStream.Records), `
+          + 'so its lag and freshness alarms, which come from records it read, stay silent. Firehose cannot read its source: see the delivery stream\'s status '
+          + `(aws firehose describe-delivery-stream --delivery-stream-name ${deliveryStreamName}) and its error log group, and its role's permissions on the stream and the stream's key. Once it reads again it goes on `
+          + 'from where it stopped; records older than the stream\'s retention are lost.');
       }
     }
 
@@ -251,6 +269,15 @@ export class PipelineDashboard extends Construct {
         description: `${p.name}: the metadata consumer reported records for retry (DynamoDB writes failing) in 2 of the last 3 five-minute periods; `
           + 'Lambda retries them, then sends their range to the consumer dead-letter queue. Its log group says why.',
       });
+      // Lambda publishes IteratorAge when the function finishes a batch: a mapping that invokes nothing raises no iterator-age alarm.
+      const consumerFn = p.consumer.function.function;
+      if (p.stream) {
+        this.stallAlarm(`${p.name}-consumer-stalled`, p.stream, consumerFn.metricInvocations({ statistic: 'Sum' }), 'consumer invocations',
+          `${p.name}: the Kinesis stream received records for 30 minutes and the metadata consumer was not invoked once: its event source mapping is not reading `
+          + '(disabled, or its function cannot be invoked: deleted, misconfigured, no permission on the stream or its key). Lambda publishes no IteratorAge '
+          + 'without invocations, so the iterator-age alarm stays silent. See the mapping\'s State and StateTransitionReason '
+          + `(aws lambda list-event-source-mappings --function-name ${consumerFn.functionName}), fix it and enable it; records older than the stream's retention are lost.`);
+      }
       // A batch the event source mapping gave up on reaches the consumer dead-letter queue only if that send works.
       this.alarm(`${p.name}-consumer-destination-failures`, p.consumer.function.function.metric('DestinationDeliveryFailures', { statistic: 'Sum', period: Duration.minutes(5) }), {
         threshold: 1, evaluationPeriods: 1,
@@ -421,6 +448,21 @@ export class PipelineDashboard extends Construct {
         width: 8,
       }));
     }
+  }
+
+  /**
+   * Alarms when `stream` received records and the reader's `read` count was nothing, in each of 2 periods running. A
+   * reader that does not read publishes none of its metrics, so its missing data counts as 0 (FILL); a period in which the
+   * stream received nothing is 0 too, so no traffic is no alarm.
+   */
+  private stallAlarm(id: string, stream: PipelineStream, read: cloudwatch.IMetric, readLabel: string, description: string): cloudwatch.Alarm {
+    const stalled = new cloudwatch.MathExpression({
+      expression: 'IF(FILL(incoming, 0) > 0 AND FILL(read, 0) == 0, 1, 0)',
+      usingMetrics: { incoming: stream.metricIncomingRecords(), read },
+      label: `stream received records, ${readLabel} none`,
+      period: Duration.minutes(ALARM_THRESHOLDS.readerStallPeriodMinutes),
+    });
+    return this.alarm(id, stalled, { threshold: 1, evaluationPeriods: 2, datapointsToAlarm: 2, description });
   }
 
   private alarm(id: string, metric: cloudwatch.IMetric, o: {

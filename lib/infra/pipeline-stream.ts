@@ -68,6 +68,11 @@ export class PipelineStream extends Construct {
     return this.stream.metricGetRecordsIteratorAgeMilliseconds({ statistic: 'Maximum', period: Duration.minutes(5), ...props });
   }
 
+  /** Records producers put to the stream, per 5 minutes. */
+  metricIncomingRecords(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stream.metricIncomingRecords({ statistic: 'Sum', period: Duration.minutes(5), ...props });
+  }
+
   /** Records rejected because the stream had no write capacity left. */
   metricWriteThrottles(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.stream.metricWriteProvisionedThroughputExceeded({ statistic: 'Sum', period: Duration.minutes(5), ...props });

@@ -171,6 +171,14 @@ export class SearchDelivery extends Construct {
   }
 
   /**
+   * Records this stream read from the Kinesis stream, per 5 minutes. Its lag and freshness come from records it has
+   * read: a stream that cannot read its source shows only here, as none read.
+   */
+  metricRecordsReadFromStream(): cloudwatch.Metric {
+    return this.metric('DataReadFromKinesisStream.Records', 'Sum');
+  }
+
+  /**
    * Share of the transform's invocations that succeeded (1 = all). Firehose retries a failed invocation, then writes
    * its records under search-backup/<pipeline>/processing-failed/.
    */

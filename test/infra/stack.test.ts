@@ -681,7 +681,7 @@ describe('monitoring', () => {
       return { namespace, metricName, dimensions };
     });
   };
-  const functionRef = (description: string) => `<${resourcesOf(dev.template, 'AWS::Lambda::Function').find(([, f]) => String(f.Description).includes(description))![0]}>`;
+  const functionId = (description: string) => resourcesOf(dev.template, 'AWS::Lambda::Function').find(([, f]) => String(f.Description).includes(description))![0];
 
   test('every alarm notifies the topic, on alarm and on recovery', () => {
     const [topicId] = resourcesOf(dev.template, 'AWS::SNS::Topic')[0];
@@ -837,6 +837,50 @@ describe('monitoring', () => {
     }
   });
 
+  test('a reader taking nothing from a stream that receives records alarms: each metadata consumer (not invoked) and each Firehose stream reading Kinesis (no records read), in two 15-minute periods running', () => {
+    const idOf = (type: string, match: Record<string, unknown>) => resourceWhere(dev.template, type, match)[0];
+    const kinesisPipelines = Object.values(dev.config.pipelines).filter((p) => p.source === 'kinesis');
+    const expected = kinesisPipelines.flatMap((p) => {
+      const names = resourceNames(dev.config, p.name);
+      const stream = { Ref: idOf('AWS::Kinesis::Stream', { Name: names.stream }) };
+      const recordsRead = (deliveryStreamName: unknown) => ({ Namespace: 'AWS/Firehose', MetricName: 'DataReadFromKinesisStream.Records', Dimensions: [{ Name: 'DeliveryStreamName', Value: deliveryStreamName }] });
+      const readers: Array<{ what: string; read: unknown; todo: string }> = [
+        ...(p.destinations.includes('lake')
+          ? [{ what: 'lake-reader', read: recordsRead({ Ref: idOf('AWS::KinesisFirehose::DeliveryStream', { DeliveryStreamName: names.lakeDeliveryStream }) }), todo: 'aws firehose describe-delivery-stream' }]
+          : []),
+        // The search stream is an L1 resource: its metrics name it literally.
+        ...(p.destinations.includes('search') ? [{ what: 'search-reader', read: recordsRead(names.searchDeliveryStream), todo: 'aws firehose describe-delivery-stream' }] : []),
+        ...(p.destinations.includes('metadata')
+          ? [{
+            what: 'consumer',
+            read: { Namespace: 'AWS/Lambda', MetricName: 'Invocations', Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionId(`Sluice ${p.name}: writes record metadata`) } }] },
+            todo: 'aws lambda list-event-source-mappings',
+          }]
+          : []),
+      ];
+      // The Kinesis graph shows what each Firehose reader read beside what the stream received.
+      const firehoseReads = readers.filter((r) => r.what !== 'consumer').map((r) => (r.read as { Dimensions: Array<{ Value: unknown }> }).Dimensions[0].Value);
+      expect(graphed(`${p.name}: Kinesis`).filter((m) => m.metricName === 'DataReadFromKinesisStream.Records').map((m) => m.dimensions.DeliveryStreamName))
+        .toEqual(firehoseReads.map((v) => flatten(v)));
+      return readers.map((r) => ({ name: `sluice-dev-${p.name}-${r.what}-stalled`, stream, read: r.read, todo: r.todo }));
+    });
+    expect(expected.map((e) => e.name)).toEqual(expect.arrayContaining(['sluice-dev-clickstream-search-reader-stalled', 'sluice-dev-iot-consumer-stalled']));
+    const stalled = alarms().filter((a) => String(a.AlarmName).endsWith('-stalled'));
+    expect(stalled.map((a) => a.AlarmName).sort()).toEqual(expected.map((e) => e.name).sort());
+    for (const e of expected) {
+      const alarm = stalled.find((a) => a.AlarmName === e.name)!;
+      expect(alarm).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 2, DatapointsToAlarm: 2, TreatMissingData: 'notBreaching' });
+      expect(flatten(alarm.AlarmDescription)).toContain(e.todo);
+      // Missing data of the reader is none read (a reader that does not read publishes nothing); no records in, no alarm.
+      expect(alarm.Metrics).toEqual(expect.arrayContaining([
+        expect.objectContaining({ Expression: 'IF(FILL(incoming, 0) > 0 AND FILL(read, 0) == 0, 1, 0)' }),
+        expect.objectContaining({ Id: 'incoming', MetricStat: { Metric: { Namespace: 'AWS/Kinesis', MetricName: 'IncomingRecords', Dimensions: [{ Name: 'StreamName', Value: e.stream }] }, Period: 900, Stat: 'Sum' }, ReturnData: false }),
+        expect.objectContaining({ Id: 'read', MetricStat: { Metric: e.read, Period: 900, Stat: 'Sum' }, ReturnData: false }),
+      ]));
+      expect(alarm.Metrics).toHaveLength(3);
+    }
+  });
+
   test('the domain the stack creates has AWS\'s recommended alarms: JVM memory pressure, yellow status, failed snapshots, an inaccessible key', () => {
     const [domainId] = resourcesOf(dev.template, 'AWS::OpenSearchService::Domain')[0];
     const red = alarmsOn('ClusterStatus.red');
@@ -918,7 +962,7 @@ describe('monitoring', () => {
       const counts = ['EventsRecorded', 'DuplicateEvents', 'MalformedRecords', 'RecordsReportedForRetry', 'WriteRetries'];
       expect(graphed(`${p.name}: metadata consumer`)).toEqual([
         ...counts.map((metricName) => ({ namespace: 'Sluice', metricName, dimensions: { service: 'metadata-consumer', pipeline: p.name } })),
-        { namespace: 'AWS/Lambda', metricName: 'IteratorAge', dimensions: { FunctionName: functionRef(`Sluice ${p.name}: writes record metadata`) } },
+        { namespace: 'AWS/Lambda', metricName: 'IteratorAge', dimensions: { FunctionName: `<${functionId(`Sluice ${p.name}: writes record metadata`)}>` } },
       ]);
     }
   });
