@@ -100,13 +100,24 @@ export class SluiceStack extends Stack {
       const names = resourceNames(config, p.name);
       const scope = new Construct(this, p.name);
       for (const warning of processorBufferWarnings({ pipelines: { [p.name]: p } })) Annotations.of(scope).addWarningV2('@sluice/processor-buffer-response', warning);
-      const transformFor = (destination: 'lake' | 'search') => new RecordTransform(scope, destination === 'lake' ? 'LakeTransform' : 'SearchTransform', {
-        pipeline: p.name,
-        destination,
-        transform: p.transform,
-        piiHashKey: hashesPii(p) ? piiKey : undefined,
-        logRemovalPolicy: removalPolicy,
-      });
+      // What the schema becomes outside the code: the Glue table Firehose converts by, and the index template and
+      // mapping. A deploy updates them before the transform code that may emit a new field, or Firehose's conversion
+      // would drop the column the table lacks and the strict mapping would refuse the documents.
+      const schemaArtifacts: Construct[] = [];
+      if (has(p, 'lake')) schemaArtifacts.push(catalog.table(p.name));
+      const template = has(p, 'search') ? indexTemplates!.add(model(p)) : undefined;
+      if (template) schemaArtifacts.push(template);
+      const transformFor = (destination: 'lake' | 'search') => {
+        const transform = new RecordTransform(scope, destination === 'lake' ? 'LakeTransform' : 'SearchTransform', {
+          pipeline: p.name,
+          destination,
+          transform: p.transform,
+          piiHashKey: hashesPii(p) ? piiKey : undefined,
+          logRemovalPolicy: removalPolicy,
+        });
+        for (const artifact of schemaArtifacts) transform.function.node.defaultChild!.node.addDependency(artifact);
+        return transform;
+      };
       const invocation = {
         bufferSizeMiB: p.transform.processorBufferMiB,
         bufferIntervalSeconds: p.transform.processorIntervalSeconds,
@@ -167,9 +178,8 @@ export class SluiceStack extends Stack {
           rotation: p.search.rotation,
           logRemovalPolicy: removalPolicy,
         });
-        const template = indexTemplates!.add(model(p));
         // Documents arriving before the template would get dynamic mappings that the template cannot fix later.
-        search.deliveryStream.node.addDependency(template);
+        search.deliveryStream.node.addDependency(template!);
         outputs.push([pipelineOutputKey(p.name, 'SearchDeliveryStreamName'), search.deliveryStreamName, `Firehose stream delivering ${p.name} to OpenSearch`]);
       }
 

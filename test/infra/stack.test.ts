@@ -137,6 +137,28 @@ describe('lake delivery', () => {
     }
   });
 
+  test('each transform is deployed after its pipeline\'s Glue table and index template, so a new field has its column and mapping first', () => {
+    const functions = dev.template.findResources('AWS::Lambda::Function') as Record<string, { DependsOn?: string[]; Properties: { Environment?: { Variables?: Record<string, string> } } }>;
+    const tableOf = (pipeline: string) => resourcesOf(dev.template, 'AWS::Glue::Table')
+      .find(([, t]) => (t.TableInput as { Name: string }).Name === resourceNames(dev.config, pipeline).glueTable)![0];
+    const templateOf = (pipeline: string) => resourcesOf(dev.template, 'Custom::SluiceIndexTemplate').find(([, t]) => t.TemplateName === pipeline)![0];
+    let checked = 0;
+    for (const f of Object.values(functions)) {
+      const pipeline = f.Properties.Environment?.Variables?.SLUICE_PIPELINE;
+      if (!pipeline || !f.Properties.Environment?.Variables?.SLUICE_DESTINATION) continue;
+      const p = dev.config.pipelines[pipeline];
+      const expected = [
+        ...(p.destinations.includes('lake') ? [tableOf(pipeline)] : []),
+        ...(p.destinations.includes('search') ? [templateOf(pipeline)] : []),
+      ];
+      expect({ pipeline, dependsOn: f.DependsOn ?? [] }).toEqual({ pipeline, dependsOn: expect.arrayContaining(expected) });
+      checked++;
+    }
+    // Every transform of the default configuration, the clickstream one for search among them.
+    expect(checked).toBe(Object.values(dev.config.pipelines).flatMap((p) => p.destinations.filter((d) => d !== 'metadata')).length);
+    expect(dev.config.pipelines.clickstream.destinations).toEqual(expect.arrayContaining(['lake', 'search']));
+  });
+
   test('only transforms of pipelines that hash PII get the hash key secret', () => {
     const withSecret = resourcesOf(dev.template, 'AWS::Lambda::Function')
       .filter(([, f]) => JSON.stringify(f).includes('SLUICE_PII_HASH_KEY_SECRET_ARN'))
