@@ -1,12 +1,13 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
+import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBType } from '@duckdb/node-api';
 import { resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
 import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
+import { parquetTypeMismatch } from './parquet-types';
 import { bucketDir, localBucketName, makeDirectories } from './paths';
 
 /**
@@ -139,6 +140,8 @@ export class LocalAthena {
   private readonly unreadable = new Map<string, string>();
   /** Partition keys Athena projects as `injected`, by table: a query must name their values (see injected-partitions.ts). */
   private readonly injected = new Map<string, readonly string[]>();
+  /** Each Parquet file's columns (lower-case names) and their types, while the file keeps its size and time. */
+  private readonly fileColumns = new Map<string, { readonly size: number; readonly mtimeMs: number; readonly columns: ReadonlyMap<string, DuckDBType> }>();
 
   private constructor(
     private readonly connection: DuckDBConnection,
@@ -232,7 +235,12 @@ export class LocalAthena {
       const root = path.join(this.lake, dataRoot(pipeline));
       const files = filesUnder(root, '.parquet');
       this.parquetFiles.set(path.join(root, path.sep), files.length);
-      await this.defineView(table, files.length > 0 ? scanSql(model, files) : emptySql(tableColumnTypes(model)));
+      const badFile = await this.typeMismatchIn(model, files);
+      if (badFile) {
+        await this.leaveUndefined(table, badFile);
+      } else {
+        await this.defineView(table, files.length > 0 ? scanSql(model, files) : emptySql(tableColumnTypes(model)));
+      }
       await this.defineErrorView(pipeline, table + ERRORS_TABLE_SUFFIX);
     }
     if (first) await this.connection.run(`USE ${quoteIdent(database)}`);
@@ -251,11 +259,58 @@ export class LocalAthena {
       this.views.set(table, sql);
       this.unreadable.delete(table);
     } catch (err) {
-      await this.connection.run(`DROP VIEW IF EXISTS ${view}`);
-      this.views.delete(table);
       // DuckDB's first line names the file and the problem; the lines after it quote the view's SQL.
-      this.unreadable.set(table, `table ${this.database}.${table} cannot be read: ${(err as Error).message.split('\n')[0].trim()} (queries on the other tables still run)`);
+      await this.leaveUndefined(table, (err as Error).message.split('\n')[0].trim());
     }
+  }
+
+  private async leaveUndefined(table: string, reason: string): Promise<void> {
+    await this.connection.run(`DROP VIEW IF EXISTS ${quoteIdent(this.database)}.${quoteIdent(table)}`);
+    this.views.delete(table);
+    this.unreadable.set(table, `table ${this.database}.${table} cannot be read: ${reason} (queries on the other tables still run)`);
+  }
+
+  /**
+   * Why Athena would fail a query reading one of the files (HIVE_BAD_DATA: a column of another type than the table's,
+   * after a schema change), or undefined. Athena fails only the queries that read that file; here the table's queries
+   * do, as the view cannot hold a file it would not read. The view then casts each column to the table's type, so
+   * DESCRIBE gives the types `sluice schema` shows. A file's columns are read once while its size and time stay.
+   */
+  private async typeMismatchIn(model: SchemaModel, files: readonly string[]): Promise<string | undefined> {
+    for (const file of files) {
+      const columns = await this.columnsOf(file);
+      const mismatch = columns === undefined ? undefined : parquetTypeMismatch(model.tableColumns, columns);
+      if (mismatch) {
+        const key = path.relative(this.lake, file).split(path.sep).join('/');
+        return `HIVE_BAD_DATA as on Athena: column ${mismatch.column} is ${mismatch.fileType} in s3://${localBucketName(this.config)}/${key} and ${mismatch.tableType} in the table;`
+          + ' Athena reads a Parquet column as the table\'s type only when they are the same, a wider integer, or FLOAT as DOUBLE.'
+          + ' Give the column its earlier type back, or move the files written before the change out of the data dir (schemas/README.md, "Changing a schema")';
+      }
+    }
+    return undefined;
+  }
+
+  /** A Parquet file's top-level columns and types (DuckDB reads its footer), or undefined when it cannot be read: the view says why. */
+  private async columnsOf(file: string): Promise<ReadonlyMap<string, DuckDBType> | undefined> {
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(file);
+    } catch {
+      return undefined;
+    }
+    const cached = this.fileColumns.get(file);
+    if (cached && cached.size === stat.size && cached.mtimeMs === stat.mtimeMs) return cached.columns;
+    let prepared: DuckDBPreparedStatement;
+    try {
+      prepared = await this.connection.prepare(`SELECT * FROM read_parquet(${sqlString(file)})`);
+    } catch {
+      return undefined;
+    }
+    const columns = new Map<string, DuckDBType>();
+    for (let i = 0; i < prepared.columnCount; i++) columns.set(prepared.columnName(i).toLowerCase(), prepared.columnType(i));
+    prepared.destroySync();
+    this.fileColumns.set(file, { size: stat.size, mtimeMs: stat.mtimeMs, columns });
+    return columns;
   }
 
   /**
@@ -498,7 +553,11 @@ function scanSql(model: SchemaModel, files: readonly string[]): string {
   // transform's sanitizer can make. A real NULL cannot occur (the transform fails a record whose value is empty), and
   // filters on the coalesced key still prune the files.
   const strings = new Set(model.partitionKeys.filter((k) => hivePartitionType(k.hiveType) === 'VARCHAR').map((k) => k.name));
-  const projected = columns.map(([name]) => (strings.has(name) ? `coalesce(${quoteIdent(name)}, 'null') AS ${quoteIdent(name)}` : quoteIdent(name)));
+  // Each column cast to the table's type, as Athena reads it: UNION ALL BY NAME gives a column a type that holds both
+  // sides (a struct keeps the fields only the files have, ones the schema removed; FLOAT files make a DOUBLE a FLOAT's).
+  const partitions = new Set(model.partitionKeys.map((k) => k.name));
+  const projected = columns.map(([name, type]) => (strings.has(name) ? `coalesce(${quoteIdent(name)}, 'null') AS ${quoteIdent(name)}`
+    : partitions.has(name) ? quoteIdent(name) : `CAST(${quoteIdent(name)} AS ${type}) AS ${quoteIdent(name)}`));
   return `SELECT ${projected.join(', ')} FROM (${emptySql(columns)} UNION ALL BY NAME`
     + ` SELECT * FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true))`;
 }

@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { localBucketName } from '../../lib/local/paths';
-import { readSchema } from '../../lib/schema';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { duckDbType, loadModel, readSchema } from '../../lib/schema';
 import { sampleRecords } from '../../lib/schema/sample';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
@@ -718,6 +719,64 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
       expect({ sql, code: failed.code }).toEqual({ sql, code: 1 });
       expect(failed.stderr).toMatch(/^sluice: DuckDB refused the query: .*table sluice_dev\.app_events cannot be read: .*truncated\.parquet.*\(queries on the other tables still run\)\n$/);
     }
+  });
+
+  /** A copy of one of iot's files with its columns as `replace` gives them (DuckDB's SELECT * REPLACE), in another hour's folder. */
+  async function rewrittenIotFile(replace: string): Promise<string> {
+    const data = path.join(dir, 's3', localBucketName(config), 'data', 'iot');
+    const [file] = fs.readdirSync(data, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet'));
+    const copy = path.join(data, 'event_type=alert', 'year=2026', 'month=11', 'day=22', 'hour=13', 'rewritten.parquet');
+    fs.mkdirSync(path.dirname(copy), { recursive: true });
+    const instance = await DuckDBInstance.create(':memory:');
+    const connection = await instance.connect();
+    try {
+      await connection.run(`COPY (SELECT * REPLACE (${replace}) FROM read_parquet('${path.join(data, file)}')) TO '${copy}' (FORMAT parquet)`);
+    } finally {
+      connection.closeSync();
+      instance.closeSync();
+    }
+    return copy;
+  }
+
+  test('a file whose column has a type Athena would not read as the table\'s fails the table\'s queries, naming the file, the column and both types', async () => {
+    await deliverToLake(dir, 'iot', iot(20, 9), NOW.getTime());
+    const cases: Array<[replace: string, expected: RegExp]> = [
+      // A string column written as numbers (a schema that went number → string).
+      ['CAST(length(device_id) AS DOUBLE) AS device_id', /column device_id is DOUBLE in s3:\/\/[^ ]+\/data\/iot\/event_type=alert\/year=2026\/month=11\/day=22\/hour=13\/rewritten\.parquet and string in the table/],
+      // int → a wider file type (integer → number, bigint).
+      ['CAST(battery_pct AS BIGINT) AS battery_pct', /column battery_pct is BIGINT in s3:.* and int in the table/],
+      ['CAST(battery_pct AS DOUBLE) AS battery_pct', /column battery_pct is DOUBLE in s3:.* and int in the table/],
+      // Nested: a struct field of another type.
+      ["{'lat': CAST(location.lat AS VARCHAR), 'lon': location.lon} AS location", /column location\.lat is VARCHAR in s3:.* and double in the table/],
+    ];
+    for (const [replace, expected] of cases) {
+      const file = await rewrittenIotFile(replace);
+      const failed = await inDir('SELECT count(*) FROM iot');
+      expect({ replace, code: failed.code }).toEqual({ replace, code: 1 });
+      expect(failed.stderr).toMatch(/table sluice_dev\.iot cannot be read: HIVE_BAD_DATA as on Athena: /);
+      expect(failed.stderr).toMatch(expected);
+      expect(failed.stderr).toMatch(/Changing a schema.*\(queries on the other tables still run\)\n$/);
+      fs.rmSync(file);
+    }
+    const ok = await inDir('SELECT count(*) AS n FROM iot', '--json');
+    expect({ code: ok.code, stderr: ok.code === 0 ? '' : ok.stderr }).toEqual({ code: 0, stderr: '' });
+  });
+
+  test('types Athena reads as the table\'s (a narrower integer, FLOAT as DOUBLE) read as the table\'s type, DESCRIBE gives the schema\'s types, and a struct field the schema removed does not show', async () => {
+    const landed = await deliverToLake(dir, 'iot', iot(20, 9), NOW.getTime());
+    await rewrittenIotFile("CAST(uptime_s AS INTEGER) AS uptime_s, CAST(temperature_c AS FLOAT) AS temperature_c, CAST(battery_pct AS SMALLINT) AS battery_pct, {'lat': location.lat, 'lon': location.lon, 'alt': 1.5} AS location");
+    const sql = 'SELECT count(*) AS n, typeof(any_value(uptime_s)) AS uptime, typeof(any_value(temperature_c)) AS temperature, typeof(any_value(battery_pct)) AS battery,'
+      + ' typeof(any_value(location)) AS location FROM iot';
+    const { code, stdout, stderr } = await inDir(sql, '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    const [row] = JSON.parse(stdout) as Array<{ n: number }>;
+    expect(row).toEqual({ n: expect.any(Number), uptime: 'BIGINT', temperature: 'DOUBLE', battery: 'INTEGER', location: 'STRUCT(lat DOUBLE, lon DOUBLE)' });
+    expect(row.n).toBeGreaterThan(landed);
+
+    const model = loadModel('iot');
+    const described = await inDir('DESCRIBE iot', '--json');
+    const types = Object.fromEntries((JSON.parse(described.stdout) as Array<{ column_name: string; column_type: string }>).map((c) => [c.column_name, c.column_type]));
+    for (const c of model.tableColumns) expect({ column: c.name, type: types[c.name].replace(/"/g, '') }).toEqual({ column: c.name, type: duckDbType(c.type).replace(/"/g, '') });
   });
 
   test('the errors table keeps answering with error objects that hold lines over 16 MiB: such a line gives no row, the others read as Athena reads them', async () => {
