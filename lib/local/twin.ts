@@ -5,6 +5,7 @@ import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, Up
 import type { S3Event } from 'aws-lambda';
 import { ON_DEMAND_INITIAL_SHARDS, resourceNames, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
+import { checkLakeLayouts } from './lake-layout';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
 import { FAILURE_PREFIXES } from '../schema/layout';
 import { defaultTransformWorkers, TransformWorkers } from './transform-workers';
@@ -203,6 +204,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   // The data dir holds raw records (streams, the write-ahead log, error objects, dead letters): its owner's alone.
   const dataDirNotice = makeDataDir(dataDir);
   if (dataDirNotice !== undefined) log(`sluice: ${dataDirNotice}`);
+  const lakeModels = Object.values(config.pipelines).filter((p) => p.destinations.includes('lake')).map((p) => loadModel(p.name));
+  for (const warning of checkLakeLayouts(dataDir, bucketDir(dataDir, localBucketName(config)), lakeModels)) log(`sluice: warning: ${warning}`);
   const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? localPiiHashKey(dataDir);
   const bucket = localBucketName(config);
   const region = localRegion();

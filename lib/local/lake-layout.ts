@@ -1,0 +1,76 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { dataRoot, type SchemaModel } from '../schema';
+import { EmulatorStateError } from './state-error';
+
+/** Each lake pipeline's partition keys, in order, as its files on the data dir are laid out. */
+export const LAKE_LAYOUT_FILE = 'lake-layout.json';
+
+/**
+ * Checks each lake pipeline's partition keys against those its files on the data dir were written under, then records
+ * them. A pipeline whose keys changed is refused: its new files would sit beside the old ones under other folders, and
+ * no table reads both (DuckDB fails on the mismatch; on AWS the new projection no longer finds the old prefixes). A
+ * data dir from before the record was kept is judged by the folders of one of its files. Returns warnings for files
+ * under enum partition values the schema no longer lists, which Athena's projection leaves out.
+ */
+export function checkLakeLayouts(dataDir: string, bucketDir: string, models: readonly SchemaModel[]): string[] {
+  const file = path.join(dataDir, LAKE_LAYOUT_FILE);
+  const recorded = readLayouts(file);
+  const changed: string[] = [];
+  const warnings: string[] = [];
+  for (const model of models) {
+    const keys = model.partitionKeys.map((k) => k.name);
+    const root = path.join(bucketDir, dataRoot(model.pipeline));
+    const files = parquetFilesUnder(root);
+    const before = recorded[model.pipeline] ?? (files.length > 0 ? keysOf(path.relative(root, files[0])) : undefined);
+    if (before !== undefined && before.join('/') !== keys.join('/')) {
+      changed.push(`${model.pipeline}'s files are partitioned by ${before.join(', ') || 'nothing'}, its schema now by ${keys.join(', ') || 'nothing'}`);
+      continue;
+    }
+    recorded[model.pipeline] = keys;
+    for (const key of model.partitionKeys.filter((k) => k.projection.type === 'enum')) {
+      const listed = new Set(key.projection.values.split(','));
+      const unlisted = new Map<string, number>();
+      for (const f of files) {
+        const value = path.relative(root, f).split(path.sep).find((s) => s.startsWith(`${key.name}=`))?.slice(key.name.length + 1);
+        if (value !== undefined && !listed.has(value)) unlisted.set(value, (unlisted.get(value) ?? 0) + 1);
+      }
+      if (unlisted.size === 0) continue;
+      const count = [...unlisted.values()].reduce((a, b) => a + b, 0);
+      warnings.push(`${dataRoot(model.pipeline)} holds ${count} Parquet file${count === 1 ? '' : 's'} under ${key.name} values its schema's enum no longer lists`
+        + ` (${[...unlisted.keys()].sort().join(', ')}): on AWS, Athena's partition projection would not show them;`
+        + ' list the values in the enum again to read them there');
+    }
+  }
+  if (changed.length > 0) {
+    throw new EmulatorStateError(`the lake's layout changed: ${changed.join('; ')}. The old and new files cannot be read as one table`
+      + ` (nor on AWS, where the new partition projection no longer finds the old prefixes). Start with a new data dir (--data-dir),`
+      + ` or move ${changed.length === 1 ? 'that pipeline\'s folder' : 'those pipelines\' folders'} (${path.join(bucketDir, 'data')}${path.sep}<pipeline>) out of this one; see schemas/README.md, "Changing a schema"`);
+  }
+  fs.writeFileSync(file, `${JSON.stringify(recorded, null, 2)}\n`, { mode: 0o600 });
+  return warnings;
+}
+
+function readLayouts(file: string): Record<string, string[]> {
+  if (!fs.existsSync(file)) return {};
+  try {
+    const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, string[]>;
+  } catch {
+    // Written by the twin alone; one that does not read is written again from what the files show.
+  }
+  return {};
+}
+
+/** The partition keys of a file's path relative to its table's folder: `event_type=a/year=2026/x.parquet` → event_type, year. */
+function keysOf(relative: string): string[] {
+  return relative.split(path.sep).slice(0, -1).map((s) => s.split('=')[0]);
+}
+
+function parquetFilesUnder(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.parquet'))
+    .map((e) => path.join(e.parentPath, e.name))
+    .sort();
+}
