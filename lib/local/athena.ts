@@ -128,6 +128,9 @@ export class QueryNotAllowedError extends Error {
  * refuses any file outside the data bucket (COPY, read_csv('/etc/…'), ATTACH, extensions), with its
  * configuration locked so a query cannot turn that off.
  */
+/** Parquet footers one `parquet_schema` scan reads (the SQL names each file). */
+const FOOTERS_PER_SCAN = 2000;
+
 export class LocalAthena {
   /** Parquet files per table folder (with its trailing separator), for the files a scan could read once pruned. */
   private readonly parquetFiles = new Map<string, number>();
@@ -277,8 +280,9 @@ export class LocalAthena {
    * DESCRIBE gives the types `sluice schema` shows. A file's columns are read once while its size and time stay.
    */
   private async typeMismatchIn(model: SchemaModel, files: readonly string[]): Promise<string | undefined> {
+    const columnsByFile = await this.columnsOf(files);
     for (const file of files) {
-      const columns = await this.columnsOf(file);
+      const columns = columnsByFile.get(file);
       const mismatch = columns === undefined ? undefined : parquetTypeMismatch(model.tableColumns, columns);
       if (mismatch) {
         const key = path.relative(this.lake, file).split(path.sep).join('/');
@@ -290,16 +294,71 @@ export class LocalAthena {
     return undefined;
   }
 
-  /** A Parquet file's top-level columns and types (DuckDB reads its footer), or undefined when it cannot be read: the view says why. */
-  private async columnsOf(file: string): Promise<ReadonlyMap<string, DuckDBType> | undefined> {
-    let stat: fs.Stats;
-    try {
-      stat = fs.statSync(file);
-    } catch {
-      return undefined;
+  /**
+   * The Parquet files' top-level columns and types, by file; a file that cannot be read is left out (the view says why).
+   * One `parquet_schema` scan reads the footers of the files not seen before (or changed since), and DuckDB binds one
+   * file per distinct footer schema for the types it reads them as: a lake's files share a handful of schemas (one per
+   * schema version), and binding each file took 6 times as long as the scan.
+   */
+  private async columnsOf(files: readonly string[]): Promise<ReadonlyMap<string, ReadonlyMap<string, DuckDBType>>> {
+    const result = new Map<string, ReadonlyMap<string, DuckDBType>>();
+    const unseen: Array<{ file: string; size: number; mtimeMs: number }> = [];
+    for (const file of files) {
+      let stat: fs.Stats;
+      try {
+        stat = fs.statSync(file);
+      } catch {
+        continue;
+      }
+      const cached = this.fileColumns.get(file);
+      if (cached && cached.size === stat.size && cached.mtimeMs === stat.mtimeMs) result.set(file, cached.columns);
+      else unseen.push({ file, size: stat.size, mtimeMs: stat.mtimeMs });
     }
-    const cached = this.fileColumns.get(file);
-    if (cached && cached.size === stat.size && cached.mtimeMs === stat.mtimeMs) return cached.columns;
+    const bySchema = new Map<string, typeof unseen>();
+    for (let i = 0; i < unseen.length; i += FOOTERS_PER_SCAN) {
+      const part = unseen.slice(i, i + FOOTERS_PER_SCAN);
+      const schemas = await this.footerSchemas(part.map((f) => f.file));
+      for (const f of part) {
+        const schema = schemas.get(f.file);
+        if (schema === undefined) continue;
+        const group = bySchema.get(schema) ?? [];
+        group.push(f);
+        bySchema.set(schema, group);
+      }
+    }
+    for (const group of bySchema.values()) {
+      const columns = await this.boundColumns(group[0].file);
+      if (columns === undefined) continue;
+      for (const f of group) {
+        result.set(f.file, columns);
+        this.fileColumns.set(f.file, { size: f.size, mtimeMs: f.mtimeMs, columns });
+      }
+    }
+    return result;
+  }
+
+  /** Each readable file's footer schema as one string (its elements in order); a scan DuckDB refuses gives none. */
+  private async footerSchemas(files: readonly string[]): Promise<Map<string, string>> {
+    const schemas = new Map<string, string>();
+    let rows: unknown[][];
+    try {
+      const reader = await this.connection.runAndReadAll('SELECT file_name, name, type, converted_type, logical_type::VARCHAR, num_children, repetition_type, scale, precision'
+        + ` FROM parquet_schema(${sqlList(files)})`);
+      rows = reader.getRows();
+    } catch {
+      // One unreadable file fails the scan: bind each file alone, as the view will say why.
+      for (const file of files) schemas.set(file, `file:${file}`);
+      return schemas;
+    }
+    for (const [file, ...element] of rows) {
+      const name = String(file);
+      schemas.set(name, `${schemas.get(name) ?? ''}${JSON.stringify(element, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))};`);
+    }
+    return schemas;
+  }
+
+  /** The columns DuckDB reads a Parquet file as (lower-case names), or undefined when it cannot read it. */
+  private async boundColumns(file: string): Promise<ReadonlyMap<string, DuckDBType> | undefined> {
     let prepared: DuckDBPreparedStatement;
     try {
       prepared = await this.connection.prepare(`SELECT * FROM read_parquet(${sqlString(file)})`);
@@ -309,7 +368,6 @@ export class LocalAthena {
     const columns = new Map<string, DuckDBType>();
     for (let i = 0; i < prepared.columnCount; i++) columns.set(prepared.columnName(i).toLowerCase(), prepared.columnType(i));
     prepared.destroySync();
-    this.fileColumns.set(file, { size: stat.size, mtimeMs: stat.mtimeMs, columns });
     return columns;
   }
 
