@@ -10,7 +10,8 @@ export const LAKE_LAYOUT_FILE = 'lake-layout.json';
  * Checks each lake pipeline's partition keys against those its files on the data dir were written under, then records
  * them. A pipeline whose keys changed is refused: its new files would sit beside the old ones under other folders, and
  * no table reads both (DuckDB fails on the mismatch; on AWS the new projection no longer finds the old prefixes). A
- * data dir from before the record was kept is judged by the folders of one of its files. Returns warnings for files
+ * data dir from before the record was kept is judged by the folders of one of its files; a pipeline with no files takes
+ * its schema's keys. Returns warnings for files
  * under enum partition values the schema no longer lists, which Athena's projection leaves out.
  */
 export function checkLakeLayouts(dataDir: string, bucketDir: string, models: readonly SchemaModel[]): string[] {
@@ -22,7 +23,8 @@ export function checkLakeLayouts(dataDir: string, bucketDir: string, models: rea
     const keys = model.partitionKeys.map((k) => k.name);
     const root = path.join(bucketDir, dataRoot(model.pipeline));
     const files = parquetFilesUnder(root);
-    const before = recorded[model.pipeline] ?? (files.length > 0 ? keysOf(path.relative(root, files[0])) : undefined);
+    // No files, nothing to conflict with: a pipeline whose folder was moved away (as the refusal says) starts anew.
+    const before = files.length === 0 ? undefined : recorded[model.pipeline] ?? keysOf(path.relative(root, files[0]));
     if (before !== undefined && before.join('/') !== keys.join('/')) {
       changed.push(`${model.pipeline}'s files are partitioned by ${before.join(', ') || 'nothing'}, its schema now by ${keys.join(', ') || 'nothing'}`);
       continue;

@@ -29,11 +29,17 @@ describe('the lake layout recorded in the data dir', () => {
     expect(checkLakeLayouts(dataDir, bucket, [appEvents])).toEqual([]);
     expect(JSON.parse(fs.readFileSync(path.join(dataDir, LAKE_LAYOUT_FILE), 'utf8'))).toEqual({ 'app-events': ['event_type', 'year', 'month', 'day', 'hour'] });
     expect(checkLakeLayouts(dataDir, bucket, [appEvents])).toEqual([]);
+    put(`event_type=${listed[0]}/year=2026/month=11/day=22/hour=12/a.parquet`);
     const refused = () => checkLakeLayouts(dataDir, bucket, [byTimeOnly]);
     expect(refused).toThrow(EmulatorStateError);
     expect(refused).toThrow(/app-events's files are partitioned by event_type, year, month, day, hour, its schema now by year, month, day, hour\..*new data dir \(--data-dir\), or move that pipeline's folder \(.*data\/<pipeline>\)/);
     // The record is kept as it was: the next start is refused too.
     expect(JSON.parse(fs.readFileSync(path.join(dataDir, LAKE_LAYOUT_FILE), 'utf8'))['app-events']).toContain('event_type');
+    expect(refused).toThrow(EmulatorStateError);
+    // Moving the pipeline's folder away, as the refusal says, lets it start with its new keys.
+    fs.renameSync(path.join(bucket, 'data', 'app-events'), path.join(dataDir, 'app-events-before'));
+    expect(checkLakeLayouts(dataDir, bucket, [byTimeOnly])).toEqual([]);
+    expect(JSON.parse(fs.readFileSync(path.join(dataDir, LAKE_LAYOUT_FILE), 'utf8'))['app-events']).toEqual(['year', 'month', 'day', 'hour']);
   });
 
   test('a data dir from before the record is judged by its files\' folders', () => {
