@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import type { S3Event, S3EventRecord } from 'aws-lambda';
@@ -30,6 +32,8 @@ const event = fixture<S3Event>('s3-error-objects.json');
 /** Every object of these events has the fixture's eTag: part of each line's dedupe key. */
 const ETAG = event.Records[0].s3.object.eTag;
 const BUCKET = 'sluice-dev-lake-123456789012';
+/** The transactions schema's x-sluice.version, as its file says. */
+const TRANSACTIONS_VERSION = (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'schemas', 'transactions.schema.json'), 'utf8')) as { 'x-sluice': { version: string } })['x-sluice'].version;
 const OBJECTS: Record<string, string> = {
   [decodeS3Key(event.Records[0].s3.object.key)!]: 'errors-processing-failed.jsonl',
   [decodeS3Key(event.Records[1].s3.object.key)!]: 'errors-format-conversion-failed.jsonl',
@@ -115,10 +119,20 @@ describe('failure router', () => {
     const where = locateErrorObject(decodeS3Key(event.Records[0].s3.object.key)!);
     if ('reason' in where) throw new Error(where.reason);
     const whole = reasonFor(where, { errorCode: 'Lambda.FunctionError', errorMessage: 'The Lambda function was successfully invoked but it returned an error result.', rawData: valid.rawData });
-    expect(whole).toBe('the record passes the transactions schema and limits now: the transform\'s invocation failed as a whole, so it is safe to replay. '
+    expect(whole).toBe(`the record passes the transactions schema (version ${TRANSACTIONS_VERSION}) and limits now: the transform's invocation failed as a whole, so it is safe to replay. `
       + 'Firehose reported Lambda.FunctionError: The Lambda function was successfully invoked but it returned an error result.');
     expect(reasonFor(where, { errorCode: 'Lambda.ProcessingFailedStatus', errorMessage: 'ProcessingFailed status set for record', rawData: valid.rawData }))
-      .toMatch(/most likely its 6 MB response budget .* safe to replay\. Firehose reported Lambda\.ProcessingFailedStatus/);
+      .toMatch(/earlier schema .* most likely its 6 MB response budget .* safe to replay\. Firehose reported Lambda\.ProcessingFailedStatus/);
+  });
+
+  it('a record the transform failed that passes the schema now may have failed under an earlier schema: the reason says so and names the current version', () => {
+    // A record sent before a schema change that then made it valid (a field added): the failure router reads it after the deploy.
+    const valid = JSON.parse(fixtureBytes('errors-processing-failed.jsonl').toString().trim().split('\n')[2]) as { rawData: string };
+    const where = locateErrorObject(decodeS3Key(event.Records[0].s3.object.key)!);
+    if ('reason' in where) throw new Error(where.reason);
+    const reason = reasonFor(where, { errorCode: 'Lambda.ProcessingFailed', errorMessage: 'The Lambda function returned ProcessingFailed for this record.', rawData: valid.rawData });
+    expect(reason).toContain(`passes the transactions schema (version ${TRANSACTIONS_VERSION}) and limits now`);
+    expect(reason).toContain('under an earlier schema than this one');
   });
 
   it('sends one message per failed record with the recomputed reason, and ignores objects outside the error prefixes', async () => {
@@ -149,8 +163,9 @@ describe('failure router', () => {
     });
     expect(truncated.reason).toMatch(/^json \(syntax\): \/ is not valid JSON \(.+ at position 64\)$/);
     expect(unb64(truncated.rawData)).toBe('{"event_id": "4f3c9f2c-6d0e-4e8b-9b97-0b1a7d3f5e55", "amount": 1');
-    expect(valid.reason).toBe('the record passes the transactions schema and limits now: the transform failed it for something outside its content, '
-      + 'most likely its 6 MB response budget (too many records for one invocation: its log line for the record says response-size), so it is safe to replay. '
+    expect(valid.reason).toBe(`the record passes the transactions schema (version ${TRANSACTIONS_VERSION}) and limits now: the transform failed it under an earlier schema than this one `
+      + '(x-sluice.version is not checked, so that one may carry the same version), or for something outside its content, '
+      + 'most likely its 6 MB response budget (too many records for one invocation: its log line for the record says response-size); either way it is safe to replay. '
       + 'Firehose reported Lambda.ProcessingFailed: The Lambda function returned ProcessingFailed for this record.');
     expect(conversion).toMatchObject({
       errorType: 'format-conversion-failed',

@@ -27,6 +27,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES } from '../shared/limits';
+import { pipelineSchema } from '../shared/pipeline';
 import { failureReason } from '../shared/record';
 import { backoffDelay, sleep } from '../shared/retry';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
@@ -398,11 +399,14 @@ export function reasonFor(where: ErrorObjectLocation, line: Pick<ErrorLine, 'err
       recomputed = `could not recompute the reason (${errorMessage(err)})`;
     }
     if (recomputed !== '') return recomputed;
-    const passes = `the record passes the ${where.pipeline} schema and limits now`;
-    // The transform sets ProcessingFailed on a record that passes only when its response would outgrow Lambda's 6 MB.
+    // The reason is recomputed with the schema deployed now, which may not be the one the transform had: a record sent
+    // before a change that made it valid (a field added, a bound widened) reaches the router after the deploy.
+    const passes = `the record passes the ${where.pipeline} schema (version ${pipelineSchema(where.pipeline).model.extensions.version}) and limits now`;
+    // Otherwise the transform sets ProcessingFailed on a record that passes only when its response would outgrow Lambda's 6 MB.
     return /ProcessingFailed/.test(line.errorCode)
-      ? `${passes}: the transform failed it for something outside its content, most likely its 6 MB response budget (too many records `
-        + `for one invocation: its log line for the record says response-size), so it is safe to replay. Firehose reported ${firehoseSays}`
+      ? `${passes}: the transform failed it under an earlier schema than this one (x-sluice.version is not checked, so that one may carry `
+        + 'the same version), or for something outside its content, most likely its 6 MB response budget (too many records for one invocation: '
+        + `its log line for the record says response-size); either way it is safe to replay. Firehose reported ${firehoseSays}`
       : `${passes}: the transform's invocation failed as a whole, so it is safe to replay. Firehose reported ${firehoseSays}`;
   }
   if (where.errorType === OPENSEARCH_FAILED || where.errorType === 'elasticsearch-failed') {
