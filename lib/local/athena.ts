@@ -616,8 +616,13 @@ function scanSql(model: SchemaModel, files: readonly string[]): string {
   const partitions = new Set(model.partitionKeys.map((k) => k.name));
   const projected = columns.map(([name, type]) => (strings.has(name) ? `coalesce(${quoteIdent(name)}, 'null') AS ${quoteIdent(name)}`
     : partitions.has(name) ? quoteIdent(name) : `CAST(${quoteIdent(name)} AS ${type}) AS ${quoteIdent(name)}`));
+  // Athena's enum projection reads only the values the schema lists: files under a value since removed from the enum (or
+  // a value it never listed) do not show there, so not here either. The twin warns of them at start (lake-layout.ts).
+  const listed = model.partitionKeys.filter((k) => k.projection.type === 'enum')
+    .map((k) => `coalesce(${quoteIdent(k.name)}, 'null') IN (${k.projection.values.split(',').map(sqlString).join(', ')})`);
   return `SELECT ${projected.join(', ')} FROM (${emptySql(columns)} UNION ALL BY NAME`
-    + ` SELECT * FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true))`;
+    + ` SELECT * FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true))`
+    + (listed.length > 0 ? ` WHERE ${listed.join(' AND ')}` : '');
 }
 
 /** A typed, empty table: queries on a pipeline with no data yet return no rows instead of failing. */

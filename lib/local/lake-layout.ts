@@ -11,8 +11,8 @@ export const LAKE_LAYOUT_FILE = 'lake-layout.json';
  * them. A pipeline whose keys changed is refused: its new files would sit beside the old ones under other folders, and
  * no table reads both (DuckDB fails on the mismatch; on AWS the new projection no longer finds the old prefixes). A
  * data dir from before the record was kept is judged by the folders of one of its files; a pipeline with no files takes
- * its schema's keys. Returns warnings for files
- * under enum partition values the schema no longer lists, which Athena's projection leaves out.
+ * its schema's keys. Returns warnings for files under enum partition values the schema no longer lists, which Athena's
+ * projection leaves out (and so does `sluice query`).
  */
 export function checkLakeLayouts(dataDir: string, bucketDir: string, models: readonly SchemaModel[]): string[] {
   const file = path.join(dataDir, LAKE_LAYOUT_FILE);
@@ -40,8 +40,8 @@ export function checkLakeLayouts(dataDir: string, bucketDir: string, models: rea
       if (unlisted.size === 0) continue;
       const count = [...unlisted.values()].reduce((a, b) => a + b, 0);
       warnings.push(`${dataRoot(model.pipeline)} holds ${count} Parquet file${count === 1 ? '' : 's'} under ${key.name} values its schema's enum no longer lists`
-        + ` (${[...unlisted.keys()].sort().join(', ')}): on AWS, Athena's partition projection would not show them;`
-        + ' list the values in the enum again to read them there');
+        + ` (${[...unlisted.keys()].sort().join(', ')}): queries leave them out, as Athena's partition projection does on AWS;`
+        + ' list the values in the enum again to read them');
     }
   }
   if (changed.length > 0) {

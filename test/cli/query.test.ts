@@ -723,6 +723,28 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
     }
   });
 
+  test('files under an enum partition value the schema no longer lists do not show, as Athena\'s enum projection leaves them out; filters still prune', async () => {
+    const landed = await deliverToLake(dir, 'app-events', sampleRecords(readSchema('app-events'), 20, 6, { now: NOW }).map((r) => Buffer.from(JSON.stringify(r))), NOW.getTime());
+    const data = path.join(dir, 's3', localBucketName(config), 'data', 'app-events');
+    const [file] = fs.readdirSync(data, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet'));
+    // A value removed from event_type's enum since its files were written, and the folder of a producer's "null".
+    for (const value of ['retired', 'null']) {
+      const copy = path.join(data, `event_type=${value}`, 'year=2026', 'month=11', 'day=22', 'hour=12', 'x.parquet');
+      fs.mkdirSync(path.dirname(copy), { recursive: true });
+      fs.copyFileSync(path.join(data, file), copy);
+    }
+    const all = await inDir("SELECT count(*) AS n, count(*) FILTER (WHERE event_type IN ('retired', 'null')) AS unlisted FROM app_events", '--json');
+    expect({ code: all.code, stderr: all.code === 0 ? '' : all.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(all.stdout)).toEqual([{ n: landed, unlisted: 0 }]);
+    const named = await inDir("SELECT count(*) AS n FROM app_events WHERE event_type = 'retired'", '--json');
+    expect(JSON.parse(named.stdout)).toEqual([{ n: 0 }]);
+    // A filter on a listed value reads only that value's files.
+    const [folder] = file.split(path.sep);
+    const under = fs.readdirSync(path.join(data, folder), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet')).length;
+    const listed = await inDir(`SELECT count(*) AS n FROM app_events WHERE event_type = '${folder.slice('event_type='.length)}'`);
+    expect(listed.stdout).toMatch(new RegExp(`read ${under} of ${fs.readdirSync(data, { recursive: true }).filter((f) => String(f).endsWith('.parquet')).length} Parquet files`));
+  });
+
   test('a table with an unreadable file fails alone, saying which file; the other tables still answer', async () => {
     const landed = await deliverToLake(dir, 'iot', iot(20, 9), NOW.getTime());
     const broken = path.join(dir, 's3', localBucketName(config), 'data', 'app-events', 'event_type=signup', 'year=2026', 'month=11', 'day=22', 'hour=12', 'truncated.parquet');
