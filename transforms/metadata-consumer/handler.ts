@@ -16,7 +16,6 @@
 import type { Context, KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { partitionPath } from '../../lib/schema/layout';
 import { DEFAULT_DYNAMO_TIMEOUT_MS, metadataKeys, METADATA_TABLE_KEYS, MAX_KEY_VALUE_CHARS, ttlFrom } from '../shared/metadata-table';
 import { pipelineSchema, type PipelineSchema } from '../shared/pipeline';
@@ -292,11 +291,13 @@ const DYNAMO_CONNECTION_TIMEOUT_MS = 1_000;
 export function metadataTableClient(timeoutMs: number, config: DynamoDBClientConfig = {}): DynamoDBClient {
   return new DynamoDBClient({
     ...config,
-    requestHandler: new NodeHttpHandler({
+    // The handler's options, not a NodeHttpHandler: the client builds its own, and the bundle does not carry
+    // @smithy/node-http-handler and the @smithy/core it needs (125 KiB, 44 ms more to load).
+    requestHandler: {
       connectionTimeout: Math.min(DYNAMO_CONNECTION_TIMEOUT_MS, timeoutMs),
       requestTimeout: timeoutMs,
       throwOnRequestTimeout: true,
-    }),
+    },
   });
 }
 
