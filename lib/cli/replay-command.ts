@@ -14,7 +14,7 @@ import { deadLettersFor, rawDataAt, ReadLaterError, type DeadLetterAccess, type 
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requireGeneratedCode, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { io, Progress } from './progress';
-import { sendRecords, type EntryPoint } from './record-sender';
+import { sendRecords, type EntryPoint, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { bulkFilePresence, lakePresence, searchPresence, type ExpectedRecord, type Presence } from './verify';
@@ -113,7 +113,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const results: Array<Tally & { message: string; dedupeKey?: string }> = [];
   const entryPoints = new Map<string, EntryPoint>();
   let refusal: UserError | undefined;
-  const done: DeletedSoFar = { replayed: 0, others: 0, keptSentAt: new Map() };
+  const done: DeletedSoFar = { replayed: 0, others: 0, unrecorded: 0, keptSentAt: new Map() };
   // Ctrl-C stops reading after the batch in hand: its accepted records are recorded in the ledger and their messages
   // deleted, so the next run does not put them again (killed mid-batch, it would). A second Ctrl-C ends at once.
   let interrupted = false;
@@ -293,7 +293,17 @@ async function drain(
         toPut.set(dlq.pipeline, list);
       }
 
+      // What ended the run within this batch (a put or a ledger write failing for good): the batch is settled first
+      // (accepted records recorded, their messages deleted, the rest released), then it is thrown.
+      let stop: { error: unknown } | undefined;
       for (const [pipeline, judged] of toPut) {
+        if (stop !== undefined) {
+          for (const { message, dlq } of judged) {
+            kept.push(message);
+            results.push({ message: message.id, dedupeKey: dlq.dedupeKey, pipeline, outcome: 'put-failed', reason: 'not sent: the run stopped before this pipeline\'s records' });
+          }
+          continue;
+        }
         const elsewhere = await heldElsewhere(target, pipeline, judged, failedDestinations, progress);
         const items: PutItem[] = [];
         for (const item of judged) {
@@ -339,14 +349,31 @@ async function drain(
         }
         // Before the put: a failure of the replayed record arrives after this (see REPLAY_CLOCK_MARGIN_MS).
         const putStartedAt = Date.now();
-        const outcome = await sendRecords(entry, items.map(({ data, analysis }) => {
-          const key = analysis.kind === 'valid' ? analysis.entity || analysis.id : createHash('sha256').update(data).digest('hex');
-          return { data, partitionKey: key.slice(0, 256) };
-        }), { maxAttempts: flags.maxAttempts });
+        // A call failing in a way no retry fixes (credentials expired, access denied) after others were accepted: those
+        // are recorded and their messages deleted all the same, or the next run would put them again.
+        const sent: { soFar?: SendResult } = {};
+        let outcome: SendResult;
+        try {
+          outcome = await sendRecords(entry, items.map(({ data, analysis }) => {
+            const key = analysis.kind === 'valid' ? analysis.entity || analysis.id : createHash('sha256').update(data).digest('hex');
+            return { data, partitionKey: key.slice(0, 256) };
+          }), { maxAttempts: flags.maxAttempts, onStopped: (soFar) => { sent.soFar = soFar; } });
+        } catch (err) {
+          if (sent.soFar === undefined) throw err;
+          outcome = sent.soFar;
+          stop = { error: err };
+        }
         // Recorded before the delete: if the delete fails, the next run deletes without re-putting. The record
         // itself too: its other message (a lake and a search failure) may come in a later run.
-        await ledger.markReplayed(items.filter((_, i) => outcome.outcomes[i].ok)
-          .map(({ dlq, recordKey }) => ({ dedupeKey: dlq.dedupeKey, recordKey: recordLedgerKey(recordKey), at: putStartedAt })));
+        const accepted = items.filter((_, i) => outcome.outcomes[i].ok);
+        try {
+          await ledger.markReplayed(accepted.map(({ dlq, recordKey }) => ({ dedupeKey: dlq.dedupeKey, recordKey: recordLedgerKey(recordKey), at: putStartedAt })));
+        } catch (err) {
+          // Their messages are deleted still: kept, every run would put their records again. Unrecorded, only a lost
+          // delete (or the record's other message, in a later run) can put one twice.
+          done.unrecorded += accepted.length;
+          stop ??= { error: err };
+        }
         for (let i = 0; i < items.length; i++) {
           const { message, dlq } = items[i];
           const o = outcome.outcomes[i];
@@ -364,6 +391,7 @@ async function drain(
       await queue.delete(toDelete);
       done.replayed += replayedInBatch;
       done.others += toDelete.length - replayedInBatch;
+      if (stop !== undefined) throw stop.error;
       progress.update(`replay: read ${formatNumber(results.length)} messages · ${formatNumber(results.filter((r) => r.outcome === 'replayed').length)} replayed`);
     }
   } finally {
@@ -594,6 +622,8 @@ function recordLedgerKey(recordKey: string): string {
 interface DeletedSoFar {
   replayed: number;
   others: number;
+  /** Of the records re-put, those the ledger write failed for (their messages deleted all the same). */
+  unrecorded: number;
   /** When each message kept in the queue was sent, where the queue says (SQS). */
   keptSentAt: Map<string, number>;
 }
@@ -623,7 +653,9 @@ async function cutOffSummary(queue: DeadLetterQueue, results: ReadonlyArray<Tall
   const left = await queue.messagesLeft().catch(() => undefined);
   return `replay stopped after reading ${formatNumber(results.length)} message${results.length === 1 ? '' : 's'}: `
     + `${formatNumber(done.replayed)} replayed${done.others > 0 ? ` and ${formatNumber(done.others)} already replayed or duplicate` : ''} (their messages deleted)`
-    + `${undeleted > 0 ? `; ${formatNumber(undeleted)} more re-put and recorded, whose messages the next run deletes` : ''}; ${leftInQueue(left, undeleted)}`;
+    + `${undeleted > 0 ? `; ${formatNumber(undeleted)} more re-put and recorded, whose messages the next run deletes` : ''}`
+    + `${done.unrecorded > 0 ? `; ${formatNumber(done.unrecorded)} record${done.unrecorded === 1 ? ' was' : 's were'} re-put but not recorded in the replay ledger (a lost delete, or the record's other message in a later run, would put ${done.unrecorded === 1 ? 'it' : 'them'} again)` : ''}`
+    + `; ${leftInQueue(left, undeleted)}`;
 }
 
 /** The messages a cut-off run leaves in the queue besides the `undeleted` re-put ones; `left` counts both, if known. */

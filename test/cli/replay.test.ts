@@ -977,6 +977,44 @@ describe('sluice replay --aws', () => {
     expect(sqs.commandCalls(DeleteMessageBatchCommand).flatMap((c) => c.args[0].input.Entries!.map((e) => e.ReceiptHandle))).toEqual(ten.map((m) => m.ReceiptHandle));
   });
 
+  /** Three replayable app-events messages in one batch, m-1 to m-3. */
+  const threeReplayable = () => {
+    resetSqs();
+    const three = [1, 2, 3].map((n) => ({ MessageId: `m-${n}`, ReceiptHandle: `rh-${n}`, Body: JSON.stringify(message(n, 'app-events', appEvent(n))) }));
+    sqs.on(ReceiveMessageCommand).resolvesOnce({ Messages: three }).resolves({});
+    ledgerHolds();
+  };
+  const deleted = () => sqs.commandCalls(DeleteMessageBatchCommand).flatMap((c) => c.args[0].input.Entries!.map((e) => e.ReceiptHandle));
+  const released = () => sqs.commandCalls(ChangeMessageVisibilityBatchCommand).flatMap((c) => c.args[0].input.Entries!.map((e) => e.ReceiptHandle));
+
+  test('a retry that fails for good (credentials expired) after Firehose accepted part of the batch: the accepted are recorded and deleted, the rest released, then it stops', async () => {
+    threeReplayable();
+    firehose.on(PutRecordBatchCommand)
+      .resolvesOnce({ FailedPutCount: 1, RequestResponses: [{ RecordId: 'r-1' }, { RecordId: 'r-2' }, { ErrorCode: 'ServiceUnavailableException', ErrorMessage: 'Slow down.' }] })
+      .rejects(Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client' }));
+    const { code, stderr } = await sluice('replay', '--aws');
+    expect(code).toBe(2);
+    const writes = dynamo.commandCalls(BatchWriteCommand).flatMap((c) => c.args[0].input.RequestItems![TABLE].map((r) => String(r.PutRequest!.Item!.pk)));
+    expect(writes).toEqual([recordPk(appEvent(1)), recordPk(appEvent(2)), 'replayed#dedupe-1', 'replayed#dedupe-2']);
+    expect(deleted()).toEqual(['rh-1', 'rh-2']);
+    expect(released()).toEqual(['rh-3']);
+    expect(stderr).toBe('sluice: replay stopped after reading 3 messages: 2 replayed (their messages deleted); any others stay in the queue\n'
+      + 'sluice: your AWS credentials have expired (ExpiredTokenException): refresh them (e.g. aws sso login) and try again\n');
+  });
+
+  test('a ledger write that fails after the put: the accepted records\' messages are deleted all the same (kept, every run would put them again), and it says they were not recorded', async () => {
+    threeReplayable();
+    firehose.on(PutRecordBatchCommand).callsFake(async (input: { Records: unknown[] }) => ({ FailedPutCount: 0, RequestResponses: input.Records.map((_, i) => ({ RecordId: `r-${i}` })) }));
+    dynamo.on(BatchWriteCommand).rejects(Object.assign(new Error('User is not authorized to perform: dynamodb:BatchWriteItem'), { name: 'AccessDeniedException', $fault: 'client' }));
+    const { code, stderr } = await sluice('replay', '--aws');
+    expect(code).toBe(2);
+    expect(firehose.commandCalls(PutRecordBatchCommand)).toHaveLength(1);
+    expect(deleted()).toEqual(['rh-1', 'rh-2', 'rh-3']);
+    expect(stderr).toBe('sluice: replay stopped after reading 3 messages: 3 replayed (their messages deleted); 3 records were re-put but not recorded in the replay ledger '
+      + '(a lost delete, or the record\'s other message in a later run, would put them again); any others stay in the queue\n'
+      + `sluice: DynamoDB denied access (table ${TABLE}): User is not authorized to perform: dynamodb:BatchWriteItem. Your AWS identity needs permission for this call.\n`);
+  });
+
   test('a throttled ledger read and writes DynamoDB leaves unprocessed are retried with backoff: the run completes, each record put once', async () => {
     const throttled = Object.assign(new Error('The level of configured provisioned throughput for the table was exceeded.'), { name: 'ProvisionedThroughputExceededException', $fault: 'client' });
     dynamo.on(BatchGetCommand)
