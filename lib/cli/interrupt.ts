@@ -1,7 +1,7 @@
 /**
- * Ctrl-C (SIGINT) and SIGTERM while `put` has work in hand (sending, verifying): the first asks it to stop after what it
- * holds and report; a second ends the process at once, by that signal. local up and demo take them the same way (their
- * second signal also lets go of the twin's lock); replay takes Ctrl-C only.
+ * Ctrl-C (SIGINT) and SIGTERM while `put` or `replay` has work in hand (sending, verifying, a batch of dead letters): the
+ * first asks it to stop after what it holds and report; a second ends the process at once, by that signal. local up and
+ * demo take them the same way (their second signal also lets go of the twin's lock).
  */
 import * as os from 'node:os';
 
@@ -11,6 +11,9 @@ import * as os from 'node:os';
  * never taken for the first: it is a deliberate second Ctrl-C.
  */
 export const REPEATED_SIGTERM_MS = 2_000;
+
+/** How long a command stopping after the work in hand waits before it says so (a call that is answered at once needs no note). */
+export const STOPPING_NOTE_MS = 1000;
 
 export interface Interruption {
   readonly signal: 'SIGINT' | 'SIGTERM';

@@ -9,7 +9,7 @@ import { createRng, sampleRecord, type Rng } from '../schema/sample';
 import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type PipelineSchema } from '../../transforms/shared';
 import { addProgressOption, addTargetOptions, drawSample, examples, formatDuration, parseCount, parseDuration, parseRate, requireGeneratedCode, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
-import { takeInterrupts, type Interruption } from './interrupt';
+import { STOPPING_NOTE_MS, takeInterrupts, type Interruption } from './interrupt';
 import { io, Progress } from './progress';
 import { awaitCallerCredentials } from './credentials';
 import { networkErrorCode, unreadableFile } from './errors';
@@ -757,7 +757,6 @@ function stillMaybeTaken(before: RecordOutcome | undefined, after: RecordOutcome
 }
 
 /** How long after Ctrl-C a call still in flight is worth a note on stderr. */
-const STILL_SENDING_NOTE_MS = 1000;
 
 /** Sends `count` records (or until `durationMs`), paced to `rate` on average, never bursting more than a second's worth. */
 async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOptions): Promise<SendReport> {
@@ -775,7 +774,7 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   const release = takeInterrupts((by) => {
     interruption = by;
     interrupted = true;
-    stillSending = setTimeout(() => io.err(`sluice: stopping once the call in flight is answered; ${by.label} again to quit at once`), STILL_SENDING_NOTE_MS);
+    stillSending = setTimeout(() => io.err(`sluice: stopping once the call in flight is answered; ${by.label} again to quit at once`), STOPPING_NOTE_MS);
     stillSending.unref();
   });
   try {

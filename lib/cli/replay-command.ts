@@ -12,7 +12,8 @@ import { validatorFingerprint } from '../schema/fingerprint';
 import { awaitCallerCredentials } from './credentials';
 import { deadLettersFor, rawDataAt, ReadLaterError, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requireGeneratedCode, requirePipeline, type TargetFlags } from './options';
-import { escapeControlCharacters, formatNumber, formatTable, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
+import { escapeControlCharacters, formatNumber, formatTable, toJson, UserError } from './output';
+import { STOPPING_NOTE_MS, takeInterrupts, type Interruption } from './interrupt';
 import { io, Progress } from './progress';
 import { sendRecords, type EntryPoint, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
@@ -82,7 +83,7 @@ export function registerReplayCommand(program: Command): void {
     'records would fail again and come back as new dead letters. Restart the twin (`sluice local up`) first, or pass --force.',
     'A schema edited without `npm run generate` since is refused too (exit 2): records are re-validated with the generated code.',
     'Exit status: 0 every message read was replayed (or nothing to do) · 1 some records still fail or were not accepted · 2 usage, configuration or environment problem',
-    '  · 130 interrupted (Ctrl-C): the batch in hand is finished and recorded; messages not yet read stay in the queue',
+    '  · 130 interrupted (Ctrl-C; 143 for SIGTERM): the batch in hand is finished and recorded; messages not yet read stay in the queue',
   ].join('\n'));
   command.action(async (flags: ReplayFlags) => {
     await replay(flags);
@@ -114,23 +115,27 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const entryPoints = new Map<string, EntryPoint>();
   let refusal: UserError | undefined;
   const done: DeletedSoFar = { replayed: 0, others: 0, unrecorded: 0, keptSentAt: new Map() };
-  // Ctrl-C stops reading after the batch in hand: its accepted records are recorded in the ledger and their messages
-  // deleted, so the next run does not put them again (killed mid-batch, it would). A second Ctrl-C ends at once.
-  let interrupted = false;
-  const onInterrupt = () => {
-    interrupted = true;
-  };
+  // Ctrl-C (or SIGTERM, as `timeout` and supervisors stop a run) stops reading after the batch in hand: its accepted
+  // records are recorded in the ledger and their messages deleted, so the next run does not put them again (killed
+  // mid-batch, it would). A second signal ends the process at once.
+  let interruptedBy: Interruption | undefined;
+  let stoppingNote: NodeJS.Timeout | undefined;
   let interruption: string | undefined;
-  process.once('SIGINT', onInterrupt);
+  const stopTakingSignals = takeInterrupts((by) => {
+    interruptedBy = by;
+    stoppingNote = setTimeout(() => io.err(`sluice: stopping once the batch in hand is done; ${by.label} again to quit at once\n`), STOPPING_NOTE_MS);
+    stoppingNote.unref();
+  });
   try {
-    refusal = await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress, done, () => interrupted);
-    if (interrupted) interruption = await cutOffSummary(access.queue, results, done);
+    refusal = await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress, done, () => interruptedBy !== undefined);
+    if (interruptedBy !== undefined) interruption = await cutOffSummary(access.queue, results, done);
   } catch (err) {
     // Cut off (the twin or a service went away): say what was already done before the reason.
     if (results.length > 0) io.err(`sluice: ${await cutOffSummary(access.queue, results, done)}\n`);
     throw err;
   } finally {
-    process.removeListener('SIGINT', onInterrupt);
+    stopTakingSignals();
+    clearTimeout(stoppingNote);
     progress.done();
     for (const e of entryPoints.values()) e.close();
     access.queue.close();
@@ -147,7 +152,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   }
   const oldKept = oldKeptWarning(done.keptSentAt);
   if (oldKept !== undefined) io.err(`sluice: warning: ${oldKept}\n`);
-  if (interruption !== undefined) throw new UserError(`interrupted (Ctrl-C): ${interruption}`, INTERRUPTED_EXIT_CODE);
+  if (interruption !== undefined && interruptedBy !== undefined) throw new UserError(`interrupted (${interruptedBy.label}): ${interruption}`, interruptedBy.exitCode);
   if (failing.length > 0) {
     throw new UserError(`${formatNumber(failing.length)} of ${formatNumber(results.length)} dead-letter message${results.length === 1 ? '' : 's'} ${flags.dryRun ? 'would not be replayed' : 'not replayed'}; ${failing.length === 1 ? 'it stays' : 'they stay'} in the queue`, 1);
   }

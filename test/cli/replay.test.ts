@@ -638,19 +638,30 @@ describe('sluice replay (twin)', () => {
       fs.rmSync(other, { recursive: true, force: true });
     }
   });
+  test('SIGTERM is taken as Ctrl-C is: the batch in hand is recorded and its messages deleted, then exit 143; an answer that takes long is said to be waited for', async () => {
+    const seeded = await dlq.receive(10);
+    await dlq.delete(seeded.map((m) => m.receiptHandle));
+    await dlq.send([1, 2, 3].map((n) => JSON.stringify(message(n, 'app-events', appEvent(n)))));
+    const { code, stderr } = await replayInterruptedAtFirstPut('SIGTERM', 2_000);
+    expect(backend.acknowledged).toHaveLength(3);
+    expect(await dlq.count()).toBe(0);
+    expect(stderr).toBe('sluice: stopping once the batch in hand is done; SIGTERM again to quit at once\n'
+      + 'sluice: interrupted (SIGTERM): replay stopped after reading 3 messages: 3 replayed (their messages deleted); no message is left in the queue\n');
+    expect(code).toBe(143);
+  }, 60_000);
 });
 
 /**
- * `sluice replay -p app-events` in its own process, so the SIGINT is a real one: it arrives once the entry point has
- * taken the first batch, before the answer does.
+ * `sluice replay -p app-events` in its own process, so the signal is a real one: it arrives once the entry point has
+ * taken the first batch, `answerAfterMs` before the answer does.
  */
-async function replayInterruptedAtFirstPut(): Promise<{ code: number | null; stderr: string }> {
+async function replayInterruptedAtFirstPut(signal: 'SIGINT' | 'SIGTERM' = 'SIGINT', answerAfterMs = 500): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', api.url],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   backend.onIngest = async () => {
     backend.onIngest = undefined;
-    child.kill('SIGINT');
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    child.kill(signal);
+    await new Promise((resolve) => setTimeout(resolve, answerAfterMs));
   };
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
