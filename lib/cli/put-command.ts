@@ -241,7 +241,10 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (verifyInterrupted) throw verifyInterrupted;
   const notAccepted = report.sent - report.accepted;
   if (notAccepted > 0) {
-    throw new UserError(`${formatNumber(notAccepted)} of ${formatNumber(report.sent)} records ${whyNotAccepted(report.failedByCode, maxAttempts)}`, 1);
+    const refused = `${formatNumber(notAccepted)} of ${formatNumber(report.sent)} records ${whyNotAccepted(report.failedByCode, maxAttempts)}`;
+    // Interrupted, the run's status is the signal's (a script tells a stop it asked for from a failure), and the message says both.
+    if (report.interrupted) throw new UserError(`${interruptedMessage(report, count, durationMs)}; ${refused}`, report.interruption?.exitCode ?? INTERRUPTED_EXIT_CODE);
+    throw new UserError(refused, 1);
   }
   if (flags.verify && nothingQueryable) {
     const records = report.sent === 1 ? 'the one record sent, which goes' : `all ${formatNumber(report.sent)} records sent, which go`;
