@@ -199,14 +199,28 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     if (flags.json) io.out(toJson(summary));
     throw report.unreadable ?? stoppedError(report, count, flags.file);
   }
+  // Verifying itself failing (Athena failing the query, OpenSearch refusing it): the records were sent all the same, and
+  // the summary (with --json, the JSON) says so before the reason.
+  let verifyError: Error | undefined;
   if (flags.verify && report.accepted > 0) {
-    // A Ctrl-C during the last call found nothing left to send: it ends the wait before it starts, as it would a moment later.
-    ({ results: verification, interruption: verifyInterruption } = report.interruptedLastCall && report.expected.size > 0
-      ? { results: [], interruption: report.interruption }
-      : await verifyAll(target, pipeline, schema, [...report.expected.values()], {
-        timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, json: flags.json === true,
-        clockToleranceMs: target.kind === 'local' ? LOCAL_CLOCK_TOLERANCE_MS : AWS_CLOCK_TOLERANCE_MS,
-      }));
+    try {
+      // A Ctrl-C during the last call found nothing left to send: it ends the wait before it starts, as it would a moment later.
+      ({ results: verification, interruption: verifyInterruption } = report.interruptedLastCall && report.expected.size > 0
+        ? { results: [], interruption: report.interruption }
+        : await verifyAll(target, pipeline, schema, [...report.expected.values()], {
+          timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, json: flags.json === true,
+          clockToleranceMs: target.kind === 'local' ? LOCAL_CLOCK_TOLERANCE_MS : AWS_CLOCK_TOLERANCE_MS,
+        }));
+    } catch (err) {
+      verifyError = err instanceof Error ? err : new Error(String(err));
+    }
+  }
+  if (verifyError !== undefined) {
+    summary.verify = { passed: false, error: verifyError.message, timeoutMs, results: [] };
+    if (flags.json) io.out(toJson(summary));
+    const refused = report.sent > report.accepted ? ` (${formatNumber(report.sent - report.accepted)} not accepted)` : '';
+    throw new UserError(`${formatNumber(report.accepted)} of ${formatNumber(report.sent)} records accepted${refused}; verify could not run: ${verifyError.message}`,
+      verifyError instanceof UserError ? verifyError.exitCode : 1);
   }
   const verified = verification.every((v) => v.passed);
   // Records sent and none to verify (refused, or every one failing the transform) is no pass; when none was refused,

@@ -281,6 +281,21 @@ describe('sluice put --aws', () => {
     expect(stdout).toMatch(/verify lake \(sluice_dev\.app_events\): 5\/5 after/);
     expect(stdout).toMatch(/PASS: 5 of 5 records queryable/);
   });
+
+  test('--verify that cannot run (Athena fails its query) still reports the records accepted: --json prints its JSON, text says verify could not run', async () => {
+    firehose.on(PutRecordBatchCommand).callsFake((input: { Records: unknown[] }) => ({ FailedPutCount: 0, RequestResponses: input.Records.map(() => ({ RecordId: 'r' })) }));
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-1' });
+    athena.on(GetQueryExecutionCommand).resolves({ QueryExecution: { Status: { State: 'FAILED', AthenaError: { ErrorMessage: 'HIVE_BAD_DATA: malformed Parquet file' } } } });
+    const failed = 'Athena query q-1 failed: HIVE_BAD_DATA: malformed Parquet file';
+    const json = await sluice('put', 'app-events', '--aws', '--count', '5', '--verify', '--poll', '10ms', '--json');
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ sent: 5, accepted: 5, verify: { passed: false, error: failed, results: [] } });
+    expect(json.stderr).toBe(`sluice: 5 of 5 records accepted; verify could not run: ${failed}\n`);
+    const text = await sluice('put', 'app-events', '--aws', '--count', '5', '--verify', '--poll', '10ms');
+    expect(text.code).toBe(1);
+    expect(text.stdout).toMatch(/accepted 5 · failed 0/);
+    expect(text.stderr).toBe(`sluice: 5 of 5 records accepted; verify could not run: ${failed}\n`);
+  });
 });
 
 describe('query --aws and put --aws: the caller\'s credentials first, named when their source hangs', () => {
