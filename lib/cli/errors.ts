@@ -23,6 +23,22 @@ interface ErrorLike {
   errors?: unknown[];
   cause?: unknown;
   $metadata?: { httpStatusCode?: number };
+  $fault?: 'client' | 'server';
+  $retryable?: { throttling?: boolean };
+}
+
+/** Error names AWS services throttle with (besides what the SDK marks `$retryable.throttling`). */
+const THROTTLING_ERRORS = new Set([
+  'Throttling', 'ThrottlingException', 'ThrottledException', 'TooManyRequestsException', 'RequestLimitExceeded',
+  'ProvisionedThroughputExceededException', 'RequestThrottled', 'RequestThrottledException', 'SlowDown', 'KmsThrottled',
+]);
+
+/**
+ * A service refusing to use a KMS key for the caller: Kinesis and Firehose (KMSAccessDeniedException, KMSDisabledException,
+ * InvalidKMSResourceException, …) and SQS (KmsAccessDenied, KmsDisabled, …). KmsThrottled is throttling, not a refusal.
+ */
+function isKmsRefusal(name: string): boolean {
+  return name !== 'KmsThrottled' && (/^KMS[A-Z]\w*$/.test(name) || /^Kms[A-Z]\w*$/.test(name) || name === 'InvalidKMSResourceException');
 }
 
 /** Why a file the user named (`--file`, `--dsl`) cannot be read, as a UserError: "no such file", not ENOENT. */
@@ -135,14 +151,26 @@ export function explainFailure(err: unknown, context: FailureContext): Error {
   if (context.startHint && context.endpoint && (name === 'AccessDeniedException' || name === 'AccessDenied' || e.$metadata?.httpStatusCode === 403)) {
     return new UserError(`${context.service} at ${context.endpoint} refused the call (${name || 'HTTP 403'}: ${message}); the twin checks no permissions, so that endpoint is probably not it: check the port`);
   }
+  if (isKmsRefusal(name)) {
+    return new UserError(`${context.service} could not use its KMS key${about} (${name}: ${message}). Your AWS identity needs kms:GenerateDataKey on the key to write `
+      + 'to an encrypted stream or queue, and kms:Decrypt to read from one; the key must be enabled (see docs/cli.md, "Permissions for --aws").');
+  }
   if (name === 'AccessDeniedException' || name === 'AccessDenied' || e.$metadata?.httpStatusCode === 403) {
     return new UserError(`${context.service} denied access${about}: ${message}. Your AWS identity needs permission for this call.`);
+  }
+  // Past the SDK's own retries: nothing the user can fix but the timing (exit 1).
+  const status = e.$metadata?.httpStatusCode;
+  if (e.$retryable?.throttling === true || THROTTLING_ERRORS.has(name) || status === 429) {
+    return new UserError(`${context.service} is throttling requests${about} (${name || `HTTP ${status}`}: ${message}), past the retries: try again later`, 1);
+  }
+  if (e.$fault === 'server' || (status !== undefined && status >= 500)) {
+    return new UserError(`${context.service} is failing${about} (${name || `HTTP ${status}`}: ${message}), past the retries: try again later`, 1);
   }
   if (name === 'InvalidArgumentException' && /KinesisStreamAsSource/.test(message)) {
     return new UserError(`${context.service} refused the record${about}: ${message} The delivery stream reads a Kinesis stream; records go to the stream (is the pipeline's source configured as it is deployed?)`);
   }
   if (name === 'ResourceNotFoundException' || name === 'NoSuchBucket' || name === 'QueueDoesNotExist' || name === 'AWS.SimpleQueueService.NonExistentQueue') {
-    return new UserError(`${context.service}: not found${about}: ${message}${context.startHint ? `. ${context.startHint}` : ''}`);
+    return new UserError(`${context.service}: not found${about}: ${context.startHint ? `${message.replace(/\.+$/, '')}. ${context.startHint}` : message}`);
   }
   return err instanceof Error ? err : new Error(message);
 }

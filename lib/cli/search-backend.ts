@@ -204,7 +204,8 @@ interface OpenSearchErrorLike {
   name?: string;
   message?: string;
   statusCode?: number;
-  meta?: { body?: { error?: { type?: string; reason?: string; root_cause?: Array<{ reason?: string }> } | string } };
+  // `Message` (or `message`): what the domain's IAM layer answers, before OpenSearch itself sees the request.
+  meta?: { body?: { error?: { type?: string; reason?: string; root_cause?: Array<{ reason?: string }> } | string; Message?: string; message?: string } | string };
 }
 
 /** Query errors (a bad query string, an unknown field) are the user's to fix: exit 1 with OpenSearch's reason. */
@@ -213,11 +214,16 @@ export function explainOpenSearchFailure(err: unknown, context: FailureContext):
   if (e?.name === 'ResponseError') {
     const body = e.meta?.body;
     const error = typeof body === 'object' ? body?.error : undefined;
-    const reason = typeof error === 'object' ? (error.root_cause?.[0]?.reason ?? error.reason ?? error.type) : (typeof body === 'string' ? body : e.message);
+    const reason = typeof error === 'object' ? (error.root_cause?.[0]?.reason ?? error.reason ?? error.type)
+      : typeof body === 'string' ? body
+        : typeof error === 'string' ? error
+          : (body?.Message ?? body?.message ?? e.message);
     if (e.statusCode === 401 || e.statusCode === 403) {
       return new UserError(`${context.service} refused the request (HTTP ${e.statusCode}): ${reason ?? ''}. Your identity needs access to the domain (its access policy or fine-grained access control).`);
     }
     if (e.statusCode === 400) return new UserError(`OpenSearch refused the query: ${reason}`, 1);
+    if (e.statusCode === 429) return new UserError(`${context.service} is throttling requests (HTTP 429: ${reason}), past the retries: try again later`, 1);
+    if (e.statusCode !== undefined && e.statusCode >= 500) return new UserError(`${context.service} is failing (HTTP ${e.statusCode}: ${reason}), past the retries: try again later`, 1);
     return new UserError(`OpenSearch answered HTTP ${e.statusCode}: ${reason}`, 1);
   }
   if (e?.name === 'ConnectionError' || e?.name === 'TimeoutError') {

@@ -292,7 +292,18 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
         let wait = polling.initialMs ?? 300;
         let bytesScanned = 0;
         for (;;) {
-          const { QueryExecution: q } = await explained(context, () => client.send(new GetQueryExecutionCommand({ QueryExecutionId: queryExecutionId })));
+          let q;
+          try {
+            ({ QueryExecution: q } = await explained(context, () => client.send(new GetQueryExecutionCommand({ QueryExecutionId: queryExecutionId }))));
+          } catch (err) {
+            // Polling failed for good (throttled past the retries, credentials expired): the query would run on in
+            // Athena, scanning and billed, with nobody to read it. Stopped, and named either way.
+            stopQuery(queryExecutionId);
+            const stopped = await stopping;
+            const why = err instanceof Error ? err : new Error(String(err));
+            throw new UserError(`${why.message}; ${stopped ? `Athena query ${queryExecutionId} was stopped` : `Athena did not confirm stopping query ${queryExecutionId}: check it in the Athena console`}`,
+              why instanceof UserError ? why.exitCode : 1);
+          }
           await endIfInterrupted();
           const state = q?.Status?.State ?? 'UNKNOWN';
           bytesScanned = q?.Statistics?.DataScannedInBytes ?? bytesScanned;

@@ -189,6 +189,16 @@ describe('sluice query --aws (Athena)', () => {
     expect(unconfirmed).toMatchObject({ code: 130, stderr: 'sluice: interrupted (Ctrl-C): Athena did not confirm stopping query q-5; check it in the Athena console\n' });
   });
 
+  test('polling that fails for good (Athena throttling past the retries) stops the query and names it, with the service', async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-7' });
+    athena.on(GetQueryExecutionCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client', $retryable: { throttling: true } }));
+    athena.on(StopQueryExecutionCommand).resolves({});
+    const { code, stderr } = await sluice('query', '--aws', 'SELECT 1');
+    expect(code).toBe(1);
+    expect(stderr).toBe('sluice: Athena is throttling requests (workgroup sluice-dev-wg) (ThrottlingException: Rate exceeded), past the retries: try again later; Athena query q-7 was stopped\n');
+    expect(athena.commandCalls(StopQueryExecutionCommand).map((c) => c.args[0].input)).toEqual([{ QueryExecutionId: 'q-7' }]);
+  });
+
   test('--saved runs a named query of the workgroup, in its database', async () => {
     athena.on(ListNamedQueriesCommand)
       .resolvesOnce({ NamedQueryIds: ['a', 'b'], NextToken: 'more' })

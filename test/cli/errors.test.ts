@@ -108,3 +108,31 @@ describe('an SSO login that is over is said as such, not as "no AWS credentials 
     expect(explainFailure(err, { service: 'AWS credentials' }).message).toMatch(/^no AWS credentials found: /);
   });
 });
+
+test('throttling and server faults that outlast the SDK\'s retries name the service and say to try again later (exit 1)', () => {
+  const throttled = Object.assign(sdkError('Throttling', 'Rate exceeded', 400), { $fault: 'client', $retryable: { throttling: true } });
+  const cfn = explainFailure(throttled, { service: 'CloudFormation', resource: 'stack sluice-dev' });
+  expect(cfn).toBeInstanceOf(UserError);
+  expect([cfn.message, (cfn as UserError).exitCode]).toEqual(['CloudFormation is throttling requests (stack sluice-dev) (Throttling: Rate exceeded), past the retries: try again later', 1]);
+  expect(explainFailure(sdkError('ThrottlingException', 'Rate exceeded', 400), { service: 'Athena' }).message).toBe('Athena is throttling requests (ThrottlingException: Rate exceeded), past the retries: try again later');
+  const failing = explainFailure(Object.assign(sdkError('InternalServerError', 'We encountered an internal error.', 500), { $fault: 'server' }), { service: 'SQS', resource: 'queue q' });
+  expect([failing.message, (failing as UserError).exitCode]).toEqual(['SQS is failing (queue q) (InternalServerError: We encountered an internal error.), past the retries: try again later', 1]);
+});
+
+test('a service refusing its KMS key (Kinesis, SQS) names the service and the KMS permissions (exit 2), not the raw text', () => {
+  for (const [name, service] of [['KMSAccessDeniedException', 'Kinesis'], ['KmsAccessDenied', 'SQS'], ['InvalidKMSResourceException', 'Firehose']]) {
+    const explained = explainFailure(sdkError(name, 'User is not authorized to use key', 400), { service });
+    expect(explained).toBeInstanceOf(UserError);
+    expect((explained as UserError).exitCode).toBe(2);
+    expect(explained.message).toBe(`${service} could not use its KMS key (${name}: User is not authorized to use key). Your AWS identity needs kms:GenerateDataKey on the key to write `
+      + 'to an encrypted stream or queue, and kms:Decrypt to read from one; the key must be enabled (see docs/cli.md, "Permissions for --aws").');
+  }
+  // Throttled by KMS is throttling.
+  expect(explainFailure(sdkError('KmsThrottled', 'slow down', 400), { service: 'SQS' }).message).toMatch(/^SQS is throttling requests/);
+});
+
+test('a missing resource on AWS gives the service\'s words and then the hint, one period between them', () => {
+  const explained = explainFailure(sdkError('ResourceNotFoundException', 'Stream sluice-dev-iot under account 123456789012 not found.', 400),
+    { service: 'Kinesis', resource: 'Kinesis stream sluice-dev-iot', startHint: 'is stack sluice-dev deployed with pipeline "iot"?' });
+  expect(explained.message).toBe('Kinesis: not found (Kinesis stream sluice-dev-iot): Stream sluice-dev-iot under account 123456789012 not found. is stack sluice-dev deployed with pipeline "iot"?');
+});

@@ -455,6 +455,16 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     }
   });
 
+  test('a refusal by the domain\'s IAM layer (403 with a Message body, as for es:ESHttpPost) is said in its words, not "Response Error"', async () => {
+    const denial = 'User: arn:aws:iam::123456789012:user/x is not authorized to perform: es:ESHttpPost because no identity-based policy allows the es:ESHttpPost action';
+    answer = () => ({ status: 403, body: { Message: denial } });
+    const out = await search('clickstream', '--timeout', '3s');
+    expect(out.code).toBe(2);
+    expect(out.stderr).toBe(`sluice: OpenSearch refused the request (HTTP 403): ${denial}. Your identity needs access to the domain (its access policy or fine-grained access control).\n`);
+    answer = () => ({ status: 403, body: { message: 'The security token included in the request is expired' } });
+    expect((await search('clickstream', '--timeout', '3s')).stderr).toMatch(/^sluice: OpenSearch refused the request \(HTTP 403\): The security token included in the request is expired\./);
+  });
+
   test('a throttled search (429) is asked again, after its Retry-After or a backoff, within --timeout', async () => {
     let calls = 0;
     const throttled = { status: 429, body: { error: { type: 'too_many_requests', reason: 'rejected execution' } } };
@@ -472,7 +482,7 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     answer = () => ({ ...throttled, headers: { 'retry-after': ++calls === 1 ? '0' : '30' } });
     const out = await search('clickstream', '--timeout', '3s');
     expect(out.code).toBe(1);
-    expect(out.stderr).toBe('sluice: OpenSearch answered HTTP 429: rejected execution\n');
+    expect(out.stderr).toBe('sluice: OpenSearch is throttling requests (HTTP 429: rejected execution), past the retries: try again later\n');
     expect(seen).toHaveLength(2);
 
     // A query error is not retried.
