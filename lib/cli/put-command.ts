@@ -197,7 +197,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     // Sending ended early: the pipeline's endpoint is gone (verifying would only wait out the timeout), or the input
     // could not be read on (the run fails for it all the same). The summary says what was sent until then.
     if (flags.json) io.out(toJson(summary));
-    throw report.unreadable ?? stoppedError(report, count, flags.file);
+    throw report.unreadable ?? stoppedError(report, count, flags.file, target);
   }
   // Verifying itself failing (Athena failing the query, OpenSearch refusing it): the records were sent all the same, and
   // the summary (with --json, the JSON) says so before the reason.
@@ -336,12 +336,14 @@ function checkTwinSchema(target: LocalTarget, pipeline: string): void {
  * The error that ends a run whose endpoint stopped answering, after the summary: what was never sent, and what the
  * stream may hold all the same.
  */
-function stoppedError(report: SendReport, count: number, file: string | undefined): UserError {
+function stoppedError(report: SendReport, count: number, file: string | undefined, target: Target): UserError {
   const maybeTaken = report.failedByCode[MAYBE_TAKEN] ?? 0;
   const unsure = maybeTaken > 0
     ? ` ${formatNumber(maybeTaken)} of the records not accepted (${MAYBE_TAKEN}) were in calls cut off after they were sent: the stream may have taken them, so sending them again may duplicate them (event ids tell copies apart).`
     : '';
-  return new UserError(`${report.stopped}${neverSentClause(report.neverSent, count, file)}. The summary counts what was sent until then; check the endpoint (is the twin still running?) and send again.${unsure}`, 1);
+  // The twin is the usual endpoint to go away; on AWS the reason (credentials, access) says what to fix.
+  const check = target.kind === 'local' ? 'check the endpoint (is the twin still running?) and send again' : 'fix what stopped it and send again';
+  return new UserError(`${report.stopped}${neverSentClause(report.neverSent, count, file)}. The summary counts what was sent until then; ${check}.${unsure}`, 1);
 }
 
 /**

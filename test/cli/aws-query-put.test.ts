@@ -267,6 +267,17 @@ describe('sluice put --aws', () => {
     expect(firehose.commandCalls(PutRecordBatchCommand).map((c) => c.args[0].input.Records?.length)).toEqual([500, 100]);
   });
 
+  test('stopped mid-run on AWS (credentials expired after a first call): the summary, and no word of the twin', async () => {
+    firehose.on(PutRecordBatchCommand)
+      .callsFakeOnce((input: { Records: unknown[] }) => ({ FailedPutCount: 0, RequestResponses: input.Records.map(() => ({ RecordId: 'r' })) }))
+      .rejects(Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client' }));
+    const { code, stdout, stderr } = await sluice('put', 'app-events', '--aws', '--count', '300', '--batch-size', '100');
+    expect(code).toBe(1);
+    expect(stdout).toMatch(/accepted 100 · failed 100/);
+    expect(stderr).toMatch(/^sluice: Firehose delivery stream sluice-dev-app-events-lake refused a call mid-run \(your AWS credentials have expired \(ExpiredTokenException\).*; 100 of the 300 records were never sent\. The summary counts what was sent until then; fix what stopped it and send again\.\n$/);
+    expect(stderr).not.toMatch(/twin/);
+  });
+
   test('--verify asks Athena for the ids it sent, within their partitions, until all are there', async () => {
     firehose.on(PutRecordBatchCommand).callsFake((input: { Records: unknown[] }) => ({ FailedPutCount: 0, RequestResponses: input.Records.map(() => ({ RecordId: 'r' })) }));
     const queries: string[] = [];
