@@ -13,7 +13,7 @@ import { STOPPING_NOTE_MS, takeInterrupts, type Interruption } from './interrupt
 import { io, Progress } from './progress';
 import { awaitCallerCredentials } from './credentials';
 import { networkErrorCode, unreadableFile } from './errors';
-import { isPermanentRecordError, MAYBE_TAKEN, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type RecordOutcome, type SendResult } from './record-sender';
+import { isPermanentRecordError, MAYBE_TAKEN, NOT_SENT, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type RecordOutcome, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, staleTwinSchemas, twinAt, type LocalTarget, type Target } from './target';
@@ -744,7 +744,7 @@ async function sendBatch(
         // or not (lost, if not sent again).
         pending = pending.filter((i) => {
           const o = outcomes[i];
-          return !o.ok && (o.errorCode === code || o.errorCode === MAYBE_TAKEN);
+          return !o.ok && (o.errorCode === code || o.errorCode === MAYBE_TAKEN || o.errorCode === NOT_SENT);
         });
         retries += pending.length;
         options.progress.update(`${entry.name} is not answering (${code}): trying ${pending.length} records again in ${pause / 1000} s`);
@@ -787,6 +787,8 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   let interruption: Interruption | undefined;
   let interrupted = false;
   let stillSending: NodeJS.Timeout | undefined;
+  // Records taken from the source that no call carried (the run stopped first).
+  let takenNotSent = 0;
   // Ctrl-C (or SIGTERM, as `timeout` and supervisors stop a run) during a load test stops sending and still reports
   // (and verifies) what was sent. A call in flight is answered before the report; one that takes long (an endpoint
   // that hangs) is said so. A second signal ends the process at once.
@@ -822,7 +824,10 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       if (batch.length === 0) break;
       const { result, stopped } = await sendBatch(entry, batch, report.accepted, options, () => interrupted);
       report.stopped = stopped;
-      report.sent += batch.length;
+      // Records of calls that never went out (a call before theirs failed for good) count as never sent, not as refused.
+      const notSent = result.outcomes.filter((o) => !o.ok && o.errorCode === NOT_SENT).length;
+      takenNotSent += notSent;
+      report.sent += batch.length - notSent;
       report.retries += result.retries;
       result.outcomes.forEach((outcome, i) => {
         const record = batch[i];
@@ -837,8 +842,9 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
           report.invalidByReason[record.failure] = (report.invalidByReason[record.failure] ?? 0) + 1;
         }
       });
-      for (const [code, k] of Object.entries(summarizeFailures(result.outcomes))) report.failedByCode[code] = (report.failedByCode[code] ?? 0) + k;
-      for (const o of result.outcomes) if (!o.ok && !(o.errorCode in report.firstMessageByCode)) report.firstMessageByCode[o.errorCode] = o.errorMessage;
+      const sentOutcomes = result.outcomes.filter((o) => o.ok || o.errorCode !== NOT_SENT);
+      for (const [code, k] of Object.entries(summarizeFailures(sentOutcomes))) report.failedByCode[code] = (report.failedByCode[code] ?? 0) + k;
+      for (const o of sentOutcomes) if (!o.ok && !(o.errorCode in report.firstMessageByCode)) report.firstMessageByCode[o.errorCode] = o.errorMessage;
       const elapsedMs = Date.now() - report.startedAt;
       const perSecond = report.accepted / Math.max(elapsedMs / 1000, 0.001);
       const of = Number.isFinite(options.count) ? `/${formatNumber(options.count)}` : '';
@@ -856,7 +862,10 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   report.interruption = interruption;
   report.elapsedMs = Date.now() - report.startedAt;
   // Counted after the clock stops: reading the rest of a large file is no part of the run's time.
-  if (report.stopped) report.neverSent = source.untaken(options.count - report.sent);
+  if (report.stopped) {
+    const untaken = source.untaken(options.count - report.sent - takenNotSent);
+    report.neverSent = untaken === undefined ? undefined : untaken + takenNotSent;
+  }
   return report;
 }
 

@@ -50,6 +50,9 @@ export interface EntryPoint {
  */
 export const MAYBE_TAKEN = 'MaybeTaken';
 
+/** The outcome of a record no call carried: the run stopped (a call failed for good) before its call went out. */
+export const NOT_SENT = 'NotSent';
+
 /** Connection failures that happen before a request is sent: its records surely did not arrive. */
 const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
@@ -241,7 +244,7 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
   const maxDelayMs = options.maxDelayMs ?? 5000;
   const wait = options.sleep ?? sleep;
   const random = options.random ?? Math.random;
-  const outcomes: RecordOutcome[] = records.map(() => ({ ok: false, errorCode: 'NotSent', errorMessage: 'not sent' }));
+  const outcomes: RecordOutcome[] = records.map(() => ({ ok: false, errorCode: NOT_SENT, errorMessage: 'no call carried it: the run stopped before its call went out' }));
   let pending: number[] = [];
   records.forEach((record, i) => {
     if (recordBytes(record, entry.limits) > entry.limits.maxRecordBytes) {
@@ -258,10 +261,13 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
   let calls = 0;
   // Records of a call cut off after it was sent (a request timeout the run retries, too): the stream may have taken them.
   const cutOff = new Set<number>();
+  // Records some call carried: the others, when a call fails for good, were never sent (NOT_SENT).
+  const carried = new Set<number>();
   for (let attempt = 1; pending.length > 0; attempt++) {
     const failed: number[] = [];
     for (const batch of planBatches(records, pending, entry.limits)) {
       calls++;
+      for (const i of batch) carried.add(i);
       let results: RecordOutcome[];
       try {
         results = await entry.putBatch(batch.map((i) => records[i]), attempt);
@@ -273,11 +279,11 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
             const e = err as { name?: string; message?: string };
             const stopped: RecordOutcome = { ok: false, errorCode: networkErrorCode(err) ?? e.name ?? 'Error', errorMessage: e.message ?? String(err) };
             // This attempt's records not accepted would have been sent (again); they never will be now. Those of this
-            // call, when it was cut off after it was sent, may have been taken.
+            // call, when it was cut off after it was sent, may have been taken; those no call carried stay NOT_SENT.
             const maybeTaken = maybeTakenOutcome(stopped.errorCode);
             for (const i of pending) {
               const o = outcomes[i];
-              if (!o.ok && !isPermanentRecordError(o.errorCode)) outcomes[i] = cutOff.has(i) ? maybeTaken : stopped;
+              if (!o.ok && !isPermanentRecordError(o.errorCode) && carried.has(i)) outcomes[i] = cutOff.has(i) ? maybeTaken : stopped;
             }
             options.onStopped({ outcomes, retries, calls }, err);
           }

@@ -278,6 +278,24 @@ describe('sluice put --aws', () => {
     expect(stderr).not.toMatch(/twin/);
   });
 
+  test('a --file whose batch takes three calls, the second refused for good: the records of the third, which never went out, count as never sent, not as refused', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-big-'));
+    try {
+      // Fifteen records of 700 KB: five fill a 4 MiB PutRecordBatch, so the batch takes three calls.
+      const file = path.join(dir, 'big.ndjson');
+      fs.writeFileSync(file, Array.from({ length: 15 }, (_, i) => JSON.stringify({ event_id: `e-${i}`, pad: 'x'.repeat(700_000) })).join('\n'));
+      firehose.on(PutRecordBatchCommand)
+        .callsFakeOnce((input: { Records: unknown[] }) => ({ FailedPutCount: 0, RequestResponses: input.Records.map(() => ({ RecordId: 'r' })) }))
+        .rejects(Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client' }));
+      const { code, stdout } = await sluice('put', 'app-events', '--aws', '--file', file, '--json');
+      expect(code).toBe(1);
+      expect(firehose.commandCalls(PutRecordBatchCommand).map((c) => c.args[0].input.Records?.length)).toEqual([5, 5]);
+      expect(JSON.parse(stdout)).toMatchObject({ sent: 10, accepted: 5, failed: 5, failedByCode: { ExpiredTokenException: 5 }, neverSent: 5 });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('--verify asks Athena for the ids it sent, within their partitions, until all are there', async () => {
     firehose.on(PutRecordBatchCommand).callsFake((input: { Records: unknown[] }) => ({ FailedPutCount: 0, RequestResponses: input.Records.map(() => ({ RecordId: 'r' })) }));
     const queries: string[] = [];
