@@ -9,6 +9,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import {
   ChangeMessageVisibilityBatchCommand,
   DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
   ReceiveMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
@@ -58,6 +59,11 @@ export interface DeadLetterQueue {
   release(messages: readonly ReceivedMessage[]): Promise<void>;
   /** Messages in the queue, received or not; undefined where no exact count exists (SQS's are approximate). */
   messagesLeft(): Promise<number | undefined>;
+  /**
+   * Messages received and hidden (by another replay, or a reader of the queue) that come back when their visibility
+   * timeout ends: "nothing to replay" is only for now then. SQS's approximate count; 0 locally (one replay at a time).
+   */
+  messagesInFlight(): Promise<number | undefined>;
   close(): void;
 }
 
@@ -93,7 +99,7 @@ export interface DeadLetterAccess {
 }
 
 /** How long received messages stay hidden while a replay works on them. */
-const VISIBILITY_SECONDS = 300;
+export const VISIBILITY_SECONDS = 300;
 /** The same for the twin's dead-letter file, whose visibility only this process sees: a whole run (SQS's longest, 12 h). */
 const LOCAL_VISIBILITY_SECONDS = 43_200;
 /** Ledger entries outlive any message: SQS keeps messages at most 14 days. */
@@ -145,6 +151,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
       // The file's visibility lives in this process only: the next run sees every undeleted message.
       async release() {},
       messagesLeft: async () => (queued ? file.count() : 0),
+      messagesInFlight: async () => 0,
       close: releaseLock,
     },
     ledger: {
@@ -257,6 +264,11 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
       },
       async messagesLeft() {
         return undefined;
+      },
+      async messagesInFlight() {
+        const response = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessagesNotVisible'] }));
+        const n = Number(response.Attributes?.ApproximateNumberOfMessagesNotVisible);
+        return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
       },
       close() {
         sqs.destroy();

@@ -10,7 +10,7 @@ import { SEARCH_BACKUP_ROOT } from '../schema/layout';
 import type { SchemaModel } from '../schema/model';
 import { validatorFingerprint } from '../schema/fingerprint';
 import { awaitCallerCredentials } from './credentials';
-import { deadLettersFor, rawDataAt, ReadLaterError, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
+import { deadLettersFor, rawDataAt, ReadLaterError, VISIBILITY_SECONDS, type DeadLetterAccess, type DeadLetterQueue, type ReceivedMessage, type ReplayLedger } from './dead-letters';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requireGeneratedCode, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, formatTable, toJson, UserError } from './output';
 import { STOPPING_NOTE_MS, takeInterrupts, type Interruption } from './interrupt';
@@ -121,6 +121,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   let interruptedBy: Interruption | undefined;
   let stoppingNote: NodeJS.Timeout | undefined;
   let interruption: string | undefined;
+  let inFlight: number | undefined;
   const stopTakingSignals = takeInterrupts((by) => {
     interruptedBy = by;
     stoppingNote = setTimeout(() => io.err(`sluice: stopping once the batch in hand is done; ${by.label} again to quit at once\n`), STOPPING_NOTE_MS);
@@ -129,6 +130,9 @@ async function replay(flags: ReplayFlags): Promise<void> {
   try {
     refusal = await drain(target, access, { ...flags, max, maxAttempts }, entryPoints, results, progress, done, () => interruptedBy !== undefined);
     if (interruptedBy !== undefined) interruption = await cutOffSummary(access.queue, results, done);
+    // Nothing read: messages another reader holds hidden come back within their visibility timeout. Not counting them
+    // (no sqs:GetQueueAttributes) leaves "nothing to replay" as it is.
+    else if (results.length === 0) inFlight = await access.queue.messagesInFlight().catch(() => undefined);
   } catch (err) {
     // Cut off (the twin or a service went away): say what was already done before the reason.
     if (results.length > 0) io.err(`sluice: ${await cutOffSummary(access.queue, results, done)}\n`);
@@ -146,9 +150,10 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const counts = countBy(results, (r) => r.outcome);
   const failing = results.filter((r) => !['replayed', 'would-replay', 'already-replayed', 'duplicate'].includes(r.outcome));
   if (flags.json) {
-    io.out(toJson({ queue: access.queue.description, dryRun: flags.dryRun === true, read: results.length, outcomes: counts, messages: results, elapsedMs: Date.now() - started }));
+    io.out(toJson({ queue: access.queue.description, dryRun: flags.dryRun === true, read: results.length, outcomes: counts, messages: results,
+      ...(inFlight ? { inFlight } : {}), elapsedMs: Date.now() - started }));
   } else {
-    printReport(access, results, counts, flags.dryRun === true, Date.now() - started);
+    printReport(access, results, counts, flags.dryRun === true, Date.now() - started, inFlight);
   }
   const oldKept = oldKeptWarning(done.keptSentAt);
   if (oldKept !== undefined) io.err(`sluice: warning: ${oldKept}\n`);
@@ -731,10 +736,11 @@ function outcomeLabel(outcome: string, dryRun: boolean): string {
   return (dryRun ? DRY_RUN_OUTCOME_LABEL[outcome as ReplayOutcome] : undefined) ?? OUTCOME_LABEL[outcome as ReplayOutcome] ?? outcome;
 }
 
-function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, counts: Record<string, number>, dryRun: boolean, elapsedMs: number): void {
+function printReport(access: DeadLetterAccess, results: ReadonlyArray<Tally>, counts: Record<string, number>, dryRun: boolean, elapsedMs: number, inFlight?: number): void {
   io.out(`${dryRun ? 'replay --dry-run' : 'replay'}: ${formatNumber(results.length)} dead-letter message${results.length === 1 ? '' : 's'} from ${escapeControlCharacters(access.queue.description)} · ${formatDuration(elapsedMs)}`);
   if (results.length === 0) {
-    io.out('nothing to replay');
+    io.out(inFlight ? `nothing to replay now: ~${formatNumber(inFlight)} message${inFlight === 1 ? ' is' : 's are'} in flight (received by another reader, a replay `
+      + `still running or one just ended, and hidden up to ${formatDuration(VISIBILITY_SECONDS * 1000)}); run replay again then` : 'nothing to replay');
     return;
   }
   // Messages, not records: one record can fail for two destinations (lake and search), a message each.

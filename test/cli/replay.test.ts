@@ -15,7 +15,7 @@ import { AthenaClient, GetQueryExecutionCommand, GetQueryResultsCommand, StartQu
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sdk/client-firehose';
-import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient, type AwsClientStub } from 'aws-sdk-client-mock';
 import { awsReplayLedger, rawDataAt, ReadLaterError } from '../../lib/cli/dead-letters';
 import { DlqFile } from '../../lib/local/dlq-file';
@@ -843,6 +843,20 @@ describe('sluice replay --aws', () => {
     const { code, stderr } = await sluice('replay', '--aws');
     expect(code).not.toBe(0);
     expect(stderr.split('\n')[0]).toBe('sluice: replay stopped after reading 2 messages: 0 replayed (their messages deleted); 1 more re-put and recorded, whose messages the next run deletes; any others stay in the queue');
+  });
+
+  test('an empty receive with messages in flight (hidden by another reader) says nothing to replay *now* and when they come back; none in flight, nothing to replay', async () => {
+    ledgerHolds();
+    resetSqs();
+    sqs.on(ReceiveMessageCommand).resolves({});
+    sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessagesNotVisible: '3' } });
+    const held = await sluice('replay', '--aws');
+    expect(held.code).toBe(0);
+    expect(held.stdout).toMatch(/\nnothing to replay now: ~3 messages are in flight \(received by another reader, a replay still running or one just ended, and hidden up to 5 m\); run replay again then\n$/);
+    expect(sqs.commandCalls(GetQueueAttributesCommand).map((c) => c.args[0].input)).toEqual([{ QueueUrl: QUEUE, AttributeNames: ['ApproximateNumberOfMessagesNotVisible'] }]);
+    expect(JSON.parse((await sluice('replay', '--aws', '--json')).stdout)).toMatchObject({ read: 0, inFlight: 3 });
+    sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessagesNotVisible: '0' } });
+    expect((await sluice('replay', '--aws')).stdout).toMatch(/\nnothing to replay\n$/);
   });
 
   test('a message the ledger knows is deleted without a second put', async () => {
