@@ -242,10 +242,20 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
       async delete(messages) {
         for (let i = 0; i < messages.length; i += 10) {
           const batch = messages.slice(i, i + 10);
-          const response = await explained(sqsContext, () => sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries(batch) })));
+          const notDeleted = (n: number, why: string) =>
+            new UserError(`SQS could not delete ${n} replayed message${n === 1 ? '' : 's'} (${why}); the ledger keeps the next run from re-putting them`, 1);
+          let response;
+          try {
+            response = await explained(sqsContext, () => sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries(batch) })));
+          } catch (err) {
+            // Explained when the user can act on it (access denied, credentials); otherwise said as a failed delete.
+            if (err instanceof UserError) throw err;
+            const e = err as { name?: string; message?: string };
+            throw notDeleted(batch.length, `${e.name ?? 'Error'}: ${e.message ?? String(err)}`);
+          }
           if ((response.Failed ?? []).length > 0) {
             const f = response.Failed![0];
-            throw new Error(`SQS could not delete ${response.Failed!.length} replayed message(s) (${f.Code}: ${f.Message}); the ledger keeps the next run from re-putting them`);
+            throw notDeleted(response.Failed!.length, `${f.Code}: ${f.Message}`);
           }
         }
       },

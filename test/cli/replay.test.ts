@@ -859,6 +859,14 @@ describe('sluice replay --aws', () => {
     expect((await sluice('replay', '--aws')).stdout).toMatch(/\nnothing to replay\n$/);
   });
 
+  test('a delete SQS refuses as a call is said as a failed delete (exit 1), not as an unexpected error', async () => {
+    ledgerHolds();
+    sqs.on(DeleteMessageBatchCommand).rejects(Object.assign(new Error('x'), { name: 'AWS.SimpleQueueService.TooManyEntriesInBatchRequest', $fault: 'client' }));
+    const { code, stderr } = await sluice('replay', '--aws');
+    expect(code).toBe(1);
+    expect(stderr.split('\n').slice(1)).toEqual(['sluice: SQS could not delete 1 replayed message (AWS.SimpleQueueService.TooManyEntriesInBatchRequest: x); the ledger keeps the next run from re-putting them', '']);
+  });
+
   test('a message the ledger knows is deleted without a second put', async () => {
     ledgerHolds({ 'replayed#dedupe-1': {}, 'replayed#dedupe-4': {} });
     await sluice('replay', '--aws', '--pipeline', 'app-events');
