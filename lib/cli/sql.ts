@@ -338,6 +338,8 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
             }
             rows.push(columns.map((c, i) => athenaValue(row.Data?.[i]?.VarCharValue, c.Type)));
           }
+          // Full at the page's end with more pages to come: those rows are past --max-rows, not worth a page to see.
+          if (maxRows !== undefined && rows.length >= maxRows && page.NextToken) truncated = true;
           nextToken = truncated ? undefined : page.NextToken;
           progress.update(`Athena: fetched ${rows.length.toLocaleString('en-US')} rows`);
         } while (nextToken);

@@ -7,6 +7,7 @@ import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-clo
 import type { SluiceConfig } from '../config';
 import { explainFailure } from './errors';
 import { UserError } from './output';
+import { io } from './progress';
 import { untilAborted } from './sleep';
 import { OutputKeys, pipelineOutputKey, stackName } from '../infra/outputs';
 
@@ -44,8 +45,17 @@ export class StackOutputs {
     if (!stack) throw new UserError(`stack "${stackName}" does not exist in ${region}: deploy it with \`npx cdk deploy\``);
     // Outputs of a stack being created, rolled back or deleted name nothing usable; an update keeps them.
     const status = stack.StackStatus ?? '';
+    // A change set created the stack and none was executed: nothing of it is deployed.
+    if (status === 'REVIEW_IN_PROGRESS') {
+      throw new UserError(`stack "${stackName}" was never deployed (REVIEW_IN_PROGRESS: a change set created it and none was executed): deploy it with \`npx cdk deploy\``);
+    }
     if (/^(CREATE_IN_PROGRESS|CREATE_FAILED|ROLLBACK_|DELETE_)/.test(status)) {
       throw new UserError(`stack "${stackName}" is ${status}; wait for (or redo) a successful \`npx cdk deploy\``);
+    }
+    // Its outputs are used, but its resources may be half of one update and half of another.
+    if (status === 'UPDATE_ROLLBACK_FAILED') {
+      io.err(`sluice: warning: stack "${stackName}" is UPDATE_ROLLBACK_FAILED: its resources may not match its outputs. Continue the rollback `
+        + `(aws cloudformation continue-update-rollback --stack-name ${stackName}) and deploy again`);
     }
     const values = new Map<string, string>();
     for (const o of stack.Outputs ?? []) {

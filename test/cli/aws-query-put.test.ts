@@ -199,6 +199,19 @@ describe('sluice query --aws (Athena)', () => {
     expect(athena.commandCalls(StopQueryExecutionCommand).map((c) => c.args[0].input)).toEqual([{ QueryExecutionId: 'q-7' }]);
   });
 
+  test('--max-rows filled by the first page asks for no second one', async () => {
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-8' });
+    athena.on(GetQueryExecutionCommand).resolves({ QueryExecution: { Status: { State: 'SUCCEEDED' } } });
+    athena.on(GetQueryResultsCommand).resolves({
+      ResultSet: { ResultSetMetadata: { ColumnInfo: [{ Name: 'n', Type: 'integer' }] }, Rows: [{ Data: [{ VarCharValue: 'n' }] }, { Data: [{ VarCharValue: '1' }] }, { Data: [{ VarCharValue: '2' }] }] },
+      NextToken: 'more',
+    });
+    const { code, stdout } = await sluice('query', '--aws', 'SELECT n FROM t', '--max-rows', '2', '--json');
+    expect(code).toBe(0);
+    expect(athena.commandCalls(GetQueryResultsCommand)).toHaveLength(1);
+    expect(JSON.parse(stdout)).toEqual([{ n: 1 }, { n: 2 }]);
+  });
+
   test('--saved runs a named query of the workgroup, in its database', async () => {
     athena.on(ListNamedQueriesCommand)
       .resolvesOnce({ NamedQueryIds: ['a', 'b'], NextToken: 'more' })
@@ -239,6 +252,20 @@ describe('sluice query --aws (Athena)', () => {
     const { code, stderr } = await sluice('query', '--aws', 'SELECT 1');
     expect(code).toBe(2);
     expect(stderr).toMatch(/stack "sluice-dev" is CREATE_IN_PROGRESS/);
+  });
+
+  test('a stack a change set created and none executed is said never deployed; one whose update rollback failed is used, with a warning', async () => {
+    cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'sluice-dev', StackStatus: 'REVIEW_IN_PROGRESS', CreationTime: new Date() }] });
+    const review = await sluice('query', '--aws', 'SELECT 1');
+    expect([review.code, review.stderr]).toEqual([2, 'sluice: stack "sluice-dev" was never deployed (REVIEW_IN_PROGRESS: a change set created it and none was executed): deploy it with `npx cdk deploy`\n']);
+    cfn.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'sluice-dev', StackStatus: 'UPDATE_ROLLBACK_FAILED', CreationTime: new Date(), Outputs: [] }] });
+    athena.on(StartQueryExecutionCommand).resolves({ QueryExecutionId: 'q-1' });
+    athena.on(GetQueryExecutionCommand).resolves({ QueryExecution: { Status: { State: 'SUCCEEDED' } } });
+    athena.on(GetQueryResultsCommand).resolves({ ResultSet: { ResultSetMetadata: { ColumnInfo: [{ Name: 'n', Type: 'integer' }] }, Rows: [{ Data: [{ VarCharValue: 'n' }] }, { Data: [{ VarCharValue: '1' }] }] } });
+    const failed = await sluice('query', '--aws', 'SELECT 1');
+    expect(failed.code).toBe(0);
+    expect(failed.stderr).toContain('sluice: warning: stack "sluice-dev" is UPDATE_ROLLBACK_FAILED: its resources may not match its outputs. Continue the rollback '
+      + '(aws cloudformation continue-update-rollback --stack-name sluice-dev) and deploy again\n');
   });
 });
 
