@@ -3,12 +3,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBType } from '@duckdb/node-api';
 import { resourceNames, type SluiceConfig } from '../config';
-import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, type SchemaModel } from '../schema';
+import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, unlistedPartitionValue, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
 import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
 import { parquetTypeMismatch } from './parquet-types';
-import { bucketDir, localBucketName, makeDirectories } from './paths';
+import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
 
 /**
  * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
@@ -236,7 +236,9 @@ export class LocalAthena {
       const injected = injectedPartitionKeys(model);
       if (injected.length > 0) this.injected.set(table.toLowerCase(), injected);
       const root = path.join(this.lake, dataRoot(pipeline));
-      const files = filesUnder(root, '.parquet');
+      // Athena's enum projection reads only the values the schema lists: files under a value since removed from the enum
+      // (or one it never listed) do not show there, nor are they read, so not here either. The twin warns of them at start.
+      const files = filesUnder(root, '.parquet').filter((f) => unlistedPartitionValue(model, path.relative(root, f)) === undefined);
       this.parquetFiles.set(path.join(root, path.sep), files.length);
       const badFile = await this.typeMismatchIn(model, files);
       if (badFile) {
@@ -616,31 +618,13 @@ function scanSql(model: SchemaModel, files: readonly string[]): string {
   const partitions = new Set(model.partitionKeys.map((k) => k.name));
   const projected = columns.map(([name, type]) => (strings.has(name) ? `coalesce(${quoteIdent(name)}, 'null') AS ${quoteIdent(name)}`
     : partitions.has(name) ? quoteIdent(name) : `CAST(${quoteIdent(name)} AS ${type}) AS ${quoteIdent(name)}`));
-  // Athena's enum projection reads only the values the schema lists: files under a value since removed from the enum (or
-  // a value it never listed) do not show there, so not here either. The twin warns of them at start (lake-layout.ts).
-  const listed = model.partitionKeys.filter((k) => k.projection.type === 'enum')
-    .map((k) => `coalesce(${quoteIdent(k.name)}, 'null') IN (${k.projection.values.split(',').map(sqlString).join(', ')})`);
   return `SELECT ${projected.join(', ')} FROM (${emptySql(columns)} UNION ALL BY NAME`
-    + ` SELECT * FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true))`
-    + (listed.length > 0 ? ` WHERE ${listed.join(' AND ')}` : '');
+    + ` SELECT * FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true))`;
 }
 
 /** A typed, empty table: queries on a pipeline with no data yet return no rows instead of failing. */
 function emptySql(columns: readonly TypedColumn[]): string {
   return `SELECT ${columns.map(([name, type]) => `CAST(NULL AS ${type}) AS ${quoteIdent(name)}`).join(', ')} WHERE false`;
-}
-
-/**
- * The files under a table's folder, in a stable order (a view is defined again only when they change). The
- * views list them rather than glob the folder: DuckDB would read `[`, `*`, `?` in the data dir's path as
- * glob syntax and a backslash as a separator, so `/tmp/br[x]` matched nothing or a sibling's files.
- */
-function filesUnder(dir: string, extension = ''): string[] {
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { withFileTypes: true, recursive: true })
-    .filter((entry) => entry.isFile() && entry.name.endsWith(extension))
-    .map((entry) => path.join(entry.parentPath, entry.name))
-    .sort();
 }
 
 /**

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { dataRoot, type SchemaModel } from '../schema';
+import { dataRoot, unlistedPartitionValue, type SchemaModel } from '../schema';
+import { filesUnder } from './paths';
 import { EmulatorStateError } from './state-error';
 
 /** Each lake pipeline's partition keys, in order, as its files on the data dir are laid out. */
@@ -22,25 +23,26 @@ export function checkLakeLayouts(dataDir: string, bucketDir: string, models: rea
   for (const model of models) {
     const keys = model.partitionKeys.map((k) => k.name);
     const root = path.join(bucketDir, dataRoot(model.pipeline));
-    const files = parquetFilesUnder(root);
+    const files = filesUnder(root, '.parquet');
     // No files, nothing to conflict with: a pipeline whose folder was moved away (as the refusal says) starts anew.
-    const before = files.length === 0 ? undefined : recorded[model.pipeline] ?? keysOf(path.relative(root, files[0]));
+    const before = files.length === 0 ? undefined : recorded[model.pipeline] ?? commonestLayout(root, files);
     if (before !== undefined && before.join('/') !== keys.join('/')) {
       changed.push(`${model.pipeline}'s files are partitioned by ${before.join(', ') || 'nothing'}, its schema now by ${keys.join(', ') || 'nothing'}`);
       continue;
     }
     recorded[model.pipeline] = keys;
-    for (const key of model.partitionKeys.filter((k) => k.projection.type === 'enum')) {
-      const listed = new Set(key.projection.values.split(','));
-      const unlisted = new Map<string, number>();
-      for (const f of files) {
-        const value = path.relative(root, f).split(path.sep).find((s) => s.startsWith(`${key.name}=`))?.slice(key.name.length + 1);
-        if (value !== undefined && !listed.has(value)) unlisted.set(value, (unlisted.get(value) ?? 0) + 1);
-      }
-      if (unlisted.size === 0) continue;
-      const count = [...unlisted.values()].reduce((a, b) => a + b, 0);
-      warnings.push(`${dataRoot(model.pipeline)} holds ${count} Parquet file${count === 1 ? '' : 's'} under ${key.name} values its schema's enum no longer lists`
-        + ` (${[...unlisted.keys()].sort().join(', ')}): queries leave them out, as Athena's partition projection does on AWS;`
+    const unlisted = new Map<string, Map<string, number>>();
+    for (const f of files) {
+      const found = unlistedPartitionValue(model, path.relative(root, f));
+      if (found === undefined) continue;
+      const values = unlisted.get(found.key) ?? new Map<string, number>();
+      values.set(found.value, (values.get(found.value) ?? 0) + 1);
+      unlisted.set(found.key, values);
+    }
+    for (const [key, values] of unlisted) {
+      const count = [...values.values()].reduce((a, b) => a + b, 0);
+      warnings.push(`${dataRoot(model.pipeline)} holds ${count} Parquet file${count === 1 ? '' : 's'} under ${key} values its schema's enum no longer lists`
+        + ` (${[...values.keys()].sort().join(', ')}): queries leave them out, as Athena's partition projection does on AWS;`
         + ' list the values in the enum again to read them');
     }
   }
@@ -55,24 +57,31 @@ export function checkLakeLayouts(dataDir: string, bucketDir: string, models: rea
 
 function readLayouts(file: string): Record<string, string[]> {
   if (!fs.existsSync(file)) return {};
+  const layouts: Record<string, string[]> = {};
   try {
     const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, string[]>;
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
+    // Written by the twin alone; an entry of another shape is judged again from what the files show.
+    for (const [pipeline, keys] of Object.entries(parsed)) {
+      if (Array.isArray(keys) && keys.every((k) => typeof k === 'string')) layouts[pipeline] = keys as string[];
+    }
   } catch {
-    // Written by the twin alone; one that does not read is written again from what the files show.
+    // One that does not read is written again from what the files show.
   }
-  return {};
+  return layouts;
 }
 
-/** The partition keys of a file's path relative to its table's folder: `event_type=a/year=2026/x.parquet` → event_type, year. */
-function keysOf(relative: string): string[] {
-  return relative.split(path.sep).slice(0, -1).map((s) => s.split('=')[0]);
-}
-
-function parquetFilesUnder(dir: string): string[] {
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { withFileTypes: true, recursive: true })
-    .filter((e) => e.isFile() && e.name.endsWith('.parquet'))
-    .map((e) => path.join(e.parentPath, e.name))
-    .sort();
+/**
+ * The partition keys most of the files are laid out by (`event_type=a/year=2026/x.parquet` → event_type, year): only
+ * `key=value` folders count, and a stray file or folder does not decide.
+ */
+function commonestLayout(root: string, files: readonly string[]): string[] {
+  const counts = new Map<string, { keys: string[]; files: number }>();
+  for (const f of files) {
+    const keys = path.relative(root, f).split(path.sep).slice(0, -1).filter((s) => s.includes('=')).map((s) => s.slice(0, s.indexOf('=')));
+    const seen = counts.get(keys.join('/')) ?? { keys, files: 0 };
+    seen.files++;
+    counts.set(keys.join('/'), seen);
+  }
+  return [...counts.values()].sort((a, b) => b.files - a.files)[0].keys;
 }

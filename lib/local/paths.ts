@@ -122,3 +122,16 @@ export function localPiiHashKey(dataDir: string): string {
   if (key === '') throw new Error(`${file} is empty: delete it and the twin makes a new key (local hashes made before will not match)`);
   return key;
 }
+
+/**
+ * The files under a folder (recursively) whose names end with `extension`, in a stable order (a view is defined again
+ * only when they change). Local query's views list them rather than glob the folder: DuckDB would read `[`, `*`, `?` in
+ * the data dir's path as glob syntax and a backslash as a separator, so `/tmp/br[x]` matched nothing or a sibling's files.
+ */
+export function filesUnder(dir: string, extension = ''): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith(extension))
+    .map((entry) => path.join(entry.parentPath, entry.name))
+    .sort();
+}

@@ -71,6 +71,21 @@ export interface PartitionKey {
 }
 
 /**
+ * The first enum-projected partition key whose folder in `relativePath` (a file's path under its table's folder,
+ * `event_type=a/year=2026/…`) holds a value the enum does not list, with that value; undefined when every one is
+ * listed. Athena's enum projection reads only listed values, so such a file does not show in its table.
+ */
+export function unlistedPartitionValue(model: Pick<SchemaModel, 'partitionKeys'>, relativePath: string): { readonly key: string; readonly value: string } | undefined {
+  const segments = relativePath.split(/[\\/]/);
+  for (const key of model.partitionKeys) {
+    if (key.projection.type !== 'enum') continue;
+    const value = segments.find((s) => s.startsWith(`${key.name}=`))?.slice(key.name.length + 1);
+    if (value !== undefined && !key.projection.values.split(',').includes(value)) return { key: key.name, value };
+  }
+  return undefined;
+}
+
+/**
  * The partition keys Athena projects as `injected` (partition fields without an enum): Athena runs a query on the table
  * only when its WHERE clause names their values (`key = '…'`, `key IN (…)`).
  */

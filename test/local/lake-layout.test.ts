@@ -48,6 +48,17 @@ describe('the lake layout recorded in the data dir', () => {
     expect(checkLakeLayouts(dataDir, bucket, [appEvents])).toEqual([]);
   });
 
+  test('the layout is the one most files have, from key=value folders only; a stray file or folder, or a record of another shape, does not decide', () => {
+    for (const hour of ['12', '13', '14']) put(`event_type=${listed[0]}/year=2026/month=11/day=22/hour=${hour}/a.parquet`);
+    put('0-copy.parquet');
+    put('backup/x.parquet');
+    expect(checkLakeLayouts(dataDir, bucket, [appEvents])).toEqual([]);
+    expect(() => checkLakeLayouts(dataDir, bucket, [byTimeOnly])).toThrow(/partitioned by event_type, year, month, day, hour, its schema now by year/);
+    fs.writeFileSync(path.join(dataDir, LAKE_LAYOUT_FILE), JSON.stringify({ 'app-events': 'event_type' }));
+    expect(checkLakeLayouts(dataDir, bucket, [appEvents])).toEqual([]);
+    expect(JSON.parse(fs.readFileSync(path.join(dataDir, LAKE_LAYOUT_FILE), 'utf8'))['app-events']).toEqual(['event_type', 'year', 'month', 'day', 'hour']);
+  });
+
   test('files under enum values the schema no longer lists are counted in a warning that says queries leave them out, as Athena does', () => {
     put(`event_type=${listed[0]}/year=2026/month=11/day=22/hour=12/a.parquet`);
     put('event_type=retired/year=2026/month=11/day=22/hour=12/a.parquet');
