@@ -102,8 +102,8 @@ export class DataStorage extends Construct {
 }
 
 /**
- * Refuses a put that asks for any encryption but SSE-KMS with `key`: another KMS key, SSE-S3, DSSE-KMS or a key of the
- * writer's own (SSE-C). A put that asks for none is let through, since S3 then applies the bucket's default, `key`;
+ * Refuses a put that asks for any encryption but SSE-KMS with `key`: another KMS key, SSE-KMS naming no key (S3 would
+ * use the AWS-managed aws/s3 key), SSE-S3, DSSE-KMS or a key of the writer's own (SSE-C). A put that asks for none is let through, since S3 then applies the bucket's default, `key`;
  * and the stack's writers ask for none (the delivery streams: no EncryptionConfiguration on their S3 destination) or
  * for SSE-KMS with `key`'s ARN (Athena's query results, as the workgroup enforces). S3 compares the key header with
  * the key's ARN, so a writer naming the key by id or alias is refused too.
@@ -125,6 +125,11 @@ function denyOtherEncryption(bucket: s3.Bucket, key: kms.IKey): void {
   refuse('DenyOtherEncryption', {
     ...present('s3:x-amz-server-side-encryption'),
     StringNotEquals: { 's3:x-amz-server-side-encryption': 'aws:kms' },
+  });
+  // SSE-KMS without a key named: S3 would use the AWS-managed aws/s3 key, not the bucket's default.
+  refuse('DenyKmsWithoutKey', {
+    StringEquals: { 's3:x-amz-server-side-encryption': 'aws:kms' },
+    Null: { 's3:x-amz-server-side-encryption-aws-kms-key-id': 'true' },
   });
   refuse('DenyCustomerProvidedKeys', present('s3:x-amz-server-side-encryption-customer-algorithm'));
 }

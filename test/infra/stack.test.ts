@@ -361,7 +361,7 @@ describe('failures and storage', () => {
     });
   });
 
-  test('the data bucket refuses puts that ask for another KMS key, SSE-S3, DSSE or SSE-C; the stack\'s writers ask for none or for the data key', () => {
+  test('the data bucket refuses puts that ask for another KMS key, SSE-KMS naming none, SSE-S3, DSSE or SSE-C; the stack\'s writers ask for none or for the data key', () => {
     const [, policy] = resourceWhere(dev.template, 'AWS::S3::BucketPolicy', { Bucket: { Ref: bucketRef() } });
     const statements = (policy.PolicyDocument as { Statement: Array<Record<string, unknown>> }).Statement;
     const denied = Object.fromEntries(statements.filter((s) => typeof s.Sid === 'string' && s.Sid.startsWith('Deny')).map((s) => [s.Sid, s]));
@@ -376,6 +376,11 @@ describe('failures and storage', () => {
     expect(denied.DenyOtherEncryption).toEqual(deny({
       Null: { 's3:x-amz-server-side-encryption': 'false' },
       StringNotEquals: { 's3:x-amz-server-side-encryption': 'aws:kms' },
+    }));
+    // SSE-KMS naming no key would get the AWS-managed aws/s3 key.
+    expect(denied.DenyKmsWithoutKey).toEqual(deny({
+      StringEquals: { 's3:x-amz-server-side-encryption': 'aws:kms' },
+      Null: { 's3:x-amz-server-side-encryption-aws-kms-key-id': 'true' },
     }));
     expect(denied.DenyCustomerProvidedKeys).toEqual(deny({ Null: { 's3:x-amz-server-side-encryption-customer-algorithm': 'false' } }));
     // The writers: the delivery streams send no encryption headers (none configured on their S3 destination), so the
