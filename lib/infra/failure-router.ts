@@ -8,9 +8,10 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { sluiceCount } from './sluice-metric';
 import { grantItems, SENT_LEDGER_KEYS } from './metadata-store';
 import { FAILURE_PREFIXES } from '../schema';
-import { FAILURE_ROUTER_SERVICE, METRICS_NAMESPACE, UNROUTED_METRICS } from '../../transforms/shared/metric-names';
+import { FAILURE_ROUTER_SERVICE, UNROUTED_METRICS } from '../../transforms/shared/metric-names';
 import { SluiceFunction } from './function';
 import { deadLetterQueue } from './queues';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
@@ -130,9 +131,7 @@ export class FailureRouter extends Construct {
    * error objects damaged part-way (their records stay in S3 only; the router's log lines name them).
    */
   metricUnroutedRecords(): cloudwatch.IMetric {
-    const count = (metricName: string) => new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: FAILURE_ROUTER_SERVICE }, statistic: 'Sum', period: Duration.minutes(5),
-    });
+    const count = (metricName: string) => sluiceCount(metricName, { service: FAILURE_ROUTER_SERVICE });
     return new cloudwatch.MathExpression({
       expression: 'FILL(lines, 0) + FILL(damaged, 0)',
       usingMetrics: { lines: count(UNROUTED_METRICS.unreadableLines), damaged: count(UNROUTED_METRICS.damagedObjects) },

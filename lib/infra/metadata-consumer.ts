@@ -5,8 +5,9 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { KinesisConsumerEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { sluiceCount } from './sluice-metric';
 import type { ConsumerConfig } from '../config';
-import { METADATA_CONSUMER_METRICS, METADATA_CONSUMER_SERVICE, METRICS_NAMESPACE, RECORDS_REPORTED_FOR_RETRY } from '../../transforms/shared/metric-names';
+import { METADATA_CONSUMER_METRICS, METADATA_CONSUMER_SERVICE, RECORDS_REPORTED_FOR_RETRY } from '../../transforms/shared/metric-names';
 import { DEFAULT_DYNAMO_TIMEOUT_MS } from '../../transforms/shared/metadata-table';
 import { SluiceFunction } from './function';
 import { grantItems, pipelineItemKeys, type MetadataStore } from './metadata-store';
@@ -132,14 +133,7 @@ export class MetadataConsumer extends Construct {
     return this.function.function.metric('IteratorAge', { statistic: 'Maximum', period: Duration.minutes(5) });
   }
 
-  /** An EMF metric is found only by the exact set of dimensions it was published with: Powertools' `service` and the handler's `pipeline`. */
   private emfCount(metricName: string): cloudwatch.Metric {
-    return new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName,
-      dimensionsMap: { service: METADATA_CONSUMER_SERVICE, pipeline: this.pipeline },
-      statistic: 'Sum',
-      period: Duration.minutes(5),
-    });
+    return sluiceCount(metricName, { service: METADATA_CONSUMER_SERVICE, pipeline: this.pipeline });
   }
 }

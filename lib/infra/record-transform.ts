@@ -1,8 +1,9 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
+import { sluiceCount } from './sluice-metric';
 import type { TransformConfig } from '../config';
-import { FAILURE_REASON_DIMENSION, METRICS_NAMESPACE, RECORD_TRANSFORM_SERVICE, TRANSFORM_RECORD_METRICS } from '../../transforms/shared/metric-names';
+import { FAILURE_REASON_DIMENSION, RECORD_TRANSFORM_SERVICE, TRANSFORM_RECORD_METRICS } from '../../transforms/shared/metric-names';
 import type { FailureCategory } from '../../transforms/shared/record';
 import { SluiceFunction } from './function';
 import type { PiiHashKey } from './pii-hash-key';
@@ -55,15 +56,7 @@ export class RecordTransform extends SluiceFunction {
     return this.emfCount(TRANSFORM_RECORD_METRICS.failed, { [FAILURE_REASON_DIMENSION]: reason }, reason);
   }
 
-  /** An EMF metric is found only by the exact set of dimensions it was published with: Powertools' `service`, the handler's own, and `extra`. */
   private emfCount(metricName: string, extra: Record<string, string>, label: string): cloudwatch.Metric {
-    return new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName,
-      dimensionsMap: { service: RECORD_TRANSFORM_SERVICE, pipeline: this.pipeline, destination: this.destination, ...extra },
-      statistic: 'Sum',
-      period: Duration.minutes(5),
-      label: `${this.destination}: ${label}`,
-    });
+    return sluiceCount(metricName, { service: RECORD_TRANSFORM_SERVICE, pipeline: this.pipeline, destination: this.destination, ...extra }, `${this.destination}: ${label}`);
   }
 }
