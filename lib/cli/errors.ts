@@ -30,15 +30,16 @@ interface ErrorLike {
 /** Error names AWS services throttle with (besides what the SDK marks `$retryable.throttling`). */
 const THROTTLING_ERRORS = new Set([
   'Throttling', 'ThrottlingException', 'ThrottledException', 'TooManyRequestsException', 'RequestLimitExceeded',
-  'ProvisionedThroughputExceededException', 'RequestThrottled', 'RequestThrottledException', 'SlowDown', 'KmsThrottled',
+  'ProvisionedThroughputExceededException', 'RequestThrottled', 'RequestThrottledException', 'SlowDown', 'KmsThrottled', 'KMSThrottlingException',
 ]);
 
 /**
  * A service refusing to use a KMS key for the caller: Kinesis and Firehose (KMSAccessDeniedException, KMSDisabledException,
- * InvalidKMSResourceException, …) and SQS (KmsAccessDenied, KmsDisabled, …). KmsThrottled is throttling, not a refusal.
+ * InvalidKMSResourceException, …) and SQS (KmsAccessDenied, KmsDisabled, …). KmsThrottled (SQS) and KMSThrottlingException
+ * (Kinesis) are throttling, not a refusal.
  */
 function isKmsRefusal(name: string): boolean {
-  return name !== 'KmsThrottled' && (/^KMS[A-Z]\w*$/.test(name) || /^Kms[A-Z]\w*$/.test(name) || name === 'InvalidKMSResourceException');
+  return !THROTTLING_ERRORS.has(name) && (/^KMS[A-Z]\w*$/.test(name) || /^Kms[A-Z]\w*$/.test(name) || name === 'InvalidKMSResourceException');
 }
 
 /** Why a file the user named (`--file`, `--dsl`) cannot be read, as a UserError: "no such file", not ENOENT. */

@@ -159,7 +159,7 @@ export function kinesisEntryPoint(client: KinesisClient, stream: string, failure
 
 /** Call-level errors that mean "slow down or try again", after the SDK's own retries gave up. */
 const RETRYABLE_CALL_ERRORS = new Set([
-  'ServiceUnavailableException', 'ThrottlingException', 'ProvisionedThroughputExceededException', 'LimitExceededException',
+  'ServiceUnavailableException', 'ThrottlingException', 'ProvisionedThroughputExceededException', 'LimitExceededException', 'KMSThrottlingException',
   'InternalFailure', 'InternalServerError', 'RequestTimeout', 'TimeoutError',
 ]);
 

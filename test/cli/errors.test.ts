@@ -129,6 +129,8 @@ test('a service refusing its KMS key (Kinesis, SQS) names the service and the KM
   }
   // Throttled by KMS is throttling.
   expect(explainFailure(sdkError('KmsThrottled', 'slow down', 400), { service: 'SQS' }).message).toMatch(/^SQS is throttling requests/);
+  const kinesisKms = explainFailure(sdkError('KMSThrottlingException', 'Rate exceeded for key', 400), { service: 'Kinesis' });
+  expect([kinesisKms.message, (kinesisKms as UserError).exitCode]).toEqual(['Kinesis is throttling requests (KMSThrottlingException: Rate exceeded for key), past the retries: try again later', 1]);
 });
 
 test('a missing resource on AWS gives the service\'s words and then the hint, one period between them', () => {

@@ -185,6 +185,9 @@ describe('sendRecords', () => {
   test('a throttled call is retried as a whole; a call the user must fix is thrown, explained', async () => {
     const throttledCall = fakeEntry((rs, call) => (call === 1 ? Object.assign(new Error('slow down'), { name: 'ThrottlingException' }) : rs.map(() => ok)));
     expect((await sendRecords(throttledCall, records(2), noSleep)).outcomes).toEqual([ok, ok]);
+    // Kinesis throttled by the stream's KMS key: throttling too, not a refusal to fix.
+    const kmsThrottled = fakeEntry((rs, call) => (call === 1 ? Object.assign(new Error('Rate exceeded for key'), { name: 'KMSThrottlingException' }) : rs.map(() => ok)));
+    expect((await sendRecords(kmsThrottled, records(2), noSleep)).outcomes).toEqual([ok, ok]);
 
     const missing = fakeEntry(() => Object.assign(new Error('Stream s under account 1 not found.'), { name: 'ResourceNotFoundException' }));
     await expect(sendRecords(missing, records(1), noSleep)).rejects.toThrow(new UserError('Kinesis: not found (Kinesis stream s): Stream s under account 1 not found.'));
