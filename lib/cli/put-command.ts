@@ -775,8 +775,6 @@ function stillMaybeTaken(before: RecordOutcome | undefined, after: RecordOutcome
   return before !== undefined && !before.ok && before.errorCode === MAYBE_TAKEN && !after.ok;
 }
 
-/** How long after Ctrl-C a call still in flight is worth a note on stderr. */
-
 /** Sends `count` records (or until `durationMs`), paced to `rate` on average, never bursting more than a second's worth. */
 async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOptions): Promise<SendReport> {
   const report: SendReport = {

@@ -114,7 +114,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const results: Array<Tally & { message: string; dedupeKey?: string }> = [];
   const entryPoints = new Map<string, EntryPoint>();
   let refusal: UserError | undefined;
-  const done: DeletedSoFar = { replayed: 0, others: 0, unrecorded: 0, keptSentAt: new Map() };
+  const done: DeletedSoFar = { replayed: 0, others: 0, unrecorded: 0, putAgain: 0, received: 0, keptSentAt: new Map() };
   // Ctrl-C (or SIGTERM, as `timeout` and supervisors stop a run) stops reading after the batch in hand: its accepted
   // records are recorded in the ledger and their messages deleted, so the next run does not put them again (killed
   // mid-batch, it would). A second signal ends the process at once.
@@ -132,7 +132,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
     if (interruptedBy !== undefined) interruption = await cutOffSummary(access.queue, results, done);
     // Nothing read: messages another reader holds hidden come back within their visibility timeout. Not counting them
     // (no sqs:GetQueueAttributes) leaves "nothing to replay" as it is.
-    else if (results.length === 0) inFlight = await access.queue.messagesInFlight().catch(() => undefined);
+    else if (done.received === 0) inFlight = await access.queue.messagesInFlight().catch(() => undefined);
   } catch (err) {
     // Cut off (the twin or a service went away): say what was already done before the reason.
     if (results.length > 0) io.err(`sluice: ${await cutOffSummary(access.queue, results, done)}\n`);
@@ -189,6 +189,7 @@ async function drain(
   try {
     while (results.length < flags.max && !interrupted()) {
       const received = await queue.receive(Math.min(10, flags.max - results.length));
+      done.received += received.length;
       if (received.length === 0) break;
       const messages: ReceivedMessage[] = [];
       for (const m of received) {
@@ -208,6 +209,7 @@ async function drain(
       cameBack = 0;
       const toDelete: ReceivedMessage[] = [];
       let replayedInBatch = 0;
+      let unrecordedInBatch = 0;
       const toPut = new Map<string, PutItem[]>();
       const parsed = messages.map((m) => parseMessage(m.body));
       const ledgered = await ledgerFor(ledger, parsed, (dlq) =>
@@ -381,7 +383,7 @@ async function drain(
         } catch (err) {
           // Their messages are deleted still: kept, every run would put their records again. Unrecorded, only a lost
           // delete (or the record's other message, in a later run) can put one twice.
-          done.unrecorded += accepted.length;
+          unrecordedInBatch += accepted.length;
           stop ??= { error: err };
         }
         for (let i = 0; i < items.length; i++) {
@@ -398,7 +400,14 @@ async function drain(
           }
         }
       }
-      await queue.delete(toDelete);
+      try {
+        await queue.delete(toDelete);
+      } catch (err) {
+        // Neither recorded nor deleted: the next run finds no mark and puts them again.
+        done.putAgain += unrecordedInBatch;
+        throw err;
+      }
+      done.unrecorded += unrecordedInBatch;
       done.replayed += replayedInBatch;
       done.others += toDelete.length - replayedInBatch;
       if (stop !== undefined) throw stop.error;
@@ -591,7 +600,8 @@ const LOCAL_DELIVERY_MARGIN_SECONDS = 5;
 function presenceIn(target: Target, destination: Destination, model: SchemaModel, progress: Progress): Presence {
   return async (records) => {
     if (destination === 'lake') {
-      const engine = await sqlEngineFor(target);
+      // SIGTERM is replay's to take (it finishes the batch in hand), not the local engine's.
+      const engine = await sqlEngineFor(target, { sigtermInterrupts: true });
       try {
         return await lakePresence(engine, target.config, model, progress)(records);
       } finally {
@@ -634,6 +644,10 @@ interface DeletedSoFar {
   others: number;
   /** Of the records re-put, those the ledger write failed for (their messages deleted all the same). */
   unrecorded: number;
+  /** Of the records re-put, those the ledger write and then the delete failed for: the next run puts them again. */
+  putAgain: number;
+  /** Messages received, other pipelines' (released unread) and ones that came back included. */
+  received: number;
   /** When each message kept in the queue was sent, where the queue says (SQS). */
   keptSentAt: Map<string, number>;
 }
@@ -658,14 +672,15 @@ export function oldKeptWarning(keptSentAt: ReadonlyMap<string, number>, now = Da
  * reach; then what the queue still holds, counted where it can be (the run may have read the last message).
  */
 async function cutOffSummary(queue: DeadLetterQueue, results: ReadonlyArray<Tally>, done: DeletedSoFar): Promise<string> {
-  const undeleted = results.filter((r) => r.outcome === 'replayed').length - done.replayed;
+  const undeleted = results.filter((r) => r.outcome === 'replayed').length - done.replayed - done.putAgain;
   // Whatever cut the run off may keep the queue from counting too: then it is not counted.
   const left = await queue.messagesLeft().catch(() => undefined);
   return `replay stopped after reading ${formatNumber(results.length)} message${results.length === 1 ? '' : 's'}: `
     + `${formatNumber(done.replayed)} replayed${done.others > 0 ? ` and ${formatNumber(done.others)} already replayed or duplicate` : ''} (their messages deleted)`
     + `${undeleted > 0 ? `; ${formatNumber(undeleted)} more re-put and recorded, whose messages the next run deletes` : ''}`
     + `${done.unrecorded > 0 ? `; ${formatNumber(done.unrecorded)} record${done.unrecorded === 1 ? ' was' : 's were'} re-put but not recorded in the replay ledger (a lost delete, or the record's other message in a later run, would put ${done.unrecorded === 1 ? 'it' : 'them'} again)` : ''}`
-    + `; ${leftInQueue(left, undeleted)}`;
+    + `${done.putAgain > 0 ? `; ${formatNumber(done.putAgain)} record${done.putAgain === 1 ? ' was' : 's were'} re-put but neither recorded in the replay ledger nor ${done.putAgain === 1 ? 'its message' : 'their messages'} deleted: the next run puts ${done.putAgain === 1 ? 'it' : 'them'} again` : ''}`
+    + `; ${leftInQueue(left, undeleted + done.putAgain)}`;
 }
 
 /** The messages a cut-off run leaves in the queue besides the `undeleted` re-put ones; `left` counts both, if known. */

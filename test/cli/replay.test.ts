@@ -857,6 +857,13 @@ describe('sluice replay --aws', () => {
     expect(JSON.parse((await sluice('replay', '--aws', '--json')).stdout)).toMatchObject({ read: 0, inFlight: 3 });
     sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessagesNotVisible: '0' } });
     expect((await sluice('replay', '--aws')).stdout).toMatch(/\nnothing to replay\n$/);
+    // Only another pipeline's message received (and released): the count, which still holds it, is not asked.
+    resetSqs();
+    sqs.on(ReceiveMessageCommand).resolvesOnce({ Messages: [{ MessageId: 'm-9', ReceiptHandle: 'rh-9', Body: JSON.stringify(message(9, 'app-events', appEvent(9))) }] }).resolves({});
+    sqs.on(GetQueueAttributesCommand).resolves({ Attributes: { ApproximateNumberOfMessagesNotVisible: '1' } });
+    const other = await sluice('replay', '--aws', '--pipeline', 'iot');
+    expect(other.stdout).not.toMatch(/in flight/);
+    expect(sqs.commandCalls(GetQueueAttributesCommand)).toHaveLength(0);
   });
 
   test('a delete SQS refuses as a call is said as a failed delete (exit 1), not as an unexpected error', async () => {
@@ -1046,6 +1053,18 @@ describe('sluice replay --aws', () => {
     expect(stderr).toBe('sluice: replay stopped after reading 3 messages: 3 replayed (their messages deleted); 3 records were re-put but not recorded in the replay ledger '
       + '(a lost delete, or the record\'s other message in a later run, would put them again); any others stay in the queue\n'
       + `sluice: DynamoDB denied access (table ${TABLE}): User is not authorized to perform: dynamodb:BatchWriteItem. Your AWS identity needs permission for this call.\n`);
+  });
+
+  test('a ledger write and then the delete failing (credentials expired for both): the records are said to be put again by the next run, not as recorded', async () => {
+    threeReplayable();
+    firehose.on(PutRecordBatchCommand).callsFake(async (input: { Records: unknown[] }) => ({ FailedPutCount: 0, RequestResponses: input.Records.map((_, i) => ({ RecordId: `r-${i}` })) }));
+    const expired = () => Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client' });
+    dynamo.on(BatchWriteCommand).rejects(expired());
+    sqs.on(DeleteMessageBatchCommand).rejects(expired());
+    const { code, stderr } = await sluice('replay', '--aws');
+    expect(code).toBe(2);
+    expect(stderr.split('\n')[0]).toBe('sluice: replay stopped after reading 3 messages: 0 replayed (their messages deleted); 3 records were re-put but neither recorded in the replay ledger '
+      + 'nor their messages deleted: the next run puts them again; any others stay in the queue');
   });
 
   test('a throttled ledger read and writes DynamoDB leaves unprocessed are retried with backoff: the run completes, each record put once', async () => {
