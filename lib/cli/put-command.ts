@@ -219,8 +219,10 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     summary.verify = { passed: false, error: verifyError.message, timeoutMs, results: [] };
     if (flags.json) io.out(toJson(summary));
     const refused = report.sent > report.accepted ? ` (${formatNumber(report.sent - report.accepted)} not accepted)` : '';
-    throw new UserError(`${formatNumber(report.accepted)} of ${formatNumber(report.sent)} records accepted${refused}; verify could not run: ${verifyError.message}`,
-      verifyError instanceof UserError ? verifyError.exitCode : 1);
+    const accepted = `${formatNumber(report.accepted)} of ${formatNumber(report.sent)} records accepted${refused}; verify could not run: ${verifyError.message}`;
+    // Interrupted first, the run's status is the signal's, as without --verify, and the message says both.
+    if (report.interrupted) throw new UserError(`${interruptedMessage(report, count, durationMs)}; ${accepted}`, report.interruption?.exitCode ?? INTERRUPTED_EXIT_CODE);
+    throw new UserError(accepted, verifyError instanceof UserError ? verifyError.exitCode : 1);
   }
   const verified = verification.every((v) => v.passed);
   // Records sent and none to verify (refused, or every one failing the transform) is no pass; when none was refused,

@@ -361,6 +361,16 @@ describe('sluice put --aws', () => {
     expect(text.code).toBe(1);
     expect(text.stdout).toMatch(/accepted 5 · failed 0/);
     expect(text.stderr).toBe(`sluice: 5 of 5 records accepted; verify could not run: ${failed}\n`);
+    // Interrupted while sending, then unable to verify: the signal's status, and the message says both.
+    firehose.reset();
+    let calls = 0;
+    firehose.on(PutRecordBatchCommand).callsFake((input: { Records: unknown[] }) => {
+      if (++calls === 1) process.emit('SIGINT', 'SIGINT');
+      return { FailedPutCount: 0, RequestResponses: input.Records.map(() => ({ RecordId: 'r' })) };
+    });
+    const interrupted = await sluice('put', 'app-events', '--aws', '--count', '10', '--batch-size', '5', '--verify', '--poll', '10ms');
+    expect(interrupted.code).toBe(130);
+    expect(interrupted.stderr).toMatch(new RegExp(`^sluice: interrupted \\(Ctrl-C\\) after [^:]+: 5 of 10 records sent; 5 of 5 records accepted; verify could not run: ${failed}\n$`));
   });
 });
 
