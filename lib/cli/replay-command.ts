@@ -15,7 +15,7 @@ import { addProgressOption, addTargetOptions, examples, formatDuration, parseCou
 import { escapeControlCharacters, formatNumber, formatTable, toJson, UserError } from './output';
 import { STOPPING_NOTE_MS, takeInterrupts, type Interruption } from './interrupt';
 import { io, Progress } from './progress';
-import { sendRecords, type EntryPoint, type SendResult } from './record-sender';
+import { MAYBE_TAKEN, sendRecords, type EntryPoint, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { bulkFilePresence, lakePresence, searchPresence, type ExpectedRecord, type Presence } from './verify';
@@ -673,6 +673,7 @@ export function oldKeptWarning(keptSentAt: ReadonlyMap<string, number>, now = Da
  */
 async function cutOffSummary(queue: DeadLetterQueue, results: ReadonlyArray<Tally>, done: DeletedSoFar): Promise<string> {
   const undeleted = results.filter((r) => r.outcome === 'replayed').length - done.replayed - done.putAgain;
+  const maybeTaken = results.filter((r) => r.outcome === 'put-failed' && r.reason.startsWith(`${MAYBE_TAKEN}:`)).length;
   // Whatever cut the run off may keep the queue from counting too: then it is not counted.
   const left = await queue.messagesLeft().catch(() => undefined);
   return `replay stopped after reading ${formatNumber(results.length)} message${results.length === 1 ? '' : 's'}: `
@@ -680,6 +681,7 @@ async function cutOffSummary(queue: DeadLetterQueue, results: ReadonlyArray<Tall
     + `${undeleted > 0 ? `; ${formatNumber(undeleted)} more re-put and recorded, whose messages the next run deletes` : ''}`
     + `${done.unrecorded > 0 ? `; ${formatNumber(done.unrecorded)} record${done.unrecorded === 1 ? ' was' : 's were'} re-put but not recorded in the replay ledger (a lost delete, or the record's other message in a later run, would put ${done.unrecorded === 1 ? 'it' : 'them'} again)` : ''}`
     + `${done.putAgain > 0 ? `; ${formatNumber(done.putAgain)} record${done.putAgain === 1 ? ' was' : 's were'} re-put but neither recorded in the replay ledger nor ${done.putAgain === 1 ? 'its message' : 'their messages'} deleted: the next run puts ${done.putAgain === 1 ? 'it' : 'them'} again` : ''}`
+    + `${maybeTaken > 0 ? `; ${formatNumber(maybeTaken)} kept whose call was cut off after it was sent: the entry point may have taken ${maybeTaken === 1 ? 'it' : 'them'}, so the next run may put ${maybeTaken === 1 ? 'it' : 'them'} again` : ''}`
     + `; ${leftInQueue(left, undeleted + done.putAgain)}`;
 }
 

@@ -1042,6 +1042,19 @@ describe('sluice replay --aws', () => {
       + 'sluice: your AWS credentials have expired (ExpiredTokenException): refresh them (e.g. aws sso login) and try again\n');
   });
 
+  test('a call cut off after it was sent (connection reset), then one that fails for good: its records are kept, and the stop line says the entry point may have taken them', async () => {
+    threeReplayable();
+    firehose.on(PutRecordBatchCommand)
+      .rejectsOnce(Object.assign(new Error('socket hang up'), { name: 'Error', code: 'ECONNRESET', $maybeSent: true }))
+      .rejects(Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException', $fault: 'client', $metadata: { httpStatusCode: 400 } }));
+    const { code, stderr } = await sluice('replay', '--aws');
+    expect(code).toBe(2);
+    expect(deleted()).toEqual([]);
+    expect(released()).toEqual(['rh-1', 'rh-2', 'rh-3']);
+    expect(stderr.split('\n')[0]).toBe('sluice: replay stopped after reading 3 messages: 0 replayed (their messages deleted); 3 kept whose call was cut off after it was sent: '
+      + 'the entry point may have taken them, so the next run may put them again; any others stay in the queue');
+  });
+
   test('a ledger write that fails after the put: the accepted records\' messages are deleted all the same (kept, every run would put them again), and it says they were not recorded', async () => {
     threeReplayable();
     firehose.on(PutRecordBatchCommand).callsFake(async (input: { Records: unknown[] }) => ({ FailedPutCount: 0, RequestResponses: input.Records.map((_, i) => ({ RecordId: `r-${i}` })) }));
