@@ -676,13 +676,21 @@ async function cutOffSummary(queue: DeadLetterQueue, results: ReadonlyArray<Tall
   const maybeTaken = results.filter((r) => r.outcome === 'put-failed' && r.reason.startsWith(`${MAYBE_TAKEN}:`)).length;
   // Whatever cut the run off may keep the queue from counting too: then it is not counted.
   const left = await queue.messagesLeft().catch(() => undefined);
-  return `replay stopped after reading ${formatNumber(results.length)} message${results.length === 1 ? '' : 's'}: `
-    + `${formatNumber(done.replayed)} replayed${done.others > 0 ? ` and ${formatNumber(done.others)} already replayed or duplicate` : ''} (their messages deleted)`
-    + `${undeleted > 0 ? `; ${formatNumber(undeleted)} more re-put and recorded, whose messages the next run deletes` : ''}`
-    + `${done.unrecorded > 0 ? `; ${formatNumber(done.unrecorded)} record${done.unrecorded === 1 ? ' was' : 's were'} re-put but not recorded in the replay ledger (a lost delete, or the record's other message in a later run, would put ${done.unrecorded === 1 ? 'it' : 'them'} again)` : ''}`
-    + `${done.putAgain > 0 ? `; ${formatNumber(done.putAgain)} record${done.putAgain === 1 ? ' was' : 's were'} re-put but neither recorded in the replay ledger nor ${done.putAgain === 1 ? 'its message' : 'their messages'} deleted: the next run puts ${done.putAgain === 1 ? 'it' : 'them'} again` : ''}`
-    + `${maybeTaken > 0 ? `; ${formatNumber(maybeTaken)} kept whose call was cut off after it was sent: the entry point may have taken ${maybeTaken === 1 ? 'it' : 'them'}, so the next run may put ${maybeTaken === 1 ? 'it' : 'them'} again` : ''}`
-    + `; ${leftInQueue(left, undeleted + done.putAgain)}`;
+  const them = (n: number) => (n === 1 ? 'it' : 'them');
+  const records = (n: number) => `${formatNumber(n)} record${n === 1 ? ' was' : 's were'}`;
+  const clauses = [`${formatNumber(done.replayed)} replayed${done.others > 0 ? ` and ${formatNumber(done.others)} already replayed or duplicate` : ''} (their messages deleted)`];
+  if (undeleted > 0) clauses.push(`${formatNumber(undeleted)} more re-put and recorded, whose messages the next run deletes`);
+  if (done.unrecorded > 0) {
+    clauses.push(`${records(done.unrecorded)} re-put but not recorded in the replay ledger (a lost delete, or the record's other message in a later run, would put ${them(done.unrecorded)} again)`);
+  }
+  if (done.putAgain > 0) {
+    clauses.push(`${records(done.putAgain)} re-put but neither recorded in the replay ledger nor ${done.putAgain === 1 ? 'its message' : 'their messages'} deleted: the next run puts ${them(done.putAgain)} again`);
+  }
+  if (maybeTaken > 0) {
+    clauses.push(`${formatNumber(maybeTaken)} kept whose call was cut off after it was sent: the entry point may have taken ${them(maybeTaken)}, so the next run may put ${them(maybeTaken)} again`);
+  }
+  clauses.push(leftInQueue(left, undeleted + done.putAgain));
+  return `replay stopped after reading ${formatNumber(results.length)} message${results.length === 1 ? '' : 's'}: ${clauses.join('; ')}`;
 }
 
 /** The messages a cut-off run leaves in the queue besides the `undeleted` re-put ones; `left` counts both, if known. */
