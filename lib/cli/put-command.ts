@@ -221,7 +221,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     const refused = report.sent > report.accepted ? ` (${formatNumber(report.sent - report.accepted)} not accepted)` : '';
     const accepted = `${formatNumber(report.accepted)} of ${formatNumber(report.sent)} records accepted${refused}; verify could not run: ${verifyError.message}`;
     // Interrupted first, the run's status is the signal's, as without --verify, and the message says both.
-    if (report.interrupted) throw new UserError(`${interruptedMessage(report, count, durationMs)}; ${accepted}`, report.interruption?.exitCode ?? INTERRUPTED_EXIT_CODE);
+    if (report.interrupted) throw interruptedError(report, count, durationMs, accepted);
     throw new UserError(accepted, verifyError instanceof UserError ? verifyError.exitCode : 1);
   }
   const verified = verification.every((v) => v.passed);
@@ -259,7 +259,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (notAccepted > 0) {
     const refused = `${formatNumber(notAccepted)} of ${formatNumber(report.sent)} records ${whyNotAccepted(report.failedByCode, maxAttempts)}`;
     // Interrupted, the run's status is the signal's (a script tells a stop it asked for from a failure), and the message says both.
-    if (report.interrupted) throw new UserError(`${interruptedMessage(report, count, durationMs)}; ${refused}`, report.interruption?.exitCode ?? INTERRUPTED_EXIT_CODE);
+    if (report.interrupted) throw interruptedError(report, count, durationMs, refused);
     throw new UserError(refused, 1);
   }
   if (flags.verify && nothingQueryable) {
@@ -271,7 +271,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     const before = verification.some((v) => v.arrivedBefore) ? ` Some missing ids are there from before this put: ${ARRIVED_BEFORE_HINT}.` : '';
     throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.${before}`, 1);
   }
-  if (report.interrupted) throw new UserError(interruptedMessage(report, count, durationMs), report.interruption?.exitCode ?? INTERRUPTED_EXIT_CODE);
+  if (report.interrupted) throw interruptedError(report, count, durationMs);
 }
 
 /** How long `put --verify` waits for an OpenSearch to answer its probe before it sends (less when --timeout is shorter). */
@@ -361,6 +361,12 @@ function neverSentClause(neverSent: number | undefined, count: number, file: str
 }
 
 /** "interrupted (Ctrl-C) after 3.3 s of 30 s: 164 records sent"; "… after 3.3 s: 164 of 1,000 records sent" */
+/** The error of an interrupted run: its status the signal's (130, 143 for SIGTERM), the interruption said first, then `also`. */
+function interruptedError(report: SendReport, count: number, durationMs: number | undefined, also?: string): UserError {
+  const message = interruptedMessage(report, count, durationMs);
+  return new UserError(also === undefined ? message : `${message}; ${also}`, report.interruption?.exitCode ?? INTERRUPTED_EXIT_CODE);
+}
+
 function interruptedMessage(report: SendReport, count: number, durationMs: number | undefined): string {
   const of = durationMs !== undefined ? ` of ${formatDuration(durationMs)}` : '';
   const sent = Number.isFinite(count) ? `${formatNumber(report.sent)} of ${formatNumber(count)}` : formatNumber(report.sent);
