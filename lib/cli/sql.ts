@@ -253,6 +253,11 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
           new Promise<boolean>((resolve) => setTimeout(resolve, STOP_WAIT_MS, false).unref()),
         ]);
       };
+      // Stops the query and says whether Athena took the stop.
+      const stopAndSay = async (id: string): Promise<string> => {
+        stopQuery(id);
+        return (await stopping) ? `Athena query ${id} was stopped` : `Athena did not confirm stopping query ${id}; check it in the Athena console`;
+      };
       let by = interruptionBy('SIGINT');
       const onInterrupt = (signal: NodeJS.Signals) => {
         if (!interrupted) by = interruptionBy(signal === 'SIGTERM' ? 'SIGTERM' : 'SIGINT');
@@ -262,11 +267,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
       const endIfInterrupted = async () => {
         if (!interrupted) return;
         if (!queryExecutionId) throw new UserError(`interrupted (${by.label})`, by.exitCode);
-        stopQuery(queryExecutionId);
-        const stopped = await stopping;
-        throw new UserError(stopped
-          ? `interrupted (${by.label}): Athena query ${queryExecutionId} was stopped`
-          : `interrupted (${by.label}): Athena did not confirm stopping query ${queryExecutionId}; check it in the Athena console`, by.exitCode);
+        throw new UserError(`interrupted (${by.label}): ${await stopAndSay(queryExecutionId)}`, by.exitCode);
       };
       // Once: a second Ctrl-C ends the process at once, as Node does, should a call hang. SIGTERM stops the query as
       // Ctrl-C does when the command takes it so (put --verify).
@@ -298,11 +299,8 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
           } catch (err) {
             // Polling failed for good (throttled past the retries, credentials expired): the query would run on in
             // Athena, scanning and billed, with nobody to read it. Stopped, and named either way.
-            stopQuery(queryExecutionId);
-            const stopped = await stopping;
             const why = err instanceof Error ? err : new Error(String(err));
-            throw new UserError(`${why.message}; ${stopped ? `Athena query ${queryExecutionId} was stopped` : `Athena did not confirm stopping query ${queryExecutionId}: check it in the Athena console`}`,
-              why instanceof UserError ? why.exitCode : 1);
+            throw new UserError(`${why.message}; ${await stopAndSay(queryExecutionId)}`, why instanceof UserError ? why.exitCode : 1);
           }
           await endIfInterrupted();
           const state = q?.Status?.State ?? 'UNKNOWN';

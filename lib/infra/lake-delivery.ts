@@ -56,6 +56,11 @@ export class LakeDelivery extends Construct {
   /** True when the source is a Kinesis stream. */
   readonly kinesisSource: boolean;
 
+  /** The delivery stream's name, as SearchDelivery gives its own. */
+  get deliveryStreamName(): string {
+    return this.deliveryStream.deliveryStreamName;
+  }
+
   constructor(scope: Construct, id: string, props: LakeDeliveryProps) {
     super(scope, id);
     const size = props.bufferingSize ?? Size.mebibytes(128);

@@ -164,7 +164,6 @@ export class PipelineDashboard extends Construct {
     for (const delivery of [p.lake, p.search]) {
       if (!delivery) continue;
       const kind = delivery === p.lake ? 'lake' : 'search';
-      const deliveryStreamName = p.lake && delivery === p.lake ? p.lake.deliveryStream.deliveryStreamName : (delivery as SearchDelivery).deliveryStreamName;
       const freshnessLimit = delivery.bufferingInterval.toSeconds() + ALARM_THRESHOLDS.freshnessSlackSeconds;
       // One unit per axis: a 0–1 share beside counts of records would be flattened against the axis.
       widgets.push(new cloudwatch.GraphWidget({
@@ -212,7 +211,7 @@ export class PipelineDashboard extends Construct {
         this.stallAlarm(`${p.name}-${kind}-reader-stalled`, p.stream, delivery.metricRecordsReadFromStream(), `records read by the ${kind} stream`,
           `${p.name}: the Kinesis stream received records for 30 minutes and the ${kind} delivery stream read none of them (DataReadFromKinesisStream.Records), `
           + 'so its lag and freshness alarms, which come from records it read, stay silent. Firehose cannot read its source: see the delivery stream\'s status '
-          + `(aws firehose describe-delivery-stream --delivery-stream-name ${deliveryStreamName}) and its error log group, and its role's permissions on the stream and the stream's key. Once it reads again it goes on `
+          + `(aws firehose describe-delivery-stream --delivery-stream-name ${delivery.deliveryStreamName}) and its error log group, and its role's permissions on the stream and the stream's key. Once it reads again it goes on `
           + 'from where it stopped; records older than the stream\'s retention are lost.');
       }
     }
@@ -279,7 +278,7 @@ export class PipelineDashboard extends Construct {
           + `(aws lambda list-event-source-mappings --function-name ${consumerFn.functionName}), fix it and enable it; records older than the stream's retention are lost.`);
       }
       // A batch the event source mapping gave up on reaches the consumer dead-letter queue only if that send works.
-      this.alarm(`${p.name}-consumer-destination-failures`, p.consumer.function.function.metric('DestinationDeliveryFailures', { statistic: 'Sum', period: Duration.minutes(5) }), {
+      this.alarm(`${p.name}-consumer-destination-failures`, consumerFn.metric('DestinationDeliveryFailures', { statistic: 'Sum', period: Duration.minutes(5) }), {
         threshold: 1, evaluationPeriods: 1,
         description: `${p.name}: Lambda could not send a batch the metadata consumer gave up on to the consumer dead-letter queue (permissions, KMS or queue trouble), `
           + 'so not even its shard and sequence range is kept: fix the queue, then re-read the stream around the alarm (within its retention).',

@@ -155,7 +155,7 @@ export class SluiceStack extends Stack {
           bufferingInterval: Duration.seconds(p.buffering.intervalSeconds),
           logRemovalPolicy: removalPolicy,
         });
-        outputs.push([pipelineOutputKey(p.name, 'LakeDeliveryStreamName'), lake.deliveryStream.deliveryStreamName, `Firehose stream delivering ${p.name} to the lake`]);
+        outputs.push([pipelineOutputKey(p.name, 'LakeDeliveryStreamName'), lake.deliveryStreamName, `Firehose stream delivering ${p.name} to the lake`]);
         outputs.push([pipelineOutputKey(p.name, 'GlueTableName'), names.glueTable, `Glue table of ${p.name}'s Parquet data`]);
       }
 
