@@ -35,6 +35,9 @@ try {
   });
   // AWS Solutions checks run on every synth: an unacknowledged finding fails it.
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  // Synthesized here rather than as the process exits, so a stack CDK refuses (e.g. over CloudFormation's quotas) is
+  // reported by its message alone, as the errors above are.
+  app.synth();
 } catch (err) {
   failWithMessage(err);
 }

@@ -19,6 +19,7 @@ import { PiiHashKey } from './pii-hash-key';
 import { PipelineDashboard, type MonitoredPipeline } from './pipeline-dashboard';
 import { PipelineStream } from './pipeline-stream';
 import { RecordTransform } from './record-transform';
+import { resourceBudgetProblem } from './resource-budget';
 import { SearchDelivery } from './search-delivery';
 import { SearchDomain } from './search-domain';
 import { processorBufferWarnings } from '../../transforms/record-transform/response-budget';
@@ -40,6 +41,8 @@ export class SluiceStack extends Stack {
     const removalPolicy = config.removalPolicy === 'retain' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
     const pipelines = Object.values(config.pipelines);
     assertValidProps(this, pipelines.length === 0 ? ['the configuration has no pipelines'] : outputKeyClashes(pipelines));
+    // At synth, once every resource is in the tree: more than one stack may hold is an error that says how to split.
+    this.node.addValidation({ validate: () => [resourceBudgetProblem(this, config)].filter((p): p is string => p !== undefined) });
     const models = new Map(pipelines.map((p) => [p.name, props.models?.[p.name] ?? loadModel(p.name)]));
     const model = (p: PipelineConfig): SchemaModel => models.get(p.name)!;
     // Stack-wide names do not depend on the pipeline.

@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Size, Stack, STACK_RESOURCE_LIMIT_CONTEXT } from 'aws-cdk-lib';
 import * as glue from 'aws-cdk-lib/aws-glue';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import { PROJECT_ROOT, readCdkJsonContext } from '../../lib/config';
+import { configFromContext, knownSchemaNames, PROJECT_ROOT, readCdkJsonContext } from '../../lib/config';
 import {
   AthenaWorkspace,
   DataStorage,
@@ -15,6 +15,8 @@ import {
   PipelineStream,
   SearchDelivery,
   SearchDomain,
+  SluiceStack,
+  stackName,
   type TransformInvocation,
 } from '../../lib/infra';
 import { loadModel } from '../../lib/schema';
@@ -103,7 +105,7 @@ const outdir = path.join(PROJECT_ROOT, 'cdk.out', `test-${process.pid}`);
 afterAll(() => fs.rmSync(outdir, { recursive: true, force: true }));
 
 /** Runs bin/app.ts the way `cdk synth -c …` does (context in CDK_CONTEXT_JSON) and returns its exit code and stderr. */
-function runApp(overrides: Record<string, string>): { status: number | null; stderr: string } {
+function runApp(overrides: Record<string, unknown>): { status: number | null; stderr: string } {
   const result = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'run-ts.js'), path.join(PROJECT_ROOT, 'bin', 'app.ts')], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, CDK_CONTEXT_JSON: JSON.stringify({ ...readCdkJsonContext(), ...overrides }), CDK_OUTDIR: outdir },
@@ -126,5 +128,61 @@ describe('`cdk synth` with a configuration AWS would reject fails with a clear m
     expect(status).not.toBe(0);
     expect(stderr).toMatch(/Invalid Sluice configuration:\n {2}- opensearch\.instanceCount 5 cannot be spread evenly over availability zones/);
     expect(stderr).not.toMatch(/^\s+at /m);
+  }, 90_000);
+});
+
+describe('a configuration with more resources than one CloudFormation stack may declare', () => {
+  // CDK's own setting lowers the limit, so the default pipelines stand for a configuration with many more; no bundling.
+  // Version reporting on, as `cdk synth` has it: the stack's CDKMetadata resource counts too.
+  const context = (limit?: number) => ({
+    ...readCdkJsonContext(), 'aws:cdk:bundling-stacks': [], 'aws:cdk:version-reporting': true,
+    ...(limit === undefined ? {} : { [STACK_RESOURCE_LIMIT_CONTEXT]: limit }),
+  });
+  const build = (limit?: number) => {
+    const app = testApp(context(limit));
+    const config = configFromContext(app.node.getAllContext(), { knownSchemas: knownSchemaNames(), fileEnv: readCdkJsonContext().env });
+    new SluiceStack(app, stackName(config), { config });
+    return app;
+  };
+
+  test('fails the synth saying what the stack and each pipeline take and which pipelines to move to a second stack', () => {
+    const declared = Object.keys(build().synth().getStackByName('sluice-dev').template.Resources as object).length;
+    let message = '';
+    try {
+      build(declared - 1).synth();
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    const found = /sluice-dev would declare (\d+) CloudFormation resources; one stack may declare at most (\d+)\. The stack itself takes (\d+) .* and each pipeline its own: (.*?)\. Deploy the pipeline that does not fit \(([^)]*)\) as a second Sluice stack with a prefix of its own, e\.g\. `npx cdk deploy -c prefix=sluice2 -c 'pipelines=\{"([^"]+)":\{…\}\}'` with its settings \(the stack sluice2-dev/.exec(message);
+    expect(found).not.toBeNull();
+    const [, total, limit, shared, perPipeline, moved, example] = found!;
+    expect([Number(total), Number(limit)]).toEqual([declared, declared - 1]);
+    // Every resource is counted once: the stack's own and the pipelines' add up to what the template declares.
+    const counts = perPipeline.split(', ').map((entry) => entry.split(' '));
+    expect(counts.map(([name]) => name)).toEqual(['clickstream', 'iot', 'transactions', 'app-events']);
+    expect(Number(shared) + counts.reduce((sum, [, n]) => sum + Number(n), 0)).toBe(declared);
+    // One resource over: the first pipeline in order whose move brings the stack back under (here the first that fits
+    // in what the others leave), named in the example too.
+    expect(moved).toBe(example);
+    expect(counts.map(([name]) => name)).toContain(moved);
+    // docs/deploy.md gives these counts.
+    const n = Object.fromEntries(counts);
+    const docs = fs.readFileSync(path.join(PROJECT_ROOT, 'docs', 'deploy.md'), 'utf8').replace(/\s+/g, ' ');
+    expect(docs).toContain(`the stack itself takes ${shared} `);
+    expect(docs).toContain(`${n.clickstream} for \`clickstream\``);
+    expect(docs).toContain(`${Math.min(n.iot, n.transactions)}–${Math.max(n.iot, n.transactions)} for a Kinesis pipeline`);
+    expect(docs).toContain(`${n['app-events']} for a direct-put pipeline`);
+  });
+
+  test('within the limit (the default pipelines, 500) nothing is reported', () => {
+    expect(() => build().synth()).not.toThrow();
+  });
+
+  test('`cdk synth` prints the message alone and exits non-zero', () => {
+    const { status, stderr } = runApp({ [STACK_RESOURCE_LIMIT_CONTEXT]: 150, 'aws:cdk:bundling-stacks': [] });
+    expect(status).not.toBe(0);
+    expect(stderr).toMatch(/sluice-dev would declare \d+ CloudFormation resources; one stack may declare at most 150\. .* Deploy the pipelines that do not fit \([a-z-]+, [a-z-, ]+\) as a second Sluice stack .* with their settings .* and remove them from this configuration's pipelines\./);
+    // Not thrown from CDK's synthesis as the process exits: no source line of aws-cdk-lib, no frames, no Node.js banner.
+    expect(stderr).not.toMatch(/^\s+at |node_modules|Node\.js v/m);
   }, 90_000);
 });
