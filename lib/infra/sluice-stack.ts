@@ -209,6 +209,12 @@ export class SluiceStack extends Stack {
       alarmEmail: config.alarmEmail,
       removalPolicy,
     });
+    // dev's alarms may go unheard; another environment's (prod) deserve someone, unless the topic is subscribed elsewhere.
+    if (!config.alarmEmail && config.env !== 'dev') {
+      Annotations.of(this).addWarningV2('@sluice/alarms-unsubscribed', `alarmEmail is not set: the ${dashboard.alarms.length} alarms of ${id} notify the topic `
+        + `in the AlarmTopicArn output, and nothing in this stack subscribes to it. Set \`-c alarmEmail=oncall@example.com\` (or "alarmEmail" under `
+        + `environments.${config.env} in cdk.json), or subscribe the topic to your paging or chat yourself.`);
+    }
 
     const output = (key: string, value: string, description: string) => {
       new CfnOutput(this, key, { value, description }).overrideLogicalId(key);

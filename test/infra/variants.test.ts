@@ -12,6 +12,15 @@ describe('env=prod', () => {
     expect(unacknowledgedNagFindings(prod.app)).toEqual([]);
   });
 
+  test('alarms nobody is subscribed to are a synth warning (dev\'s are not), naming the setting', () => {
+    const warnings = Annotations.fromStack(prod.stack).findWarning('*', Match.stringLikeRegexp('alarmEmail'));
+    expect(warnings.map((w) => w.entry.data)).toEqual([
+      expect.stringMatching(/^alarmEmail is not set: the \d+ alarms of sluice-prod notify the topic in the AlarmTopicArn output, .*`-c alarmEmail=oncall@example\.com` \(or "alarmEmail" under environments\.prod in cdk\.json\).*\[ack: @sluice\/alarms-unsubscribed\]$/),
+    ]);
+    const subscribed = synthesize({ env: 'prod', alarmEmail: 'oncall@example.com' });
+    expect(Annotations.fromStack(subscribed.stack).findWarning('*', Match.stringLikeRegexp('alarmEmail'))).toEqual([]);
+  }, 120_000);
+
   test('data is retained on stack deletion and the domain spreads over zones', () => {
     for (const type of ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::KMS::Key']) {
       const resources = Object.values(prod.template.findResources(type)) as Array<{ DeletionPolicy?: string; UpdateReplacePolicy?: string }>;
