@@ -51,6 +51,11 @@ export interface SearchConfig {
   readonly bufferingIntervalSeconds: number;
   readonly retrySeconds: number;
   readonly rotation: IndexRotation;
+  /**
+   * Days each document stays searchable before its index is deleted (an ISM policy the deploy applies), or 'forever':
+   * no policy, and nothing deletes the indices.
+   */
+  readonly retentionDays: number | 'forever';
 }
 
 /** The most shards `shards` takes; a rate that needs more is for an on-demand stream. */

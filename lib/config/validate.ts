@@ -187,7 +187,7 @@ function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env
     timeoutSeconds: v.int(c, `${key}.consumer.timeoutSeconds`, 1, 900),
   };
 
-  const s = v.object(p.search, `${key}.search`, ['bufferingSizeMiB', 'bufferingIntervalSeconds', 'retrySeconds', 'rotation']);
+  const s = v.object(p.search, `${key}.search`, ['bufferingSizeMiB', 'bufferingIntervalSeconds', 'retrySeconds', 'rotation', 'retentionDays']);
   const search = {
     bufferingSizeMiB: v.int(s, `${key}.search.bufferingSizeMiB`, 1, 100),
     bufferingIntervalSeconds: v.int(s, `${key}.search.bufferingIntervalSeconds`, 0, 900),
@@ -197,10 +197,17 @@ function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env
     rotation: s.rotation === 'NoRotation' && destinations.includes('search')
       ? (v.problem(`${key}.search.rotation: "NoRotation" would write to the one index "${name}", which the index template pattern "${name}-*" does not match; use one of ${DEPLOYABLE_ROTATIONS.map((r) => `"${r}"`).join(', ')}`), 'OneDay' as const)
       : s.rotation === 'NoRotation' ? 'NoRotation' as const : v.oneOf(s, `${key}.search.rotation`, DEPLOYABLE_ROTATIONS),
+    retentionDays: s.retentionDays === FOREVER ? FOREVER
+      : v.int(s, `${key}.search.retentionDays`, 1, MAX_RETENTION_DAYS, `days each document stays searchable before its index is deleted, or "${FOREVER}" to keep every index`),
   };
 
   return { name, source, shards, retentionHours, streamEncryption, destinations, buffering, transform, consumer, search };
 }
+
+/** `search.retentionDays` that keeps every index: no retention policy. */
+const FOREVER = 'forever' as const;
+/** A hundred years: a larger number means "forever", which says so. */
+const MAX_RETENTION_DAYS = 36500;
 
 /** Rotations a deployed search delivery can use: every index it writes must match the template's `<pipeline>-*`. */
 const DEPLOYABLE_ROTATIONS = INDEX_ROTATIONS.filter((r) => r !== 'NoRotation');

@@ -3,10 +3,20 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { mappingUpdateOf } from '../../transforms/index-template/existing-indices';
+import { retentionPolicyFor, retentionPolicyId } from '../../transforms/index-template/retention';
+import type { IndexRotation } from '../config/types';
 import { openSearchIndexTemplate, type SchemaModel } from '../schema';
 import { SluiceFunction } from './function';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import type { SearchDomain } from './search-domain';
+
+/** How long a pipeline's indices are kept. */
+export interface IndexRetention {
+  /** Days every document stays searchable, or 'forever' (no policy: nothing deletes the indices). */
+  readonly retentionDays: number | 'forever';
+  /** The delivery stream's index rotation: an index is deleted once its last document is retentionDays old. */
+  readonly rotation: IndexRotation;
+}
 
 export interface IndexTemplatesProps {
   readonly domain: SearchDomain;
@@ -15,8 +25,9 @@ export interface IndexTemplatesProps {
 }
 
 /**
- * Applies each search pipeline's index template (derived from its schema) to the domain at deploy time, through a
- * custom resource whose function signs its requests with SigV4 (transforms/index-template).
+ * Applies each search pipeline's index template (derived from its schema) and index retention (an ISM policy that
+ * deletes its indices past `search.retentionDays`) to the domain at deploy time, through a custom resource whose
+ * function signs its requests with SigV4 (transforms/index-template).
  */
 export class IndexTemplates extends Construct {
   /** The function that applies templates (for alarms). */
@@ -57,12 +68,20 @@ export class IndexTemplates extends Construct {
 
   /**
    * Applies the pipeline's index template: `index_patterns` <pipeline>-*, mappings from the schema; and puts its
-   * fields to the indices that already match, so a field the schema gained is taken before the next rotation.
+   * fields to the indices that already match, so a field the schema gained is taken before the next rotation. Then
+   * its retention: the ISM policy `<pipeline>-retention` for <pipeline>-* (the indices that exist included), or, kept
+   * forever, no such policy (one an earlier deploy made is detached and deleted).
    */
-  add(model: SchemaModel): CustomResource {
+  add(model: SchemaModel, retention: IndexRetention): CustomResource {
     const template = indexTemplateFor(model, this.domain.dataNodes);
     const mappingUpdate = mappingUpdateOf(template);
     if (mappingUpdate) this.domain.grant(this.function.role, 'update-mappings', [mappingUpdate.path]);
+    const indexName = model.pipeline;
+    const policyId = retentionPolicyId(indexName);
+    // Also when kept forever: the function then detaches and deletes the policy an earlier deploy made.
+    this.domain.grant(this.function.role, 'manage-retention-policies', [policyId]);
+    this.domain.grant(this.function.role, 'apply-retention-policies', [`${indexName}-*`]);
+    const policy = retention.retentionDays === 'forever' ? null : retentionPolicyFor(indexName, retention.retentionDays, retention.rotation);
     const resource = new CustomResource(this, `${model.pipeline}-template`, {
       serviceToken: this.provider.serviceToken,
       resourceType: 'Custom::SluiceIndexTemplate',
@@ -71,6 +90,7 @@ export class IndexTemplates extends Construct {
         TemplateName: model.pipeline,
         // JSON text, so numbers and booleans in the template are not turned into strings by CloudFormation.
         TemplateBody: JSON.stringify(template),
+        Retention: JSON.stringify({ PolicyId: policyId, IndexName: indexName, Policy: policy }),
       },
     });
     // Apply the template only once the domain's access policy names our role.

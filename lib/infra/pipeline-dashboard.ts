@@ -429,7 +429,9 @@ export class PipelineDashboard extends Construct {
       const thresholdMiB = Math.floor(domain.volumeGiB * 1024 * ALARM_THRESHOLDS.freeStorageShare);
       this.alarm('opensearch-free-storage', free, {
         threshold: thresholdMiB, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 1,
-        description: `OpenSearch: the fullest node has under 25% of its ${domain.volumeGiB} GiB left (${thresholdMiB} MiB); delete old indices or grow the volume.`,
+        description: `OpenSearch: the fullest node has under 25% of its ${domain.volumeGiB} GiB left (${thresholdMiB} MiB). Indices are deleted after pipelines.<pipeline>.search.retentionDays (default 30; "forever" keeps them): `
+          + `keep fewer days (npx cdk deploy -c env=<env> -c pipelines.<pipeline>.search.retentionDays=7) or grow the volume (npx cdk deploy -c env=<env> -c opensearch.volumeGiB=${domain.volumeGiB * 2}); `
+          + 'to free space now, delete old <pipeline>-YYYY-MM-DD indices by hand (docs/deploy.md, "Index retention").',
       });
     }
     // 0/1 flags on one widget; free storage (MiB) and memory pressure (%) on another, each on its own axis.

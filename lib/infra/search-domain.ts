@@ -39,7 +39,7 @@ export interface SearchDomainProps {
 }
 
 /** HTTP actions a role may send to the domain. */
-export type DomainAccess = 'deliver' | 'monitor' | 'read' | 'manage-templates' | 'update-mappings';
+export type DomainAccess = 'deliver' | 'monitor' | 'read' | 'manage-templates' | 'update-mappings' | 'manage-retention-policies' | 'apply-retention-policies';
 
 /**
  * Searches are POSTs too, but so are `_bulk`, `_doc`, `_delete_by_query` and `_update_by_query`: a
@@ -61,8 +61,11 @@ export function firehoseMonitorPaths(indexPattern: string): string[] {
   return ['', '_all/_settings', '_cluster/stats', '_nodes', '_nodes/stats', '_nodes/*/stats', '_stats', `${indexPattern}/_mapping`, `${indexPattern}/_mapping/*`, `${indexPattern}/_stats`];
 }
 
-/** HTTP actions per access kind; `paths` fixes where an action applies, otherwise the paths given to `grant`. */
-const ACCESS_RULES: Record<DomainAccess, ReadonlyArray<{ readonly actions: string[]; readonly paths?: readonly string[]; readonly deny?: true }>> = {
+/**
+ * HTTP actions per access kind; `paths` fixes where an action applies, otherwise the paths given to `grant`, each
+ * under every one of `under` when it is set (`_plugins/_ism/add/` + `iot-*`).
+ */
+const ACCESS_RULES: Record<DomainAccess, ReadonlyArray<{ readonly actions: string[]; readonly paths?: readonly string[]; readonly under?: readonly string[]; readonly deny?: true }>> = {
   // A delivery stream writes with POST and PUT (_bulk, its own indices); `grant` gives the paths.
   deliver: [{ actions: ['es:ESHttpPost', 'es:ESHttpPut'] }],
   // GETs only: a delivery stream's checks of the cluster and its indices (firehoseMonitorPaths).
@@ -75,6 +78,14 @@ const ACCESS_RULES: Record<DomainAccess, ReadonlyArray<{ readonly actions: strin
   'manage-templates': [{ actions: ['es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPut', 'es:ESHttpDelete'] }],
   // PUT <pattern>/_mapping: adds fields to existing indices, which is all the index-template function does to them.
   'update-mappings': [{ actions: ['es:ESHttpPut'] }],
+  // Index State Management policies, by id: read one (its version, for an update), create or update it, delete it.
+  'manage-retention-policies': [{ actions: ['es:ESHttpGet', 'es:ESHttpPut', 'es:ESHttpDelete'], under: ['_plugins/_ism/policies/'] }],
+  // The indices of a pattern: which policy manages each, attach a policy, move them to its new version, detach it.
+  // Nothing here deletes an index: ISM does that, as the cluster, by the policy.
+  'apply-retention-policies': [
+    { actions: ['es:ESHttpGet'], under: ['_plugins/_ism/explain/'] },
+    { actions: ['es:ESHttpPost'], under: ['_plugins/_ism/add/', '_plugins/_ism/change_policy/', '_plugins/_ism/remove/'] },
+  ],
 };
 
 /** Domain log retention. */
@@ -149,7 +160,7 @@ export class SearchDomain extends Construct {
   grant(role: iam.IRole, access: DomainAccess, paths: readonly string[] = ['*']): void {
     const wildcards = new Set<string>();
     for (const rule of ACCESS_RULES[access]) {
-      const resources = (rule.paths ?? paths).map((p) => `${this.domainArn}/${p}`);
+      const resources = (rule.paths ?? paths.flatMap((p) => (rule.under ?? ['']).map((u) => `${u}${p}`))).map((p) => `${this.domainArn}/${p}`);
       const effect = rule.deny ? iam.Effect.DENY : iam.Effect.ALLOW;
       role.addToPrincipalPolicy(new iam.PolicyStatement({ effect, actions: rule.actions, resources }));
       this.accessPolicy?.addStatements(new iam.PolicyStatement({ effect, principals: [new iam.ArnPrincipal(role.roleArn)], actions: rule.actions, resources }));

@@ -108,7 +108,7 @@ export class SluiceStack extends Stack {
       // would drop the column the table lacks and the strict mapping would refuse the documents.
       const schemaArtifacts: Construct[] = [];
       if (has(p, 'lake')) schemaArtifacts.push(catalog.table(p.name));
-      const template = has(p, 'search') ? indexTemplates!.add(model(p)) : undefined;
+      const template = has(p, 'search') ? indexTemplates!.add(model(p), { retentionDays: p.search.retentionDays, rotation: p.search.rotation }) : undefined;
       if (template) schemaArtifacts.push(template);
       const transformFor = (destination: 'lake' | 'search') => {
         const transform = new RecordTransform(scope, destination === 'lake' ? 'LakeTransform' : 'SearchTransform', {

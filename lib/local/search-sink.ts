@@ -26,6 +26,7 @@ import type { SchemaModel } from '../schema/model';
 import type { IndexRotation } from '../config/types';
 import { openSearchDir } from './paths';
 import { MappingUpdateError, updateExistingMappings } from '../../transforms/index-template/existing-indices';
+import { applyRetentionPolicy, retentionPolicyFor, retentionPolicyId } from '../../transforms/index-template/retention';
 
 export interface SearchDocument {
   /** The Firehose record id: the document id. */
@@ -69,6 +70,12 @@ export interface SearchSinkOptions {
   readonly indexName?: string;
   /** @default 'OneDay' */
   readonly rotation?: IndexRotation;
+  /**
+   * With an endpoint, the pipeline's index retention as the stack applies it (the ISM policy `<index>-retention`, or
+   * none for 'forever'), after the template. A cluster without the ISM plugin is said once, not retried.
+   * @default - no retention requests
+   */
+  readonly retentionDays?: number | 'forever';
   /** How long failed documents are retried, in seconds (Firehose: 0–7200). @default 300 */
   readonly retrySeconds?: number;
   /** First backoff delay; doubles per retry. @default 500 */
@@ -175,6 +182,7 @@ export class SearchSink {
   private readonly warn: (message: string) => void;
   private readonly fileRoot: string;
   private templateApplied = false;
+  private readonly retentionDays: number | 'forever' | undefined;
   private readonly nextFileNumber = new Map<string, number>();
 
   constructor(options: SearchSinkOptions) {
@@ -184,6 +192,7 @@ export class SearchSink {
       throw new Error(`search index name ${JSON.stringify(this.indexName)} must be 1–${MAX_INDEX_NAME} lower-case letters, digits, ".", "_" or "-"`);
     }
     this.rotation = options.rotation ?? 'OneDay';
+    this.retentionDays = options.retentionDays;
     const retrySeconds = options.retrySeconds ?? 300;
     if (!(retrySeconds >= 0 && retrySeconds <= 7200)) throw new Error(`search retrySeconds must be 0–7200, got ${retrySeconds}`);
     this.retrySeconds = retrySeconds;
@@ -362,7 +371,25 @@ export class SearchSink {
       throw error;
     }
     this.templateApplied = true;
+    await this.applyRetention();
     return undefined;
+  }
+
+  /** The retention policy, as the deploy applies it; what fails is said (retention is no reason to hold documents back). */
+  private async applyRetention(): Promise<void> {
+    if (this.retentionDays === undefined || this.rotation === 'NoRotation') return;
+    const policyId = retentionPolicyId(this.indexName);
+    const policy = this.retentionDays === 'forever' ? undefined : retentionPolicyFor(this.indexName, this.retentionDays, this.rotation);
+    try {
+      await applyRetentionPolicy(async (method, relative, body) => {
+        const answer = await this.request(method, relative, 'application/json', body === undefined ? undefined : Buffer.from(body));
+        if ('requestError' in answer) throw new Error(answer.requestError.message);
+        return answer;
+      }, policyId, this.indexName, policy);
+    } catch (error) {
+      this.warn(`sluice: ${this.pipeline} search: could not apply the index retention (search.retentionDays ${this.retentionDays}) at ${this.endpoint}: `
+        + `${(error as Error).message.slice(0, 500)}; indices ${this.indexName}-* are kept until you delete them (an OpenSearch without the Index State Management plugin has no retention)`);
+    }
   }
 
   /** Sends one bulk body; per-item errors by position (undefined = indexed), or a request-level error. */
@@ -391,7 +418,7 @@ export class SearchSink {
     return { items };
   }
 
-  private async request(method: string, relative: string, contentType: string, body: Buffer): Promise<{ status: number; body: string } | { requestError: ItemError }> {
+  private async request(method: string, relative: string, contentType: string, body: Buffer | undefined): Promise<{ status: number; body: string } | { requestError: ItemError }> {
     const headers: Record<string, string> = { 'content-type': contentType };
     if (this.authorization) headers.authorization = this.authorization;
     try {

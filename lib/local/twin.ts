@@ -356,7 +356,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       for (const kind of ['lake', 'search'] as const) {
         if (!p.destinations.includes(kind)) continue;
         const sink = kind === 'search'
-          ? new SearchSink({ model, dataDir, url: options.openSearchUrl ?? null, rotation: p.search.rotation, retrySeconds: Math.min(p.search.retrySeconds, LOCAL_SEARCH_RETRY_SECONDS), warn: log })
+          ? new SearchSink({ model, dataDir, url: options.openSearchUrl ?? null, rotation: p.search.rotation, retentionDays: p.search.retentionDays, retrySeconds: Math.min(p.search.retrySeconds, LOCAL_SEARCH_RETRY_SECONDS), warn: log })
           : undefined;
         if (!transforms) throw new Error(`no transform runtimes were started for ${pipeline}`);
         const engine = await DeliveryEngine.open(engineOptionsFromConfig(config, pipeline, kind, {

@@ -320,6 +320,14 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     // SearchDelivery refuses it at synth (the template pattern <pipeline>-* would not match): the CLI and the twin refuse it too.
     ['no index rotation', ['pipelines.clickstream.search.rotation=NoRotation'],
       /^pipelines\.clickstream\.search\.rotation: "NoRotation" would write to the one index "clickstream", which the index template pattern "clickstream-\*" does not match; use one of "OneHour"/],
+    ['no index retention', ['pipelines.clickstream.search.retentionDays=0'],
+      /^pipelines\.clickstream\.search\.retentionDays: 0 is out of range; allowed 1–36500 \(days each document stays searchable before its index is deleted, or "forever" to keep every index\)$/],
+    ['a retention in days that is not whole', ['pipelines.clickstream.search.retentionDays=7.5'],
+      /^pipelines\.clickstream\.search\.retentionDays: 7\.5 must be a whole number from 1 to 36500 \(.*or "forever" to keep every index\)$/],
+    ['a retention that is a word other than "forever"', ['pipelines.clickstream.search.retentionDays=never'],
+      /^pipelines\.clickstream\.search\.retentionDays: "never" must be a whole number from 1 to 36500 \(.*or "forever" to keep every index\)$/],
+    ['a retention past a hundred years', ['pipelines.clickstream.search.retentionDays=36501'], /^pipelines\.clickstream\.search\.retentionDays: 36501 is out of range; allowed 1–36500/],
+    ['indices kept forever', ['pipelines.clickstream.search.retentionDays=forever'], /^$/],
     ['Glacier sooner than 30 days after IA', ['lifecycle.glacierDays=45'], /^lifecycle\.glacierDays: 45 must be at least 30 days after lifecycle\.infrequentAccessDays \(30\)/],
     ['IA sooner than 30 days', ['lifecycle.infrequentAccessDays=7'], /^lifecycle\.infrequentAccessDays: 7 is out of range; allowed 30–3650/],
     ['an Athena cutoff below 10 MB', ['athena.bytesScannedCutoffMiB=1'], /^athena\.bytesScannedCutoffMiB: 1 is out of range; allowed 10–/],
@@ -375,6 +383,12 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     expect(problems.some((p) => expected.test(p))).toBe(true);
   });
 
+  test('search.retentionDays: 30 days by default, a number of days or "forever" from -c', () => {
+    expect(load().pipelines.clickstream.search.retentionDays).toBe(30);
+    expect(load('pipelines.clickstream.search.retentionDays=7').pipelines.clickstream.search.retentionDays).toBe(7);
+    expect(load('pipelines.clickstream.search.retentionDays=forever').pipelines.clickstream.search.retentionDays).toBe('forever');
+  });
+
   test('names too long for Firehose (64 characters) are rejected before deploy', () => {
     const ctx = { ...defaults(), prefix: 'averyveryverylongpfx', env: 'production', environments: { production: {} } } as Record<string, unknown>;
     ctx.pipelines = { 'clickstream-enriched-events-v2': { destinations: ['lake'] } };
@@ -384,7 +398,7 @@ describe('values AWS would reject fail with the key, the value and the allowed r
   });
 
   test('"NoRotation" in the pipeline defaults is refused only for pipelines that write to OpenSearch', () => {
-    const ctx = { ...defaults(), pipelineDefaults: { ...(defaults().pipelineDefaults as Record<string, unknown>), search: { bufferingSizeMiB: 5, bufferingIntervalSeconds: 60, retrySeconds: 300, rotation: 'NoRotation' } } } as Record<string, unknown>;
+    const ctx = { ...defaults(), pipelineDefaults: { ...(defaults().pipelineDefaults as Record<string, unknown>), search: { bufferingSizeMiB: 5, bufferingIntervalSeconds: 60, retrySeconds: 300, rotation: 'NoRotation', retentionDays: 30 } } } as Record<string, unknown>;
     ctx.pipelines = { iot: { shards: 1 }, 'app-events': { source: 'direct-put', destinations: ['lake'] } };
     expect(Object.keys(configFromContext(ctx).pipelines)).toEqual(['iot', 'app-events']);
     ctx.pipelines = { iot: { shards: 1 }, clickstream: { destinations: ['lake', 'search'] } };

@@ -28,6 +28,7 @@ import { createTransformHandler } from '../../transforms/record-transform/handle
 import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
 import { capturedTelemetry, fixture } from '../transforms/helpers';
 import { validatorFingerprint } from '../../lib/schema/fingerprint';
+import { retentionPolicyFor } from '../../transforms/index-template/retention';
 import { flatten, iamStatements, resourcesOf, resourceWhere, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
 
 // One synthesis of the default (dev) configuration, shared by every assertion below.
@@ -500,6 +501,21 @@ describe('search', () => {
       Description: Match.stringLikeRegexp('index templates'),
     });
   });
+
+  test('the index retention: an ISM policy for <index>-*, deleting an index once its last document is search.retentionDays old', () => {
+    const [, cr] = resourcesOf(dev.template, 'Custom::SluiceIndexTemplate')[0];
+    expect(dev.config.pipelines.clickstream.search.retentionDays).toBe(30);
+    const retention = JSON.parse(cr.Retention as string) as { PolicyId: string; IndexName: string; Policy: { policy: Record<string, unknown> } };
+    expect(retention).toEqual({ PolicyId: 'clickstream-retention', IndexName: 'clickstream', Policy: retentionPolicyFor('clickstream', 30, 'OneDay') });
+    expect(retention.Policy.policy).toMatchObject({
+      default_state: 'hot',
+      states: [
+        { name: 'hot', actions: [], transitions: [{ state_name: 'delete', conditions: { min_index_age: '31d' } }] },
+        { name: 'delete', actions: [{ delete: {} }], transitions: [] },
+      ],
+      ism_template: [{ index_patterns: ['clickstream-*'], priority: 100 }],
+    });
+  });
 });
 
 describe('IAM', () => {
@@ -544,6 +560,38 @@ describe('IAM', () => {
       const inRole = http.flatMap((s) => s.Action.flatMap((a) => s.Resource.map((r) => `${a} ${r.replace(/^.*:domain\/[^/]+\//, '')}`)));
       expect(inPolicy.sort()).toEqual(inRole.sort());
     }
+  });
+
+  test('the index-template role manages each search pipeline\'s retention policy by id and applies it to that pipeline\'s indices only; the domain policy names the same; no role may DELETE an index', () => {
+    const search = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('search'));
+    expect(search.length).toBeGreaterThan(0);
+    const http = iamStatements(dev.template).filter((s) => s.policy.startsWith('IndexTemplatesApplyRole') && s.Action.some((a) => a.startsWith('es:ESHttp')));
+    const pairs = (statements: Array<{ Action: string[]; Resource: string[] }>) => statements
+      .flatMap((s) => s.Action.flatMap((a) => s.Resource.map((r) => `${a} ${r.replace(/^.*:domain\/[^/]+\//, '')}`)));
+    const ism = pairs(http).filter((p) => p.includes('_plugins/'));
+    const expected = search.flatMap((p) => {
+      const index = `${resourceNames(dev.config, p.name).indexPrefix}-*`;
+      return [
+        `es:ESHttpGet _plugins/_ism/policies/${p.name}-retention`,
+        `es:ESHttpPut _plugins/_ism/policies/${p.name}-retention`,
+        `es:ESHttpDelete _plugins/_ism/policies/${p.name}-retention`,
+        `es:ESHttpGet _plugins/_ism/explain/${index}`,
+        `es:ESHttpPost _plugins/_ism/add/${index}`,
+        `es:ESHttpPost _plugins/_ism/change_policy/${index}`,
+        `es:ESHttpPost _plugins/_ism/remove/${index}`,
+      ];
+    });
+    expect(ism.sort()).toEqual(expected.sort());
+    // The domain's access policy allows the role exactly what its identity policy does (both must allow).
+    const [, domain] = resourcesOf(dev.template, 'AWS::OpenSearchService::Domain')[0];
+    const domainPolicy = (domain.AccessPolicies as { Statement: Array<{ Effect: string; Principal: unknown; Action: string | string[]; Resource: string | string[] }> }).Statement;
+    const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]).map((x) => flatten(x));
+    const forRole = domainPolicy.filter((s) => flatten(s.Principal).includes('IndexTemplatesApplyRole'));
+    expect(pairs(forRole.map((s) => ({ Action: list(s.Action), Resource: list(s.Resource) }))).sort()).toEqual(pairs(http).sort());
+    // Deleting an index is ISM's, as the cluster: no role the stack creates may send DELETE anywhere but a template or its policy.
+    const deletes = iamStatements(dev.template).filter((s) => s.Effect === 'Allow' && s.Action.includes('es:ESHttpDelete'))
+      .flatMap((s) => s.Resource.map((r) => r.replace(/^.*:domain\/[^/]+\//, '')));
+    expect(deletes.every((r) => r === '_index_template/*' || /^_plugins\/_ism\/policies\/[a-z0-9-]+-retention$/.test(r))).toBe(true);
   });
 
   test('no statement grants every action of a service or every action', () => {

@@ -1,5 +1,5 @@
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
-import { flatten, resourcesOf, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
+import { flatten, iamStatements, resourcesOf, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
 
 // The configurations users deploy besides the default: prod (`-c env=prod`) and an existing OpenSearch domain.
 describe('env=prod', () => {
@@ -59,6 +59,8 @@ describe('opensearch.mode=existing', () => {
       'opensearch.mode': 'existing', 'opensearch.endpoint': endpoint, 'opensearch.domainArn': domainArn, alarmEmail: 'ops@example.com',
       // And a processor buffer larger than app-events' transform can answer.
       'pipelines.app-events.transform.processorBufferMiB': '3',
+      // And indices kept forever.
+      'pipelines.clickstream.search.retentionDays': 'forever',
     });
   }, 120_000);
 
@@ -77,6 +79,19 @@ describe('opensearch.mode=existing', () => {
       PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: 'es:ESHttpPut', Resource: `${domainArn}/clickstream-*/_mapping` })]) },
     });
     expect(existing.template.toJSON().Outputs.OpenSearchEndpoint.Value).toBe(endpoint);
+  });
+
+  test('retention on a domain the stack did not create: the same ISM grants on its ARN; kept forever, no policy (one made before is detached and deleted)', () => {
+    const [, template] = resourcesOf(existing.template, 'Custom::SluiceIndexTemplate')[0];
+    expect(JSON.parse(template.Retention as string)).toEqual({ PolicyId: 'clickstream-retention', IndexName: 'clickstream', Policy: null });
+    for (const [action, resource] of [
+      ['es:ESHttpDelete', `${domainArn}/_plugins/_ism/policies/clickstream-retention`],
+      ['es:ESHttpGet', `${domainArn}/_plugins/_ism/explain/clickstream-*`],
+      ['es:ESHttpPost', `${domainArn}/_plugins/_ism/remove/clickstream-*`],
+    ]) {
+      const statements = iamStatements(existing.template).filter((s) => s.Resource.includes(resource));
+      expect(statements.some((s) => s.Action.includes(action))).toBe(true);
+    }
   });
 
   test('a processor buffer the transform cannot answer within 6 MB is a synth warning on that pipeline', () => {

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { failedDocumentRecord, rotatedIndexName, SearchSink, type SearchDocument } from '../../lib/local/search-sink';
 import { openSearchIndexTemplate } from '../../lib/schema/artifacts';
 import { loadModel } from '../../lib/schema/registry';
+import { retentionPolicyFor } from '../../transforms/index-template/retention';
 
 const model = loadModel('clickstream');
 const MAR_1 = Date.UTC(2026, 2, 1, 23, 59, 59);
@@ -38,6 +39,8 @@ class FakeOpenSearch {
   templateStatus = 200;
   /** Read every request and answer none, as an OpenSearch that hangs. */
   hang = false;
+  /** Answers to Index State Management requests, by "METHOD url"; others get 404. */
+  ismReplies: Record<string, { status: number; body: unknown }> = {};
   private server!: Server;
   url = '';
 
@@ -55,6 +58,8 @@ class FakeOpenSearch {
         } else if (seen.url.endsWith('/_mapping')) {
           const next = this.mappingReplies.shift() ?? NO_SUCH_INDEX;
           reply = typeof next === 'function' ? next(seen) : next;
+        } else if (this.ismReplies[`${seen.method} ${seen.url}`]) {
+          reply = this.ismReplies[`${seen.method} ${seen.url}`];
         } else if (seen.url === '/_bulk') {
           const next = this.bulkReplies.shift() ?? allOk;
           reply = typeof next === 'function' ? next(seen) : next;
@@ -128,6 +133,41 @@ describe('SearchSink with an endpoint', () => {
       '{"index":{"_index":"clickstream-2026-03-01","_id":"rec-c"}}', '{"event_id":"c","event_type":"click"}',
       '',
     ].join('\n'));
+  });
+
+  describe('index retention, as the deploy applies it (search.retentionDays)', () => {
+    it('after the template, the ISM policy <index>-retention is created for clickstream-* and the existing indices are given it', async () => {
+      const answers: Record<string, { status: number; body: unknown }> = {
+        'GET /_plugins/_ism/policies/clickstream-retention': { status: 404, body: { error: { type: 'status_exception', reason: 'Policy not found' } } },
+        'GET /_plugins/_ism/explain/clickstream-*': { status: 200, body: { 'clickstream-2026-02-28': { 'index.plugins.index_state_management.policy_id': null }, total_managed_indices: 0 } },
+        'PUT /_plugins/_ism/policies/clickstream-retention': { status: 201, body: { _id: 'clickstream-retention', _seq_no: 0, _primary_term: 1 } },
+        'POST /_plugins/_ism/add/clickstream-*': { status: 200, body: { updated_indices: 1, failures: false, failed_indices: [] } },
+      };
+      const ism = new FakeOpenSearch();
+      ism.ismReplies = answers;
+      await ism.start();
+      try {
+        const warnings: string[] = [];
+        const result = await sinkFor({ url: ism.url, retentionDays: 30, warn: (m) => warnings.push(m) }).deliver([doc('a')]);
+        expect(result.indexed).toBe(1);
+        expect(warnings).toEqual([]);
+        expect(ism.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+          'PUT /_index_template/clickstream', 'PUT /clickstream-*/_mapping', ...Object.keys(answers), 'POST /_bulk',
+        ]);
+        expect(JSON.parse(ism.requests.find((r) => r.method === 'PUT' && r.url.startsWith('/_plugins/'))!.body)).toEqual(retentionPolicyFor('clickstream', 30, 'OneDay'));
+      } finally {
+        await ism.stop();
+      }
+    });
+
+    it('an OpenSearch without the ISM plugin is said once, and the documents are indexed all the same', async () => {
+      const warnings: string[] = [];
+      const sink = sinkFor({ retentionDays: 30, warn: (m) => warnings.push(m) });
+      expect((await sink.deliver([doc('a')])).indexed).toBe(1);
+      await sink.deliver([doc('b')]);
+      expect(warnings).toEqual([expect.stringMatching(/^sluice: clickstream search: could not apply the index retention \(search\.retentionDays 30\) at .*indices clickstream-\* are kept until you delete them/)]);
+      expect(server.bulks()).toHaveLength(2);
+    });
   });
 
   it('applies the template once per sink', async () => {

@@ -1,8 +1,9 @@
 /**
  * CloudFormation custom resource (behind the CDK Provider framework) that applies a pipeline's OpenSearch index
  * template: PUT _index_template/<name> on Create/Update, then its fields to the indices that already match its
- * patterns (PUT <patterns>/_mapping, see existing-indices.ts); DELETE the template on Delete. Requests are signed with
- * SigV4 using the function's role, which the domain's access policy names.
+ * patterns (PUT <patterns>/_mapping, see existing-indices.ts), then the pipeline's index retention (an ISM policy, or
+ * none when its indices are kept forever; see retention.ts); DELETE the template and the policy on Delete. Requests
+ * are signed with SigV4 using the function's role, which the domain's access policy names.
  */
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import * as https from 'node:https';
@@ -12,6 +13,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import type { Checksum, HttpRequest, SourceData } from '@smithy/types';
 import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
 import { updateExistingMappings } from './existing-indices';
+import { applyRetentionPolicy, type RetentionOutcome } from './retention';
 
 /** Resource properties, as the stack passes them (CloudFormation turns every scalar into a string). */
 export interface IndexTemplateProperties {
@@ -20,6 +22,18 @@ export interface IndexTemplateProperties {
   readonly TemplateName: string;
   /** The template body as JSON text (a string, so numbers and booleans survive CloudFormation). */
   readonly TemplateBody: string;
+  /**
+   * The index retention as JSON text, {@link RetentionProperty}. Absent in resources deployed before Sluice managed
+   * retention: nothing is done about it then.
+   */
+  readonly Retention?: string;
+}
+
+/** What `Retention` holds: the policy of `<IndexName>-*`, or `Policy: null` for indices kept forever (no policy). */
+export interface RetentionProperty {
+  readonly PolicyId: string;
+  readonly IndexName: string;
+  readonly Policy: { policy: Record<string, unknown> } | null;
 }
 
 /** What the Provider framework expects back. */
@@ -31,7 +45,7 @@ export interface ProviderResponse {
 export interface TemplateRequest {
   readonly hostname: string;
   readonly region: string;
-  readonly method: 'PUT' | 'DELETE';
+  readonly method: 'GET' | 'PUT' | 'POST' | 'DELETE';
   readonly path: string;
   readonly body?: string;
 }
@@ -49,7 +63,7 @@ const log = (level: 'INFO' | 'WARN' | 'ERROR', message: string, extra: Record<st
 };
 
 /** Reads and checks the resource properties; throws naming the property that is wrong. */
-export function readProperties(raw: Record<string, unknown>): { hostname: string; templateName: string; body?: string } {
+export function readProperties(raw: Record<string, unknown>): { hostname: string; templateName: string; body?: string; retention?: RetentionProperty } {
   const endpoint = raw.Endpoint;
   const name = raw.TemplateName;
   if (typeof endpoint !== 'string' || endpoint === '') throw new Error('Endpoint: missing; expected the OpenSearch domain endpoint');
@@ -68,7 +82,24 @@ export function readProperties(raw: Record<string, unknown>): { hostname: string
     }
     body = raw.TemplateBody;
   }
-  return { hostname, templateName: name, body };
+  return { hostname, templateName: name, body, retention: raw.Retention === undefined ? undefined : readRetention(raw.Retention) };
+}
+
+const OPENSEARCH_NAME = /^[a-z0-9][a-z0-9_-]{0,254}$/;
+
+function readRetention(raw: unknown): RetentionProperty {
+  let parsed: unknown;
+  try {
+    parsed = typeof raw === 'string' ? JSON.parse(raw) : undefined;
+  } catch (err) {
+    throw new Error(`Retention: not valid JSON (${(err as Error).message})`, { cause: err });
+  }
+  const r = parsed as Partial<RetentionProperty> | undefined;
+  if (typeof r !== 'object' || r === null) throw new Error('Retention: expected {"PolicyId", "IndexName", "Policy"} as JSON text');
+  if (typeof r.PolicyId !== 'string' || !OPENSEARCH_NAME.test(r.PolicyId)) throw new Error(`Retention.PolicyId: ${JSON.stringify(r.PolicyId)} is not a valid ISM policy id (lower-case letters, digits, "_" and "-")`);
+  if (typeof r.IndexName !== 'string' || !OPENSEARCH_NAME.test(r.IndexName)) throw new Error(`Retention.IndexName: ${JSON.stringify(r.IndexName)} is not a valid index name (lower-case letters, digits, "_" and "-")`);
+  if (r.Policy !== null && (typeof r.Policy !== 'object' || typeof r.Policy?.policy !== 'object')) throw new Error('Retention.Policy: expected an ISM policy body {"policy": {…}}, or null to keep the indices forever');
+  return { PolicyId: r.PolicyId, IndexName: r.IndexName, Policy: r.Policy ?? null };
 }
 
 /** The region to sign for: the one in an AWS domain endpoint (….<region>.es.amazonaws.com), else the function's. */
@@ -105,6 +136,14 @@ export async function applyIndexTemplate(
     } catch (err) {
       log('WARN', 'could not delete the index template; leaving it', { template: props.templateName, error: (err as Error).message });
     }
+    // The indices left behind stay, and no policy the stack made deletes them any more.
+    if (props.retention) {
+      try {
+        report(props.templateName, props.retention, await applyRetentionPolicy(ismRequest(send, props.hostname, region, options), props.retention.PolicyId, props.retention.IndexName, undefined));
+      } catch (err) {
+        log('WARN', 'could not delete the retention policy; leaving it', { template: props.templateName, policyId: props.retention.PolicyId, error: (err as Error).message });
+      }
+    }
     return { PhysicalResourceId: event.PhysicalResourceId };
   }
 
@@ -130,7 +169,29 @@ export async function applyIndexTemplate(
       });
     }
   }
+  // A refused or unanswered ISM request fails the deployment, as the template does: indices nobody deletes fill the domain.
+  if (props.retention) {
+    const { PolicyId, IndexName, Policy } = props.retention;
+    report(props.templateName, props.retention, await applyRetentionPolicy(ismRequest(send, props.hostname, region, options), PolicyId, IndexName, Policy ?? undefined));
+  }
   return { PhysicalResourceId: physicalId, Data: { TemplateName: props.templateName } };
+}
+
+/** ISM requests, signed and retried as the template's are. */
+function ismRequest(send: SendSigned, hostname: string, region: string, options: { deadline: number; now?: () => number; sleep?: (ms: number) => Promise<void> }) {
+  return (method: TemplateRequest['method'], path: string, body?: string) => sendWithRetry(send, { hostname, region, method, path: `/${path}`, ...(body === undefined ? {} : { body }) }, options);
+}
+
+function report(templateName: string, retention: RetentionProperty, outcome: RetentionOutcome): void {
+  const { policy, attached, moved, detached } = outcome;
+  log('INFO', retention.Policy ? 'retention policy applied' : 'indices kept forever: no retention policy', {
+    template: templateName, policyId: retention.PolicyId, pattern: `${retention.IndexName}-*`, policy, attached, moved, detached,
+  });
+  if (retention.Policy && outcome.otherPolicies.length > 0) {
+    log('WARN', `${outcome.otherPolicies.length} existing indices follow another ISM policy and keep it: search.retentionDays does not apply to them`, {
+      template: templateName, policyId: retention.PolicyId, indices: outcome.otherPolicies.slice(0, 20),
+    });
+  }
 }
 
 async function sendWithRetry(

@@ -1,0 +1,263 @@
+import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
+import { applyIndexTemplate, readProperties, type HttpResult, type TemplateRequest } from '../../transforms/index-template/handler';
+import { deleteAfter, retentionPolicyFor } from '../../transforms/index-template/retention';
+
+/**
+ * A cluster with the Index State Management API as OpenSearch documents it: policies versioned by _seq_no and
+ * _primary_term (an update must name the version it replaces), `ism_template` attaching a policy to indices created
+ * after it only, `add` leaving an index that has a policy as it is, indices following the version they were attached
+ * with until `change_policy`, `remove` detaching whatever policy an index has.
+ */
+class FakeIsmCluster {
+  readonly policies = new Map<string, { body: Record<string, unknown>; seqNo: number; primaryTerm: number }>();
+  readonly indices = new Map<string, { policyId?: string; policySeqNo?: number }>();
+  readonly requests: TemplateRequest[] = [];
+  private seq = 0;
+  /** Answers instead of the cluster, for requests whose "METHOD path" matches. */
+  readonly overrides: Array<[RegExp, HttpResult]> = [];
+
+  createIndex(name: string): void {
+    // What ism_template does: the policy of the highest priority whose pattern matches, at its current version.
+    const match = [...this.policies.entries()].find(([, p]) => ((p.body.ism_template as Array<{ index_patterns: string[] }> | undefined) ?? [])
+      .some((t) => t.index_patterns.some((pattern) => glob(pattern, name))));
+    this.indices.set(name, match ? { policyId: match[0], policySeqNo: match[1].seqNo } : {});
+  }
+
+  send = async (r: TemplateRequest): Promise<HttpResult> => {
+    this.requests.push(r);
+    const line = `${r.method} ${r.path}`;
+    const override = this.overrides.find(([re]) => re.test(line));
+    if (override) return override[1];
+    const [path, query = ''] = r.path.split('?');
+    const params = new URLSearchParams(query);
+    const body = r.body ? JSON.parse(r.body) as Record<string, unknown> : {};
+    let m: RegExpExecArray | null;
+    if (r.method === 'PUT' && path.startsWith('/_index_template/')) return ok({ acknowledged: true });
+    if (r.method === 'PUT' && path.endsWith('/_mapping')) return this.named(path.slice(1, -'/_mapping'.length)).length ? ok({ acknowledged: true }) : noSuchIndex(path);
+    if ((m = /^\/_plugins\/_ism\/policies\/([^/]+)$/.exec(path))) {
+      const id = m[1];
+      const held = this.policies.get(id);
+      if (r.method === 'GET') {
+        if (!held) return { status: 404, body: JSON.stringify({ error: { type: 'status_exception', reason: 'Policy not found' }, status: 404 }) };
+        // The cluster adds its own fields, and a retry block to every action.
+        const states = (held.body.states as Array<{ actions: object[] }>).map((s) => ({ ...s, actions: s.actions.map((a) => ({ retry: { count: 3, backoff: 'exponential', delay: '1m' }, ...a })) }));
+        return ok({ _id: id, _version: 1, _seq_no: held.seqNo, _primary_term: held.primaryTerm, policy: { policy_id: id, last_updated_time: 1, schema_version: 21, error_notification: null, ...held.body, states } });
+      }
+      if (r.method === 'DELETE') {
+        if (!held) return { status: 404, body: '{"result":"not_found"}' };
+        this.policies.delete(id);
+        return ok({ result: 'deleted' });
+      }
+      if (r.method === 'PUT') {
+        const named = params.has('if_seq_no');
+        if (held ? !named || Number(params.get('if_seq_no')) !== held.seqNo || Number(params.get('if_primary_term')) !== held.primaryTerm : named) {
+          return { status: 409, body: JSON.stringify({ error: { type: 'version_conflict_engine_exception', reason: `[${id}]: version conflict` }, status: 409 }) };
+        }
+        this.policies.set(id, { body: (body as { policy: Record<string, unknown> }).policy, seqNo: ++this.seq, primaryTerm: 1 });
+        return ok({ _id: id, _seq_no: this.seq, _primary_term: 1 });
+      }
+    }
+    if (r.method === 'GET' && (m = /^\/_plugins\/_ism\/explain\/(.+)$/.exec(path))) {
+      const names = this.named(m[1]);
+      if (names.length === 0) return noSuchIndex(path);
+      const out: Record<string, unknown> = {};
+      for (const name of names) {
+        const policyId = this.indices.get(name)!.policyId ?? null;
+        out[name] = { 'index.plugins.index_state_management.policy_id': policyId, 'index.opendistro.index_state_management.policy_id': policyId, ...(policyId ? { index: name, policy_id: policyId, enabled: true } : {}) };
+      }
+      return ok({ ...out, total_managed_indices: names.filter((n) => this.indices.get(n)!.policyId).length });
+    }
+    if (r.method === 'POST' && (m = /^\/_plugins\/_ism\/(add|change_policy|remove)\/(.+)$/.exec(path))) {
+      const names = this.named(m[2]);
+      if (names.length === 0) return noSuchIndex(path);
+      const failed: Array<{ index_name: string; reason: string }> = [];
+      let updated = 0;
+      for (const name of names) {
+        const index = this.indices.get(name)!;
+        const policyId = body.policy_id as string;
+        if (m[1] === 'add') {
+          if (index.policyId) failed.push({ index_name: name, reason: 'This index already has a policy, use the update policy API to update index policies' });
+          else {
+            Object.assign(index, { policyId, policySeqNo: this.policies.get(policyId)!.seqNo });
+            updated++;
+          }
+        } else if (m[1] === 'change_policy') {
+          if (!index.policyId) failed.push({ index_name: name, reason: 'This index is not being managed.' });
+          else {
+            Object.assign(index, { policyId, policySeqNo: this.policies.get(policyId)!.seqNo });
+            updated++;
+          }
+        } else if (index.policyId) {
+          this.indices.set(name, {});
+          updated++;
+        }
+      }
+      return ok({ updated_indices: updated, failures: failed.length > 0, failed_indices: failed });
+    }
+    return { status: 400, body: JSON.stringify({ error: `no handler found for uri [${r.path}] and method [${r.method}]` }) };
+  };
+
+  /** Index names a comma-separated list of names and wildcard patterns matches. */
+  private named(expression: string): string[] {
+    const parts = expression.split(',');
+    return [...this.indices.keys()].filter((name) => parts.some((p) => glob(p, name))).sort();
+  }
+}
+
+function glob(pattern: string, name: string): boolean {
+  return new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`).test(name);
+}
+const ok = (body: unknown): HttpResult => ({ status: 200, body: JSON.stringify(body) });
+const noSuchIndex = (path: string): HttpResult => ({ status: 404, body: JSON.stringify({ error: { type: 'index_not_found_exception', reason: `no such index [${path}]` }, status: 404 }) });
+
+const endpoint = 'search-x-abc.eu-west-1.es.amazonaws.com';
+const templateBody = JSON.stringify({ index_patterns: ['iot-*'], template: { settings: { number_of_shards: 1 }, mappings: { properties: { event_id: { type: 'keyword' } } } } });
+const retention = (days: number | 'forever') => JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: days === 'forever' ? null : retentionPolicyFor('iot', days, 'OneDay') });
+
+function event(type: 'Create' | 'Update' | 'Delete', days: number | 'forever' | undefined): CloudFormationCustomResourceEvent {
+  const props = {
+    ServiceToken: 'arn:aws:lambda:eu-west-1:123456789012:function:provider', Endpoint: endpoint, TemplateName: 'iot', TemplateBody: templateBody,
+    ...(days === undefined ? {} : { Retention: retention(days) }),
+  };
+  const base = { ServiceToken: props.ServiceToken, ResponseURL: 'https://example.com', StackId: 'stack', RequestId: 'req', LogicalResourceId: 'Template', ResourceType: 'Custom::SluiceIndexTemplate', ResourceProperties: props };
+  if (type === 'Create') return { ...base, RequestType: 'Create' };
+  if (type === 'Update') return { ...base, RequestType: 'Update', PhysicalResourceId: `${endpoint}/_index_template/iot`, OldResourceProperties: props };
+  return { ...base, RequestType: 'Delete', PhysicalResourceId: `${endpoint}/_index_template/iot` };
+}
+
+const clock = () => {
+  let t = 0;
+  return { deadline: 60_000, now: () => t, sleep: async (ms: number) => { t += ms; } };
+};
+const logged = (level: string) => (console.log as jest.Mock).mock.calls.map(([line]) => JSON.parse(line as string) as Record<string, unknown>).filter((l) => l.level === level);
+const ismRequests = (cluster: FakeIsmCluster) => cluster.requests.filter((r) => r.path.startsWith('/_plugins/_ism/')).map((r) => `${r.method} ${r.path}`);
+
+describe('index retention (the index-template custom resource, against a cluster with the ISM API)', () => {
+  beforeEach(() => jest.spyOn(console, 'log').mockImplementation(() => undefined));
+  afterEach(() => jest.restoreAllMocks());
+
+  test('an index is deleted once its last document is retentionDays old: the age counts the rotation period from its creation', () => {
+    expect(deleteAfter(30, 'OneDay')).toBe('31d');
+    expect(deleteAfter(1, 'OneHour')).toBe('25h');
+    expect(deleteAfter(30, 'OneWeek')).toBe('37d');
+    expect(deleteAfter(30, 'OneMonth')).toBe('61d');
+    expect(() => deleteAfter(0, 'OneDay')).toThrow(/retentionDays must be a whole number ≥ 1, got 0/);
+    expect(() => deleteAfter(30, 'NoRotation')).toThrow(/rotation "NoRotation"/);
+  });
+
+  test('Create makes the policy and attaches it to the indices that already exist (its ism_template covers only the later ones), signed for the endpoint', async () => {
+    const cluster = new FakeIsmCluster();
+    cluster.createIndex('iot-2026-01-01');
+    cluster.createIndex('iot-2026-01-02');
+    cluster.createIndex('iotx-2026-01-01');
+    await applyIndexTemplate(event('Create', 30), cluster.send, { region: 'us-east-1', ...clock() });
+    expect(cluster.policies.get('iot-retention')?.body).toEqual(retentionPolicyFor('iot', 30, 'OneDay').policy);
+    expect(Object.fromEntries(cluster.indices)).toEqual({
+      'iot-2026-01-01': { policyId: 'iot-retention', policySeqNo: 1 },
+      'iot-2026-01-02': { policyId: 'iot-retention', policySeqNo: 1 },
+      'iotx-2026-01-01': {},
+    });
+    cluster.createIndex('iot-2026-01-03');
+    expect(cluster.indices.get('iot-2026-01-03')).toEqual({ policyId: 'iot-retention', policySeqNo: 1 });
+    expect(ismRequests(cluster)).toEqual([
+      'GET /_plugins/_ism/policies/iot-retention',
+      'GET /_plugins/_ism/explain/iot-*',
+      'PUT /_plugins/_ism/policies/iot-retention',
+      'POST /_plugins/_ism/add/iot-*',
+    ]);
+    for (const r of cluster.requests) expect(r).toMatchObject({ hostname: endpoint, region: 'eu-west-1' });
+    expect(logged('INFO')).toContainEqual(expect.objectContaining({ message: 'retention policy applied', policy: 'created', attached: 2 }));
+  });
+
+  test('a cluster with no index of the pipeline yet: the policy alone', async () => {
+    const cluster = new FakeIsmCluster();
+    await applyIndexTemplate(event('Create', 30), cluster.send, clock());
+    expect(cluster.policies.has('iot-retention')).toBe(true);
+    cluster.createIndex('iot-2026-01-01');
+    expect(cluster.indices.get('iot-2026-01-01')?.policyId).toBe('iot-retention');
+  });
+
+  test('the same retention again changes nothing: no new version of the policy', async () => {
+    const cluster = new FakeIsmCluster();
+    cluster.createIndex('iot-2026-01-01');
+    await applyIndexTemplate(event('Create', 30), cluster.send, clock());
+    cluster.requests.length = 0;
+    await applyIndexTemplate(event('Update', 30), cluster.send, clock());
+    expect(ismRequests(cluster)).toEqual(['GET /_plugins/_ism/policies/iot-retention', 'GET /_plugins/_ism/explain/iot-*', 'POST /_plugins/_ism/add/iot-*']);
+    expect(cluster.policies.get('iot-retention')?.seqNo).toBe(1);
+  });
+
+  test('a new retention updates the policy by the version it replaces and moves its indices to it; an index another policy manages keeps that one', async () => {
+    const cluster = new FakeIsmCluster();
+    cluster.createIndex('iot-2026-01-01');
+    await applyIndexTemplate(event('Create', 30), cluster.send, clock());
+    cluster.indices.set('iot-archive', { policyId: 'owners-policy', policySeqNo: 99 });
+    cluster.requests.length = 0;
+    await applyIndexTemplate(event('Update', 7), cluster.send, clock());
+    const policy = cluster.policies.get('iot-retention')!;
+    expect(policy.body).toEqual(retentionPolicyFor('iot', 7, 'OneDay').policy);
+    expect(ismRequests(cluster)).toContain('PUT /_plugins/_ism/policies/iot-retention?if_seq_no=1&if_primary_term=1');
+    expect(cluster.indices.get('iot-2026-01-01')).toEqual({ policyId: 'iot-retention', policySeqNo: policy.seqNo });
+    expect(cluster.indices.get('iot-archive')).toEqual({ policyId: 'owners-policy', policySeqNo: 99 });
+    expect(ismRequests(cluster)).toContain('POST /_plugins/_ism/change_policy/iot-2026-01-01');
+    expect(logged('WARN')).toContainEqual(expect.objectContaining({
+      message: expect.stringMatching(/^1 existing indices follow another ISM policy and keep it/), indices: [{ index: 'iot-archive', policyId: 'owners-policy' }],
+    }));
+  });
+
+  test('"forever": the policy is detached from the indices that follow it, and only those, then deleted', async () => {
+    const cluster = new FakeIsmCluster();
+    cluster.createIndex('iot-2026-01-01');
+    await applyIndexTemplate(event('Create', 30), cluster.send, clock());
+    cluster.indices.set('iot-archive', { policyId: 'owners-policy', policySeqNo: 99 });
+    await applyIndexTemplate(event('Update', 'forever'), cluster.send, clock());
+    expect(cluster.policies.has('iot-retention')).toBe(false);
+    expect(cluster.indices.get('iot-2026-01-01')).toEqual({});
+    expect(cluster.indices.get('iot-archive')).toEqual({ policyId: 'owners-policy', policySeqNo: 99 });
+    expect(ismRequests(cluster)).toContain('POST /_plugins/_ism/remove/iot-2026-01-01');
+    cluster.createIndex('iot-2026-01-02');
+    expect(cluster.indices.get('iot-2026-01-02')).toEqual({});
+    // Kept forever from the start: nothing to do.
+    const fresh = new FakeIsmCluster();
+    await applyIndexTemplate(event('Create', 'forever'), fresh.send, clock());
+    expect(ismRequests(fresh)).toEqual(['GET /_plugins/_ism/policies/iot-retention', 'GET /_plugins/_ism/explain/iot-*']);
+  });
+
+  test('a refused policy fails the deployment with the request and OpenSearch\'s answer', async () => {
+    const cluster = new FakeIsmCluster();
+    cluster.overrides.push([/^PUT \/_plugins\/_ism\/policies\//, { status: 400, body: '{"error":{"type":"illegal_argument_exception","reason":"new policy iot-retention has an ism template with index pattern [iot-*] matching existing policy templates"}}' }]);
+    await expect(applyIndexTemplate(event('Create', 30), cluster.send, clock()))
+      .rejects.toThrow(/^PUT _plugins\/_ism\/policies\/iot-retention \(create the retention policy\) answered 400: .*matching existing policy templates/);
+    const denied = new FakeIsmCluster();
+    denied.overrides.push([/^GET \/_plugins\/_ism\/policies\//, { status: 403, body: '{"Message":"User: … is not authorized to perform: es:ESHttpGet"}' }]);
+    await expect(applyIndexTemplate(event('Create', 30), denied.send, clock())).rejects.toThrow(/^GET _plugins\/_ism\/policies\/iot-retention \(the retention policy as it is\) answered 403/);
+  });
+
+  test('Delete removes the template, detaches and deletes the policy; a cluster that is gone does not block stack deletion', async () => {
+    const cluster = new FakeIsmCluster();
+    cluster.createIndex('iot-2026-01-01');
+    await applyIndexTemplate(event('Create', 30), cluster.send, clock());
+    await applyIndexTemplate(event('Delete', 30), cluster.send, clock());
+    expect(cluster.policies.size).toBe(0);
+    expect(cluster.indices.get('iot-2026-01-01')).toEqual({});
+    const gone = async (): Promise<HttpResult> => {
+      throw new Error('ENOTFOUND');
+    };
+    await expect(applyIndexTemplate(event('Delete', 30), gone, clock())).resolves.toEqual({ PhysicalResourceId: `${endpoint}/_index_template/iot` });
+  });
+
+  test('a resource deployed before retention (no Retention property) sends no ISM request', async () => {
+    const cluster = new FakeIsmCluster();
+    await applyIndexTemplate(event('Update', undefined), cluster.send, clock());
+    await applyIndexTemplate(event('Delete', undefined), cluster.send, clock());
+    expect(ismRequests(cluster)).toEqual([]);
+  });
+
+  test('the Retention property is checked and named when wrong', () => {
+    const props = { Endpoint: endpoint, TemplateName: 'iot', TemplateBody: templateBody };
+    expect(readProperties({ ...props, Retention: retention(30) }).retention?.PolicyId).toBe('iot-retention');
+    expect(() => readProperties({ ...props, Retention: '{' })).toThrow(/^Retention: not valid JSON/);
+    expect(() => readProperties({ ...props, Retention: JSON.stringify({ PolicyId: 'Bad Id', IndexName: 'iot', Policy: null }) })).toThrow(/^Retention\.PolicyId: "Bad Id" is not a valid ISM policy id/);
+    expect(() => readProperties({ ...props, Retention: JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: 30 }) })).toThrow(/^Retention\.Policy: expected an ISM policy body/);
+  });
+});
