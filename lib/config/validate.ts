@@ -100,7 +100,22 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
     }
   }
 
-  const usesSearch = Object.values(pipelines).some((p) => p.destinations.includes('search'));
+  // A search pipeline's indices are `<index>-…` and everything of it on the domain addresses `<index>-*` (index template,
+  // mapping updates, retention policy, the delivery role's paths): `orders-eu-…` indices would match `orders`'s too, and
+  // OpenSearch refuses two index templates of one priority whose patterns overlap.
+  const searchIndices = Object.keys(pipelines).filter((n) => pipelines[n].destinations.includes('search'))
+    .map((name) => ({ name, index: resourceNames({ prefix, env }, name).indexPrefix }));
+  for (const a of searchIndices) {
+    for (const b of searchIndices) {
+      if (b.index.startsWith(`${a.index}-`)) {
+        v.problem(`pipelines: "${b.name}"'s OpenSearch indices (${b.index}-…) match "${a.name}"'s index pattern ${a.index}-*, so ${a.name}'s index template, `
+          + `mapping updates, retention and delivery permissions would reach them (and OpenSearch refuses two index templates whose patterns overlap); `
+          + `rename one so that neither name followed by "-" begins the other`);
+      }
+    }
+  }
+
+  const usesSearch = searchIndices.length > 0;
   if (usesSearch && mode === 'existing' && (!endpoint || !domainArn)) {
     v.problem('opensearch: mode "existing" needs both opensearch.endpoint and opensearch.domainArn');
   }

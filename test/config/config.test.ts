@@ -165,6 +165,15 @@ describe('-c overrides work the way CDK users expect', () => {
     expect(problemsOf(() => configFromContext(withClash))).toEqual(['pipelines: "iot" and "iot-errors" both map to the Glue table "iot_errors"; rename one of them']);
   });
 
+  test('two search pipelines whose index patterns overlap are refused; the same names without search are not', () => {
+    const context = defaults() as { pipelines: Record<string, unknown> };
+    const eu = (destinations: string[]) => ({ ...context, pipelines: { ...context.pipelines, 'clickstream-eu': { source: 'kinesis', shards: 1, destinations } } });
+    expect(problemsOf(() => configFromContext(eu(['lake', 'search'])))).toEqual([
+      expect.stringMatching(/^pipelines: "clickstream-eu"'s OpenSearch indices \(clickstream-eu-…\) match "clickstream"'s index pattern clickstream-\*, .*rename one/),
+    ]);
+    expect(configFromContext(eu(['lake'])).pipelines['clickstream-eu'].destinations).toEqual(['lake']);
+  });
+
   test('prototype keys cannot be set', () => {
     expect(problemsOf(() => load('pipelines.__proto__.polluted=1'))[0]).toMatch(/"__proto__" is not a configuration key/);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
