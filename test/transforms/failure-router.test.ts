@@ -1028,3 +1028,29 @@ describe('failure router in Lambda (AWS SDK clients, mocked)', () => {
     expect(sent).toEqual(['v1', 'v1']);
   });
 });
+
+describe('docs/deploy.md: the redrive of an event Lambda could not hand to RouterFailedEventsUrl', () => {
+  const doc = fs.readFileSync(path.join(__dirname, '..', '..', 'docs', 'deploy.md'), 'utf8');
+  // The one payload given literally: the minimal S3 event for an error object named by hand.
+  const payloads = [...doc.matchAll(/--payload '([^']+)'/g)].map(([, payload]) => payload);
+  const invocations = [...doc.matchAll(/aws lambda invoke [^`]*?--payload '[^']+'[^`]*/g)];
+
+  it('invokes the router synchronously and prints its answer', () => {
+    expect(invocations).toHaveLength(1);
+    const [command] = invocations[0];
+    expect(command).toContain('--invocation-type RequestResponse');
+    expect(command).toMatch(/answer\.json && cat answer\.json/);
+  });
+
+  it('routes the error object it names: the documented payload, with a real bucket and key, sends its records', async () => {
+    expect(payloads).toHaveLength(1);
+    const [payload] = payloads;
+    const record = event.Records[0];
+    const filled = payload.replace('<bucket>', record.s3.bucket.name).replace('<key>', record.s3.object.key);
+    const w = world();
+    const result = await createFailureRouter(w.options)(JSON.parse(filled) as S3Event);
+    expect(w.reads).toEqual([`${record.s3.bucket.name}/${decodeS3Key(record.s3.object.key)}`]);
+    expect(result.sent).toBeGreaterThan(0);
+    expect(w.queue).toHaveLength(result.sent);
+  });
+});
