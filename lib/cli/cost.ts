@@ -71,15 +71,18 @@ export const LIFECYCLE_MIN_OBJECT_BYTES = 128 * 1024;
  * the configuration as the stack does (test/cli/cost.test.ts checks the total against a synthesized template).
  */
 export const ALARMS_PER = {
-  /** Iterator age, write throttles. */
-  stream: 2,
-  /** Data freshness, throttled records, delivery success, transform invocations failing (every delivery stream runs the transform). */
-  deliveryStream: 4,
+  /** Write throttles (its iterator age is the largest of its Firehose readers' lags, which kinesisReader counts). */
+  stream: 1,
+  /**
+   * Data freshness, throttled records, delivery success, transform invocations failing, and the transform failing a large
+   * share of records (every delivery stream runs the transform).
+   */
+  deliveryStream: 5,
   /** Of a delivery stream with a Kinesis source: how far it reads behind the stream's newest record, and reading nothing while the stream receives records. */
   kinesisReader: 2,
   /** Of the lake delivery stream only: more partitions open than the quota, records not converted to Parquet. */
   lake: 2,
-  /** Errors, throttles, duration near the timeout: each transform, consumer, the failure router, the index-template function. */
+  /** Errors, throttles, duration near the timeout: each transform, consumer and the failure router (not the index-template function, which runs only in deploys). */
   function: 3,
   /**
    * The enhanced fan-out consumer's iterator age, records its handler reported for retry, batches it gave up on that did
@@ -88,14 +91,14 @@ export const ALARMS_PER = {
   metadataConsumer: 4,
   /** Writes DynamoDB throttled on the metadata table: the table is in every stack. */
   metadataTable: 1,
-  /** Depth and age of the dead-letter queue and of the router's failed-events queue, events undeliverable to it, records left unrouted. */
+  /** New dead letters and the oldest one's age, depth and age of the router's failed-events queue, events undeliverable to it, records left unrouted. */
   failureRouter: 6,
-  /** The consumer dead-letter queue's depth: the queue is in every stack. */
+  /** New messages in the consumer dead-letter queue: the queue is in every stack. */
   consumerDlq: 1,
   /** Its oldest message's age, against the retention of the streams with a consumer: with a metadata consumer only. */
   consumerDlqAge: 1,
-  /** Cluster red and yellow, writes blocked, free storage, JVM memory pressure, snapshot failed, key inaccessible: of a domain the stack creates, not of an existing one. */
-  createdDomain: 7,
+  /** Cluster red and yellow, writes blocked, free storage, JVM memory pressure, snapshot failed: of a domain the stack creates, not of an existing one. */
+  createdDomain: 6,
 } as const;
 
 export interface CostInputs {
@@ -311,7 +314,6 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       [ALARMS_PER.failureRouter + ALARMS_PER.function, 'for the failure router'],
       [ALARMS_PER.metadataTable, 'for the metadata table'],
       [ALARMS_PER.consumerDlq + (selected.some((p) => p.destinations.includes('metadata')) ? ALARMS_PER.consumerDlqAge : 0), 'for the consumer dead-letter queue'],
-      [search ? ALARMS_PER.function : 0, 'for the index-template function'],
       [search && config.opensearch.mode === 'create' ? ALARMS_PER.createdDomain : 0, 'for the OpenSearch domain'],
     ], add);
   }

@@ -111,6 +111,14 @@ export class FailureRouter extends Construct {
     return this.dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });
   }
 
+  /**
+   * Messages the router sent to the dead-letter queue, per 5 minutes: new failures, whatever the queue already holds
+   * (SQS counts each entry of a SendMessageBatch; a redrive policy's moves are not counted, and the queue has none).
+   */
+  metricDlqMessagesSent(): cloudwatch.Metric {
+    return this.dlq.metricNumberOfMessagesSent({ statistic: 'Sum', period: Duration.minutes(5) });
+  }
+
   /** Age of the oldest failed record in the dead-letter queue, seconds (SQS deletes it at DLQ_RETENTION). */
   metricDlqAge(): cloudwatch.Metric {
     return this.dlq.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(5) });

@@ -93,6 +93,14 @@ export class MetadataStore extends Construct {
     return this.table.metricConsumedWriteCapacityUnits({ statistic: 'Sum', period: Duration.minutes(5) });
   }
 
+  /**
+   * Notices Lambda sent to the consumer dead-letter queue (the event source mappings' on-failure destination), per 5
+   * minutes: batches newly given up on, whatever the queue already holds.
+   */
+  metricConsumerDlqMessagesSent(): cloudwatch.Metric {
+    return this.consumerDlq.metricNumberOfMessagesSent({ statistic: 'Sum', period: Duration.minutes(5) });
+  }
+
   /** Notices of batches the consumers gave up on. */
   metricConsumerDlqDepth(): cloudwatch.Metric {
     return this.consumerDlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(5) });

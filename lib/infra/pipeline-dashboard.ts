@@ -39,8 +39,6 @@ export interface PipelineDashboardProps {
   readonly metadataStore: MetadataStore;
   /** The OpenSearch domain. @default - none: no domain widgets or alarms */
   readonly searchDomain?: SearchDomain;
-  /** Other functions to alarm on (e.g. the index-template function). @default - none */
-  readonly otherFunctions?: ReadonlyArray<{ readonly name: string; readonly function: SluiceFunction }>;
   /** E-mail address subscribed to the alarm topic. @default - no subscription */
   readonly alarmEmail?: string;
   readonly removalPolicy: RemovalPolicy;
@@ -73,15 +71,17 @@ export const ALARM_THRESHOLDS = {
    * this many minutes running (30 minutes): longer than a consumer's batching window and Firehose's 5-minute metrics.
    */
   readerStallPeriodMinutes: 15,
+  /** Share of the records a transform returned that it failed (ProcessingFailed), percent, in 2 of 3 periods. */
+  transformFailedPercent: 5,
 } as const;
 
 /**
- * One CloudWatch dashboard of every pipeline and alarms that notify an SNS topic: Kinesis iterator age and write
- * throttling, and a reader (a Firehose stream, a metadata consumer) taking nothing from a stream that receives records;
- * Firehose data freshness, throttled records and delivery success, and of the lake Parquet conversion failures
- * and transform invocations failing; Lambda errors, throttles and
- * duration near the timeout; dead-letter queue depth and age, S3 events the failure router gave up on; OpenSearch cluster
- * status (red and yellow), write blocks, free storage, JVM memory pressure, failed snapshots and an inaccessible key.
+ * One CloudWatch dashboard of every pipeline and alarms that notify an SNS topic: Kinesis write throttling, and a reader
+ * (a Firehose stream, a metadata consumer) behind or taking nothing from a stream that receives records; Firehose data
+ * freshness, throttled records and delivery success, and of the lake Parquet conversion failures; transform invocations
+ * failing and transforms failing a large share of records; Lambda errors, throttles and duration near the timeout; new
+ * dead letters and their age, S3 events the failure router gave up on; OpenSearch cluster status (red and yellow), write
+ * blocks, free storage, JVM memory pressure and failed snapshots.
  */
 export class PipelineDashboard extends Construct {
   readonly dashboard: cloudwatch.Dashboard;
@@ -126,7 +126,7 @@ export class PipelineDashboard extends Construct {
     const consumerWindows = props.pipelines.flatMap((p) => (p.consumer && p.stream ? [p.stream.retention.toSeconds() - p.consumer.maxRecordAge.toSeconds()] : []));
     this.watchFailures(props.failureRouter, props.metadataStore, consumerWindows.length > 0 ? Math.min(...consumerWindows) : undefined);
     if (props.searchDomain) this.watchDomain(props.searchDomain);
-    for (const other of props.otherFunctions ?? []) this.watchFunction(other.function, other.name);
+    // No alarms on the index-template function: it runs only inside CloudFormation deploys, whose failure the deployer sees.
 
     // An alarm status widget shows at most 100 alarms.
     for (let i = 0; i < this.alarms.length; i += ALARMS_PER_WIDGET) {
@@ -151,13 +151,18 @@ export class PipelineDashboard extends Construct {
         right: [s.metricIteratorAge()],
         width: 8,
       }));
-      this.alarm(`${p.name}-stream-iterator-age`, s.metricIteratorAge(), {
-        threshold: ALARM_THRESHOLDS.iteratorAgeMs, evaluationPeriods: 3, datapointsToAlarm: 3,
-        description: `${p.name}: Firehose has not read the stream's oldest records for over 10 minutes (records expire after the stream's retention).`,
-      });
+      // No alarm on the stream's iterator age: only the Firehose streams read it with GetRecords (the metadata consumer reads
+      // through its enhanced fan-out consumer), so it is the largest of their lags, which each <kind>-reader-behind alarms on.
       this.alarm(`${p.name}-stream-write-throttles`, s.metricWriteThrottles(), {
         threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 3,
-        description: `${p.name}: producers have been throttled for 15 minutes; add shards or switch to on-demand.`,
+        description: `${p.name}: producers' writes to the Kinesis stream have been throttled for 15 minutes (each shard takes 1 MiB/s and 1,000 records/s); `
+          + 'the producers must send the records refused again. ' + (s.shards === 'on-demand'
+          ? 'The stream is on demand: it takes at once up to twice its write peak of the previous 30 days, and scales beyond that in minutes, so either '
+            + 'traffic more than doubled quickly (ramp it up, or switch to provisioned shards sized with `npx sluice cost --rate <records/s> --size <bytes>`) '
+            + 'or a few partition keys are hot (their shard is full while the stream is not): spread the producers\' partition keys.'
+          : `The stream has ${s.shards} provisioned shard${s.shards === 1 ? '' : 's'}: \`npx sluice cost --rate <records/s> --size <bytes> -p ${p.name}\` prints the shards `
+            + `a rate needs; raise pipelines.${p.name}.shards and deploy (\`npx cdk deploy -c pipelines.${p.name}.shards=N\`). If the stream's total is well `
+            + 'under its shards\' capacity, a few partition keys are hot: spread the producers\' partition keys.'),
       });
     }
 
@@ -192,13 +197,18 @@ export class PipelineDashboard extends Construct {
       });
       this.alarm(`${p.name}-${kind}-delivery-success`, delivery.metricDeliverySuccess(), {
         threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
-        description: `${p.name}: ${kind} deliveries have been failing for 15 minutes; see the delivery log group.`,
+        description: `${p.name}: ${kind} deliveries have been failing for 15 minutes; see the delivery log group ${delivery.logGroup.logGroupName}.`,
       });
       // Both streams always run the transform, so their invocations always have a success rate.
+      const transform = p.transforms.find((t) => t.destination === kind);
+      const other = delivery === p.lake ? p.search : p.lake;
       this.alarm(`${p.name}-${kind}-processing-success`, delivery.metricProcessingSuccess(), {
         threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
         description: `${p.name}: Firehose's invocations of the ${kind} transform have been failing for 15 minutes (errors, timeouts or throttles); after its retries their records `
-          + `go under ${delivery === p.lake ? `errors/${p.name}` : `search-backup/${p.name}`}/processing-failed/ and to the dead-letter queue. See the transform's log group; once fixed, run \`sluice replay\`.`,
+          + `go under ${delivery === p.lake ? `errors/${p.name}` : `search-backup/${p.name}`}/processing-failed/ and to the dead-letter queue. `
+          + `${transform ? `See the transform's log group ${transform.function.logGroup.logGroupName}; once` : 'Once'} fixed, run \`${this.replayCommand}\`. `
+          + (other ? `The ${other === p.lake ? 'lake' : 'search'} stream reads the same records: replay keeps (not-replayable) each record it holds, as re-putting `
+            + `it would add a second copy there; getting those into ${kind === 'lake' ? 'the lake' : 'OpenSearch'} is yours to do (docs/cli.md, replay).` : ''),
       });
       // The stream's iterator age is one value over all its readers: a stalled reader hides behind a healthy one.
       if (p.stream) {
@@ -211,7 +221,7 @@ export class PipelineDashboard extends Construct {
         this.stallAlarm(`${p.name}-${kind}-reader-stalled`, p.stream, delivery.metricRecordsReadFromStream(), `records read by the ${kind} stream`,
           `${p.name}: the Kinesis stream received records for 30 minutes and the ${kind} delivery stream read none of them (DataReadFromKinesisStream.Records), `
           + 'so its lag and freshness alarms, which come from records it read, stay silent. Firehose cannot read its source: see the delivery stream\'s status '
-          + `(aws firehose describe-delivery-stream --delivery-stream-name ${delivery.deliveryStreamName}) and its error log group, and its role's permissions on the stream and the stream's key. Once it reads again it goes on `
+          + `(aws firehose describe-delivery-stream --delivery-stream-name ${delivery.deliveryStreamName}) and its error log group ${delivery.logGroup.logGroupName}, and its role's permissions on the stream and the stream's key. Once it reads again it goes on `
           + 'from where it stopped; records older than the stream\'s retention are lost.');
       }
     }
@@ -247,6 +257,7 @@ export class PipelineDashboard extends Construct {
         width: 8,
       }));
     }
+    for (const t of p.transforms) this.transformFailingAlarm(p.name, t.destination, t.function);
     if (p.consumer) {
       widgets.push(this.watchFunction(p.consumer.function, `${p.name}-consumer`, false));
       const c = p.consumer;
@@ -266,7 +277,7 @@ export class PipelineDashboard extends Construct {
       this.alarm(`${p.name}-consumer-records-retried`, p.consumer.metricRecordsReportedForRetry(), {
         threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 2,
         description: `${p.name}: the metadata consumer reported records for retry (DynamoDB writes failing) in 2 of the last 3 five-minute periods; `
-          + 'Lambda retries them, then sends their range to the consumer dead-letter queue. Its log group says why.',
+          + `Lambda retries them, then sends their range to the consumer dead-letter queue. Its log group ${p.consumer.function.logGroup.logGroupName} says why.`,
       });
       // Lambda publishes IteratorAge when the function finishes a batch: a mapping that invokes nothing raises no iterator-age alarm.
       const consumerFn = p.consumer.function.function;
@@ -293,7 +304,7 @@ export class PipelineDashboard extends Construct {
     const nearTimeout = Math.floor(fn.timeout.toMilliseconds() * ALARM_THRESHOLDS.durationShareOfTimeout);
     this.alarm(`${name}-errors`, f.metricErrors({ statistic: 'Sum', period: Duration.minutes(5) }), {
       threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 2,
-      description: `${name}: the function failed in 2 of the last 3 five-minute periods; see its log group.`,
+      description: `${name}: the function failed in 2 of the last 3 five-minute periods; see its log group ${fn.logGroup.logGroupName}.`,
     });
     this.alarm(`${name}-throttles`, f.metricThrottles({ statistic: 'Sum', period: Duration.minutes(5) }), {
       threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 2,
@@ -301,11 +312,16 @@ export class PipelineDashboard extends Construct {
     });
     this.alarm(`${name}-duration`, duration, {
       threshold: nearTimeout, evaluationPeriods: 3, datapointsToAlarm: 2,
-      description: `${name}: an invocation took over 80% of the ${fn.timeout.toSeconds()} s timeout.`,
+      description: `${name}: an invocation took over 80% of the ${fn.timeout.toSeconds()} s timeout in 2 of the last 3 five-minute periods.`,
     });
+    // Throttles beside errors: the throttle alarms point here.
     const widget = new cloudwatch.GraphWidget({
       title: `${name}: Lambda`,
-      left: [f.metricInvocations({ statistic: 'Sum', period: Duration.minutes(5) }), f.metricErrors({ statistic: 'Sum', period: Duration.minutes(5) })],
+      left: [
+        f.metricInvocations({ statistic: 'Sum', period: Duration.minutes(5) }),
+        f.metricErrors({ statistic: 'Sum', period: Duration.minutes(5) }),
+        f.metricThrottles({ statistic: 'Sum', period: Duration.minutes(5) }),
+      ],
       right: [duration],
       width: 8,
     });
@@ -319,21 +335,25 @@ export class PipelineDashboard extends Construct {
    */
   private watchFailures(router: FailureRouter, store: MetadataStore, consumerWindowSeconds: number | undefined): void {
     this.watchFunction(router.function, 'failure-router');
-    this.alarm('dlq-not-empty', router.metricDlqDepth(), {
+    // New dead letters, not the queue's depth: replay keeps the messages it cannot replay, so a depth alarm would stay in
+    // ALARM for days and notify no one of the failures that follow (CloudWatch notifies on changes of state only).
+    this.alarm('dlq-new-messages', router.metricDlqMessagesSent(), {
       threshold: 1, evaluationPeriods: 1,
-      description: 'Failed records are waiting in the dead-letter queue; inspect them and run `sluice replay`.',
+      description: 'The failure router sent new failed records to the dead-letter queue in the last 5 minutes (alarms again for each new batch of failures, '
+        + 'whatever the queue already holds). Their reasons: `' + this.replayCommand + ' --dry-run` from a checkout of the deployed commit; '
+        + `then fix the cause and run it without --dry-run. The dashboard's "records failed, by reason" graphs say which pipeline.`,
     });
     const ageDays = ALARM_THRESHOLDS.deadLetterAgeSeconds / 86_400;
     const keptDays = DLQ_RETENTION.toDays();
     this.alarm('dlq-age', router.metricDlqAge(), {
       threshold: ALARM_THRESHOLDS.deadLetterAgeSeconds, evaluationPeriods: 1,
-      description: `A failed record has waited over ${ageDays} days in the dead-letter queue, which deletes it after ${keptDays}: run \`sluice replay\` (or save the messages) before then. `
+      description: `A failed record has waited over ${ageDays} days in the dead-letter queue, which deletes it after ${keptDays}: run \`${this.replayCommand}\` (or save the messages) before then. `
         + 'SQS\'s age metric leaves out a message received more than three times, as every replay run receives those it keeps: replay warns of kept messages this old itself.',
     });
     this.alarm('router-events-failed', router.metricFailedEventsDepth(), {
       threshold: 1, evaluationPeriods: 1,
       description: 'The failure router gave up on an error object after Lambda\'s retries: its records may be missing from the dead-letter queue. '
-        + 'Fix the cause (see the router\'s logs), then re-invoke the router with each message of the RouterFailedEventsUrl queue as docs/deploy.md describes.',
+        + `Fix the cause (see the router's log group ${router.function.logGroup.logGroupName}), then re-invoke the router with each message of the RouterFailedEventsUrl queue as docs/deploy.md describes.`,
     });
     this.alarm('router-events-failed-age', router.metricFailedEventsAge(), {
       threshold: ALARM_THRESHOLDS.deadLetterAgeSeconds, evaluationPeriods: 1,
@@ -351,11 +371,14 @@ export class PipelineDashboard extends Construct {
     this.alarm('router-destination-failures', routerFn.metric('DestinationDeliveryFailures', { statistic: 'Sum', period: Duration.minutes(5) }), {
       threshold: 1, evaluationPeriods: 1,
       description: 'Lambda could not put a failed failure-router event into the RouterFailedEventsUrl queue (permissions, KMS or queue trouble), so the event is gone: '
-        + 'fix the queue, then re-invoke the router for the error objects created around the alarm (docs/deploy.md).',
+        + `fix the queue, then re-invoke the router (${routerFn.functionName}) synchronously for the error objects created around the alarm, as docs/deploy.md describes.`,
     });
-    this.alarm('consumer-dlq-not-empty', store.metricConsumerDlqDepth(), {
+    // New notices, not depth, as for the dead-letter queue: a notice is kept past its stream range's retention until someone
+    // deletes it, and a depth alarm would stay in ALARM meanwhile.
+    this.alarm('consumer-dlq-new-messages', store.metricConsumerDlqMessagesSent(), {
       threshold: 1, evaluationPeriods: 1,
-      description: 'A metadata consumer gave up on a batch; the queue holds its shard and sequence range (re-read the stream within its retention).',
+      description: 'A metadata consumer gave up on a batch in the last 5 minutes (alarms again for each new batch, whatever the queue already holds); '
+        + 'the consumer dead-letter queue (ConsumerDlqUrl) holds its shard and sequence range (re-read the stream within its retention).',
     });
     if (consumerWindowSeconds !== undefined) {
       // At least a minute: a window of nothing (a maximum record age as long as the retention) alarms on any message.
@@ -367,10 +390,11 @@ export class PipelineDashboard extends Construct {
           + '(the shortest retention less the maximum record age, over the pipelines with a consumer). Re-read it now.',
       });
     }
+    // Three periods running: one throttled write is retried and costs nothing; failures it causes alarm as records retried.
     this.alarm('metadata-write-throttles', store.metricWriteThrottles(), {
-      threshold: 1, evaluationPeriods: 1,
-      description: 'DynamoDB throttled writes to the metadata table (the consumers and the failure router retry them); sustained, the consumers fall behind and report records for retry. '
-        + 'On demand, this means traffic past twice its previous peak or a hot partition key.',
+      threshold: 1, evaluationPeriods: 3, datapointsToAlarm: 3,
+      description: 'DynamoDB has throttled writes to the metadata table for 15 minutes (the consumers and the failure router retry them); sustained, the consumers fall '
+        + 'behind and report records for retry. On demand, this means traffic past twice its previous peak or a hot partition key.',
     });
     this.dashboard.addWidgets(new cloudwatch.GraphWidget({
       title: 'Metadata table',
@@ -382,8 +406,18 @@ export class PipelineDashboard extends Construct {
     }));
     this.dashboard.addWidgets(new cloudwatch.GraphWidget({
       title: 'Dead-letter queues',
-      left: [router.metricDlqDepth(), router.metricFailedEventsDepth(), store.metricConsumerDlqDepth()],
-      right: [router.metricDlqAge(), router.metricFailedEventsAge(), store.metricConsumerDlqAge()],
+      left: [
+        router.metricDlqDepth().with({ label: 'dlq: messages' }),
+        router.metricFailedEventsDepth().with({ label: 'router failed events: messages' }),
+        store.metricConsumerDlqDepth().with({ label: 'consumer dlq: messages' }),
+      ],
+      leftYAxis: { label: 'messages', showUnits: false, min: 0 },
+      right: [
+        router.metricDlqAge().with({ label: 'dlq: oldest (s)' }),
+        router.metricFailedEventsAge().with({ label: 'router failed events: oldest (s)' }),
+        store.metricConsumerDlqAge().with({ label: 'consumer dlq: oldest (s)' }),
+      ],
+      rightYAxis: { label: 'seconds', showUnits: false, min: 0 },
       width: 8,
     }));
   }
@@ -394,10 +428,11 @@ export class PipelineDashboard extends Construct {
     const blocked = domain.metricWritesBlocked();
     const jvm = domain.metricJvmMemoryPressure();
     const snapshot = domain.metricSnapshotFailure();
-    const kms = domain.metricKmsKeyInaccessible();
     const free = domain.metricFreeStorage();
-    // Yellow, JVM pressure, snapshots and the key as AWS recommends (developerguide/cloudwatch-alarms.html), at its periods
-    // and thresholds. A domain the stack did not create has no metrics here, so no alarms.
+    // Yellow, JVM pressure and snapshots as AWS recommends (developerguide/cloudwatch-alarms.html), at its periods and
+    // thresholds. A domain the stack did not create has no metrics here, so no alarms. No KMSKeyError/KMSKeyInaccessible
+    // alarms: the domain is encrypted with the AWS-managed key, which cannot be disabled or deleted; with a customer key,
+    // alarm on both. 
     const domainAlarms: Array<[string, cloudwatch.Metric | undefined, { threshold: number; evaluationPeriods: number; datapointsToAlarm?: number; description: string }]> = [
       ['opensearch-cluster-red', red, {
         threshold: 1, evaluationPeriods: 1,
@@ -419,10 +454,6 @@ export class PipelineDashboard extends Construct {
         threshold: 1, evaluationPeriods: 1,
         description: 'OpenSearch: an automated snapshot failed, most often because the cluster is red; the domain has no recent backup until one succeeds.',
       }],
-      ['opensearch-kms-key-inaccessible', kms, {
-        threshold: 1, evaluationPeriods: 1,
-        description: 'OpenSearch: the key that encrypts the domain at rest was deleted or its grants revoked; the domain cannot be recovered (restore a manual snapshot into a new domain).',
-      }],
     ];
     for (const [id, metric, options] of domainAlarms) if (metric) this.alarm(id, metric, options);
     if (free && domain.volumeGiB !== undefined) {
@@ -435,7 +466,7 @@ export class PipelineDashboard extends Construct {
       });
     }
     // 0/1 flags on one widget; free storage (MiB) and memory pressure (%) on another, each on its own axis.
-    const flags = [red, yellow, blocked, snapshot, kms].filter((m): m is cloudwatch.Metric => m !== undefined);
+    const flags = [red, yellow, blocked, snapshot].filter((m): m is cloudwatch.Metric => m !== undefined);
     if (flags.length > 0) {
       this.dashboard.addWidgets(new cloudwatch.GraphWidget({ title: 'OpenSearch: status flags', left: flags, leftYAxis: { label: '1 = raised', showUnits: false, min: 0, max: 1 }, width: 8 }));
     }
@@ -449,6 +480,34 @@ export class PipelineDashboard extends Construct {
         width: 8,
       }));
     }
+  }
+
+  /**
+   * Alarms when a transform fails (ProcessingFailed) over transformFailedPercent of the records it returns, in 2 of 3
+   * periods: its invocations succeed, so processing-success stays quiet. The handler publishes both counts on every
+   * invocation; a period without either (no traffic) is 0, so no traffic is no alarm.
+   */
+  private transformFailingAlarm(pipeline: string, destination: 'lake' | 'search', transform: RecordTransform): cloudwatch.Alarm {
+    const percent = ALARM_THRESHOLDS.transformFailedPercent;
+    const failedShare = new cloudwatch.MathExpression({
+      expression: 'IF(FILL(ok, 0) + FILL(failed, 0) > 0, 100 * FILL(failed, 0) / (FILL(ok, 0) + FILL(failed, 0)), 0)',
+      usingMetrics: { ok: transform.metricRecords('ok'), failed: transform.metricRecords('failed') },
+      label: `${destination}: records failed, % of ok + failed`,
+      period: Duration.minutes(5),
+    });
+    return this.alarm(`${pipeline}-${destination}-transform-records-failed`, failedShare, {
+      threshold: percent, comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 2,
+      description: `${pipeline}: the ${destination} transform failed over ${percent}% of the records it returned (RecordsFailed / (RecordsOk + RecordsFailed)) in 2 of the `
+        + `last 3 five-minute periods: a schema that refuses what producers send, or producers sending a new format. The records go under `
+        + `${destination === 'lake' ? `errors/${pipeline}` : `search-backup/${pipeline}`}/processing-failed/ and to the dead-letter queue. The dashboard's `
+        + `"${pipeline}: records failed, by reason" graph says why (the transform's log group ${transform.logGroup.logGroupName} names each record); fix the schema or `
+        + `the producers, deploy, then run \`${this.replayCommand}\`.`,
+    });
+  }
+
+  /** The replay command, against this deployed stack (without --aws and --stack it would target the local twin, or the default stack). */
+  private get replayCommand(): string {
+    return `npx sluice replay --aws --stack ${Stack.of(this).stackName}`;
   }
 
   /**

@@ -27,6 +27,8 @@ export class PipelineStream extends Construct {
   readonly key?: kms.Key;
   /** How long the stream keeps records: past it, a sequence range a dead letter names can no longer be read. */
   readonly retention: Duration;
+  /** Its provisioned shard count, or 'on-demand'. */
+  readonly shards: number | 'on-demand';
 
   constructor(scope: Construct, id: string, props: PipelineStreamProps) {
     super(scope, id);
@@ -39,6 +41,7 @@ export class PipelineStream extends Construct {
     }
     assertValidProps(this, problems);
     this.retention = Duration.hours(props.retentionHours);
+    this.shards = props.shards;
 
     if (props.encryption === 'customer-managed') {
       this.key = new kms.Key(this, 'Key', {

@@ -192,11 +192,6 @@ export class SearchDomain extends Construct {
     return this.domain?.metricAutomatedSnapshotFailure({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
   }
 
-  /** 1 when the key encrypting the domain at rest is deleted or its grants revoked; reported only then. */
-  metricKmsKeyInaccessible(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
-    return this.domain?.metricKMSKeyInaccessible({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
-  }
-
   /** Free storage of the fullest node, MiB. */
   metricFreeStorage(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
     return this.domain?.metricFreeStorageSpace({ statistic: 'Minimum', period: Duration.minutes(5), ...props });

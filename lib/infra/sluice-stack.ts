@@ -205,7 +205,6 @@ export class SluiceStack extends Stack {
       failureRouter: failures,
       metadataStore: metadata,
       searchDomain,
-      otherFunctions: indexTemplates ? [{ name: 'index-template', function: indexTemplates.function }] : [],
       alarmEmail: config.alarmEmail,
       removalPolicy,
     });

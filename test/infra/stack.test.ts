@@ -776,10 +776,101 @@ describe('monitoring', () => {
     }
   });
 
+  test('every description fits CloudWatch\'s 1,024 characters, each resource name it gives counted at 128', () => {
+    const longest = alarms().map((a) => ({ name: a.AlarmName, length: flatten(a.AlarmDescription).replace(/<[^<>]+>/g, 'x'.repeat(128)).length }))
+      .sort((a, b) => b.length - a.length)[0];
+    expect(longest.length).toBeLessThanOrEqual(1024);
+  });
+
+  test('a sluice command in a description runs against the deployed stack: npx sluice replay --aws --stack <the stack>', () => {
+    const commands = alarms().flatMap((a) => [...flatten(a.AlarmDescription).matchAll(/(\S*)\s?\bsluice (\w+)([^`]*)/g)].map(([, before, command, args]) => ({ alarm: a.AlarmName, before, command, args })));
+    expect(commands.filter((c) => c.command === 'replay').length).toBeGreaterThan(5);
+    for (const c of commands) {
+      expect(c).toEqual(expect.objectContaining({ before: expect.stringMatching(/npx$/) }));
+      if (c.command === 'replay') expect(c).toEqual(expect.objectContaining({ args: expect.stringMatching(/^ --aws --stack sluice-dev\b/) }));
+    }
+  });
+
+  test('a description that sends you to a log group names it', () => {
+    const mentions = alarms().flatMap((a) => [...flatten(a.AlarmDescription).matchAll(/log group(.{0,2})/g)].map(([, after]) => ({ alarm: a.AlarmName, after })));
+    expect(mentions.length).toBeGreaterThan(20);
+    for (const m of mentions) expect(m).toEqual({ alarm: m.alarm, after: ' <' });
+    // The delivery stream's own log group, not the transform's.
+    const [lakeLogs] = resourcesOf(dev.template, 'AWS::Logs::LogGroup').find(([id]) => id.startsWith('iotLakeDeliveryLogs'))!;
+    expect(flatten(alarms().find((a) => a.AlarmName === 'sluice-dev-iot-lake-delivery-success')!.AlarmDescription)).toContain(`<${lakeLogs}>`);
+  });
+
+  test('new dead letters alarm each time, whatever the queues hold: NumberOfMessagesSent on the dead-letter and consumer dead-letter queues', () => {
+    const names = resourceNames(dev.config, 'iot');
+    const onQueue = (queueName: string) => {
+      const [queueId] = resourceWhere(dev.template, 'AWS::SQS::Queue', { QueueName: queueName });
+      return [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }];
+    };
+    const sent = { Namespace: 'AWS/SQS', Statistic: 'Sum', Period: 300, Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, TreatMissingData: 'notBreaching' };
+    expect(alarmsOn('NumberOfMessagesSent').sort((a, b) => String(a.AlarmName).localeCompare(String(b.AlarmName)))).toEqual([
+      expect.objectContaining({ ...sent, AlarmName: 'sluice-dev-consumer-dlq-new-messages', Dimensions: onQueue(names.consumerDlq) }),
+      expect.objectContaining({ ...sent, AlarmName: 'sluice-dev-dlq-new-messages', Dimensions: onQueue(names.dlq) }),
+    ]);
+    // No depth alarm on them: replay keeps what it cannot replay, and a depth alarm held in ALARM would notify no one of what follows.
+    expect(alarmsOn('ApproximateNumberOfMessagesVisible').map((a) => a.Dimensions)).not.toContainEqual(onQueue(names.dlq));
+    expect(alarmsOn('ApproximateNumberOfMessagesVisible').map((a) => a.Dimensions)).not.toContainEqual(onQueue(names.consumerDlq));
+  });
+
+  test('write throttles say what to do by stream mode: provisioned, raise the shards (sluice cost sizes them); on demand, hot keys or past twice the peak', () => {
+    const description = (s: Synthesized, pipeline: string) => flatten(resourcesOf(s.template, 'AWS::CloudWatch::Alarm').map(([, a]) => a)
+      .find((a) => a.AlarmName === `sluice-dev-${pipeline}-stream-write-throttles`)!.AlarmDescription);
+    expect(dev.config.pipelines.iot.shards).toEqual(expect.any(Number));
+    expect(description(dev, 'iot')).toContain('`npx sluice cost --rate <records/s> --size <bytes> -p iot`');
+    expect(description(dev, 'iot')).toContain('`npx cdk deploy -c pipelines.iot.shards=N`');
+    const onDemand = synthesize({ 'pipelines.iot.shards': 'on-demand' });
+    expect(description(onDemand, 'iot')).toMatch(/on demand: it takes at once up to twice its write peak of the previous 30 days/);
+    expect(description(onDemand, 'iot')).toContain('partition keys are hot');
+    expect(description(onDemand, 'iot')).not.toContain('pipelines.iot.shards=N');
+  }, 120_000);
+
+  test('a pipeline delivering to the lake and to OpenSearch: its processing-success alarms say replay keeps the records the other destination holds', () => {
+    const description = (name: string) => flatten(alarms().find((a) => a.AlarmName === name)!.AlarmDescription);
+    expect(description('sluice-dev-clickstream-search-processing-success')).toMatch(/The lake stream reads the same records: replay keeps \(not-replayable\) each record it holds/);
+    expect(description('sluice-dev-clickstream-lake-processing-success')).toMatch(/The search stream reads the same records: replay keeps \(not-replayable\)/);
+    expect(description('sluice-dev-iot-lake-processing-success')).not.toContain('not-replayable');
+  });
+
+  test('a transform failing over 5 % of the records it returns alarms, per pipeline and destination, from its own RecordsOk and RecordsFailed; no traffic, no alarm', () => {
+    const transforms = Object.values(dev.config.pipelines).flatMap((p) => (['lake', 'search'] as const).filter((d) => p.destinations.includes(d)).map((d) => ({ pipeline: p.name, destination: d })));
+    const failing = alarms().filter((a) => String(a.AlarmName).endsWith('-transform-records-failed'));
+    expect(failing.map((a) => a.AlarmName).sort()).toEqual(transforms.map((t) => `sluice-dev-${t.pipeline}-${t.destination}-transform-records-failed`).sort());
+    for (const t of transforms) {
+      const alarm = failing.find((a) => a.AlarmName === `sluice-dev-${t.pipeline}-${t.destination}-transform-records-failed`)!;
+      expect(alarm).toMatchObject({ Threshold: ALARM_THRESHOLDS.transformFailedPercent, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 2, TreatMissingData: 'notBreaching' });
+      expect(ALARM_THRESHOLDS.transformFailedPercent).toBe(5);
+      // The exact metrics the dashboard graphs, which the handler publishes (see the dashboard test below).
+      const dimensions = [{ Name: 'destination', Value: t.destination }, { Name: 'pipeline', Value: t.pipeline }, { Name: 'service', Value: 'record-transform' }];
+      const metric = (name: string) => ({ Namespace: 'Sluice', MetricName: name, Dimensions: dimensions });
+      expect(alarm.Metrics).toEqual([
+        expect.objectContaining({ Expression: 'IF(FILL(ok, 0) + FILL(failed, 0) > 0, 100 * FILL(failed, 0) / (FILL(ok, 0) + FILL(failed, 0)), 0)' }),
+        expect.objectContaining({ Id: 'ok', MetricStat: { Metric: metric('RecordsOk'), Period: 300, Stat: 'Sum' }, ReturnData: false }),
+        expect.objectContaining({ Id: 'failed', MetricStat: { Metric: metric('RecordsFailed'), Period: 300, Stat: 'Sum' }, ReturnData: false }),
+      ]);
+      const graphedDims = graphed(`${t.pipeline}: records transformed`).filter((m) => m.dimensions.destination === t.destination && ['RecordsOk', 'RecordsFailed'].includes(m.metricName));
+      expect(graphedDims).toEqual(['RecordsOk', 'RecordsFailed'].map((metricName) => ({ namespace: 'Sluice', metricName, dimensions: Object.fromEntries(dimensions.map((d) => [d.Name, d.Value])) })));
+    }
+  });
+
+  test('dashboard: the dead-letter queue graph labels each queue; every Lambda graph shows throttles', () => {
+    const widgets = dashboardWidgets();
+    const dlq = widgets.find((w) => w.properties.title === 'Dead-letter queues')!;
+    const labels = dlq.properties.metrics!.map((m) => (m.at(-1) as { label?: string }).label);
+    expect(labels).toEqual(['dlq: messages', 'router failed events: messages', 'consumer dlq: messages', 'dlq: oldest (s)', 'router failed events: oldest (s)', 'consumer dlq: oldest (s)']);
+    const lambdaGraphs = widgets.filter((w) => String(w.properties.title).endsWith(': Lambda'));
+    expect(lambdaGraphs.length).toBeGreaterThan(5);
+    for (const w of lambdaGraphs) expect({ widget: w.properties.title, throttles: w.properties.metrics!.some((m) => m.includes('Throttles')) }).toEqual({ widget: w.properties.title, throttles: true });
+  });
+
   test('thresholds: iterator age, throttling, freshness, delivery success, DLQ depth, Lambda, OpenSearch', () => {
     const kinesisPipelines = Object.values(dev.config.pipelines).filter((p) => p.source === 'kinesis');
-    expect(alarmsOn('GetRecords.IteratorAgeMilliseconds')).toHaveLength(kinesisPipelines.length);
-    for (const a of alarmsOn('GetRecords.IteratorAgeMilliseconds')) expect(a.Threshold).toBe(ALARM_THRESHOLDS.iteratorAgeMs);
+    // The stream's iterator age is the largest lag of its GetRecords readers, the Firehose streams, each alarmed as
+    // <kind>-reader-behind (the metadata consumer reads through its enhanced fan-out consumer): no second page for one fault.
+    expect(alarmsOn('GetRecords.IteratorAgeMilliseconds')).toEqual([]);
     expect(alarmsOn('WriteProvisionedThroughputExceeded')).toHaveLength(kinesisPipelines.length);
 
     const lakes = lakePipelines();
@@ -799,13 +890,13 @@ describe('monitoring', () => {
       lakes.length + Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('search')).length,
     );
 
+    // Depth only for the failed-events queue, which an operator empties by hand; the dead-letter queues alarm on new messages.
     const dlq = alarmsOn('ApproximateNumberOfMessagesVisible');
-    expect(dlq).toHaveLength(3);
-    for (const a of dlq) expect(a).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
     const [failedEventsId] = resourceWhere(dev.template, 'AWS::SQS::Queue', { QueueName: resourceNames(dev.config, 'iot').routerFailedEvents });
-    expect(dlq.filter((a) => JSON.stringify(a.Dimensions).includes(`"${failedEventsId}"`))).toEqual([
-      expect.objectContaining({ EvaluationPeriods: 1, AlarmDescription: expect.stringContaining('RouterFailedEventsUrl') }),
+    expect(dlq).toEqual([
+      expect.objectContaining({ AlarmName: 'sluice-dev-router-events-failed', Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [failedEventsId, 'QueueName'] } }], Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1 }),
     ]);
+    expect(flatten(dlq[0].AlarmDescription)).toContain('RouterFailedEventsUrl');
 
     // An S3 event Lambda cannot hand to the failed-events queue, or a batch a consumer's event source mapping gave up on
     // that it cannot send to the consumer dead-letter queue, is counted only in the function's DestinationDeliveryFailures.
@@ -818,7 +909,10 @@ describe('monitoring', () => {
       Statistic: 'Sum', Period: 300, Threshold: 1, EvaluationPeriods: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching',
     })));
 
-    const functions = resourcesOf(dev.template, 'AWS::Lambda::Function').filter(([, f]) => f.Runtime === 'nodejs22.x');
+    // Every Sluice function but the index-template one, which runs only inside CloudFormation deploys (a failure fails the deploy).
+    const functions = resourcesOf(dev.template, 'AWS::Lambda::Function').filter(([id, f]) => f.Runtime === 'nodejs22.x' && id !== functionId('index templates'));
+    expect(resourcesOf(dev.template, 'AWS::Lambda::Function').filter(([, f]) => f.Runtime === 'nodejs22.x')).toHaveLength(functions.length + 1);
+    expect(alarms().filter((a) => String(a.AlarmName).startsWith('sluice-dev-index-template'))).toEqual([]);
     expect(alarmsOn('Errors')).toHaveLength(functions.length);
     expect(alarmsOn('Throttles')).toHaveLength(functions.length);
     for (const [id, f] of functions) {
@@ -892,7 +986,8 @@ describe('monitoring', () => {
     expect(resourcesOf(dev.template, 'AWS::DynamoDB::Table')).toHaveLength(1);
     expect(alarmsOn('WriteThrottleEvents')).toEqual([expect.objectContaining({
       AlarmName: 'sluice-dev-metadata-write-throttles', Namespace: 'AWS/DynamoDB', Dimensions: [{ Name: 'TableName', Value: { Ref: tableId } }],
-      Statistic: 'Sum', Period: 300, Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, TreatMissingData: 'notBreaching',
+      // Three periods running: a throttled write is retried; one throttle is no page.
+      Statistic: 'Sum', Period: 300, Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 3, TreatMissingData: 'notBreaching',
     })]);
   });
 
@@ -956,7 +1051,7 @@ describe('monitoring', () => {
     }
   });
 
-  test('the domain the stack creates has AWS\'s recommended alarms: JVM memory pressure, yellow status, failed snapshots, an inaccessible key', () => {
+  test('the domain the stack creates has AWS\'s recommended alarms: JVM memory pressure, yellow status, failed snapshots; none on its key, the AWS-managed one', () => {
     const [domainId] = resourcesOf(dev.template, 'AWS::OpenSearchService::Domain')[0];
     const red = alarmsOn('ClusterStatus.red');
     expect(red).toHaveLength(1);
@@ -967,7 +1062,11 @@ describe('monitoring', () => {
     expect(alarmsOn('JVMMemoryPressure')).toEqual([expect.objectContaining({ ...onDomain, AlarmName: 'sluice-dev-opensearch-jvm-memory-pressure', Threshold: 95, EvaluationPeriods: 3, DatapointsToAlarm: 3 })]);
     expect(alarmsOn('ClusterStatus.yellow')).toEqual([expect.objectContaining({ ...onDomain, AlarmName: 'sluice-dev-opensearch-cluster-yellow', Threshold: 1, EvaluationPeriods: 5, DatapointsToAlarm: 5 })]);
     expect(alarmsOn('AutomatedSnapshotFailure')).toEqual([expect.objectContaining({ ...onDomain, AlarmName: 'sluice-dev-opensearch-snapshot-failed', Threshold: 1, EvaluationPeriods: 1 })]);
-    expect(alarmsOn('KMSKeyInaccessible')).toEqual([expect.objectContaining({ ...onDomain, AlarmName: 'sluice-dev-opensearch-kms-key-inaccessible', Threshold: 1, EvaluationPeriods: 1 })]);
+    // Encrypted at rest with the AWS-managed aws/es key (no KmsKeyId), which cannot be disabled or deleted: KMSKeyError and
+    // KMSKeyInaccessible cannot be raised. A customer key would need both alarms.
+    const [, domain] = resourcesOf(dev.template, 'AWS::OpenSearchService::Domain')[0];
+    expect(domain.EncryptionAtRestOptions).toEqual({ Enabled: true });
+    expect(alarms().filter((a) => /^KMSKey/.test(String(a.MetricName)))).toEqual([]);
   });
 
   test('dashboard: no graph axis mixes 0–1 shares or flags with counts, seconds or MiB', () => {
