@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBType } from '@duckdb/node-api';
+import { DuckDBInstance, DuckDBTypeId, StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBType } from '@duckdb/node-api';
 import { resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, unlistedPartitionValue, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
@@ -46,10 +46,11 @@ const ATHENA_CATALOG = 'awsdatacatalog';
  * (2026-01-02, not midnight UTC as a timestamp), a TIMESTAMP `2026-12-05 02:18:22.932` (` UTC` after one
  * with a time zone), not ISO-8601's `2026-12-05T02:18:22.932Z`, a TIME its clock time, a MAP an object of
  * its entries (not a list of key/value pairs), a VARBINARY its bytes in hex, and a double's NaN and
- * infinities the strings Athena sends (JSON has no such numbers). Top-level columns only: values nested in a ROW or ARRAY keep
- * DuckDB's form.
+ * infinities the strings Athena sends (JSON has no such numbers). Values nested in a ROW, an ARRAY or a MAP
+ * too, as Athena writes them inside its text of the whole value (`{d=2026-12-05}`); the nesting stays
+ * objects and arrays, which the outputs print as JSON.
  */
-function asAthenaGives(columnTypes: readonly string[], rows: unknown[][]): unknown[][] {
+function asAthenaGives(columnTypes: readonly DuckDBType[], rows: unknown[][]): unknown[][] {
   const convert = columnTypes.map(athenaConversion);
   if (convert.every((c) => c === undefined)) return rows;
   for (const row of rows) {
@@ -61,17 +62,50 @@ function asAthenaGives(columnTypes: readonly string[], rows: unknown[][]): unkno
   return rows;
 }
 
-function athenaConversion(type: string): ((v: unknown) => unknown) | undefined {
+/** A value of one type (never NULL) as Athena gives it. */
+type Conversion = (v: unknown) => unknown;
+
+/** Converts a value that is not NULL, leaving NULL (a ROW's field, an ARRAY's element) as it is. */
+const unlessNull = (c: Conversion): Conversion => (v) => (v === null || v === undefined ? v : c(v));
+
+function athenaConversion(type: DuckDBType): Conversion | undefined {
+  if (type.typeId === DuckDBTypeId.STRUCT) {
+    const fields = type.entryTypes.map(athenaConversion);
+    if (fields.every((c) => c === undefined)) return undefined;
+    return (v) => {
+      if (typeof v !== 'object' || v === null) return v;
+      const row = v as Record<string, unknown>;
+      type.entryNames.forEach((name, i) => {
+        const c = fields[i];
+        if (c !== undefined) row[name] = unlessNull(c)(row[name]);
+      });
+      return row;
+    };
+  }
+  if (type.typeId === DuckDBTypeId.LIST || type.typeId === DuckDBTypeId.ARRAY) {
+    const element = athenaConversion(type.valueType);
+    return element === undefined ? undefined : (v) => (Array.isArray(v) ? v.map(unlessNull(element)) : v);
+  }
+  if (type.typeId === DuckDBTypeId.MAP) {
+    const key = unlessNull(athenaConversion(type.keyType) ?? ((k) => k));
+    const value = unlessNull(athenaConversion(type.valueType) ?? ((x) => x));
+    const pairs = (v: unknown) => (v as Array<{ key: unknown; value: unknown }>).map((e) => ({ key: key(e.key), value: value(e.value) }));
+    // A map with plain keys (VARCHAR, numbers, dates): a map keyed by ROWs or ARRAYs keeps its pairs, which an object would merge.
+    if (/^(VARCHAR|[A-Z]*INT[A-Z]*|DOUBLE|FLOAT|DECIMAL\(\d+,\s*\d+\)|BOOLEAN|DATE|UUID)$/.test(type.keyType.toString())) {
+      return (v) => (Array.isArray(v) ? Object.fromEntries(pairs(v).map((e) => [String(e.key), e.value])) : v);
+    }
+    return (v) => (Array.isArray(v) ? pairs(v) : v);
+  }
+  return leafConversion(type.toString());
+}
+
+function leafConversion(type: string): Conversion | undefined {
   // Years 0–9999 only: beyond them the ISO form has a sign and six digits, and is kept whole.
   if (type === 'DATE') return (v) => (v instanceof Date && /^\d{4}-/.test(v.toISOString()) ? v.toISOString().slice(0, 10) : v);
   // Athena's timestamp(3): `2026-12-05 02:18:22.932`, and ` UTC` after one with a zone (the session's zone is UTC).
   if (/^TIMESTAMP(_S|_MS|_NS)?$/.test(type)) return (v) => (v instanceof Date && /^\d{4}-/.test(v.toISOString()) ? athenaTimestamp(v) : v);
   if (type === 'TIMESTAMP WITH TIME ZONE') return (v) => (v instanceof Date && /^\d{4}-/.test(v.toISOString()) ? `${athenaTimestamp(v)} UTC` : v);
   if (type === 'TIME') return (v) => (typeof v === 'bigint' || typeof v === 'number' ? clockTimeOf(BigInt(v)) : v);
-  // A map with plain keys (VARCHAR, numbers): a map keyed by structs or lists keeps its pairs, which an object would merge.
-  if (/^MAP\((VARCHAR|[A-Z]*INT[A-Z]*|DOUBLE|FLOAT|DECIMAL\(\d+,\s*\d+\)|BOOLEAN|DATE|UUID), /.test(type)) {
-    return (v) => (Array.isArray(v) ? Object.fromEntries(v.map((e: { key: unknown; value: unknown }) => [String(e.key), e.value])) : v);
-  }
   if (type === 'BLOB') return (v) => (v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex').replace(/(..)(?!$)/g, '$1 ') : v);
   if (type === 'DOUBLE' || type === 'FLOAT') return (v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v);
   return undefined;
@@ -427,11 +461,11 @@ export class LocalAthena {
     fs.rmSync(this.profilePath, { force: true });
     const reader = options.maxRows === undefined ? await statement.runAndReadAll() : await statement.streamAndReadUntil(options.maxRows + 1);
     const files = filesReadFromProfile(this.profilePath, this.parquetFiles);
-    const columnTypes = reader.columnTypes().map((t) => t.toString());
+    const types = reader.columnTypes();
     return {
       columns: reader.columnNames(),
-      columnTypes,
-      rows: asAthenaGives(columnTypes, reader.getRowsJS() as unknown[][]),
+      columnTypes: types.map((t) => t.toString()),
+      rows: asAthenaGives(types, reader.getRowsJS() as unknown[][]),
       filesRead: files.read,
       filesTotal: files.total,
       ...(files.readAtMost !== undefined ? { filesReadAtMost: files.readAtMost } : {}),

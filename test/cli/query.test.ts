@@ -182,6 +182,29 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(table.stdout).toMatch(/2026-01-02 +10:11:12\.500000 +\{ "a": 1, "__proto__": 2 \} +61 62 63 +NaN +-Infinity +1\.5/);
   });
 
+  test('values nested in a struct, an array or a map come out as Athena gives them too, in every output', async () => {
+    const sql = "SELECT {'d': DATE '2026-12-05', 't': TIMESTAMP '2026-12-05 07:56:56.509', 'none': NULL::DATE, 'deeper': [{'tz': TIMESTAMPTZ '2026-12-05 07:56:56.509Z'}]} AS s,"
+      + " [DATE '2026-12-05', NULL] AS dates, MAP {DATE '2026-12-05': [TIME '10:11:12.5']} AS m, [{'b': 'abc'::BLOB, 'n': 'nan'::DOUBLE}] AS odd";
+    const json = await query(sql, '--json');
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual([{
+      s: { d: '2026-12-05', t: '2026-12-05 07:56:56.509', none: null, deeper: [{ tz: '2026-12-05 07:56:56.509 UTC' }] },
+      dates: ['2026-12-05', null],
+      m: { '2026-12-05': ['10:11:12.500000'] },
+      odd: [{ b: '61 62 63', n: 'NaN' }],
+    }]);
+    const csv = await query(sql, '--csv');
+    expect(csv.stdout.split('\r\n')[1]).toBe('"{ ""d"": ""2026-12-05"", ""t"": ""2026-12-05 07:56:56.509"", ""none"": null, ""deeper"": [ { ""tz"": ""2026-12-05 07:56:56.509 UTC"" } ] }",'
+      + '"[ ""2026-12-05"", null ]","{ ""2026-12-05"": [ ""10:11:12.500000"" ] }","[ { ""b"": ""61 62 63"", ""n"": ""NaN"" } ]"');
+    const table = await query(sql);
+    expect(table.stdout).toContain('{ "d": "2026-12-05", "t": "2026-12-05 07:56:56.509", "none": null, "deeper": [ { "tz": "2026-12-05 07:56:56.509 UTC" } ] }  [ "2026-12-05", null ]');
+    // A table's own nested timestamp: every pipeline's sluice.arrival_time.
+    const lake = await query('SELECT sluice.arrival_time AS nested, sluice FROM iot LIMIT 1', '--json');
+    const [row] = JSON.parse(lake.stdout) as Array<{ nested: string; sluice: { arrival_time: string } }>;
+    expect(row.sluice.arrival_time).toBe(row.nested);
+    expect(row.nested).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$/);
+  });
+
   test('--csv prints RFC 4180 CSV with a header; nested values as JSON', async () => {
     const { code, stdout } = await query('SELECT event_id, sluice.schema_version AS v, location FROM iot ORDER BY event_id LIMIT 2', '--csv');
     expect(code).toBe(0);
