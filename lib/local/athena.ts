@@ -6,6 +6,7 @@ import { resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, unlistedPartitionValue, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
+import { hasRowFieldsUnnest, rewriteUnnests, withoutQueryLocations } from './athena-unnest';
 import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
 import { parquetTypeMismatch } from './parquet-types';
 import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
@@ -474,6 +475,30 @@ export class LocalAthena {
     };
   }
 
+  /**
+   * The query with its UNNESTs as Athena reads them (see athena-unnest.ts), or as it is when it has none to rewrite
+   * (or is no query: DuckDB gives no tree of one). The rewrite goes through DuckDB's parse tree and its text of a tree, so it is made only when that text
+   * parses back to the same tree: for another query a rewrite could change what it asks. Without it, a query that
+   * unnests rows into columns fails with what to write instead.
+   */
+  private async withTrinoUnnests(sql: string): Promise<string> {
+    const text = async (query: string, value: string) => String((await this.connection.runAndReadAll(query, [value])).getRows()[0][0]);
+    const serialized = await text('SELECT json_serialize_sql($1::VARCHAR)', sql);
+    if (!/"function_name":"unnest"/i.test(serialized)) return sql;
+    const parsed = JSON.parse(serialized) as { error: boolean; statements?: Array<{ node: unknown }> };
+    if (parsed.error || parsed.statements?.length !== 1) return sql;
+    const tree = withoutQueryLocations(parsed) as { statements: Array<{ node: unknown }> };
+    const original = JSON.stringify(tree);
+    const faithful = !/\d{16,}/.test(original) // JavaScript's numbers would round a longer integer
+      && JSON.stringify(withoutQueryLocations(JSON.parse(await text('SELECT json_serialize_sql($1::VARCHAR)', await text('SELECT json_deserialize_sql($1::JSON)', original))))) === original;
+    if (faithful && rewriteUnnests(tree.statements[0].node)) return text('SELECT json_deserialize_sql($1::JSON)', JSON.stringify(tree));
+    if (hasRowFieldsUnnest(tree)) {
+      throw new Error('CROSS JOIN UNNEST(array) AS t(a, b, …) unnests rows into columns on Athena, and the twin could not rewrite this query for DuckDB:'
+        + ' unnest into one column, AS t(item), and name the fields item.a, item.b (both engines read that so)');
+    }
+    return sql;
+  }
+
   /** Fails a query Athena would refuse for not naming the values of an injected partition key. */
   private async checkInjectedKeys(sql: string): Promise<void> {
     const reader = await this.connection.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [sql]);
@@ -506,7 +531,8 @@ export class LocalAthena {
     if (!READ_ONLY_FIRST_WORDS.has(first)) throw notReadOnly(first === 'FORCE' ? `FORCE ${second}` : first || 'unrecognised');
     // EXPLAIN only shows a plan; EXPLAIN ANALYZE runs its statement, which could be a COPY, so it is refused.
     if (first === 'EXPLAIN' && explainAnalyzes(sql)) throw notReadOnly('EXPLAIN ANALYZE');
-    const prepared = await statements.prepare(0);
+    const duckDbSql = await this.withTrinoUnnests(sql);
+    const prepared = duckDbSql === sql ? await statements.prepare(0) : await this.connection.prepare(duckDbSql);
     // Its type too, should a first word that reads let through a statement that does not. SELECT covers WITH … SELECT,
     // VALUES, DESCRIBE, SHOW and SUMMARIZE: DuckDB plans them all as SELECT.
     if (prepared.statementType !== StatementType.SELECT && prepared.statementType !== StatementType.EXPLAIN) {
