@@ -298,7 +298,7 @@ export function describeSchema(pipeline: string, schema: unknown): SchemaModel {
     const problem = columnNameProblem(minor, true);
     if (problem !== undefined) {
       fail(minorAt, {
-        syntax: `"${minor}" cannot be a Glue column name (lower-case letters, digits and "_" only)`,
+        syntax: `${quotedName(minor)}, ${glueNameSyntaxProblem(minor) ?? ''}; choose another name`,
         inherited: `"${minor}" is named like a member every JavaScript object inherits; choose another name`,
         reserved: `"${minor}" is a reserved word in Athena DDL; choose another name`,
         'time-partition': `"${minor}" collides with the lake's time partition key of the same name; choose another name`,
@@ -417,9 +417,15 @@ function readExtensions(root: JsonSchema, fail: (at: string, problem: string) =>
   let money: MoneyRule | undefined;
   if (x.money !== undefined) {
     const m = x.money;
-    if (!isObject(m) || typeof m.amountField !== 'string' || typeof m.currencyField !== 'string' || typeof m.minorUnitsField !== 'string'
-      || (m.defaultCurrency !== undefined && typeof m.defaultCurrency !== 'string')) {
-      fail('/x-sluice/money', 'must be {amountField, currencyField, minorUnitsField, defaultCurrency?} with string values');
+    const shape = '{amountField, currencyField, minorUnitsField, defaultCurrency?} with string values';
+    if (!isObject(m)) return fail('/x-sluice/money', `must be ${shape}, not ${JSON.stringify(m)}`);
+    // As at the top of x-sluice: a misspelt key would otherwise be ignored, or leave a required one seemingly missing.
+    const moneyKeys = ['amountField', 'currencyField', 'minorUnitsField', 'defaultCurrency'];
+    for (const k of Object.keys(m)) if (!moneyKeys.includes(k)) fail(`/x-sluice/money/${k}`, `unknown key; allowed: ${moneyKeys.join(', ')}`);
+    for (const k of moneyKeys) {
+      const v = m[k];
+      if (v === undefined && k !== 'defaultCurrency') fail('/x-sluice/money', `"${k}" is missing: money must be ${shape}`);
+      if (v !== undefined && (typeof v !== 'string' || v === '')) fail(`/x-sluice/money/${k}`, `must be a non-empty string, not ${JSON.stringify(v)}`);
     }
     money = m as unknown as MoneyRule;
   }
@@ -496,13 +502,32 @@ export const INHERITED_NAMES: ReadonlySet<string> = new Set(Object.getOwnPropert
  * and derived columns (money's minor units) obey the same rules, each caller saying how to fix it.
  */
 function columnNameProblem(name: string, topLevel: boolean): 'syntax' | 'inherited' | 'reserved' | 'time-partition' | undefined {
-  if (!/^[a-z_][a-z0-9_]*$/.test(name) || name.length > 255) return 'syntax';
+  if (glueNameSyntaxProblem(name) !== undefined) return 'syntax';
   // As properties, `data.name` finds the inherited value when a record lacks them.
   if (INHERITED_NAMES.has(name)) return 'inherited';
   if (HIVE_RESERVED.has(name)) return 'reserved';
   // Glue would get a column and a partition key of one name, and Athena refuses such a table.
   if (topLevel && isTimePartition(name)) return 'time-partition';
   return undefined;
+}
+
+/** Longest column name Glue takes. */
+const MAX_COLUMN_NAME = 255;
+
+/**
+ * Which of Glue's syntax rules a column name breaks, said so a reader sees it in the name: `which …` follows
+ * the quoted name. Undefined when it keeps them all.
+ */
+function glueNameSyntaxProblem(name: string): string | undefined {
+  if (name.length > MAX_COLUMN_NAME) return `which is ${name.length} characters long, and a Glue column name has at most ${MAX_COLUMN_NAME}`;
+  if (!/^[a-z0-9_]*$/.test(name)) return 'which cannot be a Glue column name (lower-case letters, digits and "_" only)';
+  if (!/^[a-z_]/.test(name)) return `which starts with ${name === '' ? 'nothing' : `"${name[0]}"`}, and a Glue column name starts with a letter or "_"`;
+  return undefined;
+}
+
+/** A name as a message quotes it: a name too long to be a column is cut, its schema path having it whole. */
+function quotedName(name: string): string {
+  return JSON.stringify(name.length > 40 ? `${name.slice(0, 32)}…` : name);
 }
 
 function structFields(node: JsonSchema, at: string, renames: Readonly<Record<string, string>>, fail: (at: string, problem: string) => never): Column[] {
@@ -520,8 +545,8 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
     const problem = columnNameProblem(name, at === '');
     if (problem !== undefined && renamed !== undefined) {
       // The mapping's target is what is wrong, not the key: point at the entry to change.
-      fail(`/x-sluice/columns/${key}`, `x-sluice.columns maps "${key}" to "${renamed}", ${{
-        syntax: 'which cannot be a Glue column name (lower-case letters, digits and "_" only)',
+      fail(`/x-sluice/columns/${key}`, `x-sluice.columns maps ${quotedName(key)} to ${quotedName(renamed)}, ${{
+        syntax: glueNameSyntaxProblem(renamed) ?? '',
         inherited: 'which is named like a member every JavaScript object inherits and cannot name a column',
         reserved: 'which is a reserved word in Athena DDL',
         'time-partition': `which collides with the lake's time partition key of the same name (${TIME_PARTITIONS.join('/')})`,
@@ -529,7 +554,7 @@ function structFields(node: JsonSchema, at: string, renames: Readonly<Record<str
     }
     if (problem !== undefined) {
       fail(path, {
-        syntax: `"${key}" cannot be a Glue column name (letters, digits and "_" only)${at === '' ? '; map it with x-sluice.columns' : ''}`,
+        syntax: `${quotedName(key)}${key === name ? '' : ` (column ${quotedName(name)})`}, ${glueNameSyntaxProblem(name) ?? ''}${at === '' ? '; map it to another column name with x-sluice.columns' : '; rename the field'}`,
         inherited: `"${name}" is named like a member every JavaScript object inherits and cannot name a column; map "${key}" to another column name with x-sluice.columns`,
         reserved: `"${name}" is a reserved word in Athena DDL${at === '' ? '; map it to another column name with x-sluice.columns' : '; rename the field'}`,
         'time-partition': `column "${name}" collides with the lake's time partition key of the same name (${TIME_PARTITIONS.join('/')}); map "${key}" to another column name with x-sluice.columns`,

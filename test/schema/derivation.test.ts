@@ -118,7 +118,38 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     ['an additionalProperties map without a value schema', (s) => { s.properties.extras = { type: 'object', additionalProperties: true }; }, /at \/properties\/extras: an object needs "properties"/],
     ['an array without items', (s) => { s.properties.readings = { type: 'array' }; }, /at \/properties\/readings: an array needs an "items" schema/],
     ['a Hive reserved word', (s) => { s.properties.date = { type: 'string' }; }, /at \/properties\/date: "date" is a reserved word in Athena DDL/],
-    ['a name Glue cannot hold', (s) => { s.properties['temp-f'] = { type: 'number' }; }, /at \/properties\/temp-f: "temp-f" cannot be a Glue column name/],
+    ['a name Glue cannot hold', (s) => { s.properties['temp-f'] = { type: 'number' }; },
+      /at \/properties\/temp-f: "temp-f", which cannot be a Glue column name \(lower-case letters, digits and "_" only\); map it to another column name with x-sluice\.columns$/],
+    // Letters, digits and "_" only, yet no Glue name: the message says which rule it breaks.
+    ['a name starting with a digit', (s) => { s.properties['3ds_result'] = { type: 'string' }; },
+      /at \/properties\/3ds_result: "3ds_result", which starts with "3", and a Glue column name starts with a letter or "_"; map it to another column name with x-sluice\.columns$/],
+    ['a nested name starting with a digit', (s) => { s.properties.location.properties['2d'] = { type: 'boolean' }; },
+      /at \/properties\/location\/properties\/2d: "2d", which starts with "2", and a Glue column name starts with a letter or "_"; rename the field$/],
+    ['a name longer than Glue takes', (s) => { s.properties['x'.repeat(300)] = { type: 'string' }; },
+      new RegExp(`at /properties/${'x'.repeat(300)}: "${'x'.repeat(32)}…", which is 300 characters long, and a Glue column name has at most 255; map it`)],
+    ['a property renamed to a name starting with a digit', (s) => { s['x-sluice'].columns = { alert_code: '1st_alert' }; },
+      /at \/x-sluice\/columns\/alert_code: x-sluice\.columns maps "alert_code" to "1st_alert", which starts with "1", and a Glue column name starts with a letter or "_"; choose another column name$/],
+    ['money minor units starting with a digit', (s) => withMinorUnits(s, '2_minor'),
+      /at \/x-sluice\/money\/minorUnitsField: "2_minor", which starts with "2", and a Glue column name starts with a letter or "_"; choose another name$/],
+    // Other x-sluice sections refuse a key they do not know; money did not, and a misspelt required key went unnamed.
+    ['an unknown key in money', (s) => { withMinorUnits(s, 'temperature_minor'); s['x-sluice'].money.roundng = 'half-up'; },
+      /at \/x-sluice\/money\/roundng: unknown key; allowed: amountField, currencyField, minorUnitsField, defaultCurrency$/],
+    ['a misspelt optional key in money', (s) => {
+      withMinorUnits(s, 'temperature_minor');
+      s['x-sluice'].money.defaultCurency = s['x-sluice'].money.defaultCurrency;
+      delete s['x-sluice'].money.defaultCurrency;
+      s.properties.currency = { type: 'string', enum: ['EUR'] };
+      s.required.push('currency');
+    }, /at \/x-sluice\/money\/defaultCurency: unknown key; allowed: /],
+    ['a misspelt required key in money', (s) => {
+      withMinorUnits(s, 'temperature_minor');
+      s['x-sluice'].money.amountFeild = s['x-sluice'].money.amountField;
+      delete s['x-sluice'].money.amountField;
+    }, /at \/x-sluice\/money\/amountFeild: unknown key; allowed: amountField, currencyField, minorUnitsField, defaultCurrency$/],
+    ['a required money key left out', (s) => { withMinorUnits(s, 'temperature_minor'); delete s['x-sluice'].money.currencyField; },
+      /at \/x-sluice\/money: "currencyField" is missing: money must be \{amountField, currencyField, minorUnitsField, defaultCurrency\?\} with string values$/],
+    ['a money key that is no string', (s) => { withMinorUnits(s, 'temperature_minor'); s['x-sluice'].money.minorUnitsField = 3; },
+      /at \/x-sluice\/money\/minorUnitsField: must be a non-empty string, not 3$/],
     ['no x-sluice keyword', (s) => { delete s['x-sluice']; }, /at \/x-sluice: missing/],
     ['an x-sluice that is not an object', (s) => { s['x-sluice'] = 'oops'; }, /at \/x-sluice: must be an object \{version, idField, eventTimeField, partitionFields, pii\}, not "oops"$/],
     ['a type JSON Schema does not have', (s) => { s.properties.temperature_c = { type: 'float' }; },
@@ -171,7 +202,7 @@ describe('schemas the derivation cannot represent fail with the schema path', ()
     ['money minor units on the JSON key of a renamed column', (s) => { s['x-sluice'].columns = { alert_code: 'alert' }; withMinorUnits(s, 'alert_code'); },
       /at \/x-sluice\/money\/minorUnitsField: "alert_code" already exists/],
     ['money minor units differing from a column only in case', (s) => withMinorUnits(s, 'Humidity_Pct'),
-      /at \/x-sluice\/money\/minorUnitsField: "Humidity_Pct" cannot be a Glue column name/],
+      /at \/x-sluice\/money\/minorUnitsField: "Humidity_Pct", which cannot be a Glue column name \(lower-case letters, digits and "_" only\); choose another name$/],
     ['money minor units named with a Hive reserved word', (s) => withMinorUnits(s, 'date'),
       /at \/x-sluice\/money\/minorUnitsField: "date" is a reserved word in Athena DDL/],
     ['a property named like a time partition key', (s) => { s.properties.hour = { type: 'integer' }; },
