@@ -12,9 +12,12 @@ export function registerSchemaCommand(program: Command): void {
     .option('--types', 'also print the TypeScript record types')
     .addHelpText('after', '\nExamples:\n  $ sluice schema iot\n  $ sluice schema transactions --json | jq .glue.columns')
     .action((pipeline: string, opts: { context?: string[]; json?: boolean; types?: boolean }) => {
+      // The configuration first: a pipeline it names without a schema file is refused there, saying the schema is
+      // missing, where "unknown pipeline" would send the user looking for a typo.
+      const config = configFrom(opts);
       if (!listSchemas().includes(pipeline)) throw unknownPipeline(pipeline, 'known', listSchemas());
       // The mapping is the schema's whatever the pipeline delivers to; only a search destination puts it to use.
-      const configured = configFrom(opts).pipelines[pipeline];
+      const configured = config.pipelines[pipeline];
       const destinations = configured?.destinations ?? [];
       const model = loadModel(pipeline);
       const glue = glueColumns(model);

@@ -110,6 +110,13 @@ describe('sluice schema', () => {
     expect(err).not.toMatch(/at .*\.ts:\d+/); // no stack trace for a user mistake
   });
 
+  test('a pipeline the configuration names without a schema file is said to lack its schema, as the other commands say, not to be unknown', async () => {
+    const { code, err } = await capture(['schema', 'payments', '-c', 'pipelines.payments={}']);
+    expect(code).toBe(2);
+    expect(err).toMatch('pipelines.payments: no schema for pipeline "payments"; add schemas/payments.schema.json');
+    expect(err).not.toMatch(/unknown pipeline/);
+  });
+
   test('an unknown pipeline prints its control characters escaped: a name typed or pasted cannot clear or retitle the terminal', async () => {
     const { code, err } = await capture(['schema', 'or\u001b[2Jders\u0007']);
     expect(code).toBe(2);
