@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { MAX_PROVISIONED_SHARDS } from '../config';
+import { MAX_PROVISIONED_SHARDS, unconfiguredSchemaWarnings } from '../config';
 import { estimateCost, formatUsd, MODEL, qty, roundUsd, type CostEstimate } from './cost';
 import { addConfigOption, configFrom, examples, parseRate, parseSize, requirePipeline } from './options';
 import { formatNumber, formatTable, toJson } from './output';
@@ -41,6 +41,8 @@ export function registerCostCommand(program: Command): void {
     const pipelines = flags.pipeline && flags.pipeline.length > 0 ? [...new Set(flags.pipeline)] : undefined;
     for (const p of pipelines ?? []) requirePipeline(config, p);
     const estimate = estimateCost(config, { ratePerSecond, recordBytes, pipelines });
+    // The estimate prices the configured pipelines: a schema without an entry has no line, and says why.
+    if (pipelines === undefined) for (const warning of unconfiguredSchemaWarnings(config)) io.err(`sluice: warning: ${warning}`);
     // On stderr, so --json stays one document; the estimate still prices the size given.
     if (recordBytes > FIREHOSE_API_LIMITS.maxRecordBytes) {
       io.err(`sluice: warning: --size ${flags.size} (${formatNumber(recordBytes)} B) is more than Firehose takes per record (1,000 KiB = ${formatNumber(FIREHOSE_API_LIMITS.maxRecordBytes)} B): such records are refused, so split them; the estimate prices them as given`);

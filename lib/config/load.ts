@@ -204,6 +204,18 @@ export function knownSchemaNames(dir: string = PROJECT_ROOT): string[] {
 }
 
 /**
+ * One warning per schema file the configuration has no pipeline for: such a schema is generated and shown, but nothing
+ * deploys or runs it, and skipping "Adding a pipeline"'s cdk.json step is otherwise silent until `put`. A warning, not
+ * an error: a schema may be kept for later, and `-c 'pipelines={…}'` may run some pipelines on purpose. Said by synth
+ * (a stack annotation), the twin as it starts (`local up`, `demo`) and `cost`, the places that act on the list.
+ */
+export function unconfiguredSchemaWarnings(config: Pick<SluiceConfig, 'pipelines'>, knownSchemas: readonly string[] = knownSchemaNames()): string[] {
+  return knownSchemas.filter((name) => !Object.hasOwn(config.pipelines, name)).map((name) =>
+    `schemas/${name}.schema.json has no entry under "pipelines" in cdk.json, so nothing deploys or runs it: add "${name}": {} there `
+    + `(or -c 'pipelines.${name}={}' for one command); a schema kept for later can stay as it is`);
+}
+
+/**
  * Parses `key=value` pairs as `-c` does and loads the configuration with cdk.json's defaults.
  * Used by the CLI and the local twin so `sluice local up -c pipelines.iot.shards=2` means what it means to cdk.
  */

@@ -1,6 +1,6 @@
 import { Annotations, CfnOutput, CfnResource, Duration, RemovalPolicy, Size, Stack, Tags, type StackProps } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { resourceNames, type PipelineConfig, type SluiceConfig } from '../config';
+import { resourceNames, unconfiguredSchemaWarnings, type PipelineConfig, type SluiceConfig } from '../config';
 import { loadModel, type SchemaModel } from '../schema';
 import { AthenaWorkspace } from './athena-workspace';
 import { DataStorage } from './data-storage';
@@ -208,6 +208,8 @@ export class SluiceStack extends Stack {
       alarmEmail: config.alarmEmail,
       removalPolicy,
     });
+    // A schema whose cdk.json entry was forgotten would otherwise synthesize nothing for it, without a word.
+    for (const warning of unconfiguredSchemaWarnings(config)) Annotations.of(this).addWarningV2('@sluice/schema-not-configured', warning);
     // dev's alarms may go unheard; another environment's (prod) deserve someone, unless the topic is subscribed elsewhere.
     if (!config.alarmEmail && config.env !== 'dev') {
       Annotations.of(this).addWarningV2('@sluice/alarms-unsubscribed', `alarmEmail is not set: the ${dashboard.alarms.length} alarms of ${id} notify the topic `

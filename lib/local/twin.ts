@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException } from '@aws-sdk/client-kinesis';
 import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import type { S3Event } from 'aws-lambda';
-import { ON_DEMAND_INITIAL_SHARDS, resourceNames, type SluiceConfig } from '../config';
+import { ON_DEMAND_INITIAL_SHARDS, resourceNames, unconfiguredSchemaWarnings, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
 import { checkLakeLayouts } from './lake-layout';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
@@ -201,6 +201,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   // than as a transform runtime that could not start.
   for (const pipeline of Object.keys(config.pipelines)) pipelineSchema(pipeline);
   for (const warning of processorBufferWarnings(config)) log(`sluice: warning: ${warning}`);
+  for (const warning of unconfiguredSchemaWarnings(config)) log(`sluice: warning: ${warning}`);
   // The data dir holds raw records (streams, the write-ahead log, error objects, dead letters): its owner's alone.
   const dataDirNotice = makeDataDir(dataDir);
   if (dataDirNotice !== undefined) log(`sluice: ${dataDirNotice}`);

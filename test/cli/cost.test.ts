@@ -163,6 +163,16 @@ describe('sluice cost', () => {
     expect(help.stdout).not.toContain('(default: [])');
   });
 
+  test('a schema without a pipelines entry has no lines, and a warning on stderr says why and what to add', async () => {
+    const { code, stdout, stderr } = await sluice('cost', '--json', '-c', 'pipelines={"iot":{},"clickstream":{},"transactions":{}}');
+    expect(code).toBe(0);
+    expect(new Set((JSON.parse(stdout) as { lines: Array<{ pipeline: string }> }).lines.map((l) => l.pipeline))).not.toContain('app-events');
+    expect(stderr).toBe('sluice: warning: schemas/app-events.schema.json has no entry under "pipelines" in cdk.json, so nothing deploys or runs it: '
+      + 'add "app-events": {} there (or -c \'pipelines.app-events={}\' for one command); a schema kept for later can stay as it is\n');
+    // Every schema configured: nothing on stderr.
+    expect((await sluice('cost', '--json')).stderr).toBe('');
+  });
+
   test('--json and -p for scripts; -c applies configuration overrides', async () => {
     const { code, stdout } = await sluice('cost', '--rate', '100', '--size', '500B', '-p', 'iot', '-c', 'pipelines.iot.shards=4', '--json');
     expect(code).toBe(0);

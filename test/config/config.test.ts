@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, configFromContext, contextFileKeys, loadConfig, readCdkJsonContext, resourceNames } from '../../lib/config';
+import { ConfigError, configFromContext, contextFileKeys, knownSchemaNames, loadConfig, readCdkJsonContext, resourceNames, unconfiguredSchemaWarnings } from '../../lib/config';
 
 const defaults = () => readCdkJsonContext();
 const load = (...overrides: string[]) => loadConfig(overrides);
@@ -36,6 +36,21 @@ describe('configuration defaults (cdk.json context)', () => {
     expect(names.lakeDeliveryStream).toBe('sluice-prod-app-events-lake');
     expect(names.glueDatabase).toBe('sluice_prod');
     expect(names.glueTable).toBe('app_events');
+  });
+});
+
+describe('a schema file without a pipelines entry', () => {
+  // "Adding a pipeline" step 2 forgotten: the schema generates and shows, and nothing deploys or runs it.
+  test('is a warning naming the schema and the entry to add; none when every schema is configured', () => {
+    expect(unconfiguredSchemaWarnings(load())).toEqual([]);
+    expect(unconfiguredSchemaWarnings(load(), [...knownSchemaNames(), 'refunds'])).toEqual([
+      'schemas/refunds.schema.json has no entry under "pipelines" in cdk.json, so nothing deploys or runs it: add "refunds": {} there '
+      + '(or -c \'pipelines.refunds={}\' for one command); a schema kept for later can stay as it is',
+    ]);
+    // Not an error: a schema may be kept for later, or -c may run some pipelines on purpose.
+    const some = load('pipelines={"iot":{}}');
+    expect(unconfiguredSchemaWarnings(some).map((w) => w.split(' ')[0])).toEqual(
+      knownSchemaNames().filter((p) => p !== 'iot').map((p) => `schemas/${p}.schema.json`));
   });
 });
 

@@ -2,6 +2,14 @@ import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { flatten, iamStatements, resourcesOf, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
 
 // The configurations users deploy besides the default: prod (`-c env=prod`) and an existing OpenSearch domain.
+// A schema whose cdk.json entry was forgotten synthesizes nothing: synth says so (the default configuration has every schema, and no warning).
+test('a schema without a pipelines entry is a synth warning naming it and the entry to add', () => {
+  const some = synthesize({ pipelines: '{"app-events":{}}' });
+  const warnings = Annotations.fromStack(some.stack).findWarning('*', Match.stringLikeRegexp('has no entry under "pipelines"'));
+  expect(warnings.map((w) => w.entry.data)).toEqual(['clickstream', 'iot', 'transactions'].map((p) => expect.stringMatching(
+    new RegExp(`^schemas/${p}\\.schema\\.json has no entry under "pipelines" in cdk\\.json, so nothing deploys or runs it: add "${p}": \\{\\} there .*\\[ack: @sluice/schema-not-configured\\]$`))));
+}, 120_000);
+
 describe('env=prod', () => {
   let prod: Synthesized;
   beforeAll(() => {
