@@ -6,6 +6,7 @@ import { Option, type Command } from 'commander';
 import { loadConfig, type SluiceConfig } from '../config';
 import { escapeControlCharacters, UserError } from './output';
 import { generatedCodeProblem } from '../schema/fingerprint';
+import { describeSchema } from '../schema/model';
 import { listSchemas, readSchema } from '../schema/registry';
 import { SampleError } from '../schema/sample';
 
@@ -137,13 +138,18 @@ export function requirePipeline(config: SluiceConfig, pipeline: string): SluiceC
  * now: edited, or added, without `npm run generate` since. Run on, the twin would validate with the old schema while
  * `sluice schema` and `query` show the new one, and records with a new field would go to the DLQ. Returns the schema
  * files it read, by pipeline, for the caller to draw records from without reading them again. A pipeline without a
- * schema file has none there, and no problem: the configuration says that. A schema file that is not JSON throws its
- * SchemaDerivationError, as everything that reads it does.
+ * schema file has none there, and no problem: the configuration says that. A schema file that is not JSON, or that
+ * changed into one the derivation refuses, throws its SchemaDerivationError, as everything that reads it does.
  */
 export function requireGeneratedCode(pipelines: readonly string[]): ReadonlyMap<string, object> {
   const files = listSchemas();
   const schemas = new Map(pipelines.filter((p) => files.includes(p)).map((p) => [p, readSchema(p)]));
-  const problems = [...schemas].map(([p, schema]) => generatedCodeProblem(p, schema)).filter((p): p is string => p !== undefined);
+  const problems = [...schemas].map(([p, schema]) => {
+    const problem = generatedCodeProblem(p, schema);
+    // An edited schema may be one `npm run generate` would refuse: its own error says what to fix, at once.
+    if (problem !== undefined) describeSchema(p, schema);
+    return problem;
+  }).filter((p): p is string => p !== undefined);
   if (problems.length > 0) throw new UserError(problems.join('; '));
   return schemas;
 }

@@ -53,6 +53,18 @@ test('a schema edited without npm run generate: local up, demo, put and replay s
   }
 }, 120_000);
 
+test('a schema edited into one the derivation refuses: local up, demo, put and replay give its own error, not "run npm run generate"', () => {
+  const schema = JSON.parse(iotSchema) as { 'x-sluice': Record<string, unknown> };
+  schema['x-sluice'].partitonFields = schema['x-sluice'].partitionFields;
+  delete schema['x-sluice'].partitionFields;
+  fs.writeFileSync(path.join(copy, 'schemas', 'iot.schema.json'), JSON.stringify(schema, null, 2));
+  try {
+    expectRefused('iot', 'schemas/iot.schema.json at /x-sluice/partitonFields: unknown key; allowed: version, idField, eventTimeField, partitionFields, entityField, pii, money, columns');
+  } finally {
+    fs.writeFileSync(path.join(copy, 'schemas', 'iot.schema.json'), iotSchema);
+  }
+}, 120_000);
+
 test('a pipeline whose schema file and cdk.json entry were added without npm run generate: it has no generated code yet, exit 2 (not 1, the code for bugs)', () => {
   fs.writeFileSync(path.join(copy, 'schemas', 'orders.schema.json'), iotSchema.replace('iot.schema.json', 'orders.schema.json'));
   const cdkJson = fs.readFileSync(path.join(copy, 'cdk.json'), 'utf8');
