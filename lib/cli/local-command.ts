@@ -496,29 +496,62 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   if (!(badRate >= 0 && badRate <= 1)) throw new UserError(`--bad-rate: "${flags.badRate}" must be between 0 and 1`);
   const config = twinConfig(flags, flags.bufferInterval ?? String(DEMO_BUFFER_INTERVAL_SECONDS));
   const ports = demoPorts(flags);
+  // Every pipeline's records before anything starts: a schema the sampler cannot draw from is said with nothing
+  // started or sent, not after the twin started and the pipelines before it were sent to.
+  const traffic = demoTraffic(config, count, badRate);
   const madeDataDir = flags.dataDir === undefined;
   const dataDir = path.resolve(flags.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-demo-')));
   try {
-    await demoIn(twinOptions(flags, config, dataDir, ports), count, badRate);
+    await demoIn(twinOptions(flags, config, dataDir, ports), traffic);
   } catch (error) {
     // A demo that failed before anything was written (a port in use, a bad --host) leaves no empty sluice-demo-* dir
     // behind; one that holds data stays, for `sluice query --data-dir`, and so does a --data-dir given.
-    if (madeDataDir) removeIfEmpty(dataDir);
+    if (madeDataDir && !removeIfEmpty(dataDir) && error instanceof Error && !error.message.includes(dataDir)) {
+      // The message is all a failure prints: the demo's own data dir is named in it, not left unnamed in the temp dir.
+      error.message = `${error.message} (the demo's data dir ${escapeControlCharacters(dataDir)} keeps what it wrote)`;
+    }
     throw error;
   }
 }
 
-/** Removes `dir` if it is empty: rmdir refuses one that holds anything, which then stays. */
-function removeIfEmpty(dir: string): void {
+/** Each pipeline's demo records, as the demo sends them: seeded per pipeline, so every run sends the same. */
+type DemoTraffic = ReadonlyMap<string, readonly Buffer[]>;
+
+/** The demo's records for every pipeline; a schema the sampler cannot draw from is a UserError naming the pipeline and the field. */
+function demoTraffic(config: SluiceConfig, count: number, badRate: number): DemoTraffic {
+  const traffic = new Map<string, Buffer[]>();
+  for (const pipeline of Object.keys(config.pipelines)) {
+    const schema = readSchema(pipeline);
+    const rng = createRng(pipeline.length * 7919 + 1);
+    const records: Buffer[] = [];
+    let bad = 0;
+    const draw = <T>(sample: () => T): T => drawSample(pipeline, sample, '; nothing was started (the demo draws every configured pipeline\'s records before it starts)');
+    for (let i = 0; i < count; i++) {
+      if (rng() < badRate) {
+        records.push(draw(() => badRecordBytes(schema, BAD_RECORD_KINDS[bad % BAD_RECORD_KINDS.length], rng)));
+        bad++;
+      } else {
+        records.push(Buffer.from(JSON.stringify(draw(() => sampleRecord(schema, rng)))));
+      }
+    }
+    traffic.set(pipeline, records);
+  }
+  return traffic;
+}
+
+/** Removes `dir` if it is empty: rmdir refuses one that holds anything, which then stays. Whether it is gone. */
+function removeIfEmpty(dir: string): boolean {
   try {
     fs.rmdirSync(dir);
+    return true;
   } catch {
     // Not empty: it stays.
+    return !fs.existsSync(dir);
   }
 }
 
 /** The demo in the data dir `options` names, once its flags have been read. */
-async function demoIn(options: TwinOptions, count: number, badRate: number): Promise<void> {
+async function demoIn(options: TwinOptions, traffic: DemoTraffic): Promise<void> {
   const { config, dataDir } = options;
   const started = Date.now();
   const progress = new DemoProgress();
@@ -538,7 +571,7 @@ async function demoIn(options: TwinOptions, count: number, badRate: number): Pro
     let stopping: Promise<void> | undefined;
     const stopTwin = () => (stopping ??= twin.stop());
     try {
-      await demoOnTwin(twin, stopTwin, config, count, badRate, started, stop.requested, progress);
+      await demoOnTwin(twin, stopTwin, config, traffic, started, stop.requested, progress);
     } finally {
       try {
         await stopTwin();
@@ -556,7 +589,7 @@ async function demoIn(options: TwinOptions, count: number, badRate: number): Pro
  * `progress` takes its writes to stderr and the stage it is in.
  */
 async function demoOnTwin(
-  twin: Twin, stopTwin: () => Promise<void>, config: SluiceConfig, count: number, badRate: number, started: number, interrupted: AbortSignal, progress: DemoProgress,
+  twin: Twin, stopTwin: () => Promise<void>, config: SluiceConfig, traffic: DemoTraffic, started: number, interrupted: AbortSignal, progress: DemoProgress,
 ): Promise<void> {
   const { dataDir } = twin;
   progress.stage = 'sending';
@@ -568,18 +601,7 @@ async function demoOnTwin(
   const sendStarted = Date.now();
   for (const [pipeline, p] of Object.entries(config.pipelines)) {
     if (interrupted.aborted) break;
-    const schema = readSchema(pipeline);
-    const rng = createRng(pipeline.length * 7919 + 1);
-    const records: Buffer[] = [];
-    let bad = 0;
-    for (let i = 0; i < count; i++) {
-      if (rng() < badRate) {
-        records.push(drawSample(pipeline, () => badRecordBytes(schema, BAD_RECORD_KINDS[bad % BAD_RECORD_KINDS.length], rng)));
-        bad++;
-      } else {
-        records.push(Buffer.from(JSON.stringify(drawSample(pipeline, () => sampleRecord(schema, rng)))));
-      }
-    }
+    const records = traffic.get(pipeline) ?? [];
     const names = resourceNames(config, pipeline);
     const pipelineStarted = Date.now();
     let accepted = 0;
@@ -663,7 +685,7 @@ async function demoOnTwin(
   if (interrupted.aborted) {
     const signal = interrupted.reason as NodeJS.Signals;
     throw new UserError(`interrupted (${signal === 'SIGINT' ? 'Ctrl-C' : signal}): ${formatNumber(totalSent)} of `
-      + `${formatNumber(count * summary.length)} records sent, then flushed; the data dir keeps them: \`npx sluice query "…" --data-dir ${dataDir}\``, signalExitCode(signal));
+      + `${formatNumber([...traffic.values()].reduce((n, records) => n + records.length, 0))} records sent, then flushed; the data dir keeps them: \`npx sluice query "…" --data-dir ${dataDir}\``, signalExitCode(signal));
   }
 
   // Every record ends in exactly one place: a row, an error object, or a documented drop.

@@ -259,12 +259,15 @@ export function parsePort(raw: string | undefined, what: string): number | undef
   return port;
 }
 
-/** `draw()`, with a schema the sampler cannot draw from reported as a usage problem naming the pipeline and the field. */
-export function drawSample<T>(pipeline: string, draw: () => T): T {
+/**
+ * `draw()`, with a schema the sampler cannot draw from reported as a usage problem naming the pipeline and the field.
+ * `otherwise` ends the advice: `put`'s other way out, by default, or what the caller says instead.
+ */
+export function drawSample<T>(pipeline: string, draw: () => T, otherwise = ', or send your own records with --file'): T {
   try {
     return draw();
   } catch (err) {
     if (!(err instanceof SampleError)) throw err;
-    throw new UserError(`cannot generate ${pipeline} records: field ${err.field}: ${err.problem}; add "examples" to it in schemas/${pipeline}.schema.json, or send your own records with --file`);
+    throw new UserError(`cannot generate ${pipeline} records: field ${err.field}: ${err.problem}; add "examples" to it in schemas/${pipeline}.schema.json${otherwise}`);
   }
 }

@@ -477,6 +477,37 @@ describe('demo', () => {
     expect(readdirSync(dataDir).sort()).toEqual(before.filter((name) => name !== 'twin.pid'));
   });
 
+  test('a pipeline whose records cannot be generated is said before anything starts: no twin, nothing sent, no sluice-demo-* dir left', async () => {
+    // iot's schema as if a field with a pattern had lost its examples; the pipelines before it in cdk.json (clickstream) were sent to first.
+    jest.doMock('../../lib/schema/sample', () => {
+      const actual = jest.requireActual<typeof import('../../lib/schema/sample')>('../../lib/schema/sample');
+      const cannot = (schema: object) => {
+        if ((schema as { $id?: string }).$id?.includes('/iot.schema.json')) throw new actual.SampleError('/device_id', 'a string with "pattern" needs "examples" to draw from');
+      };
+      return {
+        ...actual,
+        sampleRecord: (schema: object, ...rest: [never]) => { cannot(schema); return actual.sampleRecord(schema, ...rest); },
+        badRecordBytes: (schema: object, ...rest: [never, never]) => { cannot(schema); return actual.badRecordBytes(schema, ...rest); },
+      };
+    });
+    const tmp = process.env.TMPDIR;
+    process.env.TMPDIR = dataDir;
+    try {
+      const run = await sluiceAfresh('demo', '--count', '5');
+      expect(run).toEqual(expect.objectContaining({
+        code: 2,
+        stdout: '',
+        stderr: 'sluice: cannot generate iot records: field /device_id: a string with "pattern" needs "examples" to draw from; add "examples" to it in '
+          + 'schemas/iot.schema.json; nothing was started (the demo draws every configured pipeline\'s records before it starts)\n',
+      }));
+      expect(readdirSync(dataDir)).toEqual([]);
+    } finally {
+      if (tmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmp;
+      jest.dontMock('../../lib/schema/sample');
+    }
+  });
+
   /** The CLI run next (sluiceAfresh) starts twins that `alter` changes; jest.dontMock after. */
   function twinsAltered(alter: (twin: Twin) => Twin): void {
     jest.doMock('../../lib/local/twin', () => {
