@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { glueColumns, loadModel, openSearchIndexTemplate, parquetColumns, projectionParameters, firehoseDataPrefix, firehoseErrorPrefix, typeScriptTypes, listSchemas } from '../schema';
+import { glueColumns, loadModel, openSearchIndexTemplate, openSearchMappingSize, OPENSEARCH_TOTAL_FIELDS_LIMIT, parquetColumns, projectionParameters, firehoseDataPrefix, firehoseErrorPrefix, typeScriptTypes, listSchemas } from '../schema';
 import { SchemaDerivationError } from '../schema/model';
 import { addConfigOption, configFrom, unknownPipeline } from './options';
 import { formatTable, toJson } from './output';
@@ -73,10 +73,13 @@ export function registerSchemaCommand(program: Command): void {
       if (template === undefined) console.log(`\nOpenSearch: no search destination for this schema: ${searchProblem}`);
       else {
         const patterns = (template as { index_patterns: string[] }).index_patterns.join(', ');
-        const fields = `${Object.keys(mapping).length} fields, dynamic: strict`;
+        // The top-level fields are what the schema lists; the limit counts every object, leaf and .keyword sub-field.
+        const fields = `${Object.keys(mapping).length} top-level fields; ${openSearchMappingSize(model).fields} of the ${OPENSEARCH_TOTAL_FIELDS_LIMIT} mapped fields an index takes; dynamic: strict`;
         const why = configured ? `${pipeline} has no search destination (destinations: ${destinations.join(', ')})` : `${pipeline} is not a configured pipeline`;
-        if (destinations.includes('search')) console.log(`\nOpenSearch index template  ${patterns}  (${fields})`);
-        else console.log(`\nOpenSearch: not indexed: ${why}; with the search destination its index template would be ${patterns} (${fields})`);
+        // The lines under it list the fields typed other than by their JSON type alone.
+        const listed = typedSearchFields(mapping).length > 0 ? '; its date, ip and geo_point fields:' : '';
+        if (destinations.includes('search')) console.log(`\nOpenSearch index template  ${patterns}  (${fields})${listed}`);
+        else console.log(`\nOpenSearch: not indexed: ${why}; with the search destination its index template would be ${patterns} (${fields})${listed}`);
       }
       for (const [field, type] of typedSearchFields(mapping)) console.log(`  ${field}: ${type}`);
       console.log('\nValidator (JSON Schema 2020-12, precompiled with ajv standalone)');
