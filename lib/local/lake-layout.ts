@@ -19,6 +19,8 @@ export function checkLakeLayouts(dataDir: string, bucketDir: string, models: rea
   const file = path.join(dataDir, LAKE_LAYOUT_FILE);
   const recorded = readLayouts(file);
   const changed: string[] = [];
+  /** The folders of the pipelines whose layout changed, as the refusal names them to move. */
+  const folders: string[] = [];
   const warnings: string[] = [];
   for (const model of models) {
     const keys = model.partitionKeys.map((k) => k.name);
@@ -28,6 +30,7 @@ export function checkLakeLayouts(dataDir: string, bucketDir: string, models: rea
     const before = files.length === 0 ? undefined : recorded[model.pipeline] ?? commonestLayout(root, files);
     if (before !== undefined && before.join('/') !== keys.join('/')) {
       changed.push(`${model.pipeline}'s files are partitioned by ${before.join(', ') || 'nothing'}, its schema now by ${keys.join(', ') || 'nothing'}`);
+      folders.push(path.resolve(root));
       continue;
     }
     recorded[model.pipeline] = keys;
@@ -49,7 +52,7 @@ export function checkLakeLayouts(dataDir: string, bucketDir: string, models: rea
   if (changed.length > 0) {
     throw new EmulatorStateError(`the lake's layout changed: ${changed.join('; ')}. The old and new files cannot be read as one table`
       + ` (nor on AWS, where the new partition projection no longer finds the old prefixes). Start with a new data dir (--data-dir),`
-      + ` or move ${changed.length === 1 ? 'that pipeline\'s folder' : 'those pipelines\' folders'} (${path.join(bucketDir, 'data')}${path.sep}<pipeline>) out of this one; see schemas/README.md, "Changing a schema"`);
+      + ` or move ${changed.length === 1 ? 'that pipeline\'s folder' : 'those pipelines\' folders'} (${folders.join(', ')}) out of this one; see schemas/README.md, "Changing a schema"`);
   }
   fs.writeFileSync(file, `${JSON.stringify(recorded, null, 2)}\n`, { mode: 0o600 });
   return warnings;
