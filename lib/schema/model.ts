@@ -128,7 +128,8 @@ export class SchemaFileNameError extends SchemaDerivationError {
  * parser's message without the file's absolute path, which Node's require puts before it.
  */
 export function notValidJson(pipeline: string, err: unknown, text?: string): SchemaDerivationError {
-  const message = (err instanceof Error ? err.message : String(err)).replace(/^.*?\.schema\.json: /, '');
+  // The parser quotes the text around the mistake, line breaks and all: a message is one line, so they are written \n.
+  const message = (err instanceof Error ? err.message : String(err)).replace(/^.*?\.schema\.json: /, '').replace(/\r?\n/g, '\\n');
   return new SchemaDerivationError('', `is not valid JSON (${message}${lineAndColumn(message, text)}): fix it, then run \`npm run generate\``, pipeline);
 }
 

@@ -28,7 +28,8 @@ export function readSchema(pipeline: string, schemaDir: string = DEFAULT_SCHEMA_
     throw new Error(`no schema for pipeline "${pipeline}" at ${file}; known pipelines: ${known.join(', ') || '(none)'}`);
   }
   try {
-    return JSON.parse(text) as object;
+    // A byte order mark (Windows editors save one) is no JSON error: require(), which the generated code loads the file with, skips it too.
+    return JSON.parse(text.replace(/^\uFEFF/, '')) as object;
   } catch (err) {
     throw notValidJson(pipeline, err, text);
   }

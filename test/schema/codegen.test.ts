@@ -139,3 +139,29 @@ describe('schema file names', () => {
     expect((error as Error).message).toBe(`schemas/${pipeline}.schema.json: "${pipeline}" is not a pipeline name (lower-case letters, digits and "-", starting with a letter, at most 31 characters)${rename}`);
   });
 });
+
+describe('reading a schema file', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-read-schema-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('a byte order mark (a Windows editor\'s) is skipped, as require() skips it for the generated code', () => {
+    fs.writeFileSync(path.join(dir, 'orders.schema.json'), `\uFEFF${fs.readFileSync(path.join(__dirname, '../../schemas/iot.schema.json'), 'utf8')}`);
+    expect(readSchema('orders', dir)).toEqual(readSchema('iot'));
+  });
+
+  test('a file that is not JSON is said in one line, the parser\'s quote of it included', () => {
+    fs.writeFileSync(path.join(dir, 'orders.schema.json'), '// orders\n{\n  "type": "object"\n}\n');
+    let error: unknown;
+    try {
+      readSchema('orders', dir);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(SchemaDerivationError);
+    expect((error as Error).message).toMatch(/^schemas\/orders\.schema\.json at \/: is not valid JSON \(.*\): fix it, then run `npm run generate`$/);
+    expect((error as Error).message).not.toMatch(/\n/);
+  });
+});
