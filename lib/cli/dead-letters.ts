@@ -138,22 +138,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
     return recordTimesOfRun;
   };
   return {
-    queue: {
-      description: `${queueName} (${file.path})`,
-      async receive(max) {
-        if (!queued) return [];
-        const messages = await file.receive(max);
-        return messages.map((m) => ({ id: `line ${m.line}`, key: m.receiptHandle, handle: m.receiptHandle, body: m.body }));
-      },
-      async delete(messages) {
-        if (messages.length > 0) await file.delete(messages.map((m) => m.handle));
-      },
-      // The file's visibility lives in this process only: the next run sees every undeleted message.
-      async release() {},
-      messagesLeft: async () => (queued ? file.count() : 0),
-      messagesInFlight: async () => 0,
-      close: releaseLock,
-    },
+    queue: { ...dlqFileQueue(file, queueName, queued), close: releaseLock },
     ledger: {
       // The dedupe set holds keys only: a record's replay time rides in its key, `replayed#record#…@<epoch ms>`. They
       // are read once per run into a map (this run is the only replay of the file: its lock), then kept up to date.
@@ -218,68 +203,11 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
   const dynamo = new DynamoDBClient(target.clientConfig);
   const s3 = new S3Client(target.clientConfig);
   const readS3Object = s3ObjectReader(s3);
-  const sqsContext = { service: 'SQS', resource: `queue ${queueUrl}` };
   const ledger = awsReplayLedger(DynamoDBDocumentClient.from(dynamo), tableName);
-  const entries = (messages: readonly ReceivedMessage[]) => messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.handle }));
   return {
     queue: {
-      description: `SQS queue ${queueUrl}`,
-      async receive(max) {
-        const response = await explained(sqsContext, () => sqs.send(new ReceiveMessageCommand({
-          QueueUrl: queueUrl,
-          MaxNumberOfMessages: max,
-          VisibilityTimeout: VISIBILITY_SECONDS,
-          // Long polling asks every SQS server, so an empty answer means an empty queue.
-          WaitTimeSeconds: 2,
-          // The queue deletes a message DLQ_RETENTION after it was sent: replay says when kept ones near that.
-          MessageSystemAttributeNames: ['SentTimestamp'],
-        })));
-        return (response.Messages ?? []).map((m) => {
-          const sentAt = Number(m.Attributes?.SentTimestamp);
-          return { id: m.MessageId ?? '', handle: m.ReceiptHandle ?? '', body: m.Body ?? '', ...(Number.isFinite(sentAt) && sentAt > 0 ? { sentAt } : {}) };
-        });
-      },
-      async delete(messages) {
-        for (let i = 0; i < messages.length; i += 10) {
-          const batch = messages.slice(i, i + 10);
-          const notDeleted = (n: number, why: string) =>
-            new UserError(`SQS could not delete ${n} replayed message${n === 1 ? '' : 's'} (${why}); the ledger keeps the next run from re-putting them`, 1);
-          let response;
-          try {
-            response = await explained(sqsContext, () => sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries(batch) })));
-          } catch (err) {
-            // Explained when the user can act on it (access denied, credentials); otherwise said as a failed delete.
-            if (err instanceof UserError) throw err;
-            const e = err as { name?: string; message?: string };
-            throw notDeleted(batch.length, `${e.name ?? 'Error'}: ${e.message ?? String(err)}`);
-          }
-          if ((response.Failed ?? []).length > 0) {
-            const f = response.Failed![0];
-            throw notDeleted(response.Failed!.length, `${f.Code}: ${f.Message}`);
-          }
-        }
-      },
-      async release(messages) {
-        for (let i = 0; i < messages.length; i += 10) {
-          const batch = messages.slice(i, i + 10);
-          try {
-            await sqs.send(new ChangeMessageVisibilityBatchCommand({
-              QueueUrl: queueUrl,
-              Entries: entries(batch).map((e) => ({ ...e, VisibilityTimeout: 0 })),
-            }));
-          } catch {
-            // They become visible on their own when the visibility timeout passes.
-          }
-        }
-      },
-      async messagesLeft() {
-        return undefined;
-      },
-      async messagesInFlight() {
-        const response = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessagesNotVisible'] }));
-        const n = Number(response.Attributes?.ApproximateNumberOfMessagesNotVisible);
-        return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
-      },
+      ...sqsDeadLetterQueue(sqs, queueUrl, (n, why) =>
+        new UserError(`SQS could not delete ${n} replayed message${n === 1 ? '' : 's'} (${why}); the ledger keeps the next run from re-putting them`, 1)),
       close() {
         sqs.destroy();
         dynamo.destroy();
@@ -295,6 +223,94 @@ async function awsDeadLetters(target: AwsTarget): Promise<DeadLetterAccess> {
       } catch (err) {
         throw (err as { $fault?: string } | null)?.$fault === 'client' ? explainFailure(err, { service: 'S3', resource: `s3://${bucket}/${key}` }) : err;
       }
+    },
+  };
+}
+
+/**
+ * The twin's dead-letter file `file` as a queue (without close: the caller's). A file not there (`queued` false: the twin
+ * has sent it nothing yet) reads as empty, and nothing is made for it.
+ */
+export function dlqFileQueue(file: DlqFile, queueName: string, queued: boolean): Omit<DeadLetterQueue, 'close'> {
+  return {
+    description: `${queueName} (${file.path})`,
+    async receive(max) {
+      if (!queued) return [];
+      const messages = await file.receive(max);
+      return messages.map((m) => ({ id: `line ${m.line}`, key: m.receiptHandle, handle: m.receiptHandle, body: m.body }));
+    },
+    async delete(messages) {
+      if (messages.length > 0) await file.delete(messages.map((m) => m.handle));
+    },
+    // The file's visibility lives in this process only: the next run sees every undeleted message.
+    async release() {},
+    messagesLeft: async () => (queued ? file.count() : 0),
+    messagesInFlight: async () => 0,
+  };
+}
+
+/**
+ * An SQS queue as a dead-letter queue (without close: the caller destroys its client). `notDeleted` says what a failed
+ * delete of `n` messages means for the command, `why` being SQS's reason.
+ */
+export function sqsDeadLetterQueue(sqs: SQSClient, queueUrl: string, notDeleted: (n: number, why: string) => UserError): Omit<DeadLetterQueue, 'close'> {
+  const sqsContext = { service: 'SQS', resource: `queue ${queueUrl}` };
+  const entries = (messages: readonly ReceivedMessage[]) => messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.handle }));
+  return {
+    description: `SQS queue ${queueUrl}`,
+    async receive(max) {
+      const response = await explained(sqsContext, () => sqs.send(new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: max,
+        VisibilityTimeout: VISIBILITY_SECONDS,
+        // Long polling asks every SQS server, so an empty answer means an empty queue.
+        WaitTimeSeconds: 2,
+        // The queue deletes a message DLQ_RETENTION after it was sent: replay says when kept ones near that.
+        MessageSystemAttributeNames: ['SentTimestamp'],
+      })));
+      return (response.Messages ?? []).map((m) => {
+        const sentAt = Number(m.Attributes?.SentTimestamp);
+        return { id: m.MessageId ?? '', handle: m.ReceiptHandle ?? '', body: m.Body ?? '', ...(Number.isFinite(sentAt) && sentAt > 0 ? { sentAt } : {}) };
+      });
+    },
+    async delete(messages) {
+      for (let i = 0; i < messages.length; i += 10) {
+        const batch = messages.slice(i, i + 10);
+        let response;
+        try {
+          response = await explained(sqsContext, () => sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries(batch) })));
+        } catch (err) {
+          // Explained when the user can act on it (access denied, credentials); otherwise said as a failed delete.
+          if (err instanceof UserError) throw err;
+          const e = err as { name?: string; message?: string };
+          throw notDeleted(batch.length, `${e.name ?? 'Error'}: ${e.message ?? String(err)}`);
+        }
+        if ((response.Failed ?? []).length > 0) {
+          const f = response.Failed![0];
+          throw notDeleted(response.Failed!.length, `${f.Code}: ${f.Message}`);
+        }
+      }
+    },
+    async release(messages) {
+      for (let i = 0; i < messages.length; i += 10) {
+        const batch = messages.slice(i, i + 10);
+        try {
+          await sqs.send(new ChangeMessageVisibilityBatchCommand({
+            QueueUrl: queueUrl,
+            Entries: entries(batch).map((e) => ({ ...e, VisibilityTimeout: 0 })),
+          }));
+        } catch {
+          // They become visible on their own when the visibility timeout passes.
+        }
+      }
+    },
+    async messagesLeft() {
+      return undefined;
+    },
+    async messagesInFlight() {
+      const response = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessagesNotVisible'] }));
+      const n = Number(response.Attributes?.ApproximateNumberOfMessagesNotVisible);
+      return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
     },
   };
 }

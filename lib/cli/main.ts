@@ -10,6 +10,7 @@ import { registerCostCommand } from './cost-command';
 import { registerLocalCommands } from './local-command';
 import { registerPutCommand } from './put-command';
 import { registerQueryCommand } from './query-command';
+import { registerRedriveConsumerCommand } from './redrive-consumer-command';
 import { registerReplayCommand } from './replay-command';
 import { registerSchemaCommand } from './schema-command';
 import { registerSearchCommand } from './search-command';
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
   registerQueryCommand(program);
   registerSearchCommand(program);
   registerReplayCommand(program);
+  registerRedriveConsumerCommand(program);
   registerCostCommand(program);
   return program;
 }

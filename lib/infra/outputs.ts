@@ -19,7 +19,7 @@ export const OutputKeys = {
   DlqUrl: 'DlqUrl',
   /** SQS queue of S3 events the failure router gave up on after Lambda's retries (the event and the error, not the records). */
   RouterFailedEventsUrl: 'RouterFailedEventsUrl',
-  /** SQS queue of batches the metadata consumers gave up on (shard and sequence range, not the records). */
+  /** SQS queue of batches the metadata consumers gave up on (shard and sequence range, not the records); `sluice redrive-consumer` redrives it. */
   ConsumerDlqUrl: 'ConsumerDlqUrl',
   /** DynamoDB table the metadata consumers write (and the failure router's dedupe ledger). */
   MetadataTableName: 'MetadataTableName',
@@ -43,9 +43,11 @@ export const OutputKeys = {
  * - `StreamName`: the Kinesis data stream producers write to (Kinesis-sourced pipelines);
  * - `LakeDeliveryStreamName`: the Firehose stream to the lake (for DirectPut pipelines, the one applications write to);
  * - `SearchDeliveryStreamName`: the Firehose stream to OpenSearch (pipelines with the search destination);
- * - `GlueTableName`: the Glue table of the pipeline's Parquet data (pipelines with the lake destination).
+ * - `GlueTableName`: the Glue table of the pipeline's Parquet data (pipelines with the lake destination);
+ * - `ConsumerFunctionName`: the metadata consumer Lambda function (pipelines with the metadata destination), which
+ *   `sluice redrive-consumer --aws` invokes with the records of the batches it gave up on.
  */
-export type PipelineOutput = 'StreamName' | 'LakeDeliveryStreamName' | 'SearchDeliveryStreamName' | 'GlueTableName';
+export type PipelineOutput = 'StreamName' | 'LakeDeliveryStreamName' | 'SearchDeliveryStreamName' | 'GlueTableName' | 'ConsumerFunctionName';
 
 /** `pipelineOutputKey('app-events', 'StreamName')` → `AppEventsStreamName` (PascalCase, as in the generated record types). */
 export function pipelineOutputKey(pipeline: string, what: PipelineOutput): string {

@@ -292,7 +292,7 @@ export class PipelineDashboard extends Construct {
       this.alarm(`${p.name}-consumer-destination-failures`, consumerFn.metric('DestinationDeliveryFailures', { statistic: 'Sum', period: Duration.minutes(5) }), {
         threshold: 1, evaluationPeriods: 1,
         description: `${p.name}: Lambda could not send a batch the metadata consumer gave up on to the consumer dead-letter queue (permissions, KMS or queue trouble), `
-          + 'so not even its shard and sequence range is kept: fix the queue, then re-read the stream around the alarm (within its retention).',
+          + 'so not even its shard and sequence range is kept: fix the queue, then re-read the stream around the alarm within its retention as docs/deploy.md ("When the metadata consumer gives up") describes; `sluice redrive-consumer` redrives only the batches the queue holds.',
       });
     }
     this.dashboard.addWidgets(...widgets);
@@ -378,7 +378,7 @@ export class PipelineDashboard extends Construct {
     this.alarm('consumer-dlq-new-messages', store.metricConsumerDlqMessagesSent(), {
       threshold: 1, evaluationPeriods: 1,
       description: 'A metadata consumer gave up on a batch in the last 5 minutes (alarms again for each new batch, whatever the queue already holds); '
-        + 'the consumer dead-letter queue (ConsumerDlqUrl) holds its shard and sequence range (re-read the stream within its retention).',
+        + `the consumer dead-letter queue (ConsumerDlqUrl) holds its shard and sequence range: within the stream's retention, run \`npx sluice redrive-consumer --aws --stack ${Stack.of(this).stackName} --dry-run\`, then without --dry-run.`,
     });
     if (consumerWindowSeconds !== undefined) {
       // At least a minute: a window of nothing (a maximum record age as long as the retention) alarms on any message.
@@ -387,7 +387,7 @@ export class PipelineDashboard extends Construct {
         threshold: limit, evaluationPeriods: 1,
         description: `A metadata consumer's failed batch has waited over ${(limit / 3600).toFixed(1)} hours in the consumer dead-letter queue: it names a sequence range `
           + `of its stream whose records had, when it arrived, at least ${(consumerWindowSeconds / 3600).toFixed(1)} hours left before the stream's retention removes them `
-          + '(the shortest retention less the maximum record age, over the pipelines with a consumer). Re-read it now.',
+          + `(the shortest retention less the maximum record age, over the pipelines with a consumer). Redrive it now: \`npx sluice redrive-consumer --aws --stack ${Stack.of(this).stackName}\`.`,
       });
     }
     // Three periods running: one throttled write is retried and costs nothing; failures it causes alarm as records retried.

@@ -196,6 +196,7 @@ export class SluiceStack extends Stack {
           ttlDays: config.metadata.ttlDays,
           logRemovalPolicy: removalPolicy,
         });
+        outputs.push([pipelineOutputKey(p.name, 'ConsumerFunctionName'), consumer.function.function.functionName, `Lambda function writing ${p.name}'s metadata (sluice redrive-consumer invokes it)`]);
       }
       monitored.push({ name: p.name, stream, lake, search, consumer, transforms });
     }
@@ -225,7 +226,7 @@ export class SluiceStack extends Stack {
     output(OutputKeys.AthenaWorkGroupName, athena.workGroupName, 'Athena workgroup to query the lake in');
     output(OutputKeys.DlqUrl, failures.dlq.queueUrl, 'SQS queue of failed records (sluice replay)');
     output(OutputKeys.RouterFailedEventsUrl, failures.failedEvents.queueUrl, 'SQS queue of S3 events the failure router gave up on (redrive by invoking the router)');
-    output(OutputKeys.ConsumerDlqUrl, metadata.consumerDlq.queueUrl, 'SQS queue of metadata-consumer batches that failed (shard and sequence range)');
+    output(OutputKeys.ConsumerDlqUrl, metadata.consumerDlq.queueUrl, 'SQS queue of metadata-consumer batches that failed (shard and sequence range; sluice redrive-consumer)');
     output(OutputKeys.MetadataTableName, metadata.table.tableName, 'DynamoDB metadata table');
     output(OutputKeys.DashboardUrl, dashboard.dashboardUrl, 'CloudWatch dashboard');
     output(OutputKeys.AlarmTopicArn, dashboard.topic.topicArn, 'SNS topic the alarms notify');

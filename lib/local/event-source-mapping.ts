@@ -276,27 +276,7 @@ export class EventSourceMapping {
 
   /** The KinesisStreamEvent Lambda would send for these records of `shardId`. */
   eventFor(shardId: string, records: readonly _Record[]): KinesisStreamEvent {
-    const streamArn = this.reader.streamArn;
-    return {
-      Records: records.map(
-        (record): KinesisStreamRecord => ({
-          kinesis: {
-            kinesisSchemaVersion: '1.0',
-            partitionKey: record.PartitionKey as string,
-            sequenceNumber: record.SequenceNumber as string,
-            data: Buffer.from(record.Data ?? new Uint8Array()).toString('base64'),
-            approximateArrivalTimestamp: arrivalMs(record) / 1000,
-          },
-          eventSource: 'aws:kinesis',
-          eventVersion: '1.0',
-          eventID: `${shardId}:${record.SequenceNumber as string}`,
-          eventName: 'aws:kinesis:record',
-          invokeIdentityArn: this.invokeIdentityArn,
-          awsRegion: this.region,
-          eventSourceARN: streamArn,
-        }),
-      ),
-    };
+    return kinesisStreamEvent({ shardId, records, streamArn: this.reader.streamArn, region: this.region, invokeIdentityArn: this.invokeIdentityArn });
   }
 
   // ---- one delivered batch -------------------------------------------------------------------
@@ -411,28 +391,13 @@ export class EventSourceMapping {
     return { requestId, ...this.readBatchResponse(shardId, records, response) };
   }
 
-  /** Lambda's rules for a partial batch response (see "Configuring partial batch response"). */
+  /** Lambda's rules for a partial batch response (see batchResponseOutcome); a whole-batch failure is counted and reported. */
   private readBatchResponse(shardId: string, records: readonly _Record[], response: unknown): DistributiveOmit<Outcome, 'requestId'> {
-    if (response === null || response === undefined || typeof response !== 'object') return { kind: 'ok' };
-    const failures = (response as { batchItemFailures?: unknown }).batchItemFailures;
-    if (failures === null || failures === undefined) return { kind: 'ok' };
-    const wholeBatch = (why: string): DistributiveOmit<Outcome, 'requestId'> => {
-      this.counters.failedInvocations++;
-      this.reportError(new Error(`batchItemFailures ${why}; Lambda treats this as a failure of the whole batch`), shardId, 'invoke', records);
-      return { kind: 'failed' };
-    };
-    if (!Array.isArray(failures)) return wholeBatch('is not an array');
-    if (failures.length === 0) return { kind: 'ok' };
-    const index = new Map(records.map((record, i) => [record.SequenceNumber as string, i]));
-    let lowest = Number.POSITIVE_INFINITY;
-    for (const failure of failures) {
-      const id = (failure as { itemIdentifier?: unknown } | null)?.itemIdentifier;
-      if (typeof id !== 'string' || id === '') return wholeBatch('has an empty or missing itemIdentifier');
-      const position = index.get(id);
-      if (position === undefined) return wholeBatch(`names "${id}", which is not a sequence number in the batch`);
-      lowest = Math.min(lowest, position);
-    }
-    return { kind: 'partial', succeeded: lowest };
+    const outcome = batchResponseOutcome(records.map((record) => record.SequenceNumber as string), response);
+    if (outcome.kind !== 'failed') return outcome;
+    this.counters.failedInvocations++;
+    this.reportError(new Error(`batchItemFailures ${outcome.why}; Lambda treats this as a failure of the whole batch`), shardId, 'invoke', records);
+    return { kind: 'failed' };
   }
 
   private async toDestination(
@@ -520,6 +485,71 @@ export class EventSourceMapping {
       // A failing reporter must not stop the mapping.
     }
   }
+}
+
+/** What Lambda puts in a Kinesis event: the records of one shard, as `KinesisStreamRecord`s of the stream `streamArn`. */
+export interface KinesisEventSource {
+  readonly shardId: string;
+  readonly records: readonly _Record[];
+  readonly streamArn: string;
+  readonly region: string;
+  /** The identity Lambda invokes with (the function's execution role). */
+  readonly invokeIdentityArn: string;
+}
+
+/** The KinesisStreamEvent Lambda's event source mapping sends for these records of one shard. */
+export function kinesisStreamEvent(source: KinesisEventSource): KinesisStreamEvent {
+  return {
+    Records: source.records.map(
+      (record): KinesisStreamRecord => ({
+        kinesis: {
+          kinesisSchemaVersion: '1.0',
+          partitionKey: record.PartitionKey as string,
+          sequenceNumber: record.SequenceNumber as string,
+          data: Buffer.from(record.Data ?? new Uint8Array()).toString('base64'),
+          approximateArrivalTimestamp: arrivalMs(record) / 1000,
+        },
+        eventSource: 'aws:kinesis',
+        eventVersion: '1.0',
+        eventID: `${source.shardId}:${record.SequenceNumber as string}`,
+        eventName: 'aws:kinesis:record',
+        invokeIdentityArn: source.invokeIdentityArn,
+        awsRegion: source.region,
+        eventSourceARN: source.streamArn,
+      }),
+    ),
+  };
+}
+
+/** How Lambda reads a function's answer to a batch with ReportBatchItemFailures on. */
+export type BatchResponseOutcome =
+  | { readonly kind: 'ok' }
+  /** The records before `succeeded` (the lowest reported position) succeeded; the rest is retried. */
+  | { readonly kind: 'partial'; readonly succeeded: number }
+  /** The answer fails the whole batch; `why` completes "batchItemFailures …". */
+  | { readonly kind: 'failed'; readonly why: string };
+
+/**
+ * Lambda's rules for a partial batch response ("Configuring partial batch response"), for a batch whose records have
+ * these sequence numbers, in order: no answer, no list or an empty one is success; a list that is not one, or an empty,
+ * missing or unknown itemIdentifier, fails the whole batch; otherwise the lowest reported record and all after it fail.
+ */
+export function batchResponseOutcome(sequenceNumbers: readonly string[], response: unknown): BatchResponseOutcome {
+  if (response === null || response === undefined || typeof response !== 'object') return { kind: 'ok' };
+  const failures = (response as { batchItemFailures?: unknown }).batchItemFailures;
+  if (failures === null || failures === undefined) return { kind: 'ok' };
+  if (!Array.isArray(failures)) return { kind: 'failed', why: 'is not an array' };
+  if (failures.length === 0) return { kind: 'ok' };
+  const index = new Map(sequenceNumbers.map((s, i) => [s, i]));
+  let lowest = Number.POSITIVE_INFINITY;
+  for (const failure of failures) {
+    const id = (failure as { itemIdentifier?: unknown } | null)?.itemIdentifier;
+    if (typeof id !== 'string' || id === '') return { kind: 'failed', why: 'has an empty or missing itemIdentifier' };
+    const position = index.get(id);
+    if (position === undefined) return { kind: 'failed', why: `names "${id}", which is not a sequence number in the batch` };
+    lowest = Math.min(lowest, position);
+  }
+  return { kind: 'partial', succeeded: lowest };
 }
 
 /** An on-failure destination that sends each invocation record as one message body to a queue (e.g. a DlqFile). */

@@ -1196,6 +1196,7 @@ describe('outputs', () => {
       if (p.source === 'kinesis') expect(outputs).toHaveProperty([pipelineOutputKey(p.name, 'StreamName')]);
       if (p.destinations.includes('lake')) expect(outputs).toHaveProperty([pipelineOutputKey(p.name, 'LakeDeliveryStreamName')]);
       if (p.destinations.includes('search')) expect(outputs).toHaveProperty([pipelineOutputKey(p.name, 'SearchDeliveryStreamName')]);
+      if (p.destinations.includes('metadata')) expect(flatten(outputs[pipelineOutputKey(p.name, 'ConsumerFunctionName')]?.Value)).toMatch(new RegExp(`^<${p.name}MetadataConsumer[A-Za-z0-9]+>$`));
     }
     expect(pipelineOutputKey('app-events', 'StreamName')).toBe('AppEventsStreamName');
     expect(Object.values(outputs).filter((o) => o.Export !== undefined)).toEqual([]);
