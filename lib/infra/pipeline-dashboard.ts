@@ -292,7 +292,7 @@ export class PipelineDashboard extends Construct {
       this.alarm(`${p.name}-consumer-destination-failures`, consumerFn.metric('DestinationDeliveryFailures', { statistic: 'Sum', period: Duration.minutes(5) }), {
         threshold: 1, evaluationPeriods: 1,
         description: `${p.name}: Lambda could not send a batch the metadata consumer gave up on to the consumer dead-letter queue (permissions, KMS or queue trouble), `
-          + 'so not even its shard and sequence range is kept: fix the queue, then re-read the stream around the alarm within its retention as docs/deploy.md ("When the metadata consumer gives up") describes; `sluice redrive-consumer` redrives only the batches the queue holds.',
+          + `so not even its shard and sequence range is kept: fix the queue, then re-read the stream around the alarm within its retention as docs/deploy.md ("When the metadata consumer gives up") describes; \`npx sluice redrive-consumer --aws --stack ${Stack.of(this).stackName}\` redrives only the batches the queue holds.`,
       });
     }
     this.dashboard.addWidgets(...widgets);
