@@ -339,8 +339,8 @@ export class PipelineDashboard extends Construct {
     // ALARM for days and notify no one of the failures that follow (CloudWatch notifies on changes of state only).
     this.alarm('dlq-new-messages', router.metricDlqMessagesSent(), {
       threshold: 1, evaluationPeriods: 1,
-      description: 'The failure router sent new failed records to the dead-letter queue in the last 5 minutes (alarms again for each new batch of failures, '
-        + 'whatever the queue already holds). Their reasons: `' + this.replayCommand + ' --dry-run` from a checkout of the deployed commit; '
+      description: 'The failure router sent new failed records to the dead-letter queue in the last 5 minutes (whatever the queue already holds: once it is OK again after '
+        + 'a quiet 5 minutes, the next failures raise it anew). Their reasons: `' + this.replayCommand + ' --dry-run` from a checkout of the deployed commit; '
         + `then fix the cause and run it without --dry-run. The dashboard's "records failed, by reason" graphs say which pipeline.`,
     });
     const ageDays = ALARM_THRESHOLDS.deadLetterAgeSeconds / 86_400;
@@ -377,7 +377,7 @@ export class PipelineDashboard extends Construct {
     // deletes it, and a depth alarm would stay in ALARM meanwhile.
     this.alarm('consumer-dlq-new-messages', store.metricConsumerDlqMessagesSent(), {
       threshold: 1, evaluationPeriods: 1,
-      description: 'A metadata consumer gave up on a batch in the last 5 minutes (alarms again for each new batch, whatever the queue already holds); '
+      description: 'A metadata consumer gave up on a batch in the last 5 minutes (whatever the queue already holds: after a quiet 5 minutes the next batch raises it anew); '
         + `the consumer dead-letter queue (ConsumerDlqUrl) holds its shard and sequence range: within the stream's retention, run \`npx sluice redrive-consumer --aws --stack ${Stack.of(this).stackName} --dry-run\`, then without --dry-run.`,
     });
     if (consumerWindowSeconds !== undefined) {
