@@ -5,11 +5,16 @@
  *   UNNEST gives the row as one column, and fails the aliases ("Referenced column b not found"). It becomes
  *   `CROSS JOIN (SELECT unnest(array_of_rows, max_depth := 2)) AS t(a, b, …)`, which gives the fields; with
  *   `WITH ORDINALITY` the position follows them (`generate_subscripts`), as in Trino. `AS t(item)`, one column for
- *   the whole row (`item.a`), is left as it is: Athena and DuckDB both read it so.
+ *   the whole row (`item.a`), is left as it is: Athena and DuckDB both read it so. Trino's `UNNEST(map) AS t(k, v)`,
+ *   a key and a value column per entry, is the same form over `map_entries(map)` (`mapEntries`: the parse tree does not
+ *   say which argument is a map, so the caller tries that when the first rewrite does not bind).
  * - A WHERE condition on the table an UNNEST joins (`WHERE o.channel = 'web'`) did not reach DuckDB's Parquet scan
  *   past the UNNEST (its lateral join numbers the rows first, and a filter does not pass that), so partition pruning
  *   was lost. Each such condition is repeated in a subquery over the table, `(SELECT * FROM orders AS o WHERE …) AS o`,
- *   where it prunes as on a query without UNNEST, as Athena prunes either.
+ *   where it prunes as on a query without UNNEST, as Athena prunes either. Only a condition on the table's partition
+ *   columns and constants, with comparisons, IN, BETWEEN, IS NULL, AND, OR, NOT, casts and arithmetic, is repeated: it
+ *   gives the same answer both times (a `random()` would not), and a name that is not the table's column (a SELECT
+ *   alias) is never moved where it does not bind.
  */
 
 type Node = Record<string, unknown>;
@@ -52,9 +57,14 @@ function subquery(node: Node, alias: string, columnAliases: readonly string[]): 
   return { type: 'SUBQUERY', alias, sample: null, subquery: { node, named_param_map: [] }, column_name_alias: columnAliases };
 }
 
-/** `(SELECT unnest(array, max_depth := 2)[, generate_subscripts(array, 1)]) AS t(a, b, …[, n])`: the fields as columns. */
-function rowFieldsSubquery(ref: Node & { function: Node; column_name_alias: string[] }): Node {
-  const array = (ref.function.children as unknown[])[0];
+/**
+ * `(SELECT unnest(array, max_depth := 2)[, generate_subscripts(array, 1)]) AS t(a, b, …[, n])`: the fields as columns;
+ * with `mapEntries`, a two-column one's array is `map_entries(map)`, whose rows are (key, value).
+ */
+function rowFieldsSubquery(ref: Node & { function: Node; column_name_alias: string[] }, mapEntries: boolean): Node {
+  const argument = (ref.function.children as unknown[])[0];
+  const fields = ref.column_name_alias.length - (ref.with_ordinality === 'WITH_ORDINALITY' ? 1 : 0);
+  const array = mapEntries && fields === 2 ? functionCall('map_entries', [argument]) : argument;
   const columns = [functionCall('unnest', [array, integer(2, 'max_depth')])];
   if (ref.with_ordinality === 'WITH_ORDINALITY') columns.push(functionCall('generate_subscripts', [structuredClone(array), integer(1)]));
   return subquery(selectNode(columns, { type: 'EMPTY', alias: '', sample: null }, null), String(ref.alias), ref.column_name_alias);
@@ -66,42 +76,60 @@ function conjuncts(where: unknown): unknown[] {
   return where === null || where === undefined ? [] : [where];
 }
 
+/** Operators a condition repeated over the table may hold besides columns and constants: each gives the same answer twice. */
+const DETERMINISTIC_OPERATORS = new Set(['+', '-', '*', '/', '//', '%', '~~', '!~~', '~~*', '!~~*']);
+const CONDITION_OPERATORS = new Set(['OPERATOR_NOT', 'COMPARE_IN', 'COMPARE_NOT_IN', 'OPERATOR_IS_NULL', 'OPERATOR_IS_NOT_NULL']);
+
 /**
- * Whether a condition reads only the table (`table`: its alias, or its name without one), never the UNNEST's columns
- * (`unnested`: their names and the UNNESTs' aliases, lower case), nor holds a subquery, an aggregate or a window.
+ * Whether a condition reads only the table's partition columns (`partitions`, lower case; the table is `table`: its
+ * alias, or its name without one) and constants, through the comparisons and operators of a partition filter: no
+ * function (`random()` would answer otherwise the second time), no subquery, and no name the table does not have
+ * (a SELECT alias, an UNNEST's column, an outer query's column).
  */
-function readsOnlyTable(condition: unknown, table: string, unnested: ReadonlySet<string>): boolean {
+function filtersPartitions(condition: unknown, table: string, partitions: ReadonlySet<string>): boolean {
   let columns = 0;
-  let only = true;
-  const visit = (v: unknown): void => {
-    if (!only) return;
-    if (Array.isArray(v)) {
-      v.forEach(visit);
-      return;
+  const allowed = (v: unknown): boolean => {
+    if (Array.isArray(v)) return v.every(allowed);
+    if (!isNode(v)) return true;
+    switch (v.class) {
+      case 'CONSTANT':
+        return true;
+      case 'COLUMN_REF': {
+        if (!Array.isArray(v.column_names)) return false;
+        const names = v.column_names.map((n) => String(n).toLowerCase());
+        columns++;
+        return (names.length === 1 || names.length === 2 && names[0] === table) && partitions.has(names[names.length - 1]);
+      }
+      case 'COMPARISON': case 'CONJUNCTION':
+        return allowed(v.children ?? [v.left, v.right]);
+      case 'BETWEEN':
+        return allowed([v.input, v.lower, v.upper]);
+      case 'CAST':
+        return allowed(v.child);
+      case 'OPERATOR':
+        return CONDITION_OPERATORS.has(String(v.type)) && allowed(v.children);
+      case 'FUNCTION':
+        return v.is_operator === true && DETERMINISTIC_OPERATORS.has(String(v.function_name)) && allowed(v.children);
+      default:
+        return false;
     }
-    if (!isNode(v)) return;
-    if (v.class === 'SUBQUERY' || v.class === 'WINDOW' || v.class === 'LAMBDA' || v.class === 'STAR' || v.class === 'COLUMN_REF' && !Array.isArray(v.column_names)) {
-      only = false;
-      return;
-    }
-    if (v.class === 'FUNCTION' && ['unnest', 'generate_subscripts'].includes(String(v.function_name).toLowerCase())) only = false;
-    if (v.class === 'COLUMN_REF') {
-      const names = (v.column_names as unknown[]).map((n) => String(n).toLowerCase());
-      columns++;
-      if (names.length === 1 ? unnested.has(names[0]) : names.length !== 2 || names[0] !== table) only = false;
-      return;
-    }
-    Object.values(v).forEach(visit);
   };
-  visit(condition);
-  return only && columns > 0;
+  return allowed(condition) && columns > 0;
+}
+
+/** What rewriteUnnests knows of the tables, and how it reads a two-column UNNEST. */
+export interface UnnestRewriteOptions {
+  /** The partition columns of each table (its name, lower case), for the conditions repeated over it. */
+  readonly partitionColumns: ReadonlyMap<string, readonly string[]>;
+  /** Whether `UNNEST(x) AS t(k, v)` unnests a map's entries (`map_entries(x)`) rather than rows of two fields. @default false */
+  readonly mapEntries?: boolean;
 }
 
 /**
  * Rewrites the UNNESTs of a statement's parse tree (`json_serialize_sql`'s `statements[0].node`) in place, and says
  * whether it changed anything.
  */
-export function rewriteUnnests(tree: unknown): boolean {
+export function rewriteUnnests(tree: unknown, options: UnnestRewriteOptions): boolean {
   let changed = false;
   const visit = (v: unknown): void => {
     if (Array.isArray(v)) {
@@ -110,10 +138,10 @@ export function rewriteUnnests(tree: unknown): boolean {
     }
     if (!isNode(v)) return;
     if (v.type === 'JOIN' && unnestsRowFields(v.right)) {
-      v.right = rowFieldsSubquery(v.right as Node & { function: Node; column_name_alias: string[] });
+      v.right = rowFieldsSubquery(v.right as Node & { function: Node; column_name_alias: string[] }, options.mapEntries ?? false);
       changed = true;
     }
-    if (v.type === 'SELECT_NODE') changed = pushConditionsToTable(v) || changed;
+    if (v.type === 'SELECT_NODE') changed = pushConditionsToTable(v, options.partitionColumns) || changed;
     Object.values(v).forEach(visit);
   };
   visit(tree);
@@ -121,7 +149,7 @@ export function rewriteUnnests(tree: unknown): boolean {
 }
 
 /** `FROM t [CROSS JOIN UNNEST(…) AS u(…)]… WHERE …`: the conditions on t repeated in a subquery over it (see above). */
-function pushConditionsToTable(select: Node): boolean {
+function pushConditionsToTable(select: Node, partitionColumns: ReadonlyMap<string, readonly string[]>): boolean {
   const unnested = new Set<string>();
   let join = select.from_table;
   let parent: Node | undefined;
@@ -142,8 +170,11 @@ function pushConditionsToTable(select: Node): boolean {
   // An UNNEST with no column aliases names its column `unnest`; one with no alias at all cannot be told from the table's columns.
   if ([...unnested].includes('')) return false;
   unnested.add('unnest');
+  const partitions = new Set((partitionColumns.get(String(table.table_name).toLowerCase()) ?? []).map((c) => c.toLowerCase()));
+  // A partition column an UNNEST's column shadows is not the table's in the query.
+  for (const name of unnested) partitions.delete(name);
   const name = String(table.alias || table.table_name).toLowerCase();
-  const pushed = conjuncts(select.where_clause).filter((c) => readsOnlyTable(c, name, unnested));
+  const pushed = conjuncts(select.where_clause).filter((c) => filtersPartitions(c, name, partitions));
   if (pushed.length === 0) return false;
   const where = pushed.length === 1 ? pushed[0] : { class: 'CONJUNCTION', type: 'CONJUNCTION_AND', alias: '', children: pushed };
   const star = { class: 'STAR', type: 'STAR', alias: '', relation_name: '', exclude_list: [], replace_list: [], columns: false, expr: null, qualified_exclude_list: [], rename_list: [] };
@@ -170,4 +201,12 @@ export function hasRowFieldsUnnest(tree: unknown): boolean {
   if (Array.isArray(tree)) return tree.some(hasRowFieldsUnnest);
   if (!isNode(tree)) return false;
   return unnestsRowFields(tree) || Object.values(tree).some(hasRowFieldsUnnest);
+}
+
+/** Whether a parse tree holds an UNNEST into two columns (and its ordinality): rows of two fields, or a map's entries. */
+export function hasTwoColumnUnnest(tree: unknown): boolean {
+  if (Array.isArray(tree)) return tree.some(hasTwoColumnUnnest);
+  if (!isNode(tree)) return false;
+  return isUnnest(tree) && tree.column_name_alias.length - (tree.with_ordinality === 'WITH_ORDINALITY' ? 1 : 0) === 2
+    || Object.values(tree).some(hasTwoColumnUnnest);
 }

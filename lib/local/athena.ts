@@ -6,7 +6,7 @@ import { resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, unlistedPartitionValue, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
-import { hasRowFieldsUnnest, rewriteUnnests, withoutQueryLocations } from './athena-unnest';
+import { hasRowFieldsUnnest, hasTwoColumnUnnest, rewriteUnnests, withoutQueryLocations } from './athena-unnest';
 import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
 import { parquetTypeMismatch } from './parquet-types';
 import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
@@ -178,6 +178,8 @@ export class LocalAthena {
   private readonly unreadable = new Map<string, string>();
   /** Partition keys Athena projects as `injected`, by table: a query must name their values (see injected-partitions.ts). */
   private readonly injected = new Map<string, readonly string[]>();
+  /** Partition keys by table (lower case): the conditions an UNNEST rewrite may repeat over the table (see athena-unnest.ts). */
+  private readonly partitionColumns = new Map<string, readonly string[]>();
   /** Each Parquet file's columns (lower-case names) and their types, while the file keeps its size and time. */
   private readonly fileColumns = new Map<string, { readonly size: number; readonly mtimeMs: number; readonly columns: ReadonlyMap<string, DuckDBType> }>();
 
@@ -270,6 +272,7 @@ export class LocalAthena {
       const table = resourceNames(this.config, pipeline).glueTable;
       const injected = injectedPartitionKeys(model);
       if (injected.length > 0) this.injected.set(table.toLowerCase(), injected);
+      this.partitionColumns.set(table.toLowerCase(), model.partitionKeys.map((k) => k.name));
       const root = path.join(this.lake, dataRoot(pipeline));
       // Athena's enum projection reads only the values the schema lists: files under a value since removed from the enum
       // (or one it never listed) do not show there, nor are they read, so not here either. The twin warns of them at start.
@@ -479,7 +482,8 @@ export class LocalAthena {
    * The query with its UNNESTs as Athena reads them (see athena-unnest.ts), or as it is when it has none to rewrite
    * (or is no query: DuckDB gives no tree of one). The rewrite goes through DuckDB's parse tree and its text of a tree, so it is made only when that text
    * parses back to the same tree: for another query a rewrite could change what it asks. Without it, a query that
-   * unnests rows into columns fails with what to write instead.
+   * unnests rows into columns fails with what to write instead. A two-column UNNEST whose rewrite does not bind is
+   * tried as a map's, `AS t(key, value)`, as Trino reads a map.
    */
   private async withTrinoUnnests(sql: string): Promise<string> {
     const text = async (query: string, value: string) => String((await this.connection.runAndReadAll(query, [value])).getRows()[0][0]);
@@ -491,12 +495,38 @@ export class LocalAthena {
     const original = JSON.stringify(tree);
     const faithful = !/\d{16,}/.test(original) // JavaScript's numbers would round a longer integer
       && JSON.stringify(withoutQueryLocations(JSON.parse(await text('SELECT json_serialize_sql($1::VARCHAR)', await text('SELECT json_deserialize_sql($1::JSON)', original))))) === original;
-    if (faithful && rewriteUnnests(tree.statements[0].node)) return text('SELECT json_deserialize_sql($1::JSON)', JSON.stringify(tree));
+    const rewritten = async (mapEntries: boolean): Promise<string | undefined> => {
+      const copy = JSON.parse(original) as typeof tree;
+      if (!rewriteUnnests(copy.statements[0].node, { partitionColumns: this.partitionColumns, mapEntries })) return undefined;
+      return text('SELECT json_deserialize_sql($1::JSON)', JSON.stringify(copy));
+    };
+    const rows = faithful ? await rewritten(false) : undefined;
+    if (rows !== undefined) {
+      // DuckDB's unnest of a map in a SELECT list fails so; Trino's of a map gives its keys and values.
+      if (!hasTwoColumnUnnest(tree) || !/UNNEST not supported here/.test(await this.bindError(rows) ?? '')) return rows;
+      const entries = await rewritten(true);
+      const entriesError = entries === undefined ? undefined : await this.bindError(entries);
+      // A map whose query fails for another reason (a misspelt column) fails with that reason.
+      if (entries !== undefined && !/^.*argument types 'map_entries\(/.test(entriesError ?? '')) return entries;
+      throw new Error('CROSS JOIN UNNEST(x) AS t(a, b) unnests an array of rows of two fields into their columns, or a map into its keys and'
+        + ' values, and here x is neither (DuckDB: UNNEST not supported here): unnest an array, or give one column, AS t(item)');
+    }
     if (hasRowFieldsUnnest(tree)) {
       throw new Error('CROSS JOIN UNNEST(array) AS t(a, b, …) unnests rows into columns on Athena, and the twin could not rewrite this query for DuckDB:'
-        + ' unnest into one column, AS t(item), and name the fields item.a, item.b (both engines read that so)');
+        + ' unnest into one column, AS t(item), and name the fields item.a, item.b (both engines read that so); for a map,'
+        + ' UNNEST(map_entries(m)) AS t(entry) with entry.key, entry.value');
     }
     return sql;
+  }
+
+  /** DuckDB's error preparing the query, if it fails to. */
+  private async bindError(sql: string): Promise<string | undefined> {
+    try {
+      (await this.connection.prepare(sql)).destroySync();
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
   }
 
   /** Fails a query Athena would refuse for not naming the values of an injected partition key. */
