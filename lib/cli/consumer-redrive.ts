@@ -90,7 +90,8 @@ export type RangeRead =
   | { readonly kind: 'complete'; readonly records: _Record[] }
   /**
    * The stream's retention removed the start of the range (or the whole of it, or the shard): `records` is what is left,
-   * and `lost` how many of the batch's records are gone (batchSize less those found).
+   * and `lost` how many of the batch's Kinesis records are gone (batchSize less those found; with KPL aggregation one
+   * record can hold several events).
    */
   | { readonly kind: 'trimmed'; readonly records: _Record[]; readonly lost: number; readonly why: string }
   /** The range is not where the record says (the shard ends, or the stream's tip is reached, before its end). */
@@ -101,28 +102,45 @@ export interface RangeReadOptions {
   readonly context: FailureContext;
   /** Calls per GetShardIterator or GetRecords while Kinesis throttles (past the SDK's own retries). @default 6 */
   readonly attempts?: number;
-  /** Least time between two GetRecords calls: a shard serves five a second to every reader together. @default 200 */
+  /**
+   * Least time between two GetRecords calls: a shard serves five a second to every reader together, and the pipeline's
+   * Firehose streams read it too, so the redrive takes one. @default 1000
+   */
   readonly callGapMs?: number;
-  /** GetRecords calls per range before it counts as not found. @default 2000 */
+  /** GetRecords calls per range before it counts as not found. @default 1000 */
   readonly maxCalls?: number;
+  /** Consecutive empty pages before the range's first record that send the read to the shard's trim horizon. @default 5 */
+  readonly emptyPagesBeforeTrimCheck?: number;
+  /** Called before the first call and every 20 GetRecords calls (the command keeps its message hidden). */
+  readonly heartbeat?: () => Promise<void>;
   /** @default the CLI's sleep */
   readonly sleep?: (ms: number) => Promise<void>;
 }
+
+/**
+ * After a read over 2 MiB Kinesis throttles the shard's next calls for about five seconds: a throttled GetRecords waits
+ * at least that long before it is made again.
+ */
+const READ_THROTTLE_PAUSE_MS = 5_000;
 
 /** Kinesis's answers to slow down (GetRecords: 5 calls and 2 MiB a second per shard; GetShardIterator: 5 a second). */
 const KINESIS_THROTTLING = new Set(['ProvisionedThroughputExceededException', 'LimitExceededException', 'ThrottlingException', 'KMSThrottlingException']);
 
 /**
  * Reads a batch's range from its shard: GetShardIterator AT_SEQUENCE_NUMBER its start, then GetRecords until past its
- * end sequence number. Kinesis answers AT_SEQUENCE_NUMBER for a record its retention removed with the shard's oldest
- * record instead, so a first record after the start means the start is gone. Throttling is waited out (backoff, then
- * the reason as errors.ts says it); any other failure of the calls is thrown explained.
+ * end sequence number. What Kinesis does with a start its retention removed is not documented for AT_SEQUENCE_NUMBER
+ * (readers report InvalidArgumentException, or empty pages far behind the tip), so either sends the read to a
+ * TRIM_HORIZON iterator, which is documented to start at the shard's oldest record: a first record after the start then
+ * means the start is gone. Throttling is waited out (backoff, at least five seconds for a throttled read, then the
+ * reason as errors.ts says it); any other failure of the calls is thrown explained.
  */
 export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch, options: RangeReadOptions): Promise<RangeRead> {
   const pause = options.sleep ?? defaultSleep;
   const attempts = options.attempts ?? 6;
-  const callGapMs = options.callGapMs ?? 200;
-  const maxCalls = options.maxCalls ?? 2000;
+  const callGapMs = options.callGapMs ?? 1000;
+  const maxCalls = options.maxCalls ?? 1000;
+  const emptyPagesBeforeTrimCheck = options.emptyPagesBeforeTrimCheck ?? 5;
+  const heartbeat = options.heartbeat ?? (async () => undefined);
   const start = BigInt(batch.startSequenceNumber);
   const end = BigInt(batch.endSequenceNumber);
   const context = { ...options.context, resource: `${batch.shardId} of stream ${batch.streamName}` };
@@ -133,13 +151,30 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
       } catch (err) {
         const name = (err as { name?: string } | null)?.name ?? '';
         if (!KINESIS_THROTTLING.has(name) || attempt + 1 >= attempts) throw err;
-        await pause(backoffDelay(attempt));
+        await pause(name === 'ProvisionedThroughputExceededException' ? READ_THROTTLE_PAUSE_MS + backoffDelay(attempt) : backoffDelay(attempt));
       }
     }
   };
   const trimmedBefore = (found: _Record[], why: string): RangeRead => ({ kind: 'trimmed', records: found, lost: Math.max(0, batch.batchSize - found.length), why });
 
+  const iteratorAt = async (position: 'TRIM_HORIZON' | 'AT_SEQUENCE_NUMBER'): Promise<string | undefined> => {
+    try {
+      return (await call(() => kinesis.send(new GetShardIteratorCommand({
+        StreamName: batch.streamName, ShardId: batch.shardId, ShardIteratorType: position,
+        ...(position === 'AT_SEQUENCE_NUMBER' ? { StartingSequenceNumber: batch.startSequenceNumber } : {}),
+      })))).ShardIterator;
+    } catch (err) {
+      throw explainFailure(err, context);
+    }
+  };
+  await heartbeat();
   let iterator: string | undefined;
+  /** Why Kinesis refused the start, while the trim horizon tells whether the retention is the cause. */
+  let refused: string | undefined;
+  /** Reading from the shard's oldest record (TRIM_HORIZON) rather than from the range's start. */
+  let fromTrimHorizon = false;
+  /** The trim horizon was looked at once: it is not looked at again. */
+  let trimChecked = false;
   try {
     iterator = (await call(() => kinesis.send(new GetShardIteratorCommand({
       StreamName: batch.streamName, ShardId: batch.shardId, ShardIteratorType: 'AT_SEQUENCE_NUMBER', StartingSequenceNumber: batch.startSequenceNumber,
@@ -150,17 +185,19 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
     if (e.name === 'ResourceNotFoundException' && /shard/i.test(e.message ?? '') && !/stream .* not found/i.test(e.message ?? '')) {
       return trimmedBefore([], `the stream no longer has ${batch.shardId} (${e.message ?? e.name}): its records are past the stream's retention`);
     }
-    if (e.name === 'InvalidArgumentException') {
-      return { kind: 'incomplete', records: [], why: `Kinesis refused the range's start on ${batch.shardId} (${e.name}: ${e.message ?? ''})` };
-    }
-    throw explainFailure(err, context);
+    if (e.name !== 'InvalidArgumentException') throw explainFailure(err, context);
+    refused = `Kinesis refused the range's start on ${batch.shardId} (${e.name}: ${e.message ?? ''})`;
+    fromTrimHorizon = trimChecked = true;
+    iterator = await iteratorAt('TRIM_HORIZON');
   }
   const found: _Record[] = [];
   let first = true;
   /** Why the range's first records are gone, once the stream's oldest record is found to come after its start. */
   let trimmed: string | undefined;
   const ended = (): RangeRead => (trimmed !== undefined ? trimmedBefore(found, trimmed) : { kind: 'complete', records: found });
+  let emptyPages = 0;
   for (let calls = 0; calls < maxCalls; calls++) {
+    if (calls > 0 && calls % 20 === 0) await heartbeat();
     if (iterator === undefined) {
       return first ? trimmedBefore(found, `${batch.shardId} is closed and holds none of the range any more: it is past the stream's retention`)
         : { kind: 'incomplete', records: found, why: `${batch.shardId} ends before the range's end sequence number ${batch.endSequenceNumber}` };
@@ -169,7 +206,8 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
     let answer;
     try {
       const current: string = iterator;
-      answer = await call(() => kinesis.send(new GetRecordsCommand({ ShardIterator: current, Limit: 10_000 })));
+      // The range holds batchSize records: a larger page only spends the shard's 2 MiB a second.
+      answer = await call(() => kinesis.send(new GetRecordsCommand({ ShardIterator: current, Limit: Math.min(10_000, batch.batchSize) })));
     } catch (err) {
       if ((err as { name?: string } | null)?.name !== 'ExpiredIteratorException') throw explainFailure(err, context);
       // Five minutes passed between calls (throttled a long time): on from the last record read.
@@ -177,7 +215,8 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
       try {
         iterator = (await call(() => kinesis.send(new GetShardIteratorCommand({
           StreamName: batch.streamName, ShardId: batch.shardId,
-          ...(last !== undefined ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', StartingSequenceNumber: last } : { ShardIteratorType: 'AT_SEQUENCE_NUMBER', StartingSequenceNumber: batch.startSequenceNumber }),
+          ...(last !== undefined ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', StartingSequenceNumber: last }
+            : fromTrimHorizon ? { ShardIteratorType: 'TRIM_HORIZON' } : { ShardIteratorType: 'AT_SEQUENCE_NUMBER', StartingSequenceNumber: batch.startSequenceNumber }),
         })))).ShardIterator;
       } catch (again) {
         throw explainFailure(again, context);
@@ -185,9 +224,16 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
       continue;
     }
     const records = answer.Records ?? [];
+    /** The trim horizon came before the start after empty pages: the start is there, and is read from again. */
+    let backToStart = false;
     for (const record of records) {
       const at = BigInt(record.SequenceNumber ?? '0');
       if (first) {
+        if (refused !== undefined && at <= start) return { kind: 'incomplete', records: [], why: refused };
+        if (fromTrimHorizon && at < start) {
+          backToStart = true;
+          break;
+        }
         first = false;
         if (at > end) return trimmedBefore(found, `the stream's oldest record on ${batch.shardId} comes after the range: the range is past the stream's retention`);
         // What is left of the range is still read (and redriven); the outcome says what is lost.
@@ -197,7 +243,20 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
       if (at >= start) found.push(record);
       if (at === end) return ended();
     }
+    if (backToStart) {
+      // Rather than read the shard from its oldest record up to the start.
+      fromTrimHorizon = false;
+      iterator = await iteratorAt('AT_SEQUENCE_NUMBER');
+      continue;
+    }
     iterator = answer.NextShardIterator ?? undefined;
+    emptyPages = records.length === 0 && first ? emptyPages + 1 : 0;
+    if (!trimChecked && emptyPages >= emptyPagesBeforeTrimCheck && (answer.MillisBehindLatest ?? 0) > 0) {
+      // Empty pages behind the tip where the range's start should be: the start may be gone; the oldest record tells.
+      fromTrimHorizon = trimChecked = true;
+      iterator = await iteratorAt('TRIM_HORIZON');
+      continue;
+    }
     // At the tip with the end not seen: no later record will bring it.
     if (records.length === 0 && answer.MillisBehindLatest === 0) {
       return first ? trimmedBefore(found, `${batch.shardId} holds none of the range any more: it is past the stream's retention`)
@@ -221,20 +280,24 @@ export type RedriveResult =
   | { readonly ok: true; readonly invocations: number }
   | { readonly ok: false; readonly invocations: number; readonly why: string; /** Records of the range the consumer took. */ readonly recorded: number };
 
-/** The event's bytes for one record beyond its base64 data (field names, ids, ARNs), as the twin's mapping counts them. */
-const RECORD_OVERHEAD_BYTES = 1024;
-
-/** Consecutive records in events under Lambda's 6 MB payload limit (a range Lambda read fitted one; the estimate is generous). */
-export function eventSlices(records: readonly _Record[], maxBytes = MAX_EVENT_BYTES): _Record[][] {
+/**
+ * Consecutive records in events under Lambda's 6 MB payload limit (a range Lambda read fitted one). Each record counts
+ * as the bytes it adds to the serialized event `eventOf` builds (partition keys, ARNs and escapes vary too much for an
+ * estimate), so no slice's event is over `maxBytes`.
+ */
+export function eventSlices(records: readonly _Record[], eventOf: (records: _Record[]) => KinesisStreamEvent, maxBytes = MAX_EVENT_BYTES): _Record[][] {
+  const serializedBytes = (rs: _Record[]) => Buffer.byteLength(JSON.stringify(eventOf(rs)), 'utf8');
+  const envelope = serializedBytes([]);
   const slices: _Record[][] = [];
   let slice: _Record[] = [];
-  let bytes = 0;
+  let bytes = envelope;
   for (const record of records) {
-    const size = Math.ceil(((record.Data?.length ?? 0) * 4) / 3) + RECORD_OVERHEAD_BYTES;
+    // The record's own bytes, and the comma that separates it from the one before.
+    const size = serializedBytes([record]) - envelope + 1;
     if (slice.length > 0 && bytes + size > maxBytes) {
       slices.push(slice);
       slice = [];
-      bytes = 0;
+      bytes = envelope;
     }
     slice.push(record);
     bytes += size;
@@ -249,6 +312,8 @@ export interface RedriveOptions {
   readonly attempts: number;
   /** Pause before invoking again. @default backoffDelay */
   readonly sleep?: (ms: number) => Promise<void>;
+  /** Called before each invocation (the command keeps its message hidden for as long as one can take). */
+  readonly heartbeat?: () => Promise<void>;
 }
 
 /**
@@ -261,21 +326,23 @@ export async function redriveRecords(invoke: ConsumerInvoker, batch: FailedBatch
   let invocations = 0;
   let recorded = 0;
   let lastWhy = '';
-  for (const slice of eventSlices(records)) {
+  const eventOf = (rs: _Record[]) => kinesisStreamEvent({
+    shardId: batch.shardId,
+    records: rs,
+    streamArn: batch.streamArn,
+    region: options.region,
+    // Lambda names the function's execution role, which the redrive does not know; the consumer reads neither.
+    invokeIdentityArn: batch.functionArn ?? '',
+  });
+  for (const slice of eventSlices(records, eventOf)) {
     let left = slice;
     for (let attempt = 0; left.length > 0; attempt++) {
       if (attempt >= options.attempts) {
         return { ok: false, invocations, recorded, why: lastWhy };
       }
       if (attempt > 0) await pause(backoffDelay(attempt - 1));
-      const event = kinesisStreamEvent({
-        shardId: batch.shardId,
-        records: left,
-        streamArn: batch.streamArn,
-        region: options.region,
-        // Lambda names the function's execution role, which the redrive does not know; the consumer reads neither.
-        invokeIdentityArn: batch.functionArn ?? '',
-      });
+      const event = eventOf(left);
+      await options.heartbeat?.();
       invocations++;
       const answer = await invoke(event);
       if (answer.functionError !== undefined) {

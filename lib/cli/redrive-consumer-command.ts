@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { resourceNames } from '../config';
 import { dynamoDocumentClient, kinesisClient, localRegion } from '../local/aws-clients';
 import { DlqFile } from '../local/dlq-file';
@@ -96,7 +96,15 @@ interface ConsumerAccess {
   /** The pipeline whose stream the batch names; undefined when no configured pipeline with a consumer reads it. */
   pipelineOf(batch: FailedBatch): string | undefined;
   invoker(pipeline: string): ConsumerInvoker;
+  /** Keeps a message in hand hidden from other receivers for the longest step of its redrive still to come. */
+  keepHidden(message: ReceivedMessage): Promise<void>;
 }
+
+/**
+ * What each keepHidden asks of SQS: the longest step between two calls of it (one invocation of a consumer at Lambda's
+ * 900-second limit) with five minutes to spare, since the queue's receive hides a message for five minutes only.
+ */
+const HIDDEN_SECONDS = 900 + 300;
 
 async function redriveConsumer(flags: RedriveFlags): Promise<void> {
   const max = flags.max !== undefined ? parseCount(flags.max, '--max') : Number.POSITIVE_INFINITY;
@@ -125,7 +133,8 @@ async function redriveConsumer(flags: RedriveFlags): Promise<void> {
   try {
     const seen = new Set<string>();
     while (results.length < max && interruptedBy === undefined) {
-      const received = await access.queue.receive(Math.min(10, max - results.length));
+      // One at a time: a message waiting behind a long redrive would come back to other receivers while it waits.
+      const received = await access.queue.receive(1);
       const fresh = received.filter((m) => !seen.has(m.key ?? m.id));
       kept.push(...received.filter((m) => seen.has(m.key ?? m.id)));
       // Empty, or only messages this run kept that came back (a run longer than their visibility): done.
@@ -194,16 +203,19 @@ async function redriveOne(access: ConsumerAccess, message: ReceivedMessage, flag
   }
   if (flags.pipeline !== undefined && pipeline !== flags.pipeline) return undefined;
   const base = { message: message.id, pipeline, ...range };
-  const read: RangeRead = await readBatchRange(access.kinesis, batch, { context: access.kinesisContext });
+  const heartbeat = () => access.keepHidden(message);
+  const read: RangeRead = await readBatchRange(access.kinesis, batch, { context: access.kinesisContext, heartbeat });
   const records = read.records.length;
   if (read.kind === 'incomplete') return { ...base, records, outcome: 'incomplete', reason: read.why };
-  const lostClause = read.kind === 'trimmed' ? `${read.why}; ${formatNumber(read.lost)} of its ${formatNumber(batch.batchSize)} records are lost` : '';
+  // A Kinesis record can hold several events (KPL aggregation): the loss is counted in records, and says so.
+  const lostClause = read.kind === 'trimmed'
+    ? `${read.why}; ${formatNumber(read.lost)} of its ${formatNumber(batch.batchSize)} Kinesis records are lost (each may hold several KPL-aggregated events)` : '';
   if (flags.dryRun) {
     if (read.kind === 'trimmed') return { ...base, records, outcome: 'trimmed', reason: `${lostClause}${records > 0 ? `; ${formatNumber(records)} would be redriven` : ''}` };
     return { ...base, records, outcome: 'would-redrive', reason: `${formatNumber(records)} record${records === 1 ? '' : 's'} still in the stream` };
   }
   if (records > 0) {
-    const redriven = await redriveRecords(access.invoker(pipeline), batch, read.records, { region: access.region, attempts: flags.attempts });
+    const redriven = await redriveRecords(access.invoker(pipeline), batch, read.records, { region: access.region, attempts: flags.attempts, heartbeat });
     if (!redriven.ok) {
       return { ...base, records, outcome: 'still-failing', reason: `${redriven.why}, after ${redriven.invocations} invocation${redriven.invocations === 1 ? '' : 's'}; ${formatNumber(redriven.recorded)} of ${formatNumber(records)} records taken${read.kind === 'trimmed' ? `; and ${lostClause}` : ''}` };
     }
@@ -248,6 +260,8 @@ function localAccess(target: LocalTarget): ConsumerAccess {
     kinesisContext: { service: 'the twin\'s Kinesis API', endpoint: kinesisEndpoint, startHint: hint },
     region: localRegion(),
     pipelineOf: (batch) => byStream.get(batch.streamName),
+    // The twin's messages stay hidden for the whole run (the file queue's visibility above).
+    keepHidden: async () => undefined,
     invoker(pipeline) {
       let invoke = consumers.get(pipeline);
       if (invoke === undefined) {
@@ -290,6 +304,13 @@ async function awsAccess(target: AwsTarget): Promise<ConsumerAccess> {
     kinesisContext: { service: 'Kinesis' },
     region: outputs.region,
     pipelineOf: (batch) => byStream.get(batch.streamName),
+    async keepHidden(message) {
+      try {
+        await sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle: message.handle, VisibilityTimeout: HIDDEN_SECONDS }));
+      } catch (err) {
+        throw explainFailure(err, { service: 'SQS', resource: `queue ${queueUrl}` });
+      }
+    },
     invoker(pipeline) {
       // The stack's own function, never one a message names: a message is data, and the caller's credentials invoke.
       const functionName = outputs.require(pipelineOutputKey(pipeline, 'ConsumerFunctionName'), `redriving ${pipeline}'s consumer batches`);

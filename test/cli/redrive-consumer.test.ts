@@ -6,13 +6,13 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { GetRecordsCommand, GetShardIteratorCommand, KinesisClient, type _Record } from '@aws-sdk/client-kinesis';
 import { InvokeCommand, LambdaClient, type InvokeCommandOutput } from '@aws-sdk/client-lambda';
-import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityBatchCommand, ChangeMessageVisibilityCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient, type AwsClientStub } from 'aws-sdk-client-mock';
 import type { KinesisStreamEvent } from 'aws-lambda';
 import fc from 'fast-check';
 import { eventSlices, parseFailedBatch, readBatchRange, redriveRecords, type FailedBatch } from '../../lib/cli/consumer-redrive';
 import { UserError } from '../../lib/cli/output';
-import type { KinesisInvocationRecord } from '../../lib/local/event-source-mapping';
+import { kinesisStreamEvent, MAX_EVENT_BYTES, type KinesisInvocationRecord } from '../../lib/local/event-source-mapping';
 import { sluice } from './helpers';
 
 const STREAM_ARN = 'arn:aws:kinesis:eu-west-1:123456789012:stream/sluice-dev-iot';
@@ -51,31 +51,52 @@ function batchOf(first: number, last: number): FailedBatch {
   return parsed;
 }
 
+/** What Kinesis readers report for AT_SEQUENCE_NUMBER of a record the retention removed (it is not documented). */
+type TrimmedStart =
+  | 'refused' // GetShardIterator throws InvalidArgumentException (harlow/kinesis-consumer#175)
+  | 'empty-pages'; // GetRecords answers empty pages at the retention's distance behind the tip (harlow/kinesis-consumer#125)
+
 /**
- * A shard as Kinesis serves it: records `from`..`to` left by its retention, `perPage` per GetRecords; AT_SEQUENCE_NUMBER
- * of a trimmed record starts at the oldest one (as at TRIM_HORIZON). `throttle` answers that many calls with
- * ProvisionedThroughputExceededException first.
+ * A shard as Kinesis serves it: records `from`..`to` left by its retention, up to `perPage` (and the call's Limit) per
+ * GetRecords; TRIM_HORIZON starts at `from`, as documented; AT_SEQUENCE_NUMBER of a trimmed record does what
+ * `trimmedStart` says. `throttle` answers that many calls with ProvisionedThroughputExceededException first.
  */
-function fakeShard(from: number, to: number, options: { perPage?: number; throttle?: number } = {}) {
+function fakeShard(from: number, to: number, options: { perPage?: number; throttle?: number; trimmedStart?: TrimmedStart; emptyPagesFirst?: number } = {}) {
   const calls: string[] = [];
+  const limits: Array<number | undefined> = [];
   let throttle = options.throttle ?? 0;
+  let emptyPagesFirst = options.emptyPagesFirst ?? 0;
   const send = async (command: GetShardIteratorCommand | GetRecordsCommand): Promise<unknown> => {
-    calls.push(command.constructor.name);
+    calls.push(command instanceof GetShardIteratorCommand ? `GetShardIterator ${command.input.ShardIteratorType as string}` : 'GetRecords');
     if (throttle > 0) {
       throttle--;
       throw Object.assign(new Error('Rate exceeded for shard shardId-000000000000 in stream sluice-dev-iot under account 123456789012.'), { name: 'ProvisionedThroughputExceededException', $metadata: { httpStatusCode: 400 } });
     }
     if (command instanceof GetShardIteratorCommand) {
+      if (command.input.ShardIteratorType === 'TRIM_HORIZON') return { ShardIterator: String(from) };
       const at = BigInt(command.input.StartingSequenceNumber ?? '0');
-      const position = Math.max(from, [...Array(to - from + 1).keys()].map((i) => from + i).find((n) => BigInt(seq(n)) >= at) ?? to + 1);
+      if (at < BigInt(seq(from))) {
+        if ((options.trimmedStart ?? 'refused') === 'refused') {
+          throw Object.assign(new Error(`StartingSequenceNumber ${String(at)} used in GetShardIterator on shard shardId-000000000000 in stream sluice-dev-iot under account 123456789012 is invalid because it is too old.`), { name: 'InvalidArgumentException', $metadata: { httpStatusCode: 400 } });
+        }
+        return { ShardIterator: 'trimmed' };
+      }
+      const position = [...Array(to - from + 1).keys()].map((i) => from + i).find((n) => BigInt(seq(n)) >= at) ?? to + 1;
       return { ShardIterator: String(position) };
     }
+    limits.push(command.input.Limit);
+    if (command.input.ShardIterator === 'trimmed') return { Records: [], NextShardIterator: 'trimmed', MillisBehindLatest: 86_400_000 };
+    if (emptyPagesFirst > 0) {
+      // GetRecords may answer empty pages before records that are there.
+      emptyPagesFirst--;
+      return { Records: [], NextShardIterator: command.input.ShardIterator, MillisBehindLatest: 1000 };
+    }
     const position = Number(command.input.ShardIterator);
-    const next = Math.min(to + 1, position + (options.perPage ?? 3));
+    const next = Math.min(to + 1, position + Math.min(options.perPage ?? 3, command.input.Limit ?? 10_000));
     const records = [...Array(Math.max(0, next - position)).keys()].map((i) => record(position + i));
     return { Records: records, NextShardIterator: String(next), MillisBehindLatest: next > to ? 0 : 1000 };
   };
-  return { client: { send } as unknown as KinesisClient, calls };
+  return { client: { send } as unknown as KinesisClient, send, calls, limits };
 }
 
 const noWait = async () => undefined;
@@ -128,19 +149,82 @@ describe('readBatchRange', () => {
     const read = await readBatchRange(shard.client, batchOf(4, 11), { context, sleep: noWait });
     expect(read.kind).toBe('complete');
     expect(read.records.map((r) => r.SequenceNumber)).toEqual([4, 5, 6, 7, 8, 9, 10, 11].map(seq));
-    expect(shard.calls[0]).toBe('GetShardIteratorCommand');
+    expect(shard.calls[0]).toBe('GetShardIterator AT_SEQUENCE_NUMBER');
   });
 
-  test('a range whose start the retention removed: what is left, and how many records are lost', async () => {
-    const read = await readBatchRange(fakeShard(8, 20).client, batchOf(4, 11), { context, sleep: noWait });
+  test.each<TrimmedStart>(['refused', 'empty-pages'])('a range whose start the retention removed (start %s): what is left, and how many records are lost', async (trimmedStart) => {
+    const shard = fakeShard(8, 20, { trimmedStart });
+    const read = await readBatchRange(shard.client, batchOf(4, 11), { context, sleep: noWait });
     expect(read).toMatchObject({ kind: 'trimmed', lost: 4 });
     expect(read.records.map((r) => r.SequenceNumber)).toEqual([8, 9, 10, 11].map(seq));
+    expect(shard.calls).toContain('GetShardIterator TRIM_HORIZON');
+    // Empty pages send the read to the trim horizon after a few calls, not after hundreds.
+    expect(shard.calls.length).toBeLessThan(15);
   });
 
-  test('a range wholly past the retention: nothing left, every record lost', async () => {
-    const read = await readBatchRange(fakeShard(30, 40).client, batchOf(4, 11), { context, sleep: noWait });
+  test.each<TrimmedStart>(['refused', 'empty-pages'])('a range wholly past the retention (start %s): nothing left, every record lost', async (trimmedStart) => {
+    const read = await readBatchRange(fakeShard(30, 40, { trimmedStart }).client, batchOf(4, 11), { context, sleep: noWait });
     expect(read).toMatchObject({ kind: 'trimmed', lost: 8, records: [] });
     expect(read.kind === 'trimmed' && read.why).toMatch(/past the stream's retention/);
+  });
+
+  test('empty pages at a start the stream still holds: the trim horizon is looked at once, then the start read again', async () => {
+    const shard = fakeShard(1, 1000, { emptyPagesFirst: 5 });
+    const read = await readBatchRange(shard.client, batchOf(500, 505), { context, sleep: noWait });
+    expect(read.kind).toBe('complete');
+    expect(read.records.map((r) => r.SequenceNumber)).toEqual([500, 501, 502, 503, 504, 505].map(seq));
+    expect(shard.calls.filter((c) => c.startsWith('GetShardIterator'))).toEqual(['GetShardIterator AT_SEQUENCE_NUMBER', 'GetShardIterator TRIM_HORIZON', 'GetShardIterator AT_SEQUENCE_NUMBER']);
+    expect(shard.calls.length).toBeLessThan(15);
+  });
+
+  test('a start Kinesis refuses while the shard\'s oldest record is before it: incomplete, with the refusal', async () => {
+    const shard = fakeShard(1, 20);
+    const refusing = {
+      send: async (command: GetShardIteratorCommand | GetRecordsCommand) => {
+        if (command instanceof GetShardIteratorCommand && command.input.ShardIteratorType === 'AT_SEQUENCE_NUMBER') {
+          throw Object.assign(new Error('StartingSequenceNumber is not valid for this shard'), { name: 'InvalidArgumentException' });
+        }
+        return shard.send(command);
+      },
+    } as unknown as KinesisClient;
+    const read = await readBatchRange(refusing, batchOf(4, 11), { context, sleep: noWait });
+    expect(read).toMatchObject({ kind: 'incomplete', why: expect.stringMatching(/^Kinesis refused the range's start on shardId-000000000000 \(InvalidArgumentException/) });
+  });
+
+  test('reads leave the shard\'s other readers their share: Limit the batch\'s size, a second between calls', async () => {
+    const shard = fakeShard(1, 20, { perPage: 2 });
+    const pauses: number[] = [];
+    const read = await readBatchRange(shard.client, batchOf(4, 8), { context, sleep: async (ms) => void pauses.push(ms) });
+    expect(read.kind).toBe('complete');
+    expect(shard.limits.length).toBeGreaterThan(1);
+    expect(shard.limits.every((l) => l === 5)).toBe(true);
+    expect(pauses).toHaveLength(shard.limits.length - 1);
+    expect(pauses.every((ms) => ms >= 1000)).toBe(true);
+  });
+
+  test('a throttled read waits at least the five seconds Kinesis throttles the shard for', async () => {
+    const pauses: number[] = [];
+    const shard = fakeShard(1, 20);
+    let throttled = 0;
+    const throttlingReads = {
+      send: async (command: GetShardIteratorCommand | GetRecordsCommand) => {
+        if (command instanceof GetRecordsCommand && throttled++ < 2) {
+          throw Object.assign(new Error('Rate exceeded for shard shardId-000000000000'), { name: 'ProvisionedThroughputExceededException' });
+        }
+        return shard.send(command);
+      },
+    } as unknown as KinesisClient;
+    const read = await readBatchRange(throttlingReads, batchOf(4, 5), { context, sleep: async (ms) => void pauses.push(ms) });
+    expect(read.kind).toBe('complete');
+    expect(pauses).toHaveLength(2);
+    expect(pauses.every((ms) => ms >= 5000)).toBe(true);
+  });
+
+  test('keeps its caller\'s message hidden while it reads: a heartbeat first and every 20 calls', async () => {
+    let beats = 0;
+    const read = await readBatchRange(fakeShard(1, 100, { perPage: 1 }).client, batchOf(1, 45), { context, sleep: noWait, heartbeat: async () => void beats++ });
+    expect(read.kind).toBe('complete');
+    expect(beats).toBe(3);
   });
 
   test('a shard that ends before the range\'s end: incomplete, not done', async () => {
@@ -190,9 +274,19 @@ describe('redriveRecords', () => {
     expect(unknown).toMatchObject({ ok: false, why: 'the consumer\'s batchItemFailures names "nope", which is not a sequence number in the batch, which Lambda reads as a failure of the whole batch' });
   });
 
-  test('events stay under Lambda\'s payload limit', () => {
+  test('events stay under Lambda\'s payload limit, measured as serialized', () => {
+    const eventOf = (rs: _Record[]) => kinesisStreamEvent({ shardId: 'shardId-000000000000', records: rs, streamArn: STREAM_ARN, region: 'eu-west-1', invokeIdentityArn: FUNCTION_ARN });
     const big = [1, 2, 3].map((n) => ({ ...record(n), Data: Buffer.alloc(2_000_000) }));
-    expect(eventSlices(big).map((s) => s.length)).toEqual([2, 1]);
+    expect(eventSlices(big, eventOf).map((s) => s.length)).toEqual([2, 1]);
+    // Long multibyte partition keys, small data: what a size estimate per record undershoots.
+    const keyed = Array.from({ length: 10_000 }, (_, n) => ({ ...record(n), PartitionKey: '€'.repeat(256), Data: Buffer.alloc(10) }));
+    const slices = eventSlices(keyed, eventOf);
+    expect(slices.flat()).toHaveLength(10_000);
+    for (const slice of slices) expect(Buffer.byteLength(JSON.stringify(eventOf(slice)))).toBeLessThanOrEqual(MAX_EVENT_BYTES);
+    // Full slices: the next record would not have fitted.
+    for (const [i, slice] of slices.slice(0, -1).entries()) {
+      expect(Buffer.byteLength(JSON.stringify(eventOf([...slice, slices[i + 1][0]])))).toBeGreaterThan(MAX_EVENT_BYTES);
+    }
   });
 });
 
@@ -227,6 +321,7 @@ describe('sluice redrive-consumer --aws', () => {
     });
     sqs.on(DeleteMessageBatchCommand).resolves({ Successful: [{ Id: '0' }], Failed: [] });
     sqs.on(ChangeMessageVisibilityBatchCommand).resolves({ Successful: [], Failed: [] });
+    sqs.on(ChangeMessageVisibilityCommand).resolves({});
     const shard = fakeShard(1, 20, { perPage: 5 });
     kinesis.on(GetShardIteratorCommand).callsFake((input) => shard.client.send(new GetShardIteratorCommand(input)));
     kinesis.on(GetRecordsCommand).callsFake((input) => shard.client.send(new GetRecordsCommand(input)));
@@ -252,6 +347,18 @@ describe('sluice redrive-consumer --aws', () => {
     expect(JSON.parse(stdout)).toMatchObject({ read: 1, outcomes: { redriven: 1 }, messages: [{ message: 'm-1', pipeline: 'iot', outcome: 'redriven', records: 7 }] });
   });
 
+  test('receives one message at a time and keeps it hidden past the queue\'s five minutes while its redrive may take longer', async () => {
+    queueHolds(JSON.stringify(onFailureRecord(3, 9)));
+    lambda.on(InvokeCommand).resolves({ StatusCode: 200, Payload: payload('{"batchItemFailures":[]}') });
+    const { code } = await sluice('redrive-consumer', '--aws');
+    expect(code).toBe(0);
+    expect(sqs.commandCalls(ReceiveMessageCommand).map((c) => c.args[0].input.MaxNumberOfMessages)).toEqual([1, 1]);
+    // Before the read and before the invocation (one can run for Lambda's 900 seconds).
+    const hidden = sqs.commandCalls(ChangeMessageVisibilityCommand).map((c) => c.args[0].input);
+    expect(hidden).toHaveLength(2);
+    for (const input of hidden) expect(input).toEqual({ QueueUrl: QUEUE, ReceiptHandle: 'rh-1', VisibilityTimeout: 1200 });
+  });
+
   test('--dry-run reads the range and says what it would do; it invokes and deletes nothing', async () => {
     queueHolds(JSON.stringify(onFailureRecord(3, 9)));
     const { code, stdout } = await sluice('redrive-consumer', '--aws', '--dry-run');
@@ -274,7 +381,7 @@ describe('sluice redrive-consumer --aws', () => {
     expect(stderr).toBe('sluice: 3 of 4 consumer dead-letter messages not redriven (1 names records past the stream\'s retention: their metadata is lost)\n');
     const report = JSON.parse(stdout) as { messages: Array<{ message: string; outcome: string; reason: string }> };
     expect(report.messages.map((m) => [m.message, m.outcome])).toEqual([['m-1', 'unreadable'], ['m-2', 'redriven'], ['m-3', 'trimmed'], ['m-4', 'still-failing']]);
-    expect(report.messages[2].reason).toMatch(/past the stream's retention; 1 of its 2 records are lost; the 1 left were redriven/);
+    expect(report.messages[2].reason).toMatch(/past the stream's retention; 1 of its 2 Kinesis records are lost \(each may hold several KPL-aggregated events\); the 1 left were redriven/);
     expect(report.messages[3].reason).toBe('the consumer failed (Unhandled: Error: DynamoDB unreachable), after 2 invocations; 0 of 3 records taken');
     expect(deletedHandles()).toEqual(['rh-2']);
   });
@@ -311,7 +418,7 @@ describe('sluice redrive-consumer --aws', () => {
     expect(stderr).toBe('sluice: interrupted (Ctrl-C): redrive-consumer stopped after reading 1 message: 1 deleted; messages not read stay in the queue\n');
     expect(lambda.commandCalls(InvokeCommand)).toHaveLength(1);
     expect(deletedHandles()).toEqual(['rh-1']);
-    // The other, received with it, is made visible again at once.
+    // The other, which this mock hands over with it (the command asks for one), is made visible again at once.
     expect(sqs.commandCalls(ChangeMessageVisibilityBatchCommand)[0].args[0].input.Entries).toEqual([{ Id: '0', ReceiptHandle: 'rh-2', VisibilityTimeout: 0 }]);
   });
 
