@@ -29,6 +29,7 @@ import { createMetadataConsumer } from '../../transforms/metadata-consumer/handl
 import { capturedTelemetry, fixture } from '../transforms/helpers';
 import { validatorFingerprint } from '../../lib/schema/fingerprint';
 import { retentionPolicyFor } from '../../transforms/index-template/retention';
+import { alarmKinds, runbookAlarmKinds } from './runbook';
 import { flatten, iamStatements, resourcesOf, resourceWhere, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
 
 // One synthesis of the default (dev) configuration, shared by every assertion below.
@@ -803,6 +804,16 @@ describe('monitoring', () => {
     // The delivery stream's own log group, not the transform's.
     const [lakeLogs] = resourcesOf(dev.template, 'AWS::Logs::LogGroup').find(([id]) => id.startsWith('iotLakeDeliveryLogs'))!;
     expect(flatten(alarms().find((a) => a.AlarmName === 'sluice-dev-iot-lake-delivery-success')!.AlarmDescription)).toContain(`<${lakeLogs}>`);
+  });
+
+  test('every kind of alarm has an entry in docs/deploy.md\'s "Alarms", and every entry names an alarm the stack has', () => {
+    // The default configuration creates every kind; others create a subset under the same ids (variants.test.ts checks
+    // an existing domain and every pipeline with every destination).
+    const kinds = alarmKinds(dev);
+    expect(kinds.length).toBeGreaterThan(40);
+    const runbook = runbookAlarmKinds();
+    expect(kinds.filter((k) => !runbook.includes(k))).toEqual([]);
+    expect(runbook.filter((k) => !kinds.includes(k))).toEqual([]);
   });
 
   test('new dead letters alarm each time, whatever the queues hold: NumberOfMessagesSent on the dead-letter and consumer dead-letter queues', () => {

@@ -1,4 +1,5 @@
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
+import { alarmKinds, runbookAlarmKinds } from './runbook';
 import { flatten, iamStatements, resourcesOf, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
 
 // The configurations users deploy besides the default: prod (`-c env=prod`) and an existing OpenSearch domain.
@@ -109,6 +110,12 @@ describe('opensearch.mode=existing', () => {
     ]);
   });
 
+  test('its alarms, without the domain\'s, each have an entry in docs/deploy.md\'s "Alarms"', () => {
+    const kinds = alarmKinds(existing);
+    expect(kinds.filter((k) => k.startsWith('opensearch-'))).toEqual([]);
+    expect(kinds.filter((k) => !runbookAlarmKinds().includes(k))).toEqual([]);
+  });
+
   test('the alarm e-mail from configuration subscribes to the alarm topic', () => {
     existing.template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
   });
@@ -130,6 +137,8 @@ test('every alarm is on the dashboard, in alarm status widgets of at most 100 (C
   expect(widgets.length).toBe(Math.ceil(alarms.length / 100));
   for (const w of widgets) expect(w.properties.alarms!.length).toBeLessThanOrEqual(100);
   expect(widgets.reduce((n, w) => n + w.properties.alarms!.length, 0)).toBe(alarms.length);
+  // Kinesis-sourced app-events and search transforms on every pipeline: the same kinds, each with a runbook entry.
+  expect(alarmKinds(all).filter((k) => !runbookAlarmKinds().includes(k))).toEqual([]);
 }, 120_000);
 
 test('a consumer whose maximum record age is as long as its stream\'s retention leaves its dead letters no time: the age alarm fires on any message a minute old', () => {
