@@ -157,12 +157,16 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
   };
   const trimmedBefore = (found: _Record[], why: string): RangeRead => ({ kind: 'trimmed', records: found, lost: Math.max(0, batch.batchSize - found.length), why });
 
-  const iteratorAt = async (position: 'TRIM_HORIZON' | 'AT_SEQUENCE_NUMBER'): Promise<string | undefined> => {
+  /** An iterator at the shard's oldest record, at the range's start, or after `sequenceNumber` (throttling waited out). */
+  const shardIterator = async (position: 'TRIM_HORIZON' | 'AT_SEQUENCE_NUMBER' | 'AFTER_SEQUENCE_NUMBER', sequenceNumber = batch.startSequenceNumber) =>
+    (await call(() => kinesis.send(new GetShardIteratorCommand({
+      StreamName: batch.streamName, ShardId: batch.shardId, ShardIteratorType: position,
+      ...(position === 'TRIM_HORIZON' ? {} : { StartingSequenceNumber: sequenceNumber }),
+    })))).ShardIterator;
+  /** The same, any failure thrown explained. */
+  const iteratorAt = async (position: 'TRIM_HORIZON' | 'AT_SEQUENCE_NUMBER' | 'AFTER_SEQUENCE_NUMBER', sequenceNumber?: string): Promise<string | undefined> => {
     try {
-      return (await call(() => kinesis.send(new GetShardIteratorCommand({
-        StreamName: batch.streamName, ShardId: batch.shardId, ShardIteratorType: position,
-        ...(position === 'AT_SEQUENCE_NUMBER' ? { StartingSequenceNumber: batch.startSequenceNumber } : {}),
-      })))).ShardIterator;
+      return await shardIterator(position, sequenceNumber);
     } catch (err) {
       throw explainFailure(err, context);
     }
@@ -176,9 +180,7 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
   /** The trim horizon was looked at once: it is not looked at again. */
   let trimChecked = false;
   try {
-    iterator = (await call(() => kinesis.send(new GetShardIteratorCommand({
-      StreamName: batch.streamName, ShardId: batch.shardId, ShardIteratorType: 'AT_SEQUENCE_NUMBER', StartingSequenceNumber: batch.startSequenceNumber,
-    })))).ShardIterator;
+    iterator = await shardIterator('AT_SEQUENCE_NUMBER');
   } catch (err) {
     const e = err as { name?: string; message?: string };
     // A shard past the retention after a reshard is gone with its records; a stream itself missing is the run's problem.
@@ -212,15 +214,7 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
       if ((err as { name?: string } | null)?.name !== 'ExpiredIteratorException') throw explainFailure(err, context);
       // Five minutes passed between calls (throttled a long time): on from the last record read.
       const last = found.at(-1)?.SequenceNumber;
-      try {
-        iterator = (await call(() => kinesis.send(new GetShardIteratorCommand({
-          StreamName: batch.streamName, ShardId: batch.shardId,
-          ...(last !== undefined ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', StartingSequenceNumber: last }
-            : fromTrimHorizon ? { ShardIteratorType: 'TRIM_HORIZON' } : { ShardIteratorType: 'AT_SEQUENCE_NUMBER', StartingSequenceNumber: batch.startSequenceNumber }),
-        })))).ShardIterator;
-      } catch (again) {
-        throw explainFailure(again, context);
-      }
+      iterator = await (last !== undefined ? iteratorAt('AFTER_SEQUENCE_NUMBER', last) : iteratorAt(fromTrimHorizon ? 'TRIM_HORIZON' : 'AT_SEQUENCE_NUMBER'));
       continue;
     }
     const records = answer.Records ?? [];
