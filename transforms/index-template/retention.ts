@@ -41,13 +41,14 @@ export function deleteAfter(retentionDays: number, rotation: string): string {
 
 /** The ISM policy body (`PUT _plugins/_ism/policies/<id>`) that deletes `<indexName>-*` indices past retention. */
 export function retentionPolicyFor(indexName: string, retentionDays: number, rotation: string): { policy: Record<string, unknown> } {
+  const age = deleteAfter(retentionDays, rotation);
   return {
     policy: {
-      description: `Sluice: deletes ${indexName}-* indices ${deleteAfter(retentionDays, rotation)} after they were created, `
+      description: `Sluice: deletes ${indexName}-* indices ${age} after they were created, `
         + `so each document is kept at least ${retentionDays} days (search.retentionDays)`,
       default_state: 'hot',
       states: [
-        { name: 'hot', actions: [], transitions: [{ state_name: 'delete', conditions: { min_index_age: deleteAfter(retentionDays, rotation) } }] },
+        { name: 'hot', actions: [], transitions: [{ state_name: 'delete', conditions: { min_index_age: age } }] },
         { name: 'delete', actions: [{ delete: {} }], transitions: [] },
       ],
       ism_template: [{ index_patterns: [`${indexName}-*`], priority: RETENTION_POLICY_PRIORITY }],
