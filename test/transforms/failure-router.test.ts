@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
@@ -13,11 +15,13 @@ import {
   createFailureRouter,
   decodeS3Key,
   dedupeKeyOf,
+  DEFAULT_REQUEST_TIMEOUT_MS,
   failureRouterFromEnv,
   locateErrorObject,
   MAX_ERROR_LINE_BYTES,
   OVERLONG_LINE_ERROR_CODE,
   reasonFor,
+  routerRequestHandler,
   sqsBatches,
   type DlqMessage,
   type FailureRouterOptions,
@@ -1026,6 +1030,39 @@ describe('failure router in Lambda (AWS SDK clients, mocked)', () => {
     await expect(router(versioned)).resolves.toMatchObject({ sent: 2 });
     expect(inputs).toEqual([{ VersionId: 'v1', IfMatch: undefined }, { VersionId: 'v1', IfMatch: undefined }]);
     expect(sent).toEqual(['v1', 'v1']);
+  });
+});
+
+describe('failure router in Lambda: AWS endpoints that accept connections and never answer', () => {
+  let server: http.Server;
+  let endpoint: string;
+  const saved = { ...process.env };
+  beforeAll(async () => {
+    server = http.createServer(() => { /* never answers */ });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    Object.assign(process.env, { POWERTOOLS_LOG_LEVEL: 'SILENT', AWS_ENDPOINT_URL: endpoint, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_MAX_ATTEMPTS: '2' });
+  });
+  afterAll(async () => {
+    process.env = saved;
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('fails the event with TimeoutError once a call goes unanswered for SLUICE_REQUEST_TIMEOUT_MS, for Lambda to retry, instead of waiting for the function timeout', async () => {
+    const router = failureRouterFromEnv({ SLUICE_DLQ_URL: `${endpoint}/1/q`, SLUICE_METADATA_TABLE: 't', SLUICE_REQUEST_TIMEOUT_MS: '200' });
+    const t = capturedTelemetry();
+    try {
+      await expect(router(s3Event('errors/app-events/processing-failed/2026/11/22/13/obj'))).rejects.toThrow(/TimeoutError|timed out|timeout/i);
+    } finally {
+      t.restore();
+    }
+  }, 15_000);
+
+  it('refuses a request timeout that is not a positive whole number of milliseconds, and waits 30 s by default', () => {
+    expect(() => failureRouterFromEnv({ SLUICE_DLQ_URL: 'https://sqs.us-east-1.amazonaws.com/1/q', SLUICE_METADATA_TABLE: 't', SLUICE_REQUEST_TIMEOUT_MS: 'soon' })).toThrow(/SLUICE_REQUEST_TIMEOUT_MS must be a positive whole number of milliseconds, got "soon"/);
+    expect(DEFAULT_REQUEST_TIMEOUT_MS).toBe(30_000);
+    expect(routerRequestHandler(DEFAULT_REQUEST_TIMEOUT_MS)).toEqual({ connectionTimeout: 3_000, requestTimeout: 30_000, throwOnRequestTimeout: true });
   });
 });
 

@@ -481,7 +481,22 @@ export function s3ObjectReader(s3: S3Client): ObjectReader {
 
 let fromEnv: FailureRouter | undefined;
 
-/** The Lambda entry point: SLUICE_DLQ_URL (SQS), SLUICE_METADATA_TABLE (the ledger of sent messages), SLUICE_METADATA_TTL_DAYS. */
+/** How long the router waits on one S3, SQS or DynamoDB call (or, reading an error object, between two pieces of it) when SLUICE_REQUEST_TIMEOUT_MS does not say. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/** A connection the service has not accepted in this long is given up. */
+const CONNECTION_TIMEOUT_MS = 3_000;
+
+/**
+ * Every client's request handler options: a call that goes unanswered fails with TimeoutError and the SDK retries it,
+ * instead of the SDK's default of waiting without end, which held the invocation to the function's 5-minute timeout
+ * before Lambda's own retry of the event. Options rather than a NodeHttpHandler, as the metadata consumer does, to keep
+ * @smithy/node-http-handler out of the bundle.
+ */
+export function routerRequestHandler(timeoutMs: number): { connectionTimeout: number; requestTimeout: number; throwOnRequestTimeout: true } {
+  return { connectionTimeout: Math.min(CONNECTION_TIMEOUT_MS, timeoutMs), requestTimeout: timeoutMs, throwOnRequestTimeout: true };
+}
+
+/** The Lambda entry point: SLUICE_DLQ_URL (SQS), SLUICE_METADATA_TABLE (the ledger of sent messages), SLUICE_METADATA_TTL_DAYS, SLUICE_REQUEST_TIMEOUT_MS. */
 export const handler: FailureRouter = (event) => {
   fromEnv ??= failureRouterFromEnv(process.env);
   return fromEnv(event);
@@ -493,9 +508,12 @@ export function failureRouterFromEnv(env: NodeJS.ProcessEnv): FailureRouter {
   const tableName = env.SLUICE_METADATA_TABLE;
   if (!tableName) throw new Error('SLUICE_METADATA_TABLE is not set: the table that holds the ledger of sent messages');
   const ttlDays = Number(env.SLUICE_METADATA_TTL_DAYS ?? '30');
-  const s3 = new S3Client({});
-  const sqs = new SQSClient({});
-  const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+  const timeoutMs = Number(env.SLUICE_REQUEST_TIMEOUT_MS ?? DEFAULT_REQUEST_TIMEOUT_MS);
+  if (!(Number.isInteger(timeoutMs) && timeoutMs > 0)) throw new Error(`SLUICE_REQUEST_TIMEOUT_MS must be a positive whole number of milliseconds, got ${JSON.stringify(env.SLUICE_REQUEST_TIMEOUT_MS)}`);
+  const requestHandler = routerRequestHandler(timeoutMs);
+  const s3 = new S3Client({ requestHandler });
+  const sqs = new SQSClient({ requestHandler });
+  const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({ requestHandler }));
   const fifo = queueUrl.endsWith('.fifo');
   return createFailureRouter({
     readObject: s3ObjectReader(s3),
