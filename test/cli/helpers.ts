@@ -71,8 +71,22 @@ async function capture(runCli: typeof run, argv: string[]): Promise<CliResult> {
 
 export const config: SluiceConfig = loadConfig();
 
+const tempDirs: string[] = [];
+// Each test file loads its own copy of this module: its dirs go when its tests are done.
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // A twin a test left running may still write there: the system's temp cleaning takes what is left.
+    }
+  }
+});
+
+/** A new empty dir under the system temp dir, removed after the test file's tests. */
 export function tempDataDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-cli-'));
+  tempDirs.push(dir);
   return dir;
 }
 

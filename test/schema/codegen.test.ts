@@ -8,8 +8,14 @@ import { listSchemas, readSchema, typeScriptTypes } from '../../lib/schema';
 import { describeSchema, SchemaDerivationError, SchemaFileNameError } from '../../lib/schema/model';
 
 /** A schema folder holding the iot schema under each of `pipelines`, edited by `edit`. */
+const schemaDirs: string[] = [];
+afterAll(() => {
+  for (const dir of schemaDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 function schemaDir(pipelines: readonly string[], edit: (schema: Record<string, unknown>) => void = () => undefined): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-codegen-'));
+  schemaDirs.push(dir);
   for (const p of pipelines) {
     const schema = JSON.parse(JSON.stringify(readSchema('iot'))) as Record<string, unknown>;
     edit(schema);
