@@ -134,8 +134,17 @@ async function replay(flags: ReplayFlags): Promise<void> {
     // (no sqs:GetQueueAttributes) leaves "nothing to replay" as it is.
     else if (done.received === 0) inFlight = await access.queue.messagesInFlight().catch(() => undefined);
   } catch (err) {
-    // Cut off (the twin or a service went away): say what was already done before the reason.
-    if (results.length > 0) io.err(`sluice: ${await cutOffSummary(access.queue, results, done)}\n`);
+    // Cut off (the twin or a service went away): say what was already done before the reason, and with --json print
+    // the report of the messages read so far, as a script needs their outcomes (which were replayed, which were kept);
+    // the reason follows on stderr as for any failure.
+    if (results.length > 0) {
+      const summary = await cutOffSummary(access.queue, results, done);
+      if (flags.json) {
+        io.out(toJson({ queue: access.queue.description, dryRun: flags.dryRun === true, read: results.length, outcomes: countBy(results, (r) => r.outcome), messages: results,
+          stopped: summary, elapsedMs: Date.now() - started }));
+      }
+      io.err(`sluice: ${summary}\n`);
+    }
     throw err;
   } finally {
     stopTakingSignals();

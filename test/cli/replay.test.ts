@@ -379,6 +379,26 @@ describe('sluice replay (twin)', () => {
     expect(reason).toMatch(/^sluice: nothing is listening/);
   });
 
+  test('cut off with --json, it prints the report of the messages read so far, and the stop line and reason on stderr', async () => {
+    await dlq.send(Array.from({ length: 30 }, (_, i) => JSON.stringify(message(100 + i, 'app-events', appEvent(100 + i)))));
+    const own = await startFirehoseApi({ port: 0, backend });
+    registerTwin(dataDir, { firehose: own.url });
+    backend.onIngest = async () => {
+      backend.onIngest = undefined;
+      setImmediate(() => void own.close());
+    };
+    const { code, stdout, stderr } = await sluice('replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', own.url, '--json');
+    await own.close();
+    expect(code).toBe(2);
+    const report = JSON.parse(stdout) as { read: number; outcomes: Record<string, number>; messages: Array<{ outcome: string }>; stopped: string };
+    const [summary, reason] = stderr.trimEnd().split('\n');
+    expect(`sluice: ${report.stopped}`).toBe(summary);
+    expect(report.messages).toHaveLength(report.read);
+    expect(report.outcomes.replayed).toBe(backend.acknowledged.length);
+    expect(report.outcomes['put-failed']).toBeGreaterThan(0);
+    expect(reason).toMatch(/^sluice: nothing is listening/);
+  });
+
   test('replays the whole queue when deleting compacts the file and renumbers its lines', async () => {
     // Only replayable messages (a message kept in flight holds compaction off): the file compacts once
     // 1,000 lines, and half of them, are deleted.
