@@ -42,6 +42,8 @@ interface PreparedRecord extends OutgoingRecord {
   readonly expected?: ExpectedRecord;
   /** Why the transform will fail it, when it will. */
   readonly failure?: string;
+  /** The --file line it was read from (1-based, blank lines counted): what the summary names for a record to fix or send again. */
+  readonly line?: number;
 }
 
 const DEFAULT_COUNT = 10;
@@ -49,6 +51,8 @@ const DEFAULT_COUNT = 10;
 const MAX_REASONS_SHOWN = 5;
 /** Characters of an entry point's error message shown after its code. */
 const MAX_MESSAGE_SHOWN = 300;
+/** --file line numbers listed on the terminal under each code and reason (--json lists them all). */
+const MAX_LINES_SHOWN = 10;
 const DEFAULT_DURATION_RATE = 100;
 
 export function registerPutCommand(program: Command): void {
@@ -150,9 +154,12 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     failed: report.sent - report.accepted,
     failedByCode: report.failedByCode,
     firstMessageByCode: report.firstMessageByCode,
+    // Every line number of a --file: a number per record sent, small beside the records themselves.
+    ...(flags.file !== undefined ? { failedLinesByCode: report.failedLinesByCode } : {}),
     retried: report.retries,
     willFailValidation: report.invalid,
     willFailValidationByReason: report.invalidByReason,
+    ...(flags.file !== undefined ? { willFailValidationLinesByReason: report.invalidLinesByReason } : {}),
     elapsedMs: report.elapsedMs,
     ...(blankLines !== undefined ? { blankLinesSkipped: blankLines } : {}),
     ...(stopped ? { stopped } : {}),
@@ -178,11 +185,18 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
       const said = report.firstMessageByCode[code] ?? '';
       const first = said === '' ? '' : ` (first: ${escapeControlCharacters(said.length > MAX_MESSAGE_SHOWN ? `${said.slice(0, MAX_MESSAGE_SHOWN)}…` : said)})`;
       io.out(`  not accepted: ${escapeControlCharacters(code)} ×${formatNumber(n)}${first}`);
+      const lines = report.failedLinesByCode[code];
+      if (lines) io.out(`    ${linesClause(lines)}`);
     }
     if (report.invalid > 0) {
       io.out(`  ${formatNumber(report.invalid)} record${report.invalid === 1 ? '' : 's'} will fail the transform and go to the dead-letter queue (\`sluice replay\`):`);
       const reasons = Object.entries(report.invalidByReason).sort((a, b) => b[1] - a[1]);
-      for (const [reason, n] of reasons.slice(0, MAX_REASONS_SHOWN)) io.out(`    ×${n}  ${escapeControlCharacters(reason)}`);
+      for (const [reason, n] of reasons.slice(0, MAX_REASONS_SHOWN)) {
+        io.out(`    ×${n}  ${escapeControlCharacters(reason)}`);
+        const lines = report.invalidLinesByReason[reason];
+        // Under the reason, not after it: a reason can be long, and the numbers are what the reader looks for.
+        if (lines) io.out(`${' '.repeat(`    ×${n}  `.length)}${linesClause(lines)}`);
+      }
       const hidden = reasons.slice(MAX_REASONS_SHOWN);
       if (hidden.length > 0) {
         const records = hidden.reduce((sum, [, n]) => sum + n, 0);
@@ -419,6 +433,17 @@ function whyNotAccepted(failedByCode: Record<string, number>, maxAttempts: numbe
   return `were not accepted: ${given.map(([c, what]) => `${total(c)} ${what}`).join('; ')}`;
 }
 
+/**
+ * "(line 3)", "(lines 3, 17, 40)", "(lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 12 more)": the first MAX_LINES_SHOWN of a --file's
+ * line numbers.
+ * Not grouped by thousands: "1,204" would read as two numbers of the list.
+ */
+function linesClause(lines: readonly number[]): string {
+  const shown = lines.slice(0, MAX_LINES_SHOWN).join(', ');
+  const more = lines.length > MAX_LINES_SHOWN ? ` and ${formatNumber(lines.length - MAX_LINES_SHOWN)} more` : '';
+  return `(line${lines.length === 1 ? '' : 's'} ${shown}${more})`;
+}
+
 /** Locally the twin flushes in seconds; on AWS the Firehose buffer interval dominates (dynamic partitioning: up to ~1.5×). */
 function defaultTimeoutMs(target: Target, bufferIntervalSeconds: number): number {
   return target.kind === 'local' ? 60_000 : Math.round(1.5 * bufferIntervalSeconds * 1000) + 180_000;
@@ -527,6 +552,8 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
   /** A line too long to be a record: the input ends before it, with this error. */
   let unreadable: UserError | undefined;
   const lines: Buffer[] = [];
+  /** For each line in `lines`, its line number in the input. */
+  const lineNumbers: number[] = [];
   /** For each line in `lines`, the blank lines just before it; `blanksAfter` those after the last one. */
   const blanksBefore: number[] = [];
   let blanksAfter = 0;
@@ -552,6 +579,7 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
       return;
     }
     lines.push(line);
+    lineNumbers.push(lineNumber);
     blanksBefore.push(blanksAfter);
     blanksAfter = 0;
   };
@@ -621,7 +649,8 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
       fill(n + 1);
       if (lines.length === 0 && unreadable) throw unreadable;
       for (const blanks of blanksBefore.splice(0, n)) blanksTaken += blanks;
-      return lines.splice(0, n).map((line) => prepare(schema, line));
+      const numbers = lineNumbers.splice(0, n);
+      return lines.splice(0, n).map((line, i) => ({ ...prepare(schema, line), line: numbers[i] }));
     },
     exhausted() {
       // Never reads: after Ctrl-C, a pipe that has nothing more to say yet must not hold the report back.
@@ -635,6 +664,7 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
         // A chunk at a time, the lines counted and let go. A line too long to be a record ends the count, as it ends the input.
         for (;;) {
           blanksBefore.splice(0);
+          lineNumbers.splice(0);
           count += lines.splice(0).length;
           if (count >= limit || eof || unreadable) return Math.min(count, limit);
           // A pipe or terminal not at its end: reading on would wait for its writer, maybe for ever.
@@ -660,8 +690,12 @@ interface SendReport {
   failedByCode: Record<string, number>;
   /** The message of the first record each error code refused: what the entry point said (a disk that refuses the log, say). */
   firstMessageByCode: Record<string, string>;
+  /** For each code of `failedByCode`, the --file lines of its records (none for generated records). */
+  failedLinesByCode: Record<string, number[]>;
   invalid: number;
   invalidByReason: Record<string, number>;
+  /** For each reason of `invalidByReason`, the --file lines of its records (none for generated records). */
+  invalidLinesByReason: Record<string, number[]>;
   /** Accepted records that pass the schema, by id. */
   expected: Map<string, ExpectedRecord>;
   /** Accepted records that pass the schema: more than `expected` holds when some share an id. */
@@ -786,7 +820,7 @@ function stillMaybeTaken(before: RecordOutcome | undefined, after: RecordOutcome
 /** Sends `count` records (or until `durationMs`), paced to `rate` on average, never bursting more than a second's worth. */
 async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOptions): Promise<SendReport> {
   const report: SendReport = {
-    sent: 0, accepted: 0, retries: 0, failedByCode: {}, firstMessageByCode: {}, invalid: 0, invalidByReason: {}, expected: new Map(), expectedRecords: 0, startedAt: Date.now(), elapsedMs: 0,
+    sent: 0, accepted: 0, retries: 0, failedByCode: {}, failedLinesByCode: {}, firstMessageByCode: {}, invalid: 0, invalidByReason: {}, invalidLinesByReason: {}, expected: new Map(), expectedRecords: 0, startedAt: Date.now(), elapsedMs: 0,
   };
   const { rate, durationMs, batchSize, progress } = options;
   const deadline = durationMs !== undefined ? report.startedAt + durationMs : Number.POSITIVE_INFINITY;
@@ -837,7 +871,11 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       report.retries += result.retries;
       result.outcomes.forEach((outcome, i) => {
         const record = batch[i];
-        if (!outcome.ok) return;
+        if (!outcome.ok) {
+          // A record's outcome is its last attempt's: one accepted on a retry is not listed, one given up on is, once.
+          if (outcome.errorCode !== NOT_SENT && record.line !== undefined) (report.failedLinesByCode[outcome.errorCode] ??= []).push(record.line);
+          return;
+        }
         report.accepted++;
         if (record.expected) {
           report.expected.set(record.expected.id, record.expected);
@@ -846,6 +884,7 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
         if (record.failure) {
           report.invalid++;
           report.invalidByReason[record.failure] = (report.invalidByReason[record.failure] ?? 0) + 1;
+          if (record.line !== undefined) (report.invalidLinesByReason[record.failure] ??= []).push(record.line);
         }
       });
       const sentOutcomes = result.outcomes.filter((o) => o.ok || o.errorCode !== NOT_SENT);

@@ -488,6 +488,78 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(JSON.parse((await put('app-events', '--json')).stdout)).not.toHaveProperty('blankLinesSkipped');
   });
 
+  test('--file names the lines of the records not accepted and of those that will fail the transform: the first 10, every one with --json', async () => {
+    const file = path.join(dataDir, 'lines.ndjson');
+    const record = (n: number, fields: Record<string, unknown> = {}) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-${String(n).padStart(12, '0')}`, user_id: `user-${n}`, event_type: 'login', timestamp: '2026-11-22T10:00:00Z', ...fields });
+    const noType = (n: number) => record(n, { event_type: undefined });
+    // Line numbers as an editor shows them: blank lines (empty, spaces, a CRLF file's empty line) count.
+    const lines = [
+      '', record(1), record(2, { user_id: undefined }), '  ', `${record(3)}\r`, '\r', record(4), record(5, { user_id: undefined }),
+      ...Array.from({ length: 12 }, (_, k) => noType(100 + k)), record(6),
+    ];
+    fs.writeFileSync(file, `${lines.join('\n')}\n\n`);
+    // Lines 5, 8 and 21 are refused at every attempt (8 fails the transform too: it is named only as not accepted);
+    // line 7 only at the first, then accepted: not named.
+    const refused = ['000000000003', '000000000005', '000000000006'];
+    backend.decide = (data, call) => (refused.some((id) => data.includes(id)) || (call === 1 && data.includes('000000000004')) ? unavailable : { ok: true });
+    const text = await put('app-events', '--file', file, '--max-attempts', '2');
+    expect(text.code).toBe(1);
+    expect(text.stdout.split('\n').slice(2)).toEqual([
+      expect.stringMatching(/^ {2}accepted 15 · failed 3 · retried 4 · /),
+      '  not accepted: ServiceUnavailableException ×3 (first: Slow down.)',
+      '    (lines 5, 8, 21)',
+      '  13 records will fail the transform and go to the dead-letter queue (`sluice replay`):',
+      '    ×12  schema (required): /event_type is required',
+      '         (lines 9, 10, 11, 12, 13, 14, 15, 16, 17, 18 and 2 more)',
+      '    ×1  schema (required): /user_id is required',
+      '        (line 3)',
+      '',
+    ]);
+
+    backend.reset();
+    backend.decide = (data, call) => (refused.some((id) => data.includes(id)) || (call === 1 && data.includes('000000000004')) ? unavailable : { ok: true });
+    const json = await put('app-events', '--file', file, '--max-attempts', '2', '--json');
+    expect(json.code).toBe(1);
+    const summary = JSON.parse(json.stdout) as Record<string, unknown>;
+    expect(summary).toMatchObject({
+      failedByCode: { ServiceUnavailableException: 3 },
+      willFailValidationByReason: { 'schema (required): /event_type is required': 12, 'schema (required): /user_id is required': 1 },
+    });
+    expect(summary.failedLinesByCode).toEqual({ ServiceUnavailableException: [5, 8, 21] });
+    expect(summary.willFailValidationLinesByReason).toEqual({
+      'schema (required): /event_type is required': Array.from({ length: 12 }, (_, k) => 9 + k),
+      'schema (required): /user_id is required': [3],
+    });
+
+    // Generated records have no lines: no line numbers said, no such keys.
+    backend.reset();
+    backend.decide = (_data, _call, index) => (index === 0 ? unavailable : { ok: true });
+    const generated = await put('app-events', '--count', '2', '--max-attempts', '1');
+    expect(generated.stdout).toContain('not accepted: ServiceUnavailableException ×1');
+    expect(generated.stdout).not.toContain('(line');
+    const generatedJson = JSON.parse((await put('app-events', '--count', '2', '--max-attempts', '1', '--json')).stdout) as Record<string, unknown>;
+    expect(generatedJson).not.toHaveProperty('failedLinesByCode');
+    expect(generatedJson).not.toHaveProperty('willFailValidationLinesByReason');
+  });
+
+  test('standard input (--file -) names its lines as a file does', async () => {
+    const record = (n: number, fields: Record<string, unknown> = {}) => JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-${String(n).padStart(12, '0')}`, user_id: `user-${n}`, event_type: 'login', timestamp: '2026-11-22T10:00:00Z', ...fields });
+    backend.decide = (data) => (data.includes('000000000002') ? unavailable : { ok: true });
+    const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', '-', '--max-attempts', '1', '--json',
+      '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+    child.stdin.end(`${record(1)}\n\n${record(2)}\n${record(3, { user_id: undefined })}\n`);
+    const code = await within(new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c))), 15_000, 'hung');
+    if (code === 'hung') child.kill('SIGKILL');
+    expect(code).toBe(1);
+    expect(JSON.parse(stdout)).toMatchObject({
+      failedLinesByCode: { ServiceUnavailableException: [3] },
+      willFailValidationLinesByReason: { 'schema (required): /user_id is required': [4] },
+      blankLinesSkipped: 1,
+    });
+  }, 30_000);
+
   test('what records and the endpoint put in the summary prints escaped, with or without --json; --json parses back to the exact values', async () => {
     const file = path.join(dataDir, 'hostile.ndjson');
     const key = 'x\u009b31m\u001b]0;pwned\u0007\u007f';
