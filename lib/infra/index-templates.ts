@@ -1,9 +1,10 @@
-import { CustomResource, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { CustomResource, Duration, Lazy, RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { mappingUpdateOf } from '../../transforms/index-template/existing-indices';
-import { retentionPolicyFor, retentionPolicyId } from '../../transforms/index-template/retention';
+import type { RetentionProperty } from '../../transforms/index-template/handler';
+import { deleteAfter, retentionPolicyId } from '../../transforms/index-template/retention';
 import type { IndexRotation } from '../config/types';
 import { openSearchIndexTemplate, type SchemaModel } from '../schema';
 import { SluiceFunction } from './function';
@@ -34,6 +35,7 @@ export class IndexTemplates extends Construct {
   readonly function: SluiceFunction;
   private readonly provider: cr.Provider;
   private readonly domain: SearchDomain;
+  private readonly pipelines: string[] = [];
 
   constructor(scope: Construct, id: string, props: IndexTemplatesProps) {
     super(scope, id);
@@ -46,6 +48,11 @@ export class IndexTemplates extends Construct {
       logRemovalPolicy: props.logRemovalPolicy,
       // Bundle the SigV4 signer rather than rely on the copy inside the runtime's AWS SDK.
       externalModules: [],
+      // The function refuses events for another domain or pipeline: invoking it must not reach beyond what the stack set.
+      environment: {
+        SLUICE_DOMAIN_ENDPOINT: props.domain.endpointHostname,
+        SLUICE_PIPELINES: Lazy.string({ produce: () => JSON.stringify(this.pipelines) }),
+      },
     });
     props.domain.grant(fn.role, 'manage-templates', ['_index_template/*']);
 
@@ -81,7 +88,11 @@ export class IndexTemplates extends Construct {
     // Also when kept forever: the function then detaches and deletes the policy an earlier deploy made.
     this.domain.grant(this.function.role, 'manage-retention-policies', [policyId]);
     this.domain.grant(this.function.role, 'apply-retention-policies', [`${indexName}-*`]);
-    const policy = retention.retentionDays === 'forever' ? null : retentionPolicyFor(indexName, retention.retentionDays, retention.rotation);
+    // Fails synth, not the deployment, on days or a rotation the function could not build a policy from.
+    if (retention.retentionDays !== 'forever') deleteAfter(retention.retentionDays, retention.rotation);
+    this.pipelines.push(model.pipeline);
+    // What the function builds the policy from (retention.ts), not the body: it would PUT any body it was given.
+    const retentionProperty: RetentionProperty = { PolicyId: policyId, IndexName: indexName, RetentionDays: retention.retentionDays, Rotation: retention.rotation };
     const resource = new CustomResource(this, `${model.pipeline}-template`, {
       serviceToken: this.provider.serviceToken,
       resourceType: 'Custom::SluiceIndexTemplate',
@@ -90,7 +101,7 @@ export class IndexTemplates extends Construct {
         TemplateName: model.pipeline,
         // JSON text, so numbers and booleans in the template are not turned into strings by CloudFormation.
         TemplateBody: JSON.stringify(template),
-        Retention: JSON.stringify({ PolicyId: policyId, IndexName: indexName, Policy: policy }),
+        Retention: JSON.stringify(retentionProperty),
       },
     });
     // Apply the template only once the domain's access policy names our role.

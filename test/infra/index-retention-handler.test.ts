@@ -112,12 +112,14 @@ const noSuchIndex = (path: string): HttpResult => ({ status: 404, body: JSON.str
 
 const endpoint = 'search-x-abc.eu-west-1.es.amazonaws.com';
 const templateBody = JSON.stringify({ index_patterns: ['iot-*'], template: { settings: { number_of_shards: 1 }, mappings: { properties: { event_id: { type: 'keyword' } } } } });
-const retention = (days: number | 'forever') => JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: days === 'forever' ? null : retentionPolicyFor('iot', days, 'OneDay') });
+const retention = (days: number | 'forever') => JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', RetentionDays: days, Rotation: 'OneDay' });
+/** The Retention property as stacks before RetentionDays and Rotation passed it: the policy body. */
+const retentionAsBody = (days: number | 'forever') => JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: days === 'forever' ? null : retentionPolicyFor('iot', days, 'OneDay') });
 
-function event(type: 'Create' | 'Update' | 'Delete', days: number | 'forever' | undefined): CloudFormationCustomResourceEvent {
+function event(type: 'Create' | 'Update' | 'Delete', days: number | 'forever' | undefined, asBody = false): CloudFormationCustomResourceEvent {
   const props = {
     ServiceToken: 'arn:aws:lambda:eu-west-1:123456789012:function:provider', Endpoint: endpoint, TemplateName: 'iot', TemplateBody: templateBody,
-    ...(days === undefined ? {} : { Retention: retention(days) }),
+    ...(days === undefined ? {} : { Retention: asBody ? retentionAsBody(days) : retention(days) }),
   };
   const base = { ServiceToken: props.ServiceToken, ResponseURL: 'https://example.com', StackId: 'stack', RequestId: 'req', LogicalResourceId: 'Template', ResourceType: 'Custom::SluiceIndexTemplate', ResourceProperties: props };
   if (type === 'Create') return { ...base, RequestType: 'Create' };
@@ -127,7 +129,7 @@ function event(type: 'Create' | 'Update' | 'Delete', days: number | 'forever' | 
 
 const clock = () => {
   let t = 0;
-  return { deadline: 60_000, now: () => t, sleep: async (ms: number) => { t += ms; } };
+  return { deadline: 60_000, now: () => t, sleep: async (ms: number) => { t += ms; }, stack: { hostname: endpoint, pipelines: ['iot'] } };
 };
 const logged = (level: string) => (console.log as jest.Mock).mock.calls.map(([line]) => JSON.parse(line as string) as Record<string, unknown>).filter((l) => l.level === level);
 const ismRequests = (cluster: FakeIsmCluster) => cluster.requests.filter((r) => r.path.startsWith('/_plugins/_ism/')).map((r) => `${r.method} ${r.path}`);
@@ -257,7 +259,53 @@ describe('index retention (the index-template custom resource, against a cluster
     const props = { Endpoint: endpoint, TemplateName: 'iot', TemplateBody: templateBody };
     expect(readProperties({ ...props, Retention: retention(30) }).retention?.PolicyId).toBe('iot-retention');
     expect(() => readProperties({ ...props, Retention: '{' })).toThrow(/^Retention: not valid JSON/);
-    expect(() => readProperties({ ...props, Retention: JSON.stringify({ PolicyId: 'Bad Id', IndexName: 'iot', Policy: null }) })).toThrow(/^Retention\.PolicyId: "Bad Id" is not a valid ISM policy id/);
-    expect(() => readProperties({ ...props, Retention: JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: 30 }) })).toThrow(/^Retention\.Policy: expected an ISM policy body/);
+    expect(() => readProperties({ ...props, Retention: JSON.stringify({ PolicyId: 'Bad Id', IndexName: 'iot', RetentionDays: 30, Rotation: 'OneDay' }) })).toThrow(/^Retention\.PolicyId: "Bad Id" is not the retention policy of iot \("iot-retention"\)/);
+    expect(() => readProperties({ ...props, Retention: JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', RetentionDays: '30' }) })).toThrow(/^Retention: expected "RetentionDays"/);
+    expect(() => readProperties({ ...props, Retention: retention(0) })).toThrow(/retentionDays must be a whole number ≥ 1, got 0/);
+    expect(() => readProperties({ ...props, Retention: JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', RetentionDays: 30, Rotation: 'NoRotation' }) })).toThrow(/rotation "NoRotation"/);
+  });
+
+  test('the policy is built by the function from days and rotation: a policy body in the event is refused unless it is one the builder makes for that index', () => {
+    const props = { Endpoint: endpoint, TemplateName: 'iot', TemplateBody: templateBody };
+    expect(readProperties({ ...props, Retention: retention(30) }).retention).toEqual({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: retentionPolicyFor('iot', 30, 'OneDay') });
+    expect(readProperties({ ...props, Retention: retention('forever') }).retention).toEqual({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: null });
+    // ism_template attaches the policy to every new index it matches, and ISM deletes them as the cluster.
+    const everything = { policy: { ...retentionPolicyFor('iot', 30, 'OneDay').policy, ism_template: [{ index_patterns: ['*'], priority: 100 }] } };
+    const forged = JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: everything });
+    expect(() => readProperties({ ...props, Retention: forged })).toThrow(/^Retention\.Policy: not a retention policy Sluice builds for iot-\*; refused/);
+    expect(() => readProperties({ ...props, Retention: JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: { policy: { ism_template: [{ index_patterns: ['*'] }], states: [] } } }) })).toThrow(/^Retention\.Policy: not a retention policy/);
+    expect(() => readProperties({ ...props, Retention: JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: retentionPolicyFor('clickstream', 30, 'OneDay') }) })).toThrow(/^Retention\.Policy: not a retention policy/);
+    // The body an earlier stack passed, for any rotation, is the builder's, and so is taken.
+    for (const rotation of ['OneHour', 'OneDay', 'OneWeek', 'OneMonth']) {
+      const body = retentionPolicyFor('iot', 7, rotation);
+      expect(readProperties({ ...props, Retention: JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: body }) }).retention?.Policy).toEqual(body);
+    }
+  });
+
+  test('the Retention of a resource an earlier stack deployed (a policy body): the first Update after it applies the new one, a rollback to it and its Delete still work', async () => {
+    const cluster = new FakeIsmCluster();
+    cluster.createIndex('iot-2026-01-01');
+    await applyIndexTemplate(event('Create', 30), cluster.send, clock());
+    // The first deploy with this function: OldResourceProperties hold the body, ResourceProperties days and rotation.
+    const first = event('Update', 30) as CloudFormationCustomResourceEvent & { OldResourceProperties: Record<string, unknown> };
+    first.OldResourceProperties = event('Update', 30, true).ResourceProperties;
+    cluster.requests.length = 0;
+    await applyIndexTemplate(first, cluster.send, clock());
+    expect(cluster.policies.get('iot-retention')?.seqNo).toBe(1);
+    expect(ismRequests(cluster)).not.toContainEqual(expect.stringMatching(/^PUT /));
+    // A deploy that fails after it rolls the resource back to its old properties: the body, as the builder made it.
+    await applyIndexTemplate(event('Update', 7, true), cluster.send, clock());
+    expect(cluster.policies.get('iot-retention')?.body).toEqual(retentionPolicyFor('iot', 7, 'OneDay').policy);
+    await applyIndexTemplate(event('Delete', 7, true), cluster.send, clock());
+    expect(cluster.policies.size).toBe(0);
+    expect(cluster.indices.get('iot-2026-01-01')).toEqual({});
+  });
+
+  test('the retention of another pipeline\'s indices is refused before any request', async () => {
+    const cluster = new FakeIsmCluster();
+    const e = event('Create', 30);
+    const other = { ...e, ResourceProperties: { ...e.ResourceProperties, Retention: JSON.stringify({ PolicyId: 'clickstream-retention', IndexName: 'clickstream', RetentionDays: 1, Rotation: 'OneHour' }) } } as CloudFormationCustomResourceEvent;
+    await expect(applyIndexTemplate(other, cluster.send, clock())).rejects.toThrow(/^Retention\.IndexName: "clickstream" is not the template's pipeline \(iot\): refused/);
+    expect(cluster.requests).toEqual([]);
   });
 });

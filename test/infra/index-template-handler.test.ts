@@ -7,6 +7,7 @@ import {
   NodeSha256,
   readProperties,
   regionOf,
+  stackSettingsFrom,
   type HttpResult,
   type TemplateRequest,
 } from '../../transforms/index-template/handler';
@@ -35,9 +36,11 @@ function scripted(...answers: Array<HttpResult | Error>) {
   };
   return { send, requests };
 }
+/** The stack's settings, as the function's environment gives them. */
+const stack = { hostname: props.Endpoint, pipelines: ['clickstream', 'iot'] };
 const clock = () => {
   let t = 0;
-  return { now: () => t, sleep: async (ms: number) => { t += ms; } };
+  return { now: () => t, sleep: async (ms: number) => { t += ms; }, stack };
 };
 
 describe('index-template custom resource', () => {
@@ -120,6 +123,33 @@ describe('index-template custom resource', () => {
     expect(() => readProperties({ ...props, TemplateName: 'Bad Name' })).toThrow(/TemplateName: "Bad Name" is not a valid index template name/);
     expect(() => readProperties({ ...props, TemplateBody: '{' })).toThrow(/TemplateBody: not valid JSON/);
     expect(() => readProperties({ ...props, Endpoint: '' })).toThrow(/Endpoint: missing/);
+  });
+
+  test('an event for another domain or template than the stack set is refused and sends nothing; a Delete of one deletes nothing', async () => {
+    const forged = (type: 'Create' | 'Update' | 'Delete', changes: Record<string, string>) => {
+      const e = event(type);
+      return { ...e, ResourceProperties: { ...e.ResourceProperties, ...changes } } as CloudFormationCustomResourceEvent;
+    };
+    for (const type of ['Create', 'Update'] as const) {
+      const { send, requests } = scripted();
+      await expect(applyIndexTemplate(forged(type, { Endpoint: 'search-other-xyz.eu-west-1.es.amazonaws.com' }), send, { deadline: 60_000, ...clock() }))
+        .rejects.toThrow(/^Endpoint: "search-other-xyz.eu-west-1.es.amazonaws.com" is not the stack's domain \(search-x-abc.eu-west-1.es.amazonaws.com\): refused/);
+      await expect(applyIndexTemplate(forged(type, { TemplateName: 'payroll' }), send, { deadline: 60_000, ...clock() }))
+        .rejects.toThrow(/^TemplateName: "payroll" is not one of the stack's search pipelines \(clickstream, iot\): refused/);
+      expect(requests).toEqual([]);
+    }
+    const { send, requests } = scripted();
+    await expect(applyIndexTemplate(forged('Delete', { TemplateName: 'payroll' }), send, { deadline: 60_000, ...clock() })).resolves.toEqual({ PhysicalResourceId: 'search-x-abc.eu-west-1.es.amazonaws.com/_index_template/iot' });
+    expect(requests).toEqual([]);
+    // The endpoint is compared as a host name, however it is written.
+    await expect(applyIndexTemplate(forged('Create', { Endpoint: `https://${props.Endpoint}/` }), scripted().send, { deadline: 60_000, ...clock() })).resolves.toMatchObject({ Data: { TemplateName: 'iot' } });
+  });
+
+  test('the stack\'s settings come from the function\'s environment, and a missing one is named', () => {
+    expect(stackSettingsFrom({ SLUICE_DOMAIN_ENDPOINT: 'https://search-x.eu-west-1.es.amazonaws.com', SLUICE_PIPELINES: '["iot"]' }))
+      .toEqual({ hostname: 'search-x.eu-west-1.es.amazonaws.com', pipelines: ['iot'] });
+    expect(() => stackSettingsFrom({ SLUICE_PIPELINES: '["iot"]' })).toThrow(/^SLUICE_DOMAIN_ENDPOINT: not set/);
+    expect(() => stackSettingsFrom({ SLUICE_DOMAIN_ENDPOINT: 'search-x', SLUICE_PIPELINES: 'iot' })).toThrow(/^SLUICE_PIPELINES: "iot" is not a JSON list/);
   });
 
   test('region from the endpoint, else the function\'s; which statuses are worth a retry', () => {

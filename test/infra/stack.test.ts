@@ -506,9 +506,10 @@ describe('search', () => {
   test('the index retention: an ISM policy for <index>-*, deleting an index once its last document is search.retentionDays old', () => {
     const [, cr] = resourcesOf(dev.template, 'Custom::SluiceIndexTemplate')[0];
     expect(dev.config.pipelines.clickstream.search.retentionDays).toBe(30);
-    const retention = JSON.parse(cr.Retention as string) as { PolicyId: string; IndexName: string; Policy: { policy: Record<string, unknown> } };
-    expect(retention).toEqual({ PolicyId: 'clickstream-retention', IndexName: 'clickstream', Policy: retentionPolicyFor('clickstream', 30, 'OneDay') });
-    expect(retention.Policy.policy).toMatchObject({
+    // Days and rotation, not a policy body: the function builds the policy itself and would PUT any body it was given.
+    const retention = JSON.parse(cr.Retention as string) as Record<string, unknown>;
+    expect(retention).toEqual({ PolicyId: 'clickstream-retention', IndexName: 'clickstream', RetentionDays: 30, Rotation: 'OneDay' });
+    expect(retentionPolicyFor('clickstream', 30, 'OneDay').policy).toMatchObject({
       default_state: 'hot',
       states: [
         { name: 'hot', actions: [], transitions: [{ state_name: 'delete', conditions: { min_index_age: '31d' } }] },
@@ -516,6 +517,15 @@ describe('search', () => {
       ],
       ism_template: [{ index_patterns: ['clickstream-*'], priority: 100 }],
     });
+  });
+
+  test('the index-template function is told the domain and the search pipelines, and refuses events for any other', () => {
+    const search = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('search')).map((p) => p.name);
+    const [, fn] = resourcesOf(dev.template, 'AWS::Lambda::Function').find(([, f]) => /index templates/.test(f.Description as string))!;
+    const variables = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(JSON.parse(variables.SLUICE_PIPELINES as string)).toEqual(search);
+    expect(variables.SLUICE_DOMAIN_ENDPOINT).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^SearchDomain/), 'DomainEndpoint'] });
+    for (const [, cr] of resourcesOf(dev.template, 'Custom::SluiceIndexTemplate')) expect(cr.Endpoint).toEqual(variables.SLUICE_DOMAIN_ENDPOINT);
   });
 });
 

@@ -92,7 +92,7 @@ describe('opensearch.mode=existing', () => {
 
   test('retention on a domain the stack did not create: the same ISM grants on its ARN; kept forever, no policy (one made before is detached and deleted)', () => {
     const [, template] = resourcesOf(existing.template, 'Custom::SluiceIndexTemplate')[0];
-    expect(JSON.parse(template.Retention as string)).toEqual({ PolicyId: 'clickstream-retention', IndexName: 'clickstream', Policy: null });
+    expect(JSON.parse(template.Retention as string)).toEqual({ PolicyId: 'clickstream-retention', IndexName: 'clickstream', RetentionDays: 'forever', Rotation: 'OneDay' });
     for (const [action, resource] of [
       ['es:ESHttpDelete', `${domainArn}/_plugins/_ism/policies/clickstream-retention`],
       ['es:ESHttpGet', `${domainArn}/_plugins/_ism/explain/clickstream-*`],

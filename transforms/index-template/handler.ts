@@ -8,12 +8,13 @@
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import * as https from 'node:https';
 import { setTimeout as defaultSleep } from 'node:timers/promises';
+import { isDeepStrictEqual } from 'node:util';
 import { fromEnv } from '@aws-sdk/credential-provider-env';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { Checksum, HttpRequest, SourceData } from '@smithy/types';
 import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
 import { updateExistingMappings } from './existing-indices';
-import { applyRetentionPolicy, type RetentionOutcome } from './retention';
+import { applyRetentionPolicy, retentionPolicyFor, retentionPolicyId, ROTATION_HOURS, type RetentionOutcome } from './retention';
 
 /** Resource properties, as the stack passes them (CloudFormation turns every scalar into a string). */
 export interface IndexTemplateProperties {
@@ -29,11 +30,32 @@ export interface IndexTemplateProperties {
   readonly Retention?: string;
 }
 
-/** What `Retention` holds: the policy of `<IndexName>-*`, or `Policy: null` for indices kept forever (no policy). */
+/**
+ * What `Retention` holds: what the handler builds the policy of `<IndexName>-*` from (retention.ts), or
+ * `RetentionDays: "forever"` for indices kept forever (no policy). Never a policy body: a body's `ism_template` could
+ * name any index pattern, and ISM deletes what it matches as the cluster, whatever the role may send.
+ */
 export interface RetentionProperty {
   readonly PolicyId: string;
   readonly IndexName: string;
+  readonly RetentionDays: number | 'forever';
+  /** The delivery stream's index rotation (a key of ROTATION_HOURS). */
+  readonly Rotation: string;
+}
+
+/** The retention as the handler applies it: the policy it built, or null for indices kept forever. */
+export interface Retention {
+  readonly PolicyId: string;
+  readonly IndexName: string;
   readonly Policy: { policy: Record<string, unknown> } | null;
+}
+
+/** The domain and the templates the stack configured the function for (its environment): events naming others are refused. */
+export interface StackSettings {
+  /** Host name of the domain endpoint, without https:// */
+  readonly hostname: string;
+  /** The search pipelines: each one's template and indices are named after it. */
+  readonly pipelines: readonly string[];
 }
 
 /** What the Provider framework expects back. */
@@ -63,14 +85,14 @@ const log = (level: 'INFO' | 'WARN' | 'ERROR', message: string, extra: Record<st
 };
 
 /** Reads and checks the resource properties; throws naming the property that is wrong. */
-export function readProperties(raw: Record<string, unknown>): { hostname: string; templateName: string; body?: string; retention?: RetentionProperty } {
+export function readProperties(raw: Record<string, unknown>): { hostname: string; templateName: string; body?: string; retention?: Retention } {
   const endpoint = raw.Endpoint;
   const name = raw.TemplateName;
   if (typeof endpoint !== 'string' || endpoint === '') throw new Error('Endpoint: missing; expected the OpenSearch domain endpoint');
   if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9_-]{0,254}$/.test(name)) {
     throw new Error(`TemplateName: ${JSON.stringify(name)} is not a valid index template name (lower-case letters, digits, "_" and "-")`);
   }
-  const hostname = endpoint.replace(/^https:\/\//, '').replace(/\/+$/, '');
+  const hostname = hostnameOf(endpoint);
   if (!/^[A-Za-z0-9.-]+$/.test(hostname)) throw new Error(`Endpoint: "${endpoint}" is not a host name or https:// URL`);
   let body: string | undefined;
   if (raw.TemplateBody !== undefined) {
@@ -87,19 +109,66 @@ export function readProperties(raw: Record<string, unknown>): { hostname: string
 
 const OPENSEARCH_NAME = /^[a-z0-9][a-z0-9_-]{0,254}$/;
 
-function readRetention(raw: unknown): RetentionProperty {
+function readRetention(raw: unknown): Retention {
   let parsed: unknown;
   try {
     parsed = typeof raw === 'string' ? JSON.parse(raw) : undefined;
   } catch (err) {
     throw new Error(`Retention: not valid JSON (${(err as Error).message})`, { cause: err });
   }
-  const r = parsed as Partial<RetentionProperty> | undefined;
-  if (typeof r !== 'object' || r === null) throw new Error('Retention: expected {"PolicyId", "IndexName", "Policy"} as JSON text');
-  if (typeof r.PolicyId !== 'string' || !OPENSEARCH_NAME.test(r.PolicyId)) throw new Error(`Retention.PolicyId: ${JSON.stringify(r.PolicyId)} is not a valid ISM policy id (lower-case letters, digits, "_" and "-")`);
+  const r = parsed as Partial<RetentionProperty & Retention> | undefined;
+  if (typeof r !== 'object' || r === null) throw new Error('Retention: expected {"PolicyId", "IndexName", "RetentionDays", "Rotation"} as JSON text');
   if (typeof r.IndexName !== 'string' || !OPENSEARCH_NAME.test(r.IndexName)) throw new Error(`Retention.IndexName: ${JSON.stringify(r.IndexName)} is not a valid index name (lower-case letters, digits, "_" and "-")`);
-  if (r.Policy !== null && (typeof r.Policy !== 'object' || typeof r.Policy?.policy !== 'object')) throw new Error('Retention.Policy: expected an ISM policy body {"policy": {…}}, or null to keep the indices forever');
-  return { PolicyId: r.PolicyId, IndexName: r.IndexName, Policy: r.Policy ?? null };
+  if (r.PolicyId !== retentionPolicyId(r.IndexName)) throw new Error(`Retention.PolicyId: ${JSON.stringify(r.PolicyId)} is not the retention policy of ${r.IndexName} ("${retentionPolicyId(r.IndexName)}")`);
+  if ('Policy' in r) return { PolicyId: r.PolicyId, IndexName: r.IndexName, Policy: builtPolicy(r.IndexName, r.Policy) };
+  if (r.RetentionDays === 'forever') return { PolicyId: r.PolicyId, IndexName: r.IndexName, Policy: null };
+  if (typeof r.RetentionDays !== 'number' || typeof r.Rotation !== 'string') {
+    throw new Error(`Retention: expected "RetentionDays" (a number of days, or "forever") and "Rotation", got ${JSON.stringify(raw).slice(0, 200)}`);
+  }
+  // deleteAfter (through the builder) refuses days that are not whole and ≥ 1, and an unknown rotation, naming them.
+  return { PolicyId: r.PolicyId, IndexName: r.IndexName, Policy: retentionPolicyFor(r.IndexName, r.RetentionDays, r.Rotation) };
+}
+
+/**
+ * The policy body of a resource deployed before the stack passed retention days and rotation instead (CloudFormation
+ * sends it back in a rollback, and on Delete): accepted only when it is exactly one the builder makes for the index.
+ */
+function builtPolicy(indexName: string, policy: unknown): { policy: Record<string, unknown> } | null {
+  if (policy === null) return null;
+  const description = (policy as { policy?: { description?: unknown } } | undefined)?.policy?.description;
+  const days = typeof description === 'string' ? Number(/kept at least (\d+) days/.exec(description)?.[1]) : NaN;
+  const built = Number.isInteger(days) && days >= 1 ? Object.keys(ROTATION_HOURS).map((rotation) => retentionPolicyFor(indexName, days, rotation)) : [];
+  const same = built.find((b) => isDeepStrictEqual(b, policy));
+  if (!same) throw new Error(`Retention.Policy: not a retention policy Sluice builds for ${indexName}-*; refused (the stack passes RetentionDays and Rotation)`);
+  return same;
+}
+
+/** The stack's settings from the function's environment; throws naming the variable that is missing. */
+export function stackSettingsFrom(env: NodeJS.ProcessEnv): StackSettings {
+  const endpoint = env.SLUICE_DOMAIN_ENDPOINT;
+  if (!endpoint) throw new Error('SLUICE_DOMAIN_ENDPOINT: not set; the stack sets it to the domain endpoint the function may apply templates to');
+  let pipelines: unknown;
+  try {
+    pipelines = JSON.parse(env.SLUICE_PIPELINES ?? '');
+  } catch {
+    pipelines = undefined;
+  }
+  if (!Array.isArray(pipelines) || !pipelines.every((p) => typeof p === 'string')) {
+    throw new Error(`SLUICE_PIPELINES: ${JSON.stringify(env.SLUICE_PIPELINES)} is not a JSON list of pipeline names; the stack sets it to its search pipelines`);
+  }
+  return { hostname: hostnameOf(endpoint), pipelines };
+}
+
+function hostnameOf(endpoint: string): string {
+  return endpoint.replace(/^https:\/\//, '').replace(/\/+$/, '');
+}
+
+/** Why the event is not one the stack sends (another domain, template or index), or undefined when it is. */
+export function notFromStack(props: { hostname: string; templateName: string; retention?: Retention }, stack: StackSettings): string | undefined {
+  if (props.hostname !== stack.hostname) return `Endpoint: "${props.hostname}" is not the stack's domain (${stack.hostname})`;
+  if (!stack.pipelines.includes(props.templateName)) return `TemplateName: "${props.templateName}" is not one of the stack's search pipelines (${stack.pipelines.join(', ')})`;
+  if (props.retention && props.retention.IndexName !== props.templateName) return `Retention.IndexName: "${props.retention.IndexName}" is not the template's pipeline (${props.templateName})`;
+  return undefined;
 }
 
 /** The region to sign for: the one in an AWS domain endpoint (….<region>.es.amazonaws.com), else the function's. */
@@ -119,9 +188,17 @@ export function isRetryable(status: number): boolean {
 export async function applyIndexTemplate(
   event: CloudFormationCustomResourceEvent,
   send: SendSigned,
-  options: { region?: string; deadline: number; now?: () => number; sleep?: (ms: number) => Promise<void> },
+  options: { region?: string; stack: StackSettings; deadline: number; now?: () => number; sleep?: (ms: number) => Promise<void> },
 ): Promise<ProviderResponse> {
   const props = readProperties(event.ResourceProperties);
+  // Anyone who may invoke the function could otherwise have it write to another domain, template or index pattern.
+  const refused = notFromStack(props, options.stack);
+  if (refused) {
+    if (event.RequestType !== 'Delete') throw new Error(`${refused}: refused; the function applies only what its stack configured`);
+    // A pipeline since removed from the configuration, or a forged event: the role may touch neither, so send nothing.
+    log('WARN', 'not a template this stack applies; nothing deleted', { reason: refused });
+    return { PhysicalResourceId: event.PhysicalResourceId };
+  }
   const region = regionOf(props.hostname, options.region);
   const path = `/_index_template/${props.templateName}`;
   const physicalId = `${props.hostname}${path}`;
@@ -182,7 +259,7 @@ function ismRequest(send: SendSigned, hostname: string, region: string, options:
   return (method: TemplateRequest['method'], path: string, body?: string) => sendWithRetry(send, { hostname, region, method, path: `/${path}`, ...(body === undefined ? {} : { body }) }, options);
 }
 
-function report(templateName: string, retention: RetentionProperty, outcome: RetentionOutcome): void {
+function report(templateName: string, retention: Retention, outcome: RetentionOutcome): void {
   const { policy, attached, moved, detached } = outcome;
   log('INFO', retention.Policy ? 'retention policy applied' : 'indices kept forever: no retention policy', {
     template: templateName, policyId: retention.PolicyId, pattern: `${retention.IndexName}-*`, policy, attached, moved, detached,
@@ -287,5 +364,5 @@ export async function handler(event: CloudFormationCustomResourceEvent, context:
   log('INFO', 'event', { requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
   // Leave 15 s to report back before the function times out.
   const deadline = Date.now() + context.getRemainingTimeInMillis() - 15_000;
-  return applyIndexTemplate(event, sendSigned, { region: process.env.AWS_REGION, deadline });
+  return applyIndexTemplate(event, sendSigned, { region: process.env.AWS_REGION, stack: stackSettingsFrom(process.env), deadline });
 }
