@@ -54,7 +54,6 @@ export class IndexTemplates extends Construct {
         SLUICE_PIPELINES: Lazy.string({ produce: () => JSON.stringify(this.pipelines) }),
       },
     });
-    props.domain.grant(fn.role, 'manage-templates', ['_index_template/*']);
 
     this.provider = new cr.Provider(this, 'Provider', {
       onEventHandler: fn.function,
@@ -81,6 +80,8 @@ export class IndexTemplates extends Construct {
    */
   add(model: SchemaModel, retention: IndexRetention): CustomResource {
     const template = indexTemplateFor(model, this.domain.dataNodes);
+    // Its own template only: on a shared domain, `_index_template/*` would reach every other application's templates.
+    this.domain.grant(this.function.role, 'manage-templates', [`_index_template/${model.pipeline}`]);
     const mappingUpdate = mappingUpdateOf(template);
     if (mappingUpdate) this.domain.grant(this.function.role, 'update-mappings', [mappingUpdate.path]);
     const indexName = model.pipeline;

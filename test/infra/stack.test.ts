@@ -1,3 +1,4 @@
+import { Validations } from 'aws-cdk-lib';
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { resourceNames } from '../../lib/config';
 import {
@@ -602,7 +603,23 @@ describe('IAM', () => {
     // Deleting an index is ISM's, as the cluster: no role the stack creates may send DELETE anywhere but a template or its policy.
     const deletes = iamStatements(dev.template).filter((s) => s.Effect === 'Allow' && s.Action.includes('es:ESHttpDelete'))
       .flatMap((s) => s.Resource.map((r) => r.replace(/^.*:domain\/[^/]+\//, '')));
-    expect(deletes.every((r) => r === '_index_template/*' || /^_plugins\/_ism\/policies\/[a-z0-9-]+-retention$/.test(r))).toBe(true);
+    expect(deletes.every((r) => /^_index_template\/[a-z0-9-]+$/.test(r) || /^_plugins\/_ism\/policies\/[a-z0-9-]+-retention$/.test(r))).toBe(true);
+  });
+
+  test('the index-template role reaches each search pipeline\'s own template, no other; the domain policy names the same', () => {
+    const search = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('search'));
+    expect(search.length).toBeGreaterThan(0);
+    const templates = iamStatements(dev.template).filter((s) => s.policy.startsWith('IndexTemplatesApplyRole'))
+      .flatMap((s) => s.Action.flatMap((a) => s.Resource.map((r) => `${a} ${r.replace(/^.*:domain\/[^/]+\//, '')}`)))
+      .filter((p) => p.includes('_index_template'));
+    expect(templates.sort()).toEqual(search.flatMap((p) => ['Get', 'Head', 'Put', 'Delete'].map((verb) => `es:ESHttp${verb} _index_template/${p.name}`)).sort());
+    const [, domain] = resourcesOf(dev.template, 'AWS::OpenSearchService::Domain')[0];
+    expect(flatten(domain.AccessPolicies)).not.toContain('_index_template/*');
+    expect(JSON.stringify(dev.template.findResources('AWS::IAM::Policy'))).not.toContain('_index_template/*');
+    // No wildcard left, so no cdk-nag acknowledgement of one.
+    const acknowledged = dev.app.node.findAll().flatMap((c) => c.node.metadata.filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY).flatMap((m) => Object.keys(m.data as object)));
+    expect(acknowledged.length).toBeGreaterThan(0);
+    expect(acknowledged.filter((id) => id.includes('_index_template'))).toEqual([]);
   });
 
   test('no statement grants every action of a service or every action', () => {

@@ -81,7 +81,7 @@ describe('opensearch.mode=existing', () => {
     });
     existing.template.hasResourceProperties('Custom::SluiceIndexTemplate', { Endpoint: 'search-logs-abc123.eu-west-1.es.amazonaws.com' });
     existing.template.hasResourceProperties('AWS::IAM::Policy', {
-      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['es:ESHttpPut']), Resource: `${domainArn}/_index_template/*` })]) },
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['es:ESHttpPut']), Resource: `${domainArn}/_index_template/clickstream` })]) },
     });
     // The template's fields go to the pipeline's existing indices too, and only to those.
     existing.template.hasResourceProperties('AWS::IAM::Policy', {
