@@ -11,7 +11,15 @@ export const FIREHOSE_KINESIS_READ_ACTIONS: readonly string[] = ['kinesis:Descri
  * (when it has one) only through Kinesis for this stream. `stream.grantRead` would add the key's use from anywhere.
  */
 export function grantFirehoseRead(stream: kinesis.IStream, grantee: iam.IGrantable): iam.Grant {
-  const grant = stream.grant(grantee, ...FIREHOSE_KINESIS_READ_ACTIONS);
+  return grantStreamKeyThroughKinesis(stream, grantee, stream.grant(grantee, ...FIREHOSE_KINESIS_READ_ACTIONS));
+}
+
+/**
+ * Adds to `grant` the use of the stream's own key (when it has one) to decrypt, only through Kinesis and for this
+ * stream: "Kinesis Data Streams uses the stream ARN as the encryption context in all AWS KMS calls" (Kinesis Data
+ * Streams developer guide, "Permissions to use user-generated KMS keys").
+ */
+export function grantStreamKeyThroughKinesis(stream: kinesis.IStream, grantee: iam.IGrantable, grant: iam.Grant): iam.Grant {
   if (!stream.encryptionKey) return grant;
   return grant.combine(iam.Grant.addToPrincipal({
     grantee,
@@ -24,6 +32,29 @@ export function grantFirehoseRead(stream: kinesis.IStream, grantee: iam.IGrantab
       },
     },
   }));
+}
+
+/** What a Lambda event source mapping reads a stream with (aws-cdk-lib's stream read grant, less ListStreams, which no stream ARN can grant). */
+const CONSUMER_STREAM_READ_ACTIONS: readonly string[] = [
+  'kinesis:DescribeStream', 'kinesis:DescribeStreamSummary', 'kinesis:GetRecords', 'kinesis:GetShardIterator', 'kinesis:ListShards', 'kinesis:SubscribeToShard',
+];
+
+/**
+ * `consumer`, except that `grantRead` (which the L2 KinesisConsumerEventSource calls for the function's role) grants
+ * the stream's key as `grantFirehoseRead` does, only through Kinesis for this stream; the L2's grant is the key's
+ * Decrypt from anywhere.
+ */
+export function withKeyThroughKinesis(consumer: kinesis.IStreamConsumer): kinesis.IStreamConsumer {
+  return new Proxy(consumer, {
+    get(target, property) {
+      if (property === 'grantRead') {
+        return (grantee: iam.IGrantable) => grantStreamKeyThroughKinesis(target.stream, grantee,
+          target.grant(grantee, 'kinesis:DescribeStreamConsumer', 'kinesis:SubscribeToShard').combine(target.stream.grant(grantee, ...CONSUMER_STREAM_READ_ACTIONS)));
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }
 
 /** The L2 Kinesis source, granting what `grantFirehoseRead` grants instead of `stream.grantRead`. */

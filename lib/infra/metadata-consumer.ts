@@ -10,6 +10,7 @@ import type { ConsumerConfig } from '../config';
 import { METADATA_CONSUMER_METRICS, METADATA_CONSUMER_SERVICE, RECORDS_REPORTED_FOR_RETRY } from '../../transforms/shared/metric-names';
 import { DEFAULT_DYNAMO_TIMEOUT_MS } from '../../transforms/shared/metadata-table';
 import { SluiceFunction } from './function';
+import { withKeyThroughKinesis } from './kinesis-grants';
 import { grantItems, pipelineItemKeys, type MetadataStore } from './metadata-store';
 import { acknowledgeWildcards } from './nag';
 import { assertValidProps } from './errors';
@@ -94,7 +95,8 @@ export class MetadataConsumer extends Construct {
       streamConsumerName: METADATA_STREAM_CONSUMER_NAME,
       stream: props.stream,
     });
-    this.eventSource = new KinesisConsumerEventSource(this.streamConsumer, {
+    // The mapping reads with the function's role: the stream's key only through Kinesis, as the delivery streams' roles.
+    this.eventSource = new KinesisConsumerEventSource(withKeyThroughKinesis(this.streamConsumer), {
       // A new stream: start at its beginning so records written before the mapping exists are not skipped.
       startingPosition: lambda.StartingPosition.TRIM_HORIZON,
       batchSize: c.batchSize,

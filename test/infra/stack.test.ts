@@ -732,6 +732,23 @@ describe('IAM', () => {
     expect(streamKeyStatements).toBeGreaterThan(0);
   });
 
+  test('every role may decrypt with a stream\'s own key only through Kinesis for that stream: the metadata consumer\'s too', () => {
+    const streamKey = iamStatements(dev.template).filter((s) => s.Action.some((a) => a.startsWith('kms:')) && s.Resource.some((r) => /StreamKey[A-Z0-9]+\.Arn>$/.test(r)));
+    expect(streamKey.map((s) => s.policy.replace(/[A-Z0-9]{8}$/, '')).sort()).toEqual(['transactionsLakeRoleDefaultPolicy', 'transactionsMetadataConsumerRoleDefaultPolicy']);
+    for (const s of streamKey) {
+      expect(s.Action).toEqual(['kms:Decrypt']);
+      const condition = s.Condition as { StringEquals: Record<string, unknown> };
+      expect(Object.keys(condition)).toEqual(['StringEquals']);
+      expect(flatten(condition.StringEquals['kms:ViaService'])).toBe('kinesis.<AWS::Region>.amazonaws.com');
+      expect(flatten(condition.StringEquals['kms:EncryptionContext:aws:kinesis:arn'])).toMatch(/^<transactionsStream[A-Z0-9]+\.Arn>$/);
+    }
+    // The consumer keeps what its event source mapping reads with: the stream consumer's and the stream's read actions.
+    const kinesis = iamStatements(dev.template).filter((s) => s.policy.startsWith('transactionsMetadataConsumerRole') && s.Action.some((a) => a.startsWith('kinesis:')));
+    expect(kinesis.flatMap((s) => s.Action).sort()).toEqual([
+      'kinesis:DescribeStream', 'kinesis:DescribeStreamConsumer', 'kinesis:DescribeStreamSummary', 'kinesis:GetRecords', 'kinesis:GetShardIterator', 'kinesis:ListShards', 'kinesis:SubscribeToShard', 'kinesis:SubscribeToShard',
+    ]);
+  });
+
   test('each Firehose role reads only its own stream, invokes only its own transform and reads its configuration (as AWS\'s policy lists)', () => {
     for (const p of Object.values(dev.config.pipelines).filter((x) => x.source === 'kinesis' && x.destinations.includes('lake'))) {
       const statements = iamStatements(dev.template).filter((s) => s.policy.startsWith(`${p.name}LakeRole`));
