@@ -13,7 +13,8 @@ import { grantItems, SENT_LEDGER_KEYS } from './metadata-store';
 import { FAILURE_PREFIXES } from '../schema';
 import { FAILURE_ROUTER_SERVICE, UNROUTED_METRICS } from '../../transforms/shared/metric-names';
 import { SluiceFunction } from './function';
-import { deadLetterQueue } from './queues';
+import { grantKeyThrough } from './key-grants';
+import { deadLetterQueue, grantSendThroughSqs, withSendThroughSqs } from './queues';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 
 export interface FailureRouterProps {
@@ -78,12 +79,12 @@ export class FailureRouter extends Construct {
     // The handler throws when DynamoDB or SQS fails so that Lambda retries the S3 event (safe: records already sent
     // are skipped). Without an on-failure destination, Lambda would drop the event silently once its retries are spent.
     this.function.function.configureAsyncInvoke({
-      onFailure: new SqsDestination(this.failedEvents),
+      onFailure: new SqsDestination(withSendThroughSqs(this.failedEvents)),
       retryAttempts: 2,
       maxEventAge: Duration.hours(6),
     });
     const role = this.function.role;
-    this.dlq.grantSendMessages(role);
+    grantSendThroughSqs(this.dlq, role);
     // The handler reads its sent marks with BatchGetItem and writes them with BatchWriteItem, on the ledger's items only.
     grantItems(props.table, role, ['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'], SENT_LEDGER_KEYS);
     for (const prefix of FAILURE_PREFIXES) {
@@ -93,15 +94,15 @@ export class FailureRouter extends Construct {
     // because S3 checks it without a prefix, makes a key deleted since its event read as NoSuchKey, not AccessDenied.
     iam.Grant.addToPrincipal({ grantee: role, actions: ['s3:GetObject', 's3:GetObjectVersion'], resourceArns: FAILURE_PREFIXES.map((prefix) => props.bucket.arnForObjects(`${prefix}*`)) });
     iam.Grant.addToPrincipal({ grantee: role, actions: ['s3:ListBucket'], resourceArns: [props.bucket.bucketArn] });
-    props.bucket.encryptionKey?.grantDecrypt(role);
+    if (props.bucket.encryptionKey) grantKeyThrough(props.bucket.encryptionKey, role, 's3', ['kms:Decrypt']);
 
     acknowledgeWildcards(role, [
       ...FAILURE_PREFIXES.map((prefix) => ({
         resource: `${props.bucket.bucketArn}/${prefix}*`,
         reason: `Reads the failure objects under ${prefix} only (object keys are evaluated by Firehose at delivery).`,
       })),
-      { action: 'kms:GenerateDataKey*', reason: 'Sending to the encrypted dead-letter and failed-events queues.' },
-      { action: 'kms:ReEncrypt*', reason: 'From the key\'s grantEncryptDecrypt for the metadata table and the queues\' send grants.' },
+      { action: 'kms:GenerateDataKey*', reason: 'From the ledger\'s table grant on the stack\'s data key, used only through DynamoDB (kms:ViaService); the queues get GenerateDataKey through SQS only.' },
+      { action: 'kms:ReEncrypt*', reason: 'From the ledger\'s table grant on the stack\'s data key (as DynamoDB\'s policy for a customer managed key lists), used only through DynamoDB (kms:ViaService).' },
     ]);
     this.acknowledgeNotificationsHandler();
   }

@@ -3,7 +3,6 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { KinesisConsumerEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
-import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { sluiceCount } from './sluice-metric';
 import type { ConsumerConfig } from '../config';
@@ -13,6 +12,7 @@ import { SluiceFunction } from './function';
 import { withKeyThroughKinesis } from './kinesis-grants';
 import { grantItems, pipelineItemKeys, type MetadataStore } from './metadata-store';
 import { acknowledgeWildcards } from './nag';
+import { withSendThroughSqs } from './queues';
 import { assertValidProps } from './errors';
 
 export interface MetadataConsumerProps {
@@ -87,8 +87,8 @@ export class MetadataConsumer extends Construct {
     // a DynamoDB without transactions, the twin's, which checks no IAM; a BatchWriteItem could delete, too.)
     grantItems(props.store.table, this.function.role, ['dynamodb:PutItem', 'dynamodb:UpdateItem'], pipelineItemKeys(props.pipeline));
     acknowledgeWildcards(this.function.role, [
-      { action: 'kms:GenerateDataKey*', reason: 'From the table grant: items are encrypted with the data key (GenerateDataKey and GenerateDataKeyWithoutPlaintext).' },
-      { action: 'kms:ReEncrypt*', reason: 'From the table grant on the data key (ReEncryptFrom/To), scoped to that key.' },
+      { action: 'kms:GenerateDataKey*', reason: 'From the table grant: the items are encrypted with the stack\'s data key (which also encrypts the bucket, the queues and the PII secret), used only through DynamoDB (kms:ViaService).' },
+      { action: 'kms:ReEncrypt*', reason: 'From the table grant on the stack\'s data key (ReEncryptFrom/To, as DynamoDB\'s policy for a customer managed key lists), used only through DynamoDB (kms:ViaService).' },
     ]);
 
     this.streamConsumer = new kinesis.StreamConsumer(this, 'StreamConsumer', {
@@ -106,7 +106,7 @@ export class MetadataConsumer extends Construct {
       maxRecordAge: Duration.seconds(c.maxRecordAgeSeconds),
       parallelizationFactor: c.parallelization,
       reportBatchItemFailures: true,
-      onFailure: new SqsDlq(props.store.consumerDlq as sqs.IQueue),
+      onFailure: new SqsDlq(withSendThroughSqs(props.store.consumerDlq)),
     });
     this.function.function.addEventSource(this.eventSource);
   }

@@ -7,6 +7,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 // The key schema the consumer and the failure router write: one definition for the table and its writers.
 import { METADATA_TABLE_KEYS, metadataKeys } from '../../transforms/shared/metadata-table';
+import { grantKeyThrough } from './key-grants';
 import { deadLetterQueue } from './queues';
 
 export interface MetadataStoreProps {
@@ -29,9 +30,11 @@ export function grantItems(table: dynamodb.ITable, grantee: iam.IGrantable, acti
     resourceArns: [table.tableArn],
     conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': leadingKeys } },
   });
-  // The key's own grants give what grantReadWriteData would add for the items.
-  table.encryptionKey?.grantEncryptDecrypt(grantee);
-  table.encryptionKey?.grant(grantee, 'kms:DescribeKey');
+  // What grantReadWriteData would add of the key for the items (grantEncryptDecrypt and DescribeKey, the actions of
+  // DynamoDB's own policy for a table's customer managed key), through DynamoDB only.
+  if (table.encryptionKey) {
+    grantKeyThrough(table.encryptionKey, grantee, 'dynamodb', ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:ReEncrypt*']);
+  }
 }
 
 /** The partition keys of a pipeline's metadata items: its events, counters and entities. */

@@ -1,7 +1,9 @@
 import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
+import type * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
+import { grantKeyThrough } from './key-grants';
 import { acknowledgeRule } from './nag';
 import { SQS_MAX_MESSAGE_BYTES } from '../../transforms/shared/limits';
 
@@ -32,4 +34,30 @@ export function deadLetterQueue(scope: Construct, id: string, props: DeadLetterQ
   });
   acknowledgeRule(queue, 'AwsSolutions-SQS3', props.whyNoDlq);
   return queue;
+}
+
+/**
+ * Lets `grantee` send to `queue` (the actions of the queue's grantSendMessages) and use its key only through SQS, with
+ * what a producer of an encrypted queue needs: kms:GenerateDataKey and kms:Decrypt (Amazon SQS developer guide, "Key
+ * management", https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html).
+ * grantSendMessages adds kms:Encrypt and kms:ReEncrypt*, from anywhere.
+ */
+export function grantSendThroughSqs(queue: sqs.IQueue, grantee: iam.IGrantable): iam.Grant {
+  const grant = queue.grant(grantee, 'sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl');
+  if (!queue.encryptionMasterKey) return grant;
+  return grant.combine(grantKeyThrough(queue.encryptionMasterKey, grantee, 'sqs', ['kms:GenerateDataKey', 'kms:Decrypt']));
+}
+
+/**
+ * `queue`, except that `grantSendMessages` is `grantSendThroughSqs`: the L2 on-failure destinations (SqsDlq,
+ * SqsDestination) call it for the function's role, with which Lambda sends the failure record.
+ */
+export function withSendThroughSqs(queue: sqs.IQueue): sqs.IQueue {
+  return new Proxy(queue, {
+    get(target, property) {
+      if (property === 'grantSendMessages') return (grantee: iam.IGrantable) => grantSendThroughSqs(target, grantee);
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }

@@ -661,8 +661,8 @@ describe('IAM', () => {
     expect(dynamo.flatMap((s) => s.Resource)).toEqual([expect.stringMatching(/^<MetadataTable[A-Z0-9]+\.Arn>$/)]);
     // Its ledger's items only: not the pipelines' counts, nor the replay ledger.
     expect(dynamo.map((s) => s.Condition)).toEqual([{ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['dlq#*'] } }]);
-    // The table's key, for reading and writing its items (the same key encrypts the dead-letter queue).
-    const kms = statements.filter((s) => s.Action.some((a) => a.startsWith('kms:')));
+    // The table's key, for reading and writing its items, through DynamoDB (the same key encrypts the queues and the bucket).
+    const kms = statements.filter((s) => s.Action.some((a) => a.startsWith('kms:')) && flatten((s.Condition as { StringEquals?: Record<string, unknown> } | undefined)?.StringEquals?.['kms:ViaService']).startsWith('dynamodb.'));
     expect(kms.flatMap((s) => s.Action).sort()).toEqual(['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:ReEncrypt*']);
   });
 
@@ -747,6 +747,26 @@ describe('IAM', () => {
     expect(kinesis.flatMap((s) => s.Action).sort()).toEqual([
       'kinesis:DescribeStream', 'kinesis:DescribeStreamConsumer', 'kinesis:DescribeStreamSummary', 'kinesis:GetRecords', 'kinesis:GetShardIterator', 'kinesis:ListShards', 'kinesis:SubscribeToShard', 'kinesis:SubscribeToShard',
     ]);
+  });
+
+  test('every role may use the stack\'s data key only through the service it goes through (kms:ViaService): the consumers and the router through DynamoDB, SQS and S3, with the actions each needs', () => {
+    const dataKey = iamStatements(dev.template).filter((s) => s.Action.some((a) => a.startsWith('kms:')) && s.Resource.some((r) => /^<StorageKey[A-Z0-9]+\.Arn>$/.test(r)));
+    const via = (s: { Condition?: unknown }) => flatten((s.Condition as { StringEquals?: Record<string, unknown> } | undefined)?.StringEquals?.['kms:ViaService']).replace(/\.<AWS::Region>\.amazonaws\.com$/, '');
+    for (const s of dataKey) expect([s.policy, via(s)]).toEqual([s.policy, expect.stringMatching(/^(dynamodb|sqs|s3)$/)]);
+    const byService = (role: RegExp) => {
+      const out: Record<string, string[]> = {};
+      for (const s of dataKey.filter((x) => role.test(x.policy))) out[via(s)] = [...new Set([...(out[via(s)] ?? []), ...s.Action])].sort();
+      return out;
+    };
+    const dynamodb = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:ReEncrypt*'];
+    const consumers = Object.values(dev.config.pipelines).filter((p) => p.source === 'kinesis').map((p) => p.name.replace(/[^A-Za-z0-9]/g, ''));
+    expect(consumers.length).toBeGreaterThan(0);
+    for (const id of consumers) {
+      // Its items, and Lambda's on-failure notice to the consumer dead-letter queue, sent with the function's role.
+      expect(byService(new RegExp(`^${id}MetadataConsumerRole`))).toEqual({ dynamodb, sqs: ['kms:Decrypt', 'kms:GenerateDataKey'] });
+    }
+    // Its ledger; the dead-letter queue and Lambda's on-failure record to the failed-events queue; the failure objects.
+    expect(byService(/^FailuresRouterRole/)).toEqual({ dynamodb, sqs: ['kms:Decrypt', 'kms:GenerateDataKey'], s3: ['kms:Decrypt'] });
   });
 
   test('each Firehose role reads only its own stream, invokes only its own transform and reads its configuration (as AWS\'s policy lists)', () => {
