@@ -88,6 +88,20 @@ const ACCESS_RULES: Record<DomainAccess, ReadonlyArray<{ readonly actions: strin
   ],
 };
 
+/**
+ * Why each access kind's wildcard paths are there, for its cdk-nag acknowledgement: what the `*` stands for differs
+ * (rotating indices, node ids, the whole domain), and so does what the grant amounts to.
+ */
+const WILDCARD_REASONS: Record<DomainAccess, string> = {
+  deliver: 'The delivery stream writes its pipeline\'s indices, one per rotation period (so they cannot be listed in advance), as AWS\'s policy for a Firehose OpenSearch role allows.',
+  monitor: 'The GETs AWS\'s policy for a Firehose OpenSearch role lists: every node\'s stats (_nodes/*/stats: node ids are the cluster\'s), and the mappings and stats of its pipeline\'s indices, one per rotation period.',
+  read: 'Read-only on purpose: GET and HEAD anywhere on this domain and POST to the search endpoints of any index, for queries; POSTs, PUTs and DELETEs to the document APIs are denied.',
+  'manage-templates': 'The index templates of this domain the stack applies.',
+  'update-mappings': 'Adds the template\'s new fields to its pipeline\'s existing indices, one per rotation period (so they cannot be listed in advance).',
+  'manage-retention-policies': 'The ISM retention policies the stack applies, by id.',
+  'apply-retention-policies': 'ISM explain, add, change_policy and remove on its pipeline\'s indices, one per rotation period. Attaching the retention policy lets ISM delete those indices, as the cluster: this grant amounts to deleting <pipeline>-* indices.',
+};
+
 /** Domain log retention. */
 const DOMAIN_LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
 
@@ -166,10 +180,7 @@ export class SearchDomain extends Construct {
       this.accessPolicy?.addStatements(new iam.PolicyStatement({ effect, principals: [new iam.ArnPrincipal(role.roleArn)], actions: rule.actions, resources }));
       if (!rule.deny) for (const r of resources) if (r.includes('*')) wildcards.add(r);
     }
-    acknowledgeWildcards(role, [...wildcards].map((resource) => ({
-      resource,
-      reason: 'HTTP paths of this one OpenSearch domain (indices are created per rotation period, so they cannot be listed in advance).',
-    })));
+    acknowledgeWildcards(role, [...wildcards].map((resource) => ({ resource, reason: `HTTP paths of this one OpenSearch domain. ${WILDCARD_REASONS[access]}` })));
   }
 
   /** Cluster health: 1 when red (a primary shard is unassigned). */

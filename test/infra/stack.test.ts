@@ -622,6 +622,25 @@ describe('IAM', () => {
     expect(acknowledged.filter((id) => id.includes('_index_template'))).toEqual([]);
   });
 
+  test('each OpenSearch wildcard is acknowledged with the reason of its kind: the query role reads the whole domain, _nodes/*/stats are node ids, the ISM paths amount to deleting the pipeline\'s indices', () => {
+    const acknowledged = new Map<string, string>();
+    for (const c of dev.app.node.findAll()) {
+      for (const m of c.node.metadata.filter((x) => x.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)) {
+        for (const [id, reason] of Object.entries(m.data as Record<string, string>)) if (id.includes(':domain/')) acknowledged.set(`${c.node.path} ${id}`, reason);
+      }
+    }
+    const reasons = (match: RegExp) => [...acknowledged].filter(([key]) => match.test(key)).map(([, reason]) => reason);
+    expect(reasons(/QueryRole.*domain\/[^/]+\/\*\]$/)).toEqual([expect.stringMatching(/Read-only on purpose: GET and HEAD anywhere on this domain/)]);
+    const nodes = reasons(/\/Search\/Role .*_nodes\/\*\/stats\]$/);
+    expect(nodes.length).toBeGreaterThan(0);
+    for (const reason of nodes) expect(reason).toMatch(/node ids are the cluster's/);
+    const ism = reasons(/IndexTemplates.*_plugins\/_ism\/(add|change_policy|remove|explain)\//);
+    expect(ism.length).toBeGreaterThan(0);
+    for (const reason of ism) expect(reason).toMatch(/amounts to deleting <pipeline>-\* indices/);
+    // The query role's wildcards are the whole domain, not rotating indices.
+    for (const reason of reasons(/QueryRole /)) expect(reason).not.toMatch(/rotation period/);
+  });
+
   test('no statement grants every action of a service or every action', () => {
     const broad = iamStatements(dev.template).filter((s) => s.Effect === 'Allow' && s.Action.some((a) => a === '*' || a.endsWith(':*')));
     expect(broad).toEqual([]);
