@@ -53,6 +53,12 @@ export const SEARCH_POST_PATHS: readonly string[] = ['_search', '*/_search', '_m
  */
 export const DOCUMENT_WRITE_PATHS: readonly string[] = ['*/_doc/*', '*/_create/*', '*/_update/*'];
 
+/** Every HTTP method OpenSearch Service authorizes, for a Deny. */
+const ALL_HTTP_ACTIONS = ['es:ESHttpDelete', 'es:ESHttpGet', 'es:ESHttpHead', 'es:ESHttpPatch', 'es:ESHttpPost', 'es:ESHttpPut'];
+
+/** A path that names a comma list of indices or patterns (the domain ARN's suffix). */
+export const COMMA_LIST_PATHS: readonly string[] = ['*,*'];
+
 /**
  * The GETs AWS's policy for a Firehose OpenSearch destination role lists ("Grant Firehose access to a public OpenSearch
  * Service destination"): the cluster's and the nodes' settings and stats, and the index's mappings and stats.
@@ -85,6 +91,9 @@ const ACCESS_RULES: Record<DomainAccess, ReadonlyArray<{ readonly actions: strin
   'apply-retention-policies': [
     { actions: ['es:ESHttpGet'], under: ['_plugins/_ism/explain/'] },
     { actions: ['es:ESHttpPost'], under: ['_plugins/_ism/add/', '_plugins/_ism/change_policy/', '_plugins/_ism/remove/'] },
+    // `*` matches `,` too: `add/<pipeline>-*` would also match `add/<pipeline>-x,<other index>`. The function sends one
+    // index or pattern per request, so a comma anywhere in a path is denied.
+    { actions: ALL_HTTP_ACTIONS, paths: COMMA_LIST_PATHS, deny: true },
   ],
 };
 

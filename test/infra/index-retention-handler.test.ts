@@ -225,6 +225,22 @@ describe('index retention (the index-template custom resource, against a cluster
     expect(ismRequests(fresh)).toEqual(['GET /_plugins/_ism/policies/iot-retention', 'GET /_plugins/_ism/explain/iot-*']);
   });
 
+  test('indices are moved and detached one per request: no path names a comma list, which the role\'s `<pipeline>-*` paths would match with other indices in it', async () => {
+    const cluster = new FakeIsmCluster();
+    for (const day of ['01', '02', '03']) cluster.createIndex(`iot-2026-01-${day}`);
+    await applyIndexTemplate(event('Create', 30), cluster.send, clock());
+    await applyIndexTemplate(event('Update', 7), cluster.send, clock());
+    await applyIndexTemplate(event('Update', 'forever'), cluster.send, clock());
+    const requests = ismRequests(cluster);
+    expect(requests.filter((r) => /change_policy|remove/.test(r))).toEqual([
+      'POST /_plugins/_ism/change_policy/iot-2026-01-01', 'POST /_plugins/_ism/change_policy/iot-2026-01-02', 'POST /_plugins/_ism/change_policy/iot-2026-01-03',
+      'POST /_plugins/_ism/remove/iot-2026-01-01', 'POST /_plugins/_ism/remove/iot-2026-01-02', 'POST /_plugins/_ism/remove/iot-2026-01-03',
+    ]);
+    for (const r of cluster.requests) expect(r.path).not.toContain(',');
+    expect(logged('INFO')).toContainEqual(expect.objectContaining({ message: 'retention policy applied', policy: 'updated', moved: 3 }));
+    expect(logged('INFO')).toContainEqual(expect.objectContaining({ policy: 'deleted', detached: 3 }));
+  });
+
   test('a refused policy fails the deployment with the request and OpenSearch\'s answer', async () => {
     const cluster = new FakeIsmCluster();
     cluster.overrides.push([/^PUT \/_plugins\/_ism\/policies\//, { status: 400, body: '{"error":{"type":"illegal_argument_exception","reason":"new policy iot-retention has an ism template with index pattern [iot-*] matching existing policy templates"}}' }]);

@@ -606,6 +606,18 @@ describe('IAM', () => {
     expect(deletes.every((r) => /^_index_template\/[a-z0-9-]+$/.test(r) || /^_plugins\/_ism\/policies\/[a-z0-9-]+-retention$/.test(r))).toBe(true);
   });
 
+  test('the index-template role is denied every path with a comma, in its policy and the domain\'s: `<pipeline>-*` would match `<pipeline>-x,<other index>`', () => {
+    const denies = (statements: Array<{ Effect: string; Action: string[]; Resource: string[] }>) => statements.filter((s) => s.Effect === 'Deny')
+      .flatMap((s) => s.Action.flatMap((a) => s.Resource.map((r) => `${a} ${r.replace(/^.*:domain\/[^/]+\//, '')}`)));
+    const everyMethod = ['Delete', 'Get', 'Head', 'Patch', 'Post', 'Put'].map((m) => `es:ESHttp${m} *,*`);
+    expect([...new Set(denies(iamStatements(dev.template).filter((s) => s.policy.startsWith('IndexTemplatesApplyRole'))))].sort()).toEqual(everyMethod);
+    const [, domain] = resourcesOf(dev.template, 'AWS::OpenSearchService::Domain')[0];
+    const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]).map((x) => flatten(x));
+    const forRole = (domain.AccessPolicies as { Statement: Array<{ Effect: string; Principal: unknown; Action: string | string[]; Resource: string | string[] }> }).Statement
+      .filter((s) => flatten(s.Principal).includes('IndexTemplatesApplyRole')).map((s) => ({ Effect: s.Effect, Action: list(s.Action), Resource: list(s.Resource) }));
+    expect([...new Set(denies(forRole))].sort()).toEqual(everyMethod);
+  });
+
   test('the index-template role reaches each search pipeline\'s own template, no other; the domain policy names the same', () => {
     const search = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('search'));
     expect(search.length).toBeGreaterThan(0);

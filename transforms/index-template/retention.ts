@@ -9,7 +9,7 @@
  * - a policy's `ism_template` attaches it only to indices created after the policy: the indices that already exist
  *   are attached with `POST _plugins/_ism/add/<pattern>`, which leaves an index that has a policy as it is;
  * - an index keeps the version of the policy it was attached with: after an update, the indices on the old version
- *   are moved with `POST _plugins/_ism/change_policy/<indices>`;
+ *   are moved with `POST _plugins/_ism/change_policy/<index>`, one index per request;
  * - an update must name the version it replaces (`?if_seq_no=…&if_primary_term=…`, from `GET`);
  * - deleting a policy does not stop the indices that follow it: they are detached first (`POST _plugins/_ism/remove`),
  *   and only those that follow this policy (`GET _plugins/_ism/explain/<pattern>`), never another's.
@@ -80,9 +80,6 @@ export class RetentionPolicyError extends Error {
   }
 }
 
-/** Indices per add/change/remove request: their names go in the URL. */
-const INDICES_PER_REQUEST = 100;
-
 /**
  * Makes the cluster hold `policy` as `policyId` for `<indexName>-*` indices, or, with `policy` undefined (indices kept
  * forever), no such policy: creates or updates it, attaches it to the existing indices and moves those on an older
@@ -107,7 +104,8 @@ export async function applyRetentionPolicy(
 
   if (policy === undefined) {
     if (!exists && ours.length === 0) return { policy: 'absent', attached: 0, moved: 0, detached: 0, otherPolicies };
-    for (const names of chunks(ours)) await expectOk(request, 'POST', `_plugins/_ism/remove/${names.join(',')}`, undefined, 'detach the retention policy from its indices');
+    // One index per request: a comma list would need the role's paths to match commas, which also name other indices.
+    for (const index of ours) await expectOk(request, 'POST', `_plugins/_ism/remove/${index}`, undefined, 'detach the retention policy from its indices');
     if (exists) {
       const deleted = await request('DELETE', policyPath);
       if (!isOk(deleted) && deleted.status !== 404) throw new RetentionPolicyError('DELETE', policyPath, deleted.status, deleted.body, 'delete the retention policy');
@@ -140,8 +138,8 @@ export async function applyRetentionPolicy(
   // An index follows the version it was attached with; an updated policy reaches the existing ones only this way.
   let moved = 0;
   if (outcome === 'updated') {
-    for (const names of chunks(ours)) {
-      const answer = await expectOk(request, 'POST', `_plugins/_ism/change_policy/${names.join(',')}`, JSON.stringify({ policy_id: policyId }), 'move the indices to the new version of the retention policy');
+    for (const index of ours) {
+      const answer = await expectOk(request, 'POST', `_plugins/_ism/change_policy/${index}`, JSON.stringify({ policy_id: policyId }), 'move the indices to the new version of the retention policy');
       moved += updatedIndices(answer.body);
     }
   }
@@ -196,12 +194,6 @@ function updatedIndices(body: string): number {
   } catch {
     return 0;
   }
-}
-
-function chunks<T>(items: readonly T[]): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += INDICES_PER_REQUEST) out.push(items.slice(i, i + INDICES_PER_REQUEST));
-  return out;
 }
 
 function isOk(result: { status: number }): boolean {
