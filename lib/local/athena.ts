@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DuckDBInstance, DuckDBTypeId, StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBType } from '@duckdb/node-api';
+import { DuckDBInstance, DuckDBTypeId, StatementType, type DuckDBConnection, type DuckDBExtractedStatements, type DuckDBPreparedStatement, type DuckDBType } from '@duckdb/node-api';
 import { resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, unlistedPartitionValue, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
@@ -10,6 +10,7 @@ import { hasRowFieldsUnnest, hasTwoColumnUnnest, rewriteUnnests, withoutQueryLoc
 import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
 import { parquetTypeMismatch } from './parquet-types';
 import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
+import { referencedTables } from './referenced-tables';
 
 /**
  * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
@@ -215,6 +216,10 @@ export class LocalAthena {
   private readonly partitionColumns = new Map<string, readonly string[]>();
   /** Each Parquet file's columns (lower-case names) and their types, while the file keeps its size and time. */
   private readonly fileColumns = new Map<string, { readonly size: number; readonly mtimeMs: number; readonly columns: ReadonlyMap<string, DuckDBType> }>();
+  /** The database (a DuckDB schema) is made and in use: done before the first query. */
+  private catalogReady = false;
+  /** The last query's parse tree as json_serialize_sql gives it: each step that reads the tree asks DuckDB once. */
+  private serialized?: { readonly sql: string; readonly text: string };
 
   private constructor(
     private readonly connection: DuckDBConnection,
@@ -294,11 +299,15 @@ export class LocalAthena {
     return Object.keys(this.config.pipelines).length > 0 ? resourceNames(this.config, Object.keys(this.config.pipelines)[0]).glueDatabase : '';
   }
 
-  /** (Re)defines the views, so files written since the last query are seen. */
-  private async defineViews(): Promise<void> {
+  /**
+   * (Re)defines the views of the tables a query names (`tables`, lower case, or all of them), so files written since
+   * the last query are seen. Only those: a view's definition lists its table's files and reads their footers, which
+   * a query on another table, or on none, has no need of.
+   */
+  private async defineViews(tables: ReadonlySet<string> | 'all'): Promise<void> {
     const database = this.database;
-    const first = this.views.size === 0;
-    if (first) await this.connection.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(database)}`);
+    if (!this.catalogReady) await this.connection.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(database)}`);
+    const named = (table: string) => tables === 'all' || tables.has(table.toLowerCase());
     for (const pipeline of Object.keys(this.config.pipelines)) {
       if (!this.config.pipelines[pipeline].destinations.includes('lake')) continue;
       const model = loadModel(pipeline, this.schemaDir);
@@ -306,20 +315,25 @@ export class LocalAthena {
       const injected = injectedPartitionKeys(model);
       if (injected.length > 0) this.injected.set(table.toLowerCase(), injected);
       this.partitionColumns.set(table.toLowerCase(), model.partitionKeys.map((k) => k.name));
-      const root = path.join(this.lake, dataRoot(pipeline));
-      // Athena's enum projection reads only the values the schema lists: files under a value since removed from the enum
-      // (or one it never listed) do not show there, nor are they read, so not here either. The twin warns of them at start.
-      const files = filesUnder(root, '.parquet').filter((f) => unlistedPartitionValue(model, path.relative(root, f)) === undefined);
-      this.parquetFiles.set(path.join(root, path.sep), files.length);
-      const badFile = await this.typeMismatchIn(model, files);
-      if (badFile) {
-        await this.leaveUndefined(table, badFile);
-      } else {
-        await this.defineView(table, files.length > 0 ? scanSql(model, files) : emptySql(tableColumnTypes(model)));
-      }
-      await this.defineErrorView(pipeline, table + ERRORS_TABLE_SUFFIX);
+      if (named(table)) await this.defineLakeView(pipeline, model, table);
+      if (named(table + ERRORS_TABLE_SUFFIX)) await this.defineErrorView(pipeline, table + ERRORS_TABLE_SUFFIX);
     }
-    if (first) await this.connection.run(`USE ${quoteIdent(database)}`);
+    if (!this.catalogReady) await this.connection.run(`USE ${quoteIdent(database)}`);
+    this.catalogReady = true;
+  }
+
+  private async defineLakeView(pipeline: string, model: SchemaModel, table: string): Promise<void> {
+    const root = path.join(this.lake, dataRoot(pipeline));
+    // Athena's enum projection reads only the values the schema lists: files under a value since removed from the enum
+    // (or one it never listed) do not show there, nor are they read, so not here either. The twin warns of them at start.
+    const files = filesUnder(root, '.parquet').filter((f) => unlistedPartitionValue(model, path.relative(root, f)) === undefined);
+    this.parquetFiles.set(path.join(root, path.sep), files.length);
+    const badFile = await this.typeMismatchIn(model, files);
+    if (badFile) {
+      await this.leaveUndefined(table, badFile);
+    } else {
+      await this.defineView(table, files.length > 0 ? scanSql(model, files) : emptySql(tableColumnTypes(model)));
+    }
   }
 
   /**
@@ -489,8 +503,9 @@ export class LocalAthena {
    */
   async query(sql: string, options: { maxRows?: number } = {}): Promise<QueryResult> {
     const started = Date.now();
-    await this.defineViews();
-    const statement = await this.readOnlyStatement(sql).catch((err: unknown) => {
+    const statements = await this.readOnlyStatements(sql);
+    await this.defineViews(await this.tablesNamedBy(sql));
+    const statement = await this.prepareReadOnly(sql, statements).catch((err: unknown) => {
       throw athenaFunctionHint(this.unreadableTableError(err));
     });
     if (this.injected.size > 0 && statement.statementType === StatementType.SELECT) await this.checkInjectedKeys(sql);
@@ -522,7 +537,7 @@ export class LocalAthena {
     // Most queries have none: no parse tree is asked of DuckDB for them (a function named unnest is in the text as such).
     if (!/unnest/i.test(sql)) return sql;
     const text = async (query: string, value: string) => String((await this.connection.runAndReadAll(query, [value])).getRows()[0][0]);
-    const serialized = await text('SELECT json_serialize_sql($1::VARCHAR)', sql);
+    const serialized = await this.parseTree(sql);
     if (!/"function_name":"unnest"/i.test(serialized)) return sql;
     const parsed = JSON.parse(serialized) as { error: boolean; statements?: Array<{ node: unknown }> };
     if (parsed.error || parsed.statements?.length !== 1) return sql;
@@ -564,18 +579,42 @@ export class LocalAthena {
     }
   }
 
+  /** DuckDB's parse tree of a query as JSON text (json_serialize_sql), asked of DuckDB once per query. */
+  private async parseTree(sql: string): Promise<string> {
+    if (this.serialized?.sql !== sql) {
+      const reader = await this.connection.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [sql]);
+      this.serialized = { sql, text: String(reader.getRows()[0][0]) };
+    }
+    return this.serialized.text;
+  }
+
+  /**
+   * The tables the query names (lower case), or 'all' when its parse tree does not say (see referenced-tables.ts).
+   * EXPLAIN's statement is read without it, as DuckDB shows only a plain query's tree.
+   */
+  private async tablesNamedBy(sql: string): Promise<ReadonlySet<string> | 'all'> {
+    const [first] = leadingWords(sql, 1);
+    const statement = first === 'EXPLAIN' ? /^\s*EXPLAIN\s(.*)$/is.exec(sql)?.[1] : sql;
+    if (statement === undefined) return 'all';
+    const parsed = JSON.parse(await this.parseTree(statement)) as { error: boolean; statements?: Array<{ node: unknown }> };
+    if (parsed.error || parsed.statements?.length !== 1) return 'all';
+    return referencedTables(parsed.statements[0].node);
+  }
+
   /** Fails a query Athena would refuse for not naming the values of an injected partition key. */
   private async checkInjectedKeys(sql: string): Promise<void> {
-    const reader = await this.connection.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [sql]);
-    const parsed = JSON.parse(String(reader.getRows()[0][0])) as { error: boolean; statements?: Array<{ node: unknown }> };
+    const parsed = JSON.parse(await this.parseTree(sql)) as { error: boolean; statements?: Array<{ node: unknown }> };
     // A statement json_serialize_sql cannot show (not a plain query) is left to run as it is.
     if (parsed.error || parsed.statements === undefined) return;
     const violation = injectedKeyViolation(parsed.statements[0]?.node, this.injected);
     if (violation !== undefined) throw new Error(injectedKeyMessage(violation));
   }
 
-  /** The query prepared, if it is exactly one read-only statement (DuckDB's parser says which kind). */
-  private async readOnlyStatement(sql: string): Promise<DuckDBPreparedStatement> {
+  /**
+   * The query's statements, if it is exactly one that reads only (DuckDB's parser says which kind): refused before any
+   * view is defined, so a query that will not run waits for nothing.
+   */
+  private async readOnlyStatements(sql: string): Promise<DuckDBExtractedStatements> {
     // DuckDB's binding fails on a text of comments alone with "Error in native callback".
     if (/^[\s;]*$/.test(sql.replace(SQL_COMMENTS, ' '))) throw new QueryNotAllowedError('the query has no statement (only comments)');
     let statements;
@@ -596,6 +635,11 @@ export class LocalAthena {
     if (!READ_ONLY_FIRST_WORDS.has(first)) throw notReadOnly(first === 'FORCE' ? `FORCE ${second}` : first || 'unrecognised');
     // EXPLAIN only shows a plan; EXPLAIN ANALYZE runs its statement, which could be a COPY, so it is refused.
     if (first === 'EXPLAIN' && explainAnalyzes(sql)) throw notReadOnly('EXPLAIN ANALYZE');
+    return statements;
+  }
+
+  /** The query prepared, once its tables' views are defined; refused if its prepared type is not one that reads. */
+  private async prepareReadOnly(sql: string, statements: DuckDBExtractedStatements): Promise<DuckDBPreparedStatement> {
     const duckDbSql = await this.withTrinoUnnests(sql);
     const prepared = duckDbSql === sql ? await statements.prepare(0) : await this.connection.prepare(duckDbSql);
     // Its type too, should a first word that reads let through a statement that does not. SELECT covers WITH … SELECT,

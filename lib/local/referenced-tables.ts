@@ -1,0 +1,44 @@
+/**
+ * The tables a query names, from DuckDB's parse tree (`json_serialize_sql`), so that only their views are defined
+ * before it runs: defining a view lists its table's files and reads their footers, and on a lake of many files that
+ * was most of every query's time, a query on one table paying for all the others. `'all'` when the tree does not say:
+ * a table function (other than those that read no table, such as unnest and range), the catalog's own tables
+ * (information_schema, duckdb_views(), SHOW TABLES), or no tree at all. Names are lower case; a CTE's name counts as a
+ * table too, which only defines a view more.
+ */
+type Node = Record<string, unknown>;
+
+const isNode = (v: unknown): v is Node => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Table functions that read no table: a query using them needs no more views than the tables it names. */
+const TABLELESS_FUNCTIONS = new Set(['unnest', 'range', 'generate_series', 'generate_subscripts']);
+
+/** Schemas and name prefixes of DuckDB's catalog tables and views, which list every view. */
+const CATALOG_SCHEMAS = new Set(['information_schema', 'pg_catalog']);
+const CATALOG_TABLE = /^(duckdb_|pragma_|sqlite_|pg_)/;
+
+export function referencedTables(tree: unknown): ReadonlySet<string> | 'all' {
+  const tables = new Set<string>();
+  let all = false;
+  const visit = (v: unknown): void => {
+    if (all) return;
+    if (Array.isArray(v)) {
+      for (const item of v) visit(item);
+      return;
+    }
+    if (!isNode(v)) return;
+    if (v.type === 'BASE_TABLE') {
+      const name = String(v.table_name).toLowerCase();
+      if (CATALOG_SCHEMAS.has(String(v.schema_name).toLowerCase()) || CATALOG_TABLE.test(name)) all = true;
+      tables.add(name);
+    } else if (v.type === 'TABLE_FUNCTION') {
+      if (!isNode(v.function) || !TABLELESS_FUNCTIONS.has(String(v.function.function_name).toLowerCase())) all = true;
+    } else if (v.type === 'SHOW_REF' && !isNode(v.query)) {
+      // SHOW TABLES, SHOW ALL TABLES: the catalog. (DESCRIBE and SUMMARIZE hold the query they describe.)
+      all = true;
+    }
+    for (const child of Object.values(v)) visit(child);
+  };
+  visit(tree);
+  return all ? 'all' : tables;
+}
