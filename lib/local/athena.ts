@@ -8,6 +8,7 @@ import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from 
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
 import { hasRowFieldsUnnest, hasTwoColumnUnnest, rewriteUnnests, withoutQueryLocations } from './athena-unnest';
 import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
+import { footerDigest, FooterCache, type FooterEntry } from './footer-cache';
 import { parquetTypeMismatch } from './parquet-types';
 import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
 import { referencedTables } from './referenced-tables';
@@ -214,8 +215,8 @@ export class LocalAthena {
   private readonly injected = new Map<string, readonly string[]>();
   /** Partition keys by table (lower case): the conditions an UNNEST rewrite may repeat over the table (see athena-unnest.ts). */
   private readonly partitionColumns = new Map<string, readonly string[]>();
-  /** Each Parquet file's columns (lower-case names) and their types, while the file keeps its size and time. */
-  private readonly fileColumns = new Map<string, { readonly size: number; readonly mtimeMs: number; readonly columns: ReadonlyMap<string, DuckDBType> }>();
+  /** The columns (lower-case names) and types DuckDB reads the files of one footer schema (its digest) as. */
+  private readonly schemaColumns = new Map<string, ReadonlyMap<string, DuckDBType>>();
   /** The database (a DuckDB schema) is made and in use: done before the first query. */
   private catalogReady = false;
   /** The last query's parse tree as json_serialize_sql gives it: each step that reads the tree asks DuckDB once. */
@@ -228,6 +229,8 @@ export class LocalAthena {
     private readonly profilePath: string,
     /** The data bucket as DuckDB is given it (see lakePathForDuckDb). */
     private readonly lake: string,
+    /** The Parquet files' footer schemas, kept in the data dir between queries. */
+    private readonly footers: FooterCache,
     /** Where the pipelines' schemas are. @default the project's schemas/ */
     private readonly schemaDir?: string,
   ) {}
@@ -240,7 +243,8 @@ export class LocalAthena {
     let athena: LocalAthena | undefined;
     try {
       const lake = lakePathForDuckDb(bucketDir(dataDir, localBucketName(config)), privateDir);
-      athena = new LocalAthena(connection, instance, config, path.join(privateDir, 'profile.json'), lake, options.schemaDir);
+      const footers = new FooterCache(path.join(dataDir, '.cache', 'parquet-footers'));
+      athena = new LocalAthena(connection, instance, config, path.join(privateDir, 'profile.json'), lake, footers, options.schemaDir);
       await athena.confine();
     } catch (err) {
       // An open that fails leaves no folder either (the link to the lake can fail before there is a LocalAthena to close).
@@ -328,11 +332,12 @@ export class LocalAthena {
     // (or one it never listed) do not show there, nor are they read, so not here either. The twin warns of them at start.
     const files = filesUnder(root, '.parquet').filter((f) => unlistedPartitionValue(model, path.relative(root, f)) === undefined);
     this.parquetFiles.set(path.join(root, path.sep), files.length);
-    const badFile = await this.typeMismatchIn(model, files);
+    const columnsByFile = await this.columnsOf(`${localBucketName(this.config)}/${pipeline}`, root, files);
+    const badFile = this.typeMismatchIn(model, files, columnsByFile);
     if (badFile) {
       await this.leaveUndefined(table, badFile);
     } else {
-      await this.defineView(table, files.length > 0 ? scanSql(model, files) : emptySql(tableColumnTypes(model)));
+      await this.defineView(table, files.length > 0 ? scanSql(model, filesByColumns(files, columnsByFile)) : emptySql(tableColumnTypes(model)));
     }
   }
 
@@ -364,13 +369,15 @@ export class LocalAthena {
    * Why Athena would fail a query reading one of the files (HIVE_BAD_DATA: a column of another type than the table's,
    * after a schema change), or undefined. Athena fails only the queries that read that file; here the table's queries
    * do, as the view cannot hold a file it would not read. The view then casts each column to the table's type, so
-   * DESCRIBE gives the types `sluice schema` shows. A file's columns are read once while its size and time stay.
+   * DESCRIBE gives the types `sluice schema` shows.
    */
-  private async typeMismatchIn(model: SchemaModel, files: readonly string[]): Promise<string | undefined> {
-    const columnsByFile = await this.columnsOf(files);
+  private typeMismatchIn(model: SchemaModel, files: readonly string[], columnsByFile: ReadonlyMap<string, ReadonlyMap<string, DuckDBType>>): string | undefined {
+    // Files of one footer schema share their columns' map: each is checked once.
+    const checked = new Map<ReadonlyMap<string, DuckDBType>, ReturnType<typeof parquetTypeMismatch>>();
     for (const file of files) {
       const columns = columnsByFile.get(file);
-      const mismatch = columns === undefined ? undefined : parquetTypeMismatch(model.tableColumns, columns);
+      if (columns !== undefined && !checked.has(columns)) checked.set(columns, parquetTypeMismatch(model.tableColumns, columns));
+      const mismatch = columns === undefined ? undefined : checked.get(columns);
       if (mismatch) {
         const key = path.relative(this.lake, file).split(path.sep).join('/');
         return `HIVE_BAD_DATA as on Athena: column ${mismatch.column} is ${mismatch.fileType} in s3://${localBucketName(this.config)}/${key} and ${mismatch.tableType} in the table;`
@@ -383,13 +390,17 @@ export class LocalAthena {
 
   /**
    * The Parquet files' top-level columns and types, by file; a file that cannot be read is left out (the view says why).
-   * One `parquet_schema` scan reads the footers of the files not seen before (or changed since), and DuckDB binds one
-   * file per distinct footer schema for the types it reads them as: a lake's files share a handful of schemas (one per
-   * schema version), and binding each file took 6 times as long as the scan.
+   * Each file's footer schema is known from the data dir's footer cache while the file keeps its size and time; one
+   * `parquet_schema` scan reads the footers of the others, and the cache keeps them for the next query. DuckDB binds
+   * one file per distinct footer schema for the types it reads them as: a lake's files share a handful of schemas (one
+   * per schema version), and binding each file took 6 times as long as the scan. `name` names the folder's cache.
    */
-  private async columnsOf(files: readonly string[]): Promise<ReadonlyMap<string, ReadonlyMap<string, DuckDBType>>> {
-    const result = new Map<string, ReadonlyMap<string, DuckDBType>>();
-    const unseen: Array<{ file: string; size: number; mtimeMs: number }> = [];
+  private async columnsOf(name: string, root: string, files: readonly string[]): Promise<ReadonlyMap<string, ReadonlyMap<string, DuckDBType>>> {
+    const cached = this.footers.entries(name);
+    const kept = new Map<string, FooterEntry>();
+    const bySchema = new Map<string, string[]>();
+    const inGroup = (schema: string, file: string) => bySchema.set(schema, [...bySchema.get(schema) ?? [], file]);
+    const unseen: Array<{ file: string; key: string; size: number; mtimeMs: number }> = [];
     for (const file of files) {
       let stat: fs.Stats;
       try {
@@ -397,29 +408,43 @@ export class LocalAthena {
       } catch {
         continue;
       }
-      const cached = this.fileColumns.get(file);
-      if (cached && cached.size === stat.size && cached.mtimeMs === stat.mtimeMs) result.set(file, cached.columns);
-      else unseen.push({ file, size: stat.size, mtimeMs: stat.mtimeMs });
+      const key = path.relative(root, file).split(path.sep).join('/');
+      const entry = cached.get(key);
+      if (entry && entry.size === stat.size && entry.mtimeMs === stat.mtimeMs) {
+        kept.set(key, entry);
+        inGroup(entry.schema, file);
+      } else {
+        unseen.push({ file, key, size: stat.size, mtimeMs: stat.mtimeMs });
+      }
     }
-    const bySchema = new Map<string, typeof unseen>();
     for (let i = 0; i < unseen.length; i += FOOTERS_PER_SCAN) {
       const part = unseen.slice(i, i + FOOTERS_PER_SCAN);
       const schemas = await this.footerSchemas(part.map((f) => f.file));
       for (const f of part) {
         const schema = schemas.get(f.file);
         if (schema === undefined) continue;
-        const group = bySchema.get(schema) ?? [];
-        group.push(f);
-        bySchema.set(schema, group);
+        if (schema.startsWith('file:')) {
+          // Its footer unread (its scan failed): bound alone, and not kept.
+          inGroup(schema, f.file);
+          continue;
+        }
+        const digest = footerDigest(schema);
+        kept.set(f.key, { size: f.size, mtimeMs: f.mtimeMs, schema: digest });
+        inGroup(digest, f.file);
       }
     }
-    for (const group of bySchema.values()) {
-      const columns = await this.boundColumns(group[0].file);
-      if (columns === undefined) continue;
-      for (const f of group) {
-        result.set(f.file, columns);
-        this.fileColumns.set(f.file, { size: f.size, mtimeMs: f.mtimeMs, columns });
+    this.footers.update(name, kept);
+    const result = new Map<string, ReadonlyMap<string, DuckDBType>>();
+    for (const [schema, group] of bySchema) {
+      let columns = this.schemaColumns.get(schema);
+      // Any file of the group will do: one removed since its footer was read fails, and the next is bound.
+      for (const file of group.slice(0, 3)) {
+        if (columns !== undefined) break;
+        columns = await this.boundColumns(file);
+        if (columns !== undefined && !schema.startsWith('file:')) this.schemaColumns.set(schema, columns);
       }
+      if (columns === undefined) continue;
+      for (const file of group) result.set(file, columns);
     }
     return result;
   }
@@ -773,9 +798,15 @@ function hivePartitionType(hiveType: string): string {
  * The table's files as Athena reads them through Glue: by column name, and a column of the schema that no
  * file has yet (one just added) reads as NULL of its type, where naming it in the scan would fail. The typed
  * empty side gives every column its type; UNION ALL BY NAME fills in NULL for what the files lack (nested
- * struct fields too). Filters still reach the Parquet scan, so partitions are pruned as before.
+ * struct fields too). Filters still reach the Parquet scans, so partitions are pruned as before.
+ *
+ * `groups`: the files, in groups that each read as the same columns (filesByColumns). Each group is one scan that
+ * reads its files as it reads the first, and the groups are put together by name: a scan that unifies files of
+ * different columns itself (union_by_name) reads every file's footer when the query starts, before partition
+ * filters leave it a few of them to read. `unknown` files (columns not known: one DuckDB could not read) are read
+ * that way, as DuckDB then names the file it cannot read.
  */
-function scanSql(model: SchemaModel, files: readonly string[]): string {
+function scanSql(model: SchemaModel, groups: { readonly same: ReadonlyArray<readonly string[]>; readonly unknown: readonly string[] }): string {
   const columns = tableColumnTypes(model);
   const hiveTypes = model.partitionKeys.map((k) => `${sqlString(k.name)}: ${hivePartitionType(k.hiveType)}`);
   // DuckDB reads a folder `event_type=null` as SQL NULL, where Athena reads the string 'null', a value the
@@ -787,8 +818,36 @@ function scanSql(model: SchemaModel, files: readonly string[]): string {
   const partitions = new Set(model.partitionKeys.map((k) => k.name));
   const projected = columns.map(([name, type]) => (strings.has(name) ? `coalesce(${quoteIdent(name)}, 'null') AS ${quoteIdent(name)}`
     : partitions.has(name) ? quoteIdent(name) : `CAST(${quoteIdent(name)} AS ${type}) AS ${quoteIdent(name)}`));
-  return `SELECT ${projected.join(', ')} FROM (${emptySql(columns)} UNION ALL BY NAME`
-    + ` SELECT * FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = true))`;
+  const scan = (files: readonly string[], unionByName: boolean) => ` UNION ALL BY NAME SELECT * FROM read_parquet(${sqlList(files)},`
+    + ` hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = ${unionByName})`;
+  const scans = groups.unknown.length > 0
+    ? scan([...groups.same.flat(), ...groups.unknown].sort(), true)
+    : groups.same.map((files) => scan(files, false)).join('');
+  return `SELECT ${projected.join(', ')} FROM (${emptySql(columns)}${scans})`;
+}
+
+/**
+ * The files in groups that DuckDB reads as the same columns (names and types, in the same order), in the order of
+ * their first files, and those whose columns are not known.
+ */
+function filesByColumns(files: readonly string[], columnsByFile: ReadonlyMap<string, ReadonlyMap<string, DuckDBType>>): { same: string[][]; unknown: string[] } {
+  const signatures = new Map<ReadonlyMap<string, DuckDBType>, string>();
+  const groups = new Map<string, string[]>();
+  const unknown: string[] = [];
+  for (const file of files) {
+    const columns = columnsByFile.get(file);
+    if (columns === undefined) {
+      unknown.push(file);
+      continue;
+    }
+    let signature = signatures.get(columns);
+    if (signature === undefined) {
+      signature = [...columns].map(([name, type]) => `${quoteIdent(name)} ${type.toString()}`).join(', ');
+      signatures.set(columns, signature);
+    }
+    groups.set(signature, [...groups.get(signature) ?? [], file]);
+  }
+  return { same: [...groups.values()], unknown };
 }
 
 /** A typed, empty table: queries on a pipeline with no data yet return no rows instead of failing. */
@@ -837,32 +896,47 @@ interface ProfileNode {
  */
 function filesReadFromProfile(file: string, tableFiles: ReadonlyMap<string, number>): { read: number; total: number; readAtMost?: number } {
   if (!fs.existsSync(file)) return { read: 0, total: 0 };
-  // Per table: a table scanned twice (a self-join, UNION ALL) reads its files again, but they are the same files.
-  const perTable = new Map<string, { read: number; couldRead: number; files: number }>();
+  const scans: Array<{ table?: string; scanned: number; pruned?: readonly [left: number, of: number]; cluster: number }> = [];
   let limited = false;
-  let unnamed = 0;
-  const visit = (node: ProfileNode): void => {
+  let clusters = 0;
+  // `cluster`: the scans under one chain of UNIONs, projections and filters, as a table's view has them (one scan per
+  // group of files with the same columns, see scanSql).
+  const visit = (node: ProfileNode, cluster: number): void => {
     const name = node.operator_name ?? '';
     if (name.includes('LIMIT')) limited = true;
     const info = node.extra_info ?? {};
     if (name === 'READ_PARQUET' || info.Function === 'READ_PARQUET') {
       // DuckDB names the first files it scans (none when partition filters pruned them all): the table is the
-      // one whose folder holds them. "Scanning Files: n/m" says how many the filters left of the table's m.
+      // one whose folder holds them. "Scanning Files: n/m" says how many the filters left of the scan's m.
       const named = String(info['Filename(s)'] ?? '');
-      const table = named === '' ? undefined : [...tableFiles.keys()].find((folder) => named.startsWith(folder));
-      const scanned = Number(info['Total Files Read'] ?? 0);
       const pruned = /^(\d+)\/(\d+)$/.exec(String(info['Scanning Files'] ?? ''));
-      const files = pruned ? Number(pruned[2]) : (table !== undefined ? tableFiles.get(table) : undefined) ?? scanned;
-      const key = table ?? `(not a table's files) ${unnamed++}`;
-      const seen = perTable.get(key) ?? { read: 0, couldRead: 0, files: 0 };
-      seen.read += scanned;
-      seen.couldRead += pruned ? Number(pruned[1]) : files;
-      seen.files = Math.max(seen.files, files);
-      perTable.set(key, seen);
+      scans.push({
+        table: named === '' ? undefined : [...tableFiles.keys()].find((folder) => named.startsWith(folder)),
+        scanned: Number(info['Total Files Read'] ?? 0),
+        ...(pruned ? { pruned: [Number(pruned[1]), Number(pruned[2])] as const } : {}),
+        cluster,
+      });
     }
-    for (const child of node.children ?? []) visit(child);
+    const through = name === 'UNION' || name === 'PROJECTION' || name === 'FILTER';
+    for (const child of node.children ?? []) visit(child, through ? cluster : ++clusters);
   };
-  visit(JSON.parse(fs.readFileSync(file, 'utf8')) as ProfileNode);
+  visit(JSON.parse(fs.readFileSync(file, 'utf8')) as ProfileNode, 0);
+  // A scan its filters left no file to read names none: it is its table's when the other scans beside it are.
+  const tableOf = new Map<number, Set<string>>();
+  for (const scan of scans) if (scan.table !== undefined) tableOf.set(scan.cluster, (tableOf.get(scan.cluster) ?? new Set()).add(scan.table));
+  // Per table: a table scanned twice (a self-join, UNION ALL) reads its files again, but they are the same files.
+  const perTable = new Map<string, { read: number; couldRead: number; files: number }>();
+  scans.forEach((scan, i) => {
+    const beside = tableOf.get(scan.cluster);
+    const table = scan.table ?? (beside?.size === 1 ? [...beside][0] : undefined);
+    const files = (table !== undefined ? tableFiles.get(table) : undefined) ?? scan.pruned?.[1] ?? scan.scanned;
+    const key = table ?? `(not a table's files) ${i}`;
+    const seen = perTable.get(key) ?? { read: 0, couldRead: 0, files: 0 };
+    seen.read += scan.scanned;
+    seen.couldRead += scan.pruned?.[0] ?? files;
+    seen.files = Math.max(seen.files, files);
+    perTable.set(key, seen);
+  });
   let read = 0;
   let couldRead = 0;
   let total = 0;
