@@ -399,7 +399,11 @@ export class LocalAthena {
     const cached = this.footers.entries(name);
     const kept = new Map<string, FooterEntry>();
     const bySchema = new Map<string, string[]>();
-    const inGroup = (schema: string, file: string) => bySchema.set(schema, [...bySchema.get(schema) ?? [], file]);
+    const inGroup = (schema: string, file: string) => {
+      const group = bySchema.get(schema);
+      if (group) group.push(file);
+      else bySchema.set(schema, [file]);
+    };
     const unseen: Array<{ file: string; key: string; size: number; mtimeMs: number }> = [];
     for (const file of files) {
       let stat: fs.Stats;
@@ -424,7 +428,7 @@ export class LocalAthena {
         const schema = schemas.get(f.file);
         if (schema === undefined) continue;
         if (schema.startsWith('file:')) {
-          // Its footer unread (its scan failed): bound alone, and not kept.
+          // Its footer unreadable: bound alone (which fails too, and the view says why), and not kept.
           inGroup(schema, f.file);
           continue;
         }
@@ -449,7 +453,11 @@ export class LocalAthena {
     return result;
   }
 
-  /** Each readable file's footer schema as one string (its elements in order); a scan DuckDB refuses gives none. */
+  /**
+   * Each file's footer schema as one string (its elements in order); `file:<name>` for a file whose footer DuckDB
+   * cannot read. One such file fails the whole scan: its halves are scanned again, down to that file, so the others'
+   * footers are still read (and kept in the cache), and the unreadable file is bound alone, for the view to say why.
+   */
   private async footerSchemas(files: readonly string[]): Promise<Map<string, string>> {
     const schemas = new Map<string, string>();
     let rows: unknown[][];
@@ -458,9 +466,9 @@ export class LocalAthena {
         + ` FROM parquet_schema(${sqlList(files)})`);
       rows = reader.getRows();
     } catch {
-      // One unreadable file fails the scan: bind each file alone, as the view will say why.
-      for (const file of files) schemas.set(file, `file:${file}`);
-      return schemas;
+      if (files.length === 1) return new Map([[files[0], `file:${files[0]}`]]);
+      const half = Math.ceil(files.length / 2);
+      return new Map([...await this.footerSchemas(files.slice(0, half)), ...await this.footerSchemas(files.slice(half))]);
     }
     for (const [file, ...element] of rows) {
       const name = String(file);
@@ -845,7 +853,9 @@ function filesByColumns(files: readonly string[], columnsByFile: ReadonlyMap<str
       signature = [...columns].map(([name, type]) => `${quoteIdent(name)} ${type.toString()}`).join(', ');
       signatures.set(columns, signature);
     }
-    groups.set(signature, [...groups.get(signature) ?? [], file]);
+    const group = groups.get(signature);
+    if (group) group.push(file);
+    else groups.set(signature, [file]);
   }
   return { same: [...groups.values()], unknown };
 }

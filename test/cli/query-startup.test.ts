@@ -75,6 +75,8 @@ describe('sluice query reads only the tables a query names', () => {
     expect(await rows('SELECT count(*) AS n FROM iot')).toEqual([{ n: iot }]);
     expect(await rows('SELECT 1 AS x')).toEqual([{ x: 1 }]);
     expect(await rows('SELECT count(*) AS n FROM sluice_dev.iot_errors')).toEqual([{ n: 0 }]);
+    // Only iot's footers were read, and kept.
+    expect(fs.readdirSync(path.join(cacheDir(), localBucketName(config)))).toEqual(['iot.json']);
     // What a query refuses comes as it did, without any view.
     const misspelt = await query('SELECT date_format(now(), \'%Y\')');
     expect({ code: misspelt.code, stderr: misspelt.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/^sluice: DuckDB refused the query: .*date_format does not exist/) });
@@ -83,8 +85,6 @@ describe('sluice query reads only the tables a query names', () => {
       const failed = await query(`SELECT count(*) FROM ${table}`);
       expect({ table, code: failed.code, stderr: failed.stderr }).toEqual({ table, code: 1, stderr: expect.stringMatching(reason) });
     }
-    // Only iot's footers were read, and kept.
-    expect(fs.readdirSync(path.join(cacheDir(), localBucketName(config)))).toEqual(['iot.json']);
   });
 
   test('a query naming its table only through a subquery, a CTE, DESCRIBE, EXPLAIN or Athena\'s catalog still finds it', async () => {
@@ -147,6 +147,17 @@ describe('the footer cache in the data dir', () => {
     await rewriteInPlace(file, '* REPLACE (CAST(battery_pct AS DOUBLE) AS battery_pct)');
     const failed = await query(sql);
     expect({ code: failed.code, stderr: failed.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/HIVE_BAD_DATA as on Athena: column battery_pct is DOUBLE/) });
+  });
+
+  test('a Parquet file DuckDB cannot read fails its table\'s queries, and the other files\' footers are kept all the same', async () => {
+    await deliverToLake(dir, 'iot', asLines(records('iot', 40, 9)), NOW.getTime());
+    const files = parquetUnder(dataFolder('iot'));
+    const truncated = path.join(path.dirname(files[0]), 'truncated.parquet');
+    fs.writeFileSync(truncated, 'PAR1');
+    const failed = await query('SELECT count(*) FROM iot');
+    expect({ code: failed.code, stderr: failed.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/table sluice_dev\.iot cannot be read: .*truncated\.parquet/) });
+    const cache = JSON.parse(fs.readFileSync(path.join(cacheDir(), localBucketName(config), 'iot.json'), 'utf8')) as { files: Record<string, unknown> };
+    expect(Object.keys(cache.files).map((f) => path.join(dataFolder('iot'), f)).sort()).toEqual([...files].sort());
   });
 
   test('a corrupt, truncated or foreign cache is ignored: the footers are read again, the answers the same', async () => {
