@@ -78,8 +78,8 @@ describe('sluice query reads only the tables a query names', () => {
     // Only iot's footers were read, and kept.
     expect(fs.readdirSync(path.join(cacheDir(), localBucketName(config)))).toEqual(['iot.json']);
     // What a query refuses comes as it did, without any view.
-    const misspelt = await query('SELECT date_format(now(), \'%Y\')');
-    expect({ code: misspelt.code, stderr: misspelt.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/^sluice: DuckDB refused the query: .*date_format does not exist/) });
+    const misspelt = await query('SELECT date_fromat(now(), \'%Y\')');
+    expect({ code: misspelt.code, stderr: misspelt.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/^sluice: DuckDB refused the query: .*date_fromat does not exist/) });
     // The tables whose files cannot be read or listed fail, saying which.
     for (const [table, reason] of [['app_events', /cannot be read: .*truncated\.parquet/], ['app_events_errors', /ENOTDIR.*app-events/]] as const) {
       const failed = await query(`SELECT count(*) FROM ${table}`);
