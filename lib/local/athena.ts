@@ -11,7 +11,7 @@ import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions'
 import { footerDigest, FooterCache, type FooterEntry } from './footer-cache';
 import { parquetTypeMismatch } from './parquet-types';
 import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
-import { referencedTables } from './referenced-tables';
+import { athenaColumnNames, referencedTables } from './referenced-tables';
 
 /**
  * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
@@ -548,7 +548,7 @@ export class LocalAthena {
     const files = filesReadFromProfile(this.profilePath, this.parquetFiles);
     const types = reader.columnTypes();
     return {
-      columns: reader.columnNames(),
+      columns: statement.statementType === StatementType.SELECT ? await this.athenaColumnNames(sql, reader.columnNames()) : reader.columnNames(),
       columnTypes: types.map((t) => t.toString()),
       rows: asAthenaGives(types, reader.getRowsJS() as unknown[][]),
       filesRead: files.read,
@@ -632,6 +632,13 @@ export class LocalAthena {
     const parsed = JSON.parse(await this.parseTree(statement)) as { error: boolean; statements?: Array<{ node: unknown }> };
     if (parsed.error || parsed.statements?.length !== 1) return 'all';
     return referencedTables(parsed.statements[0].node);
+  }
+
+  /** The result's column names as Athena gives them (`_col1` for an unnamed `count(*)`): see athenaColumnNames. */
+  private async athenaColumnNames(sql: string, names: string[]): Promise<string[]> {
+    const parsed = JSON.parse(await this.parseTree(sql)) as { error: boolean; statements?: Array<{ node: unknown }> };
+    if (parsed.error || parsed.statements?.length !== 1) return names;
+    return athenaColumnNames(parsed.statements[0].node, names);
   }
 
   /** Fails a query Athena would refuse for not naming the values of an injected partition key. */

@@ -42,3 +42,18 @@ export function referencedTables(tree: unknown): ReadonlySet<string> | 'all' {
   visit(tree);
   return all ? 'all' : tables;
 }
+
+/**
+ * The result's column names as Athena gives them: an expression selected without an alias is `_col<position>` (0-based;
+ * `count(*)` in the second place is `_col1`), where DuckDB names it by its text (`count_star()`); a column keeps its
+ * name, as in both. A set operation takes the first query's names. DuckDB's names stand when the tree does not line up
+ * with the result (a `*` in the list, a statement that is not a plain query).
+ */
+export function athenaColumnNames(tree: unknown, names: readonly string[]): string[] {
+  let node = tree;
+  while (isNode(node) && node.type === 'SET_OPERATION_NODE') node = node.left;
+  if (!isNode(node) || node.type !== 'SELECT_NODE' || !Array.isArray(node.select_list)) return [...names];
+  const list: unknown[] = node.select_list;
+  if (list.length !== names.length || list.some((e) => !isNode(e) || e.class === 'STAR')) return [...names];
+  return list.map((e, i) => ((e as Node).class !== 'COLUMN_REF' && ((e as Node).alias ?? '') === '' ? `_col${i}` : names[i]));
+}

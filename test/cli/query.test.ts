@@ -144,6 +144,17 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(stdout)).toEqual([{ 'v\u009b': 'csi\u009b31m\u007f', e: 'esc\u001b]0;pwned\u0007' }]);
   });
 
+  test('an expression selected without an alias is named by its place, _col<n>, as Athena names it; columns and aliases keep their names', async () => {
+    const { code, stdout } = await query('SELECT event_type, count(*), 1 AS one, max(event_type) FROM app_events GROUP BY 1 ORDER BY 1 LIMIT 1', '--json');
+    expect(code).toBe(0);
+    expect(Object.keys((JSON.parse(stdout) as object[])[0])).toEqual(['event_type', '_col1', 'one', '_col3']);
+    // A set operation takes the first query's names; a * in the select list leaves DuckDB's.
+    const union = await query('SELECT 1 UNION ALL SELECT 2 AS b ORDER BY 1', '--json');
+    expect(JSON.parse(union.stdout)).toEqual([{ _col0: 1 }, { _col0: 2 }]);
+    const star = await query("SELECT *, 'x' FROM (SELECT 1 AS a)", '--json');
+    expect(JSON.parse(star.stdout)).toEqual([{ a: 1, "'x'": 'x' }]);
+  });
+
   test('--json keeps every column when names repeat (a join of two tables, or aliases): later ones get _2, _3', async () => {
     const { code, stdout } = await query('SELECT 1 AS a, 2 AS a, 3 AS a_2, 4 AS a', '--json');
     expect(code).toBe(0);
