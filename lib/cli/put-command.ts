@@ -226,12 +226,16 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
           clockToleranceMs: target.kind === 'local' ? LOCAL_CLOCK_TOLERANCE_MS : AWS_CLOCK_TOLERANCE_MS,
         }));
     } catch (err) {
-      verifyError = err instanceof Error ? err : new Error(String(err));
+      // A destination verified before the one that failed keeps its result.
+      const cause = err instanceof VerifyCutShort ? err.cause : err;
+      if (err instanceof VerifyCutShort) verification = err.results;
+      verifyError = cause instanceof Error ? cause : new Error(String(cause));
     }
   }
   if (verifyError !== undefined) {
-    summary.verify = { passed: false, error: verifyError.message, timeoutMs, results: [] };
+    summary.verify = { passed: false, error: verifyError.message, timeoutMs, results: verification };
     if (flags.json) io.out(toJson(summary));
+    else for (const v of verification) io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} after ${formatDuration(v.elapsedMs)}`);
     const refused = report.sent > report.accepted ? ` (${formatNumber(report.sent - report.accepted)} not accepted)` : '';
     const accepted = `${formatNumber(report.accepted)} of ${formatNumber(report.sent)} records accepted${refused}; verify could not run: ${verifyError.message}`;
     // Interrupted first, the run's status is the signal's, as without --verify, and the message says both.
@@ -935,6 +939,13 @@ interface Verification {
   readonly interruption?: Interruption;
 }
 
+/** Verifying failed after some destinations were verified: their results, and what failed the next. */
+class VerifyCutShort extends Error {
+  constructor(readonly cause: unknown, readonly results: VerifyResult[]) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+}
+
 async function verifyAll(
   target: Target,
   pipeline: string,
@@ -979,6 +990,8 @@ async function verifyAll(
         io.err('verify search: skipped, the stack has no OpenSearch endpoint output (OpenSearchEndpoint)');
       }
     }
+  } catch (err) {
+    throw results.length > 0 ? new VerifyCutShort(err, results) : err;
   } finally {
     release();
     options.progress.done();

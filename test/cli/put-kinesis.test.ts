@@ -131,6 +131,41 @@ describe('sluice put (Kinesis-sourced pipeline)', () => {
   });
 });
 
+describe('sluice put --verify: search verification failing after the lake verified', () => {
+  test('keeps the lake\'s result: in --json\'s verify.results, and as its line in the text, before the reason', async () => {
+    const seen = new Set<string>();
+    let polling: Promise<void> | undefined;
+    // The lake's stand-in reader only; where the twin puts its _bulk bodies is a file, so reading them fails (ENOTDIR).
+    fs.mkdirSync(openSearchDir(dataDir), { recursive: true });
+    fs.writeFileSync(path.join(openSearchDir(dataDir), 'clickstream'), 'not a folder');
+    const poll = async (): Promise<void> => {
+      const fresh = (await readStream('sluice-dev-clickstream')).filter((r) => !seen.has(r.data.toString()));
+      for (const r of fresh) seen.add(r.data.toString());
+      if (fresh.length > 0) await deliverToLake(dataDir, 'clickstream', fresh.map((r) => r.data));
+    };
+    const timer = setInterval(() => {
+      polling ??= poll().finally(() => {
+        polling = undefined;
+      });
+    }, 200);
+    try {
+      const args = ['put', 'clickstream', '--count', '5', '--verify', '--timeout', '30s', '--poll', '250ms', '--endpoint-kinesis', kinesis.endpoint, '--data-dir', dataDir];
+      const json = await sluice(...args, '--json');
+      expect(json.code).toBe(1);
+      const summary = JSON.parse(json.stdout) as { verify: { passed: boolean; error: string; results: Array<{ where: string; passed: boolean; found: number; expected: number }> } };
+      expect(summary.verify).toMatchObject({ passed: false, error: expect.stringMatching(/ENOTDIR/) });
+      expect(summary.verify.results).toEqual([expect.objectContaining({ where: 'lake (sluice_dev.clickstream)', passed: true, found: 5, expected: 5 })]);
+      expect(json.stderr).toMatch(/^sluice: 5 of 5 records accepted; verify could not run: .*ENOTDIR/);
+      const text = await sluice(...args);
+      expect(text.code).toBe(1);
+      expect(text.stdout).toMatch(/verify lake \(sluice_dev\.clickstream\): 5\/5 after/);
+    } finally {
+      clearInterval(timer);
+      await polling;
+    }
+  }, 120_000);
+});
+
 describe('sluice put --verify (a pipeline with a search destination): the documents are looked for where the twin puts them, before anything is sent', () => {
   const sent = async () => (await readStream('sluice-dev-clickstream')).length;
   const put = (...extra: string[]) => sluice('put', 'clickstream', '--count', '5', '--verify', '--timeout', '20s', '--endpoint-kinesis', kinesis.endpoint, '--data-dir', dataDir, ...extra);
