@@ -8,7 +8,7 @@ import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from 
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
 import { hasRowFieldsUnnest, hasTwoColumnUnnest, rewriteUnnests, withoutQueryLocations } from './athena-unnest';
 import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
-import { footerDigest, FooterCache, type FooterEntry } from './footer-cache';
+import { fileStamp, footerDigest, FooterCache, type FooterEntry } from './footer-cache';
 import { parquetTypeMismatch } from './parquet-types';
 import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
 import { athenaColumnNames, referencedTables } from './referenced-tables';
@@ -390,7 +390,7 @@ export class LocalAthena {
 
   /**
    * The Parquet files' top-level columns and types, by file; a file that cannot be read is left out (the view says why).
-   * Each file's footer schema is known from the data dir's footer cache while the file keeps its size and time; one
+   * Each file's footer schema is known from the data dir's footer cache while the file keeps its stamp (fileStamp); one
    * `parquet_schema` scan reads the footers of the others, and the cache keeps them for the next query. DuckDB binds
    * one file per distinct footer schema for the types it reads them as: a lake's files share a handful of schemas (one
    * per schema version), and binding each file took 6 times as long as the scan. `name` names the folder's cache.
@@ -404,21 +404,21 @@ export class LocalAthena {
       if (group) group.push(file);
       else bySchema.set(schema, [file]);
     };
-    const unseen: Array<{ file: string; key: string; size: number; mtimeMs: number }> = [];
+    const unseen: Array<{ file: string; key: string; stamp: string }> = [];
     for (const file of files) {
-      let stat: fs.Stats;
+      let stamp: string;
       try {
-        stat = fs.statSync(file);
+        stamp = fileStamp(fs.statSync(file, { bigint: true }));
       } catch {
         continue;
       }
       const key = path.relative(root, file).split(path.sep).join('/');
       const entry = cached.get(key);
-      if (entry && entry.size === stat.size && entry.mtimeMs === stat.mtimeMs) {
+      if (entry && entry.stamp === stamp) {
         kept.set(key, entry);
         inGroup(entry.schema, file);
       } else {
-        unseen.push({ file, key, size: stat.size, mtimeMs: stat.mtimeMs });
+        unseen.push({ file, key, stamp });
       }
     }
     for (let i = 0; i < unseen.length; i += FOOTERS_PER_SCAN) {
@@ -433,7 +433,7 @@ export class LocalAthena {
           continue;
         }
         const digest = footerDigest(schema);
-        kept.set(f.key, { size: f.size, mtimeMs: f.mtimeMs, schema: digest });
+        kept.set(f.key, { stamp: f.stamp, schema: digest });
         inGroup(digest, f.file);
       }
     }

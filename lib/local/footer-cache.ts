@@ -5,19 +5,20 @@ import * as path from 'node:path';
 /**
  * Each Parquet file's footer schema (a digest of it), kept in the data dir between queries so that a `sluice query`
  * reads the footers of only the files written (or changed) since the last one, not the whole lake's every time: at
- * 10,000 files that read was most of a query's time. A file is known by its path, size and modification time; one
- * replaced in place reads again. The cache is a hint only: a file missing, unreadable, or not in its format (another
+ * 10,000 files that read was most of a query's time. A file is known by its path and its stamp (size, modification
+ * and change times, inode): one replaced or rewritten reads again, even at the same size with its modification time
+ * set back (the change time cannot be set back). The cache is a hint only: a file missing, unreadable, or not in its format (another
  * version, a torn write) reads as empty, and its files' footers are read again.
  */
 export interface FooterEntry {
-  readonly size: number;
-  readonly mtimeMs: number;
+  /** fileStamp of the file when its footer was read. */
+  readonly stamp: string;
   /** A digest of the footer's schema elements (footerDigest): files with the same one are read as the same columns. */
   readonly schema: string;
 }
 
 /** Bumped when the entries change meaning: a cache of another version is read as empty. */
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
 
 export class FooterCache {
   /** Each folder's entries as last read or written here, by the file's path relative to the folder. */
@@ -46,8 +47,9 @@ export class FooterCache {
     const file = this.fileOf(name);
     const aside = `${file}.${process.pid}.${Date.now()}.tmp`;
     try {
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(aside, JSON.stringify({ version: CACHE_VERSION, files: Object.fromEntries([...entries].map(([f, e]) => [f, [e.size, e.mtimeMs, e.schema]])) }));
+      // Its owner's alone, as the data dir is: it names the lake's files.
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(aside, JSON.stringify({ version: CACHE_VERSION, files: Object.fromEntries([...entries].map(([f, e]) => [f, [e.stamp, e.schema]])) }), { mode: 0o600 });
       fs.renameSync(aside, file);
     } catch {
       try {
@@ -64,7 +66,7 @@ export class FooterCache {
 }
 
 function sameEntry(a: FooterEntry | undefined, b: FooterEntry): boolean {
-  return a !== undefined && a.size === b.size && a.mtimeMs === b.mtimeMs && a.schema === b.schema;
+  return a !== undefined && a.stamp === b.stamp && a.schema === b.schema;
 }
 
 function readEntries(file: string): ReadonlyMap<string, FooterEntry> {
@@ -79,12 +81,17 @@ function readEntries(file: string): ReadonlyMap<string, FooterEntry> {
   if (version !== CACHE_VERSION || typeof files !== 'object' || files === null || Array.isArray(files)) return entries;
   for (const [name, value] of Object.entries(files)) {
     // Any entry not as written here makes the whole cache suspect: none of it is used.
-    if (!Array.isArray(value) || value.length !== 3) return new Map();
-    const [size, mtimeMs, schema] = value as unknown[];
-    if (typeof size !== 'number' || typeof mtimeMs !== 'number' || typeof schema !== 'string' || !/^[0-9a-f]{40}$/.test(schema)) return new Map();
-    entries.set(name, { size, mtimeMs, schema });
+    if (!Array.isArray(value) || value.length !== 2) return new Map();
+    const [stamp, schema] = value as unknown[];
+    if (typeof stamp !== 'string' || typeof schema !== 'string' || !/^[0-9a-f]{40}$/.test(schema)) return new Map();
+    entries.set(name, { stamp, schema });
   }
   return entries;
+}
+
+/** What a file is known by in the cache: size, modification and change times (ns), inode. */
+export function fileStamp(stat: fs.BigIntStats): string {
+  return `${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}:${stat.ino}`;
 }
 
 /** The digest a footer schema (parquet_schema's elements of one file, as text) is kept as. */

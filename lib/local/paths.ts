@@ -68,7 +68,8 @@ export function makeDataDir(dir: string): string | undefined {
   const was = (stat.mode & 0o777).toString(8);
   const mine = typeof process.getuid !== 'function' || stat.uid === process.getuid();
   // Only what a twin keeps there (or nothing): a folder that also holds other files (`--data-dir .`) is not the twin's.
-  if (mine && fs.readdirSync(dir).every((entry) => TWIN_DATA_DIR_ENTRIES.includes(entry) || /^twin\.(?:pid|json)\./.test(entry))) {
+  // `sluice query`'s footer cache too, though it alone does not make a twin's data dir (a home folder has a .cache).
+  if (mine && fs.readdirSync(dir).every((entry) => TWIN_DATA_DIR_ENTRIES.includes(entry) || entry === '.cache' || /^twin\.(?:pid|json)\./.test(entry))) {
     fs.chmodSync(dir, DATA_DIR_MODE);
     return `made the data dir ${dir} readable by its owner alone (mode 700; it was ${was}): it holds raw records`;
   }

@@ -135,6 +135,9 @@ describe('the footer cache in the data dir', () => {
     const sql = 'SELECT count(*) AS n, count(device_id) AS devices FROM iot';
     expect(await rows(sql)).toEqual([{ n: landed, devices: landed }]);
     expect(fs.existsSync(path.join(cacheDir(), localBucketName(config), 'iot.json'))).toBe(true);
+    // Its owner's alone, as the data dir: it names the lake's files.
+    expect(fs.statSync(path.join(dir, '.cache')).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(path.join(cacheDir(), localBucketName(config), 'iot.json')).mode & 0o777).toBe(0o600);
 
     // Not the first file: the columns of a group of files are read from its first.
     const file = parquetUnder(dataFolder('iot')).sort().at(-1) ?? '';
@@ -147,6 +150,25 @@ describe('the footer cache in the data dir', () => {
     await rewriteInPlace(file, '* REPLACE (CAST(battery_pct AS DOUBLE) AS battery_pct)');
     const failed = await query(sql);
     expect({ code: failed.code, stderr: failed.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/HIVE_BAD_DATA as on Athena: column battery_pct is DOUBLE/) });
+  });
+
+  test('a file rewritten at the same size with its modification time set back is read again (the change time moved)', async () => {
+    const landed = await deliverToLake(dir, 'iot', asLines(records('iot', 40, 6)), NOW.getTime());
+    const sql = 'SELECT count(*) AS n, count(device_id) AS devices FROM iot';
+    const file = parquetUnder(dataFolder('iot')).sort().at(-1) ?? '';
+    // A whole second, which utimes can set back exactly.
+    const then = new Date('2026-11-22T12:00:00Z');
+    fs.utimesSync(file, then, then);
+    expect(await rows(sql)).toEqual([{ n: landed, devices: landed }]);
+    const inFile = await rowsIn(file);
+    // device_id renamed device_ix in the footer, byte for byte: the same size, and the same modification time put back.
+    const bytes = fs.readFileSync(file);
+    const renamed = Buffer.from(bytes.toString('latin1').replaceAll('device_id', 'device_ix'), 'latin1');
+    expect(renamed.length).toBe(bytes.length);
+    fs.writeFileSync(file, renamed);
+    fs.utimesSync(file, then, then);
+    expect(fs.statSync(file).mtimeMs).toBe(then.getTime());
+    expect(await rows(sql)).toEqual([{ n: landed, devices: landed - inFile }]);
   });
 
   test('a Parquet file DuckDB cannot read fails its table\'s queries, and the other files\' footers are kept all the same', async () => {
@@ -168,9 +190,9 @@ describe('the footer cache in the data dir', () => {
     expect(await rows(sql)).toEqual(expected);
     const cache = path.join(cacheDir(), localBucketName(config), 'iot.json');
     const written = fs.readFileSync(cache, 'utf8');
-    const parsed = JSON.parse(written) as { files: Record<string, [number, number, string]> };
+    const parsed = JSON.parse(written) as { files: Record<string, [string, string]> };
     const [first] = Object.keys(parsed.files);
-    const other = (digest: string) => JSON.stringify({ ...parsed, files: { ...parsed.files, [first]: [...parsed.files[first].slice(0, 2), digest] } });
+    const other = (digest: string) => JSON.stringify({ ...parsed, files: { ...parsed.files, [first]: [parsed.files[first][0], digest] } });
     for (const corrupt of [written.slice(0, written.length / 2), '', 'null', '[]', '{"version":99,"files":{}}', other('not a digest'), `${written}x`]) {
       fs.writeFileSync(cache, corrupt);
       expect(await rows(sql)).toEqual(expected);

@@ -116,6 +116,12 @@ describe('index-template custom resource', () => {
     expect(gone.requests[0]).toMatchObject({ method: 'DELETE', path: '/_index_template/iot' });
     const broken = scripted(...Array.from({ length: 100 }, () => new Error('ENOTFOUND')));
     expect(await applyIndexTemplate(event('Delete', 'pid'), broken.send, { deadline: 60_000, ...clock() })).toEqual({ PhysicalResourceId: 'pid' });
+    // Properties it does not take (another version's retention, say): nothing sent, and the Delete still succeeds.
+    const unknown = scripted();
+    const odd = { ...event('Delete', 'pid'), ResourceProperties: { ...props, Retention: JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', Policy: { policy: { ism_template: [{ index_patterns: ['*'] }] } } }) } } as CloudFormationCustomResourceEvent;
+    expect(await applyIndexTemplate(odd, unknown.send, { deadline: 60_000, ...clock() })).toEqual({ PhysicalResourceId: 'pid' });
+    expect(unknown.requests).toEqual([]);
+    await expect(applyIndexTemplate({ ...odd, RequestType: 'Create' } as CloudFormationCustomResourceEvent, unknown.send, { deadline: 60_000, ...clock() })).rejects.toThrow(/Retention\.Policy: not a retention policy Sluice builds/);
   });
 
   test('properties are checked and named when wrong', () => {

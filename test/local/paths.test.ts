@@ -43,6 +43,17 @@ test('a data dir that exists is made its owner\'s alone when it is empty or a tw
   expect(makeDataDir(twins)).toMatch(/it was 750\)/);
   expect(modeOf(twins)).toBe(0o700);
 
+  // A data dir `sluice query` has read holds its footer cache too: still the twin's alone. A .cache alone is no twin's.
+  const queried = path.join(root, 'queried');
+  fs.mkdirSync(path.join(queried, 'dlq'), { recursive: true });
+  fs.mkdirSync(path.join(queried, '.cache'));
+  fs.chmodSync(queried, 0o755);
+  expect(makeDataDir(queried)).toMatch(/it was 755\)/);
+  expect(modeOf(queried)).toBe(0o700);
+  const home = path.join(root, 'home');
+  fs.mkdirSync(path.join(home, '.cache'), { recursive: true });
+  expect(isTwinDataDir(home)).toBe(false);
+
   // A folder once used as a data dir that holds other files too (`--data-dir .` in a project): not the twin's to close.
   const mixed = path.join(root, 'mixed');
   fs.mkdirSync(path.join(mixed, 'dlq'), { recursive: true });

@@ -190,7 +190,15 @@ export async function applyIndexTemplate(
   send: SendSigned,
   options: { region?: string; stack: StackSettings; deadline: number; now?: () => number; sleep?: (ms: number) => Promise<void> },
 ): Promise<ProviderResponse> {
-  const props = readProperties(event.ResourceProperties);
+  let props: ReturnType<typeof readProperties>;
+  try {
+    props = readProperties(event.ResourceProperties);
+  } catch (err) {
+    if (event.RequestType !== 'Delete') throw err;
+    // Properties this version does not take (written by another one): deleting the stack or the pipeline must not stop on them.
+    log('WARN', 'properties not understood; nothing deleted', { error: (err as Error).message });
+    return { PhysicalResourceId: event.PhysicalResourceId };
+  }
   // Anyone who may invoke the function could otherwise have it write to another domain, template or index pattern.
   const refused = notFromStack(props, options.stack);
   if (refused) {
