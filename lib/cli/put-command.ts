@@ -235,9 +235,11 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (verifyError !== undefined) {
     summary.verify = { passed: false, error: verifyError.message, timeoutMs, results: verification };
     if (flags.json) io.out(toJson(summary));
-    else for (const v of verification) io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} after ${formatDuration(v.elapsedMs)}`);
+    else printVerifyLines(verification, undefined);
     const refused = report.sent > report.accepted ? ` (${formatNumber(report.sent - report.accepted)} not accepted)` : '';
-    const accepted = `${formatNumber(report.accepted)} of ${formatNumber(report.sent)} records accepted${refused}; verify could not run: ${verifyError.message}`;
+    // What was verified before verifying failed, passed or not: `verify lake (…): 3/5; `.
+    const before = verification.map((v) => `verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)}; `).join('');
+    const accepted = `${formatNumber(report.accepted)} of ${formatNumber(report.sent)} records accepted${refused}; ${before}verify could not run: ${verifyError.message}`;
     // Interrupted first, the run's status is the signal's, as without --verify, and the message says both.
     if (report.interrupted) throw interruptedError(report, count, durationMs, accepted);
     throw new UserError(accepted, verifyError instanceof UserError ? verifyError.exitCode : 1);
@@ -255,11 +257,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
 
   if (flags.json) io.out(toJson(summary));
   else if (flags.verify) {
-    for (const v of verification) {
-      const outcome = v.passed ? '' : v.interrupted ? ` when ${verifyInterruption?.label ?? 'Ctrl-C'} stopped the wait` : ` (missing e.g. ${escapeControlCharacters(v.missingSample.join(', '))})`;
-      io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} after ${formatDuration(v.elapsedMs)}${outcome}`);
-      if (v.arrivedBefore) io.out(`    ${formatNumber(v.arrivedBefore)} of the missing ids are there from before this put: ${ARRIVED_BEFORE_HINT}`);
-    }
+    printVerifyLines(verification, verifyInterruption);
     const expectedCount = report.expected.size;
     // Not a PASS when records were refused (the run fails for them just below), nor for an interrupted run.
     const pass = report.sent === report.accepted && !report.interrupted;
@@ -937,6 +935,15 @@ const ARRIVED_BEFORE_HINT = 'an earlier put of the same records (the same --seed
 interface Verification {
   readonly results: VerifyResult[];
   readonly interruption?: Interruption;
+}
+
+/** A line per destination verified: found of expected, and for one that did not pass, why (missing ids, or the signal). */
+function printVerifyLines(verification: readonly VerifyResult[], interruption: Interruption | undefined): void {
+  for (const v of verification) {
+    const outcome = v.passed ? '' : v.interrupted ? ` when ${interruption?.label ?? 'Ctrl-C'} stopped the wait` : ` (missing e.g. ${escapeControlCharacters(v.missingSample.join(', '))})`;
+    io.out(`  verify ${v.where}: ${formatNumber(v.found)}/${formatNumber(v.expected)} after ${formatDuration(v.elapsedMs)}${outcome}`);
+    if (v.arrivedBefore) io.out(`    ${formatNumber(v.arrivedBefore)} of the missing ids are there from before this put: ${ARRIVED_BEFORE_HINT}`);
+  }
 }
 
 /** Verifying failed after some destinations were verified: their results, and what failed the next. */

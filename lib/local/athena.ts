@@ -17,9 +17,21 @@ import { athenaColumnNames, referencedTables } from './referenced-tables';
  * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
  * with other semantics. Macros take the name over, so `date_diff` counts whole units elapsed as Trino does
  * (DuckDB's own counts unit boundaries crossed: 02:59 → 03:01 would be 1 hour). Not covered, as they would
- * need to tell arrays from maps or translate format strings: element_at on maps, cardinality of arrays,
- * date_format / date_parse, concat's NULL (NULL in Athena, ignored by DuckDB).
+ * need to tell arrays from maps or translate format strings: cardinality of arrays, date_format / date_parse
+ * (a query using them is told what to write locally: ATHENA_ONLY_FUNCTIONS).
  */
+/** The most arguments the concat macro takes; DuckDB's own concat, which it replaces, takes any number. */
+const CONCAT_MAX_ARGUMENTS = 64;
+
+function concatMacro(): string {
+  const overloads: string[] = [];
+  for (let n = 1; n <= CONCAT_MAX_ARGUMENTS; n++) {
+    const args = Array.from({ length: n }, (_, i) => `a${i}`);
+    overloads.push(`(${args.join(', ')}) AS ${args.join(' || ')}`);
+  }
+  return `concat${overloads.join(', ')}`;
+}
+
 const ATHENA_MACROS = [
   // from_unixtime(seconds): the saved "failed records by error code" queries use it.
   'from_unixtime(unixtime) AS to_timestamp(unixtime)',
@@ -39,9 +51,9 @@ const ATHENA_MACROS = [
   'approx_distinct(x) AS count(DISTINCT x), (x, e) AS count(DISTINCT x)',
   // Trino's element_at: a map's value for the key (DuckDB's gives a list of it), an array's element (1-based, negative from the end), NULL when absent.
   'element_at(c, k) AS c[k]',
-  // Trino's concat is NULL when any argument is (DuckDB's skips NULLs); `||` is NULL-strict in both. Strings and arrays alike.
-  'concat(a, b) AS a || b, (a, b, c) AS a || b || c, (a, b, c, d) AS a || b || c || d, (a, b, c, d, e) AS a || b || c || d || e, '
-    + '(a, b, c, d, e, f) AS a || b || c || d || e || f',
+  // Trino's concat is NULL when any argument is (DuckDB's skips NULLs); `||` is NULL-strict in both. Strings and arrays
+  // alike, 1 to CONCAT_MAX_ARGUMENTS arguments (a macro takes a fixed number: one overload per count).
+  concatMacro(),
   'approx_percentile(x, p) AS approx_quantile(x, p)',
   'regexp_like(s, pattern) AS regexp_matches(s, pattern)',
   // NULL for an object or array, as Athena (json_extract_string would give its JSON text).

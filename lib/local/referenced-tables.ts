@@ -55,5 +55,13 @@ export function athenaColumnNames(tree: unknown, names: readonly string[]): stri
   if (!isNode(node) || node.type !== 'SELECT_NODE' || !Array.isArray(node.select_list)) return [...names];
   const list: unknown[] = node.select_list;
   if (list.length !== names.length || list.some((e) => !isNode(e) || e.class === 'STAR')) return [...names];
-  return list.map((e, i) => ((e as Node).class !== 'COLUMN_REF' && ((e as Node).alias ?? '') === '' ? `_col${i}` : names[i]));
+  return list.map((e, i) => (((e as Node).class !== 'COLUMN_REF' || isClockFunction(e as Node)) && ((e as Node).alias ?? '') === '' ? `_col${i}` : names[i]));
+}
+
+/** SQL's functions written without parentheses (current_date, …), which DuckDB's parser gives as column references. */
+const CLOCK_FUNCTIONS = new Set(['current_date', 'current_time', 'current_timestamp', 'localtime', 'localtimestamp', 'current_user', 'current_catalog', 'current_schema']);
+
+function isClockFunction(e: Node): boolean {
+  const names = e.column_names;
+  return Array.isArray(names) && names.length === 1 && CLOCK_FUNCTIONS.has(String(names[0]).toLowerCase());
 }

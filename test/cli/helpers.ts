@@ -14,7 +14,7 @@ import { run } from '../../lib/cli/main';
 import type { FirehoseBackend, IngestResult, LocalDeliveryStream } from '../../lib/local/firehose-api';
 import { ParquetWriter } from '../../lib/local/parquet-writer';
 import { localBucketName } from '../../lib/local/paths';
-import { schemaFingerprint, writeTwinRecord, type TwinRecord } from '../../lib/local/twin-record';
+import { readTwinRecord, schemaFingerprint, writeTwinRecord, type TwinRecord } from '../../lib/local/twin-record';
 import { partitionPath } from '../../lib/schema';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 
@@ -72,9 +72,22 @@ async function capture(runCli: typeof run, argv: string[]): Promise<CliResult> {
 export const config: SluiceConfig = loadConfig();
 
 const tempDirs: string[] = [];
-// Each test file loads its own copy of this module: its dirs go when its tests are done.
+/** Whether a twin process other than this one (a test's fake registers this pid) runs on `dir`: its file stops it after this cleanup. */
+function twinRunsOn(dir: string): boolean {
+  const pid = readTwinRecord(dir)?.pid;
+  if (pid === undefined || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+// Each test file loads its own copy of this module: its dirs go when its tests are done. This hook runs before the
+// file's own: a dir a twin still runs on is the file's to remove once it has stopped the twin.
 afterAll(() => {
   for (const dir of tempDirs.splice(0)) {
+    if (twinRunsOn(dir)) continue;
     try {
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
     } catch {

@@ -155,7 +155,7 @@ describe('sluice put --verify: search verification failing after the lake verifi
       const summary = JSON.parse(json.stdout) as { verify: { passed: boolean; error: string; results: Array<{ where: string; passed: boolean; found: number; expected: number }> } };
       expect(summary.verify).toMatchObject({ passed: false, error: expect.stringMatching(/ENOTDIR/) });
       expect(summary.verify.results).toEqual([expect.objectContaining({ where: 'lake (sluice_dev.clickstream)', passed: true, found: 5, expected: 5 })]);
-      expect(json.stderr).toMatch(/^sluice: 5 of 5 records accepted; verify could not run: .*ENOTDIR/);
+      expect(json.stderr).toMatch(/^sluice: 5 of 5 records accepted; verify lake \(sluice_dev\.clickstream\): 5\/5; verify could not run: .*ENOTDIR/);
       const text = await sluice(...args);
       expect(text.code).toBe(1);
       expect(text.stdout).toMatch(/verify lake \(sluice_dev\.clickstream\): 5\/5 after/);

@@ -357,17 +357,22 @@ describe('sluice replay (twin)', () => {
     expect(fs.existsSync(lock)).toBe(false);
   });
 
-  test('cut off by the twin stopping, it says what it had already replayed', async () => {
+  /** A replay of 30 more messages whose entry point goes away after its first batch. */
+  async function replayCutOffByTheTwinStopping(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     await dlq.send(Array.from({ length: 30 }, (_, i) => JSON.stringify(message(100 + i, 'app-events', appEvent(100 + i)))));
-    // The entry point goes away after its first batch.
     const own = await startFirehoseApi({ port: 0, backend });
     registerTwin(dataDir, { firehose: own.url });
     backend.onIngest = async () => {
       backend.onIngest = undefined;
       setImmediate(() => void own.close());
     };
-    const { code, stderr } = await sluice('replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', own.url);
+    const run = await sluice('replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', own.url, ...args);
     await own.close();
+    return run;
+  }
+
+  test('cut off by the twin stopping, it says what it had already replayed', async () => {
+    const { code, stderr } = await replayCutOffByTheTwinStopping();
     expect(code).toBe(2);
     const [summary, reason] = stderr.trimEnd().split('\n');
     const [, read, replayed, left] = /^sluice: replay stopped after reading (\d+) messages: (\d+) replayed and 1 already replayed or duplicate \(their messages deleted\); (\d+) messages stay in the queue$/.exec(summary) ?? [];
@@ -380,15 +385,7 @@ describe('sluice replay (twin)', () => {
   });
 
   test('cut off with --json, it prints the report of the messages read so far, and the stop line and reason on stderr', async () => {
-    await dlq.send(Array.from({ length: 30 }, (_, i) => JSON.stringify(message(100 + i, 'app-events', appEvent(100 + i)))));
-    const own = await startFirehoseApi({ port: 0, backend });
-    registerTwin(dataDir, { firehose: own.url });
-    backend.onIngest = async () => {
-      backend.onIngest = undefined;
-      setImmediate(() => void own.close());
-    };
-    const { code, stdout, stderr } = await sluice('replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', own.url, '--json');
-    await own.close();
+    const { code, stdout, stderr } = await replayCutOffByTheTwinStopping('--json');
     expect(code).toBe(2);
     const report = JSON.parse(stdout) as { read: number; outcomes: Record<string, number>; messages: Array<{ outcome: string }>; stopped: string };
     const [summary, reason] = stderr.trimEnd().split('\n');
