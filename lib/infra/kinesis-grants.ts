@@ -2,6 +2,7 @@ import { Aws } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
+import { withGrant } from './grant-override';
 
 /** The Kinesis actions AWS lists for the role of a Firehose stream with a Kinesis source. */
 export const FIREHOSE_KINESIS_READ_ACTIONS: readonly string[] = ['kinesis:DescribeStream', 'kinesis:GetShardIterator', 'kinesis:GetRecords', 'kinesis:ListShards'];
@@ -45,16 +46,8 @@ const CONSUMER_STREAM_READ_ACTIONS: readonly string[] = [
  * Decrypt from anywhere.
  */
 export function withKeyThroughKinesis(consumer: kinesis.IStreamConsumer): kinesis.IStreamConsumer {
-  return new Proxy(consumer, {
-    get(target, property) {
-      if (property === 'grantRead') {
-        return (grantee: iam.IGrantable) => grantStreamKeyThroughKinesis(target.stream, grantee,
-          target.grant(grantee, 'kinesis:DescribeStreamConsumer', 'kinesis:SubscribeToShard').combine(target.stream.grant(grantee, ...CONSUMER_STREAM_READ_ACTIONS)));
-      }
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  return withGrant(consumer, 'grantRead', (grantee) => grantStreamKeyThroughKinesis(consumer.stream, grantee,
+    consumer.grant(grantee, 'kinesis:DescribeStreamConsumer', 'kinesis:SubscribeToShard').combine(consumer.stream.grant(grantee, ...CONSUMER_STREAM_READ_ACTIONS))));
 }
 
 /** The L2 Kinesis source, granting what `grantFirehoseRead` grants instead of `stream.grantRead`. */

@@ -9,6 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { dataRoot, ERRORS_ROOT, firehoseDataPrefix, firehoseErrorPrefix, type SchemaModel } from '../schema';
+import { withGrant } from './grant-override';
 import { readAndPut } from './s3-grants';
 import { FirehoseKinesisSource } from './kinesis-grants';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
@@ -210,13 +211,5 @@ export class LakeDelivery extends Construct {
  * GetBucketLocation, GetObject, ListBucket, ListBucketMultipartUploads and PutObject for its role).
  */
 function withGrantsUnder(bucket: s3.IBucket, keyPatterns: readonly string[]): s3.IBucket {
-  return new Proxy(bucket, {
-    get(target, property) {
-      if (property === 'grantReadWrite') {
-        return (grantee: iam.IGrantable) => readAndPut(target, grantee, keyPatterns);
-      }
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  return withGrant(bucket, 'grantReadWrite', (grantee) => readAndPut(bucket, grantee, keyPatterns));
 }

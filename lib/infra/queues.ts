@@ -3,6 +3,7 @@ import type * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
+import { withGrant } from './grant-override';
 import { grantKeyThrough } from './key-grants';
 import { acknowledgeRule } from './nag';
 import { SQS_MAX_MESSAGE_BYTES } from '../../transforms/shared/limits';
@@ -53,11 +54,5 @@ export function grantSendThroughSqs(queue: sqs.IQueue, grantee: iam.IGrantable):
  * SqsDestination) call it for the function's role, with which Lambda sends the failure record.
  */
 export function withSendThroughSqs(queue: sqs.IQueue): sqs.IQueue {
-  return new Proxy(queue, {
-    get(target, property) {
-      if (property === 'grantSendMessages') return (grantee: iam.IGrantable) => grantSendThroughSqs(target, grantee);
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  return withGrant(queue, 'grantSendMessages', (grantee) => grantSendThroughSqs(queue, grantee));
 }

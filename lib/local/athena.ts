@@ -13,13 +13,6 @@ import { parquetTypeMismatch } from './parquet-types';
 import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
 import { athenaColumnNames, referencedTables } from './referenced-tables';
 
-/**
- * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
- * with other semantics. Macros take the name over, so `date_diff` counts whole units elapsed as Trino does
- * (DuckDB's own counts unit boundaries crossed: 02:59 → 03:01 would be 1 hour). Not covered, as they would
- * need to tell arrays from maps or translate format strings: cardinality of arrays, date_format / date_parse
- * (a query using them is told what to write locally: ATHENA_ONLY_FUNCTIONS).
- */
 /** The most arguments the concat macro takes; DuckDB's own concat, which it replaces, takes any number. */
 const CONCAT_MAX_ARGUMENTS = 64;
 
@@ -32,6 +25,13 @@ function concatMacro(): string {
   return `concat${overloads.join(', ')}`;
 }
 
+/**
+ * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
+ * with other semantics. Macros take the name over, so `date_diff` counts whole units elapsed as Trino does
+ * (DuckDB's own counts unit boundaries crossed: 02:59 → 03:01 would be 1 hour). Not covered, as they would
+ * need to tell arrays from maps or translate format strings: cardinality of arrays, date_format / date_parse
+ * (a query using them is told what to write locally: ATHENA_ONLY_FUNCTIONS).
+ */
 const ATHENA_MACROS = [
   // from_unixtime(seconds): the saved "failed records by error code" queries use it.
   'from_unixtime(unixtime) AS to_timestamp(unixtime)',
@@ -231,8 +231,8 @@ export class LocalAthena {
   private readonly schemaColumns = new Map<string, ReadonlyMap<string, DuckDBType>>();
   /** The database (a DuckDB schema) is made and in use: done before the first query. */
   private catalogReady = false;
-  /** The last query's parse tree as json_serialize_sql gives it: each step that reads the tree asks DuckDB once. */
-  private serialized?: { readonly sql: string; readonly text: string };
+  /** The last query's parse tree as json_serialize_sql gives it, and its one statement's node (read only): each step that reads the tree asks DuckDB once, and parses it once. */
+  private serialized?: { readonly sql: string; readonly text: string; node?: unknown };
 
   private constructor(
     private readonly connection: DuckDBConnection,
@@ -634,6 +634,20 @@ export class LocalAthena {
   }
 
   /**
+   * The parse tree's node of the query's one statement, parsed once per query; shared by the steps that read it, none
+   * of which changes it. Undefined when DuckDB gives no tree of it (not a plain query) or more than one statement.
+   */
+  private async statementNode(sql: string): Promise<unknown> {
+    const text = await this.parseTree(sql);
+    const serialized = this.serialized!;
+    if (!('node' in serialized)) {
+      const parsed = JSON.parse(text) as { error: boolean; statements?: Array<{ node: unknown }> };
+      serialized.node = parsed.error || parsed.statements?.length !== 1 ? undefined : parsed.statements[0].node;
+    }
+    return serialized.node;
+  }
+
+  /**
    * The tables the query names (lower case), or 'all' when its parse tree does not say (see referenced-tables.ts).
    * EXPLAIN's statement is read without it, as DuckDB shows only a plain query's tree.
    */
@@ -641,24 +655,22 @@ export class LocalAthena {
     const [first] = leadingWords(sql, 1);
     const statement = first === 'EXPLAIN' ? /^\s*EXPLAIN\s(.*)$/is.exec(sql)?.[1] : sql;
     if (statement === undefined) return 'all';
-    const parsed = JSON.parse(await this.parseTree(statement)) as { error: boolean; statements?: Array<{ node: unknown }> };
-    if (parsed.error || parsed.statements?.length !== 1) return 'all';
-    return referencedTables(parsed.statements[0].node);
+    const node = await this.statementNode(statement);
+    return node === undefined ? 'all' : referencedTables(node);
   }
 
   /** The result's column names as Athena gives them (`_col1` for an unnamed `count(*)`): see athenaColumnNames. */
   private async athenaColumnNames(sql: string, names: string[]): Promise<string[]> {
-    const parsed = JSON.parse(await this.parseTree(sql)) as { error: boolean; statements?: Array<{ node: unknown }> };
-    if (parsed.error || parsed.statements?.length !== 1) return names;
-    return athenaColumnNames(parsed.statements[0].node, names);
+    const node = await this.statementNode(sql);
+    return node === undefined ? names : athenaColumnNames(node, names);
   }
 
   /** Fails a query Athena would refuse for not naming the values of an injected partition key. */
   private async checkInjectedKeys(sql: string): Promise<void> {
-    const parsed = JSON.parse(await this.parseTree(sql)) as { error: boolean; statements?: Array<{ node: unknown }> };
+    const node = await this.statementNode(sql);
     // A statement json_serialize_sql cannot show (not a plain query) is left to run as it is.
-    if (parsed.error || parsed.statements === undefined) return;
-    const violation = injectedKeyViolation(parsed.statements[0]?.node, this.injected);
+    if (node === undefined) return;
+    const violation = injectedKeyViolation(node, this.injected);
     if (violation !== undefined) throw new Error(injectedKeyMessage(violation));
   }
 

@@ -14,7 +14,7 @@ import { run } from '../../lib/cli/main';
 import type { FirehoseBackend, IngestResult, LocalDeliveryStream } from '../../lib/local/firehose-api';
 import { ParquetWriter } from '../../lib/local/parquet-writer';
 import { localBucketName } from '../../lib/local/paths';
-import { readTwinRecord, schemaFingerprint, writeTwinRecord, type TwinRecord } from '../../lib/local/twin-record';
+import { readLiveTwinRecord, schemaFingerprint, writeTwinRecord, type TwinRecord } from '../../lib/local/twin-record';
 import { partitionPath } from '../../lib/schema';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 
@@ -74,14 +74,8 @@ export const config: SluiceConfig = loadConfig();
 const tempDirs: string[] = [];
 /** Whether a twin process other than this one (a test's fake registers this pid) runs on `dir`: its file stops it after this cleanup. */
 function twinRunsOn(dir: string): boolean {
-  const pid = readTwinRecord(dir)?.pid;
-  if (pid === undefined || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  const pid = readLiveTwinRecord(dir)?.pid;
+  return pid !== undefined && pid !== process.pid;
 }
 // Each test file loads its own copy of this module: its dirs go when its tests are done. This hook runs before the
 // file's own: a dir a twin still runs on is the file's to remove once it has stopped the twin.

@@ -29,7 +29,7 @@ import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES } from '../shared/limits';
 import { pipelineSchema } from '../shared/pipeline';
 import { failureReason } from '../shared/record';
-import { backoffDelay, sleep } from '../shared/retry';
+import { backoffDelay, requestTimeouts, sleep } from '../shared/retry';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
 import { FAILURE_ROUTER_SERVICE, UNROUTED_METRICS } from '../shared/metric-names';
 import { toSqsBody } from '../shared/sqs-body';
@@ -486,14 +486,9 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 /** A connection the service has not accepted in this long is given up. */
 const CONNECTION_TIMEOUT_MS = 3_000;
 
-/**
- * Every client's request handler options: a call that goes unanswered fails with TimeoutError and the SDK retries it,
- * instead of the SDK's default of waiting without end, which held the invocation to the function's 5-minute timeout
- * before Lambda's own retry of the event. Options rather than a NodeHttpHandler, as the metadata consumer does, to keep
- * @smithy/node-http-handler out of the bundle.
- */
-export function routerRequestHandler(timeoutMs: number): { connectionTimeout: number; requestTimeout: number; throwOnRequestTimeout: true } {
-  return { connectionTimeout: Math.min(CONNECTION_TIMEOUT_MS, timeoutMs), requestTimeout: timeoutMs, throwOnRequestTimeout: true };
+/** Every client's request handler options (requestTimeouts): an unanswered call fails in time for the SDK to retry it within the invocation. */
+export function routerRequestHandler(timeoutMs: number): ReturnType<typeof requestTimeouts> {
+  return requestTimeouts(timeoutMs, CONNECTION_TIMEOUT_MS);
 }
 
 /** The Lambda entry point: SLUICE_DLQ_URL (SQS), SLUICE_METADATA_TABLE (the ledger of sent messages), SLUICE_METADATA_TTL_DAYS, SLUICE_REQUEST_TIMEOUT_MS. */

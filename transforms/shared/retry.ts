@@ -37,3 +37,13 @@ export function slices<T>(items: readonly T[], size: number): T[][] {
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
 }
+
+/**
+ * An AWS SDK client's request handler options (options, not a NodeHttpHandler: the client builds its own, and a bundle
+ * then carries neither @smithy/node-http-handler nor the @smithy/core it needs): a call unanswered for `timeoutMs`
+ * fails with TimeoutError and the SDK retries it, where its default waits without end, holding an invocation to the
+ * function's timeout. A connection not accepted within `connectionTimeoutMs` (at most `timeoutMs`) is given up.
+ */
+export function requestTimeouts(timeoutMs: number, connectionTimeoutMs: number): { connectionTimeout: number; requestTimeout: number; throwOnRequestTimeout: true } {
+  return { connectionTimeout: Math.min(connectionTimeoutMs, timeoutMs), requestTimeout: timeoutMs, throwOnRequestTimeout: true };
+}
