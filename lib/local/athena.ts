@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DuckDBInstance, DuckDBTypeId, StatementType, type DuckDBConnection, type DuckDBExtractedStatements, type DuckDBPreparedStatement, type DuckDBType } from '@duckdb/node-api';
-import { resourceNames, type SluiceConfig } from '../config';
+import { didYouMean, resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, unlistedPartitionValue, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
@@ -505,13 +505,34 @@ export class LocalAthena {
 
   /**
    * DuckDB's "Table with name app_events does not exist!" for a table left undefined because its files could
-   * not be read: the reason instead. (A view that fails when read cannot be built: the optimiser drops the
+   * not be read: the reason instead; for a table or schema the database does not have, the tables it has. (A view that fails when read cannot be built: the optimiser drops the
    * failing expression whenever a filter proves no row is needed, and the query would answer 0 rows.)
    */
   private unreadableTableError(err: unknown): unknown {
-    const missing = /Table with name (\S+?) does not exist/.exec((err as Error).message ?? '')?.[1];
-    const reason = missing === undefined ? undefined : this.unreadable.get(missing);
-    return reason === undefined ? err : new Error(reason, { cause: err });
+    const match = /Table with name (.+?) does not exist(?:!| because schema "(.*)" does not exist)/.exec((err as Error).message ?? '');
+    if (match === null) return err;
+    const [, missing, schema] = match;
+    const reason = this.unreadable.get(missing);
+    if (reason !== undefined) return new Error(reason, { cause: err });
+    // DuckDB's own "Did you mean" picks among the views defined, which are only those the query names, and DuckDB's
+    // catalog (`Did you mean "sqlite_temp_master"?`): the lake's tables instead.
+    const tables = this.tableNames();
+    if (schema !== undefined) {
+      return new Error(`Schema ${schema} does not exist${didYouMean(schema, [this.database])}; the tables are in ${this.database}: ${tables.join(', ')}`, { cause: err });
+    }
+    if (tables.includes(missing.toLowerCase())) return err;
+    return new Error(`Table ${this.database}.${/^[A-Za-z_][A-Za-z0-9_]*$/.test(missing) ? missing : quoteIdent(missing)} does not exist${didYouMean(missing, tables)}; its tables are ${tables.join(', ')}`, { cause: err });
+  }
+
+  /** The tables of the database (lower case, sorted): each lake pipeline's table and its `_errors` table. */
+  private tableNames(): string[] {
+    return Object.keys(this.config.pipelines)
+      .filter((pipeline) => this.config.pipelines[pipeline].destinations.includes('lake'))
+      .flatMap((pipeline) => {
+        const table = resourceNames(this.config, pipeline).glueTable.toLowerCase();
+        return [table, table + ERRORS_TABLE_SUFFIX];
+      })
+      .sort();
   }
 
   /**

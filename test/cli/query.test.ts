@@ -112,6 +112,21 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(Number(read)).toBeLessThan(Number(total));
   });
 
+  test('a misspelt table or schema names the lake\'s tables and the closest one, not DuckDB\'s catalog ("Did you mean sqlite_temp_master?")', async () => {
+    const tables = 'app_events, app_events_errors, clickstream, clickstream_errors, iot, iot_errors, transactions, transactions_errors';
+    const table = await query('SELECT count(*) FROM iott');
+    expect(table.code).toBe(1);
+    expect(table.stderr).toBe(`sluice: DuckDB refused the query: Table sluice_dev.iott does not exist (did you mean "iot"?); its tables are ${tables}\n`);
+    const errors = await query('SELECT count(*) FROM awsdatacatalog.sluice_dev."IoT Error"');
+    expect(errors.stderr).toBe(`sluice: DuckDB refused the query: Table sluice_dev."IoT Error" does not exist (did you mean "iot_errors"?); its tables are ${tables}\n`);
+    const far = await query('SELECT count(*) FROM orders');
+    expect(far.stderr).toBe(`sluice: DuckDB refused the query: Table sluice_dev.orders does not exist; its tables are ${tables}\n`);
+    const schema = await query('SELECT count(*) FROM sluice_deb.iot');
+    expect(schema.code).toBe(1);
+    expect(schema.stderr).toBe(`sluice: DuckDB refused the query: Schema sluice_deb does not exist (did you mean "sluice_dev"?); the tables are in sluice_dev: ${tables}\n`);
+    expect(`${table.stderr}${errors.stderr}${far.stderr}${schema.stderr}`).not.toMatch(/sqlite|pg_|duckdb_/);
+  });
+
   test('a DOUBLE column prints grouped with one number of decimals; years and counts as the data has them', async () => {
     const { code, stdout } = await query(
       'SELECT year, count(*) AS events, amount, price, temp FROM (VALUES (2026, 1000000::DOUBLE, 12::DECIMAL(10,2), 21::DOUBLE), (2026, 999999.99::DOUBLE, 3.5::DECIMAL(10,2), 21.5::DOUBLE))'
