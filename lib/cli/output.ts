@@ -202,12 +202,23 @@ export function toCsv(headers: readonly string[], rows: ReadonlyArray<readonly u
 }
 
 /**
- * Rows as JSON objects keyed by column name, for `--json`. A name that repeats (`SELECT a.*, b.*` of a join)
- * gets `_2`, `_3`… after its second and later uses, so no column's values are dropped.
+ * Rows as a JSON array of objects keyed by column name, for `--json`, written as toJson writes them. A name that repeats
+ * (`SELECT a.*, b.*` of a join) gets `_2`, `_3`… after its second and later uses, so no column's values are dropped.
+ * Keys come in the columns' order: a JavaScript object would put integer-like names (`SELECT 1 AS "7"`) first.
  */
-export function rowsAsObjects(headers: readonly string[], rows: ReadonlyArray<readonly unknown[]>): Array<Record<string, unknown>> {
-  const keys = uniqueNames(headers);
-  return rows.map((r) => Object.fromEntries(keys.map((h, i) => [h, r[i] instanceof Date ? (r[i] as Date).toISOString() : r[i]])));
+export function rowsToJson(headers: readonly string[], rows: ReadonlyArray<readonly unknown[]>): string {
+  if (rows.length === 0) return '[]';
+  const keys = uniqueNames(headers).map((k) => toJson(k));
+  const objects = rows.map((r) => {
+    const members: string[] = [];
+    keys.forEach((key, i) => {
+      const value = r[i] instanceof Date ? (r[i] as Date).toISOString() : r[i];
+      // As JSON.stringify, which leaves out a member whose value is undefined.
+      if (value !== undefined) members.push(`    ${key}: ${toJson(value).replace(/\n/g, '\n    ')}`);
+    });
+    return members.length === 0 ? '  {}' : `  {\n${members.join(',\n')}\n  }`;
+  });
+  return `[\n${objects.join(',\n')}\n]`;
 }
 
 function uniqueNames(headers: readonly string[]): string[] {

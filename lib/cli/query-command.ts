@@ -4,7 +4,7 @@ import { awaitCallerCredentials } from './credentials';
 import { unreadableFile } from './errors';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, type TargetFlags } from './options';
 import { PRICES } from './prices';
-import { displayRows, escapeControlCharactersInLines, formatBytes, formatTable, rowsAsObjects, toCsv, toJson, UserError } from './output';
+import { displayRows, escapeControlCharactersInLines, formatBytes, formatTable, rowsToJson, toCsv, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { findSavedQuery, sqlEngineFor, type SqlResult, type SqlStats } from './sql';
 import { resolveTarget } from './target';
@@ -104,7 +104,7 @@ function readQueryFile(file: string): string {
 function printResult(result: SqlResult, flags: QueryFlags): void {
   const footer = describeStats(result.rows.length, result.stats);
   if (flags.json) {
-    io.out(toJson(rowsAsObjects(result.columns, result.rows)));
+    io.out(rowsToJson(result.columns, result.rows));
     io.err(footer);
   } else if (flags.csv) {
     io.out(toCsv(result.columns, result.rows));

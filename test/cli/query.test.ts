@@ -179,6 +179,12 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(stdout)).toEqual([{ a: 1, a_3: 2, a_2: 3, a_4: 4 }]);
   });
 
+  test('--json writes the keys in the columns\' order, a numeric name too (a JavaScript object would put it first)', async () => {
+    const { code, stdout } = await query('SELECT \'x\' AS a, 7 AS "7", event_type FROM app_events LIMIT 1', '--json');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^\[\n {2}\{\n {4}"a": "x",\n {4}"7": 7,\n {4}"event_type": "[a-z_]+"\n {2}\}\n\]\n$/);
+  });
+
   test('Athena\'s function names work, with Athena\'s answers (date_diff counts whole units, as Trino does)', async () => {
     const sql = "SELECT date_diff('hour', TIMESTAMP '2026-01-01 02:59', TIMESTAMP '2026-01-01 03:01') AS dd,"
       + " date_diff('day', DATE '2026-01-01', DATE '2026-01-03') AS days,"

@@ -5,7 +5,7 @@ import { SampleError } from '../../lib/schema/sample';
 import { readSchema } from '../../lib/schema';
 import { generatedSource } from '../../lib/cli/put-command';
 import { pipelineSchema } from '../../transforms/shared';
-import { displayRows, displayValue, escapeControlCharacters, formatTable, toCsv, toJson, UserError, wrapText } from '../../lib/cli/output';
+import { displayRows, displayValue, escapeControlCharacters, formatTable, rowsToJson, toCsv, toJson, UserError, wrapText } from '../../lib/cli/output';
 import { io, Progress } from '../../lib/cli/progress';
 import { MAX_TIMER_DELAY_MS, sleep } from '../../lib/cli/sleep';
 import * as net from 'net';
@@ -420,6 +420,46 @@ describe('formatTable', () => {
 
   test('CSV keeps the data exact: integers without separators, control characters as they are', () => {
     expect(toCsv(['year', 'msg'], [[2026, 'a\x1bb\u202ec']])).toBe('year,msg\r\n2026,a\x1bb\u202ec\r\n');
+  });
+});
+
+describe('rowsToJson', () => {
+  test('keys come in the columns\' order, integer-like names too (a JavaScript object puts them first)', () => {
+    const text = rowsToJson(['page', '7', 'n', '0'], [['/home', 'seven', 3n, { '2': 'b', a: [1, null] }], ['/cart', null, 4, undefined]]);
+    expect(text).toBe([
+      '[',
+      '  {',
+      '    "page": "/home",',
+      '    "7": "seven",',
+      '    "n": 3,',
+      '    "0": {',
+      '      "2": "b",',
+      '      "a": [',
+      '        1,',
+      '        null',
+      '      ]',
+      '    }',
+      '  },',
+      '  {',
+      '    "page": "/cart",',
+      '    "7": null,',
+      '    "n": 4',
+      '  }',
+      ']',
+    ].join('\n'));
+    expect(rowsToJson(['a'], [])).toBe('[]');
+    expect(rowsToJson([], [[]])).toBe('[\n  {}\n]');
+  });
+
+  test('any rows: the same text as toJson of the rows as objects when no name is integer-like, the same value always', () => {
+    const name = fc.string({ maxLength: 6 });
+    fc.assert(fc.property(fc.uniqueArray(name, { maxLength: 5 }), fc.array(fc.array(fc.jsonValue(), { maxLength: 5 }), { maxLength: 4 }), (headers, cells) => {
+      const rows = cells.map((row) => headers.map((_, i) => row[i] ?? null));
+      const objects = rows.map((row) => Object.fromEntries(headers.map((h, i) => [h, row[i]])));
+      const text = rowsToJson(headers, rows);
+      expect(JSON.parse(text)).toEqual(JSON.parse(toJson(objects)));
+      if (!headers.some((h) => /^(0|[1-9][0-9]*)$/.test(h))) expect(text).toBe(toJson(objects));
+    }));
   });
 });
 
