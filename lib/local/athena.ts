@@ -9,7 +9,7 @@ import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-reco
 import { hasRowFieldsUnnest, hasTwoColumnUnnest, rewriteUnnests, withoutQueryLocations } from './athena-unnest';
 import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
 import { fileStamp, footerDigest, FooterCache, type FooterEntry } from './footer-cache';
-import { parquetTypeMismatch } from './parquet-types';
+import { parquetTypeMismatches } from './parquet-types';
 import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
 import { athenaColumnNames, referencedTables } from './referenced-tables';
 
@@ -345,12 +345,9 @@ export class LocalAthena {
     const files = filesUnder(root, '.parquet').filter((f) => unlistedPartitionValue(model, path.relative(root, f)) === undefined);
     this.parquetFiles.set(path.join(root, path.sep), files.length);
     const columnsByFile = await this.columnsOf(`${localBucketName(this.config)}/${pipeline}`, root, files);
-    const badFile = this.typeMismatchIn(model, files, columnsByFile);
-    if (badFile) {
-      await this.leaveUndefined(table, badFile);
-    } else {
-      await this.defineView(table, files.length > 0 ? scanSql(model, filesByColumns(files, columnsByFile)) : emptySql(tableColumnTypes(model)));
-    }
+    const groups = filesByColumns(files, columnsByFile);
+    const refusals = groups.same.map((group) => this.hiveBadData(model, group));
+    await this.defineView(table, files.length > 0 ? scanSql(model, groups, refusals) : emptySql(tableColumnTypes(model)));
   }
 
   /**
@@ -378,26 +375,22 @@ export class LocalAthena {
   }
 
   /**
-   * Why Athena would fail a query reading one of the files (HIVE_BAD_DATA: a column of another type than the table's,
-   * after a schema change), or undefined. Athena fails only the queries that read that file; here the table's queries
-   * do, as the view cannot hold a file it would not read. The view then casts each column to the table's type, so
-   * DESCRIBE gives the types `sluice schema` shows.
+   * Why Athena would fail a query that reads a column of a group of files (HIVE_BAD_DATA: the column has another type
+   * there than the table's, after a schema change), by the table's column; undefined when it reads them all. As on
+   * Athena, only a query that reads such a column from those files fails (scanSql): one on other partitions, or on
+   * other columns, answers. The view casts each column to the table's type, so DESCRIBE gives the types `sluice schema`
+   * shows.
    */
-  private typeMismatchIn(model: SchemaModel, files: readonly string[], columnsByFile: ReadonlyMap<string, ReadonlyMap<string, DuckDBType>>): string | undefined {
-    // Files of one footer schema share their columns' map: each is checked once.
-    const checked = new Map<ReadonlyMap<string, DuckDBType>, ReturnType<typeof parquetTypeMismatch>>();
-    for (const file of files) {
-      const columns = columnsByFile.get(file);
-      if (columns !== undefined && !checked.has(columns)) checked.set(columns, parquetTypeMismatch(model.tableColumns, columns));
-      const mismatch = columns === undefined ? undefined : checked.get(columns);
-      if (mismatch) {
-        const key = path.relative(this.lake, file).split(path.sep).join('/');
-        return `HIVE_BAD_DATA as on Athena: column ${mismatch.column} is ${mismatch.fileType} in s3://${localBucketName(this.config)}/${key} and ${mismatch.tableType} in the table;`
-          + ' Athena reads a Parquet column as the table\'s type only when they are the same, a wider integer, or FLOAT as DOUBLE.'
-          + ' Give the column its earlier type back, or move the files written before the change out of the data dir (schemas/README.md, "Changing a schema")';
-      }
-    }
-    return undefined;
+  private hiveBadData(model: SchemaModel, group: FileGroup): ReadonlyMap<string, string> | undefined {
+    const mismatches = parquetTypeMismatches(model.tableColumns, group.columns);
+    if (mismatches.length === 0) return undefined;
+    const key = path.relative(this.lake, group.files[0]).split(path.sep).join('/');
+    const others = group.files.length > 1 ? ` (and in ${group.files.length - 1} more file${group.files.length === 2 ? '' : 's'} written with the same columns)` : '';
+    return new Map(mismatches.map((m) => [m.tableColumn,
+      `HIVE_BAD_DATA as on Athena: column ${m.column} is ${m.fileType} in s3://${localBucketName(this.config)}/${key}${others} and ${m.tableType} in the table;`
+        + ' Athena reads a Parquet column as the table\'s type only when they are the same, a wider integer, or FLOAT as DOUBLE, and fails a query'
+        + ' that reads it from that file. Give the column its earlier type back, or move the files written before the change out of the data dir'
+        + ' (schemas/README.md, "Changing a schema")']));
   }
 
   /**
@@ -866,7 +859,11 @@ function hivePartitionType(hiveType: string): string {
  * filters leave it a few of them to read. `unknown` files (columns not known: one DuckDB could not read) are read
  * that way, as DuckDB then names the file it cannot read.
  */
-function scanSql(model: SchemaModel, groups: { readonly same: ReadonlyArray<readonly string[]>; readonly unknown: readonly string[] }): string {
+function scanSql(
+  model: SchemaModel,
+  groups: { readonly same: readonly FileGroup[]; readonly unknown: readonly string[] },
+  refusals: ReadonlyArray<ReadonlyMap<string, string> | undefined>,
+): string {
   const columns = tableColumnTypes(model);
   const hiveTypes = model.partitionKeys.map((k) => `${sqlString(k.name)}: ${hivePartitionType(k.hiveType)}`);
   // DuckDB reads a folder `event_type=null` as SQL NULL, where Athena reads the string 'null', a value the
@@ -878,21 +875,35 @@ function scanSql(model: SchemaModel, groups: { readonly same: ReadonlyArray<read
   const partitions = new Set(model.partitionKeys.map((k) => k.name));
   const projected = columns.map(([name, type]) => (strings.has(name) ? `coalesce(${quoteIdent(name)}, 'null') AS ${quoteIdent(name)}`
     : partitions.has(name) ? quoteIdent(name) : `CAST(${quoteIdent(name)} AS ${type}) AS ${quoteIdent(name)}`));
-  const scan = (files: readonly string[], unionByName: boolean) => ` UNION ALL BY NAME SELECT * FROM read_parquet(${sqlList(files)},`
-    + ` hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = ${unionByName})`;
+  const typeOf = new Map(columns.map(([name, type]) => [name.toLowerCase(), type]));
+  // A column read from files Athena would fail to read it from raises the reason for each row it gives: a query pruned
+  // to other files, or reading other columns, never evaluates it (the message's text depends on the value, so DuckDB
+  // cannot fold it into a constant and raise it while planning).
+  const refusing = (refused: ReadonlyMap<string, string> | undefined) => (refused === undefined ? '' : ` REPLACE (${[...refused].map(([column, message]) => (
+    `CAST(error(${sqlString(message)} || left(CAST(${quoteIdent(column)} AS VARCHAR), 0)) AS ${typeOf.get(column.toLowerCase())}) AS ${quoteIdent(column)}`)).join(', ')})`);
+  const scan = (files: readonly string[], unionByName: boolean, refused?: ReadonlyMap<string, string>) => ` UNION ALL BY NAME SELECT *${refusing(refused)}`
+    + ` FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = ${unionByName})`;
+  const refused = groups.same.flatMap((group, i) => (refusals[i] === undefined ? [] : [scan(group.files, false, refusals[i])]));
+  const readable = groups.same.filter((_, i) => refusals[i] === undefined);
   const scans = groups.unknown.length > 0
-    ? scan([...groups.same.flat(), ...groups.unknown].sort(), true)
-    : groups.same.map((files) => scan(files, false)).join('');
-  return `SELECT ${projected.join(', ')} FROM (${emptySql(columns)}${scans})`;
+    ? scan([...readable.flatMap((g) => g.files), ...groups.unknown].sort(), true)
+    : readable.map((group) => scan(group.files, false)).join('');
+  return `SELECT ${projected.join(', ')} FROM (${emptySql(columns)}${scans}${refused.join('')})`;
+}
+
+/** Files DuckDB reads as the same columns (names and types, in the same order). */
+interface FileGroup {
+  readonly files: readonly string[];
+  readonly columns: ReadonlyMap<string, DuckDBType>;
 }
 
 /**
  * The files in groups that DuckDB reads as the same columns (names and types, in the same order), in the order of
  * their first files, and those whose columns are not known.
  */
-function filesByColumns(files: readonly string[], columnsByFile: ReadonlyMap<string, ReadonlyMap<string, DuckDBType>>): { same: string[][]; unknown: string[] } {
+function filesByColumns(files: readonly string[], columnsByFile: ReadonlyMap<string, ReadonlyMap<string, DuckDBType>>): { same: FileGroup[]; unknown: string[] } {
   const signatures = new Map<ReadonlyMap<string, DuckDBType>, string>();
-  const groups = new Map<string, string[]>();
+  const groups = new Map<string, { files: string[]; columns: ReadonlyMap<string, DuckDBType> }>();
   const unknown: string[] = [];
   for (const file of files) {
     const columns = columnsByFile.get(file);
@@ -906,8 +917,8 @@ function filesByColumns(files: readonly string[], columnsByFile: ReadonlyMap<str
       signatures.set(columns, signature);
     }
     const group = groups.get(signature);
-    if (group) group.push(file);
-    else groups.set(signature, [file]);
+    if (group) group.files.push(file);
+    else groups.set(signature, { files: [file], columns });
   }
   return { same: [...groups.values()], unknown };
 }

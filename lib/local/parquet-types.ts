@@ -3,6 +3,8 @@ import { hiveType, type Column, type LogicalType } from '../schema';
 
 /** A column (or nested field) whose type in a Parquet file is not one Athena reads as the table's type. */
 export interface ParquetTypeMismatch {
+  /** The table's column it is in (as the schema names it). */
+  readonly tableColumn: string;
   /** The column, and the field in it for a nested one: `device.battery`, `tags[]`, `attributes{}`. */
   readonly column: string;
   /** The file's type as DuckDB reads it: DOUBLE, BIGINT, STRUCT("b" VARCHAR). */
@@ -28,20 +30,21 @@ const READS_AS: Readonly<Record<Exclude<LogicalType['kind'], 'struct' | 'array' 
 };
 
 /**
- * The first of the table's columns that a Parquet file holds as a type Athena would not read it as, or undefined.
+ * The table's columns that a Parquet file holds as a type Athena would not read them as (the first mismatch in each).
  * Athena reads Parquet by column name (case aside): a column or struct field the file lacks reads as NULL, and one
  * only the file has is not read, so neither is a mismatch.
  */
-export function parquetTypeMismatch(columns: readonly Column[], fileColumns: ReadonlyMap<string, DuckDBType>): ParquetTypeMismatch | undefined {
+export function parquetTypeMismatches(columns: readonly Column[], fileColumns: ReadonlyMap<string, DuckDBType>): ParquetTypeMismatch[] {
+  const mismatches: ParquetTypeMismatch[] = [];
   for (const c of columns) {
     const inFile = fileColumns.get(c.name.toLowerCase());
     const mismatch = inFile === undefined ? undefined : typeMismatch(c.name, c.type, inFile);
-    if (mismatch) return mismatch;
+    if (mismatch) mismatches.push({ ...mismatch, tableColumn: c.name });
   }
-  return undefined;
+  return mismatches;
 }
 
-function typeMismatch(at: string, table: LogicalType, file: DuckDBType): ParquetTypeMismatch | undefined {
+function typeMismatch(at: string, table: LogicalType, file: DuckDBType): Omit<ParquetTypeMismatch, 'tableColumn'> | undefined {
   const mismatch = { column: at, fileType: file.toString(), tableType: hiveType(table) };
   switch (table.kind) {
     case 'struct': {

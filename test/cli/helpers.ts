@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import * as path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { loadConfig, type SluiceConfig } from '../../lib/config';
 import { run } from '../../lib/cli/main';
 import type { FirehoseBackend, IngestResult, LocalDeliveryStream } from '../../lib/local/firehose-api';
@@ -161,6 +162,18 @@ export async function deliverToLake(
     await writer.close();
   }
   return rows;
+}
+
+/** Rows of one Parquet file, read by DuckDB directly (not through the twin's tables). */
+export async function rowsIn(file: string): Promise<number> {
+  const instance = await DuckDBInstance.create(':memory:');
+  const connection = await instance.connect();
+  try {
+    return Number((await connection.runAndReadAll(`SELECT count(*) FROM read_parquet('${file}')`)).getRows()[0][0]);
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
 }
 
 export interface IngestedRecord {

@@ -17,7 +17,7 @@ import { sampleRecords } from '../../lib/schema/sample';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
 import { regionalSchema } from '../schema/regional-schema';
-import { config, deliverToLake, expectNoStackTrace, notTwinDataDir, registerTwin, sluice, tempDataDir } from './helpers';
+import { config, deliverToLake, expectNoStackTrace, notTwinDataDir, registerTwin, rowsIn, sluice, tempDataDir } from './helpers';
 
 let dataDir: string;
 const NOW = new Date('2026-11-22T12:30:00Z');
@@ -930,24 +930,34 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
     return copy;
   }
 
-  test('a file whose column has a type Athena would not read as the table\'s fails the table\'s queries, naming the file, the column and both types', async () => {
-    await deliverToLake(dir, 'iot', iot(20, 9), NOW.getTime());
-    const cases: Array<[replace: string, expected: RegExp]> = [
+  test('a file whose column has a type Athena would not read as the table\'s fails the queries that read that column from it, naming the file, the column and both types; the others answer', async () => {
+    const landed = await deliverToLake(dir, 'iot', iot(20, 9), NOW.getTime());
+    const cases: Array<[replace: string, column: string, expected: RegExp]> = [
       // A string column written as numbers (a schema that went number → string).
-      ['CAST(length(device_id) AS DOUBLE) AS device_id', /column device_id is DOUBLE in s3:\/\/[^ ]+\/data\/iot\/event_type=alert\/year=2026\/month=11\/day=22\/hour=13\/rewritten\.parquet and string in the table/],
+      ['CAST(length(device_id) AS DOUBLE) AS device_id', 'device_id', /column device_id is DOUBLE in s3:\/\/[^ ]+\/data\/iot\/event_type=alert\/year=2026\/month=11\/day=22\/hour=13\/rewritten\.parquet and string in the table/],
       // int → a wider file type (integer → number, bigint).
-      ['CAST(battery_pct AS BIGINT) AS battery_pct', /column battery_pct is BIGINT in s3:.* and int in the table/],
-      ['CAST(battery_pct AS DOUBLE) AS battery_pct', /column battery_pct is DOUBLE in s3:.* and int in the table/],
+      ['CAST(battery_pct AS BIGINT) AS battery_pct', 'battery_pct', /column battery_pct is BIGINT in s3:.* and int in the table/],
+      ['CAST(battery_pct AS DOUBLE) AS battery_pct', 'battery_pct', /column battery_pct is DOUBLE in s3:.* and int in the table/],
       // Nested: a struct field of another type.
-      ["{'lat': CAST(location.lat AS VARCHAR), 'lon': location.lon} AS location", /column location\.lat is VARCHAR in s3:.* and double in the table/],
+      ["{'lat': CAST(location.lat AS VARCHAR), 'lon': location.lon} AS location", 'location', /column location\.lat is VARCHAR in s3:.* and double in the table/],
     ];
-    for (const [replace, expected] of cases) {
+    for (const [replace, column, expected] of cases) {
+      const counted = async (sql: string) => (JSON.parse((await inDir(sql, '--json')).stdout) as Array<{ n: number }>)[0].n;
+      const before = await counted(`SELECT count(${column}) AS n FROM iot`);
       const file = await rewrittenIotFile(replace);
-      const failed = await inDir('SELECT count(*) FROM iot');
+      const copied = await rowsIn(file);
+      const failed = await inDir(`SELECT count(${column}) FROM iot`);
       expect({ replace, code: failed.code }).toEqual({ replace, code: 1 });
-      expect(failed.stderr).toMatch(/table sluice_dev\.iot cannot be read: HIVE_BAD_DATA as on Athena: /);
+      expect(failed.stderr).toMatch(/^sluice: DuckDB refused the query: .*HIVE_BAD_DATA as on Athena: /);
       expect(failed.stderr).toMatch(expected);
-      expect(failed.stderr).toMatch(/Changing a schema.*\(queries on the other tables still run\)\n$/);
+      expect(failed.stderr).toMatch(/fails a query that reads it from that file\. .*Changing a schema"\)\n$/);
+      // A filter on the column reads it too.
+      expect((await inDir(`SELECT count(*) FROM iot WHERE ${column} IS NULL`)).code).toBe(1);
+      // As on Athena: the queries that do not read that column from that file answer (other partitions, other columns).
+      const others = await inDir(`SELECT count(${column}) AS n FROM iot WHERE hour <> 13`, '--json');
+      expect({ replace, code: others.code, stderr: others.code === 0 ? '' : others.stderr }).toEqual({ replace, code: 0, stderr: '' });
+      expect(JSON.parse(others.stdout)).toEqual([{ n: before }]);
+      expect(await counted('SELECT count(event_id) AS n FROM iot')).toBe(landed + copied);
       fs.rmSync(file);
     }
     // Under an event type the enum does not list, Athena's projection never reads the file: neither does the check.
