@@ -374,6 +374,16 @@ describe('sluice cost accounts for every resource the stack creates (synthesized
   });
 });
 
+describe('docs/cli.md agrees with sluice cost', () => {
+  test('its price table holds every price the estimate uses', () => {
+    const doc = fs.readFileSync(path.join(PROJECT_ROOT, 'docs', 'cli.md'), 'utf8');
+    const table = doc.slice(doc.indexOf('| price | USD | source |')).split('\n\n')[0];
+    const listed = new Set(table.split('\n').slice(2).flatMap((row) => row.split('|')[2].split(/[/,]/).map((x) => Number(x.trim()))));
+    const missing = Object.entries(PRICES).filter(([, p]) => !listed.has(p.usd)).map(([name, p]) => `${name} ${p.usd}`);
+    expect(missing).toEqual([]);
+  });
+});
+
 describe('docs/deploy.md agrees with sluice cost', () => {
   const doc = fs.readFileSync(path.join(PROJECT_ROOT, 'docs', 'deploy.md'), 'utf8');
   const costSection = doc.slice(doc.indexOf('## What it costs'), doc.indexOf('\n## ', doc.indexOf('## What it costs') + 1));

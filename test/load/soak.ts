@@ -9,7 +9,7 @@
  *
  * Most records go through Firehose PutRecordBatch to the DirectPut pipeline (`app-events`); a share
  * (0.5 % by default) goes through Kinesis PutRecords to `iot`, read by the twin's Firehose reader and
- * by the metadata consumer. kinesis-mock takes at most ~1,500 records/s and the metadata consumer's
+ * by the metadata consumer. kinesis-mock takes a few hundred records/s (README, Kinesis row) and the metadata consumer's
  * DynamoDB emulator (dynalite) far fewer, so that share is sized for both producers to finish at
  * about the same time.
  *
