@@ -267,7 +267,8 @@ export class SearchDomain extends Construct {
       encryptionAtRest: { enabled: true },
       nodeToNodeEncryption: true,
       enforceHttps: true,
-      tlsSecurityPolicy: opensearch.TLSSecurityPolicy.TLS_1_2,
+      // TLS 1.2 or 1.3, and only cipher suites with forward secrecy (ECDHE), which AWS asks of its clients anyway.
+      tlsSecurityPolicy: opensearch.TLSSecurityPolicy.TLS_1_2_PFS,
       logging: {
         appLogEnabled: true,
         appLogGroup: appLogs,

@@ -449,7 +449,7 @@ describe('search', () => {
       EBSOptions: { EBSEnabled: true, VolumeSize: os.volumeGiB, VolumeType: 'gp3' },
       EncryptionAtRestOptions: { Enabled: true },
       NodeToNodeEncryptionOptions: { Enabled: true },
-      DomainEndpointOptions: { EnforceHTTPS: true, TLSSecurityPolicy: Match.stringLikeRegexp('^Policy-Min-TLS-1-2') },
+      DomainEndpointOptions: { EnforceHTTPS: true, TLSSecurityPolicy: 'Policy-Min-TLS-1-2-PFS-2023-10' },
     });
   });
 
