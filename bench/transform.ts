@@ -44,6 +44,7 @@ async function bundle(name: string, outdir: string): Promise<BundleInfo> {
     minify: true,
     sourcemap: true,
     external: ['@aws-sdk/*'],
+    supported: { 'dynamic-import': false },
     logLevel: 'error',
   });
   return { name, file, bytes: fs.statSync(file).size, mapBytes: fs.statSync(`${file}.map`).size };

@@ -97,6 +97,10 @@ export class SluiceFunction extends Construct {
       forceDockerBundling: false,
       // esbuild's size summary per function is noise in `cdk synth` and `cdk deploy` (and defeats `--quiet`); its warnings and errors still show.
       logLevel: LogLevel.WARNING,
+      // A dynamic import() of a package becomes a require(): esbuild keeps it an import() for node22, which resolves through
+      // Node's ES module loader, and that ignores NODE_PATH, where the runtime's AWS SDK is (upstream Node fails it with
+      // ERR_MODULE_NOT_FOUND; only Lambda's patched loader finds it). The PII hash key's Secrets Manager client loads so.
+      esbuildArgs: { '--supported:dynamic-import': 'false' },
       ...(props.externalModules ? { externalModules: props.externalModules } : {}),
     };
 

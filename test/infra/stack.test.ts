@@ -1,6 +1,14 @@
+import { execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { Validations } from 'aws-cdk-lib';
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
-import { resourceNames } from '../../lib/config';
+import { PROJECT_ROOT, resourceNames } from '../../lib/config';
 import {
   ALARM_THRESHOLDS,
   ATHENA_RESULTS_ROOT,
@@ -34,6 +42,8 @@ import { alarmKinds, runbookAlarmKinds } from './runbook';
 import { flatten, iamStatements, resourcesOf, resourceWhere, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
 
 // One synthesis of the default (dev) configuration, shared by every assertion below.
+const execFileAsync = promisify(execFile);
+
 let dev: Synthesized;
 beforeAll(() => {
   dev = synthesize();
@@ -1309,5 +1319,67 @@ describe('outputs', () => {
     expect(flatten(outputs.OpenSearchEndpoint.Value)).toMatch(/^https:\/\/<SearchDomain[A-Z0-9]+\.DomainEndpoint>$/);
     // What `sluice replay --aws` compares with the checkout: each pipeline's validator as bundled.
     expect(JSON.parse(outputs.SchemaFingerprints.Value as string)).toEqual(Object.fromEntries(Object.keys(dev.config.pipelines).map((p) => [p, validatorFingerprint(p)])));
+  });
+});
+
+describe('the deployed bundles', () => {
+  /** A function's bundle as `cdk deploy` uploads it: the asset folder its S3 key names, in the test's cloud assembly. */
+  function bundleOf(env: Record<string, string>): string {
+    const [, f] = resourcesOf(dev.template, 'AWS::Lambda::Function').find(([, p]) => {
+      const vars = ((p.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {});
+      return Object.entries(env).every(([k, v]) => vars[k] === v);
+    })!;
+    const key = flatten((f.Code as { S3Key: unknown }).S3Key);
+    return path.join(dev.app.outdir, `asset.${key.replace(/\.zip$/, '')}`, 'index.js');
+  }
+
+  test('the PII pipeline\'s transform, run from its bundle as Lambda runs it (CommonJS, the SDK only on NODE_PATH), reads its hash key from Secrets Manager and masks with it', async () => {
+    const secret = 'key-from-secrets-manager';
+    const asked: string[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        asked.push(`${String(req.headers['x-amz-target'])} ${(JSON.parse(body) as { SecretId: string }).SecretId}`);
+        res.writeHead(200, { 'Content-Type': 'application/x-amz-json-1.1' });
+        res.end(JSON.stringify({ ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:pii-AbCdEf', Name: 'pii', SecretString: secret }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    // Outside the project, as /var/task is: packages resolve only through NODE_PATH, as the runtime's SDK does.
+    const task = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bundle-'));
+    try {
+      fs.copyFileSync(bundleOf({ SLUICE_PIPELINE: 'transactions', SLUICE_DESTINATION: 'lake' }), path.join(task, 'index.js'));
+      const event = fixture<FirehoseTransformationEvent>('firehose-kinesis.json');
+      const script = 'require(process.argv[1]).handler(JSON.parse(process.env.EVENT), {}).then((r) => process.stdout.write(JSON.stringify(r)))';
+      const major = Number(process.versions.node.split('.')[0]);
+      const { stdout } = await execFileAsync(process.execPath, ['-e', script, path.join(task, 'index.js')], {
+        cwd: task,
+        env: {
+          PATH: process.env.PATH,
+          NODE_PATH: path.join(PROJECT_ROOT, 'node_modules'),
+          // Lambda's nodejs22.x turns these off; Node 20 has neither on.
+          ...(major >= 22 ? { NODE_OPTIONS: '--no-experimental-require-module --no-experimental-detect-module' } : {}),
+          SLUICE_PIPELINE: 'transactions',
+          SLUICE_DESTINATION: 'lake',
+          SLUICE_PII_HASH_KEY_SECRET_ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:pii-AbCdEf',
+          AWS_ENDPOINT_URL_SECRETS_MANAGER: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+          AWS_REGION: 'us-east-1',
+          AWS_ACCESS_KEY_ID: 'test',
+          AWS_SECRET_ACCESS_KEY: 'test',
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+          POWERTOOLS_LOG_LEVEL: 'ERROR',
+          POWERTOOLS_METRICS_DISABLED: 'true',
+          EVENT: JSON.stringify(event),
+        },
+      });
+      const first = (JSON.parse(stdout) as { records: Array<{ result: string; data: string }> }).records[0];
+      expect(first.result).toBe('Ok');
+      expect(JSON.parse(Buffer.from(first.data, 'base64').toString('utf8')).email).toBe(createHmac('sha256', secret).update('alice@example.com').digest('hex'));
+      expect(asked).toEqual(['secretsmanager.GetSecretValue arn:aws:secretsmanager:us-east-1:123456789012:secret:pii-AbCdEf']);
+    } finally {
+      server.close();
+      fs.rmSync(task, { recursive: true, force: true });
+    }
   });
 });
