@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, didYouMean, validateConfig } from './validate';
 import type { SluiceConfig } from './types';
+import { lineAndColumn } from '../schema/model';
 
 type Raw = Record<string, unknown>;
 
@@ -162,7 +163,8 @@ export function readCdkJsonContext(dir: string = PROJECT_ROOT): Raw {
     const parsed = JSON.parse(text) as { context?: Raw };
     return parsed.context ?? {};
   } catch (err) {
-    throw new ConfigError([`cdk.json: ${file} is not valid JSON (${(err as Error).message})`]);
+    const message = (err as Error).message;
+    throw new ConfigError([`cdk.json: ${file} is not valid JSON (${message}${lineAndColumn(message, text)})`]);
   }
 }
 

@@ -140,9 +140,10 @@ export function schemaFileOfParseError(err: unknown): string | undefined {
 
 /**
  * " (line 3 column 1)" for a parser message that gives only a position, as Node 20's does (Node 22's gives both):
- * a schema file is edited by line, not by offset. Empty when the message has no position or the text is not at hand.
+ * a schema file (or cdk.json) is edited by line, not by offset. Empty when the message has no position or the text is
+ * not at hand.
  */
-function lineAndColumn(message: string, text: string | undefined): string {
+export function lineAndColumn(message: string, text: string | undefined): string {
   const position = /at position (\d+)$/.exec(message)?.[1];
   if (position === undefined || text === undefined) return '';
   const before = text.slice(0, Number(position)).split('\n');

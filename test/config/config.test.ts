@@ -16,6 +16,19 @@ function problemsOf(fn: () => unknown): string[] {
   throw new Error('expected a ConfigError');
 }
 
+describe('a cdk.json that is not JSON', () => {
+  test('names the line and column of the mistake on every Node.js version (Node 20 gives only an offset)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-cdkjson-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'cdk.json'), '{\n  "context": {\n    "env": "dev",\n  }\n}\n');
+      const [problem] = problemsOf(() => readCdkJsonContext(dir));
+      expect(problem).toMatch(new RegExp(`^cdk\\.json: ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/cdk\\.json is not valid JSON \\(.*\\(line 4 column 3\\)\\)$`));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('configuration defaults (cdk.json context)', () => {
   test('load with the four default pipelines', () => {
     const config = load();
