@@ -74,6 +74,36 @@ const ATHENA_ONLY_FUNCTIONS: Readonly<Record<string, string>> = {
 };
 
 /**
+ * Rewrites, in a statement's parse tree, each `approx_distinct(x[, e])` with a FILTER, DISTINCT or ORDER BY into
+ * `count(DISTINCT x)` with the same FILTER (the macro ATHENA_MACROS defines it by takes none: DuckDB allows them on
+ * aggregates only), and says whether it changed anything.
+ */
+function rewriteApproxDistinct(tree: unknown): boolean {
+  let changed = false;
+  const visit = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      v.forEach(visit);
+      return;
+    }
+    if (typeof v !== 'object' || v === null) return;
+    const node = v as Record<string, unknown>;
+    const orders = (node.order_bys as { orders?: unknown[] } | undefined)?.orders ?? [];
+    if (node.class === 'FUNCTION' && String(node.function_name).toLowerCase() === 'approx_distinct' && Array.isArray(node.children)
+      && (node.filter != null || node.distinct === true || orders.length > 0)) {
+      node.function_name = 'count';
+      node.distinct = true;
+      node.children = node.children.slice(0, 1);
+      // An order does not change a count; DuckDB refuses ORDER BY with DISTINCT on other arguments.
+      node.order_bys = { type: 'ORDER_MODIFIER', orders: [] };
+      changed = true;
+    }
+    for (const child of Object.values(node)) visit(child);
+  };
+  visit(tree);
+  return changed;
+}
+
+/**
  * DuckDB's "Scalar Function with name date_format does not exist! Did you mean "date_part"?" for a function Athena has and
  * the twin does not: what to write locally instead, and that the SQL still runs on Athena as it is.
  */
@@ -586,27 +616,30 @@ export class LocalAthena {
   }
 
   /**
-   * The query with its UNNESTs as Athena reads them (see athena-unnest.ts), or as it is when it has none to rewrite
+   * The query with its UNNESTs as Athena reads them (see athena-unnest.ts) and its approx_distinct with a FILTER as a
+   * count (rewriteApproxDistinct), or as it is when it has none to rewrite
    * (or is no query: DuckDB gives no tree of one). The rewrite goes through DuckDB's parse tree and its text of a tree, so it is made only when that text
    * parses back to the same tree: for another query a rewrite could change what it asks. Without it, a query that
    * unnests rows into columns fails with what to write instead. A two-column UNNEST whose rewrite does not bind is
    * tried as a map's, `AS t(key, value)`, as Trino reads a map.
    */
-  private async withTrinoUnnests(sql: string): Promise<string> {
+  private async withTrinoRewrites(sql: string): Promise<string> {
     // Most queries have none: no parse tree is asked of DuckDB for them (a function named unnest is in the text as such).
-    if (!/unnest/i.test(sql)) return sql;
+    if (!/unnest|approx_distinct/i.test(sql)) return sql;
     const text = async (query: string, value: string) => String((await this.connection.runAndReadAll(query, [value])).getRows()[0][0]);
     const serialized = await this.parseTree(sql);
-    if (!/"function_name":"unnest"/i.test(serialized)) return sql;
+    if (!/"function_name":"(unnest|approx_distinct)"/i.test(serialized)) return sql;
     const parsed = JSON.parse(serialized) as { error: boolean; statements?: Array<{ node: unknown }> };
     if (parsed.error || parsed.statements?.length !== 1) return sql;
+    if (!/"function_name":"unnest"/i.test(serialized) && !rewriteApproxDistinct(JSON.parse(serialized))) return sql;
     const tree = withoutQueryLocations(parsed) as { statements: Array<{ node: unknown }> };
     const original = JSON.stringify(tree);
     const faithful = !/\d{16,}/.test(original) // JavaScript's numbers would round a longer integer
       && JSON.stringify(withoutQueryLocations(JSON.parse(await text('SELECT json_serialize_sql($1::VARCHAR)', await text('SELECT json_deserialize_sql($1::JSON)', original))))) === original;
     const rewritten = async (mapEntries: boolean): Promise<string | undefined> => {
       const copy = JSON.parse(original) as typeof tree;
-      if (!rewriteUnnests(copy.statements[0].node, { partitionColumns: this.partitionColumns, mapEntries })) return undefined;
+      const aggregates = rewriteApproxDistinct(copy.statements[0].node);
+      if (!rewriteUnnests(copy.statements[0].node, { partitionColumns: this.partitionColumns, mapEntries }) && !aggregates) return undefined;
       return text('SELECT json_deserialize_sql($1::JSON)', JSON.stringify(copy));
     };
     const rows = faithful ? await rewritten(false) : undefined;
@@ -718,7 +751,7 @@ export class LocalAthena {
 
   /** The query prepared, once its tables' views are defined; refused if its prepared type is not one that reads. */
   private async prepareReadOnly(sql: string, statements: DuckDBExtractedStatements): Promise<DuckDBPreparedStatement> {
-    const duckDbSql = await this.withTrinoUnnests(sql);
+    const duckDbSql = await this.withTrinoRewrites(sql);
     const prepared = duckDbSql === sql ? await statements.prepare(0) : await this.connection.prepare(duckDbSql);
     // Its type too, should a first word that reads let through a statement that does not. SELECT covers WITH … SELECT,
     // VALUES, DESCRIBE, SHOW and SUMMARIZE: DuckDB plans them all as SELECT.

@@ -216,6 +216,15 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(unit.stderr).toMatch(/date_add: days is not a unit/);
   });
 
+  test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
+    const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    const rows = JSON.parse(stdout) as Array<{ a: number; e: number; d: number; c: number; n: number }>;
+    expect(rows.length).toBeGreaterThan(1);
+    expect(rows.some((r) => r.c > 0 && r.c < r.n)).toBe(true);
+    for (const r of rows) expect([r.a, r.e, r.d]).toEqual([r.c, r.c, r.n]);
+  });
+
   test('dates, times, maps, varbinary and non-finite doubles come out as Athena gives them', async () => {
     const sql = "SELECT DATE '2026-01-02' AS d, TIME '10:11:12.5' AS tm, MAP {'a': 1, '__proto__': 2} AS m, 'abc'::BLOB AS b,"
       + " 'nan'::DOUBLE AS n, '-inf'::DOUBLE AS i, 1.5::DOUBLE AS x";
