@@ -97,8 +97,11 @@ export const ALARMS_PER = {
   consumerDlq: 1,
   /** Its oldest message's age, against the retention of the streams with a consumer: with a metadata consumer only. */
   consumerDlqAge: 1,
-  /** Cluster red and yellow, writes blocked, free storage, JVM memory pressure, snapshot failed: of a domain the stack creates, not of an existing one. */
-  createdDomain: 6,
+  /**
+   * Cluster red and yellow, writes blocked, free storage, JVM and old-generation memory pressure, CPU, nodes missing,
+   * snapshot failed: of a domain the stack creates, not of an existing one.
+   */
+  createdDomain: 9,
 } as const;
 
 export interface CostInputs {

@@ -81,7 +81,7 @@ export const ALARM_THRESHOLDS = {
  * freshness, throttled records and delivery success, and of the lake Parquet conversion failures; transform invocations
  * failing and transforms failing a large share of records; Lambda errors, throttles and duration near the timeout; new
  * dead letters and their age, S3 events the failure router gave up on; OpenSearch cluster status (red and yellow), write
- * blocks, free storage, JVM memory pressure and failed snapshots.
+ * blocks, free storage, JVM and old-generation memory pressure, CPU, nodes missing and failed snapshots.
  */
 export class PipelineDashboard extends Construct {
   readonly dashboard: cloudwatch.Dashboard;
@@ -427,13 +427,21 @@ export class PipelineDashboard extends Construct {
     const yellow = domain.metricClusterYellow();
     const blocked = domain.metricWritesBlocked();
     const jvm = domain.metricJvmMemoryPressure();
+    const oldGen = domain.metricOldGenJvmMemoryPressure();
     const snapshot = domain.metricSnapshotFailure();
     const free = domain.metricFreeStorage();
-    // Yellow, JVM pressure and snapshots as AWS recommends (developerguide/cloudwatch-alarms.html), at its periods and
-    // thresholds. A domain the stack did not create has no metrics here, so no alarms. No KMSKeyError/KMSKeyInaccessible
-    // alarms: the domain is encrypted with the AWS-managed key, which cannot be disabled or deleted; with a customer key,
-    // alarm on both. 
-    const domainAlarms: Array<[string, cloudwatch.Metric | undefined, { threshold: number; evaluationPeriods: number; datapointsToAlarm?: number; description: string }]> = [
+    const cpu = domain.metricCpuUtilization();
+    const nodes = domain.metricNodes();
+    // Yellow, JVM and old-generation pressure, CPU, nodes and snapshots as AWS recommends (developerguide/cloudwatch-alarms.html),
+    // at its periods and thresholds. A domain the stack did not create has no metrics here, so no alarms. No KMSKeyError/
+    // KMSKeyInaccessible alarms: the domain is encrypted with the AWS-managed key, which cannot be disabled or deleted; with
+    // a customer key, alarm on both. No CPUCreditBalance alarm for T3 nodes: AWS does not recommend one, and T3 domains do not
+    // publish that metric (AWS documents it for T2 types), so it would never have data; the CPU alarm's description says
+    // what spent credits mean.
+    const burstable = domain.instanceType?.startsWith('t3.') ?? false;
+    const domainAlarms: Array<[string, cloudwatch.Metric | undefined, {
+      threshold: number; evaluationPeriods: number; datapointsToAlarm?: number; comparisonOperator?: cloudwatch.ComparisonOperator; description: string;
+    }]> = [
       ['opensearch-cluster-red', red, {
         threshold: 1, evaluationPeriods: 1,
         description: 'OpenSearch cluster status is red: a primary shard is unassigned and some documents cannot be indexed or searched.',
@@ -449,6 +457,27 @@ export class PipelineDashboard extends Construct {
       ['opensearch-jvm-memory-pressure', jvm, {
         threshold: 95, evaluationPeriods: 3, datapointsToAlarm: 3,
         description: 'OpenSearch: a data node has used over 95% of its JVM heap for 3 minutes; it may fail with out-of-memory errors. Use a larger instance type.',
+      }],
+      ['opensearch-old-gen-jvm-memory-pressure', oldGen, {
+        threshold: 80, evaluationPeriods: 3, datapointsToAlarm: 3,
+        description: 'OpenSearch: a data node\'s old-generation JVM heap has been over 80% full for 3 minutes, which garbage collection cannot free: JVM memory pressure '
+          + '(opensearch-jvm-memory-pressure, at 95%), blocked writes and out-of-memory failures follow. Use a larger instance type '
+          + '(npx cdk deploy -c env=<env> -c opensearch.instanceType=<type>); fewer, larger shards and lighter aggregations also help.',
+      }],
+      ['opensearch-cpu-utilization', cpu, {
+        threshold: 80, evaluationPeriods: 3, datapointsToAlarm: 3,
+        description: 'OpenSearch: a data node has used over 80% CPU in each of 3 fifteen-minute periods (45 minutes); sustained, indexing and searches slow and '
+          + 'Firehose retries its deliveries. Use a larger instance type or more nodes (npx cdk deploy -c env=<env> -c opensearch.instanceType=<type>, '
+          + 'or -c opensearch.instanceCount=N).' + (burstable
+          ? ` The data nodes are ${domain.instanceType}, burstable: once their CPU credits are spent they are held to a fraction of a core, so sustained load needs a non-burstable type such as m6g.large.search or r6g.large.search.`
+          : ''),
+      }],
+      // Nodes and dataNodes come together, from a domain the stack creates (it has no dedicated master nodes: Nodes counts data nodes).
+      ['opensearch-nodes', nodes, {
+        threshold: domain.dataNodes ?? 0, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 1,
+        description: `OpenSearch: the cluster had fewer than its ${domain.dataNodes} node${domain.dataNodes === 1 ? '' : 's'} at some point of the last day (Nodes, minimum over 1 day): `
+          + 'a node was unreachable or replaced. OpenSearch Service replaces failed nodes itself; if the count stays low, see the domain\'s health in the '
+          + 'OpenSearch Service console and open a case with AWS Support. Meanwhile the cluster may be yellow or red (see those alarms).',
       }],
       ['opensearch-snapshot-failed', snapshot, {
         threshold: 1, evaluationPeriods: 1,
@@ -475,8 +504,18 @@ export class PipelineDashboard extends Construct {
         title: 'OpenSearch: free storage and JVM memory pressure',
         left: free ? [free] : [],
         leftYAxis: { label: 'MiB', showUnits: false, min: 0 },
-        right: jvm ? [jvm] : [],
+        right: [jvm, oldGen].filter((m): m is cloudwatch.Metric => m !== undefined),
         rightYAxis: { label: '%', showUnits: false, min: 0, max: 100 },
+        width: 8,
+      }));
+    }
+    if (cpu && nodes) {
+      this.dashboard.addWidgets(new cloudwatch.GraphWidget({
+        title: 'OpenSearch: CPU and nodes',
+        left: [cpu],
+        leftYAxis: { label: '%', showUnits: false, min: 0, max: 100 },
+        right: [nodes.with({ period: Duration.minutes(5) })],
+        rightYAxis: { label: 'nodes', showUnits: false, min: 0 },
         width: 8,
       }));
     }

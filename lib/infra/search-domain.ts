@@ -131,6 +131,8 @@ export class SearchDomain extends Construct {
   readonly volumeGiB?: number;
   /** Data nodes of a domain created here; undefined for an existing domain. */
   readonly dataNodes?: number;
+  /** Data node instance type of a domain created here (e.g. "t3.small.search"); undefined for an existing domain. */
+  readonly instanceType?: string;
   /**
    * The access policy of a domain created here, written into the domain resource itself. The L2's
    * `addAccessPolicies` applies it with a custom resource calling UpdateDomainConfig once, right after
@@ -166,6 +168,7 @@ export class SearchDomain extends Construct {
       this.endpointHostname = this.domain.domainEndpoint;
       this.volumeGiB = props.create!.volumeGiB;
       this.dataNodes = props.create!.instanceCount;
+      this.instanceType = props.create!.instanceType;
     }
 
     this.queryRole = new iam.Role(this, 'QueryRole', {
@@ -205,6 +208,21 @@ export class SearchDomain extends Construct {
   /** Share of the JVM heap in use on the fullest data node, percent. */
   metricJvmMemoryPressure(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
     return this.domain?.metricJVMMemoryPressure({ statistic: 'Maximum', period: Duration.minutes(1), ...props });
+  }
+
+  /** Share of the old generation of the JVM heap in use on the fullest data node, percent: what garbage collection cannot free. */
+  metricOldGenJvmMemoryPressure(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.domain?.metric('OldGenJVMMemoryPressure', { statistic: 'Maximum', period: Duration.minutes(1), ...props });
+  }
+
+  /** CPU use of the busiest data node, percent. */
+  metricCpuUtilization(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.domain?.metricCPUUtilization({ statistic: 'Maximum', period: Duration.minutes(15), ...props });
+  }
+
+  /** Nodes in the cluster, the fewest over a day. */
+  metricNodes(props?: cloudwatch.MetricOptions): cloudwatch.Metric | undefined {
+    return this.domain?.metricNodes({ statistic: 'Minimum', period: Duration.days(1), ...props });
   }
 
   /** 1 when an automated snapshot failed. */

@@ -1190,6 +1190,44 @@ describe('monitoring', () => {
     expect(alarms().filter((a) => /^KMSKey/.test(String(a.MetricName)))).toEqual([]);
   });
 
+  test('the domain the stack creates also has AWS\'s CPU, old-generation JVM and node-count alarms, at AWS\'s statistics, periods and thresholds', () => {
+    const [domainId] = resourcesOf(dev.template, 'AWS::OpenSearchService::Domain')[0];
+    const onDomain = {
+      Namespace: 'AWS/ES', Dimensions: [{ Name: 'ClientId', Value: { Ref: 'AWS::AccountId' } }, { Name: 'DomainName', Value: { Ref: domainId } }], TreatMissingData: 'notBreaching',
+    };
+    expect(alarmsOn('CPUUtilization').filter((a) => a.Namespace === 'AWS/ES')).toEqual([expect.objectContaining({
+      ...onDomain, AlarmName: 'sluice-dev-opensearch-cpu-utilization', Statistic: 'Maximum', Period: 900, Threshold: 80,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 3,
+    })]);
+    // Beside, not instead of, JVMMemoryPressure at 95 %.
+    expect(alarmsOn('OldGenJVMMemoryPressure')).toEqual([expect.objectContaining({
+      ...onDomain, AlarmName: 'sluice-dev-opensearch-old-gen-jvm-memory-pressure', Statistic: 'Maximum', Period: 60, Threshold: 80,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 3,
+    })]);
+    expect(alarmsOn('JVMMemoryPressure')).toHaveLength(1);
+    // The configured node count (dev: 1), as the fewest over one day.
+    expect(dev.config.opensearch.instanceCount).toBe(1);
+    expect(alarmsOn('Nodes')).toEqual([expect.objectContaining({
+      ...onDomain, AlarmName: 'sluice-dev-opensearch-nodes', Statistic: 'Minimum', Period: 86_400, Threshold: 1,
+      ComparisonOperator: 'LessThanThreshold', EvaluationPeriods: 1,
+    })]);
+    // dev's t3.small.search is burstable: the CPU alarm says what running out of credits means. No CPUCreditBalance alarm:
+    // OpenSearch Service publishes it for T2 types only.
+    expect(dev.config.opensearch.instanceType).toBe('t3.small.search');
+    expect(flatten(alarmsOn('CPUUtilization').find((a) => a.Namespace === 'AWS/ES')!.AlarmDescription)).toMatch(/t3\.small\.search, burstable: once their CPU credits are spent/);
+    expect(alarmsOn('CPUCreditBalance')).toEqual([]);
+    expect(graphed('OpenSearch: CPU and nodes').map((m) => m.metricName)).toEqual(['CPUUtilization', 'Nodes']);
+    expect(graphed('OpenSearch: free storage and JVM memory pressure').map((m) => m.metricName)).toEqual(['FreeStorageSpace', 'JVMMemoryPressure', 'OldGenJVMMemoryPressure']);
+  });
+
+  test('a domain of two non-burstable nodes: the node alarm wants 2, and the CPU alarm says nothing of credits', () => {
+    const m6g = synthesize({ 'opensearch.instanceType': 'm6g.large.search', 'opensearch.instanceCount': '2', 'opensearch.volumeGiB': '20' });
+    const alarm = (name: string) => resourcesOf(m6g.template, 'AWS::CloudWatch::Alarm').map(([, a]) => a).find((a) => a.AlarmName === `sluice-dev-${name}`)!;
+    expect(alarm('opensearch-nodes')).toMatchObject({ MetricName: 'Nodes', Threshold: 2, ComparisonOperator: 'LessThanThreshold' });
+    expect(flatten(alarm('opensearch-cpu-utilization').AlarmDescription)).not.toMatch(/burstable|credits/);
+    expect(flatten(alarm('opensearch-cpu-utilization').AlarmDescription)).toContain('opensearch.instanceCount=N');
+  }, 120_000);
+
   test('dashboard: no graph axis mixes 0–1 shares or flags with counts, seconds or MiB', () => {
     const [, dashboard] = resourcesOf(dev.template, 'AWS::CloudWatch::Dashboard')[0];
     const body = JSON.parse(flatten(dashboard.DashboardBody)) as { widgets: Array<{ type: string; properties: { title?: string; metrics?: unknown[][] } }> };
