@@ -82,6 +82,8 @@ export const ALARMS_PER = {
   kinesisReader: 2,
   /** Of the lake delivery stream only: more partitions open than the quota, records not converted to Parquet. */
   lake: 2,
+  /** Of the search delivery stream only: its S3 backup of refused documents and failed records failing. */
+  searchBackup: 1,
   /** Errors, throttles, duration near the timeout: each transform, consumer and the failure router (not the index-template function, which runs only in deploys). */
   function: 3,
   /**
@@ -273,6 +275,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
       [deliveryStreams.length * (ALARMS_PER.deliveryStream + (p.source === 'kinesis' ? ALARMS_PER.kinesisReader : 0) + ALARMS_PER.function),
         deliveryStreams.length === 1 ? 'for the delivery stream and its transform' : `for ${deliveryStreams.length} delivery streams and their transforms`],
       [p.destinations.includes('lake') ? ALARMS_PER.lake : 0, 'for the lake\'s open partitions and failed conversions'],
+      [p.destinations.includes('search') ? ALARMS_PER.searchBackup : 0, 'for the search stream\'s backup to S3'],
       [p.destinations.includes('metadata') ? ALARMS_PER.metadataConsumer + ALARMS_PER.function : 0, 'for the metadata consumer'],
     ];
     alarmLine(name, watched, add);

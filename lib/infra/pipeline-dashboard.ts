@@ -78,9 +78,9 @@ export const ALARM_THRESHOLDS = {
 /**
  * One CloudWatch dashboard of every pipeline and alarms that notify an SNS topic: Kinesis write throttling, and a reader
  * (a Firehose stream, a metadata consumer) behind or taking nothing from a stream that receives records; Firehose data
- * freshness, throttled records and delivery success, and of the lake Parquet conversion failures; transform invocations
- * failing and transforms failing a large share of records; Lambda errors, throttles and duration near the timeout; new
- * dead letters and their age, S3 events the failure router gave up on; OpenSearch cluster status (red and yellow), write
+ * freshness, throttled records and delivery success, the lake's Parquet conversion failures and the search stream's S3
+ * backup failing; transform invocations failing and transforms failing a large share of records; Lambda errors, throttles
+ * and duration near the timeout; new dead letters and their age, S3 events the failure router gave up on; OpenSearch cluster status (red and yellow), write
  * blocks, free storage, JVM and old-generation memory pressure, CPU, nodes missing and failed snapshots.
  */
 export class PipelineDashboard extends Construct {
@@ -181,7 +181,7 @@ export class PipelineDashboard extends Construct {
       }));
       widgets.push(new cloudwatch.GraphWidget({
         title: `${p.name}: Firehose ${kind} success and failures`,
-        left: [delivery.metricDeliverySuccess(), delivery.metricProcessingSuccess()],
+        left: [delivery.metricDeliverySuccess(), delivery.metricProcessingSuccess(), ...(delivery === p.search ? [p.search.metricBackupSuccess()] : [])],
         leftYAxis: { label: 'share succeeded', showUnits: false, min: 0, max: 1 },
         right: delivery === p.lake ? [p.lake.metricThrottledRecords(), p.lake.metricFailedConversions()] : [delivery.metricThrottledRecords()],
         rightYAxis: { label: 'records', showUnits: false, min: 0 },
@@ -199,6 +199,17 @@ export class PipelineDashboard extends Construct {
         threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
         description: `${p.name}: ${kind} deliveries have been failing for 15 minutes; see the delivery log group ${delivery.logGroup.logGroupName}.`,
       });
+      // What the search stream cannot index goes to its S3 backup; when that fails too, nothing reaches the backup or the
+      // dead-letter queue, and Firehose holds the records (delivery-success may stay quiet: OpenSearch took the rest).
+      if (delivery === p.search) {
+        this.alarm(`${p.name}-search-backup-success`, p.search.metricBackupSuccess(), {
+          threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
+          description: `${p.name}: the search delivery stream has failed for 15 minutes to write to its S3 backup (BackupToS3.Success) the documents OpenSearch refused `
+            + `and the records the transform failed: they reach neither search-backup/${p.name}/ nor the dead-letter queue, and Firehose holds them until its source's `
+            + `retention ends. See the delivery log group ${delivery.logGroup.logGroupName} (S3 errors), and the delivery role's access to the bucket and the data key `
+            + '(a bucket policy or a key policy changed, the key disabled). Once it writes again, the held records follow.',
+        });
+      }
       // Both streams always run the transform, so their invocations always have a success rate.
       const transform = p.transforms.find((t) => t.destination === kind);
       const other = delivery === p.lake ? p.search : p.lake;

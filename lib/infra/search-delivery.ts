@@ -165,6 +165,14 @@ export class SearchDelivery extends Construct {
     return this.metric('DeliveryToAmazonOpenSearchService.Success', 'Average');
   }
 
+  /**
+   * Share of the S3 puts of the backup that succeeded (1 = all): documents OpenSearch refused and records the transform
+   * failed, written under search-backup/<pipeline>/. Published only while there is something to back up.
+   */
+  metricBackupSuccess(): cloudwatch.Metric {
+    return this.metric('BackupToS3.Success', 'Average');
+  }
+
   /** How far the last record this stream read is behind the newest of the Kinesis stream, milliseconds (this reader's own lag). */
   metricMillisBehindLatest(): cloudwatch.Metric {
     return this.metric('KinesisMillisBehindLatest', 'Maximum');

@@ -1074,6 +1074,22 @@ describe('monitoring', () => {
     }
   });
 
+  test('each search delivery stream alarms on its S3 backup failing (BackupToS3.Success below 1 for 15 minutes); a lake stream has no backup to alarm on', () => {
+    const searching = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('search'));
+    expect(searching.length).toBeGreaterThan(0);
+    expect(alarmsOn('BackupToS3.Success').map((a) => a.AlarmName).sort()).toEqual(searching.map((p) => `sluice-dev-${p.name}-search-backup-success`).sort());
+    for (const p of searching) {
+      expect(alarmsOn('BackupToS3.Success').find((a) => a.AlarmName === `sluice-dev-${p.name}-search-backup-success`)).toEqual(expect.objectContaining({
+        Namespace: 'AWS/Firehose', Dimensions: [{ Name: 'DeliveryStreamName', Value: resourceNames(dev.config, p.name).searchDeliveryStream }],
+        Statistic: 'Average', Period: 300, Threshold: 1, ComparisonOperator: 'LessThanThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 3,
+        // Published only while something is backed up: nothing to back up is no alarm.
+        TreatMissingData: 'notBreaching',
+      }));
+    }
+    expect(alarms().map((a) => String(a.AlarmName)).filter((n) => n.endsWith('-lake-backup-success'))).toEqual([]);
+    expect(graphed('clickstream: Firehose search success and failures').map((m) => m.metricName)).toContain('BackupToS3.Success');
+  });
+
   test('dead letters alarm before they expire: the failure DLQ and failed-events queue at 10 of SQS\'s 14 days, the consumer DLQ at half the shortest retention of the streams with a consumer', () => {
     const ageOf = (queueName: string) => {
       const [queueId] = resourceWhere(dev.template, 'AWS::SQS::Queue', { QueueName: queueName });
