@@ -80,8 +80,8 @@ export const ALARMS_PER = {
   deliveryStream: 5,
   /** Of a delivery stream with a Kinesis source: how far it reads behind the stream's newest record, and reading nothing while the stream receives records. */
   kinesisReader: 2,
-  /** Of the lake delivery stream only: more partitions open than the quota, records not converted to Parquet. */
-  lake: 2,
+  /** Of the lake delivery stream only: partitions open near and over the quota, records not converted to Parquet. */
+  lake: 3,
   /** Of the search delivery stream only: its S3 backup of refused documents and failed records failing. */
   searchBackup: 1,
   /** Errors, throttles, duration near the timeout: each transform, consumer and the failure router (not the index-template function, which runs only in deploys). */

@@ -34,5 +34,11 @@ export function lambdaProcessorParameters(
   ];
 }
 
+/**
+ * Partitions a delivery stream with dynamic partitioning may hold open at once: Firehose's default quota per stream,
+ * raised on request up to 5,000. Records past it go to the error prefix as activePartitionExceeded.
+ */
+export const ACTIVE_PARTITION_QUOTA = 500;
+
 /** How long the lake's delivery stream retries a partition before its records become error objects, seconds. */
 export const LAKE_RETRY_SECONDS = 300;

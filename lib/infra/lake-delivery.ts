@@ -155,8 +155,8 @@ export class LakeDelivery extends Construct {
   }
 
   /**
-   * 1 while more partitions are open in the delivery buffer than the stream's quota (500 by default, up to
-   * 5,000 on request): the records past it go to the error prefix as activePartitionExceeded.
+   * 1 while more partitions are open in the delivery buffer than the stream's quota (ACTIVE_PARTITION_QUOTA in
+   * lib/config/delivery.ts; up to 5,000 on request): the records past it go to the error prefix as activePartitionExceeded.
    */
   metricPartitionCountExceeded(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.deliveryStream.metric('PartitionCountExceeded', { statistic: 'Maximum', period: Duration.minutes(5), ...props });

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { Validations } from 'aws-cdk-lib';
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { PROJECT_ROOT, resourceNames } from '../../lib/config';
+import { ACTIVE_PARTITION_QUOTA } from '../../lib/config/delivery';
 import {
   ALARM_THRESHOLDS,
   ATHENA_RESULTS_ROOT,
@@ -1088,6 +1089,30 @@ describe('monitoring', () => {
     }
     expect(alarms().map((a) => String(a.AlarmName)).filter((n) => n.endsWith('-lake-backup-success'))).toEqual([]);
     expect(graphed('clickstream: Firehose search success and failures').map((m) => m.metricName)).toContain('BackupToS3.Success');
+  });
+
+  test('each lake stream warns at 80 % of the active-partition quota (400 of 500 open, before records are refused), from the one quota constant the exceeded alarm and the graph use', () => {
+    expect(ACTIVE_PARTITION_QUOTA).toBe(500);
+    expect(ALARM_THRESHOLDS.partitionQuotaShare).toBe(0.8);
+    const lakes = lakePipelines();
+    expect(alarmsOn('PartitionCount').map((a) => a.AlarmName).sort()).toEqual(lakes.map((p) => `sluice-dev-${p.name}-lake-partitions-near-quota`).sort());
+    for (const p of lakes) {
+      const near = alarmsOn('PartitionCount').find((a) => a.AlarmName === `sluice-dev-${p.name}-lake-partitions-near-quota`)!;
+      expect(near).toEqual(expect.objectContaining({
+        Namespace: 'AWS/Firehose', Dimensions: [{ Name: 'DeliveryStreamName', Value: expect.anything() }], Statistic: 'Maximum', Period: 300,
+        Threshold: 400, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 1, TreatMissingData: 'notBreaching',
+      }));
+      // The same stream as the exceeded alarm's.
+      const exceeded = alarmsOn('PartitionCountExceeded').find((a) => a.AlarmName === `sluice-dev-${p.name}-lake-partitions-exceeded`)!;
+      expect(near.Dimensions).toEqual(exceeded.Dimensions);
+      expect(flatten(near.AlarmDescription)).toContain('its quota (500 unless raised)');
+      expect(flatten(near.AlarmDescription)).toContain('`npx sluice replay --aws --stack sluice-dev --max N`');
+      expect(flatten(exceeded.AlarmDescription)).toContain('its quota (500 unless raised, up to 5,000)');
+    }
+    const [, dashboard] = resourcesOf(dev.template, 'AWS::CloudWatch::Dashboard')[0];
+    const widgets = (JSON.parse(flatten(dashboard.DashboardBody)) as { widgets: Array<{ properties: { title?: string; annotations?: { horizontal?: Array<{ value: number }> } } }> }).widgets;
+    const graph = widgets.find((w) => w.properties.title === 'iot: lake partitions open')!;
+    expect(graph.properties.annotations?.horizontal?.map((a) => a.value)).toEqual([500, 400]);
   });
 
   test('dead letters alarm before they expire: the failure DLQ and failed-events queue at 10 of SQS\'s 14 days, the consumer DLQ at half the shortest retention of the streams with a consumer', () => {
