@@ -84,6 +84,8 @@ export const ALARMS_PER = {
   lake: 3,
   /** Of the search delivery stream only: its S3 backup of refused documents and failed records failing. */
   searchBackup: 1,
+  /** Of a pipeline with a delivery stream: its transforms or conversions failing records while the failure router is never invoked. */
+  routerNotInvoked: 1,
   /** Errors, throttles, duration near the timeout: each transform, consumer and the failure router (not the index-template function, which runs only in deploys). */
   function: 3,
   /**
@@ -276,6 +278,7 @@ export function estimateCost(config: SluiceConfig, inputs: CostInputs): CostEsti
         deliveryStreams.length === 1 ? 'for the delivery stream and its transform' : `for ${deliveryStreams.length} delivery streams and their transforms`],
       [p.destinations.includes('lake') ? ALARMS_PER.lake : 0, 'for the lake\'s open partitions and failed conversions'],
       [p.destinations.includes('search') ? ALARMS_PER.searchBackup : 0, 'for the search stream\'s backup to S3'],
+      [deliveryStreams.length > 0 ? ALARMS_PER.routerNotInvoked : 0, 'for its error objects not reaching the failure router'],
       [p.destinations.includes('metadata') ? ALARMS_PER.metadataConsumer + ALARMS_PER.function : 0, 'for the metadata consumer'],
     ];
     alarmLine(name, watched, add);

@@ -83,7 +83,8 @@ export const ALARM_THRESHOLDS = {
  * (a Firehose stream, a metadata consumer) behind or taking nothing from a stream that receives records; Firehose data
  * freshness, throttled records and delivery success, the lake's Parquet conversion failures and the search stream's S3
  * backup failing; transform invocations failing and transforms failing a large share of records; Lambda errors, throttles
- * and duration near the timeout; new dead letters and their age, S3 events the failure router gave up on; OpenSearch cluster status (red and yellow), write
+ * and duration near the timeout; new dead letters and their age, S3 events the failure router gave up on, records failing
+ * while the router is never invoked; OpenSearch cluster status (red and yellow), write
  * blocks, free storage, JVM and old-generation memory pressure, CPU, nodes missing and failed snapshots.
  */
 export class PipelineDashboard extends Construct {
@@ -91,6 +92,7 @@ export class PipelineDashboard extends Construct {
   readonly topic: sns.Topic;
   readonly alarms: cloudwatch.Alarm[] = [];
   private readonly action: actions.SnsAction;
+  private readonly failureRouter: FailureRouter;
 
   constructor(scope: Construct, id: string, props: PipelineDashboardProps) {
     super(scope, id);
@@ -123,6 +125,7 @@ export class PipelineDashboard extends Construct {
       periodOverride: cloudwatch.PeriodOverride.AUTO,
     });
 
+    this.failureRouter = props.failureRouter;
     for (const p of props.pipelines) this.watchPipeline(p);
     // A consumer dead letter names a range of its stream, whose records may be maxRecordAge old when it arrives: it must be
     // re-read before the rest of the stream's retention runs out.
@@ -286,6 +289,7 @@ export class PipelineDashboard extends Construct {
       }));
     }
     for (const t of p.transforms) this.transformFailingAlarm(p.name, t.destination, t.function);
+    if (p.transforms.length > 0 || p.lake) this.routerNotInvokedAlarm(p);
     if (p.consumer) {
       widgets.push(this.watchFunction(p.consumer.function, `${p.name}-consumer`, false));
       const c = p.consumer;
@@ -572,6 +576,26 @@ export class PipelineDashboard extends Construct {
     });
   }
 
+  /**
+   * Alarms when a pipeline's transforms failed records or its lake stream failed conversions (each written by Firehose
+   * as an error object under errors/ or search-backup/) for 30 minutes and the failure router was not invoked once: the
+   * bucket's notifications to it, or its permission to be invoked by S3, are gone, and dlq-new-messages stays silent.
+   * One alarm per pipeline: an alarm's metric math may read at most 10 metrics.
+   */
+  private routerNotInvokedAlarm(p: MonitoredPipeline): cloudwatch.Alarm {
+    const router = this.failureRouter.function.function;
+    const given: Record<string, cloudwatch.IMetric> = {};
+    for (const t of p.transforms) given[`failed_${t.destination}`] = t.function.metricRecords('failed');
+    if (p.lake) given.failed_conversion = p.lake.metricFailedConversions();
+    const prefixes = [...(p.lake ? [`errors/${p.name}/`] : []), ...(p.search ? [`search-backup/${p.name}/`] : [])].join(' and ');
+    return this.idleWhileAlarm(`${p.name}-failure-router-not-invoked`, given, 'records failed', router.metricInvocations({ statistic: 'Sum' }), 'failure-router invocations',
+      `${p.name}: for 30 minutes the transforms failed records (RecordsFailed)${p.lake ? ' or Firehose failed Parquet conversions (FailedConversion.Records)' : ''} and the `
+      + `failure router was not invoked once: error objects under ${prefixes} reach neither the dead-letter queue nor dlq-new-messages. The data bucket's `
+      + `event notifications to the router (${router.functionName}), or its permission to be invoked by S3, were removed or replaced: `
+      + 'aws s3api get-bucket-notification-configuration --bucket <DataBucketName> should list it for errors/ and search-backup/. Deploy the stack again to '
+      + `restore them, then invoke the router for the error objects written meanwhile as docs/deploy.md ("When the failure router gives up") describes, and run \`${this.replayCommand}\`.`);
+  }
+
   /** The replay command, against this deployed stack (without --aws and --stack it would target the local twin, or the default stack). */
   private get replayCommand(): string {
     return `npx sluice replay --aws --stack ${Stack.of(this).stackName}`;
@@ -583,13 +607,23 @@ export class PipelineDashboard extends Construct {
    * stream received nothing is 0 too, so no traffic is no alarm.
    */
   private stallAlarm(id: string, stream: PipelineStream, read: cloudwatch.IMetric, readLabel: string, description: string): cloudwatch.Alarm {
-    const stalled = new cloudwatch.MathExpression({
-      expression: 'IF(FILL(incoming, 0) > 0 AND FILL(read, 0) == 0, 1, 0)',
-      usingMetrics: { incoming: stream.metricIncomingRecords(), read },
-      label: `stream received records, ${readLabel} none`,
+    return this.idleWhileAlarm(id, { incoming: stream.metricIncomingRecords() }, 'stream received records', read, readLabel, description);
+  }
+
+  /**
+   * Alarms when any of `given` counted something and `read` counted nothing, in each of 2 periods of
+   * readerStallPeriodMinutes running (30 minutes). Missing data of either side is 0 (FILL): a reader that does not run
+   * publishes nothing, and nothing given is no alarm. The keys of `given` are the expression's ids.
+   */
+  private idleWhileAlarm(id: string, given: Record<string, cloudwatch.IMetric>, givenLabel: string, read: cloudwatch.IMetric, readLabel: string, description: string): cloudwatch.Alarm {
+    const anyGiven = Object.keys(given).map((k) => `FILL(${k}, 0)`).join(' + ');
+    const idle = new cloudwatch.MathExpression({
+      expression: `IF(${anyGiven} > 0 AND FILL(read, 0) == 0, 1, 0)`,
+      usingMetrics: { ...given, read },
+      label: `${givenLabel}, ${readLabel} none`,
       period: Duration.minutes(ALARM_THRESHOLDS.readerStallPeriodMinutes),
     });
-    return this.alarm(id, stalled, { threshold: 1, evaluationPeriods: 2, datapointsToAlarm: 2, description });
+    return this.alarm(id, idle, { threshold: 1, evaluationPeriods: 2, datapointsToAlarm: 2, description });
   }
 
   private alarm(id: string, metric: cloudwatch.IMetric, o: {

@@ -98,8 +98,8 @@ describe('estimateCost', () => {
     expect(e.lines.filter((l) => l.service === 'KMS').map((l) => `${l.pipeline}: ${l.item}`)).toEqual(['transactions: stream key', '(shared): data key', '(shared): alarm topic key']);
     expect(line(e, '(shared)', 'PII hash key')).toEqual(expect.objectContaining({ service: 'Secrets Manager', monthlyUsd: 0.4 }));
     expect(line(e, '(shared)', 'alarms').formula).toBe('21 alarms (9 for the failure router, 1 for the metadata table, 2 for the consumer dead-letter queue, 9 for the OpenSearch domain) × $0.1');
-    expect(line(e, 'clickstream', 'alarms').formula).toBe('32 alarms (1 for the stream, 20 for 2 delivery streams and their transforms, 3 for the lake\'s open partitions and failed conversions, 1 for the search stream\'s backup to S3, 7 for the metadata consumer) × $0.1');
-    expect(line(e, 'app-events', 'alarms').formula).toBe('11 alarms (8 for the delivery stream and its transform, 3 for the lake\'s open partitions and failed conversions) × $0.1');
+    expect(line(e, 'clickstream', 'alarms').formula).toBe('33 alarms (1 for the stream, 20 for 2 delivery streams and their transforms, 3 for the lake\'s open partitions and failed conversions, 1 for the search stream\'s backup to S3, 1 for its error objects not reaching the failure router, 7 for the metadata consumer) × $0.1');
+    expect(line(e, 'app-events', 'alarms').formula).toBe('12 alarms (8 for the delivery stream and its transform, 3 for the lake\'s open partitions and failed conversions, 1 for its error objects not reaching the failure router) × $0.1');
     expect(line(e, 'iot', 'point-in-time recovery').monthlyUsd).toBeCloseTo(line(e, 'iot', 'metadata storage').monthlyUsd! * (0.2 / 0.25), 10);
     // Only the pipelines estimated: iot hashes no PII and has no search.
     const iot = estimateCost(config, { ratePerSecond: 10, recordBytes: 1000, pipelines: ['iot'] });
@@ -357,8 +357,8 @@ describe('sluice cost accounts for every resource the stack creates (synthesized
     expect(pricedCounts(estimateOf(s.config))).toEqual(counts(s));
   });
 
-  test('the default configuration: 3 KMS keys, 1 secret, 106 alarms', () => {
-    expect(counts(synthesized.get('the default configuration')!)).toEqual(expect.objectContaining({ 'AWS::KMS::Key': 3, 'AWS::SecretsManager::Secret': 1, 'AWS::CloudWatch::Alarm': 106 }));
+  test('the default configuration: 3 KMS keys, 1 secret, 110 alarms', () => {
+    expect(counts(synthesized.get('the default configuration')!)).toEqual(expect.objectContaining({ 'AWS::KMS::Key': 3, 'AWS::SecretsManager::Secret': 1, 'AWS::CloudWatch::Alarm': 110 }));
   });
 
   test.each(variants.map(([name]) => [name]))('%s: every resource type is priced or named under "Not included"', (name) => {
@@ -414,6 +414,6 @@ describe('docs/deploy.md agrees with sluice cost', () => {
     expect(prose).toContain(`consumer runs ${MODEL.consumerBaseMs} ms + ${MODEL.consumerPerRecordMs} ms per record`);
     expect(prose).toContain(`uses ${MODEL.metadataWriteUnitsPerRecord} write request units per record`);
     expect(prose).toContain(`keeps a ${MODEL.metadataItemBytes}-byte item per record`);
-    expect(prose).toContain(': 106 in the default configuration');
+    expect(prose).toContain(': 110 in the default configuration');
   });
 });

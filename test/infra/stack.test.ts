@@ -1115,6 +1115,42 @@ describe('monitoring', () => {
     expect(graph.properties.annotations?.horizontal?.map((a) => a.value)).toEqual([500, 400]);
   });
 
+  test('per pipeline, records failed (transforms, Parquet conversion) for 30 minutes while the failure router was never invoked alarm: error objects nothing routes', () => {
+    const routerId = functionId('error objects and search backups to the dead-letter queue');
+    const transformFailed = (pipeline: string, destination: string) => ({
+      Namespace: 'Sluice', MetricName: 'RecordsFailed',
+      Dimensions: [{ Name: 'destination', Value: destination }, { Name: 'pipeline', Value: pipeline }, { Name: 'service', Value: 'record-transform' }],
+    });
+    const withDelivery = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('lake') || p.destinations.includes('search'));
+    const idle = alarms().filter((a) => String(a.AlarmName).endsWith('-failure-router-not-invoked'));
+    expect(idle.map((a) => a.AlarmName).sort()).toEqual(withDelivery.map((p) => `sluice-dev-${p.name}-failure-router-not-invoked`).sort());
+    for (const p of withDelivery) {
+      const alarm = idle.find((a) => a.AlarmName === `sluice-dev-${p.name}-failure-router-not-invoked`)!;
+      // As the stall alarms: 2 periods of 15 minutes running, missing data not breaching.
+      expect(alarm).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', EvaluationPeriods: 2, DatapointsToAlarm: 2, TreatMissingData: 'notBreaching' });
+      const given = [
+        ...(['lake', 'search'] as const).filter((d) => p.destinations.includes(d)).map((d) => ({ id: `failed_${d}`, metric: transformFailed(p.name, d) })),
+        ...(p.destinations.includes('lake') ? [{
+          id: 'failed_conversion',
+          metric: { Namespace: 'AWS/Firehose', MetricName: 'FailedConversion.Records', Dimensions: [{ Name: 'DeliveryStreamName', Value: expect.anything() }] },
+        }] : []),
+      ];
+      expect(alarm.Metrics).toEqual(expect.arrayContaining([
+        // Any failure given, and the router invoked zero times (no data: not invoked).
+        expect.objectContaining({ Expression: `IF(${given.map((g) => `FILL(${g.id}, 0)`).join(' + ')} > 0 AND FILL(read, 0) == 0, 1, 0)`, ReturnData: true }),
+        ...given.map((g) => expect.objectContaining({ Id: g.id, MetricStat: { Metric: g.metric, Period: 900, Stat: 'Sum' }, ReturnData: false })),
+        expect.objectContaining({
+          Id: 'read', ReturnData: false,
+          MetricStat: { Metric: { Namespace: 'AWS/Lambda', MetricName: 'Invocations', Dimensions: [{ Name: 'FunctionName', Value: { Ref: routerId } }] }, Period: 900, Stat: 'Sum' },
+        }),
+      ]));
+      // At most 10 metrics in an alarm's math: one alarm per pipeline keeps each small.
+      expect(alarm.Metrics).toHaveLength(given.length + 2);
+      expect(flatten(alarm.AlarmDescription)).toContain('get-bucket-notification-configuration');
+    }
+    expect(idle.find((a) => a.AlarmName === 'sluice-dev-clickstream-failure-router-not-invoked')!.Metrics).toHaveLength(5);
+  });
+
   test('dead letters alarm before they expire: the failure DLQ and failed-events queue at 10 of SQS\'s 14 days, the consumer DLQ at half the shortest retention of the streams with a consumer', () => {
     const ageOf = (queueName: string) => {
       const [queueId] = resourceWhere(dev.template, 'AWS::SQS::Queue', { QueueName: queueName });
