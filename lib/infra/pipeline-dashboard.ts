@@ -32,6 +32,8 @@ export interface MonitoredPipeline {
   readonly transforms: ReadonlyArray<{ readonly destination: 'lake' | 'search'; readonly function: RecordTransform }>;
   /** Its metadata consumer. @default - none: no consumer widgets or alarms */
   readonly consumer?: MetadataConsumer;
+  /** How long Firehose buffers records for the transform (the Lambda processor's interval hint). @default 60 */
+  readonly processorIntervalSeconds?: number;
 }
 
 export interface PipelineDashboardProps {
@@ -210,7 +212,7 @@ export class PipelineDashboard extends Construct {
       if (delivery === p.search) {
         this.alarm(`${p.name}-search-backup-success`, p.search.metricBackupSuccess(), {
           threshold: 1, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 3, datapointsToAlarm: 3,
-          description: `${p.name}: the search delivery stream has failed for 15 minutes to write to its S3 backup (BackupToS3.Success) the documents OpenSearch refused `
+          description: `${p.name}: the search delivery stream has failed for 15 minutes to write to its S3 backup (DeliveryToS3.Success) the documents OpenSearch refused `
             + `and the records the transform failed: they reach neither search-backup/${p.name}/ nor the dead-letter queue, and Firehose holds them until its source's `
             + `retention ends. See the delivery log group ${delivery.logGroup.logGroupName} (S3 errors), and the delivery role's access to the bucket and the data key `
             + '(a bucket policy or a key policy changed, the key disabled). Once it writes again, the held records follow.',
@@ -509,7 +511,8 @@ export class PipelineDashboard extends Construct {
         threshold: domain.dataNodes ?? 0, comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluationPeriods: 1,
         description: `OpenSearch: the cluster had fewer than its ${domain.dataNodes} node${domain.dataNodes === 1 ? '' : 's'} at some point of the last day (Nodes, minimum over 1 day): `
           + 'a node was unreachable or replaced. OpenSearch Service replaces failed nodes itself; if the count stays low, see the domain\'s health in the '
-          + 'OpenSearch Service console and open a case with AWS Support. Meanwhile the cluster may be yellow or red (see those alarms).',
+          + 'OpenSearch Service console and open a case with AWS Support. Meanwhile the cluster may be yellow or red (see those alarms). After a deploy that '
+          + 'raised opensearch.instanceCount, the day\'s minimum holds the old count: the alarm stays for up to a day and nothing is wrong.',
       }],
       ['opensearch-snapshot-failed', snapshot, {
         threshold: 1, evaluationPeriods: 1,
@@ -588,12 +591,16 @@ export class PipelineDashboard extends Construct {
     for (const t of p.transforms) given[`failed_${t.destination}`] = t.function.metricRecords('failed');
     if (p.lake) given.failed_conversion = p.lake.metricFailedConversions();
     const prefixes = [...(p.lake ? [`errors/${p.name}/`] : []), ...(p.search ? [`search-backup/${p.name}/`] : [])].join(' and ');
+    // An error object, and the router's invocation for it, comes up to the processor's and the stream's buffering after the
+    // failure: periods of that much without an invocation are what a working router shows, so they do not alarm alone.
+    const bufferedSeconds = (p.processorIntervalSeconds ?? 60) + Math.max(...[p.lake, p.search].map((d) => d?.bufferingInterval.toSeconds() ?? 0)) + 60;
+    const periods = Math.max(2, Math.ceil(bufferedSeconds / (ALARM_THRESHOLDS.readerStallPeriodMinutes * 60)) + 1);
     return this.idleWhileAlarm(`${p.name}-failure-router-not-invoked`, given, 'records failed', router.metricInvocations({ statistic: 'Sum' }), 'failure-router invocations',
-      `${p.name}: for 30 minutes the transforms failed records (RecordsFailed)${p.lake ? ' or Firehose failed Parquet conversions (FailedConversion.Records)' : ''} and the `
+      `${p.name}: for ${periods * ALARM_THRESHOLDS.readerStallPeriodMinutes} minutes the transforms failed records (RecordsFailed)${p.lake ? ' or Firehose failed Parquet conversions (FailedConversion.Records)' : ''} and the `
       + `failure router was not invoked once: error objects under ${prefixes} reach neither the dead-letter queue nor dlq-new-messages. The data bucket's `
       + `event notifications to the router (${router.functionName}), or its permission to be invoked by S3, were removed or replaced: `
       + 'aws s3api get-bucket-notification-configuration --bucket <DataBucketName> should list it for errors/ and search-backup/. Deploy the stack again to '
-      + `restore them, then invoke the router for the error objects written meanwhile as docs/deploy.md ("When the failure router gives up") describes, and run \`${this.replayCommand}\`.`);
+      + `restore them, then invoke the router for the error objects written meanwhile as docs/deploy.md ("When the failure router gives up") describes, and run \`${this.replayCommand}\`.`, periods);
   }
 
   /** The replay command, against this deployed stack (without --aws and --stack it would target the local twin, or the default stack). */
@@ -611,11 +618,13 @@ export class PipelineDashboard extends Construct {
   }
 
   /**
-   * Alarms when any of `given` counted something and `read` counted nothing, in each of 2 periods of
-   * readerStallPeriodMinutes running (30 minutes). Missing data of either side is 0 (FILL): a reader that does not run
+   * Alarms when any of `given` counted something and `read` counted nothing, in each of `periods` periods of
+   * readerStallPeriodMinutes running (2: 30 minutes). Missing data of either side is 0 (FILL): a reader that does not run
    * publishes nothing, and nothing given is no alarm. The keys of `given` are the expression's ids.
    */
-  private idleWhileAlarm(id: string, given: Record<string, cloudwatch.IMetric>, givenLabel: string, read: cloudwatch.IMetric, readLabel: string, description: string): cloudwatch.Alarm {
+  private idleWhileAlarm(
+    id: string, given: Record<string, cloudwatch.IMetric>, givenLabel: string, read: cloudwatch.IMetric, readLabel: string, description: string, periods = 2,
+  ): cloudwatch.Alarm {
     const anyGiven = Object.keys(given).map((k) => `FILL(${k}, 0)`).join(' + ');
     const idle = new cloudwatch.MathExpression({
       expression: `IF(${anyGiven} > 0 AND FILL(read, 0) == 0, 1, 0)`,
@@ -623,7 +632,7 @@ export class PipelineDashboard extends Construct {
       label: `${givenLabel}, ${readLabel} none`,
       period: Duration.minutes(ALARM_THRESHOLDS.readerStallPeriodMinutes),
     });
-    return this.alarm(id, idle, { threshold: 1, evaluationPeriods: 2, datapointsToAlarm: 2, description });
+    return this.alarm(id, idle, { threshold: 1, evaluationPeriods: periods, datapointsToAlarm: periods, description });
   }
 
   private alarm(id: string, metric: cloudwatch.IMetric, o: {

@@ -167,10 +167,12 @@ export class SearchDelivery extends Construct {
 
   /**
    * Share of the S3 puts of the backup that succeeded (1 = all): documents OpenSearch refused and records the transform
-   * failed, written under search-backup/<pipeline>/. Published only while there is something to back up.
+   * failed, written under search-backup/<pipeline>/. For an OpenSearch destination Firehose names its backup's metrics
+   * DeliveryToS3.* (BackupToS3.* is an S3 destination's backup of its source records, which this stream has not); the
+   * Firehose metrics reference says it is published whatever the backup mode.
    */
   metricBackupSuccess(): cloudwatch.Metric {
-    return this.metric('BackupToS3.Success', 'Average');
+    return this.metric('DeliveryToS3.Success', 'Average');
   }
 
   /** How far the last record this stream read is behind the newest of the Kinesis stream, milliseconds (this reader's own lag). */

@@ -198,7 +198,7 @@ export class SluiceStack extends Stack {
         });
         outputs.push([pipelineOutputKey(p.name, 'ConsumerFunctionName'), consumer.function.function.functionName, `Lambda function writing ${p.name}'s metadata (sluice redrive-consumer invokes it)`]);
       }
-      monitored.push({ name: p.name, stream, lake, search, consumer, transforms });
+      monitored.push({ name: p.name, stream, lake, search, consumer, transforms, processorIntervalSeconds: p.transform.processorIntervalSeconds });
     }
 
     const dashboard = new PipelineDashboard(this, 'Monitoring', {

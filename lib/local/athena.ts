@@ -109,6 +109,11 @@ function rewriteApproxDistinct(tree: unknown): boolean {
  */
 export function athenaFunctionHint(err: unknown): unknown {
   const message = (err as Error | undefined)?.message ?? '';
+  // The rewrite of approx_distinct with a FILTER could not be made (rewriteApproxDistinct): DuckDB's refusal of a macro.
+  if (/Function "approx_distinct" is a Macro Function/.test(message)) {
+    return new Error('approx_distinct with a FILTER, DISTINCT or ORDER BY could not be rewritten for the local engine (DuckDB) in this query: '
+      + 'it runs as it is on Athena (--aws); locally, write count(DISTINCT x) FILTER (WHERE …), which counts what approx_distinct estimates', { cause: err });
+  }
   const name = /(?:Scalar|Aggregate|Table) Function with name "?([A-Za-z_][A-Za-z0-9_]*)"? does not exist/.exec(message)?.[1]?.toLowerCase();
   const instead = name === undefined ? undefined : Object.prototype.hasOwnProperty.call(ATHENA_ONLY_FUNCTIONS, name) ? ATHENA_ONLY_FUNCTIONS[name] : undefined;
   if (name === undefined || instead === undefined) return err;
@@ -406,21 +411,25 @@ export class LocalAthena {
 
   /**
    * Why Athena would fail a query that reads a column of a group of files (HIVE_BAD_DATA: the column has another type
-   * there than the table's, after a schema change), by the table's column; undefined when it reads them all. As on
-   * Athena, only a query that reads such a column from those files fails (scanSql): one on other partitions, or on
-   * other columns, answers. The view casts each column to the table's type, so DESCRIBE gives the types `sluice schema`
-   * shows.
+   * there than the table's, after a schema change), by the table's column, as the SQL text of the message for the row's
+   * file (DuckDB's `filename`, as s3://bucket/key); undefined when it reads them all. As on Athena, only a query that
+   * reads such a column from those files fails (scanSql): one on other partitions, or on other columns, answers, and
+   * whatever the values are (NULLs too: Athena judges the file's column type). The view casts each column to the table's
+   * type, so DESCRIBE gives the types `sluice schema` shows.
    */
   private hiveBadData(model: SchemaModel, group: FileGroup): ReadonlyMap<string, string> | undefined {
     const mismatches = parquetTypeMismatches(model.tableColumns, group.columns);
     if (mismatches.length === 0) return undefined;
-    const key = path.relative(this.lake, group.files[0]).split(path.sep).join('/');
-    const others = group.files.length > 1 ? ` (and in ${group.files.length - 1} more file${group.files.length === 2 ? '' : 's'} written with the same columns)` : '';
+    // A table column named filename would hide DuckDB's virtual one: the group's first file is named instead.
+    const shadowed = [...model.tableColumns.map((c) => c.name), ...model.partitionKeys.map((k) => k.name)].some((n) => n.toLowerCase() === 'filename');
+    const file = shadowed
+      ? sqlString(`s3://${localBucketName(this.config)}/${path.relative(this.lake, group.files[0]).split(path.sep).join('/')}`)
+      : `${sqlString(`s3://${localBucketName(this.config)}/`)} || replace(substr(filename, ${[...this.lake].length + 2}), '\\', '/')`;
     return new Map(mismatches.map((m) => [m.tableColumn,
-      `HIVE_BAD_DATA as on Athena: column ${m.column} is ${m.fileType} in s3://${localBucketName(this.config)}/${key}${others} and ${m.tableType} in the table;`
+      `${sqlString(`HIVE_BAD_DATA as on Athena: column ${m.column} is ${m.fileType} in `)} || ${file} || ${sqlString(` and ${m.tableType} in the table;`
         + ' Athena reads a Parquet column as the table\'s type only when they are the same, a wider integer, or FLOAT as DOUBLE, and fails a query'
         + ' that reads it from that file. Give the column its earlier type back, or move the files written before the change out of the data dir'
-        + ' (schemas/README.md, "Changing a schema")']));
+        + ' (schemas/README.md, "Changing a schema")')}`]));
   }
 
   /**
@@ -528,8 +537,9 @@ export class LocalAthena {
 
   /**
    * DuckDB's "Table with name app_events does not exist!" for a table left undefined because its files could
-   * not be read: the reason instead; for a table or schema the database does not have, the tables it has. (A view that fails when read cannot be built: the optimiser drops the
-   * failing expression whenever a filter proves no row is needed, and the query would answer 0 rows.)
+   * not be read: the reason instead; for a table or schema the database does not have, the tables it has. (A file that
+   * is not Parquet cannot join a view that fails only when the file is read, as a file of another column type does: DuckDB
+   * reads every file's footer when it plans the scan.)
    */
   private unreadableTableError(err: unknown): unknown {
     const match = /Table with name (.+?) does not exist(?:!| because schema "(.*)" does not exist)/.exec((err as Error).message ?? '');
@@ -634,7 +644,7 @@ export class LocalAthena {
     if (!/"function_name":"unnest"/i.test(serialized) && !rewriteApproxDistinct(JSON.parse(serialized))) return sql;
     const tree = withoutQueryLocations(parsed) as { statements: Array<{ node: unknown }> };
     const original = JSON.stringify(tree);
-    const faithful = !/\d{16,}/.test(original) // JavaScript's numbers would round a longer integer
+    const faithful = !/[:[,]\s*-?\d{16,}/.test(original) // JavaScript's numbers would round a longer integer (not one in a string)
       && JSON.stringify(withoutQueryLocations(JSON.parse(await text('SELECT json_serialize_sql($1::VARCHAR)', await text('SELECT json_deserialize_sql($1::JSON)', original))))) === original;
     const rewritten = async (mapEntries: boolean): Promise<string | undefined> => {
       const copy = JSON.parse(original) as typeof tree;
@@ -909,11 +919,11 @@ function scanSql(
   const projected = columns.map(([name, type]) => (strings.has(name) ? `coalesce(${quoteIdent(name)}, 'null') AS ${quoteIdent(name)}`
     : partitions.has(name) ? quoteIdent(name) : `CAST(${quoteIdent(name)} AS ${type}) AS ${quoteIdent(name)}`));
   const typeOf = new Map(columns.map(([name, type]) => [name.toLowerCase(), type]));
-  // A column read from files Athena would fail to read it from raises the reason for each row it gives: a query pruned
-  // to other files, or reading other columns, never evaluates it (the message's text depends on the value, so DuckDB
-  // cannot fold it into a constant and raise it while planning).
+  // A column read from files Athena would fail to read it from raises the reason (`refusals`: its SQL) for each row it
+  // gives, a NULL too: a query pruned to other files, or reading other columns, never evaluates it (the message depends
+  // on the row, so DuckDB cannot fold it into a constant and raise it while planning).
   const refusing = (refused: ReadonlyMap<string, string> | undefined) => (refused === undefined ? '' : ` REPLACE (${[...refused].map(([column, message]) => (
-    `CAST(error(${sqlString(message)} || left(CAST(${quoteIdent(column)} AS VARCHAR), 0)) AS ${typeOf.get(column.toLowerCase())}) AS ${quoteIdent(column)}`)).join(', ')})`);
+    `CAST(error(${message} || left(CAST(${quoteIdent(column)} IS NULL AS VARCHAR), 0)) AS ${typeOf.get(column.toLowerCase())}) AS ${quoteIdent(column)}`)).join(', ')})`);
   const scan = (files: readonly string[], unionByName: boolean, refused?: ReadonlyMap<string, string>) => ` UNION ALL BY NAME SELECT *${refusing(refused)}`
     + ` FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = ${unionByName})`;
   const refused = groups.same.flatMap((group, i) => (refusals[i] === undefined ? [] : [scan(group.files, false, refusals[i])]));

@@ -1075,20 +1075,23 @@ describe('monitoring', () => {
     }
   });
 
-  test('each search delivery stream alarms on its S3 backup failing (BackupToS3.Success below 1 for 15 minutes); a lake stream has no backup to alarm on', () => {
+  test('each search delivery stream alarms on its S3 backup failing (DeliveryToS3.Success below 1 for 15 minutes, as Firehose names an OpenSearch destination\'s backup); a lake stream has no backup to alarm on', () => {
     const searching = Object.values(dev.config.pipelines).filter((p) => p.destinations.includes('search'));
     expect(searching.length).toBeGreaterThan(0);
-    expect(alarmsOn('BackupToS3.Success').map((a) => a.AlarmName).sort()).toEqual(searching.map((p) => `sluice-dev-${p.name}-search-backup-success`).sort());
+    const searchStreams = new Set(searching.map((p) => resourceNames(dev.config, p.name).searchDeliveryStream));
+    const onSearch = alarmsOn('DeliveryToS3.Success').filter((a) => searchStreams.has(String((a.Dimensions as Array<{ Value: unknown }>)[0].Value)));
+    expect(onSearch.map((a) => a.AlarmName).sort()).toEqual(searching.map((p) => `sluice-dev-${p.name}-search-backup-success`).sort());
     for (const p of searching) {
-      expect(alarmsOn('BackupToS3.Success').find((a) => a.AlarmName === `sluice-dev-${p.name}-search-backup-success`)).toEqual(expect.objectContaining({
+      expect(onSearch.find((a) => a.AlarmName === `sluice-dev-${p.name}-search-backup-success`)).toEqual(expect.objectContaining({
         Namespace: 'AWS/Firehose', Dimensions: [{ Name: 'DeliveryStreamName', Value: resourceNames(dev.config, p.name).searchDeliveryStream }],
         Statistic: 'Average', Period: 300, Threshold: 1, ComparisonOperator: 'LessThanThreshold', EvaluationPeriods: 3, DatapointsToAlarm: 3,
-        // Published only while something is backed up: nothing to back up is no alarm.
         TreatMissingData: 'notBreaching',
       }));
     }
+    // BackupToS3.* is an S3 destination's source-record backup: no stream here publishes it.
+    expect(alarmsOn('BackupToS3.Success')).toEqual([]);
     expect(alarms().map((a) => String(a.AlarmName)).filter((n) => n.endsWith('-lake-backup-success'))).toEqual([]);
-    expect(graphed('clickstream: Firehose search success and failures').map((m) => m.metricName)).toContain('BackupToS3.Success');
+    expect(graphed('clickstream: Firehose search success and failures').map((m) => m.metricName)).toContain('DeliveryToS3.Success');
   });
 
   test('each lake stream warns at 80 % of the active-partition quota (400 of 500 open, before records are refused), from the one quota constant the exceeded alarm and the graph use', () => {

@@ -146,3 +146,12 @@ test('a consumer whose maximum record age is as long as its stream\'s retention 
   const [, alarm] = resourcesOf(tight.template, 'AWS::CloudWatch::Alarm').find(([, a]) => a.AlarmName === 'sluice-dev-consumer-dlq-age')!;
   expect(alarm).toMatchObject({ MetricName: 'ApproximateAgeOfOldestMessage', Threshold: 60 });
 }, 120_000);
+
+test('with long buffering the failure-router alarm waits longer than an error object takes to come (processor interval + buffering): 4 periods of 15 minutes for 900 s + 900 s, 2 by default', () => {
+  const slow = synthesize({ 'pipelines.iot.buffering.intervalSeconds': '900', 'pipelines.iot.transform.processorIntervalSeconds': '900' });
+  const idle = (pipeline: string) => resourcesOf(slow.template, 'AWS::CloudWatch::Alarm').find(([, a]) => a.AlarmName === `sluice-dev-${pipeline}-failure-router-not-invoked`)![1];
+  expect(idle('iot')).toMatchObject({ EvaluationPeriods: 4, DatapointsToAlarm: 4 });
+  expect(flatten(idle('iot').AlarmDescription)).toMatch(/^iot: for 60 minutes the transforms failed records/);
+  expect(idle('app-events')).toMatchObject({ EvaluationPeriods: 2, DatapointsToAlarm: 2 });
+  expect(flatten(idle('app-events').AlarmDescription)).toMatch(/^app-events: for 30 minutes/);
+}, 120_000);
