@@ -23,6 +23,11 @@ export interface BufferingConfig {
   readonly sizeMiB: number;
   /** Firehose buffer interval in seconds (60–900 with dynamic partitioning). */
   readonly intervalSeconds: number;
+  /**
+   * Partitions the lake stream may hold open at once: Firehose's quota per delivery stream, 500 unless AWS raised it on
+   * request (up to 5,000). Firehose enforces its own; this tells the alarms (near quota at 80 %, exceeded) what it is.
+   */
+  readonly activePartitionQuota: number;
 }
 
 export interface TransformConfig {

@@ -11,6 +11,7 @@ import {
 } from './types';
 import { PIPELINE_NAME, PIPELINE_NAME_RULE, resourceNames, SEARCH_DOMAIN_MAX_LENGTH } from './names';
 import { domainSizeProblems } from './opensearch';
+import { ACTIVE_PARTITION_QUOTA } from './delivery';
 import { ERRORS_TABLE_SUFFIX } from '../schema/layout';
 
 /** Thrown for a configuration AWS (or Sluice) would reject; lists every problem, one per line. */
@@ -176,10 +177,12 @@ function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env
     }
   }
 
-  const b = v.object(p.buffering, `${key}.buffering`, ['sizeMiB', 'intervalSeconds']);
+  const b = v.object(p.buffering, `${key}.buffering`, ['sizeMiB', 'intervalSeconds', 'activePartitionQuota']);
   const buffering = {
     sizeMiB: v.int(b, `${key}.buffering.sizeMiB`, 64, 128, 'Firehose requires at least 64 MiB with Parquet conversion and dynamic partitioning'),
     intervalSeconds: v.int(b, `${key}.buffering.intervalSeconds`, 60, 900, 'Firehose requires at least 60 s with dynamic partitioning'),
+    activePartitionQuota: v.int(b, `${key}.buffering.activePartitionQuota`, 1, 5000,
+      `Firehose's active partitions per delivery stream: ${ACTIVE_PARTITION_QUOTA} unless AWS raised it on request, at most 5,000`),
   };
 
   const t = v.object(p.transform, `${key}.transform`, ['memoryMiB', 'timeoutSeconds', 'processorBufferMiB', 'processorIntervalSeconds', 'retries']);

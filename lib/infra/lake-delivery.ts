@@ -15,7 +15,7 @@ import { FirehoseKinesisSource } from './kinesis-grants';
 import { acknowledgeRule, acknowledgeWildcards } from './nag';
 import { TransformProcessor, transformInvocationProblems, type TransformInvocation } from './transform-processor';
 import { assertValidProps } from './errors';
-import { LAKE_RETRY_SECONDS } from '../config/delivery';
+import { ACTIVE_PARTITION_QUOTA, LAKE_RETRY_SECONDS } from '../config/delivery';
 
 export interface LakeDeliveryProps {
   readonly deliveryStreamName: string;
@@ -36,6 +36,8 @@ export interface LakeDeliveryProps {
   readonly bufferingInterval?: Duration;
   /** How long Firehose retries delivering a partition before it becomes an error object. @default Duration.seconds(LAKE_RETRY_SECONDS), 300 */
   readonly retryDuration?: Duration;
+  /** The stream's active-partition quota, for the alarms (Firehose enforces its own). @default ACTIVE_PARTITION_QUOTA, 500 */
+  readonly activePartitionQuota?: number;
   /** @default RemovalPolicy.DESTROY */
   readonly logRemovalPolicy?: RemovalPolicy;
 }
@@ -56,6 +58,8 @@ export class LakeDelivery extends Construct {
   readonly bufferingInterval: Duration;
   /** True when the source is a Kinesis stream. */
   readonly kinesisSource: boolean;
+  /** Partitions the stream may hold open at once (its quota: 500 unless raised on request, up to 5,000). */
+  readonly activePartitionQuota: number;
 
   /** The delivery stream's name, as SearchDelivery gives its own. */
   get deliveryStreamName(): string {
@@ -66,6 +70,7 @@ export class LakeDelivery extends Construct {
     super(scope, id);
     const size = props.bufferingSize ?? Size.mebibytes(128);
     this.bufferingInterval = props.bufferingInterval ?? Duration.seconds(300);
+    this.activePartitionQuota = props.activePartitionQuota ?? ACTIVE_PARTITION_QUOTA;
     const retry = props.retryDuration ?? Duration.seconds(LAKE_RETRY_SECONDS);
     const problems = transformInvocationProblems(props.transformInvocation);
     const mib = size.toKibibytes() / 1024;
@@ -75,6 +80,9 @@ export class LakeDelivery extends Construct {
     const interval = this.bufferingInterval.toSeconds();
     if (interval < 60 || interval > 900) {
       problems.push(`bufferingInterval must be 60–900 s (Firehose's range with dynamic partitioning), got ${interval} s`);
+    }
+    if (!Number.isInteger(this.activePartitionQuota) || this.activePartitionQuota < 1 || this.activePartitionQuota > 5000) {
+      problems.push(`activePartitionQuota must be a whole number from 1 to 5,000 (Firehose's quota can be raised to 5,000), got ${this.activePartitionQuota}`);
     }
     if (retry.toSeconds() < 0 || retry.toSeconds() > 7200) {
       problems.push(`retryDuration must be 0–7200 s, got ${retry.toSeconds()} s`);
@@ -155,7 +163,7 @@ export class LakeDelivery extends Construct {
   }
 
   /**
-   * 1 while more partitions are open in the delivery buffer than the stream's quota (ACTIVE_PARTITION_QUOTA in
+   * 1 while more partitions are open in the delivery buffer than the stream's quota (activePartitionQuota; ACTIVE_PARTITION_QUOTA in
    * lib/config/delivery.ts; up to 5,000 on request): the records past it go to the error prefix as activePartitionExceeded.
    */
   metricPartitionCountExceeded(props?: cloudwatch.MetricOptions): cloudwatch.Metric {

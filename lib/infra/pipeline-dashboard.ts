@@ -6,7 +6,6 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
-import { ACTIVE_PARTITION_QUOTA } from '../config/delivery';
 import { FAILURE_CATEGORIES } from '../../transforms/shared/record';
 import type { FailureRouter } from './failure-router';
 import type { SluiceFunction } from './function';
@@ -76,7 +75,7 @@ export const ALARM_THRESHOLDS = {
   readerStallPeriodMinutes: 15,
   /** Share of the records a transform returned that it failed (ProcessingFailed), percent, in 2 of 3 periods. */
   transformFailedPercent: 5,
-  /** Share of the active-partition quota (ACTIVE_PARTITION_QUOTA) a lake stream may hold open before it warns. */
+  /** Share of its active-partition quota (buffering.activePartitionQuota) a lake stream may hold open before it warns. */
   partitionQuotaShare: 0.8,
 } as const;
 
@@ -246,24 +245,25 @@ export class PipelineDashboard extends Construct {
     }
 
     if (p.lake) {
-      const nearQuota = Math.floor(ACTIVE_PARTITION_QUOTA * ALARM_THRESHOLDS.partitionQuotaShare);
+      const quota = p.lake.activePartitionQuota;
+      const nearQuota = Math.floor(quota * ALARM_THRESHOLDS.partitionQuotaShare);
       widgets.push(new cloudwatch.GraphWidget({
         title: `${p.name}: lake partitions open`,
         left: [p.lake.metricPartitionCount()],
-        leftAnnotations: [{ value: ACTIVE_PARTITION_QUOTA, label: 'quota (unless raised)' }, { value: nearQuota, label: 'partitions-near-quota' }],
+        leftAnnotations: [{ value: quota, label: 'quota' }, { value: nearQuota, label: 'partitions-near-quota' }],
         width: 8,
       }));
       // A warning while records still fit: partitions-exceeded fires only once records are refused.
       this.alarm(`${p.name}-lake-partitions-near-quota`, p.lake.metricPartitionCount(), {
         threshold: nearQuota, evaluationPeriods: 1, datapointsToAlarm: 1,
         description: `${p.name}: the lake stream held ${nearQuota} or more partitions (event type × event hour) open at once, ${ALARM_THRESHOLDS.partitionQuotaShare * 100}% of `
-          + `its quota (${ACTIVE_PARTITION_QUOTA} unless raised): past it, records go to the error prefix as activePartitionExceeded. Late or replayed records spread over many `
+          + `its quota (${quota}, buffering.activePartitionQuota): past it, records go to the error prefix as activePartitionExceeded. Late or replayed records spread over many `
           + `hours cause this: replay in smaller runs (\`${this.replayCommand} --max N\`) spaced by the buffering interval, or request a higher active-partition quota `
-          + '(up to 5,000) through the Firehose limits form. The dashboard\'s "lake partitions open" graph shows the count. (With the quota already raised, this warns early.)',
+          + '(up to 5,000) through the Firehose limits form, then set buffering.activePartitionQuota to it. The dashboard\'s "lake partitions open" graph shows the count.',
       });
       this.alarm(`${p.name}-lake-partitions-exceeded`, p.lake.metricPartitionCountExceeded(), {
         threshold: 1, evaluationPeriods: 1, datapointsToAlarm: 1,
-        description: `${p.name}: the lake stream has more partitions (event type × event hour) open than its quota (${ACTIVE_PARTITION_QUOTA} unless raised, up to 5,000): `
+        description: `${p.name}: the lake stream has more partitions (event type × event hour) open than its quota (${quota}, buffering.activePartitionQuota; 500 unless raised, up to 5,000): `
           + 'the records past it go to the error prefix as activePartitionExceeded and on to the dead-letter queue, transformed (send them again from the source). '
           + 'Late or replayed records spread over many hours cause this; request a higher active-partition quota, or replay dead letters in smaller runs spaced by the buffering interval.',
       });

@@ -156,6 +156,7 @@ export class SluiceStack extends Stack {
           transformInvocation: invocation,
           bufferingSize: Size.mebibytes(p.buffering.sizeMiB),
           bufferingInterval: Duration.seconds(p.buffering.intervalSeconds),
+          activePartitionQuota: p.buffering.activePartitionQuota,
           logRemovalPolicy: removalPolicy,
         });
         outputs.push([pipelineOutputKey(p.name, 'LakeDeliveryStreamName'), lake.deliveryStreamName, `Firehose stream delivering ${p.name} to the lake`]);

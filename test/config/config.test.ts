@@ -40,7 +40,7 @@ describe('configuration defaults (cdk.json context)', () => {
     expect(config.pipelines.transactions.retentionHours).toBe(720);
     expect(config.pipelines.transactions.streamEncryption).toBe('customer-managed');
     // pipelineDefaults fill what a pipeline does not say
-    expect(config.pipelines.iot.buffering).toEqual({ sizeMiB: 128, intervalSeconds: 300 });
+    expect(config.pipelines.iot.buffering).toEqual({ sizeMiB: 128, intervalSeconds: 300, activePartitionQuota: 500 });
   });
 
   test('resource names come from prefix, env and pipeline', () => {
@@ -207,6 +207,16 @@ describe('-c overrides work the way CDK users expect', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
+  test('buffering.activePartitionQuota: Firehose\'s quota, 500 unless raised, up to 5,000', () => {
+    expect(load().pipelines.iot.buffering.activePartitionQuota).toBe(500);
+    expect(load('pipelines.iot.buffering.activePartitionQuota=5000').pipelines.iot.buffering.activePartitionQuota).toBe(5000);
+    for (const bad of ['0', '5001', '12.5']) {
+      expect(problemsOf(() => load(`pipelines.iot.buffering.activePartitionQuota=${bad}`))).toEqual([
+        expect.stringMatching(/^pipelines\.iot\.buffering\.activePartitionQuota: .*Firehose's active partitions per delivery stream: 500 unless AWS raised it on request, at most 5,000/),
+      ]);
+    }
+  });
+
   test('a problem in pipelineDefaults is reported once, under the key that was typed', () => {
     expect(problemsOf(() => load('pipelineDefaults.bogus=2'))).toEqual([
       'pipelineDefaults.bogus: unknown key; allowed keys are source, shards, retentionHours, streamEncryption, destinations, buffering, transform, consumer, search',
@@ -241,7 +251,7 @@ describe('-c overrides work the way CDK users expect', () => {
     // cdk.json's own settings for transactions stay
     expect(config.pipelines.transactions.retentionHours).toBe(720);
     expect(config.pipelines.transactions.streamEncryption).toBe('customer-managed');
-    expect(config.pipelines.iot.buffering).toEqual({ sizeMiB: 64, intervalSeconds: 300 });
+    expect(config.pipelines.iot.buffering).toEqual({ sizeMiB: 64, intervalSeconds: 300, activePartitionQuota: 500 });
     // a value that is not an object still replaces
     expect(load('pipelines.clickstream.destinations=lake').pipelines.clickstream.destinations).toEqual(['lake']);
   });

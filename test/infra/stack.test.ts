@@ -1094,8 +1094,9 @@ describe('monitoring', () => {
     expect(graphed('clickstream: Firehose search success and failures').map((m) => m.metricName)).toContain('DeliveryToS3.Success');
   });
 
-  test('each lake stream warns at 80 % of the active-partition quota (400 of 500 open, before records are refused), from the one quota constant the exceeded alarm and the graph use', () => {
+  test('each lake stream warns at 80 % of its active-partition quota (400 of 500 open, before records are refused), from the one setting the exceeded alarm and the graph use', () => {
     expect(ACTIVE_PARTITION_QUOTA).toBe(500);
+    for (const p of lakePipelines()) expect(p.buffering.activePartitionQuota).toBe(ACTIVE_PARTITION_QUOTA);
     expect(ALARM_THRESHOLDS.partitionQuotaShare).toBe(0.8);
     const lakes = lakePipelines();
     expect(alarmsOn('PartitionCount').map((a) => a.AlarmName).sort()).toEqual(lakes.map((p) => `sluice-dev-${p.name}-lake-partitions-near-quota`).sort());
@@ -1108,9 +1109,9 @@ describe('monitoring', () => {
       // The same stream as the exceeded alarm's.
       const exceeded = alarmsOn('PartitionCountExceeded').find((a) => a.AlarmName === `sluice-dev-${p.name}-lake-partitions-exceeded`)!;
       expect(near.Dimensions).toEqual(exceeded.Dimensions);
-      expect(flatten(near.AlarmDescription)).toContain('its quota (500 unless raised)');
+      expect(flatten(near.AlarmDescription)).toContain('its quota (500, buffering.activePartitionQuota)');
       expect(flatten(near.AlarmDescription)).toContain('`npx sluice replay --aws --stack sluice-dev --max N`');
-      expect(flatten(exceeded.AlarmDescription)).toContain('its quota (500 unless raised, up to 5,000)');
+      expect(flatten(exceeded.AlarmDescription)).toContain('its quota (500, buffering.activePartitionQuota; 500 unless raised, up to 5,000)');
     }
     const [, dashboard] = resourcesOf(dev.template, 'AWS::CloudWatch::Dashboard')[0];
     const widgets = (JSON.parse(flatten(dashboard.DashboardBody)) as { widgets: Array<{ properties: { title?: string; annotations?: { horizontal?: Array<{ value: number }> } } }> }).widgets;

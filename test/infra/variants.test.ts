@@ -155,3 +155,14 @@ test('with long buffering the failure-router alarm waits longer than an error ob
   expect(idle('app-events')).toMatchObject({ EvaluationPeriods: 2, DatapointsToAlarm: 2 });
   expect(flatten(idle('app-events').AlarmDescription)).toMatch(/^app-events: for 30 minutes/);
 }, 120_000);
+
+test('a raised active-partition quota (buffering.activePartitionQuota) moves the near-quota warning and the graph\'s lines with it', () => {
+  const raised = synthesize({ 'pipelines.iot.buffering.activePartitionQuota': '2000' });
+  const alarm = (name: string) => resourcesOf(raised.template, 'AWS::CloudWatch::Alarm').find(([, a]) => a.AlarmName === name)![1];
+  expect(alarm('sluice-dev-iot-lake-partitions-near-quota')).toMatchObject({ MetricName: 'PartitionCount', Threshold: 1600 });
+  expect(flatten(alarm('sluice-dev-iot-lake-partitions-exceeded').AlarmDescription)).toContain('its quota (2000, buffering.activePartitionQuota;');
+  expect(alarm('sluice-dev-app-events-lake-partitions-near-quota')).toMatchObject({ Threshold: 400 });
+  const [, dashboard] = resourcesOf(raised.template, 'AWS::CloudWatch::Dashboard')[0];
+  const widgets = (JSON.parse(flatten(dashboard.DashboardBody)) as { widgets: Array<{ properties: { title?: string; annotations?: { horizontal?: Array<{ value: number }> } } }> }).widgets;
+  expect(widgets.find((w) => w.properties.title === 'iot: lake partitions open')!.properties.annotations?.horizontal?.map((a) => a.value)).toEqual([2000, 1600]);
+}, 120_000);
