@@ -580,7 +580,8 @@ export class PipelineDashboard extends Construct {
   }
 
   /**
-   * Alarms when a pipeline's transforms failed records or its lake stream failed conversions (each written by Firehose
+   * Alarms when a pipeline's transforms failed records, or its lake stream failed conversions or refused records past its
+   * partition quota (each written by Firehose
    * as an error object under errors/ or search-backup/) for 30 minutes and the failure router was not invoked once: the
    * bucket's notifications to it, or its permission to be invoked by S3, are gone, and dlq-new-messages stays silent.
    * One alarm per pipeline: an alarm's metric math may read at most 10 metrics.
@@ -589,14 +590,18 @@ export class PipelineDashboard extends Construct {
     const router = this.failureRouter.function.function;
     const given: Record<string, cloudwatch.IMetric> = {};
     for (const t of p.transforms) given[`failed_${t.destination}`] = t.function.metricRecords('failed');
-    if (p.lake) given.failed_conversion = p.lake.metricFailedConversions();
+    if (p.lake) {
+      given.failed_conversion = p.lake.metricFailedConversions();
+      // Records past the active-partition quota are written as error objects too (activePartitionExceeded).
+      given.partitions_exceeded = p.lake.metricPartitionCountExceeded();
+    }
     const prefixes = [...(p.lake ? [`errors/${p.name}/`] : []), ...(p.search ? [`search-backup/${p.name}/`] : [])].join(' and ');
     // An error object, and the router's invocation for it, comes up to the processor's and the stream's buffering after the
     // failure: periods of that much without an invocation are what a working router shows, so they do not alarm alone.
     const bufferedSeconds = (p.processorIntervalSeconds ?? 60) + Math.max(...[p.lake, p.search].map((d) => d?.bufferingInterval.toSeconds() ?? 0)) + 60;
     const periods = Math.max(2, Math.ceil(bufferedSeconds / (ALARM_THRESHOLDS.readerStallPeriodMinutes * 60)) + 1);
     return this.idleWhileAlarm(`${p.name}-failure-router-not-invoked`, given, 'records failed', router.metricInvocations({ statistic: 'Sum' }), 'failure-router invocations',
-      `${p.name}: for ${periods * ALARM_THRESHOLDS.readerStallPeriodMinutes} minutes the transforms failed records (RecordsFailed)${p.lake ? ' or Firehose failed Parquet conversions (FailedConversion.Records)' : ''} and the `
+      `${p.name}: for ${periods * ALARM_THRESHOLDS.readerStallPeriodMinutes} minutes the transforms failed records (RecordsFailed)${p.lake ? ', Firehose failed Parquet conversions (FailedConversion.Records) or refused records past the partition quota (PartitionCountExceeded)' : ''} and the `
       + `failure router was not invoked once: error objects under ${prefixes} reach neither the dead-letter queue nor dlq-new-messages. The data bucket's `
       + `event notifications to the router (${router.functionName}), or its permission to be invoked by S3, were removed or replaced: `
       + 'aws s3api get-bucket-notification-configuration --bucket <DataBucketName> should list it for errors/ and search-backup/. Deploy the stack again to '

@@ -1137,12 +1137,15 @@ describe('monitoring', () => {
         ...(p.destinations.includes('lake') ? [{
           id: 'failed_conversion',
           metric: { Namespace: 'AWS/Firehose', MetricName: 'FailedConversion.Records', Dimensions: [{ Name: 'DeliveryStreamName', Value: expect.anything() }] },
+        }, {
+          id: 'partitions_exceeded', stat: 'Maximum',
+          metric: { Namespace: 'AWS/Firehose', MetricName: 'PartitionCountExceeded', Dimensions: [{ Name: 'DeliveryStreamName', Value: expect.anything() }] },
         }] : []),
-      ];
+      ] as Array<{ id: string; metric: unknown; stat?: string }>;
       expect(alarm.Metrics).toEqual(expect.arrayContaining([
         // Any failure given, and the router invoked zero times (no data: not invoked).
         expect.objectContaining({ Expression: `IF(${given.map((g) => `FILL(${g.id}, 0)`).join(' + ')} > 0 AND FILL(read, 0) == 0, 1, 0)`, ReturnData: true }),
-        ...given.map((g) => expect.objectContaining({ Id: g.id, MetricStat: { Metric: g.metric, Period: 900, Stat: 'Sum' }, ReturnData: false })),
+        ...given.map((g) => expect.objectContaining({ Id: g.id, MetricStat: { Metric: g.metric, Period: 900, Stat: g.stat ?? 'Sum' }, ReturnData: false })),
         expect.objectContaining({
           Id: 'read', ReturnData: false,
           MetricStat: { Metric: { Namespace: 'AWS/Lambda', MetricName: 'Invocations', Dimensions: [{ Name: 'FunctionName', Value: { Ref: routerId } }] }, Period: 900, Stat: 'Sum' },
@@ -1152,7 +1155,7 @@ describe('monitoring', () => {
       expect(alarm.Metrics).toHaveLength(given.length + 2);
       expect(flatten(alarm.AlarmDescription)).toContain('get-bucket-notification-configuration');
     }
-    expect(idle.find((a) => a.AlarmName === 'sluice-dev-clickstream-failure-router-not-invoked')!.Metrics).toHaveLength(5);
+    expect(idle.find((a) => a.AlarmName === 'sluice-dev-clickstream-failure-router-not-invoked')!.Metrics).toHaveLength(6);
   });
 
   test('dead letters alarm before they expire: the failure DLQ and failed-events queue at 10 of SQS\'s 14 days, the consumer DLQ at half the shortest retention of the streams with a consumer', () => {
