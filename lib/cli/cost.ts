@@ -84,7 +84,7 @@ export const ALARMS_PER = {
   lake: 3,
   /** Of the search delivery stream only: its S3 backup of refused documents and failed records failing. */
   searchBackup: 1,
-  /** Of a pipeline with a delivery stream: its transforms or conversions failing records while the failure router is never invoked. */
+  /** Of a pipeline with a delivery stream: its transforms, conversions or partition quota failing records while the failure router is never invoked. */
   routerNotInvoked: 1,
   /** Errors, throttles, duration near the timeout: each transform, consumer and the failure router (not the index-template function, which runs only in deploys). */
   function: 3,

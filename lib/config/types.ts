@@ -26,6 +26,7 @@ export interface BufferingConfig {
   /**
    * Partitions the lake stream may hold open at once: Firehose's quota per delivery stream, 500 unless AWS raised it on
    * request (up to 5,000). Firehose enforces its own; this tells the alarms (near quota at 80 %, exceeded) what it is.
+   * Optional in cdk.json: 500.
    */
   readonly activePartitionQuota: number;
 }

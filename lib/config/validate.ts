@@ -181,8 +181,9 @@ function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env
   const buffering = {
     sizeMiB: v.int(b, `${key}.buffering.sizeMiB`, 64, 128, 'Firehose requires at least 64 MiB with Parquet conversion and dynamic partitioning'),
     intervalSeconds: v.int(b, `${key}.buffering.intervalSeconds`, 60, 900, 'Firehose requires at least 60 s with dynamic partitioning'),
-    activePartitionQuota: v.int(b, `${key}.buffering.activePartitionQuota`, 1, 5000,
-      `Firehose's active partitions per delivery stream: ${ACTIVE_PARTITION_QUOTA} unless AWS raised it on request, at most 5,000`),
+    // Optional (a cdk.json written before the setting has none): Firehose's default quota.
+    activePartitionQuota: b.activePartitionQuota === undefined ? ACTIVE_PARTITION_QUOTA : v.int(b, `${key}.buffering.activePartitionQuota`, ACTIVE_PARTITION_QUOTA, 5000,
+      `Firehose's active partitions per delivery stream: ${ACTIVE_PARTITION_QUOTA}, or what AWS raised it to on request, at most 5,000`),
   };
 
   const t = v.object(p.transform, `${key}.transform`, ['memoryMiB', 'timeoutSeconds', 'processorBufferMiB', 'processorIntervalSeconds', 'retries']);

@@ -81,8 +81,8 @@ export class LakeDelivery extends Construct {
     if (interval < 60 || interval > 900) {
       problems.push(`bufferingInterval must be 60–900 s (Firehose's range with dynamic partitioning), got ${interval} s`);
     }
-    if (!Number.isInteger(this.activePartitionQuota) || this.activePartitionQuota < 1 || this.activePartitionQuota > 5000) {
-      problems.push(`activePartitionQuota must be a whole number from 1 to 5,000 (Firehose's quota can be raised to 5,000), got ${this.activePartitionQuota}`);
+    if (!Number.isInteger(this.activePartitionQuota) || this.activePartitionQuota < ACTIVE_PARTITION_QUOTA || this.activePartitionQuota > 5000) {
+      problems.push(`activePartitionQuota must be a whole number from ${ACTIVE_PARTITION_QUOTA} to 5,000 (Firehose's quota, raised on request up to 5,000), got ${this.activePartitionQuota}`);
     }
     if (retry.toSeconds() < 0 || retry.toSeconds() > 7200) {
       problems.push(`retryDuration must be 0–7200 s, got ${retry.toSeconds()} s`);

@@ -596,9 +596,11 @@ export class PipelineDashboard extends Construct {
       given.partitions_exceeded = p.lake.metricPartitionCountExceeded();
     }
     const prefixes = [...(p.lake ? [`errors/${p.name}/`] : []), ...(p.search ? [`search-backup/${p.name}/`] : [])].join(' and ');
-    // An error object, and the router's invocation for it, comes up to the processor's and the stream's buffering after the
-    // failure: periods of that much without an invocation are what a working router shows, so they do not alarm alone.
-    const bufferedSeconds = (p.processorIntervalSeconds ?? 60) + Math.max(...[p.lake, p.search].map((d) => d?.bufferingInterval.toSeconds() ?? 0)) + 60;
+    // An error object, and the router's invocation for it, comes up to the processor's and the S3 buffering after the
+    // failure (the lake stream's own; the search stream's backup's): periods of that much without an invocation are what a
+    // working router shows, so they do not alarm alone.
+    const s3Buffering = [p.lake?.bufferingInterval, p.search?.backupBufferingInterval].map((d) => d?.toSeconds() ?? 0);
+    const bufferedSeconds = (p.processorIntervalSeconds ?? 60) + Math.max(...s3Buffering) + 60;
     const periods = Math.max(2, Math.ceil(bufferedSeconds / (ALARM_THRESHOLDS.readerStallPeriodMinutes * 60)) + 1);
     return this.idleWhileAlarm(`${p.name}-failure-router-not-invoked`, given, 'records failed', router.metricInvocations({ statistic: 'Sum' }), 'failure-router invocations',
       `${p.name}: for ${periods * ALARM_THRESHOLDS.readerStallPeriodMinutes} minutes the transforms failed records (RecordsFailed)${p.lake ? ', Firehose failed Parquet conversions (FailedConversion.Records) or refused records past the partition quota (PartitionCountExceeded)' : ''} and the `

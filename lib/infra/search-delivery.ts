@@ -41,6 +41,9 @@ export interface SearchDeliveryProps {
   readonly logRemovalPolicy?: RemovalPolicy;
 }
 
+/** The search stream's S3 backup buffers this long (Firehose's default). */
+const BACKUP_BUFFERING_SECONDS = 300;
+
 /**
  * A Firehose stream from the pipeline's Kinesis stream to OpenSearch (the L1 destination, which the L2 module does
  * not offer), through the same transform Lambda in search mode; documents OpenSearch refuses go to S3.
@@ -51,6 +54,8 @@ export class SearchDelivery extends Construct {
   readonly role: iam.Role;
   readonly logGroup: logs.LogGroup;
   readonly bufferingInterval: Duration;
+  /** The S3 backup's buffering interval: how long the records the transform failed and the documents OpenSearch refused wait before search-backup/ gets them. */
+  readonly backupBufferingInterval = Duration.seconds(BACKUP_BUFFERING_SECONDS);
 
   constructor(scope: Construct, id: string, props: SearchDeliveryProps) {
     super(scope, id);
@@ -124,7 +129,7 @@ export class SearchDelivery extends Construct {
           errorOutputPrefix: searchErrorPrefix(props.model.pipeline),
           // Uncompressed, so the failure router reads backups the way it reads error objects.
           compressionFormat: 'UNCOMPRESSED',
-          bufferingHints: { intervalInSeconds: 300, sizeInMBs: 5 },
+          bufferingHints: { intervalInSeconds: BACKUP_BUFFERING_SECONDS, sizeInMBs: 5 },
           cloudWatchLoggingOptions: { enabled: true, logGroupName: this.logGroup.logGroupName, logStreamName: backupLogStream.logStreamName },
         },
         processingConfiguration: {

@@ -412,7 +412,7 @@ export class LocalAthena {
   /**
    * Why Athena would fail a query that reads a column of a group of files (HIVE_BAD_DATA: the column has another type
    * there than the table's, after a schema change), by the table's column, as the SQL text of the message for the row's
-   * file (DuckDB's `filename`, as s3://bucket/key); undefined when it reads them all. As on Athena, only a query that
+   * file (as s3://bucket/key); undefined when it reads them all. As on Athena, only a query that
    * reads such a column from those files fails (scanSql): one on other partitions, or on other columns, answers, and
    * whatever the values are (NULLs too: Athena judges the file's column type). The view casts each column to the table's
    * type, so DESCRIBE gives the types `sluice schema` shows.
@@ -420,11 +420,9 @@ export class LocalAthena {
   private hiveBadData(model: SchemaModel, group: FileGroup): ReadonlyMap<string, string> | undefined {
     const mismatches = parquetTypeMismatches(model.tableColumns, group.columns);
     if (mismatches.length === 0) return undefined;
-    // A table column named filename would hide DuckDB's virtual one: the group's first file is named instead.
-    const shadowed = [...model.tableColumns.map((c) => c.name), ...model.partitionKeys.map((k) => k.name)].some((n) => n.toLowerCase() === 'filename');
-    const file = shadowed
-      ? sqlString(`s3://${localBucketName(this.config)}/${path.relative(this.lake, group.files[0]).split(path.sep).join('/')}`)
-      : `${sqlString(`s3://${localBucketName(this.config)}/`)} || replace(substr(filename, ${[...this.lake].length + 2}), '\\', '/')`;
+    // The scan names the file in a column of its own (SOURCE_FILE_COLUMN): DuckDB's virtual `filename` is hidden by a
+    // file's own column of that name.
+    const file = `${sqlString(`s3://${localBucketName(this.config)}/`)} || replace(substr(${SOURCE_FILE_COLUMN}, ${[...this.lake].length + 2}), '\\', '/')`;
     return new Map(mismatches.map((m) => [m.tableColumn,
       `${sqlString(`HIVE_BAD_DATA as on Athena: column ${m.column} is ${m.fileType} in `)} || ${file} || ${sqlString(` and ${m.tableType} in the table;`
         + ' Athena reads a Parquet column as the table\'s type only when they are the same, a wider integer, or FLOAT as DOUBLE, and fails a query'
@@ -924,8 +922,9 @@ function scanSql(
   // on the row, so DuckDB cannot fold it into a constant and raise it while planning).
   const refusing = (refused: ReadonlyMap<string, string> | undefined) => (refused === undefined ? '' : ` REPLACE (${[...refused].map(([column, message]) => (
     `CAST(error(${message} || left(CAST(${quoteIdent(column)} IS NULL AS VARCHAR), 0)) AS ${typeOf.get(column.toLowerCase())}) AS ${quoteIdent(column)}`)).join(', ')})`);
-  const scan = (files: readonly string[], unionByName: boolean, refused?: ReadonlyMap<string, string>) => ` UNION ALL BY NAME SELECT *${refusing(refused)}`
-    + ` FROM read_parquet(${sqlList(files)}, hive_partitioning = true, hive_types = {${hiveTypes.join(', ')}}, union_by_name = ${unionByName})`;
+  const scan = (files: readonly string[], unionByName: boolean, refused?: ReadonlyMap<string, string>) => ` UNION ALL BY NAME SELECT *`
+    + `${refused === undefined ? '' : ` EXCLUDE (${SOURCE_FILE_COLUMN})`}${refusing(refused)} FROM read_parquet(${sqlList(files)}, hive_partitioning = true,`
+    + ` hive_types = {${hiveTypes.join(', ')}}, union_by_name = ${unionByName}${refused === undefined ? '' : `, filename = ${sqlString(SOURCE_FILE_COLUMN)}`})`;
   const refused = groups.same.flatMap((group, i) => (refusals[i] === undefined ? [] : [scan(group.files, false, refusals[i])]));
   const readable = groups.same.filter((_, i) => refusals[i] === undefined);
   const scans = groups.unknown.length > 0
@@ -933,6 +932,9 @@ function scanSql(
     : readable.map((group) => scan(group.files, false)).join('');
   return `SELECT ${projected.join(', ')} FROM (${emptySql(columns)}${scans}${refused.join('')})`;
 }
+
+/** The column a scan of files Athena would refuse a column of names each row's file in (hiveBadData's message). */
+const SOURCE_FILE_COLUMN = '__sluice_source_file';
 
 /** Files DuckDB reads as the same columns (names and types, in the same order). */
 interface FileGroup {

@@ -932,7 +932,7 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
   });
 
   /** A copy of one of iot's files with its columns as `replace` gives them (DuckDB's SELECT * REPLACE), in another hour's folder. */
-  async function rewrittenIotFile(replace: string, eventType = 'alert', hour = 13): Promise<string> {
+  async function rewrittenIotFile(replace: string, eventType = 'alert', hour = 13, extraColumns = ''): Promise<string> {
     const data = path.join(dir, 's3', localBucketName(config), 'data', 'iot');
     const [file] = fs.readdirSync(data, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet') && !f.includes('rewritten'));
     const copy = path.join(data, `event_type=${eventType}`, 'year=2026', 'month=11', 'day=22', `hour=${hour}`, 'rewritten.parquet');
@@ -940,7 +940,7 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
     const instance = await DuckDBInstance.create(':memory:');
     const connection = await instance.connect();
     try {
-      await connection.run(`COPY (SELECT * REPLACE (${replace}) FROM read_parquet('${path.join(data, file)}')) TO '${copy}' (FORMAT parquet)`);
+      await connection.run(`COPY (SELECT * REPLACE (${replace})${extraColumns} FROM read_parquet('${path.join(data, file)}')) TO '${copy}' (FORMAT parquet)`);
     } finally {
       connection.closeSync();
       instance.closeSync();
@@ -989,7 +989,13 @@ describe('sluice query reads the tables as Athena does through Glue when the fil
     const second = await inDir('SELECT max(battery_pct) FROM iot WHERE hour = 15');
     expect({ code: second.code }).toEqual({ code: 1 });
     expect(second.stderr).toMatch(/column battery_pct is VARCHAR in s3:\/\/[^ ]+\/hour=15\/rewritten\.parquet and int in the table/);
-    for (const hour of [13, 14, 15]) fs.rmSync(path.join(path.dirname(path.dirname(later)), `hour=${hour}`), { recursive: true, force: true });
+    // A file with a column of its own named filename (one the schema dropped) is named all the same, and hides nothing.
+    await rewrittenIotFile('CAST(battery_pct AS VARCHAR) AS battery_pct', 'alert', 16, ', 42 AS filename');
+    const own = await inDir('SELECT max(battery_pct) FROM iot WHERE hour = 16');
+    expect(own.stderr).toMatch(/column battery_pct is VARCHAR in s3:\/\/[^ ]+\/hour=16\/rewritten\.parquet and int in the table/);
+    const elsewhere = await inDir('SELECT count(*) AS n FROM iot WHERE hour = 16', '--json');
+    expect({ code: elsewhere.code, stderr: elsewhere.code === 0 ? '' : elsewhere.stderr }).toEqual({ code: 0, stderr: '' });
+    for (const hour of [13, 14, 15, 16]) fs.rmSync(path.join(path.dirname(path.dirname(later)), `hour=${hour}`), { recursive: true, force: true });
     // Under an event type the enum does not list, Athena's projection never reads the file: neither does the check.
     await rewrittenIotFile('CAST(battery_pct AS DOUBLE) AS battery_pct', 'retired');
     const ok = await inDir('SELECT count(*) AS n FROM iot', '--json');

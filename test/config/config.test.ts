@@ -207,14 +207,21 @@ describe('-c overrides work the way CDK users expect', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
-  test('buffering.activePartitionQuota: Firehose\'s quota, 500 unless raised, up to 5,000', () => {
+  test('buffering.activePartitionQuota: Firehose\'s quota, 500 unless raised, up to 5,000; optional (a cdk.json from before it has none)', () => {
     expect(load().pipelines.iot.buffering.activePartitionQuota).toBe(500);
     expect(load('pipelines.iot.buffering.activePartitionQuota=5000').pipelines.iot.buffering.activePartitionQuota).toBe(5000);
-    for (const bad of ['0', '5001', '12.5']) {
+    // AWS raises the quota, never lowers it: below 500 the near-quota warning would fire on a working stream.
+    for (const bad of ['0', '1', '499', '5001', '612.5']) {
       expect(problemsOf(() => load(`pipelines.iot.buffering.activePartitionQuota=${bad}`))).toEqual([
-        expect.stringMatching(/^pipelines\.iot\.buffering\.activePartitionQuota: .*Firehose's active partitions per delivery stream: 500 unless AWS raised it on request, at most 5,000/),
+        expect.stringMatching(/^pipelines\.iot\.buffering\.activePartitionQuota: .*Firehose's active partitions per delivery stream: 500, or what AWS raised it to on request, at most 5,000/),
       ]);
     }
+    const context = readCdkJsonContext();
+    const defaults = context.pipelineDefaults as { buffering: Record<string, unknown> };
+    const { activePartitionQuota, ...older } = defaults.buffering;
+    expect(activePartitionQuota).toBe(500);
+    const config = configFromContext({ ...context, pipelineDefaults: { ...defaults, buffering: older } }, { knownSchemas: knownSchemaNames() });
+    expect(config.pipelines.iot.buffering.activePartitionQuota).toBe(500);
   });
 
   test('a problem in pipelineDefaults is reported once, under the key that was typed', () => {

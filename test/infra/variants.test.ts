@@ -148,11 +148,16 @@ test('a consumer whose maximum record age is as long as its stream\'s retention 
 }, 120_000);
 
 test('with long buffering the failure-router alarm waits longer than an error object takes to come (processor interval + buffering): 4 periods of 15 minutes for 900 s + 900 s, 2 by default', () => {
-  const slow = synthesize({ 'pipelines.iot.buffering.intervalSeconds': '900', 'pipelines.iot.transform.processorIntervalSeconds': '900' });
+  const slow = synthesize({
+    'pipelines.iot.buffering.intervalSeconds': '900', 'pipelines.iot.transform.processorIntervalSeconds': '900',
+    // The search stream's failed records reach search-backup/ after its S3 backup's 300 s, whatever the lake's buffering.
+    'pipelines.clickstream.buffering.intervalSeconds': '60', 'pipelines.clickstream.transform.processorIntervalSeconds': '600',
+  });
   const idle = (pipeline: string) => resourcesOf(slow.template, 'AWS::CloudWatch::Alarm').find(([, a]) => a.AlarmName === `sluice-dev-${pipeline}-failure-router-not-invoked`)![1];
   expect(idle('iot')).toMatchObject({ EvaluationPeriods: 4, DatapointsToAlarm: 4 });
   expect(flatten(idle('iot').AlarmDescription)).toMatch(/^iot: for 60 minutes the transforms failed records/);
   expect(idle('app-events')).toMatchObject({ EvaluationPeriods: 2, DatapointsToAlarm: 2 });
+  expect(idle('clickstream')).toMatchObject({ EvaluationPeriods: 3, DatapointsToAlarm: 3 }); // 600 + 300 + 60 s
   expect(flatten(idle('app-events').AlarmDescription)).toMatch(/^app-events: for 30 minutes/);
 }, 120_000);
 
