@@ -79,7 +79,20 @@ const ATHENA_ONLY_FUNCTIONS: Readonly<Record<string, string>> = {
  * aggregates only), and says whether it changed anything.
  */
 function rewriteApproxDistinct(tree: unknown): boolean {
-  let changed = false;
+  const calls = approxDistinctWithModifiers(tree);
+  for (const node of calls) {
+    node.function_name = 'count';
+    node.distinct = true;
+    node.children = (node.children as unknown[]).slice(0, 1);
+    // An order does not change a count; DuckDB refuses ORDER BY with DISTINCT on other arguments.
+    node.order_bys = { type: 'ORDER_MODIFIER', orders: [] };
+  }
+  return calls.length > 0;
+}
+
+/** The `approx_distinct` calls in a parse tree with a FILTER, DISTINCT or ORDER BY, which the macro cannot take. */
+function approxDistinctWithModifiers(tree: unknown): Array<Record<string, unknown>> {
+  const found: Array<Record<string, unknown>> = [];
   const visit = (v: unknown): void => {
     if (Array.isArray(v)) {
       v.forEach(visit);
@@ -90,17 +103,12 @@ function rewriteApproxDistinct(tree: unknown): boolean {
     const orders = (node.order_bys as { orders?: unknown[] } | undefined)?.orders ?? [];
     if (node.class === 'FUNCTION' && String(node.function_name).toLowerCase() === 'approx_distinct' && Array.isArray(node.children)
       && (node.filter != null || node.distinct === true || orders.length > 0)) {
-      node.function_name = 'count';
-      node.distinct = true;
-      node.children = node.children.slice(0, 1);
-      // An order does not change a count; DuckDB refuses ORDER BY with DISTINCT on other arguments.
-      node.order_bys = { type: 'ORDER_MODIFIER', orders: [] };
-      changed = true;
+      found.push(node);
     }
     for (const child of Object.values(node)) visit(child);
   };
   visit(tree);
-  return changed;
+  return found;
 }
 
 /**
@@ -359,10 +367,8 @@ export class LocalAthena {
     const database = this.database;
     if (!this.catalogReady) await this.connection.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(database)}`);
     const named = (table: string) => tables === 'all' || tables.has(table.toLowerCase());
-    for (const pipeline of Object.keys(this.config.pipelines)) {
-      if (!this.config.pipelines[pipeline].destinations.includes('lake')) continue;
+    for (const { pipeline, table } of this.lakeTables()) {
       const model = loadModel(pipeline, this.schemaDir);
-      const table = resourceNames(this.config, pipeline).glueTable;
       const injected = injectedPartitionKeys(model);
       if (injected.length > 0) this.injected.set(table.toLowerCase(), injected);
       this.partitionColumns.set(table.toLowerCase(), model.partitionKeys.map((k) => k.name));
@@ -422,7 +428,7 @@ export class LocalAthena {
     if (mismatches.length === 0) return undefined;
     // The scan names the file in a column of its own (SOURCE_FILE_COLUMN): DuckDB's virtual `filename` is hidden by a
     // file's own column of that name.
-    const file = `${sqlString(`s3://${localBucketName(this.config)}/`)} || replace(substr(${SOURCE_FILE_COLUMN}, ${[...this.lake].length + 2}), '\\', '/')`;
+    const file = this.s3PathSql(SOURCE_FILE_COLUMN);
     return new Map(mismatches.map((m) => [m.tableColumn,
       `${sqlString(`HIVE_BAD_DATA as on Athena: column ${m.column} is ${m.fileType} in `)} || ${file} || ${sqlString(` and ${m.tableType} in the table;`
         + ' Athena reads a Parquet column as the table\'s type only when they are the same, a wider integer, or FLOAT as DOUBLE, and fails a query'
@@ -555,15 +561,21 @@ export class LocalAthena {
     return new Error(`Table ${this.database}.${/^[A-Za-z_][A-Za-z0-9_]*$/.test(missing) ? missing : quoteIdent(missing)} does not exist${didYouMean(missing, tables)}; its tables are ${tables.join(', ')}`, { cause: err });
   }
 
+  /** SQL of the s3://bucket/key Athena names a lake file by, from the SQL of its path as DuckDB read it (`column`). */
+  private s3PathSql(column: string): string {
+    return `${sqlString(`s3://${localBucketName(this.config)}/`)} || replace(substr(${column}, ${[...this.lake].length + 2}), '\\', '/')`;
+  }
+
   /** The tables of the database (lower case, sorted): each lake pipeline's table and its `_errors` table. */
   private tableNames(): string[] {
+    return this.lakeTables().flatMap(({ table }) => [table.toLowerCase(), `${table.toLowerCase()}${ERRORS_TABLE_SUFFIX}`]).sort();
+  }
+
+  /** Each pipeline with a lake, and its Glue table's name. */
+  private lakeTables(): Array<{ readonly pipeline: string; readonly table: string }> {
     return Object.keys(this.config.pipelines)
       .filter((pipeline) => this.config.pipelines[pipeline].destinations.includes('lake'))
-      .flatMap((pipeline) => {
-        const table = resourceNames(this.config, pipeline).glueTable.toLowerCase();
-        return [table, table + ERRORS_TABLE_SUFFIX];
-      })
-      .sort();
+      .map((pipeline) => ({ pipeline, table: resourceNames(this.config, pipeline).glueTable }));
   }
 
   /**
@@ -578,15 +590,13 @@ export class LocalAthena {
    * An object is decompressed by its key's extension (`.gz`), as Athena's text input does.
    */
   private async defineErrorView(pipeline: string, table: string): Promise<void> {
-    const bucket = localBucketName(this.config);
-    const lake = this.lake;
-    const root = path.join(lake, ERRORS_ROOT, pipeline);
+    const root = path.join(this.lake, ERRORS_ROOT, pipeline);
     const columns = ERROR_OBJECT_COLUMNS.map(([key]) => `record.${quoteIdent(key)} AS ${quoteIdent(key.toLowerCase())}`);
     const typed: TypedColumn[] = [...ERROR_OBJECT_COLUMNS.map(([key, type]): TypedColumn => [key.toLowerCase(), type]), ['$path', 'VARCHAR']];
     const files = filesUnder(root);
     const structure = JSON.stringify(Object.fromEntries(ERROR_OBJECT_COLUMNS));
     const sql = files.length > 0
-      ? `SELECT ${columns.join(', ')}, ${sqlString(`s3://${bucket}/`)} || replace(substr(filename, ${[...lake].length + 2}), '\\', '/') AS "$path"`
+      ? `SELECT ${columns.join(', ')}, ${this.s3PathSql('filename')} AS "$path"`
         // As the table's JsonSerDe with ignore.malformed.json: a line that is not a JSON object reads as NULLs, not an error.
         + ` FROM (SELECT CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' THEN json_transform(line, ${sqlString(structure)}) END AS record, filename`
         + ` FROM read_csv(${sqlList(files)}, ${ERROR_LINES_OPTIONS}) WHERE trim(line) <> '')`
@@ -639,7 +649,7 @@ export class LocalAthena {
     if (!/"function_name":"(unnest|approx_distinct)"/i.test(serialized)) return sql;
     const parsed = JSON.parse(serialized) as { error: boolean; statements?: Array<{ node: unknown }> };
     if (parsed.error || parsed.statements?.length !== 1) return sql;
-    if (!/"function_name":"unnest"/i.test(serialized) && !rewriteApproxDistinct(JSON.parse(serialized))) return sql;
+    if (!/"function_name":"unnest"/i.test(serialized) && approxDistinctWithModifiers(parsed).length === 0) return sql;
     const tree = withoutQueryLocations(parsed) as { statements: Array<{ node: unknown }> };
     const original = JSON.stringify(tree);
     const faithful = !/[:[,]\s*-?\d{16,}/.test(original) // JavaScript's numbers would round a longer integer (not one in a string)
