@@ -1096,6 +1096,27 @@ describe('sluice query works in any data dir path', () => {
       expect(limited.stdout).toContain(`read at most ${total} of ${total} Parquet files`);
       const errors = await sluice('query', 'SELECT count(*) AS n, any_value("$path") AS p FROM iot_errors', '--data-dir', dir, '--json');
       expect(JSON.parse(errors.stdout)).toEqual([{ n: 1, p: `s3://${localBucketName(config)}/errors/iot/processing-failed/2026/11/22/12/sluice-dev-iot-lake-1-x` }]);
+      // A file of a column type Athena would not read is named by its key too, whatever the data dir's path holds.
+      const data = path.join(dir, 's3', localBucketName(config), 'data', 'iot');
+      const [first] = fs.readdirSync(data, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.parquet'));
+      const plain = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-rewrite-'));
+      try {
+        fs.copyFileSync(path.join(data, first), path.join(plain, 'in.parquet'));
+        const instance = await DuckDBInstance.create(':memory:');
+        const connection = await instance.connect();
+        await connection.run(`COPY (SELECT * REPLACE (CAST(battery_pct AS VARCHAR) AS battery_pct) FROM read_parquet('${path.join(plain, 'in.parquet')}')) TO '${path.join(plain, 'out.parquet')}' (FORMAT parquet)`);
+        connection.closeSync();
+        instance.closeSync();
+        const bad = path.join(data, 'event_type=alert', 'year=2026', 'month=11', 'day=22', 'hour=13', 'bad.parquet');
+        fs.mkdirSync(path.dirname(bad), { recursive: true });
+        fs.copyFileSync(path.join(plain, 'out.parquet'), bad);
+        const refused = await sluice('query', 'SELECT max(battery_pct) FROM iot WHERE hour = 13', '--data-dir', dir);
+        expect({ code: refused.code }).toEqual({ code: 1 });
+        expect(refused.stderr).toContain(`column battery_pct is VARCHAR in s3://${localBucketName(config)}/data/iot/event_type=alert/year=2026/month=11/day=22/hour=13/bad.parquet and int in the table`);
+        fs.rmSync(path.dirname(bad), { recursive: true });
+      } finally {
+        fs.rmSync(plain, { recursive: true, force: true });
+      }
 
       // DuckDB expands globs even in a list of file names: with a sibling holding the same relative paths,
       // "glob[x]/…/f.parquet" named "globx/…/f.parquet" (and the query failed, outside the allowed directory).
