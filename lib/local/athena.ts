@@ -11,7 +11,7 @@ import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions'
 import { fileStamp, footerDigest, FooterCache, type FooterEntry } from './footer-cache';
 import { parquetTypeMismatches } from './parquet-types';
 import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
-import { athenaColumnNames, referencedTables } from './referenced-tables';
+import { athenaColumnNames, cteNames, referencedTables } from './referenced-tables';
 
 /** The most arguments the concat macro takes; DuckDB's own concat, which it replaces, takes any number. */
 const CONCAT_MAX_ARGUMENTS = 64;
@@ -541,11 +541,12 @@ export class LocalAthena {
 
   /**
    * DuckDB's "Table with name app_events does not exist!" for a table left undefined because its files could
-   * not be read: the reason instead; for a table or schema the database does not have, the tables it has. (A file that
+   * not be read: the reason instead; for a table or schema the database does not have, the tables it has, and the closest
+   * of those or of the query's own WITH queries (`ctes`), whichever a misspelt name was meant to be. (A file that
    * is not Parquet cannot join a view that fails only when the file is read, as a file of another column type does: DuckDB
    * reads every file's footer when it plans the scan.)
    */
-  private unreadableTableError(err: unknown): unknown {
+  private unreadableTableError(err: unknown, ctes: readonly string[]): unknown {
     const match = /Table with name (.+?) does not exist(?:!| because schema "(.*)" does not exist)/.exec((err as Error).message ?? '');
     if (match === null) return err;
     const [, missing, schema] = match;
@@ -558,7 +559,12 @@ export class LocalAthena {
       return new Error(`Schema ${schema} does not exist${didYouMean(schema, [this.database])}; the tables are in ${this.database}: ${tables.join(', ')}`, { cause: err });
     }
     if (tables.includes(missing.toLowerCase())) return err;
-    return new Error(`Table ${this.database}.${/^[A-Za-z_][A-Za-z0-9_]*$/.test(missing) ? missing : quoteIdent(missing)} does not exist${didYouMean(missing, tables)}; its tables are ${tables.join(', ')}`, { cause: err });
+    // Its own WITH query named outside the query that defines it (`FROM (WITH a AS (…) SELECT …) t, a`).
+    const outOfScope = ctes.includes(missing.toLowerCase()) ? ` (the WITH query ${quoteIdent(missing.toLowerCase())} can be read only inside the query that defines it)` : '';
+    const closest = outOfScope || didYouMean(missing, [...ctes, ...tables]);
+    const shown = /^[A-Za-z_][A-Za-z0-9_]*$/.test(missing) ? missing : quoteIdent(missing);
+    const withQueries = ctes.length === 0 ? '' : `; the query's WITH queries are ${ctes.join(', ')}`;
+    return new Error(`Table ${this.database}.${shown} does not exist${closest}; its tables are ${tables.join(', ')}${withQueries}`, { cause: err });
   }
 
   /** SQL of the s3://bucket/key Athena names a lake file by, from the SQL of its path as DuckDB read it (`column`). */
@@ -612,8 +618,9 @@ export class LocalAthena {
     const started = Date.now();
     const statements = await this.readOnlyStatements(sql);
     await this.defineViews(await this.tablesNamedBy(sql));
-    const statement = await this.prepareReadOnly(sql, statements).catch((err: unknown) => {
-      throw athenaFunctionHint(this.unreadableTableError(err));
+    const statement = await this.prepareReadOnly(sql, statements).catch(async (err: unknown) => {
+      const node = await this.statementNode(sql).catch(() => undefined);
+      throw athenaFunctionHint(this.unreadableTableError(err, node === undefined ? [] : cteNames(node)));
     });
     if (this.injected.size > 0 && statement.statementType === StatementType.SELECT) await this.checkInjectedKeys(sql);
     // A stale profile from an earlier statement must not be read as this query's.

@@ -43,6 +43,24 @@ export function referencedTables(tree: unknown): ReadonlySet<string> | 'all' {
   return all ? 'all' : tables;
 }
 
+/** The names of the query's WITH queries (lower case), at any depth: a misspelt one is suggested among them too. */
+export function cteNames(tree: unknown): string[] {
+  const names = new Set<string>();
+  const visit = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      for (const item of v) visit(item);
+      return;
+    }
+    if (!isNode(v)) return;
+    if (isNode(v.cte_map) && Array.isArray(v.cte_map.map)) {
+      for (const entry of v.cte_map.map) if (isNode(entry) && typeof entry.key === 'string') names.add(entry.key.toLowerCase());
+    }
+    for (const child of Object.values(v)) visit(child);
+  };
+  visit(tree);
+  return [...names];
+}
+
 /**
  * The result's column names as Athena gives them: an expression selected without an alias is `_col<position>` (0-based;
  * `count(*)` in the second place is `_col1`), where DuckDB names it by its text (`count_star()`); a column keeps its

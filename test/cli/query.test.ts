@@ -127,6 +127,17 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(`${table.stderr}${errors.stderr}${far.stderr}${schema.stderr}`).not.toMatch(/sqlite|pg_|duckdb_/);
   });
 
+  test('a misspelt WITH query is suggested among the query\'s own WITH queries and the tables', async () => {
+    const tables = 'app_events, app_events_errors, clickstream, clickstream_errors, iot, iot_errors, transactions, transactions_errors';
+    const cte = await query('WITH recent_alerts AS (SELECT * FROM iot WHERE event_type = \'alert\') SELECT count(*) FROM recent_alert');
+    expect(cte.code).toBe(1);
+    expect(cte.stderr).toBe(`sluice: DuckDB refused the query: Table sluice_dev.recent_alert does not exist (did you mean "recent_alerts"?); its tables are ${tables}; the query's WITH queries are recent_alerts\n`);
+    const table = await query('WITH recent AS (SELECT 1 AS a) SELECT count(*) FROM iott, recent');
+    expect(table.stderr).toBe(`sluice: DuckDB refused the query: Table sluice_dev.iott does not exist (did you mean "iot"?); its tables are ${tables}; the query's WITH queries are recent\n`);
+    const scope = await query('SELECT count(*) FROM (WITH inner_q AS (SELECT 1 AS a) SELECT * FROM inner_q) t, inner_q');
+    expect(scope.stderr).toBe(`sluice: DuckDB refused the query: Table sluice_dev.inner_q does not exist (the WITH query "inner_q" can be read only inside the query that defines it); its tables are ${tables}; the query's WITH queries are inner_q\n`);
+  });
+
   test('a DOUBLE column prints grouped with one number of decimals; years and counts as the data has them', async () => {
     const { code, stdout } = await query(
       'SELECT year, count(*) AS events, amount, price, temp FROM (VALUES (2026, 1000000::DOUBLE, 12::DECIMAL(10,2), 21::DOUBLE), (2026, 999999.99::DOUBLE, 3.5::DECIMAL(10,2), 21.5::DOUBLE))'
