@@ -196,6 +196,38 @@ export function withoutQueryLocations(v: unknown): unknown {
   return Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'query_location').map(([k, x]) => [k, withoutQueryLocations(x)]));
 }
 
+/** What a long integer of a parse tree's JSON becomes while JavaScript holds the tree (see protectLongIntegers). */
+const LONG_INTEGER_MARK = '\u0000sluice-integer:';
+const LONG_INTEGER_STRING = /"\\u0000sluice-integer:(-?\d+)"/g;
+
+/**
+ * A parse tree's JSON text with every integer JavaScript's numbers would round (16 digits or more, outside strings) as a
+ * string marking it, and `restore` for a text written from the tree: DuckDB gets the integer back as it wrote it.
+ * Undefined when the text holds the mark already (in a string literal of the query), so nothing could be mistaken.
+ */
+export function protectLongIntegers(json: string): { readonly text: string; readonly restore: (text: string) => string } | undefined {
+  if (json.includes('\\u0000sluice-integer:')) return undefined;
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c === 0x22) {
+      // A string: up to its closing quote, past escaped characters.
+      for (i++; i < json.length && json.charCodeAt(i) !== 0x22; i++) if (json.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      const number = /-?\d+(\.\d+)?([eE][+-]?\d+)?/y;
+      number.lastIndex = i;
+      const [token, fraction, exponent] = number.exec(json) ?? [''];
+      if (fraction === undefined && exponent === undefined && token.replace('-', '').length >= 16) {
+        out += `${json.slice(from, i)}${JSON.stringify(LONG_INTEGER_MARK + token)}`;
+        from = i + token.length;
+      }
+      i += Math.max(token.length, 1) - 1;
+    }
+  }
+  return { text: out + json.slice(from), restore: (text) => text.replace(LONG_INTEGER_STRING, '$1') };
+}
+
 /** Whether a parse tree holds an UNNEST of rows into columns (see unnestsRowFields). */
 export function hasRowFieldsUnnest(tree: unknown): boolean {
   if (Array.isArray(tree)) return tree.some(hasRowFieldsUnnest);

@@ -6,7 +6,7 @@ import { didYouMean, resourceNames, type SluiceConfig } from '../config';
 import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, unlistedPartitionValue, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
-import { hasRowFieldsUnnest, hasTwoColumnUnnest, rewriteUnnests, withoutQueryLocations } from './athena-unnest';
+import { hasRowFieldsUnnest, hasTwoColumnUnnest, protectLongIntegers, rewriteUnnests, withoutQueryLocations } from './athena-unnest';
 import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
 import { fileStamp, footerDigest, FooterCache, type FooterEntry } from './footer-cache';
 import { parquetTypeMismatches } from './parquet-types';
@@ -657,15 +657,19 @@ export class LocalAthena {
     const parsed = JSON.parse(serialized) as { error: boolean; statements?: Array<{ node: unknown }> };
     if (parsed.error || parsed.statements?.length !== 1) return sql;
     if (!/"function_name":"unnest"/i.test(serialized) && approxDistinctWithModifiers(parsed).length === 0) return sql;
-    const tree = withoutQueryLocations(parsed) as { statements: Array<{ node: unknown }> };
+    // JavaScript's numbers would round an integer of 16 digits or more: the tree holds them as strings while it is rewritten.
+    const longIntegers = protectLongIntegers(serialized);
+    const treeOf = (json: string): unknown => withoutQueryLocations(JSON.parse(protectLongIntegers(json)?.text ?? json));
+    const tree = treeOf(serialized) as { statements: Array<{ node: unknown }> };
     const original = JSON.stringify(tree);
-    const faithful = !/[:[,]\s*-?\d{16,}/.test(original) // JavaScript's numbers would round a longer integer (not one in a string)
-      && JSON.stringify(withoutQueryLocations(JSON.parse(await text('SELECT json_serialize_sql($1::VARCHAR)', await text('SELECT json_deserialize_sql($1::JSON)', original))))) === original;
+    const sqlOf = (written: string): Promise<string> => text('SELECT json_deserialize_sql($1::JSON)', longIntegers!.restore(written));
+    const faithful = longIntegers !== undefined
+      && JSON.stringify(treeOf(await text('SELECT json_serialize_sql($1::VARCHAR)', await sqlOf(original)))) === original;
     const rewritten = async (mapEntries: boolean): Promise<string | undefined> => {
       const copy = JSON.parse(original) as typeof tree;
       const aggregates = rewriteApproxDistinct(copy.statements[0].node);
       if (!rewriteUnnests(copy.statements[0].node, { partitionColumns: this.partitionColumns, mapEntries }) && !aggregates) return undefined;
-      return text('SELECT json_deserialize_sql($1::JSON)', JSON.stringify(copy));
+      return sqlOf(JSON.stringify(copy));
     };
     const rows = faithful ? await rewritten(false) : undefined;
     if (rows !== undefined) {
