@@ -117,7 +117,7 @@ export interface EventSourceMappingOptions {
   readonly idlePollIntervalMs?: number;
   /** Shortest gap between GetRecords calls on a shard. @default 200 */
   readonly minCallGapMs?: number;
-  /** The clock records' ages and the batching window are measured with. @default Date.now */
+  /** The clock records' ages and the batching window are measured with. @default Date.now for ages, a monotonic clock for the window */
   readonly now?: () => number;
   /** Told about every function error and destination failure. @default a JSON line on stderr */
   readonly onError?: (error: unknown, context: { shardId: string; operation: 'invoke' | 'onFailure'; startSequenceNumber: string }) => void;
@@ -234,7 +234,8 @@ export class EventSourceMapping {
         maxBytes: MAX_EVENT_BYTES,
         recordBytes: (record) => Math.ceil(((record.Data?.length ?? 0) * 4) / 3) + RECORD_OVERHEAD_BYTES,
         windowMs: windowSeconds * 1000,
-        now: this.now,
+        // Ages are measured against arrival times, on the wall clock; the window, unless a test steps the clock, on the reader's monotonic one.
+        now: options.now,
       },
       onRecords: (shardId, records, context) => this.processBatch(shardId, records, context.signal),
     });

@@ -150,7 +150,10 @@ export interface BatchingOptions {
    * MaximumBatchingWindowInSeconds). 0 delivers whatever each GetRecords call returned. @default 0
    */
   readonly windowMs?: number;
-  /** The clock the window is measured with (a test steps it). @default Date.now */
+  /**
+   * The clock the window is measured with (a test steps it). @default a monotonic clock (`performance.now`), so the
+   * wall clock set back (NTP, a resumed laptop) does not hold buffered records for as long as it went back
+   */
   readonly now?: () => number;
 }
 
@@ -272,6 +275,12 @@ function isTimeout(err: unknown): boolean {
   const name = errorName(err);
   return name === 'TimeoutError' || name === 'RequestTimeout' || (err as { code?: unknown })?.code === 'ETIMEDOUT';
 }
+
+/**
+ * Milliseconds on a clock that only goes forward: call gaps, idle polls, windows and timeouts are measured on it, as the
+ * wall clock set back (NTP, a resumed laptop) would otherwise stall every shard's reading for as long as it went back.
+ */
+const monotonicNow = (): number => performance.now();
 
 const THROTTLING_ERRORS = new Set(['ProvisionedThroughputExceededException', 'LimitExceededException', 'KMSThrottlingException']);
 const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -413,7 +422,7 @@ export class ShardReader {
     this.maxBatchBytes = batching?.maxBytes ?? Number.POSITIVE_INFINITY;
     this.recordBytes = batching?.recordBytes ?? ((record) => record.Data?.length ?? 0);
     this.windowMs = nonNegative('batching.windowMs', batching?.windowMs ?? 0);
-    this.windowClock = batching?.now ?? Date.now;
+    this.windowClock = batching?.now ?? monotonicNow;
     this.backoffBaseMs = nonNegative('backoff.baseMs', options.backoff?.baseMs ?? 100);
     this.backoffMaxMs = nonNegative('backoff.maxMs', options.backoff?.maxMs ?? 10_000);
     this.shardSyncIntervalMs = nonNegative('shardSyncIntervalMs', options.shardSyncIntervalMs ?? 10_000);
@@ -491,7 +500,7 @@ export class ShardReader {
     const generation = ++this.drainGeneration;
     this.drainStartedAt = Date.now();
     this.draining++;
-    const deadline = options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
+    const deadline = options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : monotonicNow() + options.timeoutMs;
     try {
       for (const shard of this.shards.values()) shard.alarm.wake();
       await this.syncShards();
@@ -499,7 +508,7 @@ export class ShardReader {
         const behind = this.shardsBehind(generation);
         if (behind.length === 0) return;
         if (this.phase !== 'running') throw new Error(`ShardReader(${this.consumerName}/${this.streamName}) stopped while draining.`);
-        const left = deadline - Date.now();
+        const left = deadline - monotonicNow();
         if (left <= 0) {
           throw new Error(
             `ShardReader(${this.consumerName}/${this.streamName}): not caught up after ${options.timeoutMs} ms; still behind: ${behind.join(', ')}.`,
@@ -820,7 +829,7 @@ export class ShardReader {
     let limit = this.maxRecordsPerCall;
     let askedFor: number;
     // When the shard last returned records (or its reading started): past idleAfterMs it polls at the idle interval.
-    let lastRecordsAt = Date.now();
+    let lastRecordsAt = monotonicNow();
     const buffer: _Record[] = [];
     let bufferedSince = 0;
 
@@ -835,10 +844,10 @@ export class ShardReader {
           iterator = await this.api.getShardIterator(request, signal);
           fromTrimHorizon = false;
         }
-        const gap = lastCallAt + this.minCallGapMs - Date.now();
+        const gap = lastCallAt + this.minCallGapMs - monotonicNow();
         if (gap > 0) await shard.alarm.sleep(gap, { onlyStop: true });
         if (this.phase !== 'running') break;
-        lastCallAt = Date.now();
+        lastCallAt = monotonicNow();
         askedFor = limit;
         page = await this.api.getRecords(iterator, limit, signal);
       } catch (err) {
@@ -900,7 +909,7 @@ export class ShardReader {
       }
       const last = page.records.at(-1);
       if (last !== undefined) {
-        lastRecordsAt = Date.now();
+        lastRecordsAt = monotonicNow();
         readPosition = last.SequenceNumber;
         readArrival = last.ApproximateArrivalTimestamp;
       }
@@ -951,7 +960,7 @@ export class ShardReader {
       const behind = page.records.length >= askedFor || (page.millisBehindLatest ?? 0) > 0;
       // A caught-up shard polls again soon while a drain waits, but never in a tight loop: an in-process
       // API answers in a microtask, and a loop of those would starve timers and file I/O (checkpoints).
-      const caughtUpWait = Date.now() - lastRecordsAt >= this.idleAfterMs ? this.idlePollIntervalMs : this.pollIntervalMs;
+      const caughtUpWait = monotonicNow() - lastRecordsAt >= this.idleAfterMs ? this.idlePollIntervalMs : this.pollIntervalMs;
       let wait = behind ? 0 : this.draining > 0 ? Math.min(this.pollIntervalMs, 20) : caughtUpWait;
       if (buffer.length > 0) wait = Math.min(wait, Math.max(0, bufferedSince + this.windowMs - this.windowClock()));
       if (shard.gone) continue;

@@ -840,6 +840,57 @@ describe('ShardReader (in-memory stream)', () => {
     expect(delivered[2].at).toBeGreaterThanOrEqual(1900);
   });
 
+  test('the wall clock set back an hour does not stop the next GetRecords call for that hour', async () => {
+    const realNow = Date.now.bind(Date);
+    let setBack = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - setBack);
+    try {
+      const { reader, deliveries } = recordingReader(kinesis, { minCallGapMs: 200 });
+      await reader.start();
+      await reader.drain({ timeoutMs: 5000 });
+      setBack = 3_600_000;
+      kinesis.putRecord(STREAM, 'k', 'after the clock went back', { shardId: 'shardId-000000000000' });
+      const started = performance.now();
+      while (deliveries.length === 0 && performance.now() - started < 5000) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(allRecords(deliveries)).toEqual(['after the clock went back']);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
+  test('batching: the wall clock set back an hour while records wait does not hold them for that hour', async () => {
+    kinesis.putRecord(STREAM, 'k', 'waiting', { shardId: 'shardId-000000000000' });
+    const realNow = Date.now.bind(Date);
+    let setBack = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - setBack);
+    const delivered: string[] = [];
+    // The clock goes back (NTP, a resumed laptop) once the first page is in the reader's buffer.
+    const api: KinesisReadApi = {
+      describeStream: (name) => kinesis.describeStream(name),
+      listShards: (name) => kinesis.listShards(name),
+      getShardIterator: (request) => kinesis.getShardIterator(request),
+      getRecords: async (iterator, limit) => {
+        const page = await kinesis.getRecords(iterator, limit);
+        if (page.records.length > 0) setBack = 3_600_000;
+        return page;
+      },
+    };
+    try {
+      const { reader } = recordingReader(api, {
+        batching: { maxRecords: 10, windowMs: 300 },
+        onRecords: async (_shardId, records) => {
+          delivered.push(...records.map(text));
+        },
+      });
+      await reader.start();
+      const started = performance.now();
+      while (delivered.length === 0 && performance.now() - started < 5000) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(delivered).toEqual(['waiting']);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   test('LATEST skips what was there before the first start, then reads everything new', async () => {
     kinesis.putRecord(STREAM, 'k', 'before');
     const { reader, deliveries } = recordingReader(kinesis, { startingPosition: 'LATEST' });
