@@ -1,3 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { run } from '../../lib/cli/main';
 import { listSchemas, readSchema } from '../../lib/schema';
 import { describeSchema } from '../../lib/schema/model';
@@ -121,5 +125,63 @@ describe('sluice schema', () => {
     const { code, err } = await capture(['schema', 'or\u001b[2Jders\u0007']);
     expect(code).toBe(2);
     expect(err).toBe(`sluice: unknown pipeline "or\\u001b[2Jders\\u0007"; known pipelines: ${listSchemas().join(', ')}`);
+  });
+});
+
+describe('sluice schema --against: what changed since an earlier schema, and what it does to the data already written', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-schema-against-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const earlier = (edit: (s: Record<string, any>) => void): string => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const schema = structuredClone(readSchema('iot')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    edit(schema);
+    const file = path.join(dir, `iot-${fs.readdirSync(dir).length}.json`);
+    fs.writeFileSync(file, JSON.stringify(schema));
+    return file;
+  };
+
+  test('an unsafe change is listed with its consequence and exits 1, so a CI step before cdk deploy stops', async () => {
+    const file = earlier((s) => { s.properties.temperature_c = { type: 'integer' }; });
+    const { code, out, err } = await capture(['schema', 'iot', '--against', file]);
+    expect(code).toBe(1);
+    expect(out).toMatch(new RegExp(`^schemas/iot.schema.json against ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: 2 changes, 1 unsafe, 1 with care\n`));
+    expect(out).toMatch(/\nunsafe +temperature_c +bigint → double +Athena fails a query that reads it from a file written before\s+with\s+HIVE_BAD_DATA/);
+    expect(out).toMatch(/\nwith care +x-sluice\.version +unchanged \(1\.0\.0\)/);
+    expect(out).toMatch(/See schemas\/README\.md, "Changing a schema"\./);
+    expect(err).toBe(`sluice: 1 unsafe change to iot's schema against ${file}`);
+  });
+
+  test('safe changes alone exit 0; --json gives each change', async () => {
+    const file = earlier((s) => { delete s.properties.humidity_pct; s['x-sluice'].version = '0.9.0'; });
+    const { code, out } = await capture(['schema', 'iot', '--against', file, '--json']);
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toEqual({ pipeline: 'iot', against: file, earlier: true, changes: [
+      { verdict: 'safe', subject: 'humidity_pct', change: 'added (optional, double)', consequence: expect.stringMatching(/^a new column: earlier rows read NULL/) },
+      { verdict: 'safe', subject: 'x-sluice.version', change: '0.9.0 → 1.0.0', consequence: expect.any(String) },
+    ] });
+  });
+
+  test('a git revision is read from the project\'s history: HEAD gives what the working tree changed since the last commit', async () => {
+    const atHead = path.join(dir, 'iot-at-head.json');
+    fs.writeFileSync(atHead, execFileSync('git', ['show', 'HEAD:schemas/iot.schema.json'], { cwd: path.join(__dirname, '..', '..') }));
+    const fromFile = await capture(['schema', 'iot', '--against', atHead]);
+    const fromGit = await capture(['schema', 'iot', '--against', 'HEAD']);
+    expect(fromGit.code).toBe(fromFile.code);
+    expect(fromGit.out).toBe(fromFile.out.replace(`against ${atHead}`, 'against HEAD'));
+  });
+
+  test('what is neither a file nor a revision, an earlier schema that is not JSON or does not derive, are usage errors that say so', async () => {
+    const missing = await capture(['schema', 'iot', '--against', 'no-such-rev-zz9']);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/^sluice: --against no-such-rev-zz9: no such file, and no such git revision in /);
+    const option = await capture(['schema', 'iot', '--against', '--output=x']);
+    expect(option.code).toBe(2);
+    expect(option.err).toMatch(/is neither a file nor a git revision/);
+    const notJson = path.join(dir, 'not-json.json');
+    fs.writeFileSync(notJson, '{"type": ');
+    expect((await capture(['schema', 'iot', '--against', notJson])).err).toMatch(new RegExp(`^sluice: ${notJson.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not valid JSON: `));
+    const broken = earlier((s) => { s['x-sluice'].partitionFields = ['no_such_field']; });
+    const derive = await capture(['schema', 'iot', '--against', broken]);
+    expect(derive.code).toBe(2);
+    expect(derive.err).toMatch(/is not a schema Sluice can derive a table from: /);
   });
 });
