@@ -1,4 +1,6 @@
-import { readSchema } from '../../lib/schema';
+import * as duckdb from '@duckdb/node-api';
+import { parquetTypeMismatches } from '../../lib/local/parquet-types';
+import { duckDbType, readSchema } from '../../lib/schema';
 import { schemaChanges, type SchemaChange } from '../../lib/schema/changes';
 import { describeSchema } from '../../lib/schema/model';
 
@@ -100,5 +102,28 @@ describe('schemaChanges: what a schema change does to the data already written',
     expect(lines(unchanged, true)).toEqual(['care x-sluice.version: unchanged (1.0.0)', 'safe site: added (optional, string)']);
     const bumped = schemaChanges(edited('iot'), edited('iot', (s) => { s['x-sluice'].version = '1.1.0'; }));
     expect(lines(bumped, true)).toEqual(['safe x-sluice.version: 1.0.0 → 1.1.0']);
+  });
+
+  test('a type change is unsafe exactly when the twin\'s query (as Athena) refuses a file written with the earlier type', () => {
+    const kinds: Record<string, object> = {
+      string: { type: 'string' }, int: { type: 'integer', minimum: 0, maximum: 100 }, bigint: { type: 'integer' }, double: { type: 'number' },
+      boolean: { type: 'boolean' }, date: { type: 'string', format: 'date' }, timestamp: { type: 'string', format: 'date-time' },
+    };
+    const withUptime = (property: object) => edited('iot', (s) => { s.properties.uptime_s = property; });
+    let unsafe = 0;
+    for (const [oldKind, oldProperty] of Object.entries(kinds)) {
+      for (const [newKind, newProperty] of Object.entries(kinds)) {
+        const before = withUptime(oldProperty);
+        const after = withUptime(newProperty);
+        const column = (m: typeof after) => m.tableColumns.find((c) => c.name === 'uptime_s')!;
+        expect([column(before).type.kind, column(after).type.kind]).toEqual([oldKind, newKind]);
+        const written = (duckdb as unknown as Record<string, duckdb.DuckDBType>)[duckDbType(column(before).type)];
+        const refused = parquetTypeMismatches([column(after)], new Map([['uptime_s', written]])).length > 0;
+        const verdict = schemaChanges(before, after).find((c) => c.subject === 'uptime_s')?.verdict;
+        expect({ oldKind, newKind, verdict: verdict ?? 'none' }).toEqual({ oldKind, newKind, verdict: refused ? 'unsafe' : oldKind === newKind ? 'none' : 'safe' });
+        if (refused) unsafe++;
+      }
+    }
+    expect(unsafe).toBe(41);
   });
 });
