@@ -4,6 +4,7 @@
  */
 import { ChildProcess, spawn } from 'child_process';
 import { mkdir, open } from 'fs/promises';
+import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -408,6 +409,30 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
  * or cut short by a save that was interrupted before this twin wrote it whole. Only the ends are looked
  * at (the file holds every retained record): it is empty, or its JSON does not end.
  */
+/**
+ * Size of kinesis-mock's saved state past which the twin warns as it starts. kinesis-mock keeps every record put since
+ * the data dir was made (it stores a stream's retention and never applies it) and writes and reads its state as one
+ * JSON string, whose length V8 caps at 2^29 − 24 characters (~512 MiB): past that its saves fail, and the state no
+ * longer loads. Every save (each 5 s) writes it whole before then.
+ */
+export const KINESIS_STATE_WARN_BYTES = 128 * 1024 * 1024;
+
+/** The warning for a kinesis-mock state of KINESIS_STATE_WARN_BYTES or more in the data dir, if it has one. */
+export function kinesisStateWarning(dataDir: string, warnBytes = KINESIS_STATE_WARN_BYTES): string | undefined {
+  const file = path.join(dataDir, 'kinesis', KINESIS_STATE_FILE);
+  let size: number;
+  try {
+    size = fs.statSync(file).size;
+  } catch {
+    return undefined;
+  }
+  if (size < warnBytes) return undefined;
+  const mib = (n: number): string => `${Math.round(n / (1024 * 1024))} MiB`;
+  return `${file} holds ${mib(size)}: kinesis-mock keeps every record put to the streams since this data dir was made (it does not`
+    + ` apply a stream's retention) and writes them whole every 5 s; at about 512 MiB its saves fail and the state no longer loads.`
+    + ' Once what was sent is delivered (a stop flushes), start again on a new --data-dir (or move this one away)';
+}
+
 async function assertKinesisStateLoads(file: string): Promise<void> {
   let handle: import('fs/promises').FileHandle;
   try {

@@ -19,7 +19,7 @@ import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from '
 import { DeliveryEngine, engineOptionsFromConfig, type DeliveryCounters } from './delivery-stream';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 import { DlqFile } from './dlq-file';
-import { startDynamo, startKinesis, type RunningService } from './emulators';
+import { kinesisStateWarning, startDynamo, startKinesis, type RunningService } from './emulators';
 import { freePort } from './ports';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
@@ -207,6 +207,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   if (dataDirNotice !== undefined) log(`sluice: ${dataDirNotice}`);
   const lakeModels = Object.values(config.pipelines).filter((p) => p.destinations.includes('lake')).map((p) => loadModel(p.name));
   for (const warning of checkLakeLayouts(dataDir, bucketDir(dataDir, localBucketName(config)), lakeModels)) log(`sluice: warning: ${warning}`);
+  const kinesisState = kinesisStateWarning(dataDir);
+  if (kinesisState !== undefined) log(`sluice: warning: ${kinesisState}`);
   const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? localPiiHashKey(dataDir);
   const bucket = localBucketName(config);
   const region = localRegion();

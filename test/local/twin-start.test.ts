@@ -1,7 +1,9 @@
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../../lib/config';
+import { KINESIS_STATE_WARN_BYTES } from '../../lib/local/emulators';
 import { startTwin } from '../../lib/local/twin';
 
 // What the twin says as it starts, before it makes anything: a data dir it cannot make ends the start right after.
@@ -21,5 +23,28 @@ describe('the twin as it starts', () => {
     expect(lines).toEqual(expect.arrayContaining(['app-events', 'clickstream', 'transactions'].map((p) =>
       `sluice: warning: schemas/${p}.schema.json has no entry under "pipelines" in cdk.json, so nothing deploys or runs it: add "${p}": {} there (or -c 'pipelines.${p}={}' for one command); a schema kept for later can stay as it is`)));
     expect(lines.filter((l) => l.includes('iot.schema.json'))).toEqual([]);
+  });
+
+  test("warns of a kinesis-mock state grown past 128 MiB (it keeps every record put), before it starts kinesis-mock on it", async () => {
+    const dataDir = path.join(scratch, 'data');
+    fs.mkdirSync(path.join(dataDir, 'kinesis'), { recursive: true, mode: 0o700 });
+    fs.chmodSync(dataDir, 0o700);
+    const state = path.join(dataDir, 'kinesis', 'kinesis-data.json');
+    fs.writeFileSync(state, '');
+    fs.truncateSync(state, KINESIS_STATE_WARN_BYTES); // sparse
+    // A port in use stops the start at kinesis-mock, after the warnings.
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const lines: string[] = [];
+      const config = loadConfig(['pipelines={"iot":{}}']);
+      const port = (taken.address() as net.AddressInfo).port;
+      await expect(startTwin({ config, dataDir, ports: { kinesis: port }, log: (line) => lines.push(line) })).rejects.toThrow(String(port));
+      expect(lines).toContain(`sluice: warning: ${state} holds 128 MiB: kinesis-mock keeps every record put to the streams since this data dir was made (it does not`
+        + " apply a stream's retention) and writes them whole every 5 s; at about 512 MiB its saves fail and the state no longer loads."
+        + ' Once what was sent is delivered (a stop flushes), start again on a new --data-dir (or move this one away)');
+    } finally {
+      taken.close();
+    }
   });
 });
