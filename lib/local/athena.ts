@@ -12,6 +12,8 @@ import { fileStamp, footerDigest, FooterCache, type FooterEntry } from './footer
 import { parquetTypeMismatches } from './parquet-types';
 import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
 import { athenaColumnNames, cteNames, referencedTables } from './referenced-tables';
+// Strings read back whole, a leading U+FEFF included, as Athena gives them.
+import './duckdb-strings';
 
 /** The most arguments the concat macro takes; DuckDB's own concat, which it replaces, takes any number. */
 const CONCAT_MAX_ARGUMENTS = 64;

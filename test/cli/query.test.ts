@@ -277,6 +277,26 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(table.stdout).toMatch(/2026-01-02 +10:11:12\.500000 +\{ "a": 1, "__proto__": 2 \} +61 62 63 +NaN +-Infinity +1\.5/);
   });
 
+  test('a string that starts with U+FEFF comes back whole, as Athena gives it, not taken for a byte order mark', async () => {
+    const dir = tempDataDir();
+    try {
+      const [record] = sampleRecords(readSchema('app-events'), 1, 5, { now: NOW });
+      const sent = { ...record, app_version: '\ufeff3.2.1', attributes: { '\ufeffkey': '\ufeffvalue' } };
+      expect(await deliverToLake(dir, 'app-events', [Buffer.from(JSON.stringify(sent))], NOW.getTime())).toBe(1);
+      const athena = await LocalAthena.open(dir, config);
+      try {
+        const result = await athena.query('SELECT app_version, length(app_version) AS n, attributes FROM app_events');
+        expect(result.rows).toEqual([['\ufeff3.2.1', 6n, { '\ufeffkey': '\ufeffvalue' }]]);
+      } finally {
+        athena.close();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    const printed = await query("SELECT chr(65279) || 'x' AS s", '--json');
+    expect(JSON.parse(printed.stdout)).toEqual([{ s: '\ufeffx' }]);
+  });
+
   test('values nested in a struct, an array or a map come out as Athena gives them too, in every output', async () => {
     const sql = "SELECT {'d': DATE '2026-12-05', 't': TIMESTAMP '2026-12-05 07:56:56.509', 'none': NULL::DATE, 'deeper': [{'tz': TIMESTAMPTZ '2026-12-05 07:56:56.509Z'}]} AS s,"
       + " [DATE '2026-12-05', NULL] AS dates, MAP {DATE '2026-12-05': [TIME '10:11:12.5']} AS m, [{'b': 'abc'::BLOB, 'n': 'nan'::DOUBLE}] AS odd";
