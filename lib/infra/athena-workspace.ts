@@ -35,6 +35,10 @@ export interface SavedQuery {
 
 const ATHENA_MIN_CUTOFF_BYTES = 10_000_000;
 
+/** Athena's longest saved query name and description (CreateNamedQuery: Name 1–128, Description 1–1,024 characters). */
+const NAMED_QUERY_MAX_NAME = 128;
+const NAMED_QUERY_MAX_DESCRIPTION = 1024;
+
 /**
  * The Athena workgroup users query the lake in — encrypted results, settings enforced on every query, a
  * bytes-scanned cutoff — and the saved queries that answer the first questions about each pipeline.
@@ -154,7 +158,14 @@ export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuer
       ].join('\n'),
     });
   }
-  return queries;
+  // Names and descriptions carry the schema's field names, which Glue takes up to 255 characters long: a label cut to
+  // Athena's limit, rather than a deploy that fails on it.
+  return queries.map((q) => ({ ...q, name: cutTo(q.name, NAMED_QUERY_MAX_NAME), description: cutTo(q.description, NAMED_QUERY_MAX_DESCRIPTION) }));
+}
+
+/** `text`, or its beginning and "…" in `max` characters. */
+function cutTo(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 function quote(identifier: string): string {

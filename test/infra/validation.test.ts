@@ -19,7 +19,8 @@ import {
   stackName,
   type TransformInvocation,
 } from '../../lib/infra';
-import { loadModel } from '../../lib/schema';
+import { describeSchema, loadModel, readSchema, type SchemaModel } from '../../lib/schema';
+import { savedQueries } from '../../lib/infra/athena-workspace';
 import { testApp } from './synth';
 
 // Constructs are checked in isolation with imported (code-less) functions and buckets: no bundling, no synth.
@@ -98,6 +99,33 @@ describe('constructs reject what AWS would reject, naming the value and the rang
       .toMatch(/bytesScannedCutoffMiB must be a whole number ≥ 10 .*got 5/);
     expect(messageOf(() => new DataStorage(scope().stack, 'S', { infrequentAccessDays: 30, glacierDays: 40, errorExpirationDays: 30, removalPolicy: RemovalPolicy.DESTROY })))
       .toMatch(/glacierDays must be ≥ infrequentAccessDays \+ 30 \(60\).*got 40/);
+  });
+});
+
+/** The iot schema with these extra string fields, all required (names as long as a Glue column may be). */
+function iotWith(fields: Record<string, object>, xSluice: Record<string, unknown>): SchemaModel {
+  const schema = structuredClone(readSchema('iot')) as { properties: Record<string, object>; required: string[]; 'x-sluice': Record<string, unknown> };
+  Object.assign(schema.properties, fields);
+  schema.required.push(...Object.keys(fields));
+  Object.assign(schema['x-sluice'], xSluice);
+  return describeSchema('a234567890123456789012345678901', schema);
+}
+
+describe('what a legal schema derives fits AWS\'s limits', () => {
+  test('saved query names and descriptions fit Athena\'s (128 and 1,024 characters), however long the field names', () => {
+    const entity = 'd'.repeat(120);
+    const partitions = ['p', 'q', 'r', 's', 't'].map((c) => c.repeat(255));
+    const model = iotWith({
+      [entity]: { type: 'string', examples: ['dev-1'] },
+      ...Object.fromEntries(partitions.map((p) => [p, { type: 'string', enum: ['a', 'b'] }])),
+    }, { entityField: entity, partitionFields: partitions });
+    const queries = savedQueries('db', { model, tableName: 't', errorTableName: 't_errors' });
+    expect(queries).toHaveLength(3);
+    for (const q of queries) {
+      expect(q.name.length).toBeLessThanOrEqual(128);
+      expect(q.description.length).toBeLessThanOrEqual(1024);
+    }
+    expect(queries[2].name).toBe(`a234567890123456789012345678901: top ${entity}`.slice(0, 127) + '…');
   });
 });
 
