@@ -45,6 +45,9 @@ export interface LakeDeliveryProps {
 /** Delivery log retention. */
 const DELIVERY_LOG_RETENTION = logs.RetentionDays.ONE_MONTH;
 
+/** Longest `Prefix` a Firehose S3 destination takes (CreateDeliveryStream, ExtendedS3DestinationConfiguration.Prefix). */
+const FIREHOSE_PREFIX_MAX_LENGTH = 1024;
+
 /**
  * A Firehose stream that writes a pipeline's records to the lake: the transform Lambda validates and enriches
  * each record and returns its partition keys, Firehose converts to Parquet (Snappy) through the pipeline's
@@ -90,6 +93,13 @@ export class LakeDelivery extends Construct {
     if (!/^[a-zA-Z0-9_.-]{1,64}$/.test(props.deliveryStreamName)) {
       problems.push(`deliveryStreamName "${props.deliveryStreamName}" must be 1–64 letters, digits, "_", "." or "-"`);
     }
+    // Each partition field is in the prefix twice (`<name>=!{partitionKeyFromLambda:<name>}/`), and a Glue column may have 255 characters.
+    const dataPrefix = firehoseDataPrefix(props.model);
+    if (dataPrefix.length > FIREHOSE_PREFIX_MAX_LENGTH) {
+      const fields = props.model.extensions.partitionFields;
+      problems.push(`the data prefix of pipeline "${props.model.pipeline}" would be ${dataPrefix.length} characters (each partition field's name is in it twice); `
+        + `Firehose allows ${FIREHOSE_PREFIX_MAX_LENGTH}: shorten or drop some of x-sluice.partitionFields (${fields.map((f) => `"${f}"`).join(', ')}) in schemas/${props.model.pipeline}.schema.json, or rename their columns with x-sluice.columns`);
+    }
     assertValidProps(this, problems);
     this.kinesisSource = props.source !== undefined;
 
@@ -107,7 +117,7 @@ export class LakeDelivery extends Construct {
     // The L2 destination grants read/write on the whole bucket; this stream gets read and put under its own two prefixes only.
     const destination = new firehose.S3Bucket(withGrantsUnder(props.bucket, [`${dataRoot(props.model.pipeline)}*`, `${ERRORS_ROOT}/${props.model.pipeline}/*`]), {
       role: this.role,
-      dataOutputPrefix: firehoseDataPrefix(props.model),
+      dataOutputPrefix: dataPrefix,
       errorOutputPrefix: firehoseErrorPrefix(props.model.pipeline),
       bufferingSize: size,
       bufferingInterval: this.bufferingInterval,

@@ -127,6 +127,15 @@ describe('what a legal schema derives fits AWS\'s limits', () => {
     }
     expect(queries[2].name).toBe(`a234567890123456789012345678901: top ${entity}`.slice(0, 127) + '…');
   });
+
+  test('a lake data prefix over Firehose\'s 1,024 characters (partition field names are in it twice) fails synth naming the fields', () => {
+    const partitions = ['p', 'q'].map((c) => c.repeat(255));
+    const model = iotWith(Object.fromEntries(partitions.map((p) => [p, { type: 'string', enum: ['a', 'b'] }])), { partitionFields: partitions });
+    const { stack, fn, bucket } = scope();
+    const table = new glue.CfnTable(stack, 'Table', { catalogId: '123456789012', databaseName: 'db', tableInput: { name: 't' } });
+    expect(messageOf(() => new LakeDelivery(stack, 'Lake', { deliveryStreamName: 'sluice-dev-x-lake', model, bucket, table, transform: fn, transformInvocation: invocation })))
+      .toMatch(/data prefix of pipeline "a234567890123456789012345678901" would be 1\d{3} characters .*Firehose allows 1024: shorten or drop some of x-sluice\.partitionFields \("p{255}", "q{255}"\)/);
+  });
 });
 
 const outdir = path.join(PROJECT_ROOT, 'cdk.out', `test-${process.pid}`);
