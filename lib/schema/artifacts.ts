@@ -45,9 +45,19 @@ export interface GlueColumn {
 /** Glue table columns (partition keys excluded) and partition keys. */
 export function glueColumns(model: SchemaModel): { columns: GlueColumn[]; partitionKeys: GlueColumn[] } {
   return {
-    columns: model.tableColumns.map((c) => ({ name: c.name, type: hiveType(c.type), comment: c.description?.slice(0, 255) })),
+    columns: model.tableColumns.map((c) => ({ name: c.name, type: hiveType(c.type), comment: c.description === undefined ? undefined : glueColumnComment(c.description) })),
     partitionKeys: model.partitionKeys.map((k) => ({ name: k.name, type: k.hiveType })),
   };
+}
+
+/**
+ * A field's description as a Glue column comment: Glue takes at most 255 characters and no line breaks or other control
+ * characters but tab (Column.Comment's pattern), which a schema's free-text description may well have.
+ */
+function glueColumnComment(description: string): string {
+  const oneLine = Array.from(description.replace(/\r\n/g, '\n'), (ch) => (ch < ' ' && ch !== '\t' ? ' ' : ch)).join('');
+  // A character outside the BMP cut in half would leave a lone surrogate, which the pattern refuses too.
+  return oneLine.slice(0, 255).replace(/[\ud800-\udbff]$/, '');
 }
 
 /** Parquet columns as the twin writes them: name → DuckDB type, in table order. */

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { transformSync } from 'esbuild';
 import { generatedFiles } from '../../lib/schema/codegen';
 import { generatedCodeProblem } from '../../lib/schema/fingerprint';
-import { listSchemas, readSchema, typeScriptTypes } from '../../lib/schema';
+import { glueColumns, listSchemas, readSchema, typeScriptTypes } from '../../lib/schema';
 import { describeSchema, SchemaDerivationError, SchemaFileNameError } from '../../lib/schema/model';
 
 /** A schema folder holding the iot schema under each of `pipelines`, edited by `edit`. */
@@ -169,5 +169,18 @@ describe('reading a schema file', () => {
     expect(error).toBeInstanceOf(SchemaDerivationError);
     expect((error as Error).message).toMatch(/^schemas\/orders\.schema\.json at \/: is not valid JSON \(.*\): fix it, then run `npm run generate`$/);
     expect((error as Error).message).not.toMatch(/\n/);
+  });
+});
+
+describe('Glue column comments', () => {
+  test('a multi-line description becomes one line of at most 255 characters (Glue\'s Column.Comment takes no line breaks)', () => {
+    const schema = structuredClone(readSchema('iot')) as { properties: Record<string, Record<string, unknown>> };
+    schema.properties.temperature_c.description = `Temperature\r\nin °C.\n${'x'.repeat(300)}`;
+    schema.properties.humidity_pct.description = `${'a'.repeat(254)}😀`;
+    const comments = new Map(glueColumns(describeSchema('iot', schema)).columns.map((c) => [c.name, c.comment]));
+    expect(comments.get('temperature_c')).toMatch(/^Temperature in °C\. x+$/);
+    expect(comments.get('temperature_c')).toHaveLength(255);
+    // Cut where a character outside the BMP would be halved: the half is dropped, not left as a lone surrogate.
+    expect(comments.get('humidity_pct')).toBe('a'.repeat(254));
   });
 });
