@@ -2,7 +2,7 @@ import * as athena from 'aws-cdk-lib/aws-athena';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { firehoseErrorPrefix, injectedPartitionKeys, TIME_PARTITIONS, type SchemaModel } from '../schema';
+import { cutTo, firehoseErrorPrefix, injectedPartitionKeys, TIME_PARTITIONS, type SchemaModel } from '../schema';
 import { ATHENA_RESULTS_ROOT } from './data-storage';
 import { assertValidProps } from './errors';
 
@@ -161,11 +161,6 @@ export function savedQueries(databaseName: string, p: AthenaPipeline): SavedQuer
   // Names and descriptions carry the schema's field names, which Glue takes up to 255 characters long: a label cut to
   // Athena's limit, rather than a deploy that fails on it.
   return queries.map((q) => ({ ...q, name: cutTo(q.name, NAMED_QUERY_MAX_NAME), description: cutTo(q.description, NAMED_QUERY_MAX_DESCRIPTION) }));
-}
-
-/** `text`, or its beginning and "…" in `max` characters. */
-function cutTo(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 function quote(identifier: string): string {

@@ -2,7 +2,7 @@ import { Stack } from 'aws-cdk-lib';
 import * as glue from 'aws-cdk-lib/aws-glue';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { dataRoot, ERRORS_ROOT, glueColumns, projectionParameters, type SchemaModel } from '../schema';
+import { cutTo, dataRoot, ERRORS_ROOT, glueColumns, projectionParameters, type SchemaModel } from '../schema';
 import { ERROR_OBJECT_FIELDS, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { assertValidProps } from './errors';
 
@@ -72,7 +72,7 @@ export class LakeCatalog extends Construct {
         databaseName: props.databaseName,
         tableInput: {
           name: p.tableName,
-          description: `${p.model.title} (schemas/${pipeline}.schema.json v${p.model.extensions.version}), written by Firehose as Parquet`,
+          description: tableDescription(p.model),
           tableType: 'EXTERNAL_TABLE',
           parameters: {
             EXTERNAL: 'TRUE',
@@ -130,4 +130,13 @@ export class LakeCatalog extends Construct {
     if (!t) throw new Error(`${this.node.path}: no error table for pipeline "${pipeline}"`);
     return t;
   }
+}
+
+/** Longest Glue table description (TableInput.Description). */
+const GLUE_TABLE_DESCRIPTION_MAX = 2048;
+
+/** The schema's title and where it comes from, the title cut to fit Glue's limit: a schema's title is free text of any length. */
+function tableDescription(model: SchemaModel): string {
+  const source = ` (schemas/${model.pipeline}.schema.json v${model.extensions.version}), written by Firehose as Parquet`;
+  return cutTo(model.title, GLUE_TABLE_DESCRIPTION_MAX - source.length) + source;
 }

@@ -56,8 +56,16 @@ export function glueColumns(model: SchemaModel): { columns: GlueColumn[]; partit
  */
 function glueColumnComment(description: string): string {
   const oneLine = Array.from(description.replace(/\r\n/g, '\n'), (ch) => (ch < ' ' && ch !== '\t' ? ' ' : ch)).join('');
-  // A character outside the BMP cut in half would leave a lone surrogate, which the pattern refuses too.
-  return oneLine.slice(0, 255).replace(/[\ud800-\udbff]$/, '');
+  return cutTo(oneLine, 255, '');
+}
+
+/**
+ * `text`, or its beginning and `ellipsis` in `max` UTF-16 units (the length AWS's string limits count). A character outside
+ * the BMP is not cut in half: a lone surrogate is refused by the patterns AWS's text fields have.
+ */
+export function cutTo(text: string, max: number, ellipsis = '…'): string {
+  if (text.length <= max) return text;
+  return text.slice(0, max - ellipsis.length).replace(/[\ud800-\udbff]$/, '') + ellipsis;
 }
 
 /** Parquet columns as the twin writes them: name → DuckDB type, in table order. */

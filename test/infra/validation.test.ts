@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Duration, RemovalPolicy, Size, Stack, STACK_RESOURCE_LIMIT_CONTEXT } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
 import * as glue from 'aws-cdk-lib/aws-glue';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -11,6 +12,7 @@ import {
   AthenaWorkspace,
   DataStorage,
   InvalidPropsError,
+  LakeCatalog,
   LakeDelivery,
   PipelineStream,
   SearchDelivery,
@@ -126,6 +128,18 @@ describe('what a legal schema derives fits AWS\'s limits', () => {
       expect(q.description.length).toBeLessThanOrEqual(1024);
     }
     expect(queries[2].name).toBe(`a234567890123456789012345678901: top ${entity}`.slice(0, 127) + '…');
+  });
+
+  test('a schema title of any length makes a Glue table description within Glue\'s 2,048 characters', () => {
+    const schema = structuredClone(readSchema('iot')) as Record<string, unknown>;
+    schema.title = `Device telemetry ${'t'.repeat(3000)}`;
+    const { stack, bucket } = scope();
+    new LakeCatalog(stack, 'Catalog', { databaseName: 'db', bucket, pipelines: [{ model: describeSchema('iot', schema), tableName: 'iot' }] });
+    const descriptions = Object.values(Template.fromStack(stack).findResources('AWS::Glue::Table'))
+      .map((r) => String((r as { Properties: { TableInput: { Description: string } } }).Properties.TableInput.Description));
+    expect(descriptions).toHaveLength(2);
+    for (const d of descriptions) expect(d.length).toBeLessThanOrEqual(2048);
+    expect(descriptions[0]).toMatch(/^Device telemetry t+… \(schemas\/iot\.schema\.json v1\.0\.0\), written by Firehose as Parquet$/);
   });
 
   test('a lake data prefix over Firehose\'s 1,024 characters (partition field names are in it twice) fails synth naming the fields', () => {
