@@ -34,6 +34,13 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
 
   const prefix = v.pattern(cfg, 'prefix', /^[a-z][a-z0-9-]{0,19}$/, 'lower-case letters, digits and "-", starting with a letter, at most 20 characters');
   const env = v.pattern(cfg, 'env', /^[a-z][a-z0-9-]{0,9}$/, 'lower-case letters, digits and "-", starting with a letter, at most 10 characters');
+  // CloudFormation names the stack's buckets `<stack>-<logical id>-<random>` (lower case), and the stack is `<prefix>-<env>`.
+  const bucketStart = `${prefix}-${env}`;
+  const reserved = RESERVED_BUCKET_PREFIXES.find((r) => bucketStart.startsWith(r));
+  if (reserved !== undefined) {
+    v.problem(`prefix: "${prefix}" with env "${env}" makes the stack "${bucketStart}", whose S3 buckets CloudFormation names "${bucketStart}-…"; `
+      + `S3 refuses bucket names that start with "${reserved}" (reserved by AWS), so choose another prefix`);
+  }
   // The address goes into the template as a string, so only what an address is made of: "${Token[…]}" would be
   // resolved by CDK and "{{resolve:…}}" by CloudFormation into something else entirely.
   const alarmEmail = cfg.alarmEmail === undefined || cfg.alarmEmail === '' ? undefined
@@ -222,6 +229,9 @@ function readPipeline(v: Reader, name: string, raw: unknown, prefix: string, env
 
   return { name, source, shards, retentionHours, streamEncryption, destinations, buffering, transform, consumer, search };
 }
+
+/** Beginnings S3 refuses in a general purpose bucket's name (Amazon S3 user guide, "General purpose bucket naming rules"). */
+const RESERVED_BUCKET_PREFIXES = ['xn--', 'sthree-', 'amzn-s3-demo-'];
 
 /** `search.retentionDays` that keeps every index: no retention policy. */
 const FOREVER = 'forever' as const;

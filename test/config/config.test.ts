@@ -424,6 +424,11 @@ describe('values AWS would reject fail with the key, the value and the allowed r
     ['a volume over the T3 limit', ['opensearch.volumeGiB=16384'], /^opensearch\.volumeGiB 16384 exceeds the 100 GiB EBS limit of t3\.small\.search/],
     ['domain settings go unchecked when no pipeline searches', ['opensearch.instanceCount=5', 'pipelines.clickstream.destinations=lake'], /^$/],
     // OpenSearch domain names are 3–28 characters; prefix (≤ 20) and env (≤ 10) can make more.
+    // The stack's buckets are named by CloudFormation after the stack, <prefix>-<env>: S3 reserves some beginnings.
+    ['a prefix that makes bucket names S3 reserves', ['prefix=sthree'],
+      /^prefix: "sthree" with env "dev" makes the stack "sthree-dev", whose S3 buckets CloudFormation names "sthree-dev-…"; S3 refuses bucket names that start with "sthree-"/],
+    ['a prefix that makes bucket names start with "xn--" with the env', ['prefix=xn-'], /^prefix: "xn-" with env "dev" makes the stack "xn--dev", .*start with "xn--"/],
+    ['a prefix that only resembles a reserved one', ['prefix=sthreeapp'], /^$/],
     ['an OpenSearch domain name over 28 characters', ['prefix=sluice-analytics-team', 'env=staging'],
       /^opensearch: the domain this stack creates is named "sluice-analytics-team-staging" \(prefix-env\), 29 characters; OpenSearch allows 28/],
   ];
