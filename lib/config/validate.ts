@@ -135,6 +135,14 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
     const problem = endpointArnMismatch(endpoint, domainArn);
     if (problem !== undefined) v.problem(`opensearch: ${problem}`);
   }
+  // Given without mode "existing" they would be ignored: the stack would create a domain of its own and deliver there,
+  // while the user believes their domain receives the documents.
+  if (usesSearch && mode === 'create' && (endpoint || domainArn)) {
+    const given = [endpoint && 'opensearch.endpoint', domainArn && 'opensearch.domainArn'].filter(Boolean).join(' and ');
+    v.problem(`opensearch: ${given} name${endpoint && domainArn ? '' : 's'} a domain, but opensearch.mode is "create", so the stack would create a domain of its own `
+      + `(${resourceNames({ prefix, env }, '').searchDomain}) and deliver there, never to that one. Set opensearch.mode to "existing" to deliver to it, `
+      + 'or leave them out ("" clears one an earlier layer set)');
+  }
   if (usesSearch && mode === 'create') for (const problem of domainSizeProblems({ instanceType, instanceCount, volumeGiB }, 'opensearch.')) v.problem(problem);
   const domainName = resourceNames({ prefix, env }, '').searchDomain;
   if (usesSearch && mode === 'create' && domainName.length > SEARCH_DOMAIN_MAX_LENGTH) {

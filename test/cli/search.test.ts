@@ -384,7 +384,7 @@ describe('sluice search (OPENSEARCH_URL)', () => {
   });
 
   test('real short options and option values that start with "-" read as before', async () => {
-    for (const args of [['-c', 'env=dev'], ['-cenv=dev'], ['-c', 'opensearch.endpoint=https://search.example:443']]) {
+    for (const args of [['-c', 'env=dev'], ['-cenv=dev'], ['-c', 'opensearch.mode=existing', '-c', 'opensearch.endpoint=https://search.example:443', '-c', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/logs']]) {
       expect({ args, code: (await search('clickstream', ...args)).code }).toEqual({ args, code: 0 });
     }
     // A value is the next argument, whatever it looks like: this index pattern is not a dashed query.

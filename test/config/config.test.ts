@@ -415,6 +415,12 @@ describe('values AWS would reject fail with the key, the value and the allowed r
       /^opensearch: opensearch\.endpoint https:\/\/vpc-logs-x1y2z3\.aos\.eu-west-1\.on\.aws is a VPC domain's endpoint/],
     // A domain name with dashes, and a custom endpoint, which names no domain: accepted.
     ['an existing domain whose name has dashes', ['opensearch.mode=existing', 'opensearch.endpoint=https://search-app-logs-2-abc123.eu-west-1.es.amazonaws.com', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/app-logs-2'], /^$/],
+    // Without mode "existing" the stack would create a domain of its own and never deliver to the one named.
+    ['an existing domain\'s endpoint and ARN without mode "existing"',
+      ['opensearch.endpoint=https://search-logs-abc123.eu-west-1.es.amazonaws.com', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/logs'],
+      /^opensearch: opensearch\.endpoint and opensearch\.domainArn name a domain, but opensearch\.mode is "create", so the stack would create a domain of its own \(sluice-dev\) .* Set opensearch\.mode to "existing"/],
+    ['an existing domain\'s endpoint alone without mode "existing"', ['opensearch.endpoint=https://search.example.com'], /^opensearch: opensearch\.endpoint names a domain, but opensearch\.mode is "create"/],
+    ['an endpoint without mode "existing" when no pipeline searches', ['opensearch.endpoint=https://search.example.com', 'pipelines.clickstream.destinations=lake,metadata'], /^$/],
     ['an existing domain at a custom endpoint', ['opensearch.mode=existing', 'opensearch.endpoint=https://search.example.com', 'opensearch.domainArn=arn:aws:es:eu-west-1:123456789012:domain/logs'], /^$/],
     ['an OpenSearch instance type that is not one', ['opensearch.instanceType=m5.large'], /^opensearch\.instanceType: "m5\.large" is not valid; expected an OpenSearch instance type/],
     // What the domain construct refuses, refused by the configuration too: the CLI (sluice cost) prices nothing synth would not build.
