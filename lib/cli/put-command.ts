@@ -18,7 +18,7 @@ import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, staleTwinSchemas, twinAt, type LocalTarget, type Target } from './target';
 import { commandDeadline, sleep } from './sleep';
-import { verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
+import { defaultVerifyTimeoutMs, verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
 
 interface PutFlags extends TargetFlags {
   readonly count?: string;
@@ -69,7 +69,7 @@ export function registerPutCommand(program: Command): void {
     .option('--max-attempts <n>', 'attempts per record before giving up on it (backoff with jitter between)', '8')
     .option('--outage-wait <time>', `once records were accepted, how long to wait for an endpoint that stops answering to answer again (the twin restarts kinesis-mock in seconds) before stopping (default ${DEFAULT_OUTAGE_WAIT_MS / 1000}s; 0 stops at once)`)
     .option('--verify', 'wait until the records are queryable: Parquet rows through Athena/DuckDB, documents through OpenSearch')
-    .option('--timeout <time>', 'with --verify, how long to wait (default 60s locally; on AWS 1.5 × the buffer interval + 3m); with --aws, also for your AWS credentials before the first record')
+    .option('--timeout <time>', 'with --verify, how long to wait (default 60s locally, more for a local.bufferIntervalSeconds over 20 s; on AWS 1.5 × (the longest buffer interval of its deliveries + the transform\'s processor interval) + 3m); with --aws, also for your AWS credentials before the first record')
     .option('--poll <time>', 'with --verify, time between checks (default 1s locally, 20s on AWS)')
     .option('--json', 'print the outcome as JSON');
   addTargetOptions(command, { dataDir: true, firehose: true, kinesis: true, opensearch: true });
@@ -114,7 +114,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   } catch (err) {
     throw new UserError((err as Error).message);
   }
-  const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout') : defaultTimeoutMs(target, pipelineConfig.buffering.intervalSeconds);
+  const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout') : defaultVerifyTimeoutMs(target.kind, target.config, pipeline);
   const pollMs = flags.poll !== undefined ? parseDuration(flags.poll, '--poll') : target.kind === 'local' ? 1000 : 20_000;
   const source = flags.file !== undefined ? fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now(), jsonSchema);
 
@@ -444,11 +444,6 @@ function linesClause(lines: readonly number[]): string {
   const shown = lines.slice(0, MAX_LINES_SHOWN).join(', ');
   const more = lines.length > MAX_LINES_SHOWN ? ` and ${formatNumber(lines.length - MAX_LINES_SHOWN)} more` : '';
   return `(line${lines.length === 1 ? '' : 's'} ${shown}${more})`;
-}
-
-/** Locally the twin flushes in seconds; on AWS the Firehose buffer interval dominates (dynamic partitioning: up to ~1.5×). */
-function defaultTimeoutMs(target: Target, bufferIntervalSeconds: number): number {
-  return target.kind === 'local' ? 60_000 : Math.round(1.5 * bufferIntervalSeconds * 1000) + 180_000;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -58,6 +58,20 @@ export interface WaitOptions {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * How long `put --verify` waits by default. On AWS a record reaches a destination after the transform's processor
+ * interval and that delivery's buffer interval (dynamic partitioning: up to ~1.5×), the longest of the pipeline's
+ * lake and search deliveries, plus a few minutes of delivering. The twin flushes every `local.bufferIntervalSeconds`
+ * and delivers in seconds: a minute, or longer for a longer interval.
+ */
+export function defaultVerifyTimeoutMs(where: 'local' | 'aws', config: SluiceConfig, pipeline: string): number {
+  if (where === 'local') return Math.max(60_000, Math.round((1.5 * config.local.bufferIntervalSeconds + 30) * 1000));
+  const p = config.pipelines[pipeline];
+  const buffering = Math.max(0, ...(['lake', 'search'] as const).filter((d) => p.destinations.includes(d))
+    .map((d) => (d === 'lake' ? p.buffering.intervalSeconds : p.search.bufferingIntervalSeconds)));
+  return Math.round(1.5 * (buffering + p.transform.processorIntervalSeconds) * 1000) + 180_000;
+}
+
 /** Ids per query: keeps an Athena query string far below its 256 KB limit. */
 const IDS_PER_QUERY = 1000;
 /** More distinct partitions than this in one query: filter by the ids alone. */

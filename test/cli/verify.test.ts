@@ -5,7 +5,7 @@ import { loadConfig } from '../../lib/config';
 import { Progress } from '../../lib/cli/progress';
 import type { SearchBackend, SearchResponseBody } from '../../lib/cli/search-backend';
 import type { SqlEngine, SqlResult } from '../../lib/cli/sql';
-import { lakeVerifySql, verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord } from '../../lib/cli/verify';
+import { defaultVerifyTimeoutMs, lakeVerifySql, verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord } from '../../lib/cli/verify';
 import { openSearchDir } from '../../lib/local/paths';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
 import { describeSchema } from '../../lib/schema';
@@ -128,4 +128,19 @@ test('--timeout bounds a round of many queries: past the deadline and one poll i
   expect(asked.filter((a) => a === 'this put').length).toBeLessThanOrEqual(3);
   expect(asked.filter((a) => a === 'before')).toEqual(['before']);
   expect(result.arrivedBefore).toBeUndefined();
+});
+
+describe('put --verify waits by default as long as the configured buffering can hold a record', () => {
+  const minutes = (where: 'local' | 'aws', pipeline: string, ...overrides: string[]) => defaultVerifyTimeoutMs(where, loadConfig(overrides), pipeline) / 60_000;
+
+  test.each<[string, 'local' | 'aws', string, string[], number]>([
+    ['cdk.json\'s values: 1.5 × (300 s lake buffering + 60 s processor interval) + 3 min', 'aws', 'iot', [], 12],
+    ['the transform\'s processor interval adds to the lake\'s buffering', 'aws', 'iot', ['pipelines.iot.buffering.intervalSeconds=900', 'pipelines.iot.transform.processorIntervalSeconds=900'], 48],
+    ['a search delivery buffering longer than the lake\'s', 'aws', 'clickstream', ['pipelines.clickstream.search.bufferingIntervalSeconds=900'], 27],
+    ['a search-only pipeline: its search buffering, not the lake\'s', 'aws', 'clickstream', ['pipelines.clickstream.destinations=search', 'pipelines.clickstream.search.bufferingIntervalSeconds=60'], 6],
+    ['the twin at cdk.json\'s 2 s', 'local', 'iot', [], 1],
+    ['the twin at a long local.bufferIntervalSeconds', 'local', 'iot', ['local.bufferIntervalSeconds=120'], 3.5],
+  ])('%s', (_name, where, pipeline, overrides, expected) => {
+    expect(minutes(where, pipeline, ...overrides)).toBe(expected);
+  });
 });
