@@ -417,3 +417,35 @@ describe('docs/deploy.md agrees with sluice cost', () => {
     expect(prose).toContain(': 110 in the default configuration');
   });
 });
+
+describe('sluice cost prices every setting that changes what the stack costs', () => {
+  // 3,000 records/s fill the buffers (and make Parquet objects large enough for lifecycle rules to move); at 1/s the
+  // intervals decide how often the transform and the consumer run.
+  const monthly = (overrides: string[], pipeline: string, item: RegExp, ratePerSecond: number) =>
+    estimateCost(loadConfig(overrides), { ratePerSecond, recordBytes: 1000, pipelines: [pipeline] }).lines
+      .filter((l) => (l.pipeline === pipeline || l.pipeline === '(shared)') && item.test(l.item))
+      .reduce((sum, l) => sum + (l.monthlyUsd ?? 0), 0);
+
+  test.each<[string, string, RegExp, number]>([
+    ['pipelines.iot.shards=4', 'iot', /^shard-hours$/, 3000],
+    ['pipelines.iot.retentionHours=48', 'iot', /^extended retention/, 3000],
+    ['pipelines.iot.streamEncryption=customer-managed', 'iot', /^stream key$/, 3000],
+    ['pipelines.iot.buffering.intervalSeconds=60', 'iot', /^dynamic partitioning \(objects\)$/, 3000],
+    ['pipelines.iot.buffering.sizeMiB=64', 'iot', /^dynamic partitioning \(objects\)$/, 3000],
+    ['pipelines.iot.transform.memoryMiB=1024', 'iot', /^transform duration \(lake\)$/, 3000],
+    ['pipelines.iot.transform.processorBufferMiB=0.5', 'iot', /^transform requests \(lake\)$/, 3000],
+    ['pipelines.iot.transform.processorIntervalSeconds=10', 'iot', /^transform requests \(lake\)$/, 1],
+    ['pipelines.iot.consumer.batchSize=50', 'iot', /^metadata consumer requests$/, 3000],
+    ['pipelines.iot.consumer.memoryMiB=1024', 'iot', /^metadata consumer duration$/, 3000],
+    ['pipelines.iot.consumer.parallelization=10', 'iot', /^metadata consumer requests$/, 1],
+    ['pipelines.iot.consumer.batchWindowSeconds=0', 'iot', /^metadata consumer requests$/, 1],
+    ['metadata.ttlDays=90', 'iot', /^metadata storage$/, 3000],
+    ['lifecycle.infrequentAccessDays=60', 'iot', /^Standard/, 3000],
+    ['lifecycle.glacierDays=180', 'iot', /^Standard-IA/, 3000],
+    ['opensearch.instanceType=r6g.large.search', 'clickstream', /^instances /, 3000],
+    ['opensearch.instanceCount=2', 'clickstream', /^instances |^storage \(gp3\)$/, 3000],
+    ['opensearch.volumeGiB=50', 'clickstream', /^storage \(gp3\)$/, 3000],
+  ])('%s: costs more', (override, pipeline, item, ratePerSecond) => {
+    expect(monthly([override], pipeline, item, ratePerSecond)).toBeGreaterThan(monthly([], pipeline, item, ratePerSecond));
+  });
+});
