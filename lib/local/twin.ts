@@ -156,6 +156,27 @@ export interface Twin {
 }
 
 /**
+ * The metadata consumer's event source mapping as the twin runs it: the pipeline's `consumer` settings, with the batch
+ * window scaled down like the Firehose buffers (at most `local.bufferIntervalSeconds`), so local results show up in seconds.
+ */
+export function consumerMappingSettings(config: Pick<SluiceConfig, 'pipelines' | 'local'>, pipeline: string) {
+  const c = config.pipelines[pipeline].consumer;
+  return {
+    batchSize: c.batchSize,
+    batchWindowSeconds: Math.min(c.batchWindowSeconds, config.local.bufferIntervalSeconds),
+    maxRetryAttempts: c.maxRetries,
+    maxRecordAgeSeconds: c.maxRecordAgeSeconds,
+    functionTimeoutSeconds: c.timeoutSeconds,
+  };
+}
+
+/** A search delivery's index settings as the twin runs them: the pipeline's, with retries shortened to {@link LOCAL_SEARCH_RETRY_SECONDS}. */
+export function searchSinkSettings(config: Pick<SluiceConfig, 'pipelines'>, pipeline: string) {
+  const s = config.pipelines[pipeline].search;
+  return { rotation: s.rotation, retentionDays: s.retentionDays, retrySeconds: Math.min(s.retrySeconds, LOCAL_SEARCH_RETRY_SECONDS) };
+}
+
+/**
  * The transform's runtime pools: one per function memory size (`transform.memoryMiB`), each making the handlers of
  * the pipelines whose function has that memory (the lake and search transforms; a metadata-only pipeline has none),
  * with its share of `runtimes`.
@@ -359,7 +380,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       for (const kind of ['lake', 'search'] as const) {
         if (!p.destinations.includes(kind)) continue;
         const sink = kind === 'search'
-          ? new SearchSink({ model, dataDir, url: options.openSearchUrl ?? null, rotation: p.search.rotation, retentionDays: p.search.retentionDays, retrySeconds: Math.min(p.search.retrySeconds, LOCAL_SEARCH_RETRY_SECONDS), warn: log })
+          ? new SearchSink({ model, dataDir, url: options.openSearchUrl ?? null, ...searchSinkSettings(config, pipeline), warn: log })
           : undefined;
         if (!transforms) throw new Error(`no transform runtimes were started for ${pipeline}`);
         const engine = await DeliveryEngine.open(engineOptionsFromConfig(config, pipeline, kind, {
@@ -418,14 +439,9 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           client: kc, streamName: names(pipeline).stream, dataDir, functionName,
           // The recorder's answer carries, besides the batchItemFailures Lambda reads, its tallies for the mapping's counters.
           handler: recordBatch,
-          batchSize: p.consumer.batchSize,
-          // Scaled down like the Firehose buffers, so local results show up in seconds.
-          batchWindowSeconds: Math.min(p.consumer.batchWindowSeconds, config.local.bufferIntervalSeconds),
-          maxRetryAttempts: p.consumer.maxRetries,
-          maxRecordAgeSeconds: p.consumer.maxRecordAgeSeconds,
+          ...consumerMappingSettings(config, pipeline),
           bisectBatchOnFunctionError: true,
           reportBatchItemFailures: true,
-          functionTimeoutSeconds: p.consumer.timeoutSeconds,
           onFailure: queueDestination(consumerDlq),
           pollIntervalMs,
           idlePollIntervalMs,

@@ -1,7 +1,7 @@
 import type { Template } from 'aws-cdk-lib/assertions';
 import { loadConfig } from '../../lib/config';
 import { engineOptionsFromConfig } from '../../lib/local/delivery-stream';
-import { transformRuntimePools } from '../../lib/local/twin';
+import { consumerMappingSettings, searchSinkSettings, transformRuntimePools } from '../../lib/local/twin';
 import { loadModel } from '../../lib/schema/registry';
 import { flatten, resourcesOf, synthesize } from './synth';
 
@@ -169,6 +169,21 @@ describe('the twin takes what the docs say it takes from the configuration', () 
   ])('%s=%s', (setting, value, read, expected) => {
     expect(read(twinOptions([]))).not.toEqual(expected);
     expect(read(twinOptions([`${setting}=${value}`]))).toEqual(expected);
+  });
+
+  test.each<[string, string, (overrides: string[]) => unknown, unknown]>([
+    ['pipelines.iot.consumer.batchSize', '50', (o) => consumerMappingSettings(loadConfig(o), 'iot').batchSize, 50],
+    ['pipelines.iot.consumer.batchWindowSeconds', '1', (o) => consumerMappingSettings(loadConfig(o), 'iot').batchWindowSeconds, 1],
+    ['pipelines.iot.consumer.maxRetries', '9', (o) => consumerMappingSettings(loadConfig(o), 'iot').maxRetryAttempts, 9],
+    ['pipelines.iot.consumer.maxRecordAgeSeconds', '600', (o) => consumerMappingSettings(loadConfig(o), 'iot').maxRecordAgeSeconds, 600],
+    ['pipelines.iot.consumer.timeoutSeconds', '30', (o) => consumerMappingSettings(loadConfig(o), 'iot').functionTimeoutSeconds, 30],
+    ['pipelines.clickstream.search.rotation', 'OneHour', (o) => searchSinkSettings(loadConfig(o), 'clickstream').rotation, 'OneHour'],
+    ['pipelines.clickstream.search.retentionDays', '3', (o) => searchSinkSettings(loadConfig(o), 'clickstream').retentionDays, 3],
+    // Shortened locally: at most 10 s.
+    ['pipelines.clickstream.search.retrySeconds', '4', (o) => searchSinkSettings(loadConfig(o), 'clickstream').retrySeconds, 4],
+  ])('%s=%s', (setting, value, read, expected) => {
+    expect(read([])).not.toEqual(expected);
+    expect(read([`${setting}=${value}`])).toEqual(expected);
   });
 
   test('pipelines.<p>.transform.memoryMiB: the transform runtimes\' heap', () => {
