@@ -16,7 +16,7 @@ import { networkErrorCode, unreadableFile } from './errors';
 import { isPermanentRecordError, MAYBE_TAKEN, NOT_SENT, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type RecordOutcome, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
-import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, staleTwinSchemas, twinAt, type LocalTarget, type Target } from './target';
+import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, staleTwinSchemas, twinAt, twinBufferIntervalSeconds, type LocalTarget, type Target } from './target';
 import { commandDeadline, sleep } from './sleep';
 import { defaultVerifyTimeoutMs, verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
 
@@ -114,7 +114,9 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   } catch (err) {
     throw new UserError((err as Error).message);
   }
-  const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout') : defaultVerifyTimeoutMs(target.kind, target.config, pipeline);
+  // Locally, the interval the twin delivers with: `local up --buffer-interval` may have set another than the configuration's.
+  const verifyConfig = target.kind === 'local' ? { ...target.config, local: { ...target.config.local, bufferIntervalSeconds: twinBufferIntervalSeconds(target) } } : target.config;
+  const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout') : defaultVerifyTimeoutMs(target.kind, verifyConfig, pipeline);
   const pollMs = flags.poll !== undefined ? parseDuration(flags.poll, '--poll') : target.kind === 'local' ? 1000 : 20_000;
   const source = flags.file !== undefined ? fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now(), jsonSchema);
 

@@ -19,7 +19,7 @@ import { MAYBE_TAKEN, sendRecords, type EntryPoint, type SendResult } from './re
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { bulkFilePresence, lakePresence, searchPresence, type ExpectedRecord, type Presence } from './verify';
-import { checkTwinDataDir, checkTwinTakesRecords, entryPointFor, resolveTarget, staleTwinSchemas, type AwsTarget, type LocalTarget, type Target } from './target';
+import { checkTwinDataDir, checkTwinTakesRecords, entryPointFor, resolveTarget, staleTwinSchemas, twinBufferIntervalSeconds, type AwsTarget, type LocalTarget, type Target } from './target';
 
 interface ReplayFlags extends TargetFlags {
   readonly pipeline?: string;
@@ -593,11 +593,11 @@ async function heldElsewhere(
 
 /**
  * How long after a record arrived a delivery stream may still hold it: its buffer interval (Firehose's; the twin's
- * own `local.bufferIntervalSeconds`), the transform's processor interval on AWS, and what delivering takes beyond them
+ * own, `--buffer-interval` or `local.bufferIntervalSeconds`), the transform's processor interval on AWS, and what delivering takes beyond them
  * (the invocation, the Parquet conversion, a bulk request: a minute on AWS, where retries can add more; seconds in the twin).
  */
 function deliveryWithinSeconds(target: Target, pipeline: string, destination: Destination): number {
-  if (target.kind === 'local') return target.config.local.bufferIntervalSeconds + LOCAL_DELIVERY_MARGIN_SECONDS;
+  if (target.kind === 'local') return twinBufferIntervalSeconds(target) + LOCAL_DELIVERY_MARGIN_SECONDS;
   const p = target.config.pipelines[pipeline];
   return (destination === 'lake' ? p.buffering.intervalSeconds : p.search.bufferingIntervalSeconds) + p.transform.processorIntervalSeconds + AWS_DELIVERY_MARGIN_SECONDS;
 }

@@ -78,6 +78,8 @@ export interface TwinRecord {
   readonly schemas: Readonly<Record<string, SchemaFingerprint>>;
   /** Per configured pipeline, where its records enter: a Kinesis stream or the delivery stream (DirectPut). Absent from an older Sluice's record. */
   readonly sources?: Readonly<Record<string, 'kinesis' | 'direct-put'>>;
+  /** The Firehose buffer interval it delivers with (`local up --buffer-interval`, else `local.bufferIntervalSeconds`). Absent from an older Sluice's record. */
+  readonly bufferIntervalSeconds?: number;
 }
 
 export function twinRecordPath(dataDir: string): string {

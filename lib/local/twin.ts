@@ -481,6 +481,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       // The validators as the transform's runtimes loaded them (hashed at start), not as they may be by now.
       schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p, validatorsAtStart.get(p))])),
       sources: Object.fromEntries(Object.entries(config.pipelines).map(([p, c]) => [p, c.source])),
+      bufferIntervalSeconds: config.local.bufferIntervalSeconds,
     });
     stops.push(async () => removeTwinRecord(dataDir, process.pid, startedAt));
 

@@ -887,7 +887,7 @@ describe('local up', () => {
   test('a second start on a running twin\'s data dir is refused before it starts or makes anything, on the twin\'s ports or free ones, naming the twin; one SIGKILLed blocks nothing', async () => {
     const freePorts = ['--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'];
     // Two starts at the same instant: one runs, the other gives way (the first to exit).
-    const starts = [sluiceProcess(['local', 'up', '--data-dir', dataDir, ...freePorts]), sluiceProcess(['local', 'up', '--data-dir', dataDir, ...freePorts])];
+    const starts = [0, 1].map(() => sluiceProcess(['local', 'up', '--data-dir', dataDir, ...freePorts, '--buffer-interval', '7']));
     let emulators: number[] = [];
     try {
       const loser = await Promise.race(starts.map(async (start) => (await start.exited, start)));
@@ -897,8 +897,10 @@ describe('local up', () => {
       expect(loser.output.stderr.replace(/; Firehose [^)]+\)/, ')')).toBe(inUseByTwin(dataDir, winner.child.pid!));
       await winner.when('"Running."', () => /\nRunning\./.test(winner.output.stdout));
       emulators = winner.children();
-      const record = JSON.parse(readFileSync(path.join(dataDir, 'twin.json'), 'utf8')) as { pid: number; endpoints: { firehose: string; kinesis: string; dynamo: string } };
+      const record = JSON.parse(readFileSync(path.join(dataDir, 'twin.json'), 'utf8')) as { pid: number; endpoints: { firehose: string; kinesis: string; dynamo: string }; bufferIntervalSeconds: number };
       expect(record.pid).toBe(winner.child.pid);
+      // The interval it delivers with, for put --verify's and replay's waits.
+      expect(record.bufferIntervalSeconds).toBe(7);
       const entries = readdirSync(dataDir).sort();
       // On the twin's own ports (as a second `local up` with the default ports meets them), and on free ones: the data dir is named, not a port.
       const portOf = (url: string) => new URL(url).port;

@@ -468,6 +468,24 @@ describe('sluice replay (twin)', () => {
     expect(backend.acknowledged).toHaveLength(0);
   });
 
+  test('a record only its lake delivery failed, lately, is kept (retry-later) for as long as the running twin\'s own buffer interval says (local up --buffer-interval), not the configuration\'s', async () => {
+    // The twin delivers every 600 s (`local up --buffer-interval 600`); the configuration says 2 s.
+    registerTwin(dataDir, { firehose: api.url }, { bufferIntervalSeconds: 600 });
+    const record = JSON.stringify(sampleRecord(readSchema('clickstream'), createRng(44)));
+    const arrived = Date.now() - 100_000;
+    fs.writeFileSync(dlq.path, '');
+    await dlq.send([JSON.stringify(message(1, 'clickstream', record, {
+      source: { bucket: localBucketName(config), key: 'errors/clickstream/processing-failed/2026/11/22/09/x', line: 1 }, arrivalTimestamp: arrived,
+    }))]);
+    const { code, stdout } = await replay('--pipeline', 'clickstream', '--json');
+    expect(code).toBe(1);
+    const [only] = (JSON.parse(stdout) as { messages: Array<{ outcome: string; reason: string }> }).messages;
+    expect(only.outcome).toBe('retry-later');
+    // Its 600 s and the twin's 5 s for delivering.
+    expect(only.reason).toMatch(new RegExp(`^only its lake delivery failed, 1 m 4[01] s after it arrived; OpenSearch may still hold it in a buffer: run replay again from ${new Date(arrived + 605_000).toISOString()}$`));
+    expect(backend.acknowledged).toHaveLength(0);
+  });
+
   test('--dry-run puts and deletes nothing', async () => {
     const before = remaining();
     const { code, stdout } = await replay('--dry-run');

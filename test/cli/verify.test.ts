@@ -7,6 +7,8 @@ import type { SearchBackend, SearchResponseBody } from '../../lib/cli/search-bac
 import type { SqlEngine, SqlResult } from '../../lib/cli/sql';
 import { defaultVerifyTimeoutMs, lakeVerifySql, verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord } from '../../lib/cli/verify';
 import { openSearchDir } from '../../lib/local/paths';
+import { resolveTarget, twinBufferIntervalSeconds, type LocalTarget } from '../../lib/cli/target';
+import { registerTwin, tempDataDir } from './helpers';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
 import { describeSchema } from '../../lib/schema';
 import { regionalSchema } from '../schema/regional-schema';
@@ -142,5 +144,14 @@ describe('put --verify waits by default as long as the configured buffering can 
     ['the twin at a long local.bufferIntervalSeconds', 'local', 'iot', ['local.bufferIntervalSeconds=120'], 3.5],
   ])('%s', (_name, where, pipeline, overrides, expected) => {
     expect(minutes(where, pipeline, ...overrides)).toBe(expected);
+  });
+  test('locally, the interval the twin on the data dir delivers with (local up --buffer-interval, in its twin.json), else the configuration\'s', () => {
+    const dataDir = tempDataDir();
+    const target = () => resolveTarget({ dataDir }) as LocalTarget;
+    expect(twinBufferIntervalSeconds(target())).toBe(2);
+    registerTwin(dataDir, {}, { bufferIntervalSeconds: 600 });
+    expect(twinBufferIntervalSeconds(target())).toBe(600);
+    registerTwin(dataDir, {}, { bufferIntervalSeconds: undefined }); // an older Sluice's twin.json
+    expect(twinBufferIntervalSeconds(target())).toBe(2);
   });
 });
