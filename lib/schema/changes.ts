@@ -3,7 +3,7 @@
  * each judged as schemas/README.md's "Changing a schema" table judges it (safe, with care, unsafe) and with what it
  * does in the lake and in OpenSearch. `sluice schema <pipeline> --against <rev|file>` prints them before a deploy.
  */
-import { hiveType, type Column, type LogicalType, type SchemaModel } from './index';
+import { hiveType, type Column, type LogicalType, type PiiMask, type SchemaModel } from './index';
 
 export type ChangeVerdict = 'unsafe' | 'care' | 'safe';
 
@@ -160,14 +160,29 @@ function partitionChanges(before: SchemaModel, after: SchemaModel, add: Add): vo
 }
 
 function maskChanges(before: SchemaModel, after: SchemaModel, add: Add): void {
-  const oldMasks = before.extensions.pii;
-  const newMasks = after.extensions.pii;
-  const own = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
-  for (const field of [...new Set([...Object.keys(oldMasks), ...Object.keys(newMasks)])].sort()) {
-    const old = own(oldMasks, field) ? oldMasks[field] : undefined;
-    const now = own(newMasks, field) ? newMasks[field] : undefined;
+  // Masks are keyed by JSON path; the data they mix is a column's, so compare them by column path: a JSON key renamed onto
+  // its column keeps its mask. A field only one side has is added or removed, with nothing earlier to mix.
+  const byColumn = (model: SchemaModel): Map<string, [string, PiiMask]> => new Map(Object.entries(model.extensions.pii)
+    .map(([field, mask]): [string, [string, PiiMask]] => [columnPath(model.inputColumns, field) ?? field, [field, mask]]));
+  const oldMasks = byColumn(before);
+  const newMasks = byColumn(after);
+  const paths = [...new Set([...oldMasks.keys(), ...newMasks.keys()])].sort();
+  for (const path of paths) {
+    if (columnPath(before.inputColumns, path, 'name') === undefined || columnPath(after.inputColumns, path, 'name') === undefined) continue;
+    const old = oldMasks.get(path)?.[1];
+    const now = newMasks.get(path)?.[1];
     if (old === now) continue;
-    add('unsafe', field, `pii mask ${old ?? 'none'} → ${now ?? 'none'}`, 'records handled after the deploy are masked the new way; the partitions and OpenSearch documents written'
+    add('unsafe', (newMasks.get(path) ?? oldMasks.get(path))![0], `pii mask ${old ?? 'none'} → ${now ?? 'none'}`, 'records handled after the deploy are masked the new way; the partitions and OpenSearch documents written'
       + ' before keep the values as they were, so the column mixes both forms. Delete or rewrite the earlier partitions and indices (schemas/README.md, "Masks")');
   }
+}
+
+/** The column path (`payment_method.card_number`, names) of a dotted path of JSON keys, or of column names with `by` 'name'; undefined when there is none. */
+function columnPath(columns: readonly Column[], dotted: string, by: 'jsonKey' | 'name' = 'jsonKey'): string | undefined {
+  const [head, ...rest] = dotted.split('.');
+  const c = columns.find((x) => x[by] === head);
+  if (c === undefined) return undefined;
+  if (rest.length === 0) return c.name;
+  const below = c.type.kind === 'struct' ? columnPath(c.type.fields, rest.join('.'), by) : undefined;
+  return below === undefined ? undefined : `${c.name}.${below}`;
 }

@@ -97,6 +97,36 @@ describe('schemaChanges: what a schema change does to the data already written',
     expect(changes[0].consequence).toMatch(/mixes both forms/);
   });
 
+  test('a masked field added or removed, or its JSON key renamed onto its column with the mask, mixes nothing: no mask change', () => {
+    const added = schemaChanges(edited('transactions'), edited('transactions', (s) => {
+      s.properties.phone = { type: 'string' };
+      s['x-sluice'].pii.phone = 'hash';
+    }));
+    expect(lines(added)).toEqual(['safe phone: added (optional, string)']);
+    const removed = schemaChanges(edited('transactions'), edited('transactions', (s) => {
+      delete s.properties.email;
+      delete s['x-sluice'].pii.email;
+    }));
+    expect(lines(removed)).toEqual(['safe email: removed (was string)']);
+    const renamedKey = schemaChanges(edited('transactions'), edited('transactions', (s) => {
+      s.properties.e_mail = s.properties.email;
+      delete s.properties.email;
+      delete s['x-sluice'].pii.email;
+      s['x-sluice'].pii.e_mail = 'hash';
+      s['x-sluice'].columns = { e_mail: 'email' };
+    }));
+    expect(lines(renamedKey)).toEqual(['care email: JSON key email → e_mail (the column keeps its name)']);
+    // The same rename with the mask changed on the way is still unsafe, named by the new key.
+    const renamedAndChanged = schemaChanges(edited('transactions'), edited('transactions', (s) => {
+      s.properties.e_mail = s.properties.email;
+      delete s.properties.email;
+      delete s['x-sluice'].pii.email;
+      s['x-sluice'].pii.e_mail = 'redact';
+      s['x-sluice'].columns = { e_mail: 'email' };
+    }));
+    expect(lines(renamedAndChanged)[0]).toBe('unsafe e_mail: pii mask hash → redact');
+  });
+
   test('x-sluice.version: a change with it unchanged asks for a bump; a bump alone is safe', () => {
     const unchanged = schemaChanges(edited('iot'), edited('iot', (s) => { s.properties.site = { type: 'string' }; }));
     expect(lines(unchanged, true)).toEqual(['care x-sluice.version: unchanged (1.0.0)', 'safe site: added (optional, string)']);
