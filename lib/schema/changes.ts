@@ -60,11 +60,20 @@ function columnChanges(before: SchemaModel, after: SchemaModel, add: Add): void 
     const old = oldByKey.get(key);
     if (old !== undefined && old.name.toLowerCase() !== c.name.toLowerCase()) renamedTo.set(old.name.toLowerCase(), c.name.toLowerCase());
   }
+  // The money rule's minor-units column is the transform's, not a field producers send: no producer can lack it.
+  const oldMinor = before.extensions.money?.minorUnitsField.toLowerCase();
+  const newMinor = after.extensions.money?.minorUnitsField.toLowerCase();
+  const minorRenamed = oldMinor !== undefined && newMinor !== undefined && oldMinor !== newMinor && !newColumns.has(oldMinor) && !oldColumns.has(newMinor);
   for (const [name, c] of newColumns) {
     const old = oldColumns.get(name);
     if (old === undefined) {
       const from = [...renamedTo].find(([, to]) => to === name)?.[0];
-      if (from !== undefined) {
+      if (name === newMinor && minorRenamed) {
+        add('unsafe', name, `renamed from column ${oldMinor} (money.minorUnitsField)`, `a new column: earlier rows read NULL under it and keep their values under ${oldMinor},`
+          + ` which the table no longer has; keep money.minorUnitsField "${before.extensions.money!.minorUnitsField}"`);
+      } else if (name === newMinor) {
+        add('safe', name, `added (money.minorUnitsField, ${hiveType(c.type)})`, `a new column the transform computes from ${after.extensions.money!.amountField}: earlier rows read NULL`);
+      } else if (from !== undefined) {
         add('unsafe', name, `renamed from column ${from}`, `a new column: earlier rows read NULL under it and keep their values under ${from}, which the table no longer has;`
           + ` to rename the JSON key only, map the new key to ${from} in x-sluice.columns`);
       } else if (c.required) {
@@ -89,7 +98,11 @@ function columnChanges(before: SchemaModel, after: SchemaModel, add: Add): void 
     }
   }
   for (const [name, old] of oldColumns) {
-    if (newColumns.has(name) || renamedTo.has(name)) continue;
+    if (newColumns.has(name) || renamedTo.has(name) || (name === oldMinor && minorRenamed)) continue;
+    if (name === oldMinor) {
+      add('safe', name, `removed (was money.minorUnitsField, ${hiveType(old.type)})`, 'the column leaves the table; earlier files keep it, unread');
+      continue;
+    }
     add('safe', name, `removed (was ${hiveType(old.type)})`, 'the column leaves the table; earlier files keep it, unread. A record that still carries the field fails validation once'
       + ' the schema refuses unknown fields: stop sending it first');
   }

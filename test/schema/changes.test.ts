@@ -127,6 +127,16 @@ describe('schemaChanges: what a schema change does to the data already written',
     expect(lines(renamedAndChanged)[0]).toBe('unsafe e_mail: pii mask hash → redact');
   });
 
+  test('the money rule\'s minor-units column is the transform\'s: added it is safe (no producer sends it), renamed it is unsafe as a column renamed', () => {
+    const added = schemaChanges(edited('transactions', (s) => { delete s['x-sluice'].money; }), edited('transactions'));
+    expect(lines(added)).toEqual(['safe amount_minor: added (money.minorUnitsField, bigint)']);
+    expect(added.find((c) => c.subject === 'amount_minor')!.consequence).not.toMatch(/validation/);
+    const renamed = schemaChanges(edited('transactions'), edited('transactions', (s) => { s['x-sluice'].money.minorUnitsField = 'amount_cents'; }));
+    expect(lines(renamed)).toEqual(['unsafe amount_cents: renamed from column amount_minor (money.minorUnitsField)']);
+    const removed = schemaChanges(edited('transactions'), edited('transactions', (s) => { delete s['x-sluice'].money; }));
+    expect(lines(removed)).toEqual(['safe amount_minor: removed (was money.minorUnitsField, bigint)']);
+  });
+
   test('x-sluice.version: a change with it unchanged asks for a bump; a bump alone is safe', () => {
     const unchanged = schemaChanges(edited('iot'), edited('iot', (s) => { s.properties.site = { type: 'string' }; }));
     expect(lines(unchanged, true)).toEqual(['care x-sluice.version: unchanged (1.0.0)', 'safe site: added (optional, string)']);
