@@ -20,6 +20,8 @@ export interface SchemaChange {
 const HIVE_BAD_DATA = 'Athena fails a query that reads it from a file written before with HIVE_BAD_DATA (the twin\'s `sluice query` too);'
   + ' the current OpenSearch index keeps the old type until it rotates. Keep the type and add a new field instead, or rewrite the earlier partitions';
 
+const REQUIRED_NOW = 'records on their way without it fail validation and replaying them cannot help: have every producer send it first';
+
 /** The changes from `before` to `after`, unsafe first; none when the two derive the same table, projection, masks and version. */
 export function schemaChanges(before: SchemaModel, after: SchemaModel): SchemaChange[] {
   const changes: SchemaChange[] = [];
@@ -85,9 +87,7 @@ function columnChanges(before: SchemaModel, after: SchemaModel, add: Add): void 
       continue;
     }
     typeChange(name, old.type, c.type, add);
-    if (c.required && !old.required) {
-      add('care', name, 'optional → required', 'records on their way without it fail validation and replaying them cannot help: have every producer send it first');
-    }
+    if (c.required && !old.required) add('care', name, 'optional → required', REQUIRED_NOW);
   }
   for (const [key, old] of oldByKey) {
     if (newByKey.has(key)) continue;
@@ -125,10 +125,20 @@ function typeChange(at: string, old: LogicalType, now: LogicalType, add: Add): v
       for (const f of old.fields) {
         const g = nowByName.get(f.name.toLowerCase());
         // A field added to or removed from a struct reads as NULL or is not read: Athena reads structs by field name.
-        if (g !== undefined) typeChange(`${at}.${f.name.toLowerCase()}`, f.type, g.type, add);
+        if (g === undefined) continue;
+        const here = `${at}.${f.name.toLowerCase()}`;
+        typeChange(here, f.type, g.type, add);
+        // The validator checks nested fields as it does top-level ones: what records on their way send is refused the same.
+        if (g.required && !f.required) add('care', here, 'optional → required', REQUIRED_NOW);
+        if (g.jsonKey !== f.jsonKey) {
+          add('care', here, `JSON key ${f.jsonKey} → ${g.jsonKey} (the field keeps its name)`, `the field keeps the earlier rows; records on their way with ${f.jsonKey}`
+            + ` fail validation once the object refuses unknown fields: have every producer send ${g.jsonKey} first`);
+        }
       }
       for (const g of fields) {
-        if (!old.fields.some((f) => f.name.toLowerCase() === g.name.toLowerCase())) add('safe', `${at}.${g.name.toLowerCase()}`, `added (${hiveType(g.type)})`, 'earlier rows read NULL in it');
+        if (old.fields.some((f) => f.name.toLowerCase() === g.name.toLowerCase())) continue;
+        if (g.required) add('care', `${at}.${g.name.toLowerCase()}`, `added (required, ${hiveType(g.type)})`, `earlier rows read NULL in it; ${REQUIRED_NOW}`);
+        else add('safe', `${at}.${g.name.toLowerCase()}`, `added (${hiveType(g.type)})`, 'earlier rows read NULL in it');
       }
       return;
     }

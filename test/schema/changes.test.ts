@@ -137,6 +137,25 @@ describe('schemaChanges: what a schema change does to the data already written',
     expect(lines(removed)).toEqual(['safe amount_minor: removed (was money.minorUnitsField, bigint)']);
   });
 
+  test('a nested field added as required, made required or given another JSON key needs care, as a top-level one: the validator checks it the same', () => {
+    const addedRequired = schemaChanges(edited('transactions'), edited('transactions', (s) => {
+      s.properties.merchant.properties.mcc = { type: 'string' };
+      s.properties.merchant.required.push('mcc');
+    }));
+    expect(lines(addedRequired)).toEqual(['care merchant.mcc: added (required, string)']);
+    expect(addedRequired[0].consequence).toMatch(/fail validation/);
+    const madeRequired = schemaChanges(edited('transactions'), edited('transactions', (s) => { s.properties.merchant.required.push('country'); }));
+    expect(lines(madeRequired)).toEqual(['care merchant.country: optional → required']);
+    const inArray = schemaChanges(edited('transactions', (s) => { s.properties.lines = { type: 'array', items: { type: 'object', additionalProperties: false, properties: { sku: { type: 'string' } } } }; }),
+      edited('transactions', (s) => { s.properties.lines = { type: 'array', items: { type: 'object', additionalProperties: false, required: ['sku'], properties: { sku: { type: 'string' } } } }; }));
+    expect(lines(inArray)).toEqual(['care lines[].sku: optional → required']);
+    const renamedKey = schemaChanges(edited('transactions'), edited('transactions', (s) => {
+      s.properties.merchant.properties.Country = s.properties.merchant.properties.country;
+      delete s.properties.merchant.properties.country;
+    }));
+    expect(lines(renamedKey)).toEqual(['care merchant.country: JSON key country → Country (the field keeps its name)']);
+  });
+
   test('x-sluice.version: a change with it unchanged asks for a bump; a bump alone is safe', () => {
     const unchanged = schemaChanges(edited('iot'), edited('iot', (s) => { s.properties.site = { type: 'string' }; }));
     expect(lines(unchanged, true)).toEqual(['care x-sluice.version: unchanged (1.0.0)', 'safe site: added (optional, string)']);
