@@ -161,7 +161,8 @@ function earlierSchema(pipeline: string, against: string): SchemaModel | undefin
       throw new UserError(code === 'ENOENT' ? `--against ${against}: git is not installed, and no file is named so` : `--against ${against}: no such file, and no such git revision in ${PROJECT_ROOT}`);
     }
     try {
-      text = execFileSync('git', ['show', `${against}:${file}`], { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000, maxBuffer: 64 * 1024 * 1024 });
+      // `./`: the path from the project's root, which may be a folder of the repository (`<rev>:<path>` is from the repository's top).
+      text = execFileSync('git', ['show', `${against}:./${file}`], { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000, maxBuffer: 64 * 1024 * 1024 });
     } catch {
       return undefined;
     }

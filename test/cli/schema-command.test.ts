@@ -169,6 +169,31 @@ describe('sluice schema --against: what changed since an earlier schema, and wha
     expect(fromGit.out).toBe(fromFile.out.replace(`against ${atHead}`, 'against HEAD'));
   });
 
+  test('a project in a folder of its git repository reads the revision\'s schema from its own schemas/, not from the repository\'s top', async () => {
+    const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-schema-monorepo-'));
+    try {
+      const project = path.join(repo, 'services', 'sluice');
+      fs.mkdirSync(path.join(project, 'schemas'), { recursive: true });
+      const schema = structuredClone(readSchema('iot')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      schema.properties.temperature_c = { type: 'integer' };
+      fs.writeFileSync(path.join(project, 'schemas', 'iot.schema.json'), JSON.stringify(schema));
+      const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: repo, stdio: 'pipe' });
+      git('init', '-q');
+      git('add', '-A');
+      git('commit', '-q', '-m', 'iot');
+      let runInFolder!: typeof run;
+      jest.isolateModules(() => {
+        jest.doMock('../../lib/config', () => ({ ...jest.requireActual('../../lib/config'), PROJECT_ROOT: project }));
+        ({ run: runInFolder } = require('../../lib/cli/main') as typeof import('../../lib/cli/main'));
+      });
+      const { code, out } = await capture(['schema', 'iot', '--against', 'HEAD'], runInFolder);
+      expect(out).toMatch(/\nunsafe +temperature_c +bigint → double /);
+      expect(code).toBe(1);
+    } finally {
+      fs.rmSync(repo, { recursive: true, force: true });
+    }
+  });
+
   test('what is neither a file nor a revision, an earlier schema that is not JSON or does not derive, are usage errors that say so', async () => {
     const missing = await capture(['schema', 'iot', '--against', 'no-such-rev-zz9']);
     expect(missing.code).toBe(2);
