@@ -405,11 +405,6 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
 }
 
 /**
- * kinesis-mock fails to start, with a Scala stack trace, on a state file it cannot read: one left empty
- * or cut short by a save that was interrupted before this twin wrote it whole. Only the ends are looked
- * at (the file holds every retained record): it is empty, or its JSON does not end.
- */
-/**
  * Size of kinesis-mock's saved state past which the twin warns as it starts. kinesis-mock keeps every record put since
  * the data dir was made (it stores a stream's retention and never applies it) and writes and reads its state as one
  * JSON string, whose length V8 caps at 2^29 − 24 characters (~512 MiB): past that its saves fail, and the state no
@@ -433,6 +428,11 @@ export function kinesisStateWarning(dataDir: string, warnBytes = KINESIS_STATE_W
     + ' Once what was sent is delivered (a stop flushes), start again on a new --data-dir (or move this one away)';
 }
 
+/**
+ * kinesis-mock fails to start, with a Scala stack trace, on a state file it cannot read: one left empty
+ * or cut short by a save that was interrupted before this twin wrote it whole. Only the ends are looked
+ * at (the file holds every retained record): it is empty, or its JSON does not end.
+ */
 async function assertKinesisStateLoads(file: string): Promise<void> {
   let handle: import('fs/promises').FileHandle;
   try {
