@@ -561,8 +561,10 @@ export class LocalAthena {
       return new Error(`Schema ${schema} does not exist${didYouMean(schema, [this.database])}; the tables are in ${this.database}: ${tables.join(', ')}`, { cause: err });
     }
     if (tables.includes(missing.toLowerCase())) return err;
-    // Its own WITH query named outside the query that defines it (`FROM (WITH a AS (…) SELECT …) t, a`).
-    const outOfScope = ctes.includes(missing.toLowerCase()) ? ` (the WITH query ${quoteIdent(missing.toLowerCase())} can be read only inside the query that defines it)` : '';
+    // Its own WITH query named outside the query that defines it (`FROM (WITH a AS (…) SELECT …) t, a`), or before its
+    // definition (`WITH a AS (SELECT * FROM b), b AS (…)`): a WITH query reads only those listed before it.
+    const outOfScope = ctes.includes(missing.toLowerCase())
+      ? ` (the WITH query ${quoteIdent(missing.toLowerCase())} can be read only inside the query that defines it, and by the WITH queries listed after it)` : '';
     const closest = outOfScope || didYouMean(missing, [...ctes, ...tables]);
     const shown = /^[A-Za-z_][A-Za-z0-9_]*$/.test(missing) ? missing : quoteIdent(missing);
     const withQueries = ctes.length === 0 ? '' : `; the query's WITH queries are ${ctes.join(', ')}`;

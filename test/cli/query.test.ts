@@ -135,7 +135,10 @@ describe('sluice query (DuckDB over the twin)', () => {
     const table = await query('WITH recent AS (SELECT 1 AS a) SELECT count(*) FROM iott, recent');
     expect(table.stderr).toBe(`sluice: DuckDB refused the query: Table sluice_dev.iott does not exist (did you mean "iot"?); its tables are ${tables}; the query's WITH queries are recent\n`);
     const scope = await query('SELECT count(*) FROM (WITH inner_q AS (SELECT 1 AS a) SELECT * FROM inner_q) t, inner_q');
-    expect(scope.stderr).toBe(`sluice: DuckDB refused the query: Table sluice_dev.inner_q does not exist (the WITH query "inner_q" can be read only inside the query that defines it); its tables are ${tables}; the query's WITH queries are inner_q\n`);
+    expect(scope.stderr).toBe(`sluice: DuckDB refused the query: Table sluice_dev.inner_q does not exist (the WITH query "inner_q" can be read only inside the query that defines it, and by the WITH queries listed after it); its tables are ${tables}; the query's WITH queries are inner_q\n`);
+    // Read by a WITH query listed before it: in the query that defines it, but not yet defined there.
+    const order = await query('WITH a AS (SELECT * FROM b), b AS (SELECT 1 AS x) SELECT * FROM a');
+    expect(order.stderr).toMatch(/^sluice: DuckDB refused the query: Table sluice_dev\.b does not exist \(the WITH query "b" can be read only inside the query that defines it, and by the WITH queries listed after it\)/);
   });
 
   test('a DOUBLE column prints grouped with one number of decimals; years and counts as the data has them', async () => {
