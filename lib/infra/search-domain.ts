@@ -297,6 +297,9 @@ export class SearchDomain extends Construct {
       },
       suppressLogsResourcePolicy: true,
       offPeakWindowEnabled: true,
+      // A new opensearch.engineVersion is an in-place upgrade (UpgradeDomain). Without this update policy
+      // CloudFormation replaces the domain instead, which its fixed name refuses: the deploy would fail.
+      enableVersionUpgrade: true,
       removalPolicy: o.removalPolicy,
     });
     domain.node.addDependency(logPolicy);

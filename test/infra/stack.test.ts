@@ -464,6 +464,11 @@ describe('search', () => {
     });
   });
 
+  test('a new engine version upgrades the domain in place: CloudFormation would otherwise replace it, which its fixed name refuses', () => {
+    const [, domain] = Object.entries(dev.template.findResources('AWS::OpenSearchService::Domain'))[0];
+    expect((domain as { UpdatePolicy?: unknown }).UpdatePolicy).toEqual({ EnableVersionUpgrade: true });
+  });
+
   test('the domain access policy names only our roles (no anonymous access), in the domain resource itself', () => {
     const [logicalId, domain] = resourcesOf(dev.template, 'AWS::OpenSearchService::Domain')[0];
     const policy = flatten(domain.AccessPolicies);
