@@ -58,6 +58,14 @@ const ATHENA_MACROS = [
   concatMacro(),
   'approx_percentile(x, p) AS approx_quantile(x, p)',
   'regexp_like(s, pattern) AS regexp_matches(s, pattern)',
+  // Trino's regexp_replace replaces every match (DuckDB's only the first, without 'g'), its 2-argument form removes them, and its
+  // replacement names a group `$1` and escapes a character with `\` (`\$`, `\\`): here RE2's `\1`, the character, and `\\`.
+  "regexp_replace(s, pattern) AS system.main.regexp_replace(s, pattern, '', 'g'), (s, pattern, replacement) AS system.main.regexp_replace(s, pattern, "
+    + String.raw`array_to_string(list_transform(regexp_extract_all(replacement, '(?s)\\.|\$[0-9]|.'), lambda t: CASE WHEN t = '\' OR t = '\\' THEN '\\' `
+    + String.raw`WHEN t[1] = '\' THEN t[2] WHEN length(t) = 2 THEN '\' || t[2] ELSE t END), ''), 'g')`,
+  // NULL when the pattern does not match (DuckDB's gives '').
+  'regexp_extract(s, pattern) AS CASE WHEN regexp_matches(s, pattern) THEN system.main.regexp_extract(s, pattern) END, '
+    + '(s, pattern, g) AS CASE WHEN regexp_matches(s, pattern) THEN system.main.regexp_extract(s, pattern, g) END',
   // NULL for an object or array, as Athena (json_extract_string would give its JSON text).
   "json_extract_scalar(j, p) AS CASE WHEN json_type(json_extract(j, p)) IN ('OBJECT', 'ARRAY') THEN NULL ELSE json_extract_string(j, p) END",
 ];

@@ -230,6 +230,21 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(unit.stderr).toMatch(/date_add: days is not a unit/);
   });
 
+  test('regexp_replace and regexp_extract answer as Trino\'s: every match replaced, $1 names a group, NULL when nothing matches', async () => {
+    // Trino's documented examples (functions/regexp), and what DuckDB's own answered: '3ca 2b 14m', 'baa', '' and ''.
+    const sql = "SELECT regexp_replace('1a 2b 14m', '(\\d+)([ab]) ', '3c$2 ') AS groups, regexp_replace('aaa', 'a', 'b') AS every,"
+      + " regexp_replace('1a 2b 14m', '\\d+[ab] ') AS removed, regexp_replace('ab', 'b', '\\$1\\\\') AS escaped,"
+      + " regexp_extract('1a 2b 14m', '(\\d+)([a-z]+)', 2) AS group2, regexp_extract('abc', '\\d+') AS none, regexp_extract('abc', '(\\d)', 1) AS no_group";
+    const { code, stdout, stderr } = await query(sql, '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(stdout)).toEqual([{ groups: '3ca 3cb 14m', every: 'bbb', removed: '14m', escaped: 'a$1\\', group2: 'a', none: null, no_group: null }]);
+    // Over a table's column: each device id's digits, as a script would take them.
+    const devices = await query("SELECT device_id, regexp_replace(device_id, '[^0-9]', '') AS digits FROM iot", '--json');
+    const rows = JSON.parse(devices.stdout) as Array<{ device_id: string; digits: string }>;
+    expect(rows.length).toBe(records.length);
+    for (const r of rows) expect(r.digits).toBe(r.device_id.replace(/[^0-9]/g, ''));
+  });
+
   test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
     const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
