@@ -15,17 +15,21 @@ import { athenaColumnNames, cteNames, referencedTables } from './referenced-tabl
 // Strings read back whole, a leading U+FEFF included, as Athena gives them.
 import './duckdb-strings';
 
-/** The most arguments the concat macro takes; DuckDB's own concat, which it replaces, takes any number. */
-const CONCAT_MAX_ARGUMENTS = 64;
+/** The most arguments the concat, greatest and least macros take; DuckDB's own functions, which they replace, take any number. */
+const MACRO_MAX_ARGUMENTS = 64;
 
-function concatMacro(): string {
+/** A macro of 1 to MACRO_MAX_ARGUMENTS arguments: one overload per count (a macro takes a fixed number), `body` of their names. */
+function variadicMacro(name: string, body: (args: readonly string[]) => string): string {
   const overloads: string[] = [];
-  for (let n = 1; n <= CONCAT_MAX_ARGUMENTS; n++) {
+  for (let n = 1; n <= MACRO_MAX_ARGUMENTS; n++) {
     const args = Array.from({ length: n }, (_, i) => `a${i}`);
-    overloads.push(`(${args.join(', ')}) AS ${args.join(' || ')}`);
+    overloads.push(`(${args.join(', ')}) AS ${body(args)}`);
   }
-  return `concat${overloads.join(', ')}`;
+  return `${name}${overloads.join(', ')}`;
 }
+
+/** A function of any number of arguments that is NULL when one is, and otherwise DuckDB's own of that name. */
+const nullStrict = (name: string) => variadicMacro(name, (args) => `CASE WHEN ${args.map((a) => `${a} IS NULL`).join(' OR ')} THEN NULL ELSE system.main.${name}(${args.join(', ')}) END`);
 
 /**
  * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
@@ -54,8 +58,11 @@ const ATHENA_MACROS = [
   // Trino's element_at: a map's value for the key (DuckDB's gives a list of it), an array's element (1-based, negative from the end), NULL when absent.
   'element_at(c, k) AS c[k]',
   // Trino's concat is NULL when any argument is (DuckDB's skips NULLs); `||` is NULL-strict in both. Strings and arrays
-  // alike, 1 to CONCAT_MAX_ARGUMENTS arguments (a macro takes a fixed number: one overload per count).
-  concatMacro(),
+  // alike, 1 to MACRO_MAX_ARGUMENTS arguments.
+  variadicMacro('concat', (args) => args.join(' || ')),
+  // Trino's are NULL when any argument is ("like most other functions in Trino", its docs say); DuckDB's skip NULLs.
+  nullStrict('greatest'),
+  nullStrict('least'),
   'approx_percentile(x, p) AS approx_quantile(x, p)',
   'regexp_like(s, pattern) AS regexp_matches(s, pattern)',
   // Trino's regexp_replace replaces every match (DuckDB's only the first, without 'g'), its 2-argument form removes them, and its

@@ -245,6 +245,17 @@ describe('sluice query (DuckDB over the twin)', () => {
     for (const r of rows) expect(r.digits).toBe(r.device_id.replace(/[^0-9]/g, ''));
   });
 
+  test('greatest and least are NULL when any argument is, as Trino\'s (DuckDB\'s skip NULLs)', async () => {
+    const { code, stdout, stderr } = await query("SELECT greatest(1, NULL, 3) AS g, least(2, NULL) AS l, greatest(1, 3, 2) AS g3, least('b', 'a') AS ls", '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(stdout)).toEqual([{ g: null, l: null, g3: 3, ls: 'a' }]);
+    // Over a column that is NULL on some rows (alert_code, on events that are not alerts): those rows' greatest is NULL.
+    const nulls = await query("SELECT count(*) FILTER (WHERE greatest(alert_code, '') IS NULL) AS n FROM iot", '--json');
+    const expected = records.filter((r) => r.alert_code === undefined || r.alert_code === null).length;
+    expect(expected).toBeGreaterThan(0);
+    expect(JSON.parse(nulls.stdout)).toEqual([{ n: expected }]);
+  });
+
   test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
     const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
