@@ -64,6 +64,8 @@ const ATHENA_MACROS = [
   nullStrict('greatest'),
   nullStrict('least'),
   'approx_percentile(x, p) AS approx_quantile(x, p)',
+  // NULL past the last field, as Trino's (functions/string); DuckDB's gives ''.
+  'split_part(s, delimiter, i) AS CASE WHEN i > len(string_split(s, delimiter)) THEN NULL ELSE system.main.split_part(s, delimiter, i) END',
   'regexp_like(s, pattern) AS regexp_matches(s, pattern)',
   // Trino's regexp_replace replaces every match (DuckDB's only the first, without 'g'), its 2-argument form removes them, and its
   // replacement names a group `$1` and escapes a character with `\` (`\$`, `\\`): here RE2's `\1`, the character, and `\\`.

@@ -256,6 +256,14 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(nulls.stdout)).toEqual([{ n: expected }]);
   });
 
+  test('split_part past the last field is NULL, as Trino\'s (DuckDB\'s gives \'\')', async () => {
+    // Device ids are dev-<hex>: two fields.
+    const { code, stdout, stderr } = await query("SELECT count(*) FILTER (WHERE split_part(device_id, '-', 3) IS NULL) AS past,"
+      + " count(*) FILTER (WHERE split_part(device_id, '-', 2) = substr(device_id, 5)) AS second, count(*) AS n FROM iot", '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(stdout)).toEqual([{ past: records.length, second: records.length, n: records.length }]);
+  });
+
   test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
     const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
