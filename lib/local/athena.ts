@@ -32,6 +32,16 @@ function variadicMacro(name: string, body: (args: readonly string[]) => string):
 const nullStrict = (name: string) => variadicMacro(name, (args) => `CASE WHEN ${args.map((a) => `${a} IS NULL`).join(' OR ')} THEN NULL ELSE system.main.${name}(${args.join(', ')}) END`);
 
 /**
+ * Trino's substring (and substr): empty from position 0, for a length of 0 or less, or from before the string's start
+ * counted from its end (DuckDB's substr('hello', 0, 3) is 'he', substr('hello', -7, 3) 'h'); NULL stays NULL.
+ */
+function substringMacro(name: string): string {
+  const empty = (condition: string) => `CASE WHEN ${condition} THEN system.main.substr(s, 1, 0) ELSE`;
+  return `${name}(s, start) AS ${empty('start = 0 OR start < -length(s)')} system.main.substr(s, start) END, `
+    + `(s, start, n) AS ${empty('start = 0 OR start < -length(s) OR n <= 0')} system.main.substr(s, start, n) END`;
+}
+
+/**
  * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
  * with other semantics. Macros take the name over, so `date_diff` counts whole units elapsed as Trino does
  * (DuckDB's own counts unit boundaries crossed: 02:59 → 03:01 would be 1 hour). Not covered, as they would
@@ -64,6 +74,8 @@ const ATHENA_MACROS = [
   nullStrict('greatest'),
   nullStrict('least'),
   'approx_percentile(x, p) AS approx_quantile(x, p)',
+  substringMacro('substr'),
+  substringMacro('substring'),
   // NULL past the last field, as Trino's (functions/string); DuckDB's gives ''.
   'split_part(s, delimiter, i) AS CASE WHEN i > len(string_split(s, delimiter)) THEN NULL ELSE system.main.split_part(s, delimiter, i) END',
   'regexp_like(s, pattern) AS regexp_matches(s, pattern)',

@@ -264,6 +264,15 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(stdout)).toEqual([{ past: records.length, second: records.length, n: records.length }]);
   });
 
+  test('substr from position 0, for a length of 0 or less, or from before the start is empty, as Trino\'s', async () => {
+    // DuckDB's own gave 'dev-000' for substr(device_id, 0, 8) (a 0-based habit), where Athena gives ''.
+    const { code, stdout, stderr } = await query("SELECT substr(device_id, 0, 8) AS zero, substr(device_id, 1, 8) AS first8, substring(device_id, 5, -1) AS negative,"
+      + " substr(device_id, -20, 5) AS before, substr(device_id, -8) AS last8, substr(NULL, 0) AS nul FROM iot LIMIT 1", '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    const [row] = JSON.parse(stdout) as Array<Record<string, unknown>>;
+    expect(row).toEqual({ zero: '', first8: expect.stringMatching(/^dev-[0-9a-f]{4}$/), negative: '', before: '', last8: expect.stringMatching(/^[0-9a-f]{8}$/), nul: null });
+  });
+
   test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
     const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
