@@ -61,6 +61,9 @@ const ATHENA_MACROS = [
     + "WHEN 'month' THEN to_months(n) WHEN 'quarter' THEN to_months(3 * n) WHEN 'year' THEN to_years(n) "
     + "ELSE error('date_add: ' || unit || ' is not a unit (millisecond, second, minute, hour, day, week, month, quarter, year)') END",
   'day_of_week(d) AS isodow(d)',
+  // EXTRACT(DOW FROM t), which DuckDB reads as date_part('dow', t): Trino's is day_of_week, 1 (Monday) to 7 (Sunday); DuckDB's
+  // 0 (Sunday) to 6. DuckDB's date_part of a list of parts, which Athena does not have, is not taken.
+  "date_part(part, t) AS CASE WHEN lower(part) = 'dow' THEN system.main.date_part('isodow', t) ELSE system.main.date_part(part, t) END",
   'day_of_year(d) AS dayofyear(d)',
   // Exact: Athena's estimate is within 2.3 % (standard error) of the exact count, DuckDB's approx_count_distinct was 20 % off
   // at a few thousand values, above the largest possible count. A twin's lake is small enough to count.

@@ -273,6 +273,15 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(row).toEqual({ zero: '', first8: expect.stringMatching(/^dev-[0-9a-f]{4}$/), negative: '', before: '', last8: expect.stringMatching(/^[0-9a-f]{8}$/), nul: null });
   });
 
+  test('EXTRACT(DOW FROM t) is Trino\'s day_of_week, 1 (Monday) to 7 (Sunday), not DuckDB\'s 0 (Sunday) to 6', async () => {
+    const { code, stdout, stderr } = await query("SELECT extract(dow FROM DATE '2026-12-06') AS sunday, extract(DOW FROM TIMESTAMP '2026-12-07 10:00') AS monday,"
+      + " extract(year FROM DATE '2026-12-06') AS y, extract(hour FROM TIME '10:11:12') AS h,"
+      + " (SELECT count(*) FROM iot WHERE extract(dow FROM event_time) = day_of_week(event_time)) AS same, (SELECT count(*) FROM iot) AS n", '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    const [row] = JSON.parse(stdout) as Array<{ n: number }>;
+    expect(row).toEqual({ sunday: 7, monday: 1, y: 2026, h: 10, same: row.n, n: records.length });
+  });
+
   test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
     const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
