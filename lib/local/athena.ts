@@ -42,6 +42,19 @@ function substringMacro(name: string): string {
 }
 
 /**
+ * The characters Trino's trim, ltrim and rtrim remove, as SQL: Java's Character.isWhitespace (tab, line feed, vertical tab,
+ * form feed, carriage return, U+001C–U+001F, and Unicode's spaces and line and paragraph separators, but not the no-break
+ * ones). DuckDB's trim(s) removes spaces alone.
+ */
+const TRINO_WHITESPACE = [0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005,
+  0x2006, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x205f, 0x3000].map((c) => `chr(${c})`).join(' || ');
+
+/** Trino's trim of whitespace (TRINO_WHITESPACE) under `name`, and DuckDB's own of the characters given (`trim(BOTH 'x' FROM s)`). */
+function trimMacro(name: string): string {
+  return `${name}(s) AS system.main.${name}(s, ${TRINO_WHITESPACE}), (s, characters) AS system.main.${name}(s, characters)`;
+}
+
+/**
  * Athena (Trino) functions under their Athena names, where DuckDB has the same function by another name or
  * with other semantics. Macros take the name over, so `date_diff` counts whole units elapsed as Trino does
  * (DuckDB's own counts unit boundaries crossed: 02:59 → 03:01 would be 1 hour). Not covered, as they would
@@ -77,6 +90,9 @@ const ATHENA_MACROS = [
   nullStrict('greatest'),
   nullStrict('least'),
   'approx_percentile(x, p) AS approx_quantile(x, p)',
+  trimMacro('trim'),
+  trimMacro('ltrim'),
+  trimMacro('rtrim'),
   substringMacro('substr'),
   substringMacro('substring'),
   // NULL past the last field, as Trino's (functions/string); DuckDB's gives ''.

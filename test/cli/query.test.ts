@@ -282,6 +282,15 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(row).toEqual({ sunday: 7, monday: 1, y: 2026, h: 10, same: row.n, n: records.length });
   });
 
+  test('trim, ltrim and rtrim remove whitespace as Trino\'s do (tabs, line breaks, Unicode spaces), not spaces alone; trim(BOTH \'x\' FROM s) still works', async () => {
+    const { code, stdout, stderr } = await query("SELECT '[' || trim(chr(9) || ' x ' || chr(13) || chr(10)) || ']' AS t, '[' || ltrim(chr(10) || 'x ') || ']' AS l,"
+      + " '[' || rtrim(' x' || chr(12288)) || ']' AS r, '[' || trim(chr(160) || 'x') || ']' AS nbsp, trim(BOTH '$' FROM '$var$') AS chars,"
+      + " (SELECT count(*) FROM iot WHERE trim(chr(9) || device_id || chr(10)) = device_id) AS ids", '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    // A no-break space is no whitespace to Java (Character.isWhitespace), so Trino keeps it.
+    expect(JSON.parse(stdout)).toEqual([{ t: '[x]', l: '[x ]', r: '[ x]', nbsp: '[\u00a0x]', chars: 'var', ids: records.length }]);
+  });
+
   test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
     const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
