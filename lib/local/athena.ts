@@ -74,6 +74,10 @@ const ATHENA_MACROS = [
     + "WHEN 'month' THEN to_months(n) WHEN 'quarter' THEN to_months(3 * n) WHEN 'year' THEN to_years(n) "
     + "ELSE error('date_add: ' || unit || ' is not a unit (millisecond, second, minute, hour, day, week, month, quarter, year)') END",
   'day_of_week(d) AS isodow(d)',
+  // t AT TIME ZONE zone, which DuckDB reads as timezone(zone, t): Trino takes a TIMESTAMP as the session's zone's (UTC) and
+  // gives its time in zone (10:00 is 11:00 in Berlin), where DuckDB's takes it as zone's own time (10:00 in Berlin, 09:00 UTC).
+  // DuckDB's answer is the time without its zone: the same time of day, date and hour as Athena's.
+  'timezone(t) AS system.main.timezone(t), (zone, t) AS system.main.timezone(zone, CAST(t AS TIMESTAMPTZ))',
   // EXTRACT(DOW FROM t), which DuckDB reads as date_part('dow', t): Trino's is day_of_week, 1 (Monday) to 7 (Sunday); DuckDB's
   // 0 (Sunday) to 6. DuckDB's date_part of a list of parts, which Athena does not have, is not taken.
   "date_part(part, t) AS CASE WHEN lower(part) = 'dow' THEN system.main.date_part('isodow', t) ELSE system.main.date_part(part, t) END",
@@ -118,7 +122,7 @@ const ATHENA_ONLY_FUNCTIONS: Readonly<Record<string, string>> = {
   parse_datetime: 'strptime(s, format), with strftime specifiers instead of Joda-Time patterns',
   to_iso8601: "strftime(t, '%Y-%m-%dT%H:%M:%S.%gZ') for a UTC timestamp",
   at_timezone: "timezone('Europe/Berlin', t)",
-  with_timezone: "timezone('Europe/Berlin', t)",
+  with_timezone: "CAST(CAST(t AS VARCHAR) || ' Europe/Berlin' AS TIMESTAMPTZ)",
   url_extract_host: "regexp_extract(url, '^[a-z]+://([^/:?#]+)', 1)",
   url_extract_path: "regexp_extract(url, '^[a-z]+://[^/?#]*([^?#]*)', 1)",
 };

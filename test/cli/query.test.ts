@@ -291,6 +291,16 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(stdout)).toEqual([{ t: '[x]', l: '[x ]', r: '[ x]', nbsp: '[\u00a0x]', chars: 'var', ids: records.length }]);
   });
 
+  test('a timestamp AT TIME ZONE is the session\'s (UTC) time in that zone, as on Athena: 10:00 UTC is 11:00 in Berlin', async () => {
+    // DuckDB's own took 10:00 as Berlin's time, 09:00 UTC: hours and dates a query grouped by were shifted the other way.
+    const { code, stdout, stderr } = await query("SELECT TIMESTAMP '2026-01-01 10:00:00' AT TIME ZONE 'Europe/Berlin' AS berlin,"
+      + " hour(TIMESTAMP '2026-12-31 23:30:00' AT TIME ZONE 'Europe/Berlin') AS h, CAST(TIMESTAMP '2026-12-31 23:30:00' AT TIME ZONE 'Europe/Berlin' AS DATE) AS d,"
+      + " hour(from_unixtime(1767225600) AT TIME ZONE 'America/New_York') AS ny,"
+      + " (SELECT count(*) FROM iot WHERE hour(event_time AT TIME ZONE 'Asia/Tokyo') = (hour(event_time) + 9) % 24) AS tokyo", '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(stdout)).toEqual([{ berlin: '2026-01-01 11:00:00.000', h: 0, d: '2027-01-01', ny: 19, tokyo: records.length }]);
+  });
+
   test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
     const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
