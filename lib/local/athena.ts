@@ -15,21 +15,28 @@ import { athenaColumnNames, cteNames, referencedTables } from './referenced-tabl
 // Strings read back whole, a leading U+FEFF included, as Athena gives them.
 import './duckdb-strings';
 
-/** The most arguments the concat, greatest and least macros take; DuckDB's own functions, which they replace, take any number. */
-const MACRO_MAX_ARGUMENTS = 64;
+/** The most arguments the concat macro takes; DuckDB's own concat, which it replaces, takes any number. */
+const CONCAT_MAX_ARGUMENTS = 64;
 
-/** A macro of 1 to MACRO_MAX_ARGUMENTS arguments: one overload per count (a macro takes a fixed number), `body` of their names. */
-function variadicMacro(name: string, body: (args: readonly string[]) => string): string {
+/**
+ * The most arguments the greatest and least macros take: each overload checks every argument for NULL, so their size
+ * grows with the square of this, and so did the time to define them for each query (30 ms at 64).
+ */
+const GREATEST_MAX_ARGUMENTS = 16;
+
+/** A macro of 1 to `most` arguments: one overload per count (a macro takes a fixed number), `body` of their names. */
+function variadicMacro(name: string, most: number, body: (args: readonly string[]) => string): string {
   const overloads: string[] = [];
-  for (let n = 1; n <= MACRO_MAX_ARGUMENTS; n++) {
+  for (let n = 1; n <= most; n++) {
     const args = Array.from({ length: n }, (_, i) => `a${i}`);
     overloads.push(`(${args.join(', ')}) AS ${body(args)}`);
   }
   return `${name}${overloads.join(', ')}`;
 }
 
-/** A function of any number of arguments that is NULL when one is, and otherwise DuckDB's own of that name. */
-const nullStrict = (name: string) => variadicMacro(name, (args) => `CASE WHEN ${args.map((a) => `${a} IS NULL`).join(' OR ')} THEN NULL ELSE system.main.${name}(${args.join(', ')}) END`);
+/** A function of 1 to `most` arguments that is NULL when one is, and otherwise DuckDB's own of that name. */
+const nullStrict = (name: string, most: number) => variadicMacro(name, most,
+  (args) => `CASE WHEN ${args.map((a) => `${a} IS NULL`).join(' OR ')} THEN NULL ELSE system.main.${name}(${args.join(', ')}) END`);
 
 /**
  * Trino's substring (and substr): empty from position 0, for a length of 0 or less, or from before the string's start
@@ -42,16 +49,16 @@ function substringMacro(name: string): string {
 }
 
 /**
- * The characters Trino's trim, ltrim and rtrim remove, as SQL: Java's Character.isWhitespace (tab, line feed, vertical tab,
+ * The characters Trino's trim, ltrim and rtrim remove: Java's Character.isWhitespace (tab, line feed, vertical tab,
  * form feed, carriage return, U+001C–U+001F, and Unicode's spaces and line and paragraph separators, but not the no-break
  * ones). DuckDB's trim(s) removes spaces alone.
  */
 const TRINO_WHITESPACE = [0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005,
-  0x2006, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x205f, 0x3000].map((c) => `chr(${c})`).join(' || ');
+  0x2006, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x205f, 0x3000].map((c) => String.fromCodePoint(c)).join('');
 
 /** Trino's trim of whitespace (TRINO_WHITESPACE) under `name`, and DuckDB's own of the characters given (`trim(BOTH 'x' FROM s)`). */
 function trimMacro(name: string): string {
-  return `${name}(s) AS system.main.${name}(s, ${TRINO_WHITESPACE}), (s, characters) AS system.main.${name}(s, characters)`;
+  return `${name}(s) AS system.main.${name}(s, ${sqlString(TRINO_WHITESPACE)}), (s, characters) AS system.main.${name}(s, characters)`;
 }
 
 /**
@@ -88,11 +95,11 @@ const ATHENA_MACROS = [
   // Trino's element_at: a map's value for the key (DuckDB's gives a list of it), an array's element (1-based, negative from the end), NULL when absent.
   'element_at(c, k) AS c[k]',
   // Trino's concat is NULL when any argument is (DuckDB's skips NULLs); `||` is NULL-strict in both. Strings and arrays
-  // alike, 1 to MACRO_MAX_ARGUMENTS arguments.
-  variadicMacro('concat', (args) => args.join(' || ')),
+  // alike, 1 to CONCAT_MAX_ARGUMENTS arguments.
+  variadicMacro('concat', CONCAT_MAX_ARGUMENTS, (args) => args.join(' || ')),
   // Trino's are NULL when any argument is ("like most other functions in Trino", its docs say); DuckDB's skip NULLs.
-  nullStrict('greatest'),
-  nullStrict('least'),
+  nullStrict('greatest', GREATEST_MAX_ARGUMENTS),
+  nullStrict('least', GREATEST_MAX_ARGUMENTS),
   'approx_percentile(x, p) AS approx_quantile(x, p)',
   trimMacro('trim'),
   trimMacro('ltrim'),
