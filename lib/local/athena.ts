@@ -24,6 +24,9 @@ const CONCAT_MAX_ARGUMENTS = 64;
  */
 const GREATEST_MAX_ARGUMENTS = 16;
 
+/** The most arguments the format macro takes, the format string included. */
+const FORMAT_MAX_ARGUMENTS = 17;
+
 /** A macro of 1 to `most` arguments: one overload per count (a macro takes a fixed number), `body` of their names. */
 function variadicMacro(name: string, most: number, body: (args: readonly string[]) => string): string {
   const overloads: string[] = [];
@@ -100,6 +103,9 @@ const ATHENA_MACROS = [
   // Trino's are NULL when any argument is ("like most other functions in Trino", its docs say); DuckDB's skip NULLs.
   nullStrict('greatest', GREATEST_MAX_ARGUMENTS),
   nullStrict('least', GREATEST_MAX_ARGUMENTS),
+  // Trino's format takes Java's format strings ('%.2f', '%,d', '%2$s'), which DuckDB's printf reads alike; DuckDB's own
+  // format takes '{}' and gave '%.2f' back as it was. A number given to %s, which Java takes, fails here.
+  variadicMacro('format', FORMAT_MAX_ARGUMENTS, (args) => `printf(${args.join(', ')})`),
   'approx_percentile(x, p) AS approx_quantile(x, p)',
   trimMacro('trim'),
   trimMacro('ltrim'),

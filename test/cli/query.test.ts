@@ -301,6 +301,15 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(stdout)).toEqual([{ berlin: '2026-01-01 11:00:00.000', h: 0, d: '2027-01-01', ny: 19, tokyo: records.length }]);
   });
 
+  test('format takes Java\'s format strings, as Trino\'s does (DuckDB\'s own took \'{}\' and gave \'%.2f\' back)', async () => {
+    // Trino's documented examples (functions/conversion), and a column's values.
+    const { code, stdout, stderr } = await query("SELECT format('%.5f', pi()) AS pi, format('%03d', 8) AS padded, format('%,.2f', 1234567.89) AS grouped,"
+      + " format('%-7s,%7s', 'hello', 'world') AS widths, format('%2$s %3$s %1$s', 'a', 'b', 'c') AS positions,"
+      + " (SELECT count(*) FROM iot WHERE format('%d%%', battery_pct) = CAST(battery_pct AS VARCHAR) || '%') AS percents", '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(stdout)).toEqual([{ pi: '3.14159', padded: '008', grouped: '1,234,567.89', widths: 'hello  ,  world', positions: 'b c a', percents: records.length }]);
+  });
+
   test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
     const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
