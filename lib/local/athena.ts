@@ -107,6 +107,10 @@ const ATHENA_MACROS = [
   // format takes '{}' and gave '%.2f' back as it was. A number given to %s, which Java takes, fails here.
   variadicMacro('format', FORMAT_MAX_ARGUMENTS, (args) => `printf(${args.join(', ')})`),
   'approx_percentile(x, p) AS approx_quantile(x, p)',
+  // Trino's url_encode is Java's URLEncoder (functions/url): a space is `+`, `*` is kept and `~` encoded; DuckDB's gives
+  // `%20`, `%2A` and `~`. Its url_decode reads `+` as a space, which DuckDB's kept.
+  "url_encode(s) AS replace(replace(replace(system.main.url_encode(s), '%20', '+'), '%2A', '*'), '~', '%7E')",
+  "url_decode(s) AS system.main.url_decode(replace(s, '+', '%20'))",
   trimMacro('trim'),
   trimMacro('ltrim'),
   trimMacro('rtrim'),

@@ -310,6 +310,14 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(stdout)).toEqual([{ pi: '3.14159', padded: '008', grouped: '1,234,567.89', widths: 'hello  ,  world', positions: 'b c a', percents: records.length }]);
   });
 
+  test('url_encode and url_decode are Java\'s URLEncoder and URLDecoder, as Trino\'s: a space is +, * is kept and ~ encoded', async () => {
+    const { code, stdout, stderr } = await query("SELECT url_encode('a b.-*_~!é/?=&') AS encoded, url_decode('a+b%20c%2B') AS decoded,"
+      + " url_decode(url_encode('x y+z~*%20')) AS round_trip", '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    // As java.net.URLEncoder.encode(s, UTF_8) gives them (functions/url lists the rules).
+    expect(JSON.parse(stdout)).toEqual([{ encoded: 'a+b.-*_%7E%21%C3%A9%2F%3F%3D%26', decoded: 'a b c+', round_trip: 'x y+z~*%20' }]);
+  });
+
   test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
     const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
