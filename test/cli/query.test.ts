@@ -282,6 +282,13 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(row).toEqual({ sunday: 7, monday: 1, y: 2026, h: 10, same: row.n, n: records.length });
   });
 
+  test('millisecond is the millisecond of the second, 0 to 999, as Trino\'s (DuckDB\'s counted the second\'s too)', async () => {
+    const { code, stdout, stderr } = await query("SELECT millisecond(TIMESTAMP '2026-01-01 00:00:01.234') AS ms, second(TIMESTAMP '2026-01-01 00:00:01.234') AS s,"
+      + " (SELECT count(*) FROM iot WHERE millisecond(event_time) BETWEEN 0 AND 999) AS in_range", '--json');
+    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(stdout)).toEqual([{ ms: 234, s: 1, in_range: records.length }]);
+  });
+
   test('trim, ltrim and rtrim remove whitespace as Trino\'s do (tabs, line breaks, Unicode spaces), not spaces alone; trim(BOTH \'x\' FROM s) still works', async () => {
     const { code, stdout, stderr } = await query("SELECT '[' || trim(chr(9) || ' x ' || chr(13) || chr(10)) || ']' AS t, '[' || ltrim(chr(10) || 'x ') || ']' AS l,"
       + " '[' || rtrim(' x' || chr(12288)) || ']' AS r, '[' || trim(chr(160) || 'x') || ']' AS nbsp, trim(BOTH '$' FROM '$var$') AS chars,"
