@@ -16,7 +16,7 @@ import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
 import { backoffDelay, sleep } from '../../transforms/shared/retry';
 import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from './aws-clients';
-import { DeliveryEngine, engineOptionsFromConfig, type DeliveryCounters } from './delivery-stream';
+import { DeliveryEngine, engineOptionsFromConfig, undeliveredUnconfiguredStreams, type DeliveryCounters } from './delivery-stream';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 import { DlqFile } from './dlq-file';
 import { kinesisStateWarning, startDynamo, startKinesis, type RunningService } from './emulators';
@@ -228,6 +228,12 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   if (dataDirNotice !== undefined) log(`sluice: ${dataDirNotice}`);
   const lakeModels = Object.values(config.pipelines).filter((p) => p.destinations.includes('lake')).map((p) => loadModel(p.name));
   for (const warning of checkLakeLayouts(dataDir, bucketDir(dataDir, localBucketName(config)), lakeModels)) log(`sluice: warning: ${warning}`);
+  for (const left of undeliveredUnconfiguredStreams(dataDir, configuredDeliveryStreams(config))) {
+    log(`sluice: warning: ${left.dir} holds ${left.records} record${left.records === 1 ? '' : 's'} not yet delivered, of delivery stream ${left.stream},`
+      + ' which this configuration does not run (a pipeline or destination removed or renamed, or another prefix or env): they stay there, undelivered.'
+      + ' To deliver them, start once more with the configuration that had it, and stop (a stop flushes); to discard them, delete that folder.'
+      + ' (On AWS, the deploy that removes a delivery stream deletes the records it holds.)');
+  }
   const kinesisState = kinesisStateWarning(dataDir);
   if (kinesisState !== undefined) log(`sluice: warning: ${kinesisState}`);
   const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? localPiiHashKey(dataDir);
@@ -545,6 +551,17 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     await stopAll();
     throw err;
   }
+}
+
+/** The delivery streams the configuration runs: each pipeline's lake and search streams, by their names. */
+function configuredDeliveryStreams(config: SluiceConfig): Set<string> {
+  const streams = new Set<string>();
+  for (const [pipeline, p] of Object.entries(config.pipelines)) {
+    const names = resourceNames(config, pipeline);
+    if (p.destinations.includes('lake')) streams.add(names.lakeDeliveryStream);
+    if (p.destinations.includes('search')) streams.add(names.searchDeliveryStream);
+  }
+  return streams;
 }
 
 /** Each pipeline's generated validator as it is on disk now; undefined for one without (the twin's start then fails, naming it). */

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { crc32 } from 'node:zlib';
 import { loadConfig } from '../../lib/config';
 import { KINESIS_STATE_WARN_BYTES } from '../../lib/local/emulators';
 import { startTwin } from '../../lib/local/twin';
@@ -43,6 +44,51 @@ describe('the twin as it starts', () => {
       expect(lines).toContain(`sluice: warning: ${state} holds 128 MiB: kinesis-mock keeps every record put to the streams since this data dir was made (it does not`
         + " apply a stream's retention) and writes them whole every 5 s; at about 512 MiB its saves fail and the state no longer loads."
         + ' Once what was sent is delivered (a stop flushes), start again on a new --data-dir (or move this one away)');
+    } finally {
+      taken.close();
+    }
+  });
+  test('names each delivery stream the configuration no longer runs whose write-ahead log holds records not delivered, and leaves it as it is', async () => {
+    const dataDir = path.join(scratch, 'data');
+    const frame = (type: number, body: Buffer) => {
+      const payload = Buffer.concat([Buffer.from([type]), body]);
+      const header = Buffer.alloc(8);
+      header.writeUInt32BE(payload.length, 0);
+      header.writeUInt32BE(crc32(payload), 4);
+      return Buffer.concat([header, payload]);
+    };
+    const records = (seqs: number[]) => {
+      const header = Buffer.from(JSON.stringify(seqs.map((seq) => [seq, `id-${seq}`, 0, 2, null])));
+      const length = Buffer.alloc(4);
+      length.writeUInt32BE(header.length, 0);
+      return frame(1, Buffer.concat([length, header, ...seqs.map(() => Buffer.from('{}'))]));
+    };
+    const delivered = (through: number) => frame(2, Buffer.from(JSON.stringify({ through })));
+    const writeWal = (stream: string, bytes: Buffer) => {
+      const dir = path.join(dataDir, 'firehose', stream, 'wal');
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, '0000000000000000.log'), bytes);
+      return path.join(dir, '0000000000000000.log');
+    };
+    // A pipeline removed with three records logged, one delivered; one removed with all delivered; one still run.
+    const removed = writeWal('sluice-dev-app-events-lake', Buffer.concat([records([0, 1]), delivered(0), records([2])]));
+    writeWal('sluice-dev-old-lake', Buffer.concat([records([0]), delivered(0)]));
+    writeWal('sluice-dev-iot-lake', records([0]));
+    fs.chmodSync(dataDir, 0o700);
+    const before = fs.readFileSync(removed);
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const lines: string[] = [];
+      const config = loadConfig(['pipelines={"iot":{}}']);
+      const port = (taken.address() as net.AddressInfo).port;
+      await expect(startTwin({ config, dataDir, ports: { kinesis: port }, log: (line) => lines.push(line) })).rejects.toThrow(String(port));
+      const left = lines.filter((l) => l.includes('not yet delivered'));
+      expect(left).toEqual([`sluice: warning: ${path.join(dataDir, 'firehose', 'sluice-dev-app-events-lake')} holds 2 records not yet delivered, of delivery stream`
+        + ' sluice-dev-app-events-lake, which this configuration does not run (a pipeline or destination removed or renamed, or another prefix or env):'
+        + ' they stay there, undelivered. To deliver them, start once more with the configuration that had it, and stop (a stop flushes); to discard them,'
+        + ' delete that folder. (On AWS, the deploy that removes a delivery stream deletes the records it holds.)']);
+      expect(fs.readFileSync(removed)).toEqual(before);
     } finally {
       taken.close();
     }
