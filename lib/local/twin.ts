@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
-import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException } from '@aws-sdk/client-kinesis';
+import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException, UpdateShardCountCommand } from '@aws-sdk/client-kinesis';
 import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import type { S3Event } from 'aws-lambda';
 import { ON_DEMAND_INITIAL_SHARDS, resourceNames, unconfiguredSchemaWarnings, type SluiceConfig } from '../config';
@@ -382,7 +382,10 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       // The engine's and the runtime's: a runtime holding an invocation is ended just after the engine gave up on it.
       const transformTimeoutMs = faults?.hasTransformFaults ? faults.transformTimeoutMs : p.transform.timeoutSeconds * 1000;
       const streamArn = `arn:aws:kinesis:${region}:${ACCOUNT}:stream/${names(pipeline).stream}`;
-      if (p.source === 'kinesis') await ensureStream(kc, names(pipeline).stream, localShardCount(p));
+      if (p.source === 'kinesis') {
+        await ensureStream(kc, names(pipeline).stream, localShardCount(p));
+        await reshardToConfigured(kc, names(pipeline).stream, localShardCount(p), `pipelines.${pipeline}.shards`, log);
+      }
       for (const kind of ['lake', 'search'] as const) {
         if (!p.destinations.includes(kind)) continue;
         const sink = kind === 'search'
@@ -689,6 +692,36 @@ async function ensureStream(client: ReturnType<typeof kinesisClient>, streamName
     const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
     if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
     if (Date.now() > deadline) throw new Error(`Kinesis stream ${streamName} did not become ACTIVE within 30 s`);
+    await sleep(50);
+  }
+}
+
+/**
+ * A stream made on an earlier start keeps the shards it was made with: when `shards` changed since, it is resharded to
+ * the configured count (UpdateShardCount, uniform scaling), as a deploy does in place. The readers follow the split or
+ * merge as they do any reshard: parents to their end first. One kinesis-mock refuses keeps its shards, and that is said.
+ */
+async function reshardToConfigured(
+  client: ReturnType<typeof kinesisClient>, streamName: string, shards: number, setting: string, log: (line: string) => void,
+): Promise<void> {
+  const open = (await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }))).StreamDescriptionSummary?.OpenShardCount;
+  if (open === undefined || open === shards) return;
+  try {
+    await client.send(new UpdateShardCountCommand({ StreamName: streamName, TargetShardCount: shards, ScalingType: 'UNIFORM_SCALING' }));
+  } catch (e) {
+    // kinesis-mock refuses what Kinesis does: more than double or less than half the open shards in one step.
+    log(`sluice: warning: Kinesis stream ${streamName} has ${open} open shard${open === 1 ? '' : 's'} and ${setting} is ${shards}, but resharding it failed`
+      + ` (${(e as Error).message}): it runs with ${open}. Change the count in steps of at most double or half, a start each, as on AWS a deploy`
+      + ` each, or start on a new --data-dir once what was sent is delivered`);
+    return;
+  }
+  log(`sluice: Kinesis stream ${streamName} resharded from ${open} to ${shards} open shard${shards === 1 ? '' : 's'}, as ${setting} now says (UpdateShardCount, as a deploy does;`
+    + ' on AWS one deploy may at most double or halve the count)');
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
+    if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
+    if (Date.now() > deadline) throw new Error(`Kinesis stream ${streamName} did not become ACTIVE within 30 s of resharding`);
     await sleep(50);
   }
 }
