@@ -1592,32 +1592,40 @@ class WriteAheadLog {
 /**
  * Delivery streams under `<dataDir>/firehose/` that `configured` does not name and whose write-ahead log still holds
  * records not delivered, with their count: a pipeline removed or renamed, a destination removed, or another `prefix`
- * or `env`. Read only, frame by frame to a segment's first bad frame (what {@link DeliveryEngine.open} would also
- * recover after damage is not counted): nothing is cut, copied or removed, so starting with the old names again
- * delivers them.
+ * or `env`.
  */
 export function undeliveredUnconfiguredStreams(dataDir: string, configured: ReadonlySet<string>): Array<{ stream: string; dir: string; records: number }> {
   const root = path.join(dataDir, 'firehose');
   if (!fs.existsSync(root)) return [];
   const found: Array<{ stream: string; dir: string; records: number }> = [];
   for (const stream of fs.readdirSync(root).sort()) {
-    const walDir = path.join(root, stream, 'wal');
-    if (configured.has(stream) || !fs.existsSync(walDir)) continue;
-    const seqs = new Set<number>();
-    let delivered = -1;
-    for (const file of fs.readdirSync(walDir).filter((f) => /^\d{16}\.log$/.test(f))) {
-      const bytes = fs.readFileSync(path.join(walDir, file));
-      for (let frame = readFrame(bytes, 0); frame; frame = readFrame(bytes, frame.next)) {
-        const content = decodeFrame(frame.payload);
-        if (!content) break;
-        if (content.kind === 'delivered') delivered = Math.max(delivered, content.through);
-        else for (const record of content.records) seqs.add(record.seq);
-      }
-    }
-    const records = [...seqs].filter((seq) => seq > delivered).length;
+    if (configured.has(stream)) continue;
+    const records = undeliveredRecordCount(dataDir, stream);
     if (records > 0) found.push({ stream, dir: path.join(root, stream), records });
   }
   return found;
+}
+
+/**
+ * Records in a delivery stream's write-ahead log (`<dataDir>/firehose/<stream>/wal/`) not yet delivered; 0 when it has
+ * none. Read only, frame by frame to a segment's first bad frame (what {@link DeliveryEngine.open} would also recover
+ * after damage is not counted): nothing is cut, copied or removed.
+ */
+export function undeliveredRecordCount(dataDir: string, stream: string): number {
+  const walDir = path.join(dataDir, 'firehose', stream, 'wal');
+  if (!fs.existsSync(walDir)) return 0;
+  const seqs = new Set<number>();
+  let delivered = -1;
+  for (const file of fs.readdirSync(walDir).filter((f) => /^\d{16}\.log$/.test(f))) {
+    const bytes = fs.readFileSync(path.join(walDir, file));
+    for (let frame = readFrame(bytes, 0); frame; frame = readFrame(bytes, frame.next)) {
+      const content = decodeFrame(frame.payload);
+      if (!content) break;
+      if (content.kind === 'delivered') delivered = Math.max(delivered, content.through);
+      else for (const record of content.records) seqs.add(record.seq);
+    }
+  }
+  return [...seqs].filter((seq) => seq > delivered).length;
 }
 
 function encodeFrame(payload: Buffer): Buffer {

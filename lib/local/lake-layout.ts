@@ -15,13 +15,19 @@ export const LAKE_LAYOUT_FILE = 'lake-layout.json';
  * its schema's keys. Returns warnings for files under enum partition values the schema no longer lists, which Athena's
  * projection leaves out (and so does `sluice query`).
  */
-export function checkLakeLayouts(dataDir: string, bucketDir: string, models: readonly SchemaModel[]): string[] {
+export function checkLakeLayouts(
+  dataDir: string, bucketDir: string, models: readonly SchemaModel[],
+  /** Where a pipeline's lake delivery stream logs its records, and how many wait there: a refusal names them. */
+  waiting: (pipeline: string) => { readonly records: number; readonly dir: string } = () => ({ records: 0, dir: '' }),
+): string[] {
   const file = path.join(dataDir, LAKE_LAYOUT_FILE);
   const recorded = readLayouts(file);
   const changed: string[] = [];
   /** The folders of the pipelines whose layout changed, as the refusal names them to move. */
   const folders: string[] = [];
   const warnings: string[] = [];
+  /** Records the pipelines whose layout changed still hold in their write-ahead logs, said with the refusal. */
+  const unsent: string[] = [];
   for (const model of models) {
     const keys = model.partitionKeys.map((k) => k.name);
     const root = path.join(bucketDir, dataRoot(model.pipeline));
@@ -31,6 +37,13 @@ export function checkLakeLayouts(dataDir: string, bucketDir: string, models: rea
     if (before !== undefined && before.join('/') !== keys.join('/')) {
       changed.push(`${model.pipeline}'s files are partitioned by ${before.join(', ') || 'nothing'}, its schema now by ${keys.join(', ') || 'nothing'}`);
       folders.push(path.resolve(root));
+      const { records, dir } = waiting(model.pipeline);
+      // Records taken before the change: moving the folder delivers them under the new keys; a new data dir strands them.
+      if (records > 0) {
+        unsent.push(`${records} record${records === 1 ? '' : 's'} of ${model.pipeline} not yet delivered wait in ${dir}: moving the folder delivers them under`
+          + ' the new keys at the next start; a new data dir leaves them there, undelivered, unless you first start once more here with the old'
+          + ' partitionFields (and `npm run generate`) and stop, which delivers them under the old keys');
+      }
       continue;
     }
     recorded[model.pipeline] = keys;
@@ -52,7 +65,7 @@ export function checkLakeLayouts(dataDir: string, bucketDir: string, models: rea
   if (changed.length > 0) {
     throw new EmulatorStateError(`the lake's layout changed: ${changed.join('; ')}. The old and new files cannot be read as one table`
       + ` (nor on AWS, where the new partition projection no longer finds the old prefixes). Start with a new data dir (--data-dir),`
-      + ` or move ${changed.length === 1 ? 'that pipeline\'s folder' : 'those pipelines\' folders'} (${folders.join(', ')}) out of this one; see schemas/README.md, "Changing a schema"`);
+      + ` or move ${changed.length === 1 ? 'that pipeline\'s folder' : 'those pipelines\' folders'} (${folders.join(', ')}) out of this one${unsent.length > 0 ? ` (${unsent.join('; ')})` : ''}; see schemas/README.md, "Changing a schema"`);
   }
   fs.writeFileSync(file, `${JSON.stringify(recorded, null, 2)}\n`, { mode: 0o600 });
   return warnings;

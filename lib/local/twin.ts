@@ -16,7 +16,7 @@ import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
 import { backoffDelay, sleep } from '../../transforms/shared/retry';
 import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from './aws-clients';
-import { DeliveryEngine, engineOptionsFromConfig, undeliveredUnconfiguredStreams, type DeliveryCounters } from './delivery-stream';
+import { DeliveryEngine, engineOptionsFromConfig, undeliveredRecordCount, undeliveredUnconfiguredStreams, type DeliveryCounters } from './delivery-stream';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 import { DlqFile } from './dlq-file';
 import { kinesisStateWarning, startDynamo, startKinesis, type RunningService } from './emulators';
@@ -227,7 +227,11 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const dataDirNotice = makeDataDir(dataDir);
   if (dataDirNotice !== undefined) log(`sluice: ${dataDirNotice}`);
   const lakeModels = Object.values(config.pipelines).filter((p) => p.destinations.includes('lake')).map((p) => loadModel(p.name));
-  for (const warning of checkLakeLayouts(dataDir, bucketDir(dataDir, localBucketName(config)), lakeModels)) log(`sluice: warning: ${warning}`);
+  const lakeLog = (pipeline: string) => {
+    const stream = resourceNames(config, pipeline).lakeDeliveryStream;
+    return { records: undeliveredRecordCount(dataDir, stream), dir: path.resolve(dataDir, 'firehose', stream) };
+  };
+  for (const warning of checkLakeLayouts(dataDir, bucketDir(dataDir, localBucketName(config)), lakeModels, lakeLog)) log(`sluice: warning: ${warning}`);
   for (const left of undeliveredUnconfiguredStreams(dataDir, configuredDeliveryStreams(config))) {
     log(`sluice: warning: ${left.dir} holds ${left.records} record${left.records === 1 ? '' : 's'} not yet delivered, of delivery stream ${left.stream},`
       + ' which this configuration does not run (a pipeline or destination removed or renamed, or another prefix or env): they stay there, undelivered.'

@@ -5,7 +5,31 @@ import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { loadConfig } from '../../lib/config';
 import { KINESIS_STATE_WARN_BYTES } from '../../lib/local/emulators';
+import { LAKE_LAYOUT_FILE } from '../../lib/local/lake-layout';
+import { loadModel } from '../../lib/schema';
 import { startTwin } from '../../lib/local/twin';
+
+/** Write-ahead log frames as a delivery stream writes them (lib/local/delivery-stream.ts): records, and a delivered mark. */
+const frame = (type: number, body: Buffer) => {
+  const payload = Buffer.concat([Buffer.from([type]), body]);
+  const header = Buffer.alloc(8);
+  header.writeUInt32BE(payload.length, 0);
+  header.writeUInt32BE(crc32(payload), 4);
+  return Buffer.concat([header, payload]);
+};
+const records = (seqs: number[]) => {
+  const header = Buffer.from(JSON.stringify(seqs.map((seq) => [seq, `id-${seq}`, 0, 2, null])));
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(header.length, 0);
+  return frame(1, Buffer.concat([length, header, ...seqs.map(() => Buffer.from('{}'))]));
+};
+const delivered = (through: number) => frame(2, Buffer.from(JSON.stringify({ through })));
+const writeWal = (dataDir: string, stream: string, bytes: Buffer) => {
+  const dir = path.join(dataDir, 'firehose', stream, 'wal');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, '0000000000000000.log'), bytes);
+  return path.join(dir, '0000000000000000.log');
+};
 
 // What the twin says as it starts, before it makes anything: a data dir it cannot make ends the start right after.
 describe('the twin as it starts', () => {
@@ -50,30 +74,10 @@ describe('the twin as it starts', () => {
   });
   test('names each delivery stream the configuration no longer runs whose write-ahead log holds records not delivered, and leaves it as it is', async () => {
     const dataDir = path.join(scratch, 'data');
-    const frame = (type: number, body: Buffer) => {
-      const payload = Buffer.concat([Buffer.from([type]), body]);
-      const header = Buffer.alloc(8);
-      header.writeUInt32BE(payload.length, 0);
-      header.writeUInt32BE(crc32(payload), 4);
-      return Buffer.concat([header, payload]);
-    };
-    const records = (seqs: number[]) => {
-      const header = Buffer.from(JSON.stringify(seqs.map((seq) => [seq, `id-${seq}`, 0, 2, null])));
-      const length = Buffer.alloc(4);
-      length.writeUInt32BE(header.length, 0);
-      return frame(1, Buffer.concat([length, header, ...seqs.map(() => Buffer.from('{}'))]));
-    };
-    const delivered = (through: number) => frame(2, Buffer.from(JSON.stringify({ through })));
-    const writeWal = (stream: string, bytes: Buffer) => {
-      const dir = path.join(dataDir, 'firehose', stream, 'wal');
-      fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(path.join(dir, '0000000000000000.log'), bytes);
-      return path.join(dir, '0000000000000000.log');
-    };
     // A pipeline removed with three records logged, one delivered; one removed with all delivered; one still run.
-    const removed = writeWal('sluice-dev-app-events-lake', Buffer.concat([records([0, 1]), delivered(0), records([2])]));
-    writeWal('sluice-dev-old-lake', Buffer.concat([records([0]), delivered(0)]));
-    writeWal('sluice-dev-iot-lake', records([0]));
+    const removed = writeWal(dataDir, 'sluice-dev-app-events-lake', Buffer.concat([records([0, 1]), delivered(0), records([2])]));
+    writeWal(dataDir, 'sluice-dev-old-lake', Buffer.concat([records([0]), delivered(0)]));
+    writeWal(dataDir, 'sluice-dev-iot-lake', records([0]));
     fs.chmodSync(dataDir, 0o700);
     const before = fs.readFileSync(removed);
     const taken = net.createServer();
@@ -92,5 +96,22 @@ describe('the twin as it starts', () => {
     } finally {
       taken.close();
     }
+  });
+  test('refusing a lake whose partition keys changed, says how many records wait in its write-ahead log and how to deliver them', async () => {
+    const dataDir = path.join(scratch, 'data');
+    const model = loadModel('app-events');
+    const file = path.join(dataDir, 's3', 'sluice-dev-data', 'data', 'app-events', 'year=2026', 'month=12', 'day=05', 'hour=17', 'a.parquet');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, 'PAR1');
+    // The files were written by time alone; the schema now partitions by event_type first.
+    fs.writeFileSync(path.join(dataDir, LAKE_LAYOUT_FILE), JSON.stringify({ 'app-events': ['year', 'month', 'day', 'hour'] }));
+    expect(model.partitionKeys.map((k) => k.name)).toEqual(['event_type', 'year', 'month', 'day', 'hour']);
+    const wal = writeWal(dataDir, 'sluice-dev-app-events-lake', records([0, 1, 2]));
+    fs.chmodSync(dataDir, 0o700);
+    const config = loadConfig(['pipelines={"app-events":{"source":"direct-put","destinations":["lake"]}}']);
+    await expect(startTwin({ config, dataDir, log: () => undefined })).rejects.toThrow(`(3 records of app-events not yet delivered wait in ${path.join(dataDir, 'firehose', 'sluice-dev-app-events-lake')}:`
+      + ' moving the folder delivers them under the new keys at the next start; a new data dir leaves them there, undelivered, unless you first start'
+      + ' once more here with the old partitionFields (and `npm run generate`) and stop, which delivers them under the old keys)');
+    expect(fs.readFileSync(wal)).toEqual(records([0, 1, 2]));
   });
 });
