@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, ResourceInUseException, UpdateShardCountCommand } from '@aws-sdk/client-kinesis';
 import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
@@ -237,6 +238,11 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       + ' which this configuration does not run (a pipeline or destination removed or renamed, or another prefix or env): they stay there, undelivered.'
       + ' To deliver them, start once more with the configuration that had it, and stop (a stop flushes); to discard them, delete that folder.'
       + ' (On AWS, the deploy that removes a delivery stream deletes the records it holds.)');
+  }
+  for (const left of await deadLettersOfOtherQueues(dataDir, config)) {
+    log(`sluice: warning: ${left.file} holds ${left.messages} dead-letter message${left.messages === 1 ? '' : 's'} of queue ${left.queue}, which this`
+      + ` configuration does not use (another prefix or env): this run's summary and \`sluice replay\` read ${left.current}.jsonl. They stay there;`
+      + ' to replay them, run `sluice replay` with the settings that wrote them (-c prefix=…, -c env=…)');
   }
   const kinesisState = kinesisStateWarning(dataDir);
   if (kinesisState !== undefined) log(`sluice: warning: ${kinesisState}`);
@@ -558,6 +564,26 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     await stopAll();
     throw err;
   }
+}
+
+/**
+ * Dead-letter files under `<dataDir>/dlq/` of queues the configuration does not name (written with another `prefix` or
+ * `env`) that hold messages not deleted: the summary and `replay` read only the configuration's own.
+ */
+async function deadLettersOfOtherQueues(dataDir: string, config: SluiceConfig): Promise<Array<{ file: string; queue: string; messages: number; current: string }>> {
+  const dir = path.join(dataDir, 'dlq');
+  const names = resourceNames(config, Object.keys(config.pipelines)[0]);
+  const ours = new Set([names.dlq, names.consumerDlq]);
+  const found: Array<{ file: string; queue: string; messages: number; current: string }> = [];
+  if (!fs.existsSync(dir)) return found;
+  for (const entry of fs.readdirSync(dir).filter((f) => f.endsWith('-dlq.jsonl')).sort()) {
+    const queue = entry.slice(0, -'.jsonl'.length);
+    if (ours.has(queue)) continue;
+    const messages = await new DlqFile({ dataDir, queue }).count();
+    const current = queue.endsWith('-consumer-dlq') ? names.consumerDlq : names.dlq;
+    if (messages > 0) found.push({ file: path.join(dir, entry), queue, messages, current });
+  }
+  return found;
 }
 
 /** The delivery streams the configuration runs: each pipeline's lake and search streams, by their names. */

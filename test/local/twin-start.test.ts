@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { loadConfig } from '../../lib/config';
+import { DlqFile } from '../../lib/local/dlq-file';
 import { KINESIS_STATE_WARN_BYTES } from '../../lib/local/emulators';
 import { LAKE_LAYOUT_FILE } from '../../lib/local/lake-layout';
 import { loadModel } from '../../lib/schema';
@@ -113,5 +114,25 @@ describe('the twin as it starts', () => {
       + ' moving the folder delivers them under the new keys at the next start; a new data dir leaves them there, undelivered, unless you first start'
       + ' once more here with the old partitionFields (and `npm run generate`) and stop, which delivers them under the old keys)');
     expect(fs.readFileSync(wal)).toEqual(records([0, 1, 2]));
+  });
+  test('names dead-letter files of another prefix or env that hold messages, which this run does not count or replay', async () => {
+    const dataDir = path.join(scratch, 'data');
+    fs.mkdirSync(dataDir, { mode: 0o700 });
+    await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).send(['{"a":1}', '{"a":2}']);
+    await new DlqFile({ dataDir, queue: 'sluice-dev-consumer-dlq' }).send([]);
+    await new DlqFile({ dataDir, queue: 'other-dev-dlq' }).send(['{"a":3}']);
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const lines: string[] = [];
+      const config = loadConfig(['pipelines={"iot":{}}', 'prefix=other']);
+      const port = (taken.address() as net.AddressInfo).port;
+      await expect(startTwin({ config, dataDir, ports: { kinesis: port }, log: (line) => lines.push(line) })).rejects.toThrow(String(port));
+      expect(lines.filter((l) => l.includes('dead-letter'))).toEqual([`sluice: warning: ${path.join(dataDir, 'dlq', 'sluice-dev-dlq.jsonl')} holds 2 dead-letter`
+        + " messages of queue sluice-dev-dlq, which this configuration does not use (another prefix or env): this run's summary and `sluice replay` read"
+        + ' other-dev-dlq.jsonl. They stay there; to replay them, run `sluice replay` with the settings that wrote them (-c prefix=…, -c env=…)']);
+    } finally {
+      taken.close();
+    }
   });
 });
