@@ -10,6 +10,23 @@ import { LAKE_LAYOUT_FILE } from '../../lib/local/lake-layout';
 import { loadModel } from '../../lib/schema';
 import { startTwin } from '../../lib/local/twin';
 
+/**
+ * What a twin says as it starts on `dataDir` with `overrides`, up to kinesis-mock: a port in use stops the start there,
+ * after the warnings about the data dir.
+ */
+async function startLines(dataDir: string, overrides: readonly string[]): Promise<string[]> {
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  try {
+    const lines: string[] = [];
+    const port = (taken.address() as net.AddressInfo).port;
+    await expect(startTwin({ config: loadConfig([...overrides]), dataDir, ports: { kinesis: port }, log: (line) => lines.push(line) })).rejects.toThrow(String(port));
+    return lines;
+  } finally {
+    taken.close();
+  }
+}
+
 /** Write-ahead log frames as a delivery stream writes them (lib/local/delivery-stream.ts): records, and a delivered mark. */
 const frame = (type: number, body: Buffer) => {
   const payload = Buffer.concat([Buffer.from([type]), body]);
@@ -58,20 +75,10 @@ describe('the twin as it starts', () => {
     const state = path.join(dataDir, 'kinesis', 'kinesis-data.json');
     fs.writeFileSync(state, '');
     fs.truncateSync(state, KINESIS_STATE_WARN_BYTES); // sparse
-    // A port in use stops the start at kinesis-mock, after the warnings.
-    const taken = net.createServer();
-    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
-    try {
-      const lines: string[] = [];
-      const config = loadConfig(['pipelines={"iot":{}}']);
-      const port = (taken.address() as net.AddressInfo).port;
-      await expect(startTwin({ config, dataDir, ports: { kinesis: port }, log: (line) => lines.push(line) })).rejects.toThrow(String(port));
-      expect(lines).toContain(`sluice: warning: ${state} holds 128 MiB: kinesis-mock keeps every record put to the streams since this data dir was made (it does not`
-        + " apply a stream's retention) and writes them whole every 5 s; at about 512 MiB its saves fail and the state no longer loads."
-        + ' Once what was sent is delivered (a stop flushes), start again on a new --data-dir (or move this one away)');
-    } finally {
-      taken.close();
-    }
+    const lines = await startLines(dataDir, ['pipelines={"iot":{}}']);
+    expect(lines).toContain(`sluice: warning: ${state} holds 128 MiB: kinesis-mock keeps every record put to the streams since this data dir was made (it does not`
+      + " apply a stream's retention) and writes them whole every 5 s; at about 512 MiB its saves fail and the state no longer loads."
+      + ' Once what was sent is delivered (a stop flushes), start again on a new --data-dir (or move this one away)');
   });
   test('names each delivery stream the configuration no longer runs whose write-ahead log holds records not delivered, and leaves it as it is', async () => {
     const dataDir = path.join(scratch, 'data');
@@ -81,22 +88,13 @@ describe('the twin as it starts', () => {
     writeWal(dataDir, 'sluice-dev-iot-lake', records([0]));
     fs.chmodSync(dataDir, 0o700);
     const before = fs.readFileSync(removed);
-    const taken = net.createServer();
-    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
-    try {
-      const lines: string[] = [];
-      const config = loadConfig(['pipelines={"iot":{}}']);
-      const port = (taken.address() as net.AddressInfo).port;
-      await expect(startTwin({ config, dataDir, ports: { kinesis: port }, log: (line) => lines.push(line) })).rejects.toThrow(String(port));
-      const left = lines.filter((l) => l.includes('not yet delivered'));
-      expect(left).toEqual([`sluice: warning: ${path.join(dataDir, 'firehose', 'sluice-dev-app-events-lake')} holds 2 records not yet delivered, of delivery stream`
-        + ' sluice-dev-app-events-lake, which this configuration does not run (a pipeline or destination removed or renamed, or another prefix or env):'
-        + ' they stay there, undelivered. To deliver them, start once more with the configuration that had it, and stop (a stop flushes); to discard them,'
-        + ' delete that folder. (On AWS, the deploy that removes a delivery stream deletes the records it holds.)']);
-      expect(fs.readFileSync(removed)).toEqual(before);
-    } finally {
-      taken.close();
-    }
+    const lines = await startLines(dataDir, ['pipelines={"iot":{}}']);
+    const left = lines.filter((l) => l.includes('not yet delivered'));
+    expect(left).toEqual([`sluice: warning: ${path.join(dataDir, 'firehose', 'sluice-dev-app-events-lake')} holds 2 records not yet delivered, of delivery stream`
+      + ' sluice-dev-app-events-lake, which this configuration does not run (a pipeline or destination removed or renamed, or another prefix or env):'
+      + ' they stay there, undelivered. To deliver them, start once more with the configuration that had it, and stop (a stop flushes); to discard them,'
+      + ' delete that folder. (On AWS, the deploy that removes a delivery stream deletes the records it holds.)']);
+    expect(fs.readFileSync(removed)).toEqual(before);
   });
   test('refusing a lake whose partition keys changed, says how many records wait in its write-ahead log and how to deliver them', async () => {
     const dataDir = path.join(scratch, 'data');
@@ -121,18 +119,9 @@ describe('the twin as it starts', () => {
     await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).send(['{"a":1}', '{"a":2}']);
     await new DlqFile({ dataDir, queue: 'sluice-dev-consumer-dlq' }).send([]);
     await new DlqFile({ dataDir, queue: 'other-dev-dlq' }).send(['{"a":3}']);
-    const taken = net.createServer();
-    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
-    try {
-      const lines: string[] = [];
-      const config = loadConfig(['pipelines={"iot":{}}', 'prefix=other']);
-      const port = (taken.address() as net.AddressInfo).port;
-      await expect(startTwin({ config, dataDir, ports: { kinesis: port }, log: (line) => lines.push(line) })).rejects.toThrow(String(port));
-      expect(lines.filter((l) => l.includes('dead-letter'))).toEqual([`sluice: warning: ${path.join(dataDir, 'dlq', 'sluice-dev-dlq.jsonl')} holds 2 dead-letter`
-        + " messages of queue sluice-dev-dlq, which this configuration does not use (another prefix or env): this run's summary and `sluice replay` read"
-        + ' other-dev-dlq.jsonl. They stay there; to replay them, run `sluice replay` with the settings that wrote them (-c prefix=…, -c env=…)']);
-    } finally {
-      taken.close();
-    }
+    const lines = await startLines(dataDir, ['pipelines={"iot":{}}', 'prefix=other']);
+    expect(lines.filter((l) => l.includes('dead-letter'))).toEqual([`sluice: warning: ${path.join(dataDir, 'dlq', 'sluice-dev-dlq.jsonl')} holds 2 dead-letter`
+      + " messages of queue sluice-dev-dlq, which this configuration does not use (another prefix or env): this run's summary and `sluice replay` read"
+      + ' other-dev-dlq.jsonl. They stay there; to replay them, run `sluice replay` with the settings that wrote them (-c prefix=…, -c env=…)']);
   });
 });
