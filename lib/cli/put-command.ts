@@ -114,9 +114,9 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   } catch (err) {
     throw new UserError((err as Error).message);
   }
-  // Locally, the interval the twin delivers with: `local up --buffer-interval` may have set another than the configuration's.
-  const verifyConfig = target.kind === 'local' ? { ...target.config, local: { ...target.config.local, bufferIntervalSeconds: twinBufferIntervalSeconds(target) } } : target.config;
-  const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout') : defaultVerifyTimeoutMs(target.kind, verifyConfig, pipeline);
+  const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout')
+    // Locally, the interval the twin delivers with: `local up --buffer-interval` may have set another than the configuration's.
+    : defaultVerifyTimeoutMs(target.kind, target.config, pipeline, target.kind === 'local' ? twinBufferIntervalSeconds(target) : undefined);
   const pollMs = flags.poll !== undefined ? parseDuration(flags.poll, '--poll') : target.kind === 'local' ? 1000 : 20_000;
   const source = flags.file !== undefined ? fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now(), jsonSchema);
 

@@ -64,8 +64,12 @@ export interface WaitOptions {
  * lake and search deliveries, plus a few minutes of delivering. The twin flushes every `local.bufferIntervalSeconds`
  * and delivers in seconds: a minute, or longer for a longer interval.
  */
-export function defaultVerifyTimeoutMs(where: 'local' | 'aws', config: SluiceConfig, pipeline: string): number {
-  if (where === 'local') return Math.max(60_000, Math.round((1.5 * config.local.bufferIntervalSeconds + 30) * 1000));
+export function defaultVerifyTimeoutMs(
+  where: 'local' | 'aws', config: SluiceConfig, pipeline: string,
+  /** Locally, the interval the twin runs with (`local up --buffer-interval`, in its twin.json). */
+  localIntervalSeconds = config.local.bufferIntervalSeconds,
+): number {
+  if (where === 'local') return Math.max(60_000, Math.round((1.5 * localIntervalSeconds + 30) * 1000));
   const p = config.pipelines[pipeline];
   const buffering = Math.max(0, ...(['lake', 'search'] as const).filter((d) => p.destinations.includes(d))
     .map((d) => (d === 'lake' ? p.buffering.intervalSeconds : p.search.bufferingIntervalSeconds)));

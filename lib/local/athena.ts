@@ -735,7 +735,7 @@ export class LocalAthena {
     // JavaScript's numbers would round an integer of 16 digits or more: the tree holds them as strings while it is rewritten.
     const longIntegers = protectLongIntegers(serialized);
     const treeOf = (json: string): unknown => withoutQueryLocations(JSON.parse(protectLongIntegers(json)?.text ?? json));
-    const tree = treeOf(serialized) as { statements: Array<{ node: unknown }> };
+    const tree = withoutQueryLocations(JSON.parse(longIntegers?.text ?? serialized)) as { statements: Array<{ node: unknown }> };
     const original = JSON.stringify(tree);
     const sqlOf = (written: string): Promise<string> => text('SELECT json_deserialize_sql($1::JSON)', longIntegers!.restore(written));
     const faithful = longIntegers !== undefined

@@ -393,8 +393,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       const transformTimeoutMs = faults?.hasTransformFaults ? faults.transformTimeoutMs : p.transform.timeoutSeconds * 1000;
       const streamArn = `arn:aws:kinesis:${region}:${ACCOUNT}:stream/${names(pipeline).stream}`;
       if (p.source === 'kinesis') {
-        await ensureStream(kc, names(pipeline).stream, localShardCount(p));
-        await reshardToConfigured(kc, names(pipeline).stream, localShardCount(p), `pipelines.${pipeline}.shards`, log);
+        const open = await ensureStream(kc, names(pipeline).stream, localShardCount(p));
+        await reshardToConfigured(kc, names(pipeline).stream, open, localShardCount(p), `pipelines.${pipeline}.shards`, log);
       }
       for (const kind of ['lake', 'search'] as const) {
         if (!p.destinations.includes(kind)) continue;
@@ -572,7 +572,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
  */
 async function deadLettersOfOtherQueues(dataDir: string, config: SluiceConfig): Promise<Array<{ file: string; queue: string; messages: number; current: string }>> {
   const dir = path.join(dataDir, 'dlq');
-  const names = resourceNames(config, Object.keys(config.pipelines)[0]);
+  // The queues are the stack's, not a pipeline's.
+  const names = resourceNames(config, '');
   const ours = new Set([names.dlq, names.consumerDlq]);
   const found: Array<{ file: string; queue: string; messages: number; current: string }> = [];
   if (!fs.existsSync(dir)) return found;
@@ -704,7 +705,8 @@ export async function superviseKinesis(
   };
 }
 
-async function ensureStream(client: ReturnType<typeof kinesisClient>, streamName: string, shards: number): Promise<void> {
+/** Makes the stream unless it exists, and waits until it is ACTIVE: its open shards then (a stream made earlier keeps its own count). */
+async function ensureStream(client: ReturnType<typeof kinesisClient>, streamName: string, shards: number): Promise<number | undefined> {
   // Looked up first: kinesis-mock logs a stack trace for each CreateStream of a stream it has.
   const exists = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName })).then(() => true, (e: unknown) => {
     if ((e as { name?: string }).name === 'ResourceNotFoundException') return false;
@@ -717,11 +719,16 @@ async function ensureStream(client: ReturnType<typeof kinesisClient>, streamName
       if (!(e instanceof ResourceInUseException)) throw e;
     }
   }
+  return untilActive(client, streamName, '');
+}
+
+/** Waits up to 30 s until the stream is ACTIVE; its open shards then. */
+async function untilActive(client: ReturnType<typeof kinesisClient>, streamName: string, after: string): Promise<number | undefined> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
-    if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
-    if (Date.now() > deadline) throw new Error(`Kinesis stream ${streamName} did not become ACTIVE within 30 s`);
+    if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return d.StreamDescriptionSummary.OpenShardCount;
+    if (Date.now() > deadline) throw new Error(`Kinesis stream ${streamName} did not become ACTIVE within 30 s${after}`);
     await sleep(50);
   }
 }
@@ -732,9 +739,8 @@ async function ensureStream(client: ReturnType<typeof kinesisClient>, streamName
  * merge as they do any reshard: parents to their end first. One kinesis-mock refuses keeps its shards, and that is said.
  */
 async function reshardToConfigured(
-  client: ReturnType<typeof kinesisClient>, streamName: string, shards: number, setting: string, log: (line: string) => void,
+  client: ReturnType<typeof kinesisClient>, streamName: string, open: number | undefined, shards: number, setting: string, log: (line: string) => void,
 ): Promise<void> {
-  const open = (await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }))).StreamDescriptionSummary?.OpenShardCount;
   if (open === undefined || open === shards) return;
   try {
     await client.send(new UpdateShardCountCommand({ StreamName: streamName, TargetShardCount: shards, ScalingType: 'UNIFORM_SCALING' }));
@@ -747,13 +753,7 @@ async function reshardToConfigured(
   }
   log(`sluice: Kinesis stream ${streamName} resharded from ${open} to ${shards} open shard${shards === 1 ? '' : 's'}, as ${setting} now says (UpdateShardCount, as a deploy does;`
     + ' on AWS one deploy may at most double or halve the count)');
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
-    if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
-    if (Date.now() > deadline) throw new Error(`Kinesis stream ${streamName} did not become ACTIVE within 30 s of resharding`);
-    await sleep(50);
-  }
+  await untilActive(client, streamName, ' of resharding');
 }
 
 async function ensureMetadataTable(client: ReturnType<typeof dynamoClient>, tableName: string): Promise<void> {
