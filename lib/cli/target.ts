@@ -287,10 +287,13 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
 /** "the twin at .sluice (pid 4242, started 2026-11-22 09:58:40)": the twin running on the target's data dir, for messages. */
 /**
  * The buffer interval the twin of the target's data dir delivers with: a `local up --buffer-interval` other than the
- * configuration's is in its twin.json. The configuration's when no twin recorded one (none yet, or an older Sluice's).
+ * configuration's is in its twin.json. The configuration's when no twin recorded one (none yet, or an older Sluice's), or one
+ * `local up` would not take (a twin.json edited by hand).
  */
 export function twinBufferIntervalSeconds(target: LocalTarget): number {
-  return target.twinRecord()?.bufferIntervalSeconds ?? target.config.local.bufferIntervalSeconds;
+  const recorded: unknown = target.twinRecord()?.bufferIntervalSeconds;
+  // A twin.json edited by hand is not trusted with a wait: only what `local up` takes (0–900 s).
+  return typeof recorded === 'number' && recorded >= 0 && recorded <= 900 ? recorded : target.config.local.bufferIntervalSeconds;
 }
 
 export function twinAt(target: LocalTarget, twin: TwinRecord): string {

@@ -153,5 +153,10 @@ describe('put --verify waits by default as long as the configured buffering can 
     expect(twinBufferIntervalSeconds(target())).toBe(600);
     registerTwin(dataDir, {}, { bufferIntervalSeconds: undefined }); // an older Sluice's twin.json
     expect(twinBufferIntervalSeconds(target())).toBe(2);
+    // One edited by hand: what local up would not take is not waited on.
+    for (const bad of ['600', -1, 1e9, Number.NaN]) {
+      registerTwin(dataDir, {}, { bufferIntervalSeconds: bad as number });
+      expect(twinBufferIntervalSeconds(target())).toBe(2);
+    }
   });
 });
