@@ -6,19 +6,31 @@ import { EmulatorStateError } from '../local/state-error';
 import { SchemaDerivationError } from '../schema/model';
 import { dashedQueriesAsUnknownOptions } from './options';
 import { escapeControlCharactersInLines, UserError } from './output';
-import { registerCostCommand } from './cost-command';
-import { registerLocalCommands } from './local-command';
-import { registerPutCommand } from './put-command';
-import { registerQueryCommand } from './query-command';
-import { registerRedriveConsumerCommand } from './redrive-consumer-command';
-import { registerReplayCommand } from './replay-command';
-import { registerSchemaCommand } from './schema-command';
-import { registerSearchCommand } from './search-command';
 import { endChildProcesses } from './child-processes';
 import { callsAreLeftWaiting } from './sleep';
 
-/** Builds the `sluice` program. Each command registers itself; `run` maps errors to exit codes. */
-export function buildProgram(): Command {
+/**
+ * The commands, in the order the help lists them, each with the names it registers and its module, required only when
+ * it is registered: loading every command's module (the twin, DuckDB, the AWS SDK clients) took about a second before
+ * any command could start, most of it for code the command run does not use.
+ */
+export const COMMANDS: ReadonlyArray<{ readonly names: readonly string[]; readonly register: (program: Command) => void }> = [
+  { names: ['local', 'demo'], register: (p) => (require('./local-command') as typeof import('./local-command')).registerLocalCommands(p) },
+  { names: ['schema'], register: (p) => (require('./schema-command') as typeof import('./schema-command')).registerSchemaCommand(p) },
+  { names: ['put'], register: (p) => (require('./put-command') as typeof import('./put-command')).registerPutCommand(p) },
+  { names: ['query'], register: (p) => (require('./query-command') as typeof import('./query-command')).registerQueryCommand(p) },
+  { names: ['search'], register: (p) => (require('./search-command') as typeof import('./search-command')).registerSearchCommand(p) },
+  { names: ['replay'], register: (p) => (require('./replay-command') as typeof import('./replay-command')).registerReplayCommand(p) },
+  { names: ['redrive-consumer'], register: (p) => (require('./redrive-consumer-command') as typeof import('./redrive-consumer-command')).registerRedriveConsumerCommand(p) },
+  { names: ['cost'], register: (p) => (require('./cost-command') as typeof import('./cost-command')).registerCostCommand(p) },
+];
+
+/**
+ * Builds the `sluice` program; `run` maps errors to exit codes. Given the name of the command a line runs, only that
+ * command is registered (its help and its errors are its own); otherwise (no command, `help`, a name no command has,
+ * whose suggestion needs them all) every command is.
+ */
+export function buildProgram(commandName?: string): Command {
   const program = new Command('sluice')
     .description('Sluice: a Firehose delivery pipeline on AWS, and its local twin')
     .version(packageVersion(), '-V, --version', "print sluice's version")
@@ -44,14 +56,8 @@ export function buildProgram(): Command {
   // The program reads its options anywhere on the line, before the command does: a query such as `-Vendor:acme` is the
   // command's to refuse (`sluice search` says to put -- before it), not -V.
   dashedQueriesAsUnknownOptions(program);
-  registerLocalCommands(program);
-  registerSchemaCommand(program);
-  registerPutCommand(program);
-  registerQueryCommand(program);
-  registerSearchCommand(program);
-  registerReplayCommand(program);
-  registerRedriveConsumerCommand(program);
-  registerCostCommand(program);
+  const named = COMMANDS.filter((c) => commandName !== undefined && c.names.includes(commandName));
+  for (const command of named.length > 0 ? named : COMMANDS) command.register(program);
   return program;
 }
 
@@ -128,9 +134,12 @@ function packageVersion(): string {
 
 /** Runs the CLI; user mistakes print a message (no stack trace) and exit 2; failures exit 1. */
 export async function run(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
+  const args = sqlCommentsAsArguments(argv);
+  // The program takes no option before the command but --help and --version, so the first argument that is not a flag
+  // is the command's name (or `help`).
+  const program = buildProgram(args.find((a) => !a.startsWith('-')));
   try {
-    await program.parseAsync(helpCommandAsHelpFlag(program, unknownCommandWithoutHelp(program, sqlCommentsAsArguments(argv))), { from: 'user' });
+    await program.parseAsync(helpCommandAsHelpFlag(program, unknownCommandWithoutHelp(program, args)), { from: 'user' });
     return 0;
   } catch (err) {
     // Messages echo what was typed or read (names, values, file names): their control characters are escaped.

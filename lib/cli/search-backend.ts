@@ -6,8 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fromTemporaryCredentials } from '@aws-sdk/credential-providers';
-import { Client } from '@opensearch-project/opensearch';
-import { AwsSigv4Signer } from '@opensearch-project/opensearch/aws-v3';
+import type { Client } from '@opensearch-project/opensearch';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { openSearchDir } from '../local/paths';
 import { explainFailure, type FailureContext } from './errors';
@@ -15,6 +14,14 @@ import { UserError } from './output';
 import { OutputKeys } from './stack-outputs';
 import { sleep, untilAborted } from './sleep';
 import type { Target } from './target';
+
+/**
+ * The OpenSearch client, loaded when a command first asks OpenSearch: loading it takes about 0.3 s, which every other
+ * command (and `--help`) would otherwise pay at start.
+ */
+function openSearchClient(): typeof import('@opensearch-project/opensearch') {
+  return require('@opensearch-project/opensearch') as typeof import('@opensearch-project/opensearch');
+}
 
 export interface SearchHit {
   readonly _index: string;
@@ -67,6 +74,7 @@ export async function searchBackendFor(target: Target, signal?: AbortSignal): Pr
     // The client sends a URL's user and password as Basic auth (as the twin does); they are never printed.
     const shown = withoutPassword(url);
     const context: FailureContext = { service: 'OpenSearch', endpoint: shown, startHint: `start OpenSearch there, or fix OPENSEARCH_URL / --endpoint-opensearch (${shown})` };
+    const { Client } = openSearchClient();
     return clientBackend(new Client({ node: url, requestTimeout: 30_000 }), `OpenSearch at ${shown}`, context);
   }
   const outputs = await target.outputs(signal);
@@ -92,6 +100,8 @@ export async function searchBackendFor(target: Target, signal?: AbortSignal): Pr
       return first;
     }
     : target.credentials.provider;
+  const { Client } = openSearchClient();
+  const { AwsSigv4Signer } = require('@opensearch-project/opensearch/aws-v3') as typeof import('@opensearch-project/opensearch/aws-v3');
   const client = new Client({
     ...AwsSigv4Signer({ region: outputs.region, service: 'es', getCredentials }),
     node,

@@ -6,7 +6,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Command } from 'commander';
 import { freePort } from '../../lib/local/ports';
+import { buildProgram, COMMANDS as REGISTERED } from '../../lib/cli/main';
 import { sluice } from './helpers';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
 
@@ -41,6 +43,45 @@ describe('--help', () => {
     expect(code).toBe(0);
     for (const c of COMMANDS) expect(stdout).toMatch(new RegExp(`\\n {2}${c} `));
     expect(stdout).toMatch(/Exit status: 0 ok · 1 /);
+  });
+});
+
+describe('commands are loaded when they run', () => {
+  test('each entry registers exactly the names it lists; with no command named, the program has every command in that order', () => {
+    for (const entry of REGISTERED) {
+      const program = new Command();
+      entry.register(program);
+      expect(program.commands.map((c) => c.name())).toEqual(entry.names);
+    }
+    expect(buildProgram().commands.map((c) => c.name())).toEqual(REGISTERED.flatMap((e) => e.names));
+  });
+
+  test('a command\'s name registers its entry alone; a name no command has (or help) registers them all', () => {
+    expect(buildProgram('cost').commands.map((c) => c.name())).toEqual(['cost']);
+    expect(buildProgram('demo').commands.map((c) => c.name())).toEqual(['local', 'demo']);
+    expect(buildProgram('help').commands).toHaveLength(REGISTERED.flatMap((e) => e.names).length);
+    expect(buildProgram('cots').commands).toHaveLength(REGISTERED.flatMap((e) => e.names).length);
+  });
+
+  test('the binary loads what the command uses: sluice cost loads no twin, DuckDB or OpenSearch client, and a misspelt command is still suggested', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-loaded-'));
+    try {
+      // Prints, as the process ends, the modules it loaded.
+      const preload = path.join(dir, 'loaded.js');
+      fs.writeFileSync(preload, "process.on('exit', () => require('node:fs').writeSync(2, '\\nLOADED ' + JSON.stringify(Object.keys(require.cache))));");
+      const cost = spawnSync(process.execPath, ['-r', preload, path.resolve(__dirname, '../../bin/sluice.js'), 'cost'], { encoding: 'utf8', timeout: 60_000 });
+      expect(cost.status).toBe(0);
+      const loaded = JSON.parse(cost.stderr.slice(cost.stderr.lastIndexOf('\nLOADED ') + 8)) as string[];
+      expect(loaded.some((f) => f.endsWith(path.join('lib', 'cli', 'cost-command.ts')))).toBe(true);
+      for (const unused of [path.join('lib', 'local', 'twin.ts'), path.join('lib', 'cli', 'put-command.ts'), '@duckdb', '@opensearch-project']) {
+        expect(loaded.filter((f) => f.includes(unused))).toEqual([]);
+      }
+      const misspelt = spawnSync(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'cots'], { encoding: 'utf8', timeout: 60_000 });
+      expect(misspelt.status).toBe(2);
+      expect(misspelt.stderr).toMatch(/^sluice: unknown command 'cots' \(did you mean cost\?\)\n/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -186,18 +227,19 @@ describe('the sluice binary', () => {
 describe('a failure of no known kind (a bug)', () => {
   /** `run` with the cost estimate replaced by one that throws `error`. */
   async function runWithFailingEstimate(error: unknown, env: Record<string, string | undefined> = {}): Promise<{ code: number; stderr: string }> {
-    let run: typeof import('../../lib/cli/main').run | undefined;
-    jest.isolateModules(() => {
-      jest.doMock('../../lib/cli/cost', () => ({ ...jest.requireActual('../../lib/cli/cost'), estimateCost: () => { throw error; } }));
-      run = (require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run;
-    });
     const lines: string[] = [];
     const spy = jest.spyOn(console, 'error').mockImplementation((...args: unknown[]) => { lines.push(args.join(' ')); });
     const saved = process.env.SLUICE_DEBUG;
     try {
       process.env.SLUICE_DEBUG = env.SLUICE_DEBUG;
       if (env.SLUICE_DEBUG === undefined) delete process.env.SLUICE_DEBUG;
-      return { code: await run!(['cost']), stderr: lines.join('\n') };
+      let code: number | undefined;
+      // The command's module is loaded when the command runs: the run is inside the isolated registry the mock is in.
+      await jest.isolateModulesAsync(async () => {
+        jest.doMock('../../lib/cli/cost', () => ({ ...jest.requireActual('../../lib/cli/cost'), estimateCost: () => { throw error; } }));
+        code = await (require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run(['cost']);
+      });
+      return { code: code!, stderr: lines.join('\n') };
     } finally {
       spy.mockRestore();
       if (saved === undefined) delete process.env.SLUICE_DEBUG;

@@ -35,11 +35,12 @@ export async function sluice(...argv: string[]): Promise<CliResult> {
  * memory by an earlier run (e.g. the twin's DLQ visibility timeouts) carries over.
  */
 export async function sluiceAfresh(...argv: string[]): Promise<CliResult> {
-  let fresh: typeof run | undefined;
-  jest.isolateModules(() => {
-    fresh = (require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run;
+  let result: CliResult | undefined;
+  // The whole run is inside the isolated registry: a command's module is loaded when the command runs.
+  await jest.isolateModulesAsync(async () => {
+    result = await capture((require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run, argv);
   });
-  return capture(fresh as typeof run, argv);
+  return result!;
 }
 
 async function capture(runCli: typeof run, argv: string[]): Promise<CliResult> {

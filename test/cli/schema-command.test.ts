@@ -22,6 +22,18 @@ async function capture(argv: string[], runCli: typeof run = run): Promise<{ code
   }
 }
 
+/** Runs `body` with the CLI loaded in an isolated registry where lib/schema is what `mock` gives. */
+async function withSchemaModule(mock: () => object, body: (fresh: typeof run) => Promise<void>): Promise<void> {
+  try {
+    await jest.isolateModulesAsync(async () => {
+      jest.doMock('../../lib/schema', mock);
+      await body((require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run);
+    });
+  } finally {
+    jest.dontMock('../../lib/schema');
+  }
+}
+
 describe('sluice schema', () => {
   test('prints Glue columns, partition keys, OpenSearch mapping and validator summary', async () => {
     const { code, out } = await capture(['schema', 'iot']);
@@ -59,26 +71,21 @@ describe('sluice schema', () => {
   });
 
   test('a schema whose OpenSearch mapping would be refused still shows the rest, and says why there is no mapping', async () => {
-    jest.resetModules();
-    jest.doMock('../../lib/schema', () => ({
+    // The runs are inside the isolated registry the mock is in: the command's module is loaded when the command runs.
+    await withSchemaModule(() => ({
       ...jest.requireActual<object>('../../lib/schema'),
       openSearchIndexTemplate: () => {
         const { SchemaDerivationError } = jest.requireActual<typeof import('../../lib/schema/model')>('../../lib/schema/model');
         throw new SchemaDerivationError('/', 'the OpenSearch mapping would have 1212 fields, over index.mapping.total_fields.limit (1000)', 'iot');
       },
-    }));
-    try {
-      const fresh = (require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run;
+    }), async (fresh) => {
       const table = await capture(['schema', 'iot'], fresh);
       expect(table.code).toBe(0);
       expect(table.out).toMatch(/temperature_c\s+double\s+DOUBLE\s+n\/a/);
       expect(table.out).toMatch(/OpenSearch: no search destination for this schema: schemas\/iot\.schema\.json at \/: the OpenSearch mapping would have 1212 fields/);
       const json = await capture(['schema', 'iot', '--json'], fresh);
       expect(JSON.parse(json.out)).toMatchObject({ opensearch: { error: expect.stringMatching(/1212 fields/) }, glue: { columns: expect.any(Array) } });
-    } finally {
-      jest.dontMock('../../lib/schema');
-      jest.resetModules();
-    }
+    });
   });
 
   test('the OpenSearch section lists date, ip and geo_point fields nested in objects and arrays by their dotted path', async () => {
@@ -86,13 +93,10 @@ describe('sluice schema', () => {
     const object = (properties: object, required: string[] = []) => ({ type: 'object', additionalProperties: false, required, properties });
     nested.properties.site = object({ geo: object({ lat: { type: 'number' }, lon: { type: 'number' } }, ['lat', 'lon']), gateway_ip: { type: 'string', format: 'ipv4' } });
     nested.properties.visits = { type: 'array', items: object({ at: { type: 'string', format: 'date-time' }, note: { type: 'string' } }) };
-    jest.resetModules();
-    jest.doMock('../../lib/schema', () => {
+    await withSchemaModule(() => {
       const actual = jest.requireActual<typeof import('../../lib/schema')>('../../lib/schema');
       return { ...actual, loadModel: () => describeSchema('iot', nested) };
-    });
-    try {
-      const fresh = (require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run;
+    }, async (fresh) => {
       const { code, out } = await capture(['schema', 'iot'], fresh);
       expect(code).toBe(0);
       const listed = out.slice(out.indexOf('\nOpenSearch'), out.indexOf('\nValidator')).split('\n').filter((l) => l.startsWith('  '));
@@ -100,10 +104,7 @@ describe('sluice schema', () => {
         '  event_time: date', '  location: geo_point', '  site.geo: geo_point', '  site.gateway_ip: ip', '  visits.at: date',
         '  sluice.arrival_time: date', '  sluice.processed_at: date',
       ]);
-    } finally {
-      jest.dontMock('../../lib/schema');
-      jest.resetModules();
-    }
+    });
   });
 
   test('an unknown pipeline is a usage error with the known names', async () => {
@@ -181,12 +182,13 @@ describe('sluice schema --against: what changed since an earlier schema, and wha
       git('init', '-q');
       git('add', '-A');
       git('commit', '-q', '-m', 'iot');
-      let runInFolder!: typeof run;
-      jest.isolateModules(() => {
+      let result!: Awaited<ReturnType<typeof capture>>;
+      // The whole run is inside the isolated registry: the command's module is loaded when the command runs.
+      await jest.isolateModulesAsync(async () => {
         jest.doMock('../../lib/config', () => ({ ...jest.requireActual('../../lib/config'), PROJECT_ROOT: project }));
-        ({ run: runInFolder } = require('../../lib/cli/main') as typeof import('../../lib/cli/main'));
+        result = await capture(['schema', 'iot', '--against', 'HEAD'], (require('../../lib/cli/main') as typeof import('../../lib/cli/main')).run);
       });
-      const { code, out } = await capture(['schema', 'iot', '--against', 'HEAD'], runInFolder);
+      const { code, out } = result;
       expect(out).toMatch(/\nunsafe +temperature_c +bigint → double /);
       expect(code).toBe(1);
     } finally {
