@@ -47,7 +47,7 @@ const execFileAsync = promisify(execFile);
 
 let dev: Synthesized;
 beforeAll(() => {
-  dev = synthesize();
+  dev = synthesize({}, { bundle: true }); // the deployed bundles are read and run below
 }, 120_000);
 
 const bucketRef = () => {
