@@ -3,7 +3,12 @@ import type { AddressInfo } from 'node:net';
 import type { KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { createMetadataConsumer, createMetadataRecorder, metadataConsumerFromEnv, metadataTableClient, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
+import fc from 'fast-check';
+import { createMetadataConsumer, createMetadataRecorder, eventFacts, metadataConsumerFromEnv, metadataKeys, metadataTableClient, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
+import type { EventFacts } from '../../transforms/metadata-consumer/store';
+import { describeSchema } from '../../lib/schema/model';
+import { compileValidator } from '../../lib/schema/validator';
+import type { PipelineSchema } from '../../transforms/shared/pipeline';
 import { b64, capturedTelemetry, fixture, quietTelemetry } from './helpers';
 import { faulty, startDynalite, transactional, type LocalDynamo } from './dynamo';
 import { aggregatedRecord } from '../kpl-encoder';
@@ -612,4 +617,51 @@ describe('metadata consumer: a DynamoDB endpoint that accepts connections and ne
 // Keep the fixture honest: it is what Lambda's Kinesis event source mapping delivers.
 it('fixture: Kinesis ESM records carry eventID <shard>:<sequence>', () => {
   for (const r of event.Records as KinesisStreamRecord[]) expect(r.eventID).toBe(`shardId-000000000006:${r.kinesis.sequenceNumber}`);
+});
+
+describe('metadata consumer: keys from ids a schema does not bound', () => {
+  // The shipped schemas bound their ids (uuid, maxLength 64); a user's schema may not.
+  const schema = {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    type: 'object',
+    'x-sluice': { version: '1.0.0', idField: 'id', eventTimeField: 'at', partitionFields: ['kind'], entityField: 'who', pii: {} },
+    required: ['id', 'at', 'kind'],
+    additionalProperties: false,
+    properties: { id: { type: 'string' }, at: { type: 'string', format: 'date-time' }, kind: { type: 'string' }, who: { type: 'string' } },
+  };
+  const open: PipelineSchema = { pipeline: 'open' as PipelineSchema['pipeline'], model: describeSchema('open', schema), validate: compileValidator(schema) };
+  const factsOf = (record: object): EventFacts => {
+    const r = { ...event.Records[0], kinesis: { ...event.Records[0].kinesis, data: b64(record) } };
+    const [facts] = eventFacts(open, r);
+    if ('reason' in facts) throw new Error(facts.reason);
+    return facts;
+  };
+  const bytes = (s: string) => Buffer.byteLength(s, 'utf8');
+
+  it('keeps two long ids that begin alike apart: the second event is not taken for a duplicate, nor its entity for the first\'s', () => {
+    const base = { at: '2026-11-22T13:40:00Z', kind: 'view' };
+    const a = factsOf({ ...base, id: `${'x'.repeat(600)}-a`, who: `${'u'.repeat(600)}-a` });
+    const b = factsOf({ ...base, id: `${'x'.repeat(600)}-b`, who: `${'u'.repeat(600)}-b` });
+    expect(a.eventId).not.toBe(b.eventId);
+    expect(a.entity).not.toBe(b.entity);
+    // Short ids are keyed as sent.
+    expect(factsOf({ ...base, id: 'e-1', who: 'u-1' })).toMatchObject({ eventId: 'e-1', entity: 'u-1' });
+  });
+
+  it('keys every id within DynamoDB\'s 2,048-byte partition key, in well-formed UTF-16 (no surrogate pair cut in half)', () => {
+    fc.assert(fc.property(fc.string({ unit: 'grapheme', minLength: 500, maxLength: 700 }), fc.string({ unit: 'binary', maxLength: 20 }), (head, tail) => {
+      const id = head + tail;
+      if (!id.isWellFormed()) return;
+      const facts = factsOf({ id, at: '2026-11-22T13:40:00Z', kind: 'view', who: id });
+      for (const key of [metadataKeys.event('open', facts.eventId).pk, metadataKeys.entity('open', facts.entity!).pk]) {
+        expect(bytes(key)).toBeLessThanOrEqual(2048);
+        expect(key.isWellFormed()).toBe(true);
+      }
+      expect(facts.eventType.isWellFormed()).toBe(true);
+    }), { numRuns: 200 });
+    // The worst cases outright: an astral character across the cut, and three-byte characters throughout.
+    const astral = factsOf({ id: `${'a'.repeat(511)}😀😀`, at: '2026-11-22T13:40:00Z', kind: 'view', who: `${'a'.repeat(511)}😀` });
+    expect(astral.eventId.isWellFormed() && astral.entity!.isWellFormed()).toBe(true);
+    expect(bytes(metadataKeys.event('open', factsOf({ id: 'ࠀ'.repeat(5000), at: '2026-11-22T13:40:00Z', kind: 'view' }).eventId).pk)).toBeLessThanOrEqual(2048);
+  });
 });

@@ -17,7 +17,7 @@ import type { Context, KinesisStreamBatchResponse, KinesisStreamEvent, KinesisSt
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { partitionPath } from '../../lib/schema/layout';
-import { DEFAULT_DYNAMO_TIMEOUT_MS, metadataKeys, METADATA_TABLE_KEYS, MAX_KEY_VALUE_CHARS, ttlFrom } from '../shared/metadata-table';
+import { clipText, DEFAULT_DYNAMO_TIMEOUT_MS, keyValueOf, metadataKeys, METADATA_TABLE_KEYS, MAX_KEY_VALUE_CHARS, ttlFrom } from '../shared/metadata-table';
 import { pipelineSchema, type PipelineSchema } from '../shared/pipeline';
 import { deaggregate } from '../shared/kpl';
 import { requestTimeouts } from '../shared/retry';
@@ -242,18 +242,17 @@ function userRecordFacts(schema: PipelineSchema, r: KinesisStreamRecord, bytes: 
   const typeColumn = schema.model.inputColumns.find((c) => c.jsonKey === typeField);
   const eventType = typeField !== undefined ? String(analysis.record[typeField]) : 'all';
   const eventTypeKey = typeColumn ? analysis.partitionKeys[typeColumn.name] : 'all';
-  const clip = (s: string) => s.slice(0, MAX_KEY_VALUE_CHARS);
   return {
     sequenceNumber: k.sequenceNumber,
-    eventId: clip(analysis.id),
-    eventType: clip(eventType),
+    eventId: keyValueOf(analysis.id),
+    eventType: clipText(eventType, MAX_KEY_VALUE_CHARS),
     eventTypeKey,
     eventTime: analysis.eventTime.iso,
     arrivalTime: kinesisArrivalIso(k.approximateArrivalTimestamp),
     shardId: shardIdOf(r.eventID),
     sizeBytes: bytes.length,
     partitionPath: partitionPath(schema.model, analysis.partitionKeys),
-    entity: analysis.entity !== undefined ? clip(analysis.entity) : undefined,
+    entity: analysis.entity !== undefined ? keyValueOf(analysis.entity) : undefined,
   };
 }
 
