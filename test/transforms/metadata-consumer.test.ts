@@ -1,8 +1,8 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
-import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
-import { BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DescribeTableCommand, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { BatchWriteCommand, TransactWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import fc from 'fast-check';
 import { createMetadataConsumer, createMetadataRecorder, eventFacts, metadataConsumerFromEnv, metadataKeys, metadataTableClient, METADATA_TABLE_KEYS, retryBudgetFor } from '../../transforms/metadata-consumer/handler';
 import type { EventFacts } from '../../transforms/metadata-consumer/store';
@@ -663,5 +663,91 @@ describe('metadata consumer: keys from ids a schema does not bound', () => {
     const astral = factsOf({ id: `${'a'.repeat(511)}😀😀`, at: '2026-11-22T13:40:00Z', kind: 'view', who: `${'a'.repeat(511)}😀` });
     expect(astral.eventId.isWellFormed() && astral.entity!.isWellFormed()).toBe(true);
     expect(bytes(metadataKeys.event('open', factsOf({ id: 'ࠀ'.repeat(5000), at: '2026-11-22T13:40:00Z', kind: 'view' }).eventId).pk)).toBeLessThanOrEqual(2048);
+  });
+});
+
+describe('metadata consumer: shards at once, and errors that are not throttling (TransactWriteItems, as in AWS)', () => {
+  const consumerLogging = (dynamo: DynamoDBDocumentClient) => {
+    const t = capturedTelemetry();
+    const run = async (records: KinesisStreamRecord[]) => {
+      try {
+        const out = await createMetadataConsumer({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo, now: () => NOW, sleep: async () => {}, logger: t.logger, metrics: t.metrics })({ Records: records });
+        return { out, line: t.lines.find((l) => l.message === 'batch recorded')! };
+      } finally {
+        t.restore();
+      }
+    };
+    return run;
+  };
+
+  it('two shards that conflict on one counter and one entity: the conflicts are retried (retries, not failures), each event counts once, the newer event wins last-seen', async () => {
+    // Shard A holds the device's newer event (13:41:01) and a 13:40 telemetry; shard B its older one (13:40:00), the same counter.
+    const [r0, r1, , , r4] = event.Records;
+    const [a, b] = [transactional(local, { conflictNext: 2 }), transactional(local, { conflictNext: 1 })];
+    const t = capturedTelemetry();
+    let outs;
+    try {
+      const shard = (dynamo: DynamoDBDocumentClient) => createMetadataConsumer({ pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo, now: () => NOW, sleep: async () => {}, logger: t.logger, metrics: t.metrics });
+      outs = await Promise.all([shard(a.client)({ Records: [r1, r4] }), shard(b.client)({ Records: [r0] })]);
+    } finally {
+      t.restore();
+    }
+    expect(outs).toEqual([{ batchItemFailures: [] }, { batchItemFailures: [] }]);
+    const lines = t.lines.filter((l) => l.message === 'batch recorded').sort((x, y) => Number(y.records) - Number(x.records));
+    expect(lines).toEqual([
+      expect.objectContaining({ records: 2, recorded: 2, duplicates: 0, failed: 0, retries: 2 }),
+      expect.objectContaining({ records: 1, recorded: 1, duplicates: 0, failed: 0, retries: 1 }),
+    ]);
+    const expected = { 'count#iot#telemetry 2026-11-22T13:40': EXPECTED_COUNTERS['count#iot#telemetry 2026-11-22T13:40'], 'count#iot#alert 2026-11-22T13:41': EXPECTED_COUNTERS['count#iot#alert 2026-11-22T13:41'] };
+    expect(await counters()).toEqual(expected);
+    const lastSeen = async () => (await table()).find((i) => i.pk === 'entity#iot#dev-0000a1b2');
+    expect(await lastSeen()).toMatchObject({ last_event_time: '2026-11-22T13:41:01.000Z', last_event_id: '5a4d0a3d-7e1f-4f9c-8ca8-000000000001' });
+    // The older event's shard redelivered after the newer one was written: last-seen does not move back, nothing counts twice.
+    await Promise.all([consumerLogging(transactional(local).client)([r0]), consumerLogging(transactional(local).client)([r1, r4])]);
+    expect(await counters()).toEqual(expected);
+    expect(await lastSeen()).toMatchObject({ last_event_time: '2026-11-22T13:41:01.000Z' });
+  });
+
+  it('a cancellation that names a recorded event and a conflicting counter drops the duplicate and writes the rest once', async () => {
+    await consumer(transactional(local).client)({ Records: [event.Records[0]] });
+    const healthy = transactional(local).client;
+    let first = true;
+    const mixed = {
+      send: async (command: TransactWriteCommand) => {
+        if (command instanceof TransactWriteCommand && first) {
+          first = false;
+          const items = command.input.TransactItems ?? [];
+          throw new TransactionCanceledException({
+            message: 'Transaction cancelled', $metadata: {},
+            CancellationReasons: items.map((_, i) => ({ Code: i === 0 ? 'ConditionalCheckFailed' : i === items.length - 1 ? 'TransactionConflict' : 'None' })),
+          });
+        }
+        return healthy.send(command as never);
+      },
+    } as unknown as DynamoDBDocumentClient;
+    const { out, line } = await consumerLogging(mixed)(event.Records);
+    expect(out.batchItemFailures).toEqual([]);
+    expect(line).toMatchObject({ recorded: 3, duplicates: 1, malformed: 1 });
+    expect(await counters()).toEqual(EXPECTED_COUNTERS);
+  });
+
+  it.each([
+    ['AccessDeniedException', () => Object.assign(new Error('User is not authorized to perform dynamodb:PutItem'), { name: 'AccessDeniedException', $fault: 'client' })],
+    ['ResourceNotFoundException', () => Object.assign(new Error('Requested resource not found'), { name: 'ResourceNotFoundException', $fault: 'client' })],
+    ['ValidationException', () => Object.assign(new Error('One or more parameter values were invalid'), { name: 'ValidationException', $fault: 'client' })],
+    ['TransactionCanceledException (ValidationError)', () => new TransactionCanceledException({ message: 'Transaction cancelled', $metadata: {}, CancellationReasons: [{ Code: 'ValidationError', Message: 'Item size has exceeded the maximum allowed size' }] })],
+  ])('%s: not retried in the invocation; every valid record is reported (Lambda retries, then the on-failure queue), the invocation does not fail', async (_name, error) => {
+    const calls: string[] = [];
+    const refusing = {
+      send: async (command: { constructor: { name: string } }) => {
+        calls.push(command.constructor.name);
+        throw error();
+      },
+    } as unknown as DynamoDBDocumentClient;
+    const { out, line } = await consumerLogging(refusing)(event.Records);
+    expect(out.batchItemFailures.map((f) => f.itemIdentifier)).toEqual([0, 1, 2, 4].map((i) => event.Records[i].kinesis.sequenceNumber));
+    expect(calls).toEqual(['TransactWriteCommand']);
+    expect(line).toMatchObject({ recorded: 0, failed: 4, retries: 0 });
+    expect(await local.scan()).toEqual([]);
   });
 });
