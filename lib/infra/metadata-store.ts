@@ -91,6 +91,15 @@ export class MetadataStore extends Construct {
     return this.table.metric('WriteThrottleEvents', { statistic: 'Sum', period: Duration.minutes(5) });
   }
 
+  /**
+   * Item writes DynamoDB refused because a concurrent transaction held the item, per 5 minutes: on this table, shards
+   * writing one event type's counter for the same minute at once. The consumers retry them (WriteRetries); they are no
+   * throttles, so WriteThrottleEvents does not show them.
+   */
+  metricTransactionConflicts(): cloudwatch.Metric {
+    return this.table.metric('TransactionConflict', { statistic: 'Sum', period: Duration.minutes(5) });
+  }
+
   /** Write capacity units the consumers and the failure router used on the table, per 5 minutes (on demand, what is billed). */
   metricConsumedWriteCapacity(): cloudwatch.Metric {
     return this.table.metricConsumedWriteCapacityUnits({ statistic: 'Sum', period: Duration.minutes(5) });

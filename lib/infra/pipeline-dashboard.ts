@@ -432,8 +432,8 @@ export class PipelineDashboard extends Construct {
     });
     this.dashboard.addWidgets(new cloudwatch.GraphWidget({
       title: 'Metadata table',
-      left: [store.metricWriteThrottles()],
-      leftYAxis: { label: 'throttled writes', showUnits: false, min: 0 },
+      left: [store.metricWriteThrottles(), store.metricTransactionConflicts()],
+      leftYAxis: { label: 'throttled writes, transaction conflicts', showUnits: false, min: 0 },
       right: [store.metricConsumedWriteCapacity()],
       rightYAxis: { label: 'write capacity units', showUnits: false, min: 0 },
       width: 8,

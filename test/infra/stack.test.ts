@@ -1389,9 +1389,9 @@ describe('monitoring', () => {
     }
   });
 
-  test('dashboard: the metadata table\'s write throttles and the write capacity it used', () => {
+  test('dashboard: the metadata table\'s write throttles, its transaction conflicts (hot counters; no throttles) and the write capacity it used', () => {
     const [tableId] = resourcesOf(dev.template, 'AWS::DynamoDB::Table')[0];
-    expect(graphed('Metadata table')).toEqual(['WriteThrottleEvents', 'ConsumedWriteCapacityUnits'].map((metricName) => ({
+    expect(graphed('Metadata table')).toEqual(['WriteThrottleEvents', 'TransactionConflict', 'ConsumedWriteCapacityUnits'].map((metricName) => ({
       namespace: 'AWS/DynamoDB', metricName, dimensions: { TableName: `<${tableId}>` },
     })));
   });
