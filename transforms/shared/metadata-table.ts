@@ -22,7 +22,6 @@
  */
 import { createHash } from 'node:crypto';
 
-
 export const METADATA_TABLE_KEYS = { partitionKey: 'pk', sortKey: 'sk', ttlAttribute: 'ttl' } as const;
 
 export const metadataKeys = {
