@@ -100,6 +100,15 @@ function unicodeEscape(c: string): string {
   return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
+/**
+ * `text` as one word of a command a user can paste into a POSIX shell: as it is when it holds nothing a shell reads
+ * otherwise, else in single quotes (a quote inside as '\''). Bare, a data dir such as `/Users/jane/Jane's #1 projects`
+ * split into words, opened a quote and turned the rest of the command into a comment.
+ */
+export function shellWord(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
+}
+
 /** `escapeControlCharacters` for each line of a multi-line text: its line breaks stay. */
 export function escapeControlCharactersInLines(text: string): string {
   return text.split('\n').map(escapeControlCharacters).join('\n');

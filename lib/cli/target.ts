@@ -19,7 +19,7 @@ import { validatorFingerprint } from '../schema/fingerprint';
 import { explainFailure, type FailureContext } from './errors';
 import { callerCredentials, type CallerCredentials } from './credentials';
 import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
-import { UserError } from './output';
+import { shellWord, UserError } from './output';
 import { firehoseEntryPoint, kinesisEntryPoint, type EntryPoint } from './record-sender';
 import { defaultStackName, pipelineOutputKey, StackOutputs } from './stack-outputs';
 
@@ -32,7 +32,7 @@ const START_TWIN_HINT = 'start the twin with `npx sluice local up`';
  */
 export function startTwinHint(dataDir: string): string {
   const started = path.resolve(process.env.SLUICE_DATA_DIR ?? defaultDataDir());
-  return sameDir(started, dataDir) ? START_TWIN_HINT : `start the twin with \`npx sluice local up --data-dir ${displayPath(dataDir)}\``;
+  return sameDir(started, dataDir) ? START_TWIN_HINT : `start the twin with \`npx sluice local up --data-dir ${shellWord(displayPath(dataDir))}\``;
 }
 
 export interface LocalTarget {
@@ -242,12 +242,12 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
   // and even when its pid is not one of this machine's (a twin in a container).
   const sameTwin = answering?.twinId !== undefined && target.twinRecord()?.twinId === answering.twinId;
   const other = !sameTwin && answering?.dataDir !== undefined && !sameDir(answering.dataDir, target.dataDir) ? displayPath(answering.dataDir) : undefined;
-  const useOther = other !== undefined ? `the twin answering at ${firehose} runs on ${other}: pass --data-dir ${other} to send to it, or ` : '';
+  const useOther = other !== undefined ? `the twin answering at ${firehose} runs on ${other}: pass --data-dir ${shellWord(other)} to send to it, or ` : '';
   if (!isDirectory(target.dataDir)) {
-    throw new UserError(`no twin data dir at ${target.dataDir}: nothing was sent; ${useOther}start a twin there with \`npx sluice local up --data-dir ${dir}\``);
+    throw new UserError(`no twin data dir at ${target.dataDir}: nothing was sent; ${useOther}start a twin there with \`npx sluice local up --data-dir ${shellWord(dir)}\``);
   }
   if (entry.kind === 'firehose' && other !== undefined) {
-    throw new UserError(`the twin answering at ${firehose} runs on data dir ${other}, not ${target.dataDir}: nothing was sent. Pass --data-dir ${other} to send to it, or start a twin on ${dir} on other ports (\`npx sluice local up --data-dir ${dir} --firehose-port … --kinesis-port … --dynamo-port …\`) and point --endpoint-firehose at it`);
+    throw new UserError(`the twin answering at ${firehose} runs on data dir ${other}, not ${target.dataDir}: nothing was sent. Pass --data-dir ${shellWord(other)} to send to it, or start a twin on ${dir} on other ports (\`npx sluice local up --data-dir ${shellWord(dir)} --firehose-port … --kinesis-port … --dynamo-port …\`) and point --endpoint-firehose at it`);
   }
   const vouched = entry.kind === 'firehose' && answering?.dataDir !== undefined;
   if (!record) {
@@ -259,7 +259,7 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
         + 'Try again once it prints its endpoints (a twin from an older Sluice never says: restart it)');
     }
     const unnamed = entry.kind === 'firehose' ? `; what answers at ${firehose} does not say which data dir it serves (a twin from an older Sluice? restart it)` : '';
-    throw new UserError(`no twin runs on data dir ${target.dataDir} (no ${path.basename(twinRecordPath(target.dataDir))} of a running twin there): nothing was sent; ${useOther}start one with \`npx sluice local up --data-dir ${dir}\`${unnamed}`);
+    throw new UserError(`no twin runs on data dir ${target.dataDir} (no ${path.basename(twinRecordPath(target.dataDir))} of a running twin there): nothing was sent; ${useOther}start one with \`npx sluice local up --data-dir ${shellWord(dir)}\`${unnamed}`);
   }
   // A -c override of the pipeline's source sends to an entry point the running twin does not have.
   const source = target.config.pipelines[pipeline]?.source;
