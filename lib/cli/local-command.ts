@@ -344,7 +344,7 @@ export function lockDataDir(dataDir: string, options: LockOptions = {}): () => v
 /**
  * The refusal of a data dir that the live process `holder` holds (its twin.pid), naming where that twin listens when its
  * twin.json says (a twin still starting has not written it yet). A pid the system gave to another process since is
- * possible where /proc does not say when a process started, hence the last resort.
+ * possible where neither /proc nor `ps` says when a process started, or for an older Sluice's lock, hence the last resort.
  */
 function dataDirInUse(dataDir: string, holder: number): UserError {
   const record = readLiveTwinRecord(dataDir); // not one an earlier twin with the same pid left

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 
 /**
@@ -5,31 +6,39 @@ import * as fs from 'node:fs';
  * ended (a SIGKILLed twin too) that its parent has not reaped yet keeps its pid, and would keep its lock held.
  */
 export function processIsAlive(pid: number): boolean {
-  return isRunning(pid, procStat(pid));
+  return isRunning(pid, processStat(pid));
 }
 
-/** {@link processIsAlive}, with what /proc/<pid>/stat said of `pid` read already (undefined off Linux). */
-function isRunning(pid: number, stat: ProcStat | undefined): boolean {
+/** {@link processIsAlive}, with what the process table said of `pid` read already. */
+function isRunning(pid: number, stat: ProcessStat | undefined): boolean {
   try {
     process.kill(pid, 0);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  // Linux's /proc says whether it is a zombie; elsewhere no process is taken for one.
+  // Where the process table could not be read, no process is taken for a zombie.
   return stat?.state !== 'Z';
 }
 
-/** What /proc/<pid>/stat says of a process: its state (field 3) and its start in clock ticks since boot (field 22). */
-interface ProcStat {
+/** What the process table says of a process: its state (`Z`: a zombie) and {@link processStart}. */
+interface ProcessStat {
   readonly state: string;
-  readonly startTime: string | undefined;
+  readonly start: string | undefined;
+}
+
+let procfs: boolean | undefined;
+
+/** Linux's /proc; elsewhere (macOS has no /proc) `ps`. Undefined when the process is gone or hidden from this user. */
+function processStat(pid: number): ProcessStat | undefined {
+  procfs ??= fs.existsSync('/proc/self/stat');
+  return procfs ? procStat(pid) : psStat(pid);
 }
 
 /**
- * /proc/<pid>/stat; undefined off Linux or when the process is gone. The fields are counted after the command name,
- * cut at the last ')', since it may hold spaces and parentheses itself.
+ * /proc/<pid>/stat: the state (field 3) and the start in clock ticks since boot (field 22), with the boot's id. The
+ * fields are counted after the command name, cut at the last ')', since it may hold spaces and parentheses itself.
  */
-function procStat(pid: number): ProcStat | undefined {
+function procStat(pid: number): ProcessStat | undefined {
   let stat: string;
   try {
     stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -37,18 +46,52 @@ function procStat(pid: number): ProcStat | undefined {
     return undefined;
   }
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0], startTime: fields[19] }; // field 22, counted from the state's 3
+  const startTime = fields[19]; // field 22, counted from the state's 3
+  const boot = bootId();
+  return { state: fields[0], start: boot !== undefined && startTime !== undefined && /^\d+$/.test(startTime) ? `${boot}/${startTime}` : undefined };
 }
 
-let bootId: string | undefined | null = null;
+let bootIdRead: string | undefined | null = null;
+
+function bootId(): string | undefined {
+  if (bootIdRead === null) {
+    try {
+      bootIdRead = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    } catch {
+      bootIdRead = undefined;
+    }
+  }
+  return bootIdRead;
+}
 
 /**
- * Which process `pid` is, beyond its number: `<boot id>/<start time>` (in clock ticks since boot, field 22 of
- * /proc/<pid>/stat), which a later process given the same pid (after a container restart, or a reboot) does not share.
- * Undefined off Linux, or when the process is gone or hidden from this user.
+ * `ps -o stat=,lstart=` (BSD's and procps' both): the state and the start as a date to the second, in the C locale
+ * and UTC so that every terminal's process writes and reads the same text for one process (macOS hands a pid out
+ * again after a reboot, and a crashed twin's lock would name the process that has it now).
+ */
+function psStat(pid: number): ProcessStat | undefined {
+  let line: string;
+  try {
+    line = execFileSync('ps', ['-o', 'stat=,lstart=', '-p', String(pid)], {
+      encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LC_ALL: 'C', TZ: 'UTC0' },
+    }).trim();
+  } catch {
+    // ps exits 1 for a pid that runs no process, or is not there.
+    return undefined;
+  }
+  const match = /^(\S+)\s+(.+)$/.exec(line);
+  if (match === null) return undefined;
+  return { state: match[1][0], start: `started ${match[2].replace(/\s+/g, ' ')} UTC` };
+}
+
+/**
+ * Which process `pid` is, beyond its number, which a later process given the same pid (after a container restart, or
+ * a reboot) does not share: on Linux `<boot id>/<start time>` (in clock ticks since boot, field 22 of
+ * /proc/<pid>/stat), elsewhere `started <date> UTC` as `ps` gives it. Undefined when the process is gone or hidden
+ * from this user.
  */
 export function processStart(pid: number): string | undefined {
-  return startOf(procStat(pid));
+  return processStat(pid)?.start;
 }
 
 let ownStart: { readonly start: string | undefined } | undefined;
@@ -59,25 +102,13 @@ export function ownProcessStart(): string | undefined {
   return ownStart.start;
 }
 
-function startOf(stat: ProcStat | undefined): string | undefined {
-  if (bootId === null) {
-    try {
-      bootId = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-    } catch {
-      bootId = undefined;
-    }
-  }
-  const startTime = stat?.startTime;
-  return bootId !== undefined && startTime !== undefined && /^\d+$/.test(startTime) ? `${bootId}/${startTime}` : undefined;
-}
-
 /**
  * What a lock file such as `twin.pid` says: the pid, the first word of its first line, and on a second line the
  * holder's {@link processStart}.
  */
 export interface PidLockHolder {
   readonly pid: number;
-  /** Absent from an older Sluice's lock (the pid alone), and off Linux. */
+  /** Absent from an older Sluice's lock (the pid alone). */
   readonly start?: string;
 }
 
@@ -121,9 +152,9 @@ export function readPid(file: string): number | undefined {
  * @param isAlive replaces {@link processIsAlive} (tests). @default processIsAlive
  */
 export function holderRuns(holder: PidLockHolder, isAlive?: (pid: number) => boolean): boolean {
-  // One read of /proc/<pid>/stat answers both: is the pid a zombie, and since when does it run.
-  const stat = procStat(holder.pid);
+  // One read of the process table answers both: is the pid a zombie, and since when does it run.
+  const stat = processStat(holder.pid);
   if (!(isAlive ? isAlive(holder.pid) : isRunning(holder.pid, stat))) return false;
-  const now = holder.start === undefined ? undefined : startOf(stat);
+  const now = holder.start === undefined ? undefined : stat?.start;
   return now === undefined || now === holder.start;
 }

@@ -59,7 +59,7 @@ export interface SchemaFingerprint {
 
 export interface TwinRecord {
   readonly pid: number;
-  /** When that process started (`processStart` in process-alive.ts): a later process given its pid is not this twin. Absent from an older Sluice's record, and off Linux. */
+  /** When that process started (`processStart` in process-alive.ts): a later process given its pid is not this twin. Absent from an older Sluice's record. */
   readonly processStart?: string;
   /** ISO 8601. */
   readonly startedAt: string;

@@ -1,0 +1,87 @@
+/**
+ * Whether a lock's holder still runs where there is no /proc (macOS): `ps` says when a process started, so a pid the
+ * system has handed to another process since (after a reboot, macOS counts pids again) does not hold a twin's lock.
+ * /proc is hidden from the module here, as on a Mac.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { holderRuns, ownProcessStart, processIsAlive, processStart } from '../../lib/local/process-alive';
+
+jest.mock('node:fs', () => {
+  const actual = jest.requireActual<typeof import('node:fs')>('node:fs');
+  const noProc = (file: unknown): boolean => String(file) === '/proc' || String(file).startsWith('/proc/');
+  const missing = (file: unknown) => Object.assign(new Error(`ENOENT: no such file or directory, open '${String(file)}'`), { code: 'ENOENT' });
+  return {
+    ...actual,
+    existsSync: (file: Parameters<typeof actual.existsSync>[0]) => !noProc(file) && actual.existsSync(file),
+    readFileSync: (...args: Parameters<typeof actual.readFileSync>) => {
+      if (noProc(args[0])) throw missing(args[0]);
+      return actual.readFileSync(...args);
+    },
+  };
+});
+
+/** `ps`'s start, as the module writes it: the C locale's date, in UTC. */
+const PS_START = /^started [A-Z][a-z]{2} [A-Z][a-z]{2} \d{1,2} \d\d:\d\d:\d\d \d{4} UTC$/;
+
+async function startedProcess(args: string[]): Promise<ChildProcess> {
+  const child = spawn('/bin/sh', args, { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise((resolve) => child.stdout!.once('data', resolve));
+  return child;
+}
+
+let timeZone: string | undefined;
+beforeAll(() => {
+  // Two terminals in two zones must write and read one text for one process.
+  timeZone = process.env.TZ;
+  process.env.TZ = 'Asia/Kolkata';
+});
+afterAll(() => {
+  if (timeZone === undefined) delete process.env.TZ;
+  else process.env.TZ = timeZone;
+});
+
+test('without /proc, a process\'s start comes from ps, in UTC whatever the zone, and names the process to the second', async () => {
+  const before = Math.floor(Date.now() / 1000) * 1000;
+  const other = await startedProcess(['-c', 'echo up; exec sleep 30']);
+  try {
+    const start = processStart(other.pid!);
+    expect(start).toMatch(PS_START);
+    const at = Date.parse(start!.slice('started '.length));
+    expect(at).toBeGreaterThanOrEqual(before - 1000);
+    expect(at).toBeLessThanOrEqual(Date.now());
+    expect(ownProcessStart()).toMatch(PS_START);
+    expect(processStart(other.pid!)).toBe(start);
+  } finally {
+    other.kill('SIGKILL');
+  }
+});
+
+test('without /proc, a lock naming a live pid with another start is no holder; with its start, or the pid alone, it is', async () => {
+  const other = await startedProcess(['-c', 'echo up; exec sleep 30']);
+  try {
+    const start = processStart(other.pid!)!;
+    // The pid's earlier owner, a twin that crashed before a reboot.
+    expect(holderRuns({ pid: other.pid!, start: 'started Mon Jan 5 09:00:00 2026 UTC' })).toBe(false);
+    expect(holderRuns({ pid: other.pid!, start })).toBe(true);
+    expect(holderRuns({ pid: other.pid! })).toBe(true);
+    expect(holderRuns({ pid: process.pid, start: ownProcessStart() })).toBe(true);
+  } finally {
+    other.kill('SIGKILL');
+  }
+  await new Promise((resolve) => other.once('exit', resolve));
+  expect(processIsAlive(other.pid!)).toBe(false);
+  expect(processStart(other.pid!)).toBeUndefined();
+});
+
+test('without /proc, a zombie (ended, not reaped by its parent) is not alive: ps says so', async () => {
+  // The shell's background child ends at once; the shell, become `sleep`, never reaps it.
+  const parent = spawn('/bin/sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const zombie = await new Promise<number>((resolve) => parent.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim()))));
+    for (const deadline = Date.now() + 5000; processIsAlive(zombie) && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 20));
+    expect(processIsAlive(zombie)).toBe(false);
+    expect(processIsAlive(parent.pid!)).toBe(true);
+  } finally {
+    parent.kill('SIGKILL');
+  }
+});
