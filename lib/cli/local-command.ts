@@ -15,7 +15,7 @@ import { DATA_DIR_MODE, defaultDataDir, makeDirectories } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type DlqCounts, type LeftInS3, type Twin, type TwinOptions } from '../local/twin';
 import { readLiveTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-record';
-import { addConfigOption, configFrom, drawSample, examples, parsePort, requireGeneratedCode } from './options';
+import { addConfigOption, configFrom, drawSample, dataDirPath, examples, parsePort, requireGeneratedCode } from './options';
 import { displayRows, escapeControlCharacters, formatBytes, formatNumber, formatTable, shellWord, UserError } from './output';
 import { io } from './progress';
 import { signalExitCode, takeInterrupts } from './interrupt';
@@ -228,7 +228,7 @@ export function registerLocalCommands(program: Command): void {
     })
     .action(async (flags: LocalFlags) => {
       const config = twinConfig(flags, flags.bufferInterval);
-      const dataDir = path.resolve(flags.dataDir ?? process.env.SLUICE_DATA_DIR ?? defaultDataDir());
+      const dataDir = dataDirPath(flags.dataDir ?? process.env.SLUICE_DATA_DIR ?? defaultDataDir());
       const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir, localUpPorts(flags, config)));
       printEndpoints(twin, config);
       console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
@@ -500,7 +500,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   // started or sent, not after the twin started and the pipelines before it were sent to.
   const traffic = demoTraffic(config, count, badRate);
   const madeDataDir = flags.dataDir === undefined;
-  const dataDir = path.resolve(flags.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-demo-')));
+  const dataDir = flags.dataDir !== undefined ? dataDirPath(flags.dataDir) : path.resolve(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-demo-')));
   try {
     await demoIn(twinOptions(flags, config, dataDir, ports), traffic);
   } catch (error) {

@@ -2,6 +2,7 @@
  * Flags every command shares, and the parsers for the values users type (`5m`, `200/s`, `1.5KB`).
  * Parsers throw UserError naming the flag and an example, so a typo exits 2 with a message.
  */
+import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import { loadConfig, type SluiceConfig } from '../config';
 import { escapeControlCharacters, UserError } from './output';
@@ -51,6 +52,18 @@ export function addTargetOptions(command: Command, uses: { firehose?: boolean; k
     command.addOption(new Option('--endpoint-opensearch <url>', 'an OpenSearch to query locally (default: none)').env('OPENSEARCH_URL'));
   }
   return command;
+}
+
+/**
+ * The data dir `given` (--data-dir or SLUICE_DATA_DIR) names, resolved. A leading `~` is refused: a shell leaves it as it
+ * is after `=` (`--data-dir=~/x` in bash, zsh and sh) and in quotes, and the twin would make a folder named `~` here.
+ */
+export function dataDirPath(given: string): string {
+  if (given === '~' || given.startsWith('~/')) {
+    throw new UserError(`the data dir ${given} starts with a ~ the shell did not expand (none is after "=", as in --data-dir=~/…, or in quotes): `
+      + `give \`--data-dir ~/…\` with a space, or the full path (./${given} for a folder named ~ here)`);
+  }
+  return path.resolve(given);
 }
 
 /**

@@ -18,7 +18,7 @@ import {
 import { validatorFingerprint } from '../schema/fingerprint';
 import { explainFailure, type FailureContext } from './errors';
 import { callerCredentials, type CallerCredentials } from './credentials';
-import { configFrom, parsePort, requirePipeline, type TargetFlags } from './options';
+import { configFrom, dataDirPath, parsePort, requirePipeline, type TargetFlags } from './options';
 import { shellWord, UserError } from './output';
 import { firehoseEntryPoint, kinesisEntryPoint, type EntryPoint } from './record-sender';
 import { defaultStackName, pipelineOutputKey, StackOutputs } from './stack-outputs';
@@ -103,7 +103,7 @@ export function resolveTarget(flags: TargetFlags): Target {
   for (const flag of ['stack', 'region'] as const) {
     if (flags[flag] !== undefined) throw new UserError(`--${flag} applies to a deployed stack; add --aws (without it, commands run against the local twin)`);
   }
-  const dataDir = path.resolve(flags.dataDir ?? defaultDataDir());
+  const dataDir = dataDirPath(flags.dataDir ?? defaultDataDir());
   let read: { record: TwinRecord | undefined } | undefined;
   const twinRecord = () => (read ??= { record: readTwinRecord(dataDir) }).record;
   const runningTwin = () => {
