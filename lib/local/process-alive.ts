@@ -11,13 +11,18 @@ export function processIsAlive(pid: number): boolean {
 
 /** {@link processIsAlive}, with what the process table said of `pid` read already. */
 function isRunning(pid: number, stat: ProcessStat | undefined): boolean {
+  // Where the process table could not be read, no process is taken for a zombie.
+  return pidExists(pid) && stat?.state !== 'Z';
+}
+
+/** Whether `pid` names a process, a zombie too (EPERM: it exists, but belongs to someone else). */
+function pidExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
+    return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-  // Where the process table could not be read, no process is taken for a zombie.
-  return stat?.state !== 'Z';
 }
 
 /** What the process table says of a process: its state (`Z`: a zombie) and {@link processStart}. */
@@ -70,6 +75,21 @@ function bootId(): string | undefined {
  * again after a reboot, and a crashed twin's lock would name the process that has it now).
  */
 function psStat(pid: number): ProcessStat | undefined {
+  // A DLQ lock's waiter asks every few milliseconds, and ps takes a few itself: an answer stands for a second while
+  // the pid still runs.
+  const now = Date.now();
+  const cached = psAnswers.get(pid);
+  if (cached !== undefined && now - cached.at < PS_ANSWER_MS && pidExists(pid)) return cached.stat;
+  const stat = psStatNow(pid);
+  if (psAnswers.size >= 64) psAnswers.clear();
+  psAnswers.set(pid, { at: now, stat });
+  return stat;
+}
+
+const PS_ANSWER_MS = 1000;
+const psAnswers = new Map<number, { readonly at: number; readonly stat: ProcessStat | undefined }>();
+
+function psStatNow(pid: number): ProcessStat | undefined {
   let line: string;
   try {
     line = execFileSync('ps', ['-o', 'stat=,lstart=', '-p', String(pid)], {
