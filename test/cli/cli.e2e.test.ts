@@ -279,8 +279,9 @@ describe('sluice against `sluice local up`, each command its own process', () =>
     expect(stderr).toMatch(/sluice-dev-transactions: sent \d+ · accepted \d+ · \d+ records\/s · \d+ m \d+ s left/);
     const sent = /^transactions: (\d+) records → Kinesis stream sluice-dev-transactions/.exec(stdout);
     loadSent = Number(sent?.[1]);
-    // Paced: about a second's worth at 40/s before the first progress line, far from five minutes' worth.
-    expect(loadSent).toBeGreaterThanOrEqual(30);
+    // Paced: about a second's worth at 40/s before the first progress line (fewer on a busy machine: how many is put's
+    // pacing tests' to say, not this one's), far from five minutes' worth.
+    expect(loadSent).toBeGreaterThan(0);
     expect(loadSent).toBeLessThan(1000);
     expect(stdout).toMatch(new RegExp(`accepted ${loadSent} · failed 0`));
     expect(stdout).toMatch(new RegExp(`verified: ${loadSent} of ${loadSent} records sent before Ctrl-C queryable after`));
