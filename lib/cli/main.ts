@@ -135,9 +135,9 @@ function packageVersion(): string {
 /** Runs the CLI; user mistakes print a message (no stack trace) and exit 2; failures exit 1. */
 export async function run(argv: readonly string[]): Promise<number> {
   const args = sqlCommentsAsArguments(argv);
-  // The program takes no option before the command but --help and --version, so the first argument that is not a flag
-  // is the command's name (or `help`).
-  const program = buildProgram(args.find((a) => !a.startsWith('-')));
+  // The program takes no option before the command but --help and --version, so a command's name (or `help`) is the
+  // first argument. A flag there is the program's: `sluice --help cost` shows the program's help, listing every command.
+  const program = buildProgram(args[0]?.startsWith('-') ? undefined : args[0]);
   try {
     await program.parseAsync(helpCommandAsHelpFlag(program, unknownCommandWithoutHelp(program, args)), { from: 'user' });
     return 0;

@@ -44,6 +44,13 @@ describe('--help', () => {
     for (const c of COMMANDS) expect(stdout).toMatch(new RegExp(`\\n {2}${c} `));
     expect(stdout).toMatch(/Exit status: 0 ok · 1 /);
   });
+
+  test.each([['--help', 'cost'], ['-h', 'local', 'up']])('%s before the command is the program\'s help flag: its help lists every command', async (...argv) => {
+    const { code, stdout } = await sluice(...argv);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^Usage: sluice \[options\] \[command\]/);
+    for (const c of COMMANDS) expect(stdout).toMatch(new RegExp(`\\n {2}${c} `));
+  });
 });
 
 describe('commands are loaded when they run', () => {
