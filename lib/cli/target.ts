@@ -153,11 +153,15 @@ export function checkTwinDataDir(dataDir: string): void {
   }
 }
 
-/** The data dir as a user would type it: relative below the working directory, else absolute. */
+/**
+ * The data dir as a user would type it: relative below the working directory, else absolute. A folder named `~…` here
+ * is `./~…`: as `~/…`, --data-dir is refused (dataDirPath), and a shell would take it for the home folder.
+ */
 export function displayPath(dir: string): string {
   const relative = path.relative(process.cwd(), dir);
   if (relative === '') return '.';
-  return isInside(process.cwd(), dir) ? relative : dir;
+  if (!isInside(process.cwd(), dir)) return dir;
+  return relative.startsWith('~') ? `.${path.sep}${relative}` : relative;
 }
 
 /**

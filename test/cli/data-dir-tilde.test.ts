@@ -43,7 +43,12 @@ test('local up and demo refuse it too, from the flag or SLUICE_DATA_DIR, before 
   expect(fs.readdirSync(here)).toEqual([]);
 });
 
-test('a folder named ~ is still reachable as ./~', async () => {
+test('a folder named ~ is still reachable as ./~, and commands the CLI suggests for it name it so', async () => {
   const run = await sluice('query', 'SELECT 1', `--data-dir=./~/sluice-data`);
   expect(run.stderr).toContain(`no twin data dir at ${path.join(here, '~', 'sluice-data')}`);
+  // Not '~/sluice-data', which the command suggested would refuse.
+  expect(run.stderr).toContain("`npx sluice local up --data-dir './~/sluice-data'`");
+  fs.mkdirSync(path.join(here, '~', 'sluice-data', 's3'), { recursive: true });
+  const put = await sluice('put', 'iot', '-n', '1', '--data-dir=./~/sluice-data');
+  expect(put.stderr).toContain("start one with `npx sluice local up --data-dir './~/sluice-data'`");
 });
