@@ -70,9 +70,10 @@ function bootId(): string | undefined {
 }
 
 /**
- * `ps -o stat=,lstart=` (BSD's and procps' both): the state and the start as a date to the second, in the C locale
+ * `ps -o stat= -o lstart=` (BSD's and procps' both): the state and the start as a date to the second, in the C locale
  * and UTC so that every terminal's process writes and reads the same text for one process (macOS hands a pid out
- * again after a reboot, and a crashed twin's lock would name the process that has it now).
+ * again after a reboot, and a crashed twin's lock would name the process that has it now). One -o each: POSIX (and
+ * FreeBSD's ps) takes all of an argument after its `=` as the header, so `stat=,lstart=` would give no start.
  */
 function psStat(pid: number): ProcessStat | undefined {
   // A DLQ lock's waiter asks every few milliseconds, and ps takes a few itself: an answer stands for a second while
@@ -92,7 +93,7 @@ const psAnswers = new Map<number, { readonly at: number; readonly stat: ProcessS
 function psStatNow(pid: number): ProcessStat | undefined {
   let line: string;
   try {
-    line = execFileSync('ps', ['-o', 'stat=,lstart=', '-p', String(pid)], {
+    line = execFileSync('ps', ['-o', 'stat=', '-o', 'lstart=', '-p', String(pid)], {
       encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LC_ALL: 'C', TZ: 'UTC0' },
     }).trim();
   } catch {

@@ -3,7 +3,10 @@
  * system has handed to another process since (after a reboot, macOS counts pids again) does not hold a twin's lock.
  * /proc is hidden from the module here, as on a Mac.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { holderRuns, ownProcessStart, processIsAlive, processStart } from '../../lib/local/process-alive';
 
 jest.mock('node:fs', () => {
@@ -83,5 +86,46 @@ test('without /proc, a zombie (ended, not reaped by its parent) is not alive: ps
     expect(processIsAlive(parent.pid!)).toBe(true);
   } finally {
     parent.kill('SIGKILL');
+  }
+});
+
+test('without /proc, the start is read from a ps that takes -o as POSIX says (the rest of an argument after "=" is its header, as FreeBSD\'s does)', async () => {
+  // A ps in front of the real one that reads its -o arguments as POSIX does: keywords before the first "=", separated
+  // by commas, and all after it the last one's header; a header line when any header is not empty.
+  const realPs = execFileSync('/bin/sh', ['-c', 'command -v ps'], { encoding: 'utf8' }).trim();
+  const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-posix-ps-'));
+  fs.writeFileSync(path.join(bin, 'ps'), `#!${process.execPath}
+const { execFileSync } = require('node:child_process');
+const args = process.argv.slice(2);
+const keywords = [];
+let pid;
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '-p') pid = args[++i];
+  if (args[i] !== '-o') continue;
+  const spec = args[++i];
+  const eq = spec.indexOf('=');
+  const names = (eq === -1 ? spec : spec.slice(0, eq)).split(/[ ,]/).filter(Boolean);
+  names.forEach((name, j) => keywords.push({ name, header: eq !== -1 && j === names.length - 1 ? spec.slice(eq + 1) : name.toUpperCase() }));
+}
+let out;
+try {
+  out = execFileSync(${JSON.stringify(realPs)}, [...keywords.flatMap((k) => ['-o', k.name + '=']), '-p', pid], { encoding: 'utf8' });
+} catch {
+  process.exit(1);
+}
+const headers = keywords.map((k) => k.header);
+process.stdout.write((headers.some(Boolean) ? headers.join(' ') + '\\n' : '') + out);
+`, { mode: 0o755 });
+  const savedPath = process.env.PATH;
+  process.env.PATH = `${bin}${path.delimiter}${savedPath ?? ''}`;
+  const other = await startedProcess(['-c', 'echo up; exec sleep 30']);
+  try {
+    expect(execFileSync('ps', ['-o', 'stat=,lstart=', '-p', String(other.pid)], { encoding: 'utf8', env: process.env })).toMatch(/^,lstart=\n\S+\s*\n$/);
+    expect(processStart(other.pid!)).toMatch(PS_START);
+    expect(holderRuns({ pid: other.pid!, start: 'started Mon Jan 5 09:00:00 2026 UTC' })).toBe(false);
+  } finally {
+    process.env.PATH = savedPath;
+    other.kill('SIGKILL');
+    fs.rmSync(bin, { recursive: true, force: true });
   }
 });
