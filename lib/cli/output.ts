@@ -103,10 +103,11 @@ function unicodeEscape(c: string): string {
 /**
  * `text` as one word of a command a user can paste into a POSIX shell: as it is when it holds nothing a shell reads
  * otherwise, else in single quotes (a quote inside as '\''). Bare, a data dir such as `/Users/jane/Jane's #1 projects`
- * split into words, opened a quote and turned the rest of the command into a comment.
+ * split into words, opened a quote and turned the rest of the command into a comment. A word that starts with `=` is
+ * quoted too: zsh (macOS's shell) reads `=name` as the path of the command `name`.
  */
 export function shellWord(text: string): string {
-  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
+  return /^(?!=)[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
 }
 
 /** `escapeControlCharacters` for each line of a multi-line text: its line breaks stay. */

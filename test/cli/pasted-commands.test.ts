@@ -24,6 +24,8 @@ test('shellWord: the shell reads back exactly the text, as one argument, and a p
   }
   expect(shellWord('/tmp/sluice-cli-x1/.sluice')).toBe('/tmp/sluice-cli-x1/.sluice');
   expect(shellWord('../data_2026-11,v1:a=b@c+%d')).toBe('../data_2026-11,v1:a=b@c+%d');
+  // zsh, macOS's shell, expands a word that starts with = to a command's path (=ls → /bin/ls); sh does not.
+  expect(shellWord('=data')).toBe("'=data'");
 });
 
 test('the start hint for a missing data dir whose path has a quote, #, $ and spaces pastes into a shell as that path', async () => {
