@@ -169,7 +169,7 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
     const failedEntities = new Set<string>();
     for (const f of await store.updateEntities(done)) {
       failedEntities.add(f.entity);
-      logger.error('entity last-seen update failed', { entity: f.entity.slice(0, MAX_KEY_VALUE_CHARS), error: errorMessage(f.error) });
+      logger.error('entity last-seen update failed', { entity: f.entity, error: errorMessage(f.error) }); // keyValueOf bounds it
     }
 
     const failedIds = new Set<string>();
