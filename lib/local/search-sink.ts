@@ -324,6 +324,11 @@ export class SearchSink {
         break;
       }
       if (delay > 0) await sleep(delay);
+      // A busy machine can oversleep the backoff past the deadline: no attempt starts once the retry duration is over.
+      if (this.now() > deadline) {
+        for (const { item, error } of pending) failed.push(this.failure(item, attempts, error));
+        break;
+      }
       delay = Math.min(delay * 2, this.maxDelayMs);
     }
     return { indexed, requests, bytes, failed };

@@ -262,6 +262,25 @@ describe('SearchSink with an endpoint', () => {
     expect(result.failed[0]).toMatchObject({ attemptsMade: 3, errorCode: '500', errorMessage: '{"error":"still down"}', attemptEndingTimestamp: started + 300 });
   });
 
+  it('starts no attempt after the retry duration, though the backoff before it seemed to fit: a busy machine overslept it', async () => {
+    for (let i = 0; i < 100; i++) server.bulkReplies.push({ status: 500, body: { error: 'still down' } });
+    // The 10 ms backoff after the first bulk request fits the 300 ms (the clock says 100 ms); once it is slept, the
+    // clock says 1 s: the machine stalled through the wait, past the deadline.
+    const started = Date.UTC(2026, 2, 1, 10, 0, 0);
+    let checkedAfterFirst = false;
+    const now = (): number => {
+      if (server.bulks().length === 0) return started;
+      if (!checkedAfterFirst) {
+        checkedAfterFirst = true;
+        return started + 100;
+      }
+      return started + 1000;
+    };
+    const result = await sinkFor({ retrySeconds: 0.3, now }).deliver([doc('a')]);
+    expect(server.bulks()).toHaveLength(1);
+    expect(result.failed[0]).toMatchObject({ attemptsMade: 1, errorCode: '500', esDocumentId: 'rec-a' });
+  });
+
   it('makes one attempt when the retry duration is 0', async () => {
     server.bulkReplies.push({ status: 503, body: {} });
     const result = await sinkFor({ retrySeconds: 0 }).deliver([doc('a')]);
