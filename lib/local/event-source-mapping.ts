@@ -26,7 +26,7 @@ import type { _Record, KinesisClient } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
 import type { RecordTally } from '../../transforms/metadata-consumer/handler';
 import { localRegion } from './aws-clients';
-import { ShardReader, type KinesisReadApi, type ShardReaderOptions, type ShardReaderStats, type StartingPosition } from './shard-reader';
+import { ShardReader, type DeliveryContext, type KinesisReadApi, type ShardReaderOptions, type ShardReaderStats, type StartingPosition } from './shard-reader';
 
 /** Why a batch went to the on-failure destination (the invocation record's `requestContext.condition`). */
 export type FailureCondition = 'RetryAttemptsExhausted' | 'RecordAgeExceeded';
@@ -237,7 +237,7 @@ export class EventSourceMapping {
         // Ages are measured against arrival times, on the wall clock; the window, unless a test steps the clock, on the reader's monotonic one.
         now: options.now,
       },
-      onRecords: (shardId, records, context) => this.processBatch(shardId, records, context.signal),
+      onRecords: (shardId, records, context) => this.processBatch(shardId, records, context),
     });
   }
 
@@ -286,7 +286,7 @@ export class EventSourceMapping {
    * Handles one batch of a shard to the end: every record either succeeds or goes to the destination.
    * Rejects only when the mapping is stopping (the reader then keeps the checkpoint where it was).
    */
-  private async processBatch(shardId: string, records: _Record[], signal: AbortSignal): Promise<void> {
+  private async processBatch(shardId: string, records: _Record[], { signal, ancestorShardIds }: DeliveryContext): Promise<void> {
     // Bisected halves wait here, first half first, so records are handled in sequence order.
     const pending: Attempt[] = [{ records, retries: 0, invokes: 0 }];
     const tallies: Tallies = new Map();
@@ -304,7 +304,7 @@ export class EventSourceMapping {
         }
       }
 
-      const outcome = await this.invoke(shardId, attempt.records, tallies);
+      const outcome = await this.invoke(shardId, attempt.records, tallies, ancestorShardIds);
       attempt.invokes++;
       attempt.lastRequestId = outcome.requestId;
       attempt.lastFunctionError = outcome.kind === 'failed' ? outcome.functionError : undefined;
@@ -361,10 +361,11 @@ export class EventSourceMapping {
     records.forEach((record, i) => tallies.set(record.SequenceNumber as string, answered[i]));
   }
 
-  private async invoke(shardId: string, records: _Record[], tallies: Tallies): Promise<Outcome> {
+  private async invoke(shardId: string, records: _Record[], tallies: Tallies, ancestorShardIds: readonly string[]): Promise<Outcome> {
     // Lambda stops a function at its timeout; a handler in this process cannot be stopped, so the shard's next
-    // invocation waits for one that timed out to end: one invocation per shard at a time, its writes in order.
-    await this.overruns.get(shardId);
+    // invocation waits for one that timed out to end: one invocation per shard at a time, its writes in order. A shard
+    // split or merged from others waits for theirs too: its keys were theirs, and on AWS the timeout ended those before it was read.
+    await Promise.all([shardId, ...ancestorShardIds].map((id) => this.overruns.get(id)));
     this.counters.invocations++;
     const requestId = randomUUID();
     const event = this.eventFor(shardId, records);

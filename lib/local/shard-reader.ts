@@ -136,6 +136,12 @@ export type StartingPosition = 'TRIM_HORIZON' | 'LATEST';
 export interface DeliveryContext {
   /** Aborted when `stop()` is called: a callback that retries on its own should give up then. */
   readonly signal: AbortSignal;
+  /**
+   * The shards this one came from by splits and merges (its parents, theirs, …, as far as the reader knows them), each
+   * read to its end before this shard's first batch: work a callback left running for one (a Lambda past its timeout)
+   * is for keys of this shard too.
+   */
+  readonly ancestorShardIds: readonly string[];
 }
 
 export interface BatchingOptions {
@@ -1008,7 +1014,7 @@ export class ShardReader {
     for (let attempt = 0; ; attempt++) {
       if (this.phase !== 'running') return false;
       try {
-        await this.onRecords(shard.shardId, records, { signal });
+        await this.onRecords(shard.shardId, records, { signal, ancestorShardIds: this.ancestorsOf(shard) });
         break;
       } catch (err) {
         if (this.phase !== 'running') return false;
@@ -1026,6 +1032,18 @@ export class ShardReader {
     await this.persist();
     this.progress.wake();
     return this.phase === 'running';
+  }
+
+  /** The shard's parents, theirs and so on, of those the reader still holds. */
+  private ancestorsOf(shard: ShardState): string[] {
+    const ancestors: string[] = [];
+    const next = [...shard.parents];
+    for (let id = next.shift(); id !== undefined; id = next.shift()) {
+      if (ancestors.includes(id)) continue;
+      ancestors.push(id);
+      next.push(...(this.shards.get(id)?.parents ?? []));
+    }
+    return ancestors;
   }
 
   private backoff(attempt: number): number {

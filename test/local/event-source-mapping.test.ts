@@ -559,3 +559,39 @@ describe('an invocation that times out', () => {
     expect(effects).toEqual(atStop);
   });
 });
+
+describe('an invocation that times out on a shard closed by a reshard', () => {
+  /** Each reshapes a stream whose shard 0 holds the record 'parent'; returns the shard that descends from it. */
+  const reshards: Array<{ reshard: string; shards: number; descendant: (kinesis: MemoryKinesis) => string }> = [
+    { reshard: 'a split', shards: 1, descendant: (kinesis) => kinesis.splitShard(STREAM, SHARD0)[0] },
+    { reshard: 'a merge', shards: 2, descendant: (kinesis) => kinesis.mergeShards(STREAM, SHARD0, SHARD1) },
+    // The child in between is empty: it is never invoked, so only the grandchild can wait.
+    { reshard: 'two splits', shards: 1, descendant: (kinesis) => kinesis.splitShard(STREAM, kinesis.splitShard(STREAM, SHARD0)[0])[0] },
+  ];
+  test.each(reshards)('is not run beside the first invocation of a shard made from it by $reshard: that waits for it to end, as their keys are the same', async ({ shards, descendant }) => {
+    const kinesis = new MemoryKinesis();
+    kinesis.createStream(STREAM, shards);
+    kinesis.putRecord(STREAM, 'k', 'parent', { shardId: SHARD0 });
+    kinesis.putRecord(STREAM, 'k', 'child', { shardId: descendant(kinesis) });
+    const effects: string[] = [];
+    let running = 0;
+    let mostRunning = 0;
+    const { esm, failures } = mapping(kinesis, async (event) => {
+      running++;
+      mostRunning = Math.max(mostRunning, running);
+      try {
+        // The parent's last batch outlives the function's timeout (50 ms), then writes; out of retries, it goes to the destination.
+        if (datas(event).includes('parent')) await new Promise((resolve) => setTimeout(resolve, 300));
+        effects.push(datas(event).join());
+      } finally {
+        running--;
+      }
+    }, { functionTimeoutSeconds: 0.05, maxRetryAttempts: 0 });
+    await esm.start();
+    await esm.drain({ timeoutMs: 5000 });
+    await esm.stop();
+    expect(failures.map((f) => f.KinesisBatchInfo.shardId)).toEqual([SHARD0]);
+    expect(mostRunning).toBe(1);
+    expect(effects).toEqual(['parent', 'child']);
+  });
+});
