@@ -12,6 +12,7 @@ import {
   ListShardsCommand,
   PutRecordsCommand,
   SplitShardCommand,
+  UpdateShardCountCommand,
   type _Record,
 } from '@aws-sdk/client-kinesis';
 import { kinesisClient } from '../../lib/local/aws-clients';
@@ -1094,6 +1095,59 @@ describe('ShardReader against kinesis-mock', () => {
       expect(ns).toEqual([...ns].sort((a, b) => a - b));
     }
     expect(reader.stats().shards.find((s) => s.shardId === parent.ShardId)?.phase).toBe('ended');
+  });
+
+  test('follows a real UpdateShardCount (a merge) with unread records in both parents: each record once, keys in order; closed parents are not polled, nor read again after a restart', async () => {
+    const stream = 'sluice-local-merge';
+    await createStream(stream, 2);
+    const seen: Array<{ shardId: string; key: string; n: number }> = [];
+    const options = (): ShardReaderOptions => ({
+      client,
+      streamName: stream,
+      consumerName: 'lake',
+      dataDir,
+      pollIntervalMs: 20,
+      minCallGapMs: 0,
+      onRecords: async (shardId, records) => {
+        seen.push(...records.map((r) => ({ shardId, ...(JSON.parse(text(r)) as { key: string; n: number }) })));
+      },
+    });
+    // A checkpoint in the middle of each parent, then records the reader has not read, then the reshard closes them.
+    await put(stream, 40, 5);
+    const before = track(new ShardReader(options()));
+    await before.start();
+    await before.drain({ timeoutMs: 20_000 });
+    await before.stop();
+    await put(stream, 40, 5, 40);
+    await client.send(new UpdateShardCountCommand({ StreamName: stream, TargetShardCount: 1, ScalingType: 'UNIFORM_SCALING' }));
+    await waitForActive(stream);
+    await put(stream, 40, 5, 80);
+
+    const reader = track(new ShardReader(options()));
+    await reader.start();
+    await reader.drain({ timeoutMs: 20_000 });
+    expect(seen.map((s) => s.n).sort((a, b) => a - b)).toEqual(Array.from({ length: 120 }, (_, i) => i));
+    for (let k = 0; k < 5; k++) {
+      const ns = seen.filter((s) => s.key === `device-${k}`).map((s) => s.n);
+      expect(ns).toEqual([...ns].sort((a, b) => a - b));
+    }
+    const parents = ['shardId-000000000000', 'shardId-000000000001'];
+    expect(seen.slice(80).every((s) => !parents.includes(s.shardId))).toBe(true);
+    // Read to their end (GetRecords gave no next iterator), the parents are polled no more: an idle reader polls its open shard only.
+    const calls = () => reader.stats().shards.filter((s) => parents.includes(s.shardId)).map((s) => [s.phase, s.getRecordsCalls]);
+    const ended = calls();
+    expect(ended.map(([phase]) => phase)).toEqual(['ended', 'ended']);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(calls()).toEqual(ended);
+    await reader.stop();
+
+    await put(stream, 10, 5, 120);
+    const restarted = track(new ShardReader(options()));
+    await restarted.start();
+    await restarted.drain({ timeoutMs: 20_000 });
+    await restarted.stop();
+    expect(seen.slice(120).map((s) => s.n)).toEqual(Array.from({ length: 10 }, (_, i) => 120 + i));
+    expect(restarted.stats().shards.filter((s) => parents.includes(s.shardId)).map((s) => s.getRecordsCalls)).toEqual([0, 0]);
   });
 
   test('after kinesis-mock dies without saving, a reader whose checkpoint it lost reads on: nothing twice, nothing new missed', async () => {
