@@ -67,6 +67,12 @@ afterAll(() => {
 });
 
 const query = (...args: string[]) => sluice('query', ...args, '--data-dir', dataDir);
+/** `query <args> --json` that must succeed: its rows (and its stderr, in the failure, when it did not). */
+async function jsonRows(...args: string[]): Promise<unknown> {
+  const { code, stdout, stderr } = await query(...args, '--json');
+  expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+  return JSON.parse(stdout) as unknown;
+}
 const alerts = () => records.filter((r) => r.event_type === 'alert').length;
 
 describe('sluice query (DuckDB over the twin)', () => {
@@ -235,9 +241,8 @@ describe('sluice query (DuckDB over the twin)', () => {
     const sql = "SELECT regexp_replace('1a 2b 14m', '(\\d+)([ab]) ', '3c$2 ') AS groups, regexp_replace('aaa', 'a', 'b') AS every,"
       + " regexp_replace('1a 2b 14m', '\\d+[ab] ') AS removed, regexp_replace('ab', 'b', '\\$1\\\\') AS escaped,"
       + " regexp_extract('1a 2b 14m', '(\\d+)([a-z]+)', 2) AS group2, regexp_extract('abc', '\\d+') AS none, regexp_extract('abc', '(\\d)', 1) AS no_group";
-    const { code, stdout, stderr } = await query(sql, '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-    expect(JSON.parse(stdout)).toEqual([{ groups: '3ca 3cb 14m', every: 'bbb', removed: '14m', escaped: 'a$1\\', group2: 'a', none: null, no_group: null }]);
+    const literals = await jsonRows(sql);
+    expect(literals).toEqual([{ groups: '3ca 3cb 14m', every: 'bbb', removed: '14m', escaped: 'a$1\\', group2: 'a', none: null, no_group: null }]);
     // Over a table's column: each device id's digits, as a script would take them.
     const devices = await query("SELECT device_id, regexp_replace(device_id, '[^0-9]', '') AS digits FROM iot", '--json');
     const rows = JSON.parse(devices.stdout) as Array<{ device_id: string; digits: string }>;
@@ -246,9 +251,8 @@ describe('sluice query (DuckDB over the twin)', () => {
   });
 
   test('greatest and least are NULL when any argument is, as Trino\'s (DuckDB\'s skip NULLs)', async () => {
-    const { code, stdout, stderr } = await query("SELECT greatest(1, NULL, 3) AS g, least(2, NULL) AS l, greatest(1, 3, 2) AS g3, least('b', 'a') AS ls", '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-    expect(JSON.parse(stdout)).toEqual([{ g: null, l: null, g3: 3, ls: 'a' }]);
+    const rows = await jsonRows("SELECT greatest(1, NULL, 3) AS g, least(2, NULL) AS l, greatest(1, 3, 2) AS g3, least('b', 'a') AS ls");
+    expect(rows).toEqual([{ g: null, l: null, g3: 3, ls: 'a' }]);
     // Over a column that is NULL on some rows (alert_code, on events that are not alerts): those rows' greatest is NULL.
     const nulls = await query("SELECT count(*) FILTER (WHERE greatest(alert_code, '') IS NULL) AS n FROM iot", '--json');
     const expected = records.filter((r) => r.alert_code === undefined || r.alert_code === null).length;
@@ -258,77 +262,67 @@ describe('sluice query (DuckDB over the twin)', () => {
 
   test('split_part past the last field is NULL, as Trino\'s (DuckDB\'s gives \'\')', async () => {
     // Device ids are dev-<hex>: two fields.
-    const { code, stdout, stderr } = await query("SELECT count(*) FILTER (WHERE split_part(device_id, '-', 3) IS NULL) AS past,"
-      + " count(*) FILTER (WHERE split_part(device_id, '-', 2) = substr(device_id, 5)) AS second, count(*) AS n FROM iot", '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-    expect(JSON.parse(stdout)).toEqual([{ past: records.length, second: records.length, n: records.length }]);
+    const rows = await jsonRows("SELECT count(*) FILTER (WHERE split_part(device_id, '-', 3) IS NULL) AS past,"
+      + " count(*) FILTER (WHERE split_part(device_id, '-', 2) = substr(device_id, 5)) AS second, count(*) AS n FROM iot");
+    expect(rows).toEqual([{ past: records.length, second: records.length, n: records.length }]);
   });
 
   test('substr from position 0, for a length of 0 or less, or from before the start is empty, as Trino\'s', async () => {
     // DuckDB's own gave 'dev-000' for substr(device_id, 0, 8) (a 0-based habit), where Athena gives ''.
-    const { code, stdout, stderr } = await query("SELECT substr(device_id, 0, 8) AS zero, substr(device_id, 1, 8) AS first8, substring(device_id, 5, -1) AS negative,"
-      + " substr(device_id, -20, 5) AS before, substr(device_id, -8) AS last8, substr(NULL, 0) AS nul FROM iot LIMIT 1", '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-    const [row] = JSON.parse(stdout) as Array<Record<string, unknown>>;
+    const rows = await jsonRows("SELECT substr(device_id, 0, 8) AS zero, substr(device_id, 1, 8) AS first8, substring(device_id, 5, -1) AS negative,"
+      + " substr(device_id, -20, 5) AS before, substr(device_id, -8) AS last8, substr(NULL, 0) AS nul FROM iot LIMIT 1");
+    const [row] = rows as Array<Record<string, unknown>>;
     expect(row).toEqual({ zero: '', first8: expect.stringMatching(/^dev-[0-9a-f]{4}$/), negative: '', before: '', last8: expect.stringMatching(/^[0-9a-f]{8}$/), nul: null });
   });
 
   test('EXTRACT(DOW FROM t) is Trino\'s day_of_week, 1 (Monday) to 7 (Sunday), not DuckDB\'s 0 (Sunday) to 6', async () => {
-    const { code, stdout, stderr } = await query("SELECT extract(dow FROM DATE '2026-12-06') AS sunday, extract(DOW FROM TIMESTAMP '2026-12-07 10:00') AS monday,"
+    const rows = await jsonRows("SELECT extract(dow FROM DATE '2026-12-06') AS sunday, extract(DOW FROM TIMESTAMP '2026-12-07 10:00') AS monday,"
       + " extract(year FROM DATE '2026-12-06') AS y, extract(hour FROM TIME '10:11:12') AS h,"
-      + " (SELECT count(*) FROM iot WHERE extract(dow FROM event_time) = day_of_week(event_time)) AS same, (SELECT count(*) FROM iot) AS n", '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-    const [row] = JSON.parse(stdout) as Array<{ n: number }>;
+      + " (SELECT count(*) FROM iot WHERE extract(dow FROM event_time) = day_of_week(event_time)) AS same, (SELECT count(*) FROM iot) AS n");
+    const [row] = rows as Array<{ n: number }>;
     expect(row).toEqual({ sunday: 7, monday: 1, y: 2026, h: 10, same: row.n, n: records.length });
   });
 
   test('millisecond is the millisecond of the second, 0 to 999, as Trino\'s (DuckDB\'s counted the second\'s too)', async () => {
-    const { code, stdout, stderr } = await query("SELECT millisecond(TIMESTAMP '2026-01-01 00:00:01.234') AS ms, second(TIMESTAMP '2026-01-01 00:00:01.234') AS s,"
-      + " (SELECT count(*) FROM iot WHERE millisecond(event_time) BETWEEN 0 AND 999) AS in_range", '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-    expect(JSON.parse(stdout)).toEqual([{ ms: 234, s: 1, in_range: records.length }]);
+    const rows = await jsonRows("SELECT millisecond(TIMESTAMP '2026-01-01 00:00:01.234') AS ms, second(TIMESTAMP '2026-01-01 00:00:01.234') AS s,"
+      + " (SELECT count(*) FROM iot WHERE millisecond(event_time) BETWEEN 0 AND 999) AS in_range");
+    expect(rows).toEqual([{ ms: 234, s: 1, in_range: records.length }]);
   });
 
   test('trim, ltrim and rtrim remove whitespace as Trino\'s do (tabs, line breaks, Unicode spaces), not spaces alone; trim(BOTH \'x\' FROM s) still works', async () => {
-    const { code, stdout, stderr } = await query("SELECT '[' || trim(chr(9) || ' x ' || chr(13) || chr(10)) || ']' AS t, '[' || ltrim(chr(10) || 'x ') || ']' AS l,"
+    const rows = await jsonRows("SELECT '[' || trim(chr(9) || ' x ' || chr(13) || chr(10)) || ']' AS t, '[' || ltrim(chr(10) || 'x ') || ']' AS l,"
       + " '[' || rtrim(' x' || chr(12288)) || ']' AS r, '[' || trim(chr(160) || 'x') || ']' AS nbsp, trim(BOTH '$' FROM '$var$') AS chars,"
-      + " (SELECT count(*) FROM iot WHERE trim(chr(9) || device_id || chr(10)) = device_id) AS ids", '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+      + " (SELECT count(*) FROM iot WHERE trim(chr(9) || device_id || chr(10)) = device_id) AS ids");
     // A no-break space is no whitespace to Java (Character.isWhitespace), so Trino keeps it.
-    expect(JSON.parse(stdout)).toEqual([{ t: '[x]', l: '[x ]', r: '[ x]', nbsp: '[\u00a0x]', chars: 'var', ids: records.length }]);
+    expect(rows).toEqual([{ t: '[x]', l: '[x ]', r: '[ x]', nbsp: '[\u00a0x]', chars: 'var', ids: records.length }]);
   });
 
   test('a timestamp AT TIME ZONE is the session\'s (UTC) time in that zone, as on Athena: 10:00 UTC is 11:00 in Berlin', async () => {
     // DuckDB's own took 10:00 as Berlin's time, 09:00 UTC: hours and dates a query grouped by were shifted the other way.
-    const { code, stdout, stderr } = await query("SELECT TIMESTAMP '2026-01-01 10:00:00' AT TIME ZONE 'Europe/Berlin' AS berlin,"
+    const rows = await jsonRows("SELECT TIMESTAMP '2026-01-01 10:00:00' AT TIME ZONE 'Europe/Berlin' AS berlin,"
       + " hour(TIMESTAMP '2026-12-31 23:30:00' AT TIME ZONE 'Europe/Berlin') AS h, CAST(TIMESTAMP '2026-12-31 23:30:00' AT TIME ZONE 'Europe/Berlin' AS DATE) AS d,"
       + " hour(from_unixtime(1767225600) AT TIME ZONE 'America/New_York') AS ny,"
-      + " (SELECT count(*) FROM iot WHERE hour(event_time AT TIME ZONE 'Asia/Tokyo') = (hour(event_time) + 9) % 24) AS tokyo", '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-    expect(JSON.parse(stdout)).toEqual([{ berlin: '2026-01-01 11:00:00.000', h: 0, d: '2027-01-01', ny: 19, tokyo: records.length }]);
+      + " (SELECT count(*) FROM iot WHERE hour(event_time AT TIME ZONE 'Asia/Tokyo') = (hour(event_time) + 9) % 24) AS tokyo");
+    expect(rows).toEqual([{ berlin: '2026-01-01 11:00:00.000', h: 0, d: '2027-01-01', ny: 19, tokyo: records.length }]);
   });
 
   test('format takes Java\'s format strings, as Trino\'s does (DuckDB\'s own took \'{}\' and gave \'%.2f\' back)', async () => {
     // Trino's documented examples (functions/conversion), and a column's values.
-    const { code, stdout, stderr } = await query("SELECT format('%.5f', pi()) AS pi, format('%03d', 8) AS padded, format('%,.2f', 1234567.89) AS grouped,"
+    const rows = await jsonRows("SELECT format('%.5f', pi()) AS pi, format('%03d', 8) AS padded, format('%,.2f', 1234567.89) AS grouped,"
       + " format('%-7s,%7s', 'hello', 'world') AS widths, format('%2$s %3$s %1$s', 'a', 'b', 'c') AS positions,"
-      + " (SELECT count(*) FROM iot WHERE format('%d%%', battery_pct) = CAST(battery_pct AS VARCHAR) || '%') AS percents", '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-    expect(JSON.parse(stdout)).toEqual([{ pi: '3.14159', padded: '008', grouped: '1,234,567.89', widths: 'hello  ,  world', positions: 'b c a', percents: records.length }]);
+      + " (SELECT count(*) FROM iot WHERE format('%d%%', battery_pct) = CAST(battery_pct AS VARCHAR) || '%') AS percents");
+    expect(rows).toEqual([{ pi: '3.14159', padded: '008', grouped: '1,234,567.89', widths: 'hello  ,  world', positions: 'b c a', percents: records.length }]);
   });
 
   test('url_encode and url_decode are Java\'s URLEncoder and URLDecoder, as Trino\'s: a space is +, * is kept and ~ encoded', async () => {
-    const { code, stdout, stderr } = await query("SELECT url_encode('a b.-*_~!é/?=&') AS encoded, url_decode('a+b%20c%2B') AS decoded,"
-      + " url_decode(url_encode('x y+z~*%20')) AS round_trip", '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
+    const rows = await jsonRows("SELECT url_encode('a b.-*_~!é/?=&') AS encoded, url_decode('a+b%20c%2B') AS decoded,"
+      + " url_decode(url_encode('x y+z~*%20')) AS round_trip");
     // As java.net.URLEncoder.encode(s, UTF_8) gives them (functions/url lists the rules).
-    expect(JSON.parse(stdout)).toEqual([{ encoded: 'a+b.-*_%7E%21%C3%A9%2F%3F%3D%26', decoded: 'a b c+', round_trip: 'x y+z~*%20' }]);
+    expect(rows).toEqual([{ encoded: 'a+b.-*_%7E%21%C3%A9%2F%3F%3D%26', decoded: 'a b c+', round_trip: 'x y+z~*%20' }]);
   });
 
   test('approx_distinct takes a FILTER (and DISTINCT) as Athena\'s aggregate does, and counts exactly', async () => {
-    const { code, stdout, stderr } = await query("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1", '--json');
-    expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' });
-    const rows = JSON.parse(stdout) as Array<{ a: number; e: number; d: number; c: number; n: number }>;
+    const rows = await jsonRows("SELECT event_type, approx_distinct(user_id) FILTER (WHERE amount > 0) AS a, approx_distinct(user_id, 0.01) FILTER (WHERE amount > 0) AS e, approx_distinct(DISTINCT user_id) AS d, count(DISTINCT user_id) FILTER (WHERE amount > 0) AS c, count(DISTINCT user_id) AS n FROM app_events GROUP BY 1 ORDER BY 1") as Array<{ a: number; e: number; d: number; c: number; n: number }>;
     expect(rows.length).toBeGreaterThan(1);
     expect(rows.some((r) => r.c > 0 && r.c < r.n)).toBe(true);
     for (const r of rows) expect([r.a, r.e, r.d]).toEqual([r.c, r.c, r.n]);
