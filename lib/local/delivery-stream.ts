@@ -1402,60 +1402,33 @@ class WriteAheadLog {
     await syncFoldersMade(dir, await fs.promises.mkdir(dir, { recursive: true }));
     const files = (await fs.promises.readdir(dir)).filter((f) => /^\d{16}\.log$/.test(f)).sort();
     const segments: Segment[] = [];
-    const records = new Map<number, BufferedRecord>();
-    let delivered = -1;
-    let maxSeq = -1;
+    const log = emptyLogRead();
     for (let i = 0; i < files.length; i++) {
       const file = path.join(dir, files[i]);
       const bytes = await fs.promises.readFile(file);
       const segment: Segment = { file, maxSeq: -1 };
-      let offset = 0;
-      // After damage, frames read on may have begun inside a record a producer sent (see resumeAfter): what they
-      // say is taken only where taking it cannot lose a record, a duplicate being the worse case left.
-      let damagedAt: number | undefined;
-      while (offset < bytes.length) {
-        const frame = readFrame(bytes, offset);
-        const content = frame && decodeFrame(frame.payload);
-        if (!frame || !content) {
-          const resume = resumeAfter(bytes, offset);
-          if (resume === undefined) {
-            // Nothing whole follows: the end of a write a crash cut short, never acknowledged (the
-            // acknowledgement waits for the fdatasync). The last segment is cut there, as appends would go on.
-            if (i === files.length - 1) {
-              await fs.promises.truncate(file, offset);
-              warn(`${file}: cut off ${bytes.length - offset} bytes at byte ${offset} that a crash left unfinished (never acknowledged)`);
-            } else {
-              warn(`${file}: corrupt frame at byte ${offset} and nothing whole after it; the rest of this segment is skipped`);
-            }
-            break;
+      for (const damage of readSegment(log, segment, bytes)) {
+        if (damage.resume === undefined) {
+          // Nothing whole follows: the end of a write a crash cut short, never acknowledged (the
+          // acknowledgement waits for the fdatasync). The last segment is cut there, as appends would go on.
+          if (i === files.length - 1) {
+            await fs.promises.truncate(file, damage.offset);
+            warn(`${file}: cut off ${bytes.length - damage.offset} bytes at byte ${damage.offset} that a crash left unfinished (never acknowledged)`);
+          } else {
+            warn(`${file}: corrupt frame at byte ${damage.offset} and nothing whole after it; the rest of this segment is skipped`);
           }
-          // Whole frames after bad bytes, to the segment's end: damage (a bad sector, an edit), not a torn end, so the
-          // records after it, acknowledged, are read on; the segment is kept as found for a look.
-          const copy = `${file}.corrupt`;
-          await fs.promises.copyFile(file, copy);
-          warn(`${file}: ${resume - offset} corrupt bytes at byte ${offset}, whole frames after them to the end: reading on from byte ${resume} `
-            + `(the records in the damaged part are lost; the segment as found is kept as ${copy})`);
-          offset = resume;
-          damagedAt ??= maxSeq;
           continue;
         }
-        offset = frame.next;
-        if (content.kind === 'delivered') {
-          // A mark read after damage may say records are delivered that are not: it is not taken (what it names is
-          // delivered again, perhaps twice).
-          if (damagedAt === undefined) delivered = Math.max(delivered, content.through);
-        } else {
-          for (const record of content.records) {
-            // Nor may a record read after damage take the place of one read before it.
-            if (damagedAt !== undefined && (record.seq <= damagedAt || records.has(record.seq))) continue;
-            records.set(record.seq, record);
-            segment.maxSeq = Math.max(segment.maxSeq, record.seq);
-            maxSeq = Math.max(maxSeq, record.seq);
-          }
-        }
+        // Whole frames after bad bytes, to the segment's end: damage (a bad sector, an edit), not a torn end, so the
+        // records after it, acknowledged, are read on; the segment is kept as found for a look.
+        const copy = `${file}.corrupt`;
+        await fs.promises.copyFile(file, copy);
+        warn(`${file}: ${damage.resume - damage.offset} corrupt bytes at byte ${damage.offset}, whole frames after them to the end: reading on from byte ${damage.resume} `
+          + `(the records in the damaged part are lost; the segment as found is kept as ${copy})`);
       }
       segments.push(segment);
     }
+    const { records, delivered, maxSeq } = log;
     const recovered = [...records.values()].filter((r) => r.seq > delivered).sort((a, b) => a.seq - b.seq);
     const nextSeq = Math.max(maxSeq, delivered) + 1;
     const lastNumber = files.length > 0 ? Number(files[files.length - 1].slice(0, 16)) : -1;
@@ -1608,24 +1581,68 @@ export function undeliveredUnconfiguredStreams(dataDir: string, configured: Read
 
 /**
  * Records in a delivery stream's write-ahead log (`<dataDir>/firehose/<stream>/wal/`) not yet delivered; 0 when it has
- * none. Read only, frame by frame to a segment's first bad frame (what {@link DeliveryEngine.open} would also recover
- * after damage is not counted): nothing is cut, copied or removed.
+ * none: the records the next start would recover. Read only: nothing is cut, copied or removed.
  */
 export function undeliveredRecordCount(dataDir: string, stream: string): number {
   const walDir = path.join(dataDir, 'firehose', stream, 'wal');
   if (!fs.existsSync(walDir)) return 0;
-  const seqs = new Set<number>();
-  let delivered = -1;
-  for (const file of fs.readdirSync(walDir).filter((f) => /^\d{16}\.log$/.test(f))) {
-    const bytes = fs.readFileSync(path.join(walDir, file));
-    for (let frame = readFrame(bytes, 0); frame; frame = readFrame(bytes, frame.next)) {
-      const content = decodeFrame(frame.payload);
-      if (!content) break;
-      if (content.kind === 'delivered') delivered = Math.max(delivered, content.through);
-      else for (const record of content.records) seqs.add(record.seq);
+  const log = emptyLogRead();
+  for (const name of fs.readdirSync(walDir).filter((f) => /^\d{16}\.log$/.test(f)).sort()) {
+    const file = path.join(walDir, name);
+    // Read past damage as WriteAheadLog.open reads past it, without its repairs: the damage met is not acted on.
+    Array.from(readSegment(log, { file, maxSeq: -1 }, fs.readFileSync(file)));
+  }
+  return [...log.records.keys()].filter((seq) => seq > log.delivered).length;
+}
+
+/** What a write-ahead log's segments say, read in order: records by seq, the delivered mark, the highest seq. */
+interface LogRead {
+  readonly records: Map<number, BufferedRecord>;
+  delivered: number;
+  maxSeq: number;
+  /** The highest seq read before the first damage, once damage was met. */
+  damagedAt: number | undefined;
+}
+
+function emptyLogRead(): LogRead {
+  return { records: new Map(), delivered: -1, maxSeq: -1, damagedAt: undefined };
+}
+
+/**
+ * Reads one segment's frames into `log` (and its records' highest seq into `segment`), yielding each stretch of damage
+ * as it is met: where it starts, and where whole frames resume (undefined: nothing whole follows, the segment's reading
+ * ends there). The caller decides what to repair; the reading goes on either way.
+ */
+function* readSegment(log: LogRead, segment: Segment, bytes: Buffer): Generator<{ readonly offset: number; readonly resume: number | undefined }> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const frame = readFrame(bytes, offset);
+    const content = frame && decodeFrame(frame.payload);
+    if (!frame || !content) {
+      const resume = resumeAfter(bytes, offset);
+      yield { offset, resume };
+      if (resume === undefined) return;
+      // After damage, frames read on may have begun inside a record a producer sent (see resumeAfter): what they
+      // say is taken only where taking it cannot lose a record, a duplicate being the worse case left.
+      offset = resume;
+      log.damagedAt ??= log.maxSeq;
+      continue;
+    }
+    offset = frame.next;
+    if (content.kind === 'delivered') {
+      // A mark read after damage may say records are delivered that are not: it is not taken (what it names is
+      // delivered again, perhaps twice).
+      if (log.damagedAt === undefined) log.delivered = Math.max(log.delivered, content.through);
+    } else {
+      for (const record of content.records) {
+        // Nor may a record read after damage take the place of one read before it.
+        if (log.damagedAt !== undefined && (record.seq <= log.damagedAt || log.records.has(record.seq))) continue;
+        log.records.set(record.seq, record);
+        segment.maxSeq = Math.max(segment.maxSeq, record.seq);
+        log.maxSeq = Math.max(log.maxSeq, record.seq);
+      }
     }
   }
-  return [...seqs].filter((seq) => seq > delivered).length;
 }
 
 function encodeFrame(payload: Buffer): Buffer {

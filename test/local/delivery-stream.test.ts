@@ -19,6 +19,7 @@ import {
   engineOptionsFromConfig,
   invocationChunks,
   LAMBDA_PAYLOAD_LIMIT,
+  undeliveredRecordCount,
   type Clock,
   type DeliveryEngineOptions,
   type IncomingRecord,
@@ -671,6 +672,8 @@ describe('DeliveryEngine: durability', () => {
     const { file, bytes, at: damaged } = walFrameHolding('"u-3"');
     bytes[damaged + 12] ^= 0xff;
     fs.writeFileSync(file, bytes);
+    // What a start counts of a log it does not run (read only) is what this start recovers.
+    expect(undeliveredRecordCount(dataDir, STREAM)).toBe(4);
 
     const { engine: second, warnings } = await reopenRecovering();
     expect(second.counters.recovered).toBe(4);
@@ -696,6 +699,7 @@ describe('DeliveryEngine: durability', () => {
     // Damage to the checksum of the frame that holds the producer's record.
     bytes[holding + 5] ^= 0xff;
     fs.writeFileSync(file, bytes);
+    expect(undeliveredRecordCount(dataDir, STREAM)).toBe(3);
 
     const { engine: second, warnings } = await reopenRecovering();
     expect(warnings).toEqual([expect.stringContaining(`corrupt bytes at byte ${holding}, whole frames after them to the end`)]);
