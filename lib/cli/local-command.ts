@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Help, type Command, type Option } from 'commander';
 import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { PutRecordBatchCommand } from '@aws-sdk/client-firehose';
-import { ConfigError, resourceNames, type SluiceConfig } from '../config';
+import { ConfigError, MAX_LOCAL_BUFFER_INTERVAL_SECONDS, resourceNames, type SluiceConfig } from '../config';
 import { readSchema } from '../schema';
 import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../schema/sample';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
@@ -132,7 +132,9 @@ function twinOptions(flags: LocalFlags, config: SluiceConfig, dataDir: string, p
 function twinConfig(flags: LocalFlags, bufferInterval: string | undefined): SluiceConfig {
   const config = configFrom(flags);
   const seconds = bufferInterval === undefined ? config.local.bufferIntervalSeconds : Number(bufferInterval);
-  if (!Number.isFinite(seconds) || seconds < 0 || seconds > 900) throw new UserError(`--buffer-interval: "${bufferInterval}" must be 0–900 seconds`);
+  if (!Number.isFinite(seconds) || seconds < 0 || seconds > MAX_LOCAL_BUFFER_INTERVAL_SECONDS) {
+    throw new UserError(`--buffer-interval: "${bufferInterval}" must be 0–${MAX_LOCAL_BUFFER_INTERVAL_SECONDS} seconds`);
+  }
   requireGeneratedCode(Object.keys(config.pipelines));
   return { ...config, local: { ...config.local, bufferIntervalSeconds: seconds } };
 }

@@ -9,7 +9,7 @@ import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { FirehoseClient } from '@aws-sdk/client-firehose';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
-import { resourceNames, type SluiceConfig } from '../config';
+import { MAX_LOCAL_BUFFER_INTERVAL_SECONDS, resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside, isTwinDataDir } from '../local/paths';
 import {
@@ -296,8 +296,8 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
  */
 export function twinBufferIntervalSeconds(target: LocalTarget): number {
   const recorded: unknown = target.twinRecord()?.bufferIntervalSeconds;
-  // A twin.json edited by hand is not trusted with a wait: only what `local up` takes (0–900 s).
-  return typeof recorded === 'number' && recorded >= 0 && recorded <= 900 ? recorded : target.config.local.bufferIntervalSeconds;
+  // A twin.json edited by hand is not trusted with a wait: only what `local up` takes.
+  return typeof recorded === 'number' && recorded >= 0 && recorded <= MAX_LOCAL_BUFFER_INTERVAL_SECONDS ? recorded : target.config.local.bufferIntervalSeconds;
 }
 
 export function twinAt(target: LocalTarget, twin: TwinRecord): string {

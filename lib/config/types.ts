@@ -64,6 +64,9 @@ export interface SearchConfig {
   readonly retentionDays: number | 'forever';
 }
 
+/** The longest buffer interval the twin takes (`local.bufferIntervalSeconds`, `local up --buffer-interval`): Firehose's longest. */
+export const MAX_LOCAL_BUFFER_INTERVAL_SECONDS = 900;
+
 /** The most shards `shards` takes; a rate that needs more is for an on-demand stream. */
 export const MAX_PROVISIONED_SHARDS = 500;
 

@@ -1,6 +1,7 @@
 import {
   DESTINATIONS,
   INDEX_ROTATIONS,
+  MAX_LOCAL_BUFFER_INTERVAL_SECONDS,
   MAX_PROVISIONED_SHARDS,
   OPENSEARCH_MODES,
   REMOVAL_POLICIES,
@@ -79,7 +80,7 @@ export function validateConfig(raw: Raw, options: { knownSchemas?: readonly stri
     kinesisPort: v.int(lo, 'local.kinesisPort', 1, 65535),
     dynamoPort: v.int(lo, 'local.dynamoPort', 1, 65535),
     bufferSizeMiB: v.number(lo, 'local.bufferSizeMiB', 0.001, 128),
-    bufferIntervalSeconds: v.number(lo, 'local.bufferIntervalSeconds', 0, 900),
+    bufferIntervalSeconds: v.number(lo, 'local.bufferIntervalSeconds', 0, MAX_LOCAL_BUFFER_INTERVAL_SECONDS),
   };
   // The twin listens on all three at once: a shared port would fail `sluice local up` with EADDRINUSE.
   const portKeys = ['firehosePort', 'kinesisPort', 'dynamoPort'] as const;
