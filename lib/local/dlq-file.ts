@@ -73,6 +73,11 @@ export const DLQ_MAX_BODY_BYTES = 1_048_576;
 export const DLQ_MAX_RECEIVE = 10;
 
 const QUEUE_NAME = /^[A-Za-z0-9_-]{1,75}(\.fifo)?$|^[A-Za-z0-9_-]{1,80}$/;
+
+/** Whether `name` is one SQS takes for a queue, as a DlqFile's queue must be. */
+export function isQueueName(name: string): boolean {
+  return QUEUE_NAME.test(name);
+}
 const LEDGER_VERSION = 1;
 const NEWLINE = 0x0a;
 const NEWLINE_BYTES = Buffer.from('\n');
@@ -159,7 +164,7 @@ export class DlqFile {
   private readonly state: QueueState;
 
   constructor(options: DlqFileOptions) {
-    if (!QUEUE_NAME.test(options.queue)) {
+    if (!isQueueName(options.queue)) {
       throw new Error(
         `DLQ queue name "${options.queue}" is not a valid SQS queue name: use 1–80 characters of A-Z, a-z, 0-9, "-" and "_" (a FIFO queue ends in ".fifo").`,
       );

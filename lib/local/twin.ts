@@ -19,7 +19,7 @@ import { backoffDelay, sleep } from '../../transforms/shared/retry';
 import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from './aws-clients';
 import { DeliveryEngine, engineOptionsFromConfig, undeliveredRecordCount, undeliveredUnconfiguredStreams, type DeliveryCounters } from './delivery-stream';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
-import { DlqFile } from './dlq-file';
+import { DlqFile, isQueueName } from './dlq-file';
 import { kinesisStateWarning, startDynamo, startKinesis, type RunningService } from './emulators';
 import { freePort } from './ports';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
@@ -579,7 +579,8 @@ async function deadLettersOfOtherQueues(dataDir: string, config: SluiceConfig): 
   if (!fs.existsSync(dir)) return found;
   for (const entry of fs.readdirSync(dir).filter((f) => f.endsWith('-dlq.jsonl')).sort()) {
     const queue = entry.slice(0, -'.jsonl'.length);
-    if (ours.has(queue)) continue;
+    // A file a queue cannot have written (`my notes-dlq.jsonl`) is nobody's dead letters: left alone, and no reason to refuse the start.
+    if (ours.has(queue) || !isQueueName(queue)) continue;
     const messages = await new DlqFile({ dataDir, queue }).count();
     const current = queue.endsWith('-consumer-dlq') ? names.consumerDlq : names.dlq;
     if (messages > 0) found.push({ file: path.join(dir, entry), queue, messages, current });

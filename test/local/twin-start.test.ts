@@ -119,6 +119,8 @@ describe('the twin as it starts', () => {
     await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).send(['{"a":1}', '{"a":2}']);
     await new DlqFile({ dataDir, queue: 'sluice-dev-consumer-dlq' }).send([]);
     await new DlqFile({ dataDir, queue: 'other-dev-dlq' }).send(['{"a":3}']);
+    // A file no queue wrote, named like one: not counted, and the start goes on.
+    fs.writeFileSync(path.join(dataDir, 'dlq', 'my notes-dlq.jsonl'), '{"a":4}\n');
     const lines = await startLines(dataDir, ['pipelines={"iot":{}}', 'prefix=other']);
     expect(lines.filter((l) => l.includes('dead-letter'))).toEqual([`sluice: warning: ${path.join(dataDir, 'dlq', 'sluice-dev-dlq.jsonl')} holds 2 dead-letter`
       + " messages of queue sluice-dev-dlq, which this configuration does not use (another prefix or env): this run's summary and `sluice replay` read"
