@@ -129,3 +129,22 @@ process.stdout.write((headers.some(Boolean) ? headers.join(' ') + '\\n' : '') + 
     fs.rmSync(bin, { recursive: true, force: true });
   }
 });
+
+test('without /proc and without ps (none on the PATH), a lock is judged by its pid alone: a live pid holds it, a dead one does not', async () => {
+  const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-no-ps-'));
+  const savedPath = process.env.PATH;
+  const other = await startedProcess(['-c', 'echo up; exec sleep 30']);
+  process.env.PATH = empty;
+  try {
+    expect(processStart(other.pid!)).toBeUndefined();
+    // Its start cannot be compared: the live pid holds the lock, whatever start the lock recorded.
+    expect(holderRuns({ pid: other.pid!, start: 'started Mon Jan 5 09:00:00 2026 UTC' })).toBe(true);
+    other.kill('SIGKILL');
+    await new Promise((resolve) => other.once('exit', resolve));
+    expect(holderRuns({ pid: other.pid!, start: 'started Mon Jan 5 09:00:00 2026 UTC' })).toBe(false);
+  } finally {
+    process.env.PATH = savedPath;
+    other.kill('SIGKILL');
+    fs.rmSync(empty, { recursive: true, force: true });
+  }
+});
