@@ -3,8 +3,7 @@ import type { Command } from 'commander';
 import type { DlqMessage } from '../../transforms/failure-router/handler';
 import { analyzeRecord, failureReason, isKnownPipeline, pipelineSchema, type Analysis } from '../../transforms/shared';
 import { OutputKeys } from '../infra/outputs';
-import { ALARM_THRESHOLDS } from '../infra/pipeline-dashboard';
-import { DLQ_RETENTION } from '../infra/queues';
+import { ALARM_THRESHOLDS, DLQ_RETENTION_DAYS } from '../infra/thresholds';
 import { openSearchOrigin, sameOpenSearchOrigin } from '../local/twin-record';
 import { SEARCH_BACKUP_ROOT } from '../schema/layout';
 import type { SchemaModel } from '../schema/model';
@@ -670,9 +669,9 @@ export function oldKeptWarning(keptSentAt: ReadonlyMap<string, number>, now = Da
   const old = [...keptSentAt.values()].filter((at) => now - at > ALARM_THRESHOLDS.deadLetterAgeSeconds * 1000);
   if (old.length === 0) return undefined;
   const oldest = Math.min(...old);
-  const retentionMs = DLQ_RETENTION.toMilliseconds();
+  const retentionMs = DLQ_RETENTION_DAYS * 86_400_000;
   return `${formatNumber(old.length)} message${old.length === 1 ? '' : 's'} kept in the queue ${old.length === 1 ? 'was' : 'were'} sent over ${ALARM_THRESHOLDS.deadLetterAgeSeconds / 86_400} days ago `
-    + `(the oldest ${new Date(oldest).toISOString()}); SQS deletes ${old.length === 1 ? 'it' : 'them'} ${DLQ_RETENTION.toDays()} days after sending, from ${new Date(oldest + retentionMs).toISOString()}, `
+    + `(the oldest ${new Date(oldest).toISOString()}); SQS deletes ${old.length === 1 ? 'it' : 'them'} ${DLQ_RETENTION_DAYS} days after sending, from ${new Date(oldest + retentionMs).toISOString()}, `
     + 'and the dlq-age alarm stops counting a message received more than three times. Save them (the --json output holds their ids) or fix what keeps them';
 }
 

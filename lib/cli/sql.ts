@@ -16,7 +16,7 @@ import {
   type ColumnInfo,
 } from '@aws-sdk/client-athena';
 import { resourceNames } from '../config';
-import { LocalAthena, QueryNotAllowedError } from '../local/athena';
+import type { LocalAthena } from '../local/athena';
 import { bucketDir, localBucketName } from '../local/paths';
 import { explained, explainFailure } from './errors';
 import { formatBytes, UserError } from './output';
@@ -92,6 +92,8 @@ export async function sqlEngineFor(target: Target, options: SqlEngineOptions = {
 // Local: DuckDB
 
 async function localSqlEngine(target: LocalTarget, options: SqlEngineOptions): Promise<SqlEngine> {
+  // DuckDB takes ~0.2 s to load: put and replay load it only when they verify or read the lake.
+  const { LocalAthena, QueryNotAllowedError } = require('../local/athena') as typeof import('../local/athena');
   const lake = bucketDir(target.dataDir, localBucketName(target.config));
   checkTwinDataDir(target.dataDir);
   // Another env or prefix (-c env=prod on a dev twin's data dir) names a bucket that is not there: every table

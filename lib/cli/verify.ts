@@ -9,10 +9,9 @@
  */
 import * as path from 'node:path';
 import { resourceNames, type SluiceConfig } from '../config';
-import { athenaTimestamp, sqlString } from '../local/athena';
 import { openSearchDir } from '../local/paths';
 import { ENRICHMENT_COLUMN } from '../schema/model';
-import { injectedPartitionKeys, quoteIdent, type SchemaModel } from '../schema';
+import { athenaTimestamp, injectedPartitionKeys, quoteIdent, sqlString, type SchemaModel } from '../schema';
 import type { Progress } from './progress';
 import { bulkDocuments, type SearchBackend } from './search-backend';
 import { sleep } from './sleep';

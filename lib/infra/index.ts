@@ -18,4 +18,5 @@ export * from './record-transform';
 export * from './search-delivery';
 export * from './search-domain';
 export * from './sluice-stack';
+export * from './thresholds';
 export * from './transform-processor';

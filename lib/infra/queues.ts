@@ -7,9 +7,10 @@ import { withGrant } from './grant-override';
 import { grantKeyThrough } from './key-grants';
 import { acknowledgeRule } from './nag';
 import { SQS_MAX_MESSAGE_BYTES } from '../../transforms/shared/limits';
+import { DLQ_RETENTION_DAYS } from './thresholds';
 
 /** How long a dead-letter queue keeps a message: SQS's maximum. */
-export const DLQ_RETENTION = Duration.days(14);
+export const DLQ_RETENTION = Duration.days(DLQ_RETENTION_DAYS);
 
 export interface DeadLetterQueueProps {
   readonly queueName: string;

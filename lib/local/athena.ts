@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DuckDBInstance, DuckDBTypeId, StatementType, type DuckDBConnection, type DuckDBExtractedStatements, type DuckDBPreparedStatement, type DuckDBType } from '@duckdb/node-api';
 import { didYouMean, resourceNames, type SluiceConfig } from '../config';
-import { duckDbType, injectedPartitionKeys, loadModel, quoteIdent, unlistedPartitionValue, type SchemaModel } from '../schema';
+import { athenaTimestamp, duckDbType, injectedPartitionKeys, loadModel, quoteIdent, sqlString, unlistedPartitionValue, type SchemaModel } from '../schema';
 import { dataRoot, ERROR_OBJECT_FIELDS, ERRORS_ROOT, ERRORS_TABLE_SUFFIX } from '../schema/layout';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
 import { hasRowFieldsUnnest, hasTwoColumnUnnest, protectLongIntegers, rewriteUnnests, withoutQueryLocations } from './athena-unnest';
@@ -273,11 +273,6 @@ function leafConversion(type: string): Conversion | undefined {
   if (type === 'BLOB') return (v) => (v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex').replace(/(..)(?!$)/g, '$1 ') : v);
   if (type === 'DOUBLE' || type === 'FLOAT') return (v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v);
   return undefined;
-}
-
-/** `2026-11-22 10:00:00.000`: a UTC time as Athena (Trino) prints it and as a TIMESTAMP literal there and in DuckDB. */
-export function athenaTimestamp(t: Date): string {
-  return t.toISOString().replace('T', ' ').slice(0, 23);
 }
 
 /** Microseconds since midnight as HH:MM:SS.ffffff. */
@@ -1160,10 +1155,6 @@ function filesReadFromProfile(file: string, tableFiles: ReadonlyMap<string, numb
     total += seen.files;
   }
   return limited && couldRead > read ? { read, total, readAtMost: couldRead } : { read, total };
-}
-
-export function sqlString(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
 }
 
 function sqlList(strings: readonly string[]): string {

@@ -36,6 +36,16 @@ export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
+/** A string literal in Athena's (Trino's) SQL and DuckDB's. */
+export function sqlString(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+/** `2026-11-22 10:00:00.000`: a UTC time as Athena (Trino) prints it and as a TIMESTAMP literal there and in DuckDB. */
+export function athenaTimestamp(t: Date): string {
+  return t.toISOString().replace('T', ' ').slice(0, 23);
+}
+
 export interface GlueColumn {
   readonly name: string;
   readonly type: string;

@@ -70,18 +70,26 @@ describe('commands are loaded when they run', () => {
     expect(buildProgram('cots').commands).toHaveLength(REGISTERED.flatMap((e) => e.names).length);
   });
 
-  test('the binary loads what the command uses: sluice cost loads no twin, DuckDB or OpenSearch client, and a misspelt command is still suggested', () => {
+  test('the binary loads what the command uses: sluice cost loads no twin, DuckDB or OpenSearch client; put and replay load neither DuckDB nor the CDK until they read the lake; a misspelt command is still suggested', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-loaded-'));
     try {
       // Prints, as the process ends, the modules it loaded.
       const preload = path.join(dir, 'loaded.js');
       fs.writeFileSync(preload, "process.on('exit', () => require('node:fs').writeSync(2, '\\nLOADED ' + JSON.stringify(Object.keys(require.cache))));");
-      const cost = spawnSync(process.execPath, ['-r', preload, path.resolve(__dirname, '../../bin/sluice.js'), 'cost'], { encoding: 'utf8', timeout: 60_000 });
-      expect(cost.status).toBe(0);
-      const loaded = JSON.parse(cost.stderr.slice(cost.stderr.lastIndexOf('\nLOADED ') + 8)) as string[];
-      expect(loaded.some((f) => f.endsWith(path.join('lib', 'cli', 'cost-command.ts')))).toBe(true);
+      const loadedBy = (...args: string[]) => {
+        const run = spawnSync(process.execPath, ['-r', preload, path.resolve(__dirname, '../../bin/sluice.js'), ...args], { encoding: 'utf8', timeout: 60_000 });
+        expect(run.status).toBe(0);
+        return JSON.parse(run.stderr.slice(run.stderr.lastIndexOf('\nLOADED ') + 8)) as string[];
+      };
+      const cost = loadedBy('cost');
+      expect(cost.some((f) => f.endsWith(path.join('lib', 'cli', 'cost-command.ts')))).toBe(true);
       for (const unused of [path.join('lib', 'local', 'twin.ts'), path.join('lib', 'cli', 'put-command.ts'), '@duckdb', '@opensearch-project']) {
-        expect(loaded.filter((f) => f.includes(unused))).toEqual([]);
+        expect(cost.filter((f) => f.includes(unused))).toEqual([]);
+      }
+      for (const command of ['put', 'replay']) {
+        const loaded = loadedBy(command, '--help');
+        expect(loaded.some((f) => f.endsWith(path.join('lib', 'cli', `${command}-command.ts`)))).toBe(true);
+        expect(loaded.filter((f) => f.includes('@duckdb') || f.includes(`${path.sep}aws-cdk-lib${path.sep}`))).toEqual([]);
       }
       const misspelt = spawnSync(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'cots'], { encoding: 'utf8', timeout: 60_000 });
       expect(misspelt.status).toBe(2);
