@@ -4,10 +4,9 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { ChangeMessageVisibilityCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { resourceNames } from '../config';
-import { dynamoDocumentClient, kinesisClient, localRegion } from '../local/aws-clients';
+import { kinesisClient, lambdaClient, localRegion } from '../local/aws-clients';
 import { DlqFile } from '../local/dlq-file';
-import { createMetadataConsumer } from '../../transforms/metadata-consumer/handler';
-import { metadataTableName } from '../local/twin';
+import { consumerFunctionName } from '../local/twin';
 import { parseFailedBatch, readBatchRange, redriveRecords, type ConsumerInvoker, type FailedBatch, type RangeRead } from './consumer-redrive';
 import { awaitCallerCredentials } from './credentials';
 import { dlqFileQueue, sqsDeadLetterQueue, type DeadLetterQueue, type ReceivedMessage } from './dead-letters';
@@ -17,7 +16,7 @@ import { addProgressOption, addTargetOptions, examples, formatDuration, parseCou
 import { escapeControlCharacters, formatNumber, formatTable, toJson, UserError } from './output';
 import { io, Progress } from './progress';
 import { pipelineOutputKey } from './stack-outputs';
-import { checkTwinDataDir, resolveTarget, startTwinHint, type AwsTarget, type LocalTarget } from './target';
+import { checkTwinDataDir, displayPath, resolveTarget, startTwinHint, type AwsTarget, type LocalTarget } from './target';
 
 interface RedriveFlags extends TargetFlags {
   readonly pipeline?: string;
@@ -249,13 +248,17 @@ function localAccess(target: LocalTarget): ConsumerAccess {
     throw new UserError(`${queueName} holds failed consumer batches, and redriving them reads the twin's Kinesis streams and writes its DynamoDB: no twin runs on ${target.dataDir}; ${hint}`);
   }
   const kinesisEndpoint = target.endpoints.kinesis;
-  const dynamoEndpoint = twin?.endpoints.dynamo ?? `http://127.0.0.1:${target.config.local.dynamoPort}`;
+  // The twin runs its consumer when asked (Lambda's Invoke on its Firehose endpoint), in its own process: there its
+  // writes queue behind its event source mapping's, which keeps them exactly-once; a second writer here would not.
+  const functionsEndpoint = twin?.endpoints.firehose ?? target.endpoints.firehose;
+  const longestTimeoutSeconds = Math.max(...Object.values(target.config.pipelines).map((p) => p.consumer.timeoutSeconds));
+  // One attempt: the redrive invokes again itself (--max-attempts), and a retry after a timeout would run beside the first.
+  const lambda = lambdaClient(functionsEndpoint, { maxAttempts: 1, requestTimeoutMs: (longestTimeoutSeconds + 30) * 1000 });
+  const context: FailureContext = { service: 'the twin\'s Firehose endpoint', endpoint: functionsEndpoint, startHint: hint };
   const byStream = consumerPipelines(target.config, (p) => names(p).stream);
-  const consumers = new Map<string, ConsumerInvoker>();
-  const dynamo = dynamoDocumentClient(dynamoEndpoint);
-  const dynamoContext: FailureContext = { service: 'the twin\'s DynamoDB', endpoint: dynamoEndpoint, startHint: hint };
+  const restart = `stop it (Ctrl-C where it runs${twin ? `, or kill ${twin.pid}` : ''}), then ${hint}`;
   return {
-    queue: { ...dlqFileQueue(file, queueName, queued), close: () => dynamo.destroy() },
+    queue: { ...dlqFileQueue(file, queueName, queued), close: () => lambda.destroy() },
     kinesis: kinesisClient(kinesisEndpoint),
     kinesisContext: { service: 'the twin\'s Kinesis API', endpoint: kinesisEndpoint, startHint: hint },
     region: localRegion(),
@@ -263,24 +266,41 @@ function localAccess(target: LocalTarget): ConsumerAccess {
     // The twin's messages stay hidden for the whole run (the file queue's visibility above).
     keepHidden: async () => undefined,
     invoker(pipeline) {
-      let invoke = consumers.get(pipeline);
-      if (invoke === undefined) {
-        // The twin's consumer itself, in this process, against the twin's table: what its event source mapping invokes.
-        const consume = createMetadataConsumer({ pipeline, tableName: metadataTableName(target.config), ttlDays: target.config.metadata.ttlDays, dynamo });
-        invoke = async (event) => {
-          try {
-            return { payload: await consume(event) };
-          } catch (err) {
-            const explained = explainFailure(err, dynamoContext);
-            if (explained instanceof UserError) throw explained;
-            // As Lambda reports a function that threw.
-            return { functionError: 'Unhandled', payload: { errorType: (err as Error).name, errorMessage: (err as Error).message } };
-          }
-        };
-        consumers.set(pipeline, invoke);
-      }
-      return invoke;
+      const functionName = consumerFunctionName(target.config, pipeline);
+      return lambdaInvoker(lambda, functionName, (err) => {
+        const name = (err as Error).name;
+        const running = `the twin running on ${displayPath(target.dataDir)}${twin ? ` (pid ${twin.pid})` : ''}`;
+        if (name === 'UnknownOperationException') {
+          // Its Firehose endpoint took the Invoke for a Firehose call: a twin started before it ran its consumer for others.
+          return new UserError(`${running} is from an older Sluice and cannot run its metadata consumer for redrive-consumer `
+            + `(its DynamoDB is not written from here: that would race the twin's own writes); nothing was redriven yet; ${restart}`);
+        }
+        if (name === 'ResourceNotFoundException') {
+          return new UserError(`${running} has no metadata consumer ${functionName} for pipeline ${pipeline}: it started with another configuration; ${restart}`);
+        }
+        return explainFailure(err, context);
+      });
     },
+  };
+}
+
+/** The consumer `functionName` invoked through Lambda's Invoke (the stack's function, or the twin's own), as the redrive reads it. */
+function lambdaInvoker(lambda: LambdaClient, functionName: string, explain: (err: unknown) => Error): ConsumerInvoker {
+  return async (event) => {
+    let answer;
+    try {
+      answer = await lambda.send(new InvokeCommand({ FunctionName: functionName, InvocationType: 'RequestResponse', Payload: Buffer.from(JSON.stringify(event)) }));
+    } catch (err) {
+      throw explain(err);
+    }
+    const text = answer.Payload ? Buffer.from(answer.Payload).toString('utf8') : '';
+    let payload: unknown;
+    try {
+      payload = text === '' ? null : JSON.parse(text);
+    } catch {
+      payload = text;
+    }
+    return { ...(answer.FunctionError ? { functionError: answer.FunctionError } : {}), payload };
   };
 }
 
@@ -315,22 +335,7 @@ async function awsAccess(target: AwsTarget): Promise<ConsumerAccess> {
       // The stack's own function, never one a message names: a message is data, and the caller's credentials invoke.
       const functionName = outputs.require(pipelineOutputKey(pipeline, 'ConsumerFunctionName'), `redriving ${pipeline}'s consumer batches`);
       const context: FailureContext = { service: 'Lambda', resource: `function ${functionName}` };
-      return async (event) => {
-        let answer;
-        try {
-          answer = await lambda.send(new InvokeCommand({ FunctionName: functionName, InvocationType: 'RequestResponse', Payload: Buffer.from(JSON.stringify(event)) }));
-        } catch (err) {
-          throw explainFailure(err, context);
-        }
-        const text = answer.Payload ? Buffer.from(answer.Payload).toString('utf8') : '';
-        let payload: unknown;
-        try {
-          payload = text === '' ? null : JSON.parse(text);
-        } catch {
-          payload = text;
-        }
-        return { ...(answer.FunctionError ? { functionError: answer.FunctionError } : {}), payload };
-      };
+      return lambdaInvoker(lambda, functionName, (err) => explainFailure(err, context));
     },
   };
 }

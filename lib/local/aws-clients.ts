@@ -7,6 +7,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { FirehoseClient } from '@aws-sdk/client-firehose';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
@@ -28,6 +29,8 @@ export interface LocalClientOptions {
    * seconds, not after a long backoff. @default 3
    */
   readonly maxAttempts?: number;
+  /** How long one request may take before it fails. @default 30_000 */
+  readonly requestTimeoutMs?: number;
 }
 
 interface LocalClientConfig {
@@ -49,7 +52,7 @@ function localClientConfig(endpoint: string, options: LocalClientOptions): Local
     // of stalling the twin (without throwOnRequestTimeout the SDK only logs a warning).
     requestHandler: new NodeHttpHandler({
       connectionTimeout: 2_000,
-      requestTimeout: 30_000,
+      requestTimeout: options.requestTimeoutMs ?? 30_000,
       throwOnRequestTimeout: true,
     }),
   };
@@ -72,4 +75,9 @@ export function dynamoDocumentClient(endpoint: string, options: LocalClientOptio
 
 export function firehoseClient(endpoint: string, options: LocalClientOptions = {}): FirehoseClient {
   return new FirehoseClient(localClientConfig(endpoint, options));
+}
+
+/** Lambda's Invoke of the twin's own functions, which its Firehose endpoint answers (see FirehoseBackend.invokeFunction). */
+export function lambdaClient(endpoint: string, options: LocalClientOptions = {}): LambdaClient {
+  return new LambdaClient(localClientConfig(endpoint, options));
 }

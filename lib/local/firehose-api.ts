@@ -2,7 +2,9 @@
  * The local twin's Amazon Data Firehose endpoint: an HTTP server speaking the AWS JSON 1.1 protocol
  * (`POST /`, `X-Amz-Target: Firehose_20150804.<Operation>`) for PutRecord, PutRecordBatch,
  * DescribeDeliveryStream and ListDeliveryStreams, so the AWS SDKs, boto3 and the AWS CLI work
- * against it unchanged with `--endpoint-url`, error handling included.
+ * against it unchanged with `--endpoint-url`, error handling included. It also answers Lambda's Invoke
+ * (`POST /2015-03-31/functions/<name>/invocations`) for the twin's own functions (its backend's
+ * invokeFunction), so that a command runs them in the twin's process as it invokes the stack's.
  *
  * This file owns the wire protocol and AWS's request limits; buffering and delivery live behind
  * {@link FirehoseBackend}. Shapes, constraints and error codes follow botocore's Firehose model
@@ -41,6 +43,18 @@ export interface FirehoseBackend {
     streamName: string,
     records: ReadonlyArray<{ recordId: string; data: Buffer; arrivalTimestamp: number }>,
   ): Promise<IngestResult[]>;
+  /**
+   * Runs the twin's function `name` with `payload` as its event, as Lambda's Invoke (RequestResponse) does;
+   * undefined when the twin has no function of that name. @default no functions
+   */
+  invokeFunction?(name: string, payload: unknown): Promise<FunctionAnswer | undefined>;
+}
+
+/** What an invocation answered, as Lambda's Invoke returns it. */
+export interface FunctionAnswer {
+  readonly payload: unknown;
+  /** Set when the function failed (Lambda's X-Amz-Function-Error: `Unhandled` for one that threw). */
+  readonly functionError?: string;
 }
 
 export interface FirehoseApiOptions {
@@ -76,6 +90,8 @@ const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 const DEFAULT_ACCOUNT_ID = '000000000000';
 const TARGET_PREFIX = 'Firehose_20150804.';
+/** Lambda's Invoke (REST JSON, API version 2015-03-31); the name is URL-encoded. */
+const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?.*)?$/;
 const CONTENT_TYPE = 'application/x-amz-json-1.1';
 
 // botocore model: DeliveryStreamName, DestinationId, ListDeliveryStreamsInputLimit, DeliveryStreamType.
@@ -709,7 +725,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   const pending = new WeakMap<Socket, number>();
   const afterPending = new WeakMap<Socket, () => void>();
 
-  const send = (res: ServerResponse, requestId: string, status: number, payload: JsonObject, headers: Headers = {}): void => {
+  const send = (res: ServerResponse, requestId: string, status: number, payload: unknown, headers: Headers = {}): void => {
     if (res.headersSent || res.destroyed) return;
     const body = Buffer.from(JSON.stringify(payload), 'utf8');
     res.writeHead(status, {
@@ -755,6 +771,11 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       sendError(res, requestId, tooLarge(body.drained));
       return;
     }
+    const invoked = INVOKE_PATH.exec(req.url ?? '');
+    if (invoked !== null) {
+      await answerInvoke(res, requestId, decodeURIComponent(invoked[1]), body.body);
+      return;
+    }
     let operationName = '';
     let input: JsonObject = {};
     try {
@@ -777,6 +798,26 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       const message = `The local Firehose backend failed: ${errorText(error)}. Back off and retry.`;
       sendError(res, requestId, new FirehoseApiError('ServiceUnavailableException', message));
     }
+  };
+
+  /** Lambda's Invoke of one of the twin's functions; errors as Lambda answers them (`x-amzn-ErrorType`, `Message`). */
+  const answerInvoke = async (res: ServerResponse, requestId: string, name: string, body: Buffer): Promise<void> => {
+    const refuse = (status: number, type: string, message: string) => send(res, requestId, status, { Type: status < 500 ? 'User' : 'Service', Message: message }, { 'x-amzn-ErrorType': type });
+    if (closing) return refuse(500, 'ServiceException', 'The local twin is shutting down; its functions take no invocations.');
+    let payload: unknown;
+    try {
+      payload = isBlank(body) ? {} : JSON.parse(body.toString('utf8'));
+    } catch (error) {
+      return refuse(400, 'InvalidRequestContentException', `Could not parse request body into json: ${errorText(error)}`);
+    }
+    let answer: FunctionAnswer | undefined;
+    try {
+      answer = await options.backend.invokeFunction?.(name, payload);
+    } catch (error) {
+      return refuse(500, 'ServiceException', `The local twin could not invoke ${name}: ${errorText(error)}`);
+    }
+    if (answer === undefined) return refuse(404, 'ResourceNotFoundException', `Function not found: ${name} (the local twin runs no function of that name)`);
+    send(res, requestId, 200, answer.payload ?? null, answer.functionError !== undefined ? { 'X-Amz-Function-Error': answer.functionError } : {});
   };
 
   let allSettled: (() => void) | undefined;

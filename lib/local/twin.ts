@@ -11,7 +11,7 @@ import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
 import { FAILURE_PREFIXES } from '../schema/layout';
 import { defaultTransformWorkers, TransformWorkers } from './transform-workers';
 import { processorBufferWarnings } from '../../transforms/record-transform/response-budget';
-import { createMetadataRecorder } from '../../transforms/metadata-consumer/handler';
+import { createMetadataRecorder, type InvocationClock, type MetadataRecorder } from '../../transforms/metadata-consumer/handler';
 import { createFailureRouter, locateErrorObject, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
@@ -25,7 +25,7 @@ import { freePort } from './ports';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
 import { firehoseRecordsOf } from './kinesis-source';
-import { startFirehoseApi, type FirehoseBackend, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
+import { startFirehoseApi, type FirehoseBackend, type FunctionAnswer, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { ObjectStore } from './object-store';
 import { ownProcessStart } from './process-alive';
 import { throttledLog } from './log-throttle';
@@ -205,6 +205,29 @@ export function metadataTableName(config: Pick<SluiceConfig, 'prefix' | 'env'>):
   return `${config.prefix}-${config.env}-metadata`;
 }
 
+/** The twin's name for a pipeline's metadata consumer: its event source mapping's, and the one its Invoke answers to. */
+export function consumerFunctionName(config: SluiceConfig, pipeline: string): string {
+  return `${resourceNames(config, pipeline).stream}-metadata-consumer`;
+}
+
+/**
+ * The consumer as the twin's Lambda Invoke runs it (`sluice redrive-consumer`): in the twin's process, so its writes
+ * queue behind the event source mapping's (without transactions, as on dynalite, the consumer keeps exactly-once only
+ * within one process). The answer is Lambda's: the batch item failures, or a function error for one that threw.
+ */
+export function consumerInvocation(record: MetadataRecorder, timeoutSeconds: number): (payload: unknown) => Promise<FunctionAnswer> {
+  return async (payload) => {
+    const endsAt = Date.now() + timeoutSeconds * 1000;
+    const clock: InvocationClock = { getRemainingTimeInMillis: () => Math.max(0, endsAt - Date.now()) };
+    try {
+      const { batchItemFailures } = await record(payload as Parameters<MetadataRecorder>[0], clock);
+      return { payload: { batchItemFailures } };
+    } catch (err) {
+      return { functionError: 'Unhandled', payload: { errorType: (err as Error).name, errorMessage: (err as Error).message } };
+    }
+  };
+}
+
 /**
  * Starts the local twin: kinesis-mock and dynalite as children it owns, the Firehose endpoint, one
  * delivery engine per delivery stream (the real transform handler as processor), Kinesis readers for
@@ -381,6 +404,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const engines = new Map<string, { engine: DeliveryEngine; pipeline: string; kind: 'lake' | 'search' }>();
     const readers: ShardReader[] = [];
     const mappings = new Map<string, EventSourceMapping>();
+    /** The twin's functions its Firehose endpoint's Lambda Invoke runs, by name. */
+    const functions = new Map<string, (payload: unknown) => Promise<FunctionAnswer>>();
     const descriptions: LocalDeliveryStream[] = [];
     const createdAt = new Date();
 
@@ -447,13 +472,14 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         }
       }
       if (p.source === 'kinesis' && p.destinations.includes('metadata')) {
-        const functionName = `${names(pipeline).stream}-metadata-consumer`;
+        const functionName = consumerFunctionName(config, pipeline);
         const recordBatch = createMetadataRecorder({
           pipeline, tableName, ttlDays: config.metadata.ttlDays, dynamo: doc,
           // Give up on throttled writes (and report them for retry) well inside the function's timeout,
           // as the defaults do (20 s of 60 s): a timeout would cut an invocation off between its writes.
           retryBudgetMs: Math.min(20_000, Math.round((p.consumer.timeoutSeconds * 1000) / 3)),
         });
+        functions.set(functionName, consumerInvocation(recordBatch, p.consumer.timeoutSeconds));
         const mapping = new EventSourceMapping({
           client: kc, streamName: names(pipeline).stream, dataDir, functionName,
           // The recorder's answer carries, besides the batchItemFailures Lambda reads, its tallies for the mapping's counters.
@@ -482,6 +508,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         if (!target) throw new Error(`no engine for ${name}`);
         return target.engine.ingest(records);
       },
+      invokeFunction: async (name, payload) => functions.get(name)?.(payload),
     };
     // Named in twin.json and in every answer of the Firehose endpoint: commands match the two.
     const twinId = randomUUID();

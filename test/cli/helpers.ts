@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { loadConfig, type SluiceConfig } from '../../lib/config';
 import { run } from '../../lib/cli/main';
-import type { FirehoseBackend, IngestResult, LocalDeliveryStream } from '../../lib/local/firehose-api';
+import type { FirehoseBackend, FunctionAnswer, IngestResult, LocalDeliveryStream } from '../../lib/local/firehose-api';
 import { ParquetWriter } from '../../lib/local/parquet-writer';
 import { localBucketName } from '../../lib/local/paths';
 import { readLiveTwinRecord, schemaFingerprint, writeTwinRecord, type TwinRecord } from '../../lib/local/twin-record';
@@ -192,6 +192,9 @@ export class RecordingBackend implements FirehoseBackend {
   calls = 0;
   decide: (data: Buffer, call: number, index: number) => IngestResult = () => ({ ok: true });
   onIngest?: (streamName: string, records: Buffer[]) => Promise<void>;
+  /** The twin's functions its endpoint runs (Lambda's Invoke), by name; `invocations` counts the calls. */
+  readonly functions = new Map<string, (payload: unknown) => Promise<FunctionAnswer>>();
+  invocations = 0;
   private readonly streams: LocalDeliveryStream[];
 
   constructor(cfg: SluiceConfig = config) {
@@ -222,6 +225,11 @@ export class RecordingBackend implements FirehoseBackend {
     for (const data of accepted) this.acknowledged.push({ streamName, data });
     if (this.onIngest && accepted.length > 0) await this.onIngest(streamName, accepted);
     return results;
+  }
+
+  async invokeFunction(name: string, payload: unknown): Promise<FunctionAnswer | undefined> {
+    this.invocations++;
+    return this.functions.get(name)?.(payload);
   }
 
   reset(): void {

@@ -1,18 +1,25 @@
 /**
- * `sluice redrive-consumer` against the twin's own emulators (kinesis-mock, dynalite): records put with `sluice put`, a
- * consumer dead-letter message in the twin's file as its event source mapping writes it, then the redrive: the records
- * land in the metadata table, the message goes, and a second redrive of the same range changes no counter.
+ * `sluice redrive-consumer` against the twin's own emulators (kinesis-mock, dynalite) and a Firehose endpoint that runs
+ * the twin's consumer as the twin does (Lambda's Invoke): records put with `sluice put`, a consumer dead-letter message
+ * in the twin's file as its event source mapping writes it, then the redrive: the records land in the metadata table
+ * through the twin's consumer (never written from the command's own process), the message goes, and a second redrive
+ * of the same range changes no counter.
  */
 import * as fs from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { CreateTableCommand, DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, GetRecordsCommand, GetShardIteratorCommand, KinesisClient, ListShardsCommand, type _Record } from '@aws-sdk/client-kinesis';
-import { dynamoClient, kinesisClient } from '../../lib/local/aws-clients';
+import { dynamoClient, dynamoDocumentClient, kinesisClient } from '../../lib/local/aws-clients';
 import { DlqFile } from '../../lib/local/dlq-file';
 import { startDynamo, startKinesis, type RunningService } from '../../lib/local/emulators';
+import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
+import { consumerFunctionName, consumerInvocation } from '../../lib/local/twin';
+import { createMetadataRecorder } from '../../transforms/metadata-consumer/handler';
 import { freePort } from '../../lib/local/ports';
 import type { KinesisInvocationRecord } from '../../lib/local/event-source-mapping';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
-import { registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
+import { config, RecordingBackend, registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
 
 const STREAM = 'sluice-dev-iot';
 const TABLE = 'sluice-dev-metadata';
@@ -21,6 +28,8 @@ let dynamo: RunningService;
 let kc: KinesisClient;
 let dc: DynamoDBClient;
 let dataDir: string;
+const backend = new RecordingBackend();
+let api: RunningFirehoseApi;
 
 beforeAll(async () => {
   kinesis = await startKinesis({ port: 0 });
@@ -39,12 +48,16 @@ beforeAll(async () => {
     AttributeDefinitions: [{ AttributeName: partitionKey, AttributeType: 'S' }, { AttributeName: sortKey, AttributeType: 'S' }],
     KeySchema: [{ AttributeName: partitionKey, KeyType: 'HASH' }, { AttributeName: sortKey, KeyType: 'RANGE' }],
   }));
+  const consumer = createMetadataRecorder({ pipeline: 'iot', tableName: TABLE, ttlDays: config.metadata.ttlDays, dynamo: dynamoDocumentClient(dynamo.endpoint) });
+  backend.functions.set(consumerFunctionName(config, 'iot'), consumerInvocation(consumer, config.pipelines.iot.consumer.timeoutSeconds));
+  api = await startFirehoseApi({ port: 0, backend });
   dataDir = tempDataDir();
-  registerTwin(dataDir, { kinesis: kinesis.endpoint }, { endpoints: { firehose: 'http://127.0.0.1:9', kinesis: kinesis.endpoint, dynamo: dynamo.endpoint } });
+  registerTwin(dataDir, { kinesis: kinesis.endpoint }, { endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint } });
 }, 120_000);
 afterAll(async () => {
   kc?.destroy();
   dc?.destroy();
+  await api?.close();
   await kinesis?.stop();
   await dynamo?.stop();
   if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
@@ -118,6 +131,8 @@ test('a failed batch is read from the stream again and recorded; its message goe
   expect(JSON.parse(run.stdout)).toMatchObject({ outcomes: { redriven: 1, unreadable: 1 }, messages: [{ outcome: 'redriven', records: 4, pipeline: 'iot' }, { outcome: 'unreadable', reason: 'the message body is not JSON' }] });
   expect(await tableState()).toEqual({ events: 4, counted: 4 });
   expect(await consumerDlq().count()).toBe(1);
+  // Written by the twin's consumer, whose writes the twin serializes with its own, not by a second writer in the command.
+  expect(backend.invocations).toBe(1);
 
   // The same range again (a message delivered twice, a run cut off before its delete): the consumer finds its events.
   await consumerDlq().send([onFailure(shardId, streamArn, records.slice(0, 5))]);
@@ -138,4 +153,33 @@ test('a range the stream does not hold is kept and said, never counted as redriv
   expect(report.messages.map((m) => m.outcome)).not.toContain('redriven');
   expect(report.messages.at(-1)).toMatchObject({ outcome: 'incomplete', records: 2, reason: expect.stringMatching(/holds no record \d+ \(the range's end\): read to the stream's tip$/) });
   expect(await consumerDlq().count()).toBe(before + 1);
+}, 120_000);
+
+test('a twin from an older Sluice, which runs its consumer for no one, is named and the table is not written from here', async () => {
+  // Its Firehose endpoint takes Lambda's Invoke for a Firehose call with no X-Amz-Target.
+  const older: Server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(400, { 'Content-Type': 'application/x-amz-json-1.1', 'x-amzn-ErrorType': 'UnknownOperationException' });
+      res.end(JSON.stringify({ __type: 'UnknownOperationException', message: 'Got no X-Amz-Target header; expected Firehose_20150804.<Operation>.' }));
+    });
+  });
+  await new Promise<void>((resolve) => older.listen(0, '127.0.0.1', resolve));
+  const olderDir = tempDataDir();
+  const olderUrl = `http://127.0.0.1:${(older.address() as AddressInfo).port}`;
+  registerTwin(olderDir, { kinesis: kinesis.endpoint }, { endpoints: { firehose: olderUrl, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint } });
+  try {
+    const { shardId, records, streamArn } = await shardRecords();
+    const queue = new DlqFile({ dataDir: olderDir, queue: 'sluice-dev-consumer-dlq' });
+    await queue.send([onFailure(shardId, streamArn, records.slice(5))]);
+    const before = await tableState();
+    const run = await sluiceAfresh('redrive-consumer', '--data-dir', olderDir);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`sluice: the twin running on ${olderDir} (pid ${process.pid}) is from an older Sluice and cannot run its metadata consumer for redrive-consumer`);
+    expect(run.stderr).toContain(`stop it (Ctrl-C where it runs, or kill ${process.pid}), then start the twin with \`npx sluice local up --data-dir ${olderDir}\``);
+    expect(await tableState()).toEqual(before);
+    expect(await queue.count()).toBe(1);
+  } finally {
+    await new Promise((resolve) => older.close(resolve));
+  }
 }, 120_000);

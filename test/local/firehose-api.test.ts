@@ -18,6 +18,8 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import fc from 'fast-check';
 import { awsJsonRequest, rawExchange, refusedWebPages, webPageCases } from './web-page';
 import { MAX_NESTING } from '../../lib/local/json-pieces';
+import { InvokeCommand } from '@aws-sdk/client-lambda';
+import { lambdaClient } from '../../lib/local/aws-clients';
 import {
   FIREHOSE_LIMITS,
   startFirehoseApi,
@@ -814,6 +816,43 @@ describe('raw HTTP', () => {
       req.flushHeaders();
     });
     expect(outcome).toEqual({ status: 413, continued: false });
+  });
+});
+
+describe('Lambda Invoke of the twin\'s functions', () => {
+  test('runs the named function with the payload as its event; a function error, an unknown function and a non-JSON payload answer as Lambda does', async () => {
+    const seen: unknown[] = [];
+    const ownApi = await startFirehoseApi({
+      port: 0,
+      backend: {
+        listDeliveryStreams: () => [],
+        findDeliveryStream: () => undefined,
+        ingest: async () => [],
+        invokeFunction: async (name, payload) => {
+          seen.push(payload);
+          if (name === 'consumer') return { payload: { batchItemFailures: [] } };
+          if (name === 'failing') return { functionError: 'Unhandled', payload: { errorType: 'Error', errorMessage: 'boom' } };
+          return undefined;
+        },
+      },
+    });
+    const lambda = lambdaClient(ownApi.url, { maxAttempts: 1 });
+    try {
+      const invoke = (name: string, payload: string) => lambda.send(new InvokeCommand({ FunctionName: name, Payload: Buffer.from(payload) }));
+      const ok = await invoke('consumer', '{"Records":[]}');
+      expect(JSON.parse(Buffer.from(ok.Payload!).toString())).toEqual({ batchItemFailures: [] });
+      expect(ok.FunctionError).toBeUndefined();
+      expect(seen).toEqual([{ Records: [] }]);
+      const failed = await invoke('failing', '{}');
+      expect(failed.FunctionError).toBe('Unhandled');
+      expect(JSON.parse(Buffer.from(failed.Payload!).toString())).toEqual({ errorType: 'Error', errorMessage: 'boom' });
+      await expect(invoke('nobody', '{}')).rejects.toMatchObject({ name: 'ResourceNotFoundException', $metadata: { httpStatusCode: 404 } });
+      await expect(invoke('consumer', '{"Records"')).rejects.toMatchObject({ name: 'InvalidRequestContentException' });
+      expect(seen).toHaveLength(3);
+    } finally {
+      lambda.destroy();
+      await ownApi.close();
+    }
   });
 });
 
