@@ -13,7 +13,7 @@ import { MAX_LOCAL_BUFFER_INTERVAL_SECONDS, resourceNames, type SluiceConfig } f
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside, isTwinDataDir } from '../local/paths';
 import {
-  clockTime, generatedWhen, readTwinRecord, schemaFingerprint, twinLockHolder, twinRecordPath, twinRuns, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, type TwinRecord,
+  clockTime, generatedWhen, readTwinRecord, schemaFingerprint, twinLockHolder, twinRecordDamage, twinRecordPath, twinRuns, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, type TwinRecord,
 } from '../local/twin-record';
 import { validatorFingerprint } from '../schema/fingerprint';
 import { explainFailure, type FailureContext } from './errors';
@@ -108,7 +108,9 @@ export function resolveTarget(flags: TargetFlags): Target {
   const twinRecord = () => (read ??= { record: readTwinRecord(dataDir) }).record;
   const runningTwin = () => {
     const record = twinRecord();
-    return record && twinRuns(record) ? record : undefined;
+    if (record) return twinRuns(record) ? record : undefined;
+    refuseDamagedTwinRecord(dataDir);
+    return undefined;
   };
   return {
     kind: 'local',
@@ -128,6 +130,20 @@ export function resolveTarget(flags: TargetFlags): Target {
     twinRecord,
     runningTwin,
   };
+}
+
+/**
+ * A twin runs on the data dir (its twin.pid is held) and its twin.json, where it says where it listens and what it
+ * loaded, does not read: rather than "no twin runs" or "nothing is listening", which send the user to start a second
+ * twin that the lock refuses, the message names the file and the fix. Without a live twin, a damaged file is only
+ * left over from one that stopped: the next start writes it again.
+ */
+function refuseDamagedTwinRecord(dataDir: string): void {
+  const damage = twinRecordDamage(dataDir);
+  const holder = damage === undefined ? undefined : twinLockHolder(dataDir);
+  if (holder === undefined) return;
+  throw new UserError(`the twin running on ${dataDir} (pid ${holder}) says where it listens in ${twinRecordPath(dataDir)}, which ${damage}: nothing was done. `
+    + `Restart the twin (Ctrl-C where it runs, or \`kill ${holder}\`: it flushes, then exits; it writes the file again when it starts)`);
 }
 
 /**

@@ -151,17 +151,34 @@ export function readTwinRecord(dataDir: string): TwinRecord | undefined {
 }
 
 function readRecordFile(dataDir: string): TwinRecord | undefined {
+  return inspectRecordFile(dataDir).record;
+}
+
+/**
+ * Why the data dir's twin.json, which is there, is no twin's record: cut short or hand-edited, a folder, unreadable, or
+ * without what a twin writes in it. Undefined when there is none, or it reads. (Fields it does not know, from a newer
+ * Sluice, are no damage: they are passed over.)
+ */
+export function twinRecordDamage(dataDir: string): string | undefined {
+  return inspectRecordFile(dataDir).damage;
+}
+
+function inspectRecordFile(dataDir: string): { readonly record?: TwinRecord; readonly damage?: string } {
   let value: unknown;
   try {
     value = JSON.parse(fs.readFileSync(twinRecordPath(dataDir), 'utf8'));
-  } catch {
-    return undefined;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return {};
+    if (code === 'EISDIR') return { damage: 'is a folder' };
+    if (code !== undefined) return { damage: `cannot be read (${code})` };
+    return { damage: 'is not JSON (cut short, or edited by hand)' };
   }
   const r = value as Partial<TwinRecord> | null;
   if (!r || typeof r !== 'object' || !Number.isSafeInteger(r.pid) || typeof r.endpoints?.firehose !== 'string' || typeof r.endpoints.kinesis !== 'string'
     || typeof r.schemas !== 'object' || r.schemas === null || typeof r.names?.env !== 'string' || typeof r.startedAt !== 'string') {
-    return undefined;
+    return { damage: 'lacks what a twin writes there (its pid, endpoints, names, schemas and start)' };
   }
-  return r as TwinRecord;
+  return { record: r as TwinRecord };
 }
 

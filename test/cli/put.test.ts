@@ -1029,6 +1029,27 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     expect(backend.calls).toBe(0);
   });
 
+  test('a running twin (its twin.pid held) whose twin.json is cut short or a folder: the file and the restart are named, not "no twin runs"; nothing sent', async () => {
+    const record = path.join(dataDir, 'twin.json');
+    fs.writeFileSync(path.join(dataDir, 'twin.pid'), `${process.pid}\n`);
+    const restart = `: nothing was done. Restart the twin (Ctrl-C where it runs, or \`kill ${process.pid}\`: it flushes, then exits; it writes the file again when it starts)\n`;
+    try {
+      fs.writeFileSync(record, '{"pid": 1, "endpoints": ');
+      for (const pipeline of ['app-events', 'iot']) {
+        const cut = await sluice('put', pipeline, '--data-dir', dataDir);
+        expect([cut.code, cut.stderr]).toEqual([2, `sluice: the twin running on ${dataDir} (pid ${process.pid}) says where it listens in ${record}, which is not JSON (cut short, or edited by hand)${restart}`]);
+      }
+      fs.rmSync(record);
+      fs.mkdirSync(record);
+      const folder = await sluice('put', 'app-events', '--data-dir', dataDir);
+      expect([folder.code, folder.stderr]).toEqual([2, `sluice: the twin running on ${dataDir} (pid ${process.pid}) says where it listens in ${record}, which is a folder${restart}`]);
+      expect(backend.calls).toBe(0);
+    } finally {
+      fs.rmSync(record, { recursive: true, force: true });
+      fs.rmSync(path.join(dataDir, 'twin.pid'), { force: true });
+    }
+  });
+
   test('the data dir\'s twin listens on other ports: exit 2 with the endpoint to use', async () => {
     const port = await freePort();
     registerTwin(dataDir, { firehose: `http://127.0.0.1:${port}` });
