@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { loadModel } from '../schema';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
 import { holderRuns, readPidLock } from './process-alive';
+import { EmulatorStateError } from './state-error';
 
 /** The Firehose endpoint's answers carry the twin's data dir (URI-encoded) in this header. */
 export const TWIN_DATA_DIR_HEADER = 'x-sluice-data-dir';
@@ -121,8 +122,25 @@ export function generatedWhen(f: SchemaFingerprint, other: SchemaFingerprint): s
 export function writeTwinRecord(record: TwinRecord): void {
   const file = twinRecordPath(record.dataDir);
   const staged = `${file}.${record.pid}.new`;
-  fs.writeFileSync(staged, `${JSON.stringify(record, null, 2)}\n`);
-  fs.renameSync(staged, file);
+  try {
+    fs.writeFileSync(staged, `${JSON.stringify(record, null, 2)}\n`);
+    fs.renameSync(staged, file);
+  } catch (error) {
+    fs.rmSync(staged, { force: true });
+    throw error;
+  }
+}
+
+/**
+ * Refuses, before a twin starts anything, a twin.json it could not replace with its own: a folder there (a file is
+ * replaced, whatever it holds). Said as a state file to move away, not as a failed rename once everything runs.
+ */
+export function checkTwinRecordReplaceable(dataDir: string): void {
+  const file = twinRecordPath(dataDir);
+  if (fs.lstatSync(file, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new EmulatorStateError(`${file} is a folder: a twin writes its record there at every start (its pid, endpoints and schemas, which the other `
+      + 'commands read) and removes it when it stops, and nothing of its data is in it. Move the folder away, then start again');
+  }
 }
 
 /** Removes the record if it is still the one this twin wrote (a later twin on the data dir may own it now). */

@@ -32,7 +32,7 @@ import { throttledLog } from './log-throttle';
 import { bucketDir, localBucketName, localPiiHashKey, makeDataDir } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
-import { openSearchOrigin, removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, writeTwinRecord } from './twin-record';
+import { checkTwinRecordReplaceable, openSearchOrigin, removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, writeTwinRecord } from './twin-record';
 
 const ACCOUNT = '000000000000';
 
@@ -250,6 +250,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   // The data dir holds raw records (streams, the write-ahead log, error objects, dead letters): its owner's alone.
   const dataDirNotice = makeDataDir(dataDir);
   if (dataDirNotice !== undefined) log(`sluice: ${dataDirNotice}`);
+  checkTwinRecordReplaceable(dataDir);
   const lakeModels = Object.values(config.pipelines).filter((p) => p.destinations.includes('lake')).map((p) => loadModel(p.name));
   const lakeLog = (pipeline: string) => {
     const stream = resourceNames(config, pipeline).lakeDeliveryStream;
