@@ -46,6 +46,7 @@ import { firehoseDataPrefix, firehoseErrorPrefix, searchBackupPrefix, searchErro
 import { bucketNameProblem, objectKeyProblem, ObjectStore, syncDirectory, syncFoldersMade } from './object-store';
 import { ParquetWriter, type JsonDeserializer } from './parquet-writer';
 import { localBucketName } from './paths';
+import { EmulatorStateError } from './state-error';
 import {
   checkTimeZone,
   evaluatePrefix,
@@ -1618,6 +1619,13 @@ function* readSegment(log: LogRead, segment: Segment, bytes: Buffer): Generator<
   while (offset < bytes.length) {
     const frame = readFrame(bytes, offset);
     const content = frame && decodeFrame(frame.payload);
+    if (frame && !content && log.damagedAt === undefined && frame.payload[0] !== FRAME_RECORDS && frame.payload[0] !== FRAME_DELIVERED) {
+      // Whole, its checksum holds, where a frame starts, and of a kind this Sluice does not know: a later Sluice's log,
+      // not damage. Taken for a torn end, it would be cut off with the acknowledged records it and those after it hold.
+      throw new EmulatorStateError(`${segment.file}: the frame at byte ${offset} is of a kind this Sluice does not read (type ${frame.payload[0]}): `
+        + `the write-ahead log was written by a newer Sluice. Start the twin with that Sluice to deliver what it holds (a stop flushes it), `
+        + `or move ${path.dirname(path.dirname(segment.file))} away to start without it; nothing in it was changed`);
+    }
     if (!frame || !content) {
       const resume = resumeAfter(bytes, offset);
       yield { offset, resume };

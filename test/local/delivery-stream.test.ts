@@ -722,6 +722,23 @@ describe('DeliveryEngine: durability', () => {
     expect(warnings).toEqual([expect.stringMatching(/: cut off 26 bytes at byte \d+ that a crash left unfinished \(never acknowledged\)$/)]);
   });
 
+  it('a whole frame of a kind this Sluice does not know (a newer Sluice\'s log) stops the start, naming the file; nothing is cut off', async () => {
+    const first = await open(lakeOptions({}, null));
+    expect((await first.ingest([record(1)])).every((r) => r.ok)).toBe(true);
+    const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
+    const [segment] = fs.readdirSync(walDir);
+    const file = path.join(walDir, segment);
+    const at = fs.statSync(file).size;
+    fs.appendFileSync(file, walFrame(Buffer.concat([Buffer.from([3]), Buffer.from('{"a later kind":true}')])));
+    const bytes = fs.readFileSync(file);
+
+    const refusal = `${file}: the frame at byte ${at} is of a kind this Sluice does not read (type 3): the write-ahead log was written by a newer Sluice. `
+      + `Start the twin with that Sluice to deliver what it holds (a stop flushes it), or move ${path.join(dataDir, 'firehose', STREAM)} away to start without it; nothing in it was changed`;
+    expect(() => undeliveredRecordCount(dataDir, STREAM)).toThrow(refusal);
+    await expect(DeliveryEngine.open(lakeOptions({}, null))).rejects.toMatchObject({ name: 'EmulatorStateError', message: refusal });
+    expect(fs.readFileSync(file).equals(bytes)).toBe(true);
+  });
+
   it('a disk that fails the write of a new segment\'s first mark leaves no segment file and no open descriptor behind, append after append', async () => {
     const walDir = path.join(dataDir, 'firehose', STREAM, 'wal');
     const engine = await open(lakeOptions({}, null));
