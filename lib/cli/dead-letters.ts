@@ -124,7 +124,7 @@ function localDeadLetters(target: LocalTarget): DeadLetterAccess {
   // No queue file (the twin has failed no record yet): nothing to read, and nothing made for it, neither its folder nor
   // the lock; a dry run makes nothing. A first dead letter written meanwhile is the next run's.
   const queued = fs.existsSync(file.path);
-  const releaseLock = queued ? takeReplayLock(path.join(path.dirname(file.path), `${queueName}.replay.pid`), queueName) : () => undefined;
+  const releaseLock = queued ? takeQueueRunLock(file, 'replay', 'put the same records twice') : () => undefined;
   let recordTimesOfRun: Promise<Map<string, number>> | undefined;
   const recordTimes = (): Promise<Map<string, number>> => {
     recordTimesOfRun ??= file.dedupeKeysStartingWith(replayLedgerKey('record#')).then((keys) => {
@@ -182,16 +182,18 @@ function noteOtherQueues(file: string, queueName: string): void {
 }
 
 /**
- * One replay at a time per dead-letter file: what a message's visibility does on SQS. Two runs would each
- * see every message (the file's visibility lives in one process) and put the same records twice. A lock
- * whose process is gone is taken over (lib/local/pid-lock.ts). Returns the release.
+ * One run of `command` at a time per dead-letter file (`<queue>.<command>.pid` beside it): what a message's visibility
+ * does on SQS. Two runs would each see every message (the file's visibility lives in one process) and `twice` what
+ * the other does. A lock whose process is gone is taken over (lib/local/pid-lock.ts). Returns the release.
  */
-function takeReplayLock(lockFile: string, queueName: string): () => void {
+export function takeQueueRunLock(file: DlqFile, command: 'replay' | 'redrive-consumer', twice: string): () => void {
+  const queueName = path.basename(file.path, '.jsonl');
+  const lockFile = path.join(path.dirname(file.path), `${queueName}.${command}.pid`);
   makeDirectories(path.dirname(lockFile));
   return takePidLock(lockFile, {
-    inUse: (holder) => new UserError(`another sluice replay (pid ${holder}) is replaying ${queueName}; wait for it to finish, or stop it: two at once would put the same records twice (${lockFile})`),
-    cannot: (what, cause) => new UserError(`cannot ${what} the replay lock ${lockFile}: ${cause.message}`),
-    contended: () => new UserError(`could not take the replay lock ${lockFile} (other replays kept changing it); try again`),
+    inUse: (holder) => new UserError(`another sluice ${command} (pid ${holder}) is ${command === 'replay' ? 'replaying' : 'redriving'} ${queueName}; wait for it to finish, or stop it: two at once would ${twice} (${lockFile})`),
+    cannot: (what, cause) => new UserError(`cannot ${what} the ${command} lock ${lockFile}: ${cause.message}`),
+    contended: () => new UserError(`could not take the ${command} lock ${lockFile} (other runs kept changing it); try again`),
   });
 }
 

@@ -9,7 +9,7 @@ import { DlqFile } from '../local/dlq-file';
 import { consumerFunctionName } from '../local/twin';
 import { parseFailedBatch, readBatchRange, redriveRecords, type ConsumerInvoker, type FailedBatch, type RangeRead } from './consumer-redrive';
 import { awaitCallerCredentials } from './credentials';
-import { dlqFileQueue, sqsDeadLetterQueue, type DeadLetterQueue, type ReceivedMessage } from './dead-letters';
+import { dlqFileQueue, sqsDeadLetterQueue, takeQueueRunLock, type DeadLetterQueue, type ReceivedMessage } from './dead-letters';
 import { explainFailure, type FailureContext } from './errors';
 import { STOPPING_NOTE_MS, takeInterrupts, type Interruption } from './interrupt';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requirePipeline, type TargetFlags } from './options';
@@ -247,6 +247,7 @@ function localAccess(target: LocalTarget): ConsumerAccess {
   if (queued && twin === undefined) {
     throw new UserError(`${queueName} holds failed consumer batches, and redriving them reads the twin's Kinesis streams and writes its DynamoDB: no twin runs on ${target.dataDir}; ${hint}`);
   }
+  const releaseLock = queued ? takeQueueRunLock(file, 'redrive-consumer', 'invoke the consumer with the same batches and report them twice') : () => undefined;
   const kinesisEndpoint = target.endpoints.kinesis;
   // The twin runs its consumer when asked (Lambda's Invoke on its Firehose endpoint), in its own process: there its
   // writes queue behind its event source mapping's, which keeps them exactly-once; a second writer here would not.
@@ -258,7 +259,13 @@ function localAccess(target: LocalTarget): ConsumerAccess {
   const byStream = consumerPipelines(target.config, (p) => names(p).stream);
   const restart = `stop it (Ctrl-C where it runs${twin ? `, or kill ${twin.pid}` : ''}), then ${hint}`;
   return {
-    queue: { ...dlqFileQueue(file, queueName, queued), close: () => lambda.destroy() },
+    queue: {
+      ...dlqFileQueue(file, queueName, queued),
+      close() {
+        lambda.destroy();
+        releaseLock();
+      },
+    },
     kinesis: kinesisClient(kinesisEndpoint),
     kinesisContext: { service: 'the twin\'s Kinesis API', endpoint: kinesisEndpoint, startHint: hint },
     region: localRegion(),

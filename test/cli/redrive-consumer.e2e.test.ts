@@ -6,7 +6,9 @@
  * of the same range changes no counter.
  */
 import * as fs from 'node:fs';
+import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
+import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { CreateTableCommand, DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, GetRecordsCommand, GetShardIteratorCommand, KinesisClient, ListShardsCommand, type _Record } from '@aws-sdk/client-kinesis';
@@ -153,6 +155,27 @@ test('a range the stream does not hold is kept and said, never counted as redriv
   expect(report.messages.map((m) => m.outcome)).not.toContain('redriven');
   expect(report.messages.at(-1)).toMatchObject({ outcome: 'incomplete', records: 2, reason: expect.stringMatching(/holds no record \d+ \(the range's end\): read to the stream's tip$/) });
   expect(await consumerDlq().count()).toBe(before + 1);
+}, 120_000);
+
+test('one redrive at a time per consumer dead-letter file: a second is refused while the first runs; its lock, once its process is gone, is taken over and let go', async () => {
+  const { shardId, records, streamArn } = await shardRecords();
+  await consumerDlq().send([onFailure(shardId, streamArn, records.slice(0, 1))]);
+  const lock = path.join(dataDir, 'dlq', 'sluice-dev-consumer-dlq.redrive-consumer.pid');
+  const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  const invocations = backend.invocations;
+  try {
+    fs.writeFileSync(lock, `${other.pid}\n`);
+    const refused = await sluiceAfresh('redrive-consumer', '--data-dir', dataDir);
+    expect([refused.code, refused.stderr]).toEqual([2, `sluice: another sluice redrive-consumer (pid ${other.pid}) is redriving sluice-dev-consumer-dlq; wait for it to finish, `
+      + `or stop it: two at once would invoke the consumer with the same batches and report them twice (${lock})\n`]);
+    expect(backend.invocations).toBe(invocations);
+  } finally {
+    other.kill('SIGKILL');
+    await new Promise((resolve) => other.once('exit', resolve));
+  }
+  const after = await sluiceAfresh('redrive-consumer', '--data-dir', dataDir, '--json');
+  expect(JSON.parse(after.stdout)).toMatchObject({ outcomes: { redriven: 1 } });
+  expect(fs.existsSync(lock)).toBe(false);
 }, 120_000);
 
 test('a twin from an older Sluice, which runs its consumer for no one, is named and the table is not written from here', async () => {
