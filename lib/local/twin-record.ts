@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import { loadModel } from '../schema';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
 import { holderRuns, readPidLock } from './process-alive';
-import { EmulatorStateError } from './state-error';
 
 /** The Firehose endpoint's answers carry the twin's data dir (URI-encoded) in this header. */
 export const TWIN_DATA_DIR_HEADER = 'x-sluice-data-dir';
@@ -128,18 +127,6 @@ export function writeTwinRecord(record: TwinRecord): void {
   } catch (error) {
     fs.rmSync(staged, { force: true });
     throw error;
-  }
-}
-
-/**
- * Refuses, before a twin starts anything, a twin.json it could not replace with its own: a folder there (a file is
- * replaced, whatever it holds). Said as a state file to move away, not as a failed rename once everything runs.
- */
-export function checkTwinRecordReplaceable(dataDir: string): void {
-  const file = twinRecordPath(dataDir);
-  if (fs.lstatSync(file, { throwIfNoEntry: false })?.isDirectory()) {
-    throw new EmulatorStateError(`${file} is a folder: a twin writes its record there at every start (its pid, endpoints and schemas, which the other `
-      + 'commands read) and removes it when it stops, and nothing of its data is in it. Move the folder away, then start again');
   }
 }
 

@@ -6,7 +6,7 @@ import { CreateTableCommand, DescribeTableCommand, ResourceNotFoundException, Up
 import type { S3Event } from 'aws-lambda';
 import { ON_DEMAND_INITIAL_SHARDS, resourceNames, unconfiguredSchemaWarnings, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
-import { checkLakeLayouts } from './lake-layout';
+import { checkLakeLayouts, LAKE_LAYOUT_FILE } from './lake-layout';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
 import { FAILURE_PREFIXES } from '../schema/layout';
 import { defaultTransformWorkers, TransformWorkers } from './transform-workers';
@@ -24,6 +24,7 @@ import { kinesisStateWarning, startDynamo, startKinesis, type RunningService } f
 import { freePort } from './ports';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
+import { EmulatorStateError } from './state-error';
 import { firehoseRecordsOf } from './kinesis-source';
 import { startFirehoseApi, type FirehoseBackend, type FunctionAnswer, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { ObjectStore } from './object-store';
@@ -32,7 +33,7 @@ import { throttledLog } from './log-throttle';
 import { bucketDir, localBucketName, localPiiHashKey, makeDataDir } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
-import { checkTwinRecordReplaceable, openSearchOrigin, removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, writeTwinRecord } from './twin-record';
+import { openSearchOrigin, removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, twinRecordPath, writeTwinRecord } from './twin-record';
 
 const ACCOUNT = '000000000000';
 
@@ -205,6 +206,22 @@ export function metadataTableName(config: Pick<SluiceConfig, 'prefix' | 'env'>):
   return `${config.prefix}-${config.env}-metadata`;
 }
 
+/**
+ * Refuses, before a twin starts anything, a folder where it writes a file again at every start (a file there is
+ * replaced, whatever it holds): said as a state file to move away, not as a raw EISDIR once everything runs.
+ */
+function refuseFoldersForStateFiles(dataDir: string): void {
+  const written: ReadonlyArray<readonly [string, string]> = [
+    [twinRecordPath(dataDir), 'its record: its pid, endpoints and schemas, which the other commands read; removed when it stops'],
+    [path.join(dataDir, LAKE_LAYOUT_FILE), 'the lake\'s partition layout, from what its files show'],
+  ];
+  for (const [file, what] of written) {
+    if (fs.lstatSync(file, { throwIfNoEntry: false })?.isDirectory()) {
+      throw new EmulatorStateError(`${file} is a folder: a twin writes a file there at every start (${what}), and none of its data is in it. Move the folder away, then start again`);
+    }
+  }
+}
+
 /** The twin's name for a pipeline's metadata consumer: its event source mapping's, and the one its Invoke answers to. */
 export function consumerFunctionName(config: SluiceConfig, pipeline: string): string {
   return `${resourceNames(config, pipeline).stream}-metadata-consumer`;
@@ -250,7 +267,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   // The data dir holds raw records (streams, the write-ahead log, error objects, dead letters): its owner's alone.
   const dataDirNotice = makeDataDir(dataDir);
   if (dataDirNotice !== undefined) log(`sluice: ${dataDirNotice}`);
-  checkTwinRecordReplaceable(dataDir);
+  refuseFoldersForStateFiles(dataDir);
   const lakeModels = Object.values(config.pipelines).filter((p) => p.destinations.includes('lake')).map((p) => loadModel(p.name));
   const lakeLog = (pipeline: string) => {
     const stream = resourceNames(config, pipeline).lakeDeliveryStream;

@@ -253,17 +253,22 @@ describe('before the twin starts', () => {
     expect(proc.stderr).toBe("sluice: --data-dir /proc/sluice-nope/data cannot be created: ENOENT: no such file or directory, mkdir '/proc/sluice-nope'\n");
   }, 40_000);
 
-  test('a twin.json that is a folder is named, with what to do, before anything starts (exit 2; the lock let go, nothing left beside it)', async () => {
-    const record = path.join(dataDir, 'twin.json');
-    mkdirSync(record);
-    try {
-      const run = await sluice('local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0');
-      expect(run.code).toBe(2);
-      expect(run.stderr).toContain(`sluice: ${record} is a folder: a twin writes its record there at every start (its pid, endpoints and schemas, which the other commands read) `
-        + 'and removes it when it stops, and nothing of its data is in it. Move the folder away, then start again\n');
-      expect(readdirSync(dataDir).filter((name) => name.startsWith('twin.'))).toEqual(['twin.json']);
-    } finally {
-      rmSync(record, { recursive: true, force: true });
+  test('a folder where the twin writes twin.json or lake-layout.json at every start is named, with what to do, before anything starts (exit 2; the lock let go, nothing left beside it)', async () => {
+    const written = {
+      'twin.json': 'its record: its pid, endpoints and schemas, which the other commands read; removed when it stops',
+      'lake-layout.json': 'the lake\'s partition layout, from what its files show',
+    };
+    for (const [name, what] of Object.entries(written)) {
+      const folder = path.join(dataDir, name);
+      mkdirSync(folder);
+      try {
+        const run = await sluice('local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0');
+        expect(run.code).toBe(2);
+        expect(run.stderr).toContain(`sluice: ${folder} is a folder: a twin writes a file there at every start (${what}), and none of its data is in it. Move the folder away, then start again\n`);
+        expect(readdirSync(dataDir).filter((entry) => entry.startsWith('twin.'))).toEqual(name === 'twin.json' ? ['twin.json'] : []);
+      } finally {
+        rmSync(folder, { recursive: true, force: true });
+      }
     }
   });
 
