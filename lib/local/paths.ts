@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SluiceConfig } from '../config';
+import { EmulatorStateError } from './state-error';
 
 /** The twin's data-dir layout (DESIGN.md "The local twin"), written once. */
 
@@ -119,8 +120,16 @@ export function localPiiHashKey(dataDir: string): string {
     // Made before (or by a twin starting at the same moment): read it.
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-  const key = fs.readFileSync(file, 'utf8').trim();
-  if (key === '') throw new Error(`${file} is empty: delete it and the twin makes a new key (local hashes made before will not match)`);
+  const remake = 'the twin makes a new key (local hashes made before will not match)';
+  let key: string;
+  try {
+    key = fs.readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    // A folder, or a file this user cannot read: the user's to fix, not a failed start.
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new EmulatorStateError(code === 'EISDIR' ? `${file} is a folder: move it away and ${remake}` : `${file} cannot be read (${code ?? (error as Error).message}): make it readable, or move it away and ${remake}`);
+  }
+  if (key === '') throw new EmulatorStateError(`${file} is empty: delete it and ${remake}`);
   return key;
 }
 

@@ -79,6 +79,13 @@ test('the local PII hash key is random per data dir, kept across starts, and rea
   expect(localPiiHashKey(other)).not.toBe(first);
   fs.writeFileSync(path.join(other, 'pii-hash-key'), '\n');
   expect(() => localPiiHashKey(other)).toThrow(/pii-hash-key is empty: delete it and the twin makes a new key/);
+  // Said as state to fix (the CLI exits 2), not as a raw EISDIR.
+  fs.rmSync(path.join(other, 'pii-hash-key'));
+  fs.mkdirSync(path.join(other, 'pii-hash-key'));
+  expect(() => localPiiHashKey(other)).toThrow(expect.objectContaining({
+    name: 'EmulatorStateError',
+    message: `${path.join(other, 'pii-hash-key')} is a folder: move it away and the twin makes a new key (local hashes made before will not match)`,
+  }));
 });
 
 test('a twin\'s data dir is told by what a twin keeps there: not an empty folder, nor one of other files', () => {
