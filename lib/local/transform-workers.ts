@@ -86,7 +86,7 @@ type Reply =
 interface Pending {
   readonly invocation: Invocation;
   readonly timeoutMs: number;
-  /** When the runtime holding it is ended (Date.now() ms): a moment after the function's timeout. */
+  /** When the runtime holding it is ended (`performance.now()` ms): a moment after the function's timeout. */
   readonly deadline: number;
   readonly resolve: (result: FirehoseTransformationResult) => void;
   readonly reject: (error: Error) => void;
@@ -106,8 +106,12 @@ class Runtime {
   readonly ready: Promise<void>;
   private ended = false;
   private isReady = false;
-  /** When the runtime last answered, or last became busy: what `unresponsiveMs` is counted from. */
-  private lastHeard = Date.now();
+  /**
+   * When the runtime last answered, or last became busy: what `unresponsiveMs` is counted from. On the monotonic
+   * clock, as every time here: a wall clock set back would leave a hung runtime unreplaced for as long, and one set
+   * forward would replace a runtime that answers.
+   */
+  private lastHeard = performance.now();
   private watchdog: NodeJS.Timeout | undefined;
   /** Replaced (it stopped answering): ended once it holds nothing, then told here. */
   private retired: (() => void) | undefined;
@@ -121,7 +125,7 @@ class Runtime {
   ) {
     this.ready = new Promise((resolve, reject) => {
       worker.on('message', (reply: Reply) => {
-        this.lastHeard = Date.now();
+        this.lastHeard = performance.now();
         if ('ready' in reply) {
           if (reply.ready) {
             resolve();
@@ -145,7 +149,7 @@ class Runtime {
     // Not ready yet is not idle: a runtime starting holds the process until it is ready or ends.
     this.ready.then(() => {
       this.isReady = true;
-      this.lastHeard = Date.now();
+      this.lastHeard = performance.now();
       this.refIfBusy();
       this.watch();
     }, () => undefined);
@@ -153,7 +157,7 @@ class Runtime {
 
   invoke(invocation: Invocation, timeoutMs: number): Promise<FirehoseTransformationResult> {
     return new Promise((resolve, reject) => {
-      this.hold({ invocation, timeoutMs, deadline: Date.now() + timeoutMs + END_GRACE_MS, resolve, reject });
+      this.hold({ invocation, timeoutMs, deadline: performance.now() + timeoutMs + END_GRACE_MS, resolve, reject });
     });
   }
 
@@ -164,9 +168,9 @@ class Runtime {
       return;
     }
     const { invocation, timeoutMs } = waiting;
-    const timer = setTimeout(() => this.onEnd(this, `an invocation was unanswered after ${timeoutMs} ms`), Math.max(0, waiting.deadline - Date.now()));
+    const timer = setTimeout(() => this.onEnd(this, `an invocation was unanswered after ${timeoutMs} ms`), Math.max(0, waiting.deadline - performance.now()));
     timer.unref();
-    if (this.pending.size === 0) this.lastHeard = Date.now();
+    if (this.pending.size === 0) this.lastHeard = performance.now();
     // Counted at once, so the next invocation sees this runtime busy even while it starts.
     this.pending.set(invocation.id, { ...waiting, timer });
     this.refIfBusy();
@@ -228,11 +232,11 @@ class Runtime {
   /** While it holds invocations, checks that the runtime answers one at least every `unresponsive.afterMs`. */
   private watch(): void {
     if (this.watchdog !== undefined || this.retired || this.ended || !this.isReady || this.pending.size === 0) return;
-    const silentFor = Date.now() - this.lastHeard;
+    const silentFor = performance.now() - this.lastHeard;
     this.watchdog = setTimeout(() => {
       this.watchdog = undefined;
       if (this.retired || this.ended || this.pending.size === 0) return;
-      if (Date.now() - this.lastHeard >= this.unresponsive.afterMs) this.unresponsive.then(this);
+      if (performance.now() - this.lastHeard >= this.unresponsive.afterMs) this.unresponsive.then(this);
       else this.watch();
     }, Math.max(0, this.unresponsive.afterMs - silentFor));
     this.watchdog.unref();

@@ -185,6 +185,26 @@ describe('transform runtimes', () => {
     expect(ended).toEqual(["an invocation was unanswered after 6000 ms"]);
   }, MINUTE);
 
+  test('the wall clock set back an hour while a runtime hangs does not hold its replacement for that hour', async () => {
+    const workers = await start({ handlers: [{ pipeline: 'iot', destination: 'lake' }], piiHashKey: 'k', size: 1, handlerModule: MISBEHAVING, unresponsiveMs: 300 });
+    const realNow = Date.now.bind(Date);
+    let setBack = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - setBack);
+    try {
+      let hungSettled = false;
+      const hung = Promise.resolve(workers.processor('iot', 'lake', 6000)(invocation('hang'))).finally(() => (hungSettled = true));
+      void hung.catch(() => undefined);
+      // Queued behind the hung invocation; the clock goes back (NTP, a resumed laptop) while the runtime is silent.
+      const queued = workers.processor('iot', 'lake', MINUTE)(invocation('ok'));
+      setBack = 3_600_000;
+      await expect(queued).resolves.toMatchObject({ records: [{ result: 'Ok' }, { result: 'Ok' }] });
+      expect(hungSettled).toBe(false);
+      await expect(hung).rejects.toThrow("the transform's runtime ended: an invocation was unanswered after 6000 ms");
+    } finally {
+      clock.mockRestore();
+    }
+  }, MINUTE);
+
   test('a runtime replaced while it runs a slow invocation still answers it, then ends', async () => {
     const ended: string[] = [];
     const workers = await start({
