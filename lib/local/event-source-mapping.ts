@@ -373,8 +373,9 @@ export class EventSourceMapping {
     try {
       // Called inside the try: a handler that throws synchronously fails like one that rejects.
       const timeoutSeconds = this.options.functionTimeoutSeconds;
-      const endsAt = timeoutSeconds === undefined ? Infinity : Date.now() + timeoutSeconds * 1000;
-      const context: KinesisInvocationContext = { getRemainingTimeInMillis: () => Math.max(0, endsAt - Date.now()) };
+      // On the monotonic clock, as the timeout's timer runs: a wall clock set back would promise the handler time it has not got.
+      const endsAt = timeoutSeconds === undefined ? Infinity : performance.now() + timeoutSeconds * 1000;
+      const context: KinesisInvocationContext = { getRemainingTimeInMillis: () => Math.max(0, endsAt - performance.now()) };
       const running = Promise.resolve().then(() => this.options.handler(event, context));
       response = await withTimeout(running, timeoutSeconds).catch((error: unknown) => {
         if (error instanceof FunctionTimedOut) {

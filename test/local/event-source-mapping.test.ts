@@ -429,6 +429,27 @@ describe('EventSourceMapping', () => {
     expect(seen[seen.length - 1]).toEqual([Infinity, Infinity]);
   });
 
+  test('the time left is counted as the timeout is, on the monotonic clock: the wall clock set back an hour mid-invocation gives no more', async () => {
+    kinesis.putRecord(STREAM, 'k', 'clocked', { shardId: SHARD0 });
+    const realNow = Date.now.bind(Date);
+    let setBack = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - setBack);
+    const seen: number[] = [];
+    try {
+      const timed = mapping(kinesis, async (_event: KinesisStreamEvent, context: { getRemainingTimeInMillis(): number }) => {
+        setBack = 3_600_000;
+        seen.push(context.getRemainingTimeInMillis());
+      }, { functionTimeoutSeconds: 2 });
+      await run(timed.esm);
+      await timed.esm.stop();
+    } finally {
+      clock.mockRestore();
+    }
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toBeGreaterThan(1_000);
+    expect(seen[0]).toBeLessThanOrEqual(2_000);
+  });
+
   test('checkpoints persist: no re-invocation after a clean stop, re-invocation after a crash mid-batch', async () => {
     kinesis.putRecord(STREAM, 'k', 'done', { shardId: SHARD0 });
     const first = mapping(kinesis, async () => undefined);
