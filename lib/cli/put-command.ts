@@ -699,6 +699,7 @@ interface SendReport {
   expected: Map<string, ExpectedRecord>;
   /** Accepted records that pass the schema: more than `expected` holds when some share an id. */
   expectedRecords: number;
+  /** When the first record was sent, on the wall clock: what arrival times are compared with. */
   startedAt: number;
   elapsedMs: number;
   /** Why sending stopped before the end, when a call failed for good after records were accepted. */
@@ -822,7 +823,11 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
     sent: 0, accepted: 0, retries: 0, failedByCode: {}, failedLinesByCode: {}, firstMessageByCode: {}, invalid: 0, invalidByReason: {}, invalidLinesByReason: {}, expected: new Map(), expectedRecords: 0, startedAt: Date.now(), elapsedMs: 0,
   };
   const { rate, durationMs, batchSize, progress } = options;
-  const deadline = durationMs !== undefined ? report.startedAt + durationMs : Number.POSITIVE_INFINITY;
+  // Pacing, --duration and the time taken run on the monotonic clock: a wall clock set back an hour would hold the
+  // records for that hour, and one set forward would send the rest at once (and end --duration there).
+  const began = performance.now();
+  const elapsedMs = (): number => performance.now() - began;
+  const deadline = durationMs ?? Number.POSITIVE_INFINITY;
   let interruption: Interruption | undefined;
   let interrupted = false;
   let stillSending: NodeJS.Timeout | undefined;
@@ -838,14 +843,14 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
     stillSending.unref();
   });
   try {
-    while (report.sent < options.count && Date.now() < deadline && !interrupted) {
+    while (report.sent < options.count && elapsedMs() < deadline && !interrupted) {
       let n = Math.min(batchSize, options.count - report.sent);
       if (rate !== undefined) {
-        const elapsed = (Date.now() - report.startedAt) / 1000;
+        const elapsed = elapsedMs() / 1000;
         const due = Math.floor(rate * elapsed) + 1 - report.sent;
         if (due <= 0) {
           const nextDueMs = ((report.sent / rate) - elapsed) * 1000;
-          await sleep(Math.min(Math.max(nextDueMs, 1), 1000, Math.max(deadline - Date.now(), 1)));
+          await sleep(Math.min(Math.max(nextDueMs, 1), 1000, Math.max(deadline - elapsedMs(), 1)));
           continue;
         }
         n = Math.min(n, due, Math.max(1, Math.ceil(rate)));
@@ -889,10 +894,9 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       const sentOutcomes = result.outcomes.filter((o) => o.ok || o.errorCode !== NOT_SENT);
       for (const [code, k] of Object.entries(summarizeFailures(sentOutcomes))) report.failedByCode[code] = (report.failedByCode[code] ?? 0) + k;
       for (const o of sentOutcomes) if (!o.ok && !(o.errorCode in report.firstMessageByCode)) report.firstMessageByCode[o.errorCode] = o.errorMessage;
-      const elapsedMs = Date.now() - report.startedAt;
-      const perSecond = report.accepted / Math.max(elapsedMs / 1000, 0.001);
+      const perSecond = report.accepted / Math.max(elapsedMs() / 1000, 0.001);
       const of = Number.isFinite(options.count) ? `/${formatNumber(options.count)}` : '';
-      const left = Number.isFinite(deadline) ? ` · ${formatDuration(Math.max(0, deadline - Date.now()))} left` : '';
+      const left = Number.isFinite(deadline) ? ` · ${formatDuration(Math.max(0, deadline - elapsedMs()))} left` : '';
       progress.update(`${entry.name}: sent ${formatNumber(report.sent)}${of} · accepted ${formatNumber(report.accepted)} · ${formatNumber(Math.round(perSecond))} records/s${left}`);
       if (report.stopped) break;
     }
@@ -904,7 +908,7 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   report.interrupted = interrupted && report.sent < options.count && !source.exhausted();
   report.interruptedLastCall = interrupted && !report.interrupted;
   report.interruption = interruption;
-  report.elapsedMs = Date.now() - report.startedAt;
+  report.elapsedMs = elapsedMs();
   // Counted after the clock stops: reading the rest of a large file is no part of the run's time.
   if (report.stopped) {
     const untaken = source.untaken(options.count - report.sent - takenNotSent);

@@ -692,6 +692,30 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     expect(stdout).toMatch(/records\/s\)/);
   });
 
+  test.each([['back', -3_600_000], ['forward', 3_600_000]])('--rate and --duration keep their pace when the wall clock is set %s an hour mid-run', async (_way, step) => {
+    const realNow = Date.now.bind(Date);
+    let stepped = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + stepped);
+    const arrivals: number[] = [];
+    backend.onIngest = async (_stream, records) => {
+      for (let i = 0; i < records.length; i++) arrivals.push(performance.now());
+      stepped = step;
+    };
+    try {
+      const started = performance.now();
+      const { code } = await put('app-events', '--duration', '2s', '--rate', '10');
+      expect(code).toBe(0);
+      // Set back, the run waited for the hour; set forward, it ended at once, or sent the rest at once.
+      expect(performance.now() - started).toBeGreaterThanOrEqual(1900);
+      expect(performance.now() - started).toBeLessThan(10_000);
+      expect(backend.acknowledged.length).toBeGreaterThanOrEqual(10);
+      const early = arrivals.map((at, k) => ({ record: k, afterMs: at - started })).filter(({ record, afterMs }) => afterMs < record * 100);
+      expect(early).toEqual([]);
+    } finally {
+      clock.mockRestore();
+    }
+  }, 20_000);
+
   test('Ctrl-C during --duration: says it was interrupted, how long into the run and what was sent; no PASS; exit 130', async () => {
     backend.onIngest = async (_stream, records) => {
       await deliverToLake(dataDir, 'app-events', records);
