@@ -224,7 +224,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
       ({ results: verification, interruption: verifyInterruption } = report.interruptedLastCall && report.expected.size > 0
         ? { results: [], interruption: report.interruption }
         : await verifyAll(target, pipeline, schema, [...report.expected.values()], {
-          timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, json: flags.json === true,
+          timeoutMs, pollMs, progress: new Progress({ forced: flags.progress }), startedAt: report.startedAt, startedAtMonotonic: report.startedAtMonotonic, json: flags.json === true,
           clockToleranceMs: target.kind === 'local' ? LOCAL_CLOCK_TOLERANCE_MS : AWS_CLOCK_TOLERANCE_MS,
         }));
     } catch (err) {
@@ -398,7 +398,7 @@ function interruptedMessage(report: SendReport, count: number, durationMs: numbe
  * (from the first record sent to when Ctrl-C stopped the wait), so the two say one number.
  */
 function verifyInterruptedMessage(report: SendReport, count: number, durationMs: number | undefined, verification: readonly VerifyResult[], by: Interruption): string {
-  const verifyingMs = verification.length > 0 ? verifyElapsedMs(verification) : Date.now() - report.startedAt;
+  const verifyingMs = verification.length > 0 ? verifyElapsedMs(verification) : performance.now() - report.startedAtMonotonic;
   const found = verification.map((v) => `${formatNumber(v.found)}/${formatNumber(v.expected)} in ${v.where}`).join('; ');
   const notVerified = `not verified${found ? ` (queryable so far: ${found})` : ''}`;
   if (report.interrupted) {
@@ -701,6 +701,8 @@ interface SendReport {
   expectedRecords: number;
   /** When the first record was sent, on the wall clock: what arrival times are compared with. */
   startedAt: number;
+  /** The same instant on the monotonic clock (`performance.now()`), which times taken are counted on. */
+  startedAtMonotonic: number;
   elapsedMs: number;
   /** Why sending stopped before the end, when a call failed for good after records were accepted. */
   stopped?: string;
@@ -820,13 +822,12 @@ function stillMaybeTaken(before: RecordOutcome | undefined, after: RecordOutcome
 /** Sends `count` records (or until `durationMs`), paced to `rate` on average, never bursting more than a second's worth. */
 async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOptions): Promise<SendReport> {
   const report: SendReport = {
-    sent: 0, accepted: 0, retries: 0, failedByCode: {}, failedLinesByCode: {}, firstMessageByCode: {}, invalid: 0, invalidByReason: {}, invalidLinesByReason: {}, expected: new Map(), expectedRecords: 0, startedAt: Date.now(), elapsedMs: 0,
+    sent: 0, accepted: 0, retries: 0, failedByCode: {}, failedLinesByCode: {}, firstMessageByCode: {}, invalid: 0, invalidByReason: {}, invalidLinesByReason: {}, expected: new Map(), expectedRecords: 0, startedAt: Date.now(), startedAtMonotonic: performance.now(), elapsedMs: 0,
   };
   const { rate, durationMs, batchSize, progress } = options;
   // Pacing, --duration and the time taken run on the monotonic clock: a wall clock set back an hour would hold the
   // records for that hour, and one set forward would send the rest at once (and end --duration there).
-  const began = performance.now();
-  const elapsedMs = (): number => performance.now() - began;
+  const elapsedMs = (): number => performance.now() - report.startedAtMonotonic;
   const deadline = durationMs ?? Number.POSITIVE_INFINITY;
   let interruption: Interruption | undefined;
   let interrupted = false;

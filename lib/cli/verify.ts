@@ -45,8 +45,14 @@ export interface WaitOptions {
   readonly timeoutMs: number;
   readonly pollMs: number;
   readonly progress: Progress;
-  /** When the clock started (the first record sent). */
+  /** When the clock started (the first record sent), on the wall clock: what arrival times are compared with. */
   readonly startedAt: number;
+  /**
+   * The same instant on the monotonic clock (`performance.now()`), which the timeout and the time taken are counted
+   * on: a wall clock set back an hour would make a wait that fails take that hour longer, and one set forward would
+   * end it after one look. @default the wait's start less the wall clock's time since `startedAt`
+   */
+  readonly startedAtMonotonic?: number;
   /**
    * Rows and documents that arrived this long before `startedAt` count too: how far this machine's clock may run ahead
    * of the pipeline's (Firehose's or Kinesis's arrival time; the twin's is this machine's). @default 0
@@ -85,7 +91,7 @@ export type ArrivalWindow = { readonly from: number } | { readonly until: number
 
 /**
  * Finds which of `missing` are there, counting only what arrived in `window` (without one, whatever arrived). Asked in
- * pieces (a query per 1,000 ids), it asks no more once `Date.now()` passes `stopAt` (the piece under way finishes):
+ * pieces (a query per 1,000 ids), it asks no more once `performance.now()` passes `stopAt` (the piece under way finishes):
  * `complete` says whether every id was asked about.
  */
 type FindSome = (missing: ExpectedRecord[], window: ArrivalWindow | undefined, stopAt: number) => Promise<{ found: Set<string>; complete: boolean }>;
@@ -93,40 +99,41 @@ type FindSome = (missing: ExpectedRecord[], window: ArrivalWindow | undefined, s
 /** Polls `findSome` for the missing ids until all are found or the time is up. */
 async function waitFor(label: string, unit: string, expected: readonly ExpectedRecord[], findSome: FindSome, options: WaitOptions): Promise<VerifyResult> {
   const missing = new Map(expected.map((e) => [e.id, e]));
-  const deadline = options.startedAt + options.timeoutMs;
+  const began = options.startedAtMonotonic ?? performance.now() - (Date.now() - options.startedAt);
+  const deadline = began + options.timeoutMs;
   const since = options.startedAt - (options.clockToleranceMs ?? 0);
   const wait = options.sleep ?? sleep;
-  let lastFoundAt = Date.now();
+  let lastFoundAt = performance.now();
   const { signal } = options;
   while (!signal?.aborted) {
     let found: Set<string>;
     try {
       // A round may run past the deadline by one poll interval (and the query under way), no more: a round of many
       // queries on a slow machine would otherwise hold the run long after --timeout. Ids not asked about count as missing.
-      ({ found } = await findSome([...missing.values()], { from: since }, Math.max(deadline, Date.now()) + options.pollMs));
+      ({ found } = await findSome([...missing.values()], { from: since }, Math.max(deadline, performance.now()) + options.pollMs));
     } catch (err) {
       // The check in flight gives up when interrupted (DuckDB's query, OpenSearch's request): what was found stands.
       if (signal?.aborted) break;
       throw err;
     }
-    if (found.size > 0) lastFoundAt = Date.now();
+    if (found.size > 0) lastFoundAt = performance.now();
     for (const id of found) missing.delete(id);
     const done = expected.length - missing.size;
-    options.progress.update(`verify ${label}: ${done.toLocaleString('en-US')}/${expected.length.toLocaleString('en-US')} ${unit} · ${Math.round((Date.now() - options.startedAt) / 1000)} s`);
-    const left = deadline - Date.now();
+    options.progress.update(`verify ${label}: ${done.toLocaleString('en-US')}/${expected.length.toLocaleString('en-US')} ${unit} · ${Math.round((performance.now() - began) / 1000)} s`);
+    const left = deadline - performance.now();
     if (missing.size === 0 || left <= 0) break;
     // The last wait ends at the deadline, for one more check then: records that land in the last poll interval count.
     await wait(Math.min(options.pollMs, left), signal);
   }
   const passed = missing.size === 0;
-  const elapsedMs = (passed ? lastFoundAt : Date.now()) - options.startedAt;
+  const elapsedMs = (passed ? lastFoundAt : performance.now()) - began;
   // Said when it failed: ids that are there from before this put are the likeliest cause. Not asked after Ctrl-C, and
   // a Ctrl-C while it is asked leaves it unsaid.
   let arrivedBefore: number | undefined;
   if (!passed && !signal?.aborted) {
     try {
       // Said only when every missing id was asked about in one more poll interval: a part would undercount.
-      const before = await findSome([...missing.values()], { until: since }, Date.now() + options.pollMs);
+      const before = await findSome([...missing.values()], { until: since }, performance.now() + options.pollMs);
       if (before.complete) arrivedBefore = before.found.size;
     } catch (err) {
       if (!signal?.aborted) throw err;
@@ -202,7 +209,7 @@ function lakeFinder(engine: SqlEngine, config: SluiceConfig, model: SchemaModel,
     async findSome(missing, window, stopAt) {
       const found = new Set<string>();
       for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
-        if (i > 0 && Date.now() > stopAt) return { found, complete: false };
+        if (i > 0 && performance.now() > stopAt) return { found, complete: false };
         const result = await engine.run(lakeVerifySql(model, database, names.glueTable, missing.slice(i, i + IDS_PER_QUERY), window), { progress });
         for (const row of result.rows) found.add(String(row[0]));
       }
@@ -251,7 +258,7 @@ function searchFinder(backend: SearchBackend, config: SluiceConfig, model: Schem
     async findSome(missing, window, stopAt) {
       const found = new Set<string>();
       for (let i = 0; i < missing.length; i += IDS_PER_QUERY) {
-        if (i > 0 && Date.now() > stopAt) return { found, complete: false };
+        if (i > 0 && performance.now() > stopAt) return { found, complete: false };
         const ids = missing.slice(i, i + IDS_PER_QUERY).map((e) => e.id);
         const filter: unknown[] = [{ terms: { [field]: ids } }];
         if (window !== undefined) {

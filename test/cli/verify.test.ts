@@ -132,6 +132,36 @@ test('--timeout bounds a round of many queries: past the deadline and one poll i
   expect(result.arrivedBefore).toBeUndefined();
 });
 
+test.each([['back', -3_600_000], ['forward', 3_600_000]])('--timeout is kept when the wall clock is set %s an hour mid-wait', async (_way, step) => {
+  const realNow = Date.now.bind(Date);
+  let stepped = 0;
+  const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + stepped);
+  let looks = 0;
+  const engine: SqlEngine = {
+    description: 'test',
+    database: 'db',
+    async run(sql) {
+      if (sql.includes('>= TIMESTAMP')) looks++;
+      stepped = step;
+      return { columns: ['id'], columnTypes: ['VARCHAR'], rows: [], stats: {} } as unknown as SqlResult;
+    },
+    savedQueries: async () => [],
+    close: () => undefined,
+  };
+  try {
+    const began = performance.now();
+    const result = await verifyLake(engine, config, model, expected, { ...options, startedAt: Date.now(), startedAtMonotonic: began, timeoutMs: 500, pollMs: 50 });
+    expect(result).toMatchObject({ found: 0, passed: false });
+    // Set back, the wait ran on for the hour; set forward, it gave up after one look.
+    expect(performance.now() - began).toBeGreaterThanOrEqual(450);
+    expect(performance.now() - began).toBeLessThan(5_000);
+    expect(result.elapsedMs).toBeLessThan(5_000);
+    expect(looks).toBeGreaterThan(2);
+  } finally {
+    clock.mockRestore();
+  }
+}, 15_000);
+
 describe('put --verify waits by default as long as the configured buffering can hold a record', () => {
   const minutes = (where: 'local' | 'aws', pipeline: string, ...overrides: string[]) => defaultVerifyTimeoutMs(where, loadConfig(overrides), pipeline) / 60_000;
 
