@@ -781,8 +781,9 @@ async function sendBatch(
       retries += partial.retries;
       calls += partial.calls;
       const code = networkErrorCode(cause);
-      outageStarted ??= Date.now();
-      if ((code === 'ECONNREFUSED' || code === 'ECONNRESET') && Date.now() - outageStarted + pause <= options.outageWaitMs && !interrupted()) {
+      // On the monotonic clock: a wall clock set back an hour would wait out the outage for that hour more.
+      outageStarted ??= performance.now();
+      if ((code === 'ECONNREFUSED' || code === 'ECONNRESET') && performance.now() - outageStarted + pause <= options.outageWaitMs && !interrupted()) {
         // Only the records the outage left unsettled: one that used up --max-attempts on its own stays as it is.
         // Those whose call was cut off after it was sent too: the stream may have taken them (a second copy, then),
         // or not (lost, if not sent again).
@@ -793,7 +794,7 @@ async function sendBatch(
         retries += pending.length;
         options.progress.update(`${entry.name} is not answering (${code}): trying ${pending.length} records again in ${pause / 1000} s`);
         // Ctrl-C cuts the pause short; the run then ends as interrupted, reporting what was sent.
-        for (const until = Date.now() + pause; Date.now() < until && !interrupted();) await sleep(Math.min(100, until - Date.now()));
+        for (const until = performance.now() + pause; performance.now() < until && !interrupted();) await sleep(Math.min(100, until - performance.now()));
         if (!interrupted()) continue;
       }
       // Interrupted while waiting: the run ends as interrupted (exit 130), not as stopped.

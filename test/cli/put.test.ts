@@ -170,6 +170,34 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
     }
   }, 30_000);
 
+  test('--outage-wait is kept when the wall clock is set back an hour while the endpoint is down', async () => {
+    const stopping = new RecordingBackend();
+    const twin = await startFirehoseApi({ port: 0, backend: stopping });
+    registerTwin(dataDir, { firehose: twin.url });
+    const realNow = Date.now.bind(Date);
+    let setBack = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - setBack);
+    let ended = false;
+    const stopped = (async () => {
+      while (!ended && stopping.acknowledged.length < 300) await new Promise((resolve) => setTimeout(resolve, 20));
+      await twin.close();
+      // Mid-pause: the run is waiting for the endpoint to answer again.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      setBack = 3_600_000;
+    })();
+    try {
+      const started = performance.now();
+      const { code, stderr } = await sluice('put', 'app-events', '-n', '100000', '--rate', '1000/s', '--outage-wait', '2s',
+        '--endpoint-firehose', twin.url, '--data-dir', dataDir).finally(() => (ended = true));
+      await stopped;
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/stopped answering mid-run/);
+      expect(performance.now() - started).toBeLessThan(15_000);
+    } finally {
+      clock.mockRestore();
+    }
+  }, 30_000);
+
   /**
    * A proxy in front of `upstreamPort` that passes calls through; the `cutAt`-th PutRecordBatch reaches the stream
    * too, but its connection is cut before the answer and the proxy stops listening: the records arrived, the
