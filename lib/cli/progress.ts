@@ -38,10 +38,11 @@ export interface ProgressOptions {
 export class Progress {
   private readonly enabled: boolean;
   private readonly tty: boolean;
-  private readonly started = Date.now();
+  // Times here are on the monotonic clock: a wall clock set back an hour would silence the progress for that hour.
+  private readonly started = performance.now();
   private readonly afterMs: number;
   private readonly everyMs: number;
-  private lastReport = 0;
+  private lastReport = Number.NEGATIVE_INFINITY;
   private lineOpen = false;
 
   constructor(options: ProgressOptions = {}) {
@@ -57,13 +58,13 @@ export class Progress {
   }
 
   get elapsedMs(): number {
-    return Date.now() - this.started;
+    return performance.now() - this.started;
   }
 
   /** Reports the current state; on a terminal it rewrites one line, elsewhere it prints a line now and then. */
   update(text: string): void {
     if (!this.enabled) return;
-    const now = Date.now();
+    const now = performance.now();
     if (now - this.started < this.afterMs) return;
     if (this.tty) {
       if (now - this.lastReport < 100) return;

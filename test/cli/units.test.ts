@@ -530,6 +530,21 @@ describe('Progress', () => {
     expect(captureStderr(() => new Progress({ forced: true }).update('working'))).toBe('');
   });
 
+  test('the wall clock set back an hour does not silence it for that hour', () => {
+    const realNow = Date.now.bind(Date);
+    let setBack = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - setBack);
+    try {
+      const progress = new Progress({ forced: true, afterMs: 0, everyMs: 0 });
+      expect(captureStderr(() => progress.update('before'))).toBe('before\n');
+      setBack = 3_600_000;
+      expect(captureStderr(() => progress.update('after'))).toBe('after\n');
+      expect(progress.elapsedMs).toBeGreaterThanOrEqual(0);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   test('notes on stderr cannot drive the terminal: control characters are escaped, line breaks stay', () => {
     expect(captureStderr(() => io.err('sluice: note: /data/\x1b]0;owned\x07dlq has no dlq.jsonl\nsecond line \x9b2J\u202etxt.exe'))).toBe(
       'sluice: note: /data/\\u001b]0;owned\\u0007dlq has no dlq.jsonl\nsecond line \\u009b2J\\u202etxt.exe\n',
