@@ -146,7 +146,10 @@ class QueueState {
   dedupeId: string | undefined;
   dedupeBytes = 0;
   dedupeKeys = new Set<string>();
-  /** Lines received here and not deleted, with the time they become visible again. */
+  /**
+   * Lines received here and not deleted, with the time they become visible again: on the monotonic clock, as every time
+   * here (a wall clock set back an hour would hide them, and hold a lock wait, for that hour more).
+   */
   inFlight = new Map<number, number>();
 }
 
@@ -269,7 +272,7 @@ export class DlqFile {
     }
     return this.exclusive(async () => {
       await this.refreshAll();
-      const now = Date.now();
+      const now = performance.now();
       const deleted = this.deletedLines();
       const chosen: number[] = [];
       for (let index = 0; index < this.state.lines.length && chosen.length < max; index++) {
@@ -364,7 +367,7 @@ export class DlqFile {
 
   /** Takes `<queue>.lock` (exclusive create), breaking it when the process that holds it is gone. */
   private async lock(): Promise<() => Promise<void>> {
-    const deadline = Date.now() + this.lockTimeoutMs;
+    const deadline = performance.now() + this.lockTimeoutMs;
     const mine = pidLockContent({ pid: process.pid, start: ownProcessStart() }, randomBytes(6).toString('hex'));
     for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
       try {
@@ -387,7 +390,7 @@ export class DlqFile {
         if (again === content) await rm(this.lockPath, { force: true });
         continue;
       }
-      if (Date.now() > deadline) {
+      if (performance.now() > deadline) {
         throw new Error(
           `DLQ ${this.path} is locked by process ${holder?.pid ?? 'unknown'} (lock file ${this.lockPath}) for more than ${this.lockTimeoutMs} ms. ` +
             'If no such process is running, delete the lock file.',
@@ -533,7 +536,7 @@ export class DlqFile {
 
   private compactionIsSafe(deletedCount: number): boolean {
     if (deletedCount === 0) return false;
-    const now = Date.now();
+    const now = performance.now();
     for (const visibleAt of this.state.inFlight.values()) if (visibleAt > now) return false;
     const all = deletedCount === this.state.lines.length;
     return all || (deletedCount >= this.compactAfterDeleted && deletedCount * 2 >= this.state.lines.length);

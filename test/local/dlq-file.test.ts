@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import { DlqFile, DLQ_MAX_BODY_BYTES } from '../../lib/local/dlq-file';
 import { pidLockContent, processStart, readPid } from '../../lib/local/process-alive';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
+import { within } from '../within';
 
 type DlqModule = typeof import('../../lib/local/dlq-file');
 
@@ -81,9 +82,12 @@ describe('DlqFile', () => {
   test('a received message becomes visible again after the visibility timeout', async () => {
     const dlq = new DlqFile({ dataDir, queue: 'vis', visibilityTimeoutSeconds: 1 });
     await dlq.send([body(1)]);
-    // The queue's clock, held still and moved by hand: the timeout runs out at one instant, however slow the machine.
-    const receivedAt = Date.now();
-    const clock = jest.spyOn(Date, 'now').mockReturnValue(receivedAt);
+    // The queue's clock (monotonic), held still and moved by hand: the timeout runs out at one instant, however slow the
+    // machine. The wall clock set back an hour meanwhile changes nothing.
+    const receivedAt = performance.now();
+    const clock = jest.spyOn(performance, 'now').mockReturnValue(receivedAt);
+    const realNow = Date.now.bind(Date);
+    const wallClock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - 3_600_000);
     try {
       expect(await dlq.receive(1)).toHaveLength(1);
       clock.mockReturnValue(receivedAt + 999);
@@ -92,6 +96,7 @@ describe('DlqFile', () => {
       expect((await dlq.receive(1)).map((m) => m.body)).toEqual([body(1)]);
     } finally {
       clock.mockRestore();
+      wallClock.mockRestore();
     }
   });
 
@@ -289,6 +294,15 @@ describe('DlqFile', () => {
 
     writeFileSync(dlq.lockPath, `${process.ppid} cafe`);
     await expect(dlq.count()).rejects.toThrow(`is locked by process ${process.ppid}`);
+    // The wall clock set back an hour while it waits: the wait still ends after its 200 ms.
+    const realNow = Date.now.bind(Date);
+    let calls = 0;
+    const wallClock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - (++calls > 1 ? 3_600_000 : 0));
+    try {
+      await expect(within(dlq.count(), 5000, 'still waiting')).rejects.toThrow(`is locked by process ${process.ppid}`);
+    } finally {
+      wallClock.mockRestore();
+    }
     rmSync(dlq.lockPath);
   });
 
