@@ -627,7 +627,7 @@ export class ShardReader {
   }
 
   private async waitForStream(): Promise<void> {
-    const deadline = Date.now() + this.streamReadyTimeoutMs;
+    const deadline = monotonicNow() + this.streamReadyTimeoutMs;
     for (;;) {
       let status: string;
       try {
@@ -643,7 +643,7 @@ export class ShardReader {
         throw err;
       }
       if (status === 'ACTIVE' || status === 'UPDATING') return;
-      if (Date.now() > deadline) {
+      if (monotonicNow() > deadline) {
         throw new Error(`ShardReader(${this.consumerName}): Kinesis stream "${this.streamName}" is still ${status} after ${this.streamReadyTimeoutMs} ms.`);
       }
       await delay(50);

@@ -859,6 +859,31 @@ describe('ShardReader (in-memory stream)', () => {
     }
   });
 
+  test('the wall clock set forward an hour while the stream is still CREATING does not end the wait for it', async () => {
+    const realNow = Date.now.bind(Date);
+    let stepped = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + stepped);
+    let described = 0;
+    const api: KinesisReadApi = {
+      describeStream: async (name) => {
+        const description = await kinesis.describeStream(name);
+        if (++described > 3) return description;
+        stepped = 3_600_000;
+        return { ...description, status: 'CREATING' };
+      },
+      listShards: (name) => kinesis.listShards(name),
+      getShardIterator: (request) => kinesis.getShardIterator(request),
+      getRecords: (iterator, limit) => kinesis.getRecords(iterator, limit),
+    };
+    try {
+      const { reader } = recordingReader(api, { streamReadyTimeoutMs: 5000 });
+      await expect(reader.start()).resolves.toBeUndefined();
+      expect(described).toBeGreaterThan(3);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   test('batching: the wall clock set back an hour while records wait does not hold them for that hour', async () => {
     kinesis.putRecord(STREAM, 'k', 'waiting', { shardId: 'shardId-000000000000' });
     const realNow = Date.now.bind(Date);
