@@ -24,11 +24,12 @@ export interface CommandDeadline {
  * at once (or AbortSignal.timeout throws), so a longer --timeout waits that long, which is as good as forever here.
  */
 export function commandDeadline(timeoutMs: number): CommandDeadline {
-  const since = Date.now();
+  // On the monotonic clock, as the signal's timer runs: the wall clock set back an hour would say "-3599950 ms".
+  const since = performance.now();
   return {
     signal: AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_DELAY_MS)),
     timeoutMs,
-    noAnswer: (who, rest) => new UserError(`${who} gave no answer in ${formatDuration(Date.now() - since)} (--timeout ${formatDuration(timeoutMs)})${rest}`),
+    noAnswer: (who, rest) => new UserError(`${who} gave no answer in ${formatDuration(Math.round(performance.now() - since))} (--timeout ${formatDuration(timeoutMs)})${rest}`),
   };
 }
 

@@ -7,7 +7,7 @@ import { generatedSource } from '../../lib/cli/put-command';
 import { pipelineSchema } from '../../transforms/shared';
 import { displayRows, displayValue, escapeControlCharacters, formatTable, rowsToJson, toCsv, toJson, UserError, wrapText } from '../../lib/cli/output';
 import { io, Progress } from '../../lib/cli/progress';
-import { MAX_TIMER_DELAY_MS, sleep } from '../../lib/cli/sleep';
+import { commandDeadline, MAX_TIMER_DELAY_MS, sleep } from '../../lib/cli/sleep';
 import * as net from 'net';
 import { kinesisClient } from '../../lib/local/aws-clients';
 import { freePort } from '../../lib/local/ports';
@@ -116,6 +116,21 @@ describe('sleep', () => {
     expect(ended).toBe(true);
     expect(jest.getTimerCount()).toBe(0);
     await expect(sleep(60_000, controller.signal)).resolves.toBeUndefined();
+  });
+});
+
+describe('commandDeadline', () => {
+  test('says how long the command waited, on the monotonic clock: the wall clock set back an hour meanwhile changes nothing', async () => {
+    const deadline = commandDeadline(50);
+    const realNow = Date.now.bind(Date);
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - 3_600_000);
+    try {
+      await sleep(60);
+      expect(deadline.signal.aborted).toBe(true);
+      expect(deadline.noAnswer('STS', '').message).toMatch(/^STS gave no answer in \d+ ms \(--timeout 50 ms\)$/);
+    } finally {
+      clock.mockRestore();
+    }
   });
 });
 
