@@ -473,7 +473,7 @@ async function waitForKinesis(
   output: OutputTail,
 ): Promise<void> {
   const client = kinesisClient(endpoint, { maxAttempts: 1 });
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   let spawnError: Error | undefined;
   child.once('error', (err) => (spawnError = err));
   let childGone = false;
@@ -495,7 +495,7 @@ async function waitForKinesis(
         const probe = client.send(new ListStreamsCommand({ Limit: 1 }), { abortSignal: AbortSignal.timeout(KINESIS_PROBE_TIMEOUT_MS) });
         if (await Promise.race([probe.then(() => true, () => false), exited.then(() => false)])) return;
       }
-      if (Date.now() > deadline) {
+      if (performance.now() > deadline) {
         throw new Error(
           `kinesis-mock did not answer ListStreams on ${endpoint} within ${timeoutMs} ms.${output.describe()}`,
         );

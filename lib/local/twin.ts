@@ -234,8 +234,8 @@ export function consumerFunctionName(config: SluiceConfig, pipeline: string): st
  */
 export function consumerInvocation(record: MetadataRecorder, timeoutSeconds: number): (payload: unknown) => Promise<FunctionAnswer> {
   return async (payload) => {
-    const endsAt = Date.now() + timeoutSeconds * 1000;
-    const clock: InvocationClock = { getRemainingTimeInMillis: () => Math.max(0, endsAt - Date.now()) };
+    const endsAt = performance.now() + timeoutSeconds * 1000;
+    const clock: InvocationClock = { getRemainingTimeInMillis: () => Math.max(0, endsAt - performance.now()) };
     try {
       const { batchItemFailures } = await record(payload as Parameters<MetadataRecorder>[0], clock);
       return { payload: { batchItemFailures } };
@@ -770,11 +770,11 @@ async function ensureStream(client: ReturnType<typeof kinesisClient>, streamName
 
 /** Waits up to 30 s until the stream is ACTIVE; its open shards then. */
 async function untilActive(client: ReturnType<typeof kinesisClient>, streamName: string, after: string): Promise<number | undefined> {
-  const deadline = Date.now() + 30_000;
+  const deadline = performance.now() + 30_000;
   for (;;) {
     const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
     if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return d.StreamDescriptionSummary.OpenShardCount;
-    if (Date.now() > deadline) throw new Error(`Kinesis stream ${streamName} did not become ACTIVE within 30 s${after}`);
+    if (performance.now() > deadline) throw new Error(`Kinesis stream ${streamName} did not become ACTIVE within 30 s${after}`);
     await sleep(50);
   }
 }
