@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import * as tty from 'node:tty';
 import type { Command } from 'commander';
@@ -17,7 +18,7 @@ import { isPermanentRecordError, MAYBE_TAKEN, NOT_SENT, sendRecords, summarizeFa
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, staleTwinSchemas, twinAt, twinBufferIntervalSeconds, type LocalTarget, type Target } from './target';
-import { commandDeadline, sleep } from './sleep';
+import { commandDeadline, sleep, untilAborted } from './sleep';
 import { defaultVerifyTimeoutMs, verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
 
 interface PutFlags extends TargetFlags {
@@ -118,7 +119,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
     // Locally, the interval the twin delivers with: `local up --buffer-interval` may have set another than the configuration's.
     : defaultVerifyTimeoutMs(target.kind, target.config, pipeline, target.kind === 'local' ? twinBufferIntervalSeconds(target) : undefined);
   const pollMs = flags.poll !== undefined ? parseDuration(flags.poll, '--poll') : target.kind === 'local' ? 1000 : 20_000;
-  const source = flags.file !== undefined ? fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now(), jsonSchema);
+  const source = flags.file !== undefined ? await fileSource(flags.file, schema) : generatedSource(schema, flags.seed !== undefined ? parseCount(flags.seed, '--seed', 0) : Date.now(), jsonSchema);
 
   let entry: EntryPoint;
   try {
@@ -452,8 +453,8 @@ function linesClause(lines: readonly number[]): string {
 // Records
 
 interface RecordSource {
-  /** Up to n records; fewer when the source runs out. */
-  take(n: number): PreparedRecord[];
+  /** Up to n records; fewer when the source runs out. From a pipe, waits for its writer without holding the process. */
+  take(n: number): Promise<PreparedRecord[]>;
   /** Whether every record was taken (a file's last line); a generated source never runs out. */
   exhausted(): boolean;
   /**
@@ -461,7 +462,7 @@ interface RecordSource {
    * them, up to UNTAKEN_COUNT_BYTES; undefined when only waiting for a pipe's writer or reading further would tell,
    * or for generated records without a count.
    */
-  untaken(limit: number): number | undefined;
+  untaken(limit: number): Promise<number | undefined>;
   /** Lets go of the input (a --file read only as far as --count). */
   close(): void;
   /**
@@ -507,10 +508,10 @@ export function generatedSource(schema: PipelineSchema, seed: number, jsonSchema
       const now = new Date();
       const records = first.splice(0, n);
       while (records.length < n) records.push(draw(now));
-      return records;
+      return Promise.resolve(records);
     },
     exhausted: () => false,
-    untaken: (limit) => (Number.isFinite(limit) ? limit : undefined),
+    untaken: (limit) => Promise.resolve(Number.isFinite(limit) ? limit : undefined),
     close: () => undefined,
     blankLines: () => undefined,
   };
@@ -532,7 +533,7 @@ const UNTAKEN_COUNT_BYTES = 64 * 1024 * 1024;
  * written (less the line break, and a CR before it): a record's bytes are what is sent. Blank lines are skipped, and
  * counted: a summary that sends fewer records than the file has lines says why.
  */
-function fileSource(file: string, schema: PipelineSchema): RecordSource {
+async function fileSource(file: string, schema: PipelineSchema): Promise<RecordSource> {
   const problem = (err: unknown) => unreadableFile('--file', file, err);
   let fd: number;
   /** A pipe, FIFO or terminal: a read waits for its writer, so what was read is sent rather than held for more. */
@@ -562,11 +563,18 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
   let countingUntaken = false;
   let eof = false;
   let released = false;
-  /** Closes the file once: at its end, at a line too long, or when the run is over (standard input is left alone). */
+  // A terminal is read whole with readSync before anything is sent (below); a pipe as the records are sent.
+  const pipe = waitsForWriter && !tty.isatty(fd) ? pipeReader(fd) : undefined;
+  /**
+   * Closes the file once: at its end, at a line too long, or when the run is over (standard input read with readSync
+   * is left alone). A pipe's reader closes its descriptor, and leaves nothing to hold the process.
+   */
   const release = () => {
-    if (fd !== 0 && !released) fs.closeSync(fd);
+    if (pipe) pipe.close();
+    else if (fd !== 0 && !released) fs.closeSync(fd);
     released = true;
   };
+  const readChunk = async (): Promise<number> => (pipe ? pipe.read(chunk) : fs.readSync(fd, chunk, 0, chunk.length, null));
   /** The last read from a pipe took all it had: reading again would wait for its writer. */
   let drained = false;
   let bytesRead = 0;
@@ -586,17 +594,17 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
    * Reads until `wanted` lines wait to be taken, or the end of the input; from a pipe, only until it has nothing more
    * for now once a line waits (a producer that pauses, or one that wrote just --count lines, is not waited for).
    */
-  const fill = (wanted: number) => {
+  const fill = async (wanted: number) => {
     const enough = () => Number.isFinite(wanted) && lines.length > 0;
     while (lines.length < wanted && !eof && !unreadable && !(drained && enough())) {
       let n: number;
       try {
-        n = fs.readSync(fd, chunk, 0, chunk.length, null);
+        n = await readChunk();
       } catch (err) {
         // Standard input another process left non-blocking: wait for it rather than fail.
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
           if (enough()) break;
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+          await sleep(10);
           continue;
         }
         release();
@@ -631,21 +639,21 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
           release();
         }
       }
-      drained = waitsForWriter && n < chunk.length;
+      drained = pipe ? !pipe.holdsMore() : waitsForWriter && n < chunk.length;
     }
   };
   // A terminal is read whole first, as before the records are sent: a blocking read of it while sending would hold
   // Ctrl-C's handler back until the next line is typed. Files and pipes are read as the records are sent.
-  fill(fd === 0 && tty.isatty(0) ? Number.POSITIVE_INFINITY : 1);
+  await fill(fd === 0 && tty.isatty(0) ? Number.POSITIVE_INFINITY : 1);
   if (lines.length === 0 && unreadable) throw unreadable;
   if (lines.length === 0) {
     const blank = blanksAfter === 0 ? '' : `, only ${formatNumber(blanksAfter)} blank line${blanksAfter === 1 ? '' : 's'}`;
     throw new UserError(`--file ${file} has no records${blank}: expected one JSON object per line`);
   }
   return {
-    take(n) {
+    async take(n) {
       // One line ahead: once the last record is taken, the end of the input is known (see exhausted).
-      fill(n + 1);
+      await fill(n + 1);
       if (lines.length === 0 && unreadable) throw unreadable;
       for (const blanks of blanksBefore.splice(0, n)) blanksTaken += blanks;
       const numbers = lineNumbers.splice(0, n);
@@ -655,7 +663,7 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
       // Never reads: after Ctrl-C, a pipe that has nothing more to say yet must not hold the report back.
       return eof && lines.length === 0;
     },
-    untaken(limit) {
+    async untaken(limit) {
       let count = 0;
       const countUntil = bytesRead + UNTAKEN_COUNT_BYTES;
       countingUntaken = true;
@@ -668,7 +676,7 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
           if (count >= limit || eof || unreadable) return Math.min(count, limit);
           // A pipe or terminal not at its end: reading on would wait for its writer, maybe for ever.
           if (waitsForWriter || bytesRead >= countUntil) return undefined;
-          fill(1);
+          await fill(1);
         }
       } catch {
         return undefined;
@@ -676,6 +684,38 @@ function fileSource(file: string, schema: PipelineSchema): RecordSource {
     },
     close: release,
     blankLines: () => blanksTaken + (eof && lines.length === 0 && !countingUntaken ? blanksAfter : 0),
+  };
+}
+
+/**
+ * A pipe, FIFO or socket read through the event loop, a chunk at a time, not with readSync: a read that waits for a
+ * producer that pauses would hold the loop, and with it Ctrl-C's and SIGTERM's handlers, until it wrote again (nor would
+ * a read in the thread pool do: the process cannot exit while one waits). Undefined for what the loop cannot watch (a
+ * device such as /dev/zero), which is read with readSync.
+ */
+function pipeReader(fd: number): { read(into: Buffer): Promise<number>; holdsMore(): boolean; close(): void } | undefined {
+  let socket: net.Socket;
+  try {
+    socket = new net.Socket({ fd, readable: true, writable: false });
+  } catch {
+    return undefined;
+  }
+  const chunks = socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let rest: Buffer = Buffer.alloc(0);
+  return {
+    async read(into) {
+      if (rest.length === 0) {
+        const next = await chunks.next();
+        if (next.done === true) return 0;
+        rest = next.value;
+      }
+      const n = rest.copy(into);
+      rest = rest.subarray(n);
+      return n;
+    },
+    /** Whether bytes already read from the pipe wait to be taken: the next read does not wait for the writer. */
+    holdsMore: () => rest.length > 0 || socket.readableLength > 0,
+    close: () => socket.destroy(),
   };
 }
 
@@ -835,12 +875,15 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   let stillSending: NodeJS.Timeout | undefined;
   // Records taken from the source that no call carried (the run stopped first).
   let takenNotSent = 0;
+  // Ends a wait for records: a pipe's producer that pauses is not waited for once a signal came.
+  const stopTaking = new AbortController();
   // Ctrl-C (or SIGTERM, as `timeout` and supervisors stop a run) during a load test stops sending and still reports
   // (and verifies) what was sent. A call in flight is answered before the report; one that takes long (an endpoint
   // that hangs) is said so. A second signal ends the process at once.
   const release = takeInterrupts((by) => {
     interruption = by;
     interrupted = true;
+    stopTaking.abort();
     stillSending = setTimeout(() => io.err(`sluice: stopping once the call in flight is answered; ${by.label} again to quit at once`), STOPPING_NOTE_MS);
     stillSending.unref();
   });
@@ -859,8 +902,10 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
       }
       let batch: PreparedRecord[];
       try {
-        batch = source.take(n);
+        batch = await untilAborted(source.take(n), stopTaking.signal);
       } catch (err) {
+        // A signal while the producer pauses: the run ends as interrupted, reporting what was sent.
+        if (stopTaking.signal.aborted && err === stopTaking.signal.reason) break;
         // Input that cannot be read on (a --file line too long to be a record): the run ends, reporting what was sent before it.
         if (!(err instanceof UserError) || report.sent === 0) throw err;
         const records = report.sent === 1 ? 'record before it was' : 'records before it were';
@@ -913,7 +958,7 @@ async function sendAll(entry: EntryPoint, source: RecordSource, options: SendOpt
   report.elapsedMs = elapsedMs();
   // Counted after the clock stops: reading the rest of a large file is no part of the run's time.
   if (report.stopped) {
-    const untaken = source.untaken(options.count - report.sent - takenNotSent);
+    const untaken = await source.untaken(options.count - report.sent - takenNotSent);
     report.neverSent = untaken === undefined ? undefined : untaken + takenNotSent;
   }
   return report;

@@ -1358,6 +1358,30 @@ describe('sluice put --file: a producer that pauses', () => {
     expect(code).toBe(0);
     expect(backend.acknowledged).toHaveLength(3);
   }, 30_000);
+
+  test.each([['SIGINT', 'Ctrl-C', 130], ['SIGTERM', 'SIGTERM', 143]] as const)(
+    '%s (%s) while the producer pauses (the pipe open, nothing to read) ends the run at once: what was sent is reported, exit %i',
+    async (signal, label, exitCode) => {
+      const line = (n: number) => `${JSON.stringify({ event_id: `6f1c2b9e-0000-4000-8000-${String(n).padStart(12, '0')}`, user_id: 'u', event_type: 'login', timestamp: new Date().toISOString() })}\n`;
+      const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'put', 'app-events', '--file', '-',
+        '--endpoint-firehose', api.url, '--data-dir', dataDir], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const output = { stdout: '', stderr: '' };
+      child.stdout.on('data', (chunk: Buffer) => { output.stdout += chunk.toString(); });
+      child.stderr.on('data', (chunk: Buffer) => { output.stderr += chunk.toString(); });
+      child.stdin.on('error', () => undefined);
+      child.stdin.write([1, 2, 3].map(line).join(''));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      for (const until = Date.now() + 8_000; backend.acknowledged.length < 3 && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 100));
+      // The producer stays open and silent: put waits on its pipe when the signal comes.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      child.kill(signal);
+      const code = await within(exited, 5_000, 'hung');
+      if (code === 'hung') child.kill('SIGKILL');
+      child.stdin.destroy();
+      expect(code).toBe(exitCode);
+      expect(output.stderr).toMatch(new RegExp(`^sluice: interrupted \\(${label}\\) after [\\d.]+ m?s: 3 records sent\n$`));
+      expect(output.stdout).toMatch(/accepted 3 · failed 0/);
+    }, 30_000);
 });
 
 describe('sluice put --file --count below the file', () => {

@@ -648,9 +648,9 @@ describe('put\'s generated records', () => {
     expect((err as UserError).message).toMatch(/^cannot generate iot records the pipeline accepts: 100 drawn in a row were refused \(the last: .*\/event_type.*\); nothing was sent\. Give the field "examples" the rule accepts in schemas\/iot\.schema\.json, or send your own records with --file$/);
   });
 
-  test('records the pipeline accepts are taken as drawn, the first drawn when the source is made', () => {
+  test('records the pipeline accepts are taken as drawn, the first drawn when the source is made', async () => {
     const source = generatedSource(pipelineSchema('iot'), 1);
-    const records = source.take(5);
+    const records = await source.take(5);
     expect(records).toHaveLength(5);
     for (const r of records) expect(r.failure).toBeUndefined();
   });
