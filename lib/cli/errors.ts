@@ -3,6 +3,7 @@
  * Anything a user can fix (nothing listening, no credentials, no region, a missing resource, no
  * permission) becomes a UserError: message only, exit 2.
  */
+import * as fs from 'node:fs';
 import { escapeControlCharacters, UserError } from './output';
 
 export interface FailureContext {
@@ -51,6 +52,22 @@ export function unreadableFile(flag: string, file: string, err: unknown): UserEr
         : code === 'EACCES' || code === 'EPERM' ? 'permission denied'
           : (err as Error).message;
   return new UserError(`cannot read ${flag} ${escapeControlCharacters(file)}: ${why}`);
+}
+
+/**
+ * The whole text of a file a flag names (`--file`, `--dsl`), or of standard input for `-`. Standard input is read through
+ * the event loop, not with readFileSync: a producer that pauses would hold Ctrl-C's and SIGTERM's handlers back until it
+ * wrote again or closed. Bytes that are not UTF-8 read as U+FFFD, as readFileSync reads them.
+ */
+export async function readFileOrStdin(flag: string, file: string): Promise<string> {
+  try {
+    if (file !== '-') return fs.readFileSync(file, 'utf8');
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  } catch (err) {
+    throw unreadableFile(flag, file, err);
+  }
 }
 
 /** The socket-level error code (ECONNREFUSED, ENOTFOUND, ...) anywhere in an error's causes. */

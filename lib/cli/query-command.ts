@@ -1,7 +1,6 @@
-import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { awaitCallerCredentials } from './credentials';
-import { unreadableFile } from './errors';
+import { readFileOrStdin } from './errors';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, type TargetFlags } from './options';
 import { PRICES } from './prices';
 import { displayRows, escapeControlCharactersInLines, formatBytes, formatTable, rowsToJson, toCsv, toJson, UserError } from './output';
@@ -53,7 +52,7 @@ export function registerQueryCommand(program: Command): void {
     if (given > 1) throw new UserError('give one of: a SQL argument, --file, --saved, --list-saved');
 
     // The query's own problems first: they are the user's to fix whatever the engine.
-    const sqlGiven = sqlArg ?? (flags.file !== undefined ? readQueryFile(flags.file) : undefined);
+    const sqlGiven = sqlArg ?? (flags.file !== undefined ? await readFileOrStdin('--file', flags.file) : undefined);
     if (sqlGiven !== undefined && sqlGiven.trim() === '') throw new UserError(flags.file !== undefined ? `--file ${flags.file} holds no query` : 'the query is empty');
 
     const target = resolveTarget(flags);
@@ -91,14 +90,6 @@ export function registerQueryCommand(program: Command): void {
       engine.close();
     }
   });
-}
-
-function readQueryFile(file: string): string {
-  try {
-    return fs.readFileSync(file === '-' ? 0 : file, 'utf8');
-  } catch (err) {
-    throw unreadableFile('--file', file, err);
-  }
 }
 
 function printResult(result: SqlResult, flags: QueryFlags): void {

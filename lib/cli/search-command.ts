@@ -1,4 +1,3 @@
-import * as fs from 'node:fs';
 import * as tty from 'node:tty';
 import type { Command } from 'commander';
 import { resourceNames } from '../config';
@@ -7,7 +6,7 @@ import { jsonErrorWithoutContent } from '../../transforms/shared';
 import { addProgressOption, addTargetOptions, examples, formatDuration, hintDashesBeforeDashedArgument, parseCount, parseDuration, requirePipeline, type TargetFlags } from './options';
 import { displayRows, displayValue, escapeControlCharacters, formatTable, toJson, UserError } from './output';
 import { awaitCallerCredentials } from './credentials';
-import { explainFailure, unreadableFile } from './errors';
+import { explainFailure, readFileOrStdin } from './errors';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
 import { commandDeadline } from './sleep';
@@ -73,7 +72,7 @@ export function registerSearchCommand(program: Command): void {
     const fields = flags.fields !== undefined ? displayFields(model, flags.fields) : defaultFields(model);
     const body = buildSearchBody(model, {
       query,
-      dsl: flags.dsl !== undefined ? readDsl(flags.dsl) : undefined,
+      dsl: flags.dsl !== undefined ? await readDsl(flags.dsl) : undefined,
       sinceMs: flags.since !== undefined ? parseDuration(flags.since, '--since') : undefined,
       size: flags.countBy !== undefined && !command.getOptionValueSource('size')?.startsWith('cli') ? 0 : size,
       countBy: flags.countBy,
@@ -128,18 +127,13 @@ export function registerSearchCommand(program: Command): void {
 }
 
 /** The --dsl JSON object, from a file or, for "-", standard input. */
-function readDsl(file: string): Record<string, unknown> {
+async function readDsl(file: string): Promise<Record<string, unknown>> {
   const shown = file === '-' ? '- (standard input)' : file;
-  let text: string;
   if (file === '-' && tty.isatty(0)) {
     // Reading a terminal would wait, without a prompt, for a JSON body typed until Ctrl-D.
     throw new UserError('--dsl -: standard input is a terminal, not the query DSL: pipe the DSL in (--dsl - < query.json) or name its file (--dsl query.json)');
   }
-  try {
-    text = fs.readFileSync(file === '-' ? 0 : file, 'utf8');
-  } catch (err) {
-    throw unreadableFile('--dsl', file, err);
-  }
+  const text = await readFileOrStdin('--dsl', file);
   if (text.trim() === '') throw new UserError(`--dsl ${shown} is empty: expected a JSON object, a search body or a query clause`);
   try {
     const value = JSON.parse(text) as unknown;

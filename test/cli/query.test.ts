@@ -18,6 +18,7 @@ import { pipelineSchema, transformRecord } from '../../transforms/shared';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
 import { regionalSchema } from '../schema/regional-schema';
 import { config, deliverToLake, expectNoStackTrace, notTwinDataDir, registerTwin, rowsIn, sluice, tempDataDir } from './helpers';
+import { within } from '../within';
 
 let dataDir: string;
 const NOW = new Date('2026-11-22T12:30:00Z');
@@ -902,6 +903,23 @@ describe('no signal leaves a local query\'s scratch folder behind', () => {
     }
   }, 90_000);
 });
+
+test('Ctrl-C while --file - waits for a producer that pauses (the pipe open, nothing written): ends at once, exit 130 or by the signal', async () => {
+  const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dataDir, '--file', '-'],
+    { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  child.stdin.on('error', () => undefined);
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (code, signal) => resolve([code, signal])));
+  // Time for the CLI to load (about a second) and wait on standard input.
+  await new Promise((resolve) => setTimeout(resolve, 4_000));
+  child.kill('SIGINT');
+  const ended = await within(exited, 3_000, 'hung');
+  child.stdin.destroy();
+  if (ended === 'hung') child.kill('SIGKILL');
+  expect(ended === 'hung' ? ended : ended[0] === 130 || ended[1] === 'SIGINT').toBe(true);
+  expect(stderr).toBe('sluice: interrupted (Ctrl-C)\n');
+}, 30_000);
 
 test('Ctrl-C before the query runs (while the CLI loads): the query never runs; the one sluice: line, exit 130 or by the signal', async () => {
   const preloadDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-preload-'));
