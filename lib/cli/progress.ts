@@ -46,8 +46,10 @@ export class Progress {
   private lineOpen = false;
 
   constructor(options: ProgressOptions = {}) {
-    this.tty = io.stderrIsTTY();
-    this.enabled = this.tty || options.forced === true;
+    const terminal = io.stderrIsTTY();
+    // A dumb terminal (TERM=dumb: Emacs shell-mode, some CI consoles) would show the erase-line sequence as text: it gets lines.
+    this.tty = terminal && process.env.TERM !== 'dumb';
+    this.enabled = terminal || options.forced === true;
     this.afterMs = options.afterMs ?? 1000;
     this.everyMs = options.everyMs ?? 2000;
   }

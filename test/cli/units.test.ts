@@ -571,6 +571,19 @@ describe('Progress', () => {
       jest.restoreAllMocks();
     }
   });
+
+  test('a terminal that says it is dumb (TERM=dumb: Emacs shell-mode, some CI logs) gets lines, not an erased and redrawn one', () => {
+    jest.spyOn(io, 'stderrIsTTY').mockReturnValue(true);
+    const term = process.env.TERM;
+    process.env.TERM = 'dumb';
+    try {
+      expect(captureStderr(() => new Progress({ afterMs: 0, everyMs: 0 }).update('sent 5'))).toBe('sent 5\n');
+    } finally {
+      if (term === undefined) delete process.env.TERM;
+      else process.env.TERM = term;
+      jest.restoreAllMocks();
+    }
+  });
 });
 
 describe('parsePort: flags and SLUICE_*_PORT variables, read alike by every command', () => {
