@@ -413,7 +413,7 @@ function printDeadLetters(dlq: DlqCounts, leftInS3: LeftInS3, where: string): vo
     ? `, ${howMany(dlq.overlongLinePointers, 'pointer')} to error lines too long to read (errorCode Sluice.ErrorLineTooLong: `
       + 'damaged or foreign lines, maybe no record at all; each names its line in S3)'
     : '';
-  console.log(`DLQ messages: ${dlq.records} failed record${dlq.records === 1 ? '' : 's'}${pointers}, ${dlq.consumer} consumer batch${dlq.consumer === 1 ? '' : 'es'} (${where})`);
+  console.log(`DLQ messages: ${howMany(dlq.records, 'failed record')}${pointers}, ${formatNumber(dlq.consumer)} consumer batch${dlq.consumer === 1 ? '' : 'es'} (${where})`);
   // Error objects the router gave up on while the twin stopped (the DLQ could not be written): their records are in
   // S3 and reach the DLQ at the next start on this data dir, which routes every error object there is.
   const { notYetRouted } = leftInS3;
@@ -441,7 +441,7 @@ function printFiles(files: readonly string[]): void {
 
 /** "1 error line", "2 error lines". */
 function howMany(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+  return `${formatNumber(n)} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** Where the demo is: what a first signal stops, and so what its line says, depends on it. */
@@ -703,7 +703,7 @@ async function demoOnTwin(
     const pending = leftInS3.notYetRouted.length > 0 && dlq.records < totalFailed
       ? `; the rest are in the error objects not routed yet (above), which \`npx sluice local up --data-dir ${escapeControlCharacters(shellWord(dataDir))}\` routes`
       : '';
-    throw new UserError(`${totalFailed} failed records but ${dlq.records} DLQ messages${pending}`, 1);
+    throw new UserError(`${formatNumber(totalFailed)} failed records but ${formatNumber(dlq.records)} DLQ messages${pending}`, 1);
   }
   console.log('\nEvery record is accounted for: sent = Parquet rows + failed (each with an error object and a DLQ message) + dropped.');
 }
