@@ -159,7 +159,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const failing = results.filter((r) => !['replayed', 'would-replay', 'already-replayed', 'duplicate'].includes(r.outcome));
   if (flags.json) {
     io.out(toJson({ queue: access.queue.description, dryRun: flags.dryRun === true, read: results.length, outcomes: counts, messages: results,
-      ...(inFlight ? { inFlight } : {}), elapsedMs: Date.now() - started }));
+      ...(inFlight ? { inFlight } : {}), ...(interruption !== undefined ? { interrupted: true, stopped: interruption } : {}), elapsedMs: Date.now() - started }));
   } else {
     printReport(access, results, counts, flags.dryRun === true, Date.now() - started, inFlight);
   }

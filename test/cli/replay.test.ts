@@ -690,18 +690,20 @@ describe('sluice replay (twin)', () => {
  * `sluice replay -p app-events` in its own process, so the signal is a real one: it arrives once the entry point has
  * taken the first batch, `answerAfterMs` before the answer does.
  */
-async function replayInterruptedAtFirstPut(signal: 'SIGINT' | 'SIGTERM' = 'SIGINT', answerAfterMs = 500): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', api.url],
+async function replayInterruptedAtFirstPut(signal: 'SIGINT' | 'SIGTERM' = 'SIGINT', answerAfterMs = 500, ...extraArgs: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'replay', '-p', 'app-events', '--data-dir', dataDir, '--endpoint-firehose', api.url, ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   backend.onIngest = async () => {
     backend.onIngest = undefined;
     child.kill(signal);
     await new Promise((resolve) => setTimeout(resolve, answerAfterMs));
   };
+  let stdout = '';
   let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
   const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  return { code, stderr };
+  return { code, stdout, stderr };
 }
 
   test('Ctrl-C while a batch is being re-put: the batch is recorded and its messages deleted, then exit 130; the next run puts no record twice', async () => {
@@ -729,6 +731,16 @@ async function replayInterruptedAtFirstPut(signal: 'SIGINT' | 'SIGTERM' = 'SIGIN
     expect(await dlq.count()).toBe(0);
     expect(stderr).toBe('sluice: interrupted (Ctrl-C): replay stopped after reading 3 messages: 3 replayed (their messages deleted); no message is left in the queue\n');
     expect(code).toBe(130);
+  }, 60_000);
+
+  test('with --json, an interrupted run\'s report says so (interrupted, and what it had done), as put\'s does', async () => {
+    const seeded = await dlq.receive(10);
+    await dlq.delete(seeded.map((m) => m.receiptHandle));
+    await dlq.send([1, 2, 3].map((n) => JSON.stringify(message(n, 'app-events', appEvent(n)))));
+    const { code, stdout } = await replayInterruptedAtFirstPut('SIGINT', 500, '--json');
+    expect(code).toBe(130);
+    const report = JSON.parse(stdout) as { read: number; interrupted?: boolean; stopped?: string };
+    expect(report).toMatchObject({ read: 3, interrupted: true, stopped: 'replay stopped after reading 3 messages: 3 replayed (their messages deleted); no message is left in the queue' });
   }, 60_000);
 
 describe('sluice replay --aws', () => {
