@@ -414,14 +414,31 @@ export const KINESIS_STATE_WARN_BYTES = 128 * 1024 * 1024;
 
 /** The warning for a kinesis-mock state of KINESIS_STATE_WARN_BYTES or more in the data dir, if it has one. */
 export function kinesisStateWarning(dataDir: string, warnBytes = KINESIS_STATE_WARN_BYTES): string | undefined {
+  return kinesisStateWatch(dataDir, warnBytes)();
+}
+
+/**
+ * A check to run while the twin runs, for a state that grows past KINESIS_STATE_WARN_BYTES after the start: it answers
+ * the warning the first time the state is that size or more, then again only once it has doubled since (at ~50 records/s
+ * through Kinesis the state gains ~100 MiB an hour, so a twin left running reaches the ~512 MiB ceiling within hours).
+ */
+export function kinesisStateWatch(dataDir: string, warnBytes = KINESIS_STATE_WARN_BYTES): () => string | undefined {
   const file = path.join(dataDir, 'kinesis', KINESIS_STATE_FILE);
-  let size: number;
-  try {
-    size = fs.statSync(file).size;
-  } catch {
-    return undefined;
-  }
-  if (size < warnBytes) return undefined;
+  let next = warnBytes;
+  return () => {
+    let size: number;
+    try {
+      size = fs.statSync(file).size;
+    } catch {
+      return undefined;
+    }
+    if (size < next) return undefined;
+    while (next <= size) next *= 2;
+    return stateWarning(file, size);
+  };
+}
+
+function stateWarning(file: string, size: number): string {
   const mib = (n: number): string => `${Math.round(n / (1024 * 1024))} MiB`;
   return `${file} holds ${mib(size)}: kinesis-mock keeps every record put to the streams since this data dir was made (it does not`
     + ` apply a stream's retention) and writes them whole every 5 s; at about 512 MiB its saves fail and the state no longer loads.`

@@ -20,7 +20,7 @@ import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from '
 import { DeliveryEngine, engineOptionsFromConfig, undeliveredRecordCount, undeliveredUnconfiguredStreams, type DeliveryCounters } from './delivery-stream';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 import { DlqFile, isQueueName } from './dlq-file';
-import { kinesisStateWarning, startDynamo, startKinesis, type RunningService } from './emulators';
+import { kinesisStateWatch, startDynamo, startKinesis, type RunningService } from './emulators';
 import { freePort } from './ports';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
@@ -36,6 +36,8 @@ import { ShardReader } from './shard-reader';
 import { openSearchOrigin, removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, twinRecordPath, writeTwinRecord } from './twin-record';
 
 const ACCOUNT = '000000000000';
+/** How often a running twin looks at the size of kinesis-mock's saved state (kinesisStateWatch). */
+const KINESIS_STATE_CHECK_MS = 60_000;
 
 /**
  * The twin retries OpenSearch for at most this long (Firehose: pipelines.<name>.search.retrySeconds, 300 by default),
@@ -285,8 +287,13 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       + ` configuration does not use (another prefix or env): this run's summary and \`sluice replay\` read ${left.current}.jsonl. They stay there;`
       + ' to replay them, run `sluice replay` with the settings that wrote them (-c prefix=…, -c env=…)');
   }
-  const kinesisState = kinesisStateWarning(dataDir);
-  if (kinesisState !== undefined) log(`sluice: warning: ${kinesisState}`);
+  // As it starts, and each minute after: a twin left running grows the state past the ceiling within hours.
+  const kinesisState = kinesisStateWatch(dataDir);
+  const checkKinesisState = () => {
+    const warning = kinesisState();
+    if (warning !== undefined) log(`sluice: warning: ${warning}`);
+  };
+  checkKinesisState();
   const piiHashKey = options.piiHashKey ?? process.env.SLUICE_PII_HASH_KEY ?? localPiiHashKey(dataDir);
   const bucket = localBucketName(config);
   const region = localRegion();
@@ -338,6 +345,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       },
     });
     stops.push(() => kinesis.stop());
+    const kinesisStateTimer = setInterval(checkKinesisState, KINESIS_STATE_CHECK_MS).unref();
+    stops.push(async () => clearInterval(kinesisStateTimer));
     // Before anything else is awaited: afterRestart above uses them.
     const kc = kinesisClient(kinesis.endpoint);
     const names = (p: string) => resourceNames(config, p);

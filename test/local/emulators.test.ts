@@ -25,7 +25,7 @@ import {
   firehoseClient,
   kinesisClient,
 } from '../../lib/local/aws-clients';
-import { KINESIS_BOOTSTRAP, KINESIS_STATE_WARN_BYTES, kinesisStateWarning, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+import { KINESIS_BOOTSTRAP, KINESIS_STATE_WARN_BYTES, kinesisStateWarning, kinesisStateWatch, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
 import { ephemeralRangeStart, freePort } from '../../lib/local/ports';
 import fc from 'fast-check';
 import { awsJsonRequest, rawExchange, refusedWebPages, webPageCases } from './web-page';
@@ -215,6 +215,35 @@ describe("kinesis-mock's saved state", () => {
       expect(kinesisStateWarning(dataDir)).toBe(`${file} holds 300 MiB: kinesis-mock keeps every record put to the streams since this data dir was made (it does not`
         + " apply a stream's retention) and writes them whole every 5 s; at about 512 MiB its saves fail and the state no longer loads."
         + ' Once what was sent is delivered (a stop flushes), start again on a new --data-dir (or move this one away)');
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("kinesis-mock's saved state, watched while the twin runs", () => {
+  it('is warned about once it grows to the threshold after the start, then again only each time it has doubled', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'sluice-kinesis-state-'));
+    try {
+      const MiB = 1024 * 1024;
+      const check = kinesisStateWatch(dataDir, 8 * MiB);
+      expect(check()).toBeUndefined(); // no state yet
+      await mkdir(path.join(dataDir, 'kinesis'));
+      const file = path.join(dataDir, 'kinesis', 'kinesis-data.json');
+      await writeFile(file, '');
+      truncateSync(file, 8 * MiB - 1); // sparse: no disk used
+      expect(check()).toBeUndefined();
+      truncateSync(file, 9 * MiB);
+      expect(check()).toMatch(/^.*kinesis-data\.json holds 9 MiB: kinesis-mock keeps every record put/);
+      expect(check()).toBeUndefined(); // said once, not each minute
+      truncateSync(file, 15 * MiB);
+      expect(check()).toBeUndefined();
+      truncateSync(file, 16 * MiB);
+      expect(check()).toMatch(/holds 16 MiB/);
+      truncateSync(file, 40 * MiB);
+      expect(check()).toMatch(/holds 40 MiB/);
+      truncateSync(file, 63 * MiB);
+      expect(check()).toBeUndefined();
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
