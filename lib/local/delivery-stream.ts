@@ -1357,8 +1357,12 @@ export function engineOptionsFromConfig(
 const FRAME_HEADER_BYTES = 8;
 const FRAME_RECORDS = 1;
 const FRAME_DELIVERED = 2;
-/** Start a new segment once the active one is this large (older ones go once fully delivered). */
-const SEGMENT_ROLL_BYTES = 64 * MiB;
+/**
+ * Start a new segment once the active one is this large; older ones go once fully delivered. Small, because under a
+ * steady load the active segment is never wholly delivered (records arrive while a flush runs): it is the older ones
+ * that go, so the log holds about this much beyond what is not yet delivered.
+ */
+const SEGMENT_ROLL_BYTES = MiB;
 const MAX_FRAME_BYTES = 1024 * MiB;
 
 /** `kinesis` as logged: an older Sluice logged subsequenceNumber as a string ('' for a plain record). */
@@ -1512,8 +1516,7 @@ class WriteAheadLog {
 
   private async activeSegment(): Promise<NonNullable<WriteAheadLog['active']>> {
     const active = this.active;
-    // Roll when the segment is big, or when it is over 1 MiB and wholly delivered (it can then be removed).
-    const roll = active && (active.size >= SEGMENT_ROLL_BYTES || (active.size > MiB && active.segment.maxSeq <= this.delivered));
+    const roll = active && active.size >= SEGMENT_ROLL_BYTES;
     if (active && !roll) return active;
     if (active) {
       await active.handle.close();
