@@ -463,6 +463,9 @@ export class SearchSink {
         bytes += body.length;
       }
     }
+    // Indices rotate with arrival time: one this delivery did not write to is an earlier period's, written to again
+    // only by records a restart recovers, whose numbering reads its folder anew. Kept, it is an entry per period forever.
+    for (const index of this.nextFileNumber.keys()) if (!byIndex.has(index)) this.nextFileNumber.delete(index);
     return { files, bytes };
   }
 

@@ -359,6 +359,17 @@ describe('SearchSink without an endpoint', () => {
     expect(server.requests).toEqual([]);
   });
 
+  it('keeps the next file number of the indices it writes to now only, and numbers on after files of an earlier one', async () => {
+    const sink = new SearchSink({ model, dataDir, url: null, rotation: 'OneHour' });
+    const numbers = (sink as unknown as { nextFileNumber: ReadonlyMap<string, number> }).nextFileNumber;
+    for (let hour = 0; hour < 48; hour++) await sink.deliver([doc(`h${hour}`, MAR_1 + hour * 3_600_000)]);
+    expect([...numbers.keys()]).toEqual([rotatedIndexName('clickstream', 'OneHour', MAR_1 + 47 * 3_600_000)]);
+    // A record of an earlier hour (recovered at a restart) still takes the number after that index's files.
+    await sink.deliver([doc('late', MAR_1)]);
+    const root = path.join(dataDir, 'opensearch', 'clickstream', rotatedIndexName('clickstream', 'OneHour', MAR_1));
+    expect(fs.readdirSync(root).sort()).toEqual(['00000001.ndjson', '00000002.ndjson']);
+  });
+
   it('reads OPENSEARCH_URL when no url option is given', () => {
     const saved = process.env.OPENSEARCH_URL;
     try {
