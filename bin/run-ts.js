@@ -3,7 +3,7 @@
 'use strict';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const path = require('node:path');
-require('tsx/cjs');
+require('./register-tsx');
 const [entry, ...rest] = process.argv.slice(2);
 if (!entry) {
   console.error('usage: run-ts.js <file.ts> [args...]');

@@ -21,5 +21,5 @@ const endAtOnce = () => {
   process.kill(process.pid, 'SIGINT');
 };
 process.on('SIGINT', endAtOnce);
-require('tsx/cjs');
+require('./register-tsx');
 require('../lib/cli/main.ts');

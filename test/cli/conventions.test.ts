@@ -232,6 +232,24 @@ describe('the sluice binary', () => {
     }
   });
 
+  test('a temporary folder tsx cannot cache its compiled code in (TMPDIR a file, read-only or gone): sluice and run-ts.js still run', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-tmpdir-'));
+    try {
+      // A file, not a folder: unwritable to root too, as a read-only mount is.
+      const notAFolder = path.join(dir, 'tmp');
+      fs.writeFileSync(notAFolder, '');
+      const env = { ...process.env, TMPDIR: notAFolder, TSX_DISABLE_CACHE: undefined };
+      const cost = spawnSync(process.execPath, [bin, 'cost', '--json', '--rate', '10'], { encoding: 'utf8', timeout: 60_000, env });
+      expect({ status: cost.status, stderr: cost.stderr }).toEqual({ status: 0, stderr: '' });
+      const script = path.join(dir, 'typed.ts');
+      fs.writeFileSync(script, 'const answer: number = 42;\nconsole.log(answer);\n');
+      const runTs = spawnSync(process.execPath, [path.resolve(__dirname, '../../bin/run-ts.js'), script], { encoding: 'utf8', timeout: 60_000, env });
+      expect({ status: runTs.status, stdout: runTs.stdout, stderr: runTs.stderr }).toEqual({ status: 0, stdout: '42\n', stderr: '' });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('SLUICE_DATA_DIR names the twin\'s data dir', () => {
     const result = exec('query', 'SELECT 1');
     expect(result.status).toBe(2);
