@@ -11,7 +11,7 @@ import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../sc
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
 import { listenProblem } from '../local/ports';
-import { DATA_DIR_MODE, defaultDataDir, makeDirectories } from '../local/paths';
+import { DATA_DIR_MODE, defaultDataDir, makeDirectories, makeTempFolder } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type DlqCounts, type LeftInS3, type Twin, type TwinOptions } from '../local/twin';
 import { readLiveTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-record';
@@ -502,7 +502,7 @@ async function runDemo(flags: LocalFlags & { count: string; badRate: string }): 
   // started or sent, not after the twin started and the pipelines before it were sent to.
   const traffic = demoTraffic(config, count, badRate);
   const madeDataDir = flags.dataDir === undefined;
-  const dataDir = flags.dataDir !== undefined ? dataDirPath(flags.dataDir) : path.resolve(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-demo-')));
+  const dataDir = flags.dataDir !== undefined ? dataDirPath(flags.dataDir) : path.resolve(makeTempFolder('sluice-demo-', 'the demo\'s data dir'));
   try {
     await demoIn(twinOptions(flags, config, dataDir, ports), traffic);
   } catch (error) {

@@ -1,5 +1,4 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { DuckDBInstance, DuckDBTypeId, StatementType, type DuckDBConnection, type DuckDBExtractedStatements, type DuckDBPreparedStatement, type DuckDBType } from '@duckdb/node-api';
 import { didYouMean, resourceNames, type SluiceConfig } from '../config';
@@ -10,7 +9,7 @@ import { hasRowFieldsUnnest, hasTwoColumnUnnest, protectLongIntegers, rewriteUnn
 import { injectedKeyMessage, injectedKeyViolation } from './injected-partitions';
 import { fileStamp, footerDigest, FooterCache, type FooterEntry } from './footer-cache';
 import { parquetTypeMismatches } from './parquet-types';
-import { bucketDir, filesUnder, localBucketName, makeDirectories } from './paths';
+import { bucketDir, filesUnder, localBucketName, makeDirectories, makeTempFolder } from './paths';
 import { athenaColumnNames, cteNames, referencedTables } from './referenced-tables';
 // Strings read back whole, a leading U+FEFF included, as Athena gives them.
 import './duckdb-strings';
@@ -362,7 +361,7 @@ export class LocalAthena {
   static async open(dataDir: string, config: SluiceConfig, options: { readonly schemaDir?: string } = {}): Promise<LocalAthena> {
     const instance = await DuckDBInstance.create(':memory:');
     const connection = await instance.connect();
-    const privateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-query-'));
+    const privateDir = makeTempFolder('sluice-query-', 'the query\'s scratch folder');
     let athena: LocalAthena | undefined;
     try {
       const lake = lakePathForDuckDb(bucketDir(dataDir, localBucketName(config)), privateDir);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { SluiceConfig } from '../config';
 import { EmulatorStateError } from './state-error';
@@ -39,6 +40,19 @@ export function makeDirectories(dir: string, options: { readonly mode?: number }
     }
   }
   if (!fs.statSync(dir).isDirectory()) throw new Error(`${dir} is not a folder`);
+}
+
+/**
+ * A new folder `<prefix>XXXXXX` in the system temp dir (`TMPDIR`), its owner's alone; `what` it is for names it when the temp
+ * dir cannot take it (read-only, missing, a file), which is the environment's to fix, not a bug.
+ */
+export function makeTempFolder(prefix: string, what: string): string {
+  try {
+    return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new EmulatorStateError(`the temp dir ${os.tmpdir()} cannot take ${what} (${code ?? (error as Error).message}): set TMPDIR to a folder you can write`);
+  }
 }
 
 /** The mode the twin makes its data dir with: it holds raw records, its owner's alone. */

@@ -3,7 +3,7 @@
  * like the twin's, and a miniature of the twin's lake path (transform → Parquet under the Firehose
  * prefix) for records the tests hand it.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -97,6 +97,17 @@ export function tempDataDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-cli-'));
   tempDirs.push(dir);
   return dir;
+}
+
+/**
+ * Runs the `sluice` binary with a temp dir (`TMPDIR`) that cannot take a folder: a file, as a read-only mount is to
+ * root too. A process of its own: os.tmpdir() reads the real environment, not a test's process.env.
+ */
+export function sluiceWithUnusableTempDir(...argv: string[]): CliResult & { readonly tempDir: string } {
+  const tempDir = path.join(tempDataDir(), 'tmp');
+  fs.writeFileSync(tempDir, '');
+  const run = spawnSync(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), ...argv], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, TMPDIR: tempDir } });
+  return { code: run.status ?? -1, stdout: run.stdout, stderr: run.stderr, tempDir };
 }
 
 /**

@@ -20,7 +20,7 @@ import { dlqMessageKinds, dlqMessageKindsByPipeline } from '../../lib/local/twin
 import { MAX_ERROR_LINE_BYTES, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import type { Twin, TwinOptions } from '../../lib/local/twin';
 import { processRuns, waitForExit } from '../faults/helpers';
-import { config, expectNoStackTrace, registerTwin, sluice, sluiceAfresh, tempDataDir } from './helpers';
+import { config, expectNoStackTrace, registerTwin, sluice, sluiceAfresh, sluiceWithUnusableTempDir, tempDataDir } from './helpers';
 
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -329,6 +329,11 @@ describe('before the twin starts', () => {
       else process.env.TMPDIR = tmp;
       await new Promise<void>((resolve) => holder.close(() => resolve()));
     }
+  });
+
+  test('a temp dir that cannot take the demo\'s data dir is said with what to do (exit 2), not as a bug', () => {
+    const { code, stderr, tempDir } = sluiceWithUnusableTempDir('demo', '--count', '1');
+    expect({ code, stderr }).toEqual({ code: 2, stderr: `sluice: the temp dir ${tempDir} cannot take the demo's data dir (ENOTDIR): set TMPDIR to a folder you can write\n` });
   });
 
   test('a data dir another live twin holds is refused and names it; one a dead twin left is taken over and released', async () => {

@@ -17,7 +17,7 @@ import { sampleRecords } from '../../lib/schema/sample';
 import { pipelineSchema, transformRecord } from '../../transforms/shared';
 import { MAX_ERROR_LINE_BYTES } from '../../transforms/failure-router/error-records';
 import { regionalSchema } from '../schema/regional-schema';
-import { config, deliverToLake, expectNoStackTrace, notTwinDataDir, registerTwin, rowsIn, sluice, tempDataDir } from './helpers';
+import { config, deliverToLake, expectNoStackTrace, notTwinDataDir, registerTwin, rowsIn, sluice, sluiceWithUnusableTempDir, tempDataDir } from './helpers';
 import { within } from '../within';
 
 let dataDir: string;
@@ -804,6 +804,11 @@ describe('sluice query runs one read-only statement and reads only the lake, as 
       expect({ sql, code }).toEqual({ sql, code: 0 });
     }
   });
+});
+
+test('a temp dir that cannot take the query\'s scratch folder is said with what to do (exit 2), not as a bug', () => {
+  const { code, stderr, tempDir } = sluiceWithUnusableTempDir('query', 'SELECT 1', '--data-dir', dataDir);
+  expect({ code, stderr }).toEqual({ code: 2, stderr: `sluice: the temp dir ${tempDir} cannot take the query's scratch folder (ENOTDIR): set TMPDIR to a folder you can write\n` });
 });
 
 test('Ctrl-C during a local query exits 130 and leaves no scratch folder (profile, spill files) behind', async () => {
