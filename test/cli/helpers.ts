@@ -100,14 +100,19 @@ export function tempDataDir(): string {
 }
 
 /**
- * Runs the `sluice` binary with a temp dir (`TMPDIR`) that cannot take a folder: a file, as a read-only mount is to
- * root too. A process of its own: os.tmpdir() reads the real environment, not a test's process.env.
+ * Runs the `sluice` binary in a process of its own with `env` added, to its end. For what a test's process.env cannot
+ * change in this process: os.tmpdir(), for one, reads the real environment's TMPDIR.
  */
+export function sluiceBinary(argv: readonly string[], env: NodeJS.ProcessEnv): CliResult {
+  const run = spawnSync(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), ...argv], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
+  return { code: run.status ?? -1, stdout: run.stdout, stderr: run.stderr };
+}
+
+/** `sluiceBinary` with a temp dir (`TMPDIR`) that cannot take a folder: a file, as a read-only mount is to root too. */
 export function sluiceWithUnusableTempDir(...argv: string[]): CliResult & { readonly tempDir: string } {
   const tempDir = path.join(tempDataDir(), 'tmp');
   fs.writeFileSync(tempDir, '');
-  const run = spawnSync(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), ...argv], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, TMPDIR: tempDir } });
-  return { code: run.status ?? -1, stdout: run.stdout, stderr: run.stderr, tempDir };
+  return { ...sluiceBinary(argv, { TMPDIR: tempDir }), tempDir };
 }
 
 /**

@@ -20,7 +20,7 @@ import { dlqMessageKinds, dlqMessageKindsByPipeline } from '../../lib/local/twin
 import { MAX_ERROR_LINE_BYTES, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import type { Twin, TwinOptions } from '../../lib/local/twin';
 import { processRuns, waitForExit } from '../faults/helpers';
-import { config, expectNoStackTrace, registerTwin, sluice, sluiceAfresh, sluiceWithUnusableTempDir, tempDataDir } from './helpers';
+import { config, expectNoStackTrace, registerTwin, sluice, sluiceAfresh, sluiceBinary, sluiceWithUnusableTempDir, tempDataDir } from './helpers';
 
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -311,22 +311,19 @@ describe('before the twin starts', () => {
     const holder: Server = createServer();
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     const port = (holder.address() as { port: number }).port;
-    const tmp = process.env.TMPDIR;
-    // os.tmpdir() reads TMPDIR: the demo's own data dir goes where this test can see it.
-    process.env.TMPDIR = dataDir;
     try {
-      const run = await sluice('demo', '--count', '1', '--firehose-port', String(port));
+      // TMPDIR here, so that the demo's own data dir goes where this test can see it (tsx keeps its cache there too).
+      const run = sluiceBinary(['demo', '--count', '1', '--firehose-port', String(port)], { TMPDIR: dataDir });
+      const demoDirs = () => readdirSync(dataDir).filter((f) => f.startsWith('sluice-demo-'));
       expect(run.code).toBe(2);
       expect(run.stderr).toBe(`sluice: port ${port} on 127.0.0.1 (Firehose API) is in use, perhaps by another twin: stop it, or choose another port with --firehose-port (or leave it out: any free port)\n`);
-      expect(readdirSync(dataDir)).toEqual([]);
+      expect(demoDirs()).toEqual([]);
       const given = path.join(dataDir, 'given');
       mkdirSync(given);
       const withDataDir = await sluice('demo', '--count', '1', '--firehose-port', String(port), '--data-dir', given);
       expect(withDataDir.code).toBe(2);
-      expect(readdirSync(dataDir)).toEqual(['given']);
+      expect({ demoDirs: demoDirs(), given: existsSync(given) }).toEqual({ demoDirs: [], given: true });
     } finally {
-      if (tmp === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = tmp;
       await new Promise<void>((resolve) => holder.close(() => resolve()));
     }
   });
@@ -514,8 +511,8 @@ describe('demo', () => {
         badRecordBytes: (schema: object, ...rest: [never, never]) => { cannot(schema); return actual.badRecordBytes(schema, ...rest); },
       };
     });
-    const tmp = process.env.TMPDIR;
-    process.env.TMPDIR = dataDir;
+    // The demo's own data dir would go here, where this test can see it (a test's process.env.TMPDIR does not reach os.tmpdir()).
+    jest.doMock('node:os', () => ({ ...jest.requireActual<typeof import('node:os')>('node:os'), tmpdir: () => dataDir }));
     try {
       const run = await sluiceAfresh('demo', '--count', '5');
       expect(run).toEqual(expect.objectContaining({
@@ -526,8 +523,7 @@ describe('demo', () => {
       }));
       expect(readdirSync(dataDir)).toEqual([]);
     } finally {
-      if (tmp === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = tmp;
+      jest.dontMock('node:os');
       jest.dontMock('../../lib/schema/sample');
     }
   });
