@@ -327,7 +327,7 @@ describe('metadata consumer without transactions (dynalite, the local twin)', ()
     const batch = iotBatch(10);
     const first = await consumer(client)(batch);
     expect(first.batchItemFailures).toHaveLength(10);
-    // Given up within its attempts (maxAttempts, 10), not waited out for ever.
+    // Given up within its attempts (MAX_WRITE_ATTEMPTS, 10), not waited out for ever.
     expect(calls.UpdateCommand).toBe(attempts);
     expect(await counters()).toEqual({});
     expect((await table()).filter((i) => String(i.pk).startsWith('event#'))).toEqual([]);
@@ -353,7 +353,7 @@ describe('metadata consumer without transactions (dynalite, the local twin)', ()
     expect(await counters()).toEqual({ 'count#iot#telemetry 2026-11-22T13:40': { events: 10, bytes: expect.any(Number) } });
   });
 
-  it('an endpoint that stops answering between the event items and the counters is waited out, past maxAttempts: counted once, nothing reported', async () => {
+  it('an endpoint that stops answering between the event items and the counters is waited out, past MAX_WRITE_ATTEMPTS: counted once, nothing reported', async () => {
     let refusals = 15;
     const { client, calls } = counted((command) => {
       if (command.constructor.name !== 'UpdateCommand' || refusals === 0) return undefined;

@@ -135,7 +135,6 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
       writtenAt: at.toISOString(),
       deadline: started + budgetMs,
       sleep: options.sleep,
-      eventsPerTransaction: options.eventsPerTransaction,
       onRetry: () => {
         retries++;
       },

@@ -59,10 +59,6 @@ export interface StoreOptions {
   /** Give up retrying throttled or conflicting writes at this time (epoch ms). */
   readonly deadline: number;
   readonly sleep?: (ms: number) => Promise<void>;
-  /** Events per transaction (each transaction also holds one update per counter it touches). @default 50 */
-  readonly eventsPerTransaction?: number;
-  /** Attempts per write before it counts as failed. @default 10 */
-  readonly maxAttempts?: number;
   /** Called once per write retry, with the reason. */
   readonly onRetry?: (reason: string) => void;
 }
@@ -94,6 +90,8 @@ const RETRYABLE_ERRORS = new Set([
 ]);
 /** Batch calls in flight at once on the path without transactions. */
 const BATCH_CONCURRENCY = 4;
+/** Attempts per write before it counts as failed (the deadline may end it sooner). */
+const MAX_WRITE_ATTEMPTS = 10;
 
 /** Clients whose endpoint answered TransactWriteItems with UnknownOperationException: later invocations skip the attempt. */
 const clientsWithoutTransactions = new WeakSet<object>();
@@ -326,7 +324,7 @@ export class MetadataStore {
     const update = this.counterUpdate(counter, chunk);
     // A connection that broke or an endpoint that is gone is waited out: the take-back that giving up leads to would
     // meet the same endpoint, and an attempt cut off may still land after it. Throttling and errors the endpoint
-    // answers with give up (maxAttempts, the deadline): the endpoint is there to take the event items back.
+    // answers with give up (MAX_WRITE_ATTEMPTS, the deadline): the endpoint is there to take the event items back.
     await this.withRetries(async () => {
       try {
         await this.options.dynamo.send(new UpdateCommand(update));
@@ -498,7 +496,7 @@ export class MetadataStore {
       || e.$fault === 'server' || e.name === 'TimeoutError' || TRANSPORT_ERRORS.has(e.code ?? '');
   }
 
-  /** Retries retryable errors, within maxAttempts and the deadline unless `givesUp` says otherwise for the error. */
+  /** Retries retryable errors, within MAX_WRITE_ATTEMPTS and the deadline unless `givesUp` says otherwise for the error. */
   private async withRetries<T>(work: () => Promise<T>, givesUp: (e: AwsError) => boolean = () => true): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -519,7 +517,7 @@ export class MetadataStore {
   /** Waits before the next attempt, or gives up (WriteFailure, retryable) when the deadline would pass. */
   private async backoff(attempt: number, reason: string, cause: unknown, givesUp = true): Promise<void> {
     const delay = backoffDelay(attempt);
-    if (givesUp && (attempt + 1 >= (this.options.maxAttempts ?? 10) || Date.now() + delay >= this.options.deadline)) {
+    if (givesUp && (attempt + 1 >= MAX_WRITE_ATTEMPTS || Date.now() + delay >= this.options.deadline)) {
       throw new WriteFailure(`gave up after ${attempt + 1} attempt${attempt === 0 ? '' : 's'}: ${reason}`, true, { cause });
     }
     this.options.onRetry?.(reason);
