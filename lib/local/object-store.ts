@@ -8,8 +8,8 @@
  * segments, absolute paths, NUL, a symlink planted inside the bucket — is refused with
  * InvalidObjectKeyError and nothing is written.
  *
- * Disk errors (ENOSPC, EROFS, EACCES, EIO, …) are thrown as the Node errors they are; callers
- * decide to retry with `isRetryableStorageError`. Every successful put emits `objectCreated`.
+ * Disk errors (ENOSPC, EROFS, EACCES, EIO, …) are thrown as the Node errors they are, nothing left
+ * behind; the delivery engine retries them. Every successful put emits `objectCreated`.
  */
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
@@ -68,21 +68,6 @@ export class NoSuchKeyError extends Error {
     super(`s3://${bucket}/${key}: no such key`);
     this.name = 'NoSuchKeyError';
   }
-}
-
-const RETRYABLE_CODES = new Set([
-  'ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'EAGAIN', 'ETXTBSY', 'EEXIST', 'ENOENT',
-]);
-
-/**
- * True for storage errors that may go away on their own or by an operator's hand (disk full,
- * read-only remount, permissions, I/O errors, too many open files): the caller should back off and
- * retry rather than give up on acknowledged data.
- */
-export function isRetryableStorageError(error: unknown): boolean {
-  if (error instanceof InvalidObjectKeyError) return false;
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' && RETRYABLE_CODES.has(code);
 }
 
 export interface ObjectStoreOptions {

@@ -1,6 +1,6 @@
 /**
  * The twin's S3 on a real temp directory: keys map to files exactly, writes are atomic, keys that
- * would leave the bucket are refused, and disk errors surface as retryable errors.
+ * would leave the bucket are refused, and disk errors surface as they are, leaving nothing behind.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -10,7 +10,6 @@ import type { S3Event } from 'aws-lambda';
 import fc from 'fast-check';
 import {
   InvalidObjectKeyError,
-  isRetryableStorageError,
   NoSuchKeyError,
   ObjectStore,
   objectKeyProblem,
@@ -74,7 +73,6 @@ describe('ObjectStore', () => {
     const error = await store.getObjectStream('lake', 'errors/e.json', { ifMatch: first.etag }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PreconditionFailedError);
     expect(error).toMatchObject({ code: 'PreconditionFailed', message: expect.stringMatching(/^s3:\/\/lake\/errors\/e\.json: its ETag is "[^"]+", not "[^"]+" \(PreconditionFailed\)$/) });
-    expect(isRetryableStorageError(error)).toBe(false);
     const now = await store.getObjectStream('lake', 'errors/e.json');
     now.body.destroy();
     expect(now.etag).not.toBe(first.etag);
@@ -173,7 +171,6 @@ describe('ObjectStore', () => {
     await expect(store.putObject('lake', key, 'x')).rejects.toThrow(InvalidObjectKeyError);
     await expect(store.putObject('lake', key, 'x')).rejects.toThrow(message);
     expect(await filesUnder(dataDir)).toEqual([]);
-    expect(isRetryableStorageError(new InvalidObjectKeyError('lake', key, 'x'))).toBe(false);
   });
 
   it('refuses bad bucket names', async () => {
@@ -194,12 +191,11 @@ describe('ObjectStore', () => {
     }
   });
 
-  it('surfaces a disk error as a retryable error and leaves no object or temp file behind', async () => {
+  it('surfaces a disk error as it is and leaves no object or temp file behind; the same put then succeeds', async () => {
     const enospc = Object.assign(new Error('ENOSPC: no space left on device, rename'), { code: 'ENOSPC' });
     jest.spyOn(fs.promises, 'rename').mockRejectedValueOnce(enospc);
     const error = await store.putObject('lake', 'data/x', 'body').catch((e: unknown) => e);
     expect(error).toBe(enospc);
-    expect(isRetryableStorageError(error)).toBe(true);
     expect(await filesUnder(dataDir)).toEqual([]);
     await store.putObject('lake', 'data/x', 'body');
     expect((await store.getObject('lake', 'data/x')).toString()).toBe('body');
@@ -273,14 +269,6 @@ describe('ObjectStore', () => {
     });
     await store.putObject('lake', 'data/year=2026/x', 'body');
     expect(synced).toContainEqual({ file: path.dirname(target), objectThere: true });
-  });
-
-  it('classifies storage errors', () => {
-    for (const code of ['ENOSPC', 'EROFS', 'EACCES', 'EIO', 'EMFILE', 'EDQUOT']) {
-      expect(isRetryableStorageError(Object.assign(new Error(code), { code }))).toBe(true);
-    }
-    expect(isRetryableStorageError(Object.assign(new Error('x'), { code: 'ENAMETOOLONG' }))).toBe(false);
-    expect(isRetryableStorageError(new Error('no code'))).toBe(false);
   });
 
   it('a segment that only starts with two dots is a name, not the parent directory', () => {
