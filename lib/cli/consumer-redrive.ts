@@ -304,7 +304,7 @@ export interface RedriveOptions {
   readonly region: string;
   /** Invocations per slice of records before the consumer counts as failing still. */
   readonly attempts: number;
-  /** Pause before invoking again. @default backoffDelay */
+  /** Pause before invoking again (for backoffDelay(attempt) ms). @default the CLI's sleep */
   readonly sleep?: (ms: number) => Promise<void>;
   /** Called before each invocation (the command keeps its message hidden for as long as one can take). */
   readonly heartbeat?: () => Promise<void>;
