@@ -7,7 +7,7 @@
  */
 import { GetRecordsCommand, GetShardIteratorCommand, type _Record, type KinesisClient } from '@aws-sdk/client-kinesis';
 import type { KinesisStreamEvent } from 'aws-lambda';
-import { backoffDelay } from '../../transforms/shared/retry';
+import { backoffDelay, sizedSlices } from '../../transforms/shared/retry';
 import { batchResponseOutcome, kinesisStreamEvent, MAX_EVENT_BYTES, type KinesisInvocationRecord } from '../local/event-source-mapping';
 import { explainFailure, type FailureContext } from './errors';
 import { sleep as defaultSleep } from './sleep';
@@ -282,22 +282,8 @@ export type RedriveResult =
 export function eventSlices(records: readonly _Record[], eventOf: (records: _Record[]) => KinesisStreamEvent, maxBytes = MAX_EVENT_BYTES): _Record[][] {
   const serializedBytes = (rs: _Record[]) => Buffer.byteLength(JSON.stringify(eventOf(rs)), 'utf8');
   const envelope = serializedBytes([]);
-  const slices: _Record[][] = [];
-  let slice: _Record[] = [];
-  let bytes = envelope;
-  for (const record of records) {
-    // The record's own bytes, and the comma that separates it from the one before.
-    const size = serializedBytes([record]) - envelope + 1;
-    if (slice.length > 0 && bytes + size > maxBytes) {
-      slices.push(slice);
-      slice = [];
-      bytes = envelope;
-    }
-    slice.push(record);
-    bytes += size;
-  }
-  if (slice.length > 0) slices.push(slice);
-  return slices;
+  // A record's own bytes, and the comma that separates it from the one before.
+  return sizedSlices(records, Number.POSITIVE_INFINITY, maxBytes - envelope, (record) => serializedBytes([record]) - envelope + 1);
 }
 
 export interface RedriveOptions {

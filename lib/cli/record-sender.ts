@@ -7,6 +7,7 @@ import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sd
 import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { explainFailure, networkErrorCode, type FailureContext } from './errors';
 import { sleep } from './sleep';
+import { sizedSlices } from '../../transforms/shared/retry';
 
 export interface OutgoingRecord {
   readonly data: Buffer;
@@ -216,21 +217,7 @@ function recordBytes(record: OutgoingRecord, limits: ApiLimits): number {
 
 /** Splits record indexes into batches within the API's count and size limits, in order. */
 export function planBatches(records: readonly OutgoingRecord[], indexes: readonly number[], limits: ApiLimits): number[][] {
-  const batches: number[][] = [];
-  let current: number[] = [];
-  let bytes = 0;
-  for (const i of indexes) {
-    const size = recordBytes(records[i], limits);
-    if (current.length > 0 && (current.length >= limits.maxRecords || bytes + size > limits.maxBatchBytes)) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(i);
-    bytes += size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
+  return sizedSlices(indexes, limits.maxRecords, limits.maxBatchBytes, (i) => recordBytes(records[i], limits));
 }
 
 /**

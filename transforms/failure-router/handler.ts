@@ -29,7 +29,7 @@ import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES } from '../shared/limits';
 import { pipelineSchema } from '../shared/pipeline';
 import { failureReason } from '../shared/record';
-import { backoffDelay, requestTimeouts, sleep } from '../shared/retry';
+import { backoffDelay, requestTimeouts, sizedSlices, sleep } from '../shared/retry';
 import { createTelemetry, errorMessage, publishCounts, type Logger, type Metrics } from '../shared/telemetry';
 import { FAILURE_ROUTER_SERVICE, UNROUTED_METRICS } from '../shared/metric-names';
 import { toSqsBody } from '../shared/sqs-body';
@@ -438,21 +438,7 @@ function clip(s: string, limit: number): string {
 
 /** Splits messages into SendMessageBatch calls: at most 10 entries and `maxBatchBytes` of bodies each. */
 export function sqsBatches(messages: readonly DlqMessage[], maxBatchBytes: number): DlqMessage[][] {
-  const batches: DlqMessage[][] = [];
-  let current: DlqMessage[] = [];
-  let bytes = 0;
-  for (const m of messages) {
-    const size = bodyBytes(m);
-    if (current.length > 0 && (current.length === SQS_MAX_BATCH_ENTRIES || bytes + size > maxBatchBytes)) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(m);
-    bytes += size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
+  return sizedSlices(messages, SQS_MAX_BATCH_ENTRIES, maxBatchBytes, bodyBytes);
 }
 
 /**

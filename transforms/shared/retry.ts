@@ -39,6 +39,28 @@ export function slices<T>(items: readonly T[], size: number): T[][] {
 }
 
 /**
+ * `items` in consecutive slices within a batch API's limits: at most `maxCount` items and `maxBytes` (as `bytesOf`
+ * counts them) each. An item larger than `maxBytes` goes alone.
+ */
+export function sizedSlices<T>(items: Iterable<T>, maxCount: number, maxBytes: number, bytesOf: (item: T) => number): T[][] {
+  const out: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = bytesOf(item);
+    if (current.length > 0 && (current.length >= maxCount || bytes + size > maxBytes)) {
+      out.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+/**
  * An AWS SDK client's request handler options (options, not a NodeHttpHandler: the client builds its own, and a bundle
  * then carries neither @smithy/node-http-handler nor the @smithy/core it needs): a call unanswered for `timeoutMs`
  * fails with TimeoutError and the SDK retries it, where its default waits without end, holding an invocation to the
