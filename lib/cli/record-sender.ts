@@ -62,12 +62,6 @@ interface SendContext {
 }
 
 /**
- * Marks the error of a call one of whose attempts was cut off after it was sent (`$maybeSent`): the SDK retries
- * such an attempt itself, and its last attempt's error (say ECONNREFUSED, the endpoint gone by then) would
- * otherwise say the records never arrived. An attempt the server answered with an error status is not cut off; one
- * answered with a success whose body was cut off is (the stream took the call).
- */
-/**
  * Whether an attempt that failed with `err` may have reached the stream: not when it never connected, nor when
  * the server answered with an error status (it refused). The deserializer gives what it throws the response's
  * status, a success's whose body was cut off too (that one may have been taken).
@@ -80,6 +74,12 @@ export function attemptMaybeSent(err: unknown): boolean {
   return !/did not establish a connection/.test((err as { message?: unknown } | null)?.message as string ?? '');
 }
 
+/**
+ * Marks the error of a call one of whose attempts was cut off after it was sent (`$maybeSent`): the SDK retries
+ * such an attempt itself, and its last attempt's error (say ECONNREFUSED, the endpoint gone by then) would
+ * otherwise say the records never arrived. An attempt the server answered with an error status is not cut off; one
+ * answered with a success whose body was cut off is (the stream took the call).
+ */
 function trackCallsCutOff(client: FirehoseClient | KinesisClient): void {
   type Middleware = (next: (args: unknown) => Promise<unknown>, context: SendContext) => (args: unknown) => Promise<unknown>;
   const stack = client.middlewareStack as unknown as {
