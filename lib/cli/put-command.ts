@@ -379,13 +379,13 @@ function neverSentClause(neverSent: number | undefined, count: number, file: str
   return `; ${formatNumber(neverSent)} more ${neverSent === 1 ? 'record' : 'records'} of ${from} ${neverSent === 1 ? 'was' : 'were'} never sent`;
 }
 
-/** "interrupted (Ctrl-C) after 3.3 s of 30 s: 164 records sent"; "… after 3.3 s: 164 of 1,000 records sent" */
 /** The error of an interrupted run: its status the signal's (130, 143 for SIGTERM), the interruption said first, then `also`. */
 function interruptedError(report: SendReport, count: number, durationMs: number | undefined, also?: string): UserError {
   const message = interruptedMessage(report, count, durationMs);
   return new UserError(also === undefined ? message : `${message}; ${also}`, report.interruption?.exitCode ?? INTERRUPTED_EXIT_CODE);
 }
 
+/** "interrupted (Ctrl-C) after 3.3 s of 30 s: 164 records sent"; "… after 3.3 s: 164 of 1,000 records sent" */
 function interruptedMessage(report: SendReport, count: number, durationMs: number | undefined): string {
   const of = durationMs !== undefined ? ` of ${formatDuration(durationMs)}` : '';
   const sent = Number.isFinite(count) ? `${formatNumber(report.sent)} of ${formatNumber(count)}` : formatNumber(report.sent);

@@ -304,7 +304,6 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
   }
 }
 
-/** "the twin at .sluice (pid 4242, started 2026-11-22 09:58:40)": the twin running on the target's data dir, for messages. */
 /**
  * The buffer interval the twin of the target's data dir delivers with: a `local up --buffer-interval` other than the
  * configuration's is in its twin.json. The configuration's when no twin recorded one (none yet, or an older Sluice's), or one
@@ -316,6 +315,7 @@ export function twinBufferIntervalSeconds(target: LocalTarget): number {
   return typeof recorded === 'number' && recorded >= 0 && recorded <= MAX_LOCAL_BUFFER_INTERVAL_SECONDS ? recorded : target.config.local.bufferIntervalSeconds;
 }
 
+/** "the twin at .sluice (pid 4242, started 2026-11-22 09:58:40)": the twin running on the target's data dir, for messages. */
 export function twinAt(target: LocalTarget, twin: TwinRecord): string {
   return `the twin at ${displayPath(target.dataDir)} (pid ${twin.pid}, started ${clockTime(twin.startedAt)})`;
 }

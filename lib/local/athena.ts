@@ -310,6 +310,9 @@ export class QueryNotAllowedError extends Error {
   }
 }
 
+/** Parquet footers one `parquet_schema` scan reads (the SQL names each file). */
+const FOOTERS_PER_SCAN = 2000;
+
 /**
  * Athena-style SQL over the twin's Parquet with DuckDB. The Glue database is a DuckDB schema and each
  * pipeline's Glue tables views over its files — `<table>` over the hive-partitioned Parquet,
@@ -320,9 +323,6 @@ export class QueryNotAllowedError extends Error {
  * refuses any file outside the data bucket (COPY, read_csv('/etc/…'), ATTACH, extensions), with its
  * configuration locked so a query cannot turn that off.
  */
-/** Parquet footers one `parquet_schema` scan reads (the SQL names each file). */
-const FOOTERS_PER_SCAN = 2000;
-
 export class LocalAthena {
   /** Parquet files per table folder (with its trailing separator), for the files a scan could read once pruned. */
   private readonly parquetFiles = new Map<string, number>();
