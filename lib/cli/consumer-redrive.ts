@@ -102,20 +102,21 @@ export interface RangeReadOptions {
   readonly context: FailureContext;
   /** Calls per GetShardIterator or GetRecords while Kinesis throttles (past the SDK's own retries). @default 6 */
   readonly attempts?: number;
-  /**
-   * Least time between two GetRecords calls: a shard serves five a second to every reader together, and the pipeline's
-   * Firehose streams read it too, so the redrive takes one. @default 1000
-   */
-  readonly callGapMs?: number;
-  /** GetRecords calls per range before it counts as not found. @default 1000 */
-  readonly maxCalls?: number;
-  /** Consecutive empty pages before the range's first record that send the read to the shard's trim horizon. @default 5 */
-  readonly emptyPagesBeforeTrimCheck?: number;
   /** Called before the first call and every 20 GetRecords calls (the command keeps its message hidden). */
   readonly heartbeat?: () => Promise<void>;
   /** @default the CLI's sleep */
   readonly sleep?: (ms: number) => Promise<void>;
 }
+
+/**
+ * Least time between two GetRecords calls: a shard serves five a second to every reader together, and the pipeline's
+ * Firehose streams read it too, so the redrive takes one.
+ */
+const READ_CALL_GAP_MS = 1000;
+/** GetRecords calls per range before it counts as not found. */
+const MAX_READ_CALLS = 1000;
+/** Consecutive empty pages before the range's first record that send the read to the shard's trim horizon. */
+const EMPTY_PAGES_BEFORE_TRIM_CHECK = 5;
 
 /**
  * After a read over 2 MiB Kinesis throttles the shard's next calls for about five seconds: a throttled GetRecords waits
@@ -137,9 +138,6 @@ const KINESIS_THROTTLING = new Set(['ProvisionedThroughputExceededException', 'L
 export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch, options: RangeReadOptions): Promise<RangeRead> {
   const pause = options.sleep ?? defaultSleep;
   const attempts = options.attempts ?? 6;
-  const callGapMs = options.callGapMs ?? 1000;
-  const maxCalls = options.maxCalls ?? 1000;
-  const emptyPagesBeforeTrimCheck = options.emptyPagesBeforeTrimCheck ?? 5;
   const heartbeat = options.heartbeat ?? (async () => undefined);
   const start = BigInt(batch.startSequenceNumber);
   const end = BigInt(batch.endSequenceNumber);
@@ -198,13 +196,13 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
   let trimmed: string | undefined;
   const ended = (): RangeRead => (trimmed !== undefined ? trimmedBefore(found, trimmed) : { kind: 'complete', records: found });
   let emptyPages = 0;
-  for (let calls = 0; calls < maxCalls; calls++) {
+  for (let calls = 0; calls < MAX_READ_CALLS; calls++) {
     if (calls > 0 && calls % 20 === 0) await heartbeat();
     if (iterator === undefined) {
       return first ? trimmedBefore(found, `${batch.shardId} is closed and holds none of the range any more: it is past the stream's retention`)
         : { kind: 'incomplete', records: found, why: `${batch.shardId} ends before the range's end sequence number ${batch.endSequenceNumber}` };
     }
-    if (calls > 0) await pause(callGapMs);
+    if (calls > 0) await pause(READ_CALL_GAP_MS);
     let answer;
     try {
       const current: string = iterator;
@@ -245,7 +243,7 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
     }
     iterator = answer.NextShardIterator ?? undefined;
     emptyPages = records.length === 0 && first ? emptyPages + 1 : 0;
-    if (!trimChecked && emptyPages >= emptyPagesBeforeTrimCheck && (answer.MillisBehindLatest ?? 0) > 0) {
+    if (!trimChecked && emptyPages >= EMPTY_PAGES_BEFORE_TRIM_CHECK && (answer.MillisBehindLatest ?? 0) > 0) {
       // Empty pages behind the tip where the range's start should be: the start may be gone; the oldest record tells.
       fromTrimHorizon = trimChecked = true;
       iterator = await iteratorAt('TRIM_HORIZON');
@@ -257,7 +255,7 @@ export async function readBatchRange(kinesis: KinesisClient, batch: FailedBatch,
         : { kind: 'incomplete', records: found, why: `${batch.shardId} holds no record ${batch.endSequenceNumber} (the range's end): read to the stream's tip` };
     }
   }
-  return { kind: 'incomplete', records: found, why: `the range's end was not reached in ${maxCalls} GetRecords calls` };
+  return { kind: 'incomplete', records: found, why: `the range's end was not reached in ${MAX_READ_CALLS} GetRecords calls` };
 }
 
 /** A function's answer to one invocation: `functionError` as Lambda's X-Amz-Function-Error says it (Unhandled, Handled). */
