@@ -112,8 +112,6 @@ export interface FailureRouterOptions {
   readonly maxMessageBytes?: number;
   /** Largest batch (sum of bodies), bytes. @default maxMessageBytes (SQS caps a SendMessageBatch at the message size) */
   readonly maxBatchBytes?: number;
-  /** Send attempts for a message before it counts as failed. @default 5 */
-  readonly sendAttempts?: number;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
@@ -143,10 +141,12 @@ export function dedupeKeyOf(bucket: string, key: string, line: number, version?:
   return createHash('sha256').update(`s3://${bucket}/${key}#${line}${version ? `@${version}` : ''}`).digest('hex');
 }
 
+/** Send attempts for a message before it counts as failed. */
+const SEND_ATTEMPTS = 5;
+
 export function createFailureRouter(options: FailureRouterOptions): FailureRouter {
   const maxMessageBytes = options.maxMessageBytes ?? SQS_MAX_MESSAGE_BYTES;
   const maxBatchBytes = options.maxBatchBytes ?? maxMessageBytes;
-  const attempts = options.sendAttempts ?? 5;
   const markEvery = options.markEvery ?? 250;
   if (!(Number.isInteger(markEvery) && markEvery > 0)) throw new Error(`markEvery must be a positive integer, got ${markEvery}`);
   const windowBytes = options.windowBytes ?? 4 * maxBatchBytes;
@@ -300,7 +300,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
       }
       if (routed.failed > 0) {
         unsent += routed.failed;
-        problems.push(`${routed.failed} message(s) of ${object} could not be sent after ${attempts} attempts`);
+        problems.push(`${routed.failed} message(s) of ${object} could not be sent after ${SEND_ATTEMPTS} attempts`);
       }
       logger.info('error object routed', { bucket, key, pipeline: where.pipeline, errorType: where.errorType, lines: routed.lines, sent: routed.sent, duplicates: routed.duplicates, failed: routed.failed });
     }
@@ -327,7 +327,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
   /** Sends in SQS-sized batches, retrying rejected entries; answers the keys never accepted. */
   async function sendAll(messages: readonly DlqMessage[]): Promise<Set<string>> {
     let pending = [...messages];
-    for (let attempt = 0; pending.length > 0 && attempt < attempts; attempt++) {
+    for (let attempt = 0; pending.length > 0 && attempt < SEND_ATTEMPTS; attempt++) {
       if (attempt > 0) await pause(backoffDelay(attempt - 1, { baseMs: 100, capMs: 5000 }));
       const failedNow: DlqMessage[] = [];
       for (const batch of sqsBatches(pending, maxBatchBytes)) {
