@@ -29,6 +29,7 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { syncDirectory, writeFileAtomic } from './atomic-file';
 import { dlqPath } from './paths';
 import { holderRuns, ownProcessStart, pidLockContent, pidLockHolder, type PidLockHolder } from './process-alive';
 
@@ -83,40 +84,6 @@ const NEWLINE = 0x0a;
 const NEWLINE_BYTES = Buffer.from('\n');
 /** Lines read per slice when walking the whole queue. */
 const READ_SLICE_LINES = 1000;
-
-/**
- * Writes `data` to `file` so that a reader or a crash sees either the old content or the new, never a
- * mix: write a temporary file beside it, fsync, rename over, fsync the directory.
- */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const dir = path.dirname(file);
-  await mkdir(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    const handle = await open(tmp, 'w');
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await syncDir(dir);
-}
-
-/** Makes a rename or a file creation in `dir` durable. */
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 /**
  * One line of the data file: where it is and what it hashes to. The body stays on disk (read back by
@@ -510,7 +477,7 @@ export class DlqFile {
     const s = this.state;
     const created = s.dataId === undefined;
     await appendDurably(this.path, s.dataBytes, bodies.map((body) => `${body}\n`).join(''));
-    if (created) await syncDir(path.dirname(this.path));
+    if (created) await syncDirectory(path.dirname(this.path));
     // Re-read: picks up the new file's identity and the appended lines alike.
     await this.refreshData();
   }
@@ -518,7 +485,7 @@ export class DlqFile {
   private async appendDedupe(...keys: string[]): Promise<void> {
     const created = this.state.dedupeId === undefined;
     await appendDurably(this.dedupePath, this.state.dedupeBytes, keys.map((key) => `${JSON.stringify(key)}\n`).join(''));
-    if (created) await syncDir(path.dirname(this.dedupePath));
+    if (created) await syncDirectory(path.dirname(this.dedupePath));
     await this.refreshDedupe();
   }
 
@@ -567,7 +534,7 @@ export class DlqFile {
         await handle.close();
       }
       await rename(tmp, this.path);
-      await syncDir(dir);
+      await syncDirectory(dir);
       await writeFileAtomic(this.deletedPath, ledgerHeader(newId));
     } catch (err) {
       await rm(tmp, { force: true });

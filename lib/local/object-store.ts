@@ -15,6 +15,7 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { syncDirectory } from './atomic-file';
 import { isInside, s3Dir } from './paths';
 
 /** S3's limit on key length, in UTF-8 bytes. */
@@ -352,20 +353,5 @@ export async function syncFoldersMade(dir: string, firstMade: string | undefined
   for (let made = dir; firstMade !== undefined; made = path.dirname(made)) {
     await syncDirectory(path.dirname(made));
     if (made === firstMade) break;
-  }
-}
-
-/** fsync of a folder: its entries (a file renamed or made in it) reach the disk. */
-export async function syncDirectory(dir: string): Promise<void> {
-  let handle: fs.promises.FileHandle | undefined;
-  try {
-    handle = await fs.promises.open(dir, 'r');
-    await handle.sync();
-  } catch (error) {
-    // Some file systems refuse fsync on directories (EINVAL/EISDIR); the rename itself is still atomic.
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM') throw error;
-  } finally {
-    await handle?.close();
   }
 }

@@ -19,11 +19,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openSearchIndexTemplate } from '../schema/artifacts';
 import type { SchemaModel } from '../schema/model';
 import type { IndexRotation } from '../config/types';
+import { writeFileAtomic } from './atomic-file';
 import { openSearchDir } from './paths';
 import { MappingUpdateError, updateExistingMappings } from '../../transforms/index-template/existing-indices';
 import { applyRetentionPolicy, retentionPolicyFor, retentionPolicyId } from '../../transforms/index-template/retention';
@@ -509,23 +509,6 @@ function trimTrailingNewlines(data: Buffer): Buffer {
   let end = data.length;
   while (end > 0 && (data[end - 1] === 0x0a || data[end - 1] === 0x0d || data[end - 1] === 0x20 || data[end - 1] === 0x09)) end--;
   return data.subarray(0, end);
-}
-
-async function writeFileAtomic(file: string, body: Buffer): Promise<void> {
-  const temp = `${file}.${randomUUID()}.tmp`;
-  try {
-    const handle = await fs.promises.open(temp, 'wx');
-    try {
-      await handle.writeFile(body);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.promises.rename(temp, file);
-  } catch (error) {
-    await fs.promises.rm(temp, { force: true }).catch(() => undefined);
-    throw error;
-  }
 }
 
 function pad2(n: number): string {

@@ -56,7 +56,7 @@ import {
   type ShardIteratorType,
   type _Record,
 } from '@aws-sdk/client-kinesis';
-import { writeFileAtomic } from './dlq-file';
+import { writeFileAtomic } from './atomic-file';
 
 /** The Kinesis calls a reader makes; `kinesisReadApi(client)` adapts an SDK client, tests may fake it. */
 export interface KinesisReadApi {
