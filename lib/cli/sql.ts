@@ -391,20 +391,17 @@ function athenaValue(text: string | undefined, type: string | undefined): unknow
     case 'tinyint':
     case 'smallint':
     case 'integer':
-    case 'int': {
-      const n = Number(text);
-      return Number.isFinite(n) ? n : text;
-    }
-    case 'bigint': {
-      const n = Number(text);
-      return Number.isSafeInteger(n) ? n : text;
-    }
+    case 'int':
     case 'float':
     case 'real':
     case 'double':
     case 'decimal': {
       const n = Number(text);
       return Number.isFinite(n) ? n : text;
+    }
+    case 'bigint': {
+      const n = Number(text);
+      return Number.isSafeInteger(n) ? n : text;
     }
     case 'boolean':
       return text === 'true' ? true : text === 'false' ? false : text;
