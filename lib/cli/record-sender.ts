@@ -7,7 +7,7 @@ import { FirehoseClient, PutRecordBatchCommand, PutRecordCommand } from '@aws-sd
 import { KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { explainFailure, networkErrorCode, type FailureContext } from './errors';
 import { sleep } from './sleep';
-import { sizedSlices } from '../../transforms/shared/retry';
+import { backoffDelay, sizedSlices } from '../../transforms/shared/retry';
 
 export interface OutgoingRecord {
   readonly data: Buffer;
@@ -285,7 +285,7 @@ export async function sendRecords(entry: EntryPoint, records: readonly OutgoingR
       });
     }
     if (failed.length === 0 || attempt >= maxAttempts) break;
-    const delayMs = Math.round(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)));
+    const delayMs = backoffDelay(attempt - 1, { baseMs: baseDelayMs, capMs: maxDelayMs }, random);
     const errorCodes: Record<string, number> = {};
     for (const i of failed) {
       const o = outcomes[i];
