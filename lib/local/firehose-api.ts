@@ -773,7 +773,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     }
     const invoked = INVOKE_PATH.exec(req.url ?? '');
     if (invoked !== null) {
-      await answerInvoke(res, requestId, decodeURIComponent(invoked[1]), body.body);
+      await answerInvoke(res, requestId, invoked[1], body.body);
       return;
     }
     let operationName = '';
@@ -800,10 +800,17 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     }
   };
 
-  /** Lambda's Invoke of one of the twin's functions; errors as Lambda answers them (`x-amzn-ErrorType`, `Message`). */
-  const answerInvoke = async (res: ServerResponse, requestId: string, name: string, body: Buffer): Promise<void> => {
+  /** Lambda's Invoke of one of the twin's functions (`encodedName` as the path has it); errors as Lambda answers them (`x-amzn-ErrorType`, `Message`). */
+  const answerInvoke = async (res: ServerResponse, requestId: string, encodedName: string, body: Buffer): Promise<void> => {
     const refuse = (status: number, type: string, message: string) => send(res, requestId, status, { Type: status < 500 ? 'User' : 'Service', Message: message }, { 'x-amzn-ErrorType': type });
     if (closing) return refuse(500, 'ServiceException', 'The local twin is shutting down; its functions take no invocations.');
+    let name: string;
+    try {
+      name = decodeURIComponent(encodedName);
+    } catch {
+      // A broken %-escape names no function: said as Lambda says a name it cannot take, not a connection cut without an answer.
+      return refuse(400, 'ValidationException', `The function name in the path (${encodedName}) is not URL-encoded UTF-8: encode the name with encodeURIComponent.`);
+    }
     let payload: unknown;
     try {
       payload = isBlank(body) ? {} : JSON.parse(body.toString('utf8'));

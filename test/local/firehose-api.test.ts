@@ -854,6 +854,33 @@ describe('Lambda Invoke of the twin\'s functions', () => {
       await ownApi.close();
     }
   });
+  test('a function name whose %-escapes do not decode is answered (400 ValidationException), not cut off without an answer', async () => {
+    const invoked: string[] = [];
+    const ownApi = await startFirehoseApi({
+      port: 0,
+      backend: {
+        listDeliveryStreams: () => [],
+        findDeliveryStream: () => undefined,
+        ingest: async () => [],
+        invokeFunction: async (name) => {
+          invoked.push(name);
+          return { payload: null };
+        },
+      },
+    });
+    try {
+      const request = (name: string) => `POST /2015-03-31/functions/${name}/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`;
+      const [broken] = await rawExchange(ownApi.port, [request('%E0%A4%A')], 1);
+      expect(broken.status).toBe(400);
+      expect(broken.headers).toContain('\r\nx-amzn-errortype: validationexception\r\n');
+      expect(JSON.parse(broken.body)).toEqual({ Type: 'User', Message: 'The function name in the path (%E0%A4%A) is not URL-encoded UTF-8: encode the name with encodeURIComponent.' });
+      // An escaped name that decodes still reaches the function.
+      expect((await rawExchange(ownApi.port, [request('my%2Dconsumer')], 1)).map((r) => r.status)).toEqual([200]);
+      expect(invoked).toEqual(['my-consumer']);
+    } finally {
+      await ownApi.close();
+    }
+  });
 });
 
 describe('close()', () => {
