@@ -142,8 +142,11 @@ function refuseDamagedTwinRecord(dataDir: string): void {
   const damage = twinRecordDamage(dataDir);
   const holder = damage === undefined ? undefined : twinLockHolder(dataDir);
   if (holder === undefined) return;
-  throw new UserError(`the twin running on ${dataDir} (pid ${holder}) says where it listens in ${twinRecordPath(dataDir)}, which ${damage}: nothing was done. `
-    + `Restart the twin (Ctrl-C where it runs, or \`kill ${holder}\`: it flushes, then exits; it writes the file again when it starts)`);
+  const file = twinRecordPath(dataDir);
+  // A folder is neither removed at the stop nor replaced at the start (which refuses it): it has to go first.
+  const folder = fs.lstatSync(file, { throwIfNoEntry: false })?.isDirectory() === true;
+  throw new UserError(`the twin running on ${dataDir} (pid ${holder}) says where it listens in ${file}, which ${damage}: nothing was done. `
+    + `Restart the twin (Ctrl-C where it runs, or \`kill ${holder}\`: it flushes, then exits; ${folder ? 'move the folder away before you start it again, and it' : 'it'} writes the file again when it starts)`);
 }
 
 /**
