@@ -405,17 +405,12 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
 }
 
 /**
- * Size of kinesis-mock's saved state past which the twin warns as it starts. kinesis-mock keeps every record put since
+ * Size of kinesis-mock's saved state past which the twin warns, as it starts and while it runs. kinesis-mock keeps every record put since
  * the data dir was made (it stores a stream's retention and never applies it) and writes and reads its state as one
  * JSON string, whose length V8 caps at 2^29 − 24 characters (~512 MiB): past that its saves fail, and the state no
  * longer loads. Every save (each 5 s) writes it whole before then.
  */
 export const KINESIS_STATE_WARN_BYTES = 128 * 1024 * 1024;
-
-/** The warning for a kinesis-mock state of KINESIS_STATE_WARN_BYTES or more in the data dir, if it has one. */
-export function kinesisStateWarning(dataDir: string, warnBytes = KINESIS_STATE_WARN_BYTES): string | undefined {
-  return kinesisStateWatch(dataDir, warnBytes)();
-}
 
 /**
  * A check to run while the twin runs, for a state that grows past KINESIS_STATE_WARN_BYTES after the start: it answers
@@ -424,7 +419,7 @@ export function kinesisStateWarning(dataDir: string, warnBytes = KINESIS_STATE_W
  */
 export function kinesisStateWatch(dataDir: string, warnBytes = KINESIS_STATE_WARN_BYTES): () => string | undefined {
   const file = path.join(dataDir, 'kinesis', KINESIS_STATE_FILE);
-  let next = warnBytes;
+  let next = Math.max(1, warnBytes);
   return () => {
     let size: number;
     try {

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import { parquetColumns, quoteIdent } from '../schema/artifacts';
+import { parquetColumns, quoteIdent, sqlString } from '../schema/artifacts';
 import type { Column, LogicalType, SchemaModel } from '../schema/model';
 
 export type ConversionErrorCode = 'DataFormatConversion.ParseError' | 'DataFormatConversion.MalformedData';
@@ -217,10 +217,6 @@ function isDataError(error: unknown): boolean {
 function duckDbMessage(error: unknown): string {
   const message = (error as Error).message.split('\n')[0];
   return message.replace(/ in file "[^"]*"/, '').replace(/,? in line \d+/, '');
-}
-
-function sqlString(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
 }
 
 // ---------------------------------------------------------------------------------------------

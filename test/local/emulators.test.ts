@@ -25,7 +25,7 @@ import {
   firehoseClient,
   kinesisClient,
 } from '../../lib/local/aws-clients';
-import { KINESIS_BOOTSTRAP, KINESIS_STATE_WARN_BYTES, kinesisStateWarning, kinesisStateWatch, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+import { KINESIS_BOOTSTRAP, KINESIS_STATE_WARN_BYTES, kinesisStateWatch, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
 import { ephemeralRangeStart, freePort } from '../../lib/local/ports';
 import fc from 'fast-check';
 import { awsJsonRequest, rawExchange, refusedWebPages, webPageCases } from './web-page';
@@ -205,14 +205,14 @@ describe("kinesis-mock's saved state", () => {
   it('is warned about as the twin starts once it is 128 MiB or more: it keeps every record put and cannot pass ~512 MiB', async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'sluice-kinesis-state-'));
     try {
-      expect(kinesisStateWarning(dataDir)).toBeUndefined(); // no state yet
+      expect(kinesisStateWatch(dataDir)()).toBeUndefined(); // no state yet
       await mkdir(path.join(dataDir, 'kinesis'));
       const file = path.join(dataDir, 'kinesis', 'kinesis-data.json');
       await writeFile(file, '');
       truncateSync(file, KINESIS_STATE_WARN_BYTES - 1); // sparse: no disk used
-      expect(kinesisStateWarning(dataDir)).toBeUndefined();
+      expect(kinesisStateWatch(dataDir)()).toBeUndefined();
       truncateSync(file, 300 * 1024 * 1024);
-      expect(kinesisStateWarning(dataDir)).toBe(`${file} holds 300 MiB: kinesis-mock keeps every record put to the streams since this data dir was made (it does not`
+      expect(kinesisStateWatch(dataDir)()).toBe(`${file} holds 300 MiB: kinesis-mock keeps every record put to the streams since this data dir was made (it does not`
         + " apply a stream's retention) and writes them whole every 5 s; at about 512 MiB its saves fail and the state no longer loads."
         + ' Once what was sent is delivered (a stop flushes), start again on a new --data-dir (or move this one away)');
     } finally {
