@@ -7,7 +7,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { FirehoseClient } from '@aws-sdk/client-firehose';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
-import { LambdaClient } from '@aws-sdk/client-lambda';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
@@ -79,5 +79,7 @@ export function firehoseClient(endpoint: string, options: LocalClientOptions = {
 
 /** Lambda's Invoke of the twin's own functions, which its Firehose endpoint answers (see FirehoseBackend.invokeFunction). */
 export function lambdaClient(endpoint: string, options: LocalClientOptions = {}): LambdaClient {
-  return new LambdaClient(localClientConfig(endpoint, options));
+  // Required here: only redrive-consumer invokes, and every command that starts or reads a twin loads this module.
+  const { LambdaClient: Client } = require('@aws-sdk/client-lambda') as typeof import('@aws-sdk/client-lambda');
+  return new Client(localClientConfig(endpoint, options));
 }

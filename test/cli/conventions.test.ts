@@ -70,7 +70,7 @@ describe('commands are loaded when they run', () => {
     expect(buildProgram('cots').commands).toHaveLength(REGISTERED.flatMap((e) => e.names).length);
   });
 
-  test('the binary loads what the command uses: sluice cost loads no twin, DuckDB or OpenSearch client; put and replay load neither DuckDB nor the CDK until they read the lake; a misspelt command is still suggested', () => {
+  test('the binary loads what the command uses: sluice cost loads no twin, DuckDB or OpenSearch client; put and replay load neither DuckDB nor the CDK until they read the lake, local up no Lambda client; a misspelt command is still suggested', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-loaded-'));
     try {
       // Prints, as the process ends, the modules it loaded.
@@ -91,6 +91,8 @@ describe('commands are loaded when they run', () => {
         expect(loaded.some((f) => f.endsWith(path.join('lib', 'cli', `${command}-command.ts`)))).toBe(true);
         expect(loaded.filter((f) => f.includes('@duckdb') || f.includes(`${path.sep}aws-cdk-lib${path.sep}`))).toEqual([]);
       }
+      // The twin's Lambda client is for redrive-consumer alone.
+      expect(loadedBy('local', 'up', '--help').filter((f) => f.includes('@aws-sdk/client-lambda'))).toEqual([]);
       const misspelt = spawnSync(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'cots'], { encoding: 'utf8', timeout: 60_000 });
       expect(misspelt.status).toBe(2);
       expect(misspelt.stderr).toMatch(/^sluice: unknown command 'cots' \(did you mean cost\?\)\n/);
