@@ -820,21 +820,19 @@ describe('raw HTTP', () => {
 });
 
 describe('Lambda Invoke of the twin\'s functions', () => {
+  /** A Firehose API with no delivery streams whose backend runs functions with `invokeFunction`. */
+  const apiWithFunctions = (invokeFunction: NonNullable<FirehoseBackend['invokeFunction']>) => startFirehoseApi({
+    port: 0,
+    backend: { listDeliveryStreams: () => [], findDeliveryStream: () => undefined, ingest: async () => [], invokeFunction },
+  });
+
   test('runs the named function with the payload as its event; a function error, an unknown function and a non-JSON payload answer as Lambda does', async () => {
     const seen: unknown[] = [];
-    const ownApi = await startFirehoseApi({
-      port: 0,
-      backend: {
-        listDeliveryStreams: () => [],
-        findDeliveryStream: () => undefined,
-        ingest: async () => [],
-        invokeFunction: async (name, payload) => {
-          seen.push(payload);
-          if (name === 'consumer') return { payload: { batchItemFailures: [] } };
-          if (name === 'failing') return { functionError: 'Unhandled', payload: { errorType: 'Error', errorMessage: 'boom' } };
-          return undefined;
-        },
-      },
+    const ownApi = await apiWithFunctions(async (name, payload) => {
+      seen.push(payload);
+      if (name === 'consumer') return { payload: { batchItemFailures: [] } };
+      if (name === 'failing') return { functionError: 'Unhandled', payload: { errorType: 'Error', errorMessage: 'boom' } };
+      return undefined;
     });
     const lambda = lambdaClient(ownApi.url, { maxAttempts: 1 });
     try {
@@ -854,19 +852,12 @@ describe('Lambda Invoke of the twin\'s functions', () => {
       await ownApi.close();
     }
   });
+
   test('a function name whose %-escapes do not decode is answered (400 ValidationException), not cut off without an answer', async () => {
     const invoked: string[] = [];
-    const ownApi = await startFirehoseApi({
-      port: 0,
-      backend: {
-        listDeliveryStreams: () => [],
-        findDeliveryStream: () => undefined,
-        ingest: async () => [],
-        invokeFunction: async (name) => {
-          invoked.push(name);
-          return { payload: null };
-        },
-      },
+    const ownApi = await apiWithFunctions(async (name) => {
+      invoked.push(name);
+      return { payload: null };
     });
     try {
       const request = (name: string) => `POST /2015-03-31/functions/${name}/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`;
