@@ -55,6 +55,9 @@ beforeAll(async () => {
   api = await startFirehoseApi({ port: 0, backend });
   dataDir = tempDataDir();
   registerTwin(dataDir, { kinesis: kinesis.endpoint }, { endpoints: { firehose: api.url, kinesis: kinesis.endpoint, dynamo: dynamo.endpoint } });
+  // The stream's records every test redrives from (each test runs alone too, with -t).
+  const put = await sluice('put', 'iot', '--count', '6', '--data-dir', dataDir, '--endpoint-kinesis', kinesis.endpoint);
+  expect(put.code).toBe(0);
 }, 120_000);
 afterAll(async () => {
   kc?.destroy();
@@ -117,8 +120,6 @@ async function tableState(): Promise<{ events: number; counted: number }> {
 const consumerDlq = () => new DlqFile({ dataDir, queue: 'sluice-dev-consumer-dlq' });
 
 test('a failed batch is read from the stream again and recorded; its message goes; redriven again, nothing is counted twice', async () => {
-  const put = await sluice('put', 'iot', '--count', '6', '--data-dir', dataDir, '--endpoint-kinesis', kinesis.endpoint);
-  expect(put.code).toBe(0);
   const { shardId, records, streamArn } = await shardRecords();
   expect(records).toHaveLength(6);
   // Records 2–5 failed in the consumer; the others were written by it.
