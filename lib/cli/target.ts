@@ -13,7 +13,7 @@ import { MAX_LOCAL_BUFFER_INTERVAL_SECONDS, resourceNames, type SluiceConfig } f
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { defaultDataDir, isInside, isTwinDataDir } from '../local/paths';
 import {
-  clockTime, generatedWhen, readTwinRecord, schemaFingerprint, twinLockHolder, twinRecordDamage, twinRecordPath, twinRuns, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, type TwinRecord,
+  clockTime, generatedWhen, inspectTwinRecord, schemaFingerprint, twinLockHolder, twinRecordPath, twinRuns, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, type TwinRecord,
 } from '../local/twin-record';
 import { validatorFingerprint } from '../schema/fingerprint';
 import { explainFailure, type FailureContext } from './errors';
@@ -104,12 +104,14 @@ export function resolveTarget(flags: TargetFlags): Target {
     if (flags[flag] !== undefined) throw new UserError(`--${flag} applies to a deployed stack; add --aws (without it, commands run against the local twin)`);
   }
   const dataDir = dataDirPath(flags.dataDir ?? defaultDataDir());
-  let read: { record: TwinRecord | undefined } | undefined;
-  const twinRecord = () => (read ??= { record: readTwinRecord(dataDir) }).record;
+  // twin.json is read once per command: the record, or why it is none.
+  let read: ReturnType<typeof inspectTwinRecord> | undefined;
+  const reading = () => (read ??= inspectTwinRecord(dataDir));
+  const twinRecord = () => reading().record;
   const runningTwin = () => {
-    const record = twinRecord();
+    const { record, damage } = reading();
     if (record) return twinRuns(record) ? record : undefined;
-    refuseDamagedTwinRecord(dataDir);
+    if (damage !== undefined) refuseDamagedTwinRecord(dataDir, damage);
     return undefined;
   };
   return {
@@ -138,9 +140,8 @@ export function resolveTarget(flags: TargetFlags): Target {
  * twin that the lock refuses, the message names the file and the fix. Without a live twin, a damaged file is only
  * left over from one that stopped: the next start writes it again.
  */
-function refuseDamagedTwinRecord(dataDir: string): void {
-  const damage = twinRecordDamage(dataDir);
-  const holder = damage === undefined ? undefined : twinLockHolder(dataDir);
+function refuseDamagedTwinRecord(dataDir: string, damage: string): void {
+  const holder = twinLockHolder(dataDir);
   if (holder === undefined) return;
   const file = twinRecordPath(dataDir);
   // A folder is neither removed at the stop nor replaced at the start (which refuses it): it has to go first.

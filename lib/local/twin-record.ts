@@ -147,28 +147,17 @@ export function twinRuns(record: TwinRecord, isAlive?: (pid: number) => boolean)
   return holderRuns({ pid: record.pid, start: typeof record.processStart === 'string' ? record.processStart : undefined }, isAlive);
 }
 
-/**
- * The record on `dataDir` whether or not its process is alive here: a twin in a container has a pid of
- * another namespace, and its random id alone says the record is that twin's.
- */
-export function readTwinRecord(dataDir: string): TwinRecord | undefined {
-  return readRecordFile(dataDir);
-}
-
 function readRecordFile(dataDir: string): TwinRecord | undefined {
-  return inspectRecordFile(dataDir).record;
+  return inspectTwinRecord(dataDir).record;
 }
 
 /**
- * Why the data dir's twin.json, which is there, is no twin's record: cut short or hand-edited, a folder, unreadable, or
- * without what a twin writes in it. Undefined when there is none, or it reads. (Fields it does not know, from a newer
- * Sluice, are no damage: they are passed over.)
+ * The data dir's twin.json read, whether or not the process that wrote it is alive here (a twin in a container has a pid
+ * of another namespace, and its random id alone says the record is that twin's): the record, or why the file, which is there, is no twin's record (`damage`: cut short or
+ * hand-edited, a folder, unreadable, or without what a twin writes in it); neither when there is none. Fields it does not
+ * know, from a newer Sluice, are no damage: they are passed over.
  */
-export function twinRecordDamage(dataDir: string): string | undefined {
-  return inspectRecordFile(dataDir).damage;
-}
-
-function inspectRecordFile(dataDir: string): { readonly record?: TwinRecord; readonly damage?: string } {
+export function inspectTwinRecord(dataDir: string): { readonly record?: TwinRecord; readonly damage?: string } {
   let value: unknown;
   try {
     value = JSON.parse(fs.readFileSync(twinRecordPath(dataDir), 'utf8'));
