@@ -6,7 +6,7 @@ import { ChangeMessageVisibilityCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { resourceNames } from '../config';
 import { kinesisClient, lambdaClient, localRegion } from '../local/aws-clients';
 import { DlqFile } from '../local/dlq-file';
-import { consumerFunctionName } from '../local/twin';
+import { consumerFunctionName } from '../local/twin-record';
 import { parseFailedBatch, readBatchRange, redriveRecords, type ConsumerInvoker, type FailedBatch, type RangeRead } from './consumer-redrive';
 import { awaitCallerCredentials } from './credentials';
 import { dlqFileQueue, sqsDeadLetterQueue, takeQueueRunLock, type DeadLetterQueue, type ReceivedMessage } from './dead-letters';

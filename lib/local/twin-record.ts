@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { resourceNames, type SluiceConfig } from '../config';
 import { loadModel } from '../schema';
 import { validatorFile, validatorFingerprint } from '../schema/fingerprint';
 import { holderRuns, readPidLock } from './process-alive';
@@ -176,3 +177,10 @@ export function inspectTwinRecord(dataDir: string): { readonly record?: TwinReco
   return { record: r as TwinRecord };
 }
 
+/**
+ * The twin's name for a pipeline's metadata consumer: its event source mapping's, and the one its Lambda Invoke answers
+ * to (`sluice redrive-consumer` names it, without loading the twin).
+ */
+export function consumerFunctionName(config: Pick<SluiceConfig, 'prefix' | 'env'>, pipeline: string): string {
+  return `${resourceNames(config, pipeline).stream}-metadata-consumer`;
+}

@@ -33,7 +33,7 @@ import { throttledLog } from './log-throttle';
 import { bucketDir, localBucketName, localPiiHashKey, makeDataDir } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
-import { openSearchOrigin, removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, twinRecordPath, writeTwinRecord } from './twin-record';
+import { consumerFunctionName, openSearchOrigin, removeTwinRecord, schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, twinRecordPath, writeTwinRecord } from './twin-record';
 
 const ACCOUNT = '000000000000';
 /** How often a running twin looks at the size of kinesis-mock's saved state (kinesisStateWatch). */
@@ -222,11 +222,6 @@ function refuseFoldersForStateFiles(dataDir: string): void {
       throw new EmulatorStateError(`${file} is a folder: a twin writes a file there at every start (${what}), and none of its data is in it. Move the folder away, then start again`);
     }
   }
-}
-
-/** The twin's name for a pipeline's metadata consumer: its event source mapping's, and the one its Invoke answers to. */
-export function consumerFunctionName(config: SluiceConfig, pipeline: string): string {
-  return `${resourceNames(config, pipeline).stream}-metadata-consumer`;
 }
 
 /**

@@ -70,7 +70,7 @@ describe('commands are loaded when they run', () => {
     expect(buildProgram('cots').commands).toHaveLength(REGISTERED.flatMap((e) => e.names).length);
   });
 
-  test('the binary loads what the command uses: sluice cost loads no twin, DuckDB or OpenSearch client; put and replay load neither DuckDB nor the CDK until they read the lake, local up no Lambda client; a misspelt command is still suggested', () => {
+  test('the binary loads what the command uses: sluice cost loads no twin, DuckDB or OpenSearch client; put, replay and redrive-consumer load neither DuckDB nor the CDK until they read the lake, local up no Lambda client; a misspelt command is still suggested', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-loaded-'));
     try {
       // Prints, as the process ends, the modules it loaded.
@@ -86,7 +86,7 @@ describe('commands are loaded when they run', () => {
       for (const unused of [path.join('lib', 'local', 'twin.ts'), path.join('lib', 'cli', 'put-command.ts'), '@duckdb', '@opensearch-project']) {
         expect(cost.filter((f) => f.includes(unused))).toEqual([]);
       }
-      for (const command of ['put', 'replay']) {
+      for (const command of ['put', 'replay', 'redrive-consumer']) {
         const loaded = loadedBy(command, '--help');
         expect(loaded.some((f) => f.endsWith(path.join('lib', 'cli', `${command}-command.ts`)))).toBe(true);
         expect(loaded.filter((f) => f.includes('@duckdb') || f.includes(`${path.sep}aws-cdk-lib${path.sep}`))).toEqual([]);

@@ -16,7 +16,8 @@ import { dynamoClient, dynamoDocumentClient, kinesisClient } from '../../lib/loc
 import { DlqFile } from '../../lib/local/dlq-file';
 import { startDynamo, startKinesis, type RunningService } from '../../lib/local/emulators';
 import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/firehose-api';
-import { consumerFunctionName, consumerInvocation } from '../../lib/local/twin';
+import { consumerInvocation } from '../../lib/local/twin';
+import { consumerFunctionName } from '../../lib/local/twin-record';
 import { createMetadataRecorder } from '../../transforms/metadata-consumer/handler';
 import { freePort } from '../../lib/local/ports';
 import type { KinesisInvocationRecord } from '../../lib/local/event-source-mapping';
