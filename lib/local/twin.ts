@@ -30,6 +30,7 @@ import { startFirehoseApi, type FirehoseBackend, type FunctionAnswer, type Local
 import { ObjectStore } from './object-store';
 import { ownProcessStart } from './process-alive';
 import { throttledLog } from './log-throttle';
+import { TtlSweeper } from './ttl-sweep';
 import { bucketDir, localBucketName, localPiiHashKey, makeDataDir } from './paths';
 import { SearchSink } from './search-sink';
 import { ShardReader } from './shard-reader';
@@ -77,6 +78,8 @@ export interface TwinOptions {
    * least one each). @default defaultTransformWorkers(): one per core beyond the twin's, 1–4
    */
   readonly transformWorkers?: number;
+  /** From the end of one sweep of the metadata table's expired items (DynamoDB's TTL) to the start of the next. @default TTL_SWEEP_INTERVAL_MS (1 h) */
+  readonly ttlSweepIntervalMs?: number;
 }
 
 export interface PipelineSummary {
@@ -357,6 +360,18 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const doc = faults ? faults.instrumentDynamo(dynamoDocumentClient(dynamo.endpoint)) : dynamoDocumentClient(dynamo.endpoint);
     const tableName = metadataTableName(config);
     await ensureMetadataTable(dynamoClient(dynamo.endpoint), tableName);
+    // DynamoDB's TTL, which dynalite lacks: expired items are deleted now and every interval after, paced beside delivery.
+    const sweepClient = dynamoClient(dynamo.endpoint);
+    const ttlSweeper = new TtlSweeper({
+      client: sweepClient, tableName, ttlAttribute: METADATA_TABLE_KEYS.ttlAttribute,
+      keyAttributes: [METADATA_TABLE_KEYS.partitionKey, METADATA_TABLE_KEYS.sortKey],
+      intervalMs: options.ttlSweepIntervalMs, log,
+    });
+    ttlSweeper.start();
+    stops.push(async () => {
+      await ttlSweeper.stop();
+      sweepClient.destroy();
+    });
 
     const anyName = Object.keys(config.pipelines)[0];
     const dlq = new DlqFile({ dataDir, queue: names(anyName).dlq });
@@ -600,6 +615,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         // for the next start), so a stop always ends.
         await api.close();
         stopping = true;
+        // Not while the last records are read and delivered: what expired waits for the next start.
+        await ttlSweeper.stop();
         if (kinesis.available()) {
           await drainStreams(60_000).catch((e: unknown) => log(`sluice: while reading the streams: ${(e as Error).message}`));
         } else {
@@ -826,7 +843,7 @@ async function ensureMetadataTable(client: ReturnType<typeof dynamoClient>, tabl
     await sleep(25);
   }
   await client.send(new UpdateTimeToLiveCommand({ TableName: tableName, TimeToLiveSpecification: { Enabled: true, AttributeName: ttlAttribute } }))
-    .catch(() => undefined); // dynalite does not implement TTL; the attribute is still written for AWS parity
+    .catch(() => undefined); // dynalite does not implement TTL: the twin's TtlSweeper applies it
 }
 
 /**
