@@ -145,7 +145,7 @@ export class TtlSweeper {
         if (this.failing) this.options.log(`sluice: the metadata table's TTL sweep works again (${this.options.tableName})`);
         this.failing = false;
         if (deleted > 0 && !stopped) {
-          this.options.log(`sluice: deleted ${deleted} expired item${deleted === 1 ? '' : 's'} (TTL) of ${scanned} in the metadata table`
+          this.options.log(`sluice: deleted ${deleted.toLocaleString('en-US')} expired item${deleted === 1 ? '' : 's'} (TTL) of ${scanned.toLocaleString('en-US')} in the metadata table`
             + ` ${this.options.tableName}, in ${((performance.now() - began) / 1000).toFixed(1)} s`);
         }
       } catch (e) {
