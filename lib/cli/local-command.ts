@@ -17,6 +17,7 @@ import { startTwin, type DlqCounts, type LeftInS3, type Twin, type TwinOptions }
 import { readLiveTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-record';
 import { addConfigOption, configFrom, drawSample, dataDirPath, examples, parsePort, requireGeneratedCode } from './options';
 import { displayRows, escapeControlCharacters, formatBytes, formatNumber, formatTable, shellWord, UserError } from './output';
+import { sluiceCommand } from './invocation';
 import { io } from './progress';
 import { signalExitCode, takeInterrupts } from './interrupt';
 import { sleep } from './sleep';
@@ -122,7 +123,7 @@ function demoPorts(flags: LocalFlags): TwinPorts {
 
 function twinOptions(flags: LocalFlags, config: SluiceConfig, dataDir: string, ports: TwinPorts): TwinOptions {
   const host = flags.host ?? process.env.SLUICE_HOST ?? '127.0.0.1';
-  return { config, dataDir, host, ports, openSearchUrl: process.env.OPENSEARCH_URL || undefined };
+  return { config, dataDir, host, ports, openSearchUrl: process.env.OPENSEARCH_URL || undefined, sluiceCommand: sluiceCommand() };
 }
 
 /**
@@ -563,7 +564,7 @@ async function demoIn(options: TwinOptions, traffic: DemoTraffic): Promise<void>
     dataDir,
     (signal) => progress.write(`${progress.lineOpen ? '\n' : ''}${signal}: ${FIRST_SIGNAL_SAYS[progress.stage](signal)}\n`),
     {
-      nextStart: `the next \`sluice local up --data-dir ${escapeControlCharacters(shellWord(dataDir))}\``,
+      nextStart: `the next \`${sluiceCommand()} local up --data-dir ${escapeControlCharacters(shellWord(dataDir))}\``,
       lineOpen: () => progress.lineOpen,
       flushed: () => progress.stage === 'reporting' || progress.stage === 'querying',
     },
@@ -687,7 +688,7 @@ async function demoOnTwin(
   if (interrupted.aborted) {
     const signal = interrupted.reason as NodeJS.Signals;
     throw new UserError(`interrupted (${signal === 'SIGINT' ? 'Ctrl-C' : signal}): ${formatNumber(totalSent)} of `
-      + `${formatNumber([...traffic.values()].reduce((n, records) => n + records.length, 0))} records sent, then flushed; the data dir keeps them: \`npx sluice query "…" --data-dir ${shellWord(dataDir)}\``, signalExitCode(signal));
+      + `${formatNumber([...traffic.values()].reduce((n, records) => n + records.length, 0))} records sent, then flushed; the data dir keeps them: \`${sluiceCommand()} query "…" --data-dir ${shellWord(dataDir)}\``, signalExitCode(signal));
   }
 
   // Every record ends in exactly one place: a row, an error object, or a documented drop.
@@ -701,7 +702,7 @@ async function demoOnTwin(
   // dlq.records leaves out the router's pointers to over-long error lines: they stand for no record the demo sent.
   if (dlq.records !== totalFailed) {
     const pending = leftInS3.notYetRouted.length > 0 && dlq.records < totalFailed
-      ? `; the rest are in the error objects not routed yet (above), which \`npx sluice local up --data-dir ${escapeControlCharacters(shellWord(dataDir))}\` routes`
+      ? `; the rest are in the error objects not routed yet (above), which \`${sluiceCommand()} local up --data-dir ${escapeControlCharacters(shellWord(dataDir))}\` routes`
       : '';
     throw new UserError(`${formatNumber(totalFailed)} failed records but ${formatNumber(dlq.records)} DLQ messages${pending}`, 1);
   }
@@ -721,7 +722,7 @@ async function printAthenaQuery(dataDir: string, config: SluiceConfig, interrupt
     if (interrupted.aborted) return;
     console.log(`\nAthena SQL through DuckDB: ${sql}`);
     console.log(formatTable(result.columns, displayRows(result.columnTypes, result.rows)));
-    console.log(`(${result.filesRead} of ${result.filesTotal} Parquet files read; try \`npx sluice query "…" --data-dir ${escapeControlCharacters(shellWord(dataDir))}\`)`);
+    console.log(`(${result.filesRead} of ${result.filesTotal} Parquet files read; try \`${sluiceCommand()} query "…" --data-dir ${escapeControlCharacters(shellWord(dataDir))}\`)`);
   } catch (error) {
     if (!interrupted.aborted) throw error;
   } finally {

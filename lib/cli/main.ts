@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config';
 import { EmulatorStateError } from '../local/state-error';
 import { SchemaDerivationError } from '../schema/model';
+import { sluiceCommand } from './invocation';
 import { dashedQueriesAsUnknownOptions } from './options';
 import { escapeControlCharactersInLines, UserError } from './output';
 import { endChildProcesses } from './child-processes';
@@ -35,9 +36,10 @@ export function buildProgram(commandName?: string): Command {
     .description('Sluice: a Firehose delivery pipeline on AWS, and its local twin')
     .version(packageVersion(), '-V, --version', "print sluice's version")
     .showHelpAfterError('(run with --help for usage)')
-    .addHelpText('after', [
+    // A function, so the command it names (sluiceCommand) is worked out only when the help is shown.
+    .addHelpText('after', () => [
       '',
-      'Commands run against the local twin (start it with `npx sluice local up`) unless given --aws.',
+      `Commands run against the local twin (start it with \`${sluiceCommand()} local up\`) unless given --aws.`,
       'Exit status: 0 ok · 1 the work ran and did not succeed (records not accepted or not queryable in time, records left',
       '  in the dead-letter queue, a query the engine refused) · 2 usage, configuration or environment problem · 130 interrupted (Ctrl-C)',
     ].join('\n'))

@@ -11,6 +11,7 @@ import { analyzeRecord, describeFailure, failureReason, pipelineSchema, type Pip
 import { addProgressOption, addTargetOptions, drawSample, examples, formatDuration, parseCount, parseDuration, parseRate, requireGeneratedCode, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, INTERRUPTED_EXIT_CODE, toJson, UserError } from './output';
 import { STOPPING_NOTE_MS, takeInterrupts, type Interruption } from './interrupt';
+import { sluiceCommand } from './invocation';
 import { io, Progress } from './progress';
 import { awaitCallerCredentials } from './credentials';
 import { networkErrorCode, unreadableFile } from './errors';
@@ -192,7 +193,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
       if (lines) io.out(`    ${linesClause(lines)}`);
     }
     if (report.invalid > 0) {
-      io.out(`  ${formatNumber(report.invalid)} record${report.invalid === 1 ? '' : 's'} will fail the transform and go to the dead-letter queue (\`sluice replay\`):`);
+      io.out(`  ${formatNumber(report.invalid)} record${report.invalid === 1 ? '' : 's'} will fail the transform and go to the dead-letter queue (\`${sluiceCommand()} replay\`):`);
       const reasons = Object.entries(report.invalidByReason).sort((a, b) => b[1] - a[1]);
       for (const [reason, n] of reasons.slice(0, MAX_REASONS_SHOWN)) {
         io.out(`    ×${n}  ${escapeControlCharacters(reason)}`);
@@ -288,7 +289,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (!verified) {
     const failed = verification.filter((v) => !v.passed).map((v) => `${v.where}: ${v.found}/${v.expected}`).join('; ');
     const before = verification.some((v) => v.arrivedBefore) ? ` Some missing ids are there from before this put: ${ARRIVED_BEFORE_HINT}.` : '';
-    throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`sluice replay --dry-run\`.${before}`, 1);
+    throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`${sluiceCommand()} replay --dry-run\`.${before}`, 1);
   }
   if (report.interrupted) throw interruptedError(report, count, durationMs);
 }
@@ -345,11 +346,11 @@ function checkTwinSchema(target: LocalTarget, pipeline: string): void {
   const twin = target.runningTwin();
   if (twin && !twin.schemas[pipeline]) {
     throw new UserError(`${twinAt(target, twin)} was started without ${pipeline} (its pipelines: ${Object.keys(twin.schemas).join(', ')}): nothing was sent. `
-      + `Restart it (\`sluice local up\`) to run the configuration as it is now`);
+      + `Restart it (\`${sluiceCommand()} local up\`) to run the configuration as it is now`);
   }
   const stale = staleTwinSchemas(target, [pipeline]);
   if (stale !== undefined) {
-    throw new UserError(`${stale}, so records of the schema now could fail there: nothing was sent. Restart the twin (\`sluice local up\`) to run the schema as it is now`);
+    throw new UserError(`${stale}, so records of the schema now could fail there: nothing was sent. Restart the twin (\`${sluiceCommand()} local up\`) to run the schema as it is now`);
   }
 }
 

@@ -4,6 +4,7 @@ import { readFileOrStdin } from './errors';
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, type TargetFlags } from './options';
 import { PRICES } from './prices';
 import { displayRows, escapeControlCharactersInLines, formatBytes, formatTable, rowsToJson, toCsv, toJson, UserError } from './output';
+import { sluiceCommand } from './invocation';
 import { io, Progress } from './progress';
 import { findSavedQuery, sqlEngineFor, type SqlResult, type SqlStats } from './sql';
 import { resolveTarget } from './target';
@@ -48,7 +49,7 @@ export function registerQueryCommand(program: Command): void {
     if (flags.json && flags.csv) throw new UserError('choose one of --json and --csv');
     const maxRows = parseCount(flags.maxRows ?? '10000', '--max-rows');
     const given = [sqlArg !== undefined, flags.saved !== undefined, flags.file !== undefined, flags.listSaved === true].filter(Boolean).length;
-    if (given === 0) throw new UserError('give a query: sluice query "SELECT …", --file query.sql, --saved NAME or --list-saved (see sluice query --help)');
+    if (given === 0) throw new UserError(`give a query: ${sluiceCommand()} query "SELECT …", --file query.sql, --saved NAME or --list-saved (see ${sluiceCommand()} query --help)`);
     if (given > 1) throw new UserError('give one of: a SQL argument, --file, --saved, --list-saved');
 
     // The query's own problems first: they are the user's to fix whatever the engine.

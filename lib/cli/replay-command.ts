@@ -13,6 +13,7 @@ import { deadLettersFor, rawDataAt, ReadLaterError, VISIBILITY_SECONDS, type Dea
 import { addProgressOption, addTargetOptions, examples, formatDuration, parseCount, requireGeneratedCode, requirePipeline, type TargetFlags } from './options';
 import { escapeControlCharacters, formatNumber, formatTable, toJson, UserError } from './output';
 import { STOPPING_NOTE_MS, takeInterrupts, type Interruption } from './interrupt';
+import { sluiceCommand } from './invocation';
 import { io, Progress } from './progress';
 import { MAYBE_TAKEN, sendRecords, type EntryPoint, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
@@ -79,7 +80,7 @@ export function registerReplayCommand(program: Command): void {
     'reported as not replayable and kept. So is a record only one of a pipeline\'s two destinations (lake, search) failed while the',
     'other holds it: both read the same stream, and re-putting it would give the other a second copy.',
     'Locally, replay refuses (exit 2) while the twin runs an older schema than the one generated since it started: the',
-    'records would fail again and come back as new dead letters. Restart the twin (`sluice local up`) first, or pass --force.',
+    `records would fail again and come back as new dead letters. Restart the twin (\`${sluiceCommand()} local up\`) first, or pass --force.`,
     'A schema edited without `npm run generate` since is refused too (exit 2): records are re-validated with the generated code.',
     'Exit status: 0 every message read was replayed (or nothing to do) · 1 some records still fail or were not accepted · 2 usage, configuration or environment problem',
     '  · 130 interrupted (Ctrl-C; 143 for SIGTERM): the batch in hand is finished and recorded; messages not yet read stay in the queue',
@@ -438,11 +439,11 @@ function checkTwinSchemas(target: LocalTarget, pipelines: readonly string[], fla
   const runs = staleTwinSchemas(target, pipelines);
   if (runs === undefined) return;
   if (flags.dryRun) {
-    io.err(`sluice: note: ${runs}. "would replay" counts are against the newer one; the twin would fail those records again: restart it (\`sluice local up\`) before replaying`);
+    io.err(`sluice: note: ${runs}. "would replay" counts are against the newer one; the twin would fail those records again: restart it (\`${sluiceCommand()} local up\`) before replaying`);
   } else if (flags.force) {
     io.err(`sluice: warning: ${runs}; replaying anyway (--force): records it fails again come back as new dead letters`);
   } else {
-    throw new UserError(`${runs}, so the records would fail again and come back as new dead letters; nothing was replayed. Restart it (\`sluice local up\`) to replay against the fixed schema, or pass --force to replay against the schema it runs`);
+    throw new UserError(`${runs}, so the records would fail again and come back as new dead letters; nothing was replayed. Restart it (\`${sluiceCommand()} local up\`) to replay against the fixed schema, or pass --force to replay against the schema it runs`);
   }
 }
 

@@ -7,6 +7,7 @@ import { addProgressOption, addTargetOptions, examples, formatDuration, hintDash
 import { displayRows, displayValue, escapeControlCharacters, formatTable, toJson, UserError } from './output';
 import { awaitCallerCredentials } from './credentials';
 import { explainFailure, readFileOrStdin } from './errors';
+import { sluiceCommand } from './invocation';
 import { io, Progress } from './progress';
 import { NO_OPENSEARCH_HINT, searchBackendFor, type SearchResponseBody } from './search-backend';
 import { commandDeadline } from './sleep';
@@ -45,7 +46,7 @@ export function registerSearchCommand(program: Command): void {
     .option('--timeout <time>', 'give up when OpenSearch (with --aws, first your AWS credentials\' source, then CloudFormation for the stack\'s outputs, then STS for its query role) has not answered by then, retries included', '30s');
   addTargetOptions(command, { opensearch: true });
   addProgressOption(command);
-  hintDashesBeforeDashedArgument(command, "a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'");
+  hintDashesBeforeDashedArgument(command, `a query that starts with '-' is read as options: put -- before it, e.g. ${sluiceCommand()} search clickstream -- '-event_type:click'`);
   command.addHelpText('after', [
     examples(
       'OPENSEARCH_URL=http://127.0.0.1:9200 sluice search clickstream \'event_type:add_to_cart\' --since 1h',
@@ -62,7 +63,7 @@ export function registerSearchCommand(program: Command): void {
     const target = resolveTarget(flags);
     const p = requirePipeline(target.config, pipeline);
     if (!p.destinations.includes('search')) {
-      throw new UserError(`pipeline "${pipeline}" does not deliver to search (destinations: ${p.destinations.join(', ')}); query its lake with \`sluice query\``);
+      throw new UserError(`pipeline "${pipeline}" does not deliver to search (destinations: ${p.destinations.join(', ')}); query its lake with \`${sluiceCommand()} query\``);
     }
     const model = loadModel(pipeline);
     const size = parseCount(flags.size, '--size', 0, 10_000);

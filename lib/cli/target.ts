@@ -19,20 +19,18 @@ import { validatorFingerprint } from '../schema/fingerprint';
 import { explainFailure, type FailureContext } from './errors';
 import { callerCredentials, type CallerCredentials } from './credentials';
 import { configFrom, dataDirPath, parsePort, requirePipeline, type TargetFlags } from './options';
+import { sluiceCommand } from './invocation';
 import { shellWord, UserError } from './output';
 import { firehoseEntryPoint, kinesisEntryPoint, type EntryPoint } from './record-sender';
 import { defaultStackName, pipelineOutputKey, StackOutputs } from './stack-outputs';
 
-/** How to start what a local command needs. */
-const START_TWIN_HINT = 'start the twin with `npx sluice local up`';
-
 /**
- * START_TWIN_HINT for a command on `dataDir`: a plain `sluice local up` starts the twin on the default data dir
+ * How to start the twin a local command on `dataDir` needs: a plain `sluice local up` starts it on the default data dir
  * (SLUICE_DATA_DIR, else .sluice here), so for any other the hint names it.
  */
 export function startTwinHint(dataDir: string): string {
   const started = path.resolve(process.env.SLUICE_DATA_DIR ?? defaultDataDir());
-  return sameDir(started, dataDir) ? START_TWIN_HINT : `start the twin with \`npx sluice local up --data-dir ${shellWord(displayPath(dataDir))}\``;
+  return `start the twin with \`${sluiceCommand()} local up${sameDir(started, dataDir) ? '' : ` --data-dir ${shellWord(displayPath(dataDir))}`}\``;
 }
 
 export interface LocalTarget {
@@ -156,7 +154,7 @@ function refuseDamagedTwinRecord(dataDir: string, damage: string): void {
  */
 function refuseDataDirFile(dataDir: string): void {
   if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) {
-    throw new UserError(`the data dir ${dataDir} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR`);
+    throw new UserError(`the data dir ${dataDir} is not a directory: pass the twin's data dir (the one \`${sluiceCommand()} local up\` uses) with --data-dir or SLUICE_DATA_DIR`);
   }
 }
 
@@ -169,7 +167,7 @@ export function checkTwinDataDir(dataDir: string): void {
   refuseDataDirFile(dataDir);
   if (!isTwinDataDir(dataDir)) {
     throw new UserError(`${dataDir} is not a twin data dir: it holds none of what a twin keeps there (s3/ for the lake, dlq/ for dead letters, firehose/, twin.json …); `
-      + `pass the twin's data dir (the one \`sluice local up\` uses, .sluice by default) with --data-dir or SLUICE_DATA_DIR, or ${startTwinHint(dataDir)}`);
+      + `pass the twin's data dir (the one \`${sluiceCommand()} local up\` uses, .sluice by default) with --data-dir or SLUICE_DATA_DIR, or ${startTwinHint(dataDir)}`);
   }
 }
 
@@ -197,7 +195,7 @@ function localUrl(given: string | undefined, portVariable: string, recorded: () 
     // `local up` picked a free port and wrote it to the data dir's twin.json.
     const url = recorded();
     if (url) return url;
-    throw new UserError(`${portVariable}=0 lets \`sluice local up\` pick a free port, and no twin running on the data dir says which it took: start one, or give the port it printed with ${flag} http://127.0.0.1:<port>`);
+    throw new UserError(`${portVariable}=0 lets \`${sluiceCommand()} local up\` pick a free port, and no twin running on the data dir says which it took: start one, or give the port it printed with ${flag} http://127.0.0.1:<port>`);
   }
   if (port !== undefined) return `http://127.0.0.1:${port}`;
   return recorded() ?? `http://127.0.0.1:${configuredPort}`;
@@ -268,10 +266,10 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
   const other = !sameTwin && answering?.dataDir !== undefined && !sameDir(answering.dataDir, target.dataDir) ? displayPath(answering.dataDir) : undefined;
   const useOther = other !== undefined ? `the twin answering at ${firehose} runs on ${other}: pass --data-dir ${shellWord(other)} to send to it, or ` : '';
   if (!isDirectory(target.dataDir)) {
-    throw new UserError(`no twin data dir at ${target.dataDir}: nothing was sent; ${useOther}start a twin there with \`npx sluice local up --data-dir ${shellWord(dir)}\``);
+    throw new UserError(`no twin data dir at ${target.dataDir}: nothing was sent; ${useOther}start a twin there with \`${sluiceCommand()} local up --data-dir ${shellWord(dir)}\``);
   }
   if (entry.kind === 'firehose' && other !== undefined) {
-    throw new UserError(`the twin answering at ${firehose} runs on data dir ${other}, not ${target.dataDir}: nothing was sent. Pass --data-dir ${shellWord(other)} to send to it, or start a twin on ${dir} on other ports (\`npx sluice local up --data-dir ${shellWord(dir)} --firehose-port … --kinesis-port … --dynamo-port …\`) and point --endpoint-firehose at it`);
+    throw new UserError(`the twin answering at ${firehose} runs on data dir ${other}, not ${target.dataDir}: nothing was sent. Pass --data-dir ${shellWord(other)} to send to it, or start a twin on ${dir} on other ports (\`${sluiceCommand()} local up --data-dir ${shellWord(dir)} --firehose-port … --kinesis-port … --dynamo-port …\`) and point --endpoint-firehose at it`);
   }
   const vouched = entry.kind === 'firehose' && answering?.dataDir !== undefined;
   if (!record) {
@@ -283,14 +281,14 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
         + 'Try again once it prints its endpoints (a twin from an older Sluice never says: restart it)');
     }
     const unnamed = entry.kind === 'firehose' ? `; what answers at ${firehose} does not say which data dir it serves (a twin from an older Sluice? restart it)` : '';
-    throw new UserError(`no twin runs on data dir ${target.dataDir} (no ${path.basename(twinRecordPath(target.dataDir))} of a running twin there): nothing was sent; ${useOther}start one with \`npx sluice local up --data-dir ${shellWord(dir)}\`${unnamed}`);
+    throw new UserError(`no twin runs on data dir ${target.dataDir} (no ${path.basename(twinRecordPath(target.dataDir))} of a running twin there): nothing was sent; ${useOther}start one with \`${sluiceCommand()} local up --data-dir ${shellWord(dir)}\`${unnamed}`);
   }
   // A -c override of the pipeline's source sends to an entry point the running twin does not have.
   const source = target.config.pipelines[pipeline]?.source;
   const theirs = record.sources?.[pipeline];
   if (source !== undefined && theirs !== undefined && theirs !== source) {
     throw new UserError(`the twin on data dir ${target.dataDir} runs pipeline ${pipeline} with source ${theirs}, not ${source} as this command's configuration has it: nothing was sent. `
-      + `Drop the -c override, or run a twin with it on its own data dir and ports (\`npx sluice local up -c pipelines.${pipeline}.source=${source} --data-dir …\`)`);
+      + `Drop the -c override, or run a twin with it on its own data dir and ports (\`${sluiceCommand()} local up -c pipelines.${pipeline}.source=${source} --data-dir …\`)`);
   }
   const recorded = entry.kind === 'firehose' ? record.endpoints.firehose : record.endpoints.kinesis;
   if (!vouched && portOf(recorded) !== portOf(endpoint)) {
@@ -304,7 +302,7 @@ export async function checkTwinTakesRecords(target: LocalTarget, entry: EntryPoi
     const theirs = differ.map((k) => `${k} ${record.names[k]}`).join(' and ');
     const ours = differ.map((k) => `${k} ${target.config[k]}`).join(' and ');
     const overrides = differ.map((k) => `-c ${k}=${target.config[k]}`).join(' ');
-    throw new UserError(`the twin on data dir ${target.dataDir} runs ${theirs} (its streams and bucket are named ${record.names.prefix}-${record.names.env}-…), not ${ours} (${prefix}-${env}-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for ${ours} on its own data dir and ports (\`npx sluice local up ${overrides} --data-dir …\`)`);
+    throw new UserError(`the twin on data dir ${target.dataDir} runs ${theirs} (its streams and bucket are named ${record.names.prefix}-${record.names.env}-…), not ${ours} (${prefix}-${env}-…) as this command's configuration has it: nothing was sent. Drop the -c override, or run a twin for ${ours} on its own data dir and ports (\`${sluiceCommand()} local up ${overrides} --data-dir …\`)`);
   }
 }
 

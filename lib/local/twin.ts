@@ -68,6 +68,8 @@ export interface TwinOptions {
   readonly idlePollIntervalMs?: number;
   /** Told about retried failures inside the twin (one line each). @default stderr */
   readonly log?: (line: string) => void;
+  /** How the user runs the CLI, for the commands the twin's messages suggest (the CLI's sluiceCommand). @default 'sluice' */
+  readonly sluiceCommand?: string;
   /**
    * Injects transform, DynamoDB and storage faults (tests, soak runs); see lib/local/faults.ts.
    * @default FaultInjector.fromEnv(): the plan in SLUICE_FAULTS, or none
@@ -255,6 +257,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const { config, dataDir } = options;
   const host = options.host ?? '127.0.0.1';
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const sluice = options.sluiceCommand ?? 'sluice';
   const pollIntervalMs = options.pollIntervalMs ?? 250;
   const idlePollIntervalMs = options.idlePollIntervalMs ?? Math.max(1000, pollIntervalMs);
   const faults = options.faults ?? FaultInjector.fromEnv();
@@ -282,8 +285,8 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   }
   for (const left of await deadLettersOfOtherQueues(dataDir, config)) {
     log(`sluice: warning: ${left.file} holds ${left.messages} dead-letter message${left.messages === 1 ? '' : 's'} of queue ${left.queue}, which this`
-      + ` configuration does not use (another prefix or env): this run's summary and \`sluice replay\` read ${left.current}.jsonl. They stay there;`
-      + ' to replay them, run `sluice replay` with the settings that wrote them (-c prefix=…, -c env=…)');
+      + ` configuration does not use (another prefix or env): this run's summary and \`${sluice} replay\` read ${left.current}.jsonl. They stay there;`
+      + ` to replay them, run \`${sluice} replay\` with the settings that wrote them (-c prefix=…, -c env=…)`);
   }
   // As it starts, and each minute after: a twin left running grows the state past the ceiling within hours.
   const kinesisState = kinesisStateWatch(dataDir);
@@ -315,7 +318,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         validatorsChangedLogged = true;
         log(`sluice: the transform's runtime is not started again: ${what}; its invocations fail until the twin is restarted`);
       }
-      return `${what}: restart the twin (\`sluice local up\`) to run the schemas as they are now; \`sluice replay\` then sends these records again`;
+      return `${what}: restart the twin (\`${sluice} local up\`) to run the schemas as they are now; \`${sluice} replay\` then sends these records again`;
     };
     const onRuntimeEnd = (reason: string): void => log(`sluice: the transform's runtime ended (${reason}): the invocations it held are retried`);
     // One pool of runtimes per function memory size (`transform.memoryMiB`), as each Lambda function has its own:

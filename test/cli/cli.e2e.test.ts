@@ -159,7 +159,7 @@ describe('sluice against `sluice local up`, each command its own process', () =>
     expect(code).toBe(0);
     expect(stdout).toMatch(/app-events: 6 records → Firehose delivery stream/);
     expect(stdout).toMatch(/accepted 6 · failed 0/);
-    expect(stdout).toMatch(/3 records will fail the transform and go to the dead-letter queue \(`sluice replay`\):/);
+    expect(stdout).toMatch(/3 records will fail the transform and go to the dead-letter queue \(`npx sluice replay`\):/);
     expect(stdout).toMatch(/×1 {2}schema \(required\): \/user_id is required/);
     expect(stdout).toMatch(/PASS: 3 of 3 records queryable/);
 

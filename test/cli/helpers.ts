@@ -136,7 +136,7 @@ export function registerTwin(dataDir: string, endpoints: { firehose?: string; ki
 /** What query and replay say, on stderr, of a folder that is no twin's data dir. */
 export function notTwinDataDir(dir: string): string {
   return `sluice: ${dir} is not a twin data dir: it holds none of what a twin keeps there (s3/ for the lake, dlq/ for dead letters, firehose/, twin.json …); `
-    + `pass the twin's data dir (the one \`sluice local up\` uses, .sluice by default) with --data-dir or SLUICE_DATA_DIR, or start the twin with \`npx sluice local up --data-dir ${dir}\`\n`;
+    + `pass the twin's data dir (the one \`npx sluice local up\` uses, .sluice by default) with --data-dir or SLUICE_DATA_DIR, or start the twin with \`npx sluice local up --data-dir ${dir}\`\n`;
 }
 
 /** A stack-free, no-stack-trace check: user-facing errors name the problem without "at file.ts:1". */

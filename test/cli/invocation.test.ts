@@ -2,9 +2,12 @@
  * The command the CLI's hints name for running sluice again (`start the twin with \`… local up\``): one that works
  * from the working directory, where `npx sluice` outside this package asks the npm registry for another package.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { sluiceCommand } from '../../lib/cli/invocation';
+import { freePort } from '../../lib/local/ports';
 import { tempDataDir } from './helpers';
 
 /** A package laid out as this one (package.json, bin/sluice.js) under a fresh temp dir, and folders around it. */
@@ -80,3 +83,20 @@ describe('sluiceCommand', () => {
     expect(sluiceCommand({ cwd: deep, script: bin, pathVariable: '', packageRoot: root })).toBe(`node '${bin}'`);
   });
 });
+
+test('run from another working directory, the hint names a command that runs there', async () => {
+  const cwd = os.tmpdir();
+  const dataDir = tempDataDir();
+  const port = await freePort();
+  const env = { ...process.env, SLUICE_DATA_DIR: undefined, SLUICE_FIREHOSE_PORT: undefined };
+  const bin = path.resolve(__dirname, '../../bin/sluice.js');
+  const put = spawnSync(process.execPath, [bin, 'put', 'app-events', '--endpoint-firehose', `http://127.0.0.1:${port}`, '--data-dir', dataDir],
+    { cwd, env, encoding: 'utf8', timeout: 60_000 });
+  expect(put.status).toBe(2);
+  const hinted = /start the twin with `(.*) local up --data-dir (.*)`\n$/.exec(put.stderr);
+  expect(hinted).not.toBeNull();
+  expect(hinted![1]).not.toBe('npx sluice');
+  const help = spawnSync('/bin/sh', ['-c', `${hinted![1]} local up --data-dir ${hinted![2]} --help`], { cwd, env, encoding: 'utf8', timeout: 60_000 });
+  expect([help.status, help.stderr]).toEqual([0, '']);
+  expect(help.stdout).toMatch(/^Usage: sluice local up /);
+}, 120_000);

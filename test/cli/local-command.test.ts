@@ -893,7 +893,7 @@ describe('demo', () => {
       demo.kill('SIGINT');
       expect(await exited).toEqual({ code: 130, signal: null });
       expect(output.stderr).toMatch(new RegExp(`\\nsluice: second SIGINT: exiting now; records not yet delivered stay in ${escapeRegExp(dataDir)} `
-        + `and are delivered at the next \`sluice local up --data-dir ${escapeRegExp(dataDir)}\`\\n$`));
+        + `and are delivered at the next \`npx sluice local up --data-dir ${escapeRegExp(dataDir)}\`\\n$`));
       expect(existsSync(path.join(dataDir, 'twin.pid'))).toBe(false);
     } finally {
       if (demo.exitCode === null && demo.signalCode === null) demo.kill('SIGKILL');

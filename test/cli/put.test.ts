@@ -467,7 +467,7 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       try {
         const zero = await sluice('put', 'app-events', '--data-dir', empty);
         expect(zero.code).toBe(2);
-        expect(zero.stderr).toBe('sluice: SLUICE_FIREHOSE_PORT=0 lets `sluice local up` pick a free port, and no twin running on the data dir says which it took: start one, or give the port it printed with --endpoint-firehose http://127.0.0.1:<port>\n');
+        expect(zero.stderr).toBe('sluice: SLUICE_FIREHOSE_PORT=0 lets `npx sluice local up` pick a free port, and no twin running on the data dir says which it took: start one, or give the port it printed with --endpoint-firehose http://127.0.0.1:<port>\n');
       } finally {
         fs.rmSync(empty, { recursive: true, force: true });
       }
@@ -536,7 +536,7 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       expect.stringMatching(/^ {2}accepted 15 · failed 3 · retried 4 · /),
       '  not accepted: ServiceUnavailableException ×3 (first: Slow down.)',
       '    (lines 5, 8, 21)',
-      '  13 records will fail the transform and go to the dead-letter queue (`sluice replay`):',
+      '  13 records will fail the transform and go to the dead-letter queue (`npx sluice replay`):',
       '    ×12  schema (required): /event_type is required',
       '         (lines 9, 10, 11, 12, 13, 14, 15, 16, 17, 18 and 2 more)',
       '    ×1  schema (required): /user_id is required',
@@ -962,7 +962,7 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     registerTwin(dataDir, { firehose: api.url }, { startedAt: '2026-11-22T08:05:00.000Z', schemas: without });
     const { code, stdout, stderr } = await put('app-events', '--verify');
     expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
-    expect(stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) was started without app-events \\(its pipelines: clickstream, iot, transactions\\): nothing was sent\\. Restart it \\(\`sluice local up\`\\) to run the configuration as it is now\\n$`));
+    expect(stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) was started without app-events \\(its pipelines: clickstream, iot, transactions\\): nothing was sent\\. Restart it \\(\`npx sluice local up\`\\) to run the configuration as it is now\\n$`));
     expect(backend.calls).toBe(0);
   });
 
@@ -971,7 +971,7 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     registerTwin(dataDir, { firehose: api.url }, { startedAt: '2026-11-22T08:05:00.000Z', schemas: { 'app-events': loaded } });
     const { code, stdout, stderr } = await put('app-events', '--verify');
     expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
-    expect(stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) validates app-events with the schema generated 2026-11-2[12] \\d\\d:\\d\\d:00; \`npm run generate\` has written a newer one since \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\), so records of the schema now could fail there: nothing was sent\\. Restart the twin \\(\`sluice local up\`\\) to run the schema as it is now\\n$`));
+    expect(stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) validates app-events with the schema generated 2026-11-2[12] \\d\\d:\\d\\d:00; \`npm run generate\` has written a newer one since \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\), so records of the schema now could fail there: nothing was sent\\. Restart the twin \\(\`npx sluice local up\`\\) to run the schema as it is now\\n$`));
     expect(backend.calls).toBe(0);
     // A twin that loaded the validator as it is now takes them.
     registerTwin(dataDir, { firehose: api.url });
@@ -1048,7 +1048,7 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     try {
       const { code, stdout, stderr } = await sluice('put', 'app-events', '--verify', '--endpoint-firehose', twin.url, '--data-dir', file);
       expect([code, stdout]).toEqual([2, '']);
-      expect(stderr).toBe(`sluice: the data dir ${file} is not a directory: pass the twin's data dir (the one \`sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR\n`);
+      expect(stderr).toBe(`sluice: the data dir ${file} is not a directory: pass the twin's data dir (the one \`npx sluice local up\` uses) with --data-dir or SLUICE_DATA_DIR\n`);
       expect(backend.calls).toBe(0);
     } finally {
       await twin.close();

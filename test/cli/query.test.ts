@@ -643,7 +643,7 @@ describe('sluice query (DuckDB over the twin)', () => {
   });
 
   test('usage mistakes exit 2', async () => {
-    expect((await query()).stderr).toMatch(/give a query: sluice query "SELECT …"/);
+    expect((await query()).stderr).toMatch(/give a query: npx sluice query "SELECT …"/);
     expect((await query('SELECT 1', '--json', '--csv')).stderr).toMatch(/choose one of --json and --csv/);
     expect((await query('SELECT 1', '--saved', 'x')).stderr).toMatch(/give one of: a SQL argument, --file, --saved, --list-saved/);
     const missing = await sluice('query', 'SELECT 1', '--data-dir', path.join(dataDir, 'nope'));

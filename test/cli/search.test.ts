@@ -315,7 +315,7 @@ describe('sluice search (OPENSEARCH_URL)', () => {
 
     const noSearch = await search('iot', 'x');
     expect(noSearch.code).toBe(2);
-    expect(noSearch.stderr).toMatch(/pipeline "iot" does not deliver to search \(destinations: lake, metadata\); query its lake with `sluice query`/);
+    expect(noSearch.stderr).toMatch(/pipeline "iot" does not deliver to search \(destinations: lake, metadata\); query its lake with `npx sluice query`/);
 
     // Control characters in the name print escaped: a name typed or pasted cannot clear or retitle the terminal.
     const unknown = await search('click\u001b]0;owned\u0007stream');
@@ -356,7 +356,7 @@ describe('sluice search (OPENSEARCH_URL)', () => {
   test('a query that starts with "-" (a NOT query) is read as an option: the error says to put -- before it, and --help says so', async () => {
     const dashed = await search('clickstream', '-event_type:click');
     expect(dashed.code).toBe(2);
-    expect(dashed.stderr.split('\n')[0]).toBe("sluice: unknown option '-event_type:click'; a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'");
+    expect(dashed.stderr.split('\n')[0]).toBe("sluice: unknown option '-event_type:click'; a query that starts with '-' is read as options: put -- before it, e.g. npx sluice search clickstream -- '-event_type:click'");
     // A mistyped flag is still a mistyped flag, with commander's suggestion.
     expect((await search('clickstream', '--sise', '5')).stderr.split('\n')[0]).toBe("sluice: unknown option '--sise' (did you mean --size?)");
     expect(seen).toHaveLength(0);
@@ -375,7 +375,7 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     for (const query of ['-country:FR', '-c ountry:FR', '-cat*', '-Vendor:acme', '-country:(FR OR DE)', '-country', '-click']) {
       const { code, stdout, stderr } = await search('clickstream', query);
       expect({ query, code, stdout, error: stderr.split('\n')[0] }).toEqual({
-        query, code: 2, stdout: '', error: `sluice: unknown option '${query}'; a query that starts with '-' is read as options: put -- before it, e.g. sluice search clickstream -- '-event_type:click'`,
+        query, code: 2, stdout: '', error: `sluice: unknown option '${query}'; a query that starts with '-' is read as options: put -- before it, e.g. npx sluice search clickstream -- '-event_type:click'`,
       });
     }
     expect(seen).toHaveLength(0);

@@ -14,13 +14,13 @@ import { startTwin } from '../../lib/local/twin';
  * What a twin says as it starts on `dataDir` with `overrides`, up to kinesis-mock: a port in use stops the start there,
  * after the warnings about the data dir.
  */
-async function startLines(dataDir: string, overrides: readonly string[]): Promise<string[]> {
+async function startLines(dataDir: string, overrides: readonly string[], sluiceCommand?: string): Promise<string[]> {
   const taken = net.createServer();
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
   try {
     const lines: string[] = [];
     const port = (taken.address() as net.AddressInfo).port;
-    await expect(startTwin({ config: loadConfig([...overrides]), dataDir, ports: { kinesis: port }, log: (line) => lines.push(line) })).rejects.toThrow(String(port));
+    await expect(startTwin({ config: loadConfig([...overrides]), dataDir, ports: { kinesis: port }, log: (line) => lines.push(line), sluiceCommand })).rejects.toThrow(String(port));
     return lines;
   } finally {
     taken.close();
@@ -113,7 +113,7 @@ describe('the twin as it starts', () => {
       + ' once more here with the old partitionFields (and `npm run generate`) and stop, which delivers them under the old keys)');
     expect(fs.readFileSync(wal)).toEqual(records([0, 1, 2]));
   });
-  test('names dead-letter files of another prefix or env that hold messages, which this run does not count or replay', async () => {
+  test('names dead-letter files of another prefix or env that hold messages, which this run does not count or replay, and the replay to run as the CLI is run', async () => {
     const dataDir = path.join(scratch, 'data');
     fs.mkdirSync(dataDir, { mode: 0o700 });
     await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).send(['{"a":1}', '{"a":2}']);
@@ -121,9 +121,9 @@ describe('the twin as it starts', () => {
     await new DlqFile({ dataDir, queue: 'other-dev-dlq' }).send(['{"a":3}']);
     // A file no queue wrote, named like one: not counted, and the start goes on.
     fs.writeFileSync(path.join(dataDir, 'dlq', 'my notes-dlq.jsonl'), '{"a":4}\n');
-    const lines = await startLines(dataDir, ['pipelines={"iot":{}}', 'prefix=other']);
+    const lines = await startLines(dataDir, ['pipelines={"iot":{}}', 'prefix=other'], 'node ../sluice/bin/sluice.js');
     expect(lines.filter((l) => l.includes('dead-letter'))).toEqual([`sluice: warning: ${path.join(dataDir, 'dlq', 'sluice-dev-dlq.jsonl')} holds 2 dead-letter`
-      + " messages of queue sluice-dev-dlq, which this configuration does not use (another prefix or env): this run's summary and `sluice replay` read"
-      + ' other-dev-dlq.jsonl. They stay there; to replay them, run `sluice replay` with the settings that wrote them (-c prefix=…, -c env=…)']);
+      + " messages of queue sluice-dev-dlq, which this configuration does not use (another prefix or env): this run's summary and `node ../sluice/bin/sluice.js replay` read"
+      + ' other-dev-dlq.jsonl. They stay there; to replay them, run `node ../sluice/bin/sluice.js replay` with the settings that wrote them (-c prefix=…, -c env=…)']);
   });
 });
