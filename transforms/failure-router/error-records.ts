@@ -16,6 +16,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { ERRORS_ROOT, SEARCH_BACKUP_ROOT } from '../../lib/schema/layout';
 import { isKnownPipeline } from '../shared/pipeline';
+import { versionOfEtag } from './dedupe-key';
 
 export interface ErrorObjectLocation {
   readonly pipeline: string;
@@ -207,7 +208,7 @@ export async function readPinnedErrorObject(
         + 'so none of its lines were read; a new read takes it as it is now', { cause: err });
     }
   }, options);
-  const version = versionId ?? first.etag?.replace(/^"|"$/g, '');
+  const version = versionId ?? (first.etag !== undefined ? versionOfEtag(first.etag) : undefined);
   return reading !== undefined && version ? { ...reading, version } : reading;
 }
 

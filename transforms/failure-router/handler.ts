@@ -20,7 +20,6 @@
  * SQS's five-minute window); on a standard queue the `dedupeKey` in the body tells it apart, and
  * `sluice replay` re-puts a record once per dedupe key.
  */
-import { createHash } from 'node:crypto';
 import type { S3Event } from 'aws-lambda';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -37,8 +36,10 @@ import {
   decodeS3Key, locateErrorObject, MAX_ERROR_LINE_BYTES, ObjectChangedError, OPENSEARCH_FAILED, readPinnedErrorObject,
   type ErrorLine, type ErrorObjectLocation, type ErrorObjectReading, type ObjectReader, type OverlongLine,
 } from './error-records';
+import { dedupeKeyOf } from './dedupe-key';
 import { createSentLedger } from './sent-ledger';
 
+export { dedupeKeyOf } from './dedupe-key';
 export {
   decodeS3Key, locateErrorObject, MAX_ERROR_LINE_BYTES, parseErrorLines,
   type ObjectBody, type ObjectPin, type ObjectRead, type ObjectReader,
@@ -131,15 +132,6 @@ export interface RouteResult {
 }
 
 export type FailureRouter = (event: S3Event) => Promise<RouteResult>;
-
-/**
- * The dedupe key of one line of one object. `version` (the version read: its versionId, or else its ETag) tells apart
- * another object later written at the same key (an operator putting back a mended error object): its lines are new
- * records, not a redelivery of the first object's.
- */
-export function dedupeKeyOf(bucket: string, key: string, line: number, version?: string): string {
-  return createHash('sha256').update(`s3://${bucket}/${key}#${line}${version ? `@${version}` : ''}`).digest('hex');
-}
 
 /** Send attempts for a message before it counts as failed. */
 const SEND_ATTEMPTS = 5;
