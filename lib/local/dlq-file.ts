@@ -8,7 +8,10 @@
  * - `<queue>.deleted` the delete ledger: a header naming the data file's identity (device and inode),
  *                     then one `<line> <hash>` entry per deleted message. The file is only appended to,
  *                     so a delete survives a crash once `delete()` returns.
- * - `<queue>.dedupe`  claimed dedupe keys, one JSON string per line, append-only.
+ * - `<queue>.dedupe`  claimed dedupe keys, one JSON string per line, appended to; rewritten only to drop the keys of
+ *                     error objects wholly routed (below).
+ * - `<queue>.routed`  the failure router's error objects wholly routed: one JSON line per object and version, appended
+ *                     once its messages and their dedupe keys are on disk, so a start reads only the objects not in it.
  * - `<queue>.lock`    present only while an operation runs; it holds the owner's pid and a token on its first
  *                     line, and on Linux when that process started (as twin.pid does) on a second, so a pid
  *                     given to another process since (a container restarted) does not hold it.
@@ -20,6 +23,13 @@
  * middle of a compaction (new data file in place, old ledger still there) or a hand-edited file can
  * at worst bring deleted messages back (a duplicate), never hide a message that was not deleted.
  *
+ * The dedupe keys of an object marked routed are no longer looked up (the start does not read the object again): once
+ * enough of them pile up, the dedupe file is rewritten without them (an atomic rewrite), then the markers are
+ * rewritten to say so. A crash between the two leaves markers whose keys are gone already: dropping them again is a
+ * no-op. Keys of objects not marked (a crash after their messages, before their marker) stay, and make routing them
+ * again send nothing twice. A data dir written before markers existed has keys and no markers: its objects are routed
+ * as before (every message skipped by its key), then marked.
+ *
  * Operations are serialized per file within a process (every DlqFile on the same path shares one
  * queue) and across processes by the lock file, so the twin appending and `sluice replay` deleting
  * at the same time never interleave partial lines or lose an append to a compaction.
@@ -29,6 +39,7 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { dedupeKeyOf } from '../../transforms/failure-router/dedupe-key';
 import { syncDirectory, writeFileAtomic } from './atomic-file';
 import { dlqPath } from './paths';
 import { holderRuns, ownProcessStart, pidLockContent, pidLockHolder, type PidLockHolder } from './process-alive';
@@ -47,6 +58,26 @@ export interface DlqFileOptions {
   readonly compactAfterDeleted?: number;
   /** How long an operation waits for another process's lock before failing. @default 10_000 */
   readonly lockTimeoutMs?: number;
+  /**
+   * Rewrite the dedupe file without the keys of error objects marked routed once at least this many may be dropped and
+   * they are at least half its keys. @default 1000
+   */
+  readonly compactDedupeAfter?: number;
+}
+
+/** How routedVersions() names an error object. */
+export function routedObjectName(bucket: string, key: string): string {
+  return `s3://${bucket}/${key}`;
+}
+
+/** An error object whose every line the failure router sent (its messages and their dedupe keys on disk). */
+export interface RoutedObject {
+  readonly bucket: string;
+  readonly key: string;
+  /** The version read, as its dedupe keys name it (dedupeKeyOf): the twin's ETag without its quotes. */
+  readonly version: string;
+  /** Its last line with a message: its dedupe keys are those of lines 1 to this one. */
+  readonly lines: number;
 }
 
 export interface DlqMessage {
@@ -113,6 +144,16 @@ class QueueState {
   dedupeId: string | undefined;
   dedupeBytes = 0;
   dedupeKeys = new Set<string>();
+  // The routed markers as last read: the last one of each object (by objectName), and the markers whose keys may still
+  // be in the dedupe file (with the count of those keys).
+  routedId: string | undefined;
+  routedBytes = 0;
+  routed = new Map<string, RoutedObject>();
+  routedKeysKept: RoutedObject[] = [];
+  routedKeysKeptCount = 0;
+  /** Markers given to markRouted and not yet written, and the operation that writes them (one append, one fsync). */
+  markersToWrite: RoutedObject[] = [];
+  markersWritten: Promise<void> | undefined;
   /**
    * Lines received here and not deleted, with the time they become visible again: on the monotonic clock, as every time
    * here (a wall clock set back an hour would hide them, and hold a lock wait, for that hour more).
@@ -127,10 +168,12 @@ export class DlqFile {
   readonly path: string;
   readonly deletedPath: string;
   readonly dedupePath: string;
+  readonly routedPath: string;
   readonly lockPath: string;
   private readonly visibilityMs: number;
   private readonly compactAfterDeleted: number;
   private readonly lockTimeoutMs: number;
+  private readonly compactDedupeAfter: number;
   private readonly state: QueueState;
 
   constructor(options: DlqFileOptions) {
@@ -146,10 +189,12 @@ export class DlqFile {
     this.visibilityMs = visibility * 1000;
     this.compactAfterDeleted = Math.max(1, options.compactAfterDeleted ?? 1000);
     this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
+    this.compactDedupeAfter = Math.max(1, options.compactDedupeAfter ?? 1000);
     this.path = path.resolve(dlqPath(options.dataDir, options.queue));
     const stem = this.path.slice(0, -'.jsonl'.length);
     this.deletedPath = `${stem}.deleted`;
     this.dedupePath = `${stem}.dedupe`;
+    this.routedPath = `${stem}.routed`;
     this.lockPath = `${stem}.lock`;
     let state = queues.get(this.path);
     if (!state) {
@@ -226,6 +271,55 @@ export class DlqFile {
     return this.exclusive(async () => {
       await this.refreshDedupe();
       return [...this.state.dedupeKeys].filter((k) => k.startsWith(prefix));
+    });
+  }
+
+  /** The version last marked routed of each error object, by `s3://<bucket>/<key>`. */
+  async routedVersions(): Promise<ReadonlyMap<string, string>> {
+    return this.exclusive(async () => {
+      await this.refreshRouted();
+      return new Map([...this.state.routed].map(([name, object]) => [name, object.version]));
+    });
+  }
+
+  /**
+   * Marks an error object wholly routed, on disk (fsync) when this returns. Call it only once every message of the object
+   * was sent (sendOnceEach returned): a start then no longer reads the object, and its dedupe keys can go, which this does
+   * once enough of them may (compactDedupeAfter).
+   */
+  async markRouted(object: RoutedObject): Promise<void> {
+    assertValidRoutedObject(object);
+    const s = this.state;
+    s.markersToWrite.push(object);
+    // Markers given while an earlier operation runs are written together: a start marks thousands of objects at once.
+    if (s.markersWritten) return s.markersWritten;
+    const written = this.exclusive(async () => {
+      const markers = s.markersToWrite;
+      s.markersToWrite = [];
+      s.markersWritten = undefined;
+      await this.refreshRouted();
+      const created = this.state.routedId === undefined;
+      await appendDurably(this.routedPath, this.state.routedBytes, markers.map((marker) => routedLine(marker, false)).join(''));
+      if (created) await syncDirectory(path.dirname(this.routedPath));
+      await this.refreshRouted();
+      await this.refreshDedupe();
+      const droppable = this.state.routedKeysKeptCount;
+      if (droppable >= this.compactDedupeAfter && droppable * 2 >= this.state.dedupeKeys.size) await this.compactDedupeLocked();
+    });
+    s.markersWritten = written;
+    // Failed before it took its markers (the lock not had): they go with the next call's.
+    written.catch(() => {
+      if (s.markersWritten === written) s.markersWritten = undefined;
+    });
+    return written;
+  }
+
+  /** Rewrites the dedupe file without the keys of the error objects marked routed; every other key stays. */
+  async compactDedupe(): Promise<void> {
+    await this.exclusive(async () => {
+      await this.refreshRouted();
+      await this.refreshDedupe();
+      await this.compactDedupeLocked();
     });
   }
 
@@ -460,6 +554,53 @@ export class DlqFile {
     }
   }
 
+  private async refreshRouted(): Promise<void> {
+    const s = this.state;
+    const info = await statOrUndefined(this.routedPath);
+    const id = info && fileId(info);
+    if (!info || id !== s.routedId || info.size < s.routedBytes) {
+      s.routedId = id;
+      s.routedBytes = 0;
+      s.routed = new Map();
+      s.routedKeysKept = [];
+      s.routedKeysKeptCount = 0;
+      if (!info) return;
+    }
+    const { text, bytes } = await readCompleteLines(this.routedPath, s.routedBytes, info.size);
+    s.routedBytes += bytes;
+    for (const line of text) {
+      const marker = parseRoutedLine(line);
+      // A line markRouted did not write marks nothing: its object is read again at the start, as an unmarked one is.
+      if (marker === undefined) continue;
+      s.routed.set(objectName(marker.object), marker.object);
+      if (!marker.keysDropped) {
+        s.routedKeysKept.push(marker.object);
+        s.routedKeysKeptCount += marker.object.lines;
+      }
+    }
+  }
+
+  /**
+   * The dedupe file without the routed objects' keys, in place (fsynced) before the markers are rewritten to say the
+   * keys are gone: a crash between the two leaves markers whose keys are dropped again, which drops nothing.
+   */
+  private async compactDedupeLocked(): Promise<void> {
+    const s = this.state;
+    if (s.routedKeysKept.length === 0) return;
+    const dropped = new Set<string>();
+    for (const object of s.routedKeysKept) {
+      for (let line = 1; line <= object.lines; line++) dropped.add(dedupeKeyOf(object.bucket, object.key, line, object.version));
+    }
+    const kept = [...s.dedupeKeys].filter((key) => !dropped.has(key));
+    if (s.dedupeId !== undefined && kept.length < s.dedupeKeys.size) {
+      await writeFileAtomic(this.dedupePath, kept.map((key) => `${JSON.stringify(key)}\n`).join(''));
+      await this.refreshDedupe();
+    }
+    // One marker per object, its last version: an earlier version's marker has no keys left to drop either.
+    await writeFileAtomic(this.routedPath, [...s.routed.values()].map((object) => routedLine(object, true)).join(''));
+    await this.refreshRouted();
+  }
+
   /** Lines the ledger deletes: only entries for this data file whose line still has the same content. */
   private deletedLines(): Set<number> {
     const s = this.state;
@@ -593,6 +734,36 @@ function firstCharacterSqsRejects(body: string): { index: number; code: number }
     return { index, code };
   }
   return undefined;
+}
+
+function assertValidRoutedObject(object: RoutedObject): void {
+  const { bucket, key, version, lines } = object;
+  if (typeof bucket !== 'string' || bucket === '' || bucket.includes('/') || typeof key !== 'string' || key === '' || typeof version !== 'string' || version === '') {
+    throw new Error(`markRouted: an error object is named by a bucket (no "/"), a key and a version, all non-empty; got ${JSON.stringify({ bucket, key, version })}.`);
+  }
+  if (!Number.isInteger(lines) || lines < 0) throw new Error(`markRouted: lines must be a whole number ≥ 0 (the last line with a message), got ${lines}.`);
+}
+
+function objectName(object: Pick<RoutedObject, 'bucket' | 'key'>): string {
+  return routedObjectName(object.bucket, object.key);
+}
+
+/** A marker line: `keysDropped` once its dedupe keys are gone from the dedupe file. */
+function routedLine(object: RoutedObject, keysDropped: boolean): string {
+  const { bucket, key, version, lines } = object;
+  return `${JSON.stringify(keysDropped ? { bucket, key, version, lines, keysDropped } : { bucket, key, version, lines })}\n`;
+}
+
+function parseRoutedLine(line: string): { object: RoutedObject; keysDropped: boolean } | undefined {
+  try {
+    const value = JSON.parse(line) as Partial<RoutedObject> & { keysDropped?: unknown };
+    const { bucket, key, version, lines } = value;
+    const object = { bucket, key, version, lines } as RoutedObject;
+    assertValidRoutedObject(object);
+    return { object, keysDropped: value.keysDropped === true };
+  } catch {
+    return undefined;
+  }
 }
 
 function hashOf(body: string): string {

@@ -4,12 +4,13 @@
  * nothing survives but the files.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { DlqFile, DLQ_MAX_BODY_BYTES } from '../../lib/local/dlq-file';
+import { DlqFile, DLQ_MAX_BODY_BYTES, type RoutedObject } from '../../lib/local/dlq-file';
 import { pidLockContent, processStart, readPid } from '../../lib/local/process-alive';
+import { dedupeKeyOf } from '../../transforms/failure-router/dedupe-key';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 import { within } from '../within';
 
@@ -412,4 +413,159 @@ describe('DlqFile', () => {
       );
     });
   });
+});
+
+/** The failure router's messages of lines 1–`lines` of one error object, keyed as it keys them. */
+function routedMessages(object: RoutedObject): Array<{ dedupeKey: string; body: string }> {
+  return Array.from({ length: object.lines }, (_, i) => ({
+    dedupeKey: dedupeKeyOf(object.bucket, object.key, i + 1, object.version),
+    body: JSON.stringify({ source: `s3://${object.bucket}/${object.key}#${i + 1}@${object.version}` }),
+  }));
+}
+const errorObject = (n: number, lines = 3, version = `etag-${n}`): RoutedObject => ({
+  bucket: 'sluice-dev-data', key: `errors/app-events/processing-failed/2026/12/06/01/obj-${n}`, version, lines,
+});
+
+describe('DlqFile: error objects marked routed', () => {
+  test('a marker survives a restart; the last version marked is the one routedVersions() names', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    await dlq.sendOnceEach(routedMessages(errorObject(1)));
+    await dlq.markRouted(errorObject(1));
+    await dlq.markRouted(errorObject(2, 0));
+    await dlq.markRouted(errorObject(1, 4, 'etag-1b'));
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect(await after.routedVersions()).toEqual(new Map([
+      [`s3://sluice-dev-data/${errorObject(1).key}`, 'etag-1b'],
+      [`s3://sluice-dev-data/${errorObject(2).key}`, 'etag-2'],
+    ]));
+    expect(existsSync(after.routedPath)).toBe(true);
+  });
+
+  test('compaction drops the dedupe keys of objects marked routed, and keeps every other key', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    const [marked, unmarked] = [errorObject(1, 5), errorObject(2, 4)];
+    expect(await dlq.sendOnceEach([...routedMessages(marked), ...routedMessages(unmarked)])).toBe(9);
+    await dlq.claim('replayed#some-record');
+    await dlq.markRouted(marked);
+    expect(linesOf(dlq.dedupePath)).toHaveLength(10);
+    await dlq.compactDedupe();
+    expect(linesOf(dlq.dedupePath).map((l) => JSON.parse(l) as string).sort()).toEqual([...routedMessages(unmarked).map((m) => m.dedupeKey), 'replayed#some-record'].sort());
+    expect(linesOf(dlq.routedPath).map((l) => JSON.parse(l) as unknown)).toEqual([{ ...marked, keysDropped: true }]);
+
+    // After a restart the keys kept still dedupe: the unmarked object routed again sends nothing.
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect(await after.sendOnceEach(routedMessages(unmarked))).toBe(0);
+    expect(await after.hasDedupeKey('replayed#some-record')).toBe(true);
+    expect(await after.count()).toBe(9);
+    expect((await after.routedVersions()).get(`s3://sluice-dev-data/${marked.key}`)).toBe(marked.version);
+  });
+
+  test('markRouted compacts on its own once compactDedupeAfter keys may go and they are half the file', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q', compactDedupeAfter: 6 });
+    for (const n of [1, 2, 3]) await dlq.sendOnceEach(routedMessages(errorObject(n)));
+    await dlq.markRouted(errorObject(1));
+    expect(linesOf(dlq.dedupePath)).toHaveLength(9);
+    await dlq.markRouted(errorObject(2));
+    // 6 droppable of 9: compacted, the third object's keys kept.
+    expect(linesOf(dlq.dedupePath).map((l) => JSON.parse(l) as string).sort()).toEqual(routedMessages(errorObject(3)).map((m) => m.dedupeKey).sort());
+    expect(linesOf(dlq.routedPath)).toHaveLength(2);
+  });
+
+  test('a crash after the dedupe file is compacted and before the markers are rewritten drops nothing more and loses nothing', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    for (const n of [1, 2]) await dlq.sendOnceEach(routedMessages(errorObject(n)));
+    await dlq.markRouted(errorObject(1));
+    const markersBefore = readFileSync(dlq.routedPath);
+    await dlq.compactDedupe();
+    // The markers as they were before their rewrite: keys said kept that are gone.
+    writeFileSync(dlq.routedPath, markersBefore);
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    await after.compactDedupe();
+    expect(linesOf(after.dedupePath).map((l) => JSON.parse(l) as string).sort()).toEqual(routedMessages(errorObject(2)).map((m) => m.dedupeKey).sort());
+    expect(await after.sendOnceEach(routedMessages(errorObject(2)))).toBe(0);
+    expect(linesOf(after.routedPath).map((l) => JSON.parse(l) as unknown)).toEqual([{ ...errorObject(1), keysDropped: true }]);
+  });
+
+  test('a data dir written before markers (keys, no .routed file) routes as before, then marks and compacts', async () => {
+    // What the twin wrote before markers existed: messages and their keys, one JSON string a line.
+    mkdirSync(path.join(dataDir, 'dlq'));
+    const old = errorObject(1, 4);
+    writeFileSync(path.join(dataDir, 'dlq', 'q.jsonl'), routedMessages(old).map((m) => `${m.body}\n`).join(''));
+    writeFileSync(path.join(dataDir, 'dlq', 'q.dedupe'), routedMessages(old).map((m) => `${JSON.stringify(m.dedupeKey)}\n`).join(''));
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    expect(await dlq.routedVersions()).toEqual(new Map());
+    expect(await dlq.sendOnceEach(routedMessages(old))).toBe(0);
+    await dlq.markRouted(old);
+    await dlq.compactDedupe();
+    expect(readFileSync(dlq.dedupePath, 'utf8')).toBe('');
+    expect(await dlq.count()).toBe(4);
+  });
+
+  test('marker lines markRouted did not write mark nothing; a bad marker is refused', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    await dlq.markRouted(errorObject(1));
+    appendFileSync(dlq.routedPath, 'not json\n{"bucket":"b","key":"k","lines":2}\n[1]\n');
+    await dlq.markRouted(errorObject(2));
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect([...(await after.routedVersions()).values()]).toEqual(['etag-1', 'etag-2']);
+    await expect(dlq.markRouted({ ...errorObject(3), version: '' })).rejects.toThrow(/bucket \(no "\/"\), a key and a version, all non-empty/);
+    await expect(dlq.markRouted({ ...errorObject(3), lines: -1 })).rejects.toThrow(/lines must be a whole number ≥ 0/);
+  });
+
+  test('SIGKILL at any point while routing, marking and compacting: routing the unmarked objects again sends every message, and none of a marked object twice', async () => {
+    const objects = Array.from({ length: 40 }, (_, n) => errorObject(n, 5));
+    // The child routes the objects as the twin does (messages and their keys, then the marker), saying each one marked.
+    const script = `const { DlqFile } = require(${JSON.stringify(require.resolve('../../lib/local/dlq-file'))});
+      const { dedupeKeyOf } = require(${JSON.stringify(require.resolve('../../transforms/failure-router/dedupe-key'))});
+      (async () => {
+        const dlq = new DlqFile({ dataDir: ${JSON.stringify(dataDir)}, queue: 'q', compactDedupeAfter: 10 });
+        for (const o of ${JSON.stringify(objects)}) {
+          await dlq.sendOnceEach(Array.from({ length: o.lines }, (_, i) => ({
+            dedupeKey: dedupeKeyOf(o.bucket, o.key, i + 1, o.version),
+            body: JSON.stringify({ source: 's3://' + o.bucket + '/' + o.key + '#' + (i + 1) + '@' + o.version }),
+          })));
+          await dlq.markRouted(o);
+          process.stdout.write('.');
+        }
+      })().catch((err) => { console.error(err); process.exit(1); });`;
+    for (const [killAfterMarked, extraMs] of [[2, 0], [11, 3], [23, 7], [29, 1]]) {
+      rmSync(path.join(dataDir, 'dlq'), { recursive: true, force: true });
+      const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      let marked = 0;
+      await new Promise<void>((resolve) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          marked += chunk.length;
+          if (marked >= killAfterMarked) resolve();
+        });
+        void exited.then(() => resolve());
+      });
+      // A few ms on: the kill lands somewhere in the next object's messages, keys, marker or a compaction.
+      await new Promise((resolve) => setTimeout(resolve, extraMs));
+      const killedAt = marked;
+      child.kill('SIGKILL');
+      await exited;
+      expect((await new (afterRestart().DlqFile)({ dataDir, queue: 'q' }).routedVersions()).size).toBeLessThan(objects.length);
+      // A start: every object not marked as it is is routed again, then marked.
+      const dlq = new (afterRestart().DlqFile)({ dataDir, queue: 'q', compactDedupeAfter: 10 });
+      const routed = await dlq.routedVersions();
+      for (const object of objects) {
+        if (routed.get(`s3://${object.bucket}/${object.key}`) === object.version) continue;
+        await dlq.sendOnceEach(routedMessages(object));
+        await dlq.markRouted(object);
+      }
+      const bodies: string[] = [];
+      await dlq.forEachBody((b) => bodies.push(b));
+      const expected = objects.flatMap((o) => routedMessages(o).map((m) => m.body));
+      expect([...new Set(bodies)].sort()).toEqual([...expected].sort());
+      // A message is sent twice only by sendOnceEach's own window (messages on disk, the kill before their keys): those
+      // of the one object the kill cut off, never one marked routed, whatever compaction did.
+      const twice = bodies.filter((b, i) => bodies.indexOf(b) !== i);
+      expect(new Set(twice.map((b) => (JSON.parse(b) as { source: string }).source.split('#')[0])).size).toBeLessThanOrEqual(1);
+      expect(twice.every((b) => Number(/\/obj-(\d+)#/.exec(b)?.[1]) >= killedAt)).toBe(true);
+      expect((await dlq.routedVersions()).size).toBe(objects.length);
+      await dlq.compactDedupe();
+      expect(readFileSync(dlq.dedupePath, 'utf8')).toBe('');
+    }
+  }, 60_000);
 });
