@@ -416,7 +416,7 @@ function printDeadLetters(dlq: DlqCounts, leftInS3: LeftInS3, where: string): vo
     : '';
   console.log(`DLQ messages: ${howMany(dlq.records, 'failed record')}${pointers}, ${formatNumber(dlq.consumer)} consumer batch${dlq.consumer === 1 ? '' : 'es'} (${where})`);
   // Error objects the router gave up on while the twin stopped (the DLQ could not be written): their records are in
-  // S3 and reach the DLQ at the next start on this data dir, which routes every error object there is.
+  // S3 and reach the DLQ at the next start on this data dir, which routes every error object not marked wholly routed.
   const { notYetRouted } = leftInS3;
   if (notYetRouted.length > 0) {
     console.log(`Not in the DLQ yet: ${howMany(notYetRouted.length, 'error object')} the failure router could not finish routing before the stop `

@@ -35,6 +35,8 @@ export interface ObjectSummary {
   readonly key: string;
   readonly size: number;
   readonly lastModified: Date;
+  /** The ETag a read of the object answers with now (readObject). */
+  readonly etag: string;
 }
 
 /** A key or bucket name the store will not map to a file. Not retryable: the name itself is wrong. */
@@ -232,8 +234,8 @@ export class ObjectStore extends EventEmitter<ObjectStoreEvents> {
         if (entry.isDirectory()) {
           if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) await walk(path.join(dir, entry.name), `${key}/`);
         } else if (entry.isFile() && key.startsWith(prefix)) {
-          const stat = await fs.promises.stat(path.join(dir, entry.name));
-          out.push({ key, size: stat.size, lastModified: stat.mtime });
+          const stat = await fs.promises.stat(path.join(dir, entry.name), { bigint: true });
+          out.push({ key, size: Number(stat.size), lastModified: new Date(Number(stat.mtimeMs)), etag: etagOf(stat) });
         }
       }
     };

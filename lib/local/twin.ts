@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -13,13 +14,14 @@ import { defaultTransformWorkers, TransformWorkers } from './transform-workers';
 import { processorBufferWarnings } from '../../transforms/record-transform/response-budget';
 import { createMetadataRecorder, type InvocationClock, type MetadataRecorder } from '../../transforms/metadata-consumer/handler';
 import { createFailureRouter, locateErrorObject, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
+import { versionOfEtag } from '../../transforms/failure-router/dedupe-key';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
 import { backoffDelay, sleep } from '../../transforms/shared/retry';
 import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from './aws-clients';
 import { DeliveryEngine, engineOptionsFromConfig, undeliveredRecordCount, undeliveredUnconfiguredStreams, type DeliveryCounters } from './delivery-stream';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
-import { DlqFile, isQueueName } from './dlq-file';
+import { DlqFile, isQueueName, routedObjectName } from './dlq-file';
 import { kinesisStateWatch, startDynamo, startKinesis, type RunningService } from './emulators';
 import { freePort } from './ports';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
@@ -133,7 +135,8 @@ export interface LeftInS3 {
   /**
    * The files of error objects the router gave up on while the twin stopped (it tries each three times then, e.g. while
    * the DLQ cannot be written), sorted. Their records may be missing from the DLQ until the next start on this data dir,
-   * which routes every error object there is (those already sent are skipped by their dedupe keys). Empty while running.
+   * which routes every error object not marked wholly routed (those of its messages already sent are skipped by their
+   * dedupe keys). Empty while running.
    */
   readonly notYetRouted: string[];
 }
@@ -148,8 +151,9 @@ export interface Twin {
   summary(): PipelineSummary[];
   dlqCount(): Promise<DlqCounts>;
   /**
-   * Lines and objects the failure router read since the start (it reads every error object there is at the start, and
-   * each one written since) but could not route. Its ERROR log lines name each one, with the line number and why.
+   * Lines and objects the failure router read since the start (it reads at the start every error object not marked wholly
+   * routed, which one with lines it could not route never is, and each one written since) but could not route. Its ERROR
+   * log lines name each one, with the line number and why.
    */
   leftInS3(): LeftInS3;
   /**
@@ -251,7 +255,7 @@ export function consumerInvocation(record: MetadataRecorder, timeoutSeconds: num
  * Starts the local twin: kinesis-mock and dynalite as children it owns, the Firehose endpoint, one
  * delivery engine per delivery stream (the real transform handler as processor), Kinesis readers for
  * Kinesis-sourced streams, the metadata consumer under a local event source mapping, and the failure
- * router on every error object. What exists on the data dir is kept.
+ * router on every error object not yet wholly routed. What exists on the data dir is kept.
  */
 export async function startTwin(options: TwinOptions): Promise<Twin> {
   const { config, dataDir } = options;
@@ -383,15 +387,25 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const store = new ObjectStore(dataDir, { beforeWrite: faults?.beforeWrite });
     // A twin killed while it wrote left its temp files; no delivery has started yet to have new ones.
     await store.removeLeftovers();
+    /** What one routing of an error object read and sent: the version read, and the last line it sent a message for. */
+    const routingRead = new AsyncLocalStorage<{ version?: string; lastLine: number }>();
     const router = createFailureRouter({
       // The same reading as in Lambda: in chunks, never the whole object, a second read pinned to the first's ETag.
-      readObject: (b, k, pin) => store.readObject(b, k, pin),
+      readObject: async (b, k, pin) => {
+        const read = await store.readObject(b, k, pin);
+        const reading = routingRead.getStore();
+        if (read && reading) reading.version = versionOfEtag(read.etag);
+        return read;
+      },
       // The DLQ file is its own sent ledger: sendOnceEach appends a message and then its dedupe key, and
-      // skips keys already there, so every message is offered to it and there is nothing to mark after.
+      // skips keys already there, so every message is offered to it and there is nothing to mark after it
+      // (the object is marked once wholly routed, below: markRouted).
       alreadySent: async () => new Set(),
       send: async (messages) => {
         faults?.beforeDlqSend(names(anyName).dlq, messages.length);
         await dlq.sendOnceEach(messages.map((m) => ({ dedupeKey: m.dedupeKey, body: toSqsBody(m) })));
+        const reading = routingRead.getStore();
+        if (reading) for (const m of messages) reading.lastLine = Math.max(reading.lastLine, m.source.line);
         return { failedIds: [] };
       },
       markSent: async () => undefined,
@@ -410,9 +424,16 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         let failedWhileStopping = 0;
         for (let attempt = 0; ; attempt++) {
           try {
-            const { unreadableLines, damagedObjects } = await router(s3Event(b, key, size, region));
-            if (unreadableLines > 0 || damagedObjects > 0) unrouted.set(file, { unreadableLines, damagedObjects });
-            else unrouted.delete(file);
+            const reading: { version?: string; lastLine: number } = { lastLine: 0 };
+            const { unreadableLines, damagedObjects } = await routingRead.run(reading, () => router(s3Event(b, key, size, region)));
+            if (unreadableLines > 0 || damagedObjects > 0) {
+              // Not marked: each start reads it again, and names what of it stays in S3 only (leftInS3).
+              unrouted.set(file, { unreadableLines, damagedObjects });
+            } else {
+              unrouted.delete(file);
+              // Every message of it is on disk with its key: a start no longer reads it (a crash before this reads it again).
+              if (reading.version !== undefined) await dlq.markRouted({ bucket: b, key, version: reading.version, lines: reading.lastLine });
+            }
             notYetRouted.delete(file);
             return;
           } catch (e) {
@@ -435,10 +456,13 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     store.on('objectCreated', ({ bucket: b, key, size }) => {
       if (routable(key)) route(b, key, size);
     });
-    // Error objects written before a crash may not have reached the DLQ: route them again (the
-    // dedupe keys make that a no-op for those that did).
+    // Error objects written before a crash may not have reached the DLQ: route those not marked wholly routed as they are
+    // now (the dedupe keys make that a no-op for the messages that did reach it).
+    const routed = await dlq.routedVersions();
     for (const prefix of FAILURE_PREFIXES) {
-      for (const object of await store.listObjects(bucket, prefix)) if (routable(object.key)) route(bucket, object.key, object.size);
+      for (const object of await store.listObjects(bucket, prefix)) {
+        if (routable(object.key) && routed.get(routedObjectName(bucket, object.key)) !== versionOfEtag(object.etag)) route(bucket, object.key, object.size);
+      }
     }
 
     const engines = new Map<string, { engine: DeliveryEngine; pipeline: string; kind: 'lake' | 'search' }>();
