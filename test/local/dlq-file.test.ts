@@ -441,6 +441,23 @@ describe('DlqFile: error objects marked routed', () => {
     expect(existsSync(after.routedPath)).toBe(true);
   });
 
+  test('markers given at once, from two instances, are all written (in fewer appends than markers)', async () => {
+    const [a, b] = [new DlqFile({ dataDir, queue: 'q' }), new DlqFile({ dataDir, queue: 'q' })];
+    const objects = Array.from({ length: 60 }, (_, n) => errorObject(n, 0));
+    const opens = jest.spyOn(fsPromises, 'open');
+    try {
+      await Promise.all(objects.map((object, n) => (n % 2 === 0 ? a : b).markRouted(object)));
+      const appends = opens.mock.calls.filter(([file, flags]) => file === a.routedPath && flags === 'a+').length;
+      expect(appends).toBeGreaterThan(0);
+      expect(appends).toBeLessThan(10);
+    } finally {
+      opens.mockRestore();
+    }
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect([...(await after.routedVersions()).values()].sort()).toEqual(objects.map((o) => o.version).sort());
+    expect(linesOf(after.routedPath)).toHaveLength(60);
+  });
+
   test('compaction drops the dedupe keys of objects marked routed, and keeps every other key', async () => {
     const dlq = new DlqFile({ dataDir, queue: 'q' });
     const [marked, unmarked] = [errorObject(1, 5), errorObject(2, 4)];
