@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
-const BENCHMARKS = ['transform', 'direct-put', 'kinesis', 'pruning', 'idle', 'parquet-ratio', 'json-body', 'cli-start', 'ttl-sweep'] as const;
+const BENCHMARKS = ['transform', 'direct-put', 'kinesis', 'pruning', 'idle', 'parquet-ratio', 'json-body', 'cli-start', 'ttl-sweep', 'dlq-start'] as const;
 
 function main(args: readonly string[]): number {
   const flags = args.filter((a) => a.startsWith('--'));
