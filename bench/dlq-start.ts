@@ -17,13 +17,17 @@ import { machine, QUICK, table } from './report';
 
 const OBJECTS = QUICK ? 400 : 2_000;
 const LINES = 5;
+const ERRORS_PREFIX = 'errors/app-events/processing-failed/2026/12/06/01/';
+/** An error object's name as Firehose gives it: stream name, version, time, a random part. */
+const objectName = (n: number) => `sluice-dev-app-events-lake-1-2026-12-06-01-00-00-${String(n).padStart(8, '0')}-3f1c2a7e-9b0d-4e51-a8c6-0d2f4b7e91aa`;
+const OBJECT_KEY_CHARS = (ERRORS_PREFIX + objectName(0)).length;
 
 const config = loadConfig(['local.bufferIntervalSeconds=1', `pipelines=${JSON.stringify({ 'app-events': { source: 'direct-put', destinations: ['lake'] } })}`]);
 const queue = resourceNames(config, 'app-events').dlq;
 
 /** N error objects of LINES processing-failed records each, as Firehose writes them. */
 function writeErrorObjects(dataDir: string): void {
-  const dir = path.join(dataDir, 's3', localBucketName(config), 'errors/app-events/processing-failed/2026/12/06/01');
+  const dir = path.join(dataDir, 's3', localBucketName(config), ERRORS_PREFIX);
   fs.mkdirSync(dir, { recursive: true });
   for (let o = 0; o < OBJECTS; o++) {
     const lines = Array.from({ length: LINES }, (_, i) => JSON.stringify({
@@ -31,7 +35,7 @@ function writeErrorObjects(dataDir: string): void {
       attemptEndingTimestamp: 1_765_000_000_500, rawData: Buffer.from(JSON.stringify({ o, i })).toString('base64'),
       lambdaArn: 'arn:aws:lambda:us-east-1:000000000000:function:sluice-dev-app-events-transform',
     }));
-    fs.writeFileSync(path.join(dir, `sluice-dev-app-events-lake-1-2026-12-06-01-00-00-${String(o).padStart(8, '0')}`), `${lines.join('\n')}\n`);
+    fs.writeFileSync(path.join(dir, objectName(o)), `${lines.join('\n')}\n`);
   }
 }
 
@@ -75,6 +79,8 @@ async function main(): Promise<void> {
     const second = await timedStart(full);
     const floorAgain = await timedStart(empty);
     const floorMs = Math.min(floor.ms, floorAgain.ms);
+    const routed = path.join(full, 'dlq', `${queue}.routed`);
+    const markers = lineCount(routed);
     const row = (label: string, s: Start) => [label, s.reads.toLocaleString('en-US'), s.dlqRecords.toLocaleString('en-US'), (s.ms / 1000).toFixed(2), (s.ms / floorMs).toFixed(2)];
     console.log(`\nA twin's start to settled with ${OBJECTS.toLocaleString('en-US')} error objects of ${LINES} records under errors/ (${machine()})\n`);
     console.log(table(['start', 'error objects read', 'DLQ messages', 's', '× floor'], [
@@ -82,7 +88,7 @@ async function main(): Promise<void> {
       row('first start: routes and marks them all', first),
       row('next start: all marked', second),
     ]));
-    console.log(`\ndedupe keys after the first start: ${keysAfterFirst.toLocaleString('en-US')}; after the next: ${lineCount(path.join(full, 'dlq', `${queue}.dedupe`)).toLocaleString('en-US')}; routed markers: ${lineCount(path.join(full, 'dlq', `${queue}.routed`)).toLocaleString('en-US')}`);
+    console.log(`\ndedupe keys after the first start: ${keysAfterFirst.toLocaleString('en-US')}; after the next: ${lineCount(path.join(full, 'dlq', `${queue}.dedupe`)).toLocaleString('en-US')}; routed markers: ${markers.toLocaleString('en-US')}, ${Math.round(fs.statSync(routed).size / markers)} bytes each for keys of ${OBJECT_KEY_CHARS} characters`);
   } finally {
     fs.rmSync(empty, { recursive: true, force: true });
     fs.rmSync(full, { recursive: true, force: true });
