@@ -276,6 +276,8 @@ export class DlqFile {
 
   /** The version last marked routed of each error object, by `s3://<bucket>/<key>`. */
   async routedVersions(): Promise<ReadonlyMap<string, string>> {
+    // No markers file: nothing marked, and asking makes no dlq/ folder (a start that routes nothing leaves none).
+    if ((await stat(this.routedPath).catch(() => undefined)) === undefined) return new Map();
     return this.exclusive(async () => {
       await this.refreshRouted();
       return new Map([...this.state.routed].map(([name, object]) => [name, object.version]));
