@@ -235,7 +235,8 @@ export function registerLocalCommands(program: Command): void {
       const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir, localUpPorts(flags, config)));
       printEndpoints(twin, config);
       console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
-      const stop = takeStopSignals(dataDir, (signal) => console.log(`\n${signal}: flushing… (${againExits(signal)} at once and leaves the rest for the next start)`));
+      // On stderr, as every command's status lines are: stdout holds the endpoints and the summary.
+      const stop = takeStopSignals(dataDir, (signal) => console.error(`\n${signal}: flushing… (${againExits(signal)} at once and leaves the rest for the next start)`));
       stop.holding(release);
       await once(stop.requested, 'abort');
       try {

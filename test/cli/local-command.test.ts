@@ -966,11 +966,11 @@ describe('local up', () => {
     /** Runs `then` as soon as the twin says it flushes, rather than at the next poll. */
     const onFlushing = (then: () => void) => {
       const watch = () => {
-        if (!/: flushing…/.test(output.stdout)) return;
-        twin.stdout.off('data', watch);
+        if (!/: flushing…/.test(output.stderr)) return;
+        twin.stderr.off('data', watch);
         then();
       };
-      twin.stdout.on('data', watch);
+      twin.stderr.on('data', watch);
       watch();
     };
     const stderrLines = () => output.stderr.split('\n').filter((line) => !line.startsWith('sluice: injecting faults'));
@@ -981,10 +981,13 @@ describe('local up', () => {
     const { twin, exited, when, output, stderrLines } = await upWithSlowFlush(2000);
     try {
       twin.kill('SIGINT');
-      await when('the flush', () => /SIGINT: flushing…/.test(output.stdout));
+      await when('the flush', () => /SIGINT: flushing…/.test(output.stderr));
       twin.kill('SIGINT');
       expect(await exited).toEqual({ code: 130, signal: null });
+      expect(output.stdout).not.toMatch(/flushing/);
       expect(stderrLines()).toEqual([
+        '',
+        'SIGINT: flushing… (Ctrl-C again exits at once and leaves the rest for the next start)',
         `sluice: second SIGINT: exiting now; records not yet delivered stay in ${dataDir} and are delivered at the next start`,
         '',
       ]);
@@ -1004,9 +1007,10 @@ describe('local up', () => {
       onFlushing(() => twin.kill('SIGTERM'));
       for (let i = 0; i < 20; i++) twin.kill('SIGTERM');
       expect(await exited).toEqual({ code: 0, signal: null });
-      expect(output.stdout.match(/SIGTERM: flushing…/g)).toHaveLength(1);
+      // The stop line on stderr, once; stdout holds the endpoints and the summary alone.
+      expect(stderrLines()).toEqual(['', 'SIGTERM: flushing… (Ctrl-C, or a SIGTERM 2 s on, exits at once and leaves the rest for the next start)', '']);
+      expect(output.stdout).not.toMatch(/flushing/);
       expect(output.stdout).toMatch(/\napp-events +1 +0 +1 /); // received 1, no Parquet row, processing-failed 1
-      expect(stderrLines()).toEqual(['']);
       expect(existsSync(path.join(dataDir, 'twin.json'))).toBe(false);
       expect(existsSync(path.join(dataDir, 'twin.pid'))).toBe(false);
     } finally {
@@ -1076,6 +1080,8 @@ describe('local up', () => {
       twin.kill('SIGTERM');
       expect(await exited).toEqual({ code: 143, signal: null });
       expect(stderrLines()).toEqual([
+        '',
+        'SIGTERM: flushing… (Ctrl-C, or a SIGTERM 2 s on, exits at once and leaves the rest for the next start)',
         `sluice: second SIGTERM: exiting now; records not yet delivered stay in ${dataDir} and are delivered at the next start`,
         '',
       ]);
