@@ -3,8 +3,11 @@
  * Anything a user can fix (nothing listening, no credentials, no region, a missing resource, no
  * permission) becomes a UserError: message only, exit 2.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
-import { escapeControlCharacters, UserError } from './output';
+import { escapeControlCharacters, formatBytes, formatNumber, UserError } from './output';
+
+const { MAX_STRING_LENGTH } = bufferConstants;
 
 export interface FailureContext {
   /** What was being called, for messages: "the twin's Firehose API", "Athena". */
@@ -55,17 +58,43 @@ export function unreadableFile(flag: string, file: string, err: unknown): UserEr
 }
 
 /**
+ * A file or standard input longer than the text Node.js can hold: it would be read whole, then fail to decode
+ * (ERR_STRING_TOO_LONG) with a message in hexadecimal.
+ */
+function tooLongToRead(flag: string, file: string, maxBytes: number): UserError {
+  return new UserError(`cannot read ${flag} ${escapeControlCharacters(file)}: it holds more than ${formatNumber(maxBytes)} bytes (${formatBytes(maxBytes)}), `
+    + 'the longest text Node.js can hold as one string: give a shorter one');
+}
+
+/**
  * The whole text of a file a flag names (`--file`, `--dsl`), or of standard input for `-`. Standard input is read through
  * the event loop, not with readFileSync: a producer that pauses would hold Ctrl-C's and SIGTERM's handlers back until it
- * wrote again or closed. Bytes that are not UTF-8 read as U+FFFD, as readFileSync reads them.
+ * wrote again or closed. Bytes that are not UTF-8 read as U+FFFD, as readFileSync reads them. More than `maxBytes` is
+ * refused without reading on (UTF-8 never decodes to more characters than it has bytes, so what passes decodes).
+ * `stdin` and `maxBytes` are for tests.
  */
-export async function readFileOrStdin(flag: string, file: string): Promise<string> {
+export async function readFileOrStdin(
+  flag: string,
+  file: string,
+  { stdin = process.stdin, maxBytes = MAX_STRING_LENGTH }: { stdin?: AsyncIterable<Buffer>; maxBytes?: number } = {},
+): Promise<string> {
   try {
-    if (file !== '-') return fs.readFileSync(file, 'utf8');
+    if (file !== '-') {
+      // A regular file says its size; a pipe or a device says 0 and is caught by the decoding below.
+      if (fs.statSync(file).size > maxBytes) throw tooLongToRead(flag, file, maxBytes);
+      return fs.readFileSync(file, 'utf8');
+    }
     const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    let bytes = 0;
+    for await (const chunk of stdin) {
+      bytes += chunk.length;
+      if (bytes > maxBytes) throw tooLongToRead(flag, file, maxBytes);
+      chunks.push(chunk);
+    }
     return Buffer.concat(chunks).toString('utf8');
   } catch (err) {
+    if (err instanceof UserError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ERR_STRING_TOO_LONG') throw tooLongToRead(flag, file, maxBytes);
     throw unreadableFile(flag, file, err);
   }
 }

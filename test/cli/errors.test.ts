@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { callerCredentials } from '../../lib/cli/credentials';
-import { explainFailure } from '../../lib/cli/errors';
+import { explainFailure, readFileOrStdin } from '../../lib/cli/errors';
 import { UserError } from '../../lib/cli/output';
 
 const sdkError = (name: string, message: string, status: number) => Object.assign(new Error(message), { name, $metadata: { httpStatusCode: status } });
@@ -137,4 +137,30 @@ test('a missing resource on AWS gives the service\'s words and then the hint, on
   const explained = explainFailure(sdkError('ResourceNotFoundException', 'Stream sluice-dev-iot under account 123456789012 not found.', 400),
     { service: 'Kinesis', resource: 'Kinesis stream sluice-dev-iot', startHint: 'is stack sluice-dev deployed with pipeline "iot"?' });
   expect(explained.message).toBe('Kinesis: not found (Kinesis stream sluice-dev-iot): Stream sluice-dev-iot under account 123456789012 not found. is stack sluice-dev deployed with pipeline "iot"?');
+});
+
+test('standard input longer than Node.js can hold as one string (--file -, --dsl -) is refused as soon as it is, not read on', async () => {
+  // A producer that never ends, 16 MiB a chunk (the same buffer each time: the test holds 16 MiB, whatever is read).
+  const chunk = Buffer.alloc(16 * 1024 * 1024, 'x');
+  let given = 0;
+  async function* endless(): AsyncGenerator<Buffer> {
+    for (;;) {
+      given++;
+      yield chunk;
+    }
+  }
+  await expect(readFileOrStdin('--file', '-', { stdin: endless() })).rejects.toThrow(new UserError(
+    'cannot read --file -: it holds more than 536,870,888 bytes (512.0 MiB), the longest text Node.js can hold as one string: give a shorter one',
+  ));
+  // 32 chunks (536,870,912 bytes) are the first past 536,870,888 bytes: reading stopped there.
+  expect(given).toBe(32);
+  // A cap given: the text up to it passes whole, one byte more is refused.
+  const pieces = () => (async function* () {
+    yield Buffer.from('SELECT ');
+    yield Buffer.from('1');
+  })();
+  await expect(readFileOrStdin('--dsl', '-', { stdin: pieces(), maxBytes: 8 })).resolves.toBe('SELECT 1');
+  await expect(readFileOrStdin('--dsl', '-', { stdin: pieces(), maxBytes: 7 })).rejects.toThrow(
+    'cannot read --dsl -: it holds more than 7 bytes (7 B), the longest text Node.js can hold as one string: give a shorter one',
+  );
 });

@@ -2,6 +2,7 @@
  * `sluice query` against the twin: Parquet fixtures written into a temp data dir laid out like the
  * twin's (by the transform and the twin's Parquet writer), queried through DuckDB.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -540,16 +541,25 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(JSON.parse(stdout)).toEqual([{ n: records.length }]);
   });
 
-  test('the query\'s own problems come first, in words: empty, a file that is missing or a directory', async () => {
+  test('the query\'s own problems come first, in words: empty, a file that is missing, a directory or longer than Node.js can hold', async () => {
     const elsewhere = ['--data-dir', path.join(os.tmpdir(), 'sluice-no-such-data-dir')];
+    // One byte over Node's longest string (buffer.constants.MAX_STRING_LENGTH), sparse: no disk space, and refused unread.
+    const tooLong = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-long-query-')), 'q.sql');
+    fs.writeFileSync(tooLong, '');
+    fs.truncateSync(tooLong, bufferConstants.MAX_STRING_LENGTH + 1);
     const cases: Array<[string[], string]> = [
       [['', ...elsewhere], 'sluice: the query is empty\n'],
       [['--file', '/nonexistent/q.sql', ...elsewhere], 'sluice: cannot read --file /nonexistent/q.sql: no such file\n'],
       [['--file', os.tmpdir(), ...elsewhere], `sluice: cannot read --file ${os.tmpdir()}: it is a directory\n`],
+      [['--file', tooLong, ...elsewhere], `sluice: cannot read --file ${tooLong}: it holds more than 536,870,888 bytes (512.0 MiB), the longest text Node.js can hold as one string: give a shorter one\n`],
     ];
-    for (const [args, message] of cases) {
-      const { code, stderr } = await sluice('query', ...args);
-      expect({ args, code, stderr }).toEqual({ args, code: 2, stderr: message });
+    try {
+      for (const [args, message] of cases) {
+        const { code, stderr } = await sluice('query', ...args);
+        expect({ args, code, stderr }).toEqual({ args, code: 2, stderr: message });
+      }
+    } finally {
+      fs.rmSync(path.dirname(tooLong), { recursive: true, force: true });
     }
   });
 
