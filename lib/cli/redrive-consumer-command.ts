@@ -118,7 +118,9 @@ async function redriveConsumer(flags: RedriveFlags): Promise<void> {
   if (target.kind === 'aws') await awaitCallerCredentials(target.credentials, { signing: 'every request of the redrive' });
   const access = target.kind === 'local' ? localAccess(target) : await awsAccess(target);
   const progress = new Progress({ forced: flags.progress });
-  const started = Date.now();
+  // Its time taken, on the monotonic clock: a wall clock set back or forward mid-run is no time taken.
+  const started = performance.now();
+  const elapsedMs = () => Math.round(performance.now() - started);
   const results: Result[] = [];
   let interruptedBy: Interruption | undefined;
   let stoppingNote: NodeJS.Timeout | undefined;
@@ -170,9 +172,9 @@ async function redriveConsumer(flags: RedriveFlags): Promise<void> {
   const counts: Record<string, number> = {};
   for (const r of results) counts[r.outcome] = (counts[r.outcome] ?? 0) + 1;
   if (flags.json) {
-    io.out(toJson({ queue: access.queue.description, dryRun: flags.dryRun === true, read: results.length, outcomes: counts, messages: results, elapsedMs: Date.now() - started }));
+    io.out(toJson({ queue: access.queue.description, dryRun: flags.dryRun === true, read: results.length, outcomes: counts, messages: results, elapsedMs: elapsedMs() }));
   } else {
-    printReport(access.queue.description, results, counts, flags.dryRun === true, Date.now() - started);
+    printReport(access.queue.description, results, counts, flags.dryRun === true, elapsedMs());
   }
   if (interruptedBy !== undefined) throw new UserError(`interrupted (${interruptedBy.label}): ${stoppedSummary(results)}`, interruptedBy.exitCode);
   const failing = results.filter((r) => !DONE.has(r.outcome));

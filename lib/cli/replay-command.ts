@@ -110,7 +110,9 @@ async function replay(flags: ReplayFlags): Promise<void> {
   }
   const access = await deadLettersFor(target);
   const progress = new Progress({ forced: flags.progress });
-  const started = Date.now();
+  // Its time taken, on the monotonic clock: a wall clock set back or forward mid-run is no time taken.
+  const started = performance.now();
+  const elapsedMs = () => Math.round(performance.now() - started);
   const results: Array<Tally & { message: string; dedupeKey?: string }> = [];
   const entryPoints = new Map<string, EntryPoint>();
   let refusal: UserError | undefined;
@@ -141,7 +143,7 @@ async function replay(flags: ReplayFlags): Promise<void> {
       const summary = await cutOffSummary(access.queue, results, done);
       if (flags.json) {
         io.out(toJson({ queue: access.queue.description, dryRun: flags.dryRun === true, read: results.length, outcomes: countBy(results, (r) => r.outcome), messages: results,
-          stopped: summary, elapsedMs: Date.now() - started }));
+          stopped: summary, elapsedMs: elapsedMs() }));
       }
       io.err(`sluice: ${summary}\n`);
     }
@@ -160,9 +162,9 @@ async function replay(flags: ReplayFlags): Promise<void> {
   const failing = results.filter((r) => !['replayed', 'would-replay', 'already-replayed', 'duplicate'].includes(r.outcome));
   if (flags.json) {
     io.out(toJson({ queue: access.queue.description, dryRun: flags.dryRun === true, read: results.length, outcomes: counts, messages: results,
-      ...(inFlight ? { inFlight } : {}), ...(interruption !== undefined ? { interrupted: true, stopped: interruption } : {}), elapsedMs: Date.now() - started }));
+      ...(inFlight ? { inFlight } : {}), ...(interruption !== undefined ? { interrupted: true, stopped: interruption } : {}), elapsedMs: elapsedMs() }));
   } else {
-    printReport(access, results, counts, flags.dryRun === true, Date.now() - started, inFlight);
+    printReport(access, results, counts, flags.dryRun === true, elapsedMs(), inFlight);
   }
   const oldKept = oldKeptWarning(done.keptSentAt);
   if (oldKept !== undefined) io.err(`sluice: warning: ${oldKept}\n`);

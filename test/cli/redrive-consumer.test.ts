@@ -347,6 +347,28 @@ describe('sluice redrive-consumer --aws', () => {
     expect(JSON.parse(stdout)).toMatchObject({ read: 1, outcomes: { redriven: 1 }, messages: [{ message: 'm-1', pipeline: 'iot', outcome: 'redriven', records: 7 }] });
   });
 
+  test('--json\'s elapsedMs counts on the monotonic clock: the wall clock set forward an hour during the invoke adds nothing to it', async () => {
+    queueHolds(JSON.stringify(onFailureRecord(3, 9)));
+    const realNow = Date.now.bind(Date);
+    let setForward = 0;
+    const wallClock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + setForward);
+    lambda.on(InvokeCommand).callsFake(() => {
+      setForward = 3_600_000;
+      return { StatusCode: 200, Payload: payload('{"batchItemFailures":[]}') };
+    });
+    try {
+      const { code, stdout } = await sluice('redrive-consumer', '--aws', '--json');
+      expect(code).toBe(0);
+      const report = JSON.parse(stdout) as { outcomes: Record<string, number>; elapsedMs: number };
+      expect(report.outcomes).toEqual({ redriven: 1 });
+      expect(setForward).toBe(3_600_000);
+      expect(report.elapsedMs).toBeGreaterThanOrEqual(0);
+      expect(report.elapsedMs).toBeLessThan(60_000);
+    } finally {
+      wallClock.mockRestore();
+    }
+  });
+
   test('receives one message at a time and keeps it hidden past the queue\'s five minutes while its redrive may take longer', async () => {
     queueHolds(JSON.stringify(onFailureRecord(3, 9)));
     lambda.on(InvokeCommand).resolves({ StatusCode: 200, Payload: payload('{"batchItemFailures":[]}') });

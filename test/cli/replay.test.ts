@@ -151,6 +151,27 @@ describe('sluice replay (twin)', () => {
     }
   });
 
+  test('--json\'s elapsedMs counts on the monotonic clock: the wall clock set back an hour at the first put takes nothing off it', async () => {
+    const realNow = Date.now.bind(Date);
+    let setBack = 0;
+    const wallClock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - setBack);
+    backend.onIngest = async () => {
+      backend.onIngest = undefined;
+      setBack = 3_600_000;
+    };
+    try {
+      const { stdout } = await replay('--json');
+      const report = JSON.parse(stdout) as { outcomes: Record<string, number>; elapsedMs: number };
+      expect(report.outcomes.replayed).toBe(2);
+      expect(setBack).toBe(3_600_000);
+      expect(report.elapsedMs).toBeGreaterThanOrEqual(0);
+      expect(report.elapsedMs).toBeLessThan(60_000);
+    } finally {
+      wallClock.mockRestore();
+      backend.onIngest = undefined;
+    }
+  });
+
   test('re-puts the records that pass now, deletes only their messages, reports the rest by reason', async () => {
     const { code, stdout, stderr } = await replay();
     expect(code).toBe(1);

@@ -569,6 +569,42 @@ describe('metadata consumer: failures', () => {
     expect(retryBudgetFor(20_000, { getRemainingTimeInMillis: () => -5 })).toBe(0);
   });
 
+  it('retries until a deadline on the monotonic clock: the wall clock set forward or back an hour while it backs off neither ends nor stretches them', async () => {
+    const realNow = Date.now.bind(Date);
+    // The same backoff every time (0.9 of each ceiling: 45, 90, 180, 360, 720, 1,440 ms, …), so runs compare retry for retry.
+    const random = jest.spyOn(Math, 'random').mockReturnValue(0.9);
+    let jump = 0;
+    const wallClock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + jump);
+    const retriesWith = async (jumpMs: number, context?: { getRemainingTimeInMillis(): number }): Promise<number> => {
+      jump = 0;
+      const t = capturedTelemetry();
+      try {
+        await createMetadataConsumer({
+          pipeline: 'iot', tableName: local.tableName, ttlDays: 30, dynamo: faulty(local, { throttleAlways: true }), now: () => NOW,
+          // The wall clock jumps at the first backoff, once the deadline is set.
+          sleep: async () => {
+            jump = jumpMs;
+          },
+          logger: t.logger, metrics: t.metrics,
+        })(event, context);
+        return (t.lines.find((l) => l.message === 'batch recorded') as { retries: number }).retries;
+      } finally {
+        t.restore();
+      }
+    };
+    try {
+      // 20 s to retry in: set forward an hour, the deadline had passed after the first backoff.
+      expect(await retriesWith(3_600_000)).toBe(await retriesWith(0));
+      // 1 s to retry in (3 s left): set back an hour, the backoffs past it went on to the attempts' limit.
+      const withinASecond = await retriesWith(0, { getRemainingTimeInMillis: () => 3_000 });
+      expect(withinASecond).toBeLessThan(await retriesWith(0));
+      expect(await retriesWith(-3_600_000, { getRemainingTimeInMillis: () => 3_000 })).toBe(withinASecond);
+    } finally {
+      wallClock.mockRestore();
+      random.mockRestore();
+    }
+  });
+
   it('is configured from the environment', () => {
     expect(() => metadataConsumerFromEnv({})).toThrow(/SLUICE_PIPELINE/);
     expect(() => metadataConsumerFromEnv({ SLUICE_PIPELINE: 'iot' })).toThrow(/SLUICE_METADATA_TABLE/);

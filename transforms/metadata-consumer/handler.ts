@@ -87,7 +87,7 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
   let warnedFallback = false;
 
   return async (event, context) => {
-    const started = Date.now();
+    const started = performance.now();
     const budgetMs = retryBudgetFor(options.retryBudgetMs ?? 20_000, context);
     const at = now();
     const records = event.Records ?? [];
@@ -192,7 +192,7 @@ export function createMetadataRecorder(options: MetadataConsumerOptions): Metada
       failed: batchItemFailures.length,
       retries,
       firstSequenceNumber: records[0]?.kinesis?.sequenceNumber,
-      durationMs: Date.now() - started,
+      durationMs: Math.round(performance.now() - started),
     });
     publishCounts(telemetry, {
       [METADATA_CONSUMER_METRICS.recorded]: recorded,

@@ -56,7 +56,10 @@ export interface StoreOptions {
   /** `ttl` (epoch seconds) for items written now. */
   readonly ttl: number;
   readonly writtenAt: string;
-  /** Give up retrying throttled or conflicting writes at this time (epoch ms). */
+  /**
+   * Give up retrying throttled or conflicting writes at this time, on performance.now()'s clock: monotonic, so a wall
+   * clock set back or forward while the writes retry neither stretches nor ends the wait.
+   */
   readonly deadline: number;
   readonly sleep?: (ms: number) => Promise<void>;
   /** Called once per write retry, with the reason. */
@@ -517,7 +520,7 @@ export class MetadataStore {
   /** Waits before the next attempt, or gives up (WriteFailure, retryable) when the deadline would pass. */
   private async backoff(attempt: number, reason: string, cause: unknown, givesUp = true): Promise<void> {
     const delay = backoffDelay(attempt);
-    if (givesUp && (attempt + 1 >= MAX_WRITE_ATTEMPTS || Date.now() + delay >= this.options.deadline)) {
+    if (givesUp && (attempt + 1 >= MAX_WRITE_ATTEMPTS || performance.now() + delay >= this.options.deadline)) {
       throw new WriteFailure(`gave up after ${attempt + 1} attempt${attempt === 0 ? '' : 's'}: ${reason}`, true, { cause });
     }
     this.options.onRetry?.(reason);
