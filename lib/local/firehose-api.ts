@@ -17,6 +17,7 @@ import { isLoopbackBinding, refuseWebPageRequest, webPageProblem } from './reque
 import type { AddressInfo, Socket } from 'node:net';
 import { endpointFor } from './endpoint';
 import { parseJsonInPieces } from './json-pieces';
+import { LAMBDA_MAX_REQUEST_BYTES } from '../../transforms/shared/limits';
 
 export interface LocalDeliveryStream {
   readonly name: string;
@@ -64,8 +65,9 @@ export interface FirehoseApiOptions {
   port?: number;
   backend: FirehoseBackend;
   /**
-   * Largest request body read, in bytes; larger ones get a 413, once up to 96 times as much has been read and
-   * discarded (a larger one is answered without reading it, its connection closed). @default 8 MiB (8,388,608)
+   * Largest Firehose API request body read, in bytes; larger ones get a 413, once up to 96 times as much has been read
+   * and discarded (a larger one is answered without reading it, its connection closed). A Lambda Invoke's limit is
+   * Lambda's own, 6 MB (6,291,456 bytes), read and answered the same way. @default 8 MiB (8,388,608)
    */
   maxBodyBytes?: number;
   /** Account id named in ResourceNotFoundException messages. @default '000000000000' */
@@ -713,7 +715,6 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
     throw new Error(`maxBodyBytes must be a positive integer number of bytes, got ${maxBodyBytes}`);
   }
-  const drainLimit = maxBodyBytes * DRAIN_LIMIT_FACTOR;
   const accountId = options.accountId ?? DEFAULT_ACCOUNT_ID;
 
   let closing = false;
@@ -753,6 +754,19 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       { headers: drained ? {} : { Connection: 'close' } },
     );
 
+  /**
+   * Lambda's Invoke past its request limit, as Lambda answers it: 413 with RequestEntityTooLargeException and its
+   * message (its model's RequestTooLargeException is not what it sends for this).
+   */
+  const invokeTooLarge = (res: ServerResponse, requestId: string, drained: boolean): void => {
+    send(res, requestId, 413, { Type: 'User', Message: `Request must be smaller than ${LAMBDA_MAX_REQUEST_BYTES} bytes for the InvokeFunction operation` },
+      { 'x-amzn-ErrorType': 'RequestEntityTooLargeException', ...(drained ? {} : { Connection: 'close' }) });
+  };
+
+  /** The largest body a request to `url` may have: Lambda's limit for an Invoke, the endpoint's for the Firehose API. */
+  const bodyLimitFor = (url: string | undefined): { invoke: boolean; maxBytes: number } =>
+    INVOKE_PATH.test(url ?? '') ? { invoke: true, maxBytes: LAMBDA_MAX_REQUEST_BYTES } : { invoke: false, maxBytes: maxBodyBytes };
+
   const checkHost = isLoopbackBinding(host);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const requestId = randomUUID();
@@ -762,13 +776,15 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       return;
     }
     reading.add(req);
-    const body = await readBoundedBody(req, maxBodyBytes, drainLimit, DRAIN_TIME_LIMIT_MS).finally(() => reading.delete(req));
+    const limit = bodyLimitFor(req.url);
+    const body = await readBoundedBody(req, limit.maxBytes, limit.maxBytes * DRAIN_LIMIT_FACTOR, DRAIN_TIME_LIMIT_MS).finally(() => reading.delete(req));
     if (body.kind === 'aborted') {
       res.destroy();
       return;
     }
     if (body.kind === 'tooLarge') {
-      sendError(res, requestId, tooLarge(body.drained));
+      if (limit.invoke) invokeTooLarge(res, requestId, body.drained);
+      else sendError(res, requestId, tooLarge(body.drained));
       return;
     }
     const invoked = INVOKE_PATH.exec(req.url ?? '');
@@ -861,13 +877,15 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   // Refuse a declared oversized body before the client uploads it (curl sends Expect for large bodies).
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     const declared = declaredContentLength(req);
-    if (declared !== undefined && declared > maxBodyBytes) {
+    const limit = bodyLimitFor(req.url);
+    if (declared !== undefined && declared > limit.maxBytes) {
       inFlight += 1;
       res.on('close', () => {
         inFlight -= 1;
         if (closing && inFlight === 0) allSettled?.();
       });
-      sendError(res, randomUUID(), tooLarge(false));
+      if (limit.invoke) invokeTooLarge(res, randomUUID(), false);
+      else sendError(res, randomUUID(), tooLarge(false));
       return;
     }
     res.writeContinue();

@@ -853,6 +853,38 @@ describe('Lambda Invoke of the twin\'s functions', () => {
     }
   });
 
+  test('a body over Lambda\'s 6 MB request limit is answered as Lambda does (413 RequestEntityTooLargeException), unread past it, the function not run', async () => {
+    let invoked = 0;
+    const ownApi = await apiWithFunctions(async () => {
+      invoked++;
+      return { payload: null };
+    });
+    const lambda = lambdaClient(ownApi.url, { maxAttempts: 1 });
+    const message = 'Request must be smaller than 6291456 bytes for the InvokeFunction operation';
+    try {
+      // A JSON string of `bytes` bytes in all.
+      const invoke = (bytes: number) => lambda.send(new InvokeCommand({ FunctionName: 'consumer', Payload: Buffer.from(`"${'x'.repeat(bytes - 2)}"`) }));
+      expect((await invoke(6_291_456)).StatusCode).toBe(200);
+      expect(invoked).toBe(1);
+      // One byte over, and over the Firehose API's own 8 MiB (which answered Firehose's error before): Lambda's answer both times.
+      for (const bytes of [6_291_457, 9 * 1024 * 1024]) {
+        await expect(invoke(bytes)).rejects.toMatchObject({ name: 'RequestEntityTooLargeException', message, $metadata: { httpStatusCode: 413 } });
+      }
+      // A body declared far larger is answered at once, without reading it (none is sent), its connection closed.
+      const head = 'POST /2015-03-31/functions/consumer/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n';
+      for (const expect100 of ['', 'Expect: 100-continue\r\n']) {
+        const [answer] = await rawExchange(ownApi.port, [`${head}${expect100}Content-Length: 1073741824\r\n\r\n`], 1);
+        expect({ expect100, status: answer.status, body: JSON.parse(answer.body) as unknown }).toEqual({ expect100, status: 413, body: { Type: 'User', Message: message } });
+        expect(answer.headers).toContain('\r\nx-amzn-errortype: requestentitytoolargeexception\r\n');
+        expect(answer.headers).toContain('\r\nconnection: close');
+      }
+      expect(invoked).toBe(1);
+    } finally {
+      lambda.destroy();
+      await ownApi.close();
+    }
+  });
+
   test('a function name whose %-escapes do not decode is answered (400 ValidationException), not cut off without an answer', async () => {
     const invoked: string[] = [];
     const ownApi = await apiWithFunctions(async (name) => {

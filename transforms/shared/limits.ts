@@ -6,6 +6,9 @@ export const FIREHOSE_MAX_RECORD_BYTES = 1_024_000;
 /** Lambda's synchronous response payload limit (6 MB = 6,291,456 bytes). */
 export const LAMBDA_MAX_RESPONSE_BYTES = 6_291_456;
 
+/** Lambda's synchronous request payload limit, the same 6 MB: Invoke answers a larger body with 413 RequestEntityTooLargeException. */
+export const LAMBDA_MAX_REQUEST_BYTES = 6_291_456;
+
 /**
  * What the transform lets its response grow to: the Lambda limit less a margin for the response
  * envelope and for rounding in the size estimate of each entry.
