@@ -70,7 +70,7 @@ describe('commands are loaded when they run', () => {
     expect(buildProgram('cots').commands).toHaveLength(REGISTERED.flatMap((e) => e.names).length);
   });
 
-  test('the binary loads what the command uses: sluice cost loads no twin, DuckDB or OpenSearch client; put, replay and redrive-consumer load neither DuckDB nor the CDK until they read the lake, local up no Lambda client; a misspelt command is still suggested', () => {
+  test('the binary loads what the command uses: sluice cost loads no twin, DuckDB or OpenSearch client; put, replay and redrive-consumer load neither DuckDB nor the CDK until they read the lake, local up no Lambda, S3 or SQS client; a misspelt command is still suggested', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-loaded-'));
     try {
       // Prints, as the process ends, the modules it loaded.
@@ -91,8 +91,11 @@ describe('commands are loaded when they run', () => {
         expect(loaded.some((f) => f.endsWith(path.join('lib', 'cli', `${command}-command.ts`)))).toBe(true);
         expect(loaded.filter((f) => f.includes('@duckdb') || f.includes(`${path.sep}aws-cdk-lib${path.sep}`))).toEqual([]);
       }
-      // The twin's Lambda client is for redrive-consumer alone.
-      expect(loadedBy('local', 'up', '--help').filter((f) => f.includes('@aws-sdk/client-lambda'))).toEqual([]);
+      // The twin's Lambda client is for redrive-consumer alone; the failure router, which the twin loads, requires its S3
+      // and SQS clients only for Lambda: the twin gives it its own object store and DLQ file.
+      const localUp = loadedBy('local', 'up', '--help');
+      expect(localUp.some((f) => f.endsWith(path.join('transforms', 'failure-router', 'handler.ts')))).toBe(true);
+      expect(localUp.filter((f) => ['@aws-sdk/client-lambda', '@aws-sdk/client-s3', '@aws-sdk/client-sqs'].some((client) => f.includes(client)))).toEqual([]);
       const misspelt = spawnSync(process.execPath, [path.resolve(__dirname, '../../bin/sluice.js'), 'cots'], { encoding: 'utf8', timeout: 60_000 });
       expect(misspelt.status).toBe(2);
       expect(misspelt.stderr).toMatch(/^sluice: unknown command 'cots' \(did you mean cost\?\)\n/);

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -30,7 +30,7 @@ import {
   searchBackupPrefix,
   searchErrorPrefix,
 } from '../../lib/schema';
-import type { FirehoseTransformationEvent } from 'aws-lambda';
+import type { FirehoseTransformationEvent, S3Event } from 'aws-lambda';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
 import { FAILURE_CATEGORIES } from '../../transforms/shared/record';
@@ -1450,15 +1450,106 @@ describe('outputs', () => {
 });
 
 describe('the deployed bundles', () => {
-  /** A function's bundle as `cdk deploy` uploads it: the asset folder its S3 key names, in the test's cloud assembly. */
-  function bundleOf(env: Record<string, string>): string {
+  /**
+   * A function's bundle as `cdk deploy` uploads it: the asset folder its S3 key names, in the test's cloud assembly. The
+   * function is the one whose environment has each of `env`'s variables, with its value unless that is undefined.
+   */
+  function bundleOf(env: Record<string, string | undefined>): string {
     const [, f] = resourcesOf(dev.template, 'AWS::Lambda::Function').find(([, p]) => {
       const vars = ((p.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {});
-      return Object.entries(env).every(([k, v]) => vars[k] === v);
+      return Object.entries(env).every(([k, v]) => (v === undefined ? k in vars : vars[k] === v));
     })!;
     const key = flatten((f.Code as { S3Key: unknown }).S3Key);
     return path.join(dev.app.outdir, `asset.${key.replace(/\.zip$/, '')}`, 'index.js');
   }
+
+  /** Runs `bundle`'s handler on `event` in a folder of its own, as Lambda runs it (CommonJS, the SDK only on NODE_PATH); its answer. */
+  async function runBundle(bundle: string, event: unknown, env: Record<string, string>): Promise<string> {
+    // Outside the project, as /var/task is: packages resolve only through NODE_PATH, as the runtime's SDK does.
+    const task = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bundle-'));
+    try {
+      fs.copyFileSync(bundle, path.join(task, 'index.js'));
+      const script = 'require(process.argv[1]).handler(JSON.parse(process.env.EVENT), {}).then((r) => process.stdout.write(JSON.stringify(r)))';
+      const major = Number(process.versions.node.split('.')[0]);
+      const { stdout } = await execFileAsync(process.execPath, ['-e', script, path.join(task, 'index.js')], {
+        cwd: task,
+        env: {
+          PATH: process.env.PATH,
+          NODE_PATH: path.join(PROJECT_ROOT, 'node_modules'),
+          // Lambda's nodejs22.x turns these off; Node 20 has neither on.
+          ...(major >= 22 ? { NODE_OPTIONS: '--no-experimental-require-module --no-experimental-detect-module' } : {}),
+          AWS_REGION: 'us-east-1',
+          AWS_ACCESS_KEY_ID: 'test',
+          AWS_SECRET_ACCESS_KEY: 'test',
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+          POWERTOOLS_LOG_LEVEL: 'ERROR',
+          POWERTOOLS_METRICS_DISABLED: 'true',
+          ...env,
+          EVENT: JSON.stringify(event),
+        },
+      });
+      return stdout;
+    } finally {
+      fs.rmSync(task, { recursive: true, force: true });
+    }
+  }
+
+  test('the failure router, run from its bundle, reads the error object from S3 and sends its record to the SQS queue (its clients required when it is built)', async () => {
+    const event = fixture<S3Event>('s3-error-objects.json');
+    const { bucket, object } = event.Records[0].s3;
+    const rawData = Buffer.from('{"event_id":"x"}').toString('base64');
+    const errorObject = `${JSON.stringify({ attemptsMade: 4, arrivalTimestamp: 1_795_874_715_000, errorCode: 'Lambda.FunctionError', errorMessage: 'timeout', attemptEndingTimestamp: 1_795_874_716_000, rawData, lambdaArn: 'arn:aws:lambda:us-east-1:123456789012:function:t' })}\n`;
+    const calls: string[] = [];
+    const sentBodies: string[] = [];
+    // S3 (REST, path style for an address), SQS and DynamoDB (JSON): what the router calls, answered as the services do.
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const target = String(req.headers['x-amz-target'] ?? '');
+        const json = (answer: unknown) => {
+          res.writeHead(200, { 'Content-Type': 'application/x-amz-json-1.0' });
+          res.end(JSON.stringify(answer));
+        };
+        if (req.method === 'GET') {
+          calls.push(`s3 GetObject ${decodeURIComponent((req.url ?? '').split('?')[0])}`);
+          res.writeHead(200, { ETag: `"${object.eTag}"`, 'Content-Type': 'application/octet-stream', 'Content-Length': String(Buffer.byteLength(errorObject)) });
+          res.end(errorObject);
+        } else if (target === 'AmazonSQS.SendMessageBatch') {
+          const { Entries } = JSON.parse(body) as { Entries: Array<{ Id: string; MessageBody: string }> };
+          calls.push(`sqs SendMessageBatch ${Entries.length}`);
+          sentBodies.push(...Entries.map((e) => e.MessageBody));
+          json({ Successful: Entries.map((e) => ({ Id: e.Id, MessageId: randomUUID(), MD5OfMessageBody: createHash('md5').update(e.MessageBody).digest('hex') })), Failed: [] });
+        } else if (target === 'DynamoDB_20120810.BatchGetItem') {
+          calls.push('dynamodb BatchGetItem');
+          json({ Responses: {}, UnprocessedKeys: {} });
+        } else if (target === 'DynamoDB_20120810.BatchWriteItem') {
+          calls.push('dynamodb BatchWriteItem');
+          json({ UnprocessedItems: {} });
+        } else {
+          calls.push(`unexpected ${req.method ?? ''} ${req.url ?? ''} ${target}`);
+          res.writeHead(400);
+          res.end();
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const stdout = await runBundle(bundleOf({ SLUICE_DLQ_URL: undefined }), { Records: [event.Records[0]] }, {
+        SLUICE_DLQ_URL: `${endpoint}/123456789012/sluice-dev-dlq`,
+        SLUICE_METADATA_TABLE: 'sluice-dev-metadata',
+        AWS_ENDPOINT_URL_S3: endpoint,
+        AWS_ENDPOINT_URL_SQS: endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB: endpoint,
+      });
+      expect(JSON.parse(stdout)).toMatchObject({ sent: 1, duplicates: 0 });
+      expect(calls).toEqual([`s3 GetObject /${bucket.name}/${object.key}`, 'dynamodb BatchGetItem', 'sqs SendMessageBatch 1', 'dynamodb BatchWriteItem']);
+      expect(JSON.parse(sentBodies[0])).toMatchObject({ rawData });
+    } finally {
+      server.close();
+    }
+  });
 
   test('the PII pipeline\'s transform, run from its bundle as Lambda runs it (CommonJS, the SDK only on NODE_PATH), reads its hash key from Secrets Manager and masks with it', async () => {
     const secret = 'key-from-secrets-manager';
@@ -1473,32 +1564,12 @@ describe('the deployed bundles', () => {
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    // Outside the project, as /var/task is: packages resolve only through NODE_PATH, as the runtime's SDK does.
-    const task = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bundle-'));
     try {
-      fs.copyFileSync(bundleOf({ SLUICE_PIPELINE: 'transactions', SLUICE_DESTINATION: 'lake' }), path.join(task, 'index.js'));
-      const event = fixture<FirehoseTransformationEvent>('firehose-kinesis.json');
-      const script = 'require(process.argv[1]).handler(JSON.parse(process.env.EVENT), {}).then((r) => process.stdout.write(JSON.stringify(r)))';
-      const major = Number(process.versions.node.split('.')[0]);
-      const { stdout } = await execFileAsync(process.execPath, ['-e', script, path.join(task, 'index.js')], {
-        cwd: task,
-        env: {
-          PATH: process.env.PATH,
-          NODE_PATH: path.join(PROJECT_ROOT, 'node_modules'),
-          // Lambda's nodejs22.x turns these off; Node 20 has neither on.
-          ...(major >= 22 ? { NODE_OPTIONS: '--no-experimental-require-module --no-experimental-detect-module' } : {}),
-          SLUICE_PIPELINE: 'transactions',
-          SLUICE_DESTINATION: 'lake',
-          SLUICE_PII_HASH_KEY_SECRET_ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:pii-AbCdEf',
-          AWS_ENDPOINT_URL_SECRETS_MANAGER: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-          AWS_REGION: 'us-east-1',
-          AWS_ACCESS_KEY_ID: 'test',
-          AWS_SECRET_ACCESS_KEY: 'test',
-          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-          POWERTOOLS_LOG_LEVEL: 'ERROR',
-          POWERTOOLS_METRICS_DISABLED: 'true',
-          EVENT: JSON.stringify(event),
-        },
+      const stdout = await runBundle(bundleOf({ SLUICE_PIPELINE: 'transactions', SLUICE_DESTINATION: 'lake' }), fixture<FirehoseTransformationEvent>('firehose-kinesis.json'), {
+        SLUICE_PIPELINE: 'transactions',
+        SLUICE_DESTINATION: 'lake',
+        SLUICE_PII_HASH_KEY_SECRET_ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:pii-AbCdEf',
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
       });
       const first = (JSON.parse(stdout) as { records: Array<{ result: string; data: string }> }).records[0];
       expect(first.result).toBe('Ok');
@@ -1506,7 +1577,6 @@ describe('the deployed bundles', () => {
       expect(asked).toEqual(['secretsmanager.GetSecretValue arn:aws:secretsmanager:us-east-1:123456789012:secret:pii-AbCdEf']);
     } finally {
       server.close();
-      fs.rmSync(task, { recursive: true, force: true });
     }
   });
 });

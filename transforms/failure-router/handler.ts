@@ -23,8 +23,7 @@
 import type { S3Event } from 'aws-lambda';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
-import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES } from '../shared/limits';
 import { pipelineSchema } from '../shared/pipeline';
 import { failureReason } from '../shared/record';
@@ -439,6 +438,7 @@ export function sqsBatches(messages: readonly DlqMessage[], maxBatchBytes: numbe
  * Undefined when the key, or the pinned version, no longer exists.
  */
 export function s3ObjectReader(s3: S3Client): ObjectReader {
+  const { GetObjectCommand, NoSuchKey } = requireS3();
   return async (bucket, key, pin) => {
     let response;
     try {
@@ -455,6 +455,15 @@ export function s3ObjectReader(s3: S3Client): ObjectReader {
     const bytes = await body.transformToByteArray();
     return { body: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), etag }; // a view, not a second copy
   };
+}
+
+/**
+ * The S3 and SQS clients, required when the Lambda entry point (or `replay --aws`) builds its router, not when the module
+ * loads: the twin routes with its own object store and DLQ file, and loads this module at every start. In the bundle
+ * the SDK is external (the runtime's, on NODE_PATH), so the require is the runtime's as an import's would be.
+ */
+function requireS3(): typeof import('@aws-sdk/client-s3') {
+  return require('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 }
 
 let fromEnv: FailureRouter | undefined;
@@ -484,7 +493,8 @@ export function failureRouterFromEnv(env: NodeJS.ProcessEnv): FailureRouter {
   const timeoutMs = Number(env.SLUICE_REQUEST_TIMEOUT_MS ?? DEFAULT_REQUEST_TIMEOUT_MS);
   if (!(Number.isInteger(timeoutMs) && timeoutMs > 0)) throw new Error(`SLUICE_REQUEST_TIMEOUT_MS must be a positive whole number of milliseconds, got ${JSON.stringify(env.SLUICE_REQUEST_TIMEOUT_MS)}`);
   const requestHandler = routerRequestHandler(timeoutMs);
-  const s3 = new S3Client({ requestHandler });
+  const { SendMessageBatchCommand, SQSClient } = require('@aws-sdk/client-sqs') as typeof import('@aws-sdk/client-sqs');
+  const s3 = new (requireS3().S3Client)({ requestHandler });
   const sqs = new SQSClient({ requestHandler });
   const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({ requestHandler }));
   const fifo = queueUrl.endsWith('.fifo');
