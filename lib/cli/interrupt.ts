@@ -41,11 +41,11 @@ export function takeInterrupts(onFirst: (interruption: Interruption) => void, on
   let first: { signal: NodeJS.Signals; at: number } | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (first === undefined) {
-      first = { signal, at: Date.now() };
+      first = { signal, at: performance.now() };
       onFirst(interruptionBy(signal as 'SIGINT' | 'SIGTERM'));
       return;
     }
-    if (signal === 'SIGTERM' && first.signal === 'SIGTERM' && Date.now() - first.at < REPEATED_SIGTERM_MS) return;
+    if (signal === 'SIGTERM' && first.signal === 'SIGTERM' && performance.now() - first.at < REPEATED_SIGTERM_MS) return;
     if (onSecond !== undefined) {
       onSecond(signal as 'SIGINT' | 'SIGTERM');
       return;

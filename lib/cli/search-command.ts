@@ -112,10 +112,10 @@ export function registerSearchCommand(program: Command): void {
       }
     }
     const progress = new Progress({ forced: flags.progress });
-    const started = Date.now();
+    const started = performance.now();
     let response: SearchResponseBody;
     try {
-      response = await progress.during(() => `searching ${index} on ${backend.description} · ${formatDuration(Date.now() - started)}`, backend.search(index, body, deadline.signal));
+      response = await progress.during(() => `searching ${index} on ${backend.description} · ${formatDuration(performance.now() - started)}`, backend.search(index, body, deadline.signal));
     } catch (err) {
       if (err !== deadline.signal.reason) throw err;
       throw deadline.noAnswer(backend.description, ': is it up and not overloaded? Raise --timeout to wait longer');
@@ -123,7 +123,7 @@ export function registerSearchCommand(program: Command): void {
       progress.done();
       await backend.close();
     }
-    printResponse(model, response, { index, json: flags.json === true, fields, countBy: flags.countBy, elapsedMs: Date.now() - started, where: backend.description });
+    printResponse(model, response, { index, json: flags.json === true, fields, countBy: flags.countBy, elapsedMs: Math.round(performance.now() - started), where: backend.description });
   });
 }
 

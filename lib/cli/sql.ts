@@ -150,12 +150,12 @@ async function localSqlEngine(target: LocalTarget, options: SqlEngineOptions): P
     description: `DuckDB over ${lake}`,
     database: opened.database,
     async run(sql, { progress, maxRows }) {
-      const started = Date.now();
+      const started = performance.now();
       let result;
       const stopped = (by: Interruption) => new UserError(`interrupted (${by.label})`, by.exitCode);
       if (interrupted) throw stopped(interrupted);
       try {
-        result = await progress.during(() => `DuckDB: running · ${Math.round((Date.now() - started) / 1000)} s`, opened.query(sql, { maxRows }));
+        result = await progress.during(() => `DuckDB: running · ${Math.round((performance.now() - started) / 1000)} s`, opened.query(sql, { maxRows }));
         if (interrupted) throw stopped(interrupted);
       } catch (err) {
         if (interrupted) throw stopped(interrupted);
@@ -242,7 +242,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
     description: `Athena workgroup ${workGroup} (${outputs.region})`,
     database,
     async run(sql, { progress, maxRows, database: db }) {
-      const started = Date.now();
+      const started = performance.now();
       let queryExecutionId: string | undefined;
       // Ctrl-C stops the query in Athena too, instead of leaving it to run (and bill) on its own, and ends the
       // command as interrupted (exit 130) at the next step: starting, polling or paging through results.
@@ -312,7 +312,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
             const reason = q?.Status?.AthenaError?.ErrorMessage ?? q?.Status?.StateChangeReason ?? 'no reason given';
             throw new QueryFailedError(`Athena query ${queryExecutionId} ${state.toLowerCase()}: ${reason}`);
           }
-          progress.update(`Athena ${state.toLowerCase()} · ${Math.round((Date.now() - started) / 1000)} s · ${formatBytes(bytesScanned)} scanned · ${queryExecutionId}`);
+          progress.update(`Athena ${state.toLowerCase()} · ${Math.round((performance.now() - started) / 1000)} s · ${formatBytes(bytesScanned)} scanned · ${queryExecutionId}`);
           await pause(wait);
           await endIfInterrupted();
           wait = Math.min(wait * 2, polling.maxMs ?? 2000);
@@ -347,7 +347,7 @@ export async function athenaSqlEngine(target: AwsTarget, client: AthenaClient, p
           columns: columns.map((c) => c.Name ?? ''),
           columnTypes: columns.map(athenaType),
           rows,
-          stats: { engine: 'athena', elapsedMs: Date.now() - started, bytesScanned, queryExecutionId, truncated },
+          stats: { engine: 'athena', elapsedMs: Math.round(performance.now() - started), bytesScanned, queryExecutionId, truncated },
         };
       } finally {
         process.removeListener('SIGINT', onInterrupt);

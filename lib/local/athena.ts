@@ -684,7 +684,7 @@ export class LocalAthena {
    * (DuckDB streams it): a large result is never held in memory to show a few rows of it.
    */
   async query(sql: string, options: { maxRows?: number } = {}): Promise<QueryResult> {
-    const started = Date.now();
+    const started = performance.now();
     const statements = await this.readOnlyStatements(sql);
     await this.defineViews(await this.tablesNamedBy(sql));
     const statement = await this.prepareReadOnly(sql, statements).catch(async (err: unknown) => {
@@ -705,7 +705,7 @@ export class LocalAthena {
       filesTotal: files.total,
       ...(files.readAtMost !== undefined ? { filesReadAtMost: files.readAtMost } : {}),
       plan: statement.statementType === StatementType.EXPLAIN,
-      elapsedMs: Date.now() - started,
+      elapsedMs: Math.round(performance.now() - started),
     };
   }
 

@@ -79,6 +79,26 @@ function athenaAnswers(columns: Array<{ Name: string; Type: string; Precision?: 
 }
 
 describe('sluice query --aws (Athena)', () => {
+  test('the time the query took counts on the monotonic clock: the wall clock set forward an hour once it started adds nothing to it', async () => {
+    athenaAnswers([{ Name: 'n', Type: 'bigint' }], [[['3']]]);
+    const realNow = Date.now.bind(Date);
+    let setForward = 0;
+    const wallClock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + setForward);
+    athena.on(StartQueryExecutionCommand).callsFake(async () => {
+      setForward = 3_600_000;
+      return { QueryExecutionId: 'q-1' };
+    });
+    try {
+      const { code, stderr } = await sluice('query', '--aws', 'SELECT count(*) AS n FROM iot', '--json');
+      expect(code).toBe(0);
+      expect(setForward).toBe(3_600_000);
+      // The statistics line ends with the time taken: milliseconds or seconds, not the hour the wall clock moved.
+      expect(stderr).toMatch(/^1 row · scanned .* · query q-1 · \d+(\.\d)? m?s\n$/);
+    } finally {
+      wallClock.mockRestore();
+    }
+  });
+
   test('starts the query in the stack\'s workgroup and database, polls, pages through the results', async () => {
     athenaAnswers([{ Name: 'event_type', Type: 'varchar' }, { Name: 'events', Type: 'bigint' }], [[['alert', '3'], ['telemetry', '40']], [['heartbeat', 'NULL']]]);
     const { code, stdout, stderr } = await sluice('query', '--aws', 'SELECT event_type, count(*) AS events FROM iot GROUP BY 1', '--json');

@@ -172,6 +172,20 @@ describe('sluice query (DuckDB over the twin)', () => {
     expect(stderr).toMatch(/rows · read \d+ of \d+ Parquet files/);
   });
 
+  test('the time a query took counts on the monotonic clock: a wall clock an hour further on at every look adds nothing to it', async () => {
+    const realNow = Date.now.bind(Date);
+    let looks = 0;
+    const wallClock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + 3_600_000 * ++looks);
+    try {
+      const { code, stderr } = await query('SELECT count(*) AS n FROM iot', '--json');
+      expect(code).toBe(0);
+      // The statistics line ends with the time taken: milliseconds or seconds, not the hour the wall clock moved.
+      expect(stderr).toMatch(/ · \d+(\.\d)? m?s\n$/);
+    } finally {
+      wallClock.mockRestore();
+    }
+  });
+
   test('--json writes the control characters of values and names escaped (DEL and C1 too), and parses back to the exact values', async () => {
     const { code, stdout } = await query("SELECT 'csi' || chr(155) || '31m' || chr(127) AS \"v\u009b\", 'esc' || chr(27) || ']0;pwned' || chr(7) AS e", '--json');
     expect(code).toBe(0);

@@ -235,6 +235,25 @@ describe('sluice search (OPENSEARCH_URL)', () => {
     expect(seen).toHaveLength(0);
   });
 
+  test('the time a search took counts on the monotonic clock: the wall clock set forward an hour while OpenSearch answers adds nothing to it', async () => {
+    const realNow = Date.now.bind(Date);
+    let setForward = 0;
+    const wallClock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + setForward);
+    answer = () => {
+      setForward = 3_600_000;
+      return { status: 200, body: hitsResponse([{ event_id: 'e-1' }], 1) };
+    };
+    try {
+      const { code, stdout } = await search('clickstream');
+      expect(code).toBe(0);
+      expect(setForward).toBe(3_600_000);
+      // The summary line ends with the time taken: milliseconds or seconds, not the hour the wall clock moved.
+      expect(stdout).toMatch(/matching document.* · \d+(\.\d)? m?s\n/);
+    } finally {
+      wallClock.mockRestore();
+    }
+  });
+
   test('--json prints total, hits and buckets for scripts', async () => {
     answer = () => ({ status: 200, body: hitsResponse([{ event_id: 'e-1' }], 1, { count_by: { buckets: [{ key: 'click', doc_count: 1 }] } }) });
     const { code, stdout } = await search('clickstream', '--count-by', 'event_type', '--size', '1', '--json');

@@ -74,6 +74,22 @@ describe('record transform: DirectPut batch (app-events)', () => {
     expect(out.records[3].metadata).toBeUndefined();
   });
 
+  it('logs the batch\'s durationMs on the monotonic clock: a wall clock an hour further on at every look adds nothing to it', async () => {
+    const realNow = Date.now.bind(Date);
+    let looks = 0;
+    const wallClock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + 3_600_000 * ++looks);
+    const t = capturedTelemetry();
+    try {
+      await createTransformHandler({ pipeline: 'app-events', destination: 'lake', piiHashKey: KEY, now: () => NOW, logger: t.logger, metrics: t.metrics })(event);
+    } finally {
+      t.restore();
+      wallClock.mockRestore();
+    }
+    const { durationMs } = t.lines.find((l) => l.message === 'batch transformed') as { durationMs: number };
+    expect(durationMs).toBeGreaterThanOrEqual(0);
+    expect(durationMs).toBeLessThan(60_000);
+  });
+
   it('logs one line per batch and one per failed record (keyed by record id), and EMF metrics per pipeline', async () => {
     const t = capturedTelemetry();
     try {

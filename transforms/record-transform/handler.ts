@@ -70,7 +70,7 @@ export function createTransformHandler(options: TransformHandlerOptions): Transf
   const lines = new LineBuffer();
 
   return async (event) => {
-    const started = Date.now();
+    const started = performance.now();
     const piiHashKey = await hashKey();
     const settings: TransformSettings = { destination: options.destination, piiHashKey, processedAt: now() };
     const records = event.records ?? [];
@@ -110,7 +110,7 @@ export function createTransformHandler(options: TransformHandlerOptions): Transf
       failed,
       failedByReason: Object.fromEntries(failedBy),
       outputBase64Bytes: outputBytes,
-      durationMs: Date.now() - started,
+      durationMs: Math.round(performance.now() - started),
     });
     publishCounts(telemetry, { [TRANSFORM_RECORD_METRICS.ok]: ok, [TRANSFORM_RECORD_METRICS.dropped]: dropped, [TRANSFORM_RECORD_METRICS.failed]: failed });
     publishCountsBy(telemetry, TRANSFORM_RECORD_METRICS.failed, FAILURE_REASON_DIMENSION, failedBy);
