@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { sluiceCommand } from '../../lib/cli/invocation';
 import { sluice, tempDataDir } from './helpers';
 
 let cwd: string;
@@ -47,8 +48,11 @@ test('a folder named ~ is still reachable as ./~, and commands the CLI suggests 
   const run = await sluice('query', 'SELECT 1', `--data-dir=./~/sluice-data`);
   expect(run.stderr).toContain(`no twin data dir at ${path.join(here, '~', 'sluice-data')}`);
   // Not '~/sluice-data', which the command suggested would refuse.
-  expect(run.stderr).toContain("`npx sluice local up --data-dir './~/sluice-data'`");
+  // Run from a temp folder, outside the checkout: the hint names sluice as it can be run from there.
+  const command = sluiceCommand({ cwd: here });
+  expect(command).not.toBe('npx sluice');
+  expect(run.stderr).toContain(`\`${command} local up --data-dir './~/sluice-data'\``);
   fs.mkdirSync(path.join(here, '~', 'sluice-data', 's3'), { recursive: true });
   const put = await sluice('put', 'iot', '-n', '1', '--data-dir=./~/sluice-data');
-  expect(put.stderr).toContain("start one with `npx sluice local up --data-dir './~/sluice-data'`");
+  expect(put.stderr).toContain(`start one with \`${command} local up --data-dir './~/sluice-data'\``);
 });
