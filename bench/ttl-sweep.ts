@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BatchWriteItemCommand, CreateTableCommand, ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { BatchWriteItemCommand, CreateTableCommand, DescribeTableCommand, ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { dynamoClient } from '../lib/local/aws-clients';
 import { startDynamo } from '../lib/local/emulators';
 import { freePort } from '../lib/local/ports';
@@ -35,6 +35,8 @@ async function main(): Promise<void> {
       AttributeDefinitions: [{ AttributeName: partitionKey, AttributeType: 'S' }, { AttributeName: sortKey, AttributeType: 'S' }],
       KeySchema: [{ AttributeName: partitionKey, KeyType: 'HASH' }, { AttributeName: sortKey, KeyType: 'RANGE' }],
     }));
+    // dynalite creates a table asynchronously (CREATING, then ACTIVE), as DynamoDB does.
+    while ((await client.send(new DescribeTableCommand({ TableName: TABLE }))).Table?.TableStatus !== 'ACTIVE') await new Promise((r) => setTimeout(r, 25));
     const nowSeconds = Math.floor(Date.now() / 1000);
     const writeStarted = performance.now();
     let batch: Array<Record<string, AttributeValue>> = [];
