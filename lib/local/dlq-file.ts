@@ -60,7 +60,7 @@ export interface DlqFileOptions {
   readonly lockTimeoutMs?: number;
   /**
    * Rewrite the dedupe file without the keys of error objects marked routed once at least this many may be dropped and
-   * they are at least half its keys. @default 1000
+   * they are at least an eighth of its keys (DEDUPE_COMPACTION_SHARE). @default 1000
    */
   readonly compactDedupeAfter?: number;
 }
@@ -113,6 +113,12 @@ export function isQueueName(name: string): boolean {
 const LEDGER_VERSION = 1;
 const NEWLINE = 0x0a;
 const NEWLINE_BYTES = Buffer.from('\n');
+/**
+ * A dedupe compaction rewrites the file once the keys it drops are at least 1/this of it, so a rewrite costs at most this
+ * many lines per key dropped. Not a half: `sluice replay`'s ledger, two keys per message replayed, stays in the file for
+ * good, and a user who replays what the router sends never has half the file droppable: the keys would pile up for ever.
+ */
+const DEDUPE_COMPACTION_SHARE = 8;
 /** Lines read per slice when walking the whole queue. */
 const READ_SLICE_LINES = 1000;
 
@@ -306,7 +312,7 @@ export class DlqFile {
       await this.refreshRouted();
       await this.refreshDedupe();
       const droppable = this.state.routedKeysKeptCount;
-      if (droppable >= this.compactDedupeAfter && droppable * 2 >= this.state.dedupeKeys.size) await this.compactDedupeLocked();
+      if (droppable >= this.compactDedupeAfter && droppable * DEDUPE_COMPACTION_SHARE >= this.state.dedupeKeys.size) await this.compactDedupeLocked();
     });
     s.markersWritten = written;
     // Failed before it took its markers (the lock not had): they go with the next call's.

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { DlqFile, DLQ_MAX_BODY_BYTES, type RoutedObject } from '../../lib/local/dlq-file';
 import { pidLockContent, processStart, readPid } from '../../lib/local/process-alive';
+import { replayLedgerKey } from '../../lib/cli/dead-letters';
 import { dedupeKeyOf } from '../../transforms/failure-router/dedupe-key';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
 import { within } from '../within';
@@ -486,6 +487,20 @@ describe('DlqFile: error objects marked routed', () => {
     // 6 droppable of 9: compacted, the third object's keys kept.
     expect(linesOf(dlq.dedupePath).map((l) => JSON.parse(l) as string).sort()).toEqual(routedMessages(errorObject(3)).map((m) => m.dedupeKey).sort());
     expect(linesOf(dlq.routedPath)).toHaveLength(2);
+  });
+
+  test('the keys of objects marked routed go although sluice replay\'s ledger (two keys a message, kept) outnumbers them', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q', compactDedupeAfter: 6 });
+    const objects = [1, 2, 3, 4].map((n) => errorObject(n));
+    // What replay leaves in the same file for each message it replayed: the record's time and the message's key.
+    const replayed = (object: RoutedObject) => routedMessages(object).flatMap((m, i) => [replayLedgerKey(`record#${object.key}#${i}@1765000000000`), replayLedgerKey(m.dedupeKey)]);
+    // An earlier run's objects, routed and replayed; then new ones, each replayed once routed, as a user works.
+    for (const object of objects) {
+      await dlq.sendOnceEach(routedMessages(object));
+      await dlq.markRouted(object);
+      await dlq.claimAll(replayed(object));
+    }
+    expect(linesOf(dlq.dedupePath).map((l) => JSON.parse(l) as string).sort()).toEqual(objects.flatMap(replayed).sort());
   });
 
   test('a crash after the dedupe file is compacted and before the markers are rewritten drops nothing more and loses nothing', async () => {
