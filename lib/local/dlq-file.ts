@@ -312,7 +312,11 @@ export class DlqFile {
       await this.refreshRouted();
       await this.refreshDedupe();
       const droppable = this.state.routedKeysKeptCount;
-      if (droppable >= this.compactDedupeAfter && droppable * DEDUPE_COMPACTION_SHARE >= this.state.dedupeKeys.size) await this.compactDedupeLocked();
+      if (droppable >= this.compactDedupeAfter && droppable * DEDUPE_COMPACTION_SHARE >= this.state.dedupeKeys.size) {
+        // The markers are on disk: a compaction that fails (a full disk cannot hold the rewrite) keeps every key, and the
+        // next marker tries again. Failing the mark would have the caller route the object again and call it unrouted.
+        await this.compactDedupeLocked().catch(() => undefined);
+      }
     });
     s.markersWritten = written;
     // Failed before it took its markers (the lock not had): they go with the next call's.

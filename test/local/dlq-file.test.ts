@@ -503,6 +503,23 @@ describe('DlqFile: error objects marked routed', () => {
     expect(linesOf(dlq.dedupePath).map((l) => JSON.parse(l) as string).sort()).toEqual(objects.flatMap(replayed).sort());
   });
 
+  test('a compaction that fails (a full disk cannot hold the rewrite) keeps every key, and the marker stands: markRouted resolves, the next one compacts', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q', compactDedupeAfter: 3 });
+    for (const n of [1, 2]) await dlq.sendOnceEach(routedMessages(errorObject(n)));
+    const full = Object.assign(new Error('ENOSPC: no space left on device, rename'), { code: 'ENOSPC' });
+    const rename = jest.spyOn(fsPromises, 'rename').mockRejectedValueOnce(full);
+    try {
+      await dlq.markRouted(errorObject(1));
+    } finally {
+      rename.mockRestore();
+    }
+    expect(linesOf(dlq.dedupePath)).toHaveLength(6);
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q', compactDedupeAfter: 3 });
+    expect((await after.routedVersions()).get(`s3://sluice-dev-data/${errorObject(1).key}`)).toBe('etag-1');
+    await after.markRouted(errorObject(2));
+    expect(readFileSync(after.dedupePath, 'utf8')).toBe('');
+  });
+
   test('a crash after the dedupe file is compacted and before the markers are rewritten drops nothing more and loses nothing', async () => {
     const dlq = new DlqFile({ dataDir, queue: 'q' });
     for (const n of [1, 2]) await dlq.sendOnceEach(routedMessages(errorObject(n)));
