@@ -4,7 +4,7 @@
  * of epoch seconds before now and no more than five years before it (DynamoDB ignores older values); an item without
  * the attribute, or with another type there, is never touched.
  */
-import { ConditionalCheckFailedException, DeleteItemCommand, ScanCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, DeleteItemCommand, ScanCommand, type AttributeValue, type DynamoDBClient, type ScanCommandOutput } from '@aws-sdk/client-dynamodb';
 
 /** DynamoDB leaves an item whose TTL is more than five years in the past: such a value is taken for something else. */
 const TTL_LOOKBACK_SECONDS = 5 * 365 * 86_400;
@@ -63,15 +63,23 @@ export async function sweepExpiredItems(options: TtlSweepOptions, signal?: Abort
     const nowSeconds = Math.floor(now() / 1000);
     // DynamoDB compares only values of one type: a String or Binary TTL matches neither bound.
     const expired = { ':now': { N: String(nowSeconds) }, ':oldest': { N: String(nowSeconds - TTL_LOOKBACK_SECONDS) } };
-    const page = await client.send(new ScanCommand({
-      TableName: tableName,
-      Limit: pageSize,
-      ProjectionExpression: projection,
-      FilterExpression: '#ttl < :now AND #ttl >= :oldest',
-      ExpressionAttributeNames: names,
-      ExpressionAttributeValues: expired,
-      ExclusiveStartKey: startKey,
-    }));
+    // A stop aborts the call in flight rather than wait for it (a stalled dynalite would hold the twin's stop for
+    // the client's timeouts and retries).
+    let page: ScanCommandOutput;
+    try {
+      page = await client.send(new ScanCommand({
+        TableName: tableName,
+        Limit: pageSize,
+        ProjectionExpression: projection,
+        FilterExpression: '#ttl < :now AND #ttl >= :oldest',
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: expired,
+        ExclusiveStartKey: startKey,
+      }), { abortSignal: signal });
+    } catch (e) {
+      if (signal?.aborted) return { scanned, deleted, stopped: true };
+      throw e;
+    }
     scanned += page.ScannedCount ?? 0;
     const expiredItems = (page.Items ?? []).filter((item) => item[ttlAttribute]?.N !== undefined);
     for (let i = 0; i < expiredItems.length; i += DELETES_AT_ONCE) {
@@ -84,11 +92,13 @@ export async function sweepExpiredItems(options: TtlSweepOptions, signal?: Abort
             ConditionExpression: '#ttl < :now AND #ttl >= :oldest',
             ExpressionAttributeNames: { '#ttl': ttlAttribute },
             ExpressionAttributeValues: expired,
-          }));
+          }), { abortSignal: signal });
           return 1;
         } catch (e) {
           // Written again since the page was read, with a later TTL or none: it is no longer expired.
           if (e instanceof ConditionalCheckFailedException) return 0;
+          // Aborted by a stop: whether it was applied is unknown, and the next sweep finds it if not.
+          if (signal?.aborted) return 0;
           throw e;
         }
       });
@@ -97,6 +107,7 @@ export async function sweepExpiredItems(options: TtlSweepOptions, signal?: Abort
       for (const s of settled) if (s.status === 'fulfilled') deleted += s.value;
       const failed = settled.find((s) => s.status === 'rejected');
       if (failed) throw failed.reason;
+      if (signal?.aborted) return { scanned, deleted, stopped: true };
     }
     startKey = page.LastEvaluatedKey;
     if (startKey !== undefined) await pause(Math.max(pageGapMs, performance.now() - began), signal);

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BatchWriteItemCommand, CreateTableCommand, PutItemCommand, ScanCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -174,6 +175,33 @@ test('stop() during a sweep ends it between two calls, and nothing is called aft
   expect(left).toBeGreaterThan(200);
   expect(left).toBeLessThan(300);
 });
+
+test('stop() while dynalite does not answer ends the call in flight at once, rather than wait for its timeout', async () => {
+  // A DynamoDB endpoint that takes the request and never answers (a stalled dynalite).
+  const sockets: net.Socket[] = [];
+  const stalled = net.createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve));
+  const stalledClient = dynamoClient(`http://127.0.0.1:${(stalled.address() as net.AddressInfo).port}`, { maxAttempts: 1 });
+  let scans = 0;
+  const sweeper = new TtlSweeper({
+    ...options('stalled'),
+    client: stalledClient,
+    intervalMs: 60 * 60_000,
+    log: () => undefined,
+  });
+  stalled.on('connection', () => scans++);
+  try {
+    sweeper.start();
+    await until(async () => scans === 1);
+    const began = performance.now();
+    await sweeper.stop();
+    expect(performance.now() - began).toBeLessThan(5_000);
+  } finally {
+    stalledClient.destroy();
+    sockets.forEach((socket) => socket.destroy());
+    await new Promise((resolve) => stalled.close(resolve));
+  }
+}, 60_000);
 
 test('stop() while the sweeper waits for its next sweep returns at once, and it sweeps no more', async () => {
   const tableName = await newTable();
