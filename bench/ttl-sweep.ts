@@ -11,10 +11,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BatchWriteItemCommand, CreateTableCommand, DescribeTableCommand, ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { BatchWriteItemCommand, ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { dynamoClient } from '../lib/local/aws-clients';
 import { startDynamo } from '../lib/local/emulators';
 import { freePort } from '../lib/local/ports';
+import { ensureMetadataTable } from '../lib/local/twin';
 import { sweepExpiredItems } from '../lib/local/ttl-sweep';
 import { METADATA_TABLE_KEYS } from '../transforms/shared/metadata-table';
 import { machine, QUICK, table } from './report';
@@ -29,14 +30,7 @@ async function main(): Promise<void> {
   const client = dynamoClient(dynamo.endpoint);
   try {
     const { partitionKey, sortKey, ttlAttribute } = METADATA_TABLE_KEYS;
-    await client.send(new CreateTableCommand({
-      TableName: TABLE,
-      BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [{ AttributeName: partitionKey, AttributeType: 'S' }, { AttributeName: sortKey, AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: partitionKey, KeyType: 'HASH' }, { AttributeName: sortKey, KeyType: 'RANGE' }],
-    }));
-    // dynalite creates a table asynchronously (CREATING, then ACTIVE), as DynamoDB does.
-    while ((await client.send(new DescribeTableCommand({ TableName: TABLE }))).Table?.TableStatus !== 'ACTIVE') await new Promise((r) => setTimeout(r, 25));
+    await ensureMetadataTable(client, TABLE);
     const nowSeconds = Math.floor(Date.now() / 1000);
     const writeStarted = performance.now();
     let batch: Array<Record<string, AttributeValue>> = [];

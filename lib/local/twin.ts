@@ -850,7 +850,8 @@ async function reshardToConfigured(
   await untilActive(client, streamName, ' of resharding');
 }
 
-async function ensureMetadataTable(client: ReturnType<typeof dynamoClient>, tableName: string): Promise<void> {
+/** The metadata table as the stack defines its keys and TTL, created when missing and waited for until ACTIVE. */
+export async function ensureMetadataTable(client: ReturnType<typeof dynamoClient>, tableName: string): Promise<void> {
   try {
     await client.send(new DescribeTableCommand({ TableName: tableName }));
     return;
