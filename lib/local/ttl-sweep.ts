@@ -153,16 +153,18 @@ export class TtlSweeper {
       const began = performance.now();
       try {
         const { scanned, deleted, stopped } = await sweepExpiredItems(this.options, this.stopping.signal);
-        if (this.failing) this.options.log(`sluice: the metadata table's TTL sweep works again (${this.options.tableName})`);
-        this.failing = false;
+        if (this.failing && !stopped) {
+          this.options.log(`sluice: the metadata table's TTL sweep works again (${this.options.tableName})`);
+          this.failing = false;
+        }
         if (deleted > 0 && !stopped) {
           this.options.log(`sluice: deleted ${deleted.toLocaleString('en-US')} expired item${deleted === 1 ? '' : 's'} (TTL) of ${scanned.toLocaleString('en-US')} in the metadata table`
             + ` ${this.options.tableName}, in ${((performance.now() - began) / 1000).toFixed(1)} s`);
         }
       } catch (e) {
         if (!this.failing && !this.stopping.signal.aborted) {
-          this.options.log(`sluice: the metadata table's TTL sweep failed (${(e as Error).message}): expired items stay until a`
-            + ' later sweep works; tried again each interval, and said again only once one has worked');
+          this.options.log(`sluice: the metadata table's TTL sweep failed (${(e as Error).message}): its expired items stay until`
+            + ' a sweep works; it is tried again every interval, and this is not said again until one has worked');
         }
         this.failing = true;
       }

@@ -133,11 +133,13 @@ test('the sweeper sweeps at start, then again each interval, by its clock', asyn
   });
   sweeper.start();
   try {
-    await until(async () => (await keysIn(tableName)).length === 1);
+    // Until each sweep has said what it deleted: a stop right after the deletes would cut the sweep short of saying it.
+    await until(async () => lines.length === 1);
     expect(await keysIn(tableName)).toEqual(['soon']);
     const before = sweeps;
     now += 120_000;
-    await until(async () => (await keysIn(tableName)).length === 0);
+    await until(async () => lines.length === 2);
+    expect(await keysIn(tableName)).toEqual([]);
     expect(sweeps).toBeGreaterThan(before);
   } finally {
     await sweeper.stop();
@@ -237,15 +239,43 @@ test('a failing sweep is said once, retried at the next interval, and said to wo
   });
   sweeper.start();
   try {
-    await until(async () => (await keysIn(tableName)).length === 0);
+    await until(async () => lines.length === 3);
+    expect(await keysIn(tableName)).toEqual([]);
   } finally {
     await sweeper.stop();
   }
   expect(lines).toEqual([
-    "sluice: the metadata table's TTL sweep failed (connect ECONNREFUSED 127.0.0.1:4569): expired items stay until a later sweep works; tried again each interval, and said again only once one has worked",
+    "sluice: the metadata table's TTL sweep failed (connect ECONNREFUSED 127.0.0.1:4569): its expired items stay until a sweep works; it is tried again every interval, and this is not said again until one has worked",
     `sluice: the metadata table's TTL sweep works again (${tableName})`,
     expect.stringMatching(new RegExp(`^sluice: deleted 1 expired item \\(TTL\\) of 1 in the metadata table ${tableName}, in [\\d.]+ s$`)),
   ]);
+});
+
+test('a sweep a stop cut short after a failed one is not said to work again: it has not', async () => {
+  const tableName = await newTable();
+  await putAll(tableName, [item('expired', { N: String(NOW_S - 1) })]);
+  let scans = 0;
+  let stopping: Promise<void> | undefined;
+  const lines: string[] = [];
+  const sweeper: TtlSweeper = new TtlSweeper({
+    ...options(tableName),
+    client: watchedClient(async (c) => {
+      if (c.constructor.name !== 'ScanCommand') return;
+      scans++;
+      if (scans === 1) throw new Error('connect ECONNREFUSED 127.0.0.1:4569');
+      // The second sweep's Scan answers, and a stop comes before its deletes (a tick later, once the sweep is the one
+      // the sweeper runs, so the stop waits for it).
+      await Promise.resolve();
+      stopping = sweeper.stop();
+    }),
+    intervalMs: 5,
+    log: (line) => lines.push(line),
+  });
+  sweeper.start();
+  await until(async () => stopping !== undefined);
+  await stopping;
+  expect(lines).toEqual([expect.stringMatching(/^sluice: the metadata table's TTL sweep failed \(connect ECONNREFUSED/)]);
+  expect(await keysIn(tableName)).toEqual(['expired']);
 });
 
 test('a sweeper that waits for its next sweep, or pauses between pages, does not keep the process alive', () => {
