@@ -73,11 +73,11 @@ export function dataDirPath(given: string): string {
  * suggests the right one. A query that begins like one of the command's short options is an unknown option too (see
  * dashedQueriesAsUnknownOptions).
  */
-export function hintDashesBeforeDashedArgument(command: Command, hint: string): Command {
+export function hintDashesBeforeDashedArgument(command: Command, hint: () => string): Command {
   dashedQueriesAsUnknownOptions(command);
   const { outputError = (text: string, write: (text: string) => void) => write(text) } = command.configureOutput();
   return command.configureOutput({
-    outputError: (text, write) => outputError(text.replace(/^(error: unknown option '-[^-][^\n]*')\n$/, (_, error: string) => `${error}; ${hint}\n`), write),
+    outputError: (text, write) => outputError(text.replace(/^(error: unknown option '-[^-][^\n]*')\n$/, (_, error: string) => `${error}; ${hint()}\n`), write),
   });
 }
 

@@ -67,7 +67,7 @@ export function registerReplayCommand(program: Command): void {
     .option('--json', 'print the outcome per message and the totals as JSON');
   addTargetOptions(command, { dataDir: true, firehose: true, kinesis: true, opensearch: true });
   addProgressOption(command);
-  command.addHelpText('after', [
+  command.addHelpText('after', () => [
     examples(
       'sluice replay --dry-run',
       'sluice replay --pipeline iot',

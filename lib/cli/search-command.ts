@@ -46,7 +46,7 @@ export function registerSearchCommand(program: Command): void {
     .option('--timeout <time>', 'give up when OpenSearch (with --aws, first your AWS credentials\' source, then CloudFormation for the stack\'s outputs, then STS for its query role) has not answered by then, retries included', '30s');
   addTargetOptions(command, { opensearch: true });
   addProgressOption(command);
-  hintDashesBeforeDashedArgument(command, `a query that starts with '-' is read as options: put -- before it, e.g. ${sluiceCommand()} search clickstream -- '-event_type:click'`);
+  hintDashesBeforeDashedArgument(command, () => `a query that starts with '-' is read as options: put -- before it, e.g. ${sluiceCommand()} search clickstream -- '-event_type:click'`);
   command.addHelpText('after', [
     examples(
       'OPENSEARCH_URL=http://127.0.0.1:9200 sluice search clickstream \'event_type:add_to_cart\' --since 1h',

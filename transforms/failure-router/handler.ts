@@ -466,6 +466,10 @@ function requireS3(): typeof import('@aws-sdk/client-s3') {
   return require('@aws-sdk/client-s3') as typeof import('@aws-sdk/client-s3');
 }
 
+function requireSqs(): typeof import('@aws-sdk/client-sqs') {
+  return require('@aws-sdk/client-sqs') as typeof import('@aws-sdk/client-sqs');
+}
+
 let fromEnv: FailureRouter | undefined;
 
 /** How long the router waits on one S3, SQS or DynamoDB call (or, reading an error object, between two pieces of it) when SLUICE_REQUEST_TIMEOUT_MS does not say. */
@@ -493,7 +497,7 @@ export function failureRouterFromEnv(env: NodeJS.ProcessEnv): FailureRouter {
   const timeoutMs = Number(env.SLUICE_REQUEST_TIMEOUT_MS ?? DEFAULT_REQUEST_TIMEOUT_MS);
   if (!(Number.isInteger(timeoutMs) && timeoutMs > 0)) throw new Error(`SLUICE_REQUEST_TIMEOUT_MS must be a positive whole number of milliseconds, got ${JSON.stringify(env.SLUICE_REQUEST_TIMEOUT_MS)}`);
   const requestHandler = routerRequestHandler(timeoutMs);
-  const { SendMessageBatchCommand, SQSClient } = require('@aws-sdk/client-sqs') as typeof import('@aws-sdk/client-sqs');
+  const { SendMessageBatchCommand, SQSClient } = requireSqs();
   const s3 = new (requireS3().S3Client)({ requestHandler });
   const sqs = new SQSClient({ requestHandler });
   const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient({ requestHandler }));
