@@ -1,12 +1,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CreateTableCommand, PutItemCommand, ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { PutItemCommand, ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { loadConfig } from '../../lib/config';
 import { dynamoClient } from '../../lib/local/aws-clients';
 import { startDynamo } from '../../lib/local/emulators';
 import { freePort } from '../../lib/local/ports';
-import { metadataTableName, startTwin } from '../../lib/local/twin';
+import { ensureMetadataTable, metadataTableName, startTwin } from '../../lib/local/twin';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
 
 // kinesis-mock's start costs seconds on a loaded machine.
@@ -32,12 +32,7 @@ describe("the twin applies the metadata table's TTL, which dynalite does not", (
     // Written by an earlier run, as the metadata consumer writes them: one expired since.
     const before = await startDynamo({ port: await freePort(), dataDir });
     const earlier = dynamoClient(before.endpoint);
-    await earlier.send(new CreateTableCommand({
-      TableName: tableName, BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [{ AttributeName: partitionKey, AttributeType: 'S' }, { AttributeName: sortKey, AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: partitionKey, KeyType: 'HASH' }, { AttributeName: sortKey, KeyType: 'RANGE' }],
-    }));
-    await new Promise((r) => setTimeout(r, 50));
+    await ensureMetadataTable(earlier, tableName);
     for (const i of [item('expired-before', nowS - 3600), item('future', nowS + 86_400), item('no-ttl')]) await earlier.send(new PutItemCommand({ TableName: tableName, Item: i }));
     earlier.destroy();
     await before.stop();
@@ -47,9 +42,12 @@ describe("the twin applies the metadata table's TTL, which dynalite does not", (
     const client = dynamoClient(twin.endpoints.dynamo);
     const keys = async () => ((await client.send(new ScanCommand({ TableName: tableName }))).Items ?? []).map((i) => i[partitionKey].S).sort();
     try {
-      await until(async () => !(await keys()).includes('expired-before'));
+      // Until each sweep has said what it deleted: a stop right after the deletes would cut it short of saying so.
+      const deletions = () => lines.filter((l) => l.includes('expired item')).length;
+      await until(async () => deletions() === 1);
+      expect(await keys()).not.toContain('expired-before');
       await client.send(new PutItemCommand({ TableName: tableName, Item: item('expired-while-running', nowS - 1) }));
-      await until(async () => !(await keys()).includes('expired-while-running'));
+      await until(async () => deletions() === 2);
       expect(await keys()).toEqual(['future', 'no-ttl']);
     } finally {
       client.destroy();
