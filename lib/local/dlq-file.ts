@@ -76,7 +76,7 @@ export interface RoutedObject {
   readonly key: string;
   /** The version read, as its dedupe keys name it (dedupeKeyOf): the twin's ETag without its quotes. */
   readonly version: string;
-  /** Its last line with a message: its dedupe keys are those of lines 1 to this one. */
+  /** Its last line: its dedupe keys are among those of lines 1 to this one. */
   readonly lines: number;
 }
 

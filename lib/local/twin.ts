@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -387,28 +386,21 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const store = new ObjectStore(dataDir, { beforeWrite: faults?.beforeWrite });
     // A twin killed while it wrote left its temp files; no delivery has started yet to have new ones.
     await store.removeLeftovers();
-    /** What one routing of an error object read and sent: the version read, and the last line it sent a message for. */
-    const routingRead = new AsyncLocalStorage<{ version?: string; lastLine: number }>();
     const router = createFailureRouter({
       // The same reading as in Lambda: in chunks, never the whole object, a second read pinned to the first's ETag.
-      readObject: async (b, k, pin) => {
-        const read = await store.readObject(b, k, pin);
-        const reading = routingRead.getStore();
-        if (read && reading) reading.version = versionOfEtag(read.etag);
-        return read;
-      },
+      readObject: (b, k, pin) => store.readObject(b, k, pin),
       // The DLQ file is its own sent ledger: sendOnceEach appends a message and then its dedupe key, and
       // skips keys already there, so every message is offered to it and there is nothing to mark after it
-      // (the object is marked once wholly routed, below: markRouted).
+      // (an object routed whole is marked: routedWhole).
       alreadySent: async () => new Set(),
       send: async (messages) => {
         faults?.beforeDlqSend(names(anyName).dlq, messages.length);
         await dlq.sendOnceEach(messages.map((m) => ({ dedupeKey: m.dedupeKey, body: toSqsBody(m) })));
-        const reading = routingRead.getStore();
-        if (reading) for (const m of messages) reading.lastLine = Math.max(reading.lastLine, m.source.line);
         return { failedIds: [] };
       },
       markSent: async () => undefined,
+      // Every message of it is on disk with its key: a start no longer reads it (a crash before this reads it again).
+      routedWhole: (object) => dlq.markRouted(object),
     });
     const routing = new Set<Promise<unknown>>();
     let stopping = false;
@@ -424,15 +416,12 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         let failedWhileStopping = 0;
         for (let attempt = 0; ; attempt++) {
           try {
-            const reading: { version?: string; lastLine: number } = { lastLine: 0 };
-            const { unreadableLines, damagedObjects } = await routingRead.run(reading, () => router(s3Event(b, key, size, region)));
+            const { unreadableLines, damagedObjects } = await router(s3Event(b, key, size, region));
             if (unreadableLines > 0 || damagedObjects > 0) {
               // Not marked: each start reads it again, and names what of it stays in S3 only (leftInS3).
               unrouted.set(file, { unreadableLines, damagedObjects });
             } else {
               unrouted.delete(file);
-              // Every message of it is on disk with its key: a start no longer reads it (a crash before this reads it again).
-              if (reading.version !== undefined) await dlq.markRouted({ bucket: b, key, version: reading.version, lines: reading.lastLine });
             }
             notYetRouted.delete(file);
             return;

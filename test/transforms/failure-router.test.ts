@@ -326,6 +326,32 @@ describe('failure router', () => {
     expect(w.queue).toHaveLength(5);
   });
 
+  it('tells routedWhole of an object only once every line of it is sent, and never of one with an unreadable line', async () => {
+    const w = world();
+    const whole: Array<{ bucket: string; key: string; version: string; lines: number }> = [];
+    const routedWhole = async (object: (typeof whole)[number]) => { whole.push(object); };
+    const pfKey = decodeS3Key(event.Records[0].s3.object.key)!;
+    const neverLine3: FailureRouterOptions = {
+      ...w.options,
+      routedWhole,
+      async send(messages) {
+        const rejected = messages.filter((m) => m.source.key === pfKey && m.source.line === 3);
+        w.queue.push(...messages.filter((m) => !rejected.includes(m)));
+        return { failedIds: rejected.map((m) => m.dedupeKey) };
+      },
+    };
+    await expect(createFailureRouter(neverLine3)(event)).rejects.toThrow(/could not be sent/);
+    expect(whole.map((o) => o.key)).not.toContain(pfKey);
+    await createFailureRouter({ ...w.options, routedWhole })(event);
+    expect(whole.filter((o) => o.key === pfKey)).toEqual([{ bucket: BUCKET, key: pfKey, version: ETAG, lines: 3 }]);
+
+    const backup = 'search-backup/clickstream/AmazonOpenSearchService-failed/2026/11/22/13/partly-unreadable.gz';
+    const withUnreadable = world({ [backup]: gzipSync(Buffer.concat([fixtureBytes('errors-opensearch-failed.jsonl'), Buffer.from('not json\n')])) });
+    const told: string[] = [];
+    expect(await createFailureRouter({ ...withUnreadable.options, routedWhole: async (o) => { told.push(o.key); } })(s3Event(backup))).toMatchObject({ unreadableLines: 1 });
+    expect(told).toEqual([]);
+  });
+
   it('reads gzip-compressed backups, decodes URL-encoded keys, and skips unreadable lines', async () => {
     const key = 'search-backup/clickstream/AmazonOpenSearchService-failed/2026/11/22/13/my backup:1.gz';
     const body = gzipSync(Buffer.concat([fixtureBytes('errors-opensearch-failed.jsonl'), Buffer.from('not json\n{"rawData":"AA=="}\n')]));

@@ -97,6 +97,12 @@ export interface FailureRouterOptions {
    */
   markSent(dedupeKeys: readonly string[]): Promise<void>;
   /**
+   * Told of each object routed whole — every line read, none unreadable, every message sent or found sent before —
+   * with the version read (as its dedupe keys name it) and its last line: the twin marks it so that a start reads it
+   * no more. A failure fails the invocation, as a failed send does.
+   */
+  routedWhole?(object: { readonly bucket: string; readonly key: string; readonly version: string; readonly lines: number }): Promise<void>;
+  /**
    * Messages in a window: read, checked, sent and marked together before more of the object is read. At most this many
    * are sent twice when an invocation dies. @default 250
    */
@@ -200,6 +206,7 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
       // reads the new bytes, whose lines its own event routes under the same keys.
       const version = reading?.version || record.s3.object.eTag || undefined;
       const routed = { lines: 0, sent: 0, duplicates: 0, failed: 0 };
+      const unreadableBefore = unreadable;
       let lastLine = 0;
       let window: DlqMessage[] = [];
       let bytesInWindow = 0;
@@ -292,6 +299,10 @@ export function createFailureRouter(options: FailureRouterOptions): FailureRoute
       if (routed.failed > 0) {
         unsent += routed.failed;
         problems.push(`${routed.failed} message(s) of ${object} could not be sent after ${SEND_ATTEMPTS} attempts`);
+      }
+      if (reading !== undefined && reading.damaged === undefined && readFailure === undefined && !ledgerFailed && routed.failed === 0
+        && unreadable === unreadableBefore && version !== undefined) {
+        await options.routedWhole?.({ bucket, key: key!, version, lines: lastLine });
       }
       logger.info('error object routed', { bucket, key, pipeline: where.pipeline, errorType: where.errorType, lines: routed.lines, sent: routed.sent, duplicates: routed.duplicates, failed: routed.failed });
     }
