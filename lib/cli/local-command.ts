@@ -11,6 +11,7 @@ import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../sc
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
 import { listenProblem } from '../local/ports';
+import { checkDataFormat, DATA_FORMAT_FILE } from '../local/data-format';
 import { DATA_DIR_MODE, defaultDataDir, makeDirectories, makeTempFolder } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type DlqCounts, type LeftInS3, type Twin, type TwinOptions } from '../local/twin';
@@ -267,6 +268,8 @@ async function preflight(options: TwinOptions, { portVariables = true }: { portV
   if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) {
     throw new UserError(`--data-dir ${dataDir} is a file, not a directory: give a directory (it is created if missing)`);
   }
+  // A data dir a newer Sluice wrote: refused before the lock or anything else is written in it.
+  checkDataFormat(dataDir);
   // Before the ports: a second start on the same ports would otherwise be told of a port in use, when what stops it
   // is the data dir (on other ports it would run, and corrupt it). The lock taken below settles starts racing past this.
   const holder = twinLockHolder(dataDir);
@@ -324,8 +327,8 @@ async function startLockedTwin(
  * twin's twin.pid and twin.json aside). That also keeps its test traffic out of a data dir `local up` uses.
  */
 function refuseDataDirWithData(dataDir: string): void {
-  // A twin that died leaves its twin.pid and twin.json (and their files written aside): they hold no records.
-  const entries = fs.readdirSync(dataDir).filter((name) => !/^twin\.(pid|json)(\.|$)/.test(name)).sort();
+  // A twin that died leaves its twin.pid and twin.json (and their files written aside): they hold no records; nor does the format's file.
+  const entries = fs.readdirSync(dataDir).filter((name) => !/^twin\.(pid|json)(\.|$)/.test(name) && name !== DATA_FORMAT_FILE).sort();
   if (entries.length === 0) return;
   const named = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ', …' : '');
   throw new UserError(`--data-dir ${dataDir} already holds data (${named}): the demo counts only what it sends, so it needs an empty data dir. `

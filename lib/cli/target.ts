@@ -11,6 +11,7 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { MAX_LOCAL_BUFFER_INTERVAL_SECONDS, resourceNames, type SluiceConfig } from '../config';
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
+import { checkDataFormat } from '../local/data-format';
 import { defaultDataDir, isInside, isTwinDataDir } from '../local/paths';
 import {
   clockTime, generatedWhen, inspectTwinRecord, schemaFingerprint, twinLockHolder, twinRecordPath, twinRuns, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER, type TwinRecord,
@@ -104,7 +105,14 @@ export function resolveTarget(flags: TargetFlags): Target {
   const dataDir = dataDirPath(flags.dataDir ?? defaultDataDir());
   // twin.json is read once per command: the record, or why it is none.
   let read: ReturnType<typeof inspectTwinRecord> | undefined;
-  const reading = () => (read ??= inspectTwinRecord(dataDir));
+  // A data dir a newer Sluice wrote is refused before its twin.json is read (that may not mean what this code reads in it).
+  const reading = () => {
+    if (read === undefined) {
+      checkDataFormat(dataDir);
+      read = inspectTwinRecord(dataDir);
+    }
+    return read;
+  };
   const twinRecord = () => reading().record;
   const runningTwin = () => {
     const { record, damage } = reading();
@@ -159,12 +167,14 @@ function refuseDataDirFile(dataDir: string): void {
 }
 
 /**
- * Before a command reads the twin's data dir (query, replay): it exists, is a folder, and is a twin's. Any other folder
- * would read as a twin that received nothing (empty tables, no dead letters), and the command would report that.
+ * Before a command reads the twin's data dir (query, replay): it exists, is a folder, is in a format this Sluice reads, and
+ * is a twin's. Any other folder would read as a twin that received nothing (empty tables, no dead letters), and the
+ * command would report that.
  */
 export function checkTwinDataDir(dataDir: string): void {
   if (!fs.existsSync(dataDir)) throw new UserError(`no twin data dir at ${dataDir}: ${startTwinHint(dataDir)} (or pass --data-dir / SLUICE_DATA_DIR)`);
   refuseDataDirFile(dataDir);
+  checkDataFormat(dataDir);
   if (!isTwinDataDir(dataDir)) {
     throw new UserError(`${dataDir} is not a twin data dir: it holds none of what a twin keeps there (s3/ for the lake, dlq/ for dead letters, firehose/, twin.json …); `
       + `pass the twin's data dir (the one \`${sluiceCommand()} local up\` uses, .sluice by default) with --data-dir or SLUICE_DATA_DIR, or ${startTwinHint(dataDir)}`);

@@ -26,6 +26,7 @@ import { freePort } from './ports';
 import { EventSourceMapping, queueDestination } from './event-source-mapping';
 import { FaultInjector } from './faults';
 import { EmulatorStateError } from './state-error';
+import { checkDataFormat, stampDataFormat } from './data-format';
 import { firehoseRecordsOf } from './kinesis-source';
 import { startFirehoseApi, type FirehoseBackend, type FunctionAnswer, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
 import { ObjectStore } from './object-store';
@@ -270,10 +271,13 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   for (const pipeline of Object.keys(config.pipelines)) pipelineSchema(pipeline);
   for (const warning of processorBufferWarnings(config)) log(`sluice: warning: ${warning}`);
   for (const warning of unconfiguredSchemaWarnings(config)) log(`sluice: warning: ${warning}`);
+  // A data dir a newer Sluice wrote is refused before anything in it changes (its mode included).
+  checkDataFormat(dataDir);
   // The data dir holds raw records (streams, the write-ahead log, error objects, dead letters): its owner's alone.
   const dataDirNotice = makeDataDir(dataDir);
   if (dataDirNotice !== undefined) log(`sluice: ${dataDirNotice}`);
   refuseFoldersForStateFiles(dataDir);
+  await stampDataFormat(dataDir);
   const lakeModels = Object.values(config.pipelines).filter((p) => p.destinations.includes('lake')).map((p) => loadModel(p.name));
   const lakeLog = (pipeline: string) => {
     const stream = resourceNames(config, pipeline).lakeDeliveryStream;
