@@ -561,6 +561,93 @@ describe('DlqFile: error objects marked routed', () => {
     await expect(dlq.markRouted({ ...errorObject(3), lines: -1 })).rejects.toThrow(/lines must be a whole number ≥ 0/);
   });
 
+  const nameOf = (object: RoutedObject): string => `s3://${object.bucket}/${object.key}`;
+
+  test('pruneRouted drops the markers of objects gone and all but the last of each object, with their keys; markers of objects there stay', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    const [kept, gone, rewritten] = [errorObject(1), errorObject(2), errorObject(3)];
+    const rewrittenNow = errorObject(3, 4, 'etag-3b');
+    for (const object of [kept, gone, rewritten, rewrittenNow]) {
+      await dlq.sendOnceEach(routedMessages(object));
+      await dlq.markRouted(object);
+    }
+    await dlq.sendOnceEach(routedMessages(errorObject(4)));
+    expect(linesOf(dlq.routedPath)).toHaveLength(4);
+    // What a start lists: the first and third objects (the third at its new version); the second was deleted.
+    expect(await dlq.pruneRouted(new Set([nameOf(kept), nameOf(rewritten)]))).toBe(2);
+    expect(linesOf(dlq.routedPath).map((l) => JSON.parse(l) as unknown)).toEqual([{ ...kept, keysDropped: true }, { ...rewrittenNow, keysDropped: true }]);
+    // Every marked object's keys went; the unmarked one's stay.
+    expect(linesOf(dlq.dedupePath).map((l) => JSON.parse(l) as string).sort()).toEqual(routedMessages(errorObject(4)).map((m) => m.dedupeKey).sort());
+
+    // A restart reads only the markers of what is there; a prune with nothing to drop rewrites nothing.
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect(await after.routedVersions()).toEqual(new Map([[nameOf(kept), 'etag-1'], [nameOf(rewritten), 'etag-3b']]));
+    const renames = jest.spyOn(fsPromises, 'rename');
+    try {
+      expect(await after.pruneRouted(new Set([nameOf(kept), nameOf(rewritten), nameOf(gone)]))).toBe(0);
+      expect(renames).not.toHaveBeenCalled();
+    } finally {
+      renames.mockRestore();
+    }
+    // No markers file: nothing to prune, and no dlq/ folder made.
+    const elsewhere = mkdtempSync(path.join(tmpdir(), 'sluice-dlq-'));
+    try {
+      expect(await new DlqFile({ dataDir: elsewhere, queue: 'q' }).pruneRouted(new Set())).toBe(0);
+      expect(existsSync(path.join(elsewhere, 'dlq'))).toBe(false);
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+
+  test('a crash at any point of a prune loses nothing and sends nothing twice: a start after routes only what is not marked, and prunes again', async () => {
+    // Three objects marked (keys kept), one gone since, one routed but not yet marked (a kill before its marker).
+    const objects = [1, 2, 3].map((n) => errorObject(n));
+    const [gone, unmarked] = [errorObject(4), errorObject(5)];
+    const there = [...objects, unmarked];
+    const expected = [...objects, gone, unmarked].flatMap((o) => routedMessages(o).map((m) => m.body)).sort();
+    // A crash just before the prune's nth rename (the dedupe file's, the markers'), and none.
+    for (const crashAt of [1, 2, 3]) {
+      rmSync(path.join(dataDir, 'dlq'), { recursive: true, force: true });
+      const before = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+      for (const object of [...objects, gone]) {
+        await before.sendOnceEach(routedMessages(object));
+        await before.markRouted(object);
+      }
+      await before.sendOnceEach(routedMessages(unmarked));
+      // What a kill leaves: every file as it was before that rename (the temp file aside, which nothing reads).
+      let renames = 0;
+      const realRename = fsPromises.rename;
+      const kill = jest.spyOn(fsPromises, 'rename').mockImplementation(async (from, to) => {
+        if (++renames === crashAt) throw new Error('killed');
+        return realRename(from, to);
+      });
+      try {
+        const pruning = before.pruneRouted(new Set(there.map(nameOf)));
+        await (crashAt <= 2 ? expect(pruning).rejects.toThrow('killed') : expect(pruning).resolves.toBe(1));
+      } finally {
+        kill.mockRestore();
+      }
+      // The restarted start: route every listed object not marked as it is, prune, and route the rest again.
+      const dlq = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+      const routed = await dlq.routedVersions();
+      for (const object of objects) expect(routed.get(nameOf(object))).toBe(object.version);
+      await dlq.pruneRouted(new Set(there.map(nameOf)));
+      for (const object of there) {
+        if (routed.get(nameOf(object)) === object.version) continue;
+        await dlq.sendOnceEach(routedMessages(object));
+        await dlq.markRouted(object);
+      }
+      const bodies: string[] = [];
+      await dlq.forEachBody((b) => bodies.push(b));
+      expect(bodies.sort()).toEqual(expected);
+      expect(linesOf(dlq.routedPath).map((l) => (JSON.parse(l) as RoutedObject).key).sort()).toEqual(there.map((o) => o.key).sort());
+      // No key outlives its marker: only those of the object marked after the prune are left (markers keep them).
+      expect(linesOf(dlq.dedupePath).map((l) => JSON.parse(l) as string).sort()).toEqual(routedMessages(unmarked).map((m) => m.dedupeKey).sort());
+      // A start after reads none of them.
+      expect([...(await dlq.routedVersions())].sort()).toEqual(there.map((o) => [nameOf(o), o.version]).sort());
+    }
+  });
+
   test('SIGKILL at any point while routing, marking and compacting: routing the unmarked objects again sends every message, and none of a marked object twice', async () => {
     const objects = Array.from({ length: 40 }, (_, n) => errorObject(n, 5));
     // The child routes the objects as the twin does (messages and their keys, then the marker), saying each one marked.
