@@ -708,6 +708,9 @@ const DRAIN_TIME_LIMIT_MS = 30_000;
 /** How long close() lets a request body that is still arriving finish before cutting its connection. */
 const CLOSE_BODY_GRACE_MS = 2000;
 
+/** How long an idle keep-alive connection stays open (the `Keep-Alive: timeout=` the server announces). */
+export const KEEP_ALIVE_TIMEOUT_MS = 30_000;
+
 /** Starts the endpoint; resolves once it listens. */
 export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFirehoseApi> {
   const host = options.host ?? DEFAULT_HOST;
@@ -720,6 +723,11 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   let closing = false;
   let inFlight = 0;
   const server = createServer();
+  // Node's 5 s keep-alive would have this server close a client's idle connection just as the client, its event loop busy
+  // for seconds (a producer in this process, a loaded laptop), writes its next request on it: the request dies with
+  // ECONNRESET. Node's agent closes its idle sockets a second before the timeout the server announces, so a longer one
+  // moves that race out of any plausible stall (still under Node's 60 s headersTimeout).
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   // Requests whose body is still arriving: nothing of theirs is acknowledged, so close() may cut them off.
   const reading = new Set<IncomingMessage>();
   // Per connection, responses not yet sent, and what to do once they are (answer a malformed request after them).

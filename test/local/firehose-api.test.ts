@@ -332,6 +332,23 @@ describe('PutRecordBatch', () => {
     expect(backend.acknowledged.map((r) => r.data[0])).toEqual(Array.from({ length: 500 }, (_, i) => 0x30 + (i % 10)));
   });
 
+  it('a client whose event loop stalls 6.5 s with an idle connection still gets its next call through (no ECONNRESET)', async () => {
+    // Node's server would close the idle connection at 5 s; a client stalled past both its own idle timer and that one
+    // writes its next request on the connection before either timer runs, and the close resets it. With one attempt,
+    // that call fails (the hostile corpus suite met it on a loaded machine).
+    const client = newClient(1);
+    try {
+      await client.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: records(1) }));
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 6_500);
+      const result = await client.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: records(1) }));
+      expect(result.FailedPutCount).toBe(0);
+      expect(backend.acknowledged).toHaveLength(2);
+    } finally {
+      client.destroy();
+    }
+  }, 20_000);
+
   it('rejects 501 records with ValidationException and hands nothing to the backend', async () => {
     await expectAwsError(firehose.send(new PutRecordBatchCommand({ DeliveryStreamName: DIRECT_PUT.name, Records: records(501) })), {
       name: 'ValidationException',
