@@ -452,13 +452,10 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     // Error objects written before a crash may not have reached the DLQ: route those not marked wholly routed as they are
     // now (the dedupe keys make that a no-op for the messages that did reach it).
     const routed = await dlq.routedVersions();
-    const errorObjects = (await Promise.all(FAILURE_PREFIXES.map((prefix) => store.listObjects(bucket, prefix)))).flat();
-    // The markers of objects gone since go (and any but the last of an object), before anything routes: the markers file
-    // holds no more than the objects there are. A failure (a full disk) keeps them all, for the next start to try again.
-    await dlq.pruneRouted(new Set(errorObjects.map((object) => routedObjectName(bucket, object.key))))
-      .catch((e: unknown) => log(`sluice: the DLQ's markers of error objects routed were not pruned: ${(e as Error).message}`));
-    for (const object of errorObjects) {
-      if (routable(object.key) && routed.get(routedObjectName(bucket, object.key)) !== versionOfEtag(object.etag)) route(bucket, object.key, object.size);
+    for (const prefix of FAILURE_PREFIXES) {
+      for (const object of await store.listObjects(bucket, prefix)) {
+        if (routable(object.key) && routed.get(routedObjectName(bucket, object.key)) !== versionOfEtag(object.etag)) route(bucket, object.key, object.size);
+      }
     }
 
     const engines = new Map<string, { engine: DeliveryEngine; pipeline: string; kind: 'lake' | 'search' }>();
