@@ -11,8 +11,7 @@
  * - `<queue>.dedupe`  claimed dedupe keys, one JSON string per line, appended to; rewritten only to drop the keys of
  *                     error objects wholly routed (below).
  * - `<queue>.routed`  the failure router's error objects wholly routed: one JSON line per object and version, appended
- *                     once its messages and their dedupe keys are on disk, so a start reads only the objects not in it;
- *                     rewritten only to say their keys are gone and to drop markers no start reads (below).
+ *                     once its messages and their dedupe keys are on disk, so a start reads only the objects not in it.
  * - `<queue>.lock`    present only while an operation runs; it holds the owner's pid and a token on its first
  *                     line, and on Linux when that process started (as twin.pid does) on a second, so a pid
  *                     given to another process since (a container restarted) does not hold it.
@@ -30,12 +29,6 @@
  * no-op. Keys of objects not marked (a crash after their messages, before their marker) stay, and make routing them
  * again send nothing twice. A data dir written before markers existed has keys and no markers: its objects are routed
  * as before (every message skipped by its key), then marked.
- *
- * The markers file is bounded by the error objects there are: each compaction keeps only the last marker of an object,
- * and the twin's start, having listed the error objects and before it routes any, drops the markers of objects no
- * longer there (a user deleted them) by the same compaction (pruneRouted), so a start reads no marker it cannot use. The same two atomic rewrites, in the same order: a crash anywhere leaves the old files,
- * or the new dedupe file with the old markers (pruned again at the next start), never a marker without its object's
- * messages nor an object's keys gone while it is read again.
  *
  * Operations are serialized per file within a process (every DlqFile on the same path shares one
  * queue) and across processes by the lock file, so the twin appending and `sluice replay` deleting
@@ -161,8 +154,6 @@ class QueueState {
   // be in the dedupe file (with the count of those keys).
   routedId: string | undefined;
   routedBytes = 0;
-  /** Lines of the markers file as read, a marker or not: more than `routed` holds when some say nothing a start reads. */
-  routedLines = 0;
   routed = new Map<string, RoutedObject>();
   routedKeysKept: RoutedObject[] = [];
   routedKeysKeptCount = 0;
@@ -341,27 +332,6 @@ export class DlqFile {
       await this.refreshRouted();
       await this.refreshDedupe();
       await this.compactDedupeLocked();
-    });
-  }
-
-  /**
-   * Drops the markers of error objects not in `existing` (routedObjectName of every error object there is) and every marker
-   * but the last of each object, so the markers file holds no more than a start uses; answers how many lines went. A
-   * start uses only the last marker of each object it lists: the others say nothing.
-   * Rewrites nothing when no line would go. Drops the dedupe keys of every marker first, as compactDedupe does (an object
-   * gone is not routed again; one put back at its key has another version, read anyway), so no key outlives its marker.
-   * Call it with a listing taken after every marker it should keep was written, before anything routes an object not in
-   * it (the twin's start, before it routes): a marker written since for an object not listed would go, and its keys.
-   */
-  async pruneRouted(existing: ReadonlySet<string>): Promise<number> {
-    if ((await stat(this.routedPath).catch(() => undefined)) === undefined) return 0;
-    return this.exclusive(async () => {
-      await this.refreshRouted();
-      const before = this.state.routedLines;
-      if ([...this.state.routed.keys()].every((name) => existing.has(name)) && before === this.state.routed.size) return 0;
-      await this.refreshDedupe();
-      await this.compactDedupeLocked((name) => existing.has(name));
-      return before - this.state.routedLines;
     });
   }
 
@@ -603,7 +573,6 @@ export class DlqFile {
     if (!info || id !== s.routedId || info.size < s.routedBytes) {
       s.routedId = id;
       s.routedBytes = 0;
-      s.routedLines = 0;
       s.routed = new Map();
       s.routedKeysKept = [];
       s.routedKeysKeptCount = 0;
@@ -611,7 +580,6 @@ export class DlqFile {
     }
     const { text, bytes } = await readCompleteLines(this.routedPath, s.routedBytes, info.size);
     s.routedBytes += bytes;
-    s.routedLines += text.length;
     for (const line of text) {
       const marker = parseRoutedLine(line);
       // A line markRouted did not write marks nothing: its object is read again at the start, as an unmarked one is.
@@ -626,13 +594,11 @@ export class DlqFile {
 
   /**
    * The dedupe file without the routed objects' keys, in place (fsynced) before the markers are rewritten to say the
-   * keys are gone: a crash between the two leaves markers whose keys are dropped again, which drops nothing. The markers
-   * rewritten are the last of each object that `keep` names (pruneRouted: those of objects that still exist).
+   * keys are gone: a crash between the two leaves markers whose keys are dropped again, which drops nothing.
    */
-  private async compactDedupeLocked(keep: (name: string) => boolean = () => true): Promise<void> {
+  private async compactDedupeLocked(): Promise<void> {
     const s = this.state;
-    const markers = [...s.routed].filter(([name]) => keep(name)).map(([, object]) => object);
-    if (s.routedKeysKept.length === 0 && markers.length === s.routedLines) return;
+    if (s.routedKeysKept.length === 0) return;
     const dropped = new Set<string>();
     for (const object of s.routedKeysKept) {
       for (let line = 1; line <= object.lines; line++) dropped.add(dedupeKeyOf(object.bucket, object.key, line, object.version));
@@ -643,7 +609,7 @@ export class DlqFile {
       await this.refreshDedupe();
     }
     // One marker per object, its last version: an earlier version's marker has no keys left to drop either.
-    await writeFileAtomic(this.routedPath, markers.map((object) => routedLine(object, true)).join(''));
+    await writeFileAtomic(this.routedPath, [...s.routed.values()].map((object) => routedLine(object, true)).join(''));
     await this.refreshRouted();
   }
 
