@@ -10,6 +10,7 @@ import { loadConfig } from '../../lib/config';
 import { DATA_DIR_FORMAT, DATA_FORMAT_FILE, readDataFormat } from '../../lib/local/data-format';
 import { startTwin } from '../../lib/local/twin';
 import { EmulatorStateError } from '../../lib/local/state-error';
+import { makeDataDir } from '../../lib/local/paths';
 import { expectNoStackTrace, sluice, tempDataDir } from './helpers';
 
 /** Every entry under `dir`: its path, mode, and a file's content, to compare a folder before and after. */
@@ -70,10 +71,16 @@ describe('the data dir format', () => {
   });
 
   test('a twin refuses a data dir of a newer format before it changes anything in it (its mode included)', async () => {
-    const dir = oldDataDir();
+    // Only what a twin keeps at the top (lake-layout.json is not among what makeDataDir counts as a twin's): a start that
+    // did not refuse first would make it mode 700, as it does the same folder of this format.
+    const [dir, ours] = [oldDataDir(), oldDataDir()];
+    for (const d of [dir, ours]) fs.rmSync(path.join(d, 'lake-layout.json'));
+    fs.writeFileSync(path.join(ours, DATA_FORMAT_FILE), `{"format": ${DATA_DIR_FORMAT}}\n`);
+    expect(makeDataDir(ours)).toMatch(/mode 700/);
     fs.writeFileSync(path.join(dir, DATA_FORMAT_FILE), `{"format": ${newer}, "more": "of the newer shape"}\n`);
     const before = tree(dir);
     const mode = fs.statSync(dir).mode;
+    expect(mode & 0o777).toBe(0o755);
     const start = startTwin({ config: loadConfig(), dataDir: dir, log: () => undefined });
     await expect(start).rejects.toThrow(EmulatorStateError);
     await expect(start).rejects.toThrow(refusal(dir));
