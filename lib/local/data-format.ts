@@ -29,7 +29,14 @@ export function readDataFormat(dataDir: string): { readonly format: number; read
     const code = (error as NodeJS.ErrnoException).code;
     // No data dir, or none stamped yet: today's format.
     if (code === 'ENOENT' || code === 'ENOTDIR') return { format: 1, stamped: false };
-    throw unreadable(file, code === 'EISDIR' ? 'it is a folder' : `it cannot be read: ${code ?? (error as Error).message}`);
+    // Not a file to delete: a folder holds no format (a start writes the file there), and one this user cannot read may
+    // say any format (a data dir another user's twin made, mode 700).
+    if (code === 'EISDIR') {
+      throw new EmulatorStateError(`${file} is a folder, where a twin's start writes which format the data dir is in (none of the twin's data is in it): nothing was done. `
+        + 'Move the folder away, then try again');
+    }
+    throw new EmulatorStateError(`${file}, which says which format the data dir is in, cannot be read (${code ?? (error as Error).message}): nothing was done. `
+      + 'Make it readable to you (a twin makes its data dir its owner\'s alone, mode 700: run the command as that user)');
   }
   let format: unknown;
   try {

@@ -108,6 +108,27 @@ describe('the data dir format', () => {
     }
   });
 
+  test('a format file that is a folder, or that this user cannot read, is refused without the advice to delete it', async () => {
+    const dir = oldDataDir();
+    const file = path.join(dir, DATA_FORMAT_FILE);
+    fs.mkdirSync(file);
+    const folder = await sluice('query', 'SELECT 1', '--data-dir', dir);
+    expect({ code: folder.code, stderr: folder.stderr }).toEqual({
+      code: 2,
+      stderr: `sluice: ${file} is a folder, where a twin's start writes which format the data dir is in (none of the twin's data is in it): nothing was done. `
+        + 'Move the folder away, then try again\n',
+    });
+    fs.rmdirSync(file);
+    // One it cannot read (as another user's data dir, mode 700, is; root reads every file, so a link to itself stands in).
+    fs.symlinkSync(DATA_FORMAT_FILE, file);
+    const unreadable = await sluice('query', 'SELECT 1', '--data-dir', dir);
+    expect({ code: unreadable.code, stderr: unreadable.stderr }).toEqual({
+      code: 2,
+      stderr: `sluice: ${file}, which says which format the data dir is in, cannot be read (ELOOP): nothing was done. `
+        + 'Make it readable to you (a twin makes its data dir its owner\'s alone, mode 700: run the command as that user)\n',
+    });
+  });
+
   test('a format file that names no version is refused, saying what to do', async () => {
     const dir = oldDataDir();
     const file = path.join(dir, DATA_FORMAT_FILE);
