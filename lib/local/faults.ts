@@ -269,9 +269,12 @@ export class FaultInjector {
 
   // ---- storage -------------------------------------------------------------------------------
 
-  /** Every write under the data dir fails with `code` until healStorage(), or for `forMs`. */
+  /**
+   * Every write under the data dir fails with `code` until healStorage(), or for `forMs`, counted on the monotonic
+   * clock: the wall clock set forward or back (NTP, a resumed laptop) neither ends the fault early nor stretches it.
+   */
   failStorage(code: StorageFaultCode = 'ENOSPC', forMs = Number.POSITIVE_INFINITY): void {
-    this.storageSwitch = { code, until: Date.now() + forMs };
+    this.storageSwitch = { code, until: performance.now() + forMs };
   }
 
   healStorage(): void {
@@ -284,7 +287,7 @@ export class FaultInjector {
    */
   readonly beforeWrite = (file: string): void => {
     const switched = this.storageSwitch;
-    if (switched && Date.now() >= switched.until) this.storageSwitch = undefined;
+    if (switched && performance.now() >= switched.until) this.storageSwitch = undefined;
     let code: StorageFaultCode | undefined = this.storageSwitch?.code;
     if (code === undefined && this.plan.storage && this.random() < (this.plan.storage.rate ?? 0)) code = this.plan.storage.code ?? 'ENOSPC';
     if (code === undefined) return;

@@ -46,6 +46,38 @@ describe('fault plan (SLUICE_FAULTS)', () => {
     expect(always.injected().storage).toBe(1);
   });
 
+  test('a storage fault switched on for a while lasts that while on the monotonic clock: the wall clock set forward an hour does not end it', () => {
+    const realNow = Date.now.bind(Date);
+    let setForward = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + setForward);
+    try {
+      const faults = new FaultInjector();
+      faults.failStorage('EIO', 60_000);
+      expect(() => faults.beforeWrite('/data/x')).toThrow('EIO: i/o error');
+      setForward = 3_600_000;
+      expect(() => faults.beforeWrite('/data/x')).toThrow('EIO: i/o error');
+      expect(faults.injected().storage).toBe(2);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
+  test('a storage fault switched on for a while ends after that while: the wall clock set back an hour does not keep it for the hour', async () => {
+    const realNow = Date.now.bind(Date);
+    let setBack = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - setBack);
+    try {
+      const faults = new FaultInjector();
+      faults.failStorage('ENOSPC', 100);
+      expect(() => faults.beforeWrite('/data/x')).toThrow('ENOSPC');
+      setBack = 3_600_000;
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect(() => faults.beforeWrite('/data/x')).not.toThrow();
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   test('DLQ faults fail the failure router\'s sends, by rate or as decided', () => {
     expect(parseFaultPlan('dlq=0.05')).toEqual({ dlq: { rate: 0.05 } });
     expect(() => parseFaultPlan('dlq=2')).toThrow('SLUICE_FAULTS: dlq=2: expected a share between 0 and 1, e.g. dlq=0.1');
