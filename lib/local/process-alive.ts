@@ -77,8 +77,8 @@ function bootId(): string | undefined {
  */
 function psStat(pid: number): ProcessStat | undefined {
   // A DLQ lock's waiter asks every few milliseconds, and ps takes a few itself: an answer stands for a second while
-  // the pid still runs.
-  const now = Date.now();
+  // the pid still runs, on the monotonic clock (the wall clock set back an hour would keep a zombie alive for the hour).
+  const now = performance.now();
   const cached = psAnswers.get(pid);
   if (cached !== undefined && now - cached.at < PS_ANSWER_MS && pidExists(pid)) return cached.stat;
   const stat = psStatNow(pid);

@@ -148,3 +148,23 @@ test('without /proc and without ps (none on the PATH), a lock is judged by its p
     fs.rmSync(empty, { recursive: true, force: true });
   }
 });
+
+test('without /proc, ps\'s answer stands for a second on the monotonic clock: the wall clock set back an hour does not keep a process that ended alive for the hour', async () => {
+  // The shell's background child runs until killed; the shell, become `sleep`, never reaps it: killed, it is a zombie.
+  const parent = spawn('/bin/sh', ['-c', 'sleep 30 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const realNow = Date.now.bind(Date);
+  let setBack = 0;
+  const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - setBack);
+  try {
+    const child = await new Promise<number>((resolve) => parent.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim()))));
+    expect(processIsAlive(child)).toBe(true);
+    setBack = 3_600_000;
+    process.kill(child, 'SIGKILL');
+    const began = performance.now();
+    while (processIsAlive(child) && performance.now() - began < 5000) await new Promise((r) => setTimeout(r, 20));
+    expect(processIsAlive(child)).toBe(false);
+  } finally {
+    clock.mockRestore();
+    parent.kill('SIGKILL');
+  }
+});
