@@ -560,7 +560,7 @@ function removeIfEmpty(dir: string): boolean {
 /** The demo in the data dir `options` names, once its flags have been read. */
 async function demoIn(options: TwinOptions, traffic: DemoTraffic): Promise<void> {
   const { config, dataDir } = options;
-  const started = Date.now();
+  const started = performance.now();
   const progress = new DemoProgress();
   // Taken from before the twin starts: a signal while it starts stops the demo once it is up, rather than killing the
   // process with the twin half started (its twin.pid left behind, kinesis-mock saving on after it).
@@ -593,24 +593,25 @@ async function demoIn(options: TwinOptions, traffic: DemoTraffic): Promise<void>
 
 /**
  * The demo's traffic, flush (`stopTwin`) and report on a running twin; it stops sending when `interrupted` aborts.
- * `progress` takes its writes to stderr and the stage it is in.
+ * `progress` takes its writes to stderr and the stage it is in. `started` is on the monotonic clock (`performance.now()`),
+ * as every time the demo prints: the wall clock set forward or back meanwhile (NTP, a resumed laptop) changes none.
  */
 async function demoOnTwin(
   twin: Twin, stopTwin: () => Promise<void>, config: SluiceConfig, traffic: DemoTraffic, started: number, interrupted: AbortSignal, progress: DemoProgress,
 ): Promise<void> {
   const { dataDir } = twin;
   progress.stage = 'sending';
-  console.log(`Local twin up in ${((Date.now() - started) / 1000).toFixed(1)} s — data dir ${escapeControlCharacters(dataDir)}`);
+  console.log(`Local twin up in ${((performance.now() - started) / 1000).toFixed(1)} s — data dir ${escapeControlCharacters(dataDir)}`);
   const kinesis = kinesisClient(twin.endpoints.kinesis);
   const firehose = firehoseClient(twin.endpoints.firehose);
   const sent = new Map<string, { records: number; seconds: number }>();
   const tty = io.stderrIsTTY();
-  const sendStarted = Date.now();
+  const sendStarted = performance.now();
   for (const [pipeline, p] of Object.entries(config.pipelines)) {
     if (interrupted.aborted) break;
     const records = traffic.get(pipeline) ?? [];
     const names = resourceNames(config, pipeline);
-    const pipelineStarted = Date.now();
+    const pipelineStarted = performance.now();
     let accepted = 0;
     // A stop finishes the call in flight: what it accepted is in the pipeline, and counted; what it refused is not retried.
     for (let i = 0; i < records.length && !interrupted.aborted; i += 500) {
@@ -639,11 +640,11 @@ async function demoOnTwin(
       else if (i + 500 >= records.length || interrupted.aborted) progress.write(line);
     }
     progress.endLine();
-    sent.set(pipeline, { records: accepted, seconds: (Date.now() - pipelineStarted) / 1000 });
+    sent.set(pipeline, { records: accepted, seconds: (performance.now() - pipelineStarted) / 1000 });
   }
-  const sendSeconds = (Date.now() - sendStarted) / 1000;
-  const flushStarted = Date.now();
-  const flushSeconds = (digits = 1) => ((Date.now() - flushStarted) / 1000).toFixed(digits);
+  const sendSeconds = (performance.now() - sendStarted) / 1000;
+  const flushStarted = performance.now();
+  const flushSeconds = (digits = 1) => ((performance.now() - flushStarted) / 1000).toFixed(digits);
   let flushedIn: string | undefined;
   progress.stage = 'flushing';
   const ticker = tty ? setInterval(() => progress.write(`\r  flushing buffers, readers and error routing… ${flushSeconds(0)} s`), 1000) : undefined;
@@ -660,7 +661,7 @@ async function demoOnTwin(
     progress.endLine();
   }
   progress.stage = 'reporting';
-  const elapsed = (Date.now() - started) / 1000;
+  const elapsed = (performance.now() - started) / 1000;
   const summary = twin.summary();
   const dlq = await twin.dlqCountByPipeline();
 

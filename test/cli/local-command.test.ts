@@ -611,14 +611,36 @@ describe('demo', () => {
     }
   }, 60_000);
 
-  test('the summary line gives its count as the interrupted line does (1,000, not 1000); a SLUICE_*_PORT it does not read cannot stop it', async () => {
+  test('the summary line gives its count as the interrupted line does (1,000, not 1000); a SLUICE_*_PORT it does not read cannot stop it; '
+    + 'the times it prints count on the monotonic clock: a wall clock an hour further on at every look of the demo\'s adds nothing to them', async () => {
     const variable = process.env.SLUICE_FIREHOSE_PORT;
     process.env.SLUICE_FIREHOSE_PORT = 'not-a-port';
+    // Only the looks of the demo's own code (lib/cli/local-command.ts) jump: the twin's stay on time, since a record's
+    // age (for the consumer's maxRecordAgeSeconds) is rightly counted on the wall clock, and hours on it would age the
+    // records out. The caller is the first frame below this mock's own and jest-mock's.
+    const realNow = Date.now.bind(Date);
+    const lookedFromDemo = (): boolean => {
+      const caller = (new Error().stack ?? '').split('\n').slice(1).find((frame) => !frame.includes('local-command.test.') && !frame.includes('jest-mock'));
+      return /lib[\\/]cli[\\/]local-command\./.test(caller ?? '');
+    };
+    let looks = 0;
+    const wallClock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + (lookedFromDemo() ? 3_600_000 * ++looks : 0));
     try {
       const run = await sluice('demo', '--count', '250', '--data-dir', path.join(dataDir, 'demo'));
       expect(run.code).toBe(0);
-      expect(run.stdout).toMatch(/\nSent 1,000 records in \d+\.\d s and flushed them in \d+\.\d s; \d+\.\d s since the demo started\.\n/);
+      // Seconds, not the hours the wall clock moved: an hour is 3600.0 s.
+      expect(run.stdout).toMatch(/^Local twin up in \d{1,3}\.\d s — /m);
+      expect(run.stdout).toMatch(/\nSent 1,000 records in \d{1,3}\.\d s and flushed them in \d{1,3}\.\d s; \d{1,3}\.\d s since the demo started\.\n/);
+      // Each pipeline's rate: its 250 records in seconds, not in an hour (0 records a second).
+      const lines = run.stdout.split('\n');
+      const header = lines.findIndex((l) => l.startsWith('pipeline') && l.includes('sent rec/s'));
+      const rule = [...lines[header + 1].matchAll(/─+/g)].map((m) => [m.index, m.index + m[0].length] as const);
+      const column = rule.findIndex(([from, to]) => lines[header].slice(from, to).trim() === 'sent rec/s');
+      const rates = lines.slice(header + 2, header + 6).map((l) => Number(l.slice(...rule[column]).trim().replace(/,/g, '')));
+      expect(rates).toHaveLength(4);
+      for (const rate of rates) expect(rate).toBeGreaterThan(0);
     } finally {
+      wallClock.mockRestore();
       if (variable === undefined) delete process.env.SLUICE_FIREHOSE_PORT;
       else process.env.SLUICE_FIREHOSE_PORT = variable;
     }
