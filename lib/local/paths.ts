@@ -60,10 +60,10 @@ export const DATA_DIR_MODE = 0o700;
 
 /**
  * What a twin keeps at the top of its data dir: the lake (s3/), dead letters (dlq/), the delivery streams' logs (firehose/),
- * the emulators' state (kinesis/, dynamodb/), the readers' checkpoints, search bodies, the hash key, the data dir's format
- * (sluice-data.json), and while it runs twin.pid and twin.json. A twin makes several at start, before any record, so a twin that received nothing has some.
+ * the emulators' state (kinesis/, dynamodb/), the readers' checkpoints, search bodies, the hash key, the lake's layout
+ * (lake-layout.json), the data dir's format (sluice-data.json), and while it runs twin.pid and twin.json. A twin makes several at start, before any record, so a twin that received nothing has some.
  */
-const TWIN_DATA_DIR_ENTRIES = ['s3', 'dlq', 'firehose', 'kinesis', 'dynamodb', 'kinesis-checkpoints', 'opensearch', 'pii-hash-key', 'sluice-data.json', 'twin.pid', 'twin.json'];
+const TWIN_DATA_DIR_ENTRIES = ['s3', 'dlq', 'firehose', 'kinesis', 'dynamodb', 'kinesis-checkpoints', 'opensearch', 'pii-hash-key', 'lake-layout.json', 'sluice-data.json', 'twin.pid', 'twin.json'];
 
 /** Whether `dir` is a twin's data dir: it holds something a twin keeps there. Any other folder would read as a twin with no data. */
 export function isTwinDataDir(dir: string): boolean {

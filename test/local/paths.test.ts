@@ -37,8 +37,10 @@ test('a data dir that exists is made its owner\'s alone when it is empty or a tw
   expect(modeOf(empty)).toBe(0o700);
   expect(makeDataDir(empty)).toBeUndefined();
 
+  // A twin's data dir holds the lake's layout file at its top, beside its folders.
   const twins = path.join(root, 'twins');
   fs.mkdirSync(path.join(twins, 'dlq'), { recursive: true });
+  fs.writeFileSync(path.join(twins, 'lake-layout.json'), '{}');
   fs.chmodSync(twins, 0o750);
   expect(makeDataDir(twins)).toMatch(/it was 750\)/);
   expect(modeOf(twins)).toBe(0o700);
