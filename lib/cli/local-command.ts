@@ -12,7 +12,7 @@ import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
 import { listenProblem } from '../local/ports';
 import { checkDataFormat, DATA_FORMAT_FILE } from '../local/data-format';
-import { DATA_DIR_MODE, defaultDataDir, makeDirectories, makeTempFolder } from '../local/paths';
+import { DATA_DIR_MODE, defaultDataDir, isTwinFileLeftover, makeDirectories, makeTempFolder } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type DlqCounts, type LeftInS3, type Twin, type TwinOptions } from '../local/twin';
 import { readLiveTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-record';
@@ -327,8 +327,9 @@ async function startLockedTwin(
  * twin's twin.pid and twin.json aside). That also keeps its test traffic out of a data dir `local up` uses.
  */
 function refuseDataDirWithData(dataDir: string): void {
-  // A twin that died leaves its twin.pid and twin.json (and their files written aside): they hold no records; nor does the format's file.
-  const entries = fs.readdirSync(dataDir).filter((name) => !/^twin\.(pid|json)(\.|$)/.test(name) && name !== DATA_FORMAT_FILE).sort();
+  // A twin that died leaves its twin.pid and twin.json (and their files written aside, and a killed write's temporary
+  // file): they hold no records; nor does the format's file.
+  const entries = fs.readdirSync(dataDir).filter((name) => !/^twin\.(pid|json)(\.|$)/.test(name) && name !== DATA_FORMAT_FILE && !isTwinFileLeftover(name)).sort();
   if (entries.length === 0) return;
   const named = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ', …' : '');
   throw new UserError(`--data-dir ${dataDir} already holds data (${named}): the demo counts only what it sends, so it needs an empty data dir. `

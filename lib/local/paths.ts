@@ -65,6 +65,15 @@ export const DATA_DIR_MODE = 0o700;
  */
 const TWIN_DATA_DIR_ENTRIES = ['s3', 'dlq', 'firehose', 'kinesis', 'dynamodb', 'kinesis-checkpoints', 'opensearch', 'pii-hash-key', 'lake-layout.json', 'sluice-data.json', 'twin.pid', 'twin.json'];
 
+/**
+ * Whether `name` is a temporary file writeFileAtomic leaves (`.<file>.<pid>.<hex>.tmp`) when a process is killed while it
+ * writes one of the twin's files at the top of its data dir (twin.json, sluice-data.json, lake-layout.json …): no data.
+ */
+export function isTwinFileLeftover(name: string): boolean {
+  const written = /^\.(.+)\.\d+\.[0-9a-f]+\.tmp$/.exec(name);
+  return written !== null && TWIN_DATA_DIR_ENTRIES.includes(written[1]);
+}
+
 /** Whether `dir` is a twin's data dir: it holds something a twin keeps there. Any other folder would read as a twin with no data. */
 export function isTwinDataDir(dir: string): boolean {
   return TWIN_DATA_DIR_ENTRIES.some((entry) => fs.existsSync(path.join(dir, entry)));
@@ -84,7 +93,7 @@ export function makeDataDir(dir: string): string | undefined {
   const mine = typeof process.getuid !== 'function' || stat.uid === process.getuid();
   // Only what a twin keeps there (or nothing): a folder that also holds other files (`--data-dir .`) is not the twin's.
   // `sluice query`'s footer cache too, though it alone does not make a twin's data dir (a home folder has a .cache).
-  if (mine && fs.readdirSync(dir).every((entry) => TWIN_DATA_DIR_ENTRIES.includes(entry) || entry === '.cache' || /^twin\.(?:pid|json)\./.test(entry))) {
+  if (mine && fs.readdirSync(dir).every((entry) => TWIN_DATA_DIR_ENTRIES.includes(entry) || entry === '.cache' || /^twin\.(?:pid|json)\./.test(entry) || isTwinFileLeftover(entry))) {
     fs.chmodSync(dir, DATA_DIR_MODE);
     return `made the data dir ${dir} readable by its owner alone (mode 700; it was ${was}): it holds raw records`;
   }

@@ -489,6 +489,10 @@ describe('demo', () => {
     await new DlqFile({ dataDir, queue: 'sluice-dev-dlq' }).send([message('iot', 1)]);
     writeFileSync(path.join(dataDir, 'twin.pid'), '999999\n'); // a dead twin's lock is no data
     writeFileSync(path.join(dataDir, 'twin.json'), '{"pid":999999}\n'); // nor is what it said of itself
+    // nor what a write killed halfway leaves beside the twin's files, nor the data dir's format
+    writeFileSync(path.join(dataDir, '.twin.json.999999.0a1b2c3d.tmp'), '{"pi');
+    writeFileSync(path.join(dataDir, '.sluice-data.json.999999.0a1b2c3d.tmp'), '');
+    writeFileSync(path.join(dataDir, 'sluice-data.json'), '{"format":1}\n');
     const before = readdirSync(dataDir).sort();
     const run = await sluice('demo', '--count', '1', '--data-dir', dataDir);
     expect(run.stderr).toBe(`sluice: --data-dir ${dataDir} already holds data (dlq): the demo counts only what it sends, so it needs an empty data dir. `

@@ -41,6 +41,8 @@ test('a data dir that exists is made its owner\'s alone when it is empty or a tw
   const twins = path.join(root, 'twins');
   fs.mkdirSync(path.join(twins, 'dlq'), { recursive: true });
   fs.writeFileSync(path.join(twins, 'lake-layout.json'), '{}');
+  // and what a write of one of its files killed halfway leaves beside it
+  fs.writeFileSync(path.join(twins, '.twin.json.4242.9f8e7d6c.tmp'), '{"pi');
   fs.chmodSync(twins, 0o750);
   expect(makeDataDir(twins)).toMatch(/it was 750\)/);
   expect(modeOf(twins)).toBe(0o700);
