@@ -725,8 +725,9 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   const server = createServer();
   // Node's 5 s keep-alive would have this server close a client's idle connection just as the client, its event loop busy
   // for seconds (a producer in this process, a loaded laptop), writes its next request on it: the request dies with
-  // ECONNRESET. Node's agent closes its idle sockets a second before the timeout the server announces, so a longer one
-  // moves that race out of any plausible stall (still under Node's 60 s headersTimeout).
+  // ECONNRESET. The SDK's agent keeps an idle socket with no timer of its own (Node's agent heeds the announced timeout
+  // only when it is given a timeout), so the server's close is the one that counts: a longer one moves that race out of
+  // any plausible stall (still under Node's 60 s headersTimeout).
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   // Requests whose body is still arriving: nothing of theirs is acknowledged, so close() may cut them off.
   const reading = new Set<IncomingMessage>();

@@ -71,8 +71,8 @@ describe('the data dir format', () => {
   });
 
   test('a twin refuses a data dir of a newer format before it changes anything in it (its mode included)', async () => {
-    // Only what a twin keeps at the top (lake-layout.json is not among what makeDataDir counts as a twin's): a start that
-    // did not refuse first would make it mode 700, as it does the same folder of this format.
+    // Only what a twin keeps at the top: a start that did not refuse first would make it mode 700, as it does the same
+    // folder of this format.
     const [dir, ours] = [oldDataDir(), oldDataDir()];
     for (const d of [dir, ours]) fs.rmSync(path.join(d, 'lake-layout.json'));
     fs.writeFileSync(path.join(ours, DATA_FORMAT_FILE), `{"format": ${DATA_DIR_FORMAT}}\n`);

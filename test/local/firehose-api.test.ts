@@ -333,8 +333,8 @@ describe('PutRecordBatch', () => {
   });
 
   it('a client whose event loop stalls 6.5 s with an idle connection still gets its next call through (no ECONNRESET)', async () => {
-    // Node's server would close the idle connection at 5 s; a client stalled past both its own idle timer and that one
-    // writes its next request on the connection before either timer runs, and the close resets it. With one attempt,
+    // Node's server would close the idle connection at 5 s; a client stalled past that (the SDK's agent has no idle timer)
+    // writes its next request on the connection before the server's timer runs, and the close resets it. With one attempt,
     // that call fails (the hostile corpus suite met it on a loaded machine).
     const client = newClient(1);
     try {
