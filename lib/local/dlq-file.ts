@@ -42,6 +42,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { dedupeKeyOf } from '../../transforms/failure-router/dedupe-key';
 import { syncDirectory, writeFileAtomic } from './atomic-file';
 import { dlqPath } from './paths';
+import { linkOrCreate } from './pid-lock';
 import { holderRuns, ownProcessStart, pidLockContent, pidLockHolder, type PidLockHolder } from './process-alive';
 
 export interface DlqFileOptions {
@@ -442,9 +443,14 @@ export class DlqFile {
   private async lock(): Promise<() => Promise<void>> {
     const deadline = performance.now() + this.lockTimeoutMs;
     const mine = pidLockContent({ pid: process.pid, start: ownProcessStart() }, randomBytes(6).toString('hex'));
+    // The lock appears with its holder already in it: written aside, then hard-linked into place, which fails if a lock
+    // exists. An exclusive create and then a write left an empty lock, naming no one to wait for, for good, when its
+    // process was killed between the two.
+    const aside = `${this.lockPath}.${process.pid}.new`;
     for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
       try {
-        await writeFile(this.lockPath, mine, { flag: 'wx' });
+        await writeFile(aside, mine);
+        linkOrCreate(aside, this.lockPath, mine);
         return async () => {
           // Only remove the lock if it is still ours (a stale-lock breaker could have replaced it).
           const current = await readFile(this.lockPath, 'utf8').catch(() => undefined);
@@ -452,8 +458,10 @@ export class DlqFile {
         };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      } finally {
+        await rm(aside, { force: true });
       }
-      // Empty: created by its holder an instant ago, its content not written yet.
+      // Empty: created by its holder an instant ago where hard links are not supported, its content not written yet.
       const content = await readFile(this.lockPath, 'utf8').catch(() => '');
       const holder = pidLockHolder(content);
       if (content !== '' && !lockHolderRuns(holder)) {

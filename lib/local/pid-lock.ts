@@ -82,7 +82,7 @@ function sameHolder(a: PidLockHolder, b: PidLockHolder | undefined): boolean {
 }
 
 /** `link(from, to)`, failing with EEXIST if `to` exists; where hard links are not supported, an exclusive create. */
-function linkOrCreate(from: string, to: string, content: string): void {
+export function linkOrCreate(from: string, to: string, content: string): void {
   try {
     fs.linkSync(from, to);
   } catch (error) {

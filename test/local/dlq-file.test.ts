@@ -308,13 +308,39 @@ describe('DlqFile', () => {
     rmSync(dlq.lockPath);
   });
 
+  test('a process killed while it takes the lock leaves no lock naming no one: the next operation goes on at once', async () => {
+    // The child dies at the instant between making the lock and naming itself in it: the old code's exclusive create
+    // then write (the kill after the create), or the new code's hard link (the kill before the link).
+    const preload = path.join(dataDir, 'kill-while-locking.js');
+    writeFileSync(preload, `const fs = require('node:fs'); const fsp = require('node:fs/promises');
+      const writeFile = fsp.writeFile;
+      fsp.writeFile = async (file, data, options) => {
+        if (String(file).endsWith('.lock') && options && options.flag === 'wx') { await (await fsp.open(file, 'wx')).close(); process.kill(process.pid, 'SIGKILL'); }
+        return writeFile(file, data, options);
+      };
+      const linkSync = fs.linkSync;
+      fs.linkSync = (from, to) => { if (String(to).endsWith('.lock')) process.kill(process.pid, 'SIGKILL'); return linkSync(from, to); };`);
+    const script = `const { DlqFile } = require(${JSON.stringify(require.resolve('../../lib/local/dlq-file'))});
+      new DlqFile({ dataDir: ${JSON.stringify(dataDir)}, queue: 'q' }).send(['{"n":1}']).then(() => process.stdout.write('sent'));`;
+    const child = spawn(process.execPath, ['--require', preload, '--require', require.resolve('tsx/cjs'), '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const signal = await new Promise((resolve) => child.once('exit', (_code, sig) => resolve(sig)));
+    expect(signal).toBe('SIGKILL');
+    expect(out).toBe('');
+    const dlq = new DlqFile({ dataDir, queue: 'q', lockTimeoutMs: 2_000 });
+    await expect(within(dlq.send(['{"n":2}']), 5_000, 'still waiting')).resolves.toBeUndefined();
+    expect(await dlq.count()).toBe(1);
+  }, 20_000);
+
   test('a lock whose pid now runs another process (a later start than the one it records: a container restarted) is broken; one that process wrote, or an older Sluice\'s pid alone, is waited for', async () => {
     const dlq = new DlqFile({ dataDir, queue: 'q', lockTimeoutMs: 200 });
     await dlq.send([body(1)]);
-    // The lock this process takes names it as twin.pid does: the pid (and a token) first, its start on the next line.
+    // The lock this process takes names it as twin.pid does: the pid (and a token) first, its start on the next line
+    // (written aside, then linked into place).
     const written: string[] = [];
     const writeFile = jest.spyOn(fsPromises, 'writeFile').mockImplementation(async (file, data, options) => {
-      if (file === dlq.lockPath) written.push(String(data));
+      if (file === dlq.lockPath || file === `${dlq.lockPath}.${process.pid}.new`) written.push(String(data));
       return realWriteFile(file, data, options);
     });
     try {
