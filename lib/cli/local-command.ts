@@ -11,8 +11,8 @@ import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../sc
 import { firehoseClient, kinesisClient } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
 import { listenProblem } from '../local/ports';
-import { checkDataFormat, DATA_FORMAT_FILE } from '../local/data-format';
-import { DATA_DIR_MODE, defaultDataDir, isTwinFileLeftover, makeDirectories, makeTempFolder } from '../local/paths';
+import { checkDataFormat } from '../local/data-format';
+import { DATA_DIR_MODE, defaultDataDir, isTwinBookkeeping, makeDirectories, makeTempFolder } from '../local/paths';
 import { takePidLock, type PidLockOptions } from '../local/pid-lock';
 import { startTwin, type DlqCounts, type LeftInS3, type Twin, type TwinOptions } from '../local/twin';
 import { readLiveTwinRecord, twinLockHolder, twinLockPath } from '../local/twin-record';
@@ -324,12 +324,10 @@ async function startLockedTwin(
  * The demo reports what it finds after sending (DLQ messages, Parquet rows, records a write-ahead log kept
  * from an earlier run), and says every record it sent is accounted for. Earlier runs' data would mix into those
  * numbers and fail the check for records this run never sent, so the demo takes an empty data dir only (a
- * twin's twin.pid and twin.json aside). That also keeps its test traffic out of a data dir `local up` uses.
+ * twin's bookkeeping aside: twin.pid, twin.json, the format's file). That also keeps its test traffic out of a data dir `local up` uses.
  */
 function refuseDataDirWithData(dataDir: string): void {
-  // A twin that died leaves its twin.pid and twin.json (and their files written aside, and a killed write's temporary
-  // file): they hold no records; nor does the format's file.
-  const entries = fs.readdirSync(dataDir).filter((name) => !/^twin\.(pid|json)(\.|$)/.test(name) && name !== DATA_FORMAT_FILE && !isTwinFileLeftover(name)).sort();
+  const entries = fs.readdirSync(dataDir).filter((name) => !isTwinBookkeeping(name)).sort();
   if (entries.length === 0) return;
   const named = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ', …' : '');
   throw new UserError(`--data-dir ${dataDir} already holds data (${named}): the demo counts only what it sends, so it needs an empty data dir. `
@@ -558,6 +556,9 @@ function removeIfEmpty(dir: string): boolean {
   }
 }
 
+/** Seconds since `start`, a `performance.now()`: every time the demo prints is on the monotonic clock. */
+const secondsSince = (start: number): number => (performance.now() - start) / 1000;
+
 /** The demo in the data dir `options` names, once its flags have been read. */
 async function demoIn(options: TwinOptions, traffic: DemoTraffic): Promise<void> {
   const { config, dataDir } = options;
@@ -602,7 +603,7 @@ async function demoOnTwin(
 ): Promise<void> {
   const { dataDir } = twin;
   progress.stage = 'sending';
-  console.log(`Local twin up in ${((performance.now() - started) / 1000).toFixed(1)} s — data dir ${escapeControlCharacters(dataDir)}`);
+  console.log(`Local twin up in ${secondsSince(started).toFixed(1)} s — data dir ${escapeControlCharacters(dataDir)}`);
   const kinesis = kinesisClient(twin.endpoints.kinesis);
   const firehose = firehoseClient(twin.endpoints.firehose);
   const sent = new Map<string, { records: number; seconds: number }>();
@@ -641,11 +642,11 @@ async function demoOnTwin(
       else if (i + 500 >= records.length || interrupted.aborted) progress.write(line);
     }
     progress.endLine();
-    sent.set(pipeline, { records: accepted, seconds: (performance.now() - pipelineStarted) / 1000 });
+    sent.set(pipeline, { records: accepted, seconds: secondsSince(pipelineStarted) });
   }
-  const sendSeconds = (performance.now() - sendStarted) / 1000;
+  const sendSeconds = secondsSince(sendStarted);
   const flushStarted = performance.now();
-  const flushSeconds = (digits = 1) => ((performance.now() - flushStarted) / 1000).toFixed(digits);
+  const flushSeconds = (digits = 1) => secondsSince(flushStarted).toFixed(digits);
   let flushedIn: string | undefined;
   progress.stage = 'flushing';
   const ticker = tty ? setInterval(() => progress.write(`\r  flushing buffers, readers and error routing… ${flushSeconds(0)} s`), 1000) : undefined;
@@ -662,7 +663,7 @@ async function demoOnTwin(
     progress.endLine();
   }
   progress.stage = 'reporting';
-  const elapsed = (performance.now() - started) / 1000;
+  const elapsed = secondsSince(started);
   const summary = twin.summary();
   const dlq = await twin.dlqCountByPipeline();
 

@@ -67,9 +67,11 @@ export function checkDataFormat(dataDir: string): { readonly format: number; rea
   return found;
 }
 
-/** Checks the data dir's format, then writes this Sluice's into it, atomically, when it says none (or an older one). */
-export async function stampDataFormat(dataDir: string): Promise<void> {
-  const found = checkDataFormat(dataDir);
+/**
+ * Writes this Sluice's format into the data dir, atomically, when `found` (what checkDataFormat answered for it) says
+ * none (or an older one).
+ */
+export async function stampDataFormat(dataDir: string, found: ReturnType<typeof checkDataFormat>): Promise<void> {
   if (found.stamped && found.format === DATA_DIR_FORMAT) return;
   await writeFileAtomic(dataFormatPath(dataDir), `${JSON.stringify({ format: DATA_DIR_FORMAT })}\n`);
 }

@@ -70,9 +70,18 @@ const TWIN_DATA_DIR_ENTRIES = ['s3', 'dlq', 'firehose', 'kinesis', 'dynamodb', '
  * writes one of the twin's files at the top of its data dir (sluice-data.json; twin.json is written aside as
  * twin.json.<pid>.new, lake-layout.json in place): no data.
  */
-export function isTwinFileLeftover(name: string): boolean {
+function isTwinFileLeftover(name: string): boolean {
   const written = /^\.(.+)\.\d+\.[0-9a-f]+\.tmp$/.exec(name);
   return written !== null && TWIN_DATA_DIR_ENTRIES.includes(written[1]);
+}
+
+/**
+ * Whether `name`, at the top of a data dir, is the twin's bookkeeping and holds no records: twin.pid and twin.json (and
+ * their files written aside), which a twin that died leaves, the data dir's format (sluice-data.json), and a killed
+ * write's temporary file.
+ */
+export function isTwinBookkeeping(name: string): boolean {
+  return /^twin\.(?:pid|json)(?:\.|$)/.test(name) || name === 'sluice-data.json' || isTwinFileLeftover(name);
 }
 
 /** Whether `dir` is a twin's data dir: it holds something a twin keeps there. Any other folder would read as a twin with no data. */
@@ -94,7 +103,7 @@ export function makeDataDir(dir: string): string | undefined {
   const mine = typeof process.getuid !== 'function' || stat.uid === process.getuid();
   // Only what a twin keeps there (or nothing): a folder that also holds other files (`--data-dir .`) is not the twin's.
   // `sluice query`'s footer cache too, though it alone does not make a twin's data dir (a home folder has a .cache).
-  if (mine && fs.readdirSync(dir).every((entry) => TWIN_DATA_DIR_ENTRIES.includes(entry) || entry === '.cache' || /^twin\.(?:pid|json)\./.test(entry) || isTwinFileLeftover(entry))) {
+  if (mine && fs.readdirSync(dir).every((entry) => TWIN_DATA_DIR_ENTRIES.includes(entry) || entry === '.cache' || isTwinBookkeeping(entry))) {
     fs.chmodSync(dir, DATA_DIR_MODE);
     return `made the data dir ${dir} readable by its owner alone (mode 700; it was ${was}): it holds raw records`;
   }

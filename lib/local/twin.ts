@@ -272,12 +272,12 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   for (const warning of processorBufferWarnings(config)) log(`sluice: warning: ${warning}`);
   for (const warning of unconfiguredSchemaWarnings(config)) log(`sluice: warning: ${warning}`);
   // A data dir a newer Sluice wrote is refused before anything in it changes (its mode included).
-  checkDataFormat(dataDir);
+  const format = checkDataFormat(dataDir);
   // The data dir holds raw records (streams, the write-ahead log, error objects, dead letters): its owner's alone.
   const dataDirNotice = makeDataDir(dataDir);
   if (dataDirNotice !== undefined) log(`sluice: ${dataDirNotice}`);
   refuseFoldersForStateFiles(dataDir);
-  await stampDataFormat(dataDir);
+  await stampDataFormat(dataDir, format);
   const lakeModels = Object.values(config.pipelines).filter((p) => p.destinations.includes('lake')).map((p) => loadModel(p.name));
   const lakeLog = (pipeline: string) => {
     const stream = resourceNames(config, pipeline).lakeDeliveryStream;
