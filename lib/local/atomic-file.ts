@@ -8,14 +8,15 @@ import * as path from 'node:path';
 
 /**
  * Writes `data` to `file` so that a reader or a crash sees either the old content or the new, never a
- * mix: write a temporary file beside it, fsync, rename over, fsync the directory.
+ * mix: write a temporary file beside it, fsync, rename over, fsync the directory. `mode` is the new file's (less the
+ * umask), as fs.writeFile's.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { readonly mode?: number } = {}): Promise<void> {
   const dir = path.dirname(file);
   await fs.promises.mkdir(dir, { recursive: true });
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    const handle = await fs.promises.open(tmp, 'w');
+    const handle = await fs.promises.open(tmp, 'w', options.mode);
     try {
       await handle.writeFile(data);
       await handle.sync();

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { dataRoot, unlistedPartitionValue, type SchemaModel } from '../schema';
+import { writeFileAtomic } from './atomic-file';
 import { filesUnder } from './paths';
 import { EmulatorStateError } from './state-error';
 
@@ -15,11 +16,11 @@ export const LAKE_LAYOUT_FILE = 'lake-layout.json';
  * its schema's keys. Returns warnings for files under enum partition values the schema no longer lists, which Athena's
  * projection leaves out (and so does `sluice query`).
  */
-export function checkLakeLayouts(
+export async function checkLakeLayouts(
   dataDir: string, bucketDir: string, models: readonly SchemaModel[],
   /** Where a pipeline's lake delivery stream logs its records, and how many wait there: a refusal names them. */
   waiting: (pipeline: string) => { readonly records: number; readonly dir: string } = () => ({ records: 0, dir: '' }),
-): string[] {
+): Promise<string[]> {
   const file = path.join(dataDir, LAKE_LAYOUT_FILE);
   const recorded = readLayouts(file);
   const changed: string[] = [];
@@ -67,7 +68,8 @@ export function checkLakeLayouts(
       + ` (nor on AWS, where the new partition projection no longer finds the old prefixes). Start with a new data dir (--data-dir),`
       + ` or move ${changed.length === 1 ? 'that pipeline\'s folder' : 'those pipelines\' folders'} (${folders.join(', ')}) out of this one${unsent.length > 0 ? ` (${unsent.join('; ')})` : ''}; see schemas/README.md, "Changing a schema"`);
   }
-  fs.writeFileSync(file, `${JSON.stringify(recorded, null, 2)}\n`, { mode: 0o600 });
+  // Replaced whole: a write cut short (a kill, a full disk) leaves the record as it was, not a truncated one.
+  await writeFileAtomic(file, `${JSON.stringify(recorded, null, 2)}\n`, { mode: 0o600 });
   return warnings;
 }
 
@@ -82,7 +84,8 @@ function readLayouts(file: string): Record<string, string[]> {
       if (Array.isArray(keys) && keys.every((k) => typeof k === 'string')) layouts[pipeline] = keys as string[];
     }
   } catch {
-    // One that does not read is written again from what the files show.
+    // One that does not read (an older Sluice wrote it in place, and a kill or a full disk could cut it short) is
+    // judged again from what the files show, as a data dir from before the record, and written again.
   }
   return layouts;
 }

@@ -67,8 +67,8 @@ const TWIN_DATA_DIR_ENTRIES = ['s3', 'dlq', 'firehose', 'kinesis', 'dynamodb', '
 
 /**
  * Whether `name` is a temporary file writeFileAtomic leaves (`.<file>.<pid>.<hex>.tmp`) when a process is killed while it
- * writes one of the twin's files at the top of its data dir (sluice-data.json; twin.json is written aside as
- * twin.json.<pid>.new, lake-layout.json in place): no data.
+ * writes one of the twin's files at the top of its data dir (sluice-data.json, lake-layout.json; twin.json is written
+ * aside as twin.json.<pid>.new): no data.
  */
 function isTwinFileLeftover(name: string): boolean {
   const written = /^\.(.+)\.\d+\.[0-9a-f]+\.tmp$/.exec(name);

@@ -283,7 +283,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const stream = resourceNames(config, pipeline).lakeDeliveryStream;
     return { records: undeliveredRecordCount(dataDir, stream), dir: path.resolve(dataDir, 'firehose', stream) };
   };
-  for (const warning of checkLakeLayouts(dataDir, bucketDir(dataDir, localBucketName(config)), lakeModels, lakeLog)) log(`sluice: warning: ${warning}`);
+  for (const warning of await checkLakeLayouts(dataDir, bucketDir(dataDir, localBucketName(config)), lakeModels, lakeLog)) log(`sluice: warning: ${warning}`);
   for (const left of undeliveredUnconfiguredStreams(dataDir, configuredDeliveryStreams(config))) {
     log(`sluice: warning: ${left.dir} holds ${left.records} record${left.records === 1 ? '' : 's'} not yet delivered, of delivery stream ${left.stream},`
       + ' which this configuration does not run (a pipeline or destination removed or renamed, or another prefix or env): they stay there, undelivered.'
