@@ -134,27 +134,29 @@ interface Line {
   readonly hash: string;
 }
 
+/** A file read a piece at a time: its identity when last read (undefined: there was none), and the bytes of complete lines read. */
+class FileRead {
+  id: string | undefined;
+  bytes = 0;
+}
+
 /** What one process knows of a queue's files; shared by every DlqFile on the same path. */
 class QueueState {
   /** Serializes this process's operations on the queue. */
   tail: Promise<unknown> = Promise.resolve();
-  // The data file as last read: identity, the bytes that form complete lines, and those lines.
-  dataId: string | undefined;
-  dataBytes = 0;
+  // The data file as last read, and its lines.
+  dataFile = new FileRead();
   lines: Line[] = [];
   // The ledger as last read; `ledgerFor` is the data identity its header names.
-  ledgerId: string | undefined;
-  ledgerBytes = 0;
+  ledgerFile = new FileRead();
   ledgerFor: string | undefined;
   ledgerEntries: Array<{ line: number; hash: string }> = [];
   // The dedupe set as last read.
-  dedupeId: string | undefined;
-  dedupeBytes = 0;
+  dedupeFile = new FileRead();
   dedupeKeys = new Set<string>();
   // The routed markers as last read: the last one of each object (by objectName), and the markers whose keys may still
   // be in the dedupe file (with the count of those keys).
-  routedId: string | undefined;
-  routedBytes = 0;
+  routedFile = new FileRead();
   routed = new Map<string, RoutedObject>();
   routedKeysKept: RoutedObject[] = [];
   routedKeysKeptCount = 0;
@@ -307,8 +309,8 @@ export class DlqFile {
       s.markersToWrite = [];
       s.markersWritten = undefined;
       await this.refreshRouted();
-      const created = this.state.routedId === undefined;
-      await appendDurably(this.routedPath, this.state.routedBytes, markers.map((marker) => routedLine(marker, false)).join(''));
+      const created = this.state.routedFile.id === undefined;
+      await appendDurably(this.routedPath, this.state.routedFile.bytes, markers.map((marker) => routedLine(marker, false)).join(''));
       if (created) await syncDirectory(path.dirname(this.routedPath));
       await this.refreshRouted();
       await this.refreshDedupe();
@@ -359,7 +361,7 @@ export class DlqFile {
       const bodies = await readSpans(this.path, chosen.map((line) => this.state.lines[line - 1]));
       return chosen.map((line, i) => {
         this.state.inFlight.set(line, now + this.visibilityMs);
-        return { receiptHandle: receiptHandle(this.state.dataId as string, line), body: bodies[i].toString('utf8'), line };
+        return { receiptHandle: receiptHandle(this.state.dataFile.id as string, line), body: bodies[i].toString('utf8'), line };
       });
     });
   }
@@ -373,7 +375,7 @@ export class DlqFile {
       const unknown: string[] = [];
       for (const handle of receiptHandles) {
         const parsed = parseReceiptHandle(handle);
-        const line = parsed && parsed.dataId === this.state.dataId ? parsed.line : undefined;
+        const line = parsed && parsed.dataId === this.state.dataFile.id ? parsed.line : undefined;
         if (line === undefined || line > this.state.lines.length || deleted.has(line)) {
           unknown.push(handle);
           continue;
@@ -491,30 +493,26 @@ export class DlqFile {
   /** Brings `lines` up to date with the data file, reading only what was appended when it can. */
   private async refreshData(): Promise<void> {
     const s = this.state;
-    const info = await statOrUndefined(this.path);
-    const id = info && fileId(info);
-    if (!info || id !== s.dataId || info.size < s.dataBytes) {
-      if (id !== s.dataId) s.inFlight.clear();
-      s.dataId = id;
-      s.dataBytes = 0;
+    const read = s.dataFile;
+    let size = await sizeToReadTo(this.path, read, (replaced) => {
+      if (replaced) s.inFlight.clear();
       s.lines = [];
-      if (!info) return;
-    }
-    let size = info.size;
-    let { text, lengths, bytes } = await readCompleteLines(this.path, s.dataBytes, size);
-    if (s.dataBytes + bytes < size && await this.completeTail(s.dataBytes + bytes, size)) {
+    });
+    if (size === undefined) return;
+    let { text, lengths, bytes } = await readCompleteLines(this.path, read.bytes, size);
+    if (read.bytes + bytes < size && await this.completeTail(read.bytes + bytes, size)) {
       // A whole message whose newline is missing (the file edited by hand, or a write cut just before its
       // last byte): given its newline rather than cut off by the next append.
       await appendDurably(this.path, size, '\n');
       size += 1;
-      ({ text, lengths, bytes } = await readCompleteLines(this.path, s.dataBytes, size));
+      ({ text, lengths, bytes } = await readCompleteLines(this.path, read.bytes, size));
     }
-    let offset = s.dataBytes;
+    let offset = read.bytes;
     text.forEach((body, i) => {
       s.lines.push({ offset, length: lengths[i], hash: hashOf(body) });
       offset += lengths[i] + 1;
     });
-    s.dataBytes += bytes;
+    read.bytes += bytes;
   }
 
   /** Whether the data file's bytes [from, to), after its last newline, are one JSON object: a message, not a torn write. */
@@ -531,17 +529,10 @@ export class DlqFile {
 
   private async refreshLedger(): Promise<void> {
     const s = this.state;
-    const info = await statOrUndefined(this.deletedPath);
-    const id = info && fileId(info);
-    if (!info || id !== s.ledgerId || info.size < s.ledgerBytes) {
-      s.ledgerId = id;
-      s.ledgerBytes = 0;
+    const text = await readNewLines(this.deletedPath, s.ledgerFile, () => {
       s.ledgerFor = undefined;
       s.ledgerEntries = [];
-      if (!info) return;
-    }
-    const { text, bytes } = await readCompleteLines(this.deletedPath, s.ledgerBytes, info.size);
-    s.ledgerBytes += bytes;
+    });
     for (const line of text) {
       if (s.ledgerFor === undefined) {
         s.ledgerFor = parseLedgerHeader(line) ?? 'unreadable';
@@ -554,16 +545,9 @@ export class DlqFile {
 
   private async refreshDedupe(): Promise<void> {
     const s = this.state;
-    const info = await statOrUndefined(this.dedupePath);
-    const id = info && fileId(info);
-    if (!info || id !== s.dedupeId || info.size < s.dedupeBytes) {
-      s.dedupeId = id;
-      s.dedupeBytes = 0;
+    const text = await readNewLines(this.dedupePath, s.dedupeFile, () => {
       s.dedupeKeys = new Set();
-      if (!info) return;
-    }
-    const { text, bytes } = await readCompleteLines(this.dedupePath, s.dedupeBytes, info.size);
-    s.dedupeBytes += bytes;
+    });
     for (const line of text) {
       try {
         const key: unknown = JSON.parse(line);
@@ -576,18 +560,11 @@ export class DlqFile {
 
   private async refreshRouted(): Promise<void> {
     const s = this.state;
-    const info = await statOrUndefined(this.routedPath);
-    const id = info && fileId(info);
-    if (!info || id !== s.routedId || info.size < s.routedBytes) {
-      s.routedId = id;
-      s.routedBytes = 0;
+    const text = await readNewLines(this.routedPath, s.routedFile, () => {
       s.routed = new Map();
       s.routedKeysKept = [];
       s.routedKeysKeptCount = 0;
-      if (!info) return;
-    }
-    const { text, bytes } = await readCompleteLines(this.routedPath, s.routedBytes, info.size);
-    s.routedBytes += bytes;
+    });
     for (const line of text) {
       const marker = parseRoutedLine(line);
       // A line markRouted did not write marks nothing: its object is read again at the start, as an unmarked one is.
@@ -612,7 +589,7 @@ export class DlqFile {
       for (let line = 1; line <= object.lines; line++) dropped.add(dedupeKeyOf(object.bucket, object.key, line, object.version));
     }
     const kept = [...s.dedupeKeys].filter((key) => !dropped.has(key));
-    if (s.dedupeId !== undefined && kept.length < s.dedupeKeys.size) {
+    if (s.dedupeFile.id !== undefined && kept.length < s.dedupeKeys.size) {
       await writeFileAtomic(this.dedupePath, kept.map((key) => `${JSON.stringify(key)}\n`).join(''));
       await this.refreshDedupe();
     }
@@ -625,7 +602,7 @@ export class DlqFile {
   private deletedLines(): Set<number> {
     const s = this.state;
     const deleted = new Set<number>();
-    if (s.ledgerFor === undefined || s.ledgerFor !== s.dataId) return deleted;
+    if (s.ledgerFor === undefined || s.ledgerFor !== s.dataFile.id) return deleted;
     for (const { line, hash } of s.ledgerEntries) {
       if (line >= 1 && line <= s.lines.length && s.lines[line - 1].hash === hash) deleted.add(line);
     }
@@ -636,16 +613,16 @@ export class DlqFile {
 
   private async appendData(bodies: readonly string[]): Promise<void> {
     const s = this.state;
-    const created = s.dataId === undefined;
-    await appendDurably(this.path, s.dataBytes, bodies.map((body) => `${body}\n`).join(''));
+    const created = s.dataFile.id === undefined;
+    await appendDurably(this.path, s.dataFile.bytes, bodies.map((body) => `${body}\n`).join(''));
     if (created) await syncDirectory(path.dirname(this.path));
     // Re-read: picks up the new file's identity and the appended lines alike.
     await this.refreshData();
   }
 
   private async appendDedupe(...keys: string[]): Promise<void> {
-    const created = this.state.dedupeId === undefined;
-    await appendDurably(this.dedupePath, this.state.dedupeBytes, keys.map((key) => `${JSON.stringify(key)}\n`).join(''));
+    const created = this.state.dedupeFile.id === undefined;
+    await appendDurably(this.dedupePath, this.state.dedupeFile.bytes, keys.map((key) => `${JSON.stringify(key)}\n`).join(''));
     if (created) await syncDirectory(path.dirname(this.dedupePath));
     await this.refreshDedupe();
   }
@@ -653,11 +630,11 @@ export class DlqFile {
   private async appendLedger(entries: ReadonlyArray<{ line: number; hash: string }>): Promise<void> {
     const s = this.state;
     const text = entries.map((e) => `${e.line} ${e.hash}\n`).join('');
-    if (s.ledgerId !== undefined && s.ledgerFor === s.dataId) {
-      await appendDurably(this.deletedPath, s.ledgerBytes, text);
+    if (s.ledgerFile.id !== undefined && s.ledgerFor === s.dataFile.id) {
+      await appendDurably(this.deletedPath, s.ledgerFile.bytes, text);
     } else {
       // No ledger yet, or one left over from a data file that was since replaced: start afresh.
-      await writeFileAtomic(this.deletedPath, ledgerHeader(s.dataId as string) + text);
+      await writeFileAtomic(this.deletedPath, ledgerHeader(s.dataFile.id as string) + text);
     }
     await this.refreshLedger();
   }
@@ -678,7 +655,7 @@ export class DlqFile {
    */
   private async compactLocked(): Promise<void> {
     const s = this.state;
-    if (s.dataId === undefined) return;
+    if (s.dataFile.id === undefined) return;
     const deleted = this.deletedLines();
     if (deleted.size === 0) return;
     const kept = await readSpans(this.path, s.lines.filter((_, index) => !deleted.has(index + 1)));
@@ -824,6 +801,32 @@ async function statOrUndefined(file: string): Promise<Stats | undefined> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
+}
+
+/**
+ * How far `file` is to be read now: its size, `read` kept when it is the file read before and no shorter, else first
+ * `restart` (told whether it is another file or none) drops what was made of the lines read before and `read` goes back
+ * to the start. Undefined when there is no file.
+ */
+async function sizeToReadTo(file: string, read: FileRead, restart: (replaced: boolean) => void): Promise<number | undefined> {
+  const info = await statOrUndefined(file);
+  const id = info && fileId(info);
+  if (!info || id !== read.id || info.size < read.bytes) {
+    restart(id !== read.id);
+    read.id = id;
+    read.bytes = 0;
+    if (!info) return undefined;
+  }
+  return info.size;
+}
+
+/** The complete lines written to `file` since `read` last read it, `read` moved past them (see sizeToReadTo). */
+async function readNewLines(file: string, read: FileRead, restart: () => void): Promise<string[]> {
+  const size = await sizeToReadTo(file, read, restart);
+  if (size === undefined) return [];
+  const { text, bytes } = await readCompleteLines(file, read.bytes, size);
+  read.bytes += bytes;
+  return text;
 }
 
 /**
