@@ -21,5 +21,11 @@ const endAtOnce = () => {
   process.kill(process.pid, 'SIGINT');
 };
 process.on('SIGINT', endAtOnce);
+// package.json's engines: the twin's delivery uses zlib.crc32 (Node.js 20.15 and 22.2). On an older Node.js the twin
+// would start and then fail each delivery, so say it here, as an environment problem (exit 2).
+if (typeof require('node:zlib').crc32 !== 'function') {
+  fs.writeSync(2, `sluice: Node.js ${process.version} is too old: Sluice needs 20.15 or later on 20, 22.2 or later on 22 (or 24, 26)\n`);
+  process.exit(2);
+}
 require('./register-tsx');
 require('../lib/cli/main.ts');

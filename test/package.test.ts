@@ -1,9 +1,12 @@
 /**
  * package.json against the code: every package the code imports is declared (in `dependencies` when the `sluice`
  * command, the twin, `npm run generate` or a Lambda loads it at run time, since README says `npm ci --omit=dev`
- * installs what those need), and `allowScripts` names exactly the packages with install scripts.
+ * installs what those need), `engines` admits only Node.js versions with every API the code uses, and `allowScripts`
+ * names exactly the packages with install scripts.
  */
+import { spawnSync } from 'node:child_process';
 import { builtinModules } from 'node:module';
+import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -72,6 +75,55 @@ describe('dependencies', () => {
     const used = new Set(allUses.map((u) => u.pkg));
     const unused = Object.keys(pkg.dependencies).filter((name) => !used.has(name));
     expect(unused).toEqual([]);
+  });
+});
+
+/**
+ * The Node.js APIs the code uses that arrived latest, with the first release of each line that has them. A Node.js
+ * without one fails only when that code runs (a missing zlib.crc32 stops the twin's first delivery), so `engines`
+ * must leave the older releases out, and README and docs/deploy.md say the same.
+ */
+const LATE_APIS: readonly { api: string; pattern: RegExp; node20: string; node22: string }[] = [
+  { api: 'zlib.crc32', pattern: /import \{[^}]*\bcrc32\b[^}]*\} from 'node:zlib'/, node20: '20.15.0', node22: '22.2.0' },
+  { api: 'Dirent.parentPath', pattern: /\.parentPath\b/, node20: '20.12.0', node22: '22.0.0' },
+];
+
+const newer = (a: string, b: string): string => {
+  const [x, y] = [a, b].map((v) => v.split('.').map(Number)) as [number[], number[]];
+  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return (x[i] as number) > (y[i] as number) ? a : b;
+  return a;
+};
+
+describe('engines', () => {
+  const code = ['lib', 'transforms', 'bin'].flatMap(sourceFiles).map((f) => fs.readFileSync(path.join(ROOT, f), 'utf8')).join('\n');
+
+  test.each(LATE_APIS)('$api is still used (else drop it from the table)', ({ pattern }) => {
+    expect(code).toMatch(pattern);
+  });
+
+  test('engines.node starts each supported line at the release with every API above, and the docs say so', () => {
+    const min20 = LATE_APIS.map((a) => a.node20).reduce(newer);
+    const min22 = LATE_APIS.map((a) => a.node22).reduce(newer);
+    expect(pkg.engines.node).toBe(`^${min20} || >=${min22}`);
+    const short = (v: string): string => v.replace(/\.0$/, '');
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    expect(readme).toContain(`Node.js 20 (${short(min20)} or later), 22 (${short(min22)} or later`);
+    const deploy = fs.readFileSync(path.join(ROOT, 'docs', 'deploy.md'), 'utf8');
+    expect(deploy).toContain(`Node.js ${short(min20)} or later on 20, ${short(min22)} or later on 22`);
+    expect(fs.readFileSync(path.join(ROOT, 'bin', 'sluice.js'), 'utf8')).toContain(`Sluice needs ${short(min20)} or later on 20, ${short(min22)} or later on 22`);
+  });
+
+  test('on a Node.js without zlib.crc32 the sluice command says so and exits 2 instead of starting', () => {
+    // An older Node.js, as far as Sluice can tell: the preload removes crc32 before bin/sluice.js runs.
+    const preload = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-old-node-')), 'no-crc32.js');
+    fs.writeFileSync(preload, "delete require('node:zlib').crc32;\n");
+    const run = spawnSync(process.execPath, ['-r', preload, path.join(ROOT, 'bin', 'sluice.js'), '--version'], { encoding: 'utf8' });
+    fs.rmSync(path.dirname(preload), { recursive: true, force: true });
+    expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({
+      status: 2,
+      stdout: '',
+      stderr: `sluice: Node.js ${process.version} is too old: Sluice needs 20.15 or later on 20, 22.2 or later on 22 (or 24, 26)\n`,
+    });
   });
 });
 
