@@ -41,6 +41,7 @@ import { validatorFingerprint } from '../../lib/schema/fingerprint';
 import { retentionPolicyFor } from '../../transforms/index-template/retention';
 import { alarmKinds, runbookAlarmKinds } from './runbook';
 import { flatten, iamStatements, resourcesOf, resourceWhere, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
+import { differenceFromPinned, statefulIds } from './stateful-resources';
 
 // One synthesis of the default (dev) configuration, shared by every assertion below.
 const execFileAsync = promisify(execFile);
@@ -1446,6 +1447,13 @@ describe('outputs', () => {
     expect(flatten(outputs.OpenSearchEndpoint.Value)).toMatch(/^https:\/\/<SearchDomain[A-Z0-9]+\.DomainEndpoint>$/);
     // What `sluice replay --aws` compares with the checkout: each pipeline's validator as bundled.
     expect(JSON.parse(outputs.SchemaFingerprints.Value as string)).toEqual(Object.fromEntries(Object.keys(dev.config.pipelines).map((p) => [p, validatorFingerprint(p)])));
+  });
+});
+
+describe('upgrading a deployed stack', () => {
+  // A changed logical id replaces the resource on the next deploy: why, and how to change one, in stateful-resources.ts.
+  test('resources holding data, a key or a read position keep their logical ids', () => {
+    expect(differenceFromPinned(statefulIds(dev.template))).toEqual({ removed: [], added: [] });
   });
 });
 

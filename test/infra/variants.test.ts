@@ -1,6 +1,7 @@
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { alarmKinds, runbookAlarmKinds } from './runbook';
 import { flatten, iamStatements, resourcesOf, synthesize, unacknowledgedNagFindings, type Synthesized } from './synth';
+import { differenceFromPinned, PINNED_STATEFUL_IDS, statefulIds } from './stateful-resources';
 
 // The configurations users deploy besides the default: prod (`-c env=prod`) and an existing OpenSearch domain.
 // A schema whose cdk.json entry was forgotten synthesizes nothing: synth says so (the default configuration has every schema, and no warning).
@@ -30,8 +31,23 @@ describe('env=prod', () => {
     expect(Annotations.fromStack(subscribed.stack).findWarning('*', Match.stringLikeRegexp('alarmEmail'))).toEqual([]);
   }, 120_000);
 
+  test('resources holding data, a key or a read position keep their logical ids', () => {
+    // dev's pinned ids (stateful-resources.ts), less the function emptying the buckets, which `retain` has not, and with
+    // the event source mappings' ids, which CDK derives from the stack's name, as prod has them.
+    const prodMappings = [
+      'clickstreamMetadataConsumerFunctionKinesisConsumerEventSourcesluiceprodclickstreamMetadataConsumerStreamConsumerB628A81EA813E496',
+      'iotMetadataConsumerFunctionKinesisConsumerEventSourcesluiceprodiotMetadataConsumerStreamConsumer471279A6FCA803AC',
+      'transactionsMetadataConsumerFunctionKinesisConsumerEventSourcesluiceprodtransactionsMetadataConsumerStreamConsumerFACAAB91AA84C3C5',
+    ].map((id) => `AWS::Lambda::EventSourceMapping ${id}`);
+    const pinned = [
+      ...PINNED_STATEFUL_IDS.filter((id) => !id.startsWith('AWS::Lambda::EventSourceMapping ') && !id.includes('CustomS3AutoDeleteObjects')),
+      ...prodMappings,
+    ];
+    expect(differenceFromPinned(statefulIds(prod.template), pinned)).toEqual({ removed: [], added: [] });
+  });
+
   test('data is retained on stack deletion and the domain spreads over zones', () => {
-    for (const type of ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::KMS::Key']) {
+    for (const type of ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::KMS::Key', 'AWS::SecretsManager::Secret', 'AWS::Logs::LogGroup']) {
       const resources = Object.values(prod.template.findResources(type)) as Array<{ DeletionPolicy?: string; UpdateReplacePolicy?: string }>;
       expect(resources.length).toBeGreaterThan(0);
       for (const r of resources) expect([r.DeletionPolicy, r.UpdateReplacePolicy]).toEqual(['Retain', 'Retain']);
