@@ -890,8 +890,8 @@ describe('demo', () => {
   }, 90_000);
 
   test('Ctrl-C during its flush: the line says the flush goes on, and the flush\'s time is on a line of its own, not under the SIGINT line', async () => {
-    // Every transform invocation times out (1 s, retried 3 times): the flush lasts.
-    const { child: demo, output, exited, when } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '1'], { SLUICE_FAULTS: 'transform=1,transform.kinds=timeout,transform.timeoutMs=1000' });
+    // Every transform invocation times out (500 ms, retried 3 times, with backoff between): the flush lasts seconds.
+    const { child: demo, output, exited, when } = sluiceProcess(['demo', '--data-dir', dataDir, '--count', '1'], { SLUICE_FAULTS: 'transform=1,transform.kinds=timeout,transform.timeoutMs=500' });
     try {
       await when('the flush', () => /flushing buffers/.test(output.stderr));
       demo.kill('SIGINT');
@@ -1100,9 +1100,11 @@ describe('local up', () => {
   }, 120_000);
 
   test('a SIGTERM a while after the first is a second stop: it exits at once with 143', async () => {
-    const { twin, exited, onFlushing, stderrLines } = await upWithSlowFlush(3000);
+    // The flush lasts over 8 s (4 invocations of 2 s): the second SIGTERM, 2.5 s after the first (past the 2 s in which
+    // a SIGTERM repeats it), comes well within it.
+    const { twin, exited, onFlushing, stderrLines } = await upWithSlowFlush(2000);
     try {
-      onFlushing(() => setTimeout(() => twin.kill('SIGTERM'), 3_000));
+      onFlushing(() => setTimeout(() => twin.kill('SIGTERM'), 2_500));
       twin.kill('SIGTERM');
       expect(await exited).toEqual({ code: 143, signal: null });
       expect(stderrLines()).toEqual([

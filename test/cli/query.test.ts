@@ -934,20 +934,31 @@ describe('no signal leaves a local query\'s scratch folder behind', () => {
 });
 
 test('Ctrl-C while --file - waits for a producer that pauses (the pipe open, nothing written): ends at once, exit 130 or by the signal', async () => {
-  const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dataDir, '--file', '-'],
-    { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  child.stdin.on('error', () => undefined);
-  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (code, signal) => resolve([code, signal])));
-  // Time for the CLI to load (about a second) and wait on standard input.
-  await new Promise((resolve) => setTimeout(resolve, 4_000));
-  child.kill('SIGINT');
-  const ended = await within(exited, 3_000, 'hung');
-  child.stdin.destroy();
-  if (ended === 'hung') child.kill('SIGKILL');
-  expect(ended === 'hung' ? ended : ended[0] === 130 || ended[1] === 'SIGINT').toBe(true);
-  expect(stderr).toBe('sluice: interrupted (Ctrl-C)\n');
+  const preloadDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-preload-'));
+  try {
+    // The Ctrl-C goes once the CLI reads standard input (a listener for its data), which a preload tells on fd 3, rather
+    // than after a fixed wait that a busy machine may not cover and an idle one spends doing nothing.
+    const preload = path.join(preloadDir, 'tell-stdin-read.js');
+    fs.writeFileSync(preload, "process.stdin.on('newListener', (event) => { if (event === 'readable' || event === 'data') require('node:fs').writeSync(3, 'reading\\n'); });\n");
+    const child = spawn(process.execPath, ['--require', preload, path.join(__dirname, '..', '..', 'bin', 'sluice.js'), 'query', '--data-dir', dataDir, '--file', '-'],
+      { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.stdin!.on('error', () => undefined);
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (code, signal) => resolve([code, signal])));
+    const reading = await within(new Promise((resolve) => child.stdio[3]!.once('data', resolve)), 20_000, 'not reading');
+    expect(reading).not.toBe('not reading');
+    // A moment more, so the read is under way: the producer has paused.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    child.kill('SIGINT');
+    const ended = await within(exited, 3_000, 'hung');
+    child.stdin!.destroy();
+    if (ended === 'hung') child.kill('SIGKILL');
+    expect(ended === 'hung' ? ended : ended[0] === 130 || ended[1] === 'SIGINT').toBe(true);
+    expect(stderr).toBe('sluice: interrupted (Ctrl-C)\n');
+  } finally {
+    fs.rmSync(preloadDir, { recursive: true, force: true });
+  }
 }, 30_000);
 
 test('Ctrl-C before the query runs (while the CLI loads): the query never runs; the one sluice: line, exit 130 or by the signal', async () => {
