@@ -51,6 +51,8 @@ export interface KinesisEmulatorOptions {
   readonly persist?: boolean;
   /** Seconds between kinesis-mock's saves while it runs (it also saves when it stops). @default kinesis-mock's 5 */
   readonly persistIntervalSeconds?: number;
+  /** Where V8's code cache for kinesis-mock's main.js is kept, which spares its compile from the second start on. @default kinesisCodeCacheDir() */
+  readonly codeCacheDir?: string;
   /** How long to wait for the emulator to answer ListStreams. @default 30_000 */
   readonly readyTimeoutMs?: number;
   /** How long stop() waits after SIGTERM before SIGKILL. @default 30_000 (kinesis-mock exits by itself 25 s after SIGTERM at the latest, later only while it writes its state) */
@@ -71,6 +73,8 @@ export interface DynamoEmulatorOptions {
 export const KINESIS_DEFAULT_PORT = 4568;
 export const DYNAMO_DEFAULT_PORT = 4569;
 const KINESIS_STATE_FILE = 'kinesis-data.json';
+/** How long after kinesis-mock's code ran its start writes V8's code cache for it (when there was none it could use). */
+const KINESIS_CODE_CACHE_WRITE_DELAY_MS = 1000;
 
 /** How the bootstrap's last-resort exit begins the line it writes to stderr. */
 const KINESIS_LAST_RESORT = 'kinesis-mock: still running';
@@ -243,8 +247,45 @@ process.once('SIGTERM', () => {
   }, lastResortMs).unref();
 });
 process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
-require(process.env.SLUICE_KINESIS_MAIN);
+if (process.env.SLUICE_KINESIS_CODE_CACHE) runWithCodeCache(process.env.SLUICE_KINESIS_MAIN, process.env.SLUICE_KINESIS_CODE_CACHE);
+else require(process.env.SLUICE_KINESIS_MAIN);
+// kinesis-mock's main.js is 9 MB of JavaScript: compiling it is most of its start. V8's code cache for it, kept in dir
+// under a hash of the source and this Node, spares that from the second start on. Any problem with the cache (none yet,
+// unreadable, rejected by V8, a folder that cannot be written) only costs the compile.
+function runWithCodeCache(file, dir) {
+  const vm = require('vm');
+  const Module = require('module');
+  const source = fs.readFileSync(file, 'utf8');
+  const key = require('crypto').createHash('sha256').update(process.version + ' ' + process.arch + ' ' + process.config.variables.node_module_version + '\\0' + source).digest('hex').slice(0, 32);
+  const cacheFile = path.join(dir, 'kinesis-mock-' + key + '.v8cache');
+  let cachedData;
+  try { cachedData = fs.readFileSync(cacheFile); } catch (_) { /* not made yet */ }
+  // Node's loader drops a #! first line; inside the module wrapper it would not parse (kept as a comment, for line numbers).
+  const script = new vm.Script(Module.wrap(source.replace(/^#!/, '//#!')), { filename: file, cachedData });
+  const mod = new Module(file, null);
+  mod.filename = file;
+  mod.paths = Module._nodeModulePaths(path.dirname(file));
+  script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
+  mod.loaded = true;
+  if (cachedData !== undefined && !script.cachedDataRejected) return;
+  // Once it has started: the cache then holds the functions its start compiled too.
+  setTimeout(() => {
+    const partial = cacheFile + '.' + process.pid + '.tmp';
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(partial, script.createCachedData());
+      fs.renameSync(partial, cacheFile);
+    } catch (_) {
+      try { fs.rmSync(partial, { force: true }); } catch (_) { /* as above */ }
+    }
+  }, ${KINESIS_CODE_CACHE_WRITE_DELAY_MS}).unref();
+}
 `;
+
+/** Where kinesis-mock's start keeps V8's code cache for its main.js: beside the installed packages, as build tools keep theirs. */
+export function kinesisCodeCacheDir(): string {
+  return path.join(path.dirname(path.dirname(require.resolve('kinesis-local/package.json'))), '.cache', 'sluice');
+}
 
 /** kinesis-mock's simulated delays (500 ms each by default), shortened so local streams settle at once. */
 const KINESIS_FAST_TRANSITIONS = Object.fromEntries(
@@ -313,6 +354,7 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
     SLUICE_BIND_HOST: host,
     SLUICE_CHECK_HOST: isLoopbackBinding(host) ? '1' : '0',
     SLUICE_KINESIS_MAIN: path.join(packageDir, 'main.js'),
+    SLUICE_KINESIS_CODE_CACHE: options.codeCacheDir ?? kinesisCodeCacheDir(),
     KINESIS_MOCK_PLAIN_PORT: String(port),
     KINESIS_MOCK_TLS_PORT: String(tlsPort),
     AWS_REGION: localRegion(),

@@ -1,5 +1,5 @@
 import { spawn } from 'child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync, truncateSync } from 'fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, truncateSync, writeFileSync } from 'fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'fs/promises';
 import * as http from 'http';
 import * as net from 'net';
@@ -25,7 +25,7 @@ import {
   firehoseClient,
   kinesisClient,
 } from '../../lib/local/aws-clients';
-import { KINESIS_BOOTSTRAP, KINESIS_STATE_WARN_BYTES, kinesisStateWatch, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+import { KINESIS_BOOTSTRAP, KINESIS_STATE_WARN_BYTES, kinesisCodeCacheDir, kinesisStateWatch, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
 import { ephemeralRangeStart, freePort } from '../../lib/local/ports';
 import fc from 'fast-check';
 import { awsJsonRequest, rawExchange, refusedWebPages, webPageCases } from './web-page';
@@ -353,6 +353,41 @@ describe('kinesis-mock', () => {
       secondClient.destroy();
       await second.stop();
     }
+  });
+
+  it('keeps V8\'s code cache for its main.js, and uses it at the next start; one V8 cannot use (damaged) costs only the compile, and is written anew', async () => {
+    // By default beside the installed packages, as build tools keep theirs; here a folder of its own, which no other start shares.
+    expect(kinesisCodeCacheDir()).toBe(path.resolve(__dirname, '../../node_modules/.cache/sluice'));
+    const dir = path.join(await tempDir(), 'cache');
+    const caches = () => (existsSync(dir) ? readdirSync(dir).filter((f) => /^kinesis-mock-[0-9a-f]{32}\.v8cache$/.test(f)) : []);
+    /** Starts kinesis-mock, checks it answers, runs `then` while it runs, and stops it. */
+    const running = async (then: () => Promise<void>) => {
+      const mock = await startKinesis({ port: 0, codeCacheDir: dir });
+      const mockClient = kinesisClient(mock.endpoint);
+      try {
+        await mockClient.send(new ListStreamsCommand({}));
+        await then();
+      } finally {
+        mockClient.destroy();
+        await mock.stop();
+      }
+    };
+    // Written once it has started, by a start that found none; the folder made for it.
+    let file = '';
+    await running(async () => {
+      [file] = await eventually('the code cache', async () => (caches().length === 1 ? caches() : undefined));
+    });
+    file = path.join(dir, file);
+    expect(statSync(file).size).toBeGreaterThan(1_000_000);
+    // Damaged: V8 rejects it; the start compiles as without one, answers, and writes a whole cache in its place.
+    writeFileSync(file, 'not a code cache');
+    await running(async () => {
+      await eventually('the cache written anew', async () => (statSync(file).size > 1_000_000 || undefined));
+    });
+    // Whole: used, so not written again (the write would come a second after the start).
+    const written = statSync(file).mtimeMs;
+    await running(() => new Promise((resolve) => setTimeout(resolve, 2_500)));
+    expect(statSync(file).mtimeMs).toBe(written);
   });
 
   it('keeps running while its saves fail (a full or read-only disk), says when they fail and work again, and stop() says a final save failed', async () => {
