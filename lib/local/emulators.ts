@@ -255,16 +255,24 @@ else require(process.env.SLUICE_KINESIS_MAIN);
 function runWithCodeCache(file, dir) {
   const vm = require('vm');
   const Module = require('module');
-  const source = fs.readFileSync(file, 'utf8');
-  const key = require('crypto').createHash('sha256').update(process.version + ' ' + process.arch + ' ' + process.config.variables.node_module_version + '\\0' + source).digest('hex').slice(0, 32);
-  const cacheFile = path.join(dir, 'kinesis-mock-' + key + '.v8cache');
+  let script;
+  let cacheFile;
   let cachedData;
-  try { cachedData = fs.readFileSync(cacheFile); } catch (_) { /* not made yet */ }
-  // Node's loader drops a #! first line; inside the module wrapper it would not parse (kept as a comment, for line numbers).
-  const script = new vm.Script(Module.wrap(source.replace(/^#!/, '//#!')), { filename: file, cachedData });
+  try {
+    const source = fs.readFileSync(file, 'utf8');
+    const key = require('crypto').createHash('sha256').update(process.version + ' ' + process.arch + '\\0' + source).digest('hex').slice(0, 32);
+    cacheFile = path.join(dir, 'kinesis-mock-' + key + '.v8cache');
+    try { cachedData = fs.readFileSync(cacheFile); } catch (_) { /* not made yet */ }
+    // Node's own module wrapper. Its loader drops a #! first line, which inside the wrapper would not parse (kept as a
+    // comment, for line numbers).
+    const wrapped = '(function (exports, require, module, __filename, __dirname) { ' + source.replace(/^#!/, '//#!') + '\\n});';
+    script = new vm.Script(wrapped, { filename: file, cachedData });
+  } catch (_) {
+    require(file); // as without the cache: whatever went wrong is said as Node says it
+    return;
+  }
   const mod = new Module(file, null);
   mod.filename = file;
-  mod.paths = Module._nodeModulePaths(path.dirname(file));
   script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
   mod.loaded = true;
   if (cachedData !== undefined && !script.cachedDataRejected) return;
