@@ -386,7 +386,7 @@ describe('kinesis-mock', () => {
     });
     // Whole: used, so not written again (the write would come a second after the start).
     const written = statSync(file).mtimeMs;
-    await running(() => new Promise((resolve) => setTimeout(resolve, 2_500)));
+    await running(() => new Promise((resolve) => setTimeout(resolve, 2_000)));
     expect(statSync(file).mtimeMs).toBe(written);
   });
 
