@@ -18,7 +18,7 @@ import { networkErrorCode, unreadableFile } from './errors';
 import { isPermanentRecordError, MAYBE_TAKEN, NOT_SENT, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type RecordOutcome, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
-import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, staleTwinSchemas, twinAt, twinBufferIntervalSeconds, type LocalTarget, type Target } from './target';
+import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, sameTargetFlags, staleTwinSchemas, twinAt, twinBufferIntervalSeconds, type LocalTarget, type Target } from './target';
 import { commandDeadline, sleep, untilAborted } from './sleep';
 import { defaultVerifyTimeoutMs, verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
 
@@ -193,7 +193,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
       if (lines) io.out(`    ${linesClause(lines)}`);
     }
     if (report.invalid > 0) {
-      io.out(`  ${formatNumber(report.invalid)} record${report.invalid === 1 ? '' : 's'} will fail the transform and go to the dead-letter queue (\`${sluiceCommand()} replay\`):`);
+      io.out(`  ${formatNumber(report.invalid)} record${report.invalid === 1 ? '' : 's'} will fail the transform and go to the dead-letter queue (\`${escapeControlCharacters(`${sluiceCommand()} replay${sameTargetFlags(target, flags)}`)}\`):`);
       const reasons = Object.entries(report.invalidByReason).sort((a, b) => b[1] - a[1]);
       for (const [reason, n] of reasons.slice(0, MAX_REASONS_SHOWN)) {
         io.out(`    ×${n}  ${escapeControlCharacters(reason)}`);
@@ -289,7 +289,7 @@ async function put(pipeline: string, flags: PutFlags): Promise<void> {
   if (!verified) {
     const failed = verification.filter((v) => !v.passed).map((v) => `${v.where}: ${v.found}/${v.expected}`).join('; ');
     const before = verification.some((v) => v.arrivedBefore) ? ` Some missing ids are there from before this put: ${ARRIVED_BEFORE_HINT}.` : '';
-    throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`${sluiceCommand()} replay --dry-run\`.${before}`, 1);
+    throw new UserError(`verify failed after ${formatDuration(verifyElapsedMs(verification))} (--timeout ${formatDuration(timeoutMs)}): ${failed}. Records may still be buffered (raise --timeout), or failed in the pipeline: see \`${escapeControlCharacters(`${sluiceCommand()} replay --dry-run${sameTargetFlags(target, flags)}`)}\`.${before}`, 1);
   }
   if (report.interrupted) throw interruptedError(report, count, durationMs);
 }

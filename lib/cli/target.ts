@@ -30,8 +30,27 @@ import { defaultStackName, pipelineOutputKey, StackOutputs } from './stack-outpu
  * (SLUICE_DATA_DIR, else .sluice here), so for any other the hint names it.
  */
 export function startTwinHint(dataDir: string): string {
+  return `start the twin with \`${sluiceCommand()} local up${dataDirFlag(dataDir)}\``;
+}
+
+/** ` --data-dir DIR` for a command suggested on `dataDir`, or nothing when a plain command finds it (as startTwinHint). */
+function dataDirFlag(dataDir: string): string {
   const started = path.resolve(process.env.SLUICE_DATA_DIR ?? defaultDataDir());
-  return `start the twin with \`${sluiceCommand()} local up${sameDir(started, dataDir) ? '' : ` --data-dir ${shellWord(displayPath(dataDir))}`}\``;
+  return sameDir(started, dataDir) ? '' : ` --data-dir ${shellWord(displayPath(dataDir))}`;
+}
+
+/**
+ * The flags that point a command the CLI suggests (`replay` after a put) at what the suggesting command ran against:
+ * its `-c` overrides (they name the queue and tables), then `--aws --stack` (and `--region`) for a deployed stack, or
+ * the data dir when a plain command would read another. Without them the suggestion would read the local twin's
+ * default data dir.
+ */
+export function sameTargetFlags(target: Target, flags: Pick<TargetFlags, 'context' | 'region'>): string {
+  const context = (flags.context ?? []).map((pair) => ` -c ${shellWord(pair)}`).join('');
+  const where = target.kind === 'aws'
+    ? ` --aws --stack ${shellWord(target.stackName)}${flags.region ? ` --region ${shellWord(flags.region)}` : ''}`
+    : dataDirFlag(target.dataDir);
+  return `${context}${where}`;
 }
 
 export interface LocalTarget {

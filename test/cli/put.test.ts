@@ -11,6 +11,7 @@ import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/fireh
 import { schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../../lib/local/twin-record';
 import { validators } from '../../transforms/shared/generated';
 import { acknowledgedJson, config, deliverToLake, expectNoStackTrace, RecordingBackend, registerTwin, sluice, tempDataDir } from './helpers';
+import { resolveTarget, sameTargetFlags } from '../../lib/cli/target';
 import { within } from '../within';
 
 const backend = new RecordingBackend();
@@ -536,7 +537,8 @@ describe('sluice put (DirectPut pipeline, twin Firehose API)', () => {
       expect.stringMatching(/^ {2}accepted 15 · failed 3 · retried 4 · /),
       '  not accepted: ServiceUnavailableException ×3 (first: Slow down.)',
       '    (lines 5, 8, 21)',
-      '  13 records will fail the transform and go to the dead-letter queue (`npx sluice replay`):',
+      // The replay it suggests reads the same data dir (not the default one, where these dead letters are not).
+      `  13 records will fail the transform and go to the dead-letter queue (\`npx sluice replay --data-dir ${dataDir}\`):`,
       '    ×12  schema (required): /event_type is required',
       '         (lines 9, 10, 11, 12, 13, 14, 15, 16, 17, 18 and 2 more)',
       '    ×1  schema (required): /user_id is required',
@@ -1408,4 +1410,13 @@ describe('sluice put --file: one record before a line too long', () => {
     expect(code).toBe(2);
     expect(stderr).toBe(`sluice: --file ${file}: line 2 is longer than 16 MiB with no line break yet; records are at most 1 MiB, one per line. The 1 record before it was sent (1 accepted); nothing after it was\n`);
   }, 30_000);
+});
+
+describe('the replay put suggests', () => {
+  test('reads what the put ran against: its -c overrides, and the deployed stack with --aws', () => {
+    const flags = { aws: true, stack: 'sluice-prod', region: 'eu-west-1', context: ['env=prod', 'pipelines={"iot": {}}'] };
+    expect(sameTargetFlags(resolveTarget(flags), flags)).toBe(` -c env=prod -c 'pipelines={"iot": {}}' --aws --stack sluice-prod --region eu-west-1`);
+    const plain = { aws: true };
+    expect(sameTargetFlags(resolveTarget(plain), plain)).toBe(' --aws --stack sluice-dev');
+  });
 });
