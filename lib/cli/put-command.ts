@@ -18,7 +18,7 @@ import { networkErrorCode, unreadableFile } from './errors';
 import { isPermanentRecordError, MAYBE_TAKEN, NOT_SENT, sendRecords, summarizeFailures, type EntryPoint, type OutgoingRecord, type RecordOutcome, type SendResult } from './record-sender';
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
-import { checkTwinTakesRecords, displayPath, entryPointFor, resolveTarget, sameTargetFlags, staleTwinSchemas, twinAt, twinBufferIntervalSeconds, type LocalTarget, type Target } from './target';
+import { checkTwinTakesRecords, displayPath, entryPointFor, localUpCommand, resolveTarget, sameTargetFlags, staleTwinSchemas, twinAt, twinBufferIntervalSeconds, type LocalTarget, type Target } from './target';
 import { commandDeadline, sleep, untilAborted } from './sleep';
 import { defaultVerifyTimeoutMs, verifyBulkFiles, verifyLake, verifySearch, type ExpectedRecord, type VerifyResult, type WaitOptions } from './verify';
 
@@ -346,11 +346,11 @@ function checkTwinSchema(target: LocalTarget, pipeline: string): void {
   const twin = target.runningTwin();
   if (twin && !twin.schemas[pipeline]) {
     throw new UserError(`${twinAt(target, twin)} was started without ${pipeline} (its pipelines: ${Object.keys(twin.schemas).join(', ')}): nothing was sent. `
-      + `Restart it (\`${sluiceCommand()} local up\`) to run the configuration as it is now`);
+      + `Restart it (\`${escapeControlCharacters(localUpCommand(target.dataDir))}\`) to run the configuration as it is now`);
   }
   const stale = staleTwinSchemas(target, [pipeline]);
   if (stale !== undefined) {
-    throw new UserError(`${stale}, so records of the schema now could fail there: nothing was sent. Restart the twin (\`${sluiceCommand()} local up\`) to run the schema as it is now`);
+    throw new UserError(`${stale}, so records of the schema now could fail there: nothing was sent. Restart the twin (\`${escapeControlCharacters(localUpCommand(target.dataDir))}\`) to run the schema as it is now`);
   }
 }
 

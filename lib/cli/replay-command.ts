@@ -19,7 +19,7 @@ import { MAYBE_TAKEN, sendRecords, type EntryPoint, type SendResult } from './re
 import { searchBackendFor } from './search-backend';
 import { sqlEngineFor } from './sql';
 import { bulkFilePresence, lakePresence, searchPresence, type ExpectedRecord, type Presence } from './verify';
-import { checkTwinDataDir, checkTwinTakesRecords, entryPointFor, resolveTarget, staleTwinSchemas, twinBufferIntervalSeconds, type AwsTarget, type LocalTarget, type Target } from './target';
+import { checkTwinDataDir, checkTwinTakesRecords, entryPointFor, localUpCommand, resolveTarget, staleTwinSchemas, twinBufferIntervalSeconds, type AwsTarget, type LocalTarget, type Target } from './target';
 
 interface ReplayFlags extends TargetFlags {
   readonly pipeline?: string;
@@ -441,11 +441,11 @@ function checkTwinSchemas(target: LocalTarget, pipelines: readonly string[], fla
   const runs = staleTwinSchemas(target, pipelines);
   if (runs === undefined) return;
   if (flags.dryRun) {
-    io.err(`sluice: note: ${runs}. "would replay" counts are against the newer one; the twin would fail those records again: restart it (\`${sluiceCommand()} local up\`) before replaying`);
+    io.err(`sluice: note: ${runs}. "would replay" counts are against the newer one; the twin would fail those records again: restart it (\`${escapeControlCharacters(localUpCommand(target.dataDir))}\`) before replaying`);
   } else if (flags.force) {
     io.err(`sluice: warning: ${runs}; replaying anyway (--force): records it fails again come back as new dead letters`);
   } else {
-    throw new UserError(`${runs}, so the records would fail again and come back as new dead letters; nothing was replayed. Restart it (\`${sluiceCommand()} local up\`) to replay against the fixed schema, or pass --force to replay against the schema it runs`);
+    throw new UserError(`${runs}, so the records would fail again and come back as new dead letters; nothing was replayed. Restart it (\`${escapeControlCharacters(localUpCommand(target.dataDir))}\`) to replay against the fixed schema, or pass --force to replay against the schema it runs`);
   }
 }
 

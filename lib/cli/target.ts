@@ -30,7 +30,12 @@ import { defaultStackName, pipelineOutputKey, StackOutputs } from './stack-outpu
  * (SLUICE_DATA_DIR, else .sluice here), so for any other the hint names it.
  */
 export function startTwinHint(dataDir: string): string {
-  return `start the twin with \`${sluiceCommand()} local up${dataDirFlag(dataDir)}\``;
+  return `start the twin with \`${localUpCommand(dataDir)}\``;
+}
+
+/** The `local up` that starts (or restarts) the twin on `dataDir`: with --data-dir unless a plain one takes it. */
+export function localUpCommand(dataDir: string): string {
+  return `${sluiceCommand()} local up${dataDirFlag(dataDir)}`;
 }
 
 /** ` --data-dir DIR` for a command suggested on `dataDir`, or nothing when a plain command finds it (as startTwinHint). */

@@ -964,7 +964,7 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     registerTwin(dataDir, { firehose: api.url }, { startedAt: '2026-11-22T08:05:00.000Z', schemas: without });
     const { code, stdout, stderr } = await put('app-events', '--verify');
     expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
-    expect(stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) was started without app-events \\(its pipelines: clickstream, iot, transactions\\): nothing was sent\\. Restart it \\(\`npx sluice local up\`\\) to run the configuration as it is now\\n$`));
+    expect(stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) was started without app-events \\(its pipelines: clickstream, iot, transactions\\): nothing was sent\\. Restart it \\(\`npx sluice local up --data-dir ${escapeRegExp(dataDir)}\`\\) to run the configuration as it is now\\n$`));
     expect(backend.calls).toBe(0);
   });
 
@@ -973,7 +973,7 @@ describe('sluice put sends only to the twin running on its data dir', () => {
     registerTwin(dataDir, { firehose: api.url }, { startedAt: '2026-11-22T08:05:00.000Z', schemas: { 'app-events': loaded } });
     const { code, stdout, stderr } = await put('app-events', '--verify');
     expect({ code, stdout }).toEqual({ code: 2, stdout: '' });
-    expect(stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) validates app-events with the schema generated 2026-11-2[12] \\d\\d:\\d\\d:00; \`npm run generate\` has written a newer one since \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\), so records of the schema now could fail there: nothing was sent\\. Restart the twin \\(\`npx sluice local up\`\\) to run the schema as it is now\\n$`));
+    expect(stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) validates app-events with the schema generated 2026-11-2[12] \\d\\d:\\d\\d:00; \`npm run generate\` has written a newer one since \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\), so records of the schema now could fail there: nothing was sent\\. Restart the twin \\(\`npx sluice local up --data-dir ${escapeRegExp(dataDir)}\`\\) to run the schema as it is now\\n$`));
     expect(backend.calls).toBe(0);
     // A twin that loaded the validator as it is now takes them.
     registerTwin(dataDir, { firehose: api.url });
@@ -1416,7 +1416,6 @@ describe('the replay put suggests', () => {
   test('reads what the put ran against: its -c overrides, and the deployed stack with --aws', () => {
     const flags = { aws: true, stack: 'sluice-prod', region: 'eu-west-1', context: ['env=prod', 'pipelines={"iot": {}}'] };
     expect(sameTargetFlags(resolveTarget(flags), flags)).toBe(` -c env=prod -c 'pipelines={"iot": {}}' --aws --stack sluice-prod --region eu-west-1`);
-    const plain = { aws: true };
-    expect(sameTargetFlags(resolveTarget(plain), plain)).toBe(' --aws --stack sluice-dev');
+    expect(sameTargetFlags(resolveTarget({ aws: true }), {})).toBe(' --aws --stack sluice-dev');
   });
 });

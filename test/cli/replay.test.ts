@@ -31,6 +31,8 @@ import { validatorFingerprint } from '../../lib/schema/fingerprint';
 
 const backend = new RecordingBackend();
 let api: RunningFirehoseApi;
+/** The data dir in a RegExp: the hints name it (a plain `local up` would start a twin on another). */
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 let dataDir: string;
 let dlq: DlqFile;
 
@@ -567,7 +569,7 @@ describe('sluice replay (twin)', () => {
     const refused = await replay();
     expect(refused.code).toBe(2);
     expect(refused.stdout).toBe('');
-    expect(refused.stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) validates app-events with the schema generated 2026-11-2[12] \\d\\d:\\d\\d:00; \`npm run generate\` has written a newer one since \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\), so the records would fail again and come back as new dead letters; nothing was replayed\\. Restart it \\(\`npx sluice local up\`\\) to replay against the fixed schema, or pass --force to replay against the schema it runs\\n$`));
+    expect(refused.stderr).toMatch(new RegExp(`^sluice: the twin at \\S+ \\(pid ${process.pid}, started 2026-11-2[12] \\d\\d:\\d\\d:00\\) validates app-events with the schema generated 2026-11-2[12] \\d\\d:\\d\\d:00; \`npm run generate\` has written a newer one since \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\), so the records would fail again and come back as new dead letters; nothing was replayed\\. Restart it \\(\`npx sluice local up --data-dir ${escapeRegExp(dataDir)}\`\\) to replay against the fixed schema, or pass --force to replay against the schema it runs\\n$`));
     expect(backend.calls).toBe(0);
     expect(remaining()).toBe(before);
 
@@ -576,7 +578,7 @@ describe('sluice replay (twin)', () => {
 
     const dryRun = await replayAgain('--dry-run');
     expect(dryRun.code).toBe(1);
-    expect(dryRun.stderr).toMatch(/^sluice: note: the twin at .* validates app-events with the schema generated .*"would replay" counts are against the newer one; the twin would fail those records again: restart it \(`npx sluice local up`\) before replaying\n/);
+    expect(dryRun.stderr).toMatch(/^sluice: note: the twin at .* validates app-events with the schema generated .*"would replay" counts are against the newer one; the twin would fail those records again: restart it \(`npx sluice local up --data-dir \S+`\) before replaying\n/);
     expect(dryRun.stdout).toMatch(/would replay \(passes the schema now\)\s+2/);
 
     const forced = await replayAgain('--force');
