@@ -251,18 +251,27 @@ if (process.env.SLUICE_KINESIS_CODE_CACHE) runWithCodeCache(process.env.SLUICE_K
 else require(process.env.SLUICE_KINESIS_MAIN);
 // kinesis-mock's main.js is 9 MB of JavaScript: compiling it is most of its start. V8's code cache for it, kept in dir
 // under a hash of the source and this Node, spares that from the second start on. Any problem with the cache (none yet,
-// unreadable, rejected by V8, a folder that cannot be written) only costs the compile.
+// unreadable, damaged, rejected by V8, a folder that cannot be written) only costs the compile.
 function runWithCodeCache(file, dir) {
   const vm = require('vm');
   const Module = require('module');
+  const zlib = require('zlib');
   let script;
   let cacheFile;
   let cachedData;
   try {
-    const source = fs.readFileSync(file, 'utf8');
-    const key = require('crypto').createHash('sha256').update(process.version + ' ' + process.arch + '\\0' + source).digest('hex').slice(0, 32);
+    const bytes = fs.readFileSync(file);
+    // The bytes hashed, not the string: hashing that would encode its 9 MB to UTF-8 again.
+    const key = require('crypto').createHash('sha256').update(process.version + ' ' + process.arch + '\\0').update(bytes).digest('hex').slice(0, 32);
+    const source = bytes.toString('utf8');
     cacheFile = path.join(dir, 'kinesis-mock-' + key + '.v8cache');
-    try { cachedData = fs.readFileSync(cacheFile); } catch (_) { /* not made yet */ }
+    // V8 checks a cache's version, flags, source length and size, but not its bytes (outside debug builds): a damaged
+    // one of the right size crashes the process (SIGTRAP) at every start, or runs. The file begins with a CRC-32 of the
+    // rest; a cache that does not match it is none.
+    try {
+      const kept = fs.readFileSync(cacheFile);
+      if (kept.length > 4 && kept.readUInt32BE(0) === zlib.crc32(kept.subarray(4))) cachedData = kept.subarray(4);
+    } catch (_) { /* not made yet */ }
     // Node's own module wrapper. Its loader drops a #! first line, which inside the wrapper would not parse (kept as a
     // comment, for line numbers).
     const wrapped = '(function (exports, require, module, __filename, __dirname) { ' + source.replace(/^#!/, '//#!') + '\\n});';
@@ -281,7 +290,10 @@ function runWithCodeCache(file, dir) {
     const partial = cacheFile + '.' + process.pid + '.tmp';
     try {
       fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(partial, script.createCachedData());
+      const data = script.createCachedData();
+      const crc = Buffer.alloc(4);
+      crc.writeUInt32BE(zlib.crc32(data));
+      fs.writeFileSync(partial, Buffer.concat([crc, data]));
       fs.renameSync(partial, cacheFile);
     } catch (_) {
       try { fs.rmSync(partial, { force: true }); } catch (_) { /* as above */ }
