@@ -304,7 +304,12 @@ function runWithCodeCache(file, dir) {
 
 /** Where kinesis-mock's start keeps V8's code cache for its main.js: beside the installed packages, as build tools keep theirs. */
 export function kinesisCodeCacheDir(): string {
-  return path.join(path.dirname(path.dirname(require.resolve('kinesis-local/package.json'))), '.cache', 'sluice');
+  return path.join(path.dirname(kinesisPackageDir()), '.cache', 'sluice');
+}
+
+/** The installed kinesis-local package's folder: kinesis-mock's working directory (it reads server.json there). */
+function kinesisPackageDir(): string {
+  return path.dirname(require.resolve('kinesis-local/package.json'));
 }
 
 /** kinesis-mock's simulated delays (500 ms each by default), shortened so local streams settle at once. */
@@ -366,7 +371,7 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
   if (tlsPort !== 0) await assertPortFree(`${name} (TLS)`, host, tlsPort);
   if (stateDir) await mkdir(stateDir, { recursive: true });
 
-  const packageDir = path.dirname(require.resolve('kinesis-local/package.json'));
+  const packageDir = kinesisPackageDir();
   // A clean environment, so a user's AWS_ACCOUNT_ID, LOG_LEVEL or INITIALIZE_STREAMS does not leak in.
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
