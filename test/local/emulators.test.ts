@@ -355,7 +355,7 @@ describe('kinesis-mock', () => {
     }
   });
 
-  it('keeps V8\'s code cache for its main.js, and uses it at the next start; a damaged one costs only the compile, and is written anew', async () => {
+  it('keeps V8\'s code cache for its main.js, and uses it at the next start; a damaged one costs only the compile, and is written anew; a folder that cannot be made, only the cache', async () => {
     // By default beside the installed packages, as build tools keep theirs; here a folder of its own, which no other start shares.
     expect(kinesisCodeCacheDir()).toBe(path.resolve(__dirname, '../../node_modules/.cache/sluice'));
     const dir = path.join(await tempDir(), 'cache');
@@ -393,6 +393,21 @@ describe('kinesis-mock', () => {
     const written = statSync(file).mtimeMs;
     await running(() => new Promise((resolve) => setTimeout(resolve, 2_000)));
     expect(statSync(file).mtimeMs).toBe(written);
+    // A folder that cannot be made (node_modules read-only, a file in its place): kinesis-mock starts and answers as
+    // without a cache, and leaves nothing behind.
+    const inFile = path.join(dir, path.basename(file), 'cache');
+    const unwritable = await startKinesis({ port: 0, codeCacheDir: inFile });
+    const unwritableClient = kinesisClient(unwritable.endpoint);
+    try {
+      await unwritableClient.send(new ListStreamsCommand({}));
+      // Past the second after which a start writes its cache: still running.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await unwritableClient.send(new ListStreamsCommand({}));
+      expect(readdirSync(dir)).toEqual([path.basename(file)]);
+    } finally {
+      unwritableClient.destroy();
+      await unwritable.stop();
+    }
   });
 
   it('keeps running while its saves fail (a full or read-only disk), says when they fail and work again, and stop() says a final save failed', async () => {
