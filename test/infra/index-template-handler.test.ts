@@ -69,6 +69,14 @@ describe('index-template custom resource', () => {
     expect(forever.requests.length).toBeLessThan(10);
   });
 
+  test('the retries\' deadline is on the monotonic clock: a wall clock stepped an hour on mid-deployment does not cut them short', async () => {
+    jest.spyOn(Date, 'now').mockReturnValue(new Date('2026-12-06T10:00:00Z').getTime() + 3_600_000);
+    const { send, requests } = scripted({ status: 503, body: 'unavailable' });
+    const result = await applyIndexTemplate(event('Create'), send, { deadline: performance.now() + 60_000, sleep: async () => undefined, stack });
+    expect(result).toMatchObject({ Data: { TemplateName: 'iot' } });
+    expect(requests.length).toBeGreaterThan(1);
+  });
+
   describe('the template\'s fields reach the indices that already exist (a strict mapping refuses new fields until rotation)', () => {
     const properties = { event_id: { type: 'keyword' }, temperature_c: { type: 'float' } };
     const withMappings = JSON.stringify({ index_patterns: ['iot-*'], template: { mappings: { dynamic: 'strict', properties } } });

@@ -184,7 +184,13 @@ export function isRetryable(status: number): boolean {
   return status === 403 || status === 408 || status === 429 || status >= 500;
 }
 
-/** Handles one custom-resource event with the given sender and clock (the Lambda entry point wires the real ones). */
+/** The retries' clock, ms: monotonic, so a wall clock stepped by NTP neither cuts them short nor runs them past the function's timeout. */
+const monotonicNow = (): number => performance.now();
+
+/**
+ * Handles one custom-resource event with the given sender and clock (the Lambda entry point wires the real ones).
+ * `deadline` is on `now`'s clock, by default `performance.now()`.
+ */
 export async function applyIndexTemplate(
   event: CloudFormationCustomResourceEvent,
   send: SendSigned,
@@ -284,7 +290,7 @@ async function sendWithRetry(
   request: TemplateRequest,
   options: { deadline: number; now?: () => number; sleep?: (ms: number) => Promise<void> },
 ): Promise<HttpResult> {
-  const now = options.now ?? Date.now;
+  const now = options.now ?? monotonicNow;
   const sleep = options.sleep ?? defaultSleep;
   let delay = 2000;
   for (let attempt = 1; ; attempt++) {
@@ -371,6 +377,6 @@ export async function sendSigned(request: TemplateRequest): Promise<HttpResult> 
 export async function handler(event: CloudFormationCustomResourceEvent, context: Context): Promise<ProviderResponse> {
   log('INFO', 'event', { requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
   // Leave 15 s to report back before the function times out.
-  const deadline = Date.now() + context.getRemainingTimeInMillis() - 15_000;
+  const deadline = monotonicNow() + context.getRemainingTimeInMillis() - 15_000;
   return applyIndexTemplate(event, sendSigned, { region: process.env.AWS_REGION, stack: stackSettingsFrom(process.env), deadline });
 }
