@@ -94,8 +94,8 @@ export interface DlqDeleteResult {
   /** Messages this call deleted. */
   readonly deleted: number;
   /**
-   * Handles that named no current message: already deleted, or issued before the file was compacted or
-   * replaced. Like SQS, a stale handle is not an error; the message (if any) stays and shows up again.
+   * Handles that named no current message: already deleted, or issued before the file was compacted, replaced
+   * or written anew in place (its line now another message). Like SQS, a stale handle is not an error; the message (if any) stays and shows up again.
    */
   readonly unknown: string[];
 }
@@ -361,7 +361,7 @@ export class DlqFile {
       const bodies = await readSpans(this.path, chosen.map((line) => this.state.lines[line - 1]));
       return chosen.map((line, i) => {
         this.state.inFlight.set(line, now + this.visibilityMs);
-        return { receiptHandle: receiptHandle(this.state.dataFile.id as string, line), body: bodies[i].toString('utf8'), line };
+        return { receiptHandle: receiptHandle(this.state.dataFile.id as string, line, this.state.lines[line - 1].hash), body: bodies[i].toString('utf8'), line };
       });
     });
   }
@@ -376,7 +376,7 @@ export class DlqFile {
       for (const handle of receiptHandles) {
         const parsed = parseReceiptHandle(handle);
         const line = parsed && parsed.dataId === this.state.dataFile.id ? parsed.line : undefined;
-        if (line === undefined || line > this.state.lines.length || deleted.has(line)) {
+        if (line === undefined || line < 1 || line > this.state.lines.length || deleted.has(line) || this.state.lines[line - 1].hash !== parsed?.hash) {
           unknown.push(handle);
           continue;
         }
@@ -785,13 +785,17 @@ function parseLedgerHeader(line: string): string | undefined {
   }
 }
 
-function receiptHandle(dataId: string, line: number): string {
-  return `${dataId}.${line}`;
+/**
+ * A received message's handle: the data file, the line, and the hash of the line's body, so a handle outlives neither
+ * its file (replaced) nor its line's content (the file cut short and written anew in place).
+ */
+function receiptHandle(dataId: string, line: number, hash: string): string {
+  return `${dataId}.${line}.${hash}`;
 }
 
-function parseReceiptHandle(handle: string): { dataId: string; line: number } | undefined {
-  const match = /^(\d+\.\d+)\.(\d+)$/.exec(handle);
-  return match ? { dataId: match[1], line: Number(match[2]) } : undefined;
+function parseReceiptHandle(handle: string): { dataId: string; line: number; hash: string } | undefined {
+  const match = /^(\d+\.\d+)\.(\d+)\.([0-9a-f]{16})$/.exec(handle);
+  return match ? { dataId: match[1], line: Number(match[2]), hash: match[3] } : undefined;
 }
 
 async function statOrUndefined(file: string): Promise<Stats | undefined> {

@@ -203,6 +203,42 @@ describe('DlqFile', () => {
     expect((await after.receive(10)).map((m) => m.body)).toEqual([body(7), body(2)]);
   });
 
+  test('a handle received before the file was cut short and written anew in place deletes nothing: the message now on its line stays', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    await dlq.send([body(1), body(2)]);
+    const received = await dlq.receive(2);
+    // Same file (same inode), shorter, then one new message: line 1 is now another message.
+    writeFileSync(dlq.path, `${body(9)}\n`);
+    const result = await dlq.delete(received.map((m) => m.receiptHandle));
+    expect(result).toEqual({ deleted: 0, unknown: received.map((m) => m.receiptHandle) });
+    expect(await dlq.count()).toBe(1);
+    const after = new (afterRestart().DlqFile)({ dataDir, queue: 'q' });
+    expect((await after.receive(10)).map((m) => m.body)).toEqual([body(9)]);
+  });
+
+  test('a handle of a replaced file deletes nothing, and the new file\'s messages are all visible at once', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    await dlq.send([body(1), body(2)]);
+    const received = await dlq.receive(2);
+    // Another file in its place (a new inode), holding the same bodies.
+    const other = `${dlq.path}.new`;
+    writeFileSync(other, `${body(1)}\n${body(2)}\n`);
+    renameSync(other, dlq.path);
+    expect((await dlq.receive(10)).map((m) => m.body)).toEqual([body(1), body(2)]);
+    expect(await dlq.delete(received.map((m) => m.receiptHandle))).toEqual({ deleted: 0, unknown: received.map((m) => m.receiptHandle) });
+    expect(await dlq.count()).toBe(2);
+  });
+
+  test('a malformed or out-of-range handle deletes nothing and does not throw', async () => {
+    const dlq = new DlqFile({ dataDir, queue: 'q' });
+    await dlq.send([body(1)]);
+    const [m] = await dlq.receive(1);
+    const [dataId] = /^\d+\.\d+/.exec(m.receiptHandle) as RegExpExecArray;
+    const bad = ['', 'x', `${dataId}.0.0123456789abcdef`, `${dataId}.2.0123456789abcdef`, `${dataId}.1`];
+    expect(await dlq.delete(bad)).toEqual({ deleted: 0, unknown: bad });
+    expect(await dlq.count()).toBe(1);
+  });
+
   test('claim() is true exactly once per key, across instances and restarts', async () => {
     const a = new DlqFile({ dataDir, queue: 'q' });
     const b = new DlqFile({ dataDir, queue: 'q' });
