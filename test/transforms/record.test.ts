@@ -6,7 +6,10 @@ import { FIREHOSE_MAX_RECORD_BYTES } from '../../transforms/shared/limits';
 import { toMinorUnits } from '../../transforms/shared/money';
 import { maskValue } from '../../transforms/shared/pii';
 import { pipelineSchema, type PipelineSchema } from '../../transforms/shared/pipeline';
-import { analyzeForLake, failureReason, transformRecord, type TransformOutcome } from '../../transforms/shared/record';
+import { analyzeForLake, describeFailure, failureReason, transformRecord, type TransformOutcome } from '../../transforms/shared/record';
+import { createRng, sampleRecord } from '../../lib/schema/sample';
+import * as fs from 'node:fs';
+import { join } from 'node:path';
 import { parseDateTime } from '../../transforms/shared/timestamps';
 import { decodeJson, jsonErrorWithoutContent } from '../../transforms/shared/json';
 
@@ -235,7 +238,16 @@ describe('partition values and size limits (schemas that allow what the shipped 
     expect(o.result).toBe('ProcessingFailed');
     expect(o.result === 'ProcessingFailed' && o.failure).toMatchObject({ category: 'partition', field: '/kind', rule: 'partition' });
     // The reason names the rule as it is: "-" and "_" alone do not make a name, nor do letters outside ASCII.
-    expect(o.result === 'ProcessingFailed' && o.failure.message).toMatch(/has no ASCII letter or digit to name an S3 partition with \(partition values keep a-z, 0-9/);
+    expect(o.result === 'ProcessingFailed' && o.failure.message).toMatch(/^has no ASCII letter or digit to name an S3 partition with \((it is empty|\d+ characters?, not shown); partition values keep a-z, 0-9/);
+  });
+
+  it('a value that cannot name a partition is not quoted in the reason: the field and the rule are (it may be personal data)', () => {
+    const o = go({ id: '1', at: '2026-01-01T00:00:00Z', kind: 'Иван Петров' });
+    expect(o.result === 'ProcessingFailed' && describeFailure(o.failure)).toBe(
+      'partition (partition): /kind has no ASCII letter or digit to name an S3 partition with (11 characters, not shown; partition values keep a-z, 0-9, "_" and "-", lower-cased; other characters become "_", and "_" and "-" are trimmed from the ends)',
+    );
+    const empty = go({ id: '1', at: '2026-01-01T00:00:00Z', kind: '' });
+    expect(empty.result === 'ProcessingFailed' && empty.failure.message).toMatch(/^has no ASCII letter or digit to name an S3 partition with \(it is empty;/);
   });
 
   it('a record over 1,000 KiB once enriched fails with its size', () => {
@@ -340,6 +352,46 @@ describe('deeply nested schemas', () => {
     };
     // Planning each struct twice (its fields, and again for its shaper) doubles the reads at every level: 2^depth.
     expect(reads(12)).toBe(reads(2));
+  });
+});
+
+describe('failure reasons never quote a masked value (they reach log lines and the dead-letter queue\'s reason)', () => {
+  it('an unknown currency is not quoted, even where the currency field is a free string with a mask', () => {
+    const schema = {
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      type: 'object',
+      'x-sluice': { version: '1.0.0', idField: 'id', eventTimeField: 'at', partitionFields: [], pii: { currency: 'hash' }, money: { amountField: 'amount', currencyField: 'currency', minorUnitsField: 'amount_minor' } },
+      required: ['id', 'at', 'amount', 'currency'],
+      additionalProperties: false,
+      properties: { id: { type: 'string' }, at: { type: 'string', format: 'date-time' }, amount: { type: 'number' }, currency: { type: 'string' } },
+    };
+    const money: PipelineSchema = { pipeline: 'money' as PipelineSchema['pipeline'], model: describeSchema('money', schema), validate: compileValidator(schema) };
+    const o = transformRecord(money, Buffer.from(JSON.stringify({ id: '1', at: '2026-01-01T00:00:00Z', amount: 1, currency: 'alice@example.com' })), ingest, settings);
+    expect(o.result === 'ProcessingFailed' && describeFailure(o.failure)).toBe('value (minorUnits): /amount the currency is not an ISO 4217 code (three capital letters, e.g. "USD")');
+    expect(toMinorUnits(1, 'usd')).toEqual({ ok: false, message: 'the currency is not an ISO 4217 code (three capital letters, e.g. "USD")' });
+  });
+
+  // Every way a shipped schema's masked string field can fail a record: the reason names the field and the rule only.
+  const marker = 'Zq9Leak';
+  const bad = [`${marker} not a value of any format`, `${marker}@`, `${marker}${'7'.repeat(300)}`, `${marker}\ud800`];
+  const masked = fs.readdirSync('schemas').filter((f) => f.endsWith('.schema.json')).flatMap((f) => {
+    const pipeline = f.replace('.schema.json', '');
+    const schema = JSON.parse(fs.readFileSync(join('schemas', f), 'utf8')) as { 'x-sluice': { pii: Record<string, string> } };
+    return Object.keys(schema['x-sluice'].pii).map((path) => [pipeline, path, schema] as const);
+  });
+  it.each(masked.map(([pipeline, path]) => [pipeline, path]))('%s %s', (pipeline, path) => {
+    const schema = masked.find(([p, q]) => p === pipeline && q === path)![2];
+    const record = sampleRecord(schema, createRng(7));
+    const parts = path.split('.');
+    let parent = record as Record<string, unknown>;
+    for (const part of parts.slice(0, -1)) parent = (parent[part] ??= {}) as Record<string, unknown>;
+    for (const value of bad) {
+      parent[parts[parts.length - 1]] = value;
+      const reason = failureReason(pipeline, Buffer.from(JSON.stringify(record)));
+      expect(reason).not.toBe('');
+      expect(reason).toContain(`/${parts.join('/')}`);
+      expect(reason).not.toContain(marker);
+    }
   });
 });
 

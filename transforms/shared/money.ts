@@ -26,7 +26,8 @@ export type MinorUnits = { readonly ok: true; readonly value: number } | { reado
  */
 export function toMinorUnits(amount: number, currency: string): MinorUnits {
   const digits = minorUnitDigits(currency);
-  if (digits === undefined) return { ok: false, message: `currency "${currency.slice(0, 16)}" is not an ISO 4217 code` };
+  // Not quoted: the currency field is a free string unless its schema gives an enum, and a reason reaches log lines.
+  if (digits === undefined) return { ok: false, message: 'the currency is not an ISO 4217 code (three capital letters, e.g. "USD")' };
   if (!Number.isFinite(amount)) return { ok: false, message: 'amount is not a finite number' };
   const scaled = scaledMinorUnits(amount, digits);
   if (scaled !== undefined) return { ok: true, value: scaled };

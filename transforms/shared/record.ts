@@ -213,7 +213,8 @@ function derive(model: SchemaModel, record: Record<string, unknown>, unicodeEsca
     if (value === '') {
       return {
         kind: 'failed',
-        failure: failure('partition', `/${p.jsonKey}`, 'partition', `${JSON.stringify(raw.slice(0, 64))} has no ASCII letter or digit to name an S3 partition with (partition values keep a-z, 0-9, "_" and "-", lower-cased; other characters become "_", and "_" and "-" are trimmed from the ends)`),
+        // The value itself is not quoted: a reason reaches log lines and the dead-letter queue's readers (it may be PII).
+        failure: failure('partition', `/${p.jsonKey}`, 'partition', `has no ASCII letter or digit to name an S3 partition with (${raw.length === 0 ? 'it is empty' : `${charactersOf(raw)}, not shown`}; partition values keep a-z, 0-9, "_" and "-", lower-cased; other characters become "_", and "_" and "-" are trimmed from the ends)`),
       };
     }
     values = i === 0 ? value : `${values}\u0000${value}`;
@@ -221,6 +222,12 @@ function derive(model: SchemaModel, record: Record<string, unknown>, unicodeEsca
   const keys = partitionKeysFor(plan, record, iso, values);
   const entity = x.entityField !== undefined && typeof record[x.entityField] === 'string' ? (record[x.entityField] as string) : undefined;
   return { kind: 'valid', record, id: record[x.idField] as string, eventTime, partitionKeys: keys, entity, unicodeEscapes };
+}
+
+/** "1 character", "12 characters": code points, as a person counts them. */
+function charactersOf(text: string): string {
+  const n = Array.from(text).length;
+  return `${n} character${n === 1 ? '' : 's'}`;
 }
 
 // ---------------------------------------------------------------------------------------------
