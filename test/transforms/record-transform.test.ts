@@ -190,6 +190,17 @@ describe('record transform: search mode', () => {
     expect(doc.sluice.source).toBe('kinesis');
     expect(unb64(out.records[0].data).endsWith('}\n')).toBe(true);
   });
+  it('masks the document exactly as the lake row: the same bytes, PII masked', async () => {
+    const event = fixture<FirehoseTransformationEvent>('firehose-kinesis.json');
+    const make = (destination: 'lake' | 'search') => createTransformHandler({ pipeline: 'transactions', destination, piiHashKey: KEY, now: () => NOW, ...quietTelemetry() })(event);
+    const [lake, search] = await Promise.all([make('lake'), make('search')]);
+    expect(search.records.map((r) => [r.result, r.data])).toEqual(lake.records.map((r) => [r.result, r.data]));
+    const doc = JSON.parse(unb64(search.records[0].data));
+    expect(doc.payment_method.card_number).toBe('1111');
+    expect(doc.email).toBe(createHmac('sha256', KEY).update('alice@example.com').digest('hex'));
+    expect(doc.ip_address).toBe('[redacted]');
+    expect(unb64(search.records[0].data)).not.toMatch(/alice|4111111111111111|203\.0\.113/);
+  });
 });
 
 describe('record transform: limits', () => {
