@@ -132,6 +132,24 @@ describe('index-template custom resource', () => {
     await expect(applyIndexTemplate({ ...odd, RequestType: 'Create' } as CloudFormationCustomResourceEvent, unknown.send, { deadline: 60_000, ...clock() })).rejects.toThrow(/Retention\.Policy: not a retention policy Sluice builds/);
   });
 
+  test('Delete on a domain that never answers returns by the deadline: no request outlasts it, the retention\'s included', async () => {
+    let t = 0;
+    const timeouts: number[] = [];
+    // Every request hangs until its timeout (a domain gone or its traffic dropped), which the clock then shows.
+    const hanging = async (_r: TemplateRequest, timeoutMs: number): Promise<HttpResult> => {
+      timeouts.push(timeoutMs);
+      t += timeoutMs ?? 30_000;
+      throw new Error('timed out');
+    };
+    const retention = JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', RetentionDays: 30, Rotation: 'OneDay' });
+    const withRetention = { ...event('Delete', 'pid'), ResourceProperties: { ...props, Retention: retention } } as CloudFormationCustomResourceEvent;
+    const options = { deadline: 60_000, stack, now: () => t, sleep: async (ms: number) => { t += ms; } };
+    await expect(applyIndexTemplate(withRetention, hanging, options)).resolves.toEqual({ PhysicalResourceId: 'pid' });
+    expect(t).toBeLessThanOrEqual(60_000);
+    expect(timeouts.length).toBeGreaterThan(1);
+    expect(Math.max(...timeouts)).toBeLessThanOrEqual(30_000);
+  });
+
   test('properties are checked and named when wrong', () => {
     expect(readProperties({ ...props, Endpoint: 'https://search-x.eu-west-1.es.amazonaws.com/' }).hostname).toBe('search-x.eu-west-1.es.amazonaws.com');
     expect(() => readProperties({ ...props, TemplateName: 'Bad Name' })).toThrow(/TemplateName: "Bad Name" is not a valid index template name/);

@@ -77,8 +77,13 @@ export interface HttpResult {
   readonly body: string;
 }
 
-/** Sends one signed request; replaced in tests. */
-export type SendSigned = (request: TemplateRequest) => Promise<HttpResult>;
+/** Sends one signed request, giving up after `timeoutMs`; replaced in tests. */
+export type SendSigned = (request: TemplateRequest, timeoutMs: number) => Promise<HttpResult>;
+
+/** The longest one request may take: a domain that answers at all answers well within it. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+/** Less time than this before the deadline is not worth a request. */
+const MIN_REQUEST_MS = 1000;
 
 const log = (level: 'INFO' | 'WARN' | 'ERROR', message: string, extra: Record<string, unknown> = {}): void => {
   console.log(JSON.stringify({ level, message, ...extra }));
@@ -292,17 +297,20 @@ async function sendWithRetry(
 ): Promise<HttpResult> {
   const now = options.now ?? monotonicNow;
   const sleep = options.sleep ?? defaultSleep;
+  // No request outlasts the deadline: one to a domain that never answers (gone, or its traffic dropped) would
+  // otherwise run the function past its timeout, and the Provider framework would fail the event (a Delete too).
+  if (options.deadline - now() < MIN_REQUEST_MS) throw new Error(`${request.method} ${request.path}: no time left before the function's timeout`);
   let delay = 2000;
   for (let attempt = 1; ; attempt++) {
     let result: HttpResult | undefined;
     let error: Error | undefined;
     try {
-      result = await send(request);
+      result = await send(request, Math.min(REQUEST_TIMEOUT_MS, options.deadline - now()));
     } catch (err) {
       error = err as Error;
     }
     if (result && !isRetryable(result.status)) return result;
-    const outOfTime = now() + delay >= options.deadline;
+    const outOfTime = now() + delay + MIN_REQUEST_MS > options.deadline;
     if (outOfTime) {
       if (result) return result;
       throw error ?? new Error(`${request.method} ${request.path} failed`);
@@ -344,8 +352,8 @@ function toBuffer(data: SourceData): Buffer {
   return Buffer.from(data);
 }
 
-/** Signs with the function's credentials and sends over HTTPS. */
-export async function sendSigned(request: TemplateRequest): Promise<HttpResult> {
+/** Signs with the function's credentials and sends over HTTPS; fails once `timeoutMs` has passed, answered or not. */
+export async function sendSigned(request: TemplateRequest, timeoutMs: number): Promise<HttpResult> {
   const signer = new SignatureV4({ credentials: fromEnv(), region: request.region, service: 'es', sha256: NodeSha256 });
   const unsigned: HttpRequest = {
     method: request.method,
@@ -359,7 +367,7 @@ export async function sendSigned(request: TemplateRequest): Promise<HttpResult> 
   const signed = await signer.sign(unsigned);
   return new Promise<HttpResult>((resolve, reject) => {
     const req = https.request(
-      { method: signed.method, hostname: signed.hostname, path: signed.path, headers: signed.headers, timeout: 30_000 },
+      { method: signed.method, hostname: signed.hostname, path: signed.path, headers: signed.headers },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -367,7 +375,9 @@ export async function sendSigned(request: TemplateRequest): Promise<HttpResult> 
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`${request.method} ${request.path} timed out after 30 s`)));
+    // The whole exchange, not the socket's idle time: a response that trickles in must not outlast the deadline either.
+    const timer = setTimeout(() => req.destroy(new Error(`${request.method} ${request.path} timed out after ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+    req.on('close', () => clearTimeout(timer));
     req.on('error', reject);
     if (request.body) req.write(request.body);
     req.end();
