@@ -44,7 +44,6 @@ export interface PipelineDashboardProps {
   readonly searchDomain?: SearchDomain;
   /** E-mail address subscribed to the alarm topic. @default - no subscription */
   readonly alarmEmail?: string;
-  readonly removalPolicy: RemovalPolicy;
 }
 
 /** Alarms one CloudWatch alarm status widget shows. */
@@ -70,10 +69,13 @@ export class PipelineDashboard extends Construct {
   constructor(scope: Construct, id: string, props: PipelineDashboardProps) {
     super(scope, id);
     // CloudWatch cannot publish to a topic encrypted with the AWS-managed SNS key, so the topic has its own key.
+    // Deleted with the stack whatever `removalPolicy` says: it encrypts only the messages the topic holds for delivery, and
+    // the topic goes with the stack, so a retained key would protect nothing and bill $1 a month for ever.
     const key = new kms.Key(this, 'TopicKey', {
       description: 'Encrypts the Sluice alarm topic',
       enableKeyRotation: true,
-      removalPolicy: props.removalPolicy,
+      removalPolicy: RemovalPolicy.DESTROY,
+      pendingWindow: Duration.days(7),
     });
     key.addToResourcePolicy(new iam.PolicyStatement({
       principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],

@@ -1,4 +1,6 @@
 import { Annotations, CfnOutput, CfnResource, Duration, RemovalPolicy, Size, Stack, Tags, type StackProps } from 'aws-cdk-lib';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { resourceNames, unconfiguredSchemaWarnings, type PipelineConfig, type SluiceConfig } from '../config';
 import { loadModel, type SchemaModel } from '../schema';
@@ -208,7 +210,6 @@ export class SluiceStack extends Stack {
       metadataStore: metadata,
       searchDomain,
       alarmEmail: config.alarmEmail,
-      removalPolicy,
     });
     // A schema whose cdk.json entry was forgotten would otherwise synthesize nothing for it, without a word.
     for (const warning of unconfiguredSchemaWarnings(config)) Annotations.of(this).addWarningV2('@sluice/schema-not-configured', warning);
@@ -239,7 +240,10 @@ export class SluiceStack extends Stack {
     }
     for (const [key, value, description] of outputs) output(key, value, description);
     retainHandlerLogs(this, removalPolicy);
-    if (removalPolicy === RemovalPolicy.RETAIN) retainNamedExceptOnCreate(this);
+    if (removalPolicy === RemovalPolicy.RETAIN) {
+      retainNamedExceptOnCreate(this);
+      retainResourcePolicies(this);
+    }
   }
 }
 
@@ -270,5 +274,18 @@ const NAMED_RETAINED_TYPES: ReadonlySet<string> = new Set(['AWS::Kinesis::Stream
 function retainNamedExceptOnCreate(stack: Stack): void {
   for (const c of stack.node.findAll()) {
     if (c instanceof CfnResource && NAMED_RETAINED_TYPES.has(c.cfnResourceType)) c.applyRemovalPolicy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE);
+  }
+}
+
+/**
+ * The policies of retained buckets and queues stay with them. Deleted, they would leave the data bucket taking
+ * requests without TLS and puts under other keys, the access-log bucket refusing S3's log deliveries (the data bucket
+ * still sends them), and the dead-letter queues taking plain HTTP; none of them names a role the stack deletes.
+ */
+function retainResourcePolicies(stack: Stack): void {
+  for (const c of stack.node.findAll()) {
+    if (c instanceof s3.CfnBucketPolicy) c.applyRemovalPolicy(RemovalPolicy.RETAIN);
+    // As their queues: not kept when the stack's own creation rolls back.
+    if (c instanceof sqs.CfnQueuePolicy) c.applyRemovalPolicy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE);
   }
 }

@@ -47,18 +47,24 @@ describe('env=prod', () => {
   });
 
   test('data is retained on stack deletion and the domain spreads over zones', () => {
-    for (const type of ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::KMS::Key', 'AWS::SecretsManager::Secret', 'AWS::Logs::LogGroup']) {
-      const resources = Object.values(prod.template.findResources(type)) as Array<{ DeletionPolicy?: string; UpdateReplacePolicy?: string }>;
+    // With the policies that protect the buckets (TLS only, the data key only, S3's log deliveries).
+    for (const type of ['AWS::S3::Bucket', 'AWS::S3::BucketPolicy', 'AWS::DynamoDB::Table', 'AWS::KMS::Key', 'AWS::SecretsManager::Secret', 'AWS::Logs::LogGroup']) {
+      const resources = Object.entries(prod.template.findResources(type)) as Array<[string, { DeletionPolicy?: string; UpdateReplacePolicy?: string }]>;
       expect(resources.length).toBeGreaterThan(0);
-      for (const r of resources) expect([r.DeletionPolicy, r.UpdateReplacePolicy]).toEqual(['Retain', 'Retain']);
+      // The alarm topic's key is no data's: it goes with the topic (below).
+      for (const [id, r] of resources) if (!id.startsWith('MonitoringTopicKey')) expect([id, r.DeletionPolicy, r.UpdateReplacePolicy]).toEqual([id, 'Retain', 'Retain']);
     }
-    // Named resources: not kept when the stack's own creation rolls back, or they would block the next attempt.
-    for (const type of ['AWS::Kinesis::Stream', 'AWS::OpenSearchService::Domain', 'AWS::SQS::Queue']) {
+    // Named resources (and the queues' TLS-only policies): not kept when the stack's own creation rolls back, or they would block the next attempt.
+    for (const type of ['AWS::Kinesis::Stream', 'AWS::OpenSearchService::Domain', 'AWS::SQS::Queue', 'AWS::SQS::QueuePolicy']) {
       const resources = Object.values(prod.template.findResources(type)) as Array<{ DeletionPolicy?: string; UpdateReplacePolicy?: string }>;
       expect(resources.length).toBeGreaterThan(0);
       for (const r of resources) expect([r.DeletionPolicy, r.UpdateReplacePolicy]).toEqual(['RetainExceptOnCreate', 'Retain']);
     }
     expect(resourcesOf(prod.template, 'Custom::S3AutoDeleteObjects')).toHaveLength(0);
+    // The alarm topic is deleted with the stack, so its key is too (a retained one would protect nothing, and bill).
+    expect(prod.template.findResources('AWS::SNS::Topic', { DeletionPolicy: Match.anyValue() })).toEqual({});
+    const topicKey = Object.entries(prod.template.findResources('AWS::KMS::Key')).filter(([id]) => id.startsWith('MonitoringTopicKey'));
+    expect(topicKey.map(([, r]) => [r.DeletionPolicy, r.Properties.PendingWindowInDays])).toEqual([['Delete', 7]]);
     prod.template.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: true });
     const os = prod.config.opensearch;
     prod.template.hasResourceProperties('AWS::OpenSearchService::Domain', {
