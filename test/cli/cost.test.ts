@@ -407,6 +407,17 @@ describe('docs/deploy.md agrees with sluice cost', () => {
       expect(pattern.exec(costSection)?.[1]).toBe(roundUsd(fixed).toFixed(2));
     });
 
+  test('Destroy\'s bill of what a retained prod stack leaves is sluice cost\'s lines for those resources', () => {
+    const destroy = doc.slice(doc.indexOf('## Destroy'), doc.indexOf('## What it costs')).replace(/\s+/g, ' ');
+    const lines = estimateCost(loadConfig(['env=prod']), { ratePerSecond: 1, recordBytes: 1000 }).lines;
+    const usd = (item: RegExp) => lines.filter((l) => item.test(l.item)).reduce((sum, l) => sum + (l.monthlyUsd ?? 0), 0);
+    const retained = [/^instances /, /^storage \(gp3\)$/, /^shard-hours$/, /^extended retention/, /^data key$/, /^stream key$/, /^PII hash key$/];
+    expect(destroy).toContain(`the domain $${usd(/^instances /).toFixed(2)} a month`);
+    expect(destroy).toContain(`its volumes $${usd(/^storage \(gp3\)$/).toFixed(2)}`);
+    expect(destroy).toContain(`30-day retention $${usd(/^extended retention/).toFixed(2)}`);
+    expect(destroy).toContain(`About $${Math.round(retained.reduce((sum, item) => sum + usd(item), 0))} a month before storage`);
+  });
+
   test('the assumptions it states are the model\'s', () => {
     const prose = costSection.replace(/\s+/g, ' ');
     expect(prose).toContain(`Parquet is ${MODEL.parquetRatio} × the size of the JSON`);
