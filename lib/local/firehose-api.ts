@@ -49,6 +49,8 @@ export interface FirehoseBackend {
    * undefined when the twin has no function of that name. @default no functions
    */
   invokeFunction?(name: string, payload: unknown): Promise<FunctionAnswer | undefined>;
+  /** Whether the twin has a function `name` (Lambda's DryRun asks without running it). @default no functions */
+  hasFunction?(name: string): boolean;
 }
 
 /** What an invocation answered, as Lambda's Invoke returns it. */
@@ -93,7 +95,13 @@ const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 const DEFAULT_ACCOUNT_ID = '000000000000';
 const TARGET_PREFIX = 'Firehose_20150804.';
 /** Lambda's Invoke (REST JSON, API version 2015-03-31); the name is URL-encoded. */
-const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?.*)?$/;
+const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?(.*))?$/;
+/**
+ * The forms Lambda's FunctionName takes (botocore model `NamespacedFunctionName`): a name, `account:function:name` or
+ * `arn:aws:lambda:region:account:function:name`, each with an optional `:qualifier` (a version or alias).
+ */
+const FUNCTION_NAME = /^(?:(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:)?(\d{12}):function:)?([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$/;
+const INVOCATION_TYPES = ['Event', 'RequestResponse', 'DryRun'] as const;
 const CONTENT_TYPE = 'application/x-amz-json-1.1';
 
 // botocore model: DeliveryStreamName, DestinationId, ListDeliveryStreamsInputLimit, DeliveryStreamType.
@@ -798,7 +806,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     }
     const invoked = INVOKE_PATH.exec(req.url ?? '');
     if (invoked !== null) {
-      await answerInvoke(res, requestId, invoked[1], body.body);
+      await answerInvoke(req, res, requestId, invoked[1], invoked[2] ?? '', body.body);
       return;
     }
     let operationName = '';
@@ -825,16 +833,44 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     }
   };
 
-  /** Lambda's Invoke of one of the twin's functions (`encodedName` as the path has it); errors as Lambda answers them (`x-amzn-ErrorType`, `Message`). */
-  const answerInvoke = async (res: ServerResponse, requestId: string, encodedName: string, body: Buffer): Promise<void> => {
+  /** An answer without a body (Lambda's 202 to an Event invocation, 204 to a DryRun). */
+  const sendEmpty = (res: ServerResponse, requestId: string, status: number): void => {
+    if (res.headersSent || res.destroyed) return;
+    res.writeHead(status, { 'Content-Length': '0', 'x-amzn-RequestId': requestId, ...options.headers, ...(closing && { Connection: 'close' }) });
+    res.end();
+  };
+
+  /**
+   * Lambda's Invoke of one of the twin's functions (`encodedName` as the path has it, `query` after its `?`); errors as
+   * Lambda answers them (`x-amzn-ErrorType`, `Message`). The name may be an ARN or a partial ARN, as Lambda takes it;
+   * the twin runs `$LATEST` only. `X-Amz-Invocation-Type` as Lambda reads it: RequestResponse (the default) answers 200
+   * with the function's payload, Event 202 with none (the function run before the answer), DryRun 204 without running it.
+   */
+  const answerInvoke = async (req: IncomingMessage, res: ServerResponse, requestId: string, encodedName: string, query: string, body: Buffer): Promise<void> => {
     const refuse = (status: number, type: string, message: string) => send(res, requestId, status, { Type: status < 500 ? 'User' : 'Service', Message: message }, { 'x-amzn-ErrorType': type });
     if (closing) return refuse(500, 'ServiceException', 'The local twin is shutting down; its functions take no invocations.');
-    let name: string;
+    let given: string;
     try {
-      name = decodeURIComponent(encodedName);
+      given = decodeURIComponent(encodedName);
     } catch {
       // A broken %-escape names no function: said as Lambda says a name it cannot take, not a connection cut without an answer.
       return refuse(400, 'ValidationException', `The function name in the path (${encodedName}) is not URL-encoded UTF-8: encode the name with encodeURIComponent.`);
+    }
+    const typeHeader = req.headers['x-amz-invocation-type'];
+    const invocationType = typeof typeHeader === 'string' ? typeHeader : 'RequestResponse';
+    if (!(INVOCATION_TYPES as readonly string[]).includes(invocationType)) {
+      return refuse(400, 'ValidationException', `1 validation error detected: Value '${invocationType}' at 'invocationType' failed to satisfy constraint: ` +
+        `Member must satisfy enum value set: [${INVOCATION_TYPES.join(', ')}]`);
+    }
+    const parts = FUNCTION_NAME.exec(given);
+    const name = parts?.[2] ?? given;
+    const qualifier = parts?.[3] ?? new URLSearchParams(query).get('Qualifier') ?? undefined;
+    const notFound = (why: string) => refuse(404, 'ResourceNotFoundException', `Function not found: ${given}${parts?.[3] === undefined && qualifier !== undefined ? `:${qualifier}` : ''} (${why})`);
+    if (parts?.[1] !== undefined && parts[1] !== accountId) return notFound(`the local twin's functions are in account ${accountId}`);
+    if (qualifier !== undefined && qualifier !== '$LATEST') return notFound('the local twin runs each function\'s $LATEST only: it has no versions or aliases');
+    if (invocationType === 'DryRun') {
+      if (options.backend.hasFunction?.(name) !== true) return notFound('the local twin runs no function of that name');
+      return sendEmpty(res, requestId, 204);
     }
     let payload: unknown;
     try {
@@ -848,7 +884,8 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     } catch (error) {
       return refuse(500, 'ServiceException', `The local twin could not invoke ${name}: ${errorText(error)}`);
     }
-    if (answer === undefined) return refuse(404, 'ResourceNotFoundException', `Function not found: ${name} (the local twin runs no function of that name)`);
+    if (answer === undefined) return notFound('the local twin runs no function of that name');
+    if (invocationType === 'Event') return sendEmpty(res, requestId, 202);
     send(res, requestId, 200, answer.payload ?? null, answer.functionError !== undefined ? { 'X-Amz-Function-Error': answer.functionError } : {});
   };
 

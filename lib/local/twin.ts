@@ -566,6 +566,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         return target.engine.ingest(records);
       },
       invokeFunction: async (name, payload) => functions.get(name)?.(payload),
+      hasFunction: (name) => functions.has(name),
     };
     // Named in twin.json and in every answer of the Firehose endpoint: commands match the two.
     const twinId = randomUUID();

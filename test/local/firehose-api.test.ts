@@ -921,6 +921,96 @@ describe('Lambda Invoke of the twin\'s functions', () => {
       await ownApi.close();
     }
   });
+  /**
+   * `aws lambda invoke` (AWS CLI v1 / botocore 1.43) as it was captured: each request is the one it sends for
+   * --invocation-type DryRun, --invocation-type Event, and a function ARN with --qualifier '$LATEST' (`pathName` is
+   * the encoded name, then the query if any).
+   */
+  const botocoreInvoke = (port: number, pathName: string, extra: string, body: string) => [
+    `POST /2015-03-31/functions/${pathName.replace(/\?.*/, '')}/invocations${/\?.*/.exec(pathName)?.[0] ?? ''} HTTP/1.1`,
+    `Host: 127.0.0.1:${port}`,
+    'Accept-Encoding: identity',
+    ...extra === '' ? [] : [extra],
+    'User-Agent: aws-cli/1.45.11 md/Botocore#1.43.11 ua/2.1 os/linux#6.18.44 md/arch#x86_64 lang/python#3.11.7 md/pyimpl#CPython cfg/retry-mode#legacy botocore/1.43.11',
+    'X-Amz-Date: 20261206T094010Z',
+    `Authorization: AWS4-HMAC-SHA256 Credential=x/20261206/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date${extra === '' ? '' : ';x-amz-invocation-type'}, Signature=${'0'.repeat(64)}`,
+    'amz-sdk-invocation-id: 3a4f071b-5e20-46f7-b271-91fbe26e25b8',
+    'amz-sdk-request: attempt=1',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    '',
+    body,
+  ].join('\r\n');
+
+  test('X-Amz-Invocation-Type as Lambda reads it: DryRun answers 204 without running the function, Event 202 without a payload, another type 400', async () => {
+    const invoked: unknown[] = [];
+    const ownApi = await startFirehoseApi({
+      port: 0,
+      backend: {
+        listDeliveryStreams: () => [], findDeliveryStream: () => undefined, ingest: async () => [],
+        invokeFunction: async (name, payload) => {
+          if (name !== 'consumer') return undefined;
+          invoked.push(payload);
+          return { payload: { batchItemFailures: [] } };
+        },
+        hasFunction: (name) => name === 'consumer',
+      },
+    });
+    try {
+      const exchange = async (name: string, type: string, body: string) => (await rawExchange(ownApi.port, [botocoreInvoke(ownApi.port, name, `X-Amz-Invocation-Type: ${type}`, body)], 1))[0];
+      const dryRun = await exchange('consumer', 'DryRun', '');
+      expect({ status: dryRun.status, body: dryRun.body }).toEqual({ status: 204, body: '' });
+      expect(invoked).toEqual([]);
+      const dryRunMissing = await exchange('nobody', 'DryRun', '');
+      expect(dryRunMissing.status).toBe(404);
+      expect(dryRunMissing.headers).toContain('\r\nx-amzn-errortype: resourcenotfoundexception\r\n');
+
+      const event = await exchange('consumer', 'Event', '{"Records":[]}');
+      expect({ status: event.status, body: event.body }).toEqual({ status: 202, body: '' });
+      expect(invoked).toEqual([{ Records: [] }]);
+
+      const other = await exchange('consumer', 'Sometimes', '{}');
+      expect(other.status).toBe(400);
+      expect(other.headers).toContain('\r\nx-amzn-errortype: validationexception\r\n');
+      expect(JSON.parse(other.body)).toEqual({ Type: 'User', Message: "1 validation error detected: Value 'Sometimes' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]" });
+      expect(invoked).toHaveLength(1);
+    } finally {
+      await ownApi.close();
+    }
+  });
+
+  test('a function ARN or partial ARN names the function, as in Lambda; $LATEST runs it, another qualifier or account is not found', async () => {
+    const invoked: string[] = [];
+    const ownApi = await apiWithFunctions(async (name) => {
+      if (name !== 'consumer') return undefined;
+      invoked.push(name);
+      return { payload: { batchItemFailures: [] } };
+    });
+    try {
+      const exchange = async (pathName: string) => (await rawExchange(ownApi.port, [botocoreInvoke(ownApi.port, pathName, '', '{"Records":[]}')], 1))[0];
+      const arn = 'arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Aconsumer';
+      for (const pathName of [`${arn}?Qualifier=%24LATEST`, arn, '000000000000%3Afunction%3Aconsumer', 'consumer%3A%24LATEST']) {
+        const answer = await exchange(pathName);
+        expect({ pathName, status: answer.status, body: answer.body }).toEqual({ pathName, status: 200, body: '{"batchItemFailures":[]}' });
+      }
+      expect(invoked).toHaveLength(4);
+      const notFound = async (pathName: string) => {
+        const answer = await exchange(pathName);
+        return { status: answer.status, type: /\r\nx-amzn-errortype: (\S+)/.exec(answer.headers)?.[1], message: (JSON.parse(answer.body) as { Message: string }).Message };
+      };
+      expect(await notFound(`${arn}?Qualifier=live`)).toEqual({
+        status: 404, type: 'resourcenotfoundexception',
+        message: 'Function not found: arn:aws:lambda:us-east-1:000000000000:function:consumer:live (the local twin runs each function\'s $LATEST only: it has no versions or aliases)',
+      });
+      expect(await notFound('consumer%3A7')).toMatchObject({ status: 404, message: expect.stringContaining('Function not found: consumer:7 ') });
+      expect(await notFound('111111111111%3Afunction%3Aconsumer')).toEqual({
+        status: 404, type: 'resourcenotfoundexception',
+        message: 'Function not found: 111111111111:function:consumer (the local twin\'s functions are in account 000000000000)',
+      });
+      expect(invoked).toHaveLength(4);
+    } finally {
+      await ownApi.close();
+    }
+  });
 });
 
 describe('close()', () => {
