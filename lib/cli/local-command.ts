@@ -8,7 +8,7 @@ import { PutRecordBatchCommand } from '@aws-sdk/client-firehose';
 import { ConfigError, MAX_LOCAL_BUFFER_INTERVAL_SECONDS, resourceNames, type SluiceConfig } from '../config';
 import { readSchema } from '../schema';
 import { BAD_RECORD_KINDS, badRecordBytes, createRng, sampleRecord } from '../schema/sample';
-import { firehoseClient, kinesisClient } from '../local/aws-clients';
+import { firehoseClient, kinesisClient, localRegion } from '../local/aws-clients';
 import { LocalAthena } from '../local/athena';
 import { listenProblem } from '../local/ports';
 import { checkDataFormat } from '../local/data-format';
@@ -365,6 +365,8 @@ function dataDirInUse(dataDir: string, holder: number): UserError {
 function printEndpoints(twin: Twin, config: SluiceConfig): void {
   console.log(`Sluice local twin — data dir ${escapeControlCharacters(twin.dataDir)}`);
   console.log(formatTable(['service', 'endpoint'], TWIN_SERVERS.map((s) => [s.label, twin.endpoints[s.key]])));
+  // kinesis-mock keeps streams per region: a client in another region finds none of the twin's.
+  console.log(`AWS CLIs and SDKs: --endpoint-url one of these, region ${localRegion()} (AWS_REGION at the start, else us-east-1), any credentials`);
   console.log('\nDelivery streams');
   const rows: string[][] = [];
   for (const [p, pc] of Object.entries(config.pipelines)) {

@@ -9,6 +9,8 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { PutRecordCommand } from '@aws-sdk/client-firehose';
+import { KinesisClient, ListStreamsCommand } from '@aws-sdk/client-kinesis';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { firehoseClient } from '../../lib/local/aws-clients';
 import { DlqFile } from '../../lib/local/dlq-file';
 import { toSqsBody } from '../../transforms/shared/sqs-body';
@@ -974,6 +976,29 @@ describe('local up', () => {
       await waitForExit(emulators);
     }
   }, 120_000);
+
+  test('the endpoints table says the region the twin\'s streams are in (AWS_REGION at its start): a client in it finds them, one elsewhere none', async () => {
+    const up = sluiceProcess(['local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], { AWS_REGION: 'eu-west-2' });
+    try {
+      await up.when('"Running."', () => /\nRunning\./.test(up.output.stdout));
+      expect(up.output.stdout).toContain('\nAWS CLIs and SDKs: --endpoint-url one of these, region eu-west-2 (AWS_REGION at the start, else us-east-1), any credentials\n');
+      const endpoint = /Kinesis \(kinesis-mock\)\s+(http:\/\/\S+)/.exec(up.output.stdout)![1];
+      const streamsIn = async (region: string) => {
+        const client = new KinesisClient({ endpoint, region, credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, requestHandler: new NodeHttpHandler(), maxAttempts: 1 });
+        try {
+          return (await client.send(new ListStreamsCommand({}))).StreamNames;
+        } finally {
+          client.destroy();
+        }
+      };
+      expect(await streamsIn('eu-west-2')).toContain('sluice-dev-iot');
+      expect(await streamsIn('us-east-1')).toEqual([]);
+      up.child.kill('SIGINT');
+      expect(await up.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      if (up.child.exitCode === null && up.child.signalCode === null) up.child.kill('SIGKILL');
+    }
+  }, 60_000);
 
   /**
    * `sluice local up` in its own process, with every transform invocation timing out (`timeoutMs` each, retried
