@@ -253,7 +253,8 @@ export async function entryPointFor(target: Target, pipeline: string): Promise<E
   if (target.kind === 'local') {
     if (p.source === 'kinesis') {
       const context: FailureContext = { service: 'the twin\'s Kinesis API', endpoint: target.endpoints.kinesis, startHint: startTwinHint(target.dataDir) };
-      return kinesisEntryPoint(kinesisClient(target.endpoints.kinesis), names.stream, context);
+      // In the running twin's region, which may not be this shell's AWS_REGION.
+      return kinesisEntryPoint(kinesisClient(target.endpoints.kinesis, { region: target.runningTwin()?.region }), names.stream, context);
     }
     const context: FailureContext = { service: 'the twin\'s Firehose API', endpoint: target.endpoints.firehose, startHint: startTwinHint(target.dataDir) };
     return firehoseEntryPoint(firehoseClient(target.endpoints.firehose), names.lakeDeliveryStream, context);

@@ -31,6 +31,8 @@ export interface LocalClientOptions {
   readonly maxAttempts?: number;
   /** How long one request may take before it fails. @default 30_000 */
   readonly requestTimeoutMs?: number;
+  /** The region to sign with: a running twin's own (its twin.json) when known. @default localRegion() */
+  readonly region?: string;
 }
 
 interface LocalClientConfig {
@@ -44,7 +46,7 @@ interface LocalClientConfig {
 function localClientConfig(endpoint: string, options: LocalClientOptions): LocalClientConfig {
   return {
     endpoint,
-    region: localRegion(),
+    region: options.region ?? localRegion(),
     credentials: LOCAL_CREDENTIALS,
     maxAttempts: options.maxAttempts ?? 3,
     // The Kinesis client defaults to an HTTP/2 handler, which kinesis-mock rejects with a protocol

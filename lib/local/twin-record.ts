@@ -79,6 +79,11 @@ export interface TwinRecord {
   readonly schemas: Readonly<Record<string, SchemaFingerprint>>;
   /** Per configured pipeline, where its records enter: a Kinesis stream or the delivery stream (DirectPut). Absent from an older Sluice's record. */
   readonly sources?: Readonly<Record<string, 'kinesis' | 'direct-put'>>;
+  /**
+   * The region its emulators keep their streams and tables under (AWS_REGION at its start, else us-east-1): a client
+   * signing for another region finds none of them. Absent from an older Sluice's record.
+   */
+  readonly region?: string;
   /** The Firehose buffer interval it delivers with (`local up --buffer-interval`, else `local.bufferIntervalSeconds`). Absent from an older Sluice's record. */
   readonly bufferIntervalSeconds?: number;
 }

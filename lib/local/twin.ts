@@ -586,6 +586,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       schemas: Object.fromEntries(Object.keys(config.pipelines).map((p) => [p, schemaFingerprint(p, validatorsAtStart.get(p))])),
       sources: Object.fromEntries(Object.entries(config.pipelines).map(([p, c]) => [p, c.source])),
       bufferIntervalSeconds: config.local.bufferIntervalSeconds,
+      region,
     });
     stops.push(async () => removeTwinRecord(dataDir, process.pid, startedAt));
 

@@ -977,7 +977,8 @@ describe('local up', () => {
     }
   }, 120_000);
 
-  test('the endpoints table says the region the twin\'s streams are in (AWS_REGION at its start): a client in it finds them, one elsewhere none', async () => {
+  test('the endpoints table says the region the twin\'s streams are in (AWS_REGION at its start): a client in it finds them, one elsewhere none; '
+    + 'twin.json says it too, and `put` sends there from a shell in another region', async () => {
     const up = sluiceProcess(['local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], { AWS_REGION: 'eu-west-2' });
     try {
       await up.when('"Running."', () => /\nRunning\./.test(up.output.stdout));
@@ -993,6 +994,16 @@ describe('local up', () => {
       };
       expect(await streamsIn('eu-west-2')).toContain('sluice-dev-iot');
       expect(await streamsIn('us-east-1')).toEqual([]);
+      expect((JSON.parse(readFileSync(path.join(dataDir, 'twin.json'), 'utf8')) as { region: string }).region).toBe('eu-west-2');
+      const shellRegion = process.env.AWS_REGION;
+      process.env.AWS_REGION = 'us-east-1';
+      try {
+        const put = await sluice('put', 'iot', '--count', '1', '--data-dir', dataDir);
+        expect({ code: put.code, stderr: put.stderr }).toEqual({ code: 0, stderr: '' });
+      } finally {
+        if (shellRegion === undefined) delete process.env.AWS_REGION;
+        else process.env.AWS_REGION = shellRegion;
+      }
       up.child.kill('SIGINT');
       expect(await up.exited).toEqual({ code: 0, signal: null });
     } finally {
