@@ -268,9 +268,10 @@ function localAccess(target: LocalTarget): ConsumerAccess {
         releaseLock();
       },
     },
-    kinesis: kinesisClient(kinesisEndpoint),
+    // In the running twin's region, which may not be this shell's AWS_REGION.
+    kinesis: kinesisClient(kinesisEndpoint, { region: twin?.region }),
     kinesisContext: { service: 'the twin\'s Kinesis API', endpoint: kinesisEndpoint, startHint: hint },
-    region: localRegion(),
+    region: twin?.region ?? localRegion(),
     pipelineOf: (batch) => byStream.get(batch.streamName),
     // The twin's messages stay hidden for the whole run (the file queue's visibility above).
     keepHidden: async () => undefined,

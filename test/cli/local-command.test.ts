@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { PutRecordCommand } from '@aws-sdk/client-firehose';
-import { KinesisClient, ListStreamsCommand } from '@aws-sdk/client-kinesis';
+import { GetRecordsCommand, GetShardIteratorCommand, KinesisClient, ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { firehoseClient } from '../../lib/local/aws-clients';
 import { DlqFile } from '../../lib/local/dlq-file';
@@ -978,14 +978,15 @@ describe('local up', () => {
   }, 120_000);
 
   test('the endpoints table says the region the twin\'s streams are in (AWS_REGION at its start): a client in it finds them, one elsewhere none; '
-    + 'twin.json says it too, and `put` sends there from a shell in another region', async () => {
+    + 'twin.json says it too, and `put` and `redrive-consumer` reach its streams from a shell in another region', async () => {
     const up = sluiceProcess(['local', 'up', '--data-dir', dataDir, '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0'], { AWS_REGION: 'eu-west-2' });
     try {
       await up.when('"Running."', () => /\nRunning\./.test(up.output.stdout));
       expect(up.output.stdout).toContain('\nAWS CLIs and SDKs: --endpoint-url one of these, region eu-west-2 (AWS_REGION at the start, else us-east-1), any credentials\n');
       const endpoint = /Kinesis \(kinesis-mock\)\s+(http:\/\/\S+)/.exec(up.output.stdout)![1];
+      const kinesisIn = (region: string) => new KinesisClient({ endpoint, region, credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, requestHandler: new NodeHttpHandler(), maxAttempts: 1 });
       const streamsIn = async (region: string) => {
-        const client = new KinesisClient({ endpoint, region, credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, requestHandler: new NodeHttpHandler(), maxAttempts: 1 });
+        const client = kinesisIn(region);
         try {
           return (await client.send(new ListStreamsCommand({}))).StreamNames;
         } finally {
@@ -1000,6 +1001,29 @@ describe('local up', () => {
       try {
         const put = await sluice('put', 'iot', '--count', '1', '--data-dir', dataDir);
         expect({ code: put.code, stderr: put.stderr }).toEqual({ code: 0, stderr: '' });
+        // A consumer batch of that record that failed, as the twin's event source mapping writes it: redriven from the twin's streams.
+        const client = kinesisIn('eu-west-2');
+        try {
+          const { ShardIterator } = await client.send(new GetShardIteratorCommand({ StreamName: 'sluice-dev-iot', ShardId: 'shardId-000000000000', ShardIteratorType: 'TRIM_HORIZON' }));
+          const [record] = (await client.send(new GetRecordsCommand({ ShardIterator }))).Records!;
+          const arrival = new Date(record.ApproximateArrivalTimestamp!).toISOString();
+          await new DlqFile({ dataDir, queue: 'sluice-dev-consumer-dlq' }).send([JSON.stringify({
+            requestContext: { requestId: 'r-1', functionArn: 'arn:aws:lambda:eu-west-2:000000000000:function:sluice-dev-iot-metadata-consumer', condition: 'RetryAttemptsExhausted', approximateInvokeCount: 6 },
+            responseContext: { statusCode: 200, executedVersion: '$LATEST', functionError: 'Unhandled' },
+            version: '1.0',
+            timestamp: new Date().toISOString(),
+            KinesisBatchInfo: {
+              shardId: 'shardId-000000000000', startSequenceNumber: record.SequenceNumber!, endSequenceNumber: record.SequenceNumber!,
+              approximateArrivalOfFirstRecord: arrival, approximateArrivalOfLastRecord: arrival, batchSize: 1,
+              streamArn: 'arn:aws:kinesis:eu-west-2:000000000000:stream/sluice-dev-iot',
+            },
+          })]);
+        } finally {
+          client.destroy();
+        }
+        const redrive = await sluice('redrive-consumer', '--data-dir', dataDir, '--json');
+        expect({ code: redrive.code, stderr: redrive.stderr }).toEqual({ code: 0, stderr: '' });
+        expect(JSON.parse(redrive.stdout)).toMatchObject({ outcomes: { redriven: 1 }, messages: [{ outcome: 'redriven', records: 1, pipeline: 'iot' }] });
       } finally {
         if (shellRegion === undefined) delete process.env.AWS_REGION;
         else process.env.AWS_REGION = shellRegion;
