@@ -494,8 +494,10 @@ export class DlqFile {
   private async refreshData(): Promise<void> {
     const s = this.state;
     const read = s.dataFile;
-    let size = await sizeToReadTo(this.path, read, (replaced) => {
-      if (replaced) s.inFlight.clear();
+    let size = await sizeToReadTo(this.path, read, () => {
+      // Replaced, or cut short and written anew in place: a line's number may now name another message, which a
+      // visibility kept by number would hide for the receive of one it no longer holds.
+      s.inFlight.clear();
       s.lines = [];
     });
     if (size === undefined) return;
