@@ -367,8 +367,8 @@ describe('failure reasons never quote a masked value (they reach log lines and t
     };
     const money: PipelineSchema = { pipeline: 'money' as PipelineSchema['pipeline'], model: describeSchema('money', schema), validate: compileValidator(schema) };
     const o = transformRecord(money, Buffer.from(JSON.stringify({ id: '1', at: '2026-01-01T00:00:00Z', amount: 1, currency: 'alice@example.com' })), ingest, settings);
-    expect(o.result === 'ProcessingFailed' && describeFailure(o.failure)).toBe('value (minorUnits): /amount the currency is not an ISO 4217 code (three capital letters, e.g. "USD")');
-    expect(toMinorUnits(1, 'usd')).toEqual({ ok: false, message: 'the currency is not an ISO 4217 code (three capital letters, e.g. "USD")' });
+    expect(o.result === 'ProcessingFailed' && describeFailure(o.failure)).toBe('value (minorUnits): /amount has no minor units: its currency, "currency", is not an ISO 4217 code (three capital letters, e.g. "USD")');
+    expect(toMinorUnits(1, 'usd', 'ccy')).toEqual({ ok: false, message: 'has no minor units: its currency, "ccy", is not an ISO 4217 code (three capital letters, e.g. "USD")' });
   });
 
   // Every way a shipped schema's masked string field can fail a record: the reason names the field and the rule only.

@@ -20,14 +20,14 @@ export function minorUnitDigits(currency: string): number | undefined {
 export type MinorUnits = { readonly ok: true; readonly value: number } | { readonly ok: false; readonly message: string };
 
 /**
- * `amount` in minor units of `currency`. Fails, saying why, when the currency is not an ISO code,
+ * `amount` in minor units of `currency` (the value of the record's `currencyField`, named in a reason). Fails, saying why, when the currency is not an ISO code,
  * when the amount has more decimals than the currency has (19.999 USD is not a whole number of
  * cents: rounding would invent money), or when the result is beyond 2^53 (no exact JSON number).
  */
-export function toMinorUnits(amount: number, currency: string): MinorUnits {
+export function toMinorUnits(amount: number, currency: string, currencyField = 'currency'): MinorUnits {
   const digits = minorUnitDigits(currency);
-  // Not quoted: the currency field is a free string unless its schema gives an enum, and a reason reaches log lines.
-  if (digits === undefined) return { ok: false, message: 'the currency is not an ISO 4217 code (three capital letters, e.g. "USD")' };
+  // Named, not quoted: the currency field is a free string unless its schema gives an enum, and a reason reaches log lines.
+  if (digits === undefined) return { ok: false, message: `has no minor units: its currency, "${currencyField}", is not an ISO 4217 code (three capital letters, e.g. "USD")` };
   if (!Number.isFinite(amount)) return { ok: false, message: 'amount is not a finite number' };
   const scaled = scaledMinorUnits(amount, digits);
   if (scaled !== undefined) return { ok: true, value: scaled };

@@ -410,7 +410,7 @@ function topLevelPlan(model: SchemaModel): FieldPlan[] {
       const currencyValue = hasOwn(parent, money.currencyField) ? parent[money.currencyField] : undefined;
       const currency = typeof currencyValue === 'string' ? currencyValue : money.defaultCurrency;
       if (currency === undefined) throw new ShapeError('value', 'currency', `needs "${money.currencyField}" to be converted to minor units`);
-      const minorUnits = toMinorUnits(amount as number, currency);
+      const minorUnits = toMinorUnits(amount as number, currency, money.currencyField);
       if (!minorUnits.ok) throw new ShapeError('value', 'minorUnits', minorUnits.message);
       return minorUnits.value;
     },
