@@ -836,7 +836,8 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   /** An answer without a body (Lambda's 202 to an Event invocation, 204 to a DryRun). */
   const sendEmpty = (res: ServerResponse, requestId: string, status: number): void => {
     if (res.headersSent || res.destroyed) return;
-    res.writeHead(status, { 'Content-Length': '0', 'x-amzn-RequestId': requestId, ...options.headers, ...(closing && { Connection: 'close' }) });
+    // A 204 carries no Content-Length (RFC 9110, 8.6); a 202 says its empty body's.
+    res.writeHead(status, { ...(status !== 204 && { 'Content-Length': '0' }), 'x-amzn-RequestId': requestId, ...options.headers, ...(closing && { Connection: 'close' }) });
     res.end();
   };
 

@@ -959,6 +959,8 @@ describe('Lambda Invoke of the twin\'s functions', () => {
       const exchange = async (name: string, type: string, body: string) => (await rawExchange(ownApi.port, [botocoreInvoke(ownApi.port, name, `X-Amz-Invocation-Type: ${type}`, body)], 1))[0];
       const dryRun = await exchange('consumer', 'DryRun', '');
       expect({ status: dryRun.status, body: dryRun.body }).toEqual({ status: 204, body: '' });
+      // RFC 9110: no Content-Length (nor Transfer-Encoding) on a 204.
+      expect(dryRun.headers).not.toMatch(/\r\n(content-length|transfer-encoding):/);
       expect(invoked).toEqual([]);
       const dryRunMissing = await exchange('nobody', 'DryRun', '');
       expect(dryRunMissing.status).toBe(404);
