@@ -161,6 +161,9 @@ fs.createWriteStream = function (file) {
 // request is never handed on. The rule is request-guard.ts's own function. A refusal drops the whole chunk it came
 // in and ends the connection, so a request pipelined before it in that chunk goes unanswered (no SDK pipelines, and
 // a page never shares an SDK's connection). Connections to its TLS port are closed unread (see 'connection' below).
+// The guard also holds a JSON PutRecords body until it is whole and refuses one of more than 500 records with AWS's
+// ValidationException, which kinesis-mock 0.6.2 accepts: a producer that batches past the limit would pass locally and
+// fail on AWS. A CBOR body, or one over 64 MiB, passes unread (kinesis-mock answers it).
 const webPageRequest = ${webPageRequest.toString()};
 const webPageRefusal = ${webPageRefusal.toString()};
 const plainPort = Number(process.env.KINESIS_MOCK_PLAIN_PORT);
@@ -169,21 +172,49 @@ function refuse(socket, problem) {
   const text = webPageRefusal(problem);
   socket.end('HTTP/1.1 403 Forbidden\\r\\nContent-Type: application/x-amz-json-1.1\\r\\nContent-Length: ' + Buffer.byteLength(text) + '\\r\\nConnection: close\\r\\n\\r\\n' + text);
 }
+const PUT_RECORDS_MAX = 500;
+const HELD_BODY_MAX = 64 * 1024 * 1024;
+function answer(socket, status, reason, type, message) {
+  const text = JSON.stringify({ __type: type, message });
+  socket.end('HTTP/1.1 ' + status + ' ' + reason + '\\r\\nContent-Type: application/x-amz-json-1.1\\r\\nx-amzn-ErrorType: ' + type + '\\r\\nContent-Length: ' + Buffer.byteLength(text) + '\\r\\nConnection: close\\r\\n\\r\\n' + text);
+}
+// Why a whole PutRecords body is one AWS refuses before kinesis-mock sees it, or undefined (a body that is no JSON is kinesis-mock's to answer).
+function putRecordsProblem(body) {
+  let request;
+  try { request = JSON.parse(body.toString('utf8')); } catch { return undefined; }
+  const records = request !== null && typeof request === 'object' ? request.Records : undefined;
+  if (Array.isArray(records) && records.length > PUT_RECORDS_MAX) {
+    return "1 validation error detected: Value '[" + records.length + " records]' at 'records' failed to satisfy constraint: Member must have length less than or equal to " + PUT_RECORDS_MAX;
+  }
+  return undefined;
+}
 function guard(socket) {
   let head = Buffer.alloc(0); // the request head read so far
   let body = 0; // body bytes to pass before the next request's head
+  let held; // the pieces of a PutRecords body read so far, held back until it is whole
   let opaque = false; // a chunked body: its end is not known here, so the rest of the connection passes
   let refused = false;
   const push = socket.push;
   socket.push = function (chunk, encoding) {
     if (chunk === null || opaque || !Buffer.isBuffer(chunk)) return push.call(this, chunk, encoding);
     if (refused) return true;
+    const out = []; // what of this chunk goes on to kinesis-mock now
     let at = 0;
-    while (at < chunk.length && !opaque) {
+    while (at < chunk.length) {
+      if (opaque) { out.push(chunk.subarray(at)); break; }
       if (body > 0) {
         const n = Math.min(body, chunk.length - at);
+        const piece = chunk.subarray(at, at + n);
         body -= n;
         at += n;
+        if (!held) { out.push(piece); continue; }
+        held.push(piece);
+        if (body > 0) continue;
+        const whole = Buffer.concat(held);
+        held = undefined;
+        const problem = putRecordsProblem(whole);
+        if (problem) { refused = true; answer(this, 400, 'Bad Request', 'ValidationException', problem); return true; }
+        out.push(whole);
         continue;
       }
       const prior = head.length;
@@ -191,9 +222,12 @@ function guard(socket) {
       const end = head.indexOf('\\r\\n\\r\\n');
       if (end === -1) {
         if (head.length > 65536) { refused = true; refuse(this, 'a request head over 64 KiB'); return true; }
+        out.push(chunk.subarray(at));
         break;
       }
-      at += end + 4 - prior;
+      const headEnd = at + end + 4 - prior;
+      out.push(chunk.subarray(at, headEnd));
+      at = headEnd;
       const lines = head.subarray(0, end).toString('latin1').split('\\r\\n');
       head = Buffer.alloc(0);
       const fields = new Map();
@@ -203,10 +237,13 @@ function guard(socket) {
       }
       const problem = webPageRequest(lines[0].split(' ')[0], (name) => fields.get(name), checkHost);
       if (problem) { refused = true; refuse(this, problem); return true; }
-      if (fields.has('transfer-encoding')) opaque = true;
-      else body = Math.max(0, Number(fields.get('content-length')) || 0);
+      if (fields.has('transfer-encoding')) { opaque = true; continue; }
+      body = Math.max(0, Number(fields.get('content-length')) || 0);
+      const json = /json/i.test(fields.get('content-type') || '');
+      if (body > 0 && body <= HELD_BODY_MAX && json && fields.get('x-amz-target') === 'Kinesis_20131202.PutRecords') held = [];
     }
-    return push.call(this, chunk, encoding);
+    if (out.length === 0) return true;
+    return push.call(this, out.length === 1 ? out[0] : Buffer.concat(out), encoding);
   };
 }
 const listen = net.Server.prototype.listen;

@@ -322,6 +322,34 @@ describe('kinesis-mock', () => {
     expect(await readAll(client, 'big-bodies')).toEqual(payloads);
   });
 
+  it('refuses a PutRecords of more than 500 records with ValidationException, as AWS does (kinesis-mock itself takes it), storing none of them', async () => {
+    await createActiveStream(client, 'batch-limit');
+    const records = (n: number) => Array.from({ length: n }, (_, i) => ({ Data: Buffer.from(`{"n":${i}}`), PartitionKey: `key-${i}` }));
+    await expect(client.send(new PutRecordsCommand({ StreamName: 'batch-limit', Records: records(501) }))).rejects.toMatchObject({
+      name: 'ValidationException',
+      message: expect.stringMatching(/at 'records' failed to satisfy constraint: Member must have length less than or equal to 500/),
+    });
+    expect(await readAll(client, 'batch-limit')).toEqual([]);
+    // The limit itself passes, on a new connection of the same client.
+    const accepted = await client.send(new PutRecordsCommand({ StreamName: 'batch-limit', Records: records(500) }));
+    expect(accepted.FailedRecordCount).toBe(0);
+    expect(await readAll(client, 'batch-limit')).toHaveLength(500);
+  });
+
+  it('a PutRecords body held until whole is answered however its bytes arrive, and the connection serves the next request', async () => {
+    await createActiveStream(client, 'held-bodies');
+    const body = JSON.stringify({ StreamName: 'held-bodies', Records: [{ Data: Buffer.from('{"n":1}').toString('base64'), PartitionKey: 'k' }] });
+    const request = awsJsonRequest(kinesis.port, 'Kinesis_20131202.PutRecords').replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    const bodyStart = request.indexOf('\r\n\r\n') + 4;
+    // Cut inside the head, at the body's first byte, and inside the body; then a whole ListStreams on the same connection.
+    const pieces = [request.slice(0, bodyStart - 10), request.slice(bodyStart - 10, bodyStart), request.slice(bodyStart, bodyStart + 7), request.slice(bodyStart + 7)];
+    const answers = await rawExchange(kinesis.port, [pieces.join('')], 1);
+    const split = await rawExchange(kinesis.port, [...pieces.slice(0, 3), pieces[3] + awsJsonRequest(kinesis.port, 'Kinesis_20131202.ListStreams')], 2);
+    expect([...answers, ...split].map((a) => a.status)).toEqual([200, 200, 200]);
+    expect(JSON.parse(split[0].body)).toMatchObject({ FailedRecordCount: 0 });
+    expect(await readAll(client, 'held-bodies')).toEqual(['{"n":1}', '{"n":1}']);
+  });
+
   it('round-trips records: CreateStream, ACTIVE, PutRecords, GetRecords', async () => {
     await createActiveStream(client, 'round-trip');
     const payloads = ['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}'];
