@@ -350,6 +350,44 @@ describe('kinesis-mock', () => {
     expect(await readAll(client, 'held-bodies')).toEqual(['{"n":1}', '{"n":1}']);
   });
 
+  it('property: PutRecords bodies held until whole, among other requests on one connection, split anywhere: all answered in order, an over-limit one last refused and none of it stored', async () => {
+    await createActiveStream(client, 'held-mixed');
+    const putRequest = (payloads: string[]) => {
+      const body = JSON.stringify({ StreamName: 'held-mixed', Records: payloads.map((p, i) => ({ Data: Buffer.from(p).toString('base64'), PartitionKey: `k${i}` })) });
+      return awsJsonRequest(kinesis.port, 'Kinesis_20131202.PutRecords').replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    };
+    const listStreams = awsJsonRequest(kinesis.port, 'Kinesis_20131202.ListStreams');
+    let run = 0;
+    const request = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 })); // 0: a ListStreams; n: a PutRecords of n records
+    await fc.assert(fc.asyncProperty(fc.array(request, { minLength: 1, maxLength: 3 }), fc.boolean(), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 }), async (kinds, overLimit, at) => {
+      run += 1;
+      const puts = kinds.filter((n) => n > 0).map((n, p) => Array.from({ length: n }, (_, i) => `{"run":${run},"put":${p},"i":${i}}`));
+      let p = 0;
+      const requests = kinds.map((n) => (n === 0 ? listStreams : putRequest(puts[p++])));
+      if (overLimit) requests.push(putRequest(Array.from({ length: 501 }, (_, i) => `{"run":${run},"over":${i}}`)));
+      // Pipelined: the requests' bytes one after another, cut anywhere (inside heads, bodies, or across requests).
+      const bytes = requests.join('');
+      const points = [...new Set(at.map((x) => Math.floor(x * (bytes.length - 1)) + 1))].sort((a, b) => a - b);
+      const pieces = [0, ...points].map((from, i) => bytes.slice(from, points[i] ?? bytes.length));
+      const answers = await rawExchange(kinesis.port, pieces, requests.length);
+      const stored = (await readAll(client, 'held-mixed')).filter((d) => d.startsWith(`{"run":${run},`));
+      if (!overLimit) {
+        // Every request answered, in order; every record stored, in order.
+        expect(answers.map((a) => a.status)).toEqual(requests.map(() => 200));
+        expect(answers.map((a) => /FailedRecordCount/.test(a.body))).toEqual(kinds.map((n) => n > 0));
+        expect(stored).toEqual(puts.flat());
+        return;
+      }
+      // The refusal ends the connection: it comes last, and none of the over-limit records is stored. A refusal drops
+      // the chunk it came in, and may overtake kinesis-mock's answer to a pipelined request before it (no SDK
+      // pipelines), so of the requests before it a prefix is stored.
+      expect(answers.length).toBeGreaterThanOrEqual(1);
+      expect(answers.map((a) => a.status)).toEqual([...answers.slice(1).map(() => 200), 400]);
+      expect(JSON.parse(answers[answers.length - 1].body)).toMatchObject({ __type: 'ValidationException' });
+      expect(puts.flat().slice(0, stored.length)).toEqual(stored);
+    }), { numRuns: 12 });
+  });
+
   it('round-trips records: CreateStream, ACTIVE, PutRecords, GetRecords', async () => {
     await createActiveStream(client, 'round-trip');
     const payloads = ['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}'];
