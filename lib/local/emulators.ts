@@ -163,7 +163,10 @@ fs.createWriteStream = function (file) {
 // a page never shares an SDK's connection). Connections to its TLS port are closed unread (see 'connection' below).
 // The guard also holds a JSON PutRecords body until it is whole and refuses one of more than 500 records with AWS's
 // ValidationException, which kinesis-mock 0.6.2 accepts: a producer that batches past the limit would pass locally and
-// fail on AWS. A CBOR body, or one over 64 MiB, passes unread (kinesis-mock answers it).
+// fail on AWS. A CBOR body, a chunked one, or one over 64 MiB, passes unread (kinesis-mock answers it). Like a web
+// page's, this refusal is written at once and ends the connection: a client that pipelined a request before it, which
+// kinesis-mock has not answered yet, reads the refusal as that request's answer although kinesis-mock may store it (no
+// SDK pipelines).
 const webPageRequest = ${webPageRequest.toString()};
 const webPageRefusal = ${webPageRefusal.toString()};
 const plainPort = Number(process.env.KINESIS_MOCK_PLAIN_PORT);
