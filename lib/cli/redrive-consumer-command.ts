@@ -4,7 +4,7 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { ChangeMessageVisibilityCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { resourceNames } from '../config';
-import { kinesisClient, lambdaClient, localRegion } from '../local/aws-clients';
+import { kinesisClient, lambdaClient } from '../local/aws-clients';
 import { DlqFile } from '../local/dlq-file';
 import { consumerFunctionName } from '../local/twin-record';
 import { parseFailedBatch, readBatchRange, redriveRecords, type ConsumerInvoker, type FailedBatch, type RangeRead } from './consumer-redrive';
@@ -268,10 +268,9 @@ function localAccess(target: LocalTarget): ConsumerAccess {
         releaseLock();
       },
     },
-    // In the running twin's region, which may not be this shell's AWS_REGION.
-    kinesis: kinesisClient(kinesisEndpoint, { region: twin?.region }),
+    kinesis: kinesisClient(kinesisEndpoint, { region: target.region }),
     kinesisContext: { service: 'the twin\'s Kinesis API', endpoint: kinesisEndpoint, startHint: hint },
-    region: twin?.region ?? localRegion(),
+    region: target.region,
     pipelineOf: (batch) => byStream.get(batch.streamName),
     // The twin's messages stay hidden for the whole run (the file queue's visibility above).
     keepHidden: async () => undefined,

@@ -10,7 +10,7 @@ import { FirehoseClient } from '@aws-sdk/client-firehose';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { MAX_LOCAL_BUFFER_INTERVAL_SECONDS, resourceNames, type SluiceConfig } from '../config';
-import { firehoseClient, kinesisClient } from '../local/aws-clients';
+import { firehoseClient, kinesisClient, localRegion } from '../local/aws-clients';
 import { checkDataFormat } from '../local/data-format';
 import { defaultDataDir, isInside, isTwinDataDir } from '../local/paths';
 import {
@@ -65,6 +65,11 @@ export interface LocalTarget {
   readonly endpoints: { readonly firehose: string; readonly kinesis: string; readonly openSearch?: string };
   /** For messages: "the local twin (.sluice)". */
   readonly label: string;
+  /**
+   * The region the twin's emulators keep its streams under: the running twin's (its twin.json), which may not be this
+   * shell's AWS_REGION, else localRegion(). Read on use, as the endpoints are.
+   */
+  readonly region: string;
   /**
    * The data dir's twin.json as the twin wrote it, whether or not its process runs here (a twin in a container has a
    * pid of another namespace); read once, on first use, for every check of the command.
@@ -157,6 +162,9 @@ export function resolveTarget(flags: TargetFlags): Target {
         return localUrl(flags.endpointKinesis, 'SLUICE_KINESIS_PORT', () => runningTwin()?.endpoints.kinesis, config.local.kinesisPort, '--endpoint-kinesis');
       },
       openSearch: flags.endpointOpensearch ? checkedUrl(flags.endpointOpensearch, '--endpoint-opensearch / OPENSEARCH_URL') : undefined,
+    },
+    get region() {
+      return runningTwin()?.region ?? localRegion();
     },
     label: `the local twin at ${displayPath(dataDir)}`,
     twinRecord,
@@ -253,8 +261,7 @@ export async function entryPointFor(target: Target, pipeline: string): Promise<E
   if (target.kind === 'local') {
     if (p.source === 'kinesis') {
       const context: FailureContext = { service: 'the twin\'s Kinesis API', endpoint: target.endpoints.kinesis, startHint: startTwinHint(target.dataDir) };
-      // In the running twin's region, which may not be this shell's AWS_REGION.
-      return kinesisEntryPoint(kinesisClient(target.endpoints.kinesis, { region: target.runningTwin()?.region }), names.stream, context);
+      return kinesisEntryPoint(kinesisClient(target.endpoints.kinesis, { region: target.region }), names.stream, context);
     }
     const context: FailureContext = { service: 'the twin\'s Firehose API', endpoint: target.endpoints.firehose, startHint: startTwinHint(target.dataDir) };
     return firehoseEntryPoint(firehoseClient(target.endpoints.firehose), names.lakeDeliveryStream, context);

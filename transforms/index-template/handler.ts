@@ -81,7 +81,7 @@ export interface HttpResult {
 export type SendSigned = (request: TemplateRequest, timeoutMs: number) => Promise<HttpResult>;
 
 /** The longest one request may take: a domain that answers at all answers well within it. */
-export const REQUEST_TIMEOUT_MS = 30_000;
+const REQUEST_TIMEOUT_MS = 30_000;
 /** Less time than this before the deadline is not worth a request. */
 const MIN_REQUEST_MS = 1000;
 
