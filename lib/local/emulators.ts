@@ -171,15 +171,17 @@ const webPageRequest = ${webPageRequest.toString()};
 const webPageRefusal = ${webPageRefusal.toString()};
 const plainPort = Number(process.env.KINESIS_MOCK_PLAIN_PORT);
 const checkHost = process.env.SLUICE_CHECK_HOST === '1';
+// Answers the request itself (an AWS JSON error, \`status\` as "403 Forbidden") and ends the connection.
+function endWith(socket, status, text, headers) {
+  socket.end('HTTP/1.1 ' + status + '\\r\\nContent-Type: application/x-amz-json-1.1\\r\\n' + headers + 'Content-Length: ' + Buffer.byteLength(text) + '\\r\\nConnection: close\\r\\n\\r\\n' + text);
+}
 function refuse(socket, problem) {
-  const text = webPageRefusal(problem);
-  socket.end('HTTP/1.1 403 Forbidden\\r\\nContent-Type: application/x-amz-json-1.1\\r\\nContent-Length: ' + Buffer.byteLength(text) + '\\r\\nConnection: close\\r\\n\\r\\n' + text);
+  endWith(socket, '403 Forbidden', webPageRefusal(problem), '');
 }
 const PUT_RECORDS_MAX = 500;
 const HELD_BODY_MAX = 64 * 1024 * 1024;
-function answer(socket, status, reason, type, message) {
-  const text = JSON.stringify({ __type: type, message });
-  socket.end('HTTP/1.1 ' + status + ' ' + reason + '\\r\\nContent-Type: application/x-amz-json-1.1\\r\\nx-amzn-ErrorType: ' + type + '\\r\\nContent-Length: ' + Buffer.byteLength(text) + '\\r\\nConnection: close\\r\\n\\r\\n' + text);
+function invalid(socket, message) {
+  endWith(socket, '400 Bad Request', JSON.stringify({ __type: 'ValidationException', message }), 'x-amzn-ErrorType: ValidationException\\r\\n');
 }
 // Why a whole PutRecords body is one AWS refuses before kinesis-mock sees it, or undefined (a body that is no JSON is kinesis-mock's to answer).
 function putRecordsProblem(body) {
@@ -216,7 +218,7 @@ function guard(socket) {
         const whole = Buffer.concat(held);
         held = undefined;
         const problem = putRecordsProblem(whole);
-        if (problem) { refused = true; answer(this, 400, 'Bad Request', 'ValidationException', problem); return true; }
+        if (problem) { refused = true; invalid(this, problem); return true; }
         out.push(whole);
         continue;
       }
