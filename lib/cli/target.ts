@@ -58,6 +58,9 @@ export function sameTargetFlags(target: Target, flags: Pick<TargetFlags, 'contex
   return `${context}${where}`;
 }
 
+/** A region name a client can sign for: lower-case letters, digits and inner hyphens (us-east-1, eu-west-2, a local one's). */
+const REGION = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+
 export interface LocalTarget {
   readonly kind: 'local';
   readonly config: SluiceConfig;
@@ -164,7 +167,9 @@ export function resolveTarget(flags: TargetFlags): Target {
       openSearch: flags.endpointOpensearch ? checkedUrl(flags.endpointOpensearch, '--endpoint-opensearch / OPENSEARCH_URL') : undefined,
     },
     get region() {
-      return runningTwin()?.region ?? localRegion();
+      const region: unknown = runningTwin()?.region;
+      // One edited by hand into something no client can sign for is not used.
+      return typeof region === 'string' && REGION.test(region) ? region : localRegion();
     },
     label: `the local twin at ${displayPath(dataDir)}`,
     twinRecord,

@@ -11,7 +11,7 @@ import { startFirehoseApi, type RunningFirehoseApi } from '../../lib/local/fireh
 import { schemaFingerprint, TWIN_DATA_DIR_HEADER, TWIN_ID_HEADER } from '../../lib/local/twin-record';
 import { validators } from '../../transforms/shared/generated';
 import { acknowledgedJson, config, deliverToLake, expectNoStackTrace, RecordingBackend, registerTwin, sluice, tempDataDir } from './helpers';
-import { resolveTarget, sameTargetFlags } from '../../lib/cli/target';
+import { resolveTarget, sameTargetFlags, type LocalTarget } from '../../lib/cli/target';
 import { within } from '../within';
 
 const backend = new RecordingBackend();
@@ -1410,6 +1410,23 @@ describe('sluice put --file: one record before a line too long', () => {
     expect(code).toBe(2);
     expect(stderr).toBe(`sluice: --file ${file}: line 2 is longer than 16 MiB with no line break yet; records are at most 1 MiB, one per line. The 1 record before it was sent (1 accepted); nothing after it was\n`);
   }, 30_000);
+});
+
+describe('the twin\'s region', () => {
+  test('is the running twin\'s (its twin.json), else this shell\'s AWS_REGION: an older twin.json without one, or one edited into no region, is not used', () => {
+    const own = tempDataDir();
+    const region = () => (resolveTarget({ dataDir: own }) as LocalTarget).region;
+    const shell = process.env.AWS_REGION || 'us-east-1';
+    expect(region()).toBe(shell);
+    registerTwin(own, {}, { region: 'eu-west-2' });
+    expect(region()).toBe('eu-west-2');
+    registerTwin(own, {}, { region: undefined });
+    expect(region()).toBe(shell);
+    for (const bad of ['', 'EU-WEST-2', 'eu-west-2\nx', 42, 'http://evil']) {
+      registerTwin(own, {}, { region: bad as string });
+      expect(region()).toBe(shell);
+    }
+  });
 });
 
 describe('the replay put suggests', () => {
