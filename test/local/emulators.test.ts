@@ -336,6 +336,16 @@ describe('kinesis-mock', () => {
     expect(await readAll(client, 'batch-limit')).toHaveLength(500);
   });
 
+  it('a held PutRecords body that is no JSON goes on to kinesis-mock, which refuses it as AWS would, and the guard serves the next request', async () => {
+    const broken = '{"StreamName":"x","Records":[{"Data":';
+    const request = awsJsonRequest(kinesis.port, 'Kinesis_20131202.PutRecords').replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${broken.length}\r\n\r\n${broken}`);
+    const [answer] = await rawExchange(kinesis.port, [request], 1);
+    expect(answer.status).toBeGreaterThanOrEqual(400);
+    expect(answer.status).toBeLessThan(500);
+    expect(answer.body).not.toMatch(/ValidationException/);
+    await client.send(new ListStreamsCommand({}));
+  });
+
   it('a PutRecords body held until whole is answered however its bytes arrive, and the connection serves the next request', async () => {
     await createActiveStream(client, 'held-bodies');
     const body = JSON.stringify({ StreamName: 'held-bodies', Records: [{ Data: Buffer.from('{"n":1}').toString('base64'), PartitionKey: 'k' }] });
