@@ -161,9 +161,15 @@ fs.createWriteStream = function (file) {
 // request is never handed on. The rule is request-guard.ts's own function. A refusal drops the whole chunk it came
 // in and ends the connection, so a request pipelined before it in that chunk goes unanswered (no SDK pipelines, and
 // a page never shares an SDK's connection). Connections to its TLS port are closed unread (see 'connection' below).
-// The guard also holds a JSON PutRecords body until it is whole and refuses one of more than 500 records with AWS's
-// ValidationException, which kinesis-mock 0.6.2 accepts: a producer that batches past the limit would pass locally and
-// fail on AWS. A CBOR body, a chunked one, or one over 64 MiB, passes unread (kinesis-mock answers it). Like a web
+// The guard also holds a JSON PutRecords or PutRecord body until it is whole and refuses, with AWS's ValidationException
+// and its wording, what AWS refuses so and kinesis-mock 0.6.2 does not: a PutRecords of more than 500 records (kinesis-mock
+// accepts it), and a record whose PartitionKey is missing or null (kinesis-mock: SerializationException), empty or over
+// 256 characters (kinesis-mock: InvalidArgumentException). A producer that batches past the limit, or sends such a key,
+// would otherwise see locally another answer than on AWS. A body AWS would not decode (no JSON; a record, or a member
+// the guard reads, of the wrong type) is kinesis-mock's to answer (SerializationException, as AWS). Reading the keys
+// needs the parse: a scan of the bytes for "PartitionKey" is fooled by escapes ("Partition\\u004bey"), a key repeated
+// in a record or inside an unknown member's object, and counts bytes or escapes, not characters.
+// A CBOR body, a chunked one, or one over 64 MiB, passes unread (kinesis-mock answers it). Like a web
 // page's, this refusal is written at once and ends the connection: a client that pipelined a request before it, which
 // kinesis-mock has not answered yet, reads the refusal as that request's answer although kinesis-mock may store it (no
 // SDK pipelines).
@@ -179,24 +185,59 @@ function refuse(socket, problem) {
   endWith(socket, '403 Forbidden', webPageRefusal(problem), '');
 }
 const PUT_RECORDS_MAX = 500;
+const PARTITION_KEY_MAX = 256;
+// AWS lists at most this many validation errors, and counts only those it lists.
+const VALIDATION_ERRORS_LISTED = 10;
 const HELD_BODY_MAX = 64 * 1024 * 1024;
+// The operations whose JSON bodies the guard holds until whole, by X-Amz-Target.
+const HELD_TARGETS = new Map([['Kinesis_20131202.PutRecords', 'PutRecords'], ['Kinesis_20131202.PutRecord', 'PutRecord']]);
 function invalid(socket, message) {
   endWith(socket, '400 Bad Request', JSON.stringify({ __type: 'ValidationException', message }), 'x-amzn-ErrorType: ValidationException\\r\\n');
 }
-// Why a whole PutRecords body is one AWS refuses before kinesis-mock sees it, or undefined (a body that is no JSON is kinesis-mock's to answer).
-function putRecordsProblem(body) {
+function isObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+// Whether each of these members is one AWS decodes as a string (a blob is a base64 string): absent, null (read as
+// absent), or a string. Any other type is a SerializationException, on AWS as in kinesis-mock.
+function decodable(object, names) {
+  return names.every((name) => object[name] === undefined || object[name] === null || typeof object[name] === 'string');
+}
+// What AWS says of a partition key at \`at\` (its path in AWS's words), or undefined for a good one. Its length is
+// counted as AWS's and kinesis-mock's Java and Scala strings count it, in UTF-16 units.
+function partitionKeyProblem(key, at) {
+  const where = " at '" + at + "' failed to satisfy constraint: Member must ";
+  if (key === undefined || key === null) return 'Value null' + where + 'not be null';
+  if (key.length < 1) return "Value ''" + where + 'have length greater than or equal to 1';
+  if (key.length > PARTITION_KEY_MAX) return "Value '" + key + "'" + where + 'have length less than or equal to ' + PARTITION_KEY_MAX;
+  return undefined;
+}
+// Why a whole PutRecords or PutRecord body is one AWS refuses with ValidationException before kinesis-mock sees it, in
+// AWS's words, or undefined.
+function heldBodyProblem(operation, body) {
   let request;
   try { request = JSON.parse(body.toString('utf8')); } catch { return undefined; }
-  const records = request !== null && typeof request === 'object' ? request.Records : undefined;
-  if (Array.isArray(records) && records.length > PUT_RECORDS_MAX) {
-    return "1 validation error detected: Value '[" + records.length + " records]' at 'records' failed to satisfy constraint: Member must have length less than or equal to " + PUT_RECORDS_MAX;
+  if (!isObject(request) || !decodable(request, ['StreamName', 'StreamARN'])) return undefined;
+  const problems = [];
+  if (operation === 'PutRecord') {
+    if (!decodable(request, ['Data', 'PartitionKey', 'ExplicitHashKey', 'SequenceNumberForOrdering'])) return undefined;
+    problems.push(partitionKeyProblem(request.PartitionKey, 'partitionKey'));
+  } else {
+    const records = request.Records;
+    if (!Array.isArray(records) || !records.every((record) => isObject(record) && decodable(record, ['Data', 'PartitionKey', 'ExplicitHashKey']))) return undefined;
+    if (records.length > PUT_RECORDS_MAX) {
+      problems.push("Value '[" + records.length + " records]' at 'records' failed to satisfy constraint: Member must have length less than or equal to " + PUT_RECORDS_MAX);
+    }
+    records.forEach((record, i) => problems.push(partitionKeyProblem(record.PartitionKey, 'records.' + (i + 1) + '.member.partitionKey')));
   }
-  return undefined;
+  const listed = problems.filter((problem) => problem !== undefined).slice(0, VALIDATION_ERRORS_LISTED);
+  if (listed.length === 0) return undefined;
+  return listed.length + (listed.length === 1 ? ' validation error' : ' validation errors') + ' detected: ' + listed.join('; ');
 }
 function guard(socket) {
   let head = Buffer.alloc(0); // the request head read so far
   let body = 0; // body bytes to pass before the next request's head
-  let held; // the pieces of a PutRecords body read so far, held back until it is whole
+  let held; // the pieces of a PutRecords or PutRecord body read so far, held back until it is whole
+  let heldFor; // which of the two it is
   let opaque = false; // a chunked body: its end is not known here, so the rest of the connection passes
   let refused = false;
   const push = socket.push;
@@ -217,7 +258,7 @@ function guard(socket) {
         if (body > 0) continue;
         const whole = Buffer.concat(held);
         held = undefined;
-        const problem = putRecordsProblem(whole);
+        const problem = heldBodyProblem(heldFor, whole);
         if (problem) { refused = true; invalid(this, problem); return true; }
         out.push(whole);
         continue;
@@ -245,7 +286,8 @@ function guard(socket) {
       if (fields.has('transfer-encoding')) { opaque = true; continue; }
       body = Math.max(0, Number(fields.get('content-length')) || 0);
       const json = /json/i.test(fields.get('content-type') || '');
-      if (body > 0 && body <= HELD_BODY_MAX && json && fields.get('x-amz-target') === 'Kinesis_20131202.PutRecords') held = [];
+      heldFor = HELD_TARGETS.get(fields.get('x-amz-target'));
+      if (body > 0 && body <= HELD_BODY_MAX && json && heldFor !== undefined) held = [];
     }
     if (out.length === 0) return true;
     return push.call(this, out.length === 1 ? out[0] : Buffer.concat(out), encoding);

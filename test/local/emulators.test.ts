@@ -15,6 +15,7 @@ import {
   KinesisClient,
   ListShardsCommand,
   ListStreamsCommand,
+  PutRecordCommand,
   PutRecordsCommand,
 } from '@aws-sdk/client-kinesis';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
@@ -336,6 +337,74 @@ describe('kinesis-mock', () => {
     expect(await readAll(client, 'batch-limit')).toHaveLength(500);
   });
 
+  describe('partition keys AWS refuses (kinesis-mock answers SerializationException for a missing one, InvalidArgumentException for an empty or long one)', () => {
+    const message = (value: string, at: string, constraint: string) => `1 validation error detected: Value ${value} at '${at}' failed to satisfy constraint: Member must ${constraint}`;
+    const long = 'k'.repeat(257);
+    const cases: Array<[string, string | undefined, string, string]> = [
+      ['missing', undefined, 'null', 'not be null'],
+      ['empty', '', "''", 'have length greater than or equal to 1'],
+      ['of 257 characters', long, `'${long}'`, 'have length less than or equal to 256'],
+    ];
+    const data = (text: string) => Buffer.from(text);
+
+    it.each(cases)('a PutRecords with a record whose PartitionKey is %s is refused whole with ValidationException in AWS\'s words, none of it stored', async (_what, key, value, constraint) => {
+      const stream = `pk-batch-${value.length}`;
+      await createActiveStream(client, stream);
+      const records = [{ Data: data('good'), PartitionKey: 'k' }, { Data: data('bad'), PartitionKey: key as string }];
+      await expect(client.send(new PutRecordsCommand({ StreamName: stream, Records: records }))).rejects.toMatchObject({
+        name: 'ValidationException',
+        message: message(value, 'records.2.member.partitionKey', constraint),
+      });
+      expect(await readAll(client, stream)).toEqual([]);
+    });
+
+    it.each(cases)('a PutRecord whose PartitionKey is %s is refused with ValidationException in AWS\'s words, nothing stored', async (_what, key, value, constraint) => {
+      const stream = `pk-single-${value.length}`;
+      await createActiveStream(client, stream);
+      await expect(client.send(new PutRecordCommand({ StreamName: stream, Data: data('bad'), PartitionKey: key as string }))).rejects.toMatchObject({
+        name: 'ValidationException',
+        message: message(value, 'partitionKey', constraint),
+      });
+      expect(await readAll(client, stream)).toEqual([]);
+    });
+
+    it('a PartitionKey of 256 characters, the limit, is stored, by PutRecords and PutRecord', async () => {
+      await createActiveStream(client, 'pk-limit');
+      const key = 'k'.repeat(256);
+      expect((await client.send(new PutRecordsCommand({ StreamName: 'pk-limit', Records: [{ Data: data('batch'), PartitionKey: key }] }))).FailedRecordCount).toBe(0);
+      await client.send(new PutRecordCommand({ StreamName: 'pk-limit', Data: data('single'), PartitionKey: key }));
+      expect(await readAll(client, 'pk-limit')).toEqual(['batch', 'single']);
+    });
+
+    it('lists the errors as AWS does: null as missing, in record order after the batch size, at most 10; a PartitionKey that is no string is kinesis-mock\'s SerializationException, as AWS\'s', async () => {
+      const send = async (target: string, body: unknown) => {
+        const text = JSON.stringify(body);
+        const request = awsJsonRequest(kinesis.port, `Kinesis_20131202.${target}`).replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+        const [answer] = await rawExchange(kinesis.port, [request], 1);
+        return { status: answer.status, ...JSON.parse(answer.body) };
+      };
+      const at = (i: number) => `records.${i}.member.partitionKey`;
+      const mixed = [{ Data: '', PartitionKey: '' }, { Data: '', PartitionKey: 'ok' }, { Data: '', PartitionKey: null }, { Data: '' }, { Data: '', PartitionKey: long }];
+      expect(await send('PutRecords', { StreamName: 'pk-none', Records: mixed })).toEqual({
+        status: 400,
+        __type: 'ValidationException',
+        message: '4 validation errors detected: ' + [
+          message("''", at(1), 'have length greater than or equal to 1'),
+          message('null', at(3), 'not be null'),
+          message('null', at(4), 'not be null'),
+          message(`'${long}'`, at(5), 'have length less than or equal to 256'),
+        ].map((m) => m.replace('1 validation error detected: ', '')).join('; '),
+      });
+      const over = await send('PutRecords', { StreamName: 'pk-none', Records: Array.from({ length: 501 }, () => ({ Data: '', PartitionKey: '' })) });
+      expect(over.message).toMatch(/^10 validation errors detected: Value '\[501 records\]' at 'records' failed to satisfy constraint: Member must have length less than or equal to 500; Value '' at 'records\.1\.member\.partitionKey'/);
+      expect(over.message).toContain(at(9));
+      expect(over.message).not.toContain(at(10));
+      expect(await send('PutRecord', { StreamName: 'pk-none', Data: '', PartitionKey: null })).toMatchObject({ status: 400, __type: 'ValidationException', message: message('null', 'partitionKey', 'not be null') });
+      // AWS decodes the body before it validates it: a member of the wrong type is a SerializationException first.
+      expect(await send('PutRecords', { StreamName: 'pk-none', Records: [{ Data: '', PartitionKey: '' }, { Data: '', PartitionKey: 5 }] })).toMatchObject({ status: 400, __type: 'SerializationException' });
+      expect(await send('PutRecord', { StreamName: 'pk-none', Data: 5, PartitionKey: '' })).toMatchObject({ status: 400, __type: 'SerializationException' });
+    });
+  });
   it('a held PutRecords body that is no JSON goes on to kinesis-mock, which refuses it as AWS would, and the guard serves the next request', async () => {
     const broken = '{"StreamName":"x","Records":[{"Data":';
     const request = awsJsonRequest(kinesis.port, 'Kinesis_20131202.PutRecords').replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${broken.length}\r\n\r\n${broken}`);
