@@ -17,7 +17,7 @@ import { isLoopbackBinding, refuseWebPageRequest, webPageProblem } from './reque
 import type { AddressInfo, Socket } from 'node:net';
 import { endpointFor } from './endpoint';
 import { parseJsonInPieces } from './json-pieces';
-import { LAMBDA_MAX_REQUEST_BYTES } from '../../transforms/shared/limits';
+import { LAMBDA_MAX_ASYNC_REQUEST_BYTES, LAMBDA_MAX_REQUEST_BYTES } from '../../transforms/shared/limits';
 
 export interface LocalDeliveryStream {
   readonly name: string;
@@ -48,9 +48,14 @@ export interface FirehoseBackend {
    * Runs the twin's function `name` with `payload` as its event, as Lambda's Invoke (RequestResponse) does;
    * undefined when the twin has no function of that name. @default no functions
    */
-  invokeFunction?(name: string, payload: unknown): Promise<FunctionAnswer | undefined>;
+  invokeFunction?(name: string, payload: unknown, invocation?: InvocationContext): Promise<FunctionAnswer | undefined>;
   /** Whether the twin has a function `name` (Lambda's DryRun asks without running it). @default no functions */
   hasFunction?(name: string): boolean;
+}
+
+/** What the endpoint tells the function it runs: the Invoke's request id, which Lambda's log lines name. */
+export interface InvocationContext {
+  readonly requestId: string;
 }
 
 /** What an invocation answered, as Lambda's Invoke returns it. */
@@ -58,6 +63,11 @@ export interface FunctionAnswer {
   readonly payload: unknown;
   /** Set when the function failed (Lambda's X-Amz-Function-Error: `Unhandled` for one that threw). */
   readonly functionError?: string;
+  /**
+   * The invocation's execution log (Lambda's START line, what the function printed, END and REPORT), when the backend
+   * captures it: `X-Amz-Log-Type: Tail` answers its last 4 KB. @default not captured (no X-Amz-Log-Result)
+   */
+  readonly log?: string;
 }
 
 export interface FirehoseApiOptions {
@@ -69,11 +79,14 @@ export interface FirehoseApiOptions {
   /**
    * Largest Firehose API request body read, in bytes; larger ones get a 413, once up to 96 times as much has been read
    * and discarded (a larger one is answered without reading it, its connection closed). A Lambda Invoke's limit is
-   * Lambda's own, 6 MB (6,291,456 bytes), read and answered the same way. @default 8 MiB (8,388,608)
+   * Lambda's own, 6 MB (6,291,456 bytes) and 1 MB (1,048,576) for an Event invocation, read and answered the same way.
+   * @default 8 MiB (8,388,608)
    */
   maxBodyBytes?: number;
   /** Account id named in ResourceNotFoundException messages. @default '000000000000' */
   accountId?: string;
+  /** The region the twin's functions are in: a function ARN naming another is not found, as in Lambda. @default 'us-east-1' */
+  region?: string;
   /** Told about every backend failure answered with ServiceUnavailableException. @default ignore */
   onBackendError?: (error: unknown, context: { operation: string; streamName: string; requestId: string }) => void;
   /** Sent with every answer (the twin names its data dir, so a command can tell which twin it reaches). @default none */
@@ -93,6 +106,7 @@ export const DEFAULT_FIREHOSE_PORT = 4573;
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 const DEFAULT_ACCOUNT_ID = '000000000000';
+const DEFAULT_REGION = 'us-east-1';
 const TARGET_PREFIX = 'Firehose_20150804.';
 /** Lambda's Invoke (REST JSON, API version 2015-03-31); the name is URL-encoded. */
 const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?(.*))?$/;
@@ -100,8 +114,12 @@ const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?(.*))?$
  * The forms Lambda's FunctionName takes (botocore model `NamespacedFunctionName`): a name, `account:function:name` or
  * `arn:aws:lambda:region:account:function:name`, each with an optional `:qualifier` (a version or alias).
  */
-const FUNCTION_NAME = /^(?:(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:)?(\d{12}):function:)?([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$/;
+const FUNCTION_NAME = /^(?:(?:arn:aws[a-zA-Z-]*:lambda:([a-z0-9-]+):)?(\d{12}):function:)?([a-zA-Z0-9_-]+)(?::(\$LATEST|[a-zA-Z0-9_-]+))?$/;
 const INVOCATION_TYPES = ['Event', 'RequestResponse', 'DryRun'] as const;
+/** Lambda's LogType (botocore model `LogType`, in its order). */
+const LOG_TYPES = ['None', 'Tail'] as const;
+/** How much of the execution log `X-Amz-Log-Type: Tail` answers: its last 4 KB (Invoke API reference, `LogResult`). */
+const LOG_TAIL_BYTES = 4096;
 const CONTENT_TYPE = 'application/x-amz-json-1.1';
 
 // botocore model: DeliveryStreamName, DestinationId, ListDeliveryStreamsInputLimit, DeliveryStreamType.
@@ -117,6 +135,12 @@ const DEFAULT_LIST_LIMIT = 10;
 
 type JsonObject = Record<string, unknown>;
 type Headers = Record<string, string>;
+
+/** Lambda's LogResult: the base64 of the last 4 KB of an execution log (cut at a byte, as Lambda cuts it). */
+function logTail(log: string): string {
+  const bytes = Buffer.from(log, 'utf8');
+  return bytes.subarray(Math.max(0, bytes.length - LOG_TAIL_BYTES)).toString('base64');
+}
 
 /** An error answered in AWS JSON form: `{"__type": code, "message": ...}` plus `x-amzn-ErrorType`. */
 class FirehoseApiError extends Error {
@@ -727,6 +751,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     throw new Error(`maxBodyBytes must be a positive integer number of bytes, got ${maxBodyBytes}`);
   }
   const accountId = options.accountId ?? DEFAULT_ACCOUNT_ID;
+  const region = options.region ?? DEFAULT_REGION;
 
   let closing = false;
   let inFlight = 0;
@@ -772,17 +797,23 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     );
 
   /**
-   * Lambda's Invoke past its request limit, as Lambda answers it: 413 with RequestEntityTooLargeException and its
-   * message (its model's RequestTooLargeException is not what it sends for this).
+   * Lambda's Invoke past its request limit (`maxBytes`), as Lambda answers it: 413 with RequestEntityTooLargeException
+   * and its message (its model's RequestTooLargeException is not what it sends for this).
    */
-  const invokeTooLarge = (res: ServerResponse, requestId: string, drained: boolean): void => {
-    send(res, requestId, 413, { Type: 'User', Message: `Request must be smaller than ${LAMBDA_MAX_REQUEST_BYTES} bytes for the InvokeFunction operation` },
+  const invokeTooLarge = (res: ServerResponse, requestId: string, maxBytes: number, drained: boolean): void => {
+    send(res, requestId, 413, { Type: 'User', Message: `Request must be smaller than ${maxBytes} bytes for the InvokeFunction operation` },
       { 'x-amzn-ErrorType': 'RequestEntityTooLargeException', ...(drained ? {} : { Connection: 'close' }) });
   };
 
-  /** The largest body a request to `url` may have: Lambda's limit for an Invoke, the endpoint's for the Firehose API. */
-  const bodyLimitFor = (url: string | undefined): { invoke: boolean; maxBytes: number } =>
-    INVOKE_PATH.test(url ?? '') ? { invoke: true, maxBytes: LAMBDA_MAX_REQUEST_BYTES } : { invoke: false, maxBytes: maxBodyBytes };
+  /**
+   * The largest body `req` may have: for an Invoke Lambda's limit, 1 MB for an Event (asynchronous) invocation and 6 MB
+   * for the others; the endpoint's own for the Firehose API.
+   */
+  const bodyLimitFor = (req: IncomingMessage): { invoke: boolean; maxBytes: number } => {
+    if (!INVOKE_PATH.test(req.url ?? '')) return { invoke: false, maxBytes: maxBodyBytes };
+    const asynchronous = req.headers['x-amz-invocation-type'] === 'Event';
+    return { invoke: true, maxBytes: asynchronous ? LAMBDA_MAX_ASYNC_REQUEST_BYTES : LAMBDA_MAX_REQUEST_BYTES };
+  };
 
   const checkHost = isLoopbackBinding(host);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -793,14 +824,14 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       return;
     }
     reading.add(req);
-    const limit = bodyLimitFor(req.url);
+    const limit = bodyLimitFor(req);
     const body = await readBoundedBody(req, limit.maxBytes, limit.maxBytes * DRAIN_LIMIT_FACTOR, DRAIN_TIME_LIMIT_MS).finally(() => reading.delete(req));
     if (body.kind === 'aborted') {
       res.destroy();
       return;
     }
     if (body.kind === 'tooLarge') {
-      if (limit.invoke) invokeTooLarge(res, requestId, body.drained);
+      if (limit.invoke) invokeTooLarge(res, requestId, limit.maxBytes, body.drained);
       else sendError(res, requestId, tooLarge(body.drained));
       return;
     }
@@ -844,8 +875,10 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   /**
    * Lambda's Invoke of one of the twin's functions (`encodedName` as the path has it, `query` after its `?`); errors as
    * Lambda answers them (`x-amzn-ErrorType`, `Message`). The name may be an ARN or a partial ARN, as Lambda takes it;
-   * the twin runs `$LATEST` only. `X-Amz-Invocation-Type` as Lambda reads it: RequestResponse (the default) answers 200
-   * with the function's payload, Event 202 with none (the function run before the answer), DryRun 204 without running it.
+   * the twin runs `$LATEST` only, in its own region. `X-Amz-Invocation-Type` as Lambda reads it: RequestResponse (the
+   * default) answers 200 with the function's payload, Event 202 with none (the function run before the answer), DryRun
+   * 204 without running it. `X-Amz-Log-Type: Tail` on a RequestResponse adds `X-Amz-Log-Result`, the base64 of the last
+   * 4 KB of the invocation's log, when the backend captured one.
    */
   const answerInvoke = async (req: IncomingMessage, res: ServerResponse, requestId: string, encodedName: string, query: string, body: Buffer): Promise<void> => {
     const refuse = (status: number, type: string, message: string) => send(res, requestId, status, { Type: status < 500 ? 'User' : 'Service', Message: message }, { 'x-amzn-ErrorType': type });
@@ -863,11 +896,26 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       return refuse(400, 'ValidationException', `1 validation error detected: Value '${invocationType}' at 'invocationType' failed to satisfy constraint: ` +
         `Member must satisfy enum value set: [${INVOCATION_TYPES.join(', ')}]`);
     }
+    const logTypeHeader = req.headers['x-amz-log-type'];
+    const logType = typeof logTypeHeader === 'string' ? logTypeHeader : 'None';
+    if (!(LOG_TYPES as readonly string[]).includes(logType)) {
+      return refuse(400, 'ValidationException', `1 validation error detected: Value '${logType}' at 'logType' failed to satisfy constraint: ` +
+        `Member must satisfy enum value set: [${LOG_TYPES.join(', ')}]`);
+    }
     const parts = FUNCTION_NAME.exec(given);
-    const name = parts?.[2] ?? given;
-    const qualifier = parts?.[3] ?? new URLSearchParams(query).get('Qualifier') ?? undefined;
-    const notFound = (why: string) => refuse(404, 'ResourceNotFoundException', `Function not found: ${given}${parts?.[3] === undefined && qualifier !== undefined ? `:${qualifier}` : ''} (${why})`);
-    if (parts?.[1] !== undefined && parts[1] !== accountId) return notFound(`the local twin's functions are in account ${accountId}`);
+    const name = parts?.[3] ?? given;
+    const inName = parts?.[4];
+    const inQuery = new URLSearchParams(query).get('Qualifier') ?? undefined;
+    if (inName !== undefined && inQuery !== undefined && inName !== inQuery) {
+      return refuse(400, 'InvalidParameterValueException', 'The derived qualifier from the function name does not match the specified qualifier.');
+    }
+    const qualifier = inName ?? inQuery;
+    // Lambda's own answer to an ARN of another region; the ARN is as given, so the message names no qualifier twice.
+    if (parts?.[1] !== undefined && parts[1] !== region) {
+      return refuse(404, 'ResourceNotFoundException', `Functions from '${parts[1]}' are not reachable in this region ('${region}')`);
+    }
+    const notFound = (why: string) => refuse(404, 'ResourceNotFoundException', `Function not found: ${given}${inName === undefined && qualifier !== undefined ? `:${qualifier}` : ''} (${why})`);
+    if (parts?.[2] !== undefined && parts[2] !== accountId) return notFound(`the local twin's functions are in account ${accountId}`);
     if (qualifier !== undefined && qualifier !== '$LATEST') return notFound('the local twin runs each function\'s $LATEST only: it has no versions or aliases');
     if (invocationType === 'DryRun') {
       if (options.backend.hasFunction?.(name) !== true) return notFound('the local twin runs no function of that name');
@@ -881,13 +929,16 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     }
     let answer: FunctionAnswer | undefined;
     try {
-      answer = await options.backend.invokeFunction?.(name, payload);
+      answer = await options.backend.invokeFunction?.(name, payload, { requestId });
     } catch (error) {
       return refuse(500, 'ServiceException', `The local twin could not invoke ${name}: ${errorText(error)}`);
     }
     if (answer === undefined) return notFound('the local twin runs no function of that name');
     if (invocationType === 'Event') return sendEmpty(res, requestId, 202);
-    send(res, requestId, 200, answer.payload ?? null, answer.functionError !== undefined ? { 'X-Amz-Function-Error': answer.functionError } : {});
+    send(res, requestId, 200, answer.payload ?? null, {
+      ...(answer.functionError !== undefined && { 'X-Amz-Function-Error': answer.functionError }),
+      ...(logType === 'Tail' && answer.log !== undefined && { 'X-Amz-Log-Result': logTail(answer.log) }),
+    });
   };
 
   let allSettled: (() => void) | undefined;
@@ -924,14 +975,14 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   // Refuse a declared oversized body before the client uploads it (curl sends Expect for large bodies).
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     const declared = declaredContentLength(req);
-    const limit = bodyLimitFor(req.url);
+    const limit = bodyLimitFor(req);
     if (declared !== undefined && declared > limit.maxBytes) {
       inFlight += 1;
       res.on('close', () => {
         inFlight -= 1;
         if (closing && inFlight === 0) allSettled?.();
       });
-      if (limit.invoke) invokeTooLarge(res, randomUUID(), false);
+      if (limit.invoke) invokeTooLarge(res, randomUUID(), limit.maxBytes, false);
       else sendError(res, randomUUID(), tooLarge(false));
       return;
     }

@@ -15,6 +15,7 @@ import { createMetadataRecorder, type InvocationClock, type MetadataRecorder } f
 import { createFailureRouter, locateErrorObject, OVERLONG_LINE_ERROR_CODE } from '../../transforms/failure-router/handler';
 import { versionOfEtag } from '../../transforms/failure-router/dedupe-key';
 import { METADATA_TABLE_KEYS } from '../../transforms/shared/metadata-table';
+import { METADATA_CONSUMER_SERVICE } from '../../transforms/shared/metric-names';
 import { pipelineSchema } from '../../transforms/shared/pipeline';
 import { backoffDelay, sleep } from '../../transforms/shared/retry';
 import { dynamoClient, dynamoDocumentClient, kinesisClient, localRegion } from './aws-clients';
@@ -28,7 +29,8 @@ import { FaultInjector } from './faults';
 import { EmulatorStateError } from './state-error';
 import { checkDataFormat, stampDataFormat } from './data-format';
 import { firehoseRecordsOf } from './kinesis-source';
-import { startFirehoseApi, type FirehoseBackend, type FunctionAnswer, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
+import { startFirehoseApi, type FirehoseBackend, type FunctionAnswer, type InvocationContext, type LocalDeliveryStream, type RunningFirehoseApi } from './firehose-api';
+import { InvocationLogger, withInvocationLog } from './invocation-log';
 import { ObjectStore } from './object-store';
 import { ownProcessStart } from './process-alive';
 import { throttledLog } from './log-throttle';
@@ -236,20 +238,27 @@ function refuseFoldersForStateFiles(dataDir: string): void {
 /**
  * The consumer as the twin's Lambda Invoke runs it (`sluice redrive-consumer`): in the twin's process, so its writes
  * queue behind the event source mapping's (without transactions, as on dynalite, the consumer keeps exactly-once only
- * within one process). The answer is Lambda's: the batch item failures, or a function error for one that threw.
+ * within one process). The answer is Lambda's: the batch item failures, or a function error for one that threw, with
+ * the invocation's execution log (START, what the consumer's logger printed if it is an InvocationLogger, END, REPORT).
  */
-export function consumerInvocation(record: MetadataRecorder, timeoutSeconds: number): (payload: unknown) => Promise<FunctionAnswer> {
-  return async (payload) => {
-    const endsAt = performance.now() + timeoutSeconds * 1000;
-    const clock: InvocationClock = { getRemainingTimeInMillis: () => Math.max(0, endsAt - performance.now()) };
-    try {
-      const { batchItemFailures } = await record(payload as Parameters<MetadataRecorder>[0], clock);
-      return { payload: { batchItemFailures } };
-    } catch (err) {
-      return { functionError: 'Unhandled', payload: { errorType: (err as Error).name, errorMessage: (err as Error).message } };
-    }
+export function consumerInvocation(record: MetadataRecorder, timeoutSeconds: number, memoryMiB?: number): LocalFunction {
+  return async (payload, invocation) => {
+    const { result, log } = await withInvocationLog(invocation?.requestId ?? randomUUID(), async (): Promise<FunctionAnswer> => {
+      const endsAt = performance.now() + timeoutSeconds * 1000;
+      const clock: InvocationClock = { getRemainingTimeInMillis: () => Math.max(0, endsAt - performance.now()) };
+      try {
+        const { batchItemFailures } = await record(payload as Parameters<MetadataRecorder>[0], clock);
+        return { payload: { batchItemFailures } };
+      } catch (err) {
+        return { functionError: 'Unhandled', payload: { errorType: (err as Error).name, errorMessage: (err as Error).message } };
+      }
+    }, memoryMiB);
+    return { ...result, log };
   };
 }
+
+/** One of the twin's functions as its Firehose endpoint's Invoke runs it. */
+export type LocalFunction = (payload: unknown, invocation?: InvocationContext) => Promise<FunctionAnswer>;
 
 /**
  * Starts the local twin: kinesis-mock and dynalite as children it owns, the Firehose endpoint, one
@@ -462,7 +471,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const readers: ShardReader[] = [];
     const mappings = new Map<string, EventSourceMapping>();
     /** The twin's functions its Firehose endpoint's Lambda Invoke runs, by name. */
-    const functions = new Map<string, (payload: unknown) => Promise<FunctionAnswer>>();
+    const functions = new Map<string, LocalFunction>();
     const descriptions: LocalDeliveryStream[] = [];
     const createdAt = new Date();
 
@@ -535,8 +544,10 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
           // Give up on throttled writes (and report them for retry) well inside the function's timeout,
           // as the defaults do (20 s of 60 s): a timeout would cut an invocation off between its writes.
           retryBudgetMs: Math.min(20_000, Math.round((p.consumer.timeoutSeconds * 1000) / 3)),
+          // What it prints during an Invoke is that invocation's log too (X-Amz-Log-Type: Tail).
+          logger: new InvocationLogger({ serviceName: METADATA_CONSUMER_SERVICE }),
         });
-        functions.set(functionName, consumerInvocation(recordBatch, p.consumer.timeoutSeconds));
+        functions.set(functionName, consumerInvocation(recordBatch, p.consumer.timeoutSeconds, p.consumer.memoryMiB));
         const mapping = new EventSourceMapping({
           client: kc, streamName: names(pipeline).stream, dataDir, functionName,
           // The recorder's answer carries, besides the batchItemFailures Lambda reads, its tallies for the mapping's counters.
@@ -565,13 +576,13 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
         if (!target) throw new Error(`no engine for ${name}`);
         return target.engine.ingest(records);
       },
-      invokeFunction: async (name, payload) => functions.get(name)?.(payload),
+      invokeFunction: async (name, payload, invocation) => functions.get(name)?.(payload, invocation),
       hasFunction: (name) => functions.has(name),
     };
     // Named in twin.json and in every answer of the Firehose endpoint: commands match the two.
     const twinId = randomUUID();
     const api: RunningFirehoseApi = await startFirehoseApi({
-      host, port: options.ports?.firehose ?? config.local.firehosePort, backend,
+      host, port: options.ports?.firehose ?? config.local.firehosePort, backend, region,
       onBackendError: (e: unknown) => log(`sluice: firehose endpoint: ${(e as Error).message}`),
       headers: { [TWIN_DATA_DIR_HEADER]: encodeURIComponent(path.resolve(dataDir)), [TWIN_ID_HEADER]: twinId },
     });

@@ -1013,6 +1013,108 @@ describe('Lambda Invoke of the twin\'s functions', () => {
       await ownApi.close();
     }
   });
+
+  test('X-Amz-Log-Type: Tail answers X-Amz-Log-Result, the base64 of the last 4 KB of the invocation\'s log; None or none gives none, another value 400', async () => {
+    const requestIds: string[] = [];
+    // 5,000 bytes of log, ending in a two-byte character: the tail is its last 4,096 bytes, cut at a byte as Lambda cuts it.
+    const log = `START\n${'a'.repeat(4_990)}\né\n`;
+    const ownApi = await apiWithFunctions(async (_name, _payload, invocation) => {
+      requestIds.push(invocation!.requestId);
+      return { payload: { batchItemFailures: [] }, log };
+    });
+    const lambda = lambdaClient(ownApi.url, { maxAttempts: 1 });
+    try {
+      const invoke = (LogType?: 'Tail' | 'None') => lambda.send(new InvokeCommand({ FunctionName: 'consumer', Payload: Buffer.from('{}'), LogType }));
+      const tailed = await invoke('Tail');
+      expect(Buffer.from(tailed.LogResult!, 'base64')).toEqual(Buffer.from(log).subarray(5_000 - 4_096));
+      expect(Buffer.byteLength(log)).toBe(5_000);
+      expect(JSON.parse(Buffer.from(tailed.Payload!).toString())).toEqual({ batchItemFailures: [] });
+      expect((await invoke('None')).LogResult).toBeUndefined();
+      expect((await invoke()).LogResult).toBeUndefined();
+      // The function is told the request id the answer carries (Lambda's log lines name it).
+      expect(requestIds).toHaveLength(3);
+      expect(new Set(requestIds).size).toBe(3);
+
+      const exchange = async (headers: string) => (await rawExchange(ownApi.port, [botocoreInvoke(ownApi.port, 'consumer', headers, '{}')], 1))[0];
+      const short = await exchange('X-Amz-Log-Type: Tail');
+      expect(short.headers).toContain(`\r\nx-amzn-requestid: ${requestIds[3]}\r\n`);
+      // Asynchronous: Lambda returns no log.
+      const event = await exchange('X-Amz-Invocation-Type: Event\r\nX-Amz-Log-Type: Tail');
+      expect(event.status).toBe(202);
+      expect(event.headers).not.toMatch(/\r\nx-amz-log-result:/i);
+      const other = await exchange('X-Amz-Log-Type: Verbose');
+      expect(other.status).toBe(400);
+      expect(other.headers).toContain('\r\nx-amzn-errortype: validationexception\r\n');
+      expect(JSON.parse(other.body)).toEqual({ Type: 'User', Message: "1 validation error detected: Value 'Verbose' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]" });
+      expect(requestIds).toHaveLength(5);
+    } finally {
+      lambda.destroy();
+      await ownApi.close();
+    }
+  });
+
+  test('an Event invocation\'s body over Lambda\'s 1 MB asynchronous limit is answered 413 RequestEntityTooLargeException, the function not run; a synchronous one keeps 6 MB', async () => {
+    let invoked = 0;
+    const ownApi = await apiWithFunctions(async () => {
+      invoked++;
+      return { payload: null };
+    });
+    const lambda = lambdaClient(ownApi.url, { maxAttempts: 1 });
+    try {
+      const invoke = (bytes: number, InvocationType: 'Event' | 'RequestResponse') =>
+        lambda.send(new InvokeCommand({ FunctionName: 'consumer', InvocationType, Payload: Buffer.from(`"${'x'.repeat(bytes - 2)}"`) }));
+      expect((await invoke(1_048_576, 'Event')).StatusCode).toBe(202);
+      await expect(invoke(1_048_577, 'Event')).rejects.toMatchObject({
+        name: 'RequestEntityTooLargeException', message: 'Request must be smaller than 1048576 bytes for the InvokeFunction operation', $metadata: { httpStatusCode: 413 },
+      });
+      expect(invoked).toBe(1);
+      expect((await invoke(1_048_577, 'RequestResponse')).StatusCode).toBe(200);
+      expect(invoked).toBe(2);
+      // Declared larger than 1 MB and waiting for 100 Continue: answered at once.
+      const [answer] = await rawExchange(ownApi.port, [
+        'POST /2015-03-31/functions/consumer/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Invocation-Type: Event\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n',
+      ], 1);
+      expect({ status: answer.status, body: JSON.parse(answer.body) as unknown }).toEqual({
+        status: 413, body: { Type: 'User', Message: 'Request must be smaller than 1048576 bytes for the InvokeFunction operation' },
+      });
+      expect(invoked).toBe(2);
+    } finally {
+      lambda.destroy();
+      await ownApi.close();
+    }
+  });
+
+  test('a qualifier in the name that differs from ?Qualifier= is refused (400 InvalidParameterValueException), and an ARN of another region is not found, as Lambda answers them', async () => {
+    const invoked: string[] = [];
+    const ownApi = await startFirehoseApi({
+      port: 0, region: 'eu-west-1',
+      backend: {
+        listDeliveryStreams: () => [], findDeliveryStream: () => undefined, ingest: async () => [],
+        invokeFunction: async (name) => {
+          invoked.push(name);
+          return name === 'consumer' ? { payload: null } : undefined;
+        },
+      },
+    });
+    try {
+      const answer = async (pathName: string) => {
+        const [a] = await rawExchange(ownApi.port, [botocoreInvoke(ownApi.port, pathName, '', '{}')], 1);
+        return { status: a.status, type: /\r\nx-amzn-errortype: (\S+)/.exec(a.headers)?.[1], message: a.status === 200 ? undefined : (JSON.parse(a.body) as { Message: string }).Message };
+      };
+      const arn = (region: string, qualifier = '') => `arn%3Aaws%3Alambda%3A${region}%3A000000000000%3Afunction%3Aconsumer${qualifier}`;
+      const mismatch = { status: 400, type: 'invalidparametervalueexception', message: 'The derived qualifier from the function name does not match the specified qualifier.' };
+      expect(await answer('consumer%3A%24LATEST?Qualifier=live')).toEqual(mismatch);
+      expect(await answer(`${arn('eu-west-1', '%3Alive')}?Qualifier=%24LATEST`)).toEqual(mismatch);
+      expect(await answer(`${arn('eu-west-1')}?Qualifier=%24LATEST`)).toEqual({ status: 200, type: undefined, message: undefined });
+      expect(await answer(`consumer%3A%24LATEST?Qualifier=%24LATEST`)).toEqual({ status: 200, type: undefined, message: undefined });
+      expect(await answer(arn('us-east-1'))).toEqual({
+        status: 404, type: 'resourcenotfoundexception', message: "Functions from 'us-east-1' are not reachable in this region ('eu-west-1')",
+      });
+      expect(invoked).toEqual(['consumer', 'consumer']);
+    } finally {
+      await ownApi.close();
+    }
+  });
 });
 
 describe('close()', () => {

@@ -10,6 +10,12 @@ export const LAMBDA_MAX_RESPONSE_BYTES = 6_291_456;
 export const LAMBDA_MAX_REQUEST_BYTES = 6_291_456;
 
 /**
+ * Lambda's asynchronous (Event) request payload limit, 1 MB (1,048,576 bytes; 256 KB before 2025): the Invoke API
+ * reference, "For asynchronous invocations, the maximum payload size is 1 MB".
+ */
+export const LAMBDA_MAX_ASYNC_REQUEST_BYTES = 1_048_576;
+
+/**
  * What the transform lets its response grow to: the Lambda limit less a margin for the response
  * envelope and for rounding in the size estimate of each entry.
  */
