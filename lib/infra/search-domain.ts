@@ -1,4 +1,4 @@
-import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Aws, CfnDeletionPolicy, Duration, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -257,8 +257,12 @@ export class SearchDomain extends Construct {
     const slowSearchLogs = new logs.LogGroup(this, 'SlowSearchLogs', { retention: DOMAIN_LOG_RETENTION, removalPolicy: retainLogs });
     const slowIndexLogs = new logs.LogGroup(this, 'SlowIndexLogs', { retention: DOMAIN_LOG_RETENTION, removalPolicy: retainLogs });
     // A native resource policy instead of the L2's custom resource: OpenSearch may write to these three groups only.
+    // Its name ends in the stack's id (a UUID CloudFormation gives each stack it creates): one kept by an earlier stack
+    // of the same name (below) would otherwise fail this one's creation, as CloudFormation creates no resource policy
+    // whose name exists (AlreadyExists).
+    const stackUuid = Fn.select(2, Fn.split('/', Aws.STACK_ID));
     const logPolicy = new logs.CfnResourcePolicy(this, 'LogPublishingPolicy', {
-      policyName: `${Stack.of(this).stackName}-opensearch-logs`,
+      policyName: `${Stack.of(this).stackName}-opensearch-logs-${stackUuid}`,
       policyDocument: Stack.of(this).toJsonString({
         Version: '2012-10-17',
         Statement: [{
@@ -270,6 +274,14 @@ export class SearchDomain extends Construct {
         }],
       }),
     });
+
+    // Kept with a kept domain, which without it can no longer publish to its kept log groups. Like the domain, not kept
+    // when the stack's own creation rolls back (the domain goes then). On a replacement (a new name) the new policy
+    // names the same groups, so the old one is deleted: each one kept counts toward the account's 10 per region.
+    if (o.removalPolicy === RemovalPolicy.RETAIN) {
+      logPolicy.cfnOptions.deletionPolicy = CfnDeletionPolicy.RETAIN_EXCEPT_ON_CREATE;
+      logPolicy.cfnOptions.updateReplacePolicy = CfnDeletionPolicy.DELETE;
+    }
 
     const domain = new opensearch.Domain(this, 'Domain', {
       domainName: o.domainName,

@@ -465,6 +465,14 @@ describe('search', () => {
     });
   });
 
+  test('the domain\'s log publishing policy: deleted with the stack; named after the stack and its id, so one an earlier stack of the same name kept does not block creation', () => {
+    const policies = Object.values(dev.template.findResources('AWS::Logs::ResourcePolicy')) as Array<{ DeletionPolicy?: string; UpdateReplacePolicy?: string; Properties: { PolicyName: unknown } }>;
+    expect(policies.map((p) => [p.DeletionPolicy, p.UpdateReplacePolicy])).toEqual([[undefined, undefined]]);
+    const [policy] = policies;
+    // The UUID in the stack id arn:aws:cloudformation:<region>:<account>:stack/<name>/<uuid>.
+    expect(policy.Properties.PolicyName).toEqual({ 'Fn::Join': ['', [`${dev.stack.stackName}-opensearch-logs-`, { 'Fn::Select': [2, { 'Fn::Split': ['/', { Ref: 'AWS::StackId' }] }] }]] });
+  });
+
   test('a new engine version upgrades the domain in place: CloudFormation would otherwise replace it, which its fixed name refuses', () => {
     const [, domain] = Object.entries(dev.template.findResources('AWS::OpenSearchService::Domain'))[0];
     expect((domain as { UpdatePolicy?: unknown }).UpdatePolicy).toEqual({ EnableVersionUpgrade: true });

@@ -60,6 +60,10 @@ describe('env=prod', () => {
       expect(resources.length).toBeGreaterThan(0);
       for (const r of resources) expect([r.DeletionPolicy, r.UpdateReplacePolicy]).toEqual(['RetainExceptOnCreate', 'Retain']);
     }
+    // The domain's log publishing policy stays with it, or the kept domain could no longer log to its kept groups; it holds
+    // nothing, so a replacement (which writes a new one) deletes the old one.
+    const logPolicies = Object.values(prod.template.findResources('AWS::Logs::ResourcePolicy')) as Array<{ DeletionPolicy?: string; UpdateReplacePolicy?: string }>;
+    expect(logPolicies.map((r) => [r.DeletionPolicy, r.UpdateReplacePolicy])).toEqual([['RetainExceptOnCreate', 'Delete']]);
     expect(resourcesOf(prod.template, 'Custom::S3AutoDeleteObjects')).toHaveLength(0);
     // The alarm topic is deleted with the stack, so its key is too (a retained one would protect nothing, and bill).
     expect(prod.template.findResources('AWS::SNS::Topic', { DeletionPolicy: Match.anyValue() })).toEqual({});
