@@ -132,6 +132,36 @@ describe('index-template custom resource', () => {
     await expect(applyIndexTemplate({ ...odd, RequestType: 'Create' } as CloudFormationCustomResourceEvent, unknown.send, { deadline: 60_000, ...clock() })).rejects.toThrow(/Retention\.Policy: not a retention policy Sluice builds/);
   });
 
+  describe('a domain endpoint that does not resolve', () => {
+    const dnsError = (code: string) => Object.assign(new Error(`getaddrinfo ${code} ${props.Endpoint}`), { code, syscall: 'getaddrinfo', hostname: props.Endpoint });
+    const retention = JSON.stringify({ PolicyId: 'iot-retention', IndexName: 'iot', RetentionDays: 30, Rotation: 'OneDay' });
+    const withRetention = (type: 'Create' | 'Delete') => ({ ...event(type, 'pid'), ResourceProperties: { ...props, Retention: retention } }) as CloudFormationCustomResourceEvent;
+
+    test('(ENOTFOUND) on Delete: the domain is gone, so the Delete succeeds at once, with a log line, and sends nothing more', async () => {
+      const { send, requests } = scripted(...Array.from({ length: 100 }, () => dnsError('ENOTFOUND')));
+      const sleeps: number[] = [];
+      const options = { deadline: 285_000, stack, now: () => 0, sleep: async (ms: number) => { sleeps.push(ms); } };
+      await expect(applyIndexTemplate(withRetention('Delete'), send, options)).resolves.toEqual({ PhysicalResourceId: 'pid' });
+      // The template's DELETE once: no retry, and no retention policy requests.
+      expect(requests.map((r) => `${r.method} ${r.path}`)).toEqual(['DELETE /_index_template/iot']);
+      expect(sleeps).toEqual([]);
+      const lines = (console.log as jest.Mock).mock.calls.map(([line]) => JSON.parse(line as string));
+      expect(lines).toEqual([expect.objectContaining({ level: 'INFO', message: expect.stringMatching(/^the domain endpoint does not resolve: the domain is gone/), host: props.Endpoint, template: 'iot' })]);
+    });
+
+    test('for now (EAI_AGAIN) on Delete, or on Create: retried as before', async () => {
+      const transient = scripted(dnsError('EAI_AGAIN'), dnsError('EAI_AGAIN'), { status: 200, body: '{}' });
+      await expect(applyIndexTemplate(event('Delete', 'pid'), transient.send, { deadline: 60_000, ...clock() })).resolves.toEqual({ PhysicalResourceId: 'pid' });
+      expect(transient.requests).toHaveLength(3);
+      const creating = scripted(dnsError('ENOTFOUND'), dnsError('ENOTFOUND'), { status: 200, body: '{}' });
+      await expect(applyIndexTemplate(event('Create'), creating.send, { deadline: 60_000, ...clock() })).resolves.toMatchObject({ Data: { TemplateName: 'iot' } });
+      expect(creating.requests.map((r) => `${r.method} ${r.path}`)).toEqual(Array(3).fill('PUT /_index_template/iot'));
+      const never = scripted(...Array.from({ length: 100 }, () => dnsError('ENOTFOUND')));
+      await expect(applyIndexTemplate(withRetention('Create'), never.send, { deadline: 60_000, ...clock() })).rejects.toThrow(/ENOTFOUND/);
+      expect(never.requests.length).toBeGreaterThan(2);
+    });
+  });
+
   test('Delete on a domain that never answers returns by the deadline: no request outlasts it, the retention\'s included', async () => {
     let t = 0;
     const timeouts: number[] = [];

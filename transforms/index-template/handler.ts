@@ -224,18 +224,27 @@ export async function applyIndexTemplate(
 
   if (event.RequestType === 'Delete') {
     // Tearing down must not hang on a domain that is gone or refuses us: the template only matters while the domain does.
+    // A host name that does not resolve is a domain deleted already (by the same stack deletion, or by hand): nothing
+    // is left to delete, so no retries until the deadline. A Create or Update retries it, as any failure.
+    const deleting = { ...options, stopOn: endpointGone };
     try {
-      const result = await sendWithRetry(send, { hostname: props.hostname, region, method: 'DELETE', path }, options);
+      const result = await sendWithRetry(send, { hostname: props.hostname, region, method: 'DELETE', path }, deleting);
       if (result.status !== 404 && (result.status < 200 || result.status >= 300)) {
         log('WARN', 'could not delete the index template; leaving it', { template: props.templateName, status: result.status, body: result.body.slice(0, 500) });
       }
     } catch (err) {
+      if (endpointGone(err)) {
+        log('INFO', 'the domain endpoint does not resolve: the domain is gone, with its template and retention policy; nothing to delete', {
+          template: props.templateName, host: props.hostname, error: (err as Error).message,
+        });
+        return { PhysicalResourceId: event.PhysicalResourceId };
+      }
       log('WARN', 'could not delete the index template; leaving it', { template: props.templateName, error: (err as Error).message });
     }
     // The indices left behind stay, and no policy the stack made deletes them any more.
     if (props.retention) {
       try {
-        report(props.templateName, props.retention, await applyRetentionPolicy(ismRequest(send, props.hostname, region, options), props.retention.PolicyId, props.retention.IndexName, undefined));
+        report(props.templateName, props.retention, await applyRetentionPolicy(ismRequest(send, props.hostname, region, deleting), props.retention.PolicyId, props.retention.IndexName, undefined));
       } catch (err) {
         log('WARN', 'could not delete the retention policy; leaving it', { template: props.templateName, policyId: props.retention.PolicyId, error: (err as Error).message });
       }
@@ -273,8 +282,24 @@ export async function applyIndexTemplate(
   return { PhysicalResourceId: physicalId, Data: { TemplateName: props.templateName } };
 }
 
+/**
+ * The host name does not resolve (getaddrinfo's ENOTFOUND: no such name), as a deleted domain's endpoint. Not EAI_AGAIN,
+ * a lookup that failed for now (the resolver timed out or could not answer), which says nothing about the domain.
+ */
+export function endpointGone(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOTFOUND';
+}
+
+/** Retry options: the deadline on `now`'s clock, and errors not worth a retry (`stopOn`, none by default). */
+interface RetryOptions {
+  readonly deadline: number;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+  readonly stopOn?: (err: Error) => boolean;
+}
+
 /** ISM requests, signed and retried as the template's are. */
-function ismRequest(send: SendSigned, hostname: string, region: string, options: { deadline: number; now?: () => number; sleep?: (ms: number) => Promise<void> }) {
+function ismRequest(send: SendSigned, hostname: string, region: string, options: RetryOptions) {
   return (method: TemplateRequest['method'], path: string, body?: string) => sendWithRetry(send, { hostname, region, method, path: `/${path}`, ...(body === undefined ? {} : { body }) }, options);
 }
 
@@ -293,7 +318,7 @@ function report(templateName: string, retention: Retention, outcome: RetentionOu
 async function sendWithRetry(
   send: SendSigned,
   request: TemplateRequest,
-  options: { deadline: number; now?: () => number; sleep?: (ms: number) => Promise<void> },
+  options: RetryOptions,
 ): Promise<HttpResult> {
   const now = options.now ?? monotonicNow;
   const sleep = options.sleep ?? defaultSleep;
@@ -308,6 +333,7 @@ async function sendWithRetry(
       result = await send(request, Math.min(REQUEST_TIMEOUT_MS, options.deadline - now()));
     } catch (err) {
       error = err as Error;
+      if (options.stopOn?.(error)) throw error;
     }
     if (result && !isRetryable(result.status)) return result;
     const outOfTime = now() + delay + MIN_REQUEST_MS > options.deadline;
