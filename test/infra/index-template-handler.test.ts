@@ -1,4 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import {
@@ -7,6 +13,7 @@ import {
   NodeSha256,
   readProperties,
   regionOf,
+  sendSigned,
   stackSettingsFrom,
   type HttpResult,
   type TemplateRequest,
@@ -243,4 +250,65 @@ describe('index-template custom resource', () => {
     expect(signed.headers.authorization).toBe('AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, '
       + 'SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31');
   });
+});
+
+describe('sendSigned', () => {
+  // A local HTTPS server for "localhost", with a self-signed certificate made now by openssl (Node cannot make one),
+  // trusted through the global agent sendSigned's requests use: the function's code verifies certificates as in Lambda.
+  let dir: string;
+  let server: https.Server;
+  let port: number;
+  let respond: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void;
+  const received: string[] = [];
+  const credentialKeys = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'] as const;
+  const saved = { ca: https.globalAgent.options.ca, env: credentialKeys.map((k) => [k, process.env[k]] as const) };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sluice-send-signed-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const cert = readFileSync(join(dir, 'cert.pem'));
+    https.globalAgent.options.ca = cert;
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' });
+    delete process.env.AWS_SESSION_TOKEN;
+    server = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (req, res) => {
+      received.push(`${req.method} ${req.url} ${String(req.headers.authorization).split(' ')[0]}`);
+      respond(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    https.globalAgent.options.ca = saved.ca;
+    for (const [k, v] of saved.env) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  beforeEach(() => { received.length = 0; });
+
+  const request: TemplateRequest = { hostname: 'localhost', region: 'eu-west-1', method: 'PUT', path: '/_index_template/iot', body };
+
+  test('a server that answers: its status and body', async () => {
+    respond = (_req, res) => res.writeHead(200).end('{"acknowledged":true}');
+    await expect(sendSigned(request, 10_000, port)).resolves.toEqual({ status: 200, body: '{"acknowledged":true}' });
+    expect(received).toEqual(['PUT /_index_template/iot AWS4-HMAC-SHA256']);
+  }, 15_000);
+
+  test('a server that takes the request and never answers: rejected with a timeout error once timeoutMs has passed', async () => {
+    respond = () => undefined;
+    await expect(sendSigned(request, 500, port)).rejects.toThrow(/^PUT \/_index_template\/iot timed out after 1 s$/);
+    expect(received).toEqual(['PUT /_index_template/iot AWS4-HMAC-SHA256']);
+  }, 15_000);
+
+  test('an answer that trickles in and never ends: rejected too (the timer is on the whole exchange, not the socket\'s idle time)', async () => {
+    respond = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const drip = setInterval(() => res.write(' '), 50);
+      res.on('close', () => clearInterval(drip));
+    };
+    await expect(sendSigned(request, 500, port)).rejects.toThrow(/^PUT \/_index_template\/iot timed out after 1 s$/);
+  }, 15_000);
 });

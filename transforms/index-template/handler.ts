@@ -378,8 +378,11 @@ function toBuffer(data: SourceData): Buffer {
   return Buffer.from(data);
 }
 
-/** Signs with the function's credentials and sends over HTTPS; fails once `timeoutMs` has passed, answered or not. */
-export async function sendSigned(request: TemplateRequest, timeoutMs: number): Promise<HttpResult> {
+/**
+ * Signs with the function's credentials and sends over HTTPS; fails once `timeoutMs` has passed, answered or not.
+ * `port` is for tests (a local server): OpenSearch Service answers on 443.
+ */
+export async function sendSigned(request: TemplateRequest, timeoutMs: number, port = 443): Promise<HttpResult> {
   const signer = new SignatureV4({ credentials: fromEnv(), region: request.region, service: 'es', sha256: NodeSha256 });
   const unsigned: HttpRequest = {
     method: request.method,
@@ -393,7 +396,7 @@ export async function sendSigned(request: TemplateRequest, timeoutMs: number): P
   const signed = await signer.sign(unsigned);
   return new Promise<HttpResult>((resolve, reject) => {
     const req = https.request(
-      { method: signed.method, hostname: signed.hostname, path: signed.path, headers: signed.headers },
+      { method: signed.method, hostname: signed.hostname, port, path: signed.path, headers: signed.headers },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
