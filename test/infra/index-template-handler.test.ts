@@ -1,9 +1,7 @@
-import { execFileSync } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
@@ -253,9 +251,8 @@ describe('index-template custom resource', () => {
 });
 
 describe('sendSigned', () => {
-  // A local HTTPS server for "localhost", with a self-signed certificate made now by openssl (Node cannot make one),
-  // trusted through the global agent sendSigned's requests use: the function's code verifies certificates as in Lambda.
-  let dir: string;
+  // A local HTTPS server for "localhost", with the self-signed test certificate of test/fixtures/tls, trusted through the
+  // global agent sendSigned's requests use: the function's code verifies certificates as in Lambda.
   let server: https.Server;
   let port: number;
   let respond: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void;
@@ -264,14 +261,12 @@ describe('sendSigned', () => {
   const saved = { ca: https.globalAgent.options.ca, env: credentialKeys.map((k) => [k, process.env[k]] as const) };
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'sluice-send-signed-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
-    const cert = readFileSync(join(dir, 'cert.pem'));
+    const tls = join(__dirname, '..', 'fixtures', 'tls');
+    const cert = readFileSync(join(tls, 'localhost.cert.pem'));
     https.globalAgent.options.ca = cert;
     Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' });
     delete process.env.AWS_SESSION_TOKEN;
-    server = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (req, res) => {
+    server = https.createServer({ key: readFileSync(join(tls, 'localhost.key.pem')), cert }, (req, res) => {
       received.push(`${req.method} ${req.url} ${String(req.headers.authorization).split(' ')[0]}`);
       respond(req, res);
     });
@@ -284,7 +279,6 @@ describe('sendSigned', () => {
     for (const [k, v] of saved.env) if (v === undefined) delete process.env[k]; else process.env[k] = v;
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
-    rmSync(dir, { recursive: true, force: true });
   });
 
   beforeEach(() => { received.length = 0; });
