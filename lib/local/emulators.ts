@@ -13,6 +13,7 @@ import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { dynamoClient, kinesisClient, localRegion } from './aws-clients';
 import { endpointFor, LOOPBACK } from './endpoint';
 import { freePort, listen, listenProblem } from './ports';
+import { CODE_CACHE_MARK_MS, CODE_CACHE_PARTIAL_MS, CODE_CACHE_UNUSED_MS, pruneCodeCaches } from './code-cache';
 import { isLoopbackBinding, refuseWebPageRequest, webPageProblem, webPageRefusal, webPageRequest } from './request-guard';
 import { EmulatorStateError } from './state-error';
 
@@ -51,7 +52,7 @@ export interface KinesisEmulatorOptions {
   readonly persist?: boolean;
   /** Seconds between kinesis-mock's saves while it runs (it also saves when it stops). @default kinesis-mock's 5 */
   readonly persistIntervalSeconds?: number;
-  /** Where V8's code cache for kinesis-mock's main.js is kept, which spares its compile from the second start on. @default kinesisCodeCacheDir() */
+  /** Where V8's code cache for kinesis-mock's main.js is kept, which spares its compile from the second start on; a start that writes one there deletes the caches of other versions no start has used for 30 days (code-cache.ts). @default kinesisCodeCacheDir() */
   readonly codeCacheDir?: string;
   /** How long to wait for the emulator to answer ListStreams. @default 30_000 */
   readonly readyTimeoutMs?: number;
@@ -331,10 +332,13 @@ process.once('SIGTERM', () => {
   }, lastResortMs).unref();
 });
 process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+// code-cache.ts's own function.
+const pruneCodeCaches = ${pruneCodeCaches.toString()};
 if (process.env.SLUICE_KINESIS_CODE_CACHE) runWithCodeCache(process.env.SLUICE_KINESIS_MAIN, process.env.SLUICE_KINESIS_CODE_CACHE);
 else require(process.env.SLUICE_KINESIS_MAIN);
 // kinesis-mock's main.js is 9 MB of JavaScript: compiling it is most of its start. V8's code cache for it, kept in dir
-// under a hash of the source and this Node, spares that from the second start on. Any problem with the cache (none yet,
+// under a hash of the source and this Node, spares that from the second start on (the caches of other versions that no
+// start has used for 30 days are pruned: code-cache.ts). Any problem with the cache (none yet,
 // unreadable, damaged, rejected by V8, a folder that cannot be written) only costs the compile.
 function runWithCodeCache(file, dir) {
   const vm = require('vm');
@@ -368,7 +372,15 @@ function runWithCodeCache(file, dir) {
   mod.filename = file;
   script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
   mod.loaded = true;
-  if (cachedData !== undefined && !script.cachedDataRejected) return;
+  if (cachedData !== undefined && !script.cachedDataRejected) {
+    // Marked used (its modification time), so a start of another Node.js or kinesis-mock version does not prune it
+    // (pruneCodeCaches, below); once a day at most.
+    try {
+      const now = Date.now();
+      if (Math.abs(now - fs.statSync(cacheFile).mtimeMs) > ${CODE_CACHE_MARK_MS}) fs.utimesSync(cacheFile, now / 1000, now / 1000);
+    } catch (_) { /* pruned meanwhile by another start, or a read-only folder: not marked */ }
+    return;
+  }
   // Once it has started: the cache then holds the functions its start compiled too.
   setTimeout(() => {
     const partial = cacheFile + '.' + process.pid + '.tmp';
@@ -382,6 +394,12 @@ function runWithCodeCache(file, dir) {
     } catch (_) {
       try { fs.rmSync(partial, { force: true }); } catch (_) { /* as above */ }
     }
+    // Each Node.js or kinesis-mock version has its own cache (about 10 MB): those no start has used for 30 days go, and
+    // partials a writer that died left over an hour ago; a cache in use (another Node.js's, sharing the folder) stays.
+    // Written or not (a full disk): the space freed serves the next start.
+    try {
+      pruneCodeCaches(fs, dir, 'kinesis-mock-', path.basename(cacheFile), ${CODE_CACHE_UNUSED_MS}, ${CODE_CACHE_PARTIAL_MS}, Date.now());
+    } catch (_) { /* only housekeeping */ }
   }, ${KINESIS_CODE_CACHE_WRITE_DELAY_MS}).unref();
 }
 `;

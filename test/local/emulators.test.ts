@@ -1,5 +1,5 @@
 import { spawn } from 'child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, truncateSync, writeFileSync } from 'fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, truncateSync, utimesSync, writeFileSync } from 'fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'fs/promises';
 import * as http from 'http';
 import * as net from 'net';
@@ -500,7 +500,7 @@ describe('kinesis-mock', () => {
     }
   });
 
-  it('keeps V8\'s code cache for its main.js, and uses it at the next start; a damaged one costs only the compile, and is written anew; a folder that cannot be made, only the cache', async () => {
+  it('keeps V8\'s code cache for its main.js, and uses it at the next start; a damaged one costs only the compile, and is written anew; writing one prunes other versions\' caches no start used for 30 days; a folder that cannot be made, only the cache', async () => {
     // By default beside the installed packages, as build tools keep theirs; here a folder of its own, which no other start shares.
     expect(kinesisCodeCacheDir()).toBe(path.resolve(__dirname, '../../node_modules/.cache/sluice'));
     const dir = path.join(await tempDir(), 'cache');
@@ -530,14 +530,40 @@ describe('kinesis-mock', () => {
     const damaged = readFileSync(file);
     damaged.fill(0x5a, Math.floor(damaged.length * 0.3), Math.floor(damaged.length * 0.3) + 64);
     writeFileSync(file, damaged);
+    // Beside it, other versions' caches (Node.js, kinesis-mock) and partials: a start that writes its cache deletes those
+    // no start has used for 30 days (a start marks its cache used by its modification time) and partials over an hour
+    // old, those a writer that died left; the others stay. One it cannot delete (here a folder) does not stop the start.
+    const aged = (name: string, days: number): string => {
+      const at = (Date.now() - days * 24 * 3600 * 1000) / 1000;
+      utimesSync(path.join(dir, name), at, at);
+      return name;
+    };
+    const other = (name: string, days: number): string => {
+      writeFileSync(path.join(dir, name), 'x');
+      return aged(name, days);
+    };
+    mkdirSync(path.join(dir, 'kinesis-mock-undeletable.v8cache'));
+    writeFileSync(path.join(dir, 'kinesis-mock-undeletable.v8cache', 'inside'), 'x');
+    const kept = [
+      other('kinesis-mock-node22.v8cache', 29),
+      other(`${path.basename(file)}.123.tmp`, 0.01),
+      aged('kinesis-mock-undeletable.v8cache', 31),
+      other('notes.txt', 90),
+    ];
+    const pruned = [other('kinesis-mock-node18.v8cache', 31), other(`${path.basename(file)}.456.tmp`, 0.1)];
     await running(async () => {
       await eventually('the cache written anew', async () => (!readFileSync(file).equals(damaged) || undefined));
+      await eventually('the unused caches pruned', async () => (pruned.every((name) => !existsSync(path.join(dir, name))) || undefined));
     });
     expect(statSync(file).size).toBeGreaterThan(1_000_000);
-    // Whole: used, so not written again (the write would come a second after the start).
-    const written = statSync(file).mtimeMs;
+    expect(readdirSync(dir).sort()).toEqual([...kept, path.basename(file)].sort());
+    await Promise.all(kept.map((name) => rm(path.join(dir, name), { recursive: true })));
+    // Whole: used, so not written again (the write would come a second after the start); marked used (once a day at most).
+    aged(path.basename(file), 2);
+    const whole = statSync(file);
     await running(() => new Promise((resolve) => setTimeout(resolve, 2_000)));
-    expect(statSync(file).mtimeMs).toBe(written);
+    expect(statSync(file).ino).toBe(whole.ino);
+    expect(statSync(file).mtimeMs).toBeGreaterThan(whole.mtimeMs + 24 * 3600 * 1000);
     // A folder that cannot be made (node_modules read-only, a file in its place): kinesis-mock starts and answers as
     // without a cache, and leaves nothing behind.
     const inFile = path.join(dir, path.basename(file), 'cache');
