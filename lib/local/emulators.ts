@@ -163,11 +163,16 @@ fs.createWriteStream = function (file) {
 // in and ends the connection, so a request pipelined before it in that chunk goes unanswered (no SDK pipelines, and
 // a page never shares an SDK's connection). Connections to its TLS port are closed unread (see 'connection' below).
 // The guard also holds a JSON PutRecords or PutRecord body until it is whole and refuses, with AWS's ValidationException
-// and its wording, what AWS refuses so and kinesis-mock 0.6.2 does not: a PutRecords of more than 500 records (kinesis-mock
-// accepts it), and a record whose PartitionKey is missing or null (kinesis-mock: SerializationException), empty or over
-// 256 characters (kinesis-mock: InvalidArgumentException). A producer that batches past the limit, or sends such a key,
-// would otherwise see locally another answer than on AWS. A body AWS would not decode (no JSON; a record, or a member
-// the guard reads, of the wrong type) is kinesis-mock's to answer (SerializationException, as AWS). Reading the keys
+// and its wording, what AWS refuses so and kinesis-mock 0.6.2 does not: a PutRecords whose Records are missing or null
+// (kinesis-mock: SerializationException), empty (it answers 200) or more than 500 (it accepts them); a record whose
+// PartitionKey is missing or null (SerializationException), empty or over 256 characters (InvalidArgumentException);
+// whose ExplicitHashKey is not in AWS's pattern, 0|([1-9]\\d{0,38}) (an empty or non-digit one: a 500 with an empty
+// body; a leading zero, a sign or 40 digits: InvalidArgumentException); whose Data is missing or null
+// (SerializationException) or over 10 MiB decoded, AWS's model limit since streams take records up to 10 MiB
+// (kinesis-mock refuses it only as over the stream's maximum record size, 1 MiB unless raised, which AWS checks after
+// validation). A producer that batches past the limit, or sends such a record, would otherwise see locally another
+// answer than on AWS. A body AWS would not decode (no JSON; a record, or a member the guard reads, of the wrong type)
+// is kinesis-mock's to answer (SerializationException, as AWS). Reading the keys
 // needs the parse: a scan of the bytes for "PartitionKey" is fooled by escapes ("Partition\\u004bey"), a key repeated
 // in a record or inside an unknown member's object, and counts bytes or escapes, not characters.
 // A CBOR body, a chunked one, or one over 64 MiB, passes unread (kinesis-mock answers it). Like a web
@@ -187,6 +192,13 @@ function refuse(socket, problem) {
 }
 const PUT_RECORDS_MAX = 500;
 const PARTITION_KEY_MAX = 256;
+// AWS's pattern for an explicit hash key, matched whole, and as its message prints it.
+const HASH_KEY_PATTERN = /^(?:0|[1-9]\\d{0,38})$/;
+const HASH_KEY_PATTERN_TEXT = '0|([1-9]\\\\d{0,38})';
+// The most decoded bytes AWS's model takes in a record's data (10 MiB); a stream's own maximum record size is 1 MiB
+// unless raised (up to this), which kinesis-mock applies.
+const DATA_MAX = 10 * 1024 * 1024;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 // AWS lists at most this many validation errors, and counts only those it lists.
 const VALIDATION_ERRORS_LISTED = 10;
 const HELD_BODY_MAX = 64 * 1024 * 1024;
@@ -203,36 +215,67 @@ function isObject(value) {
 function decodable(object, names) {
   return names.every((name) => object[name] === undefined || object[name] === null || typeof object[name] === 'string');
 }
-// What AWS says of a partition key at \`at\` (its path in AWS's words), or undefined for a good one. Its length is
-// counted as AWS's and kinesis-mock's Java and Scala strings count it, in UTF-16 units.
+// AWS's words for a member at \`at\` (its path, as 'records.2.member.data') whose value, as AWS prints it, fails a constraint.
+function violation(value, at, constraint) {
+  return 'Value ' + value + " at '" + at + "' failed to satisfy constraint: Member must " + constraint;
+}
+// What AWS says of a partition key at \`at\`, or undefined for a good one. Its length is counted as AWS's and
+// kinesis-mock's Java and Scala strings count it, in UTF-16 units.
 function partitionKeyProblem(key, at) {
-  const where = " at '" + at + "' failed to satisfy constraint: Member must ";
-  if (key === undefined || key === null) return 'Value null' + where + 'not be null';
-  if (key.length < 1) return "Value ''" + where + 'have length greater than or equal to 1';
-  if (key.length > PARTITION_KEY_MAX) return "Value '" + key + "'" + where + 'have length less than or equal to ' + PARTITION_KEY_MAX;
+  if (key === undefined || key === null) return violation('null', at, 'not be null');
+  if (key.length < 1) return violation("''", at, 'have length greater than or equal to 1');
+  if (key.length > PARTITION_KEY_MAX) return violation("'" + key + "'", at, 'have length less than or equal to ' + PARTITION_KEY_MAX);
   return undefined;
 }
+// What AWS says of an explicit hash key (optional) at \`at\`, or undefined. One in the pattern but over 2^128-1 is
+// kinesis-mock's to refuse (InvalidArgumentException, as AWS, after the stream is found).
+function hashKeyProblem(key, at) {
+  if (key === undefined || key === null || HASH_KEY_PATTERN.test(key)) return undefined;
+  return violation("'" + key + "'", at, 'satisfy regular expression pattern: ' + HASH_KEY_PATTERN_TEXT);
+}
+// What AWS says of a record's data (a base64 string) at \`at\`, or undefined. Its decoded length comes from the string's
+// length, without decoding it; AWS prints the decoded bytes as the Java buffer it holds them in. Data over the stream's
+// own maximum record size (1 MiB unless raised) but within AWS's 10 MiB is kinesis-mock's to refuse, as AWS does after
+// validation; so is a string that is no base64 (AWS: SerializationException).
+function dataProblem(data, at) {
+  if (data === undefined || data === null) return violation('null', at, 'not be null');
+  if (data.length <= DATA_MAX) return undefined; // its decoded length is at most 3/4 of that
+  const pad = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
+  const length = Math.floor(data.length * 3 / 4) - pad;
+  if (length <= DATA_MAX || data.length % 4 !== 0 || !BASE64.test(data)) return undefined;
+  return violation("'java.nio.HeapByteBuffer[pos=0 lim=" + length + ' cap=' + length + "]'", at, 'have length less than or equal to ' + DATA_MAX);
+}
 // Why a whole PutRecords or PutRecord body is one AWS refuses with ValidationException before kinesis-mock sees it, in
-// AWS's words, or undefined.
+// AWS's words and order (a record's partition key, explicit hash key, then data), or undefined.
 function heldBodyProblem(operation, body) {
   let request;
   try { request = JSON.parse(body.toString('utf8')); } catch { return undefined; }
   if (!isObject(request) || !decodable(request, ['StreamName', 'StreamARN'])) return undefined;
   const problems = [];
+  const add = (problem) => { if (problem !== undefined && problems.length < VALIDATION_ERRORS_LISTED) problems.push(problem); };
   if (operation === 'PutRecord') {
     if (!decodable(request, ['Data', 'PartitionKey', 'ExplicitHashKey', 'SequenceNumberForOrdering'])) return undefined;
-    problems.push(partitionKeyProblem(request.PartitionKey, 'partitionKey'));
+    add(partitionKeyProblem(request.PartitionKey, 'partitionKey'));
+    add(hashKeyProblem(request.ExplicitHashKey, 'explicitHashKey'));
+    add(dataProblem(request.Data, 'data'));
   } else {
     const records = request.Records;
-    if (!Array.isArray(records) || !records.every((record) => isObject(record) && decodable(record, ['Data', 'PartitionKey', 'ExplicitHashKey']))) return undefined;
-    if (records.length > PUT_RECORDS_MAX) {
-      problems.push("Value '[" + records.length + " records]' at 'records' failed to satisfy constraint: Member must have length less than or equal to " + PUT_RECORDS_MAX);
+    if (records === undefined || records === null) {
+      add(violation('null', 'records', 'not be null'));
+    } else {
+      if (!Array.isArray(records) || !records.every((record) => isObject(record) && decodable(record, ['Data', 'PartitionKey', 'ExplicitHashKey']))) return undefined;
+      if (records.length < 1) add(violation("'[]'", 'records', 'have length greater than or equal to 1'));
+      if (records.length > PUT_RECORDS_MAX) add(violation("'[" + records.length + " records]'", 'records', 'have length less than or equal to ' + PUT_RECORDS_MAX));
+      for (let i = 0; i < records.length && problems.length < VALIDATION_ERRORS_LISTED; i++) {
+        const at = 'records.' + (i + 1) + '.member.';
+        add(partitionKeyProblem(records[i].PartitionKey, at + 'partitionKey'));
+        add(hashKeyProblem(records[i].ExplicitHashKey, at + 'explicitHashKey'));
+        add(dataProblem(records[i].Data, at + 'data'));
+      }
     }
-    records.forEach((record, i) => problems.push(partitionKeyProblem(record.PartitionKey, 'records.' + (i + 1) + '.member.partitionKey')));
   }
-  const listed = problems.filter((problem) => problem !== undefined).slice(0, VALIDATION_ERRORS_LISTED);
-  if (listed.length === 0) return undefined;
-  return listed.length + (listed.length === 1 ? ' validation error' : ' validation errors') + ' detected: ' + listed.join('; ');
+  if (problems.length === 0) return undefined;
+  return problems.length + (problems.length === 1 ? ' validation error' : ' validation errors') + ' detected: ' + problems.join('; ');
 }
 function guard(socket) {
   let head = Buffer.alloc(0); // the request head read so far

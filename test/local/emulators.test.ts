@@ -405,6 +405,101 @@ describe('kinesis-mock', () => {
       expect(await send('PutRecord', { StreamName: 'pk-none', Data: 5, PartitionKey: '' })).toMatchObject({ status: 400, __type: 'SerializationException' });
     });
   });
+  describe('records, data and hash keys AWS refuses (kinesis-mock answers 200 for no records, SerializationException for no data, a 500 with an empty body or InvalidArgumentException for a hash key out of its pattern, and fails a record over 10 MiB only as over the stream\'s maximum record size)', () => {
+    const violation = (value: string, at: string, constraint: string) => `Value ${value} at '${at}' failed to satisfy constraint: Member must ${constraint}`;
+    const pattern = 'satisfy regular expression pattern: 0|([1-9]\\d{0,38})';
+    const overMax = 10 * 1024 * 1024 + 1;
+    const buffer = (n: number) => `'java.nio.HeapByteBuffer[pos=0 lim=${n} cap=${n}]'`;
+    // What each bad record holds, and AWS's complaint about it at `member`: its path, as 'records.2.member.data'.
+    const cases: Array<[string, { Data?: Uint8Array; ExplicitHashKey?: string }, (member: string) => string]> = [
+      ['no Data', {}, (at) => violation('null', `${at}data`, 'not be null')],
+      ['an empty ExplicitHashKey', { Data: Buffer.from('bad'), ExplicitHashKey: '' }, (at) => violation("''", `${at}explicitHashKey`, pattern)],
+      ['an ExplicitHashKey with a leading zero', { Data: Buffer.from('bad'), ExplicitHashKey: '01' }, (at) => violation("'01'", `${at}explicitHashKey`, pattern)],
+      ['an ExplicitHashKey that is no number', { Data: Buffer.from('bad'), ExplicitHashKey: 'abc' }, (at) => violation("'abc'", `${at}explicitHashKey`, pattern)],
+      ['Data over 10 MiB', { Data: Buffer.alloc(overMax, 'x') }, (at) => violation(buffer(overMax), `${at}data`, 'have length less than or equal to 10485760')],
+    ];
+
+    it.each(cases)('a PutRecords with a record of %s is refused whole with ValidationException in AWS\'s words, none of it stored', async (what, record, complaint) => {
+      const stream = `bad-batch-${cases.findIndex(([name]) => name === what)}`;
+      await createActiveStream(client, stream);
+      const records = [{ Data: Buffer.from('good'), PartitionKey: 'k' }, { ...record, PartitionKey: 'k' }] as Array<{ Data: Uint8Array; PartitionKey: string }>;
+      await expect(client.send(new PutRecordsCommand({ StreamName: stream, Records: records }))).rejects.toMatchObject({
+        name: 'ValidationException',
+        message: `1 validation error detected: ${complaint('records.2.member.')}`,
+      });
+      expect(await readAll(client, stream)).toEqual([]);
+    });
+
+    it.each(cases)('a PutRecord of %s is refused with ValidationException in AWS\'s words, nothing stored', async (what, record, complaint) => {
+      const stream = `bad-single-${cases.findIndex(([name]) => name === what)}`;
+      await createActiveStream(client, stream);
+      await expect(client.send(new PutRecordCommand({ StreamName: stream, PartitionKey: 'k', ...record } as { StreamName: string; PartitionKey: string; Data: Uint8Array }))).rejects.toMatchObject({
+        name: 'ValidationException',
+        message: `1 validation error detected: ${complaint('')}`,
+      });
+      expect(await readAll(client, stream)).toEqual([]);
+    });
+
+    it('a PutRecords with no records, or Records missing or null, is refused with ValidationException in AWS\'s words; a record\'s errors come in AWS\'s order: partition key, hash key, data', async () => {
+      await createActiveStream(client, 'bad-records');
+      await expect(client.send(new PutRecordsCommand({ StreamName: 'bad-records', Records: [] }))).rejects.toMatchObject({
+        name: 'ValidationException',
+        message: `1 validation error detected: ${violation("'[]'", 'records', 'have length greater than or equal to 1')}`,
+      });
+      const send = async (target: string, body: unknown) => {
+        const text = JSON.stringify(body);
+        const request = awsJsonRequest(kinesis.port, `Kinesis_20131202.${target}`).replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+        const [answer] = await rawExchange(kinesis.port, [request], 1);
+        return { status: answer.status, ...JSON.parse(answer.body) };
+      };
+      const noRecords = { status: 400, __type: 'ValidationException', message: `1 validation error detected: ${violation('null', 'records', 'not be null')}` };
+      expect(await send('PutRecords', { StreamName: 'bad-records' })).toEqual(noRecords);
+      expect(await send('PutRecords', { StreamName: 'bad-records', Records: null })).toEqual(noRecords);
+      expect(await send('PutRecords', { StreamName: 'bad-records', Records: [{ PartitionKey: 'ok', Data: '' }, { Data: null, ExplicitHashKey: '-1', PartitionKey: '' }] })).toEqual({
+        status: 400,
+        __type: 'ValidationException',
+        message: '3 validation errors detected: ' + [
+          violation("''", 'records.2.member.partitionKey', 'have length greater than or equal to 1'),
+          violation("'-1'", 'records.2.member.explicitHashKey', pattern),
+          violation('null', 'records.2.member.data', 'not be null'),
+        ].join('; '),
+      });
+      expect(await send('PutRecord', { StreamName: 'bad-records', Data: null, ExplicitHashKey: '1'.repeat(40), PartitionKey: 'k' })).toEqual({
+        status: 400,
+        __type: 'ValidationException',
+        message: `2 validation errors detected: ${violation(`'${'1'.repeat(40)}'`, 'explicitHashKey', pattern)}; ${violation('null', 'data', 'not be null')}`,
+      });
+      // Data of 10 MiB, the limit, is no error: the record's only one is its key's (and kinesis-mock never reads the body).
+      const limit = Buffer.alloc(10 * 1024 * 1024).toString('base64');
+      expect(await send('PutRecords', { StreamName: 'bad-records', Records: [{ PartitionKey: '', Data: limit }] })).toMatchObject({
+        status: 400,
+        message: `1 validation error detected: ${violation("''", 'records.1.member.partitionKey', 'have length greater than or equal to 1')}`,
+      });
+      expect(await readAll(client, 'bad-records')).toEqual([]);
+    });
+
+    it('a valid body passes the guard untouched: the hash key bounds and empty data are stored; data over the stream\'s 1 MiB, a hash key over 2^128-1, are kinesis-mock\'s to refuse, as AWS refuses them after validation', async () => {
+      await createActiveStream(client, 'good-records');
+      const mib = 'm'.repeat(1024 * 1024);
+      const top = (2n ** 128n - 1n).toString();
+      const batch = await client.send(new PutRecordsCommand({
+        StreamName: 'good-records',
+        Records: [
+          { Data: Buffer.from('zero'), PartitionKey: 'k', ExplicitHashKey: '0' },
+          { Data: Buffer.from('top'), PartitionKey: 'k', ExplicitHashKey: top },
+          { Data: new Uint8Array(), PartitionKey: 'k' },
+          { Data: Buffer.from(`${mib}!`), PartitionKey: 'k' },
+        ],
+      }));
+      expect(batch.FailedRecordCount).toBe(1);
+      expect(batch.Records?.[3]).toMatchObject({ ErrorCode: 'InvalidArgumentException', ErrorMessage: expect.stringMatching(/max record size/) });
+      await client.send(new PutRecordCommand({ StreamName: 'good-records', Data: Buffer.from('single'), PartitionKey: 'k', ExplicitHashKey: '340282366920938463463374607431768211455' }));
+      await expect(client.send(new PutRecordCommand({ StreamName: 'good-records', Data: Buffer.from('over'), PartitionKey: 'k', ExplicitHashKey: (2n ** 128n).toString() }))).rejects.toMatchObject({
+        name: 'InvalidArgumentException',
+      });
+      expect(await readAll(client, 'good-records')).toEqual(['zero', 'top', '', 'single']);
+    });
+  });
   it('a held PutRecords body that is no JSON goes on to kinesis-mock, which refuses it as AWS would, and the guard serves the next request', async () => {
     const broken = '{"StreamName":"x","Records":[{"Data":';
     const request = awsJsonRequest(kinesis.port, 'Kinesis_20131202.PutRecords').replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${broken.length}\r\n\r\n${broken}`);
