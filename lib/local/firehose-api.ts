@@ -79,7 +79,8 @@ export interface FirehoseApiOptions {
   /**
    * Largest Firehose API request body read, in bytes; larger ones get a 413, once up to 96 times as much has been read
    * and discarded (a larger one is answered without reading it, its connection closed). A Lambda Invoke's limit is
-   * Lambda's own, 6 MB (6,291,456 bytes) and 1 MB (1,048,576) for an Event invocation, read and answered the same way.
+   * Lambda's own, 6 MB (6,291,456 bytes), read and answered the same way; an Event invocation's payload over 1 MB
+   * (1,048,576 bytes) is answered 413 too, in Lambda's words for it.
    * @default 8 MiB (8,388,608)
    */
   maxBodyBytes?: number;
@@ -797,23 +798,22 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     );
 
   /**
-   * Lambda's Invoke past its request limit (`maxBytes`), as Lambda answers it: 413 with RequestEntityTooLargeException
-   * and its message (its model's RequestTooLargeException is not what it sends for this).
+   * Lambda's Invoke past a payload limit, as Lambda answers it: 413 with RequestEntityTooLargeException and `message`
+   * (its model's RequestTooLargeException is not what it sends for this).
    */
-  const invokeTooLarge = (res: ServerResponse, requestId: string, maxBytes: number, drained: boolean): void => {
-    send(res, requestId, 413, { Type: 'User', Message: `Request must be smaller than ${maxBytes} bytes for the InvokeFunction operation` },
+  const invokeTooLarge = (res: ServerResponse, requestId: string, message: string, drained: boolean): void => {
+    send(res, requestId, 413, { Type: 'User', Message: message },
       { 'x-amzn-ErrorType': 'RequestEntityTooLargeException', ...(drained ? {} : { Connection: 'close' }) });
   };
+  /** Lambda's words for a request over its 6 MB limit, any invocation type. */
+  const requestTooLarge = `Request must be smaller than ${LAMBDA_MAX_REQUEST_BYTES} bytes for the InvokeFunction operation`;
+  /** Lambda's words for an Event (asynchronous) invocation's payload of `bytes`, over its 1 MB limit but within 6 MB. */
+  const eventTooLarge = (bytes: number) => `${bytes} byte payload is too large for the Event invocation type (limit ${LAMBDA_MAX_ASYNC_REQUEST_BYTES} bytes)`;
+  const isEvent = (req: IncomingMessage): boolean => req.headers['x-amz-invocation-type'] === 'Event';
 
-  /**
-   * The largest body `req` may have: for an Invoke Lambda's limit, 1 MB for an Event (asynchronous) invocation and 6 MB
-   * for the others; the endpoint's own for the Firehose API.
-   */
-  const bodyLimitFor = (req: IncomingMessage): { invoke: boolean; maxBytes: number } => {
-    if (!INVOKE_PATH.test(req.url ?? '')) return { invoke: false, maxBytes: maxBodyBytes };
-    const asynchronous = req.headers['x-amz-invocation-type'] === 'Event';
-    return { invoke: true, maxBytes: asynchronous ? LAMBDA_MAX_ASYNC_REQUEST_BYTES : LAMBDA_MAX_REQUEST_BYTES };
-  };
+  /** The largest body `req` may have: Lambda's 6 MB for an Invoke (an Event's 1 MB is checked on the payload read), the endpoint's own for the Firehose API. */
+  const bodyLimitFor = (req: IncomingMessage): { invoke: boolean; maxBytes: number } =>
+    INVOKE_PATH.test(req.url ?? '') ? { invoke: true, maxBytes: LAMBDA_MAX_REQUEST_BYTES } : { invoke: false, maxBytes: maxBodyBytes };
 
   const checkHost = isLoopbackBinding(host);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -831,7 +831,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       return;
     }
     if (body.kind === 'tooLarge') {
-      if (limit.invoke) invokeTooLarge(res, requestId, limit.maxBytes, body.drained);
+      if (limit.invoke) invokeTooLarge(res, requestId, requestTooLarge, body.drained);
       else sendError(res, requestId, tooLarge(body.drained));
       return;
     }
@@ -921,6 +921,9 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
       if (options.backend.hasFunction?.(name) !== true) return notFound('the local twin runs no function of that name');
       return sendEmpty(res, requestId, 204);
     }
+    if (invocationType === 'Event' && body.length > LAMBDA_MAX_ASYNC_REQUEST_BYTES) {
+      return invokeTooLarge(res, requestId, eventTooLarge(body.length), true);
+    }
     let payload: unknown;
     try {
       payload = isBlank(body) ? {} : JSON.parse(body.toString('utf8'));
@@ -976,13 +979,14 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     const declared = declaredContentLength(req);
     const limit = bodyLimitFor(req);
-    if (declared !== undefined && declared > limit.maxBytes) {
+    const eventOver = limit.invoke && isEvent(req) && declared !== undefined && declared > LAMBDA_MAX_ASYNC_REQUEST_BYTES;
+    if (declared !== undefined && (declared > limit.maxBytes || eventOver)) {
       inFlight += 1;
       res.on('close', () => {
         inFlight -= 1;
         if (closing && inFlight === 0) allSettled?.();
       });
-      if (limit.invoke) invokeTooLarge(res, randomUUID(), limit.maxBytes, false);
+      if (limit.invoke) invokeTooLarge(res, randomUUID(), declared > limit.maxBytes ? requestTooLarge : eventTooLarge(declared), false);
       else sendError(res, randomUUID(), tooLarge(false));
       return;
     }

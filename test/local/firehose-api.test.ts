@@ -1053,7 +1053,7 @@ describe('Lambda Invoke of the twin\'s functions', () => {
     }
   });
 
-  test('an Event invocation\'s body over Lambda\'s 1 MB asynchronous limit is answered 413 RequestEntityTooLargeException, the function not run; a synchronous one keeps 6 MB', async () => {
+  test('an Event invocation\'s body over Lambda\'s 1 MB asynchronous limit is answered 413 RequestEntityTooLargeException in Lambda\'s words for it, the function not run; a synchronous one keeps 6 MB', async () => {
     let invoked = 0;
     const ownApi = await apiWithFunctions(async () => {
       invoked++;
@@ -1064,8 +1064,17 @@ describe('Lambda Invoke of the twin\'s functions', () => {
       const invoke = (bytes: number, InvocationType: 'Event' | 'RequestResponse') =>
         lambda.send(new InvokeCommand({ FunctionName: 'consumer', InvocationType, Payload: Buffer.from(`"${'x'.repeat(bytes - 2)}"`) }));
       expect((await invoke(1_048_576, 'Event')).StatusCode).toBe(202);
+      // Lambda's words for an Event payload over its limit name the payload's size (an Event of 264,496 bytes, when the
+      // limit was 256 KB: "264496 byte payload is too large for the Event invocation type (limit 262144 bytes)").
       await expect(invoke(1_048_577, 'Event')).rejects.toMatchObject({
-        name: 'RequestEntityTooLargeException', message: 'Request must be smaller than 1048576 bytes for the InvokeFunction operation', $metadata: { httpStatusCode: 413 },
+        name: 'RequestEntityTooLargeException', message: '1048577 byte payload is too large for the Event invocation type (limit 1048576 bytes)', $metadata: { httpStatusCode: 413 },
+      });
+      await expect(invoke(3_000_000, 'Event')).rejects.toMatchObject({
+        name: 'RequestEntityTooLargeException', message: '3000000 byte payload is too large for the Event invocation type (limit 1048576 bytes)',
+      });
+      // Over 6 MB, any invocation type: the request limit's words.
+      await expect(invoke(6_291_457, 'Event')).rejects.toMatchObject({
+        name: 'RequestEntityTooLargeException', message: 'Request must be smaller than 6291456 bytes for the InvokeFunction operation',
       });
       expect(invoked).toBe(1);
       expect((await invoke(1_048_577, 'RequestResponse')).StatusCode).toBe(200);
@@ -1075,7 +1084,7 @@ describe('Lambda Invoke of the twin\'s functions', () => {
         'POST /2015-03-31/functions/consumer/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Invocation-Type: Event\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n',
       ], 1);
       expect({ status: answer.status, body: JSON.parse(answer.body) as unknown }).toEqual({
-        status: 413, body: { Type: 'User', Message: 'Request must be smaller than 1048576 bytes for the InvokeFunction operation' },
+        status: 413, body: { Type: 'User', Message: '2000000 byte payload is too large for the Event invocation type (limit 1048576 bytes)' },
       });
       expect(invoked).toBe(2);
     } finally {
