@@ -264,6 +264,14 @@ describe('kinesis-mock', () => {
     await kinesis?.stop();
   });
 
+  /** Sends `body` as a JSON request of Kinesis's `target` operation, as an SDK would, and answers the status and the parsed body. */
+  const send = async (target: string, body: unknown) => {
+    const text = JSON.stringify(body);
+    const request = awsJsonRequest(kinesis.port, `Kinesis_20131202.${target}`).replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+    const [answer] = await rawExchange(kinesis.port, [request], 1);
+    return { status: answer.status, ...JSON.parse(answer.body) };
+  };
+
   it('reports an endpoint on loopback, on the free port it picked for port 0', () => {
     expect(kinesis.port).toBeGreaterThanOrEqual(1024);
     expect(kinesis).toMatchObject({ name: 'kinesis-mock', endpoint: `http://127.0.0.1:${kinesis.port}` });
@@ -377,12 +385,6 @@ describe('kinesis-mock', () => {
     });
 
     it('lists the errors as AWS does: null as missing, in record order after the batch size, at most 10; a PartitionKey that is no string is kinesis-mock\'s SerializationException, as AWS\'s', async () => {
-      const send = async (target: string, body: unknown) => {
-        const text = JSON.stringify(body);
-        const request = awsJsonRequest(kinesis.port, `Kinesis_20131202.${target}`).replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
-        const [answer] = await rawExchange(kinesis.port, [request], 1);
-        return { status: answer.status, ...JSON.parse(answer.body) };
-      };
       const at = (i: number) => `records.${i}.member.partitionKey`;
       const mixed = [{ Data: '', PartitionKey: '' }, { Data: '', PartitionKey: 'ok' }, { Data: '', PartitionKey: null }, { Data: '' }, { Data: '', PartitionKey: long }];
       expect(await send('PutRecords', { StreamName: 'pk-none', Records: mixed })).toEqual({
@@ -446,12 +448,6 @@ describe('kinesis-mock', () => {
         name: 'ValidationException',
         message: `1 validation error detected: ${violation("'[]'", 'records', 'have length greater than or equal to 1')}`,
       });
-      const send = async (target: string, body: unknown) => {
-        const text = JSON.stringify(body);
-        const request = awsJsonRequest(kinesis.port, `Kinesis_20131202.${target}`).replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
-        const [answer] = await rawExchange(kinesis.port, [request], 1);
-        return { status: answer.status, ...JSON.parse(answer.body) };
-      };
       const noRecords = { status: 400, __type: 'ValidationException', message: `1 validation error detected: ${violation('null', 'records', 'not be null')}` };
       expect(await send('PutRecords', { StreamName: 'bad-records' })).toEqual(noRecords);
       expect(await send('PutRecords', { StreamName: 'bad-records', Records: null })).toEqual(noRecords);
