@@ -53,9 +53,12 @@ export interface FirehoseBackend {
   hasFunction?(name: string): boolean;
 }
 
-/** What the endpoint tells the function it runs: the Invoke's request id, which Lambda's log lines name. */
+/** What the endpoint tells the function it runs. */
 export interface InvocationContext {
+  /** The Invoke's request id, which Lambda's log lines name. */
   readonly requestId: string;
+  /** The caller asked for the log (`X-Amz-Log-Type: Tail` on a synchronous Invoke): only then is one kept. @default false */
+  readonly logTail?: boolean;
 }
 
 /** What an invocation answered, as Lambda's Invoke returns it. */
@@ -932,7 +935,7 @@ export function startFirehoseApi(options: FirehoseApiOptions): Promise<RunningFi
     }
     let answer: FunctionAnswer | undefined;
     try {
-      answer = await options.backend.invokeFunction?.(name, payload, { requestId });
+      answer = await options.backend.invokeFunction?.(name, payload, { requestId, logTail: logType === 'Tail' && invocationType !== 'Event' });
     } catch (error) {
       return refuse(500, 'ServiceException', `The local twin could not invoke ${name}: ${errorText(error)}`);
     }

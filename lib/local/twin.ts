@@ -238,21 +238,24 @@ function refuseFoldersForStateFiles(dataDir: string): void {
 /**
  * The consumer as the twin's Lambda Invoke runs it (`sluice redrive-consumer`): in the twin's process, so its writes
  * queue behind the event source mapping's (without transactions, as on dynalite, the consumer keeps exactly-once only
- * within one process). The answer is Lambda's: the batch item failures, or a function error for one that threw, with
- * the invocation's execution log (START, what the consumer's logger printed if it is an InvocationLogger, END, REPORT).
+ * within one process). The answer is Lambda's: the batch item failures, or a function error for one that threw; with
+ * the invocation's execution log (START, what the consumer's logger printed if it is an InvocationLogger, END, REPORT)
+ * when the caller asked for it (`logTail`), and only then kept.
  */
 export function consumerInvocation(record: MetadataRecorder, timeoutSeconds: number, memoryMiB?: number): LocalFunction {
+  const run = async (payload: unknown): Promise<FunctionAnswer> => {
+    const endsAt = performance.now() + timeoutSeconds * 1000;
+    const clock: InvocationClock = { getRemainingTimeInMillis: () => Math.max(0, endsAt - performance.now()) };
+    try {
+      const { batchItemFailures } = await record(payload as Parameters<MetadataRecorder>[0], clock);
+      return { payload: { batchItemFailures } };
+    } catch (err) {
+      return { functionError: 'Unhandled', payload: { errorType: (err as Error).name, errorMessage: (err as Error).message } };
+    }
+  };
   return async (payload, invocation) => {
-    const { result, log } = await withInvocationLog(invocation?.requestId ?? randomUUID(), async (): Promise<FunctionAnswer> => {
-      const endsAt = performance.now() + timeoutSeconds * 1000;
-      const clock: InvocationClock = { getRemainingTimeInMillis: () => Math.max(0, endsAt - performance.now()) };
-      try {
-        const { batchItemFailures } = await record(payload as Parameters<MetadataRecorder>[0], clock);
-        return { payload: { batchItemFailures } };
-      } catch (err) {
-        return { functionError: 'Unhandled', payload: { errorType: (err as Error).name, errorMessage: (err as Error).message } };
-      }
-    }, memoryMiB);
+    if (invocation?.logTail !== true) return run(payload);
+    const { result, log } = await withInvocationLog(invocation.requestId, () => run(payload), memoryMiB);
     return { ...result, log };
   };
 }

@@ -15,6 +15,10 @@ describe('the consumer as the twin invokes it', () => {
     const answered = consumerInvocation((async () => ({ batchItemFailures: failures })) as unknown as MetadataRecorder, 60);
     expect(await answered(EVENT)).toMatchObject({ payload: { batchItemFailures: failures } });
     expect((await answered(EVENT)).functionError).toBeUndefined();
+    // No log is kept unless the caller asked for it (X-Amz-Log-Type: Tail).
+    expect((await answered(EVENT, { requestId: 'req-0' })).log).toBeUndefined();
+    expect((await answered(EVENT, { requestId: 'req-0', logTail: false })).log).toBeUndefined();
+    expect((await answered(EVENT, { requestId: 'req-0', logTail: true })).log).toMatch(/^START RequestId: req-0 /);
     const throwing = consumerInvocation(async () => {
       throw new TypeError('table gone');
     }, 60);
@@ -41,8 +45,8 @@ describe('the consumer as the twin invokes it', () => {
         logger.info('not printed: below the level');
         return { batchItemFailures: [] };
       }) as unknown as MetadataRecorder, 60, 256);
-      const first = invoke(EVENT, { requestId: 'req-1' });
-      const second = await invoke({ Records: [{} as KinesisStreamEvent['Records'][number]] }, { requestId: 'req-2' });
+      const first = invoke(EVENT, { requestId: 'req-1', logTail: true });
+      const second = await invoke({ Records: [{} as KinesisStreamEvent['Records'][number]] }, { requestId: 'req-2', logTail: true });
       releaseFirst();
       const lines = (log: string | undefined) => log!.split('\n').map((l) => (l.startsWith('{') ? (JSON.parse(l) as { message: string; which: string; pipeline: string }) : l));
       expect(lines((await first).log)).toEqual([

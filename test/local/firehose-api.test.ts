@@ -1016,10 +1016,12 @@ describe('Lambda Invoke of the twin\'s functions', () => {
 
   test('X-Amz-Log-Type: Tail answers X-Amz-Log-Result, the base64 of the last 4 KB of the invocation\'s log; None or none gives none, another value 400', async () => {
     const requestIds: string[] = [];
+    const logAsked: boolean[] = [];
     // 5,000 bytes of log, ending in a two-byte character: the tail is its last 4,096 bytes, cut at a byte as Lambda cuts it.
     const log = `START\n${'a'.repeat(4_990)}\né\n`;
     const ownApi = await apiWithFunctions(async (_name, _payload, invocation) => {
       requestIds.push(invocation!.requestId);
+      logAsked.push(invocation!.logTail === true);
       return { payload: { batchItemFailures: [] }, log };
     });
     const lambda = lambdaClient(ownApi.url, { maxAttempts: 1 });
@@ -1034,6 +1036,8 @@ describe('Lambda Invoke of the twin\'s functions', () => {
       // The function is told the request id the answer carries (Lambda's log lines name it).
       expect(requestIds).toHaveLength(3);
       expect(new Set(requestIds).size).toBe(3);
+      // And whether the caller asked for the log, so that a function keeps one only then.
+      expect(logAsked).toEqual([true, false, false]);
 
       const exchange = async (headers: string) => (await rawExchange(ownApi.port, [botocoreInvoke(ownApi.port, 'consumer', headers, '{}')], 1))[0];
       const short = await exchange('X-Amz-Log-Type: Tail');
@@ -1042,6 +1046,7 @@ describe('Lambda Invoke of the twin\'s functions', () => {
       const event = await exchange('X-Amz-Invocation-Type: Event\r\nX-Amz-Log-Type: Tail');
       expect(event.status).toBe(202);
       expect(event.headers).not.toMatch(/\r\nx-amz-log-result:/i);
+      expect(logAsked.slice(3)).toEqual([true, false]);
       const other = await exchange('X-Amz-Log-Type: Verbose');
       expect(other.status).toBe(400);
       expect(other.headers).toContain('\r\nx-amzn-errortype: validationexception\r\n');
