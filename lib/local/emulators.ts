@@ -86,6 +86,29 @@ const KINESIS_SAVED_AGAIN = 'kinesis-mock: saved its streams again';
 /** The key of the message the bootstrap sends over IPC once kinesis-mock listens on its plain port. */
 const KINESIS_LISTENING = 'sluiceListening';
 
+/**
+ * Why AWS's JSON decoder refuses `value` as a blob (base64), in its words, or undefined for standard padded base64
+ * ('' included). KINESIS_BOOTSTRAP embeds it by its source: it uses nothing from outside itself.
+ * AWS checks the length first; its answer for that ("'Foo' can not be converted to a Blob: Base64 encoded length is
+ * expected a multiple of 4 bytes but found: 3") is seen in public bug reports. Its words for the other cases come from
+ * kinesalite's tests (a public Kinesis emulator whose tests were run against AWS years ago), typo included, and are
+ * unverified against AWS today: a character outside the standard alphabet, or an '=' before the padding (reported as
+ * '='), comes next; then the padding: more than two '=', or a last character before them whose bits past the data are
+ * not zero (the value is then not the one encoding of its bytes). What passes is exactly what Node's decoder reads back
+ * as the same text.
+ */
+export function base64Problem(value: string): string | undefined {
+  if (value.length % 4 !== 0) return `Base64 encoded length is expected a multiple of 4 bytes but found: ${value.length}`;
+  const bad = /[^A-Za-z0-9+/=]|=[^=]/u.exec(value);
+  if (bad !== null) return `Invalid Base64 character: '${String.fromCodePoint(bad[0].codePointAt(0) as number)}'`;
+  let pad = 0;
+  while (pad < value.length && value[value.length - 1 - pad] === '=') pad++;
+  if (pad === 0) return undefined;
+  const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.indexOf(value[value.length - 1 - pad]);
+  if (pad > 2 || (last & (pad === 1 ? 0x03 : 0x0f)) !== 0) return 'Invalid last non-pad Base64 character dectected';
+  return undefined;
+}
+
 // kinesis-mock hard-codes its listen address (ip4s Host "0.0.0.0", passed to Node as listen(port),
 // i.e. every interface, IPv4 and IPv6) and has no setting for it in 0.6.2. This bootstrap, run with
 // `node -e` before its main.js, rewrites those listen(port) calls to listen on SLUICE_BIND_HOST.
@@ -171,8 +194,14 @@ fs.createWriteStream = function (file) {
 // (SerializationException) or over 10 MiB decoded, AWS's model limit since streams take records up to 10 MiB
 // (kinesis-mock refuses it only as over the stream's maximum record size, 1 MiB unless raised, which AWS checks after
 // validation). A producer that batches past the limit, or sends such a record, would otherwise see locally another
-// answer than on AWS. A body AWS would not decode (no JSON; a record, or a member the guard reads, of the wrong type)
-// is kinesis-mock's to answer (SerializationException, as AWS). Reading the keys
+// answer than on AWS. Before those (AWS decodes a body before it validates it) it refuses with AWS's SerializationException
+// a body with a Data string that is no standard padded base64 (base64Problem): kinesis-mock stores one of a wrong length
+// (its decoder reads "Foo" as bytes) and answers a 500 with an empty body for a character outside the alphabet. A
+// PutRecords is refused whole, for its first such record. A body AWS would not decode otherwise (no JSON; a record, or a
+// member the guard reads, of the wrong type) is kinesis-mock's to answer (SerializationException, as AWS); where such a
+// body also holds a Data string that is no base64, the guard answers for that Data (kinesis-mock answers a 500 for a
+// character outside the alphabet, wherever it is), although AWS, reading the body in order, may name a member of the
+// wrong type before it (a SerializationException too). Reading the keys
 // needs the parse: a scan of the bytes for "PartitionKey" is fooled by escapes ("Partition\\u004bey"), a key repeated
 // in a record or inside an unknown member's object, and counts bytes or escapes, not characters.
 // A CBOR body, a chunked one, or one over 64 MiB, passes unread (kinesis-mock answers it). Like a web
@@ -180,6 +209,7 @@ fs.createWriteStream = function (file) {
 // kinesis-mock has not answered yet, reads the refusal as that request's answer although kinesis-mock may store it (no
 // SDK pipelines).
 const webPageRequest = ${webPageRequest.toString()};
+const base64Problem = ${base64Problem.toString()};
 const webPageRefusal = ${webPageRefusal.toString()};
 const plainPort = Number(process.env.KINESIS_MOCK_PLAIN_PORT);
 const checkHost = process.env.SLUICE_CHECK_HOST === '1';
@@ -198,14 +228,18 @@ const HASH_KEY_PATTERN_TEXT = '0|([1-9]\\\\d{0,38})';
 // The most decoded bytes AWS's model takes in a record's data (10 MiB); a stream's own maximum record size is 1 MiB
 // unless raised (up to this), which kinesis-mock applies.
 const DATA_MAX = 10 * 1024 * 1024;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+// AWS quotes the whole Data value in a SerializationException's message; the guard quotes at most this many of its
+// characters, then '...', so that a refusal of up to 64 MiB of Data stays small (a length it reports is the whole value's).
+const QUOTED_DATA_MAX = 1000;
 // AWS lists at most this many validation errors, and counts only those it lists.
 const VALIDATION_ERRORS_LISTED = 10;
 const HELD_BODY_MAX = 64 * 1024 * 1024;
 // The operations whose JSON bodies the guard holds until whole, by X-Amz-Target.
 const HELD_TARGETS = new Map([['Kinesis_20131202.PutRecords', 'PutRecords'], ['Kinesis_20131202.PutRecord', 'PutRecord']]);
-function invalid(socket, message) {
-  endWith(socket, '400 Bad Request', JSON.stringify({ __type: 'ValidationException', message }), 'x-amzn-ErrorType: ValidationException\\r\\n');
+// Refuses the request for \`problem\`: a ValidationException, or a SerializationException (whose message AWS names Message).
+function invalid(socket, problem) {
+  const body = problem.type === 'SerializationException' ? { __type: problem.type, Message: problem.message } : { __type: problem.type, message: problem.message };
+  endWith(socket, '400 Bad Request', JSON.stringify(body), 'x-amzn-ErrorType: ' + problem.type + '\\r\\n');
 }
 function isObject(value) {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
@@ -236,21 +270,38 @@ function hashKeyProblem(key, at) {
 // What AWS says of a record's data (a base64 string) at \`at\`, or undefined. Its decoded length comes from the string's
 // length, without decoding it; AWS prints the decoded bytes as the Java buffer it holds them in. Data over the stream's
 // own maximum record size (1 MiB unless raised) but within AWS's 10 MiB is kinesis-mock's to refuse, as AWS does after
-// validation; so is a string that is no base64 (AWS: SerializationException).
+// validation. A string here is base64 already (blobProblem came first).
 function dataProblem(data, at) {
   if (data === undefined || data === null) return violation('null', at, 'not be null');
   if (data.length <= DATA_MAX) return undefined; // its decoded length is at most 3/4 of that
   const pad = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
   const length = Math.floor(data.length * 3 / 4) - pad;
-  if (length <= DATA_MAX || data.length % 4 !== 0 || !BASE64.test(data)) return undefined;
+  if (length <= DATA_MAX) return undefined;
   return violation("'java.nio.HeapByteBuffer[pos=0 lim=" + length + ' cap=' + length + "]'", at, 'have length less than or equal to ' + DATA_MAX);
 }
-// Why a whole PutRecords or PutRecord body is one AWS refuses with ValidationException before kinesis-mock sees it, in
-// AWS's words and order (a record's partition key, explicit hash key, then data), or undefined.
+// What AWS's SerializationException says of the first Data string (of a PutRecord, or of a PutRecords' records in
+// order) that is no base64, or undefined.
+function blobProblem(operation, request) {
+  const records = operation === 'PutRecord' ? [request] : Array.isArray(request.Records) ? request.Records : [];
+  for (const record of records) {
+    if (!isObject(record) || typeof record.Data !== 'string') continue;
+    const reason = base64Problem(record.Data);
+    if (reason === undefined) continue;
+    const quoted = record.Data.length > QUOTED_DATA_MAX ? record.Data.slice(0, QUOTED_DATA_MAX) + '...' : record.Data;
+    return "'" + quoted + "' can not be converted to a Blob: " + reason;
+  }
+  return undefined;
+}
+// Why a whole PutRecords or PutRecord body is one AWS refuses before kinesis-mock sees it, as { type, message }: a
+// SerializationException for Data that is no base64, else a ValidationException in AWS's words and order (a record's
+// partition key, explicit hash key, then data); or undefined.
 function heldBodyProblem(operation, body) {
   let request;
   try { request = JSON.parse(body.toString('utf8')); } catch { return undefined; }
-  if (!isObject(request) || !decodable(request, ['StreamName', 'StreamARN'])) return undefined;
+  if (!isObject(request)) return undefined;
+  const serialization = blobProblem(operation, request);
+  if (serialization !== undefined) return { type: 'SerializationException', message: serialization };
+  if (!decodable(request, ['StreamName', 'StreamARN'])) return undefined;
   const problems = [];
   const add = (problem) => { if (problem !== undefined && problems.length < VALIDATION_ERRORS_LISTED) problems.push(problem); };
   if (operation === 'PutRecord') {
@@ -275,7 +326,7 @@ function heldBodyProblem(operation, body) {
     }
   }
   if (problems.length === 0) return undefined;
-  return problems.length + (problems.length === 1 ? ' validation error' : ' validation errors') + ' detected: ' + problems.join('; ');
+  return { type: 'ValidationException', message: problems.length + (problems.length === 1 ? ' validation error' : ' validation errors') + ' detected: ' + problems.join('; ') };
 }
 function guard(socket) {
   let head = Buffer.alloc(0); // the request head read so far

@@ -26,7 +26,7 @@ import {
   firehoseClient,
   kinesisClient,
 } from '../../lib/local/aws-clients';
-import { KINESIS_BOOTSTRAP, KINESIS_STATE_WARN_BYTES, kinesisCodeCacheDir, kinesisStateWatch, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+import { base64Problem, KINESIS_BOOTSTRAP, KINESIS_STATE_WARN_BYTES, kinesisCodeCacheDir, kinesisStateWatch, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
 import { ephemeralRangeStart, freePort } from '../../lib/local/ports';
 import fc from 'fast-check';
 import { awsJsonRequest, rawExchange, refusedWebPages, webPageCases } from './web-page';
@@ -248,6 +248,38 @@ describe("kinesis-mock's saved state, watched while the twin runs", () => {
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("base64Problem, the Kinesis guard's check of a Data string, as its bootstrap embeds it", () => {
+  const embedded = new Function(`return ${base64Problem.toString()};`)() as typeof base64Problem;
+  const lastNonPad = 'Invalid last non-pad Base64 character dectected';
+
+  it("answers AWS's reasons: the length first, then the first character out of place, then the padding; standard padded base64 passes, '' included", () => {
+    expect(embedded('Foo')).toBe('Base64 encoded length is expected a multiple of 4 bytes but found: 3');
+    expect(embedded('string')).toBe('Base64 encoded length is expected a multiple of 4 bytes but found: 6');
+    // kinesalite's cases, recorded from AWS.
+    expect(embedded('23456')).toBe('Base64 encoded length is expected a multiple of 4 bytes but found: 5');
+    expect(embedded('=+/=')).toBe("Invalid Base64 character: '='");
+    expect(embedded('+/+=')).toBe(lastNonPad);
+    expect(embedded('a*b\n')).toBe("Invalid Base64 character: '*'");
+    expect(embedded('ab😀')).toBe("Invalid Base64 character: '😀'");
+    expect(embedded('YQ==YQ==')).toBe("Invalid Base64 character: '='");
+    for (const value of ['YR==', 'YWJ=', 'Y===', '====']) expect(embedded(value)).toBe(lastNonPad);
+    for (const value of ['', 'YQ==', 'YWI=', 'YWJj', '+/+/']) expect(embedded(value)).toBeUndefined();
+  });
+
+  it("property: passes exactly what Node's decoder reads back as the same text, with kinesalite's reasons for the rest", () => {
+    const text = fc.string({ unit: fc.constantFrom('A', 'Q', 'g', 'w', 'z', '9', '+', '/', '=', '*', '-', '_', ' ', '\n', 'é', '😀'), maxLength: 12 });
+    const encoded = fc.uint8Array({ maxLength: 10 }).map((bytes) => Buffer.from(bytes).toString('base64'));
+    fc.assert(fc.property(fc.oneof(text, encoded), (value) => {
+      const canonical = Buffer.from(value, 'base64').toString('base64') === value;
+      const bad = /[^A-Za-z0-9+/=]|=[^=]/u.exec(value);
+      const expected = value.length % 4 !== 0 ? `Base64 encoded length is expected a multiple of 4 bytes but found: ${value.length}`
+        : bad !== null ? `Invalid Base64 character: '${[...bad[0]][0]}'`
+          : canonical ? undefined : lastNonPad;
+      expect(embedded(value)).toBe(expected);
+    }), { numRuns: 3000 });
   });
 });
 
@@ -494,6 +526,50 @@ describe('kinesis-mock', () => {
         name: 'InvalidArgumentException',
       });
       expect(await readAll(client, 'good-records')).toEqual(['zero', 'top', '', 'single']);
+    });
+  });
+  describe("Data that is no base64 (kinesis-mock stores a value of a wrong length, read leniently, and answers a 500 with an empty body for a character outside the alphabet)", () => {
+    const blob = (value: string, reason: string) => ({ status: 400, __type: 'SerializationException', Message: `'${value}' can not be converted to a Blob: ${reason}` });
+    const length = (n: number) => `Base64 encoded length is expected a multiple of 4 bytes but found: ${n}`;
+    beforeAll(() => createActiveStream(client, 'bad-base64'));
+
+    it("is refused with AWS's SerializationException, in its words, a PutRecords whole, and nothing stored", async () => {
+      expect(await send('PutRecords', { StreamName: 'bad-base64', Records: [{ Data: 'YQ==', PartitionKey: 'k' }, { Data: 'Foo', PartitionKey: 'k' }] })).toEqual(blob('Foo', length(3)));
+      expect(await send('PutRecord', { StreamName: 'bad-base64', Data: 'string', PartitionKey: 'k' })).toEqual(blob('string', length(6)));
+      expect(await send('PutRecord', { StreamName: 'bad-base64', Data: 'a*bc', PartitionKey: 'k' })).toEqual(blob('a*bc', "Invalid Base64 character: '*'"));
+      expect(await send('PutRecords', { StreamName: 'bad-base64', Records: [{ Data: 'ab=c', PartitionKey: 'k' }] })).toEqual(blob('ab=c', "Invalid Base64 character: '='"));
+      expect(await send('PutRecord', { StreamName: 'bad-base64', Data: 'YR==', PartitionKey: 'k' })).toEqual(blob('YR==', 'Invalid last non-pad Base64 character dectected'));
+      // The error type in the header too, as an SDK reads it first.
+      const text = JSON.stringify({ StreamName: 'bad-base64', Data: 'Foo', PartitionKey: 'k' });
+      const request = awsJsonRequest(kinesis.port, 'Kinesis_20131202.PutRecord').replace('Content-Length: 2\r\n\r\n{}', `Content-Length: ${text.length}\r\n\r\n${text}`);
+      expect((await rawExchange(kinesis.port, [request], 1))[0].headers).toContain('x-amzn-errortype: serializationexception');
+      expect(await readAll(client, 'bad-base64')).toEqual([]);
+    });
+
+    it('comes before the validation errors (AWS decodes a body before it validates it); the first such record is named; a wrong type elsewhere does not hide it', async () => {
+      expect(await send('PutRecord', { StreamName: 'bad-base64', Data: 'ab=c', PartitionKey: '', ExplicitHashKey: 'x' })).toEqual(blob('ab=c', "Invalid Base64 character: '='"));
+      const records = [{ Data: 'YQ==', PartitionKey: '' }, { Data: 'Foo', PartitionKey: 'k' }, { Data: 'a*bc', PartitionKey: 'k' }];
+      expect(await send('PutRecords', { StreamName: 'bad-base64', Records: records })).toEqual(blob('Foo', length(3)));
+      const over = Array.from({ length: 501 }, (_, i) => ({ Data: i === 300 ? 'a*bc' : 'YQ==', PartitionKey: 'k' }));
+      expect(await send('PutRecords', { StreamName: 'bad-base64', Records: over })).toEqual(blob('a*bc', "Invalid Base64 character: '*'"));
+      expect(await send('PutRecords', { StreamName: 'bad-base64', Records: [{ Data: 'YQ==', PartitionKey: 5 }, { Data: 'a*bc', PartitionKey: 'k' }] })).toEqual(blob('a*bc', "Invalid Base64 character: '*'"));
+      expect(await readAll(client, 'bad-base64')).toEqual([]);
+    });
+
+    it("quotes at most 1,000 characters of a long value, then '...' (AWS quotes it whole); a length it gives is the whole value's", async () => {
+      const long = 'x'.repeat(4001);
+      expect(await send('PutRecord', { StreamName: 'bad-base64', Data: long, PartitionKey: 'k' })).toEqual(blob(`${'x'.repeat(1000)}...`, length(4001)));
+      const badChar = `${'A'.repeat(2000)}*AAA`;
+      expect(await send('PutRecords', { StreamName: 'bad-base64', Records: [{ Data: badChar, PartitionKey: 'k' }] })).toEqual(blob(`${'A'.repeat(1000)}...`, "Invalid Base64 character: '*'"));
+    });
+
+    it("standard padded base64 passes untouched, '' included", async () => {
+      await createActiveStream(client, 'good-base64');
+      const datas = ['', 'YQ==', 'YWI=', 'YWJj', Buffer.from('+/+/', 'base64').toString('base64')];
+      const batch = await send('PutRecords', { StreamName: 'good-base64', Records: datas.map((Data) => ({ Data, PartitionKey: 'k' })) });
+      expect(batch).toMatchObject({ status: 200, FailedRecordCount: 0 });
+      expect(await send('PutRecord', { StreamName: 'good-base64', Data: 'YWJjZA==', PartitionKey: 'k' })).toMatchObject({ status: 200 });
+      expect(await readAll(client, 'good-base64')).toEqual(['', 'a', 'ab', 'abc', Buffer.from('+/+/', 'base64').toString('utf8'), 'abcd']);
     });
   });
   it('a held PutRecords body that is no JSON goes on to kinesis-mock, which refuses it as AWS would, and the guard serves the next request', async () => {
