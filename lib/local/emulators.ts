@@ -31,6 +31,8 @@ export interface RunningService {
   readonly exited?: Promise<string>;
   /** Shuts the emulator down (flushing what it persists); safe to call more than once. */
   stop(): Promise<void>;
+  /** kinesis-mock: the names of its source patches applied as it loaded, and of those its main.js had no place for. */
+  readonly sourcePatches?: { readonly applied: readonly string[]; readonly missing: readonly string[] };
 }
 
 export interface KinesisEmulatorOptions {
@@ -60,6 +62,8 @@ export interface KinesisEmulatorOptions {
   readonly stopGraceMs?: number;
   /** Told when a save of the state fails (a full or read-only disk), and when one works again. @default nothing */
   readonly onSaveProblem?: (line: string) => void;
+  /** The changes made to kinesis-mock's main.js as it is loaded. @default KINESIS_SOURCE_PATCHES */
+  readonly sourcePatches?: readonly KinesisSourcePatch[];
 }
 
 export interface DynamoEmulatorOptions {
@@ -107,6 +111,54 @@ export function base64Problem(value: string): string | undefined {
   const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.indexOf(value[value.length - 1 - pad]);
   if (pad > 2 || (last & (pad === 1 ? 0x03 : 0x0f)) !== 0) return 'Invalid last non-pad Base64 character dectected';
   return undefined;
+}
+
+/** A change to kinesis-mock's main.js as it is loaded: `find` occurs exactly once in the file it was written for. */
+export interface KinesisSourcePatch {
+  readonly name: string;
+  readonly find: string;
+  readonly replace: string;
+}
+
+/**
+ * The source patches kinesis-mock 0.6.2's main.js (kinesis-local's, compiled Scala.js) is loaded with.
+ *
+ * put-records-grouping: PutRecords groups a request's records by shard with a key of the shard and the shard's records
+ * so far (a Scala tuple of the shard and a Vector), and Scala hashes such a key whole: every record put hashed every
+ * record its shard held, twice, so a put slowed down as its stream grew (kinesis-mock alone, 4 shards, 500-record
+ * batches: 1,961 records/s for the first 5,000, 1,251 for 10,000, 589 for 20,000; in a CPU profile three quarters of
+ * its time was KinesisRecord's and SequenceNumber's hashCode). The patch gives that key the hash of its shard alone.
+ * Equal keys have equal shards, so they still hash alike, and equality is unchanged (the tuple's, whose Vector
+ * compares by reference first): the groups, and the order and shard of every record, are the same
+ * (test/local/emulators.test.ts compares a patched and an unpatched kinesis-mock).
+ */
+export const KINESIS_SOURCE_PATCHES: readonly KinesisSourcePatch[] = [
+  {
+    name: 'put-records-grouping',
+    find: 'var key = $ct_T2__O__O__(new $c_T2(), elem.ev, elem.e2);',
+    replace: 'var key = $ct_T2__O__O__(new $c_T2(), elem.ev, elem.e2); key.g = function () { return $m_sr_Statics$().E(this.m()); };',
+  },
+];
+
+/**
+ * `source` with each patch whose `find` occurs exactly once in it applied, and the names of those applied and of
+ * those not (a `find` absent or repeated: another kinesis-mock). KINESIS_BOOTSTRAP embeds it by its source.
+ */
+export function patchKinesisSource(source: string, patches: readonly KinesisSourcePatch[]): { source: string; applied: string[]; missing: string[] } {
+  const applied: string[] = [];
+  const missing: string[] = [];
+  let patched = source;
+  for (const patch of patches) {
+    const at = patched.indexOf(patch.find);
+    if (at === -1 || patched.indexOf(patch.find, at + 1) !== -1) {
+      missing.push(patch.name);
+      continue;
+    }
+    // Sliced, not String.replace: its replacement would read the patch's '$' sequences as patterns.
+    patched = patched.slice(0, at) + patch.replace + patched.slice(at + patch.find.length);
+    applied.push(patch.name);
+  }
+  return { source: patched, applied, missing };
 }
 
 // kinesis-mock hard-codes its listen address (ip4s Host "0.0.0.0", passed to Node as listen(port),
@@ -396,7 +448,7 @@ net.Server.prototype.listen = function (...args) {
     const address = this.address();
     // A parent gone by now cannot be told (ERR_IPC_CHANNEL_CLOSED, or EPIPE before this process read the channel close):
     // the callback takes that error, which would otherwise be an uncaught 'error' event; 'disconnect' stops the mock.
-    if (address && address.port === plainPort && process.send) process.send({ ${KINESIS_LISTENING}: plainPort }, () => undefined);
+    if (address && address.port === plainPort && process.send) process.send({ ${KINESIS_LISTENING}: plainPort, patches: kinesisPatches }, () => undefined);
   });
   this.on('connection', (socket) => {
     if (stopping) return socket.destroy(shutdown);
@@ -428,13 +480,18 @@ process.once('SIGTERM', () => {
 process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
 // code-cache.ts's own function.
 const pruneCodeCaches = ${pruneCodeCaches.toString()};
-if (process.env.SLUICE_KINESIS_CODE_CACHE) runWithCodeCache(process.env.SLUICE_KINESIS_MAIN, process.env.SLUICE_KINESIS_CODE_CACHE);
-else require(process.env.SLUICE_KINESIS_MAIN);
-// kinesis-mock's main.js is 9 MB of JavaScript: compiling it is most of its start. V8's code cache for it, kept in dir
-// under a hash of the source and this Node, spares that from the second start on (the caches of other versions that no
-// start has used for 30 days are pruned: code-cache.ts). Any problem with the cache (none yet,
-// unreadable, damaged, rejected by V8, a folder that cannot be written) only costs the compile.
-function runWithCodeCache(file, dir) {
+// The function that applies the source patches (KINESIS_SOURCE_PATCHES, passed in SLUICE_KINESIS_PATCHES).
+const patchKinesisSource = ${patchKinesisSource.toString()};
+// The names of the source patches applied to main.js as it was loaded, and of those not (another kinesis-mock): told
+// to the parent with the message that kinesis-mock listens.
+const kinesisPatches = { applied: [], missing: [] };
+runKinesisMain(process.env.SLUICE_KINESIS_MAIN, process.env.SLUICE_KINESIS_CODE_CACHE || undefined, JSON.parse(process.env.SLUICE_KINESIS_PATCHES || '[]'));
+// kinesis-mock's main.js, loaded as Node's loader would, with the source patches applied. It is 9 MB of JavaScript:
+// compiling it is most of its start. V8's code cache for it, kept in dir under a hash of the source, the patches and
+// this Node, spares that from the second start on (the caches of other versions that no start has used for 30 days
+// are pruned: code-cache.ts). Any problem with the cache (none yet, unreadable, damaged, rejected by V8, a folder that
+// cannot be written) only costs the compile; one with the file itself is said as Node's require says it.
+function runKinesisMain(file, dir, patches) {
   const vm = require('vm');
   const Module = require('module');
   const zlib = require('zlib');
@@ -443,29 +500,37 @@ function runWithCodeCache(file, dir) {
   let cachedData;
   try {
     const bytes = fs.readFileSync(file);
-    // The bytes hashed, not the string: hashing that would encode its 9 MB to UTF-8 again.
-    const key = require('crypto').createHash('sha256').update(process.version + ' ' + process.arch + '\\0').update(bytes).digest('hex').slice(0, 32);
-    const source = bytes.toString('utf8');
-    cacheFile = path.join(dir, 'kinesis-mock-' + key + '.v8cache');
-    // V8 checks a cache's version, flags, source length and size, but not its bytes (outside debug builds): a damaged
-    // one of the right size crashes the process (SIGTRAP) at every start, or runs. The file begins with a CRC-32 of the
-    // rest; a cache that does not match it is none.
-    try {
-      const kept = fs.readFileSync(cacheFile);
-      if (kept.length > 4 && kept.readUInt32BE(0) === zlib.crc32(kept.subarray(4))) cachedData = kept.subarray(4);
-    } catch (_) { /* not made yet */ }
+    const patched = patchKinesisSource(bytes.toString('utf8'), patches);
+    kinesisPatches.applied = patched.applied;
+    kinesisPatches.missing = patched.missing;
+    if (dir !== undefined) {
+      // The bytes hashed, not the string: hashing that would encode its 9 MB to UTF-8 again.
+      const hash = require('crypto').createHash('sha256').update(process.version + ' ' + process.arch + '\\0');
+      hash.update(JSON.stringify(patches.filter((patch) => patched.applied.includes(patch.name))) + '\\0');
+      cacheFile = path.join(dir, 'kinesis-mock-' + hash.update(bytes).digest('hex').slice(0, 32) + '.v8cache');
+      // V8 checks a cache's version, flags, source length and size, but not its bytes (outside debug builds): a
+      // damaged one of the right size crashes the process (SIGTRAP) at every start, or runs. The file begins with a
+      // CRC-32 of the rest; a cache that does not match it is none.
+      try {
+        const kept = fs.readFileSync(cacheFile);
+        if (kept.length > 4 && kept.readUInt32BE(0) === zlib.crc32(kept.subarray(4))) cachedData = kept.subarray(4);
+      } catch (_) { /* not made yet */ }
+    }
     // Node's own module wrapper. Its loader drops a #! first line, which inside the wrapper would not parse (kept as a
     // comment, for line numbers).
-    const wrapped = '(function (exports, require, module, __filename, __dirname) { ' + source.replace(/^#!/, '//#!') + '\\n});';
+    const wrapped = '(function (exports, require, module, __filename, __dirname) { ' + patched.source.replace(/^#!/, '//#!') + '\\n});';
     script = new vm.Script(wrapped, { filename: file, cachedData });
   } catch (_) {
-    require(file); // as without the cache: whatever went wrong is said as Node says it
+    kinesisPatches.applied = [];
+    kinesisPatches.missing = patches.map((patch) => patch.name);
+    require(file); // unpatched: whatever went wrong is said as Node says it
     return;
   }
   const mod = new Module(file, null);
   mod.filename = file;
   script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
   mod.loaded = true;
+  if (dir === undefined) return;
   if (cachedData !== undefined && !script.cachedDataRejected) {
     // Marked used (its modification time), so a start of another Node.js or kinesis-mock version does not prune it
     // (pruneCodeCaches, below); once a day at most.
@@ -576,6 +641,7 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
     SLUICE_CHECK_HOST: isLoopbackBinding(host) ? '1' : '0',
     SLUICE_KINESIS_MAIN: path.join(packageDir, 'main.js'),
     SLUICE_KINESIS_CODE_CACHE: options.codeCacheDir ?? kinesisCodeCacheDir(),
+    SLUICE_KINESIS_PATCHES: JSON.stringify(options.sourcePatches ?? KINESIS_SOURCE_PATCHES),
     KINESIS_MOCK_PLAIN_PORT: String(port),
     KINESIS_MOCK_TLS_PORT: String(tlsPort),
     AWS_REGION: localRegion(),
@@ -619,10 +685,13 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
     child.once('close', () => resolve());
     child.once('error', () => resolve());
   });
+  let sourcePatches: RunningService['sourcePatches'];
   const listening = new Promise<void>((resolve) => {
     const onMessage = (message: unknown): void => {
-      if ((message as Record<string, unknown> | null)?.[KINESIS_LISTENING] !== port) return;
+      const told = message as Record<string, unknown> | null;
+      if (told?.[KINESIS_LISTENING] !== port) return;
       child.removeListener('message', onMessage);
+      sourcePatches = told.patches as RunningService['sourcePatches'];
       resolve();
     };
     child.on('message', onMessage);
@@ -664,7 +733,7 @@ async function launchKinesis(options: KinesisEmulatorOptions): Promise<RunningSe
     throw err;
   }
   const how = exited.then(() => `${child.signalCode ? `signal ${child.signalCode}` : `exit code ${child.exitCode}`}.${output.describe()}`);
-  return { name, endpoint, port, stateDir, pid: child.pid, exited: how, stop };
+  return { name, endpoint, port, stateDir, pid: child.pid, exited: how, stop, sourcePatches };
 }
 
 /**

@@ -355,6 +355,10 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
     const startOnPort = async () => {
       const started = await startKinesis({ host, port: kinesisPort, dataDir, onSaveProblem: (line) => log(`sluice: ${line}`) });
       kinesisPort = started.port;
+      const missing = started.sourcePatches?.missing ?? [];
+      if (missing.length > 0) {
+        log(`sluice: kinesis-mock's main.js is not the one its source patches were written for (kinesis-local 0.6.2): ${missing.join(', ')} not applied, so it runs as published (lib/local/emulators.ts, KINESIS_SOURCE_PATCHES)`);
+      }
       return started;
     };
     const kinesis = await superviseKinesis(startOnPort, {

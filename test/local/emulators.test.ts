@@ -26,7 +26,18 @@ import {
   firehoseClient,
   kinesisClient,
 } from '../../lib/local/aws-clients';
-import { base64Problem, KINESIS_BOOTSTRAP, KINESIS_STATE_WARN_BYTES, kinesisCodeCacheDir, kinesisStateWatch, RunningService, startDynamo, startKinesis } from '../../lib/local/emulators';
+import {
+  base64Problem,
+  KINESIS_BOOTSTRAP,
+  KINESIS_SOURCE_PATCHES,
+  KINESIS_STATE_WARN_BYTES,
+  kinesisCodeCacheDir,
+  kinesisStateWatch,
+  patchKinesisSource,
+  RunningService,
+  startDynamo,
+  startKinesis,
+} from '../../lib/local/emulators';
 import { ephemeralRangeStart, freePort } from '../../lib/local/ports';
 import fc from 'fast-check';
 import { awsJsonRequest, rawExchange, refusedWebPages, webPageCases } from './web-page';
@@ -280,6 +291,94 @@ describe("base64Problem, the Kinesis guard's check of a Data string, as its boot
           : canonical ? undefined : lastNonPad;
       expect(embedded(value)).toBe(expected);
     }), { numRuns: 3000 });
+  });
+});
+
+describe("patchKinesisSource, the source patches of kinesis-mock's main.js", () => {
+  it('finds a place, once, for every patch in the installed kinesis-mock (another version of kinesis-local needs them written again)', () => {
+    const installed = readFileSync(require.resolve('kinesis-local/main.js'), 'utf8');
+    const { source, applied, missing } = patchKinesisSource(installed, KINESIS_SOURCE_PATCHES);
+    expect(missing).toEqual([]);
+    expect(applied).toEqual(KINESIS_SOURCE_PATCHES.map((patch) => patch.name));
+    for (const patch of KINESIS_SOURCE_PATCHES) expect(source.split(patch.replace)).toHaveLength(2);
+  });
+
+  it("applies a patch only where its text occurs exactly once, and inserts the replacement as written ('$' sequences too)", () => {
+    const patches = [
+      { name: 'once', find: 'var a = 1;', replace: "var a = '$&$1$$';" },
+      { name: 'twice', find: 'b();', replace: 'c();' },
+      { name: 'absent', find: 'd();', replace: 'e();' },
+    ];
+    expect(patchKinesisSource('var a = 1; b(); b();', patches)).toEqual({
+      source: "var a = '$&$1$$'; b(); b();",
+      applied: ['once'],
+      missing: ['twice', 'absent'],
+    });
+  });
+});
+
+describe("kinesis-mock's PutRecords, patched (put-records-grouping) and as published", () => {
+  // The patch changes how a request's records are grouped by shard; what a producer and a reader see must not change.
+  it('puts every record in the same shard, in the same order, with the same answers', async () => {
+    const started = await Promise.all([startKinesis({ port: 0 }), startKinesis({ port: 0, sourcePatches: [] })]);
+    const clients = started.map((mock) => kinesisClient(mock.endpoint));
+    try {
+      expect(started.map((mock) => mock.sourcePatches)).toEqual([
+        { applied: KINESIS_SOURCE_PATCHES.map((patch) => patch.name), missing: [] },
+        { applied: [], missing: [] },
+      ]);
+      // Records spread over four shards by partition key and by explicit hash key (the last shard's range), in
+      // requests of several sizes, one after another and two at once.
+      const batches = [7, 300, 1, 120, 45].map((size, b) => Array.from({ length: size }, (_, i) => ({
+        Data: Buffer.from(`{"b":${b},"i":${i}}`),
+        PartitionKey: `key-${(b * 31 + i * 7) % 23}`,
+        ...(i % 5 === 4 ? { ExplicitHashKey: (2n ** 128n - 1n - BigInt(i)).toString() } : {}),
+      })));
+      const seen = await Promise.all(clients.map(async (client) => {
+        await client.send(new CreateStreamCommand({ StreamName: 'grouped', ShardCount: 4 }));
+        await eventually('stream grouped to become ACTIVE', async () => {
+          const { StreamDescriptionSummary } = await client.send(new DescribeStreamSummaryCommand({ StreamName: 'grouped' }));
+          return StreamDescriptionSummary?.StreamStatus === 'ACTIVE' ? true : undefined;
+        });
+        const put = async (records: typeof batches[number]) => (await client.send(new PutRecordsCommand({ StreamName: 'grouped', Records: records }))).Records ?? [];
+        const answers = [await put(batches[0]), await put(batches[1]), ...(await Promise.all([put(batches[2]), put(batches[3])])), await put(batches[4])];
+        const { Shards } = await client.send(new ListShardsCommand({ StreamName: 'grouped' }));
+        const shards: Record<string, string[]> = {};
+        for (const shard of Shards ?? []) {
+          const { ShardIterator } = await client.send(new GetShardIteratorCommand({ StreamName: 'grouped', ShardId: shard.ShardId, ShardIteratorType: 'TRIM_HORIZON' }));
+          const { Records } = await client.send(new GetRecordsCommand({ ShardIterator }));
+          shards[shard.ShardId as string] = (Records ?? []).map((record) => `${record.PartitionKey} ${Buffer.from(record.Data ?? []).toString('utf8')}`);
+        }
+        return { answers: answers.map((records) => records.map((r) => r.ShardId ?? r.ErrorCode)), shards };
+      }));
+      expect(Object.values(seen[0].shards).flat()).toHaveLength(473);
+      expect(Object.values(seen[0].shards).filter((records) => records.length > 0)).toHaveLength(4);
+      // Two requests at once may be taken in either order: within a shard, their records are compared as sets.
+      const byRequest = (records: string[]) => records.map((r) => r.replace(/^key-\d+ /u, '')).sort();
+      expect(seen[1].answers).toEqual(seen[0].answers);
+      for (const shard of Object.keys(seen[0].shards)) {
+        expect(byRequest(seen[1].shards[shard])).toEqual(byRequest(seen[0].shards[shard]));
+        const inOrder = (records: string[]) => records.filter((r) => !/"b":[23],/u.test(r));
+        expect(inOrder(seen[1].shards[shard])).toEqual(inOrder(seen[0].shards[shard]));
+      }
+    } finally {
+      for (const client of clients) client.destroy();
+      await Promise.all(started.map((mock) => mock.stop()));
+    }
+  });
+
+  it('says which patches found no place (another main.js), and runs without them', async () => {
+    const mock = await startKinesis({ port: 0, sourcePatches: [...KINESIS_SOURCE_PATCHES, { name: 'elsewhere', find: 'no such text in main.js', replace: '' }] });
+    const client = kinesisClient(mock.endpoint);
+    try {
+      expect(mock.sourcePatches).toEqual({ applied: KINESIS_SOURCE_PATCHES.map((patch) => patch.name), missing: ['elsewhere'] });
+      await createActiveStream(client, 'unpatched');
+      await putRecords(client, 'unpatched', ['{"n":1}']);
+      expect(await readAll(client, 'unpatched')).toEqual(['{"n":1}']);
+    } finally {
+      client.destroy();
+      await mock.stop();
+    }
   });
 });
 
