@@ -5,14 +5,19 @@
  * plain SDK client). The `iot` pipeline runs with the lake destination only, so the metadata
  * consumer (whose DynamoDB emulator is slower still) is not part of what is measured.
  *
+ * Then kinesis-mock alone, as its stream grows: PutRecords rates for each successive slice of records
+ * into a 4-shard stream, with the twin's source patches (KINESIS_SOURCE_PATCHES) and without them
+ * (kinesis-mock as published), which is the floor this part compares with.
+ *
  * Run: node bin/run-ts.js bench/kinesis.ts [--quick]. Prints a table; never fails on timing.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
+import { CreateStreamCommand, DescribeStreamSummaryCommand, GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { loadConfig, resourceNames } from '../lib/config';
 import { kinesisClient } from '../lib/local/aws-clients';
+import { KINESIS_SOURCE_PATCHES, startKinesis } from '../lib/local/emulators';
 import { startTwin } from '../lib/local/twin';
 import { readSchema } from '../lib/schema';
 import { kinesisPutBatch, putConcurrently, TrafficGenerator } from '../test/load/traffic';
@@ -91,6 +96,43 @@ async function main(): Promise<void> {
     ],
   ));
   if (rows !== count) console.log(`\nnote: ${count - rows} records did not become rows (expected all to)`);
+
+  const slice = QUICK ? 2_500 : 5_000;
+  const slices = 4;
+  const putRecords = new TrafficGenerator({ schema: readSchema(PIPELINE), mix: { badRate: 0, blankRate: 0 }, seed: 12 }).chunk(0, slice * slices).map((r) => r.data);
+  const patched = await putRatesAsStreamGrows(putRecords, slice, true);
+  const published = await putRatesAsStreamGrows(putRecords, slice, false);
+  console.log(`\nkinesis-mock alone: PutRecords of ${PIPELINE} records into a 4-shard stream (${BATCH}-record requests, 2 in flight), records/s for each slice of ${slice.toLocaleString('en-US')} as the stream grows; with the twin's source patches (${KINESIS_SOURCE_PATCHES.map((p) => p.name).join(', ')}) and as published\n`);
+  console.log(table(
+    ['records already in the stream', 'patched records/s', 'as published records/s', 'patched / as published'],
+    patched.map((rate, i) => [(i * slice).toLocaleString('en-US'), Math.round(rate).toLocaleString('en-US'), Math.round(published[i]).toLocaleString('en-US'), (rate / published[i]).toFixed(2)]),
+  ));
+}
+
+/** PutRecords rates (records/s) into a fresh kinesis-mock's 4-shard stream, one for each successive `slice` of `records`. */
+async function putRatesAsStreamGrows(records: Buffer[], slice: number, patched: boolean): Promise<number[]> {
+  const mock = await startKinesis({ port: 0, ...(patched ? {} : { sourcePatches: [] }) });
+  const client = kinesisClient(mock.endpoint);
+  try {
+    await client.send(new CreateStreamCommand({ StreamName: 'grows', ShardCount: 4 }));
+    while ((await client.send(new DescribeStreamSummaryCommand({ StreamName: 'grows' }))).StreamDescriptionSummary?.StreamStatus !== 'ACTIVE') {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const rates: number[] = [];
+    for (let from = 0; from < records.length; from += slice) {
+      const part = records.slice(from, from + slice);
+      const batches = function* () {
+        for (let i = 0; i < part.length; i += BATCH) yield { records: part.slice(i, i + BATCH), firstIndex: from + i };
+      };
+      const started = performance.now();
+      await putConcurrently(kinesisPutBatch(client, 'grows'), batches(), 2);
+      rates.push(part.length / ((performance.now() - started) / 1000));
+    }
+    return rates;
+  } finally {
+    client.destroy();
+    await mock.stop();
+  }
 }
 
 if (require.main === module || path.resolve(process.argv[1] ?? '') === __filename) {
