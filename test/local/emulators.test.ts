@@ -17,6 +17,7 @@ import {
   ListStreamsCommand,
   PutRecordCommand,
   PutRecordsCommand,
+  ShardIteratorType,
 } from '@aws-sdk/client-kinesis';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -317,7 +318,7 @@ describe("patchKinesisSource, the source patches of kinesis-mock's main.js", () 
   });
 });
 
-describe("kinesis-mock's PutRecords, patched (put-records-grouping) and as published", () => {
+describe("kinesis-mock, patched (KINESIS_SOURCE_PATCHES) and as published", () => {
   // The patch changes how a request's records are grouped by shard; what a producer and a reader see must not change.
   it('puts every record in the same shard, in the same order, with the same answers', async () => {
     const started = await Promise.all([startKinesis({ port: 0 }), startKinesis({ port: 0, sourcePatches: [] })]);
@@ -361,6 +362,66 @@ describe("kinesis-mock's PutRecords, patched (put-records-grouping) and as publi
         const inOrder = (records: string[]) => records.filter((r) => !/"b":[23],/u.test(r));
         expect(inOrder(seen[1].shards[shard])).toEqual(inOrder(seen[0].shards[shard]));
       }
+    } finally {
+      for (const client of clients) client.destroy();
+      await Promise.all(started.map((mock) => mock.stop()));
+    }
+  });
+
+  // trace-log-context(-skip) and data-base64 change how answers are made; what a reader sees must not change.
+  it('answers GetShardIterator and GetRecords alike: every iterator type, small Limits, binary Data of every padding', async () => {
+    const started = await Promise.all([startKinesis({ port: 0 }), startKinesis({ port: 0, sourcePatches: [] })]);
+    const clients = started.map((mock) => kinesisClient(mock.endpoint));
+    try {
+      // Bytes that are no UTF-8, of lengths 1–200 (base64 with 0, 1 and 2 '='), a few empty-looking ones included.
+      const payloads = Array.from({ length: 200 }, (_, i) => Buffer.from(Array.from({ length: i + 1 }, (_, j) => (i * 37 + j * 101) % 256)));
+      const seen = await Promise.all(clients.map(async (client) => {
+        await createActiveStream(client, 'read');
+        await client.send(new PutRecordsCommand({ StreamName: 'read', Records: payloads.map((Data, i) => ({ Data, PartitionKey: `key-${i % 13}` })) }));
+        const { Shards } = await client.send(new ListShardsCommand({ StreamName: 'read' }));
+        const ShardId = Shards?.[0]?.ShardId;
+        const iterator = async (type: ShardIteratorType, more: { StartingSequenceNumber?: string; Timestamp?: Date } = {}) =>
+          (await client.send(new GetShardIteratorCommand({ StreamName: 'read', ShardId, ShardIteratorType: type, ...more }))).ShardIterator;
+        // Everything a reader sees but the sequence numbers and arrival times, which differ between two streams.
+        const page = async (ShardIterator: string | undefined, Limit: number) => {
+          const out = await client.send(new GetRecordsCommand({ ShardIterator, Limit }));
+          return {
+            records: (out.Records ?? []).map((r) => [Buffer.from(r.Data ?? []).toString('base64'), r.PartitionKey, r.EncryptionType]),
+            sequenceNumbers: (out.Records ?? []).map((r) => r.SequenceNumber as string),
+            next: out.NextShardIterator,
+            childShards: out.ChildShards,
+          };
+        };
+        const pages = [];
+        const sequenceNumbers: string[] = [];
+        let next = await iterator('TRIM_HORIZON');
+        for (const limit of [1, 7, 50, 3, 10_000, 5]) {
+          const got = await page(next, limit);
+          pages.push({ ...got, sequenceNumbers: undefined, next: got.next !== undefined });
+          sequenceNumbers.push(...got.sequenceNumbers);
+          next = got.next;
+        }
+        const at = [];
+        for (const k of [0, 1, 99, 198, 199]) {
+          for (const type of ['AT_SEQUENCE_NUMBER', 'AFTER_SEQUENCE_NUMBER'] as const) {
+            at.push((await page(await iterator(type, { StartingSequenceNumber: sequenceNumbers[k] }), 3)).records);
+          }
+        }
+        const missing = await iterator('AT_SEQUENCE_NUMBER', { StartingSequenceNumber: sequenceNumbers[0].replace(/\d$/u, (d) => String((Number(d) + 5) % 10)) })
+          .then(() => 'answered', (err: Error) => err.name);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const byTime = [(await page(await iterator('AT_TIMESTAMP', { Timestamp: new Date(0) }), 10_000)).records.length,
+          (await page(await iterator('AT_TIMESTAMP', { Timestamp: new Date() }), 10_000)).records.length];
+        const latest = await iterator('LATEST');
+        const before = (await page(latest, 10)).records;
+        await putRecords(client, 'read', ['{"late":1}', '{"late":2}']);
+        const after = (await page(latest, 10)).records;
+        return { pages, count: sequenceNumbers.length, at, missing, byTime, before, after };
+      }));
+      expect(seen[0].count).toBe(200);
+      expect(seen[0].at.flat()).toHaveLength(22);
+      expect(seen[0].after).toHaveLength(2);
+      expect(seen[1]).toEqual(seen[0]);
     } finally {
       for (const client of clients) client.destroy();
       await Promise.all(started.map((mock) => mock.stop()));
