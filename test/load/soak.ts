@@ -9,9 +9,9 @@
  *
  * Most records go through Firehose PutRecordBatch to the DirectPut pipeline (`app-events`); a share
  * (0.5 % by default) goes through Kinesis PutRecords to `iot`, read by the twin's Firehose reader and
- * by the metadata consumer. kinesis-mock takes a few hundred records/s (README, Kinesis row) and the metadata consumer's
- * DynamoDB emulator (dynalite) far fewer, so that share is sized for both producers to finish at
- * about the same time.
+ * by the metadata consumer. The metadata consumer's DynamoDB emulator (dynalite) takes far fewer records/s than
+ * kinesis-mock (thousands since its source patches: README, Kinesis rows), so that share is sized for both producers to
+ * finish at about the same time (README, note ¹: a run with 5 % went at about 400 records/s in all).
  *
  * `runSoak()` is the one program; test/load/soak.test.ts runs ≈ 50,000 records in `npm test`, and
  * `npm run soak` runs 1,000,000 from the command line:
