@@ -586,8 +586,9 @@ function runKinesisMain(file, dir, patches) {
     } catch (_) {
       try { fs.rmSync(partial, { force: true }); } catch (_) { /* as above */ }
     }
-    // Each Node.js or kinesis-mock version has its own cache (about 10 MB): those no start has used for 30 days go, and
-    // partials a writer that died left over an hour ago; a cache in use (another Node.js's, sharing the folder) stays.
+    // Each Node.js or kinesis-mock version, and each set of source patches applied (tests and bench/kinesis.ts also run
+    // it unpatched), has its own cache (about 10 MB): those no start has used for 30 days go, and partials a writer that
+    // died left over an hour ago; a cache in use (another Node.js's, sharing the folder) stays.
     // Written or not (a full disk): the space freed serves the next start.
     try {
       pruneCodeCaches(fs, dir, 'kinesis-mock-', path.basename(cacheFile), ${CODE_CACHE_UNUSED_MS}, ${CODE_CACHE_PARTIAL_MS}, Date.now());
