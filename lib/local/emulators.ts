@@ -135,9 +135,10 @@ export interface KinesisSourcePatch {
  * trace-log-context, trace-log-context-skip: every API call encoded its whole request, and its whole response, to JSON
  * and printed that to a string for a log context (LoggingContext.bM), whose only use is the trace-level "Logging
  * request" / "Logging response" lines, printed at LOG_LEVEL=TRACE alone (the twin runs at WARN): a GetRecords of 10,000
- * records printed its response twice, a PutRecords its 500 records once more. The first patch notes when a ConsoleLogger
- * is made at the trace level (Scala's own test: the level, not null, is Trace); the second returns the context unchanged
- * from bM for the keys "request" and "response" while none was: at the trace level everything runs as published. Every
+ * records printed its response twice, a PutRecords its 500 records once more. The first patch notes, as each ConsoleLogger
+ * is made, whether any is at the trace level (Scala's own test: the level, not null, is Trace); the second returns the
+ * context unchanged from bM for the keys "request" and "response" only once the first has noted that none is (without
+ * the first, it skips nothing): at the trace level everything runs as published. Every
  * bM call with those keys (52, all in kinesis.mock.cache.Cache) is an argument of the trace call (its `this.M`, a
  * ConsoleLogger) and nothing else, and encoding and printing have no effect but the string, so only unprinted work is
  * skipped (the three other bM calls, "resourceArn", whose contexts warnings use, are untouched). Measured (kinesis-mock
@@ -159,12 +160,12 @@ export const KINESIS_SOURCE_PATCHES: readonly KinesisSourcePatch[] = [
   {
     name: 'trace-log-context',
     find: '  this.vd = logLevel;',
-    replace: '  this.vd = logLevel; if (logLevel !== null && logLevel === $m_Lkinesis_mock_ConsoleLogger$LogLevel$Trace$()) $c_Lkinesis_mock_LoggingContext.sluiceTrace = true;',
+    replace: '  this.vd = logLevel; $c_Lkinesis_mock_LoggingContext.sluiceTrace = $c_Lkinesis_mock_LoggingContext.sluiceTrace === true || (logLevel !== null && logLevel === $m_Lkinesis_mock_ConsoleLogger$LogLevel$Trace$());',
   },
   {
     name: 'trace-log-context-skip',
     find: '$p.bM = (function(key, a, isCbor, evidence$1) {',
-    replace: '$p.bM = (function(key, a, isCbor, evidence$1) { if ((key === "request" || key === "response") && !$c_Lkinesis_mock_LoggingContext.sluiceTrace) return this;',
+    replace: '$p.bM = (function(key, a, isCbor, evidence$1) { if ((key === "request" || key === "response") && $c_Lkinesis_mock_LoggingContext.sluiceTrace === false) return this;',
   },
   {
     name: 'data-base64',

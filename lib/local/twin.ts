@@ -357,7 +357,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       kinesisPort = started.port;
       const missing = started.sourcePatches?.missing ?? [];
       if (missing.length > 0) {
-        log(`sluice: kinesis-mock's main.js is not the one its source patches were written for (kinesis-local 0.6.2): ${missing.join(', ')} not applied, so it runs as published (lib/local/emulators.ts, KINESIS_SOURCE_PATCHES)`);
+        log(`sluice: kinesis-mock runs without its source patches ${missing.join(', ')} (lib/local/emulators.ts, KINESIS_SOURCE_PATCHES, written for kinesis-local 0.6.2's main.js): each found no single place in its main.js, or the patched file did not compile; what it stores and answers is the same, only slower`);
       }
       return started;
     };

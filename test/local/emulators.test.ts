@@ -428,7 +428,7 @@ describe("kinesis-mock, patched (KINESIS_SOURCE_PATCHES) and as published", () =
     }
   });
 
-  it('says which patches found no place (another main.js), and runs without them', async () => {
+  it('says which patches found no place (another main.js), and runs with the others', async () => {
     const mock = await startKinesis({ port: 0, sourcePatches: [...KINESIS_SOURCE_PATCHES, { name: 'elsewhere', find: 'no such text in main.js', replace: '' }] });
     const client = kinesisClient(mock.endpoint);
     try {
