@@ -234,11 +234,13 @@ export function registerLocalCommands(program: Command): void {
       const config = twinConfig(flags, flags.bufferInterval);
       const dataDir = dataDirPath(flags.dataDir ?? process.env.SLUICE_DATA_DIR ?? defaultDataDir());
       const { twin, release } = await startLockedTwin(twinOptions(flags, config, dataDir, localUpPorts(flags, config)));
-      printEndpoints(twin, config);
-      console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
-      // On stderr, as every command's status lines are: stdout holds the endpoints and the summary.
+      // Taken before the line that says it runs: a supervisor may send SIGTERM as soon as it reads it, and a signal with
+      // no listener yet would end the process unflushed. On stderr, as every command's status lines are: stdout holds
+      // the endpoints and the summary.
       const stop = takeStopSignals(dataDir, (signal) => console.error(`\n${signal}: flushing… (${againExits(signal)} at once and leaves the rest for the next start)`));
       stop.holding(release);
+      printEndpoints(twin, config);
+      console.log('\nRunning. Ctrl-C stops taking records, flushes every buffer and exits.');
       await once(stop.requested, 'abort');
       try {
         await twin.stop();

@@ -205,8 +205,8 @@ export interface LocalUpProcess {
 const SLUICE_BIN = path.resolve(__dirname, '..', '..', 'bin', 'sluice.js');
 
 /** Starts `node bin/sluice.js local up` on free ports and resolves once it prints that it is running. */
-export async function startLocalUp(dataDir: string, args: readonly string[], timeoutMs = 45_000): Promise<LocalUpProcess> {
-  const child = spawn(process.execPath, [SLUICE_BIN, 'local', 'up', '--data-dir', dataDir,
+export async function startLocalUp(dataDir: string, args: readonly string[], timeoutMs = 45_000, nodeArgs: readonly string[] = []): Promise<LocalUpProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, SLUICE_BIN, 'local', 'up', '--data-dir', dataDir,
     '--firehose-port', '0', '--kinesis-port', '0', '--dynamo-port', '0', ...args], {
     cwd: path.resolve(__dirname, '..', '..'),
     env: { ...process.env, SLUICE_FAULTS: '' },
