@@ -130,25 +130,31 @@ function isRunning(pid: number): boolean {
   return !existsSync(stat) || readFileSync(stat, 'utf8').split(') ')[1]?.[0] !== 'Z';
 }
 
-async function createActiveStream(client: KinesisClient, streamName: string): Promise<void> {
-  await client.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: 1 }));
+async function createActiveStream(client: KinesisClient, streamName: string, shardCount = 1): Promise<void> {
+  await client.send(new CreateStreamCommand({ StreamName: streamName, ShardCount: shardCount }));
   await eventually(`stream ${streamName} to become ACTIVE`, async () => {
     const { StreamDescriptionSummary } = await client.send(new DescribeStreamSummaryCommand({ StreamName: streamName }));
     return StreamDescriptionSummary?.StreamStatus === 'ACTIVE' ? true : undefined;
   });
 }
 
-async function readAll(client: KinesisClient, streamName: string): Promise<string[]> {
+/** Each shard's records from TRIM_HORIZON (one GetRecords), their data as UTF-8, by shard id in ListShards' order. */
+async function readShards(client: KinesisClient, streamName: string): Promise<Record<string, Array<{ partitionKey?: string; data: string }>>> {
   const { Shards } = await client.send(new ListShardsCommand({ StreamName: streamName }));
-  const data: string[] = [];
+  const shards: Record<string, Array<{ partitionKey?: string; data: string }>> = {};
   for (const shard of Shards ?? []) {
     const { ShardIterator } = await client.send(
       new GetShardIteratorCommand({ StreamName: streamName, ShardId: shard.ShardId, ShardIteratorType: 'TRIM_HORIZON' }),
     );
     const { Records } = await client.send(new GetRecordsCommand({ ShardIterator }));
-    data.push(...(Records ?? []).map((record) => Buffer.from(record.Data ?? []).toString('utf8')));
+    shards[shard.ShardId as string] = (Records ?? []).map((record) => ({ partitionKey: record.PartitionKey, data: Buffer.from(record.Data ?? []).toString('utf8') }));
   }
-  return data;
+  return shards;
+}
+
+/** Every record's data, shard after shard. */
+async function readAll(client: KinesisClient, streamName: string): Promise<string[]> {
+  return Object.values(await readShards(client, streamName)).flat().map((record) => record.data);
 }
 
 async function putRecords(client: KinesisClient, streamName: string, payloads: string[]): Promise<void> {
@@ -336,21 +342,10 @@ describe("kinesis-mock, patched (KINESIS_SOURCE_PATCHES) and as published", () =
         ...(i % 5 === 4 ? { ExplicitHashKey: (2n ** 128n - 1n - BigInt(i)).toString() } : {}),
       })));
       const seen = await Promise.all(clients.map(async (client) => {
-        await client.send(new CreateStreamCommand({ StreamName: 'grouped', ShardCount: 4 }));
-        await eventually('stream grouped to become ACTIVE', async () => {
-          const { StreamDescriptionSummary } = await client.send(new DescribeStreamSummaryCommand({ StreamName: 'grouped' }));
-          return StreamDescriptionSummary?.StreamStatus === 'ACTIVE' ? true : undefined;
-        });
+        await createActiveStream(client, 'grouped', 4);
         const put = async (records: typeof batches[number]) => (await client.send(new PutRecordsCommand({ StreamName: 'grouped', Records: records }))).Records ?? [];
         const answers = [await put(batches[0]), await put(batches[1]), ...(await Promise.all([put(batches[2]), put(batches[3])])), await put(batches[4])];
-        const { Shards } = await client.send(new ListShardsCommand({ StreamName: 'grouped' }));
-        const shards: Record<string, string[]> = {};
-        for (const shard of Shards ?? []) {
-          const { ShardIterator } = await client.send(new GetShardIteratorCommand({ StreamName: 'grouped', ShardId: shard.ShardId, ShardIteratorType: 'TRIM_HORIZON' }));
-          const { Records } = await client.send(new GetRecordsCommand({ ShardIterator }));
-          shards[shard.ShardId as string] = (Records ?? []).map((record) => `${record.PartitionKey} ${Buffer.from(record.Data ?? []).toString('utf8')}`);
-        }
-        return { answers: answers.map((records) => records.map((r) => r.ShardId ?? r.ErrorCode)), shards };
+        return { answers: answers.map((records) => records.map((r) => r.ShardId ?? r.ErrorCode)), shards: Object.fromEntries(Object.entries(await readShards(client, 'grouped')).map(([shard, records]) => [shard, records.map((r) => `${r.partitionKey} ${r.data}`)])) };
       }));
       expect(Object.values(seen[0].shards).flat()).toHaveLength(473);
       expect(Object.values(seen[0].shards).filter((records) => records.length > 0)).toHaveLength(4);
@@ -436,6 +431,21 @@ describe("kinesis-mock, patched (KINESIS_SOURCE_PATCHES) and as published", () =
       await createActiveStream(client, 'unpatched');
       await putRecords(client, 'unpatched', ['{"n":1}']);
       expect(await readAll(client, 'unpatched')).toEqual(['{"n":1}']);
+    } finally {
+      client.destroy();
+      await mock.stop();
+    }
+  });
+
+  it('loads its main.js as published, every patch named missing, when the patched file does not compile', async () => {
+    const broken = { name: 'broken', find: KINESIS_SOURCE_PATCHES[0].find, replace: `${KINESIS_SOURCE_PATCHES[0].find} ((` };
+    const mock = await startKinesis({ port: 0, sourcePatches: [broken, ...KINESIS_SOURCE_PATCHES.slice(1)] });
+    const client = kinesisClient(mock.endpoint);
+    try {
+      expect(mock.sourcePatches).toEqual({ applied: [], missing: ['broken', ...KINESIS_SOURCE_PATCHES.slice(1).map((patch) => patch.name)] });
+      await createActiveStream(client, 'as-published');
+      await putRecords(client, 'as-published', ['{"n":2}']);
+      expect(await readAll(client, 'as-published')).toEqual(['{"n":2}']);
     } finally {
       client.destroy();
       await mock.stop();
